@@ -1,0 +1,327 @@
+"""Configuration: process settings from the environment and dataset configs from YAML files.
+
+Reading configuration changes nothing on disk or in MLflow: no directories are created and no tracking URI is
+set here, so DAG files may import this module at parse time (it only needs the standard library and PyYAML).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_DATASET = "telco_churn"
+
+
+class ConfigError(ValueError):
+    """A dataset config or a setting is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide settings, read from environment variables with defaults.
+
+    Attributes:
+        home_dir: Root of all Driftloop state (landing zone, snapshots, predictions, reports).
+        tracking_uri: MLflow tracking server URI.
+        dataset: Name of the active dataset config.
+        config_dir: Folder holding ``<dataset>.yaml`` configs.
+        overrides: Deep-merged into every dataset config (from ``DRIFTLOOP_CONFIG_OVERRIDES``, JSON).
+    """
+
+    home_dir: Path
+    tracking_uri: str
+    dataset: str
+    config_dir: Path
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``)."""
+        env = os.environ if env is None else env
+        raw_overrides = env.get("DRIFTLOOP_CONFIG_OVERRIDES", "").strip()
+        try:
+            overrides = json.loads(raw_overrides) if raw_overrides else {}
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON: {exc}") from exc
+        if not isinstance(overrides, dict):
+            raise ConfigError("DRIFTLOOP_CONFIG_OVERRIDES must be a JSON object")
+        return cls(
+            home_dir=Path(env.get("DRIFTLOOP_HOME", str(PROJECT_DIR / ".driftloop"))).resolve(),
+            tracking_uri=env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
+            dataset=env.get("DRIFTLOOP_DATASET", DEFAULT_DATASET),
+            config_dir=Path(env.get("DRIFTLOOP_CONFIG_DIR", str(PROJECT_DIR / "include" / "configs"))).resolve(),
+            overrides=overrides,
+        )
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the raw dataset comes from (used by the simulator and contract bootstrap)."""
+
+    loader: str
+    package: str = ""
+    item: str = ""
+    path: str = ""
+    drop_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """PyCaret options and the holdout split."""
+
+    models: tuple[str, ...] = ("lr", "lightgbm", "rf")
+    folds: int = 5
+    tune_iter: int = 10
+    sort_metric: str = "AUC"
+    test_size: float = 0.2
+    seed: int = 42
+    reference_rows: int = 5000
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Promotion gate: absolute floors for a first champion, margin over the champion afterwards."""
+
+    primary_metric: str = "AUC"
+    floors: dict[str, float] = field(default_factory=lambda: {"AUC": 0.7})
+    min_improvement: float = 0.0
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Drift and live-performance thresholds used by monitoring and the drift sensor."""
+
+    drift_share_threshold: float = 0.3
+    f1_drop_threshold: float = 0.10
+    cooldown_s: int = 3600
+    min_rows: int = 30
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Batch scoring options."""
+
+    threshold: float = 0.5
+    chunk_rows: int = 100_000
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Everything Driftloop needs to know about one tabular dataset.
+
+    A new dataset is a new YAML file in the config folder; no code changes.
+    """
+
+    name: str
+    source: SourceConfig
+    id_column: str
+    target: str
+    positive_label: str
+    task: str
+    numeric_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    sensitive_features: tuple[str, ...] = ()
+    description: str = ""
+    model_name: str = ""
+    contract: dict[str, Any] = field(default_factory=dict)
+    training: TrainingConfig = TrainingConfig()
+    gates: GateConfig = GateConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    inference: InferenceConfig = InferenceConfig()
+    config_path: str = ""
+
+    @property
+    def features(self) -> list[str]:
+        """All model input columns, numeric first."""
+        return [*self.numeric_features, *self.categorical_features]
+
+    @property
+    def registered_model_name(self) -> str:
+        """Name of the model in the MLflow registry."""
+        return self.model_name or self.name.replace("_", "-")
+
+    def experiment_name(self, stage: str) -> str:
+        """MLflow experiment for a lifecycle stage (``data``, ``training``, ``inference``, ``monitoring``)."""
+        return f"driftloop/{self.name}/{stage}"
+
+    @cached_property
+    def asset_uris(self) -> dict[str, str]:
+        """URIs of the Airflow Assets that connect the DAGs of this dataset."""
+        return {
+            "snapshot": f"driftloop://{self.name}/training-snapshot",
+            "batches": f"driftloop://{self.name}/scoring-batches",
+            "predictions": f"driftloop://{self.name}/predictions",
+        }
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
+    raw = raw or {}
+    known = set(cls.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return cls(**values)
+
+
+def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetConfig:
+    """Validate a raw config mapping and build a :class:`DatasetConfig`.
+
+    Args:
+        raw: Parsed YAML mapping.
+        config_path: Where it was read from, for error messages.
+
+    Returns:
+        The dataset config.
+
+    Raises:
+        ConfigError: A required key is missing, a key is unknown or a value is inconsistent.
+    """
+    where = config_path or "dataset config"
+    required = ["name", "source", "target", "positive_label", "task", "features"]
+    missing = [key for key in required if key not in raw]
+    if missing:
+        raise ConfigError(f"{where}: missing required keys {missing}")
+    features = raw["features"] or {}
+    numeric = tuple(features.get("numeric", []))
+    categorical = tuple(features.get("categorical", []))
+    if not numeric and not categorical:
+        raise ConfigError(f"{where}: features.numeric and features.categorical are both empty")
+    overlap = set(numeric) & set(categorical)
+    if overlap:
+        raise ConfigError(f"{where}: columns listed as both numeric and categorical: {sorted(overlap)}")
+    if raw["task"] != "classification":
+        raise ConfigError(f"{where}: task {raw['task']!r} is not supported yet (supported: classification)")
+    id_column = raw.get("id_column", "row_id")
+    for col in (raw["target"], id_column):
+        if col in numeric or col in categorical:
+            raise ConfigError(f"{where}: {col!r} is the id or target and cannot also be a feature")
+    sensitive = tuple(raw.get("sensitive", []))
+    unknown_sensitive = set(sensitive) - set(numeric) - set(categorical)
+    if unknown_sensitive:
+        raise ConfigError(f"{where}: sensitive columns {sorted(unknown_sensitive)} are not features")
+    cfg = DatasetConfig(
+        name=raw["name"],
+        description=raw.get("description", ""),
+        source=_build(SourceConfig, raw["source"], f"{where}: source"),
+        id_column=id_column,
+        target=raw["target"],
+        positive_label=str(raw["positive_label"]),
+        task=raw["task"],
+        numeric_features=numeric,
+        categorical_features=categorical,
+        sensitive_features=sensitive,
+        model_name=raw.get("model_name", ""),
+        contract=raw.get("contract", {}) or {},
+        training=_build(TrainingConfig, raw.get("training"), f"{where}: training"),
+        gates=_build(GateConfig, raw.get("gates"), f"{where}: gates"),
+        monitoring=_build(MonitoringConfig, raw.get("monitoring"), f"{where}: monitoring"),
+        inference=_build(InferenceConfig, raw.get("inference"), f"{where}: inference"),
+        config_path=config_path,
+    )
+    if not 0 < cfg.training.test_size < 1:
+        raise ConfigError(f"{where}: training.test_size must be in (0, 1), got {cfg.training.test_size}")
+    if not cfg.training.models:
+        raise ConfigError(f"{where}: training.models is empty")
+    return cfg
+
+
+def load_dataset_config(name: str | None = None, settings: Settings | None = None) -> DatasetConfig:
+    """Read ``<config_dir>/<name>.yaml``, apply ``DRIFTLOOP_CONFIG_OVERRIDES`` and validate it.
+
+    Args:
+        name: Dataset config name; defaults to ``settings.dataset``.
+        settings: Process settings; defaults to :meth:`Settings.from_env`.
+
+    Returns:
+        The validated dataset config.
+
+    Raises:
+        ConfigError: The file does not exist or is invalid.
+    """
+    settings = settings or Settings.from_env()
+    name = name or settings.dataset
+    path = settings.config_dir / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in settings.config_dir.glob("*.yaml"))
+        raise ConfigError(f"no dataset config {path} (available: {available})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return parse_dataset_config(_deep_merge(raw, settings.overrides), str(path))
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    """Where one dataset's state lives under ``DRIFTLOOP_HOME``. Nothing is created until a stage writes."""
+
+    root: Path
+
+    @classmethod
+    def for_dataset(cls, cfg: DatasetConfig, settings: Settings | None = None) -> StatePaths:
+        """State paths for ``cfg`` under the settings' home folder."""
+        settings = settings or Settings.from_env()
+        return cls(root=settings.home_dir / "data" / cfg.name)
+
+    @property
+    def landing_dir(self) -> Path:
+        """Incoming feature batches (CSV or parquet) are dropped here."""
+        return self.root / "landing" / "batches"
+
+    @property
+    def labels_landing_dir(self) -> Path:
+        """Late-arriving label files (id + target) are dropped here."""
+        return self.root / "landing" / "labels"
+
+    @property
+    def archive_dir(self) -> Path:
+        """Accepted original files, moved out of the landing zone, kept byte for byte."""
+        return self.root / "archive"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Rejected files and rows, each with a machine-readable reason."""
+        return self.root / "quarantine"
+
+    @property
+    def batches_dir(self) -> Path:
+        """Accepted, validated batches as parquet plus a JSON manifest each."""
+        return self.root / "batches"
+
+    @property
+    def labels_dir(self) -> Path:
+        """Accepted label files as parquet."""
+        return self.root / "labels"
+
+    @property
+    def snapshots_dir(self) -> Path:
+        """Immutable content-addressed training snapshots."""
+        return self.root / "snapshots"
+
+    @property
+    def predictions_dir(self) -> Path:
+        """One predictions parquet per scored batch."""
+        return self.root / "predictions"
+
+    @property
+    def reports_dir(self) -> Path:
+        """Profiles, drift reports and other HTML artifacts before they are logged."""
+        return self.root / "reports"
