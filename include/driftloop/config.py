@@ -84,6 +84,9 @@ class TrainingConfig:
     test_size: float = 0.2
     seed: int = 42
     reference_rows: int = 5000
+    # New labelled data retrains on its own only when the snapshot grew by this share since the last training;
+    # otherwise retraining waits for the drift sensor or an operator.
+    retrain_min_growth: float = 0.5
 
 
 @dataclass(frozen=True)

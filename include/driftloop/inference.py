@@ -1,0 +1,211 @@
+"""Batch inference: score accepted batches with the model behind ``models:/<name>@champion``.
+
+The alias is resolved once per run to a concrete version, so every row of a run is scored by the same model and
+the predictions say which one. Batches are read and written in chunks, so memory stays bounded by
+``inference.chunk_rows`` whatever the batch size. Models are loaded only from our own registry: they are
+cloudpickle files, and that registry is the trust boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from driftloop.config import DatasetConfig, Settings, StatePaths
+from driftloop.tracking import find_finished_run, get_client, keyed_run
+
+PREDICTION_COLUMNS = ("score", "prediction", "model_name", "model_version", "model_run_id", "scored_at")
+
+
+class NoChampionError(RuntimeError):
+    """No model version carries the alias that inference was asked to use."""
+
+
+def resolve_model(cfg: DatasetConfig, alias: str = "champion", settings: Settings | None = None) -> dict[str, str]:
+    """Resolve ``models:/<name>@<alias>`` to a concrete version.
+
+    Returns:
+        ``{"model_name", "model_version", "model_run_id", "model_uri"}`` with a version-pinned URI.
+
+    Raises:
+        NoChampionError: The alias is not set.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = get_client(settings)
+    name = cfg.registered_model_name
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        raise NoChampionError(
+            f"no model version of {name!r} has alias {alias!r}: train and promote a model first "
+            f"(training_pipeline), or set the alias in the MLflow UI"
+        ) from exc
+    return {
+        "model_name": name,
+        "model_version": str(version.version),
+        "model_run_id": version.run_id,
+        "model_uri": f"models:/{name}/{version.version}",
+    }
+
+
+def load_model(model_uri: str) -> Any:
+    """Load a registered model with its ``predict_proba`` (sklearn flavour, cloudpickle)."""
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(model_uri)
+
+
+def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Manifests of accepted scoring batches (no target column) that have no predictions yet, oldest first."""
+    paths = StatePaths.for_dataset(cfg, settings)
+    manifests = []
+    for manifest_path in sorted(paths.batches_dir.glob("*.json")):
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("has_target"):
+            continue
+        if not (paths.predictions_dir / f"{manifest['batch_id']}.parquet").exists():
+            manifests.append(manifest)
+    return manifests
+
+
+def predict_frame(model: Any, frame: Any, cfg: DatasetConfig) -> tuple[Any, Any]:
+    """Positive-class probability and 0/1 decision for every row of ``frame``, in order.
+
+    The index is reset first: a PyCaret pipeline multiplies rows when the input index has duplicates.
+    """
+    features = frame[cfg.features].reset_index(drop=True)
+    score = model.predict_proba(features)[:, 1]
+    return score, (score >= cfg.inference.threshold).astype("int8")
+
+
+def score_file(
+    model: Any, model_info: dict[str, str], cfg: DatasetConfig, batch_path: Path, output_path: Path
+) -> dict[str, Any]:
+    """Score one parquet file chunk by chunk into ``output_path`` (written atomically).
+
+    Returns:
+        ``{"rows", "positive_rows", "seconds"}``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    scored_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = output_path.with_name(f".{output_path.name}.tmp")
+    rows = positives = 0
+    writer = None
+    try:
+        source = pq.ParquetFile(batch_path)
+        for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=[cfg.id_column, *cfg.features]):
+            chunk = record_batch.to_pandas()
+            score, prediction = predict_frame(model, chunk, cfg)
+            n = len(chunk)
+            table = pa.table(
+                {
+                    cfg.id_column: chunk[cfg.id_column].to_numpy(),
+                    "score": score,
+                    "prediction": prediction,
+                    "model_name": pa.array([model_info["model_name"]] * n, pa.string()),
+                    "model_version": pa.array([model_info["model_version"]] * n, pa.string()),
+                    "model_run_id": pa.array([model_info["model_run_id"]] * n, pa.string()),
+                    "scored_at": pa.array([scored_at] * n, pa.string()),
+                }
+            )
+            if writer is None:
+                writer = pq.ParquetWriter(tmp_path, table.schema)
+            writer.write_table(table)
+            rows += n
+            positives += int(prediction.sum())
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"{batch_path} has no rows to score")
+    tmp_path.replace(output_path)
+    return {"rows": rows, "positive_rows": positives, "seconds": time.perf_counter() - start}
+
+
+def score_batch(
+    cfg: DatasetConfig,
+    manifest: dict[str, Any],
+    model: Any,
+    model_info: dict[str, str],
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Score one accepted batch and record it in the inference experiment (idempotent per batch id).
+
+    Returns:
+        ``{"batch_id", "predictions_uri", "rows", "model_version", "inference_run_id"}``.
+    """
+    import mlflow
+
+    client = get_client(settings)
+    paths = StatePaths.for_dataset(cfg, settings)
+    batch_id = manifest["batch_id"]
+    output_path = paths.predictions_dir / f"{batch_id}.parquet"
+    result = score_file(model, model_info, cfg, Path(manifest["batch_uri"]), output_path)
+    experiment = cfg.experiment_name("inference")
+    with keyed_run(client, experiment, {"driftloop.batch_id": batch_id}, run_name=f"score-{batch_id}") as run:
+        mlflow.set_tags(
+            {
+                "driftloop.batch_uri": manifest["batch_uri"],
+                "driftloop.predictions_uri": str(output_path),
+                "driftloop.model_name": model_info["model_name"],
+                "driftloop.model_version": model_info["model_version"],
+                "driftloop.model_run_id": model_info["model_run_id"],
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "rows": result["rows"],
+                "positive_rate": result["positive_rows"] / result["rows"],
+                "rows_per_s": result["rows"] / max(result["seconds"], 1e-9),
+            }
+        )
+        run_id = run.info.run_id
+    return {
+        "batch_id": batch_id,
+        "predictions_uri": str(output_path),
+        "rows": result["rows"],
+        "model_version": model_info["model_version"],
+        "inference_run_id": run_id,
+    }
+
+
+def score_pending_batches(
+    cfg: DatasetConfig, alias: str = "champion", settings: Settings | None = None
+) -> dict[str, Any]:
+    """Score every accepted scoring batch that has no predictions yet with the model behind ``alias``.
+
+    A rerun scores nothing new: a batch with a predictions partition and a finished inference run is done.
+    A batch whose predictions exist but whose run never finished (a crash in between) is scored again into
+    the same partition and the same run.
+
+    Returns:
+        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}]}``.
+
+    Raises:
+        NoChampionError: Batches are waiting but no model carries ``alias``.
+    """
+    settings = settings or Settings.from_env()
+    paths = StatePaths.for_dataset(cfg, settings)
+    client = get_client(settings)
+    todo = pending_batches(cfg, settings)
+    for manifest_path in sorted(paths.batches_dir.glob("*.json")):
+        manifest = json.loads(manifest_path.read_text())
+        has_output = (paths.predictions_dir / f"{manifest['batch_id']}.parquet").exists()
+        if manifest.get("has_target") or not has_output:
+            continue
+        if find_finished_run(client, cfg.experiment_name("inference"), {"driftloop.batch_id": manifest["batch_id"]}) is None:
+            todo.append(manifest)
+    if not todo:
+        return {"model_version": None, "scored": []}
+    model_info = resolve_model(cfg, alias, settings)
+    model = load_model(model_info["model_uri"])
+    scored = [score_batch(cfg, manifest, model, model_info, settings) for manifest in todo]
+    return {"model_version": model_info["model_version"], "scored": scored}

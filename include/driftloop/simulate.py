@@ -1,0 +1,227 @@
+"""Simulator: turns a dataset into a reference period and a stream of batches dropped into the landing zone.
+
+Batches can carry injected drift (covariate shift on chosen columns, a shifted category mix, label shift), and
+their labels arrive later than their features: ``simulate_batch`` keeps the labels aside and
+``simulate_labels`` delivers them to the labels landing zone when asked.
+
+Everything is seeded, so the same call writes the same bytes (a rerun is a replay, not new data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from driftloop.config import DatasetConfig, Settings, StatePaths, load_dataset_config
+
+REFERENCE_NAME = "reference"
+
+
+def _split_pools(cfg: DatasetConfig, reference_share: float, seed: int) -> tuple[Any, Any]:
+    from driftloop.sources import load_source_frame
+
+    frame = load_source_frame(cfg).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    cut = int(round(len(frame) * reference_share))
+    return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
+
+
+def _pending_labels_dir(paths: StatePaths) -> Path:
+    return paths.root / "simulator" / "pending_labels"
+
+
+def _write_csv_atomic(frame: Any, path: Path) -> None:
+    # Write then rename, so a poller never reads a half-written batch from the landing zone.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def simulate_reference(
+    cfg: DatasetConfig, reference_share: float = 0.5, seed: int = 7, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Drop the labelled reference period (the first training data) into the landing zone.
+
+    Args:
+        cfg: Dataset config.
+        reference_share: Share of the dataset that forms the reference period; the rest feeds batches.
+        seed: Shuffle seed shared with :func:`simulate_batch`, so reference and batches never overlap.
+        settings: Process settings (default: from the environment).
+
+    Returns:
+        ``{"path", "rows"}`` of the landing file.
+    """
+    paths = StatePaths.for_dataset(cfg, settings)
+    reference, _ = _split_pools(cfg, reference_share, seed)
+    path = paths.landing_dir / f"{REFERENCE_NAME}.csv"
+    _write_csv_atomic(reference, path)
+    return {"path": str(path), "rows": len(reference)}
+
+
+def apply_drift(frame: Any, cfg: DatasetConfig, drift: dict[str, Any], seed: int) -> Any:
+    """Return a copy of ``frame`` with the drift described by ``drift`` injected.
+
+    ``drift`` keys (all optional):
+        ``covariate``: ``{column: {"scale": s, "shift": d}}`` — numeric ``x * s + d`` (clipped at 0 when the
+            column was non-negative, so charges and tenure stay plausible).
+        ``category_mix``: ``{column: {category: share}}`` — that share of rows is set to that category.
+        ``label_shift``: target share of the positive class, reached by resampling rows.
+        ``preset``: ``"strong"`` — every numeric column shifted by one standard deviation and every
+            categorical column concentrated on its rarest category for 70% of rows.
+
+    Raises:
+        ValueError: A named column is not a feature, or a category is not seen in the data.
+    """
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    out = frame.copy()
+    covariate = dict(drift.get("covariate", {}))
+    category_mix = dict(drift.get("category_mix", {}))
+    if drift.get("preset") == "strong":
+        for col in cfg.numeric_features:
+            covariate.setdefault(col, {"shift": float(frame[col].std())})
+        for col in cfg.categorical_features:
+            rarest = frame[col].value_counts().idxmin()
+            category_mix.setdefault(col, {rarest: 0.7})
+    if "label_shift" in drift:
+        positive_share = float(drift["label_shift"])
+        positives = out[out[cfg.target] == cfg.positive_label]
+        negatives = out[out[cfg.target] != cfg.positive_label]
+        n_pos = int(round(len(out) * positive_share))
+        n_neg = len(out) - n_pos
+        parts = [
+            positives.sample(n=n_pos, replace=n_pos > len(positives), random_state=seed),
+            negatives.sample(n=n_neg, replace=n_neg > len(negatives), random_state=seed),
+        ]
+        out = pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        # Resampling with replacement repeats customers; give repeats fresh ids so ids stay unique.
+        dup = out[cfg.id_column].duplicated()
+        out.loc[dup, cfg.id_column] = [f"{v}-r{i}" for i, v in enumerate(out.loc[dup, cfg.id_column])]
+    for col, spec in covariate.items():
+        if col not in cfg.numeric_features:
+            raise ValueError(f"covariate drift on {col!r}: not a numeric feature of {cfg.name}")
+        values = out[col].astype(float) * float(spec.get("scale", 1.0)) + float(spec.get("shift", 0.0))
+        if (frame[col].dropna() >= 0).all():
+            values = values.clip(lower=0)
+        out[col] = values.round(2) if out[col].dtype.kind == "f" else values.round().astype("Int64")
+    for col, mix in category_mix.items():
+        if col not in cfg.categorical_features:
+            raise ValueError(f"category-mix drift on {col!r}: not a categorical feature of {cfg.name}")
+        for category, share in mix.items():
+            seen = set(frame[col].dropna().unique())
+            value = type(next(iter(seen)))(category) if seen else category
+            if value not in seen:
+                raise ValueError(f"category-mix drift: {category!r} is not a category of {col!r} ({sorted(seen)})")
+            mask = rng.random(len(out)) < float(share)
+            out.loc[mask, col] = value
+    return out
+
+
+def simulate_batch(
+    cfg: DatasetConfig,
+    index: int,
+    rows: int = 1000,
+    drift: dict[str, Any] | None = None,
+    reference_share: float = 0.5,
+    seed: int = 7,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Drop scoring batch ``index`` (features only) into the landing zone and keep its labels for later.
+
+    Args:
+        cfg: Dataset config.
+        index: Batch number (1, 2, …); names the file ``batch_<index:03d>.csv``.
+        rows: Rows in the batch (sampled without replacement from the non-reference pool when it is large
+            enough, with replacement otherwise).
+        drift: Drift to inject (see :func:`apply_drift`); None for a clean batch.
+        reference_share: As in :func:`simulate_reference`.
+        seed: As in :func:`simulate_reference`.
+        settings: Process settings.
+
+    Returns:
+        ``{"path", "rows", "batch_name", "drift"}``.
+    """
+    paths = StatePaths.for_dataset(cfg, settings)
+    _, pool = _split_pools(cfg, reference_share, seed)
+    batch = pool.sample(n=rows, replace=rows > len(pool), random_state=seed + index).reset_index(drop=True)
+    if rows > len(pool):
+        batch[cfg.id_column] = [f"{v}-b{index}-{i}" for i, v in enumerate(batch[cfg.id_column])]
+    if drift:
+        batch = apply_drift(batch, cfg, drift, seed=seed + index)
+    name = f"batch_{index:03d}"
+    _write_csv_atomic(batch.drop(columns=[cfg.target]), paths.landing_dir / f"{name}.csv")
+    pending = _pending_labels_dir(paths) / f"{name}.csv"
+    _write_csv_atomic(batch[[cfg.id_column, cfg.target]], pending)
+    return {"path": str(paths.landing_dir / f"{name}.csv"), "rows": len(batch), "batch_name": name, "drift": drift}
+
+
+def simulate_labels(cfg: DatasetConfig, index: int, settings: Settings | None = None) -> dict[str, Any]:
+    """Deliver the labels of batch ``index`` to the labels landing zone (they arrive after the features).
+
+    Raises:
+        FileNotFoundError: Batch ``index`` was never simulated.
+    """
+    paths = StatePaths.for_dataset(cfg, settings)
+    name = f"batch_{index:03d}"
+    pending = _pending_labels_dir(paths) / f"{name}.csv"
+    if not pending.is_file():
+        raise FileNotFoundError(f"no pending labels for {name}: simulate the batch first ({pending})")
+    target = paths.labels_landing_dir / f"labels_{name}.csv"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(pending.read_bytes())
+    tmp.replace(target)
+    return {"path": str(target), "batch_name": name}
+
+
+def _parse_drift(args: argparse.Namespace) -> dict[str, Any] | None:
+    drift: dict[str, Any] = {}
+    if args.drift_preset:
+        drift["preset"] = args.drift_preset
+    for item in args.covariate or []:
+        col, _, spec = item.partition("=")
+        scale, _, shift = spec.partition(",")
+        drift.setdefault("covariate", {})[col] = {"scale": float(scale or 1), "shift": float(shift or 0)}
+    for item in args.category_mix or []:
+        col, _, spec = item.partition("=")
+        category, _, share = spec.rpartition("@")
+        drift.setdefault("category_mix", {}).setdefault(col, {})[category] = float(share)
+    if args.label_shift is not None:
+        drift["label_shift"] = args.label_shift
+    if args.drift_json:
+        drift.update(json.loads(args.drift_json))
+    return drift or None
+
+
+def _run_cli(args: argparse.Namespace) -> int:
+    from driftloop.cli import print_result
+
+    cfg = load_dataset_config(args.dataset)
+    if args.what == "reference":
+        print_result(simulate_reference(cfg, reference_share=args.reference_share))
+    elif args.what == "batch":
+        print_result(
+            simulate_batch(cfg, args.index, rows=args.rows, drift=_parse_drift(args), reference_share=args.reference_share)
+        )
+    else:
+        print_result(simulate_labels(cfg, args.index))
+    return 0
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``driftloop simulate reference|batch|labels``."""
+    parser = subparsers.add_parser("simulate", help="drop simulated reference data, batches or late labels")
+    parser.add_argument("what", choices=["reference", "batch", "labels"])
+    parser.add_argument("--index", type=int, default=1, help="batch number (batch, labels)")
+    parser.add_argument("--rows", type=int, default=1000, help="rows per batch")
+    parser.add_argument("--reference-share", type=float, default=0.5)
+    parser.add_argument("--drift-preset", choices=["strong"], help="shift every feature")
+    parser.add_argument("--covariate", action="append", metavar="COL=SCALE[,SHIFT]", help="e.g. tenure=3,0")
+    parser.add_argument("--category-mix", action="append", metavar="COL=CATEGORY@SHARE", help="e.g. contract=Month-to-month@0.9")
+    parser.add_argument("--label-shift", type=float, metavar="POSITIVE_SHARE")
+    parser.add_argument("--drift-json", help="drift spec as JSON (see driftloop.simulate.apply_drift)")
+    parser.set_defaults(func=_run_cli)
