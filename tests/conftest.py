@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
 # Small, fast training for every test; production defaults live in include/configs/*.yaml.
 FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give Airflow a private home before anything imports it (Airflow reads its config at import)."""
+    import tempfile
+
+    airflow_home = os.environ.get("DRIFTLOOP_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="driftloop-airflow-")
+    os.environ["DRIFTLOOP_TEST_AIRFLOW_HOME"] = airflow_home
+    os.environ["AIRFLOW_HOME"] = airflow_home
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT_DIR / "dags")
+    os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT_DIR / "plugins")
+    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+    os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{airflow_home}/airflow.db"
+    os.environ.setdefault("AIRFLOW__CORE__EXECUTOR", "LocalExecutor")
+    plugins = str(PROJECT_DIR / "plugins")
+    if plugins not in sys.path:
+        sys.path.insert(0, plugins)
 
 
 @pytest.fixture(scope="session")

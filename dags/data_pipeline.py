@@ -1,0 +1,78 @@
+"""
+### data_pipeline: the front door for batches and late labels
+
+Picks up files in the landing zone (`$DRIFTLOOP_HOME/data/<dataset>/landing/`), validates each one against the
+dataset's contract, accepts good rows and quarantines bad files and rows with a reason. It then builds an
+immutable, content-addressed training snapshot from all labelled rows and logs it to MLflow with a profile.
+
+* **Outlets:** `scoring-batches` when new batches are ready to score (runs `inference_pipeline`);
+  `training-snapshot` when the new data warrants training on its own (runs `training_pipeline`).
+* **Fails** (after the good batches are processed) when any file or batch was quarantined, naming each one
+  and why. The files wait in `quarantine/<batch_id>/` beside a `reason.json`.
+* **Idempotent:** a replayed file is quarantined as a replay and the same data gives the same snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+
+from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+from driftloop import data, retraining
+from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config
+
+
+@dag(
+    dag_id="data_pipeline",
+    schedule=os.environ.get("DRIFTLOOP_DATA_SCHEDULE", "*/10 * * * *"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=dag_tags("data"),
+    doc_md=__doc__,
+)
+def data_pipeline():
+    @task
+    def ingest_batches() -> dict:
+        return data.ingest_batches(load_config())
+
+    @task
+    def ingest_labels() -> dict:
+        return data.ingest_labels(load_config())
+
+    @task
+    def build_snapshot() -> dict:
+        return data.build_snapshot(load_config())
+
+    @task
+    def record_snapshot(snapshot: dict) -> dict:
+        return data.record_snapshot(load_config(), snapshot["snapshot_hash"])
+
+    @task(outlets=[asset("snapshot")])
+    def announce_snapshot(snapshot: dict) -> dict:
+        decision = retraining.decide_retraining(load_config(), snapshot)
+        if not decision["train"]:
+            raise AirflowSkipException(decision["reason"])
+        return decision
+
+    @task(outlets=[asset("batches")])
+    def announce_batches(ingested: dict) -> list:
+        if not ingested["scoring_batch_ids"]:
+            raise AirflowSkipException("no new scoring batches")
+        return ingested["scoring_batch_ids"]
+
+    @task
+    def check_quarantine(ingested: dict, labels: dict) -> None:
+        data.raise_for_quarantine(ingested, labels)
+
+    batches, labels = ingest_batches(), ingest_labels()
+    snapshot = build_snapshot()
+    [batches, labels] >> snapshot
+    record_snapshot(snapshot)
+    announce_snapshot(snapshot)
+    announce_batches(batches)
+    check_quarantine(batches, labels)
+
+
+data_pipeline()

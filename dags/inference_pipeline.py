@@ -1,0 +1,42 @@
+"""
+### inference_pipeline: batch scoring with the champion
+
+Scores every accepted batch that has no predictions yet with `models:/<name>@champion`, resolved when the run
+starts, so moving the `champion` alias in the MLflow UI takes effect on the next run with no Airflow change.
+Each batch gets `predictions/<batch_id>.parquet` (entity id, score, 0/1 prediction, model name, version, run id,
+timestamp) and a run in the inference experiment. Batches are read and written in chunks.
+
+* **Runs on:** the `scoring-batches` asset, or by hand. **Outlet:** `predictions` (runs `monitoring_pipeline`).
+* **Idempotent:** a scored batch is not scored again; a rerun after a crash rewrites the same partition.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+from driftloop import inference
+from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config
+
+
+@dag(
+    dag_id="inference_pipeline",
+    schedule=[asset("batches")],
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=dag_tags("inference"),
+    doc_md=__doc__,
+)
+def inference_pipeline():
+    @task(outlets=[asset("predictions")])
+    def score_pending_batches() -> dict:
+        result = inference.score_pending_batches(load_config())
+        if not result["scored"]:
+            raise AirflowSkipException("no batches waiting to be scored")
+        return result
+
+    score_pending_batches()
+
+
+inference_pipeline()

@@ -1,0 +1,41 @@
+"""
+### monitoring_pipeline: Evidently drift and live performance
+
+Compares every newly scored batch (inputs and predicted scores) with the reference sample of the model that
+scored it, using Evidently's data drift preset plus prediction drift. It logs the HTML report, the drift share,
+the number of drifted columns and per-column scores to the monitoring experiment, tagged with the champion
+version it judged. When labels have arrived for scored rows, it logs live F1/AUC and the relative F1 drop
+versus the champion's holdout, also for batches monitored before their labels came.
+
+* **Runs on:** the `predictions` asset, and hourly to pick up late labels.
+* **Idempotent:** one monitoring run per inference run; a rerun with nothing new writes nothing.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+from driftloop import monitoring
+from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config
+
+
+@dag(
+    dag_id="monitoring_pipeline",
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("17 * * * *", timezone="UTC"), assets=[asset("predictions")]
+    ),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=dag_tags("monitoring"),
+    doc_md=__doc__,
+)
+def monitoring_pipeline():
+    @task
+    def monitor_predictions() -> dict:
+        return monitoring.monitor_predictions(load_config())
+
+    monitor_predictions()
+
+
+monitoring_pipeline()

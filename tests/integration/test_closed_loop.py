@@ -1,0 +1,202 @@
+"""The closed loop end to end: a real MLflow server process and real Airflow runs (``dag.test``) of all five DAGs.
+
+Story: reference data → v1 champion → clean batch (no fire) → drifted batch → monitoring over threshold →
+the sensor fires and triggers training → v2 registered, aliases where the gate says → the same monitoring
+result does not fire again → an alias moved through the MLflow client is honoured by the next inference run →
+a malformed file fails the data run with a reason while the good batch beside it is still scored.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FAST_OVERRIDES
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+
+
+def _task_states(dag_run) -> dict[str, str]:
+    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+
+
+@pytest.fixture(scope="module")
+def loop_env(tmp_path_factory):
+    """A running MLflow server, a migrated Airflow SQLite DB and env pointing Driftloop at both."""
+    import os
+
+    from driftloop.services import start_mlflow_server
+
+    root = tmp_path_factory.mktemp("loop")
+    server = start_mlflow_server(root / "mlflow")
+    saved = dict(os.environ)
+    os.environ.update(
+        {
+            "MLFLOW_TRACKING_URI": server.url,
+            "DRIFTLOOP_HOME": str(root / "home"),
+            "DRIFTLOOP_DATASET": "telco_churn",
+            "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST_OVERRIDES),
+            "DRIFTLOOP_SENSOR_POKE_S": "1",
+            "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
+        }
+    )
+    os.environ.pop("DRIFTLOOP_CONFIG_DIR", None)
+    migrate = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], capture_output=True, text=True, timeout=300
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    try:
+        yield {"mlflow_url": server.url, "home": root / "home"}
+    finally:
+        server.stop()
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def dags(loop_env):
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
+    assert bag.import_errors == {}
+    return {dag_id: bag.get_dag(dag_id) for dag_id in bag.dag_ids}
+
+
+@pytest.fixture(scope="module")
+def cfg(loop_env):
+    from driftloop.config import load_dataset_config
+
+    return load_dataset_config("telco_churn")
+
+
+@pytest.fixture(scope="module")
+def client(loop_env):
+    from driftloop.tracking import get_client
+
+    return get_client()
+
+
+def _queued_runs(dag_id: str) -> list:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_type == "operator_triggered").all()
+        return [(r.run_id, dict(r.conf or {})) for r in runs]
+
+
+@pytest.fixture(scope="module")
+def loop(loop_env, dags, cfg, client):
+    """Drive the loop once and record what each step produced."""
+    from driftloop import simulate
+
+    name = cfg.registered_model_name
+    seen: dict = {}
+
+    simulate.simulate_reference(cfg)
+    run = dags["data_pipeline"].test()
+    seen["data_1"] = (str(run.state), _task_states(run))
+
+    run = dags["training_pipeline"].test()
+    seen["train_1"] = (str(run.state), _task_states(run))
+    seen["champion_after_v1"] = client.get_model_version_by_alias(name, "champion").version
+
+    simulate.simulate_batch(cfg, 1, rows=800)
+    for dag_id in ("data_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor"):
+        run = dags[dag_id].test()
+        seen[f"clean_{dag_id}"] = (str(run.state), _task_states(run))
+    seen["queued_after_clean"] = _queued_runs("training_pipeline")
+
+    simulate.simulate_batch(cfg, 2, rows=800, drift={"preset": "strong"})
+    simulate.simulate_labels(cfg, 1)
+    for dag_id in ("data_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor"):
+        run = dags[dag_id].test()
+        seen[f"drift_{dag_id}"] = (str(run.state), _task_states(run))
+    seen["queued_after_drift"] = _queued_runs("training_pipeline")
+
+    conf = seen["queued_after_drift"][0][1] if seen["queued_after_drift"] else {}
+    run = dags["training_pipeline"].test(run_conf=conf)
+    seen["train_2"] = (str(run.state), _task_states(run))
+
+    run = dags["drift_sensor"].test()
+    seen["sensor_again"] = (str(run.state), _task_states(run))
+    seen["queued_after_again"] = _queued_runs("training_pipeline")
+    return seen
+
+
+def test_reference_data_trains_a_first_champion(loop, client, cfg):
+    assert loop["data_1"][1]["announce_snapshot"] == "success", loop["data_1"]
+    assert loop["train_1"][0] == "success", loop["train_1"]
+    assert loop["champion_after_v1"] == "1"
+    version = client.get_model_version(cfg.registered_model_name, "1")
+    assert version.tags["driftloop.gate"] == "passed"
+    assert version.tags["driftloop.snapshot_hash"]
+
+
+def test_clean_batch_is_scored_and_does_not_fire(loop):
+    assert loop["clean_inference_pipeline"][1]["score_pending_batches"] == "success"
+    assert loop["clean_monitoring_pipeline"][1]["monitor_predictions"] == "success"
+    assert loop["clean_drift_sensor"][1]["wait_for_drift"] == "skipped"
+    assert loop["queued_after_clean"] == []
+
+
+def test_drifted_batch_fires_the_sensor_once(loop, client, cfg):
+    # Labels of batch 1 grew the data by < 50%: no new-data training, only the drift signal retrains.
+    assert loop["drift_data_pipeline"][1]["announce_snapshot"] == "skipped"
+    assert loop["drift_drift_sensor"][1]["trigger_training"] == "success"
+    assert len(loop["queued_after_drift"]) == 1
+    run_id, conf = loop["queued_after_drift"][0]
+    assert conf["reason"] == "drift"
+    monitoring_run = client.get_run(conf["monitoring_run_id"])
+    assert monitoring_run.data.metrics["drift_share"] >= cfg.monitoring.drift_share_threshold
+    assert monitoring_run.data.tags["driftloop.sensor_trigger_run_id"] == run_id
+
+
+def test_drift_retrain_registers_v2_and_the_gate_places_aliases(loop, client, cfg):
+    assert loop["train_2"][0] == "success", loop["train_2"]
+    name = cfg.registered_model_name
+    v2 = client.get_model_version(name, "2")
+    assert v2.tags["driftloop.trigger_reason"] == "drift"
+    champion = client.get_model_version_by_alias(name, "champion").version
+    expected = "2" if v2.tags["driftloop.gate"] == "passed" else "1"
+    assert champion == expected
+    assert client.get_model_version_by_alias(name, "challenger").version == "2"
+
+
+def test_same_monitoring_result_does_not_fire_twice(loop):
+    assert loop["sensor_again"][1]["wait_for_drift"] == "skipped"
+    assert len(loop["queued_after_again"]) == 1
+
+
+def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_env, dags, cfg, client):
+    import pandas as pd
+
+    from driftloop import simulate
+    from driftloop.config import StatePaths
+
+    name = cfg.registered_model_name
+    current = client.get_model_version_by_alias(name, "champion").version
+    moved_to = "1" if current == "2" else "2"
+    client.set_registered_model_alias(name, "champion", moved_to)  # what the MLflow UI does
+
+    paths = StatePaths.for_dataset(cfg)
+    simulate.simulate_batch(cfg, 3, rows=300)
+    (paths.landing_dir / "broken.csv").write_text("customer_id;tenure\nX-1;not-a-number\n")
+    data_run = dags["data_pipeline"].test()
+    states = _task_states(data_run)
+    assert states["check_quarantine"] == "failed"
+    assert states["announce_batches"] == "success"
+    assert (paths.quarantine_dir / "broken" / "reason.json").is_file()
+
+    inference_run = dags["inference_pipeline"].test()
+    assert _task_states(inference_run)["score_pending_batches"] == "success"
+    predictions = pd.read_parquet(paths.predictions_dir / "batch_003.parquet")
+    assert len(predictions) == 300
+    assert set(predictions["model_version"]) == {moved_to}
+    assert predictions["score"].between(0, 1).all()
