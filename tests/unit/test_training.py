@@ -1,0 +1,296 @@
+"""Training stage: snapshot resolution, holdout metrics, and one real (fast) PyCaret training per module.
+
+The module trains once (logistic regression, 2 folds, no tuning, 1,500 customers, about 20 s) under a unique
+dataset and model name, so it never sees other tests' runs in the session's MLflow store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
+SNAPSHOT_ROWS = 1500
+TRIGGER = {
+    "reason": "drift",
+    "airflow_dag_id": "training_pipeline",
+    "airflow_run_id": "asset_triggered__1",
+    "monitoring_run_id": "mon-123",
+}
+
+
+def unique_cfg(cfg):
+    """``cfg`` under a fresh dataset and model name."""
+    suffix = uuid.uuid4().hex[:8]
+    return dataclasses.replace(cfg, name=f"telco_churn_{suffix}", model_name=f"telco-churn-{suffix}")
+
+
+def write_snapshot(cfg, frame, created_at: str = "2026-01-01T00:00:00+00:00") -> dict:
+    """Write ``frame`` as a content-addressed snapshot parquet plus manifest, as the data stage does."""
+    from driftloop.config import StatePaths
+
+    snapshots_dir = StatePaths.for_dataset(cfg).snapshots_dir
+    snapshots_dir.mkdir(parents=True, exist_ok=True)
+    staging = snapshots_dir / f"staging-{uuid.uuid4().hex}.parquet"
+    frame.to_parquet(staging, index=False)
+    snapshot_hash = hashlib.sha256(staging.read_bytes()).hexdigest()
+    path = staging.rename(snapshots_dir / f"{snapshot_hash}.parquet")
+    manifest = {
+        "snapshot_hash": snapshot_hash,
+        "snapshot_uri": str(path),
+        "rows": len(frame),
+        "created_at": created_at,
+    }
+    (snapshots_dir / f"{snapshot_hash}.json").write_text(json.dumps(manifest))
+    return manifest
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mlflow_uri, telco_frame):
+    """One fast training on 1,500 customers; the environment stays set for every test of the module."""
+    from driftloop.config import load_dataset_config
+    from driftloop.training import train_model
+
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp("training-home")
+        mp.setenv("DRIFTLOOP_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
+        mp.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps(FAST_OVERRIDES))
+        mp.setenv("DRIFTLOOP_N_JOBS", "1")
+        mp.delenv("DRIFTLOOP_DATASET", raising=False)
+        mp.delenv("DRIFTLOOP_CONFIG_DIR", raising=False)
+        cfg = unique_cfg(load_dataset_config("telco_churn"))
+        frame = telco_frame.sample(SNAPSHOT_ROWS, random_state=7).reset_index(drop=True)
+        manifest = write_snapshot(cfg, frame)
+        result = train_model(cfg, trigger=TRIGGER)
+        yield SimpleNamespace(cfg=cfg, frame=frame, manifest=manifest, result=result)
+
+
+@pytest.fixture(scope="module")
+def client(trained):
+    from driftloop.tracking import get_client
+
+    return get_client()
+
+
+def test_train_registers_version_one_as_challenger(trained, client):
+    cfg, result = trained.cfg, trained.result
+    name = cfg.registered_model_name
+    assert result["model_name"] == name
+    assert result["model_version"] == "1"
+    assert result["model_uri"] == f"models:/{name}/1"
+    assert result["reused"] is False
+    assert result["snapshot_hash"] == trained.manifest["snapshot_hash"]
+    assert result["best_model"] == "LogisticRegression"
+    assert 0.75 < result["metrics"]["holdout_auc"] < 0.95
+    assert 0.4 < result["metrics"]["holdout_f1"] < 0.8
+    assert set(result["timings"]) == {
+        "setup_seconds",
+        "compare_seconds",
+        "tune_seconds",
+        "finalize_seconds",
+        "logging_seconds",
+    }
+    assert str(client.get_model_version_by_alias(name, "challenger").version) == "1"
+    with pytest.raises(Exception, match="alias"):
+        client.get_model_version_by_alias(name, "champion")
+
+
+def test_train_run_carries_contract_tags_params_and_metrics(trained, client):
+    cfg, result = trained.cfg, trained.result
+    run = client.get_run(result["run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == f"driftloop/{cfg.name}/training"
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    assert tags["driftloop.snapshot_hash"] == trained.manifest["snapshot_hash"]
+    assert tags["driftloop.snapshot_uri"] == trained.manifest["snapshot_uri"]
+    assert tags["driftloop.trigger_id"] == "asset_triggered__1"
+    assert tags["driftloop.trigger_reason"] == "drift"
+    assert tags["driftloop.airflow_dag_id"] == "training_pipeline"
+    assert tags["driftloop.airflow_run_id"] == "asset_triggered__1"
+    assert tags["driftloop.monitoring_run_id"] == "mon-123"
+    assert tags["driftloop.git_commit"]
+    assert "driftloop.explain_error" not in tags
+    assert metrics["train_rows"] == 1200 and metrics["holdout_rows"] == 300
+    assert metrics["holdout_auc"] == pytest.approx(result["metrics"]["holdout_auc"])
+    assert metrics["train_seconds"] > 0
+    assert params["models"] == "lr" and params["folds"] == "2" and params["tune_iter"] == "0"
+    assert params["best_model"] == "LogisticRegression" and params["seed"] == "42"
+
+    version = client.get_model_version(cfg.registered_model_name, "1")
+    assert version.run_id == result["run_id"]
+    assert version.tags["driftloop.snapshot_hash"] == trained.manifest["snapshot_hash"]
+    assert version.tags["driftloop.trigger_id"] == "asset_triggered__1"
+    assert float(version.tags["driftloop.holdout_auc"]) == pytest.approx(metrics["holdout_auc"], abs=1e-6)
+
+
+def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, client, tmp_path):
+    import pandas as pd
+
+    cfg, run_id = trained.cfg, trained.result["run_id"]
+    top = {a.path for a in client.list_artifacts(run_id)}
+    assert {"leaderboard.csv", "holdout", "reference", "explain"} <= top
+    assert {a.path for a in client.list_artifacts(run_id, "explain")} == {
+        "explain/shap_summary.png",
+        "explain/shap_importance.csv",
+    }
+    holdout = pd.read_parquet(client.download_artifacts(run_id, "holdout/holdout.parquet", str(tmp_path)))
+    reference = pd.read_parquet(
+        client.download_artifacts(run_id, "reference/reference.parquet", str(tmp_path))
+    )
+    leaderboard = pd.read_csv(client.download_artifacts(run_id, "leaderboard.csv", str(tmp_path)))
+    importance = pd.read_csv(client.download_artifacts(run_id, "explain/shap_importance.csv", str(tmp_path)))
+
+    assert list(holdout.columns) == [cfg.id_column, *cfg.features, cfg.target]
+    assert len(holdout) == 300
+    # Stratified: the holdout keeps the snapshot's churn rate.
+    snapshot_rate = (trained.frame[cfg.target] == "Yes").mean()
+    assert (holdout[cfg.target] == "Yes").mean() == pytest.approx(snapshot_rate, abs=0.01)
+    assert list(reference.columns) == [cfg.id_column, *cfg.features, "score"]
+    assert len(reference) == 1000  # reference_rows caps the 1,200 training rows
+    assert reference["score"].between(0, 1).all() and reference["score"].std() > 0.05
+    assert not set(reference[cfg.id_column]) & set(holdout[cfg.id_column])
+    assert leaderboard["Model"].tolist() == ["Logistic Regression"]
+    assert importance["mean_abs_shap"].iloc[0] > 0
+    assert set(importance["source_feature"]) <= set(cfg.features)
+
+
+def test_registered_model_reproduces_logged_holdout_auc(trained, client, tmp_path):
+    import pandas as pd
+    from driftloop.registry import load_model
+    from driftloop.training import predict_positive_proba
+    from sklearn.metrics import roc_auc_score
+
+    cfg, result = trained.cfg, trained.result
+    holdout = pd.read_parquet(
+        client.download_artifacts(result["run_id"], "holdout/holdout.parquet", str(tmp_path))
+    )
+    model = load_model(result["model_uri"])
+    proba = predict_positive_proba(model, holdout[cfg.features])
+    assert roc_auc_score(holdout[cfg.target] == "Yes", proba) == pytest.approx(
+        result["metrics"]["holdout_auc"]
+    )
+    # Duplicate index labels must not multiply rows.
+    doubled = pd.concat([holdout[cfg.features], holdout[cfg.features]])
+    assert len(predict_positive_proba(model, doubled)) == 2 * len(holdout)
+
+
+def test_retry_with_same_trigger_reuses_run_and_version(trained, client):
+    from driftloop.tracking import search_runs
+    from driftloop.training import train_model
+
+    cfg, first = trained.cfg, trained.result
+    again = train_model(cfg, trigger=TRIGGER)
+    assert again["reused"] is True
+    assert (again["run_id"], again["model_version"]) == (first["run_id"], "1")
+    assert again["metrics"] == pytest.approx(first["metrics"])
+    versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
+    assert [str(v.version) for v in versions] == ["1"]
+    runs = search_runs(
+        client, cfg.experiment_name("training"), {"driftloop.trigger_id": "asset_triggered__1"}
+    )
+    assert len(runs) == 1
+
+
+def test_retry_after_crash_past_registration_finishes_without_retraining(trained, client):
+    """A run that registered its model but crashed before tagging is completed, not trained again."""
+    import mlflow
+    from driftloop.tracking import ensure_experiment
+    from driftloop.training import train_model
+
+    cfg = unique_cfg(trained.cfg)
+    snapshot_hash = trained.manifest["snapshot_hash"]
+    experiment_id = ensure_experiment(client, cfg.experiment_name("training"))
+    key_tags = {"driftloop.snapshot_hash": snapshot_hash, "driftloop.trigger_id": "crashed__1"}
+    crashed = client.create_run(experiment_id, tags=key_tags)
+    client.log_metric(crashed.info.run_id, "holdout_auc", 0.81)
+    source = client.get_model_version(trained.cfg.registered_model_name, "1").source
+    client.create_registered_model(cfg.registered_model_name)
+    client.create_model_version(cfg.registered_model_name, source, run_id=crashed.info.run_id)
+    client.set_terminated(crashed.info.run_id, status="FAILED")
+
+    result = train_model(
+        cfg, snapshot_uri=trained.manifest["snapshot_uri"], trigger={"airflow_run_id": "crashed__1"}
+    )
+
+    assert result["reused"] is True
+    assert (result["run_id"], result["model_version"]) == (crashed.info.run_id, "1")
+    assert len(client.search_model_versions(f"name = '{cfg.registered_model_name}'")) == 1
+    assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == "1"
+    assert (
+        client.get_model_version(cfg.registered_model_name, "1").tags["driftloop.holdout_auc"] == "0.810000"
+    )
+    assert mlflow.active_run() is None
+
+
+def test_train_without_snapshot_names_the_folder(telco_cfg, driftloop_env: Path):
+    from driftloop.training import SnapshotNotFoundError, train_model
+
+    with pytest.raises(SnapshotNotFoundError, match=r"no training snapshot in .*snapshots"):
+        train_model(telco_cfg)
+    with pytest.raises(SnapshotNotFoundError, match="does not exist"):
+        train_model(telco_cfg, snapshot_uri=str(driftloop_env / "missing.parquet"))
+
+
+def test_latest_snapshot_is_newest_manifest(telco_cfg, telco_frame):
+    from driftloop.training import find_latest_snapshot, resolve_snapshot
+
+    old = write_snapshot(telco_cfg, telco_frame.head(50), created_at="2026-01-01T00:00:00+00:00")
+    new = write_snapshot(telco_cfg, telco_frame.tail(50), created_at="2026-02-01T00:00:00+00:00")
+    assert find_latest_snapshot(telco_cfg)["snapshot_hash"] == new["snapshot_hash"]
+    assert resolve_snapshot(telco_cfg, old["snapshot_uri"])["snapshot_hash"] == old["snapshot_hash"]
+    assert (
+        resolve_snapshot(telco_cfg, "file://" + old["snapshot_uri"])["snapshot_hash"] == old["snapshot_hash"]
+    )
+
+
+def test_trigger_id_prefers_airflow_run_and_hashes_otherwise():
+    from driftloop.training import derive_trigger_id
+
+    assert derive_trigger_id({"reason": "drift", "airflow_run_id": "manual__2026"}, "abc") == "manual__2026"
+    assert derive_trigger_id({"trigger_id": "t-1", "airflow_run_id": "x"}, "abc") == "t-1"
+    manual = derive_trigger_id({}, "abc")
+    assert manual == derive_trigger_id({"reason": "manual"}, "abc")
+    assert len(manual) == 16
+    assert manual != derive_trigger_id({"reason": "drift"}, "abc")
+    assert manual != derive_trigger_id({}, "abd")
+
+
+def test_evaluate_predictions_on_known_values():
+    from driftloop.training import evaluate_predictions
+
+    metrics = evaluate_predictions([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], threshold=0.5)
+    assert metrics["holdout_auc"] == pytest.approx(0.75)
+    assert metrics["holdout_precision"] == pytest.approx(0.5)
+    assert metrics["holdout_recall"] == pytest.approx(0.5)
+    assert metrics["holdout_f1"] == pytest.approx(0.5)
+    assert metrics["holdout_accuracy"] == pytest.approx(0.5)
+    assert evaluate_predictions([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], threshold=0.35)["holdout_recall"] == 1.0
+
+
+def test_gate_metric_names_map_to_holdout_metrics():
+    from driftloop.training import gate_metric_key
+
+    assert gate_metric_key("AUC") == "holdout_auc"
+    assert gate_metric_key("F1") == "holdout_f1"
+    assert gate_metric_key("Prec.") == "holdout_precision"
+    assert gate_metric_key("holdout_recall") == "holdout_recall"
+    with pytest.raises(ValueError, match="Kappa"):
+        gate_metric_key("Kappa")
+
+
+def test_training_module_imports_no_heavy_libraries():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, driftloop.training, driftloop.registry, driftloop.explain; "
+        "print(sorted(m for m in ('pandas','numpy','sklearn','pycaret','mlflow','shap') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
