@@ -64,7 +64,9 @@ def monitor_predictions(
     inference_runs = search_runs(client, cfg.experiment_name("inference"), extra_filter=finished)
     monitoring_runs = search_runs(client, monitoring_exp, extra_filter=finished)
     monitored_ids = {run.data.tags.get(KEY_TAG) for run in monitoring_runs}
-    pending = [run for run in reversed(inference_runs) if run.info.run_id not in monitored_ids]  # oldest first
+    pending = [
+        run for run in reversed(inference_runs) if run.info.run_id not in monitored_ids
+    ]  # oldest first
 
     labels = _read_labels(cfg, paths)
     references: dict[str, Any] = {}
@@ -72,7 +74,9 @@ def monitor_predictions(
     for inference_run in pending:
         try:
             monitored.append(
-                _monitor_inference_run(cfg, settings, client, paths, inference_run, labels, references, max_rows)
+                _monitor_inference_run(
+                    cfg, settings, client, paths, inference_run, labels, references, max_rows
+                )
             )
         except MonitoringError as exc:
             skipped.append({"inference_run_id": inference_run.info.run_id, "reason": str(exc)})
@@ -201,7 +205,9 @@ def _monitor_inference_run(
     batch_id = tags.get("driftloop.batch_id", "")
     batch_uri, predictions_uri = tags.get("driftloop.batch_uri"), tags.get("driftloop.predictions_uri")
     if not batch_uri or not predictions_uri:
-        raise MonitoringError(f"inference run {inference_run_id} lacks driftloop.batch_uri/predictions_uri tags")
+        raise MonitoringError(
+            f"inference run {inference_run_id} lacks driftloop.batch_uri/predictions_uri tags"
+        )
     model_version = tags.get("driftloop.model_version", "")
     reference_run_id = tags.get("driftloop.model_run_id") or _version_run_id(
         client, cfg.registered_model_name, model_version
@@ -243,7 +249,9 @@ def _monitor_inference_run(
         "driftloop.current_sample": sample_note,
         "driftloop.drifted_column_names": ",".join(drift["drifted_column_names"])[:5000],
     }
-    with keyed_run(client, cfg.experiment_name("monitoring"), {KEY_TAG: inference_run_id}, f"drift-{batch_id}") as run:
+    with keyed_run(
+        client, cfg.experiment_name("monitoring"), {KEY_TAG: inference_run_id}, f"drift-{batch_id}"
+    ) as run:
         mlflow.set_tags(run_tags)
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(report_path))
@@ -292,7 +300,9 @@ def compute_drift(cfg: DatasetConfig, reference_df: Any, current_df: Any) -> dic
     )
     snapshot = report.run(
         current_data=Dataset.from_pandas(_normalise(cfg, current_df[columns]), data_definition=definition),
-        reference_data=Dataset.from_pandas(_normalise(cfg, reference_df[columns]), data_definition=definition),
+        reference_data=Dataset.from_pandas(
+            _normalise(cfg, reference_df[columns]), data_definition=definition
+        ),
     )
     result = extract_drift(snapshot.dict(), features)
     result["snapshot"] = snapshot
@@ -416,7 +426,9 @@ def _load_reference(cfg: DatasetConfig, settings: Settings, reference_run_id: st
                 tracking_uri=settings.tracking_uri,
             )
         except Exception as exc:  # MLflow raises several types for a missing artifact or run
-            raise MonitoringError(f"training run {reference_run_id} has no {REFERENCE_ARTIFACT}: {exc}") from exc
+            raise MonitoringError(
+                f"training run {reference_run_id} has no {REFERENCE_ARTIFACT}: {exc}"
+            ) from exc
         reference = pd.read_parquet(path)
     missing = [col for col in [*cfg.features, SCORE_COLUMN] if col not in reference.columns]
     if missing:
@@ -535,7 +547,9 @@ def _crosses_performance(cfg: DatasetConfig, metrics: dict[str, float]) -> bool:
 
 
 def _last_fired_s(cfg: DatasetConfig, client: Any) -> float | None:
-    fired = search_runs(client, cfg.experiment_name("monitoring"), extra_filter=f"tags.`{FIRED_AT_TAG}` LIKE '%'")
+    fired = search_runs(
+        client, cfg.experiment_name("monitoring"), extra_filter=f"tags.`{FIRED_AT_TAG}` LIKE '%'"
+    )
     times = [float(run.data.tags[FIRED_AT_TAG]) for run in fired if run.data.tags.get(FIRED_AT_TAG)]
     return max(times) if times else None
 
@@ -554,7 +568,8 @@ def _describe_trigger(cfg: DatasetConfig, run: Any, champion_version: str, reaso
             f"(threshold {thresholds.f1_drop_threshold:.0%}, {int(metrics.get('labelled_rows', 0))} labelled rows)"
         )
     return (
-        f"{reason} trigger for champion v{champion_version}: batch {batch_id} has " + "; ".join(parts)
+        f"{reason} trigger for champion v{champion_version}: batch {batch_id} has "
+        + "; ".join(parts)
         + f" ({crossing} crossing monitoring run(s) not yet acted on)."
     )
 
@@ -566,7 +581,9 @@ def _metric_safe(name: str) -> str:
 def add_cli(subparsers: Any) -> None:
     """Register ``driftloop monitor`` and ``driftloop drift-check``."""
     parser = subparsers.add_parser("monitor", help="drift and live metrics for newly scored batches")
-    parser.add_argument("--max-rows", type=int, default=MAX_CURRENT_ROWS, help="current rows compared at most")
+    parser.add_argument(
+        "--max-rows", type=int, default=MAX_CURRENT_ROWS, help="current rows compared at most"
+    )
     parser.set_defaults(func=_run_monitor_cli)
     check = subparsers.add_parser("drift-check", help="would the drift sensor fire now? (tags nothing)")
     check.set_defaults(func=_run_check_cli)

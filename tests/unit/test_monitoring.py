@@ -262,7 +262,10 @@ def test_cooldown_suppresses_second_episode_and_allows_third(cfg, telco_frame, s
     score_batch(cfg, drifted, "e2", version, train_run_id, scorer)
     [second] = monitor_predictions(cfg)["monitored"]
     assert find_drift_trigger(cfg, now_s=T0 + cooldown_s - 60) is None
-    assert get_client().get_run(second["monitoring_run_id"]).data.tags["driftloop.sensor_suppressed"] == "cooldown"
+    assert (
+        get_client().get_run(second["monitoring_run_id"]).data.tags["driftloop.sensor_suppressed"]
+        == "cooldown"
+    )
 
     score_batch(cfg, drifted, "e3", version, train_run_id, scorer)
     [third] = monitor_predictions(cfg)["monitored"]
@@ -370,11 +373,17 @@ def test_extract_drift_counts_features_only():
         return {"config": {"type": "evidently:metric_v2:ValueDrift", "column": column}, "value": score}
 
     def drift_test(column: str, status: str) -> dict:
-        return {"metric_config": {"params": {"type": "evidently:metric_v2:ValueDrift", "column": column}}, "status": status}
+        return {
+            "metric_config": {"params": {"type": "evidently:metric_v2:ValueDrift", "column": column}},
+            "status": status,
+        }
 
     snapshot = {
         "metrics": [
-            {"config": {"type": "evidently:metric_v2:DriftedColumnsCount"}, "value": {"count": 1.0, "share": 0.5}},
+            {
+                "config": {"type": "evidently:metric_v2:DriftedColumnsCount"},
+                "value": {"count": 1.0, "share": 0.5},
+            },
             value_drift("a", 0.4),
             value_drift("b", 0.01),
             value_drift("score", 0.3),
