@@ -14,17 +14,15 @@ immutable, content-addressed training snapshot from all labelled rows and logs i
 
 from __future__ import annotations
 
-import os
-
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 from driftloop import data, retraining
-from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config
+from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config, schedule_from_env
 
 
 @dag(
     dag_id="data_pipeline",
-    schedule=os.environ.get("DRIFTLOOP_DATA_SCHEDULE", "*/10 * * * *"),
+    schedule=schedule_from_env("DRIFTLOOP_DATA_SCHEDULE", "*/10 * * * *"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

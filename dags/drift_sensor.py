@@ -18,7 +18,7 @@ import os
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 from driftloop import monitoring
-from driftloop_airflow import DEFAULT_ARGS, START_DATE, dag_tags, load_config
+from driftloop_airflow import DEFAULT_ARGS, START_DATE, dag_tags, load_config, schedule_from_env
 from driftloop_airflow.sensors import DriftSensor
 
 SENSOR_POKE_S = int(os.environ.get("DRIFTLOOP_SENSOR_POKE_S", "60"))
@@ -28,7 +28,7 @@ TRIGGER_XCOM = "ti.xcom_pull(task_ids='wait_for_drift')"
 
 @dag(
     dag_id="drift_sensor",
-    schedule=os.environ.get("DRIFTLOOP_SENSOR_SCHEDULE", "*/15 * * * *"),
+    schedule=schedule_from_env("DRIFTLOOP_SENSOR_SCHEDULE", "*/15 * * * *"),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,

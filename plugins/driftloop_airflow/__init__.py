@@ -24,6 +24,12 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def schedule_from_env(var: str, default: str) -> str | None:
+    """A cron schedule from ``var``; ``none`` means no schedule (manual and asset/trigger runs only)."""
+    value = os.environ.get(var, default).strip()
+    return None if value.lower() in ("", "none", "manual") else value
+
+
 def dag_tags(stage: str) -> list[str]:
     """Tags shown in the Airflow UI: product, dataset and stage."""
     return ["driftloop", DATASET, stage]

@@ -33,7 +33,7 @@ def test_dagbag_has_the_five_dags(dagbag):
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
 def test_dag_meets_operating_rules(dagbag, dag_id):
-    dag = dagbag.get_dag(dag_id)
+    dag = dagbag.dags[dag_id]
     assert dag.tags and "driftloop" in dag.tags, f"{dag_id}: tags {dag.tags}"
     assert dag.doc_md and len(dag.doc_md.strip()) > 100, f"{dag_id}: doc_md missing or too short"
     assert dag.catchup is False, f"{dag_id}: catchup must be False"

@@ -65,7 +65,7 @@ def dags(loop_env):
 
     bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
     assert bag.import_errors == {}
-    return {dag_id: bag.get_dag(dag_id) for dag_id in bag.dag_ids}
+    return dict(bag.dags)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,55 @@
+# Driftloop front door. `make demo` runs the closed loop once on the embedded stack; `make test` runs the tests.
+# Both install everything they need into .venv on first use.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv demo up down test test-fast test-topology bench lint clean help
+
+help:
+	@echo "make demo           install, start MLflow + Airflow under .driftloop/, drive the loop once, print a summary"
+	@echo "make up / make down start / stop MLflow + Airflow (state kept in .driftloop/)"
+	@echo "make test           install and run every test (unit, data, DAG integrity, e2e, production topology)"
+	@echo "make test-fast      unit, data and DAG integrity tests only (no servers)"
+	@echo "make test-topology  the Postgres + Redis + Celery topology tests alone"
+	@echo "make bench          benchmarks, one figure per line"
+	@echo "make lint           ruff"
+	@echo "make clean          remove .driftloop/ (all local state)"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel setuptools
+	$(BIN)/pip install --quiet -r requirements.txt -c constraints.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	@touch $(STAMP)
+
+demo: venv
+	$(BIN)/driftloop demo --summary-json .driftloop/demo-summary.json
+
+up: venv
+	$(BIN)/driftloop up
+
+down: venv
+	$(BIN)/driftloop down
+
+test: venv
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(BIN)/pytest -m "not slow and not topology" $(PYTEST_ARGS)
+
+test-topology: venv
+	$(BIN)/pytest -m topology $(PYTEST_ARGS)
+
+bench: venv
+	@for script in bench/bench_*.py; do $(BIN)/python $$script || exit $$?; done
+
+lint: venv
+	$(BIN)/ruff check include dags plugins tests bench
+
+clean:
+	rm -rf .driftloop
