@@ -31,6 +31,7 @@ KEY_TAG = "driftloop.inference_run_id"
 FIRED_AT_TAG = "driftloop.sensor_fired_at"
 TRIGGER_RUN_TAG = "driftloop.sensor_trigger_run_id"
 SUPPRESSED_TAG = "driftloop.sensor_suppressed"
+LABELS_TAG = "driftloop.labels_fingerprint"
 
 
 class MonitoringError(RuntimeError):
@@ -42,8 +43,9 @@ def monitor_predictions(
 ) -> dict[str, Any]:
     """Log a drift (and, when labels exist, live performance) run for every scored batch not yet monitored.
 
-    Also adds live metrics to earlier monitoring runs whose labels have arrived since. Safe to rerun: a call
-    with nothing new writes nothing.
+    Also logs live metrics into earlier monitoring runs when labels for more of their rows have arrived since
+    (labels come later than features). Safe to rerun: a call with no new batch and no new label file writes
+    nothing.
 
     Args:
         cfg: Dataset config.
@@ -58,37 +60,38 @@ def monitor_predictions(
     settings = settings or Settings.from_env()
     client = get_client(settings)
     paths = StatePaths.for_dataset(cfg, settings)
-    monitoring_exp = cfg.experiment_name("monitoring")
     finished = "attributes.status = 'FINISHED'"
 
     inference_runs = search_runs(client, cfg.experiment_name("inference"), extra_filter=finished)
-    monitoring_runs = search_runs(client, monitoring_exp, extra_filter=finished)
+    monitoring_runs = search_runs(client, cfg.experiment_name("monitoring"), extra_filter=finished)
     monitored_ids = {run.data.tags.get(KEY_TAG) for run in monitoring_runs}
-    pending = [
-        run for run in reversed(inference_runs) if run.info.run_id not in monitored_ids
-    ]  # oldest first
+    # Oldest first, so monitoring runs are created in the order the batches were scored.
+    pending = [run for run in reversed(inference_runs) if run.info.run_id not in monitored_ids]
 
-    labels = _read_labels(cfg, paths)
+    label_files = sorted(paths.labels_dir.glob("*.parquet"))
+    fingerprint = _labels_fingerprint(label_files)
+    awaiting_labels = (
+        [run for run in monitoring_runs if _awaits_labels(run, fingerprint)] if label_files else []
+    )
+    labels = _read_labels(cfg, label_files) if label_files and (pending or awaiting_labels) else None
+
     references: dict[str, Any] = {}
     monitored, skipped = [], []
     for inference_run in pending:
         try:
             monitored.append(
                 _monitor_inference_run(
-                    cfg, settings, client, paths, inference_run, labels, references, max_rows
+                    cfg, settings, client, paths, inference_run, labels, fingerprint, references, max_rows
                 )
             )
         except MonitoringError as exc:
             skipped.append({"inference_run_id": inference_run.info.run_id, "reason": str(exc)})
 
     updated = []
-    if labels is not None:
-        for run in monitoring_runs:
-            if "live_f1" in run.data.metrics:
-                continue
-            result = _update_with_labels(cfg, client, run, labels)
-            if result:
-                updated.append(result)
+    for run in awaiting_labels:
+        result = _update_with_labels(cfg, client, run, labels, fingerprint)
+        if result:
+            updated.append(result)
     return {"monitored": monitored, "updated_with_labels": updated, "skipped": skipped}
 
 
@@ -195,6 +198,7 @@ def _monitor_inference_run(
     paths: StatePaths,
     inference_run: Any,
     labels: Any,
+    labels_fingerprint: str,
     references: dict[str, Any],
     max_rows: int,
 ) -> dict[str, Any]:
@@ -247,6 +251,7 @@ def _monitor_inference_run(
         "driftloop.predictions_uri": predictions_uri,
         "driftloop.batch_uri": batch_uri,
         "driftloop.current_sample": sample_note,
+        LABELS_TAG: labels_fingerprint,
         "driftloop.drifted_column_names": ",".join(drift["drifted_column_names"])[:5000],
     }
     with keyed_run(
@@ -438,14 +443,29 @@ def _load_reference(cfg: DatasetConfig, settings: Settings, reference_run_id: st
     return reference
 
 
-def _read_labels(cfg: DatasetConfig, paths: StatePaths) -> Any:
-    """All accepted labels as a boolean Series (True = positive) indexed by id, or None when there are none."""
+def _labels_fingerprint(label_files: list[Path]) -> str:
+    """Identity of the accepted label set; label files are immutable, so names and sizes suffice."""
+    import hashlib
+
+    if not label_files:
+        return "none"
+    listing = "\n".join(f"{path.name}:{path.stat().st_size}" for path in label_files)
+    return hashlib.sha256(listing.encode()).hexdigest()[:16]
+
+
+def _awaits_labels(run: Any, fingerprint: str) -> bool:
+    """True when the label set changed since the run was last joined and the run is not fully labelled."""
+    if run.data.tags.get(LABELS_TAG) == fingerprint:
+        return False
+    metrics = run.data.metrics
+    return "live_f1" not in metrics or metrics.get("labelled_rows", 0.0) < metrics.get("rows", float("inf"))
+
+
+def _read_labels(cfg: DatasetConfig, label_files: list[Path]) -> Any:
+    """Accepted labels as a boolean Series (True = positive) indexed by id."""
     import pandas as pd
 
-    files = sorted(paths.labels_dir.glob("*.parquet"))
-    if not files:
-        return None
-    frames = [pd.read_parquet(f, columns=[cfg.id_column, cfg.target]) for f in files]
+    frames = [pd.read_parquet(f, columns=[cfg.id_column, cfg.target]) for f in label_files]
     labels = pd.concat(frames, ignore_index=True).dropna(subset=[cfg.target])
     labels = labels.drop_duplicates(cfg.id_column, keep="last")  # a correction in a later file wins
     return (labels[cfg.target].astype(str) == cfg.positive_label).set_axis(labels[cfg.id_column])
@@ -471,27 +491,30 @@ def _live_metrics(cfg: DatasetConfig, predictions_df: Any, labels: Any) -> dict[
     return result
 
 
-def _update_with_labels(cfg: DatasetConfig, client: Any, run: Any, labels: Any) -> dict[str, Any] | None:
-    tags = run.data.tags
+def _update_with_labels(
+    cfg: DatasetConfig, client: Any, run: Any, labels: Any, fingerprint: str
+) -> dict[str, Any] | None:
+    """Log live metrics into an existing monitoring run when more of its rows are labelled than before."""
+    tags, run_id = run.data.tags, run.info.run_id
     predictions_uri = tags.get("driftloop.predictions_uri")
     if not predictions_uri and tags.get(KEY_TAG):
         predictions_uri = client.get_run(tags[KEY_TAG]).data.tags.get("driftloop.predictions_uri")
-    if not predictions_uri:
-        return None
     try:
-        predictions_df = _read_parquet(predictions_uri, [cfg.id_column, SCORE_COLUMN, "prediction"])
+        predictions_df = _read_parquet(predictions_uri or "", [cfg.id_column, SCORE_COLUMN, "prediction"])
     except MonitoringError:
         return None
     live = _live_metrics(cfg, predictions_df, labels)
-    if not live:
+    # Remember this label set was joined, so the next call does not reread the predictions for nothing.
+    client.set_tag(run_id, LABELS_TAG, fingerprint)
+    if not live or live["labelled_rows"] <= run.data.metrics.get("labelled_rows", 0.0):
         return None
     holdout_f1 = _holdout_f1(client, tags.get("driftloop.reference_run_id"))
     if holdout_f1:
         live["live_f1_drop"] = (holdout_f1 - live["live_f1"]) / holdout_f1
     timestamp_ms = int(time.time() * 1000)
     for key, value in live.items():
-        client.log_metric(run.info.run_id, key, value, timestamp=timestamp_ms)
-    return {"monitoring_run_id": run.info.run_id, "batch_id": tags.get("driftloop.batch_id", ""), **live}
+        client.log_metric(run_id, key, value, timestamp=timestamp_ms)
+    return {"monitoring_run_id": run_id, "batch_id": tags.get("driftloop.batch_id", ""), **live}
 
 
 def _holdout_f1(client: Any, training_run_id: str | None) -> float | None:

@@ -401,3 +401,27 @@ def test_extract_drift_counts_features_only():
         "prediction_drift_score": 0.3,
         "prediction_drifted": True,
     }
+
+
+def test_more_labels_refresh_live_metrics_until_batch_is_fully_labelled(cfg, telco_frame, scorer, champion):
+    from driftloop.monitoring import monitor_predictions
+    from driftloop.tracking import get_client
+
+    version, train_run_id = champion
+    batch = telco_frame.iloc[BATCH_ROWS]
+    score_batch(cfg, batch, "b004", version, train_run_id, scorer)
+    write_labels(cfg, batch.iloc[:500], "part1")
+
+    [item] = monitor_predictions(cfg)["monitored"]
+    assert item["labelled_rows"] == 500
+    assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
+
+    write_labels(cfg, batch.iloc[500:], "part2")
+    [update] = monitor_predictions(cfg)["updated_with_labels"]
+    assert update["monitoring_run_id"] == item["monitoring_run_id"] and update["labelled_rows"] == 2000
+    history = get_client().get_metric_history(item["monitoring_run_id"], "labelled_rows")
+    assert sorted(m.value for m in history) == [500.0, 2000.0]
+
+    write_labels(cfg, telco_frame.iloc[HOLDOUT_ROWS], "other_customers")  # fully labelled run is left alone
+    assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
+    assert len(get_client().get_metric_history(item["monitoring_run_id"], "live_f1")) == 2
