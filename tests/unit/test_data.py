@@ -1,0 +1,213 @@
+"""Data stage: ingestion accounting, replays, idempotent reruns, snapshots and the MLflow data run."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from driftloop import data
+from driftloop.config import StatePaths
+
+
+@pytest.fixture
+def state(telco_cfg):
+    paths = StatePaths.for_dataset(telco_cfg)
+    paths.landing_dir.mkdir(parents=True)
+    paths.labels_landing_dir.mkdir(parents=True)
+    return paths
+
+
+def land(paths: StatePaths, name: str, frame: pd.DataFrame, labels: bool = False) -> None:
+    folder = paths.labels_landing_dir if labels else paths.landing_dir
+    if name.endswith(".parquet"):
+        frame.to_parquet(folder / name, index=False)
+    else:
+        frame.to_csv(folder / name, index=False)
+
+
+def assert_accounting(result: dict) -> None:
+    assert result["rows_accepted"] + result["rows_quarantined"] == result["rows_received"]
+
+
+def test_ingest_splits_scoring_and_labelled_batches_and_archives_originals(telco_cfg, telco_frame, state):
+    land(state, "b001_reference.csv", telco_frame.iloc[:300])
+    land(state, "b002.parquet", telco_frame.iloc[300:400].drop(columns="churn"))
+    result = data.ingest_batches(telco_cfg)
+    assert result["accepted"] == ["b001_reference", "b002"]
+    assert result["labelled_batch_ids"] == ["b001_reference"]
+    assert result["scoring_batch_ids"] == ["b002"]
+    assert result["quarantined"] == []
+    assert (result["rows_received"], result["rows_accepted"]) == (400, 400)
+    manifest = json.loads((state.batches_dir / "b002.json").read_text())
+    assert manifest["has_target"] is False and manifest["rows_accepted"] == 100
+    stored = pd.read_parquet(manifest["batch_uri"])
+    assert list(stored.columns) == [telco_cfg.id_column, *telco_cfg.features]
+    assert stored["tenure"].dtype == "int64"
+    assert (state.archive_dir / "b002" / "b002.parquet").is_file()
+    assert not any(state.landing_dir.iterdir())
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_good_rows_proceed(telco_cfg, telco_frame, state):
+    batch = telco_frame.iloc[:50].copy()
+    batch["tenure"] = batch["tenure"].astype(object)
+    batch.loc[batch.index[:3], "tenure"] = -1
+    land(state, "b001.csv", batch)
+    result = data.ingest_batches(telco_cfg)
+    assert_accounting(result)
+    assert (result["rows_accepted"], result["rows_quarantined"]) == (47, 3)
+    rows = pd.read_parquet(state.quarantine_dir / "b001" / "rows.parquet")
+    assert rows["_reason"].tolist() == ["out_of_range:tenure"] * 3
+    assert rows["_row"].tolist() == [1, 2, 3]
+    reason = json.loads((state.quarantine_dir / "b001" / "reason.json").read_text())
+    assert reason["reason_code"] == "rejected_rows" and reason["rows_quarantined"] == 3
+
+
+def test_good_batch_beside_bad_one_proceeds_and_run_fails_with_reasons(telco_cfg, telco_frame, state):
+    land(state, "b001.csv", telco_frame.iloc[:100])
+    (state.landing_dir / "b002.csv").write_bytes(b"PK\x03\x04 not a csv")
+    land(state, "b003.csv", telco_frame.iloc[100:150].drop(columns=["tenure"]))
+    result = data.ingest_batches(telco_cfg)
+    assert result["accepted"] == ["b001"]
+    assert [(q["batch_id"], q["reason_code"]) for q in result["quarantined"]] == [
+        ("b002", "wrong_format"), ("b003", "missing_columns")]
+    assert_accounting(result)
+    assert (state.quarantine_dir / "b003" / "b003.csv").is_file()
+    assert json.loads((state.quarantine_dir / "b003" / "reason.json").read_text())["rows_received"] == 50
+    with pytest.raises(data.BatchQuarantined, match=r"(?s)b002: wrong_format.*b003: missing_columns.*tenure"):
+        data.raise_for_quarantine(result)
+    data.raise_for_quarantine({"accepted": ["b001"], "quarantined": []})
+
+
+def test_too_many_bad_rows_quarantines_the_whole_batch(telco_cfg, telco_frame, state):
+    batch = telco_frame.iloc[:10].copy()
+    batch["contract"] = ["Lifetime"] * 3 + batch["contract"].tolist()[3:]
+    land(state, "b001.csv", batch)
+    result = data.ingest_batches(telco_cfg)
+    assert result["accepted"] == []
+    assert result["quarantined"][0]["reason_code"] == "too_many_bad_rows"
+    assert "3 of 10 rows (30.0%)" in result["quarantined"][0]["message"]
+    assert (result["rows_accepted"], result["rows_quarantined"], result["rows_received"]) == (0, 10, 10)
+    assert not (state.batches_dir / "b001.parquet").exists()
+    assert len(pd.read_parquet(state.quarantine_dir / "b001" / "rows.parquet")) == 3
+
+
+def test_replayed_batch_is_quarantined_and_nothing_else_is_written(telco_cfg, telco_frame, state):
+    land(state, "b001.csv", telco_frame.iloc[:100])
+    data.ingest_batches(telco_cfg)
+    before = sorted(p.name for p in state.batches_dir.iterdir())
+    land(state, "b001_again.csv", telco_frame.iloc[:100])
+    land(state, "b001.csv", telco_frame.iloc[:100])
+    result = data.ingest_batches(telco_cfg)
+    assert result["accepted"] == []
+    assert {q["reason_code"] for q in result["quarantined"]} == {"replayed_batch"}
+    assert sorted(p.name for p in state.batches_dir.iterdir()) == before
+    assert (result["rows_received"], result["rows_quarantined"]) == (0, 0)
+
+
+def test_same_name_different_content_is_a_conflict(telco_cfg, telco_frame, state):
+    land(state, "b001.csv", telco_frame.iloc[:100])
+    data.ingest_batches(telco_cfg)
+    land(state, "b001.csv", telco_frame.iloc[100:200])
+    result = data.ingest_batches(telco_cfg)
+    assert result["quarantined"][0]["reason_code"] == "batch_id_conflict"
+    assert len(pd.read_parquet(state.batches_dir / "b001.parquet")) == 100
+
+
+def test_rerun_after_crash_before_archiving_completes_without_duplicates(telco_cfg, telco_frame, state):
+    land(state, "b001.csv", telco_frame.iloc[:100])
+    data.ingest_batches(telco_cfg)
+    archived = state.archive_dir / "b001" / "b001.csv"
+    archived.rename(state.landing_dir / "b001.csv")  # as if the move never happened
+    manifest_before = (state.batches_dir / "b001.json").read_text()
+    result = data.ingest_batches(telco_cfg)
+    assert result["accepted"] == ["b001"] and result["quarantined"] == []
+    assert (state.batches_dir / "b001.json").read_text() == manifest_before
+    assert archived.is_file()
+
+
+def test_ingest_is_a_noop_on_an_empty_landing_zone(telco_cfg, state):
+    result = data.ingest_batches(telco_cfg)
+    assert result["accepted"] == [] and result["quarantined"] == [] and result["rows_received"] == 0
+
+
+def test_labels_ingest_and_snapshot_joins_latest_label(telco_cfg, telco_frame, state):
+    land(state, "b001_reference.csv", telco_frame.iloc[:200])
+    land(state, "b002.csv", telco_frame.iloc[200:260].drop(columns="churn"))
+    data.ingest_batches(telco_cfg)
+    labels = telco_frame.iloc[200:240][["customer_id", "churn"]].copy()
+    land(state, "l001.csv", labels, labels=True)
+    flipped = labels.iloc[:5].copy()
+    flipped["churn"] = flipped["churn"].map({"Yes": "No", "No": "Yes"})
+    land(state, "l002.csv", flipped, labels=True)
+    label_result = data.ingest_labels(telco_cfg)
+    assert label_result["accepted"] == ["l001", "l002"]
+    assert_accounting(label_result)
+    snap = data.build_snapshot(telco_cfg)
+    assert snap["created"] is True
+    assert snap["rows"] == 240
+    assert snap["batch_ids"] == ["b001_reference", "b002"]
+    assert snap["label_batch_ids"] == ["l001", "l002"]
+    frame = pd.read_parquet(snap["snapshot_uri"])
+    assert list(frame.columns) == [telco_cfg.id_column, *telco_cfg.features, telco_cfg.target]
+    assert frame[telco_cfg.id_column].is_monotonic_increasing
+    got = frame.set_index("customer_id").loc[flipped["customer_id"], "churn"].tolist()
+    assert got == flipped["churn"].tolist()
+    again = data.build_snapshot(telco_cfg)
+    assert again["snapshot_hash"] == snap["snapshot_hash"] and again["created"] is False
+    assert data.latest_snapshot(telco_cfg)["snapshot_hash"] == snap["snapshot_hash"]
+
+
+def test_snapshot_hash_depends_on_content_not_batch_order(telco_cfg, telco_frame, state, tmp_path, monkeypatch):
+    land(state, "a.csv", telco_frame.iloc[:100])
+    land(state, "b.csv", telco_frame.iloc[100:200])
+    data.ingest_batches(telco_cfg)
+    first = data.build_snapshot(telco_cfg)
+    monkeypatch.setenv("DRIFTLOOP_HOME", str(tmp_path / "other"))
+    other = StatePaths.for_dataset(telco_cfg)
+    other.landing_dir.mkdir(parents=True)
+    land(other, "x.csv", telco_frame.iloc[100:200].sample(frac=1, random_state=1))
+    land(other, "y.parquet", telco_frame.iloc[:100])
+    data.ingest_batches(telco_cfg)
+    second = data.build_snapshot(telco_cfg)
+    assert second["snapshot_hash"] == first["snapshot_hash"]
+    land(other, "z.csv", telco_frame.iloc[200:201])
+    data.ingest_batches(telco_cfg)
+    assert data.build_snapshot(telco_cfg)["snapshot_hash"] != first["snapshot_hash"]
+
+
+def test_build_snapshot_without_labelled_rows_raises(telco_cfg, telco_frame, state):
+    land(state, "b001.csv", telco_frame.iloc[:50].drop(columns="churn"))
+    data.ingest_batches(telco_cfg)
+    with pytest.raises(data.NoLabelledData, match="no accepted labelled rows"):
+        data.build_snapshot(telco_cfg)
+    assert data.latest_snapshot(telco_cfg) is None
+
+
+def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, state, monkeypatch):
+    from driftloop import tracking
+
+    monkeypatch.setenv("DRIFTLOOP_PROFILE_MAX_ROWS", "150")
+    land(state, "b001.csv", telco_frame.iloc[:300])
+    data.ingest_batches(telco_cfg)
+    snap = data.build_snapshot(telco_cfg)
+    first = data.record_snapshot(telco_cfg, snap["snapshot_hash"])
+    second = data.record_snapshot(telco_cfg, snap["snapshot_hash"])
+    assert first["reused"] is False and second["reused"] is True
+    assert first["data_run_id"] == second["data_run_id"]
+    assert first["profile_sampled"] is True
+    client = tracking.get_client()
+    run = client.get_run(first["data_run_id"])
+    assert run.data.tags["driftloop.snapshot_hash"] == snap["snapshot_hash"]
+    assert run.data.tags["driftloop.snapshot_uri"] == snap["snapshot_uri"]
+    assert run.data.tags["driftloop.profile_sampled"] == "true"
+    assert run.data.metrics["rows"] == 300
+    assert 0 < run.data.metrics["positive_rate"] < 1
+    assert run.inputs.dataset_inputs[0].tags[0].value == "training"
+    artifacts = {a.path for a in client.list_artifacts(first["data_run_id"], "profile")}
+    assert artifacts == {f"profile/profile-{snap['snapshot_hash'][:12]}.html",
+                         f"profile/quality-{snap['snapshot_hash'][:12]}.json"}
+    runs = tracking.search_runs(client, telco_cfg.experiment_name("data"),
+                                {"driftloop.snapshot_hash": snap["snapshot_hash"]})
+    assert len(runs) == 1
