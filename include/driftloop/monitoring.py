@@ -26,6 +26,7 @@ SAMPLE_SEED = 42
 SCORE_COLUMN = "score"
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 REPORT_ARTIFACT = "drift_report.html"
+SUMMARY_ARTIFACT = "drift_summary.json"
 
 KEY_TAG = "driftloop.inference_run_id"
 FIRED_AT_TAG = "driftloop.sensor_fired_at"
@@ -253,6 +254,17 @@ def _monitor_inference_run(
         "driftloop.current_sample": sample_note,
         LABELS_TAG: labels_fingerprint,
         "driftloop.drifted_column_names": ",".join(drift["drifted_column_names"])[:5000],
+        "driftloop.drift_methods": ",".join(sorted(set(drift["methods"].values()))),
+    }
+    summary = {
+        col: {
+            "score": drift["drift_scores"].get(col),
+            "method": drift["methods"].get(col),
+            "drifted": col in drift["drifted_column_names"]
+            or (col == SCORE_COLUMN and drift["prediction_drifted"]),
+            "empty": col in drift["empty_columns"],
+        }
+        for col in [*cfg.features, SCORE_COLUMN]
     }
     with keyed_run(
         client, cfg.experiment_name("monitoring"), {KEY_TAG: inference_run_id}, f"drift-{batch_id}"
@@ -260,6 +272,7 @@ def _monitor_inference_run(
         mlflow.set_tags(run_tags)
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(report_path))
+        mlflow.log_dict(summary, SUMMARY_ARTIFACT)
         run_id = run.info.run_id
     return {
         "monitoring_run_id": run_id,
@@ -276,41 +289,53 @@ def _monitor_inference_run(
 def compute_drift(cfg: DatasetConfig, reference_df: Any, current_df: Any) -> dict[str, Any]:
     """Run Evidently's data drift preset on the features and a separate drift check on ``score``.
 
+    Evidently picks the test per column from the reference size: p-values (K-S, chi-square, Z) up to 1,000
+    reference rows, distances (normed Wasserstein, Jensen-Shannon) above; ``methods`` says which one was used.
+    A feature that is empty on one side only cannot be tested and counts as drifted.
+
     Args:
         cfg: Dataset config (feature types are declared from it, never inferred).
         reference_df: Reference frame with ``cfg.features`` and ``score``.
         current_df: Current frame with the same columns.
 
     Returns:
-        ``drift_share`` and ``drifted_columns`` over the features only, ``drift_scores`` per column (score
-        included), ``drifted_column_names``, ``prediction_drift_score``, ``prediction_drifted`` and the
-        Evidently ``snapshot`` (for ``save_html``).
+        ``drift_share`` and ``drifted_columns`` over the features only, ``drift_scores`` and ``methods`` per
+        tested column (score included), ``drifted_column_names``, ``empty_columns``,
+        ``prediction_drift_score``, ``prediction_drifted`` and the Evidently ``snapshot`` (for ``save_html``).
     """
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     features = list(cfg.features)
-    columns = [*features, SCORE_COLUMN]
+    reference_df = _normalise(cfg, reference_df[[*features, SCORE_COLUMN]])
+    current_df = _normalise(cfg, current_df[[*features, SCORE_COLUMN]])
+    empty_ref = {col for col in features if reference_df[col].isna().all()}
+    empty_cur = {col for col in features if current_df[col].isna().all()}
+    tested = [col for col in features if col not in empty_ref | empty_cur]
     definition = DataDefinition(
-        numerical_columns=[*cfg.numeric_features, SCORE_COLUMN],
-        categorical_columns=list(cfg.categorical_features),
-    )
-    report = Report(
-        [
-            DataDriftPreset(columns=features, drift_share=cfg.monitoring.drift_share_threshold),
-            ValueDrift(column=SCORE_COLUMN),
+        numerical_columns=[
+            col for col in [*cfg.numeric_features, SCORE_COLUMN] if col not in empty_ref | empty_cur
         ],
-        include_tests=True,
+        categorical_columns=[col for col in cfg.categorical_features if col in tested],
     )
-    snapshot = report.run(
-        current_data=Dataset.from_pandas(_normalise(cfg, current_df[columns]), data_definition=definition),
-        reference_data=Dataset.from_pandas(
-            _normalise(cfg, reference_df[columns]), data_definition=definition
-        ),
+    metrics: list[Any] = [ValueDrift(column=SCORE_COLUMN)]
+    if tested:
+        metrics.insert(0, DataDriftPreset(columns=tested, drift_share=cfg.monitoring.drift_share_threshold))
+    snapshot = Report(metrics, include_tests=True).run(
+        current_data=Dataset.from_pandas(current_df[[*tested, SCORE_COLUMN]], data_definition=definition),
+        reference_data=Dataset.from_pandas(reference_df[[*tested, SCORE_COLUMN]], data_definition=definition),
     )
-    result = extract_drift(snapshot.dict(), features)
-    result["snapshot"] = snapshot
+    result = extract_drift(snapshot.dict(), tested)
+    drifted_empty = sorted(empty_ref ^ empty_cur)  # empty on both sides is no change
+    drifted_names = [col for col in features if col in result["drifted_column_names"] or col in drifted_empty]
+    result.update(
+        drift_share=len(drifted_names) / len(features),
+        drifted_columns=float(len(drifted_names)),
+        drifted_column_names=drifted_names,
+        empty_columns=sorted(empty_ref | empty_cur),
+        snapshot=snapshot,
+    )
     return result
 
 
@@ -323,14 +348,16 @@ def extract_drift(snapshot_dict: dict[str, Any], features: list[str]) -> dict[st
         features: Feature columns; the drift share is computed over these only.
 
     Returns:
-        ``drift_share``, ``drifted_columns``, ``drift_scores``, ``drifted_column_names``,
+        ``drift_share``, ``drifted_columns``, ``drift_scores``, ``methods``, ``drifted_column_names``,
         ``prediction_drift_score`` and ``prediction_drifted``.
     """
     scores: dict[str, float] = {}
+    methods: dict[str, str] = {}
     for metric in snapshot_dict["metrics"]:
         config = metric.get("config", {})
         if config.get("type", "").endswith("ValueDrift"):
             scores[config["column"]] = float(metric["value"])
+            methods[config["column"]] = str(config.get("method", ""))
     drifted: dict[str, bool] = {}
     for test in snapshot_dict.get("tests", []):
         params = test.get("metric_config", {}).get("params", {})
@@ -342,9 +369,10 @@ def extract_drift(snapshot_dict: dict[str, Any], features: list[str]) -> dict[st
         raise MonitoringError(f"Evidently snapshot lacks drift results for columns {missing}")
     drifted_names = [col for col in features if drifted[col]]
     return {
-        "drift_share": len(drifted_names) / len(features),
+        "drift_share": len(drifted_names) / len(features) if features else 0.0,
         "drifted_columns": float(len(drifted_names)),
         "drift_scores": scores,
+        "methods": methods,
         "drifted_column_names": drifted_names,
         "prediction_drift_score": scores[SCORE_COLUMN],
         "prediction_drifted": drifted[SCORE_COLUMN],

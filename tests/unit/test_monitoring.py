@@ -197,7 +197,8 @@ def test_clean_batch_is_not_drift_and_does_not_fire(cfg, telco_frame, scorer, ch
     assert abs(metrics["live_f1_drop"]) < cfg.monitoring.f1_drop_threshold
     assert abs(metrics["live_f1_drop"] - (scorer[1] - metrics["live_f1"]) / scorer[1]) < 1e-9
     artifacts = [a.path for a in get_client().list_artifacts(run.info.run_id)]
-    assert artifacts == ["drift_report.html"]
+    assert artifacts == ["drift_report.html", "drift_summary.json"]
+    assert tags["driftloop.drift_methods"] == "Jensen-Shannon distance,Wasserstein distance (normed)"
 
     assert find_drift_trigger(cfg, now_s=T0) is None
     untagged = get_client().get_run(item["monitoring_run_id"]).data.tags
@@ -397,6 +398,7 @@ def test_extract_drift_counts_features_only():
         "drift_share": 0.5,
         "drifted_columns": 1.0,
         "drift_scores": {"a": 0.4, "b": 0.01, "score": 0.3},
+        "methods": {"a": "", "b": "", "score": ""},
         "drifted_column_names": ["a"],
         "prediction_drift_score": 0.3,
         "prediction_drifted": True,
@@ -425,3 +427,39 @@ def test_more_labels_refresh_live_metrics_until_batch_is_fully_labelled(cfg, tel
     write_labels(cfg, telco_frame.iloc[HOLDOUT_ROWS], "other_customers")  # fully labelled run is left alone
     assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
     assert len(get_client().get_metric_history(item["monitoring_run_id"], "live_f1")) == 2
+
+
+def test_small_reference_uses_p_values_and_still_separates_clean_from_drifted(telco_cfg, telco_frame, scorer):
+    from driftloop.monitoring import compute_drift
+
+    score, _ = scorer
+    frame = telco_frame.assign(score=score(telco_frame))
+    reference, current = frame.iloc[:800], frame.iloc[4000:4500]
+
+    clean = compute_drift(telco_cfg, reference, current)
+    shifted_current = drift_frame(current)
+    shifted_current["score"] = score(shifted_current)
+    drifted = compute_drift(telco_cfg, reference, shifted_current)
+
+    assert set(clean["methods"].values()) == {"K-S p_value", "Z-test p_value", "chi-square p_value"}
+    assert clean["drift_share"] < 0.3 and not clean["prediction_drifted"]
+    shifted = {"tenure", "monthly_charges", "total_charges", "contract", "internet_service", "payment_method"}
+    shifted |= {"tech_support", "online_security", "paperless_billing"}
+    assert shifted <= set(drifted["drifted_column_names"])
+    assert drifted["drift_share"] >= 9 / 19
+    assert drifted["drift_scores"]["tenure"] < 1e-6  # a p-value: small means drift
+    assert drifted["prediction_drifted"]
+
+
+def test_feature_empty_in_current_counts_as_drifted(telco_cfg, telco_frame, scorer):
+    from driftloop.monitoring import compute_drift
+
+    score, _ = scorer
+    frame = telco_frame.assign(score=score(telco_frame))
+    current = frame.iloc[4000:4500].assign(contract=None)
+
+    result = compute_drift(telco_cfg, frame.iloc[:2000], current)
+
+    assert result["empty_columns"] == ["contract"]
+    assert "contract" in result["drifted_column_names"] and "contract" not in result["drift_scores"]
+    assert result["drift_share"] == pytest.approx(len(result["drifted_column_names"]) / 19)
