@@ -43,9 +43,9 @@ DEFAULT_MAX_TEXT_LENGTH = 256
 BOOTSTRAP_RANGE_HEADROOM = 2.0
 # Read as null in CSV files; everything else is a value to be checked.
 NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "#N/A"]
-# Spreadsheet formula injection (OWASP CSV injection): =, @, tab/CR always; + or - only before command-like text
-# (a letter or parenthesis), so negative numbers written as text are not flagged.
-FORMULA_PATTERN = r"^\s*(?:[=@]|[+\-]\s*[A-Za-z_(]|[\t\r])"
+# Spreadsheet formula injection (OWASP CSV injection): =, @, tab/CR always; + or - when command-like text follows
+# (a letter, parenthesis, pipe or bang, e.g. -2+3+cmd|' /C calc'!A0), so "-12.5" written as text is not flagged.
+FORMULA_PATTERN = r"^\s*(?:[=@\t\r]|[+\-].*[A-Za-z_(|!])"
 
 DTYPES = ("string", "int64", "float64")
 NUMERIC_DTYPES = ("int64", "float64")
@@ -222,22 +222,38 @@ def parse_contract(raw: dict[str, Any], cfg: DatasetConfig, where: str = "contra
     )
 
 
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
 def load_contract(cfg: DatasetConfig) -> Contract:
-    """Read and validate ``cfg``'s contract file (an inline ``contract.columns`` mapping in the config also works).
+    """Read and validate ``cfg``'s contract.
+
+    The config's ``contract`` mapping names the file (``path``) and may override any contract key, e.g.
+    ``contract: {path: telco_churn.contract.yaml, max_bad_row_share: 0.05, rows: {max: 100000}}`` (so
+    ``DRIFTLOOP_CONFIG_OVERRIDES`` can tighten a threshold without editing the file). A ``columns`` mapping
+    with no file is a complete inline contract.
 
     Raises:
         ContractError: No contract exists for the dataset, or it is invalid.
     """
-    inline = cfg.contract or {}
-    if "columns" in inline:
-        return parse_contract(inline, cfg, f"{cfg.config_path or cfg.name}: contract")
+    inline = {k: v for k, v in (cfg.contract or {}).items() if k != "path"}
     path = contract_path(cfg)
-    if not path.is_file():
+    if path.is_file():
+        raw = yaml.safe_load(path.read_text()) or {}
+        where = str(path)
+    elif "columns" in inline and "path" not in (cfg.contract or {}):
+        raw, where = {}, f"{cfg.config_path or cfg.name}: contract"
+    else:
         raise ContractError(
             f"no data contract for dataset {cfg.name!r} at {path}; create one with "
             f"`driftloop --dataset {cfg.name} contract bootstrap` and review it"
         )
-    return parse_contract(yaml.safe_load(path.read_text()) or {}, cfg, str(path))
+    return parse_contract(_merge(raw, inline), cfg, where)
 
 
 def _nice_ceiling(value: float) -> float:
@@ -689,7 +705,9 @@ def validate_frame(
         cases = cases[cases["index"].notna()]
         for pos, column, check in zip(cases["index"], cases["column"], cases["check"], strict=True):
             code = "null_not_allowed" if check == "not_nullable" else str(check)
-            reasons.setdefault(int(pos), []).append(f"{code}:{column}")
+            items = reasons.setdefault(int(pos), [])
+            if code != "null_not_allowed" or f"unparsable:{column}" not in items:  # parsing made that null
+                items.append(f"{code}:{column}")
     id_col = contract.id_column
     if id_col in typed.columns:
         ids = typed[id_col]
@@ -844,7 +862,7 @@ def validate_file(
                                 f"contract; at most {contract.max_bad_row_share:.1%} may", rows_received=received)
     except BatchRejected as exc:
         # Unparsed rows still count as received: the file's line count (CSV) or footer row count (parquet).
-        rows = max(exc.rows_received, received, counted_rows)
+        rows = max(exc.rows_received, received, counted_rows + (exc.reason_code == "no_header"))
         report.update(reason_code=exc.reason_code, message=exc.message, file_level=True, rows_received=rows,
                       rows_accepted=0, rows_quarantined=rows)
     else:

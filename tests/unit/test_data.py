@@ -6,7 +6,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from driftloop import data
 from driftloop.config import StatePaths
 
