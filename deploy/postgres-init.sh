@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# First-start init of the postgres container (mounted into /docker-entrypoint-initdb.d): one role and one
+# database per application, so Airflow and MLflow never share credentials or schemas.
+#   airflow      Airflow metadata DB (also the Celery result backend)
+#   mlflow       MLflow backend store (experiments, runs, registry)
+#   mlflow_auth  MLflow basic-auth users and permissions
+set -euo pipefail
+
+: "${AIRFLOW_DB_PASSWORD:?AIRFLOW_DB_PASSWORD is required}" "${MLFLOW_DB_PASSWORD:?MLFLOW_DB_PASSWORD is required}"
+
+psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "$POSTGRES_DB" \
+  -v airflow_pw="$AIRFLOW_DB_PASSWORD" -v mlflow_pw="$MLFLOW_DB_PASSWORD" <<'SQL'
+CREATE ROLE airflow LOGIN PASSWORD :'airflow_pw';
+CREATE ROLE mlflow LOGIN PASSWORD :'mlflow_pw';
+CREATE DATABASE airflow OWNER airflow;
+CREATE DATABASE mlflow OWNER mlflow;
+CREATE DATABASE mlflow_auth OWNER mlflow;
+REVOKE ALL ON DATABASE airflow FROM PUBLIC;
+REVOKE ALL ON DATABASE mlflow FROM PUBLIC;
+REVOKE ALL ON DATABASE mlflow_auth FROM PUBLIC;
+SQL
+echo "postgres-init: created databases airflow, mlflow, mlflow_auth"
