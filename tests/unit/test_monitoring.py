@@ -238,6 +238,8 @@ def test_drifted_batch_fires_once_and_second_call_is_noop(cfg, telco_frame, scor
     tags = get_client().get_run(item["monitoring_run_id"]).data.tags
     assert tags["driftloop.sensor_fired_at"] == str(int(T0))
     assert tags["driftloop.sensor_trigger_run_id"] == "manual__retrain_1"
+    retried = mark_trigger_fired(cfg, trigger["monitoring_run_id"], "manual__retrain_1", now_s=T0 + 300)
+    assert retried["fired_at"] == int(T0)  # a task retry keeps the original firing time
     # Long after the cooldown the same result still never fires again.
     assert find_drift_trigger(cfg, now_s=T0 + 10 * cfg.monitoring.cooldown_s) is None
 
