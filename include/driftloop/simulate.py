@@ -135,8 +135,8 @@ def simulate_batch(
     Args:
         cfg: Dataset config.
         index: Batch number (1, 2, …); names the file ``batch_<index:03d>.csv``.
-        rows: Rows in the batch (sampled without replacement from the non-reference pool when it is large
-            enough, with replacement otherwise).
+        rows: Rows in the batch: slice ``index`` of the shuffled non-reference pool while it lasts, a
+            resample with fresh ids after that.
         drift: Drift to inject (see :func:`apply_drift`); None for a clean batch.
         reference_share: As in :func:`simulate_reference`.
         seed: As in :func:`simulate_reference`.
@@ -147,8 +147,14 @@ def simulate_batch(
     """
     paths = StatePaths.for_dataset(cfg, settings)
     _, pool = _split_pools(cfg, reference_share, seed)
-    batch = pool.sample(n=rows, replace=rows > len(pool), random_state=seed + index).reset_index(drop=True)
-    if rows > len(pool):
+    # Consecutive batches take consecutive slices of the shuffled pool, so a customer appears in one batch only
+    # (late labels of one batch never label another) until the pool runs out; after that, rows repeat with
+    # fresh ids.
+    start = (index - 1) * rows
+    if start + rows <= len(pool):
+        batch = pool.iloc[start : start + rows].reset_index(drop=True)
+    else:
+        batch = pool.sample(n=rows, replace=rows > len(pool), random_state=seed + index).reset_index(drop=True)
         batch[cfg.id_column] = [f"{v}-b{index}-{i}" for i, v in enumerate(batch[cfg.id_column])]
     if drift:
         batch = apply_drift(batch, cfg, drift, seed=seed + index)

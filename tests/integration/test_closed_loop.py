@@ -14,16 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from driftloop_airflow.loop import task_states
 
 from tests.conftest import FAST_OVERRIDES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def _task_states(dag_run) -> dict[str, str]:
-    return {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
 
 
 @pytest.fixture(scope="module")
@@ -82,52 +79,12 @@ def client(loop_env):
     return get_client()
 
 
-def _queued_runs(dag_id: str) -> list:
-    from airflow.models import DagRun
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        runs = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_type == "operator_triggered").all()
-        return [(r.run_id, dict(r.conf or {})) for r in runs]
-
-
 @pytest.fixture(scope="module")
 def loop(loop_env, dags, cfg, client):
     """Drive the loop once and record what each step produced."""
-    from driftloop import simulate
+    from driftloop_airflow.loop import drive_closed_loop
 
-    name = cfg.registered_model_name
-    seen: dict = {}
-
-    simulate.simulate_reference(cfg)
-    run = dags["data_pipeline"].test()
-    seen["data_1"] = (str(run.state), _task_states(run))
-
-    run = dags["training_pipeline"].test()
-    seen["train_1"] = (str(run.state), _task_states(run))
-    seen["champion_after_v1"] = client.get_model_version_by_alias(name, "champion").version
-
-    simulate.simulate_batch(cfg, 1, rows=800)
-    for dag_id in ("data_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor"):
-        run = dags[dag_id].test()
-        seen[f"clean_{dag_id}"] = (str(run.state), _task_states(run))
-    seen["queued_after_clean"] = _queued_runs("training_pipeline")
-
-    simulate.simulate_batch(cfg, 2, rows=800, drift={"preset": "strong"})
-    simulate.simulate_labels(cfg, 1)
-    for dag_id in ("data_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor"):
-        run = dags[dag_id].test()
-        seen[f"drift_{dag_id}"] = (str(run.state), _task_states(run))
-    seen["queued_after_drift"] = _queued_runs("training_pipeline")
-
-    conf = seen["queued_after_drift"][0][1] if seen["queued_after_drift"] else {}
-    run = dags["training_pipeline"].test(run_conf=conf)
-    seen["train_2"] = (str(run.state), _task_states(run))
-
-    run = dags["drift_sensor"].test()
-    seen["sensor_again"] = (str(run.state), _task_states(run))
-    seen["queued_after_again"] = _queued_runs("training_pipeline")
-    return seen
+    return drive_closed_loop(dags, cfg, client)
 
 
 def test_reference_data_trains_a_first_champion(loop, client, cfg):
@@ -176,7 +133,6 @@ def test_same_monitoring_result_does_not_fire_twice(loop):
 
 def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_env, dags, cfg, client):
     import pandas as pd
-
     from driftloop import simulate
     from driftloop.config import StatePaths
 
@@ -189,13 +145,13 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     simulate.simulate_batch(cfg, 3, rows=300)
     (paths.landing_dir / "broken.csv").write_text("customer_id;tenure\nX-1;not-a-number\n")
     data_run = dags["data_pipeline"].test()
-    states = _task_states(data_run)
+    states = task_states(data_run)
     assert states["check_quarantine"] == "failed"
     assert states["announce_batches"] == "success"
     assert (paths.quarantine_dir / "broken" / "reason.json").is_file()
 
     inference_run = dags["inference_pipeline"].test()
-    assert _task_states(inference_run)["score_pending_batches"] == "success"
+    assert task_states(inference_run)["score_pending_batches"] == "success"
     predictions = pd.read_parquet(paths.predictions_dir / "batch_003.parquet")
     assert len(predictions) == 300
     assert set(predictions["model_version"]) == {moved_to}
