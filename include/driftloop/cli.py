@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "driftloop.simulate",
     "driftloop.contract",
     "driftloop.data",
+    "driftloop.monitoring",
     "driftloop.lineage",
     "driftloop.demo",
 )

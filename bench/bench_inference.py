@@ -1,0 +1,123 @@
+"""Batch inference: throughput against a bare ``pyfunc.predict`` and peak memory against batch size.
+
+1. Trains and registers a small champion (lr, 2 folds) on the telco data in a throw-away SQLite MLflow store.
+2. Throughput: ``inference.score_file`` (parquet in → chunked predict_proba → parquet out, with ids and model
+   metadata) against a bare ``mlflow.pyfunc`` ``predict`` of the same rows already in memory, same script.
+   Target: overhead ratio <= 1.3.
+3. Memory: peak RSS of scoring 1,000,000 rows against 100,000 rows, each in a fresh process. Bounded means the
+   ratio stays near 1 (chunked reads), not near 10.
+
+Prints one figure per line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+ROWS = int(os.environ.get("BENCH_INFERENCE_ROWS", "200000"))
+BIG_ROWS = int(os.environ.get("BENCH_MEMORY_ROWS", "1000000"))
+SMALL_ROWS = BIG_ROWS // 10
+FAST = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
+
+MEMORY_PROBE = """
+import json, resource, sys
+from pathlib import Path
+from driftloop.config import load_dataset_config
+from driftloop.inference import load_model, resolve_model, score_file
+cfg = load_dataset_config("telco_churn")
+info = resolve_model(cfg)
+model = load_model(info["model_uri"])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+result = score_file(model, info, cfg, Path(sys.argv[1]), Path(sys.argv[2]))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"rows": result["rows"], "peak_mb": peak / 1024, "before_mb": base / 1024, "seconds": result["seconds"]}))
+"""
+
+
+def write_rows(frame, cfg, rows: int, path: Path, chunk: int = 100_000) -> None:
+    """Write ``rows`` resampled rows (fresh unique ids) to ``path`` in chunks, so generation memory is bounded."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    written = 0
+    while written < rows:
+        n = min(chunk, rows - written)
+        part = frame.sample(n=n, replace=True, random_state=written).reset_index(drop=True)
+        part[cfg.id_column] = [f"B-{written + i:08d}" for i in range(n)]
+        table = pa.Table.from_pandas(part[[cfg.id_column, *cfg.features]], preserve_index=False)
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+        written += n
+    writer.close()
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="driftloop-bench-inference-"))
+    os.environ.update(
+        {
+            "DRIFTLOOP_HOME": str(work / "home"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST),
+        }
+    )
+    import mlflow.pyfunc
+    import pandas as pd
+
+    from driftloop import data, registry, simulate, training
+    from driftloop.config import load_dataset_config
+    from driftloop.inference import load_model, resolve_model, score_file
+    from driftloop.sources import load_source_frame
+
+    cfg = load_dataset_config("telco_churn")
+    simulate.simulate_reference(cfg)
+    data.ingest_batches(cfg)
+    snapshot = data.build_snapshot(cfg)
+    trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"})
+    registry.promote_model(cfg, trained["model_version"])
+    info = resolve_model(cfg)
+    model = load_model(info["model_uri"])
+    pyfunc = mlflow.pyfunc.load_model(info["model_uri"])
+
+    frame = load_source_frame(cfg)
+    batch_path = work / "batch.parquet"
+    write_rows(frame, cfg, ROWS, batch_path)
+    in_memory = pd.read_parquet(batch_path)[cfg.features]
+
+    score_file(model, info, cfg, batch_path, work / "warmup.parquet")  # first-call costs out of both timings
+    t0 = time.perf_counter()
+    pyfunc.predict(in_memory)
+    bare_s = time.perf_counter() - t0
+    result = score_file(model, info, cfg, batch_path, work / "predictions.parquet")
+    ours_s = result["seconds"]
+    print(f"inference_rows {ROWS}")
+    print(f"inference_bare_pyfunc_rows_per_s {ROWS / bare_s:.0f}")
+    print(f"inference_driftloop_rows_per_s {ROWS / ours_s:.0f}")
+    print(f"inference_overhead_ratio {ours_s / bare_s:.2f}")
+
+    peaks = {}
+    for rows in (SMALL_ROWS, BIG_ROWS):
+        path = work / f"mem_{rows}.parquet"
+        write_rows(frame, cfg, rows, path)
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, str(path), str(work / f"mem_{rows}_pred.parquet")],
+            capture_output=True, text=True, env=os.environ.copy(),
+        )  # fmt: skip
+        if out.returncode != 0:
+            raise SystemExit(out.stderr[-3000:])
+        peaks[rows] = json.loads(out.stdout.strip().splitlines()[-1])
+        print(f"inference_peak_rss_mb.rows_{rows} {peaks[rows]['peak_mb']:.0f}")
+    print(f"inference_peak_rss_ratio_{BIG_ROWS}_vs_{SMALL_ROWS} {peaks[BIG_ROWS]['peak_mb'] / peaks[SMALL_ROWS]['peak_mb']:.2f}")
+    print(f"inference_rows_per_s.rows_{BIG_ROWS} {BIG_ROWS / peaks[BIG_ROWS]['seconds']:.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
