@@ -10,7 +10,6 @@ import copy
 import json
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -155,14 +154,20 @@ class DatasetConfig:
         """MLflow experiment for a lifecycle stage (``data``, ``training``, ``inference``, ``monitoring``)."""
         return f"driftloop/{self.name}/{stage}"
 
-    @cached_property
-    def asset_uris(self) -> dict[str, str]:
-        """URIs of the Airflow Assets that connect the DAGs of this dataset."""
-        return {
-            "snapshot": f"driftloop://{self.name}/training-snapshot",
-            "batches": f"driftloop://{self.name}/scoring-batches",
-            "predictions": f"driftloop://{self.name}/predictions",
-        }
+
+
+ASSET_KINDS = {"snapshot": "training-snapshot", "batches": "scoring-batches", "predictions": "predictions"}
+
+
+def asset_uri(dataset: str, kind: str) -> str:
+    """URI of the Airflow Asset of ``kind`` that connects the DAGs of ``dataset``.
+
+    Raises:
+        ConfigError: ``kind`` is not one of ``snapshot``, ``batches``, ``predictions``.
+    """
+    if kind not in ASSET_KINDS:
+        raise ConfigError(f"unknown asset kind {kind!r} (known: {sorted(ASSET_KINDS)})")
+    return f"driftloop://{dataset}/{ASSET_KINDS[kind]}"
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop.config import ConfigError, DatasetConfig, PROJECT_DIR
+from driftloop.config import PROJECT_DIR, ConfigError, DatasetConfig
 
 
 def load_source_frame(cfg: DatasetConfig) -> Any:
