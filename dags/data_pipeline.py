@@ -15,7 +15,8 @@ immutable, content-addressed training snapshot from all labelled rows and logs i
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
 from driftloop import data, retraining
 from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config, schedule_from_env
 
@@ -62,7 +63,10 @@ def data_pipeline():
 
     @task
     def check_quarantine(ingested: dict, labels: dict) -> None:
-        data.raise_for_quarantine(ingested, labels)
+        try:
+            data.raise_for_quarantine(ingested, labels)
+        except data.BatchQuarantined as exc:
+            raise AirflowFailException(str(exc)) from exc  # a verdict on the data: retrying cannot help
 
     batches, labels = ingest_batches(), ingest_labels()
     snapshot = build_snapshot()

@@ -17,6 +17,7 @@ import os
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
+
 from driftloop import monitoring
 from driftloop_airflow import DEFAULT_ARGS, START_DATE, dag_tags, load_config, schedule_from_env
 from driftloop_airflow.sensors import DriftSensor

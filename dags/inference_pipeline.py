@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
+
 from driftloop import inference
 from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config
 

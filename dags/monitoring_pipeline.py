@@ -14,6 +14,7 @@ versus the champion's holdout, also for batches monitored before their labels ca
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
+
 from driftloop import monitoring
 from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config
 

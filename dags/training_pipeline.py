@@ -14,6 +14,8 @@ a first version must meet the absolute floors, and a later one must beat the cha
 from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
+
 from driftloop import registry, training
 from driftloop_airflow import DEFAULT_ARGS, START_DATE, airflow_ids, asset, dag_tags, load_config
 
@@ -40,7 +42,10 @@ def training_pipeline():
 
     @task
     def promote_model(trained: dict) -> dict:
-        return registry.promote_model(load_config(), trained["model_version"])
+        try:
+            return registry.promote_model(load_config(), trained["model_version"])
+        except registry.GateError as exc:
+            raise AirflowFailException(str(exc)) from exc  # below the floors: retrying cannot help
 
     promote_model(train_model())
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from driftloop_airflow.loop import task_states
 
+from driftloop_airflow.loop import task_states
 from tests.conftest import FAST_OVERRIDES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -133,6 +133,7 @@ def test_same_monitoring_result_does_not_fire_twice(loop):
 
 def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_env, dags, cfg, client):
     import pandas as pd
+
     from driftloop import simulate
     from driftloop.config import StatePaths
 
