@@ -498,12 +498,9 @@ class Stack:
         """Call ``/api/v2<path>`` as the admin and return the decoded JSON."""
         import requests
 
+        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
         response = requests.request(
-            method,
-            f"{self.api_url}/api/v2{path}",
-            headers={"Authorization": f"Bearer {self.token()}"},
-            timeout=60,
-            **kwargs,
+            method, f"{self.api_url}/api/v2{path}", headers=headers, timeout=60, **kwargs
         )
         if response.status_code not in tuple(expect):
             raise StackError(f"{method} {path} -> {response.status_code}: {response.text[:1000]}")
@@ -668,17 +665,26 @@ class Stack:
         return self
 
     def teardown(self) -> None:
-        """Kill every process group (workers first), then drop the databases and release the Redis DB."""
-        order = sorted(
+        """Kill every process group (workers first, SIGKILL), drop the databases, release the Redis DB.
+
+        Robust to being interrupted: each step is attempted even when an earlier one raised.
+        """
+        for name in sorted(
             self.procs, key=lambda n: (not n.startswith("worker"), n == "api-server", n == "mlflow")
-        )
-        for name in order:
-            with contextlib.suppress(Exception):
-                self.procs[name].kill(signal.SIGTERM, grace_s=20)
-        for name in self.databases:
-            with contextlib.suppress(Exception):
+        ):
+            proc = self.procs[name]
+            sig = signal.SIGKILL if name.startswith("worker") else signal.SIGTERM
+            try:
+                proc.kill(sig, grace_s=10)
+            except BaseException:  # noqa: BLE001 - keep tearing down
+                with contextlib.suppress(BaseException):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
+        for name in list(self.databases):
+            try:
                 _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        self.databases.clear()
+                self.databases.remove(name)
+            except Exception:  # noqa: BLE001
+                pass
         if self.redis_db is not None:
             with contextlib.suppress(Exception):
                 import redis
