@@ -947,7 +947,7 @@ def validate_file(
     report: dict[str, Any] = {
         "path": str(path), "kind": kind, "ok": False, "reason_code": None, "message": "", "file_level": False,
         "rows_received": 0, "rows_accepted": 0, "rows_quarantined": 0, "reason_counts": {}, "has_label": False,
-        "sha256": None, "format": None, "problems": [],
+        "sha256": None, "format": None, "columns": [], "problems": [],
     }
     counts: dict[str, int] = {}
     seen_ids: list[Any] = []
@@ -960,6 +960,7 @@ def validate_file(
         for frame in iter_file_frames(path, info, chunk_rows):
             if received == 0:
                 report["has_label"] = check_columns(contract, list(frame.columns), kind)["has_label"]
+                report["columns"] = [str(c) for c in frame.columns]
             accepted, rejected = validate_frame(cfg, frame, kind, contract, seen_ids, row_offset=received)
             received += len(frame)
             accepted_rows += len(accepted)

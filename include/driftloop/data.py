@@ -184,7 +184,7 @@ def _ingest_file(
     same_id = known.get(batch_id)
     if same_id is not None:
         archived = archive_root / batch_id / file.name
-        if same_id["sha256"] == sha and not archived.exists():
+        if same_id["sha256"] == sha and not archived.exists() and same_id.get("original_archived", True):
             # A previous attempt wrote the manifest but crashed before archiving: finish it, write nothing new.
             _move(file, archive_root / batch_id)
             return {"status": "accepted", "batch_id": batch_id, "manifest": same_id, "recovered": True}
@@ -253,8 +253,15 @@ def _ingest_file(
         manifest.update(has_target=bool(report["has_label"]), batch_uri=str(data_path))
     if not report["rows_accepted"]:
         manifest["batch_uri" if not labels else "labels_uri"] = None
+    pii = [c for c in report["columns"] if c in contract.columns and contract.columns[c].pii]
+    manifest["original_archived"] = not pii
+    if pii:
+        manifest["original_removed_reason"] = f"the original holds PII columns {pii}; only treated rows are kept"
     write_json(out_dir / f"{batch_id}.json", manifest)
-    _move(file, archive_root / batch_id)
+    if pii:
+        file.unlink()
+    else:
+        _move(file, archive_root / batch_id)
     return {"status": "accepted", "batch_id": batch_id, "manifest": manifest}
 
 

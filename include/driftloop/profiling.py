@@ -106,7 +106,7 @@ def profile_snapshot(
         frame = pd.read_parquet(read_snapshot_manifest(cfg, snapshot_hash, settings)["snapshot_uri"])
     started = time.monotonic()
     rows = int(len(frame))
-    sampled = rows > max_rows
+    sampled = html and rows > max_rows
     profiled = frame.sample(n=max_rows, random_state=SAMPLE_SEED) if sampled else frame
     reports = paths.reports_dir / "profiles"
     reports.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from driftloop import data
 from driftloop.config import StatePaths
 
@@ -210,3 +211,55 @@ def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, 
     runs = tracking.search_runs(client, telco_cfg.experiment_name("data"),
                                 {"driftloop.snapshot_hash": snap["snapshot_hash"]})
     assert len(runs) == 1
+
+
+def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(telco_cfg, telco_frame, state, monkeypatch):
+    from dataclasses import replace
+
+    cfg = replace(telco_cfg, contract={
+        "path": telco_cfg.contract["path"],
+        "columns": {"customer_id": {"pii": "hash"},
+                    "email": {"dtype": "string", "required": False, "nullable": True, "pii": "drop"}},
+    })
+    monkeypatch.setenv("DRIFTLOOP_PII_SALT", "pepper")
+    frame = telco_frame.iloc[:20].copy()
+    frame["email"] = "someone@example.com"
+    frame.loc[0, "contract"] = "Lifetime"
+    land(state, "b001.csv", frame)
+    result = data.ingest_batches(cfg)
+    assert (result["rows_accepted"], result["rows_quarantined"]) == (19, 1)
+    manifest = json.loads((state.batches_dir / "b001.json").read_text())
+    assert manifest["original_archived"] is False and "email" in manifest["original_removed_reason"]
+    assert not (state.archive_dir / "b001").exists() and not any(state.landing_dir.iterdir())
+    stored = pd.read_parquet(state.batches_dir / "b001.parquet")
+    rejected = pd.read_parquet(state.quarantine_dir / "b001" / "rows.parquet")
+    for frame_ in (stored, rejected):
+        assert "email" not in frame_.columns
+        assert frame_["customer_id"].str.fullmatch(r"[0-9a-f]{64}").all()
+    land(state, "b001.csv", frame)
+    assert data.ingest_batches(cfg)["quarantined"][0]["reason_code"] == "replayed_batch"
+
+
+def test_profile_samples_large_snapshots_and_says_so(telco_cfg, telco_frame, state):
+    from driftloop import profiling
+
+    frame = telco_frame.iloc[:400]
+    result = profiling.profile_snapshot(telco_cfg, "ab" * 32, frame=frame, max_rows=120)
+    assert (result["rows"], result["profiled_rows"], result["sampled"]) == (400, 120, True)
+    html = open(result["profile_path"], encoding="utf-8").read()
+    assert "profiled on a random sample of 120 rows" in html
+    summary = json.loads(open(result["summary_path"]).read())
+    assert summary["rows"] == 400 and summary["sampled"] is True and summary["sample_seed"] == 0
+    tenure = summary["columns"]["tenure"]
+    assert (tenure["min"], tenure["max"]) == (float(frame["tenure"].min()), float(frame["tenure"].max()))
+    assert summary["columns"]["total_charges"]["null_share"] == frame["total_charges"].isna().mean()
+    assert summary["columns"]["contract"]["distinct"] == 3
+
+
+def test_profile_html_can_be_switched_off(telco_cfg, telco_frame, state, monkeypatch):
+    from driftloop import profiling
+
+    monkeypatch.setenv("DRIFTLOOP_PROFILE_MAX_ROWS", "0")
+    result = profiling.profile_snapshot(telco_cfg, "cd" * 32, frame=telco_frame.iloc[:50])
+    assert result["profile_path"] is None and result["sampled"] is False
+    assert json.loads(open(result["summary_path"]).read())["html_report"] is False

@@ -6,6 +6,7 @@ import json
 
 import pandas as pd
 import pytest
+
 from driftloop import data, lineage
 from driftloop.config import StatePaths, load_dataset_config
 
@@ -27,8 +28,9 @@ def cfg(mlflow_uri, tmp_path_factory):
 def trained(cfg, telco_frame):
     """Two batches (one with a quarantined row), a snapshot, a data run, and a registered model trained on it."""
     import mlflow
-    from driftloop.tracking import get_client, keyed_run
     from sklearn.linear_model import LogisticRegression
+
+    from driftloop.tracking import get_client, keyed_run
 
     paths = StatePaths.for_dataset(cfg)
     paths.landing_dir.mkdir(parents=True)
