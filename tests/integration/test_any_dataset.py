@@ -55,4 +55,4 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     retrained = training.train_model(cfg, trigger={**trigger, "airflow_run_id": f"drift__{trigger['monitoring_run_id']}"})
     assert (trained["model_version"], retrained["model_version"]) == ("1", "2")
     client = get_client()
-    assert client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version == retrained["model_version"]
+    assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == retrained["model_version"]

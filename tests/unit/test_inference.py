@@ -1,0 +1,118 @@
+"""Inference: the champion resolved at run time, chunked scoring that matches one-shot scoring, idempotency."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from driftloop import inference
+from driftloop.config import StatePaths
+
+
+@pytest.fixture
+def private_mlflow(driftloop_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv(
+        "DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({"inference": {"chunk_rows": 128}, "training": {"models": ["lr"]}})
+    )
+
+
+def _register(cfg, frame, flip: bool = False) -> str:
+    """Register a small sklearn pipeline on raw features; returns its version."""
+    import mlflow
+    import mlflow.sklearn
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline, make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from driftloop.tracking import get_client
+
+    get_client()
+    pre = ColumnTransformer(
+        [
+            ("num", SimpleImputer(), list(cfg.numeric_features)),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), list(cfg.categorical_features)),
+        ]
+    )
+    y = (frame[cfg.target] == cfg.positive_label).astype(int)
+    model = Pipeline([("pre", pre), ("clf", make_pipeline(LogisticRegression(max_iter=300)))])
+    model.fit(frame[cfg.features], 1 - y if flip else y)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model, name="model", registered_model_name=cfg.registered_model_name, serialization_format="cloudpickle"
+        )
+    return str(info.registered_model_version)
+
+
+def _drop_batch(cfg, frame, batch_id: str) -> None:
+    paths = StatePaths.for_dataset(cfg)
+    paths.batches_dir.mkdir(parents=True, exist_ok=True)
+    uri = paths.batches_dir / f"{batch_id}.parquet"
+    frame[[cfg.id_column, *cfg.features]].to_parquet(uri, index=False)
+    manifest = {"batch_id": batch_id, "batch_uri": str(uri), "has_target": False, "rows_accepted": len(frame)}
+    (paths.batches_dir / f"{batch_id}.json").write_text(json.dumps(manifest))
+
+
+def test_no_champion_is_a_clear_error(private_mlflow, telco_frame):
+    from driftloop.config import load_dataset_config
+
+    cfg = load_dataset_config("telco_churn")
+    _drop_batch(cfg, telco_frame.head(10), "batch_001")
+    with pytest.raises(inference.NoChampionError, match="has alias 'champion'"):
+        inference.score_pending_batches(cfg)
+
+
+def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow, telco_frame):
+    from driftloop.config import load_dataset_config
+    from driftloop.tracking import get_client
+
+    cfg = load_dataset_config("telco_churn")
+    version = _register(cfg, telco_frame.head(3000))
+    client = get_client()
+    client.set_registered_model_alias(cfg.registered_model_name, "champion", version)
+
+    batch = telco_frame.iloc[3000:3500]
+    batch = batch.set_index(pd.Index([0] * len(batch)))  # duplicate index: must not multiply rows
+    _drop_batch(cfg, batch, "batch_001")
+    result = inference.score_pending_batches(cfg)
+
+    assert result["model_version"] == version
+    assert [s["batch_id"] for s in result["scored"]] == ["batch_001"]
+    predictions = pd.read_parquet(result["scored"][0]["predictions_uri"])
+    assert len(predictions) == 500  # 4 chunks of 128 rows
+    assert list(predictions["customer_id"]) == list(batch["customer_id"])
+    one_shot = inference.load_model(f"models:/{cfg.registered_model_name}/{version}").predict_proba(
+        batch[cfg.features].reset_index(drop=True)
+    )[:, 1]
+    assert predictions["score"].to_numpy() == pytest.approx(one_shot)
+    assert ((predictions["score"] >= 0.5) == (predictions["prediction"] == 1)).all()
+    assert set(predictions["model_version"]) == {version}
+
+    run = client.get_run(result["scored"][0]["inference_run_id"])
+    assert run.data.tags["driftloop.batch_id"] == "batch_001"
+    assert run.data.metrics["rows"] == 500
+
+    assert inference.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new
+
+
+def test_alias_moved_between_runs_is_used_by_the_next_run(private_mlflow, telco_frame):
+    from driftloop.config import load_dataset_config
+    from driftloop.tracking import get_client
+
+    cfg = load_dataset_config("telco_churn")
+    v1 = _register(cfg, telco_frame.head(2000))
+    v2 = _register(cfg, telco_frame.head(2000), flip=True)
+    client = get_client()
+    client.set_registered_model_alias(cfg.registered_model_name, "champion", v1)
+    _drop_batch(cfg, telco_frame.iloc[4000:4100], "batch_001")
+    first = inference.score_pending_batches(cfg)
+    client.set_registered_model_alias(cfg.registered_model_name, "champion", v2)  # as in the MLflow UI
+    _drop_batch(cfg, telco_frame.iloc[4100:4200], "batch_002")
+    second = inference.score_pending_batches(cfg)
+    assert (first["model_version"], second["model_version"]) == (v1, v2)
+    scores = pd.read_parquet(second["scored"][0]["predictions_uri"])
+    assert set(scores["model_version"]) == {v2}
