@@ -23,6 +23,8 @@ from driftloop.contract import Contract, load_contract, sha256_file, validate_fi
 
 SNAPSHOT_TAG = "driftloop.snapshot_hash"
 LANDING_SUFFIXES = (".csv", ".parquet")
+# Files still being written by an uploader (hidden files too): left in the landing zone for the next run.
+IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".uploading")
 # Label files live beside batch files in archive/ and quarantine/, under this reserved sub-folder.
 LABELS_NAMESPACE = "labels"
 
@@ -73,7 +75,8 @@ def _move(src: Path, dest_dir: Path) -> Path:
 def _landed_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and not p.name.lower().endswith(IN_PROGRESS_SUFFIXES))
 
 
 def _arrow_schema(contract: Contract, columns: list[str]) -> Any:
@@ -498,7 +501,13 @@ def record_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings |
         })
         mlflow.log_params({"rows": manifest["rows"], "batches": len(manifest["batch_ids"]),
                            "label_batches": len(manifest["label_batch_ids"]), "columns": frame.shape[1]})
-        metrics = {"rows": float(manifest["rows"])}
+        paths = StatePaths.for_dataset(cfg, settings)
+        sources = [*(paths.batches_dir / f"{b}.json" for b in manifest["batch_ids"]),
+                   *(paths.labels_dir / f"{b}.json" for b in manifest["label_batch_ids"])]
+        source_manifests = [read_json(p) for p in sources if p.is_file()]
+        metrics = {"rows": float(manifest["rows"]),
+                   "source_rows_received": float(sum(m["rows_received"] for m in source_manifests)),
+                   "source_rows_quarantined": float(sum(m["rows_quarantined"] for m in source_manifests))}
         metrics.update({f"class_share.{_metric_key(k)}": float(v) for k, v in balance.items()})
         metrics["positive_rate"] = float(balance.get(cfg.positive_label, 0.0))
         mlflow.log_metrics(metrics)

@@ -127,9 +127,12 @@ def test_rerun_after_crash_before_archiving_completes_without_duplicates(telco_c
     assert archived.is_file()
 
 
-def test_ingest_is_a_noop_on_an_empty_landing_zone(telco_cfg, state):
+def test_ingest_is_a_noop_on_an_empty_landing_zone_and_skips_files_in_progress(telco_cfg, telco_frame, state):
+    land(state, ".b001.csv", telco_frame.iloc[:10])
+    land(state, "b002.csv.part", telco_frame.iloc[:10])
     result = data.ingest_batches(telco_cfg)
     assert result["accepted"] == [] and result["quarantined"] == [] and result["rows_received"] == 0
+    assert sorted(p.name for p in state.landing_dir.iterdir()) == [".b001.csv", "b002.csv.part"]
 
 
 def test_labels_ingest_and_snapshot_joins_latest_label(telco_cfg, telco_frame, state):
@@ -203,6 +206,7 @@ def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, 
     assert run.data.tags["driftloop.snapshot_uri"] == snap["snapshot_uri"]
     assert run.data.tags["driftloop.profile_sampled"] == "true"
     assert run.data.metrics["rows"] == 300
+    assert (run.data.metrics["source_rows_received"], run.data.metrics["source_rows_quarantined"]) == (300, 0)
     assert 0 < run.data.metrics["positive_rate"] < 1
     assert run.inputs.dataset_inputs[0].tags[0].value == "training"
     artifacts = {a.path for a in client.list_artifacts(first["data_run_id"], "profile")}
