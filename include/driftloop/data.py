@@ -498,6 +498,8 @@ def record_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings |
             "driftloop.dataset": cfg.name,
             "driftloop.batch_count": str(len(manifest["batch_ids"])),
             "driftloop.profile_sampled": str(profile["sampled"]).lower(),
+            "driftloop.profile_html": ("timed_out" if profile["timed_out"] else
+                                       "logged" if profile["profile_path"] else "off"),
         })
         mlflow.log_params({"rows": manifest["rows"], "batches": len(manifest["batch_ids"]),
                            "label_batches": len(manifest["label_batch_ids"]), "columns": frame.shape[1]})

@@ -2,13 +2,18 @@
 
 Profiling time grows with rows, so it is bounded: the HTML report always runs in ydata-profiling's ``minimal``
 mode and on at most ``max_rows`` rows (a seeded random sample beyond that, stated in the report title and in the
-summary). The quality summary is computed on every row; it is cheap.
+summary). The quality summary is computed on every row; it is cheap. A hard time budget
+(``$DRIFTLOOP_PROFILE_TIMEOUT_S``, default 300 s) backs this up: past it the HTML is dropped, the summary kept
+and marked ``html_timed_out``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +23,43 @@ DEFAULT_MAX_PROFILE_ROWS = 50_000
 SAMPLE_SEED = 0
 # Override of max_rows for the HTML report; 0 skips the HTML (the summary is still written). Tests use it.
 MAX_ROWS_ENV = "DRIFTLOOP_PROFILE_MAX_ROWS"
+# Hard time budget of the HTML report in seconds (0: none); on expiry only the quality summary is kept.
+TIMEOUT_ENV = "DRIFTLOOP_PROFILE_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 300
 # Word clouds and SVG plots dominate rendering time and add little for tabular features.
 REPORT_OPTIONS = {
     "vars": {"cat": {"words": False, "characters": False}, "text": {"words": False, "characters": False}},
     "plot": {"image_format": "png", "dpi": 60},
 }
+
+
+class ProfileTimeout(Exception):
+    """The HTML profile took longer than its time budget."""
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`ProfileTimeout` inside the block after ``seconds`` (main thread only; elsewhere no limit).
+
+    Sampling and minimal mode keep profiling short; this is the backstop for pathological data.
+    """
+    import signal
+    import threading
+
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise ProfileTimeout(f"profile exceeded {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _ensure_pkg_resources() -> None:
@@ -89,10 +126,9 @@ def profile_snapshot(
         html: Set False to skip the HTML report (the summary is always written).
 
     Returns:
-        ``{"profile_path", "summary_path", "rows", "profiled_rows", "sampled", "seconds"}``.
+        ``{"profile_path", "summary_path", "rows", "profiled_rows", "sampled", "timed_out", "seconds"}``;
+        ``profile_path`` is None when the HTML was switched off or ran past ``$DRIFTLOOP_PROFILE_TIMEOUT_S``.
     """
-    import os
-
     import pandas as pd
 
     if max_rows is None:
@@ -115,19 +151,25 @@ def profile_snapshot(
     if sampled:
         title += f" (profiled on a random sample of {max_rows:,} rows, minimal mode)"
     profile_path: Path | None = None
+    timed_out = False
     if html:
         _ensure_pkg_resources()
         from ydata_profiling import ProfileReport
 
         profile_path = reports / f"profile-{short}.html"
         report = ProfileReport(profiled, title=title, minimal=True, progress_bar=False, **REPORT_OPTIONS)
-        report.to_file(profile_path, silent=True)
+        try:
+            with _deadline(float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))):
+                report.to_file(profile_path, silent=True)
+        except ProfileTimeout:
+            timed_out, profile_path = True, None
     summary = summarize_quality(frame)
     summary.update(snapshot_hash=snapshot_hash, dataset=cfg.name, profiled_rows=int(len(profiled)),
-                   sampled=sampled, html_report=html, sample_seed=SAMPLE_SEED if sampled else None, title=title,
+                   sampled=sampled, html_report=profile_path is not None, html_timed_out=timed_out,
+                   sample_seed=SAMPLE_SEED if sampled else None, title=title,
                    profile_seconds=round(time.monotonic() - started, 3))
     summary_path = reports / f"quality-{short}.json"
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return {"profile_path": str(profile_path) if profile_path else None, "summary_path": str(summary_path),
-            "rows": rows, "profiled_rows": int(len(profiled)), "sampled": sampled,
+            "rows": rows, "profiled_rows": int(len(profiled)), "sampled": sampled, "timed_out": timed_out,
             "seconds": summary["profile_seconds"]}

@@ -205,6 +205,7 @@ def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, 
     assert run.data.tags["driftloop.snapshot_hash"] == snap["snapshot_hash"]
     assert run.data.tags["driftloop.snapshot_uri"] == snap["snapshot_uri"]
     assert run.data.tags["driftloop.profile_sampled"] == "true"
+    assert run.data.tags["driftloop.profile_html"] == "logged"
     assert run.data.metrics["rows"] == 300
     assert (run.data.metrics["source_rows_received"], run.data.metrics["source_rows_quarantined"]) == (300, 0)
     assert 0 < run.data.metrics["positive_rate"] < 1
@@ -267,3 +268,13 @@ def test_profile_html_can_be_switched_off(telco_cfg, telco_frame, state, monkeyp
     result = profiling.profile_snapshot(telco_cfg, "cd" * 32, frame=telco_frame.iloc[:50])
     assert result["profile_path"] is None and result["sampled"] is False
     assert json.loads(open(result["summary_path"]).read())["html_report"] is False
+
+
+def test_profile_past_its_time_budget_keeps_the_summary(telco_cfg, telco_frame, state, monkeypatch):
+    from driftloop import profiling
+
+    monkeypatch.setenv("DRIFTLOOP_PROFILE_TIMEOUT_S", "0.01")
+    result = profiling.profile_snapshot(telco_cfg, "ef" * 32, frame=telco_frame.iloc[:200])
+    assert result["timed_out"] is True and result["profile_path"] is None
+    summary = json.loads(open(result["summary_path"]).read())
+    assert summary["html_timed_out"] is True and summary["rows"] == 200
