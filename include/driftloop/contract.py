@@ -193,6 +193,9 @@ def parse_contract(raw: dict[str, Any], cfg: DatasetConfig, where: str = "contra
             spec["categories"] = tuple(spec["categories"])
         columns[str(name)] = ColumnRule(name=str(name), **spec)
     id_column = raw.get("id_column", cfg.id_column)
+    not_id_unique = [c for c, rule in columns.items() if rule.unique and c != id_column]
+    if not_id_unique:
+        raise ContractError(f"{where}: unique is supported on the id column only, not on {not_id_unique}")
     label_column = raw.get("label_column", cfg.target)
     if (id_column, label_column) != (cfg.id_column, cfg.target):
         raise ContractError(
@@ -264,6 +267,16 @@ def _nice_ceiling(value: float) -> float:
 
     step = 10 ** (math.floor(math.log10(value)) - 1)
     return float(math.ceil(value / step) * step)
+
+
+def _dump_contract(raw: dict[str, Any]) -> str:
+    """YAML with one line per column, so a reviewer sees each column's rules at a glance."""
+    top = {k: v for k, v in raw.items() if k != "columns"}
+    lines = [yaml.safe_dump(top, sort_keys=False, default_flow_style=None, width=110).rstrip(), "columns:"]
+    for name, rule in raw["columns"].items():
+        flow = yaml.safe_dump(rule, sort_keys=False, default_flow_style=True, width=10**6).strip()
+        lines.append(f"  {yaml.safe_dump(name).splitlines()[0]}: {flow}")
+    return "\n".join(lines) + "\n"
 
 
 def bootstrap_contract(cfg: DatasetConfig, out_path: str | Path | None = None, overwrite: bool = False) -> dict:
@@ -339,7 +352,7 @@ def bootstrap_contract(cfg: DatasetConfig, out_path: str | Path | None = None, o
         f"# ${SALT_ENV}). Numeric max = reference max x {BOOTSTRAP_RANGE_HEADROOM:g} so drift reaches monitoring.\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(header + yaml.safe_dump(raw, sort_keys=False, default_flow_style=None, width=110))
+    path.write_text(header + _dump_contract(raw))
     return {"contract_path": str(path), "columns": len(columns), "rows_profiled": int(len(frame))}
 
 
