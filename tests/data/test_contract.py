@@ -192,3 +192,10 @@ def test_ingest_cli_exit_code_reflects_quarantine(driftloop_env, telco_cfg, telc
     out = capsys.readouterr().out
     assert "b2: empty_file" in out
     assert pd.read_parquet(paths.batches_dir / "b1.parquet").shape[0] == 60
+
+
+def test_uniqueness_is_only_declared_on_the_id_column(telco_cfg):
+    raw = {"columns": {c: {"dtype": "string"} for c in [telco_cfg.id_column, *telco_cfg.features, "churn"]}}
+    raw["columns"]["contract"]["unique"] = True
+    with pytest.raises(dc.ContractError, match=r"unique is supported on the id column only, not on \['contract'\]"):
+        dc.parse_contract(raw, telco_cfg)
