@@ -697,7 +697,11 @@ def _in_categories(series: Any, allowed: list[Any]) -> Any:
 
 
 def _schema(contract: Contract, columns: list[str]) -> Any:
-    """The pandera schema for the coerced columns present; each check is named by its row reason code."""
+    """The pandera schema for the coerced columns present; each check is named by its row reason code.
+
+    Checks treat nulls as passing themselves (``ignore_na=False`` spares pandera a filtered copy per check);
+    nulls are the nullable check's business.
+    """
     import numpy as np
     import pandera.pandas as pa
 
@@ -706,21 +710,24 @@ def _schema(contract: Contract, columns: list[str]) -> Any:
         rule = contract.columns[name]
         checks = []
         if rule.dtype in NUMERIC_DTYPES:
-            checks.append(pa.Check(lambda s: np.isfinite(s), name="non_finite"))
+            checks.append(pa.Check(lambda s: ~np.isinf(s), name="non_finite", ignore_na=False))
             low = -np.inf if rule.min is None else rule.min
             high = np.inf if rule.max is None else rule.max
             if rule.min is not None or rule.max is not None:
                 checks.append(pa.Check(lambda s, lo=low, hi=high: ~np.isfinite(s) | ((s >= lo) & (s <= hi)),
-                                       name="out_of_range"))
+                                       name="out_of_range", ignore_na=False))
         else:
             categorical = rule.categories is not None
-            checks.append(pa.Check(lambda s, c=categorical: ~_formula_flags(s, c), name="formula_injection"))
+            checks.append(pa.Check(lambda s, c=categorical: ~_formula_flags(s, c), name="formula_injection",
+                                   ignore_na=False))
             limit = rule.max_length or (None if rule.categories else DEFAULT_MAX_TEXT_LENGTH)
             if limit:
-                checks.append(pa.Check(lambda s, n=limit: _text_lengths(s) <= n, name="field_too_long"))
+                checks.append(pa.Check(lambda s, n=limit: _text_lengths(s) <= n, name="field_too_long",
+                                       ignore_na=False))
         if rule.categories is not None:
             allowed = list(rule.categories) if rule.dtype != "string" else [str(c) for c in rule.categories]
-            checks.append(pa.Check(lambda s, a=allowed: _in_categories(s, a), name="unknown_category"))
+            checks.append(pa.Check(lambda s, a=allowed: _in_categories(s, a) | s.isna(), name="unknown_category",
+                                   ignore_na=False))
         schema_columns[name] = pa.Column(nullable=rule.nullable, checks=checks, required=False)
     return pa.DataFrameSchema(schema_columns, strict=False, coerce=False)
 
@@ -828,7 +835,7 @@ def validate_frame(
     typed = _coerce(contract, raw, reasons)
     checked = [c for c in typed.columns if c in contract.columns]
     try:
-        _schema(contract, checked).validate(typed[checked], lazy=True)
+        _schema(contract, checked).validate(typed[checked], lazy=True, inplace=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         cases = cases[cases["index"].notna()]
