@@ -143,7 +143,8 @@ def profile_snapshot(
     started = time.monotonic()
     rows = int(len(frame))
     sampled = html and rows > max_rows
-    profiled = frame.sample(n=max_rows, random_state=SAMPLE_SEED) if sampled else frame.copy()  # ydata renames in place
+    # A copy either way: ydata-profiling renames columns of the frame it is given in place.
+    profiled = frame.sample(n=max_rows, random_state=SAMPLE_SEED) if sampled else frame.copy()
     reports = paths.reports_dir / "profiles"
     reports.mkdir(parents=True, exist_ok=True)
     short = snapshot_hash[:12]
