@@ -169,6 +169,23 @@ def _quarantine_whole(
     return {"batch_id": batch_id, "reason_code": reason_code, "message": message, "quarantine_dir": str(qdir)}
 
 
+def _set_aside_other_quarantine(qdir: Path, sha: str) -> None:
+    """Keep an earlier, different file's quarantine when a new file arrives under the same batch id.
+
+    A partition left by an earlier attempt of this very file (same sha256) is simply overwritten later; one from
+    another file is renamed to ``<batch_id>__superseded-<sha12>`` so its evidence is never deleted.
+    """
+    reason_path = qdir / "reason.json"
+    if not reason_path.is_file():
+        return
+    earlier = read_json(reason_path).get("sha256") or ""
+    if earlier and earlier != sha:
+        target = qdir.with_name(f"{qdir.name}__superseded-{earlier[:12]}")
+        if target.exists():
+            shutil.rmtree(target)
+        qdir.rename(target)
+
+
 def _ingest_file(
     cfg: DatasetConfig, contract: Contract, paths: StatePaths, file: Path, kind: str,
     known: dict[str, dict[str, Any]],
@@ -179,11 +196,12 @@ def _ingest_file(
     archive_root = paths.archive_dir / LABELS_NAMESPACE if labels else paths.archive_dir
     quarantine_root = paths.quarantine_dir / LABELS_NAMESPACE if labels else paths.quarantine_dir
     batch_id = sanitize_batch_id(file.stem)
-    if file.suffix.lower() not in LANDING_SUFFIXES:
-        entry = _quarantine_whole(file, quarantine_root / batch_id, batch_id, "unsupported_file_type",
-                                  f"{file.name}: extension {file.suffix!r} is not .csv or .parquet", 0)
-        return {"status": "quarantined", **entry}
     sha = sha256_file(file)
+    if file.suffix.lower() not in LANDING_SUFFIXES:
+        _set_aside_other_quarantine(quarantine_root / batch_id, sha)
+        entry = _quarantine_whole(file, quarantine_root / batch_id, batch_id, "unsupported_file_type",
+                                  f"{file.name}: extension {file.suffix!r} is not .csv or .parquet", 0, sha256=sha)
+        return {"status": "quarantined", **entry}
     same_id = known.get(batch_id)
     if same_id is not None:
         archived = archive_root / batch_id / file.name
@@ -208,13 +226,13 @@ def _ingest_file(
             return {"status": "quarantined", **entry}
 
     qdir = quarantine_root / batch_id
+    _set_aside_other_quarantine(qdir, sha)
     data_path = out_dir / f"{batch_id}.parquet"
-    accepted_sink: _ParquetSink | None = None
 
     def schema_for(frame: Any) -> Any:
         return _arrow_schema(contract, list(frame.columns))
 
-    accepted_sink = _ParquetSink(data_path, schema_for)
+    accepted_sink: _ParquetSink = _ParquetSink(data_path, schema_for)
     rejected_sink = _ParquetSink(qdir / "rows.parquet", _rejected_schema)
     try:
         report = validate_file(cfg, file, kind=kind, contract=contract, chunk_rows=cfg.inference.chunk_rows,

@@ -278,3 +278,16 @@ def test_profile_past_its_time_budget_keeps_the_summary(telco_cfg, telco_frame, 
     assert result["timed_out"] is True and result["profile_path"] is None
     summary = json.loads(open(result["summary_path"]).read())
     assert summary["html_timed_out"] is True and summary["rows"] == 200
+
+
+def test_fixed_file_under_the_same_name_keeps_the_earlier_quarantine(telco_cfg, telco_frame, state):
+    bad = telco_frame.iloc[:30].to_csv(index=False, sep=";")
+    (state.landing_dir / "b001.csv").write_text(bad)
+    assert data.ingest_batches(telco_cfg)["quarantined"][0]["reason_code"] == "wrong_delimiter"
+    land(state, "b001.csv", telco_frame.iloc[:30])
+    result = data.ingest_batches(telco_cfg)
+    assert result["accepted"] == ["b001"] and result["rows_accepted"] == 30
+    [kept] = [p for p in state.quarantine_dir.iterdir() if p.name.startswith("b001__superseded-")]
+    assert (kept / "b001.csv").read_text() == bad
+    assert json.loads((kept / "reason.json").read_text())["reason_code"] == "wrong_delimiter"
+    assert not (state.quarantine_dir / "b001").exists()
