@@ -696,6 +696,20 @@ def _in_categories(series: Any, allowed: list[Any]) -> Any:
     return series.isin(allowed)
 
 
+_SCHEMAS: dict[tuple[int, tuple[str, ...]], tuple[Contract, Any]] = {}
+
+
+def _cached_schema(contract: Contract, columns: list[str]) -> Any:
+    """:func:`_schema`, built once per contract and column set (building costs ~30 ms, chunks repeat it)."""
+    key = (id(contract), tuple(columns))
+    hit = _SCHEMAS.get(key)
+    if hit is None or hit[0] is not contract:
+        if len(_SCHEMAS) > 64:
+            _SCHEMAS.clear()
+        hit = _SCHEMAS[key] = (contract, _schema(contract, columns))
+    return hit[1]
+
+
 def _schema(contract: Contract, columns: list[str]) -> Any:
     """The pandera schema for the coerced columns present; each check is named by its row reason code.
 
@@ -835,7 +849,7 @@ def validate_frame(
     typed = _coerce(contract, raw, reasons)
     checked = [c for c in typed.columns if c in contract.columns]
     try:
-        _schema(contract, checked).validate(typed[checked], lazy=True, inplace=True)
+        _cached_schema(contract, checked).validate(typed[checked], lazy=True, inplace=True)
     except pa.errors.SchemaErrors as exc:
         cases = exc.failure_cases
         cases = cases[cases["index"].notna()]
