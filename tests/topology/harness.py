@@ -255,7 +255,7 @@ class Stack:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_HOST": "127.0.0.1",
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
                 # A killed worker's task must be noticed in seconds, not the default 5 minutes.
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                 "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
@@ -264,6 +264,10 @@ class Stack:
                 "DRIFTLOOP_DATASET": "telco_churn",
                 "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST_OVERRIDES),
                 "DRIFTLOOP_PII_SALT": self.pii_salt,
+                # Two single-slot workers share two cores: PyCaret must not fan out on top of that.
+                "DRIFTLOOP_N_JOBS": "1",
+                # The HTML data profile is covered by the embedded end-to-end test; here it only costs minutes.
+                "DRIFTLOOP_PROFILE_MAX_ROWS": "0",
                 # Runs come from the test (and from assets and the sensor), never from a clock.
                 "DRIFTLOOP_DATA_SCHEDULE": "none",
                 "DRIFTLOOP_SENSOR_SCHEDULE": "none",
@@ -567,7 +571,13 @@ class Stack:
         for ti in self.task_instances(dag_id, run_id):
             lines.append(f"  {ti['task_id']}: {ti['state']} try={ti['try_number']} host={ti.get('hostname')}")
             if ti["state"] in ("failed", "upstream_failed", "up_for_retry"):
-                lines.append(self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"])[-3000:])
+                log = self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"])
+                lines.append(log[-3000:])
+                if "trained none of the models" in log:
+                    lines.append(
+                        "HINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's "
+                        "wurlitzer redirect fails; wrap the PyCaret calls in driftloop.topology.usable_std_streams()"
+                    )
         return "\n".join(lines)
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:

@@ -1,0 +1,274 @@
+"""The docker-compose topology, natively: Postgres + Redis + CeleryExecutor (two workers) + MLflow with basic auth.
+
+The closed loop runs through the real scheduler: the test only drops files in the landing zone and triggers
+``data_pipeline`` and ``drift_sensor`` through the REST API; assets start training, inference and monitoring,
+and the sensor starts the retrain. Then two faults on the same stack: a Celery worker killed with SIGKILL in the
+middle of a training task, and the MLflow server stopped while a training task runs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from tests.topology.harness import StackError, basic_auth_header
+
+pytestmark = [pytest.mark.topology, pytest.mark.slow, pytest.mark.timeout(1500)]
+
+DAG_IDS = ("data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor")
+
+
+@pytest.fixture(scope="module")
+def mlflow(stack):
+    """An authenticated MlflowClient for the stack's server (env restored afterwards)."""
+    import os
+
+    from mlflow import MlflowClient
+
+    saved = {k: os.environ.get(k) for k in stack.mlflow_client_env()}
+    os.environ.update(stack.mlflow_client_env())
+    try:
+        yield MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="module")
+def model_name() -> str:
+    from driftloop.config import Settings, load_dataset_config
+
+    return load_dataset_config("telco_churn", Settings.from_env({})).registered_model_name
+
+
+@pytest.fixture(scope="module")
+def dags_ready(stack):
+    """All five DAGs parsed by the dag-processor and unpaused, as an operator does in the UI."""
+    stack.wait_dags_parsed(DAG_IDS)
+    for dag_id in DAG_IDS:
+        stack.unpause(dag_id)
+    return True
+
+
+def test_every_component_is_healthy_and_both_workers_answer(stack):
+    health = stack.health()
+    for part in ("metadatabase", "scheduler", "triggerer", "dag_processor"):
+        assert health[part]["status"] == "healthy", health
+    workers = {f"celery@{stack.worker_hostname(i)}" for i in (1, 2)}
+    answered = stack.celery_ping
+    from tests.topology.harness import wait_for
+
+    wait_for(lambda: workers <= set(answered()), 60, "both Celery workers to answer ping", 2)
+    print(f"native topology up in {stack.startup_s:.0f}s")
+
+
+def test_mlflow_basic_auth_rejects_anonymous_and_accepts_admin(stack):
+    url = f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search"
+    anonymous = requests.get(url, params={"max_results": 1}, timeout=30)
+    assert anonymous.status_code == 401, anonymous.text[:300]
+    wrong = requests.get(
+        url,
+        params={"max_results": 1},
+        headers=basic_auth_header(stack.mlflow_admin_user, "not-the-password"),
+        timeout=30,
+    )
+    assert wrong.status_code == 401, wrong.text[:300]
+    admin = requests.get(
+        url,
+        params={"max_results": 1},
+        headers=basic_auth_header(stack.mlflow_admin_user, stack.mlflow_admin_password),
+        timeout=30,
+    )
+    assert admin.status_code == 200, admin.text[:300]
+
+
+def test_airflow_api_requires_a_token_from_the_env_admin(stack):
+    assert requests.get(f"{stack.api_url}/api/v2/dags", timeout=30).status_code == 401
+    bad = requests.post(
+        f"{stack.api_url}/auth/token", json={"username": stack.admin_user, "password": "wrong"}, timeout=30
+    )
+    assert bad.status_code in (401, 403), bad.text[:300]
+    default = requests.post(
+        f"{stack.api_url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30
+    )
+    assert default.status_code in (401, 403), "admin/admin must not exist"
+    assert stack.api("GET", "/dags", params={"limit": 1}) is not None
+
+
+def _states(stack, dag_id: str, run_id: str) -> dict[str, str]:
+    return {ti["task_id"]: ti["state"] for ti in stack.task_instances(dag_id, run_id)}
+
+
+def _hosts(stack, dag_id: str, run_id: str) -> set[str]:
+    return {ti["hostname"] for ti in stack.task_instances(dag_id, run_id) if ti.get("hostname")}
+
+
+@pytest.fixture(scope="module")
+def loop(stack, dags_ready):
+    """Drive the closed loop once through the scheduler; returns what each step produced."""
+    seen: dict = {"hosts": {}, "seconds": {}}
+    started = time.monotonic()
+
+    # 1. Reference data lands; data_pipeline's snapshot asset starts training → v1 champion.
+    stack.driftloop_cli("simulate", "reference")
+    training_known = stack.run_ids("training_pipeline")
+    run_id = stack.trigger("data_pipeline")
+    stack.wait_run("data_pipeline", run_id, timeout_s=400)
+    seen["data_1"] = _states(stack, "data_pipeline", run_id)
+    seen["hosts"]["data_1"] = _hosts(stack, "data_pipeline", run_id)
+    train = stack.wait_new_run("training_pipeline", training_known, run_type="asset_triggered")
+    stack.wait_run("training_pipeline", train["dag_run_id"], timeout_s=600)
+    seen["train_1"] = train["dag_run_id"]
+    seen["hosts"]["train_1"] = _hosts(stack, "training_pipeline", train["dag_run_id"])
+    seen["seconds"]["to_v1"] = time.monotonic() - started
+
+    # 2. A drifted batch lands; batches asset → inference → predictions asset → monitoring.
+    stack.driftloop_cli("simulate", "batch", "--index", "1", "--rows", "800", "--drift-preset", "strong")
+    inference_known, monitoring_known = (
+        stack.run_ids("inference_pipeline"),
+        stack.run_ids("monitoring_pipeline"),
+    )
+    training_known = stack.run_ids("training_pipeline")
+    run_id = stack.trigger("data_pipeline")
+    stack.wait_run("data_pipeline", run_id, timeout_s=400)
+    seen["data_2"] = _states(stack, "data_pipeline", run_id)
+    seen["hosts"]["data_2"] = _hosts(stack, "data_pipeline", run_id)
+    inference = stack.wait_new_run("inference_pipeline", inference_known, run_type="asset_triggered")
+    stack.wait_run("inference_pipeline", inference["dag_run_id"])
+    seen["inference"] = _states(stack, "inference_pipeline", inference["dag_run_id"])
+    monitoring = stack.wait_new_run("monitoring_pipeline", monitoring_known, run_type="asset_triggered")
+    stack.wait_run("monitoring_pipeline", monitoring["dag_run_id"])
+    seen["monitoring"] = _states(stack, "monitoring_pipeline", monitoring["dag_run_id"])
+
+    # 3. The drift sensor (deferring nothing, rescheduling) fires and triggers the retrain → v2.
+    sensor_run = stack.trigger("drift_sensor")
+    stack.wait_run("drift_sensor", sensor_run, timeout_s=300)
+    seen["sensor"] = _states(stack, "drift_sensor", sensor_run)
+    retrain = stack.wait_new_run("training_pipeline", training_known, run_type="operator_triggered")
+    stack.wait_run("training_pipeline", retrain["dag_run_id"], timeout_s=600)
+    seen["retrain"] = retrain
+    seen["hosts"]["retrain"] = _hosts(stack, "training_pipeline", retrain["dag_run_id"])
+    seen["seconds"]["loop"] = time.monotonic() - started
+    print(f"closed loop through the scheduler: {seen['seconds']}")
+    return seen
+
+
+def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name):
+    assert loop["data_1"]["announce_snapshot"] == "success", loop["data_1"]
+    v1 = mlflow.get_model_version(model_name, "1")
+    assert v1.tags["driftloop.gate"] == "passed"
+    assert v1.tags["driftloop.airflow_run_id"] == loop["train_1"]
+
+
+def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop, mlflow, model_name):
+    assert loop["data_2"]["announce_batches"] == "success", loop["data_2"]
+    assert loop["inference"]["score_pending_batches"] == "success"
+    assert loop["monitoring"]["monitor_predictions"] == "success"
+    assert loop["sensor"]["wait_for_drift"] == "success", loop["sensor"]
+    assert loop["sensor"]["trigger_training"] == "success", loop["sensor"]
+    conf = loop["retrain"]["conf"]
+    assert conf["reason"] == "drift"
+    monitoring_run = mlflow.get_run(conf["monitoring_run_id"])
+    assert monitoring_run.data.metrics["drift_share"] > 0
+    assert monitoring_run.data.tags["driftloop.sensor_trigger_run_id"] == loop["retrain"]["dag_run_id"]
+
+
+def test_closed_loop_retrain_registers_v2_and_aliases_follow_the_gate(loop, mlflow, model_name):
+    v2 = mlflow.get_model_version(model_name, "2")
+    assert v2.tags["driftloop.trigger_reason"] == "drift"
+    assert v2.tags["driftloop.airflow_run_id"] == loop["retrain"]["dag_run_id"]
+    champion = mlflow.get_model_version_by_alias(model_name, "champion").version
+    assert champion == ("2" if v2.tags["driftloop.gate"] == "passed" else "1")
+    assert mlflow.get_model_version_by_alias(model_name, "challenger").version == "2"
+
+
+def test_tasks_of_one_run_are_spread_over_both_workers(loop, stack):
+    workers = {stack.worker_hostname(i) for i in (1, 2)}
+    every_host = set().union(*loop["hosts"].values())
+    assert every_host <= workers, every_host
+    spread = [step for step, hosts in loop["hosts"].items() if hosts == workers]
+    assert spread, f"no run used both workers: {loop['hosts']}"
+
+
+def _wait_state(stack, dag_id, run_id, task_id, states, timeout_s):
+    from tests.topology.harness import wait_for
+
+    def reached():
+        ti = stack.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        return ti if ti["state"] in states else None
+
+    return wait_for(reached, timeout_s, f"{task_id} in {states}", 1)
+
+
+def _assert_registry_consistent(mlflow, model_name):
+    """No half-registered champion: champion and challenger point at READY versions, champion passed the gate."""
+    versions = mlflow.search_model_versions(f"name = '{model_name}'")
+    assert versions
+    assert all(v.status == "READY" for v in versions), [(v.version, v.status) for v in versions]
+    champion = mlflow.get_model_version_by_alias(model_name, "champion")
+    assert champion.tags.get("driftloop.gate") == "passed", champion.tags
+    assert mlflow.get_run(champion.run_id).info.status == "FINISHED"
+    for version in versions:
+        assert version.tags.get("driftloop.snapshot_hash"), f"v{version.version} has no lineage tags"
+    return versions
+
+
+def test_worker_killed_mid_training_task_is_retried_and_the_loop_completes(loop, stack, mlflow, model_name):
+    run_id = stack.trigger("training_pipeline", {"reason": "fault-test-worker-kill"})
+    ti = stack.wait_task_running("training_pipeline", run_id, "train_model")
+    victim = next(i for i in (1, 2) if stack.worker_hostname(i) == ti["hostname"])
+    time.sleep(3)  # well inside PyCaret's setup / compare_models
+    stack.kill_worker(victim)
+    try:
+        stack.wait_run("training_pipeline", run_id, timeout_s=600)
+        tries = stack.task_tries("training_pipeline", run_id, "train_model")
+        final = stack.api("GET", f"/dags/training_pipeline/dagRuns/{run_id}/taskInstances/train_model")
+        assert final["try_number"] >= 2, tries
+        assert final["hostname"] != ti["hostname"], "the retry must run on the surviving worker"
+        versions = _assert_registry_consistent(mlflow, model_name)
+        registered_by_run = [v for v in versions if v.tags.get("driftloop.airflow_run_id") == run_id]
+        assert len(registered_by_run) == 1, "a killed try must not leave a second version behind"
+        # The loop goes on from a consistent registry: the champion resolves to a servable, gated version.
+        assert mlflow.get_model_version_by_alias(model_name, "champion").status == "READY"
+    finally:
+        stack.start_worker(victim)
+
+
+def test_mlflow_outage_during_training_retries_with_backoff_and_no_half_registered_champion(
+    loop, stack, mlflow, model_name
+):
+    before = {v.version for v in mlflow.search_model_versions(f"name = '{model_name}'")}
+    champion_before = mlflow.get_model_version_by_alias(model_name, "champion").version
+    run_id = stack.trigger("training_pipeline", {"reason": "fault-test-mlflow-outage"})
+    stack.wait_task_running("training_pipeline", run_id, "train_model")
+    stack.stop_mlflow()
+    try:
+        failed_try = _wait_state(
+            stack, "training_pipeline", run_id, "train_model", ("up_for_retry", "failed", "success"), 300
+        )
+    finally:
+        stack.start_mlflow()
+    assert failed_try["state"] == "up_for_retry", failed_try
+    stack.wait_run("training_pipeline", run_id, timeout_s=600)
+    tries = stack.task_tries("training_pipeline", run_id, "train_model")
+    assert len(tries) >= 2 and tries[-1]["state"] == "success", tries
+    assert any(t["state"] in ("up_for_retry", "failed") for t in tries[:-1]), tries
+    versions = _assert_registry_consistent(mlflow, model_name)
+    new = [v for v in versions if v.version not in before]
+    assert len(new) == 1, f"one version for the run, not one per try: {[v.version for v in new]}"
+    champion = mlflow.get_model_version_by_alias(model_name, "champion").version
+    gate = new[0].tags.get("driftloop.gate")
+    assert gate in ("passed", "rejected"), new[0].tags
+    assert champion == (new[0].version if gate == "passed" else champion_before)
+
+
+def test_stack_survived_the_faults(stack):
+    try:
+        stack.ensure_alive([n for n in stack.procs if n != "mlflow"])
+    except StackError as exc:
+        pytest.fail(str(exc))

@@ -1,0 +1,44 @@
+"""Unit tests of driftloop.topology (no services needed)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+import pytest
+
+from driftloop.topology import usable_std_streams, worker_hostname
+
+pytestmark = [pytest.mark.topology]
+
+
+def test_worker_hostname_prefers_the_env_name(monkeypatch):
+    monkeypatch.setenv("DRIFTLOOP_WORKER_NAME", "worker-7")
+    assert worker_hostname() == "worker-7"
+    monkeypatch.delenv("DRIFTLOOP_WORKER_NAME")
+    assert worker_hostname()
+
+
+def test_usable_std_streams_repairs_a_closed_stdout_for_wurlitzer(monkeypatch):
+    """What a Celery-run Airflow 3 task sees: sys.__stdout__ closed; PyCaret's wurlitzer then fails."""
+    from wurlitzer import pipes
+
+    closed = io.TextIOWrapper(io.BytesIO())
+    closed.close()
+    monkeypatch.setattr(sys, "__stdout__", closed)
+    with pytest.raises(ValueError), pipes():
+        pass
+    with usable_std_streams():
+        assert sys.__stdout__.fileno() == 1
+        with pipes() as (out, _err):
+            os.write(1, b"captured\n")
+        assert "captured" in out.read()
+    assert sys.__stdout__ is closed, "the original object is restored afterwards"
+
+
+def test_usable_std_streams_leaves_open_streams_alone():
+    before = (sys.__stdout__, sys.__stderr__)
+    with usable_std_streams():
+        assert (sys.__stdout__, sys.__stderr__) == before
+    assert (sys.__stdout__, sys.__stderr__) == before
