@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 MAX_EXPLAIN_ROWS = 200
-MAX_BACKGROUND_ROWS = 100
+MAX_BACKGROUND_ROWS = 50
+PERMUTATION_ROWS = 100
 TOP_FEATURES_PLOTTED = 20
 PLOT_FILENAME = "shap_summary.png"
 CSV_FILENAME = "shap_importance.csv"
@@ -61,6 +62,25 @@ def source_feature(column: str, raw_features: list[str]) -> str:
     return max(matches, key=len) if matches else column
 
 
+def transform_features(preprocessor: Any | None, raw_df: Any) -> Any:
+    """``raw_df`` as the estimator sees it, as a float DataFrame with named columns."""
+    import pandas as pd
+
+    if preprocessor is None:
+        return raw_df.astype(float)
+    transformed = preprocessor.transform(raw_df)
+    if isinstance(transformed, pd.DataFrame):
+        columns = [str(c) for c in transformed.columns]
+    else:  # plain sklearn transformers return arrays
+        try:
+            columns = [str(c) for c in preprocessor.get_feature_names_out()]
+        except (AttributeError, ValueError):
+            columns = [f"feature_{i}" for i in range(transformed.shape[1])]
+    if hasattr(transformed, "toarray"):
+        transformed = transformed.toarray()
+    return pd.DataFrame(transformed, columns=columns).reset_index(drop=True).astype(float)
+
+
 def _positive_class_values(values: Any) -> Any:
     import numpy as np
 
@@ -94,7 +114,8 @@ def compute_shap_values(
         else:
             predict_fn = estimator.predict
         explainer = shap.PermutationExplainer(predict_fn, background_df, seed=seed)
-        values = explainer(features_df, silent=True).values
+        # One forward+backward permutation per row (the minimum) keeps this at seconds for slow predictors.
+        values = explainer(features_df, max_evals=2 * features_df.shape[1] + 1, silent=True).values
     return np.asarray(_positive_class_values(values), dtype=float), kind
 
 
@@ -123,10 +144,9 @@ def explain_model(model: Any, sample_df: Any, out_dir: str | Path, seed: int = 4
     if len(raw_df) > MAX_EXPLAIN_ROWS:
         raw_df = raw_df.sample(MAX_EXPLAIN_ROWS, random_state=seed).reset_index(drop=True)
     preprocessor, estimator = split_pipeline(model)
-    features_df = preprocessor.transform(raw_df) if preprocessor is not None else raw_df
-    features_df = pd.DataFrame(features_df).reset_index(drop=True)
-    features_df.columns = [str(c) for c in features_df.columns]
-    features_df = features_df.astype(float)
+    if choose_explainer_kind(estimator) == "permutation":  # model-agnostic: cost grows with rows x background
+        raw_df = raw_df.iloc[:PERMUTATION_ROWS]
+    features_df = transform_features(preprocessor, raw_df)
     background_df = features_df.iloc[:MAX_BACKGROUND_ROWS]
 
     values, kind = compute_shap_values(estimator, features_df, background_df, seed=seed)

@@ -266,3 +266,34 @@ def _float_or_none(value: str | None) -> float | None:
         return float(value) if value not in (None, "") else None
     except ValueError:
         return None
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``driftloop promote`` and ``driftloop alias``."""
+    promote = subparsers.add_parser("promote", help="run the champion gate on a model version")
+    promote.add_argument("version", help="registered model version to judge")
+    promote.set_defaults(func=_run_promote_cli)
+    alias = subparsers.add_parser("alias", help="show the model version behind an alias")
+    alias.add_argument("alias", nargs="?", default=CHAMPION, help="alias (default: champion)")
+    alias.set_defaults(func=_run_alias_cli)
+
+
+def _run_promote_cli(args: Any) -> int:
+    from driftloop.cli import print_result
+    from driftloop.config import load_dataset_config
+
+    try:
+        print_result(promote_model(load_dataset_config(args.dataset), args.version))
+    except GateError as exc:
+        print(exc)
+        return 1
+    return 0
+
+
+def _run_alias_cli(args: Any) -> int:
+    from driftloop.cli import print_result
+    from driftloop.config import load_dataset_config
+
+    resolved = resolve_alias(load_dataset_config(args.dataset), args.alias)
+    print_result(resolved)
+    return 0 if resolved else 1

@@ -349,7 +349,7 @@ def _log_explanation(model: Any, sample_df: Any, work_dir: Path, seed: int) -> N
 
     try:
         explained = explain_model(model, sample_df, work_dir / "explain", seed=seed)
-        mlflow.log_artifacts(explained["plot_path"].rsplit("/", 1)[0], artifact_path="explain")
+        mlflow.log_artifacts(str(work_dir / "explain"), artifact_path="explain")
         mlflow.set_tag(f"{TAG_PREFIX}explain_top_features", ",".join(explained["top_features"]))
     except Exception as exc:  # an explanation is a nice-to-have: never fail training over it
         log.warning("SHAP explanation failed: %r", exc)
@@ -506,3 +506,23 @@ def train_model(
         result = _result_from_run(cfg, client.get_run(run_id), versions[0], reused=False)
     result["timings"] = {k: round(v, 2) for k, v in timings.items()}
     return result
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``driftloop train``."""
+    parser = subparsers.add_parser("train", help="train on a snapshot and register the model as challenger")
+    parser.add_argument("--snapshot-uri", help="snapshot parquet (default: the newest snapshot)")
+    parser.add_argument("--reason", default="manual", help="trigger reason tag (default: manual)")
+    parser.add_argument("--trigger-id", help="idempotency key (default: hash of reason and snapshot)")
+    parser.set_defaults(func=_run_train_cli)
+
+
+def _run_train_cli(args: Any) -> int:
+    from driftloop.cli import print_result
+    from driftloop.config import load_dataset_config
+
+    trigger = {"reason": args.reason, "trigger_id": args.trigger_id}
+    print_result(
+        train_model(load_dataset_config(args.dataset), snapshot_uri=args.snapshot_uri, trigger=trigger)
+    )
+    return 0

@@ -1,7 +1,7 @@
 """Promotion gate and alias resolution against a SQLite MLflow registry.
 
 The module trains two real (fast) models once on the same snapshot, so they share one holdout: a logistic
-regression and PyCaret's majority-class dummy (AUC 0.5). Each test then registers copies of them under its own
+regression (AUC ~0.84) and an unpruned decision tree (AUC ~0.65). Each test then registers copies of them under its own
 fresh model name, so tests never share aliases.
 """
 
@@ -36,7 +36,7 @@ def write_snapshot(cfg, frame) -> dict:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, mlflow_uri, telco_frame):
-    """A good and a dummy model, trained once; the environment stays set for the whole module."""
+    """A good and a weak model, trained once; the environment stays set for the whole module."""
     from driftloop.config import load_dataset_config
     from driftloop.tracking import get_client
     from driftloop.training import train_model
@@ -57,9 +57,9 @@ def models(tmp_path_factory, mlflow_uri, telco_frame):
         frame = telco_frame.sample(SNAPSHOT_ROWS, random_state=11).reset_index(drop=True)
         snapshot_uri = write_snapshot(cfg, frame)["snapshot_uri"]
         good = train_model(cfg, snapshot_uri=snapshot_uri)
-        dummy_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, models=("dummy",)))
-        dummy = train_model(dummy_cfg, snapshot_uri=snapshot_uri, trigger={"trigger_id": "dummy"})
-        yield SimpleNamespace(cfg=cfg, good=good, dummy=dummy, client=get_client())
+        weak_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, models=("dt",)))
+        weak = train_model(weak_cfg, snapshot_uri=snapshot_uri, trigger={"trigger_id": "weak"})
+        yield SimpleNamespace(cfg=cfg, good=good, weak=weak, client=get_client())
 
 
 def fresh_registry(models, *trained: dict, **gates):
@@ -82,9 +82,9 @@ def alias_version(client, name: str, alias: str) -> str:
 
 def test_trained_models_differ_as_expected(models):
     assert models.good["metrics"]["holdout_auc"] > 0.78
-    assert models.dummy["metrics"]["holdout_auc"] == pytest.approx(0.5)
-    assert models.dummy["best_model"] == "DummyClassifier"
-    assert (models.good["model_version"], models.dummy["model_version"]) == ("1", "2")
+    assert 0.55 < models.weak["metrics"]["holdout_auc"] < 0.75
+    assert models.weak["best_model"] == "DecisionTreeClassifier"
+    assert (models.good["model_version"], models.weak["model_version"]) == ("1", "2")
 
 
 def test_resolve_alias_is_none_before_any_champion(models):
@@ -131,16 +131,16 @@ def test_first_promotion_sets_champion_and_is_idempotent(models):
 def test_floor_failure_raises_with_numbers_and_leaves_no_champion(models):
     from driftloop.registry import GateError, promote_model, resolve_alias
 
-    cfg = fresh_registry(models, models.dummy)
-    dummy_auc = models.dummy["metrics"]["holdout_auc"]
+    cfg = fresh_registry(models, models.weak)
+    weak_auc = models.weak["metrics"]["holdout_auc"]
     with pytest.raises(GateError) as excinfo:
         promote_model(cfg, "1")
     message = str(excinfo.value)
-    assert f"AUC {dummy_auc:.4f} < floor 0.75" in message
+    assert f"AUC {weak_auc:.4f} < floor 0.75" in message
     assert resolve_alias(cfg) is None
     tags = models.client.get_model_version(cfg.registered_model_name, "1").tags
     assert tags["driftloop.gate"] == "rejected"
-    assert f"{dummy_auc:.4f}" in tags["driftloop.gate_reason"]
+    assert f"{weak_auc:.4f}" in tags["driftloop.gate_reason"]
 
     # A strict floor rejects even the good model; the reason names the metric, value and floor.
     strict = fresh_registry(models, models.good, floors={"AUC": 0.99})
@@ -153,8 +153,8 @@ def test_floor_failure_raises_with_numbers_and_leaves_no_champion(models):
 def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
     from driftloop.registry import promote_model
 
-    # Floors low enough for the dummy, so the decision comes from the head-to-head comparison.
-    cfg = fresh_registry(models, models.good, models.dummy, floors={"AUC": 0.4})
+    # Floors low enough for the weak model, so the decision comes from the head-to-head comparison.
+    cfg = fresh_registry(models, models.good, models.weak, floors={"AUC": 0.4})
     name, client = cfg.registered_model_name, models.client
     promote_model(cfg, "1")
     client.set_registered_model_alias(name, "challenger", "2")
@@ -163,7 +163,7 @@ def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
     assert decision["decision"] == "rejected"
     assert (decision["champion_version"], decision["candidate_version"]) == ("1", "2")
     # Both score the same holdout, so each equals the metric logged at training time.
-    assert decision["candidate_metric"] == pytest.approx(0.5)
+    assert decision["candidate_metric"] == pytest.approx(models.weak["metrics"]["holdout_auc"])
     assert decision["champion_metric"] == pytest.approx(models.good["metrics"]["holdout_auc"])
     assert alias_version(client, name, "champion") == "1"
     assert alias_version(client, name, "challenger") == "2"
@@ -187,14 +187,14 @@ def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
 def test_candidate_missing_a_floor_is_rejected_without_error_while_a_champion_serves(models):
     from driftloop.registry import promote_model
 
-    cfg = fresh_registry(models, models.good, models.dummy)
+    cfg = fresh_registry(models, models.good, models.weak)
     name, client = cfg.registered_model_name, models.client
     promote_model(cfg, "1")
 
     decision = promote_model(cfg, "2")
     assert (decision["decision"], decision["champion_version"]) == ("rejected", "1")
-    assert "AUC 0.5000 < floor 0.75" in decision["reason"]
-    assert "F1 0.0000 < floor 0.5" in decision["reason"]
+    assert f"AUC {models.weak['metrics']['holdout_auc']:.4f} < floor 0.75" in decision["reason"]
+    assert "champion v1 keeps serving" in decision["reason"]
     assert alias_version(client, name, "champion") == "1"
     assert client.get_model_version(name, "2").tags["driftloop.gate"] == "rejected"
 
@@ -202,7 +202,7 @@ def test_candidate_missing_a_floor_is_rejected_without_error_while_a_champion_se
 def test_better_candidate_moves_champion(models):
     from driftloop.registry import promote_model
 
-    cfg = fresh_registry(models, models.dummy, models.good)
+    cfg = fresh_registry(models, models.weak, models.good)
     name, client = cfg.registered_model_name, models.client
     client.set_registered_model_alias(name, "champion", "1")  # e.g. set by hand in the MLflow UI
 
@@ -211,7 +211,7 @@ def test_better_candidate_moves_champion(models):
     assert decision["champion_version"] == "2"
     # Both models are scored on the candidate's holdout, so the candidate's score equals its logged metric.
     assert decision["candidate_metric"] == pytest.approx(models.good["metrics"]["holdout_auc"])
-    assert decision["champion_metric"] == pytest.approx(0.5)
+    assert decision["champion_metric"] == pytest.approx(models.weak["metrics"]["holdout_auc"])
     assert alias_version(client, name, "champion") == "2"
     assert client.get_model_version(name, "2").tags["driftloop.gate"] == "passed"
 
@@ -234,3 +234,32 @@ def test_min_improvement_margin_decides_ties(models):
     decision = promote_model(margin, "2")
     assert (decision["decision"], decision["champion_version"]) == ("rejected", "1")
     assert "min_improvement 0.01" in decision["reason"]
+
+
+def test_cli_promotes_and_shows_the_alias(models, capsys):
+    import argparse
+
+    from driftloop import registry
+
+    cfg = fresh_registry(models, models.good)
+    parser = argparse.ArgumentParser()
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    registry.add_cli(subparsers)
+
+    def run(*argv: str) -> tuple[int, str]:
+        args = parser.parse_args(list(argv))
+        args.dataset = None
+        code = args.func(args)
+        return code, capsys.readouterr().out
+
+    # The CLI reads the config by name, so point the model name at this test's registry.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(
+            "DRIFTLOOP_CONFIG_OVERRIDES",
+            json.dumps({**FAST_OVERRIDES, "model_name": cfg.registered_model_name}),
+        )
+        assert run("alias") == (1, "null\n")
+        code, out = run("promote", "1")
+        assert code == 0 and json.loads(out)["decision"] == "promoted"
+        code, out = run("alias", "champion")
+        assert code == 0 and json.loads(out)["model_version"] == "1"

@@ -162,9 +162,10 @@ def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, clie
 
 def test_registered_model_reproduces_logged_holdout_auc(trained, client, tmp_path):
     import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
     from driftloop.registry import load_model
     from driftloop.training import predict_positive_proba
-    from sklearn.metrics import roc_auc_score
 
     cfg, result = trained.cfg, trained.result
     holdout = pd.read_parquet(
@@ -200,6 +201,7 @@ def test_retry_with_same_trigger_reuses_run_and_version(trained, client):
 def test_retry_after_crash_past_registration_finishes_without_retraining(trained, client):
     """A run that registered its model but crashed before tagging is completed, not trained again."""
     import mlflow
+
     from driftloop.tracking import ensure_experiment
     from driftloop.training import train_model
 
@@ -294,3 +296,42 @@ def test_training_module_imports_no_heavy_libraries():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("estimator", "kind"),
+    [
+        ("sklearn.ensemble.RandomForestClassifier", "tree"),
+        ("sklearn.linear_model.LogisticRegression", "linear"),
+        # shap's permutation explainer JIT-compiles with numba on first use: 10-30 s per process.
+        pytest.param("sklearn.neighbors.KNeighborsClassifier", "permutation", marks=pytest.mark.slow),
+    ],
+)
+def test_explain_model_ranks_the_informative_feature_first(tmp_path, estimator, kind):
+    import importlib
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from driftloop.explain import explain_model
+
+    module_name, class_name = estimator.rsplit(".", 1)
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {"signal": rng.normal(size=400), "noise_a": rng.normal(size=400), "noise_b": rng.normal(size=400)}
+    )
+    target = (frame["signal"] + 0.3 * rng.normal(size=400) > 0).astype(int)
+    model = make_pipeline(StandardScaler(), getattr(importlib.import_module(module_name), class_name)())
+    model.fit(frame, target)
+
+    explained = explain_model(model, frame, tmp_path / "explain")
+
+    assert explained["explainer"] == kind
+    assert explained["rows"] == (100 if kind == "permutation" else 200)
+    assert explained["top_features"][0] == "signal"
+    importance = pd.read_csv(explained["csv_path"])
+    assert importance["feature"].iloc[0] == "signal"
+    assert importance["mean_abs_shap"].iloc[0] > 3 * importance["mean_abs_shap"].iloc[1]
+    assert Path(explained["plot_path"]).read_bytes()[:4] == b"\x89PNG"
