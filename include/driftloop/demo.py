@@ -100,6 +100,8 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
         "DRIFTLOOP_HOME": str(layout.home_dir),
         "DRIFTLOOP_MLFLOW_UI_URL": layout.mlflow_url,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH")])),
+        # `airflow standalone` starts its components as `airflow ...` from PATH: use this environment's.
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     env.update(extra or {})
     return env
@@ -240,8 +242,9 @@ def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) 
         "DRIFTLOOP_DATASET": cfg.name,
         "DRIFTLOOP_DATA_SCHEDULE": "none",
         "DRIFTLOOP_SENSOR_SCHEDULE": "none",
-        "DRIFTLOOP_SENSOR_POKE_S": "5",
-        "DRIFTLOOP_SENSOR_TIMEOUT_S": "10",
+        # One quick look is enough here: the demo triggers the sensor right after monitoring has finished.
+        "DRIFTLOOP_SENSOR_POKE_S": "2",
+        "DRIFTLOOP_SENSOR_TIMEOUT_S": "1",
     }
     os.environ.update({"MLFLOW_TRACKING_URI": layout.mlflow_url, **demo_env})
     start_stack(layout, demo_env, log)
@@ -304,13 +307,15 @@ def summarize(cfg: Any, client: Any, layout: StackLayout, clean: dict, drifted: 
 
     paths = StatePaths.for_dataset(cfg)
     batches = sorted(p.stem for p in paths.batches_dir.glob("*.json"))
-    versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
+    found = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
+    # Search results carry no aliases: read each version.
+    versions = [client.get_model_version(cfg.registered_model_name, v.version) for v in found]
     model_versions = [
         {
             "version": v.version,
             "trigger": v.tags.get("driftloop.trigger_reason"),
             "gate": v.tags.get("driftloop.gate"),
-            "aliases": list(getattr(v, "aliases", []) or []),
+            "aliases": sorted(v.aliases or []),
         }
         for v in sorted(versions, key=lambda v: int(v.version))
     ]
