@@ -165,10 +165,10 @@ def explain_model(model: Any, sample_df: Any, out_dir: str | Path, seed: int = 4
     plot_path = out_dir / PLOT_FILENAME
     # PyCaret's plotting style asks for fonts a slim image lacks; DejaVu ships with matplotlib.
     with plt.rc_context({"font.family": "DejaVu Sans"}):
-        fig, ax = plt.subplots(figsize=(7, 0.3 * len(top) + 1.2))
+        fig, ax = plt.subplots(figsize=(8, 0.3 * len(top) + 1.4))
         ax.barh(top["feature"], top["mean_abs_shap"], color="#1f77b4")
-        ax.set_xlabel("mean |SHAP value| (positive class)")
-        ax.set_title(f"{type(estimator).__name__}: feature importance on {len(features_df)} rows")
+        ax.set_xlabel("mean |SHAP value| for the positive class (model output units)")
+        ax.set_title(f"{type(estimator).__name__}, {len(features_df)} rows", fontsize=10)
         fig.tight_layout()
         fig.savefig(plot_path, dpi=100)
         plt.close(fig)
