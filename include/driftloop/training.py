@@ -200,6 +200,21 @@ def split_holdout(cfg: DatasetConfig, snapshot_df: Any) -> tuple[Any, Any]:
     return train_df.reset_index(drop=True), holdout_df.reset_index(drop=True)
 
 
+def import_classification_experiment() -> type:
+    """PyCaret's ``ClassificationExperiment``, imported without PyCaret's process-wide side effects.
+
+    Importing PyCaret opens ``logs.log`` in the current directory (an Airflow worker's cwd, a repo checkout) and
+    routes every warning of the process into it. Its log goes to ``PYCARET_CUSTOM_LOGGING_PATH`` when set, else
+    nowhere, and warnings go back to their normal handler.
+    """
+    os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", os.devnull)
+    from pycaret.classification import ClassificationExperiment
+    from pycaret.internal.logging import captureWarnings
+
+    captureWarnings(False)
+    return ClassificationExperiment
+
+
 def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int) -> dict[str, Any]:
     """Select, tune and finalize a model with PyCaret on the training part only.
 
@@ -215,7 +230,7 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int) -> dict[str, Any
     Raises:
         RuntimeError: No candidate model could be trained.
     """
-    from pycaret.classification import ClassificationExperiment
+    ClassificationExperiment = import_classification_experiment()  # noqa: N806 (a class)
 
     opts = cfg.training
     data = train_df[cfg.features].copy()

@@ -335,3 +335,19 @@ def test_explain_model_ranks_the_informative_feature_first(tmp_path, estimator, 
     assert importance["feature"].iloc[0] == "signal"
     assert importance["mean_abs_shap"].iloc[0] > 3 * importance["mean_abs_shap"].iloc[1]
     assert Path(explained["plot_path"]).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pycaret_import_leaves_no_log_file_and_keeps_warnings(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import os, warnings; os.environ.pop('PYCARET_CUSTOM_LOGGING_PATH', None); before = warnings.showwarning; "
+        "from driftloop.training import import_classification_experiment; import_classification_experiment(); "
+        "print(warnings.showwarning is before)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip().endswith("True")
+    assert not (tmp_path / "logs.log").exists()
