@@ -37,6 +37,7 @@ from driftloop.config import ConfigError, DatasetConfig
 SALT_ENV = "DRIFTLOOP_PII_SALT"
 DEFAULT_MAX_BAD_ROW_SHARE = 0.2
 DEFAULT_CHUNK_ROWS = 200_000
+SEGMENT_BYTES = 16 << 20
 DEFAULT_MAX_TEXT_LENGTH = 256
 # Headroom applied to reference maxima by bootstrap: drifted-but-plausible values must pass the contract and
 # reach monitoring; only physically impossible ones (negative charges, absurd magnitudes) are quarantined.
@@ -429,6 +430,9 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     lines, offset, last, first_line = 0, 0, b"", b""
     longest, line_start = 0, -1
+    # Record boundaries (a newline outside quotes) about every SEGMENT_BYTES: the reader parses one segment at a
+    # time, so memory is bounded by the segment, never by the file.
+    quotes, header_end, cuts, next_mark = 0, None, [], SEGMENT_BYTES
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
@@ -450,6 +454,18 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
                 ends = newlines + offset
                 longest = max(longest, int(ends[0] - line_start), int(np.diff(ends).max(initial=0)))
                 line_start = int(ends[-1])
+            if len(newlines) and (header_end is None or offset + len(block) > next_mark):
+                parity = (np.cumsum(np.frombuffer(block, dtype=np.uint8) == 34) + quotes) % 2
+                boundaries = newlines[parity[newlines] == 0] + offset + 1
+                if header_end is None and len(boundaries):
+                    header_end = int(boundaries[0])
+                while offset + len(block) > next_mark:
+                    after = boundaries[boundaries > next_mark]
+                    if not len(after):
+                        break  # the next record boundary lies in a later block
+                    cuts.append(int(after[0]))
+                    next_mark = cuts[-1] + SEGMENT_BYTES
+            quotes += block.count(b'"')
             lines += len(newlines)
             offset += len(block)
             last = block[-1:]
@@ -475,7 +491,7 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
                 "line ending: the file was cut off", rows_received=lines - 1)
     longest = max(longest, offset - line_start)
     return {"sha256": digest.hexdigest(), "format": "csv", "size_bytes": size, "header": header, "lines": lines,
-            "rows": lines - 1, "longest_line": longest}
+            "rows": lines - 1, "longest_line": longest, "segments": [header_end or size, *cuts, size]}
 
 
 def _read_last_line(path: Path) -> bytes:
@@ -649,7 +665,7 @@ def _duplicate_positions(ids: Any, seen_ids: list[Any] | None) -> Any:
     """Positions of non-null ids already seen earlier in this frame or in ``seen_ids`` (earlier chunks).
 
     Ids are compared by a 64-bit hash of their bytes (:func:`_text_hashes`), so ``seen_ids`` costs 8 bytes per
-    id and the check never materialises Python strings.
+    distinct id and the check never materialises Python strings.
     """
     import numpy as np
     import pandas as pd
@@ -660,9 +676,15 @@ def _duplicate_positions(ids: Any, seen_ids: list[Any] | None) -> Any:
     hashes = hashes[present]  # null ids are reported as null_not_allowed, never as duplicates
     duplicate = pd.Series(hashes).duplicated(keep="first").to_numpy()
     if seen_ids is not None:
-        if seen_ids:
-            duplicate |= pd.Series(hashes).isin(np.concatenate(seen_ids)).to_numpy()
-        seen_ids.append(hashes)
+        # seen_ids[0] is one sorted array of every earlier chunk's hashes: a binary search per id, and merging
+        # two sorted runs (stable sort = timsort) is linear, so a file costs O(n log n), not O(n^2 / chunk).
+        earlier = seen_ids[0] if seen_ids else np.empty(0, dtype=np.uint64)
+        if len(earlier):
+            slots = np.minimum(np.searchsorted(earlier, hashes), len(earlier) - 1)
+            duplicate |= earlier[slots] == hashes
+        merged = np.concatenate([earlier, np.sort(hashes[~duplicate])])
+        merged.sort(kind="stable")
+        seen_ids[:] = [merged]
     return np.flatnonzero(present)[duplicate]
 
 
@@ -899,8 +921,9 @@ def _to_pandas(table: Any) -> Any:
 def iter_file_frames(path: str | Path, info: dict[str, Any], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Any:
     """Yield the file's rows as DataFrames of at most ``chunk_rows`` rows (CSV values as text).
 
-    CSV is parsed by pyarrow's streaming reader with every column typed as text, so a bad value never fails
-    the parse; the block size adapts to the longest line, so a single huge field is still one row.
+    CSV is parsed by pyarrow with every column typed as text, so a bad value never fails the parse. It is read
+    one segment at a time (~16 MiB between record boundaries found by :func:`inspect_file`), which bounds memory
+    whatever the file size; Arrow's own streaming reader reads ahead without bound when validation is slower.
 
     Raises:
         BatchRejected: malformed_csv, unreadable_file, schema_mismatch.
@@ -932,21 +955,26 @@ def iter_file_frames(path: str | Path, info: dict[str, Any], chunk_rows: int = D
 
     rows = info.get("rows", 0)
     header = info["header"]
-    block_size = max(16 << 20, 2 * info.get("longest_line", 0) + (1 << 20))
-    try:
-        reader = pv.open_csv(
-            path,
-            read_options=pv.ReadOptions(block_size=block_size, use_threads=True),
-            parse_options=pv.ParseOptions(newlines_in_values=True),
-            convert_options=pv.ConvertOptions(column_types={name: pa.string() for name in header},
-                                              null_values=NULL_TOKENS, strings_can_be_null=True),
-        )
-        for batch in reader:
-            for start in range(0, batch.num_rows, chunk_rows):
-                yield _to_pandas(pa.Table.from_batches([batch.slice(start, chunk_rows)]))
-    except pa.ArrowInvalid as exc:
-        text = str(exc)
-        raise BatchRejected("malformed_csv", f"{path.name}: {text[:300]}", rows_received=rows) from None
+    read_options = pv.ReadOptions(column_names=header, use_threads=True,
+                                  block_size=max(4 << 20, 2 * info.get("longest_line", 0) + (1 << 20)))
+    parse_options = pv.ParseOptions(newlines_in_values=True)
+    convert_options = pv.ConvertOptions(column_types={name: pa.string() for name in header},
+                                        null_values=NULL_TOKENS, strings_can_be_null=True)
+    bounds = info["segments"]
+    with open(path, "rb") as handle:
+        for start, end in zip(bounds, bounds[1:], strict=False):
+            if end <= start:
+                continue
+            handle.seek(start)
+            segment = handle.read(end - start)
+            try:
+                table = pv.read_csv(pa.py_buffer(segment), read_options=read_options,
+                                    parse_options=parse_options, convert_options=convert_options)
+            except pa.ArrowInvalid as exc:
+                raise BatchRejected("malformed_csv", f"{path.name}: {str(exc)[:300]}", rows_received=rows) from None
+            del segment
+            for first in range(0, table.num_rows, chunk_rows):
+                yield _to_pandas(table.slice(first, chunk_rows))
 
 
 def validate_file(
@@ -991,6 +1019,8 @@ def validate_file(
         info = inspect_file(path)
         counted_rows = info["rows"]
         report.update(sha256=info["sha256"], format=info["format"])
+        if info["header"] is not None:
+            check_columns(contract, info["header"], kind)
         for frame in iter_file_frames(path, info, chunk_rows):
             if received == 0:
                 report["has_label"] = check_columns(contract, list(frame.columns), kind)["has_label"]

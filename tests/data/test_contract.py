@@ -199,3 +199,18 @@ def test_uniqueness_is_only_declared_on_the_id_column(telco_cfg):
     raw["columns"]["contract"]["unique"] = True
     with pytest.raises(dc.ContractError, match=r"unique is supported on the id column only, not on \['contract'\]"):
         dc.parse_contract(raw, telco_cfg)
+
+
+def test_csv_is_read_in_segments_cut_between_records_only(telco_cfg, telco_frame, tmp_path, monkeypatch):
+    monkeypatch.setattr(dc, "SEGMENT_BYTES", 300)  # ~2 rows per segment
+    frame = telco_frame.iloc[:40].copy()
+    frame.loc[::3, "customer_id"] = [f'multi\nline, "quoted" id {i}' for i in range(len(frame.loc[::3]))]
+    path = tmp_path / "b.csv"
+    frame.to_csv(path, index=False)
+    info = dc.inspect_file(path)
+    assert len(info["segments"]) > 10
+    chunks = []
+    report = dc.validate_file(telco_cfg, path, on_accepted=chunks.append, on_rejected=chunks.append)
+    assert (report["rows_received"], report["rows_accepted"]) == (40, 40), report["problems"]
+    got = pd.concat(chunks, ignore_index=True)["customer_id"].astype(str).tolist()
+    assert got == frame["customer_id"].tolist()
