@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "driftloop.simulate",
     "driftloop.contract",
     "driftloop.data",
+    "driftloop.training",
+    "driftloop.registry",
     "driftloop.monitoring",
     "driftloop.lineage",
     "driftloop.demo",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.config import DatasetConfig, Settings, StatePaths
+from driftloop.registry import load_model, resolve_alias
 from driftloop.tracking import find_finished_run, get_client, keyed_run
 
 PREDICTION_COLUMNS = ("score", "prediction", "model_name", "model_version", "model_run_id", "scored_at")
@@ -25,7 +26,7 @@ class NoChampionError(RuntimeError):
 
 
 def resolve_model(cfg: DatasetConfig, alias: str = "champion", settings: Settings | None = None) -> dict[str, str]:
-    """Resolve ``models:/<name>@<alias>`` to a concrete version.
+    """Resolve ``models:/<name>@<alias>`` to a concrete version for one inference run.
 
     Returns:
         ``{"model_name", "model_version", "model_run_id", "model_uri"}`` with a version-pinned URI.
@@ -33,30 +34,18 @@ def resolve_model(cfg: DatasetConfig, alias: str = "champion", settings: Setting
     Raises:
         NoChampionError: The alias is not set.
     """
-    from mlflow.exceptions import MlflowException
-
-    client = get_client(settings)
-    name = cfg.registered_model_name
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
+    resolved = resolve_alias(cfg, alias, settings)
+    if resolved is None:
         raise NoChampionError(
-            f"no model version of {name!r} has alias {alias!r}: train and promote a model first "
-            f"(training_pipeline), or set the alias in the MLflow UI"
-        ) from exc
+            f"no model version of {cfg.registered_model_name!r} has alias {alias!r}: train and promote a model "
+            "first (training_pipeline), or set the alias in the MLflow UI"
+        )
     return {
-        "model_name": name,
-        "model_version": str(version.version),
-        "model_run_id": version.run_id,
-        "model_uri": f"models:/{name}/{version.version}",
+        "model_name": resolved["model_name"],
+        "model_version": resolved["model_version"],
+        "model_run_id": resolved["run_id"],
+        "model_uri": resolved["model_uri"],
     }
-
-
-def load_model(model_uri: str) -> Any:
-    """Load a registered model with its ``predict_proba`` (sklearn flavour, cloudpickle)."""
-    import mlflow.sklearn
-
-    return mlflow.sklearn.load_model(model_uri)
 
 
 def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
