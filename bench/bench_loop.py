@@ -47,10 +47,10 @@ def main() -> int:
         if migrate.returncode != 0:
             raise SystemExit(migrate.stderr[-3000:])
         from airflow.dag_processing.dagbag import DagBag
-        from driftloop_airflow.loop import drive_closed_loop
 
         from driftloop.config import load_dataset_config
         from driftloop.tracking import get_client
+        from driftloop_airflow.loop import drive_closed_loop
 
         bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
         if bag.import_errors:

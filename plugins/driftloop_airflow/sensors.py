@@ -19,7 +19,6 @@ class DriftSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> PokeReturnValue:
         from driftloop.monitoring import find_drift_trigger
-
         from driftloop_airflow import load_config
 
         trigger = find_drift_trigger(load_config())
