@@ -18,18 +18,13 @@ from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from driftloop import data, retraining
-from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config, schedule_from_env
+from driftloop_airflow import asset, dag_defaults, load_config, schedule_from_env
 
 
 @dag(
     dag_id="data_pipeline",
     schedule=schedule_from_env("DRIFTLOOP_DATA_SCHEDULE", "*/10 * * * *"),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=dag_tags("data"),
-    doc_md=__doc__,
+    **dag_defaults("data", __doc__),
 )
 def data_pipeline():
     @task

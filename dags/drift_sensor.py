@@ -19,7 +19,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import dag, task
 
 from driftloop import monitoring
-from driftloop_airflow import DEFAULT_ARGS, START_DATE, dag_tags, load_config, schedule_from_env
+from driftloop_airflow import dag_defaults, load_config, schedule_from_env
 from driftloop_airflow.sensors import DriftSensor
 
 SENSOR_POKE_S = int(os.environ.get("DRIFTLOOP_SENSOR_POKE_S", "60"))
@@ -30,12 +30,7 @@ TRIGGER_XCOM = "ti.xcom_pull(task_ids='wait_for_drift')"
 @dag(
     dag_id="drift_sensor",
     schedule=schedule_from_env("DRIFTLOOP_SENSOR_SCHEDULE", "*/15 * * * *"),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=dag_tags("monitoring"),
-    doc_md=__doc__,
+    **dag_defaults("monitoring", __doc__),
 )
 def drift_sensor():
     wait_for_drift = DriftSensor(

@@ -16,18 +16,13 @@ from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop import inference
-from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config
+from driftloop_airflow import asset, dag_defaults, load_config
 
 
 @dag(
     dag_id="inference_pipeline",
     schedule=[asset("batches")],
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=dag_tags("inference"),
-    doc_md=__doc__,
+    **dag_defaults("inference", __doc__),
 )
 def inference_pipeline():
     @task(outlets=[asset("predictions")])

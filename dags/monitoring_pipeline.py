@@ -16,7 +16,7 @@ from __future__ import annotations
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from driftloop import monitoring
-from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_config
+from driftloop_airflow import asset, dag_defaults, load_config
 
 
 @dag(
@@ -24,12 +24,7 @@ from driftloop_airflow import DEFAULT_ARGS, START_DATE, asset, dag_tags, load_co
     schedule=AssetOrTimeSchedule(
         timetable=CronTriggerTimetable("17 * * * *", timezone="UTC"), assets=[asset("predictions")]
     ),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=dag_tags("monitoring"),
-    doc_md=__doc__,
+    **dag_defaults("monitoring", __doc__),
 )
 def monitoring_pipeline():
     @task

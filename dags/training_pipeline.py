@@ -17,18 +17,13 @@ from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
 from driftloop import registry, training
-from driftloop_airflow import DEFAULT_ARGS, START_DATE, airflow_ids, asset, dag_tags, load_config
+from driftloop_airflow import airflow_ids, asset, dag_defaults, load_config
 
 
 @dag(
     dag_id="training_pipeline",
     schedule=[asset("snapshot")],
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
-    tags=dag_tags("training"),
-    doc_md=__doc__,
+    **dag_defaults("training", __doc__),
 )
 def training_pipeline():
     @task

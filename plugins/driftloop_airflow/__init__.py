@@ -35,6 +35,18 @@ def dag_tags(stage: str) -> list[str]:
     return ["driftloop", DATASET, stage]
 
 
+def dag_defaults(stage: str, doc_md: str | None) -> dict[str, Any]:
+    """The ``@dag`` arguments every Driftloop DAG shares: one run at a time, no catch-up, retries, docs."""
+    return {
+        "start_date": START_DATE,
+        "catchup": False,
+        "max_active_runs": 1,
+        "default_args": DEFAULT_ARGS,
+        "tags": dag_tags(stage),
+        "doc_md": doc_md,
+    }
+
+
 def asset(kind: str) -> Any:
     """The Airflow Asset of ``kind`` (``snapshot``, ``batches``, ``predictions``) for the active dataset."""
     from airflow.sdk import Asset
