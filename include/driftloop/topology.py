@@ -3,11 +3,12 @@
 * :func:`worker_hostname` is meant for Airflow's ``[core] hostname_callable``: when several Celery workers share
   one host (systemd units on a VM, or the native topology tests), each reports its own name on the task
   instances it runs. In containers the default (the FQDN) is already unique.
-* :func:`usable_std_streams` works around closed ``sys.__stdout__`` / ``sys.__stderr__`` in Airflow 3 task
-  processes started by a Celery worker: the worker points its structlog output at ``sys.stdout.buffer`` and the
-  task process closes that output when it reconfigures logging, so libraries that redirect the process's real
-  stdout (PyCaret, through ``wurlitzer``) fail with ``ValueError: I/O operation on closed file`` and PyCaret
-  reports "trained none of the models". Wrap such calls in ``with usable_std_streams():``.
+* :func:`usable_std_streams` works around a closed ``sys.__stdout__`` in Airflow 3 task processes started by a
+  Celery worker (observed with Airflow 3.3.2 and apache-airflow-providers-celery 3.26.0; the LocalExecutor and
+  ``dag.test()`` paths are not affected). Libraries that redirect the process's real stdout then fail:
+  PyCaret, through ``wurlitzer``, raises ``ValueError: I/O operation on closed file`` inside every
+  ``create_model`` and ``compare_models`` swallows it, so training ends with "trained none of the models".
+  Wrap such calls in ``with usable_std_streams():``.
 """
 
 from __future__ import annotations
