@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.config import PROJECT_DIR, Settings, load_dataset_config
-from driftloop.services import ServiceError, start_mlflow_server, start_process, stop_process_group, wait_http_ok
+from driftloop.services import (
+    ServiceError,
+    start_mlflow_server,
+    start_process,
+    stop_process_group,
+    wait_http_ok,
+)
 
 DONE_STATES = {"success", "failed"}
 

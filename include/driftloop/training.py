@@ -220,6 +220,14 @@ def import_classification_experiment() -> type:
 
 
 def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int) -> dict[str, Any]:
+    """:func:`_fit_pycaret` with usable process std streams (closed in Celery task processes, see ``topology``)."""
+    from driftloop.topology import usable_std_streams
+
+    with usable_std_streams():
+        return _fit_pycaret(cfg, train_df, n_jobs)
+
+
+def _fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int) -> dict[str, Any]:
     """Select, tune and finalize a model with PyCaret on the training part only.
 
     Args:

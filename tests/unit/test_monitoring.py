@@ -30,13 +30,14 @@ def cfg(telco_cfg):
 @pytest.fixture(scope="module")
 def scorer(telco_frame):
     """A small logistic regression trained on the first 4,000 customers; returns (predict_proba fn, holdout_f1)."""
-    from driftloop.config import Settings, load_dataset_config
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from driftloop.config import Settings, load_dataset_config
 
     base = load_dataset_config("telco_churn", Settings.from_env({}))
     numeric, categorical = list(base.numeric_features), list(base.categorical_features)
