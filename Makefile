@@ -45,8 +45,17 @@ test-fast: venv
 test-topology: venv
 	$(BIN)/pytest -m topology $(PYTEST_ARGS)
 
+# Figures only (one per line); each script's full output is kept in bench/results/<name>.log.
 bench: venv
-	@for script in bench/bench_*.py; do $(BIN)/python $$script || exit $$?; done
+	@mkdir -p bench/results
+	@for script in bench/bench_*.py; do \
+		name=$$(basename $$script .py); \
+		if $(BIN)/python $$script > bench/results/$$name.log 2>&1; then \
+			grep -E '^(inference|loop|parse|validation)_' bench/results/$$name.log; \
+		else \
+			echo "$$name FAILED; last lines of bench/results/$$name.log:"; tail -20 bench/results/$$name.log; exit 1; \
+		fi; \
+	done
 
 lint: venv
 	$(BIN)/ruff check include dags plugins tests bench
