@@ -11,14 +11,6 @@ from driftloop import data
 from driftloop.config import StatePaths
 
 
-@pytest.fixture
-def state(telco_cfg):
-    paths = StatePaths.for_dataset(telco_cfg)
-    paths.landing_dir.mkdir(parents=True)
-    paths.labels_landing_dir.mkdir(parents=True)
-    return paths
-
-
 def land(paths: StatePaths, name: str, frame: pd.DataFrame, labels: bool = False) -> None:
     folder = paths.labels_landing_dir if labels else paths.landing_dir
     if name.endswith(".parquet"):

@@ -8,30 +8,16 @@ fresh model name, so tests never share aliases.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import uuid
 from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import write_snapshot
+
 FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 500}}
 SNAPSHOT_ROWS = 1500
-
-
-def write_snapshot(cfg, frame) -> dict:
-    """Write ``frame`` as a content-addressed snapshot parquet plus manifest, as the data stage does."""
-    from driftloop.config import StatePaths
-
-    snapshots_dir = StatePaths.for_dataset(cfg).snapshots_dir
-    snapshots_dir.mkdir(parents=True, exist_ok=True)
-    staging = snapshots_dir / f"staging-{uuid.uuid4().hex}.parquet"
-    frame.to_parquet(staging, index=False)
-    snapshot_hash = hashlib.sha256(staging.read_bytes()).hexdigest()
-    path = staging.rename(snapshots_dir / f"{snapshot_hash}.parquet")
-    manifest = {"snapshot_hash": snapshot_hash, "snapshot_uri": str(path), "rows": len(frame)}
-    (snapshots_dir / f"{snapshot_hash}.json").write_text(json.dumps(manifest))
-    return manifest
 
 
 @pytest.fixture(scope="module")

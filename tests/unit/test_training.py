@@ -7,13 +7,14 @@ dataset and model name, so it never sees other tests' runs in the session's MLfl
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from tests.conftest import write_snapshot
 
 FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
 SNAPSHOT_ROWS = 1500
@@ -29,26 +30,6 @@ def unique_cfg(cfg):
     """``cfg`` under a fresh dataset and model name."""
     suffix = uuid.uuid4().hex[:8]
     return dataclasses.replace(cfg, name=f"telco_churn_{suffix}", model_name=f"telco-churn-{suffix}")
-
-
-def write_snapshot(cfg, frame, created_at: str = "2026-01-01T00:00:00+00:00") -> dict:
-    """Write ``frame`` as a content-addressed snapshot parquet plus manifest, as the data stage does."""
-    from driftloop.config import StatePaths
-
-    snapshots_dir = StatePaths.for_dataset(cfg).snapshots_dir
-    snapshots_dir.mkdir(parents=True, exist_ok=True)
-    staging = snapshots_dir / f"staging-{uuid.uuid4().hex}.parquet"
-    frame.to_parquet(staging, index=False)
-    snapshot_hash = hashlib.sha256(staging.read_bytes()).hexdigest()
-    path = staging.rename(snapshots_dir / f"{snapshot_hash}.parquet")
-    manifest = {
-        "snapshot_hash": snapshot_hash,
-        "snapshot_uri": str(path),
-        "rows": len(frame),
-        "created_at": created_at,
-    }
-    (snapshots_dir / f"{snapshot_hash}.json").write_text(json.dumps(manifest))
-    return manifest
 
 
 @pytest.fixture(scope="module")
