@@ -44,7 +44,14 @@ def dag_defaults(stage: str, doc_md: str | None) -> dict[str, Any]:
         "default_args": DEFAULT_ARGS,
         "tags": dag_tags(stage),
         "doc_md": doc_md,
+        "description": _headline(doc_md),
     }
+
+
+def _headline(doc_md: str | None) -> str:
+    """The doc's first line without Markdown heading marks: the one-liner in the Airflow UI's DAG list."""
+    first = next((line for line in (doc_md or "").splitlines() if line.strip()), "")
+    return first.lstrip("#").strip()
 
 
 def asset(kind: str) -> Any:

@@ -36,6 +36,7 @@ def test_dag_meets_operating_rules(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
     assert dag.tags and "driftloop" in dag.tags, f"{dag_id}: tags {dag.tags}"
     assert dag.doc_md and len(dag.doc_md.strip()) > 100, f"{dag_id}: doc_md missing or too short"
+    assert dag.description and dag.description.startswith(dag_id), f"{dag_id}: description {dag.description!r}"
     assert dag.catchup is False, f"{dag_id}: catchup must be False"
     assert dag.max_active_runs == 1, f"{dag_id}: max_active_runs {dag.max_active_runs}"
     for task in dag.tasks:
