@@ -49,16 +49,26 @@ def resolve_model(cfg: DatasetConfig, alias: str = "champion", settings: Setting
 
 
 def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """Manifests of accepted scoring batches (no target column) that have no predictions yet, oldest first."""
+    """Manifests of accepted scoring batches (no target column) still to score, oldest first.
+
+    A batch is pending when it has no predictions partition, or has one but no finished inference run (a crash
+    between writing and recording): it is then scored again into the same partition and the same run.
+    """
+    settings = settings or Settings.from_env()
     paths = StatePaths.for_dataset(cfg, settings)
-    manifests = []
+    client = None
+    pending = []
     for manifest_path in sorted(paths.batches_dir.glob("*.json")):
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("has_target"):
             continue
-        if not (paths.predictions_dir / f"{manifest['batch_id']}.parquet").exists():
-            manifests.append(manifest)
-    return manifests
+        if (paths.predictions_dir / f"{manifest['batch_id']}.parquet").exists():
+            client = client or get_client(settings)
+            key = {"driftloop.batch_id": manifest["batch_id"]}
+            if find_finished_run(client, cfg.experiment_name("inference"), key) is not None:
+                continue
+        pending.append(manifest)
+    return pending
 
 
 def predict_frame(model: Any, frame: Any, cfg: DatasetConfig) -> tuple[Any, Any]:
@@ -171,9 +181,7 @@ def score_pending_batches(
 ) -> dict[str, Any]:
     """Score every accepted scoring batch that has no predictions yet with the model behind ``alias``.
 
-    A rerun scores nothing new: a batch with a predictions partition and a finished inference run is done.
-    A batch whose predictions exist but whose run never finished (a crash in between) is scored again into
-    the same partition and the same run.
+    A rerun scores nothing new (see :func:`pending_batches` for what counts as done).
 
     Returns:
         ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}]}``.
@@ -181,17 +189,7 @@ def score_pending_batches(
     Raises:
         NoChampionError: Batches are waiting but no model carries ``alias``.
     """
-    settings = settings or Settings.from_env()
-    paths = StatePaths.for_dataset(cfg, settings)
-    client = get_client(settings)
     todo = pending_batches(cfg, settings)
-    for manifest_path in sorted(paths.batches_dir.glob("*.json")):
-        manifest = json.loads(manifest_path.read_text())
-        has_output = (paths.predictions_dir / f"{manifest['batch_id']}.parquet").exists()
-        if manifest.get("has_target") or not has_output:
-            continue
-        if find_finished_run(client, cfg.experiment_name("inference"), {"driftloop.batch_id": manifest["batch_id"]}) is None:
-            todo.append(manifest)
     if not todo:
         return {"model_version": None, "scored": []}
     model_info = resolve_model(cfg, alias, settings)

@@ -116,3 +116,21 @@ def test_alias_moved_between_runs_is_used_by_the_next_run(private_mlflow, telco_
     assert (first["model_version"], second["model_version"]) == (v1, v2)
     scores = pd.read_parquet(second["scored"][0]["predictions_uri"])
     assert set(scores["model_version"]) == {v2}
+
+
+def test_partition_without_a_finished_run_is_scored_again(private_mlflow, telco_frame):
+    from driftloop.config import load_dataset_config
+    from driftloop.tracking import get_client
+
+    cfg = load_dataset_config("telco_churn")
+    version = _register(cfg, telco_frame.head(2000))
+    get_client().set_registered_model_alias(cfg.registered_model_name, "champion", version)
+    _drop_batch(cfg, telco_frame.iloc[5000:5050], "batch_007")
+    paths = StatePaths.for_dataset(cfg)
+    paths.predictions_dir.mkdir(parents=True)
+    (paths.predictions_dir / "batch_007.parquet").write_bytes(b"half-written before a crash")
+
+    assert [m["batch_id"] for m in inference.pending_batches(cfg)] == ["batch_007"]
+    result = inference.score_pending_batches(cfg)
+    assert len(pd.read_parquet(result["scored"][0]["predictions_uri"])) == 50
+    assert inference.pending_batches(cfg) == []
