@@ -26,7 +26,19 @@ def get_client(settings: Settings | None = None) -> Any:
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
 
 
-def ensure_experiment(client: Any, name: str) -> str:
+def artifact_location(name: str, settings: Settings | None = None) -> str | None:
+    """Where a new experiment keeps its artifacts: None (the server decides) unless MLflow is a bare database.
+
+    Without a tracking server, MLflow would put artifacts in ``./mlruns`` under whatever directory the process
+    runs in; they belong under ``DRIFTLOOP_HOME`` with the rest of the state.
+    """
+    settings = settings or Settings.from_env()
+    if settings.tracking_uri.startswith(("http://", "https://", "databricks")):
+        return None
+    return (settings.home_dir / "mlflow-artifacts" / name.replace("/", "__")).as_uri()
+
+
+def ensure_experiment(client: Any, name: str, settings: Settings | None = None) -> str:
     """Return the id of experiment ``name``, creating it when missing (safe under concurrent callers)."""
     from mlflow.exceptions import MlflowException
 
@@ -36,7 +48,7 @@ def ensure_experiment(client: Any, name: str) -> str:
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name)
+        return client.create_experiment(name, artifact_location=artifact_location(name, settings))
     except MlflowException:
         return client.get_experiment_by_name(name).experiment_id
 

@@ -29,9 +29,9 @@ def _register(cfg, frame, flip: bool = False) -> str:
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    from driftloop.tracking import get_client
+    from driftloop.tracking import ensure_experiment, get_client
 
-    get_client()
+    experiment_id = ensure_experiment(get_client(), "tests/inference-models")
     pre = ColumnTransformer(
         [
             ("num", SimpleImputer(), list(cfg.numeric_features)),
@@ -41,7 +41,7 @@ def _register(cfg, frame, flip: bool = False) -> str:
     y = (frame[cfg.target] == cfg.positive_label).astype(int)
     model = Pipeline([("pre", pre), ("clf", make_pipeline(LogisticRegression(max_iter=300)))])
     model.fit(frame[cfg.features], 1 - y if flip else y)
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=experiment_id):
         info = mlflow.sklearn.log_model(
             model, name="model", registered_model_name=cfg.registered_model_name, serialization_format="cloudpickle"
         )
