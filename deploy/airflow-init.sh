@@ -16,6 +16,6 @@ airflow db migrate
 # Creates the admin on first start; on later starts FAB reports that the user exists and leaves it unchanged.
 echo "airflow-init: ensuring admin user ${AIRFLOW_ADMIN_USERNAME}"
 airflow users create --role Admin \
-  --username "${AIRFLOW_ADMIN_USERNAME}" --password "${AIRFLOW_ADMIN_PASSWORD}" \
+  --username="${AIRFLOW_ADMIN_USERNAME}" --password="${AIRFLOW_ADMIN_PASSWORD}" \
   --email "${AIRFLOW_ADMIN_EMAIL}" --firstname Driftloop --lastname Admin
 airflow version

@@ -409,7 +409,8 @@ class Stack:
             "airflow-users-create",
             [
                 str(VENV_BIN / "airflow"), "users", "create", "--role", "Admin",
-                "--username", self.admin_user, "--password", self.admin_password,
+                # --opt=value: a generated password may start with "-", which argparse would read as an option.
+                f"--username={self.admin_user}", f"--password={self.admin_password}",
                 "--email", f"{self.admin_user}@driftloop.invalid", "--firstname", "Driftloop", "--lastname", "Ops",
             ],
         )  # fmt: skip
