@@ -277,6 +277,15 @@ def load_dataset_config(name: str | None = None, settings: Settings | None = Non
     return parse_dataset_config(_deep_merge(raw, settings.overrides), str(path))
 
 
+def uri_to_path(uri: str) -> Path:
+    """Local path of a ``file://`` URI or a plain path (data moves between stages as these)."""
+    from urllib.parse import unquote, urlparse
+
+    if uri.startswith("file:"):
+        return Path(unquote(urlparse(uri).path))
+    return Path(uri)
+
+
 @dataclass(frozen=True)
 class StatePaths:
     """Where one dataset's state lives under ``DRIFTLOOP_HOME``. Nothing is created until a stage writes."""

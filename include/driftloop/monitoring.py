@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftloop.config import DatasetConfig, Settings, StatePaths
+from driftloop.config import DatasetConfig, Settings, StatePaths, uri_to_path
 from driftloop.tracking import get_client, keyed_run, search_runs
 
 # Evidently's cost grows with rows; a seeded sample of this size gives stable drift scores on any batch size.
@@ -417,7 +417,7 @@ def _iter_parquet(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
     """Yield a parquet file in chunks of ``cfg.inference.chunk_rows`` so a huge batch never sits in memory."""
     import pyarrow.parquet as pq
 
-    path = _local_path(uri)
+    path = uri_to_path(uri)
     if not Path(path).is_file():
         raise MonitoringError(f"file {uri} does not exist")
     parquet = pq.ParquetFile(path)
@@ -432,7 +432,7 @@ def _read_parquet(uri: str, columns: list[str]) -> Any:
     import pandas as pd
     import pyarrow.parquet as pq
 
-    path = _local_path(uri)
+    path = uri_to_path(uri)
     if not Path(path).is_file():
         raise MonitoringError(f"file {uri} does not exist")
     present = pq.ParquetFile(path).schema_arrow.names
@@ -440,10 +440,6 @@ def _read_parquet(uri: str, columns: list[str]) -> Any:
     if missing:
         raise MonitoringError(f"{uri} lacks columns {missing}")
     return pd.read_parquet(path, columns=columns)
-
-
-def _local_path(uri: str) -> str:
-    return uri[len("file://") :] if uri.startswith("file://") else uri
 
 
 def _load_reference(cfg: DatasetConfig, settings: Settings, reference_run_id: str) -> Any:

@@ -17,9 +17,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
-from driftloop.config import DatasetConfig, Settings, StatePaths
+from driftloop.config import DatasetConfig, Settings, StatePaths, uri_to_path
 from driftloop.tracking import TAG_PREFIX, find_finished_run, get_client, keyed_run
 
 log = logging.getLogger(__name__)
@@ -69,15 +68,8 @@ class SnapshotNotFoundError(FileNotFoundError):
     """No training snapshot exists (or the given one is missing)."""
 
 
-def uri_to_path(uri: str) -> Path:
-    """Local path of a ``file://`` URI or plain path."""
-    if uri.startswith("file:"):
-        return Path(unquote(urlparse(uri).path))
-    return Path(uri)
-
-
 def find_latest_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
-    """The manifest of the newest snapshot (by ``created_at``, then file time).
+    """The manifest of the newest snapshot (see :func:`driftloop.data.latest_snapshot`).
 
     Args:
         cfg: Dataset config.
@@ -89,16 +81,15 @@ def find_latest_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -
     Raises:
         SnapshotNotFoundError: The snapshots folder holds no manifest.
     """
-    snapshots_dir = StatePaths.for_dataset(cfg, settings).snapshots_dir
-    manifests = []
-    for path in snapshots_dir.glob("*.json") if snapshots_dir.is_dir() else []:
-        manifest = json.loads(path.read_text())
-        manifests.append((str(manifest.get("created_at", "")), path.stat().st_mtime, manifest))
-    if not manifests:
+    from driftloop.data import latest_snapshot
+
+    manifest = latest_snapshot(cfg, settings)
+    if manifest is None:
+        snapshots_dir = StatePaths.for_dataset(cfg, settings).snapshots_dir
         raise SnapshotNotFoundError(
             f"{cfg.name}: no training snapshot in {snapshots_dir}; build one first (driftloop.data.build_snapshot)"
         )
-    return max(manifests, key=lambda item: item[:2])[2]
+    return manifest
 
 
 def resolve_snapshot(cfg: DatasetConfig, snapshot_uri: str | None, settings: Settings | None = None) -> dict:
