@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo up down test test-fast test-topology bench lint clean help
+.PHONY: venv demo up down test test-fast test-topology test-containers bench lint clean help
 
 help:
 	@echo "make demo           install, start MLflow + Airflow under .driftloop/, drive the loop once, print a summary"
@@ -14,6 +14,7 @@ help:
 	@echo "make test           install and run every test (unit, data, DAG integrity, e2e, production topology)"
 	@echo "make test-fast      unit, data and DAG integrity tests only (no servers)"
 	@echo "make test-topology  the Postgres + Redis + Celery topology tests alone"
+	@echo "make test-containers  docker-compose.yaml built and run in Docker (needs a running Docker engine)"
 	@echo "make bench          benchmarks, one figure per line"
 	@echo "make lint           ruff"
 	@echo "make clean          remove .driftloop/ (all local state)"
@@ -44,6 +45,10 @@ test-fast: venv
 
 test-topology: venv
 	$(BIN)/pytest -m topology $(PYTEST_ARGS)
+
+# Builds the images (deploy/offline/build-images.sh: no Docker Hub needed), runs the stack, `down -v` at the end.
+test-containers: venv
+	$(BIN)/pytest -m container $(PYTEST_ARGS)
 
 # Figures only (one per line); each script's full output is kept in bench/results/<name>.log.
 bench: venv
