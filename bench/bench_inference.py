@@ -30,7 +30,8 @@ MEMORY_PROBE = """
 import json, resource, sys
 from pathlib import Path
 from driftloop.config import load_dataset_config
-from driftloop.inference import load_model, resolve_model, score_file
+from driftloop.inference import resolve_model, score_file
+from driftloop.registry import load_model
 cfg = load_dataset_config("telco_churn")
 info = resolve_model(cfg)
 model = load_model(info["model_uri"])
@@ -71,15 +72,16 @@ def main() -> int:
     import mlflow.pyfunc
     import pandas as pd
 
-    from driftloop import data, registry, simulate, training
+    from driftloop import ingest, registry, simulate, snapshots, training
     from driftloop.config import load_dataset_config
-    from driftloop.inference import load_model, resolve_model, score_file
+    from driftloop.inference import resolve_model, score_file
+    from driftloop.registry import load_model
     from driftloop.sources import load_source_frame
 
     cfg = load_dataset_config("telco_churn")
     simulate.simulate_reference(cfg)
-    data.ingest_batches(cfg)
-    snapshot = data.build_snapshot(cfg)
+    ingest.ingest_batches(cfg)
+    snapshot = snapshots.build_snapshot(cfg)
     trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"})
     registry.promote_model(cfg, trained["model_version"])
     info = resolve_model(cfg)

@@ -36,7 +36,7 @@ def main() -> int:
     )
     os.environ.pop("DRIFTLOOP_CONFIG_OVERRIDES", None)
     sys.path.insert(0, str(PROJECT_DIR / "plugins"))
-    from driftloop.services import start_mlflow_server
+    from driftloop_ops.services import start_mlflow_server
 
     server = start_mlflow_server(work / "mlflow")
     os.environ["MLFLOW_TRACKING_URI"] = server.url
@@ -50,20 +50,20 @@ def main() -> int:
 
         from driftloop.config import load_dataset_config
         from driftloop.tracking import get_client
-        from driftloop_airflow.loop import drive_closed_loop
+        from driftloop_ops.loop import InProcessRunner, drive_closed_loop
 
         bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
         if bag.import_errors:
             raise SystemExit(f"DAG import errors: {bag.import_errors}")
         cfg = load_dataset_config()
         client = get_client()
-        seen = drive_closed_loop(dict(bag.dags), cfg, client, batch_rows=1000)
+        record = drive_closed_loop(InProcessRunner(dict(bag.dags)), cfg, client, batch_rows=1000)
         versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
-        for dag_id, seconds in sorted(seen["seconds"].items()):
+        for dag_id, seconds in sorted(record.seconds.items()):
             print(f"loop_seconds.{dag_id} {seconds:.1f}")
         print(f"loop_registered_versions {len(versions)}")
-        print(f"loop_sensor_fired {int(bool(seen['queued_after_drift']))}")
-        print(f"loop_total_vs_target_ratio {seen['seconds']['total'] / TARGET_S:.2f}")
+        print(f"loop_sensor_fired {int(bool(record.queued_after_drift))}")
+        print(f"loop_total_vs_target_ratio {record.seconds['total'] / TARGET_S:.2f}")
     finally:
         server.stop()
     return 0

@@ -24,7 +24,8 @@ def write_input(path: Path, rows: int, fmt: str) -> None:
     """Resample the telco data to ``rows`` rows with unique ids and a sprinkle of contract violations."""
     import numpy as np
 
-    from driftloop.config import Settings, load_dataset_config
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
     from driftloop.sources import load_source_frame
 
     cfg = load_dataset_config("telco_churn", Settings.from_env({}))
@@ -45,8 +46,9 @@ def measure(path: str, chunk_rows: int) -> dict:
     """Validate ``path`` and return seconds, rows and peak RSS (run in a fresh interpreter)."""
     import resource
 
-    from driftloop.config import Settings, load_dataset_config
+    from driftloop.config import load_dataset_config
     from driftloop.contract import load_contract, validate_file
+    from driftloop.settings import Settings
 
     cfg = load_dataset_config("telco_churn", Settings.from_env({}))
     contract = load_contract(cfg)

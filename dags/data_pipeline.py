@@ -15,37 +15,33 @@ immutable, content-addressed training snapshot from all labelled rows and logs i
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop import data, retraining
-from driftloop_airflow import asset, dag_defaults, load_config, schedule_from_env
+from driftloop import ingest, retraining, snapshots
+from driftloop_airflow import SETTINGS, asset, dag_defaults, fail_fast, run_stage
 
 
-@dag(
-    dag_id="data_pipeline",
-    schedule=schedule_from_env("DRIFTLOOP_DATA_SCHEDULE", "*/10 * * * *"),
-    **dag_defaults("data", __doc__),
-)
+@dag(dag_id="data_pipeline", schedule=SETTINGS.data_schedule, **dag_defaults("data", __doc__))
 def data_pipeline():
     @task
     def ingest_batches() -> dict:
-        return data.ingest_batches(load_config())
+        return run_stage(ingest.ingest_batches)
 
     @task
     def ingest_labels() -> dict:
-        return data.ingest_labels(load_config())
+        return run_stage(ingest.ingest_labels)
 
     @task
     def build_snapshot() -> dict:
-        return data.build_snapshot(load_config())
+        return run_stage(snapshots.build_snapshot)
 
     @task
     def record_snapshot(snapshot: dict) -> dict:
-        return data.record_snapshot(load_config(), snapshot["snapshot_hash"])
+        return run_stage(snapshots.record_snapshot, snapshot["snapshot_hash"])
 
     @task(outlets=[asset("snapshot")])
     def announce_snapshot(snapshot: dict) -> dict:
-        decision = retraining.decide_retraining(load_config(), snapshot)
+        decision = run_stage(retraining.decide_retraining, snapshot)
         if not decision["train"]:
             raise AirflowSkipException(decision["reason"])
         return decision
@@ -58,10 +54,8 @@ def data_pipeline():
 
     @task
     def check_quarantine(ingested: dict, labels: dict) -> None:
-        try:
-            data.raise_for_quarantine(ingested, labels)
-        except data.BatchQuarantined as exc:
-            raise AirflowFailException(str(exc)) from exc  # a verdict on the data: retrying cannot help
+        with fail_fast():  # a verdict on the data: retrying cannot help
+            ingest.raise_for_quarantine(ingested, labels)
 
     batches, labels = ingest_batches(), ingest_labels()
     snapshot = build_snapshot()

@@ -1,57 +1,47 @@
 """
 ### drift_sensor: closes the loop by triggering retraining
 
-A `DriftSensor` reads the latest monitoring results from MLflow and fires when the drift share crosses the
-dataset's `monitoring.drift_share_threshold` or live F1 dropped more than `monitoring.f1_drop_threshold` (relative
-to the champion's holdout). It then triggers `training_pipeline` with the reason and the monitoring run id in
-the conf, and tags that monitoring run in MLflow so the same result never fires twice. A cooldown
-(`monitoring.cooldown_s`) holds back a second retrain in one episode.
+A deferrable `DriftSensor` waits in Airflow's triggerer, reading the latest monitoring results from MLflow every
+`DRIFTLOOP_SENSOR_POKE_S` seconds, and fires when the drift share crosses the dataset's
+`monitoring.drift_share_threshold` or live F1 dropped more than `monitoring.f1_drop_threshold` (relative to the
+champion's holdout). It then triggers `training_pipeline` with the reason and the monitoring run id in the conf,
+under the run id `drift__<monitoring run id>` (so one result can start one retrain only), and tags that monitoring
+run in MLflow so it never fires again. A cooldown (`monitoring.cooldown_s`) holds back a second retrain in one
+episode.
 
-* **Sensor mode:** reschedule (no worker slot is held while waiting); skipped quietly when nothing fires before
-  `DRIFTLOOP_SENSOR_TIMEOUT_S`.
+* **Waiting costs nothing:** the sensor starts in the triggerer, holds no worker slot and launches no task until
+  something fires. By default one run waits until it fires and the next run starts right after
+  (`@continuous`); `DRIFTLOOP_SENSOR_TIMEOUT_S` > 0 skips a run that waited that long.
 """
 
 from __future__ import annotations
 
-import os
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
-from driftloop import monitoring
-from driftloop_airflow import dag_defaults, load_config, schedule_from_env
+from driftloop import sensor
+from driftloop_airflow import DATASET, SETTINGS, dag_defaults, run_stage
 from driftloop_airflow.sensors import DriftSensor
 
-SENSOR_POKE_S = int(os.environ.get("DRIFTLOOP_SENSOR_POKE_S", "60"))
-SENSOR_TIMEOUT_S = int(os.environ.get("DRIFTLOOP_SENSOR_TIMEOUT_S", "840"))
-TRIGGER_XCOM = "ti.xcom_pull(task_ids='wait_for_drift')"
+WAIT_TASK = "wait_for_drift"
 
 
-@dag(
-    dag_id="drift_sensor",
-    schedule=schedule_from_env("DRIFTLOOP_SENSOR_SCHEDULE", "*/15 * * * *"),
-    **dag_defaults("monitoring", __doc__),
-)
+@dag(dag_id="drift_sensor", schedule=SETTINGS.sensor_schedule, **dag_defaults("monitoring", __doc__))
 def drift_sensor():
     wait_for_drift = DriftSensor(
-        task_id="wait_for_drift",
-        mode="reschedule",
-        poke_interval=SENSOR_POKE_S,
-        timeout=SENSOR_TIMEOUT_S,
-        soft_fail=True,
+        task_id=WAIT_TASK, dataset=DATASET, poll_s=SETTINGS.sensor_poll_s, timeout_s=SETTINGS.sensor_timeout_s
     )
     trigger_training = TriggerDagRunOperator(
         task_id="trigger_training",
         trigger_dag_id="training_pipeline",
-        trigger_run_id="drift__{{ " + TRIGGER_XCOM + "['monitoring_run_id'] }}",
+        trigger_run_id="{{ ti.xcom_pull(task_ids='" + WAIT_TASK + "')['trigger_run_id'] }}",
         conf=wait_for_drift.output,
         skip_when_already_exists=True,
     )
 
     @task
     def mark_trigger_fired(trigger: dict) -> dict:
-        run_id = f"drift__{trigger['monitoring_run_id']}"
-        return monitoring.mark_trigger_fired(load_config(), trigger["monitoring_run_id"], run_id)
+        return run_stage(sensor.mark_trigger_fired, trigger["monitoring_run_id"], trigger["trigger_run_id"])
 
     wait_for_drift >> trigger_training >> mark_trigger_fired(wait_for_drift.output)
 

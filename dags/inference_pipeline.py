@@ -8,6 +8,7 @@ timestamp) and a run in the inference experiment. Batches are read and written i
 
 * **Runs on:** the `scoring-batches` asset, or by hand. **Outlet:** `predictions` (runs `monitoring_pipeline`).
 * **Idempotent:** a scored batch is not scored again; a rerun after a crash rewrites the same partition.
+* **Fails fast** (no retry) when no version carries `champion`.
 """
 
 from __future__ import annotations
@@ -16,18 +17,14 @@ from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop import inference
-from driftloop_airflow import asset, dag_defaults, load_config
+from driftloop_airflow import asset, dag_defaults, run_stage
 
 
-@dag(
-    dag_id="inference_pipeline",
-    schedule=[asset("batches")],
-    **dag_defaults("inference", __doc__),
-)
+@dag(dag_id="inference_pipeline", schedule=[asset("batches")], **dag_defaults("inference", __doc__))
 def inference_pipeline():
     @task(outlets=[asset("predictions")])
     def score_pending_batches() -> dict:
-        result = inference.score_pending_batches(load_config())
+        result = run_stage(inference.score_pending_batches)
         if not result["scored"]:
             raise AirflowSkipException("no batches waiting to be scored")
         return result

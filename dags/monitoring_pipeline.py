@@ -16,7 +16,7 @@ from __future__ import annotations
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from driftloop import monitoring
-from driftloop_airflow import asset, dag_defaults, load_config
+from driftloop_airflow import asset, dag_defaults, run_stage
 
 
 @dag(
@@ -29,7 +29,7 @@ from driftloop_airflow import asset, dag_defaults, load_config
 def monitoring_pipeline():
     @task
     def monitor_predictions() -> dict:
-        return monitoring.monitor_predictions(load_config())
+        return run_stage(monitoring.monitor_predictions)
 
     monitor_predictions()
 

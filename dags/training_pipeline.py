@@ -9,22 +9,18 @@ a first version must meet the absolute floors, and a later one must beat the cha
 
 * **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by hand.
 * **Idempotent:** a retry of the same run reuses the registered version instead of registering another.
+* **Fails fast** (no retry) when the first version misses the floors or there is no snapshot to train on.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from driftloop import registry, training
-from driftloop_airflow import airflow_ids, asset, dag_defaults, load_config
+from driftloop_airflow import airflow_ids, asset, dag_defaults, run_stage
 
 
-@dag(
-    dag_id="training_pipeline",
-    schedule=[asset("snapshot")],
-    **dag_defaults("training", __doc__),
-)
+@dag(dag_id="training_pipeline", schedule=[asset("snapshot")], **dag_defaults("training", __doc__))
 def training_pipeline():
     @task
     def train_model() -> dict:
@@ -33,14 +29,11 @@ def training_pipeline():
         run_type = getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)
         default_reason = "new_data" if run_type == "asset_triggered" else "manual"
         trigger = {"reason": conf.get("reason", default_reason), **conf, **airflow_ids()}
-        return training.train_model(load_config(), snapshot_uri=conf.get("snapshot_uri"), trigger=trigger)
+        return run_stage(training.train_model, snapshot_uri=conf.get("snapshot_uri"), trigger=trigger)
 
     @task
     def promote_model(trained: dict) -> dict:
-        try:
-            return registry.promote_model(load_config(), trained["model_version"])
-        except registry.GateError as exc:
-            raise AirflowFailException(str(exc)) from exc  # below the floors: retrying cannot help
+        return run_stage(registry.promote_model, trained["model_version"])
 
     promote_model(train_model())
 

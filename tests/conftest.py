@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -65,7 +63,8 @@ def telco_cfg(driftloop_env: Path):
 @pytest.fixture(scope="session")
 def telco_frame():
     """The raw telco churn data (7,043 rows) with its synthesised customer ids."""
-    from driftloop.config import Settings, load_dataset_config
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
     from driftloop.sources import load_source_frame
 
     cfg = load_dataset_config("telco_churn", Settings.from_env({}))
@@ -73,29 +72,16 @@ def telco_frame():
 
 
 def write_snapshot(cfg, frame, created_at: str = "2026-01-01T00:00:00+00:00") -> dict:
-    """Write ``frame`` as a content-addressed snapshot parquet plus manifest, as the data stage does."""
-    from driftloop.config import StatePaths
+    """Store ``frame`` as a snapshot with the data stage's own writer (same canonical form, same hash)."""
+    from driftloop.snapshots import write_snapshot as write
 
-    snapshots_dir = StatePaths.for_dataset(cfg).snapshots_dir
-    snapshots_dir.mkdir(parents=True, exist_ok=True)
-    staging = snapshots_dir / f"staging-{uuid.uuid4().hex}.parquet"
-    frame.to_parquet(staging, index=False)
-    snapshot_hash = hashlib.sha256(staging.read_bytes()).hexdigest()
-    path = staging.rename(snapshots_dir / f"{snapshot_hash}.parquet")
-    manifest = {
-        "snapshot_hash": snapshot_hash,
-        "snapshot_uri": str(path),
-        "rows": len(frame),
-        "created_at": created_at,
-    }
-    (snapshots_dir / f"{snapshot_hash}.json").write_text(json.dumps(manifest))
-    return manifest
+    return write(cfg, frame, created_at=created_at)
 
 
 @pytest.fixture
 def state(telco_cfg):
     """The telco state folders with empty landing zones."""
-    from driftloop.config import StatePaths
+    from driftloop.state import StatePaths
 
     paths = StatePaths.for_dataset(telco_cfg)
     paths.landing_dir.mkdir(parents=True)

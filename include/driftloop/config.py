@@ -1,64 +1,21 @@
-"""Configuration: process settings from the environment and dataset configs from YAML files.
+"""Dataset configs: one YAML file per dataset, validated into :class:`DatasetConfig`.
 
-Reading configuration changes nothing on disk or in MLflow: no directories are created and no tracking URI is
-set here, so DAG files may import this module at parse time (it only needs the standard library and PyYAML).
+Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at parse time (it needs
+only the standard library and PyYAML). Process settings are :mod:`driftloop.settings`; the state layout is
+:mod:`driftloop.state`.
 """
 
 from __future__ import annotations
 
 import copy
-import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-DEFAULT_DATASET = "telco_churn"
-
-
-class ConfigError(ValueError):
-    """A dataset config or a setting is missing or malformed."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Process-wide settings, read from environment variables with defaults.
-
-    Attributes:
-        home_dir: Root of all Driftloop state (landing zone, snapshots, predictions, reports).
-        tracking_uri: MLflow tracking server URI.
-        dataset: Name of the active dataset config.
-        config_dir: Folder holding ``<dataset>.yaml`` configs.
-        overrides: Deep-merged into every dataset config (from ``DRIFTLOOP_CONFIG_OVERRIDES``, JSON).
-    """
-
-    home_dir: Path
-    tracking_uri: str
-    dataset: str
-    config_dir: Path
-    overrides: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Build settings from ``env`` (default: ``os.environ``)."""
-        env = os.environ if env is None else env
-        raw_overrides = env.get("DRIFTLOOP_CONFIG_OVERRIDES", "").strip()
-        try:
-            overrides = json.loads(raw_overrides) if raw_overrides else {}
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON: {exc}") from exc
-        if not isinstance(overrides, dict):
-            raise ConfigError("DRIFTLOOP_CONFIG_OVERRIDES must be a JSON object")
-        return cls(
-            home_dir=Path(env.get("DRIFTLOOP_HOME", str(PROJECT_DIR / ".driftloop"))).resolve(),
-            tracking_uri=env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000"),
-            dataset=env.get("DRIFTLOOP_DATASET", DEFAULT_DATASET),
-            config_dir=Path(env.get("DRIFTLOOP_CONFIG_DIR", str(PROJECT_DIR / "include" / "configs"))).resolve(),
-            overrides=overrides,
-        )
+from driftloop import bus
+from driftloop.errors import ConfigError
+from driftloop.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -105,6 +62,14 @@ class MonitoringConfig:
     f1_drop_threshold: float = 0.10
     cooldown_s: int = 3600
     min_rows: int = 30
+    chunk_rows: int = 100_000  # batch rows read at a time when sampling the current data
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Landing-zone validation options."""
+
+    chunk_rows: int = 200_000  # rows validated at a time; memory is bounded by this, not by the file
 
 
 @dataclass(frozen=True)
@@ -138,6 +103,7 @@ class DatasetConfig:
     gates: GateConfig = GateConfig()
     monitoring: MonitoringConfig = MonitoringConfig()
     inference: InferenceConfig = InferenceConfig()
+    ingest: IngestConfig = IngestConfig()
     config_path: str = ""
 
     @property
@@ -152,22 +118,7 @@ class DatasetConfig:
 
     def experiment_name(self, stage: str) -> str:
         """MLflow experiment for a lifecycle stage (``data``, ``training``, ``inference``, ``monitoring``)."""
-        return f"driftloop/{self.name}/{stage}"
-
-
-
-ASSET_KINDS = {"snapshot": "training-snapshot", "batches": "scoring-batches", "predictions": "predictions"}
-
-
-def asset_uri(dataset: str, kind: str) -> str:
-    """URI of the Airflow Asset of ``kind`` that connects the DAGs of ``dataset``.
-
-    Raises:
-        ConfigError: ``kind`` is not one of ``snapshot``, ``batches``, ``predictions``.
-    """
-    if kind not in ASSET_KINDS:
-        raise ConfigError(f"unknown asset kind {kind!r} (known: {sorted(ASSET_KINDS)})")
-    return f"driftloop://{dataset}/{ASSET_KINDS[kind]}"
+        return bus.experiment_name(self.name, stage)
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -243,12 +194,16 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
         gates=_build(GateConfig, raw.get("gates"), f"{where}: gates"),
         monitoring=_build(MonitoringConfig, raw.get("monitoring"), f"{where}: monitoring"),
         inference=_build(InferenceConfig, raw.get("inference"), f"{where}: inference"),
+        ingest=_build(IngestConfig, raw.get("ingest"), f"{where}: ingest"),
         config_path=config_path,
     )
     if not 0 < cfg.training.test_size < 1:
         raise ConfigError(f"{where}: training.test_size must be in (0, 1), got {cfg.training.test_size}")
     if not cfg.training.models:
         raise ConfigError(f"{where}: training.models is empty")
+    for section in ("inference", "monitoring", "ingest"):
+        if getattr(cfg, section).chunk_rows < 1:
+            raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
     return cfg
 
 
@@ -275,70 +230,3 @@ def load_dataset_config(name: str | None = None, settings: Settings | None = Non
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     return parse_dataset_config(_deep_merge(raw, settings.overrides), str(path))
-
-
-def uri_to_path(uri: str) -> Path:
-    """Local path of a ``file://`` URI or a plain path (data moves between stages as these)."""
-    from urllib.parse import unquote, urlparse
-
-    if uri.startswith("file:"):
-        return Path(unquote(urlparse(uri).path))
-    return Path(uri)
-
-
-@dataclass(frozen=True)
-class StatePaths:
-    """Where one dataset's state lives under ``DRIFTLOOP_HOME``. Nothing is created until a stage writes."""
-
-    root: Path
-
-    @classmethod
-    def for_dataset(cls, cfg: DatasetConfig, settings: Settings | None = None) -> StatePaths:
-        """State paths for ``cfg`` under the settings' home folder."""
-        settings = settings or Settings.from_env()
-        return cls(root=settings.home_dir / "data" / cfg.name)
-
-    @property
-    def landing_dir(self) -> Path:
-        """Incoming feature batches (CSV or parquet) are dropped here."""
-        return self.root / "landing" / "batches"
-
-    @property
-    def labels_landing_dir(self) -> Path:
-        """Late-arriving label files (id + target) are dropped here."""
-        return self.root / "landing" / "labels"
-
-    @property
-    def archive_dir(self) -> Path:
-        """Accepted original files, moved out of the landing zone, kept byte for byte."""
-        return self.root / "archive"
-
-    @property
-    def quarantine_dir(self) -> Path:
-        """Rejected files and rows, each with a machine-readable reason."""
-        return self.root / "quarantine"
-
-    @property
-    def batches_dir(self) -> Path:
-        """Accepted, validated batches as parquet plus a JSON manifest each."""
-        return self.root / "batches"
-
-    @property
-    def labels_dir(self) -> Path:
-        """Accepted label files as parquet."""
-        return self.root / "labels"
-
-    @property
-    def snapshots_dir(self) -> Path:
-        """Immutable content-addressed training snapshots."""
-        return self.root / "snapshots"
-
-    @property
-    def predictions_dir(self) -> Path:
-        """One predictions parquet per scored batch."""
-        return self.root / "predictions"
-
-    @property
-    def reports_dir(self) -> Path:
-        """Profiles, drift reports and other HTML artifacts before they are logged."""
-        return self.root / "reports"

@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from driftloop import bus
+
 MAX_EXPLAIN_ROWS = 200
 MAX_BACKGROUND_ROWS = 50
 PERMUTATION_ROWS = 100
 TOP_FEATURES_PLOTTED = 20
-PLOT_FILENAME = "shap_summary.png"
-CSV_FILENAME = "shap_importance.csv"
 
 # Estimator class names shap.TreeExplainer handles exactly and fast.
 TREE_ESTIMATORS = {
@@ -158,11 +158,11 @@ def explain_model(model: Any, sample_df: Any, out_dir: str | Path, seed: int = 4
             "mean_abs_shap": abs(values).mean(axis=0),
         }
     ).sort_values("mean_abs_shap", ascending=False, ignore_index=True)
-    csv_path = out_dir / CSV_FILENAME
+    csv_path = out_dir / bus.SHAP_CSV_FILENAME
     importance.to_csv(csv_path, index=False)
 
     top = importance.head(TOP_FEATURES_PLOTTED).iloc[::-1]
-    plot_path = out_dir / PLOT_FILENAME
+    plot_path = out_dir / bus.SHAP_PLOT_FILENAME
     # PyCaret's plotting style asks for fonts a slim image lacks; DejaVu ships with matplotlib.
     with plt.rc_context({"font.family": "DejaVu Sans"}):
         fig, ax = plt.subplots(figsize=(8, 0.3 * len(top) + 1.4))

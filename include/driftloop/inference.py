@@ -8,24 +8,22 @@ cloudpickle files, and that registry is the trust boundary.
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from driftloop.config import DatasetConfig, Settings, StatePaths
+from driftloop import bus
+from driftloop.config import DatasetConfig
+from driftloop.errors import NoChampionError
 from driftloop.registry import load_model, resolve_alias
+from driftloop.settings import Settings
+from driftloop.state import StatePaths, path_to_uri, uri_to_path
+from driftloop.storage import list_manifests
 from driftloop.tracking import find_finished_run, get_client, keyed_run
 
-PREDICTION_COLUMNS = ("score", "prediction", "model_name", "model_version", "model_run_id", "scored_at")
 
-
-class NoChampionError(RuntimeError):
-    """No model version carries the alias that inference was asked to use."""
-
-
-def resolve_model(cfg: DatasetConfig, alias: str = "champion", settings: Settings | None = None) -> dict[str, str]:
+def resolve_model(cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None) -> dict[str, str]:
     """Resolve ``models:/<name>@<alias>`` to a concrete version for one inference run.
 
     Returns:
@@ -58,13 +56,12 @@ def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> lis
     paths = StatePaths.for_dataset(cfg, settings)
     client = None
     pending = []
-    for manifest_path in sorted(paths.batches_dir.glob("*.json")):
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("has_target"):
+    for manifest in list_manifests(paths.batches_dir):
+        if manifest.get("has_target") or not manifest.get("batch_uri"):
             continue
         if (paths.predictions_dir / f"{manifest['batch_id']}.parquet").exists():
             client = client or get_client(settings)
-            key = {"driftloop.batch_id": manifest["batch_id"]}
+            key = {bus.BATCH_ID_TAG: manifest["batch_id"]}
             if find_finished_run(client, cfg.experiment_name("inference"), key) is not None:
                 continue
         pending.append(manifest)
@@ -87,7 +84,7 @@ def score_file(
     """Score one parquet file chunk by chunk into ``output_path`` (written atomically).
 
     Returns:
-        ``{"rows", "positive_rows", "seconds"}``.
+        ``{"rows", "positive_rows", "chunks", "seconds"}``; ``chunks`` is how many predict calls were made.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -96,29 +93,29 @@ def score_file(
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = output_path.with_name(f".{output_path.name}.tmp")
-    rows = positives = 0
+    rows = positives = chunks = 0
     writer = None
     try:
         source = pq.ParquetFile(batch_path)
-        for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=[cfg.id_column, *cfg.features]):
+        columns = [cfg.id_column, *cfg.features]
+        for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=columns):
             chunk = record_batch.to_pandas()
             score, prediction = predict_frame(model, chunk, cfg)
             n = len(chunk)
             table = pa.table(
                 {
                     cfg.id_column: chunk[cfg.id_column].to_numpy(),
-                    "score": score,
-                    "prediction": prediction,
-                    "model_name": pa.array([model_info["model_name"]] * n, pa.string()),
-                    "model_version": pa.array([model_info["model_version"]] * n, pa.string()),
-                    "model_run_id": pa.array([model_info["model_run_id"]] * n, pa.string()),
-                    "scored_at": pa.array([scored_at] * n, pa.string()),
+                    bus.SCORE_COLUMN: score,
+                    bus.PREDICTION_COLUMN: prediction,
+                    **{col: pa.array([model_info[col]] * n, pa.string()) for col in bus.PREDICTION_LINEAGE_COLUMNS},
+                    bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
                 }
             )
             if writer is None:
                 writer = pq.ParquetWriter(tmp_path, table.schema)
             writer.write_table(table)
             rows += n
+            chunks += 1
             positives += int(prediction.sum())
     finally:
         if writer is not None:
@@ -126,7 +123,7 @@ def score_file(
     if writer is None:
         raise ValueError(f"{batch_path} has no rows to score")
     tmp_path.replace(output_path)
-    return {"rows": rows, "positive_rows": positives, "seconds": time.perf_counter() - start}
+    return {"rows": rows, "positive_rows": positives, "chunks": chunks, "seconds": time.perf_counter() - start}
 
 
 def score_batch(
@@ -147,37 +144,40 @@ def score_batch(
     paths = StatePaths.for_dataset(cfg, settings)
     batch_id = manifest["batch_id"]
     output_path = paths.predictions_dir / f"{batch_id}.parquet"
-    result = score_file(model, model_info, cfg, Path(manifest["batch_uri"]), output_path)
+    predictions_uri = path_to_uri(output_path)
+    result = score_file(model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path)
     experiment = cfg.experiment_name("inference")
-    with keyed_run(client, experiment, {"driftloop.batch_id": batch_id}, run_name=f"score-{batch_id}") as run:
+    key = {bus.BATCH_ID_TAG: batch_id}
+    with keyed_run(client, experiment, key, bus.inference_run_name(batch_id), settings) as run:
         mlflow.set_tags(
             {
-                "driftloop.batch_uri": manifest["batch_uri"],
-                "driftloop.predictions_uri": str(output_path),
-                "driftloop.model_name": model_info["model_name"],
-                "driftloop.model_version": model_info["model_version"],
-                "driftloop.model_run_id": model_info["model_run_id"],
+                bus.BATCH_URI_TAG: manifest["batch_uri"],
+                bus.PREDICTIONS_URI_TAG: predictions_uri,
+                bus.MODEL_NAME_TAG: model_info["model_name"],
+                bus.MODEL_VERSION_TAG: model_info["model_version"],
+                bus.MODEL_RUN_ID_TAG: model_info["model_run_id"],
             }
         )
         mlflow.log_metrics(
             {
-                "rows": result["rows"],
-                "positive_rate": result["positive_rows"] / result["rows"],
-                "rows_per_s": result["rows"] / max(result["seconds"], 1e-9),
+                bus.ROWS: result["rows"],
+                bus.POSITIVE_RATE: result["positive_rows"] / result["rows"],
+                bus.ROWS_PER_S: result["rows"] / max(result["seconds"], 1e-9),
             }
         )
         run_id = run.info.run_id
     return {
         "batch_id": batch_id,
-        "predictions_uri": str(output_path),
+        "predictions_uri": predictions_uri,
         "rows": result["rows"],
+        "chunks": result["chunks"],
         "model_version": model_info["model_version"],
         "inference_run_id": run_id,
     }
 
 
 def score_pending_batches(
-    cfg: DatasetConfig, alias: str = "champion", settings: Settings | None = None
+    cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None
 ) -> dict[str, Any]:
     """Score every accepted scoring batch that has no predictions yet with the model behind ``alias``.
 
@@ -193,6 +193,6 @@ def score_pending_batches(
     if not todo:
         return {"model_version": None, "scored": []}
     model_info = resolve_model(cfg, alias, settings)
-    model = load_model(model_info["model_uri"])
+    model = load_model(model_info["model_uri"], settings)
     scored = [score_batch(cfg, manifest, model, model_info, settings) for manifest in todo]
     return {"model_version": model_info["model_version"], "scored": scored}

@@ -11,41 +11,31 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from driftloop.config import DatasetConfig, Settings, StatePaths
-from driftloop.tracking import TAG_PREFIX
+from driftloop import bus
+from driftloop.config import DatasetConfig
+from driftloop.errors import SnapshotNotFoundError
+from driftloop.settings import Settings
+from driftloop.snapshots import resolve_snapshot
+from driftloop.state import StatePaths, path_to_uri
+from driftloop.storage import read_json
 
-SNAPSHOT_TAG = f"{TAG_PREFIX}snapshot_hash"
-# Tags read from the model version first, then from its training run.
-MODEL_LINEAGE_TAGS = ("snapshot_hash", "snapshot_uri", "airflow_dag_id", "airflow_run_id", "git_commit",
-                      "trigger_reason", "trigger_id", "monitoring_run_id", "gate", "gate_reason")
-PREDICTION_COLUMNS = ("model_name", "model_version", "model_run_id")
+# Lineage fields read from the model version first, then from its training run.
+MODEL_LINEAGE_TAGS = {
+    "snapshot_hash": bus.SNAPSHOT_HASH_TAG,
+    "snapshot_uri": bus.SNAPSHOT_URI_TAG,
+    "airflow_dag_id": bus.AIRFLOW_DAG_ID_TAG,
+    "airflow_run_id": bus.AIRFLOW_RUN_ID_TAG,
+    "git_commit": bus.GIT_COMMIT_TAG,
+    "trigger_reason": bus.TRIGGER_REASON_TAG,
+    "trigger_id": bus.TRIGGER_ID_TAG,
+    "monitoring_run_id": bus.MONITORING_RUN_ID_TAG,
+    "gate": bus.GATE_TAG,
+    "gate_reason": bus.GATE_REASON_TAG,
+}
 
 
 class LineageError(LookupError):
     """The thing to trace does not exist (unknown version, snapshot or predictions file)."""
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    import json
-
-    return json.loads(path.read_text())
-
-
-def resolve_snapshot_hash(cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None) -> str:
-    """Full hash of the snapshot whose hash is or starts with ``snapshot_hash`` (at least 8 characters).
-
-    Raises:
-        LineageError: No snapshot, or the prefix is ambiguous or too short.
-    """
-    folder = StatePaths.for_dataset(cfg, settings).snapshots_dir
-    if (folder / f"{snapshot_hash}.json").is_file():
-        return snapshot_hash
-    if len(snapshot_hash) < 8:
-        raise LineageError(f"snapshot hash prefix {snapshot_hash!r} is shorter than 8 characters")
-    matches = sorted(p.stem for p in folder.glob(f"{snapshot_hash}*.json")) if folder.is_dir() else []
-    if len(matches) != 1:
-        raise LineageError(f"{cfg.name}: {len(matches)} snapshots match {snapshot_hash!r} in {folder}")
-    return matches[0]
 
 
 def _batch_lineage(paths: StatePaths, batch_id: str, labels: bool = False) -> dict[str, Any]:
@@ -53,7 +43,7 @@ def _batch_lineage(paths: StatePaths, batch_id: str, labels: bool = False) -> di
     manifest_path = folder / f"{batch_id}.json"
     if not manifest_path.is_file():
         return {"batch_id": batch_id, "missing": True}
-    manifest = _read_json(manifest_path)
+    manifest = read_json(manifest_path)
     keys = ("batch_id", "source_file", "sha256", "rows_received", "rows_accepted", "rows_quarantined",
             "reason_counts", "quarantine_uri", "ingested_at", "has_target")
     return {k: manifest[k] for k in keys if k in manifest}
@@ -61,8 +51,11 @@ def _batch_lineage(paths: StatePaths, batch_id: str, labels: bool = False) -> di
 
 def _snapshot_files(cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None) -> dict[str, Any]:
     paths = StatePaths.for_dataset(cfg, settings)
-    snapshot_hash = resolve_snapshot_hash(cfg, snapshot_hash, settings)
-    manifest = _read_json(paths.snapshots_dir / f"{snapshot_hash}.json")
+    try:
+        manifest = resolve_snapshot(cfg, snapshot_hash, settings)
+    except SnapshotNotFoundError as exc:
+        raise LineageError(str(exc)) from exc
+    snapshot_hash = manifest["snapshot_hash"]
     batches = [_batch_lineage(paths, b) for b in manifest["batch_ids"]]
     label_batches = [_batch_lineage(paths, b, labels=True) for b in manifest["label_batch_ids"]]
     every = [*batches, *label_batches]
@@ -112,19 +105,19 @@ def trace_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings | 
     result = _snapshot_files(cfg, snapshot_hash, settings)
     full_hash = result["snapshot_hash"]
     client = get_client(settings)
-    data_runs = search_runs(client, cfg.experiment_name("data"), {SNAPSHOT_TAG: full_hash})
+    data_runs = search_runs(client, cfg.experiment_name("data"), {bus.SNAPSHOT_HASH_TAG: full_hash})
     result["data_run_id"] = data_runs[0].info.run_id if data_runs else None
-    training = search_runs(client, cfg.experiment_name("training"), {SNAPSHOT_TAG: full_hash})
+    training = search_runs(client, cfg.experiment_name("training"), {bus.SNAPSHOT_HASH_TAG: full_hash})
     result["training_runs"] = [
         {"run_id": r.info.run_id, "status": r.info.status,
-         "trigger_reason": r.data.tags.get(f"{TAG_PREFIX}trigger_reason")} for r in training
+         "trigger_reason": r.data.tags.get(bus.TRIGGER_REASON_TAG)} for r in training
     ]
     name = cfg.registered_model_name
     aliases = _aliases_by_version(client, name)
-    versions = client.search_model_versions(f"name = '{name}' and tags.`{SNAPSHOT_TAG}` = '{full_hash}'")
+    versions = client.search_model_versions(f"name = '{name}' and tags.`{bus.SNAPSHOT_HASH_TAG}` = '{full_hash}'")
     result["model_versions"] = [
         {"model_version": str(v.version), "run_id": v.run_id, "aliases": aliases.get(str(v.version), []),
-         "gate": (v.tags or {}).get(f"{TAG_PREFIX}gate")}
+         "gate": (v.tags or {}).get(bus.GATE_TAG)}
         for v in sorted(versions, key=lambda v: int(v.version))
     ]
     return result
@@ -175,8 +168,8 @@ def trace_model_version(cfg: DatasetConfig, version: str | int, settings: Settin
         "training_experiment": experiment,
         "source": model_version.source,
     }
-    for key in MODEL_LINEAGE_TAGS:
-        result[key] = tags.get(f"{TAG_PREFIX}{key}") or run_tags.get(f"{TAG_PREFIX}{key}")
+    for key, tag in MODEL_LINEAGE_TAGS.items():
+        result[key] = tags.get(tag) or run_tags.get(tag)
     result["snapshot"] = None
     if result["snapshot_hash"]:
         try:
@@ -209,10 +202,10 @@ def trace_predictions(cfg: DatasetConfig, predictions_path: str | Path, settings
     if not path.is_file():
         raise LineageError(f"no predictions file {path}")
     names = set(pq.read_schema(path).names)
-    missing = [c for c in PREDICTION_COLUMNS if c not in names]
+    missing = [c for c in bus.PREDICTION_LINEAGE_COLUMNS if c not in names]
     if missing:
         raise LineageError(f"{path} lacks lineage columns {missing}; it is not a Driftloop predictions file")
-    frame = pq.read_table(path, columns=list(PREDICTION_COLUMNS)).to_pandas()
+    frame = pq.read_table(path, columns=list(bus.PREDICTION_LINEAGE_COLUMNS)).to_pandas()
     groups = frame.astype(str).value_counts().sort_index()
     models = []
     for (model_name, model_version, model_run_id), rows in groups.items():
@@ -224,13 +217,12 @@ def trace_predictions(cfg: DatasetConfig, predictions_path: str | Path, settings
             entry["lineage"] = None  # another dataset's model: trace it with that dataset's config
         models.append(entry)
     client = get_client(settings)
-    runs = search_runs(client, cfg.experiment_name("inference"),
-                       {f"{TAG_PREFIX}predictions_uri": str(path.resolve())})
+    runs = search_runs(client, cfg.experiment_name("inference"), {bus.PREDICTIONS_URI_TAG: path_to_uri(path)})
     return {
         "predictions_path": str(path),
         "rows": int(len(frame)),
         "inference_run_id": runs[0].info.run_id if runs else None,
-        "batch_id": runs[0].data.tags.get(f"{TAG_PREFIX}batch_id") if runs else None,
+        "batch_id": runs[0].data.tags.get(bus.BATCH_ID_TAG) if runs else None,
         "models": models,
     }
 
@@ -244,13 +236,9 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     from driftloop.config import load_dataset_config
 
     cfg = load_dataset_config(args.dataset)
+    tracers = {"model": trace_model_version, "predictions": trace_predictions, "snapshot": trace_snapshot}
     try:
-        if args.what == "model":
-            result = trace_model_version(cfg, args.ref)
-        elif args.what == "predictions":
-            result = trace_predictions(cfg, args.ref)
-        else:
-            result = trace_snapshot(cfg, args.ref)
+        result = tracers[args.what](cfg, args.ref)
     except LineageError as exc:
         print(f"lineage: {exc}")
         return 1
@@ -260,8 +248,10 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
 
 def add_cli(subparsers: Any) -> None:
     """Register ``driftloop lineage model <version|alias> | predictions <path> | snapshot <hash>``."""
-    parser = subparsers.add_parser("lineage", help="trace a model version, predictions file or snapshot")
+    from driftloop.cli import dataset_parent
+
+    parser = subparsers.add_parser("lineage", parents=[dataset_parent()],
+                                   help="trace a model version, predictions file or snapshot")
     parser.add_argument("what", choices=["model", "predictions", "snapshot"])
     parser.add_argument("ref", help="model version or alias | predictions parquet path | snapshot hash (prefix)")
-    parser.add_argument("--dataset", default=argparse.SUPPRESS, help="dataset config name")
     parser.set_defaults(func=_cmd_lineage)

@@ -10,22 +10,17 @@ and marked ``html_timed_out``.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from driftloop.config import DatasetConfig, Settings, StatePaths
+from driftloop.config import DatasetConfig
+from driftloop.settings import Settings
+from driftloop.state import StatePaths
 
-DEFAULT_MAX_PROFILE_ROWS = 50_000
 SAMPLE_SEED = 0
-# Override of max_rows for the HTML report; 0 skips the HTML (the summary is still written). Tests use it.
-MAX_ROWS_ENV = "DRIFTLOOP_PROFILE_MAX_ROWS"
-# Hard time budget of the HTML report in seconds (0: none); on expiry only the quality summary is kept.
-TIMEOUT_ENV = "DRIFTLOOP_PROFILE_TIMEOUT_S"
-DEFAULT_TIMEOUT_S = 300
 # Word clouds and SVG plots dominate rendering time and add little for tabular features.
 REPORT_OPTIONS = {
     "vars": {"cat": {"words": False, "characters": False}, "text": {"words": False, "characters": False}},
@@ -63,24 +58,6 @@ def _deadline(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _ensure_pkg_resources() -> None:
-    """Make ``import pkg_resources`` work for ydata-profiling 4.18, which still imports it at module top.
-
-    setuptools >= 81 no longer ships ``pkg_resources``; ydata-profiling only uses ``get_distribution(...).version``,
-    so a shim backed by ``importlib.metadata`` suffices until the lock pins ``setuptools<81``.
-    """
-    import importlib.util
-    import sys
-    import types
-    from importlib import metadata
-
-    if "pkg_resources" in sys.modules or importlib.util.find_spec("pkg_resources") is not None:
-        return
-    shim = types.ModuleType("pkg_resources")
-    shim.get_distribution = lambda name: types.SimpleNamespace(version=metadata.version(name))  # type: ignore[attr-defined]
-    sys.modules["pkg_resources"] = shim
-
-
 def summarize_quality(frame: Any) -> dict[str, Any]:
     """Per-column null share, min/max (numeric), distinct count and dtype, plus the row count.
 
@@ -110,8 +87,8 @@ def summarize_quality(frame: Any) -> dict[str, Any]:
 def profile_snapshot(
     cfg: DatasetConfig,
     snapshot_hash: str,
+    frame: Any,
     settings: Settings | None = None,
-    frame: Any = None,
     max_rows: int | None = None,
     html: bool = True,
 ) -> dict[str, Any]:
@@ -119,28 +96,23 @@ def profile_snapshot(
 
     Args:
         cfg: Dataset config.
-        snapshot_hash: Snapshot to profile.
-        settings: Process settings.
-        frame: The snapshot's rows when the caller already has them (otherwise read from the snapshot).
+        snapshot_hash: Snapshot the rows belong to (names the files).
+        frame: The snapshot's rows.
+        settings: Process settings (``profile_max_rows``, ``profile_timeout_s``).
         max_rows: Rows profiled in the HTML report; larger snapshots are sampled (seeded) and the report says so.
-            Default: ``$DRIFTLOOP_PROFILE_MAX_ROWS`` or 50,000; 0 skips the HTML report.
+            Default: ``settings.profile_max_rows``; 0 skips the HTML report.
         html: Set False to skip the HTML report (the summary is always written).
 
     Returns:
         ``{"profile_path", "summary_path", "rows", "profiled_rows", "sampled", "timed_out", "seconds"}``;
-        ``profile_path`` is None when the HTML was switched off or ran past ``$DRIFTLOOP_PROFILE_TIMEOUT_S``.
+        ``profile_path`` is None when the HTML was switched off or ran past ``settings.profile_timeout_s``.
     """
-    import pandas as pd
-
+    settings = settings or Settings.from_env()
     if max_rows is None:
-        max_rows = int(os.environ.get(MAX_ROWS_ENV, DEFAULT_MAX_PROFILE_ROWS))
+        max_rows = settings.profile_max_rows
     html = html and max_rows > 0
     max_rows = max(max_rows, 1)
     paths = StatePaths.for_dataset(cfg, settings)
-    if frame is None:
-        from driftloop.data import read_snapshot_manifest
-
-        frame = pd.read_parquet(read_snapshot_manifest(cfg, snapshot_hash, settings)["snapshot_uri"])
     started = time.monotonic()
     rows = int(len(frame))
     sampled = html and rows > max_rows
@@ -160,13 +132,12 @@ def profile_snapshot(
     profile_path: Path | None = None
     timed_out = False
     if html:
-        _ensure_pkg_resources()
         from ydata_profiling import ProfileReport
 
         profile_path = reports / f"profile-{short}.html"
         report = ProfileReport(profiled, title=title, minimal=True, progress_bar=False, **REPORT_OPTIONS)
         try:
-            with _deadline(float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))):
+            with _deadline(float(settings.profile_timeout_s)):
                 report.to_file(profile_path, silent=True)
         except ProfileTimeout:
             timed_out, profile_path = True, None

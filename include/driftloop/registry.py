@@ -1,7 +1,8 @@
-"""Model registry: resolve aliases, load models and the promotion gate that moves ``champion``.
+"""Model registry: resolve aliases, load models, register challengers and the gate that moves ``champion``.
 
-Models are pickles (cloudpickle) and unpickling runs code, so models are loaded only from our own MLflow
-registry: that registry is the trust boundary. Never point :func:`load_model` at a URI from outside it.
+Aliases are set here and nowhere else. Models are pickles (cloudpickle) and unpickling runs code, so models are
+loaded only from our own MLflow registry: that registry is the trust boundary. Never point :func:`load_model` at a
+URI from outside it.
 """
 
 from __future__ import annotations
@@ -9,25 +10,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from driftloop.config import DatasetConfig, Settings
-from driftloop.tracking import TAG_PREFIX, get_client
+from driftloop import bus, evaluation
+from driftloop.config import DatasetConfig
+from driftloop.errors import GateRejected
+from driftloop.settings import Settings
+from driftloop.tracking import get_client, mlflow_scope
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-GATE_TAG = f"{TAG_PREFIX}gate"
-GATE_REASON_TAG = f"{TAG_PREFIX}gate_reason"
-GATE_CHAMPION_METRIC_TAG = f"{TAG_PREFIX}gate_champion_metric"
-GATE_CANDIDATE_METRIC_TAG = f"{TAG_PREFIX}gate_candidate_metric"
-GATE_CHAMPION_VERSION_TAG = f"{TAG_PREFIX}gate_champion_version"
-
-
-class GateError(RuntimeError):
-    """A candidate model failed an absolute quality floor; the message names the metric, value and floor."""
-
-
-def model_uri(model_name: str, model_version: str | int) -> str:
-    """``models:/<name>/<version>``."""
-    return f"models:/{model_name}/{model_version}"
+CHAMPION = bus.CHAMPION
+CHALLENGER = bus.CHALLENGER
 
 
 def resolve_alias(
@@ -57,7 +47,7 @@ def resolve_alias(
         "model_name": name,
         "model_version": str(version.version),
         "run_id": version.run_id,
-        "model_uri": model_uri(name, version.version),
+        "model_uri": bus.model_version_uri(name, version.version),
     }
 
 
@@ -74,43 +64,38 @@ def load_model(model_uri: str, settings: Settings | None = None) -> Any:
     """
     import mlflow.sklearn
 
-    get_client(settings)  # points the mlflow module at our tracking and registry URIs
-    return mlflow.sklearn.load_model(model_uri)
+    with mlflow_scope(settings):
+        return mlflow.sklearn.load_model(model_uri)
 
 
-def load_holdout(client: Any, run_id: str) -> Any:
-    """The holdout rows (id + features + target labels) a training run logged."""
-    import tempfile
-
-    import pandas as pd
-
-    from driftloop.training import HOLDOUT_ARTIFACT
-
-    with tempfile.TemporaryDirectory(prefix="driftloop-holdout-") as tmp:
-        return pd.read_parquet(client.download_artifacts(run_id, HOLDOUT_ARTIFACT, tmp))
+def find_run_versions(client: Any, cfg: DatasetConfig, run_id: str) -> list[Any]:
+    """Registered versions of ``cfg``'s model created from training run ``run_id``, newest first."""
+    name = cfg.registered_model_name
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return sorted(versions, key=lambda v: int(v.version), reverse=True)
 
 
-def score_on_holdout(cfg: DatasetConfig, model: Any, holdout_df: Any, metric: str) -> float:
-    """The gate metric (``AUC``, ``F1``, ...) of ``model`` on labelled holdout rows."""
-    from driftloop.training import (
-        encode_target,
-        evaluate_predictions,
-        gate_metric_key,
-        predict_positive_proba,
-    )
+def register_challenger(client: Any, cfg: DatasetConfig, version: str, run: Any) -> None:
+    """Copy the training run's lineage tags and holdout metrics onto the version; point ``challenger`` at it.
 
-    y_true = encode_target(holdout_df[cfg.target], cfg.positive_label)
-    proba = predict_positive_proba(model, holdout_df[cfg.features])
-    return evaluate_predictions(y_true, proba, cfg.inference.threshold)[gate_metric_key(metric)]
+    Idempotent: safe to repeat when a retry resumes after registration.
+    """
+    name = cfg.registered_model_name
+    run_tags = run.data.tags
+    for tag in bus.VERSION_LINEAGE_TAGS:
+        if run_tags.get(tag):
+            client.set_model_version_tag(name, version, tag, run_tags[tag])
+    for key in bus.HOLDOUT_METRICS:
+        if key in run.data.metrics:
+            client.set_model_version_tag(name, version, bus.holdout_version_tag(key), f"{run.data.metrics[key]:.6f}")
+    client.set_registered_model_alias(name, CHALLENGER, version)
 
 
 def check_floors(cfg: DatasetConfig, metrics: dict[str, float]) -> list[str]:
     """Every absolute floor in ``cfg.gates.floors`` the metrics miss, as readable failures (empty: all met)."""
-    from driftloop.training import gate_metric_key
-
     failures = []
     for metric, floor in cfg.gates.floors.items():
-        key = gate_metric_key(metric)
+        key = evaluation.gate_metric_key(metric)
         value = metrics.get(key)
         if value is None or math.isnan(value) or value < floor:
             shown = "missing" if value is None else f"{value:.4f}"
@@ -125,6 +110,67 @@ def _tag_gate(client: Any, name: str, version: str, tags: dict[str, Any]) -> Non
         client.set_model_version_tag(
             name, version, key, f"{value:.6f}" if isinstance(value, float) else str(value)
         )
+
+
+def _verdict(decision: str, reason: str, champion_version: str | None, candidate_version: str,
+             candidate_metric: float | None, champion_metric: float | None) -> dict[str, Any]:
+    return {
+        "decision": decision,
+        "reason": reason,
+        "champion_version": champion_version,
+        "candidate_version": candidate_version,
+        "candidate_metric": candidate_metric,
+        "champion_metric": champion_metric,
+    }
+
+
+def _judge_floors(cfg: DatasetConfig, candidate_version: str, metrics: dict[str, float],
+                  champion: dict[str, str] | None) -> dict[str, Any] | None:
+    """The rejection when the candidate misses a floor, else None."""
+    failures = check_floors(cfg, metrics)
+    if not failures:
+        return None
+    floors_text = "; ".join(failures)
+    if champion is None:
+        reason = f"no {CHAMPION} yet and version {candidate_version} misses floors: {floors_text}"
+    else:
+        reason = (f"version {candidate_version} misses floors: {floors_text}; "
+                  f"{CHAMPION} v{champion['model_version']} keeps serving")
+    metric = metrics.get(evaluation.gate_metric_key(cfg.gates.primary_metric))
+    return _verdict(bus.GATE_REJECTED, reason, champion and champion["model_version"], candidate_version, metric,
+                    None)
+
+
+def _judge_first(cfg: DatasetConfig, candidate_version: str, metrics: dict[str, float]) -> dict[str, Any]:
+    """A first version that meets every floor becomes champion."""
+    reason = f"first {CHAMPION}: version {candidate_version} meets every floor " + ", ".join(
+        f"{m} {metrics[evaluation.gate_metric_key(m)]:.4f} >= {f}" for m, f in cfg.gates.floors.items()
+    )
+    metric = metrics.get(evaluation.gate_metric_key(cfg.gates.primary_metric))
+    return _verdict(bus.GATE_PASSED, reason, candidate_version, candidate_version, metric, None)
+
+
+def _judge_head_to_head(cfg: DatasetConfig, client: Any, version: Any, champion: dict[str, str],
+                        settings: Settings | None) -> dict[str, Any]:
+    """Both models score the candidate's holdout, so the comparison is like for like."""
+    name, candidate_version = cfg.registered_model_name, str(version.version)
+    primary = cfg.gates.primary_metric
+    key = evaluation.gate_metric_key(primary)
+    holdout_df = evaluation.load_holdout(client, version.run_id)
+    candidate_model = load_model(bus.model_version_uri(name, candidate_version), settings)
+    champion_model = load_model(champion["model_uri"], settings)
+    candidate_metric = evaluation.score_on_holdout(cfg, candidate_model, holdout_df)[key]
+    champion_metric = evaluation.score_on_holdout(cfg, champion_model, holdout_df)[key]
+    wins = candidate_metric >= champion_metric + cfg.gates.min_improvement
+    comparison = (
+        f"{primary} on version {candidate_version}'s holdout ({len(holdout_df)} rows): candidate "
+        f"{candidate_metric:.4f} {'>=' if wins else '<'} {CHAMPION} v{champion['model_version']} "
+        f"{champion_metric:.4f} + min_improvement {cfg.gates.min_improvement}"
+    )
+    reason = f"{'beats' if wins else 'does not beat'} {CHAMPION}: {comparison}"
+    return _verdict(bus.GATE_PASSED if wins else bus.GATE_REJECTED, reason,
+                    candidate_version if wins else champion["model_version"], candidate_version, candidate_metric,
+                    champion_metric)
 
 
 def promote_model(cfg: DatasetConfig, model_version: str, settings: Settings | None = None) -> dict[str, Any]:
@@ -149,116 +195,42 @@ def promote_model(cfg: DatasetConfig, model_version: str, settings: Settings | N
         "candidate_metric", "champion_metric"}``; ``champion_version`` is the champion after the decision.
 
     Raises:
-        GateError: There is no champion and the candidate misses a floor (the version is tagged rejected), so
+        GateRejected: There is no champion and the candidate misses a floor (the version is tagged rejected), so
             nothing can serve.
     """
-    from driftloop.training import gate_metric_key
-
     client = get_client(settings)
     name = cfg.registered_model_name
     candidate_version = str(model_version)
     version = client.get_model_version(name, candidate_version)
-    primary = cfg.gates.primary_metric
-    candidate_run = client.get_run(version.run_id)
-    candidate_metrics = candidate_run.data.metrics
     champion = resolve_alias(cfg, CHAMPION, settings)
-
     if champion is not None and champion["model_version"] == candidate_version:
         # Already champion (e.g. a retried task): report the recorded decision, change nothing.
+        tags = version.tags
         return {
+            **_verdict(bus.GATE_PASSED, tags.get(bus.GATE_REASON_TAG, f"version {candidate_version} is already "
+                                                 f"{CHAMPION}"), candidate_version, candidate_version,
+                       _float_or_none(tags.get(bus.GATE_CANDIDATE_METRIC_TAG)),
+                       _float_or_none(tags.get(bus.GATE_CHAMPION_METRIC_TAG))),
             "decision": "promoted",
-            "reason": version.tags.get(GATE_REASON_TAG, f"version {candidate_version} is already {CHAMPION}"),
-            "champion_version": candidate_version,
-            "candidate_version": candidate_version,
-            "candidate_metric": _float_or_none(version.tags.get(GATE_CANDIDATE_METRIC_TAG)),
-            "champion_metric": _float_or_none(version.tags.get(GATE_CHAMPION_METRIC_TAG)),
         }
-
-    failures = check_floors(cfg, candidate_metrics)
-    if failures:
-        logged_metric = candidate_metrics.get(gate_metric_key(primary))
-        floors_text = "; ".join(failures)
-        if champion is None:
-            reason = f"no {CHAMPION} yet and version {candidate_version} misses floors: {floors_text}"
-        else:
-            reason = (
-                f"version {candidate_version} misses floors: {floors_text}; "
-                f"{CHAMPION} v{champion['model_version']} keeps serving"
-            )
-        _tag_gate(
-            client,
-            name,
-            candidate_version,
-            {GATE_TAG: "rejected", GATE_REASON_TAG: reason, GATE_CANDIDATE_METRIC_TAG: logged_metric},
-        )
-        if champion is None:
-            raise GateError(f"{name}: {reason}")
-        return {
-            "decision": "rejected",
-            "reason": reason,
-            "champion_version": champion["model_version"],
-            "candidate_version": candidate_version,
-            "candidate_metric": logged_metric,
-            "champion_metric": None,
-        }
-
-    if champion is None:
-        candidate_metric = candidate_metrics.get(gate_metric_key(primary))
-        reason = f"first {CHAMPION}: version {candidate_version} meets every floor " + ", ".join(
-            f"{m} {candidate_metrics[gate_metric_key(m)]:.4f} >= {f}" for m, f in cfg.gates.floors.items()
-        )
-        _tag_gate(
-            client,
-            name,
-            candidate_version,
-            {GATE_TAG: "passed", GATE_REASON_TAG: reason, GATE_CANDIDATE_METRIC_TAG: candidate_metric},
-        )
+    metrics = client.get_run(version.run_id).data.metrics
+    verdict = _judge_floors(cfg, candidate_version, metrics, champion)
+    if verdict is None:
+        verdict = (_judge_first(cfg, candidate_version, metrics) if champion is None
+                   else _judge_head_to_head(cfg, client, version, champion, settings))
+    _tag_gate(client, name, candidate_version, {
+        bus.GATE_TAG: verdict["decision"],
+        bus.GATE_REASON_TAG: verdict["reason"],
+        bus.GATE_CANDIDATE_METRIC_TAG: verdict["candidate_metric"],
+        bus.GATE_CHAMPION_METRIC_TAG: verdict["champion_metric"],
+        bus.GATE_CHAMPION_VERSION_TAG: champion["model_version"] if champion and verdict["champion_metric"] is not None
+        else None,
+    })
+    if verdict["decision"] == bus.GATE_PASSED:
         client.set_registered_model_alias(name, CHAMPION, candidate_version)
-        return {
-            "decision": "promoted",
-            "reason": reason,
-            "champion_version": candidate_version,
-            "candidate_version": candidate_version,
-            "candidate_metric": candidate_metric,
-            "champion_metric": None,
-        }
-
-    # Both models score the same rows (the candidate's holdout), so the comparison is like for like.
-    holdout_df = load_holdout(client, version.run_id)
-    candidate_model = load_model(model_uri(name, candidate_version), settings)
-    champion_model = load_model(champion["model_uri"], settings)
-    candidate_metric = score_on_holdout(cfg, candidate_model, holdout_df, primary)
-    champion_metric = score_on_holdout(cfg, champion_model, holdout_df, primary)
-    required = champion_metric + cfg.gates.min_improvement
-    wins = candidate_metric >= required
-    comparison = (
-        f"{primary} on version {candidate_version}'s holdout ({len(holdout_df)} rows): candidate "
-        f"{candidate_metric:.4f} {'>=' if wins else '<'} {CHAMPION} v{champion['model_version']} "
-        f"{champion_metric:.4f} + min_improvement {cfg.gates.min_improvement}"
-    )
-    reason = f"{'beats' if wins else 'does not beat'} {CHAMPION}: {comparison}"
-    _tag_gate(
-        client,
-        name,
-        candidate_version,
-        {
-            GATE_TAG: "passed" if wins else "rejected",
-            GATE_REASON_TAG: reason,
-            GATE_CANDIDATE_METRIC_TAG: candidate_metric,
-            GATE_CHAMPION_METRIC_TAG: champion_metric,
-            GATE_CHAMPION_VERSION_TAG: champion["model_version"],
-        },
-    )
-    if wins:
-        client.set_registered_model_alias(name, CHAMPION, candidate_version)
-    return {
-        "decision": "promoted" if wins else "rejected",
-        "reason": reason,
-        "champion_version": candidate_version if wins else champion["model_version"],
-        "candidate_version": candidate_version,
-        "candidate_metric": candidate_metric,
-        "champion_metric": champion_metric,
-    }
+    elif champion is None:
+        raise GateRejected(f"{name}: {verdict['reason']}")
+    return {**verdict, "decision": "promoted" if verdict["decision"] == bus.GATE_PASSED else "rejected"}
 
 
 def _float_or_none(value: str | None) -> float | None:
@@ -270,27 +242,25 @@ def _float_or_none(value: str | None) -> float | None:
 
 def add_cli(subparsers: Any) -> None:
     """Register ``driftloop promote`` and ``driftloop alias``."""
-    promote = subparsers.add_parser("promote", help="run the champion gate on a model version")
+    from driftloop.cli import dataset_parent
+
+    promote = subparsers.add_parser("promote", parents=[dataset_parent()], help="run the champion gate on a version")
     promote.add_argument("version", help="registered model version to judge")
-    promote.set_defaults(func=_run_promote_cli)
-    alias = subparsers.add_parser("alias", help="show the model version behind an alias")
+    promote.set_defaults(func=_cmd_promote)
+    alias = subparsers.add_parser("alias", parents=[dataset_parent()], help="show the model version behind an alias")
     alias.add_argument("alias", nargs="?", default=CHAMPION, help="alias (default: champion)")
-    alias.set_defaults(func=_run_alias_cli)
+    alias.set_defaults(func=_cmd_alias)
 
 
-def _run_promote_cli(args: Any) -> int:
+def _cmd_promote(args: Any) -> int:
     from driftloop.cli import print_result
     from driftloop.config import load_dataset_config
 
-    try:
-        print_result(promote_model(load_dataset_config(args.dataset), args.version))
-    except GateError as exc:
-        print(exc)
-        return 1
+    print_result(promote_model(load_dataset_config(args.dataset), args.version))
     return 0
 
 
-def _run_alias_cli(args: Any) -> int:
+def _cmd_alias(args: Any) -> int:
     from driftloop.cli import print_result
     from driftloop.config import load_dataset_config
 

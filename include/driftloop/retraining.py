@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop.config import DatasetConfig, Settings
-from driftloop.tracking import get_client, search_runs
+from driftloop import bus
+from driftloop.config import DatasetConfig
+from driftloop.settings import Settings
+from driftloop.tracking import FINISHED, get_client, search_runs
 
 
 def decide_retraining(cfg: DatasetConfig, snapshot: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
@@ -18,7 +20,7 @@ def decide_retraining(cfg: DatasetConfig, snapshot: dict[str, Any], settings: Se
 
     Args:
         cfg: Dataset config (``training.retrain_min_growth``).
-        snapshot: Result of ``data.build_snapshot``: ``snapshot_hash``, ``rows``, ``created``.
+        snapshot: Result of :func:`driftloop.snapshots.build_snapshot`: ``snapshot_hash``, ``rows``, ``created``.
         settings: Process settings.
 
     Returns:
@@ -27,13 +29,13 @@ def decide_retraining(cfg: DatasetConfig, snapshot: dict[str, Any], settings: Se
     if not snapshot.get("created"):
         return {"train": False, "reason": f"snapshot {snapshot.get('snapshot_hash', '')[:12]} is not new"}
     client = get_client(settings)
-    trained = search_runs(client, cfg.experiment_name("training"), extra_filter="attributes.status = 'FINISHED'", max_results=1)
+    trained = search_runs(client, cfg.experiment_name("training"), extra_filter=FINISHED, max_results=1)
     if not trained:
         return {"train": True, "reason": "first snapshot: no model has been trained yet"}
     last = trained[0]
-    if last.data.tags.get("driftloop.snapshot_hash") == snapshot["snapshot_hash"]:
+    if last.data.tags.get(bus.SNAPSHOT_HASH_TAG) == snapshot["snapshot_hash"]:
         return {"train": False, "reason": "the last training already used this snapshot"}
-    last_rows = last.data.metrics.get("train_rows", 0) + last.data.metrics.get("holdout_rows", 0)
+    last_rows = last.data.metrics.get(bus.TRAIN_ROWS, 0) + last.data.metrics.get(bus.HOLDOUT_ROWS, 0)
     growth = (snapshot["rows"] - last_rows) / last_rows if last_rows else float("inf")
     threshold = cfg.training.retrain_min_growth
     if growth >= threshold:

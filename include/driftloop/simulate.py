@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from driftloop.config import DatasetConfig, Settings, StatePaths, load_dataset_config
+from driftloop.config import DatasetConfig, load_dataset_config
+from driftloop.settings import Settings
+from driftloop.state import StatePaths
 
 REFERENCE_NAME = "reference"
 
@@ -203,7 +205,7 @@ def _parse_drift(args: argparse.Namespace) -> dict[str, Any] | None:
     return drift or None
 
 
-def _run_cli(args: argparse.Namespace) -> int:
+def _cmd_simulate(args: argparse.Namespace) -> int:
     from driftloop.cli import print_result
 
     cfg = load_dataset_config(args.dataset)
@@ -220,7 +222,10 @@ def _run_cli(args: argparse.Namespace) -> int:
 
 def add_cli(subparsers: Any) -> None:
     """Register ``driftloop simulate reference|batch|labels``."""
-    parser = subparsers.add_parser("simulate", help="drop simulated reference data, batches or late labels")
+    from driftloop.cli import dataset_parent
+
+    parser = subparsers.add_parser("simulate", parents=[dataset_parent()],
+                                   help="drop simulated reference data, batches or late labels")
     parser.add_argument("what", choices=["reference", "batch", "labels"])
     parser.add_argument("--index", type=int, default=1, help="batch number (batch, labels)")
     parser.add_argument("--rows", type=int, default=1000, help="rows per batch")
@@ -230,4 +235,4 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--category-mix", action="append", metavar="COL=CATEGORY@SHARE", help="e.g. contract=Month-to-month@0.9")
     parser.add_argument("--label-shift", type=float, metavar="POSITIVE_SHARE")
     parser.add_argument("--drift-json", help="drift spec as JSON (see driftloop.simulate.apply_drift)")
-    parser.set_defaults(func=_run_cli)
+    parser.set_defaults(func=_cmd_simulate)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop.config import PROJECT_DIR, ConfigError, DatasetConfig
+from driftloop.config import ConfigError, DatasetConfig
+from driftloop.settings import PROJECT_DIR
 
 
 def load_source_frame(cfg: DatasetConfig) -> Any:

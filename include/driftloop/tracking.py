@@ -1,29 +1,59 @@
-"""MLflow helpers shared by every stage: client set-up, experiments and idempotent runs keyed by tags.
+"""MLflow access shared by every stage: clients, experiments and idempotent runs keyed by tags.
 
-MLflow is the bus between DAGs: stages find each other's results by searching runs on tags, never by XCom.
+MLflow is the bus between DAGs: stages find each other's results by searching runs on tags (names in
+:mod:`driftloop.bus`), never by XCom. Clients are built with explicit URIs and leave MLflow's process-wide
+tracking and registry URIs alone; the few MLflow calls that only exist in the fluent API (an active run,
+``log_model``, loading ``models:/`` URIs) run inside :func:`mlflow_scope`, which restores the previous URIs.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from driftloop.config import PROJECT_DIR, Settings
+from driftloop import bus
+from driftloop.settings import PROJECT_DIR, Settings
 
-TAG_PREFIX = "driftloop."
+# MLflow mirrors its URIs into these variables; mlflow_scope puts back exactly what was there.
+_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
 
 def get_client(settings: Settings | None = None) -> Any:
-    """Point MLflow at the configured tracking server and return an ``MlflowClient``."""
-    import mlflow
+    """An ``MlflowClient`` for the configured tracking server and registry (no global state is changed)."""
     from mlflow import MlflowClient
 
     settings = settings or Settings.from_env()
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+
+
+@contextmanager
+def mlflow_scope(settings: Settings | None = None) -> Iterator[None]:
+    """Within the block, MLflow's fluent API talks to ``settings.tracking_uri``; afterwards all is as before.
+
+    ``mlflow.set_tracking_uri`` also rewrites ``MLFLOW_TRACKING_URI`` in the environment, and MLflow's own
+    temporary switch unsets it on exit; this restores the module state and both variables as they were.
+    """
+    import mlflow
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    settings = settings or Settings.from_env()
+    saved_uris = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    saved_env = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved_uris
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def artifact_location(name: str, settings: Settings | None = None) -> str | None:
@@ -62,6 +92,10 @@ def tag_filter(tags: dict[str, str]) -> str:
     return " and ".join(clauses)
 
 
+FINISHED = "attributes.status = 'FINISHED'"
+NOT_FINISHED = "attributes.status != 'FINISHED'"
+
+
 def search_runs(
     client: Any,
     experiment_name: str,
@@ -87,41 +121,48 @@ def search_runs(
 
 def find_finished_run(client: Any, experiment_name: str, key_tags: dict[str, str]) -> Any | None:
     """The newest FINISHED run carrying ``key_tags``, or None."""
-    runs = search_runs(client, experiment_name, key_tags, extra_filter="attributes.status = 'FINISHED'")
+    runs = search_runs(client, experiment_name, key_tags, extra_filter=FINISHED)
     return runs[0] if runs else None
 
 
 @contextmanager
-def keyed_run(client: Any, experiment_name: str, key_tags: dict[str, str], run_name: str = "") -> Iterator[Any]:
+def keyed_run(
+    client: Any,
+    experiment_name: str,
+    key_tags: dict[str, str],
+    run_name: str = "",
+    settings: Settings | None = None,
+) -> Iterator[Any]:
     """Start a run identified by ``key_tags``, reusing an unfinished one with the same key.
 
     This is what makes a task rerun idempotent: the same key always lands in the same run, so a retry after a
     crash completes the run instead of creating a duplicate. Callers check :func:`find_finished_run` first when
-    a finished result should be reused as is.
+    a finished result should be reused as is. The block runs inside :func:`mlflow_scope`, so fluent calls
+    (``mlflow.log_metrics``, ``log_model``) go to the same server as ``client``.
 
     Yields:
         The active ``mlflow.ActiveRun``.
     """
     import mlflow
 
-    experiment_id = ensure_experiment(client, experiment_name)
-    unfinished = search_runs(client, experiment_name, key_tags, extra_filter="attributes.status != 'FINISHED'")
-    if unfinished:
-        run_id = unfinished[0].info.run_id
-        with mlflow.start_run(run_id=run_id) as run:
+    settings = settings or Settings.from_env()
+    experiment_id = ensure_experiment(client, experiment_name, settings)
+    unfinished = search_runs(client, experiment_name, key_tags, extra_filter=NOT_FINISHED)
+    with mlflow_scope(settings):
+        if unfinished:
+            with mlflow.start_run(run_id=unfinished[0].info.run_id) as run:
+                yield run
+            return
+        tags = {**key_tags, bus.GIT_COMMIT_TAG: git_commit(settings)}
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or None, tags=tags) as run:
             yield run
-        return
-    tags = {**key_tags, f"{TAG_PREFIX}git_commit": git_commit()}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name or None, tags=tags) as run:
-        yield run
 
 
-def git_commit() -> str:
+def git_commit(settings: Settings | None = None) -> str:
     """Commit of the project checkout (``DRIFTLOOP_GIT_COMMIT`` wins, for images built without ``.git``)."""
-    import os
-
-    if os.environ.get("DRIFTLOOP_GIT_COMMIT"):
-        return os.environ["DRIFTLOOP_GIT_COMMIT"]
+    settings = settings or Settings.from_env()
+    if settings.git_commit:
+        return settings.git_commit
     try:
         out = subprocess.run(
             ["git", "-C", str(PROJECT_DIR), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5

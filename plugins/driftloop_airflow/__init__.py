@@ -1,33 +1,33 @@
-"""Airflow-side glue shared by the Driftloop DAGs: defaults, asset names and the dataset config loader.
+"""Airflow-side glue shared by the Driftloop DAGs: defaults, assets, the stage runner and the verdict translation.
 
-Only light imports here: DAG files import this at parse time.
+Only light imports here: DAG files import this at parse time. At parse time nothing but the process settings
+that shape a DAG (dataset name, schedules, retries, owner) is read; dataset configs and their overrides are loaded
+when a task runs, so a bad ``DRIFTLOOP_CONFIG_OVERRIDES`` fails the tasks with a message naming the variable
+instead of breaking the import of every DAG.
 """
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from driftloop.config import DatasetConfig, Settings, asset_uri, load_dataset_config
+from driftloop import bus
+from driftloop.config import DatasetConfig, load_dataset_config
+from driftloop.settings import Settings
 
-DATASET = Settings.from_env().dataset
-OWNER = os.environ.get("DRIFTLOOP_OWNER", "driftloop")
+SETTINGS = Settings.from_env()
+DATASET = SETTINGS.dataset
 START_DATE = datetime(2026, 1, 1)
 
 DEFAULT_ARGS: dict[str, Any] = {
-    "owner": OWNER,
-    "retries": int(os.environ.get("DRIFTLOOP_TASK_RETRIES", "2")),
-    "retry_delay": timedelta(seconds=int(os.environ.get("DRIFTLOOP_RETRY_DELAY_S", "30"))),
+    "owner": SETTINGS.owner,
+    "retries": SETTINGS.task_retries,
+    "retry_delay": timedelta(seconds=SETTINGS.retry_delay_s),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=10),
 }
-
-
-def schedule_from_env(var: str, default: str) -> str | None:
-    """A cron schedule from ``var``; ``none`` means no schedule (manual and asset/trigger runs only)."""
-    value = os.environ.get(var, default).strip()
-    return None if value.lower() in ("", "none", "manual") else value
 
 
 def dag_tags(stage: str) -> list[str]:
@@ -58,12 +58,40 @@ def asset(kind: str) -> Any:
     """The Airflow Asset of ``kind`` (``snapshot``, ``batches``, ``predictions``) for the active dataset."""
     from airflow.sdk import Asset
 
-    return Asset(asset_uri(DATASET, kind))
+    return Asset(bus.asset_uri(DATASET, kind))
+
+
+@contextmanager
+def fail_fast() -> Iterator[None]:
+    """Turn a :class:`driftloop.errors.Verdict` into ``AirflowFailException``: retrying cannot change a verdict.
+
+    Faults (any other exception) propagate unchanged and are retried with backoff.
+    """
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from driftloop.errors import Verdict
+
+    try:
+        yield
+    except Verdict as exc:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
 def load_config() -> DatasetConfig:
-    """The active dataset config, read when a task runs (never at parse time)."""
-    return load_dataset_config(DATASET)
+    """The active dataset config, read when a task runs (never at parse time); a bad config fails fast."""
+    with fail_fast():
+        return load_dataset_config(DATASET, Settings.from_env())
+
+
+def run_stage(stage_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a package function with the active dataset config and the process settings; verdicts fail fast.
+
+    This is the one way a DAG task calls into ``driftloop``: ``run_stage(ingest.ingest_batches)``.
+    """
+    with fail_fast():
+        settings = Settings.from_env()
+        cfg = load_dataset_config(DATASET, settings)
+        return stage_fn(cfg, *args, settings=settings, **kwargs)
 
 
 def airflow_ids() -> dict[str, str]:

@@ -1,29 +1,68 @@
-"""DriftSensor: waits until monitoring results in MLflow cross the dataset's drift or performance threshold."""
+"""DriftSensor: a deferrable sensor that waits in the triggerer, not on a worker, for a drift result.
+
+It starts directly in the triggerer (``start_from_trigger``): waiting costs no task launch and no worker slot,
+however long it lasts. Only when :class:`~driftloop_airflow.triggers.DriftTrigger` fires (or gives up) does the
+task resume on a worker, once, in :meth:`DriftSensor.execute_complete`. Run outside a scheduler (``dag.test()``,
+or with ``start_from_trigger=False``) it defers from :meth:`execute` instead, to the same trigger.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.triggers.base import StartTriggerArgs
+
+TRIGGER_CLASS = "driftloop_airflow.triggers.DriftTrigger"
 
 
-class DriftSensor(BaseSensorOperator):
-    """Poke MLflow for a monitoring result that crosses the configured thresholds.
+class DriftSensor(BaseOperator):
+    """Wait until monitoring results in MLflow cross the dataset's drift or performance threshold.
 
-    The decision itself (thresholds, cooldown, results already acted on) is ``driftloop.monitoring
-    .find_drift_trigger``; this operator only schedules the checks. Use ``mode="reschedule"`` so no worker slot
-    is held between pokes. When it fires, the trigger dict (reason, monitoring run id, numbers) is its XCom.
+    The decision (thresholds, cooldown, results already acted on) is :func:`driftloop.sensor.find_drift_trigger`.
+    When it fires, the trigger dict (reason, monitoring run id, ``trigger_run_id``, numbers) is the XCom; when
+    nothing fires within ``timeout_s`` the task is skipped, after labelling results the cooldown held back.
+
+    Args:
+        dataset: Dataset config name.
+        poll_s: Seconds between two looks at MLflow (from the triggerer, off the event loop).
+        timeout_s: Seconds to wait before skipping; 0 waits until something fires.
     """
 
     ui_color = "#f4a261"
+    start_trigger_args = StartTriggerArgs(trigger_cls=TRIGGER_CLASS, next_method="execute_complete",
+                                          trigger_kwargs={}, next_kwargs=None, timeout=None)
+    start_from_trigger = True
 
-    def poke(self, context: Any) -> PokeReturnValue:
-        from driftloop.monitoring import find_drift_trigger
-        from driftloop_airflow import load_config
+    def __init__(self, *, dataset: str, poll_s: float, timeout_s: float, start_from_trigger: bool = True,
+                 **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.dataset, self.poll_s, self.timeout_s = dataset, poll_s, timeout_s
+        self.start_from_trigger = start_from_trigger
+        # Replaced, not mutated: start_trigger_args is a class attribute shared by every instance.
+        self.start_trigger_args = dataclasses.replace(
+            self.start_trigger_args, trigger_kwargs={"dataset": dataset, "poll_s": poll_s, "timeout_s": timeout_s})
 
-        trigger = find_drift_trigger(load_config())
-        if trigger is None:
-            self.log.info("no unhandled monitoring result crosses the thresholds")
-            return PokeReturnValue(is_done=False)
-        self.log.info("drift trigger: %s", trigger.get("detail", trigger))
-        return PokeReturnValue(is_done=True, xcom_value=trigger)
+    def execute(self, context: Any) -> None:
+        from driftloop_airflow.triggers import DriftTrigger
+
+        self.defer(trigger=DriftTrigger(self.dataset, self.poll_s, self.timeout_s), method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
+        from driftloop_airflow import run_stage
+
+        event = event or {}
+        if event.get("status") == "fired":
+            self.log.info("drift trigger: %s", event["trigger"].get("detail"))
+            return event["trigger"]
+        if event.get("status") == "error":
+            raise AirflowFailException(event.get("message", "the drift check failed"))
+        from driftloop.sensor import suppress_cooldown_runs
+
+        held = run_stage(suppress_cooldown_runs)
+        raise AirflowSkipException(
+            f"no unhandled monitoring result crossed the thresholds in {self.timeout_s:.0f} s "
+            f"({event.get('checks', '?')} checks); {len(held)} result(s) held back by the cooldown"
+        )

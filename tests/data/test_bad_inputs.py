@@ -16,13 +16,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from driftloop import data
+from driftloop import ingest as ingest_stage
+from driftloop import snapshots
+from driftloop.errors import BatchQuarantined
 
 
 def ingest(cfg, state, name: str, payload: bytes, labels: bool = False) -> dict:
     folder = state.labels_landing_dir if labels else state.landing_dir
     (folder / name).write_bytes(payload)
-    result = (data.ingest_labels if labels else data.ingest_batches)(cfg)
+    result = (ingest_stage.ingest_labels if labels else ingest_stage.ingest_batches)(cfg)
     assert result["rows_accepted"] + result["rows_quarantined"] == result["rows_received"]
     assert not any(folder.iterdir()), "every landed file must leave the landing zone"
     return result
@@ -352,10 +354,10 @@ def test_good_batch_beside_bad_batches_still_proceeds(telco_cfg, state, good, te
     (state.landing_dir / "a_bad.csv").write_bytes(csv_bytes(good, sep="\t"))
     (state.landing_dir / "b_good.csv").write_bytes(csv_bytes(telco_frame.iloc[100:130]))
     (state.landing_dir / "c_bad.csv").write_bytes(b"")
-    result = data.ingest_batches(telco_cfg)
+    result = ingest_stage.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b_good"] and result["labelled_batch_ids"] == ["b_good"]
     assert [q["reason_code"] for q in result["quarantined"]] == ["wrong_delimiter", "empty_file"]
     assert (result["rows_received"], result["rows_accepted"], result["rows_quarantined"]) == (50, 30, 20)
-    assert data.build_snapshot(telco_cfg)["rows"] == 30
-    with pytest.raises(data.BatchQuarantined, match="a_bad: wrong_delimiter"):
-        data.raise_for_quarantine(result)
+    assert snapshots.build_snapshot(telco_cfg)["rows"] == 30
+    with pytest.raises(BatchQuarantined, match="a_bad: wrong_delimiter"):
+        ingest_stage.raise_for_quarantine(result)

@@ -11,7 +11,8 @@ import yaml
 
 from driftloop import contract as dc
 from driftloop.cli import main
-from driftloop.config import Settings, load_dataset_config
+from driftloop.config import load_dataset_config
+from driftloop.settings import Settings
 
 
 def tree(root) -> set[str]:
@@ -104,7 +105,7 @@ def test_utf8_bom_and_crlf_line_endings_are_accepted(telco_cfg, telco_frame, tmp
     assert report["ok"] and report["rows_accepted"] == 10, report
 
 
-def test_pii_columns_are_dropped_or_hashed_before_storage(telco_cfg, telco_frame, monkeypatch):
+def test_pii_columns_are_dropped_or_hashed_before_storage(telco_cfg, telco_frame, monkeypatch, tmp_path):
     from dataclasses import replace
 
     cfg = replace(telco_cfg, contract={
@@ -115,18 +116,22 @@ def test_pii_columns_are_dropped_or_hashed_before_storage(telco_cfg, telco_frame
     frame = telco_frame.iloc[:10].copy()
     frame["email"] = [f"person{i}@example.com" for i in range(10)]
     frame.loc[0, "tenure"] = -5
-    monkeypatch.delenv(dc.SALT_ENV, raising=False)
     with pytest.raises(dc.ContractError, match="DRIFTLOOP_PII_SALT"):
         dc.validate_frame(cfg, frame)
-    monkeypatch.setenv(dc.SALT_ENV, "pepper")
-    accepted, rejected = dc.validate_frame(cfg, frame)
+    accepted, rejected = dc.validate_frame(cfg, frame, pii_salt="pepper")
     assert "email" not in accepted.columns and "email" not in rejected.columns
     assert accepted["customer_id"].str.fullmatch(r"[0-9a-f]{64}").all()
     assert "TC-000001" not in rejected["customer_id"].tolist()
-    again, _ = dc.validate_frame(cfg, frame)
+    again, _ = dc.validate_frame(cfg, frame, pii_salt="pepper")
     assert again["customer_id"].tolist() == accepted["customer_id"].tolist(), "same salt, same hash: ids join"
-    monkeypatch.setenv(dc.SALT_ENV, "other")
-    assert dc.validate_frame(cfg, frame)[0]["customer_id"].tolist() != accepted["customer_id"].tolist()
+    assert dc.validate_frame(cfg, frame, pii_salt="other")[0]["customer_id"].tolist() != accepted["customer_id"].tolist()
+    # Through the file validator the salt comes from the settings, i.e. from DRIFTLOOP_PII_SALT.
+    monkeypatch.setenv("DRIFTLOOP_PII_SALT", "pepper")
+    path = tmp_path / "pii.csv"
+    frame.to_csv(path, index=False)
+    stored = []
+    dc.validate_file(cfg, path, on_accepted=stored.append)
+    assert stored[0]["customer_id"].tolist() == accepted["customer_id"].tolist()
 
 
 def test_contract_thresholds_can_be_overridden_from_the_config(telco_cfg):
@@ -179,7 +184,7 @@ def test_contract_bootstrap_cli(driftloop_env, tmp_path, capsys):
 
 
 def test_ingest_cli_exit_code_reflects_quarantine(driftloop_env, telco_cfg, telco_frame, capsys):
-    from driftloop.config import StatePaths
+    from driftloop.state import StatePaths
 
     paths = StatePaths.for_dataset(telco_cfg)
     paths.landing_dir.mkdir(parents=True)
@@ -189,8 +194,9 @@ def test_ingest_cli_exit_code_reflects_quarantine(driftloop_env, telco_cfg, telc
     assert result["batches"]["accepted"] == ["b1"] and result["snapshot"]["rows"] == 60
     (paths.landing_dir / "b2.csv").write_bytes(b"")
     assert main(["ingest"]) == 1
-    out = capsys.readouterr().out
-    assert "b2: empty_file" in out
+    captured = capsys.readouterr()
+    assert '"reason_code": "empty_file"' in captured.out
+    assert "BatchQuarantined" in captured.err and "b2: empty_file" in captured.err
     assert pd.read_parquet(paths.batches_dir / "b1.parquet").shape[0] == 60
 
 
@@ -202,7 +208,9 @@ def test_uniqueness_is_only_declared_on_the_id_column(telco_cfg):
 
 
 def test_csv_is_read_in_segments_cut_between_records_only(telco_cfg, telco_frame, tmp_path, monkeypatch):
-    monkeypatch.setattr(dc, "SEGMENT_BYTES", 300)  # ~2 rows per segment
+    from driftloop.contract import inspection
+
+    monkeypatch.setattr(inspection, "SEGMENT_BYTES", 300)  # ~2 rows per segment
     frame = telco_frame.iloc[:40].copy()
     frame.loc[::3, "customer_id"] = [f'multi\nline, "quoted" id {i}' for i in range(len(frame.loc[::3]))]
     path = tmp_path / "b.csv"
@@ -212,5 +220,6 @@ def test_csv_is_read_in_segments_cut_between_records_only(telco_cfg, telco_frame
     chunks = []
     report = dc.validate_file(telco_cfg, path, on_accepted=chunks.append, on_rejected=chunks.append)
     assert (report["rows_received"], report["rows_accepted"]) == (40, 40), report["problems"]
+    assert report["chunks"] > 10  # a frame per segment of ~2 rows: never the whole file at once
     got = pd.concat(chunks, ignore_index=True)["customer_id"].astype(str).tolist()
     assert got == frame["customer_id"].tolist()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop.config import PROJECT_DIR
+from driftloop.settings import PROJECT_DIR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -22,15 +22,25 @@ def test_shipped_configs_include_two_datasets():
 def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypatch):
     # A private MLflow store: experiment and model names are per dataset, and other tests use them too.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from driftloop import data, inference, monitoring, registry, retraining, simulate, training
+    from driftloop import (
+        inference,
+        ingest,
+        monitoring,
+        registry,
+        retraining,
+        sensor,
+        simulate,
+        snapshots,
+        training,
+    )
     from driftloop.config import load_dataset_config
     from driftloop.tracking import get_client
 
     cfg = load_dataset_config(dataset)
     simulate.simulate_reference(cfg)
-    ingested = data.ingest_batches(cfg)
+    ingested = ingest.ingest_batches(cfg)
     assert ingested["labelled_batch_ids"] == ["reference"], ingested
-    snapshot = data.build_snapshot(cfg)
+    snapshot = snapshots.build_snapshot(cfg)
     assert retraining.decide_retraining(cfg, snapshot)["train"] is True
 
     trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "new_data"})
@@ -38,7 +48,7 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     assert gate["decision"] == "promoted", gate
 
     simulate.simulate_batch(cfg, 1, rows=600, drift={"preset": "strong"})
-    data.ingest_batches(cfg)
+    ingest.ingest_batches(cfg)
     scored = inference.score_pending_batches(cfg)
     assert [s["batch_id"] for s in scored["scored"]] == ["batch_001"]
     assert scored["model_version"] == trained["model_version"]
@@ -47,12 +57,12 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     assert len(monitored["monitored"]) == 1
     assert monitored["monitored"][0]["drift_share"] >= cfg.monitoring.drift_share_threshold
 
-    trigger = monitoring.find_drift_trigger(cfg)
+    trigger = sensor.find_drift_trigger(cfg)
     assert trigger is not None and trigger["reason"] == "drift"
-    monitoring.mark_trigger_fired(cfg, trigger["monitoring_run_id"], f"drift__{trigger['monitoring_run_id']}")
-    assert monitoring.find_drift_trigger(cfg) is None
+    sensor.mark_trigger_fired(cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"])
+    assert sensor.find_drift_trigger(cfg) is None
 
-    retrained = training.train_model(cfg, trigger={**trigger, "airflow_run_id": f"drift__{trigger['monitoring_run_id']}"})
+    retrained = training.train_model(cfg, trigger={**trigger, "airflow_run_id": trigger["trigger_run_id"]})
     assert (trained["model_version"], retrained["model_version"]) == ("1", "2")
     client = get_client()
     assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == retrained["model_version"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from driftloop_airflow.loop import task_states
+from driftloop import bus
 from tests.conftest import FAST_OVERRIDES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -28,7 +28,7 @@ def loop_env(tmp_path_factory):
     """A running MLflow server, a migrated Airflow SQLite DB and env pointing Driftloop at both."""
     import os
 
-    from driftloop.services import start_mlflow_server
+    from driftloop_ops.services import start_mlflow_server
 
     root = tmp_path_factory.mktemp("loop")
     server = start_mlflow_server(root / "mlflow")
@@ -82,60 +82,82 @@ def client(loop_env):
 @pytest.fixture(scope="module")
 def loop(loop_env, dags, cfg, client):
     """Drive the loop once and record what each step produced."""
-    from driftloop_airflow.loop import drive_closed_loop
+    from driftloop_ops.loop import InProcessRunner, drive_closed_loop
 
-    return drive_closed_loop(dags, cfg, client)
+    return drive_closed_loop(InProcessRunner(dags), cfg, client)
+
+
+def holdout_auc(client, cfg, model_version: str, on_version: str) -> float:
+    """AUC of ``model_version`` on the holdout of ``on_version``'s training run, computed here with sklearn."""
+    import tempfile
+
+    import pandas as pd
+    from sklearn.metrics import roc_auc_score
+
+    from driftloop.registry import load_model
+
+    name = cfg.registered_model_name
+    run_id = client.get_model_version(name, on_version).run_id
+    with tempfile.TemporaryDirectory() as tmp:
+        holdout = pd.read_parquet(client.download_artifacts(run_id, bus.HOLDOUT_ARTIFACT, tmp))
+    model = load_model(bus.model_version_uri(name, model_version))
+    proba = model.predict_proba(holdout[cfg.features].reset_index(drop=True))[:, 1]
+    return roc_auc_score(holdout[cfg.target] == cfg.positive_label, proba)
 
 
 def test_reference_data_trains_a_first_champion(loop, client, cfg):
-    assert loop["data_1"][1]["announce_snapshot"] == "success", loop["data_1"]
-    assert loop["train_1"][0] == "success", loop["train_1"]
-    assert loop["champion_after_v1"] == "1"
+    assert loop.tasks("data_1")["announce_snapshot"] == "success", loop.steps["data_1"]
+    assert loop.state("train_1") == "success", loop.steps["train_1"]
+    assert loop.champion_after_v1 == "1"
     version = client.get_model_version(cfg.registered_model_name, "1")
-    assert version.tags["driftloop.gate"] == "passed"
-    assert version.tags["driftloop.snapshot_hash"]
+    assert version.tags[bus.GATE_TAG] == "passed"
+    assert version.tags[bus.SNAPSHOT_HASH_TAG]
 
 
 def test_clean_batch_is_scored_and_does_not_fire(loop):
-    assert loop["clean_inference_pipeline"][1]["score_pending_batches"] == "success"
-    assert loop["clean_monitoring_pipeline"][1]["monitor_predictions"] == "success"
-    assert loop["clean_drift_sensor"][1]["wait_for_drift"] == "skipped"
-    assert loop["queued_after_clean"] == []
+    assert loop.tasks("clean_inference_pipeline")["score_pending_batches"] == "success"
+    assert loop.tasks("clean_monitoring_pipeline")["monitor_predictions"] == "success"
+    assert loop.tasks("clean_drift_sensor")["wait_for_drift"] == "skipped"
+    assert loop.queued_after_clean == []
 
 
 def test_drifted_batch_fires_the_sensor_once(loop, client, cfg):
     # Labels of batch 1 grew the data by < 50%: no new-data training, only the drift signal retrains.
-    assert loop["drift_data_pipeline"][1]["announce_snapshot"] == "skipped"
-    assert loop["drift_drift_sensor"][1]["trigger_training"] == "success"
-    assert len(loop["queued_after_drift"]) == 1
-    run_id, conf = loop["queued_after_drift"][0]
+    assert loop.tasks("drift_data_pipeline")["announce_snapshot"] == "skipped"
+    assert loop.tasks("drift_drift_sensor")["trigger_training"] == "success"
+    assert len(loop.queued_after_drift) == 1
+    run_id, conf = loop.queued_after_drift[0]
+    assert run_id == bus.drift_trigger_run_id(conf["monitoring_run_id"])
     assert conf["reason"] == "drift"
     monitoring_run = client.get_run(conf["monitoring_run_id"])
     assert monitoring_run.data.metrics["drift_share"] >= cfg.monitoring.drift_share_threshold
-    assert monitoring_run.data.tags["driftloop.sensor_trigger_run_id"] == run_id
+    assert monitoring_run.data.tags[bus.SENSOR_TRIGGER_RUN_ID_TAG] == run_id
 
 
 def test_drift_retrain_registers_v2_and_the_gate_places_aliases(loop, client, cfg):
-    assert loop["train_2"][0] == "success", loop["train_2"]
+    assert loop.state("train_2") == "success", loop.steps["train_2"]
     name = cfg.registered_model_name
     v2 = client.get_model_version(name, "2")
-    assert v2.tags["driftloop.trigger_reason"] == "drift"
+    assert v2.tags[bus.TRIGGER_REASON_TAG] == "drift"
     champion = client.get_model_version_by_alias(name, "champion").version
-    expected = "2" if v2.tags["driftloop.gate"] == "passed" else "1"
-    assert champion == expected
+    # The rule, recomputed here with sklearn on v2's holdout: v2 serves only when it is at least as good as v1.
+    margin = cfg.gates.min_improvement
+    expected = "2" if holdout_auc(client, cfg, "2", "2") >= holdout_auc(client, cfg, "1", "2") + margin else "1"
+    assert champion == expected, v2.tags[bus.GATE_REASON_TAG]
+    assert v2.tags[bus.GATE_TAG] == ("passed" if expected == "2" else "rejected")
     assert client.get_model_version_by_alias(name, "challenger").version == "2"
 
 
 def test_same_monitoring_result_does_not_fire_twice(loop):
-    assert loop["sensor_again"][1]["wait_for_drift"] == "skipped"
-    assert len(loop["queued_after_again"]) == 1
+    assert loop.tasks("sensor_again")["wait_for_drift"] == "skipped"
+    assert len(loop.queued_after_again) == 1
 
 
 def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_env, dags, cfg, client):
     import pandas as pd
 
     from driftloop import simulate
-    from driftloop.config import StatePaths
+    from driftloop.state import StatePaths
 
     name = cfg.registered_model_name
     current = client.get_model_version_by_alias(name, "champion").version
@@ -145,14 +167,16 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     paths = StatePaths.for_dataset(cfg)
     simulate.simulate_batch(cfg, 3, rows=300)
     (paths.landing_dir / "broken.csv").write_text("customer_id;tenure\nX-1;not-a-number\n")
-    data_run = dags["data_pipeline"].test()
-    states = task_states(data_run)
+    from driftloop_ops.loop import InProcessRunner
+
+    runner = InProcessRunner(dags)
+    _, states = runner.finish("data_pipeline", runner.start("data_pipeline"))
     assert states["check_quarantine"] == "failed"
     assert states["announce_batches"] == "success"
     assert (paths.quarantine_dir / "broken" / "reason.json").is_file()
 
-    inference_run = dags["inference_pipeline"].test()
-    assert task_states(inference_run)["score_pending_batches"] == "success"
+    _, states = runner.finish("inference_pipeline", runner.start("inference_pipeline"))
+    assert states["score_pending_batches"] == "success"
     predictions = pd.read_parquet(paths.predictions_dir / "batch_003.parquet")
     assert len(predictions) == 300
     assert set(predictions["model_version"]) == {moved_to}

@@ -437,7 +437,7 @@ class Stack:
         env = self.base_env()
         env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] = str(free_port())
         # Both workers share this host: each reports its own name on the task instances it runs.
-        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "driftloop.topology.worker_hostname"
+        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = "driftloop_ops.topology.worker_hostname"
         env["DRIFTLOOP_WORKER_NAME"] = self.worker_hostname(index)
         argv = [
             str(VENV_BIN / "airflow"), "celery", "worker",
@@ -577,7 +577,7 @@ class Stack:
                 if "trained none of the models" in log:
                     lines.append(
                         "HINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's "
-                        "wurlitzer redirect fails; wrap the PyCaret calls in driftloop.topology.usable_std_streams()"
+                        "wurlitzer redirect fails; wrap the PyCaret calls in driftloop.pycaret_env.usable_std_streams()"
                     )
         return "\n".join(lines)
 

@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from driftloop import bus
 from tests.topology.harness import StackError, basic_auth_header
 
 pytestmark = [pytest.mark.topology, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -41,7 +42,8 @@ def mlflow(stack):
 
 @pytest.fixture(scope="module")
 def model_name() -> str:
-    from driftloop.config import Settings, load_dataset_config
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
 
     return load_dataset_config("telco_churn", Settings.from_env({})).registered_model_name
 
@@ -161,8 +163,8 @@ def loop(stack, dags_ready):
 def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name):
     assert loop["data_1"]["announce_snapshot"] == "success", loop["data_1"]
     v1 = mlflow.get_model_version(model_name, "1")
-    assert v1.tags["driftloop.gate"] == "passed"
-    assert v1.tags["driftloop.airflow_run_id"] == loop["train_1"]
+    assert v1.tags[bus.GATE_TAG] == "passed"
+    assert v1.tags[bus.AIRFLOW_RUN_ID_TAG] == loop["train_1"]
 
 
 def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop, mlflow, model_name):
@@ -175,15 +177,15 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop,
     assert conf["reason"] == "drift"
     monitoring_run = mlflow.get_run(conf["monitoring_run_id"])
     assert monitoring_run.data.metrics["drift_share"] > 0
-    assert monitoring_run.data.tags["driftloop.sensor_trigger_run_id"] == loop["retrain"]["dag_run_id"]
+    assert monitoring_run.data.tags[bus.SENSOR_TRIGGER_RUN_ID_TAG] == loop["retrain"]["dag_run_id"]
 
 
 def test_closed_loop_retrain_registers_v2_and_aliases_follow_the_gate(loop, mlflow, model_name):
     v2 = mlflow.get_model_version(model_name, "2")
-    assert v2.tags["driftloop.trigger_reason"] == "drift"
-    assert v2.tags["driftloop.airflow_run_id"] == loop["retrain"]["dag_run_id"]
+    assert v2.tags[bus.TRIGGER_REASON_TAG] == "drift"
+    assert v2.tags[bus.AIRFLOW_RUN_ID_TAG] == loop["retrain"]["dag_run_id"]
     champion = mlflow.get_model_version_by_alias(model_name, "champion").version
-    assert champion == ("2" if v2.tags["driftloop.gate"] == "passed" else "1")
+    assert champion == ("2" if v2.tags[bus.GATE_TAG] == "passed" else "1")
     assert mlflow.get_model_version_by_alias(model_name, "challenger").version == "2"
 
 
@@ -211,10 +213,10 @@ def _assert_registry_consistent(mlflow, model_name):
     assert versions
     assert all(v.status == "READY" for v in versions), [(v.version, v.status) for v in versions]
     champion = mlflow.get_model_version_by_alias(model_name, "champion")
-    assert champion.tags.get("driftloop.gate") == "passed", champion.tags
+    assert champion.tags.get(bus.GATE_TAG) == "passed", champion.tags
     assert mlflow.get_run(champion.run_id).info.status == "FINISHED"
     for version in versions:
-        assert version.tags.get("driftloop.snapshot_hash"), f"v{version.version} has no lineage tags"
+        assert version.tags.get(bus.SNAPSHOT_HASH_TAG), f"v{version.version} has no lineage tags"
     return versions
 
 
@@ -231,7 +233,7 @@ def test_worker_killed_mid_training_task_is_retried_and_the_loop_completes(loop,
         assert final["try_number"] >= 2, tries
         assert final["hostname"] != ti["hostname"], "the retry must run on the surviving worker"
         versions = _assert_registry_consistent(mlflow, model_name)
-        registered_by_run = [v for v in versions if v.tags.get("driftloop.airflow_run_id") == run_id]
+        registered_by_run = [v for v in versions if v.tags.get(bus.AIRFLOW_RUN_ID_TAG) == run_id]
         assert len(registered_by_run) == 1, "a killed try must not leave a second version behind"
         # The loop goes on from a consistent registry: the champion resolves to a servable, gated version.
         assert mlflow.get_model_version_by_alias(model_name, "champion").status == "READY"
@@ -262,7 +264,7 @@ def test_mlflow_outage_during_training_retries_with_backoff_and_no_half_register
     new = [v for v in versions if v.version not in before]
     assert len(new) == 1, f"one version for the run, not one per try: {[v.version for v in new]}"
     champion = mlflow.get_model_version_by_alias(model_name, "champion").version
-    gate = new[0].tags.get("driftloop.gate")
+    gate = new[0].tags.get(bus.GATE_TAG)
     assert gate in ("passed", "rejected"), new[0].tags
     assert champion == (new[0].version if gate == "passed" else champion_before)
 

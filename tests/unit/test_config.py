@@ -7,15 +7,9 @@ import copy
 import pytest
 import yaml
 
-from driftloop.config import (
-    PROJECT_DIR,
-    ConfigError,
-    Settings,
-    StatePaths,
-    asset_uri,
-    load_dataset_config,
-    parse_dataset_config,
-)
+from driftloop.config import ConfigError, load_dataset_config, parse_dataset_config
+from driftloop.settings import PROJECT_DIR, Settings
+from driftloop.state import StatePaths
 
 TELCO_RAW = yaml.safe_load((PROJECT_DIR / "include" / "configs" / "telco_churn.yaml").read_text())
 
@@ -71,11 +65,31 @@ def test_missing_keys_and_missing_file_are_named(tmp_path):
         load_dataset_config("nope", settings)
 
 
-def test_bad_overrides_json_is_a_config_error():
-    with pytest.raises(ConfigError, match="not valid JSON"):
-        Settings.from_env({"DRIFTLOOP_CONFIG_OVERRIDES": "{nope"})
-    with pytest.raises(ConfigError, match="JSON object"):
-        Settings.from_env({"DRIFTLOOP_CONFIG_OVERRIDES": "[1]"})
+def test_bad_overrides_fail_when_a_config_is_loaded_naming_the_variable():
+    # Reading the settings (what DAG files do at parse time) must not fail on a bad override...
+    broken = Settings.from_env({"DRIFTLOOP_CONFIG_OVERRIDES": "{nope"})
+    assert broken.dataset == "telco_churn"
+    # ...loading a dataset config (what tasks do) must, with the variable's name.
+    with pytest.raises(ConfigError, match="DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON"):
+        load_dataset_config("telco_churn", broken)
+    with pytest.raises(ConfigError, match="DRIFTLOOP_CONFIG_OVERRIDES must be a JSON object"):
+        load_dataset_config("telco_churn", Settings.from_env({"DRIFTLOOP_CONFIG_OVERRIDES": "[1]"}))
+
+
+def test_numeric_settings_name_the_variable_when_malformed():
+    with pytest.raises(ConfigError, match="DRIFTLOOP_TASK_RETRIES='two' is not a whole number"):
+        Settings.from_env({"DRIFTLOOP_TASK_RETRIES": "two"})
+    settings = Settings.from_env({"DRIFTLOOP_SENSOR_POKE_S": "2.5", "DRIFTLOOP_DATA_SCHEDULE": "none"})
+    assert (settings.sensor_poll_s, settings.data_schedule) == (2.5, None)
+
+
+def test_each_stage_has_its_own_chunk_size_key():
+    env = {"DRIFTLOOP_CONFIG_OVERRIDES": '{"ingest": {"chunk_rows": 11}, "inference": {"chunk_rows": 22}, '
+                                         '"monitoring": {"chunk_rows": 33}}'}
+    cfg = load_dataset_config("telco_churn", Settings.from_env(env))
+    assert (cfg.ingest.chunk_rows, cfg.inference.chunk_rows, cfg.monitoring.chunk_rows) == (11, 22, 33)
+    with pytest.raises(ConfigError, match="ingest.chunk_rows must be at least 1"):
+        parse_dataset_config(_raw(ingest={"chunk_rows": 0}), "x.yaml")
 
 
 def test_reading_config_creates_nothing(tmp_path):
@@ -88,7 +102,9 @@ def test_reading_config_creates_nothing(tmp_path):
 
 
 def test_asset_uris_are_per_dataset_and_kind():
+    from driftloop.bus import asset_uri
+
     assert asset_uri("telco_churn", "snapshot") == "driftloop://telco_churn/training-snapshot"
     assert asset_uri("mlc_churn", "batches") == "driftloop://mlc_churn/scoring-batches"
-    with pytest.raises(ConfigError, match="unknown asset kind"):
+    with pytest.raises(ValueError, match="unknown asset kind"):
         asset_uri("telco_churn", "models")

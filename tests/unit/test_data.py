@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from driftloop import data
-from driftloop.config import StatePaths
+from driftloop import bus, ingest, snapshots
+from driftloop.errors import BatchQuarantined, NoLabelledData
+from driftloop.state import StatePaths
 
 
 def land(paths: StatePaths, name: str, frame: pd.DataFrame, labels: bool = False) -> None:
@@ -26,7 +27,7 @@ def assert_accounting(result: dict) -> None:
 def test_ingest_splits_scoring_and_labelled_batches_and_archives_originals(telco_cfg, telco_frame, state):
     land(state, "b001_reference.csv", telco_frame.iloc[:300])
     land(state, "b002.parquet", telco_frame.iloc[300:400].drop(columns="churn"))
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b001_reference", "b002"]
     assert result["labelled_batch_ids"] == ["b001_reference"]
     assert result["scoring_batch_ids"] == ["b002"]
@@ -46,7 +47,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_good_rows_proceed(telco_cfg, 
     batch["tenure"] = batch["tenure"].astype(object)
     batch.loc[batch.index[:3], "tenure"] = -1
     land(state, "b001.csv", batch)
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert_accounting(result)
     assert (result["rows_accepted"], result["rows_quarantined"]) == (47, 3)
     rows = pd.read_parquet(state.quarantine_dir / "b001" / "rows.parquet")
@@ -60,23 +61,23 @@ def test_good_batch_beside_bad_one_proceeds_and_run_fails_with_reasons(telco_cfg
     land(state, "b001.csv", telco_frame.iloc[:100])
     (state.landing_dir / "b002.csv").write_bytes(b"PK\x03\x04 not a csv")
     land(state, "b003.csv", telco_frame.iloc[100:150].drop(columns=["tenure"]))
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b001"]
     assert [(q["batch_id"], q["reason_code"]) for q in result["quarantined"]] == [
         ("b002", "wrong_format"), ("b003", "missing_columns")]
     assert_accounting(result)
     assert (state.quarantine_dir / "b003" / "b003.csv").is_file()
     assert json.loads((state.quarantine_dir / "b003" / "reason.json").read_text())["rows_received"] == 50
-    with pytest.raises(data.BatchQuarantined, match=r"(?s)b002: wrong_format.*b003: missing_columns.*tenure"):
-        data.raise_for_quarantine(result)
-    data.raise_for_quarantine({"accepted": ["b001"], "quarantined": []})
+    with pytest.raises(BatchQuarantined, match=r"(?s)b002: wrong_format.*b003: missing_columns.*tenure"):
+        ingest.raise_for_quarantine(result)
+    ingest.raise_for_quarantine({"accepted": ["b001"], "quarantined": []})
 
 
 def test_too_many_bad_rows_quarantines_the_whole_batch(telco_cfg, telco_frame, state):
     batch = telco_frame.iloc[:10].copy()
     batch["contract"] = ["Lifetime"] * 3 + batch["contract"].tolist()[3:]
     land(state, "b001.csv", batch)
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == []
     assert result["quarantined"][0]["reason_code"] == "too_many_bad_rows"
     assert "3 of 10 rows (30.0%)" in result["quarantined"][0]["message"]
@@ -87,11 +88,11 @@ def test_too_many_bad_rows_quarantines_the_whole_batch(telco_cfg, telco_frame, s
 
 def test_replayed_batch_is_quarantined_and_nothing_else_is_written(telco_cfg, telco_frame, state):
     land(state, "b001.csv", telco_frame.iloc[:100])
-    data.ingest_batches(telco_cfg)
+    ingest.ingest_batches(telco_cfg)
     before = sorted(p.name for p in state.batches_dir.iterdir())
     land(state, "b001_again.csv", telco_frame.iloc[:100])
     land(state, "b001.csv", telco_frame.iloc[:100])
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == []
     assert {q["reason_code"] for q in result["quarantined"]} == {"replayed_batch"}
     assert sorted(p.name for p in state.batches_dir.iterdir()) == before
@@ -100,20 +101,20 @@ def test_replayed_batch_is_quarantined_and_nothing_else_is_written(telco_cfg, te
 
 def test_same_name_different_content_is_a_conflict(telco_cfg, telco_frame, state):
     land(state, "b001.csv", telco_frame.iloc[:100])
-    data.ingest_batches(telco_cfg)
+    ingest.ingest_batches(telco_cfg)
     land(state, "b001.csv", telco_frame.iloc[100:200])
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert result["quarantined"][0]["reason_code"] == "batch_id_conflict"
     assert len(pd.read_parquet(state.batches_dir / "b001.parquet")) == 100
 
 
 def test_rerun_after_crash_before_archiving_completes_without_duplicates(telco_cfg, telco_frame, state):
     land(state, "b001.csv", telco_frame.iloc[:100])
-    data.ingest_batches(telco_cfg)
+    ingest.ingest_batches(telco_cfg)
     archived = state.archive_dir / "b001" / "b001.csv"
     archived.rename(state.landing_dir / "b001.csv")  # as if the move never happened
     manifest_before = (state.batches_dir / "b001.json").read_text()
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b001"] and result["quarantined"] == []
     assert (state.batches_dir / "b001.json").read_text() == manifest_before
     assert archived.is_file()
@@ -122,7 +123,7 @@ def test_rerun_after_crash_before_archiving_completes_without_duplicates(telco_c
 def test_ingest_is_a_noop_on_an_empty_landing_zone_and_skips_files_in_progress(telco_cfg, telco_frame, state):
     land(state, ".b001.csv", telco_frame.iloc[:10])
     land(state, "b002.csv.part", telco_frame.iloc[:10])
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == [] and result["quarantined"] == [] and result["rows_received"] == 0
     assert sorted(p.name for p in state.landing_dir.iterdir()) == [".b001.csv", "b002.csv.part"]
 
@@ -130,16 +131,16 @@ def test_ingest_is_a_noop_on_an_empty_landing_zone_and_skips_files_in_progress(t
 def test_labels_ingest_and_snapshot_joins_latest_label(telco_cfg, telco_frame, state):
     land(state, "b001_reference.csv", telco_frame.iloc[:200])
     land(state, "b002.csv", telco_frame.iloc[200:260].drop(columns="churn"))
-    data.ingest_batches(telco_cfg)
+    ingest.ingest_batches(telco_cfg)
     labels = telco_frame.iloc[200:240][["customer_id", "churn"]].copy()
     land(state, "l001.csv", labels, labels=True)
     flipped = labels.iloc[:5].copy()
     flipped["churn"] = flipped["churn"].map({"Yes": "No", "No": "Yes"})
     land(state, "l002.csv", flipped, labels=True)
-    label_result = data.ingest_labels(telco_cfg)
+    label_result = ingest.ingest_labels(telco_cfg)
     assert label_result["accepted"] == ["l001", "l002"]
     assert_accounting(label_result)
-    snap = data.build_snapshot(telco_cfg)
+    snap = snapshots.build_snapshot(telco_cfg)
     assert snap["created"] is True
     assert snap["rows"] == 240
     assert snap["batch_ids"] == ["b001_reference", "b002"]
@@ -149,35 +150,35 @@ def test_labels_ingest_and_snapshot_joins_latest_label(telco_cfg, telco_frame, s
     assert frame[telco_cfg.id_column].is_monotonic_increasing
     got = frame.set_index("customer_id").loc[flipped["customer_id"], "churn"].tolist()
     assert got == flipped["churn"].tolist()
-    again = data.build_snapshot(telco_cfg)
+    again = snapshots.build_snapshot(telco_cfg)
     assert again["snapshot_hash"] == snap["snapshot_hash"] and again["created"] is False
-    assert data.latest_snapshot(telco_cfg)["snapshot_hash"] == snap["snapshot_hash"]
+    assert snapshots.resolve_snapshot(telco_cfg)["snapshot_hash"] == snap["snapshot_hash"]
 
 
 def test_snapshot_hash_depends_on_content_not_batch_order(telco_cfg, telco_frame, state, tmp_path, monkeypatch):
     land(state, "a.csv", telco_frame.iloc[:100])
     land(state, "b.csv", telco_frame.iloc[100:200])
-    data.ingest_batches(telco_cfg)
-    first = data.build_snapshot(telco_cfg)
+    ingest.ingest_batches(telco_cfg)
+    first = snapshots.build_snapshot(telco_cfg)
     monkeypatch.setenv("DRIFTLOOP_HOME", str(tmp_path / "other"))
     other = StatePaths.for_dataset(telco_cfg)
     other.landing_dir.mkdir(parents=True)
     land(other, "x.csv", telco_frame.iloc[100:200].sample(frac=1, random_state=1))
     land(other, "y.parquet", telco_frame.iloc[:100])
-    data.ingest_batches(telco_cfg)
-    second = data.build_snapshot(telco_cfg)
+    ingest.ingest_batches(telco_cfg)
+    second = snapshots.build_snapshot(telco_cfg)
     assert second["snapshot_hash"] == first["snapshot_hash"]
     land(other, "z.csv", telco_frame.iloc[200:201])
-    data.ingest_batches(telco_cfg)
-    assert data.build_snapshot(telco_cfg)["snapshot_hash"] != first["snapshot_hash"]
+    ingest.ingest_batches(telco_cfg)
+    assert snapshots.build_snapshot(telco_cfg)["snapshot_hash"] != first["snapshot_hash"]
 
 
 def test_build_snapshot_without_labelled_rows_raises(telco_cfg, telco_frame, state):
     land(state, "b001.csv", telco_frame.iloc[:50].drop(columns="churn"))
-    data.ingest_batches(telco_cfg)
-    with pytest.raises(data.NoLabelledData, match="no accepted labelled rows"):
-        data.build_snapshot(telco_cfg)
-    assert data.latest_snapshot(telco_cfg) is None
+    ingest.ingest_batches(telco_cfg)
+    with pytest.raises(NoLabelledData, match="no accepted labelled rows"):
+        snapshots.build_snapshot(telco_cfg)
+    assert snapshots.list_snapshots(telco_cfg) == []
 
 
 def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, state, monkeypatch):
@@ -185,19 +186,19 @@ def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, 
 
     monkeypatch.setenv("DRIFTLOOP_PROFILE_MAX_ROWS", "150")
     land(state, "b001.csv", telco_frame.iloc[:300])
-    data.ingest_batches(telco_cfg)
-    snap = data.build_snapshot(telco_cfg)
-    first = data.record_snapshot(telco_cfg, snap["snapshot_hash"])
-    second = data.record_snapshot(telco_cfg, snap["snapshot_hash"])
+    ingest.ingest_batches(telco_cfg)
+    snap = snapshots.build_snapshot(telco_cfg)
+    first = snapshots.record_snapshot(telco_cfg, snap["snapshot_hash"])
+    second = snapshots.record_snapshot(telco_cfg, snap["snapshot_hash"])
     assert first["reused"] is False and second["reused"] is True
     assert first["data_run_id"] == second["data_run_id"]
     assert first["profile_sampled"] is True
     client = tracking.get_client()
     run = client.get_run(first["data_run_id"])
-    assert run.data.tags["driftloop.snapshot_hash"] == snap["snapshot_hash"]
-    assert run.data.tags["driftloop.snapshot_uri"] == snap["snapshot_uri"]
-    assert run.data.tags["driftloop.profile_sampled"] == "true"
-    assert run.data.tags["driftloop.profile_html"] == "logged"
+    assert run.data.tags[bus.SNAPSHOT_HASH_TAG] == snap["snapshot_hash"]
+    assert run.data.tags[bus.SNAPSHOT_URI_TAG] == snap["snapshot_uri"]
+    assert run.data.tags[bus.PROFILE_SAMPLED_TAG] == "true"
+    assert run.data.tags[bus.PROFILE_HTML_TAG] == "logged"
     assert run.data.metrics["rows"] == 300
     assert (run.data.metrics["source_rows_received"], run.data.metrics["source_rows_quarantined"]) == (300, 0)
     assert 0 < run.data.metrics["positive_rate"] < 1
@@ -206,7 +207,7 @@ def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, 
     assert artifacts == {f"profile/profile-{snap['snapshot_hash'][:12]}.html",
                          f"profile/quality-{snap['snapshot_hash'][:12]}.json"}
     runs = tracking.search_runs(client, telco_cfg.experiment_name("data"),
-                                {"driftloop.snapshot_hash": snap["snapshot_hash"]})
+                                {bus.SNAPSHOT_HASH_TAG: snap["snapshot_hash"]})
     assert len(runs) == 1
 
 
@@ -223,7 +224,7 @@ def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(telco_cfg
     frame["email"] = "someone@example.com"
     frame.loc[0, "contract"] = "Lifetime"
     land(state, "b001.csv", frame)
-    result = data.ingest_batches(cfg)
+    result = ingest.ingest_batches(cfg)
     assert (result["rows_accepted"], result["rows_quarantined"]) == (19, 1)
     manifest = json.loads((state.batches_dir / "b001.json").read_text())
     assert manifest["original_archived"] is False and "email" in manifest["original_removed_reason"]
@@ -234,7 +235,7 @@ def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(telco_cfg
         assert "email" not in frame_.columns
         assert frame_["customer_id"].str.fullmatch(r"[0-9a-f]{64}").all()
     land(state, "b001.csv", frame)
-    assert data.ingest_batches(cfg)["quarantined"][0]["reason_code"] == "replayed_batch"
+    assert ingest.ingest_batches(cfg)["quarantined"][0]["reason_code"] == "replayed_batch"
 
 
 def test_profile_samples_large_snapshots_and_says_so(telco_cfg, telco_frame, state):
@@ -275,9 +276,9 @@ def test_profile_past_its_time_budget_keeps_the_summary(telco_cfg, telco_frame, 
 def test_fixed_file_under_the_same_name_keeps_the_earlier_quarantine(telco_cfg, telco_frame, state):
     bad = telco_frame.iloc[:30].to_csv(index=False, sep=";")
     (state.landing_dir / "b001.csv").write_text(bad)
-    assert data.ingest_batches(telco_cfg)["quarantined"][0]["reason_code"] == "wrong_delimiter"
+    assert ingest.ingest_batches(telco_cfg)["quarantined"][0]["reason_code"] == "wrong_delimiter"
     land(state, "b001.csv", telco_frame.iloc[:30])
-    result = data.ingest_batches(telco_cfg)
+    result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b001"] and result["rows_accepted"] == 30
     [kept] = [p for p in state.quarantine_dir.iterdir() if p.name.startswith("b001__superseded-")]
     assert (kept / "b001.csv").read_text() == bad

@@ -7,8 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from driftloop import inference
-from driftloop.config import StatePaths
+from driftloop import bus, inference
+from driftloop.errors import NoChampionError, Verdict
+from driftloop.state import StatePaths
+from tests.fakes import write_batch
 
 
 @pytest.fixture
@@ -48,22 +50,14 @@ def _register(cfg, frame, flip: bool = False) -> str:
     return str(info.registered_model_version)
 
 
-def _drop_batch(cfg, frame, batch_id: str) -> None:
-    paths = StatePaths.for_dataset(cfg)
-    paths.batches_dir.mkdir(parents=True, exist_ok=True)
-    uri = paths.batches_dir / f"{batch_id}.parquet"
-    frame[[cfg.id_column, *cfg.features]].to_parquet(uri, index=False)
-    manifest = {"batch_id": batch_id, "batch_uri": str(uri), "has_target": False, "rows_accepted": len(frame)}
-    (paths.batches_dir / f"{batch_id}.json").write_text(json.dumps(manifest))
-
-
 def test_no_champion_is_a_clear_error(private_mlflow, telco_frame):
     from driftloop.config import load_dataset_config
 
     cfg = load_dataset_config("telco_churn")
-    _drop_batch(cfg, telco_frame.head(10), "batch_001")
-    with pytest.raises(inference.NoChampionError, match="has alias 'champion'"):
+    write_batch(cfg, telco_frame.head(10), "batch_001")
+    with pytest.raises(NoChampionError, match="has alias 'champion'") as excinfo:
         inference.score_pending_batches(cfg)
+    assert isinstance(excinfo.value, Verdict)  # retrying cannot create a champion: the task fails fast
 
 
 def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow, telco_frame):
@@ -77,13 +71,14 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
 
     batch = telco_frame.iloc[3000:3500]
     batch = batch.set_index(pd.Index([0] * len(batch)))  # duplicate index: must not multiply rows
-    _drop_batch(cfg, batch, "batch_001")
+    write_batch(cfg, batch, "batch_001")
     result = inference.score_pending_batches(cfg)
 
     assert result["model_version"] == version
     assert [s["batch_id"] for s in result["scored"]] == ["batch_001"]
     predictions = pd.read_parquet(result["scored"][0]["predictions_uri"])
-    assert len(predictions) == 500  # 4 chunks of 128 rows
+    assert len(predictions) == 500
+    assert result["scored"][0]["chunks"] == 4  # ceil(500 / 128) predict calls, never one call for the batch
     assert list(predictions["customer_id"]) == list(batch["customer_id"])
     one_shot = inference.load_model(f"models:/{cfg.registered_model_name}/{version}").predict_proba(
         batch[cfg.features].reset_index(drop=True)
@@ -93,8 +88,9 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     assert set(predictions["model_version"]) == {version}
 
     run = client.get_run(result["scored"][0]["inference_run_id"])
-    assert run.data.tags["driftloop.batch_id"] == "batch_001"
-    assert run.data.metrics["rows"] == 500
+    assert run.data.tags[bus.BATCH_ID_TAG] == "batch_001"
+    assert run.data.tags[bus.PREDICTIONS_URI_TAG] == result["scored"][0]["predictions_uri"]
+    assert run.data.metrics[bus.ROWS] == 500
 
     assert inference.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new
 
@@ -108,10 +104,10 @@ def test_alias_moved_between_runs_is_used_by_the_next_run(private_mlflow, telco_
     v2 = _register(cfg, telco_frame.head(2000), flip=True)
     client = get_client()
     client.set_registered_model_alias(cfg.registered_model_name, "champion", v1)
-    _drop_batch(cfg, telco_frame.iloc[4000:4100], "batch_001")
+    write_batch(cfg, telco_frame.iloc[4000:4100], "batch_001")
     first = inference.score_pending_batches(cfg)
     client.set_registered_model_alias(cfg.registered_model_name, "champion", v2)  # as in the MLflow UI
-    _drop_batch(cfg, telco_frame.iloc[4100:4200], "batch_002")
+    write_batch(cfg, telco_frame.iloc[4100:4200], "batch_002")
     second = inference.score_pending_batches(cfg)
     assert (first["model_version"], second["model_version"]) == (v1, v2)
     scores = pd.read_parquet(second["scored"][0]["predictions_uri"])
@@ -125,7 +121,7 @@ def test_partition_without_a_finished_run_is_scored_again(private_mlflow, telco_
     cfg = load_dataset_config("telco_churn")
     version = _register(cfg, telco_frame.head(2000))
     get_client().set_registered_model_alias(cfg.registered_model_name, "champion", version)
-    _drop_batch(cfg, telco_frame.iloc[5000:5050], "batch_007")
+    write_batch(cfg, telco_frame.iloc[5000:5050], "batch_007")
     paths = StatePaths.for_dataset(cfg)
     paths.predictions_dir.mkdir(parents=True)
     (paths.predictions_dir / "batch_007.parquet").write_bytes(b"half-written before a crash")

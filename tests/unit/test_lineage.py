@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from driftloop import data, lineage
-from driftloop.config import StatePaths, load_dataset_config
+from driftloop import bus, ingest, lineage, snapshots
+from driftloop.config import load_dataset_config
+from driftloop.state import StatePaths, path_to_uri
 
 
 @pytest.fixture(scope="module")
@@ -38,35 +39,32 @@ def trained(cfg, telco_frame):
     bad.loc[bad.index[0], "contract"] = "Lifetime"
     telco_frame.iloc[:100].to_csv(paths.landing_dir / "b001.csv", index=False)
     bad.to_csv(paths.landing_dir / "b002.csv", index=False)
-    data.ingest_batches(cfg)
-    snapshot = data.build_snapshot(cfg)
-    data_run = data.record_snapshot(cfg, snapshot["snapshot_hash"])
+    ingest.ingest_batches(cfg)
+    snapshot = snapshots.build_snapshot(cfg)
+    data_run = snapshots.record_snapshot(cfg, snapshot["snapshot_hash"])
     frame = pd.read_parquet(snapshot["snapshot_uri"])
     model = LogisticRegression(max_iter=200).fit(frame[["tenure", "monthly_charges"]], frame["churn"])
     client = get_client()
-    tags = {
-        "driftloop.snapshot_hash": snapshot["snapshot_hash"],
-        "driftloop.trigger_id": "manual-test",
-    }
+    tags = {bus.SNAPSHOT_HASH_TAG: snapshot["snapshot_hash"], bus.TRIGGER_ID_TAG: "manual-test"}
     with keyed_run(client, cfg.experiment_name("training"), tags) as run:
-        mlflow.set_tags({"driftloop.snapshot_uri": snapshot["snapshot_uri"],
-                         "driftloop.airflow_dag_id": "training_pipeline",
-                         "driftloop.airflow_run_id": "manual__2026-01-01T00:00:00",
-                         "driftloop.trigger_reason": "manual"})
-        info = mlflow.sklearn.log_model(model, name="model")
+        mlflow.set_tags({bus.SNAPSHOT_URI_TAG: snapshot["snapshot_uri"],
+                         bus.AIRFLOW_DAG_ID_TAG: "training_pipeline",
+                         bus.AIRFLOW_RUN_ID_TAG: "manual__2026-01-01T00:00:00",
+                         bus.TRIGGER_REASON_TAG: "manual"})
+        info = mlflow.sklearn.log_model(model, name=bus.MODEL_ARTIFACT)
         run_id = run.info.run_id
     version = mlflow.register_model(info.model_uri, cfg.registered_model_name).version
-    for key in ("snapshot_hash", "snapshot_uri", "airflow_dag_id", "airflow_run_id", "git_commit"):
-        client.set_model_version_tag(cfg.registered_model_name, version, f"driftloop.{key}",
-                                     client.get_run(run_id).data.tags[f"driftloop.{key}"])
+    for tag in (bus.SNAPSHOT_HASH_TAG, bus.SNAPSHOT_URI_TAG, bus.AIRFLOW_DAG_ID_TAG, bus.AIRFLOW_RUN_ID_TAG,
+                bus.GIT_COMMIT_TAG):
+        client.set_model_version_tag(cfg.registered_model_name, version, tag, client.get_run(run_id).data.tags[tag])
     client.set_registered_model_alias(cfg.registered_model_name, "champion", version)
     predictions = paths.predictions_dir / "b003.parquet"
     predictions.parent.mkdir(parents=True)
     pd.DataFrame({"customer_id": ["A", "B"], "score": [0.1, 0.9], "prediction": ["No", "Yes"],
                   "model_name": cfg.registered_model_name, "model_version": str(version),
                   "model_run_id": run_id}).to_parquet(predictions, index=False)
-    with keyed_run(client, cfg.experiment_name("inference"), {"driftloop.batch_id": "b003"}):
-        mlflow.set_tag("driftloop.predictions_uri", str(predictions))
+    with keyed_run(client, cfg.experiment_name("inference"), {bus.BATCH_ID_TAG: "b003"}):
+        mlflow.set_tag(bus.PREDICTIONS_URI_TAG, path_to_uri(predictions))
     return {"snapshot": snapshot, "data_run_id": data_run["data_run_id"], "run_id": run_id,
             "version": str(version), "predictions": predictions}
 

@@ -1,8 +1,9 @@
 """Promotion gate and alias resolution against a SQLite MLflow registry.
 
-The module trains two real (fast) models once on the same snapshot, so they share one holdout: a logistic
-regression (AUC ~0.84) and an unpruned decision tree (AUC ~0.65). Each test then registers copies of them under its own
-fresh model name, so tests never share aliases.
+The module trains real (fast) models once, whose order is known without asking the gate: a logistic regression on
+1,500 customers (AUC ~0.84); an unpruned decision tree on the same snapshot (AUC ~0.65, same holdout); the same
+logistic regression on that snapshot with its labels shuffled (no signal: AUC ~0.5); and one trained on 40
+customers only. Each test registers copies of them under its own fresh model name, so tests never share aliases.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from types import SimpleNamespace
 
 import pytest
 
+from driftloop import bus
 from tests.conftest import write_snapshot
 
 FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 500}}
 SNAPSHOT_ROWS = 1500
+TINY_ROWS = 40
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,12 @@ def models(tmp_path_factory, mlflow_uri, telco_frame):
         good = train_model(cfg, snapshot_uri=snapshot_uri)
         weak_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, models=("dt",)))
         weak = train_model(weak_cfg, snapshot_uri=snapshot_uri, trigger={"trigger_id": "weak"})
-        yield SimpleNamespace(cfg=cfg, good=good, weak=weak, client=get_client())
+        shuffled_frame = frame.assign(churn=frame["churn"].sample(frac=1.0, random_state=5).to_numpy())
+        shuffled_uri = write_snapshot(cfg, shuffled_frame)["snapshot_uri"]
+        shuffled = train_model(cfg, snapshot_uri=shuffled_uri, trigger={"trigger_id": "shuffled"})
+        tiny_uri = write_snapshot(cfg, frame.head(TINY_ROWS))["snapshot_uri"]
+        tiny = train_model(cfg, snapshot_uri=tiny_uri, trigger={"trigger_id": "tiny"})
+        yield SimpleNamespace(cfg=cfg, good=good, weak=weak, shuffled=shuffled, tiny=tiny, client=get_client())
 
 
 def fresh_registry(models, *trained: dict, **gates):
@@ -70,7 +78,32 @@ def test_trained_models_differ_as_expected(models):
     assert models.good["metrics"]["holdout_auc"] > 0.78
     assert 0.55 < models.weak["metrics"]["holdout_auc"] < 0.75
     assert models.weak["best_model"] == "DecisionTreeClassifier"
-    assert (models.good["model_version"], models.weak["model_version"]) == ("1", "2")
+    assert abs(models.shuffled["metrics"]["holdout_auc"] - 0.5) < 0.1
+    assert [m["model_version"] for m in (models.good, models.weak, models.shuffled, models.tiny)] == ["1", "2", "3", "4"]
+
+
+def test_challenger_trained_on_shuffled_labels_is_rejected(models):
+    from driftloop.registry import promote_model
+
+    cfg = fresh_registry(models, models.good, models.shuffled)
+    name, client = cfg.registered_model_name, models.client
+    assert promote_model(cfg, "1")["decision"] == "promoted"
+    decision = promote_model(cfg, "2")
+    assert (decision["decision"], decision["champion_version"]) == ("rejected", "1")
+    assert "< floor 0.75" in decision["reason"]
+    assert alias_version(client, name, "champion") == "1"
+
+
+def test_challenger_clearly_better_than_a_champion_from_a_tiny_sample_is_promoted(models):
+    from driftloop.registry import promote_model
+
+    cfg = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    name, client = cfg.registered_model_name, models.client
+    assert promote_model(cfg, "1")["decision"] == "promoted"  # 40 customers are enough to clear a low floor
+    decision = promote_model(cfg, "2")
+    assert (decision["decision"], decision["champion_version"]) == ("promoted", "2"), decision
+    assert decision["candidate_metric"] > decision["champion_metric"]
+    assert alias_version(client, name, "champion") == "2"
 
 
 def test_resolve_alias_is_none_before_any_champion(models):
@@ -102,8 +135,8 @@ def test_first_promotion_sets_champion_and_is_idempotent(models):
     assert resolve_alias(cfg)["model_version"] == "1"
     assert resolve_alias(cfg)["run_id"] == models.good["run_id"]
     tags = models.client.get_model_version(cfg.registered_model_name, "1").tags
-    assert tags["driftloop.gate"] == "passed"
-    assert tags["driftloop.gate_reason"] == decision["reason"]
+    assert tags[bus.GATE_TAG] == "passed"
+    assert tags[bus.GATE_REASON_TAG] == decision["reason"]
 
     again = promote_model(cfg, "1")
     assert (again["decision"], again["champion_version"], again["reason"]) == (
@@ -115,23 +148,24 @@ def test_first_promotion_sets_champion_and_is_idempotent(models):
 
 
 def test_floor_failure_raises_with_numbers_and_leaves_no_champion(models):
-    from driftloop.registry import GateError, promote_model, resolve_alias
+    from driftloop.errors import GateRejected
+    from driftloop.registry import promote_model, resolve_alias
 
     cfg = fresh_registry(models, models.weak)
     weak_auc = models.weak["metrics"]["holdout_auc"]
-    with pytest.raises(GateError) as excinfo:
+    with pytest.raises(GateRejected) as excinfo:
         promote_model(cfg, "1")
     message = str(excinfo.value)
     assert f"AUC {weak_auc:.4f} < floor 0.75" in message
     assert resolve_alias(cfg) is None
     tags = models.client.get_model_version(cfg.registered_model_name, "1").tags
-    assert tags["driftloop.gate"] == "rejected"
-    assert f"{weak_auc:.4f}" in tags["driftloop.gate_reason"]
+    assert tags[bus.GATE_TAG] == "rejected"
+    assert f"{weak_auc:.4f}" in tags[bus.GATE_REASON_TAG]
 
     # A strict floor rejects even the good model; the reason names the metric, value and floor.
     strict = fresh_registry(models, models.good, floors={"AUC": 0.99})
     good_auc = models.good["metrics"]["holdout_auc"]
-    with pytest.raises(GateError, match=rf"AUC {good_auc:.4f} < floor 0\.99"):
+    with pytest.raises(GateRejected, match=rf"AUC {good_auc:.4f} < floor 0\.99"):
         promote_model(strict, "1")
     assert resolve_alias(strict) is None
 
@@ -154,15 +188,15 @@ def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
     assert alias_version(client, name, "champion") == "1"
     assert alias_version(client, name, "challenger") == "2"
     tags = client.get_model_version(name, "2").tags
-    assert tags["driftloop.gate"] == "rejected"
-    assert float(tags["driftloop.gate_candidate_metric"]) == pytest.approx(
+    assert tags[bus.GATE_TAG] == "rejected"
+    assert float(tags[bus.GATE_CANDIDATE_METRIC_TAG]) == pytest.approx(
         decision["candidate_metric"], abs=1e-6
     )
-    assert float(tags["driftloop.gate_champion_metric"]) == pytest.approx(
+    assert float(tags[bus.GATE_CHAMPION_METRIC_TAG]) == pytest.approx(
         decision["champion_metric"], abs=1e-6
     )
-    assert tags["driftloop.gate_champion_version"] == "1"
-    assert "does not beat champion" in tags["driftloop.gate_reason"]
+    assert tags[bus.GATE_CHAMPION_VERSION_TAG] == "1"
+    assert "does not beat champion" in tags[bus.GATE_REASON_TAG]
 
     again = promote_model(cfg, "2")
     assert (again["decision"], again["champion_version"]) == ("rejected", "1")
@@ -182,7 +216,7 @@ def test_candidate_missing_a_floor_is_rejected_without_error_while_a_champion_se
     assert f"AUC {models.weak['metrics']['holdout_auc']:.4f} < floor 0.75" in decision["reason"]
     assert "champion v1 keeps serving" in decision["reason"]
     assert alias_version(client, name, "champion") == "1"
-    assert client.get_model_version(name, "2").tags["driftloop.gate"] == "rejected"
+    assert client.get_model_version(name, "2").tags[bus.GATE_TAG] == "rejected"
 
 
 def test_better_candidate_moves_champion(models):
@@ -199,7 +233,7 @@ def test_better_candidate_moves_champion(models):
     assert decision["candidate_metric"] == pytest.approx(models.good["metrics"]["holdout_auc"])
     assert decision["champion_metric"] == pytest.approx(models.weak["metrics"]["holdout_auc"])
     assert alias_version(client, name, "champion") == "2"
-    assert client.get_model_version(name, "2").tags["driftloop.gate"] == "passed"
+    assert client.get_model_version(name, "2").tags[bus.GATE_TAG] == "passed"
 
     again = promote_model(cfg, "2")
     assert (again["decision"], again["champion_version"]) == ("promoted", "2")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from driftloop import bus
 from driftloop.retraining import decide_retraining
 
 
@@ -18,7 +19,7 @@ def _log_training(cfg, snapshot_hash: str, train_rows: int, holdout_rows: int) -
     from driftloop.tracking import ensure_experiment, get_client
 
     experiment_id = ensure_experiment(get_client(), cfg.experiment_name("training"))
-    with mlflow.start_run(experiment_id=experiment_id, tags={"driftloop.snapshot_hash": snapshot_hash}):
+    with mlflow.start_run(experiment_id=experiment_id, tags={bus.SNAPSHOT_HASH_TAG: snapshot_hash}):
         mlflow.log_metrics({"train_rows": train_rows, "holdout_rows": holdout_rows})
 
 

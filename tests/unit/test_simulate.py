@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from driftloop import simulate
-from driftloop.config import StatePaths
+from driftloop.state import StatePaths
 
 
 def test_reference_and_batches_are_disjoint_and_labels_come_later(telco_cfg):

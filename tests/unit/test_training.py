@@ -14,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from driftloop import bus
 from tests.conftest import write_snapshot
 
 FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
@@ -88,27 +89,29 @@ def test_train_run_carries_contract_tags_params_and_metrics(trained, client):
     run = client.get_run(result["run_id"])
     assert client.get_experiment(run.info.experiment_id).name == f"driftloop/{cfg.name}/training"
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-    assert tags["driftloop.snapshot_hash"] == trained.manifest["snapshot_hash"]
-    assert tags["driftloop.snapshot_uri"] == trained.manifest["snapshot_uri"]
-    assert tags["driftloop.trigger_id"] == "asset_triggered__1"
-    assert tags["driftloop.trigger_reason"] == "drift"
-    assert tags["driftloop.airflow_dag_id"] == "training_pipeline"
-    assert tags["driftloop.airflow_run_id"] == "asset_triggered__1"
-    assert tags["driftloop.monitoring_run_id"] == "mon-123"
-    assert tags["driftloop.git_commit"]
-    assert "driftloop.explain_error" not in tags
+    assert tags[bus.SNAPSHOT_HASH_TAG] == trained.manifest["snapshot_hash"]
+    assert tags[bus.SNAPSHOT_URI_TAG] == trained.manifest["snapshot_uri"]
+    assert tags[bus.TRIGGER_ID_TAG] == "asset_triggered__1"
+    assert tags[bus.TRIGGER_REASON_TAG] == "drift"
+    assert tags[bus.AIRFLOW_DAG_ID_TAG] == "training_pipeline"
+    assert tags[bus.AIRFLOW_RUN_ID_TAG] == "asset_triggered__1"
+    assert tags[bus.MONITORING_RUN_ID_TAG] == "mon-123"
+    assert tags[bus.GIT_COMMIT_TAG]
+    assert bus.EXPLAIN_ERROR_TAG not in tags
     assert metrics["train_rows"] + metrics["holdout_rows"] == 1500
     assert metrics["holdout_rows"] == pytest.approx(300, abs=45)  # 20% by id hash
     assert metrics["holdout_auc"] == pytest.approx(result["metrics"]["holdout_auc"])
-    assert metrics["train_seconds"] > 0
+    phases = ("setup_seconds", "compare_seconds", "tune_seconds", "finalize_seconds")
+    assert metrics["train_seconds"] == pytest.approx(sum(metrics[p] for p in phases))
+    assert metrics["compare_seconds"] > 0 and metrics["finalize_seconds"] > 0
     assert params["models"] == "lr" and params["folds"] == "2" and params["tune_iter"] == "0"
     assert params["best_model"] == "LogisticRegression" and params["seed"] == "42"
 
     version = client.get_model_version(cfg.registered_model_name, "1")
     assert version.run_id == result["run_id"]
-    assert version.tags["driftloop.snapshot_hash"] == trained.manifest["snapshot_hash"]
-    assert version.tags["driftloop.trigger_id"] == "asset_triggered__1"
-    assert float(version.tags["driftloop.holdout_auc"]) == pytest.approx(metrics["holdout_auc"], abs=1e-6)
+    assert version.tags[bus.SNAPSHOT_HASH_TAG] == trained.manifest["snapshot_hash"]
+    assert version.tags[bus.TRIGGER_ID_TAG] == "asset_triggered__1"
+    assert float(version.tags[bus.holdout_version_tag("holdout_auc")]) == pytest.approx(metrics["holdout_auc"], abs=1e-6)
 
 
 def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, client, tmp_path):
@@ -146,8 +149,8 @@ def test_registered_model_reproduces_logged_holdout_auc(trained, client, tmp_pat
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
+    from driftloop.evaluation import predict_positive_proba
     from driftloop.registry import load_model
-    from driftloop.training import predict_positive_proba
 
     cfg, result = trained.cfg, trained.result
     holdout = pd.read_parquet(
@@ -175,7 +178,7 @@ def test_retry_with_same_trigger_reuses_run_and_version(trained, client):
     versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
     assert [str(v.version) for v in versions] == ["1"]
     runs = search_runs(
-        client, cfg.experiment_name("training"), {"driftloop.trigger_id": "asset_triggered__1"}
+        client, cfg.experiment_name("training"), {bus.TRIGGER_ID_TAG: "asset_triggered__1"}
     )
     assert len(runs) == 1
 
@@ -190,7 +193,7 @@ def test_retry_after_crash_past_registration_finishes_without_retraining(trained
     cfg = unique_cfg(trained.cfg)
     snapshot_hash = trained.manifest["snapshot_hash"]
     experiment_id = ensure_experiment(client, cfg.experiment_name("training"))
-    key_tags = {"driftloop.snapshot_hash": snapshot_hash, "driftloop.trigger_id": "crashed__1"}
+    key_tags = {bus.SNAPSHOT_HASH_TAG: snapshot_hash, bus.TRIGGER_ID_TAG: "crashed__1"}
     crashed = client.create_run(experiment_id, tags=key_tags)
     client.log_metric(crashed.info.run_id, "holdout_auc", 0.81)
     source = client.get_model_version(trained.cfg.registered_model_name, "1").source
@@ -207,30 +210,44 @@ def test_retry_after_crash_past_registration_finishes_without_retraining(trained
     assert len(client.search_model_versions(f"name = '{cfg.registered_model_name}'")) == 1
     assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == "1"
     assert (
-        client.get_model_version(cfg.registered_model_name, "1").tags["driftloop.holdout_auc"] == "0.810000"
+        client.get_model_version(cfg.registered_model_name, "1").tags[bus.holdout_version_tag("holdout_auc")] == "0.810000"
     )
     assert mlflow.active_run() is None
 
 
 def test_train_without_snapshot_names_the_folder(telco_cfg, driftloop_env: Path):
-    from driftloop.training import SnapshotNotFoundError, train_model
+    from driftloop.errors import SnapshotNotFoundError, Verdict
+    from driftloop.training import train_model
 
     with pytest.raises(SnapshotNotFoundError, match=r"no training snapshot in .*snapshots"):
         train_model(telco_cfg)
-    with pytest.raises(SnapshotNotFoundError, match="does not exist"):
+    with pytest.raises(SnapshotNotFoundError, match="is not a snapshot") as excinfo:
         train_model(telco_cfg, snapshot_uri=str(driftloop_env / "missing.parquet"))
+    assert isinstance(excinfo.value, Verdict)  # retrying cannot conjure a snapshot: the task fails fast
 
 
-def test_latest_snapshot_is_newest_manifest(telco_cfg, telco_frame):
-    from driftloop.training import find_latest_snapshot, resolve_snapshot
+def test_one_resolver_finds_snapshots_by_recency_uri_path_and_hash_prefix(telco_cfg, telco_frame, tmp_path):
+    from driftloop.errors import SnapshotNotFoundError
+    from driftloop.snapshots import canonical_hash, read_snapshot_frame, resolve_snapshot
+    from driftloop.state import uri_to_path
 
     old = write_snapshot(telco_cfg, telco_frame.head(50), created_at="2026-01-01T00:00:00+00:00")
     new = write_snapshot(telco_cfg, telco_frame.tail(50), created_at="2026-02-01T00:00:00+00:00")
-    assert find_latest_snapshot(telco_cfg)["snapshot_hash"] == new["snapshot_hash"]
-    assert resolve_snapshot(telco_cfg, old["snapshot_uri"])["snapshot_hash"] == old["snapshot_hash"]
-    assert (
-        resolve_snapshot(telco_cfg, "file://" + old["snapshot_uri"])["snapshot_hash"] == old["snapshot_hash"]
-    )
+    assert resolve_snapshot(telco_cfg)["snapshot_hash"] == new["snapshot_hash"]
+    assert old["snapshot_uri"].startswith("file://")
+    for ref in (old["snapshot_uri"], str(uri_to_path(old["snapshot_uri"])), old["snapshot_hash"][:10]):
+        assert resolve_snapshot(telco_cfg, ref)["snapshot_hash"] == old["snapshot_hash"], ref
+    # The hash in the manifest is the hash of the rows it stores: one identity, whoever wrote it.
+    assert canonical_hash(read_snapshot_frame(telco_cfg, old)) == old["snapshot_hash"]
+    # The same rows in another order are the same snapshot.
+    again = write_snapshot(telco_cfg, telco_frame.head(50).iloc[::-1])
+    assert (again["snapshot_hash"], again["created"]) == (old["snapshot_hash"], False)
+    stray = tmp_path / "stray.parquet"
+    telco_frame.head(5).to_parquet(stray)
+    with pytest.raises(SnapshotNotFoundError, match="not a snapshot"):
+        resolve_snapshot(telco_cfg, str(stray))
+    with pytest.raises(SnapshotNotFoundError, match="shorter than 8"):
+        resolve_snapshot(telco_cfg, "abc")
 
 
 def test_trigger_id_prefers_airflow_run_and_hashes_otherwise():
@@ -246,7 +263,7 @@ def test_trigger_id_prefers_airflow_run_and_hashes_otherwise():
 
 
 def test_evaluate_predictions_on_known_values():
-    from driftloop.training import evaluate_predictions
+    from driftloop.evaluation import evaluate_predictions
 
     metrics = evaluate_predictions([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], threshold=0.5)
     assert metrics["holdout_auc"] == pytest.approx(0.75)
@@ -258,7 +275,7 @@ def test_evaluate_predictions_on_known_values():
 
 
 def test_gate_metric_names_map_to_holdout_metrics():
-    from driftloop.training import gate_metric_key
+    from driftloop.evaluation import gate_metric_key
 
     assert gate_metric_key("AUC") == "holdout_auc"
     assert gate_metric_key("F1") == "holdout_f1"
@@ -273,7 +290,7 @@ def test_training_module_imports_no_heavy_libraries():
     import sys
 
     code = (
-        "import sys, driftloop.training, driftloop.registry, driftloop.explain; "
+        "import sys, driftloop.training, driftloop.registry, driftloop.explain, driftloop.evaluation; "
         "print(sorted(m for m in ('pandas','numpy','sklearn','pycaret','mlflow','shap') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -325,7 +342,7 @@ def test_pycaret_import_leaves_no_log_file_and_keeps_warnings(tmp_path):
 
     code = (
         "import os, warnings; os.environ.pop('PYCARET_CUSTOM_LOGGING_PATH', None); before = warnings.showwarning; "
-        "from driftloop.training import import_classification_experiment; import_classification_experiment(); "
+        "from driftloop.pycaret_env import import_classification_experiment; import_classification_experiment(); "
         "print(warnings.showwarning is before)"
     )
     out = subprocess.run(
@@ -340,7 +357,7 @@ def run_holdout_rows(client, run_id: str) -> int:
 
 
 def test_holdout_is_decided_per_id_so_growing_snapshots_never_leak(telco_cfg, telco_frame):
-    from driftloop.training import split_holdout
+    from driftloop.evaluation import split_holdout
 
     small = telco_frame.head(3000)
     grown = telco_frame.head(6000).sample(frac=1.0, random_state=3)  # more rows, another order

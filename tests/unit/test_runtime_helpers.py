@@ -1,4 +1,4 @@
-"""Unit tests of driftloop.topology (no services needed)."""
+"""Runtime helpers for the distributed topology: std streams PyCaret needs on Celery workers, worker names."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ import sys
 
 import pytest
 
-from driftloop.topology import usable_std_streams, worker_hostname
-
-pytestmark = [pytest.mark.topology]
+from driftloop.pycaret_env import usable_std_streams
+from driftloop_ops.topology import worker_hostname
 
 
 def test_worker_hostname_prefers_the_env_name(monkeypatch):

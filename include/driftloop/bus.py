@@ -1,0 +1,341 @@
+"""The bus: every name the stages use to find each other's results, defined once.
+
+The DAGs never pull each other's XCom. They meet in MLflow (experiments, run tags, metrics, artifacts, the model
+registry and its aliases), in manifests under ``DRIFTLOOP_HOME`` and in Airflow assets. Every experiment name,
+tag key, metric key, artifact path, manifest field, run-id format and asset URI lives here; writers, readers,
+DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real writer.
+
+``docs/architecture.md`` carries the table printed by ``python -m driftloop.bus``; a test keeps the two equal.
+This module imports only the standard library: DAG files may import it at parse time.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import TypedDict
+
+PREFIX = "driftloop."
+
+# ----------------------------------------------------------------------------------------------------------------
+# Experiments and registry
+
+STAGES = ("data", "training", "inference", "monitoring")
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def experiment_name(dataset: str, stage: str) -> str:
+    """MLflow experiment of a lifecycle stage of ``dataset``: ``driftloop/<dataset>/<stage>``.
+
+    Raises:
+        ValueError: ``stage`` is not one of :data:`STAGES`.
+    """
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r} (known: {list(STAGES)})")
+    return f"driftloop/{dataset}/{stage}"
+
+
+def model_version_uri(model_name: str, version: str | int) -> str:
+    """``models:/<name>/<version>``: a model pinned to one registered version."""
+    return f"models:/{model_name}/{version}"
+
+
+def model_alias_uri(model_name: str, alias: str) -> str:
+    """``models:/<name>@<alias>``: whatever version the alias points at when it is resolved."""
+    return f"models:/{model_name}@{alias}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run tags. Key tags identify a unit of work: a rerun with the same key lands in the same run.
+
+SNAPSHOT_HASH_TAG = PREFIX + "snapshot_hash"  # key of data runs; key (with trigger id) of training runs
+TRIGGER_ID_TAG = PREFIX + "trigger_id"  # key of training runs
+BATCH_ID_TAG = PREFIX + "batch_id"  # key of inference runs; also on monitoring runs
+INFERENCE_RUN_ID_TAG = PREFIX + "inference_run_id"  # key of monitoring runs
+
+# Lineage of a training run, copied onto its model version.
+SNAPSHOT_URI_TAG = PREFIX + "snapshot_uri"
+TRIGGER_REASON_TAG = PREFIX + "trigger_reason"
+AIRFLOW_DAG_ID_TAG = PREFIX + "airflow_dag_id"
+AIRFLOW_RUN_ID_TAG = PREFIX + "airflow_run_id"
+MONITORING_RUN_ID_TAG = PREFIX + "monitoring_run_id"
+GIT_COMMIT_TAG = PREFIX + "git_commit"
+BEST_MODEL_TAG = PREFIX + "best_model"
+EXPLAIN_TOP_FEATURES_TAG = PREFIX + "explain_top_features"
+EXPLAIN_ERROR_TAG = PREFIX + "explain_error"
+
+# Data runs.
+DATASET_TAG = PREFIX + "dataset"
+BATCH_COUNT_TAG = PREFIX + "batch_count"
+PROFILE_SAMPLED_TAG = PREFIX + "profile_sampled"
+PROFILE_HTML_TAG = PREFIX + "profile_html"  # logged | off | timed_out
+
+# Inference runs.
+BATCH_URI_TAG = PREFIX + "batch_uri"
+PREDICTIONS_URI_TAG = PREFIX + "predictions_uri"
+MODEL_NAME_TAG = PREFIX + "model_name"
+MODEL_VERSION_TAG = PREFIX + "model_version"
+MODEL_RUN_ID_TAG = PREFIX + "model_run_id"
+
+# Monitoring runs.
+CHAMPION_VERSION_TAG = PREFIX + "champion_version"  # the version that scored the batch
+REFERENCE_RUN_ID_TAG = PREFIX + "reference_run_id"
+CURRENT_SAMPLE_TAG = PREFIX + "current_sample"
+LABELS_FINGERPRINT_TAG = PREFIX + "labels_fingerprint"
+DRIFTED_COLUMN_NAMES_TAG = PREFIX + "drifted_column_names"
+DRIFT_METHODS_TAG = PREFIX + "drift_methods"
+
+# Written on a monitoring run by the drift sensor's bookkeeping, never by monitoring itself.
+SENSOR_FIRED_AT_TAG = PREFIX + "sensor_fired_at"  # epoch seconds
+SENSOR_TRIGGER_RUN_ID_TAG = PREFIX + "sensor_trigger_run_id"
+SENSOR_SUPPRESSED_TAG = PREFIX + "sensor_suppressed"  # "cooldown" | "covered_by:<monitoring run id>"
+SUPPRESSED_COOLDOWN = "cooldown"
+SUPPRESSED_COVERED_BY = "covered_by:"
+
+# The promotion gate's verdict, on the model version.
+GATE_TAG = PREFIX + "gate"  # passed | rejected
+GATE_REASON_TAG = PREFIX + "gate_reason"
+GATE_CANDIDATE_METRIC_TAG = PREFIX + "gate_candidate_metric"
+GATE_CHAMPION_METRIC_TAG = PREFIX + "gate_champion_metric"
+GATE_CHAMPION_VERSION_TAG = PREFIX + "gate_champion_version"
+GATE_PASSED = "passed"
+GATE_REJECTED = "rejected"
+
+# Training-run tags copied onto the model version (lineage from the registry without opening the run).
+VERSION_LINEAGE_TAGS = (
+    SNAPSHOT_HASH_TAG,
+    SNAPSHOT_URI_TAG,
+    TRIGGER_REASON_TAG,
+    TRIGGER_ID_TAG,
+    AIRFLOW_DAG_ID_TAG,
+    AIRFLOW_RUN_ID_TAG,
+    MONITORING_RUN_ID_TAG,
+    GIT_COMMIT_TAG,
+    BEST_MODEL_TAG,
+)
+
+# ----------------------------------------------------------------------------------------------------------------
+# Metrics
+
+HOLDOUT_METRICS = ("holdout_auc", "holdout_f1", "holdout_precision", "holdout_recall", "holdout_accuracy")
+# Gate metric names as a dataset config spells them (PyCaret style) → holdout metric keys.
+GATE_METRIC_KEYS = {
+    "auc": "holdout_auc",
+    "f1": "holdout_f1",
+    "prec.": "holdout_precision",
+    "precision": "holdout_precision",
+    "recall": "holdout_recall",
+    "accuracy": "holdout_accuracy",
+}
+TRAIN_PHASE_METRICS = ("setup_seconds", "compare_seconds", "tune_seconds", "finalize_seconds", "logging_seconds")
+TRAIN_SECONDS = "train_seconds"
+TRAIN_ROWS = "train_rows"
+HOLDOUT_ROWS = "holdout_rows"
+
+ROWS = "rows"
+POSITIVE_RATE = "positive_rate"
+ROWS_PER_S = "rows_per_s"
+SOURCE_ROWS_RECEIVED = "source_rows_received"
+SOURCE_ROWS_QUARANTINED = "source_rows_quarantined"
+
+DRIFT_SHARE = "drift_share"
+DRIFTED_COLUMNS = "drifted_columns"
+PREDICTION_DRIFT_SCORE = "prediction_drift_score"
+PREDICTION_DRIFTED = "prediction_drifted"
+ROWS_COMPARED = "rows_compared"
+REFERENCE_ROWS = "reference_rows"
+LIVE_F1 = "live_f1"
+LIVE_AUC = "live_auc"
+LIVE_F1_DROP = "live_f1_drop"  # relative to the champion's holdout F1
+LABELLED_ROWS = "labelled_rows"
+HOLDOUT_F1 = "holdout_f1"
+
+
+def metric_safe(name: object) -> str:
+    """``name`` with every character MLflow refuses in a metric key replaced by ``_``."""
+    return re.sub(r"[^0-9A-Za-z_\-. /]", "_", str(name)) or "empty"
+
+
+def drift_score_metric(column: str) -> str:
+    """Per-column drift score metric of a monitoring run: ``drift_score.<column>``."""
+    return f"drift_score.{metric_safe(column)}"
+
+
+def class_share_metric(label: object) -> str:
+    """Share of one target class in a snapshot: ``class_share.<label>``."""
+    return f"class_share.{metric_safe(label)}"
+
+
+def holdout_version_tag(metric: str) -> str:
+    """Model-version tag that carries a holdout metric, e.g. ``driftloop.holdout_auc``."""
+    return PREFIX + metric
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Artifacts (paths inside a run's artifact root)
+
+LEADERBOARD_ARTIFACT = "leaderboard.csv"
+HOLDOUT_ARTIFACT = "holdout/holdout.parquet"
+REFERENCE_ARTIFACT = "reference/reference.parquet"  # drift reference: holdout features + out-of-sample score
+MODEL_ARTIFACT = "model"
+EXPLAIN_DIR = "explain"
+SHAP_PLOT_FILENAME = "shap_summary.png"
+SHAP_CSV_FILENAME = "shap_importance.csv"
+DRIFT_REPORT_ARTIFACT = "drift_report.html"
+DRIFT_SUMMARY_ARTIFACT = "drift_summary.json"
+PROFILE_DIR = "profile"
+LINEAGE_BATCHES_ARTIFACT = "lineage/batches.json"
+LINEAGE_SNAPSHOT_ARTIFACT = "lineage/snapshot_manifest.json"
+
+# ----------------------------------------------------------------------------------------------------------------
+# Predictions partitions (``predictions/<batch_id>.parquet``): the entity id column, then these.
+
+SCORE_COLUMN = "score"
+PREDICTION_COLUMN = "prediction"
+PREDICTION_LINEAGE_COLUMNS = ("model_name", "model_version", "model_run_id")
+SCORED_AT_COLUMN = "scored_at"
+PREDICTION_COLUMNS = (SCORE_COLUMN, PREDICTION_COLUMN, *PREDICTION_LINEAGE_COLUMNS, SCORED_AT_COLUMN)
+
+# ----------------------------------------------------------------------------------------------------------------
+# Manifests under DRIFTLOOP_HOME: written last, so a manifest marks its partition as complete.
+
+
+class BatchManifest(TypedDict, total=False):
+    """``batches/<batch_id>.json`` (feature batches) and ``labels/<batch_id>.json`` (label files)."""
+
+    batch_id: str
+    kind: str  # batch | labels
+    source_file: str
+    sha256: str  # of the original file's bytes (replay detection)
+    rows_received: int
+    rows_accepted: int
+    rows_quarantined: int
+    reason_counts: dict[str, int]
+    quarantine_uri: str | None
+    ingested_at: str
+    contract: str
+    original_archived: bool
+    original_removed_reason: str
+    has_target: bool  # feature batches only
+    batch_uri: str | None  # feature batches only
+    label_batch_id: str  # label files only
+    labels_uri: str | None  # label files only
+
+
+class SnapshotManifest(TypedDict):
+    """``snapshots/<snapshot_hash>.json``."""
+
+    snapshot_hash: str  # driftloop.snapshots.canonical_hash of the rows
+    snapshot_uri: str
+    rows: int
+    batch_ids: list[str]
+    label_batch_ids: list[str]
+    columns: list[str]
+    target: str
+    id_column: str
+    created_at: str
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run ids, run names and assets
+
+ASSET_KINDS = {"snapshot": "training-snapshot", "batches": "scoring-batches", "predictions": "predictions"}
+DRIFT_RUN_ID_PREFIX = "drift__"
+
+
+def drift_trigger_run_id(monitoring_run_id: str) -> str:
+    """Airflow run id of the training run a drift result triggers; one result can trigger one run only."""
+    return f"{DRIFT_RUN_ID_PREFIX}{monitoring_run_id}"
+
+
+def asset_uri(dataset: str, kind: str) -> str:
+    """URI of the Airflow Asset of ``kind`` (``snapshot``, ``batches``, ``predictions``) of ``dataset``.
+
+    Raises:
+        ValueError: ``kind`` is unknown.
+    """
+    if kind not in ASSET_KINDS:
+        raise ValueError(f"unknown asset kind {kind!r} (known: {sorted(ASSET_KINDS)})")
+    return f"driftloop://{dataset}/{ASSET_KINDS[kind]}"
+
+
+def training_run_name(snapshot_hash: str) -> str:
+    """Display name of a training run."""
+    return f"train-{snapshot_hash[:8]}"
+
+
+def data_run_name(snapshot_hash: str) -> str:
+    """Display name of a data (snapshot) run."""
+    return f"snapshot-{snapshot_hash[:12]}"
+
+
+def inference_run_name(batch_id: str) -> str:
+    """Display name of an inference run."""
+    return f"score-{batch_id}"
+
+
+def monitoring_run_name(batch_id: str) -> str:
+    """Display name of a monitoring run."""
+    return f"drift-{batch_id}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Reference table for docs/architecture.md
+
+_SECTIONS = (
+    ("Run keys", "_TAG", ("SNAPSHOT_HASH", "TRIGGER_ID", "BATCH_ID", "INFERENCE_RUN_ID")),
+    ("Lineage and training", "_TAG", ("SNAPSHOT_URI", "TRIGGER_REASON", "AIRFLOW_DAG_ID", "AIRFLOW_RUN_ID",
+                                      "MONITORING_RUN_ID", "GIT_COMMIT", "BEST_MODEL", "EXPLAIN_TOP_FEATURES",
+                                      "EXPLAIN_ERROR")),
+    ("Data runs", "_TAG", ("DATASET", "BATCH_COUNT", "PROFILE_SAMPLED", "PROFILE_HTML")),
+    ("Inference runs", "_TAG", ("BATCH_URI", "PREDICTIONS_URI", "MODEL_NAME", "MODEL_VERSION", "MODEL_RUN_ID")),
+    ("Monitoring runs", "_TAG", ("CHAMPION_VERSION", "REFERENCE_RUN_ID", "CURRENT_SAMPLE", "LABELS_FINGERPRINT",
+                                 "DRIFTED_COLUMN_NAMES", "DRIFT_METHODS")),
+    ("Drift sensor", "_TAG", ("SENSOR_FIRED_AT", "SENSOR_TRIGGER_RUN_ID", "SENSOR_SUPPRESSED")),
+    ("Gate (model version)", "_TAG", ("GATE", "GATE_REASON", "GATE_CANDIDATE_METRIC", "GATE_CHAMPION_METRIC",
+                                      "GATE_CHAMPION_VERSION")),
+    ("Artifacts", "_ARTIFACT", ("LEADERBOARD", "HOLDOUT", "REFERENCE", "MODEL", "DRIFT_REPORT", "DRIFT_SUMMARY",
+                                "LINEAGE_BATCHES", "LINEAGE_SNAPSHOT")),
+)
+
+
+def reference_markdown() -> str:
+    """The Markdown tables of every tag and artifact constant (embedded in ``docs/architecture.md``)."""
+    module = sys.modules[__name__]
+    lines = []
+    for title, suffix, names in _SECTIONS:
+        lines += [f"**{title}**", "", "| constant | value |", "|---|---|"]
+        lines += [f"| `bus.{name}{suffix}` | `{getattr(module, name + suffix)}` |" for name in names]
+        lines.append("")
+    lines += ["**Metrics**: " + ", ".join(f"`{m}`" for m in (
+        *HOLDOUT_METRICS, TRAIN_SECONDS, *TRAIN_PHASE_METRICS, TRAIN_ROWS, HOLDOUT_ROWS, ROWS, POSITIVE_RATE,
+        ROWS_PER_S, SOURCE_ROWS_RECEIVED, SOURCE_ROWS_QUARANTINED, DRIFT_SHARE, DRIFTED_COLUMNS,
+        PREDICTION_DRIFT_SCORE, PREDICTION_DRIFTED, ROWS_COMPARED, REFERENCE_ROWS, LIVE_F1, LIVE_AUC, LIVE_F1_DROP,
+        LABELLED_ROWS)) + ", `drift_score.<column>`, `class_share.<label>`.", ""]
+    lines += ["**Formats**: experiment `" + experiment_name("<dataset>", "training").replace("training", "<stage>")
+              + "`; drift-triggered training run id `" + drift_trigger_run_id("<monitoring_run_id>")
+              + "`; asset `" + asset_uri("<dataset>", "snapshot").replace("training-snapshot", "<kind>")
+              + "` with kinds " + ", ".join(f"`{v}`" for v in ASSET_KINDS.values()) + "; models `"
+              + model_alias_uri("<name>", "<alias>") + "` (aliases `" + CHAMPION + "`, `" + CHALLENGER + "`).", ""]
+    return "\n".join(lines)
+
+
+def write_reference(doc_path: str) -> bool:
+    """Replace the ``<!-- bus:begin -->`` … ``<!-- bus:end -->`` section of ``doc_path``; True when it changed."""
+    from pathlib import Path
+
+    path = Path(doc_path)
+    text = path.read_text()
+    start, end = text.index("<!-- bus:begin -->\n"), text.index("<!-- bus:end -->")
+    updated = text[: start + len("<!-- bus:begin -->\n")] + reference_markdown() + "\n" + text[end:]
+    path.write_text(updated)
+    return updated != text
+
+
+if __name__ == "__main__":
+    # python -m driftloop.bus [docs/architecture.md]: print the table, or rewrite that document's section.
+    if len(sys.argv) > 1:
+        print("updated" if write_reference(sys.argv[1]) else "up to date")
+    else:
+        print(reference_markdown())

@@ -1,0 +1,159 @@
+"""Process settings: the only reader of environment variables in Driftloop.
+
+Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files may
+import this module at parse time; it needs only the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from driftloop.errors import ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+DEFAULT_DATASET = "telco_churn"
+OVERRIDES_ENV = "DRIFTLOOP_CONFIG_OVERRIDES"
+PII_SALT_ENV = "DRIFTLOOP_PII_SALT"
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+
+
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
+def _env_schedule(env: Mapping[str, str], name: str, default: str) -> str | None:
+    value = env.get(name, default).strip()
+    return None if value.lower() in ("", "none", "manual") else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process settings: the only reader of environment variables in Driftloop.
+
+    Reading them changes nothing (no folder is created, no MLflow URI is set). The JSON in
+    ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is loaded,
+    so a malformed value fails the tasks that load a config, with a message naming the variable, instead of the
+    import of every DAG file.
+
+    Attributes:
+        home_dir: Root of all Driftloop state (``DRIFTLOOP_HOME``).
+        tracking_uri: MLflow tracking server and registry (``MLFLOW_TRACKING_URI``).
+        dataset: Active dataset config name (``DRIFTLOOP_DATASET``).
+        config_dir: Folder holding ``<dataset>.yaml`` configs (``DRIFTLOOP_CONFIG_DIR``).
+        overrides_json: Raw ``DRIFTLOOP_CONFIG_OVERRIDES``.
+        owner: Owner shown on every DAG (``DRIFTLOOP_OWNER``).
+        task_retries: Retries of every task (``DRIFTLOOP_TASK_RETRIES``).
+        retry_delay_s: First retry delay; later ones back off exponentially (``DRIFTLOOP_RETRY_DELAY_S``).
+        data_schedule: ``data_pipeline`` cron, None for asset/manual runs only (``DRIFTLOOP_DATA_SCHEDULE``).
+        sensor_schedule: ``drift_sensor`` schedule, None for manual runs only (``DRIFTLOOP_SENSOR_SCHEDULE``);
+            the default ``@continuous`` starts the next run as soon as one ends.
+        sensor_poll_s: How often the drift trigger reads MLflow (``DRIFTLOOP_SENSOR_POKE_S``).
+        sensor_timeout_s: How long one sensor run waits before it is skipped, 0 for no limit
+            (``DRIFTLOOP_SENSOR_TIMEOUT_S``).
+        n_jobs: PyCaret worker processes, -1 for all cores (``DRIFTLOOP_N_JOBS``).
+        pii_salt: Salt of hashed PII columns (``DRIFTLOOP_PII_SALT``).
+        profile_max_rows: Rows in the HTML profile; 0 skips it (``DRIFTLOOP_PROFILE_MAX_ROWS``).
+        profile_timeout_s: Time budget of the HTML profile (``DRIFTLOOP_PROFILE_TIMEOUT_S``).
+        git_commit: Commit tagged on runs when the code has no ``.git`` (``DRIFTLOOP_GIT_COMMIT``).
+        mlflow_ui_url: MLflow UI linked from Airflow tasks (``DRIFTLOOP_MLFLOW_UI_URL``).
+        mlflow_port: Embedded MLflow port (``DRIFTLOOP_MLFLOW_PORT``).
+        airflow_port: Embedded Airflow port (``DRIFTLOOP_AIRFLOW_PORT``).
+        worker_name: Name a Celery worker reports (``DRIFTLOOP_WORKER_NAME``).
+    """
+
+    home_dir: Path
+    tracking_uri: str
+    dataset: str
+    config_dir: Path
+    overrides_json: str = ""
+    owner: str = "driftloop"
+    task_retries: int = 2
+    retry_delay_s: int = 30
+    data_schedule: str | None = "*/10 * * * *"
+    sensor_schedule: str | None = "@continuous"
+    sensor_poll_s: float = 10.0
+    sensor_timeout_s: int = 0
+    n_jobs: int = 1
+    pii_salt: str = ""
+    profile_max_rows: int = 50_000
+    profile_timeout_s: float = 300.0
+    git_commit: str = ""
+    mlflow_ui_url: str = ""
+    mlflow_port: int = 5000
+    airflow_port: int = 8080
+    worker_name: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``env`` (default: ``os.environ``).
+
+        Raises:
+            ConfigError: A numeric variable is not a number (the message names it).
+        """
+        env = os.environ if env is None else env
+        tracking_uri = env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+        return cls(
+            home_dir=Path(env.get("DRIFTLOOP_HOME", str(PROJECT_DIR / ".driftloop"))).resolve(),
+            tracking_uri=tracking_uri,
+            dataset=env.get("DRIFTLOOP_DATASET", DEFAULT_DATASET),
+            config_dir=Path(env.get("DRIFTLOOP_CONFIG_DIR", str(PROJECT_DIR / "include" / "configs"))).resolve(),
+            overrides_json=env.get(OVERRIDES_ENV, "").strip(),
+            owner=env.get("DRIFTLOOP_OWNER", "driftloop"),
+            task_retries=_env_int(env, "DRIFTLOOP_TASK_RETRIES", 2),
+            retry_delay_s=_env_int(env, "DRIFTLOOP_RETRY_DELAY_S", 30),
+            data_schedule=_env_schedule(env, "DRIFTLOOP_DATA_SCHEDULE", "*/10 * * * *"),
+            sensor_schedule=_env_schedule(env, "DRIFTLOOP_SENSOR_SCHEDULE", "@continuous"),
+            sensor_poll_s=_env_float(env, "DRIFTLOOP_SENSOR_POKE_S", 10.0),
+            sensor_timeout_s=_env_int(env, "DRIFTLOOP_SENSOR_TIMEOUT_S", 0),
+            n_jobs=_env_int(env, "DRIFTLOOP_N_JOBS", 1),
+            pii_salt=env.get(PII_SALT_ENV, ""),
+            profile_max_rows=_env_int(env, "DRIFTLOOP_PROFILE_MAX_ROWS", 50_000),
+            profile_timeout_s=_env_float(env, "DRIFTLOOP_PROFILE_TIMEOUT_S", 300.0),
+            git_commit=env.get("DRIFTLOOP_GIT_COMMIT", "").strip(),
+            mlflow_ui_url=env.get("DRIFTLOOP_MLFLOW_UI_URL", "")
+            or (tracking_uri if tracking_uri.startswith("http") else ""),
+            mlflow_port=_env_int(env, "DRIFTLOOP_MLFLOW_PORT", 5000),
+            airflow_port=_env_int(env, "DRIFTLOOP_AIRFLOW_PORT", 8080),
+            worker_name=env.get("DRIFTLOOP_WORKER_NAME", "").strip(),
+        )
+
+    @property
+    def overrides(self) -> dict[str, Any]:
+        """``DRIFTLOOP_CONFIG_OVERRIDES`` parsed: a JSON object deep-merged into every dataset config.
+
+        Raises:
+            ConfigError: The value is not a JSON object; the message names the variable.
+        """
+        if not self.overrides_json:
+            return {}
+        try:
+            parsed = json.loads(self.overrides_json)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{OVERRIDES_ENV} is not valid JSON: {exc}") from exc
+        if not isinstance(parsed, dict):
+            raise ConfigError(f"{OVERRIDES_ENV} must be a JSON object, got {type(parsed).__name__}")
+        return parsed
+
+    def with_overrides(self, overrides: dict[str, Any]) -> Settings:
+        """A copy whose config overrides are ``overrides`` (tests and callers that build configs in code)."""
+        return replace(self, overrides_json=json.dumps(overrides))

@@ -1,0 +1,208 @@
+"""The closed-loop story, written once and driven two ways.
+
+:func:`drive_closed_loop` drops the simulator's files and runs the DAGs in the order the loop needs: reference
+data → v1 champion → a clean batch (the sensor must not fire) → a drifted batch plus late labels → the sensor
+fires → the drift retrain → the sensor once more (it must not fire again). A runner decides how a DAG runs:
+
+* :class:`InProcessRunner` runs each DAG with ``dag.test()`` (real tasks, MLflow and state folder, no
+  scheduler); runs that assets or the sensor's trigger would start are started by the driver in the same order.
+* :class:`SchedulerRunner` triggers runs through the REST API and waits for the runs the scheduler starts from
+  asset events and the sensor's ``TriggerDagRunOperator``.
+
+The end-to-end test and the loop benchmark use the first, ``make demo``, the native topology test and the
+container test the second.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+DATA, TRAINING, INFERENCE, MONITORING, SENSOR = (
+    "data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor")
+DAG_IDS = (DATA, TRAINING, INFERENCE, MONITORING, SENSOR)
+
+
+class LoopRunner(Protocol):
+    """How the driver starts DAG runs and learns how they ended."""
+
+    def run_ids(self, dag_id: str) -> set[str]:
+        """Runs of ``dag_id`` that exist now."""
+
+    def start(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        """Start a run of ``dag_id`` (as an operator would) and return its id."""
+
+    def follow(self, dag_id: str, known: set[str], run_type: str) -> str:
+        """The run of ``dag_id`` (not in ``known``) that an asset event or an operator started."""
+
+    def finish(self, dag_id: str, run_id: str) -> tuple[str, dict[str, str]]:
+        """Wait for the run and return ``(state, {task_id: state})``."""
+
+    def triggered_runs(self, dag_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(run_id, conf)`` of the runs of ``dag_id`` created by a ``TriggerDagRunOperator``."""
+
+
+class InProcessRunner:
+    """Runs DAGs with ``dag.test()`` in this process (Airflow's metadata DB must be migrated)."""
+
+    def __init__(self, dags: dict[str, Any]) -> None:
+        self.dags = dags
+        self.results: dict[str, tuple[str, dict[str, str]]] = {}
+
+    def run_ids(self, dag_id: str) -> set[str]:
+        from airflow.models import DagRun
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            return {r.run_id for r in session.query(DagRun).filter(DagRun.dag_id == dag_id)}
+
+    def start(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        dag_run = self.dags[dag_id].test(run_conf=conf) if conf else self.dags[dag_id].test()
+        states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+        self.results[dag_run.run_id] = (str(getattr(dag_run.state, "value", dag_run.state)), states)
+        return dag_run.run_id
+
+    def follow(self, dag_id: str, known: set[str], run_type: str) -> str:
+        conf = None
+        if run_type == "operator_triggered":
+            queued = [(r, c) for r, c in self.triggered_runs(dag_id) if r not in known]
+            if not queued:
+                raise RuntimeError(f"no operator-triggered run of {dag_id} to follow")
+            conf = queued[0][1]
+        return self.start(dag_id, conf)
+
+    def finish(self, dag_id: str, run_id: str) -> tuple[str, dict[str, str]]:
+        return self.results[run_id]
+
+    def triggered_runs(self, dag_id: str) -> list[tuple[str, dict[str, Any]]]:
+        from airflow.models import DagRun
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            runs = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_type == "operator_triggered")
+            return [(r.run_id, dict(r.conf or {})) for r in runs]
+
+
+class SchedulerRunner:
+    """Drives a running Airflow (embedded, native topology or containers) through its REST API."""
+
+    def __init__(self, api: Any, timeout_s: float = 900) -> None:
+        self.api = api
+        self.timeout_s = timeout_s
+
+    def run_ids(self, dag_id: str) -> set[str]:
+        return self.api.run_ids(dag_id)
+
+    def start(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        return self.api.trigger(dag_id, conf)
+
+    def follow(self, dag_id: str, known: set[str], run_type: str) -> str:
+        return self.api.wait_new_run(dag_id, known, run_type=run_type, timeout_s=self.timeout_s)["dag_run_id"]
+
+    def finish(self, dag_id: str, run_id: str) -> tuple[str, dict[str, str]]:
+        run = self.api.wait_for_run(dag_id, run_id, timeout_s=self.timeout_s)
+        return run["state"], self.api.task_states(dag_id, run_id)
+
+    def triggered_runs(self, dag_id: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(r["dag_run_id"], r.get("conf") or {}) for r in self.api.runs(dag_id)
+                if r["run_type"] == "operator_triggered"]
+
+
+@dataclass
+class LoopRecord:
+    """What each step of the loop produced."""
+
+    steps: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    run_ids: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    champion_after_v1: str | None = None
+    queued_after_clean: list[tuple[str, dict]] = field(default_factory=list)
+    queued_after_drift: list[tuple[str, dict]] = field(default_factory=list)
+    queued_after_again: list[tuple[str, dict]] = field(default_factory=list)
+
+    def state(self, step: str) -> str:
+        """Final state of a step's DAG run."""
+        return self.steps[step][0]
+
+    def tasks(self, step: str) -> dict[str, str]:
+        """Task states of a step's DAG run."""
+        return self.steps[step][1]
+
+
+class _Driver:
+    def __init__(self, runner: LoopRunner, log: Any) -> None:
+        self.runner, self.log = runner, log
+        self.record = LoopRecord()
+
+    def _finish(self, step: str, dag_id: str, run_id: str, started: float) -> None:
+        self.record.steps[step] = self.runner.finish(dag_id, run_id)
+        self.record.run_ids[step] = run_id
+        seconds = time.monotonic() - started
+        self.record.seconds[dag_id] = self.record.seconds.get(dag_id, 0.0) + seconds
+        self.log(f"  {dag_id:<20} {self.record.state(step):<8} {seconds:6.1f} s  ({run_id})")
+
+    def start(self, step: str, dag_id: str, conf: dict[str, Any] | None = None) -> None:
+        started = time.monotonic()
+        self._finish(step, dag_id, self.runner.start(dag_id, conf), started)
+
+    def follow(self, step: str, dag_id: str, known: set[str], run_type: str = "asset_triggered") -> None:
+        started = time.monotonic()
+        self._finish(step, dag_id, self.runner.follow(dag_id, known, run_type), started)
+
+    def batch(self, prefix: str) -> None:
+        """data → (asset) inference → (asset) monitoring → the drift sensor."""
+        known = {dag_id: self.runner.run_ids(dag_id) for dag_id in (INFERENCE, MONITORING)}
+        self.start(f"{prefix}_{DATA}", DATA)
+        self.follow(f"{prefix}_{INFERENCE}", INFERENCE, known[INFERENCE])
+        self.follow(f"{prefix}_{MONITORING}", MONITORING, known[MONITORING])
+        self.start(f"{prefix}_{SENSOR}", SENSOR)
+
+
+def drive_closed_loop(runner: LoopRunner, cfg: Any, client: Any, settings: Any = None, batch_rows: int = 800,
+                      clean_batch: bool = True, sensor_again: bool = True, log: Any = None) -> LoopRecord:
+    """Reference → v1 → [clean batch (no fire)] → drifted batch + late labels → the sensor fires → v2.
+
+    Args:
+        runner: :class:`InProcessRunner` or :class:`SchedulerRunner`.
+        cfg: Dataset config.
+        client: An ``MlflowClient`` of the tracking server the DAGs use.
+        settings: Process settings for the simulator (where the landing zone is).
+        batch_rows: Rows per simulated batch.
+        clean_batch: Include the clean batch on which the sensor must stay quiet.
+        sensor_again: Run the sensor once more after the retrain (it must not fire for the same result).
+        log: Called with one line per finished DAG run (default: silent).
+
+    Returns:
+        The :class:`LoopRecord`; ``seconds`` holds seconds per DAG (summed over its runs) and ``total``.
+    """
+    from driftloop import bus, simulate
+
+    driver = _Driver(runner, log or (lambda line: None))
+    record = driver.record
+    started = time.monotonic()
+    simulate.simulate_reference(cfg, settings=settings)
+    known_training = runner.run_ids(TRAINING)
+    driver.start("data_1", DATA)
+    driver.follow("train_1", TRAINING, known_training)
+    record.champion_after_v1 = str(client.get_model_version_by_alias(cfg.registered_model_name, bus.CHAMPION).version)
+
+    if clean_batch:
+        simulate.simulate_batch(cfg, 1, rows=batch_rows, settings=settings)
+        driver.batch("clean")
+        record.queued_after_clean = runner.triggered_runs(TRAINING)
+
+    drifted_index = 2 if clean_batch else 1
+    simulate.simulate_batch(cfg, drifted_index, rows=batch_rows, drift={"preset": "strong"}, settings=settings)
+    if clean_batch:
+        simulate.simulate_labels(cfg, 1, settings=settings)
+    known_training = runner.run_ids(TRAINING)
+    driver.batch("drift")
+    record.queued_after_drift = runner.triggered_runs(TRAINING)
+    if record.tasks(f"drift_{SENSOR}").get("trigger_training") == "success":
+        driver.follow("train_2", TRAINING, known_training, run_type="operator_triggered")
+    if sensor_again:
+        driver.start("sensor_again", SENSOR)
+        record.queued_after_again = runner.triggered_runs(TRAINING)
+    record.seconds["total"] = time.monotonic() - started
+    return record

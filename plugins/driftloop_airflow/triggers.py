@@ -1,0 +1,74 @@
+"""DriftTrigger: waits in Airflow's triggerer until a monitoring result calls for retraining.
+
+Runs in the triggerer's event loop, so it must never block: each check (a registry call and two MLflow run
+searches, :func:`driftloop.sensor.find_drift_trigger`) runs in a thread. It has no side effects (a trigger may run
+twice, e.g. after a triggerer restart); recording the firing is the DAG's ``mark_trigger_fired`` task. This module
+lives outside the DAG folder because the triggerer imports triggers by class path (and must be restarted to pick
+up changes to it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+def check_for_drift(dataset: str) -> dict[str, Any] | None:
+    """One read-only look at MLflow for ``dataset`` (runs in a worker thread of the triggerer)."""
+    from driftloop.config import load_dataset_config
+    from driftloop.sensor import find_drift_trigger
+    from driftloop.settings import Settings
+
+    settings = Settings.from_env()
+    return find_drift_trigger(load_dataset_config(dataset, settings), settings)
+
+
+class DriftTrigger(BaseTrigger):
+    """Fire when :func:`driftloop.sensor.find_drift_trigger` finds a result; give up after ``timeout_s``.
+
+    Args:
+        dataset: Dataset config name.
+        poll_s: Seconds between two looks at MLflow.
+        timeout_s: Seconds to wait before yielding a ``timeout`` event (the sensor then skips); 0 waits forever.
+
+    Events:
+        ``{"status": "fired", "trigger": {...}}``, ``{"status": "timeout", "checks": n}`` or
+        ``{"status": "error", "message": ...}`` for a verdict (a broken dataset config) that waiting cannot fix.
+    """
+
+    def __init__(self, dataset: str, poll_s: float, timeout_s: float) -> None:
+        super().__init__()
+        self.dataset, self.poll_s, self.timeout_s = dataset, float(poll_s), float(timeout_s)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{type(self).__module__}.{type(self).__qualname__}",
+                {"dataset": self.dataset, "poll_s": self.poll_s, "timeout_s": self.timeout_s})
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from driftloop.errors import Verdict
+
+        deadline = time.monotonic() + self.timeout_s if self.timeout_s > 0 else float("inf")
+        checks = 0
+        while True:
+            checks += 1
+            try:
+                found = await asyncio.to_thread(check_for_drift, self.dataset)
+            except Verdict as exc:
+                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            except Exception as exc:  # noqa: BLE001 - MLflow unreachable for a moment: keep waiting
+                self.log.warning("drift check %d failed, retrying in %.0f s: %r", checks, self.poll_s, exc)
+                found = None
+            if found is not None:
+                self.log.info("drift trigger after %d check(s): %s", checks, found.get("detail"))
+                yield TriggerEvent({"status": "fired", "trigger": found})
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                yield TriggerEvent({"status": "timeout", "checks": checks})
+                return
+            await asyncio.sleep(min(self.poll_s, remaining))

@@ -1,0 +1,155 @@
+"""Fakes of what the training and inference stages publish on the bus, for tests of the stages downstream.
+
+Every tag, artifact path, column and manifest field comes from :mod:`driftloop.bus`, exactly as the real writers
+use them, so renaming one breaks the fakes and the real stages together and a test cannot pass on a stale name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from driftloop import bus
+from driftloop.state import StatePaths, path_to_uri
+
+TRAIN_ROWS = slice(0, 4000)
+BATCH_ROWS = slice(4000, 6000)
+HOLDOUT_ROWS = slice(6000, None)
+
+
+def fit_scorer(telco_frame: Any) -> tuple[Any, float]:
+    """A small logistic regression on the first 4,000 customers; returns (predict_proba fn, holdout_f1)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
+
+    base = load_dataset_config("telco_churn", Settings.from_env({}))
+    numeric, categorical = list(base.numeric_features), list(base.categorical_features)
+    model = make_pipeline(
+        ColumnTransformer(
+            [
+                ("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
+                ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+            ]
+        ),
+        LogisticRegression(max_iter=500),
+    )
+    train = telco_frame.iloc[TRAIN_ROWS]
+    model.fit(train[base.features], train[base.target] == base.positive_label)
+
+    def score(frame: Any) -> Any:
+        return model.predict_proba(frame[base.features])[:, 1]
+
+    holdout = telco_frame.iloc[HOLDOUT_ROWS]
+    holdout_f1 = f1_score(holdout[base.target] == base.positive_label, score(holdout) >= 0.5)
+    return score, float(holdout_f1)
+
+
+def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float]) -> tuple[str, str]:
+    """Fake the training stage: a run with the drift reference and holdout metrics, registered as champion."""
+    from driftloop.tracking import ensure_experiment, get_client
+
+    score, holdout_f1 = scorer
+    client = get_client()
+    run = client.create_run(ensure_experiment(client, cfg.experiment_name("training")))
+    run_id = run.info.run_id
+    reference = frame.iloc[TRAIN_ROWS][[cfg.id_column, *cfg.features]].copy()
+    reference[bus.SCORE_COLUMN] = score(reference)
+    local = StatePaths.for_dataset(cfg).root / "fake-training" / bus.REFERENCE_ARTIFACT
+    local.parent.mkdir(parents=True, exist_ok=True)
+    reference.to_parquet(local, index=False)
+    client.log_artifact(run_id, str(local), artifact_path=str(Path(bus.REFERENCE_ARTIFACT).parent))
+    client.log_metric(run_id, bus.HOLDOUT_F1, holdout_f1)
+    client.log_metric(run_id, "holdout_auc", 0.84)
+    client.set_terminated(run_id)
+    client.create_registered_model(cfg.registered_model_name)
+    version = client.create_model_version(
+        cfg.registered_model_name, source=f"{run.info.artifact_uri}/{bus.MODEL_ARTIFACT}", run_id=run_id
+    ).version
+    client.set_registered_model_alias(cfg.registered_model_name, bus.CHAMPION, version)
+    return str(version), run_id
+
+
+def write_batch(cfg: Any, frame: Any, batch_id: str) -> dict[str, Any]:
+    """Fake the data stage's accepted scoring batch: features parquet plus its manifest."""
+    from driftloop.storage import write_json
+
+    paths = StatePaths.for_dataset(cfg)
+    path = paths.batches_dir / f"{batch_id}.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame[[cfg.id_column, *cfg.features]].to_parquet(path, index=False)
+    manifest: bus.BatchManifest = {"batch_id": batch_id, "kind": "batch", "batch_uri": path_to_uri(path),
+                                   "has_target": False, "rows_received": len(frame), "rows_accepted": len(frame),
+                                   "rows_quarantined": 0, "ingested_at": "2026-11-22T00:00:00+00:00"}
+    write_json(paths.batches_dir / f"{batch_id}.json", dict(manifest))
+    return dict(manifest)
+
+
+def score_batch(cfg: Any, batch_df: Any, batch_id: str, version: str, model_run_id: str,
+                scorer: tuple[Any, float]) -> str:
+    """Fake the inference stage for one batch (batch, predictions partition, FINISHED run); returns the run id."""
+    from driftloop.tracking import ensure_experiment, get_client
+
+    score, _ = scorer
+    manifest = write_batch(cfg, batch_df, batch_id)
+    predictions_path = StatePaths.for_dataset(cfg).predictions_dir / f"{batch_id}.parquet"
+    predictions_path.parent.mkdir(parents=True, exist_ok=True)
+    predictions = batch_df[[cfg.id_column]].copy()
+    predictions[bus.SCORE_COLUMN] = score(batch_df)
+    predictions[bus.PREDICTION_COLUMN] = (predictions[bus.SCORE_COLUMN] >= cfg.inference.threshold).astype(int)
+    lineage = {"model_name": cfg.registered_model_name, "model_version": version, "model_run_id": model_run_id}
+    for column in bus.PREDICTION_LINEAGE_COLUMNS:
+        predictions[column] = lineage[column]
+    predictions[bus.SCORED_AT_COLUMN] = "2026-11-22T00:00:00Z"
+    predictions.to_parquet(predictions_path, index=False)
+
+    client = get_client()
+    tags = {
+        bus.BATCH_ID_TAG: batch_id,
+        bus.BATCH_URI_TAG: manifest["batch_uri"],
+        bus.PREDICTIONS_URI_TAG: path_to_uri(predictions_path),
+        bus.MODEL_VERSION_TAG: version,
+        bus.MODEL_RUN_ID_TAG: model_run_id,
+    }
+    run = client.create_run(ensure_experiment(client, cfg.experiment_name("inference")), tags=tags)
+    client.log_metric(run.info.run_id, bus.ROWS, len(predictions))
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+def write_labels(cfg: Any, batch_df: Any, name: str, flip: bool = False) -> None:
+    """Fake the data stage's accepted late labels; ``flip`` swaps Yes/No to simulate concept drift."""
+    labels = batch_df[[cfg.id_column, cfg.target]].copy()
+    if flip:
+        labels[cfg.target] = labels[cfg.target].map({"Yes": "No", "No": "Yes"})
+    labels_dir = StatePaths.for_dataset(cfg).labels_dir
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    labels.to_parquet(labels_dir / f"{name}.parquet", index=False)
+
+
+def drift_frame(frame: Any) -> Any:
+    """Covariate shift on 3 numeric and 6 categorical features (9 of 19)."""
+    drifted = frame.copy()
+    drifted["tenure"] = drifted["tenure"] * 3
+    drifted["monthly_charges"] = drifted["monthly_charges"] + 50
+    drifted["total_charges"] = drifted["total_charges"] * 2.5
+    drifted["contract"] = "Month-to-month"
+    drifted["internet_service"] = "Fiber optic"
+    drifted["payment_method"] = "Electronic check"
+    drifted["tech_support"] = "No"
+    drifted["online_security"] = "No"
+    drifted["paperless_billing"] = 1
+    return drifted
+
+
+def monitoring_runs(cfg: Any) -> list[Any]:
+    """Every monitoring run of ``cfg``, newest first."""
+    from driftloop.tracking import get_client, search_runs
+
+    return search_runs(get_client(), cfg.experiment_name("monitoring"))
