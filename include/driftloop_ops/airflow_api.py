@@ -17,8 +17,16 @@ class AirflowApiError(RuntimeError):
     """The API answered with an unexpected status, or a wait ran out of time."""
 
 
-def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 1.0) -> Any:
+def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 1.0,
+               on_poll: Callable[[], None] | None = None) -> Any:
     """Call ``check`` until it returns something truthy and return that.
+
+    Args:
+        check: Returns the awaited value, or something falsy to keep waiting.
+        timeout_s: How long to wait.
+        what: Named in the timeout message.
+        interval_s: Pause between two checks.
+        on_poll: Called before every check; an exception it raises ends the wait (e.g. a component died).
 
     Raises:
         AirflowApiError: Nothing truthy within ``timeout_s``; the message names ``what`` and the last error.
@@ -26,6 +34,8 @@ def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s
     deadline = time.monotonic() + timeout_s
     last_exc: Exception | None = None
     while time.monotonic() < deadline:
+        if on_poll is not None:
+            on_poll()
         try:
             result = check()
             if result:
@@ -53,14 +63,16 @@ class AirflowClient:
         password: Its password.
         timeout_s: Timeout of each HTTP call.
         poll_s: Interval of the ``wait_*`` methods.
+        on_poll: Called before every poll of a ``wait_*`` method (see :func:`wait_until`).
     """
 
-    def __init__(self, base_url: str, username: str, password: str, timeout_s: float = 60, poll_s: float = 0.5):
+    def __init__(self, base_url: str, username: str, password: str, timeout_s: float = 60, poll_s: float = 0.5,
+                 on_poll: Callable[[], None] | None = None):
         import requests
 
         self.base_url = base_url.rstrip("/")
         self.username, self.password = username, password
-        self.timeout_s, self.poll_s = timeout_s, poll_s
+        self.timeout_s, self.poll_s, self.on_poll = timeout_s, poll_s, on_poll
         self.session = requests.Session()
         self._token_at = -1e9
 
@@ -104,7 +116,7 @@ class AirflowClient:
             return wanted <= {d["dag_id"] for d in dags}
 
         try:
-            wait_until(parsed, timeout_s, f"DAGs {sorted(wanted)} parsed", 1)
+            wait_until(parsed, timeout_s, f"DAGs {sorted(wanted)} parsed", 1, self.on_poll)
         except AirflowApiError as exc:
             errors = self.call("GET", "/importErrors")
             raise AirflowApiError(f"{exc}; import errors: {json.dumps(errors)[:3000]}") from exc
@@ -180,7 +192,7 @@ class AirflowClient:
                 (the message describes every task and quotes failed tasks' logs).
         """
         run = wait_until(lambda: (r := self.dag_run(dag_id, run_id))["state"] in DONE_STATES and r,
-                         timeout_s, f"{dag_id} run {run_id}", self.poll_s)
+                         timeout_s, f"{dag_id} run {run_id}", self.poll_s, self.on_poll)
         if ok is not None and run["state"] not in tuple(ok):
             raise AirflowApiError(f"{dag_id} {run_id} ended {run['state']}:\n{self.describe_run(dag_id, run_id)}")
         return run
@@ -196,11 +208,11 @@ class AirflowClient:
                     return run
             return None
 
-        return wait_until(appeared, timeout_s, f"a new {run_type or ''} run of {dag_id}", self.poll_s)
+        return wait_until(appeared, timeout_s, f"a new {run_type or ''} run of {dag_id}", self.poll_s, self.on_poll)
 
     def wait_task_state(self, dag_id: str, run_id: str, task_id: str, states: Iterable[str],
                         timeout_s: float = 300) -> dict[str, Any]:
         """The task instance once its state is one of ``states``."""
         wanted = tuple(states)
         return wait_until(lambda: (ti := self.task_instance(dag_id, run_id, task_id))["state"] in wanted and ti,
-                          timeout_s, f"{dag_id}.{task_id} in {wanted}", self.poll_s)
+                          timeout_s, f"{dag_id}.{task_id} in {wanted}", self.poll_s, self.on_poll)

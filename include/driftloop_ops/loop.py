@@ -115,6 +115,7 @@ class LoopRecord:
 
     steps: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     run_ids: dict[str, str] = field(default_factory=dict)
+    dag_ids: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     champion_after_v1: str | None = None
     queued_after_clean: list[tuple[str, dict]] = field(default_factory=list)
@@ -138,6 +139,7 @@ class _Driver:
     def _finish(self, step: str, dag_id: str, run_id: str, started: float) -> None:
         self.record.steps[step] = self.runner.finish(dag_id, run_id)
         self.record.run_ids[step] = run_id
+        self.record.dag_ids[step] = dag_id
         seconds = time.monotonic() - started
         self.record.seconds[dag_id] = self.record.seconds.get(dag_id, 0.0) + seconds
         self.log(f"  {dag_id:<20} {self.record.state(step):<8} {seconds:6.1f} s  ({run_id})")

@@ -24,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -102,20 +101,13 @@ def _pg_admin(sql: str) -> None:
 
 
 def wait_for(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 1.0) -> Any:
-    """Call ``check`` until it returns a truthy value; raise :class:`StackError` after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
-            last_exc = exc
-        time.sleep(interval_s)
-    raise StackError(
-        f"timed out after {timeout_s:.0f}s waiting for {what}" + (f": {last_exc}" if last_exc else "")
-    )
+    """:func:`driftloop_ops.airflow_api.wait_until`, failing with :class:`StackError`."""
+    from driftloop_ops.airflow_api import AirflowApiError, wait_until
+
+    try:
+        return wait_until(check, timeout_s, what, interval_s)
+    except AirflowApiError as exc:
+        raise StackError(str(exc)) from exc
 
 
 @dataclass
@@ -178,8 +170,7 @@ class Stack:
     procs: dict[str, Proc] = field(default_factory=dict)
     databases: list[str] = field(default_factory=list)
     redis_db: int | None = None
-    _token: str | None = None
-    _token_at: float = 0.0
+    _client: Any = None
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -483,155 +474,31 @@ class Stack:
             app.close()
         return sorted(replies)
 
-    # ---------------------------------------------------------------- REST API (v2, JWT from /auth/token)
-    def token(self) -> str:
-        import requests
+    # ---------------------------------------------------------------- REST API
+    @property
+    def airflow(self) -> Any:
+        """The shared REST client (``driftloop_ops.airflow_api``), logged in as the admin from the environment.
 
-        if self._token is None or time.monotonic() - self._token_at > 600:
-            response = requests.post(
-                f"{self.api_url}/auth/token",
-                json={"username": self.admin_user, "password": self.admin_password},
-                timeout=30,
-            )
-            if response.status_code not in (200, 201):
-                raise StackError(f"POST /auth/token -> {response.status_code}: {response.text[:500]}")
-            self._token = response.json()["access_token"]
-            self._token_at = time.monotonic()
-        return self._token
+        Every wait also checks that the long-running components are still alive, so a crashed scheduler fails the
+        wait at once with its log instead of a timeout.
+        """
+        from driftloop_ops.airflow_api import AirflowClient
 
-    def api(self, method: str, path: str, expect: Iterable[int] = (200,), **kwargs: Any) -> Any:
-        """Call ``/api/v2<path>`` as the admin and return the decoded JSON."""
-        import requests
+        if self._client is None:
+            self._client = AirflowClient(self.api_url, self.admin_user, self.admin_password, poll_s=1.0,
+                                         on_poll=self._check_components)
+        return self._client
 
-        headers = {"Authorization": f"Bearer {self.token()}", **kwargs.pop("headers", {})}
-        response = requests.request(
-            method, f"{self.api_url}/api/v2{path}", headers=headers, timeout=60, **kwargs
-        )
-        if response.status_code not in tuple(expect):
-            raise StackError(f"{method} {path} -> {response.status_code}: {response.text[:1000]}")
-        return response.json() if response.content else None
-
-    def wait_dags_parsed(self, dag_ids: Iterable[str], timeout_s: float = 180) -> None:
-        wanted = set(dag_ids)
-
-        def parsed() -> bool:
-            self.ensure_alive()
-            dags = self.api("GET", "/dags", params={"limit": 100})["dags"]
-            return wanted <= {d["dag_id"] for d in dags}
-
-        try:
-            wait_for(parsed, timeout_s, f"DAGs {sorted(wanted)} parsed", 3)
-        except StackError as exc:
-            errors = self.api("GET", "/importErrors")
-            raise StackError(f"{exc}; import errors: {json.dumps(errors)[:3000]}") from exc
-
-    def unpause(self, dag_id: str, paused: bool = False) -> None:
-        self.api("PATCH", f"/dags/{dag_id}", json={"is_paused": paused})
-
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        run = self.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
-        return run["dag_run_id"]
-
-    def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
-
-    def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        return self.api("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "-run_after"})[
-            "dag_runs"
-        ]
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[
-            "task_instances"
-        ]
-
-    def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
-        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")[
-            "task_instances"
-        ]
-
-    def wait_run(
-        self, dag_id: str, run_id: str, timeout_s: float = 600, ok: Iterable[str] = ("success",)
-    ) -> dict:
-        """Poll a DAG run until it finishes; raise with the failed tasks' logs unless it ended in ``ok``."""
-        done = {"success", "failed"}
-
-        def finished() -> dict | None:
-            self.ensure_alive([n for n in self.procs if n != "mlflow" and not n.startswith("worker")])
-            run = self.dag_run(dag_id, run_id)
-            return run if run["state"] in done else None
-
-        run = wait_for(finished, timeout_s, f"{dag_id} run {run_id}", 3)
-        if run["state"] not in tuple(ok):
-            raise StackError(f"{dag_id} {run_id} ended {run['state']}:\n{self.describe_run(dag_id, run_id)}")
-        return run
+    def _check_components(self) -> None:
+        self.ensure_alive([n for n in self.procs if n != "mlflow" and not n.startswith("worker")])
 
     def describe_run(self, dag_id: str, run_id: str) -> str:
-        """Task states and the log tail of failed tasks (for assertion messages)."""
-        lines = []
-        for ti in self.task_instances(dag_id, run_id):
-            lines.append(f"  {ti['task_id']}: {ti['state']} try={ti['try_number']} host={ti.get('hostname')}")
-            if ti["state"] in ("failed", "upstream_failed", "up_for_retry"):
-                log = self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"])
-                lines.append(log[-3000:])
-                if "trained none of the models" in log:
-                    lines.append(
-                        "HINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's "
-                        "wurlitzer redirect fails; wrap the PyCaret calls in driftloop.pycaret_env.usable_std_streams()"
-                    )
-        return "\n".join(lines)
-
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
-        try:
-            content = self.api(
-                "GET",
-                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                params={"full_content": "true"},
-                headers={"Accept": "application/json"},
-            )
-        except StackError as exc:
-            return f"(log unavailable: {exc})"
-        events = content.get("content", []) if isinstance(content, dict) else content
-        out = []
-        for event in events or []:
-            if isinstance(event, dict):
-                out.append(
-                    f"{event.get('level', '')} {event.get('event', '')} {event.get('error_detail', '') or ''}"
-                )
-            else:
-                out.append(str(event))
-        return "\n".join(out)
-
-    def wait_new_run(
-        self, dag_id: str, known: Iterable[str], timeout_s: float = 300, run_type: str | None = None
-    ) -> dict[str, Any]:
-        """The first run of ``dag_id`` not in ``known`` (e.g. created by an asset event or the sensor)."""
-        known = set(known)
-
-        def appeared() -> dict[str, Any] | None:
-            self.ensure_alive([n for n in self.procs if n != "mlflow" and not n.startswith("worker")])
-            for run in self.dag_runs(dag_id):
-                if run["dag_run_id"] not in known and (run_type is None or run["run_type"] == run_type):
-                    return run
-            return None
-
-        return wait_for(appeared, timeout_s, f"a new {run_type or ''} run of {dag_id}", 3)
-
-    def run_ids(self, dag_id: str) -> set[str]:
-        return {run["dag_run_id"] for run in self.dag_runs(dag_id)}
-
-    def wait_task_running(
-        self, dag_id: str, run_id: str, task_id: str, timeout_s: float = 300
-    ) -> dict[str, Any]:
-        """The task instance once it runs on a worker (state ``running`` and a hostname)."""
-
-        def running() -> dict[str, Any] | None:
-            ti = self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
-            if ti["state"] in ("failed", "upstream_failed", "success"):
-                raise StackError(f"{task_id} ended {ti['state']} before it could be observed running")
-            return ti if ti["state"] == "running" and ti.get("hostname") else None
-
-        return wait_for(running, timeout_s, f"{dag_id}.{task_id} running", 1)
+        """Task states and failed tasks' logs, with a hint for the known Celery std-stream failure."""
+        text = self.airflow.describe_run(dag_id, run_id)
+        if "trained none of the models" in text:
+            text += ("\nHINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's wurlitzer "
+                     "redirect fails; wrap the PyCaret calls in driftloop.pycaret_env.usable_std_streams()")
+        return text
 
     def driftloop_cli(self, *args: str) -> str:
         """``driftloop <args>`` with the stack's environment (same home, dataset and MLflow as the workers)."""

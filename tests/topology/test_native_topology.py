@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from driftloop import bus
+from driftloop_ops.airflow_api import wait_until
 from tests.topology.harness import StackError, basic_auth_header
 
 pytestmark = [pytest.mark.topology, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -51,9 +52,7 @@ def model_name() -> str:
 @pytest.fixture(scope="module")
 def dags_ready(stack):
     """All five DAGs parsed by the dag-processor and unpaused, as an operator does in the UI."""
-    stack.wait_dags_parsed(DAG_IDS)
-    for dag_id in DAG_IDS:
-        stack.unpause(dag_id)
+    stack.airflow.wait_for_dags(DAG_IDS, timeout_s=180)
     return True
 
 
@@ -99,112 +98,73 @@ def test_airflow_api_requires_a_token_from_the_env_admin(stack):
         f"{stack.api_url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30
     )
     assert default.status_code in (401, 403), "admin/admin must not exist"
-    assert stack.api("GET", "/dags", params={"limit": 1}) is not None
-
-
-def _states(stack, dag_id: str, run_id: str) -> dict[str, str]:
-    return {ti["task_id"]: ti["state"] for ti in stack.task_instances(dag_id, run_id)}
+    assert stack.airflow.call("GET", "/dags", params={"limit": 1}) is not None
 
 
 def _hosts(stack, dag_id: str, run_id: str) -> set[str]:
-    return {ti["hostname"] for ti in stack.task_instances(dag_id, run_id) if ti.get("hostname")}
+    return {ti["hostname"] for ti in stack.airflow.task_instances(dag_id, run_id) if ti.get("hostname")}
 
 
 @pytest.fixture(scope="module")
-def loop(stack, dags_ready):
-    """Drive the closed loop once through the scheduler; returns what each step produced."""
-    seen: dict = {"hosts": {}, "seconds": {}}
-    started = time.monotonic()
+def loop(stack, dags_ready, mlflow):
+    """Drive the closed loop once through the scheduler (the shared driver, as the demo does)."""
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
+    from driftloop_ops.loop import SchedulerRunner, drive_closed_loop
 
-    # 1. Reference data lands; data_pipeline's snapshot asset starts training → v1 champion.
-    stack.driftloop_cli("simulate", "reference")
-    training_known = stack.run_ids("training_pipeline")
-    run_id = stack.trigger("data_pipeline")
-    stack.wait_run("data_pipeline", run_id, timeout_s=400)
-    seen["data_1"] = _states(stack, "data_pipeline", run_id)
-    seen["hosts"]["data_1"] = _hosts(stack, "data_pipeline", run_id)
-    train = stack.wait_new_run("training_pipeline", training_known, run_type="asset_triggered")
-    stack.wait_run("training_pipeline", train["dag_run_id"], timeout_s=600)
-    seen["train_1"] = train["dag_run_id"]
-    seen["hosts"]["train_1"] = _hosts(stack, "training_pipeline", train["dag_run_id"])
-    seen["seconds"]["to_v1"] = time.monotonic() - started
-
-    # 2. A drifted batch lands; batches asset → inference → predictions asset → monitoring.
-    stack.driftloop_cli("simulate", "batch", "--index", "1", "--rows", "800", "--drift-preset", "strong")
-    inference_known, monitoring_known = (
-        stack.run_ids("inference_pipeline"),
-        stack.run_ids("monitoring_pipeline"),
-    )
-    training_known = stack.run_ids("training_pipeline")
-    run_id = stack.trigger("data_pipeline")
-    stack.wait_run("data_pipeline", run_id, timeout_s=400)
-    seen["data_2"] = _states(stack, "data_pipeline", run_id)
-    seen["hosts"]["data_2"] = _hosts(stack, "data_pipeline", run_id)
-    inference = stack.wait_new_run("inference_pipeline", inference_known, run_type="asset_triggered")
-    stack.wait_run("inference_pipeline", inference["dag_run_id"])
-    seen["inference"] = _states(stack, "inference_pipeline", inference["dag_run_id"])
-    monitoring = stack.wait_new_run("monitoring_pipeline", monitoring_known, run_type="asset_triggered")
-    stack.wait_run("monitoring_pipeline", monitoring["dag_run_id"])
-    seen["monitoring"] = _states(stack, "monitoring_pipeline", monitoring["dag_run_id"])
-
-    # 3. The drift sensor (deferring nothing, rescheduling) fires and triggers the retrain → v2.
-    sensor_run = stack.trigger("drift_sensor")
-    stack.wait_run("drift_sensor", sensor_run, timeout_s=300)
-    seen["sensor"] = _states(stack, "drift_sensor", sensor_run)
-    retrain = stack.wait_new_run("training_pipeline", training_known, run_type="operator_triggered")
-    stack.wait_run("training_pipeline", retrain["dag_run_id"], timeout_s=600)
-    seen["retrain"] = retrain
-    seen["hosts"]["retrain"] = _hosts(stack, "training_pipeline", retrain["dag_run_id"])
-    seen["seconds"]["loop"] = time.monotonic() - started
-    print(f"closed loop through the scheduler: {seen['seconds']}")
-    return seen
+    settings = Settings.from_env(stack.base_env())
+    cfg = load_dataset_config("telco_churn", settings)
+    record = drive_closed_loop(SchedulerRunner(stack.airflow, timeout_s=600), cfg, mlflow, settings,
+                               clean_batch=False, sensor_again=False, log=print)
+    print(f"closed loop through the scheduler: {record.seconds}")
+    return record
 
 
 def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name):
-    assert loop["data_1"]["announce_snapshot"] == "success", loop["data_1"]
+    assert loop.tasks("data_1")["announce_snapshot"] == "success", loop.steps["data_1"]
     v1 = mlflow.get_model_version(model_name, "1")
     assert v1.tags[bus.GATE_TAG] == "passed"
-    assert v1.tags[bus.AIRFLOW_RUN_ID_TAG] == loop["train_1"]
+    assert v1.tags[bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_1"]
 
 
 def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop, mlflow, model_name):
-    assert loop["data_2"]["announce_batches"] == "success", loop["data_2"]
-    assert loop["inference"]["score_pending_batches"] == "success"
-    assert loop["monitoring"]["monitor_predictions"] == "success"
-    assert loop["sensor"]["wait_for_drift"] == "success", loop["sensor"]
-    assert loop["sensor"]["trigger_training"] == "success", loop["sensor"]
-    conf = loop["retrain"]["conf"]
-    assert conf["reason"] == "drift"
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
+
+    threshold = load_dataset_config("telco_churn", Settings.from_env({})).monitoring.drift_share_threshold
+    assert loop.tasks("drift_data_pipeline")["announce_batches"] == "success", loop.steps["drift_data_pipeline"]
+    assert loop.tasks("drift_inference_pipeline")["score_pending_batches"] == "success"
+    assert loop.tasks("drift_monitoring_pipeline")["monitor_predictions"] == "success"
+    sensor = loop.tasks("drift_drift_sensor")
+    assert sensor["wait_for_drift"] == "success" and sensor["trigger_training"] == "success", sensor
+    [(retrain_run_id, conf)] = loop.queued_after_drift
+    assert conf["reason"] == "drift" and retrain_run_id == loop.run_ids["train_2"]
     monitoring_run = mlflow.get_run(conf["monitoring_run_id"])
-    assert monitoring_run.data.metrics["drift_share"] > 0
-    assert monitoring_run.data.tags[bus.SENSOR_TRIGGER_RUN_ID_TAG] == loop["retrain"]["dag_run_id"]
+    assert monitoring_run.data.metrics[bus.DRIFT_SHARE] >= threshold
+    assert monitoring_run.data.tags[bus.SENSOR_TRIGGER_RUN_ID_TAG] == retrain_run_id
 
 
 def test_closed_loop_retrain_registers_v2_and_aliases_follow_the_gate(loop, mlflow, model_name):
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
+    from tests.oracles import expected_champion
+
+    cfg = load_dataset_config("telco_churn", Settings.from_env({}))
     v2 = mlflow.get_model_version(model_name, "2")
     assert v2.tags[bus.TRIGGER_REASON_TAG] == "drift"
-    assert v2.tags[bus.AIRFLOW_RUN_ID_TAG] == loop["retrain"]["dag_run_id"]
+    assert v2.tags[bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_2"]
     champion = mlflow.get_model_version_by_alias(model_name, "champion").version
-    assert champion == ("2" if v2.tags[bus.GATE_TAG] == "passed" else "1")
+    assert champion == expected_champion(mlflow, cfg, incumbent="1", candidate="2"), v2.tags[bus.GATE_REASON_TAG]
     assert mlflow.get_model_version_by_alias(model_name, "challenger").version == "2"
 
 
 def test_tasks_of_one_run_are_spread_over_both_workers(loop, stack):
     workers = {stack.worker_hostname(i) for i in (1, 2)}
-    every_host = set().union(*loop["hosts"].values())
+    hosts = {step: _hosts(stack, loop.dag_ids[step], run_id) for step, run_id in loop.run_ids.items()}
+    every_host = set().union(*hosts.values())
     assert every_host <= workers, every_host
-    spread = [step for step, hosts in loop["hosts"].items() if hosts == workers]
-    assert spread, f"no run used both workers: {loop['hosts']}"
-
-
-def _wait_state(stack, dag_id, run_id, task_id, states, timeout_s):
-    from tests.topology.harness import wait_for
-
-    def reached():
-        ti = stack.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
-        return ti if ti["state"] in states else None
-
-    return wait_for(reached, timeout_s, f"{task_id} in {states}", 1)
+    spread = [step for step, used in hosts.items() if used == workers]
+    assert spread, f"no run used both workers: {hosts}"
 
 
 def _assert_registry_consistent(mlflow, model_name):
@@ -221,15 +181,17 @@ def _assert_registry_consistent(mlflow, model_name):
 
 
 def test_worker_killed_mid_training_task_is_retried_and_the_loop_completes(loop, stack, mlflow, model_name):
-    run_id = stack.trigger("training_pipeline", {"reason": "fault-test-worker-kill"})
-    ti = stack.wait_task_running("training_pipeline", run_id, "train_model")
+    api = stack.airflow
+    run_id = api.trigger("training_pipeline", {"reason": "fault-test-worker-kill"})
+    ti = wait_until(lambda: (t := api.task_instance("training_pipeline", run_id, "train_model"))["state"] == "running"
+                    and t.get("hostname") and t, 300, "train_model running on a worker", 1)
     victim = next(i for i in (1, 2) if stack.worker_hostname(i) == ti["hostname"])
     time.sleep(3)  # well inside PyCaret's setup / compare_models
     stack.kill_worker(victim)
     try:
-        stack.wait_run("training_pipeline", run_id, timeout_s=600)
-        tries = stack.task_tries("training_pipeline", run_id, "train_model")
-        final = stack.api("GET", f"/dags/training_pipeline/dagRuns/{run_id}/taskInstances/train_model")
+        api.wait_for_run("training_pipeline", run_id, timeout_s=600, ok=("success",))
+        tries = api.task_tries("training_pipeline", run_id, "train_model")
+        final = api.task_instance("training_pipeline", run_id, "train_model")
         assert final["try_number"] >= 2, tries
         assert final["hostname"] != ti["hostname"], "the retry must run on the surviving worker"
         versions = _assert_registry_consistent(mlflow, model_name)
@@ -246,18 +208,18 @@ def test_mlflow_outage_during_training_retries_with_backoff_and_no_half_register
 ):
     before = {v.version for v in mlflow.search_model_versions(f"name = '{model_name}'")}
     champion_before = mlflow.get_model_version_by_alias(model_name, "champion").version
-    run_id = stack.trigger("training_pipeline", {"reason": "fault-test-mlflow-outage"})
-    stack.wait_task_running("training_pipeline", run_id, "train_model")
+    api = stack.airflow
+    run_id = api.trigger("training_pipeline", {"reason": "fault-test-mlflow-outage"})
+    api.wait_task_state("training_pipeline", run_id, "train_model", ("running",))
     stack.stop_mlflow()
     try:
-        failed_try = _wait_state(
-            stack, "training_pipeline", run_id, "train_model", ("up_for_retry", "failed", "success"), 300
-        )
+        failed_try = api.wait_task_state("training_pipeline", run_id, "train_model",
+                                         ("up_for_retry", "failed", "success"), timeout_s=300)
     finally:
         stack.start_mlflow()
     assert failed_try["state"] == "up_for_retry", failed_try
-    stack.wait_run("training_pipeline", run_id, timeout_s=600)
-    tries = stack.task_tries("training_pipeline", run_id, "train_model")
+    api.wait_for_run("training_pipeline", run_id, timeout_s=600, ok=("success",))
+    tries = api.task_tries("training_pipeline", run_id, "train_model")
     assert len(tries) >= 2 and tries[-1]["state"] == "success", tries
     assert any(t["state"] in ("up_for_retry", "failed") for t in tries[:-1]), tries
     versions = _assert_registry_consistent(mlflow, model_name)
