@@ -101,6 +101,8 @@ GATE_CHAMPION_METRIC_TAG = PREFIX + "gate_champion_metric"
 GATE_CHAMPION_VERSION_TAG = PREFIX + "gate_champion_version"
 GATE_PASSED = "passed"
 GATE_REJECTED = "rejected"
+# Under the manual policy a passing version is marked ready; a person moves champion.
+READY_FOR_CHAMPION_TAG = PREFIX + "ready_for_champion"
 
 # Training-run tags copied onto the model version (lineage from the registry without opening the run).
 VERSION_LINEAGE_TAGS = (

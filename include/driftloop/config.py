@@ -47,11 +47,16 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Promotion gate: absolute floors for a first champion, margin over the champion afterwards."""
+    """Promotion gate: absolute floors for a first champion, margin over the champion afterwards.
+
+    ``policy`` says what a passing gate does: ``auto`` moves ``champion``; ``manual`` only marks the version ready,
+    and a person moves ``champion`` in the MLflow UI.
+    """
 
     primary_metric: str = "AUC"
     floors: dict[str, float] = field(default_factory=lambda: {"AUC": 0.7})
     min_improvement: float = 0.0
+    policy: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,23 @@ def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
     return cls(**values)
 
 
+def _check_values(cfg: DatasetConfig, where: str) -> None:
+    """Cross-field checks of a built config.
+
+    Raises:
+        ConfigError: A value is out of range; the message names the file and the key.
+    """
+    if not 0 < cfg.training.test_size < 1:
+        raise ConfigError(f"{where}: training.test_size must be in (0, 1), got {cfg.training.test_size}")
+    if not cfg.training.models:
+        raise ConfigError(f"{where}: training.models is empty")
+    if cfg.gates.policy not in ("auto", "manual"):
+        raise ConfigError(f"{where}: gates.policy must be 'auto' or 'manual', got {cfg.gates.policy!r}")
+    for section in ("inference", "monitoring", "ingest"):
+        if getattr(cfg, section).chunk_rows < 1:
+            raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
+
+
 def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetConfig:
     """Validate a raw config mapping and build a :class:`DatasetConfig`.
 
@@ -197,13 +219,7 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
         ingest=_build(IngestConfig, raw.get("ingest"), f"{where}: ingest"),
         config_path=config_path,
     )
-    if not 0 < cfg.training.test_size < 1:
-        raise ConfigError(f"{where}: training.test_size must be in (0, 1), got {cfg.training.test_size}")
-    if not cfg.training.models:
-        raise ConfigError(f"{where}: training.models is empty")
-    for section in ("inference", "monitoring", "ingest"):
-        if getattr(cfg, section).chunk_rows < 1:
-            raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
+    _check_values(cfg, where)
     return cfg
 
 

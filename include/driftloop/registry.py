@@ -91,6 +91,11 @@ def register_challenger(client: Any, cfg: DatasetConfig, version: str, run: Any)
     client.set_registered_model_alias(name, CHALLENGER, version)
 
 
+def move_alias(cfg: DatasetConfig, alias: str, version: str, settings: Settings | None = None) -> None:
+    """Point ``alias`` of ``cfg``'s model at ``version`` (callers: the gate and :mod:`driftloop.promotion`)."""
+    get_client(settings).set_registered_model_alias(cfg.registered_model_name, alias, str(version))
+
+
 def check_floors(cfg: DatasetConfig, metrics: dict[str, float]) -> list[str]:
     """Every absolute floor in ``cfg.gates.floors`` the metrics miss, as readable failures (empty: all met)."""
     failures = []

@@ -10,6 +10,8 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -158,3 +160,28 @@ def stop_stack(layout: StackLayout, log: Any = print) -> None:
             stop_process_group(int(pid_path.read_text()))
             pid_path.unlink()
             log(f"stopped {name}")
+
+
+@contextmanager
+def temporary_stack(root: Path, extra_env: dict[str, str] | None = None, log: Any = print) -> Iterator[StackLayout]:
+    """An embedded stack under ``root`` on free ports, stopped on exit (benchmarks and tests).
+
+    This process's ``DRIFTLOOP_HOME`` and ``MLFLOW_TRACKING_URI`` point at the stack inside the block, so package
+    calls made here see what the DAGs see.
+    """
+    from driftloop_ops.services import free_port
+
+    layout = StackLayout(home_dir=Path(root), mlflow_port=free_port(), airflow_port=free_port())
+    saved = {k: os.environ.get(k) for k in ("DRIFTLOOP_HOME", "MLFLOW_TRACKING_URI", *(extra_env or {}))}
+    os.environ.update({"DRIFTLOOP_HOME": str(layout.home_dir), "MLFLOW_TRACKING_URI": layout.mlflow_url,
+                       **(extra_env or {})})
+    try:
+        start_stack(layout, extra_env, log)
+        yield layout
+    finally:
+        stop_stack(layout, log)
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
