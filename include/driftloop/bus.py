@@ -20,7 +20,7 @@ PREFIX = "driftloop."
 # ----------------------------------------------------------------------------------------------------------------
 # Experiments and registry
 
-STAGES = ("data", "training", "inference", "monitoring")
+STAGES = ("data", "training", "inference", "monitoring", "serving")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 
@@ -283,6 +283,62 @@ def monitoring_run_name(batch_id: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Serving: online scoring (driftloop.serving), served windows exported to monitoring, A/B evaluation runs.
+
+# Inference runs written by driftloop.serving.export for one window of served traffic (one model version each).
+SERVED_WINDOW_TAG = PREFIX + "served_window"  # window start, ISO 8601 UTC; absent on batch-scored runs
+SERVED_BATCH_PREFIX = "served__"
+
+# Runs of the serving experiment, one per A/B look (driftloop.serving.evaluation).
+AB_EXPERIMENT_TAG = PREFIX + "ab_experiment"  # key: "v<champion>-vs-v<challenger>"
+AB_INPUT_FINGERPRINT_TAG = PREFIX + "ab_input_fingerprint"  # key: what was looked at (a rerun lands in the same run)
+AB_DECISION_TAG = PREFIX + "ab_decision"
+AB_DECISION_REASON_TAG = PREFIX + "ab_decision_reason"
+AB_DECIDED_BY_TAG = PREFIX + "ab_decided_by"  # fixed_horizon | sequential | mcnemar | none
+AB_PROMOTION_TAG = PREFIX + "ab_promotion"  # what promotion.promote_version did: moved | ready | unchanged
+CHALLENGER_VERSION_TAG = PREFIX + "challenger_version"
+AB_PROMOTE = "promote_challenger"
+AB_KEEP = "keep_champion"
+AB_NOT_ENOUGH_DATA = "not_enough_data"
+AB_NO_CHALLENGER = "no_challenger"
+AB_DECISIONS = (AB_PROMOTE, AB_KEEP, AB_NOT_ENOUGH_DATA, AB_NO_CHALLENGER)
+AB_SUMMARY_ARTIFACT = "ab_summary.json"
+
+# Metrics of a serving run. Per-arm metrics are ``<name>.<arm>`` (arms: champion, challenger).
+AB_MIN_ENTITIES_PER_ARM = "ab_min_entities_per_arm"  # fixed horizon from the power analysis
+AB_FIXED_P_VALUE = "ab_fixed_p_value"
+AB_SEQUENTIAL_P_VALUE = "ab_sequential_p_value"  # always-valid (mixture SPRT)
+AB_ACCURACY_DIFF = "ab_accuracy_diff"  # challenger minus champion
+SHADOW_PAIRS = "shadow_pairs"
+SHADOW_MCNEMAR_P_VALUE = "shadow_mcnemar_p_value"
+SHADOW_ACCURACY_DIFF = "shadow_accuracy_diff"
+SHADOW_AUC_DIFF = "shadow_auc_diff"
+SHADOW_AUC_DIFF_LOW = "shadow_auc_diff_low"  # paired bootstrap interval
+SHADOW_AUC_DIFF_HIGH = "shadow_auc_diff_high"
+AB_ARM_METRICS = ("ab_entities", "ab_accuracy", "ab_f1", "ab_auc")
+
+
+def arm_metric(name: str, arm: str) -> str:
+    """Per-arm metric of a serving run, e.g. ``ab_accuracy.challenger``."""
+    return f"{name}.{arm}"
+
+
+def ab_experiment_id(champion_version: str | int, challenger_version: str | int | None) -> str:
+    """Identity of an A/B (or shadow) comparison: ``v<champion>-vs-v<challenger>``, ``v<champion>`` alone."""
+    return f"v{champion_version}-vs-v{challenger_version}" if challenger_version else f"v{champion_version}"
+
+
+def served_batch_id(window_start: str, model_version: str | int) -> str:
+    """Batch id of one window of served traffic of one model version: ``served__<yyyymmddThhmmssZ>__v<version>``."""
+    return f"{SERVED_BATCH_PREFIX}{window_start}__v{model_version}"
+
+
+def serving_run_name(experiment: str) -> str:
+    """Display name of a serving (A/B evaluation) run."""
+    return f"ab-{experiment}"
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Reference table for docs/architecture.md
 
 _SECTIONS = (
@@ -298,7 +354,9 @@ _SECTIONS = (
     ("Gate (model version)", "_TAG", ("GATE", "GATE_REASON", "GATE_CANDIDATE_METRIC", "GATE_CHAMPION_METRIC",
                                       "GATE_CHAMPION_VERSION")),
     ("Artifacts", "_ARTIFACT", ("LEADERBOARD", "HOLDOUT", "REFERENCE", "MODEL", "DRIFT_REPORT", "DRIFT_SUMMARY",
-                                "LINEAGE_BATCHES", "LINEAGE_SNAPSHOT")),
+                                "LINEAGE_BATCHES", "LINEAGE_SNAPSHOT", "AB_SUMMARY")),
+    ("Serving", "_TAG", ("SERVED_WINDOW", "AB_EXPERIMENT", "AB_INPUT_FINGERPRINT", "AB_DECISION",
+                         "AB_DECISION_REASON", "AB_DECIDED_BY", "AB_PROMOTION", "CHALLENGER_VERSION")),
 )
 
 
@@ -314,12 +372,18 @@ def reference_markdown() -> str:
         *HOLDOUT_METRICS, TRAIN_SECONDS, *TRAIN_PHASE_METRICS, TRAIN_ROWS, HOLDOUT_ROWS, ROWS, POSITIVE_RATE,
         ROWS_PER_S, SOURCE_ROWS_RECEIVED, SOURCE_ROWS_QUARANTINED, DRIFT_SHARE, DRIFTED_COLUMNS,
         PREDICTION_DRIFT_SCORE, PREDICTION_DRIFTED, ROWS_COMPARED, REFERENCE_ROWS, LIVE_F1, LIVE_AUC, LIVE_F1_DROP,
-        LABELLED_ROWS)) + ", `drift_score.<column>`, `class_share.<label>`.", ""]
+        LABELLED_ROWS, AB_MIN_ENTITIES_PER_ARM, AB_FIXED_P_VALUE, AB_SEQUENTIAL_P_VALUE, AB_ACCURACY_DIFF,
+        SHADOW_PAIRS, SHADOW_MCNEMAR_P_VALUE, SHADOW_ACCURACY_DIFF, SHADOW_AUC_DIFF, SHADOW_AUC_DIFF_LOW,
+        SHADOW_AUC_DIFF_HIGH)) + ", `drift_score.<column>`, `class_share.<label>`, "
+        + ", ".join(f"`{arm_metric(m, '<arm>')}`" for m in AB_ARM_METRICS) + ".", ""]
     lines += ["**Formats**: experiment `" + experiment_name("<dataset>", "training").replace("training", "<stage>")
               + "`; drift-triggered training run id `" + drift_trigger_run_id("<monitoring_run_id>")
               + "`; asset `" + asset_uri("<dataset>", "snapshot").replace("training-snapshot", "<kind>")
               + "` with kinds " + ", ".join(f"`{v}`" for v in ASSET_KINDS.values()) + "; models `"
-              + model_alias_uri("<name>", "<alias>") + "` (aliases `" + CHAMPION + "`, `" + CHALLENGER + "`).", ""]
+              + model_alias_uri("<name>", "<alias>") + "` (aliases `" + CHAMPION + "`, `" + CHALLENGER + "`)"
+              + "; served batch id `" + served_batch_id("<window start>", "<version>") + "`; A/B experiment `"
+              + ab_experiment_id("<champion>", "<challenger>") + "`; A/B decisions "
+              + ", ".join(f"`{d}`" for d in AB_DECISIONS) + ".", ""]
     return "\n".join(lines)
 
 

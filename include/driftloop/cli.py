@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "driftloop.monitoring",
     "driftloop.sensor",
     "driftloop.lineage",
+    "driftloop.serving.cli",
     "driftloop_ops.cli",
 )
 

@@ -86,6 +86,23 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class ServingConfig:
+    """Online serving defaults (routing, export of served traffic) and the A/B evaluation (``docs/serving.md``).
+
+    Routing can be changed at run time through the service's admin endpoint; these are its start values.
+    """
+
+    challenger_share: float = 0.0  # share of entities the challenger answers (A/B); 0 = champion only
+    shadow: bool = False  # the other model also scores every row after the response; never returned
+    salt: str = "driftloop"  # sticky assignment hashes (salt, challenger version, entity id)
+    window_s: int = 3600  # served traffic is exported to monitoring one window at a time
+    export_grace_s: int = 300  # a window is exported this long after it closed (late log writes)
+    alpha: float = 0.05  # overall false-positive rate of the A/B decision
+    power: float = 0.8
+    min_detectable_effect: float = 0.05  # absolute accuracy difference the fixed horizon is sized for
+
+
+@dataclass(frozen=True)
 class DatasetConfig:
     """Everything Driftloop needs to know about one tabular dataset.
 
@@ -109,6 +126,7 @@ class DatasetConfig:
     monitoring: MonitoringConfig = MonitoringConfig()
     inference: InferenceConfig = InferenceConfig()
     ingest: IngestConfig = IngestConfig()
+    serving: ServingConfig = ServingConfig()
     config_path: str = ""
 
     @property
@@ -161,6 +179,21 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
     for section in ("inference", "monitoring", "ingest"):
         if getattr(cfg, section).chunk_rows < 1:
             raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
+
+
+def _check_serving(serving: ServingConfig, where: str) -> None:
+    """Ranges of the ``serving`` section.
+
+    Raises:
+        ConfigError: A value is out of range; the message names the file and the key.
+    """
+    for key in ("alpha", "power", "min_detectable_effect"):
+        if not 0 < getattr(serving, key) < 1:
+            raise ConfigError(f"{where}: serving.{key} must be in (0, 1), got {getattr(serving, key)}")
+    if not 0 <= serving.challenger_share <= 1:
+        raise ConfigError(f"{where}: serving.challenger_share must be in [0, 1], got {serving.challenger_share}")
+    if serving.window_s < 60 or serving.export_grace_s < 0:
+        raise ConfigError(f"{where}: serving.window_s must be at least 60 and serving.export_grace_s at least 0")
 
 
 def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetConfig:
@@ -217,9 +250,11 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
         monitoring=_build(MonitoringConfig, raw.get("monitoring"), f"{where}: monitoring"),
         inference=_build(InferenceConfig, raw.get("inference"), f"{where}: inference"),
         ingest=_build(IngestConfig, raw.get("ingest"), f"{where}: ingest"),
+        serving=_build(ServingConfig, raw.get("serving"), f"{where}: serving"),
         config_path=config_path,
     )
     _check_values(cfg, where)
+    _check_serving(cfg.serving, where)
     return cfg
 
 

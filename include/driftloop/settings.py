@@ -79,6 +79,21 @@ class Settings:
         mlflow_port: Embedded MLflow port (``DRIFTLOOP_MLFLOW_PORT``).
         airflow_port: Embedded Airflow port (``DRIFTLOOP_AIRFLOW_PORT``).
         worker_name: Name a Celery worker reports (``DRIFTLOOP_WORKER_NAME``).
+        serve_host: Address ``driftloop serve`` binds (``DRIFTLOOP_SERVE_HOST``).
+        serve_port: Port of ``driftloop serve`` (``DRIFTLOOP_SERVE_PORT``).
+        serve_admin_token: Bearer token of the admin endpoints; empty disables them (``DRIFTLOOP_SERVE_ADMIN_TOKEN``).
+        serve_max_body_bytes: Largest request body, checked before it is read (``DRIFTLOOP_SERVE_MAX_BODY_BYTES``).
+        serve_max_request_rows: Most rows one request may carry (``DRIFTLOOP_SERVE_MAX_REQUEST_ROWS``).
+        serve_max_batch_rows: Most rows one predict call takes from the queue (``DRIFTLOOP_SERVE_MAX_BATCH_ROWS``).
+        serve_latency_budget_ms: Projected wait above which a request gets 503 (``DRIFTLOOP_SERVE_LATENCY_BUDGET_MS``).
+        serve_queue_max: Most requests waiting for a worker (``DRIFTLOOP_SERVE_QUEUE_MAX``).
+        serve_workers: Inference processes; 0 for one per core (``DRIFTLOOP_SERVE_WORKERS``).
+        serve_poll_s: How often the registry is polled for alias moves (``DRIFTLOOP_SERVE_POLL_S``).
+        prediction_log_uri: Prediction log: empty for SQLite under the state folder, a ``sqlite:///`` path or a
+            ``postgresql://`` DSN (``DRIFTLOOP_PREDICTION_LOG_URI``).
+        prediction_log_queue_rows: Rows buffered for the log writer before overflow is counted and dropped
+            (``DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS``).
+        ab_schedule: ``ab_evaluation`` schedule, None for manual runs only (``DRIFTLOOP_AB_SCHEDULE``).
     """
 
     home_dir: Path
@@ -102,6 +117,19 @@ class Settings:
     mlflow_port: int = 5000
     airflow_port: int = 8080
     worker_name: str = ""
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8000
+    serve_admin_token: str = ""
+    serve_max_body_bytes: int = 1_048_576
+    serve_max_request_rows: int = 10_000
+    serve_max_batch_rows: int = 20_000
+    serve_latency_budget_ms: float = 250.0
+    serve_queue_max: int = 1024
+    serve_workers: int = 0
+    serve_poll_s: float = 10.0
+    prediction_log_uri: str = ""
+    prediction_log_queue_rows: int = 200_000
+    ab_schedule: str | None = "@hourly"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -135,6 +163,19 @@ class Settings:
             mlflow_port=_env_int(env, "DRIFTLOOP_MLFLOW_PORT", 5000),
             airflow_port=_env_int(env, "DRIFTLOOP_AIRFLOW_PORT", 8080),
             worker_name=env.get("DRIFTLOOP_WORKER_NAME", "").strip(),
+            serve_host=env.get("DRIFTLOOP_SERVE_HOST", "127.0.0.1").strip() or "127.0.0.1",
+            serve_port=_env_int(env, "DRIFTLOOP_SERVE_PORT", 8000),
+            serve_admin_token=env.get("DRIFTLOOP_SERVE_ADMIN_TOKEN", "").strip(),
+            serve_max_body_bytes=_env_int(env, "DRIFTLOOP_SERVE_MAX_BODY_BYTES", 1_048_576),
+            serve_max_request_rows=_env_int(env, "DRIFTLOOP_SERVE_MAX_REQUEST_ROWS", 10_000),
+            serve_max_batch_rows=_env_int(env, "DRIFTLOOP_SERVE_MAX_BATCH_ROWS", 20_000),
+            serve_latency_budget_ms=_env_float(env, "DRIFTLOOP_SERVE_LATENCY_BUDGET_MS", 250.0),
+            serve_queue_max=_env_int(env, "DRIFTLOOP_SERVE_QUEUE_MAX", 1024),
+            serve_workers=_env_int(env, "DRIFTLOOP_SERVE_WORKERS", 0),
+            serve_poll_s=_env_float(env, "DRIFTLOOP_SERVE_POLL_S", 10.0),
+            prediction_log_uri=env.get("DRIFTLOOP_PREDICTION_LOG_URI", "").strip(),
+            prediction_log_queue_rows=_env_int(env, "DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS", 200_000),
+            ab_schedule=_env_schedule(env, "DRIFTLOOP_AB_SCHEDULE", "@hourly"),
         )
 
     @property

@@ -12,7 +12,8 @@ import pytest
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((PROJECT_DIR / "dags").glob("*.py"))
-EXPECTED_DAGS = {"data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor"}
+EXPECTED_DAGS = {"data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor",
+                 "ab_evaluation"}
 HEAVY_MODULES = ["pycaret", "mlflow", "shap", "evidently", "ydata_profiling", "sklearn", "pandas", "numpy", "pyarrow"]
 
 
@@ -27,7 +28,7 @@ def test_dagbag_has_no_import_errors(dagbag):
     assert dagbag.import_errors == {}, "\n".join(f"{k}: {v}" for k, v in dagbag.import_errors.items())
 
 
-def test_dagbag_has_the_five_dags(dagbag):
+def test_dagbag_has_every_dag(dagbag):
     assert set(dagbag.dag_ids) == EXPECTED_DAGS
 
 

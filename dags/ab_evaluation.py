@@ -1,0 +1,44 @@
+"""
+### ab_evaluation: served traffic into monitoring, and the champion vs challenger decision
+
+Works on what `driftloop serve` logs (every served row: inputs, score, arm, model version, request and entity id)
+and on the labels that arrived for it (file drops or `POST /labels`, accepted by `data_pipeline`).
+
+* **export_served_windows:** each closed window of served traffic (`serving.window_s`) becomes an accepted scoring
+  batch, a predictions partition and a finished inference run per model version, like a scored batch. Outlet:
+  `predictions`, so `monitoring_pipeline` computes drift and live F1/AUC on served traffic and the drift sensor's
+  performance trigger fires on served labels.
+* **evaluate_ab:** per-arm accuracy, F1 and AUC on labelled entities; a fixed-horizon two-proportion test sized by a
+  power analysis plus an always-valid sequential test (A/B), or McNemar and a paired bootstrap (shadow). The
+  decision (`promote_challenger`, `keep_champion`, `not_enough_data`) is a run in `driftloop/<dataset>/serving`;
+  a promotion follows the dataset's `gates.policy` through the registry.
+* **Idempotent:** an exported window is never exported twice; the same look at the same data is recorded once.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+from driftloop.serving import evaluation, export
+from driftloop_airflow import SETTINGS, airflow_ids, asset, dag_defaults, run_stage
+
+
+@dag(dag_id="ab_evaluation", schedule=SETTINGS.ab_schedule, **dag_defaults("serving", __doc__))
+def ab_evaluation():
+    @task(outlets=[asset("predictions")])
+    def export_served_windows() -> dict:
+        result = run_stage(export.export_served_windows)
+        if not result["exported"]:
+            raise AirflowSkipException(f"no closed window of served traffic to export (until {result['until']})")
+        return result
+
+    @task
+    def evaluate_ab() -> dict:
+        return run_stage(evaluation.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}")
+
+    export_served_windows()
+    evaluate_ab()
+
+
+ab_evaluation()

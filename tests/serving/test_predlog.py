@@ -1,0 +1,127 @@
+"""The prediction log: what is written and read back, overflow and write errors counted, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+
+import pytest
+
+from driftloop.serving.metrics import ServingMetrics
+from driftloop.serving.predlog import LogEntry, PredictionLogWriter, read_log
+
+PG_DSN = "postgresql://{user}{password}@{host}:{port}".format(
+    user=os.environ.get("DRIFTLOOP_TEST_PG_USER", "postgres"),
+    password=f":{os.environ['DRIFTLOOP_TEST_PG_PASSWORD']}" if os.environ.get("DRIFTLOOP_TEST_PG_PASSWORD") else "",
+    host=os.environ.get("DRIFTLOOP_TEST_PG_HOST", "127.0.0.1"),
+    port=os.environ.get("DRIFTLOOP_TEST_PG_PORT", "5432"),
+)
+
+
+def entry(request_id: str, rows: int, role: str = "primary", arm: str = "champion", logged_at: float | None = None,
+          experiment: str = "v1-vs-v2") -> LogEntry:
+    return LogEntry(
+        logged_at=time.time() if logged_at is None else logged_at, request_id=request_id, role=role,
+        rows=list(range(rows)), entity_ids=[f"{request_id}-{i}" for i in range(rows)], arms=[arm] * rows,
+        versions=["1" if arm == "champion" else "2"] * rows, experiment=experiment,
+        scores=[0.1 * (i % 10) for i in range(rows)], predictions=[int(0.1 * (i % 10) >= 0.5) for i in range(rows)],
+        latency_ms=12.5 if role == "primary" else None,
+        columns={"tenure": list(range(rows)), "contract": ["One year"] * rows, "total_charges": [None] * rows},
+    )
+
+
+def test_entries_are_written_in_the_background_and_read_back(tmp_path):
+    import orjson
+
+    uri = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    metrics = ServingMetrics()
+    writer = PredictionLogWriter(uri, "telco-churn", max_rows=1000, metrics=metrics)
+    writer.start()
+    assert writer.submit(entry("r1", 3, logged_at=100.0))
+    assert writer.submit(entry("r1", 3, role="shadow", arm="challenger", logged_at=100.5))
+    assert writer.submit(entry("r2", 2, logged_at=200.0, experiment="v1"))
+    writer.close()
+    assert (writer.written_rows, writer.dropped_rows, writer.pending_rows) == (8, 0, 0)
+    assert metrics.registry.get_sample_value("driftloop_serving_log_written_rows_total") == 8
+
+    rows = read_log(uri, "telco-churn")
+    assert len(rows) == 8 and list(rows["logged_at"]) == sorted(rows["logged_at"])
+    first = rows.iloc[0]
+    assert (first.request_id, first.row_index, first.entity_id, first.role, first.model_version) == (
+        "r1", 0, "r1-0", "primary", "1")
+    assert orjson.loads(first.features) == {"tenure": 0, "contract": "One year", "total_charges": None}
+    assert len(read_log(uri, "telco-churn", role="shadow")) == 3
+    assert len(read_log(uri, "telco-churn", experiment="v1")) == 2
+    assert len(read_log(uri, "telco-churn", since_s=150, until_s=250)) == 2
+    assert read_log(uri, "another-model").empty
+    assert read_log(f"sqlite:///{tmp_path / 'missing.sqlite'}", "telco-churn").empty
+
+
+def test_overflow_is_counted_never_silent(tmp_path):
+    metrics = ServingMetrics()
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.sqlite'}", "m", max_rows=5, metrics=metrics)
+    # Not started: nothing drains the queue, so the bound is reached.
+    accepted = [writer.submit(entry(f"r{i}", 2)) for i in range(4)]
+    assert accepted == [True, True, False, False]
+    assert (writer.pending_rows, writer.dropped_rows) == (4, 4)
+    assert metrics.registry.get_sample_value("driftloop_serving_log_dropped_rows_total") == 4
+
+
+def test_a_failing_store_counts_the_rows_as_dropped_after_retries(tmp_path):
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.sqlite'}", "m", max_rows=100)
+    writer.start()
+
+    def broken(records):
+        raise OSError("disk full")
+
+    writer._store.write = broken  # noqa: SLF001 - simulate the store failing after start
+    writer.submit(entry("r1", 3))
+    writer.close()
+    assert (writer.written_rows, writer.dropped_rows) == (0, 3)
+    assert "disk full" in writer.last_error
+
+
+def _postgres_reachable() -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(1)
+        return sock.connect_ex((os.environ.get("DRIFTLOOP_TEST_PG_HOST", "127.0.0.1"),
+                                int(os.environ.get("DRIFTLOOP_TEST_PG_PORT", "5432")))) == 0
+
+
+@pytest.fixture
+def postgres_uri():
+    """A throw-away PostgreSQL database, dropped at the end."""
+    if not _postgres_reachable():
+        pytest.skip("no PostgreSQL on DRIFTLOOP_TEST_PG_HOST:PORT")
+    import asyncpg
+
+    name = f"driftloop_predlog_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(PG_DSN + "/postgres")
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f"CREATE DATABASE {name}"))
+    try:
+        yield f"{PG_DSN}/{name}"
+    finally:
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def test_postgres_store_takes_rows_by_copy_and_reads_them_back(postgres_uri):
+    writer = PredictionLogWriter(postgres_uri, "telco-churn", max_rows=10_000)
+    writer.start()
+    for i in range(20):
+        writer.submit(entry(f"r{i}", 50, logged_at=1000.0 + i))
+    writer.close()
+    assert (writer.written_rows, writer.dropped_rows) == (1000, 0)
+    rows = read_log(postgres_uri, "telco-churn", since_s=1010.0)
+    assert len(rows) == 500 and rows["request_id"].iloc[0] == "r10"
+    assert set(rows["role"]) == {"primary"} and rows["latency_ms"].iloc[0] == 12.5
