@@ -10,6 +10,7 @@ immutable, content-addressed training snapshot from all labelled rows and logs i
 * **Fails** (after the good batches are processed) when any file or batch was quarantined, naming each one
   and why. The files wait in `quarantine/<batch_id>/` beside a `reason.json`.
 * **Idempotent:** a replayed file is quarantined as a replay and the same data gives the same snapshot.
+* **Skips** the snapshot tasks while no labelled row has arrived yet.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop import ingest, retraining, snapshots
+from driftloop.errors import NoLabelledData
 from driftloop_airflow import SETTINGS, asset, dag_defaults, fail_fast, run_stage
 
 
@@ -33,7 +35,7 @@ def data_pipeline():
 
     @task
     def build_snapshot() -> dict:
-        return run_stage(snapshots.build_snapshot)
+        return run_stage(snapshots.build_snapshot, skip_on=(NoLabelledData,))  # no labels yet: nothing to do
 
     @task
     def record_snapshot(snapshot: dict) -> dict:

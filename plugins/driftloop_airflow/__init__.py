@@ -83,15 +83,30 @@ def load_config() -> DatasetConfig:
         return load_dataset_config(DATASET, Settings.from_env())
 
 
-def run_stage(stage_fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+def run_stage(stage_fn: Callable[..., Any], *args: Any, skip_on: tuple[type[Exception], ...] = (),
+              **kwargs: Any) -> Any:
     """Call a package function with the active dataset config and the process settings; verdicts fail fast.
 
     This is the one way a DAG task calls into ``driftloop``: ``run_stage(ingest.ingest_batches)``.
+
+    Args:
+        stage_fn: Package function taking ``(cfg, *args, settings=..., **kwargs)``.
+        *args: Positional arguments after the config.
+        skip_on: Verdicts that mean "nothing to do yet" for this task: they skip it instead of failing it.
+        **kwargs: Keyword arguments.
     """
-    with fail_fast():
-        settings = Settings.from_env()
-        cfg = load_dataset_config(DATASET, settings)
-        return stage_fn(cfg, *args, settings=settings, **kwargs)
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    try:
+        with fail_fast():
+            settings = Settings.from_env()
+            cfg = load_dataset_config(DATASET, settings)
+            return stage_fn(cfg, *args, settings=settings, **kwargs)
+    except Exception as exc:
+        cause = exc.__cause__
+        if skip_on and isinstance(cause, skip_on):
+            raise AirflowSkipException(f"{type(cause).__name__}: {cause}") from cause
+        raise
 
 
 def airflow_ids() -> dict[str, str]:

@@ -109,3 +109,14 @@ def test_every_task_calls_the_package_through_run_stage_or_fail_fast():
                                                                        "registry", "inference", "monitoring", "sensor"}]
             guarded = "run_stage" in calls or "fail_fast" in calls
             assert not package_calls or guarded, f"{path.name}:{func.name} calls {package_calls} unguarded"
+
+
+def test_a_verdict_meaning_nothing_to_do_yet_skips_instead_of_failing(driftloop_env):
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from driftloop import snapshots
+    from driftloop.errors import NoLabelledData
+    from driftloop_airflow import run_stage
+
+    with pytest.raises(AirflowSkipException, match="NoLabelledData: .*no accepted labelled rows"):
+        run_stage(snapshots.build_snapshot, skip_on=(NoLabelledData,))
