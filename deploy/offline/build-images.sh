@@ -3,7 +3,11 @@
 #
 #   deploy/offline/build-images.sh            # base + stand-ins, then the Driftloop image on that base
 #   deploy/offline/build-images.sh --no-app   # base + stand-ins only
-#   deploy/offline/build-images.sh --force    # rebuild images that already exist
+#   deploy/offline/build-images.sh --force    # debootstrap the Debian base again even if it exists
+#
+# The Debian base is reused when it exists (debootstrap cannot be cached); every other image is rebuilt with
+# `docker build` each time, so a changed Dockerfile or script under deploy/offline/ always takes effect and an
+# unchanged one costs seconds (BuildKit's layer cache).
 #
 # Makes (names overridable through the variables of the same name):
 #   DEBIAN_MINBASE_IMAGE  driftloop/debian:bookworm-minbase  debootstrap --variant=minbase + docker import
@@ -146,20 +150,14 @@ build_dockerfile() {  # build_dockerfile IMAGE DIR [build args...]
   "$DOCKER" build --network "$network" --build-arg "MINBASE_IMAGE=$minbase_image" "$@" -t "$image" "$dir" >&2
 }
 
-step() {  # step IMAGE LABEL function args...
-  local image="$1" label="$2"; shift 2
-  if [[ "$force" == 0 ]] && exists "$image"; then log "$image exists (--force rebuilds it)"; return; fi
-  timed "$label ($image)" "$@"
-}
-
-step "$minbase_image" "minimal Debian base" build_minbase
-if [[ "$force" == 1 ]] || ! exists "$python_image"; then
-  timed "Python base ($python_image)" build_dockerfile "$python_image" "$here/python"
+if [[ "$force" == 0 ]] && exists "$minbase_image"; then
+  log "$minbase_image exists (--force makes it again)"
 else
-  log "$python_image exists (--force rebuilds it)"
+  timed "minimal Debian base ($minbase_image)" build_minbase
 fi
-step "$postgres_image" "Postgres stand-in" build_dockerfile "$postgres_image" "$here/postgres"
-step "$redis_image" "Redis stand-in" build_dockerfile "$redis_image" "$here/redis"
+timed "Python base ($python_image)" build_dockerfile "$python_image" "$here/python"
+timed "Postgres stand-in ($postgres_image)" build_dockerfile "$postgres_image" "$here/postgres"
+timed "Redis stand-in ($redis_image)" build_dockerfile "$redis_image" "$here/redis"
 
 if [[ "$app" == 1 ]]; then
   args=(--build-arg "BASE_IMAGE=$python_image"
