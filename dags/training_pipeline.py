@@ -3,9 +3,12 @@
 
 Trains on a training snapshot (the newest, or `snapshot_uri` from the run conf) with PyCaret: `setup`,
 `compare_models`, `tune_model`, `finalize_model`, scored on a held-out split. It logs the leaderboard, params,
-holdout metrics and SHAP summary to MLflow and registers a model version with lineage tags (snapshot, DAG run,
-git commit, trigger reason). The new version gets alias `challenger`. `champion` moves only through the gate:
-a first version must meet the absolute floors, and a later one must beat the champion on the same holdout.
+holdout metrics and the governance evidence (SHAP by original feature, permutation importance, a surrogate tree,
+fairness per sensitive attribute) to MLflow and registers a model version with lineage tags. The new version gets
+alias `challenger`. `champion` moves only through the gate (floors, beating the champion on the same holdout and
+the latest labelled production window, fairness limits, latency, size, behavioural tests) and the dataset's policy
+(`auto` moves it, `manual` marks the version ready). The verdict, every check and the model card land on the
+version; every move of `champion` is appended to the audit log.
 
 * **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by hand.
 * **Idempotent:** a retry of the same run reuses the registered version instead of registering another.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
 
-from driftloop import registry, training
+from driftloop import promotion, training
 from driftloop_airflow import airflow_ids, asset, dag_defaults, run_stage
 
 
@@ -33,7 +36,9 @@ def training_pipeline():
 
     @task
     def promote_model(trained: dict) -> dict:
-        return run_stage(registry.promote_model, trained["model_version"])
+        ids = airflow_ids()
+        return run_stage(promotion.promote_model, trained["model_version"],
+                         actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}")
 
     promote_model(train_model())
 

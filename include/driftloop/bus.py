@@ -101,6 +101,7 @@ GATE_CHAMPION_METRIC_TAG = PREFIX + "gate_champion_metric"
 GATE_CHAMPION_VERSION_TAG = PREFIX + "gate_champion_version"
 GATE_PASSED = "passed"
 GATE_REJECTED = "rejected"
+GATE_FAILED_CHECKS_TAG = PREFIX + "gate_failed_checks"  # comma-separated check names
 # Under the manual policy a passing version is marked ready; a person moves champion.
 READY_FOR_CHAMPION_TAG = PREFIX + "ready_for_champion"
 
@@ -169,6 +170,11 @@ def class_share_metric(label: object) -> str:
     return f"class_share.{metric_safe(label)}"
 
 
+def fairness_metric(attribute: str, name: str) -> str:
+    """Fairness metric of one sensitive attribute: ``fairness.<attribute>.<name>``."""
+    return f"fairness.{metric_safe(attribute)}.{metric_safe(name)}"
+
+
 def holdout_version_tag(metric: str) -> str:
     """Model-version tag that carries a holdout metric, e.g. ``driftloop.holdout_auc``."""
     return PREFIX + metric
@@ -189,6 +195,14 @@ DRIFT_SUMMARY_ARTIFACT = "drift_summary.json"
 PROFILE_DIR = "profile"
 LINEAGE_BATCHES_ARTIFACT = "lineage/batches.json"
 LINEAGE_SNAPSHOT_ARTIFACT = "lineage/snapshot_manifest.json"
+# Governance evidence of a version, on its training run.
+EVIDENCE_DIR = "evidence"
+EVIDENCE_ARTIFACT = "evidence/evidence.json"  # SHAP importance, permutation importance, surrogate, fairness
+PFI_FILENAME = "permutation_importance.csv"
+FAIRNESS_PLOT_FILENAME = "fairness.png"
+GATE_REPORT_ARTIFACT = "gate/gate_report.json"
+MODEL_CARD_MD_ARTIFACT = "model_card/model_card.md"
+MODEL_CARD_JSON_ARTIFACT = "model_card/model_card.json"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Predictions partitions (``predictions/<batch_id>.parquet``): the entity id column, then these.
@@ -198,6 +212,15 @@ PREDICTION_COLUMN = "prediction"
 PREDICTION_LINEAGE_COLUMNS = ("model_name", "model_version", "model_run_id")
 SCORED_AT_COLUMN = "scored_at"
 PREDICTION_COLUMNS = (SCORE_COLUMN, PREDICTION_COLUMN, *PREDICTION_LINEAGE_COLUMNS, SCORED_AT_COLUMN)
+REASON_PARTS = ("feature", "value", "contribution")
+EXPLAIN_METHOD_TAG = PREFIX + "explain_method"  # on inference runs: how the reasons were computed
+
+
+def reason_column(rank: int, part: str) -> str:
+    """Column of the ``rank``-th strongest reason of a prediction: ``reason_<rank>_<feature|value|contribution>``."""
+    if part not in REASON_PARTS:
+        raise ValueError(f"unknown reason part {part!r} (known: {list(REASON_PARTS)})")
+    return f"reason_{rank}_{part}"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Manifests under DRIFTLOOP_HOME: written last, so a manifest marks its partition as complete.
@@ -352,7 +375,7 @@ _SECTIONS = (
                                  "DRIFTED_COLUMN_NAMES", "DRIFT_METHODS")),
     ("Drift sensor", "_TAG", ("SENSOR_FIRED_AT", "SENSOR_TRIGGER_RUN_ID", "SENSOR_SUPPRESSED")),
     ("Gate (model version)", "_TAG", ("GATE", "GATE_REASON", "GATE_CANDIDATE_METRIC", "GATE_CHAMPION_METRIC",
-                                      "GATE_CHAMPION_VERSION")),
+                                      "GATE_CHAMPION_VERSION", "GATE_FAILED_CHECKS", "READY_FOR_CHAMPION")),
     ("Artifacts", "_ARTIFACT", ("LEADERBOARD", "HOLDOUT", "REFERENCE", "MODEL", "DRIFT_REPORT", "DRIFT_SUMMARY",
                                 "LINEAGE_BATCHES", "LINEAGE_SNAPSHOT", "AB_SUMMARY")),
     ("Serving", "_TAG", ("SERVED_WINDOW", "AB_EXPERIMENT", "AB_INPUT_FINGERPRINT", "AB_DECISION",

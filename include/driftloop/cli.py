@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "driftloop.ingest",
     "driftloop.training",
     "driftloop.registry",
+    "driftloop.promotion",
     "driftloop.monitoring",
     "driftloop.sensor",
     "driftloop.lineage",

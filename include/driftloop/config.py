@@ -57,6 +57,19 @@ class GateConfig:
     floors: dict[str, float] = field(default_factory=lambda: {"AUC": 0.7})
     min_improvement: float = 0.0
     policy: str = "auto"
+    max_latency_ms_per_row: float | None = None  # measured on a 1,000-row batch of the holdout
+    max_model_size_mb: float | None = None  # the logged model's artifacts
+    production_window_min_rows: int = 100  # labelled production rows needed to compare there too
+    behaviour: str = ""  # behavioural test file, relative to the dataset config; empty: none
+
+
+@dataclass(frozen=True)
+class FairnessConfig:
+    """Fairness per sensitive attribute: bins for numeric ones and the gate's limits (None: report only)."""
+
+    bins: dict[str, list[float]] = field(default_factory=dict)
+    max_demographic_parity_difference: float | None = None
+    max_equalized_odds_difference: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,8 @@ class InferenceConfig:
 
     threshold: float = 0.5
     chunk_rows: int = 100_000
+    reasons: int = 3  # top-k SHAP reasons stored with each prediction; 0 stores none
+    explain_ms_per_row: float = 0.2  # budget of the exact tree explainer before its path approximation is used
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,7 @@ class DatasetConfig:
     monitoring: MonitoringConfig = MonitoringConfig()
     inference: InferenceConfig = InferenceConfig()
     ingest: IngestConfig = IngestConfig()
+    fairness: FairnessConfig = FairnessConfig()
     serving: ServingConfig = ServingConfig()
     config_path: str = ""
 
@@ -179,6 +195,9 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
     for section in ("inference", "monitoring", "ingest"):
         if getattr(cfg, section).chunk_rows < 1:
             raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
+    unknown_bins = set(cfg.fairness.bins) - set(cfg.sensitive_features)
+    if unknown_bins:
+        raise ConfigError(f"{where}: fairness.bins names {sorted(unknown_bins)}, which are not sensitive attributes")
 
 
 def _check_serving(serving: ServingConfig, where: str) -> None:
@@ -250,6 +269,7 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
         monitoring=_build(MonitoringConfig, raw.get("monitoring"), f"{where}: monitoring"),
         inference=_build(InferenceConfig, raw.get("inference"), f"{where}: inference"),
         ingest=_build(IngestConfig, raw.get("ingest"), f"{where}: ingest"),
+        fairness=_build(FairnessConfig, raw.get("fairness"), f"{where}: fairness"),
         serving=_build(ServingConfig, raw.get("serving"), f"{where}: serving"),
         config_path=config_path,
     )

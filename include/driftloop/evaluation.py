@@ -85,12 +85,9 @@ def split_holdout(cfg: DatasetConfig, snapshot_df: Any) -> tuple[Any, Any]:
 
 def load_holdout(client: Any, run_id: str) -> Any:
     """The holdout rows (id + features + target labels) a training run logged."""
-    import tempfile
+    from driftloop.tracking import read_run_frame
 
-    import pandas as pd
-
-    with tempfile.TemporaryDirectory(prefix="driftloop-holdout-") as tmp:
-        return pd.read_parquet(client.download_artifacts(run_id, bus.HOLDOUT_ARTIFACT, tmp))
+    return read_run_frame(client, run_id, bus.HOLDOUT_ARTIFACT)
 
 
 def score_on_holdout(cfg: DatasetConfig, model: Any, holdout_df: Any) -> dict[str, float]:

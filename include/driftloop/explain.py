@@ -1,77 +1,95 @@
-"""Model explanations: mean |SHAP| per feature on a small sample, as a bar plot PNG and a CSV.
+"""SHAP explanations per version (global) and per prediction (top-k reasons), in the original feature names.
 
-Explanations are computed on the features *after* the model's preprocessing (imputation, encoding), because that
-is what the estimator sees; each transformed column is also mapped back to the raw feature it came from.
+The explainer depends on the estimator family, and always runs on the features the estimator sees (after the
+pipeline's imputation and encoding), because SHAP explainers do not take a pipeline:
+
+* **linear** (logistic regression and friends): ``shap.LinearExplainer``, closed form;
+* **tree** (random forests, gradient boosting, LightGBM, ...): TreeSHAP with ``tree_path_dependent``
+  perturbation (no background data; log-odds for boosting, probability for forests). Exact TreeSHAP costs
+  O(leaves x depth^2) per row and tree: for deep forests it is measured on a probe and, when the projected time is
+  over the budget, the path attributions of the same trees (Saabas) are used instead and the method says so;
+* **other** families: a sampled, time-bounded ``shap.PermutationExplainer`` for the global summary, and for
+  per-prediction reasons single-feature ablation on the whole pipeline (the score change when one original feature
+  is set to its reference value; exact for additive models), batched so 10k rows cost ~M+1 predict calls.
+
+Transformed columns are summed back to the original feature they came from (PyCaret names one-hot columns
+``{column}_{value}``), so every table, plot and reason uses the names of the dataset.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from driftloop import bus
 
-MAX_EXPLAIN_ROWS = 200
-MAX_BACKGROUND_ROWS = 50
+GLOBAL_ROWS = 500
 PERMUTATION_ROWS = 100
+BACKGROUND_ROWS = 100
+EXACT_PROBE_ROWS = 50
 TOP_FEATURES_PLOTTED = 20
 
-# Estimator class names shap.TreeExplainer handles exactly and fast.
 TREE_ESTIMATORS = {
-    "RandomForestClassifier",
-    "ExtraTreesClassifier",
-    "DecisionTreeClassifier",
-    "GradientBoostingClassifier",
-    "LGBMClassifier",
-    "XGBClassifier",
-    "CatBoostClassifier",
+    "RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier", "GradientBoostingClassifier",
+    "LGBMClassifier", "XGBClassifier", "CatBoostClassifier", "RandomForestRegressor", "ExtraTreesRegressor",
+    "DecisionTreeRegressor", "GradientBoostingRegressor", "LGBMRegressor", "XGBRegressor", "CatBoostRegressor",
 }
-LINEAR_ESTIMATORS = {"LogisticRegression", "RidgeClassifier", "SGDClassifier", "LinearDiscriminantAnalysis"}
+LINEAR_ESTIMATORS = {"LogisticRegression", "RidgeClassifier", "SGDClassifier", "LinearDiscriminantAnalysis",
+                     "LinearRegression", "Ridge", "Lasso", "ElasticNet", "BayesianRidge", "HuberRegressor"}
+
+
+@dataclass(frozen=True)
+class Attributions:
+    """Per-row contributions of each original feature to the model output.
+
+    Attributes:
+        values_df: rows x original features, in model output units (see ``output``).
+        method: ``linear``, ``tree_path_dependent``, ``tree_saabas``, ``permutation`` or ``ablation``.
+        output: What the contributions add up to: ``log_odds``, ``probability`` or ``score``.
+    """
+
+    values_df: Any
+    method: str
+    output: str
 
 
 def split_pipeline(model: Any) -> tuple[Any | None, Any]:
-    """Split a fitted pipeline into (preprocessing, final estimator); a bare estimator has no preprocessing.
-
-    Args:
-        model: A fitted sklearn/PyCaret pipeline or a bare estimator.
-
-    Returns:
-        ``(preprocessor or None, estimator)``.
-    """
+    """``(preprocessing or None, final estimator)`` of a fitted pipeline or bare estimator."""
     steps = getattr(model, "steps", None)
     if not steps:
         return None, model
-    estimator = steps[-1][1]
-    preprocessor = model[:-1] if len(steps) > 1 else None
-    return preprocessor, estimator
+    return (model[:-1] if len(steps) > 1 else None), steps[-1][1]
 
 
 def choose_explainer_kind(estimator: Any) -> str:
-    """``tree``, ``linear`` or ``permutation``, from the estimator's class name."""
+    """``tree``, ``linear`` or ``other``, from the estimator's class name."""
     name = type(estimator).__name__
     if name in TREE_ESTIMATORS:
         return "tree"
     if name in LINEAR_ESTIMATORS and hasattr(estimator, "coef_"):
         return "linear"
-    return "permutation"
+    return "other"
 
 
 def source_feature(column: str, raw_features: list[str]) -> str:
-    """The raw feature a transformed column came from (longest matching name prefix), else the column itself."""
+    """The original feature a transformed column came from (longest matching name prefix), else the column."""
     matches = [f for f in raw_features if column == f or column.startswith(f"{f}_")]
     return max(matches, key=len) if matches else column
 
 
 def transform_features(preprocessor: Any | None, raw_df: Any) -> Any:
-    """``raw_df`` as the estimator sees it, as a float DataFrame with named columns."""
+    """``raw_df`` as the estimator sees it: a float DataFrame with named columns."""
     import pandas as pd
 
+    raw_df = raw_df.reset_index(drop=True)
     if preprocessor is None:
         return raw_df.astype(float)
     transformed = preprocessor.transform(raw_df)
     if isinstance(transformed, pd.DataFrame):
         columns = [str(c) for c in transformed.columns]
-    else:  # plain sklearn transformers return arrays
+    else:
         try:
             columns = [str(c) for c in preprocessor.get_feature_names_out()]
         except (AttributeError, ValueError):
@@ -81,103 +99,208 @@ def transform_features(preprocessor: Any | None, raw_df: Any) -> Any:
     return pd.DataFrame(transformed, columns=columns).reset_index(drop=True).astype(float)
 
 
-def _positive_class_values(values: Any) -> Any:
+def to_original_features(values: Any, columns: list[str], raw_features: list[str]) -> Any:
+    """Sum transformed-column contributions back per original feature (rows x raw_features)."""
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.DataFrame(np.asarray(values, dtype=float), columns=columns)
+    grouped = frame.T.groupby([source_feature(c, raw_features) for c in columns]).sum().T
+    return grouped.reindex(columns=raw_features, fill_value=0.0)
+
+
+def _last_class(values: Any) -> Any:
     import numpy as np
 
-    if isinstance(values, list):  # older shap: one array per class
+    if isinstance(values, list):  # one array per class
         values = values[-1]
     values = np.asarray(values)
-    if values.ndim == 3:  # (rows, features, classes)
-        values = values[:, :, -1]
-    return values
+    return values[:, :, -1] if values.ndim == 3 else values
 
 
-def compute_shap_values(
-    estimator: Any, features_df: Any, background_df: Any, seed: int = 42
-) -> tuple[Any, str]:
-    """SHAP values of the positive class for ``features_df`` (rows x columns) and the explainer kind used."""
-    import numpy as np
+def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any, str]:
     import shap
 
-    kind = choose_explainer_kind(estimator)
-    if kind == "tree":
-        explainer = shap.TreeExplainer(estimator)
-        values = explainer.shap_values(features_df, check_additivity=False)
-    elif kind == "linear":
-        explainer = shap.LinearExplainer(estimator, background_df)
-        values = explainer.shap_values(features_df)
-    else:
-        if hasattr(estimator, "predict_proba"):
-
-            def predict_fn(x: Any) -> Any:
-                return estimator.predict_proba(x)[:, -1]
-        else:
-            predict_fn = estimator.predict
-        explainer = shap.PermutationExplainer(predict_fn, background_df, seed=seed)
-        # One forward+backward permutation per row (the minimum) keeps this at seconds for slow predictors.
-        values = explainer(features_df, max_evals=2 * features_df.shape[1] + 1, silent=True).values
-    return np.asarray(_positive_class_values(values), dtype=float), kind
+    explainer = shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent")
+    probe = features_df.iloc[:EXACT_PROBE_ROWS]
+    started = time.perf_counter()
+    probe_values = explainer.shap_values(probe, check_additivity=False)
+    projected_s = (time.perf_counter() - started) * len(features_df) / max(len(probe), 1)
+    if len(features_df) <= len(probe):
+        return _last_class(probe_values), "tree_path_dependent"
+    if projected_s <= budget_s:
+        return _last_class(explainer.shap_values(features_df, check_additivity=False)), "tree_path_dependent"
+    return _last_class(explainer.shap_values(features_df, approximate=True, check_additivity=False)), "tree_saabas"
 
 
-def explain_model(model: Any, sample_df: Any, out_dir: str | Path, seed: int = 42) -> dict[str, Any]:
-    """Compute mean |SHAP| per feature on at most 200 rows and write a bar plot PNG and a CSV.
+def _output_kind(estimator: Any, method: str) -> str:
+    if method == "linear" or type(estimator).__name__.startswith(("LGBM", "XGB", "CatBoost", "GradientBoosting")):
+        return "log_odds" if hasattr(estimator, "predict_proba") else "score"
+    return "probability" if hasattr(estimator, "predict_proba") else "score"
+
+
+def explain_rows(model: Any, raw_df: Any, budget_s: float = 2.0, reference_df: Any = None,
+                 seed: int = 42) -> Attributions:
+    """Contributions of every original feature for every row of ``raw_df``.
 
     Args:
-        model: A fitted pipeline (PyCaret or sklearn) or bare estimator with ``predict_proba``.
-        sample_df: Raw input rows (model features only, no id or target).
-        out_dir: Folder to write ``shap_summary.png`` and ``shap_importance.csv`` into (created if missing).
+        model: Fitted pipeline or bare estimator.
+        raw_df: Rows with the model's input columns.
+        budget_s: Time the exact tree explainer may take before the path approximation is used.
+        reference_df: Rows whose typical values stand in for a feature (background, ablation baseline);
+            default ``raw_df`` itself.
         seed: Sampling seed.
 
     Returns:
-        ``{"explainer", "rows", "plot_path", "csv_path", "top_features"}``; ``top_features`` lists up to five
-        raw features with the highest summed mean |SHAP|.
+        The :class:`Attributions`.
     """
+    import shap
+
+    raw_df = raw_df.reset_index(drop=True)
+    reference_df = raw_df if reference_df is None else reference_df.reset_index(drop=True)
+    raw_features = [str(c) for c in raw_df.columns]
+    preprocessor, estimator = split_pipeline(model)
+    kind = choose_explainer_kind(estimator)
+    if kind == "other":
+        return _ablation(model, raw_df, reference_df)
+    features_df = transform_features(preprocessor, raw_df)
+    if kind == "linear":
+        background = transform_features(preprocessor, reference_df.sample(min(BACKGROUND_ROWS, len(reference_df)),
+                                                                          random_state=seed))
+        explainer = shap.LinearExplainer(estimator, shap.maskers.Independent(background))
+        values, method = _last_class(explainer.shap_values(features_df)), "linear"
+    else:
+        values, method = _tree_values(estimator, features_df, budget_s)
+    return Attributions(to_original_features(values, list(features_df.columns), raw_features), method,
+                        _output_kind(estimator, method))
+
+
+def _predict_score(model: Any, frame: Any) -> Any:
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(frame.reset_index(drop=True))[:, -1]
+    return model.predict(frame.reset_index(drop=True))
+
+
+def _baseline(reference_df: Any, column: str) -> Any:
+    series = reference_df[column].dropna()
+    if series.empty:
+        return None
+    return series.median() if series.dtype.kind in "iuf" and series.nunique() > 2 else series.mode().iloc[0]
+
+
+def _ablation(model: Any, raw_df: Any, reference_df: Any) -> Attributions:
+    """Score change when each original feature is replaced by its reference value; one batched call per feature."""
+    import pandas as pd
+
+    base = _predict_score(model, raw_df)
+    contributions = {}
+    for column in raw_df.columns:
+        ablated = raw_df.copy()
+        ablated[column] = _baseline(reference_df, column)
+        contributions[str(column)] = base - _predict_score(model, ablated)
+    return Attributions(pd.DataFrame(contributions), "ablation", "probability" if hasattr(model, "predict_proba")
+                        else "score")
+
+
+def global_attributions(model: Any, sample_df: Any, seed: int = 42, budget_s: float = 20.0) -> Attributions:
+    """Attributions on a sample for a version's global summary (a permutation explainer for other families)."""
+    import shap
+
+    raw_df = sample_df.reset_index(drop=True)
+    raw_df = raw_df.sample(min(GLOBAL_ROWS, len(raw_df)), random_state=seed).reset_index(drop=True)
+    preprocessor, estimator = split_pipeline(model)
+    if choose_explainer_kind(estimator) != "other":
+        return explain_rows(model, raw_df, budget_s=budget_s, seed=seed)
+    rows = raw_df.iloc[:PERMUTATION_ROWS]
+    features_df = transform_features(preprocessor, rows)
+    background = features_df.iloc[:BACKGROUND_ROWS // 2]
+    explainer = shap.PermutationExplainer(lambda x: _predict_score(estimator, x), background, seed=seed)
+    values = explainer(features_df, max_evals=2 * features_df.shape[1] + 1, silent=True).values
+    return Attributions(to_original_features(values, list(features_df.columns), [str(c) for c in raw_df.columns]),
+                        "permutation", "probability")
+
+
+def importance_table(attributions: Attributions) -> Any:
+    """Mean |contribution| per original feature, largest first (``feature``, ``mean_abs_shap``)."""
+    import pandas as pd
+
+    means = attributions.values_df.abs().mean(axis=0).sort_values(ascending=False)
+    return pd.DataFrame({"feature": means.index, "mean_abs_shap": means.to_numpy()})
+
+
+def top_reasons(raw_df: Any, attributions: Attributions, k: int = 3) -> Any:
+    """The ``k`` strongest reasons per row: ``reason_<i>_feature``, ``_value`` (as text) and ``_contribution``."""
+    import numpy as np
+    import pandas as pd
+
+    values = attributions.values_df.to_numpy()
+    features = np.asarray(attributions.values_df.columns)
+    order = np.argsort(-np.abs(values), axis=1)[:, :k]
+    raw = raw_df.reset_index(drop=True)
+    columns: dict[str, Any] = {}
+    for i in range(min(k, values.shape[1])):
+        picked = features[order[:, i]]
+        raw_values = [raw.at[row, feature] for row, feature in enumerate(picked)]
+        columns[bus.reason_column(i + 1, "feature")] = picked.astype(str)
+        columns[bus.reason_column(i + 1, "value")] = [None if pd.isna(v) else str(v) for v in raw_values]
+        columns[bus.reason_column(i + 1, "contribution")] = values[np.arange(len(values)), order[:, i]]
+    return pd.DataFrame(columns)
+
+
+def plot_summary(attributions: Attributions, raw_df: Any, path: Path, title: str) -> Path:
+    """A beeswarm summary plot by original feature (colour: the feature's value, numeric features only)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
     import pandas as pd
 
+    table = importance_table(attributions).head(TOP_FEATURES_PLOTTED).iloc[::-1]
+    raw = raw_df.reset_index(drop=True)
+    rng = np.random.default_rng(0)
+    with plt.rc_context({"font.family": "DejaVu Sans"}):
+        fig, ax = plt.subplots(figsize=(8, 0.35 * len(table) + 1.5))
+        for y, feature in enumerate(table["feature"]):
+            x = attributions.values_df[feature].to_numpy()
+            numeric = pd.to_numeric(raw[feature], errors="coerce") if feature in raw else pd.Series(np.nan, index=raw.index)
+            colour = numeric.rank(pct=True).fillna(0.5).to_numpy() if numeric.notna().any() else np.full(len(x), 0.5)
+            ax.scatter(x, y + rng.uniform(-0.3, 0.3, len(x)), c=colour, cmap="coolwarm", s=6, alpha=0.6)
+        ax.set_yticks(range(len(table)), table["feature"])
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_xlabel(f"contribution to the model output ({attributions.output}; {attributions.method})")
+        ax.set_title(title, fontsize=10)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+    return path
+
+
+def explain_model(model: Any, sample_df: Any, out_dir: str | Path, seed: int = 42) -> dict[str, Any]:
+    """Global SHAP of a version: the mean |SHAP| table (CSV) and a summary plot (PNG) by original feature.
+
+    Args:
+        model: Fitted pipeline or bare estimator.
+        sample_df: Raw input rows (model features only).
+        out_dir: Folder for ``bus.SHAP_CSV_FILENAME`` and ``bus.SHAP_PLOT_FILENAME``.
+        seed: Sampling seed.
+
+    Returns:
+        ``{"method", "output", "rows", "plot_path", "csv_path", "top_features", "importance"}``;
+        ``importance`` maps every original feature to its mean |SHAP|.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw_df = sample_df.reset_index(drop=True)
-    if len(raw_df) > MAX_EXPLAIN_ROWS:
-        raw_df = raw_df.sample(MAX_EXPLAIN_ROWS, random_state=seed).reset_index(drop=True)
-    preprocessor, estimator = split_pipeline(model)
-    if choose_explainer_kind(estimator) == "permutation":  # model-agnostic: cost grows with rows x background
-        raw_df = raw_df.iloc[:PERMUTATION_ROWS]
-    features_df = transform_features(preprocessor, raw_df)
-    background_df = features_df.iloc[:MAX_BACKGROUND_ROWS]
-
-    values, kind = compute_shap_values(estimator, features_df, background_df, seed=seed)
-    raw_features = [str(c) for c in sample_df.columns]
-    importance = pd.DataFrame(
-        {
-            "feature": features_df.columns,
-            "source_feature": [source_feature(c, raw_features) for c in features_df.columns],
-            "mean_abs_shap": abs(values).mean(axis=0),
-        }
-    ).sort_values("mean_abs_shap", ascending=False, ignore_index=True)
+    attributions = global_attributions(model, sample_df, seed=seed)
+    table = importance_table(attributions)
     csv_path = out_dir / bus.SHAP_CSV_FILENAME
-    importance.to_csv(csv_path, index=False)
-
-    top = importance.head(TOP_FEATURES_PLOTTED).iloc[::-1]
-    plot_path = out_dir / bus.SHAP_PLOT_FILENAME
-    # PyCaret's plotting style asks for fonts a slim image lacks; DejaVu ships with matplotlib.
-    with plt.rc_context({"font.family": "DejaVu Sans"}):
-        fig, ax = plt.subplots(figsize=(8, 0.3 * len(top) + 1.4))
-        ax.barh(top["feature"], top["mean_abs_shap"], color="#1f77b4")
-        ax.set_xlabel("mean |SHAP value| for the positive class (model output units)")
-        ax.set_title(f"{type(estimator).__name__}, {len(features_df)} rows", fontsize=10)
-        fig.tight_layout()
-        fig.savefig(plot_path, dpi=100)
-        plt.close(fig)
-
-    by_source = importance.groupby("source_feature")["mean_abs_shap"].sum().sort_values(ascending=False)
-    return {
-        "explainer": kind,
-        "rows": len(features_df),
-        "plot_path": str(plot_path),
-        "csv_path": str(csv_path),
-        "top_features": list(by_source.index[:5]),
-    }
+    table.to_csv(csv_path, index=False)
+    _, estimator = split_pipeline(model)
+    rows = len(attributions.values_df)
+    sample = sample_df.reset_index(drop=True).sample(min(GLOBAL_ROWS, len(sample_df)), random_state=seed)
+    plot_path = plot_summary(attributions, sample.reset_index(drop=True).iloc[:rows], out_dir / bus.SHAP_PLOT_FILENAME,
+                             f"{type(estimator).__name__}: SHAP on {rows} rows by original feature")
+    return {"method": attributions.method, "output": attributions.output, "rows": rows, "plot_path": str(plot_path),
+            "csv_path": str(csv_path), "top_features": table["feature"].head(5).tolist(),
+            "importance": dict(zip(table["feature"], table["mean_abs_shap"].astype(float), strict=True))}

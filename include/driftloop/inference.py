@@ -78,13 +78,33 @@ def predict_frame(model: Any, frame: Any, cfg: DatasetConfig) -> tuple[Any, Any]
     return score, (score >= cfg.inference.threshold).astype("int8")
 
 
+def explain_chunk(model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any) -> tuple[dict[str, Any], str]:
+    """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the method."""
+    from driftloop.explain import explain_rows, top_reasons
+
+    budget_s = cfg.inference.explain_ms_per_row * len(chunk) / 1000
+    attributions = explain_rows(model, chunk[cfg.features], budget_s=budget_s, reference_df=reference_df)
+    reasons = top_reasons(chunk[cfg.features], attributions, cfg.inference.reasons)
+    return {name: reasons[name].to_numpy() for name in reasons.columns}, attributions.method
+
+
 def score_file(
-    model: Any, model_info: dict[str, str], cfg: DatasetConfig, batch_path: Path, output_path: Path
+    model: Any, model_info: dict[str, str], cfg: DatasetConfig, batch_path: Path, output_path: Path,
+    reference_df: Any = None,
 ) -> dict[str, Any]:
-    """Score one parquet file chunk by chunk into ``output_path`` (written atomically).
+    """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k reasons.
+
+    Args:
+        model: The fitted pipeline.
+        model_info: ``model_name``, ``model_version``, ``model_run_id`` (stored on every row).
+        cfg: Dataset config (``inference.chunk_rows``, ``inference.reasons``).
+        batch_path: Accepted batch parquet.
+        output_path: Predictions partition to write.
+        reference_df: Reference rows for the explainer's background; None stores no reasons.
 
     Returns:
-        ``{"rows", "positive_rows", "chunks", "seconds"}``; ``chunks`` is how many predict calls were made.
+        ``{"rows", "positive_rows", "chunks", "seconds", "explain_method"}``; ``chunks`` is how many predict
+        calls were made.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -94,7 +114,8 @@ def score_file(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = output_path.with_name(f".{output_path.name}.tmp")
     rows = positives = chunks = 0
-    writer = None
+    writer, method = None, "none"
+    explain = cfg.inference.reasons > 0 and reference_df is not None
     try:
         source = pq.ParquetFile(batch_path)
         columns = [cfg.id_column, *cfg.features]
@@ -111,6 +132,10 @@ def score_file(
                     bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
                 }
             )
+            if explain:
+                reasons, method = explain_chunk(model, chunk, cfg, reference_df)
+                for name, values in reasons.items():
+                    table = table.append_column(name, pa.array(values))
             if writer is None:
                 writer = pq.ParquetWriter(tmp_path, table.schema)
             writer.write_table(table)
@@ -123,7 +148,8 @@ def score_file(
     if writer is None:
         raise ValueError(f"{batch_path} has no rows to score")
     tmp_path.replace(output_path)
-    return {"rows": rows, "positive_rows": positives, "chunks": chunks, "seconds": time.perf_counter() - start}
+    return {"rows": rows, "positive_rows": positives, "chunks": chunks, "seconds": time.perf_counter() - start,
+            "explain_method": method}
 
 
 def score_batch(
@@ -132,6 +158,7 @@ def score_batch(
     model: Any,
     model_info: dict[str, str],
     settings: Settings | None = None,
+    reference_df: Any = None,
 ) -> dict[str, Any]:
     """Score one accepted batch and record it in the inference experiment (idempotent per batch id).
 
@@ -145,7 +172,7 @@ def score_batch(
     batch_id = manifest["batch_id"]
     output_path = paths.predictions_dir / f"{batch_id}.parquet"
     predictions_uri = path_to_uri(output_path)
-    result = score_file(model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path)
+    result = score_file(model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, reference_df)
     experiment = cfg.experiment_name("inference")
     key = {bus.BATCH_ID_TAG: batch_id}
     with keyed_run(client, experiment, key, bus.inference_run_name(batch_id), settings) as run:
@@ -156,6 +183,7 @@ def score_batch(
                 bus.MODEL_NAME_TAG: model_info["model_name"],
                 bus.MODEL_VERSION_TAG: model_info["model_version"],
                 bus.MODEL_RUN_ID_TAG: model_info["model_run_id"],
+                bus.EXPLAIN_METHOD_TAG: result["explain_method"],
             }
         )
         mlflow.log_metrics(
@@ -176,6 +204,18 @@ def score_batch(
     }
 
 
+def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
+    """The training run's reference rows (explainer background), or None when reasons are off or it is missing."""
+    from driftloop.tracking import read_run_frame
+
+    if cfg.inference.reasons <= 0:
+        return None
+    try:
+        return read_run_frame(get_client(settings), run_id, bus.REFERENCE_ARTIFACT)[cfg.features]
+    except Exception:  # a version registered by hand may lack it: predictions without reasons, not a failure
+        return None
+
+
 def score_pending_batches(
     cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None
 ) -> dict[str, Any]:
@@ -189,10 +229,14 @@ def score_pending_batches(
     Raises:
         NoChampionError: Batches are waiting but no model carries ``alias``.
     """
+    from driftloop.audit import reconcile_champion
+
+    reconcile_champion(cfg, settings)  # a champion moved in the MLflow UI is on record before it scores
     todo = pending_batches(cfg, settings)
     if not todo:
         return {"model_version": None, "scored": []}
     model_info = resolve_model(cfg, alias, settings)
     model = load_model(model_info["model_uri"], settings)
-    scored = [score_batch(cfg, manifest, model, model_info, settings) for manifest in todo]
+    reference_df = _reference_features(cfg, model_info["model_run_id"], settings)
+    scored = [score_batch(cfg, manifest, model, model_info, settings, reference_df) for manifest in todo]
     return {"model_version": model_info["model_version"], "scored": scored}

@@ -8,7 +8,6 @@ they arrive, giving live F1/AUC in the same monitoring run. Whether a result cal
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from driftloop.drift import compute_drift
 from driftloop.errors import MonitoringError
 from driftloop.settings import Settings
 from driftloop.state import StatePaths, uri_to_path
-from driftloop.tracking import FINISHED, get_client, keyed_run, search_runs
+from driftloop.tracking import FINISHED, get_client, keyed_run, read_run_frame, search_runs
 
 # Evidently's cost grows with rows; a seeded sample of this size gives stable drift scores on any batch size.
 MAX_CURRENT_ROWS = 50_000
@@ -234,16 +233,11 @@ def _read_parquet(uri: str, columns: list[str]) -> Any:
 
 
 def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str) -> Any:
-    import pandas as pd
 
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = client.download_artifacts(reference_run_id, bus.REFERENCE_ARTIFACT, tmp)
-        except Exception as exc:  # MLflow raises several types for a missing artifact or run
-            raise MonitoringError(
-                f"training run {reference_run_id} has no {bus.REFERENCE_ARTIFACT}: {exc}"
-            ) from exc
-        reference = pd.read_parquet(path)
+    try:
+        reference = read_run_frame(client, reference_run_id, bus.REFERENCE_ARTIFACT)
+    except Exception as exc:  # MLflow raises several types for a missing artifact or run
+        raise MonitoringError(f"training run {reference_run_id} has no {bus.REFERENCE_ARTIFACT}: {exc}") from exc
     missing = [col for col in [*cfg.features, bus.SCORE_COLUMN] if col not in reference.columns]
     if missing:
         raise MonitoringError(f"{bus.REFERENCE_ARTIFACT} of run {reference_run_id} lacks columns {missing}")

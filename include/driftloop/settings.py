@@ -67,6 +67,7 @@ class Settings:
         data_schedule: ``data_pipeline`` cron, None for asset/manual runs only (``DRIFTLOOP_DATA_SCHEDULE``).
         sensor_schedule: ``drift_sensor`` schedule, None for manual runs only (``DRIFTLOOP_SENSOR_SCHEDULE``);
             the default ``@continuous`` starts the next run as soon as one ends.
+        watch_schedule: ``registry_watch`` cron, None to switch it off (``DRIFTLOOP_WATCH_SCHEDULE``).
         sensor_poll_s: How often the drift trigger reads MLflow (``DRIFTLOOP_SENSOR_POKE_S``).
         sensor_timeout_s: How long one sensor run waits before it is skipped, 0 for no limit
             (``DRIFTLOOP_SENSOR_TIMEOUT_S``).
@@ -79,6 +80,8 @@ class Settings:
         mlflow_port: Embedded MLflow port (``DRIFTLOOP_MLFLOW_PORT``).
         airflow_port: Embedded Airflow port (``DRIFTLOOP_AIRFLOW_PORT``).
         worker_name: Name a Celery worker reports (``DRIFTLOOP_WORKER_NAME``).
+        audit_db_uri: SQLAlchemy URL of the champion audit log (``DRIFTLOOP_AUDIT_DB_URI``); empty means SQLite
+            under ``home_dir``.
         serve_host: Address ``driftloop serve`` binds (``DRIFTLOOP_SERVE_HOST``).
         serve_port: Port of ``driftloop serve`` (``DRIFTLOOP_SERVE_PORT``).
         serve_admin_token: Bearer token of the admin endpoints; empty disables them (``DRIFTLOOP_SERVE_ADMIN_TOKEN``).
@@ -106,6 +109,7 @@ class Settings:
     retry_delay_s: int = 30
     data_schedule: str | None = "*/10 * * * *"
     sensor_schedule: str | None = "@continuous"
+    watch_schedule: str | None = "*/5 * * * *"
     sensor_poll_s: float = 10.0
     sensor_timeout_s: int = 0
     n_jobs: int = 1
@@ -117,6 +121,7 @@ class Settings:
     mlflow_port: int = 5000
     airflow_port: int = 8080
     worker_name: str = ""
+    audit_db_uri: str = ""
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
     serve_admin_token: str = ""
@@ -151,6 +156,7 @@ class Settings:
             retry_delay_s=_env_int(env, "DRIFTLOOP_RETRY_DELAY_S", 30),
             data_schedule=_env_schedule(env, "DRIFTLOOP_DATA_SCHEDULE", "*/10 * * * *"),
             sensor_schedule=_env_schedule(env, "DRIFTLOOP_SENSOR_SCHEDULE", "@continuous"),
+            watch_schedule=_env_schedule(env, "DRIFTLOOP_WATCH_SCHEDULE", "*/5 * * * *"),
             sensor_poll_s=_env_float(env, "DRIFTLOOP_SENSOR_POKE_S", 10.0),
             sensor_timeout_s=_env_int(env, "DRIFTLOOP_SENSOR_TIMEOUT_S", 0),
             n_jobs=_env_int(env, "DRIFTLOOP_N_JOBS", 1),
@@ -163,6 +169,7 @@ class Settings:
             mlflow_port=_env_int(env, "DRIFTLOOP_MLFLOW_PORT", 5000),
             airflow_port=_env_int(env, "DRIFTLOOP_AIRFLOW_PORT", 8080),
             worker_name=env.get("DRIFTLOOP_WORKER_NAME", "").strip(),
+            audit_db_uri=env.get("DRIFTLOOP_AUDIT_DB_URI", "").strip(),
             serve_host=env.get("DRIFTLOOP_SERVE_HOST", "127.0.0.1").strip() or "127.0.0.1",
             serve_port=_env_int(env, "DRIFTLOOP_SERVE_PORT", 8000),
             serve_admin_token=env.get("DRIFTLOOP_SERVE_ADMIN_TOKEN", "").strip(),

@@ -158,6 +158,16 @@ def keyed_run(
             yield run
 
 
+def read_run_frame(client: Any, run_id: str, artifact_path: str) -> Any:
+    """A parquet artifact of a run as a DataFrame (e.g. ``bus.HOLDOUT_ARTIFACT``, ``bus.REFERENCE_ARTIFACT``)."""
+    import tempfile
+
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory(prefix="driftloop-artifact-") as tmp:
+        return pd.read_parquet(client.download_artifacts(run_id, artifact_path, tmp))
+
+
 def git_commit(settings: Settings | None = None) -> str:
     """Commit of the project checkout (``DRIFTLOOP_GIT_COMMIT`` wins, for images built without ``.git``)."""
     settings = settings or Settings.from_env()

@@ -11,6 +11,7 @@ models are loaded only from our own MLflow registry: that registry is the trust 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -164,18 +165,20 @@ def _log_frame(frame: Any, artifact_path: str, work_dir: Path) -> None:
     mlflow.log_artifact(str(local), artifact_path=str(Path(artifact_path).parent))
 
 
-def _log_explanation(model: Any, sample_df: Any, work_dir: Path, seed: int) -> None:
+def _log_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, work_dir: Path, seed: int) -> None:
     import mlflow
 
-    from driftloop.explain import explain_model
+    from driftloop.evidence import collect_evidence
 
-    try:
-        explained = explain_model(model, sample_df, work_dir / bus.EXPLAIN_DIR, seed=seed)
-        mlflow.log_artifacts(str(work_dir / bus.EXPLAIN_DIR), artifact_path=bus.EXPLAIN_DIR)
-        mlflow.set_tag(bus.EXPLAIN_TOP_FEATURES_TAG, ",".join(explained["top_features"]))
-    except Exception as exc:  # an explanation is a nice-to-have: never fail training over it
-        log.warning("SHAP explanation failed: %r", exc)
-        mlflow.set_tag(bus.EXPLAIN_ERROR_TAG, repr(exc)[:500])
+    summary, folder = collect_evidence(cfg, model, train_df, holdout_df, work_dir, seed)
+    mlflow.log_artifacts(str(folder), artifact_path=bus.EVIDENCE_DIR)
+    top = [row["feature"] for row in summary.get("shap_importance", [])[:5]]
+    if top:
+        mlflow.set_tag(bus.EXPLAIN_TOP_FEATURES_TAG, ",".join(top))
+    if summary["errors"]:
+        mlflow.set_tag(bus.EXPLAIN_ERROR_TAG, json.dumps(summary["errors"])[:5000])
+    if "surrogate" in summary:
+        mlflow.log_metric("surrogate_fidelity", summary["surrogate"]["fidelity"])
 
 
 def model_pip_requirements() -> list[str]:
@@ -225,7 +228,7 @@ def _log_artifacts(cfg: DatasetConfig, model: Any, fitted: dict, train_df: Any, 
         reference_df = reference_df[[cfg.id_column, *cfg.features]].reset_index(drop=True)
         reference_df[bus.SCORE_COLUMN] = evaluation.predict_positive_proba(model, reference_df[cfg.features])
         _log_frame(reference_df, bus.REFERENCE_ARTIFACT, work_dir)
-        _log_explanation(model, train_df[cfg.features], work_dir, opts.seed)
+        _log_evidence(cfg, model, train_df, holdout_df, work_dir, opts.seed)
     _log_model(cfg, model, train_df)
 
 

@@ -19,6 +19,7 @@ import time
 import pytest
 import requests
 
+from driftloop import bus
 from driftloop_ops.airflow_api import AirflowClient
 from tests.containers.harness import (
     FIGURES,
@@ -199,8 +200,8 @@ def test_closed_loop_trains_a_champion_on_a_celery_worker(loop, stack, mlflow):
     assert loop["train_1_hosts"] and loop["train_1_hosts"] <= workers, (loop["train_1_hosts"], workers)
     name = _model_name(mlflow)
     v1 = mlflow.versions(name)[0]
-    assert v1["version"] == "1" and v1["tags"]["driftloop.gate"] == "passed", v1["tags"]
-    assert v1["tags"]["driftloop.airflow_run_id"] == loop["train_1"]
+    assert v1["version"] == "1" and v1["tags"][bus.GATE_TAG] == "passed", v1["tags"]
+    assert v1["tags"][bus.AIRFLOW_RUN_ID_TAG] == loop["train_1"]
 
 
 def test_closed_loop_drifted_batch_is_scored_monitored_and_retrains(loop, mlflow):
@@ -213,9 +214,9 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_retrains(loop, mlflow
     assert mlflow.run(conf["monitoring_run_id"])["metrics"]["drift_share"] > 0
     name = _model_name(mlflow)
     v2 = mlflow.versions(name)[1]
-    assert v2["tags"]["driftloop.trigger_reason"] == "drift"
-    assert v2["tags"]["driftloop.airflow_run_id"] == loop["retrain"]["dag_run_id"]
-    assert mlflow.alias(name, "champion") == ("2" if v2["tags"]["driftloop.gate"] == "passed" else "1")
+    assert v2["tags"][bus.TRIGGER_REASON_TAG] == "drift"
+    assert v2["tags"][bus.AIRFLOW_RUN_ID_TAG] == loop["retrain"]["dag_run_id"]
+    assert mlflow.alias(name, "champion") == ("2" if v2["tags"][bus.GATE_TAG] == "passed" else "1")
 
 
 # ------------------------------------------------------------------------------------------------ faults
@@ -247,7 +248,7 @@ def test_worker_killed_mid_training_task_is_retried_on_the_other(loop, stack, ai
     assert final["hostname"] != ti["hostname"], "the retry must run on the surviving worker"
     new = [v for v in mlflow.versions(name) if v["version"] not in before]
     assert len(new) == 1, f"exactly one new model version, got {[v['version'] for v in new]}"
-    assert new[0]["tags"]["driftloop.airflow_run_id"] == run_id
+    assert new[0]["tags"][bus.AIRFLOW_RUN_ID_TAG] == run_id
     assert new[0]["status"] == "READY"
 
 

@@ -10,68 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import uuid
-from types import SimpleNamespace
 
 import pytest
 
 from driftloop import bus
-from tests.conftest import write_snapshot
-
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 500}}
-SNAPSHOT_ROWS = 1500
-TINY_ROWS = 40
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory, mlflow_uri, telco_frame):
-    """A good and a weak model, trained once; the environment stays set for the whole module."""
-    from driftloop.config import load_dataset_config
-    from driftloop.tracking import get_client
-    from driftloop.training import train_model
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("DRIFTLOOP_HOME", str(tmp_path_factory.mktemp("registry-home")))
-        mp.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
-        mp.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps(FAST_OVERRIDES))
-        mp.setenv("DRIFTLOOP_N_JOBS", "1")
-        mp.delenv("DRIFTLOOP_DATASET", raising=False)
-        mp.delenv("DRIFTLOOP_CONFIG_DIR", raising=False)
-        suffix = uuid.uuid4().hex[:8]
-        cfg = dataclasses.replace(
-            load_dataset_config("telco_churn"),
-            name=f"telco_churn_{suffix}",
-            model_name=f"telco-churn-{suffix}",
-        )
-        frame = telco_frame.sample(SNAPSHOT_ROWS, random_state=11).reset_index(drop=True)
-        snapshot_uri = write_snapshot(cfg, frame)["snapshot_uri"]
-        good = train_model(cfg, snapshot_uri=snapshot_uri)
-        weak_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, models=("dt",)))
-        weak = train_model(weak_cfg, snapshot_uri=snapshot_uri, trigger={"trigger_id": "weak"})
-        shuffled_frame = frame.assign(churn=frame["churn"].sample(frac=1.0, random_state=5).to_numpy())
-        shuffled_uri = write_snapshot(cfg, shuffled_frame)["snapshot_uri"]
-        shuffled = train_model(cfg, snapshot_uri=shuffled_uri, trigger={"trigger_id": "shuffled"})
-        tiny_uri = write_snapshot(cfg, frame.head(TINY_ROWS))["snapshot_uri"]
-        tiny = train_model(cfg, snapshot_uri=tiny_uri, trigger={"trigger_id": "tiny"})
-        yield SimpleNamespace(cfg=cfg, good=good, weak=weak, shuffled=shuffled, tiny=tiny, client=get_client())
-
-
-def fresh_registry(models, *trained: dict, **gates):
-    """A new registered model holding copies of ``trained`` results as versions 1, 2, ...; returns its config."""
-    client = models.client
-    name = f"{models.cfg.registered_model_name}-{uuid.uuid4().hex[:6]}"
-    client.create_registered_model(name)
-    for result in trained:
-        source = client.get_model_version(result["model_name"], result["model_version"]).source
-        client.create_model_version(name, source, run_id=result["run_id"])
-    cfg = dataclasses.replace(models.cfg, model_name=name)
-    if gates:
-        cfg = dataclasses.replace(cfg, gates=dataclasses.replace(cfg.gates, **gates))
-    return cfg
-
-
-def alias_version(client, name: str, alias: str) -> str:
-    return str(client.get_model_version_by_alias(name, alias).version)
+from tests.unit.conftest import FAST_OVERRIDES, alias_version, fresh_registry
 
 
 def test_trained_models_differ_as_expected(models):
@@ -83,7 +26,7 @@ def test_trained_models_differ_as_expected(models):
 
 
 def test_challenger_trained_on_shuffled_labels_is_rejected(models):
-    from driftloop.registry import promote_model
+    from driftloop.promotion import promote_model
 
     cfg = fresh_registry(models, models.good, models.shuffled)
     name, client = cfg.registered_model_name, models.client
@@ -95,7 +38,7 @@ def test_challenger_trained_on_shuffled_labels_is_rejected(models):
 
 
 def test_challenger_clearly_better_than_a_champion_from_a_tiny_sample_is_promoted(models):
-    from driftloop.registry import promote_model
+    from driftloop.promotion import promote_model
 
     cfg = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     name, client = cfg.registered_model_name, models.client
@@ -123,7 +66,8 @@ def test_resolve_alias_is_none_before_any_champion(models):
 
 
 def test_first_promotion_sets_champion_and_is_idempotent(models):
-    from driftloop.registry import promote_model, resolve_alias
+    from driftloop.promotion import promote_model
+    from driftloop.registry import resolve_alias
 
     cfg = fresh_registry(models, models.good)
     decision = promote_model(cfg, "1")
@@ -131,7 +75,7 @@ def test_first_promotion_sets_champion_and_is_idempotent(models):
     assert (decision["champion_version"], decision["candidate_version"]) == ("1", "1")
     assert decision["candidate_metric"] == pytest.approx(models.good["metrics"]["holdout_auc"])
     assert decision["champion_metric"] is None
-    assert "AUC" in decision["reason"] and ">= 0.75" in decision["reason"]
+    assert "AUC" in decision["reason"] and ">= floor 0.75" in decision["reason"]
     assert resolve_alias(cfg)["model_version"] == "1"
     assert resolve_alias(cfg)["run_id"] == models.good["run_id"]
     tags = models.client.get_model_version(cfg.registered_model_name, "1").tags
@@ -149,7 +93,8 @@ def test_first_promotion_sets_champion_and_is_idempotent(models):
 
 def test_floor_failure_raises_with_numbers_and_leaves_no_champion(models):
     from driftloop.errors import GateRejected
-    from driftloop.registry import promote_model, resolve_alias
+    from driftloop.promotion import promote_model
+    from driftloop.registry import resolve_alias
 
     cfg = fresh_registry(models, models.weak)
     weak_auc = models.weak["metrics"]["holdout_auc"]
@@ -171,7 +116,7 @@ def test_floor_failure_raises_with_numbers_and_leaves_no_champion(models):
 
 
 def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
-    from driftloop.registry import promote_model
+    from driftloop.promotion import promote_model
 
     # Floors low enough for the weak model, so the decision comes from the head-to-head comparison.
     cfg = fresh_registry(models, models.good, models.weak, floors={"AUC": 0.4})
@@ -205,7 +150,7 @@ def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
 
 
 def test_candidate_missing_a_floor_is_rejected_without_error_while_a_champion_serves(models):
-    from driftloop.registry import promote_model
+    from driftloop.promotion import promote_model
 
     cfg = fresh_registry(models, models.good, models.weak)
     name, client = cfg.registered_model_name, models.client
@@ -220,7 +165,7 @@ def test_candidate_missing_a_floor_is_rejected_without_error_while_a_champion_se
 
 
 def test_better_candidate_moves_champion(models):
-    from driftloop.registry import promote_model
+    from driftloop.promotion import promote_model
 
     cfg = fresh_registry(models, models.weak, models.good)
     name, client = cfg.registered_model_name, models.client
@@ -241,7 +186,7 @@ def test_better_candidate_moves_champion(models):
 
 
 def test_min_improvement_margin_decides_ties(models):
-    from driftloop.registry import promote_model
+    from driftloop.promotion import promote_model
 
     tie = fresh_registry(models, models.good, models.good)
     promote_model(tie, "1")
@@ -256,30 +201,28 @@ def test_min_improvement_margin_decides_ties(models):
     assert "min_improvement 0.01" in decision["reason"]
 
 
-def test_cli_promotes_and_shows_the_alias(models, capsys):
-    import argparse
+def test_cli_promotes_moves_rolls_back_and_lists_the_audit(models, capsys):
+    from driftloop.cli import main
 
-    from driftloop import registry
+    cfg = fresh_registry(models, models.good, models.weak)
 
-    cfg = fresh_registry(models, models.good)
-    parser = argparse.ArgumentParser()
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    registry.add_cli(subparsers)
-
-    def run(*argv: str) -> tuple[int, str]:
-        args = parser.parse_args(list(argv))
-        args.dataset = None
-        code = args.func(args)
-        return code, capsys.readouterr().out
+    def run(*argv: str) -> tuple[int, object]:
+        code = main(list(argv))
+        out = capsys.readouterr().out
+        return code, json.loads(out) if out.strip() else None
 
     # The CLI reads the config by name, so point the model name at this test's registry.
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(
-            "DRIFTLOOP_CONFIG_OVERRIDES",
-            json.dumps({**FAST_OVERRIDES, "model_name": cfg.registered_model_name}),
-        )
-        assert run("alias") == (1, "null\n")
+        mp.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({**FAST_OVERRIDES, "model_name": cfg.registered_model_name}))
+        assert run("alias") == (1, None)
         code, out = run("promote", "1")
-        assert code == 0 and json.loads(out)["decision"] == "promoted"
-        code, out = run("alias", "champion")
-        assert code == 0 and json.loads(out)["model_version"] == "1"
+        assert code == 0 and out["decision"] == "promoted"
+        code, out = run("alias", "champion", "--dataset", "telco_churn")
+        assert code == 0 and out["model_version"] == "1"
+        code, out = run("champion", "2", "--reason", "trying the tree by hand")
+        assert code == 0 and out["to_version"] == "2" and out["actor"].startswith("cli:")
+        code, out = run("rollback", "--reason", "the tree was worse")
+        assert code == 0 and (out["from_version"], out["to_version"]) == ("2", "1")
+        code, out = run("audit")
+        assert [(e["from_version"], e["to_version"]) for e in out] == [(None, "1"), ("1", "2"), ("2", "1")]
+        assert [e["override"] for e in out] == [False, False, False]  # v2 was never judged: not an override

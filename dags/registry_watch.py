@@ -1,0 +1,30 @@
+"""
+### registry_watch: every move of `champion` is on record
+
+The MLflow registry keeps no history of its aliases, so this DAG compares the registry with Driftloop's audit log
+every few minutes and appends an entry for any move of `champion` made outside Driftloop (the MLflow UI or REST
+API): when, from which version to which, and whether the new champion had passed the gate (a human override of a
+rejected version is allowed and flagged). `inference_pipeline` does the same before it scores.
+
+* **Schedule:** `DRIFTLOOP_WATCH_SCHEDULE` (default every 5 minutes; `none` to switch it off).
+* **Idempotent:** a registry that matches the last entry appends nothing.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+
+from driftloop import audit
+from driftloop_airflow import SETTINGS, dag_defaults, run_stage
+
+
+@dag(dag_id="registry_watch", schedule=SETTINGS.watch_schedule, **dag_defaults("governance", __doc__))
+def registry_watch():
+    @task
+    def reconcile_champion() -> dict | None:
+        return run_stage(audit.reconcile_champion)
+
+    reconcile_champion()
+
+
+registry_watch()

@@ -1,0 +1,198 @@
+"""Governance: evidence on every version, the gate's checks and policies, model cards, the audit log, rollback.
+
+Built on the module's models of known order (see tests/unit/conftest.py ``models``): ``good`` (logistic regression),
+``weak`` (unpruned tree), ``shuffled`` (no signal) and ``tiny`` (40 customers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+
+import pytest
+
+from driftloop import bus
+from tests.unit.conftest import alias_version, fresh_registry
+
+
+def with_fairness(cfg, **limits):
+    return dataclasses.replace(cfg, fairness=dataclasses.replace(cfg.fairness, **limits))
+
+
+def test_every_version_carries_shap_pfi_surrogate_and_fairness_in_original_feature_names(models, tmp_path):
+    import json
+
+    from driftloop.model_card import read_evidence
+
+    cfg, client = models.cfg, models.client
+    for trained in (models.good, models.weak):
+        evidence = read_evidence(client, trained["run_id"])
+        assert evidence["errors"] == {}, evidence["errors"]
+        shap_features = [row["feature"] for row in evidence["shap_importance"]]
+        assert sorted(shap_features) == sorted(cfg.features)  # one-hot columns summed back: no "contract_Two year"
+        assert evidence["shap_method"] in ("linear", "tree_path_dependent", "tree_saabas")
+        assert sorted(r["feature"] for r in evidence["permutation_importance"]) == sorted(cfg.features)
+        assert 0.6 <= evidence["surrogate"]["fidelity"] <= 1.0 and "|---" in evidence["surrogate"]["rules"]
+        assert set(evidence["fairness"]) == {"female", "senior_citizen"}
+        assert set(evidence["fairness"]["senior_citizen"]["groups"]) == {"0", "1"}
+    files = {a.path for a in client.list_artifacts(models.good["run_id"], bus.EVIDENCE_DIR)}
+    assert {f"{bus.EVIDENCE_DIR}/{name}" for name in (bus.SHAP_PLOT_FILENAME, bus.SHAP_CSV_FILENAME,
+                                                      bus.PFI_FILENAME, bus.FAIRNESS_PLOT_FILENAME)} <= files
+    # Contract type is what drives telco churn; the linear model's SHAP and its permutation importance agree.
+    evidence = json.loads(open(client.download_artifacts(models.good["run_id"], bus.EVIDENCE_ARTIFACT,
+                                                         str(tmp_path))).read())
+    assert "contract" in [r["feature"] for r in evidence["shap_importance"][:4]]
+    assert "contract" in [r["feature"] for r in evidence["permutation_importance"][:4]]
+
+
+def test_a_better_candidate_is_promoted_under_auto_and_only_marked_ready_under_manual(models):
+    from driftloop.promotion import promote_model
+
+    auto = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    promote_model(auto, "1")
+    decision = promote_model(auto, "2")
+    assert (decision["decision"], decision["moved"], alias_version(models.client, auto.registered_model_name,
+                                                                   "champion")) == ("promoted", True, "2")
+
+    manual = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    promote_model(manual, "1")  # the first champion, under auto
+    manual = dataclasses.replace(manual, gates=dataclasses.replace(manual.gates, policy="manual"))
+    decision = promote_model(manual, "2")
+    name = manual.registered_model_name
+    assert (decision["decision"], decision["moved"], decision["champion_version"]) == ("ready", False, "1")
+    assert alias_version(models.client, name, "champion") == "1"
+    version = models.client.get_model_version(name, "2")
+    assert version.tags[bus.GATE_TAG] == bus.GATE_PASSED and bus.READY_FOR_CHAMPION_TAG in version.tags
+
+
+def test_a_fairness_limit_breach_blocks_promotion_with_the_numbers(models):
+    from driftloop.errors import GateRejected
+    from driftloop.promotion import promote_model
+
+    cfg = with_fairness(fresh_registry(models, models.good), max_equalized_odds_difference=0.001)
+    with pytest.raises(GateRejected, match=r"equalized odds difference for (female|senior_citizen) 0\.\d{4} "
+                                           r"\(limit 0\.001\)"):
+        promote_model(cfg, "1")
+    tags = models.client.get_model_version(cfg.registered_model_name, "1").tags
+    assert tags[bus.GATE_TAG] == bus.GATE_REJECTED
+    assert "fairness.senior_citizen.equalized_odds_difference" in tags[bus.GATE_FAILED_CHECKS_TAG]
+
+
+def test_a_failing_behavioural_test_blocks_promotion(models, tmp_path):
+    from driftloop.promotion import promote_model
+
+    cases = tmp_path / "strict.behaviour.yaml"
+    cases.write_text(
+        "rows: 100\ncases:\n"
+        "  - {name: contract must not matter, kind: invariance, feature: contract, set: Two year,"
+        " max_score_change: 0.001}\n"
+        "  - {name: gender does not matter, kind: invariance, feature: female, swap: [0, 1], max_score_change: 0.2}\n")
+    base = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    promote_model(base, "1")
+    strict = dataclasses.replace(base, gates=dataclasses.replace(base.gates, behaviour=str(cases)))
+    decision = promote_model(strict, "2")
+    assert decision["decision"] == "rejected" and decision["failed"] == ["behaviour.contract must not matter"]
+    assert "max |score change|" in decision["reason"] and alias_version(models.client, base.registered_model_name,
+                                                                         "champion") == "1"
+
+
+def test_the_model_card_is_the_versions_description_and_the_report_an_artifact(models, tmp_path):
+    import json
+
+    from driftloop.promotion import promote_model
+
+    cfg = fresh_registry(models, models.good)
+    promote_model(cfg, "1")
+    client, name = models.client, cfg.registered_model_name
+    description = client.get_model_version(name, "1").description
+    assert description.startswith(f"# {name} v1")
+    for section in ("## Model details", "## Intended use", "## Training data", "## Gate verdict", "## Fairness",
+                    "## Explanations", "## Limitations", "## Promotion history"):
+        assert section in description, section
+    assert "| floor.AUC | pass |" in description and "fidelity" in description
+    assert len(description) <= 5000
+    assert "Serving (`champion`): [v1]" in client.get_registered_model(name).description
+    report = json.loads(open(client.download_artifacts(models.good["run_id"], bus.GATE_REPORT_ARTIFACT,
+                                                       str(tmp_path))).read())
+    assert report["passed"] is True and {c["name"] for c in report["checks"]} >= {"floor.AUC", "latency", "size"}
+
+
+def test_a_champion_moved_outside_driftloop_is_audited_and_an_override_is_flagged(models):
+    from driftloop.audit import EXTERNAL_ACTOR, open_store, reconcile_champion
+    from driftloop.promotion import promote_model
+
+    cfg = fresh_registry(models, models.good, models.shuffled)
+    name = cfg.registered_model_name
+    promote_model(cfg, "1")
+    assert promote_model(cfg, "2")["decision"] == "rejected"
+    models.client.set_registered_model_alias(name, "champion", "2")  # what the MLflow UI does
+
+    entry = reconcile_champion(cfg)
+    assert (entry["from_version"], entry["to_version"], entry["actor"]) == ("1", "2", EXTERNAL_ACTOR)
+    assert entry["gate_passed"] is False and entry["override"] is True
+    assert reconcile_champion(cfg) is None  # nothing new
+    assert [(e["source"], e["override"]) for e in open_store().entries(name)] == [("driftloop", False),
+                                                                                  ("external", True)]
+
+
+def test_rollback_returns_to_the_previous_champion_and_is_audited(models):
+    from driftloop.audit import open_store
+    from driftloop.promotion import RollbackImpossible, promote_model, rollback_champion
+
+    cfg = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    name = cfg.registered_model_name
+    with pytest.raises(RollbackImpossible):
+        rollback_champion(cfg, actor="test", reason="nothing serves yet")
+    promote_model(cfg, "1")
+    promote_model(cfg, "2")
+    entry = rollback_champion(cfg, actor="on-call", reason="v2 misbehaves in production", request_id="run-7")
+    assert (entry["from_version"], entry["to_version"]) == ("2", "1")
+    again = rollback_champion(cfg, actor="on-call", reason="v2 misbehaves in production", request_id="run-7")
+    assert again["id"] == entry["id"] or again["recorded_at"] == entry["recorded_at"]  # a retry moves nothing
+    assert alias_version(models.client, name, "champion") == "1"
+    assert open_store().entries(name)[-1]["reason"] == "rollback: v2 misbehaves in production"
+    assert "rollback: v2 misbehaves" in models.client.get_model_version(name, "1").description
+
+
+def test_two_racing_promotions_end_with_one_champion_and_a_consistent_audit(models):
+    from driftloop.audit import open_store
+    from driftloop.promotion import promote_model
+
+    cfg = fresh_registry(models, models.tiny, models.good, models.good, floors={"AUC": 0.5})
+    name = cfg.registered_model_name
+    promote_model(cfg, "1")
+    results, errors = {}, []
+
+    def race(version: str) -> None:
+        try:
+            results[version] = promote_model(cfg, version, actor=f"racer-{version}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    racers = [threading.Thread(target=race, args=(v,)) for v in ("2", "3")]
+    for racer in racers:
+        racer.start()
+    for racer in racers:
+        racer.join(timeout=300)
+    assert errors == [] and set(results) == {"2", "3"}
+    history = open_store().entries(name)
+    chain = [(e["from_version"], e["to_version"]) for e in history]
+    assert chain[0] == (None, "1")
+    assert all(later[0] == earlier[1] for earlier, later in zip(chain, chain[1:], strict=False)), chain
+    assert chain[-1][1] == alias_version(models.client, name, "champion")
+    assert {results["2"]["decision"], results["3"]["decision"]} <= {"promoted", "rejected"}
+
+
+def test_the_audit_log_refuses_updates_and_deletes_in_the_database(tmp_path):
+    import sqlalchemy
+
+    from driftloop.audit import AuditStore
+
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    store.ensure_schema()
+    store.append({"dataset": "d", "model_name": "m", "to_version": "1", "actor": "test", "source": "driftloop",
+                  "reason": "first"})
+    for statement in ("UPDATE champion_audit SET to_version = '9'", "DELETE FROM champion_audit"):
+        with pytest.raises(sqlalchemy.exc.DatabaseError, match="append-only"), store.engine.begin() as conn:
+            conn.execute(sqlalchemy.text(statement))
+    assert [e["to_version"] for e in store.entries("m")] == ["1"]
