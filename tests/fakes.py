@@ -46,19 +46,30 @@ def fit_scorer(telco_frame: Any) -> tuple[Any, float]:
     def score(frame: Any) -> Any:
         return model.predict_proba(frame[base.features])[:, 1]
 
+    score.model = model  # type: ignore[attr-defined]  # for fakes that register the real model
+
     holdout = telco_frame.iloc[HOLDOUT_ROWS]
     holdout_f1 = f1_score(holdout[base.target] == base.positive_label, score(holdout) >= 0.5)
     return score, float(holdout_f1)
 
 
-def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float]) -> tuple[str, str]:
-    """Fake the training stage: a run with the drift reference and holdout metrics, registered as champion."""
+def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float],
+                      importance: dict[str, float] | None = None) -> tuple[str, str]:
+    """Fake the training stage: a run with the drift reference and holdout metrics, registered as champion.
+
+    With ``importance``, the run also carries the real fitted model and an evidence summary with that mean |SHAP|
+    per feature (what training logs), so monitoring can explain drift.
+    """
     from driftloop.tracking import ensure_experiment, get_client
 
     score, holdout_f1 = scorer
     client = get_client()
     run = client.create_run(ensure_experiment(client, cfg.experiment_name("training")))
     run_id = run.info.run_id
+    if importance is not None:
+        client.log_dict(run_id, {"shap_importance": [{"feature": f, "mean_abs_shap": v} for f, v in importance.items()]},
+                        bus.EVIDENCE_ARTIFACT)
+        _log_real_model(run_id, score.model)
     reference = frame.iloc[TRAIN_ROWS][[cfg.id_column, *cfg.features]].copy()
     reference[bus.SCORE_COLUMN] = score(reference)
     local = StatePaths.for_dataset(cfg).root / "fake-training" / bus.REFERENCE_ARTIFACT
@@ -74,6 +85,19 @@ def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float]) -> tuple[
     ).version
     client.set_registered_model_alias(cfg.registered_model_name, bus.CHAMPION, version)
     return str(version), run_id
+
+
+def _log_real_model(run_id: str, model: Any) -> None:
+    import tempfile
+
+    import mlflow.sklearn
+
+    from driftloop.tracking import get_client
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / bus.MODEL_ARTIFACT
+        mlflow.sklearn.save_model(model, str(local), serialization_format="cloudpickle")
+        get_client().log_artifacts(run_id, str(local), bus.MODEL_ARTIFACT)
 
 
 def write_batch(cfg: Any, frame: Any, batch_id: str) -> dict[str, Any]:

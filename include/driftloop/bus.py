@@ -85,6 +85,8 @@ CURRENT_SAMPLE_TAG = PREFIX + "current_sample"
 LABELS_FINGERPRINT_TAG = PREFIX + "labels_fingerprint"
 DRIFTED_COLUMN_NAMES_TAG = PREFIX + "drifted_column_names"
 DRIFT_METHODS_TAG = PREFIX + "drift_methods"
+DRIFT_ROOT_CAUSE_TAG = PREFIX + "drift_root_cause"  # drifted features by the champion's importance
+ATTRIBUTION_TOP_TAG = PREFIX + "attribution_top_features"  # the champion's top SHAP features on this batch
 
 # Written on a monitoring run by the drift sensor's bookkeeping, never by monitoring itself.
 SENSOR_FIRED_AT_TAG = PREFIX + "sensor_fired_at"  # epoch seconds
@@ -152,6 +154,8 @@ LIVE_F1 = "live_f1"
 LIVE_AUC = "live_auc"
 LIVE_F1_DROP = "live_f1_drop"  # relative to the champion's holdout F1
 LABELLED_ROWS = "labelled_rows"
+DRIFT_IMPORTANCE_SHARE = "drift_importance_share"  # share of the champion's importance on drifted features
+ATTRIBUTION_NDCG = "attribution_ndcg"  # 1.0: the same features drive predictions as on the reference
 HOLDOUT_F1 = "holdout_f1"
 
 
@@ -372,7 +376,7 @@ _SECTIONS = (
     ("Data runs", "_TAG", ("DATASET", "BATCH_COUNT", "PROFILE_SAMPLED", "PROFILE_HTML")),
     ("Inference runs", "_TAG", ("BATCH_URI", "PREDICTIONS_URI", "MODEL_NAME", "MODEL_VERSION", "MODEL_RUN_ID")),
     ("Monitoring runs", "_TAG", ("CHAMPION_VERSION", "REFERENCE_RUN_ID", "CURRENT_SAMPLE", "LABELS_FINGERPRINT",
-                                 "DRIFTED_COLUMN_NAMES", "DRIFT_METHODS")),
+                                 "DRIFTED_COLUMN_NAMES", "DRIFT_METHODS", "DRIFT_ROOT_CAUSE", "ATTRIBUTION_TOP")),
     ("Drift sensor", "_TAG", ("SENSOR_FIRED_AT", "SENSOR_TRIGGER_RUN_ID", "SENSOR_SUPPRESSED")),
     ("Gate (model version)", "_TAG", ("GATE", "GATE_REASON", "GATE_CANDIDATE_METRIC", "GATE_CHAMPION_METRIC",
                                       "GATE_CHAMPION_VERSION", "GATE_FAILED_CHECKS", "READY_FOR_CHAMPION")),

@@ -56,11 +56,19 @@ class Attributions:
 
 
 def split_pipeline(model: Any) -> tuple[Any | None, Any]:
-    """``(preprocessing or None, final estimator)`` of a fitted pipeline or bare estimator."""
+    """``(preprocessing or None, final estimator)`` of a fitted pipeline (nested ones included) or bare estimator."""
     steps = getattr(model, "steps", None)
     if not steps:
         return None, model
-    return (model[:-1] if len(steps) > 1 else None), steps[-1][1]
+    outer = model[:-1] if len(steps) > 1 else None
+    inner, estimator = split_pipeline(steps[-1][1])
+    if inner is None:
+        return outer, estimator
+    if outer is None:
+        return inner, estimator
+    from sklearn.pipeline import Pipeline
+
+    return Pipeline([("outer", outer), ("inner", inner)]), estimator
 
 
 def choose_explainer_kind(estimator: Any) -> str:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftloop import bus
+from driftloop import attribution, bus
 from driftloop.config import DatasetConfig
 from driftloop.drift import compute_drift
 from driftloop.errors import MonitoringError
@@ -141,13 +141,18 @@ def _monitor_inference_run(
     holdout_f1 = _holdout_f1(client, reference_run_id)
     if live and holdout_f1:
         live[bus.LIVE_F1_DROP] = (holdout_f1 - live[bus.LIVE_F1]) / holdout_f1
+    if live:
+        live.update(fairness_on_labels(cfg, batch_uri, predictions_df, labels))
+    insight = attribution.explain_drift(cfg, client, reference_run_id, model_version, reference_df, current_df, drift, settings)
 
     report_path = StatePaths.for_dataset(cfg, settings).reports_dir / "monitoring" / batch_id / bus.DRIFT_REPORT_ARTIFACT
     report_path.parent.mkdir(parents=True, exist_ok=True)
     drift.pop("snapshot").save_html(str(report_path))
     drift_metrics, drift_tags, summary = _drift_outputs(cfg, drift)
+    summary["_insight"] = insight["summary"]
     metrics = {
         **drift_metrics,
+        **insight["metrics"],
         bus.ROWS: float(len(predictions_df)),
         bus.ROWS_COMPARED: float(len(current_df)),
         bus.REFERENCE_ROWS: float(len(reference_df)),
@@ -162,6 +167,7 @@ def _monitor_inference_run(
         bus.CURRENT_SAMPLE_TAG: sample_note,
         bus.LABELS_FINGERPRINT_TAG: labels_fingerprint,
         **drift_tags,
+        **insight["tags"],
     }
     key = {bus.INFERENCE_RUN_ID_TAG: inference_run_id}
     with keyed_run(client, cfg.experiment_name("monitoring"), key, bus.monitoring_run_name(batch_id), settings) as run:
@@ -295,6 +301,31 @@ def _live_metrics(cfg: DatasetConfig, predictions_df: Any, labels: Any) -> dict[
     return result
 
 
+def fairness_on_labels(cfg: DatasetConfig, batch_uri: str, predictions_df: Any, labels: Any) -> dict[str, float]:
+    """Fairness metrics (``fairness.<attribute>.<gap>``) on the scored rows that have labels; {} without any.
+
+    Only the id and the sensitive columns of the batch are read, chunk by chunk.
+    """
+    import pandas as pd
+
+    from driftloop.fairness import assess_fairness, fairness_metrics
+
+    if not cfg.sensitive_features or labels is None:
+        return {}
+    scored = predictions_df.drop_duplicates(cfg.id_column, keep="last")
+    matched = scored[scored[cfg.id_column].isin(labels.index)]
+    if len(matched) < cfg.monitoring.min_rows:
+        return {}
+    wanted = set(matched[cfg.id_column])
+    columns = [cfg.id_column, *cfg.sensitive_features]
+    chunks = [c[c[cfg.id_column].isin(wanted)] for c in _iter_parquet(batch_uri, columns, cfg)]
+    rows = pd.concat(chunks, ignore_index=True).drop_duplicates(cfg.id_column, keep="last").merge(
+        matched, on=cfg.id_column)
+    report = assess_fairness(cfg, rows, labels.loc[rows[cfg.id_column]].to_numpy(),
+                             rows[bus.PREDICTION_COLUMN].astype(int).to_numpy())
+    return fairness_metrics(report)
+
+
 def _update_with_labels(
     cfg: DatasetConfig, client: Any, run: Any, labels: Any, fingerprint: str
 ) -> dict[str, Any] | None:
@@ -308,6 +339,8 @@ def _update_with_labels(
     except MonitoringError:
         return None
     live = _live_metrics(cfg, predictions_df, labels)
+    if live and tags.get(bus.BATCH_URI_TAG):
+        live.update(fairness_on_labels(cfg, tags[bus.BATCH_URI_TAG], predictions_df, labels))
     # Remember this label set was joined, so the next call does not reread the predictions for nothing.
     client.set_tag(run_id, bus.LABELS_FINGERPRINT_TAG, fingerprint)
     if not live or live[bus.LABELLED_ROWS] <= run.data.metrics.get(bus.LABELLED_ROWS, 0.0):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -43,10 +45,13 @@ def _register(cfg, frame, flip: bool = False) -> str:
     y = (frame[cfg.target] == cfg.positive_label).astype(int)
     model = Pipeline([("pre", pre), ("clf", make_pipeline(LogisticRegression(max_iter=300)))])
     model.fit(frame[cfg.features], 1 - y if flip else y)
-    with mlflow.start_run(experiment_id=experiment_id):
+    with mlflow.start_run(experiment_id=experiment_id), tempfile.TemporaryDirectory() as tmp:
         info = mlflow.sklearn.log_model(
             model, name="model", registered_model_name=cfg.registered_model_name, serialization_format="cloudpickle"
         )
+        reference = Path(tmp) / Path(bus.REFERENCE_ARTIFACT).name
+        frame[[cfg.id_column, *cfg.features]].head(500).to_parquet(reference)  # the explainer's background
+        mlflow.log_artifact(str(reference), str(Path(bus.REFERENCE_ARTIFACT).parent))
     return str(info.registered_model_version)
 
 
@@ -86,10 +91,18 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     assert predictions["score"].to_numpy() == pytest.approx(one_shot)
     assert ((predictions["score"] >= 0.5) == (predictions["prediction"] == 1)).all()
     assert set(predictions["model_version"]) == {version}
+    # Top-3 reasons per prediction, in the dataset's own feature names, strongest first.
+    for rank in (1, 2, 3):
+        assert set(predictions[bus.reason_column(rank, "feature")]) <= set(cfg.features)
+    strongest = predictions[bus.reason_column(1, "contribution")].abs()
+    assert (strongest >= predictions[bus.reason_column(3, "contribution")].abs()).all()
+    row = batch.reset_index(drop=True).iloc[0]
+    assert predictions[bus.reason_column(1, "value")].iloc[0] == str(row[predictions[bus.reason_column(1, "feature")].iloc[0]])
 
     run = client.get_run(result["scored"][0]["inference_run_id"])
     assert run.data.tags[bus.BATCH_ID_TAG] == "batch_001"
     assert run.data.tags[bus.PREDICTIONS_URI_TAG] == result["scored"][0]["predictions_uri"]
+    assert run.data.tags[bus.EXPLAIN_METHOD_TAG] == "linear"
     assert run.data.metrics[bus.ROWS] == 500
 
     assert inference.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new

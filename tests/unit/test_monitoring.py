@@ -7,6 +7,7 @@ parquet, a predictions parquet and a FINISHED inference run with the lineage tag
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from driftloop import bus
@@ -179,3 +180,39 @@ def test_feature_empty_in_current_counts_as_drifted(telco_cfg, telco_frame, scor
     assert result["empty_columns"] == ["contract"]
     assert "contract" in result["drifted_column_names"] and "contract" not in result["drift_scores"]
     assert result["drift_share"] == pytest.approx(len(result["drifted_column_names"]) / 19)
+
+
+def test_ndcg_is_one_for_the_same_ranking_and_drops_when_the_top_feature_changes():
+    from driftloop.attribution import ndcg
+
+    reference = {"a": 0.5, "b": 0.3, "c": 0.1, "d": 0.05}
+    assert ndcg(reference, {"a": 9, "b": 5, "c": 1, "d": 0}) == pytest.approx(1.0)
+    swapped = ndcg(reference, {"c": 9, "b": 5, "a": 1, "d": 0}, k=3)
+    ideal = 0.5 + 0.3 / np.log2(3) + 0.1 / 2
+    assert swapped == pytest.approx((0.1 + 0.3 / np.log2(3) + 0.5 / 2) / ideal)
+
+
+def test_drift_is_explained_by_the_champions_importance_and_fairness_is_tracked_on_labels(cfg, telco_frame, scorer):
+    from driftloop.monitoring import monitor_predictions
+    from driftloop.tracking import get_client
+    from tests.fakes import register_champion
+
+    importance = {feature: 0.01 for feature in cfg.features}
+    importance.update({"tenure": 0.5, "contract": 0.3})
+    version, train_run_id = register_champion(cfg, telco_frame, scorer, importance=importance)
+    batch = telco_frame.iloc[BATCH_ROWS]
+    score_batch(cfg, drift_frame(batch), "explained", version, train_run_id, scorer)
+    write_labels(cfg, batch, "l_explained")
+
+    [item] = monitor_predictions(cfg)["monitored"]
+    run = get_client().get_run(item["monitoring_run_id"])
+    tags, metrics = run.data.tags, run.data.metrics
+    assert tags[bus.DRIFT_ROOT_CAUSE_TAG].startswith("tenure (importance 0.500); contract (importance 0.300)")
+    drifted = set(tags[bus.DRIFTED_COLUMN_NAMES_TAG].split(","))
+    expected_share = sum(importance[f] for f in drifted) / sum(importance.values())
+    assert metrics[bus.DRIFT_IMPORTANCE_SHARE] == pytest.approx(expected_share)
+    assert 0.0 < metrics[bus.ATTRIBUTION_NDCG] <= 1.0
+    assert set(tags[bus.ATTRIBUTION_TOP_TAG].split(",")) <= set(cfg.features)
+    for attribute in ("female", "senior_citizen"):
+        for gap in ("demographic_parity_difference", "equalized_odds_difference"):
+            assert 0.0 <= metrics[bus.fairness_metric(attribute, gap)] <= 1.0

@@ -1,0 +1,121 @@
+"""Explanations: exact explainers per family, attributions in original feature names, per-prediction reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftloop import bus
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A numeric signal, two numeric noises and a categorical column whose effect is known (green adds)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"signal": rng.normal(size=600), "noise": rng.normal(size=600),
+                          "color": rng.choice(["red", "green", "blue"], size=600)})
+    logit = 2.5 * frame["signal"] + 1.5 * (frame["color"] == "green")
+    target = (logit + 0.5 * rng.normal(size=600) > 0.5).astype(int)
+    return frame, target
+
+
+def pipeline(estimator):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    encode = ColumnTransformer([("onehot", OneHotEncoder(sparse_output=False), ["color"])], remainder="passthrough",
+                               verbose_feature_names_out=False)
+    return Pipeline([("encode", encode.set_output(transform="pandas")), ("model", estimator)])
+
+
+def test_linear_attributions_are_the_closed_form_summed_back_to_original_features(data):
+    from sklearn.linear_model import LogisticRegression
+
+    from driftloop.explain import explain_rows
+
+    frame, target = data
+    model = pipeline(LogisticRegression(max_iter=500)).fit(frame, target)
+    background = frame.tail(100)  # at most 100 rows: the explainer's background is exactly these
+    result = explain_rows(model, frame.head(50), reference_df=background)
+    assert result.method == "linear" and result.output == "log_odds"
+    assert list(result.values_df.columns) == ["signal", "noise", "color"]  # no color_red / color_green
+    encoded = model[:-1].transform(background)
+    coef = pd.Series(model[-1].coef_[0], index=encoded.columns)
+    # Closed form for an independent masker: coef * (x - mean of the background), one-hot columns summed.
+    expected = (model[:-1].transform(frame.head(50)) - encoded.mean()) * coef
+    assert result.values_df["signal"].to_numpy() == pytest.approx(expected["signal"].to_numpy(), rel=1e-3, abs=1e-3)
+    color = expected[[c for c in expected.columns if c.startswith("color_")]].sum(axis=1)
+    assert result.values_df["color"].to_numpy() == pytest.approx(color.to_numpy(), rel=1e-3, abs=1e-3)
+
+
+def test_tree_attributions_are_exact_within_budget_and_approximate_past_it(data):
+    from sklearn.ensemble import RandomForestClassifier
+
+    from driftloop.explain import explain_rows
+
+    frame, target = data
+    model = pipeline(RandomForestClassifier(n_estimators=30, random_state=0)).fit(frame, target)
+    rows = frame.head(120)
+    exact = explain_rows(model, rows, budget_s=600)
+    assert (exact.method, exact.output) == ("tree_path_dependent", "probability")
+    # Exact TreeSHAP is additive: contributions + the mean prediction = this row's probability.
+    base = model.predict_proba(frame)[:, 1].mean()
+    proba = model.predict_proba(rows)[:, 1]
+    assert exact.values_df.sum(axis=1).to_numpy() + base == pytest.approx(proba, abs=0.02)
+    fast = explain_rows(model, rows, budget_s=0.0)
+    assert fast.method == "tree_saabas"
+    for result in (exact, fast):
+        assert result.values_df.abs().mean().idxmax() == "signal"
+
+
+def test_other_families_fall_back_to_ablation_on_the_whole_pipeline(data):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from driftloop.explain import explain_rows
+
+    frame, target = data
+    model = pipeline(KNeighborsClassifier()).fit(frame, target)
+    result = explain_rows(model, frame.head(100), reference_df=frame)
+    assert (result.method, list(result.values_df.columns)) == ("ablation", ["signal", "noise", "color"])
+    assert result.values_df.abs().mean().idxmax() == "signal"
+    assert result.values_df.abs().mean()["noise"] < result.values_df.abs().mean()["color"]
+
+
+def test_top_reasons_name_the_strongest_original_features_with_their_values(data):
+    from sklearn.linear_model import LogisticRegression
+
+    from driftloop.explain import explain_rows, top_reasons
+
+    frame, target = data
+    model = pipeline(LogisticRegression(max_iter=500)).fit(frame, target)
+    rows = frame.head(30)
+    result = explain_rows(model, rows, reference_df=frame)
+    reasons = top_reasons(rows, result, k=2)
+    assert list(reasons.columns) == [bus.reason_column(r, p) for r in (1, 2) for p in bus.REASON_PARTS]
+    for i, row in reasons.iterrows():
+        first, second = row[bus.reason_column(1, "feature")], row[bus.reason_column(2, "feature")]
+        assert abs(result.values_df.at[i, first]) >= abs(result.values_df.at[i, second])
+        assert abs(result.values_df.at[i, first]) == result.values_df.loc[i].abs().max()
+        assert row[bus.reason_column(1, "value")] == str(rows.at[i, first])
+        assert row[bus.reason_column(1, "contribution")] == pytest.approx(result.values_df.at[i, first])
+
+
+@pytest.mark.parametrize("estimator", ["sklearn.ensemble.RandomForestClassifier",
+                                       "sklearn.linear_model.LogisticRegression"])
+def test_explain_model_writes_the_table_and_summary_plot_by_original_feature(data, tmp_path, estimator):
+    import importlib
+
+    from driftloop.explain import explain_model
+
+    frame, target = data
+    module_name, class_name = estimator.rsplit(".", 1)
+    model = pipeline(getattr(importlib.import_module(module_name), class_name)()).fit(frame, target)
+    explained = explain_model(model, frame, tmp_path / "explain")
+    table = pd.read_csv(explained["csv_path"])
+    assert table["feature"].tolist()[0] == "signal" and sorted(table["feature"]) == ["color", "noise", "signal"]
+    assert explained["top_features"][0] == "signal" and explained["rows"] == 500
+    assert Path(explained["plot_path"]).read_bytes()[:4] == b"\x89PNG"
