@@ -6,8 +6,9 @@ pipeline's imputation and encoding), because SHAP explainers do not take a pipel
 * **linear** (logistic regression and friends): ``shap.LinearExplainer``, closed form;
 * **tree** (random forests, gradient boosting, LightGBM, ...): TreeSHAP with ``tree_path_dependent``
   perturbation (no background data; log-odds for boosting, probability for forests). Exact TreeSHAP costs
-  O(leaves x depth^2) per row and tree: for deep forests it is measured on a probe and, when the projected time is
-  over the budget, the path attributions of the same trees (Saabas) are used instead and the method says so;
+  O(leaves x depth^2) per row and tree: it is timed on a probe and, when the projected time is over the budget, the
+  path attributions of the same trees (Saabas, :mod:`driftloop.tree_paths`) are used instead and the method says
+  so;
 * **other** families: a sampled, time-bounded ``shap.PermutationExplainer`` for the global summary, and for
   per-prediction reasons single-feature ablation on the whole pipeline (the score change when one original feature
   is set to its reference value; exact for additive models), batched so 10k rows cost ~M+1 predict calls.
@@ -28,7 +29,7 @@ from driftloop import bus
 GLOBAL_ROWS = 500
 PERMUTATION_ROWS = 100
 BACKGROUND_ROWS = 100
-EXACT_PROBE_ROWS = 50
+EXACT_PROBE_ROWS = 4  # exact TreeSHAP of a deep forest costs ~0.1 s per row: keep the probe small
 TOP_FEATURES_PLOTTED = 20
 
 TREE_ESTIMATORS = {
@@ -138,6 +139,11 @@ def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any
         return _last_class(probe_values), "tree_path_dependent"
     if projected_s <= budget_s:
         return _last_class(explainer.shap_values(features_df, check_additivity=False)), "tree_path_dependent"
+    from driftloop.tree_paths import path_attributions
+
+    paths = path_attributions(estimator, features_df)
+    if paths is not None:
+        return paths, "tree_saabas"
     return _last_class(explainer.shap_values(features_df, approximate=True, check_additivity=False)), "tree_saabas"
 
 
@@ -197,15 +203,32 @@ def _baseline(reference_df: Any, column: str) -> Any:
 
 
 def _ablation(model: Any, raw_df: Any, reference_df: Any) -> Attributions:
-    """Score change when each original feature is replaced by its reference value; one batched call per feature."""
+    """Score change when each original feature is replaced by its reference value, all in one predict call.
+
+    Rows that already hold the reference value contribute exactly 0 and are not scored again; the ablated copies
+    of every feature are scored together, because a pipeline call has a fixed cost whatever its rows.
+    """
+    import numpy as np
     import pandas as pd
 
     base = _predict_score(model, raw_df)
-    contributions = {}
+    parts, masks = [], {}
     for column in raw_df.columns:
-        ablated = raw_df.copy()
-        ablated[column] = _baseline(reference_df, column)
-        contributions[str(column)] = base - _predict_score(model, ablated)
+        baseline = _baseline(reference_df, column)
+        changed = ~(raw_df[column].astype(str) == str(baseline)).to_numpy()
+        masks[str(column)] = changed
+        if changed.any():
+            ablated = raw_df[changed].copy()
+            ablated[column] = baseline
+            parts.append(ablated)
+    scores = _predict_score(model, pd.concat(parts, ignore_index=True)) if parts else np.zeros(0)
+    contributions, offset = {}, 0
+    for column, changed in masks.items():
+        delta = np.zeros(len(raw_df))
+        count = int(changed.sum())
+        delta[changed] = base[changed] - scores[offset:offset + count]
+        offset += count
+        contributions[column] = delta
     return Attributions(pd.DataFrame(contributions), "ablation", "probability" if hasattr(model, "predict_proba")
                         else "score")
 

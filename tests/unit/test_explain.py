@@ -119,3 +119,29 @@ def test_explain_model_writes_the_table_and_summary_plot_by_original_feature(dat
     assert table["feature"].tolist()[0] == "signal" and sorted(table["feature"]) == ["color", "noise", "signal"]
     assert explained["top_features"][0] == "signal" and explained["rows"] == 500
     assert Path(explained["plot_path"]).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("family", ["rf", "gb", "lgbm"])
+def test_path_attributions_add_up_to_each_prediction(data, family):
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+    from driftloop.tree_paths import path_attributions
+
+    frame, target = data
+    features = pd.get_dummies(frame, dtype=float)
+    estimator = {"rf": RandomForestClassifier(n_estimators=20, random_state=0),
+                 "gb": GradientBoostingClassifier(n_estimators=20, random_state=0),
+                 "lgbm": LGBMClassifier(n_estimators=20, verbose=-1)}[family].fit(features, target)
+    values = path_attributions(estimator, features)
+    output = (estimator.predict_proba(features)[:, 1] if family == "rf" else
+              estimator.booster_.predict(features.to_numpy(), raw_score=True) if family == "lgbm" else
+              estimator.decision_function(features))
+    # Leaf value minus root value, split by feature: what is left over is one constant (the root value).
+    assert np.std(output - values.sum(axis=1)) < 1e-9
+    assert pd.Series(np.abs(values).mean(axis=0), index=features.columns).idxmax() == "signal"
+    if family == "rf":
+        import shap
+
+        saabas = np.asarray(shap.TreeExplainer(estimator).shap_values(features, approximate=True))
+        assert np.abs(values - (saabas[:, :, 1] if saabas.ndim == 3 else saabas[1])).max() < 1e-9

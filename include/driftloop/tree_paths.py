@@ -1,0 +1,119 @@
+"""Path attributions of tree ensembles (Saabas), vectorised: the fast fallback when exact TreeSHAP is too slow.
+
+Along a row's decision path in one tree, every split moves the node value from the parent's to the child's; the
+move is credited to the split's feature. Summed over the path it equals the leaf value minus the root value, so the
+attributions add up to the prediction exactly (like SHAP), but each one costs O(depth) instead of TreeSHAP's
+O(leaves x depth^2). Here each tree's leaves get their attribution vectors once, and a batch costs one leaf lookup
+per row and tree plus a gather: 10,000 rows of a 100-tree forest take a fraction of a second.
+
+Supported: scikit-learn decision trees, random forests, extra trees (probability of the positive class),
+gradient boosting (log-odds) and LightGBM (log-odds). Other estimators return None.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+SKLEARN_FORESTS = {"RandomForestClassifier", "ExtraTreesClassifier"}
+_MATRICES: dict[int, tuple[Any, Any]] = {}
+
+
+def _cached(estimator: Any, build: Any) -> Any:
+    """The leaf matrices of ``estimator``, built once per fitted object (inference explains chunk by chunk)."""
+    hit = _MATRICES.get(id(estimator))
+    if hit is None or hit[0] is not estimator:
+        if len(_MATRICES) > 8:
+            _MATRICES.clear()
+        hit = _MATRICES[id(estimator)] = (estimator, build())
+    return hit[1]
+
+
+def _sklearn_leaf_matrix(tree: Any, n_features: int, node_value: Any) -> Any:
+    """(n_nodes x n_features): each node's accumulated attribution from the root, built one depth level at a time."""
+    import numpy as np
+
+    n = tree.node_count
+    parent = np.full(n, -1)
+    internal = np.flatnonzero(tree.children_left != -1)
+    parent[tree.children_left[internal]] = internal
+    parent[tree.children_right[internal]] = internal
+    matrix = np.zeros((n, n_features))
+    level = np.array([0])
+    while level.size:
+        children = np.concatenate([tree.children_left[level], tree.children_right[level]])
+        children = children[children != -1]
+        if not children.size:
+            break
+        parents = parent[children]
+        matrix[children] = matrix[parents]
+        matrix[children, tree.feature[parents]] += node_value[children] - node_value[parents]
+        level = children
+    return matrix
+
+
+def _positive_share(tree: Any) -> Any:
+    values = tree.value[:, 0, :]
+    return values[:, -1] / values.sum(axis=1)
+
+
+def _sklearn(estimator: Any, features: Any) -> Any:
+    import numpy as np
+
+    x = np.asarray(features, dtype=np.float32)
+    name = type(estimator).__name__
+    if name == "DecisionTreeClassifier":
+        trees, scale = [estimator], 1.0
+        node_values = [_positive_share(estimator.tree_)]
+    elif name in SKLEARN_FORESTS:
+        trees, scale = estimator.estimators_, 1.0 / len(estimator.estimators_)
+        node_values = [_positive_share(t.tree_) for t in trees]
+    else:  # GradientBoostingClassifier (binary): raw values, scaled by the learning rate
+        trees, scale = [t[0] for t in estimator.estimators_], estimator.learning_rate
+        node_values = [t.tree_.value[:, 0, 0] for t in trees]
+    matrices = _cached(estimator, lambda: [_sklearn_leaf_matrix(t.tree_, x.shape[1], v)
+                                           for t, v in zip(trees, node_values, strict=True)])
+    total = np.zeros(x.shape)
+    for tree, matrix in zip(trees, matrices, strict=True):
+        total += matrix[tree.apply(x)]
+    return total * scale
+
+
+def _lightgbm(estimator: Any, features: Any) -> Any:
+    import numpy as np
+
+    booster = estimator.booster_
+    n_features = booster.num_feature()
+    leaves = booster.predict(np.asarray(features, dtype=np.float64), pred_leaf=True)
+    leaves = leaves.reshape(len(features), -1)
+    total = np.zeros((len(features), n_features))
+    for t, info in enumerate(booster.dump_model()["tree_info"]):
+        rows: dict[int, Any] = {}
+        stack = [(info["tree_structure"], np.zeros(n_features))]
+        while stack:
+            node, acc = stack.pop()
+            value = node.get("internal_value", node.get("leaf_value", 0.0))
+            if "leaf_index" in node:
+                rows[node["leaf_index"]] = acc
+                continue
+            if "split_feature" not in node:  # a single-leaf tree
+                rows[0] = acc
+                continue
+            for side in ("left_child", "right_child"):
+                child = node[side]
+                child_value = child.get("internal_value", child.get("leaf_value", 0.0))
+                step = acc.copy()
+                step[node["split_feature"]] += child_value - value
+                stack.append((child, step))
+        matrix = np.stack([rows[i] for i in range(max(rows) + 1)])
+        total += matrix[leaves[:, t]]
+    return total
+
+
+def path_attributions(estimator: Any, features: Any) -> Any | None:
+    """Rows x transformed-features attributions of a supported tree ensemble, else None."""
+    name = type(estimator).__name__
+    if name.startswith("LGBM") and hasattr(estimator, "booster_"):
+        return _lightgbm(estimator, features)
+    if name in {"DecisionTreeClassifier", "GradientBoostingClassifier", *SKLEARN_FORESTS}:
+        return _sklearn(estimator, features)
+    return None
