@@ -26,6 +26,10 @@ def _fmt(value: Any) -> str:
     return "—" if value is None else str(value)
 
 
+def _count(value: Any) -> str:
+    return "?" if value is None else f"{int(value):,}"
+
+
 def _check_rows(report: dict[str, Any] | None) -> list[str]:
     if not report:
         return ["_not judged yet_"]
@@ -70,13 +74,13 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
                     f"- Training run: `{run['run_id']}`; trigger: {run['tags'].get(bus.TRIGGER_REASON_TAG, '?')}; "
                     f"Airflow run: `{run['tags'].get(bus.AIRFLOW_RUN_ID_TAG, '—')}`\n"
                     f"- Code: git `{run['tags'].get(bus.GIT_COMMIT_TAG, '?')[:12]}`"),
-        "intended_use": (f"{cfg.description or cfg.name}. Scores {cfg.target} = {cfg.positive_label!r} for one "
+        "intended_use": (f"{(cfg.description or cfg.name).rstrip('.')}. Scores {cfg.target} = {cfg.positive_label!r} for one "
                          f"entity per row ({cfg.id_column}); decisions at threshold {cfg.inference.threshold}. "
                          "Batch scoring through `inference_pipeline`; not for decisions about individuals without "
                          "human review."),
         "training_data": (f"Snapshot `{run['tags'].get(bus.SNAPSHOT_HASH_TAG, '?')[:12]}`: {snapshot.get('rows', '?')} "
                           f"rows from batches {', '.join(snapshot.get('batch_ids', [])[:6]) or '?'}; "
-                          f"{_fmt(run['metrics'].get(bus.TRAIN_ROWS))} training and {_fmt(run['metrics'].get(bus.HOLDOUT_ROWS))} "
+                          f"{_count(run['metrics'].get(bus.TRAIN_ROWS))} training and {_count(run['metrics'].get(bus.HOLDOUT_ROWS))} "
                           "holdout rows (holdout chosen per entity id by a seeded hash)."),
         "evaluation": "\n".join(["| metric | holdout |", "|---|---|",
                                  *[f"| {k.removeprefix('holdout_')} | {_fmt(v)} |" for k, v in metrics.items()]]
