@@ -80,13 +80,24 @@ class AuditStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         return cls(f"sqlite:///{path}")
 
-    def ensure_schema(self) -> None:
-        """Create the table and its append-only triggers when missing (needs the owner's rights in production)."""
+    def ensure_schema(self, writer_role: str = "") -> None:
+        """Create the table and its append-only triggers when missing (as the table's owner in production).
+
+        Args:
+            writer_role: PostgreSQL role the pipelines connect as; it gets INSERT and SELECT only, so even with
+                the triggers dropped it could not rewrite history.
+        """
         from sqlalchemy import text
 
         with self.engine.begin() as conn:
             for statement in POSTGRES_DDL if self.postgres else _SQLITE_DDL:
                 conn.execute(text(statement))
+            if self.postgres and writer_role:
+                if not writer_role.replace("_", "").isalnum():
+                    raise ValueError(f"not a role name: {writer_role!r}")
+                conn.execute(text(f"REVOKE ALL ON {TABLE} FROM {writer_role}"))
+                conn.execute(text(f"GRANT SELECT, INSERT ON {TABLE} TO {writer_role}"))
+                conn.execute(text(f"GRANT USAGE ON SEQUENCE {TABLE}_id_seq TO {writer_role}"))
 
     @contextmanager
     def locked(self, model_name: str) -> Iterator[Any]:

@@ -259,8 +259,19 @@ def _cmd_audit(args: Any) -> int:
     return 0
 
 
+def _cmd_audit_init(args: Any) -> int:
+    from driftloop.settings import Settings
+
+    settings = Settings.from_env()
+    url = settings.audit_owner_db_uri or settings.audit_db_uri
+    store = audit.AuditStore(url) if url else audit.AuditStore.from_settings(settings)
+    store.ensure_schema(writer_role=args.writer_role)
+    print(f"audit schema ready ({'PostgreSQL' if store.postgres else 'SQLite'})")
+    return 0
+
+
 def add_cli(subparsers: Any) -> None:
-    """Register ``driftloop promote``, ``champion``, ``rollback`` and ``audit``."""
+    """Register ``driftloop promote``, ``champion``, ``rollback``, ``audit`` and ``audit-init``."""
     from driftloop.cli import dataset_parent
 
     promote = subparsers.add_parser("promote", parents=[dataset_parent()], help="run the gate on a version")
@@ -277,3 +288,7 @@ def add_cli(subparsers: Any) -> None:
     rollback.set_defaults(func=_cmd_rollback)
     log = subparsers.add_parser("audit", parents=[dataset_parent()], help="every move of champion, oldest first")
     log.set_defaults(func=_cmd_audit)
+    init = subparsers.add_parser("audit-init", parents=[dataset_parent()],
+                                 help="create the audit table as its owner ($DRIFTLOOP_AUDIT_OWNER_DB_URI)")
+    init.add_argument("--writer-role", default="", help="PostgreSQL role that gets INSERT and SELECT only")
+    init.set_defaults(func=_cmd_audit_init)

@@ -82,6 +82,8 @@ class Settings:
         worker_name: Name a Celery worker reports (``DRIFTLOOP_WORKER_NAME``).
         audit_db_uri: SQLAlchemy URL of the champion audit log (``DRIFTLOOP_AUDIT_DB_URI``); empty means SQLite
             under ``home_dir``.
+        audit_owner_db_uri: The audit table owner's URL, used once to create the schema
+            (``DRIFTLOOP_AUDIT_OWNER_DB_URI``; ``driftloop audit-init``).
         serve_host: Address ``driftloop serve`` binds (``DRIFTLOOP_SERVE_HOST``).
         serve_port: Port of ``driftloop serve`` (``DRIFTLOOP_SERVE_PORT``).
         serve_admin_token: Bearer token of the admin endpoints; empty disables them (``DRIFTLOOP_SERVE_ADMIN_TOKEN``).
@@ -122,6 +124,7 @@ class Settings:
     airflow_port: int = 8080
     worker_name: str = ""
     audit_db_uri: str = ""
+    audit_owner_db_uri: str = ""
     serve_host: str = "127.0.0.1"
     serve_port: int = 8000
     serve_admin_token: str = ""
@@ -170,6 +173,7 @@ class Settings:
             airflow_port=_env_int(env, "DRIFTLOOP_AIRFLOW_PORT", 8080),
             worker_name=env.get("DRIFTLOOP_WORKER_NAME", "").strip(),
             audit_db_uri=env.get("DRIFTLOOP_AUDIT_DB_URI", "").strip(),
+            audit_owner_db_uri=env.get("DRIFTLOOP_AUDIT_OWNER_DB_URI", "").strip(),
             serve_host=env.get("DRIFTLOOP_SERVE_HOST", "127.0.0.1").strip() or "127.0.0.1",
             serve_port=_env_int(env, "DRIFTLOOP_SERVE_PORT", 8000),
             serve_admin_token=env.get("DRIFTLOOP_SERVE_ADMIN_TOKEN", "").strip(),

@@ -141,10 +141,17 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     from driftloop import simulate
     from driftloop.state import StatePaths
 
+    import requests
+
+    from driftloop.audit import EXTERNAL_ACTOR, open_store
+
     name = cfg.registered_model_name
     current = client.get_model_version_by_alias(name, "champion").version
     moved_to = "1" if current == "2" else "2"
-    client.set_registered_model_alias(name, "champion", moved_to)  # what the MLflow UI does
+    # What the MLflow UI does: the registry's REST endpoint, no Driftloop code involved.
+    response = requests.post(f"{loop_env['mlflow_url']}/api/2.0/mlflow/registered-models/alias",
+                             json={"name": name, "alias": "champion", "version": moved_to}, timeout=30)
+    assert response.status_code == 200, response.text
 
     paths = StatePaths.for_dataset(cfg)
     simulate.simulate_batch(cfg, 3, rows=300)
@@ -163,3 +170,9 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     assert len(predictions) == 300
     assert set(predictions["model_version"]) == {moved_to}
     assert predictions["score"].between(0, 1).all()
+    # The inference run recorded the move in the audit log before scoring: who, from, to, and an override flag
+    # when the new champion had not passed the gate.
+    entry = open_store().entries(name)[-1]
+    assert (entry["from_version"], entry["to_version"], entry["actor"]) == (current, moved_to, EXTERNAL_ACTOR)
+    passed = client.get_model_version(name, moved_to).tags.get(bus.GATE_TAG) == bus.GATE_PASSED
+    assert (entry["gate_passed"], entry["override"]) == (passed, not passed)

@@ -169,6 +169,7 @@ class Stack:
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     procs: dict[str, Proc] = field(default_factory=dict)
     databases: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)
     redis_db: int | None = None
     _client: Any = None
 
@@ -181,6 +182,9 @@ class Stack:
         for folder in (self.logs_dir, self.airflow_home, self.driftloop_home, self.artifacts_dir):
             folder.mkdir(parents=True, exist_ok=True)
         prefix = f"dl_topo_{self.run_id}"
+        # The champion audit log: a table owner (used once, by init) and an insert-only writer (the tasks).
+        self.audit_db, self.audit_owner, self.audit_writer = f"{prefix}_audit", f"{prefix}_aowner", f"{prefix}_awriter"
+        self.audit_owner_password, self.audit_writer_password = secrets.token_hex(12), secrets.token_hex(12)
         self.airflow_db, self.mlflow_db, self.mlflow_auth_db = (
             f"{prefix}_airflow",
             f"{prefix}_mlflow",
@@ -255,6 +259,8 @@ class Stack:
                 "DRIFTLOOP_DATASET": "telco_churn",
                 "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST_OVERRIDES),
                 "DRIFTLOOP_PII_SALT": self.pii_salt,
+                "DRIFTLOOP_AUDIT_DB_URI": self.audit_url(),
+                "DRIFTLOOP_WATCH_SCHEDULE": "none",
                 # Two single-slot workers share two cores: PyCaret must not fan out on top of that.
                 "DRIFTLOOP_N_JOBS": "1",
                 # The HTML data profile is covered by the embedded end-to-end test; here it only costs minutes.
@@ -317,10 +323,21 @@ class Stack:
 
     # ---------------------------------------------------------------- backing services
     def create_databases(self) -> None:
-        """Create the three dedicated databases (the compose stack's ``deploy/postgres-init.sh``)."""
+        """Create the dedicated databases and the audit roles (the compose stack's ``deploy/postgres-init.sh``)."""
         for name in (self.airflow_db, self.mlflow_db, self.mlflow_auth_db):
             _pg_admin(f'CREATE DATABASE "{name}"')
             self.databases.append(name)
+        _pg_admin(f"CREATE ROLE {self.audit_owner} LOGIN PASSWORD '{self.audit_owner_password}'")
+        _pg_admin(f"CREATE ROLE {self.audit_writer} LOGIN PASSWORD '{self.audit_writer_password}'")
+        self.roles.extend([self.audit_writer, self.audit_owner])
+        _pg_admin(f'CREATE DATABASE "{self.audit_db}" OWNER {self.audit_owner}')
+        self.databases.append(self.audit_db)
+
+    def audit_url(self, owner: bool = False) -> str:
+        """The audit database as its owner or as the insert-only writer."""
+        user, password = ((self.audit_owner, self.audit_owner_password) if owner
+                          else (self.audit_writer, self.audit_writer_password))
+        return f"postgresql+psycopg2://{user}:{password}@{PG_HOST}:{PG_PORT}/{self.audit_db}"
 
     def claim_redis_db(self) -> int:
         """Claim an empty Redis database number (1-15) for this run's Celery broker."""
@@ -394,7 +411,9 @@ class Stack:
 
     # ---------------------------------------------------------------- Airflow
     def init_airflow(self) -> None:
-        """The compose ``airflow-init`` job: migrate the metadata DB and create the admin from env."""
+        """The compose ``airflow-init`` job: migrate the metadata DB, create the admin and the audit schema."""
+        self.run("audit-init", [str(VENV_BIN / "driftloop"), "audit-init", "--writer-role", self.audit_writer],
+                 env={**self.base_env(), "DRIFTLOOP_AUDIT_OWNER_DB_URI": self.audit_url(owner=True)})
         self.run("airflow-db-migrate", [str(VENV_BIN / "airflow"), "db", "migrate"], timeout_s=900)
         self.run(
             "airflow-users-create",
@@ -563,6 +582,10 @@ class Stack:
                 self.databases.remove(name)
             except Exception:  # noqa: BLE001
                 pass
+        for role in list(self.roles):
+            with contextlib.suppress(Exception):
+                _pg_admin(f"DROP ROLE IF EXISTS {role}")
+                self.roles.remove(role)
         if self.redis_db is not None:
             with contextlib.suppress(Exception):
                 import redis

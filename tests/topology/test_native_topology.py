@@ -120,11 +120,18 @@ def loop(stack, dags_ready, mlflow):
     return record
 
 
-def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name):
+def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name, stack):
+    from driftloop.audit import AuditStore
+
     assert loop.tasks("data_1")["announce_snapshot"] == "success", loop.steps["data_1"]
     v1 = mlflow.get_model_version(model_name, "1")
     assert v1.tags[bus.GATE_TAG] == "passed"
     assert v1.tags[bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_1"]
+    assert v1.description.startswith(f"# {model_name} v1")  # the model card
+    # The first champion is on record in PostgreSQL, written by the Celery worker as the insert-only role.
+    first = AuditStore(stack.audit_url()).entries(model_name)[0]
+    assert (first["from_version"], first["to_version"], first["source"]) == (None, "1", "driftloop")
+    assert first["actor"] == f"training_pipeline/{loop.run_ids['train_1']}"
 
 
 def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop, mlflow, model_name):
