@@ -137,13 +137,11 @@ def test_same_monitoring_result_does_not_fire_twice(loop):
 
 def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_env, dags, cfg, client):
     import pandas as pd
-
-    from driftloop import simulate
-    from driftloop.state import StatePaths
-
     import requests
 
+    from driftloop import simulate
     from driftloop.audit import EXTERNAL_ACTOR, open_store
+    from driftloop.state import StatePaths
 
     name = cfg.registered_model_name
     current = client.get_model_version_by_alias(name, "champion").version

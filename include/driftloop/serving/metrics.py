@@ -27,6 +27,8 @@ class ServingMetrics:
                                     buckets=BATCH_ROW_BUCKETS, **kwargs)
         self.predict_seconds = Histogram(prefix + "predict_seconds", "Duration of one worker round trip",
                                          buckets=LATENCY_BUCKETS_S, **kwargs)
+        self.model_seconds = Histogram(prefix + "model_seconds", "Time the model itself took in one predict call",
+                                       ["arm"], buckets=LATENCY_BUCKETS_S, **kwargs)
         self.queue_depth = Gauge(prefix + "queue_depth", "Requests waiting for a worker", **kwargs)
         self.shadow_queue_rows = Gauge(prefix + "shadow_queue_rows", "Shadow rows waiting for a free worker", **kwargs)
         self.rejected = Counter(prefix + "rejected", "Requests refused with 503, by reason", ["reason"], **kwargs)

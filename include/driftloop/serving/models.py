@@ -139,11 +139,23 @@ class ModelSet:
         for model in list(self.served.values()):
             await worker.call("load", model.version, model.model_uri, self.warm_columns, self.dtypes)
 
+    async def replace_dead_workers(self) -> int:
+        """Start a fresh worker for every dead one and load the served versions into it; returns how many."""
+        dead = self.pool.dead()
+        for worker in dead:
+            fresh = self.pool.replace(worker)
+            if self.metrics is not None:
+                self.metrics.worker_restarts.inc()
+            await self.load_into(fresh)
+        return len(dead)
+
     async def watch(self, poll_s: float) -> None:
-        """Poll the registry every ``poll_s`` seconds until cancelled; errors are logged and retried."""
+        """Poll the registry every ``poll_s`` seconds until cancelled (and replace dead workers); errors are
+        logged and retried."""
         while True:
             await asyncio.sleep(poll_s)
             try:
+                await self.replace_dead_workers()
                 await self.refresh()
             except asyncio.CancelledError:
                 raise
