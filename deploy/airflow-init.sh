@@ -10,6 +10,9 @@ for attempt in $(seq 1 60); do
   sleep 2
 done
 
+echo "airflow-init: champion audit log schema (append-only; audit_writer may only insert and read)"
+driftloop audit-init --writer-role audit_writer
+
 echo "airflow-init: airflow db migrate"
 airflow db migrate
 

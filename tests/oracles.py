@@ -25,11 +25,19 @@ def holdout_auc(client: Any, cfg: Any, model_version: str, on_version: str) -> f
 
 
 def expected_champion(client: Any, cfg: Any, incumbent: str, candidate: str) -> str:
-    """Which version must serve after the gate judged ``candidate`` against ``incumbent`` (AUC, floors, margin)."""
+    """Which version must serve after the gate judged ``candidate`` against ``incumbent``.
+
+    Floors and the head-to-head on the candidate's holdout are recomputed here with sklearn. The gate's other
+    checks (fairness limits, behavioural tests, latency, size) are taken from the version's recorded failures:
+    each of those has unit tests of its own with models of known behaviour.
+    """
     from driftloop.evaluation import gate_metric_key
 
-    metrics = client.get_run(client.get_model_version(cfg.registered_model_name, candidate).run_id).data.metrics
+    version = client.get_model_version(cfg.registered_model_name, candidate)
+    metrics = client.get_run(version.run_id).data.metrics
     meets_floors = all(metrics.get(gate_metric_key(m), float("nan")) >= floor for m, floor in cfg.gates.floors.items())
     better = holdout_auc(client, cfg, candidate, candidate) >= (
         holdout_auc(client, cfg, incumbent, candidate) + cfg.gates.min_improvement)
-    return candidate if meets_floors and better else incumbent
+    failed = [c for c in (version.tags.get(bus.GATE_FAILED_CHECKS_TAG) or "").split(",") if c]
+    others_pass = all(c.startswith(("floor.", "beats_champion")) for c in failed)
+    return candidate if meets_floors and better and others_pass else incumbent

@@ -109,6 +109,52 @@ class SchedulerRunner:
                 if r["run_type"] == "operator_triggered"]
 
 
+class InProcessSimulator:
+    """Drops the simulator's files from this process (the landing zone is on this machine)."""
+
+    def __init__(self, cfg: Any, settings: Any = None) -> None:
+        self.cfg, self.settings = cfg, settings
+
+    def reference(self) -> None:
+        """The labelled reference period."""
+        from driftloop import simulate
+
+        simulate.simulate_reference(self.cfg, settings=self.settings)
+
+    def batch(self, index: int, rows: int, drift_preset: str | None = None) -> None:
+        """Scoring batch ``index``, optionally drifted."""
+        from driftloop import simulate
+
+        drift = {"preset": drift_preset} if drift_preset else None
+        simulate.simulate_batch(self.cfg, index, rows=rows, drift=drift, settings=self.settings)
+
+    def labels(self, index: int) -> None:
+        """The late labels of batch ``index``."""
+        from driftloop import simulate
+
+        simulate.simulate_labels(self.cfg, index, settings=self.settings)
+
+
+class CommandSimulator:
+    """Drops the simulator's files by running ``driftloop simulate`` where the landing zone is (a container)."""
+
+    def __init__(self, run: Any) -> None:
+        self.run = run  # called with the CLI arguments after "driftloop simulate"
+
+    def reference(self) -> None:
+        """The labelled reference period."""
+        self.run("reference")
+
+    def batch(self, index: int, rows: int, drift_preset: str | None = None) -> None:
+        """Scoring batch ``index``, optionally drifted."""
+        self.run("batch", "--index", str(index), "--rows", str(rows),
+                 *(["--drift-preset", drift_preset] if drift_preset else []))
+
+    def labels(self, index: int) -> None:
+        """The late labels of batch ``index``."""
+        self.run("labels", "--index", str(index))
+
+
 @dataclass
 class LoopRecord:
     """What each step of the loop produced."""
@@ -162,7 +208,8 @@ class _Driver:
 
 
 def drive_closed_loop(runner: LoopRunner, cfg: Any, client: Any, settings: Any = None, batch_rows: int = 800,
-                      clean_batch: bool = True, sensor_again: bool = True, log: Any = None) -> LoopRecord:
+                      clean_batch: bool = True, sensor_again: bool = True, log: Any = None,
+                      simulator: Any = None) -> LoopRecord:
     """Reference → v1 → [clean batch (no fire)] → drifted batch + late labels → the sensor fires → v2.
 
     Args:
@@ -174,30 +221,32 @@ def drive_closed_loop(runner: LoopRunner, cfg: Any, client: Any, settings: Any =
         clean_batch: Include the clean batch on which the sensor must stay quiet.
         sensor_again: Run the sensor once more after the retrain (it must not fire for the same result).
         log: Called with one line per finished DAG run (default: silent).
+        simulator: Where files are dropped: :class:`InProcessSimulator` (default) or :class:`CommandSimulator`.
 
     Returns:
         The :class:`LoopRecord`; ``seconds`` holds seconds per DAG (summed over its runs) and ``total``.
     """
-    from driftloop import bus, simulate
+    from driftloop import bus
 
+    simulator = simulator or InProcessSimulator(cfg, settings)
     driver = _Driver(runner, log or (lambda line: None))
     record = driver.record
     started = time.monotonic()
-    simulate.simulate_reference(cfg, settings=settings)
+    simulator.reference()
     known_training = runner.run_ids(TRAINING)
     driver.start("data_1", DATA)
     driver.follow("train_1", TRAINING, known_training)
     record.champion_after_v1 = str(client.get_model_version_by_alias(cfg.registered_model_name, bus.CHAMPION).version)
 
     if clean_batch:
-        simulate.simulate_batch(cfg, 1, rows=batch_rows, settings=settings)
+        simulator.batch(1, batch_rows)
         driver.batch("clean")
         record.queued_after_clean = runner.triggered_runs(TRAINING)
 
     drifted_index = 2 if clean_batch else 1
-    simulate.simulate_batch(cfg, drifted_index, rows=batch_rows, drift={"preset": "strong"}, settings=settings)
+    simulator.batch(drifted_index, batch_rows, "strong")
     if clean_batch:
-        simulate.simulate_labels(cfg, 1, settings=settings)
+        simulator.labels(1)
     known_training = runner.run_ids(TRAINING)
     driver.batch("drift")
     record.queued_after_drift = runner.triggered_runs(TRAINING)

@@ -129,63 +129,46 @@ def test_credentials_are_required_and_postgres_is_utf8(stack):
 
 # ------------------------------------------------------------------------------------------------ the loop
 @pytest.fixture(scope="module")
-def loop(stack, airflow):
-    """The closed loop once, through the scheduler; the test only lands files and triggers two DAGs."""
+def mlflow_client(stack):
+    """An ``MlflowClient`` of the stack's MLflow (published port, basic auth); the environment is restored after."""
+    import os
+
+    from mlflow import MlflowClient
+
+    env = {"MLFLOW_TRACKING_URI": stack.mlflow_url, "MLFLOW_TRACKING_USERNAME": stack.env["MLFLOW_ADMIN_USERNAME"],
+           "MLFLOW_TRACKING_PASSWORD": stack.env["MLFLOW_ADMIN_PASSWORD"]}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield MlflowClient(tracking_uri=stack.mlflow_url, registry_uri=stack.mlflow_url)
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+@pytest.fixture(scope="module")
+def telco():
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
+
+    return load_dataset_config("telco_churn", Settings.from_env({}))
+
+
+@pytest.fixture(scope="module")
+def loop(stack, airflow, mlflow_client, telco):
+    """The closed loop once through the scheduler, with the shared driver; files land via `compose exec`."""
+    from driftloop_ops.loop import CommandSimulator, SchedulerRunner, drive_closed_loop
+
     airflow.wait_for_dags(DAG_IDS, timeout_s=300)
-    seen: dict = {"hosts": {}}
-    started = time.monotonic()
-    seen.update(_first_champion(stack, airflow))
-    seen["seconds_to_v1"] = time.monotonic() - started
-    seen.update(_drifted_batch(stack, airflow))
-    seen.update(_drift_retrain(airflow))
-    seen["seconds"] = time.monotonic() - started
-    FIGURES["closed loop in containers (reference → v1 champion)"] = f"{seen['seconds_to_v1']:.0f} s"
-    FIGURES["closed loop in containers (reference → retrained v2)"] = f"{seen['seconds']:.0f} s"
-    return seen
+    simulator = CommandSimulator(lambda *args: stack.exec("airflow-worker", "driftloop", "simulate", *args))
+    record = drive_closed_loop(SchedulerRunner(airflow, timeout_s=900), telco, mlflow_client, clean_batch=False,
+                               sensor_again=False, simulator=simulator, log=print)
+    FIGURES["closed loop in containers (reference → retrained v2)"] = f"{record.seconds['total']:.0f} s"
+    return record
 
 
 def _hosts(airflow, dag_id, run_id) -> set[str]:
     return {ti["hostname"] for ti in airflow.task_instances(dag_id, run_id) if ti.get("hostname")}
-
-
-def _first_champion(stack, airflow) -> dict:
-    stack.exec("airflow-worker", "driftloop", "simulate", "reference")
-    known = airflow.run_ids("training_pipeline")
-    data = airflow.trigger("data_pipeline")
-    airflow.wait_for_run("data_pipeline", data, timeout_s=600, ok=("success",))
-    train = airflow.wait_new_run("training_pipeline", known, run_type="asset_triggered", timeout_s=300)
-    airflow.wait_for_run("training_pipeline", train["dag_run_id"], timeout_s=900, ok=("success",))
-    return {
-        "data_1": airflow.task_states("data_pipeline", data),
-        "train_1": train["dag_run_id"],
-        "train_1_hosts": _hosts(airflow, "training_pipeline", train["dag_run_id"]),
-    }
-
-
-def _drifted_batch(stack, airflow) -> dict:
-    stack.exec("airflow-worker", "driftloop", "simulate", "batch", "--index", "1", "--rows", "800",
-               "--drift-preset", "strong")  # fmt: skip
-    inference_known, monitoring_known = airflow.run_ids("inference_pipeline"), airflow.run_ids("monitoring_pipeline")
-    data = airflow.trigger("data_pipeline")
-    airflow.wait_for_run("data_pipeline", data, timeout_s=600, ok=("success",))
-    inference = airflow.wait_new_run("inference_pipeline", inference_known, run_type="asset_triggered")
-    airflow.wait_for_run("inference_pipeline", inference["dag_run_id"], timeout_s=600, ok=("success",))
-    monitoring = airflow.wait_new_run("monitoring_pipeline", monitoring_known, run_type="asset_triggered")
-    airflow.wait_for_run("monitoring_pipeline", monitoring["dag_run_id"], timeout_s=600, ok=("success",))
-    return {
-        "data_2": airflow.task_states("data_pipeline", data),
-        "inference": airflow.task_states("inference_pipeline", inference["dag_run_id"]),
-        "monitoring": airflow.task_states("monitoring_pipeline", monitoring["dag_run_id"]),
-    }
-
-
-def _drift_retrain(airflow) -> dict:
-    known = airflow.run_ids("training_pipeline")
-    sensor = airflow.trigger("drift_sensor")
-    airflow.wait_for_run("drift_sensor", sensor, timeout_s=300, ok=("success",))
-    retrain = airflow.wait_new_run("training_pipeline", known, run_type="operator_triggered", timeout_s=300)
-    airflow.wait_for_run("training_pipeline", retrain["dag_run_id"], timeout_s=900, ok=("success",))
-    return {"sensor": airflow.task_states("drift_sensor", sensor), "retrain": retrain}
 
 
 def _model_name(mlflow) -> str:
@@ -194,29 +177,38 @@ def _model_name(mlflow) -> str:
     return names[0]
 
 
-def test_closed_loop_trains_a_champion_on_a_celery_worker(loop, stack, mlflow):
-    assert loop["data_1"]["announce_snapshot"] == "success", loop["data_1"]
+def test_closed_loop_trains_a_champion_on_a_celery_worker(loop, stack, airflow, mlflow):
+    assert loop.tasks("data_1")["announce_snapshot"] == "success", loop.steps["data_1"]
     workers = {c["Config"]["Hostname"] for c in stack.containers("airflow-worker")}
-    assert loop["train_1_hosts"] and loop["train_1_hosts"] <= workers, (loop["train_1_hosts"], workers)
+    hosts = _hosts(airflow, "training_pipeline", loop.run_ids["train_1"])
+    assert hosts and hosts <= workers, (hosts, workers)
     name = _model_name(mlflow)
     v1 = mlflow.versions(name)[0]
     assert v1["version"] == "1" and v1["tags"][bus.GATE_TAG] == "passed", v1["tags"]
-    assert v1["tags"][bus.AIRFLOW_RUN_ID_TAG] == loop["train_1"]
+    assert v1["tags"][bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_1"]
+    # The audit log in its own database, written by the worker as the insert-only role.
+    audit = stack.exec("postgres", "psql", "-U", "postgres", "-d", "driftloop_audit", "-tAc",
+                       "select coalesce(from_version, '-'), to_version, source from champion_audit order by id")
+    assert audit.split()[0] == "-|1|driftloop", audit
 
 
-def test_closed_loop_drifted_batch_is_scored_monitored_and_retrains(loop, mlflow):
-    assert loop["data_2"]["announce_batches"] == "success", loop["data_2"]
-    assert loop["inference"]["score_pending_batches"] == "success", loop["inference"]
-    assert loop["monitoring"]["monitor_predictions"] == "success", loop["monitoring"]
-    assert loop["sensor"]["trigger_training"] == "success", loop["sensor"]
-    conf = loop["retrain"]["conf"]
+def test_closed_loop_drifted_batch_is_scored_monitored_and_retrains(loop, mlflow, mlflow_client, telco):
+    from tests.oracles import expected_champion
+
+    assert loop.tasks("drift_data_pipeline")["announce_batches"] == "success", loop.steps["drift_data_pipeline"]
+    assert loop.tasks("drift_inference_pipeline")["score_pending_batches"] == "success"
+    assert loop.tasks("drift_monitoring_pipeline")["monitor_predictions"] == "success"
+    assert loop.tasks("drift_drift_sensor")["trigger_training"] == "success", loop.steps["drift_drift_sensor"]
+    [(retrain_run_id, conf)] = loop.queued_after_drift
     assert conf["reason"] == "drift", conf
-    assert mlflow.run(conf["monitoring_run_id"])["metrics"]["drift_share"] > 0
+    drift_share = mlflow.run(conf["monitoring_run_id"])["metrics"][bus.DRIFT_SHARE]
+    assert drift_share >= telco.monitoring.drift_share_threshold
     name = _model_name(mlflow)
     v2 = mlflow.versions(name)[1]
     assert v2["tags"][bus.TRIGGER_REASON_TAG] == "drift"
-    assert v2["tags"][bus.AIRFLOW_RUN_ID_TAG] == loop["retrain"]["dag_run_id"]
-    assert mlflow.alias(name, "champion") == ("2" if v2["tags"][bus.GATE_TAG] == "passed" else "1")
+    assert v2["tags"][bus.AIRFLOW_RUN_ID_TAG] == retrain_run_id == loop.run_ids["train_2"]
+    # The gate's rule recomputed on the host with sklearn, from the models the containers registered.
+    assert mlflow.alias(name, "champion") == expected_champion(mlflow_client, telco, incumbent="1", candidate="2")
 
 
 # ------------------------------------------------------------------------------------------------ faults
