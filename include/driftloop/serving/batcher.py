@@ -33,7 +33,7 @@ from driftloop.serving.validation import RequestError
 from driftloop.serving.workers import WorkerDied
 
 LOG = logging.getLogger(__name__)
-EWMA_WEIGHT = 0.2
+RECENT_CALLS = 31
 SHADOW_BATCH_ROWS = 256
 SHADOW_MAX_WAIT_S = 1.0
 
@@ -100,7 +100,8 @@ class Batcher:
         self.shadow: dict[str, collections.deque[Part]] = {arm: collections.deque() for arm in ARMS}
         self.shadow_rows = 0
         self.waiting = 0  # requests submitted and not yet answered
-        self.call_s: dict[str, float] = {arm: 0.0 for arm in ARMS}
+        self.call_s: dict[str, float] = {arm: 0.0 for arm in ARMS}  # median of the recent calls of each arm
+        self._recent_s: dict[str, collections.deque] = {arm: collections.deque(maxlen=RECENT_CALLS) for arm in ARMS}
         self.inflight: dict[int, float] = {}  # worker slot -> when its call is expected to end
         self.closing = False
         self._wakeup = asyncio.Event()
@@ -300,8 +301,9 @@ class Batcher:
             await self._isolate(worker, arm, model.version, primary)
         if primary:
             elapsed = time.perf_counter() - start
-            previous = self.call_s[arm]
-            self.call_s[arm] = elapsed if previous == 0 else (1 - EWMA_WEIGHT) * previous + EWMA_WEIGHT * elapsed
+            recent = self._recent_s[arm]
+            recent.append(elapsed)
+            self.call_s[arm] = sorted(recent)[len(recent) // 2]  # a median: one slow call moves nothing
 
     async def _predict(self, worker: Any, arm: str, version: str, primary: list[Part],
                        shadow: list[Part]) -> tuple[bool, Any]:

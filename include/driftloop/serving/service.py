@@ -37,12 +37,12 @@ RECENT_LABEL_FILES = 10_000
 
 
 def worker_count(settings: Settings) -> tuple[int, str]:
-    """``(workers, kind)``: ``DRIFTLOOP_SERVE_WORKERS`` processes; -1 for one thread in this process; 0 (default)
-    for one per core but the one the HTTP process needs (at least one): on two cores, two workers made every
-    predict call twice as slow as one worker did, for no more throughput (``bench/bench_serving.py``)."""
+    """``(workers, kind)``: ``DRIFTLOOP_SERVE_WORKERS`` processes, 0 (default) for one per core, -1 for one thread
+    in this process (tests). With A/B routing two workers score the two arms side by side: on two cores that beat
+    one worker by a third in ``bench/bench_serving.py`` although each call got slower."""
     if settings.serve_workers < 0:
         return 1, "thread"
-    return (settings.serve_workers or max(1, (os.cpu_count() or 1) - 1)), "process"
+    return (settings.serve_workers or os.cpu_count() or 1), "process"
 
 
 def request_id_from(header: str | None) -> str:

@@ -1,0 +1,309 @@
+"""Online serving: ``driftloop serve`` against ``mlflow models serve`` on the same PyCaret model version, one run.
+
+1. Trains a PyCaret champion (lr, 2 folds) in a throw-away SQLite MLflow store and registers the same model a
+   second time as ``challenger``, so A/B routing and shadow scoring really run two models (same per-call cost).
+2. Measures the pipeline's own cost per predict call (1, 16 and 1,600 rows) in this process: the ceiling it
+   implies for a closed loop of C clients is ``C / (calls per round x cost per call) x min(workers, calls)``: every
+   request waits for its arm's call at least, two calls per round when the requests in flight hold both arms
+   (A/B), one otherwise, and calls of different arms run side by side when there are workers for them.
+3. Starts ``mlflow models serve`` (``--env-manager local``, one worker) and ``driftloop serve`` (one inference
+   process per core, A/B 50 % + shadow + prediction log), both on 127.0.0.1, and drives each with closed-loop
+   clients: concurrency 1 and 16, 1-row and 100-row requests, ``BENCH_SERVING_SECONDS`` each. Prints throughput,
+   p50 and p99, and the ratio to MLflow measured in the same run.
+4. A 60-second open-loop load on ``driftloop serve`` at the sustainable rate (``BENCH_SERVING_LOAD_SHARE`` of the
+   measured c16 single-row throughput): zero 5xx, and the prediction log holds exactly one row per request sent.
+
+Prints one figure per line (prefix ``serving_``); the servers' logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+SECONDS = float(os.environ.get("BENCH_SERVING_SECONDS", "12"))
+WARMUP_S = 2.0
+LOAD_SECONDS = float(os.environ.get("BENCH_SERVING_LOAD_SECONDS", "60"))
+LOAD_SHARE = float(os.environ.get("BENCH_SERVING_LOAD_SHARE", "0.6"))
+MAX_IN_FLIGHT = 64
+FAST = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000},
+        "serving": {"challenger_share": 0.5, "shadow": True}}
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def prepare_models(cfg, settings) -> dict:
+    """Train the champion, register its model again as challenger; returns the champion's resolved alias."""
+    from driftloop import bus, ingest, registry, simulate, snapshots, training
+    from driftloop.tracking import get_client
+
+    simulate.simulate_reference(cfg, settings=settings)
+    ingest.ingest_batches(cfg, settings)
+    snapshot = snapshots.build_snapshot(cfg, settings)
+    trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings)
+    registry.move_alias(cfg, bus.CHAMPION, trained["model_version"], settings)  # no gate: only speed is measured
+    client = get_client(settings)
+    champion = client.get_model_version(cfg.registered_model_name, trained["model_version"])
+    twin = client.create_model_version(cfg.registered_model_name, source=champion.source, run_id=champion.run_id)
+    registry.move_alias(cfg, bus.CHALLENGER, str(twin.version), settings)
+    return registry.resolve_alias(cfg, bus.CHAMPION, settings)
+
+
+def per_call_cost_s(model, frame, cfg) -> dict[int, float]:
+    """Median seconds of one ``predict_proba`` call on 1, 16 and 1,600 rows."""
+    costs = {}
+    for rows in (1, 16, 1600):
+        sample = frame[cfg.features].sample(n=rows, replace=True, random_state=rows).reset_index(drop=True)
+        model.predict_proba(sample)
+        timings = []
+        for _ in range(15):
+            start = time.perf_counter()
+            model.predict_proba(sample)
+            timings.append(time.perf_counter() - start)
+        costs[rows] = statistics.median(timings)
+    return costs
+
+
+def bodies(cfg, frame, rows: int, count: int, with_ids: bool) -> list[bytes]:
+    """``count`` different ``dataframe_split`` bodies of ``rows`` customers each."""
+    import orjson
+
+    columns = ([cfg.id_column] if with_ids else []) + list(cfg.features)
+    out = []
+    for i in range(count):
+        part = frame.iloc[(i * rows) % (len(frame) - rows):][:rows][columns]
+        data = part.astype(object).where(part.notna(), None).values.tolist()
+        out.append(orjson.dumps({"dataframe_split": {"columns": columns, "data": data}}))
+    return out
+
+
+def start_server(command: list[str], env: dict, url: str, ready_path: str, timeout_s: float = 300) -> subprocess.Popen:
+    import urllib.request
+
+    process = subprocess.Popen(command, env=env, stdout=sys.stderr, stderr=sys.stderr, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"{command[:3]} exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + ready_path, timeout=2) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            pass
+        time.sleep(0.5)
+    stop_server(process)
+    raise SystemExit(f"{command[:3]} did not become ready in {timeout_s:.0f} s")
+
+
+def stop_server(process: subprocess.Popen, timeout_s: float = 60) -> None:
+    """SIGTERM (graceful: the service drains and writes its log out), then SIGKILL the group if needed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+async def closed_loop(url: str, payloads: list[bytes], concurrency: int, seconds: float) -> dict:
+    """``concurrency`` clients, each sending its next request as soon as the previous answer arrives."""
+    import aiohttp
+
+    latencies, statuses = [], Counter()
+    headers = {"Content-Type": "application/json"}
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
+        async def client(k: int, until: float, record: bool) -> None:
+            i = k
+            while time.perf_counter() < until:
+                start = time.perf_counter()
+                async with session.post(url, data=payloads[i % len(payloads)], headers=headers) as response:
+                    await response.read()
+                if record:
+                    statuses[response.status] += 1
+                    if response.status == 200:
+                        latencies.append(time.perf_counter() - start)
+                if response.status == 503:  # a well-behaved client waits as told (capped at 1 s)
+                    await asyncio.sleep(min(1.0, float(response.headers.get("Retry-After", "1"))))
+                i += concurrency
+
+        await asyncio.gather(*(client(k, time.perf_counter() + WARMUP_S, False) for k in range(concurrency)))
+        began = time.perf_counter()
+        await asyncio.gather(*(client(k, began + seconds, True) for k in range(concurrency)))
+        elapsed = time.perf_counter() - began
+    ok = statuses.get(200, 0)
+    return {"rps": ok / elapsed, "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
+            "requests": sum(statuses.values()), "errors": sum(statuses.values()) - ok, "statuses": dict(statuses)}
+
+
+async def open_loop(url: str, payloads: list[bytes], rate: float, seconds: float, prefix: str) -> dict:
+    """Requests at a fixed rate (never more than MAX_IN_FLIGHT at once), each with request id ``<prefix><n>``."""
+    import aiohttp
+
+    latencies, statuses, tasks = [], Counter(), []
+    skipped = 0
+    semaphore = asyncio.Semaphore(MAX_IN_FLIGHT)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_IN_FLIGHT),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async def send(n: int) -> None:
+            async with semaphore:
+                start = time.perf_counter()
+                headers = {"Content-Type": "application/json", "X-Request-Id": f"{prefix}{n}"}
+                try:
+                    async with session.post(url, data=payloads[n % len(payloads)], headers=headers) as response:
+                        await response.read()
+                        statuses[response.status] += 1
+                except aiohttp.ClientError:
+                    statuses["connection_error"] += 1
+                latencies.append(time.perf_counter() - start)
+
+        began = time.perf_counter()
+        n = 0
+        while (now := time.perf_counter()) < began + seconds:
+            due = began + n / rate
+            if due > now:
+                await asyncio.sleep(due - now)
+            if semaphore.locked():
+                skipped += 1  # the client would exceed MAX_IN_FLIGHT: counted, not sent
+            else:
+                tasks.append(asyncio.create_task(send(n)))
+            n += 1
+        await asyncio.gather(*tasks)
+    return {"sent": len(tasks), "skipped": skipped, "statuses": dict(statuses),
+            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+
+
+def count_logged(log_uri: str, model_name: str, prefix: str) -> int:
+    from driftloop.serving.predlog import PRIMARY, read_log
+
+    log = read_log(log_uri, model_name, role=PRIMARY)
+    return int(log["request_id"].str.startswith(prefix).sum())
+
+
+def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
+    reuse = os.environ.get("BENCH_SERVING_WORKDIR", "")  # development: keep the trained model between runs
+    work = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="driftloop-bench-serving-"))
+    env = {**os.environ, "DRIFTLOOP_HOME": str(work / "home"), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+           "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow runs `uvicorn`
+    os.environ.update(env)
+    from driftloop.config import load_dataset_config
+    from driftloop.registry import load_model
+    from driftloop.serving.predlog import log_uri
+    from driftloop.settings import Settings
+    from driftloop.sources import load_source_frame
+
+    settings = Settings.from_env()
+    cfg = load_dataset_config("telco_churn", settings)
+    prepared = work / "champion.json"
+    if reuse and prepared.is_file():
+        champion = json.loads(prepared.read_text())
+    else:
+        champion = prepare_models(cfg, settings)
+        prepared.write_text(json.dumps(champion))
+    frame = load_source_frame(cfg)
+    costs = per_call_cost_s(load_model(champion["model_uri"], settings), frame, cfg)
+    for rows, cost in costs.items():
+        print(f"serving_pipeline_call_ms.rows_{rows} {cost * 1000:.1f}")
+    from driftloop.serving.service import worker_count
+
+    workers = worker_count(Settings.from_env({**os.environ, "DRIFTLOOP_SERVE_WORKERS":
+                                              os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0")}))[0]
+    print(f"serving_cores {os.cpu_count()}")
+    print(f"serving_workers {workers}")
+
+    mlflow_port, ours_port = free_port(), free_port()
+    mlflow_url, ours_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{ours_port}"
+    python_bin = Path(sys.executable).parent
+    scenarios = [(c, rows) for rows in (1, 100) for c in (1, 16)]
+    payloads = {(rows, ids): bodies(cfg, frame, rows, 200 if rows == 1 else 30, ids) for rows in (1, 100)
+                for ids in (False, True)}
+    results: dict[tuple, dict] = {}
+
+    only = os.environ.get("BENCH_SERVING_ONLY", "")  # development: "driftloop" skips the baseline
+    baseline = None if only == "driftloop" else start_server([str(python_bin / "mlflow"), "models", "serve", "-m", champion["model_uri"],
+                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)], env, mlflow_url,
+                            "/ping")
+    try:
+        for c, rows in scenarios if baseline else []:
+            results[("mlflow", c, rows)] = asyncio.run(closed_loop(mlflow_url + "/invocations",
+                                                                   payloads[(rows, False)], c, SECONDS))
+    finally:
+        if baseline:
+            stop_server(baseline)
+
+    ours_env = {**env, "DRIFTLOOP_SERVE_PORT": str(ours_port), "DRIFTLOOP_SERVE_HOST": "127.0.0.1",
+                "DRIFTLOOP_SERVE_WORKERS": os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0")}
+    ours = start_server([str(python_bin / "driftloop"), "serve", "--log-level", "warning"], ours_env, ours_url,
+                        "/ready")
+    try:
+        for c, rows in scenarios:
+            results[("driftloop", c, rows)] = asyncio.run(closed_loop(ours_url + "/invocations",
+                                                                      payloads[(rows, True)], c, SECONDS))
+        c16 = results[("driftloop", 16, 1)]["rps"]
+        rate = max(1.0, LOAD_SHARE * c16)
+        prefix = f"load-{os.urandom(4).hex()}-"
+        load = asyncio.run(open_loop(ours_url + "/invocations", payloads[(1, True)], rate, LOAD_SECONDS, prefix))
+        import urllib.request
+
+        with urllib.request.urlopen(ours_url + "/metrics", timeout=10) as response:
+            (work / "metrics.txt").write_bytes(response.read())  # the service's own view, for the full log
+    finally:
+        stop_server(ours)  # graceful: the prediction log is written out before the process exits
+
+    for (server, c, rows), r in sorted(results.items()):
+        key = f"{server}.c{c}_rows{rows}"
+        print(f"serving_rps.{key} {r['rps']:.1f}")
+        print(f"serving_p50_ms.{key} {r['p50_ms']:.1f}")
+        print(f"serving_p99_ms.{key} {r['p99_ms']:.1f}")
+        print(f"serving_errors.{key} {r['errors']}")
+    for c, rows in scenarios if baseline else []:
+        ratio = results[("driftloop", c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
+        print(f"serving_speedup_vs_mlflow.c{c}_rows{rows} {ratio:.1f}")
+    for c, rows in scenarios:
+        calls = 2 if c > 1 else 1  # with 50 % A/B, the requests in flight hold both arms: two calls per round
+        ceiling = c / (calls * costs[16 if rows * c <= 16 else 1600]) * min(workers, calls)  # parallel workers
+        measured = results[("driftloop", c, rows)]["rps"]
+        print(f"serving_ceiling_rps.c{c}_rows{rows} {ceiling:.1f}")
+        print(f"serving_share_of_ceiling.c{c}_rows{rows} {measured / ceiling:.2f}")
+    five_xx = sum(v for k, v in load["statuses"].items() if str(k).startswith("5") or k == "connection_error")
+    logged = count_logged(log_uri(cfg, settings), cfg.registered_model_name, prefix)
+    print(f"serving_load_rate_rps {rate:.1f}")
+    print(f"serving_load_seconds {LOAD_SECONDS:.0f}")
+    print(f"serving_load_sent {load['sent']}")
+    print(f"serving_load_skipped {load['skipped']}")
+    print(f"serving_load_5xx {five_xx}")
+    print(f"serving_load_p50_ms {load['p50_ms']:.1f}")
+    print(f"serving_load_p99_ms {load['p99_ms']:.1f}")
+    print(f"serving_load_logged_rows {logged}")
+    print(f"serving_load_logged_equals_sent {int(logged == load['sent'])}")
+    print(json.dumps({"statuses": load["statuses"], "scenarios": {str(k): v for k, v in results.items()}}),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
