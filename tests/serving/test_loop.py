@@ -203,3 +203,17 @@ def test_shadow_comparison_is_paired(cfg, two_versions):
     assert result["ab"] is None and result["decided_by"] == "mcnemar", result
     assert result["decision"] == bus.AB_PROMOTE and result["promotion"] == "none"
     assert result["shadow"]["pairs"] == 3000 and result["shadow"]["auc"]["diff"] > 0
+
+
+def test_cli_commands_run_without_airflow(serve_env, capsys):
+    import json
+    import uuid
+
+    from driftloop.cli import main
+
+    serve_env.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({"model_name": f"cli-{uuid.uuid4().hex[:8]}"}))
+
+    assert main(["serving-export", "--dataset", "telco_churn"]) == 0
+    assert json.loads(capsys.readouterr().out)["exported"] == []
+    assert main(["ab-evaluate", "--dataset", "telco_churn", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["decision"] == bus.AB_NO_CHALLENGER

@@ -1,0 +1,88 @@
+"""Request validation and coercion against the contract and the signature, without a server."""
+
+from __future__ import annotations
+
+import math
+
+import orjson
+import pytest
+
+from driftloop.serving.validation import InputSchema, RequestError, check_json_content_type, coerce_column
+
+
+def rule(name, dtype, **kwargs):
+    from driftloop.contract import ColumnRule
+
+    return ColumnRule(name=name, dtype=dtype, **kwargs)
+
+
+def spec(name, dtype, signature_type=None, **kwargs):
+    from driftloop.serving.validation import column_spec
+
+    return column_spec(rule(name, dtype, **kwargs), signature_type)
+
+
+def test_values_are_coerced_to_the_column_kind():
+    assert coerce_column(spec("n", "int64"), [1, 2.0, 3]) == [1, 2, 3]  # a whole float is an integer
+    assert coerce_column(spec("x", "float64"), [1, 2.5]) == [1.0, 2.5]
+    nullable = coerce_column(spec("x", "float64", nullable=True), [None, 2])
+    assert math.isnan(nullable[0]) and nullable[1] == 2.0
+    assert spec("n", "int64", nullable=True).kind == "float"  # a null stays a null, as in stored batches
+    assert spec("n", "int64", signature_type="double").kind == "float"  # the model signature wins
+    assert coerce_column(spec("s", "string", nullable=True, categories=("a", "b")), ["a", None]) == ["a", None]
+
+
+@pytest.mark.parametrize(("values", "column", "message"), [
+    ([1, "2"], spec("n", "int64"), "row 1, must be a number, got text"),
+    ([True], spec("n", "int64"), "got a boolean"),
+    ([1.5], spec("n", "int64"), "whole number"),
+    ([2**70], spec("n", "int64"), "outside the allowed range"),
+    ([77], spec("n", "int64", min=0, max=3), "[0, 3]"),
+    ([None], spec("n", "int64"), "not nullable"),
+    (["zebra"], spec("s", "string", categories=("a", "b")), "categories"),
+    (["toolongvalue"], spec("s", "string", max_length=3), "longer than 3"),
+    ([["a"]], spec("s", "string"), "got a list"),
+])
+def test_bad_values_name_column_and_row_but_not_the_value(values, column, message):
+    with pytest.raises(RequestError) as excinfo:
+        coerce_column(column, values)
+    assert excinfo.value.status == 422 and message in excinfo.value.message
+    assert all(str(v) not in excinfo.value.message for v in values if v not in (None, True))
+
+
+def test_pii_hash_columns_are_hashed_like_ingestion_does(telco_cfg):
+    import dataclasses
+
+    import pandas as pd
+
+    from driftloop.contract import hash_values, load_contract
+
+    contract = load_contract(telco_cfg)
+    columns = dict(contract.columns)
+    columns["payment_method"] = dataclasses.replace(columns["payment_method"], pii="hash", categories=None)
+    contract = dataclasses.replace(contract, columns=columns)
+    schema = InputSchema.build(telco_cfg, contract, None, 100, pii_salt="pepper")
+    record = {name: (0 if spec_.kind != "str" else "x") for name, spec_ in schema.specs.items()}
+    record.update(contract="One year", internet_service="DSL", payment_method="Electronic check")
+    for name in ("multiple_lines", "online_security", "online_backup", "device_protection", "tech_support",
+                 "streaming_tv", "streaming_movies"):
+        record[name] = "No"
+    parsed = schema.parse(orjson.dumps({"dataframe_records": [record]}))
+    expected = hash_values(pd.Series(["Electronic check"]), "pepper")[0]
+    assert parsed.columns["payment_method"] == [expected] and expected != "Electronic check"
+
+
+def test_example_rows_are_valid_input(telco_cfg):
+    from driftloop.contract import load_contract
+
+    schema = InputSchema.build(telco_cfg, load_contract(telco_cfg))
+    rows = schema.example_columns()
+    body = {"dataframe_split": {"columns": list(rows), "data": [list(r) for r in zip(*rows.values(), strict=True)]}}
+    parsed = schema.parse(orjson.dumps(body))
+    assert parsed.n_rows == 2 and parsed.entity_ids == [None, None]
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
+                                          "Application/JSON; charset=UTF-8"])
+def test_json_content_types_are_accepted(content_type):
+    check_json_content_type(content_type)
