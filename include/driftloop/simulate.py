@@ -17,6 +17,7 @@ from typing import Any
 from driftloop.config import DatasetConfig, load_dataset_config
 from driftloop.settings import Settings
 from driftloop.state import StatePaths
+from driftloop.tasks import BINARY, REGRESSION
 
 REFERENCE_NAME = "reference"
 
@@ -62,22 +63,115 @@ def simulate_reference(
     return {"path": str(path), "rows": len(reference)}
 
 
+def _integer_columns(cfg: DatasetConfig, frame: Any) -> set[str]:
+    """Columns whose drifted values must stay whole: integer in the source, or ``int64`` in the contract."""
+    from driftloop.contract.schema import ContractError, load_contract
+
+    integer = {c for c in frame.columns if frame[c].dtype.kind in "iu"}
+    try:
+        contract = load_contract(cfg)
+    except ContractError:  # no contract yet (it is bootstrapped from the same source): the source dtype decides
+        return integer
+    return integer | {c for c, rule in contract.columns.items() if rule.dtype == "int64"}
+
+
+def _affine(values: Any, scale: float, shift: float, integer: bool) -> Any:
+    """``values * scale + shift``, clipped at 0 when no value was negative, whole again when ``integer``."""
+    moved = values.astype(float) * scale + shift
+    if (values.dropna() >= 0).all():
+        moved = moved.clip(lower=0)  # charges, counts and prices stay plausible
+    return moved.round().astype("Int64") if integer else moved.round(2)
+
+
+def _class_shares(cfg: DatasetConfig, labels: Any, spec: Any) -> dict[str, float]:
+    """Every class's share after a label shift: named shares as given, the other classes keep their proportions.
+
+    ``spec`` is ``{label: share}``, or one number: the positive class's share (binary) or the rarest class's
+    share (multiclass).
+
+    Raises:
+        ValueError: A label is not in ``labels``, a share is outside [0, 1], or the shares cannot add up to 1.
+    """
+    seen = labels.astype(str).value_counts(normalize=True)
+    if isinstance(spec, dict):
+        named = {str(k): float(v) for k, v in spec.items()}
+    else:
+        named = {cfg.positive_label if cfg.task == BINARY else str(seen.idxmin()): float(spec)}
+    unknown = sorted(set(named) - set(seen.index))
+    if unknown:
+        raise ValueError(f"label shift: {unknown} not among the labels {sorted(seen.index)} of {cfg.target!r}")
+    rest = seen.drop(list(named))
+    total = sum(named.values())
+    if any(not 0 <= v <= 1 for v in named.values()) or total > 1 + 1e-9 or (rest.empty and abs(total - 1) > 1e-9):
+        raise ValueError(f"label shift: shares {named} must lie in [0, 1] and add up to 1 with the other classes")
+    return {**named, **(rest / rest.sum() * (1 - total)).to_dict()} if not rest.empty else named
+
+
+def _resample_classes(out: Any, cfg: DatasetConfig, shares: dict[str, float], seed: int) -> Any:
+    """Resample rows so each class reaches its share (label shift: features given the class are unchanged)."""
+    import numpy as np
+    import pandas as pd
+
+    labels = out[cfg.target].astype(str)
+    exact = np.array([shares[c] * len(out) for c in shares])
+    counts = np.floor(exact).astype(int)
+    # Largest remainders get the rows rounding left over, so the batch keeps its size.
+    counts[np.argsort(counts - exact)[: len(out) - counts.sum()]] += 1
+    parts = [out[labels == label].sample(n=int(n), replace=n > (labels == label).sum(), random_state=seed)
+             for label, n in zip(shares, counts, strict=True) if n]
+    out = pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    # Resampling with replacement repeats entities; give repeats fresh ids so ids stay unique.
+    dup = out[cfg.id_column].duplicated()
+    out.loc[dup, cfg.id_column] = [f"{v}-r{i}" for i, v in enumerate(out.loc[dup, cfg.id_column])]
+    return out
+
+
+def _shift_target_values(out: Any, cfg: DatasetConfig, spec: Any, integer: bool) -> Any:
+    """A regression target moved to ``y * scale + shift`` (``spec``: a scale, or ``{"scale", "shift"}``)."""
+    spec = spec if isinstance(spec, dict) else {"scale": spec}
+    unknown = sorted(set(spec) - {"scale", "shift"})
+    if unknown:
+        raise ValueError(f"label shift of a regression target takes scale and shift, not {unknown}")
+    out = out.copy()
+    out[cfg.target] = _affine(out[cfg.target], float(spec.get("scale", 1.0)), float(spec.get("shift", 0.0)),
+                              integer)
+    return out
+
+
+def _mix_categories(out: Any, frame: Any, cfg: DatasetConfig, category_mix: dict[str, Any], rng: Any) -> None:
+    for col, mix in category_mix.items():
+        if col not in cfg.categorical_features:
+            raise ValueError(f"category-mix drift on {col!r}: not a categorical feature of {cfg.name}")
+        for category, share in mix.items():
+            seen = set(frame[col].dropna().unique())
+            value = type(next(iter(seen)))(category) if seen else category
+            if value not in seen:
+                raise ValueError(f"category-mix drift: {category!r} is not a category of {col!r} ({sorted(seen)})")
+            mask = rng.random(len(out)) < float(share)
+            out.loc[mask, col] = value
+
+
 def apply_drift(frame: Any, cfg: DatasetConfig, drift: dict[str, Any], seed: int) -> Any:
     """Return a copy of ``frame`` with the drift described by ``drift`` injected.
+
+    Integer columns stay integer (drifted values are rounded); float columns stay float.
 
     ``drift`` keys (all optional):
         ``covariate``: ``{column: {"scale": s, "shift": d}}`` — numeric ``x * s + d`` (clipped at 0 when the
             column was non-negative, so charges and tenure stay plausible).
         ``category_mix``: ``{column: {category: share}}`` — that share of rows is set to that category.
-        ``label_shift``: target share of the positive class, reached by resampling rows.
+        ``label_shift``, per task: binary, the positive class's share; multiclass, ``{label: share}`` (other
+            classes keep their relative proportions) or one number, the rarest class's share (classes are
+            reached by resampling rows); regression, ``{"scale": s, "shift": d}`` or one number (a scale) applied
+            to the target values.
         ``preset``: ``"strong"`` — every numeric column shifted by one standard deviation and every
             categorical column concentrated on its rarest category for 70% of rows.
 
     Raises:
-        ValueError: A named column is not a feature, or a category is not seen in the data.
+        ValueError: A named column is not a feature, a category or label is not seen in the data, or the label
+            shift does not fit the task.
     """
     import numpy as np
-    import pandas as pd
 
     rng = np.random.default_rng(seed)
     out = frame.copy()
@@ -89,37 +183,17 @@ def apply_drift(frame: Any, cfg: DatasetConfig, drift: dict[str, Any], seed: int
         for col in cfg.categorical_features:
             rarest = frame[col].value_counts().idxmin()
             category_mix.setdefault(col, {rarest: 0.7})
-    if "label_shift" in drift:
-        positive_share = float(drift["label_shift"])
-        positives = out[out[cfg.target] == cfg.positive_label]
-        negatives = out[out[cfg.target] != cfg.positive_label]
-        n_pos = int(round(len(out) * positive_share))
-        n_neg = len(out) - n_pos
-        parts = [
-            positives.sample(n=n_pos, replace=n_pos > len(positives), random_state=seed),
-            negatives.sample(n=n_neg, replace=n_neg > len(negatives), random_state=seed),
-        ]
-        out = pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
-        # Resampling with replacement repeats customers; give repeats fresh ids so ids stay unique.
-        dup = out[cfg.id_column].duplicated()
-        out.loc[dup, cfg.id_column] = [f"{v}-r{i}" for i, v in enumerate(out.loc[dup, cfg.id_column])]
+    shifts_values = "label_shift" in drift and cfg.task == REGRESSION
+    integer = _integer_columns(cfg, frame) if covariate or shifts_values else set()
+    if shifts_values:
+        out = _shift_target_values(out, cfg, drift["label_shift"], cfg.target in integer)
+    elif "label_shift" in drift:
+        out = _resample_classes(out, cfg, _class_shares(cfg, out[cfg.target], drift["label_shift"]), seed)
     for col, spec in covariate.items():
         if col not in cfg.numeric_features:
             raise ValueError(f"covariate drift on {col!r}: not a numeric feature of {cfg.name}")
-        values = out[col].astype(float) * float(spec.get("scale", 1.0)) + float(spec.get("shift", 0.0))
-        if (frame[col].dropna() >= 0).all():
-            values = values.clip(lower=0)
-        out[col] = values.round(2) if out[col].dtype.kind == "f" else values.round().astype("Int64")
-    for col, mix in category_mix.items():
-        if col not in cfg.categorical_features:
-            raise ValueError(f"category-mix drift on {col!r}: not a categorical feature of {cfg.name}")
-        for category, share in mix.items():
-            seen = set(frame[col].dropna().unique())
-            value = type(next(iter(seen)))(category) if seen else category
-            if value not in seen:
-                raise ValueError(f"category-mix drift: {category!r} is not a category of {col!r} ({sorted(seen)})")
-            mask = rng.random(len(out)) < float(share)
-            out.loc[mask, col] = value
+        out[col] = _affine(out[col], float(spec.get("scale", 1.0)), float(spec.get("shift", 0.0)), col in integer)
+    _mix_categories(out, frame, cfg, category_mix, rng)
     return out
 
 
@@ -186,6 +260,13 @@ def simulate_labels(cfg: DatasetConfig, index: int, settings: Settings | None = 
     return {"path": str(target), "batch_name": name}
 
 
+def _parse_label_shift(text: str) -> float | dict[str, float]:
+    """``0.6`` or ``LABEL=SHARE,...`` (classes) or ``scale=S,shift=D`` (regression)."""
+    if "=" not in text:
+        return float(text)
+    return {key.strip(): float(value) for key, _, value in (item.rpartition("=") for item in text.split(","))}
+
+
 def _parse_drift(args: argparse.Namespace) -> dict[str, Any] | None:
     drift: dict[str, Any] = {}
     if args.drift_preset:
@@ -199,7 +280,7 @@ def _parse_drift(args: argparse.Namespace) -> dict[str, Any] | None:
         category, _, share = spec.rpartition("@")
         drift.setdefault("category_mix", {}).setdefault(col, {})[category] = float(share)
     if args.label_shift is not None:
-        drift["label_shift"] = args.label_shift
+        drift["label_shift"] = _parse_label_shift(args.label_shift)
     if args.drift_json:
         drift.update(json.loads(args.drift_json))
     return drift or None
@@ -233,6 +314,8 @@ def add_cli(subparsers: Any) -> None:
     parser.add_argument("--drift-preset", choices=["strong"], help="shift every feature")
     parser.add_argument("--covariate", action="append", metavar="COL=SCALE[,SHIFT]", help="e.g. tenure=3,0")
     parser.add_argument("--category-mix", action="append", metavar="COL=CATEGORY@SHARE", help="e.g. contract=Month-to-month@0.9")
-    parser.add_argument("--label-shift", type=float, metavar="POSITIVE_SHARE")
+    parser.add_argument("--label-shift", metavar="SHARE|LABEL=SHARE,...|scale=S,shift=D",
+                        help="binary: positive share; multiclass: rarest class's share or shares per label; "
+                             "regression: target scale (and shift)")
     parser.add_argument("--drift-json", help="drift spec as JSON (see driftloop.simulate.apply_drift)")
     parser.set_defaults(func=_cmd_simulate)

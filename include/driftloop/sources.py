@@ -10,6 +10,7 @@ from typing import Any
 
 from driftloop.config import ConfigError, DatasetConfig
 from driftloop.settings import PROJECT_DIR
+from driftloop.tasks import REGRESSION
 
 
 def load_source_frame(cfg: DatasetConfig) -> Any:
@@ -22,7 +23,8 @@ def load_source_frame(cfg: DatasetConfig) -> Any:
         cfg: Dataset config.
 
     Returns:
-        A ``pandas.DataFrame`` with the id column first, then features and target.
+        A ``pandas.DataFrame`` with the id column first, then features and target (class labels as text, a
+        regression target in its source dtype).
 
     Raises:
         ConfigError: The loader is unknown or the data lacks configured columns.
@@ -46,5 +48,6 @@ def load_source_frame(cfg: DatasetConfig) -> Any:
     missing = [c for c in [cfg.target, *cfg.features] if c not in frame.columns]
     if missing:
         raise ConfigError(f"{cfg.name}: source data lacks configured columns {missing}")
-    frame[cfg.target] = frame[cfg.target].astype(str)
+    if cfg.task != REGRESSION:  # class labels are text in the dataset's own vocabulary; a regression target a number
+        frame[cfg.target] = frame[cfg.target].astype(str)
     return frame[[cfg.id_column, *cfg.features, cfg.target]]

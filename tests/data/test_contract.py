@@ -22,7 +22,9 @@ def tree(root) -> set[str]:
 def test_bootstrap_derives_dtypes_ranges_categories_and_refuses_to_overwrite(telco_cfg, tmp_path):
     out = tmp_path / "contract.yaml"
     result = dc.bootstrap_contract(telco_cfg, out)
-    assert result == {"contract_path": str(out), "columns": 21, "rows_profiled": 7043}
+    assert {k: result[k] for k in ("contract_path", "columns", "rows_profiled")} == {
+        "contract_path": str(out), "columns": 21, "rows_profiled": 7043}
+    assert [entry["column"] for entry in result["report"]] == [telco_cfg.id_column, *telco_cfg.features, "churn"]
     raw = yaml.safe_load(out.read_text())
     cols = raw["columns"]
     assert cols["customer_id"] == {"dtype": "string", "nullable": False, "unique": True, "max_length": 64}
@@ -178,7 +180,7 @@ def test_validate_cli_fails_with_a_per_problem_report(driftloop_env, telco_frame
 
 def test_contract_bootstrap_cli(driftloop_env, tmp_path, capsys):
     out = tmp_path / "c.yaml"
-    assert main(["--dataset", "mlc_churn", "contract", "bootstrap", "--out", str(out)]) == 0
+    assert main(["--dataset", "mlc_churn", "contract", "bootstrap", "--out", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["contract_path"] == str(out)
     assert yaml.safe_load(out.read_text())["id_column"] == "account_id"
 

@@ -23,10 +23,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_contract_bootstrap(args: argparse.Namespace) -> int:
     from driftloop.cli import print_result
     from driftloop.config import load_dataset_config
-    from driftloop.contract.bootstrap import bootstrap_contract
+    from driftloop.contract.bootstrap import bootstrap_contract, format_bootstrap_report
 
     cfg = load_dataset_config(args.dataset)
-    print_result(bootstrap_contract(cfg, args.out, overwrite=args.force))
+    result = bootstrap_contract(cfg, args.out, overwrite=args.force)
+    if args.json:
+        print_result(result)
+    else:
+        print(format_bootstrap_report(result), end="")
     return 0
 
 
@@ -50,4 +54,5 @@ def add_cli(subparsers: Any) -> None:
     )
     boot.add_argument("--out", help="output path (default: next to the dataset config)")
     boot.add_argument("--force", action="store_true", help="overwrite an existing contract")
+    boot.add_argument("--json", action="store_true", help="print the result and per-column report as JSON")
     boot.set_defaults(func=_cmd_contract_bootstrap)
