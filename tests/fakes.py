@@ -11,10 +11,13 @@ from typing import Any
 
 from driftloop import bus
 from driftloop.state import StatePaths, path_to_uri
+from driftloop.tasks import BINARY, Decision
 
 TRAIN_ROWS = slice(0, 4000)
 BATCH_ROWS = slice(4000, 6000)
 HOLDOUT_ROWS = slice(6000, None)
+# How the fake champion decides, recorded on its run exactly as training records a real version's decision.
+TELCO_DECISION = Decision(BINARY, ("No", "Yes"), 0.5)
 
 
 def fit_scorer(telco_frame: Any) -> tuple[Any, float]:
@@ -64,14 +67,15 @@ def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float],
 
     score, holdout_f1 = scorer
     client = get_client()
-    run = client.create_run(ensure_experiment(client, cfg.experiment_name("training")))
+    run = client.create_run(ensure_experiment(client, cfg.experiment_name("training")), tags=TELCO_DECISION.to_tags())
     run_id = run.info.run_id
     if importance is not None:
         client.log_dict(run_id, {"shap_importance": [{"feature": f, "mean_abs_shap": v} for f, v in importance.items()]},
                         bus.EVIDENCE_ARTIFACT)
         _log_real_model(run_id, score.model)
     reference = frame.iloc[TRAIN_ROWS][[cfg.id_column, *cfg.features]].copy()
-    reference[bus.SCORE_COLUMN] = score(reference)
+    for column, values in TELCO_DECISION.predict(score.model, reference[cfg.features]).items():
+        reference[column] = values
     local = StatePaths.for_dataset(cfg).root / "fake-training" / bus.REFERENCE_ARTIFACT
     local.parent.mkdir(parents=True, exist_ok=True)
     reference.to_parquet(local, index=False)
@@ -81,7 +85,8 @@ def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float],
     client.set_terminated(run_id)
     client.create_registered_model(cfg.registered_model_name)
     version = client.create_model_version(
-        cfg.registered_model_name, source=f"{run.info.artifact_uri}/{bus.MODEL_ARTIFACT}", run_id=run_id
+        cfg.registered_model_name, source=f"{run.info.artifact_uri}/{bus.MODEL_ARTIFACT}", run_id=run_id,
+        tags=TELCO_DECISION.to_tags(),
     ).version
     client.set_registered_model_alias(cfg.registered_model_name, bus.CHAMPION, version)
     return str(version), run_id
@@ -124,9 +129,9 @@ def score_batch(cfg: Any, batch_df: Any, batch_id: str, version: str, model_run_
     manifest = write_batch(cfg, batch_df, batch_id)
     predictions_path = StatePaths.for_dataset(cfg).predictions_dir / f"{batch_id}.parquet"
     predictions_path.parent.mkdir(parents=True, exist_ok=True)
-    predictions = batch_df[[cfg.id_column]].copy()
-    predictions[bus.SCORE_COLUMN] = score(batch_df)
-    predictions[bus.PREDICTION_COLUMN] = (predictions[bus.SCORE_COLUMN] >= cfg.inference.threshold).astype(int)
+    predictions = batch_df[[cfg.id_column]].copy().reset_index(drop=True)
+    for column, values in TELCO_DECISION.predict(score.model, batch_df[cfg.features]).items():
+        predictions[column] = values
     lineage = {"model_name": cfg.registered_model_name, "model_version": version, "model_run_id": model_run_id}
     for column in bus.PREDICTION_LINEAGE_COLUMNS:
         predictions[column] = lineage[column]

@@ -31,7 +31,7 @@ def expected_champion(client: Any, cfg: Any, incumbent: str, candidate: str) -> 
     checks (fairness limits, behavioural tests, latency, size) are taken from the version's recorded failures:
     each of those has unit tests of its own with models of known behaviour.
     """
-    from driftloop.evaluation import gate_metric_key
+    from driftloop.tasks import gate_metric_key
 
     version = client.get_model_version(cfg.registered_model_name, candidate)
     metrics = client.get_run(version.run_id).data.metrics

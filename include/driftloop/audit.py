@@ -123,14 +123,15 @@ class AuditStore:
 
         row = {"recorded_at": datetime.now(UTC).isoformat(timespec="microseconds"), "from_version": None,
                "to_version": None, "gate_passed": None, "override": False, "evidence": {}, **entry}
-        row["evidence"] = json.dumps(row["evidence"], sort_keys=True, default=str)
+        values = {**row, "evidence": json.dumps(row["evidence"], sort_keys=True, default=str)}
         columns = [c for c in COLUMNS if c != "id"]
-        statement = text(f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})")
+        statement = text(f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+                         " RETURNING id")
         if conn is None:
             with self.engine.begin() as own:
-                own.execute(statement, {c: row[c] for c in columns})
+                row["id"] = own.execute(statement, {c: values[c] for c in columns}).scalar_one()
         else:
-            conn.execute(statement, {c: row[c] for c in columns})
+            row["id"] = conn.execute(statement, {c: values[c] for c in columns}).scalar_one()
         return row
 
     def entries(self, model_name: str, conn: Any = None) -> list[dict[str, Any]]:

@@ -9,6 +9,8 @@ A YAML file next to the dataset config (``gates.behaviour``) lists cases of thre
 * ``minimum_functionality``: a hand-written row (the holdout's typical row with the given values) must get
   ``expect: positive`` or ``negative``, or a score within ``min_score`` / ``max_score``.
 
+A score is the version's :meth:`driftloop.tasks.Decision.score`: the positive-class probability (binary, ``expect``
+against the version's threshold), the predicted class's probability (multiclass) or the value (regression).
 Invariance and directional cases perturb up to ``rows`` holdout rows (seeded). Every case is reported with its
 numbers; the gate fails when any case fails.
 """
@@ -22,6 +24,7 @@ import yaml
 
 from driftloop.config import DatasetConfig
 from driftloop.errors import ConfigError
+from driftloop.tasks import Decision
 
 KINDS = ("invariance", "directional", "minimum_functionality")
 EXPECTATIONS = ("increase", "decrease", "not_increase", "not_decrease")
@@ -62,8 +65,8 @@ def load_cases(cfg: DatasetConfig) -> dict[str, Any]:
     return {"rows": int(raw.get("rows", DEFAULT_ROWS)), "cases": cases}
 
 
-def _score(model: Any, frame: Any) -> Any:
-    return model.predict_proba(frame.reset_index(drop=True))[:, 1]
+def _score(model: Any, frame: Any, decision: Decision) -> Any:
+    return decision.score(model, frame)
 
 
 def _typical_row(frame: Any) -> dict[str, Any]:
@@ -91,13 +94,13 @@ def _perturb(case: dict[str, Any], rows: Any) -> tuple[Any, Any]:
     return rows, changed
 
 
-def _check_rows(case: dict[str, Any], model: Any, rows: Any) -> dict[str, Any]:
+def _check_rows(case: dict[str, Any], model: Any, rows: Any, decision: Decision) -> dict[str, Any]:
     import numpy as np
 
     before_rows, after_rows = _perturb(case, rows)
     if before_rows.empty:
         return {"passed": False, "rows": 0, "detail": "no holdout row matches the case"}
-    delta = _score(model, after_rows) - _score(model, before_rows)
+    delta = _score(model, after_rows, decision) - _score(model, before_rows, decision)
     tolerance = float(case.get("tolerance", 0.0))
     if case["kind"] == "invariance":
         limit = float(case.get("max_score_change", 0.05))
@@ -113,11 +116,12 @@ def _check_rows(case: dict[str, Any], model: Any, rows: Any) -> dict[str, Any]:
             "detail": f"{detail}; {share:.1%} of {len(delta)} rows pass (need {min_share:.0%})"}
 
 
-def _check_minimum(case: dict[str, Any], model: Any, typical: dict[str, Any], threshold: float) -> dict[str, Any]:
+def _check_minimum(case: dict[str, Any], model: Any, typical: dict[str, Any], decision: Decision) -> dict[str, Any]:
     import pandas as pd
 
+    threshold = decision.threshold
     row = pd.DataFrame([{**typical, **case["row"]}])
-    score = float(_score(model, row)[0])
+    score = float(_score(model, row, decision)[0])
     expect = case.get("expect")
     low = float(case.get("min_score", threshold if expect == "positive" else 0.0))
     high = float(case.get("max_score", threshold if expect == "negative" else 1.0))
@@ -126,13 +130,16 @@ def _check_minimum(case: dict[str, Any], model: Any, typical: dict[str, Any], th
             "detail": f"score {score:.3f}, expected in [{low:.2f}, {high:.2f}{']' if expect != 'negative' else ')'}"}
 
 
-def run_behaviour_tests(cfg: DatasetConfig, model: Any, holdout_df: Any, seed: int = 42) -> list[dict[str, Any]]:
+def run_behaviour_tests(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision,
+                        seed: int = 42) -> list[dict[str, Any]]:
     """Run every declared case against ``model``.
 
     Args:
-        cfg: Dataset config (``gates.behaviour``, features, ``inference.threshold``).
-        model: The fitted pipeline (with ``predict_proba``).
+        cfg: Dataset config (``gates.behaviour``, features).
+        model: The fitted pipeline.
         holdout_df: Rows the perturbation cases start from.
+        decision: The version's decision: scores are its :meth:`~driftloop.tasks.Decision.score` (binary: the
+            positive-class probability against the version's threshold; regression: the value).
         seed: Row sampling seed.
 
     Returns:
@@ -145,8 +152,8 @@ def run_behaviour_tests(cfg: DatasetConfig, model: Any, holdout_df: Any, seed: i
     results = []
     for case in spec["cases"]:
         if case["kind"] == "minimum_functionality":
-            outcome = _check_minimum(case, model, typical, cfg.inference.threshold)
+            outcome = _check_minimum(case, model, typical, decision)
         else:
-            outcome = _check_rows(case, model, rows)
+            outcome = _check_rows(case, model, rows, decision)
         results.append({"name": case.get("name", case["kind"]), "kind": case["kind"], **outcome})
     return results

@@ -5,14 +5,14 @@ registry and its aliases), in manifests under ``DRIFTLOOP_HOME`` and in Airflow 
 tag key, metric key, artifact path, manifest field, run-id format and asset URI lives here; writers, readers,
 DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real writer.
 
-``docs/architecture.md`` carries the table printed by ``python -m driftloop.bus``; a test keeps the two equal.
+``docs/architecture.md`` carries the table printed by ``python -m driftloop.bus_reference``; a test keeps the two
+equal.
 This module imports only the standard library: DAG files may import it at parse time.
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from typing import TypedDict
 
 PREFIX = "driftloop."
@@ -104,6 +104,13 @@ GATE_CHAMPION_VERSION_TAG = PREFIX + "gate_champion_version"
 GATE_PASSED = "passed"
 GATE_REJECTED = "rejected"
 GATE_FAILED_CHECKS_TAG = PREFIX + "gate_failed_checks"  # comma-separated check names
+# How a version decides (on the version and its training run): the task, the class vocabulary, the threshold.
+TASK_TAG = PREFIX + "task"
+CLASSES_TAG = PREFIX + "classes"  # JSON list; binary: [negative, positive]
+THRESHOLD_TAG = PREFIX + "threshold"
+THRESHOLD_OBJECTIVE_TAG = PREFIX + "threshold_objective"
+SELECTION_TAG = PREFIX + "model_selection"  # "all N training rows" or "sampled n of N; finalized on all N"
+LIVE_DROP_METRIC_TAG = PREFIX + "live_drop_metric"  # on monitoring runs: which live metric LIVE_DROP is about
 # Under the manual policy a passing version is marked ready; a person moves champion.
 READY_FOR_CHAMPION_TAG = PREFIX + "ready_for_champion"
 
@@ -118,14 +125,27 @@ VERSION_LINEAGE_TAGS = (
     MONITORING_RUN_ID_TAG,
     GIT_COMMIT_TAG,
     BEST_MODEL_TAG,
+    TASK_TAG,
+    CLASSES_TAG,
+    THRESHOLD_TAG,
+    THRESHOLD_OBJECTIVE_TAG,
 )
 
 # ----------------------------------------------------------------------------------------------------------------
 # Metrics
 
-HOLDOUT_METRICS = ("holdout_auc", "holdout_f1", "holdout_precision", "holdout_recall", "holdout_accuracy")
+# Holdout metrics of every task (driftloop.tasks.METRICS says which task logs which).
+HOLDOUT_METRICS = ("holdout_auc", "holdout_f1", "holdout_precision", "holdout_recall", "holdout_accuracy",
+                   "holdout_macro_f1", "holdout_auc_ovr", "holdout_rmse", "holdout_mae", "holdout_r2", "holdout_mape")
 # Gate metric names as a dataset config spells them (PyCaret style) → holdout metric keys.
 GATE_METRIC_KEYS = {
+    "macro_f1": "holdout_macro_f1",
+    "f1_macro": "holdout_macro_f1",
+    "auc_ovr": "holdout_auc_ovr",
+    "rmse": "holdout_rmse",
+    "mae": "holdout_mae",
+    "r2": "holdout_r2",
+    "mape": "holdout_mape",
     "auc": "holdout_auc",
     "f1": "holdout_f1",
     "prec.": "holdout_precision",
@@ -133,13 +153,18 @@ GATE_METRIC_KEYS = {
     "recall": "holdout_recall",
     "accuracy": "holdout_accuracy",
 }
-TRAIN_PHASE_METRICS = ("setup_seconds", "compare_seconds", "tune_seconds", "finalize_seconds", "logging_seconds")
+TRAIN_PHASE_METRICS = ("setup_seconds", "compare_seconds", "tune_seconds", "finalize_seconds", "threshold_seconds",
+                       "logging_seconds")
+SELECTION_ROWS = "selection_rows"  # training rows model selection ran on (all of them unless sampled)
+THRESHOLD_OBJECTIVE_VALUE = "threshold_objective_value"  # out-of-fold F1 or cost per row at the chosen threshold
 TRAIN_SECONDS = "train_seconds"
 TRAIN_ROWS = "train_rows"
 HOLDOUT_ROWS = "holdout_rows"
 
 ROWS = "rows"
 POSITIVE_RATE = "positive_rate"
+PREDICTION_MEAN = "prediction_mean"  # regression inference runs: the mean predicted value
+TARGET_MEAN = "target_mean"  # regression snapshots: the mean target value
 ROWS_PER_S = "rows_per_s"
 SOURCE_ROWS_RECEIVED = "source_rows_received"
 SOURCE_ROWS_QUARANTINED = "source_rows_quarantined"
@@ -152,11 +177,22 @@ ROWS_COMPARED = "rows_compared"
 REFERENCE_ROWS = "reference_rows"
 LIVE_F1 = "live_f1"
 LIVE_AUC = "live_auc"
-LIVE_F1_DROP = "live_f1_drop"  # relative to the champion's holdout F1
+LIVE_DROP = "live_drop"  # relative degradation of the task's primary live metric against the champion's holdout
 LABELLED_ROWS = "labelled_rows"
 DRIFT_IMPORTANCE_SHARE = "drift_importance_share"  # share of the champion's importance on drifted features
 ATTRIBUTION_NDCG = "attribution_ndcg"  # 1.0: the same features drive predictions as on the reference
 HOLDOUT_F1 = "holdout_f1"
+THRESHOLD_METRIC = "decision_threshold"  # binary: the threshold chosen on cross-validation folds
+
+
+def live_metric(name: str) -> str:
+    """A live metric of a monitoring run: ``live_<name>`` (``f1``, ``auc``, ``macro_f1``, ``rmse``, ...)."""
+    return f"live_{name}"
+
+
+def proba_column(label: object) -> str:
+    """The predictions column holding the probability of one class (multiclass): ``proba_<label>``."""
+    return f"proba_{metric_safe(label)}"
 
 
 def metric_safe(name: object) -> str:
@@ -170,7 +206,7 @@ def drift_score_metric(column: str) -> str:
 
 
 def class_share_metric(label: object) -> str:
-    """Share of one target class in a snapshot: ``class_share.<label>``."""
+    """Share of one class: among a snapshot's labels, or an inference run's predictions: ``class_share.<label>``."""
     return f"class_share.{metric_safe(label)}"
 
 
@@ -310,6 +346,37 @@ def monitoring_run_name(batch_id: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Airflow DAG ids: each DAG file builds its DAG once per dataset config (driftloop_airflow.factory).
+
+DATA_PIPELINE, TRAINING_PIPELINE, INFERENCE_PIPELINE, MONITORING_PIPELINE = (
+    "data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline")
+DRIFT_SENSOR, REGISTRY_WATCH, CHAMPION_ROLLBACK, AB_EVALUATION = (
+    "drift_sensor", "registry_watch", "champion_rollback", "ab_evaluation")
+DAG_NAMES = (DATA_PIPELINE, TRAINING_PIPELINE, INFERENCE_PIPELINE, MONITORING_PIPELINE, DRIFT_SENSOR,
+             REGISTRY_WATCH, CHAMPION_ROLLBACK, AB_EVALUATION)
+DAG_ID_SEPARATOR = "__"
+
+
+def dag_id(dataset: str, dag_name: str) -> str:
+    """Airflow DAG id of one dataset's DAG: ``<dataset>__<dag name>`` (``telco_churn__training_pipeline``).
+
+    Raises:
+        ValueError: ``dag_name`` is not one of :data:`DAG_NAMES`, or ``dataset`` is empty.
+    """
+    if dag_name not in DAG_NAMES or not dataset:
+        raise ValueError(f"no DAG id for dataset {dataset!r} and DAG {dag_name!r} (DAGs: {list(DAG_NAMES)})")
+    return f"{dataset}{DAG_ID_SEPARATOR}{dag_name}"
+
+
+def split_dag_id(value: str) -> tuple[str, str]:
+    """``(dataset, dag name)`` of a :func:`dag_id`; ValueError when ``value`` is not one."""
+    dataset, _, dag_name = value.rpartition(DAG_ID_SEPARATOR)
+    if not dataset or dag_name not in DAG_NAMES:
+        raise ValueError(f"{value!r} is not a Driftloop DAG id (<dataset>{DAG_ID_SEPARATOR}<dag name>)")
+    return dataset, dag_name
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Serving: online scoring (driftloop.serving), served windows exported to monitoring, A/B evaluation runs.
 
 # Inference runs written by driftloop.serving.export for one window of served traffic (one model version each).
@@ -363,72 +430,3 @@ def served_batch_id(window_start: str, model_version: str | int) -> str:
 def serving_run_name(experiment: str) -> str:
     """Display name of a serving (A/B evaluation) run."""
     return f"ab-{experiment}"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Reference table for docs/architecture.md
-
-_SECTIONS = (
-    ("Run keys", "_TAG", ("SNAPSHOT_HASH", "TRIGGER_ID", "BATCH_ID", "INFERENCE_RUN_ID")),
-    ("Lineage and training", "_TAG", ("SNAPSHOT_URI", "TRIGGER_REASON", "AIRFLOW_DAG_ID", "AIRFLOW_RUN_ID",
-                                      "MONITORING_RUN_ID", "GIT_COMMIT", "BEST_MODEL", "EXPLAIN_TOP_FEATURES",
-                                      "EXPLAIN_ERROR")),
-    ("Data runs", "_TAG", ("DATASET", "BATCH_COUNT", "PROFILE_SAMPLED", "PROFILE_HTML")),
-    ("Inference runs", "_TAG", ("BATCH_URI", "PREDICTIONS_URI", "MODEL_NAME", "MODEL_VERSION", "MODEL_RUN_ID")),
-    ("Monitoring runs", "_TAG", ("CHAMPION_VERSION", "REFERENCE_RUN_ID", "CURRENT_SAMPLE", "LABELS_FINGERPRINT",
-                                 "DRIFTED_COLUMN_NAMES", "DRIFT_METHODS", "DRIFT_ROOT_CAUSE", "ATTRIBUTION_TOP")),
-    ("Drift sensor", "_TAG", ("SENSOR_FIRED_AT", "SENSOR_TRIGGER_RUN_ID", "SENSOR_SUPPRESSED")),
-    ("Gate (model version)", "_TAG", ("GATE", "GATE_REASON", "GATE_CANDIDATE_METRIC", "GATE_CHAMPION_METRIC",
-                                      "GATE_CHAMPION_VERSION", "GATE_FAILED_CHECKS", "READY_FOR_CHAMPION")),
-    ("Artifacts", "_ARTIFACT", ("LEADERBOARD", "HOLDOUT", "REFERENCE", "MODEL", "DRIFT_REPORT", "DRIFT_SUMMARY",
-                                "LINEAGE_BATCHES", "LINEAGE_SNAPSHOT", "AB_SUMMARY")),
-    ("Serving", "_TAG", ("SERVED_WINDOW", "AB_EXPERIMENT", "AB_INPUT_FINGERPRINT", "AB_DECISION",
-                         "AB_DECISION_REASON", "AB_DECIDED_BY", "AB_PROMOTION", "CHALLENGER_VERSION")),
-)
-
-
-def reference_markdown() -> str:
-    """The Markdown tables of every tag and artifact constant (embedded in ``docs/architecture.md``)."""
-    module = sys.modules[__name__]
-    lines = []
-    for title, suffix, names in _SECTIONS:
-        lines += [f"**{title}**", "", "| constant | value |", "|---|---|"]
-        lines += [f"| `bus.{name}{suffix}` | `{getattr(module, name + suffix)}` |" for name in names]
-        lines.append("")
-    lines += ["**Metrics**: " + ", ".join(f"`{m}`" for m in (
-        *HOLDOUT_METRICS, TRAIN_SECONDS, *TRAIN_PHASE_METRICS, TRAIN_ROWS, HOLDOUT_ROWS, ROWS, POSITIVE_RATE,
-        ROWS_PER_S, SOURCE_ROWS_RECEIVED, SOURCE_ROWS_QUARANTINED, DRIFT_SHARE, DRIFTED_COLUMNS,
-        PREDICTION_DRIFT_SCORE, PREDICTION_DRIFTED, ROWS_COMPARED, REFERENCE_ROWS, LIVE_F1, LIVE_AUC, LIVE_F1_DROP,
-        LABELLED_ROWS, AB_MIN_ENTITIES_PER_ARM, AB_FIXED_P_VALUE, AB_SEQUENTIAL_P_VALUE, AB_ACCURACY_DIFF,
-        SHADOW_PAIRS, SHADOW_MCNEMAR_P_VALUE, SHADOW_ACCURACY_DIFF, SHADOW_AUC_DIFF, SHADOW_AUC_DIFF_LOW,
-        SHADOW_AUC_DIFF_HIGH)) + ", `drift_score.<column>`, `class_share.<label>`, "
-        + ", ".join(f"`{arm_metric(m, '<arm>')}`" for m in AB_ARM_METRICS) + ".", ""]
-    lines += ["**Formats**: experiment `" + experiment_name("<dataset>", "training").replace("training", "<stage>")
-              + "`; drift-triggered training run id `" + drift_trigger_run_id("<monitoring_run_id>")
-              + "`; asset `" + asset_uri("<dataset>", "snapshot").replace("training-snapshot", "<kind>")
-              + "` with kinds " + ", ".join(f"`{v}`" for v in ASSET_KINDS.values()) + "; models `"
-              + model_alias_uri("<name>", "<alias>") + "` (aliases `" + CHAMPION + "`, `" + CHALLENGER + "`)"
-              + "; served batch id `" + served_batch_id("<window start>", "<version>") + "`; A/B experiment `"
-              + ab_experiment_id("<champion>", "<challenger>") + "`; A/B decisions "
-              + ", ".join(f"`{d}`" for d in AB_DECISIONS) + ".", ""]
-    return "\n".join(lines)
-
-
-def write_reference(doc_path: str) -> bool:
-    """Replace the ``<!-- bus:begin -->`` … ``<!-- bus:end -->`` section of ``doc_path``; True when it changed."""
-    from pathlib import Path
-
-    path = Path(doc_path)
-    text = path.read_text()
-    start, end = text.index("<!-- bus:begin -->\n"), text.index("<!-- bus:end -->")
-    updated = text[: start + len("<!-- bus:begin -->\n")] + reference_markdown() + "\n" + text[end:]
-    path.write_text(updated)
-    return updated != text
-
-
-if __name__ == "__main__":
-    # python -m driftloop.bus [docs/architecture.md]: print the table, or rewrite that document's section.
-    if len(sys.argv) > 1:
-        print("updated" if write_reference(sys.argv[1]) else "up to date")
-    else:
-        print(reference_markdown())

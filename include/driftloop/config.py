@@ -36,7 +36,15 @@ class TrainingConfig:
     models: tuple[str, ...] = ("lr", "lightgbm", "rf")
     folds: int = 5
     tune_iter: int = 10
-    sort_metric: str = "AUC"
+    sort_metric: str = ""  # PyCaret's name; default per task: AUC (binary), F1 (multiclass), RMSE (regression)
+    # Binary decision threshold, chosen on out-of-fold scores of the training rows (never the holdout):
+    # "f1" maximises F1, "cost" minimises cost["false_positive"] x FP + cost["false_negative"] x FN,
+    # "fixed" keeps inference.threshold.
+    threshold_objective: str = "f1"
+    cost: dict[str, float] = field(default_factory=lambda: {"false_positive": 1.0, "false_negative": 1.0})
+    # Model selection (compare, tune) on at most this many training rows; the chosen model is then finalised
+    # on all of them. 0: no sampling.
+    selection_max_rows: int = 50_000
     test_size: float = 0.2
     seed: int = 42
     reference_rows: int = 5000
@@ -53,8 +61,8 @@ class GateConfig:
     and a person moves ``champion`` in the MLflow UI.
     """
 
-    primary_metric: str = "AUC"
-    floors: dict[str, float] = field(default_factory=lambda: {"AUC": 0.7})
+    primary_metric: str = ""  # default per task: AUC (binary), macro_f1 (multiclass), RMSE (regression)
+    floors: dict[str, float] = field(default_factory=dict)  # lower-is-better metrics (RMSE, MAE, MAPE): ceilings
     min_improvement: float = 0.0
     policy: str = "auto"
     max_latency_ms_per_row: float | None = None  # measured on a 1,000-row batch of the holdout
@@ -77,7 +85,9 @@ class MonitoringConfig:
     """Drift and live-performance thresholds used by monitoring and the drift sensor."""
 
     drift_share_threshold: float = 0.3
-    f1_drop_threshold: float = 0.10
+    # Relative degradation of the task's primary live metric (F1, macro-F1 or RMSE) against the holdout that
+    # triggers a retrain.
+    performance_drop_threshold: float = 0.10
     cooldown_s: int = 3600
     min_rows: int = 30
     chunk_rows: int = 100_000  # batch rows read at a time when sampling the current data
@@ -129,7 +139,7 @@ class DatasetConfig:
     id_column: str
     target: str
     positive_label: str
-    task: str
+    task: str  # binary, multiclass or regression (driftloop.tasks)
     numeric_features: tuple[str, ...]
     categorical_features: tuple[str, ...]
     sensitive_features: tuple[str, ...] = ()
@@ -180,6 +190,30 @@ def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
     return cls(**values)
 
 
+def _with_task_defaults(cfg: DatasetConfig) -> DatasetConfig:
+    """Fill the gate's primary metric and PyCaret's sort metric from the task when the config leaves them out."""
+    from dataclasses import replace
+
+    from driftloop.tasks import DEFAULT_PRIMARY, DEFAULT_SORT
+
+    primary = cfg.gates.primary_metric or DEFAULT_PRIMARY[cfg.task]
+    return replace(cfg, gates=replace(cfg.gates, primary_metric=primary),
+                   training=replace(cfg.training, sort_metric=cfg.training.sort_metric or DEFAULT_SORT[cfg.task]))
+
+
+def _check_gate_metrics(cfg: DatasetConfig, where: str) -> None:
+    from driftloop.tasks import METRICS, gate_metric_key
+
+    for name in [cfg.gates.primary_metric, *cfg.gates.floors]:
+        try:
+            key = gate_metric_key(name)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: gates: {exc}") from None
+        if key not in METRICS[cfg.task]:
+            raise ConfigError(f"{where}: gates: {name!r} is not a {cfg.task} metric (use one of "
+                              f"{[k.removeprefix('holdout_') for k in METRICS[cfg.task]]})")
+
+
 def _check_values(cfg: DatasetConfig, where: str) -> None:
     """Cross-field checks of a built config.
 
@@ -192,6 +226,15 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
         raise ConfigError(f"{where}: training.models is empty")
     if cfg.gates.policy not in ("auto", "manual"):
         raise ConfigError(f"{where}: gates.policy must be 'auto' or 'manual', got {cfg.gates.policy!r}")
+    if cfg.training.threshold_objective not in ("f1", "cost", "fixed"):
+        raise ConfigError(f"{where}: training.threshold_objective must be f1, cost or fixed")
+    from driftloop.tasks import SORT_METRICS
+
+    kind = "regression" if cfg.task == "regression" else "classification"
+    if cfg.training.sort_metric not in SORT_METRICS[kind]:
+        raise ConfigError(f"{where}: training.sort_metric {cfg.training.sort_metric!r} is not a PyCaret {kind} "
+                          f"metric (use one of {list(SORT_METRICS[kind])})")
+    _check_gate_metrics(cfg, where)
     for section in ("inference", "monitoring", "ingest"):
         if getattr(cfg, section).chunk_rows < 1:
             raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
@@ -215,6 +258,33 @@ def _check_serving(serving: ServingConfig, where: str) -> None:
         raise ConfigError(f"{where}: serving.window_s must be at least 60 and serving.export_grace_s at least 0")
 
 
+def _task(raw: dict[str, Any], where: str) -> str:
+    from driftloop.tasks import BINARY, normalise_task
+
+    try:
+        task = normalise_task(str(raw["task"]))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: task: {exc}") from None
+    if task == BINARY and raw.get("positive_label") in (None, ""):
+        raise ConfigError(f"{where}: positive_label is required for a binary task")
+    return task
+
+
+def _features(raw: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    features = raw["features"] or {}
+    numeric = tuple(features.get("numeric", []))
+    categorical = tuple(features.get("categorical", []))
+    if not numeric and not categorical:
+        raise ConfigError(f"{where}: features.numeric and features.categorical are both empty")
+    overlap = set(numeric) & set(categorical)
+    if overlap:
+        raise ConfigError(f"{where}: columns listed as both numeric and categorical: {sorted(overlap)}")
+    for col in (raw["target"], raw.get("id_column", "row_id")):
+        if col in numeric or col in categorical:
+            raise ConfigError(f"{where}: {col!r} is the id or target and cannot also be a feature")
+    return numeric, categorical
+
+
 def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetConfig:
     """Validate a raw config mapping and build a :class:`DatasetConfig`.
 
@@ -229,24 +299,12 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
         ConfigError: A required key is missing, a key is unknown or a value is inconsistent.
     """
     where = config_path or "dataset config"
-    required = ["name", "source", "target", "positive_label", "task", "features"]
-    missing = [key for key in required if key not in raw]
+    missing = [key for key in ("name", "source", "target", "task", "features") if key not in raw]
     if missing:
         raise ConfigError(f"{where}: missing required keys {missing}")
-    features = raw["features"] or {}
-    numeric = tuple(features.get("numeric", []))
-    categorical = tuple(features.get("categorical", []))
-    if not numeric and not categorical:
-        raise ConfigError(f"{where}: features.numeric and features.categorical are both empty")
-    overlap = set(numeric) & set(categorical)
-    if overlap:
-        raise ConfigError(f"{where}: columns listed as both numeric and categorical: {sorted(overlap)}")
-    if raw["task"] != "classification":
-        raise ConfigError(f"{where}: task {raw['task']!r} is not supported yet (supported: classification)")
+    task = _task(raw, where)
+    numeric, categorical = _features(raw, where)
     id_column = raw.get("id_column", "row_id")
-    for col in (raw["target"], id_column):
-        if col in numeric or col in categorical:
-            raise ConfigError(f"{where}: {col!r} is the id or target and cannot also be a feature")
     sensitive = tuple(raw.get("sensitive", []))
     unknown_sensitive = set(sensitive) - set(numeric) - set(categorical)
     if unknown_sensitive:
@@ -257,8 +315,8 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
         source=_build(SourceConfig, raw["source"], f"{where}: source"),
         id_column=id_column,
         target=raw["target"],
-        positive_label=str(raw["positive_label"]),
-        task=raw["task"],
+        positive_label=str(raw.get("positive_label", "")),
+        task=task,
         numeric_features=numeric,
         categorical_features=categorical,
         sensitive_features=sensitive,
@@ -273,6 +331,7 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
         serving=_build(ServingConfig, raw.get("serving"), f"{where}: serving"),
         config_path=config_path,
     )
+    cfg = _with_task_defaults(cfg)
     _check_values(cfg, where)
     _check_serving(cfg.serving, where)
     return cfg

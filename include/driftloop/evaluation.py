@@ -1,4 +1,4 @@
-"""Evaluation: the holdout split, holdout metrics and scoring a model on a training run's holdout.
+"""Evaluation: the holdout split, the direction of metrics and scoring a model on a training run's holdout.
 
 Training computes a new version's metrics with these functions and the gate re-scores champion and challenger
 with the same ones, so both sides of every comparison are measured the same way.
@@ -10,61 +10,7 @@ from typing import Any
 
 from driftloop import bus
 from driftloop.config import DatasetConfig
-
-
-def encode_target(labels: Any, positive_label: str) -> Any:
-    """1 where the label is the positive class, else 0 (labels compared as strings)."""
-    return (labels.astype(str) == str(positive_label)).astype(int)
-
-
-def predict_positive_proba(model: Any, features_df: Any) -> Any:
-    """Positive-class probabilities; the index is reset because PyCaret pipelines multiply duplicate indexes."""
-    return model.predict_proba(features_df.reset_index(drop=True))[:, 1]
-
-
-def evaluate_predictions(y_true: Any, proba: Any, threshold: float = 0.5) -> dict[str, float]:
-    """Holdout metrics from positive-class probabilities.
-
-    Args:
-        y_true: 1/0 true labels.
-        proba: Positive-class probabilities.
-        threshold: Probability at or above which a row is predicted positive.
-
-    Returns:
-        ``holdout_{auc,f1,precision,recall,accuracy}``; AUC is NaN when ``y_true`` has a single class.
-    """
-    import numpy as np
-    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
-
-    y_true = np.asarray(y_true).astype(int)
-    proba = np.asarray(proba, dtype=float)
-    y_pred = (proba >= threshold).astype(int)
-    auc = roc_auc_score(y_true, proba) if len(np.unique(y_true)) > 1 else float("nan")
-    return dict(
-        zip(
-            bus.HOLDOUT_METRICS,
-            (
-                float(auc),
-                float(f1_score(y_true, y_pred, zero_division=0)),
-                float(precision_score(y_true, y_pred, zero_division=0)),
-                float(recall_score(y_true, y_pred, zero_division=0)),
-                float(accuracy_score(y_true, y_pred)),
-            ),
-            strict=True,
-        )
-    )
-
-
-def gate_metric_key(metric: str) -> str:
-    """The holdout metric key for a gate metric name such as ``AUC`` or ``F1``.
-
-    Raises:
-        ValueError: The name is not a known metric.
-    """
-    key = bus.GATE_METRIC_KEYS.get(metric.strip().lower(), metric if metric in bus.HOLDOUT_METRICS else None)
-    if key is None:
-        raise ValueError(f"unknown gate metric {metric!r} (known: {sorted(bus.GATE_METRIC_KEYS)})")
-    return key
+from driftloop.tasks import Decision, holdout_metrics
 
 
 def split_holdout(cfg: DatasetConfig, snapshot_df: Any) -> tuple[Any, Any]:
@@ -90,8 +36,7 @@ def load_holdout(client: Any, run_id: str) -> Any:
     return read_run_frame(client, run_id, bus.HOLDOUT_ARTIFACT)
 
 
-def score_on_holdout(cfg: DatasetConfig, model: Any, holdout_df: Any) -> dict[str, float]:
-    """Every holdout metric of ``model`` on labelled holdout rows (threshold ``cfg.inference.threshold``)."""
-    y_true = encode_target(holdout_df[cfg.target], cfg.positive_label)
-    proba = predict_positive_proba(model, holdout_df[cfg.features])
-    return evaluate_predictions(y_true, proba, cfg.inference.threshold)
+def score_on_holdout(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision) -> dict[str, float]:
+    """Every holdout metric of the task for ``model`` deciding by ``decision`` on labelled rows."""
+    outputs = decision.predict(model, holdout_df[cfg.features])
+    return holdout_metrics(decision, decision.encode(holdout_df[cfg.target]).to_numpy(), outputs)

@@ -13,8 +13,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from driftloop import bus, evaluation
+from driftloop import bus
 from driftloop.config import DatasetConfig
+from driftloop.tasks import Decision
 
 log = logging.getLogger(__name__)
 
@@ -27,35 +28,35 @@ def _shap(cfg: DatasetConfig, model: Any, train_df: Any, folder: Path, seed: int
             "shap_importance": [{"feature": f, "mean_abs_shap": v} for f, v in explained["importance"].items()]}
 
 
-def _pfi(cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, seed: int) -> dict[str, Any]:
+def _pfi(cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision,
+         seed: int) -> dict[str, Any]:
     from driftloop.interpret import permutation_importance
 
-    y_true = evaluation.encode_target(holdout_df[cfg.target], cfg.positive_label)
-    table = permutation_importance(model, holdout_df, list(cfg.features), y_true, seed=seed)
+    table = permutation_importance(model, holdout_df, list(cfg.features), decision.encode(holdout_df[cfg.target]),
+                                   decision, seed=seed)
     table.to_csv(folder / bus.PFI_FILENAME, index=False)
     return {"permutation_importance": table.to_dict(orient="records")}
 
 
-def _surrogate(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, seed: int) -> dict[str, Any]:
+def _surrogate(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, decision: Decision,
+               seed: int) -> dict[str, Any]:
     from driftloop.interpret import fit_surrogate
 
     sample = train_df.sample(min(len(train_df), 5000), random_state=seed)
     return {"surrogate": fit_surrogate(model, sample, holdout_df, list(cfg.numeric_features),
-                                       list(cfg.categorical_features), cfg.inference.threshold, seed)}
+                                       list(cfg.categorical_features), decision, seed)}
 
 
-def _fairness(cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path) -> dict[str, Any]:
-    from driftloop.fairness import assess_fairness, plot_fairness
+def _fairness(cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision) -> dict[str, Any]:
+    from driftloop.fairness import assess_decisions, plot_fairness
 
-    y_true = evaluation.encode_target(holdout_df[cfg.target], cfg.positive_label)
-    y_pred = evaluation.predict_positive_proba(model, holdout_df[cfg.features]) >= cfg.inference.threshold
-    report = assess_fairness(cfg, holdout_df, y_true, y_pred)
+    report = assess_decisions(cfg, holdout_df, decision, decision.predict(model, holdout_df[cfg.features]))
     plot_fairness(report, folder / bus.FAIRNESS_PLOT_FILENAME, f"{cfg.name}: fairness on the holdout")
     return {"fairness": report}
 
 
 def collect_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, work_dir: Path,
-                     seed: int = 42) -> tuple[dict[str, Any], Path]:
+                     decision: Decision, seed: int = 42) -> tuple[dict[str, Any], Path]:
     """Compute every piece of evidence into ``work_dir/evidence``; returns the summary and that folder.
 
     Args:
@@ -64,6 +65,7 @@ def collect_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: 
         train_df: Training rows (features and target).
         holdout_df: Holdout rows (features and target).
         work_dir: Scratch folder.
+        decision: How the version decides (task, classes, threshold).
         seed: Sampling seed.
 
     Returns:
@@ -75,9 +77,9 @@ def collect_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: 
     summary: dict[str, Any] = {"errors": {}}
     pieces = {
         "shap": lambda: _shap(cfg, model, train_df, folder, seed),
-        "permutation_importance": lambda: _pfi(cfg, model, holdout_df, folder, seed),
-        "surrogate": lambda: _surrogate(cfg, model, train_df, holdout_df, seed),
-        "fairness": lambda: _fairness(cfg, model, holdout_df, folder),
+        "permutation_importance": lambda: _pfi(cfg, model, holdout_df, folder, decision, seed),
+        "surrogate": lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed),
+        "fairness": lambda: _fairness(cfg, model, holdout_df, folder, decision),
     }
     for name, compute in pieces.items():
         try:

@@ -118,13 +118,20 @@ def to_original_features(values: Any, columns: list[str], raw_features: list[str
     return grouped.reindex(columns=raw_features, fill_value=0.0)
 
 
-def _last_class(values: Any) -> Any:
+def _select_class(values: Any, estimator: Any = None, features_df: Any = None) -> Any:
+    """Rows x features contributions to one output: the positive class (binary), the row's predicted class
+    (multiclass, when the estimator and its input are given; else the last class), or the value (regression)."""
     import numpy as np
 
     if isinstance(values, list):  # one array per class
-        values = values[-1]
+        values = np.stack(values, axis=-1)
     values = np.asarray(values)
-    return values[:, :, -1] if values.ndim == 3 else values
+    if values.ndim < 3:
+        return values
+    if values.shape[2] <= 2 or estimator is None or features_df is None:
+        return values[:, :, -1]
+    chosen = np.asarray(estimator.predict_proba(features_df)).argmax(axis=1)
+    return values[np.arange(len(values)), :, chosen]
 
 
 def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any, str]:
@@ -136,15 +143,17 @@ def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any
     probe_values = explainer.shap_values(probe, check_additivity=False)
     projected_s = (time.perf_counter() - started) * len(features_df) / max(len(probe), 1)
     if len(features_df) <= len(probe):
-        return _last_class(probe_values), "tree_path_dependent"
+        return _select_class(probe_values, estimator, probe), "tree_path_dependent"
     if projected_s <= budget_s:
-        return _last_class(explainer.shap_values(features_df, check_additivity=False)), "tree_path_dependent"
+        return (_select_class(explainer.shap_values(features_df, check_additivity=False), estimator, features_df),
+                "tree_path_dependent")
     from driftloop.tree_paths import path_attributions
 
     paths = path_attributions(estimator, features_df)
     if paths is not None:
         return paths, "tree_saabas"
-    return _last_class(explainer.shap_values(features_df, approximate=True, check_additivity=False)), "tree_saabas"
+    values = explainer.shap_values(features_df, approximate=True, check_additivity=False)
+    return _select_class(values, estimator, features_df), "tree_saabas"
 
 
 def _output_kind(estimator: Any, method: str) -> str:
@@ -182,17 +191,26 @@ def explain_rows(model: Any, raw_df: Any, budget_s: float = 2.0, reference_df: A
         background = transform_features(preprocessor, reference_df.sample(min(BACKGROUND_ROWS, len(reference_df)),
                                                                           random_state=seed))
         explainer = shap.LinearExplainer(estimator, shap.maskers.Independent(background))
-        values, method = _last_class(explainer.shap_values(features_df)), "linear"
+        values, method = _select_class(explainer.shap_values(features_df), estimator, features_df), "linear"
     else:
         values, method = _tree_values(estimator, features_df, budget_s)
     return Attributions(to_original_features(values, list(features_df.columns), raw_features), method,
                         _output_kind(estimator, method))
 
 
-def _predict_score(model: Any, frame: Any) -> Any:
-    if hasattr(model, "predict_proba"):
-        return model.predict_proba(frame.reset_index(drop=True))[:, -1]
-    return model.predict(frame.reset_index(drop=True))
+def _predict_score(model: Any, frame: Any, rows_class: Any = None) -> tuple[Any, Any]:
+    """``(score, class index per row)``: the positive-class probability (binary), the value (regression), or the
+    probability of ``rows_class`` (multiclass; default the predicted class, whose index is returned)."""
+    import numpy as np
+
+    rows = frame.reset_index(drop=True) if hasattr(frame, "reset_index") else frame
+    if not hasattr(model, "predict_proba"):
+        return np.asarray(model.predict(rows), dtype=float), None
+    proba = np.asarray(model.predict_proba(rows))
+    if proba.shape[1] <= 2:
+        return proba[:, -1], None
+    chosen = proba.argmax(axis=1) if rows_class is None else np.asarray(rows_class)
+    return proba[np.arange(len(rows)), chosen], chosen
 
 
 def _baseline(reference_df: Any, column: str) -> Any:
@@ -211,7 +229,7 @@ def _ablation(model: Any, raw_df: Any, reference_df: Any) -> Attributions:
     import numpy as np
     import pandas as pd
 
-    base = _predict_score(model, raw_df)
+    base, chosen = _predict_score(model, raw_df)
     parts, masks = [], {}
     for column in raw_df.columns:
         baseline = _baseline(reference_df, column)
@@ -221,7 +239,8 @@ def _ablation(model: Any, raw_df: Any, reference_df: Any) -> Attributions:
             ablated = raw_df[changed].copy()
             ablated[column] = baseline
             parts.append(ablated)
-    scores = _predict_score(model, pd.concat(parts, ignore_index=True)) if parts else np.zeros(0)
+    classes = None if chosen is None else np.concatenate([chosen[m] for m in masks.values() if m.any()])
+    scores = _predict_score(model, pd.concat(parts, ignore_index=True), classes)[0] if parts else np.zeros(0)
     contributions, offset = {}, 0
     for column, changed in masks.items():
         delta = np.zeros(len(raw_df))
@@ -245,7 +264,7 @@ def global_attributions(model: Any, sample_df: Any, seed: int = 42, budget_s: fl
     rows = raw_df.iloc[:PERMUTATION_ROWS]
     features_df = transform_features(preprocessor, rows)
     background = features_df.iloc[:BACKGROUND_ROWS // 2]
-    explainer = shap.PermutationExplainer(lambda x: _predict_score(estimator, x), background, seed=seed)
+    explainer = shap.PermutationExplainer(lambda x: _predict_score(estimator, x)[0], background, seed=seed)
     values = explainer(features_df, max_evals=2 * features_df.shape[1] + 1, silent=True).values
     return Attributions(to_original_features(values, list(features_df.columns), [str(c) for c in raw_df.columns]),
                         "permutation", "probability")

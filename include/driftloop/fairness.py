@@ -46,38 +46,83 @@ def _metric_functions() -> dict[str, Any]:
     }
 
 
-def assess_fairness(cfg: DatasetConfig, frame: Any, y_true: Any, y_pred: Any) -> dict[str, Any]:
-    """Group metrics and parity gaps for every sensitive attribute of ``cfg``.
+def assess_fairness(cfg: DatasetConfig, frame: Any, y_true: Any, y_pred: Any, task: str = "binary") -> dict[str, Any]:
+    """Group metrics and gaps for every sensitive attribute of ``cfg``.
+
+    Binary tasks get fairlearn's demographic-parity and equalized-odds differences; multiclass tasks the largest
+    gap in accuracy between groups, regression tasks the largest gap in mean absolute error.
 
     Args:
         cfg: Dataset config (``sensitive``, ``fairness.bins``).
         frame: Rows holding the sensitive columns, aligned with the labels.
-        y_true: 0/1 true labels.
-        y_pred: 0/1 decisions of the model.
+        y_true: True labels: 0/1 (binary), labels (multiclass) or values (regression).
+        y_pred: The model's decisions in the same form.
+        task: ``binary``, ``multiclass`` or ``regression``.
 
     Returns:
-        ``{attribute: {"groups": {group: {metric: value}}, "demographic_parity_difference",
-        "equalized_odds_difference", "rows"}}``; empty when the config names no sensitive attribute.
+        ``{attribute: {"groups": {group: {metric: value}}, <gap name>: value, "rows"}}``; empty when the config
+        names no sensitive attribute. Gap names are in :data:`GAPS`.
     """
+    from fairlearn.metrics import MetricFrame
+
+    report: dict[str, Any] = {}
+    for attribute in cfg.sensitive_features:
+        groups = sensitive_groups(cfg, frame, attribute).to_numpy()
+        if task == "binary":
+            entry = _binary_entry(y_true, y_pred, groups)
+        else:
+            metric = "accuracy" if task == "multiclass" else "mean_absolute_error"
+            metric_frame = MetricFrame(metrics=_task_functions(task), y_true=y_true, y_pred=y_pred,
+                                       sensitive_features=groups)
+            by_group = metric_frame.by_group
+            entry = {"groups": {str(g): {k: float(v) for k, v in row.items()} for g, row in by_group.iterrows()},
+                     f"{metric}_difference": float(by_group[metric].max() - by_group[metric].min())}
+        report[attribute] = {**entry, "rows": int(len(groups))}
+    return report
+
+
+GAPS = ("demographic_parity_difference", "equalized_odds_difference", "accuracy_difference",
+        "mean_absolute_error_difference")
+
+
+def _task_functions(task: str) -> dict[str, Any]:
+    from fairlearn.metrics import count
+    from sklearn.metrics import accuracy_score, mean_absolute_error
+
+    if task == "multiclass":
+        return {"count": count, "accuracy": lambda t, p: accuracy_score(t.astype(str), p.astype(str))}
+    return {"count": count, "mean_absolute_error": mean_absolute_error}
+
+
+def _binary_entry(y_true: Any, y_pred: Any, groups: Any) -> dict[str, Any]:
     import numpy as np
     from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
 
     y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
-    report: dict[str, Any] = {}
-    for attribute in cfg.sensitive_features:
-        groups = sensitive_groups(cfg, frame, attribute).to_numpy()
-        metric_frame = MetricFrame(metrics=_metric_functions(), y_true=y_true, y_pred=y_pred,
-                                   sensitive_features=groups)
-        by_group = metric_frame.by_group
-        report[attribute] = {
-            "groups": {str(g): {k: float(v) for k, v in row.items()} for g, row in by_group.iterrows()},
-            "demographic_parity_difference": float(demographic_parity_difference(
-                y_true, y_pred, sensitive_features=groups)),
-            "equalized_odds_difference": float(equalized_odds_difference(
-                y_true, y_pred, sensitive_features=groups)),
-            "rows": int(len(groups)),
-        }
-    return report
+    by_group = MetricFrame(metrics=_metric_functions(), y_true=y_true, y_pred=y_pred,
+                           sensitive_features=groups).by_group
+    return {
+        "groups": {str(g): {k: float(v) for k, v in row.items()} for g, row in by_group.iterrows()},
+        "demographic_parity_difference": float(demographic_parity_difference(y_true, y_pred,
+                                                                             sensitive_features=groups)),
+        "equalized_odds_difference": float(equalized_odds_difference(y_true, y_pred, sensitive_features=groups)),
+    }
+
+
+def assess_decisions(cfg: DatasetConfig, frame: Any, decision: Any, outputs: dict[str, Any]) -> dict[str, Any]:
+    """:func:`assess_fairness` of a version's predictions (``decision.predict``) on labelled ``frame`` rows."""
+    import numpy as np
+
+    from driftloop import bus
+
+    predicted = np.asarray(outputs[bus.PREDICTION_COLUMN])
+    truth = frame[cfg.target].reset_index(drop=True)
+    if decision.task == "binary":
+        return assess_fairness(cfg, frame, decision.encode(truth).to_numpy(),
+                               (predicted.astype(str) == decision.classes[1]).astype(int))
+    if decision.task == "regression":
+        return assess_fairness(cfg, frame, decision.encode(truth).to_numpy(), predicted.astype(float), "regression")
+    return assess_fairness(cfg, frame, truth.astype(str).to_numpy(), predicted.astype(str), "multiclass")
 
 
 def fairness_metrics(report: dict[str, Any]) -> dict[str, float]:
@@ -86,10 +131,12 @@ def fairness_metrics(report: dict[str, Any]) -> dict[str, float]:
 
     metrics = {}
     for attribute, entry in report.items():
-        for gap in ("demographic_parity_difference", "equalized_odds_difference"):
-            metrics[bus.fairness_metric(attribute, gap)] = entry[gap]
+        for gap in GAPS:
+            if gap in entry:
+                metrics[bus.fairness_metric(attribute, gap)] = entry[gap]
         for group, values in entry["groups"].items():
-            metrics[bus.fairness_metric(attribute, f"selection_rate.{group}")] = values["selection_rate"]
+            if "selection_rate" in values:
+                metrics[bus.fairness_metric(attribute, f"selection_rate.{group}")] = values["selection_rate"]
     return metrics
 
 
@@ -101,8 +148,8 @@ def plot_fairness(report: dict[str, Any], path: Path, title: str) -> Path | None
     import matplotlib.pyplot as plt
     import numpy as np
 
-    if not report:
-        return None
+    if not report or "demographic_parity_difference" not in next(iter(report.values())):
+        return None  # the plot shows binary rates; other tasks keep their table
     metrics = ("selection_rate", "true_positive_rate", "false_positive_rate")
     with plt.rc_context({"font.family": "DejaVu Sans"}):
         fig, axes = plt.subplots(1, len(report), figsize=(4.5 * len(report), 3.4), squeeze=False)

@@ -2,9 +2,10 @@
 
 Checks (limits per dataset in ``gates`` and ``fairness``):
 
-* ``floor.<metric>``: absolute floors on the candidate's holdout metrics;
+* ``floor.<metric>``: absolute floors on the candidate's holdout metrics (ceilings for RMSE, MAE, MAPE);
 * ``beats_champion``: the candidate's primary metric on its own holdout is at least the champion's on the same rows
-  plus ``min_improvement``; ``beats_champion.production``: the same on the latest labelled production window (the
+  plus ``min_improvement`` (at most minus it, for error metrics), each side deciding with its own recorded
+  threshold; ``beats_champion.production``: the same on the latest labelled production window (the
   holdout rows labelled by the newest label file), when it holds enough rows;
 * ``fairness.<attribute>.<gap>``: demographic-parity and equalized-odds differences on the holdout within limits;
 * ``latency``: predict time per row on a 1,000-row holdout batch; ``size``: the logged model's megabytes;
@@ -20,10 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftloop import bus, evaluation
+from driftloop import bus, evaluation, tasks
 from driftloop.config import DatasetConfig
 from driftloop.settings import Settings
 from driftloop.state import StatePaths
+from driftloop.tasks import Decision, read_decision
 
 LATENCY_ROWS = 1000
 
@@ -33,24 +35,34 @@ def _check(name: str, passed: bool | None, value: Any, limit: Any, detail: str) 
 
 
 def floor_checks(cfg: DatasetConfig, metrics: dict[str, float]) -> list[dict[str, Any]]:
-    """One check per absolute floor in ``cfg.gates.floors``."""
+    """One check per limit in ``cfg.gates.floors``: a floor, or a ceiling for error metrics (RMSE, MAE, MAPE)."""
     checks = []
-    for metric, floor in cfg.gates.floors.items():
-        value = metrics.get(evaluation.gate_metric_key(metric))
-        ok = value is not None and not math.isnan(value) and value >= floor
+    for metric, limit in cfg.gates.floors.items():
+        key = tasks.gate_metric_key(metric)
+        value = metrics.get(key)
+        ok = value is not None and not math.isnan(value) and tasks.at_least_as_good(key, value, limit)
         shown = "missing" if value is None else f"{value:.4f}"
-        checks.append(_check(f"floor.{metric}", ok, value, floor, f"{metric} {shown} {'>=' if ok else '<'} floor {floor}"))
+        if tasks.is_lower_better(key):
+            detail = f"{metric} {shown} {'<=' if ok else '>'} ceiling {limit}"
+        else:
+            detail = f"{metric} {shown} {'>=' if ok else '<'} floor {limit}"
+        checks.append(_check(f"floor.{metric}", ok, value, limit, detail))
     return checks
 
 
 def _comparison(cfg: DatasetConfig, name: str, where: str, rows: int, candidate: float, champion: float,
                 champion_version: str) -> dict[str, Any]:
     margin = cfg.gates.min_improvement
-    ok = candidate >= champion + margin
     primary = cfg.gates.primary_metric
-    detail = (f"{primary} on {where} ({rows} rows): candidate {candidate:.4f} {'>=' if ok else '<'} champion "
-              f"v{champion_version} {champion:.4f} + min_improvement {margin}")
-    return _check(name, ok, candidate, champion + margin, detail)
+    if tasks.is_lower_better(tasks.gate_metric_key(primary)):  # an error: smaller wins
+        target, sign, better = champion - margin, "-", "<="
+    else:
+        target, sign, better = champion + margin, "+", ">="
+    ok = tasks.at_least_as_good(tasks.gate_metric_key(primary), candidate, target)
+    worse = {"<=": ">", ">=": "<"}[better]
+    detail = (f"{primary} on {where} ({rows} rows): candidate {candidate:.4f} {better if ok else worse} champion "
+              f"v{champion_version} {champion:.4f} {sign} min_improvement {margin}")
+    return _check(name, ok, candidate, target, detail)
 
 
 def production_window(cfg: DatasetConfig, holdout_df: Any, settings: Settings | None) -> Any:
@@ -68,18 +80,23 @@ def production_window(cfg: DatasetConfig, holdout_df: Any, settings: Settings | 
     return holdout_df[holdout_df[cfg.id_column].isin(set(ids))]
 
 
-def champion_checks(cfg: DatasetConfig, candidate: Any, champion: Any, champion_version: str, holdout_df: Any,
-                    settings: Settings | None) -> list[dict[str, Any]]:
-    """Head-to-head on the candidate's holdout and, with enough rows, on the latest production window."""
-    key = evaluation.gate_metric_key(cfg.gates.primary_metric)
+def champion_checks(cfg: DatasetConfig, candidate: tuple[Any, Decision], champion: tuple[Any, Decision],
+                    champion_version: str, holdout_df: Any, settings: Settings | None) -> list[dict[str, Any]]:
+    """Head-to-head on the candidate's holdout and, with enough rows, on the latest production window.
+
+    ``candidate`` and ``champion`` are ``(model, decision)``: each side decides with its own threshold and classes.
+    """
+    key = tasks.gate_metric_key(cfg.gates.primary_metric)
+
+    def score(side: tuple[Any, Decision], rows: Any) -> float:
+        return evaluation.score_on_holdout(cfg, side[0], rows, side[1])[key]
+
     checks = [_comparison(cfg, "beats_champion", "the candidate's holdout", len(holdout_df),
-                          evaluation.score_on_holdout(cfg, candidate, holdout_df)[key],
-                          evaluation.score_on_holdout(cfg, champion, holdout_df)[key], champion_version)]
+                          score(candidate, holdout_df), score(champion, holdout_df), champion_version)]
     window = production_window(cfg, holdout_df, settings)
     if len(window) >= cfg.gates.production_window_min_rows:
         checks.append(_comparison(cfg, "beats_champion.production", "the latest labelled production window",
-                                  len(window), evaluation.score_on_holdout(cfg, candidate, window)[key],
-                                  evaluation.score_on_holdout(cfg, champion, window)[key], champion_version))
+                                  len(window), score(candidate, window), score(champion, window), champion_version))
     else:
         checks.append(_check("beats_champion.production", None, len(window), cfg.gates.production_window_min_rows,
                              f"{len(window)} labelled production rows in the holdout; "
@@ -89,12 +106,14 @@ def champion_checks(cfg: DatasetConfig, candidate: Any, champion: Any, champion_
 
 def fairness_checks(cfg: DatasetConfig, report: dict[str, Any]) -> list[dict[str, Any]]:
     """Each attribute's parity gaps against ``fairness.max_*`` (reported only when no limit is set)."""
+    from driftloop.fairness import GAPS
+
     limits = {"demographic_parity_difference": cfg.fairness.max_demographic_parity_difference,
               "equalized_odds_difference": cfg.fairness.max_equalized_odds_difference}
     checks = []
     for attribute, entry in report.items():
-        for gap, limit in limits.items():
-            value = entry[gap]
+        for gap in (g for g in GAPS if g in entry):
+            value, limit = entry[gap], limits.get(gap)
             ok = None if limit is None else value <= limit
             bound = "no limit" if limit is None else f"limit {limit}"
             checks.append(_check(f"fairness.{attribute}.{gap}", ok, value, limit,
@@ -102,14 +121,14 @@ def fairness_checks(cfg: DatasetConfig, report: dict[str, Any]) -> list[dict[str
     return checks
 
 
-def latency_check(cfg: DatasetConfig, model: Any, holdout_df: Any) -> dict[str, Any]:
+def latency_check(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision) -> dict[str, Any]:
     """Predict time per row on one batch of 1,000 holdout rows (resampled when fewer; best of three)."""
     rows = holdout_df[cfg.features]
     batch = rows.sample(LATENCY_ROWS, replace=len(rows) < LATENCY_ROWS, random_state=0).reset_index(drop=True)
     timings = []
     for _ in range(3):
         started = time.perf_counter()
-        model.predict_proba(batch)
+        decision.predict(model, batch)
         timings.append(time.perf_counter() - started)
     per_row_ms = 1000 * min(timings) / max(len(batch), 1)
     limit = cfg.gates.max_latency_ms_per_row
@@ -138,12 +157,12 @@ def size_check(cfg: DatasetConfig, size_mb: float) -> dict[str, Any]:
     return _check("size", ok, size_mb, limit, f"{size_mb:.2f} MB ({'no limit' if limit is None else f'limit {limit} MB'})")
 
 
-def behaviour_checks(cfg: DatasetConfig, model: Any, holdout_df: Any) -> list[dict[str, Any]]:
+def behaviour_checks(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision) -> list[dict[str, Any]]:
     """One check per behavioural test case."""
     from driftloop.behaviour import run_behaviour_tests
 
     return [_check(f"behaviour.{r['name']}", r["passed"], r.get("pass_share", r.get("score")), r.get("min_pass_share"),
-                   f"{r['kind']}: {r['detail']}") for r in run_behaviour_tests(cfg, model, holdout_df)]
+                   f"{r['kind']}: {r['detail']}") for r in run_behaviour_tests(cfg, model, holdout_df, decision)]
 
 
 def judge(cfg: DatasetConfig, candidate_version: str, champion: dict[str, str] | None, client: Any,
@@ -161,26 +180,27 @@ def judge(cfg: DatasetConfig, candidate_version: str, champion: dict[str, str] |
         ``{"passed", "candidate_version", "champion_version", "metrics", "checks", "fairness", "failed"}``;
         ``failed`` lists the names of failing checks.
     """
-    from driftloop.fairness import assess_fairness
+    from driftloop.fairness import assess_decisions
     from driftloop.registry import load_model
 
     name = cfg.registered_model_name
     version = client.get_model_version(name, candidate_version)
     model_uri = bus.model_version_uri(name, candidate_version)
     candidate = load_model(model_uri, settings)
+    decision = read_decision(cfg, version.tags)
     holdout_df = evaluation.load_holdout(client, version.run_id)
-    metrics = evaluation.score_on_holdout(cfg, candidate, holdout_df)
+    metrics = evaluation.score_on_holdout(cfg, candidate, holdout_df, decision)
     checks = floor_checks(cfg, metrics)
     if champion is not None:
-        champion_model = load_model(champion["model_uri"], settings)
-        checks += champion_checks(cfg, candidate, champion_model, champion["model_version"], holdout_df, settings)
-    y_true = evaluation.encode_target(holdout_df[cfg.target], cfg.positive_label)
-    y_pred = evaluation.predict_positive_proba(candidate, holdout_df[cfg.features]) >= cfg.inference.threshold
-    fairness = assess_fairness(cfg, holdout_df, y_true, y_pred)
+        champion_side = (load_model(champion["model_uri"], settings),
+                         read_decision(cfg, client.get_model_version(name, champion["model_version"]).tags))
+        checks += champion_checks(cfg, (candidate, decision), champion_side, champion["model_version"], holdout_df,
+                                  settings)
+    fairness = assess_decisions(cfg, holdout_df, decision, decision.predict(candidate, holdout_df[cfg.features]))
     checks += fairness_checks(cfg, fairness)
-    checks.append(latency_check(cfg, candidate, holdout_df))
+    checks.append(latency_check(cfg, candidate, holdout_df, decision))
     checks.append(size_check(cfg, model_size_mb(model_uri, settings)))
-    checks += behaviour_checks(cfg, candidate, holdout_df)
+    checks += behaviour_checks(cfg, candidate, holdout_df, decision)
     failed = [c["name"] for c in checks if c["passed"] is False]
     return {"passed": not failed, "candidate_version": str(candidate_version),
             "champion_version": champion["model_version"] if champion else None, "metrics": metrics,

@@ -20,6 +20,7 @@ from driftloop.registry import load_model, resolve_alias
 from driftloop.settings import Settings
 from driftloop.state import StatePaths, path_to_uri, uri_to_path
 from driftloop.storage import list_manifests
+from driftloop.tasks import BINARY, REGRESSION, Decision, read_decision
 from driftloop.tracking import find_finished_run, get_client, keyed_run
 
 
@@ -68,14 +69,25 @@ def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> lis
     return pending
 
 
-def predict_frame(model: Any, frame: Any, cfg: DatasetConfig) -> tuple[Any, Any]:
-    """Positive-class probability and 0/1 decision for every row of ``frame``, in order.
+def read_version_decision(cfg: DatasetConfig, model_info: dict[str, str], settings: Settings | None) -> Decision:
+    """The decision (task, classes, threshold) recorded on the model version about to score."""
+    version = get_client(settings).get_model_version(model_info["model_name"], model_info["model_version"])
+    return read_decision(cfg, version.tags)
 
-    The index is reset first: a PyCaret pipeline multiplies rows when the input index has duplicates.
-    """
-    features = frame[cfg.features].reset_index(drop=True)
-    score = model.predict_proba(features)[:, 1]
-    return score, (score >= cfg.inference.threshold).astype("int8")
+
+def summarize_outputs(decision: Decision, predicted: Any) -> dict[str, float]:
+    """Per-run output metrics: ``positive_rate`` (binary), ``class_share.<label>`` (classification), or
+    ``prediction_mean`` (regression)."""
+    import numpy as np
+    import pandas as pd
+
+    if decision.task == REGRESSION:
+        return {bus.PREDICTION_MEAN: float(np.mean(predicted))}
+    shares = pd.Series(predicted).astype(str).value_counts(normalize=True)
+    metrics = {bus.class_share_metric(label): float(shares.get(label, 0.0)) for label in decision.classes}
+    if decision.task == BINARY:
+        metrics[bus.POSITIVE_RATE] = float(shares.get(decision.classes[1], 0.0))
+    return metrics
 
 
 def explain_chunk(model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any) -> tuple[dict[str, Any], str]:
@@ -90,7 +102,7 @@ def explain_chunk(model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any)
 
 def score_file(
     model: Any, model_info: dict[str, str], cfg: DatasetConfig, batch_path: Path, output_path: Path,
-    reference_df: Any = None,
+    decision: Decision, reference_df: Any = None,
 ) -> dict[str, Any]:
     """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k reasons.
 
@@ -100,12 +112,15 @@ def score_file(
         cfg: Dataset config (``inference.chunk_rows``, ``inference.reasons``).
         batch_path: Accepted batch parquet.
         output_path: Predictions partition to write.
+        decision: The version's decision: predictions are labels in the dataset's vocabulary (with the score, and
+            per-class probabilities for multiclass) or values (regression).
         reference_df: Reference rows for the explainer's background; None stores no reasons.
 
     Returns:
-        ``{"rows", "positive_rows", "chunks", "seconds", "explain_method"}``; ``chunks`` is how many predict
-        calls were made.
+        ``{"rows", "chunks", "seconds", "explain_method", "output_metrics"}``; ``chunks`` is how many predict
+        calls were made, ``output_metrics`` :func:`summarize_outputs` over all rows.
     """
+    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -113,21 +128,20 @@ def score_file(
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = output_path.with_name(f".{output_path.name}.tmp")
-    rows = positives = chunks = 0
-    writer, method = None, "none"
+    rows = chunks = 0
+    writer, method, predicted = None, "none", []
     explain = cfg.inference.reasons > 0 and reference_df is not None
     try:
         source = pq.ParquetFile(batch_path)
         columns = [cfg.id_column, *cfg.features]
         for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=columns):
             chunk = record_batch.to_pandas()
-            score, prediction = predict_frame(model, chunk, cfg)
+            outputs = decision.predict(model, chunk[cfg.features])
             n = len(chunk)
             table = pa.table(
                 {
                     cfg.id_column: chunk[cfg.id_column].to_numpy(),
-                    bus.SCORE_COLUMN: score,
-                    bus.PREDICTION_COLUMN: prediction,
+                    **{col: _output_array(values) for col, values in outputs.items()},
                     **{col: pa.array([model_info[col]] * n, pa.string()) for col in bus.PREDICTION_LINEAGE_COLUMNS},
                     bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
                 }
@@ -141,15 +155,26 @@ def score_file(
             writer.write_table(table)
             rows += n
             chunks += 1
-            positives += int(prediction.sum())
+            predicted.append(outputs[bus.PREDICTION_COLUMN])
     finally:
         if writer is not None:
             writer.close()
     if writer is None:
         raise ValueError(f"{batch_path} has no rows to score")
     tmp_path.replace(output_path)
-    return {"rows": rows, "positive_rows": positives, "chunks": chunks, "seconds": time.perf_counter() - start,
-            "explain_method": method}
+    return {"rows": rows, "chunks": chunks, "seconds": time.perf_counter() - start, "explain_method": method,
+            "output_metrics": summarize_outputs(decision, np.concatenate(predicted))}
+
+
+def _output_array(values: Any) -> Any:
+    """A prediction column as Arrow: labels as strings, probabilities and values as float64."""
+    import numpy as np
+    import pyarrow as pa
+
+    values = np.asarray(values)
+    if values.dtype.kind in "fiu":
+        return pa.array(values.astype("float64"))
+    return pa.array(values.astype(str), pa.string())
 
 
 def score_batch(
@@ -157,6 +182,7 @@ def score_batch(
     manifest: dict[str, Any],
     model: Any,
     model_info: dict[str, str],
+    decision: Decision,
     settings: Settings | None = None,
     reference_df: Any = None,
 ) -> dict[str, Any]:
@@ -172,7 +198,8 @@ def score_batch(
     batch_id = manifest["batch_id"]
     output_path = paths.predictions_dir / f"{batch_id}.parquet"
     predictions_uri = path_to_uri(output_path)
-    result = score_file(model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, reference_df)
+    result = score_file(model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, decision,
+                        reference_df)
     experiment = cfg.experiment_name("inference")
     key = {bus.BATCH_ID_TAG: batch_id}
     with keyed_run(client, experiment, key, bus.inference_run_name(batch_id), settings) as run:
@@ -189,7 +216,7 @@ def score_batch(
         mlflow.log_metrics(
             {
                 bus.ROWS: result["rows"],
-                bus.POSITIVE_RATE: result["positive_rows"] / result["rows"],
+                **result["output_metrics"],
                 bus.ROWS_PER_S: result["rows"] / max(result["seconds"], 1e-9),
             }
         )
@@ -237,6 +264,7 @@ def score_pending_batches(
         return {"model_version": None, "scored": []}
     model_info = resolve_model(cfg, alias, settings)
     model = load_model(model_info["model_uri"], settings)
+    decision = read_version_decision(cfg, model_info, settings)
     reference_df = _reference_features(cfg, model_info["model_run_id"], settings)
-    scored = [score_batch(cfg, manifest, model, model_info, settings, reference_df) for manifest in todo]
+    scored = [score_batch(cfg, manifest, model, model_info, decision, settings, reference_df) for manifest in todo]
     return {"model_version": model_info["model_version"], "scored": scored}

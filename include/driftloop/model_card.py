@@ -64,7 +64,7 @@ def _history_rows(history: list[dict[str, Any]], version: str) -> list[str]:
 def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
     """The card as a dict of sections (Markdown bodies), from facts gathered by :func:`gather_facts`."""
     run, report, evidence = facts["run"], facts.get("gate"), facts.get("evidence", {})
-    metrics = {k: run["metrics"].get(k) for k in bus.HOLDOUT_METRICS}
+    metrics = {k: run["metrics"][k] for k in bus.HOLDOUT_METRICS if k in run["metrics"]}
     snapshot = facts.get("snapshot") or {}
     importance = evidence.get("shap_importance", [])[:5]
     surrogate = evidence.get("surrogate", {})
@@ -74,10 +74,10 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
                     f"- Training run: `{run['run_id']}`; trigger: {run['tags'].get(bus.TRIGGER_REASON_TAG, '?')}; "
                     f"Airflow run: `{run['tags'].get(bus.AIRFLOW_RUN_ID_TAG, '—')}`\n"
                     f"- Code: git `{run['tags'].get(bus.GIT_COMMIT_TAG, '?')[:12]}`"),
-        "intended_use": (f"{(cfg.description or cfg.name).rstrip('.')}. Scores {cfg.target} = {cfg.positive_label!r} for one "
-                         f"entity per row ({cfg.id_column}); decisions at threshold {cfg.inference.threshold}. "
-                         "Batch scoring through `inference_pipeline`; not for decisions about individuals without "
-                         "human review."),
+        "intended_use": (f"{(cfg.description or cfg.name).rstrip('.')}. {_decision_text(cfg, run['tags'])} "
+                         f"One entity per row ({cfg.id_column}). Batch scoring through `inference_pipeline` and "
+                         "online through `driftloop serve`; not for decisions about individuals without human "
+                         "review."),
         "training_data": (f"Snapshot `{run['tags'].get(bus.SNAPSHOT_HASH_TAG, '?')[:12]}`: {snapshot.get('rows', '?')} "
                           f"rows from batches {', '.join(snapshot.get('batch_ids', [])[:6]) or '?'}; "
                           f"{_count(run['metrics'].get(bus.TRAIN_ROWS))} training and {_count(run['metrics'].get(bus.HOLDOUT_ROWS))} "
@@ -95,11 +95,25 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
              f"Surrogate tree (depth {surrogate.get('depth', '?')}, fidelity {_fmt(surrogate.get('fidelity'))}):",
              "```", surrogate.get("rules", "").strip(), "```"]),
         "limitations": ("Trained on historical data of this dataset only; performance drifts with the population "
-                        "(monitored: drift share and live F1 against the holdout). Sensitive attributes "
+                        "(monitored: drift share and the live primary metric against the holdout). Sensitive attributes "
                         f"({', '.join(cfg.sensitive_features) or 'none'}) are inputs; see the fairness table. "
                         "The surrogate rules approximate the model; they are not the model."),
         "history": "\n".join(_history_rows(facts.get("history", []), str(facts["version"]))),
     }
+
+
+def _decision_text(cfg: DatasetConfig, tags: dict[str, str]) -> str:
+    from driftloop.tasks import BINARY, REGRESSION, read_decision
+
+    decision = read_decision(cfg, tags)
+    if decision.task == BINARY:
+        objective = tags.get(bus.THRESHOLD_OBJECTIVE_TAG, "fixed")
+        how = ("the configured threshold" if objective == "fixed"
+               else f"chosen by {objective} on cross-validation folds of the training rows")
+        return f"Scores {cfg.target} = {decision.classes[1]!r}; decides at threshold {decision.threshold:.3f} ({how})."
+    if decision.task == REGRESSION:
+        return f"Predicts {cfg.target} (regression)."
+    return f"Predicts {cfg.target} among {len(decision.classes)} classes ({', '.join(decision.classes[:8])})."
 
 
 SECTION_TITLES = {"details": "Model details", "intended_use": "Intended use", "training_data": "Training data",
@@ -186,6 +200,7 @@ def describe_registered_model(cfg: DatasetConfig, client: Any, champion_version:
     text = (f"# {name}\n\n{cfg.description or cfg.name}\n\n- Serving (`champion`): {champion}\n"
             f"- Promotion policy: `{cfg.gates.policy}` — a version serves only after the gate (see each version's "
             "card); every move of `champion` is in Driftloop's audit log (`driftloop audit`).\n"
-            f"- Dataset config: `{cfg.name}`; target `{cfg.target}` = {cfg.positive_label!r}.")
+            f"- Dataset config: `{cfg.name}`; {cfg.task} target `{cfg.target}`"
+            + (f" = {cfg.positive_label!r}." if cfg.positive_label else "."))
     client.update_registered_model(name, description=text[:DESCRIPTION_LIMIT])
     return text

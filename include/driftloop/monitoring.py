@@ -1,21 +1,21 @@
 """Monitoring: drift and live performance of every scored batch, logged as one monitoring run per inference run.
 
 ``monitor_predictions`` compares each newly scored batch with the reference sample logged by the training run of
-the model version that scored it (:func:`driftloop.drift.compute_drift`). Late labels are joined to predictions as
-they arrive, giving live F1/AUC in the same monitoring run. Whether a result calls for retraining is
-:mod:`driftloop.sensor`'s decision.
+the model version that scored it (:func:`driftloop.drift.compute_drift`), features and the model's outputs alike.
+Late labels are joined to predictions as they arrive, giving the task's live metrics in the same monitoring run
+(:mod:`driftloop.live`). Whether a result calls for retraining is :mod:`driftloop.sensor`'s decision.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
-from driftloop import attribution, bus
+from driftloop import attribution, bus, live
 from driftloop.config import DatasetConfig
 from driftloop.drift import compute_drift
 from driftloop.errors import MonitoringError
+from driftloop.live import VersionFacts
 from driftloop.settings import Settings
 from driftloop.state import StatePaths, uri_to_path
 from driftloop.tracking import FINISHED, get_client, keyed_run, read_run_frame, search_runs
@@ -24,7 +24,6 @@ from driftloop.tracking import FINISHED, get_client, keyed_run, read_run_frame, 
 MAX_CURRENT_ROWS = 50_000
 MAX_REFERENCE_ROWS = 50_000
 SAMPLE_SEED = 42
-SCORED_COLUMNS = (bus.SCORE_COLUMN, bus.PREDICTION_COLUMN)
 
 
 def monitor_predictions(
@@ -56,11 +55,11 @@ def monitor_predictions(
     pending = [run for run in reversed(inference_runs) if run.info.run_id not in monitored_ids]
 
     label_files = sorted(paths.labels_dir.glob("*.parquet"))
-    fingerprint = _labels_fingerprint(label_files)
+    fingerprint = live.fingerprint_labels(label_files)
     awaiting_labels = (
-        [run for run in monitoring_runs if _awaits_labels(run, fingerprint)] if label_files else []
+        [run for run in monitoring_runs if live.awaits_labels(run, fingerprint)] if label_files else []
     )
-    labels = _read_labels(cfg, label_files) if label_files and (pending or awaiting_labels) else None
+    labels = live.read_labels(cfg, label_files) if label_files and (pending or awaiting_labels) else None
 
     references: dict[str, Any] = {}
     monitored, skipped = [], []
@@ -74,7 +73,7 @@ def monitor_predictions(
 
     updated = []
     for run in awaiting_labels:
-        result = _update_with_labels(cfg, client, run, labels, fingerprint)
+        result = _update_with_labels(cfg, client, run, labels, fingerprint, references)
         if result:
             updated.append(result)
     return {"monitored": monitored, "updated_with_labels": updated, "skipped": skipped}
@@ -98,10 +97,10 @@ def _drift_outputs(cfg: DatasetConfig, drift: dict[str, Any]) -> tuple[dict[str,
             "score": drift["drift_scores"].get(col),
             "method": drift["methods"].get(col),
             "drifted": col in drift["drifted_column_names"]
-            or (col == bus.SCORE_COLUMN and drift["prediction_drifted"]),
+            or (col in drift["output_columns"] and drift["prediction_drifted"]),
             "empty": col in drift["empty_columns"],
         }
-        for col in [*cfg.features, bus.SCORE_COLUMN]
+        for col in [*cfg.features, *drift["output_columns"]]
     }
     return metrics, tags, summary
 
@@ -130,19 +129,13 @@ def _monitor_inference_run(
     reference_run_id = tags.get(bus.MODEL_RUN_ID_TAG) or _version_run_id(
         client, cfg.registered_model_name, model_version
     )
-    if reference_run_id not in references:
-        references[reference_run_id] = _load_reference(cfg, client, reference_run_id)
-    reference_df = references[reference_run_id]
+    facts = _version_facts(cfg, client, reference_run_id, references)
+    reference_df = _reference(cfg, client, reference_run_id, facts, references)
 
-    predictions_df = _read_parquet(predictions_uri, [cfg.id_column, *SCORED_COLUMNS])
-    current_df, sample_note = _read_current(cfg, batch_uri, predictions_df, max_rows)
-    drift = compute_drift(cfg, reference_df, current_df)
-    live = _live_metrics(cfg, predictions_df, labels)
-    holdout_f1 = _holdout_f1(client, reference_run_id)
-    if live and holdout_f1:
-        live[bus.LIVE_F1_DROP] = (holdout_f1 - live[bus.LIVE_F1]) / holdout_f1
-    if live:
-        live.update(fairness_on_labels(cfg, batch_uri, predictions_df, labels))
+    predictions_df = _read_parquet(predictions_uri, [cfg.id_column, *_scored_columns(facts)])
+    current_df, sample_note = _read_current(cfg, batch_uri, predictions_df, max_rows, facts)
+    drift = compute_drift(cfg, reference_df, current_df, facts.output_columns)
+    performance = _live_performance(cfg, facts, batch_uri, predictions_df, labels)
     insight = attribution.explain_drift(cfg, client, reference_run_id, model_version, reference_df, current_df, drift, settings)
 
     report_path = StatePaths.for_dataset(cfg, settings).reports_dir / "monitoring" / batch_id / bus.DRIFT_REPORT_ARTIFACT
@@ -156,7 +149,7 @@ def _monitor_inference_run(
         bus.ROWS: float(len(predictions_df)),
         bus.ROWS_COMPARED: float(len(current_df)),
         bus.REFERENCE_ROWS: float(len(reference_df)),
-        **live,
+        **performance,
     }
     run_tags = {
         bus.BATCH_ID_TAG: batch_id,
@@ -166,6 +159,7 @@ def _monitor_inference_run(
         bus.BATCH_URI_TAG: batch_uri,
         bus.CURRENT_SAMPLE_TAG: sample_note,
         bus.LABELS_FINGERPRINT_TAG: labels_fingerprint,
+        bus.LIVE_DROP_METRIC_TAG: live.live_drop_metric(facts),
         **drift_tags,
         **insight["tags"],
     }
@@ -184,15 +178,17 @@ def _monitor_inference_run(
         "drift_share": drift["drift_share"],
         "drifted_columns": int(drift["drifted_columns"]),
         "prediction_drift_score": drift["prediction_drift_score"],
-        **live,
+        **performance,
     }
 
 
-def _read_current(cfg: DatasetConfig, batch_uri: str, predictions_df: Any, max_rows: int) -> tuple[Any, str]:
-    """Batch features joined with scores on the id, sampled to ``max_rows`` before the features are read."""
+def _read_current(cfg: DatasetConfig, batch_uri: str, predictions_df: Any, max_rows: int,
+                  facts: VersionFacts) -> tuple[Any, str]:
+    """Batch features joined with the outputs on the id, sampled to ``max_rows`` before the features are read."""
     import pandas as pd
 
-    scores = predictions_df[[cfg.id_column, bus.SCORE_COLUMN]].drop_duplicates(cfg.id_column, keep="last")
+    outputs = [cfg.id_column, *facts.output_columns]
+    scores = predictions_df[outputs].drop_duplicates(cfg.id_column, keep="last")
     if len(scores) > max_rows:
         scores = scores.sample(n=max_rows, random_state=SAMPLE_SEED)
         note = f"random {max_rows} of {len(predictions_df)} rows (seed {SAMPLE_SEED})"
@@ -238,13 +234,48 @@ def _read_parquet(uri: str, columns: list[str]) -> Any:
     return pd.read_parquet(path, columns=columns)
 
 
-def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str) -> Any:
+def _scored_columns(facts: VersionFacts) -> list[str]:
+    return list(dict.fromkeys([bus.PREDICTION_COLUMN, bus.SCORE_COLUMN, *facts.output_columns]))
 
+
+def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[str, Any]) -> VersionFacts:
+    key = ("facts", run_id)
+    if key not in cache:
+        cache[key] = live.read_version_facts(cfg, client, run_id)
+    return cache[key]
+
+
+def _reference(cfg: DatasetConfig, client: Any, run_id: str, facts: VersionFacts, cache: dict[str, Any]) -> Any:
+    key = ("reference", run_id)
+    if key not in cache:
+        cache[key] = _load_reference(cfg, client, run_id, facts)
+    return cache[key]
+
+
+def _live_performance(cfg: DatasetConfig, facts: VersionFacts, batch_uri: str | None, predictions_df: Any,
+                      labels: Any) -> dict[str, float]:
+    """Live metrics, ``live_drop`` and fairness on the labelled rows of one batch; {} below ``min_rows``."""
+    matched = live.labelled_predictions(cfg, predictions_df, labels)
+    if matched is None:
+        return {}
+    performance = live.measure_live(cfg, facts, matched)
+    if cfg.sensitive_features and batch_uri:
+        wanted = set(matched[cfg.id_column])
+        columns = [cfg.id_column, *cfg.sensitive_features]
+        chunks = [c[c[cfg.id_column].isin(wanted)] for c in _iter_parquet(batch_uri, columns, cfg)]
+        if chunks:
+            import pandas as pd
+
+            performance.update(live.fairness_of(cfg, facts, matched, pd.concat(chunks, ignore_index=True)))
+    return performance
+
+
+def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str, facts: VersionFacts) -> Any:
     try:
         reference = read_run_frame(client, reference_run_id, bus.REFERENCE_ARTIFACT)
     except Exception as exc:  # MLflow raises several types for a missing artifact or run
         raise MonitoringError(f"training run {reference_run_id} has no {bus.REFERENCE_ARTIFACT}: {exc}") from exc
-    missing = [col for col in [*cfg.features, bus.SCORE_COLUMN] if col not in reference.columns]
+    missing = [col for col in [*cfg.features, *facts.output_columns] if col not in reference.columns]
     if missing:
         raise MonitoringError(f"{bus.REFERENCE_ARTIFACT} of run {reference_run_id} lacks columns {missing}")
     if len(reference) > MAX_REFERENCE_ROWS:
@@ -252,115 +283,29 @@ def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str) -> A
     return reference
 
 
-def _labels_fingerprint(label_files: list[Path]) -> str:
-    """Identity of the accepted label set; label files are immutable, so names and sizes suffice."""
-    import hashlib
-
-    if not label_files:
-        return "none"
-    listing = "\n".join(f"{path.name}:{path.stat().st_size}" for path in label_files)
-    return hashlib.sha256(listing.encode()).hexdigest()[:16]
-
-
-def _awaits_labels(run: Any, fingerprint: str) -> bool:
-    """True when the label set changed since the run was last joined and the run is not fully labelled."""
-    if run.data.tags.get(bus.LABELS_FINGERPRINT_TAG) == fingerprint:
-        return False
-    metrics = run.data.metrics
-    return bus.LIVE_F1 not in metrics or metrics.get(bus.LABELLED_ROWS, 0.0) < metrics.get(bus.ROWS, float("inf"))
-
-
-def _read_labels(cfg: DatasetConfig, label_files: list[Path]) -> Any:
-    """Accepted labels as a boolean Series (True = positive) indexed by id."""
-    import pandas as pd
-
-    frames = [pd.read_parquet(f, columns=[cfg.id_column, cfg.target]) for f in label_files]
-    labels = pd.concat(frames, ignore_index=True).dropna(subset=[cfg.target])
-    labels = labels.drop_duplicates(cfg.id_column, keep="last")  # a correction in a later file wins
-    return (labels[cfg.target].astype(str) == cfg.positive_label).set_axis(labels[cfg.id_column])
-
-
-def _live_metrics(cfg: DatasetConfig, predictions_df: Any, labels: Any) -> dict[str, float]:
-    """Live F1 (and AUC when both classes occur) on the scored rows that have labels; empty below min_rows."""
-    from sklearn.metrics import f1_score, roc_auc_score
-
-    if labels is None:
-        return {}
-    scored = predictions_df.drop_duplicates(cfg.id_column, keep="last")
-    matched = scored[scored[cfg.id_column].isin(labels.index)]
-    if len(matched) < cfg.monitoring.min_rows:
-        return {}
-    y_true = labels.loc[matched[cfg.id_column]].to_numpy()
-    predicted = matched[bus.PREDICTION_COLUMN].astype(int).to_numpy()
-    result = {
-        bus.LIVE_F1: float(f1_score(y_true, predicted, zero_division=0)),
-        bus.LABELLED_ROWS: float(len(matched)),
-    }
-    if 0 < y_true.sum() < len(y_true):
-        result[bus.LIVE_AUC] = float(roc_auc_score(y_true, matched[bus.SCORE_COLUMN].to_numpy()))
-    return result
-
-
-def fairness_on_labels(cfg: DatasetConfig, batch_uri: str, predictions_df: Any, labels: Any) -> dict[str, float]:
-    """Fairness metrics (``fairness.<attribute>.<gap>``) on the scored rows that have labels; {} without any.
-
-    Only the id and the sensitive columns of the batch are read, chunk by chunk.
-    """
-    import pandas as pd
-
-    from driftloop.fairness import assess_fairness, fairness_metrics
-
-    if not cfg.sensitive_features or labels is None:
-        return {}
-    scored = predictions_df.drop_duplicates(cfg.id_column, keep="last")
-    matched = scored[scored[cfg.id_column].isin(labels.index)]
-    if len(matched) < cfg.monitoring.min_rows:
-        return {}
-    wanted = set(matched[cfg.id_column])
-    columns = [cfg.id_column, *cfg.sensitive_features]
-    chunks = [c[c[cfg.id_column].isin(wanted)] for c in _iter_parquet(batch_uri, columns, cfg)]
-    rows = pd.concat(chunks, ignore_index=True).drop_duplicates(cfg.id_column, keep="last").merge(
-        matched, on=cfg.id_column)
-    report = assess_fairness(cfg, rows, labels.loc[rows[cfg.id_column]].to_numpy(),
-                             rows[bus.PREDICTION_COLUMN].astype(int).to_numpy())
-    return fairness_metrics(report)
-
-
 def _update_with_labels(
-    cfg: DatasetConfig, client: Any, run: Any, labels: Any, fingerprint: str
+    cfg: DatasetConfig, client: Any, run: Any, labels: Any, fingerprint: str, cache: dict[str, Any]
 ) -> dict[str, Any] | None:
     """Log live metrics into an existing monitoring run when more of its rows are labelled than before."""
     tags, run_id = run.data.tags, run.info.run_id
     predictions_uri = tags.get(bus.PREDICTIONS_URI_TAG)
     if not predictions_uri and tags.get(bus.INFERENCE_RUN_ID_TAG):
         predictions_uri = client.get_run(tags[bus.INFERENCE_RUN_ID_TAG]).data.tags.get(bus.PREDICTIONS_URI_TAG)
+    facts = _version_facts(cfg, client, tags.get(bus.REFERENCE_RUN_ID_TAG, ""), cache)
     try:
-        predictions_df = _read_parquet(predictions_uri or "", [cfg.id_column, *SCORED_COLUMNS])
+        predictions_df = _read_parquet(predictions_uri or "", [cfg.id_column, *_scored_columns(facts)])
+        performance = _live_performance(cfg, facts, tags.get(bus.BATCH_URI_TAG), predictions_df, labels)
     except MonitoringError:
         return None
-    live = _live_metrics(cfg, predictions_df, labels)
-    if live and tags.get(bus.BATCH_URI_TAG):
-        live.update(fairness_on_labels(cfg, tags[bus.BATCH_URI_TAG], predictions_df, labels))
     # Remember this label set was joined, so the next call does not reread the predictions for nothing.
     client.set_tag(run_id, bus.LABELS_FINGERPRINT_TAG, fingerprint)
-    if not live or live[bus.LABELLED_ROWS] <= run.data.metrics.get(bus.LABELLED_ROWS, 0.0):
+    if not performance or performance[bus.LABELLED_ROWS] <= run.data.metrics.get(bus.LABELLED_ROWS, 0.0):
         return None
-    holdout_f1 = _holdout_f1(client, tags.get(bus.REFERENCE_RUN_ID_TAG))
-    if holdout_f1:
-        live[bus.LIVE_F1_DROP] = (holdout_f1 - live[bus.LIVE_F1]) / holdout_f1
+    client.set_tag(run_id, bus.LIVE_DROP_METRIC_TAG, live.live_drop_metric(facts))
     timestamp_ms = int(time.time() * 1000)
-    for key, value in live.items():
+    for key, value in performance.items():
         client.log_metric(run_id, key, value, timestamp=timestamp_ms)
-    return {"monitoring_run_id": run_id, "batch_id": tags.get(bus.BATCH_ID_TAG, ""), **live}
-
-
-def _holdout_f1(client: Any, training_run_id: str | None) -> float | None:
-    if not training_run_id:
-        return None
-    try:
-        return client.get_run(training_run_id).data.metrics.get(bus.HOLDOUT_F1)
-    except Exception:  # a deleted training run only costs the relative drop, not the monitoring run
-        return None
+    return {"monitoring_run_id": run_id, "batch_id": tags.get(bus.BATCH_ID_TAG, ""), **performance}
 
 
 def _version_run_id(client: Any, model_name: str, version: str) -> str:

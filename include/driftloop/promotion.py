@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop import audit, bus, evaluation, gates, registry
+from driftloop import audit, bus, gates, registry, tasks
 from driftloop.config import DatasetConfig
 from driftloop.errors import GateRejected, Verdict
 from driftloop.settings import Settings
@@ -134,7 +134,7 @@ def _headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, f
     """The primary metric of candidate and champion as the gate compared them (the champion's: None if absent)."""
     head_to_head = next((c for c in report["checks"] if c["name"] == "beats_champion"), None)
     if head_to_head is None:
-        return {"candidate_metric": report["metrics"].get(evaluation.gate_metric_key(cfg.gates.primary_metric)),
+        return {"candidate_metric": report["metrics"].get(tasks.gate_metric_key(cfg.gates.primary_metric)),
                 "champion_metric": None}
     return {"candidate_metric": head_to_head["value"],
             "champion_metric": head_to_head["limit"] - cfg.gates.min_improvement}

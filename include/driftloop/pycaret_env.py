@@ -1,7 +1,7 @@
 """PyCaret without its process-wide side effects, and with the std streams it needs on Celery workers.
 
 * Importing PyCaret opens ``logs.log`` in the current directory (an Airflow worker's cwd, a repo checkout) and
-  routes every warning of the process into it: :func:`import_classification_experiment` sends its log nowhere
+  routes every warning of the process into it: :func:`import_experiment` sends its log nowhere
   and gives warnings back to their normal handler.
 * In Airflow 3 task processes started by a Celery worker ``sys.__stdout__`` is closed (observed with Airflow
   3.3.2 and apache-airflow-providers-celery 3.26.0; LocalExecutor and ``dag.test()`` are not affected).
@@ -18,23 +18,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
-def import_classification_experiment() -> type:
-    """PyCaret's ``ClassificationExperiment`` minus its optional-package version scan, imported quietly.
+def import_experiment(task: str = "binary") -> type:
+    """PyCaret's ``ClassificationExperiment`` (binary, multiclass) or ``RegressionExperiment``, imported quietly.
 
-    ``_check_environment`` imports ~30 optional packages (evidently, gradio, ...) only to log their versions:
-    8 s on an idle machine, minutes under load. The run's pip requirements record what matters.
+    The returned subclass skips ``_check_environment``, which imports ~30 optional packages (evidently, gradio,
+    ...) only to log their versions: 8 s on an idle machine, minutes under load. The run's pip requirements
+    record what matters.
     """
     os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", os.devnull)
-    from pycaret.classification import ClassificationExperiment
+    if task == "regression":
+        from pycaret.regression import RegressionExperiment as Experiment
+    else:
+        from pycaret.classification import ClassificationExperiment as Experiment
     from pycaret.internal.logging import captureWarnings
 
     captureWarnings(False)
 
-    class QuietClassificationExperiment(ClassificationExperiment):
+    class QuietExperiment(Experiment):
         def _check_environment(self) -> None:
             pass
 
-    return QuietClassificationExperiment
+    return QuietExperiment
 
 
 def _unusable(stream: object) -> bool:

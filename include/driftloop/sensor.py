@@ -6,8 +6,8 @@ after the retraining run was queued, and :func:`suppress_cooldown_runs`, which l
 held back so the MLflow UI says why they did not fire.
 
 Rules (thresholds in ``cfg.monitoring``): a FINISHED monitoring run of the current champion version crosses when
-its drift share is at least ``drift_share_threshold`` or its live F1 dropped more than ``f1_drop_threshold``
-relative to the champion's holdout F1. A result fires at most once (``sensor_fired_at``), results covered by a
+its drift share is at least ``drift_share_threshold`` or its live primary metric (F1, macro-F1 or RMSE, by task)
+is worse than the champion's holdout value by more than ``performance_drop_threshold`` (relative). A result fires at most once (``sensor_fired_at``), results covered by a
 firing never fire (``sensor_suppressed``), and results that started less than ``cooldown_s`` after the last firing
 never fire either, so one drift episode retrains once.
 """
@@ -38,8 +38,8 @@ def crosses_drift(cfg: DatasetConfig, metrics: dict[str, float]) -> bool:
 
 
 def crosses_performance(cfg: DatasetConfig, metrics: dict[str, float]) -> bool:
-    """Live F1 dropped more than the threshold below the champion's holdout F1."""
-    return bus.LIVE_F1_DROP in metrics and metrics[bus.LIVE_F1_DROP] > cfg.monitoring.f1_drop_threshold
+    """The live primary metric is worse than the champion's holdout value by more than the threshold."""
+    return bus.LIVE_DROP in metrics and metrics[bus.LIVE_DROP] > cfg.monitoring.performance_drop_threshold
 
 
 def _unhandled_crossing_runs(cfg: DatasetConfig, client: Any, champion_version: str) -> list[Any]:
@@ -73,10 +73,12 @@ def _describe(cfg: DatasetConfig, run: Any, champion_version: str, reason: str, 
         f"({int(metrics.get(bus.DRIFTED_COLUMNS, 0))} of {len(cfg.features)} features; "
         f"threshold {thresholds.drift_share_threshold:.2f})"
     ]
-    if bus.LIVE_F1_DROP in metrics:
+    if bus.LIVE_DROP in metrics:
+        name = run.data.tags.get(bus.LIVE_DROP_METRIC_TAG, bus.LIVE_F1)
         parts.append(
-            f"live F1 {metrics.get(bus.LIVE_F1, float('nan')):.3f} is {metrics[bus.LIVE_F1_DROP]:.1%} below holdout "
-            f"(threshold {thresholds.f1_drop_threshold:.0%}, {int(metrics.get(bus.LABELLED_ROWS, 0))} labelled rows)"
+            f"{name} {metrics.get(name, float('nan')):.3f} is {metrics[bus.LIVE_DROP]:.1%} worse than on the holdout "
+            f"(threshold {thresholds.performance_drop_threshold:.0%}, {int(metrics.get(bus.LABELLED_ROWS, 0))} "
+            "labelled rows)"
         )
     return (f"{reason} trigger for champion v{champion_version}: batch {batch_id} has " + "; ".join(parts)
             + f" ({crossing} crossing monitoring run(s) not yet acted on).")
@@ -91,7 +93,7 @@ def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> 
 
     Returns:
         None when nothing should fire, else ``{"reason": "drift"|"performance", "monitoring_run_id",
-        "trigger_run_id", "drift_share", "live_f1_drop", "champion_version", "detail"}``; ``trigger_run_id`` is
+        "trigger_run_id", "drift_share", "live_drop", "champion_version", "detail"}``; ``trigger_run_id`` is
         the Airflow run id the retraining run must get (one monitoring result, one run).
     """
     client = get_client(settings)
@@ -111,7 +113,7 @@ def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> 
         "monitoring_run_id": newest.info.run_id,
         "trigger_run_id": bus.drift_trigger_run_id(newest.info.run_id),
         "drift_share": metrics.get(bus.DRIFT_SHARE),
-        "live_f1_drop": metrics.get(bus.LIVE_F1_DROP),
+        "live_drop": metrics.get(bus.LIVE_DROP),
         "champion_version": champion_version,
         "detail": _describe(cfg, newest, champion_version, reason, len(eligible)),
     }

@@ -223,6 +223,19 @@ def read_snapshot_frame(cfg: DatasetConfig, manifest: dict[str, Any], columns: l
     return pq.read_table(path, columns=columns).to_pandas()
 
 
+def target_metrics(cfg: DatasetConfig, target: Any) -> dict[str, float]:
+    """The target's distribution in a snapshot: class shares (and the binary positive rate), or the mean value."""
+    if cfg.task == "regression":
+        import pandas as pd
+
+        return {bus.TARGET_MEAN: float(pd.to_numeric(target).mean())}
+    balance = target.astype(str).value_counts(normalize=True).sort_index()
+    metrics = {bus.class_share_metric(k): float(v) for k, v in balance.items()}
+    if cfg.task == "binary":
+        metrics[bus.POSITIVE_RATE] = float(balance.get(cfg.positive_label, 0.0))
+    return metrics
+
+
 def record_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None) -> dict[str, Any]:
     """Log the snapshot to MLflow once: a data run keyed by its hash, with profile, lineage and dataset input.
 
@@ -247,16 +260,13 @@ def record_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings |
                 "profile_sampled": existing.data.tags.get(bus.PROFILE_SAMPLED_TAG) == "true"}
     frame = read_snapshot_frame(cfg, manifest)
     profile = profiling.profile_snapshot(cfg, snapshot_hash, frame, settings=settings)
-    balance = frame[cfg.target].astype(str).value_counts(normalize=True).sort_index()
+    metrics = {bus.ROWS: float(manifest["rows"]), **target_metrics(cfg, frame[cfg.target])}
     paths = StatePaths.for_dataset(cfg, settings)
     sources = [*(paths.batches_dir / f"{b}.json" for b in manifest["batch_ids"]),
                *(paths.labels_dir / f"{b}.json" for b in manifest["label_batch_ids"])]
     source_manifests = [read_json(p) for p in sources if p.is_file()]
-    metrics = {bus.ROWS: float(manifest["rows"]),
-               bus.SOURCE_ROWS_RECEIVED: float(sum(m["rows_received"] for m in source_manifests)),
-               bus.SOURCE_ROWS_QUARANTINED: float(sum(m["rows_quarantined"] for m in source_manifests)),
-               bus.POSITIVE_RATE: float(balance.get(cfg.positive_label, 0.0)),
-               **{bus.class_share_metric(k): float(v) for k, v in balance.items()}}
+    metrics.update({bus.SOURCE_ROWS_RECEIVED: float(sum(m["rows_received"] for m in source_manifests)),
+                    bus.SOURCE_ROWS_QUARANTINED: float(sum(m["rows_quarantined"] for m in source_manifests))})
     with tracking.keyed_run(client, experiment, key, bus.data_run_name(snapshot_hash), settings) as run:
         mlflow.set_tags({
             bus.SNAPSHOT_URI_TAG: manifest["snapshot_uri"],

@@ -15,12 +15,15 @@ import json
 import logging
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from driftloop import bus, evaluation, registry, snapshots
 from driftloop.config import DatasetConfig
+from driftloop.selection import choose_decision_threshold, fit_pycaret
 from driftloop.settings import Settings
+from driftloop.tasks import BINARY, Decision, training_decision
 from driftloop.tracking import find_finished_run, get_client, keyed_run
 
 log = logging.getLogger(__name__)
@@ -52,70 +55,6 @@ def derive_trigger_id(trigger: dict[str, Any], snapshot_hash: str) -> str:
     return hashlib.sha256(f"{reason}:{snapshot_hash}".encode()).hexdigest()[:16]
 
 
-def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int) -> dict[str, Any]:
-    """Select, tune and finalize a model with PyCaret on the training part only.
-
-    Args:
-        cfg: Dataset config (features, target, training options).
-        train_df: Training rows (id + features + target labels).
-        n_jobs: Worker processes.
-
-    Returns:
-        ``{"model", "best_model", "leaderboard_df", "timings"}``; ``timings`` holds ``setup_seconds``,
-        ``compare_seconds``, ``tune_seconds`` and ``finalize_seconds``.
-
-    Raises:
-        RuntimeError: No candidate model could be trained.
-    """
-    from driftloop.pycaret_env import import_classification_experiment, usable_std_streams
-
-    experiment_cls = import_classification_experiment()
-    opts = cfg.training
-    data = train_df[cfg.features].copy()
-    data[cfg.target] = evaluation.encode_target(train_df[cfg.target], cfg.positive_label).to_numpy()
-    timings = {}
-    with usable_std_streams():
-        started = time.perf_counter()
-        exp = experiment_cls()
-        exp.setup(
-            data=data.reset_index(drop=True),
-            target=cfg.target,
-            session_id=opts.seed,
-            fold=opts.folds,
-            numeric_features=list(cfg.numeric_features),
-            categorical_features=list(cfg.categorical_features),
-            verbose=False,
-            html=False,
-            log_experiment=False,  # PyCaret's MLflow logger crashes on MLflow 3; we log ourselves
-            system_log=False,  # else PyCaret writes logs.log into the worker's cwd
-            memory=False,  # a joblib cache path inside the pickled pipeline would not exist where it is loaded
-            normalize=True,  # unscaled charges (thousands) keep lbfgs from converging; trees ignore it
-            n_jobs=n_jobs,
-        )
-        timings["setup_seconds"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        best = exp.compare_models(include=list(opts.models), sort=opts.sort_metric, n_select=1, verbose=False)
-        leaderboard_df = exp.pull()
-        timings["compare_seconds"] = time.perf_counter() - started
-        if isinstance(best, list):
-            if not best:
-                raise RuntimeError(f"{cfg.name}: PyCaret trained none of the models {list(opts.models)}")
-            best = best[0]
-
-        started = time.perf_counter()
-        if opts.tune_iter > 0:
-            best = exp.tune_model(
-                best, n_iter=opts.tune_iter, optimize=opts.sort_metric, choose_better=True, verbose=False
-            )
-        timings["tune_seconds"] = time.perf_counter() - started
-
-        started = time.perf_counter()
-        model = exp.finalize_model(best)
-        timings["finalize_seconds"] = time.perf_counter() - started
-    return {"model": model, "best_model": type(best).__name__, "leaderboard_df": leaderboard_df, "timings": timings}
-
-
 def _lineage_tags(snapshot: dict, trigger: dict, trigger_id: str) -> dict[str, str]:
     tags = {
         bus.SNAPSHOT_URI_TAG: snapshot.get("snapshot_uri", ""),
@@ -142,6 +81,7 @@ def _result_from_run(cfg: DatasetConfig, run: Any, version: Any, reused: bool) -
         "snapshot_hash": run.data.tags.get(bus.SNAPSHOT_HASH_TAG, ""),
         "best_model": run.data.tags.get(bus.BEST_MODEL_TAG, ""),
         "metrics": {k: run.data.metrics[k] for k in bus.HOLDOUT_METRICS if k in run.data.metrics},
+        "threshold": run.data.tags.get(bus.THRESHOLD_TAG),
         "reused": reused,
     }
 
@@ -165,12 +105,13 @@ def _log_frame(frame: Any, artifact_path: str, work_dir: Path) -> None:
     mlflow.log_artifact(str(local), artifact_path=str(Path(artifact_path).parent))
 
 
-def _log_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, work_dir: Path, seed: int) -> None:
+def _log_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, work_dir: Path, seed: int,
+                  decision: Decision) -> None:
     import mlflow
 
     from driftloop.evidence import collect_evidence
 
-    summary, folder = collect_evidence(cfg, model, train_df, holdout_df, work_dir, seed)
+    summary, folder = collect_evidence(cfg, model, train_df, holdout_df, work_dir, decision, seed)
     mlflow.log_artifacts(str(folder), artifact_path=bus.EVIDENCE_DIR)
     top = [row["feature"] for row in summary.get("shap_importance", [])[:5]]
     if top:
@@ -211,8 +152,9 @@ def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
     )
 
 
-def _log_artifacts(cfg: DatasetConfig, model: Any, fitted: dict, train_df: Any, holdout_df: Any) -> None:
-    """Leaderboard, holdout, drift reference (with out-of-sample scores), SHAP summary and the model."""
+def _log_artifacts(cfg: DatasetConfig, model: Any, fitted: dict, train_df: Any, holdout_df: Any,
+                   decision: Decision) -> None:
+    """Leaderboard, holdout, drift reference (with out-of-sample outputs), evidence and the model."""
     import mlflow
 
     opts = cfg.training
@@ -222,54 +164,77 @@ def _log_artifacts(cfg: DatasetConfig, model: Any, fitted: dict, train_df: Any, 
         fitted["leaderboard_df"].to_csv(leaderboard_path, index_label="model_id")
         mlflow.log_artifact(str(leaderboard_path))
         _log_frame(holdout_df, bus.HOLDOUT_ARTIFACT, work_dir)
-        # Out-of-sample scores: on training rows a flexible model (rf) scores differently than on new data,
+        # Out-of-sample outputs: on training rows a flexible model (rf) scores differently than on new data,
         # which monitoring would read as prediction drift.
         reference_df = holdout_df.sample(min(opts.reference_rows, len(holdout_df)), random_state=opts.seed)
         reference_df = reference_df[[cfg.id_column, *cfg.features]].reset_index(drop=True)
-        reference_df[bus.SCORE_COLUMN] = evaluation.predict_positive_proba(model, reference_df[cfg.features])
+        for column, values in decision.predict(model, reference_df[cfg.features]).items():
+            reference_df[column] = values
         _log_frame(reference_df, bus.REFERENCE_ARTIFACT, work_dir)
-        _log_evidence(cfg, model, train_df, holdout_df, work_dir, opts.seed)
+        _log_evidence(cfg, model, train_df, holdout_df, work_dir, opts.seed, decision)
     _log_model(cfg, model, train_df)
 
 
+def _selection_text(selection_rows: int, train_rows: int) -> str:
+    if selection_rows == train_rows:
+        return f"all {train_rows} training rows"
+    return f"sampled {selection_rows} of {train_rows} training rows; finalized on all {train_rows}"
+
+
 def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, settings: Settings) -> dict:
-    """Inside an active run: split, fit, evaluate and log everything; returns the phase timings."""
+    """Inside an active run: split, fit, choose the threshold, evaluate and log everything; returns the timings."""
     import mlflow
 
     columns = [cfg.id_column, *cfg.features, cfg.target]
     snapshot_df = snapshots.read_snapshot_frame(cfg, snapshot, columns)
     train_df, holdout_df = evaluation.split_holdout(cfg, snapshot_df)
-    fitted = fit_pycaret(cfg, train_df, settings.n_jobs)
+    decision = training_decision(cfg, train_df[cfg.target])
+    fitted = fit_pycaret(cfg, train_df, settings.n_jobs, decision)
     model, timings = fitted["model"], fitted["timings"]
-    metrics = evaluation.score_on_holdout(cfg, model, holdout_df)
+    started = time.perf_counter()
+    chosen = choose_decision_threshold(cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs)
+    timings["threshold_seconds"] = time.perf_counter() - started
+    decision = replace(decision, threshold=float(chosen["threshold"]))
+    metrics = evaluation.score_on_holdout(cfg, model, holdout_df, decision)
     opts = cfg.training
     _log_params_once(
         client,
         run_id,
         {
+            "task": cfg.task,
             "models": ",".join(opts.models),
             "folds": opts.folds,
             "tune_iter": opts.tune_iter,
             "sort_metric": opts.sort_metric,
             "seed": opts.seed,
             "test_size": opts.test_size,
-            "threshold": cfg.inference.threshold,
+            "threshold_objective": chosen["objective"],
+            "threshold_oof_rows": chosen["oof_rows"],
+            "selection_max_rows": opts.selection_max_rows,
             "best_model": fitted["best_model"],
             "n_jobs": settings.n_jobs,
         },
     )
-    mlflow.set_tag(bus.BEST_MODEL_TAG, fitted["best_model"])
+    selection_rows = len(fitted["selection_df"])
+    mlflow.set_tags({bus.BEST_MODEL_TAG: fitted["best_model"], **decision.to_tags(),
+                     bus.THRESHOLD_OBJECTIVE_TAG: chosen["objective"],
+                     bus.SELECTION_TAG: _selection_text(selection_rows, len(train_df))})
+    extra = {bus.THRESHOLD_METRIC: decision.threshold} if decision.task == BINARY else {}
+    if chosen["objective_value"] is not None:
+        extra[bus.THRESHOLD_OBJECTIVE_VALUE] = chosen["objective_value"]
     mlflow.log_metrics(
         {
             **metrics,
             **timings,
+            **extra,
             bus.TRAIN_SECONDS: sum(timings.values()),
             bus.TRAIN_ROWS: len(train_df),
+            bus.SELECTION_ROWS: selection_rows,
             bus.HOLDOUT_ROWS: len(holdout_df),
         }
     )
     started = time.perf_counter()
-    _log_artifacts(cfg, model, fitted, train_df, holdout_df)
+    _log_artifacts(cfg, model, fitted, train_df, holdout_df, decision)
     timings["logging_seconds"] = time.perf_counter() - started
     mlflow.log_metric("logging_seconds", timings["logging_seconds"])
     return timings

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from driftloop import bus
+from driftloop import bus, bus_reference
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = PROJECT_DIR / "include" / "driftloop"
@@ -176,9 +176,9 @@ def test_architecture_doc_carries_the_bus_reference_table():
     doc = (PROJECT_DIR / "docs" / "architecture.md").read_text()
     match = re.search(r"<!-- bus:begin -->\n(.*?)<!-- bus:end -->", doc, re.S)
     assert match, "docs/architecture.md lacks the <!-- bus:begin --> ... <!-- bus:end --> section"
-    assert match.group(1).strip() == bus.reference_markdown().strip(), (
+    assert match.group(1).strip() == bus_reference.reference_markdown().strip(), (
         "docs/architecture.md is out of date with driftloop.bus: regenerate the section with "
-        "`python -m driftloop.bus`"
+        "`python -m driftloop.bus_reference docs/architecture.md`"
     )
 
 

@@ -27,7 +27,7 @@ def test_shipped_configs_cover_every_task_with_distinct_model_names():
 
 @pytest.mark.parametrize("name", ["ames_housing", "hpc_jobs"])
 def test_new_configs_gate_on_their_task_metrics(name):
-    from driftloop.evaluation import gate_metric_key
+    from driftloop.tasks import gate_metric_key
 
     cfg = load_dataset_config(name, Settings.from_env({}))
     keys = {gate_metric_key(metric) for metric in [cfg.gates.primary_metric, *cfg.gates.floors]}

@@ -43,7 +43,12 @@ def test_overrides_deep_merge_into_the_file():
         ({"training": {"modles": ["lr"]}}, "unknown keys ['modles']"),
         ({"features": {"numeric": ["tenure"], "categorical": ["tenure"]}}, "both numeric and categorical"),
         ({"features": {"numeric": ["churn"]}}, "'churn' is the id or target"),
-        ({"task": "regression"}, "not supported yet"),
+        ({"task": "ranking"}, "task 'ranking' is not one of ['binary', 'multiclass', 'regression']"),
+        ({"task": "binary", "positive_label": ""}, "positive_label is required for a binary task"),
+        ({"task": "regression", "gates": {"primary_metric": "AUC"}, "training": {"models": ["lr"]}},
+         "gates: 'AUC' is not a regression metric"),
+        ({"training": {"threshold_objective": "accuracy"}}, "threshold_objective must be f1, cost or fixed"),
+        ({"task": "regression", "gates": {}}, "training.sort_metric 'AUC' is not a PyCaret regression metric"),
         ({"sensitive": ["zip"]}, "sensitive columns ['zip'] are not features"),
         ({"training": {"test_size": 1.5}}, "test_size must be in (0, 1)"),
     ],
@@ -53,6 +58,17 @@ def test_invalid_configs_are_rejected_with_the_key(changes, message):
         parse_dataset_config(_raw(**changes), "x.yaml")
     assert message in str(excinfo.value)
     assert "x.yaml" in str(excinfo.value)
+
+
+def test_task_defaults_pick_the_metrics_of_the_task():
+    regression = parse_dataset_config(_raw(task="regression", gates={"floors": {"RMSE": 900.0}},
+                                           training={"models": ["lr"]}), "x.yaml")
+    assert regression.task == "regression"
+    assert regression.gates.primary_metric == "RMSE" and regression.training.sort_metric == "RMSE"
+    multiclass = parse_dataset_config(_raw(task="multiclass", gates={"floors": {}}, training={"models": ["lr"]}),
+                                      "x.yaml")
+    assert multiclass.gates.primary_metric == "macro_f1" and multiclass.training.sort_metric == "F1"
+    assert parse_dataset_config(_raw(task="classification"), "x.yaml").task == "binary"
 
 
 def test_missing_keys_and_missing_file_are_named(tmp_path):

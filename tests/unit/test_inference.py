@@ -12,6 +12,7 @@ import pytest
 from driftloop import bus, inference
 from driftloop.errors import NoChampionError, Verdict
 from driftloop.state import StatePaths
+from driftloop.tasks import BINARY, Decision
 from tests.fakes import write_batch
 
 
@@ -23,8 +24,8 @@ def private_mlflow(driftloop_env, tmp_path, monkeypatch):
     )
 
 
-def _register(cfg, frame, flip: bool = False) -> str:
-    """Register a small sklearn pipeline on raw features; returns its version."""
+def _register(cfg, frame, flip: bool = False, threshold: float = 0.5) -> str:
+    """Register a small sklearn pipeline on raw features, deciding at ``threshold``; returns its version."""
     import mlflow
     import mlflow.sklearn
     from sklearn.compose import ColumnTransformer
@@ -52,7 +53,10 @@ def _register(cfg, frame, flip: bool = False) -> str:
         reference = Path(tmp) / Path(bus.REFERENCE_ARTIFACT).name
         frame[[cfg.id_column, *cfg.features]].head(500).to_parquet(reference)  # the explainer's background
         mlflow.log_artifact(str(reference), str(Path(bus.REFERENCE_ARTIFACT).parent))
-    return str(info.registered_model_version)
+    version = str(info.registered_model_version)
+    for key, value in Decision(BINARY, ("No", "Yes"), threshold).to_tags().items():  # what training records
+        get_client().set_model_version_tag(cfg.registered_model_name, version, key, value)
+    return version
 
 
 def test_no_champion_is_a_clear_error(private_mlflow, telco_frame):
@@ -70,7 +74,7 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     from driftloop.tracking import get_client
 
     cfg = load_dataset_config("telco_churn")
-    version = _register(cfg, telco_frame.head(3000))
+    version = _register(cfg, telco_frame.head(3000), threshold=0.35)
     client = get_client()
     client.set_registered_model_alias(cfg.registered_model_name, "champion", version)
 
@@ -89,7 +93,10 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
         batch[cfg.features].reset_index(drop=True)
     )[:, 1]
     assert predictions["score"].to_numpy() == pytest.approx(one_shot)
-    assert ((predictions["score"] >= 0.5) == (predictions["prediction"] == 1)).all()
+    # The dataset's own labels, decided at the version's recorded threshold (0.35), not the config's 0.5.
+    assert set(predictions["prediction"]) == {"Yes", "No"}
+    assert ((predictions["score"] >= 0.35) == (predictions["prediction"] == "Yes")).all()
+    assert ((predictions["score"] >= 0.35) & (predictions["score"] < 0.5)).any()
     assert set(predictions["model_version"]) == {version}
     # Top-3 reasons per prediction, in the dataset's own feature names, strongest first.
     for rank in (1, 2, 3):
@@ -104,6 +111,7 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     assert run.data.tags[bus.PREDICTIONS_URI_TAG] == result["scored"][0]["predictions_uri"]
     assert run.data.tags[bus.EXPLAIN_METHOD_TAG] == "linear"
     assert run.data.metrics[bus.ROWS] == 500
+    assert run.data.metrics[bus.POSITIVE_RATE] == pytest.approx((predictions["prediction"] == "Yes").mean())
 
     assert inference.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new
 

@@ -44,8 +44,8 @@ def test_clean_batch_is_not_drift_and_does_not_fire(cfg, telco_frame, scorer, ch
     # Same customers' true labels: live F1 close to the holdout F1 of the same model.
     assert metrics["labelled_rows"] == 2000
     assert 0.45 < metrics["live_f1"] < 0.75 and 0.75 < metrics["live_auc"] < 0.95
-    assert abs(metrics["live_f1_drop"]) < cfg.monitoring.f1_drop_threshold
-    assert abs(metrics["live_f1_drop"] - (scorer[1] - metrics["live_f1"]) / scorer[1]) < 1e-9
+    assert abs(metrics["live_drop"]) < cfg.monitoring.performance_drop_threshold
+    assert abs(metrics["live_drop"] - (scorer[1] - metrics["live_f1"]) / scorer[1]) < 1e-9
     artifacts = [a.path for a in get_client().list_artifacts(run.info.run_id)]
     assert artifacts == ["drift_report.html", "drift_summary.json"]
     assert tags[bus.DRIFT_METHODS_TAG] == "Jensen-Shannon distance,Wasserstein distance (normed)"
@@ -119,6 +119,7 @@ def test_extract_drift_counts_features_only():
         "drifted_column_names": ["a"],
         "prediction_drift_score": 0.3,
         "prediction_drifted": True,
+        "output_columns": ["score"],
     }
 
 

@@ -40,7 +40,7 @@ def test_drifted_batch_fires_once_and_a_fired_result_never_fires_again(cfg, telc
     assert trigger["trigger_run_id"] == f"drift__{item['monitoring_run_id']}"
     assert trigger["champion_version"] == version
     assert trigger["drift_share"] == pytest.approx(item["drift_share"])
-    assert trigger["live_f1_drop"] is None
+    assert trigger["live_drop"] is None
     assert "threshold 0.30" in trigger["detail"] and "b002" in trigger["detail"]
 
     fired_s = int(time.time())
@@ -139,16 +139,16 @@ def test_late_labels_update_the_run_and_fire_on_performance(cfg, telco_frame, sc
     assert update["labelled_rows"] == 2000
     assert update["live_f1"] < 0.3 and update["live_auc"] < 0.3
     holdout_f1 = scorer[1]
-    assert update["live_f1_drop"] == pytest.approx((holdout_f1 - update["live_f1"]) / holdout_f1)
+    assert update["live_drop"] == pytest.approx((holdout_f1 - update["live_f1"]) / holdout_f1)
     metrics = get_client().get_run(item["monitoring_run_id"]).data.metrics
     assert metrics[bus.LIVE_F1] == pytest.approx(update["live_f1"])
     assert len(monitoring_runs(cfg)) == 1
 
     trigger = find_drift_trigger(cfg)
     assert trigger["reason"] == "performance"
-    assert trigger["live_f1_drop"] == pytest.approx(update["live_f1_drop"])
+    assert trigger["live_drop"] == pytest.approx(update["live_drop"])
     assert trigger["drift_share"] < cfg.monitoring.drift_share_threshold
-    assert "below holdout" in trigger["detail"]
+    assert f"live_f1 {update['live_f1']:.3f} is {update['live_drop']:.1%} worse than on the holdout" in trigger["detail"]
     assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
 
 

@@ -77,6 +77,7 @@ def test_train_registers_version_one_as_challenger(trained, client):
         "compare_seconds",
         "tune_seconds",
         "finalize_seconds",
+        "threshold_seconds",
         "logging_seconds",
     }
     assert str(client.get_model_version_by_alias(name, "challenger").version) == "1"
@@ -101,7 +102,7 @@ def test_train_run_carries_contract_tags_params_and_metrics(trained, client):
     assert metrics["train_rows"] + metrics["holdout_rows"] == 1500
     assert metrics["holdout_rows"] == pytest.approx(300, abs=45)  # 20% by id hash
     assert metrics["holdout_auc"] == pytest.approx(result["metrics"]["holdout_auc"])
-    phases = ("setup_seconds", "compare_seconds", "tune_seconds", "finalize_seconds")
+    phases = ("setup_seconds", "compare_seconds", "tune_seconds", "finalize_seconds", "threshold_seconds")
     assert metrics["train_seconds"] == pytest.approx(sum(metrics[p] for p in phases))
     assert metrics["compare_seconds"] > 0 and metrics["finalize_seconds"] > 0
     assert params["models"] == "lr" and params["folds"] == "2" and params["tune_iter"] == "0"
@@ -137,7 +138,7 @@ def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, clie
     # Split by id hash, not stratified: the churn rate stays close to the snapshot's.
     snapshot_rate = (trained.frame[cfg.target] == "Yes").mean()
     assert (holdout[cfg.target] == "Yes").mean() == pytest.approx(snapshot_rate, abs=0.05)
-    assert list(reference.columns) == [cfg.id_column, *cfg.features, "score"]
+    assert list(reference.columns) == [cfg.id_column, *cfg.features, bus.PREDICTION_COLUMN, bus.SCORE_COLUMN]
     # The drift reference is the holdout with out-of-sample scores (fewer rows than reference_rows here).
     assert set(reference[cfg.id_column]) == set(holdout[cfg.id_column])
     assert reference["score"].between(0, 1).all() and reference["score"].std() > 0.05
@@ -148,9 +149,8 @@ def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, clie
 
 def test_registered_model_reproduces_logged_holdout_auc(trained, client, tmp_path):
     import pandas as pd
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import f1_score, roc_auc_score
 
-    from driftloop.evaluation import predict_positive_proba
     from driftloop.registry import load_model
 
     cfg, result = trained.cfg, trained.result
@@ -158,13 +158,34 @@ def test_registered_model_reproduces_logged_holdout_auc(trained, client, tmp_pat
         client.download_artifacts(result["run_id"], "holdout/holdout.parquet", str(tmp_path))
     )
     model = load_model(result["model_uri"])
-    proba = predict_positive_proba(model, holdout[cfg.features])
+    proba = model.predict_proba(holdout[cfg.features].reset_index(drop=True))[:, 1]
     assert roc_auc_score(holdout[cfg.target] == "Yes", proba) == pytest.approx(
         result["metrics"]["holdout_auc"]
     )
-    # Duplicate index labels must not multiply rows.
-    doubled = pd.concat([holdout[cfg.features], holdout[cfg.features]])
-    assert len(predict_positive_proba(model, doubled)) == 2 * len(holdout)
+    # The logged F1 is the one at the version's recorded threshold, not at 0.5.
+    threshold = float(client.get_run(result["run_id"]).data.tags[bus.THRESHOLD_TAG])
+    assert f1_score(holdout[cfg.target] == "Yes", proba >= threshold) == pytest.approx(
+        result["metrics"]["holdout_f1"]
+    )
+
+
+def test_threshold_is_chosen_on_training_folds_and_recorded_on_run_and_version(trained, client):
+    cfg, result = trained.cfg, trained.result
+    run = client.get_run(result["run_id"])
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    assert tags[bus.TASK_TAG] == "binary" and json.loads(tags[bus.CLASSES_TAG]) == ["No", "Yes"]
+    assert tags[bus.THRESHOLD_OBJECTIVE_TAG] == "f1"
+    threshold = float(tags[bus.THRESHOLD_TAG])
+    assert metrics[bus.THRESHOLD_METRIC] == pytest.approx(threshold, abs=1e-6)
+    # Churners are ~27%: the F1-optimal cut sits well below 0.5 on any reasonable model.
+    assert 0.1 < threshold < 0.5
+    assert 0.5 < metrics[bus.THRESHOLD_OBJECTIVE_VALUE] < 0.8  # out-of-fold F1 at that threshold
+    # Out-of-fold scores of the training rows only: every training row, no holdout row.
+    assert int(params["threshold_oof_rows"]) == metrics["train_rows"]
+    assert tags[bus.SELECTION_TAG] == f"all {int(metrics['train_rows'])} training rows"
+    version = client.get_model_version(cfg.registered_model_name, result["model_version"])
+    assert version.tags[bus.THRESHOLD_TAG] == tags[bus.THRESHOLD_TAG]
+    assert version.tags[bus.CLASSES_TAG] == tags[bus.CLASSES_TAG]
 
 
 def test_retry_with_same_trigger_reuses_run_and_version(trained, client):
@@ -263,20 +284,86 @@ def test_trigger_id_prefers_airflow_run_and_hashes_otherwise():
     assert manual != derive_trigger_id({}, "abd")
 
 
-def test_evaluate_predictions_on_known_values():
-    from driftloop.evaluation import evaluate_predictions
+class _FixedProba:
+    """A "model" whose probabilities are given, for metric tests on known values."""
 
-    metrics = evaluate_predictions([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], threshold=0.5)
-    assert metrics["holdout_auc"] == pytest.approx(0.75)
-    assert metrics["holdout_precision"] == pytest.approx(0.5)
-    assert metrics["holdout_recall"] == pytest.approx(0.5)
-    assert metrics["holdout_f1"] == pytest.approx(0.5)
-    assert metrics["holdout_accuracy"] == pytest.approx(0.5)
-    assert evaluate_predictions([1, 1, 0, 0], [0.9, 0.4, 0.6, 0.1], threshold=0.35)["holdout_recall"] == 1.0
+    def __init__(self, proba):
+        import numpy as np
+
+        self.proba = np.asarray(proba, dtype=float)
+
+    def predict_proba(self, rows):
+        return self.proba[: len(rows)]
+
+    def predict(self, rows):
+        return self.proba[: len(rows), 0]
+
+
+def test_binary_holdout_metrics_on_known_values_at_the_versions_threshold():
+    import pandas as pd
+
+    from driftloop.tasks import BINARY, Decision, holdout_metrics
+
+    score = [0.9, 0.4, 0.6, 0.1]
+    model = _FixedProba([[1 - p, p] for p in score])
+    rows = pd.DataFrame({"x": range(4)})
+    truth = pd.Series(["Yes", "Yes", "No", "No"])
+    at_half = Decision(BINARY, ("No", "Yes"), 0.5)
+    metrics = holdout_metrics(at_half, at_half.encode(truth), at_half.predict(model, rows))
+    assert metrics == pytest.approx({"holdout_auc": 0.75, "holdout_precision": 0.5, "holdout_recall": 0.5,
+                                     "holdout_f1": 0.5, "holdout_accuracy": 0.5})
+    lower = Decision(BINARY, ("No", "Yes"), 0.35)
+    assert list(lower.predict(model, rows)[bus.PREDICTION_COLUMN]) == ["Yes", "Yes", "Yes", "No"]
+    assert holdout_metrics(lower, lower.encode(truth), lower.predict(model, rows))["holdout_recall"] == 1.0
+
+
+def test_multiclass_and_regression_metrics_on_known_values():
+    import pandas as pd
+
+    from driftloop.tasks import MULTICLASS, REGRESSION, Decision, holdout_metrics
+
+    proba = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]
+    decision = Decision(MULTICLASS, ("F", "M", "VF"))
+    rows = pd.DataFrame({"x": range(4)})
+    outputs = decision.predict(_FixedProba(proba), rows)
+    assert list(outputs[bus.PREDICTION_COLUMN]) == ["F", "M", "VF", "F"]
+    assert list(outputs[bus.proba_column("VF")]) == [0.1, 0.1, 0.5, 0.1]
+    truth = pd.Series(["F", "M", "VF", "M"])
+    metrics = holdout_metrics(decision, decision.encode(truth), outputs)
+    assert metrics["holdout_accuracy"] == pytest.approx(0.75)
+    # per class F1: F = 2/3 (1 TP, 1 FP), M = 2/3 (1 TP, 1 FN), VF = 1 -> macro 7/9
+    assert metrics["holdout_macro_f1"] == pytest.approx(7 / 9)
+    # one-vs-rest AUC per class: F 1.0, M 3.5 of 4 pairs (one tie), VF 1.0
+    assert metrics["holdout_auc_ovr"] == pytest.approx((1.0 + 0.875 + 1.0) / 3)
+
+    regression = Decision(REGRESSION)
+    values = _FixedProba([[110.0], [190.0], [300.0], [400.0]])
+    truth = pd.Series([100.0, 200.0, 300.0, 400.0])
+    metrics = holdout_metrics(regression, regression.encode(truth), regression.predict(values, rows))
+    assert metrics["holdout_rmse"] == pytest.approx((200 / 4) ** 0.5)
+    assert metrics["holdout_mae"] == pytest.approx(5.0)
+    assert metrics["holdout_mape"] == pytest.approx((0.1 + 0.05) / 4)
+    assert metrics["holdout_r2"] == pytest.approx(1 - 200 / 50000)
+
+
+def test_threshold_objectives_on_known_scores():
+    from driftloop.tasks import choose_threshold
+
+    y = [1, 1, 1, 0, 1, 0, 0, 0]
+    score = [0.95, 0.9, 0.8, 0.7, 0.6, 0.3, 0.2, 0.1]
+    # F1 by cut: top-3 -> 6/7, top-5 -> 8/9 (4 TP, 1 FP, 0 FN): the best
+    best = choose_threshold(y, score, "f1")
+    assert best["threshold"] == pytest.approx(0.6) and best["objective_value"] == pytest.approx(8 / 9)
+    # False negatives 10x dearer than false positives: flag everyone down to the last positive (cost 1 FP).
+    costly = choose_threshold(y, score, "cost", {"false_positive": 1.0, "false_negative": 10.0})
+    assert costly["threshold"] == pytest.approx(0.6) and costly["objective_value"] == pytest.approx(1 / 8)
+    # False positives 10x dearer: top-3 (0 FP, 1 FN, cost 1) beats top-5 (1 FP: cost 10).
+    cautious = choose_threshold(y, score, "cost", {"false_positive": 10.0, "false_negative": 1.0})
+    assert cautious["threshold"] == pytest.approx(0.8) and cautious["objective_value"] == pytest.approx(1 / 8)
 
 
 def test_gate_metric_names_map_to_holdout_metrics():
-    from driftloop.evaluation import gate_metric_key
+    from driftloop.tasks import gate_metric_key
 
     assert gate_metric_key("AUC") == "holdout_auc"
     assert gate_metric_key("F1") == "holdout_f1"
@@ -304,7 +391,7 @@ def test_pycaret_import_leaves_no_log_file_and_keeps_warnings(tmp_path):
 
     code = (
         "import os, warnings; os.environ.pop('PYCARET_CUSTOM_LOGGING_PATH', None); before = warnings.showwarning; "
-        "from driftloop.pycaret_env import import_classification_experiment; import_classification_experiment(); "
+        "from driftloop.pycaret_env import import_experiment; import_experiment(); import_experiment('regression'); "
         "print(warnings.showwarning is before)"
     )
     out = subprocess.run(
