@@ -28,6 +28,8 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	@touch $(STAMP)
 
+# The demo loads the DAGs of its dataset only (DRIFTLOOP_DATASETS=<dataset>; the dataset is $DRIFTLOOP_DATASET,
+# default telco_churn), so it stays fast however many configs include/configs/ holds. `make up` loads them all.
 demo: venv
 	$(BIN)/driftloop demo --summary-json .driftloop/demo-summary.json
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TARGET_S = 300.0
-LOOP_ENV = {"DRIFTLOOP_DATASET": "telco_churn", "DRIFTLOOP_SENSOR_POKE_S": "1", "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
+LOOP_ENV = {"DRIFTLOOP_DATASET": "telco_churn", "DRIFTLOOP_DATASETS": "telco_churn", "DRIFTLOOP_SENSOR_POKE_S": "1", "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
             "DRIFTLOOP_DATA_SCHEDULE": "none", "DRIFTLOOP_SENSOR_SCHEDULE": "none"}
 
 
@@ -60,8 +60,8 @@ def run_in_process(work: Path) -> float:
         client = get_client()
         record = drive_closed_loop(InProcessRunner(dict(bag.dags)), cfg, client, batch_rows=1000)
         versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
-        for dag_id, seconds in sorted(record.seconds.items()):
-            print(f"loop_seconds.{dag_id} {seconds:.1f}")
+        for dag_name, seconds in sorted(record.seconds.items()):
+            print(f"loop_seconds.{dag_name} {seconds:.1f}")
         print(f"loop_registered_versions {len(versions)}")
         print(f"loop_sensor_fired {int(bool(record.queued_after_drift))}")
         print(f"loop_total_vs_target_ratio {record.seconds['total'] / TARGET_S:.2f}")
@@ -111,19 +111,19 @@ def run_through_scheduler(work: Path) -> float:
     from driftloop.tracking import get_client
     from driftloop_ops.airflow_api import AirflowClient, read_generated_password
     from driftloop_ops.embedded import temporary_stack
-    from driftloop_ops.loop import DAG_IDS, SchedulerRunner, drive_closed_loop
+    from driftloop_ops.loop import SchedulerRunner, drive_closed_loop, loop_dag_ids
 
     with temporary_stack(work, LOOP_ENV, log=lambda line: print(f"# {line}")) as layout:
         api = AirflowClient(layout.airflow_url, "admin", read_generated_password(layout.password_file), poll_s=0.25)
-        api.wait_for_dags(DAG_IDS)
         settings = Settings.from_env()
         cfg = load_dataset_config("telco_churn", settings)
+        api.wait_for_dags(loop_dag_ids(cfg.name))
         record = drive_closed_loop(SchedulerRunner(api), cfg, get_client(settings), settings, batch_rows=1000,
                                    log=lambda line: print(f"#{line}"))
         for key, value in explain_scheduler(api, record).items():
             print(f"loop_scheduler_{key} {value:.1f}")
-        for dag_id, seconds in sorted(record.seconds.items()):
-            print(f"loop_scheduler_seconds.{dag_id} {seconds:.1f}")
+        for dag_name, seconds in sorted(record.seconds.items()):
+            print(f"loop_scheduler_seconds.{dag_name} {seconds:.1f}")
         return record.seconds["total"]
 
 

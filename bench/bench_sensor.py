@@ -41,12 +41,12 @@ def train_champion(cfg, settings) -> str:
     return registry.promote_model(cfg, trained["model_version"], settings)["champion_version"]
 
 
-def watch_launches(api, run_id: str, seconds: float) -> tuple[int, set[str]]:
+def watch_launches(api, sensor_dag_id: str, run_id: str, seconds: float) -> tuple[int, set[str]]:
     """Sample the sensor's task state for ``seconds``; count entries into queued/running (a worker launch)."""
     launches, seen, previous = 0, set(), None
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        state = api.task_instance("drift_sensor", run_id, "wait_for_drift")["state"]
+        state = api.task_instance(sensor_dag_id, run_id, "wait_for_drift")["state"]
         seen.add(str(state))
         if state in ("queued", "running") and previous not in ("queued", "running"):
             launches += 1
@@ -56,17 +56,19 @@ def watch_launches(api, run_id: str, seconds: float) -> tuple[int, set[str]]:
 
 
 def main() -> int:
+    from driftloop import bus
     from driftloop_ops.airflow_api import AirflowClient, read_generated_password
     from driftloop_ops.embedded import temporary_stack
-    from driftloop_ops.loop import DAG_IDS
+    from driftloop_ops.loop import loop_dag_ids
 
     work = Path(tempfile.mkdtemp(prefix="driftloop-bench-sensor-"))
-    extra = {"DRIFTLOOP_DATASET": "telco_churn", "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST),
-             "DRIFTLOOP_DATA_SCHEDULE": "none", "DRIFTLOOP_SENSOR_SCHEDULE": "none", "DRIFTLOOP_PROFILE_MAX_ROWS": "0"}
+    extra = {"DRIFTLOOP_DATASET": "telco_churn", "DRIFTLOOP_DATASETS": "telco_churn",
+             "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST), "DRIFTLOOP_DATA_SCHEDULE": "none",
+             "DRIFTLOOP_SENSOR_SCHEDULE": "none", "DRIFTLOOP_PROFILE_MAX_ROWS": "0"}
     os.environ.pop("DRIFTLOOP_SENSOR_POKE_S", None)  # the default poll is what is measured
     os.environ.pop("DRIFTLOOP_SENSOR_TIMEOUT_S", None)
     with temporary_stack(work, extra, log=lambda line: print(f"# {line}")) as layout:
-        from driftloop import ingest, inference, monitoring, simulate
+        from driftloop import inference, ingest, monitoring, simulate
         from driftloop.config import load_dataset_config
         from driftloop.settings import Settings
         from driftloop.tracking import get_client
@@ -74,27 +76,28 @@ def main() -> int:
         settings = Settings.from_env()
         cfg = load_dataset_config("telco_churn", settings)
         api = AirflowClient(layout.airflow_url, "admin", read_generated_password(layout.password_file))
-        api.wait_for_dags(DAG_IDS)
+        api.wait_for_dags(loop_dag_ids(cfg.name))
+        sensor_dag, training_dag = bus.dag_id(cfg.name, bus.DRIFT_SENSOR), bus.dag_id(cfg.name, bus.TRAINING_PIPELINE)
         print(f"# champion v{train_champion(cfg, settings)}; sensor poll {settings.sensor_poll_s:g} s")
 
-        run_id = api.trigger("drift_sensor")
-        api.wait_task_state("drift_sensor", run_id, "wait_for_drift", ("deferred",), timeout_s=120)
-        launches, states = watch_launches(api, run_id, WAIT_S)
+        run_id = api.trigger(sensor_dag)
+        api.wait_task_state(sensor_dag, run_id, "wait_for_drift", ("deferred",), timeout_s=120)
+        launches, states = watch_launches(api, sensor_dag, run_id, WAIT_S)
         print(f"# states seen while waiting {WAIT_S:.0f} s: {sorted(states)}")
         print(f"sensor_launches_per_hour_waiting {launches * 3600 / WAIT_S:.1f}")
 
-        known = api.run_ids("training_pipeline")
+        known = api.run_ids(training_dag)
         simulate.simulate_batch(cfg, 1, rows=1000, drift={"preset": "strong"}, settings=settings)
         ingest.ingest_batches(cfg, settings)
         inference.score_pending_batches(cfg, settings=settings)
         [monitored] = monitoring.monitor_predictions(cfg, settings)["monitored"]
         crossed_s = get_client(settings).get_run(monitored["monitoring_run_id"]).info.end_time / 1000
-        queued = api.wait_new_run("training_pipeline", known, run_type="operator_triggered", timeout_s=300)
+        queued = api.wait_new_run(training_dag, known, run_type="operator_triggered", timeout_s=300)
         latency_s = iso_to_epoch(queued["queued_at"]) - crossed_s
         print(f"# drift share {monitored['drift_share']:.2f}; retrain run {queued['dag_run_id']}")
         print(f"sensor_crossing_to_queued_training_s {latency_s:.1f}")
         print(f"sensor_latency_vs_target_ratio {latency_s / LATENCY_TARGET_S:.2f}")
-        api.wait_for_run("drift_sensor", run_id, timeout_s=120)
+        api.wait_for_run(sensor_dag, run_id, timeout_s=120)
     return 0
 
 

@@ -20,25 +20,33 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from driftloop import bus
 from driftloop.serving import evaluation, export
 from driftloop_airflow import SETTINGS, airflow_ids, asset, dag_defaults, run_stage
+from driftloop_airflow.factory import build_for_each_dataset
 
 
-@dag(dag_id="ab_evaluation", schedule=SETTINGS.ab_schedule, **dag_defaults("serving", __doc__))
-def ab_evaluation():
-    @task(outlets=[asset("predictions")])
-    def export_served_windows() -> dict:
-        result = run_stage(export.export_served_windows)
-        if not result["exported"]:
-            raise AirflowSkipException(f"no closed window of served traffic to export (until {result['until']})")
-        return result
+def build(dataset: str) -> None:
+    """One dataset's ab_evaluation."""
 
-    @task
-    def evaluate_ab() -> dict:
-        return run_stage(evaluation.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}")
+    @dag(dag_id=bus.dag_id(dataset, bus.AB_EVALUATION), schedule=SETTINGS.ab_schedule,
+         **dag_defaults(dataset, "serving", __doc__))
+    def ab_evaluation():
+        @task(outlets=[asset(dataset, "predictions")])
+        def export_served_windows() -> dict:
+            result = run_stage(dataset, export.export_served_windows)
+            if not result["exported"]:
+                raise AirflowSkipException(f"no closed window of served traffic to export (until {result['until']})")
+            return result
 
-    export_served_windows()
-    evaluate_ab()
+        @task
+        def evaluate_ab() -> dict:
+            return run_stage(dataset, evaluation.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}")
+
+        export_served_windows()
+        evaluate_ab()
+
+    ab_evaluation()
 
 
-ab_evaluation()
+build_for_each_dataset(build)

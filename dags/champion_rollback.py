@@ -14,24 +14,32 @@ from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
 
-from driftloop import promotion
+from driftloop import bus, promotion
 from driftloop_airflow import airflow_ids, dag_defaults, run_stage
+from driftloop_airflow.factory import build_for_each_dataset
 
 
-@dag(dag_id="champion_rollback", schedule=None, **dag_defaults("governance", __doc__))
-def champion_rollback():
-    @task
-    def rollback_champion() -> dict:
-        from airflow.sdk.exceptions import AirflowFailException
+def build(dataset: str) -> None:
+    """One dataset's champion_rollback."""
 
-        reason = (get_current_context()["dag_run"].conf or {}).get("reason", "").strip()
-        if not reason:
-            raise AirflowFailException('a rollback needs a reason: trigger with conf {"reason": "..."}')
-        ids = airflow_ids()
-        return run_stage(promotion.rollback_champion, actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
-                         reason=reason, request_id=ids["airflow_run_id"])
+    @dag(dag_id=bus.dag_id(dataset, bus.CHAMPION_ROLLBACK), schedule=None,
+         **dag_defaults(dataset, "governance", __doc__))
+    def champion_rollback():
+        @task
+        def rollback_champion() -> dict:
+            from airflow.sdk.exceptions import AirflowFailException
 
-    rollback_champion()
+            reason = (get_current_context()["dag_run"].conf or {}).get("reason", "").strip()
+            if not reason:
+                raise AirflowFailException('a rollback needs a reason: trigger with conf {"reason": "..."}')
+            ids = airflow_ids()
+            return run_stage(dataset, promotion.rollback_champion,
+                             actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}", reason=reason,
+                             request_id=ids["airflow_run_id"])
+
+        rollback_champion()
+
+    champion_rollback()
 
 
-champion_rollback()
+build_for_each_dataset(build)

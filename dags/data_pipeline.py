@@ -18,54 +18,61 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop import ingest, retraining, snapshots
+from driftloop import bus, ingest, retraining, snapshots
 from driftloop.errors import NoLabelledData
 from driftloop_airflow import SETTINGS, asset, dag_defaults, fail_fast, run_stage
+from driftloop_airflow.factory import build_for_each_dataset
 
 
-@dag(dag_id="data_pipeline", schedule=SETTINGS.data_schedule, **dag_defaults("data", __doc__))
-def data_pipeline():
-    @task
-    def ingest_batches() -> dict:
-        return run_stage(ingest.ingest_batches)
+def build(dataset: str) -> None:
+    """One dataset's data_pipeline."""
 
-    @task
-    def ingest_labels() -> dict:
-        return run_stage(ingest.ingest_labels)
+    @dag(dag_id=bus.dag_id(dataset, bus.DATA_PIPELINE), schedule=SETTINGS.data_schedule,
+         **dag_defaults(dataset, "data", __doc__))
+    def data_pipeline():
+        @task
+        def ingest_batches() -> dict:
+            return run_stage(dataset, ingest.ingest_batches)
 
-    @task
-    def build_snapshot() -> dict:
-        return run_stage(snapshots.build_snapshot, skip_on=(NoLabelledData,))  # no labels yet: nothing to do
+        @task
+        def ingest_labels() -> dict:
+            return run_stage(dataset, ingest.ingest_labels)
 
-    @task
-    def record_snapshot(snapshot: dict) -> dict:
-        return run_stage(snapshots.record_snapshot, snapshot["snapshot_hash"])
+        @task
+        def build_snapshot() -> dict:
+            return run_stage(dataset, snapshots.build_snapshot, skip_on=(NoLabelledData,))  # no labels: nothing to do
 
-    @task(outlets=[asset("snapshot")])
-    def announce_snapshot(snapshot: dict) -> dict:
-        decision = run_stage(retraining.decide_retraining, snapshot)
-        if not decision["train"]:
-            raise AirflowSkipException(decision["reason"])
-        return decision
+        @task
+        def record_snapshot(snapshot: dict) -> dict:
+            return run_stage(dataset, snapshots.record_snapshot, snapshot["snapshot_hash"])
 
-    @task(outlets=[asset("batches")])
-    def announce_batches(ingested: dict) -> list:
-        if not ingested["scoring_batch_ids"]:
-            raise AirflowSkipException("no new scoring batches")
-        return ingested["scoring_batch_ids"]
+        @task(outlets=[asset(dataset, "snapshot")])
+        def announce_snapshot(snapshot: dict) -> dict:
+            decision = run_stage(dataset, retraining.decide_retraining, snapshot)
+            if not decision["train"]:
+                raise AirflowSkipException(decision["reason"])
+            return decision
 
-    @task
-    def check_quarantine(ingested: dict, labels: dict) -> None:
-        with fail_fast():  # a verdict on the data: retrying cannot help
-            ingest.raise_for_quarantine(ingested, labels)
+        @task(outlets=[asset(dataset, "batches")])
+        def announce_batches(ingested: dict) -> list:
+            if not ingested["scoring_batch_ids"]:
+                raise AirflowSkipException("no new scoring batches")
+            return ingested["scoring_batch_ids"]
 
-    batches, labels = ingest_batches(), ingest_labels()
-    snapshot = build_snapshot()
-    [batches, labels] >> snapshot
-    record_snapshot(snapshot)
-    announce_snapshot(snapshot)
-    announce_batches(batches)
-    check_quarantine(batches, labels)
+        @task
+        def check_quarantine(ingested: dict, labels: dict) -> None:
+            with fail_fast():  # a verdict on the data: retrying cannot help
+                ingest.raise_for_quarantine(ingested, labels)
+
+        batches, labels = ingest_batches(), ingest_labels()
+        snapshot = build_snapshot()
+        [batches, labels] >> snapshot
+        record_snapshot(snapshot)
+        announce_snapshot(snapshot)
+        announce_batches(batches)
+        check_quarantine(batches, labels)
+
+    data_pipeline()
 
 
-data_pipeline()
+build_for_each_dataset(build)

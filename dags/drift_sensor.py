@@ -3,11 +3,12 @@
 
 A deferrable `DriftSensor` waits in Airflow's triggerer, reading the latest monitoring results from MLflow every
 `DRIFTLOOP_SENSOR_POKE_S` seconds, and fires when the drift share crosses the dataset's
-`monitoring.drift_share_threshold` or live F1 dropped more than `monitoring.f1_drop_threshold` (relative to the
-champion's holdout). It then triggers `training_pipeline` with the reason and the monitoring run id in the conf,
-under the run id `drift__<monitoring run id>` (so one result can start one retrain only), and tags that monitoring
-run in MLflow so it never fires again. A cooldown (`monitoring.cooldown_s`) holds back a second retrain in one
-episode.
+`monitoring.drift_share_threshold` or the live primary metric (F1, macro-F1 or RMSE, by task) is worse than the
+champion's holdout value by more than `monitoring.performance_drop_threshold` (relative). It then triggers its
+dataset's `training_pipeline` (`<dataset>__training_pipeline`) with the reason and the monitoring run id in the
+conf, under the run id `drift__<monitoring run id>` (so one result can start one retrain only), and tags that
+monitoring run in MLflow so it never fires again. A cooldown (`monitoring.cooldown_s`) holds back a second retrain
+in one episode.
 
 * **Waiting costs nothing:** the sensor starts in the triggerer, holds no worker slot and launches no task until
   something fires. By default one run waits until it fires and the next run starts right after
@@ -19,31 +20,39 @@ from __future__ import annotations
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
-from driftloop import sensor
-from driftloop_airflow import DATASET, SETTINGS, dag_defaults, run_stage
+from driftloop import bus, sensor
+from driftloop_airflow import SETTINGS, dag_defaults, run_stage
+from driftloop_airflow.factory import build_for_each_dataset
 from driftloop_airflow.sensors import DriftSensor
 
 WAIT_TASK = "wait_for_drift"
 
 
-@dag(dag_id="drift_sensor", schedule=SETTINGS.sensor_schedule, **dag_defaults("monitoring", __doc__))
-def drift_sensor():
-    wait_for_drift = DriftSensor(
-        task_id=WAIT_TASK, dataset=DATASET, poll_s=SETTINGS.sensor_poll_s, timeout_s=SETTINGS.sensor_timeout_s
-    )
-    trigger_training = TriggerDagRunOperator(
-        task_id="trigger_training",
-        trigger_dag_id="training_pipeline",
-        trigger_run_id="{{ ti.xcom_pull(task_ids='" + WAIT_TASK + "')['trigger_run_id'] }}",
-        conf=wait_for_drift.output,
-        skip_when_already_exists=True,
-    )
+def build(dataset: str) -> None:
+    """One dataset's drift_sensor: it triggers the same dataset's training_pipeline."""
 
-    @task
-    def mark_trigger_fired(trigger: dict) -> dict:
-        return run_stage(sensor.mark_trigger_fired, trigger["monitoring_run_id"], trigger["trigger_run_id"])
+    @dag(dag_id=bus.dag_id(dataset, bus.DRIFT_SENSOR), schedule=SETTINGS.sensor_schedule,
+         **dag_defaults(dataset, "monitoring", __doc__))
+    def drift_sensor():
+        wait_for_drift = DriftSensor(
+            task_id=WAIT_TASK, dataset=dataset, poll_s=SETTINGS.sensor_poll_s, timeout_s=SETTINGS.sensor_timeout_s
+        )
+        trigger_training = TriggerDagRunOperator(
+            task_id="trigger_training",
+            trigger_dag_id=bus.dag_id(dataset, bus.TRAINING_PIPELINE),
+            trigger_run_id="{{ ti.xcom_pull(task_ids='" + WAIT_TASK + "')['trigger_run_id'] }}",
+            conf=wait_for_drift.output,
+            skip_when_already_exists=True,
+        )
 
-    wait_for_drift >> trigger_training >> mark_trigger_fired(wait_for_drift.output)
+        @task
+        def mark_trigger_fired(trigger: dict) -> dict:
+            return run_stage(dataset, sensor.mark_trigger_fired, trigger["monitoring_run_id"],
+                             trigger["trigger_run_id"])
+
+        wait_for_drift >> trigger_training >> mark_trigger_fired(wait_for_drift.output)
+
+    drift_sensor()
 
 
-drift_sensor()
+build_for_each_dataset(build)

@@ -16,20 +16,27 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop import inference
+from driftloop import bus, inference
 from driftloop_airflow import asset, dag_defaults, run_stage
+from driftloop_airflow.factory import build_for_each_dataset
 
 
-@dag(dag_id="inference_pipeline", schedule=[asset("batches")], **dag_defaults("inference", __doc__))
-def inference_pipeline():
-    @task(outlets=[asset("predictions")])
-    def score_pending_batches() -> dict:
-        result = run_stage(inference.score_pending_batches)
-        if not result["scored"]:
-            raise AirflowSkipException("no batches waiting to be scored")
-        return result
+def build(dataset: str) -> None:
+    """One dataset's inference_pipeline."""
 
-    score_pending_batches()
+    @dag(dag_id=bus.dag_id(dataset, bus.INFERENCE_PIPELINE), schedule=[asset(dataset, "batches")],
+         **dag_defaults(dataset, "inference", __doc__))
+    def inference_pipeline():
+        @task(outlets=[asset(dataset, "predictions")])
+        def score_pending_batches() -> dict:
+            result = run_stage(dataset, inference.score_pending_batches)
+            if not result["scored"]:
+                raise AirflowSkipException("no batches waiting to be scored")
+            return result
+
+        score_pending_batches()
+
+    inference_pipeline()
 
 
-inference_pipeline()
+build_for_each_dataset(build)

@@ -15,23 +15,29 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from driftloop import monitoring
+from driftloop import bus, monitoring
 from driftloop_airflow import asset, dag_defaults, run_stage
+from driftloop_airflow.factory import build_for_each_dataset
 
 
-@dag(
-    dag_id="monitoring_pipeline",
-    schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable("17 * * * *", timezone="UTC"), assets=[asset("predictions")]
-    ),
-    **dag_defaults("monitoring", __doc__),
-)
-def monitoring_pipeline():
-    @task
-    def monitor_predictions() -> dict:
-        return run_stage(monitoring.monitor_predictions)
+def build(dataset: str) -> None:
+    """One dataset's monitoring_pipeline."""
 
-    monitor_predictions()
+    @dag(
+        dag_id=bus.dag_id(dataset, bus.MONITORING_PIPELINE),
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable("17 * * * *", timezone="UTC"), assets=[asset(dataset, "predictions")]
+        ),
+        **dag_defaults(dataset, "monitoring", __doc__),
+    )
+    def monitoring_pipeline():
+        @task
+        def monitor_predictions() -> dict:
+            return run_stage(dataset, monitoring.monitor_predictions)
+
+        monitor_predictions()
+
+    monitoring_pipeline()
 
 
-monitoring_pipeline()
+build_for_each_dataset(build)

@@ -14,17 +14,24 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from driftloop import audit
+from driftloop import audit, bus
 from driftloop_airflow import SETTINGS, dag_defaults, run_stage
+from driftloop_airflow.factory import build_for_each_dataset
 
 
-@dag(dag_id="registry_watch", schedule=SETTINGS.watch_schedule, **dag_defaults("governance", __doc__))
-def registry_watch():
-    @task
-    def reconcile_champion() -> dict | None:
-        return run_stage(audit.reconcile_champion)
+def build(dataset: str) -> None:
+    """One dataset's registry_watch."""
 
-    reconcile_champion()
+    @dag(dag_id=bus.dag_id(dataset, bus.REGISTRY_WATCH), schedule=SETTINGS.watch_schedule,
+         **dag_defaults(dataset, "governance", __doc__))
+    def registry_watch():
+        @task
+        def reconcile_champion() -> dict | None:
+            return run_stage(dataset, audit.reconcile_champion)
+
+        reconcile_champion()
+
+    registry_watch()
 
 
-registry_watch()
+build_for_each_dataset(build)

@@ -19,28 +19,35 @@ from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
 
-from driftloop import promotion, training
+from driftloop import bus, promotion, training
 from driftloop_airflow import airflow_ids, asset, dag_defaults, run_stage
+from driftloop_airflow.factory import build_for_each_dataset
 
 
-@dag(dag_id="training_pipeline", schedule=[asset("snapshot")], **dag_defaults("training", __doc__))
-def training_pipeline():
-    @task
-    def train_model() -> dict:
-        context = get_current_context()
-        conf = dict(context["dag_run"].conf or {})
-        run_type = getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)
-        default_reason = "new_data" if run_type == "asset_triggered" else "manual"
-        trigger = {"reason": conf.get("reason", default_reason), **conf, **airflow_ids()}
-        return run_stage(training.train_model, snapshot_uri=conf.get("snapshot_uri"), trigger=trigger)
+def build(dataset: str) -> None:
+    """One dataset's training_pipeline."""
 
-    @task
-    def promote_model(trained: dict) -> dict:
-        ids = airflow_ids()
-        return run_stage(promotion.promote_model, trained["model_version"],
-                         actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}")
+    @dag(dag_id=bus.dag_id(dataset, bus.TRAINING_PIPELINE), schedule=[asset(dataset, "snapshot")],
+         **dag_defaults(dataset, "training", __doc__))
+    def training_pipeline():
+        @task
+        def train_model() -> dict:
+            context = get_current_context()
+            conf = dict(context["dag_run"].conf or {})
+            run_type = getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)
+            default_reason = "new_data" if run_type == "asset_triggered" else "manual"
+            trigger = {"reason": conf.get("reason", default_reason), **conf, **airflow_ids()}
+            return run_stage(dataset, training.train_model, snapshot_uri=conf.get("snapshot_uri"), trigger=trigger)
 
-    promote_model(train_model())
+        @task
+        def promote_model(trained: dict) -> dict:
+            ids = airflow_ids()
+            return run_stage(dataset, promotion.promote_model, trained["model_version"],
+                             actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}")
+
+        promote_model(train_model())
+
+    training_pipeline()
 
 
-training_pipeline()
+build_for_each_dataset(build)

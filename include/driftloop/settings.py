@@ -41,6 +41,12 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
 
 
+def _env_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list of names, blanks dropped, order kept, each name once."""
+    names = (part.strip() for part in env.get(name, "").split(","))
+    return tuple(dict.fromkeys(n for n in names if n))
+
+
 def _env_schedule(env: Mapping[str, str], name: str, default: str) -> str | None:
     value = env.get(name, default).strip()
     return None if value.lower() in ("", "none", "manual") else value
@@ -58,8 +64,10 @@ class Settings:
     Attributes:
         home_dir: Root of all Driftloop state (``DRIFTLOOP_HOME``).
         tracking_uri: MLflow tracking server and registry (``MLFLOW_TRACKING_URI``).
-        dataset: Active dataset config name (``DRIFTLOOP_DATASET``).
+        dataset: Default dataset of the CLI and the demo (``DRIFTLOOP_DATASET``).
         config_dir: Folder holding ``<dataset>.yaml`` configs (``DRIFTLOOP_CONFIG_DIR``).
+        datasets: Dataset configs the Airflow deployment builds DAGs for, by name; empty for every config in
+            ``config_dir`` (``DRIFTLOOP_DATASETS``, comma-separated).
         overrides_json: Raw ``DRIFTLOOP_CONFIG_OVERRIDES``.
         owner: Owner shown on every DAG (``DRIFTLOOP_OWNER``).
         task_retries: Retries of every task (``DRIFTLOOP_TASK_RETRIES``).
@@ -105,6 +113,7 @@ class Settings:
     tracking_uri: str
     dataset: str
     config_dir: Path
+    datasets: tuple[str, ...] = ()
     overrides_json: str = ""
     owner: str = "driftloop"
     task_retries: int = 2
@@ -153,6 +162,7 @@ class Settings:
             tracking_uri=tracking_uri,
             dataset=env.get("DRIFTLOOP_DATASET", DEFAULT_DATASET),
             config_dir=Path(env.get("DRIFTLOOP_CONFIG_DIR", str(PROJECT_DIR / "include" / "configs"))).resolve(),
+            datasets=_env_names(env, "DRIFTLOOP_DATASETS"),
             overrides_json=env.get(OVERRIDES_ENV, "").strip(),
             owner=env.get("DRIFTLOOP_OWNER", "driftloop"),
             task_retries=_env_int(env, "DRIFTLOOP_TASK_RETRIES", 2),

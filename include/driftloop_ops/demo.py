@@ -3,6 +3,10 @@
 It drops reference data, then a clean batch, then a drifted batch with late labels (see
 :func:`driftloop_ops.loop.drive_closed_loop`), and prints what happened: batches ingested, versions trained, the
 champion, the drift share that fired, the retrain it caused and the URLs of both UIs.
+
+The demo builds DAGs for its own dataset only (``DRIFTLOOP_DATASETS=<dataset>``, default ``telco_churn``), so the
+dag-processor parses what the demo runs and nothing more; an explicit ``DRIFTLOOP_DATASETS`` is kept, with the
+demo's dataset added.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from driftloop.settings import Settings
 from driftloop.state import StatePaths
 from driftloop_ops.airflow_api import AirflowClient, read_generated_password
 from driftloop_ops.embedded import StackLayout, start_stack
-from driftloop_ops.loop import DAG_IDS, SENSOR, LoopRecord, SchedulerRunner, drive_closed_loop
+from driftloop_ops.loop import SENSOR, LoopRecord, SchedulerRunner, drive_closed_loop, loop_dag_ids
 
 # The demo starts every run itself, so no schedule may start one in between; the sensor looks once (the demo
 # triggers it right after monitoring has finished) and gives up after a second.
@@ -34,12 +38,13 @@ def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) 
 
     settings = Settings.from_env()
     cfg = load_dataset_config(dataset, settings)
-    demo_env = {"DRIFTLOOP_DATASET": cfg.name, **DEMO_ENV}
+    datasets = ",".join(dict.fromkeys([*settings.datasets, cfg.name]))
+    demo_env = {"DRIFTLOOP_DATASET": cfg.name, "DRIFTLOOP_DATASETS": datasets, **DEMO_ENV}
     os.environ.update({"MLFLOW_TRACKING_URI": layout.mlflow_url, **demo_env})
     settings = Settings.from_env()
     start_stack(layout, demo_env, log)
     api = AirflowClient(layout.airflow_url, "admin", read_generated_password(layout.password_file))
-    api.wait_for_dags(DAG_IDS)
+    api.wait_for_dags(loop_dag_ids(cfg.name))
     client = get_client(settings)
     log("closed loop: reference → v1; clean batch (no fire); drifted batch + labels → the sensor fires → v2")
     record = drive_closed_loop(SchedulerRunner(api), cfg, client, settings, batch_rows=1000, sensor_again=False,

@@ -10,7 +10,8 @@ fires → the drift retrain → the sensor once more (it must not fire again). A
   asset events and the sensor's ``TriggerDagRunOperator``.
 
 The end-to-end test and the loop benchmark use the first, ``make demo``, the native topology test and the
-container test the second.
+container test the second. The loop runs one dataset's DAGs (``bus.dag_id(cfg.name, name)``); steps and
+seconds are keyed by DAG name (``data_pipeline``), the actual DAG ids are in :attr:`LoopRecord.dag_ids`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from driftloop import bus
+
 DATA, TRAINING, INFERENCE, MONITORING, SENSOR = (
-    "data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor")
-DAG_IDS = (DATA, TRAINING, INFERENCE, MONITORING, SENSOR)
+    bus.DATA_PIPELINE, bus.TRAINING_PIPELINE, bus.INFERENCE_PIPELINE, bus.MONITORING_PIPELINE, bus.DRIFT_SENSOR)
+LOOP_DAGS = (DATA, TRAINING, INFERENCE, MONITORING, SENSOR)
+
+
+def loop_dag_ids(dataset: str) -> list[str]:
+    """DAG ids of the DAGs the closed loop runs for ``dataset`` (what a driver waits for before it starts)."""
+    return [bus.dag_id(dataset, name) for name in LOOP_DAGS]
 
 
 class LoopRunner(Protocol):
@@ -157,7 +165,7 @@ class CommandSimulator:
 
 @dataclass
 class LoopRecord:
-    """What each step of the loop produced."""
+    """What each step of the loop produced: per step its DAG run, run id and DAG id; seconds per DAG name."""
 
     steps: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     run_ids: dict[str, str] = field(default_factory=dict)
@@ -178,29 +186,41 @@ class LoopRecord:
 
 
 class _Driver:
-    def __init__(self, runner: LoopRunner, log: Any) -> None:
-        self.runner, self.log = runner, log
+    """Runs one dataset's DAGs by DAG name; the runner sees their DAG ids."""
+
+    def __init__(self, runner: LoopRunner, dataset: str, log: Any) -> None:
+        self.runner, self.dataset, self.log = runner, dataset, log
         self.record = LoopRecord()
 
-    def _finish(self, step: str, dag_id: str, run_id: str, started: float) -> None:
+    def dag_id(self, name: str) -> str:
+        return bus.dag_id(self.dataset, name)
+
+    def run_ids(self, name: str) -> set[str]:
+        return self.runner.run_ids(self.dag_id(name))
+
+    def triggered_runs(self, name: str) -> list[tuple[str, dict[str, Any]]]:
+        return self.runner.triggered_runs(self.dag_id(name))
+
+    def _finish(self, step: str, name: str, run_id: str, started: float) -> None:
+        dag_id = self.dag_id(name)
         self.record.steps[step] = self.runner.finish(dag_id, run_id)
         self.record.run_ids[step] = run_id
         self.record.dag_ids[step] = dag_id
         seconds = time.monotonic() - started
-        self.record.seconds[dag_id] = self.record.seconds.get(dag_id, 0.0) + seconds
-        self.log(f"  {dag_id:<20} {self.record.state(step):<8} {seconds:6.1f} s  ({run_id})")
+        self.record.seconds[name] = self.record.seconds.get(name, 0.0) + seconds
+        self.log(f"  {dag_id:<36} {self.record.state(step):<8} {seconds:6.1f} s  ({run_id})")
 
-    def start(self, step: str, dag_id: str, conf: dict[str, Any] | None = None) -> None:
+    def start(self, step: str, name: str, conf: dict[str, Any] | None = None) -> None:
         started = time.monotonic()
-        self._finish(step, dag_id, self.runner.start(dag_id, conf), started)
+        self._finish(step, name, self.runner.start(self.dag_id(name), conf), started)
 
-    def follow(self, step: str, dag_id: str, known: set[str], run_type: str = "asset_triggered") -> None:
+    def follow(self, step: str, name: str, known: set[str], run_type: str = "asset_triggered") -> None:
         started = time.monotonic()
-        self._finish(step, dag_id, self.runner.follow(dag_id, known, run_type), started)
+        self._finish(step, name, self.runner.follow(self.dag_id(name), known, run_type), started)
 
     def batch(self, prefix: str) -> None:
         """data → (asset) inference → (asset) monitoring → the drift sensor."""
-        known = {dag_id: self.runner.run_ids(dag_id) for dag_id in (INFERENCE, MONITORING)}
+        known = {name: self.run_ids(name) for name in (INFERENCE, MONITORING)}
         self.start(f"{prefix}_{DATA}", DATA)
         self.follow(f"{prefix}_{INFERENCE}", INFERENCE, known[INFERENCE])
         self.follow(f"{prefix}_{MONITORING}", MONITORING, known[MONITORING])
@@ -214,7 +234,7 @@ def drive_closed_loop(runner: LoopRunner, cfg: Any, client: Any, settings: Any =
 
     Args:
         runner: :class:`InProcessRunner` or :class:`SchedulerRunner`.
-        cfg: Dataset config.
+        cfg: Dataset config; the loop runs this dataset's DAGs.
         client: An ``MlflowClient`` of the tracking server the DAGs use.
         settings: Process settings for the simulator (where the landing zone is).
         batch_rows: Rows per simulated batch.
@@ -224,16 +244,14 @@ def drive_closed_loop(runner: LoopRunner, cfg: Any, client: Any, settings: Any =
         simulator: Where files are dropped: :class:`InProcessSimulator` (default) or :class:`CommandSimulator`.
 
     Returns:
-        The :class:`LoopRecord`; ``seconds`` holds seconds per DAG (summed over its runs) and ``total``.
+        The :class:`LoopRecord`; ``seconds`` holds seconds per DAG name (summed over its runs) and ``total``.
     """
-    from driftloop import bus
-
     simulator = simulator or InProcessSimulator(cfg, settings)
-    driver = _Driver(runner, log or (lambda line: None))
+    driver = _Driver(runner, cfg.name, log or (lambda line: None))
     record = driver.record
     started = time.monotonic()
     simulator.reference()
-    known_training = runner.run_ids(TRAINING)
+    known_training = driver.run_ids(TRAINING)
     driver.start("data_1", DATA)
     driver.follow("train_1", TRAINING, known_training)
     record.champion_after_v1 = str(client.get_model_version_by_alias(cfg.registered_model_name, bus.CHAMPION).version)
@@ -241,19 +259,19 @@ def drive_closed_loop(runner: LoopRunner, cfg: Any, client: Any, settings: Any =
     if clean_batch:
         simulator.batch(1, batch_rows)
         driver.batch("clean")
-        record.queued_after_clean = runner.triggered_runs(TRAINING)
+        record.queued_after_clean = driver.triggered_runs(TRAINING)
 
     drifted_index = 2 if clean_batch else 1
     simulator.batch(drifted_index, batch_rows, "strong")
     if clean_batch:
         simulator.labels(1)
-    known_training = runner.run_ids(TRAINING)
+    known_training = driver.run_ids(TRAINING)
     driver.batch("drift")
-    record.queued_after_drift = runner.triggered_runs(TRAINING)
+    record.queued_after_drift = driver.triggered_runs(TRAINING)
     if record.tasks(f"drift_{SENSOR}").get("trigger_training") == "success":
         driver.follow("train_2", TRAINING, known_training, run_type="operator_triggered")
     if sensor_again:
         driver.start("sensor_again", SENSOR)
-        record.queued_after_again = runner.triggered_runs(TRAINING)
+        record.queued_after_again = driver.triggered_runs(TRAINING)
     record.seconds["total"] = time.monotonic() - started
     return record

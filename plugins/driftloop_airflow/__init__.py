@@ -1,9 +1,10 @@
 """Airflow-side glue shared by the Driftloop DAGs: defaults, assets, the stage runner and the verdict translation.
 
-Only light imports here: DAG files import this at parse time. At parse time nothing but the process settings
-that shape a DAG (dataset name, schedules, retries, owner) is read; dataset configs and their overrides are loaded
-when a task runs, so a bad ``DRIFTLOOP_CONFIG_OVERRIDES`` fails the tasks with a message naming the variable
-instead of breaking the import of every DAG.
+Every DAG file builds its DAG once per dataset config (:mod:`driftloop_airflow.factory`); the helpers here take
+the dataset explicitly. Only light imports here: DAG files import this at parse time. At parse time only the
+process settings that shape a DAG (schedules, retries, owner) and the dataset catalog (which configs, validated
+without overrides) are read; each task loads its dataset's config with ``DRIFTLOOP_CONFIG_OVERRIDES`` when it
+runs, so a bad override fails the tasks with a message naming the variable instead of breaking every DAG's import.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from driftloop import bus
-from driftloop.config import DatasetConfig, load_dataset_config
+from driftloop.config import load_dataset_config
 from driftloop.settings import Settings
 
 SETTINGS = Settings.from_env()
-DATASET = SETTINGS.dataset
 START_DATE = datetime(2026, 1, 1)
 
 DEFAULT_ARGS: dict[str, Any] = {
@@ -30,20 +30,26 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
-def dag_tags(stage: str) -> list[str]:
-    """Tags shown in the Airflow UI: product, dataset and stage."""
-    return ["driftloop", DATASET, stage]
+def dag_tags(dataset: str, stage: str) -> list[str]:
+    """Tags shown in the Airflow UI (and its filter): product, dataset and stage."""
+    return ["driftloop", dataset, stage]
 
 
-def dag_defaults(stage: str, doc_md: str | None) -> dict[str, Any]:
-    """The ``@dag`` arguments every Driftloop DAG shares: one run at a time, no catch-up, retries, docs."""
+def dag_defaults(dataset: str, stage: str, doc_md: str | None) -> dict[str, Any]:
+    """The ``@dag`` arguments every Driftloop DAG shares: one run at a time, no catch-up, retries, docs, tags.
+
+    Args:
+        dataset: The dataset config the DAG is built for (in its tags and at the end of its docs).
+        stage: The lifecycle stage, a tag (``data``, ``training``, ...).
+        doc_md: The DAG file's docstring.
+    """
     return {
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": 1,
         "default_args": DEFAULT_ARGS,
-        "tags": dag_tags(stage),
-        "doc_md": doc_md,
+        "tags": dag_tags(dataset, stage),
+        "doc_md": f"{doc_md or ''}\n\n**Dataset:** `{dataset}` (config `{dataset}.yaml`).\n",
         "description": _headline(doc_md),
     }
 
@@ -54,11 +60,11 @@ def _headline(doc_md: str | None) -> str:
     return first.lstrip("#").strip()
 
 
-def asset(kind: str) -> Any:
-    """The Airflow Asset of ``kind`` (``snapshot``, ``batches``, ``predictions``) for the active dataset."""
+def asset(dataset: str, kind: str) -> Any:
+    """The Airflow Asset of ``kind`` (``snapshot``, ``batches``, ``predictions``) of ``dataset``."""
     from airflow.sdk import Asset
 
-    return Asset(bus.asset_uri(DATASET, kind))
+    return Asset(bus.asset_uri(dataset, kind))
 
 
 @contextmanager
@@ -77,19 +83,15 @@ def fail_fast() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-def load_config() -> DatasetConfig:
-    """The active dataset config, read when a task runs (never at parse time); a bad config fails fast."""
-    with fail_fast():
-        return load_dataset_config(DATASET, Settings.from_env())
-
-
-def run_stage(stage_fn: Callable[..., Any], *args: Any, skip_on: tuple[type[Exception], ...] = (),
+def run_stage(dataset: str, stage_fn: Callable[..., Any], *args: Any, skip_on: tuple[type[Exception], ...] = (),
               **kwargs: Any) -> Any:
-    """Call a package function with the active dataset config and the process settings; verdicts fail fast.
+    """Call a package function with one dataset's config and the process settings; verdicts fail fast.
 
-    This is the one way a DAG task calls into ``driftloop``: ``run_stage(ingest.ingest_batches)``.
+    This is the one way a DAG task calls into ``driftloop``: ``run_stage(dataset, ingest.ingest_batches)``. The
+    config is loaded here, when the task runs, with ``DRIFTLOOP_CONFIG_OVERRIDES`` applied.
 
     Args:
+        dataset: Dataset config name (the factory's closure: the DAG's own dataset).
         stage_fn: Package function taking ``(cfg, *args, settings=..., **kwargs)``.
         *args: Positional arguments after the config.
         skip_on: Verdicts that mean "nothing to do yet" for this task: they skip it instead of failing it.
@@ -100,7 +102,7 @@ def run_stage(stage_fn: Callable[..., Any], *args: Any, skip_on: tuple[type[Exce
     try:
         with fail_fast():
             settings = Settings.from_env()
-            cfg = load_dataset_config(DATASET, settings)
+            cfg = load_dataset_config(dataset, settings)
             return stage_fn(cfg, *args, settings=settings, **kwargs)
     except Exception as exc:
         cause = exc.__cause__

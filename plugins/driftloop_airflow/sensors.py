@@ -61,7 +61,7 @@ class DriftSensor(BaseOperator):
             raise AirflowFailException(event.get("message", "the drift check failed"))
         from driftloop.sensor import suppress_cooldown_runs
 
-        held = run_stage(suppress_cooldown_runs)
+        held = run_stage(self.dataset, suppress_cooldown_runs)
         raise AirflowSkipException(
             f"no unhandled monitoring result crossed the thresholds in {self.timeout_s:.0f} s "
             f"({event.get('checks', '?')} checks); {len(held)} result(s) held back by the cooldown"

@@ -21,6 +21,7 @@ import requests
 
 from driftloop import bus
 from driftloop_ops.airflow_api import AirflowClient
+from driftloop_ops.loop import loop_dag_ids
 from tests.containers.harness import (
     FIGURES,
     SECRET_NAMES,
@@ -34,7 +35,9 @@ from tests.containers.harness import (
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(1800)]
 
-DAG_IDS = ("data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor")
+# The stack loads every shipped dataset config (as production does); the loop runs telco_churn's DAGs.
+DAG_IDS = loop_dag_ids("telco_churn")
+TRAINING_DAG = bus.dag_id("telco_churn", bus.TRAINING_PIPELINE)
 ALL_SERVICES = {
     "postgres", "redis", "mlflow", "airflow-init", "airflow-api-server", "airflow-scheduler",
     "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
@@ -180,7 +183,7 @@ def _model_name(mlflow) -> str:
 def test_closed_loop_trains_a_champion_on_a_celery_worker(loop, stack, airflow, mlflow):
     assert loop.tasks("data_1")["announce_snapshot"] == "success", loop.steps["data_1"]
     workers = {c["Config"]["Hostname"] for c in stack.containers("airflow-worker")}
-    hosts = _hosts(airflow, "training_pipeline", loop.run_ids["train_1"])
+    hosts = _hosts(airflow, TRAINING_DAG, loop.run_ids["train_1"])
     assert hosts and hosts <= workers, (hosts, workers)
     name = _model_name(mlflow)
     v1 = mlflow.versions(name)[0]
@@ -224,19 +227,19 @@ def test_worker_killed_mid_training_task_is_retried_on_the_other(loop, stack, ai
     workers = _scale_workers(stack, 2)
     name = _model_name(mlflow)
     before = {v["version"] for v in mlflow.versions(name)}
-    run_id = airflow.trigger("training_pipeline", {"reason": "fault-test-worker-kill"})
-    ti = airflow.wait_task_state("training_pipeline", run_id, "train_model", ("running",), timeout_s=300)
+    run_id = airflow.trigger(TRAINING_DAG, {"reason": "fault-test-worker-kill"})
+    ti = airflow.wait_task_state(TRAINING_DAG, run_id, "train_model", ("running",), timeout_s=300)
     victim = next(w for w in workers if w["Config"]["Hostname"] == ti["hostname"])
     time.sleep(3)  # inside PyCaret's setup / compare_models
-    assert airflow.task_instance("training_pipeline", run_id, "train_model")["state"] == "running", (
+    assert airflow.task_instance(TRAINING_DAG, run_id, "train_model")["state"] == "running", (
         "train_model ended before the worker could be killed in the middle of it"
     )
     sh(["docker", "kill", victim["Id"]], 60)
     started = time.monotonic()
-    airflow.wait_for_run("training_pipeline", run_id, timeout_s=900, ok=("success",))
+    airflow.wait_for_run(TRAINING_DAG, run_id, timeout_s=900, ok=("success",))
     FIGURES["worker killed mid-training → retry succeeded on the other worker"] = f"{time.monotonic() - started:.0f} s"
-    final = airflow.task_instance("training_pipeline", run_id, "train_model")
-    assert final["try_number"] >= 2, airflow.task_tries("training_pipeline", run_id, "train_model")
+    final = airflow.task_instance(TRAINING_DAG, run_id, "train_model")
+    assert final["try_number"] >= 2, airflow.task_tries(TRAINING_DAG, run_id, "train_model")
     assert final["hostname"] != ti["hostname"], "the retry must run on the surviving worker"
     new = [v for v in mlflow.versions(name) if v["version"] not in before]
     assert len(new) == 1, f"exactly one new model version, got {[v['version'] for v in new]}"

@@ -10,18 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from driftloop import bus
+from driftloop.catalog import list_config_paths
+from tests.config_copies import SHIPPED_DIR, copy_config
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((PROJECT_DIR / "dags").glob("*.py"))
-EXPECTED_DAGS = {
-    "ab_evaluation",
-    "champion_rollback",
-    "data_pipeline",
-    "drift_sensor",
-    "inference_pipeline",
-    "monitoring_pipeline",
-    "registry_watch",
-    "training_pipeline",
-}
+# Every DAG file builds its DAG once per shipped dataset config (dags/dataset_configs.py builds none while all
+# configs are usable).
+SHIPPED_DATASETS = [p.stem for p in list_config_paths(SHIPPED_DIR)]
+EXPECTED_DAGS = {bus.dag_id(dataset, name) for dataset in SHIPPED_DATASETS for name in bus.DAG_NAMES}
 HEAVY_MODULES = ["pycaret", "mlflow", "shap", "evidently", "ydata_profiling", "sklearn", "pandas", "numpy", "pyarrow"]
 
 
@@ -29,7 +27,10 @@ HEAVY_MODULES = ["pycaret", "mlflow", "shap", "evidently", "ydata_profiling", "s
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(PROJECT_DIR / "dags"))
+    with pytest.MonkeyPatch.context() as mp:  # every shipped config, whatever the caller's environment says
+        for name in ("DRIFTLOOP_DATASETS", "DRIFTLOOP_CONFIG_DIR", "DRIFTLOOP_CONFIG_OVERRIDES"):
+            mp.delenv(name, raising=False)
+        return DagBag(dag_folder=str(PROJECT_DIR / "dags"))
 
 
 def test_dagbag_has_no_import_errors(dagbag):
@@ -37,15 +38,17 @@ def test_dagbag_has_no_import_errors(dagbag):
 
 
 def test_dagbag_has_every_dag(dagbag):
+    assert {"telco_churn", "mlc_churn"} <= set(SHIPPED_DATASETS)
     assert set(dagbag.dag_ids) == EXPECTED_DAGS
 
 
 @pytest.mark.parametrize("dag_id", sorted(EXPECTED_DAGS))
 def test_dag_meets_operating_rules(dagbag, dag_id):
     dag = dagbag.dags[dag_id]
-    assert dag.tags and "driftloop" in dag.tags, f"{dag_id}: tags {dag.tags}"
+    dataset, name = bus.split_dag_id(dag_id)
+    assert dag.tags and {"driftloop", dataset} <= set(dag.tags), f"{dag_id}: tags {dag.tags}"
     assert dag.doc_md and len(dag.doc_md.strip()) > 100, f"{dag_id}: doc_md missing or too short"
-    assert dag.description and dag.description.startswith(dag_id), f"{dag_id}: description {dag.description!r}"
+    assert dag.description and dag.description.startswith(name), f"{dag_id}: description {dag.description!r}"
     assert dag.catchup is False, f"{dag_id}: catchup must be False"
     assert dag.max_active_runs == 1, f"{dag_id}: max_active_runs {dag.max_active_runs}"
     for task in dag.tasks:
@@ -60,14 +63,26 @@ def test_dag_files_are_wiring_only():
         assert "xcom_pull(dag_id" not in path.read_text(), f"{path.name}: cross-DAG xcom_pull"
 
 
+@pytest.fixture(scope="module")
+def several_configs(tmp_path_factory) -> Path:
+    """A config folder with four datasets (copies of both shipped configs) and one refused config."""
+    config_dir = tmp_path_factory.mktemp("configs")
+    for index, source in enumerate(("telco_churn", "mlc_churn", "telco_churn", "mlc_churn")):
+        copy_config(config_dir, source, f"{source}_{index}")
+    copy_config(config_dir, "telco_churn", "refused", training={"foldz": 2})
+    return config_dir
+
+
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
-def test_dag_file_imports_nothing_heavy_at_parse_time(dag_file):
+def test_dag_file_imports_nothing_heavy_at_parse_time(dag_file, several_configs):
+    """Parsing builds each DAG once per config and validates every config: still nothing heavy."""
     code = (
         "import json, runpy, sys; "
         f"runpy.run_path({str(dag_file)!r}); "
         f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH", "")]),
+           "DRIFTLOOP_CONFIG_DIR": str(several_configs), "DRIFTLOOP_DATASETS": ""}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
@@ -80,6 +95,8 @@ def test_a_broken_override_fails_tasks_not_dag_parsing(monkeypatch):
     from airflow.sdk.exceptions import AirflowFailException
 
     monkeypatch.setenv("DRIFTLOOP_CONFIG_OVERRIDES", "{not json")
+    monkeypatch.delenv("DRIFTLOOP_DATASETS", raising=False)
+    monkeypatch.delenv("DRIFTLOOP_CONFIG_DIR", raising=False)
     bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
     assert bag.import_errors == {} and set(bag.dag_ids) == EXPECTED_DAGS
 
@@ -87,7 +104,7 @@ def test_a_broken_override_fails_tasks_not_dag_parsing(monkeypatch):
     from driftloop_airflow import run_stage
 
     with pytest.raises(AirflowFailException, match="ConfigError: DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON"):
-        run_stage(ingest.ingest_batches)
+        run_stage("telco_churn", ingest.ingest_batches)
 
 
 def test_verdicts_fail_fast_and_faults_propagate_for_a_retry():
@@ -128,4 +145,4 @@ def test_a_verdict_meaning_nothing_to_do_yet_skips_instead_of_failing(driftloop_
     from driftloop_airflow import run_stage
 
     with pytest.raises(AirflowSkipException, match="NoLabelledData: .*no accepted labelled rows"):
-        run_stage(snapshots.build_snapshot, skip_on=(NoLabelledData,))
+        run_stage("telco_churn", snapshots.build_snapshot, skip_on=(NoLabelledData,))

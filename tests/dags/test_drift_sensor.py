@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from driftloop import bus
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
@@ -97,13 +99,14 @@ def test_sensor_starts_in_the_triggerer_with_the_settings_of_the_dag():
     from airflow.dag_processing.dagbag import DagBag
 
     bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
-    dag = bag.dags["drift_sensor"]
+    dag = bag.dags[bus.dag_id("telco_churn", bus.DRIFT_SENSOR)]
     sensor = dag.get_task("wait_for_drift")
     assert sensor.start_from_trigger is True
     assert sensor.start_trigger_args.trigger_cls == "driftloop_airflow.triggers.DriftTrigger"
     assert sensor.start_trigger_args.next_method == "execute_complete"
     assert sensor.start_trigger_args.trigger_kwargs["dataset"] == "telco_churn"
     assert "trigger_run_id" in dag.get_task("trigger_training").trigger_run_id
+    assert dag.get_task("trigger_training").trigger_dag_id == bus.dag_id("telco_churn", bus.TRAINING_PIPELINE)
 
 
 def test_resumed_sensor_returns_the_trigger_skips_on_timeout_and_fails_on_a_verdict(monkeypatch):
@@ -115,7 +118,8 @@ def test_resumed_sensor_returns_the_trigger_skips_on_timeout_and_fails_on_a_verd
     sensor = DriftSensor(task_id="wait", dataset="telco_churn", poll_s=1, timeout_s=30)
     fired = {"monitoring_run_id": "m1", "trigger_run_id": "drift__m1", "detail": "drift"}
     assert sensor.execute_complete({}, {"status": "fired", "trigger": fired}) == fired
-    monkeypatch.setattr(driftloop_airflow, "run_stage", lambda fn: ["m7", "m8"])
+    monkeypatch.setattr(driftloop_airflow, "run_stage",
+                        lambda dataset, fn: ["m7", "m8"] if dataset == "telco_churn" else [])
     with pytest.raises(AirflowSkipException, match="in 30 s .*2 result\\(s\\) held back by the cooldown"):
         sensor.execute_complete({}, {"status": "timeout", "checks": 4})
     with pytest.raises(AirflowFailException, match="ConfigError"):

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import pytest
 
+from driftloop.catalog import list_config_paths
 from driftloop.settings import PROJECT_DIR
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
-CONFIGS = sorted(p.stem for p in (PROJECT_DIR / "include" / "configs").glob("*.yaml") if ".contract" not in p.name)
+CONFIGS = [p.stem for p in list_config_paths(PROJECT_DIR / "include" / "configs")]  # companions are not configs
 
 
 def test_shipped_configs_include_two_datasets():

@@ -39,6 +39,7 @@ def loop_env(tmp_path_factory):
             "MLFLOW_TRACKING_URI": server.url,
             "DRIFTLOOP_HOME": str(root / "home"),
             "DRIFTLOOP_DATASET": "telco_churn",
+            "DRIFTLOOP_DATASETS": "telco_churn",  # the DAGs of the loop's dataset only
             "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST_OVERRIDES),
             "DRIFTLOOP_SENSOR_POKE_S": "1",
             "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
@@ -63,6 +64,7 @@ def dags(loop_env):
 
     bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
     assert bag.import_errors == {}
+    assert {bus.split_dag_id(dag_id)[0] for dag_id in bag.dag_ids} == {"telco_churn"}
     return dict(bag.dags)
 
 
@@ -157,12 +159,13 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     from driftloop_ops.loop import InProcessRunner
 
     runner = InProcessRunner(dags)
-    _, states = runner.finish("data_pipeline", runner.start("data_pipeline"))
+    data_dag, inference_dag = bus.dag_id(cfg.name, bus.DATA_PIPELINE), bus.dag_id(cfg.name, bus.INFERENCE_PIPELINE)
+    _, states = runner.finish(data_dag, runner.start(data_dag))
     assert states["check_quarantine"] == "failed"
     assert states["announce_batches"] == "success"
     assert (paths.quarantine_dir / "broken" / "reason.json").is_file()
 
-    _, states = runner.finish("inference_pipeline", runner.start("inference_pipeline"))
+    _, states = runner.finish(inference_dag, runner.start(inference_dag))
     assert states["score_pending_batches"] == "success"
     predictions = pd.read_parquet(paths.predictions_dir / "batch_003.parquet")
     assert len(predictions) == 300

@@ -15,11 +15,14 @@ import requests
 
 from driftloop import bus
 from driftloop_ops.airflow_api import wait_until
+from driftloop_ops.loop import loop_dag_ids
 from tests.topology.harness import StackError, basic_auth_header
 
 pytestmark = [pytest.mark.topology, pytest.mark.slow, pytest.mark.timeout(1500)]
 
-DAG_IDS = ("data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline", "drift_sensor")
+# The stack loads every shipped dataset config (as production does); the loop runs telco_churn's DAGs.
+DAG_IDS = loop_dag_ids("telco_churn")
+TRAINING_DAG = bus.dag_id("telco_churn", bus.TRAINING_PIPELINE)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +134,7 @@ def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name,
     # The first champion is on record in PostgreSQL, written by the Celery worker as the insert-only role.
     first = AuditStore(stack.audit_url()).entries(model_name)[0]
     assert (first["from_version"], first["to_version"], first["source"]) == (None, "1", "driftloop")
-    assert first["actor"] == f"training_pipeline/{loop.run_ids['train_1']}"
+    assert first["actor"] == f"{TRAINING_DAG}/{loop.run_ids['train_1']}"
 
 
 def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop, mlflow, model_name):
@@ -189,16 +192,16 @@ def _assert_registry_consistent(mlflow, model_name):
 
 def test_worker_killed_mid_training_task_is_retried_and_the_loop_completes(loop, stack, mlflow, model_name):
     api = stack.airflow
-    run_id = api.trigger("training_pipeline", {"reason": "fault-test-worker-kill"})
-    ti = wait_until(lambda: (t := api.task_instance("training_pipeline", run_id, "train_model"))["state"] == "running"
+    run_id = api.trigger(TRAINING_DAG, {"reason": "fault-test-worker-kill"})
+    ti = wait_until(lambda: (t := api.task_instance(TRAINING_DAG, run_id, "train_model"))["state"] == "running"
                     and t.get("hostname") and t, 300, "train_model running on a worker", 1)
     victim = next(i for i in (1, 2) if stack.worker_hostname(i) == ti["hostname"])
     time.sleep(3)  # well inside PyCaret's setup / compare_models
     stack.kill_worker(victim)
     try:
-        api.wait_for_run("training_pipeline", run_id, timeout_s=600, ok=("success",))
-        tries = api.task_tries("training_pipeline", run_id, "train_model")
-        final = api.task_instance("training_pipeline", run_id, "train_model")
+        api.wait_for_run(TRAINING_DAG, run_id, timeout_s=600, ok=("success",))
+        tries = api.task_tries(TRAINING_DAG, run_id, "train_model")
+        final = api.task_instance(TRAINING_DAG, run_id, "train_model")
         assert final["try_number"] >= 2, tries
         assert final["hostname"] != ti["hostname"], "the retry must run on the surviving worker"
         versions = _assert_registry_consistent(mlflow, model_name)
@@ -216,17 +219,17 @@ def test_mlflow_outage_during_training_retries_with_backoff_and_no_half_register
     before = {v.version for v in mlflow.search_model_versions(f"name = '{model_name}'")}
     champion_before = mlflow.get_model_version_by_alias(model_name, "champion").version
     api = stack.airflow
-    run_id = api.trigger("training_pipeline", {"reason": "fault-test-mlflow-outage"})
-    api.wait_task_state("training_pipeline", run_id, "train_model", ("running",))
+    run_id = api.trigger(TRAINING_DAG, {"reason": "fault-test-mlflow-outage"})
+    api.wait_task_state(TRAINING_DAG, run_id, "train_model", ("running",))
     stack.stop_mlflow()
     try:
-        failed_try = api.wait_task_state("training_pipeline", run_id, "train_model",
+        failed_try = api.wait_task_state(TRAINING_DAG, run_id, "train_model",
                                          ("up_for_retry", "failed", "success"), timeout_s=300)
     finally:
         stack.start_mlflow()
     assert failed_try["state"] == "up_for_retry", failed_try
-    api.wait_for_run("training_pipeline", run_id, timeout_s=600, ok=("success",))
-    tries = api.task_tries("training_pipeline", run_id, "train_model")
+    api.wait_for_run(TRAINING_DAG, run_id, timeout_s=600, ok=("success",))
+    tries = api.task_tries(TRAINING_DAG, run_id, "train_model")
     assert len(tries) >= 2 and tries[-1]["state"] == "success", tries
     assert any(t["state"] in ("up_for_retry", "failed") for t in tries[:-1]), tries
     versions = _assert_registry_consistent(mlflow, model_name)
