@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from driftloop import bus
+from driftloop.tasks import model_input
 
 GLOBAL_ROWS = 500
 PERMUTATION_ROWS = 100
@@ -152,7 +153,11 @@ def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any
     paths = path_attributions(estimator, features_df)
     if paths is not None:
         return paths, "tree_saabas"
-    values = explainer.shap_values(features_df, approximate=True, check_additivity=False)
+    try:
+        values = explainer.shap_values(features_df, approximate=True, check_additivity=False)
+    except AssertionError:  # shap refuses approximate=True for some families: exact, over budget
+        return (_select_class(explainer.shap_values(features_df, check_additivity=False), estimator, features_df),
+                "tree_path_dependent")
     return _select_class(values, estimator, features_df), "tree_saabas"
 
 
@@ -179,8 +184,8 @@ def explain_rows(model: Any, raw_df: Any, budget_s: float = 2.0, reference_df: A
     """
     import shap
 
-    raw_df = raw_df.reset_index(drop=True)
-    reference_df = raw_df if reference_df is None else reference_df.reset_index(drop=True)
+    raw_df = model_input(raw_df)
+    reference_df = raw_df if reference_df is None else model_input(reference_df)
     raw_features = [str(c) for c in raw_df.columns]
     preprocessor, estimator = split_pipeline(model)
     kind = choose_explainer_kind(estimator)
@@ -203,7 +208,7 @@ def _predict_score(model: Any, frame: Any, rows_class: Any = None) -> tuple[Any,
     probability of ``rows_class`` (multiclass; default the predicted class, whose index is returned)."""
     import numpy as np
 
-    rows = frame.reset_index(drop=True) if hasattr(frame, "reset_index") else frame
+    rows = model_input(frame) if hasattr(frame, "reset_index") else frame
     if not hasattr(model, "predict_proba"):
         return np.asarray(model.predict(rows), dtype=float), None
     proba = np.asarray(model.predict_proba(rows))
@@ -256,7 +261,7 @@ def global_attributions(model: Any, sample_df: Any, seed: int = 42, budget_s: fl
     """Attributions on a sample for a version's global summary (a permutation explainer for other families)."""
     import shap
 
-    raw_df = sample_df.reset_index(drop=True)
+    raw_df = model_input(sample_df)
     raw_df = raw_df.sample(min(GLOBAL_ROWS, len(raw_df)), random_state=seed).reset_index(drop=True)
     preprocessor, estimator = split_pipeline(model)
     if choose_explainer_kind(estimator) != "other":

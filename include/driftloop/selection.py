@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from driftloop.config import DatasetConfig
-from driftloop.tasks import BINARY, REGRESSION, Decision, choose_threshold
+from driftloop.tasks import BINARY, REGRESSION, Decision, choose_threshold, model_input
 
 
 def select_rows(cfg: DatasetConfig, train_df: Any) -> Any:
@@ -104,9 +104,9 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
 
 def encoded_frame(cfg: DatasetConfig, frame: Any, decision: Decision) -> Any:
     """Features plus the encoded target, index reset: what PyCaret and the refits are given."""
-    data = frame[cfg.features].copy()
+    data = model_input(frame[cfg.features])
     data[cfg.target] = decision.encode(frame[cfg.target]).to_numpy()
-    return data.reset_index(drop=True)
+    return data
 
 
 def _refit(pipeline: Any, cfg: DatasetConfig, frame: Any, decision: Decision) -> Any:

@@ -108,7 +108,7 @@ class Decision:
         """
         import numpy as np
 
-        rows = features_df.reset_index(drop=True)
+        rows = model_input(features_df)
         if self.task == REGRESSION:
             values = np.asarray(model.predict(rows), dtype=float)
             return {bus.PREDICTION_COLUMN: values, bus.SCORE_COLUMN: values}
@@ -139,6 +139,23 @@ class Decision:
         """The tags that record this decision on a training run and its model version."""
         return {bus.TASK_TAG: self.task, bus.CLASSES_TAG: json.dumps(list(self.classes)),
                 bus.THRESHOLD_TAG: f"{self.threshold:.6g}"}
+
+
+def model_input(features_df: Any) -> Any:
+    """Rows as every model sees them: index reset, and every missing value ``NaN``.
+
+    Parquet and Arrow give missing strings as ``None``; scikit-learn's imputers only look for ``NaN`` in object
+    columns, so a ``None`` would pass the imputer and reach the encoder as a category of its own (or as NaN).
+    """
+    import numpy as np
+
+    rows = features_df.reset_index(drop=True)
+    text = [c for c in rows.columns if rows[c].dtype == object and rows[c].isna().any()]
+    if text:
+        rows = rows.copy()
+        for column in text:
+            rows[column] = rows[column].where(rows[column].notna(), np.nan)
+    return rows
 
 
 def training_decision(cfg: Any, labels: Any, threshold: float | None = None) -> Decision:

@@ -23,7 +23,7 @@ from driftloop import bus, evaluation, registry, snapshots
 from driftloop.config import DatasetConfig
 from driftloop.selection import choose_decision_threshold, fit_pycaret
 from driftloop.settings import Settings
-from driftloop.tasks import BINARY, Decision, training_decision
+from driftloop.tasks import BINARY, Decision, model_input, training_decision
 from driftloop.tracking import find_finished_run, get_client, keyed_run
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
     import mlflow
     from mlflow.models import infer_signature
 
-    example_df = train_df[cfg.features].head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
+    example_df = model_input(train_df[cfg.features].head(INPUT_EXAMPLE_ROWS))
     signature = infer_signature(example_df, model.predict(example_df))
     mlflow.sklearn.log_model(
         model,

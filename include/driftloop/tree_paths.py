@@ -8,7 +8,8 @@ per row and tree plus a gather: 10,000 rows of a 100-tree forest take a fraction
 
 Supported: scikit-learn decision trees, random forests, extra trees (probability of the positive class, or the
 value of a regressor), gradient boosting (log-odds or value) and LightGBM (log-odds or value), binary or
-regression. Other estimators, and multiclass ones, return None.
+regression; for multiclass, each row's predicted class (per-class trees of boosting, per-class node shares of
+forests). Other estimators return None.
 """
 
 from __future__ import annotations
@@ -54,45 +55,61 @@ def _sklearn_leaf_matrix(tree: Any, n_features: int, node_value: Any) -> Any:
     return matrix
 
 
-def _node_values(tree: Any) -> Any:
-    """Binary classifier trees: the positive-class share of each node; regressor trees: the node's value."""
+def _node_values(tree: Any, k: int = -1) -> Any:
+    """Classifier trees: each node's share of class ``k`` (default the positive, last class); regressor trees: the
+    node's value."""
     values = tree.value[:, 0, :]
     if values.shape[1] == 1:
         return values[:, 0]
-    return values[:, -1] / values.sum(axis=1)
+    return values[:, k] / values.sum(axis=1)
+
+
+def _predicted_class(estimator: Any, x: Any) -> Any:
+    import numpy as np
+
+    return np.asarray(estimator.predict_proba(x)).argmax(axis=1)
+
+
+def _sklearn_trees(estimator: Any, n_classes: int) -> tuple[list[list[Any]], list[list[Any]], float]:
+    """(trees per output, node values per output, scale); one output for binary and regression, else one per class."""
+    name = type(estimator).__name__
+    outputs = range(n_classes) if n_classes > 2 else [-1]
+    if name in SKLEARN_SINGLE | SKLEARN_FORESTS:
+        trees = [estimator] if name in SKLEARN_SINGLE else list(estimator.estimators_)
+        scale = 1.0 / len(trees)
+        return ([trees for _ in outputs], [[_node_values(t.tree_, k) for t in trees] for k in outputs], scale)
+    # gradient boosting: one regression tree per iteration and class; raw values scaled by the learning rate
+    columns = range(n_classes) if n_classes > 2 else [0]
+    trees = [[stage[k] for stage in estimator.estimators_] for k in columns]
+    return trees, [[t.tree_.value[:, 0, 0] for t in per] for per in trees], estimator.learning_rate
 
 
 def _sklearn(estimator: Any, features: Any) -> Any:
     import numpy as np
 
     x = np.asarray(features, dtype=np.float32)
-    name = type(estimator).__name__
-    if name in SKLEARN_SINGLE:
-        trees, scale = [estimator], 1.0
-        node_values = [_node_values(estimator.tree_)]
-    elif name in SKLEARN_FORESTS:
-        trees, scale = estimator.estimators_, 1.0 / len(estimator.estimators_)
-        node_values = [_node_values(t.tree_) for t in trees]
-    else:  # gradient boosting (binary or regression): raw values, scaled by the learning rate
-        trees, scale = [t[0] for t in estimator.estimators_], estimator.learning_rate
-        node_values = [t.tree_.value[:, 0, 0] for t in trees]
-    matrices = _cached(estimator, lambda: [_sklearn_leaf_matrix(t.tree_, x.shape[1], v)
-                                           for t, v in zip(trees, node_values, strict=True)])
+    n_classes = len(getattr(estimator, "classes_", ()))
+    trees, node_values, scale = _sklearn_trees(estimator, n_classes)
+    matrices = _cached(estimator, lambda: [[_sklearn_leaf_matrix(t.tree_, x.shape[1], v)
+                                            for t, v in zip(per_t, per_v, strict=True)]
+                                           for per_t, per_v in zip(trees, node_values, strict=True)])
+    chosen = _predicted_class(estimator, x) if len(matrices) > 1 else np.zeros(len(x), dtype=int)
     total = np.zeros(x.shape)
-    for tree, matrix in zip(trees, matrices, strict=True):
-        total += matrix[tree.apply(x)]
+    for k, (per_t, per_m) in enumerate(zip(trees, matrices, strict=True)):
+        rows = np.flatnonzero(chosen == k)
+        if not rows.size:
+            continue
+        for tree, matrix in zip(per_t, per_m, strict=True):
+            total[rows] += matrix[tree.apply(x[rows])]
     return total * scale
 
 
-def _lightgbm(estimator: Any, features: Any) -> Any:
+def _lightgbm_matrices(booster: Any, n_features: int) -> list[Any]:
+    """Per tree: leaf index x features accumulated path attributions."""
     import numpy as np
 
-    booster = estimator.booster_
-    n_features = booster.num_feature()
-    leaves = booster.predict(np.asarray(features, dtype=np.float64), pred_leaf=True)
-    leaves = leaves.reshape(len(features), -1)
-    total = np.zeros((len(features), n_features))
-    for t, info in enumerate(booster.dump_model()["tree_info"]):
+    matrices = []
+    for info in booster.dump_model()["tree_info"]:
         rows: dict[int, Any] = {}
         stack = [(info["tree_structure"], np.zeros(n_features))]
         while stack:
@@ -110,16 +127,34 @@ def _lightgbm(estimator: Any, features: Any) -> Any:
                 step = acc.copy()
                 step[node["split_feature"]] += child_value - value
                 stack.append((child, step))
-        matrix = np.stack([rows[i] for i in range(max(rows) + 1)])
-        total += matrix[leaves[:, t]]
+        matrices.append(np.stack([rows[i] for i in range(max(rows) + 1)]))
+    return matrices
+
+
+def _lightgbm(estimator: Any, features: Any) -> Any:
+    """Raw-score attributions (log-odds, the value, or the predicted class's raw score for multiclass)."""
+    import numpy as np
+
+    booster = estimator.booster_
+    n_features = booster.num_feature()
+    x = np.asarray(features, dtype=np.float64)
+    matrices = _cached(estimator, lambda: _lightgbm_matrices(booster, n_features))
+    per_iteration = booster.num_model_per_iteration()
+    leaves = booster.predict(x, pred_leaf=True).reshape(len(x), -1)
+    chosen = _predicted_class(estimator, x) if per_iteration > 1 else np.zeros(len(x), dtype=int)
+    total = np.zeros((len(x), n_features))
+    for t, matrix in enumerate(matrices):
+        rows = np.flatnonzero(chosen == t % per_iteration)
+        total[rows] += matrix[leaves[rows, t]]
     return total
 
 
 def path_attributions(estimator: Any, features: Any) -> Any | None:
-    """Rows x transformed-features attributions of a supported tree ensemble, else None (also for multiclass)."""
+    """Rows x transformed-features attributions of a supported tree ensemble, else None.
+
+    Multiclass rows are explained for the class the model predicts for them.
+    """
     name = type(estimator).__name__
-    if len(getattr(estimator, "classes_", ())) > 2:
-        return None
     if name.startswith("LGBM") and hasattr(estimator, "booster_"):
         return _lightgbm(estimator, features)
     if name in SKLEARN_SINGLE | SKLEARN_FORESTS | SKLEARN_BOOSTED:

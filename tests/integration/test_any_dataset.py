@@ -1,12 +1,20 @@
 """A new dataset is a config file: the whole loop runs on every shipped config with no code change.
 
-Drives the package functions that the DAG tasks call (the DAG wiring itself is covered by test_closed_loop).
+Binary, multiclass and regression configs go through the package functions the DAG tasks call (the DAG wiring is
+covered by test_closed_loop): reference → snapshot → training → gate → scoring in the dataset's own labels →
+drift and live metrics per task → sensor → retraining. Training is shortened (one model family, two folds, no
+tuning); everything else is the shipped config.
 """
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
+import pandas as pd
 import pytest
 
+from driftloop import bus
 from driftloop.catalog import list_config_paths
 from driftloop.settings import PROJECT_DIR
 
@@ -15,26 +23,49 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900
 CONFIGS = [p.stem for p in list_config_paths(PROJECT_DIR / "include" / "configs")]  # companions are not configs
 
 
-def test_shipped_configs_include_two_datasets():
-    assert {"telco_churn", "mlc_churn"} <= set(CONFIGS)
+def test_shipped_configs_cover_every_task():
+    from driftloop.config import load_dataset_config
+
+    tasks = {load_dataset_config(name).task for name in CONFIGS}
+    assert {"telco_churn", "mlc_churn", "ames_housing", "hpc_jobs"} <= set(CONFIGS)
+    assert tasks == {"binary", "multiclass", "regression"}
+
+
+def fast_training(dataset: str) -> dict:
+    """The shipped config with its first model family only, two folds and no tuning."""
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
+
+    first = load_dataset_config(dataset, Settings.from_env({})).training.models[0]  # the file, no overrides
+    return {"training": {"models": [first], "folds": 2, "tune_iter": 0}}
+
+
+def check_predictions(cfg, decision, predictions: pd.DataFrame, labels: pd.Series) -> None:
+    """Predictions carry the dataset's own vocabulary (or values), decided the way the version records."""
+    predicted = predictions[bus.PREDICTION_COLUMN]
+    if cfg.task == "regression":
+        assert predicted.dtype.kind == "f"
+        assert predicted.between(labels.min() * 0.2, labels.max() * 3).mean() > 0.95
+        return
+    assert set(predicted) <= {str(v) for v in labels.unique()}
+    if cfg.task == "binary":
+        positive = predicted == cfg.positive_label
+        assert (positive == (predictions[bus.SCORE_COLUMN] >= decision.threshold)).all()
+        return
+    proba = predictions[[bus.proba_column(c) for c in decision.classes]].to_numpy()
+    assert np.allclose(proba.sum(axis=1), 1.0)
+    assert (np.asarray(decision.classes, dtype=object)[proba.argmax(axis=1)] == predicted.to_numpy()).all()
 
 
 @pytest.mark.parametrize("dataset", CONFIGS)
 def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypatch):
     # A private MLflow store: experiment and model names are per dataset, and other tests use them too.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from driftloop import (
-        inference,
-        ingest,
-        monitoring,
-        registry,
-        retraining,
-        sensor,
-        simulate,
-        snapshots,
-        training,
-    )
+    monkeypatch.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps(fast_training(dataset)))
+    from driftloop import inference, ingest, monitoring, retraining, sensor, simulate, snapshots, training
     from driftloop.config import load_dataset_config
+    from driftloop.promotion import promote_model
+    from driftloop.tasks import read_decision
     from driftloop.tracking import get_client
 
     cfg = load_dataset_config(dataset)
@@ -45,25 +76,37 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     assert retraining.decide_retraining(cfg, snapshot)["train"] is True
 
     trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "new_data"})
-    gate = registry.promote_model(cfg, trained["model_version"])
+    client = get_client()
+    version = client.get_model_version(cfg.registered_model_name, trained["model_version"])
+    decision = read_decision(cfg, version.tags)
+    assert decision.task == cfg.task
+    gate = promote_model(cfg, trained["model_version"])
     assert gate["decision"] == "promoted", gate
 
     simulate.simulate_batch(cfg, 1, rows=600, drift={"preset": "strong"})
-    ingest.ingest_batches(cfg)
+    batch = ingest.ingest_batches(cfg)
+    assert (batch["scoring_batch_ids"], batch["rows_quarantined"]) == (["batch_001"], 0), batch  # drift is not bad
     scored = inference.score_pending_batches(cfg)
     assert [s["batch_id"] for s in scored["scored"]] == ["batch_001"]
     assert scored["model_version"] == trained["model_version"]
+    predictions = pd.read_parquet(scored["scored"][0]["predictions_uri"])
+    reference_labels = pd.read_parquet(snapshot["snapshot_uri"].removeprefix("file://"), columns=[cfg.target])
+    check_predictions(cfg, decision, predictions, reference_labels[cfg.target])
 
+    simulate.simulate_labels(cfg, 1)
+    assert ingest.ingest_labels(cfg)["rows_accepted"] == 600
     monitored = monitoring.monitor_predictions(cfg)
-    assert len(monitored["monitored"]) == 1
-    assert monitored["monitored"][0]["drift_share"] >= cfg.monitoring.drift_share_threshold
+    [item] = monitored["monitored"]
+    assert item["drift_share"] >= cfg.monitoring.drift_share_threshold
+    live_name = {"binary": "live_f1", "multiclass": "live_macro_f1", "regression": "live_rmse"}[cfg.task]
+    assert item[live_name] >= 0 and item[bus.LABELLED_ROWS] == 600
+    assert bus.LIVE_DROP in item
 
     trigger = sensor.find_drift_trigger(cfg)
-    assert trigger is not None and trigger["reason"] == "drift"
+    assert trigger is not None and trigger["reason"] in ("drift", "performance")
     sensor.mark_trigger_fired(cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"])
     assert sensor.find_drift_trigger(cfg) is None
 
     retrained = training.train_model(cfg, trigger={**trigger, "airflow_run_id": trigger["trigger_run_id"]})
     assert (trained["model_version"], retrained["model_version"]) == ("1", "2")
-    client = get_client()
-    assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == retrained["model_version"]
+    assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == "2"

@@ -145,3 +145,49 @@ def test_path_attributions_add_up_to_each_prediction(data, family):
 
         saabas = np.asarray(shap.TreeExplainer(estimator).shap_values(features, approximate=True))
         assert np.abs(values - (saabas[:, :, 1] if saabas.ndim == 3 else saabas[1])).max() < 1e-9
+
+
+@pytest.mark.parametrize("family", ["rf", "gb", "lgbm"])
+def test_multiclass_path_attributions_add_up_to_the_predicted_classs_output(data, family):
+    from lightgbm import LGBMClassifier
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+
+    from driftloop.tree_paths import path_attributions
+
+    frame, _ = data
+    features = pd.get_dummies(frame, dtype=float)
+    # Three classes, decided by the signal's tercile: the signal must dominate every class's explanation.
+    target = pd.qcut(frame["signal"], 3, labels=False)
+    estimator = {"rf": RandomForestClassifier(n_estimators=20, random_state=0),
+                 "gb": GradientBoostingClassifier(n_estimators=20, random_state=0),
+                 "lgbm": LGBMClassifier(n_estimators=20, verbose=-1)}[family].fit(features, target)
+    values = path_attributions(estimator, features)
+    chosen = estimator.predict_proba(features).argmax(axis=1)
+    rows = np.arange(len(features))
+    if family == "rf":
+        output = estimator.predict_proba(features)[rows, chosen]
+    elif family == "lgbm":
+        output = estimator.booster_.predict(features.to_numpy(), raw_score=True)[rows, chosen]
+    else:
+        output = estimator.decision_function(features)[rows, chosen]
+    # Per predicted class, leaf value minus root value: one constant per class is left over.
+    for k in range(3):
+        assert np.std((output - values.sum(axis=1))[chosen == k]) < 1e-9
+    assert pd.Series(np.abs(values).mean(axis=0), index=features.columns).idxmax() == "signal"
+
+
+@pytest.mark.parametrize("family", ["rf", "lgbm"])
+def test_regression_path_attributions_add_up_to_the_value(data, family):
+    from lightgbm import LGBMRegressor
+    from sklearn.ensemble import RandomForestRegressor
+
+    from driftloop.tree_paths import path_attributions
+
+    frame, _ = data
+    features = pd.get_dummies(frame, dtype=float)
+    target = 3 * frame["signal"] + 2 * (frame["color"] == "green")
+    estimator = {"rf": RandomForestRegressor(n_estimators=20, random_state=0),
+                 "lgbm": LGBMRegressor(n_estimators=20, verbose=-1)}[family].fit(features, target)
+    values = path_attributions(estimator, features)
+    assert np.std(estimator.predict(features) - values.sum(axis=1)) < 1e-6
+    assert pd.Series(np.abs(values).mean(axis=0), index=features.columns).idxmax() == "signal"
