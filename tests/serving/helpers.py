@@ -18,16 +18,16 @@ from driftloop import bus
 from driftloop.state import StatePaths
 
 FIT_ROWS = slice(0, 3000)
-SERVE_ROWS = slice(3000, 5000)
-REFERENCE_ROWS = slice(5000, 6000)
+REFERENCE_ROWS = slice(-1000, None)  # the last 1,000 rows of any dataset
 POISON_CHARGES = 123.45  # within the contract's range, so only the model can refuse it
 
 
 def fit_pipeline(cfg: Any, frame: Any, flip: bool = False) -> Any:
-    """A logistic regression on one-hot categories; ``flip`` learns the opposite labels (a bad model)."""
+    """A logistic (ridge, for regression) regression on one-hot categories; ``flip`` learns the opposite binary
+    labels (a bad model)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -35,10 +35,12 @@ def fit_pipeline(cfg: Any, frame: Any, flip: bool = False) -> Any:
         ("num", make_pipeline(SimpleImputer(), StandardScaler()), list(cfg.numeric_features)),
         ("cat", OneHotEncoder(handle_unknown="ignore"), list(cfg.categorical_features)),
     ])
+    from driftloop.tasks import training_decision
+
     train = frame.iloc[FIT_ROWS]
-    y = (train[cfg.target] == cfg.positive_label).astype(int)
-    return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))]).fit(train[cfg.features],
-                                                                                      1 - y if flip else y)
+    y = training_decision(cfg, frame[cfg.target]).encode(train[cfg.target])  # as training encodes the target
+    estimator = Ridge() if cfg.task == "regression" else LogisticRegression(max_iter=500)
+    return Pipeline([("pre", pre), ("clf", estimator)]).fit(train[cfg.features], 1 - y if flip else y)
 
 
 class PoisonModel:
@@ -69,35 +71,43 @@ class SlowModel(PoisonModel):
 
 
 def register_model(cfg: Any, model: Any, frame: Any, alias: str | None = None) -> tuple[str, str]:
-    """Log ``model`` as a training run (reference, holdout metrics) and register it; returns (version, run id)."""
+    """Log ``model`` as training does (decision tags, holdout metrics, drift reference) and register it.
+
+    Returns:
+        (version, training run id).
+    """
     import mlflow
     import mlflow.sklearn
     from mlflow.models import infer_signature
-    from sklearn.metrics import accuracy_score, f1_score
 
+    from driftloop.tasks import holdout_metrics, training_decision
     from driftloop.tracking import ensure_experiment, get_client, mlflow_scope
 
     client = get_client()
     experiment_id = ensure_experiment(client, cfg.experiment_name("training"))
+    decision = training_decision(cfg, frame[cfg.target])
     reference = frame.iloc[REFERENCE_ROWS][[cfg.id_column, *cfg.features]].reset_index(drop=True)
-    proba = model.predict_proba(reference[cfg.features])[:, 1]
-    reference[bus.SCORE_COLUMN] = proba
-    truth = (frame.iloc[REFERENCE_ROWS][cfg.target] == cfg.positive_label).to_numpy()
+    outputs = decision.predict(model, reference[cfg.features])
+    for column in decision.output_columns():
+        if column != bus.PREDICTION_COLUMN:
+            reference[column] = outputs[column]
+    metrics = holdout_metrics(decision, decision.encode(frame.iloc[REFERENCE_ROWS][cfg.target]), outputs)
+    metrics = {k: v for k, v in metrics.items() if v == v}  # no NaN
     local = StatePaths.for_dataset(cfg).root / "test-training" / bus.REFERENCE_ARTIFACT
     local.parent.mkdir(parents=True, exist_ok=True)
     reference.to_parquet(local, index=False)
     example = frame.iloc[FIT_ROWS][cfg.features].head(5).reset_index(drop=True)
-    with mlflow_scope(), mlflow.start_run(experiment_id=experiment_id) as run:
+    with mlflow_scope(), mlflow.start_run(experiment_id=experiment_id, tags=decision.to_tags()) as run:
         info = mlflow.sklearn.log_model(model, name=bus.MODEL_ARTIFACT, serialization_format="cloudpickle",
                                         signature=infer_signature(example, model.predict(example)),
                                         registered_model_name=cfg.registered_model_name,
                                         pip_requirements=["scikit-learn"])  # no slow inference of requirements
         mlflow.log_artifact(str(local), artifact_path=str(Path(bus.REFERENCE_ARTIFACT).parent))
-        mlflow.log_metrics({bus.HOLDOUT_F1: f1_score(truth, proba >= 0.5),
-                            "holdout_accuracy": accuracy_score(truth, proba >= 0.5)})
+        mlflow.log_metrics(metrics)
     version = str(info.registered_model_version)
-    client.set_model_version_tag(cfg.registered_model_name, version, bus.holdout_version_tag("holdout_accuracy"),
-                                 f"{accuracy_score(truth, proba >= 0.5):.6f}")
+    tags = {**decision.to_tags(), **{bus.holdout_version_tag(k): f"{v:.6f}" for k, v in metrics.items()}}
+    for key, value in tags.items():
+        client.set_model_version_tag(cfg.registered_model_name, version, key, value)
     if alias:
         client.set_registered_model_alias(cfg.registered_model_name, alias, version)
     return version, run.info.run_id

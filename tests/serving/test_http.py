@@ -79,7 +79,9 @@ def test_mlflow_request_formats_get_mlflow_responses_with_arm_and_version(live, 
         assert response.status_code == 200, response.text
         payload = response.json()
         assert payload["predictions"] == [int(v) for v in expected]  # the shape and values of mlflow serve
-        assert set(payload) == {"predictions", "scores", "arms", "model_versions", "model_name", "request_id"}
+        assert payload["labels"] == ["Yes" if v else "No" for v in expected]  # the version's class list
+        assert set(payload) == {"predictions", "labels", "scores", "arms", "model_versions", "model_name",
+                                "request_id"}
         assert payload["arms"] == [bus.CHAMPION] * len(rows) and payload["model_versions"] == [champion] * len(rows)
         assert response.headers["x-request-id"] == payload["request_id"]
 

@@ -65,8 +65,8 @@ def test_labels_join_served_predictions_by_entity_and_by_request_id(cfg, serve_e
     joined = join_labels(log, read_accepted_labels(cfg))
     assert sorted(joined["entity_id"]) == sorted([*rows[cfg.id_column][:6], request_ids[0], request_ids[2]])
     by_entity = joined.set_index("entity_id")["label"]
-    assert by_entity[request_ids[0]] == False and by_entity[request_ids[2]] == True  # noqa: E712
-    assert by_entity[rows[cfg.id_column][0]] == True  # noqa: E712
+    assert by_entity[request_ids[0]] == "No" and by_entity[request_ids[2]] == "Yes"
+    assert by_entity[rows[cfg.id_column][0]] == "Yes"
 
 
 def test_served_labels_trigger_a_performance_retrain(cfg, serve_env, telco_frame, good_model):
@@ -124,11 +124,12 @@ def simulate_traffic(cfg, champion: str, challenger: str, entities: int, accurac
         others = [answering] + ([bus.CHALLENGER] if shadow else [])
         for role, arm in zip(("primary", "shadow"), others, strict=False):
             right = rng.random() < accuracy[arm]
-            prediction = int(truth[i] if right else not truth[i])
-            score = 0.25 + 0.5 * prediction + 0.2 * (rng.random() - 0.5)
+            positive = bool(truth[i] if right else not truth[i])
+            score = 0.25 + 0.5 * positive + 0.2 * (rng.random() - 0.5)
             writer.submit(LogEntry(start + i, f"req-{i}", role, [0], [f"E-{i:05d}"], [arm],
                                    [champion if arm == bus.CHAMPION else challenger], experiment, [score],
-                                   [prediction], 5.0 if role == "primary" else None, {"tenure": [1]}))
+                                   ["Yes" if positive else "No"], None, 5.0 if role == "primary" else None,
+                                   {"tenure": [1]}))
     writer.close()
     return pd.DataFrame({cfg.id_column: [f"E-{i:05d}" for i in range(entities)],
                          cfg.target: np.where(truth, "Yes", "No")})

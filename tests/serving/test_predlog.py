@@ -26,8 +26,8 @@ def entry(request_id: str, rows: int, role: str = "primary", arm: str = "champio
         logged_at=time.time() if logged_at is None else logged_at, request_id=request_id, role=role,
         rows=list(range(rows)), entity_ids=[f"{request_id}-{i}" for i in range(rows)], arms=[arm] * rows,
         versions=["1" if arm == "champion" else "2"] * rows, experiment=experiment,
-        scores=[0.1 * (i % 10) for i in range(rows)], predictions=[int(0.1 * (i % 10) >= 0.5) for i in range(rows)],
-        latency_ms=12.5 if role == "primary" else None,
+        scores=[0.1 * (i % 10) for i in range(rows)], predictions=["Yes" if i % 10 >= 5 else "No" for i in range(rows)],
+        probabilities=None, latency_ms=12.5 if role == "primary" else None,
         columns={"tenure": list(range(rows)), "contract": ["One year"] * rows, "total_charges": [None] * rows},
     )
 
@@ -52,6 +52,7 @@ def test_entries_are_written_in_the_background_and_read_back(tmp_path):
     assert (first.request_id, first.row_index, first.entity_id, first.role, first.model_version) == (
         "r1", 0, "r1-0", "primary", "1")
     assert orjson.loads(first.features) == {"tenure": 0, "contract": "One year", "total_charges": None}
+    assert first.prediction == "No" and first.probabilities is None
     assert len(read_log(uri, "telco-churn", role="shadow")) == 3
     assert len(read_log(uri, "telco-churn", experiment="v1")) == 2
     assert len(read_log(uri, "telco-churn", since_s=150, until_s=250)) == 2

@@ -90,15 +90,17 @@ async def invocations(request: Request) -> Any:
     except RequestError as exc:
         metrics.requests.labels("invocations", "none", str(exc.status)).inc()
         return error_response(exc)
-    predictions = service.predictions(result.scores)
     latency_s = time.perf_counter() - start
-    service.log_primary(parsed, result, request_id, logged_at, latency_s * 1000, predictions)
+    service.log_primary(parsed, result, request_id, logged_at, latency_s * 1000)
     arm = _arm_label(result.arms)
     metrics.requests.labels("invocations", arm, "200").inc()
     metrics.latency.labels(arm).observe(latency_s)
-    return _json({"predictions": predictions, "scores": result.scores, "arms": result.arms,
-                  "model_versions": result.versions, "model_name": service.cfg.registered_model_name,
-                  "request_id": request_id}, headers={"X-Request-Id": request_id})
+    body = {"predictions": result.codes, "labels": result.predictions, "scores": result.scores, "arms": result.arms,
+            "model_versions": result.versions, "model_name": service.cfg.registered_model_name,
+            "request_id": request_id}
+    if result.probabilities is not None:
+        body["probabilities"] = result.probabilities
+    return _json(body, headers={"X-Request-Id": request_id})
 
 
 @router.post("/labels", status_code=202)

@@ -49,20 +49,46 @@ class Job:
     future: asyncio.Future
     arms: list[str] = field(default_factory=list)
     experiment: str = ""
-    scores: list[float] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
     versions: list[str] = field(default_factory=list)
     parts_left: int = 0
 
 
 @dataclass
 class JobResult:
-    """Scores of one request, with the arm and version that answered each row."""
+    """What answered one request, row by row.
 
+    Attributes:
+        predictions: The prediction in the dataset's labels, or the value (regression).
+        codes: The same as the model outputs it (class index, or the value), as ``mlflow models serve`` returns.
+        scores: Positive-class probability (binary), top probability (multiclass), the value (regression).
+        probabilities: Per row ``{label: probability}`` (multiclass), else None.
+    """
+
+    predictions: list[Any]
+    codes: list[Any]
     scores: list[float]
+    probabilities: list[dict[str, float]] | None
     arms: list[str]
     versions: list[str]
     experiment: str
     entity_ids: list[str]
+
+
+def row_outputs(decision: Any, values: dict[str, Any], start: int, stop: int) -> list[tuple]:
+    """``(prediction, code, score, probabilities)`` of rows ``start:stop`` of one call's outputs."""
+    from driftloop.tasks import MULTICLASS, REGRESSION
+
+    predictions = values[bus.PREDICTION_COLUMN][start:stop].tolist()
+    scores = values[bus.SCORE_COLUMN][start:stop].tolist()
+    if decision.task == REGRESSION:
+        return [(p, p, s, None) for p, s in zip(predictions, scores, strict=True)]
+    index = {label: i for i, label in enumerate(decision.classes)}
+    if decision.task != MULTICLASS:
+        return [(p, index[p], s, None) for p, s in zip(predictions, scores, strict=True)]
+    columns = {label: values[bus.proba_column(label)][start:stop].tolist() for label in decision.classes}
+    return [(p, index[p], s, {label: columns[label][k] for label in decision.classes})
+            for k, (p, s) in enumerate(zip(predictions, scores, strict=True))]
 
 
 @dataclass(eq=False)
@@ -164,7 +190,7 @@ class Batcher:
         if projected > self.budget_s and all_busy:  # with a free worker it starts now: the best there is
             raise self._refuse("over_budget", f"projected wait {projected * 1000:.0f} ms exceeds the latency "
                                               f"budget of {self.budget_s * 1000:.0f} ms", projected)
-        job.scores, job.versions, job.parts_left = [math.nan] * job.n_rows, [""] * job.n_rows, len(parts)
+        job.outputs, job.versions, job.parts_left = [None] * job.n_rows, [""] * job.n_rows, len(parts)
         for arm, rows in parts.items():
             self.queues[arm].append(Part(job, rows))
             if shadow:
@@ -295,10 +321,10 @@ class Batcher:
         start = time.perf_counter()
         ok, values = await self._predict(worker, arm, model.version, primary, shadow)
         if ok:
-            self._spread(arm, model.version, primary, shadow, values)
+            self._spread(arm, model, primary, shadow, values)
         else:
             self.metrics.shadow_dropped_rows.inc(sum(len(p.rows) for p in shadow))
-            await self._isolate(worker, arm, model.version, primary)
+            await self._isolate(worker, arm, model, primary)
         if primary:
             elapsed = time.perf_counter() - start
             recent = self._recent_s[arm]
@@ -322,28 +348,31 @@ class Batcher:
         self.metrics.predict_seconds.observe(time.perf_counter() - start)
         return ok, values
 
-    def _spread(self, arm: str, version: str, primary: list[Part], shadow: list[Part], values: Any) -> None:
-        """Hand a call's scores back to its requests; shadow scores go to the shadow callback."""
+    def _spread(self, arm: str, model: Any, primary: list[Part], shadow: list[Part], values: Any) -> None:
+        """Hand a call's outputs back to its requests; shadow outputs go to the shadow callback."""
         position = 0
         for part in primary:
             job = part.job
-            for i in part.rows:
-                job.scores[i] = float(values[position])
-                job.versions[i] = version
-                position += 1
+            rows = row_outputs(model.decision, values, position, position + len(part.rows))
+            for i, output in zip(part.rows, rows, strict=True):
+                job.outputs[i] = output
+                job.versions[i] = model.version
+            position += len(part.rows)
             self._part_done(job)
         if position:
             self.metrics.rows.labels(arm, "primary").inc(position)
         shadow_rows = 0
         for part in shadow:
             if self.on_shadow is not None:
-                self.on_shadow(part.job, part.rows, arm, version, values[position:position + len(part.rows)])
+                stop = position + len(part.rows)
+                self.on_shadow(part.job, part.rows, arm, model.version, row_outputs(model.decision, values, position,
+                                                                                    stop))
             position += len(part.rows)
             shadow_rows += len(part.rows)
         if shadow_rows:
             self.metrics.rows.labels(arm, "shadow").inc(shadow_rows)
 
-    async def _isolate(self, worker: Any, arm: str, version: str, parts: list[Part]) -> None:
+    async def _isolate(self, worker: Any, arm: str, model: Any, parts: list[Part]) -> None:
         """Split a failed call's requests in halves until the failing ones are alone (they get a 422)."""
         if len(parts) == 1:
             self.metrics.isolated.inc()
@@ -352,16 +381,19 @@ class Batcher:
             return
         middle = len(parts) // 2
         for half in (parts[:middle], parts[middle:]):
-            ok, values = await self._predict(worker, arm, version, half, [])
+            ok, values = await self._predict(worker, arm, model.version, half, [])
             if ok:
-                self._spread(arm, version, half, [], values)
+                self._spread(arm, model, half, [], values)
             else:
-                await self._isolate(worker, arm, version, half)
+                await self._isolate(worker, arm, model, half)
 
     def _part_done(self, job: Job) -> None:
         job.parts_left -= 1
         if job.parts_left == 0 and not job.future.done():
-            job.future.set_result(JobResult(job.scores, job.arms, job.versions, job.experiment, job.entity_ids))
+            predictions, codes, scores, probabilities = (list(column) for column in zip(*job.outputs, strict=True))
+            job.future.set_result(JobResult(predictions, codes, scores,
+                                            probabilities if probabilities[0] is not None else None, job.arms,
+                                            job.versions, job.experiment, job.entity_ids))
             self._answered()
 
     def _fail(self, job: Job, error: RequestError) -> None:

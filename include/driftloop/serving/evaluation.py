@@ -43,22 +43,44 @@ def _baseline_accuracy(client: Any, cfg: DatasetConfig, version: str) -> float |
         return None
 
 
-def _arm_metrics(labelled: Any) -> dict[str, float]:
-    """Entities, accuracy, F1 and AUC per arm of labelled entities (``arm``, ``prediction``, ``score``, ``label``)."""
+def _arm_metrics(labelled: Any, decision: Any) -> dict[str, float]:
+    """Entities, accuracy, F1 (binary; macro-F1 multiclass) and AUC (binary) per arm of labelled entities."""
     from sklearn.metrics import f1_score, roc_auc_score
+
+    from driftloop.tasks import BINARY
 
     metrics = {}
     for arm, rows in labelled.groupby("arm"):
-        truth, predicted = rows["label"].to_numpy(bool), rows["prediction"].to_numpy(int)
+        truth, predicted = rows["label"].astype(str).to_numpy(), rows["prediction"].astype(str).to_numpy()
         metrics[bus.arm_metric("ab_entities", arm)] = float(len(rows))
-        metrics[bus.arm_metric("ab_accuracy", arm)] = float((predicted == truth).mean())
-        metrics[bus.arm_metric("ab_f1", arm)] = float(f1_score(truth, predicted, zero_division=0))
-        if 0 < truth.sum() < len(truth):
-            metrics[bus.arm_metric("ab_auc", arm)] = float(roc_auc_score(truth, rows["score"].to_numpy()))
+        metrics[bus.arm_metric("ab_accuracy", arm)] = float(_correct(rows["prediction"], rows["label"],
+                                                                     decision).mean())
+        if decision.task == BINARY:
+            positive = decision.classes[1]
+            y = truth == positive
+            metrics[bus.arm_metric("ab_f1", arm)] = float(f1_score(y, predicted == positive, zero_division=0))
+            if 0 < y.sum() < len(y):
+                metrics[bus.arm_metric("ab_auc", arm)] = float(roc_auc_score(y, rows["score"].to_numpy(float)))
+        else:
+            metrics[bus.arm_metric("ab_f1", arm)] = float(f1_score(truth, predicted, average="macro",
+                                                                   zero_division=0))
     return metrics
 
 
-def ab_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None) -> dict[str, Any] | None:
+def _correct(predicted: Any, truth: Any, decision: Any) -> Any:
+    """Per row, whether the served prediction is the label; binary compares positive against not positive (a
+    version registered without its class list names the negative class ``not <positive>``)."""
+    from driftloop.tasks import BINARY
+
+    predicted, truth = predicted.astype(str).to_numpy(), truth.astype(str).to_numpy()
+    if decision.task == BINARY:
+        positive = decision.classes[1]
+        return (predicted == positive) == (truth == positive)
+    return predicted == truth
+
+
+def ab_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None,
+                decision: Any) -> dict[str, Any] | None:
     """The A/B decision on labelled entities, or None when only one arm answered traffic.
 
     Args:
@@ -66,6 +88,7 @@ def ab_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | 
         log_df: Prediction-log rows of one experiment.
         labels: Accepted labels (:func:`~driftloop.serving.labels.read_accepted_labels`).
         baseline: Champion accuracy for the power analysis (None: observed).
+        decision: The champion's :class:`~driftloop.tasks.Decision` (classes for F1 and AUC).
     """
     primary = log_df[log_df["role"] == PRIMARY].sort_values("logged_at", kind="stable")
     if primary["arm"].nunique() < 2:
@@ -78,16 +101,19 @@ def ab_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | 
     labelled = labelled.assign(first_seen=first_seen.reindex(labelled["entity_id"]).to_numpy())
     labelled = labelled.sort_values("first_seen", kind="stable")
     serving = cfg.serving
-    decision = abtest.decide_ab(labelled["arm"].to_numpy() == bus.CHALLENGER,
-                                labelled["prediction"].to_numpy(int) == labelled["label"].to_numpy(int),
-                                alpha=serving.alpha, power=serving.power, min_effect=serving.min_detectable_effect,
-                                baseline_rate=baseline)
-    return {**decision, "metrics": _arm_metrics(labelled), "entities_in_both_arms": len(switched),
+    verdict = abtest.decide_ab(labelled["arm"].to_numpy() == bus.CHALLENGER,
+                               _correct(labelled["prediction"], labelled["label"], decision), alpha=serving.alpha,
+                               power=serving.power, min_effect=serving.min_detectable_effect, baseline_rate=baseline)
+    return {**verdict, "metrics": _arm_metrics(labelled, decision), "entities_in_both_arms": len(switched),
             "served_entities": int(primary["entity_id"].nunique())}
 
 
-def shadow_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None) -> dict[str, Any] | None:
-    """The paired (shadow) decision on labelled rows both models scored, or None when there are no pairs."""
+def shadow_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None,
+                    decision: Any) -> dict[str, Any] | None:
+    """The paired (shadow) decision on labelled rows both models scored, or None when there are no pairs; the AUC
+    difference for a binary task."""
+    from driftloop.tasks import BINARY
+
     primary = log_df[log_df["role"] == PRIMARY]
     shadow = log_df[log_df["role"] == SHADOW]
     if shadow.empty:
@@ -102,22 +128,26 @@ def shadow_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: floa
     pairs["pred_challenger"] = pairs["prediction_shadow"].where(champion_answered, pairs["prediction"])
     pairs = pairs.sort_values("logged_at", kind="stable").drop_duplicates("entity_id", keep="last")
     labelled = join_labels(pairs, labels)
-    truth = labelled["label"].to_numpy(int)
     serving = cfg.serving
-    decision = abtest.decide_shadow(labelled["pred_champion"].to_numpy(int) == truth,
-                                    labelled["pred_challenger"].to_numpy(int) == truth, alpha=serving.alpha,
-                                    power=serving.power, min_effect=serving.min_detectable_effect,
-                                    baseline_rate=baseline)
-    auc = abtest.paired_bootstrap_auc(truth.astype(bool), labelled["score_champion"].to_numpy(float),
+    verdict = abtest.decide_shadow(_correct(labelled["pred_champion"], labelled["label"], decision),
+                                   _correct(labelled["pred_challenger"], labelled["label"], decision),
+                                   alpha=serving.alpha,
+                                   power=serving.power, min_effect=serving.min_detectable_effect,
+                                   baseline_rate=baseline)
+    if decision.task != BINARY:
+        return {**verdict, "auc": None}
+    positive = labelled["label"].astype(str).to_numpy() == decision.classes[1]
+    auc = abtest.paired_bootstrap_auc(positive, labelled["score_champion"].to_numpy(float),
                                       labelled["score_challenger"].to_numpy(float))
-    return {**decision, "auc": auc}
+    return {**verdict, "auc": auc}
 
 
 def _fingerprint(experiment: str, log_df: Any, labels: Any) -> str:
     """Identity of what an evaluation looked at: the log rows and the labels of its entities."""
     labelled = labels.reindex(log_df["entity_id"].unique()).dropna()
+    digest = hashlib.sha256("\n".join(f"{k}={v}" for k, v in labelled.astype(str).items()).encode()).hexdigest()
     payload = json.dumps([experiment, len(log_df), float(log_df["logged_at"].max()) if len(log_df) else 0,
-                          len(labelled), int(labelled.sum())])
+                          len(labelled), digest])
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -130,8 +160,10 @@ def _metrics(ab: dict | None, shadow: dict | None) -> dict[str, float]:
                        bus.AB_ACCURACY_DIFF: ab["diff"]})
     if shadow:
         values.update({bus.SHADOW_PAIRS: shadow["pairs"], bus.SHADOW_MCNEMAR_P_VALUE: shadow["p_value"],
-                       bus.SHADOW_ACCURACY_DIFF: shadow["diff"], bus.SHADOW_AUC_DIFF: shadow["auc"]["diff"],
-                       bus.SHADOW_AUC_DIFF_LOW: shadow["auc"]["low"], bus.SHADOW_AUC_DIFF_HIGH: shadow["auc"]["high"]})
+                       bus.SHADOW_ACCURACY_DIFF: shadow["diff"]})
+    if shadow and shadow["auc"]:
+        values.update({bus.SHADOW_AUC_DIFF: shadow["auc"]["diff"], bus.SHADOW_AUC_DIFF_LOW: shadow["auc"]["low"],
+                       bus.SHADOW_AUC_DIFF_HIGH: shadow["auc"]["high"]})
     return {k: float(v) for k, v in values.items() if v is not None and not math.isnan(float(v))}
 
 
@@ -151,6 +183,7 @@ def evaluate_ab(cfg: DatasetConfig, settings: Settings | None = None, actor: str
         no challenger distinct from the champion.
     """
     from driftloop.registry import resolve_alias
+    from driftloop.tasks import REGRESSION, read_decision
 
     settings = settings or Settings.from_env()
     client = get_client(settings)
@@ -160,11 +193,16 @@ def evaluate_ab(cfg: DatasetConfig, settings: Settings | None = None, actor: str
                 "champion_version": champion and champion["model_version"], "challenger_version": None}
     champion_v, challenger_v = champion["model_version"], challenger["model_version"]
     experiment = bus.ab_experiment_id(champion_v, challenger_v)
+    decision = read_decision(cfg, client.get_model_version(cfg.registered_model_name, champion_v).tags)
+    if decision.task == REGRESSION:
+        return {"decision": bus.AB_NOT_ENOUGH_DATA, "decided_by": "none", "experiment": experiment,
+                "champion_version": champion_v, "challenger_version": challenger_v,
+                "reason": "live comparisons test classification accuracy; regression is not supported yet"}
     log_df = read_log(log_uri(cfg, settings), cfg.registered_model_name, experiment=experiment)
     labels = read_accepted_labels(cfg, settings)
     baseline = _baseline_accuracy(client, cfg, champion_v)
-    ab = ab_analysis(cfg, log_df, labels, baseline) if not log_df.empty else None
-    shadow = shadow_analysis(cfg, log_df, labels, baseline) if not log_df.empty else None
+    ab = ab_analysis(cfg, log_df, labels, baseline, decision) if not log_df.empty else None
+    shadow = shadow_analysis(cfg, log_df, labels, baseline, decision) if not log_df.empty else None
     verdict = ab or shadow or {"decision": bus.AB_NOT_ENOUGH_DATA, "decided_by": "none",
                                "reason": f"no served traffic of experiment {experiment} compares the two models yet"}
     result = {"decision": verdict["decision"], "reason": verdict["reason"], "decided_by": verdict["decided_by"],

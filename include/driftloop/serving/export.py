@@ -88,16 +88,26 @@ def export_served_windows(cfg: DatasetConfig, settings: Settings | None = None,
     return {"exported": exported, "scoring_batch_ids": [e["batch_id"] for e in exported], "until": until}
 
 
-def _frames(cfg: DatasetConfig, rows: Any) -> tuple[Any, Any]:
-    """(batch rows: id + features, predictions: id + score + prediction), one row per entity (the last wins)."""
+def _frames(cfg: DatasetConfig, rows: Any, decision: Any) -> tuple[Any, Any]:
+    """(batch rows: id + features, the version's outputs as batch inference writes them), one row per entity (the
+    last wins)."""
+    import numpy as np
     import orjson
     import pandas as pd
+
+    from driftloop.tasks import MULTICLASS, REGRESSION
 
     rows = rows.sort_values(["logged_at", "request_id", "row_index"], kind="stable")
     rows = rows.drop_duplicates("entity_id", keep="last").reset_index(drop=True)
     features = pd.DataFrame.from_records([orjson.loads(text) for text in rows["features"]], columns=cfg.features)
     features.insert(0, cfg.id_column, rows["entity_id"].astype(str).to_numpy())
-    return features, rows
+    prediction = rows["prediction"].astype(float) if decision.task == REGRESSION else rows["prediction"].astype(str)
+    outputs = {bus.PREDICTION_COLUMN: prediction.to_numpy(), bus.SCORE_COLUMN: rows["score"].astype(float).to_numpy()}
+    if decision.task == MULTICLASS:
+        probabilities = [orjson.loads(text) if text else {} for text in rows["probabilities"]]
+        for label in decision.classes:
+            outputs[bus.proba_column(label)] = np.array([p.get(label, np.nan) for p in probabilities], dtype=float)
+    return features, outputs
 
 
 def _write_parquet(frame: Any, path: Any, schema: Any = None) -> None:
@@ -116,21 +126,22 @@ def _export_window(cfg: DatasetConfig, settings: Settings, client: Any, batch_id
     import pandas as pd
 
     from driftloop.contract import arrow_schema, load_contract
+    from driftloop.inference import summarize_outputs
+    from driftloop.tasks import read_decision
 
     contract = load_contract(cfg)
     paths = StatePaths.for_dataset(cfg, settings)
-    features, rows = _frames(cfg, rows)
+    registered = client.get_model_version(cfg.registered_model_name, version)
+    decision = read_decision(cfg, registered.tags)
+    features, outputs = _frames(cfg, rows, decision)
     batch_path = paths.batches_dir / f"{batch_id}.parquet"
     _write_parquet(features, batch_path, arrow_schema(contract, [cfg.id_column, *cfg.features]))
-    model_run_id = client.get_model_version(cfg.registered_model_name, version).run_id
-    scored_at = [datetime.fromtimestamp(t, UTC).isoformat(timespec="seconds") for t in rows["logged_at"]]
-    predictions = pd.DataFrame({
-        cfg.id_column: features[cfg.id_column],
-        bus.SCORE_COLUMN: rows["score"].astype(float).to_numpy(),
-        bus.PREDICTION_COLUMN: rows["prediction"].astype("int8").to_numpy(),
-        "model_name": cfg.registered_model_name, "model_version": version, "model_run_id": model_run_id,
-        bus.SCORED_AT_COLUMN: scored_at,
-    })[[cfg.id_column, *bus.PREDICTION_COLUMNS]]
+    model_run_id = registered.run_id
+    scored_at = datetime.fromtimestamp(window_start_s + cfg.serving.window_s, UTC).isoformat(timespec="seconds")
+    lineage = {"model_name": cfg.registered_model_name, "model_version": version, "model_run_id": model_run_id}
+    predictions = pd.DataFrame({cfg.id_column: features[cfg.id_column], **outputs,
+                                **{column: lineage[column] for column in bus.PREDICTION_LINEAGE_COLUMNS},
+                                bus.SCORED_AT_COLUMN: scored_at})
     predictions_path = paths.predictions_dir / f"{batch_id}.parquet"
     _write_parquet(predictions, predictions_path)
     batch_uri, predictions_uri = path_to_uri(batch_path), path_to_uri(predictions_path)
@@ -143,7 +154,7 @@ def _export_window(cfg: DatasetConfig, settings: Settings, client: Any, batch_id
                              bus.MODEL_RUN_ID_TAG: model_run_id,
                              bus.SERVED_WINDOW_TAG: datetime.fromtimestamp(window_start_s, UTC).isoformat()})
             mlflow.log_metrics({bus.ROWS: len(predictions),
-                                bus.POSITIVE_RATE: float(predictions[bus.PREDICTION_COLUMN].mean())})
+                                **summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN])})
             run_id = active.info.run_id
     else:
         run_id = run.info.run_id

@@ -84,11 +84,14 @@ def write_label_file(content: bytes, landing_dir: Path) -> Path:
 
 
 def read_accepted_labels(cfg: DatasetConfig, settings: Settings | None = None) -> Any:
-    """Accepted labels (after the contract) as a boolean Series indexed by entity id: True = positive class.
+    """Accepted labels (after the contract) as a Series indexed by entity id: the dataset's labels as text, or
+    floats (regression).
 
     Files are read in ingestion order and a later label of the same id wins (a correction).
     """
     import pandas as pd
+
+    from driftloop.tasks import is_classification
 
     paths = StatePaths.for_dataset(cfg, settings)
     frames = []
@@ -96,14 +99,15 @@ def read_accepted_labels(cfg: DatasetConfig, settings: Settings | None = None) -
         if manifest.get("labels_uri") and uri_to_path(manifest["labels_uri"]).is_file():
             frames.append(pd.read_parquet(uri_to_path(manifest["labels_uri"]), columns=[cfg.id_column, cfg.target]))
     if not frames:
-        return pd.Series(dtype=bool)
+        return pd.Series(dtype=object)
     labels = pd.concat(frames, ignore_index=True).dropna(subset=[cfg.target])
     labels = labels.drop_duplicates(cfg.id_column, keep="last")
-    return (labels[cfg.target].astype(str) == cfg.positive_label).set_axis(labels[cfg.id_column].astype(str))
+    values = labels[cfg.target].astype(str) if is_classification(cfg) else labels[cfg.target].astype(float)
+    return values.set_axis(labels[cfg.id_column].astype(str))
 
 
 def join_labels(log_df: Any, labels: Any) -> Any:
-    """The log rows whose entity has a label, with a boolean ``label`` column (True = positive class)."""
+    """The log rows whose entity has a label, with the label in a ``label`` column."""
     matched = log_df[log_df["entity_id"].isin(labels.index)].copy()
-    matched["label"] = labels.reindex(matched["entity_id"]).to_numpy(dtype=bool)
+    matched["label"] = labels.reindex(matched["entity_id"]).to_numpy()
     return matched

@@ -30,6 +30,7 @@ class ServedModel:
     version: str
     run_id: str
     model_uri: str
+    decision: Any = None  # driftloop.tasks.Decision recorded on the version (task, classes, threshold)
 
 
 def resolve_served(cfg: DatasetConfig, settings: Settings) -> dict[str, dict[str, str] | None]:
@@ -41,6 +42,15 @@ def resolve_served(cfg: DatasetConfig, settings: Settings) -> dict[str, dict[str
     if champion and challenger and champion["model_version"] == challenger["model_version"]:
         resolved[bus.CHALLENGER] = None
     return resolved
+
+
+def version_decision(cfg: DatasetConfig, settings: Settings, version: str) -> Any:
+    """The :class:`~driftloop.tasks.Decision` recorded on a registered version (the config's for an untagged one)."""
+    from driftloop.tasks import read_decision
+    from driftloop.tracking import get_client
+
+    tags = get_client(settings).get_model_version(cfg.registered_model_name, version).tags
+    return read_decision(cfg, tags)
 
 
 def signature_types(model_uri: str, settings: Settings) -> dict[str, str] | None:
@@ -85,6 +95,9 @@ class ModelSet:
         """Name, versions by alias and the last load error, for ``GET /version``."""
         return {"name": self.cfg.registered_model_name,
                 "versions": {alias: model.version for alias, model in self.served.items()},
+                "decisions": {model.version: {"task": model.decision.task, "classes": list(model.decision.classes),
+                                              "threshold": model.decision.threshold}
+                              for model in self.served.values() if model.decision is not None},
                 "aliases": {alias: bus.model_alias_uri(self.cfg.registered_model_name, alias)
                             for alias in self.served},
                 "last_load_error": self.last_error or None}
@@ -114,11 +127,13 @@ class ModelSet:
             return
         if current is not None and current.version == target["model_version"]:
             return
-        model = ServedModel(alias, target["model_version"], target["run_id"], target["model_uri"])
         try:
-            timings = await self.pool.load(model.version, model.model_uri, self.warm_columns, self.dtypes)
+            decision = await asyncio.to_thread(version_decision, self.cfg, self.settings, target["model_version"])
+            model = ServedModel(alias, target["model_version"], target["run_id"], target["model_uri"], decision)
+            timings = await self.pool.load(model.version, model.model_uri, self.warm_columns, self.dtypes,
+                                           decision)
         except Exception as exc:  # the old version serves on; the next poll tries again
-            self.last_error = f"{alias} v{model.version}: {str(exc)[:300]}"
+            self.last_error = f"{alias} v{target['model_version']}: {str(exc)[:300]}"
             LOG.error("could not load %s", self.last_error)
             if self.metrics is not None:
                 self.metrics.load_failures.labels(alias).inc()
@@ -137,7 +152,8 @@ class ModelSet:
     async def load_into(self, worker: Any) -> None:
         """Load every served version into one (fresh) worker."""
         for model in list(self.served.values()):
-            await worker.call("load", model.version, model.model_uri, self.warm_columns, self.dtypes)
+            await worker.call("load", model.version, model.model_uri, self.warm_columns, self.dtypes,
+                              model.decision)
 
     async def replace_dead_workers(self) -> int:
         """Start a fresh worker for every dead one and load the served versions into it; returns how many."""

@@ -8,7 +8,8 @@ and counted (``driftloop_serving_log_dropped_rows``), never silently.
 Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default, ``<state>/serving/prediction_log.sqlite``,
 WAL so readers never block the writer) for the embedded mode, PostgreSQL (``postgresql://...``; rows go in with
 ``COPY`` through asyncpg) in production. One row per served row and role (``primary`` answered the request,
-``shadow`` was scored after it and never returned); ``features`` holds the row's inputs as JSON.
+``shadow`` was scored after it and never returned); ``prediction`` is the dataset's label (or the value, as text),
+``probabilities`` the per-class probabilities of a multiclass model (JSON) and ``features`` the row's inputs (JSON).
 """
 
 from __future__ import annotations
@@ -27,13 +28,13 @@ from driftloop.state import StatePaths
 LOG = logging.getLogger(__name__)
 TABLE = "prediction_log"
 COLUMNS = ("logged_at", "request_id", "row_index", "entity_id", "role", "arm", "experiment", "model_name",
-           "model_version", "score", "prediction", "latency_ms", "features")
+           "model_version", "score", "prediction", "probabilities", "latency_ms", "features")
 PRIMARY, SHADOW = "primary", "shadow"
 FLUSH_S = 0.2
 WRITE_ATTEMPTS = 3
 _SQL_TYPES = ("DOUBLE PRECISION NOT NULL", "TEXT NOT NULL", "INTEGER NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL",
               "TEXT NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL", "DOUBLE PRECISION NOT NULL",
-              "SMALLINT NOT NULL", "DOUBLE PRECISION", "TEXT NOT NULL")
+              "TEXT NOT NULL", "TEXT", "DOUBLE PRECISION", "TEXT NOT NULL")
 CREATE_SQL = (f"CREATE TABLE IF NOT EXISTS {TABLE} ("
               + ", ".join(f"{c} {t}" for c, t in zip(COLUMNS, _SQL_TYPES, strict=True)) + ")")
 INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (model_name, logged_at)"
@@ -67,7 +68,8 @@ class LogEntry:
     versions: list[str]
     experiment: str
     scores: list[float]
-    predictions: list[int]
+    predictions: list[Any]  # the dataset's labels, or values (regression)
+    probabilities: list[dict[str, float]] | None  # multiclass: {label: probability} per row
     latency_ms: float | None
     columns: dict[str, list]
 
@@ -80,9 +82,10 @@ class LogEntry:
         out = []
         for k, row in enumerate(self.rows):
             features = orjson.dumps(dict(zip(names, (column[k] for column in values), strict=True))).decode()
+            probabilities = orjson.dumps(self.probabilities[k]).decode() if self.probabilities else None
             out.append((self.logged_at, self.request_id, row, self.entity_ids[k], self.role, self.arms[k],
                         self.experiment, model_name, self.versions[k], float(self.scores[k]),
-                        int(self.predictions[k]), self.latency_ms, features))
+                        str(self.predictions[k]), probabilities, self.latency_ms, features))
         return out
 
 

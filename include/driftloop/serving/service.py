@@ -67,7 +67,6 @@ class ServingService:
         default_workers, default_kind = worker_count(settings)
         self.worker_kind = worker_kind or default_kind
         self.workers = workers or default_workers
-        self.threshold = cfg.inference.threshold
         self.schema = InputSchema.build(cfg, self.contract, None, settings.serve_max_request_rows, settings.pii_salt)
         self.log = PredictionLogWriter(log_uri(cfg, settings), cfg.registered_model_name,
                                        settings.prediction_log_queue_rows, self.metrics)
@@ -133,24 +132,21 @@ class ServingService:
             raise RequestError(503, "TEMPORARILY_UNAVAILABLE", "no worker answered in time; retry later",
                                headers={"Retry-After": "1"}) from None
 
-    def predictions(self, scores: list[float]) -> list[int]:
-        """0/1 decisions at the dataset's threshold (as batch inference makes them)."""
-        return [1 if score >= self.threshold else 0 for score in scores]
-
     def log_primary(self, parsed: ParsedRequest, result: JobResult, request_id: str, logged_at: float,
-                    latency_ms: float, predictions: list[int]) -> None:
+                    latency_ms: float) -> None:
         """Queue the request's answered rows for the prediction log (never blocks)."""
         rows = list(range(parsed.n_rows))
         self.log.submit(LogEntry(logged_at, request_id, PRIMARY, rows, result.entity_ids, result.arms, result.versions,
-                                 result.experiment, result.scores, predictions, latency_ms, parsed.columns))
+                                 result.experiment, result.scores, result.predictions, result.probabilities,
+                                 latency_ms, parsed.columns))
 
-    def log_shadow(self, job: Job, rows: list[int], alias: str, version: str, scores: Any) -> None:
-        """Queue shadow scores (called by the batcher when a shadow call returns)."""
-        values = [float(s) for s in scores]
+    def log_shadow(self, job: Job, rows: list[int], alias: str, version: str, outputs: list[tuple]) -> None:
+        """Queue shadow outputs (called by the batcher when a shadow call returns)."""
+        predictions, _, scores, probabilities = (list(column) for column in zip(*outputs, strict=True))
         columns = {name: [col[i] for i in rows] for name, col in job.columns.items()}
         self.log.submit(LogEntry(time.time(), job.request_id, SHADOW, rows, [job.entity_ids[i] for i in rows],
-                                 [alias] * len(rows), [version] * len(rows), job.experiment, values,
-                                 self.predictions(values), None, columns))
+                                 [alias] * len(rows), [version] * len(rows), job.experiment, scores, predictions,
+                                 probabilities if probabilities[0] is not None else None, None, columns))
 
     # ---------------------------------------------------------------------------------------------------------
 

@@ -32,9 +32,10 @@ class ModelHost:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.models: dict[str, Any] = {}
+        self.models: dict[str, tuple[Any, Any]] = {}  # version -> (model, its Decision)
 
-    def load(self, version: str, model_uri: str, warm_columns: dict[str, list], dtypes: dict[str, str]) -> dict:
+    def load(self, version: str, model_uri: str, warm_columns: dict[str, list], dtypes: dict[str, str],
+             decision: Any) -> dict:
         """Load ``model_uri`` from our registry and warm it up with a small predict; returns the timings."""
         import time
 
@@ -45,8 +46,8 @@ class ModelHost:
         start = time.perf_counter()
         model = load_model(model_uri, self.settings)
         loaded = time.perf_counter()
-        _positive_scores(model, warm_columns, dtypes)
-        self.models[version] = model
+        decision.predict(model, build_frame(warm_columns, dtypes))
+        self.models[version] = (model, decision)
         return {"version": version, "load_s": loaded - start, "warm_s": time.perf_counter() - loaded}
 
     def drop(self, keep: list[str]) -> list[str]:
@@ -57,32 +58,37 @@ class ModelHost:
         return dropped
 
     def predict(self, calls: list[tuple[str, dict[str, list], dict[str, str]]]) -> list[tuple[bool, Any, float]]:
-        """Score each ``(version, columns, dtypes)`` call; a failing call does not affect the others.
+        """Score each ``(version, columns, dtypes)`` call with the version's decision; a failing call does not
+        affect the others.
 
         Returns:
-            Per call ``(True, positive-class scores, seconds)`` or ``(False, error text, seconds)``.
+            Per call ``(True, {column: array}, seconds)`` (:meth:`driftloop.tasks.Decision.predict`: the prediction
+            in the dataset's labels or the value, the score, per-class probabilities) or ``(False, error text,
+            seconds)``.
         """
         import time
+
+        import numpy as np
 
         results = []
         for version, columns, dtypes in calls:
             start = time.perf_counter()
             try:
-                scores = _positive_scores(self.models[version], columns, dtypes)
-                results.append((True, scores, time.perf_counter() - start))
+                model, decision = self.models[version]
+                outputs = decision.predict(model, build_frame(columns, dtypes))
+                results.append((True, {k: np.asarray(v) for k, v in outputs.items()}, time.perf_counter() - start))
             except Exception as exc:  # a bad batch is isolated by the batcher, whatever the model raises
                 results.append((False, f"{type(exc).__name__}: {str(exc)[:300]}", time.perf_counter() - start))
         return results
 
 
-def _positive_scores(model: Any, columns: dict[str, list], dtypes: dict[str, str]) -> Any:
-    """Positive-class probabilities of a frame built from ``columns`` with ``dtypes`` (fresh 0..n-1 index)."""
+def build_frame(columns: dict[str, list], dtypes: dict[str, str]) -> Any:
+    """The model's input frame: ``columns`` in ``dtypes`` (from numpy arrays: ten times cheaper than one Series
+    per column, and consolidated into one block per dtype), index 0..n-1."""
     import numpy as np
     import pandas as pd
 
-    # From numpy arrays (ten times cheaper than one Series per column); consolidated into one block per dtype.
-    frame = pd.DataFrame({name: np.array(columns[name], dtype=dtype) for name, dtype in dtypes.items()})
-    return np.asarray(model.predict_proba(frame)[:, 1], dtype=float)
+    return pd.DataFrame({name: np.array(columns[name], dtype=dtype) for name, dtype in dtypes.items()})
 
 
 def _limit_native_threads() -> None:
@@ -249,9 +255,10 @@ class WorkerPool:
     def _start(self, index: int) -> Any:
         return (ProcessWorker if self.kind == "process" else ThreadWorker)(index, self.settings)
 
-    async def load(self, version: str, model_uri: str, warm_columns: dict, dtypes: dict) -> list[dict]:
+    async def load(self, version: str, model_uri: str, warm_columns: dict, dtypes: dict,
+                   decision: Any) -> list[dict]:
         """Load and warm ``version`` in every worker (in parallel); the old versions keep serving meanwhile."""
-        calls = [w.call("load", version, model_uri, warm_columns, dtypes) for w in self.workers]
+        calls = [w.call("load", version, model_uri, warm_columns, dtypes, decision) for w in self.workers]
         return list(await asyncio.gather(*calls))
 
     async def drop(self, keep: list[str]) -> None:
