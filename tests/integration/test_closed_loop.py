@@ -1,14 +1,18 @@
-"""The closed loop end to end: a real MLflow server process and real Airflow runs (``dag.test``) of all five DAGs.
+"""The closed loop end to end: a real MLflow server process and real Airflow runs (``dag.test``) of the DAGs.
 
-Story: reference data → v1 champion → clean batch (no fire) → drifted batch → monitoring over threshold →
-the sensor fires and triggers training → v2 registered, aliases where the gate says → the same monitoring
-result does not fire again → an alias moved through the MLflow client is honoured by the next inference run →
-a malformed file fails the data run with a reason while the good batch beside it is still scored.
+One deployment serves every shipped dataset config (binary, multiclass, regression) side by side: the DAG factory
+builds each dataset's DAGs from one DAG folder. The configs are the shipped ones with training shortened (first
+model family, two folds, no tuning), written to a config folder of the test.
+
+Story on telco_churn: reference data → v1 champion → clean batch (no fire) → drifted batch → monitoring over
+threshold → the sensor fires and triggers training → v2 registered, aliases where the gate says → the same
+monitoring result does not fire again → an alias moved through the MLflow client is honoured by the next inference
+run → a malformed file fails the data run with a reason while the good batch beside it is still scored. Then the
+other datasets run their loop in the same deployment.
 """
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,12 +20,25 @@ from pathlib import Path
 import pytest
 
 from driftloop import bus
-from tests.conftest import FAST_OVERRIDES
+from driftloop.catalog import list_config_paths
+from tests.config_copies import SHIPPED_DIR, copy_config
 from tests.oracles import expected_champion
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
+DATASETS = [p.stem for p in list_config_paths(SHIPPED_DIR)]
+
+
+def write_fast_configs(config_dir: Path) -> None:
+    """Every shipped config under its own name, training shortened: first model family, two folds, no tuning."""
+    import yaml
+
+    for name in DATASETS:
+        raw = yaml.safe_load((SHIPPED_DIR / f"{name}.yaml").read_text())
+        fast = {**raw["training"], "models": raw["training"]["models"][:1], "folds": 2, "tune_iter": 0,
+                "reference_rows": 1000}
+        copy_config(config_dir, name, name, training=fast, model_name=raw["model_name"])
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +49,7 @@ def loop_env(tmp_path_factory):
     from driftloop_ops.services import start_mlflow_server
 
     root = tmp_path_factory.mktemp("loop")
+    write_fast_configs(root / "configs")
     server = start_mlflow_server(root / "mlflow")
     saved = dict(os.environ)
     os.environ.update(
@@ -39,13 +57,13 @@ def loop_env(tmp_path_factory):
             "MLFLOW_TRACKING_URI": server.url,
             "DRIFTLOOP_HOME": str(root / "home"),
             "DRIFTLOOP_DATASET": "telco_churn",
-            "DRIFTLOOP_DATASETS": "telco_churn",  # the DAGs of the loop's dataset only
-            "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST_OVERRIDES),
+            "DRIFTLOOP_CONFIG_DIR": str(root / "configs"),
             "DRIFTLOOP_SENSOR_POKE_S": "1",
             "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
         }
     )
-    os.environ.pop("DRIFTLOOP_CONFIG_DIR", None)
+    for name in ("DRIFTLOOP_DATASETS", "DRIFTLOOP_CONFIG_OVERRIDES"):
+        os.environ.pop(name, None)
     migrate = subprocess.run(
         [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], capture_output=True, text=True, timeout=300
     )
@@ -64,8 +82,14 @@ def dags(loop_env):
 
     bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
     assert bag.import_errors == {}
-    assert {bus.split_dag_id(dag_id)[0] for dag_id in bag.dag_ids} == {"telco_churn"}
     return dict(bag.dags)
+
+
+def test_one_deployment_holds_every_datasets_dags(dags):
+    assert set(dags) == {bus.dag_id(name, dag) for name in DATASETS for dag in bus.DAG_NAMES}
+    for dag_id, dag in dags.items():
+        dataset, dag_name = bus.split_dag_id(dag_id)
+        assert dataset in dag.tags  # the Airflow UI filters by dataset
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +201,33 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     assert (entry["from_version"], entry["to_version"], entry["actor"]) == (current, moved_to, EXTERNAL_ACTOR)
     passed = client.get_model_version(name, moved_to).tags.get(bus.GATE_TAG) == bus.GATE_PASSED
     assert (entry["gate_passed"], entry["override"]) == (passed, not passed)
+
+
+@pytest.mark.parametrize("dataset", [name for name in DATASETS if name != "telco_churn"])
+def test_every_other_dataset_closes_its_loop_in_the_same_deployment(loop, dags, client, dataset):
+    import pandas as pd
+
+    from driftloop.config import load_dataset_config
+    from driftloop.state import StatePaths
+    from driftloop.tasks import read_decision
+    from driftloop_ops.loop import InProcessRunner, drive_closed_loop
+
+    cfg = load_dataset_config(dataset)
+    record = drive_closed_loop(InProcessRunner(dags), cfg, client, batch_rows=600, clean_batch=False,
+                               sensor_again=False)
+    assert record.state("train_1") == "success", record.steps["train_1"]
+    assert record.champion_after_v1 == "1"
+    assert record.tasks("drift_drift_sensor")["trigger_training"] == "success", record.steps
+    assert record.state("train_2") == "success", record.steps["train_2"]
+    name = cfg.registered_model_name
+    assert client.get_model_version(name, "2").tags[bus.TRIGGER_REASON_TAG] in ("drift", "performance")
+    decision = read_decision(cfg, client.get_model_version(name, "1").tags)
+    assert decision.task == cfg.task
+    predictions = pd.read_parquet(StatePaths.for_dataset(cfg).predictions_dir / "batch_001.parquet")
+    assert len(predictions) == 600
+    if cfg.task == "regression":
+        assert predictions[bus.PREDICTION_COLUMN].dtype.kind == "f"
+    else:  # the dataset's own labels, and one probability per class for multiclass
+        assert set(predictions[bus.PREDICTION_COLUMN]) <= set(decision.classes)
+        if cfg.task == "multiclass":
+            assert {bus.proba_column(c) for c in decision.classes} <= set(predictions.columns)
