@@ -416,3 +416,28 @@ def test_holdout_is_decided_per_id_so_growing_snapshots_never_leak(telco_cfg, te
     assert set(small_holdout["customer_id"]) <= set(grown_holdout["customer_id"])
     # Nothing an earlier champion trained on is in a later candidate's holdout.
     assert not set(small_train["customer_id"]) & set(grown_holdout["customer_id"])
+
+
+def test_live_metrics_and_their_drop_per_task_on_known_values():
+    import pandas as pd
+
+    from driftloop.tasks import BINARY, MULTICLASS, REGRESSION, Decision, live_metrics, relative_drop
+
+    regression = Decision(REGRESSION)
+    served = pd.DataFrame({bus.PREDICTION_COLUMN: [100.0, 200.0, 300.0, 400.0]})
+    live = live_metrics(regression, pd.Series([110.0, 190.0, 330.0, 370.0]), served)
+    assert live == pytest.approx({"live_rmse": (2000 / 4) ** 0.5, "live_mae": 20.0})
+    # RMSE is an error: live 22.4 against a holdout 20.0 is 11.8% worse (a positive drop).
+    assert relative_drop(REGRESSION, live, {"holdout_rmse": 20.0}) == pytest.approx(((500 ** 0.5) - 20) / 20)
+
+    multiclass = Decision(MULTICLASS, ("F", "M", "VF"))
+    served = pd.DataFrame({bus.PREDICTION_COLUMN: ["F", "M", "VF", "F"]})
+    live = live_metrics(multiclass, pd.Series(["F", "M", "VF", "M"]), served)
+    assert live == pytest.approx({"live_macro_f1": 7 / 9, "live_accuracy": 0.75})
+    assert relative_drop(MULTICLASS, live, {"holdout_macro_f1": 0.9}) == pytest.approx((0.9 - 7 / 9) / 0.9)
+
+    binary = Decision(BINARY, ("No", "Yes"), 0.3)
+    served = pd.DataFrame({bus.PREDICTION_COLUMN: ["Yes", "No", "Yes", "No"], bus.SCORE_COLUMN: [0.9, 0.2, 0.4, 0.1]})
+    live = live_metrics(binary, pd.Series(["Yes", "Yes", "No", "No"]), served)
+    assert live == pytest.approx({"live_f1": 0.5, "live_auc": 0.75})
+    assert relative_drop(BINARY, live, {"holdout_f1": 0.5}) == pytest.approx(0.0)
