@@ -218,6 +218,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
 
     settings = Settings.from_env()
     cfg = load_dataset_config("telco_churn", settings)
+    print(f"serving_machine_load_1m.start {os.getloadavg()[0]:.2f}")  # other processes share the cores
     prepared = work / "champion.json"
     if reuse and prepared.is_file():
         champion = json.loads(prepared.read_text())
@@ -289,6 +290,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         measured = results[("driftloop", c, rows)]["rps"]
         print(f"serving_ceiling_rps.c{c}_rows{rows} {ceiling:.1f}")
         print(f"serving_share_of_ceiling.c{c}_rows{rows} {measured / ceiling:.2f}")
+    print(f"serving_machine_load_1m.end {os.getloadavg()[0]:.2f}")
     five_xx = sum(v for k, v in load["statuses"].items() if str(k).startswith("5") or k == "connection_error")
     logged = count_logged(log_uri(cfg, settings), cfg.registered_model_name, prefix)
     print(f"serving_load_rate_rps {rate:.1f}")
@@ -298,7 +300,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     print(f"serving_load_5xx {five_xx}")
     print(f"serving_load_p50_ms {load['p50_ms']:.1f}")
     print(f"serving_load_p99_ms {load['p99_ms']:.1f}")
+    answered = load["statuses"].get(200, 0)
+    print(f"serving_load_answered {answered}")
     print(f"serving_load_logged_rows {logged}")
+    print(f"serving_load_logged_equals_answered {int(logged == answered)}")
     print(f"serving_load_logged_equals_sent {int(logged == load['sent'])}")
     print(json.dumps({"statuses": load["statuses"], "scenarios": {str(k): v for k, v in results.items()}}),
           file=sys.stderr)
