@@ -8,8 +8,9 @@
    (A/B), one otherwise, and calls of different arms run side by side when there are workers for them.
 3. Starts ``mlflow models serve`` (``--env-manager local``, one worker) and ``driftloop serve`` (one inference
    process per core, A/B 50 % + shadow + prediction log), both on 127.0.0.1, and drives each with closed-loop
-   clients: concurrency 1 and 16, 1-row and 100-row requests, ``BENCH_SERVING_SECONDS`` each. Prints throughput,
-   p50 and p99, and the ratio to MLflow measured in the same run.
+   clients that honour ``Retry-After``: concurrency 1 and 16, 1-row and 100-row requests, ``BENCH_SERVING_SECONDS``
+   each, the two servers one right after the other in every scenario. Prints throughput (answered requests),
+   p50 and p99 of answered requests, refusals, and the ratio to MLflow measured in the same run.
 4. A 60-second open-loop load on ``driftloop serve`` at the sustainable rate (``BENCH_SERVING_LOAD_SHARE`` of the
    measured c16 single-row throughput): zero 5xx, and the prediction log holds exactly one row per request sent.
 
@@ -245,25 +246,24 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     results: dict[tuple, dict] = {}
 
     only = os.environ.get("BENCH_SERVING_ONLY", "")  # development: "driftloop" skips the baseline
-    baseline = None if only == "driftloop" else start_server([str(python_bin / "mlflow"), "models", "serve", "-m", champion["model_uri"],
-                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(mlflow_port)], env, mlflow_url,
-                            "/ping")
-    try:
-        for c, rows in scenarios if baseline else []:
-            results[("mlflow", c, rows)] = asyncio.run(closed_loop(mlflow_url + "/invocations",
-                                                                   payloads[(rows, False)], c, SECONDS))
-    finally:
-        if baseline:
-            stop_server(baseline)
-
     ours_env = {**env, "DRIFTLOOP_SERVE_PORT": str(ours_port), "DRIFTLOOP_SERVE_HOST": "127.0.0.1",
                 "DRIFTLOOP_SERVE_WORKERS": os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0")}
-    ours = start_server([str(python_bin / "driftloop"), "serve", "--log-level", "warning"], ours_env, ours_url,
-                        "/ready")
+    # Both servers run side by side (an idle server costs nothing) and every scenario measures one right after
+    # the other, so both see the same machine: the other processes on these cores come and go.
+    servers = {}
     try:
+        if only != "driftloop":
+            servers["mlflow"] = (start_server([str(python_bin / "mlflow"), "models", "serve", "-m",
+                                               champion["model_uri"], "--env-manager", "local", "-h", "127.0.0.1",
+                                               "-p", str(mlflow_port)], env, mlflow_url, "/ping"), mlflow_url, False)
+        servers["driftloop"] = (start_server([str(python_bin / "driftloop"), "serve", "--log-level", "warning"],
+                                             ours_env, ours_url, "/ready"), ours_url, True)
         for c, rows in scenarios:
-            results[("driftloop", c, rows)] = asyncio.run(closed_loop(ours_url + "/invocations",
-                                                                      payloads[(rows, True)], c, SECONDS))
+            for name, (_, url, with_ids) in servers.items():
+                results[(name, c, rows)] = asyncio.run(closed_loop(url + "/invocations", payloads[(rows, with_ids)],
+                                                                   c, SECONDS))
+        if "mlflow" in servers:
+            stop_server(servers.pop("mlflow")[0])
         c16 = results[("driftloop", 16, 1)]["rps"]
         rate = max(1.0, LOAD_SHARE * c16)
         prefix = f"load-{os.urandom(4).hex()}-"
@@ -273,7 +273,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         with urllib.request.urlopen(ours_url + "/metrics", timeout=10) as response:
             (work / "metrics.txt").write_bytes(response.read())  # the service's own view, for the full log
     finally:
-        stop_server(ours)  # graceful: the prediction log is written out before the process exits
+        for process, _, _ in servers.values():
+            stop_server(process)  # ours stops gracefully: the prediction log is written out before it exits
 
     for (server, c, rows), r in sorted(results.items()):
         key = f"{server}.c{c}_rows{rows}"
@@ -281,7 +282,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         print(f"serving_p50_ms.{key} {r['p50_ms']:.1f}")
         print(f"serving_p99_ms.{key} {r['p99_ms']:.1f}")
         print(f"serving_errors.{key} {r['errors']}")
-    for c, rows in scenarios if baseline else []:
+    for c, rows in scenarios if only != "driftloop" else []:
         ratio = results[("driftloop", c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
         print(f"serving_speedup_vs_mlflow.c{c}_rows{rows} {ratio:.1f}")
     for c, rows in scenarios:
