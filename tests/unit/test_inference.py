@@ -34,7 +34,7 @@ def _register(cfg, frame, flip: bool = False, threshold: float = 0.5) -> str:
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    from driftloop.tracking import ensure_experiment, get_client
+    from driftloop.tracking import ensure_experiment, get_client, mlflow_scope
 
     experiment_id = ensure_experiment(get_client(), "tests/inference-models")
     pre = ColumnTransformer(
@@ -46,7 +46,8 @@ def _register(cfg, frame, flip: bool = False, threshold: float = 0.5) -> str:
     y = (frame[cfg.target] == cfg.positive_label).astype(int)
     model = Pipeline([("pre", pre), ("clf", make_pipeline(LogisticRegression(max_iter=300)))])
     model.fit(frame[cfg.features], 1 - y if flip else y)
-    with mlflow.start_run(experiment_id=experiment_id), tempfile.TemporaryDirectory() as tmp:
+    # The fluent calls use the settings' tracking URI, as training does (another test may have left a global one).
+    with mlflow_scope(), mlflow.start_run(experiment_id=experiment_id), tempfile.TemporaryDirectory() as tmp:
         info = mlflow.sklearn.log_model(
             model, name="model", registered_model_name=cfg.registered_model_name, serialization_format="cloudpickle"
         )
