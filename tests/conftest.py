@@ -33,6 +33,22 @@ def pytest_configure(config: pytest.Config) -> None:
         sys.path.insert(0, plugins)
 
 
+def _global_tracking_uri() -> str | None:
+    module = sys.modules.get("mlflow.tracking._tracking_service.utils")  # never import MLflow just to look
+    return None if module is None else module._tracking_uri
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_global_uri_unchanged():
+    """Fail the test that leaves MLflow's process-wide tracking URI changed: later tests' runs would go there."""
+    before = _global_tracking_uri()
+    yield
+    after = _global_tracking_uri()
+    if after != before:
+        sys.modules["mlflow.tracking._tracking_service.utils"]._tracking_uri = before
+        pytest.fail(f"MLflow's global tracking URI was left at {after!r} (was {before!r}); use mlflow_scope")
+
+
 @pytest.fixture(scope="session")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One SQLite MLflow store for the session (creating one costs seconds of migrations)."""

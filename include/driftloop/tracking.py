@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +20,9 @@ from driftloop.settings import PROJECT_DIR, Settings
 
 # MLflow mirrors its URIs into these variables; mlflow_scope puts back exactly what was there.
 _MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+# The URIs are process-wide: two threads in overlapping scopes would each restore what the other set (a promotion
+# racing another left the tracking URI of a finished test behind). Scopes run one thread at a time; they nest.
+_SCOPE_LOCK = threading.RLock()
 
 
 def get_client(settings: Settings | None = None) -> Any:
@@ -41,19 +45,20 @@ def mlflow_scope(settings: Settings | None = None) -> Iterator[None]:
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
     settings = settings or Settings.from_env()
-    saved_uris = (tracking_utils._tracking_uri, registry_utils._registry_uri)
-    saved_env = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    try:
-        yield
-    finally:
-        tracking_utils._tracking_uri, registry_utils._registry_uri = saved_uris
-        for name, value in saved_env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with _SCOPE_LOCK:
+        saved_uris = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+        saved_env = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.tracking_uri)
+        try:
+            yield
+        finally:
+            tracking_utils._tracking_uri, registry_utils._registry_uri = saved_uris
+            for name, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def artifact_location(name: str, settings: Settings | None = None) -> str | None:

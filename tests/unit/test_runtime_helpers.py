@@ -41,3 +41,32 @@ def test_usable_std_streams_leaves_open_streams_alone():
     with usable_std_streams():
         assert (sys.__stdout__, sys.__stderr__) == before
     assert (sys.__stdout__, sys.__stderr__) == before
+
+
+def test_overlapping_mlflow_scopes_in_threads_leave_the_global_uri_as_it_was(tmp_path):
+    import threading
+
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    from driftloop.settings import Settings
+    from driftloop.tracking import mlflow_scope
+
+    inside, seen = threading.Barrier(2, timeout=5), []
+
+    def scoped(name: str) -> None:
+        settings = Settings.from_env({"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / name}.db"})
+        with mlflow_scope(settings):
+            seen.append(tracking_utils._tracking_uri)
+            try:  # without the scope lock both threads are inside at once, and each restores the other's URI
+                inside.wait(timeout=0.5)
+            except threading.BrokenBarrierError:
+                pass
+
+    before = tracking_utils._tracking_uri
+    threads = [threading.Thread(target=scoped, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert tracking_utils._tracking_uri == before
+    assert sorted(seen) == [f"sqlite:///{tmp_path / 'a'}.db", f"sqlite:///{tmp_path / 'b'}.db"]
