@@ -120,7 +120,6 @@ def score_file(
         ``{"rows", "chunks", "seconds", "explain_method", "output_metrics"}``; ``chunks`` is how many predict
         calls were made, ``output_metrics`` :func:`summarize_outputs` over all rows.
     """
-    import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -129,7 +128,8 @@ def score_file(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = output_path.with_name(f".{output_path.name}.tmp")
     rows = chunks = 0
-    writer, method, predicted = None, "none", []
+    # Output metrics are shares and means: summed per chunk weighted by its rows, so no output is kept.
+    writer, method, weighted = None, "none", {}
     explain = cfg.inference.reasons > 0 and reference_df is not None
     try:
         source = pq.ParquetFile(batch_path)
@@ -155,7 +155,8 @@ def score_file(
             writer.write_table(table)
             rows += n
             chunks += 1
-            predicted.append(outputs[bus.PREDICTION_COLUMN])
+            for key, value in summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN]).items():
+                weighted[key] = weighted.get(key, 0.0) + value * n
     finally:
         if writer is not None:
             writer.close()
@@ -163,7 +164,7 @@ def score_file(
         raise ValueError(f"{batch_path} has no rows to score")
     tmp_path.replace(output_path)
     return {"rows": rows, "chunks": chunks, "seconds": time.perf_counter() - start, "explain_method": method,
-            "output_metrics": summarize_outputs(decision, np.concatenate(predicted))}
+            "output_metrics": {key: value / rows for key, value in weighted.items()}}
 
 
 def _output_array(values: Any) -> Any:

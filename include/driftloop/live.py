@@ -64,30 +64,8 @@ def awaits_labels(run: Any, fingerprint: str) -> bool:
     return metrics.get(bus.LABELLED_ROWS, 0.0) < metrics.get(bus.ROWS, float("inf"))
 
 
-def read_labels(cfg: DatasetConfig, label_files: list[Path]) -> Any:
-    """Accepted labels (the dataset's own values) as a Series indexed by id; a later file's correction wins."""
-    import pandas as pd
-
-    frames = [pd.read_parquet(f, columns=[cfg.id_column, cfg.target]) for f in label_files]
-    labels = pd.concat(frames, ignore_index=True).dropna(subset=[cfg.target])
-    labels = labels.drop_duplicates(cfg.id_column, keep="last")
-    return labels[cfg.target].set_axis(labels[cfg.id_column])
-
-
-def labelled_predictions(cfg: DatasetConfig, predictions_df: Any, labels: Any) -> Any:
-    """Scored rows (one per id, the last) that have a label, with the label in ``cfg.target``; None below
-    ``monitoring.min_rows``."""
-    if labels is None:
-        return None
-    scored = predictions_df.drop_duplicates(cfg.id_column, keep="last")
-    matched = scored[scored[cfg.id_column].isin(labels.index)].reset_index(drop=True)
-    if len(matched) < cfg.monitoring.min_rows:
-        return None
-    return matched.assign(**{cfg.target: labels.loc[matched[cfg.id_column]].to_numpy()})
-
-
 def measure_live(cfg: DatasetConfig, facts: VersionFacts, matched: Any) -> dict[str, float]:
-    """Live metrics, labelled rows and ``live_drop`` of labelled predictions (:func:`labelled_predictions`)."""
+    """Live metrics, labelled rows and ``live_drop`` of labelled predictions (one row per id, label in ``cfg.target``)."""
     live = live_metrics(facts.decision, matched[cfg.target], matched)
     live[bus.LABELLED_ROWS] = float(len(matched))
     drop = relative_drop(facts.decision.task, live, facts.holdout)
@@ -107,7 +85,7 @@ def fairness_of(cfg: DatasetConfig, facts: VersionFacts, matched: Any, sensitive
     Args:
         cfg: Dataset config (``sensitive``).
         facts: The scoring version's facts.
-        matched: :func:`labelled_predictions`.
+        matched: Labelled predictions, one row per id, the label in ``cfg.target``.
         sensitive_rows: The batch's id and sensitive columns for (at least) the matched ids.
     """
     from driftloop.fairness import assess_decisions, fairness_metrics

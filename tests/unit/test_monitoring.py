@@ -217,3 +217,49 @@ def test_drift_is_explained_by_the_champions_importance_and_fairness_is_tracked_
     for attribute in ("female", "senior_citizen"):
         for gap in ("demographic_parity_difference", "equalized_odds_difference"):
             assert 0.0 <= metrics[bus.fairness_metric(attribute, gap)] <= 1.0
+
+
+def _small_chunks(cfg, rows: int):
+    import dataclasses
+
+    return dataclasses.replace(cfg, monitoring=dataclasses.replace(cfg.monitoring, chunk_rows=rows))
+
+
+def test_chunked_label_join_is_exact_and_the_latest_label_wins(cfg, telco_frame, scorer, champion):
+    from sklearn.metrics import f1_score
+
+    from driftloop.monitoring import monitor_predictions
+
+    version, train_run_id = champion
+    batch = telco_frame.iloc[BATCH_ROWS]
+    score_batch(cfg, batch, "chunked", version, train_run_id, scorer)
+    write_labels(cfg, batch.iloc[:1500], "a_first", flip=True)  # corrected by the next file
+    write_labels(cfg, batch.iloc[:1500], "b_second")
+
+    [item] = monitor_predictions(_small_chunks(cfg, 256))["monitored"]
+
+    score, _ = scorer
+    labelled = batch.iloc[:1500]
+    expected = f1_score(labelled[cfg.target] == "Yes", score(labelled) >= 0.5)
+    assert item["labelled_rows"] == 1500
+    assert item["live_f1"] == pytest.approx(expected)
+
+
+def test_live_metrics_above_the_cap_are_sampled_counted_in_full_and_tagged(cfg, telco_frame, scorer, champion,
+                                                                          monkeypatch):
+    from driftloop import monitoring
+    from driftloop.tracking import get_client
+
+    version, train_run_id = champion
+    batch = telco_frame.iloc[BATCH_ROWS]
+    score_batch(cfg, batch, "capped", version, train_run_id, scorer)
+    write_labels(cfg, batch.iloc[:1500], "l_capped")
+    monkeypatch.setattr(monitoring, "MAX_LIVE_ROWS", 600)
+
+    [item] = monitoring.monitor_predictions(_small_chunks(cfg, 256), max_rows=700)["monitored"]
+
+    run = get_client().get_run(item["monitoring_run_id"])
+    assert run.data.tags[bus.CURRENT_SAMPLE_TAG] == (
+        "random 700 of 2000 rows (seed 42); live metrics on random 600 of 1500 labelled rows (seed 42)")
+    assert run.data.metrics["rows_compared"] == 700 and run.data.metrics["labelled_rows"] == 1500
+    assert 0.45 < item["live_f1"] < 0.75
