@@ -11,8 +11,8 @@ waiting only adds latency. With two workers the champion's and the challenger's 
   ``SHADOW_BATCH_ROWS`` rows or ``SHADOW_MAX_WAIT_S`` seconds have gathered. Under load they are shed first, and
   counted.
 * **Admission control:** a request is refused with 503 and ``Retry-After`` when too many requests wait or when its
-  projected wait (the soonest worker to free up, the calls queued ahead, its own call; call times measured) exceeds
-  the latency budget, never left to time out.
+  projected wait (until a worker starts scoring its rows: the workers' current calls and the calls queued ahead,
+  with measured call times) exceeds the latency budget, never left to time out.
 * **Isolation:** when a call fails, its requests are split in halves and retried until the failing request is
   alone; that one gets a 422, the others their scores.
 """
@@ -149,10 +149,11 @@ class Batcher:
         return {arm: r for arm, r in rows.items() if r}, routing.shadow and challenger is not None
 
     def projected_wait_s(self, arm: str, n_rows: int) -> float:
-        """Expected time until ``n_rows`` new rows for ``arm`` are answered.
+        """Expected wait of ``n_rows`` new rows for ``arm`` before a worker starts scoring them.
 
         The calls already due (one per arm with queued rows, oldest first; ours joins its arm's) are laid on the
-        workers as they free up, each taking its arm's measured call time.
+        workers as they free up, each taking its arm's measured call time. The request's own call is not counted:
+        it is the least any request costs, and refusing it would not make the answer faster.
         """
         import heapq
 
@@ -165,11 +166,11 @@ class Batcher:
         queued_rows = sum(len(part.rows) for part in self.queues[arm]) + n_rows
         calls += [arm] * (queued_rows // self.max_batch_rows)  # rows beyond one call's cap wait for another
         last = max(i for i, a in enumerate(calls) if a == arm)
-        finish = now
+        start = now
         for call_arm in calls[: last + 1]:
-            finish = heapq.heappop(free_at) + self.call_s[call_arm]
-            heapq.heappush(free_at, finish)
-        return finish - now
+            start = heapq.heappop(free_at)
+            heapq.heappush(free_at, start + self.call_s[call_arm])
+        return start - now
 
     def submit(self, job: Job) -> None:
         """Route ``job`` and queue its rows, or refuse it.
@@ -186,8 +187,7 @@ class Batcher:
             raise self._refuse("queue_full", f"{self.waiting} requests are waiting", 1.0)
         parts, shadow = self._route(job)
         projected = max(self.projected_wait_s(arm, len(rows)) for arm, rows in parts.items())
-        all_busy = len(self.inflight) >= len(self.pool.workers)
-        if projected > self.budget_s and all_busy:  # with a free worker it starts now: the best there is
+        if projected > self.budget_s:
             raise self._refuse("over_budget", f"projected wait {projected * 1000:.0f} ms exceeds the latency "
                                               f"budget of {self.budget_s * 1000:.0f} ms", projected)
         job.outputs, job.versions, job.parts_left = [None] * job.n_rows, [""] * job.n_rows, len(parts)
