@@ -24,7 +24,8 @@ for name in ${DRIFTLOOP_REQUIRED_SECRETS:-}; do
 done
 
 # Passwords that are interpolated into postgresql:// and redis:// URLs must not need escaping.
-for name in AIRFLOW_DB_PASSWORD MLFLOW_DB_PASSWORD REDIS_PASSWORD AUDIT_DB_PASSWORD AUDIT_OWNER_PASSWORD; do
+for name in AIRFLOW_DB_PASSWORD MLFLOW_DB_PASSWORD REDIS_PASSWORD AUDIT_DB_PASSWORD AUDIT_OWNER_PASSWORD \
+            PREDICTION_LOG_DB_PASSWORD; do
   value="${!name:-}"
   if [[ -n "$value" && ! "$value" =~ ^[A-Za-z0-9._~-]+$ ]]; then
     fail "$name must be URL-safe (letters, digits, . _ ~ -); generate one with: openssl rand -hex 24"

@@ -36,6 +36,8 @@ SECRET_NAMES = (
     "REDIS_PASSWORD",
     "AUDIT_OWNER_PASSWORD",
     "AUDIT_DB_PASSWORD",
+    "PREDICTION_LOG_DB_PASSWORD",
+    "DRIFTLOOP_SERVE_ADMIN_TOKEN",
     "AIRFLOW_FERNET_KEY",
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_API_SECRET_KEY",
@@ -191,7 +193,7 @@ def image_size_bytes(image: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ .env
-def generate_env(images: Images, airflow_port: int, mlflow_port: int) -> dict[str, str]:
+def generate_env(images: Images, airflow_port: int, mlflow_port: int, serving_port: int) -> dict[str, str]:
     """A complete .env as an operator writes it: fresh random secrets, the images above, free localhost ports."""
     from cryptography.fernet import Fernet
 
@@ -215,6 +217,10 @@ def generate_env(images: Images, airflow_port: int, mlflow_port: int) -> dict[st
         AIRFLOW_WORKER_STOP_GRACE="30s",
         AIRFLOW_PORT=str(airflow_port),
         MLFLOW_PORT=str(mlflow_port),
+        SERVING_PORT=str(serving_port),
+        DRIFTLOOP_SERVING_DATASET="telco_churn",
+        DRIFTLOOP_SERVE_WORKERS="1",
+        DRIFTLOOP_SERVE_POLL_S="2",
         AIRFLOW_PUBLIC_URL=f"http://127.0.0.1:{airflow_port}",
         MLFLOW_PUBLIC_URL=f"http://127.0.0.1:{mlflow_port}",
         MLFLOW_ALLOWED_HOSTS=f"mlflow,mlflow:5000,localhost,localhost:5000,127.0.0.1,127.0.0.1:{mlflow_port}",
@@ -231,8 +237,8 @@ class ComposeStack:
         self.root = Path(root)
         self.images = images
         self.project = f"dltest{uuid.uuid4().hex[:8]}"
-        self.airflow_port, self.mlflow_port = free_port(), free_port()
-        self.env = generate_env(images, self.airflow_port, self.mlflow_port)
+        self.airflow_port, self.mlflow_port, self.serving_port = free_port(), free_port(), free_port()
+        self.env = generate_env(images, self.airflow_port, self.mlflow_port, self.serving_port)
         self.env_file = self.root / ".env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
         self.env_file.chmod(0o600)
@@ -246,6 +252,10 @@ class ComposeStack:
     @property
     def mlflow_url(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://127.0.0.1:{self.serving_port}"
 
     def compose(self, *args: str, timeout_s: float = 600, check: bool = True) -> subprocess.CompletedProcess:
         argv = [

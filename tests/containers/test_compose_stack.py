@@ -14,6 +14,7 @@ on 127.0.0.1 and `docker compose exec`:
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -40,7 +41,7 @@ DAG_IDS = loop_dag_ids("telco_churn")
 TRAINING_DAG = bus.dag_id("telco_churn", bus.TRAINING_PIPELINE)
 ALL_SERVICES = {
     "postgres", "redis", "mlflow", "airflow-init", "airflow-api-server", "airflow-scheduler",
-    "airflow-dag-processor", "airflow-triggerer", "airflow-worker",
+    "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "serving",
 }  # fmt: skip
 
 
@@ -80,6 +81,7 @@ def test_only_the_uis_are_published_and_only_on_localhost(stack):
     assert published == {
         "airflow-api-server": [("8080/tcp", "127.0.0.1", str(stack.airflow_port))],
         "mlflow": [("5000/tcp", "127.0.0.1", str(stack.mlflow_port))],
+        "serving": [("8000/tcp", "127.0.0.1", str(stack.serving_port))],
     }
     assert requests.get(f"{stack.airflow_url}/api/v2/version", timeout=30).status_code == 200
     assert requests.get(f"{stack.mlflow_url}/health", timeout=30).status_code == 200
@@ -212,6 +214,31 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_retrains(loop, mlflow
     assert v2["tags"][bus.AIRFLOW_RUN_ID_TAG] == retrain_run_id == loop.run_ids["train_2"]
     # The gate's rule recomputed on the host with sklearn, from the models the containers registered.
     assert mlflow.alias(name, "champion") == expected_champion(mlflow_client, telco, incumbent="1", candidate="2")
+
+
+def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlflow, telco):
+    from driftloop.sources import load_source_frame
+
+    name = _model_name(mlflow)
+    champion = mlflow.alias(name, "champion")
+    # The service reads the aliases every DRIFTLOOP_SERVE_POLL_S (2 s here) and warms a version before serving it.
+    def serves_champion() -> bool:
+        ready = requests.get(f"{stack.serving_url}/ready", timeout=10)
+        return ready.status_code == 200 and ready.json()["versions"].get("champion") == champion
+
+    wait_for(serves_champion, 300, f"the serving container to load champion v{champion}", 2)
+    rows = load_source_frame(telco).head(5)[[telco.id_column, *telco.features]]
+    body = {"dataframe_split": json.loads(rows.to_json(orient="split", index=False))}
+    answer = requests.post(f"{stack.serving_url}/invocations", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert len(answer.json()["predictions"]) == 5
+    assert set(answer.json()["model_versions"]) == {champion}
+    missing = {"dataframe_split": {"columns": [telco.id_column], "data": [["X-1"]]}}
+    assert requests.post(f"{stack.serving_url}/invocations", json=missing, timeout=60).status_code == 422
+    # Every answered row reaches the prediction log in its own database (background writer: allow it a moment).
+    count = lambda: stack.exec("postgres", "psql", "-U", "postgres", "-d", "driftloop_serving", "-tAc",  # noqa: E731
+                               "select count(*) from prediction_log where role = 'primary'").strip()
+    wait_for(lambda: count() == "5", 60, "five logged predictions", 1)
 
 
 # ------------------------------------------------------------------------------------------------ faults

@@ -36,7 +36,7 @@ AIRFLOW_SERVICES = (
     "airflow-triggerer",
     "airflow-worker",
 )
-SERVICES = ("postgres", "redis", "mlflow", *AIRFLOW_SERVICES)
+SERVICES = ("postgres", "redis", "mlflow", *AIRFLOW_SERVICES, "serving")
 ONE_SHOT = {"airflow-init"}
 REQUIRED_SECRETS = {
     "POSTGRES_PASSWORD",
@@ -45,6 +45,8 @@ REQUIRED_SECRETS = {
     "REDIS_PASSWORD",
     "AUDIT_OWNER_PASSWORD",
     "AUDIT_DB_PASSWORD",
+    "PREDICTION_LOG_DB_PASSWORD",
+    "DRIFTLOOP_SERVE_ADMIN_TOKEN",
     "AIRFLOW_FERNET_KEY",
     "AIRFLOW_JWT_SECRET",
     "AIRFLOW_API_SECRET_KEY",
@@ -252,8 +254,9 @@ def test_ports_are_published_on_localhost_only_and_match_the_servers(services):
             parts = interpolate(str(port), env).split(":")
             assert len(parts) == 3 and parts[0] == "127.0.0.1", f"{name} publishes {port}: bind to 127.0.0.1"
             published[name] = parts[2]
-    assert set(published) == {"airflow-api-server", "mlflow"}, published
+    assert set(published) == {"airflow-api-server", "mlflow", "serving"}, published
     assert published["airflow-api-server"] == "8080"
+    assert published["serving"] == "8000" and services["serving"]["command"][-2:] == ["--port", "8000"]
     assert "--port" in services["airflow-api-server"]["command"]
     assert (
         services["airflow-api-server"]["command"][
@@ -455,6 +458,10 @@ def test_postgres_init_creates_the_databases_the_urls_use(services):
     used |= set(re.findall(r"@\$\{db_host\}/(\w+)", server))
     assert used == {"airflow", "mlflow", "mlflow_auth"}, used
     assert used <= created
+    # The prediction log: the service writes where the ab_evaluation DAG on the workers reads.
+    serving_uri = service_env(services["serving"], env)["DRIFTLOOP_PREDICTION_LOG_URI"]
+    assert serving_uri == service_env(services["airflow-worker"], env)["DRIFTLOOP_PREDICTION_LOG_URI"]
+    assert urlsplit(serving_uri).path[1:] in created
 
 
 # ------------------------------------------------------------------ deploy scripts, run for real
