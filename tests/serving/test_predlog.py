@@ -118,7 +118,11 @@ def postgres_uri():
 
 def test_postgres_store_takes_rows_by_copy_and_reads_them_back(postgres_uri):
     writer = PredictionLogWriter(postgres_uri, "telco-churn", max_rows=10_000)
-    writer.start()
+
+    async def start_as_the_service_does() -> None:  # inside uvicorn's running event loop (the app's lifespan)
+        writer.start()
+
+    asyncio.run(start_as_the_service_does())
     for i in range(20):
         writer.submit(entry(f"r{i}", 50, logged_at=1000.0 + i))
     writer.close()

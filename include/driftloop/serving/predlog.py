@@ -170,7 +170,21 @@ class PredictionLogWriter:
         Raises:
             Exception: The store cannot be opened (bad URI, database down); the service must not start blind.
         """
-        self._store.open()
+        # The PostgreSQL store drives asyncpg on an event loop of its own, which cannot run inside the server's
+        # running loop: open it on a thread of its own (the writer thread uses that loop afterwards).
+        failure: list[BaseException] = []
+
+        def open_store() -> None:
+            try:
+                self._store.open()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
+                failure.append(exc)
+
+        opener = threading.Thread(target=open_store, name="driftloop-prediction-log-open")
+        opener.start()
+        opener.join()
+        if failure:
+            raise failure[0]
         self._thread.start()
 
     def submit(self, entry: LogEntry) -> bool:
