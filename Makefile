@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo up down test test-fast test-topology test-containers bench lint clean help
+.PHONY: venv demo up down test test-fast test-topology test-containers bench bench-capacity lint clean help
 
 help:
 	@echo "make demo           install, start MLflow + Airflow under .driftloop/, drive the loop once, print a summary"
@@ -15,7 +15,7 @@ help:
 	@echo "make test-fast      unit, data and DAG integrity tests only (no servers)"
 	@echo "make test-topology  the Postgres + Redis + Celery topology tests alone"
 	@echo "make test-containers  docker-compose.yaml built and run in Docker (needs a running Docker engine)"
-	@echo "make bench          benchmarks, one figure per line"
+	@echo "make bench          benchmarks, one figure per line (bench-capacity: the data-capacity one alone)"
 	@echo "make lint           ruff"
 	@echo "make clean          remove .driftloop/ (all local state)"
 
@@ -58,11 +58,16 @@ bench: venv
 	@for script in bench/bench_*.py; do \
 		name=$$(basename $$script .py); \
 		if $(BIN)/python $$script > bench/results/$$name.log 2>&1; then \
-			grep -E "^(inference|loop|parse|validation|sensor|explain|serving)_" bench/results/$$name.log; \
+			grep -E "^(inference|loop|parse|validation|sensor|explain|serving|capacity)_" bench/results/$$name.log; \
 		else \
 			echo "$$name FAILED; last lines of bench/results/$$name.log:"; tail -20 bench/results/$$name.log; exit 1; \
 		fi; \
 	done
+
+# The data-capacity figure alone (200k-row training snapshot, 250k and 1M-row scoring batches; about half an hour).
+bench-capacity: venv
+	@mkdir -p bench/results
+	$(BIN)/python bench/bench_capacity.py 2>bench/results/bench_capacity.log
 
 lint: venv
 	$(BIN)/ruff check include dags plugins tests bench

@@ -7,7 +7,8 @@ Starts, on this machine's PostgreSQL and Redis, exactly what ``docker-compose.ya
   ``--app-name basic-auth`` with a generated (non-default) admin;
 * Airflow on CeleryExecutor: ``airflow db migrate``, a FAB admin user, api-server (127.0.0.1, free port),
   scheduler, dag-processor, triggerer and N Celery workers with distinct ``--celery-hostname``, all on a Redis
-  database number claimed for this run.
+  database number claimed for this run;
+* the online service (``driftloop serve``, 127.0.0.1, free port) with its prediction log in its own database.
 
 Everything lives under one temp root; :meth:`Stack.teardown` kills every process group it started and drops
 the databases. Nothing here imports Airflow: the processes are the real CLIs, driven through the REST API.
@@ -190,8 +191,11 @@ class Stack:
             f"{prefix}_mlflow",
             f"{prefix}_mlauth",
         )
+        self.serving_db = f"{prefix}_serving"
         self.api_port = free_port()
         self.mlflow_port = free_port()
+        self.serving_port = free_port()
+        self.serve_admin_token = secrets.token_urlsafe(24)
         # Generated per run, never defaults: what .env would hold in the compose stack.
         from cryptography.fernet import Fernet
 
@@ -213,6 +217,10 @@ class Stack:
     @property
     def mlflow_url(self) -> str:
         return f"http://127.0.0.1:{self.mlflow_port}"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://127.0.0.1:{self.serving_port}"
 
     @property
     def broker_url(self) -> str:
@@ -260,6 +268,8 @@ class Stack:
                 "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST_OVERRIDES),
                 "DRIFTLOOP_PII_SALT": self.pii_salt,
                 "DRIFTLOOP_AUDIT_DB_URI": self.audit_url(),
+                # The online service writes it, the ab_evaluation DAG on the workers reads it.
+                "DRIFTLOOP_PREDICTION_LOG_URI": pg_url(self.serving_db),
                 "DRIFTLOOP_WATCH_SCHEDULE": "none",
                 # Two single-slot workers share two cores: PyCaret must not fan out on top of that.
                 "DRIFTLOOP_N_JOBS": "1",
@@ -324,7 +334,7 @@ class Stack:
     # ---------------------------------------------------------------- backing services
     def create_databases(self) -> None:
         """Create the dedicated databases and the audit roles (the compose stack's ``deploy/postgres-init.sh``)."""
-        for name in (self.airflow_db, self.mlflow_db, self.mlflow_auth_db):
+        for name in (self.airflow_db, self.mlflow_db, self.mlflow_auth_db, self.serving_db):
             _pg_admin(f'CREATE DATABASE "{name}"')
             self.databases.append(name)
         _pg_admin(f"CREATE ROLE {self.audit_owner} LOGIN PASSWORD '{self.audit_owner_password}'")
@@ -493,6 +503,26 @@ class Stack:
             app.close()
         return sorted(replies)
 
+    # ---------------------------------------------------------------- the online service
+    def start_serving(self, timeout_s: float = 120) -> Proc:
+        """``driftloop serve`` as the compose ``serving`` service runs it; waits for its liveness endpoint."""
+        import requests
+
+        env = {**self.base_env(), "DRIFTLOOP_SERVE_POLL_S": "2", "DRIFTLOOP_SERVE_ADMIN_TOKEN": self.serve_admin_token}
+        argv = [str(VENV_BIN / "driftloop"), "serve", "--host", "127.0.0.1", "--port", str(self.serving_port),
+                "--workers", "1"]
+        proc = self.spawn("serving", argv, env=env)
+
+        def live() -> bool:
+            self.ensure_alive(["serving"])
+            try:
+                return requests.get(f"{self.serving_url}/health", timeout=5).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(live, timeout_s, "the online service's /health")
+        return proc
+
     # ---------------------------------------------------------------- REST API
     @property
     def airflow(self) -> Any:
@@ -551,7 +581,7 @@ class Stack:
             raise StackError(f"CeleryExecutor is not importable: {last}{hint}")
 
     def start(self) -> Stack:
-        """Bring the whole topology up (databases, broker claim, MLflow, Airflow)."""
+        """Bring the whole topology up (databases, broker claim, MLflow, Airflow, the online service)."""
         self.preflight()
         self.create_databases()
         self.claim_redis_db()
@@ -559,6 +589,7 @@ class Stack:
         self.init_airflow()
         self.wait_mlflow_healthy()
         self.start_airflow()
+        self.start_serving()
         return self
 
     def teardown(self) -> None:

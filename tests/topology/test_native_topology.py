@@ -168,6 +168,40 @@ def test_closed_loop_retrain_registers_v2_and_aliases_follow_the_gate(loop, mlfl
     assert mlflow.get_model_version_by_alias(model_name, "challenger").version == "2"
 
 
+def test_the_online_service_serves_the_champion_and_logs_to_postgres(loop, stack, mlflow, model_name):
+    import asyncio
+
+    import asyncpg
+
+    from driftloop.config import load_dataset_config
+    from driftloop.settings import Settings
+    from driftloop.sources import load_source_frame
+    from tests.topology.harness import pg_url, wait_for
+
+    champion = mlflow.get_model_version_by_alias(model_name, "champion").version
+
+    def serves_champion() -> bool:
+        ready = requests.get(f"{stack.serving_url}/ready", timeout=10)
+        return ready.status_code == 200 and ready.json()["versions"].get("champion") == champion
+
+    wait_for(serves_champion, 120, f"the online service to load champion v{champion}", 1)
+    cfg = load_dataset_config("telco_churn", Settings.from_env({}))
+    rows = load_source_frame(cfg).head(8)[[cfg.id_column, *cfg.features]]
+    records = {"dataframe_records": rows.to_dict(orient="records")}
+    answer = requests.post(f"{stack.serving_url}/invocations", json=records, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()["model_versions"]) == {champion} and len(answer.json()["predictions"]) == 8
+
+    async def logged() -> int:
+        conn = await asyncpg.connect(pg_url(stack.serving_db))
+        try:
+            return await conn.fetchval("select count(*) from prediction_log where role = 'primary'")
+        finally:
+            await conn.close()
+
+    wait_for(lambda: asyncio.run(logged()) == 8, 60, "eight logged predictions", 1)
+
+
 def test_tasks_of_one_run_are_spread_over_both_workers(loop, stack):
     workers = {stack.worker_hostname(i) for i in (1, 2)}
     hosts = {step: _hosts(stack, loop.dag_ids[step], run_id) for step, run_id in loop.run_ids.items()}
