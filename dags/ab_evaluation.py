@@ -22,14 +22,15 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop import bus
 from driftloop.serving import evaluation, export
-from driftloop_airflow import SETTINGS, airflow_ids, asset, dag_defaults, run_stage
+from driftloop_airflow import airflow_ids, asset, dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
 
 def build(dataset: str) -> None:
     """One dataset's ab_evaluation."""
+    settings = dag_settings()
 
-    @dag(dag_id=bus.dag_id(dataset, bus.AB_EVALUATION), schedule=SETTINGS.ab_schedule,
+    @dag(dag_id=bus.dag_id(dataset, bus.AB_EVALUATION), schedule=settings.ab_schedule,
          **dag_defaults(dataset, "serving", __doc__))
     def ab_evaluation():
         @task(outlets=[asset(dataset, "predictions")])

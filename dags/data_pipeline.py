@@ -20,14 +20,15 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop import bus, ingest, retraining, snapshots
 from driftloop.errors import NoLabelledData
-from driftloop_airflow import SETTINGS, asset, dag_defaults, fail_fast, run_stage
+from driftloop_airflow import asset, dag_defaults, dag_settings, fail_fast, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
 
 def build(dataset: str) -> None:
     """One dataset's data_pipeline."""
+    settings = dag_settings()
 
-    @dag(dag_id=bus.dag_id(dataset, bus.DATA_PIPELINE), schedule=SETTINGS.data_schedule,
+    @dag(dag_id=bus.dag_id(dataset, bus.DATA_PIPELINE), schedule=settings.data_schedule,
          **dag_defaults(dataset, "data", __doc__))
     def data_pipeline():
         @task

@@ -21,7 +21,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import dag, task
 
 from driftloop import bus, sensor
-from driftloop_airflow import SETTINGS, dag_defaults, run_stage
+from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 from driftloop_airflow.sensors import DriftSensor
 
@@ -30,12 +30,13 @@ WAIT_TASK = "wait_for_drift"
 
 def build(dataset: str) -> None:
     """One dataset's drift_sensor: it triggers the same dataset's training_pipeline."""
+    settings = dag_settings()
 
-    @dag(dag_id=bus.dag_id(dataset, bus.DRIFT_SENSOR), schedule=SETTINGS.sensor_schedule,
+    @dag(dag_id=bus.dag_id(dataset, bus.DRIFT_SENSOR), schedule=settings.sensor_schedule,
          **dag_defaults(dataset, "monitoring", __doc__))
     def drift_sensor():
         wait_for_drift = DriftSensor(
-            task_id=WAIT_TASK, dataset=dataset, poll_s=SETTINGS.sensor_poll_s, timeout_s=SETTINGS.sensor_timeout_s
+            task_id=WAIT_TASK, dataset=dataset, poll_s=settings.sensor_poll_s, timeout_s=settings.sensor_timeout_s
         )
         trigger_training = TriggerDagRunOperator(
             task_id="trigger_training",

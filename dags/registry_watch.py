@@ -15,14 +15,15 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from driftloop import audit, bus
-from driftloop_airflow import SETTINGS, dag_defaults, run_stage
+from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
 
 def build(dataset: str) -> None:
     """One dataset's registry_watch."""
+    settings = dag_settings()
 
-    @dag(dag_id=bus.dag_id(dataset, bus.REGISTRY_WATCH), schedule=SETTINGS.watch_schedule,
+    @dag(dag_id=bus.dag_id(dataset, bus.REGISTRY_WATCH), schedule=settings.watch_schedule,
          **dag_defaults(dataset, "governance", __doc__))
     def registry_watch():
         @task

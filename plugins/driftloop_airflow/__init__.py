@@ -18,16 +18,27 @@ from driftloop import bus
 from driftloop.config import load_dataset_config
 from driftloop.settings import Settings
 
-SETTINGS = Settings.from_env()
 START_DATE = datetime(2026, 1, 1)
 
-DEFAULT_ARGS: dict[str, Any] = {
-    "owner": SETTINGS.owner,
-    "retries": SETTINGS.task_retries,
-    "retry_delay": timedelta(seconds=SETTINGS.retry_delay_s),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
+
+def dag_settings() -> Settings:
+    """The process settings that shape a DAG, read when the DAG is built.
+
+    Read on every parse, not once when this module is first imported: a process that parses the DAG folder more
+    than once (a test session, ``airflow dags test``) must build each DAG from the environment of that parse.
+    """
+    return Settings.from_env()
+
+
+def default_args(settings: Settings) -> dict[str, Any]:
+    """Owner, retries and exponential backoff of every Driftloop task."""
+    return {
+        "owner": settings.owner,
+        "retries": settings.task_retries,
+        "retry_delay": timedelta(seconds=settings.retry_delay_s),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
 
 
 def dag_tags(dataset: str, stage: str) -> list[str]:
@@ -47,7 +58,7 @@ def dag_defaults(dataset: str, stage: str, doc_md: str | None) -> dict[str, Any]
         "start_date": START_DATE,
         "catchup": False,
         "max_active_runs": 1,
-        "default_args": DEFAULT_ARGS,
+        "default_args": default_args(dag_settings()),
         "tags": dag_tags(dataset, stage),
         "doc_md": f"{doc_md or ''}\n\n**Dataset:** `{dataset}` (config `{dataset}.yaml`).\n",
         "description": _headline(doc_md),

@@ -159,3 +159,19 @@ def test_the_dag_processor_keeps_the_other_datasets_scheduled_when_a_config_is_r
     assert rows == {dag_id: (False, False) for dag_id in dag_ids_of("factory_ok_a", "factory_ok_b")}
     [(filename, stacktrace)] = errors.items()
     assert filename == REPORT_FILE.name and "factory_bad.yaml: task:" in stacktrace
+
+
+def test_each_parse_reads_the_environment_of_that_parse(parse, tmp_path, monkeypatch):
+    # A process that parses the DAG folder twice (a test session, `airflow dags test`) must not keep the settings
+    # of its first parse: the end-to-end test hung on a sensor built with a no-limit timeout from an earlier parse.
+    configs = tmp_path / "configs"
+    copy_config(configs, "telco_churn", "churn_a")
+    sensor_dag, data_dag = bus.dag_id("churn_a", bus.DRIFT_SENSOR), bus.dag_id("churn_a", bus.DATA_PIPELINE)
+    seen = []
+    for timeout_s, retries in (("0", "2"), ("7", "5")):
+        monkeypatch.setenv("DRIFTLOOP_SENSOR_TIMEOUT_S", timeout_s)
+        monkeypatch.setenv("DRIFTLOOP_TASK_RETRIES", retries)
+        bag = parse(configs)
+        sensor = bag.dags[sensor_dag].get_task("wait_for_drift")
+        seen.append((sensor.timeout_s, bag.dags[data_dag].default_args["retries"]))
+    assert seen == [(0, 2), (7, 5)]

@@ -18,7 +18,8 @@ from driftloop import bus
 from driftloop.catalog import list_config_paths
 from driftloop.settings import PROJECT_DIR
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
+# Thread method: see tests/integration/test_closed_loop.py.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900, method="thread")]
 
 CONFIGS = [p.stem for p in list_config_paths(PROJECT_DIR / "include" / "configs")]  # companions are not configs
 
