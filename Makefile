@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo           install, start MLflow + Airflow under .driftloop/, drive the loop once, print a summary"
 	@echo "make up / make down start / stop MLflow + Airflow (state kept in .driftloop/)"
-	@echo "make test           install and run every test (unit, data, DAG integrity, e2e, production topology)"
+	@echo "make test           install and run every test (unit, data, DAG integrity, e2e, topology, containers)"
 	@echo "make test-fast      unit, data and DAG integrity tests only (no servers)"
 	@echo "make test-topology  the Postgres + Redis + Celery topology tests alone"
 	@echo "make test-containers  docker-compose.yaml built and run in Docker (needs a running Docker engine)"
@@ -39,8 +39,18 @@ up: venv
 down: venv
 	$(BIN)/driftloop down
 
+# Every test, in two lanes side by side: the container stage (tests/containers: image builds and waits on a Docker
+# stack, mostly I/O) beside everything else. Its output goes to $(CONTAINER_LOG) and is printed when both lanes end;
+# PYTEST_ARGS go to both. The exit code is the first failing lane's (5, "no tests collected", included).
+CONTAINER_LOG := .driftloop/test-containers.log
 test: venv
-	$(BIN)/pytest $(PYTEST_ARGS)
+	@mkdir -p .driftloop
+	@$(BIN)/pytest -m container $(PYTEST_ARGS) > $(CONTAINER_LOG) 2>&1 & lane=$$!; \
+	$(BIN)/pytest -m "not container" $(PYTEST_ARGS); rc=$$?; \
+	wait $$lane; crc=$$?; \
+	echo "================ container lane (tests/containers, exit code $$crc; log: $(CONTAINER_LOG)) ================"; \
+	cat $(CONTAINER_LOG); \
+	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$crc
 
 test-fast: venv
 	$(BIN)/pytest -m "not slow and not topology" $(PYTEST_ARGS)
