@@ -88,7 +88,7 @@ def write_landing_csv(cfg: Any, path: Path, rows: int, seed: int, id_prefix: str
     """
     import numpy as np
 
-    from driftloop.sources import load_source_frame
+    from driftloop.data.sources import load_source_frame
 
     base = load_source_frame(cfg)
     rng = np.random.default_rng(seed)
@@ -122,7 +122,7 @@ def peak_mb() -> float:
 
 def measure_ingest(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Every landed feature batch (``--stage ingest``) or label file (``--stage labels``) validated and stored."""
-    from driftloop import ingest
+    from driftloop.data import ingest
 
     result = (ingest.ingest_labels if args.stage == "labels" else ingest.ingest_batches)(cfg)
     return {"rows": result["rows_received"], "accepted": result["rows_accepted"],
@@ -131,7 +131,7 @@ def measure_ingest(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_snapshot(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The snapshot built from every accepted labelled row."""
-    from driftloop import snapshots
+    from driftloop.data import snapshots
 
     result = snapshots.build_snapshot(cfg)
     return {"rows": result["rows"], "snapshot_hash": result["snapshot_hash"], "snapshot_uri": result["snapshot_uri"]}
@@ -139,7 +139,7 @@ def measure_snapshot(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_record(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The snapshot's data run: profile, quality summary, lineage."""
-    from driftloop import snapshots
+    from driftloop.data import snapshots
 
     result = snapshots.record_snapshot(cfg, args.snapshot_hash)
     return {"rows": result["rows"], "profile_sampled": result["profile_sampled"]}
@@ -147,17 +147,17 @@ def measure_record(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_training(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """One training run on the snapshot, registered as challenger."""
-    from driftloop import training
+    from driftloop.training import train
 
-    result = training.train_model(cfg, args.snapshot_uri, trigger={"reason": "new_data"})
+    result = train.train_model(cfg, args.snapshot_uri, trigger={"reason": "new_data"})
     return {"model_version": result["model_version"], "best_model": result["best_model"],
             "timings": result.get("timings", {}), "run_id": result["run_id"], "metrics": result["metrics"]}
 
 
 def measure_promotion(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The gate on the new version."""
-    from driftloop.errors import GateRejected
-    from driftloop.promotion import promote_model
+    from driftloop.core.errors import GateRejected
+    from driftloop.governance.promotion import promote_model
 
     try:
         result = promote_model(cfg, args.model_version)
@@ -168,7 +168,7 @@ def measure_promotion(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_override(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Champion set by hand (audited) after a rejected gate, so the scoring stages have a model to measure."""
-    from driftloop.promotion import set_champion
+    from driftloop.governance.promotion import set_champion
 
     set_champion(cfg, args.model_version, actor="bench_capacity",
                  reason="capacity benchmark: the gate rejected the model trained on resampled rows")
@@ -177,24 +177,24 @@ def measure_override(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_inference(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Every pending scoring batch scored by the champion."""
-    from driftloop import inference
+    from driftloop.serving import batch_scoring
 
-    result = inference.score_pending_batches(cfg)
+    result = batch_scoring.score_pending_batches(cfg)
     return {"rows": sum(s["rows"] for s in result["scored"]), "batches": len(result["scored"]),
             "chunks": sum(s["chunks"] for s in result["scored"])}
 
 
 def measure_monitoring(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Drift and live metrics of every newly scored batch."""
-    from driftloop import monitoring
+    from driftloop.monitoring import monitor
 
-    result = monitoring.monitor_predictions(cfg)
+    result = monitor.monitor_predictions(cfg)
     return {"monitored": result["monitored"], "skipped": result["skipped"]}
 
 
 def measure_sensor(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """The drift sensor's decision."""
-    from driftloop import sensor
+    from driftloop.monitoring import sensor
 
     trigger = sensor.find_drift_trigger(cfg)
     return {"fired": trigger is not None, "reason": (trigger or {}).get("reason")}
@@ -209,7 +209,7 @@ def run_stage_here(args: argparse.Namespace) -> int:
     """Child side: import the stage's libraries, take the baseline, run the stage, print one JSON line."""
     import importlib
 
-    from driftloop.config import load_dataset_config
+    from driftloop.core.config import load_dataset_config
 
     cfg = load_dataset_config(DATASET)
     for module in STAGE_LIBRARIES[args.stage]:
@@ -273,7 +273,7 @@ def check_accepted(stage: str, result: dict[str, Any], rows: int) -> None:
 
 def run_training_half(cfg: Any, paths: Any, args: argparse.Namespace, log: Path) -> dict[str, dict]:
     """Training file → ingest → snapshot → data run → training → gate; returns every stage's result."""
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
 
     results: dict[str, dict] = {}
     rows, tag = args.train_rows, label_rows(args.train_rows)
@@ -300,7 +300,7 @@ def run_training_half(cfg: Any, paths: Any, args: argparse.Namespace, log: Path)
     emit(f"training_{tag}_best_model", trained["best_model"])
     emit(f"training_{tag}_holdout_auc", f"{trained['metrics'].get('holdout_auc', float('nan')):.4f}")
     run = get_client().get_run(trained["run_id"])
-    from driftloop import bus
+    from driftloop.core import bus
 
     emit(f"training_{tag}_train_rows", int(run.data.metrics[bus.TRAIN_ROWS]))
     emit(f"training_{tag}_selection_rows", int(run.data.metrics[bus.SELECTION_ROWS]))
@@ -358,9 +358,9 @@ def orchestrate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     emit("load_average_start", f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     try:
-        from driftloop.config import load_dataset_config
-        from driftloop.state import StatePaths
-        from driftloop.tracking import get_client
+        from driftloop.core.config import load_dataset_config
+        from driftloop.core.state import StatePaths
+        from driftloop.core.tracking import get_client
 
         cfg = load_dataset_config(DATASET)
         paths = StatePaths.for_dataset(cfg)

@@ -27,15 +27,15 @@ def main() -> int:
                        "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps({"training": {"folds": 2, "tune_iter": 0}})})
     import dataclasses
 
-    from driftloop import evaluation
-    from driftloop.config import load_dataset_config
-    from driftloop.inference import explain_chunk
-    from driftloop.sources import load_source_frame
-    from driftloop.training import fit_pycaret
+    from driftloop.core import holdout
+    from driftloop.core.config import load_dataset_config
+    from driftloop.data.sources import load_source_frame
+    from driftloop.serving.batch_scoring import explain_chunk
+    from driftloop.training.train import fit_pycaret
 
     cfg = load_dataset_config("telco_churn")
     frame = load_source_frame(cfg)
-    train_df, holdout_df = evaluation.split_holdout(cfg, frame)
+    train_df, holdout_df = holdout.split_holdout(cfg, frame)
     rows = holdout_df.sample(ROWS, replace=True, random_state=0).reset_index(drop=True)
     reference = holdout_df[cfg.features].head(1000)
     for family, target_s in FAMILIES.items():

@@ -29,9 +29,9 @@ FAST = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_ro
 MEMORY_PROBE = """
 import json, resource, sys
 from pathlib import Path
-from driftloop.config import load_dataset_config
-from driftloop.inference import resolve_model, score_file
-from driftloop.registry import load_model
+from driftloop.core.config import load_dataset_config
+from driftloop.serving.batch_scoring import resolve_model, score_file
+from driftloop.core.registry import load_model
 cfg = load_dataset_config("telco_churn")
 info = resolve_model(cfg)
 model = load_model(info["model_uri"])
@@ -72,17 +72,19 @@ def main() -> int:
     import mlflow.pyfunc
     import pandas as pd
 
-    from driftloop import ingest, registry, simulate, snapshots, training
-    from driftloop.config import load_dataset_config
-    from driftloop.inference import resolve_model, score_file
-    from driftloop.registry import load_model
-    from driftloop.sources import load_source_frame
+    from driftloop.core import registry
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.registry import load_model
+    from driftloop.data import ingest, simulate, snapshots
+    from driftloop.data.sources import load_source_frame
+    from driftloop.serving.batch_scoring import resolve_model, score_file
+    from driftloop.training import train
 
     cfg = load_dataset_config("telco_churn")
     simulate.simulate_reference(cfg)
     ingest.ingest_batches(cfg)
     snapshot = snapshots.build_snapshot(cfg)
-    trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"})
+    trained = train.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"})
     registry.promote_model(cfg, trained["model_version"])
     info = resolve_model(cfg)
     model = load_model(info["model_uri"])

@@ -49,8 +49,8 @@ def run_in_process(work: Path) -> float:
             raise SystemExit(migrate.stderr[-3000:])
         from airflow.dag_processing.dagbag import DagBag
 
-        from driftloop.config import load_dataset_config
-        from driftloop.tracking import get_client
+        from driftloop.core.config import load_dataset_config
+        from driftloop.core.tracking import get_client
         from driftloop_ops.loop import InProcessRunner, drive_closed_loop
 
         bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
@@ -106,9 +106,9 @@ def explain_scheduler(api, record) -> dict[str, float]:
 
 
 def run_through_scheduler(work: Path) -> float:
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
-    from driftloop.tracking import get_client
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.core.tracking import get_client
     from driftloop_ops.airflow_api import AirflowClient, read_generated_password
     from driftloop_ops.embedded import temporary_stack
     from driftloop_ops.loop import SchedulerRunner, drive_closed_loop, loop_dag_ids

@@ -45,8 +45,8 @@ def write_configs(config_dir: Path, count: int) -> list[str]:
 
     import yaml
 
-    from driftloop.catalog import list_config_paths
-    from driftloop.settings import Settings
+    from driftloop.core.catalog import list_config_paths
+    from driftloop.core.settings import Settings
 
     shipped_dir = Settings.from_env({}).config_dir
     shipped = list_config_paths(shipped_dir)
@@ -80,8 +80,8 @@ def measure(dag_file: Path, extra_env: dict[str, str] | None = None) -> float:
 
 
 def main() -> int:
-    from driftloop.catalog import read_catalog
-    from driftloop.settings import Settings
+    from driftloop.core.catalog import read_catalog
+    from driftloop.core.settings import Settings
 
     dag_files = sorted((PROJECT_DIR / "dags").glob("*.py"))
     worst = 0.0

@@ -32,12 +32,14 @@ def iso_to_epoch(value: str) -> float:
 
 
 def train_champion(cfg, settings) -> str:
-    from driftloop import ingest, registry, simulate, snapshots, training
+    from driftloop.core import registry
+    from driftloop.data import ingest, simulate, snapshots
+    from driftloop.training import train
 
     simulate.simulate_reference(cfg, settings=settings)
     ingest.ingest_batches(cfg, settings)
     snapshot = snapshots.build_snapshot(cfg, settings)
-    trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings)
+    trained = train.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings)
     return registry.promote_model(cfg, trained["model_version"], settings)["champion_version"]
 
 
@@ -56,7 +58,7 @@ def watch_launches(api, sensor_dag_id: str, run_id: str, seconds: float) -> tupl
 
 
 def main() -> int:
-    from driftloop import bus
+    from driftloop.core import bus
     from driftloop_ops.airflow_api import AirflowClient, read_generated_password
     from driftloop_ops.embedded import temporary_stack
     from driftloop_ops.loop import loop_dag_ids
@@ -68,10 +70,12 @@ def main() -> int:
     os.environ.pop("DRIFTLOOP_SENSOR_POKE_S", None)  # the default poll is what is measured
     os.environ.pop("DRIFTLOOP_SENSOR_TIMEOUT_S", None)
     with temporary_stack(work, extra, log=lambda line: print(f"# {line}")) as layout:
-        from driftloop import inference, ingest, monitoring, simulate
-        from driftloop.config import load_dataset_config
-        from driftloop.settings import Settings
-        from driftloop.tracking import get_client
+        from driftloop.core.config import load_dataset_config
+        from driftloop.core.settings import Settings
+        from driftloop.core.tracking import get_client
+        from driftloop.data import ingest, simulate
+        from driftloop.monitoring import monitor
+        from driftloop.serving import batch_scoring
 
         settings = Settings.from_env()
         cfg = load_dataset_config("telco_churn", settings)
@@ -89,8 +93,8 @@ def main() -> int:
         known = api.run_ids(training_dag)
         simulate.simulate_batch(cfg, 1, rows=1000, drift={"preset": "strong"}, settings=settings)
         ingest.ingest_batches(cfg, settings)
-        inference.score_pending_batches(cfg, settings=settings)
-        [monitored] = monitoring.monitor_predictions(cfg, settings)["monitored"]
+        batch_scoring.score_pending_batches(cfg, settings=settings)
+        [monitored] = monitor.monitor_predictions(cfg, settings)["monitored"]
         crossed_s = get_client(settings).get_run(monitored["monitoring_run_id"]).info.end_time / 1000
         queued = api.wait_new_run(training_dag, known, run_type="operator_triggered", timeout_s=300)
         latency_s = iso_to_epoch(queued["queued_at"]) - crossed_s

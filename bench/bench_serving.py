@@ -51,13 +51,15 @@ def free_port() -> int:
 
 def prepare_models(cfg, settings) -> dict:
     """Train the champion, register its model again as challenger; returns the champion's resolved alias."""
-    from driftloop import bus, ingest, registry, simulate, snapshots, training
-    from driftloop.tracking import get_client
+    from driftloop.core import bus, registry
+    from driftloop.core.tracking import get_client
+    from driftloop.data import ingest, simulate, snapshots
+    from driftloop.training import train
 
     simulate.simulate_reference(cfg, settings=settings)
     ingest.ingest_batches(cfg, settings)
     snapshot = snapshots.build_snapshot(cfg, settings)
-    trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings)
+    trained = train.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings)
     registry.move_alias(cfg, bus.CHAMPION, trained["model_version"], settings)  # no gate: only speed is measured
     client = get_client(settings)
     champion = client.get_model_version(cfg.registered_model_name, trained["model_version"])
@@ -198,7 +200,7 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, seconds: float
 
 
 def count_logged(log_uri: str, model_name: str, prefix: str) -> int:
-    from driftloop.serving.predlog import PRIMARY, read_log
+    from driftloop.serving.online.predlog import PRIMARY, read_log
 
     log = read_log(log_uri, model_name, role=PRIMARY)
     return int(log["request_id"].str.startswith(prefix).sum())
@@ -211,11 +213,11 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
            "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow runs `uvicorn`
     os.environ.update(env)
-    from driftloop.config import load_dataset_config
-    from driftloop.registry import load_model
-    from driftloop.serving.predlog import log_uri
-    from driftloop.settings import Settings
-    from driftloop.sources import load_source_frame
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.registry import load_model
+    from driftloop.core.settings import Settings
+    from driftloop.data.sources import load_source_frame
+    from driftloop.serving.online.predlog import log_uri
 
     settings = Settings.from_env()
     cfg = load_dataset_config("telco_churn", settings)
@@ -230,7 +232,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     costs = per_call_cost_s(load_model(champion["model_uri"], settings), frame, cfg)
     for rows, cost in costs.items():
         print(f"serving_pipeline_call_ms.rows_{rows} {cost * 1000:.1f}")
-    from driftloop.serving.service import worker_count
+    from driftloop.serving.online.service import worker_count
 
     workers = worker_count(Settings.from_env({**os.environ, "DRIFTLOOP_SERVE_WORKERS":
                                               os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0")}))[0]

@@ -24,9 +24,9 @@ def write_input(path: Path, rows: int, fmt: str) -> None:
     """Resample the telco data to ``rows`` rows with unique ids and a sprinkle of contract violations."""
     import numpy as np
 
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
-    from driftloop.sources import load_source_frame
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.data.sources import load_source_frame
 
     cfg = load_dataset_config("telco_churn", Settings.from_env({}))
     base = load_source_frame(cfg)
@@ -46,9 +46,9 @@ def measure(path: str, chunk_rows: int) -> dict:
     """Validate ``path`` and return seconds, rows and peak RSS (run in a fresh interpreter)."""
     import resource
 
-    from driftloop.config import load_dataset_config
-    from driftloop.contract import load_contract, validate_file
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.data.contract import load_contract, validate_file
 
     cfg = load_dataset_config("telco_churn", Settings.from_env({}))
     contract = load_contract(cfg)

@@ -20,8 +20,8 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop import bus
-from driftloop.serving import evaluation, export
+from driftloop.core import bus
+from driftloop.serving.online import ab_decision, export
 from driftloop_airflow import airflow_ids, asset, dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -42,7 +42,7 @@ def build(dataset: str) -> None:
 
         @task
         def evaluate_ab() -> dict:
-            return run_stage(dataset, evaluation.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}")
+            return run_stage(dataset, ab_decision.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}")
 
         export_served_windows()
         evaluate_ab()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
 
-from driftloop import bus, promotion
+from driftloop.core import bus
+from driftloop.governance import promotion
 from driftloop_airflow import airflow_ids, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop import bus, ingest, retraining, snapshots
-from driftloop.errors import NoLabelledData
+from driftloop.core import bus
+from driftloop.core.errors import NoLabelledData
+from driftloop.data import ingest, snapshots
+from driftloop.monitoring import retraining
 from driftloop_airflow import asset, dag_defaults, dag_settings, fail_fast, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
-from driftloop import bus, monitoring
+from driftloop.core import bus
+from driftloop.monitoring import monitor
 from driftloop_airflow import asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -33,7 +34,7 @@ def build(dataset: str) -> None:
     def monitoring_pipeline():
         @task
         def monitor_predictions() -> dict:
-            return run_stage(dataset, monitoring.monitor_predictions)
+            return run_stage(dataset, monitor.monitor_predictions)
 
         monitor_predictions()
 

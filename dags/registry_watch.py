@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from driftloop import audit, bus
+from driftloop.core import bus
+from driftloop.governance import audit
 from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
 
-from driftloop import bus, promotion, training
+from driftloop.core import bus
+from driftloop.governance import promotion
+from driftloop.training import train
 from driftloop_airflow import airflow_ids, asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -37,7 +39,7 @@ def build(dataset: str) -> None:
             run_type = getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)
             default_reason = "new_data" if run_type == "asset_triggered" else "manual"
             trigger = {"reason": conf.get("reason", default_reason), **conf, **airflow_ids()}
-            return run_stage(dataset, training.train_model, snapshot_uri=conf.get("snapshot_uri"), trigger=trigger)
+            return run_stage(dataset, train.train_model, snapshot_uri=conf.get("snapshot_uri"), trigger=trigger)
 
         @task
         def promote_model(trained: dict) -> dict:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from driftloop.settings import PROJECT_DIR
+from driftloop.core.settings import PROJECT_DIR
 
 SHIPPED_DIR = PROJECT_DIR / "include" / "configs"
 

@@ -71,7 +71,7 @@ def driftloop_env(tmp_path: Path, mlflow_uri: str, monkeypatch: pytest.MonkeyPat
 @pytest.fixture
 def telco_cfg(driftloop_env: Path):
     """The default dataset config with fast training overrides."""
-    from driftloop.config import load_dataset_config
+    from driftloop.core.config import load_dataset_config
 
     return load_dataset_config("telco_churn")
 
@@ -79,9 +79,9 @@ def telco_cfg(driftloop_env: Path):
 @pytest.fixture(scope="session")
 def telco_frame():
     """The raw telco churn data (7,043 rows) with its synthesised customer ids."""
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
-    from driftloop.sources import load_source_frame
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.data.sources import load_source_frame
 
     cfg = load_dataset_config("telco_churn", Settings.from_env({}))
     return load_source_frame(cfg)
@@ -89,7 +89,7 @@ def telco_frame():
 
 def write_snapshot(cfg, frame, created_at: str = "2026-01-01T00:00:00+00:00") -> dict:
     """Store ``frame`` as a snapshot with the data stage's own writer (same canonical form, same hash)."""
-    from driftloop.snapshots import write_snapshot as write
+    from driftloop.data.snapshots import write_snapshot as write
 
     return write(cfg, frame, created_at=created_at)
 
@@ -97,7 +97,7 @@ def write_snapshot(cfg, frame, created_at: str = "2026-01-01T00:00:00+00:00") ->
 @pytest.fixture
 def state(telco_cfg):
     """The telco state folders with empty landing zones."""
-    from driftloop.state import StatePaths
+    from driftloop.core.state import StatePaths
 
     paths = StatePaths.for_dataset(telco_cfg)
     paths.landing_dir.mkdir(parents=True)

@@ -1,6 +1,6 @@
 """Fakes of what the training and inference stages publish on the bus, for tests of the stages downstream.
 
-Every tag, artifact path, column and manifest field comes from :mod:`driftloop.bus`, exactly as the real writers
+Every tag, artifact path, column and manifest field comes from :mod:`driftloop.core.bus`, exactly as the real writers
 use them, so renaming one breaks the fakes and the real stages together and a test cannot pass on a stale name.
 """
 
@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from driftloop import bus
-from driftloop.state import StatePaths, path_to_uri
-from driftloop.tasks import BINARY, Decision
+from driftloop.core import bus
+from driftloop.core.state import StatePaths, path_to_uri
+from driftloop.core.task_types import BINARY, Decision
 
 TRAIN_ROWS = slice(0, 4000)
 BATCH_ROWS = slice(4000, 6000)
@@ -29,8 +29,8 @@ def fit_scorer(telco_frame: Any) -> tuple[Any, float]:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
     base = load_dataset_config("telco_churn", Settings.from_env({}))
     numeric, categorical = list(base.numeric_features), list(base.categorical_features)
@@ -63,7 +63,7 @@ def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float],
     With ``importance``, the run also carries the real fitted model and an evidence summary with that mean |SHAP|
     per feature (what training logs), so monitoring can explain drift.
     """
-    from driftloop.tracking import ensure_experiment, get_client
+    from driftloop.core.tracking import ensure_experiment, get_client
 
     score, holdout_f1 = scorer
     client = get_client()
@@ -97,7 +97,7 @@ def _log_real_model(run_id: str, model: Any) -> None:
 
     import mlflow.sklearn
 
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
 
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(tmp) / bus.MODEL_ARTIFACT
@@ -107,7 +107,7 @@ def _log_real_model(run_id: str, model: Any) -> None:
 
 def write_batch(cfg: Any, frame: Any, batch_id: str) -> dict[str, Any]:
     """Fake the data stage's accepted scoring batch: features parquet plus its manifest."""
-    from driftloop.storage import write_json
+    from driftloop.core.storage import write_json
 
     paths = StatePaths.for_dataset(cfg)
     path = paths.batches_dir / f"{batch_id}.parquet"
@@ -123,7 +123,7 @@ def write_batch(cfg: Any, frame: Any, batch_id: str) -> dict[str, Any]:
 def score_batch(cfg: Any, batch_df: Any, batch_id: str, version: str, model_run_id: str,
                 scorer: tuple[Any, float]) -> str:
     """Fake the inference stage for one batch (batch, predictions partition, FINISHED run); returns the run id."""
-    from driftloop.tracking import ensure_experiment, get_client
+    from driftloop.core.tracking import ensure_experiment, get_client
 
     score, _ = scorer
     manifest = write_batch(cfg, batch_df, batch_id)
@@ -179,6 +179,6 @@ def drift_frame(frame: Any) -> Any:
 
 def monitoring_runs(cfg: Any) -> list[Any]:
     """Every monitoring run of ``cfg``, newest first."""
-    from driftloop.tracking import get_client, search_runs
+    from driftloop.core.tracking import get_client, search_runs
 
     return search_runs(get_client(), cfg.experiment_name("monitoring"))

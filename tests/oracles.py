@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from driftloop import bus
+from driftloop.core import bus
 
 
 def holdout_auc(client: Any, cfg: Any, model_version: str, on_version: str) -> float:
@@ -13,7 +13,7 @@ def holdout_auc(client: Any, cfg: Any, model_version: str, on_version: str) -> f
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 
-    from driftloop.registry import load_model
+    from driftloop.core.registry import load_model
 
     name = cfg.registered_model_name
     run_id = client.get_model_version(name, on_version).run_id
@@ -31,7 +31,7 @@ def expected_champion(client: Any, cfg: Any, incumbent: str, candidate: str) -> 
     checks (fairness limits, behavioural tests, latency, size) are taken from the version's recorded failures:
     each of those has unit tests of its own with models of known behaviour.
     """
-    from driftloop.tasks import gate_metric_key
+    from driftloop.core.task_types import gate_metric_key
 
     version = client.get_model_version(cfg.registered_model_name, candidate)
     metrics = client.get_run(version.run_id).data.metrics

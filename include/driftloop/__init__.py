@@ -1,3 +1,3 @@
-"""Driftloop: closed-loop MLOps. One module per lifecycle stage; no Airflow imports anywhere in this package."""
+"""Driftloop: closed-loop MLOps. Stage subpackages (data, training, governance, monitoring, serving) over `core`; no Airflow imports."""
 
 __version__ = "0.1.0"

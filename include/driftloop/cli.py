@@ -2,43 +2,30 @@
 
 Modules are imported lazily per command so ``driftloop --help`` stays fast. Every sub-command accepts
 ``--dataset`` (before or after the sub-command name) and its handler is called ``_cmd_<command>``. A verdict
-(:class:`driftloop.errors.Verdict`) is printed as one line and exits 1; library warnings are not printed.
+(:class:`driftloop.core.errors.Verdict`) is printed as one line and exits 1; library warnings are not printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import warnings
-from typing import Any
 
 # Modules that contribute sub-commands through ``add_cli(subparsers)``.
 COMMAND_MODULES = (
-    "driftloop.simulate",
-    "driftloop.contract",
-    "driftloop.ingest",
-    "driftloop.training",
-    "driftloop.registry",
-    "driftloop.promotion",
-    "driftloop.monitoring",
-    "driftloop.sensor",
-    "driftloop.lineage",
-    "driftloop.serving.cli",
+    "driftloop.data.simulate",
+    "driftloop.data.contract",
+    "driftloop.data.ingest",
+    "driftloop.training.train",
+    "driftloop.core.registry",
+    "driftloop.governance.promotion",
+    "driftloop.monitoring.monitor",
+    "driftloop.monitoring.sensor",
+    "driftloop.governance.lineage",
+    "driftloop.serving.online.cli",
     "driftloop_ops.cli",
 )
-
-
-def dataset_parent() -> argparse.ArgumentParser:
-    """A parent parser that gives a sub-command its own ``--dataset`` option.
-
-    Its default is suppressed, so ``driftloop --dataset X cmd`` and ``driftloop cmd --dataset X`` both work.
-    """
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--dataset", default=argparse.SUPPRESS,
-                        help="dataset config name (default: $DRIFTLOOP_DATASET or telco_churn)")
-    return parent
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,18 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def print_result(result: Any) -> None:
-    """Print a command's small result as indented JSON."""
-    print(json.dumps(result, indent=2, default=str))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``driftloop`` command.
 
     Returns:
         The process exit code: 0 on success, 1 when the command reports a failure or a verdict, 2 on usage errors.
     """
-    from driftloop.errors import Verdict
+    from driftloop.core.errors import Verdict
 
     # Third-party deprecation notices are for developers (tests show them), not for operators at a terminal.
     warnings.simplefilter("ignore")

@@ -38,7 +38,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def add_cli(subparsers: Any) -> None:
     """Register ``driftloop up``, ``down`` and ``demo``."""
-    from driftloop.cli import dataset_parent
+    from driftloop.core.commands import dataset_parent
 
     subparsers.add_parser("up", parents=[dataset_parent()],
                           help="start MLflow + Airflow in the background").set_defaults(func=_cmd_up)

@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from driftloop import bus
-from driftloop.config import load_dataset_config
-from driftloop.settings import Settings
-from driftloop.state import StatePaths
+from driftloop.core import bus
+from driftloop.core.config import load_dataset_config
+from driftloop.core.settings import Settings
+from driftloop.core.state import StatePaths
 from driftloop_ops.airflow_api import AirflowClient, read_generated_password
 from driftloop_ops.embedded import StackLayout, start_stack
 from driftloop_ops.loop import SENSOR, LoopRecord, SchedulerRunner, drive_closed_loop, loop_dag_ids
@@ -34,7 +34,7 @@ DEMO_ENV = {
 
 def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) -> dict[str, Any]:
     """Bring the stack up and drive the closed loop once through the scheduler. Returns the summary."""
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
 
     settings = Settings.from_env()
     cfg = load_dataset_config(dataset, settings)
@@ -56,7 +56,7 @@ def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) 
 
 def summarize(cfg: Any, client: Any, layout: StackLayout, record: LoopRecord, settings: Settings) -> dict[str, Any]:
     """Collect what the loop did from the state folder, MLflow and the loop record."""
-    from driftloop.tracking import search_runs
+    from driftloop.core.tracking import search_runs
 
     paths = StatePaths.for_dataset(cfg, settings)
     batches = sorted(p.stem for p in paths.batches_dir.glob("*.json"))

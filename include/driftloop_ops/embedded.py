@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from driftloop.settings import PROJECT_DIR, Settings
+from driftloop.core.settings import PROJECT_DIR, Settings
 from driftloop_ops.services import (
     ServiceError,
     start_mlflow_server,

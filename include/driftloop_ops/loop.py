@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from driftloop import bus
+from driftloop.core import bus
 
 DATA, TRAINING, INFERENCE, MONITORING, SENSOR = (
     bus.DATA_PIPELINE, bus.TRAINING_PIPELINE, bus.INFERENCE_PIPELINE, bus.MONITORING_PIPELINE, bus.DRIFT_SENSOR)
@@ -125,20 +125,20 @@ class InProcessSimulator:
 
     def reference(self) -> None:
         """The labelled reference period."""
-        from driftloop import simulate
+        from driftloop.data import simulate
 
         simulate.simulate_reference(self.cfg, settings=self.settings)
 
     def batch(self, index: int, rows: int, drift_preset: str | None = None) -> None:
         """Scoring batch ``index``, optionally drifted."""
-        from driftloop import simulate
+        from driftloop.data import simulate
 
         drift = {"preset": drift_preset} if drift_preset else None
         simulate.simulate_batch(self.cfg, index, rows=rows, drift=drift, settings=self.settings)
 
     def labels(self, index: int) -> None:
         """The late labels of batch ``index``."""
-        from driftloop import simulate
+        from driftloop.data import simulate
 
         simulate.simulate_labels(self.cfg, index, settings=self.settings)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 
-from driftloop.settings import Settings
+from driftloop.core.settings import Settings
 
 
 def worker_hostname() -> str:

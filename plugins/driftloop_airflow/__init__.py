@@ -14,9 +14,9 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from driftloop import bus
-from driftloop.config import load_dataset_config
-from driftloop.settings import Settings
+from driftloop.core import bus
+from driftloop.core.config import load_dataset_config
+from driftloop.core.settings import Settings
 
 START_DATE = datetime(2026, 1, 1)
 
@@ -80,13 +80,13 @@ def asset(dataset: str, kind: str) -> Any:
 
 @contextmanager
 def fail_fast() -> Iterator[None]:
-    """Turn a :class:`driftloop.errors.Verdict` into ``AirflowFailException``: retrying cannot change a verdict.
+    """Turn a :class:`driftloop.core.errors.Verdict` into ``AirflowFailException``: retrying cannot change a verdict.
 
     Faults (any other exception) propagate unchanged and are retried with backoff.
     """
     from airflow.sdk.exceptions import AirflowFailException
 
-    from driftloop.errors import Verdict
+    from driftloop.core.errors import Verdict
 
     try:
         yield

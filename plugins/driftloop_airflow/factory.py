@@ -2,7 +2,7 @@
 
 A DAG file defines ``build(dataset)`` (the ``@dag`` function, its tasks calling ``run_stage(dataset, ...)``) and
 hands it to :func:`build_for_each_dataset`, which calls it for every usable config of the catalog
-(:func:`driftloop.catalog.read_catalog`: every ``<name>.yaml`` in ``DRIFTLOOP_CONFIG_DIR``, or the names in
+(:func:`driftloop.core.catalog.read_catalog`: every ``<name>.yaml`` in ``DRIFTLOOP_CONFIG_DIR``, or the names in
 ``DRIFTLOOP_DATASETS``). DAG ids are ``bus.dag_id(dataset, dag_name)``: ``telco_churn__training_pipeline``.
 
 A refused config (invalid, ``name`` not its file name, or sharing a registered model or state folder with another
@@ -19,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from driftloop.catalog import Catalog, read_catalog
-from driftloop.errors import ConfigError
-from driftloop.settings import Settings
+from driftloop.core.catalog import Catalog, read_catalog
+from driftloop.core.errors import ConfigError
+from driftloop.core.settings import Settings
 
 REPORT_DAG_ID = "dataset_configs"
 

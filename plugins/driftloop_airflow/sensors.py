@@ -21,7 +21,7 @@ TRIGGER_CLASS = "driftloop_airflow.triggers.DriftTrigger"
 class DriftSensor(BaseOperator):
     """Wait until monitoring results in MLflow cross the dataset's drift or performance threshold.
 
-    The decision (thresholds, cooldown, results already acted on) is :func:`driftloop.sensor.find_drift_trigger`.
+    The decision (thresholds, cooldown, results already acted on) is :func:`driftloop.monitoring.sensor.find_drift_trigger`.
     When it fires, the trigger dict (reason, monitoring run id, ``trigger_run_id``, numbers) is the XCom; when
     nothing fires within ``timeout_s`` the task is skipped, after labelling results the cooldown held back.
 
@@ -59,7 +59,7 @@ class DriftSensor(BaseOperator):
             return event["trigger"]
         if event.get("status") == "error":
             raise AirflowFailException(event.get("message", "the drift check failed"))
-        from driftloop.sensor import suppress_cooldown_runs
+        from driftloop.monitoring.sensor import suppress_cooldown_runs
 
         held = run_stage(self.dataset, suppress_cooldown_runs)
         raise AirflowSkipException(

@@ -1,7 +1,7 @@
 """DriftTrigger: waits in Airflow's triggerer until a monitoring result calls for retraining.
 
 Runs in the triggerer's event loop, so it must never block: each check (a registry call and two MLflow run
-searches, :func:`driftloop.sensor.find_drift_trigger`) runs in a thread. It has no side effects (a trigger may run
+searches, :func:`driftloop.monitoring.sensor.find_drift_trigger`) runs in a thread. It has no side effects (a trigger may run
 twice, e.g. after a triggerer restart); recording the firing is the DAG's ``mark_trigger_fired`` task. This module
 lives outside the DAG folder because the triggerer imports triggers by class path (and must be restarted to pick
 up changes to it).
@@ -19,16 +19,16 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 def check_for_drift(dataset: str) -> dict[str, Any] | None:
     """One read-only look at MLflow for ``dataset`` (runs in a worker thread of the triggerer)."""
-    from driftloop.config import load_dataset_config
-    from driftloop.sensor import find_drift_trigger
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.monitoring.sensor import find_drift_trigger
 
     settings = Settings.from_env()
     return find_drift_trigger(load_dataset_config(dataset, settings), settings)
 
 
 class DriftTrigger(BaseTrigger):
-    """Fire when :func:`driftloop.sensor.find_drift_trigger` finds a result; give up after ``timeout_s``.
+    """Fire when :func:`driftloop.monitoring.sensor.find_drift_trigger` finds a result; give up after ``timeout_s``.
 
     Args:
         dataset: Dataset config name.
@@ -49,7 +49,7 @@ class DriftTrigger(BaseTrigger):
                 {"dataset": self.dataset, "poll_s": self.poll_s, "timeout_s": self.timeout_s})
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from driftloop.errors import Verdict
+        from driftloop.core.errors import Verdict
 
         deadline = time.monotonic() + self.timeout_s if self.timeout_s > 0 else float("inf")
         checks = 0

@@ -20,7 +20,7 @@ import time
 import pytest
 import requests
 
-from driftloop import bus
+from driftloop.core import bus
 from driftloop_ops.airflow_api import AirflowClient
 from driftloop_ops.loop import loop_dag_ids
 from tests.containers.harness import (
@@ -153,8 +153,8 @@ def mlflow_client(stack):
 
 @pytest.fixture(scope="module")
 def telco():
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
     return load_dataset_config("telco_churn", Settings.from_env({}))
 
@@ -217,7 +217,7 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_retrains(loop, mlflow
 
 
 def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlflow, telco):
-    from driftloop.sources import load_source_frame
+    from driftloop.data.sources import load_source_frame
 
     name = _model_name(mlflow)
     champion = mlflow.alias(name, "champion")

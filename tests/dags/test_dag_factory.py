@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.config_copies import copy_config
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]

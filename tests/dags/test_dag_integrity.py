@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from driftloop import bus
-from driftloop.catalog import list_config_paths
+from driftloop.core import bus
+from driftloop.core.catalog import list_config_paths
 from tests.config_copies import SHIPPED_DIR, copy_config
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -100,7 +100,7 @@ def test_a_broken_override_fails_tasks_not_dag_parsing(monkeypatch):
     bag = DagBag(dag_folder=str(PROJECT_DIR / "dags"))
     assert bag.import_errors == {} and set(bag.dag_ids) == EXPECTED_DAGS
 
-    from driftloop import ingest
+    from driftloop.data import ingest
     from driftloop_airflow import run_stage
 
     with pytest.raises(AirflowFailException, match="ConfigError: DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON"):
@@ -110,7 +110,7 @@ def test_a_broken_override_fails_tasks_not_dag_parsing(monkeypatch):
 def test_verdicts_fail_fast_and_faults_propagate_for_a_retry():
     from airflow.sdk.exceptions import AirflowFailException
 
-    from driftloop import errors
+    from driftloop.core import errors
     from driftloop_airflow import fail_fast
 
     for verdict in (errors.GateRejected, errors.BatchQuarantined, errors.NoChampionError, errors.NoLabelledData,
@@ -140,8 +140,8 @@ def test_every_task_calls_the_package_through_run_stage_or_fail_fast():
 def test_a_verdict_meaning_nothing_to_do_yet_skips_instead_of_failing(driftloop_env):
     from airflow.sdk.exceptions import AirflowSkipException
 
-    from driftloop import snapshots
-    from driftloop.errors import NoLabelledData
+    from driftloop.core.errors import NoLabelledData
+    from driftloop.data import snapshots
     from driftloop_airflow import run_stage
 
     with pytest.raises(AirflowSkipException, match="NoLabelledData: .*no accepted labelled rows"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_trigger_gives_up_after_its_timeout_and_keeps_polling_through_faults(mon
 
 
 def test_trigger_reports_a_verdict_instead_of_waiting_forever(monkeypatch):
-    from driftloop.errors import ConfigError
+    from driftloop.core.errors import ConfigError
     from driftloop_airflow import triggers
 
     def broken(dataset: str):

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from driftloop import ingest as ingest_stage
-from driftloop import snapshots
-from driftloop.errors import BatchQuarantined
+from driftloop.core.errors import BatchQuarantined
+from driftloop.data import ingest as ingest_stage
+from driftloop.data import snapshots
 
 
 def ingest(cfg, state, name: str, payload: bytes, labels: bool = False) -> dict:
@@ -220,7 +220,7 @@ def test_too_many_bad_rows(telco_cfg, state, good):
 
 def test_row_count_above_contract_bound(telco_cfg, state, good, monkeypatch):
     monkeypatch.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({"contract": {"rows": {"max": 10}}}))
-    from driftloop.config import load_dataset_config
+    from driftloop.core.config import load_dataset_config
 
     cfg = load_dataset_config("telco_churn")
     result = ingest(cfg, state, "b.csv", csv_bytes(good))

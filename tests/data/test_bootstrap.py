@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftloop import contract as dc
-from driftloop import ingest, simulate
 from driftloop.cli import main
-from driftloop.config import parse_dataset_config
-from driftloop.state import StatePaths
+from driftloop.core.config import parse_dataset_config
+from driftloop.core.state import StatePaths
+from driftloop.data import contract as dc
+from driftloop.data import ingest, simulate
 
 ROWS = 200
 

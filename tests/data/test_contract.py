@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from driftloop import contract as dc
 from driftloop.cli import main
-from driftloop.config import load_dataset_config
-from driftloop.settings import Settings
+from driftloop.core.config import load_dataset_config
+from driftloop.core.settings import Settings
+from driftloop.data import contract as dc
 
 
 def tree(root) -> set[str]:
@@ -41,7 +41,7 @@ def test_bootstrap_derives_dtypes_ranges_categories_and_refuses_to_overwrite(tel
 def test_shipped_contracts_accept_their_reference_data():
     for name in ("telco_churn", "mlc_churn"):
         cfg = load_dataset_config(name, Settings.from_env({}))
-        from driftloop.sources import load_source_frame
+        from driftloop.data.sources import load_source_frame
 
         frame = load_source_frame(cfg)
         accepted, rejected = dc.validate_frame(cfg, frame)
@@ -186,7 +186,7 @@ def test_contract_bootstrap_cli(driftloop_env, tmp_path, capsys):
 
 
 def test_ingest_cli_exit_code_reflects_quarantine(driftloop_env, telco_cfg, telco_frame, capsys):
-    from driftloop.state import StatePaths
+    from driftloop.core.state import StatePaths
 
     paths = StatePaths.for_dataset(telco_cfg)
     paths.landing_dir.mkdir(parents=True)
@@ -210,7 +210,7 @@ def test_uniqueness_is_only_declared_on_the_id_column(telco_cfg):
 
 
 def test_csv_is_read_in_segments_cut_between_records_only(telco_cfg, telco_frame, tmp_path, monkeypatch):
-    from driftloop.contract import inspection
+    from driftloop.data.contract import inspection
 
     monkeypatch.setattr(inspection, "SEGMENT_BYTES", 300)  # ~2 rows per segment
     frame = telco_frame.iloc[:40].copy()

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from driftloop import contract as dc
-from driftloop import ingest, simulate
-from driftloop.config import load_dataset_config
-from driftloop.contract.bootstrap import source_dtype
-from driftloop.settings import PROJECT_DIR, Settings
-from driftloop.sources import load_source_frame
-from driftloop.state import StatePaths
-from driftloop.tasks import LOWER_IS_BETTER, METRICS
+from driftloop.core.config import load_dataset_config
+from driftloop.core.settings import PROJECT_DIR, Settings
+from driftloop.core.state import StatePaths
+from driftloop.core.task_types import LOWER_IS_BETTER, METRICS
+from driftloop.data import contract as dc
+from driftloop.data import ingest, simulate
+from driftloop.data.contract.bootstrap import source_dtype
+from driftloop.data.sources import load_source_frame
 
 CONFIGS = sorted(p.stem for p in (PROJECT_DIR / "include" / "configs").glob("*.yaml") if ".contract" not in p.name
                  and ".behaviour" not in p.name)
@@ -27,7 +27,7 @@ def test_shipped_configs_cover_every_task_with_distinct_model_names():
 
 @pytest.mark.parametrize("name", ["ames_housing", "hpc_jobs"])
 def test_new_configs_gate_on_their_task_metrics(name):
-    from driftloop.tasks import gate_metric_key
+    from driftloop.core.task_types import gate_metric_key
 
     cfg = load_dataset_config(name, Settings.from_env({}))
     keys = {gate_metric_key(metric) for metric in [cfg.gates.primary_metric, *cfg.gates.floors]}

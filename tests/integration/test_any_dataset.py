@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop import bus
-from driftloop.catalog import list_config_paths
-from driftloop.settings import PROJECT_DIR
+from driftloop.core import bus
+from driftloop.core.catalog import list_config_paths
+from driftloop.core.settings import PROJECT_DIR
 
 # Thread method: see tests/integration/test_closed_loop.py.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900, method="thread")]
@@ -25,7 +25,7 @@ CONFIGS = [p.stem for p in list_config_paths(PROJECT_DIR / "include" / "configs"
 
 
 def test_shipped_configs_cover_every_task():
-    from driftloop.config import load_dataset_config
+    from driftloop.core.config import load_dataset_config
 
     tasks = {load_dataset_config(name).task for name in CONFIGS}
     assert {"telco_churn", "mlc_churn", "ames_housing", "hpc_jobs"} <= set(CONFIGS)
@@ -34,8 +34,8 @@ def test_shipped_configs_cover_every_task():
 
 def fast_training(dataset: str) -> dict:
     """The shipped config with its first model family only, two folds and no tuning."""
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
     first = load_dataset_config(dataset, Settings.from_env({})).training.models[0]  # the file, no overrides
     return {"training": {"models": [first], "folds": 2, "tune_iter": 0}}
@@ -63,11 +63,14 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     # A private MLflow store: experiment and model names are per dataset, and other tests use them too.
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps(fast_training(dataset)))
-    from driftloop import inference, ingest, monitoring, retraining, sensor, simulate, snapshots, training
-    from driftloop.config import load_dataset_config
-    from driftloop.promotion import promote_model
-    from driftloop.tasks import read_decision
-    from driftloop.tracking import get_client
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.task_types import read_decision
+    from driftloop.core.tracking import get_client
+    from driftloop.data import ingest, simulate, snapshots
+    from driftloop.governance.promotion import promote_model
+    from driftloop.monitoring import monitor, retraining, sensor
+    from driftloop.serving import batch_scoring
+    from driftloop.training import train
 
     cfg = load_dataset_config(dataset)
     simulate.simulate_reference(cfg)
@@ -76,7 +79,7 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     snapshot = snapshots.build_snapshot(cfg)
     assert retraining.decide_retraining(cfg, snapshot)["train"] is True
 
-    trained = training.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "new_data"})
+    trained = train.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "new_data"})
     client = get_client()
     version = client.get_model_version(cfg.registered_model_name, trained["model_version"])
     decision = read_decision(cfg, version.tags)
@@ -87,7 +90,7 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     simulate.simulate_batch(cfg, 1, rows=600, drift={"preset": "strong"})
     batch = ingest.ingest_batches(cfg)
     assert (batch["scoring_batch_ids"], batch["rows_quarantined"]) == (["batch_001"], 0), batch  # drift is not bad
-    scored = inference.score_pending_batches(cfg)
+    scored = batch_scoring.score_pending_batches(cfg)
     assert [s["batch_id"] for s in scored["scored"]] == ["batch_001"]
     assert scored["model_version"] == trained["model_version"]
     predictions = pd.read_parquet(scored["scored"][0]["predictions_uri"])
@@ -96,7 +99,7 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
 
     simulate.simulate_labels(cfg, 1)
     assert ingest.ingest_labels(cfg)["rows_accepted"] == 600
-    monitored = monitoring.monitor_predictions(cfg)
+    monitored = monitor.monitor_predictions(cfg)
     [item] = monitored["monitored"]
     assert item["drift_share"] >= cfg.monitoring.drift_share_threshold
     live_name = {"binary": "live_f1", "multiclass": "live_macro_f1", "regression": "live_rmse"}[cfg.task]
@@ -108,6 +111,6 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     sensor.mark_trigger_fired(cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"])
     assert sensor.find_drift_trigger(cfg) is None
 
-    retrained = training.train_model(cfg, trigger={**trigger, "airflow_run_id": trigger["trigger_run_id"]})
+    retrained = train.train_model(cfg, trigger={**trigger, "airflow_run_id": trigger["trigger_run_id"]})
     assert (trained["model_version"], retrained["model_version"]) == ("1", "2")
     assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == "2"

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from driftloop import bus
-from driftloop.catalog import list_config_paths
+from driftloop.core import bus
+from driftloop.core.catalog import list_config_paths
 from tests.config_copies import SHIPPED_DIR, copy_config
 from tests.oracles import expected_champion
 
@@ -96,14 +96,14 @@ def test_one_deployment_holds_every_datasets_dags(dags):
 
 @pytest.fixture(scope="module")
 def cfg(loop_env):
-    from driftloop.config import load_dataset_config
+    from driftloop.core.config import load_dataset_config
 
     return load_dataset_config("telco_churn")
 
 
 @pytest.fixture(scope="module")
 def client(loop_env):
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
 
     return get_client()
 
@@ -167,9 +167,9 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     import pandas as pd
     import requests
 
-    from driftloop import simulate
-    from driftloop.audit import EXTERNAL_ACTOR, open_store
-    from driftloop.state import StatePaths
+    from driftloop.core.state import StatePaths
+    from driftloop.data import simulate
+    from driftloop.governance.audit import EXTERNAL_ACTOR, open_store
 
     name = cfg.registered_model_name
     current = client.get_model_version_by_alias(name, "champion").version
@@ -209,9 +209,9 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
 def test_every_other_dataset_closes_its_loop_in_the_same_deployment(loop, dags, client, dataset):
     import pandas as pd
 
-    from driftloop.config import load_dataset_config
-    from driftloop.state import StatePaths
-    from driftloop.tasks import read_decision
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.state import StatePaths
+    from driftloop.core.task_types import read_decision
     from driftloop_ops.loop import InProcessRunner, drive_closed_loop
 
     cfg = load_dataset_config(dataset)

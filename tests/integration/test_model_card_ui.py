@@ -52,9 +52,9 @@ def promoted(tmp_path_factory, telco_frame):
         mp.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({**FAST_OVERRIDES, "model_name": "card-ui-telco"}))
         mp.delenv("DRIFTLOOP_DATASET", raising=False)
         try:
-            from driftloop.config import load_dataset_config
-            from driftloop.promotion import promote_model
-            from driftloop.training import train_model
+            from driftloop.core.config import load_dataset_config
+            from driftloop.governance.promotion import promote_model
+            from driftloop.training.train import train_model
 
             cfg = load_dataset_config("telco_churn")
             snapshot = write_snapshot(cfg, telco_frame.sample(2000, random_state=3))

@@ -20,8 +20,8 @@ def cfg(telco_cfg):
 @pytest.fixture(scope="session")
 def good_model(telco_frame):
     """A logistic regression fitted on the first 3,000 customers."""
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
     return fit_pipeline(load_dataset_config("telco_churn", Settings.from_env({})), telco_frame)
 
@@ -29,8 +29,8 @@ def good_model(telco_frame):
 @pytest.fixture(scope="session")
 def flipped_model(telco_frame):
     """The same model fitted on inverted labels: wrong most of the time."""
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
     return fit_pipeline(load_dataset_config("telco_churn", Settings.from_env({})), telco_frame, flip=True)
 
@@ -51,6 +51,6 @@ def serve_env(driftloop_env, monkeypatch):
 
 def settings():
     """The process settings as the environment sets them now."""
-    from driftloop.settings import Settings
+    from driftloop.core.settings import Settings
 
     return Settings.from_env()

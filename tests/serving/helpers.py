@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftloop import bus
-from driftloop.state import StatePaths
+from driftloop.core import bus
+from driftloop.core.state import StatePaths
 
 FIT_ROWS = slice(0, 3000)
 REFERENCE_ROWS = slice(-1000, None)  # the last 1,000 rows of any dataset
@@ -35,7 +35,7 @@ def fit_pipeline(cfg: Any, frame: Any, flip: bool = False) -> Any:
         ("num", make_pipeline(SimpleImputer(), StandardScaler()), list(cfg.numeric_features)),
         ("cat", OneHotEncoder(handle_unknown="ignore"), list(cfg.categorical_features)),
     ])
-    from driftloop.tasks import training_decision
+    from driftloop.core.task_types import training_decision
 
     train = frame.iloc[FIT_ROWS]
     y = training_decision(cfg, frame[cfg.target]).encode(train[cfg.target])  # as training encodes the target
@@ -80,8 +80,8 @@ def register_model(cfg: Any, model: Any, frame: Any, alias: str | None = None) -
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from driftloop.tasks import holdout_metrics, training_decision
-    from driftloop.tracking import ensure_experiment, get_client, mlflow_scope
+    from driftloop.core.task_types import holdout_metrics, training_decision
+    from driftloop.core.tracking import ensure_experiment, get_client, mlflow_scope
 
     client = get_client()
     experiment_id = ensure_experiment(client, cfg.experiment_name("training"))
@@ -139,7 +139,7 @@ class LiveServer:
 
     @property
     def service(self) -> Any:
-        """The running :class:`~driftloop.serving.service.ServingService`."""
+        """The running :class:`~driftloop.serving.online.service.ServingService`."""
         return self.app.state.service
 
     def __enter__(self) -> LiveServer:

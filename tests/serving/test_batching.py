@@ -14,15 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.serving.helpers import POISON_CHARGES, LiveServer, SlowModel, register_model, split_body
 
 
 @contextlib.contextmanager
 def serving(cfg, **serving_options):
     """A live service of ``cfg`` (with ``serving_options`` in its ``serving`` section) and an HTTP client."""
-    from driftloop.serving.app import create_app
-    from driftloop.settings import Settings
+    from driftloop.core.settings import Settings
+    from driftloop.serving.online.app import create_app
 
     cfg = dataclasses.replace(cfg, serving=dataclasses.replace(cfg.serving, **serving_options))
     with LiveServer(create_app(cfg, Settings.from_env())) as server, \
@@ -96,7 +96,7 @@ def test_a_failing_request_is_isolated_and_the_rest_of_its_batch_succeeds(cfg, s
 
 
 def test_assignment_is_sticky_split_within_binomial_tolerance_and_reshuffled_per_challenger():
-    from driftloop.serving.router import assign_challenger
+    from driftloop.serving.online.router import assign_challenger
 
     ids = [f"C-{i:06d}" for i in range(20_000)]
     share = 0.3
@@ -112,8 +112,8 @@ def test_assignment_is_sticky_split_within_binomial_tolerance_and_reshuffled_per
 
 def test_ab_split_is_sticky_and_shadow_scores_are_logged_but_never_returned(cfg, serve_env, telco_frame, good_model,
                                                                             flipped_model):
-    from driftloop.serving.predlog import log_uri, read_log
-    from driftloop.settings import Settings
+    from driftloop.core.settings import Settings
+    from driftloop.serving.online.predlog import log_uri, read_log
 
     champion, _ = register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     challenger, _ = register_model(cfg, flipped_model, telco_frame, bus.CHALLENGER)
@@ -162,7 +162,7 @@ def test_hot_reload_on_an_alias_move_fails_no_request(cfg, serve_env, telco_fram
     """Two inference processes; the champion alias moves while requests flow; none fails, v2 takes over."""
     import threading
 
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
 
     serve_env.setenv("DRIFTLOOP_SERVE_WORKERS", "2")
     v1, _ = register_model(cfg, good_model, telco_frame, bus.CHAMPION)

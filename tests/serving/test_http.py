@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.serving.helpers import LiveServer, fit_pipeline, register_model, split_body
 
 MAX_BODY_BYTES = 65_536
@@ -24,9 +24,9 @@ TOKEN = "test-admin-token"
 @pytest.fixture(scope="module")
 def live(tmp_path_factory, mlflow_uri, telco_frame):
     """(server, cfg, champion version, challenger version) with module-wide environment."""
-    from driftloop.config import load_dataset_config
-    from driftloop.serving.app import create_app
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.serving.online.app import create_app
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DRIFTLOOP_HOME", str(tmp_path_factory.mktemp("serving-http")))
@@ -62,7 +62,7 @@ def test_mlflow_request_formats_get_mlflow_responses_with_arm_and_version(live, 
     import mlflow.pyfunc
     from mlflow.models import convert_input_example_to_serving_input
 
-    from driftloop.tracking import mlflow_scope
+    from driftloop.core.tracking import mlflow_scope
 
     _, cfg, champion, _ = live
     features = rows[cfg.features]
@@ -252,8 +252,8 @@ def test_the_service_still_answers_after_the_corpus(live, client, rows):
 
 
 def test_labels_land_atomically_and_pass_the_data_contract(live, client):
-    from driftloop.ingest import ingest_labels
-    from driftloop.state import StatePaths
+    from driftloop.core.state import StatePaths
+    from driftloop.data.ingest import ingest_labels
 
     _, cfg, _, _ = live
     bad = client.post("/labels", json={"labels": [{cfg.id_column: "TC-1", "request_id": "x", cfg.target: "No"}]})

@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.serving.helpers import LiveServer, register_model, split_body
 
 
 def land_labels(cfg, labels: pd.DataFrame, name: str) -> None:
     """Drop a label file into the landing zone and run the data stage's label ingestion on it."""
-    from driftloop.ingest import ingest_labels
-    from driftloop.state import StatePaths
+    from driftloop.core.state import StatePaths
+    from driftloop.data.ingest import ingest_labels
 
     landing = StatePaths.for_dataset(cfg).labels_landing_dir
     landing.mkdir(parents=True, exist_ok=True)
@@ -30,8 +30,8 @@ def land_labels(cfg, labels: pd.DataFrame, name: str) -> None:
 
 def serve(cfg, requests: list[dict], labels: list[dict] | None = None) -> list[dict]:
     """Run the service, send ``requests`` (and ``labels`` to POST /labels), stop it; returns the responses."""
-    from driftloop.serving.app import create_app
-    from driftloop.settings import Settings
+    from driftloop.core.settings import Settings
+    from driftloop.serving.online.app import create_app
 
     with LiveServer(create_app(cfg, Settings.from_env())) as server, \
             httpx.Client(base_url=server.url, timeout=30) as client:
@@ -43,9 +43,9 @@ def serve(cfg, requests: list[dict], labels: list[dict] | None = None) -> list[d
 
 
 def test_labels_join_served_predictions_by_entity_and_by_request_id(cfg, serve_env, telco_frame, good_model):
-    from driftloop.serving.labels import join_labels, read_accepted_labels
-    from driftloop.serving.predlog import log_uri, read_log
-    from driftloop.settings import Settings
+    from driftloop.core.settings import Settings
+    from driftloop.serving.online.labels import join_labels, read_accepted_labels
+    from driftloop.serving.online.predlog import log_uri, read_log
 
     register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     rows = telco_frame.iloc[3000:3020].reset_index(drop=True)
@@ -57,7 +57,7 @@ def test_labels_join_served_predictions_by_entity_and_by_request_id(cfg, serve_e
     by_request = {"labels": [{"request_id": request_ids[0], cfg.target: "No"},
                              {"request_id": request_ids[2], cfg.target: "Yes"}]}
     serve(cfg, [], [label_body, by_request])
-    from driftloop.ingest import ingest_labels
+    from driftloop.data.ingest import ingest_labels
 
     assert ingest_labels(cfg)["quarantined"] == []
     log = read_log(log_uri(cfg, Settings.from_env()), cfg.registered_model_name)
@@ -71,11 +71,11 @@ def test_labels_join_served_predictions_by_entity_and_by_request_id(cfg, serve_e
 
 def test_served_labels_trigger_a_performance_retrain(cfg, serve_env, telco_frame, good_model):
     """Served window → inference run + batch + predictions → monitoring with live F1 drop → sensor: performance."""
-    from driftloop.inference import pending_batches
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.sensor import find_drift_trigger
-    from driftloop.serving.export import export_served_windows
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
+    from driftloop.monitoring.sensor import find_drift_trigger
+    from driftloop.serving.batch_scoring import pending_batches
+    from driftloop.serving.online.export import export_served_windows
 
     version, train_run_id = register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     served = telco_frame.iloc[3000:3400].reset_index(drop=True)
@@ -83,7 +83,7 @@ def test_served_labels_trigger_a_performance_retrain(cfg, serve_env, telco_frame
         **{cfg.target: served[cfg.target].map({"Yes": "No", "No": "Yes"})})  # the world changed: concept drift
     label_body = {"labels": flipped.to_dict(orient="records")}
     serve(cfg, [split_body(cfg, served.iloc[i:i + 50]) for i in range(0, 400, 50)], [label_body])
-    from driftloop.ingest import ingest_labels
+    from driftloop.data.ingest import ingest_labels
 
     assert ingest_labels(cfg)["quarantined"] == []
 
@@ -110,8 +110,8 @@ def test_served_labels_trigger_a_performance_retrain(cfg, serve_env, telco_frame
 def simulate_traffic(cfg, champion: str, challenger: str, entities: int, accuracy: dict[str, float],
                      shadow: bool = False, seed: int = 0) -> pd.DataFrame:
     """Write an A/B (or shadow) experiment's served rows into the prediction log; returns the true labels."""
-    from driftloop.serving.predlog import LogEntry, PredictionLogWriter, log_uri
-    from driftloop.settings import Settings
+    from driftloop.core.settings import Settings
+    from driftloop.serving.online.predlog import LogEntry, PredictionLogWriter, log_uri
 
     rng = np.random.default_rng(seed)
     experiment = bus.ab_experiment_id(champion, challenger)
@@ -144,9 +144,9 @@ def two_versions(cfg, serve_env, telco_frame, good_model, flipped_model):
 
 
 def test_ab_decision_promotes_a_truly_better_challenger_once(cfg, two_versions):
-    from driftloop.registry import resolve_alias
-    from driftloop.serving.evaluation import evaluate_ab
-    from driftloop.tracking import get_client
+    from driftloop.core.registry import resolve_alias
+    from driftloop.core.tracking import get_client
+    from driftloop.serving.online.ab_decision import evaluate_ab
 
     champion, challenger = two_versions
     labels = simulate_traffic(cfg, champion, challenger, 4000, {bus.CHAMPION: 0.72, bus.CHALLENGER: 0.84})
@@ -168,8 +168,8 @@ def test_ab_decision_promotes_a_truly_better_challenger_once(cfg, two_versions):
 
 
 def test_ab_promotion_goes_through_the_auto_policy(cfg, two_versions):
-    from driftloop.registry import resolve_alias
-    from driftloop.serving.evaluation import evaluate_ab
+    from driftloop.core.registry import resolve_alias
+    from driftloop.serving.online.ab_decision import evaluate_ab
 
     champion, challenger = two_versions
     labels = simulate_traffic(cfg, champion, challenger, 4000, {bus.CHAMPION: 0.72, bus.CHALLENGER: 0.84}, seed=3)
@@ -181,8 +181,8 @@ def test_ab_promotion_goes_through_the_auto_policy(cfg, two_versions):
 
 
 def test_ab_decision_says_not_enough_data_when_undecidable(cfg, two_versions):
-    from driftloop.registry import resolve_alias
-    from driftloop.serving.evaluation import evaluate_ab
+    from driftloop.core.registry import resolve_alias
+    from driftloop.serving.online.ab_decision import evaluate_ab
 
     champion, challenger = two_versions
     labels = simulate_traffic(cfg, champion, challenger, 200, {bus.CHAMPION: 0.74, bus.CHALLENGER: 0.78}, seed=1)
@@ -194,7 +194,7 @@ def test_ab_decision_says_not_enough_data_when_undecidable(cfg, two_versions):
 
 
 def test_shadow_comparison_is_paired(cfg, two_versions):
-    from driftloop.serving.evaluation import evaluate_ab
+    from driftloop.serving.online.ab_decision import evaluate_ab
 
     champion, challenger = two_versions
     labels = simulate_traffic(cfg, champion, challenger, 3000, {bus.CHAMPION: 0.70, bus.CHALLENGER: 0.80},

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from driftloop.serving.metrics import ServingMetrics
-from driftloop.serving.predlog import LogEntry, PredictionLogWriter, read_log
+from driftloop.serving.online.metrics import ServingMetrics
+from driftloop.serving.online.predlog import LogEntry, PredictionLogWriter, read_log
 
 PG_DSN = "postgresql://{user}{password}@{host}:{port}".format(
     user=os.environ.get("DRIFTLOOP_TEST_PG_USER", "postgres"),

@@ -8,14 +8,14 @@ import uuid
 
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.serving.helpers import fit_pipeline, register_model, split_body
 from tests.serving.test_loop import serve
 
 
 def dataset(name: str):
-    from driftloop.config import load_dataset_config
-    from driftloop.sources import load_source_frame
+    from driftloop.core.config import load_dataset_config
+    from driftloop.data.sources import load_source_frame
 
     suffix = uuid.uuid4().hex[:8]
     cfg = load_dataset_config(name)
@@ -26,9 +26,9 @@ def dataset(name: str):
 def test_multiclass_answers_labels_indexes_and_probabilities_and_exports_them(serve_env):
     import pandas as pd
 
-    from driftloop.serving.export import export_served_windows
-    from driftloop.state import uri_to_path
-    from driftloop.tasks import training_decision
+    from driftloop.core.state import uri_to_path
+    from driftloop.core.task_types import training_decision
+    from driftloop.serving.online.export import export_served_windows
 
     cfg, frame = dataset("hpc_jobs")
     decision = training_decision(cfg, frame[cfg.target])
@@ -42,7 +42,7 @@ def test_multiclass_answers_labels_indexes_and_probabilities_and_exports_them(se
         assert score == pytest.approx(max(probabilities.values()))
 
     [window] = export_served_windows(cfg, now_s=time.time() + 2 * cfg.serving.window_s)["exported"]
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
 
     run = get_client().get_run(window["inference_run_id"])
     predictions = pd.read_parquet(uri_to_path(run.data.tags[bus.PREDICTIONS_URI_TAG]))
@@ -52,7 +52,7 @@ def test_multiclass_answers_labels_indexes_and_probabilities_and_exports_them(se
 
 
 def test_regression_answers_values_and_the_live_comparison_says_it_does_not_apply(serve_env):
-    from driftloop.serving.evaluation import evaluate_ab
+    from driftloop.serving.online.ab_decision import evaluate_ab
 
     cfg, frame = dataset("ames_housing")
     register_model(cfg, fit_pipeline(cfg, frame), frame, bus.CHAMPION)

@@ -7,17 +7,22 @@ import math
 import orjson
 import pytest
 
-from driftloop.serving.validation import InputSchema, RequestError, check_json_content_type, coerce_column
+from driftloop.serving.online.validation import (
+    InputSchema,
+    RequestError,
+    check_json_content_type,
+    coerce_column,
+)
 
 
 def rule(name, dtype, **kwargs):
-    from driftloop.contract import ColumnRule
+    from driftloop.data.contract import ColumnRule
 
     return ColumnRule(name=name, dtype=dtype, **kwargs)
 
 
 def spec(name, dtype, signature_type=None, **kwargs):
-    from driftloop.serving.validation import column_spec
+    from driftloop.serving.online.validation import column_spec
 
     return column_spec(rule(name, dtype, **kwargs), signature_type)
 
@@ -55,7 +60,7 @@ def test_pii_hash_columns_are_hashed_like_ingestion_does(telco_cfg):
 
     import pandas as pd
 
-    from driftloop.contract import hash_values, load_contract
+    from driftloop.data.contract import hash_values, load_contract
 
     contract = load_contract(telco_cfg)
     columns = dict(contract.columns)
@@ -73,7 +78,7 @@ def test_pii_hash_columns_are_hashed_like_ingestion_does(telco_cfg):
 
 
 def test_example_rows_are_valid_input(telco_cfg):
-    from driftloop.contract import load_contract
+    from driftloop.data.contract import load_contract
 
     schema = InputSchema.build(telco_cfg, load_contract(telco_cfg))
     rows = schema.example_columns()

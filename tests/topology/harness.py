@@ -546,7 +546,7 @@ class Stack:
         text = self.airflow.describe_run(dag_id, run_id)
         if "trained none of the models" in text:
             text += ("\nHINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's wurlitzer "
-                     "redirect fails; wrap the PyCaret calls in driftloop.pycaret_env.usable_std_streams()")
+                     "redirect fails; wrap the PyCaret calls in driftloop.training.pycaret_env.usable_std_streams()")
         return text
 
     def driftloop_cli(self, *args: str) -> str:

@@ -40,7 +40,7 @@ def audit_db():
 def test_the_writer_can_append_and_read_but_never_change_history(audit_db):
     import sqlalchemy
 
-    from driftloop.audit import AuditStore
+    from driftloop.governance.audit import AuditStore
 
     AuditStore(audit_db["owner"]).ensure_schema(writer_role=audit_db["writer_role"])
     writer = AuditStore(audit_db["writer"])

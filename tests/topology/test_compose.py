@@ -402,8 +402,8 @@ def test_airflow_config_keys_exist_in_this_airflow_version(services, tmp_path):
 
 def test_environment_matches_the_package_settings(services):
     """The worker environment, read by driftloop's own Settings, points at the mlflow service and shared state."""
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
     env = generated_env()
     worker_env = service_env(services["airflow-worker"], env)

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from driftloop import bus
+from driftloop.core import bus
 from driftloop_ops.airflow_api import wait_until
 from driftloop_ops.loop import loop_dag_ids
 from tests.topology.harness import StackError, basic_auth_header
@@ -46,8 +46,8 @@ def mlflow(stack):
 
 @pytest.fixture(scope="module")
 def model_name() -> str:
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
     return load_dataset_config("telco_churn", Settings.from_env({})).registered_model_name
 
@@ -111,8 +111,8 @@ def _hosts(stack, dag_id: str, run_id: str) -> set[str]:
 @pytest.fixture(scope="module")
 def loop(stack, dags_ready, mlflow):
     """Drive the closed loop once through the scheduler (the shared driver, as the demo does)."""
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
     from driftloop_ops.loop import SchedulerRunner, drive_closed_loop
 
     settings = Settings.from_env(stack.base_env())
@@ -124,7 +124,7 @@ def loop(stack, dags_ready, mlflow):
 
 
 def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name, stack):
-    from driftloop.audit import AuditStore
+    from driftloop.governance.audit import AuditStore
 
     assert loop.tasks("data_1")["announce_snapshot"] == "success", loop.steps["data_1"]
     v1 = mlflow.get_model_version(model_name, "1")
@@ -138,8 +138,8 @@ def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name,
 
 
 def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop, mlflow, model_name):
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
     threshold = load_dataset_config("telco_churn", Settings.from_env({})).monitoring.drift_share_threshold
     assert loop.tasks("drift_data_pipeline")["announce_batches"] == "success", loop.steps["drift_data_pipeline"]
@@ -155,8 +155,8 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop,
 
 
 def test_closed_loop_retrain_registers_v2_and_aliases_follow_the_gate(loop, mlflow, model_name):
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
     from tests.oracles import expected_champion
 
     cfg = load_dataset_config("telco_churn", Settings.from_env({}))
@@ -173,9 +173,9 @@ def test_the_online_service_serves_the_champion_and_logs_to_postgres(loop, stack
 
     import asyncpg
 
-    from driftloop.config import load_dataset_config
-    from driftloop.settings import Settings
-    from driftloop.sources import load_source_frame
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.data.sources import load_source_frame
     from tests.topology.harness import pg_url, wait_for
 
     champion = mlflow.get_model_version_by_alias(model_name, "champion").version

@@ -43,9 +43,9 @@ def models(tmp_path_factory, mlflow_uri, telco_frame):
 
     The environment stays set for the whole module.
     """
-    from driftloop.config import load_dataset_config
-    from driftloop.tracking import get_client
-    from driftloop.training import train_model
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.tracking import get_client
+    from driftloop.training.train import train_model
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DRIFTLOOP_HOME", str(tmp_path_factory.mktemp("registry-home")))

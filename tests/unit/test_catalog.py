@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from driftloop.catalog import list_config_paths, read_catalog
-from driftloop.settings import Settings
+from driftloop.core.catalog import list_config_paths, read_catalog
+from driftloop.core.settings import Settings
 from tests.config_copies import SHIPPED_DIR, copy_config
 
 

@@ -7,9 +7,9 @@ import copy
 import pytest
 import yaml
 
-from driftloop.config import ConfigError, load_dataset_config, parse_dataset_config
-from driftloop.settings import PROJECT_DIR, Settings
-from driftloop.state import StatePaths
+from driftloop.core.config import ConfigError, load_dataset_config, parse_dataset_config
+from driftloop.core.settings import PROJECT_DIR, Settings
+from driftloop.core.state import StatePaths
 
 TELCO_RAW = yaml.safe_load((PROJECT_DIR / "include" / "configs" / "telco_churn.yaml").read_text())
 
@@ -118,7 +118,7 @@ def test_reading_config_creates_nothing(tmp_path):
 
 
 def test_asset_uris_are_per_dataset_and_kind():
-    from driftloop.bus import asset_uri
+    from driftloop.core.bus import asset_uri
 
     assert asset_uri("telco_churn", "snapshot") == "driftloop://telco_churn/training-snapshot"
     assert asset_uri("mlc_churn", "batches") == "driftloop://mlc_churn/scoring-batches"

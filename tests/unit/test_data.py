@@ -7,9 +7,10 @@ import json
 import pandas as pd
 import pytest
 
-from driftloop import bus, ingest, snapshots
-from driftloop.errors import BatchQuarantined, NoLabelledData
-from driftloop.state import StatePaths
+from driftloop.core import bus
+from driftloop.core.errors import BatchQuarantined, NoLabelledData
+from driftloop.core.state import StatePaths
+from driftloop.data import ingest, snapshots
 
 
 def land(paths: StatePaths, name: str, frame: pd.DataFrame, labels: bool = False) -> None:
@@ -182,7 +183,7 @@ def test_build_snapshot_without_labelled_rows_raises(telco_cfg, telco_frame, sta
 
 
 def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, state, monkeypatch):
-    from driftloop import tracking
+    from driftloop.core import tracking
 
     monkeypatch.setenv("DRIFTLOOP_PROFILE_MAX_ROWS", "150")
     land(state, "b001.csv", telco_frame.iloc[:300])
@@ -239,7 +240,7 @@ def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(telco_cfg
 
 
 def test_profile_samples_large_snapshots_and_says_so(telco_cfg, telco_frame, state):
-    from driftloop import profiling
+    from driftloop.data import profiling
 
     frame = telco_frame.iloc[:400]
     result = profiling.profile_snapshot(telco_cfg, "ab" * 32, frame=frame, max_rows=120)
@@ -255,7 +256,7 @@ def test_profile_samples_large_snapshots_and_says_so(telco_cfg, telco_frame, sta
 
 
 def test_profile_html_can_be_switched_off(telco_cfg, telco_frame, state, monkeypatch):
-    from driftloop import profiling
+    from driftloop.data import profiling
 
     monkeypatch.setenv("DRIFTLOOP_PROFILE_MAX_ROWS", "0")
     result = profiling.profile_snapshot(telco_cfg, "cd" * 32, frame=telco_frame.iloc[:50])
@@ -264,7 +265,7 @@ def test_profile_html_can_be_switched_off(telco_cfg, telco_frame, state, monkeyp
 
 
 def test_profile_past_its_time_budget_keeps_the_summary(telco_cfg, telco_frame, state, monkeypatch):
-    from driftloop import profiling
+    from driftloop.data import profiling
 
     monkeypatch.setenv("DRIFTLOOP_PROFILE_TIMEOUT_S", "0.01")
     result = profiling.profile_snapshot(telco_cfg, "ef" * 32, frame=telco_frame.iloc[:200])

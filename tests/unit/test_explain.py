@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def pipeline(estimator):
 def test_linear_attributions_are_the_closed_form_summed_back_to_original_features(data):
     from sklearn.linear_model import LogisticRegression
 
-    from driftloop.explain import explain_rows
+    from driftloop.governance.explain import explain_rows
 
     frame, target = data
     model = pipeline(LogisticRegression(max_iter=500)).fit(frame, target)
@@ -55,7 +55,7 @@ def test_linear_attributions_are_the_closed_form_summed_back_to_original_feature
 def test_tree_attributions_are_exact_within_budget_and_approximate_past_it(data):
     from sklearn.ensemble import RandomForestClassifier
 
-    from driftloop.explain import explain_rows
+    from driftloop.governance.explain import explain_rows
 
     frame, target = data
     model = pipeline(RandomForestClassifier(n_estimators=30, random_state=0)).fit(frame, target)
@@ -75,7 +75,7 @@ def test_tree_attributions_are_exact_within_budget_and_approximate_past_it(data)
 def test_other_families_fall_back_to_ablation_on_the_whole_pipeline(data):
     from sklearn.neighbors import KNeighborsClassifier
 
-    from driftloop.explain import explain_rows
+    from driftloop.governance.explain import explain_rows
 
     frame, target = data
     model = pipeline(KNeighborsClassifier()).fit(frame, target)
@@ -88,7 +88,7 @@ def test_other_families_fall_back_to_ablation_on_the_whole_pipeline(data):
 def test_top_reasons_name_the_strongest_original_features_with_their_values(data):
     from sklearn.linear_model import LogisticRegression
 
-    from driftloop.explain import explain_rows, top_reasons
+    from driftloop.governance.explain import explain_rows, top_reasons
 
     frame, target = data
     model = pipeline(LogisticRegression(max_iter=500)).fit(frame, target)
@@ -109,7 +109,7 @@ def test_top_reasons_name_the_strongest_original_features_with_their_values(data
 def test_explain_model_writes_the_table_and_summary_plot_by_original_feature(data, tmp_path, estimator):
     import importlib
 
-    from driftloop.explain import explain_model
+    from driftloop.governance.explain import explain_model
 
     frame, target = data
     module_name, class_name = estimator.rsplit(".", 1)
@@ -126,7 +126,7 @@ def test_path_attributions_add_up_to_each_prediction(data, family):
     from lightgbm import LGBMClassifier
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
-    from driftloop.tree_paths import path_attributions
+    from driftloop.governance.tree_paths import path_attributions
 
     frame, target = data
     features = pd.get_dummies(frame, dtype=float)
@@ -152,7 +152,7 @@ def test_multiclass_path_attributions_add_up_to_the_predicted_classs_output(data
     from lightgbm import LGBMClassifier
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
 
-    from driftloop.tree_paths import path_attributions
+    from driftloop.governance.tree_paths import path_attributions
 
     frame, _ = data
     features = pd.get_dummies(frame, dtype=float)
@@ -181,7 +181,7 @@ def test_regression_path_attributions_add_up_to_the_value(data, family):
     from lightgbm import LGBMRegressor
     from sklearn.ensemble import RandomForestRegressor
 
-    from driftloop.tree_paths import path_attributions
+    from driftloop.governance.tree_paths import path_attributions
 
     frame, _ = data
     features = pd.get_dummies(frame, dtype=float)

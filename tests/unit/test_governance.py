@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.unit.conftest import alias_version, fresh_registry
 
 
@@ -22,7 +22,7 @@ def with_fairness(cfg, **limits):
 def test_every_version_carries_shap_pfi_surrogate_and_fairness_in_original_feature_names(models, tmp_path):
     import json
 
-    from driftloop.model_card import read_evidence
+    from driftloop.governance.model_card import read_evidence
 
     cfg, client = models.cfg, models.client
     for trained in (models.good, models.weak):
@@ -46,7 +46,7 @@ def test_every_version_carries_shap_pfi_surrogate_and_fairness_in_original_featu
 
 
 def test_a_better_candidate_is_promoted_under_auto_and_only_marked_ready_under_manual(models):
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     auto = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     promote_model(auto, "1")
@@ -66,8 +66,8 @@ def test_a_better_candidate_is_promoted_under_auto_and_only_marked_ready_under_m
 
 
 def test_a_fairness_limit_breach_blocks_promotion_with_the_numbers(models):
-    from driftloop.errors import GateRejected
-    from driftloop.promotion import promote_model
+    from driftloop.core.errors import GateRejected
+    from driftloop.governance.promotion import promote_model
 
     cfg = with_fairness(fresh_registry(models, models.good), max_equalized_odds_difference=0.001)
     with pytest.raises(GateRejected, match=r"equalized odds difference for (female|senior_citizen) 0\.\d{4} "
@@ -79,7 +79,7 @@ def test_a_fairness_limit_breach_blocks_promotion_with_the_numbers(models):
 
 
 def test_a_failing_behavioural_test_blocks_promotion(models, tmp_path):
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     cases = tmp_path / "strict.behaviour.yaml"
     cases.write_text(
@@ -99,7 +99,7 @@ def test_a_failing_behavioural_test_blocks_promotion(models, tmp_path):
 def test_the_model_card_is_the_versions_description_and_the_report_an_artifact(models, tmp_path):
     import json
 
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.good)
     promote_model(cfg, "1")
@@ -118,8 +118,8 @@ def test_the_model_card_is_the_versions_description_and_the_report_an_artifact(m
 
 
 def test_a_champion_moved_outside_driftloop_is_audited_and_an_override_is_flagged(models):
-    from driftloop.audit import EXTERNAL_ACTOR, open_store, reconcile_champion
-    from driftloop.promotion import promote_model
+    from driftloop.governance.audit import EXTERNAL_ACTOR, open_store, reconcile_champion
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.good, models.shuffled)
     name = cfg.registered_model_name
@@ -136,8 +136,8 @@ def test_a_champion_moved_outside_driftloop_is_audited_and_an_override_is_flagge
 
 
 def test_rollback_returns_to_the_previous_champion_and_is_audited(models):
-    from driftloop.audit import open_store
-    from driftloop.promotion import RollbackImpossible, promote_model, rollback_champion
+    from driftloop.governance.audit import open_store
+    from driftloop.governance.promotion import RollbackImpossible, promote_model, rollback_champion
 
     cfg = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     name = cfg.registered_model_name
@@ -155,8 +155,8 @@ def test_rollback_returns_to_the_previous_champion_and_is_audited(models):
 
 
 def test_two_racing_promotions_end_with_one_champion_and_a_consistent_audit(models):
-    from driftloop.audit import open_store
-    from driftloop.promotion import promote_model
+    from driftloop.governance.audit import open_store
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.tiny, models.good, models.good, floors={"AUC": 0.5})
     name = cfg.registered_model_name
@@ -186,7 +186,7 @@ def test_two_racing_promotions_end_with_one_champion_and_a_consistent_audit(mode
 def test_the_audit_log_refuses_updates_and_deletes_in_the_database(tmp_path):
     import sqlalchemy
 
-    from driftloop.audit import AuditStore
+    from driftloop.governance.audit import AuditStore
 
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     store.ensure_schema()

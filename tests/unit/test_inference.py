@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from driftloop import bus, inference
-from driftloop.errors import NoChampionError, Verdict
-from driftloop.state import StatePaths
-from driftloop.tasks import BINARY, Decision
+from driftloop.core import bus
+from driftloop.core.errors import NoChampionError, Verdict
+from driftloop.core.state import StatePaths
+from driftloop.core.task_types import BINARY, Decision
+from driftloop.serving import batch_scoring
 from tests.fakes import write_batch
 
 
@@ -34,7 +35,7 @@ def _register(cfg, frame, flip: bool = False, threshold: float = 0.5) -> str:
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    from driftloop.tracking import ensure_experiment, get_client, mlflow_scope
+    from driftloop.core.tracking import ensure_experiment, get_client, mlflow_scope
 
     experiment_id = ensure_experiment(get_client(), "tests/inference-models")
     pre = ColumnTransformer(
@@ -61,18 +62,18 @@ def _register(cfg, frame, flip: bool = False, threshold: float = 0.5) -> str:
 
 
 def test_no_champion_is_a_clear_error(private_mlflow, telco_frame):
-    from driftloop.config import load_dataset_config
+    from driftloop.core.config import load_dataset_config
 
     cfg = load_dataset_config("telco_churn")
     write_batch(cfg, telco_frame.head(10), "batch_001")
     with pytest.raises(NoChampionError, match="has alias 'champion'") as excinfo:
-        inference.score_pending_batches(cfg)
+        batch_scoring.score_pending_batches(cfg)
     assert isinstance(excinfo.value, Verdict)  # retrying cannot create a champion: the task fails fast
 
 
 def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow, telco_frame):
-    from driftloop.config import load_dataset_config
-    from driftloop.tracking import get_client
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.tracking import get_client
 
     cfg = load_dataset_config("telco_churn")
     version = _register(cfg, telco_frame.head(3000), threshold=0.35)
@@ -82,7 +83,7 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     batch = telco_frame.iloc[3000:3500]
     batch = batch.set_index(pd.Index([0] * len(batch)))  # duplicate index: must not multiply rows
     write_batch(cfg, batch, "batch_001")
-    result = inference.score_pending_batches(cfg)
+    result = batch_scoring.score_pending_batches(cfg)
 
     assert result["model_version"] == version
     assert [s["batch_id"] for s in result["scored"]] == ["batch_001"]
@@ -90,7 +91,7 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     assert len(predictions) == 500
     assert result["scored"][0]["chunks"] == 4  # ceil(500 / 128) predict calls, never one call for the batch
     assert list(predictions["customer_id"]) == list(batch["customer_id"])
-    one_shot = inference.load_model(f"models:/{cfg.registered_model_name}/{version}").predict_proba(
+    one_shot = batch_scoring.load_model(f"models:/{cfg.registered_model_name}/{version}").predict_proba(
         batch[cfg.features].reset_index(drop=True)
     )[:, 1]
     assert predictions["score"].to_numpy() == pytest.approx(one_shot)
@@ -114,12 +115,12 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     assert run.data.metrics[bus.ROWS] == 500
     assert run.data.metrics[bus.POSITIVE_RATE] == pytest.approx((predictions["prediction"] == "Yes").mean())
 
-    assert inference.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new
+    assert batch_scoring.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new
 
 
 def test_alias_moved_between_runs_is_used_by_the_next_run(private_mlflow, telco_frame):
-    from driftloop.config import load_dataset_config
-    from driftloop.tracking import get_client
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.tracking import get_client
 
     cfg = load_dataset_config("telco_churn")
     v1 = _register(cfg, telco_frame.head(2000))
@@ -127,18 +128,18 @@ def test_alias_moved_between_runs_is_used_by_the_next_run(private_mlflow, telco_
     client = get_client()
     client.set_registered_model_alias(cfg.registered_model_name, "champion", v1)
     write_batch(cfg, telco_frame.iloc[4000:4100], "batch_001")
-    first = inference.score_pending_batches(cfg)
+    first = batch_scoring.score_pending_batches(cfg)
     client.set_registered_model_alias(cfg.registered_model_name, "champion", v2)  # as in the MLflow UI
     write_batch(cfg, telco_frame.iloc[4100:4200], "batch_002")
-    second = inference.score_pending_batches(cfg)
+    second = batch_scoring.score_pending_batches(cfg)
     assert (first["model_version"], second["model_version"]) == (v1, v2)
     scores = pd.read_parquet(second["scored"][0]["predictions_uri"])
     assert set(scores["model_version"]) == {v2}
 
 
 def test_partition_without_a_finished_run_is_scored_again(private_mlflow, telco_frame):
-    from driftloop.config import load_dataset_config
-    from driftloop.tracking import get_client
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.tracking import get_client
 
     cfg = load_dataset_config("telco_churn")
     version = _register(cfg, telco_frame.head(2000))
@@ -148,7 +149,7 @@ def test_partition_without_a_finished_run_is_scored_again(private_mlflow, telco_
     paths.predictions_dir.mkdir(parents=True)
     (paths.predictions_dir / "batch_007.parquet").write_bytes(b"half-written before a crash")
 
-    assert [m["batch_id"] for m in inference.pending_batches(cfg)] == ["batch_007"]
-    result = inference.score_pending_batches(cfg)
+    assert [m["batch_id"] for m in batch_scoring.pending_batches(cfg)] == ["batch_007"]
+    result = batch_scoring.score_pending_batches(cfg)
     assert len(pd.read_parquet(result["scored"][0]["predictions_uri"])) == 50
-    assert inference.pending_batches(cfg) == []
+    assert batch_scoring.pending_batches(cfg) == []

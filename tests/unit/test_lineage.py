@@ -7,9 +7,11 @@ import json
 import pandas as pd
 import pytest
 
-from driftloop import bus, ingest, lineage, snapshots
-from driftloop.config import load_dataset_config
-from driftloop.state import StatePaths, path_to_uri
+from driftloop.core import bus
+from driftloop.core.config import load_dataset_config
+from driftloop.core.state import StatePaths, path_to_uri
+from driftloop.data import ingest, snapshots
+from driftloop.governance import lineage
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def trained(cfg, telco_frame):
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
-    from driftloop.tracking import get_client, keyed_run
+    from driftloop.core.tracking import get_client, keyed_run
 
     paths = StatePaths.for_dataset(cfg)
     paths.landing_dir.mkdir(parents=True)

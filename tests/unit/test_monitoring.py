@@ -1,6 +1,6 @@
 """Monitoring against a SQLite MLflow, with the training and inference stages faked (see ``tests/fakes.py``).
 
-The fakes write exactly what those stages publish, with the names from :mod:`driftloop.bus`: a training run with
+The fakes write exactly what those stages publish, with the names from :mod:`driftloop.core.bus`: a training run with
 the drift reference and holdout metrics registered as the ``champion`` version, and per batch an accepted batch
 parquet, a predictions parquet and a FINISHED inference run with the lineage tags.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.fakes import BATCH_ROWS, HOLDOUT_ROWS, drift_frame, monitoring_runs, score_batch, write_labels
 
 
 def test_clean_batch_is_not_drift_and_does_not_fire(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.sensor import find_drift_trigger
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
+    from driftloop.monitoring.sensor import find_drift_trigger
 
     version, train_run_id = champion
     batch = telco_frame.iloc[BATCH_ROWS]
@@ -56,8 +56,8 @@ def test_clean_batch_is_not_drift_and_does_not_fire(cfg, telco_frame, scorer, ch
 
 
 def test_large_batch_is_sampled_and_tagged(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
 
     version, train_run_id = champion
     score_batch(cfg, telco_frame.iloc[BATCH_ROWS], "big", version, train_run_id, scorer)
@@ -70,8 +70,8 @@ def test_large_batch_is_sampled_and_tagged(cfg, telco_frame, scorer, champion):
 
 
 def test_broken_inference_run_is_skipped_not_fatal(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.state import StatePaths
+    from driftloop.core.state import StatePaths
+    from driftloop.monitoring.monitor import monitor_predictions
 
     version, train_run_id = champion
     score_batch(cfg, telco_frame.iloc[BATCH_ROWS], "gone", version, train_run_id, scorer)
@@ -85,7 +85,7 @@ def test_broken_inference_run_is_skipped_not_fatal(cfg, telco_frame, scorer, cha
 
 
 def test_extract_drift_counts_features_only():
-    from driftloop.drift import extract_drift
+    from driftloop.monitoring.drift import extract_drift
 
     def value_drift(column: str, score: float) -> dict:
         return {"config": {"type": "evidently:metric_v2:ValueDrift", "column": column}, "value": score}
@@ -124,8 +124,8 @@ def test_extract_drift_counts_features_only():
 
 
 def test_more_labels_refresh_live_metrics_until_batch_is_fully_labelled(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
 
     version, train_run_id = champion
     batch = telco_frame.iloc[BATCH_ROWS]
@@ -148,7 +148,7 @@ def test_more_labels_refresh_live_metrics_until_batch_is_fully_labelled(cfg, tel
 
 
 def test_small_reference_uses_p_values_and_still_separates_clean_from_drifted(telco_cfg, telco_frame, scorer):
-    from driftloop.drift import compute_drift
+    from driftloop.monitoring.drift import compute_drift
 
     score, _ = scorer
     frame = telco_frame.assign(score=score(telco_frame))
@@ -170,7 +170,7 @@ def test_small_reference_uses_p_values_and_still_separates_clean_from_drifted(te
 
 
 def test_feature_empty_in_current_counts_as_drifted(telco_cfg, telco_frame, scorer):
-    from driftloop.drift import compute_drift
+    from driftloop.monitoring.drift import compute_drift
 
     score, _ = scorer
     frame = telco_frame.assign(score=score(telco_frame))
@@ -184,7 +184,7 @@ def test_feature_empty_in_current_counts_as_drifted(telco_cfg, telco_frame, scor
 
 
 def test_ndcg_is_one_for_the_same_ranking_and_drops_when_the_top_feature_changes():
-    from driftloop.attribution import ndcg
+    from driftloop.monitoring.attribution import ndcg
 
     reference = {"a": 0.5, "b": 0.3, "c": 0.1, "d": 0.05}
     assert ndcg(reference, {"a": 9, "b": 5, "c": 1, "d": 0}) == pytest.approx(1.0)
@@ -194,8 +194,8 @@ def test_ndcg_is_one_for_the_same_ranking_and_drops_when_the_top_feature_changes
 
 
 def test_drift_is_explained_by_the_champions_importance_and_fairness_is_tracked_on_labels(cfg, telco_frame, scorer):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
     from tests.fakes import register_champion
 
     importance = {feature: 0.01 for feature in cfg.features}
@@ -228,7 +228,7 @@ def _small_chunks(cfg, rows: int):
 def test_chunked_label_join_is_exact_and_the_latest_label_wins(cfg, telco_frame, scorer, champion):
     from sklearn.metrics import f1_score
 
-    from driftloop.monitoring import monitor_predictions
+    from driftloop.monitoring.monitor import monitor_predictions
 
     version, train_run_id = champion
     batch = telco_frame.iloc[BATCH_ROWS]
@@ -247,16 +247,16 @@ def test_chunked_label_join_is_exact_and_the_latest_label_wins(cfg, telco_frame,
 
 def test_live_metrics_above_the_cap_are_sampled_counted_in_full_and_tagged(cfg, telco_frame, scorer, champion,
                                                                           monkeypatch):
-    from driftloop import monitoring
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring import monitor
 
     version, train_run_id = champion
     batch = telco_frame.iloc[BATCH_ROWS]
     score_batch(cfg, batch, "capped", version, train_run_id, scorer)
     write_labels(cfg, batch.iloc[:1500], "l_capped")
-    monkeypatch.setattr(monitoring, "MAX_LIVE_ROWS", 600)
+    monkeypatch.setattr(monitor, "MAX_LIVE_ROWS", 600)
 
-    [item] = monitoring.monitor_predictions(_small_chunks(cfg, 256), max_rows=700)["monitored"]
+    [item] = monitor.monitor_predictions(_small_chunks(cfg, 256), max_rows=700)["monitored"]
 
     run = get_client().get_run(item["monitoring_run_id"])
     assert run.data.tags[bus.CURRENT_SAMPLE_TAG] == (

@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.unit.conftest import FAST_OVERRIDES, alias_version, fresh_registry
 
 
@@ -26,7 +26,7 @@ def test_trained_models_differ_as_expected(models):
 
 
 def test_challenger_trained_on_shuffled_labels_is_rejected(models):
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.good, models.shuffled)
     name, client = cfg.registered_model_name, models.client
@@ -38,7 +38,7 @@ def test_challenger_trained_on_shuffled_labels_is_rejected(models):
 
 
 def test_challenger_clearly_better_than_a_champion_from_a_tiny_sample_is_promoted(models):
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     name, client = cfg.registered_model_name, models.client
@@ -50,7 +50,7 @@ def test_challenger_clearly_better_than_a_champion_from_a_tiny_sample_is_promote
 
 
 def test_resolve_alias_is_none_before_any_champion(models):
-    from driftloop.registry import resolve_alias
+    from driftloop.core.registry import resolve_alias
 
     cfg = fresh_registry(models, models.good)
     assert resolve_alias(cfg) is None
@@ -66,8 +66,8 @@ def test_resolve_alias_is_none_before_any_champion(models):
 
 
 def test_first_promotion_sets_champion_and_is_idempotent(models):
-    from driftloop.promotion import promote_model
-    from driftloop.registry import resolve_alias
+    from driftloop.core.registry import resolve_alias
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.good)
     decision = promote_model(cfg, "1")
@@ -92,9 +92,9 @@ def test_first_promotion_sets_champion_and_is_idempotent(models):
 
 
 def test_floor_failure_raises_with_numbers_and_leaves_no_champion(models):
-    from driftloop.errors import GateRejected
-    from driftloop.promotion import promote_model
-    from driftloop.registry import resolve_alias
+    from driftloop.core.errors import GateRejected
+    from driftloop.core.registry import resolve_alias
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.weak)
     weak_auc = models.weak["metrics"]["holdout_auc"]
@@ -116,7 +116,7 @@ def test_floor_failure_raises_with_numbers_and_leaves_no_champion(models):
 
 
 def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     # Floors low enough for the weak model, so the decision comes from the head-to-head comparison.
     cfg = fresh_registry(models, models.good, models.weak, floors={"AUC": 0.4})
@@ -150,7 +150,7 @@ def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
 
 
 def test_candidate_missing_a_floor_is_rejected_without_error_while_a_champion_serves(models):
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.good, models.weak)
     name, client = cfg.registered_model_name, models.client
@@ -165,7 +165,7 @@ def test_candidate_missing_a_floor_is_rejected_without_error_while_a_champion_se
 
 
 def test_better_candidate_moves_champion(models):
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     cfg = fresh_registry(models, models.weak, models.good)
     name, client = cfg.registered_model_name, models.client
@@ -186,7 +186,7 @@ def test_better_candidate_moves_champion(models):
 
 
 def test_min_improvement_margin_decides_ties(models):
-    from driftloop.promotion import promote_model
+    from driftloop.governance.promotion import promote_model
 
     tie = fresh_registry(models, models.good, models.good)
     promote_model(tie, "1")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from driftloop import bus
-from driftloop.retraining import decide_retraining
+from driftloop.core import bus
+from driftloop.monitoring.retraining import decide_retraining
 
 
 @pytest.fixture
@@ -16,7 +16,7 @@ def private_store(driftloop_env, tmp_path, monkeypatch):
 def _log_training(cfg, snapshot_hash: str, train_rows: int, holdout_rows: int) -> None:
     import mlflow
 
-    from driftloop.tracking import ensure_experiment, get_client
+    from driftloop.core.tracking import ensure_experiment, get_client
 
     experiment_id = ensure_experiment(get_client(), cfg.experiment_name("training"))
     with mlflow.start_run(experiment_id=experiment_id, tags={bus.SNAPSHOT_HASH_TAG: snapshot_hash}):

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from driftloop.pycaret_env import usable_std_streams
+from driftloop.training.pycaret_env import usable_std_streams
 from driftloop_ops.topology import worker_hostname
 
 
@@ -48,8 +48,8 @@ def test_overlapping_mlflow_scopes_in_threads_leave_the_global_uri_as_it_was(tmp
 
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    from driftloop.settings import Settings
-    from driftloop.tracking import mlflow_scope
+    from driftloop.core.settings import Settings
+    from driftloop.core.tracking import mlflow_scope
 
     inside, seen = threading.Barrier(2, timeout=5), []
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.fakes import BATCH_ROWS, drift_frame, monitoring_runs, score_batch, write_labels
 
 
@@ -20,9 +20,9 @@ def all_sensor_tags(cfg) -> list[dict[str, str]]:
 
 
 def test_drifted_batch_fires_once_and_a_fired_result_never_fires_again(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.sensor import find_drift_trigger, mark_trigger_fired
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
+    from driftloop.monitoring.sensor import find_drift_trigger, mark_trigger_fired
 
     version, train_run_id = champion
     score_batch(cfg, drift_frame(telco_frame.iloc[BATCH_ROWS]), "b002", version, train_run_id, scorer)
@@ -62,9 +62,9 @@ def test_drifted_batch_fires_once_and_a_fired_result_never_fires_again(cfg, telc
 
 
 def test_cooldown_holds_back_a_second_episode_and_lets_a_later_one_fire(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.sensor import find_drift_trigger, mark_trigger_fired, suppress_cooldown_runs
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
+    from driftloop.monitoring.sensor import find_drift_trigger, mark_trigger_fired, suppress_cooldown_runs
 
     client = get_client()
     version, train_run_id = champion
@@ -93,9 +93,9 @@ def test_cooldown_holds_back_a_second_episode_and_lets_a_later_one_fire(cfg, tel
 
 
 def test_one_episode_fires_once_for_several_crossing_batches(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.sensor import find_drift_trigger, mark_trigger_fired
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
+    from driftloop.monitoring.sensor import find_drift_trigger, mark_trigger_fired
 
     version, train_run_id = champion
     drifted = drift_frame(telco_frame.iloc[BATCH_ROWS])
@@ -117,9 +117,9 @@ def test_one_episode_fires_once_for_several_crossing_batches(cfg, telco_frame, s
 
 
 def test_late_labels_update_the_run_and_fire_on_performance(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.sensor import find_drift_trigger
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
+    from driftloop.monitoring.sensor import find_drift_trigger
 
     version, train_run_id = champion
     batch = telco_frame.iloc[BATCH_ROWS]
@@ -153,9 +153,9 @@ def test_late_labels_update_the_run_and_fire_on_performance(cfg, telco_frame, sc
 
 
 def test_results_of_another_version_than_the_champion_do_not_fire(cfg, telco_frame, scorer, champion):
-    from driftloop.monitoring import monitor_predictions
-    from driftloop.sensor import find_drift_trigger
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
+    from driftloop.monitoring.sensor import find_drift_trigger
 
     version, train_run_id = champion
     score_batch(cfg, drift_frame(telco_frame.iloc[BATCH_ROWS]), "old", version, train_run_id, scorer)
@@ -169,7 +169,7 @@ def test_results_of_another_version_than_the_champion_do_not_fire(cfg, telco_fra
 
 
 def test_no_champion_means_no_trigger(cfg):
-    from driftloop.sensor import find_drift_trigger, suppress_cooldown_runs
+    from driftloop.monitoring.sensor import find_drift_trigger, suppress_cooldown_runs
 
     assert find_drift_trigger(cfg) is None
     assert suppress_cooldown_runs(cfg) == []

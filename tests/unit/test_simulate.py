@@ -7,8 +7,8 @@ import dataclasses
 import pandas as pd
 import pytest
 
-from driftloop import simulate
-from driftloop.state import StatePaths
+from driftloop.core.state import StatePaths
+from driftloop.data import simulate
 
 
 def test_reference_and_batches_are_disjoint_and_labels_come_later(telco_cfg):
@@ -86,8 +86,8 @@ def test_a_column_the_contract_types_int64_stays_whole_whatever_its_source_dtype
 
 @pytest.fixture
 def hpc(driftloop_env):
-    from driftloop.config import load_dataset_config
-    from driftloop.sources import load_source_frame
+    from driftloop.core.config import load_dataset_config
+    from driftloop.data.sources import load_source_frame
 
     cfg = load_dataset_config("hpc_jobs")
     return cfg, load_source_frame(cfg).head(1000).reset_index(drop=True)
@@ -95,8 +95,8 @@ def hpc(driftloop_env):
 
 @pytest.fixture
 def ames(driftloop_env):
-    from driftloop.config import load_dataset_config
-    from driftloop.sources import load_source_frame
+    from driftloop.core.config import load_dataset_config
+    from driftloop.data.sources import load_source_frame
 
     cfg = load_dataset_config("ames_housing")
     return cfg, load_source_frame(cfg).head(500).reset_index(drop=True)

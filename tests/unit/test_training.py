@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from driftloop import bus
+from driftloop.core import bus
 from tests.conftest import write_snapshot
 
 FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
@@ -36,8 +36,8 @@ def unique_cfg(cfg):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, mlflow_uri, telco_frame):
     """One fast training on 1,500 customers; the environment stays set for every test of the module."""
-    from driftloop.config import load_dataset_config
-    from driftloop.training import train_model
+    from driftloop.core.config import load_dataset_config
+    from driftloop.training.train import train_model
 
     with pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp("training-home")
@@ -56,7 +56,7 @@ def trained(tmp_path_factory, mlflow_uri, telco_frame):
 
 @pytest.fixture(scope="module")
 def client(trained):
-    from driftloop.tracking import get_client
+    from driftloop.core.tracking import get_client
 
     return get_client()
 
@@ -151,7 +151,7 @@ def test_registered_model_reproduces_logged_holdout_auc(trained, client, tmp_pat
     import pandas as pd
     from sklearn.metrics import f1_score, roc_auc_score
 
-    from driftloop.registry import load_model
+    from driftloop.core.registry import load_model
 
     cfg, result = trained.cfg, trained.result
     holdout = pd.read_parquet(
@@ -189,8 +189,8 @@ def test_threshold_is_chosen_on_training_folds_and_recorded_on_run_and_version(t
 
 
 def test_retry_with_same_trigger_reuses_run_and_version(trained, client):
-    from driftloop.tracking import search_runs
-    from driftloop.training import train_model
+    from driftloop.core.tracking import search_runs
+    from driftloop.training.train import train_model
 
     cfg, first = trained.cfg, trained.result
     again = train_model(cfg, trigger=TRIGGER)
@@ -209,8 +209,8 @@ def test_retry_after_crash_past_registration_finishes_without_retraining(trained
     """A run that registered its model but crashed before tagging is completed, not trained again."""
     import mlflow
 
-    from driftloop.tracking import ensure_experiment
-    from driftloop.training import train_model
+    from driftloop.core.tracking import ensure_experiment
+    from driftloop.training.train import train_model
 
     cfg = unique_cfg(trained.cfg)
     snapshot_hash = trained.manifest["snapshot_hash"]
@@ -238,8 +238,8 @@ def test_retry_after_crash_past_registration_finishes_without_retraining(trained
 
 
 def test_train_without_snapshot_names_the_folder(telco_cfg, driftloop_env: Path):
-    from driftloop.errors import SnapshotNotFoundError, Verdict
-    from driftloop.training import train_model
+    from driftloop.core.errors import SnapshotNotFoundError, Verdict
+    from driftloop.training.train import train_model
 
     with pytest.raises(SnapshotNotFoundError, match=r"no training snapshot in .*snapshots"):
         train_model(telco_cfg)
@@ -249,9 +249,9 @@ def test_train_without_snapshot_names_the_folder(telco_cfg, driftloop_env: Path)
 
 
 def test_one_resolver_finds_snapshots_by_recency_uri_path_and_hash_prefix(telco_cfg, telco_frame, tmp_path):
-    from driftloop.errors import SnapshotNotFoundError
-    from driftloop.snapshots import canonical_hash, read_snapshot_frame, resolve_snapshot
-    from driftloop.state import uri_to_path
+    from driftloop.core.errors import SnapshotNotFoundError
+    from driftloop.core.state import uri_to_path
+    from driftloop.data.snapshots import canonical_hash, read_snapshot_frame, resolve_snapshot
 
     old = write_snapshot(telco_cfg, telco_frame.head(50), created_at="2026-01-01T00:00:00+00:00")
     new = write_snapshot(telco_cfg, telco_frame.tail(50), created_at="2026-02-01T00:00:00+00:00")
@@ -273,7 +273,7 @@ def test_one_resolver_finds_snapshots_by_recency_uri_path_and_hash_prefix(telco_
 
 
 def test_trigger_id_prefers_airflow_run_and_hashes_otherwise():
-    from driftloop.training import derive_trigger_id
+    from driftloop.training.train import derive_trigger_id
 
     assert derive_trigger_id({"reason": "drift", "airflow_run_id": "manual__2026"}, "abc") == "manual__2026"
     assert derive_trigger_id({"trigger_id": "t-1", "airflow_run_id": "x"}, "abc") == "t-1"
@@ -302,7 +302,7 @@ class _FixedProba:
 def test_binary_holdout_metrics_on_known_values_at_the_versions_threshold():
     import pandas as pd
 
-    from driftloop.tasks import BINARY, Decision, holdout_metrics
+    from driftloop.core.task_types import BINARY, Decision, holdout_metrics
 
     score = [0.9, 0.4, 0.6, 0.1]
     model = _FixedProba([[1 - p, p] for p in score])
@@ -320,7 +320,7 @@ def test_binary_holdout_metrics_on_known_values_at_the_versions_threshold():
 def test_multiclass_and_regression_metrics_on_known_values():
     import pandas as pd
 
-    from driftloop.tasks import MULTICLASS, REGRESSION, Decision, holdout_metrics
+    from driftloop.core.task_types import MULTICLASS, REGRESSION, Decision, holdout_metrics
 
     proba = [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.3, 0.5], [0.6, 0.3, 0.1]]
     decision = Decision(MULTICLASS, ("F", "M", "VF"))
@@ -347,7 +347,7 @@ def test_multiclass_and_regression_metrics_on_known_values():
 
 
 def test_threshold_objectives_on_known_scores():
-    from driftloop.tasks import choose_threshold
+    from driftloop.core.task_types import choose_threshold
 
     y = [1, 1, 1, 0, 1, 0, 0, 0]
     score = [0.95, 0.9, 0.8, 0.7, 0.6, 0.3, 0.2, 0.1]
@@ -363,7 +363,7 @@ def test_threshold_objectives_on_known_scores():
 
 
 def test_gate_metric_names_map_to_holdout_metrics():
-    from driftloop.tasks import gate_metric_key
+    from driftloop.core.task_types import gate_metric_key
 
     assert gate_metric_key("AUC") == "holdout_auc"
     assert gate_metric_key("F1") == "holdout_f1"
@@ -378,7 +378,7 @@ def test_training_module_imports_no_heavy_libraries():
     import sys
 
     code = (
-        "import sys, driftloop.training, driftloop.registry, driftloop.explain, driftloop.evaluation; "
+        "import sys, driftloop.training.train, driftloop.core.registry, driftloop.governance.explain, driftloop.core.holdout; "
         "print(sorted(m for m in ('pandas','numpy','sklearn','pycaret','mlflow','shap') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -391,7 +391,7 @@ def test_pycaret_import_leaves_no_log_file_and_keeps_warnings(tmp_path):
 
     code = (
         "import os, warnings; os.environ.pop('PYCARET_CUSTOM_LOGGING_PATH', None); before = warnings.showwarning; "
-        "from driftloop.pycaret_env import import_experiment; import_experiment(); import_experiment('regression'); "
+        "from driftloop.training.pycaret_env import import_experiment; import_experiment(); import_experiment('regression'); "
         "print(warnings.showwarning is before)"
     )
     out = subprocess.run(
@@ -406,7 +406,7 @@ def run_holdout_rows(client, run_id: str) -> int:
 
 
 def test_holdout_is_decided_per_id_so_growing_snapshots_never_leak(telco_cfg, telco_frame):
-    from driftloop.evaluation import split_holdout
+    from driftloop.core.holdout import split_holdout
 
     small = telco_frame.head(3000)
     grown = telco_frame.head(6000).sample(frac=1.0, random_state=3)  # more rows, another order
@@ -421,7 +421,14 @@ def test_holdout_is_decided_per_id_so_growing_snapshots_never_leak(telco_cfg, te
 def test_live_metrics_and_their_drop_per_task_on_known_values():
     import pandas as pd
 
-    from driftloop.tasks import BINARY, MULTICLASS, REGRESSION, Decision, live_metrics, relative_drop
+    from driftloop.core.task_types import (
+        BINARY,
+        MULTICLASS,
+        REGRESSION,
+        Decision,
+        live_metrics,
+        relative_drop,
+    )
 
     regression = Decision(REGRESSION)
     served = pd.DataFrame({bus.PREDICTION_COLUMN: [100.0, 200.0, 300.0, 400.0]})

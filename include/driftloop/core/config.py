@@ -1,0 +1,362 @@
+"""Dataset configs: one YAML file per dataset, validated into :class:`DatasetConfig`.
+
+Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at parse time (it needs
+only the standard library and PyYAML). Process settings are :mod:`driftloop.core.settings`; the state layout is
+:mod:`driftloop.core.state`.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from driftloop.core import bus
+from driftloop.core.errors import ConfigError
+from driftloop.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Where the raw dataset comes from (used by the simulator and contract bootstrap)."""
+
+    loader: str
+    package: str = ""
+    item: str = ""
+    path: str = ""
+    drop_columns: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """PyCaret options and the holdout split."""
+
+    models: tuple[str, ...] = ("lr", "lightgbm", "rf")
+    folds: int = 5
+    tune_iter: int = 10
+    sort_metric: str = ""  # PyCaret's name; default per task: AUC (binary), F1 (multiclass), RMSE (regression)
+    # Binary decision threshold, chosen on out-of-fold scores of the training rows (never the holdout):
+    # "f1" maximises F1, "cost" minimises cost["false_positive"] x FP + cost["false_negative"] x FN,
+    # "fixed" keeps inference.threshold.
+    threshold_objective: str = "f1"
+    cost: dict[str, float] = field(default_factory=lambda: {"false_positive": 1.0, "false_negative": 1.0})
+    # Model selection (compare, tune) on at most this many training rows; the chosen model is then finalised
+    # on all of them. 0: no sampling.
+    selection_max_rows: int = 50_000
+    test_size: float = 0.2
+    seed: int = 42
+    reference_rows: int = 5000
+    # New labelled data retrains on its own only when the snapshot grew by this share since the last training;
+    # otherwise retraining waits for the drift sensor or an operator.
+    retrain_min_growth: float = 0.5
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """Promotion gate: absolute floors for a first champion, margin over the champion afterwards.
+
+    ``policy`` says what a passing gate does: ``auto`` moves ``champion``; ``manual`` only marks the version ready,
+    and a person moves ``champion`` in the MLflow UI.
+    """
+
+    primary_metric: str = ""  # default per task: AUC (binary), macro_f1 (multiclass), RMSE (regression)
+    floors: dict[str, float] = field(default_factory=dict)  # lower-is-better metrics (RMSE, MAE, MAPE): ceilings
+    min_improvement: float = 0.0
+    policy: str = "auto"
+    max_latency_ms_per_row: float | None = None  # measured on a 1,000-row batch of the holdout
+    max_model_size_mb: float | None = None  # the logged model's artifacts
+    production_window_min_rows: int = 100  # labelled production rows needed to compare there too
+    behaviour: str = ""  # behavioural test file, relative to the dataset config; empty: none
+
+
+@dataclass(frozen=True)
+class FairnessConfig:
+    """Fairness per sensitive attribute: bins for numeric ones and the gate's limits (None: report only)."""
+
+    bins: dict[str, list[float]] = field(default_factory=dict)
+    max_demographic_parity_difference: float | None = None
+    max_equalized_odds_difference: float | None = None
+
+
+@dataclass(frozen=True)
+class MonitoringConfig:
+    """Drift and live-performance thresholds used by monitoring and the drift sensor."""
+
+    drift_share_threshold: float = 0.3
+    # Relative degradation of the task's primary live metric (F1, macro-F1 or RMSE) against the holdout that
+    # triggers a retrain.
+    performance_drop_threshold: float = 0.10
+    cooldown_s: int = 3600
+    min_rows: int = 30
+    chunk_rows: int = 100_000  # batch rows read at a time when sampling the current data
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Landing-zone validation options."""
+
+    chunk_rows: int = 200_000  # rows validated at a time; memory is bounded by this, not by the file
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Batch scoring options."""
+
+    threshold: float = 0.5
+    chunk_rows: int = 100_000
+    reasons: int = 3  # top-k SHAP reasons stored with each prediction; 0 stores none
+    explain_ms_per_row: float = 0.2  # budget of the exact tree explainer before its path approximation is used
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Online serving defaults (routing, export of served traffic) and the A/B evaluation (``docs/serving.md``).
+
+    Routing can be changed at run time through the service's admin endpoint; these are its start values.
+    """
+
+    challenger_share: float = 0.0  # share of entities the challenger answers (A/B); 0 = champion only
+    shadow: bool = False  # the other model also scores every row after the response; never returned
+    salt: str = "driftloop"  # sticky assignment hashes (salt, challenger version, entity id)
+    window_s: int = 3600  # served traffic is exported to monitoring one window at a time
+    export_grace_s: int = 300  # a window is exported this long after it closed (late log writes)
+    alpha: float = 0.05  # overall false-positive rate of the A/B decision
+    power: float = 0.8
+    min_detectable_effect: float = 0.05  # absolute accuracy difference the fixed horizon is sized for
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Everything Driftloop needs to know about one tabular dataset.
+
+    A new dataset is a new YAML file in the config folder; no code changes.
+    """
+
+    name: str
+    source: SourceConfig
+    id_column: str
+    target: str
+    positive_label: str
+    task: str  # binary, multiclass or regression (driftloop.core.task_types)
+    numeric_features: tuple[str, ...]
+    categorical_features: tuple[str, ...]
+    sensitive_features: tuple[str, ...] = ()
+    description: str = ""
+    model_name: str = ""
+    contract: dict[str, Any] = field(default_factory=dict)
+    training: TrainingConfig = TrainingConfig()
+    gates: GateConfig = GateConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
+    inference: InferenceConfig = InferenceConfig()
+    ingest: IngestConfig = IngestConfig()
+    fairness: FairnessConfig = FairnessConfig()
+    serving: ServingConfig = ServingConfig()
+    config_path: str = ""
+
+    @property
+    def features(self) -> list[str]:
+        """All model input columns, numeric first."""
+        return [*self.numeric_features, *self.categorical_features]
+
+    @property
+    def registered_model_name(self) -> str:
+        """Name of the model in the MLflow registry."""
+        return self.model_name or self.name.replace("_", "-")
+
+    def experiment_name(self, stage: str) -> str:
+        """MLflow experiment for a lifecycle stage (``data``, ``training``, ``inference``, ``monitoring``)."""
+        return bus.experiment_name(self.name, stage)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
+    raw = raw or {}
+    known = set(cls.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
+    return cls(**values)
+
+
+def _with_task_defaults(cfg: DatasetConfig) -> DatasetConfig:
+    """Fill the gate's primary metric and PyCaret's sort metric from the task when the config leaves them out."""
+    from dataclasses import replace
+
+    from driftloop.core.task_types import DEFAULT_PRIMARY, DEFAULT_SORT
+
+    primary = cfg.gates.primary_metric or DEFAULT_PRIMARY[cfg.task]
+    return replace(cfg, gates=replace(cfg.gates, primary_metric=primary),
+                   training=replace(cfg.training, sort_metric=cfg.training.sort_metric or DEFAULT_SORT[cfg.task]))
+
+
+def _check_gate_metrics(cfg: DatasetConfig, where: str) -> None:
+    from driftloop.core.task_types import METRICS, gate_metric_key
+
+    for name in [cfg.gates.primary_metric, *cfg.gates.floors]:
+        try:
+            key = gate_metric_key(name)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: gates: {exc}") from None
+        if key not in METRICS[cfg.task]:
+            raise ConfigError(f"{where}: gates: {name!r} is not a {cfg.task} metric (use one of "
+                              f"{[k.removeprefix('holdout_') for k in METRICS[cfg.task]]})")
+
+
+def _check_values(cfg: DatasetConfig, where: str) -> None:
+    """Cross-field checks of a built config.
+
+    Raises:
+        ConfigError: A value is out of range; the message names the file and the key.
+    """
+    if not 0 < cfg.training.test_size < 1:
+        raise ConfigError(f"{where}: training.test_size must be in (0, 1), got {cfg.training.test_size}")
+    if not cfg.training.models:
+        raise ConfigError(f"{where}: training.models is empty")
+    if cfg.gates.policy not in ("auto", "manual"):
+        raise ConfigError(f"{where}: gates.policy must be 'auto' or 'manual', got {cfg.gates.policy!r}")
+    if cfg.training.threshold_objective not in ("f1", "cost", "fixed"):
+        raise ConfigError(f"{where}: training.threshold_objective must be f1, cost or fixed")
+    from driftloop.core.task_types import SORT_METRICS
+
+    kind = "regression" if cfg.task == "regression" else "classification"
+    if cfg.training.sort_metric not in SORT_METRICS[kind]:
+        raise ConfigError(f"{where}: training.sort_metric {cfg.training.sort_metric!r} is not a PyCaret {kind} "
+                          f"metric (use one of {list(SORT_METRICS[kind])})")
+    _check_gate_metrics(cfg, where)
+    for section in ("inference", "monitoring", "ingest"):
+        if getattr(cfg, section).chunk_rows < 1:
+            raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
+    unknown_bins = set(cfg.fairness.bins) - set(cfg.sensitive_features)
+    if unknown_bins:
+        raise ConfigError(f"{where}: fairness.bins names {sorted(unknown_bins)}, which are not sensitive attributes")
+
+
+def _check_serving(serving: ServingConfig, where: str) -> None:
+    """Ranges of the ``serving`` section.
+
+    Raises:
+        ConfigError: A value is out of range; the message names the file and the key.
+    """
+    for key in ("alpha", "power", "min_detectable_effect"):
+        if not 0 < getattr(serving, key) < 1:
+            raise ConfigError(f"{where}: serving.{key} must be in (0, 1), got {getattr(serving, key)}")
+    if not 0 <= serving.challenger_share <= 1:
+        raise ConfigError(f"{where}: serving.challenger_share must be in [0, 1], got {serving.challenger_share}")
+    if serving.window_s < 60 or serving.export_grace_s < 0:
+        raise ConfigError(f"{where}: serving.window_s must be at least 60 and serving.export_grace_s at least 0")
+
+
+def _task(raw: dict[str, Any], where: str) -> str:
+    from driftloop.core.task_types import BINARY, normalise_task
+
+    try:
+        task = normalise_task(str(raw["task"]))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: task: {exc}") from None
+    if task == BINARY and raw.get("positive_label") in (None, ""):
+        raise ConfigError(f"{where}: positive_label is required for a binary task")
+    return task
+
+
+def _features(raw: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    features = raw["features"] or {}
+    numeric = tuple(features.get("numeric", []))
+    categorical = tuple(features.get("categorical", []))
+    if not numeric and not categorical:
+        raise ConfigError(f"{where}: features.numeric and features.categorical are both empty")
+    overlap = set(numeric) & set(categorical)
+    if overlap:
+        raise ConfigError(f"{where}: columns listed as both numeric and categorical: {sorted(overlap)}")
+    for col in (raw["target"], raw.get("id_column", "row_id")):
+        if col in numeric or col in categorical:
+            raise ConfigError(f"{where}: {col!r} is the id or target and cannot also be a feature")
+    return numeric, categorical
+
+
+def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetConfig:
+    """Validate a raw config mapping and build a :class:`DatasetConfig`.
+
+    Args:
+        raw: Parsed YAML mapping.
+        config_path: Where it was read from, for error messages.
+
+    Returns:
+        The dataset config.
+
+    Raises:
+        ConfigError: A required key is missing, a key is unknown or a value is inconsistent.
+    """
+    where = config_path or "dataset config"
+    missing = [key for key in ("name", "source", "target", "task", "features") if key not in raw]
+    if missing:
+        raise ConfigError(f"{where}: missing required keys {missing}")
+    task = _task(raw, where)
+    numeric, categorical = _features(raw, where)
+    id_column = raw.get("id_column", "row_id")
+    sensitive = tuple(raw.get("sensitive", []))
+    unknown_sensitive = set(sensitive) - set(numeric) - set(categorical)
+    if unknown_sensitive:
+        raise ConfigError(f"{where}: sensitive columns {sorted(unknown_sensitive)} are not features")
+    cfg = DatasetConfig(
+        name=raw["name"],
+        description=raw.get("description", ""),
+        source=_build(SourceConfig, raw["source"], f"{where}: source"),
+        id_column=id_column,
+        target=raw["target"],
+        positive_label=str(raw.get("positive_label", "")),
+        task=task,
+        numeric_features=numeric,
+        categorical_features=categorical,
+        sensitive_features=sensitive,
+        model_name=raw.get("model_name", ""),
+        contract=raw.get("contract", {}) or {},
+        training=_build(TrainingConfig, raw.get("training"), f"{where}: training"),
+        gates=_build(GateConfig, raw.get("gates"), f"{where}: gates"),
+        monitoring=_build(MonitoringConfig, raw.get("monitoring"), f"{where}: monitoring"),
+        inference=_build(InferenceConfig, raw.get("inference"), f"{where}: inference"),
+        ingest=_build(IngestConfig, raw.get("ingest"), f"{where}: ingest"),
+        fairness=_build(FairnessConfig, raw.get("fairness"), f"{where}: fairness"),
+        serving=_build(ServingConfig, raw.get("serving"), f"{where}: serving"),
+        config_path=config_path,
+    )
+    cfg = _with_task_defaults(cfg)
+    _check_values(cfg, where)
+    _check_serving(cfg.serving, where)
+    return cfg
+
+
+def load_dataset_config(name: str | None = None, settings: Settings | None = None) -> DatasetConfig:
+    """Read ``<config_dir>/<name>.yaml``, apply ``DRIFTLOOP_CONFIG_OVERRIDES`` and validate it.
+
+    Args:
+        name: Dataset config name; defaults to ``settings.dataset``.
+        settings: Process settings; defaults to :meth:`Settings.from_env`.
+
+    Returns:
+        The validated dataset config.
+
+    Raises:
+        ConfigError: The file does not exist or is invalid.
+    """
+    settings = settings or Settings.from_env()
+    name = name or settings.dataset
+    path = settings.config_dir / f"{name}.yaml"
+    if not path.is_file():
+        available = sorted(p.stem for p in settings.config_dir.glob("*.yaml"))
+        raise ConfigError(f"no dataset config {path} (available: {available})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return parse_dataset_config(_deep_merge(raw, settings.overrides), str(path))

@@ -1,0 +1,113 @@
+"""Model registry: resolve aliases, load models, register challengers, move aliases.
+
+Aliases are set here and nowhere else (the gate and every other promotion go through :mod:`driftloop.governance.promotion`,
+which calls :func:`move_alias` under the audit log's lock). Models are pickles (cloudpickle) and unpickling runs code, so models are
+loaded only from our own MLflow registry: that registry is the trust boundary. Never point :func:`load_model` at a
+URI from outside it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from driftloop.core import bus
+from driftloop.core.config import DatasetConfig
+from driftloop.core.settings import Settings
+from driftloop.core.tracking import get_client, mlflow_scope
+
+CHAMPION = bus.CHAMPION
+CHALLENGER = bus.CHALLENGER
+
+
+def resolve_alias(
+    cfg: DatasetConfig, alias: str = CHAMPION, settings: Settings | None = None
+) -> dict[str, str] | None:
+    """The model version an alias points at.
+
+    Args:
+        cfg: Dataset config (gives the registered model name).
+        alias: Registry alias, ``champion`` or ``challenger``.
+        settings: Process settings; defaults to :meth:`Settings.from_env`.
+
+    Returns:
+        ``{"model_name", "model_version", "run_id", "model_uri"}``, or None when the model or alias is unset.
+    """
+    from mlflow.exceptions import MlflowException
+
+    client = get_client(settings)
+    name = cfg.registered_model_name
+    try:
+        version = client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+    return {
+        "model_name": name,
+        "model_version": str(version.version),
+        "run_id": version.run_id,
+        "model_uri": bus.model_version_uri(name, version.version),
+    }
+
+
+def load_model(model_uri: str, settings: Settings | None = None) -> Any:
+    """Load a registered model as the original sklearn/PyCaret object (with ``predict_proba``).
+
+    Args:
+        model_uri: ``models:/<name>/<version>`` or ``models:/<name>@<alias>`` of OUR registry only: the model
+            is a pickle, and the registry is the trust boundary.
+        settings: Process settings; defaults to :meth:`Settings.from_env`.
+
+    Returns:
+        The fitted pipeline.
+    """
+    import mlflow.sklearn
+
+    with mlflow_scope(settings):
+        return mlflow.sklearn.load_model(model_uri)
+
+
+def find_run_versions(client: Any, cfg: DatasetConfig, run_id: str) -> list[Any]:
+    """Registered versions of ``cfg``'s model created from training run ``run_id``, newest first."""
+    name = cfg.registered_model_name
+    versions = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    return sorted(versions, key=lambda v: int(v.version), reverse=True)
+
+
+def register_challenger(client: Any, cfg: DatasetConfig, version: str, run: Any) -> None:
+    """Copy the training run's lineage tags and holdout metrics onto the version; point ``challenger`` at it.
+
+    Idempotent: safe to repeat when a retry resumes after registration.
+    """
+    name = cfg.registered_model_name
+    run_tags = run.data.tags
+    for tag in bus.VERSION_LINEAGE_TAGS:
+        if run_tags.get(tag):
+            client.set_model_version_tag(name, version, tag, run_tags[tag])
+    for key in bus.HOLDOUT_METRICS:
+        if key in run.data.metrics:
+            client.set_model_version_tag(name, version, bus.holdout_version_tag(key), f"{run.data.metrics[key]:.6f}")
+    client.set_registered_model_alias(name, CHALLENGER, version)
+
+
+def move_alias(cfg: DatasetConfig, alias: str, version: str, settings: Settings | None = None) -> None:
+    """Point ``alias`` of ``cfg``'s model at ``version`` (callers: the gate and :mod:`driftloop.governance.promotion`)."""
+    get_client(settings).set_registered_model_alias(cfg.registered_model_name, alias, str(version))
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``driftloop alias``."""
+    from driftloop.core.commands import dataset_parent
+
+    alias = subparsers.add_parser("alias", parents=[dataset_parent()], help="show the model version behind an alias")
+    alias.add_argument("alias", nargs="?", default=CHAMPION, help="alias (default: champion)")
+    alias.set_defaults(func=_cmd_alias)
+
+
+def _cmd_alias(args: Any) -> int:
+    from driftloop.core.commands import print_result
+    from driftloop.core.config import load_dataset_config
+
+    resolved = resolve_alias(load_dataset_config(args.dataset), args.alias)
+    print_result(resolved)
+    return 0 if resolved else 1

@@ -1,0 +1,324 @@
+"""Ingestion: landing zone → validated batches and labels, with every rejected file or row quarantined.
+
+Every file in the landing zone ends in exactly one place: its accepted rows in ``batches/`` (or ``labels/``), its
+rejected rows in ``quarantine/<batch_id>/rows.parquet`` with a per-row ``_reason``, and the original file in
+``archive/<batch_id>/`` (accepted) or ``quarantine/<batch_id>/`` (rejected whole, with ``reason.json``).
+A manifest (:class:`driftloop.core.bus.BatchManifest`) is written last, so it marks a batch as done; reruns find it and
+never write a batch twice.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from driftloop.core.config import DatasetConfig
+from driftloop.core.errors import BatchQuarantined
+from driftloop.core.settings import Settings
+from driftloop.core.state import StatePaths, path_to_uri
+from driftloop.core.storage import ParquetSink, list_manifests, move_into, read_json, utc_now, write_json
+from driftloop.data.contract import Contract, arrow_schema, load_contract, sha256_file, validate_file
+
+LANDING_SUFFIXES = (".csv", ".parquet")
+# Files still being written by an uploader (hidden files too): left in the landing zone for the next run.
+IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".uploading")
+# Label files live beside batch files in archive/ and quarantine/, under this reserved sub-folder.
+LABELS_NAMESPACE = "labels"
+REJECTED_ROWS_FILE = "rows.parquet"
+REASON_FILE = "reason.json"
+
+
+def sanitize_batch_id(stem: str) -> str:
+    """A file stem made safe as a folder and file name: ``[A-Za-z0-9._-]``, at most 120 characters."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "batch"
+    cleaned = cleaned[:120]
+    return f"{cleaned}_" if cleaned == LABELS_NAMESPACE else cleaned
+
+
+def _landed_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and not p.name.lower().endswith(IN_PROGRESS_SUFFIXES))
+
+
+def _rejected_schema(frame: Any) -> Any:
+    import pyarrow as pa
+
+    return pa.schema([pa.field(c, pa.int64() if c == "_row" else pa.string()) for c in frame.columns])
+
+
+@dataclass(frozen=True)
+class _Zones:
+    """Where one kind of landed file (feature batches or labels) goes."""
+
+    kind: str
+    landing_dir: Path
+    out_dir: Path
+    archive_root: Path
+    quarantine_root: Path
+
+    @classmethod
+    def of(cls, paths: StatePaths, kind: str) -> _Zones:
+        if kind == "labels":
+            return cls(kind, paths.labels_landing_dir, paths.labels_dir, paths.archive_dir / LABELS_NAMESPACE,
+                       paths.quarantine_dir / LABELS_NAMESPACE)
+        return cls(kind, paths.landing_dir, paths.batches_dir, paths.archive_dir, paths.quarantine_dir)
+
+
+def _quarantine_whole(
+    file: Path, qdir: Path, batch_id: str, reason_code: str, message: str, rows: int, **extra: Any
+) -> dict[str, Any]:
+    """Move ``file`` into ``qdir`` with a ``reason.json`` and return the quarantine outcome."""
+    qdir.mkdir(parents=True, exist_ok=True)
+    dest = move_into(file, qdir)
+    reason = {
+        "batch_id": batch_id, "source_file": file.name, "reason_code": reason_code, "message": message,
+        "rows_received": rows, "rows_accepted": 0, "rows_quarantined": rows, "file_uri": path_to_uri(dest),
+        "quarantined_at": utc_now(), **extra,
+    }
+    write_json(qdir / REASON_FILE, reason)
+    return {"status": "quarantined", "batch_id": batch_id, "reason_code": reason_code, "message": message,
+            "quarantine_dir": str(qdir)}
+
+
+def _set_aside_other_quarantine(qdir: Path, sha: str) -> None:
+    """Keep an earlier, different file's quarantine when a new file arrives under the same batch id.
+
+    A partition left by an earlier attempt of this very file (same sha256) is simply overwritten later; one from
+    another file is renamed to ``<batch_id>__superseded-<sha12>`` so its evidence is never deleted.
+    """
+    reason_path = qdir / REASON_FILE
+    if not reason_path.is_file():
+        return
+    earlier = read_json(reason_path).get("sha256") or ""
+    if earlier and earlier != sha:
+        target = qdir.with_name(f"{qdir.name}__superseded-{earlier[:12]}")
+        if target.exists():
+            shutil.rmtree(target)
+        qdir.rename(target)
+
+
+def _replay_outcome(file: Path, zones: _Zones, batch_id: str, sha: str, known: dict[str, dict]) -> dict | None:
+    """The outcome for a file whose batch id or bytes were seen before, else None (a new file)."""
+    same_id = known.get(batch_id)
+    if same_id is not None:
+        archived = zones.archive_root / batch_id / file.name
+        if same_id["sha256"] == sha and not archived.exists() and same_id.get("original_archived", True):
+            # A previous attempt wrote the manifest but crashed before archiving: finish it, write nothing new.
+            move_into(file, zones.archive_root / batch_id)
+            return {"status": "accepted", "batch_id": batch_id, "manifest": same_id, "recovered": True}
+        replay = same_id["sha256"] == sha
+        qid = f"{batch_id}__{'replay' if replay else 'conflict'}-{sha[:12]}"
+        message = (f"{file.name} has the same bytes as batch {batch_id!r} ingested at {same_id['ingested_at']}"
+                   if replay else
+                   f"{file.name} differs from the already ingested batch {batch_id!r} (sha256 {sha[:12]} vs "
+                   f"{same_id['sha256'][:12]}); rename it to ingest it as a new batch")
+        return _quarantine_whole(file, zones.quarantine_root / qid, qid,
+                                 "replayed_batch" if replay else "batch_id_conflict", message, 0, sha256=sha,
+                                 original_batch_id=batch_id)
+    for other in known.values():
+        if other["sha256"] == sha:
+            message = f"{file.name} has the same bytes as batch {other['batch_id']!r} ingested at {other['ingested_at']}"
+            return _quarantine_whole(file, zones.quarantine_root / batch_id, batch_id, "replayed_batch", message, 0,
+                                     sha256=sha, original_batch_id=other["batch_id"])
+    return None
+
+
+def _validate_into_partitions(cfg: DatasetConfig, contract: Contract, file: Path, zones: _Zones, batch_id: str,
+                              settings: Settings) -> tuple[dict[str, Any], bool]:
+    """Validate ``file`` streaming accepted rows to ``<batch_id>.parquet`` and rejected rows to quarantine.
+
+    Returns:
+        ``(report, has_rejected_rows)``; nothing is left behind for a file rejected whole except its rows file.
+    """
+    qdir = zones.quarantine_root / batch_id
+    accepted_sink = ParquetSink(zones.out_dir / f"{batch_id}.parquet",
+                                lambda frame: arrow_schema(contract, list(frame.columns)))
+    rejected_sink = ParquetSink(qdir / REJECTED_ROWS_FILE, _rejected_schema)
+    try:
+        report = validate_file(cfg, file, kind=zones.kind, contract=contract, on_accepted=accepted_sink,
+                               on_rejected=rejected_sink, settings=settings)
+    except BaseException:
+        accepted_sink.discard()
+        rejected_sink.discard()
+        raise
+    if not report["ok"]:
+        accepted_sink.discard()
+    else:
+        accepted_sink.commit()
+    return report, rejected_sink.commit()
+
+
+def _manifest(contract: Contract, file: Path, zones: _Zones, batch_id: str, sha: str, report: dict,
+              has_rejected: bool) -> dict[str, Any]:
+    rows_uri = path_to_uri(zones.out_dir / f"{batch_id}.parquet") if report["rows_accepted"] else None
+    manifest = {
+        "batch_id": batch_id, "source_file": file.name, "sha256": sha, "kind": zones.kind,
+        "rows_received": report["rows_received"], "rows_accepted": report["rows_accepted"],
+        "rows_quarantined": report["rows_quarantined"], "reason_counts": report["reason_counts"],
+        "quarantine_uri": path_to_uri(zones.quarantine_root / batch_id / REJECTED_ROWS_FILE) if has_rejected
+        else None,
+        "ingested_at": utc_now(), "contract": contract.path,
+    }
+    if zones.kind == "labels":
+        manifest.update(label_batch_id=batch_id, labels_uri=rows_uri)
+    else:
+        manifest.update(has_target=bool(report["has_label"]), batch_uri=rows_uri)
+    pii = [c for c in report["columns"] if c in contract.columns and contract.columns[c].pii]
+    manifest["original_archived"] = not pii
+    if pii:
+        manifest["original_removed_reason"] = f"the original holds PII columns {pii}; only treated rows are kept"
+    return manifest
+
+
+def _ingest_file(cfg: DatasetConfig, contract: Contract, zones: _Zones, file: Path, known: dict[str, dict],
+                 settings: Settings) -> dict[str, Any]:
+    """Ingest one landed file; returns ``{"status": "accepted"|"quarantined", ...}``. Never raises for bad data."""
+    batch_id = sanitize_batch_id(file.stem)
+    sha = sha256_file(file)
+    qdir = zones.quarantine_root / batch_id
+    if file.suffix.lower() not in LANDING_SUFFIXES:
+        _set_aside_other_quarantine(qdir, sha)
+        return _quarantine_whole(file, qdir, batch_id, "unsupported_file_type",
+                                 f"{file.name}: extension {file.suffix!r} is not .csv or .parquet", 0, sha256=sha)
+    replayed = _replay_outcome(file, zones, batch_id, sha, known)
+    if replayed is not None:
+        return replayed
+    _set_aside_other_quarantine(qdir, sha)
+    report, has_rejected = _validate_into_partitions(cfg, contract, file, zones, batch_id, settings)
+    rejected_uri = path_to_uri(qdir / REJECTED_ROWS_FILE) if has_rejected else None
+    if not report["ok"]:
+        return _quarantine_whole(
+            file, qdir, batch_id, report["reason_code"], report["message"], report["rows_received"], sha256=sha,
+            kind=zones.kind, reason_counts=report["reason_counts"], rejected_rows_uri=rejected_uri)
+    if has_rejected:
+        write_json(qdir / REASON_FILE, {
+            "batch_id": batch_id, "source_file": file.name, "reason_code": "rejected_rows",
+            "message": f"{report['rows_quarantined']} of {report['rows_received']} rows fail the contract",
+            "rows_received": report["rows_received"], "rows_accepted": report["rows_accepted"],
+            "rows_quarantined": report["rows_quarantined"], "reason_counts": report["reason_counts"],
+            "rejected_rows_uri": rejected_uri, "sha256": sha, "kind": zones.kind, "quarantined_at": utc_now(),
+        })
+    elif qdir.exists():
+        shutil.rmtree(qdir)  # stale partition from an earlier attempt of this very file
+    manifest = _manifest(contract, file, zones, batch_id, sha, report, has_rejected)
+    write_json(zones.out_dir / f"{batch_id}.json", manifest)
+    if manifest["original_archived"]:
+        move_into(file, zones.archive_root / batch_id)
+    else:
+        file.unlink()
+    return {"status": "accepted", "batch_id": batch_id, "manifest": manifest}
+
+
+def _ingest_folder(cfg: DatasetConfig, settings: Settings | None, kind: str) -> dict[str, Any]:
+    settings = settings or Settings.from_env()
+    zones = _Zones.of(StatePaths.for_dataset(cfg, settings), kind)
+    contract = load_contract(cfg)
+    known = {m["batch_id"]: m for m in list_manifests(zones.out_dir)}
+    result: dict[str, Any] = {"accepted": [], "quarantined": [], "rows_received": 0, "rows_accepted": 0,
+                              "rows_quarantined": 0}
+    if kind == "batch":
+        result.update(scoring_batch_ids=[], labelled_batch_ids=[])
+    for file in _landed_files(zones.landing_dir):
+        outcome = _ingest_file(cfg, contract, zones, file, known, settings)
+        if outcome["status"] == "quarantined":
+            result["quarantined"].append({k: outcome[k] for k in ("batch_id", "reason_code", "message")})
+            reason = read_json(Path(outcome["quarantine_dir"]) / REASON_FILE)
+            result["rows_received"] += reason["rows_received"]
+            result["rows_quarantined"] += reason["rows_quarantined"]
+            continue
+        manifest = outcome["manifest"]
+        known[manifest["batch_id"]] = manifest
+        result["accepted"].append(manifest["batch_id"])
+        for key in ("rows_received", "rows_accepted", "rows_quarantined"):
+            result[key] += manifest[key] if not outcome.get("recovered") else 0
+        if kind == "batch" and manifest["rows_accepted"]:
+            bucket = "labelled_batch_ids" if manifest["has_target"] else "scoring_batch_ids"
+            result[bucket].append(manifest["batch_id"])
+    return result
+
+
+def ingest_batches(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+    """Validate every landed feature batch (name order), store good rows, quarantine the rest.
+
+    Bad files never raise here, so one bad file cannot block the others; call :func:`raise_for_quarantine`
+    afterwards to fail the run with the reasons.
+
+    Args:
+        cfg: Dataset config.
+        settings: Process settings (default: from the environment).
+
+    Returns:
+        ``{"accepted": [batch_id], "quarantined": [{"batch_id", "reason_code", "message"}],
+        "scoring_batch_ids": [...], "labelled_batch_ids": [...], "rows_received", "rows_accepted",
+        "rows_quarantined"}``.
+
+    Raises:
+        ContractError: The dataset has no valid contract (or hashes PII without a salt).
+    """
+    return _ingest_folder(cfg, settings, "batch")
+
+
+def ingest_labels(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+    """Validate every landed label file (id + target) into ``labels/``, quarantining bad files and rows.
+
+    Returns:
+        ``{"accepted": [label_batch_id], "quarantined": [{"batch_id", "reason_code", "message"}],
+        "rows_received", "rows_accepted", "rows_quarantined"}``.
+    """
+    return _ingest_folder(cfg, settings, "labels")
+
+
+def raise_for_quarantine(*results: dict[str, Any]) -> None:
+    """Raise :class:`BatchQuarantined` naming every quarantined file and its reason, if there is any.
+
+    Args:
+        *results: Results of :func:`ingest_batches` / :func:`ingest_labels`.
+
+    Raises:
+        BatchQuarantined: At least one file was quarantined whole.
+    """
+    entries = [q for result in results for q in (result or {}).get("quarantined", [])]
+    if not entries:
+        return
+    accepted = sum(len((r or {}).get("accepted", [])) for r in results)
+    lines = [f"{len(entries)} landed file(s) quarantined ({accepted} accepted and processed):"]
+    lines += [f"  - {q['batch_id']}: {q['reason_code']}: {q['message']}" for q in entries]
+    lines.append("Inspect quarantine/<batch_id>/reason.json under the dataset's state folder; fix the file and "
+                 "drop it into the landing zone again under a new name.")
+    raise BatchQuarantined("\n".join(lines))
+
+
+def _cmd_ingest(args: Any) -> int:
+    from driftloop.core.commands import print_result
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.errors import NoLabelledData
+    from driftloop.data import snapshots
+
+    cfg = load_dataset_config(args.dataset)
+    batches = ingest_batches(cfg)
+    labels = ingest_labels(cfg)
+    result: dict[str, Any] = {"batches": batches, "labels": labels}
+    try:
+        result["snapshot"] = snapshots.build_snapshot(cfg)
+        if args.record:
+            result["data_run"] = snapshots.record_snapshot(cfg, result["snapshot"]["snapshot_hash"])
+    except NoLabelledData as exc:
+        result["snapshot"] = {"error": str(exc)}
+    print_result(result)
+    raise_for_quarantine(batches, labels)
+    return 0
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``driftloop ingest``."""
+    from driftloop.core.commands import dataset_parent
+
+    ingest = subparsers.add_parser("ingest", parents=[dataset_parent()],
+                                   help="ingest landed batches and labels, build the training snapshot")
+    ingest.add_argument("--record", action="store_true", help="also log the snapshot to MLflow (data run)")
+    ingest.set_defaults(func=_cmd_ingest)

@@ -1,0 +1,153 @@
+"""Data profiles of training snapshots: a ydata-profiling HTML report and a compact data-quality summary.
+
+Profiling time grows with rows, so it is bounded: the HTML report always runs in ydata-profiling's ``minimal``
+mode and on at most ``max_rows`` rows (a seeded random sample beyond that, stated in the report title and in the
+summary). The quality summary is computed on every row; it is cheap. A hard time budget
+(``$DRIFTLOOP_PROFILE_TIMEOUT_S``, default 300 s) backs this up: past it the HTML is dropped, the summary kept
+and marked ``html_timed_out``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from driftloop.core.config import DatasetConfig
+from driftloop.core.settings import Settings
+from driftloop.core.state import StatePaths
+
+SAMPLE_SEED = 0
+# Word clouds and SVG plots dominate rendering time and add little for tabular features.
+REPORT_OPTIONS = {
+    "vars": {"cat": {"words": False, "characters": False}, "text": {"words": False, "characters": False}},
+    # The frequency tables stay; one matplotlib chart per categorical column took most of the render time.
+    "plot": {"image_format": "png", "dpi": 60, "cat_freq": {"show": False}},
+}
+
+
+class ProfileTimeout(Exception):
+    """The HTML profile took longer than its time budget."""
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Raise :class:`ProfileTimeout` inside the block after ``seconds`` (main thread only; elsewhere no limit).
+
+    Sampling and minimal mode keep profiling short; this is the backstop for pathological data.
+    """
+    import signal
+    import threading
+
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise ProfileTimeout(f"profile exceeded {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def summarize_quality(frame: Any) -> dict[str, Any]:
+    """Per-column null share, min/max (numeric), distinct count and dtype, plus the row count.
+
+    Args:
+        frame: The data.
+
+    Returns:
+        ``{"rows", "columns": {name: {"dtype", "null_share", "distinct", "min", "max"}}}``.
+    """
+    rows = int(len(frame))
+    columns: dict[str, Any] = {}
+    for name in frame.columns:
+        series = frame[name]
+        entry: dict[str, Any] = {
+            "dtype": str(series.dtype),
+            "null_share": float(series.isna().mean()) if rows else 0.0,
+            "distinct": int(series.nunique(dropna=True)),
+            "min": None,
+            "max": None,
+        }
+        if series.dtype.kind in "iuf" and series.notna().any():
+            entry["min"], entry["max"] = float(series.min()), float(series.max())
+        columns[str(name)] = entry
+    return {"rows": rows, "columns": columns}
+
+
+def profile_snapshot(
+    cfg: DatasetConfig,
+    snapshot_hash: str,
+    frame: Any,
+    settings: Settings | None = None,
+    max_rows: int | None = None,
+    html: bool = True,
+) -> dict[str, Any]:
+    """Write the profile HTML and the quality summary JSON of a snapshot under ``reports/``.
+
+    Args:
+        cfg: Dataset config.
+        snapshot_hash: Snapshot the rows belong to (names the files).
+        frame: The snapshot's rows.
+        settings: Process settings (``profile_max_rows``, ``profile_timeout_s``).
+        max_rows: Rows profiled in the HTML report; larger snapshots are sampled (seeded) and the report says so.
+            Default: ``settings.profile_max_rows``; 0 skips the HTML report.
+        html: Set False to skip the HTML report (the summary is always written).
+
+    Returns:
+        ``{"profile_path", "summary_path", "rows", "profiled_rows", "sampled", "timed_out", "seconds"}``;
+        ``profile_path`` is None when the HTML was switched off or ran past ``settings.profile_timeout_s``.
+    """
+    settings = settings or Settings.from_env()
+    if max_rows is None:
+        max_rows = settings.profile_max_rows
+    html = html and max_rows > 0
+    max_rows = max(max_rows, 1)
+    paths = StatePaths.for_dataset(cfg, settings)
+    started = time.monotonic()
+    rows = int(len(frame))
+    sampled = html and rows > max_rows
+    # A copy either way: ydata-profiling renames columns of the frame it is given in place.
+    profiled = frame.sample(n=max_rows, random_state=SAMPLE_SEED) if sampled else frame.copy()
+    # As category dtype, string columns render as categorical (tables) instead of free text (word clouds):
+    # 20 s → 4 s on the telco reference.
+    for col in [*cfg.categorical_features, cfg.target]:
+        if col in profiled.columns:
+            profiled[col] = profiled[col].astype("category")
+    reports = paths.reports_dir / "profiles"
+    reports.mkdir(parents=True, exist_ok=True)
+    short = snapshot_hash[:12]
+    title = f"{cfg.name} snapshot {short}: {rows:,} rows"
+    if sampled:
+        title += f" (profiled on a random sample of {max_rows:,} rows, minimal mode)"
+    profile_path: Path | None = None
+    timed_out = False
+    if html:
+        from ydata_profiling import ProfileReport
+
+        profile_path = reports / f"profile-{short}.html"
+        report = ProfileReport(profiled, title=title, minimal=True, progress_bar=False, **REPORT_OPTIONS)
+        try:
+            with _deadline(float(settings.profile_timeout_s)):
+                report.to_file(profile_path, silent=True)
+        except ProfileTimeout:
+            timed_out, profile_path = True, None
+    summary = summarize_quality(frame)
+    summary.update(snapshot_hash=snapshot_hash, dataset=cfg.name, profiled_rows=int(len(profiled)),
+                   sampled=sampled, html_report=profile_path is not None, html_timed_out=timed_out,
+                   sample_seed=SAMPLE_SEED if sampled else None, title=title,
+                   profile_seconds=round(time.monotonic() - started, 3))
+    summary_path = reports / f"quality-{short}.json"
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    return {"profile_path": str(profile_path) if profile_path else None, "summary_path": str(summary_path),
+            "rows": rows, "profiled_rows": int(len(profiled)), "sampled": sampled, "timed_out": timed_out,
+            "seconds": summary["profile_seconds"]}

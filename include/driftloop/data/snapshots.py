@@ -1,0 +1,293 @@
+"""Training snapshots: immutable, content-addressed sets of labelled rows, and the data run that records each one.
+
+A snapshot is identified by one hash only, :func:`canonical_hash` of its canonical rows (sorted by id, fixed column
+order, contract dtypes), so the same data always gives the same snapshot and a replay is a no-op. Every snapshot
+is written by :func:`write_snapshot` and found by :func:`resolve_snapshot`; nothing else reads or writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from driftloop.core import bus
+from driftloop.core.config import DatasetConfig
+from driftloop.core.errors import NoLabelledData, SnapshotNotFoundError
+from driftloop.core.settings import Settings
+from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
+from driftloop.core.storage import list_manifests, read_json, utc_now, write_json
+from driftloop.data.contract import arrow_schema, load_contract
+
+MIN_HASH_PREFIX = 8
+
+
+def canonical_hash(frame: Any) -> str:
+    """sha256 over a canonical frame: column names and dtypes, the row count, then each column's values.
+
+    Values are hashed with ``pandas.util.hash_pandas_object`` (fixed key, so stable across processes).
+    """
+    import hashlib
+
+    import pandas as pd
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps([[c, str(t)] for c, t in frame.dtypes.items()]).encode())
+    digest.update(str(len(frame)).encode())
+    for name in frame.columns:
+        digest.update(pd.util.hash_pandas_object(frame[name], index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def canonicalise(cfg: DatasetConfig, rows: Any) -> Any:
+    """Id + features + target, one row per id (the last wins), sorted by id, in the contract's dtypes."""
+    contract = load_contract(cfg)
+    columns = [cfg.id_column, *cfg.features, cfg.target]
+    frame = rows[columns].drop_duplicates(cfg.id_column, keep="last")
+    frame = frame.sort_values(cfg.id_column, kind="stable").reset_index(drop=True)
+    schema = arrow_schema(contract, columns)
+    for name in columns:
+        arrow_type = str(schema.field(name).type)
+        frame[name] = frame[name].astype("int64" if arrow_type == "int64" else
+                                         "float64" if arrow_type == "double" else object)
+        if arrow_type == "string":
+            frame[name] = frame[name].where(frame[name].isna(), frame[name].astype(str))
+    return frame
+
+
+def write_snapshot(
+    cfg: DatasetConfig,
+    rows: Any,
+    settings: Settings | None = None,
+    batch_ids: list[str] | None = None,
+    label_batch_ids: list[str] | None = None,
+    created_at: str | None = None,
+) -> dict[str, Any]:
+    """Canonicalise ``rows`` and store them as a snapshot unless one with the same content exists.
+
+    Args:
+        cfg: Dataset config.
+        rows: Labelled rows with at least the id, feature and target columns.
+        settings: Process settings.
+        batch_ids: Accepted batches the rows came from (lineage).
+        label_batch_ids: Accepted label files the rows' labels came from (lineage).
+        created_at: Creation time to record (default: now); snapshots are ordered by it.
+
+    Returns:
+        The :class:`~driftloop.core.bus.SnapshotManifest` plus ``created`` (False when it already existed).
+    """
+    contract = load_contract(cfg)
+    snapshot = canonicalise(cfg, rows)
+    snapshot_hash = canonical_hash(snapshot)
+    folder = StatePaths.for_dataset(cfg, settings).snapshots_dir
+    data_path, manifest_path = folder / f"{snapshot_hash}.parquet", folder / f"{snapshot_hash}.json"
+    if manifest_path.exists():
+        return {**read_json(manifest_path), "created": False}
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
+    snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
+    os.replace(tmp, data_path)
+    manifest: bus.SnapshotManifest = {
+        "snapshot_hash": snapshot_hash, "snapshot_uri": path_to_uri(data_path), "rows": int(len(snapshot)),
+        "batch_ids": sorted(batch_ids or []), "label_batch_ids": sorted(label_batch_ids or []),
+        "columns": list(snapshot.columns), "target": cfg.target, "id_column": cfg.id_column,
+        "created_at": created_at or utc_now(),
+    }
+    write_json(manifest_path, dict(manifest))
+    return {**manifest, "created": True}
+
+
+def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[Any], int]:
+    """Rows of labelled batches, plus scoring rows joined to their latest accepted label; and label-file count."""
+    import pandas as pd
+
+    paths = StatePaths.for_dataset(cfg, settings)
+    id_col, target = cfg.id_column, cfg.target
+    feature_cols = [id_col, *cfg.features]
+    label_frames = []
+    for order, label_manifest in enumerate(list_manifests(paths.labels_dir)):
+        if label_manifest.get("labels_uri"):
+            frame = pd.read_parquet(uri_to_path(label_manifest["labels_uri"]))
+            frame["_label_batch"] = label_manifest["label_batch_id"]
+            frame["_label_order"] = order
+            label_frames.append(frame)
+    labels = (pd.concat(label_frames, ignore_index=True).sort_values("_label_order", kind="stable")
+              .drop_duplicates(id_col, keep="last").drop(columns="_label_order")
+              if label_frames else pd.DataFrame(columns=[id_col, target, "_label_batch"]))
+    parts = []
+    for manifest in list_manifests(paths.batches_dir):
+        if not manifest.get("batch_uri"):
+            continue
+        path = uri_to_path(manifest["batch_uri"])
+        if manifest["has_target"]:
+            frame = pd.read_parquet(path, columns=[*feature_cols, target])
+            frame["_label_batch"] = None
+        else:
+            frame = pd.read_parquet(path, columns=feature_cols).merge(labels, on=id_col, how="inner")
+        if len(frame):
+            frame["_batch"] = manifest["batch_id"]
+            parts.append(frame)
+    return parts, len(label_frames)
+
+
+def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+    """Build the training snapshot from every accepted labelled row; content-addressed and written once.
+
+    Rows are those of labelled batches plus rows of scoring batches whose id has an accepted label (the latest
+    label per id wins; the latest batch wins for an id seen in several batches).
+
+    Returns:
+        ``{"snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids"}``; ``created`` is
+        False when a snapshot with this content already exists (replay or no new data).
+
+    Raises:
+        NoLabelledData: No accepted labelled rows exist yet.
+    """
+    import pandas as pd
+
+    parts, label_files = _labelled_rows(cfg, settings)
+    if not parts:
+        batches = list_manifests(StatePaths.for_dataset(cfg, settings).batches_dir)
+        raise NoLabelledData(
+            f"{cfg.name}: no accepted labelled rows ({len(batches)} batch(es), "
+            f"{label_files} label file(s) accepted); land a batch with the {cfg.target!r} column or labels first"
+        )
+    rows = pd.concat(parts, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
+    manifest = write_snapshot(
+        cfg, rows, settings,
+        batch_ids=sorted(rows["_batch"].unique().tolist()),
+        label_batch_ids=sorted(rows["_label_batch"].dropna().unique().tolist()),
+    )
+    keys = ("snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids")
+    return {k: manifest[k] for k in keys}
+
+
+def list_snapshots(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Every snapshot manifest of ``cfg``, oldest first."""
+    return list_manifests(StatePaths.for_dataset(cfg, settings).snapshots_dir)
+
+
+def resolve_snapshot(cfg: DatasetConfig, ref: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+    """The manifest of one snapshot: the newest (``ref`` None), a hash or unique hash prefix, or a snapshot URI.
+
+    Args:
+        cfg: Dataset config.
+        ref: None, a full hash, a prefix of at least 8 characters, or the snapshot's parquet URI or path.
+        settings: Process settings.
+
+    Returns:
+        The :class:`~driftloop.core.bus.SnapshotManifest`.
+
+    Raises:
+        SnapshotNotFoundError: No snapshot matches (or a prefix is ambiguous or too short); a parquet file
+            without its manifest is not a snapshot.
+    """
+    folder = StatePaths.for_dataset(cfg, settings).snapshots_dir
+    if ref is None:
+        manifests = list_snapshots(cfg, settings)
+        if not manifests:
+            raise SnapshotNotFoundError(f"{cfg.name}: no training snapshot in {folder}; land labelled data first")
+        return manifests[-1]
+    if ref.startswith("file:") or ref.endswith(".parquet"):
+        path = uri_to_path(ref)
+        manifest_path = path.with_suffix(".json")
+        if not manifest_path.is_file():
+            raise SnapshotNotFoundError(f"{cfg.name}: {ref} is not a snapshot (no manifest {manifest_path.name})")
+        return read_json(manifest_path)
+    if (folder / f"{ref}.json").is_file():
+        return read_json(folder / f"{ref}.json")
+    if len(ref) < MIN_HASH_PREFIX:
+        raise SnapshotNotFoundError(f"snapshot hash prefix {ref!r} is shorter than {MIN_HASH_PREFIX} characters")
+    matches = sorted(folder.glob(f"{ref}*.json")) if folder.is_dir() else []
+    if len(matches) != 1:
+        raise SnapshotNotFoundError(f"{cfg.name}: {len(matches)} snapshots match {ref!r} in {folder}")
+    return read_json(matches[0])
+
+
+def read_snapshot_frame(cfg: DatasetConfig, manifest: dict[str, Any], columns: list[str] | None = None) -> Any:
+    """The rows of the snapshot ``manifest`` describes (``columns`` only, when given).
+
+    Raises:
+        SnapshotNotFoundError: The parquet file is gone.
+        ValueError: The snapshot lacks some of ``columns``.
+    """
+    import pyarrow.parquet as pq
+
+    path = uri_to_path(manifest["snapshot_uri"])
+    if not path.is_file():
+        raise SnapshotNotFoundError(f"{cfg.name}: snapshot file {manifest['snapshot_uri']} does not exist")
+    present = pq.read_schema(path).names
+    missing = [c for c in columns or [] if c not in present]
+    if missing:
+        raise ValueError(f"{cfg.name}: snapshot {manifest['snapshot_uri']} lacks columns {missing}")
+    return pq.read_table(path, columns=columns).to_pandas()
+
+
+def target_metrics(cfg: DatasetConfig, target: Any) -> dict[str, float]:
+    """The target's distribution in a snapshot: class shares (and the binary positive rate), or the mean value."""
+    if cfg.task == "regression":
+        import pandas as pd
+
+        return {bus.TARGET_MEAN: float(pd.to_numeric(target).mean())}
+    balance = target.astype(str).value_counts(normalize=True).sort_index()
+    metrics = {bus.class_share_metric(k): float(v) for k, v in balance.items()}
+    if cfg.task == "binary":
+        metrics[bus.POSITIVE_RATE] = float(balance.get(cfg.positive_label, 0.0))
+    return metrics
+
+
+def record_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Log the snapshot to MLflow once: a data run keyed by its hash, with profile, lineage and dataset input.
+
+    A rerun finds the finished run and returns it; an unfinished one (crashed attempt) is completed.
+
+    Returns:
+        ``{"data_run_id", "snapshot_hash", "snapshot_uri", "rows", "reused", "profile_sampled"}``.
+    """
+    import mlflow
+
+    from driftloop.core import tracking
+    from driftloop.data import profiling
+
+    settings = settings or Settings.from_env()
+    manifest = resolve_snapshot(cfg, snapshot_hash, settings)
+    client = tracking.get_client(settings)
+    experiment = cfg.experiment_name("data")
+    key = {bus.SNAPSHOT_HASH_TAG: snapshot_hash}
+    result = {"snapshot_hash": snapshot_hash, "snapshot_uri": manifest["snapshot_uri"], "rows": manifest["rows"]}
+    existing = tracking.find_finished_run(client, experiment, key)
+    if existing is not None:
+        return {**result, "data_run_id": existing.info.run_id, "reused": True,
+                "profile_sampled": existing.data.tags.get(bus.PROFILE_SAMPLED_TAG) == "true"}
+    frame = read_snapshot_frame(cfg, manifest)
+    profile = profiling.profile_snapshot(cfg, snapshot_hash, frame, settings=settings)
+    metrics = {bus.ROWS: float(manifest["rows"]), **target_metrics(cfg, frame[cfg.target])}
+    paths = StatePaths.for_dataset(cfg, settings)
+    sources = [*(paths.batches_dir / f"{b}.json" for b in manifest["batch_ids"]),
+               *(paths.labels_dir / f"{b}.json" for b in manifest["label_batch_ids"])]
+    source_manifests = [read_json(p) for p in sources if p.is_file()]
+    metrics.update({bus.SOURCE_ROWS_RECEIVED: float(sum(m["rows_received"] for m in source_manifests)),
+                    bus.SOURCE_ROWS_QUARANTINED: float(sum(m["rows_quarantined"] for m in source_manifests))})
+    with tracking.keyed_run(client, experiment, key, bus.data_run_name(snapshot_hash), settings) as run:
+        mlflow.set_tags({
+            bus.SNAPSHOT_URI_TAG: manifest["snapshot_uri"],
+            bus.DATASET_TAG: cfg.name,
+            bus.BATCH_COUNT_TAG: str(len(manifest["batch_ids"])),
+            bus.PROFILE_SAMPLED_TAG: str(profile["sampled"]).lower(),
+            bus.PROFILE_HTML_TAG: ("timed_out" if profile["timed_out"] else
+                                   "logged" if profile["profile_path"] else "off"),
+        })
+        mlflow.log_params({"rows": manifest["rows"], "batches": len(manifest["batch_ids"]),
+                           "label_batches": len(manifest["label_batch_ids"]), "columns": frame.shape[1]})
+        mlflow.log_metrics(metrics)
+        mlflow.log_dict({"batch_ids": manifest["batch_ids"], "label_batch_ids": manifest["label_batch_ids"]},
+                        bus.LINEAGE_BATCHES_ARTIFACT)
+        mlflow.log_dict(manifest, bus.LINEAGE_SNAPSHOT_ARTIFACT)
+        dataset = mlflow.data.from_pandas(frame, source=manifest["snapshot_uri"], targets=cfg.target,
+                                          name=f"{cfg.name}-{snapshot_hash[:12]}")
+        mlflow.log_input(dataset, context="training")
+        if profile.get("profile_path"):
+            mlflow.log_artifact(profile["profile_path"], bus.PROFILE_DIR)
+        mlflow.log_artifact(profile["summary_path"], bus.PROFILE_DIR)
+        run_id = run.info.run_id
+    return {**result, "data_run_id": run_id, "reused": False, "profile_sampled": profile["sampled"]}

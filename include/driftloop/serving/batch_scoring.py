@@ -1,0 +1,271 @@
+"""Batch inference: score accepted batches with the model behind ``models:/<name>@champion``.
+
+The alias is resolved once per run to a concrete version, so every row of a run is scored by the same model and
+the predictions say which one. Batches are read and written in chunks, so memory stays bounded by
+``inference.chunk_rows`` whatever the batch size. Models are loaded only from our own registry: they are
+cloudpickle files, and that registry is the trust boundary.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from driftloop.core import bus
+from driftloop.core.config import DatasetConfig
+from driftloop.core.errors import NoChampionError
+from driftloop.core.registry import load_model, resolve_alias
+from driftloop.core.settings import Settings
+from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
+from driftloop.core.storage import list_manifests
+from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
+from driftloop.core.tracking import find_finished_run, get_client, keyed_run
+
+
+def resolve_model(cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None) -> dict[str, str]:
+    """Resolve ``models:/<name>@<alias>`` to a concrete version for one inference run.
+
+    Returns:
+        ``{"model_name", "model_version", "model_run_id", "model_uri"}`` with a version-pinned URI.
+
+    Raises:
+        NoChampionError: The alias is not set.
+    """
+    resolved = resolve_alias(cfg, alias, settings)
+    if resolved is None:
+        raise NoChampionError(
+            f"no model version of {cfg.registered_model_name!r} has alias {alias!r}: train and promote a model "
+            "first (training_pipeline), or set the alias in the MLflow UI"
+        )
+    return {
+        "model_name": resolved["model_name"],
+        "model_version": resolved["model_version"],
+        "model_run_id": resolved["run_id"],
+        "model_uri": resolved["model_uri"],
+    }
+
+
+def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """Manifests of accepted scoring batches (no target column) still to score, oldest first.
+
+    A batch is pending when it has no predictions partition, or has one but no finished inference run (a crash
+    between writing and recording): it is then scored again into the same partition and the same run.
+    """
+    settings = settings or Settings.from_env()
+    paths = StatePaths.for_dataset(cfg, settings)
+    client = None
+    pending = []
+    for manifest in list_manifests(paths.batches_dir):
+        if manifest.get("has_target") or not manifest.get("batch_uri"):
+            continue
+        if (paths.predictions_dir / f"{manifest['batch_id']}.parquet").exists():
+            client = client or get_client(settings)
+            key = {bus.BATCH_ID_TAG: manifest["batch_id"]}
+            if find_finished_run(client, cfg.experiment_name("inference"), key) is not None:
+                continue
+        pending.append(manifest)
+    return pending
+
+
+def read_version_decision(cfg: DatasetConfig, model_info: dict[str, str], settings: Settings | None) -> Decision:
+    """The decision (task, classes, threshold) recorded on the model version about to score."""
+    version = get_client(settings).get_model_version(model_info["model_name"], model_info["model_version"])
+    return read_decision(cfg, version.tags)
+
+
+def summarize_outputs(decision: Decision, predicted: Any) -> dict[str, float]:
+    """Per-run output metrics: ``positive_rate`` (binary), ``class_share.<label>`` (classification), or
+    ``prediction_mean`` (regression)."""
+    import numpy as np
+    import pandas as pd
+
+    if decision.task == REGRESSION:
+        return {bus.PREDICTION_MEAN: float(np.mean(predicted))}
+    shares = pd.Series(predicted).astype(str).value_counts(normalize=True)
+    metrics = {bus.class_share_metric(label): float(shares.get(label, 0.0)) for label in decision.classes}
+    if decision.task == BINARY:
+        metrics[bus.POSITIVE_RATE] = float(shares.get(decision.classes[1], 0.0))
+    return metrics
+
+
+def explain_chunk(model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any) -> tuple[dict[str, Any], str]:
+    """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the method."""
+    from driftloop.governance.explain import explain_rows, top_reasons
+
+    budget_s = cfg.inference.explain_ms_per_row * len(chunk) / 1000
+    attributions = explain_rows(model, chunk[cfg.features], budget_s=budget_s, reference_df=reference_df)
+    reasons = top_reasons(chunk[cfg.features], attributions, cfg.inference.reasons)
+    return {name: reasons[name].to_numpy() for name in reasons.columns}, attributions.method
+
+
+def score_file(
+    model: Any, model_info: dict[str, str], cfg: DatasetConfig, batch_path: Path, output_path: Path,
+    decision: Decision, reference_df: Any = None,
+) -> dict[str, Any]:
+    """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k reasons.
+
+    Args:
+        model: The fitted pipeline.
+        model_info: ``model_name``, ``model_version``, ``model_run_id`` (stored on every row).
+        cfg: Dataset config (``inference.chunk_rows``, ``inference.reasons``).
+        batch_path: Accepted batch parquet.
+        output_path: Predictions partition to write.
+        decision: The version's decision: predictions are labels in the dataset's vocabulary (with the score, and
+            per-class probabilities for multiclass) or values (regression).
+        reference_df: Reference rows for the explainer's background; None stores no reasons.
+
+    Returns:
+        ``{"rows", "chunks", "seconds", "explain_method", "output_metrics"}``; ``chunks`` is how many predict
+        calls were made, ``output_metrics`` :func:`summarize_outputs` over all rows.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    scored_at = datetime.now(UTC).isoformat(timespec="seconds")
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = output_path.with_name(f".{output_path.name}.tmp")
+    rows = chunks = 0
+    # Output metrics are shares and means: summed per chunk weighted by its rows, so no output is kept.
+    writer, method, weighted = None, "none", {}
+    explain = cfg.inference.reasons > 0 and reference_df is not None
+    try:
+        source = pq.ParquetFile(batch_path)
+        columns = [cfg.id_column, *cfg.features]
+        for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=columns):
+            chunk = record_batch.to_pandas()
+            outputs = decision.predict(model, chunk[cfg.features])
+            n = len(chunk)
+            table = pa.table(
+                {
+                    cfg.id_column: chunk[cfg.id_column].to_numpy(),
+                    **{col: _output_array(values) for col, values in outputs.items()},
+                    **{col: pa.array([model_info[col]] * n, pa.string()) for col in bus.PREDICTION_LINEAGE_COLUMNS},
+                    bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
+                }
+            )
+            if explain:
+                reasons, method = explain_chunk(model, chunk, cfg, reference_df)
+                for name, values in reasons.items():
+                    table = table.append_column(name, pa.array(values))
+            if writer is None:
+                writer = pq.ParquetWriter(tmp_path, table.schema)
+            writer.write_table(table)
+            rows += n
+            chunks += 1
+            for key, value in summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN]).items():
+                weighted[key] = weighted.get(key, 0.0) + value * n
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise ValueError(f"{batch_path} has no rows to score")
+    tmp_path.replace(output_path)
+    return {"rows": rows, "chunks": chunks, "seconds": time.perf_counter() - start, "explain_method": method,
+            "output_metrics": {key: value / rows for key, value in weighted.items()}}
+
+
+def _output_array(values: Any) -> Any:
+    """A prediction column as Arrow: labels as strings, probabilities and values as float64."""
+    import numpy as np
+    import pyarrow as pa
+
+    values = np.asarray(values)
+    if values.dtype.kind in "fiu":
+        return pa.array(values.astype("float64"))
+    return pa.array(values.astype(str), pa.string())
+
+
+def score_batch(
+    cfg: DatasetConfig,
+    manifest: dict[str, Any],
+    model: Any,
+    model_info: dict[str, str],
+    decision: Decision,
+    settings: Settings | None = None,
+    reference_df: Any = None,
+) -> dict[str, Any]:
+    """Score one accepted batch and record it in the inference experiment (idempotent per batch id).
+
+    Returns:
+        ``{"batch_id", "predictions_uri", "rows", "model_version", "inference_run_id"}``.
+    """
+    import mlflow
+
+    client = get_client(settings)
+    paths = StatePaths.for_dataset(cfg, settings)
+    batch_id = manifest["batch_id"]
+    output_path = paths.predictions_dir / f"{batch_id}.parquet"
+    predictions_uri = path_to_uri(output_path)
+    result = score_file(model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, decision,
+                        reference_df)
+    experiment = cfg.experiment_name("inference")
+    key = {bus.BATCH_ID_TAG: batch_id}
+    with keyed_run(client, experiment, key, bus.inference_run_name(batch_id), settings) as run:
+        mlflow.set_tags(
+            {
+                bus.BATCH_URI_TAG: manifest["batch_uri"],
+                bus.PREDICTIONS_URI_TAG: predictions_uri,
+                bus.MODEL_NAME_TAG: model_info["model_name"],
+                bus.MODEL_VERSION_TAG: model_info["model_version"],
+                bus.MODEL_RUN_ID_TAG: model_info["model_run_id"],
+                bus.EXPLAIN_METHOD_TAG: result["explain_method"],
+            }
+        )
+        mlflow.log_metrics(
+            {
+                bus.ROWS: result["rows"],
+                **result["output_metrics"],
+                bus.ROWS_PER_S: result["rows"] / max(result["seconds"], 1e-9),
+            }
+        )
+        run_id = run.info.run_id
+    return {
+        "batch_id": batch_id,
+        "predictions_uri": predictions_uri,
+        "rows": result["rows"],
+        "chunks": result["chunks"],
+        "model_version": model_info["model_version"],
+        "inference_run_id": run_id,
+    }
+
+
+def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
+    """The training run's reference rows (explainer background), or None when reasons are off or it is missing."""
+    from driftloop.core.tracking import read_run_frame
+
+    if cfg.inference.reasons <= 0:
+        return None
+    try:
+        return read_run_frame(get_client(settings), run_id, bus.REFERENCE_ARTIFACT)[cfg.features]
+    except Exception:  # a version registered by hand may lack it: predictions without reasons, not a failure
+        return None
+
+
+def score_pending_batches(
+    cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Score every accepted scoring batch that has no predictions yet with the model behind ``alias``.
+
+    A rerun scores nothing new (see :func:`pending_batches` for what counts as done).
+
+    Returns:
+        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}]}``.
+
+    Raises:
+        NoChampionError: Batches are waiting but no model carries ``alias``.
+    """
+    from driftloop.governance.audit import reconcile_champion
+
+    reconcile_champion(cfg, settings)  # a champion moved in the MLflow UI is on record before it scores
+    todo = pending_batches(cfg, settings)
+    if not todo:
+        return {"model_version": None, "scored": []}
+    model_info = resolve_model(cfg, alias, settings)
+    model = load_model(model_info["model_uri"], settings)
+    decision = read_version_decision(cfg, model_info, settings)
+    reference_df = _reference_features(cfg, model_info["model_run_id"], settings)
+    scored = [score_batch(cfg, manifest, model, model_info, decision, settings, reference_df) for manifest in todo]
+    return {"model_version": model_info["model_version"], "scored": scored}

@@ -1,0 +1,312 @@
+"""The prediction log: every served row, written off the request path, read back for monitoring and A/B tests.
+
+Each request hands one :class:`LogEntry` (its inputs, outputs, versions, arms, latency, request and entity ids) to
+:class:`PredictionLogWriter`: a bounded in-memory queue that a background thread empties into the store every
+``FLUSH_S`` seconds in one transaction. Logging never blocks a request; when the queue is full the entry is dropped
+and counted (``driftloop_serving_log_dropped_rows``), never silently.
+
+Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default, ``<state>/serving/prediction_log.sqlite``,
+WAL so readers never block the writer) for the embedded mode, PostgreSQL (``postgresql://...``; rows go in with
+``COPY`` through asyncpg) in production. One row per served row and role (``primary`` answered the request,
+``shadow`` was scored after it and never returned); ``prediction`` is the dataset's label (or the value, as text),
+``probabilities`` the per-class probabilities of a multiclass model (JSON) and ``features`` the row's inputs (JSON).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from driftloop.core.config import DatasetConfig
+from driftloop.core.settings import Settings
+from driftloop.core.state import StatePaths
+
+LOG = logging.getLogger(__name__)
+TABLE = "prediction_log"
+COLUMNS = ("logged_at", "request_id", "row_index", "entity_id", "role", "arm", "experiment", "model_name",
+           "model_version", "score", "prediction", "probabilities", "latency_ms", "features")
+PRIMARY, SHADOW = "primary", "shadow"
+FLUSH_S = 0.2
+WRITE_ATTEMPTS = 3
+_SQL_TYPES = ("DOUBLE PRECISION NOT NULL", "TEXT NOT NULL", "INTEGER NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL",
+              "TEXT NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL", "DOUBLE PRECISION NOT NULL",
+              "TEXT NOT NULL", "TEXT", "DOUBLE PRECISION", "TEXT NOT NULL")
+CREATE_SQL = (f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+              + ", ".join(f"{c} {t}" for c, t in zip(COLUMNS, _SQL_TYPES, strict=True)) + ")")
+INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (model_name, logged_at)"
+
+
+def log_uri(cfg: DatasetConfig, settings: Settings) -> str:
+    """Where the prediction log of ``cfg`` lives: the setting, or SQLite under the dataset's state folder."""
+    if settings.prediction_log_uri:
+        return settings.prediction_log_uri
+    return "sqlite:///" + str(StatePaths.for_dataset(cfg, settings).root / "serving" / "prediction_log.sqlite")
+
+
+def _is_postgres(uri: str) -> bool:
+    return uri.startswith(("postgresql://", "postgres://"))
+
+
+def _sqlite_path(uri: str) -> Path:
+    return Path(uri.removeprefix("sqlite:///").removeprefix("sqlite://")) if uri.startswith("sqlite:") else Path(uri)
+
+
+@dataclass
+class LogEntry:
+    """What one request (or its shadow scoring) adds to the log; lists are aligned with ``rows``."""
+
+    logged_at: float
+    request_id: str
+    role: str
+    rows: list[int]
+    entity_ids: list[str]
+    arms: list[str]
+    versions: list[str]
+    experiment: str
+    scores: list[float]
+    predictions: list[Any]  # the dataset's labels, or values (regression)
+    probabilities: list[dict[str, float]] | None  # multiclass: {label: probability} per row
+    latency_ms: float | None
+    columns: dict[str, list]
+
+    def records(self, model_name: str) -> list[tuple]:
+        """The entry as log rows (in :data:`COLUMNS` order)."""
+        import orjson
+
+        names = list(self.columns)
+        values = [self.columns[name] for name in names]
+        out = []
+        for k, row in enumerate(self.rows):
+            features = orjson.dumps(dict(zip(names, (column[k] for column in values), strict=True))).decode()
+            probabilities = orjson.dumps(self.probabilities[k]).decode() if self.probabilities else None
+            out.append((self.logged_at, self.request_id, row, self.entity_ids[k], self.role, self.arms[k],
+                        self.experiment, model_name, self.versions[k], float(self.scores[k]),
+                        str(self.predictions[k]), probabilities, self.latency_ms, features))
+        return out
+
+
+class _SqliteStore:
+    def __init__(self, uri: str) -> None:
+        self.path = _sqlite_path(uri)
+        self.conn: Any = None
+
+    def open(self) -> None:
+        import sqlite3
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute(CREATE_SQL)
+        self.conn.execute(INDEX_SQL)
+        self.conn.commit()
+
+    def write(self, records: list[tuple]) -> None:
+        with self.conn:
+            self.conn.executemany(f"INSERT INTO {TABLE} VALUES ({', '.join('?' * len(COLUMNS))})", records)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+
+class _PostgresStore:
+    def __init__(self, uri: str) -> None:
+        import asyncio
+
+        self.dsn = uri
+        self.loop = asyncio.new_event_loop()
+        self.conn: Any = None
+
+    def open(self) -> None:
+        import asyncpg
+
+        self.conn = self.loop.run_until_complete(asyncpg.connect(self.dsn))
+        self.loop.run_until_complete(self.conn.execute(CREATE_SQL + ";" + INDEX_SQL))
+
+    def write(self, records: list[tuple]) -> None:
+        if self.conn is None or self.conn.is_closed():
+            self.open()
+        self.loop.run_until_complete(self.conn.copy_records_to_table(TABLE, records=records, columns=COLUMNS))
+
+    def close(self) -> None:
+        if self.conn is not None and not self.conn.is_closed():
+            self.loop.run_until_complete(self.conn.close())
+        self.loop.close()
+
+
+def open_store(uri: str) -> Any:
+    """The store behind ``uri`` (not yet opened): SQLite path/URI or a PostgreSQL DSN."""
+    return _PostgresStore(uri) if _is_postgres(uri) else _SqliteStore(uri)
+
+
+class PredictionLogWriter:
+    """Bounded queue + background writer thread (see the module docstring)."""
+
+    def __init__(self, uri: str, model_name: str, max_rows: int, metrics: Any = None) -> None:
+        self.uri = uri
+        self.model_name = model_name
+        self.max_rows = max_rows
+        self.metrics = metrics
+        self.written_rows = 0
+        self.dropped_rows = 0
+        self.pending_rows = 0
+        self.last_error = ""
+        self._entries: list[LogEntry] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._store = open_store(uri)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="driftloop-prediction-log")
+
+    def start(self) -> None:
+        """Create the table when missing and start the writer thread.
+
+        Raises:
+            Exception: The store cannot be opened (bad URI, database down); the service must not start blind.
+        """
+        # The PostgreSQL store drives asyncpg on an event loop of its own, which cannot run inside the server's
+        # running loop: open it on a thread of its own (the writer thread uses that loop afterwards).
+        failure: list[BaseException] = []
+
+        def open_store() -> None:
+            try:
+                self._store.open()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
+                failure.append(exc)
+
+        opener = threading.Thread(target=open_store, name="driftloop-prediction-log-open")
+        opener.start()
+        opener.join()
+        if failure:
+            raise failure[0]
+        self._thread.start()
+
+    def submit(self, entry: LogEntry) -> bool:
+        """Queue ``entry`` without blocking; False (and counted as dropped) when the queue is full."""
+        n = len(entry.rows)
+        with self._lock:
+            if self._stopping or self.pending_rows + n > self.max_rows:
+                self.dropped_rows += n
+                accepted = False
+            else:
+                self._entries.append(entry)
+                self.pending_rows += n
+                accepted = True
+        if self.metrics is not None:
+            if accepted:
+                self.metrics.log_queue_rows.set(self.pending_rows)
+            else:
+                self.metrics.log_dropped_rows.inc(n)
+        return accepted
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write everything queued, then stop the thread and close the store."""
+        with self._lock:
+            self._stopping = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def _take(self) -> list[LogEntry]:
+        with self._lock:
+            entries, self._entries = self._entries, []
+        return entries
+
+    def _run(self) -> None:
+        try:
+            while True:
+                self._wake.wait(FLUSH_S)
+                self._wake.clear()
+                entries = self._take()
+                if entries:
+                    self._write(entries)
+                elif self._stopping:
+                    break
+        finally:
+            self._store.close()
+
+    def _write(self, entries: list[LogEntry]) -> None:
+        records = [record for entry in entries for record in entry.records(self.model_name)]
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                self._store.write(records)
+                break
+            except Exception as exc:  # store down: retry, then count the rows as dropped
+                self.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                LOG.warning("prediction log write failed (attempt %d): %s", attempt + 1, self.last_error)
+                time.sleep(0.2 * 2**attempt)
+        else:
+            self._account(len(records), written=False)
+            return
+        self._account(len(records), written=True)
+
+    def _account(self, n: int, written: bool) -> None:
+        with self._lock:
+            self.pending_rows -= n
+            if written:
+                self.written_rows += n
+            else:
+                self.dropped_rows += n
+        if self.metrics is not None:
+            (self.metrics.log_written_rows if written else self.metrics.log_dropped_rows).inc(n)
+            self.metrics.log_queue_rows.set(self.pending_rows)
+
+
+def read_log(uri: str, model_name: str, since_s: float | None = None, until_s: float | None = None,
+             role: str | None = None, experiment: str | None = None) -> Any:
+    """Rows of the log of ``model_name`` (a DataFrame in :data:`COLUMNS` order, oldest first).
+
+    Args:
+        uri: The log's location (:func:`log_uri`).
+        model_name: Registered model name the rows belong to.
+        since_s: Only rows logged at or after this epoch second.
+        until_s: Only rows logged before this epoch second.
+        role: ``primary`` or ``shadow`` only.
+        experiment: Only rows of this A/B experiment (``bus.ab_experiment_id``).
+    """
+    import pandas as pd
+
+    clauses, params = ["model_name = ?"], [model_name]
+    for clause, value in (("logged_at >= ?", since_s), ("logged_at < ?", until_s), ("role = ?", role),
+                          ("experiment = ?", experiment)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {' AND '.join(clauses)} ORDER BY logged_at, request_id"
+    if _is_postgres(uri):
+        rows = _fetch_postgres(uri, sql, params)
+        return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
+    import sqlite3
+
+    path = _sqlite_path(uri)
+    if not path.is_file():
+        return pd.DataFrame(columns=list(COLUMNS))
+    with sqlite3.connect(path, timeout=30) as conn:
+        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone()
+        return pd.read_sql_query(sql, conn, params=params) if exists else pd.DataFrame(columns=list(COLUMNS))
+
+
+def _fetch_postgres(uri: str, sql: str, params: list) -> list[tuple]:
+    import asyncio
+
+    import asyncpg
+
+    numbered = sql
+    for i in range(1, len(params) + 1):
+        numbered = numbered.replace("?", f"${i}", 1)
+
+    async def fetch() -> list[tuple]:
+        conn = await asyncpg.connect(uri)
+        try:
+            exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE)
+            return [tuple(r) for r in await conn.fetch(numbered, *params)] if exists else []
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())

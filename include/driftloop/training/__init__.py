@@ -1,0 +1,1 @@
+"""Training stage: PyCaret model selection on a snapshot, holdout evaluation, logging and registration."""

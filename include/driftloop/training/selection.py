@@ -1,0 +1,144 @@
+"""Model selection with PyCaret: compare and tune on (a sample of) the training rows, finalize on all of them.
+
+PyCaret's classification module serves binary and multiclass targets, its regression module regression targets.
+When the training rows exceed ``training.selection_max_rows``, compare and tune run on a sample (stratified by
+class), and the chosen pipeline is then fitted on every training row: selection cost stays bounded while the
+model still learns from the whole snapshot. The run says which happened (``bus.SELECTION_TAG``).
+
+The binary decision threshold is chosen here too, on out-of-fold scores of the training rows, never the holdout.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from driftloop.core.config import DatasetConfig
+from driftloop.core.task_types import BINARY, REGRESSION, Decision, choose_threshold, model_input
+
+
+def select_rows(cfg: DatasetConfig, train_df: Any) -> Any:
+    """The training rows model selection (compare, tune) runs on: all, or ``training.selection_max_rows`` of them.
+
+    Classification samples every class in proportion, so rare classes stay in the selection.
+    """
+    limit = cfg.training.selection_max_rows
+    if limit <= 0 or len(train_df) <= limit:
+        return train_df
+    seed = cfg.training.seed
+    if cfg.task == REGRESSION:
+        return train_df.sample(limit, random_state=seed).reset_index(drop=True)
+    share = limit / len(train_df)
+    per_class = train_df.groupby(train_df[cfg.target].astype(str), group_keys=False)
+    return per_class.sample(frac=share, random_state=seed).reset_index(drop=True)
+
+
+def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decision) -> dict[str, Any]:
+    """Select and tune a model with PyCaret on (a sample of) the training rows, then fit it on all of them.
+
+    Args:
+        cfg: Dataset config (features, target, training options).
+        train_df: Training rows (id + features + target labels); never the holdout.
+        n_jobs: Worker processes.
+        decision: The task and class list the target is encoded by.
+
+    Returns:
+        ``{"model", "best_model", "leaderboard_df", "timings", "selection_rows", "pipeline"}``: ``pipeline`` is
+        the tuned, unfitted-on-everything candidate (for out-of-fold scores); ``timings`` holds
+        ``setup_seconds``, ``compare_seconds``, ``tune_seconds`` and ``finalize_seconds``.
+
+    Raises:
+        RuntimeError: No candidate model could be trained.
+    """
+    from driftloop.training.pycaret_env import import_experiment, usable_std_streams
+
+    opts = cfg.training
+    selection_df = select_rows(cfg, train_df)
+    timings = {}
+    with usable_std_streams():
+        started = time.perf_counter()
+        exp = import_experiment(decision.task)()
+        options = {"normalize": True}  # unscaled charges (thousands) keep lbfgs from converging; trees ignore it
+        if decision.task == REGRESSION:
+            options["transform_target"] = False
+        exp.setup(
+            data=encoded_frame(cfg, selection_df, decision),
+            target=cfg.target,
+            session_id=opts.seed,
+            fold=opts.folds,
+            numeric_features=list(cfg.numeric_features),
+            categorical_features=list(cfg.categorical_features),
+            verbose=False,
+            html=False,
+            log_experiment=False,  # PyCaret's MLflow logger crashes on MLflow 3; we log ourselves
+            system_log=False,  # else PyCaret writes logs.log into the worker's cwd
+            memory=False,  # a joblib cache path inside the pickled pipeline would not exist where it is loaded
+            n_jobs=n_jobs,
+            **options,
+        )
+        timings["setup_seconds"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        best = exp.compare_models(include=list(opts.models), sort=opts.sort_metric, n_select=1, verbose=False)
+        leaderboard_df = exp.pull()
+        timings["compare_seconds"] = time.perf_counter() - started
+        if isinstance(best, list):
+            if not best:
+                raise RuntimeError(f"{cfg.name}: PyCaret trained none of the models {list(opts.models)}")
+            best = best[0]
+
+        started = time.perf_counter()
+        if opts.tune_iter > 0:
+            best = exp.tune_model(
+                best, n_iter=opts.tune_iter, optimize=opts.sort_metric, choose_better=True, verbose=False
+            )
+        timings["tune_seconds"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        pipeline = exp.finalize_model(best)
+        model = pipeline if len(selection_df) == len(train_df) else _refit(pipeline, cfg, train_df, decision)
+        timings["finalize_seconds"] = time.perf_counter() - started
+    return {"model": model, "pipeline": pipeline, "best_model": type(best).__name__,
+            "leaderboard_df": leaderboard_df, "timings": timings, "selection_df": selection_df}
+
+
+def encoded_frame(cfg: DatasetConfig, frame: Any, decision: Decision) -> Any:
+    """Features plus the encoded target, index reset: what PyCaret and the refits are given."""
+    data = model_input(frame[cfg.features])
+    data[cfg.target] = decision.encode(frame[cfg.target]).to_numpy()
+    return data
+
+
+def _refit(pipeline: Any, cfg: DatasetConfig, frame: Any, decision: Decision) -> Any:
+    """A fresh copy of the selected pipeline fitted on every row of ``frame``."""
+    from sklearn.base import clone
+
+    data = encoded_frame(cfg, frame, decision)
+    return clone(pipeline).fit(data[cfg.features], data[cfg.target])
+
+
+def choose_decision_threshold(cfg: DatasetConfig, pipeline: Any, selection_df: Any, decision: Decision,
+                              n_jobs: int) -> dict[str, Any]:
+    """The binary threshold chosen on out-of-fold scores of the training rows (``training.threshold_objective``).
+
+    The selected pipeline is refitted on ``training.folds`` folds of the selection rows and scores the rows it
+    did not see; the holdout is never touched. ``fixed`` (and non-binary tasks) keep ``inference.threshold``.
+
+    Returns:
+        ``{"threshold", "objective", "objective_value", "oof_rows"}``.
+    """
+    opts = cfg.training
+    if decision.task != BINARY or opts.threshold_objective == "fixed":
+        return {"threshold": cfg.inference.threshold, "objective": "fixed", "objective_value": None, "oof_rows": 0}
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from driftloop.training.pycaret_env import usable_std_streams
+
+    data = encoded_frame(cfg, selection_df, decision)
+    folds = StratifiedKFold(n_splits=max(2, opts.folds), shuffle=True, random_state=opts.seed)
+    with usable_std_streams():
+        oof = cross_val_predict(clone(pipeline), data[cfg.features], data[cfg.target], cv=folds,
+                                method="predict_proba", n_jobs=n_jobs)[:, 1]
+    chosen = choose_threshold(data[cfg.target].to_numpy(), oof, opts.threshold_objective, opts.cost)
+    return {**chosen, "objective": opts.threshold_objective, "oof_rows": len(data)}

@@ -1,0 +1,323 @@
+"""Training: PyCaret model selection on a snapshot, holdout evaluation, MLflow logging and registration.
+
+One call of :func:`train_model` is one unit of work keyed by ``(snapshot_hash, trigger_id)``: a retry of the same
+task finds the finished run (or resumes the unfinished one) and never registers a second model version. The new
+version is handed to :mod:`driftloop.core.registry`, which copies its lineage and points ``challenger`` at it.
+
+Models are stored with cloudpickle (a PyCaret pipeline cannot be saved with skops). Unpickling runs code, so
+models are loaded only from our own MLflow registry: that registry is the trust boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from driftloop.core import bus, holdout, registry
+from driftloop.core.config import DatasetConfig
+from driftloop.core.settings import Settings
+from driftloop.core.task_types import BINARY, Decision, model_input, training_decision
+from driftloop.core.tracking import find_finished_run, get_client, keyed_run
+from driftloop.data import snapshots
+from driftloop.training.selection import choose_decision_threshold, fit_pycaret
+
+log = logging.getLogger(__name__)
+
+INPUT_EXAMPLE_ROWS = 5
+# Packages a pickled PyCaret pipeline needs; pinned to the installed versions instead of letting MLflow infer
+# them (inference loads the model in a subprocess and costs ~10 s per training).
+MODEL_PACKAGES = (
+    "pycaret",
+    "scikit-learn",
+    "cloudpickle",
+    "pandas",
+    "numpy",
+    "category-encoders",
+    "imbalanced-learn",
+    "lightgbm",
+    "xgboost",
+    "catboost",
+)
+
+
+def derive_trigger_id(trigger: dict[str, Any], snapshot_hash: str) -> str:
+    """The trigger's identity: an explicit ``trigger_id``, the Airflow run id, else a hash of reason + snapshot."""
+    if trigger.get("trigger_id"):
+        return str(trigger["trigger_id"])
+    if trigger.get("airflow_run_id"):
+        return str(trigger["airflow_run_id"])
+    reason = trigger.get("reason") or "manual"
+    return hashlib.sha256(f"{reason}:{snapshot_hash}".encode()).hexdigest()[:16]
+
+
+def _lineage_tags(snapshot: dict, trigger: dict, trigger_id: str) -> dict[str, str]:
+    tags = {
+        bus.SNAPSHOT_URI_TAG: snapshot.get("snapshot_uri", ""),
+        bus.TRIGGER_REASON_TAG: trigger.get("reason") or "manual",
+        bus.TRIGGER_ID_TAG: trigger_id,
+    }
+    for key, tag in (
+        ("airflow_dag_id", bus.AIRFLOW_DAG_ID_TAG),
+        ("airflow_run_id", bus.AIRFLOW_RUN_ID_TAG),
+        ("monitoring_run_id", bus.MONITORING_RUN_ID_TAG),
+    ):
+        if trigger.get(key):
+            tags[tag] = str(trigger[key])
+    return {k: str(v) for k, v in tags.items()}
+
+
+def _result_from_run(cfg: DatasetConfig, run: Any, version: Any, reused: bool) -> dict[str, Any]:
+    name = cfg.registered_model_name
+    return {
+        "run_id": run.info.run_id,
+        "model_name": name,
+        "model_version": str(version.version),
+        "model_uri": bus.model_version_uri(name, version.version),
+        "snapshot_hash": run.data.tags.get(bus.SNAPSHOT_HASH_TAG, ""),
+        "best_model": run.data.tags.get(bus.BEST_MODEL_TAG, ""),
+        "metrics": {k: run.data.metrics[k] for k in bus.HOLDOUT_METRICS if k in run.data.metrics},
+        "threshold": run.data.tags.get(bus.THRESHOLD_TAG),
+        "reused": reused,
+    }
+
+
+def _log_params_once(client: Any, run_id: str, params: dict[str, Any]) -> None:
+    # MLflow params are immutable: a resumed run must not re-log a key with another value.
+    import mlflow
+
+    logged = client.get_run(run_id).data.params
+    fresh = {k: str(v)[:500] for k, v in params.items() if k not in logged}
+    if fresh:
+        mlflow.log_params(fresh)
+
+
+def _log_frame(frame: Any, artifact_path: str, work_dir: Path) -> None:
+    import mlflow
+
+    local = work_dir / artifact_path
+    local.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(local, index=False)
+    mlflow.log_artifact(str(local), artifact_path=str(Path(artifact_path).parent))
+
+
+def _log_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, work_dir: Path, seed: int,
+                  decision: Decision) -> None:
+    import mlflow
+
+    from driftloop.governance.evidence import collect_evidence
+
+    summary, folder = collect_evidence(cfg, model, train_df, holdout_df, work_dir, decision, seed)
+    mlflow.log_artifacts(str(folder), artifact_path=bus.EVIDENCE_DIR)
+    top = [row["feature"] for row in summary.get("shap_importance", [])[:5]]
+    if top:
+        mlflow.set_tag(bus.EXPLAIN_TOP_FEATURES_TAG, ",".join(top))
+    if summary["errors"]:
+        mlflow.set_tag(bus.EXPLAIN_ERROR_TAG, json.dumps(summary["errors"])[:5000])
+    if "surrogate" in summary:
+        mlflow.log_metric("surrogate_fidelity", summary["surrogate"]["fidelity"])
+
+
+def model_pip_requirements() -> list[str]:
+    """``package==version`` for each installed package in :data:`MODEL_PACKAGES`."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pins = []
+    for package in MODEL_PACKAGES:
+        try:
+            pins.append(f"{package}=={version(package)}")
+        except PackageNotFoundError:
+            continue
+    return pins
+
+
+def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    example_df = model_input(train_df[cfg.features].head(INPUT_EXAMPLE_ROWS))
+    signature = infer_signature(example_df, model.predict(example_df))
+    mlflow.sklearn.log_model(
+        model,
+        name=bus.MODEL_ARTIFACT,
+        serialization_format="cloudpickle",
+        signature=signature,
+        input_example=example_df,
+        registered_model_name=cfg.registered_model_name,
+        pip_requirements=model_pip_requirements(),
+    )
+
+
+def _log_artifacts(cfg: DatasetConfig, model: Any, fitted: dict, train_df: Any, holdout_df: Any,
+                   decision: Decision) -> None:
+    """Leaderboard, holdout, drift reference (with out-of-sample outputs), evidence and the model."""
+    import mlflow
+
+    opts = cfg.training
+    with tempfile.TemporaryDirectory(prefix="driftloop-train-") as tmp:
+        work_dir = Path(tmp)
+        leaderboard_path = work_dir / bus.LEADERBOARD_ARTIFACT
+        fitted["leaderboard_df"].to_csv(leaderboard_path, index_label="model_id")
+        mlflow.log_artifact(str(leaderboard_path))
+        _log_frame(holdout_df, bus.HOLDOUT_ARTIFACT, work_dir)
+        # Out-of-sample outputs: on training rows a flexible model (rf) scores differently than on new data,
+        # which monitoring would read as prediction drift.
+        reference_df = holdout_df.sample(min(opts.reference_rows, len(holdout_df)), random_state=opts.seed)
+        reference_df = reference_df[[cfg.id_column, *cfg.features]].reset_index(drop=True)
+        for column, values in decision.predict(model, reference_df[cfg.features]).items():
+            reference_df[column] = values
+        _log_frame(reference_df, bus.REFERENCE_ARTIFACT, work_dir)
+        _log_evidence(cfg, model, train_df, holdout_df, work_dir, opts.seed, decision)
+    _log_model(cfg, model, train_df)
+
+
+def _selection_text(selection_rows: int, train_rows: int) -> str:
+    if selection_rows == train_rows:
+        return f"all {train_rows} training rows"
+    return f"sampled {selection_rows} of {train_rows} training rows; finalized on all {train_rows}"
+
+
+def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, settings: Settings) -> dict:
+    """Inside an active run: split, fit, choose the threshold, evaluate and log everything; returns the timings."""
+    import mlflow
+
+    columns = [cfg.id_column, *cfg.features, cfg.target]
+    snapshot_df = snapshots.read_snapshot_frame(cfg, snapshot, columns)
+    train_df, holdout_df = holdout.split_holdout(cfg, snapshot_df)
+    decision = training_decision(cfg, train_df[cfg.target])
+    fitted = fit_pycaret(cfg, train_df, settings.n_jobs, decision)
+    model, timings = fitted["model"], fitted["timings"]
+    started = time.perf_counter()
+    chosen = choose_decision_threshold(cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs)
+    timings["threshold_seconds"] = time.perf_counter() - started
+    decision = replace(decision, threshold=float(chosen["threshold"]))
+    metrics = holdout.score_on_holdout(cfg, model, holdout_df, decision)
+    opts = cfg.training
+    _log_params_once(
+        client,
+        run_id,
+        {
+            "task": cfg.task,
+            "models": ",".join(opts.models),
+            "folds": opts.folds,
+            "tune_iter": opts.tune_iter,
+            "sort_metric": opts.sort_metric,
+            "seed": opts.seed,
+            "test_size": opts.test_size,
+            "threshold_objective": chosen["objective"],
+            "threshold_oof_rows": chosen["oof_rows"],
+            "selection_max_rows": opts.selection_max_rows,
+            "best_model": fitted["best_model"],
+            "n_jobs": settings.n_jobs,
+        },
+    )
+    selection_rows = len(fitted["selection_df"])
+    mlflow.set_tags({bus.BEST_MODEL_TAG: fitted["best_model"], **decision.to_tags(),
+                     bus.THRESHOLD_OBJECTIVE_TAG: chosen["objective"],
+                     bus.SELECTION_TAG: _selection_text(selection_rows, len(train_df))})
+    extra = {bus.THRESHOLD_METRIC: decision.threshold} if decision.task == BINARY else {}
+    if chosen["objective_value"] is not None:
+        extra[bus.THRESHOLD_OBJECTIVE_VALUE] = chosen["objective_value"]
+    mlflow.log_metrics(
+        {
+            **metrics,
+            **timings,
+            **extra,
+            bus.TRAIN_SECONDS: sum(timings.values()),
+            bus.TRAIN_ROWS: len(train_df),
+            bus.SELECTION_ROWS: selection_rows,
+            bus.HOLDOUT_ROWS: len(holdout_df),
+        }
+    )
+    started = time.perf_counter()
+    _log_artifacts(cfg, model, fitted, train_df, holdout_df, decision)
+    timings["logging_seconds"] = time.perf_counter() - started
+    mlflow.log_metric("logging_seconds", timings["logging_seconds"])
+    return timings
+
+
+def train_model(
+    cfg: DatasetConfig,
+    snapshot_uri: str | None = None,
+    trigger: dict[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """Train a model on a snapshot, evaluate it on the id-hash holdout, log it and register it as ``challenger``.
+
+    Args:
+        cfg: Dataset config.
+        snapshot_uri: Snapshot parquet to train on; the newest snapshot when None.
+        trigger: Why training runs: ``reason`` (``drift``/``new_data``/``manual``), optional ``airflow_dag_id``,
+            ``airflow_run_id``, ``monitoring_run_id``, ``trigger_id``.
+        settings: Process settings; defaults to :meth:`Settings.from_env`.
+
+    Returns:
+        ``{"run_id", "model_name", "model_version", "model_uri", "snapshot_hash", "best_model", "metrics",
+        "reused"}``; ``reused`` is True when a finished run with the same snapshot and trigger was returned
+        instead of training again. A fresh result also carries ``timings`` (seconds per stage).
+
+    Raises:
+        SnapshotNotFoundError: No snapshot to train on.
+        RuntimeError: PyCaret could not train any configured model.
+    """
+    settings = settings or Settings.from_env()
+    trigger = dict(trigger or {})
+    snapshot = snapshots.resolve_snapshot(cfg, snapshot_uri, settings)
+    snapshot_hash = str(snapshot["snapshot_hash"])
+    trigger_id = derive_trigger_id(trigger, snapshot_hash)
+    key_tags = {bus.SNAPSHOT_HASH_TAG: snapshot_hash, bus.TRIGGER_ID_TAG: trigger_id}
+    experiment = cfg.experiment_name("training")
+    client = get_client(settings)
+
+    finished = find_finished_run(client, experiment, key_tags)
+    if finished is not None:
+        versions = registry.find_run_versions(client, cfg, finished.info.run_id)
+        if versions:
+            log.info("reusing training run %s (version %s)", finished.info.run_id, versions[0].version)
+            return _result_from_run(cfg, finished, versions[0], reused=True)
+
+    with keyed_run(client, experiment, key_tags, bus.training_run_name(snapshot_hash), settings) as run:
+        run_id = run.info.run_id
+        versions = registry.find_run_versions(client, cfg, run_id)
+        if versions:  # a retry resumed a run that crashed after registration: finish it, do not retrain
+            registry.register_challenger(client, cfg, versions[0].version, client.get_run(run_id))
+            return _result_from_run(cfg, client.get_run(run_id), versions[0], reused=True)
+
+        import mlflow
+
+        mlflow.set_tags(_lineage_tags(snapshot, trigger, trigger_id))
+        timings = _fit_and_log(cfg, client, run_id, snapshot, settings)
+        versions = registry.find_run_versions(client, cfg, run_id)
+        if not versions:
+            raise RuntimeError(f"{cfg.name}: run {run_id} logged a model but no version of {cfg.registered_model_name}")
+        registry.register_challenger(client, cfg, versions[0].version, client.get_run(run_id))
+        result = _result_from_run(cfg, client.get_run(run_id), versions[0], reused=False)
+    result["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    return result
+
+
+def add_cli(subparsers: Any) -> None:
+    """Register ``driftloop train``."""
+    from driftloop.core.commands import dataset_parent
+
+    parser = subparsers.add_parser(
+        "train", parents=[dataset_parent()], help="train on a snapshot and register the model as challenger"
+    )
+    parser.add_argument("--snapshot-uri", help="snapshot parquet (default: the newest snapshot)")
+    parser.add_argument("--reason", default="manual", help="trigger reason tag (default: manual)")
+    parser.add_argument("--trigger-id", help="idempotency key (default: hash of reason and snapshot)")
+    parser.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: Any) -> int:
+    from driftloop.core.commands import print_result
+    from driftloop.core.config import load_dataset_config
+
+    trigger = {"reason": args.reason, "trigger_id": args.trigger_id}
+    print_result(train_model(load_dataset_config(args.dataset), snapshot_uri=args.snapshot_uri, trigger=trigger))
+    return 0
