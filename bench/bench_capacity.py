@@ -80,8 +80,15 @@ def jitter_rows(cfg: Any, base: Any, rows: int, rng: Any, id_prefix: str, first_
     return frame
 
 
-def write_landing_csv(cfg: Any, path: Path, rows: int, seed: int, id_prefix: str, columns: list[str],
-                      labels_path: Path | None = None) -> None:
+def write_landing_csv(
+    cfg: Any,
+    path: Path,
+    rows: int,
+    seed: int,
+    id_prefix: str,
+    columns: list[str],
+    labels_path: Path | None = None,
+) -> None:
     """Write ``rows`` synthetic rows to ``path`` (and id + target to ``labels_path``) in chunks, then rename.
 
     Files appear under their final name only when complete, as the simulator's do, so ingestion never reads half.
@@ -125,8 +132,12 @@ def measure_ingest(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     from driftloop.data import ingest
 
     result = (ingest.ingest_labels if args.stage == "labels" else ingest.ingest_batches)(cfg)
-    return {"rows": result["rows_received"], "accepted": result["rows_accepted"],
-            "quarantined": result["rows_quarantined"], "files_quarantined": len(result["quarantined"])}
+    return {
+        "rows": result["rows_received"],
+        "accepted": result["rows_accepted"],
+        "quarantined": result["rows_quarantined"],
+        "files_quarantined": len(result["quarantined"]),
+    }
 
 
 def measure_snapshot(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -134,7 +145,11 @@ def measure_snapshot(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     from driftloop.data import snapshots
 
     result = snapshots.build_snapshot(cfg)
-    return {"rows": result["rows"], "snapshot_hash": result["snapshot_hash"], "snapshot_uri": result["snapshot_uri"]}
+    return {
+        "rows": result["rows"],
+        "snapshot_hash": result["snapshot_hash"],
+        "snapshot_uri": result["snapshot_uri"],
+    }
 
 
 def measure_record(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -150,8 +165,13 @@ def measure_training(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     from driftloop.training import train
 
     result = train.train_model(cfg, args.snapshot_uri, trigger={"reason": "new_data"})
-    return {"model_version": result["model_version"], "best_model": result["best_model"],
-            "timings": result.get("timings", {}), "run_id": result["run_id"], "metrics": result["metrics"]}
+    return {
+        "model_version": result["model_version"],
+        "best_model": result["best_model"],
+        "timings": result.get("timings", {}),
+        "run_id": result["run_id"],
+        "metrics": result["metrics"],
+    }
 
 
 def measure_promotion(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -170,8 +190,12 @@ def measure_override(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Champion set by hand (audited) after a rejected gate, so the scoring stages have a model to measure."""
     from driftloop.governance.promotion import set_champion
 
-    set_champion(cfg, args.model_version, actor="bench_capacity",
-                 reason="capacity benchmark: the gate rejected the model trained on resampled rows")
+    set_champion(
+        cfg,
+        args.model_version,
+        actor="bench_capacity",
+        reason="capacity benchmark: the gate rejected the model trained on resampled rows",
+    )
     return {}
 
 
@@ -180,8 +204,11 @@ def measure_inference(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     from driftloop.serving import batch_scoring
 
     result = batch_scoring.score_pending_batches(cfg)
-    return {"rows": sum(s["rows"] for s in result["scored"]), "batches": len(result["scored"]),
-            "chunks": sum(s["chunks"] for s in result["scored"])}
+    return {
+        "rows": sum(s["rows"] for s in result["scored"]),
+        "batches": len(result["scored"]),
+        "chunks": sum(s["chunks"] for s in result["scored"]),
+    }
 
 
 def measure_monitoring(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
@@ -200,9 +227,18 @@ def measure_sensor(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     return {"fired": trigger is not None, "reason": (trigger or {}).get("reason")}
 
 
-STAGES = {"ingest": measure_ingest, "labels": measure_ingest, "snapshot": measure_snapshot,
-          "record": measure_record, "training": measure_training, "promotion": measure_promotion, "override": measure_override,
-          "inference": measure_inference, "monitoring": measure_monitoring, "sensor": measure_sensor}
+STAGES = {
+    "ingest": measure_ingest,
+    "labels": measure_ingest,
+    "snapshot": measure_snapshot,
+    "record": measure_record,
+    "training": measure_training,
+    "promotion": measure_promotion,
+    "override": measure_override,
+    "inference": measure_inference,
+    "monitoring": measure_monitoring,
+    "sensor": measure_sensor,
+}
 
 
 def run_stage_here(args: argparse.Namespace) -> int:
@@ -218,7 +254,9 @@ def run_stage_here(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     facts = STAGES[args.stage](cfg, args)
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_mb": peak_mb(), "baseline_mb": baseline, **facts}, default=str))
+    print(
+        json.dumps({"seconds": seconds, "peak_mb": peak_mb(), "baseline_mb": baseline, **facts}, default=str)
+    )
     return 0
 
 
@@ -260,7 +298,10 @@ def report_growth(stage: str, small: tuple[int, dict], big: tuple[int, dict]) ->
     tag = f"{label_rows(n_big)}_vs_{label_rows(n_small)}"
     emit(f"{stage}_peak_growth_{tag}", f"{r_big['peak_mb'] / r_small['peak_mb']:.2f}")
     above_small = max(r_small["peak_mb"] - r_small["baseline_mb"], 1.0)
-    emit(f"{stage}_above_baseline_growth_{tag}", f"{(r_big['peak_mb'] - r_big['baseline_mb']) / above_small:.2f}")
+    emit(
+        f"{stage}_above_baseline_growth_{tag}",
+        f"{(r_big['peak_mb'] - r_big['baseline_mb']) / above_small:.2f}",
+    )
     per_row = (r_big["seconds"] / n_big) / (r_small["seconds"] / n_small)
     emit(f"{stage}_time_per_row_growth_{tag}", f"{per_row:.2f}")
 
@@ -278,8 +319,14 @@ def run_training_half(cfg: Any, paths: Any, args: argparse.Namespace, log: Path)
     results: dict[str, dict] = {}
     rows, tag = args.train_rows, label_rows(args.train_rows)
     started = time.perf_counter()
-    write_landing_csv(cfg, paths.landing_dir / "reference.csv", rows, seed=1, id_prefix="T",
-                      columns=[cfg.id_column, *cfg.features, cfg.target])
+    write_landing_csv(
+        cfg,
+        paths.landing_dir / "reference.csv",
+        rows,
+        seed=1,
+        id_prefix="T",
+        columns=[cfg.id_column, *cfg.features, cfg.target],
+    )
     emit(f"generate_train_{tag}_s", f"{time.perf_counter() - started:.1f}")
 
     results["ingest"] = spawn_stage("ingest", log)
@@ -321,9 +368,15 @@ def run_scoring_batch(cfg: Any, paths: Any, index: int, rows: int, log: Path) ->
     tag = label_rows(rows)
     name = f"batch_{index:03d}"
     started = time.perf_counter()
-    write_landing_csv(cfg, paths.landing_dir / f"{name}.csv", rows, seed=100 + index, id_prefix=f"S{index}-",
-                      columns=[cfg.id_column, *cfg.features],
-                      labels_path=paths.labels_landing_dir / f"labels_{name}.csv")
+    write_landing_csv(
+        cfg,
+        paths.landing_dir / f"{name}.csv",
+        rows,
+        seed=100 + index,
+        id_prefix=f"S{index}-",
+        columns=[cfg.id_column, *cfg.features],
+        labels_path=paths.labels_landing_dir / f"labels_{name}.csv",
+    )
     emit(f"generate_batch_{tag}_s", f"{time.perf_counter() - started:.1f}")
     results = {"ingest": spawn_stage("ingest", log), "labels": spawn_stage("labels", log)}
     check_accepted("ingest", results["ingest"], rows)
@@ -345,11 +398,13 @@ def run_scoring_batch(cfg: Any, paths: Any, index: int, rows: int, log: Path) ->
 def orchestrate(args: argparse.Namespace) -> int:
     """Parent side: private stores, data, stages in order, figures."""
     work = Path(tempfile.mkdtemp(prefix="driftloop-bench-capacity-"))
-    os.environ.update({
-        "DRIFTLOOP_HOME": str(work / "home"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-        "DRIFTLOOP_DATASETS": DATASET,
-    })
+    os.environ.update(
+        {
+            "DRIFTLOOP_HOME": str(work / "home"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "DRIFTLOOP_DATASETS": DATASET,
+        }
+    )
     os.environ.pop("DRIFTLOOP_CONFIG_OVERRIDES", None)  # the shipped config, as is
     if args.quick_training:
         os.environ["DRIFTLOOP_CONFIG_OVERRIDES"] = json.dumps(QUICK_TRAINING)
@@ -367,7 +422,9 @@ def orchestrate(args: argparse.Namespace) -> int:
         get_client().search_experiments()  # the store's one-off schema migration, outside every stage
         run_training_half(cfg, paths, args, log)
         sizes = [int(n) for n in args.batch_rows.split(",")]
-        scored = [(rows, run_scoring_batch(cfg, paths, index, rows, log)) for index, rows in enumerate(sizes, 1)]
+        scored = [
+            (rows, run_scoring_batch(cfg, paths, index, rows, log)) for index, rows in enumerate(sizes, 1)
+        ]
         for stage in ("ingest", "labels", "inference", "monitoring"):
             report_growth(stage, (scored[0][0], scored[0][1][stage]), (scored[-1][0], scored[-1][1][stage]))
         report_stage("sensor", spawn_stage("sensor", log))
@@ -388,13 +445,25 @@ def orchestrate(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-rows", type=int, default=int(os.environ.get("BENCH_CAPACITY_TRAIN_ROWS", 200_000)))
-    parser.add_argument("--batch-rows", default=os.environ.get("BENCH_CAPACITY_BATCH_ROWS", "250000,1000000"),
-                        help="scoring batch sizes, smallest first (growth is last vs first)")
-    parser.add_argument("--no-resnapshot", dest="resnapshot", action="store_false",
-                        help="skip rebuilding the snapshot from every labelled row at the end")
-    parser.add_argument("--quick-training", action="store_true",
-                        help="train lr only (2 folds, no tuning) instead of the shipped training config")
+    parser.add_argument(
+        "--train-rows", type=int, default=int(os.environ.get("BENCH_CAPACITY_TRAIN_ROWS", 200_000))
+    )
+    parser.add_argument(
+        "--batch-rows",
+        default=os.environ.get("BENCH_CAPACITY_BATCH_ROWS", "250000,1000000"),
+        help="scoring batch sizes, smallest first (growth is last vs first)",
+    )
+    parser.add_argument(
+        "--no-resnapshot",
+        dest="resnapshot",
+        action="store_false",
+        help="skip rebuilding the snapshot from every labelled row at the end",
+    )
+    parser.add_argument(
+        "--quick-training",
+        action="store_true",
+        help="train lr only (2 folds, no tuning) instead of the shipped training config",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (its path goes to stderr)")
     parser.add_argument("--log", help="where each stage's stderr goes (default: inside the temp folder)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)

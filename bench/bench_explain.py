@@ -23,8 +23,13 @@ FAMILIES = {"lr": 2.0, "lightgbm": 2.0, "rf": 2.0, "knn": 10.0}
 
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="driftloop-bench-explain-"))
-    os.environ.update({"DRIFTLOOP_HOME": str(work / "home"), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'm.db'}",
-                       "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps({"training": {"folds": 2, "tune_iter": 0}})})
+    os.environ.update(
+        {
+            "DRIFTLOOP_HOME": str(work / "home"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'm.db'}",
+            "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps({"training": {"folds": 2, "tune_iter": 0}}),
+        }
+    )
     import dataclasses
 
     from driftloop.core import holdout
@@ -41,7 +46,9 @@ def main() -> int:
     for family, target_s in FAMILIES.items():
         family_cfg = dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, models=(family,)))
         model = fit_pycaret(family_cfg, train_df, n_jobs=1)["model"]
-        explain_chunk(model, rows.head(200), cfg, reference)  # first-call costs (imports, JIT) out of the timing
+        explain_chunk(
+            model, rows.head(200), cfg, reference
+        )  # first-call costs (imports, JIT) out of the timing
         started = time.perf_counter()
         model.predict_proba(rows[cfg.features])
         predict_s = time.perf_counter() - started

@@ -118,7 +118,9 @@ def main() -> int:
             raise SystemExit(out.stderr[-3000:])
         peaks[rows] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"inference_peak_rss_mb.rows_{rows} {peaks[rows]['peak_mb']:.0f}")
-    print(f"inference_peak_rss_ratio_{BIG_ROWS}_vs_{SMALL_ROWS} {peaks[BIG_ROWS]['peak_mb'] / peaks[SMALL_ROWS]['peak_mb']:.2f}")
+    print(
+        f"inference_peak_rss_ratio_{BIG_ROWS}_vs_{SMALL_ROWS} {peaks[BIG_ROWS]['peak_mb'] / peaks[SMALL_ROWS]['peak_mb']:.2f}"
+    )
     print(f"inference_rows_per_s.rows_{BIG_ROWS} {BIG_ROWS / peaks[BIG_ROWS]['seconds']:.0f}")
     return 0
 

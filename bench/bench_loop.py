@@ -23,28 +23,37 @@ from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 TARGET_S = 300.0
-LOOP_ENV = {"DRIFTLOOP_DATASET": "telco_churn", "DRIFTLOOP_DATASETS": "telco_churn", "DRIFTLOOP_SENSOR_POKE_S": "1", "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
-            "DRIFTLOOP_DATA_SCHEDULE": "none", "DRIFTLOOP_SENSOR_SCHEDULE": "none"}
+LOOP_ENV = {
+    "DRIFTLOOP_DATASET": "telco_churn",
+    "DRIFTLOOP_DATASETS": "telco_churn",
+    "DRIFTLOOP_SENSOR_POKE_S": "1",
+    "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
+    "DRIFTLOOP_DATA_SCHEDULE": "none",
+    "DRIFTLOOP_SENSOR_SCHEDULE": "none",
+}
 
 
 def run_in_process(work: Path) -> float:
     from driftloop_ops.services import start_mlflow_server
 
     airflow_home = work / "airflow"
-    os.environ.update({
-        "AIRFLOW_HOME": str(airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_DIR / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
-        "DRIFTLOOP_HOME": str(work / "home"),
-        **LOOP_ENV,
-    })
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_DIR / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{airflow_home / 'airflow.db'}",
+            "DRIFTLOOP_HOME": str(work / "home"),
+            **LOOP_ENV,
+        }
+    )
     server = start_mlflow_server(work / "mlflow")
     os.environ["MLFLOW_TRACKING_URI"] = server.url
     try:
-        migrate = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-                                 capture_output=True, text=True)
+        migrate = subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], capture_output=True, text=True
+        )
         if migrate.returncode != 0:
             raise SystemExit(migrate.stderr[-3000:])
         from airflow.dag_processing.dagbag import DagBag
@@ -76,8 +85,11 @@ def _epoch(value: str | None) -> float | None:
 
 def _busy_s(task_instances: list[dict]) -> float:
     """Length of the union of the tasks' execution intervals (parallel tasks count once)."""
-    spans = sorted((_epoch(ti["start_date"]), _epoch(ti["end_date"])) for ti in task_instances
-                   if ti.get("start_date") and ti.get("end_date"))
+    spans = sorted(
+        (_epoch(ti["start_date"]), _epoch(ti["end_date"]))
+        for ti in task_instances
+        if ti.get("start_date") and ti.get("end_date")
+    )
     total, current_start, current_end = 0.0, None, None
     for start, end in spans:
         if current_end is None or start > current_end:
@@ -101,8 +113,13 @@ def explain_scheduler(api, record) -> dict[str, float]:
     busy = sum(r[2] for r in runs)
     in_runs = sum(r[1] - r[0] for r in runs)
     gaps = sum(max(0.0, b[0] - a[1]) for a, b in zip(runs, runs[1:], strict=False))
-    return {"task_execution_s": busy, "in_run_overhead_s": in_runs - busy, "between_runs_s": gaps,
-            "task_launches": float(sum(r[3] for r in runs)), "dag_runs": float(len(runs))}
+    return {
+        "task_execution_s": busy,
+        "in_run_overhead_s": in_runs - busy,
+        "between_runs_s": gaps,
+        "task_launches": float(sum(r[3] for r in runs)),
+        "dag_runs": float(len(runs)),
+    }
 
 
 def run_through_scheduler(work: Path) -> float:
@@ -114,12 +131,20 @@ def run_through_scheduler(work: Path) -> float:
     from driftloop_ops.loop import SchedulerRunner, drive_closed_loop, loop_dag_ids
 
     with temporary_stack(work, LOOP_ENV, log=lambda line: print(f"# {line}")) as layout:
-        api = AirflowClient(layout.airflow_url, "admin", read_generated_password(layout.password_file), poll_s=0.25)
+        api = AirflowClient(
+            layout.airflow_url, "admin", read_generated_password(layout.password_file), poll_s=0.25
+        )
         settings = Settings.from_env()
         cfg = load_dataset_config("telco_churn", settings)
         api.wait_for_dags(loop_dag_ids(cfg.name))
-        record = drive_closed_loop(SchedulerRunner(api), cfg, get_client(settings), settings, batch_rows=1000,
-                                   log=lambda line: print(f"#{line}"))
+        record = drive_closed_loop(
+            SchedulerRunner(api),
+            cfg,
+            get_client(settings),
+            settings,
+            batch_rows=1000,
+            log=lambda line: print(f"#{line}"),
+        )
         for key, value in explain_scheduler(api, record).items():
             print(f"loop_scheduler_{key} {value:.1f}")
         for dag_name, seconds in sorted(record.seconds.items()):

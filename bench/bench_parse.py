@@ -68,11 +68,17 @@ def measure(dag_file: Path, extra_env: dict[str, str] | None = None) -> float:
 
     The warm-up run writes any stale bytecode, as a long-running dag-processor would have done already.
     """
-    env = {**os.environ, "PYTHONPATH": str(PROJECT_DIR / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-           **(extra_env or {})}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(PROJECT_DIR / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **(extra_env or {}),
+    }
     samples = []
     for _ in range(REPEATS + 1):
-        out = subprocess.run([sys.executable, "-c", PROBE, str(dag_file)], capture_output=True, text=True, env=env)
+        out = subprocess.run(
+            [sys.executable, "-c", PROBE, str(dag_file)], capture_output=True, text=True, env=env
+        )
         if out.returncode != 0:
             raise SystemExit(f"{dag_file.name} failed to parse:\n{out.stderr[-2000:]}")
         samples.append(float(out.stdout.strip().splitlines()[-1]))

@@ -39,7 +39,9 @@ def train_champion(cfg, settings) -> str:
     simulate.simulate_reference(cfg, settings=settings)
     ingest.ingest_batches(cfg, settings)
     snapshot = snapshots.build_snapshot(cfg, settings)
-    trained = train.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings)
+    trained = train.train_model(
+        cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings
+    )
     return registry.promote_model(cfg, trained["model_version"], settings)["champion_version"]
 
 
@@ -64,9 +66,14 @@ def main() -> int:
     from driftloop_ops.loop import loop_dag_ids
 
     work = Path(tempfile.mkdtemp(prefix="driftloop-bench-sensor-"))
-    extra = {"DRIFTLOOP_DATASET": "telco_churn", "DRIFTLOOP_DATASETS": "telco_churn",
-             "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST), "DRIFTLOOP_DATA_SCHEDULE": "none",
-             "DRIFTLOOP_SENSOR_SCHEDULE": "none", "DRIFTLOOP_PROFILE_MAX_ROWS": "0"}
+    extra = {
+        "DRIFTLOOP_DATASET": "telco_churn",
+        "DRIFTLOOP_DATASETS": "telco_churn",
+        "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST),
+        "DRIFTLOOP_DATA_SCHEDULE": "none",
+        "DRIFTLOOP_SENSOR_SCHEDULE": "none",
+        "DRIFTLOOP_PROFILE_MAX_ROWS": "0",
+    }
     os.environ.pop("DRIFTLOOP_SENSOR_POKE_S", None)  # the default poll is what is measured
     os.environ.pop("DRIFTLOOP_SENSOR_TIMEOUT_S", None)
     with temporary_stack(work, extra, log=lambda line: print(f"# {line}")) as layout:
@@ -81,7 +88,10 @@ def main() -> int:
         cfg = load_dataset_config("telco_churn", settings)
         api = AirflowClient(layout.airflow_url, "admin", read_generated_password(layout.password_file))
         api.wait_for_dags(loop_dag_ids(cfg.name))
-        sensor_dag, training_dag = bus.dag_id(cfg.name, bus.DRIFT_SENSOR), bus.dag_id(cfg.name, bus.TRAINING_PIPELINE)
+        sensor_dag, training_dag = (
+            bus.dag_id(cfg.name, bus.DRIFT_SENSOR),
+            bus.dag_id(cfg.name, bus.TRAINING_PIPELINE),
+        )
         print(f"# champion v{train_champion(cfg, settings)}; sensor poll {settings.sensor_poll_s:g} s")
 
         run_id = api.trigger(sensor_dag)

@@ -37,8 +37,10 @@ WARMUP_S = 2.0
 LOAD_SECONDS = float(os.environ.get("BENCH_SERVING_LOAD_SECONDS", "60"))
 LOAD_SHARE = float(os.environ.get("BENCH_SERVING_LOAD_SHARE", "0.6"))
 MAX_IN_FLIGHT = 64
-FAST = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000},
-        "serving": {"challenger_share": 0.5, "shadow": True}}
+FAST = {
+    "training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000},
+    "serving": {"challenger_share": 0.5, "shadow": True},
+}
 
 
 def free_port() -> int:
@@ -59,11 +61,17 @@ def prepare_models(cfg, settings) -> dict:
     simulate.simulate_reference(cfg, settings=settings)
     ingest.ingest_batches(cfg, settings)
     snapshot = snapshots.build_snapshot(cfg, settings)
-    trained = train.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings)
-    registry.move_alias(cfg, bus.CHAMPION, trained["model_version"], settings)  # no gate: only speed is measured
+    trained = train.train_model(
+        cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings
+    )
+    registry.move_alias(
+        cfg, bus.CHAMPION, trained["model_version"], settings
+    )  # no gate: only speed is measured
     client = get_client(settings)
     champion = client.get_model_version(cfg.registered_model_name, trained["model_version"])
-    twin = client.create_model_version(cfg.registered_model_name, source=champion.source, run_id=champion.run_id)
+    twin = client.create_model_version(
+        cfg.registered_model_name, source=champion.source, run_id=champion.run_id
+    )
     registry.move_alias(cfg, bus.CHALLENGER, str(twin.version), settings)
     return registry.resolve_alias(cfg, bus.CHAMPION, settings)
 
@@ -90,13 +98,15 @@ def bodies(cfg, frame, rows: int, count: int, with_ids: bool) -> list[bytes]:
     columns = ([cfg.id_column] if with_ids else []) + list(cfg.features)
     out = []
     for i in range(count):
-        part = frame.iloc[(i * rows) % (len(frame) - rows):][:rows][columns]
+        part = frame.iloc[(i * rows) % (len(frame) - rows) :][:rows][columns]
         data = part.astype(object).where(part.notna(), None).values.tolist()
         out.append(orjson.dumps({"dataframe_split": {"columns": columns, "data": data}}))
     return out
 
 
-def start_server(command: list[str], env: dict, url: str, ready_path: str, timeout_s: float = 300) -> subprocess.Popen:
+def start_server(
+    command: list[str], env: dict, url: str, ready_path: str, timeout_s: float = 300
+) -> subprocess.Popen:
     import urllib.request
 
     process = subprocess.Popen(command, env=env, stdout=sys.stderr, stderr=sys.stderr, start_new_session=True)
@@ -128,7 +138,9 @@ def stop_server(process: subprocess.Popen, timeout_s: float = 60) -> None:
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+    return (
+        ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))] if ordered else float("nan")
+    )
 
 
 async def closed_loop(url: str, payloads: list[bytes], concurrency: int, seconds: float) -> dict:
@@ -138,7 +150,10 @@ async def closed_loop(url: str, payloads: list[bytes], concurrency: int, seconds
     latencies, statuses = [], Counter()
     headers = {"Content-Type": "application/json"}
     timeout = aiohttp.ClientTimeout(total=60)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency), timeout=timeout
+    ) as session:
+
         async def client(k: int, until: float, record: bool) -> None:
             i = k
             while time.perf_counter() < until:
@@ -158,8 +173,14 @@ async def closed_loop(url: str, payloads: list[bytes], concurrency: int, seconds
         await asyncio.gather(*(client(k, began + seconds, True) for k in range(concurrency)))
         elapsed = time.perf_counter() - began
     ok = statuses.get(200, 0)
-    return {"rps": ok / elapsed, "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
-            "requests": sum(statuses.values()), "errors": sum(statuses.values()) - ok, "statuses": dict(statuses)}
+    return {
+        "rps": ok / elapsed,
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+        "requests": sum(statuses.values()),
+        "errors": sum(statuses.values()) - ok,
+        "statuses": dict(statuses),
+    }
 
 
 async def open_loop(url: str, payloads: list[bytes], rate: float, seconds: float, prefix: str) -> dict:
@@ -169,14 +190,18 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, seconds: float
     latencies, statuses, tasks = [], Counter(), []
     skipped = 0
     semaphore = asyncio.Semaphore(MAX_IN_FLIGHT)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=MAX_IN_FLIGHT),
-                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=MAX_IN_FLIGHT), timeout=aiohttp.ClientTimeout(total=60)
+    ) as session:
+
         async def send(n: int) -> None:
             async with semaphore:
                 start = time.perf_counter()
                 headers = {"Content-Type": "application/json", "X-Request-Id": f"{prefix}{n}"}
                 try:
-                    async with session.post(url, data=payloads[n % len(payloads)], headers=headers) as response:
+                    async with session.post(
+                        url, data=payloads[n % len(payloads)], headers=headers
+                    ) as response:
                         await response.read()
                         statuses[response.status] += 1
                 except aiohttp.ClientError:
@@ -195,8 +220,13 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, seconds: float
                 tasks.append(asyncio.create_task(send(n)))
             n += 1
         await asyncio.gather(*tasks)
-    return {"sent": len(tasks), "skipped": skipped, "statuses": dict(statuses),
-            "p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000}
+    return {
+        "sent": len(tasks),
+        "skipped": skipped,
+        "statuses": dict(statuses),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p99_ms": percentile(latencies, 99) * 1000,
+    }
 
 
 def count_logged(log_uri: str, model_name: str, prefix: str) -> int:
@@ -209,9 +239,13 @@ def count_logged(log_uri: str, model_name: str, prefix: str) -> int:
 def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     reuse = os.environ.get("BENCH_SERVING_WORKDIR", "")  # development: keep the trained model between runs
     work = Path(reuse) if reuse else Path(tempfile.mkdtemp(prefix="driftloop-bench-serving-"))
-    env = {**os.environ, "DRIFTLOOP_HOME": str(work / "home"), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-           "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # mlflow runs `uvicorn`
+    env = {
+        **os.environ,
+        "DRIFTLOOP_HOME": str(work / "home"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+        "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }  # mlflow runs `uvicorn`
     os.environ.update(env)
     from driftloop.core.config import load_dataset_config
     from driftloop.core.registry import load_model
@@ -234,8 +268,11 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         print(f"serving_pipeline_call_ms.rows_{rows} {cost * 1000:.1f}")
     from driftloop.serving.online.service import worker_count
 
-    workers = worker_count(Settings.from_env({**os.environ, "DRIFTLOOP_SERVE_WORKERS":
-                                              os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0")}))[0]
+    workers = worker_count(
+        Settings.from_env(
+            {**os.environ, "DRIFTLOOP_SERVE_WORKERS": os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0")}
+        )
+    )[0]
     print(f"serving_cores {os.cpu_count()}")
     print(f"serving_workers {workers}")
 
@@ -243,33 +280,70 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     mlflow_url, ours_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{ours_port}"
     python_bin = Path(sys.executable).parent
     scenarios = [(c, rows) for rows in (1, 100) for c in (1, 16)]
-    payloads = {(rows, ids): bodies(cfg, frame, rows, 200 if rows == 1 else 30, ids) for rows in (1, 100)
-                for ids in (False, True)}
+    payloads = {
+        (rows, ids): bodies(cfg, frame, rows, 200 if rows == 1 else 30, ids)
+        for rows in (1, 100)
+        for ids in (False, True)
+    }
     results: dict[tuple, dict] = {}
 
     only = os.environ.get("BENCH_SERVING_ONLY", "")  # development: "driftloop" skips the baseline
-    ours_env = {**env, "DRIFTLOOP_SERVE_PORT": str(ours_port), "DRIFTLOOP_SERVE_HOST": "127.0.0.1",
-                "DRIFTLOOP_SERVE_WORKERS": os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0")}
+    ours_env = {
+        **env,
+        "DRIFTLOOP_SERVE_PORT": str(ours_port),
+        "DRIFTLOOP_SERVE_HOST": "127.0.0.1",
+        "DRIFTLOOP_SERVE_WORKERS": os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0"),
+    }
     # Both servers run side by side (an idle server costs nothing) and every scenario measures one right after
     # the other, so both see the same machine: the other processes on these cores come and go.
     servers = {}
     try:
         if only != "driftloop":
-            servers["mlflow"] = (start_server([str(python_bin / "mlflow"), "models", "serve", "-m",
-                                               champion["model_uri"], "--env-manager", "local", "-h", "127.0.0.1",
-                                               "-p", str(mlflow_port)], env, mlflow_url, "/ping"), mlflow_url, False)
-        servers["driftloop"] = (start_server([str(python_bin / "driftloop"), "serve", "--log-level", "warning"],
-                                             ours_env, ours_url, "/ready"), ours_url, True)
+            servers["mlflow"] = (
+                start_server(
+                    [
+                        str(python_bin / "mlflow"),
+                        "models",
+                        "serve",
+                        "-m",
+                        champion["model_uri"],
+                        "--env-manager",
+                        "local",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(mlflow_port),
+                    ],
+                    env,
+                    mlflow_url,
+                    "/ping",
+                ),
+                mlflow_url,
+                False,
+            )
+        servers["driftloop"] = (
+            start_server(
+                [str(python_bin / "driftloop"), "serve", "--log-level", "warning"],
+                ours_env,
+                ours_url,
+                "/ready",
+            ),
+            ours_url,
+            True,
+        )
         for c, rows in scenarios:
             for name, (_, url, with_ids) in servers.items():
-                results[(name, c, rows)] = asyncio.run(closed_loop(url + "/invocations", payloads[(rows, with_ids)],
-                                                                   c, SECONDS))
+                results[(name, c, rows)] = asyncio.run(
+                    closed_loop(url + "/invocations", payloads[(rows, with_ids)], c, SECONDS)
+                )
         if "mlflow" in servers:
             stop_server(servers.pop("mlflow")[0])
         c16 = results[("driftloop", 16, 1)]["rps"]
         rate = max(1.0, LOAD_SHARE * c16)
         prefix = f"load-{os.urandom(4).hex()}-"
-        load = asyncio.run(open_loop(ours_url + "/invocations", payloads[(1, True)], rate, LOAD_SECONDS, prefix))
+        load = asyncio.run(
+            open_loop(ours_url + "/invocations", payloads[(1, True)], rate, LOAD_SECONDS, prefix)
+        )
         import urllib.request
 
         with urllib.request.urlopen(ours_url + "/metrics", timeout=10) as response:
@@ -289,7 +363,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         print(f"serving_speedup_vs_mlflow.c{c}_rows{rows} {ratio:.1f}")
     for c, rows in scenarios:
         calls = 2 if c > 1 else 1  # with 50 % A/B, the requests in flight hold both arms: two calls per round
-        ceiling = c / (calls * costs[16 if rows * c <= 16 else 1600]) * min(workers, calls)  # parallel workers
+        ceiling = (
+            c / (calls * costs[16 if rows * c <= 16 else 1600]) * min(workers, calls)
+        )  # parallel workers
         measured = results[("driftloop", c, rows)]["rps"]
         print(f"serving_ceiling_rps.c{c}_rows{rows} {ceiling:.1f}")
         print(f"serving_share_of_ceiling.c{c}_rows{rows} {measured / ceiling:.2f}")
@@ -308,8 +384,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     print(f"serving_load_logged_rows {logged}")
     print(f"serving_load_logged_equals_answered {int(logged == answered)}")
     print(f"serving_load_logged_equals_sent {int(logged == load['sent'])}")
-    print(json.dumps({"statuses": load["statuses"], "scenarios": {str(k): v for k, v in results.items()}}),
-          file=sys.stderr)
+    print(
+        json.dumps({"statuses": load["statuses"], "scenarios": {str(k): v for k, v in results.items()}}),
+        file=sys.stderr,
+    )
     return 0
 
 

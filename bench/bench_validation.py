@@ -35,7 +35,7 @@ def write_input(path: Path, rows: int, fmt: str) -> None:
     frame[cfg.id_column] = [f"C{i:08d}" for i in range(rows)]
     bad = rng.choice(rows, size=rows // 1000, replace=False)
     frame.loc[bad[: len(bad) // 2], "tenure"] = -1
-    frame.loc[bad[len(bad) // 2:], "contract"] = "Lifetime"
+    frame.loc[bad[len(bad) // 2 :], "contract"] = "Lifetime"
     if fmt == "csv":
         frame.to_csv(path, index=False)
     else:
@@ -60,14 +60,27 @@ def measure(path: str, chunk_rows: int) -> dict:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
-    report = validate_file(cfg, path, contract=contract, chunk_rows=chunk_rows,
-                           on_accepted=lambda df: None, on_rejected=lambda df: None)
+    report = validate_file(
+        cfg,
+        path,
+        contract=contract,
+        chunk_rows=chunk_rows,
+        on_accepted=lambda df: None,
+        on_rejected=lambda df: None,
+    )
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)
     peak_mb = usage.ru_maxrss / 1024
-    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before, "rows": report["rows_received"], "accepted": report["rows_accepted"],
-            "quarantined": report["rows_quarantined"], "ok": report["ok"], "peak_rss_mb": peak_mb,
-            "baseline_rss_mb": baseline_mb}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime - cpu_before,
+        "rows": report["rows_received"],
+        "accepted": report["rows_accepted"],
+        "quarantined": report["rows_quarantined"],
+        "ok": report["ok"],
+        "peak_rss_mb": peak_mb,
+        "baseline_rss_mb": baseline_mb,
+    }
 
 
 def main() -> int:
@@ -87,10 +100,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="driftloop-bench-") as tmp:
         path = Path(tmp) / f"batch.{args.format}"
         # Both steps run in fresh interpreters: a forked child inherits its parent's peak RSS.
-        subprocess.run([sys.executable, __file__, "--write", str(path), "--rows", str(args.rows),
-                        "--format", args.format], check=True)
-        out = subprocess.run([sys.executable, __file__, "--measure", str(path), "--chunk-rows", str(args.chunk_rows)],
-                             capture_output=True, text=True, check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--write",
+                str(path),
+                "--rows",
+                str(args.rows),
+                "--format",
+                args.format,
+            ],
+            check=True,
+        )
+        out = subprocess.run(
+            [sys.executable, __file__, "--measure", str(path), "--chunk-rows", str(args.chunk_rows)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         result = json.loads(out.stdout.strip().splitlines()[-1])
         size_mb = path.stat().st_size / 1e6
     rate = result["rows"] / result["seconds"]

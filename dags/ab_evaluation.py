@@ -30,19 +30,26 @@ def build(dataset: str) -> None:
     """One dataset's ab_evaluation."""
     settings = dag_settings()
 
-    @dag(dag_id=bus.dag_id(dataset, bus.AB_EVALUATION), schedule=settings.ab_schedule,
-         **dag_defaults(dataset, "serving", __doc__))
+    @dag(
+        dag_id=bus.dag_id(dataset, bus.AB_EVALUATION),
+        schedule=settings.ab_schedule,
+        **dag_defaults(dataset, "serving", __doc__),
+    )
     def ab_evaluation():
         @task(outlets=[asset(dataset, "predictions")])
         def export_served_windows() -> dict:
             result = run_stage(dataset, export.export_served_windows)
             if not result["exported"]:
-                raise AirflowSkipException(f"no closed window of served traffic to export (until {result['until']})")
+                raise AirflowSkipException(
+                    f"no closed window of served traffic to export (until {result['until']})"
+                )
             return result
 
         @task
         def evaluate_ab() -> dict:
-            return run_stage(dataset, ab_decision.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}")
+            return run_stage(
+                dataset, ab_decision.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}"
+            )
 
         export_served_windows()
         evaluate_ab()

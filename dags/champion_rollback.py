@@ -23,8 +23,11 @@ from driftloop_airflow.factory import build_for_each_dataset
 def build(dataset: str) -> None:
     """One dataset's champion_rollback."""
 
-    @dag(dag_id=bus.dag_id(dataset, bus.CHAMPION_ROLLBACK), schedule=None,
-         **dag_defaults(dataset, "governance", __doc__))
+    @dag(
+        dag_id=bus.dag_id(dataset, bus.CHAMPION_ROLLBACK),
+        schedule=None,
+        **dag_defaults(dataset, "governance", __doc__),
+    )
     def champion_rollback():
         @task
         def rollback_champion() -> dict:
@@ -34,9 +37,13 @@ def build(dataset: str) -> None:
             if not reason:
                 raise AirflowFailException('a rollback needs a reason: trigger with conf {"reason": "..."}')
             ids = airflow_ids()
-            return run_stage(dataset, promotion.rollback_champion,
-                             actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}", reason=reason,
-                             request_id=ids["airflow_run_id"])
+            return run_stage(
+                dataset,
+                promotion.rollback_champion,
+                actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
+                reason=reason,
+                request_id=ids["airflow_run_id"],
+            )
 
         rollback_champion()
 

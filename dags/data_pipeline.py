@@ -30,8 +30,11 @@ def build(dataset: str) -> None:
     """One dataset's data_pipeline."""
     settings = dag_settings()
 
-    @dag(dag_id=bus.dag_id(dataset, bus.DATA_PIPELINE), schedule=settings.data_schedule,
-         **dag_defaults(dataset, "data", __doc__))
+    @dag(
+        dag_id=bus.dag_id(dataset, bus.DATA_PIPELINE),
+        schedule=settings.data_schedule,
+        **dag_defaults(dataset, "data", __doc__),
+    )
     def data_pipeline():
         @task
         def ingest_batches() -> dict:
@@ -43,7 +46,9 @@ def build(dataset: str) -> None:
 
         @task
         def build_snapshot() -> dict:
-            return run_stage(dataset, snapshots.build_snapshot, skip_on=(NoLabelledData,))  # no labels: nothing to do
+            return run_stage(
+                dataset, snapshots.build_snapshot, skip_on=(NoLabelledData,)
+            )  # no labels: nothing to do
 
         @task
         def record_snapshot(snapshot: dict) -> dict:

@@ -33,11 +33,17 @@ def build(dataset: str) -> None:
     """One dataset's drift_sensor: it triggers the same dataset's training_pipeline."""
     settings = dag_settings()
 
-    @dag(dag_id=bus.dag_id(dataset, bus.DRIFT_SENSOR), schedule=settings.sensor_schedule,
-         **dag_defaults(dataset, "monitoring", __doc__))
+    @dag(
+        dag_id=bus.dag_id(dataset, bus.DRIFT_SENSOR),
+        schedule=settings.sensor_schedule,
+        **dag_defaults(dataset, "monitoring", __doc__),
+    )
     def drift_sensor():
         wait_for_drift = DriftSensor(
-            task_id=WAIT_TASK, dataset=dataset, poll_s=settings.sensor_poll_s, timeout_s=settings.sensor_timeout_s
+            task_id=WAIT_TASK,
+            dataset=dataset,
+            poll_s=settings.sensor_poll_s,
+            timeout_s=settings.sensor_timeout_s,
         )
         trigger_training = TriggerDagRunOperator(
             task_id="trigger_training",
@@ -49,8 +55,9 @@ def build(dataset: str) -> None:
 
         @task
         def mark_trigger_fired(trigger: dict) -> dict:
-            return run_stage(dataset, sensor.mark_trigger_fired, trigger["monitoring_run_id"],
-                             trigger["trigger_run_id"])
+            return run_stage(
+                dataset, sensor.mark_trigger_fired, trigger["monitoring_run_id"], trigger["trigger_run_id"]
+            )
 
         wait_for_drift >> trigger_training >> mark_trigger_fired(wait_for_drift.output)
 

@@ -25,8 +25,11 @@ from driftloop_airflow.factory import build_for_each_dataset
 def build(dataset: str) -> None:
     """One dataset's inference_pipeline."""
 
-    @dag(dag_id=bus.dag_id(dataset, bus.INFERENCE_PIPELINE), schedule=[asset(dataset, "batches")],
-         **dag_defaults(dataset, "inference", __doc__))
+    @dag(
+        dag_id=bus.dag_id(dataset, bus.INFERENCE_PIPELINE),
+        schedule=[asset(dataset, "batches")],
+        **dag_defaults(dataset, "inference", __doc__),
+    )
     def inference_pipeline():
         @task(outlets=[asset(dataset, "predictions")])
         def score_pending_batches() -> dict:

@@ -27,7 +27,8 @@ def build(dataset: str) -> None:
     @dag(
         dag_id=bus.dag_id(dataset, bus.MONITORING_PIPELINE),
         schedule=AssetOrTimeSchedule(
-            timetable=CronTriggerTimetable("17 * * * *", timezone="UTC"), assets=[asset(dataset, "predictions")]
+            timetable=CronTriggerTimetable("17 * * * *", timezone="UTC"),
+            assets=[asset(dataset, "predictions")],
         ),
         **dag_defaults(dataset, "monitoring", __doc__),
     )

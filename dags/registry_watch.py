@@ -24,8 +24,11 @@ def build(dataset: str) -> None:
     """One dataset's registry_watch."""
     settings = dag_settings()
 
-    @dag(dag_id=bus.dag_id(dataset, bus.REGISTRY_WATCH), schedule=settings.watch_schedule,
-         **dag_defaults(dataset, "governance", __doc__))
+    @dag(
+        dag_id=bus.dag_id(dataset, bus.REGISTRY_WATCH),
+        schedule=settings.watch_schedule,
+        **dag_defaults(dataset, "governance", __doc__),
+    )
     def registry_watch():
         @task
         def reconcile_champion() -> dict | None:

@@ -29,8 +29,11 @@ from driftloop_airflow.factory import build_for_each_dataset
 def build(dataset: str) -> None:
     """One dataset's training_pipeline."""
 
-    @dag(dag_id=bus.dag_id(dataset, bus.TRAINING_PIPELINE), schedule=[asset(dataset, "snapshot")],
-         **dag_defaults(dataset, "training", __doc__))
+    @dag(
+        dag_id=bus.dag_id(dataset, bus.TRAINING_PIPELINE),
+        schedule=[asset(dataset, "snapshot")],
+        **dag_defaults(dataset, "training", __doc__),
+    )
     def training_pipeline():
         @task
         def train_model() -> dict:
@@ -39,13 +42,19 @@ def build(dataset: str) -> None:
             run_type = getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)
             default_reason = "new_data" if run_type == "asset_triggered" else "manual"
             trigger = {"reason": conf.get("reason", default_reason), **conf, **airflow_ids()}
-            return run_stage(dataset, train.train_model, snapshot_uri=conf.get("snapshot_uri"), trigger=trigger)
+            return run_stage(
+                dataset, train.train_model, snapshot_uri=conf.get("snapshot_uri"), trigger=trigger
+            )
 
         @task
         def promote_model(trained: dict) -> dict:
             ids = airflow_ids()
-            return run_stage(dataset, promotion.promote_model, trained["model_version"],
-                             actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}")
+            return run_stage(
+                dataset,
+                promotion.promote_model,
+                trained["model_version"],
+                actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
+            )
 
         promote_model(train_model())
 

@@ -13,7 +13,9 @@ from driftloop.core.settings import PROJECT_DIR
 SHIPPED_DIR = PROJECT_DIR / "include" / "configs"
 
 
-def copy_config(config_dir: Path, source: str, name: str, file_stem: str | None = None, **changes: Any) -> Path:
+def copy_config(
+    config_dir: Path, source: str, name: str, file_stem: str | None = None, **changes: Any
+) -> Path:
     """Write ``<file_stem or name>.yaml`` into ``config_dir``: shipped config ``source`` renamed to ``name``.
 
     The model name becomes ``name`` with dashes unless ``changes`` sets it; ``changes`` are top-level keys (a

@@ -19,7 +19,9 @@ def pytest_configure(config: pytest.Config) -> None:
     """Give Airflow a private home before anything imports it (Airflow reads its config at import)."""
     import tempfile
 
-    airflow_home = os.environ.get("DRIFTLOOP_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="driftloop-airflow-")
+    airflow_home = os.environ.get("DRIFTLOOP_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(
+        prefix="driftloop-airflow-"
+    )
     os.environ["DRIFTLOOP_TEST_AIRFLOW_HOME"] = airflow_home
     os.environ["AIRFLOW_HOME"] = airflow_home
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT_DIR / "dags")

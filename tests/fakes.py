@@ -56,8 +56,9 @@ def fit_scorer(telco_frame: Any) -> tuple[Any, float]:
     return score, float(holdout_f1)
 
 
-def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float],
-                      importance: dict[str, float] | None = None) -> tuple[str, str]:
+def register_champion(
+    cfg: Any, frame: Any, scorer: tuple[Any, float], importance: dict[str, float] | None = None
+) -> tuple[str, str]:
     """Fake the training stage: a run with the drift reference and holdout metrics, registered as champion.
 
     With ``importance``, the run also carries the real fitted model and an evidence summary with that mean |SHAP|
@@ -67,11 +68,16 @@ def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float],
 
     score, holdout_f1 = scorer
     client = get_client()
-    run = client.create_run(ensure_experiment(client, cfg.experiment_name("training")), tags=TELCO_DECISION.to_tags())
+    run = client.create_run(
+        ensure_experiment(client, cfg.experiment_name("training")), tags=TELCO_DECISION.to_tags()
+    )
     run_id = run.info.run_id
     if importance is not None:
-        client.log_dict(run_id, {"shap_importance": [{"feature": f, "mean_abs_shap": v} for f, v in importance.items()]},
-                        bus.EVIDENCE_ARTIFACT)
+        client.log_dict(
+            run_id,
+            {"shap_importance": [{"feature": f, "mean_abs_shap": v} for f, v in importance.items()]},
+            bus.EVIDENCE_ARTIFACT,
+        )
         _log_real_model(run_id, score.model)
     reference = frame.iloc[TRAIN_ROWS][[cfg.id_column, *cfg.features]].copy()
     for column, values in TELCO_DECISION.predict(score.model, reference[cfg.features]).items():
@@ -85,7 +91,9 @@ def register_champion(cfg: Any, frame: Any, scorer: tuple[Any, float],
     client.set_terminated(run_id)
     client.create_registered_model(cfg.registered_model_name)
     version = client.create_model_version(
-        cfg.registered_model_name, source=f"{run.info.artifact_uri}/{bus.MODEL_ARTIFACT}", run_id=run_id,
+        cfg.registered_model_name,
+        source=f"{run.info.artifact_uri}/{bus.MODEL_ARTIFACT}",
+        run_id=run_id,
         tags=TELCO_DECISION.to_tags(),
     ).version
     client.set_registered_model_alias(cfg.registered_model_name, bus.CHAMPION, version)
@@ -113,15 +121,23 @@ def write_batch(cfg: Any, frame: Any, batch_id: str) -> dict[str, Any]:
     path = paths.batches_dir / f"{batch_id}.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     frame[[cfg.id_column, *cfg.features]].to_parquet(path, index=False)
-    manifest: bus.BatchManifest = {"batch_id": batch_id, "kind": "batch", "batch_uri": path_to_uri(path),
-                                   "has_target": False, "rows_received": len(frame), "rows_accepted": len(frame),
-                                   "rows_quarantined": 0, "ingested_at": "2026-11-22T00:00:00+00:00"}
+    manifest: bus.BatchManifest = {
+        "batch_id": batch_id,
+        "kind": "batch",
+        "batch_uri": path_to_uri(path),
+        "has_target": False,
+        "rows_received": len(frame),
+        "rows_accepted": len(frame),
+        "rows_quarantined": 0,
+        "ingested_at": "2026-11-22T00:00:00+00:00",
+    }
     write_json(paths.batches_dir / f"{batch_id}.json", dict(manifest))
     return dict(manifest)
 
 
-def score_batch(cfg: Any, batch_df: Any, batch_id: str, version: str, model_run_id: str,
-                scorer: tuple[Any, float]) -> str:
+def score_batch(
+    cfg: Any, batch_df: Any, batch_id: str, version: str, model_run_id: str, scorer: tuple[Any, float]
+) -> str:
     """Fake the inference stage for one batch (batch, predictions partition, FINISHED run); returns the run id."""
     from driftloop.core.tracking import ensure_experiment, get_client
 
@@ -132,7 +148,11 @@ def score_batch(cfg: Any, batch_df: Any, batch_id: str, version: str, model_run_
     predictions = batch_df[[cfg.id_column]].copy().reset_index(drop=True)
     for column, values in TELCO_DECISION.predict(score.model, batch_df[cfg.features]).items():
         predictions[column] = values
-    lineage = {"model_name": cfg.registered_model_name, "model_version": version, "model_run_id": model_run_id}
+    lineage = {
+        "model_name": cfg.registered_model_name,
+        "model_version": version,
+        "model_run_id": model_run_id,
+    }
     for column in bus.PREDICTION_LINEAGE_COLUMNS:
         predictions[column] = lineage[column]
     predictions[bus.SCORED_AT_COLUMN] = "2026-11-22T00:00:00Z"

@@ -35,9 +35,12 @@ def expected_champion(client: Any, cfg: Any, incumbent: str, candidate: str) -> 
 
     version = client.get_model_version(cfg.registered_model_name, candidate)
     metrics = client.get_run(version.run_id).data.metrics
-    meets_floors = all(metrics.get(gate_metric_key(m), float("nan")) >= floor for m, floor in cfg.gates.floors.items())
+    meets_floors = all(
+        metrics.get(gate_metric_key(m), float("nan")) >= floor for m, floor in cfg.gates.floors.items()
+    )
     better = holdout_auc(client, cfg, candidate, candidate) >= (
-        holdout_auc(client, cfg, incumbent, candidate) + cfg.gates.min_improvement)
+        holdout_auc(client, cfg, incumbent, candidate) + cfg.gates.min_improvement
+    )
     failed = [c for c in (version.tags.get(bus.GATE_FAILED_CHECKS_TAG) or "").split(",") if c]
     others_pass = all(c.startswith(("floor.", "beats_champion")) for c in failed)
     return candidate if meets_floors and better and others_pass else incumbent

@@ -31,7 +31,8 @@ COMMAND_MODULES = (
 def build_parser() -> argparse.ArgumentParser:
     """Build the top-level parser with every module's sub-commands."""
     parser = argparse.ArgumentParser(
-        prog="driftloop", description="Driftloop command line: run any stage of the closed loop without Airflow."
+        prog="driftloop",
+        description="Driftloop command line: run any stage of the closed loop without Airflow.",
     )
     parser.add_argument("--dataset", help="dataset config name (default: $DRIFTLOOP_DATASET or telco_churn)")
     subparsers = parser.add_subparsers(dest="command", required=True)

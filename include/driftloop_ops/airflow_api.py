@@ -17,8 +17,13 @@ class AirflowApiError(RuntimeError):
     """The API answered with an unexpected status, or a wait ran out of time."""
 
 
-def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s: float = 1.0,
-               on_poll: Callable[[], None] | None = None) -> Any:
+def wait_until(
+    check: Callable[[], Any],
+    timeout_s: float,
+    what: str,
+    interval_s: float = 1.0,
+    on_poll: Callable[[], None] | None = None,
+) -> Any:
     """Call ``check`` until it returns something truthy and return that.
 
     Args:
@@ -45,7 +50,9 @@ def wait_until(check: Callable[[], Any], timeout_s: float, what: str, interval_s
         except Exception as exc:  # noqa: BLE001 - retried until the deadline
             last_exc = exc
         time.sleep(interval_s)
-    raise AirflowApiError(f"timed out after {timeout_s:.0f} s waiting for {what}" + (f": {last_exc}" if last_exc else ""))
+    raise AirflowApiError(
+        f"timed out after {timeout_s:.0f} s waiting for {what}" + (f": {last_exc}" if last_exc else "")
+    )
 
 
 def read_generated_password(password_file: Path, username: str = "admin", timeout_s: float = 60) -> str:
@@ -66,8 +73,15 @@ class AirflowClient:
         on_poll: Called before every poll of a ``wait_*`` method (see :func:`wait_until`).
     """
 
-    def __init__(self, base_url: str, username: str, password: str, timeout_s: float = 60, poll_s: float = 0.5,
-                 on_poll: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        timeout_s: float = 60,
+        poll_s: float = 0.5,
+        on_poll: Callable[[], None] | None = None,
+    ):
         import requests
 
         self.base_url = base_url.rstrip("/")
@@ -79,8 +93,11 @@ class AirflowClient:
     def _token(self) -> None:
         if time.monotonic() - self._token_at < 600:
             return
-        response = self.session.post(f"{self.base_url}/auth/token", timeout=self.timeout_s,
-                                     json={"username": self.username, "password": self.password})
+        response = self.session.post(
+            f"{self.base_url}/auth/token",
+            timeout=self.timeout_s,
+            json={"username": self.username, "password": self.password},
+        )
         if response.status_code not in (200, 201):
             raise AirflowApiError(f"POST /auth/token -> {response.status_code}: {response.text[:500]}")
         self.session.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
@@ -93,7 +110,9 @@ class AirflowClient:
             AirflowApiError: The status is not in ``expect``.
         """
         self._token()
-        response = self.session.request(method, f"{self.base_url}/api/v2{path}", timeout=self.timeout_s, **kwargs)
+        response = self.session.request(
+            method, f"{self.base_url}/api/v2{path}", timeout=self.timeout_s, **kwargs
+        )
         if response.status_code not in tuple(expect):
             raise AirflowApiError(f"{method} {path} -> {response.status_code}: {response.text[:1000]}")
         return response.json() if response.content else None
@@ -130,7 +149,9 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """Trigger a manual run now; returns its run id."""
-        return self.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})["dag_run_id"]
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})[
+            "dag_run_id"
+        ]
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """One DAG run."""
@@ -138,7 +159,9 @@ class AirflowClient:
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Runs of ``dag_id``, newest first (at most 100)."""
-        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "-run_after"})["dag_runs"]
+        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "-run_after"})[
+            "dag_runs"
+        ]
 
     def run_ids(self, dag_id: str) -> set[str]:
         """Ids of the runs of ``dag_id`` that exist now."""
@@ -147,7 +170,8 @@ class AirflowClient:
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of a run."""
         return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[
-            "task_instances"]
+            "task_instances"
+        ]
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         """One task instance (its latest try)."""
@@ -159,19 +183,27 @@ class AirflowClient:
 
     def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
         """Every try of a task instance."""
-        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")["task_instances"]
+        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")[
+            "task_instances"
+        ]
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         """The text of one try's log (or why it is unavailable)."""
         try:
-            content = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-                                params={"full_content": "true"}, headers={"Accept": "application/json"})
+            content = self.call(
+                "GET",
+                f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+                params={"full_content": "true"},
+                headers={"Accept": "application/json"},
+            )
         except AirflowApiError as exc:
             return f"(log unavailable: {exc})"
         events = content.get("content", []) if isinstance(content, dict) else content
         return "\n".join(
-            f"{e.get('level', '')} {e.get('event', '')} {e.get('error_detail', '') or ''}" if isinstance(e, dict)
-            else str(e) for e in events or []
+            f"{e.get('level', '')} {e.get('event', '')} {e.get('error_detail', '') or ''}"
+            if isinstance(e, dict)
+            else str(e)
+            for e in events or []
         )
 
     def describe_run(self, dag_id: str, run_id: str) -> str:
@@ -183,22 +215,31 @@ class AirflowClient:
                 lines.append(self.task_log(dag_id, run_id, ti["task_id"], ti["try_number"])[-3000:])
         return "\n".join(lines)
 
-    def wait_for_run(self, dag_id: str, run_id: str, timeout_s: float = 900,
-                     ok: Iterable[str] | None = None) -> dict[str, Any]:
+    def wait_for_run(
+        self, dag_id: str, run_id: str, timeout_s: float = 900, ok: Iterable[str] | None = None
+    ) -> dict[str, Any]:
         """Wait for a run to finish and return it.
 
         Raises:
             AirflowApiError: It did not finish in time, or ``ok`` is given and its final state is not in it
                 (the message describes every task and quotes failed tasks' logs).
         """
-        run = wait_until(lambda: (r := self.dag_run(dag_id, run_id))["state"] in DONE_STATES and r,
-                         timeout_s, f"{dag_id} run {run_id}", self.poll_s, self.on_poll)
+        run = wait_until(
+            lambda: (r := self.dag_run(dag_id, run_id))["state"] in DONE_STATES and r,
+            timeout_s,
+            f"{dag_id} run {run_id}",
+            self.poll_s,
+            self.on_poll,
+        )
         if ok is not None and run["state"] not in tuple(ok):
-            raise AirflowApiError(f"{dag_id} {run_id} ended {run['state']}:\n{self.describe_run(dag_id, run_id)}")
+            raise AirflowApiError(
+                f"{dag_id} {run_id} ended {run['state']}:\n{self.describe_run(dag_id, run_id)}"
+            )
         return run
 
-    def wait_new_run(self, dag_id: str, known: Iterable[str], run_type: str | None = None,
-                     timeout_s: float = 300) -> dict[str, Any]:
+    def wait_new_run(
+        self, dag_id: str, known: Iterable[str], run_type: str | None = None, timeout_s: float = 300
+    ) -> dict[str, Any]:
         """The first run of ``dag_id`` not in ``known`` (created by an asset event, an operator or a schedule)."""
         known = set(known)
 
@@ -208,11 +249,19 @@ class AirflowClient:
                     return run
             return None
 
-        return wait_until(appeared, timeout_s, f"a new {run_type or ''} run of {dag_id}", self.poll_s, self.on_poll)
+        return wait_until(
+            appeared, timeout_s, f"a new {run_type or ''} run of {dag_id}", self.poll_s, self.on_poll
+        )
 
-    def wait_task_state(self, dag_id: str, run_id: str, task_id: str, states: Iterable[str],
-                        timeout_s: float = 300) -> dict[str, Any]:
+    def wait_task_state(
+        self, dag_id: str, run_id: str, task_id: str, states: Iterable[str], timeout_s: float = 300
+    ) -> dict[str, Any]:
         """The task instance once its state is one of ``states``."""
         wanted = tuple(states)
-        return wait_until(lambda: (ti := self.task_instance(dag_id, run_id, task_id))["state"] in wanted and ti,
-                          timeout_s, f"{dag_id}.{task_id} in {wanted}", self.poll_s, self.on_poll)
+        return wait_until(
+            lambda: (ti := self.task_instance(dag_id, run_id, task_id))["state"] in wanted and ti,
+            timeout_s,
+            f"{dag_id}.{task_id} in {wanted}",
+            self.poll_s,
+            self.on_poll,
+        )

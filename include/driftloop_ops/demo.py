@@ -47,14 +47,17 @@ def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) 
     api.wait_for_dags(loop_dag_ids(cfg.name))
     client = get_client(settings)
     log("closed loop: reference → v1; clean batch (no fire); drifted batch + labels → the sensor fires → v2")
-    record = drive_closed_loop(SchedulerRunner(api), cfg, client, settings, batch_rows=1000, sensor_again=False,
-                               log=log)
+    record = drive_closed_loop(
+        SchedulerRunner(api), cfg, client, settings, batch_rows=1000, sensor_again=False, log=log
+    )
     summary = summarize(cfg, client, layout, record, settings)
     log(format_summary(summary))
     return summary
 
 
-def summarize(cfg: Any, client: Any, layout: StackLayout, record: LoopRecord, settings: Settings) -> dict[str, Any]:
+def summarize(
+    cfg: Any, client: Any, layout: StackLayout, record: LoopRecord, settings: Settings
+) -> dict[str, Any]:
     """Collect what the loop did from the state folder, MLflow and the loop record."""
     from driftloop.core.tracking import search_runs
 
@@ -64,8 +67,12 @@ def summarize(cfg: Any, client: Any, layout: StackLayout, record: LoopRecord, se
     # Search results carry no aliases: read each version.
     versions = [client.get_model_version(cfg.registered_model_name, v.version) for v in found]
     model_versions = [
-        {"version": v.version, "trigger": v.tags.get(bus.TRIGGER_REASON_TAG), "gate": v.tags.get(bus.GATE_TAG),
-         "aliases": sorted(v.aliases or [])}
+        {
+            "version": v.version,
+            "trigger": v.tags.get(bus.TRIGGER_REASON_TAG),
+            "gate": v.tags.get(bus.GATE_TAG),
+            "aliases": sorted(v.aliases or []),
+        }
         for v in sorted(versions, key=lambda v: int(v.version))
     ]
     monitoring = search_runs(client, cfg.experiment_name("monitoring"))
@@ -94,7 +101,9 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"  batches ingested : {', '.join(summary['batches_ingested'])}",
     ]
     for v in summary["model_versions"]:
-        lines.append(f"  model v{v['version']:<3}      : trigger={v['trigger']}, gate={v['gate']}, aliases={v['aliases']}")
+        lines.append(
+            f"  model v{v['version']:<3}      : trigger={v['trigger']}, gate={v['gate']}, aliases={v['aliases']}"
+        )
     lines += [
         f"  champion         : v{summary['champion']}",
         f"  clean batch fired: {summary['clean_batch_fired']}",

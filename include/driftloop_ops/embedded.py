@@ -40,7 +40,9 @@ class StackLayout:
     def from_env(cls, settings: Settings | None = None) -> StackLayout:
         """Layout under ``DRIFTLOOP_HOME``; ports from ``DRIFTLOOP_MLFLOW_PORT`` / ``DRIFTLOOP_AIRFLOW_PORT``."""
         settings = settings or Settings.from_env()
-        return cls(home_dir=settings.home_dir, mlflow_port=settings.mlflow_port, airflow_port=settings.airflow_port)
+        return cls(
+            home_dir=settings.home_dir, mlflow_port=settings.mlflow_port, airflow_port=settings.airflow_port
+        )
 
     @property
     def airflow_home(self) -> Path:
@@ -99,7 +101,9 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
         "MLFLOW_TRACKING_URI": layout.mlflow_url,
         "DRIFTLOOP_HOME": str(layout.home_dir),
         "DRIFTLOOP_MLFLOW_UI_URL": layout.mlflow_url,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH")])
+        ),
         # `airflow standalone` starts its components as `airflow ...` from PATH: use this environment's.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
@@ -141,13 +145,18 @@ def start_stack(layout: StackLayout, extra_env: dict[str, str] | None = None, lo
     env = airflow_env(layout, extra_env)
     log("migrating the Airflow metadata DB (SQLite)")
     migrate = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], env=env, capture_output=True, text=True
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     if migrate.returncode != 0:
         raise ServiceError(f"airflow db migrate failed:\n{migrate.stderr[-3000:]}")
     log(f"starting Airflow (api-server, scheduler, dag-processor, triggerer) at {layout.airflow_url}")
     log_path = layout.airflow_home / "standalone.log"
-    process = start_process("airflow", [str(Path(sys.executable).with_name("airflow")), "standalone"], log_path, env)
+    process = start_process(
+        "airflow", [str(Path(sys.executable).with_name("airflow")), "standalone"], log_path, env
+    )
     _write_pid(layout, "airflow", process.pid)
     wait_http_ok(f"{layout.airflow_url}/api/v2/monitor/health", 180, process, log_path)
 
@@ -163,7 +172,9 @@ def stop_stack(layout: StackLayout, log: Any = print) -> None:
 
 
 @contextmanager
-def temporary_stack(root: Path, extra_env: dict[str, str] | None = None, log: Any = print) -> Iterator[StackLayout]:
+def temporary_stack(
+    root: Path, extra_env: dict[str, str] | None = None, log: Any = print
+) -> Iterator[StackLayout]:
     """An embedded stack under ``root`` on free ports, stopped on exit (benchmarks and tests).
 
     This process's ``DRIFTLOOP_HOME`` and ``MLFLOW_TRACKING_URI`` point at the stack inside the block, so package
@@ -173,8 +184,13 @@ def temporary_stack(root: Path, extra_env: dict[str, str] | None = None, log: An
 
     layout = StackLayout(home_dir=Path(root), mlflow_port=free_port(), airflow_port=free_port())
     saved = {k: os.environ.get(k) for k in ("DRIFTLOOP_HOME", "MLFLOW_TRACKING_URI", *(extra_env or {}))}
-    os.environ.update({"DRIFTLOOP_HOME": str(layout.home_dir), "MLFLOW_TRACKING_URI": layout.mlflow_url,
-                       **(extra_env or {})})
+    os.environ.update(
+        {
+            "DRIFTLOOP_HOME": str(layout.home_dir),
+            "MLFLOW_TRACKING_URI": layout.mlflow_url,
+            **(extra_env or {}),
+        }
+    )
     try:
         start_stack(layout, extra_env, log)
         yield layout

@@ -23,7 +23,12 @@ from typing import Any, Protocol
 from driftloop.core import bus
 
 DATA, TRAINING, INFERENCE, MONITORING, SENSOR = (
-    bus.DATA_PIPELINE, bus.TRAINING_PIPELINE, bus.INFERENCE_PIPELINE, bus.MONITORING_PIPELINE, bus.DRIFT_SENSOR)
+    bus.DATA_PIPELINE,
+    bus.TRAINING_PIPELINE,
+    bus.INFERENCE_PIPELINE,
+    bus.MONITORING_PIPELINE,
+    bus.DRIFT_SENSOR,
+)
 LOOP_DAGS = (DATA, TRAINING, INFERENCE, MONITORING, SENSOR)
 
 
@@ -67,7 +72,9 @@ class InProcessRunner:
 
     def start(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         dag_run = self.dags[dag_id].test(run_conf=conf) if conf else self.dags[dag_id].test()
-        states = {ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()}
+        states = {
+            ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()
+        }
         self.results[dag_run.run_id] = (str(getattr(dag_run.state, "value", dag_run.state)), states)
         return dag_run.run_id
 
@@ -88,7 +95,9 @@ class InProcessRunner:
         from airflow.utils.session import create_session
 
         with create_session() as session:
-            runs = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_type == "operator_triggered")
+            runs = session.query(DagRun).filter(
+                DagRun.dag_id == dag_id, DagRun.run_type == "operator_triggered"
+            )
             return [(r.run_id, dict(r.conf or {})) for r in runs]
 
 
@@ -113,8 +122,11 @@ class SchedulerRunner:
         return run["state"], self.api.task_states(dag_id, run_id)
 
     def triggered_runs(self, dag_id: str) -> list[tuple[str, dict[str, Any]]]:
-        return [(r["dag_run_id"], r.get("conf") or {}) for r in self.api.runs(dag_id)
-                if r["run_type"] == "operator_triggered"]
+        return [
+            (r["dag_run_id"], r.get("conf") or {})
+            for r in self.api.runs(dag_id)
+            if r["run_type"] == "operator_triggered"
+        ]
 
 
 class InProcessSimulator:
@@ -155,8 +167,14 @@ class CommandSimulator:
 
     def batch(self, index: int, rows: int, drift_preset: str | None = None) -> None:
         """Scoring batch ``index``, optionally drifted."""
-        self.run("batch", "--index", str(index), "--rows", str(rows),
-                 *(["--drift-preset", drift_preset] if drift_preset else []))
+        self.run(
+            "batch",
+            "--index",
+            str(index),
+            "--rows",
+            str(rows),
+            *(["--drift-preset", drift_preset] if drift_preset else []),
+        )
 
     def labels(self, index: int) -> None:
         """The late labels of batch ``index``."""
@@ -227,9 +245,17 @@ class _Driver:
         self.start(f"{prefix}_{SENSOR}", SENSOR)
 
 
-def drive_closed_loop(runner: LoopRunner, cfg: Any, client: Any, settings: Any = None, batch_rows: int = 800,
-                      clean_batch: bool = True, sensor_again: bool = True, log: Any = None,
-                      simulator: Any = None) -> LoopRecord:
+def drive_closed_loop(
+    runner: LoopRunner,
+    cfg: Any,
+    client: Any,
+    settings: Any = None,
+    batch_rows: int = 800,
+    clean_batch: bool = True,
+    sensor_again: bool = True,
+    log: Any = None,
+    simulator: Any = None,
+) -> LoopRecord:
     """Reference → v1 → [clean batch (no fire)] → drifted batch + late labels → the sensor fires → v2.
 
     Args:
@@ -254,7 +280,9 @@ def drive_closed_loop(runner: LoopRunner, cfg: Any, client: Any, settings: Any =
     known_training = driver.run_ids(TRAINING)
     driver.start("data_1", DATA)
     driver.follow("train_1", TRAINING, known_training)
-    record.champion_after_v1 = str(client.get_model_version_by_alias(cfg.registered_model_name, bus.CHAMPION).version)
+    record.champion_after_v1 = str(
+        client.get_model_version_by_alias(cfg.registered_model_name, bus.CHAMPION).version
+    )
 
     if clean_batch:
         simulator.batch(1, batch_rows)

@@ -23,9 +23,13 @@ def _first_line(docstring: str | None) -> str:
 
 
 def _public_functions(tree: ast.Module, limit: int = 5) -> list[str]:
-    names = [node.name for node in tree.body
-             if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_")
-             and node.name != "add_cli"]
+    names = [
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef)
+        and not node.name.startswith("_")
+        and node.name != "add_cli"
+    ]
     return names[:limit]
 
 
@@ -93,7 +97,9 @@ def write_sections(root: Path = PROJECT_DIR) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     """``python -m driftloop_ops.reference [--check]``."""
     parser = argparse.ArgumentParser(prog="python -m driftloop_ops.reference", description=__doc__)
-    parser.add_argument("--check", action="store_true", help="report stale sections and exit 1, write nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="report stale sections and exit 1, write nothing"
+    )
     args = parser.parse_args(argv)
     if args.check:
         stale = stale_sections()

@@ -68,7 +68,9 @@ def stop_process_group(pid: int, timeout_s: float = 20) -> None:
         pass
 
 
-def wait_http_ok(url: str, timeout_s: float, process: subprocess.Popen | None = None, log_path: Path | None = None) -> None:
+def wait_http_ok(
+    url: str, timeout_s: float, process: subprocess.Popen | None = None, log_path: Path | None = None
+) -> None:
     """Poll ``url`` until it answers 2xx.
 
     Raises:
@@ -103,12 +105,19 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def start_process(name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def start_process(
+    name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``args`` in a new process group with stdout/stderr appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
 
 

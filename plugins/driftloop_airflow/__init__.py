@@ -94,8 +94,13 @@ def fail_fast() -> Iterator[None]:
         raise AirflowFailException(f"{type(exc).__name__}: {exc}") from exc
 
 
-def run_stage(dataset: str, stage_fn: Callable[..., Any], *args: Any, skip_on: tuple[type[Exception], ...] = (),
-              **kwargs: Any) -> Any:
+def run_stage(
+    dataset: str,
+    stage_fn: Callable[..., Any],
+    *args: Any,
+    skip_on: tuple[type[Exception], ...] = (),
+    **kwargs: Any,
+) -> Any:
     """Call a package function with one dataset's config and the process settings; verdicts fail fast.
 
     This is the one way a DAG task calls into ``driftloop``: ``run_stage(dataset, ingest.ingest_batches)``. The

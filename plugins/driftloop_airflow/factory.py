@@ -68,10 +68,16 @@ def report_refused_configs(doc_md: str | None = None) -> Any:
         """Stands for the DAGs of refused dataset configs: it never validates, so it is never scheduled."""
 
         def validate(self) -> None:
-            raise ConfigError(f"dataset configs refused in {catalog.config_dir}; their DAGs are not built:\n"
-                              f"{problems}")
+            raise ConfigError(
+                f"dataset configs refused in {catalog.config_dir}; their DAGs are not built:\n{problems}"
+            )
 
-    with RefusedConfigsDag(dag_id=REPORT_DAG_ID, schedule=None, start_date=START_DATE, doc_md=doc_md,
-                           tags=["driftloop", "config"]) as placeholder:
+    with RefusedConfigsDag(
+        dag_id=REPORT_DAG_ID,
+        schedule=None,
+        start_date=START_DATE,
+        doc_md=doc_md,
+        tags=["driftloop", "config"],
+    ) as placeholder:
         pass
     return placeholder

@@ -32,23 +32,33 @@ class DriftSensor(BaseOperator):
     """
 
     ui_color = "#f4a261"
-    start_trigger_args = StartTriggerArgs(trigger_cls=TRIGGER_CLASS, next_method="execute_complete",
-                                          trigger_kwargs={}, next_kwargs=None, timeout=None)
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls=TRIGGER_CLASS,
+        next_method="execute_complete",
+        trigger_kwargs={},
+        next_kwargs=None,
+        timeout=None,
+    )
     start_from_trigger = True
 
-    def __init__(self, *, dataset: str, poll_s: float, timeout_s: float, start_from_trigger: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *, dataset: str, poll_s: float, timeout_s: float, start_from_trigger: bool = True, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.dataset, self.poll_s, self.timeout_s = dataset, poll_s, timeout_s
         self.start_from_trigger = start_from_trigger
         # Replaced, not mutated: start_trigger_args is a class attribute shared by every instance.
         self.start_trigger_args = dataclasses.replace(
-            self.start_trigger_args, trigger_kwargs={"dataset": dataset, "poll_s": poll_s, "timeout_s": timeout_s})
+            self.start_trigger_args,
+            trigger_kwargs={"dataset": dataset, "poll_s": poll_s, "timeout_s": timeout_s},
+        )
 
     def execute(self, context: Any) -> None:
         from driftloop_airflow.triggers import DriftTrigger
 
-        self.defer(trigger=DriftTrigger(self.dataset, self.poll_s, self.timeout_s), method_name="execute_complete")
+        self.defer(
+            trigger=DriftTrigger(self.dataset, self.poll_s, self.timeout_s), method_name="execute_complete"
+        )
 
     def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> dict[str, Any]:
         from driftloop_airflow import run_stage

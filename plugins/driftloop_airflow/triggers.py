@@ -45,8 +45,10 @@ class DriftTrigger(BaseTrigger):
         self.dataset, self.poll_s, self.timeout_s = dataset, float(poll_s), float(timeout_s)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (f"{type(self).__module__}.{type(self).__qualname__}",
-                {"dataset": self.dataset, "poll_s": self.poll_s, "timeout_s": self.timeout_s})
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"dataset": self.dataset, "poll_s": self.poll_s, "timeout_s": self.timeout_s},
+        )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from driftloop.core.errors import Verdict

@@ -29,8 +29,12 @@ def require_docker() -> None:
         return
     message = f"container tests need Docker: {problem}"
     if in_ci():
-        pytest.fail(f"{message} (CI=true: .ci/run installs and starts Docker, so this is a failure)", pytrace=False)
-    pytest.skip(f"{message} (run `make test-containers` where Docker runs, or with CI=true to make this a failure)")
+        pytest.fail(
+            f"{message} (CI=true: .ci/run installs and starts Docker, so this is a failure)", pytrace=False
+        )
+    pytest.skip(
+        f"{message} (run `make test-containers` where Docker runs, or with CI=true to make this a failure)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +42,11 @@ def images(tmp_path_factory: pytest.TempPathFactory):
     """Base, stand-in and Driftloop images (offline path by default; DRIFTLOOP_TEST_IMAGES=hub for Docker Hub)."""
     require_docker()
     log = tmp_path_factory.mktemp("images") / "build.log"
-    build = build_hub_images if os.environ.get("DRIFTLOOP_TEST_IMAGES", "offline") == "hub" else build_offline_images
+    build = (
+        build_hub_images
+        if os.environ.get("DRIFTLOOP_TEST_IMAGES", "offline") == "hub"
+        else build_offline_images
+    )
     try:
         built = build(log)
     except ContainerStackError as exc:

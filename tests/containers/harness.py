@@ -60,7 +60,9 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("true", "1", "yes")
 
 
-def sh(argv: list[str], timeout_s: float = 600, check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
+def sh(
+    argv: list[str], timeout_s: float = 600, check: bool = True, **kwargs: Any
+) -> subprocess.CompletedProcess:
     """Run a command, capturing text output; raise with its output when ``check`` and it fails."""
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s, **kwargs)
@@ -87,7 +89,9 @@ def wait_for(check, timeout_s: float, what: str, interval_s: float = 2.0) -> Any
         except Exception as exc:  # noqa: BLE001 - retried until the deadline
             last = exc
         time.sleep(interval_s)
-    raise ContainerStackError(f"timed out after {timeout_s:.0f} s waiting for {what}" + (f": {last}" if last else ""))
+    raise ContainerStackError(
+        f"timed out after {timeout_s:.0f} s waiting for {what}" + (f": {last}" if last else "")
+    )
 
 
 def compose_cli() -> list[str] | None:
@@ -142,9 +146,13 @@ def build_offline_images(log_path: Path) -> Images:
     out = sh(["bash", str(BUILD_SCRIPT)], timeout_s=1500, check=False, env=build_env(), cwd=REPO)
     log_path.write_text(out.stdout + "\n" + out.stderr)
     if out.returncode != 0:
-        raise ContainerStackError(f"build-images.sh exited {out.returncode}; log {log_path}:\n{out.stderr[-4000:]}")
+        raise ContainerStackError(
+            f"build-images.sh exited {out.returncode}; log {log_path}:\n{out.stderr[-4000:]}"
+        )
     printed = dict(re.findall(r"^([A-Z_]+)=(\S+)$", out.stdout, re.M))
-    seconds = {m[0]: float(m[1]) for m in re.findall(r"^build-images: (.+?) \(.*\): (\d+) s$", out.stderr, re.M)}
+    seconds = {
+        m[0]: float(m[1]) for m in re.findall(r"^build-images: (.+?) \(.*\): (\d+) s$", out.stderr, re.M)
+    }
     seconds["all images"] = time.monotonic() - started
     return Images(
         app=printed["DRIFTLOOP_IMAGE"],
@@ -165,7 +173,9 @@ def buildkit_docker() -> str:
         version = sh([cli, "version", "--format", "{{.Client.Version}}"], 60, check=False).stdout.strip()
         if version.split(".")[0].isdigit() and int(version.split(".")[0]) < 23:
             return cli
-    raise ContainerStackError("no docker CLI that builds with BuildKit (install buildx, or Debian's docker.io)")
+    raise ContainerStackError(
+        "no docker CLI that builds with BuildKit (install buildx, or Debian's docker.io)"
+    )
 
 
 def build_hub_images(log_path: Path) -> Images:
@@ -178,7 +188,9 @@ def build_hub_images(log_path: Path) -> Images:
     out = sh([*argv, str(REPO)], timeout_s=1500, check=False, env=env)
     log_path.write_text(out.stdout + "\n" + out.stderr)
     if out.returncode != 0:
-        raise ContainerStackError(f"docker build exited {out.returncode}; log {log_path}:\n{out.stderr[-4000:]}")
+        raise ContainerStackError(
+            f"docker build exited {out.returncode}; log {log_path}:\n{out.stderr[-4000:]}"
+        )
     return Images(
         app=APP_IMAGE,
         base="python:3.11-slim-bookworm",
@@ -268,7 +280,11 @@ class ComposeStack:
             *args,
         ]  # fmt: skip
         # Only what compose needs from the host: the .env file is the whole configuration.
-        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "LANG")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k in ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "LANG")
+        }
         return sh(argv, timeout_s, check=check, env=env, cwd=REPO)
 
     # ------------------------------------------------------------------ containers
@@ -308,7 +324,9 @@ class ComposeStack:
             service, state = self.service_of(c), c["State"]
             if service == "airflow-init":
                 if state["Status"] == "exited" and state["ExitCode"] != 0:
-                    raise ContainerStackError(f"airflow-init exited {state['ExitCode']}:\n{self.logs(c['Id'])}")
+                    raise ContainerStackError(
+                        f"airflow-init exited {state['ExitCode']}:\n{self.logs(c['Id'])}"
+                    )
                 if state["Status"] != "exited":
                     pending.append(service)
             elif state["Status"] != "running" or self.health_of(c) != "healthy":
@@ -324,13 +342,18 @@ class ComposeStack:
             wait_for(self._startup_state, timeout_s, "every health check", 3)
         except ContainerStackError as exc:
             details = "\n".join(
-                self.describe(c) for c in self.containers() if self.service_of(c) in {p.split("=")[0] for p in self.pending}
+                self.describe(c)
+                for c in self.containers()
+                if self.service_of(c) in {p.split("=")[0] for p in self.pending}
             )
             raise ContainerStackError(f"{exc}; still waiting for {self.pending}\n{details}") from exc
 
     def describe(self, container: dict[str, Any]) -> str:
         health = container["State"].get("Health") or {}
-        checks = [f"    {h.get('ExitCode')}: {h.get('Output', '').strip()[-300:]}" for h in health.get("Log", [])[-3:]]
+        checks = [
+            f"    {h.get('ExitCode')}: {h.get('Output', '').strip()[-300:]}"
+            for h in health.get("Log", [])[-3:]
+        ]
         return "\n".join(
             [f"--- {container['Name']} {container['State']['Status']} health={health.get('Status')}", *checks,
              self.logs(container["Id"], 40)]
@@ -390,7 +413,9 @@ def filesystem_hits(image: str, needles: list[str], workdir: Path) -> set[str]:
         sh(["docker", "rm", "-f", "-v", cid], 120, check=False)  # -v: the image's anonymous volumes too
         patterns.unlink()
     if grep.returncode not in (0, 1):
-        raise ContainerStackError(f"grep over the exported filesystem of {image} failed: {grep.stderr[-500:]}")
+        raise ContainerStackError(
+            f"grep over the exported filesystem of {image} failed: {grep.stderr[-500:]}"
+        )
     return {line.decode(errors="replace") for line in grep.stdout.splitlines()}
 
 
@@ -408,7 +433,9 @@ def extra_ca_needles(image: str) -> list[str]:
     if not bundle or not Path(bundle).is_file():
         return []
     script = "import certifi; print(open(certifi.where()).read()); print(open('/etc/ssl/certs/ca-certificates.crt').read())"
-    inside = sh(["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", script], 180)
+    inside = sh(
+        ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", script], 180
+    )
     extra = pem_certificates(Path(bundle).read_text()) - pem_certificates(inside.stdout)
     return sorted(body.splitlines()[2] for body in extra if len(body.splitlines()) > 3)
 
@@ -431,7 +458,10 @@ class MlflowRest:
         return response.json()
 
     def model_names(self) -> list[str]:
-        return [m["name"] for m in self.get("registered-models/search", max_results=100).get("registered_models", [])]
+        return [
+            m["name"]
+            for m in self.get("registered-models/search", max_results=100).get("registered_models", [])
+        ]
 
     def versions(self, name: str) -> list[dict[str, Any]]:
         found = self.get("model-versions/search", filter=f"name = '{name}'", max_results=1000)

@@ -57,7 +57,9 @@ def airflow(stack) -> AirflowClient:
 
 @pytest.fixture(scope="module")
 def mlflow(stack) -> MlflowRest:
-    return MlflowRest(stack.mlflow_url, stack.env["MLFLOW_ADMIN_USERNAME"], stack.env["MLFLOW_ADMIN_PASSWORD"])
+    return MlflowRest(
+        stack.mlflow_url, stack.env["MLFLOW_ADMIN_USERNAME"], stack.env["MLFLOW_ADMIN_PASSWORD"]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ the stack
@@ -77,7 +79,9 @@ def test_only_the_uis_are_published_and_only_on_localhost(stack):
     for c in stack.containers(running_only=True):
         for port, bindings in (c["NetworkSettings"]["Ports"] or {}).items():
             for binding in bindings or []:
-                published.setdefault(stack.service_of(c), []).append((port, binding["HostIp"], binding["HostPort"]))
+                published.setdefault(stack.service_of(c), []).append(
+                    (port, binding["HostIp"], binding["HostPort"])
+                )
     assert published == {
         "airflow-api-server": [("8080/tcp", "127.0.0.1", str(stack.airflow_port))],
         "mlflow": [("5000/tcp", "127.0.0.1", str(stack.mlflow_port))],
@@ -112,8 +116,12 @@ def test_no_secret_in_any_image_layer_or_filesystem(stack, tmp_path):
     ca_lines = extra_ca_needles(stack.images.app)
     FIGURES["extra build CA certificates checked absent from the image"] = str(len(ca_lines))
     for image in (stack.images.app, stack.images.postgres, stack.images.redis):
-        assert text_hits(image, secrets + ca_lines) == set(), f"{image}: a secret in `docker history` or its config"
-        assert filesystem_hits(image, secrets + ca_lines, tmp_path) == set(), f"{image}: a secret in its filesystem"
+        assert text_hits(image, secrets + ca_lines) == set(), (
+            f"{image}: a secret in `docker history` or its config"
+        )
+        assert filesystem_hits(image, secrets + ca_lines, tmp_path) == set(), (
+            f"{image}: a secret in its filesystem"
+        )
 
 
 def test_credentials_are_required_and_postgres_is_utf8(stack):
@@ -122,10 +130,17 @@ def test_credentials_are_required_and_postgres_is_utf8(stack):
         f"{stack.airflow_url}/auth/token", json={"username": "admin", "password": "admin"}, timeout=30
     )
     assert default.status_code in (401, 403), "admin/admin must not exist"
-    anonymous = requests.get(f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search", params={"max_results": 1})
+    anonymous = requests.get(
+        f"{stack.mlflow_url}/api/2.0/mlflow/experiments/search", params={"max_results": 1}
+    )
     assert anonymous.status_code == 401, anonymous.text[:300]
     encodings = stack.exec(
-        "postgres", "psql", "-U", "postgres", "-tAc", "select datname, pg_encoding_to_char(encoding) from pg_database"
+        "postgres",
+        "psql",
+        "-U",
+        "postgres",
+        "-tAc",
+        "select datname, pg_encoding_to_char(encoding) from pg_database",
     )
     rows = dict(line.split("|") for line in encodings.split())
     assert {"airflow", "mlflow", "mlflow_auth"} <= set(rows), rows
@@ -140,8 +155,11 @@ def mlflow_client(stack):
 
     from mlflow import MlflowClient
 
-    env = {"MLFLOW_TRACKING_URI": stack.mlflow_url, "MLFLOW_TRACKING_USERNAME": stack.env["MLFLOW_ADMIN_USERNAME"],
-           "MLFLOW_TRACKING_PASSWORD": stack.env["MLFLOW_ADMIN_PASSWORD"]}
+    env = {
+        "MLFLOW_TRACKING_URI": stack.mlflow_url,
+        "MLFLOW_TRACKING_USERNAME": stack.env["MLFLOW_ADMIN_USERNAME"],
+        "MLFLOW_TRACKING_PASSWORD": stack.env["MLFLOW_ADMIN_PASSWORD"],
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -166,8 +184,15 @@ def loop(stack, airflow, mlflow_client, telco):
 
     airflow.wait_for_dags(DAG_IDS, timeout_s=300)
     simulator = CommandSimulator(lambda *args: stack.exec("airflow-worker", "driftloop", "simulate", *args))
-    record = drive_closed_loop(SchedulerRunner(airflow, timeout_s=900), telco, mlflow_client, clean_batch=False,
-                               sensor_again=False, simulator=simulator, log=print)
+    record = drive_closed_loop(
+        SchedulerRunner(airflow, timeout_s=900),
+        telco,
+        mlflow_client,
+        clean_batch=False,
+        sensor_again=False,
+        simulator=simulator,
+        log=print,
+    )
     FIGURES["closed loop in containers (reference → retrained v2)"] = f"{record.seconds['total']:.0f} s"
     return record
 
@@ -192,15 +217,25 @@ def test_closed_loop_trains_a_champion_on_a_celery_worker(loop, stack, airflow, 
     assert v1["version"] == "1" and v1["tags"][bus.GATE_TAG] == "passed", v1["tags"]
     assert v1["tags"][bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_1"]
     # The audit log in its own database, written by the worker as the insert-only role.
-    audit = stack.exec("postgres", "psql", "-U", "postgres", "-d", "driftloop_audit", "-tAc",
-                       "select coalesce(from_version, '-'), to_version, source from champion_audit order by id")
+    audit = stack.exec(
+        "postgres",
+        "psql",
+        "-U",
+        "postgres",
+        "-d",
+        "driftloop_audit",
+        "-tAc",
+        "select coalesce(from_version, '-'), to_version, source from champion_audit order by id",
+    )
     assert audit.split()[0] == "-|1|driftloop", audit
 
 
 def test_closed_loop_drifted_batch_is_scored_monitored_and_retrains(loop, mlflow, mlflow_client, telco):
     from tests.oracles import expected_champion
 
-    assert loop.tasks("drift_data_pipeline")["announce_batches"] == "success", loop.steps["drift_data_pipeline"]
+    assert loop.tasks("drift_data_pipeline")["announce_batches"] == "success", loop.steps[
+        "drift_data_pipeline"
+    ]
     assert loop.tasks("drift_inference_pipeline")["score_pending_batches"] == "success"
     assert loop.tasks("drift_monitoring_pipeline")["monitor_predictions"] == "success"
     assert loop.tasks("drift_drift_sensor")["trigger_training"] == "success", loop.steps["drift_drift_sensor"]
@@ -213,7 +248,9 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_retrains(loop, mlflow
     assert v2["tags"][bus.TRIGGER_REASON_TAG] == "drift"
     assert v2["tags"][bus.AIRFLOW_RUN_ID_TAG] == retrain_run_id == loop.run_ids["train_2"]
     # The gate's rule recomputed on the host with sklearn, from the models the containers registered.
-    assert mlflow.alias(name, "champion") == expected_champion(mlflow_client, telco, incumbent="1", candidate="2")
+    assert mlflow.alias(name, "champion") == expected_champion(
+        mlflow_client, telco, incumbent="1", candidate="2"
+    )
 
 
 def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlflow, telco):
@@ -221,6 +258,7 @@ def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlf
 
     name = _model_name(mlflow)
     champion = mlflow.alias(name, "champion")
+
     # The service reads the aliases every DRIFTLOOP_SERVE_POLL_S (2 s here) and warms a version before serving it.
     def serves_champion() -> bool:
         ready = requests.get(f"{stack.serving_url}/ready", timeout=10)
@@ -236,14 +274,24 @@ def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlf
     missing = {"dataframe_split": {"columns": [telco.id_column], "data": [["X-1"]]}}
     assert requests.post(f"{stack.serving_url}/invocations", json=missing, timeout=60).status_code == 422
     # Every answered row reaches the prediction log in its own database (background writer: allow it a moment).
-    count = lambda: stack.exec("postgres", "psql", "-U", "postgres", "-d", "driftloop_serving", "-tAc",  # noqa: E731
-                               "select count(*) from prediction_log where role = 'primary'").strip()
+    count = lambda: stack.exec(
+        "postgres",
+        "psql",
+        "-U",
+        "postgres",
+        "-d",
+        "driftloop_serving",
+        "-tAc",  # noqa: E731
+        "select count(*) from prediction_log where role = 'primary'",
+    ).strip()
     wait_for(lambda: count() == "5", 60, "five logged predictions", 1)
 
 
 # ------------------------------------------------------------------------------------------------ faults
 def _scale_workers(stack, count: int) -> list[dict]:
-    stack.compose("up", "-d", "--no-build", "--no-recreate", "--scale", f"airflow-worker={count}", timeout_s=600)
+    stack.compose(
+        "up", "-d", "--no-build", "--no-recreate", "--scale", f"airflow-worker={count}", timeout_s=600
+    )
     stack.wait_healthy(timeout_s=300)
     workers = stack.containers("airflow-worker", running_only=True)
     assert len(workers) == count, [w["Name"] for w in workers]
@@ -264,7 +312,9 @@ def test_worker_killed_mid_training_task_is_retried_on_the_other(loop, stack, ai
     sh(["docker", "kill", victim["Id"]], 60)
     started = time.monotonic()
     airflow.wait_for_run(TRAINING_DAG, run_id, timeout_s=900, ok=("success",))
-    FIGURES["worker killed mid-training → retry succeeded on the other worker"] = f"{time.monotonic() - started:.0f} s"
+    FIGURES["worker killed mid-training → retry succeeded on the other worker"] = (
+        f"{time.monotonic() - started:.0f} s"
+    )
     final = airflow.task_instance(TRAINING_DAG, run_id, "train_model")
     assert final["try_number"] >= 2, airflow.task_tries(TRAINING_DAG, run_id, "train_model")
     assert final["hostname"] != ti["hostname"], "the retry must run on the surviving worker"

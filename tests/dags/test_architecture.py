@@ -41,23 +41,33 @@ def imported_modules(path: Path) -> list[tuple[str, int]]:
 
 
 def test_the_ml_package_imports_no_airflow():
-    offenders = [f"{p.relative_to(PROJECT_DIR)}:{line} imports {name}"
-                 for p in python_files("include/driftloop") for name, line in imported_modules(p)
-                 if name == "airflow" or name.startswith("airflow.")]
+    offenders = [
+        f"{p.relative_to(PROJECT_DIR)}:{line} imports {name}"
+        for p in python_files("include/driftloop")
+        for name, line in imported_modules(p)
+        if name == "airflow" or name.startswith("airflow.")
+    ]
     assert offenders == [], "the driftloop package must be usable without Airflow:\n" + "\n".join(offenders)
 
 
 def test_the_ml_package_does_not_depend_on_the_ops_package():
-    offenders = [f"{p.relative_to(PROJECT_DIR)}:{line}" for p in python_files("include/driftloop")
-                 for name, line in imported_modules(p) if name.startswith("driftloop_ops")]
+    offenders = [
+        f"{p.relative_to(PROJECT_DIR)}:{line}"
+        for p in python_files("include/driftloop")
+        for name, line in imported_modules(p)
+        if name.startswith("driftloop_ops")
+    ]
     assert offenders == [], offenders
 
 
 def test_no_import_cycles_inside_the_package():
     modules = {module_name(p): p for p in python_files("include/driftloop")}
     graph = {
-        name: {imp for imp, _ in imported_modules(path) if imp in modules and imp != name
-               and not name.startswith(imp + ".")}  # a submodule importing its own package's __init__ is fine
+        name: {
+            imp
+            for imp, _ in imported_modules(path)
+            if imp in modules and imp != name and not name.startswith(imp + ".")
+        }  # a submodule importing its own package's __init__ is fine
         for name, path in modules.items()
     }
     cycles = []
@@ -65,7 +75,7 @@ def test_no_import_cycles_inside_the_package():
     def visit(node: str, stack: list[str], done: set[str]) -> None:
         for nxt in sorted(graph[node]):
             if nxt in stack:
-                cycles.append(" -> ".join([*stack[stack.index(nxt):], nxt]))
+                cycles.append(" -> ".join([*stack[stack.index(nxt) :], nxt]))
             elif nxt not in done:
                 visit(nxt, [*stack, nxt], done)
         done.add(node)
@@ -97,7 +107,9 @@ def _is_module_path(value: str) -> bool:
 
 
 def test_bus_names_are_literals_only_in_the_bus_module():
-    bus_values = {v for k, v in vars(bus).items() if k.isupper() and isinstance(v, str) and v.startswith(bus.PREFIX)}
+    bus_values = {
+        v for k, v in vars(bus).items() if k.isupper() and isinstance(v, str) and v.startswith(bus.PREFIX)
+    }
     offenders = []
     for path in python_files(*SOURCE_DIRS):
         if path == PACKAGE_DIR / "core" / "bus.py":
@@ -125,12 +137,17 @@ def test_settings_is_the_only_reader_of_the_environment():
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             reads = (
-                isinstance(node, ast.Attribute) and node.attr == "getenv"
-                or isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "get" and isinstance(node.func.value, ast.Attribute)
+                isinstance(node, ast.Attribute)
+                and node.attr == "getenv"
+                or isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and isinstance(node.func.value, ast.Attribute)
                 and node.func.value.attr == "environ"
-                or isinstance(node, ast.Subscript) and isinstance(node.value, ast.Attribute)
-                and node.value.attr == "environ" and isinstance(node.ctx, ast.Load)
+                or isinstance(node, ast.Subscript)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "environ"
+                and isinstance(node.ctx, ast.Load)
             )
             if reads:
                 offenders.append(f"{path.relative_to(PROJECT_DIR)}:{node.lineno}")
@@ -138,22 +155,32 @@ def test_settings_is_the_only_reader_of_the_environment():
 
 
 def test_aliases_are_set_only_by_the_registry_module():
-    offenders = [f"{p.relative_to(PROJECT_DIR)}:{node.lineno}"
-                 for p in python_files("include/driftloop") if p.name != "registry.py"
-                 for node in ast.walk(ast.parse(p.read_text()))
-                 if isinstance(node, ast.Attribute) and node.attr in ("set_registered_model_alias",
-                                                                      "delete_registered_model_alias")]
+    offenders = [
+        f"{p.relative_to(PROJECT_DIR)}:{node.lineno}"
+        for p in python_files("include/driftloop")
+        if p.name != "registry.py"
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.Attribute)
+        and node.attr in ("set_registered_model_alias", "delete_registered_model_alias")
+    ]
     assert offenders == [], offenders
 
 
-@pytest.mark.parametrize("path", python_files("include/driftloop", "include/driftloop_ops", "plugins"),
-                         ids=lambda p: str(p.relative_to(PROJECT_DIR)))
+@pytest.mark.parametrize(
+    "path",
+    python_files("include/driftloop", "include/driftloop_ops", "plugins"),
+    ids=lambda p: str(p.relative_to(PROJECT_DIR)),
+)
 def test_modules_stay_small_and_public_functions_are_documented(path):
     lines = path.read_text().splitlines()
     assert len(lines) <= 450, f"{path.name} has {len(lines)} lines: split it by job"
-    undocumented = [node.name for node in ast.parse(path.read_text()).body
-                    if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_")
-                    and not ast.get_docstring(node)]
+    undocumented = [
+        node.name
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef)
+        and not node.name.startswith("_")
+        and not ast.get_docstring(node)
+    ]
     assert undocumented == [], f"{path.name}: public names without a docstring: {undocumented}"
 
 
@@ -186,4 +213,6 @@ def test_generated_doc_sections_match_the_code():
     from driftloop_ops.reference import stale_sections
 
     stale = stale_sections()
-    assert stale == [], f"generated doc sections out of date: {stale}; run `python -m driftloop_ops.reference`"
+    assert stale == [], (
+        f"generated doc sections out of date: {stale}; run `python -m driftloop_ops.reference`"
+    )

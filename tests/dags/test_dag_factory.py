@@ -66,20 +66,27 @@ def test_two_configs_give_every_dag_twice_with_their_own_ids_tags_assets_and_clo
         assert all(uri.startswith(f"driftloop://{dataset}/") for uri in outlets), outlets
     for dataset in ("churn_a", "churn_b"):
         data = bag.dags[bus.dag_id(dataset, bus.DATA_PIPELINE)]
-        assert {a.uri for t in data.tasks for a in t.outlets} == {bus.asset_uri(dataset, "snapshot"),
-                                                                  bus.asset_uri(dataset, "batches")}
+        assert {a.uri for t in data.tasks for a in t.outlets} == {
+            bus.asset_uri(dataset, "snapshot"),
+            bus.asset_uri(dataset, "batches"),
+        }
         training = bag.dags[bus.dag_id(dataset, bus.TRAINING_PIPELINE)]
         assert [a.uri for a in training.timetable.asset_condition.objects] == [
-            bus.asset_uri(dataset, "snapshot")]
+            bus.asset_uri(dataset, "snapshot")
+        ]
         inference = bag.dags[bus.dag_id(dataset, bus.INFERENCE_PIPELINE)]
         assert [a.uri for a in inference.timetable.asset_condition.objects] == [
-            bus.asset_uri(dataset, "batches")]
+            bus.asset_uri(dataset, "batches")
+        ]
         monitoring = bag.dags[bus.dag_id(dataset, bus.MONITORING_PIPELINE)]
         assert [a.uri for a in monitoring.timetable.asset_condition.objects] == [
-            bus.asset_uri(dataset, "predictions")]
+            bus.asset_uri(dataset, "predictions")
+        ]
         sensor_dag = bag.dags[bus.dag_id(dataset, bus.DRIFT_SENSOR)]
         assert sensor_dag.get_task("wait_for_drift").dataset == dataset
-        assert sensor_dag.get_task("trigger_training").trigger_dag_id == bus.dag_id(dataset, bus.TRAINING_PIPELINE)
+        assert sensor_dag.get_task("trigger_training").trigger_dag_id == bus.dag_id(
+            dataset, bus.TRAINING_PIPELINE
+        )
 
 
 def test_datasets_setting_restricts_the_dags_and_an_unknown_name_is_an_import_error(parse, tmp_path):
@@ -113,7 +120,9 @@ def test_configs_sharing_a_model_or_a_state_folder_are_refused_both_naming_both_
     one = copy_config(configs, "telco_churn", "churn_one", model_name="churn")
     two = copy_config(configs, "mlc_churn", "churn_two", model_name="churn")
     three = copy_config(configs, "mlc_churn", "churn_three")
-    copied = copy_config(configs, "mlc_churn", "churn_three", file_stem="churn_three_copy", model_name="other")
+    copied = copy_config(
+        configs, "mlc_churn", "churn_three", file_stem="churn_three_copy", model_name="other"
+    )
     bag = parse(configs)
     assert set(bag.dag_ids) == dag_ids_of("keep")
     error = bag.import_errors[str(REPORT_FILE)]
@@ -127,13 +136,18 @@ def test_configs_sharing_a_model_or_a_state_folder_are_refused_both_naming_both_
 @pytest.fixture(scope="module")
 def migrated_db():
     """The test session's Airflow SQLite DB, migrated (conftest points AIRFLOW_HOME at a temporary folder)."""
-    migrate = subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-                             capture_output=True, text=True, timeout=600)
+    migrate = subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert migrate.returncode == 0, migrate.stderr[-3000:]
 
 
-def test_the_dag_processor_keeps_the_other_datasets_scheduled_when_a_config_is_refused(parse, tmp_path,
-                                                                                        migrated_db):
+def test_the_dag_processor_keeps_the_other_datasets_scheduled_when_a_config_is_refused(
+    parse, tmp_path, migrated_db
+):
     """A file's import error marks every DAG of that file stale; the refusal lives in a file with no real DAG."""
     from airflow.dag_processing.dagbag import sync_bag_to_db
     from airflow.models import DagModel
@@ -152,10 +166,14 @@ def test_the_dag_processor_keeps_the_other_datasets_scheduled_when_a_config_is_r
             session.add(DagBundleModel(name=bundle))
     sync_bag_to_db(bag, bundle, None)
     with create_session() as session:
-        rows = {m.dag_id: (m.is_stale, m.has_import_errors) for m in session.query(DagModel).filter(
-            DagModel.bundle_name == bundle)}
-        errors = {e.filename: e.stacktrace for e in session.query(ParseImportError).filter(
-            ParseImportError.bundle_name == bundle)}
+        rows = {
+            m.dag_id: (m.is_stale, m.has_import_errors)
+            for m in session.query(DagModel).filter(DagModel.bundle_name == bundle)
+        }
+        errors = {
+            e.filename: e.stacktrace
+            for e in session.query(ParseImportError).filter(ParseImportError.bundle_name == bundle)
+        }
     assert rows == {dag_id: (False, False) for dag_id in dag_ids_of("factory_ok_a", "factory_ok_b")}
     [(filename, stacktrace)] = errors.items()
     assert filename == REPORT_FILE.name and "factory_bad.yaml: task:" in stacktrace

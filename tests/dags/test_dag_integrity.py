@@ -20,7 +20,17 @@ DAG_FILES = sorted((PROJECT_DIR / "dags").glob("*.py"))
 # configs are usable).
 SHIPPED_DATASETS = [p.stem for p in list_config_paths(SHIPPED_DIR)]
 EXPECTED_DAGS = {bus.dag_id(dataset, name) for dataset in SHIPPED_DATASETS for name in bus.DAG_NAMES}
-HEAVY_MODULES = ["pycaret", "mlflow", "shap", "evidently", "ydata_profiling", "sklearn", "pandas", "numpy", "pyarrow"]
+HEAVY_MODULES = [
+    "pycaret",
+    "mlflow",
+    "shap",
+    "evidently",
+    "ydata_profiling",
+    "sklearn",
+    "pandas",
+    "numpy",
+    "pyarrow",
+]
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +91,18 @@ def test_dag_file_imports_nothing_heavy_at_parse_time(dag_file, several_configs)
         f"runpy.run_path({str(dag_file)!r}); "
         f"print(json.dumps([m for m in {HEAVY_MODULES!r} if m in sys.modules]))"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH", "")]),
-           "DRIFTLOOP_CONFIG_DIR": str(several_configs), "DRIFTLOOP_DATASETS": ""}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH", "")]),
+        "DRIFTLOOP_CONFIG_DIR": str(several_configs),
+        "DRIFTLOOP_DATASETS": "",
+    }
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
-    assert loaded == [], f"{dag_file.name} imports {loaded} at parse time; import them inside the task callable"
+    assert loaded == [], (
+        f"{dag_file.name} imports {loaded} at parse time; import them inside the task callable"
+    )
 
 
 def test_a_broken_override_fails_tasks_not_dag_parsing(monkeypatch):
@@ -103,7 +119,9 @@ def test_a_broken_override_fails_tasks_not_dag_parsing(monkeypatch):
     from driftloop.data import ingest
     from driftloop_airflow import run_stage
 
-    with pytest.raises(AirflowFailException, match="ConfigError: DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON"):
+    with pytest.raises(
+        AirflowFailException, match="ConfigError: DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON"
+    ):
         run_stage("telco_churn", ingest.ingest_batches)
 
 
@@ -113,8 +131,14 @@ def test_verdicts_fail_fast_and_faults_propagate_for_a_retry():
     from driftloop.core import errors
     from driftloop_airflow import fail_fast
 
-    for verdict in (errors.GateRejected, errors.BatchQuarantined, errors.NoChampionError, errors.NoLabelledData,
-                    errors.SnapshotNotFoundError, errors.ConfigError):
+    for verdict in (
+        errors.GateRejected,
+        errors.BatchQuarantined,
+        errors.NoChampionError,
+        errors.NoLabelledData,
+        errors.SnapshotNotFoundError,
+        errors.ConfigError,
+    ):
         with pytest.raises(AirflowFailException, match=f"{verdict.__name__}: because"), fail_fast():
             raise verdict("because")
     with pytest.raises(ConnectionError), fail_fast():  # a tracking server that does not answer: retried
@@ -127,11 +151,19 @@ def test_every_task_calls_the_package_through_run_stage_or_fail_fast():
 
     for path in DAG_FILES:
         tree = ast.parse(path.read_text())
-        for func in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and any(
-                isinstance(d, ast.Name | ast.Call) and "task" in ast.unparse(d) for d in n.decorator_list)):
+        for func in (
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.FunctionDef)
+            and any(isinstance(d, ast.Name | ast.Call) and "task" in ast.unparse(d) for d in n.decorator_list)
+        ):
             calls = [ast.unparse(c.func) for c in ast.walk(func) if isinstance(c, ast.Call)]
-            imported = {a.asname or a.name for n in tree.body if isinstance(n, ast.ImportFrom)
-                        and n.module == "driftloop" for a in n.names}
+            imported = {
+                a.asname or a.name
+                for n in tree.body
+                if isinstance(n, ast.ImportFrom) and n.module == "driftloop"
+                for a in n.names
+            }
             package_calls = [c for c in calls if c.split(".")[0] in imported]
             guarded = "run_stage" in calls or "fail_fast" in calls
             assert not package_calls or guarded, f"{path.name}:{func.name} calls {package_calls} unguarded"

@@ -54,7 +54,10 @@ def test_trigger_reports_a_verdict_instead_of_waiting_forever(monkeypatch):
 
     monkeypatch.setattr(triggers, "check_for_drift", broken)
     [event] = collect(triggers.DriftTrigger("telco_churn", poll_s=0.01, timeout_s=0))
-    assert event == {"status": "error", "message": "ConfigError: DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON"}
+    assert event == {
+        "status": "error",
+        "message": "ConfigError: DRIFTLOOP_CONFIG_OVERRIDES is not valid JSON",
+    }
 
 
 def test_mlflow_reads_never_block_the_triggerers_event_loop(monkeypatch):
@@ -118,8 +121,9 @@ def test_resumed_sensor_returns_the_trigger_skips_on_timeout_and_fails_on_a_verd
     sensor = DriftSensor(task_id="wait", dataset="telco_churn", poll_s=1, timeout_s=30)
     fired = {"monitoring_run_id": "m1", "trigger_run_id": "drift__m1", "detail": "drift"}
     assert sensor.execute_complete({}, {"status": "fired", "trigger": fired}) == fired
-    monkeypatch.setattr(driftloop_airflow, "run_stage",
-                        lambda dataset, fn: ["m7", "m8"] if dataset == "telco_churn" else [])
+    monkeypatch.setattr(
+        driftloop_airflow, "run_stage", lambda dataset, fn: ["m7", "m8"] if dataset == "telco_churn" else []
+    )
     with pytest.raises(AirflowSkipException, match="in 30 s .*2 result\\(s\\) held back by the cooldown"):
         sensor.execute_complete({}, {"status": "timeout", "checks": 4})
     with pytest.raises(AirflowFailException, match="ConfigError"):

@@ -17,11 +17,20 @@ STAGES = ("data", "training", "governance", "monitoring", "serving")
 # (importing module, imported module) -> why the dependency is on a stage and not on core.
 CROSS_STAGE_IMPORTS = {
     ("training.train", "data.snapshots"): "a training run reads a training snapshot and records its lineage",
-    ("training.train", "governance.evidence"): "the governance evidence of a version is computed once, at training",
+    (
+        "training.train",
+        "governance.evidence",
+    ): "the governance evidence of a version is computed once, at training",
     ("governance.lineage", "data.snapshots"): "lineage walks from a version to the snapshot and its batches",
     ("governance.model_card", "data.snapshots"): "the card states the training snapshot's rows and hash",
-    ("monitoring.monitor", "data.contract.ids"): "batch rows are joined to late labels by the contract's entity ids",
-    ("monitoring.attribution", "governance.explain"): "drifted features are ranked by the champion's importance",
+    (
+        "monitoring.monitor",
+        "data.contract.ids",
+    ): "batch rows are joined to late labels by the contract's entity ids",
+    (
+        "monitoring.attribution",
+        "governance.explain",
+    ): "drifted features are ranked by the champion's importance",
     ("monitoring.attribution", "governance.model_card"): "attribution drift refreshes the champion's card",
     ("monitoring.live", "governance.fairness"): "live fairness reuses the training-time group metrics",
     ("serving.online.export", "data.contract"): "served windows are written with the contract's Arrow schema",
@@ -29,7 +38,10 @@ CROSS_STAGE_IMPORTS = {
     ("serving.online.validation", "data.contract"): "PII in requests is hashed as ingestion hashes it",
     ("serving.batch_scoring", "governance.audit"): "the audit reconciler runs before every inference run",
     ("serving.batch_scoring", "governance.explain"): "batch predictions carry their top-k SHAP reasons",
-    ("serving.online.ab_decision", "governance.promotion"): "an A/B decision promotes through the audited gate path",
+    (
+        "serving.online.ab_decision",
+        "governance.promotion",
+    ): "an A/B decision promotes through the audited gate path",
 }
 
 
@@ -80,15 +92,19 @@ def test_every_module_lives_in_core_or_a_stage():
 
 
 def test_core_imports_no_stage():
-    offenders = sorted(f"{a} -> {b}" for a, b in _edges() if _stage_of(a) == "core" and _stage_of(b) != "core")
+    offenders = sorted(
+        f"{a} -> {b}" for a, b in _edges() if _stage_of(a) == "core" and _stage_of(b) != "core"
+    )
     assert offenders == [], "core must not import a stage:\n" + "\n".join(offenders)
 
 
 def test_cross_stage_imports_are_listed_with_a_reason():
     found = {(a, b) for a, b in _edges() if _stage_of(a) in STAGES and _stage_of(b) in STAGES}
     unlisted = sorted(f"{a} -> {b}" for a, b in found if (a, b) not in CROSS_STAGE_IMPORTS)
-    assert unlisted == [], "cross-stage imports not in CROSS_STAGE_IMPORTS (add one with its reason, or move the "\
+    assert unlisted == [], (
+        "cross-stage imports not in CROSS_STAGE_IMPORTS (add one with its reason, or move the "
         "shared code to core):\n" + "\n".join(unlisted)
+    )
     stale = sorted(f"{a} -> {b}" for a, b in CROSS_STAGE_IMPORTS if (a, b) not in found)
     assert stale == [], "CROSS_STAGE_IMPORTS lists imports that no longer exist:\n" + "\n".join(stale)
 
@@ -99,4 +115,6 @@ def test_module_names_are_not_reused_across_folders():
     # `cli` is the one shared name: each folder's command-line glue, registered in driftloop.cli.COMMAND_MODULES.
     allowed = {"cli"} | {p.rpartition(".")[2] for p in packages}
     reused = sorted(leaf for leaf, count in leaves.items() if count > 1 and leaf not in allowed)
-    assert reused == [], f"module names used in more than one folder (a reader cannot tell them apart): {reused}"
+    assert reused == [], (
+        f"module names used in more than one folder (a reader cannot tell them apart): {reused}"
+    )

@@ -93,8 +93,9 @@ def test_truncated_inside_quoted_field(telco_cfg, state, good):
 
 def test_truncated_parquet(telco_cfg, state, good):
     payload = parquet_bytes(good)
-    assert_file_quarantined(telco_cfg, state, ingest(telco_cfg, state, "b.parquet", payload[:-100]),
-                            "truncated_file", 0)
+    assert_file_quarantined(
+        telco_cfg, state, ingest(telco_cfg, state, "b.parquet", payload[:-100]), "truncated_file", 0
+    )
 
 
 def test_wrong_delimiter(telco_cfg, state, good):
@@ -243,7 +244,9 @@ def test_out_of_range(telco_cfg, state, good):
     good.loc[0, "monthly_charges"] = 1_000_000.0
     good.loc[1, "total_charges"] = 99_999.0
     result = ingest(telco_cfg, state, "b.csv", csv_bytes(good))
-    assert_rows_quarantined(state, result, {1: "out_of_range:monthly_charges", 2: "out_of_range:total_charges"}, 20)
+    assert_rows_quarantined(
+        state, result, {1: "out_of_range:monthly_charges", 2: "out_of_range:total_charges"}, 20
+    )
 
 
 def test_negative_tenure_and_charges(telco_cfg, state, good):
@@ -251,8 +254,12 @@ def test_negative_tenure_and_charges(telco_cfg, state, good):
     good.loc[5, "monthly_charges"] = -0.01
     good.loc[6, "total_charges"] = -100.0
     result = ingest(telco_cfg, state, "b.parquet", parquet_bytes(good))
-    rejected = assert_rows_quarantined(state, result, {5: "out_of_range:tenure", 6: "out_of_range:monthly_charges",
-                                                       7: "out_of_range:total_charges"}, 20)
+    rejected = assert_rows_quarantined(
+        state,
+        result,
+        {5: "out_of_range:tenure", 6: "out_of_range:monthly_charges", 7: "out_of_range:total_charges"},
+        20,
+    )
     assert rejected.loc[0, "tenure"] == "-3", "rejected rows keep the value as received"
 
 
@@ -260,15 +267,18 @@ def test_unseen_category(telco_cfg, state, good):
     good.loc[9, "contract"] = "Lifetime"
     good.loc[10, "partner"] = 2
     result = ingest(telco_cfg, state, "b.csv", csv_bytes(good))
-    assert_rows_quarantined(state, result, {10: "unknown_category:contract", 11: "unknown_category:partner"}, 20)
+    assert_rows_quarantined(
+        state, result, {10: "unknown_category:contract", 11: "unknown_category:partner"}, 20
+    )
 
 
 def test_null_where_not_allowed(telco_cfg, state, good):
     good.loc[0, "internet_service"] = None
     good.loc[1, "customer_id"] = None
     result = ingest(telco_cfg, state, "b.csv", csv_bytes(good))
-    assert_rows_quarantined(state, result, {1: "null_not_allowed:internet_service",
-                                            2: "null_not_allowed:customer_id"}, 20)
+    assert_rows_quarantined(
+        state, result, {1: "null_not_allowed:internet_service", 2: "null_not_allowed:customer_id"}, 20
+    )
 
 
 def test_nan_and_inf(telco_cfg, state, good):
@@ -277,8 +287,12 @@ def test_nan_and_inf(telco_cfg, state, good):
     frame.loc[1, "monthly_charges"] = "-inf"
     frame.loc[2, "tenure"] = "NaN"
     result = ingest(telco_cfg, state, "b.csv", csv_bytes(frame))
-    assert_rows_quarantined(state, result, {1: "non_finite:monthly_charges", 2: "non_finite:monthly_charges",
-                                            3: "null_not_allowed:tenure"}, 20)
+    assert_rows_quarantined(
+        state,
+        result,
+        {1: "non_finite:monthly_charges", 2: "non_finite:monthly_charges", 3: "null_not_allowed:tenure"},
+        20,
+    )
 
 
 def test_inf_in_parquet_float_column(telco_cfg, state, good):
@@ -309,13 +323,22 @@ def test_formula_injection_strings(telco_cfg, state, good, telco_frame):
     good = pd.concat([good, telco_frame.iloc[20:40]], ignore_index=True)  # 5 bad rows stay under 20%
     good.loc[0, "customer_id"] = "=cmd|' /C calc'!A0"
     good.loc[1, "customer_id"] = "@SUM(1+1)*cmd|' /C calc'!A0"
-    good.loc[2, "customer_id"] = "+HYPERLINK(\"http://evil\")"
+    good.loc[2, "customer_id"] = '+HYPERLINK("http://evil")'
     good.loc[3, "customer_id"] = "-2+3+cmd|' /C calc'!A0"
     good.loc[4, "payment_method"] = "=1+1"
     result = ingest(telco_cfg, state, "b.csv", csv_bytes(good))
-    assert_rows_quarantined(state, result, {1: "formula_injection:customer_id", 2: "formula_injection:customer_id",
-                                            3: "formula_injection:customer_id", 4: "formula_injection:customer_id",
-                                            5: "formula_injection:payment_method"}, 40)
+    assert_rows_quarantined(
+        state,
+        result,
+        {
+            1: "formula_injection:customer_id",
+            2: "formula_injection:customer_id",
+            3: "formula_injection:customer_id",
+            4: "formula_injection:customer_id",
+            5: "formula_injection:payment_method",
+        },
+        40,
+    )
 
 
 def test_mixed_type_column(telco_cfg, state, good):
@@ -324,8 +347,12 @@ def test_mixed_type_column(telco_cfg, state, good):
     frame.loc[1, "total_charges"] = "12.5 USD"
     frame.loc[2, "total_charges"] = "True"
     result = ingest(telco_cfg, state, "b.csv", csv_bytes(frame))
-    assert_rows_quarantined(state, result, {1: "unparsable:total_charges", 2: "unparsable:total_charges",
-                                            3: "unparsable:total_charges"}, 20)
+    assert_rows_quarantined(
+        state,
+        result,
+        {1: "unparsable:total_charges", 2: "unparsable:total_charges", 3: "unparsable:total_charges"},
+        20,
+    )
 
 
 def test_parquet_with_numbers_stored_as_text(telco_cfg, state, good):
@@ -346,8 +373,11 @@ def test_bad_label_values(telco_cfg, state, good):
     assert result["accepted"] == ["l"]
     assert (result["rows_accepted"], result["rows_quarantined"]) == (17, 3)
     rejected = pd.read_parquet(state.quarantine_dir / "labels" / "l" / "rows.parquet")
-    assert rejected["_reason"].tolist() == ["unknown_category:churn", "null_not_allowed:customer_id",
-                                            "duplicate_id:customer_id"]
+    assert rejected["_reason"].tolist() == [
+        "unknown_category:churn",
+        "null_not_allowed:customer_id",
+        "duplicate_id:customer_id",
+    ]
 
 
 def test_good_batch_beside_bad_batches_still_proceeds(telco_cfg, state, good, telco_frame):

@@ -24,19 +24,28 @@ def whole_floats(driftloop_env, tmp_path):
     rng = np.random.default_rng(3)
     weight = rng.integers(1, 40, ROWS).astype(float)
     weight[::7] = np.nan  # why a float column of whole numbers exists at all: it has to hold missing values
-    frame = pd.DataFrame({
-        "item_id": [f"I-{i:04d}" for i in range(ROWS)],
-        "weight": weight,
-        "count": rng.integers(0, 12, ROWS),
-        "colour": rng.choice(["red", "green", "blue"], ROWS),
-        "label": rng.choice(["yes", "no"], ROWS),
-    })
+    frame = pd.DataFrame(
+        {
+            "item_id": [f"I-{i:04d}" for i in range(ROWS)],
+            "weight": weight,
+            "count": rng.integers(0, 12, ROWS),
+            "colour": rng.choice(["red", "green", "blue"], ROWS),
+            "label": rng.choice(["yes", "no"], ROWS),
+        }
+    )
     source = tmp_path / "source.parquet"
     frame.to_parquet(source, index=False)
-    raw = {"name": "whole_floats", "source": {"loader": "parquet", "path": str(source)}, "id_column": "item_id",
-           "target": "label", "positive_label": "yes", "task": "binary", "model_name": "whole-floats",
-           "contract": {"path": "whole_floats.contract.yaml"},
-           "features": {"numeric": ["weight", "count"], "categorical": ["colour"]}}
+    raw = {
+        "name": "whole_floats",
+        "source": {"loader": "parquet", "path": str(source)},
+        "id_column": "item_id",
+        "target": "label",
+        "positive_label": "yes",
+        "task": "binary",
+        "model_name": "whole-floats",
+        "contract": {"path": "whole_floats.contract.yaml"},
+        "features": {"numeric": ["weight", "count"], "categorical": ["colour"]},
+    }
     cfg = parse_dataset_config(raw, str(tmp_path / "whole_floats.yaml"))
     return cfg, frame
 
@@ -45,7 +54,12 @@ def test_a_float_column_of_whole_numbers_stays_float_and_says_why(whole_floats):
     cfg, frame = whole_floats
     result = dc.bootstrap_contract(cfg)
     columns = yaml.safe_load(open(result["contract_path"]).read())["columns"]
-    assert columns["weight"] == {"dtype": "float64", "nullable": True, "min": 0, "max": 2 * frame["weight"].max()}
+    assert columns["weight"] == {
+        "dtype": "float64",
+        "nullable": True,
+        "min": 0,
+        "max": 2 * frame["weight"].max(),
+    }
     assert columns["count"]["dtype"] == "int64" and columns["count"]["nullable"] is False
     report = {entry["column"]: entry for entry in result["report"]}
     assert report["weight"]["source_dtype"] == "float64"
@@ -84,19 +98,36 @@ def test_a_strongly_drifted_simulated_batch_of_such_data_reaches_storage_whole(w
     assert written["weight"].dropna().mod(1).ne(0).any(), "the drift writes fractions into the float column"
     assert written["count"].dtype == "int64", "and none into the integer column"
     result = ingest.ingest_batches(cfg)
-    assert result["rows_quarantined"] == 0 and sorted(result["accepted"]) == ["batch_001", "reference"], result
+    assert result["rows_quarantined"] == 0 and sorted(result["accepted"]) == ["batch_001", "reference"], (
+        result
+    )
 
 
 def test_bootstrap_cli_prints_the_report_or_json(whole_floats, tmp_path, capsys, monkeypatch):
     cfg, _ = whole_floats
     monkeypatch.setenv("DRIFTLOOP_CONFIG_DIR", str(tmp_path))
-    (tmp_path / "whole_floats.yaml").write_text(yaml.safe_dump({
-        "name": cfg.name, "source": {"loader": "parquet", "path": cfg.source.path}, "id_column": cfg.id_column,
-        "target": cfg.target, "positive_label": "yes", "task": "binary", "model_name": cfg.model_name,
-        "features": {"numeric": list(cfg.numeric_features), "categorical": list(cfg.categorical_features)}}))
+    (tmp_path / "whole_floats.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": cfg.name,
+                "source": {"loader": "parquet", "path": cfg.source.path},
+                "id_column": cfg.id_column,
+                "target": cfg.target,
+                "positive_label": "yes",
+                "task": "binary",
+                "model_name": cfg.model_name,
+                "features": {
+                    "numeric": list(cfg.numeric_features),
+                    "categorical": list(cfg.categorical_features),
+                },
+            }
+        )
+    )
     assert main(["--dataset", "whole_floats", "contract", "bootstrap"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"Wrote {tmp_path / 'whole_floats.contract.yaml'}: 5 columns from {ROWS} reference")
+    assert lines[0].startswith(
+        f"Wrote {tmp_path / 'whole_floats.contract.yaml'}: 5 columns from {ROWS} reference"
+    )
     assert lines[1].split() == ["column", "role", "source", "dtype", "null", "rule", "why"]
     weight = next(line for line in lines if line.startswith("weight "))
     assert weight.split()[:5] == ["weight", "numeric", "float64", "float64", "yes"]

@@ -23,8 +23,15 @@ def test_bootstrap_derives_dtypes_ranges_categories_and_refuses_to_overwrite(tel
     out = tmp_path / "contract.yaml"
     result = dc.bootstrap_contract(telco_cfg, out)
     assert {k: result[k] for k in ("contract_path", "columns", "rows_profiled")} == {
-        "contract_path": str(out), "columns": 21, "rows_profiled": 7043}
-    assert [entry["column"] for entry in result["report"]] == [telco_cfg.id_column, *telco_cfg.features, "churn"]
+        "contract_path": str(out),
+        "columns": 21,
+        "rows_profiled": 7043,
+    }
+    assert [entry["column"] for entry in result["report"]] == [
+        telco_cfg.id_column,
+        *telco_cfg.features,
+        "churn",
+    ]
     raw = yaml.safe_load(out.read_text())
     cols = raw["columns"]
     assert cols["customer_id"] == {"dtype": "string", "nullable": False, "unique": True, "max_length": 64}
@@ -70,8 +77,11 @@ def test_validate_frame_accounts_for_every_row_and_keeps_raw_values(telco_cfg, t
     accepted, rejected = dc.validate_frame(telco_cfg, frame)
     assert len(accepted) + len(rejected) == 30
     assert rejected["_row"].tolist() == [4, 5, 7]
-    assert rejected["_reason"].tolist() == ["unparsable:tenure", "out_of_range:monthly_charges",
-                                            "duplicate_id:customer_id"]
+    assert rejected["_reason"].tolist() == [
+        "unparsable:tenure",
+        "out_of_range:monthly_charges",
+        "duplicate_id:customer_id",
+    ]
     assert rejected.loc[0, "tenure"] == "7 months"
     assert accepted["tenure"].dtype == "int64" and accepted["monthly_charges"].dtype == "float64"
     assert accepted["total_charges"].dtype == "float64"
@@ -102,7 +112,9 @@ def test_duplicates_across_chunks_are_caught(telco_cfg, telco_frame, tmp_path):
 
 def test_utf8_bom_and_crlf_line_endings_are_accepted(telco_cfg, telco_frame, tmp_path):
     path = tmp_path / "b.csv"
-    path.write_bytes(b"\xef\xbb\xbf" + telco_frame.iloc[:10].to_csv(index=False, lineterminator="\r\n").encode())
+    path.write_bytes(
+        b"\xef\xbb\xbf" + telco_frame.iloc[:10].to_csv(index=False, lineterminator="\r\n").encode()
+    )
     report = dc.validate_file(telco_cfg, path)
     assert report["ok"] and report["rows_accepted"] == 10, report
 
@@ -110,11 +122,16 @@ def test_utf8_bom_and_crlf_line_endings_are_accepted(telco_cfg, telco_frame, tmp
 def test_pii_columns_are_dropped_or_hashed_before_storage(telco_cfg, telco_frame, monkeypatch, tmp_path):
     from dataclasses import replace
 
-    cfg = replace(telco_cfg, contract={
-        "path": telco_cfg.contract["path"],
-        "columns": {"customer_id": {"pii": "hash"},
-                    "email": {"dtype": "string", "required": False, "nullable": True, "pii": "drop"}},
-    })
+    cfg = replace(
+        telco_cfg,
+        contract={
+            "path": telco_cfg.contract["path"],
+            "columns": {
+                "customer_id": {"pii": "hash"},
+                "email": {"dtype": "string", "required": False, "nullable": True, "pii": "drop"},
+            },
+        },
+    )
     frame = telco_frame.iloc[:10].copy()
     frame["email"] = [f"person{i}@example.com" for i in range(10)]
     frame.loc[0, "tenure"] = -5
@@ -126,7 +143,10 @@ def test_pii_columns_are_dropped_or_hashed_before_storage(telco_cfg, telco_frame
     assert "TC-000001" not in rejected["customer_id"].tolist()
     again, _ = dc.validate_frame(cfg, frame, pii_salt="pepper")
     assert again["customer_id"].tolist() == accepted["customer_id"].tolist(), "same salt, same hash: ids join"
-    assert dc.validate_frame(cfg, frame, pii_salt="other")[0]["customer_id"].tolist() != accepted["customer_id"].tolist()
+    assert (
+        dc.validate_frame(cfg, frame, pii_salt="other")[0]["customer_id"].tolist()
+        != accepted["customer_id"].tolist()
+    )
     # Through the file validator the salt comes from the settings, i.e. from DRIFTLOOP_PII_SALT.
     monkeypatch.setenv("DRIFTLOOP_PII_SALT", "pepper")
     path = tmp_path / "pii.csv"
@@ -205,7 +225,9 @@ def test_ingest_cli_exit_code_reflects_quarantine(driftloop_env, telco_cfg, telc
 def test_uniqueness_is_only_declared_on_the_id_column(telco_cfg):
     raw = {"columns": {c: {"dtype": "string"} for c in [telco_cfg.id_column, *telco_cfg.features, "churn"]}}
     raw["columns"]["contract"]["unique"] = True
-    with pytest.raises(dc.ContractError, match=r"unique is supported on the id column only, not on \['contract'\]"):
+    with pytest.raises(
+        dc.ContractError, match=r"unique is supported on the id column only, not on \['contract'\]"
+    ):
         dc.parse_contract(raw, telco_cfg)
 
 

@@ -14,9 +14,17 @@ from driftloop.data import ingest, simulate
 from driftloop.data.contract.bootstrap import source_dtype
 from driftloop.data.sources import load_source_frame
 
-CONFIGS = sorted(p.stem for p in (PROJECT_DIR / "include" / "configs").glob("*.yaml") if ".contract" not in p.name
-                 and ".behaviour" not in p.name)
-TASKS = {"telco_churn": "binary", "mlc_churn": "binary", "ames_housing": "regression", "hpc_jobs": "multiclass"}
+CONFIGS = sorted(
+    p.stem
+    for p in (PROJECT_DIR / "include" / "configs").glob("*.yaml")
+    if ".contract" not in p.name and ".behaviour" not in p.name
+)
+TASKS = {
+    "telco_churn": "binary",
+    "mlc_churn": "binary",
+    "ames_housing": "regression",
+    "hpc_jobs": "multiclass",
+}
 
 
 def test_shipped_configs_cover_every_task_with_distinct_model_names():

@@ -21,7 +21,9 @@ from driftloop.core.settings import PROJECT_DIR
 # Thread method: see tests/integration/test_closed_loop.py.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900, method="thread")]
 
-CONFIGS = [p.stem for p in list_config_paths(PROJECT_DIR / "include" / "configs")]  # companions are not configs
+CONFIGS = [
+    p.stem for p in list_config_paths(PROJECT_DIR / "include" / "configs")
+]  # companions are not configs
 
 
 def test_shipped_configs_cover_every_task():
@@ -89,7 +91,9 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
 
     simulate.simulate_batch(cfg, 1, rows=600, drift={"preset": "strong"})
     batch = ingest.ingest_batches(cfg)
-    assert (batch["scoring_batch_ids"], batch["rows_quarantined"]) == (["batch_001"], 0), batch  # drift is not bad
+    assert (batch["scoring_batch_ids"], batch["rows_quarantined"]) == (["batch_001"], 0), (
+        batch
+    )  # drift is not bad
     scored = batch_scoring.score_pending_batches(cfg)
     assert [s["batch_id"] for s in scored["scored"]] == ["batch_001"]
     assert scored["model_version"] == trained["model_version"]

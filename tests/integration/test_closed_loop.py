@@ -38,8 +38,13 @@ def write_fast_configs(config_dir: Path) -> None:
 
     for name in DATASETS:
         raw = yaml.safe_load((SHIPPED_DIR / f"{name}.yaml").read_text())
-        fast = {**raw["training"], "models": raw["training"]["models"][:1], "folds": 2, "tune_iter": 0,
-                "reference_rows": 1000}
+        fast = {
+            **raw["training"],
+            "models": raw["training"]["models"][:1],
+            "folds": 2,
+            "tune_iter": 0,
+            "reference_rows": 1000,
+        }
         copy_config(config_dir, name, name, training=fast, model_name=raw["model_name"])
 
 
@@ -67,7 +72,10 @@ def loop_env(tmp_path_factory):
     for name in ("DRIFTLOOP_DATASETS", "DRIFTLOOP_CONFIG_OVERRIDES"):
         os.environ.pop(name, None)
     migrate = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"], capture_output=True, text=True, timeout=300
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     try:
@@ -175,8 +183,11 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     current = client.get_model_version_by_alias(name, "champion").version
     moved_to = "1" if current == "2" else "2"
     # What the MLflow UI does: the registry's REST endpoint, no Driftloop code involved.
-    response = requests.post(f"{loop_env['mlflow_url']}/api/2.0/mlflow/registered-models/alias",
-                             json={"name": name, "alias": "champion", "version": moved_to}, timeout=30)
+    response = requests.post(
+        f"{loop_env['mlflow_url']}/api/2.0/mlflow/registered-models/alias",
+        json={"name": name, "alias": "champion", "version": moved_to},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
 
     paths = StatePaths.for_dataset(cfg)
@@ -185,7 +196,10 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     from driftloop_ops.loop import InProcessRunner
 
     runner = InProcessRunner(dags)
-    data_dag, inference_dag = bus.dag_id(cfg.name, bus.DATA_PIPELINE), bus.dag_id(cfg.name, bus.INFERENCE_PIPELINE)
+    data_dag, inference_dag = (
+        bus.dag_id(cfg.name, bus.DATA_PIPELINE),
+        bus.dag_id(cfg.name, bus.INFERENCE_PIPELINE),
+    )
     _, states = runner.finish(data_dag, runner.start(data_dag))
     assert states["check_quarantine"] == "failed"
     assert states["announce_batches"] == "success"
@@ -215,8 +229,9 @@ def test_every_other_dataset_closes_its_loop_in_the_same_deployment(loop, dags, 
     from driftloop_ops.loop import InProcessRunner, drive_closed_loop
 
     cfg = load_dataset_config(dataset)
-    record = drive_closed_loop(InProcessRunner(dags), cfg, client, batch_rows=600, clean_batch=False,
-                               sensor_again=False)
+    record = drive_closed_loop(
+        InProcessRunner(dags), cfg, client, batch_rows=600, clean_batch=False, sensor_again=False
+    )
     assert record.state("train_1") == "success", record.steps["train_1"]
     assert record.champion_after_v1 == "1"
     assert record.tasks("drift_drift_sensor")["trigger_training"] == "success", record.steps

@@ -25,8 +25,16 @@ TEXT_WAIT_MS = 180_000
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 SCREENSHOTS = PROJECT_DIR / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def require_chromium() -> None:
@@ -81,8 +89,17 @@ def test_the_model_card_is_what_the_mlflow_ui_shows_on_the_version_page(promoted
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
-    for heading in ("Model details", "Intended use", "Training data", "Evaluation", "Gate verdict", "Fairness",
-                    "Explanations", "Limitations", "Promotion history"):
+    for heading in (
+        "Model details",
+        "Intended use",
+        "Training data",
+        "Evaluation",
+        "Gate verdict",
+        "Fairness",
+        "Explanations",
+        "Limitations",
+        "Promotion history",
+    ):
         assert heading in text, f"the version page does not show the card's {heading!r} section"
     assert "floor.AUC" in text and "pass" in text
     assert f"{name} v{version}" in text

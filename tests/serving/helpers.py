@@ -31,10 +31,12 @@ def fit_pipeline(cfg: Any, frame: Any, flip: bool = False) -> Any:
     from sklearn.pipeline import Pipeline, make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    pre = ColumnTransformer([
-        ("num", make_pipeline(SimpleImputer(), StandardScaler()), list(cfg.numeric_features)),
-        ("cat", OneHotEncoder(handle_unknown="ignore"), list(cfg.categorical_features)),
-    ])
+    pre = ColumnTransformer(
+        [
+            ("num", make_pipeline(SimpleImputer(), StandardScaler()), list(cfg.numeric_features)),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), list(cfg.categorical_features)),
+        ]
+    )
     from driftloop.core.task_types import training_decision
 
     train = frame.iloc[FIT_ROWS]
@@ -98,10 +100,14 @@ def register_model(cfg: Any, model: Any, frame: Any, alias: str | None = None) -
     reference.to_parquet(local, index=False)
     example = frame.iloc[FIT_ROWS][cfg.features].head(5).reset_index(drop=True)
     with mlflow_scope(), mlflow.start_run(experiment_id=experiment_id, tags=decision.to_tags()) as run:
-        info = mlflow.sklearn.log_model(model, name=bus.MODEL_ARTIFACT, serialization_format="cloudpickle",
-                                        signature=infer_signature(example, model.predict(example)),
-                                        registered_model_name=cfg.registered_model_name,
-                                        pip_requirements=["scikit-learn"])  # no slow inference of requirements
+        info = mlflow.sklearn.log_model(
+            model,
+            name=bus.MODEL_ARTIFACT,
+            serialization_format="cloudpickle",
+            signature=infer_signature(example, model.predict(example)),
+            registered_model_name=cfg.registered_model_name,
+            pip_requirements=["scikit-learn"],
+        )  # no slow inference of requirements
         mlflow.log_artifact(str(local), artifact_path=str(Path(bus.REFERENCE_ARTIFACT).parent))
         mlflow.log_metrics(metrics)
     version = str(info.registered_model_version)
@@ -131,8 +137,9 @@ class LiveServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", log_level="warning",
-                                access_log=False)
+        config = uvicorn.Config(
+            app, loop="uvloop", http="httptools", lifespan="on", log_level="warning", access_log=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.start_timeout_s = start_timeout_s

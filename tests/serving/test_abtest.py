@@ -13,12 +13,20 @@ def test_power_analysis_matches_the_textbook_formula():
     from scipy.stats import norm
 
     p1, p2, alpha, power = 0.75, 0.80, 0.05, 0.8
-    h = 2 * np.arcsin(np.sqrt(p2)) - 2 * np.arcsin(np.sqrt(p1))  # Cohen's h; each arm's transform has variance 1/n
-    expected = 2 * ((norm.ppf(1 - alpha / 2) + norm.ppf(power)) / h) ** 2  # (392 per arm at h = 0.2, Cohen's table)
+    h = 2 * np.arcsin(np.sqrt(p2)) - 2 * np.arcsin(
+        np.sqrt(p1)
+    )  # Cohen's h; each arm's transform has variance 1/n
+    expected = (
+        2 * ((norm.ppf(1 - alpha / 2) + norm.ppf(power)) / h) ** 2
+    )  # (392 per arm at h = 0.2, Cohen's table)
     assert ab_stats.min_entities_per_arm(p1, 0.05, alpha, power) == int(np.ceil(expected))
     # A stricter alpha or a smaller effect needs more entities.
-    assert ab_stats.min_entities_per_arm(p1, 0.05, 0.025, power) > ab_stats.min_entities_per_arm(p1, 0.05, alpha, power)
-    assert ab_stats.min_entities_per_arm(p1, 0.02, alpha, power) > ab_stats.min_entities_per_arm(p1, 0.05, alpha, power)
+    assert ab_stats.min_entities_per_arm(p1, 0.05, 0.025, power) > ab_stats.min_entities_per_arm(
+        p1, 0.05, alpha, power
+    )
+    assert ab_stats.min_entities_per_arm(p1, 0.02, alpha, power) > ab_stats.min_entities_per_arm(
+        p1, 0.05, alpha, power
+    )
 
 
 def test_two_proportion_test_agrees_with_a_chi_square_test():
@@ -72,7 +80,9 @@ def test_no_difference_at_the_fixed_horizon_keeps_the_champion():
     arm = np.tile([False, True], 2500)
     success = rng.random(5000) < 0.76
     decision = ab_stats.decide_ab(arm, success, alpha=0.05, power=0.8, min_effect=0.05, baseline_rate=0.76)
-    assert decision["decision"] == bus.AB_KEEP and decision["decided_by"] == "fixed_horizon", decision["reason"]
+    assert decision["decision"] == bus.AB_KEEP and decision["decided_by"] == "fixed_horizon", decision[
+        "reason"
+    ]
     assert decision["fixed_p_value"] >= 0.025
 
 
@@ -103,8 +113,11 @@ def test_shadow_decision_waits_for_its_horizon_then_promotes_a_better_challenger
     rng = np.random.default_rng(5)
     champion = rng.random(3000) < 0.72
     challenger = np.where(rng.random(3000) < 0.3, True, champion)  # right whenever the champion is, and more
-    early = ab_stats.decide_shadow(champion[:100], challenger[:100], alpha=0.05, power=0.8, min_effect=0.05,
-                                 baseline_rate=0.72)
+    early = ab_stats.decide_shadow(
+        champion[:100], challenger[:100], alpha=0.05, power=0.8, min_effect=0.05, baseline_rate=0.72
+    )
     assert early["decision"] == bus.AB_NOT_ENOUGH_DATA
-    late = ab_stats.decide_shadow(champion, challenger, alpha=0.05, power=0.8, min_effect=0.05, baseline_rate=0.72)
+    late = ab_stats.decide_shadow(
+        champion, challenger, alpha=0.05, power=0.8, min_effect=0.05, baseline_rate=0.72
+    )
     assert late["decision"] == bus.AB_PROMOTE and late["decided_by"] == "mcnemar", late["reason"]

@@ -25,8 +25,10 @@ def serving(cfg, **serving_options):
     from driftloop.serving.online.app import create_app
 
     cfg = dataclasses.replace(cfg, serving=dataclasses.replace(cfg.serving, **serving_options))
-    with LiveServer(create_app(cfg, Settings.from_env())) as server, \
-            httpx.Client(base_url=server.url, timeout=30) as client:
+    with (
+        LiveServer(create_app(cfg, Settings.from_env())) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         yield server, client
 
 
@@ -42,10 +44,12 @@ def metric(server, name, labels=None):
 def test_batched_results_equal_unbatched_results(cfg, serve_env, telco_frame, good_model):
     register_model(cfg, SlowModel(good_model, 0.05), telco_frame, bus.CHAMPION)
     frame = telco_frame.iloc[3000:3120].reset_index(drop=True)
-    bodies = [split_body(cfg, frame.iloc[i:i + 1 + i % 4]) for i in range(0, 120, 4)]  # 1..4 rows each
+    bodies = [split_body(cfg, frame.iloc[i : i + 1 + i % 4]) for i in range(0, 120, 4)]  # 1..4 rows each
     with serving(cfg) as (server, client):
         batched = post_all(client, bodies)
-        calls_batched = metric(server, "driftloop_serving_batch_rows_count", {"arm": "champion", "role": "primary"})
+        calls_batched = metric(
+            server, "driftloop_serving_batch_rows_count", {"arm": "champion", "role": "primary"}
+        )
         alone = [client.post("/invocations", json=body) for body in bodies]
     assert all(r.status_code == 200 for r in batched + alone)
     assert calls_batched < len(bodies) / 2, "requests were not batched"
@@ -55,7 +59,9 @@ def test_batched_results_equal_unbatched_results(cfg, serve_env, telco_frame, go
         assert together.json()["scores"] == pytest.approx(single.json()["scores"], abs=1e-12, rel=0)
 
 
-def test_overload_is_refused_with_503_and_retry_after_never_a_timeout(cfg, serve_env, telco_frame, good_model):
+def test_overload_is_refused_with_503_and_retry_after_never_a_timeout(
+    cfg, serve_env, telco_frame, good_model
+):
     serve_env.setenv("DRIFTLOOP_SERVE_LATENCY_BUDGET_MS", "150")
     register_model(cfg, SlowModel(good_model, 0.3), telco_frame, bus.CHAMPION)
     body = split_body(cfg, telco_frame.iloc[3000:3001])
@@ -73,10 +79,12 @@ def test_overload_is_refused_with_503_and_retry_after_never_a_timeout(cfg, serve
         assert client.post("/invocations", json=body).status_code == 200  # served again once the queue drains
 
 
-def test_a_failing_request_is_isolated_and_the_rest_of_its_batch_succeeds(cfg, serve_env, telco_frame, good_model):
+def test_a_failing_request_is_isolated_and_the_rest_of_its_batch_succeeds(
+    cfg, serve_env, telco_frame, good_model
+):
     register_model(cfg, SlowModel(good_model, 0.2), telco_frame, bus.CHAMPION)
     frame = telco_frame.iloc[3000:3012].reset_index(drop=True)
-    bodies = [split_body(cfg, frame.iloc[i:i + 1]) for i in range(12)]
+    bodies = [split_body(cfg, frame.iloc[i : i + 1]) for i in range(12)]
     poisoned = bodies[7]["dataframe_split"]
     poisoned["data"][0][poisoned["columns"].index("monthly_charges")] = POISON_CHARGES
     with serving(cfg) as (server, client), ThreadPoolExecutor(12) as pool:
@@ -85,8 +93,9 @@ def test_a_failing_request_is_isolated_and_the_rest_of_its_batch_succeeds(cfg, s
         responses = list(pool.map(lambda body: client.post("/invocations", json=body), bodies[1:]))
         assert blocker.result().status_code == 200
         labels = {"arm": "champion", "role": "primary"}
-        big_calls = (metric(server, "driftloop_serving_batch_rows_count", labels)
-                     - metric(server, "driftloop_serving_batch_rows_bucket", {**labels, "le": "8.0"}))
+        big_calls = metric(server, "driftloop_serving_batch_rows_count", labels) - metric(
+            server, "driftloop_serving_batch_rows_bucket", {**labels, "le": "8.0"}
+        )
         isolated = metric(server, "driftloop_serving_isolated_failures_total")
     statuses = [r.status_code for r in responses]
     assert statuses[6] == 422 and responses[6].json()["error_code"] == "MODEL_ERROR"
@@ -110,15 +119,16 @@ def test_assignment_is_sticky_split_within_binomial_tolerance_and_reshuffled_per
     assert abs(overlap - share * share) < 4 * (share**2 * (1 - share**2) / len(ids)) ** 0.5  # independent
 
 
-def test_ab_split_is_sticky_and_shadow_scores_are_logged_but_never_returned(cfg, serve_env, telco_frame, good_model,
-                                                                            flipped_model):
+def test_ab_split_is_sticky_and_shadow_scores_are_logged_but_never_returned(
+    cfg, serve_env, telco_frame, good_model, flipped_model
+):
     from driftloop.core.settings import Settings
     from driftloop.serving.online.predlog import log_uri, read_log
 
     champion, _ = register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     challenger, _ = register_model(cfg, flipped_model, telco_frame, bus.CHALLENGER)
     frame = telco_frame.iloc[0:1500].reset_index(drop=True)
-    bodies = [split_body(cfg, frame.iloc[i:i + 50]) for i in range(0, 1500, 50)]
+    bodies = [split_body(cfg, frame.iloc[i : i + 50]) for i in range(0, 1500, 50)]
     with serving(cfg, challenger_share=0.3, shadow=True) as (server, client):
         first = post_all(client, bodies, concurrency=8)
         again = post_all(client, bodies, concurrency=8)
@@ -129,27 +139,33 @@ def test_ab_split_is_sticky_and_shadow_scores_are_logged_but_never_returned(cfg,
     assert [r.json()["arms"] for r in again] == [r.json()["arms"] for r in first]  # sticky per entity
     for response in first + again:
         payload = response.json()
-        assert all(v == (champion if a == bus.CHAMPION else challenger)
-                   for a, v in zip(payload["arms"], payload["model_versions"], strict=True))
+        assert all(
+            v == (champion if a == bus.CHAMPION else challenger)
+            for a, v in zip(payload["arms"], payload["model_versions"], strict=True)
+        )
     log = read_log(log_uri(cfg, Settings.from_env()), cfg.registered_model_name)
     primary, shadow = log[log["role"] == "primary"], log[log["role"] == "shadow"]
     assert len(primary) == 2 * len(frame)
     assert len(shadow) > 0 and set(shadow["experiment"]) == {f"v{champion}-vs-v{challenger}"}
     pairs = primary.merge(shadow, on=["request_id", "row_index"], suffixes=("", "_shadow"))
     assert (pairs["arm"] != pairs["arm_shadow"]).all()  # the shadow is always the other model
-    returned = {(r.json()["request_id"], i): s for r in first + again for i, s in enumerate(r.json()["scores"])}
+    returned = {
+        (r.json()["request_id"], i): s for r in first + again for i, s in enumerate(r.json()["scores"])
+    }
     assert all(returned[(row.request_id, row.row_index)] != row.score_shadow for row in pairs.itertuples())
 
 
 def test_shadow_mode_answers_with_the_champion_only(cfg, serve_env, telco_frame, good_model, flipped_model):
     champion, _ = register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     register_model(cfg, flipped_model, telco_frame, bus.CHALLENGER)
-    bodies = [split_body(cfg, telco_frame.iloc[i:i + 5]) for i in range(0, 200, 5)]
+    bodies = [split_body(cfg, telco_frame.iloc[i : i + 5]) for i in range(0, 200, 5)]
     with serving(cfg, shadow=True) as (server, client):
         responses = post_all(client, bodies, concurrency=4)
         deadline = time.monotonic() + 10
-        while metric(server, "driftloop_serving_rows_total", {"arm": "challenger", "role": "shadow"}) < 200 \
-                and time.monotonic() < deadline:
+        while (
+            metric(server, "driftloop_serving_rows_total", {"arm": "challenger", "role": "shadow"}) < 200
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.05)  # shadow calls run when no request waits
         shadow_rows = metric(server, "driftloop_serving_rows_total", {"arm": "challenger", "role": "shadow"})
         assert client.get("/version").json()["effective_routing"]["mode"] == "shadow"
@@ -167,7 +183,7 @@ def test_hot_reload_on_an_alias_move_fails_no_request(cfg, serve_env, telco_fram
     serve_env.setenv("DRIFTLOOP_SERVE_WORKERS", "2")
     v1, _ = register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     v2, _ = register_model(cfg, flipped_model, telco_frame)
-    bodies = [split_body(cfg, telco_frame.iloc[i:i + 3]) for i in range(0, 300, 3)]
+    bodies = [split_body(cfg, telco_frame.iloc[i : i + 3]) for i in range(0, 300, 3)]
     results, stop = [], threading.Event()
     with serving(cfg) as (server, client):
         assert server.service.worker_kind == "process" and len(server.service.pool.workers) == 2
@@ -191,7 +207,9 @@ def test_hot_reload_on_an_alias_move_fails_no_request(cfg, serve_env, telco_fram
         stop.set()
         for thread in threads:
             thread.join(30)
-        assert metric(server, "driftloop_serving_model_swaps_total", {"alias": "champion"}) == 2  # load + swap
+        assert (
+            metric(server, "driftloop_serving_model_swaps_total", {"alias": "champion"}) == 2
+        )  # load + swap
     statuses = {status for status, _ in results}
     assert statuses == {200}, f"failed requests during the swap: {statuses}"
     versions = [version for _, version in results]

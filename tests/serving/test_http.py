@@ -38,10 +38,15 @@ def live(tmp_path_factory, mlflow_uri, telco_frame):
         for name in ("DRIFTLOOP_DATASET", "DRIFTLOOP_CONFIG_DIR", "DRIFTLOOP_CONFIG_OVERRIDES"):
             mp.delenv(name, raising=False)
         suffix = uuid.uuid4().hex[:8]
-        cfg = dataclasses.replace(load_dataset_config("telco_churn"), name=f"telco_churn_{suffix}",
-                                  model_name=f"telco-churn-{suffix}")
+        cfg = dataclasses.replace(
+            load_dataset_config("telco_churn"),
+            name=f"telco_churn_{suffix}",
+            model_name=f"telco-churn-{suffix}",
+        )
         champion, _ = register_model(cfg, fit_pipeline(cfg, telco_frame), telco_frame, bus.CHAMPION)
-        challenger, _ = register_model(cfg, fit_pipeline(cfg, telco_frame, flip=True), telco_frame, bus.CHALLENGER)
+        challenger, _ = register_model(
+            cfg, fit_pipeline(cfg, telco_frame, flip=True), telco_frame, bus.CHALLENGER
+        )
         with LiveServer(create_app(cfg, Settings.from_env())) as server:
             yield server, cfg, champion, challenger
 
@@ -72,17 +77,27 @@ def test_mlflow_request_formats_get_mlflow_responses_with_arm_and_version(live, 
         json.dumps({"dataframe_records": json.loads(features.to_json(orient="records"))}),
     ]
     with mlflow_scope():
-        expected = mlflow.pyfunc.load_model(bus.model_version_uri(cfg.registered_model_name, champion)).predict(
-            features)
+        expected = mlflow.pyfunc.load_model(
+            bus.model_version_uri(cfg.registered_model_name, champion)
+        ).predict(features)
     for body in bodies:
         response = client.post("/invocations", content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 200, response.text
         payload = response.json()
         assert payload["predictions"] == [int(v) for v in expected]  # the shape and values of mlflow serve
         assert payload["labels"] == ["Yes" if v else "No" for v in expected]  # the version's class list
-        assert set(payload) == {"predictions", "labels", "scores", "arms", "model_versions", "model_name",
-                                "request_id"}
-        assert payload["arms"] == [bus.CHAMPION] * len(rows) and payload["model_versions"] == [champion] * len(rows)
+        assert set(payload) == {
+            "predictions",
+            "labels",
+            "scores",
+            "arms",
+            "model_versions",
+            "model_name",
+            "request_id",
+        }
+        assert payload["arms"] == [bus.CHAMPION] * len(rows) and payload["model_versions"] == [
+            champion
+        ] * len(rows)
         assert response.headers["x-request-id"] == payload["request_id"]
 
 
@@ -91,15 +106,23 @@ def test_health_ready_version_ping_and_metrics(live, client):
     assert client.get("/health").json() == {"status": "ok", "ready": True}
     assert client.get("/ping").status_code == 200
     ready = client.get("/ready")
-    assert ready.status_code == 200 and ready.json()["versions"] == {"champion": champion, "challenger": challenger}
+    assert ready.status_code == 200 and ready.json()["versions"] == {
+        "champion": champion,
+        "challenger": challenger,
+    }
     version = client.get("/version").json()
     assert version["name"] == cfg.registered_model_name and version["routing"]["mode"] == "champion"
     assert version["aliases"][bus.CHAMPION] == f"models:/{cfg.registered_model_name}@champion"
     metrics = client.get("/metrics")
     assert "text/plain" in metrics.headers["content-type"]
-    for name in ("driftloop_serving_requests_total", "driftloop_serving_request_latency_seconds_bucket",
-                 "driftloop_serving_batch_rows_bucket", "driftloop_serving_queue_depth",
-                 "driftloop_serving_log_dropped_rows_total", "driftloop_serving_model_version"):
+    for name in (
+        "driftloop_serving_requests_total",
+        "driftloop_serving_request_latency_seconds_bucket",
+        "driftloop_serving_batch_rows_bucket",
+        "driftloop_serving_queue_depth",
+        "driftloop_serving_log_dropped_rows_total",
+        "driftloop_serving_model_version",
+    ):
         assert name in metrics.text
 
 
@@ -132,6 +155,7 @@ JSON = {"Content-Type": "application/json"}
 
 def _corpus(good: dict, cfg) -> dict[str, tuple]:
     """case → (method, path, headers, body bytes, expected status, text the message must contain)."""
+
     def records(*rows_: dict) -> bytes:
         return json.dumps({"dataframe_records": list(rows_)}).encode()
 
@@ -140,78 +164,276 @@ def _corpus(good: dict, cfg) -> dict[str, tuple]:
     split = {"columns": list(good), "data": [list(good.values())]}
     admin = {"Authorization": f"Bearer {TOKEN}", **JSON}
     return {
-        "text_plain": ("POST", "/invocations", {"Content-Type": "text/plain"}, valid, 415, "application/json"),
+        "text_plain": (
+            "POST",
+            "/invocations",
+            {"Content-Type": "text/plain"},
+            valid,
+            415,
+            "application/json",
+        ),
         "no_content_type": ("POST", "/invocations", {}, valid, 415, "application/json"),
-        "csv": ("POST", "/invocations", {"Content-Type": "text/csv"}, b"tenure\n1\n", 415, "application/json"),
-        "latin1_charset": ("POST", "/invocations", {"Content-Type": "application/json; charset=latin-1"}, valid, 415,
-                           "UTF-8"),
-        "malformed_json": ("POST", "/invocations", JSON, b'{"dataframe_records": [{"' + CANARY.encode(), 400,
-                           "not valid JSON"),
+        "csv": (
+            "POST",
+            "/invocations",
+            {"Content-Type": "text/csv"},
+            b"tenure\n1\n",
+            415,
+            "application/json",
+        ),
+        "latin1_charset": (
+            "POST",
+            "/invocations",
+            {"Content-Type": "application/json; charset=latin-1"},
+            valid,
+            415,
+            "UTF-8",
+        ),
+        "malformed_json": (
+            "POST",
+            "/invocations",
+            JSON,
+            b'{"dataframe_records": [{"' + CANARY.encode(),
+            400,
+            "not valid JSON",
+        ),
         "empty_body": ("POST", "/invocations", JSON, b"", 400, "not valid JSON"),
-        "not_utf8": ("POST", "/invocations", JSON, b'{"dataframe_records": [{"contract": "\xff\xfe' + CANARY.encode()
-                     + b'"}]}', 400, "not valid JSON"),
-        "nan_literal": ("POST", "/invocations", JSON, valid.replace(b'"tenure":', b'"tenure":NaN,"x":'), 400,
-                        "not valid JSON"),
+        "not_utf8": (
+            "POST",
+            "/invocations",
+            JSON,
+            b'{"dataframe_records": [{"contract": "\xff\xfe' + CANARY.encode() + b'"}]}',
+            400,
+            "not valid JSON",
+        ),
+        "nan_literal": (
+            "POST",
+            "/invocations",
+            JSON,
+            valid.replace(b'"tenure":', b'"tenure":NaN,"x":'),
+            400,
+            "not valid JSON",
+        ),
         "deep_nesting": ("POST", "/invocations", JSON, b"[" * 5000 + b"]" * 5000, 400, "not valid JSON"),
         "top_level_array": ("POST", "/invocations", JSON, json.dumps([good]).encode(), 400, "JSON object"),
-        "unknown_format": ("POST", "/invocations", JSON, json.dumps({"instances": [CANARY]}).encode(), 400,
-                           "dataframe_split"),
-        "two_formats": ("POST", "/invocations", JSON, json.dumps({"dataframe_records": [good],
-                                                                  "dataframe_split": split}).encode(), 400,
-                        "exactly one key"),
-        "params_key": ("POST", "/invocations", JSON, json.dumps({"dataframe_records": [good],
-                                                                 "params": {"x": CANARY}}).encode(), 400,
-                       "no other key"),
-        "split_without_columns": ("POST", "/invocations", JSON, json.dumps({"dataframe_split": {"data": [[1]]}})
-                                  .encode(), 400, "'columns'"),
-        "split_ragged_row": ("POST", "/invocations", JSON, json.dumps({"dataframe_split": {
-            "columns": split["columns"], "data": [split["data"][0][:-1]]}}).encode(), 400, "row 0"),
-        "records_not_objects": ("POST", "/invocations", JSON, json.dumps({"dataframe_records": [CANARY]}).encode(),
-                                400, "list of objects"),
+        "unknown_format": (
+            "POST",
+            "/invocations",
+            JSON,
+            json.dumps({"instances": [CANARY]}).encode(),
+            400,
+            "dataframe_split",
+        ),
+        "two_formats": (
+            "POST",
+            "/invocations",
+            JSON,
+            json.dumps({"dataframe_records": [good], "dataframe_split": split}).encode(),
+            400,
+            "exactly one key",
+        ),
+        "params_key": (
+            "POST",
+            "/invocations",
+            JSON,
+            json.dumps({"dataframe_records": [good], "params": {"x": CANARY}}).encode(),
+            400,
+            "no other key",
+        ),
+        "split_without_columns": (
+            "POST",
+            "/invocations",
+            JSON,
+            json.dumps({"dataframe_split": {"data": [[1]]}}).encode(),
+            400,
+            "'columns'",
+        ),
+        "split_ragged_row": (
+            "POST",
+            "/invocations",
+            JSON,
+            json.dumps(
+                {"dataframe_split": {"columns": split["columns"], "data": [split["data"][0][:-1]]}}
+            ).encode(),
+            400,
+            "row 0",
+        ),
+        "records_not_objects": (
+            "POST",
+            "/invocations",
+            JSON,
+            json.dumps({"dataframe_records": [CANARY]}).encode(),
+            400,
+            "list of objects",
+        ),
         "no_rows": ("POST", "/invocations", JSON, records(), 422, "no rows"),
         "missing_column": ("POST", "/invocations", JSON, records(without_tenure), 422, "tenure"),
-        "extra_column": ("POST", "/invocations", JSON, records(_record(good, **{f"<i>{CANARY}": 1})), 422,
-                         "1 unexpected column"),
-        "duplicate_column": ("POST", "/invocations", JSON, json.dumps({"dataframe_split": {
-            "columns": [*split["columns"], "tenure"], "data": [[*split["data"][0], 1]]}}).encode(), 422,
-            "more than once"),
-        "text_in_number": ("POST", "/invocations", JSON, records(_record(good, tenure=CANARY)), 422, "'tenure'"),
-        "bool_in_number": ("POST", "/invocations", JSON, records(_record(good, tenure=True)), 422, "a boolean"),
-        "fraction_in_integer": ("POST", "/invocations", JSON, records(_record(good, tenure=3.5)), 422,
-                                "whole number"),
-        "null_not_nullable": ("POST", "/invocations", JSON, records(_record(good, tenure=None)), 422,
-                              "not nullable"),
-        "out_of_range": ("POST", "/invocations", JSON, records(_record(good, monthly_charges=-7.25)), 422,
-                         "monthly_charges"),
-        "huge_integer": ("POST", "/invocations", JSON, records(good).replace(
-            f'"tenure": {good["tenure"]}'.encode(), b'"tenure": 100000000000000000000000000000'), 422, "'tenure'"),
-        "unknown_category": ("POST", "/invocations", JSON, records(_record(good, contract=CANARY)), 422,
-                             "categories"),
-        "nested_value": ("POST", "/invocations", JSON, records(_record(good, payment_method={"x": CANARY})), 422,
-                         "must be text"),
-        "id_too_long": ("POST", "/invocations", JSON, records(_record(good, **{cfg.id_column: CANARY * 20})), 422,
-                        cfg.id_column),
-        "too_many_rows": ("POST", "/invocations", JSON, records(*[good] * (MAX_REQUEST_ROWS + 1)), 413, "limit"),
-        "body_too_large": ("POST", "/invocations", JSON, records(*[_record(good, pad=CANARY * 40)] * 300), 413,
-                           str(MAX_BODY_BYTES)),
+        "extra_column": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, **{f"<i>{CANARY}": 1})),
+            422,
+            "1 unexpected column",
+        ),
+        "duplicate_column": (
+            "POST",
+            "/invocations",
+            JSON,
+            json.dumps(
+                {
+                    "dataframe_split": {
+                        "columns": [*split["columns"], "tenure"],
+                        "data": [[*split["data"][0], 1]],
+                    }
+                }
+            ).encode(),
+            422,
+            "more than once",
+        ),
+        "text_in_number": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, tenure=CANARY)),
+            422,
+            "'tenure'",
+        ),
+        "bool_in_number": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, tenure=True)),
+            422,
+            "a boolean",
+        ),
+        "fraction_in_integer": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, tenure=3.5)),
+            422,
+            "whole number",
+        ),
+        "null_not_nullable": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, tenure=None)),
+            422,
+            "not nullable",
+        ),
+        "out_of_range": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, monthly_charges=-7.25)),
+            422,
+            "monthly_charges",
+        ),
+        "huge_integer": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(good).replace(
+                f'"tenure": {good["tenure"]}'.encode(), b'"tenure": 100000000000000000000000000000'
+            ),
+            422,
+            "'tenure'",
+        ),
+        "unknown_category": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, contract=CANARY)),
+            422,
+            "categories",
+        ),
+        "nested_value": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, payment_method={"x": CANARY})),
+            422,
+            "must be text",
+        ),
+        "id_too_long": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(_record(good, **{cfg.id_column: CANARY * 20})),
+            422,
+            cfg.id_column,
+        ),
+        "too_many_rows": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(*[good] * (MAX_REQUEST_ROWS + 1)),
+            413,
+            "limit",
+        ),
+        "body_too_large": (
+            "POST",
+            "/invocations",
+            JSON,
+            records(*[_record(good, pad=CANARY * 40)] * 300),
+            413,
+            str(MAX_BODY_BYTES),
+        ),
         "wrong_method": ("GET", "/invocations", {}, b"", 405, ""),
         "unknown_path": ("POST", "/predict", JSON, valid, 404, ""),
-        "labels_unknown_label": ("POST", "/labels", JSON, json.dumps({"labels": [{cfg.id_column: "C-1",
-                                                                                  cfg.target: CANARY}]}).encode(),
-                                 422, "categories"),
-        "labels_missing_id": ("POST", "/labels", JSON, json.dumps({"labels": [{cfg.target: "Yes"}]}).encode(), 422,
-                              cfg.id_column),
+        "labels_unknown_label": (
+            "POST",
+            "/labels",
+            JSON,
+            json.dumps({"labels": [{cfg.id_column: "C-1", cfg.target: CANARY}]}).encode(),
+            422,
+            "categories",
+        ),
+        "labels_missing_id": (
+            "POST",
+            "/labels",
+            JSON,
+            json.dumps({"labels": [{cfg.target: "Yes"}]}).encode(),
+            422,
+            cfg.id_column,
+        ),
         "labels_text_plain": ("POST", "/labels", {"Content-Type": "text/plain"}, b"C-1,Yes", 415, ""),
         "admin_without_token": ("PUT", "/admin/routing", JSON, b'{"challenger_share": 0.5}', 401, "Bearer"),
-        "admin_wrong_token": ("PUT", "/admin/routing", {"Authorization": f"Bearer {CANARY}", **JSON},
-                              b'{"challenger_share": 0.5}', 401, "Bearer"),
-        "admin_share_out_of_range": ("PUT", "/admin/routing", admin, b'{"challenger_share": 1.5}', 422, "[0, 1]"),
-        "admin_unknown_knob": ("PUT", "/admin/routing", admin, json.dumps({CANARY: 1}).encode(), 422, "shadow"),
+        "admin_wrong_token": (
+            "PUT",
+            "/admin/routing",
+            {"Authorization": f"Bearer {CANARY}", **JSON},
+            b'{"challenger_share": 0.5}',
+            401,
+            "Bearer",
+        ),
+        "admin_share_out_of_range": (
+            "PUT",
+            "/admin/routing",
+            admin,
+            b'{"challenger_share": 1.5}',
+            422,
+            "[0, 1]",
+        ),
+        "admin_unknown_knob": (
+            "PUT",
+            "/admin/routing",
+            admin,
+            json.dumps({CANARY: 1}).encode(),
+            422,
+            "shadow",
+        ),
     }
 
 
-CASES = sorted(_corpus({"tenure": 1, "customer_id": "x"}, dataclasses.make_dataclass(
-    "C", [("id_column", str, "customer_id"), ("target", str, "churn")])()))
+CASES = sorted(
+    _corpus(
+        {"tenure": 1, "customer_id": "x"},
+        dataclasses.make_dataclass("C", [("id_column", str, "customer_id"), ("target", str, "churn")])(),
+    )
+)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -256,10 +478,16 @@ def test_labels_land_atomically_and_pass_the_data_contract(live, client):
     from driftloop.data.ingest import ingest_labels
 
     _, cfg, _, _ = live
-    bad = client.post("/labels", json={"labels": [{cfg.id_column: "TC-1", "request_id": "x", cfg.target: "No"}]})
+    bad = client.post(
+        "/labels", json={"labels": [{cfg.id_column: "TC-1", "request_id": "x", cfg.target: "No"}]}
+    )
     assert bad.status_code == 422  # an id column and a request id at once is ambiguous
-    body = {"labels": [{cfg.id_column: "TC-100001", cfg.target: "Yes"}, {cfg.id_column: "TC-100002",
-                                                                          cfg.target: "No"}]}
+    body = {
+        "labels": [
+            {cfg.id_column: "TC-100001", cfg.target: "Yes"},
+            {cfg.id_column: "TC-100002", cfg.target: "No"},
+        ]
+    }
     first = client.post("/labels", json=body)
     assert first.status_code == 202 and first.json()["accepted"] == 2
     again = client.post("/labels", json=body)  # a client retry writes nothing new (it would be a replay)
@@ -280,8 +508,10 @@ def test_routing_changes_at_run_time_through_the_admin_endpoint(live, client, te
         assert client.get("/version").json()["routing"]["mode"] == "ab+shadow"
         payload = client.post("/invocations", json=split_body(cfg, telco_frame.iloc[3000:3040])).json()
         assert set(payload["arms"]) == {bus.CHAMPION, bus.CHALLENGER}
-        assert all(v == (champion if a == bus.CHAMPION else challenger)
-                   for a, v in zip(payload["arms"], payload["model_versions"], strict=True))
+        assert all(
+            v == (champion if a == bus.CHAMPION else challenger)
+            for a, v in zip(payload["arms"], payload["model_versions"], strict=True)
+        )
     finally:
         client.put("/admin/routing", json={"mode": "champion"}, headers=auth)
     assert client.get("/admin/routing", headers=auth).json()["mode"] == "champion"

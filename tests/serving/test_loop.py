@@ -33,10 +33,14 @@ def serve(cfg, requests: list[dict], labels: list[dict] | None = None) -> list[d
     from driftloop.core.settings import Settings
     from driftloop.serving.online.app import create_app
 
-    with LiveServer(create_app(cfg, Settings.from_env())) as server, \
-            httpx.Client(base_url=server.url, timeout=30) as client:
+    with (
+        LiveServer(create_app(cfg, Settings.from_env())) as server,
+        httpx.Client(base_url=server.url, timeout=30) as client,
+    ):
         responses = [client.post("/invocations", json=body) for body in requests]
-        assert all(r.status_code == 200 for r in responses), [r.text for r in responses if r.status_code != 200]
+        assert all(r.status_code == 200 for r in responses), [
+            r.text for r in responses if r.status_code != 200
+        ]
         for body in labels or []:
             assert client.post("/labels", json=body).status_code == 202
     return [r.json() for r in responses]
@@ -50,12 +54,16 @@ def test_labels_join_served_predictions_by_entity_and_by_request_id(cfg, serve_e
     register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     rows = telco_frame.iloc[3000:3020].reset_index(drop=True)
     with_ids = split_body(cfg, rows.iloc[:10])
-    anonymous = [split_body(cfg, rows.iloc[i:i + 1], with_ids=False) for i in range(10, 13)]
+    anonymous = [split_body(cfg, rows.iloc[i : i + 1], with_ids=False) for i in range(10, 13)]
     responses = serve(cfg, [with_ids, *anonymous])
     request_ids = [r["request_id"] for r in responses[1:]]
     label_body = {"labels": [{cfg.id_column: cid, cfg.target: "Yes"} for cid in rows[cfg.id_column][:6]]}
-    by_request = {"labels": [{"request_id": request_ids[0], cfg.target: "No"},
-                             {"request_id": request_ids[2], cfg.target: "Yes"}]}
+    by_request = {
+        "labels": [
+            {"request_id": request_ids[0], cfg.target: "No"},
+            {"request_id": request_ids[2], cfg.target: "Yes"},
+        ]
+    }
     serve(cfg, [], [label_body, by_request])
     from driftloop.data.ingest import ingest_labels
 
@@ -80,9 +88,10 @@ def test_served_labels_trigger_a_performance_retrain(cfg, serve_env, telco_frame
     version, train_run_id = register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     served = telco_frame.iloc[3000:3400].reset_index(drop=True)
     flipped = served[[cfg.id_column, cfg.target]].assign(
-        **{cfg.target: served[cfg.target].map({"Yes": "No", "No": "Yes"})})  # the world changed: concept drift
+        **{cfg.target: served[cfg.target].map({"Yes": "No", "No": "Yes"})}
+    )  # the world changed: concept drift
     label_body = {"labels": flipped.to_dict(orient="records")}
-    serve(cfg, [split_body(cfg, served.iloc[i:i + 50]) for i in range(0, 400, 50)], [label_body])
+    serve(cfg, [split_body(cfg, served.iloc[i : i + 50]) for i in range(0, 400, 50)], [label_body])
     from driftloop.data.ingest import ingest_labels
 
     assert ingest_labels(cfg)["quarantined"] == []
@@ -92,7 +101,9 @@ def test_served_labels_trigger_a_performance_retrain(cfg, serve_env, telco_frame
     exported = export_served_windows(cfg, now_s=later)
     [window] = exported["exported"]
     assert window["rows"] == 400 and window["model_version"] == version
-    assert window["batch_id"].startswith(bus.SERVED_BATCH_PREFIX) and window["batch_id"].endswith(f"__v{version}")
+    assert window["batch_id"].startswith(bus.SERVED_BATCH_PREFIX) and window["batch_id"].endswith(
+        f"__v{version}"
+    )
     assert export_served_windows(cfg, now_s=later)["exported"] == []  # idempotent
     assert pending_batches(cfg) == []  # inference never re-scores a served window
     run = get_client().get_run(window["inference_run_id"])
@@ -101,14 +112,26 @@ def test_served_labels_trigger_a_performance_retrain(cfg, serve_env, telco_frame
 
     [monitored] = monitor_predictions(cfg)["monitored"]
     assert monitored["batch_id"] == window["batch_id"] and monitored["labelled_rows"] == 400
-    assert monitored["drift_share"] < cfg.monitoring.drift_share_threshold  # same population: not a drift trigger
+    assert (
+        monitored["drift_share"] < cfg.monitoring.drift_share_threshold
+    )  # same population: not a drift trigger
     trigger = find_drift_trigger(cfg)
     assert trigger is not None and trigger["reason"] == "performance", trigger
-    assert trigger["monitoring_run_id"] == monitored["monitoring_run_id"] and trigger["champion_version"] == version
+    assert (
+        trigger["monitoring_run_id"] == monitored["monitoring_run_id"]
+        and trigger["champion_version"] == version
+    )
 
 
-def simulate_traffic(cfg, champion: str, challenger: str, entities: int, accuracy: dict[str, float],
-                     shadow: bool = False, seed: int = 0) -> pd.DataFrame:
+def simulate_traffic(
+    cfg,
+    champion: str,
+    challenger: str,
+    entities: int,
+    accuracy: dict[str, float],
+    shadow: bool = False,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Write an A/B (or shadow) experiment's served rows into the prediction log; returns the true labels."""
     from driftloop.core.settings import Settings
     from driftloop.serving.online.predlog import LogEntry, PredictionLogWriter, log_uri
@@ -116,7 +139,9 @@ def simulate_traffic(cfg, champion: str, challenger: str, entities: int, accurac
     rng = np.random.default_rng(seed)
     experiment = bus.ab_experiment_id(champion, challenger)
     truth = rng.random(entities) < 0.3
-    writer = PredictionLogWriter(log_uri(cfg, Settings.from_env()), cfg.registered_model_name, 10 * entities + 10)
+    writer = PredictionLogWriter(
+        log_uri(cfg, Settings.from_env()), cfg.registered_model_name, 10 * entities + 10
+    )
     writer.start()
     start = time.time() - 3600
     for i in range(entities):
@@ -126,13 +151,27 @@ def simulate_traffic(cfg, champion: str, challenger: str, entities: int, accurac
             right = rng.random() < accuracy[arm]
             positive = bool(truth[i] if right else not truth[i])
             score = 0.25 + 0.5 * positive + 0.2 * (rng.random() - 0.5)
-            writer.submit(LogEntry(start + i, f"req-{i}", role, [0], [f"E-{i:05d}"], [arm],
-                                   [champion if arm == bus.CHAMPION else challenger], experiment, [score],
-                                   ["Yes" if positive else "No"], None, 5.0 if role == "primary" else None,
-                                   {"tenure": [1]}))
+            writer.submit(
+                LogEntry(
+                    start + i,
+                    f"req-{i}",
+                    role,
+                    [0],
+                    [f"E-{i:05d}"],
+                    [arm],
+                    [champion if arm == bus.CHAMPION else challenger],
+                    experiment,
+                    [score],
+                    ["Yes" if positive else "No"],
+                    None,
+                    5.0 if role == "primary" else None,
+                    {"tenure": [1]},
+                )
+            )
     writer.close()
-    return pd.DataFrame({cfg.id_column: [f"E-{i:05d}" for i in range(entities)],
-                         cfg.target: np.where(truth, "Yes", "No")})
+    return pd.DataFrame(
+        {cfg.id_column: [f"E-{i:05d}" for i in range(entities)], cfg.target: np.where(truth, "Yes", "No")}
+    )
 
 
 @pytest.fixture
@@ -166,18 +205,21 @@ def test_ab_decision_promotes_a_truly_better_challenger_once(cfg, two_versions):
     assert run.data.metrics[bus.AB_SEQUENTIAL_P_VALUE] < 0.025
 
 
-
 def test_ab_promotion_goes_through_the_auto_policy(cfg, two_versions):
     from driftloop.core.registry import resolve_alias
     from driftloop.serving.online.ab_decision import evaluate_ab
 
     champion, challenger = two_versions
-    labels = simulate_traffic(cfg, champion, challenger, 4000, {bus.CHAMPION: 0.72, bus.CHALLENGER: 0.84}, seed=3)
+    labels = simulate_traffic(
+        cfg, champion, challenger, 4000, {bus.CHAMPION: 0.72, bus.CHALLENGER: 0.84}, seed=3
+    )
     land_labels(cfg, labels, "ab-labels")
     promoted = evaluate_ab(cfg, actor="test")  # auto policy: promotion.promote_version moves champion
     assert promoted["decision"] == bus.AB_PROMOTE and promoted["promotion"] == "moved", promoted["reason"]
     assert resolve_alias(cfg, bus.CHAMPION)["model_version"] == challenger
-    assert evaluate_ab(cfg)["decision"] == bus.AB_NO_CHALLENGER  # challenger is champion now: nothing to compare
+    assert (
+        evaluate_ab(cfg)["decision"] == bus.AB_NO_CHALLENGER
+    )  # challenger is champion now: nothing to compare
 
 
 def test_ab_decision_says_not_enough_data_when_undecidable(cfg, two_versions):
@@ -185,7 +227,9 @@ def test_ab_decision_says_not_enough_data_when_undecidable(cfg, two_versions):
     from driftloop.serving.online.ab_decision import evaluate_ab
 
     champion, challenger = two_versions
-    labels = simulate_traffic(cfg, champion, challenger, 200, {bus.CHAMPION: 0.74, bus.CHALLENGER: 0.78}, seed=1)
+    labels = simulate_traffic(
+        cfg, champion, challenger, 200, {bus.CHAMPION: 0.74, bus.CHALLENGER: 0.78}, seed=1
+    )
     land_labels(cfg, labels, "few-labels")
     result = evaluate_ab(cfg, actor="test")
     assert result["decision"] == bus.AB_NOT_ENOUGH_DATA and result["promotion"] == "none", result["reason"]
@@ -197,8 +241,9 @@ def test_shadow_comparison_is_paired(cfg, two_versions):
     from driftloop.serving.online.ab_decision import evaluate_ab
 
     champion, challenger = two_versions
-    labels = simulate_traffic(cfg, champion, challenger, 3000, {bus.CHAMPION: 0.70, bus.CHALLENGER: 0.80},
-                              shadow=True, seed=2)
+    labels = simulate_traffic(
+        cfg, champion, challenger, 3000, {bus.CHAMPION: 0.70, bus.CHALLENGER: 0.80}, shadow=True, seed=2
+    )
     land_labels(cfg, labels, "shadow-labels")
     result = evaluate_ab(cfg, apply=False)
     assert result["ab"] is None and result["decided_by"] == "mcnemar", result

@@ -14,21 +14,40 @@ from driftloop.serving.online.predlog import LogEntry, PredictionLogWriter, read
 
 PG_DSN = "postgresql://{user}{password}@{host}:{port}".format(
     user=os.environ.get("DRIFTLOOP_TEST_PG_USER", "postgres"),
-    password=f":{os.environ['DRIFTLOOP_TEST_PG_PASSWORD']}" if os.environ.get("DRIFTLOOP_TEST_PG_PASSWORD") else "",
+    password=f":{os.environ['DRIFTLOOP_TEST_PG_PASSWORD']}"
+    if os.environ.get("DRIFTLOOP_TEST_PG_PASSWORD")
+    else "",
     host=os.environ.get("DRIFTLOOP_TEST_PG_HOST", "127.0.0.1"),
     port=os.environ.get("DRIFTLOOP_TEST_PG_PORT", "5432"),
 )
 
 
-def entry(request_id: str, rows: int, role: str = "primary", arm: str = "champion", logged_at: float | None = None,
-          experiment: str = "v1-vs-v2") -> LogEntry:
+def entry(
+    request_id: str,
+    rows: int,
+    role: str = "primary",
+    arm: str = "champion",
+    logged_at: float | None = None,
+    experiment: str = "v1-vs-v2",
+) -> LogEntry:
     return LogEntry(
-        logged_at=time.time() if logged_at is None else logged_at, request_id=request_id, role=role,
-        rows=list(range(rows)), entity_ids=[f"{request_id}-{i}" for i in range(rows)], arms=[arm] * rows,
-        versions=["1" if arm == "champion" else "2"] * rows, experiment=experiment,
-        scores=[0.1 * (i % 10) for i in range(rows)], predictions=["Yes" if i % 10 >= 5 else "No" for i in range(rows)],
-        probabilities=None, latency_ms=12.5 if role == "primary" else None,
-        columns={"tenure": list(range(rows)), "contract": ["One year"] * rows, "total_charges": [None] * rows},
+        logged_at=time.time() if logged_at is None else logged_at,
+        request_id=request_id,
+        role=role,
+        rows=list(range(rows)),
+        entity_ids=[f"{request_id}-{i}" for i in range(rows)],
+        arms=[arm] * rows,
+        versions=["1" if arm == "champion" else "2"] * rows,
+        experiment=experiment,
+        scores=[0.1 * (i % 10) for i in range(rows)],
+        predictions=["Yes" if i % 10 >= 5 else "No" for i in range(rows)],
+        probabilities=None,
+        latency_ms=12.5 if role == "primary" else None,
+        columns={
+            "tenure": list(range(rows)),
+            "contract": ["One year"] * rows,
+            "total_charges": [None] * rows,
+        },
     )
 
 
@@ -50,7 +69,12 @@ def test_entries_are_written_in_the_background_and_read_back(tmp_path):
     assert len(rows) == 8 and list(rows["logged_at"]) == sorted(rows["logged_at"])
     first = rows.iloc[0]
     assert (first.request_id, first.row_index, first.entity_id, first.role, first.model_version) == (
-        "r1", 0, "r1-0", "primary", "1")
+        "r1",
+        0,
+        "r1-0",
+        "primary",
+        "1",
+    )
     assert orjson.loads(first.features) == {"tenure": 0, "contract": "One year", "total_charges": None}
     assert first.prediction == "No" and first.probabilities is None
     assert len(read_log(uri, "telco-churn", role="shadow")) == 3
@@ -89,8 +113,15 @@ def _postgres_reachable() -> bool:
 
     with socket.socket() as sock:
         sock.settimeout(1)
-        return sock.connect_ex((os.environ.get("DRIFTLOOP_TEST_PG_HOST", "127.0.0.1"),
-                                int(os.environ.get("DRIFTLOOP_TEST_PG_PORT", "5432")))) == 0
+        return (
+            sock.connect_ex(
+                (
+                    os.environ.get("DRIFTLOOP_TEST_PG_HOST", "127.0.0.1"),
+                    int(os.environ.get("DRIFTLOOP_TEST_PG_PORT", "5432")),
+                )
+            )
+            == 0
+        )
 
 
 @pytest.fixture

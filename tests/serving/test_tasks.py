@@ -19,7 +19,9 @@ def dataset(name: str):
 
     suffix = uuid.uuid4().hex[:8]
     cfg = load_dataset_config(name)
-    cfg = dataclasses.replace(cfg, name=f"{name}_{suffix}", model_name=f"{cfg.registered_model_name}-{suffix}")
+    cfg = dataclasses.replace(
+        cfg, name=f"{name}_{suffix}", model_name=f"{cfg.registered_model_name}-{suffix}"
+    )
     return cfg, load_source_frame(cfg).reset_index(drop=True)
 
 
@@ -35,8 +37,10 @@ def test_multiclass_answers_labels_indexes_and_probabilities_and_exports_them(se
     version, _ = register_model(cfg, fit_pipeline(cfg, frame), frame, bus.CHAMPION)
     [response] = serve(cfg, [split_body(cfg, frame.iloc[3000:3040])])
     classes = list(decision.classes)
-    assert all(classes[code] == label for code, label in zip(response["predictions"], response["labels"],
-                                                             strict=True))
+    assert all(
+        classes[code] == label
+        for code, label in zip(response["predictions"], response["labels"], strict=True)
+    )
     for probabilities, score in zip(response["probabilities"], response["scores"], strict=True):
         assert set(probabilities) == set(classes) and sum(probabilities.values()) == pytest.approx(1)
         assert score == pytest.approx(max(probabilities.values()))
@@ -46,8 +50,12 @@ def test_multiclass_answers_labels_indexes_and_probabilities_and_exports_them(se
 
     run = get_client().get_run(window["inference_run_id"])
     predictions = pd.read_parquet(uri_to_path(run.data.tags[bus.PREDICTIONS_URI_TAG]))
-    assert list(predictions.columns) == [cfg.id_column, *decision.output_columns(), *bus.PREDICTION_LINEAGE_COLUMNS,
-                                         bus.SCORED_AT_COLUMN]  # laid out as batch inference lays it out
+    assert list(predictions.columns) == [
+        cfg.id_column,
+        *decision.output_columns(),
+        *bus.PREDICTION_LINEAGE_COLUMNS,
+        bus.SCORED_AT_COLUMN,
+    ]  # laid out as batch inference lays it out
     assert set(predictions[bus.PREDICTION_COLUMN]) <= set(classes) and window["model_version"] == version
 
 

@@ -34,20 +34,26 @@ def test_values_are_coerced_to_the_column_kind():
     assert math.isnan(nullable[0]) and nullable[1] == 2.0
     assert spec("n", "int64", nullable=True).kind == "float"  # a null stays a null, as in stored batches
     assert spec("n", "int64", signature_type="double").kind == "float"  # the model signature wins
-    assert coerce_column(spec("s", "string", nullable=True, categories=("a", "b")), ["a", None]) == ["a", None]
+    assert coerce_column(spec("s", "string", nullable=True, categories=("a", "b")), ["a", None]) == [
+        "a",
+        None,
+    ]
 
 
-@pytest.mark.parametrize(("values", "column", "message"), [
-    ([1, "2"], spec("n", "int64"), "row 1, must be a number, got text"),
-    ([True], spec("n", "int64"), "got a boolean"),
-    ([1.5], spec("n", "int64"), "whole number"),
-    ([2**70], spec("n", "int64"), "outside the allowed range"),
-    ([77], spec("n", "int64", min=0, max=3), "[0, 3]"),
-    ([None], spec("n", "int64"), "not nullable"),
-    (["zebra"], spec("s", "string", categories=("a", "b")), "categories"),
-    (["toolongvalue"], spec("s", "string", max_length=3), "longer than 3"),
-    ([["a"]], spec("s", "string"), "got a list"),
-])
+@pytest.mark.parametrize(
+    ("values", "column", "message"),
+    [
+        ([1, "2"], spec("n", "int64"), "row 1, must be a number, got text"),
+        ([True], spec("n", "int64"), "got a boolean"),
+        ([1.5], spec("n", "int64"), "whole number"),
+        ([2**70], spec("n", "int64"), "outside the allowed range"),
+        ([77], spec("n", "int64", min=0, max=3), "[0, 3]"),
+        ([None], spec("n", "int64"), "not nullable"),
+        (["zebra"], spec("s", "string", categories=("a", "b")), "categories"),
+        (["toolongvalue"], spec("s", "string", max_length=3), "longer than 3"),
+        ([["a"]], spec("s", "string"), "got a list"),
+    ],
+)
 def test_bad_values_name_column_and_row_but_not_the_value(values, column, message):
     with pytest.raises(RequestError) as excinfo:
         coerce_column(column, values)
@@ -69,8 +75,15 @@ def test_pii_hash_columns_are_hashed_like_ingestion_does(telco_cfg):
     schema = InputSchema.build(telco_cfg, contract, None, 100, pii_salt="pepper")
     record = {name: (0 if spec_.kind != "str" else "x") for name, spec_ in schema.specs.items()}
     record.update(contract="One year", internet_service="DSL", payment_method="Electronic check")
-    for name in ("multiple_lines", "online_security", "online_backup", "device_protection", "tech_support",
-                 "streaming_tv", "streaming_movies"):
+    for name in (
+        "multiple_lines",
+        "online_security",
+        "online_backup",
+        "device_protection",
+        "tech_support",
+        "streaming_tv",
+        "streaming_movies",
+    ):
         record[name] = "No"
     parsed = schema.parse(orjson.dumps({"dataframe_records": [record]}))
     expected = hash_values(pd.Series(["Electronic check"]), "pepper")[0]
@@ -82,12 +95,18 @@ def test_example_rows_are_valid_input(telco_cfg):
 
     schema = InputSchema.build(telco_cfg, load_contract(telco_cfg))
     rows = schema.example_columns()
-    body = {"dataframe_split": {"columns": list(rows), "data": [list(r) for r in zip(*rows.values(), strict=True)]}}
+    body = {
+        "dataframe_split": {
+            "columns": list(rows),
+            "data": [list(r) for r in zip(*rows.values(), strict=True)],
+        }
+    }
     parsed = schema.parse(orjson.dumps(body))
     assert parsed.n_rows == 2 and parsed.entity_ids == [None, None]
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
-                                          "Application/JSON; charset=UTF-8"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/json; charset=utf-8", "Application/JSON; charset=UTF-8"]
+)
 def test_json_content_types_are_accepted(content_type):
     check_json_content_type(content_type)

@@ -184,7 +184,11 @@ class Stack:
             folder.mkdir(parents=True, exist_ok=True)
         prefix = f"dl_topo_{self.run_id}"
         # The champion audit log: a table owner (used once, by init) and an insert-only writer (the tasks).
-        self.audit_db, self.audit_owner, self.audit_writer = f"{prefix}_audit", f"{prefix}_aowner", f"{prefix}_awriter"
+        self.audit_db, self.audit_owner, self.audit_writer = (
+            f"{prefix}_audit",
+            f"{prefix}_aowner",
+            f"{prefix}_awriter",
+        )
         self.audit_owner_password, self.audit_writer_password = secrets.token_hex(12), secrets.token_hex(12)
         self.airflow_db, self.mlflow_db, self.mlflow_auth_db = (
             f"{prefix}_airflow",
@@ -345,8 +349,11 @@ class Stack:
 
     def audit_url(self, owner: bool = False) -> str:
         """The audit database as its owner or as the insert-only writer."""
-        user, password = ((self.audit_owner, self.audit_owner_password) if owner
-                          else (self.audit_writer, self.audit_writer_password))
+        user, password = (
+            (self.audit_owner, self.audit_owner_password)
+            if owner
+            else (self.audit_writer, self.audit_writer_password)
+        )
         return f"postgresql+psycopg2://{user}:{password}@{PG_HOST}:{PG_PORT}/{self.audit_db}"
 
     def claim_redis_db(self) -> int:
@@ -422,8 +429,11 @@ class Stack:
     # ---------------------------------------------------------------- Airflow
     def init_airflow(self) -> None:
         """The compose ``airflow-init`` job: migrate the metadata DB, create the admin and the audit schema."""
-        self.run("audit-init", [str(VENV_BIN / "driftloop"), "audit-init", "--writer-role", self.audit_writer],
-                 env={**self.base_env(), "DRIFTLOOP_AUDIT_OWNER_DB_URI": self.audit_url(owner=True)})
+        self.run(
+            "audit-init",
+            [str(VENV_BIN / "driftloop"), "audit-init", "--writer-role", self.audit_writer],
+            env={**self.base_env(), "DRIFTLOOP_AUDIT_OWNER_DB_URI": self.audit_url(owner=True)},
+        )
         self.run("airflow-db-migrate", [str(VENV_BIN / "airflow"), "db", "migrate"], timeout_s=900)
         self.run(
             "airflow-users-create",
@@ -508,9 +518,21 @@ class Stack:
         """``driftloop serve`` as the compose ``serving`` service runs it; waits for its liveness endpoint."""
         import requests
 
-        env = {**self.base_env(), "DRIFTLOOP_SERVE_POLL_S": "2", "DRIFTLOOP_SERVE_ADMIN_TOKEN": self.serve_admin_token}
-        argv = [str(VENV_BIN / "driftloop"), "serve", "--host", "127.0.0.1", "--port", str(self.serving_port),
-                "--workers", "1"]
+        env = {
+            **self.base_env(),
+            "DRIFTLOOP_SERVE_POLL_S": "2",
+            "DRIFTLOOP_SERVE_ADMIN_TOKEN": self.serve_admin_token,
+        }
+        argv = [
+            str(VENV_BIN / "driftloop"),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.serving_port),
+            "--workers",
+            "1",
+        ]
         proc = self.spawn("serving", argv, env=env)
 
         def live() -> bool:
@@ -534,8 +556,9 @@ class Stack:
         from driftloop_ops.airflow_api import AirflowClient
 
         if self._client is None:
-            self._client = AirflowClient(self.api_url, self.admin_user, self.admin_password, poll_s=1.0,
-                                         on_poll=self._check_components)
+            self._client = AirflowClient(
+                self.api_url, self.admin_user, self.admin_password, poll_s=1.0, on_poll=self._check_components
+            )
         return self._client
 
     def _check_components(self) -> None:
@@ -545,8 +568,10 @@ class Stack:
         """Task states and failed tasks' logs, with a hint for the known Celery std-stream failure."""
         text = self.airflow.describe_run(dag_id, run_id)
         if "trained none of the models" in text:
-            text += ("\nHINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's wurlitzer "
-                     "redirect fails; wrap the PyCaret calls in driftloop.training.pycaret_env.usable_std_streams()")
+            text += (
+                "\nHINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's wurlitzer "
+                "redirect fails; wrap the PyCaret calls in driftloop.training.pycaret_env.usable_std_streams()"
+            )
         return text
 
     def driftloop_cli(self, *args: str) -> str:

@@ -29,8 +29,11 @@ def audit_db():
     base = pg_url(db, "postgresql+psycopg2")
     host_part = base.split("@", 1)[1]
     try:
-        yield {"owner": f"postgresql+psycopg2://{owner}:{owner_pw}@{host_part}",
-               "writer": f"postgresql+psycopg2://{writer}:{writer_pw}@{host_part}", "writer_role": writer}
+        yield {
+            "owner": f"postgresql+psycopg2://{owner}:{owner_pw}@{host_part}",
+            "writer": f"postgresql+psycopg2://{writer}:{writer_pw}@{host_part}",
+            "writer_role": writer,
+        }
     finally:
         _pg_admin(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
         _pg_admin(f"DROP ROLE IF EXISTS {writer}")
@@ -44,21 +47,47 @@ def test_the_writer_can_append_and_read_but_never_change_history(audit_db):
 
     AuditStore(audit_db["owner"]).ensure_schema(writer_role=audit_db["writer_role"])
     writer = AuditStore(audit_db["writer"])
-    writer.append({"dataset": "d", "model_name": "m", "to_version": "1", "actor": "t", "source": "driftloop",
-                   "reason": "first"})
+    writer.append(
+        {
+            "dataset": "d",
+            "model_name": "m",
+            "to_version": "1",
+            "actor": "t",
+            "source": "driftloop",
+            "reason": "first",
+        }
+    )
     with writer.locked("m") as conn:  # the advisory lock works for the writer too
-        writer.append({"dataset": "d", "model_name": "m", "from_version": "1", "to_version": "2", "actor": "t",
-                       "source": "driftloop", "reason": "second"}, conn)
+        writer.append(
+            {
+                "dataset": "d",
+                "model_name": "m",
+                "from_version": "1",
+                "to_version": "2",
+                "actor": "t",
+                "source": "driftloop",
+                "reason": "second",
+            },
+            conn,
+        )
     assert [e["to_version"] for e in writer.entries("m")] == ["1", "2"]
-    for statement in ("UPDATE champion_audit SET reason = 'x'", "DELETE FROM champion_audit",
-                      "TRUNCATE champion_audit"):
-        with pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"), \
-                writer.engine.begin() as conn:
+    for statement in (
+        "UPDATE champion_audit SET reason = 'x'",
+        "DELETE FROM champion_audit",
+        "TRUNCATE champion_audit",
+    ):
+        with (
+            pytest.raises(sqlalchemy.exc.ProgrammingError, match="permission denied"),
+            writer.engine.begin() as conn,
+        ):
             conn.execute(sqlalchemy.text(statement))
     # Even the owner, who may, cannot: the trigger refuses.
     owner = AuditStore(audit_db["owner"])
-    for statement in ("UPDATE champion_audit SET reason = 'x'", "DELETE FROM champion_audit",
-                      "TRUNCATE champion_audit"):
+    for statement in (
+        "UPDATE champion_audit SET reason = 'x'",
+        "DELETE FROM champion_audit",
+        "TRUNCATE champion_audit",
+    ):
         with pytest.raises(sqlalchemy.exc.InternalError, match="append-only"), owner.engine.begin() as conn:
             conn.execute(sqlalchemy.text(statement))
     assert [e["reason"] for e in writer.entries("m")] == ["first", "second"]

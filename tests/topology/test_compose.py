@@ -212,7 +212,9 @@ def test_one_image_built_from_the_repo_dockerfile(services):
 def test_dockerfile_installs_the_pinned_requirements_and_copies_existing_paths():
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"pip install -r requirements\.txt -c constraints\.txt", text)
-    assert re.search(r"^ARG BASE_IMAGE=python:3\.11", text, re.M), "the image must use the project's Python (3.11)"
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11", text, re.M), (
+        "the image must use the project's Python (3.11)"
+    )
     assert re.search(r"^FROM \$\{BASE_IMAGE\}", text, re.M)
     for line in re.findall(r"^COPY\s+(.+)$", text, re.M):
         if "--from=" in line:

@@ -117,8 +117,15 @@ def loop(stack, dags_ready, mlflow):
 
     settings = Settings.from_env(stack.base_env())
     cfg = load_dataset_config("telco_churn", settings)
-    record = drive_closed_loop(SchedulerRunner(stack.airflow, timeout_s=600), cfg, mlflow, settings,
-                               clean_batch=False, sensor_again=False, log=print)
+    record = drive_closed_loop(
+        SchedulerRunner(stack.airflow, timeout_s=600),
+        cfg,
+        mlflow,
+        settings,
+        clean_batch=False,
+        sensor_again=False,
+        log=print,
+    )
     print(f"closed loop through the scheduler: {record.seconds}")
     return record
 
@@ -142,7 +149,9 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop,
     from driftloop.core.settings import Settings
 
     threshold = load_dataset_config("telco_churn", Settings.from_env({})).monitoring.drift_share_threshold
-    assert loop.tasks("drift_data_pipeline")["announce_batches"] == "success", loop.steps["drift_data_pipeline"]
+    assert loop.tasks("drift_data_pipeline")["announce_batches"] == "success", loop.steps[
+        "drift_data_pipeline"
+    ]
     assert loop.tasks("drift_inference_pipeline")["score_pending_batches"] == "success"
     assert loop.tasks("drift_monitoring_pipeline")["monitor_predictions"] == "success"
     sensor = loop.tasks("drift_drift_sensor")
@@ -164,7 +173,9 @@ def test_closed_loop_retrain_registers_v2_and_aliases_follow_the_gate(loop, mlfl
     assert v2.tags[bus.TRIGGER_REASON_TAG] == "drift"
     assert v2.tags[bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_2"]
     champion = mlflow.get_model_version_by_alias(model_name, "champion").version
-    assert champion == expected_champion(mlflow, cfg, incumbent="1", candidate="2"), v2.tags[bus.GATE_REASON_TAG]
+    assert champion == expected_champion(mlflow, cfg, incumbent="1", candidate="2"), v2.tags[
+        bus.GATE_REASON_TAG
+    ]
     assert mlflow.get_model_version_by_alias(model_name, "challenger").version == "2"
 
 
@@ -227,8 +238,16 @@ def _assert_registry_consistent(mlflow, model_name):
 def test_worker_killed_mid_training_task_is_retried_and_the_loop_completes(loop, stack, mlflow, model_name):
     api = stack.airflow
     run_id = api.trigger(TRAINING_DAG, {"reason": "fault-test-worker-kill"})
-    ti = wait_until(lambda: (t := api.task_instance(TRAINING_DAG, run_id, "train_model"))["state"] == "running"
-                    and t.get("hostname") and t, 300, "train_model running on a worker", 1)
+    ti = wait_until(
+        lambda: (
+            (t := api.task_instance(TRAINING_DAG, run_id, "train_model"))["state"] == "running"
+            and t.get("hostname")
+            and t
+        ),
+        300,
+        "train_model running on a worker",
+        1,
+    )
     victim = next(i for i in (1, 2) if stack.worker_hostname(i) == ti["hostname"])
     time.sleep(3)  # well inside PyCaret's setup / compare_models
     stack.kill_worker(victim)
@@ -257,8 +276,9 @@ def test_mlflow_outage_during_training_retries_with_backoff_and_no_half_register
     api.wait_task_state(TRAINING_DAG, run_id, "train_model", ("running",))
     stack.stop_mlflow()
     try:
-        failed_try = api.wait_task_state(TRAINING_DAG, run_id, "train_model",
-                                         ("up_for_retry", "failed", "success"), timeout_s=300)
+        failed_try = api.wait_task_state(
+            TRAINING_DAG, run_id, "train_model", ("up_for_retry", "failed", "success"), timeout_s=300
+        )
     finally:
         stack.start_mlflow()
     assert failed_try["state"] == "up_for_retry", failed_try

@@ -70,7 +70,9 @@ def models(tmp_path_factory, mlflow_uri, telco_frame):
         shuffled = train_model(cfg, snapshot_uri=shuffled_uri, trigger={"trigger_id": "shuffled"})
         tiny_uri = write_snapshot(cfg, frame.head(TINY_ROWS))["snapshot_uri"]
         tiny = train_model(cfg, snapshot_uri=tiny_uri, trigger={"trigger_id": "tiny"})
-        yield SimpleNamespace(cfg=cfg, good=good, weak=weak, shuffled=shuffled, tiny=tiny, client=get_client())
+        yield SimpleNamespace(
+            cfg=cfg, good=good, weak=weak, shuffled=shuffled, tiny=tiny, client=get_client()
+        )
 
 
 def fresh_registry(models, *trained: dict, **gates):
@@ -86,14 +88,16 @@ def fresh_registry(models, *trained: dict, **gates):
         source = client.get_model_version(result["model_name"], result["model_version"]).source
         client.create_model_version(name, source, run_id=result["run_id"])
     relaxed = {"behaviour": "", "max_latency_ms_per_row": None, "max_model_size_mb": None}
-    cfg = dataclasses.replace(models.cfg, model_name=name,
-                              gates=dataclasses.replace(models.cfg.gates, **{**relaxed, **gates}),
-                              fairness=dataclasses.replace(models.cfg.fairness, max_equalized_odds_difference=None,
-                                                           max_demographic_parity_difference=None))
+    cfg = dataclasses.replace(
+        models.cfg,
+        model_name=name,
+        gates=dataclasses.replace(models.cfg.gates, **{**relaxed, **gates}),
+        fairness=dataclasses.replace(
+            models.cfg.fairness, max_equalized_odds_difference=None, max_demographic_parity_difference=None
+        ),
+    )
     return cfg
 
 
 def alias_version(client, name: str, alias: str) -> str:
     return str(client.get_model_version_by_alias(name, alias).version)
-
-

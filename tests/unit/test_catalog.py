@@ -8,15 +8,18 @@ from tests.config_copies import SHIPPED_DIR, copy_config
 
 
 def settings_for(config_dir, tmp_path, **env) -> Settings:
-    return Settings.from_env({"DRIFTLOOP_CONFIG_DIR": str(config_dir), "DRIFTLOOP_HOME": str(tmp_path / "home"),
-                              **env})
+    return Settings.from_env(
+        {"DRIFTLOOP_CONFIG_DIR": str(config_dir), "DRIFTLOOP_HOME": str(tmp_path / "home"), **env}
+    )
 
 
 def test_shipped_configs_are_all_usable_and_companions_are_not_configs():
     catalog = read_catalog(Settings.from_env({}))
     assert catalog.describe_problems() == ""
     assert {"telco_churn", "mlc_churn"} <= set(catalog.datasets)
-    assert not any("." in name for name in catalog.datasets)  # telco_churn.contract, .behaviour are companions
+    assert not any(
+        "." in name for name in catalog.datasets
+    )  # telco_churn.contract, .behaviour are companions
     assert [p.stem for p in list_config_paths(SHIPPED_DIR)] == catalog.datasets
 
 
@@ -111,5 +114,7 @@ def test_datasets_restricts_the_catalog_and_an_unknown_name_is_reported(tmp_path
 
 def test_overrides_are_not_applied_when_the_catalog_is_read(tmp_path):
     copy_config(tmp_path / "configs", "mlc_churn", "alpha")
-    catalog = read_catalog(settings_for(tmp_path / "configs", tmp_path, DRIFTLOOP_CONFIG_OVERRIDES="{not json"))
+    catalog = read_catalog(
+        settings_for(tmp_path / "configs", tmp_path, DRIFTLOOP_CONFIG_OVERRIDES="{not json")
+    )
     assert catalog.datasets == ["alpha"]

@@ -45,10 +45,15 @@ def test_overrides_deep_merge_into_the_file():
         ({"features": {"numeric": ["churn"]}}, "'churn' is the id or target"),
         ({"task": "ranking"}, "task 'ranking' is not one of ['binary', 'multiclass', 'regression']"),
         ({"task": "binary", "positive_label": ""}, "positive_label is required for a binary task"),
-        ({"task": "regression", "gates": {"primary_metric": "AUC"}, "training": {"models": ["lr"]}},
-         "gates: 'AUC' is not a regression metric"),
+        (
+            {"task": "regression", "gates": {"primary_metric": "AUC"}, "training": {"models": ["lr"]}},
+            "gates: 'AUC' is not a regression metric",
+        ),
         ({"training": {"threshold_objective": "accuracy"}}, "threshold_objective must be f1, cost or fixed"),
-        ({"task": "regression", "gates": {}}, "training.sort_metric 'AUC' is not a PyCaret regression metric"),
+        (
+            {"task": "regression", "gates": {}},
+            "training.sort_metric 'AUC' is not a PyCaret regression metric",
+        ),
         ({"sensitive": ["zip"]}, "sensitive columns ['zip'] are not features"),
         ({"training": {"test_size": 1.5}}, "test_size must be in (0, 1)"),
     ],
@@ -61,12 +66,14 @@ def test_invalid_configs_are_rejected_with_the_key(changes, message):
 
 
 def test_task_defaults_pick_the_metrics_of_the_task():
-    regression = parse_dataset_config(_raw(task="regression", gates={"floors": {"RMSE": 900.0}},
-                                           training={"models": ["lr"]}), "x.yaml")
+    regression = parse_dataset_config(
+        _raw(task="regression", gates={"floors": {"RMSE": 900.0}}, training={"models": ["lr"]}), "x.yaml"
+    )
     assert regression.task == "regression"
     assert regression.gates.primary_metric == "RMSE" and regression.training.sort_metric == "RMSE"
-    multiclass = parse_dataset_config(_raw(task="multiclass", gates={"floors": {}}, training={"models": ["lr"]}),
-                                      "x.yaml")
+    multiclass = parse_dataset_config(
+        _raw(task="multiclass", gates={"floors": {}}, training={"models": ["lr"]}), "x.yaml"
+    )
     assert multiclass.gates.primary_metric == "macro_f1" and multiclass.training.sort_metric == "F1"
     assert parse_dataset_config(_raw(task="classification"), "x.yaml").task == "binary"
 
@@ -100,8 +107,10 @@ def test_numeric_settings_name_the_variable_when_malformed():
 
 
 def test_each_stage_has_its_own_chunk_size_key():
-    env = {"DRIFTLOOP_CONFIG_OVERRIDES": '{"ingest": {"chunk_rows": 11}, "inference": {"chunk_rows": 22}, '
-                                         '"monitoring": {"chunk_rows": 33}}'}
+    env = {
+        "DRIFTLOOP_CONFIG_OVERRIDES": '{"ingest": {"chunk_rows": 11}, "inference": {"chunk_rows": 22}, '
+        '"monitoring": {"chunk_rows": 33}}'
+    }
     cfg = load_dataset_config("telco_churn", Settings.from_env(env))
     assert (cfg.ingest.chunk_rows, cfg.inference.chunk_rows, cfg.monitoring.chunk_rows) == (11, 22, 33)
     with pytest.raises(ConfigError, match="ingest.chunk_rows must be at least 1"):

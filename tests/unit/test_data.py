@@ -65,7 +65,9 @@ def test_good_batch_beside_bad_one_proceeds_and_run_fails_with_reasons(telco_cfg
     result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b001"]
     assert [(q["batch_id"], q["reason_code"]) for q in result["quarantined"]] == [
-        ("b002", "wrong_format"), ("b003", "missing_columns")]
+        ("b002", "wrong_format"),
+        ("b003", "missing_columns"),
+    ]
     assert_accounting(result)
     assert (state.quarantine_dir / "b003" / "b003.csv").is_file()
     assert json.loads((state.quarantine_dir / "b003" / "reason.json").read_text())["rows_received"] == 50
@@ -156,7 +158,9 @@ def test_labels_ingest_and_snapshot_joins_latest_label(telco_cfg, telco_frame, s
     assert snapshots.resolve_snapshot(telco_cfg)["snapshot_hash"] == snap["snapshot_hash"]
 
 
-def test_snapshot_hash_depends_on_content_not_batch_order(telco_cfg, telco_frame, state, tmp_path, monkeypatch):
+def test_snapshot_hash_depends_on_content_not_batch_order(
+    telco_cfg, telco_frame, state, tmp_path, monkeypatch
+):
     land(state, "a.csv", telco_frame.iloc[:100])
     land(state, "b.csv", telco_frame.iloc[100:200])
     ingest.ingest_batches(telco_cfg)
@@ -205,21 +209,31 @@ def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, 
     assert 0 < run.data.metrics["positive_rate"] < 1
     assert run.inputs.dataset_inputs[0].tags[0].value == "training"
     artifacts = {a.path for a in client.list_artifacts(first["data_run_id"], "profile")}
-    assert artifacts == {f"profile/profile-{snap['snapshot_hash'][:12]}.html",
-                         f"profile/quality-{snap['snapshot_hash'][:12]}.json"}
-    runs = tracking.search_runs(client, telco_cfg.experiment_name("data"),
-                                {bus.SNAPSHOT_HASH_TAG: snap["snapshot_hash"]})
+    assert artifacts == {
+        f"profile/profile-{snap['snapshot_hash'][:12]}.html",
+        f"profile/quality-{snap['snapshot_hash'][:12]}.json",
+    }
+    runs = tracking.search_runs(
+        client, telco_cfg.experiment_name("data"), {bus.SNAPSHOT_HASH_TAG: snap["snapshot_hash"]}
+    )
     assert len(runs) == 1
 
 
-def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(telco_cfg, telco_frame, state, monkeypatch):
+def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(
+    telco_cfg, telco_frame, state, monkeypatch
+):
     from dataclasses import replace
 
-    cfg = replace(telco_cfg, contract={
-        "path": telco_cfg.contract["path"],
-        "columns": {"customer_id": {"pii": "hash"},
-                    "email": {"dtype": "string", "required": False, "nullable": True, "pii": "drop"}},
-    })
+    cfg = replace(
+        telco_cfg,
+        contract={
+            "path": telco_cfg.contract["path"],
+            "columns": {
+                "customer_id": {"pii": "hash"},
+                "email": {"dtype": "string", "required": False, "nullable": True, "pii": "drop"},
+            },
+        },
+    )
     monkeypatch.setenv("DRIFTLOOP_PII_SALT", "pepper")
     frame = telco_frame.iloc[:20].copy()
     frame["email"] = "someone@example.com"

@@ -15,8 +15,13 @@ from driftloop.core import bus
 def data():
     """A numeric signal, two numeric noises and a categorical column whose effect is known (green adds)."""
     rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"signal": rng.normal(size=600), "noise": rng.normal(size=600),
-                          "color": rng.choice(["red", "green", "blue"], size=600)})
+    frame = pd.DataFrame(
+        {
+            "signal": rng.normal(size=600),
+            "noise": rng.normal(size=600),
+            "color": rng.choice(["red", "green", "blue"], size=600),
+        }
+    )
     logit = 2.5 * frame["signal"] + 1.5 * (frame["color"] == "green")
     target = (logit + 0.5 * rng.normal(size=600) > 0.5).astype(int)
     return frame, target
@@ -27,8 +32,11 @@ def pipeline(estimator):
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder
 
-    encode = ColumnTransformer([("onehot", OneHotEncoder(sparse_output=False), ["color"])], remainder="passthrough",
-                               verbose_feature_names_out=False)
+    encode = ColumnTransformer(
+        [("onehot", OneHotEncoder(sparse_output=False), ["color"])],
+        remainder="passthrough",
+        verbose_feature_names_out=False,
+    )
     return Pipeline([("encode", encode.set_output(transform="pandas")), ("model", estimator)])
 
 
@@ -47,7 +55,9 @@ def test_linear_attributions_are_the_closed_form_summed_back_to_original_feature
     coef = pd.Series(model[-1].coef_[0], index=encoded.columns)
     # Closed form for an independent masker: coef * (x - mean of the background), one-hot columns summed.
     expected = (model[:-1].transform(frame.head(50)) - encoded.mean()) * coef
-    assert result.values_df["signal"].to_numpy() == pytest.approx(expected["signal"].to_numpy(), rel=1e-3, abs=1e-3)
+    assert result.values_df["signal"].to_numpy() == pytest.approx(
+        expected["signal"].to_numpy(), rel=1e-3, abs=1e-3
+    )
     color = expected[[c for c in expected.columns if c.startswith("color_")]].sum(axis=1)
     assert result.values_df["color"].to_numpy() == pytest.approx(color.to_numpy(), rel=1e-3, abs=1e-3)
 
@@ -104,8 +114,9 @@ def test_top_reasons_name_the_strongest_original_features_with_their_values(data
         assert row[bus.reason_column(1, "contribution")] == pytest.approx(result.values_df.at[i, first])
 
 
-@pytest.mark.parametrize("estimator", ["sklearn.ensemble.RandomForestClassifier",
-                                       "sklearn.linear_model.LogisticRegression"])
+@pytest.mark.parametrize(
+    "estimator", ["sklearn.ensemble.RandomForestClassifier", "sklearn.linear_model.LogisticRegression"]
+)
 def test_explain_model_writes_the_table_and_summary_plot_by_original_feature(data, tmp_path, estimator):
     import importlib
 
@@ -116,7 +127,11 @@ def test_explain_model_writes_the_table_and_summary_plot_by_original_feature(dat
     model = pipeline(getattr(importlib.import_module(module_name), class_name)()).fit(frame, target)
     explained = explain_model(model, frame, tmp_path / "explain")
     table = pd.read_csv(explained["csv_path"])
-    assert table["feature"].tolist()[0] == "signal" and sorted(table["feature"]) == ["color", "noise", "signal"]
+    assert table["feature"].tolist()[0] == "signal" and sorted(table["feature"]) == [
+        "color",
+        "noise",
+        "signal",
+    ]
     assert explained["top_features"][0] == "signal" and explained["rows"] == 500
     assert Path(explained["plot_path"]).read_bytes()[:4] == b"\x89PNG"
 
@@ -130,13 +145,19 @@ def test_path_attributions_add_up_to_each_prediction(data, family):
 
     frame, target = data
     features = pd.get_dummies(frame, dtype=float)
-    estimator = {"rf": RandomForestClassifier(n_estimators=20, random_state=0),
-                 "gb": GradientBoostingClassifier(n_estimators=20, random_state=0),
-                 "lgbm": LGBMClassifier(n_estimators=20, verbose=-1)}[family].fit(features, target)
+    estimator = {
+        "rf": RandomForestClassifier(n_estimators=20, random_state=0),
+        "gb": GradientBoostingClassifier(n_estimators=20, random_state=0),
+        "lgbm": LGBMClassifier(n_estimators=20, verbose=-1),
+    }[family].fit(features, target)
     values = path_attributions(estimator, features)
-    output = (estimator.predict_proba(features)[:, 1] if family == "rf" else
-              estimator.booster_.predict(features.to_numpy(), raw_score=True) if family == "lgbm" else
-              estimator.decision_function(features))
+    output = (
+        estimator.predict_proba(features)[:, 1]
+        if family == "rf"
+        else estimator.booster_.predict(features.to_numpy(), raw_score=True)
+        if family == "lgbm"
+        else estimator.decision_function(features)
+    )
     # Leaf value minus root value, split by feature: what is left over is one constant (the root value).
     assert np.std(output - values.sum(axis=1)) < 1e-9
     assert pd.Series(np.abs(values).mean(axis=0), index=features.columns).idxmax() == "signal"
@@ -158,9 +179,11 @@ def test_multiclass_path_attributions_add_up_to_the_predicted_classs_output(data
     features = pd.get_dummies(frame, dtype=float)
     # Three classes, decided by the signal's tercile: the signal must dominate every class's explanation.
     target = pd.qcut(frame["signal"], 3, labels=False)
-    estimator = {"rf": RandomForestClassifier(n_estimators=20, random_state=0),
-                 "gb": GradientBoostingClassifier(n_estimators=20, random_state=0),
-                 "lgbm": LGBMClassifier(n_estimators=20, verbose=-1)}[family].fit(features, target)
+    estimator = {
+        "rf": RandomForestClassifier(n_estimators=20, random_state=0),
+        "gb": GradientBoostingClassifier(n_estimators=20, random_state=0),
+        "lgbm": LGBMClassifier(n_estimators=20, verbose=-1),
+    }[family].fit(features, target)
     values = path_attributions(estimator, features)
     chosen = estimator.predict_proba(features).argmax(axis=1)
     rows = np.arange(len(features))
@@ -186,8 +209,10 @@ def test_regression_path_attributions_add_up_to_the_value(data, family):
     frame, _ = data
     features = pd.get_dummies(frame, dtype=float)
     target = 3 * frame["signal"] + 2 * (frame["color"] == "green")
-    estimator = {"rf": RandomForestRegressor(n_estimators=20, random_state=0),
-                 "lgbm": LGBMRegressor(n_estimators=20, verbose=-1)}[family].fit(features, target)
+    estimator = {
+        "rf": RandomForestRegressor(n_estimators=20, random_state=0),
+        "lgbm": LGBMRegressor(n_estimators=20, verbose=-1),
+    }[family].fit(features, target)
     values = path_attributions(estimator, features)
     assert np.std(estimator.predict(features) - values.sum(axis=1)) < 1e-6
     assert pd.Series(np.abs(values).mean(axis=0), index=features.columns).idxmax() == "signal"

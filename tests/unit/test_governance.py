@@ -29,18 +29,28 @@ def test_every_version_carries_shap_pfi_surrogate_and_fairness_in_original_featu
         evidence = read_evidence(client, trained["run_id"])
         assert evidence["errors"] == {}, evidence["errors"]
         shap_features = [row["feature"] for row in evidence["shap_importance"]]
-        assert sorted(shap_features) == sorted(cfg.features)  # one-hot columns summed back: no "contract_Two year"
+        assert sorted(shap_features) == sorted(
+            cfg.features
+        )  # one-hot columns summed back: no "contract_Two year"
         assert evidence["shap_method"] in ("linear", "tree_path_dependent", "tree_saabas")
         assert sorted(r["feature"] for r in evidence["permutation_importance"]) == sorted(cfg.features)
         assert 0.6 <= evidence["surrogate"]["fidelity"] <= 1.0 and "|---" in evidence["surrogate"]["rules"]
         assert set(evidence["fairness"]) == {"female", "senior_citizen"}
         assert set(evidence["fairness"]["senior_citizen"]["groups"]) == {"0", "1"}
     files = {a.path for a in client.list_artifacts(models.good["run_id"], bus.EVIDENCE_DIR)}
-    assert {f"{bus.EVIDENCE_DIR}/{name}" for name in (bus.SHAP_PLOT_FILENAME, bus.SHAP_CSV_FILENAME,
-                                                      bus.PFI_FILENAME, bus.FAIRNESS_PLOT_FILENAME)} <= files
+    assert {
+        f"{bus.EVIDENCE_DIR}/{name}"
+        for name in (
+            bus.SHAP_PLOT_FILENAME,
+            bus.SHAP_CSV_FILENAME,
+            bus.PFI_FILENAME,
+            bus.FAIRNESS_PLOT_FILENAME,
+        )
+    } <= files
     # Contract type is what drives telco churn; the linear model's SHAP and its permutation importance agree.
-    evidence = json.loads(open(client.download_artifacts(models.good["run_id"], bus.EVIDENCE_ARTIFACT,
-                                                         str(tmp_path))).read())
+    evidence = json.loads(
+        open(client.download_artifacts(models.good["run_id"], bus.EVIDENCE_ARTIFACT, str(tmp_path))).read()
+    )
     assert "contract" in [r["feature"] for r in evidence["shap_importance"][:4]]
     assert "contract" in [r["feature"] for r in evidence["permutation_importance"][:4]]
 
@@ -51,8 +61,11 @@ def test_a_better_candidate_is_promoted_under_auto_and_only_marked_ready_under_m
     auto = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     promote_model(auto, "1")
     decision = promote_model(auto, "2")
-    assert (decision["decision"], decision["moved"], alias_version(models.client, auto.registered_model_name,
-                                                                   "champion")) == ("promoted", True, "2")
+    assert (
+        decision["decision"],
+        decision["moved"],
+        alias_version(models.client, auto.registered_model_name, "champion"),
+    ) == ("promoted", True, "2")
 
     manual = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     promote_model(manual, "1")  # the first champion, under auto
@@ -70,8 +83,11 @@ def test_a_fairness_limit_breach_blocks_promotion_with_the_numbers(models):
     from driftloop.governance.promotion import promote_model
 
     cfg = with_fairness(fresh_registry(models, models.good), max_equalized_odds_difference=0.001)
-    with pytest.raises(GateRejected, match=r"equalized odds difference for (female|senior_citizen) 0\.\d{4} "
-                                           r"\(limit 0\.001\)"):
+    with pytest.raises(
+        GateRejected,
+        match=r"equalized odds difference for (female|senior_citizen) 0\.\d{4} "
+        r"\(limit 0\.001\)",
+    ):
         promote_model(cfg, "1")
     tags = models.client.get_model_version(cfg.registered_model_name, "1").tags
     assert tags[bus.GATE_TAG] == bus.GATE_REJECTED
@@ -86,14 +102,17 @@ def test_a_failing_behavioural_test_blocks_promotion(models, tmp_path):
         "rows: 100\ncases:\n"
         "  - {name: contract must not matter, kind: invariance, feature: contract, set: Two year,"
         " max_score_change: 0.001}\n"
-        "  - {name: gender does not matter, kind: invariance, feature: female, swap: [0, 1], max_score_change: 0.2}\n")
+        "  - {name: gender does not matter, kind: invariance, feature: female, swap: [0, 1], max_score_change: 0.2}\n"
+    )
     base = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     promote_model(base, "1")
     strict = dataclasses.replace(base, gates=dataclasses.replace(base.gates, behaviour=str(cases)))
     decision = promote_model(strict, "2")
     assert decision["decision"] == "rejected" and decision["failed"] == ["behaviour.contract must not matter"]
-    assert "max |score change|" in decision["reason"] and alias_version(models.client, base.registered_model_name,
-                                                                         "champion") == "1"
+    assert (
+        "max |score change|" in decision["reason"]
+        and alias_version(models.client, base.registered_model_name, "champion") == "1"
+    )
 
 
 def test_the_model_card_is_the_versions_description_and_the_report_an_artifact(models, tmp_path):
@@ -106,15 +125,28 @@ def test_the_model_card_is_the_versions_description_and_the_report_an_artifact(m
     client, name = models.client, cfg.registered_model_name
     description = client.get_model_version(name, "1").description
     assert description.startswith(f"# {name} v1")
-    for section in ("## Model details", "## Intended use", "## Training data", "## Gate verdict", "## Fairness",
-                    "## Explanations", "## Limitations", "## Promotion history"):
+    for section in (
+        "## Model details",
+        "## Intended use",
+        "## Training data",
+        "## Gate verdict",
+        "## Fairness",
+        "## Explanations",
+        "## Limitations",
+        "## Promotion history",
+    ):
         assert section in description, section
     assert "| floor.AUC | pass |" in description and "fidelity" in description
     assert len(description) <= 5000
     assert "Serving (`champion`): [v1]" in client.get_registered_model(name).description
-    report = json.loads(open(client.download_artifacts(models.good["run_id"], bus.GATE_REPORT_ARTIFACT,
-                                                       str(tmp_path))).read())
-    assert report["passed"] is True and {c["name"] for c in report["checks"]} >= {"floor.AUC", "latency", "size"}
+    report = json.loads(
+        open(client.download_artifacts(models.good["run_id"], bus.GATE_REPORT_ARTIFACT, str(tmp_path))).read()
+    )
+    assert report["passed"] is True and {c["name"] for c in report["checks"]} >= {
+        "floor.AUC",
+        "latency",
+        "size",
+    }
 
 
 def test_a_champion_moved_outside_driftloop_is_audited_and_an_override_is_flagged(models):
@@ -131,8 +163,10 @@ def test_a_champion_moved_outside_driftloop_is_audited_and_an_override_is_flagge
     assert (entry["from_version"], entry["to_version"], entry["actor"]) == ("1", "2", EXTERNAL_ACTOR)
     assert entry["gate_passed"] is False and entry["override"] is True
     assert reconcile_champion(cfg) is None  # nothing new
-    assert [(e["source"], e["override"]) for e in open_store().entries(name)] == [("driftloop", False),
-                                                                                  ("external", True)]
+    assert [(e["source"], e["override"]) for e in open_store().entries(name)] == [
+        ("driftloop", False),
+        ("external", True),
+    ]
 
 
 def test_rollback_returns_to_the_previous_champion_and_is_audited(models):
@@ -190,8 +224,16 @@ def test_the_audit_log_refuses_updates_and_deletes_in_the_database(tmp_path):
 
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     store.ensure_schema()
-    store.append({"dataset": "d", "model_name": "m", "to_version": "1", "actor": "test", "source": "driftloop",
-                  "reason": "first"})
+    store.append(
+        {
+            "dataset": "d",
+            "model_name": "m",
+            "to_version": "1",
+            "actor": "test",
+            "source": "driftloop",
+            "reason": "first",
+        }
+    )
     for statement in ("UPDATE champion_audit SET to_version = '9'", "DELETE FROM champion_audit"):
         with pytest.raises(sqlalchemy.exc.DatabaseError, match="append-only"), store.engine.begin() as conn:
             conn.execute(sqlalchemy.text(statement))

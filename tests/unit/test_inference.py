@@ -21,7 +21,8 @@ from tests.fakes import write_batch
 def private_mlflow(driftloop_env, tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv(
-        "DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({"inference": {"chunk_rows": 128}, "training": {"models": ["lr"]}})
+        "DRIFTLOOP_CONFIG_OVERRIDES",
+        json.dumps({"inference": {"chunk_rows": 128}, "training": {"models": ["lr"]}}),
     )
 
 
@@ -50,7 +51,10 @@ def _register(cfg, frame, flip: bool = False, threshold: float = 0.5) -> str:
     # The fluent calls use the settings' tracking URI, as training does (another test may have left a global one).
     with mlflow_scope(), mlflow.start_run(experiment_id=experiment_id), tempfile.TemporaryDirectory() as tmp:
         info = mlflow.sklearn.log_model(
-            model, name="model", registered_model_name=cfg.registered_model_name, serialization_format="cloudpickle"
+            model,
+            name="model",
+            registered_model_name=cfg.registered_model_name,
+            serialization_format="cloudpickle",
         )
         reference = Path(tmp) / Path(bus.REFERENCE_ARTIFACT).name
         frame[[cfg.id_column, *cfg.features]].head(500).to_parquet(reference)  # the explainer's background
@@ -106,7 +110,9 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     strongest = predictions[bus.reason_column(1, "contribution")].abs()
     assert (strongest >= predictions[bus.reason_column(3, "contribution")].abs()).all()
     row = batch.reset_index(drop=True).iloc[0]
-    assert predictions[bus.reason_column(1, "value")].iloc[0] == str(row[predictions[bus.reason_column(1, "feature")].iloc[0]])
+    assert predictions[bus.reason_column(1, "value")].iloc[0] == str(
+        row[predictions[bus.reason_column(1, "feature")].iloc[0]]
+    )
 
     run = client.get_run(result["scored"][0]["inference_run_id"])
     assert run.data.tags[bus.BATCH_ID_TAG] == "batch_001"

@@ -49,26 +49,49 @@ def trained(cfg, telco_frame):
     client = get_client()
     tags = {bus.SNAPSHOT_HASH_TAG: snapshot["snapshot_hash"], bus.TRIGGER_ID_TAG: "manual-test"}
     with keyed_run(client, cfg.experiment_name("training"), tags) as run:
-        mlflow.set_tags({bus.SNAPSHOT_URI_TAG: snapshot["snapshot_uri"],
-                         bus.AIRFLOW_DAG_ID_TAG: "training_pipeline",
-                         bus.AIRFLOW_RUN_ID_TAG: "manual__2026-01-01T00:00:00",
-                         bus.TRIGGER_REASON_TAG: "manual"})
+        mlflow.set_tags(
+            {
+                bus.SNAPSHOT_URI_TAG: snapshot["snapshot_uri"],
+                bus.AIRFLOW_DAG_ID_TAG: "training_pipeline",
+                bus.AIRFLOW_RUN_ID_TAG: "manual__2026-01-01T00:00:00",
+                bus.TRIGGER_REASON_TAG: "manual",
+            }
+        )
         info = mlflow.sklearn.log_model(model, name=bus.MODEL_ARTIFACT)
         run_id = run.info.run_id
     version = mlflow.register_model(info.model_uri, cfg.registered_model_name).version
-    for tag in (bus.SNAPSHOT_HASH_TAG, bus.SNAPSHOT_URI_TAG, bus.AIRFLOW_DAG_ID_TAG, bus.AIRFLOW_RUN_ID_TAG,
-                bus.GIT_COMMIT_TAG):
-        client.set_model_version_tag(cfg.registered_model_name, version, tag, client.get_run(run_id).data.tags[tag])
+    for tag in (
+        bus.SNAPSHOT_HASH_TAG,
+        bus.SNAPSHOT_URI_TAG,
+        bus.AIRFLOW_DAG_ID_TAG,
+        bus.AIRFLOW_RUN_ID_TAG,
+        bus.GIT_COMMIT_TAG,
+    ):
+        client.set_model_version_tag(
+            cfg.registered_model_name, version, tag, client.get_run(run_id).data.tags[tag]
+        )
     client.set_registered_model_alias(cfg.registered_model_name, "champion", version)
     predictions = paths.predictions_dir / "b003.parquet"
     predictions.parent.mkdir(parents=True)
-    pd.DataFrame({"customer_id": ["A", "B"], "score": [0.1, 0.9], "prediction": ["No", "Yes"],
-                  "model_name": cfg.registered_model_name, "model_version": str(version),
-                  "model_run_id": run_id}).to_parquet(predictions, index=False)
+    pd.DataFrame(
+        {
+            "customer_id": ["A", "B"],
+            "score": [0.1, 0.9],
+            "prediction": ["No", "Yes"],
+            "model_name": cfg.registered_model_name,
+            "model_version": str(version),
+            "model_run_id": run_id,
+        }
+    ).to_parquet(predictions, index=False)
     with keyed_run(client, cfg.experiment_name("inference"), {bus.BATCH_ID_TAG: "b003"}):
         mlflow.set_tag(bus.PREDICTIONS_URI_TAG, path_to_uri(predictions))
-    return {"snapshot": snapshot, "data_run_id": data_run["data_run_id"], "run_id": run_id,
-            "version": str(version), "predictions": predictions}
+    return {
+        "snapshot": snapshot,
+        "data_run_id": data_run["data_run_id"],
+        "run_id": run_id,
+        "version": str(version),
+        "predictions": predictions,
+    }
 
 
 def test_trace_model_version_reaches_run_dag_commit_snapshot_and_batches(cfg, trained):
@@ -90,7 +113,11 @@ def test_trace_predictions_reaches_model_version_and_snapshot(cfg, trained):
     traced = lineage.trace_predictions(cfg, trained["predictions"])
     assert traced["rows"] == 2 and traced["batch_id"] == "b003"
     [model] = traced["models"]
-    assert (model["model_version"], model["model_run_id"], model["rows"]) == (trained["version"], trained["run_id"], 2)
+    assert (model["model_version"], model["model_run_id"], model["rows"]) == (
+        trained["version"],
+        trained["run_id"],
+        2,
+    )
     assert model["lineage"]["snapshot_hash"] == trained["snapshot"]["snapshot_hash"]
     assert model["lineage"]["snapshot"]["rows"] == 159
 
@@ -103,8 +130,14 @@ def test_trace_snapshot_reaches_batches_quarantine_and_models(cfg, trained):
     assert (traced["rows_received"], traced["rows_quarantined"], traced["rows"]) == (160, 1, 159)
     assert traced["data_run_id"] == trained["data_run_id"]
     assert [r["run_id"] for r in traced["training_runs"]] == [trained["run_id"]]
-    assert traced["model_versions"] == [{"model_version": trained["version"], "run_id": trained["run_id"],
-                                         "aliases": ["champion"], "gate": None}]
+    assert traced["model_versions"] == [
+        {
+            "model_version": trained["version"],
+            "run_id": trained["run_id"],
+            "aliases": ["champion"],
+            "gate": None,
+        }
+    ]
 
 
 def test_lineage_errors_name_what_is_missing(cfg, trained, tmp_path):

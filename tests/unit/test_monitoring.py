@@ -193,7 +193,9 @@ def test_ndcg_is_one_for_the_same_ranking_and_drops_when_the_top_feature_changes
     assert swapped == pytest.approx((0.1 + 0.3 / np.log2(3) + 0.5 / 2) / ideal)
 
 
-def test_drift_is_explained_by_the_champions_importance_and_fairness_is_tracked_on_labels(cfg, telco_frame, scorer):
+def test_drift_is_explained_by_the_champions_importance_and_fairness_is_tracked_on_labels(
+    cfg, telco_frame, scorer
+):
     from driftloop.core.tracking import get_client
     from driftloop.monitoring.monitor import monitor_predictions
     from tests.fakes import register_champion
@@ -245,8 +247,9 @@ def test_chunked_label_join_is_exact_and_the_latest_label_wins(cfg, telco_frame,
     assert item["live_f1"] == pytest.approx(expected)
 
 
-def test_live_metrics_above_the_cap_are_sampled_counted_in_full_and_tagged(cfg, telco_frame, scorer, champion,
-                                                                          monkeypatch):
+def test_live_metrics_above_the_cap_are_sampled_counted_in_full_and_tagged(
+    cfg, telco_frame, scorer, champion, monkeypatch
+):
     from driftloop.core.tracking import get_client
     from driftloop.monitoring import monitor
 
@@ -260,6 +263,7 @@ def test_live_metrics_above_the_cap_are_sampled_counted_in_full_and_tagged(cfg, 
 
     run = get_client().get_run(item["monitoring_run_id"])
     assert run.data.tags[bus.CURRENT_SAMPLE_TAG] == (
-        "random 700 of 2000 rows (seed 42); live metrics on random 600 of 1500 labelled rows (seed 42)")
+        "random 700 of 2000 rows (seed 42); live metrics on random 600 of 1500 labelled rows (seed 42)"
+    )
     assert run.data.metrics["rows_compared"] == 700 and run.data.metrics["labelled_rows"] == 1500
     assert 0.45 < item["live_f1"] < 0.75

@@ -22,7 +22,12 @@ def test_trained_models_differ_as_expected(models):
     assert 0.55 < models.weak["metrics"]["holdout_auc"] < 0.75
     assert models.weak["best_model"] == "DecisionTreeClassifier"
     assert abs(models.shuffled["metrics"]["holdout_auc"] - 0.5) < 0.1
-    assert [m["model_version"] for m in (models.good, models.weak, models.shuffled, models.tiny)] == ["1", "2", "3", "4"]
+    assert [m["model_version"] for m in (models.good, models.weak, models.shuffled, models.tiny)] == [
+        "1",
+        "2",
+        "3",
+        "4",
+    ]
 
 
 def test_challenger_trained_on_shuffled_labels_is_rejected(models):
@@ -134,12 +139,8 @@ def test_worse_candidate_stays_challenger_and_champion_does_not_move(models):
     assert alias_version(client, name, "challenger") == "2"
     tags = client.get_model_version(name, "2").tags
     assert tags[bus.GATE_TAG] == "rejected"
-    assert float(tags[bus.GATE_CANDIDATE_METRIC_TAG]) == pytest.approx(
-        decision["candidate_metric"], abs=1e-6
-    )
-    assert float(tags[bus.GATE_CHAMPION_METRIC_TAG]) == pytest.approx(
-        decision["champion_metric"], abs=1e-6
-    )
+    assert float(tags[bus.GATE_CANDIDATE_METRIC_TAG]) == pytest.approx(decision["candidate_metric"], abs=1e-6)
+    assert float(tags[bus.GATE_CHAMPION_METRIC_TAG]) == pytest.approx(decision["champion_metric"], abs=1e-6)
     assert tags[bus.GATE_CHAMPION_VERSION_TAG] == "1"
     assert "does not beat champion" in tags[bus.GATE_REASON_TAG]
 
@@ -214,10 +215,14 @@ def test_cli_promotes_moves_rolls_back_and_lists_the_audit(models, capsys):
     # The CLI reads the config by name, so point the model name at this test's registry.
     with pytest.MonkeyPatch.context() as mp:
         # As fresh_registry: fairness gaps and behavioural cases mean nothing on this small holdout.
-        relaxed = {"gates": {"behaviour": "", "max_latency_ms_per_row": None, "max_model_size_mb": None},
-                   "fairness": {"max_equalized_odds_difference": None}}
-        mp.setenv("DRIFTLOOP_CONFIG_OVERRIDES",
-                  json.dumps({**FAST_OVERRIDES, **relaxed, "model_name": cfg.registered_model_name}))
+        relaxed = {
+            "gates": {"behaviour": "", "max_latency_ms_per_row": None, "max_model_size_mb": None},
+            "fairness": {"max_equalized_odds_difference": None},
+        }
+        mp.setenv(
+            "DRIFTLOOP_CONFIG_OVERRIDES",
+            json.dumps({**FAST_OVERRIDES, **relaxed, "model_name": cfg.registered_model_name}),
+        )
         assert run("alias") == (1, None)
         code, out = run("promote", "1")
         assert code == 0 and out["decision"] == "promoted"

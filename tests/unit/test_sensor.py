@@ -29,7 +29,9 @@ def test_drifted_batch_fires_once_and_a_fired_result_never_fires_again(cfg, telc
     [item] = monitor_predictions(cfg)["monitored"]
     assert item["drift_share"] >= cfg.monitoring.drift_share_threshold
     metrics = get_client().get_run(item["monitoring_run_id"]).data.metrics
-    assert metrics[bus.drift_score_metric("tenure")] > 0.5 and metrics[bus.drift_score_metric("contract")] > 0.3
+    assert (
+        metrics[bus.drift_score_metric("tenure")] > 0.5 and metrics[bus.drift_score_metric("contract")] > 0.3
+    )
     assert bus.LIVE_F1 not in metrics  # no labels yet
 
     trigger = find_drift_trigger(cfg)
@@ -45,16 +47,24 @@ def test_drifted_batch_fires_once_and_a_fired_result_never_fires_again(cfg, telc
 
     fired_s = int(time.time())
     fired = mark_trigger_fired(cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"], now_s=fired_s)
-    assert fired == {"monitoring_run_id": item["monitoring_run_id"], "trigger_run_id": trigger["trigger_run_id"],
-                     "fired_at": fired_s, "covered_run_ids": []}
+    assert fired == {
+        "monitoring_run_id": item["monitoring_run_id"],
+        "trigger_run_id": trigger["trigger_run_id"],
+        "fired_at": fired_s,
+        "covered_run_ids": [],
+    }
     tags = get_client().get_run(item["monitoring_run_id"]).data.tags
     assert tags[bus.SENSOR_FIRED_AT_TAG] == str(fired_s)
     assert tags[bus.SENSOR_TRIGGER_RUN_ID_TAG] == trigger["trigger_run_id"]
-    retried = mark_trigger_fired(cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"], now_s=fired_s + 300)
+    retried = mark_trigger_fired(
+        cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"], now_s=fired_s + 300
+    )
     assert retried["fired_at"] == fired_s  # a task retry keeps the original firing time
     # Even once the cooldown is long over, the same result never fires again.
     client = get_client()
-    client.set_tag(item["monitoring_run_id"], bus.SENSOR_FIRED_AT_TAG, str(fired_s - 10 * cfg.monitoring.cooldown_s))
+    client.set_tag(
+        item["monitoring_run_id"], bus.SENSOR_FIRED_AT_TAG, str(fired_s - 10 * cfg.monitoring.cooldown_s)
+    )
     assert find_drift_trigger(cfg) is None
 
     assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
@@ -148,7 +158,10 @@ def test_late_labels_update_the_run_and_fire_on_performance(cfg, telco_frame, sc
     assert trigger["reason"] == "performance"
     assert trigger["live_drop"] == pytest.approx(update["live_drop"])
     assert trigger["drift_share"] < cfg.monitoring.drift_share_threshold
-    assert f"live_f1 {update['live_f1']:.3f} is {update['live_drop']:.1%} worse than on the holdout" in trigger["detail"]
+    assert (
+        f"live_f1 {update['live_f1']:.3f} is {update['live_drop']:.1%} worse than on the holdout"
+        in trigger["detail"]
+    )
     assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
 
 

@@ -57,7 +57,9 @@ def test_drift_on_unknown_column_or_category_is_rejected(telco_cfg, telco_frame)
     with pytest.raises(ValueError, match="not a numeric feature"):
         simulate.apply_drift(telco_frame, telco_cfg, {"covariate": {"contract": {"scale": 2}}}, seed=1)
     with pytest.raises(ValueError, match="not a category"):
-        simulate.apply_drift(telco_frame, telco_cfg, {"category_mix": {"contract": {"Ten year": 0.5}}}, seed=1)
+        simulate.apply_drift(
+            telco_frame, telco_cfg, {"category_mix": {"contract": {"Ten year": 0.5}}}, seed=1
+        )
 
 
 def test_labels_of_an_unsimulated_batch_are_an_error(telco_cfg):
@@ -67,7 +69,9 @@ def test_labels_of_an_unsimulated_batch_are_an_error(telco_cfg):
 
 def test_covariate_drift_keeps_integer_columns_integer(telco_cfg, telco_frame):
     base = telco_frame.head(500).reset_index(drop=True)
-    drifted = simulate.apply_drift(base, telco_cfg, {"covariate": {"tenure": {"scale": 1.37, "shift": 0.4}}}, seed=1)
+    drifted = simulate.apply_drift(
+        base, telco_cfg, {"covariate": {"tenure": {"scale": 1.37, "shift": 0.4}}}, seed=1
+    )
     assert drifted["tenure"].dtype.kind in "iu" or str(drifted["tenure"].dtype) == "Int64"
     assert (drifted["tenure"] % 1 == 0).all()
     assert "." not in drifted[["customer_id", "tenure"]].to_csv(index=False)
@@ -76,8 +80,9 @@ def test_covariate_drift_keeps_integer_columns_integer(telco_cfg, telco_frame):
 
 
 def test_a_column_the_contract_types_int64_stays_whole_whatever_its_source_dtype(telco_cfg, telco_frame):
-    cfg = dataclasses.replace(telco_cfg, contract={**telco_cfg.contract,
-                                                   "columns": {"monthly_charges": {"dtype": "int64"}}})
+    cfg = dataclasses.replace(
+        telco_cfg, contract={**telco_cfg.contract, "columns": {"monthly_charges": {"dtype": "int64"}}}
+    )
     base = telco_frame.head(300).reset_index(drop=True)
     drifted = simulate.apply_drift(base, cfg, {"covariate": {"monthly_charges": {"scale": 1.1}}}, seed=1)
     assert (drifted["monthly_charges"] % 1 == 0).all()
@@ -125,8 +130,10 @@ def test_regression_label_shift_moves_target_values_and_keeps_their_dtype(ames):
     assert drifted["Sale_Price"].tolist() == expected.astype(int).tolist()
     assert "." not in drifted[["house_id", "Sale_Price"]].to_csv(index=False)
     assert drifted.drop(columns="Sale_Price").equals(base.drop(columns="Sale_Price"))
-    assert (simulate.apply_drift(base, cfg, {"label_shift": 0.8}, seed=4)["Sale_Price"]
-            == (base["Sale_Price"] * 0.8).round().astype(int)).all()
+    assert (
+        simulate.apply_drift(base, cfg, {"label_shift": 0.8}, seed=4)["Sale_Price"]
+        == (base["Sale_Price"] * 0.8).round().astype(int)
+    ).all()
 
 
 def test_label_shift_that_does_not_fit_the_task_is_rejected(hpc, ames):

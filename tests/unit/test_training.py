@@ -112,7 +112,9 @@ def test_train_run_carries_contract_tags_params_and_metrics(trained, client):
     assert version.run_id == result["run_id"]
     assert version.tags[bus.SNAPSHOT_HASH_TAG] == trained.manifest["snapshot_hash"]
     assert version.tags[bus.TRIGGER_ID_TAG] == "asset_triggered__1"
-    assert float(version.tags[bus.holdout_version_tag("holdout_auc")]) == pytest.approx(metrics["holdout_auc"], abs=1e-6)
+    assert float(version.tags[bus.holdout_version_tag("holdout_auc")]) == pytest.approx(
+        metrics["holdout_auc"], abs=1e-6
+    )
 
 
 def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, client, tmp_path):
@@ -122,7 +124,8 @@ def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, clie
     top = {a.path for a in client.list_artifacts(run_id)}
     assert {bus.LEADERBOARD_ARTIFACT, "holdout", "reference", bus.EVIDENCE_DIR} <= top
     assert {a.path for a in client.list_artifacts(run_id, bus.EVIDENCE_DIR)} >= {
-        f"{bus.EVIDENCE_DIR}/{bus.SHAP_PLOT_FILENAME}", f"{bus.EVIDENCE_DIR}/{bus.SHAP_CSV_FILENAME}",
+        f"{bus.EVIDENCE_DIR}/{bus.SHAP_PLOT_FILENAME}",
+        f"{bus.EVIDENCE_DIR}/{bus.SHAP_CSV_FILENAME}",
         bus.EVIDENCE_ARTIFACT,
     }
     holdout = pd.read_parquet(client.download_artifacts(run_id, "holdout/holdout.parquet", str(tmp_path)))
@@ -130,8 +133,9 @@ def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, clie
         client.download_artifacts(run_id, "reference/reference.parquet", str(tmp_path))
     )
     leaderboard = pd.read_csv(client.download_artifacts(run_id, "leaderboard.csv", str(tmp_path)))
-    importance = pd.read_csv(client.download_artifacts(run_id, f"{bus.EVIDENCE_DIR}/{bus.SHAP_CSV_FILENAME}",
-                                                       str(tmp_path)))
+    importance = pd.read_csv(
+        client.download_artifacts(run_id, f"{bus.EVIDENCE_DIR}/{bus.SHAP_CSV_FILENAME}", str(tmp_path))
+    )
 
     assert list(holdout.columns) == [cfg.id_column, *cfg.features, cfg.target]
     assert len(holdout) == run_holdout_rows(client, run_id)
@@ -199,9 +203,7 @@ def test_retry_with_same_trigger_reuses_run_and_version(trained, client):
     assert again["metrics"] == pytest.approx(first["metrics"])
     versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
     assert [str(v.version) for v in versions] == ["1"]
-    runs = search_runs(
-        client, cfg.experiment_name("training"), {bus.TRIGGER_ID_TAG: "asset_triggered__1"}
-    )
+    runs = search_runs(client, cfg.experiment_name("training"), {bus.TRIGGER_ID_TAG: "asset_triggered__1"})
     assert len(runs) == 1
 
 
@@ -232,7 +234,8 @@ def test_retry_after_crash_past_registration_finishes_without_retraining(trained
     assert len(client.search_model_versions(f"name = '{cfg.registered_model_name}'")) == 1
     assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == "1"
     assert (
-        client.get_model_version(cfg.registered_model_name, "1").tags[bus.holdout_version_tag("holdout_auc")] == "0.810000"
+        client.get_model_version(cfg.registered_model_name, "1").tags[bus.holdout_version_tag("holdout_auc")]
+        == "0.810000"
     )
     assert mlflow.active_run() is None
 
@@ -310,8 +313,15 @@ def test_binary_holdout_metrics_on_known_values_at_the_versions_threshold():
     truth = pd.Series(["Yes", "Yes", "No", "No"])
     at_half = Decision(BINARY, ("No", "Yes"), 0.5)
     metrics = holdout_metrics(at_half, at_half.encode(truth), at_half.predict(model, rows))
-    assert metrics == pytest.approx({"holdout_auc": 0.75, "holdout_precision": 0.5, "holdout_recall": 0.5,
-                                     "holdout_f1": 0.5, "holdout_accuracy": 0.5})
+    assert metrics == pytest.approx(
+        {
+            "holdout_auc": 0.75,
+            "holdout_precision": 0.5,
+            "holdout_recall": 0.5,
+            "holdout_f1": 0.5,
+            "holdout_accuracy": 0.5,
+        }
+    )
     lower = Decision(BINARY, ("No", "Yes"), 0.35)
     assert list(lower.predict(model, rows)[bus.PREDICTION_COLUMN]) == ["Yes", "Yes", "Yes", "No"]
     assert holdout_metrics(lower, lower.encode(truth), lower.predict(model, rows))["holdout_recall"] == 1.0
@@ -435,7 +445,7 @@ def test_live_metrics_and_their_drop_per_task_on_known_values():
     live = live_metrics(regression, pd.Series([110.0, 190.0, 330.0, 370.0]), served)
     assert live == pytest.approx({"live_rmse": (2000 / 4) ** 0.5, "live_mae": 20.0})
     # RMSE is an error: live 22.4 against a holdout 20.0 is 11.8% worse (a positive drop).
-    assert relative_drop(REGRESSION, live, {"holdout_rmse": 20.0}) == pytest.approx(((500 ** 0.5) - 20) / 20)
+    assert relative_drop(REGRESSION, live, {"holdout_rmse": 20.0}) == pytest.approx(((500**0.5) - 20) / 20)
 
     multiclass = Decision(MULTICLASS, ("F", "M", "VF"))
     served = pd.DataFrame({bus.PREDICTION_COLUMN: ["F", "M", "VF", "F"]})
@@ -444,7 +454,9 @@ def test_live_metrics_and_their_drop_per_task_on_known_values():
     assert relative_drop(MULTICLASS, live, {"holdout_macro_f1": 0.9}) == pytest.approx((0.9 - 7 / 9) / 0.9)
 
     binary = Decision(BINARY, ("No", "Yes"), 0.3)
-    served = pd.DataFrame({bus.PREDICTION_COLUMN: ["Yes", "No", "Yes", "No"], bus.SCORE_COLUMN: [0.9, 0.2, 0.4, 0.1]})
+    served = pd.DataFrame(
+        {bus.PREDICTION_COLUMN: ["Yes", "No", "Yes", "No"], bus.SCORE_COLUMN: [0.9, 0.2, 0.4, 0.1]}
+    )
     live = live_metrics(binary, pd.Series(["Yes", "Yes", "No", "No"]), served)
     assert live == pytest.approx({"live_f1": 0.5, "live_auc": 0.75})
     assert relative_drop(BINARY, live, {"holdout_f1": 0.5}) == pytest.approx(0.0)

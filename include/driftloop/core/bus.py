@@ -135,8 +135,19 @@ VERSION_LINEAGE_TAGS = (
 # Metrics
 
 # Holdout metrics of every task (driftloop.core.task_types.METRICS says which task logs which).
-HOLDOUT_METRICS = ("holdout_auc", "holdout_f1", "holdout_precision", "holdout_recall", "holdout_accuracy",
-                   "holdout_macro_f1", "holdout_auc_ovr", "holdout_rmse", "holdout_mae", "holdout_r2", "holdout_mape")
+HOLDOUT_METRICS = (
+    "holdout_auc",
+    "holdout_f1",
+    "holdout_precision",
+    "holdout_recall",
+    "holdout_accuracy",
+    "holdout_macro_f1",
+    "holdout_auc_ovr",
+    "holdout_rmse",
+    "holdout_mae",
+    "holdout_r2",
+    "holdout_mape",
+)
 # Gate metric names as a dataset config spells them (PyCaret style) → holdout metric keys.
 GATE_METRIC_KEYS = {
     "macro_f1": "holdout_macro_f1",
@@ -153,10 +164,18 @@ GATE_METRIC_KEYS = {
     "recall": "holdout_recall",
     "accuracy": "holdout_accuracy",
 }
-TRAIN_PHASE_METRICS = ("setup_seconds", "compare_seconds", "tune_seconds", "finalize_seconds", "threshold_seconds",
-                       "logging_seconds")
+TRAIN_PHASE_METRICS = (
+    "setup_seconds",
+    "compare_seconds",
+    "tune_seconds",
+    "finalize_seconds",
+    "threshold_seconds",
+    "logging_seconds",
+)
 SELECTION_ROWS = "selection_rows"  # training rows model selection ran on (all of them unless sampled)
-THRESHOLD_OBJECTIVE_VALUE = "threshold_objective_value"  # out-of-fold F1 or cost per row at the chosen threshold
+THRESHOLD_OBJECTIVE_VALUE = (
+    "threshold_objective_value"  # out-of-fold F1 or cost per row at the chosen threshold
+)
 TRAIN_SECONDS = "train_seconds"
 TRAIN_ROWS = "train_rows"
 HOLDOUT_ROWS = "holdout_rows"
@@ -177,7 +196,9 @@ ROWS_COMPARED = "rows_compared"
 REFERENCE_ROWS = "reference_rows"
 LIVE_F1 = "live_f1"
 LIVE_AUC = "live_auc"
-LIVE_DROP = "live_drop"  # relative degradation of the task's primary live metric against the champion's holdout
+LIVE_DROP = (
+    "live_drop"  # relative degradation of the task's primary live metric against the champion's holdout
+)
 LABELLED_ROWS = "labelled_rows"
 DRIFT_IMPORTANCE_SHARE = "drift_importance_share"  # share of the champion's importance on drifted features
 ATTRIBUTION_NDCG = "attribution_ndcg"  # 1.0: the same features drive predictions as on the reference
@@ -261,6 +282,7 @@ def reason_column(rank: int, part: str) -> str:
     if part not in REASON_PARTS:
         raise ValueError(f"unknown reason part {part!r} (known: {list(REASON_PARTS)})")
     return f"reason_{rank}_{part}"
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Manifests under DRIFTLOOP_HOME: written last, so a manifest marks its partition as complete.
@@ -349,11 +371,27 @@ def monitoring_run_name(batch_id: str) -> str:
 # Airflow DAG ids: each DAG file builds its DAG once per dataset config (driftloop_airflow.factory).
 
 DATA_PIPELINE, TRAINING_PIPELINE, INFERENCE_PIPELINE, MONITORING_PIPELINE = (
-    "data_pipeline", "training_pipeline", "inference_pipeline", "monitoring_pipeline")
+    "data_pipeline",
+    "training_pipeline",
+    "inference_pipeline",
+    "monitoring_pipeline",
+)
 DRIFT_SENSOR, REGISTRY_WATCH, CHAMPION_ROLLBACK, AB_EVALUATION = (
-    "drift_sensor", "registry_watch", "champion_rollback", "ab_evaluation")
-DAG_NAMES = (DATA_PIPELINE, TRAINING_PIPELINE, INFERENCE_PIPELINE, MONITORING_PIPELINE, DRIFT_SENSOR,
-             REGISTRY_WATCH, CHAMPION_ROLLBACK, AB_EVALUATION)
+    "drift_sensor",
+    "registry_watch",
+    "champion_rollback",
+    "ab_evaluation",
+)
+DAG_NAMES = (
+    DATA_PIPELINE,
+    TRAINING_PIPELINE,
+    INFERENCE_PIPELINE,
+    MONITORING_PIPELINE,
+    DRIFT_SENSOR,
+    REGISTRY_WATCH,
+    CHAMPION_ROLLBACK,
+    AB_EVALUATION,
+)
 DAG_ID_SEPARATOR = "__"
 
 
@@ -385,7 +423,9 @@ SERVED_BATCH_PREFIX = "served__"
 
 # Runs of the serving experiment, one per A/B look (driftloop.serving.online.ab_decision).
 AB_EXPERIMENT_TAG = PREFIX + "ab_experiment"  # key: "v<champion>-vs-v<challenger>"
-AB_INPUT_FINGERPRINT_TAG = PREFIX + "ab_input_fingerprint"  # key: what was looked at (a rerun lands in the same run)
+AB_INPUT_FINGERPRINT_TAG = (
+    PREFIX + "ab_input_fingerprint"
+)  # key: what was looked at (a rerun lands in the same run)
 AB_DECISION_TAG = PREFIX + "ab_decision"
 AB_DECISION_REASON_TAG = PREFIX + "ab_decision_reason"
 AB_DECIDED_BY_TAG = PREFIX + "ab_decided_by"  # fixed_horizon | sequential | mcnemar | none

@@ -127,8 +127,12 @@ def _read_raw(path: Path) -> tuple[dict[str, Any] | None, str]:
 def _validate(name: str, path: Path, raw: dict[str, Any] | None, error: str) -> CatalogEntry:
     """One config file on its own: its name, its content, its ``name`` key."""
     if not DATASET_NAME.fullmatch(name):
-        return CatalogEntry(name, path, error=f"{path}: the file name {name!r} is not a dataset name "
-                                              "(letters, digits, '_' and '-'; it becomes part of DAG ids)")
+        return CatalogEntry(
+            name,
+            path,
+            error=f"{path}: the file name {name!r} is not a dataset name "
+            "(letters, digits, '_' and '-'; it becomes part of DAG ids)",
+        )
     if raw is None:
         return CatalogEntry(name, path, error=error)
     try:
@@ -136,8 +140,13 @@ def _validate(name: str, path: Path, raw: dict[str, Any] | None, error: str) -> 
     except ConfigError as exc:
         return CatalogEntry(name, path, error=str(exc))
     if cfg.name != name:
-        return CatalogEntry(name, path, cfg, f"{path}: name: {cfg.name!r} differs from the file name {name!r}; "
-                                             f"rename the file to {cfg.name}.yaml or set name: {name}")
+        return CatalogEntry(
+            name,
+            path,
+            cfg,
+            f"{path}: name: {cfg.name!r} differs from the file name {name!r}; "
+            f"rename the file to {cfg.name}.yaml or set name: {name}",
+        )
     return CatalogEntry(name, path, cfg)
 
 
@@ -154,8 +163,11 @@ def _refuse_clashes(entries: list[CatalogEntry], settings: Settings) -> list[Cat
         if len(group) < 2:
             continue
         files = ", ".join(str(e.path) for e in group)
-        what = (f"register the same model {group[0].config.registered_model_name!r}" if key == "model_name"
-                else f"keep state in the same folder {StatePaths.for_dataset(group[0].config, settings).root}")
+        what = (
+            f"register the same model {group[0].config.registered_model_name!r}"
+            if key == "model_name"
+            else f"keep state in the same folder {StatePaths.for_dataset(group[0].config, settings).root}"
+        )
         for entry in group:
             clashes[entry.path].append(f"{entry.path}: {key}: {files} {what}; each dataset needs its own")
     checked = []
@@ -189,12 +201,17 @@ def read_catalog(settings: Settings | None = None) -> Catalog:
         missing = [p.stem for p in paths if not p.is_file()]
         if missing:
             available = [p.stem for p in list_config_paths(config_dir)]
-            problems.append(f"{DATASETS_ENV}: no config for {missing} in {config_dir} (available: {available})")
+            problems.append(
+                f"{DATASETS_ENV}: no config for {missing} in {config_dir} (available: {available})"
+            )
         paths = sorted(p for p in paths if p.is_file())
     else:
         paths = list_config_paths(config_dir)
     raws = {path: _read_raw(path) for path in paths}
     companions = set().union(*(_companions(raw, path) for path, (raw, _) in raws.items() if raw))
-    entries = [_validate(path.stem, path, raw, error) for path, (raw, error) in raws.items()
-               if path.resolve() not in companions]
+    entries = [
+        _validate(path.stem, path, raw, error)
+        for path, (raw, error) in raws.items()
+        if path.resolve() not in companions
+    ]
     return Catalog(config_dir, tuple(_refuse_clashes(entries, settings)), tuple(problems))

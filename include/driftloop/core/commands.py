@@ -13,8 +13,11 @@ def dataset_parent() -> argparse.ArgumentParser:
     Its default is suppressed, so ``driftloop --dataset X cmd`` and ``driftloop cmd --dataset X`` both work.
     """
     parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument("--dataset", default=argparse.SUPPRESS,
-                        help="dataset config name (default: $DRIFTLOOP_DATASET or telco_churn)")
+    parent.add_argument(
+        "--dataset",
+        default=argparse.SUPPRESS,
+        help="dataset config name (default: $DRIFTLOOP_DATASET or telco_churn)",
+    )
     return parent
 
 

@@ -36,7 +36,9 @@ class TrainingConfig:
     models: tuple[str, ...] = ("lr", "lightgbm", "rf")
     folds: int = 5
     tune_iter: int = 10
-    sort_metric: str = ""  # PyCaret's name; default per task: AUC (binary), F1 (multiclass), RMSE (regression)
+    sort_metric: str = (
+        ""  # PyCaret's name; default per task: AUC (binary), F1 (multiclass), RMSE (regression)
+    )
     # Binary decision threshold, chosen on out-of-fold scores of the training rows (never the holdout):
     # "f1" maximises F1, "cost" minimises cost["false_positive"] x FP + cost["false_negative"] x FN,
     # "fixed" keeps inference.threshold.
@@ -62,7 +64,9 @@ class GateConfig:
     """
 
     primary_metric: str = ""  # default per task: AUC (binary), macro_f1 (multiclass), RMSE (regression)
-    floors: dict[str, float] = field(default_factory=dict)  # lower-is-better metrics (RMSE, MAE, MAPE): ceilings
+    floors: dict[str, float] = field(
+        default_factory=dict
+    )  # lower-is-better metrics (RMSE, MAE, MAPE): ceilings
     min_improvement: float = 0.0
     policy: str = "auto"
     max_latency_ms_per_row: float | None = None  # measured on a 1,000-row batch of the holdout
@@ -107,7 +111,9 @@ class InferenceConfig:
     threshold: float = 0.5
     chunk_rows: int = 100_000
     reasons: int = 3  # top-k SHAP reasons stored with each prediction; 0 stores none
-    explain_ms_per_row: float = 0.2  # budget of the exact tree explainer before its path approximation is used
+    explain_ms_per_row: float = (
+        0.2  # budget of the exact tree explainer before its path approximation is used
+    )
 
 
 @dataclass(frozen=True)
@@ -197,8 +203,11 @@ def _with_task_defaults(cfg: DatasetConfig) -> DatasetConfig:
     from driftloop.core.task_types import DEFAULT_PRIMARY, DEFAULT_SORT
 
     primary = cfg.gates.primary_metric or DEFAULT_PRIMARY[cfg.task]
-    return replace(cfg, gates=replace(cfg.gates, primary_metric=primary),
-                   training=replace(cfg.training, sort_metric=cfg.training.sort_metric or DEFAULT_SORT[cfg.task]))
+    return replace(
+        cfg,
+        gates=replace(cfg.gates, primary_metric=primary),
+        training=replace(cfg.training, sort_metric=cfg.training.sort_metric or DEFAULT_SORT[cfg.task]),
+    )
 
 
 def _check_gate_metrics(cfg: DatasetConfig, where: str) -> None:
@@ -210,8 +219,10 @@ def _check_gate_metrics(cfg: DatasetConfig, where: str) -> None:
         except ValueError as exc:
             raise ConfigError(f"{where}: gates: {exc}") from None
         if key not in METRICS[cfg.task]:
-            raise ConfigError(f"{where}: gates: {name!r} is not a {cfg.task} metric (use one of "
-                              f"{[k.removeprefix('holdout_') for k in METRICS[cfg.task]]})")
+            raise ConfigError(
+                f"{where}: gates: {name!r} is not a {cfg.task} metric (use one of "
+                f"{[k.removeprefix('holdout_') for k in METRICS[cfg.task]]})"
+            )
 
 
 def _check_values(cfg: DatasetConfig, where: str) -> None:
@@ -232,15 +243,19 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
 
     kind = "regression" if cfg.task == "regression" else "classification"
     if cfg.training.sort_metric not in SORT_METRICS[kind]:
-        raise ConfigError(f"{where}: training.sort_metric {cfg.training.sort_metric!r} is not a PyCaret {kind} "
-                          f"metric (use one of {list(SORT_METRICS[kind])})")
+        raise ConfigError(
+            f"{where}: training.sort_metric {cfg.training.sort_metric!r} is not a PyCaret {kind} "
+            f"metric (use one of {list(SORT_METRICS[kind])})"
+        )
     _check_gate_metrics(cfg, where)
     for section in ("inference", "monitoring", "ingest"):
         if getattr(cfg, section).chunk_rows < 1:
             raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
     unknown_bins = set(cfg.fairness.bins) - set(cfg.sensitive_features)
     if unknown_bins:
-        raise ConfigError(f"{where}: fairness.bins names {sorted(unknown_bins)}, which are not sensitive attributes")
+        raise ConfigError(
+            f"{where}: fairness.bins names {sorted(unknown_bins)}, which are not sensitive attributes"
+        )
 
 
 def _check_serving(serving: ServingConfig, where: str) -> None:
@@ -253,9 +268,13 @@ def _check_serving(serving: ServingConfig, where: str) -> None:
         if not 0 < getattr(serving, key) < 1:
             raise ConfigError(f"{where}: serving.{key} must be in (0, 1), got {getattr(serving, key)}")
     if not 0 <= serving.challenger_share <= 1:
-        raise ConfigError(f"{where}: serving.challenger_share must be in [0, 1], got {serving.challenger_share}")
+        raise ConfigError(
+            f"{where}: serving.challenger_share must be in [0, 1], got {serving.challenger_share}"
+        )
     if serving.window_s < 60 or serving.export_grace_s < 0:
-        raise ConfigError(f"{where}: serving.window_s must be at least 60 and serving.export_grace_s at least 0")
+        raise ConfigError(
+            f"{where}: serving.window_s must be at least 60 and serving.export_grace_s at least 0"
+        )
 
 
 def _task(raw: dict[str, Any], where: str) -> str:

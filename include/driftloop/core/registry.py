@@ -86,7 +86,9 @@ def register_challenger(client: Any, cfg: DatasetConfig, version: str, run: Any)
             client.set_model_version_tag(name, version, tag, run_tags[tag])
     for key in bus.HOLDOUT_METRICS:
         if key in run.data.metrics:
-            client.set_model_version_tag(name, version, bus.holdout_version_tag(key), f"{run.data.metrics[key]:.6f}")
+            client.set_model_version_tag(
+                name, version, bus.holdout_version_tag(key), f"{run.data.metrics[key]:.6f}"
+            )
     client.set_registered_model_alias(name, CHALLENGER, version)
 
 
@@ -99,7 +101,9 @@ def add_cli(subparsers: Any) -> None:
     """Register ``driftloop alias``."""
     from driftloop.core.commands import dataset_parent
 
-    alias = subparsers.add_parser("alias", parents=[dataset_parent()], help="show the model version behind an alias")
+    alias = subparsers.add_parser(
+        "alias", parents=[dataset_parent()], help="show the model version behind an alias"
+    )
     alias.add_argument("alias", nargs="?", default=CHAMPION, help="alias (default: champion)")
     alias.set_defaults(func=_cmd_alias)
 

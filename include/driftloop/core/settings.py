@@ -161,7 +161,9 @@ class Settings:
             home_dir=Path(env.get("DRIFTLOOP_HOME", str(PROJECT_DIR / ".driftloop"))).resolve(),
             tracking_uri=tracking_uri,
             dataset=env.get("DRIFTLOOP_DATASET", DEFAULT_DATASET),
-            config_dir=Path(env.get("DRIFTLOOP_CONFIG_DIR", str(PROJECT_DIR / "include" / "configs"))).resolve(),
+            config_dir=Path(
+                env.get("DRIFTLOOP_CONFIG_DIR", str(PROJECT_DIR / "include" / "configs"))
+            ).resolve(),
             datasets=_env_names(env, "DRIFTLOOP_DATASETS"),
             overrides_json=env.get(OVERRIDES_ENV, "").strip(),
             owner=env.get("DRIFTLOOP_OWNER", "driftloop"),

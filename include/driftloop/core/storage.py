@@ -37,7 +37,9 @@ def list_manifests(folder: Path) -> list[dict[str, Any]]:
     if not folder.is_dir():
         return []
     manifests = [read_json(p) for p in folder.glob("*.json") if not p.name.startswith(".")]
-    return sorted(manifests, key=lambda m: (m.get("ingested_at") or m.get("created_at") or "", m.get("batch_id", "")))
+    return sorted(
+        manifests, key=lambda m: (m.get("ingested_at") or m.get("created_at") or "", m.get("batch_id", ""))
+    )
 
 
 def move_into(src: Path, dest_dir: Path) -> Path:

@@ -33,8 +33,10 @@ LOWER_IS_BETTER = {"holdout_rmse", "holdout_mae", "holdout_mape"}
 # The metric live performance is judged on, per task (its relative degradation is the performance trigger).
 LIVE_PRIMARY = {BINARY: "f1", MULTICLASS: "macro_f1", REGRESSION: "rmse"}
 DEFAULT_SORT = {BINARY: "AUC", MULTICLASS: "F1", REGRESSION: "RMSE"}  # PyCaret's names
-SORT_METRICS = {"classification": ("Accuracy", "AUC", "Recall", "Prec.", "F1", "Kappa", "MCC"),
-                "regression": ("MAE", "MSE", "RMSE", "R2", "RMSLE", "MAPE")}
+SORT_METRICS = {
+    "classification": ("Accuracy", "AUC", "Recall", "Prec.", "F1", "Kappa", "MCC"),
+    "regression": ("MAE", "MSE", "RMSE", "R2", "RMSLE", "MAPE"),
+}
 DEFAULT_PRIMARY = {BINARY: "AUC", MULTICLASS: "macro_f1", REGRESSION: "RMSE"}  # the gate's
 
 
@@ -116,8 +118,10 @@ class Decision:
         labels = np.asarray(self.classes, dtype=object)
         if self.task == BINARY:
             score = proba[:, 1]
-            return {bus.PREDICTION_COLUMN: np.where(score >= self.threshold, labels[1], labels[0]),
-                    bus.SCORE_COLUMN: score}
+            return {
+                bus.PREDICTION_COLUMN: np.where(score >= self.threshold, labels[1], labels[0]),
+                bus.SCORE_COLUMN: score,
+            }
         out = {bus.PREDICTION_COLUMN: labels[proba.argmax(axis=1)], bus.SCORE_COLUMN: proba.max(axis=1)}
         out.update({bus.proba_column(label): proba[:, i] for i, label in enumerate(self.classes)})
         return out
@@ -137,8 +141,11 @@ class Decision:
 
     def to_tags(self) -> dict[str, str]:
         """The tags that record this decision on a training run and its model version."""
-        return {bus.TASK_TAG: self.task, bus.CLASSES_TAG: json.dumps(list(self.classes)),
-                bus.THRESHOLD_TAG: f"{self.threshold:.6g}"}
+        return {
+            bus.TASK_TAG: self.task,
+            bus.CLASSES_TAG: json.dumps(list(self.classes)),
+            bus.THRESHOLD_TAG: f"{self.threshold:.6g}",
+        }
 
 
 def model_input(features_df: Any) -> Any:
@@ -174,13 +181,18 @@ def read_decision(cfg: Any, tags: dict[str, str]) -> Decision:
         ConfigError: A multiclass version without a recorded class list (its output order is unknown).
     """
     if tags.get(bus.TASK_TAG):
-        return Decision(tags[bus.TASK_TAG], tuple(json.loads(tags.get(bus.CLASSES_TAG) or "[]")),
-                        float(tags.get(bus.THRESHOLD_TAG) or cfg.inference.threshold))
+        return Decision(
+            tags[bus.TASK_TAG],
+            tuple(json.loads(tags.get(bus.CLASSES_TAG) or "[]")),
+            float(tags.get(bus.THRESHOLD_TAG) or cfg.inference.threshold),
+        )
     if cfg.task == MULTICLASS:
         from driftloop.core.errors import ConfigError
 
-        raise ConfigError(f"{cfg.name}: the model version has no {bus.CLASSES_TAG} tag: cannot map its outputs "
-                          "to class labels (register multiclass versions through training)")
+        raise ConfigError(
+            f"{cfg.name}: the model version has no {bus.CLASSES_TAG} tag: cannot map its outputs "
+            "to class labels (register multiclass versions through training)"
+        )
     classes = (f"not {cfg.positive_label}", cfg.positive_label) if cfg.task == BINARY else ()
     return Decision(cfg.task, classes, cfg.inference.threshold)
 
@@ -203,9 +215,12 @@ def holdout_metrics(decision: Decision, y_true: Any, outputs: dict[str, Any]) ->
     if decision.task == REGRESSION:
         y, pred = np.asarray(y_true, dtype=float), np.asarray(outputs[bus.PREDICTION_COLUMN], dtype=float)
         nonzero = np.abs(y) > 1e-12
-        return {"holdout_rmse": float(np.sqrt(m.mean_squared_error(y, pred))),
-                "holdout_mae": float(m.mean_absolute_error(y, pred)), "holdout_r2": float(m.r2_score(y, pred)),
-                "holdout_mape": float(np.mean(np.abs((y[nonzero] - pred[nonzero]) / y[nonzero])))}
+        return {
+            "holdout_rmse": float(np.sqrt(m.mean_squared_error(y, pred))),
+            "holdout_mae": float(m.mean_absolute_error(y, pred)),
+            "holdout_r2": float(m.r2_score(y, pred)),
+            "holdout_mape": float(np.mean(np.abs((y[nonzero] - pred[nonzero]) / y[nonzero]))),
+        }
     y = np.asarray(y_true).astype(int)
     labels = np.asarray(decision.classes, dtype=object)
     truth = np.where(y >= 0, labels[np.clip(y, 0, len(labels) - 1)], None).astype(str)
@@ -213,13 +228,18 @@ def holdout_metrics(decision: Decision, y_true: Any, outputs: dict[str, Any]) ->
     if decision.task == BINARY:
         positive = (predicted == decision.classes[1]).astype(int)
         auc = m.roc_auc_score(y, outputs[bus.SCORE_COLUMN]) if len(np.unique(y)) > 1 else float("nan")
-        return {"holdout_auc": float(auc), "holdout_f1": float(m.f1_score(y, positive, zero_division=0)),
-                "holdout_precision": float(m.precision_score(y, positive, zero_division=0)),
-                "holdout_recall": float(m.recall_score(y, positive, zero_division=0)),
-                "holdout_accuracy": float(m.accuracy_score(y, positive))}
-    return {"holdout_macro_f1": float(m.f1_score(truth, predicted, average="macro", zero_division=0)),
-            "holdout_auc_ovr": multiclass_auc(decision, y, outputs),
-            "holdout_accuracy": float(m.accuracy_score(truth, predicted))}
+        return {
+            "holdout_auc": float(auc),
+            "holdout_f1": float(m.f1_score(y, positive, zero_division=0)),
+            "holdout_precision": float(m.precision_score(y, positive, zero_division=0)),
+            "holdout_recall": float(m.recall_score(y, positive, zero_division=0)),
+            "holdout_accuracy": float(m.accuracy_score(y, positive)),
+        }
+    return {
+        "holdout_macro_f1": float(m.f1_score(truth, predicted, average="macro", zero_division=0)),
+        "holdout_auc_ovr": multiclass_auc(decision, y, outputs),
+        "holdout_accuracy": float(m.accuracy_score(truth, predicted)),
+    }
 
 
 def multiclass_auc(decision: Decision, y: Any, outputs: dict[str, Any]) -> float:
@@ -236,8 +256,9 @@ def multiclass_auc(decision: Decision, y: Any, outputs: dict[str, Any]) -> float
     return float(np.mean(scores))
 
 
-def choose_threshold(y_true: Any, score: Any, objective: str = "f1",
-                     cost: dict[str, float] | None = None) -> dict[str, float]:
+def choose_threshold(
+    y_true: Any, score: Any, objective: str = "f1", cost: dict[str, float] | None = None
+) -> dict[str, float]:
     """The binary decision threshold that is best on out-of-fold scores.
 
     Args:
@@ -270,7 +291,10 @@ def choose_threshold(y_true: Any, score: Any, objective: str = "f1",
         none_positive = 0.0
     best = int(np.argmax(values))
     if values[best] < none_positive:
-        return {"threshold": 1.0 + 1e-9, "objective_value": float(-none_positive if objective == "cost" else 0.0)}
+        return {
+            "threshold": 1.0 + 1e-9,
+            "objective_value": float(-none_positive if objective == "cost" else 0.0),
+        }
     value = float(values[best])
     return {"threshold": float(thresholds[best]), "objective_value": -value if objective == "cost" else value}
 
@@ -287,19 +311,25 @@ def live_metrics(decision: Decision, truth: Any, predictions_df: Any) -> dict[st
     predicted = predictions_df[bus.PREDICTION_COLUMN]
     if decision.task == REGRESSION:
         y, pred = np.asarray(truth, dtype=float), np.asarray(predicted, dtype=float)
-        return {bus.live_metric("rmse"): float(np.sqrt(m.mean_squared_error(y, pred))),
-                bus.live_metric("mae"): float(m.mean_absolute_error(y, pred))}
+        return {
+            bus.live_metric("rmse"): float(np.sqrt(m.mean_squared_error(y, pred))),
+            bus.live_metric("mae"): float(m.mean_absolute_error(y, pred)),
+        }
     truth = np.asarray(truth).astype(str)
     predicted = np.asarray(predicted).astype(str)
     if decision.task == BINARY:
         positive = decision.classes[1]
         y = (truth == positive).astype(int)
-        result = {bus.live_metric("f1"): float(m.f1_score(y, (predicted == positive).astype(int), zero_division=0))}
+        result = {
+            bus.live_metric("f1"): float(m.f1_score(y, (predicted == positive).astype(int), zero_division=0))
+        }
         if 0 < y.sum() < len(y):
             result[bus.live_metric("auc")] = float(m.roc_auc_score(y, predictions_df[bus.SCORE_COLUMN]))
         return result
-    return {bus.live_metric("macro_f1"): float(m.f1_score(truth, predicted, average="macro", zero_division=0)),
-            bus.live_metric("accuracy"): float(m.accuracy_score(truth, predicted))}
+    return {
+        bus.live_metric("macro_f1"): float(m.f1_score(truth, predicted, average="macro", zero_division=0)),
+        bus.live_metric("accuracy"): float(m.accuracy_score(truth, predicted)),
+    }
 
 
 def relative_drop(task: str, live: dict[str, float], holdout: dict[str, float]) -> float | None:
@@ -322,11 +352,15 @@ def quality(decision: Decision, y_true: Any, outputs: dict[str, Any]) -> float:
     from sklearn.metrics import roc_auc_score
 
     if decision.task == REGRESSION:
-        return -float(np.sqrt(np.mean((np.asarray(y_true, dtype=float) - outputs[bus.PREDICTION_COLUMN]) ** 2)))
+        return -float(
+            np.sqrt(np.mean((np.asarray(y_true, dtype=float) - outputs[bus.PREDICTION_COLUMN]) ** 2))
+        )
     if decision.task == BINARY:
         return float(roc_auc_score(np.asarray(y_true).astype(int), outputs[bus.SCORE_COLUMN]))
     labels = np.asarray(decision.classes, dtype=object)
-    return float(np.mean(labels[np.clip(np.asarray(y_true), 0, len(labels) - 1)] == outputs[bus.PREDICTION_COLUMN]))
+    return float(
+        np.mean(labels[np.clip(np.asarray(y_true), 0, len(labels) - 1)] == outputs[bus.PREDICTION_COLUMN])
+    )
 
 
 def gate_metric_key(metric: str) -> str:

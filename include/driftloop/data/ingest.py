@@ -41,8 +41,11 @@ def sanitize_batch_id(stem: str) -> str:
 def _landed_files(folder: Path) -> list[Path]:
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                  and not p.name.lower().endswith(IN_PROGRESS_SUFFIXES))
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and not p.name.lower().endswith(IN_PROGRESS_SUFFIXES)
+    )
 
 
 def _rejected_schema(frame: Any) -> Any:
@@ -64,8 +67,13 @@ class _Zones:
     @classmethod
     def of(cls, paths: StatePaths, kind: str) -> _Zones:
         if kind == "labels":
-            return cls(kind, paths.labels_landing_dir, paths.labels_dir, paths.archive_dir / LABELS_NAMESPACE,
-                       paths.quarantine_dir / LABELS_NAMESPACE)
+            return cls(
+                kind,
+                paths.labels_landing_dir,
+                paths.labels_dir,
+                paths.archive_dir / LABELS_NAMESPACE,
+                paths.quarantine_dir / LABELS_NAMESPACE,
+            )
         return cls(kind, paths.landing_dir, paths.batches_dir, paths.archive_dir, paths.quarantine_dir)
 
 
@@ -76,13 +84,25 @@ def _quarantine_whole(
     qdir.mkdir(parents=True, exist_ok=True)
     dest = move_into(file, qdir)
     reason = {
-        "batch_id": batch_id, "source_file": file.name, "reason_code": reason_code, "message": message,
-        "rows_received": rows, "rows_accepted": 0, "rows_quarantined": rows, "file_uri": path_to_uri(dest),
-        "quarantined_at": utc_now(), **extra,
+        "batch_id": batch_id,
+        "source_file": file.name,
+        "reason_code": reason_code,
+        "message": message,
+        "rows_received": rows,
+        "rows_accepted": 0,
+        "rows_quarantined": rows,
+        "file_uri": path_to_uri(dest),
+        "quarantined_at": utc_now(),
+        **extra,
     }
     write_json(qdir / REASON_FILE, reason)
-    return {"status": "quarantined", "batch_id": batch_id, "reason_code": reason_code, "message": message,
-            "quarantine_dir": str(qdir)}
+    return {
+        "status": "quarantined",
+        "batch_id": batch_id,
+        "reason_code": reason_code,
+        "message": message,
+        "quarantine_dir": str(qdir),
+    }
 
 
 def _set_aside_other_quarantine(qdir: Path, sha: str) -> None:
@@ -102,7 +122,9 @@ def _set_aside_other_quarantine(qdir: Path, sha: str) -> None:
         qdir.rename(target)
 
 
-def _replay_outcome(file: Path, zones: _Zones, batch_id: str, sha: str, known: dict[str, dict]) -> dict | None:
+def _replay_outcome(
+    file: Path, zones: _Zones, batch_id: str, sha: str, known: dict[str, dict]
+) -> dict | None:
     """The outcome for a file whose batch id or bytes were seen before, else None (a new file)."""
     same_id = known.get(batch_id)
     if same_id is not None:
@@ -113,35 +135,61 @@ def _replay_outcome(file: Path, zones: _Zones, batch_id: str, sha: str, known: d
             return {"status": "accepted", "batch_id": batch_id, "manifest": same_id, "recovered": True}
         replay = same_id["sha256"] == sha
         qid = f"{batch_id}__{'replay' if replay else 'conflict'}-{sha[:12]}"
-        message = (f"{file.name} has the same bytes as batch {batch_id!r} ingested at {same_id['ingested_at']}"
-                   if replay else
-                   f"{file.name} differs from the already ingested batch {batch_id!r} (sha256 {sha[:12]} vs "
-                   f"{same_id['sha256'][:12]}); rename it to ingest it as a new batch")
-        return _quarantine_whole(file, zones.quarantine_root / qid, qid,
-                                 "replayed_batch" if replay else "batch_id_conflict", message, 0, sha256=sha,
-                                 original_batch_id=batch_id)
+        message = (
+            f"{file.name} has the same bytes as batch {batch_id!r} ingested at {same_id['ingested_at']}"
+            if replay
+            else f"{file.name} differs from the already ingested batch {batch_id!r} (sha256 {sha[:12]} vs "
+            f"{same_id['sha256'][:12]}); rename it to ingest it as a new batch"
+        )
+        return _quarantine_whole(
+            file,
+            zones.quarantine_root / qid,
+            qid,
+            "replayed_batch" if replay else "batch_id_conflict",
+            message,
+            0,
+            sha256=sha,
+            original_batch_id=batch_id,
+        )
     for other in known.values():
         if other["sha256"] == sha:
             message = f"{file.name} has the same bytes as batch {other['batch_id']!r} ingested at {other['ingested_at']}"
-            return _quarantine_whole(file, zones.quarantine_root / batch_id, batch_id, "replayed_batch", message, 0,
-                                     sha256=sha, original_batch_id=other["batch_id"])
+            return _quarantine_whole(
+                file,
+                zones.quarantine_root / batch_id,
+                batch_id,
+                "replayed_batch",
+                message,
+                0,
+                sha256=sha,
+                original_batch_id=other["batch_id"],
+            )
     return None
 
 
-def _validate_into_partitions(cfg: DatasetConfig, contract: Contract, file: Path, zones: _Zones, batch_id: str,
-                              settings: Settings) -> tuple[dict[str, Any], bool]:
+def _validate_into_partitions(
+    cfg: DatasetConfig, contract: Contract, file: Path, zones: _Zones, batch_id: str, settings: Settings
+) -> tuple[dict[str, Any], bool]:
     """Validate ``file`` streaming accepted rows to ``<batch_id>.parquet`` and rejected rows to quarantine.
 
     Returns:
         ``(report, has_rejected_rows)``; nothing is left behind for a file rejected whole except its rows file.
     """
     qdir = zones.quarantine_root / batch_id
-    accepted_sink = ParquetSink(zones.out_dir / f"{batch_id}.parquet",
-                                lambda frame: arrow_schema(contract, list(frame.columns)))
+    accepted_sink = ParquetSink(
+        zones.out_dir / f"{batch_id}.parquet", lambda frame: arrow_schema(contract, list(frame.columns))
+    )
     rejected_sink = ParquetSink(qdir / REJECTED_ROWS_FILE, _rejected_schema)
     try:
-        report = validate_file(cfg, file, kind=zones.kind, contract=contract, on_accepted=accepted_sink,
-                               on_rejected=rejected_sink, settings=settings)
+        report = validate_file(
+            cfg,
+            file,
+            kind=zones.kind,
+            contract=contract,
+            on_accepted=accepted_sink,
+            on_rejected=rejected_sink,
+            settings=settings,
+        )
     except BaseException:
         accepted_sink.discard()
         rejected_sink.discard()
@@ -153,16 +201,24 @@ def _validate_into_partitions(cfg: DatasetConfig, contract: Contract, file: Path
     return report, rejected_sink.commit()
 
 
-def _manifest(contract: Contract, file: Path, zones: _Zones, batch_id: str, sha: str, report: dict,
-              has_rejected: bool) -> dict[str, Any]:
+def _manifest(
+    contract: Contract, file: Path, zones: _Zones, batch_id: str, sha: str, report: dict, has_rejected: bool
+) -> dict[str, Any]:
     rows_uri = path_to_uri(zones.out_dir / f"{batch_id}.parquet") if report["rows_accepted"] else None
     manifest = {
-        "batch_id": batch_id, "source_file": file.name, "sha256": sha, "kind": zones.kind,
-        "rows_received": report["rows_received"], "rows_accepted": report["rows_accepted"],
-        "rows_quarantined": report["rows_quarantined"], "reason_counts": report["reason_counts"],
-        "quarantine_uri": path_to_uri(zones.quarantine_root / batch_id / REJECTED_ROWS_FILE) if has_rejected
+        "batch_id": batch_id,
+        "source_file": file.name,
+        "sha256": sha,
+        "kind": zones.kind,
+        "rows_received": report["rows_received"],
+        "rows_accepted": report["rows_accepted"],
+        "rows_quarantined": report["rows_quarantined"],
+        "reason_counts": report["reason_counts"],
+        "quarantine_uri": path_to_uri(zones.quarantine_root / batch_id / REJECTED_ROWS_FILE)
+        if has_rejected
         else None,
-        "ingested_at": utc_now(), "contract": contract.path,
+        "ingested_at": utc_now(),
+        "contract": contract.path,
     }
     if zones.kind == "labels":
         manifest.update(label_batch_id=batch_id, labels_uri=rows_uri)
@@ -171,20 +227,35 @@ def _manifest(contract: Contract, file: Path, zones: _Zones, batch_id: str, sha:
     pii = [c for c in report["columns"] if c in contract.columns and contract.columns[c].pii]
     manifest["original_archived"] = not pii
     if pii:
-        manifest["original_removed_reason"] = f"the original holds PII columns {pii}; only treated rows are kept"
+        manifest["original_removed_reason"] = (
+            f"the original holds PII columns {pii}; only treated rows are kept"
+        )
     return manifest
 
 
-def _ingest_file(cfg: DatasetConfig, contract: Contract, zones: _Zones, file: Path, known: dict[str, dict],
-                 settings: Settings) -> dict[str, Any]:
+def _ingest_file(
+    cfg: DatasetConfig,
+    contract: Contract,
+    zones: _Zones,
+    file: Path,
+    known: dict[str, dict],
+    settings: Settings,
+) -> dict[str, Any]:
     """Ingest one landed file; returns ``{"status": "accepted"|"quarantined", ...}``. Never raises for bad data."""
     batch_id = sanitize_batch_id(file.stem)
     sha = sha256_file(file)
     qdir = zones.quarantine_root / batch_id
     if file.suffix.lower() not in LANDING_SUFFIXES:
         _set_aside_other_quarantine(qdir, sha)
-        return _quarantine_whole(file, qdir, batch_id, "unsupported_file_type",
-                                 f"{file.name}: extension {file.suffix!r} is not .csv or .parquet", 0, sha256=sha)
+        return _quarantine_whole(
+            file,
+            qdir,
+            batch_id,
+            "unsupported_file_type",
+            f"{file.name}: extension {file.suffix!r} is not .csv or .parquet",
+            0,
+            sha256=sha,
+        )
     replayed = _replay_outcome(file, zones, batch_id, sha, known)
     if replayed is not None:
         return replayed
@@ -193,16 +264,35 @@ def _ingest_file(cfg: DatasetConfig, contract: Contract, zones: _Zones, file: Pa
     rejected_uri = path_to_uri(qdir / REJECTED_ROWS_FILE) if has_rejected else None
     if not report["ok"]:
         return _quarantine_whole(
-            file, qdir, batch_id, report["reason_code"], report["message"], report["rows_received"], sha256=sha,
-            kind=zones.kind, reason_counts=report["reason_counts"], rejected_rows_uri=rejected_uri)
+            file,
+            qdir,
+            batch_id,
+            report["reason_code"],
+            report["message"],
+            report["rows_received"],
+            sha256=sha,
+            kind=zones.kind,
+            reason_counts=report["reason_counts"],
+            rejected_rows_uri=rejected_uri,
+        )
     if has_rejected:
-        write_json(qdir / REASON_FILE, {
-            "batch_id": batch_id, "source_file": file.name, "reason_code": "rejected_rows",
-            "message": f"{report['rows_quarantined']} of {report['rows_received']} rows fail the contract",
-            "rows_received": report["rows_received"], "rows_accepted": report["rows_accepted"],
-            "rows_quarantined": report["rows_quarantined"], "reason_counts": report["reason_counts"],
-            "rejected_rows_uri": rejected_uri, "sha256": sha, "kind": zones.kind, "quarantined_at": utc_now(),
-        })
+        write_json(
+            qdir / REASON_FILE,
+            {
+                "batch_id": batch_id,
+                "source_file": file.name,
+                "reason_code": "rejected_rows",
+                "message": f"{report['rows_quarantined']} of {report['rows_received']} rows fail the contract",
+                "rows_received": report["rows_received"],
+                "rows_accepted": report["rows_accepted"],
+                "rows_quarantined": report["rows_quarantined"],
+                "reason_counts": report["reason_counts"],
+                "rejected_rows_uri": rejected_uri,
+                "sha256": sha,
+                "kind": zones.kind,
+                "quarantined_at": utc_now(),
+            },
+        )
     elif qdir.exists():
         shutil.rmtree(qdir)  # stale partition from an earlier attempt of this very file
     manifest = _manifest(contract, file, zones, batch_id, sha, report, has_rejected)
@@ -219,8 +309,13 @@ def _ingest_folder(cfg: DatasetConfig, settings: Settings | None, kind: str) -> 
     zones = _Zones.of(StatePaths.for_dataset(cfg, settings), kind)
     contract = load_contract(cfg)
     known = {m["batch_id"]: m for m in list_manifests(zones.out_dir)}
-    result: dict[str, Any] = {"accepted": [], "quarantined": [], "rows_received": 0, "rows_accepted": 0,
-                              "rows_quarantined": 0}
+    result: dict[str, Any] = {
+        "accepted": [],
+        "quarantined": [],
+        "rows_received": 0,
+        "rows_accepted": 0,
+        "rows_quarantined": 0,
+    }
     if kind == "batch":
         result.update(scoring_batch_ids=[], labelled_batch_ids=[])
     for file in _landed_files(zones.landing_dir):
@@ -288,8 +383,10 @@ def raise_for_quarantine(*results: dict[str, Any]) -> None:
     accepted = sum(len((r or {}).get("accepted", [])) for r in results)
     lines = [f"{len(entries)} landed file(s) quarantined ({accepted} accepted and processed):"]
     lines += [f"  - {q['batch_id']}: {q['reason_code']}: {q['message']}" for q in entries]
-    lines.append("Inspect quarantine/<batch_id>/reason.json under the dataset's state folder; fix the file and "
-                 "drop it into the landing zone again under a new name.")
+    lines.append(
+        "Inspect quarantine/<batch_id>/reason.json under the dataset's state folder; fix the file and "
+        "drop it into the landing zone again under a new name."
+    )
     raise BatchQuarantined("\n".join(lines))
 
 
@@ -318,7 +415,10 @@ def add_cli(subparsers: Any) -> None:
     """Register ``driftloop ingest``."""
     from driftloop.core.commands import dataset_parent
 
-    ingest = subparsers.add_parser("ingest", parents=[dataset_parent()],
-                                   help="ingest landed batches and labels, build the training snapshot")
+    ingest = subparsers.add_parser(
+        "ingest",
+        parents=[dataset_parent()],
+        help="ingest landed batches and labels, build the training snapshot",
+    )
     ingest.add_argument("--record", action="store_true", help="also log the snapshot to MLflow (data run)")
     ingest.set_defaults(func=_cmd_ingest)

@@ -142,12 +142,25 @@ def profile_snapshot(
         except ProfileTimeout:
             timed_out, profile_path = True, None
     summary = summarize_quality(frame)
-    summary.update(snapshot_hash=snapshot_hash, dataset=cfg.name, profiled_rows=int(len(profiled)),
-                   sampled=sampled, html_report=profile_path is not None, html_timed_out=timed_out,
-                   sample_seed=SAMPLE_SEED if sampled else None, title=title,
-                   profile_seconds=round(time.monotonic() - started, 3))
+    summary.update(
+        snapshot_hash=snapshot_hash,
+        dataset=cfg.name,
+        profiled_rows=int(len(profiled)),
+        sampled=sampled,
+        html_report=profile_path is not None,
+        html_timed_out=timed_out,
+        sample_seed=SAMPLE_SEED if sampled else None,
+        title=title,
+        profile_seconds=round(time.monotonic() - started, 3),
+    )
     summary_path = reports / f"quality-{short}.json"
     summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
-    return {"profile_path": str(profile_path) if profile_path else None, "summary_path": str(summary_path),
-            "rows": rows, "profiled_rows": int(len(profiled)), "sampled": sampled, "timed_out": timed_out,
-            "seconds": summary["profile_seconds"]}
+    return {
+        "profile_path": str(profile_path) if profile_path else None,
+        "summary_path": str(summary_path),
+        "rows": rows,
+        "profiled_rows": int(len(profiled)),
+        "sampled": sampled,
+        "timed_out": timed_out,
+        "seconds": summary["profile_seconds"],
+    }

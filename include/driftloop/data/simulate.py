@@ -70,7 +70,9 @@ def _integer_columns(cfg: DatasetConfig, frame: Any) -> set[str]:
     integer = {c for c in frame.columns if frame[c].dtype.kind in "iu"}
     try:
         contract = load_contract(cfg)
-    except ContractError:  # no contract yet (it is bootstrapped from the same source): the source dtype decides
+    except (
+        ContractError
+    ):  # no contract yet (it is bootstrapped from the same source): the source dtype decides
         return integer
     return integer | {c for c, rule in contract.columns.items() if rule.dtype == "int64"}
 
@@ -99,11 +101,19 @@ def _class_shares(cfg: DatasetConfig, labels: Any, spec: Any) -> dict[str, float
         named = {cfg.positive_label if cfg.task == BINARY else str(seen.idxmin()): float(spec)}
     unknown = sorted(set(named) - set(seen.index))
     if unknown:
-        raise ValueError(f"label shift: {unknown} not among the labels {sorted(seen.index)} of {cfg.target!r}")
+        raise ValueError(
+            f"label shift: {unknown} not among the labels {sorted(seen.index)} of {cfg.target!r}"
+        )
     rest = seen.drop(list(named))
     total = sum(named.values())
-    if any(not 0 <= v <= 1 for v in named.values()) or total > 1 + 1e-9 or (rest.empty and abs(total - 1) > 1e-9):
-        raise ValueError(f"label shift: shares {named} must lie in [0, 1] and add up to 1 with the other classes")
+    if (
+        any(not 0 <= v <= 1 for v in named.values())
+        or total > 1 + 1e-9
+        or (rest.empty and abs(total - 1) > 1e-9)
+    ):
+        raise ValueError(
+            f"label shift: shares {named} must lie in [0, 1] and add up to 1 with the other classes"
+        )
     return {**named, **(rest / rest.sum() * (1 - total)).to_dict()} if not rest.empty else named
 
 
@@ -117,8 +127,11 @@ def _resample_classes(out: Any, cfg: DatasetConfig, shares: dict[str, float], se
     counts = np.floor(exact).astype(int)
     # Largest remainders get the rows rounding left over, so the batch keeps its size.
     counts[np.argsort(counts - exact)[: len(out) - counts.sum()]] += 1
-    parts = [out[labels == label].sample(n=int(n), replace=n > (labels == label).sum(), random_state=seed)
-             for label, n in zip(shares, counts, strict=True) if n]
+    parts = [
+        out[labels == label].sample(n=int(n), replace=n > (labels == label).sum(), random_state=seed)
+        for label, n in zip(shares, counts, strict=True)
+        if n
+    ]
     out = pd.concat(parts).sample(frac=1.0, random_state=seed).reset_index(drop=True)
     # Resampling with replacement repeats entities; give repeats fresh ids so ids stay unique.
     dup = out[cfg.id_column].duplicated()
@@ -133,8 +146,9 @@ def _shift_target_values(out: Any, cfg: DatasetConfig, spec: Any, integer: bool)
     if unknown:
         raise ValueError(f"label shift of a regression target takes scale and shift, not {unknown}")
     out = out.copy()
-    out[cfg.target] = _affine(out[cfg.target], float(spec.get("scale", 1.0)), float(spec.get("shift", 0.0)),
-                              integer)
+    out[cfg.target] = _affine(
+        out[cfg.target], float(spec.get("scale", 1.0)), float(spec.get("shift", 0.0)), integer
+    )
     return out
 
 
@@ -146,7 +160,9 @@ def _mix_categories(out: Any, frame: Any, cfg: DatasetConfig, category_mix: dict
             seen = set(frame[col].dropna().unique())
             value = type(next(iter(seen)))(category) if seen else category
             if value not in seen:
-                raise ValueError(f"category-mix drift: {category!r} is not a category of {col!r} ({sorted(seen)})")
+                raise ValueError(
+                    f"category-mix drift: {category!r} is not a category of {col!r} ({sorted(seen)})"
+                )
             mask = rng.random(len(out)) < float(share)
             out.loc[mask, col] = value
 
@@ -192,7 +208,9 @@ def apply_drift(frame: Any, cfg: DatasetConfig, drift: dict[str, Any], seed: int
     for col, spec in covariate.items():
         if col not in cfg.numeric_features:
             raise ValueError(f"covariate drift on {col!r}: not a numeric feature of {cfg.name}")
-        out[col] = _affine(out[col], float(spec.get("scale", 1.0)), float(spec.get("shift", 0.0)), col in integer)
+        out[col] = _affine(
+            out[col], float(spec.get("scale", 1.0)), float(spec.get("shift", 0.0)), col in integer
+        )
     _mix_categories(out, frame, cfg, category_mix, rng)
     return out
 
@@ -230,7 +248,9 @@ def simulate_batch(
     if start + rows <= len(pool):
         batch = pool.iloc[start : start + rows].reset_index(drop=True)
     else:
-        batch = pool.sample(n=rows, replace=rows > len(pool), random_state=seed + index).reset_index(drop=True)
+        batch = pool.sample(n=rows, replace=rows > len(pool), random_state=seed + index).reset_index(
+            drop=True
+        )
         batch[cfg.id_column] = [f"{v}-b{index}-{i}" for i, v in enumerate(batch[cfg.id_column])]
     if drift:
         batch = apply_drift(batch, cfg, drift, seed=seed + index)
@@ -238,7 +258,12 @@ def simulate_batch(
     _write_csv_atomic(batch.drop(columns=[cfg.target]), paths.landing_dir / f"{name}.csv")
     pending = _pending_labels_dir(paths) / f"{name}.csv"
     _write_csv_atomic(batch[[cfg.id_column, cfg.target]], pending)
-    return {"path": str(paths.landing_dir / f"{name}.csv"), "rows": len(batch), "batch_name": name, "drift": drift}
+    return {
+        "path": str(paths.landing_dir / f"{name}.csv"),
+        "rows": len(batch),
+        "batch_name": name,
+        "drift": drift,
+    }
 
 
 def simulate_labels(cfg: DatasetConfig, index: int, settings: Settings | None = None) -> dict[str, Any]:
@@ -294,7 +319,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print_result(simulate_reference(cfg, reference_share=args.reference_share))
     elif args.what == "batch":
         print_result(
-            simulate_batch(cfg, args.index, rows=args.rows, drift=_parse_drift(args), reference_share=args.reference_share)
+            simulate_batch(
+                cfg,
+                args.index,
+                rows=args.rows,
+                drift=_parse_drift(args),
+                reference_share=args.reference_share,
+            )
         )
     else:
         print_result(simulate_labels(cfg, args.index))
@@ -305,17 +336,26 @@ def add_cli(subparsers: Any) -> None:
     """Register ``driftloop simulate reference|batch|labels``."""
     from driftloop.core.commands import dataset_parent
 
-    parser = subparsers.add_parser("simulate", parents=[dataset_parent()],
-                                   help="drop simulated reference data, batches or late labels")
+    parser = subparsers.add_parser(
+        "simulate", parents=[dataset_parent()], help="drop simulated reference data, batches or late labels"
+    )
     parser.add_argument("what", choices=["reference", "batch", "labels"])
     parser.add_argument("--index", type=int, default=1, help="batch number (batch, labels)")
     parser.add_argument("--rows", type=int, default=1000, help="rows per batch")
     parser.add_argument("--reference-share", type=float, default=0.5)
     parser.add_argument("--drift-preset", choices=["strong"], help="shift every feature")
     parser.add_argument("--covariate", action="append", metavar="COL=SCALE[,SHIFT]", help="e.g. tenure=3,0")
-    parser.add_argument("--category-mix", action="append", metavar="COL=CATEGORY@SHARE", help="e.g. contract=Month-to-month@0.9")
-    parser.add_argument("--label-shift", metavar="SHARE|LABEL=SHARE,...|scale=S,shift=D",
-                        help="binary: positive share; multiclass: rarest class's share or shares per label; "
-                             "regression: target scale (and shift)")
+    parser.add_argument(
+        "--category-mix",
+        action="append",
+        metavar="COL=CATEGORY@SHARE",
+        help="e.g. contract=Month-to-month@0.9",
+    )
+    parser.add_argument(
+        "--label-shift",
+        metavar="SHARE|LABEL=SHARE,...|scale=S,shift=D",
+        help="binary: positive share; multiclass: rarest class's share or shares per label; "
+        "regression: target scale (and shift)",
+    )
     parser.add_argument("--drift-json", help="drift spec as JSON (see driftloop.data.simulate.apply_drift)")
     parser.set_defaults(func=_cmd_simulate)

@@ -48,8 +48,9 @@ def canonicalise(cfg: DatasetConfig, rows: Any) -> Any:
     schema = arrow_schema(contract, columns)
     for name in columns:
         arrow_type = str(schema.field(name).type)
-        frame[name] = frame[name].astype("int64" if arrow_type == "int64" else
-                                         "float64" if arrow_type == "double" else object)
+        frame[name] = frame[name].astype(
+            "int64" if arrow_type == "int64" else "float64" if arrow_type == "double" else object
+        )
         if arrow_type == "string":
             frame[name] = frame[name].where(frame[name].isna(), frame[name].astype(str))
     return frame
@@ -88,9 +89,14 @@ def write_snapshot(
     snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
     os.replace(tmp, data_path)
     manifest: bus.SnapshotManifest = {
-        "snapshot_hash": snapshot_hash, "snapshot_uri": path_to_uri(data_path), "rows": int(len(snapshot)),
-        "batch_ids": sorted(batch_ids or []), "label_batch_ids": sorted(label_batch_ids or []),
-        "columns": list(snapshot.columns), "target": cfg.target, "id_column": cfg.id_column,
+        "snapshot_hash": snapshot_hash,
+        "snapshot_uri": path_to_uri(data_path),
+        "rows": int(len(snapshot)),
+        "batch_ids": sorted(batch_ids or []),
+        "label_batch_ids": sorted(label_batch_ids or []),
+        "columns": list(snapshot.columns),
+        "target": cfg.target,
+        "id_column": cfg.id_column,
         "created_at": created_at or utc_now(),
     }
     write_json(manifest_path, dict(manifest))
@@ -111,9 +117,14 @@ def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[
             frame["_label_batch"] = label_manifest["label_batch_id"]
             frame["_label_order"] = order
             label_frames.append(frame)
-    labels = (pd.concat(label_frames, ignore_index=True).sort_values("_label_order", kind="stable")
-              .drop_duplicates(id_col, keep="last").drop(columns="_label_order")
-              if label_frames else pd.DataFrame(columns=[id_col, target, "_label_batch"]))
+    labels = (
+        pd.concat(label_frames, ignore_index=True)
+        .sort_values("_label_order", kind="stable")
+        .drop_duplicates(id_col, keep="last")
+        .drop(columns="_label_order")
+        if label_frames
+        else pd.DataFrame(columns=[id_col, target, "_label_batch"])
+    )
     parts = []
     for manifest in list_manifests(paths.batches_dir):
         if not manifest.get("batch_uri"):
@@ -154,7 +165,9 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         )
     rows = pd.concat(parts, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
     manifest = write_snapshot(
-        cfg, rows, settings,
+        cfg,
+        rows,
+        settings,
         batch_ids=sorted(rows["_batch"].unique().tolist()),
         label_batch_ids=sorted(rows["_label_batch"].dropna().unique().tolist()),
     )
@@ -167,7 +180,9 @@ def list_snapshots(cfg: DatasetConfig, settings: Settings | None = None) -> list
     return list_manifests(StatePaths.for_dataset(cfg, settings).snapshots_dir)
 
 
-def resolve_snapshot(cfg: DatasetConfig, ref: str | None = None, settings: Settings | None = None) -> dict[str, Any]:
+def resolve_snapshot(
+    cfg: DatasetConfig, ref: str | None = None, settings: Settings | None = None
+) -> dict[str, Any]:
     """The manifest of one snapshot: the newest (``ref`` None), a hash or unique hash prefix, or a snapshot URI.
 
     Args:
@@ -186,25 +201,33 @@ def resolve_snapshot(cfg: DatasetConfig, ref: str | None = None, settings: Setti
     if ref is None:
         manifests = list_snapshots(cfg, settings)
         if not manifests:
-            raise SnapshotNotFoundError(f"{cfg.name}: no training snapshot in {folder}; land labelled data first")
+            raise SnapshotNotFoundError(
+                f"{cfg.name}: no training snapshot in {folder}; land labelled data first"
+            )
         return manifests[-1]
     if ref.startswith("file:") or ref.endswith(".parquet"):
         path = uri_to_path(ref)
         manifest_path = path.with_suffix(".json")
         if not manifest_path.is_file():
-            raise SnapshotNotFoundError(f"{cfg.name}: {ref} is not a snapshot (no manifest {manifest_path.name})")
+            raise SnapshotNotFoundError(
+                f"{cfg.name}: {ref} is not a snapshot (no manifest {manifest_path.name})"
+            )
         return read_json(manifest_path)
     if (folder / f"{ref}.json").is_file():
         return read_json(folder / f"{ref}.json")
     if len(ref) < MIN_HASH_PREFIX:
-        raise SnapshotNotFoundError(f"snapshot hash prefix {ref!r} is shorter than {MIN_HASH_PREFIX} characters")
+        raise SnapshotNotFoundError(
+            f"snapshot hash prefix {ref!r} is shorter than {MIN_HASH_PREFIX} characters"
+        )
     matches = sorted(folder.glob(f"{ref}*.json")) if folder.is_dir() else []
     if len(matches) != 1:
         raise SnapshotNotFoundError(f"{cfg.name}: {len(matches)} snapshots match {ref!r} in {folder}")
     return read_json(matches[0])
 
 
-def read_snapshot_frame(cfg: DatasetConfig, manifest: dict[str, Any], columns: list[str] | None = None) -> Any:
+def read_snapshot_frame(
+    cfg: DatasetConfig, manifest: dict[str, Any], columns: list[str] | None = None
+) -> Any:
     """The rows of the snapshot ``manifest`` describes (``columns`` only, when given).
 
     Raises:
@@ -236,7 +259,9 @@ def target_metrics(cfg: DatasetConfig, target: Any) -> dict[str, float]:
     return metrics
 
 
-def record_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None) -> dict[str, Any]:
+def record_snapshot(
+    cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None
+) -> dict[str, Any]:
     """Log the snapshot to MLflow once: a data run keyed by its hash, with profile, lineage and dataset input.
 
     A rerun finds the finished run and returns it; an unfinished one (crashed attempt) is completed.
@@ -254,37 +279,66 @@ def record_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings |
     client = tracking.get_client(settings)
     experiment = cfg.experiment_name("data")
     key = {bus.SNAPSHOT_HASH_TAG: snapshot_hash}
-    result = {"snapshot_hash": snapshot_hash, "snapshot_uri": manifest["snapshot_uri"], "rows": manifest["rows"]}
+    result = {
+        "snapshot_hash": snapshot_hash,
+        "snapshot_uri": manifest["snapshot_uri"],
+        "rows": manifest["rows"],
+    }
     existing = tracking.find_finished_run(client, experiment, key)
     if existing is not None:
-        return {**result, "data_run_id": existing.info.run_id, "reused": True,
-                "profile_sampled": existing.data.tags.get(bus.PROFILE_SAMPLED_TAG) == "true"}
+        return {
+            **result,
+            "data_run_id": existing.info.run_id,
+            "reused": True,
+            "profile_sampled": existing.data.tags.get(bus.PROFILE_SAMPLED_TAG) == "true",
+        }
     frame = read_snapshot_frame(cfg, manifest)
     profile = profiling.profile_snapshot(cfg, snapshot_hash, frame, settings=settings)
     metrics = {bus.ROWS: float(manifest["rows"]), **target_metrics(cfg, frame[cfg.target])}
     paths = StatePaths.for_dataset(cfg, settings)
-    sources = [*(paths.batches_dir / f"{b}.json" for b in manifest["batch_ids"]),
-               *(paths.labels_dir / f"{b}.json" for b in manifest["label_batch_ids"])]
+    sources = [
+        *(paths.batches_dir / f"{b}.json" for b in manifest["batch_ids"]),
+        *(paths.labels_dir / f"{b}.json" for b in manifest["label_batch_ids"]),
+    ]
     source_manifests = [read_json(p) for p in sources if p.is_file()]
-    metrics.update({bus.SOURCE_ROWS_RECEIVED: float(sum(m["rows_received"] for m in source_manifests)),
-                    bus.SOURCE_ROWS_QUARANTINED: float(sum(m["rows_quarantined"] for m in source_manifests))})
+    metrics.update(
+        {
+            bus.SOURCE_ROWS_RECEIVED: float(sum(m["rows_received"] for m in source_manifests)),
+            bus.SOURCE_ROWS_QUARANTINED: float(sum(m["rows_quarantined"] for m in source_manifests)),
+        }
+    )
     with tracking.keyed_run(client, experiment, key, bus.data_run_name(snapshot_hash), settings) as run:
-        mlflow.set_tags({
-            bus.SNAPSHOT_URI_TAG: manifest["snapshot_uri"],
-            bus.DATASET_TAG: cfg.name,
-            bus.BATCH_COUNT_TAG: str(len(manifest["batch_ids"])),
-            bus.PROFILE_SAMPLED_TAG: str(profile["sampled"]).lower(),
-            bus.PROFILE_HTML_TAG: ("timed_out" if profile["timed_out"] else
-                                   "logged" if profile["profile_path"] else "off"),
-        })
-        mlflow.log_params({"rows": manifest["rows"], "batches": len(manifest["batch_ids"]),
-                           "label_batches": len(manifest["label_batch_ids"]), "columns": frame.shape[1]})
+        mlflow.set_tags(
+            {
+                bus.SNAPSHOT_URI_TAG: manifest["snapshot_uri"],
+                bus.DATASET_TAG: cfg.name,
+                bus.BATCH_COUNT_TAG: str(len(manifest["batch_ids"])),
+                bus.PROFILE_SAMPLED_TAG: str(profile["sampled"]).lower(),
+                bus.PROFILE_HTML_TAG: (
+                    "timed_out" if profile["timed_out"] else "logged" if profile["profile_path"] else "off"
+                ),
+            }
+        )
+        mlflow.log_params(
+            {
+                "rows": manifest["rows"],
+                "batches": len(manifest["batch_ids"]),
+                "label_batches": len(manifest["label_batch_ids"]),
+                "columns": frame.shape[1],
+            }
+        )
         mlflow.log_metrics(metrics)
-        mlflow.log_dict({"batch_ids": manifest["batch_ids"], "label_batch_ids": manifest["label_batch_ids"]},
-                        bus.LINEAGE_BATCHES_ARTIFACT)
+        mlflow.log_dict(
+            {"batch_ids": manifest["batch_ids"], "label_batch_ids": manifest["label_batch_ids"]},
+            bus.LINEAGE_BATCHES_ARTIFACT,
+        )
         mlflow.log_dict(manifest, bus.LINEAGE_SNAPSHOT_ARTIFACT)
-        dataset = mlflow.data.from_pandas(frame, source=manifest["snapshot_uri"], targets=cfg.target,
-                                          name=f"{cfg.name}-{snapshot_hash[:12]}")
+        dataset = mlflow.data.from_pandas(
+            frame,
+            source=manifest["snapshot_uri"],
+            targets=cfg.target,
+            name=f"{cfg.name}-{snapshot_hash[:12]}",
+        )
         mlflow.log_input(dataset, context="training")
         if profile.get("profile_path"):
             mlflow.log_artifact(profile["profile_path"], bus.PROFILE_DIR)

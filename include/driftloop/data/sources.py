@@ -48,6 +48,8 @@ def load_source_frame(cfg: DatasetConfig) -> Any:
     missing = [c for c in [cfg.target, *cfg.features] if c not in frame.columns]
     if missing:
         raise ConfigError(f"{cfg.name}: source data lacks configured columns {missing}")
-    if cfg.task != REGRESSION:  # class labels are text in the dataset's own vocabulary; a regression target a number
+    if (
+        cfg.task != REGRESSION
+    ):  # class labels are text in the dataset's own vocabulary; a regression target a number
         frame[cfg.target] = frame[cfg.target].astype(str)
     return frame[[cfg.id_column, *cfg.features, cfg.target]]

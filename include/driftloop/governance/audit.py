@@ -30,8 +30,20 @@ from driftloop.core.settings import Settings
 
 TABLE = "champion_audit"
 EXTERNAL_ACTOR = "external (MLflow UI or REST API; the registry does not record the user)"
-COLUMNS = ("id", "recorded_at", "dataset", "model_name", "from_version", "to_version", "actor", "source", "reason",
-           "gate_passed", "override", "evidence")
+COLUMNS = (
+    "id",
+    "recorded_at",
+    "dataset",
+    "model_name",
+    "from_version",
+    "to_version",
+    "actor",
+    "source",
+    "reason",
+    "gate_passed",
+    "override",
+    "evidence",
+)
 
 _SQLITE_DDL = (
     f"""CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -107,7 +119,9 @@ class AuditStore:
         with self.engine.connect() as conn:
             if self.postgres:
                 conn.execute(text("BEGIN"))
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(model_name.encode())})
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": zlib.crc32(model_name.encode())}
+                )
             else:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
@@ -121,12 +135,21 @@ class AuditStore:
         """Insert one entry (inside ``conn``'s transaction when given); returns it with ``id`` and ``recorded_at``."""
         from sqlalchemy import text
 
-        row = {"recorded_at": datetime.now(UTC).isoformat(timespec="microseconds"), "from_version": None,
-               "to_version": None, "gate_passed": None, "override": False, "evidence": {}, **entry}
+        row = {
+            "recorded_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "from_version": None,
+            "to_version": None,
+            "gate_passed": None,
+            "override": False,
+            "evidence": {},
+            **entry,
+        }
         values = {**row, "evidence": json.dumps(row["evidence"], sort_keys=True, default=str)}
         columns = [c for c in COLUMNS if c != "id"]
-        statement = text(f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
-                         " RETURNING id")
+        statement = text(
+            f"INSERT INTO {TABLE} ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})"
+            " RETURNING id"
+        )
         if conn is None:
             with self.engine.begin() as own:
                 row["id"] = own.execute(statement, {c: values[c] for c in columns}).scalar_one()
@@ -144,8 +167,15 @@ class AuditStore:
                 rows = own.execute(query, {"name": model_name}).mappings().all()
         else:
             rows = conn.execute(query, {"name": model_name}).mappings().all()
-        return [{**dict(r), "evidence": json.loads(r["evidence"]), "override": bool(r["override"]),
-                 "gate_passed": None if r["gate_passed"] is None else bool(r["gate_passed"])} for r in rows]
+        return [
+            {
+                **dict(r),
+                "evidence": json.loads(r["evidence"]),
+                "override": bool(r["override"]),
+                "gate_passed": None if r["gate_passed"] is None else bool(r["gate_passed"]),
+            }
+            for r in rows
+        ]
 
 
 def _null_pool() -> Any:
@@ -170,8 +200,9 @@ def gate_passed(client: Any, cfg: DatasetConfig, version: str | None) -> bool | 
     return None if verdict is None else verdict == bus.GATE_PASSED
 
 
-def reconcile_champion(cfg: DatasetConfig, settings: Settings | None = None, store: AuditStore | None = None,
-                       conn: Any = None) -> dict[str, Any] | None:
+def reconcile_champion(
+    cfg: DatasetConfig, settings: Settings | None = None, store: AuditStore | None = None, conn: Any = None
+) -> dict[str, Any] | None:
     """Record a move of ``champion`` that no Driftloop process recorded (the MLflow UI or API).
 
     Returns:
@@ -189,7 +220,22 @@ def reconcile_champion(cfg: DatasetConfig, settings: Settings | None = None, sto
     if current_version == recorded:
         return None
     passed = gate_passed(get_client(settings), cfg, current_version)
-    reason = ("champion alias moved outside Driftloop" if current_version else "champion alias deleted outside Driftloop")
-    return store.append({"dataset": cfg.name, "model_name": name, "from_version": recorded,
-                         "to_version": current_version, "actor": EXTERNAL_ACTOR, "source": "external",
-                         "reason": reason, "gate_passed": passed, "override": passed is False}, conn)
+    reason = (
+        "champion alias moved outside Driftloop"
+        if current_version
+        else "champion alias deleted outside Driftloop"
+    )
+    return store.append(
+        {
+            "dataset": cfg.name,
+            "model_name": name,
+            "from_version": recorded,
+            "to_version": current_version,
+            "actor": EXTERNAL_ACTOR,
+            "source": "external",
+            "reason": reason,
+            "gate_passed": passed,
+            "override": passed is False,
+        },
+        conn,
+    )

@@ -87,8 +87,9 @@ def _perturb(case: dict[str, Any], rows: Any) -> tuple[Any, Any]:
     if "swap" in case:
         a, b = case["swap"]
         as_text = rows[feature].astype(str)
-        changed[feature] = rows[feature].where(~as_text.isin([str(a), str(b)]),
-                                               as_text.map({str(a): b, str(b): a}))
+        changed[feature] = rows[feature].where(
+            ~as_text.isin([str(a), str(b)]), as_text.map({str(a): b, str(b): a})
+        )
     else:
         changed[feature] = case["set"]
     return rows, changed
@@ -107,16 +108,27 @@ def _check_rows(case: dict[str, Any], model: Any, rows: Any, decision: Decision)
         ok = np.abs(delta) <= limit
         detail = f"max |score change| {np.abs(delta).max():.4f} (limit {limit})"
     else:
-        ok = {"increase": delta > tolerance, "decrease": delta < -tolerance,
-              "not_increase": delta <= tolerance, "not_decrease": delta >= -tolerance}[case["expect"]]
+        ok = {
+            "increase": delta > tolerance,
+            "decrease": delta < -tolerance,
+            "not_increase": delta <= tolerance,
+            "not_decrease": delta >= -tolerance,
+        }[case["expect"]]
         detail = f"mean score change {delta.mean():+.4f}, expected {case['expect']} (tolerance {tolerance})"
     share = float(ok.mean())
     min_share = float(case.get("min_pass_share", 1.0))
-    return {"passed": share >= min_share, "rows": int(len(delta)), "pass_share": share, "min_pass_share": min_share,
-            "detail": f"{detail}; {share:.1%} of {len(delta)} rows pass (need {min_share:.0%})"}
+    return {
+        "passed": share >= min_share,
+        "rows": int(len(delta)),
+        "pass_share": share,
+        "min_pass_share": min_share,
+        "detail": f"{detail}; {share:.1%} of {len(delta)} rows pass (need {min_share:.0%})",
+    }
 
 
-def _check_minimum(case: dict[str, Any], model: Any, typical: dict[str, Any], decision: Decision) -> dict[str, Any]:
+def _check_minimum(
+    case: dict[str, Any], model: Any, typical: dict[str, Any], decision: Decision
+) -> dict[str, Any]:
     import pandas as pd
 
     threshold = decision.threshold
@@ -126,12 +138,17 @@ def _check_minimum(case: dict[str, Any], model: Any, typical: dict[str, Any], de
     low = float(case.get("min_score", threshold if expect == "positive" else 0.0))
     high = float(case.get("max_score", threshold if expect == "negative" else 1.0))
     passed = low <= score <= high if expect != "negative" else score < high
-    return {"passed": passed, "rows": 1, "score": score,
-            "detail": f"score {score:.3f}, expected in [{low:.2f}, {high:.2f}{']' if expect != 'negative' else ')'}"}
+    return {
+        "passed": passed,
+        "rows": 1,
+        "score": score,
+        "detail": f"score {score:.3f}, expected in [{low:.2f}, {high:.2f}{']' if expect != 'negative' else ')'}",
+    }
 
 
-def run_behaviour_tests(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision,
-                        seed: int = 42) -> list[dict[str, Any]]:
+def run_behaviour_tests(
+    cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision, seed: int = 42
+) -> list[dict[str, Any]]:
     """Run every declared case against ``model``.
 
     Args:

@@ -24,30 +24,48 @@ def _shap(cfg: DatasetConfig, model: Any, train_df: Any, folder: Path, seed: int
     from driftloop.governance.explain import explain_model
 
     explained = explain_model(model, train_df[cfg.features], folder, seed=seed)
-    return {"shap_method": explained["method"], "shap_output": explained["output"], "shap_rows": explained["rows"],
-            "shap_importance": [{"feature": f, "mean_abs_shap": v} for f, v in explained["importance"].items()]}
+    return {
+        "shap_method": explained["method"],
+        "shap_output": explained["output"],
+        "shap_rows": explained["rows"],
+        "shap_importance": [{"feature": f, "mean_abs_shap": v} for f, v in explained["importance"].items()],
+    }
 
 
-def _pfi(cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision,
-         seed: int) -> dict[str, Any]:
+def _pfi(
+    cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision, seed: int
+) -> dict[str, Any]:
     from driftloop.governance.interpret import permutation_importance
 
-    table = permutation_importance(model, holdout_df, list(cfg.features), decision.encode(holdout_df[cfg.target]),
-                                   decision, seed=seed)
+    table = permutation_importance(
+        model, holdout_df, list(cfg.features), decision.encode(holdout_df[cfg.target]), decision, seed=seed
+    )
     table.to_csv(folder / bus.PFI_FILENAME, index=False)
     return {"permutation_importance": table.to_dict(orient="records")}
 
 
-def _surrogate(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, decision: Decision,
-               seed: int) -> dict[str, Any]:
+def _surrogate(
+    cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, decision: Decision, seed: int
+) -> dict[str, Any]:
     from driftloop.governance.interpret import fit_surrogate
 
     sample = train_df.sample(min(len(train_df), 5000), random_state=seed)
-    return {"surrogate": fit_surrogate(model, sample, holdout_df, list(cfg.numeric_features),
-                                       list(cfg.categorical_features), decision, seed)}
+    return {
+        "surrogate": fit_surrogate(
+            model,
+            sample,
+            holdout_df,
+            list(cfg.numeric_features),
+            list(cfg.categorical_features),
+            decision,
+            seed,
+        )
+    }
 
 
-def _fairness(cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision) -> dict[str, Any]:
+def _fairness(
+    cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision
+) -> dict[str, Any]:
     from driftloop.governance.fairness import assess_decisions, plot_fairness
 
     report = assess_decisions(cfg, holdout_df, decision, decision.predict(model, holdout_df[cfg.features]))
@@ -55,8 +73,15 @@ def _fairness(cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, dec
     return {"fairness": report}
 
 
-def collect_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, work_dir: Path,
-                     decision: Decision, seed: int = 42) -> tuple[dict[str, Any], Path]:
+def collect_evidence(
+    cfg: DatasetConfig,
+    model: Any,
+    train_df: Any,
+    holdout_df: Any,
+    work_dir: Path,
+    decision: Decision,
+    seed: int = 42,
+) -> tuple[dict[str, Any], Path]:
     """Compute every piece of evidence into ``work_dir/evidence``; returns the summary and that folder.
 
     Args:

@@ -34,12 +34,33 @@ EXACT_PROBE_ROWS = 4  # exact TreeSHAP of a deep forest costs ~0.1 s per row: ke
 TOP_FEATURES_PLOTTED = 20
 
 TREE_ESTIMATORS = {
-    "RandomForestClassifier", "ExtraTreesClassifier", "DecisionTreeClassifier", "GradientBoostingClassifier",
-    "LGBMClassifier", "XGBClassifier", "CatBoostClassifier", "RandomForestRegressor", "ExtraTreesRegressor",
-    "DecisionTreeRegressor", "GradientBoostingRegressor", "LGBMRegressor", "XGBRegressor", "CatBoostRegressor",
+    "RandomForestClassifier",
+    "ExtraTreesClassifier",
+    "DecisionTreeClassifier",
+    "GradientBoostingClassifier",
+    "LGBMClassifier",
+    "XGBClassifier",
+    "CatBoostClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesRegressor",
+    "DecisionTreeRegressor",
+    "GradientBoostingRegressor",
+    "LGBMRegressor",
+    "XGBRegressor",
+    "CatBoostRegressor",
 }
-LINEAR_ESTIMATORS = {"LogisticRegression", "RidgeClassifier", "SGDClassifier", "LinearDiscriminantAnalysis",
-                     "LinearRegression", "Ridge", "Lasso", "ElasticNet", "BayesianRidge", "HuberRegressor"}
+LINEAR_ESTIMATORS = {
+    "LogisticRegression",
+    "RidgeClassifier",
+    "SGDClassifier",
+    "LinearDiscriminantAnalysis",
+    "LinearRegression",
+    "Ridge",
+    "Lasso",
+    "ElasticNet",
+    "BayesianRidge",
+    "HuberRegressor",
+}
 
 
 @dataclass(frozen=True)
@@ -146,8 +167,10 @@ def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any
     if len(features_df) <= len(probe):
         return _select_class(probe_values, estimator, probe), "tree_path_dependent"
     if projected_s <= budget_s:
-        return (_select_class(explainer.shap_values(features_df, check_additivity=False), estimator, features_df),
-                "tree_path_dependent")
+        return (
+            _select_class(explainer.shap_values(features_df, check_additivity=False), estimator, features_df),
+            "tree_path_dependent",
+        )
     from driftloop.governance.tree_paths import path_attributions
 
     paths = path_attributions(estimator, features_df)
@@ -156,19 +179,24 @@ def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any
     try:
         values = explainer.shap_values(features_df, approximate=True, check_additivity=False)
     except AssertionError:  # shap refuses approximate=True for some families: exact, over budget
-        return (_select_class(explainer.shap_values(features_df, check_additivity=False), estimator, features_df),
-                "tree_path_dependent")
+        return (
+            _select_class(explainer.shap_values(features_df, check_additivity=False), estimator, features_df),
+            "tree_path_dependent",
+        )
     return _select_class(values, estimator, features_df), "tree_saabas"
 
 
 def _output_kind(estimator: Any, method: str) -> str:
-    if method == "linear" or type(estimator).__name__.startswith(("LGBM", "XGB", "CatBoost", "GradientBoosting")):
+    if method == "linear" or type(estimator).__name__.startswith(
+        ("LGBM", "XGB", "CatBoost", "GradientBoosting")
+    ):
         return "log_odds" if hasattr(estimator, "predict_proba") else "score"
     return "probability" if hasattr(estimator, "predict_proba") else "score"
 
 
-def explain_rows(model: Any, raw_df: Any, budget_s: float = 2.0, reference_df: Any = None,
-                 seed: int = 42) -> Attributions:
+def explain_rows(
+    model: Any, raw_df: Any, budget_s: float = 2.0, reference_df: Any = None, seed: int = 42
+) -> Attributions:
     """Contributions of every original feature for every row of ``raw_df``.
 
     Args:
@@ -193,14 +221,18 @@ def explain_rows(model: Any, raw_df: Any, budget_s: float = 2.0, reference_df: A
         return _ablation(model, raw_df, reference_df)
     features_df = transform_features(preprocessor, raw_df)
     if kind == "linear":
-        background = transform_features(preprocessor, reference_df.sample(min(BACKGROUND_ROWS, len(reference_df)),
-                                                                          random_state=seed))
+        background = transform_features(
+            preprocessor, reference_df.sample(min(BACKGROUND_ROWS, len(reference_df)), random_state=seed)
+        )
         explainer = shap.LinearExplainer(estimator, shap.maskers.Independent(background))
         values, method = _select_class(explainer.shap_values(features_df), estimator, features_df), "linear"
     else:
         values, method = _tree_values(estimator, features_df, budget_s)
-    return Attributions(to_original_features(values, list(features_df.columns), raw_features), method,
-                        _output_kind(estimator, method))
+    return Attributions(
+        to_original_features(values, list(features_df.columns), raw_features),
+        method,
+        _output_kind(estimator, method),
+    )
 
 
 def _predict_score(model: Any, frame: Any, rows_class: Any = None) -> tuple[Any, Any]:
@@ -250,11 +282,12 @@ def _ablation(model: Any, raw_df: Any, reference_df: Any) -> Attributions:
     for column, changed in masks.items():
         delta = np.zeros(len(raw_df))
         count = int(changed.sum())
-        delta[changed] = base[changed] - scores[offset:offset + count]
+        delta[changed] = base[changed] - scores[offset : offset + count]
         offset += count
         contributions[column] = delta
-    return Attributions(pd.DataFrame(contributions), "ablation", "probability" if hasattr(model, "predict_proba")
-                        else "score")
+    return Attributions(
+        pd.DataFrame(contributions), "ablation", "probability" if hasattr(model, "predict_proba") else "score"
+    )
 
 
 def global_attributions(model: Any, sample_df: Any, seed: int = 42, budget_s: float = 20.0) -> Attributions:
@@ -268,11 +301,14 @@ def global_attributions(model: Any, sample_df: Any, seed: int = 42, budget_s: fl
         return explain_rows(model, raw_df, budget_s=budget_s, seed=seed)
     rows = raw_df.iloc[:PERMUTATION_ROWS]
     features_df = transform_features(preprocessor, rows)
-    background = features_df.iloc[:BACKGROUND_ROWS // 2]
+    background = features_df.iloc[: BACKGROUND_ROWS // 2]
     explainer = shap.PermutationExplainer(lambda x: _predict_score(estimator, x)[0], background, seed=seed)
     values = explainer(features_df, max_evals=2 * features_df.shape[1] + 1, silent=True).values
-    return Attributions(to_original_features(values, list(features_df.columns), [str(c) for c in raw_df.columns]),
-                        "permutation", "probability")
+    return Attributions(
+        to_original_features(values, list(features_df.columns), [str(c) for c in raw_df.columns]),
+        "permutation",
+        "probability",
+    )
 
 
 def importance_table(attributions: Attributions) -> Any:
@@ -318,8 +354,16 @@ def plot_summary(attributions: Attributions, raw_df: Any, path: Path, title: str
         fig, ax = plt.subplots(figsize=(8, 0.35 * len(table) + 1.5))
         for y, feature in enumerate(table["feature"]):
             x = attributions.values_df[feature].to_numpy()
-            numeric = pd.to_numeric(raw[feature], errors="coerce") if feature in raw else pd.Series(np.nan, index=raw.index)
-            colour = numeric.rank(pct=True).fillna(0.5).to_numpy() if numeric.notna().any() else np.full(len(x), 0.5)
+            numeric = (
+                pd.to_numeric(raw[feature], errors="coerce")
+                if feature in raw
+                else pd.Series(np.nan, index=raw.index)
+            )
+            colour = (
+                numeric.rank(pct=True).fillna(0.5).to_numpy()
+                if numeric.notna().any()
+                else np.full(len(x), 0.5)
+            )
             ax.scatter(x, y + rng.uniform(-0.3, 0.3, len(x)), c=colour, cmap="coolwarm", s=6, alpha=0.6)
         ax.set_yticks(range(len(table)), table["feature"])
         ax.axvline(0, color="grey", lw=0.8)
@@ -354,8 +398,18 @@ def explain_model(model: Any, sample_df: Any, out_dir: str | Path, seed: int = 4
     _, estimator = split_pipeline(model)
     rows = len(attributions.values_df)
     sample = sample_df.reset_index(drop=True).sample(min(GLOBAL_ROWS, len(sample_df)), random_state=seed)
-    plot_path = plot_summary(attributions, sample.reset_index(drop=True).iloc[:rows], out_dir / bus.SHAP_PLOT_FILENAME,
-                             f"{type(estimator).__name__}: SHAP on {rows} rows by original feature")
-    return {"method": attributions.method, "output": attributions.output, "rows": rows, "plot_path": str(plot_path),
-            "csv_path": str(csv_path), "top_features": table["feature"].head(5).tolist(),
-            "importance": dict(zip(table["feature"], table["mean_abs_shap"].astype(float), strict=True))}
+    plot_path = plot_summary(
+        attributions,
+        sample.reset_index(drop=True).iloc[:rows],
+        out_dir / bus.SHAP_PLOT_FILENAME,
+        f"{type(estimator).__name__}: SHAP on {rows} rows by original feature",
+    )
+    return {
+        "method": attributions.method,
+        "output": attributions.output,
+        "rows": rows,
+        "plot_path": str(plot_path),
+        "csv_path": str(csv_path),
+        "top_features": table["feature"].head(5).tolist(),
+        "importance": dict(zip(table["feature"], table["mean_abs_shap"].astype(float), strict=True)),
+    }

@@ -42,11 +42,16 @@ def _metric_functions() -> dict[str, Any]:
         "true_positive_rate": true_positive_rate,
         "false_positive_rate": false_positive_rate,
         "precision": lambda y_true, y_pred: precision_score(y_true, y_pred, zero_division=0),
-        "tn": cell(0, 0), "fp": cell(0, 1), "fn": cell(1, 0), "tp": cell(1, 1),
+        "tn": cell(0, 0),
+        "fp": cell(0, 1),
+        "fn": cell(1, 0),
+        "tp": cell(1, 1),
     }
 
 
-def assess_fairness(cfg: DatasetConfig, frame: Any, y_true: Any, y_pred: Any, task: str = "binary") -> dict[str, Any]:
+def assess_fairness(
+    cfg: DatasetConfig, frame: Any, y_true: Any, y_pred: Any, task: str = "binary"
+) -> dict[str, Any]:
     """Group metrics and gaps for every sensitive attribute of ``cfg``.
 
     Binary tasks get fairlearn's demographic-parity and equalized-odds differences; multiclass tasks the largest
@@ -72,17 +77,24 @@ def assess_fairness(cfg: DatasetConfig, frame: Any, y_true: Any, y_pred: Any, ta
             entry = _binary_entry(y_true, y_pred, groups)
         else:
             metric = "accuracy" if task == "multiclass" else "mean_absolute_error"
-            metric_frame = MetricFrame(metrics=_task_functions(task), y_true=y_true, y_pred=y_pred,
-                                       sensitive_features=groups)
+            metric_frame = MetricFrame(
+                metrics=_task_functions(task), y_true=y_true, y_pred=y_pred, sensitive_features=groups
+            )
             by_group = metric_frame.by_group
-            entry = {"groups": {str(g): {k: float(v) for k, v in row.items()} for g, row in by_group.iterrows()},
-                     f"{metric}_difference": float(by_group[metric].max() - by_group[metric].min())}
+            entry = {
+                "groups": {str(g): {k: float(v) for k, v in row.items()} for g, row in by_group.iterrows()},
+                f"{metric}_difference": float(by_group[metric].max() - by_group[metric].min()),
+            }
         report[attribute] = {**entry, "rows": int(len(groups))}
     return report
 
 
-GAPS = ("demographic_parity_difference", "equalized_odds_difference", "accuracy_difference",
-        "mean_absolute_error_difference")
+GAPS = (
+    "demographic_parity_difference",
+    "equalized_odds_difference",
+    "accuracy_difference",
+    "mean_absolute_error_difference",
+)
 
 
 def _task_functions(task: str) -> dict[str, Any]:
@@ -99,17 +111,23 @@ def _binary_entry(y_true: Any, y_pred: Any, groups: Any) -> dict[str, Any]:
     from fairlearn.metrics import MetricFrame, demographic_parity_difference, equalized_odds_difference
 
     y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
-    by_group = MetricFrame(metrics=_metric_functions(), y_true=y_true, y_pred=y_pred,
-                           sensitive_features=groups).by_group
+    by_group = MetricFrame(
+        metrics=_metric_functions(), y_true=y_true, y_pred=y_pred, sensitive_features=groups
+    ).by_group
     return {
         "groups": {str(g): {k: float(v) for k, v in row.items()} for g, row in by_group.iterrows()},
-        "demographic_parity_difference": float(demographic_parity_difference(y_true, y_pred,
-                                                                             sensitive_features=groups)),
-        "equalized_odds_difference": float(equalized_odds_difference(y_true, y_pred, sensitive_features=groups)),
+        "demographic_parity_difference": float(
+            demographic_parity_difference(y_true, y_pred, sensitive_features=groups)
+        ),
+        "equalized_odds_difference": float(
+            equalized_odds_difference(y_true, y_pred, sensitive_features=groups)
+        ),
     }
 
 
-def assess_decisions(cfg: DatasetConfig, frame: Any, decision: Any, outputs: dict[str, Any]) -> dict[str, Any]:
+def assess_decisions(
+    cfg: DatasetConfig, frame: Any, decision: Any, outputs: dict[str, Any]
+) -> dict[str, Any]:
     """:func:`assess_fairness` of a version's predictions (``decision.predict``) on labelled ``frame`` rows."""
     import numpy as np
 
@@ -118,10 +136,16 @@ def assess_decisions(cfg: DatasetConfig, frame: Any, decision: Any, outputs: dic
     predicted = np.asarray(outputs[bus.PREDICTION_COLUMN])
     truth = frame[cfg.target].reset_index(drop=True)
     if decision.task == "binary":
-        return assess_fairness(cfg, frame, decision.encode(truth).to_numpy(),
-                               (predicted.astype(str) == decision.classes[1]).astype(int))
+        return assess_fairness(
+            cfg,
+            frame,
+            decision.encode(truth).to_numpy(),
+            (predicted.astype(str) == decision.classes[1]).astype(int),
+        )
     if decision.task == "regression":
-        return assess_fairness(cfg, frame, decision.encode(truth).to_numpy(), predicted.astype(float), "regression")
+        return assess_fairness(
+            cfg, frame, decision.encode(truth).to_numpy(), predicted.astype(float), "regression"
+        )
     return assess_fairness(cfg, frame, truth.astype(str).to_numpy(), predicted.astype(str), "multiclass")
 
 
@@ -157,11 +181,16 @@ def plot_fairness(report: dict[str, Any], path: Path, title: str) -> Path | None
             groups = list(entry["groups"])
             x = np.arange(len(groups))
             for i, metric in enumerate(metrics):
-                ax.bar(x + (i - 1) * 0.27, [entry["groups"][g][metric] for g in groups], width=0.27, label=metric)
+                ax.bar(
+                    x + (i - 1) * 0.27, [entry["groups"][g][metric] for g in groups], width=0.27, label=metric
+                )
             ax.set_xticks(x, groups, rotation=20, fontsize=8)
             ax.set_ylim(0, 1)
-            ax.set_title(f"{attribute}: DP diff {entry['demographic_parity_difference']:.2f}, "
-                         f"EO diff {entry['equalized_odds_difference']:.2f}", fontsize=9)
+            ax.set_title(
+                f"{attribute}: DP diff {entry['demographic_parity_difference']:.2f}, "
+                f"EO diff {entry['equalized_odds_difference']:.2f}",
+                fontsize=9,
+            )
         axes[0][0].legend(fontsize=7)
         fig.suptitle(title, fontsize=10)
         fig.tight_layout()

@@ -50,8 +50,15 @@ def floor_checks(cfg: DatasetConfig, metrics: dict[str, float]) -> list[dict[str
     return checks
 
 
-def _comparison(cfg: DatasetConfig, name: str, where: str, rows: int, candidate: float, champion: float,
-                champion_version: str) -> dict[str, Any]:
+def _comparison(
+    cfg: DatasetConfig,
+    name: str,
+    where: str,
+    rows: int,
+    candidate: float,
+    champion: float,
+    champion_version: str,
+) -> dict[str, Any]:
     margin = cfg.gates.min_improvement
     primary = cfg.gates.primary_metric
     if task_types.is_lower_better(task_types.gate_metric_key(primary)):  # an error: smaller wins
@@ -60,8 +67,10 @@ def _comparison(cfg: DatasetConfig, name: str, where: str, rows: int, candidate:
         target, sign, better = champion + margin, "+", ">="
     ok = task_types.at_least_as_good(task_types.gate_metric_key(primary), candidate, target)
     worse = {"<=": ">", ">=": "<"}[better]
-    detail = (f"{primary} on {where} ({rows} rows): candidate {candidate:.4f} {better if ok else worse} champion "
-              f"v{champion_version} {champion:.4f} {sign} min_improvement {margin}")
+    detail = (
+        f"{primary} on {where} ({rows} rows): candidate {candidate:.4f} {better if ok else worse} champion "
+        f"v{champion_version} {champion:.4f} {sign} min_improvement {margin}"
+    )
     return _check(name, ok, candidate, target, detail)
 
 
@@ -69,7 +78,9 @@ def production_window(cfg: DatasetConfig, holdout_df: Any, settings: Settings | 
     """Holdout rows labelled by the newest accepted label file (the latest labelled production window)."""
     from driftloop.core.storage import list_manifests
 
-    manifests = [m for m in list_manifests(StatePaths.for_dataset(cfg, settings).labels_dir) if m.get("labels_uri")]
+    manifests = [
+        m for m in list_manifests(StatePaths.for_dataset(cfg, settings).labels_dir) if m.get("labels_uri")
+    ]
     if not manifests:
         return holdout_df.iloc[0:0]
     import pandas as pd
@@ -80,8 +91,14 @@ def production_window(cfg: DatasetConfig, holdout_df: Any, settings: Settings | 
     return holdout_df[holdout_df[cfg.id_column].isin(set(ids))]
 
 
-def champion_checks(cfg: DatasetConfig, candidate: tuple[Any, Decision], champion: tuple[Any, Decision],
-                    champion_version: str, holdout_df: Any, settings: Settings | None) -> list[dict[str, Any]]:
+def champion_checks(
+    cfg: DatasetConfig,
+    candidate: tuple[Any, Decision],
+    champion: tuple[Any, Decision],
+    champion_version: str,
+    holdout_df: Any,
+    settings: Settings | None,
+) -> list[dict[str, Any]]:
     """Head-to-head on the candidate's holdout and, with enough rows, on the latest production window.
 
     ``candidate`` and ``champion`` are ``(model, decision)``: each side decides with its own threshold and classes.
@@ -91,16 +108,41 @@ def champion_checks(cfg: DatasetConfig, candidate: tuple[Any, Decision], champio
     def score(side: tuple[Any, Decision], rows: Any) -> float:
         return holdout.score_on_holdout(cfg, side[0], rows, side[1])[key]
 
-    checks = [_comparison(cfg, "beats_champion", "the candidate's holdout", len(holdout_df),
-                          score(candidate, holdout_df), score(champion, holdout_df), champion_version)]
+    checks = [
+        _comparison(
+            cfg,
+            "beats_champion",
+            "the candidate's holdout",
+            len(holdout_df),
+            score(candidate, holdout_df),
+            score(champion, holdout_df),
+            champion_version,
+        )
+    ]
     window = production_window(cfg, holdout_df, settings)
     if len(window) >= cfg.gates.production_window_min_rows:
-        checks.append(_comparison(cfg, "beats_champion.production", "the latest labelled production window",
-                                  len(window), score(candidate, window), score(champion, window), champion_version))
+        checks.append(
+            _comparison(
+                cfg,
+                "beats_champion.production",
+                "the latest labelled production window",
+                len(window),
+                score(candidate, window),
+                score(champion, window),
+                champion_version,
+            )
+        )
     else:
-        checks.append(_check("beats_champion.production", None, len(window), cfg.gates.production_window_min_rows,
-                             f"{len(window)} labelled production rows in the holdout; "
-                             f"{cfg.gates.production_window_min_rows} needed to compare there"))
+        checks.append(
+            _check(
+                "beats_champion.production",
+                None,
+                len(window),
+                cfg.gates.production_window_min_rows,
+                f"{len(window)} labelled production rows in the holdout; "
+                f"{cfg.gates.production_window_min_rows} needed to compare there",
+            )
+        )
     return checks
 
 
@@ -108,16 +150,25 @@ def fairness_checks(cfg: DatasetConfig, report: dict[str, Any]) -> list[dict[str
     """Each attribute's parity gaps against ``fairness.max_*`` (reported only when no limit is set)."""
     from driftloop.governance.fairness import GAPS
 
-    limits = {"demographic_parity_difference": cfg.fairness.max_demographic_parity_difference,
-              "equalized_odds_difference": cfg.fairness.max_equalized_odds_difference}
+    limits = {
+        "demographic_parity_difference": cfg.fairness.max_demographic_parity_difference,
+        "equalized_odds_difference": cfg.fairness.max_equalized_odds_difference,
+    }
     checks = []
     for attribute, entry in report.items():
         for gap in (g for g in GAPS if g in entry):
             value, limit = entry[gap], limits.get(gap)
             ok = None if limit is None else value <= limit
             bound = "no limit" if limit is None else f"limit {limit}"
-            checks.append(_check(f"fairness.{attribute}.{gap}", ok, value, limit,
-                                 f"{gap.replace('_', ' ')} for {attribute} {value:.4f} ({bound})"))
+            checks.append(
+                _check(
+                    f"fairness.{attribute}.{gap}",
+                    ok,
+                    value,
+                    limit,
+                    f"{gap.replace('_', ' ')} for {attribute} {value:.4f} ({bound})",
+                )
+            )
     return checks
 
 
@@ -133,8 +184,13 @@ def latency_check(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Dec
     per_row_ms = 1000 * min(timings) / max(len(batch), 1)
     limit = cfg.gates.max_latency_ms_per_row
     ok = None if limit is None else per_row_ms <= limit
-    return _check("latency", ok, per_row_ms, limit,
-                  f"{per_row_ms:.3f} ms per row on a {len(batch)}-row batch ({'no limit' if limit is None else f'limit {limit} ms'})")
+    return _check(
+        "latency",
+        ok,
+        per_row_ms,
+        limit,
+        f"{per_row_ms:.3f} ms per row on a {len(batch)}-row batch ({'no limit' if limit is None else f'limit {limit} ms'})",
+    )
 
 
 def model_size_mb(model_uri: str, settings: Settings | None) -> float:
@@ -154,19 +210,40 @@ def size_check(cfg: DatasetConfig, size_mb: float) -> dict[str, Any]:
     """The model's size against ``gates.max_model_size_mb``."""
     limit = cfg.gates.max_model_size_mb
     ok = None if limit is None else size_mb <= limit
-    return _check("size", ok, size_mb, limit, f"{size_mb:.2f} MB ({'no limit' if limit is None else f'limit {limit} MB'})")
+    return _check(
+        "size",
+        ok,
+        size_mb,
+        limit,
+        f"{size_mb:.2f} MB ({'no limit' if limit is None else f'limit {limit} MB'})",
+    )
 
 
-def behaviour_checks(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision) -> list[dict[str, Any]]:
+def behaviour_checks(
+    cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision
+) -> list[dict[str, Any]]:
     """One check per behavioural test case."""
     from driftloop.governance.behaviour import run_behaviour_tests
 
-    return [_check(f"behaviour.{r['name']}", r["passed"], r.get("pass_share", r.get("score")), r.get("min_pass_share"),
-                   f"{r['kind']}: {r['detail']}") for r in run_behaviour_tests(cfg, model, holdout_df, decision)]
+    return [
+        _check(
+            f"behaviour.{r['name']}",
+            r["passed"],
+            r.get("pass_share", r.get("score")),
+            r.get("min_pass_share"),
+            f"{r['kind']}: {r['detail']}",
+        )
+        for r in run_behaviour_tests(cfg, model, holdout_df, decision)
+    ]
 
 
-def judge(cfg: DatasetConfig, candidate_version: str, champion: dict[str, str] | None, client: Any,
-          settings: Settings | None = None) -> dict[str, Any]:
+def judge(
+    cfg: DatasetConfig,
+    candidate_version: str,
+    champion: dict[str, str] | None,
+    client: Any,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
     """Run every check on a registered candidate (and its champion, when there is one).
 
     Args:
@@ -192,19 +269,30 @@ def judge(cfg: DatasetConfig, candidate_version: str, champion: dict[str, str] |
     metrics = holdout.score_on_holdout(cfg, candidate, holdout_df, decision)
     checks = floor_checks(cfg, metrics)
     if champion is not None:
-        champion_side = (load_model(champion["model_uri"], settings),
-                         read_decision(cfg, client.get_model_version(name, champion["model_version"]).tags))
-        checks += champion_checks(cfg, (candidate, decision), champion_side, champion["model_version"], holdout_df,
-                                  settings)
-    fairness = assess_decisions(cfg, holdout_df, decision, decision.predict(candidate, holdout_df[cfg.features]))
+        champion_side = (
+            load_model(champion["model_uri"], settings),
+            read_decision(cfg, client.get_model_version(name, champion["model_version"]).tags),
+        )
+        checks += champion_checks(
+            cfg, (candidate, decision), champion_side, champion["model_version"], holdout_df, settings
+        )
+    fairness = assess_decisions(
+        cfg, holdout_df, decision, decision.predict(candidate, holdout_df[cfg.features])
+    )
     checks += fairness_checks(cfg, fairness)
     checks.append(latency_check(cfg, candidate, holdout_df, decision))
     checks.append(size_check(cfg, model_size_mb(model_uri, settings)))
     checks += behaviour_checks(cfg, candidate, holdout_df, decision)
     failed = [c["name"] for c in checks if c["passed"] is False]
-    return {"passed": not failed, "candidate_version": str(candidate_version),
-            "champion_version": champion["model_version"] if champion else None, "metrics": metrics,
-            "checks": checks, "fairness": fairness, "failed": failed}
+    return {
+        "passed": not failed,
+        "candidate_version": str(candidate_version),
+        "champion_version": champion["model_version"] if champion else None,
+        "metrics": metrics,
+        "checks": checks,
+        "fairness": fairness,
+        "failed": failed,
+    }
 
 
 def summarize(report: dict[str, Any]) -> str:
@@ -218,9 +306,13 @@ def summarize(report: dict[str, Any]) -> str:
         if "beats_champion" in report["failed"]:
             head = f"does not beat champion: {checks['beats_champion']['detail']}" + (
                 f"; also fails: {'; '.join(checks[n]['detail'] for n in report['failed'] if n != 'beats_champion')}"
-                if len(failing) > 1 else "")
+                if len(failing) > 1
+                else ""
+            )
         return head + tail
     if champion is None:
         floors = ", ".join(c["detail"] for c in report["checks"] if c["name"].startswith("floor."))
         return f"first champion: version {candidate} passes every check ({len(checks)}): {floors}"
-    return f"beats champion: {checks['beats_champion']['detail']}; every other check passes ({len(checks) - 1})"
+    return (
+        f"beats champion: {checks['beats_champion']['detail']}; every other check passes ({len(checks) - 1})"
+    )

@@ -15,8 +15,9 @@ PFI_REPEATS = 3
 SURROGATE_DEPTH = 3
 
 
-def permutation_importance(model: Any, holdout_df: Any, features: list[str], y_true: Any, decision: Any,
-                           seed: int = 42) -> Any:
+def permutation_importance(
+    model: Any, holdout_df: Any, features: list[str], y_true: Any, decision: Any, seed: int = 42
+) -> Any:
     """Mean and std of the quality drop when each original feature is shuffled (on at most 2,000 holdout rows).
 
     Quality is the task's (:func:`driftloop.core.task_types.quality`): AUC (binary), accuracy (multiclass), -RMSE
@@ -54,23 +55,36 @@ def permutation_importance(model: Any, holdout_df: Any, features: list[str], y_t
     # One predict call for every shuffled copy: a PyCaret pipeline costs ~60 ms per call whatever the rows.
     outputs = decision.predict(model, pd.concat(shuffled, ignore_index=True))
     n = len(rows)
-    drops = np.array([baseline - quality(decision, y, {k: v[i * n:(i + 1) * n] for k, v in outputs.items()})
-                      for i in range(len(shuffled))]).reshape(len(features), PFI_REPEATS)
-    table = pd.DataFrame({"feature": features, "importance_mean": drops.mean(axis=1),
-                          "importance_std": drops.std(axis=1)})
+    drops = np.array(
+        [
+            baseline - quality(decision, y, {k: v[i * n : (i + 1) * n] for k, v in outputs.items()})
+            for i in range(len(shuffled))
+        ]
+    ).reshape(len(features), PFI_REPEATS)
+    table = pd.DataFrame(
+        {"feature": features, "importance_mean": drops.mean(axis=1), "importance_std": drops.std(axis=1)}
+    )
     return table.sort_values("importance_mean", ascending=False, ignore_index=True)
 
 
 def _encode_for_tree(frame: Any, categorical: list[str]) -> Any:
     import pandas as pd
 
-    encoded = pd.get_dummies(frame, columns=[c for c in categorical if c in frame.columns], prefix_sep="=",
-                             dtype=float)
+    encoded = pd.get_dummies(
+        frame, columns=[c for c in categorical if c in frame.columns], prefix_sep="=", dtype=float
+    )
     return encoded.fillna(encoded.median(numeric_only=True)).fillna(0.0)
 
 
-def fit_surrogate(model: Any, train_df: Any, test_df: Any, numeric: list[str], categorical: list[str],
-                  decision: Any, seed: int = 42) -> dict[str, Any]:
+def fit_surrogate(
+    model: Any,
+    train_df: Any,
+    test_df: Any,
+    numeric: list[str],
+    categorical: list[str],
+    decision: Any,
+    seed: int = 42,
+) -> dict[str, Any]:
     """A depth-3 decision tree that imitates the model's predictions, with its fidelity and rules.
 
     Args:
@@ -97,7 +111,8 @@ def fit_surrogate(model: Any, train_df: Any, test_df: Any, numeric: list[str], c
     features = [*numeric, *categorical]
     train_x = _encode_for_tree(train_df[features].reset_index(drop=True), categorical)
     test_x = _encode_for_tree(test_df[features].reset_index(drop=True), categorical).reindex(
-        columns=train_x.columns, fill_value=0.0)
+        columns=train_x.columns, fill_value=0.0
+    )
     train_y = decision.predict(model, train_df[features])[bus.PREDICTION_COLUMN]
     test_y = decision.predict(model, test_df[features])[bus.PREDICTION_COLUMN]
     if decision.task == "regression":
@@ -105,8 +120,18 @@ def fit_surrogate(model: Any, train_df: Any, test_df: Any, numeric: list[str], c
         fidelity, measure = float(r2_score(test_y, tree.predict(test_x))), "r2"
         rules = export_text(tree, feature_names=list(train_x.columns))
     else:
-        tree = DecisionTreeClassifier(max_depth=SURROGATE_DEPTH, random_state=seed).fit(train_x, train_y.astype(str))
+        tree = DecisionTreeClassifier(max_depth=SURROGATE_DEPTH, random_state=seed).fit(
+            train_x, train_y.astype(str)
+        )
         fidelity, measure = float(np.mean(tree.predict(test_x) == test_y.astype(str))), "agreement"
-        rules = export_text(tree, feature_names=list(train_x.columns), class_names=[str(c) for c in tree.classes_])
-    return {"fidelity": fidelity, "fidelity_measure": measure, "depth": SURROGATE_DEPTH, "rules": rules,
-            "rows_fitted": len(train_x), "rows_tested": len(test_x)}
+        rules = export_text(
+            tree, feature_names=list(train_x.columns), class_names=[str(c) for c in tree.classes_]
+        )
+    return {
+        "fidelity": fidelity,
+        "fidelity_measure": measure,
+        "depth": SURROGATE_DEPTH,
+        "rules": rules,
+        "rows_fitted": len(train_x),
+        "rows_tested": len(test_x),
+    }

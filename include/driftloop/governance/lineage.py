@@ -44,8 +44,18 @@ def _batch_lineage(paths: StatePaths, batch_id: str, labels: bool = False) -> di
     if not manifest_path.is_file():
         return {"batch_id": batch_id, "missing": True}
     manifest = read_json(manifest_path)
-    keys = ("batch_id", "source_file", "sha256", "rows_received", "rows_accepted", "rows_quarantined",
-            "reason_counts", "quarantine_uri", "ingested_at", "has_target")
+    keys = (
+        "batch_id",
+        "source_file",
+        "sha256",
+        "rows_received",
+        "rows_accepted",
+        "rows_quarantined",
+        "reason_counts",
+        "quarantine_uri",
+        "ingested_at",
+        "has_target",
+    )
     return {k: manifest[k] for k in keys if k in manifest}
 
 
@@ -84,7 +94,9 @@ def _aliases_by_version(client: Any, name: str) -> dict[str, list[str]]:
     return {v: sorted(a) for v, a in out.items()}
 
 
-def trace_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None) -> dict[str, Any]:
+def trace_snapshot(
+    cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None
+) -> dict[str, Any]:
     """The batches and label files a snapshot came from (with quarantine counts) and what was trained on it.
 
     Args:
@@ -109,21 +121,33 @@ def trace_snapshot(cfg: DatasetConfig, snapshot_hash: str, settings: Settings | 
     result["data_run_id"] = data_runs[0].info.run_id if data_runs else None
     training = search_runs(client, cfg.experiment_name("training"), {bus.SNAPSHOT_HASH_TAG: full_hash})
     result["training_runs"] = [
-        {"run_id": r.info.run_id, "status": r.info.status,
-         "trigger_reason": r.data.tags.get(bus.TRIGGER_REASON_TAG)} for r in training
+        {
+            "run_id": r.info.run_id,
+            "status": r.info.status,
+            "trigger_reason": r.data.tags.get(bus.TRIGGER_REASON_TAG),
+        }
+        for r in training
     ]
     name = cfg.registered_model_name
     aliases = _aliases_by_version(client, name)
-    versions = client.search_model_versions(f"name = '{name}' and tags.`{bus.SNAPSHOT_HASH_TAG}` = '{full_hash}'")
+    versions = client.search_model_versions(
+        f"name = '{name}' and tags.`{bus.SNAPSHOT_HASH_TAG}` = '{full_hash}'"
+    )
     result["model_versions"] = [
-        {"model_version": str(v.version), "run_id": v.run_id, "aliases": aliases.get(str(v.version), []),
-         "gate": (v.tags or {}).get(bus.GATE_TAG)}
+        {
+            "model_version": str(v.version),
+            "run_id": v.run_id,
+            "aliases": aliases.get(str(v.version), []),
+            "gate": (v.tags or {}).get(bus.GATE_TAG),
+        }
         for v in sorted(versions, key=lambda v: int(v.version))
     ]
     return result
 
 
-def trace_model_version(cfg: DatasetConfig, version: str | int, settings: Settings | None = None) -> dict[str, Any]:
+def trace_model_version(
+    cfg: DatasetConfig, version: str | int, settings: Settings | None = None
+) -> dict[str, Any]:
     """A registered model version's training run, DAG run, git commit and snapshot (down to its batches).
 
     Args:
@@ -146,8 +170,11 @@ def trace_model_version(cfg: DatasetConfig, version: str | int, settings: Settin
     client = get_client(settings)
     name = cfg.registered_model_name
     try:
-        model_version = (client.get_model_version(name, str(version)) if str(version).isdigit()
-                         else client.get_model_version_by_alias(name, str(version)))
+        model_version = (
+            client.get_model_version(name, str(version))
+            if str(version).isdigit()
+            else client.get_model_version_by_alias(name, str(version))
+        )
     except MlflowException as exc:
         raise LineageError(f"model {name!r} has no version or alias '{version}'") from exc
     tags = dict(model_version.tags or {})
@@ -179,7 +206,9 @@ def trace_model_version(cfg: DatasetConfig, version: str | int, settings: Settin
     return result
 
 
-def trace_predictions(cfg: DatasetConfig, predictions_path: str | Path, settings: Settings | None = None) -> dict:
+def trace_predictions(
+    cfg: DatasetConfig, predictions_path: str | Path, settings: Settings | None = None
+) -> dict:
     """The model version(s) behind a predictions file and, through them, the snapshot they were trained on.
 
     Args:
@@ -209,8 +238,12 @@ def trace_predictions(cfg: DatasetConfig, predictions_path: str | Path, settings
     groups = frame.astype(str).value_counts().sort_index()
     models = []
     for (model_name, model_version, model_run_id), rows in groups.items():
-        entry: dict[str, Any] = {"model_name": model_name, "model_version": model_version,
-                                 "model_run_id": model_run_id, "rows": int(rows)}
+        entry: dict[str, Any] = {
+            "model_name": model_name,
+            "model_version": model_version,
+            "model_run_id": model_run_id,
+            "rows": int(rows),
+        }
         if model_name == cfg.registered_model_name:
             entry["lineage"] = trace_model_version(cfg, model_version, settings)
         else:
@@ -250,8 +283,11 @@ def add_cli(subparsers: Any) -> None:
     """Register ``driftloop lineage model <version|alias> | predictions <path> | snapshot <hash>``."""
     from driftloop.core.commands import dataset_parent
 
-    parser = subparsers.add_parser("lineage", parents=[dataset_parent()],
-                                   help="trace a model version, predictions file or snapshot")
+    parser = subparsers.add_parser(
+        "lineage", parents=[dataset_parent()], help="trace a model version, predictions file or snapshot"
+    )
     parser.add_argument("what", choices=["model", "predictions", "snapshot"])
-    parser.add_argument("ref", help="model version or alias | predictions parquet path | snapshot hash (prefix)")
+    parser.add_argument(
+        "ref", help="model version or alias | predictions parquet path | snapshot hash (prefix)"
+    )
     parser.set_defaults(func=_cmd_lineage)

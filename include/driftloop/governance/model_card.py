@@ -43,13 +43,20 @@ def _check_rows(report: dict[str, Any] | None) -> list[str]:
 def _fairness_rows(fairness: dict[str, Any]) -> list[str]:
     if not fairness:
         return ["_no sensitive attribute declared_"]
-    rows = ["| attribute | group | rows | selection rate | TPR | FPR | precision |", "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| attribute | group | rows | selection rate | TPR | FPR | precision |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for attribute, entry in fairness.items():
         for group, m in entry["groups"].items():
-            rows.append(f"| {attribute} | {group} | {int(m['count'])} | {m['selection_rate']:.3f} | "
-                        f"{m['true_positive_rate']:.3f} | {m['false_positive_rate']:.3f} | {m['precision']:.3f} |")
-        rows.append(f"| {attribute} | DP diff {entry['demographic_parity_difference']:.3f}, EO diff "
-                    f"{entry['equalized_odds_difference']:.3f} | | | | | |")
+            rows.append(
+                f"| {attribute} | {group} | {int(m['count'])} | {m['selection_rate']:.3f} | "
+                f"{m['true_positive_rate']:.3f} | {m['false_positive_rate']:.3f} | {m['precision']:.3f} |"
+            )
+        rows.append(
+            f"| {attribute} | DP diff {entry['demographic_parity_difference']:.3f}, EO diff "
+            f"{entry['equalized_odds_difference']:.3f} | | | | | |"
+        )
     return rows
 
 
@@ -57,8 +64,11 @@ def _history_rows(history: list[dict[str, Any]], version: str) -> list[str]:
     mine = [e for e in history if version in (e["from_version"], e["to_version"])]
     if not mine:
         return ["_never champion_"]
-    return [f"- {e['recorded_at'][:19]}Z: v{e['from_version'] or '—'} → v{e['to_version'] or '—'} by {e['actor']}"
-            f"{' (**override** of a rejected version)' if e['override'] else ''}: {e['reason'][:200]}" for e in mine]
+    return [
+        f"- {e['recorded_at'][:19]}Z: v{e['from_version'] or '—'} → v{e['to_version'] or '—'} by {e['actor']}"
+        f"{' (**override** of a rejected version)' if e['override'] else ''}: {e['reason'][:200]}"
+        for e in mine
+    ]
 
 
 def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
@@ -70,34 +80,60 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
     surrogate = evidence.get("surrogate", {})
     return {
         "title": f"{cfg.registered_model_name} v{facts['version']}",
-        "details": (f"- Estimator: {run['tags'].get(bus.BEST_MODEL_TAG, '?')} (PyCaret pipeline, cloudpickle)\n"
-                    f"- Training run: `{run['run_id']}`; trigger: {run['tags'].get(bus.TRIGGER_REASON_TAG, '?')}; "
-                    f"Airflow run: `{run['tags'].get(bus.AIRFLOW_RUN_ID_TAG, '—')}`\n"
-                    f"- Code: git `{run['tags'].get(bus.GIT_COMMIT_TAG, '?')[:12]}`"),
-        "intended_use": (f"{(cfg.description or cfg.name).rstrip('.')}. {_decision_text(cfg, run['tags'])} "
-                         f"One entity per row ({cfg.id_column}). Batch scoring through `inference_pipeline` and "
-                         "online through `driftloop serve`; not for decisions about individuals without human "
-                         "review."),
-        "training_data": (f"Snapshot `{run['tags'].get(bus.SNAPSHOT_HASH_TAG, '?')[:12]}`: {snapshot.get('rows', '?')} "
-                          f"rows from batches {', '.join(snapshot.get('batch_ids', [])[:6]) or '?'}; "
-                          f"{_count(run['metrics'].get(bus.TRAIN_ROWS))} training and {_count(run['metrics'].get(bus.HOLDOUT_ROWS))} "
-                          "holdout rows (holdout chosen per entity id by a seeded hash)."),
-        "evaluation": "\n".join(["| metric | holdout |", "|---|---|",
-                                 *[f"| {k.removeprefix('holdout_')} | {_fmt(v)} |" for k, v in metrics.items()]]
-                                + ([f"\nAgainst champion v{report['champion_version']}: see `beats_champion`."]
-                                   if report and report.get("champion_version") else [])),
-        "gate": "\n".join([f"Verdict: **{facts.get('verdict', 'not judged')}**. {facts.get('reason', '')}",
-                           "", *_check_rows(report)]),
+        "details": (
+            f"- Estimator: {run['tags'].get(bus.BEST_MODEL_TAG, '?')} (PyCaret pipeline, cloudpickle)\n"
+            f"- Training run: `{run['run_id']}`; trigger: {run['tags'].get(bus.TRIGGER_REASON_TAG, '?')}; "
+            f"Airflow run: `{run['tags'].get(bus.AIRFLOW_RUN_ID_TAG, '—')}`\n"
+            f"- Code: git `{run['tags'].get(bus.GIT_COMMIT_TAG, '?')[:12]}`"
+        ),
+        "intended_use": (
+            f"{(cfg.description or cfg.name).rstrip('.')}. {_decision_text(cfg, run['tags'])} "
+            f"One entity per row ({cfg.id_column}). Batch scoring through `inference_pipeline` and "
+            "online through `driftloop serve`; not for decisions about individuals without human "
+            "review."
+        ),
+        "training_data": (
+            f"Snapshot `{run['tags'].get(bus.SNAPSHOT_HASH_TAG, '?')[:12]}`: {snapshot.get('rows', '?')} "
+            f"rows from batches {', '.join(snapshot.get('batch_ids', [])[:6]) or '?'}; "
+            f"{_count(run['metrics'].get(bus.TRAIN_ROWS))} training and {_count(run['metrics'].get(bus.HOLDOUT_ROWS))} "
+            "holdout rows (holdout chosen per entity id by a seeded hash)."
+        ),
+        "evaluation": "\n".join(
+            [
+                "| metric | holdout |",
+                "|---|---|",
+                *[f"| {k.removeprefix('holdout_')} | {_fmt(v)} |" for k, v in metrics.items()],
+            ]
+            + (
+                [f"\nAgainst champion v{report['champion_version']}: see `beats_champion`."]
+                if report and report.get("champion_version")
+                else []
+            )
+        ),
+        "gate": "\n".join(
+            [
+                f"Verdict: **{facts.get('verdict', 'not judged')}**. {facts.get('reason', '')}",
+                "",
+                *_check_rows(report),
+            ]
+        ),
         "fairness": "\n".join(_fairness_rows((report or {}).get("fairness", {}))),
         "explanations": "\n".join(
-            [f"Top features by mean |SHAP| ({evidence.get('shap_method', '?')}): "
-             + ", ".join(f"{r['feature']} {r['mean_abs_shap']:.3f}" for r in importance),
-             f"Surrogate tree (depth {surrogate.get('depth', '?')}, fidelity {_fmt(surrogate.get('fidelity'))}):",
-             "```", surrogate.get("rules", "").strip(), "```"]),
-        "limitations": ("Trained on historical data of this dataset only; performance drifts with the population "
-                        "(monitored: drift share and the live primary metric against the holdout). Sensitive attributes "
-                        f"({', '.join(cfg.sensitive_features) or 'none'}) are inputs; see the fairness table. "
-                        "The surrogate rules approximate the model; they are not the model."),
+            [
+                f"Top features by mean |SHAP| ({evidence.get('shap_method', '?')}): "
+                + ", ".join(f"{r['feature']} {r['mean_abs_shap']:.3f}" for r in importance),
+                f"Surrogate tree (depth {surrogate.get('depth', '?')}, fidelity {_fmt(surrogate.get('fidelity'))}):",
+                "```",
+                surrogate.get("rules", "").strip(),
+                "```",
+            ]
+        ),
+        "limitations": (
+            "Trained on historical data of this dataset only; performance drifts with the population "
+            "(monitored: drift share and the live primary metric against the holdout). Sensitive attributes "
+            f"({', '.join(cfg.sensitive_features) or 'none'}) are inputs; see the fairness table. "
+            "The surrogate rules approximate the model; they are not the model."
+        ),
         "history": "\n".join(_history_rows(facts.get("history", []), str(facts["version"]))),
     }
 
@@ -108,17 +144,28 @@ def _decision_text(cfg: DatasetConfig, tags: dict[str, str]) -> str:
     decision = read_decision(cfg, tags)
     if decision.task == BINARY:
         objective = tags.get(bus.THRESHOLD_OBJECTIVE_TAG, "fixed")
-        how = ("the configured threshold" if objective == "fixed"
-               else f"chosen by {objective} on cross-validation folds of the training rows")
+        how = (
+            "the configured threshold"
+            if objective == "fixed"
+            else f"chosen by {objective} on cross-validation folds of the training rows"
+        )
         return f"Scores {cfg.target} = {decision.classes[1]!r}; decides at threshold {decision.threshold:.3f} ({how})."
     if decision.task == REGRESSION:
         return f"Predicts {cfg.target} (regression)."
     return f"Predicts {cfg.target} among {len(decision.classes)} classes ({', '.join(decision.classes[:8])})."
 
 
-SECTION_TITLES = {"details": "Model details", "intended_use": "Intended use", "training_data": "Training data",
-                  "evaluation": "Evaluation", "gate": "Gate verdict", "fairness": "Fairness",
-                  "explanations": "Explanations", "limitations": "Limitations", "history": "Promotion history"}
+SECTION_TITLES = {
+    "details": "Model details",
+    "intended_use": "Intended use",
+    "training_data": "Training data",
+    "evaluation": "Evaluation",
+    "gate": "Gate verdict",
+    "fairness": "Fairness",
+    "explanations": "Explanations",
+    "limitations": "Limitations",
+    "history": "Promotion history",
+}
 
 
 def render_markdown(card: dict[str, Any], limit: int | None = None, full_card_uri: str = "") -> str:
@@ -133,13 +180,21 @@ def render_markdown(card: dict[str, Any], limit: int | None = None, full_card_ur
     while limit is not None and len(text) > limit:
         longest = max(sections, key=lambda k: len(sections[k]))
         keep = max(0, len(sections[longest]) - (len(text) - limit) - 120)
-        sections[longest] = sections[longest][:keep].rstrip() + f"\n\n_(shortened; full card: {full_card_uri})_"
+        sections[longest] = (
+            sections[longest][:keep].rstrip() + f"\n\n_(shortened; full card: {full_card_uri})_"
+        )
         text = render()
     return text
 
 
-def gather_facts(cfg: DatasetConfig, client: Any, version: str, gate: dict[str, Any] | None,
-                 history: list[dict[str, Any]], settings: Any = None) -> dict[str, Any]:
+def gather_facts(
+    cfg: DatasetConfig,
+    client: Any,
+    version: str,
+    gate: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+    settings: Any = None,
+) -> dict[str, Any]:
     """Everything the card needs from the registry, the training run, its evidence artifacts and the audit."""
     from driftloop.data.snapshots import resolve_snapshot
 
@@ -150,10 +205,16 @@ def gather_facts(cfg: DatasetConfig, client: Any, version: str, gate: dict[str, 
         snapshot = resolve_snapshot(cfg, run.data.tags.get(bus.SNAPSHOT_HASH_TAG, ""), settings)
     except Exception:  # the snapshot folder may not be on this machine; the card says '?'
         snapshot = None
-    return {"version": str(version), "verdict": mv.tags.get(bus.GATE_TAG, "not judged"),
-            "reason": mv.tags.get(bus.GATE_REASON_TAG, ""), "gate": gate, "snapshot": snapshot, "history": history,
-            "run": {"run_id": mv.run_id, "tags": dict(run.data.tags), "metrics": dict(run.data.metrics)},
-            "evidence": read_evidence(client, mv.run_id)}
+    return {
+        "version": str(version),
+        "verdict": mv.tags.get(bus.GATE_TAG, "not judged"),
+        "reason": mv.tags.get(bus.GATE_REASON_TAG, ""),
+        "gate": gate,
+        "snapshot": snapshot,
+        "history": history,
+        "run": {"run_id": mv.run_id, "tags": dict(run.data.tags), "metrics": dict(run.data.metrics)},
+        "evidence": read_evidence(client, mv.run_id),
+    }
 
 
 def read_evidence(client: Any, run_id: str) -> dict[str, Any]:
@@ -167,8 +228,14 @@ def read_evidence(client: Any, run_id: str) -> dict[str, Any]:
         return {}
 
 
-def publish_model_card(cfg: DatasetConfig, client: Any, version: str, gate: dict[str, Any] | None,
-                       history: list[dict[str, Any]], settings: Any = None) -> dict[str, Any]:
+def publish_model_card(
+    cfg: DatasetConfig,
+    client: Any,
+    version: str,
+    gate: dict[str, Any] | None,
+    history: list[dict[str, Any]],
+    settings: Any = None,
+) -> dict[str, Any]:
     """Log the card (Markdown + JSON) on the training run and write it into the version's description.
 
     Returns:
@@ -185,8 +252,9 @@ def publish_model_card(cfg: DatasetConfig, client: Any, version: str, gate: dict
         folder = Path(tmp) / CARD_DIR
         folder.mkdir()
         (folder / Path(bus.MODEL_CARD_MD_ARTIFACT).name).write_text(render_markdown(card))
-        (folder / Path(bus.MODEL_CARD_JSON_ARTIFACT).name).write_text(json.dumps({**card, "facts": facts},
-                                                                                 indent=2, default=str))
+        (folder / Path(bus.MODEL_CARD_JSON_ARTIFACT).name).write_text(
+            json.dumps({**card, "facts": facts}, indent=2, default=str)
+        )
         client.log_artifacts(run_id, str(folder), CARD_DIR)
     description = render_markdown(card, DESCRIPTION_LIMIT, card_uri)
     client.update_model_version(cfg.registered_model_name, str(version), description=description)
@@ -196,11 +264,17 @@ def publish_model_card(cfg: DatasetConfig, client: Any, version: str, gate: dict
 def describe_registered_model(cfg: DatasetConfig, client: Any, champion_version: str | None) -> str:
     """Set the registered model's description: purpose, the serving version and how promotion works."""
     name = cfg.registered_model_name
-    champion = f"[v{champion_version}](#/models/{name}/versions/{champion_version})" if champion_version else "none yet"
-    text = (f"# {name}\n\n{cfg.description or cfg.name}\n\n- Serving (`champion`): {champion}\n"
-            f"- Promotion policy: `{cfg.gates.policy}` — a version serves only after the gate (see each version's "
-            "card); every move of `champion` is in Driftloop's audit log (`driftloop audit`).\n"
-            f"- Dataset config: `{cfg.name}`; {cfg.task} target `{cfg.target}`"
-            + (f" = {cfg.positive_label!r}." if cfg.positive_label else "."))
+    champion = (
+        f"[v{champion_version}](#/models/{name}/versions/{champion_version})"
+        if champion_version
+        else "none yet"
+    )
+    text = (
+        f"# {name}\n\n{cfg.description or cfg.name}\n\n- Serving (`champion`): {champion}\n"
+        f"- Promotion policy: `{cfg.gates.policy}` — a version serves only after the gate (see each version's "
+        "card); every move of `champion` is in Driftloop's audit log (`driftloop audit`).\n"
+        f"- Dataset config: `{cfg.name}`; {cfg.task} target `{cfg.target}`"
+        + (f" = {cfg.positive_label!r}." if cfg.positive_label else ".")
+    )
     client.update_registered_model(name, description=text[:DESCRIPTION_LIMIT])
     return text

@@ -40,27 +40,62 @@ def _record_verdict(cfg: DatasetConfig, client: Any, report: dict[str, Any], rea
         bus.GATE_FAILED_CHECKS_TAG: ",".join(report["failed"])[:5000],
         bus.GATE_CANDIDATE_METRIC_TAG: headline["candidate_metric"],
         bus.GATE_CHAMPION_METRIC_TAG: headline["champion_metric"],
-        bus.GATE_CHAMPION_VERSION_TAG: report["champion_version"] if headline["champion_metric"] is not None else None,
+        bus.GATE_CHAMPION_VERSION_TAG: report["champion_version"]
+        if headline["champion_metric"] is not None
+        else None,
     }
     for key, value in tags.items():
         if value is not None:
-            client.set_model_version_tag(name, version, key, f"{value:.6f}" if isinstance(value, float) else str(value))
+            client.set_model_version_tag(
+                name, version, key, f"{value:.6f}" if isinstance(value, float) else str(value)
+            )
     run_id = client.get_model_version(name, version).run_id
-    client.log_dict(run_id, {**report, "reason": reason, "policy": cfg.gates.policy}, bus.GATE_REPORT_ARTIFACT)
+    client.log_dict(
+        run_id, {**report, "reason": reason, "policy": cfg.gates.policy}, bus.GATE_REPORT_ARTIFACT
+    )
 
 
-def _move(cfg: DatasetConfig, client: Any, store: Any, conn: Any, to_version: str, *, from_version: str | None,
-          actor: str, reason: str, evidence: dict[str, Any], settings: Settings | None) -> dict[str, Any]:
+def _move(
+    cfg: DatasetConfig,
+    client: Any,
+    store: Any,
+    conn: Any,
+    to_version: str,
+    *,
+    from_version: str | None,
+    actor: str,
+    reason: str,
+    evidence: dict[str, Any],
+    settings: Settings | None,
+) -> dict[str, Any]:
     """Move ``champion`` and append the audit entry, inside the caller's locked transaction."""
     registry.move_alias(cfg, bus.CHAMPION, to_version, settings)
     passed = audit.gate_passed(client, cfg, to_version)
-    return store.append({"dataset": cfg.name, "model_name": cfg.registered_model_name, "from_version": from_version,
-                         "to_version": to_version, "actor": actor, "source": "driftloop", "reason": reason[:5000],
-                         "gate_passed": passed, "override": passed is False, "evidence": evidence}, conn)
+    return store.append(
+        {
+            "dataset": cfg.name,
+            "model_name": cfg.registered_model_name,
+            "from_version": from_version,
+            "to_version": to_version,
+            "actor": actor,
+            "source": "driftloop",
+            "reason": reason[:5000],
+            "gate_passed": passed,
+            "override": passed is False,
+            "evidence": evidence,
+        },
+        conn,
+    )
 
 
-def _refresh_cards(cfg: DatasetConfig, client: Any, store: Any, versions: list[str | None],
-                   reports: dict[str, dict], settings: Settings | None) -> None:
+def _refresh_cards(
+    cfg: DatasetConfig,
+    client: Any,
+    store: Any,
+    versions: list[str | None],
+    reports: dict[str, dict],
+    settings: Settings | None,
+) -> None:
     from driftloop.governance.model_card import describe_registered_model, publish_model_card
 
     history = store.entries(cfg.registered_model_name)
@@ -71,15 +106,21 @@ def _refresh_cards(cfg: DatasetConfig, client: Any, store: Any, versions: list[s
 
 def _already_champion(version: Any) -> dict[str, Any]:
     tags = version.tags
-    return {"decision": "promoted", "reason": tags.get(bus.GATE_REASON_TAG, f"version {version.version} is already "
-                                                                              f"{bus.CHAMPION}"),
-            "champion_version": str(version.version), "candidate_version": str(version.version),
-            "candidate_metric": _float(tags.get(bus.GATE_CANDIDATE_METRIC_TAG)),
-            "champion_metric": _float(tags.get(bus.GATE_CHAMPION_METRIC_TAG)), "failed": [], "moved": False}
+    return {
+        "decision": "promoted",
+        "reason": tags.get(bus.GATE_REASON_TAG, f"version {version.version} is already {bus.CHAMPION}"),
+        "champion_version": str(version.version),
+        "candidate_version": str(version.version),
+        "candidate_metric": _float(tags.get(bus.GATE_CANDIDATE_METRIC_TAG)),
+        "champion_metric": _float(tags.get(bus.GATE_CHAMPION_METRIC_TAG)),
+        "failed": [],
+        "moved": False,
+    }
 
 
-def promote_model(cfg: DatasetConfig, model_version: str, settings: Settings | None = None,
-                  actor: str = "training_pipeline") -> dict[str, Any]:
+def promote_model(
+    cfg: DatasetConfig, model_version: str, settings: Settings | None = None, actor: str = "training_pipeline"
+) -> dict[str, Any]:
     """Judge a new version with every gate check and apply the dataset's policy; record everything.
 
     The verdict and every check's numbers go on the version (tags, the model card in its description) and into
@@ -116,33 +157,57 @@ def promote_model(cfg: DatasetConfig, model_version: str, settings: Settings | N
             _record_verdict(cfg, client, report, reason)
             moved = report["passed"] and cfg.gates.policy == "auto"
             if moved:
-                _move(cfg, client, store, conn, candidate, from_version=_version_of(champion), actor=actor,
-                      reason=reason, evidence={"failed": report["failed"], "gate": "passed"}, settings=settings)
+                _move(
+                    cfg,
+                    client,
+                    store,
+                    conn,
+                    candidate,
+                    from_version=_version_of(champion),
+                    actor=actor,
+                    reason=reason,
+                    evidence={"failed": report["failed"], "gate": "passed"},
+                    settings=settings,
+                )
             elif report["passed"]:
-                client.set_model_version_tag(name, candidate, bus.READY_FOR_CHAMPION_TAG, f"{actor}: {reason}"[:5000])
+                client.set_model_version_tag(
+                    name, candidate, bus.READY_FOR_CHAMPION_TAG, f"{actor}: {reason}"[:5000]
+                )
         break
     else:
         raise RuntimeError(f"{name}: champion kept moving while version {candidate} was judged")
     _refresh_cards(cfg, client, store, [candidate, _version_of(champion)], {candidate: report}, settings)
     if not report["passed"] and champion is None:
         raise GateRejected(f"{name}: {reason}")
-    return {"decision": "promoted" if moved else ("ready" if report["passed"] else "rejected"), "reason": reason,
-            "champion_version": candidate if moved else _version_of(champion), "candidate_version": candidate,
-            **_headline_metrics(cfg, report), "failed": report["failed"], "policy": cfg.gates.policy, "moved": moved}
+    return {
+        "decision": "promoted" if moved else ("ready" if report["passed"] else "rejected"),
+        "reason": reason,
+        "champion_version": candidate if moved else _version_of(champion),
+        "candidate_version": candidate,
+        **_headline_metrics(cfg, report),
+        "failed": report["failed"],
+        "policy": cfg.gates.policy,
+        "moved": moved,
+    }
 
 
 def _headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, float | None]:
     """The primary metric of candidate and champion as the gate compared them (the champion's: None if absent)."""
     head_to_head = next((c for c in report["checks"] if c["name"] == "beats_champion"), None)
     if head_to_head is None:
-        return {"candidate_metric": report["metrics"].get(task_types.gate_metric_key(cfg.gates.primary_metric)),
-                "champion_metric": None}
-    return {"candidate_metric": head_to_head["value"],
-            "champion_metric": head_to_head["limit"] - cfg.gates.min_improvement}
+        return {
+            "candidate_metric": report["metrics"].get(task_types.gate_metric_key(cfg.gates.primary_metric)),
+            "champion_metric": None,
+        }
+    return {
+        "candidate_metric": head_to_head["value"],
+        "champion_metric": head_to_head["limit"] - cfg.gates.min_improvement,
+    }
 
 
-def promote_version(cfg: DatasetConfig, version: str, *, actor: str, reason: str,
-                    settings: Settings | None = None) -> dict[str, Any]:
+def promote_version(
+    cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
+) -> dict[str, Any]:
     """Apply the dataset's policy to a version that earned it elsewhere (e.g. an A/B test); audited.
 
     Returns:
@@ -154,31 +219,55 @@ def promote_version(cfg: DatasetConfig, version: str, *, actor: str, reason: str
         audit.reconcile_champion(cfg, settings, store, conn)
         current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
         if cfg.gates.policy == "manual":
-            client.set_model_version_tag(name, str(version), bus.READY_FOR_CHAMPION_TAG, f"{actor}: {reason}"[:5000])
+            client.set_model_version_tag(
+                name, str(version), bus.READY_FOR_CHAMPION_TAG, f"{actor}: {reason}"[:5000]
+            )
             return {"policy": "manual", "version": str(version), "moved": False, "champion_version": current}
         moved = current != str(version)
         if moved:
-            _move(cfg, client, store, conn, str(version), from_version=current, actor=actor, reason=reason,
-                  evidence={}, settings=settings)
+            _move(
+                cfg,
+                client,
+                store,
+                conn,
+                str(version),
+                from_version=current,
+                actor=actor,
+                reason=reason,
+                evidence={},
+                settings=settings,
+            )
     _refresh_cards(cfg, client, store, [str(version), current], {}, settings)
     return {"policy": "auto", "version": str(version), "champion_version": str(version), "moved": moved}
 
 
-def set_champion(cfg: DatasetConfig, version: str, *, actor: str, reason: str,
-                 settings: Settings | None = None) -> dict[str, Any]:
+def set_champion(
+    cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
+) -> dict[str, Any]:
     """Move ``champion`` to ``version`` by hand (an override when it did not pass the gate); audited."""
     client, store = get_client(settings), audit.open_store(settings)
     with store.locked(cfg.registered_model_name) as conn:
         audit.reconcile_champion(cfg, settings, store, conn)
         current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
-        entry = _move(cfg, client, store, conn, str(version), from_version=current, actor=actor, reason=reason,
-                      evidence={}, settings=settings)
+        entry = _move(
+            cfg,
+            client,
+            store,
+            conn,
+            str(version),
+            from_version=current,
+            actor=actor,
+            reason=reason,
+            evidence={},
+            settings=settings,
+        )
     _refresh_cards(cfg, client, store, [str(version), current], {}, settings)
     return entry
 
 
-def rollback_champion(cfg: DatasetConfig, *, actor: str, reason: str, request_id: str = "",
-                      settings: Settings | None = None) -> dict[str, Any]:
+def rollback_champion(
+    cfg: DatasetConfig, *, actor: str, reason: str, request_id: str = "", settings: Settings | None = None
+) -> dict[str, Any]:
     """Point ``champion`` back at the version it had before its last move; audited.
 
     Args:
@@ -202,11 +291,22 @@ def rollback_champion(cfg: DatasetConfig, *, actor: str, reason: str, request_id
         current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
         previous = next((e["from_version"] for e in reversed(history) if e["to_version"] == current), None)
         if current is None or previous is None:
-            raise RollbackImpossible(f"{name}: champion is v{current}; the audit log ({len(history)} entries) knows "
-                                     "no earlier champion to roll back to")
-        entry = _move(cfg, client, store, conn, previous, from_version=current, actor=actor,
-                      reason=f"rollback: {reason}", evidence={"rolled_back": current, "request_id": request_id},
-                      settings=settings)
+            raise RollbackImpossible(
+                f"{name}: champion is v{current}; the audit log ({len(history)} entries) knows "
+                "no earlier champion to roll back to"
+            )
+        entry = _move(
+            cfg,
+            client,
+            store,
+            conn,
+            previous,
+            from_version=current,
+            actor=actor,
+            reason=f"rollback: {reason}",
+            evidence={"rolled_back": current, "request_id": request_id},
+            settings=settings,
+        )
     _refresh_cards(cfg, client, store, [previous, current], {}, settings)
     return entry
 
@@ -236,8 +336,11 @@ def _cmd_champion(args: Any) -> int:
     from driftloop.core.commands import print_result
     from driftloop.core.config import load_dataset_config
 
-    print_result(set_champion(load_dataset_config(args.dataset), args.version, actor=_cli_actor(args),
-                              reason=args.reason))
+    print_result(
+        set_champion(
+            load_dataset_config(args.dataset), args.version, actor=_cli_actor(args), reason=args.reason
+        )
+    )
     return 0
 
 
@@ -245,7 +348,9 @@ def _cmd_rollback(args: Any) -> int:
     from driftloop.core.commands import print_result
     from driftloop.core.config import load_dataset_config
 
-    print_result(rollback_champion(load_dataset_config(args.dataset), actor=_cli_actor(args), reason=args.reason))
+    print_result(
+        rollback_champion(load_dataset_config(args.dataset), actor=_cli_actor(args), reason=args.reason)
+    )
     return 0
 
 
@@ -278,18 +383,29 @@ def add_cli(subparsers: Any) -> None:
     promote = subparsers.add_parser("promote", parents=[dataset_parent()], help="run the gate on a version")
     promote.add_argument("version", help="registered model version to judge")
     promote.set_defaults(func=_cmd_promote)
-    champion = subparsers.add_parser("champion", parents=[dataset_parent()],
-                                     help="move champion to a version by hand (audited; an override if it failed the gate)")
+    champion = subparsers.add_parser(
+        "champion",
+        parents=[dataset_parent()],
+        help="move champion to a version by hand (audited; an override if it failed the gate)",
+    )
     champion.add_argument("version")
     champion.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     champion.set_defaults(func=_cmd_champion)
-    rollback = subparsers.add_parser("rollback", parents=[dataset_parent()],
-                                     help="move champion back to the version before its last move (audited)")
+    rollback = subparsers.add_parser(
+        "rollback",
+        parents=[dataset_parent()],
+        help="move champion back to the version before its last move (audited)",
+    )
     rollback.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     rollback.set_defaults(func=_cmd_rollback)
-    log = subparsers.add_parser("audit", parents=[dataset_parent()], help="every move of champion, oldest first")
+    log = subparsers.add_parser(
+        "audit", parents=[dataset_parent()], help="every move of champion, oldest first"
+    )
     log.set_defaults(func=_cmd_audit)
-    init = subparsers.add_parser("audit-init", parents=[dataset_parent()],
-                                 help="create the audit table as its owner ($DRIFTLOOP_AUDIT_OWNER_DB_URI)")
+    init = subparsers.add_parser(
+        "audit-init",
+        parents=[dataset_parent()],
+        help="create the audit table as its owner ($DRIFTLOOP_AUDIT_OWNER_DB_URI)",
+    )
     init.add_argument("--writer-role", default="", help="PostgreSQL role that gets INSERT and SELECT only")
     init.set_defaults(func=_cmd_audit_init)

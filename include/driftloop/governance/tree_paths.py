@@ -16,7 +16,12 @@ from __future__ import annotations
 
 from typing import Any
 
-SKLEARN_FORESTS = {"RandomForestClassifier", "ExtraTreesClassifier", "RandomForestRegressor", "ExtraTreesRegressor"}
+SKLEARN_FORESTS = {
+    "RandomForestClassifier",
+    "ExtraTreesClassifier",
+    "RandomForestRegressor",
+    "ExtraTreesRegressor",
+}
 SKLEARN_SINGLE = {"DecisionTreeClassifier", "DecisionTreeRegressor"}
 SKLEARN_BOOSTED = {"GradientBoostingClassifier", "GradientBoostingRegressor"}
 _MATRICES: dict[int, tuple[Any, Any]] = {}
@@ -90,9 +95,13 @@ def _sklearn(estimator: Any, features: Any) -> Any:
     x = np.asarray(features, dtype=np.float32)
     n_classes = len(getattr(estimator, "classes_", ()))
     trees, node_values, scale = _sklearn_trees(estimator, n_classes)
-    matrices = _cached(estimator, lambda: [[_sklearn_leaf_matrix(t.tree_, x.shape[1], v)
-                                            for t, v in zip(per_t, per_v, strict=True)]
-                                           for per_t, per_v in zip(trees, node_values, strict=True)])
+    matrices = _cached(
+        estimator,
+        lambda: [
+            [_sklearn_leaf_matrix(t.tree_, x.shape[1], v) for t, v in zip(per_t, per_v, strict=True)]
+            for per_t, per_v in zip(trees, node_values, strict=True)
+        ],
+    )
     chosen = _predicted_class(estimator, x) if len(matrices) > 1 else np.zeros(len(x), dtype=int)
     total = np.zeros(x.shape)
     for k, (per_t, per_m) in enumerate(zip(trees, matrices, strict=True)):

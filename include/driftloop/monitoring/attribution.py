@@ -26,16 +26,23 @@ def importance_from_evidence(evidence: dict[str, Any]) -> dict[str, float]:
     return {row["feature"]: float(row["mean_abs_shap"]) for row in evidence.get("shap_importance", [])}
 
 
-def rank_drift_by_importance(importance: dict[str, float], drifted: list[str],
-                             drift_scores: dict[str, float]) -> dict[str, Any]:
+def rank_drift_by_importance(
+    importance: dict[str, float], drifted: list[str], drift_scores: dict[str, float]
+) -> dict[str, Any]:
     """Drifted features ordered by the champion's importance, and the importance share they carry.
 
     Returns:
         ``{"ranked": [{"feature", "importance", "drift_score"}], "importance_share", "summary"}``.
     """
     total = sum(importance.values())
-    ranked = sorted(({"feature": f, "importance": importance.get(f, 0.0), "drift_score": drift_scores.get(f)}
-                     for f in drifted), key=lambda r: r["importance"], reverse=True)
+    ranked = sorted(
+        (
+            {"feature": f, "importance": importance.get(f, 0.0), "drift_score": drift_scores.get(f)}
+            for f in drifted
+        ),
+        key=lambda r: r["importance"],
+        reverse=True,
+    )
     share = sum(r["importance"] for r in ranked) / total if total else 0.0
     summary = "; ".join(f"{r['feature']} (importance {r['importance']:.3f})" for r in ranked[:TOP_K])
     return {"ranked": ranked, "importance_share": share, "summary": summary or "no drifted feature"}
@@ -50,8 +57,9 @@ def ndcg(reference: dict[str, float], current: dict[str, float], k: int = TOP_K)
     return dcg / idcg if idcg else 1.0
 
 
-def attribution_drift(model: Any, reference_df: Any, current_df: Any, features: list[str],
-                      seed: int = 42) -> dict[str, Any]:
+def attribution_drift(
+    model: Any, reference_df: Any, current_df: Any, features: list[str], seed: int = 42
+) -> dict[str, Any]:
     """The champion's mean |SHAP| per feature on reference and current rows, and their nDCG.
 
     Returns:
@@ -67,12 +75,24 @@ def attribution_drift(model: Any, reference_df: Any, current_df: Any, features: 
     reference, method = mean_abs(reference_df)
     current, _ = mean_abs(current_df)
     top = lambda weights: sorted(weights, key=weights.get, reverse=True)[:TOP_K]  # noqa: E731
-    return {"ndcg": ndcg(reference, current), "method": method, "reference_top": top(reference),
-            "current_top": top(current)}
+    return {
+        "ndcg": ndcg(reference, current),
+        "method": method,
+        "reference_top": top(reference),
+        "current_top": top(current),
+    }
 
 
-def explain_drift(cfg: DatasetConfig, client: Any, reference_run_id: str, model_version: str, reference_df: Any,
-                  current_df: Any, drift: dict[str, Any], settings: Settings | None) -> dict[str, Any]:
+def explain_drift(
+    cfg: DatasetConfig,
+    client: Any,
+    reference_run_id: str,
+    model_version: str,
+    reference_df: Any,
+    current_df: Any,
+    drift: dict[str, Any],
+    settings: Settings | None,
+) -> dict[str, Any]:
     """Which drift matters: root cause by the champion's importance, and attribution drift (nDCG).
 
     Returns:
@@ -84,8 +104,11 @@ def explain_drift(cfg: DatasetConfig, client: Any, reference_run_id: str, model_
 
     importance = importance_from_evidence(read_evidence(client, reference_run_id))
     root = rank_drift_by_importance(importance, drift["drifted_column_names"], drift["drift_scores"])
-    out: dict[str, Any] = {"metrics": {}, "tags": {bus.DRIFT_ROOT_CAUSE_TAG: root["summary"][:5000]},
-                           "summary": {"root_cause": root["ranked"]}}
+    out: dict[str, Any] = {
+        "metrics": {},
+        "tags": {bus.DRIFT_ROOT_CAUSE_TAG: root["summary"][:5000]},
+        "summary": {"root_cause": root["ranked"]},
+    }
     if importance:
         out["metrics"][bus.DRIFT_IMPORTANCE_SHARE] = root["importance_share"]
     try:

@@ -18,8 +18,9 @@ from driftloop.core.errors import MonitoringError
 SCORE_COLUMN = bus.SCORE_COLUMN
 
 
-def compute_drift(cfg: DatasetConfig, reference_df: Any, current_df: Any,
-                  output_columns: tuple[str, ...] = (SCORE_COLUMN,)) -> dict[str, Any]:
+def compute_drift(
+    cfg: DatasetConfig, reference_df: Any, current_df: Any, output_columns: tuple[str, ...] = (SCORE_COLUMN,)
+) -> dict[str, Any]:
     """Run Evidently's data drift preset on the features and a separate drift check on each output column.
 
     Evidently picks the test per column from the reference size: p-values (K-S, chi-square, Z) up to 1,000
@@ -73,8 +74,9 @@ def compute_drift(cfg: DatasetConfig, reference_df: Any, current_df: Any,
     return result
 
 
-def extract_drift(snapshot_dict: dict[str, Any], features: list[str],
-                  outputs: list[str] | tuple[str, ...] = (SCORE_COLUMN,)) -> dict[str, Any]:
+def extract_drift(
+    snapshot_dict: dict[str, Any], features: list[str], outputs: list[str] | tuple[str, ...] = (SCORE_COLUMN,)
+) -> dict[str, Any]:
     """Pull drift numbers out of an Evidently 0.7 snapshot dict (``Snapshot.dict()``).
 
     Args:

@@ -79,7 +79,9 @@ def live_drop_metric(facts: VersionFacts) -> str:
     return bus.live_metric(LIVE_PRIMARY[facts.decision.task])
 
 
-def fairness_of(cfg: DatasetConfig, facts: VersionFacts, matched: Any, sensitive_rows: Any) -> dict[str, float]:
+def fairness_of(
+    cfg: DatasetConfig, facts: VersionFacts, matched: Any, sensitive_rows: Any
+) -> dict[str, float]:
     """Fairness metrics (``fairness.<attribute>.<gap>``) of labelled predictions.
 
     Args:

@@ -74,8 +74,9 @@ def monitor_predictions(
     for inference_run in pending:
         try:
             monitored.append(
-                _monitor_inference_run(cfg, settings, client, inference_run, label_files, fingerprint, references,
-                                       max_rows)
+                _monitor_inference_run(
+                    cfg, settings, client, inference_run, label_files, fingerprint, references, max_rows
+                )
             )
         except MonitoringError as exc:
             skipped.append({"inference_run_id": inference_run.info.run_id, "reason": str(exc)})
@@ -88,7 +89,9 @@ def monitor_predictions(
     return {"monitored": monitored, "updated_with_labels": updated, "skipped": skipped}
 
 
-def _drift_outputs(cfg: DatasetConfig, drift: dict[str, Any]) -> tuple[dict[str, float], dict[str, str], dict]:
+def _drift_outputs(
+    cfg: DatasetConfig, drift: dict[str, Any]
+) -> tuple[dict[str, float], dict[str, str], dict]:
     """Metrics, tags and the per-column summary artifact of one drift result."""
     metrics = {
         bus.DRIFT_SHARE: drift["drift_share"],
@@ -145,9 +148,16 @@ def _monitor_inference_run(
     current_df, sample_note = _read_current(cfg, batch_uri, predictions_uri, scan, max_rows, facts)
     drift = compute_drift(cfg, reference_df, current_df, facts.output_columns)
     performance, live_note = _live_performance(cfg, facts, batch_uri, predictions_uri, scan, label_files)
-    insight = attribution.explain_drift(cfg, client, reference_run_id, model_version, reference_df, current_df, drift, settings)
+    insight = attribution.explain_drift(
+        cfg, client, reference_run_id, model_version, reference_df, current_df, drift, settings
+    )
 
-    report_path = StatePaths.for_dataset(cfg, settings).reports_dir / "monitoring" / batch_id / bus.DRIFT_REPORT_ARTIFACT
+    report_path = (
+        StatePaths.for_dataset(cfg, settings).reports_dir
+        / "monitoring"
+        / batch_id
+        / bus.DRIFT_REPORT_ARTIFACT
+    )
     report_path.parent.mkdir(parents=True, exist_ok=True)
     drift.pop("snapshot").save_html(str(report_path))
     drift_metrics, drift_tags, summary = _drift_outputs(cfg, drift)
@@ -173,7 +183,9 @@ def _monitor_inference_run(
         **insight["tags"],
     }
     key = {bus.INFERENCE_RUN_ID_TAG: inference_run_id}
-    with keyed_run(client, cfg.experiment_name("monitoring"), key, bus.monitoring_run_name(batch_id), settings) as run:
+    with keyed_run(
+        client, cfg.experiment_name("monitoring"), key, bus.monitoring_run_name(batch_id), settings
+    ) as run:
         mlflow.set_tags(run_tags)
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(report_path))
@@ -191,14 +203,24 @@ def _monitor_inference_run(
     }
 
 
-def _read_current(cfg: DatasetConfig, batch_uri: str, predictions_uri: str, scan: tuple[Any, Any], max_rows: int,
-                  facts: VersionFacts) -> tuple[Any, str]:
+def _read_current(
+    cfg: DatasetConfig,
+    batch_uri: str,
+    predictions_uri: str,
+    scan: tuple[Any, Any],
+    max_rows: int,
+    facts: VersionFacts,
+) -> tuple[Any, str]:
     """Batch features joined with the outputs on the id, sampled to ``max_rows`` before anything is read."""
     import pandas as pd
 
     hashes, last = scan
     positions, sampled = _sample_positions(last, max_rows)
-    note = f"random {max_rows} of {len(hashes)} rows (seed {SAMPLE_SEED})" if sampled else f"all {len(last)} rows"
+    note = (
+        f"random {max_rows} of {len(hashes)} rows (seed {SAMPLE_SEED})"
+        if sampled
+        else f"all {len(last)} rows"
+    )
     scores = _take_rows(cfg, predictions_uri, [cfg.id_column, *facts.output_columns], positions)
     columns = [cfg.id_column, *cfg.features]
     wanted = set(scores[cfg.id_column])
@@ -287,7 +309,9 @@ def _labelled_positions(cfg: DatasetConfig, label_files: list[Path], scan: tuple
     found = np.zeros(len(last), dtype=bool)
     for path in label_files:
         parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]):
+        for batch in parquet.iter_batches(
+            batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]
+        ):
             ids = batch.column(0).filter(batch.column(1).is_valid())
             label_keys = text_hashes(ids)
             slots = np.minimum(np.searchsorted(sorted_keys, label_keys), len(sorted_keys) - 1)
@@ -303,7 +327,9 @@ def _labels_for(cfg: DatasetConfig, label_files: list[Path], ids: set[Any]) -> A
     frames = []
     for path in label_files:
         parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]):
+        for batch in parquet.iter_batches(
+            batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]
+        ):
             chunk = batch.to_pandas()
             frames.append(chunk[chunk[cfg.id_column].isin(ids)].dropna(subset=[cfg.target]))
     labels = pd.concat(frames, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
@@ -325,15 +351,23 @@ def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[str
     return cache[key]
 
 
-def _reference(cfg: DatasetConfig, client: Any, run_id: str, facts: VersionFacts, cache: dict[str, Any]) -> Any:
+def _reference(
+    cfg: DatasetConfig, client: Any, run_id: str, facts: VersionFacts, cache: dict[str, Any]
+) -> Any:
     key = ("reference", run_id)
     if key not in cache:
         cache[key] = _load_reference(cfg, client, run_id, facts)
     return cache[key]
 
 
-def _live_performance(cfg: DatasetConfig, facts: VersionFacts, batch_uri: str | None, predictions_uri: str,
-                      scan: tuple[Any, Any], label_files: list[Path]) -> tuple[dict[str, float], str]:
+def _live_performance(
+    cfg: DatasetConfig,
+    facts: VersionFacts,
+    batch_uri: str | None,
+    predictions_uri: str,
+    scan: tuple[Any, Any],
+    label_files: list[Path],
+) -> tuple[dict[str, float], str]:
     """Live metrics, ``live_drop`` and fairness on the labelled rows of one batch ({} below ``min_rows``).
 
     ``labelled_rows`` counts every labelled row; metrics and fairness use at most ``MAX_LIVE_ROWS`` of them (seeded
@@ -367,7 +401,9 @@ def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str, fact
     try:
         reference = read_run_frame(client, reference_run_id, bus.REFERENCE_ARTIFACT)
     except Exception as exc:  # MLflow raises several types for a missing artifact or run
-        raise MonitoringError(f"training run {reference_run_id} has no {bus.REFERENCE_ARTIFACT}: {exc}") from exc
+        raise MonitoringError(
+            f"training run {reference_run_id} has no {bus.REFERENCE_ARTIFACT}: {exc}"
+        ) from exc
     missing = [col for col in [*cfg.features, *facts.output_columns] if col not in reference.columns]
     if missing:
         raise MonitoringError(f"{bus.REFERENCE_ARTIFACT} of run {reference_run_id} lacks columns {missing}")
@@ -377,18 +413,26 @@ def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str, fact
 
 
 def _update_with_labels(
-    cfg: DatasetConfig, client: Any, run: Any, label_files: list[Path], fingerprint: str, cache: dict[str, Any]
+    cfg: DatasetConfig,
+    client: Any,
+    run: Any,
+    label_files: list[Path],
+    fingerprint: str,
+    cache: dict[str, Any],
 ) -> dict[str, Any] | None:
     """Log live metrics into an existing monitoring run when more of its rows are labelled than before."""
     tags, run_id = run.data.tags, run.info.run_id
     predictions_uri = tags.get(bus.PREDICTIONS_URI_TAG)
     if not predictions_uri and tags.get(bus.INFERENCE_RUN_ID_TAG):
-        predictions_uri = client.get_run(tags[bus.INFERENCE_RUN_ID_TAG]).data.tags.get(bus.PREDICTIONS_URI_TAG)
+        predictions_uri = client.get_run(tags[bus.INFERENCE_RUN_ID_TAG]).data.tags.get(
+            bus.PREDICTIONS_URI_TAG
+        )
     facts = _version_facts(cfg, client, tags.get(bus.REFERENCE_RUN_ID_TAG, ""), cache)
     try:
         scan = _scan_predictions(cfg, predictions_uri or "")
-        performance, live_note = _live_performance(cfg, facts, tags.get(bus.BATCH_URI_TAG), predictions_uri or "",
-                                                   scan, label_files)
+        performance, live_note = _live_performance(
+            cfg, facts, tags.get(bus.BATCH_URI_TAG), predictions_uri or "", scan, label_files
+        )
     except MonitoringError:
         return None
     # Remember this label set was joined, so the next call does not reread the predictions for nothing.
@@ -417,9 +461,12 @@ def add_cli(subparsers: Any) -> None:
     """Register ``driftloop monitor``."""
     from driftloop.core.commands import dataset_parent
 
-    parser = subparsers.add_parser("monitor", parents=[dataset_parent()],
-                                   help="drift and live metrics for newly scored batches")
-    parser.add_argument("--max-rows", type=int, default=MAX_CURRENT_ROWS, help="current rows compared at most")
+    parser = subparsers.add_parser(
+        "monitor", parents=[dataset_parent()], help="drift and live metrics for newly scored batches"
+    )
+    parser.add_argument(
+        "--max-rows", type=int, default=MAX_CURRENT_ROWS, help="current rows compared at most"
+    )
     parser.set_defaults(func=_cmd_monitor)
 
 

@@ -15,7 +15,9 @@ from driftloop.core.settings import Settings
 from driftloop.core.tracking import FINISHED, get_client, search_runs
 
 
-def decide_retraining(cfg: DatasetConfig, snapshot: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
+def decide_retraining(
+    cfg: DatasetConfig, snapshot: dict[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
     """Decide whether a snapshot built by the data stage should trigger training.
 
     Args:
@@ -39,7 +41,10 @@ def decide_retraining(cfg: DatasetConfig, snapshot: dict[str, Any], settings: Se
     growth = (snapshot["rows"] - last_rows) / last_rows if last_rows else float("inf")
     threshold = cfg.training.retrain_min_growth
     if growth >= threshold:
-        return {"train": True, "reason": f"labelled data grew {growth:.0%} since the last training (>= {threshold:.0%})"}
+        return {
+            "train": True,
+            "reason": f"labelled data grew {growth:.0%} since the last training (>= {threshold:.0%})",
+        }
     return {
         "train": False,
         "reason": f"labelled data grew {growth:.0%} since the last training (< {threshold:.0%}); "

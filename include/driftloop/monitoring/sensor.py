@@ -44,20 +44,31 @@ def crosses_performance(cfg: DatasetConfig, metrics: dict[str, float]) -> bool:
 
 def _unhandled_crossing_runs(cfg: DatasetConfig, client: Any, champion_version: str) -> list[Any]:
     """FINISHED monitoring runs of ``champion_version`` that cross and carry no sensor tag, newest first."""
-    runs = search_runs(client, cfg.experiment_name("monitoring"), {bus.CHAMPION_VERSION_TAG: champion_version},
-                       extra_filter=FINISHED)
+    runs = search_runs(
+        client,
+        cfg.experiment_name("monitoring"),
+        {bus.CHAMPION_VERSION_TAG: champion_version},
+        extra_filter=FINISHED,
+    )
     return [
-        run for run in runs
-        if bus.SENSOR_FIRED_AT_TAG not in run.data.tags and bus.SENSOR_SUPPRESSED_TAG not in run.data.tags
+        run
+        for run in runs
+        if bus.SENSOR_FIRED_AT_TAG not in run.data.tags
+        and bus.SENSOR_SUPPRESSED_TAG not in run.data.tags
         and (crosses_drift(cfg, run.data.metrics) or crosses_performance(cfg, run.data.metrics))
     ]
 
 
 def last_fired_s(cfg: DatasetConfig, client: Any) -> float | None:
     """Epoch seconds of the newest firing in this dataset's monitoring experiment, or None."""
-    fired = search_runs(client, cfg.experiment_name("monitoring"),
-                        extra_filter=f"tags.`{bus.SENSOR_FIRED_AT_TAG}` LIKE '%'")
-    times = [float(run.data.tags[bus.SENSOR_FIRED_AT_TAG]) for run in fired if run.data.tags.get(bus.SENSOR_FIRED_AT_TAG)]
+    fired = search_runs(
+        client, cfg.experiment_name("monitoring"), extra_filter=f"tags.`{bus.SENSOR_FIRED_AT_TAG}` LIKE '%'"
+    )
+    times = [
+        float(run.data.tags[bus.SENSOR_FIRED_AT_TAG])
+        for run in fired
+        if run.data.tags.get(bus.SENSOR_FIRED_AT_TAG)
+    ]
     return max(times) if times else None
 
 
@@ -80,8 +91,11 @@ def _describe(cfg: DatasetConfig, run: Any, champion_version: str, reason: str, 
             f"(threshold {thresholds.performance_drop_threshold:.0%}, {int(metrics.get(bus.LABELLED_ROWS, 0))} "
             "labelled rows)"
         )
-    return (f"{reason} trigger for champion v{champion_version}: batch {batch_id} has " + "; ".join(parts)
-            + f" ({crossing} crossing monitoring run(s) not yet acted on).")
+    return (
+        f"{reason} trigger for champion v{champion_version}: batch {batch_id} has "
+        + "; ".join(parts)
+        + f" ({crossing} crossing monitoring run(s) not yet acted on)."
+    )
 
 
 def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
@@ -101,8 +115,11 @@ def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> 
     if champion_version is None:
         return None
     fired_s = last_fired_s(cfg, client)
-    eligible = [run for run in _unhandled_crossing_runs(cfg, client, champion_version)
-                if not _in_cooldown(cfg, run, fired_s)]
+    eligible = [
+        run
+        for run in _unhandled_crossing_runs(cfg, client, champion_version)
+        if not _in_cooldown(cfg, run, fired_s)
+    ]
     if not eligible:
         return None
     newest = eligible[0]
@@ -132,8 +149,11 @@ def suppress_cooldown_runs(cfg: DatasetConfig, settings: Settings | None = None)
     if champion_version is None:
         return []
     fired_s = last_fired_s(cfg, client)
-    held = [run.info.run_id for run in _unhandled_crossing_runs(cfg, client, champion_version)
-            if _in_cooldown(cfg, run, fired_s)]
+    held = [
+        run.info.run_id
+        for run in _unhandled_crossing_runs(cfg, client, champion_version)
+        if _in_cooldown(cfg, run, fired_s)
+    ]
     for run_id in held:
         client.set_tag(run_id, bus.SENSOR_SUPPRESSED_TAG, bus.SUPPRESSED_COOLDOWN)
     return held
@@ -174,19 +194,27 @@ def mark_trigger_fired(
     if champion_version:
         for other in _unhandled_crossing_runs(cfg, client, champion_version):
             if other.info.run_id != monitoring_run_id:
-                client.set_tag(other.info.run_id, bus.SENSOR_SUPPRESSED_TAG,
-                               f"{bus.SUPPRESSED_COVERED_BY}{monitoring_run_id}")
+                client.set_tag(
+                    other.info.run_id,
+                    bus.SENSOR_SUPPRESSED_TAG,
+                    f"{bus.SUPPRESSED_COVERED_BY}{monitoring_run_id}",
+                )
                 covered.append(other.info.run_id)
-    return {"monitoring_run_id": monitoring_run_id, "trigger_run_id": trigger_run_id, "fired_at": int(fired_at),
-            "covered_run_ids": covered}
+    return {
+        "monitoring_run_id": monitoring_run_id,
+        "trigger_run_id": trigger_run_id,
+        "fired_at": int(fired_at),
+        "covered_run_ids": covered,
+    }
 
 
 def add_cli(subparsers: Any) -> None:
     """Register ``driftloop drift-check``."""
     from driftloop.core.commands import dataset_parent
 
-    check = subparsers.add_parser("drift-check", parents=[dataset_parent()],
-                                  help="would the drift sensor fire now? (writes nothing)")
+    check = subparsers.add_parser(
+        "drift-check", parents=[dataset_parent()], help="would the drift sensor fire now? (writes nothing)"
+    )
     check.set_defaults(func=_cmd_drift_check)
 
 
@@ -196,10 +224,12 @@ def _cmd_drift_check(args: Any) -> int:
 
     cfg = load_dataset_config(args.dataset)
     client = get_client()
-    print_result({
-        "trigger": find_drift_trigger(cfg),
-        "champion_version": _champion_version(client, cfg.registered_model_name),
-        "last_fired_at": last_fired_s(cfg, client),
-        "cooldown_s": cfg.monitoring.cooldown_s,
-    })
+    print_result(
+        {
+            "trigger": find_drift_trigger(cfg),
+            "champion_version": _champion_version(client, cfg.registered_model_name),
+            "last_fired_at": last_fired_s(cfg, client),
+            "cooldown_s": cfg.monitoring.cooldown_s,
+        }
+    )
     return 0

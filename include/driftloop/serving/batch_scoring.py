@@ -24,7 +24,9 @@ from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decisio
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 
 
-def resolve_model(cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None) -> dict[str, str]:
+def resolve_model(
+    cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None
+) -> dict[str, str]:
     """Resolve ``models:/<name>@<alias>`` to a concrete version for one inference run.
 
     Returns:
@@ -69,7 +71,9 @@ def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> lis
     return pending
 
 
-def read_version_decision(cfg: DatasetConfig, model_info: dict[str, str], settings: Settings | None) -> Decision:
+def read_version_decision(
+    cfg: DatasetConfig, model_info: dict[str, str], settings: Settings | None
+) -> Decision:
     """The decision (task, classes, threshold) recorded on the model version about to score."""
     version = get_client(settings).get_model_version(model_info["model_name"], model_info["model_version"])
     return read_decision(cfg, version.tags)
@@ -90,7 +94,9 @@ def summarize_outputs(decision: Decision, predicted: Any) -> dict[str, float]:
     return metrics
 
 
-def explain_chunk(model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any) -> tuple[dict[str, Any], str]:
+def explain_chunk(
+    model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any
+) -> tuple[dict[str, Any], str]:
     """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the method."""
     from driftloop.governance.explain import explain_rows, top_reasons
 
@@ -101,8 +107,13 @@ def explain_chunk(model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any)
 
 
 def score_file(
-    model: Any, model_info: dict[str, str], cfg: DatasetConfig, batch_path: Path, output_path: Path,
-    decision: Decision, reference_df: Any = None,
+    model: Any,
+    model_info: dict[str, str],
+    cfg: DatasetConfig,
+    batch_path: Path,
+    output_path: Path,
+    decision: Decision,
+    reference_df: Any = None,
 ) -> dict[str, Any]:
     """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k reasons.
 
@@ -142,7 +153,10 @@ def score_file(
                 {
                     cfg.id_column: chunk[cfg.id_column].to_numpy(),
                     **{col: _output_array(values) for col, values in outputs.items()},
-                    **{col: pa.array([model_info[col]] * n, pa.string()) for col in bus.PREDICTION_LINEAGE_COLUMNS},
+                    **{
+                        col: pa.array([model_info[col]] * n, pa.string())
+                        for col in bus.PREDICTION_LINEAGE_COLUMNS
+                    },
                     bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
                 }
             )
@@ -163,8 +177,13 @@ def score_file(
     if writer is None:
         raise ValueError(f"{batch_path} has no rows to score")
     tmp_path.replace(output_path)
-    return {"rows": rows, "chunks": chunks, "seconds": time.perf_counter() - start, "explain_method": method,
-            "output_metrics": {key: value / rows for key, value in weighted.items()}}
+    return {
+        "rows": rows,
+        "chunks": chunks,
+        "seconds": time.perf_counter() - start,
+        "explain_method": method,
+        "output_metrics": {key: value / rows for key, value in weighted.items()},
+    }
 
 
 def _output_array(values: Any) -> Any:
@@ -199,8 +218,9 @@ def score_batch(
     batch_id = manifest["batch_id"]
     output_path = paths.predictions_dir / f"{batch_id}.parquet"
     predictions_uri = path_to_uri(output_path)
-    result = score_file(model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, decision,
-                        reference_df)
+    result = score_file(
+        model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, decision, reference_df
+    )
     experiment = cfg.experiment_name("inference")
     key = {bus.BATCH_ID_TAG: batch_id}
     with keyed_run(client, experiment, key, bus.inference_run_name(batch_id), settings) as run:
@@ -267,5 +287,7 @@ def score_pending_batches(
     model = load_model(model_info["model_uri"], settings)
     decision = read_version_decision(cfg, model_info, settings)
     reference_df = _reference_features(cfg, model_info["model_run_id"], settings)
-    scored = [score_batch(cfg, manifest, model, model_info, decision, settings, reference_df) for manifest in todo]
+    scored = [
+        score_batch(cfg, manifest, model, model_info, decision, settings, reference_df) for manifest in todo
+    ]
     return {"model_version": model_info["model_version"], "scored": scored}

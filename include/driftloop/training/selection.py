@@ -58,7 +58,9 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
     with usable_std_streams():
         started = time.perf_counter()
         exp = import_experiment(decision.task)()
-        options = {"normalize": True}  # unscaled charges (thousands) keep lbfgs from converging; trees ignore it
+        options = {
+            "normalize": True
+        }  # unscaled charges (thousands) keep lbfgs from converging; trees ignore it
         if decision.task == REGRESSION:
             options["transform_target"] = False
         exp.setup(
@@ -98,8 +100,14 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
         pipeline = exp.finalize_model(best)
         model = pipeline if len(selection_df) == len(train_df) else _refit(pipeline, cfg, train_df, decision)
         timings["finalize_seconds"] = time.perf_counter() - started
-    return {"model": model, "pipeline": pipeline, "best_model": type(best).__name__,
-            "leaderboard_df": leaderboard_df, "timings": timings, "selection_df": selection_df}
+    return {
+        "model": model,
+        "pipeline": pipeline,
+        "best_model": type(best).__name__,
+        "leaderboard_df": leaderboard_df,
+        "timings": timings,
+        "selection_df": selection_df,
+    }
 
 
 def encoded_frame(cfg: DatasetConfig, frame: Any, decision: Decision) -> Any:
@@ -117,8 +125,9 @@ def _refit(pipeline: Any, cfg: DatasetConfig, frame: Any, decision: Decision) ->
     return clone(pipeline).fit(data[cfg.features], data[cfg.target])
 
 
-def choose_decision_threshold(cfg: DatasetConfig, pipeline: Any, selection_df: Any, decision: Decision,
-                              n_jobs: int) -> dict[str, Any]:
+def choose_decision_threshold(
+    cfg: DatasetConfig, pipeline: Any, selection_df: Any, decision: Decision, n_jobs: int
+) -> dict[str, Any]:
     """The binary threshold chosen on out-of-fold scores of the training rows (``training.threshold_objective``).
 
     The selected pipeline is refitted on ``training.folds`` folds of the selection rows and scores the rows it
@@ -129,7 +138,12 @@ def choose_decision_threshold(cfg: DatasetConfig, pipeline: Any, selection_df: A
     """
     opts = cfg.training
     if decision.task != BINARY or opts.threshold_objective == "fixed":
-        return {"threshold": cfg.inference.threshold, "objective": "fixed", "objective_value": None, "oof_rows": 0}
+        return {
+            "threshold": cfg.inference.threshold,
+            "objective": "fixed",
+            "objective_value": None,
+            "oof_rows": 0,
+        }
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
@@ -138,7 +152,13 @@ def choose_decision_threshold(cfg: DatasetConfig, pipeline: Any, selection_df: A
     data = encoded_frame(cfg, selection_df, decision)
     folds = StratifiedKFold(n_splits=max(2, opts.folds), shuffle=True, random_state=opts.seed)
     with usable_std_streams():
-        oof = cross_val_predict(clone(pipeline), data[cfg.features], data[cfg.target], cv=folds,
-                                method="predict_proba", n_jobs=n_jobs)[:, 1]
+        oof = cross_val_predict(
+            clone(pipeline),
+            data[cfg.features],
+            data[cfg.target],
+            cv=folds,
+            method="predict_proba",
+            n_jobs=n_jobs,
+        )[:, 1]
     chosen = choose_threshold(data[cfg.target].to_numpy(), oof, opts.threshold_objective, opts.cost)
     return {**chosen, "objective": opts.threshold_objective, "oof_rows": len(data)}

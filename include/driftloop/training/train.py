@@ -106,8 +106,15 @@ def _log_frame(frame: Any, artifact_path: str, work_dir: Path) -> None:
     mlflow.log_artifact(str(local), artifact_path=str(Path(artifact_path).parent))
 
 
-def _log_evidence(cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, work_dir: Path, seed: int,
-                  decision: Decision) -> None:
+def _log_evidence(
+    cfg: DatasetConfig,
+    model: Any,
+    train_df: Any,
+    holdout_df: Any,
+    work_dir: Path,
+    seed: int,
+    decision: Decision,
+) -> None:
     import mlflow
 
     from driftloop.governance.evidence import collect_evidence
@@ -153,8 +160,9 @@ def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
     )
 
 
-def _log_artifacts(cfg: DatasetConfig, model: Any, fitted: dict, train_df: Any, holdout_df: Any,
-                   decision: Decision) -> None:
+def _log_artifacts(
+    cfg: DatasetConfig, model: Any, fitted: dict, train_df: Any, holdout_df: Any, decision: Decision
+) -> None:
     """Leaderboard, holdout, drift reference (with out-of-sample outputs), evidence and the model."""
     import mlflow
 
@@ -193,7 +201,9 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
     fitted = fit_pycaret(cfg, train_df, settings.n_jobs, decision)
     model, timings = fitted["model"], fitted["timings"]
     started = time.perf_counter()
-    chosen = choose_decision_threshold(cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs)
+    chosen = choose_decision_threshold(
+        cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs
+    )
     timings["threshold_seconds"] = time.perf_counter() - started
     decision = replace(decision, threshold=float(chosen["threshold"]))
     metrics = holdout.score_on_holdout(cfg, model, holdout_df, decision)
@@ -217,9 +227,14 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
         },
     )
     selection_rows = len(fitted["selection_df"])
-    mlflow.set_tags({bus.BEST_MODEL_TAG: fitted["best_model"], **decision.to_tags(),
-                     bus.THRESHOLD_OBJECTIVE_TAG: chosen["objective"],
-                     bus.SELECTION_TAG: _selection_text(selection_rows, len(train_df))})
+    mlflow.set_tags(
+        {
+            bus.BEST_MODEL_TAG: fitted["best_model"],
+            **decision.to_tags(),
+            bus.THRESHOLD_OBJECTIVE_TAG: chosen["objective"],
+            bus.SELECTION_TAG: _selection_text(selection_rows, len(train_df)),
+        }
+    )
     extra = {bus.THRESHOLD_METRIC: decision.threshold} if decision.task == BINARY else {}
     if chosen["objective_value"] is not None:
         extra[bus.THRESHOLD_OBJECTIVE_VALUE] = chosen["objective_value"]
@@ -294,7 +309,9 @@ def train_model(
         timings = _fit_and_log(cfg, client, run_id, snapshot, settings)
         versions = registry.find_run_versions(client, cfg, run_id)
         if not versions:
-            raise RuntimeError(f"{cfg.name}: run {run_id} logged a model but no version of {cfg.registered_model_name}")
+            raise RuntimeError(
+                f"{cfg.name}: run {run_id} logged a model but no version of {cfg.registered_model_name}"
+            )
         registry.register_challenger(client, cfg, versions[0].version, client.get_run(run_id))
         result = _result_from_run(cfg, client.get_run(run_id), versions[0], reused=False)
     result["timings"] = {k: round(v, 2) for k, v in timings.items()}
@@ -319,5 +336,7 @@ def _cmd_train(args: Any) -> int:
     from driftloop.core.config import load_dataset_config
 
     trigger = {"reason": args.reason, "trigger_id": args.trigger_id}
-    print_result(train_model(load_dataset_config(args.dataset), snapshot_uri=args.snapshot_uri, trigger=trigger))
+    print_result(
+        train_model(load_dataset_config(args.dataset), snapshot_uri=args.snapshot_uri, trigger=trigger)
+    )
     return 0

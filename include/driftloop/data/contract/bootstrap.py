@@ -74,8 +74,10 @@ def _id_rule(series: Any) -> tuple[dict[str, Any], list[str]]:
     longest = int(series.astype(str).str.len().max() or 0)
     limit = max(ID_MIN_LENGTH, 2 * longest)
     rule = {"dtype": "string", "nullable": False, "unique": True, "max_length": limit}
-    return rule, ["id: text, unique, never null",
-                  f"max_length: the larger of {ID_MIN_LENGTH} and 2 x the longest id seen ({longest})"]
+    return rule, [
+        "id: text, unique, never null",
+        f"max_length: the larger of {ID_MIN_LENGTH} and 2 x the longest id seen ({longest})",
+    ]
 
 
 def _category_rule(series: Any) -> tuple[dict[str, Any], list[str]]:
@@ -120,8 +122,11 @@ def _text_rule(series: Any, role: str) -> tuple[dict[str, Any], list[str]]:
     nullable, null_reason = _nullable(series)
     rule = {"dtype": "string", "nullable": nullable, "max_length": limit}
     what = "free text" if role == "text" else f"text although the config calls it {role}: check the source"
-    return rule, [f"source dtype {series.dtype}, {what}", null_reason,
-                  f"max_length: the larger of {DEFAULT_MAX_TEXT_LENGTH} and 2 x the longest value seen ({longest})"]
+    return rule, [
+        f"source dtype {series.dtype}, {what}",
+        null_reason,
+        f"max_length: the larger of {DEFAULT_MAX_TEXT_LENGTH} and 2 x the longest value seen ({longest})",
+    ]
 
 
 def column_role(cfg: DatasetConfig, name: str) -> str:
@@ -182,7 +187,9 @@ def _summary(rule: dict[str, Any]) -> str:
     return f"max_length {rule.get('max_length')}" + (", unique" if rule.get("unique") else "")
 
 
-def bootstrap_contract(cfg: DatasetConfig, out_path: str | Path | None = None, overwrite: bool = False) -> dict:
+def bootstrap_contract(
+    cfg: DatasetConfig, out_path: str | Path | None = None, overwrite: bool = False
+) -> dict:
     """Derive a contract from the dataset's reference data and write it as YAML for a person to review.
 
     Dtypes come from the source's dtypes (:func:`source_dtype`); numeric ranges start at 0 when the reference
@@ -213,9 +220,17 @@ def bootstrap_contract(cfg: DatasetConfig, out_path: str | Path | None = None, o
     report = []
     for name in frame.columns:
         columns[name], reasons[name] = infer_column_rule(cfg, name, frame[name])
-        report.append({"column": name, "role": column_role(cfg, name), "source_dtype": str(frame[name].dtype),
-                       "dtype": columns[name]["dtype"], "nullable": columns[name]["nullable"],
-                       "rule": _summary(columns[name]), "why": "; ".join(reasons[name])})
+        report.append(
+            {
+                "column": name,
+                "role": column_role(cfg, name),
+                "source_dtype": str(frame[name].dtype),
+                "dtype": columns[name]["dtype"],
+                "nullable": columns[name]["nullable"],
+                "rule": _summary(columns[name]),
+                "why": "; ".join(reasons[name]),
+            }
+        )
     raw = {
         "dataset": cfg.name,
         "id_column": cfg.id_column,
@@ -234,17 +249,36 @@ def bootstrap_contract(cfg: DatasetConfig, out_path: str | Path | None = None, o
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + _dump_contract(raw, reasons))
-    return {"contract_path": str(path), "columns": len(columns), "rows_profiled": int(len(frame)), "report": report}
+    return {
+        "contract_path": str(path),
+        "columns": len(columns),
+        "rows_profiled": int(len(frame)),
+        "report": report,
+    }
 
 
 def format_bootstrap_report(result: dict[str, Any]) -> str:
     """The bootstrap result as text: one line per column with its role, dtype, nullability, rule and reasons."""
     rows = [("column", "role", "source", "dtype", "null", "rule", "why")]
-    rows += [(r["column"], r["role"], r["source_dtype"], r["dtype"], "yes" if r["nullable"] else "no", r["rule"],
-              r["why"]) for r in result["report"]]
+    rows += [
+        (
+            r["column"],
+            r["role"],
+            r["source_dtype"],
+            r["dtype"],
+            "yes" if r["nullable"] else "no",
+            r["rule"],
+            r["why"],
+        )
+        for r in result["report"]
+    ]
     widths = [max(len(str(row[i])) for row in rows) for i in range(6)]
-    lines = [f"Wrote {result['contract_path']}: {result['columns']} columns from {result['rows_profiled']} "
-             "reference rows. Review it before use."]
-    lines += ["  ".join(str(v).ljust(w) for v, w in zip(row[:6], widths, strict=True)) + "  " + row[6]
-              for row in rows]
+    lines = [
+        f"Wrote {result['contract_path']}: {result['columns']} columns from {result['rows_profiled']} "
+        "reference rows. Review it before use."
+    ]
+    lines += [
+        "  ".join(str(v).ljust(w) for v, w in zip(row[:6], widths, strict=True)) + "  " + row[6]
+        for row in rows
+    ]
     return "\n".join(lines) + "\n"

@@ -44,8 +44,11 @@ def add_cli(subparsers: Any) -> None:
     validate.add_argument("file", help="a .csv or .parquet batch or label file")
     validate.add_argument("--kind", choices=["batch", "labels"], default="batch")
     validate.add_argument("--json", action="store_true", help="print the full report as JSON")
-    validate.add_argument("--allow-rejected-rows", action="store_true",
-                          help="exit 0 when only some rows fail (within max_bad_row_share)")
+    validate.add_argument(
+        "--allow-rejected-rows",
+        action="store_true",
+        help="exit 0 when only some rows fail (within max_bad_row_share)",
+    )
     validate.set_defaults(func=_cmd_validate)
     contract = subparsers.add_parser("contract", help="data contract tools")
     contract_sub = contract.add_subparsers(dest="contract_command", required=True)

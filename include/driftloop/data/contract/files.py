@@ -31,8 +31,15 @@ def _to_pandas(table: Any) -> Any:
     return table.to_pandas(types_mapper=lambda t: text if t in (pa.string(), pa.large_string()) else None)
 
 
-_PARQUET_TYPES = ("is_integer", "is_floating", "is_string", "is_large_string", "is_boolean", "is_null",
-                  "is_dictionary")
+_PARQUET_TYPES = (
+    "is_integer",
+    "is_floating",
+    "is_string",
+    "is_large_string",
+    "is_boolean",
+    "is_null",
+    "is_dictionary",
+)
 
 
 def _iter_parquet_frames(path: Path, chunk_rows: int) -> Any:
@@ -46,8 +53,11 @@ def _iter_parquet_frames(path: Path, chunk_rows: int) -> Any:
     rows = parquet.metadata.num_rows
     for fld in parquet.schema_arrow:
         if not any(getattr(pa.types, check)(fld.type) for check in _PARQUET_TYPES):
-            raise BatchRejected("schema_mismatch", f"{path.name}: column {fld.name!r} has parquet type "
-                                                   f"{fld.type}, not a number or text", rows_received=rows)
+            raise BatchRejected(
+                "schema_mismatch",
+                f"{path.name}: column {fld.name!r} has parquet type {fld.type}, not a number or text",
+                rows_received=rows,
+            )
     try:
         for batch in parquet.iter_batches(batch_size=chunk_rows):
             yield _to_pandas(pa.Table.from_batches([batch]))
@@ -61,11 +71,15 @@ def _iter_csv_frames(path: Path, info: dict[str, Any], chunk_rows: int) -> Any:
 
     rows = info.get("rows", 0)
     header = info["header"]
-    read_options = pv.ReadOptions(column_names=header, use_threads=True,
-                                  block_size=max(4 << 20, 2 * info.get("longest_line", 0) + (1 << 20)))
+    read_options = pv.ReadOptions(
+        column_names=header,
+        use_threads=True,
+        block_size=max(4 << 20, 2 * info.get("longest_line", 0) + (1 << 20)),
+    )
     parse_options = pv.ParseOptions(newlines_in_values=True)
-    convert_options = pv.ConvertOptions(column_types={name: pa.string() for name in header},
-                                        null_values=NULL_TOKENS, strings_can_be_null=True)
+    convert_options = pv.ConvertOptions(
+        column_types={name: pa.string() for name in header}, null_values=NULL_TOKENS, strings_can_be_null=True
+    )
     bounds = info["segments"]
     with open(path, "rb") as handle:
         for start, end in zip(bounds, bounds[1:], strict=False):
@@ -74,10 +88,16 @@ def _iter_csv_frames(path: Path, info: dict[str, Any], chunk_rows: int) -> Any:
             handle.seek(start)
             segment = handle.read(end - start)
             try:
-                table = pv.read_csv(pa.py_buffer(segment), read_options=read_options,
-                                    parse_options=parse_options, convert_options=convert_options)
+                table = pv.read_csv(
+                    pa.py_buffer(segment),
+                    read_options=read_options,
+                    parse_options=parse_options,
+                    convert_options=convert_options,
+                )
             except pa.ArrowInvalid as exc:
-                raise BatchRejected("malformed_csv", f"{path.name}: {str(exc)[:300]}", rows_received=rows) from None
+                raise BatchRejected(
+                    "malformed_csv", f"{path.name}: {str(exc)[:300]}", rows_received=rows
+                ) from None
             del segment
             for first in range(0, table.num_rows, chunk_rows):
                 yield _to_pandas(table.slice(first, chunk_rows))
@@ -133,16 +153,24 @@ def _check_totals(contract: Contract, tally: _Tally, name: str) -> None:
         raise BatchRejected("empty_file", f"{name} has 0 data rows")
     all_null = [c for c, n in tally.null_counts.items() if n == received]
     if all_null:
-        raise BatchRejected("all_null_column", f"column(s) {all_null} are null in all {received} rows",
-                            rows_received=received)
+        raise BatchRejected(
+            "all_null_column", f"column(s) {all_null} are null in all {received} rows", rows_received=received
+        )
     if received < contract.min_rows or (contract.max_rows is not None and received > contract.max_rows):
-        raise BatchRejected("row_count_out_of_bounds", f"{received} rows, contract allows "
-                            f"[{contract.min_rows}, {contract.max_rows}]", rows_received=received)
+        raise BatchRejected(
+            "row_count_out_of_bounds",
+            f"{received} rows, contract allows [{contract.min_rows}, {contract.max_rows}]",
+            rows_received=received,
+        )
     bad_rows = received - tally.accepted
     share = bad_rows / received
     if share > contract.max_bad_row_share:
-        raise BatchRejected("too_many_bad_rows", f"{bad_rows} of {received} rows ({share:.1%}) fail the "
-                            f"contract; at most {contract.max_bad_row_share:.1%} may", rows_received=received)
+        raise BatchRejected(
+            "too_many_bad_rows",
+            f"{bad_rows} of {received} rows ({share:.1%}) fail the "
+            f"contract; at most {contract.max_bad_row_share:.1%} may",
+            rows_received=received,
+        )
 
 
 def validate_file(
@@ -180,9 +208,21 @@ def validate_file(
     chunk_rows = chunk_rows or cfg.ingest.chunk_rows
     path = Path(path)
     report: dict[str, Any] = {
-        "path": str(path), "kind": kind, "ok": False, "reason_code": None, "message": "", "file_level": False,
-        "rows_received": 0, "rows_accepted": 0, "rows_quarantined": 0, "reason_counts": {}, "has_label": False,
-        "sha256": None, "format": None, "columns": [], "problems": [],
+        "path": str(path),
+        "kind": kind,
+        "ok": False,
+        "reason_code": None,
+        "message": "",
+        "file_level": False,
+        "rows_received": 0,
+        "rows_accepted": 0,
+        "rows_quarantined": 0,
+        "reason_counts": {},
+        "has_label": False,
+        "sha256": None,
+        "format": None,
+        "columns": [],
+        "problems": [],
     }
     tally = _Tally()
     counted_rows = 0
@@ -196,8 +236,15 @@ def validate_file(
             if tally.chunks == 0:
                 report["has_label"] = check_columns(contract, list(frame.columns), kind)["has_label"]
                 report["columns"] = [str(c) for c in frame.columns]
-            accepted, rejected = validate_frame(cfg, frame, kind, contract, tally.seen_ids,
-                                                row_offset=tally.received, pii_salt=settings.pii_salt)
+            accepted, rejected = validate_frame(
+                cfg,
+                frame,
+                kind,
+                contract,
+                tally.seen_ids,
+                row_offset=tally.received,
+                pii_salt=settings.pii_salt,
+            )
             tally.add(frame, accepted, rejected, contract)
             if on_accepted is not None and len(accepted):
                 on_accepted(accepted)
@@ -207,11 +254,21 @@ def validate_file(
     except BatchRejected as exc:
         # Unparsed rows still count as received: the file's line count (CSV) or footer row count (parquet).
         rows = max(exc.rows_received, tally.received, counted_rows + (exc.reason_code == "no_header"))
-        report.update(reason_code=exc.reason_code, message=exc.message, file_level=True, rows_received=rows,
-                      rows_accepted=0, rows_quarantined=rows)
+        report.update(
+            reason_code=exc.reason_code,
+            message=exc.message,
+            file_level=True,
+            rows_received=rows,
+            rows_accepted=0,
+            rows_quarantined=rows,
+        )
     else:
-        report.update(ok=True, rows_received=tally.received, rows_accepted=tally.accepted,
-                      rows_quarantined=tally.received - tally.accepted)
+        report.update(
+            ok=True,
+            rows_received=tally.received,
+            rows_accepted=tally.accepted,
+            rows_quarantined=tally.received - tally.accepted,
+        )
     report["chunks"] = tally.chunks
     report["reason_counts"] = dict(sorted(tally.reason_counts.items()))
     report["problems"] = _problem_lines(report)
@@ -230,13 +287,17 @@ def _problem_lines(report: dict[str, Any]) -> list[str]:
 
 def format_report(report: dict[str, Any]) -> str:
     """Operator-readable multi-line text of a :func:`validate_file` report."""
-    verdict = "PASS" if report["ok"] and not report["rows_quarantined"] else ("PASS with rejected rows"
-                                                                             if report["ok"] else "FAIL")
+    verdict = (
+        "PASS"
+        if report["ok"] and not report["rows_quarantined"]
+        else ("PASS with rejected rows" if report["ok"] else "FAIL")
+    )
     out = io.StringIO()
     out.write(f"{verdict}: {report['path']}\n")
-    out.write(f"  rows received {report['rows_received']}, accepted {report['rows_accepted']}, "
-              f"quarantined {report['rows_quarantined']}\n")
+    out.write(
+        f"  rows received {report['rows_received']}, accepted {report['rows_accepted']}, "
+        f"quarantined {report['rows_quarantined']}\n"
+    )
     for line in report["problems"]:
         out.write(f"  - {line}\n")
     return out.getvalue()
-

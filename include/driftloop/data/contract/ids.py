@@ -26,7 +26,7 @@ def text_hashes(values: Any) -> Any:
     values = values.cast(pa.large_string())
     n = len(values)
     _, offsets_buf, data_buf = values.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[values.offset: values.offset + n + 1]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[values.offset : values.offset + n + 1]
     lengths = np.diff(offsets)
     first, last = int(offsets[0]), int(offsets[-1])
     hashes = np.zeros(n, dtype=np.uint64)
@@ -82,4 +82,3 @@ def hash_values(series: Any, salt: str) -> Any:
         return hashlib.sha256(f"{salt}\x1f{value}".encode()).hexdigest()
 
     return series.map(lambda v: None if pd.isna(v) else digest(v))
-

@@ -56,8 +56,14 @@ def _inspect_parquet(path: Path, size: int, head: bytes) -> dict[str, Any]:
         rows = pq.read_metadata(path).num_rows
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt footers
         raise BatchRejected("unreadable_file", f"{path.name}: {str(exc)[:300]}") from None
-    return {"sha256": sha256_file(path), "format": "parquet", "size_bytes": size, "header": None, "lines": 0,
-            "rows": rows}
+    return {
+        "sha256": sha256_file(path),
+        "format": "parquet",
+        "size_bytes": size,
+        "header": None,
+        "lines": 0,
+        "rows": rows,
+    }
 
 
 class _CsvScan:
@@ -79,7 +85,9 @@ class _CsvScan:
         self.next_mark = SEGMENT_BYTES
 
     def _reject(self, code: str, message: str) -> BatchRejected:
-        return BatchRejected(code, f"{self.path.name}{message}", rows_received=max(_count_lines(self.path) - 1, 0))
+        return BatchRejected(
+            code, f"{self.path.name}{message}", rows_received=max(_count_lines(self.path) - 1, 0)
+        )
 
     def feed(self, block: bytes) -> None:
         import numpy as np
@@ -87,19 +95,24 @@ class _CsvScan:
         self.digest.update(block)
         nul = block.find(b"\x00")
         if nul >= 0:
-            raise self._reject("wrong_format", f" contains NUL bytes at offset {self.offset + nul}: binary data, "
-                                               "not CSV text")
+            raise self._reject(
+                "wrong_format",
+                f" contains NUL bytes at offset {self.offset + nul}: binary data, not CSV text",
+            )
         try:
             self.decoder.decode(block)
         except UnicodeDecodeError as exc:
-            raise self._reject("not_utf8", f": byte {self.offset + exc.start} is not valid UTF-8 "
-                                           f"({exc.reason})") from None
+            raise self._reject(
+                "not_utf8", f": byte {self.offset + exc.start} is not valid UTF-8 ({exc.reason})"
+            ) from None
         if not self.first_line:
             self.first_line = block.split(b"\n", 1)[0]
         newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
         if len(newlines):
             ends = newlines + self.offset
-            self.longest = max(self.longest, int(ends[0] - self.line_start), int(np.diff(ends).max(initial=0)))
+            self.longest = max(
+                self.longest, int(ends[0] - self.line_start), int(np.diff(ends).max(initial=0))
+            )
             self.line_start = int(ends[-1])
             if self.header_end is None or self.offset + len(block) > self.next_mark:
                 self._cut_segments(block, newlines)
@@ -127,8 +140,9 @@ class _CsvScan:
         try:
             self.decoder.decode(b"", final=True)
         except UnicodeDecodeError:
-            raise BatchRejected("not_utf8", f"{name}: file ends inside a UTF-8 sequence",
-                                rows_received=max(self.lines, 0)) from None
+            raise BatchRejected(
+                "not_utf8", f"{name}: file ends inside a UTF-8 sequence", rows_received=max(self.lines, 0)
+            ) from None
         ends_with_newline = self.last == b"\n"
         lines = self.lines + (0 if ends_with_newline else 1)
         header_text = self.first_line.decode("utf-8").lstrip("\ufeff").rstrip("\r")
@@ -142,12 +156,22 @@ class _CsvScan:
             fields = next(csv.reader([last_line.decode("utf-8", "replace")]), [])
             if len(fields) < len(header) or last_line.count(b'"') % 2:
                 raise BatchRejected(
-                    "truncated_file", f"{name}: last line has {len(fields)} of {len(header)} fields and no "
-                    "line ending: the file was cut off", rows_received=lines - 1)
+                    "truncated_file",
+                    f"{name}: last line has {len(fields)} of {len(header)} fields and no "
+                    "line ending: the file was cut off",
+                    rows_received=lines - 1,
+                )
         longest = max(self.longest, self.offset - self.line_start)
-        return {"sha256": self.digest.hexdigest(), "format": "csv", "size_bytes": size, "header": header,
-                "lines": lines, "rows": lines - 1, "longest_line": longest,
-                "segments": [self.header_end or size, *self.cuts, size]}
+        return {
+            "sha256": self.digest.hexdigest(),
+            "format": "csv",
+            "size_bytes": size,
+            "header": header,
+            "lines": lines,
+            "rows": lines - 1,
+            "longest_line": longest,
+            "segments": [self.header_end or size, *self.cuts, size],
+        }
 
 
 def inspect_file(path: str | Path) -> dict[str, Any]:
@@ -170,7 +194,9 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
     suffix = path.suffix.lower()
     size = path.stat().st_size
     if suffix not in (".csv", ".parquet"):
-        raise BatchRejected("unsupported_file_type", f"{path.name}: extension {suffix!r} is not .csv or .parquet")
+        raise BatchRejected(
+            "unsupported_file_type", f"{path.name}: extension {suffix!r} is not .csv or .parquet"
+        )
     if size == 0:
         raise BatchRejected("empty_file", f"{path.name} has 0 bytes")
     with open(path, "rb") as handle:
@@ -180,7 +206,9 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
     for magic, what in _SPREADSHEET_MAGIC:
         if head.startswith(magic):
             lines = _count_lines(path)
-            raise BatchRejected("wrong_format", f"{path.name} is {what}, not CSV text", rows_received=max(lines - 1, 0))
+            raise BatchRejected(
+                "wrong_format", f"{path.name} is {what}, not CSV text", rows_received=max(lines - 1, 0)
+            )
     scan = _CsvScan(path)
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -199,4 +227,3 @@ def _read_last_line(path: Path) -> bytes:
             handle.seek(pos)
             tail = handle.read(step) + tail
     return tail.rsplit(b"\n", 1)[-1]
-

@@ -59,20 +59,34 @@ def _schema(contract: Contract, columns: list[str]) -> Any:
             low = -np.inf if rule.min is None else rule.min
             high = np.inf if rule.max is None else rule.max
             if rule.min is not None or rule.max is not None:
-                checks.append(pa.Check(lambda s, lo=low, hi=high: ~np.isfinite(s) | ((s >= lo) & (s <= hi)),
-                                       name="out_of_range", ignore_na=False))
+                checks.append(
+                    pa.Check(
+                        lambda s, lo=low, hi=high: ~np.isfinite(s) | ((s >= lo) & (s <= hi)),
+                        name="out_of_range",
+                        ignore_na=False,
+                    )
+                )
         else:
             categorical = rule.categories is not None
-            checks.append(pa.Check(lambda s, c=categorical: ~formula_flags(s, c), name="formula_injection",
-                                   ignore_na=False))
+            checks.append(
+                pa.Check(
+                    lambda s, c=categorical: ~formula_flags(s, c), name="formula_injection", ignore_na=False
+                )
+            )
             limit = rule.max_length or (None if rule.categories else DEFAULT_MAX_TEXT_LENGTH)
             if limit:
-                checks.append(pa.Check(lambda s, n=limit: text_lengths(s) <= n, name="field_too_long",
-                                       ignore_na=False))
+                checks.append(
+                    pa.Check(lambda s, n=limit: text_lengths(s) <= n, name="field_too_long", ignore_na=False)
+                )
         if rule.categories is not None:
             allowed = list(rule.categories) if rule.dtype != "string" else [str(c) for c in rule.categories]
-            checks.append(pa.Check(lambda s, a=allowed: in_categories(s, a) | s.isna(), name="unknown_category",
-                                   ignore_na=False))
+            checks.append(
+                pa.Check(
+                    lambda s, a=allowed: in_categories(s, a) | s.isna(),
+                    name="unknown_category",
+                    ignore_na=False,
+                )
+            )
         schema_columns[name] = pa.Column(nullable=rule.nullable, checks=checks, required=False)
     return pa.DataFrameSchema(schema_columns, strict=False, coerce=False)
 
@@ -99,7 +113,7 @@ def _coerce(contract: Contract, raw: Any, reasons: dict[int, list[str]]) -> Any:
                     reasons.setdefault(int(pos), []).append(f"unparsable:{name}")
             if rule.dtype == "int64":
                 with np.errstate(invalid="ignore"):
-                    fractional = (np.isfinite(parsed.to_numpy()) & (parsed.to_numpy() % 1 != 0))
+                    fractional = np.isfinite(parsed.to_numpy()) & (parsed.to_numpy() % 1 != 0)
                 for pos in positions[fractional]:
                     reasons.setdefault(int(pos), []).append(f"not_integer:{name}")
             typed[name] = parsed
@@ -147,7 +161,9 @@ def _schema_reasons(contract: Contract, typed: Any, reasons: dict[int, list[str]
                 items.append(f"{code}:{column}")
 
 
-def _rejected_rows(raw: Any, bad: Any, drop: list[str], reasons: dict[int, list[str]], row_offset: int) -> Any:
+def _rejected_rows(
+    raw: Any, bad: Any, drop: list[str], reasons: dict[int, list[str]], row_offset: int
+) -> Any:
     """The rejected rows as received (values as text), with their 1-based ``_row`` and ``_reason``."""
     import numpy as np
 

@@ -84,8 +84,6 @@ class BatchRejected(Exception):  # noqa: N818 - a file-level outcome, caught per
 
 
 @dataclass(frozen=True)
-
-
 class ColumnRule:
     """What one column must hold."""
 
@@ -103,8 +101,6 @@ class ColumnRule:
 
 
 @dataclass(frozen=True)
-
-
 class Contract:
     """A dataset's data contract (see the module docstring and ``include/configs/*.contract.yaml``)."""
 
@@ -184,7 +180,9 @@ def parse_contract(raw: dict[str, Any], cfg: DatasetConfig, where: str = "contra
         raise ContractError(f"{where}: dataset columns missing from the contract: {missing}")
     for name in [id_column, *cfg.features, label_column]:
         if columns[name].pii == "drop":
-            raise ContractError(f"{where}: column {name!r} is the id, a feature or the label and cannot be dropped")
+            raise ContractError(
+                f"{where}: column {name!r} is the id, a feature or the label and cannot be dropped"
+            )
     rows = raw.get("rows") or {}
     share = float(raw.get("max_bad_row_share", DEFAULT_MAX_BAD_ROW_SHARE))
     if not 0 <= share <= 1:
@@ -205,8 +203,11 @@ def parse_contract(raw: dict[str, Any], cfg: DatasetConfig, where: str = "contra
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+        merged[key] = (
+            _merge(merged[key], value)
+            if isinstance(value, dict) and isinstance(merged.get(key), dict)
             else value
+        )
     return merged
 
 
@@ -260,8 +261,11 @@ def check_columns(contract: Contract, columns: list[str], kind: str = "batch") -
         allowed = known
     overlap = set(names) & known
     if not overlap and len(names) in {len(required), len(required) + 1}:
-        raise BatchRejected("no_header", f"none of the {len(names)} header fields is a contract column "
-                                         f"(first: {names[0][:40]!r}): the first line looks like data")
+        raise BatchRejected(
+            "no_header",
+            f"none of the {len(names)} header fields is a contract column "
+            f"(first: {names[0][:40]!r}): the first line looks like data",
+        )
     missing = [c for c in required if c not in names]
     if missing:
         raise BatchRejected("missing_columns", f"{len(missing)} required column(s) missing: {missing}")
@@ -273,7 +277,6 @@ def check_columns(contract: Contract, columns: list[str], kind: str = "batch") -
         raise BatchRejected("unexpected_columns", f"{len(extra)} column(s) not in the contract: {extra[:20]}")
     drop = [c for c in names if c not in contract.stored_columns or contract.columns[c].pii == "drop"]
     return {"has_label": contract.label_column in names, "drop": drop}
-
 
 
 def arrow_schema(contract: Contract, columns: list[str]) -> Any:

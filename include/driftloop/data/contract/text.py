@@ -101,4 +101,3 @@ def is_text(series: Any) -> bool:
     if isinstance(series.dtype, pd.StringDtype):
         return True
     return series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
-

@@ -54,17 +54,21 @@ def _arm_metrics(labelled: Any, decision: Any) -> dict[str, float]:
     for arm, rows in labelled.groupby("arm"):
         truth, predicted = rows["label"].astype(str).to_numpy(), rows["prediction"].astype(str).to_numpy()
         metrics[bus.arm_metric("ab_entities", arm)] = float(len(rows))
-        metrics[bus.arm_metric("ab_accuracy", arm)] = float(_correct(rows["prediction"], rows["label"],
-                                                                     decision).mean())
+        metrics[bus.arm_metric("ab_accuracy", arm)] = float(
+            _correct(rows["prediction"], rows["label"], decision).mean()
+        )
         if decision.task == BINARY:
             positive = decision.classes[1]
             y = truth == positive
             metrics[bus.arm_metric("ab_f1", arm)] = float(f1_score(y, predicted == positive, zero_division=0))
             if 0 < y.sum() < len(y):
-                metrics[bus.arm_metric("ab_auc", arm)] = float(roc_auc_score(y, rows["score"].to_numpy(float)))
+                metrics[bus.arm_metric("ab_auc", arm)] = float(
+                    roc_auc_score(y, rows["score"].to_numpy(float))
+                )
         else:
-            metrics[bus.arm_metric("ab_f1", arm)] = float(f1_score(truth, predicted, average="macro",
-                                                                   zero_division=0))
+            metrics[bus.arm_metric("ab_f1", arm)] = float(
+                f1_score(truth, predicted, average="macro", zero_division=0)
+            )
     return metrics
 
 
@@ -80,8 +84,9 @@ def _correct(predicted: Any, truth: Any, decision: Any) -> Any:
     return predicted == truth
 
 
-def ab_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None,
-                decision: Any) -> dict[str, Any] | None:
+def ab_analysis(
+    cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None, decision: Any
+) -> dict[str, Any] | None:
     """The A/B decision on labelled entities, or None when only one arm answered traffic.
 
     Args:
@@ -102,15 +107,25 @@ def ab_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | 
     labelled = labelled.assign(first_seen=first_seen.reindex(labelled["entity_id"]).to_numpy())
     labelled = labelled.sort_values("first_seen", kind="stable")
     serving = cfg.serving
-    verdict = ab_stats.decide_ab(labelled["arm"].to_numpy() == bus.CHALLENGER,
-                               _correct(labelled["prediction"], labelled["label"], decision), alpha=serving.alpha,
-                               power=serving.power, min_effect=serving.min_detectable_effect, baseline_rate=baseline)
-    return {**verdict, "metrics": _arm_metrics(labelled, decision), "entities_in_both_arms": len(switched),
-            "served_entities": int(primary["entity_id"].nunique())}
+    verdict = ab_stats.decide_ab(
+        labelled["arm"].to_numpy() == bus.CHALLENGER,
+        _correct(labelled["prediction"], labelled["label"], decision),
+        alpha=serving.alpha,
+        power=serving.power,
+        min_effect=serving.min_detectable_effect,
+        baseline_rate=baseline,
+    )
+    return {
+        **verdict,
+        "metrics": _arm_metrics(labelled, decision),
+        "entities_in_both_arms": len(switched),
+        "served_entities": int(primary["entity_id"].nunique()),
+    }
 
 
-def shadow_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None,
-                    decision: Any) -> dict[str, Any] | None:
+def shadow_analysis(
+    cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None, decision: Any
+) -> dict[str, Any] | None:
     """The paired (shadow) decision on labelled rows both models scored, or None when there are no pairs; the AUC
     difference for a binary task."""
     from driftloop.core.task_types import BINARY
@@ -130,25 +145,38 @@ def shadow_analysis(cfg: DatasetConfig, log_df: Any, labels: Any, baseline: floa
     pairs = pairs.sort_values("logged_at", kind="stable").drop_duplicates("entity_id", keep="last")
     labelled = join_labels(pairs, labels)
     serving = cfg.serving
-    verdict = ab_stats.decide_shadow(_correct(labelled["pred_champion"], labelled["label"], decision),
-                                   _correct(labelled["pred_challenger"], labelled["label"], decision),
-                                   alpha=serving.alpha,
-                                   power=serving.power, min_effect=serving.min_detectable_effect,
-                                   baseline_rate=baseline)
+    verdict = ab_stats.decide_shadow(
+        _correct(labelled["pred_champion"], labelled["label"], decision),
+        _correct(labelled["pred_challenger"], labelled["label"], decision),
+        alpha=serving.alpha,
+        power=serving.power,
+        min_effect=serving.min_detectable_effect,
+        baseline_rate=baseline,
+    )
     if decision.task != BINARY:
         return {**verdict, "auc": None}
     positive = labelled["label"].astype(str).to_numpy() == decision.classes[1]
-    auc = ab_stats.paired_bootstrap_auc(positive, labelled["score_champion"].to_numpy(float),
-                                      labelled["score_challenger"].to_numpy(float))
+    auc = ab_stats.paired_bootstrap_auc(
+        positive, labelled["score_champion"].to_numpy(float), labelled["score_challenger"].to_numpy(float)
+    )
     return {**verdict, "auc": auc}
 
 
 def _fingerprint(experiment: str, log_df: Any, labels: Any) -> str:
     """Identity of what an evaluation looked at: the log rows and the labels of its entities."""
     labelled = labels.reindex(log_df["entity_id"].unique()).dropna()
-    digest = hashlib.sha256("\n".join(f"{k}={v}" for k, v in labelled.astype(str).items()).encode()).hexdigest()
-    payload = json.dumps([experiment, len(log_df), float(log_df["logged_at"].max()) if len(log_df) else 0,
-                          len(labelled), digest])
+    digest = hashlib.sha256(
+        "\n".join(f"{k}={v}" for k, v in labelled.astype(str).items()).encode()
+    ).hexdigest()
+    payload = json.dumps(
+        [
+            experiment,
+            len(log_df),
+            float(log_df["logged_at"].max()) if len(log_df) else 0,
+            len(labelled),
+            digest,
+        ]
+    )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -156,20 +184,39 @@ def _metrics(ab: dict | None, shadow: dict | None) -> dict[str, float]:
     values: dict[str, Any] = {}
     if ab:
         values.update(ab["metrics"])
-        values.update({bus.AB_MIN_ENTITIES_PER_ARM: ab["min_entities_per_arm"],
-                       bus.AB_FIXED_P_VALUE: ab["fixed_p_value"], bus.AB_SEQUENTIAL_P_VALUE: ab["sequential_p_value"],
-                       bus.AB_ACCURACY_DIFF: ab["diff"]})
+        values.update(
+            {
+                bus.AB_MIN_ENTITIES_PER_ARM: ab["min_entities_per_arm"],
+                bus.AB_FIXED_P_VALUE: ab["fixed_p_value"],
+                bus.AB_SEQUENTIAL_P_VALUE: ab["sequential_p_value"],
+                bus.AB_ACCURACY_DIFF: ab["diff"],
+            }
+        )
     if shadow:
-        values.update({bus.SHADOW_PAIRS: shadow["pairs"], bus.SHADOW_MCNEMAR_P_VALUE: shadow["p_value"],
-                       bus.SHADOW_ACCURACY_DIFF: shadow["diff"]})
+        values.update(
+            {
+                bus.SHADOW_PAIRS: shadow["pairs"],
+                bus.SHADOW_MCNEMAR_P_VALUE: shadow["p_value"],
+                bus.SHADOW_ACCURACY_DIFF: shadow["diff"],
+            }
+        )
     if shadow and shadow["auc"]:
-        values.update({bus.SHADOW_AUC_DIFF: shadow["auc"]["diff"], bus.SHADOW_AUC_DIFF_LOW: shadow["auc"]["low"],
-                       bus.SHADOW_AUC_DIFF_HIGH: shadow["auc"]["high"]})
+        values.update(
+            {
+                bus.SHADOW_AUC_DIFF: shadow["auc"]["diff"],
+                bus.SHADOW_AUC_DIFF_LOW: shadow["auc"]["low"],
+                bus.SHADOW_AUC_DIFF_HIGH: shadow["auc"]["high"],
+            }
+        )
     return {k: float(v) for k, v in values.items() if v is not None and not math.isnan(float(v))}
 
 
-def evaluate_ab(cfg: DatasetConfig, settings: Settings | None = None, actor: str = "driftloop ab-evaluate",
-                apply: bool = True) -> dict[str, Any]:
+def evaluate_ab(
+    cfg: DatasetConfig,
+    settings: Settings | None = None,
+    actor: str = "driftloop ab-evaluate",
+    apply: bool = True,
+) -> dict[str, Any]:
     """Decide between champion and challenger on labelled served traffic, record it, promote when earned.
 
     Args:
@@ -190,38 +237,73 @@ def evaluate_ab(cfg: DatasetConfig, settings: Settings | None = None, actor: str
     client = get_client(settings)
     champion, challenger = (resolve_alias(cfg, alias, settings) for alias in (bus.CHAMPION, bus.CHALLENGER))
     if champion is None or challenger is None or champion["model_version"] == challenger["model_version"]:
-        return {"decision": bus.AB_NO_CHALLENGER, "reason": "no challenger distinct from the champion",
-                "champion_version": champion and champion["model_version"], "challenger_version": None}
+        return {
+            "decision": bus.AB_NO_CHALLENGER,
+            "reason": "no challenger distinct from the champion",
+            "champion_version": champion and champion["model_version"],
+            "challenger_version": None,
+        }
     champion_v, challenger_v = champion["model_version"], challenger["model_version"]
     experiment = bus.ab_experiment_id(champion_v, challenger_v)
     decision = read_decision(cfg, client.get_model_version(cfg.registered_model_name, champion_v).tags)
     if decision.task == REGRESSION:
-        return {"decision": bus.AB_NOT_ENOUGH_DATA, "decided_by": "none", "experiment": experiment,
-                "champion_version": champion_v, "challenger_version": challenger_v,
-                "reason": "live comparisons test classification accuracy; regression is not supported yet"}
+        return {
+            "decision": bus.AB_NOT_ENOUGH_DATA,
+            "decided_by": "none",
+            "experiment": experiment,
+            "champion_version": champion_v,
+            "challenger_version": challenger_v,
+            "reason": "live comparisons test classification accuracy; regression is not supported yet",
+        }
     log_df = read_log(log_uri(cfg, settings), cfg.registered_model_name, experiment=experiment)
     labels = read_accepted_labels(cfg, settings)
     baseline = _baseline_accuracy(client, cfg, champion_v)
     ab = ab_analysis(cfg, log_df, labels, baseline, decision) if not log_df.empty else None
     shadow = shadow_analysis(cfg, log_df, labels, baseline, decision) if not log_df.empty else None
-    verdict = ab or shadow or {"decision": bus.AB_NOT_ENOUGH_DATA, "decided_by": "none",
-                               "reason": f"no served traffic of experiment {experiment} compares the two models yet"}
-    result = {"decision": verdict["decision"], "reason": verdict["reason"], "decided_by": verdict["decided_by"],
-              "experiment": experiment, "champion_version": champion_v, "challenger_version": challenger_v,
-              "ab": _public(ab), "shadow": _public(shadow)}
-    name, key = cfg.experiment_name(STAGE), {bus.AB_EXPERIMENT_TAG: experiment,
-                                             bus.AB_INPUT_FINGERPRINT_TAG: _fingerprint(experiment, log_df, labels)}
+    verdict = (
+        ab
+        or shadow
+        or {
+            "decision": bus.AB_NOT_ENOUGH_DATA,
+            "decided_by": "none",
+            "reason": f"no served traffic of experiment {experiment} compares the two models yet",
+        }
+    )
+    result = {
+        "decision": verdict["decision"],
+        "reason": verdict["reason"],
+        "decided_by": verdict["decided_by"],
+        "experiment": experiment,
+        "champion_version": champion_v,
+        "challenger_version": challenger_v,
+        "ab": _public(ab),
+        "shadow": _public(shadow),
+    }
+    name, key = (
+        cfg.experiment_name(STAGE),
+        {
+            bus.AB_EXPERIMENT_TAG: experiment,
+            bus.AB_INPUT_FINGERPRINT_TAG: _fingerprint(experiment, log_df, labels),
+        },
+    )
     recorded = find_finished_run(client, name, key)
     if recorded is not None:  # this very look was recorded (and acted on) already
-        return {**result, "run_id": recorded.info.run_id, "promotion": recorded.data.tags.get(bus.AB_PROMOTION_TAG),
-                "reused": True}
+        return {
+            **result,
+            "run_id": recorded.info.run_id,
+            "promotion": recorded.data.tags.get(bus.AB_PROMOTION_TAG),
+            "reused": True,
+        }
     promotion = "none"
     if apply and verdict["decision"] == bus.AB_PROMOTE:
         from driftloop.governance.promotion import promote_version
 
-        outcome = promote_version(cfg, challenger_v, actor=actor, reason=f"A/B {experiment}: {verdict['reason']}",
-                                  settings=settings)
-        promotion = "moved" if outcome["moved"] else ("ready" if outcome["policy"] == "manual" else "unchanged")
+        outcome = promote_version(
+            cfg, challenger_v, actor=actor, reason=f"A/B {experiment}: {verdict['reason']}", settings=settings
+        )
+        promotion = (
+            "moved" if outcome["moved"] else ("ready" if outcome["policy"] == "manual" else "unchanged")
+        )
     run_id = _record(cfg, client, settings, key, result, promotion, _metrics(ab, shadow))
     return {**result, "run_id": run_id, "promotion": promotion, "reused": False}
 
@@ -242,16 +324,28 @@ def _public(analysis: dict | None) -> dict | None:
     return None if analysis is None else _json_safe({k: v for k, v in analysis.items() if k != "metrics"})
 
 
-def _record(cfg: DatasetConfig, client: Any, settings: Settings, key: dict, result: dict, promotion: str,
-            metrics: dict[str, float]) -> str:
+def _record(
+    cfg: DatasetConfig,
+    client: Any,
+    settings: Settings,
+    key: dict,
+    result: dict,
+    promotion: str,
+    metrics: dict[str, float],
+) -> str:
     import mlflow
 
-    tags = {bus.CHAMPION_VERSION_TAG: result["champion_version"], bus.CHALLENGER_VERSION_TAG:
-            result["challenger_version"], bus.AB_DECISION_TAG: result["decision"],
-            bus.AB_DECISION_REASON_TAG: result["reason"][:5000], bus.AB_DECIDED_BY_TAG: result["decided_by"],
-            bus.AB_PROMOTION_TAG: promotion}
-    with keyed_run(client, cfg.experiment_name(STAGE), key, bus.serving_run_name(result["experiment"]),
-                   settings) as run:
+    tags = {
+        bus.CHAMPION_VERSION_TAG: result["champion_version"],
+        bus.CHALLENGER_VERSION_TAG: result["challenger_version"],
+        bus.AB_DECISION_TAG: result["decision"],
+        bus.AB_DECISION_REASON_TAG: result["reason"][:5000],
+        bus.AB_DECIDED_BY_TAG: result["decided_by"],
+        bus.AB_PROMOTION_TAG: promotion,
+    }
+    with keyed_run(
+        client, cfg.experiment_name(STAGE), key, bus.serving_run_name(result["experiment"]), settings
+    ) as run:
         mlflow.set_tags(tags)
         if metrics:
             mlflow.log_metrics(metrics)

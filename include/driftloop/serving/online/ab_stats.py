@@ -47,8 +47,9 @@ def min_entities_per_arm(baseline_rate: float, min_effect: float, alpha: float, 
     base = min(max(baseline_rate, 0.01), 0.99)
     target = base + min_effect if base + min_effect < 1 else base - min_effect
     effect = abs(proportion_effectsize(target, base))
-    n = NormalIndPower().solve_power(effect_size=effect, alpha=alpha, power=power, ratio=1.0,
-                                     alternative="two-sided")
+    n = NormalIndPower().solve_power(
+        effect_size=effect, alpha=alpha, power=power, ratio=1.0, alternative="two-sided"
+    )
     return int(math.ceil(n))
 
 
@@ -64,11 +65,18 @@ def two_proportion_test(successes_a: int, n_a: int, successes_b: int, n_b: int) 
     if successes_a + successes_b in (0, n_a + n_b):  # no variance at all: nothing to tell the arms apart
         return {"rate_a": rate_a, "rate_b": rate_b, "diff": rate_b - rate_a, "z": 0.0, "p_value": 1.0}
     z, p_value = proportions_ztest([successes_b, successes_a], [n_b, n_a], alternative="two-sided")
-    return {"rate_a": rate_a, "rate_b": rate_b, "diff": rate_b - rate_a, "z": float(z), "p_value": float(p_value)}
+    return {
+        "rate_a": rate_a,
+        "rate_b": rate_b,
+        "diff": rate_b - rate_a,
+        "z": float(z),
+        "p_value": float(p_value),
+    }
 
 
-def msprt_p_value(arm_b: Any, success: Any, mixture_sd: float,
-                  min_per_arm: int = SEQUENTIAL_MIN_PER_ARM) -> dict[str, float]:
+def msprt_p_value(
+    arm_b: Any, success: Any, mixture_sd: float, min_per_arm: int = SEQUENTIAL_MIN_PER_ARM
+) -> dict[str, float]:
     """Always-valid p-value of a two-proportion comparison: a normal-mixture sequential probability ratio test.
 
     After each outcome (in arrival order) the difference of rates ``d`` is approximately ``N(theta, v)`` with
@@ -105,11 +113,22 @@ def msprt_p_value(arm_b: Any, success: Any, mixture_sd: float,
     tau2 = mixture_sd**2
     log_lr = 0.5 * np.log(variance / (variance + tau2)) + tau2 * diff**2 / (2 * variance * (variance + tau2))
     max_log_lr = float(np.max(log_lr))
-    return {"p_value": float(min(1.0, math.exp(-max_log_lr))), "max_log_lr": max_log_lr, "diff": float(diff[-1])}
+    return {
+        "p_value": float(min(1.0, math.exp(-max_log_lr))),
+        "max_log_lr": max_log_lr,
+        "diff": float(diff[-1]),
+    }
 
 
-def decide_ab(arm_b: Any, success: Any, *, alpha: float, power: float, min_effect: float,
-              baseline_rate: float | None = None) -> dict[str, Any]:
+def decide_ab(
+    arm_b: Any,
+    success: Any,
+    *,
+    alpha: float,
+    power: float,
+    min_effect: float,
+    baseline_rate: float | None = None,
+) -> dict[str, Any]:
     """The A/B decision on outcomes in arrival order (one per entity): promote, keep or not enough data yet.
 
     ``alpha`` is split in half between the always-valid sequential test (which may stop early, either way) and
@@ -141,30 +160,52 @@ def decide_ab(arm_b: Any, success: Any, *, alpha: float, power: float, min_effec
     horizon = min_entities_per_arm(baseline, min_effect, half, power)
     sequential = msprt_p_value(arm_b, success, mixture_sd=min_effect)
     result: dict[str, Any] = {
-        "n_champion": n_a, "n_challenger": n_b, "accuracy_champion": acc_a, "accuracy_challenger": acc_b,
-        "diff": acc_b - acc_a if n_a and n_b else float("nan"), "min_entities_per_arm": horizon,
-        "fixed_p_value": float("nan"), "sequential_p_value": sequential["p_value"],
+        "n_champion": n_a,
+        "n_challenger": n_b,
+        "accuracy_champion": acc_a,
+        "accuracy_challenger": acc_b,
+        "diff": acc_b - acc_a if n_a and n_b else float("nan"),
+        "min_entities_per_arm": horizon,
+        "fixed_p_value": float("nan"),
+        "sequential_p_value": sequential["p_value"],
     }
-    observed = (f"challenger accuracy {acc_b:.3f} on {n_b} entities vs champion {acc_a:.3f} on {n_a}")
+    observed = f"challenger accuracy {acc_b:.3f} on {n_b} entities vs champion {acc_a:.3f} on {n_a}"
     if sequential["p_value"] < half:
         better = sequential["diff"] > 0
-        return {**result, "decision": bus.AB_PROMOTE if better else bus.AB_KEEP, "decided_by": "sequential",
-                "reason": f"{observed}: always-valid p {sequential['p_value']:.4f} < {half:g}, "
-                          f"{'challenger' if better else 'champion'} is better"}
+        return {
+            **result,
+            "decision": bus.AB_PROMOTE if better else bus.AB_KEEP,
+            "decided_by": "sequential",
+            "reason": f"{observed}: always-valid p {sequential['p_value']:.4f} < {half:g}, "
+            f"{'challenger' if better else 'champion'} is better",
+        }
     if n_a >= horizon and n_b >= horizon:
         first_a, first_b = success[~arm_b][:horizon], success[arm_b][:horizon]
         fixed = two_proportion_test(int(first_a.sum()), horizon, int(first_b.sum()), horizon)
         result["fixed_p_value"] = fixed["p_value"]
         significant = fixed["p_value"] < half
         promote = significant and fixed["diff"] > 0
-        verdict = ("challenger is better" if promote else "champion is better" if significant
-                   else "no significant difference: the champion stays")
-        return {**result, "decision": bus.AB_PROMOTE if promote else bus.AB_KEEP, "decided_by": "fixed_horizon",
-                "reason": f"{observed}; first {horizon} per arm: diff {fixed['diff']:+.3f}, "
-                          f"p {fixed['p_value']:.4f} (alpha/2 {half:g}): {verdict}"}
-    return {**result, "decision": bus.AB_NOT_ENOUGH_DATA, "decided_by": "none",
-            "reason": f"{observed}: the fixed horizon needs {horizon} labelled entities per arm and the "
-                      f"always-valid p {sequential['p_value']:.4f} is not below {half:g}"}
+        verdict = (
+            "challenger is better"
+            if promote
+            else "champion is better"
+            if significant
+            else "no significant difference: the champion stays"
+        )
+        return {
+            **result,
+            "decision": bus.AB_PROMOTE if promote else bus.AB_KEEP,
+            "decided_by": "fixed_horizon",
+            "reason": f"{observed}; first {horizon} per arm: diff {fixed['diff']:+.3f}, "
+            f"p {fixed['p_value']:.4f} (alpha/2 {half:g}): {verdict}",
+        }
+    return {
+        **result,
+        "decision": bus.AB_NOT_ENOUGH_DATA,
+        "decided_by": "none",
+        "reason": f"{observed}: the fixed horizon needs {horizon} labelled entities per arm and the "
+        f"always-valid p {sequential['p_value']:.4f} is not below {half:g}",
+    }
 
 
 def mcnemar_test(correct_a: Any, correct_b: Any) -> dict[str, float]:
@@ -181,8 +222,13 @@ def mcnemar_test(correct_a: Any, correct_b: Any) -> dict[str, float]:
     table = [[int((a & b).sum()), only_a], [only_b, int((~a & ~b).sum())]]
     discordant = only_a + only_b
     p_value = 1.0 if discordant == 0 else float(mcnemar(table, exact=discordant < 25, correction=True).pvalue)
-    return {"pairs": int(len(a)), "only_a_right": only_a, "only_b_right": only_b,
-            "diff": float(b.mean() - a.mean()) if len(a) else float("nan"), "p_value": p_value}
+    return {
+        "pairs": int(len(a)),
+        "only_a_right": only_a,
+        "only_b_right": only_b,
+        "diff": float(b.mean() - a.mean()) if len(a) else float("nan"),
+        "p_value": p_value,
+    }
 
 
 def _auc_rows(labels: Any, scores: Any) -> Any:
@@ -198,8 +244,9 @@ def _auc_rows(labels: Any, scores: Any) -> Any:
         return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
 
 
-def paired_bootstrap_auc(labels: Any, scores_a: Any, scores_b: Any, n_boot: int = 1000, level: float = 0.95,
-                         seed: int = 0) -> dict[str, float]:
+def paired_bootstrap_auc(
+    labels: Any, scores_a: Any, scores_b: Any, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, float]:
     """AUC difference (B minus A) on the same rows with a paired percentile bootstrap interval.
 
     Rows are resampled together for both models, so the interval reflects the pairing. At most
@@ -228,12 +275,19 @@ def paired_bootstrap_auc(labels: Any, scores_a: Any, scores_b: Any, n_boot: int 
     diffs = np.concatenate(diffs)
     diffs = diffs[np.isfinite(diffs)]
     tail = (1 - level) / 2 * 100
-    low, high = (np.percentile(diffs, [tail, 100 - tail]) if len(diffs) else (nan, nan))
+    low, high = np.percentile(diffs, [tail, 100 - tail]) if len(diffs) else (nan, nan)
     return {"auc_a": auc_a, "auc_b": auc_b, "diff": auc_b - auc_a, "low": float(low), "high": float(high)}
 
 
-def decide_shadow(correct_champion: Any, correct_challenger: Any, *, alpha: float, power: float,
-                  min_effect: float, baseline_rate: float | None = None) -> dict[str, Any]:
+def decide_shadow(
+    correct_champion: Any,
+    correct_challenger: Any,
+    *,
+    alpha: float,
+    power: float,
+    min_effect: float,
+    baseline_rate: float | None = None,
+) -> dict[str, Any]:
     """The shadow decision on labelled pairs in arrival order: McNemar on the first ``n`` pairs.
 
     ``n`` is the power analysis' per-arm size, which is conservative for a paired design. Before it is reached
@@ -247,18 +301,36 @@ def decide_shadow(correct_champion: Any, correct_challenger: Any, *, alpha: floa
     champ, chall = np.asarray(correct_champion, dtype=bool), np.asarray(correct_challenger, dtype=bool)
     baseline = baseline_rate if baseline_rate is not None else (float(champ.mean()) if len(champ) else 0.5)
     horizon = min_entities_per_arm(baseline, min_effect, alpha, power)
-    result: dict[str, Any] = {"pairs": int(len(champ)), "min_pairs": horizon, "p_value": float("nan"),
-                              "diff": float(chall.mean() - champ.mean()) if len(champ) else float("nan")}
+    result: dict[str, Any] = {
+        "pairs": int(len(champ)),
+        "min_pairs": horizon,
+        "p_value": float("nan"),
+        "diff": float(chall.mean() - champ.mean()) if len(champ) else float("nan"),
+    }
     if len(champ) < horizon:
-        return {**result, "decision": bus.AB_NOT_ENOUGH_DATA, "decided_by": "none",
-                "reason": f"{len(champ)} labelled shadow pairs; McNemar runs on the first {horizon}"}
+        return {
+            **result,
+            "decision": bus.AB_NOT_ENOUGH_DATA,
+            "decided_by": "none",
+            "reason": f"{len(champ)} labelled shadow pairs; McNemar runs on the first {horizon}",
+        }
     test = mcnemar_test(champ[:horizon], chall[:horizon])
     significant = test["p_value"] < alpha
     promote = significant and test["diff"] > 0
-    verdict = ("challenger is better" if promote else "champion is better" if significant
-               else "no significant difference: the champion stays")
-    return {**result, **{f"mcnemar_{k}": v for k, v in test.items()}, "p_value": test["p_value"],
-            "decision": bus.AB_PROMOTE if promote else bus.AB_KEEP, "decided_by": "mcnemar",
-            "reason": f"first {horizon} shadow pairs: challenger right alone {test['only_b_right']}, champion "
-                      f"right alone {test['only_a_right']}, accuracy diff {test['diff']:+.3f}, McNemar p "
-                      f"{test['p_value']:.4f} (alpha {alpha:g}): {verdict}"}
+    verdict = (
+        "challenger is better"
+        if promote
+        else "champion is better"
+        if significant
+        else "no significant difference: the champion stays"
+    )
+    return {
+        **result,
+        **{f"mcnemar_{k}": v for k, v in test.items()},
+        "p_value": test["p_value"],
+        "decision": bus.AB_PROMOTE if promote else bus.AB_KEEP,
+        "decided_by": "mcnemar",
+        "reason": f"first {horizon} shadow pairs: challenger right alone {test['only_b_right']}, champion "
+        f"right alone {test['only_a_right']}, accuracy diff {test['diff']:+.3f}, McNemar p "
+        f"{test['p_value']:.4f} (alpha {alpha:g}): {verdict}",
+    }

@@ -95,9 +95,15 @@ async def invocations(request: Request) -> Any:
     arm = _arm_label(result.arms)
     metrics.requests.labels("invocations", arm, "200").inc()
     metrics.latency.labels(arm).observe(latency_s)
-    body = {"predictions": result.codes, "labels": result.predictions, "scores": result.scores, "arms": result.arms,
-            "model_versions": result.versions, "model_name": service.cfg.registered_model_name,
-            "request_id": request_id}
+    body = {
+        "predictions": result.codes,
+        "labels": result.predictions,
+        "scores": result.scores,
+        "arms": result.arms,
+        "model_versions": result.versions,
+        "model_name": service.cfg.registered_model_name,
+        "request_id": request_id,
+    }
     if result.probabilities is not None:
         body["probabilities"] = result.probabilities
     return _json(body, headers={"X-Request-Id": request_id})
@@ -162,11 +168,17 @@ def authorize(request: Request) -> None:
     """
     token = _service(request).settings.serve_admin_token
     if not token:
-        raise RequestError(403, "PERMISSION_DENIED", "admin endpoints are disabled: set DRIFTLOOP_SERVE_ADMIN_TOKEN")
+        raise RequestError(
+            403, "PERMISSION_DENIED", "admin endpoints are disabled: set DRIFTLOOP_SERVE_ADMIN_TOKEN"
+        )
     given = request.headers.get("authorization", "")
     if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-        raise RequestError(401, "UNAUTHENTICATED", "send Authorization: Bearer <admin token>",
-                           headers={"WWW-Authenticate": "Bearer"})
+        raise RequestError(
+            401,
+            "UNAUTHENTICATED",
+            "send Authorization: Bearer <admin token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 @router.get("/admin/routing")
@@ -196,8 +208,11 @@ async def _on_request_error(request: Request, exc: RequestError) -> Any:
 
 
 async def _on_http_error(request: Request, exc: HTTPException) -> Any:
-    return _json({"error_code": "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST",
-                  "message": str(exc.detail)}, exc.status_code, getattr(exc, "headers", None))
+    return _json(
+        {"error_code": "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST", "message": str(exc.detail)},
+        exc.status_code,
+        getattr(exc, "headers", None),
+    )
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Any:
@@ -205,8 +220,9 @@ async def _on_unexpected(request: Request, exc: Exception) -> Any:
     return _json({"error_code": "INTERNAL_ERROR", "message": "internal error"}, 500)
 
 
-def create_app(cfg: DatasetConfig, settings: Settings, worker_kind: str | None = None,
-               workers: int | None = None) -> Any:
+def create_app(
+    cfg: DatasetConfig, settings: Settings, worker_kind: str | None = None, workers: int | None = None
+) -> Any:
     """The FastAPI application of one dataset's service; the service starts and stops with the app's lifespan.
 
     Args:
@@ -225,7 +241,9 @@ def create_app(cfg: DatasetConfig, settings: Settings, worker_kind: str | None =
         finally:
             await service.stop()
 
-    app = FastAPI(title="Driftloop serving", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(
+        title="Driftloop serving", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.service = service
     app.include_router(router)
     app.add_exception_handler(RequestError, _on_request_error)

@@ -87,8 +87,10 @@ def row_outputs(decision: Any, values: dict[str, Any], start: int, stop: int) ->
     if decision.task != MULTICLASS:
         return [(p, index[p], s, None) for p, s in zip(predictions, scores, strict=True)]
     columns = {label: values[bus.proba_column(label)][start:stop].tolist() for label in decision.classes}
-    return [(p, index[p], s, {label: columns[label][k] for label in decision.classes})
-            for k, (p, s) in enumerate(zip(predictions, scores, strict=True))]
+    return [
+        (p, index[p], s, {label: columns[label][k] for label in decision.classes})
+        for k, (p, s) in enumerate(zip(predictions, scores, strict=True))
+    ]
 
 
 @dataclass(eq=False)
@@ -113,8 +115,17 @@ def _concat(parts: list[Part], names: list[str]) -> dict[str, list]:
 class Batcher:
     """Per-arm queues, admission control, one dispatch loop per worker, isolation and the shadow queues."""
 
-    def __init__(self, pool: Any, models: Any, settings: Any, metrics: Any, dtypes: dict[str, str],
-                 routing: Routing, salt: str, on_shadow: Any = None) -> None:
+    def __init__(
+        self,
+        pool: Any,
+        models: Any,
+        settings: Any,
+        metrics: Any,
+        dtypes: dict[str, str],
+        routing: Routing,
+        salt: str,
+        on_shadow: Any = None,
+    ) -> None:
         self.pool, self.models, self.metrics = pool, models, metrics
         self.dtypes, self.names = dtypes, list(dtypes)
         self.routing, self.salt, self.on_shadow = routing, salt, on_shadow
@@ -127,7 +138,9 @@ class Batcher:
         self.shadow_rows = 0
         self.waiting = 0  # requests submitted and not yet answered
         self.call_s: dict[str, float] = {arm: 0.0 for arm in ARMS}  # median of the recent calls of each arm
-        self._recent_s: dict[str, collections.deque] = {arm: collections.deque(maxlen=RECENT_CALLS) for arm in ARMS}
+        self._recent_s: dict[str, collections.deque] = {
+            arm: collections.deque(maxlen=RECENT_CALLS) for arm in ARMS
+        }
         self.inflight: dict[int, float] = {}  # worker slot -> when its call is expected to end
         self.closing = False
         self._wakeup = asyncio.Event()
@@ -142,8 +155,11 @@ class Batcher:
         routing = self.routing.effective(challenger is not None)
         compared = challenger is not None and (routing.challenger_share > 0 or routing.shadow)
         job.experiment = bus.ab_experiment_id(champion.version, challenger.version if compared else None)
-        to_challenger = (assign_challenger(job.entity_ids, routing.challenger_share, self.salt, challenger.version)
-                         if challenger is not None else [False] * job.n_rows)
+        to_challenger = (
+            assign_challenger(job.entity_ids, routing.challenger_share, self.salt, challenger.version)
+            if challenger is not None
+            else [False] * job.n_rows
+        )
         job.arms = [CHALLENGER if c else CHAMPION for c in to_challenger]
         rows = {arm: [i for i, a in enumerate(job.arms) if a == arm] for arm in ARMS}
         return {arm: r for arm, r in rows.items() if r}, routing.shadow and challenger is not None
@@ -158,7 +174,9 @@ class Batcher:
         import heapq
 
         now, workers = time.perf_counter(), max(1, len(self.pool.workers))
-        free_at = [max(now, end) for end in self.inflight.values()] + [now] * max(0, workers - len(self.inflight))
+        free_at = [max(now, end) for end in self.inflight.values()] + [now] * max(
+            0, workers - len(self.inflight)
+        )
         heapq.heapify(free_at)
         calls = [a for _, a in sorted((q[0].queued_s, a) for a, q in self.queues.items() if q)]
         if arm not in calls:
@@ -188,8 +206,12 @@ class Batcher:
         parts, shadow = self._route(job)
         projected = max(self.projected_wait_s(arm, len(rows)) for arm, rows in parts.items())
         if projected > self.budget_s:
-            raise self._refuse("over_budget", f"projected wait {projected * 1000:.0f} ms exceeds the latency "
-                                              f"budget of {self.budget_s * 1000:.0f} ms", projected)
+            raise self._refuse(
+                "over_budget",
+                f"projected wait {projected * 1000:.0f} ms exceeds the latency "
+                f"budget of {self.budget_s * 1000:.0f} ms",
+                projected,
+            )
         job.outputs, job.versions, job.parts_left = [None] * job.n_rows, [""] * job.n_rows, len(parts)
         for arm, rows in parts.items():
             self.queues[arm].append(Part(job, rows))
@@ -201,8 +223,12 @@ class Batcher:
 
     def _refuse(self, reason: str, message: str, retry_s: float) -> RequestError:
         self.metrics.rejected.labels(reason).inc()
-        return RequestError(503, "TEMPORARILY_UNAVAILABLE", f"{message}; retry later",
-                            headers={"Retry-After": str(max(1, math.ceil(retry_s)))})
+        return RequestError(
+            503,
+            "TEMPORARILY_UNAVAILABLE",
+            f"{message}; retry later",
+            headers={"Retry-After": str(max(1, math.ceil(retry_s)))},
+        )
 
     def _queue_shadow(self, arm: str, part: Part) -> None:
         if self.shadow_rows + len(part.rows) > self.max_batch_rows:
@@ -243,8 +269,10 @@ class Batcher:
         now = time.perf_counter()
         for arm in ARMS:
             queued = self.shadow[arm]
-            if queued and (sum(len(p.rows) for p in queued) >= SHADOW_BATCH_ROWS
-                           or now - queued[0].queued_s >= SHADOW_MAX_WAIT_S):
+            if queued and (
+                sum(len(p.rows) for p in queued) >= SHADOW_BATCH_ROWS
+                or now - queued[0].queued_s >= SHADOW_MAX_WAIT_S
+            ):
                 return arm, [], self._take_shadow(arm, self.max_batch_rows)
         return None
 
@@ -331,8 +359,9 @@ class Batcher:
             recent.append(elapsed)
             self.call_s[arm] = sorted(recent)[len(recent) // 2]  # a median: one slow call moves nothing
 
-    async def _predict(self, worker: Any, arm: str, version: str, primary: list[Part],
-                       shadow: list[Part]) -> tuple[bool, Any]:
+    async def _predict(
+        self, worker: Any, arm: str, version: str, primary: list[Part], shadow: list[Part]
+    ) -> tuple[bool, Any]:
         primary_rows = sum(len(p.rows) for p in primary)
         if primary_rows:
             self.metrics.batch_rows.labels(arm, "primary").observe(primary_rows)
@@ -340,8 +369,9 @@ class Batcher:
             self.metrics.batch_rows.labels(arm, "shadow").observe(sum(len(p.rows) for p in shadow))
         start = time.perf_counter()
         try:
-            [(ok, values, model_s)] = await worker.call("predict", [(version, _concat(primary + shadow, self.names),
-                                                                     self.dtypes)])
+            [(ok, values, model_s)] = await worker.call(
+                "predict", [(version, _concat(primary + shadow, self.names), self.dtypes)]
+            )
             self.metrics.model_seconds.labels(arm).observe(model_s)
         except RuntimeError as exc:  # the whole message failed in the worker
             ok, values = False, str(exc)
@@ -365,8 +395,13 @@ class Batcher:
         for part in shadow:
             if self.on_shadow is not None:
                 stop = position + len(part.rows)
-                self.on_shadow(part.job, part.rows, arm, model.version, row_outputs(model.decision, values, position,
-                                                                                    stop))
+                self.on_shadow(
+                    part.job,
+                    part.rows,
+                    arm,
+                    model.version,
+                    row_outputs(model.decision, values, position, stop),
+                )
             position += len(part.rows)
             shadow_rows += len(part.rows)
         if shadow_rows:
@@ -376,8 +411,14 @@ class Batcher:
         """Split a failed call's requests in halves until the failing ones are alone (they get a 422)."""
         if len(parts) == 1:
             self.metrics.isolated.inc()
-            self._fail(parts[0].job, RequestError(422, "MODEL_ERROR", "the model could not score this request; "
-                                                                      "the other requests of its batch were scored"))
+            self._fail(
+                parts[0].job,
+                RequestError(
+                    422,
+                    "MODEL_ERROR",
+                    "the model could not score this request; the other requests of its batch were scored",
+                ),
+            )
             return
         middle = len(parts) // 2
         for half in (parts[:middle], parts[middle:]):
@@ -390,10 +431,21 @@ class Batcher:
     def _part_done(self, job: Job) -> None:
         job.parts_left -= 1
         if job.parts_left == 0 and not job.future.done():
-            predictions, codes, scores, probabilities = (list(column) for column in zip(*job.outputs, strict=True))
-            job.future.set_result(JobResult(predictions, codes, scores,
-                                            probabilities if probabilities[0] is not None else None, job.arms,
-                                            job.versions, job.experiment, job.entity_ids))
+            predictions, codes, scores, probabilities = (
+                list(column) for column in zip(*job.outputs, strict=True)
+            )
+            job.future.set_result(
+                JobResult(
+                    predictions,
+                    codes,
+                    scores,
+                    probabilities if probabilities[0] is not None else None,
+                    job.arms,
+                    job.versions,
+                    job.experiment,
+                    job.entity_ids,
+                )
+            )
             self._answered()
 
     def _fail(self, job: Job, error: RequestError) -> None:

@@ -9,20 +9,31 @@ def add_cli(subparsers: Any) -> None:
     """Register ``serve``, ``serving-export`` and ``ab-evaluate``."""
     from driftloop.core.commands import dataset_parent
 
-    serve = subparsers.add_parser("serve", parents=[dataset_parent()],
-                                  help="online scoring with champion/challenger routing and a prediction log")
+    serve = subparsers.add_parser(
+        "serve",
+        parents=[dataset_parent()],
+        help="online scoring with champion/challenger routing and a prediction log",
+    )
     serve.add_argument("--host", help="address to bind (default: $DRIFTLOOP_SERVE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default: $DRIFTLOOP_SERVE_PORT or 8000)")
-    serve.add_argument("--workers", type=int,
-                       help="inference processes (default: $DRIFTLOOP_SERVE_WORKERS; 0 = one per core)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="inference processes (default: $DRIFTLOOP_SERVE_WORKERS; 0 = one per core)",
+    )
     serve.add_argument("--log-level", default="info", help="uvicorn log level (default: info)")
     serve.set_defaults(func=_cmd_serve)
-    export = subparsers.add_parser("serving-export", parents=[dataset_parent()],
-                                   help="export closed windows of served traffic to monitoring (what ab_evaluation "
-                                        "does)")
+    export = subparsers.add_parser(
+        "serving-export",
+        parents=[dataset_parent()],
+        help="export closed windows of served traffic to monitoring (what ab_evaluation does)",
+    )
     export.set_defaults(func=_cmd_serving_export)
-    evaluate = subparsers.add_parser("ab-evaluate", parents=[dataset_parent()],
-                                     help="decide champion vs challenger on labelled served traffic")
+    evaluate = subparsers.add_parser(
+        "ab-evaluate",
+        parents=[dataset_parent()],
+        help="decide champion vs challenger on labelled served traffic",
+    )
     evaluate.add_argument("--dry-run", action="store_true", help="decide and record, but do not promote")
     evaluate.set_defaults(func=_cmd_ab_evaluate)
 
@@ -37,14 +48,29 @@ def _cmd_serve(args: Any) -> int:
     from driftloop.serving.online.app import create_app
 
     settings = Settings.from_env()
-    overrides = {key: value for key, value in (("serve_host", args.host), ("serve_port", args.port),
-                                               ("serve_workers", args.workers)) if value is not None}
+    overrides = {
+        key: value
+        for key, value in (
+            ("serve_host", args.host),
+            ("serve_port", args.port),
+            ("serve_workers", args.workers),
+        )
+        if value is not None
+    }
     settings = dataclasses.replace(settings, **overrides)
     cfg = load_dataset_config(getattr(args, "dataset", None), settings)
     app = create_app(cfg, settings)
-    uvicorn.run(app, host=settings.serve_host, port=settings.serve_port, loop="uvloop", http="httptools",
-                log_level=args.log_level, access_log=False, timeout_graceful_shutdown=30,
-                timeout_keep_alive=30)
+    uvicorn.run(
+        app,
+        host=settings.serve_host,
+        port=settings.serve_port,
+        loop="uvloop",
+        http="httptools",
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        timeout_keep_alive=30,
+    )
     return 0
 
 

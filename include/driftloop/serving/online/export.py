@@ -52,8 +52,9 @@ def _exported(paths: StatePaths) -> dict[str, float]:
     return done
 
 
-def export_served_windows(cfg: DatasetConfig, settings: Settings | None = None,
-                          now_s: float | None = None) -> dict[str, Any]:
+def export_served_windows(
+    cfg: DatasetConfig, settings: Settings | None = None, now_s: float | None = None
+) -> dict[str, Any]:
     """Export every closed, not yet exported window of served traffic (see the module docstring).
 
     Args:
@@ -72,8 +73,9 @@ def export_served_windows(cfg: DatasetConfig, settings: Settings | None = None,
     paths = StatePaths.for_dataset(cfg, settings)
     done = _exported(paths)
     since_s = max(done.values()) if done else None  # the newest exported window is re-read: it may be partial
-    log_df = read_log(log_uri(cfg, settings), cfg.registered_model_name, since_s=since_s, until_s=until_s,
-                      role=PRIMARY)
+    log_df = read_log(
+        log_uri(cfg, settings), cfg.registered_model_name, since_s=since_s, until_s=until_s, role=PRIMARY
+    )
     until = datetime.fromtimestamp(until_s, UTC).isoformat()
     if log_df.empty:
         return {"exported": [], "scoring_batch_ids": [], "until": until}
@@ -84,7 +86,9 @@ def export_served_windows(cfg: DatasetConfig, settings: Settings | None = None,
         batch_id = bus.served_batch_id(window_stamp(window_start), version)
         if batch_id in done:
             continue
-        exported.append(_export_window(cfg, settings, client, batch_id, float(window_start), str(version), rows))
+        exported.append(
+            _export_window(cfg, settings, client, batch_id, float(window_start), str(version), rows)
+        )
     return {"exported": exported, "scoring_batch_ids": [e["batch_id"] for e in exported], "until": until}
 
 
@@ -99,14 +103,23 @@ def _frames(cfg: DatasetConfig, rows: Any, decision: Any) -> tuple[Any, Any]:
 
     rows = rows.sort_values(["logged_at", "request_id", "row_index"], kind="stable")
     rows = rows.drop_duplicates("entity_id", keep="last").reset_index(drop=True)
-    features = pd.DataFrame.from_records([orjson.loads(text) for text in rows["features"]], columns=cfg.features)
+    features = pd.DataFrame.from_records(
+        [orjson.loads(text) for text in rows["features"]], columns=cfg.features
+    )
     features.insert(0, cfg.id_column, rows["entity_id"].astype(str).to_numpy())
-    prediction = rows["prediction"].astype(float) if decision.task == REGRESSION else rows["prediction"].astype(str)
-    outputs = {bus.PREDICTION_COLUMN: prediction.to_numpy(), bus.SCORE_COLUMN: rows["score"].astype(float).to_numpy()}
+    prediction = (
+        rows["prediction"].astype(float) if decision.task == REGRESSION else rows["prediction"].astype(str)
+    )
+    outputs = {
+        bus.PREDICTION_COLUMN: prediction.to_numpy(),
+        bus.SCORE_COLUMN: rows["score"].astype(float).to_numpy(),
+    }
     if decision.task == MULTICLASS:
         probabilities = [orjson.loads(text) if text else {} for text in rows["probabilities"]]
         for label in decision.classes:
-            outputs[bus.proba_column(label)] = np.array([p.get(label, np.nan) for p in probabilities], dtype=float)
+            outputs[bus.proba_column(label)] = np.array(
+                [p.get(label, np.nan) for p in probabilities], dtype=float
+            )
     return features, outputs
 
 
@@ -120,8 +133,15 @@ def _write_parquet(frame: Any, path: Any, schema: Any = None) -> None:
     os.replace(tmp, path)
 
 
-def _export_window(cfg: DatasetConfig, settings: Settings, client: Any, batch_id: str, window_start_s: float,
-                   version: str, rows: Any) -> dict[str, Any]:
+def _export_window(
+    cfg: DatasetConfig,
+    settings: Settings,
+    client: Any,
+    batch_id: str,
+    window_start_s: float,
+    version: str,
+    rows: Any,
+) -> dict[str, Any]:
     import mlflow
     import pandas as pd
 
@@ -137,11 +157,22 @@ def _export_window(cfg: DatasetConfig, settings: Settings, client: Any, batch_id
     batch_path = paths.batches_dir / f"{batch_id}.parquet"
     _write_parquet(features, batch_path, arrow_schema(contract, [cfg.id_column, *cfg.features]))
     model_run_id = registered.run_id
-    scored_at = datetime.fromtimestamp(window_start_s + cfg.serving.window_s, UTC).isoformat(timespec="seconds")
-    lineage = {"model_name": cfg.registered_model_name, "model_version": version, "model_run_id": model_run_id}
-    predictions = pd.DataFrame({cfg.id_column: features[cfg.id_column], **outputs,
-                                **{column: lineage[column] for column in bus.PREDICTION_LINEAGE_COLUMNS},
-                                bus.SCORED_AT_COLUMN: scored_at})
+    scored_at = datetime.fromtimestamp(window_start_s + cfg.serving.window_s, UTC).isoformat(
+        timespec="seconds"
+    )
+    lineage = {
+        "model_name": cfg.registered_model_name,
+        "model_version": version,
+        "model_run_id": model_run_id,
+    }
+    predictions = pd.DataFrame(
+        {
+            cfg.id_column: features[cfg.id_column],
+            **outputs,
+            **{column: lineage[column] for column in bus.PREDICTION_LINEAGE_COLUMNS},
+            bus.SCORED_AT_COLUMN: scored_at,
+        }
+    )
     predictions_path = paths.predictions_dir / f"{batch_id}.parquet"
     _write_parquet(predictions, predictions_path)
     batch_uri, predictions_uri = path_to_uri(batch_path), path_to_uri(predictions_path)
@@ -149,23 +180,44 @@ def _export_window(cfg: DatasetConfig, settings: Settings, client: Any, batch_id
     run = find_finished_run(client, experiment, key)
     if run is None:
         with keyed_run(client, experiment, key, bus.inference_run_name(batch_id), settings) as active:
-            mlflow.set_tags({bus.BATCH_URI_TAG: batch_uri, bus.PREDICTIONS_URI_TAG: predictions_uri,
-                             bus.MODEL_NAME_TAG: cfg.registered_model_name, bus.MODEL_VERSION_TAG: version,
-                             bus.MODEL_RUN_ID_TAG: model_run_id,
-                             bus.SERVED_WINDOW_TAG: datetime.fromtimestamp(window_start_s, UTC).isoformat()})
-            mlflow.log_metrics({bus.ROWS: len(predictions),
-                                **summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN])})
+            mlflow.set_tags(
+                {
+                    bus.BATCH_URI_TAG: batch_uri,
+                    bus.PREDICTIONS_URI_TAG: predictions_uri,
+                    bus.MODEL_NAME_TAG: cfg.registered_model_name,
+                    bus.MODEL_VERSION_TAG: version,
+                    bus.MODEL_RUN_ID_TAG: model_run_id,
+                    bus.SERVED_WINDOW_TAG: datetime.fromtimestamp(window_start_s, UTC).isoformat(),
+                }
+            )
+            mlflow.log_metrics(
+                {bus.ROWS: len(predictions), **summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN])}
+            )
             run_id = active.info.run_id
     else:
         run_id = run.info.run_id
     manifest: bus.BatchManifest = {
-        "batch_id": batch_id, "kind": "batch", "source_file": SOURCE_NAME,
-        "sha256": hashlib.sha256(batch_path.read_bytes()).hexdigest(), "rows_received": len(features),
-        "rows_accepted": len(features), "rows_quarantined": 0, "reason_counts": {}, "quarantine_uri": None,
-        "ingested_at": utc_now(), "contract": contract.path, "original_archived": False,
-        "original_removed_reason": "served traffic exported from the prediction log", "has_target": False,
+        "batch_id": batch_id,
+        "kind": "batch",
+        "source_file": SOURCE_NAME,
+        "sha256": hashlib.sha256(batch_path.read_bytes()).hexdigest(),
+        "rows_received": len(features),
+        "rows_accepted": len(features),
+        "rows_quarantined": 0,
+        "reason_counts": {},
+        "quarantine_uri": None,
+        "ingested_at": utc_now(),
+        "contract": contract.path,
+        "original_archived": False,
+        "original_removed_reason": "served traffic exported from the prediction log",
+        "has_target": False,
         "batch_uri": batch_uri,
     }
     write_json(paths.batches_dir / f"{batch_id}.json", dict(manifest))
-    return {"batch_id": batch_id, "rows": len(features), "model_version": version, "inference_run_id": run_id,
-            "window_start": datetime.fromtimestamp(window_start_s, UTC).isoformat()}
+    return {
+        "batch_id": batch_id,
+        "rows": len(features),
+        "model_version": version,
+        "inference_run_id": run_id,
+        "window_start": datetime.fromtimestamp(window_start_s, UTC).isoformat(),
+    }

@@ -49,13 +49,18 @@ def parse_labels(body: bytes, cfg: DatasetConfig, contract: Any, max_rows: int) 
     if n_rows == 0:
         raise RequestError(422, "INVALID_PARAMETER_VALUE", "the request has no labels")
     if n_rows > max_rows:
-        raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", f"{n_rows} labels in one request; the limit is {max_rows}")
+        raise RequestError(
+            413, "REQUEST_LIMIT_EXCEEDED", f"{n_rows} labels in one request; the limit is {max_rows}"
+        )
     id_keys = [key for key in (cfg.id_column, REQUEST_ID_KEY) if key in columns]
     unexpected = [n for n in names if n not in (cfg.id_column, REQUEST_ID_KEY, cfg.target)]
     if len(id_keys) != 1 or cfg.target not in columns or unexpected:
-        raise RequestError(422, "INVALID_PARAMETER_VALUE",
-                           f"each label needs exactly the columns {cfg.id_column!r} (or {REQUEST_ID_KEY!r}) and "
-                           f"{cfg.target!r}")
+        raise RequestError(
+            422,
+            "INVALID_PARAMETER_VALUE",
+            f"each label needs exactly the columns {cfg.id_column!r} (or {REQUEST_ID_KEY!r}) and "
+            f"{cfg.target!r}",
+        )
     id_rule = contract.columns.get(cfg.id_column)
     max_length = id_rule.max_length if id_rule is not None and id_rule.max_length else 64
     ids = coerce_ids(columns[id_keys[0]], id_keys[0], max_length)
@@ -103,7 +108,9 @@ def read_accepted_labels(cfg: DatasetConfig, settings: Settings | None = None) -
     frames = []
     for manifest in list_manifests(paths.labels_dir):
         if manifest.get("labels_uri") and uri_to_path(manifest["labels_uri"]).is_file():
-            frames.append(pd.read_parquet(uri_to_path(manifest["labels_uri"]), columns=[cfg.id_column, cfg.target]))
+            frames.append(
+                pd.read_parquet(uri_to_path(manifest["labels_uri"]), columns=[cfg.id_column, cfg.target])
+            )
     if not frames:
         return pd.Series(dtype=object)
     labels = pd.concat(frames, ignore_index=True).dropna(subset=[cfg.target])

@@ -30,7 +30,9 @@ class ServedModel:
     version: str
     run_id: str
     model_uri: str
-    decision: Any = None  # driftloop.core.task_types.Decision recorded on the version (task, classes, threshold)
+    decision: Any = (
+        None  # driftloop.core.task_types.Decision recorded on the version (task, classes, threshold)
+    )
 
 
 def resolve_served(cfg: DatasetConfig, settings: Settings) -> dict[str, dict[str, str] | None]:
@@ -69,8 +71,15 @@ def signature_types(model_uri: str, settings: Settings) -> dict[str, str] | None
 class ModelSet:
     """The served versions by alias, kept in step with the registry (see the module docstring)."""
 
-    def __init__(self, cfg: DatasetConfig, settings: Settings, pool: Any, warm_columns: dict[str, list],
-                 dtypes: dict[str, str], metrics: Any = None) -> None:
+    def __init__(
+        self,
+        cfg: DatasetConfig,
+        settings: Settings,
+        pool: Any,
+        warm_columns: dict[str, list],
+        dtypes: dict[str, str],
+        metrics: Any = None,
+    ) -> None:
         self.cfg = cfg
         self.settings = settings
         self.pool = pool
@@ -93,14 +102,23 @@ class ModelSet:
 
     def describe(self) -> dict[str, Any]:
         """Name, versions by alias and the last load error, for ``GET /version``."""
-        return {"name": self.cfg.registered_model_name,
-                "versions": {alias: model.version for alias, model in self.served.items()},
-                "decisions": {model.version: {"task": model.decision.task, "classes": list(model.decision.classes),
-                                              "threshold": model.decision.threshold}
-                              for model in self.served.values() if model.decision is not None},
-                "aliases": {alias: bus.model_alias_uri(self.cfg.registered_model_name, alias)
-                            for alias in self.served},
-                "last_load_error": self.last_error or None}
+        return {
+            "name": self.cfg.registered_model_name,
+            "versions": {alias: model.version for alias, model in self.served.items()},
+            "decisions": {
+                model.version: {
+                    "task": model.decision.task,
+                    "classes": list(model.decision.classes),
+                    "threshold": model.decision.threshold,
+                }
+                for model in self.served.values()
+                if model.decision is not None
+            },
+            "aliases": {
+                alias: bus.model_alias_uri(self.cfg.registered_model_name, alias) for alias in self.served
+            },
+            "last_load_error": self.last_error or None,
+        }
 
     async def refresh(self) -> dict[str, str | None]:
         """Resolve the aliases once and swap every version that moved (after it is warm everywhere).
@@ -116,22 +134,31 @@ class ModelSet:
             if keep:
                 await self.pool.drop(keep)
             self.last_refresh_s = time.time()
-            return {alias: (self.served[alias].version if alias in self.served else None) for alias in ALIASES}
+            return {
+                alias: (self.served[alias].version if alias in self.served else None) for alias in ALIASES
+            }
 
     async def _apply(self, alias: str, target: dict[str, str] | None) -> None:
         current = self.served.get(alias)
         if target is None:
-            if current is not None and alias == bus.CHALLENGER:  # a champion is never unloaded: it keeps serving
+            if (
+                current is not None and alias == bus.CHALLENGER
+            ):  # a champion is never unloaded: it keeps serving
                 del self.served[alias]
                 self._count_swap(alias, None)
             return
         if current is not None and current.version == target["model_version"]:
             return
         try:
-            decision = await asyncio.to_thread(version_decision, self.cfg, self.settings, target["model_version"])
-            model = ServedModel(alias, target["model_version"], target["run_id"], target["model_uri"], decision)
-            timings = await self.pool.load(model.version, model.model_uri, self.warm_columns, self.dtypes,
-                                           decision)
+            decision = await asyncio.to_thread(
+                version_decision, self.cfg, self.settings, target["model_version"]
+            )
+            model = ServedModel(
+                alias, target["model_version"], target["run_id"], target["model_uri"], decision
+            )
+            timings = await self.pool.load(
+                model.version, model.model_uri, self.warm_columns, self.dtypes, decision
+            )
         except Exception as exc:  # the old version serves on; the next poll tries again
             self.last_error = f"{alias} v{target['model_version']}: {str(exc)[:300]}"
             LOG.error("could not load %s", self.last_error)
@@ -152,8 +179,9 @@ class ModelSet:
     async def load_into(self, worker: Any) -> None:
         """Load every served version into one (fresh) worker."""
         for model in list(self.served.values()):
-            await worker.call("load", model.version, model.model_uri, self.warm_columns, self.dtypes,
-                              model.decision)
+            await worker.call(
+                "load", model.version, model.model_uri, self.warm_columns, self.dtypes, model.decision
+            )
 
     async def replace_dead_workers(self) -> int:
         """Start a fresh worker for every dead one and load the served versions into it; returns how many."""

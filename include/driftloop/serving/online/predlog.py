@@ -27,16 +27,46 @@ from driftloop.core.state import StatePaths
 
 LOG = logging.getLogger(__name__)
 TABLE = "prediction_log"
-COLUMNS = ("logged_at", "request_id", "row_index", "entity_id", "role", "arm", "experiment", "model_name",
-           "model_version", "score", "prediction", "probabilities", "latency_ms", "features")
+COLUMNS = (
+    "logged_at",
+    "request_id",
+    "row_index",
+    "entity_id",
+    "role",
+    "arm",
+    "experiment",
+    "model_name",
+    "model_version",
+    "score",
+    "prediction",
+    "probabilities",
+    "latency_ms",
+    "features",
+)
 PRIMARY, SHADOW = "primary", "shadow"
 FLUSH_S = 0.2
 WRITE_ATTEMPTS = 3
-_SQL_TYPES = ("DOUBLE PRECISION NOT NULL", "TEXT NOT NULL", "INTEGER NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL",
-              "TEXT NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL", "TEXT NOT NULL", "DOUBLE PRECISION NOT NULL",
-              "TEXT NOT NULL", "TEXT", "DOUBLE PRECISION", "TEXT NOT NULL")
-CREATE_SQL = (f"CREATE TABLE IF NOT EXISTS {TABLE} ("
-              + ", ".join(f"{c} {t}" for c, t in zip(COLUMNS, _SQL_TYPES, strict=True)) + ")")
+_SQL_TYPES = (
+    "DOUBLE PRECISION NOT NULL",
+    "TEXT NOT NULL",
+    "INTEGER NOT NULL",
+    "TEXT NOT NULL",
+    "TEXT NOT NULL",
+    "TEXT NOT NULL",
+    "TEXT NOT NULL",
+    "TEXT NOT NULL",
+    "TEXT NOT NULL",
+    "DOUBLE PRECISION NOT NULL",
+    "TEXT NOT NULL",
+    "TEXT",
+    "DOUBLE PRECISION",
+    "TEXT NOT NULL",
+)
+CREATE_SQL = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+    + ", ".join(f"{c} {t}" for c, t in zip(COLUMNS, _SQL_TYPES, strict=True))
+    + ")"
+)
 INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (model_name, logged_at)"
 
 
@@ -44,7 +74,9 @@ def log_uri(cfg: DatasetConfig, settings: Settings) -> str:
     """Where the prediction log of ``cfg`` lives: the setting, or SQLite under the dataset's state folder."""
     if settings.prediction_log_uri:
         return settings.prediction_log_uri
-    return "sqlite:///" + str(StatePaths.for_dataset(cfg, settings).root / "serving" / "prediction_log.sqlite")
+    return "sqlite:///" + str(
+        StatePaths.for_dataset(cfg, settings).root / "serving" / "prediction_log.sqlite"
+    )
 
 
 def _is_postgres(uri: str) -> bool:
@@ -52,7 +84,11 @@ def _is_postgres(uri: str) -> bool:
 
 
 def _sqlite_path(uri: str) -> Path:
-    return Path(uri.removeprefix("sqlite:///").removeprefix("sqlite://")) if uri.startswith("sqlite:") else Path(uri)
+    return (
+        Path(uri.removeprefix("sqlite:///").removeprefix("sqlite://"))
+        if uri.startswith("sqlite:")
+        else Path(uri)
+    )
 
 
 @dataclass
@@ -83,9 +119,24 @@ class LogEntry:
         for k, row in enumerate(self.rows):
             features = orjson.dumps(dict(zip(names, (column[k] for column in values), strict=True))).decode()
             probabilities = orjson.dumps(self.probabilities[k]).decode() if self.probabilities else None
-            out.append((self.logged_at, self.request_id, row, self.entity_ids[k], self.role, self.arms[k],
-                        self.experiment, model_name, self.versions[k], float(self.scores[k]),
-                        str(self.predictions[k]), probabilities, self.latency_ms, features))
+            out.append(
+                (
+                    self.logged_at,
+                    self.request_id,
+                    row,
+                    self.entity_ids[k],
+                    self.role,
+                    self.arms[k],
+                    self.experiment,
+                    model_name,
+                    self.versions[k],
+                    float(self.scores[k]),
+                    str(self.predictions[k]),
+                    probabilities,
+                    self.latency_ms,
+                    features,
+                )
+            )
         return out
 
 
@@ -258,8 +309,14 @@ class PredictionLogWriter:
             self.metrics.log_queue_rows.set(self.pending_rows)
 
 
-def read_log(uri: str, model_name: str, since_s: float | None = None, until_s: float | None = None,
-             role: str | None = None, experiment: str | None = None) -> Any:
+def read_log(
+    uri: str,
+    model_name: str,
+    since_s: float | None = None,
+    until_s: float | None = None,
+    role: str | None = None,
+    experiment: str | None = None,
+) -> Any:
     """Rows of the log of ``model_name`` (a DataFrame in :data:`COLUMNS` order, oldest first).
 
     Args:
@@ -273,8 +330,12 @@ def read_log(uri: str, model_name: str, since_s: float | None = None, until_s: f
     import pandas as pd
 
     clauses, params = ["model_name = ?"], [model_name]
-    for clause, value in (("logged_at >= ?", since_s), ("logged_at < ?", until_s), ("role = ?", role),
-                          ("experiment = ?", experiment)):
+    for clause, value in (
+        ("logged_at >= ?", since_s),
+        ("logged_at < ?", until_s),
+        ("role = ?", role),
+        ("experiment = ?", experiment),
+    ):
         if value is not None:
             clauses.append(clause)
             params.append(value)

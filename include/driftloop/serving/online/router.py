@@ -52,16 +52,25 @@ class Routing:
         Raises:
             RequestError: 422 when a knob is unknown or out of range.
         """
-        if not isinstance(payload, dict) or not payload or set(payload) - {"challenger_share", "shadow", "mode"}:
-            raise RequestError(422, "INVALID_PARAMETER_VALUE",
-                               "send a JSON object with 'challenger_share' (0..1), 'shadow' (true/false) or 'mode'")
+        if (
+            not isinstance(payload, dict)
+            or not payload
+            or set(payload) - {"challenger_share", "shadow", "mode"}
+        ):
+            raise RequestError(
+                422,
+                "INVALID_PARAMETER_VALUE",
+                "send a JSON object with 'challenger_share' (0..1), 'shadow' (true/false) or 'mode'",
+            )
         updated = self
         if "mode" in payload:
             updated = _from_mode(payload["mode"], updated)
         if "challenger_share" in payload:
             share = payload["challenger_share"]
             if type(share) not in (int, float) or not 0 <= share <= 1:
-                raise RequestError(422, "INVALID_PARAMETER_VALUE", "challenger_share must be a number in [0, 1]")
+                raise RequestError(
+                    422, "INVALID_PARAMETER_VALUE", "challenger_share must be a number in [0, 1]"
+                )
             updated = replace(updated, challenger_share=float(share))
         if "shadow" in payload:
             if type(payload["shadow"]) is not bool:
@@ -76,8 +85,12 @@ class Routing:
 
 def _from_mode(mode: Any, current: Routing) -> Routing:
     share = current.challenger_share or 0.5
-    modes = {CHAMPION: Routing(), "ab": Routing(share, False), "shadow": Routing(0.0, True),
-             "ab+shadow": Routing(share, True)}
+    modes = {
+        CHAMPION: Routing(),
+        "ab": Routing(share, False),
+        "shadow": Routing(0.0, True),
+        "ab+shadow": Routing(share, True),
+    }
     if mode not in modes:
         raise RequestError(422, "INVALID_PARAMETER_VALUE", f"mode must be one of {sorted(modes)}")
     return modes[mode]

@@ -55,8 +55,13 @@ def request_id_from(header: str | None) -> str:
 class ServingService:
     """Everything behind the endpoints (see the module docstring)."""
 
-    def __init__(self, cfg: DatasetConfig, settings: Settings, worker_kind: str | None = None,
-                 workers: int | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DatasetConfig,
+        settings: Settings,
+        worker_kind: str | None = None,
+        workers: int | None = None,
+    ) -> None:
         from driftloop.data.contract import load_contract
 
         self.cfg = cfg
@@ -67,9 +72,15 @@ class ServingService:
         default_workers, default_kind = worker_count(settings)
         self.worker_kind = worker_kind or default_kind
         self.workers = workers or default_workers
-        self.schema = InputSchema.build(cfg, self.contract, None, settings.serve_max_request_rows, settings.pii_salt)
-        self.log = PredictionLogWriter(log_uri(cfg, settings), cfg.registered_model_name,
-                                       settings.prediction_log_queue_rows, self.metrics)
+        self.schema = InputSchema.build(
+            cfg, self.contract, None, settings.serve_max_request_rows, settings.pii_salt
+        )
+        self.log = PredictionLogWriter(
+            log_uri(cfg, settings),
+            cfg.registered_model_name,
+            settings.prediction_log_queue_rows,
+            self.metrics,
+        )
         self.pool: Any = None
         self.models: Any = None
         self.batcher: Any = None
@@ -85,17 +96,34 @@ class ServingService:
         champion = resolved[bus.CHAMPION]
         if champion is not None:
             types = await asyncio.to_thread(signature_types, champion["model_uri"], self.settings)
-            self.schema = InputSchema.build(self.cfg, self.contract, types, self.settings.serve_max_request_rows,
-                                            self.settings.pii_salt)
+            self.schema = InputSchema.build(
+                self.cfg, self.contract, types, self.settings.serve_max_request_rows, self.settings.pii_salt
+            )
         self.log.start()
         self.pool = await asyncio.to_thread(WorkerPool, self.workers, self.settings, self.worker_kind)
-        self.models = ModelSet(self.cfg, self.settings, self.pool, self.schema.example_columns(),
-                               self.schema.dtypes, self.metrics)
-        self.batcher = Batcher(self.pool, self.models, self.settings, self.metrics, self.schema.dtypes,
-                               self.routing, self.cfg.serving.salt, on_shadow=self.log_shadow)
+        self.models = ModelSet(
+            self.cfg,
+            self.settings,
+            self.pool,
+            self.schema.example_columns(),
+            self.schema.dtypes,
+            self.metrics,
+        )
+        self.batcher = Batcher(
+            self.pool,
+            self.models,
+            self.settings,
+            self.metrics,
+            self.schema.dtypes,
+            self.routing,
+            self.cfg.serving.salt,
+            on_shadow=self.log_shadow,
+        )
         try:
             await self.models.refresh()
-        except Exception as exc:  # the registry may come up later: the poll retries, /ready says 503 meanwhile
+        except (
+            Exception
+        ) as exc:  # the registry may come up later: the poll retries, /ready says 503 meanwhile
             LOG.warning("initial model load failed: %s", exc)
             self.models.last_error = str(exc)[:300]
         self.batcher.start()
@@ -120,46 +148,93 @@ class ServingService:
         Raises:
             RequestError: 503 (admission control, no model, timeout) or 422 (the model failed on this request).
         """
-        entity_ids = [eid if eid is not None else (request_id if parsed.n_rows == 1 else f"{request_id}-{i}")
-                      for i, eid in enumerate(parsed.entity_ids)]
-        job = Job(request_id, parsed.columns, parsed.n_rows, entity_ids, asyncio.get_running_loop().create_future())
+        entity_ids = [
+            eid if eid is not None else (request_id if parsed.n_rows == 1 else f"{request_id}-{i}")
+            for i, eid in enumerate(parsed.entity_ids)
+        ]
+        job = Job(
+            request_id, parsed.columns, parsed.n_rows, entity_ids, asyncio.get_running_loop().create_future()
+        )
         self.batcher.submit(job)
         timeout_s = max(10.0, 20 * self.settings.serve_latency_budget_ms / 1000)
         try:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
         except TimeoutError:
             self.metrics.rejected.labels("timeout").inc()
-            raise RequestError(503, "TEMPORARILY_UNAVAILABLE", "no worker answered in time; retry later",
-                               headers={"Retry-After": "1"}) from None
+            raise RequestError(
+                503,
+                "TEMPORARILY_UNAVAILABLE",
+                "no worker answered in time; retry later",
+                headers={"Retry-After": "1"},
+            ) from None
 
-    def log_primary(self, parsed: ParsedRequest, result: JobResult, request_id: str, logged_at: float,
-                    latency_ms: float) -> None:
+    def log_primary(
+        self, parsed: ParsedRequest, result: JobResult, request_id: str, logged_at: float, latency_ms: float
+    ) -> None:
         """Queue the request's answered rows for the prediction log (never blocks)."""
         rows = list(range(parsed.n_rows))
-        self.log.submit(LogEntry(logged_at, request_id, PRIMARY, rows, result.entity_ids, result.arms, result.versions,
-                                 result.experiment, result.scores, result.predictions, result.probabilities,
-                                 latency_ms, parsed.columns))
+        self.log.submit(
+            LogEntry(
+                logged_at,
+                request_id,
+                PRIMARY,
+                rows,
+                result.entity_ids,
+                result.arms,
+                result.versions,
+                result.experiment,
+                result.scores,
+                result.predictions,
+                result.probabilities,
+                latency_ms,
+                parsed.columns,
+            )
+        )
 
     def log_shadow(self, job: Job, rows: list[int], alias: str, version: str, outputs: list[tuple]) -> None:
         """Queue shadow outputs (called by the batcher when a shadow call returns)."""
         predictions, _, scores, probabilities = (list(column) for column in zip(*outputs, strict=True))
         columns = {name: [col[i] for i in rows] for name, col in job.columns.items()}
-        self.log.submit(LogEntry(time.time(), job.request_id, SHADOW, rows, [job.entity_ids[i] for i in rows],
-                                 [alias] * len(rows), [version] * len(rows), job.experiment, scores, predictions,
-                                 probabilities if probabilities[0] is not None else None, None, columns))
+        self.log.submit(
+            LogEntry(
+                time.time(),
+                job.request_id,
+                SHADOW,
+                rows,
+                [job.entity_ids[i] for i in rows],
+                [alias] * len(rows),
+                [version] * len(rows),
+                job.experiment,
+                scores,
+                predictions,
+                probabilities if probabilities[0] is not None else None,
+                None,
+                columns,
+            )
+        )
 
     # ---------------------------------------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
         """``GET /version``: model name, versions by alias, routing mode, dataset, workers, log health."""
-        models = self.models.describe() if self.models is not None else {"name": self.cfg.registered_model_name}
+        models = (
+            self.models.describe() if self.models is not None else {"name": self.cfg.registered_model_name}
+        )
         has_challenger = self.models is not None and self.models.get(bus.CHALLENGER) is not None
-        return {**models, "dataset": self.cfg.name, "routing": self.routing.describe(),
-                "effective_routing": self.routing.effective(has_challenger).describe(),
-                "workers": {"count": self.workers, "kind": self.worker_kind},
-                "prediction_log": {"written_rows": self.log.written_rows, "dropped_rows": self.log.dropped_rows,
-                                   "pending_rows": self.log.pending_rows, "last_error": self.log.last_error or None},
-                "uptime_s": round(time.time() - self.started_s, 1)}
+        return {
+            **models,
+            "dataset": self.cfg.name,
+            "routing": self.routing.describe(),
+            "effective_routing": self.routing.effective(has_challenger).describe(),
+            "workers": {"count": self.workers, "kind": self.worker_kind},
+            "prediction_log": {
+                "written_rows": self.log.written_rows,
+                "dropped_rows": self.log.dropped_rows,
+                "pending_rows": self.log.pending_rows,
+                "last_error": self.log.last_error or None,
+            },
+            "uptime_s": round(time.time() - self.started_s, 1),
+        }
 
     def set_routing(self, payload: Any) -> dict[str, Any]:
         """Change the routing knobs at run time (admin endpoint); takes effect on the next batch."""
@@ -177,7 +252,9 @@ class ServingService:
         pairs = parse_labels(body, self.cfg, self.contract, self.settings.serve_max_request_rows)
         content = label_file_bytes(pairs, self.cfg)
         digest = hashlib.sha256(content).hexdigest()
-        if digest in self._label_digests:  # a client retry: ingesting the same bytes twice is a quarantined replay
+        if (
+            digest in self._label_digests
+        ):  # a client retry: ingesting the same bytes twice is a quarantined replay
             return {"accepted": len(pairs), "file": self._label_digests[digest], "duplicate": True}
         path = write_label_file(content, StatePaths.for_dataset(self.cfg, self.settings).labels_landing_dir)
         self._label_digests[digest] = path.name

@@ -21,14 +21,23 @@ from typing import Any
 FORMATS = ("dataframe_split", "dataframe_records")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.\- ]{1,64}")
-_TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "a boolean", list: "a list",
-               dict: "an object", type(None): "null"}
+_TYPE_NAMES = {
+    str: "text",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
 
 
 class RequestError(Exception):
     """A request the service refuses; becomes ``{"error_code", "message"}`` with ``status`` (never a 500)."""
 
-    def __init__(self, status: int, error_code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, error_code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.error_code = error_code
@@ -80,8 +89,16 @@ def column_spec(rule: Any, signature_type: str | None = None) -> ColumnSpec:
     if kind == "int" and rule.nullable:  # a null must stay a null, never a sentinel
         kind = "float"
     categories = frozenset(rule.categories) if rule.categories is not None else None
-    return ColumnSpec(name=rule.name, kind=kind, nullable=rule.nullable, min=rule.min, max=rule.max,
-                      categories=categories, max_length=rule.max_length, pii_hash=rule.pii == "hash")
+    return ColumnSpec(
+        name=rule.name,
+        kind=kind,
+        nullable=rule.nullable,
+        min=rule.min,
+        max=rule.max,
+        categories=categories,
+        max_length=rule.max_length,
+        pii_hash=rule.pii == "hash",
+    )
 
 
 @dataclass
@@ -105,15 +122,27 @@ class InputSchema:
     pii_salt: str = ""
 
     @classmethod
-    def build(cls, cfg: Any, contract: Any, signature_types: dict[str, str] | None = None,
-              max_rows: int = 10_000, pii_salt: str = "") -> InputSchema:
+    def build(
+        cls,
+        cfg: Any,
+        contract: Any,
+        signature_types: dict[str, str] | None = None,
+        max_rows: int = 10_000,
+        pii_salt: str = "",
+    ) -> InputSchema:
         """Schema of ``cfg``'s features; ``signature_types`` maps column → MLflow type name (``long``, ...)."""
         types = signature_types or {}
         specs = {name: column_spec(contract.columns[name], types.get(name)) for name in cfg.features}
         id_rule = contract.columns.get(cfg.id_column)
         id_max = id_rule.max_length if id_rule is not None and id_rule.max_length else 64
-        return cls(features=tuple(cfg.features), specs=specs, id_column=cfg.id_column, id_max_length=id_max,
-                   max_rows=max_rows, pii_salt=pii_salt)
+        return cls(
+            features=tuple(cfg.features),
+            specs=specs,
+            id_column=cfg.id_column,
+            id_max_length=id_max,
+            max_rows=max_rows,
+            pii_salt=pii_salt,
+        )
 
     @property
     def dtypes(self) -> dict[str, str]:
@@ -122,6 +151,7 @@ class InputSchema:
 
     def example_columns(self) -> dict[str, list]:
         """Two valid rows (first category, or the lower bound) used to warm a freshly loaded model up."""
+
         def value(spec: ColumnSpec) -> Any:
             if spec.categories:
                 return sorted(spec.categories, key=str)[0]
@@ -142,22 +172,28 @@ class InputSchema:
         if n_rows == 0:
             raise _unprocessable("the request has no rows")
         if n_rows > self.max_rows:
-            raise RequestError(413, "REQUEST_LIMIT_EXCEEDED",
-                               f"{n_rows} rows in one request; the limit is {self.max_rows}")
+            raise RequestError(
+                413, "REQUEST_LIMIT_EXCEEDED", f"{n_rows} rows in one request; the limit is {self.max_rows}"
+            )
         allowed = {*self.features, self.id_column}
         unexpected = [n for n in names if n not in allowed]
         if unexpected:
             named = all(_SAFE_NAME.fullmatch(n) for n in unexpected)
-            raise _unprocessable(f"{len(unexpected)} unexpected column(s){f' {unexpected[:20]}' if named else ''}; "
-                                 f"allowed: the model's input columns and {self.id_column!r}")
+            raise _unprocessable(
+                f"{len(unexpected)} unexpected column(s){f' {unexpected[:20]}' if named else ''}; "
+                f"allowed: the model's input columns and {self.id_column!r}"
+            )
         missing = [n for n in self.features if n not in columns]
         if missing:
             raise _unprocessable(f"missing column(s) {missing}")
         coerced = {name: coerce_column(self.specs[name], columns[name]) for name in self.features}
         if self.pii_salt:
             self._hash_pii(coerced)
-        entity_ids = (coerce_ids(columns[self.id_column], self.id_column, self.id_max_length)
-                      if self.id_column in columns else [None] * n_rows)
+        entity_ids = (
+            coerce_ids(columns[self.id_column], self.id_column, self.id_max_length)
+            if self.id_column in columns
+            else [None] * n_rows
+        )
         return ParsedRequest(columns=coerced, n_rows=n_rows, entity_ids=entity_ids)
 
     def _hash_pii(self, columns: dict[str, list]) -> None:
@@ -199,7 +235,9 @@ def extract_table(body: bytes, formats: tuple[str, ...]) -> tuple[list[str], dic
 
 def _split_table(split: Any) -> tuple[list[str], dict[str, list], int]:
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or "data" not in split:
-        raise _bad_request("dataframe_split must be an object with a 'columns' list and a 'data' list of rows")
+        raise _bad_request(
+            "dataframe_split must be an object with a 'columns' list and a 'data' list of rows"
+        )
     names, data = split["columns"], split["data"]
     if set(split) - {"columns", "data", "index"}:
         raise _bad_request("dataframe_split takes only the keys 'columns', 'data' and 'index'")
@@ -260,7 +298,9 @@ def coerce_column(spec: ColumnSpec, values: list) -> list:
     types = set(map(type, values))
     if type(None) in types:
         if not spec.nullable:
-            raise _unprocessable(_where(spec.name, values.index(None)) + " is null but the column is not nullable")
+            raise _unprocessable(
+                _where(spec.name, values.index(None)) + " is null but the column is not nullable"
+            )
         present = [v for v in values if v is not None]
     else:
         present = values
@@ -323,8 +363,10 @@ def coerce_ids(values: list, id_column: str, max_length: int) -> list[str]:
         if type(value) is int:
             value = str(value)
         if type(value) is not str or not value or len(value) > max_length:
-            raise _unprocessable(f"column {id_column!r}, row {row}, must be a non-empty text id of at most "
-                                 f"{max_length} characters")
+            raise _unprocessable(
+                f"column {id_column!r}, row {row}, must be a non-empty text id of at most "
+                f"{max_length} characters"
+            )
         ids.append(value)
     return ids
 
@@ -338,5 +380,6 @@ def check_json_content_type(content_type: str | None) -> None:
     media, _, params = (content_type or "").partition(";")
     charset = params.strip().lower().removeprefix("charset=").strip('"') if params.strip() else "utf-8"
     if media.strip().lower() != "application/json" or charset not in ("utf-8", "utf8"):
-        raise RequestError(415, "UNSUPPORTED_MEDIA_TYPE",
-                           "send the body as Content-Type: application/json (UTF-8)")
+        raise RequestError(
+            415, "UNSUPPORTED_MEDIA_TYPE", "send the body as Content-Type: application/json (UTF-8)"
+        )

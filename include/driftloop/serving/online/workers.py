@@ -34,8 +34,14 @@ class ModelHost:
         self.settings = settings
         self.models: dict[str, tuple[Any, Any]] = {}  # version -> (model, its Decision)
 
-    def load(self, version: str, model_uri: str, warm_columns: dict[str, list], dtypes: dict[str, str],
-             decision: Any) -> dict:
+    def load(
+        self,
+        version: str,
+        model_uri: str,
+        warm_columns: dict[str, list],
+        dtypes: dict[str, str],
+        decision: Any,
+    ) -> dict:
         """Load ``model_uri`` from our registry and warm it up with a small predict; returns the timings."""
         import time
 
@@ -57,7 +63,9 @@ class ModelHost:
             del self.models[version]
         return dropped
 
-    def predict(self, calls: list[tuple[str, dict[str, list], dict[str, str]]]) -> list[tuple[bool, Any, float]]:
+    def predict(
+        self, calls: list[tuple[str, dict[str, list], dict[str, str]]]
+    ) -> list[tuple[bool, Any, float]]:
         """Score each ``(version, columns, dtypes)`` call with the version's decision; a failing call does not
         affect the others.
 
@@ -76,9 +84,13 @@ class ModelHost:
             try:
                 model, decision = self.models[version]
                 outputs = decision.predict(model, build_frame(columns, dtypes))
-                results.append((True, {k: np.asarray(v) for k, v in outputs.items()}, time.perf_counter() - start))
+                results.append(
+                    (True, {k: np.asarray(v) for k, v in outputs.items()}, time.perf_counter() - start)
+                )
             except Exception as exc:  # a bad batch is isolated by the batcher, whatever the model raises
-                results.append((False, f"{type(exc).__name__}: {str(exc)[:300]}", time.perf_counter() - start))
+                results.append(
+                    (False, f"{type(exc).__name__}: {str(exc)[:300]}", time.perf_counter() - start)
+                )
         return results
 
 
@@ -137,8 +149,9 @@ class ProcessWorker:
         context = multiprocessing.get_context("spawn")
         self.index = index
         self.conn, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=worker_main, args=(child, settings), daemon=True,
-                                       name=f"driftloop-serve-worker-{index}")
+        self.process = context.Process(
+            target=worker_main, args=(child, settings), daemon=True, name=f"driftloop-serve-worker-{index}"
+        )
         self.process.start()
         child.close()
         self.alive = True
@@ -146,7 +159,9 @@ class ProcessWorker:
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._lock = threading.Lock()
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"driftloop-send-{index}")
-        self._reader = threading.Thread(target=self._read_replies, daemon=True, name=f"driftloop-recv-{index}")
+        self._reader = threading.Thread(
+            target=self._read_replies, daemon=True, name=f"driftloop-recv-{index}"
+        )
         self._reader.start()
 
     async def call(self, op: str, *args: Any) -> Any:
@@ -255,8 +270,9 @@ class WorkerPool:
     def _start(self, index: int) -> Any:
         return (ProcessWorker if self.kind == "process" else ThreadWorker)(index, self.settings)
 
-    async def load(self, version: str, model_uri: str, warm_columns: dict, dtypes: dict,
-                   decision: Any) -> list[dict]:
+    async def load(
+        self, version: str, model_uri: str, warm_columns: dict, dtypes: dict, decision: Any
+    ) -> list[dict]:
         """Load and warm ``version`` in every worker (in parallel); the old versions keep serving meanwhile."""
         calls = [w.call("load", version, model_uri, warm_columns, dtypes, decision) for w in self.workers]
         return list(await asyncio.gather(*calls))
