@@ -273,17 +273,14 @@ def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlf
     assert set(answer.json()["model_versions"]) == {champion}
     missing = {"dataframe_split": {"columns": [telco.id_column], "data": [["X-1"]]}}
     assert requests.post(f"{stack.serving_url}/invocations", json=missing, timeout=60).status_code == 422
+
     # Every answered row reaches the prediction log in its own database (background writer: allow it a moment).
-    count = lambda: stack.exec(
-        "postgres",
-        "psql",
-        "-U",
-        "postgres",
-        "-d",
-        "driftloop_serving",
-        "-tAc",  # noqa: E731
-        "select count(*) from prediction_log where role = 'primary'",
-    ).strip()
+    def count() -> str:
+        query = "select count(*) from prediction_log where role = 'primary'"
+        return stack.exec(
+            "postgres", "psql", "-U", "postgres", "-d", "driftloop_serving", "-tAc", query
+        ).strip()
+
     wait_for(lambda: count() == "5", 60, "five logged predictions", 1)
 
 
