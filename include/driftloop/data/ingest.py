@@ -28,6 +28,8 @@ IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart",
 # Label files live beside batch files in archive/ and quarantine/, under this reserved sub-folder.
 LABELS_NAMESPACE = "labels"
 REJECTED_ROWS_FILE = "rows.parquet"
+# The same rejected rows as CSV for a spreadsheet, formula-looking text prefixed with ' (OWASP CSV injection).
+REJECTED_ROWS_CSV = "rows.csv"
 REASON_FILE = "reason.json"
 
 
@@ -198,7 +200,23 @@ def _validate_into_partitions(
         accepted_sink.discard()
     else:
         accepted_sink.commit()
-    return report, rejected_sink.commit()
+    has_rejected = rejected_sink.commit()
+    if has_rejected:
+        _write_rejected_csv(qdir)
+    return report, has_rejected
+
+
+def _write_rejected_csv(qdir: Path) -> None:
+    """``rows.csv`` beside ``rows.parquet``: what a person opens, with formula-looking text neutralised."""
+    import os
+
+    import pandas as pd
+
+    from driftloop.data.contract.text import write_spreadsheet_csv
+
+    tmp = qdir / f".{REJECTED_ROWS_CSV}.{os.getpid()}.tmp"
+    write_spreadsheet_csv(pd.read_parquet(qdir / REJECTED_ROWS_FILE), tmp)
+    os.replace(tmp, qdir / REJECTED_ROWS_CSV)
 
 
 def _manifest(

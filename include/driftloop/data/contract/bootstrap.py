@@ -9,6 +9,7 @@ as a comment above the column in the contract file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from driftloop.data.contract.schema import (
     contract_path,
     parse_contract,
 )
+from driftloop.data.contract.text import FORMULA_PATTERN
 
 # Headroom applied to reference maxima by bootstrap: drifted-but-plausible values must pass the contract and
 # reach monitoring; only physically impossible ones (negative charges, absurd magnitudes) are quarantined.
@@ -239,12 +241,15 @@ def bootstrap_contract(
         "max_bad_row_share": DEFAULT_MAX_BAD_ROW_SHARE,
         "columns": columns,
     }
-    parse_contract(raw, cfg, str(path))
+    check = check_source(cfg, frame, raw, reasons, str(path))
+    for entry in report:
+        entry["why"] = "; ".join(reasons[entry["column"]])
     header = (
         f"# Data contract for {cfg.name}, bootstrapped from the reference data ({len(frame)} rows); review it.\n"
         "# Column keys: dtype (string|int64|float64), nullable, required (default true; the label is optional in\n"
         "# feature batches), min/max, categories, max_length, unique, pii (drop|hash; hash is salted with\n"
-        "# $DRIFTLOOP_PII_SALT). Dtypes follow the source's dtypes. Numeric max = reference max x "
+        "# $DRIFTLOOP_PII_SALT), formula_check (default true; false accepts text starting like =, +, -, @).\n"
+        "# Dtypes follow the source's dtypes. Numeric max = reference max x "
         f"{BOOTSTRAP_RANGE_HEADROOM:g} so drift\n# reaches monitoring. The comment above each column says why.\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -254,7 +259,76 @@ def bootstrap_contract(
         "columns": len(columns),
         "rows_profiled": int(len(frame)),
         "report": report,
+        "source_check": check,
     }
+
+
+def _rejections(cfg: DatasetConfig, frame: Any, raw: dict[str, Any], where: str) -> dict[str, int]:
+    """``{"code:column": rows}`` of the source rows the contract ``raw`` would reject."""
+    from collections import Counter
+
+    from driftloop.data.contract.rows import validate_frame
+
+    contract = parse_contract(raw, cfg, where)
+    _, rejected = validate_frame(cfg, frame, kind="batch", contract=contract, pii_salt="bootstrap")
+    counts: Counter[str] = Counter()
+    for reason in rejected["_reason"]:
+        counts.update(set(reason.split(";")))
+    return dict(sorted(counts.items()))
+
+
+def check_source(
+    cfg: DatasetConfig, frame: Any, raw: dict[str, Any], reasons: dict[str, list[str]], where: str
+) -> dict[str, Any]:
+    """Validate the source against the contract about to be written; adjust what can be, refuse the rest.
+
+    A text column whose source values start like a spreadsheet formula (names such as ``-Andy Allanson``) gets
+    ``formula_check: false`` with the count as its reason (such values are neutralised where CSVs are written
+    for spreadsheets). Any other rejection (duplicate ids, above all) cannot be fixed by the contract: bootstrap
+    refuses and says what to change. A label that is null in some rows is reported: those rows are excluded
+    from training snapshots.
+
+    Returns:
+        ``{"rejected": {"code:column": rows} before adjusting, "adjusted": [sentences], "label_null_rows": n,
+        "rows": n}``.
+
+    Raises:
+        ContractError: Source rows would still be rejected after adjusting; the message lists each rule with its
+            row count and the fix.
+    """
+    rows = len(frame)
+    before = _rejections(cfg, frame, raw, where)
+    adjusted = []
+    for item, count in before.items():
+        code, column = item.split(":", 1)
+        if code == "formula_injection":
+            raw["columns"][column]["formula_check"] = False
+            example = next(v for v in frame[column].astype(str) if re.match(FORMULA_PATTERN, v))
+            why = (
+                f"formula_check off: {count} of {rows} source values start like a formula (e.g. {example!r}); "
+                "accepted, and prefixed with ' in CSVs written for spreadsheets"
+            )
+            reasons[column].append(why)
+            adjusted.append(f"{column}: {why}")
+    after = _rejections(cfg, frame, raw, where) if adjusted else before
+    if after:
+        fixes = {
+            "duplicate_id": "make the id column unique, or drop it (source.drop_columns) so ids are synthesised",
+        }
+        problems = [
+            f"{item} rejects {count} of {rows} source rows"
+            + (f" (fix: {fixes[item.split(':')[0]]})" if item.split(":")[0] in fixes else "")
+            for item, count in after.items()
+        ]
+        raise ContractError(
+            f"{where}: the contract bootstrap would write rejects its own source data: {'; '.join(problems)}"
+        )
+    label_nulls = int(frame[cfg.target].isna().sum())
+    if label_nulls:
+        reasons[cfg.target].append(
+            f"{label_nulls} of {rows} source rows have no label: ingested, but excluded from training snapshots"
+        )
+    return {"rejected": before, "adjusted": adjusted, "label_null_rows": label_nulls, "rows": rows}
 
 
 def format_bootstrap_report(result: dict[str, Any]) -> str:
@@ -281,4 +355,23 @@ def format_bootstrap_report(result: dict[str, Any]) -> str:
         "  ".join(str(v).ljust(w) for v, w in zip(row[:6], widths, strict=True)) + "  " + row[6]
         for row in rows
     ]
+    check = result.get("source_check") or {}
+    rejected = check.get("rejected") or {}
+    lines.append(
+        f"Source check: the written contract accepts all {check.get('rows', result['rows_profiled'])} source rows"
+        + (
+            f"; as first inferred it rejected {', '.join(f'{k} ({v} rows)' for k, v in rejected.items())}"
+            if rejected
+            else ""
+        )
+    )
+    lines += [f"  adjusted {line}" for line in check.get("adjusted", [])]
+    nulls = check.get("label_null_rows", 0)
+    if nulls:
+        share = nulls / max(check.get("rows", 1), 1)
+        mostly = "WARNING: the label is mostly null; " if share > 0.5 else ""
+        lines.append(
+            f"  {mostly}{nulls} of {check['rows']} source rows ({share:.0%}) have no label: they are ingested "
+            "but excluded from training snapshots (counted in the snapshot manifest)"
+        )
     return "\n".join(lines) + "\n"

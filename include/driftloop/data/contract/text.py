@@ -81,6 +81,28 @@ def formula_flags(series: Any, categorical: bool) -> Any:
     return pd.Series(np.asarray(hits, dtype=bool), index=series.index)
 
 
+def neutralise_formulas(frame: Any) -> Any:
+    """A copy of ``frame`` safe to open in a spreadsheet: formula-looking text gets a leading ``'`` (OWASP).
+
+    Text cells matching :data:`FORMULA_PATTERN` (``=SUM(A1)``, ``-Andy Allanson``, ``@cmd``) are prefixed with a
+    single quote, so a spreadsheet shows them as text instead of evaluating them; numbers are left alone.
+    """
+    out = frame.copy()
+    for name in out.columns:
+        column = out[name]
+        if column.dtype.kind in "iufbmM":
+            continue
+        flags = text_flags(column.where(column.map(lambda v: isinstance(v, str)), None), FORMULA_PATTERN)
+        if flags.any():
+            out[name] = column.astype(object).where(~flags, "'" + column.astype(str))
+    return out
+
+
+def write_spreadsheet_csv(frame: Any, path: Any) -> None:
+    """Write ``frame`` as CSV for people to open in a spreadsheet, formula-looking text neutralised."""
+    neutralise_formulas(frame).to_csv(path, index=False)
+
+
 def in_categories(series: Any, allowed: list[Any]) -> Any:
     """``series.isin(allowed)``; for a few numeric categories, chained equality is several times faster."""
     import pandas as pd
