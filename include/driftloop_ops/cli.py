@@ -34,6 +34,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     summary = run_demo(StackLayout.from_env(), args.dataset)
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2))
+    if summary.get("failed"):
+        return 1
     ok = (
         summary["champion"]
         and summary["drift_share_that_fired"] is not None

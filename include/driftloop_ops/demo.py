@@ -20,7 +20,14 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop_ops.airflow_api import AirflowClient, read_generated_password
 from driftloop_ops.embedded import StackLayout, start_stack
-from driftloop_ops.loop import SENSOR, LoopRecord, SchedulerRunner, drive_closed_loop, loop_dag_ids
+from driftloop_ops.loop import (
+    SENSOR,
+    LoopRecord,
+    LoopStepFailed,
+    SchedulerRunner,
+    drive_closed_loop,
+    loop_dag_ids,
+)
 
 # The demo starts every run itself, so no schedule may start one in between; the sensor looks once (the demo
 # triggers it right after monitoring has finished) and gives up after a second.
@@ -33,7 +40,11 @@ DEMO_ENV = {
 
 
 def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) -> dict[str, Any]:
-    """Bring the stack up and drive the closed loop once through the scheduler. Returns the summary."""
+    """Bring the stack up and drive the closed loop once through the scheduler. Returns the summary.
+
+    A step that fails stops the demo at once (``{"dataset", "failed", "airflow_ui"}`` is returned and the
+    reason printed: the failed task's log tail, its log URL and any file quarantined meanwhile).
+    """
     from driftloop.core.tracking import get_client
 
     settings = Settings.from_env()
@@ -47,9 +58,14 @@ def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) 
     api.wait_for_dags(loop_dag_ids(cfg.name))
     client = get_client(settings)
     log("closed loop: reference → v1; clean batch (no fire); drifted batch + labels → the sensor fires → v2")
-    record = drive_closed_loop(
-        SchedulerRunner(api), cfg, client, settings, batch_rows=1000, sensor_again=False, log=log
-    )
+    try:
+        record = drive_closed_loop(
+            SchedulerRunner(api), cfg, client, settings, batch_rows=1000, sensor_again=False, log=log
+        )
+    except LoopStepFailed as exc:
+        log(f"\nDriftloop demo on {cfg.name} FAILED: {exc}")
+        log(f"  Airflow UI: {layout.airflow_url}  MLflow UI: {layout.mlflow_url}")
+        return {"dataset": cfg.name, "failed": str(exc), "airflow_ui": layout.airflow_url}
     summary = summarize(cfg, client, layout, record, settings)
     log(format_summary(summary))
     return summary

@@ -30,6 +30,11 @@ DATA, TRAINING, INFERENCE, MONITORING, SENSOR = (
     bus.DRIFT_SENSOR,
 )
 LOOP_DAGS = (DATA, TRAINING, INFERENCE, MONITORING, SENSOR)
+FAILED_TASK_STATES = ("failed", "upstream_failed", "up_for_retry")
+
+
+class LoopStepFailed(RuntimeError):  # noqa: N818 - an outcome the demo reports, not a bug
+    """A step of the loop failed, so the steps after it cannot happen; the message says why and where to look."""
 
 
 def loop_dag_ids(dataset: str) -> list[str]:
@@ -55,6 +60,9 @@ class LoopRunner(Protocol):
     def triggered_runs(self, dag_id: str) -> list[tuple[str, dict[str, Any]]]:
         """``(run_id, conf)`` of the runs of ``dag_id`` created by a ``TriggerDagRunOperator``."""
 
+    def describe_failure(self, dag_id: str, run_id: str, task_id: str) -> str:
+        """Why ``task_id`` failed (its log tail) and where its full log is."""
+
 
 class InProcessRunner:
     """Runs DAGs with ``dag.test()`` in this process (Airflow's metadata DB must be migrated)."""
@@ -62,6 +70,7 @@ class InProcessRunner:
     def __init__(self, dags: dict[str, Any]) -> None:
         self.dags = dags
         self.results: dict[str, tuple[str, dict[str, str]]] = {}
+        self.errors: dict[tuple[str, str], str] = {}
 
     def run_ids(self, dag_id: str) -> set[str]:
         from airflow.models import DagRun
@@ -77,6 +86,12 @@ class InProcessRunner:
         }
         self.results[dag_run.run_id] = (str(getattr(dag_run.state, "value", dag_run.state)), states)
         return dag_run.run_id
+
+    def describe_failure(self, dag_id: str, run_id: str, task_id: str) -> str:
+        from airflow.configuration import conf
+
+        logs = conf.get("logging", "base_log_folder", fallback="$AIRFLOW_HOME/logs")
+        return f"log: {logs}/dag_id={dag_id}/run_id={run_id}/task_id={task_id}/ (and this process's output above)"
 
     def follow(self, dag_id: str, known: set[str], run_type: str) -> str:
         conf = None
@@ -127,6 +142,14 @@ class SchedulerRunner:
             for r in self.api.runs(dag_id)
             if r["run_type"] == "operator_triggered"
         ]
+
+    def describe_failure(self, dag_id: str, run_id: str, task_id: str) -> str:
+        ti = self.api.task_instance(dag_id, run_id, task_id)
+        tail = (
+            self.api.task_log(dag_id, run_id, task_id, ti.get("try_number") or 1).strip().splitlines()[-12:]
+        )
+        url = f"{self.api.base_url.removesuffix('/api/v2')}/dags/{dag_id}/runs/{run_id}/tasks/{task_id}"
+        return "\n".join([f"log: {url}", *(f"    {line[:300]}" for line in tail)])
 
 
 class InProcessSimulator:
@@ -203,12 +226,53 @@ class LoopRecord:
         return self.steps[step][1]
 
 
-class _Driver:
-    """Runs one dataset's DAGs by DAG name; the runner sees their DAG ids."""
+def quarantine_report(quarantine_dir: Any, since: float = 0.0) -> list[str]:
+    """One line per file quarantined since ``since`` (epoch seconds): where it is and why.
 
-    def __init__(self, runner: LoopRunner, dataset: str, log: Any) -> None:
+    A whole file has a ``reason.json``; a file with rejected rows has ``rows.csv`` (reasons per row).
+    """
+    import json
+    from pathlib import Path
+
+    folder = Path(quarantine_dir)
+    lines = []
+    for reason_path in sorted(folder.rglob("reason.json")) if folder.is_dir() else []:
+        if reason_path.stat().st_mtime >= since:
+            reason = json.loads(reason_path.read_text())
+            code, message = reason.get("reason_code", "?"), reason.get("message", "")
+            lines.append(f"quarantined {reason_path.parent}: {code}: {message}"[:400])
+    for rows_path in sorted(folder.rglob("rows.parquet")) if folder.is_dir() else []:
+        if rows_path.stat().st_mtime >= since and not (rows_path.parent / "reason.json").exists():
+            lines.append(f"rows quarantined: {rows_path.parent} (rows.csv lists each row's _reason)")
+    return lines
+
+
+class _Driver:
+    """Runs one dataset's DAGs by DAG name; the runner sees their DAG ids; stops at the first failed step."""
+
+    def __init__(self, runner: LoopRunner, dataset: str, log: Any, quarantine_dir: Any = None) -> None:
         self.runner, self.dataset, self.log = runner, dataset, log
+        self.quarantine_dir = quarantine_dir
+        self.started_at = time.time()
         self.record = LoopRecord()
+
+    def fail(self, step: str, why: str, where: list[str]) -> None:
+        """Stop the loop: what failed, why and where to look (the steps after it cannot happen)."""
+        quarantined = quarantine_report(self.quarantine_dir, self.started_at) if self.quarantine_dir else []
+        lines = [f"loop stopped at step {step}: {why}", *where, *quarantined]
+        raise LoopStepFailed("\n".join(lines))
+
+    def check(self, step: str, dag_id: str, run_id: str) -> None:
+        state, tasks = self.record.steps[step]
+        if state == "success":
+            return
+        failed = [t for t, s in tasks.items() if s in FAILED_TASK_STATES] or sorted(tasks)
+        where = []
+        for task_id in failed[:3]:
+            describe = getattr(self.runner, "describe_failure", None)
+            detail = describe(dag_id, run_id, task_id) if describe else ""
+            where.append(f"  task {task_id}: {tasks.get(task_id)}; {detail}")
+        self.fail(step, f"{dag_id} run {run_id} ended {state} (failed: {', '.join(failed)})", where)
 
     def dag_id(self, name: str) -> str:
         return bus.dag_id(self.dataset, name)
@@ -227,6 +291,7 @@ class _Driver:
         seconds = time.monotonic() - started
         self.record.seconds[name] = self.record.seconds.get(name, 0.0) + seconds
         self.log(f"  {dag_id:<36} {self.record.state(step):<8} {seconds:6.1f} s  ({run_id})")
+        self.check(step, dag_id, run_id)
 
     def start(self, step: str, name: str, conf: dict[str, Any] | None = None) -> None:
         started = time.monotonic()
@@ -243,6 +308,21 @@ class _Driver:
         self.follow(f"{prefix}_{INFERENCE}", INFERENCE, known[INFERENCE])
         self.follow(f"{prefix}_{MONITORING}", MONITORING, known[MONITORING])
         self.start(f"{prefix}_{SENSOR}", SENSOR)
+
+
+def _champion(driver: _Driver, client: Any, cfg: Any) -> str:
+    """The champion's version after the first training, or stop the loop with the gate's word on why not."""
+    try:
+        return str(client.get_model_version_by_alias(cfg.registered_model_name, bus.CHAMPION).version)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises RestException / MlflowException variants
+        driver.fail(
+            "train_1",
+            f"no {bus.CHAMPION} of {cfg.registered_model_name} after the first training ({exc})"[:400],
+            [
+                f"  the gate's reasons: the {bus.GATE_TAG} tag and the model card of the newest version in MLflow"
+            ],
+        )
+        raise
 
 
 def drive_closed_loop(
@@ -271,18 +351,23 @@ def drive_closed_loop(
 
     Returns:
         The :class:`LoopRecord`; ``seconds`` holds seconds per DAG name (summed over its runs) and ``total``.
+
+    Raises:
+        LoopStepFailed: A DAG run did not succeed, or no champion came out of the first training; the message
+            names the failed tasks, their log tails and where the full logs are, and files quarantined meanwhile.
     """
+    from driftloop.core.state import StatePaths
+
     simulator = simulator or InProcessSimulator(cfg, settings)
-    driver = _Driver(runner, cfg.name, log or (lambda line: None))
+    quarantine_dir = StatePaths.for_dataset(cfg, settings).quarantine_dir
+    driver = _Driver(runner, cfg.name, log or (lambda line: None), quarantine_dir)
     record = driver.record
     started = time.monotonic()
     simulator.reference()
     known_training = driver.run_ids(TRAINING)
     driver.start("data_1", DATA)
     driver.follow("train_1", TRAINING, known_training)
-    record.champion_after_v1 = str(
-        client.get_model_version_by_alias(cfg.registered_model_name, bus.CHAMPION).version
-    )
+    record.champion_after_v1 = _champion(driver, client, cfg)
 
     if clean_batch:
         simulator.batch(1, batch_rows)

@@ -187,6 +187,8 @@ TARGET_MEAN = "target_mean"  # regression snapshots: the mean target value
 ROWS_PER_S = "rows_per_s"
 SOURCE_ROWS_RECEIVED = "source_rows_received"
 SOURCE_ROWS_QUARANTINED = "source_rows_quarantined"
+# Accepted rows left out of a snapshot because their label is null (data and training runs).
+UNLABELLED_ROWS_EXCLUDED = "unlabelled_rows_excluded"
 
 DRIFT_SHARE = "drift_share"
 DRIFTED_COLUMNS = "drifted_columns"
@@ -322,6 +324,7 @@ class SnapshotManifest(TypedDict):
     target: str
     id_column: str
     created_at: str
+    unlabelled_rows_excluded: int  # accepted rows left out because their label is null
 
 
 # ----------------------------------------------------------------------------------------------------------------

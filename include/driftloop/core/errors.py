@@ -38,6 +38,10 @@ class NoLabelledData(Verdict):
     """There are no accepted labelled rows to build a training snapshot from."""
 
 
+class TrainingDataError(Verdict):
+    """The snapshot cannot train a model (labels missing, too few rows, one class); the message names the cause."""
+
+
 class SnapshotNotFoundError(Verdict, FileNotFoundError):
     """No training snapshot exists, or the one asked for is missing."""
 

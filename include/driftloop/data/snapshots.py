@@ -8,6 +8,7 @@ is written by :func:`write_snapshot` and found by :func:`resolve_snapshot`; noth
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -18,6 +19,8 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
 from driftloop.core.storage import list_manifests, read_json, utc_now, write_json
 from driftloop.data.contract import arrow_schema, load_contract
+
+log = logging.getLogger(__name__)
 
 MIN_HASH_PREFIX = 8
 
@@ -63,6 +66,7 @@ def write_snapshot(
     batch_ids: list[str] | None = None,
     label_batch_ids: list[str] | None = None,
     created_at: str | None = None,
+    unlabelled_rows_excluded: int = 0,
 ) -> dict[str, Any]:
     """Canonicalise ``rows`` and store them as a snapshot unless one with the same content exists.
 
@@ -73,6 +77,7 @@ def write_snapshot(
         batch_ids: Accepted batches the rows came from (lineage).
         label_batch_ids: Accepted label files the rows' labels came from (lineage).
         created_at: Creation time to record (default: now); snapshots are ordered by it.
+        unlabelled_rows_excluded: Accepted rows the caller left out because their label is null (recorded).
 
     Returns:
         The :class:`~driftloop.core.bus.SnapshotManifest` plus ``created`` (False when it already existed).
@@ -98,6 +103,7 @@ def write_snapshot(
         "target": cfg.target,
         "id_column": cfg.id_column,
         "created_at": created_at or utc_now(),
+        "unlabelled_rows_excluded": int(unlabelled_rows_excluded),
     }
     write_json(manifest_path, dict(manifest))
     return {**manifest, "created": True}
@@ -145,7 +151,9 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     """Build the training snapshot from every accepted labelled row; content-addressed and written once.
 
     Rows are those of labelled batches plus rows of scoring batches whose id has an accepted label (the latest
-    label per id wins; the latest batch wins for an id seen in several batches).
+    label per id wins; the latest batch wins for an id seen in several batches). Rows whose label is null are
+    left out and counted (``unlabelled_rows_excluded`` in the manifest and the result): they never reach
+    training.
 
     Returns:
         ``{"snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids"}``; ``created`` is
@@ -164,15 +172,30 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
             f"{label_files} label file(s) accepted); land a batch with the {cfg.target!r} column or labels first"
         )
     rows = pd.concat(parts, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
+    unlabelled = rows[cfg.target].isna()
+    excluded = int(unlabelled.sum())
+    if excluded:
+        log.info(
+            "%s: %d of %d accepted rows have no label; left out of the snapshot",
+            cfg.name,
+            excluded,
+            len(rows),
+        )
+        rows = rows[~unlabelled]
+    if rows.empty:
+        raise NoLabelledData(
+            f"{cfg.name}: all {excluded} accepted rows have a null {cfg.target!r}; land labels for them first"
+        )
     manifest = write_snapshot(
         cfg,
         rows,
         settings,
         batch_ids=sorted(rows["_batch"].unique().tolist()),
         label_batch_ids=sorted(rows["_label_batch"].dropna().unique().tolist()),
+        unlabelled_rows_excluded=excluded,
     )
     keys = ("snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids")
-    return {k: manifest[k] for k in keys}
+    return {**{k: manifest[k] for k in keys}, bus.UNLABELLED_ROWS_EXCLUDED: excluded}
 
 
 def list_snapshots(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
@@ -294,7 +317,11 @@ def record_snapshot(
         }
     frame = read_snapshot_frame(cfg, manifest)
     profile = profiling.profile_snapshot(cfg, snapshot_hash, frame, settings=settings)
-    metrics = {bus.ROWS: float(manifest["rows"]), **target_metrics(cfg, frame[cfg.target])}
+    metrics = {
+        bus.ROWS: float(manifest["rows"]),
+        bus.UNLABELLED_ROWS_EXCLUDED: float(manifest.get("unlabelled_rows_excluded", 0)),
+        **target_metrics(cfg, frame[cfg.target]),
+    }
     paths = StatePaths.for_dataset(cfg, settings)
     sources = [
         *(paths.batches_dir / f"{b}.json" for b in manifest["batch_ids"]),

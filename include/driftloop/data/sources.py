@@ -58,7 +58,9 @@ def load_source_frame(cfg: DatasetConfig) -> Any:
         cfg.task != REGRESSION
     ):  # class labels are text in the dataset's own vocabulary; a regression target a number
         labels = frame[cfg.target]
-        frame[cfg.target] = labels.astype(object).where(labels.isna(), labels.astype(str))  # a null stays null
+        frame[cfg.target] = labels.astype(object).where(
+            labels.isna(), labels.astype(str)
+        )  # a null stays null
     return frame[[cfg.id_column, *cfg.features, cfg.target]]
 
 

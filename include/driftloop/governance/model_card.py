@@ -96,7 +96,12 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
             f"Snapshot `{run['tags'].get(bus.SNAPSHOT_HASH_TAG, '?')[:12]}`: {snapshot.get('rows', '?')} "
             f"rows from batches {', '.join(snapshot.get('batch_ids', [])[:6]) or '?'}; "
             f"{_count(run['metrics'].get(bus.TRAIN_ROWS))} training and {_count(run['metrics'].get(bus.HOLDOUT_ROWS))} "
-            "holdout rows (holdout chosen per entity id by a seeded hash)."
+            "holdout rows (holdout chosen per entity id by a seeded hash)"
+            + (
+                f"; {_count(run['metrics'][bus.UNLABELLED_ROWS_EXCLUDED])} accepted rows without a label left out."
+                if run["metrics"].get(bus.UNLABELLED_ROWS_EXCLUDED)
+                else "."
+            )
         ),
         "evaluation": "\n".join(
             [

@@ -25,6 +25,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.task_types import BINARY, Decision, model_input, training_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.data import snapshots
+from driftloop.training.data_checks import check_training_frames, training_data_error
 from driftloop.training.selection import choose_decision_threshold, fit_pycaret
 
 log = logging.getLogger(__name__)
@@ -197,8 +198,15 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
     columns = [cfg.id_column, *cfg.features, cfg.target]
     snapshot_df = snapshots.read_snapshot_frame(cfg, snapshot, columns)
     train_df, holdout_df = holdout.split_holdout(cfg, snapshot_df)
+    check_training_frames(cfg, train_df, holdout_df)
     decision = training_decision(cfg, train_df[cfg.target])
-    fitted = fit_pycaret(cfg, train_df, settings.n_jobs, decision)
+    try:
+        fitted = fit_pycaret(cfg, train_df, settings.n_jobs, decision)
+    except ValueError as exc:
+        verdict = training_data_error(cfg, exc)
+        if verdict is None:
+            raise
+        raise verdict from exc
     model, timings = fitted["model"], fitted["timings"]
     started = time.perf_counter()
     chosen = choose_decision_threshold(
@@ -247,6 +255,7 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
             bus.TRAIN_ROWS: len(train_df),
             bus.SELECTION_ROWS: selection_rows,
             bus.HOLDOUT_ROWS: len(holdout_df),
+            bus.UNLABELLED_ROWS_EXCLUDED: int(snapshot.get("unlabelled_rows_excluded", 0)),
         }
     )
     started = time.perf_counter()
@@ -278,6 +287,7 @@ def train_model(
 
     Raises:
         SnapshotNotFoundError: No snapshot to train on.
+        TrainingDataError: The snapshot cannot train a model (null labels, too few rows, a single class).
         RuntimeError: PyCaret could not train any configured model.
     """
     settings = settings or Settings.from_env()

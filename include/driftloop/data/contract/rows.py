@@ -71,7 +71,9 @@ def _schema(contract: Contract, columns: list[str]) -> Any:
             if rule.formula_check:
                 checks.append(
                     pa.Check(
-                        lambda s, c=categorical: ~formula_flags(s, c), name="formula_injection", ignore_na=False
+                        lambda s, c=categorical: ~formula_flags(s, c),
+                        name="formula_injection",
+                        ignore_na=False,
                     )
                 )
             limit = rule.max_length or (None if rule.categories else DEFAULT_MAX_TEXT_LENGTH)
