@@ -187,8 +187,7 @@ TARGET_MEAN = "target_mean"  # regression snapshots: the mean target value
 ROWS_PER_S = "rows_per_s"
 SOURCE_ROWS_RECEIVED = "source_rows_received"
 SOURCE_ROWS_QUARANTINED = "source_rows_quarantined"
-# Accepted rows left out of a snapshot because their label is null (data and training runs).
-UNLABELLED_ROWS_EXCLUDED = "unlabelled_rows_excluded"
+UNLABELLED_ROWS_EXCLUDED = "unlabelled_rows_excluded"  # accepted rows without a label, left out of a snapshot
 
 DRIFT_SHARE = "drift_share"
 DRIFTED_COLUMNS = "drifted_columns"
