@@ -40,6 +40,11 @@ def _check_rows(report: dict[str, Any] | None) -> list[str]:
     return rows
 
 
+def _rate(metrics: dict[str, Any], key: str) -> str:
+    value = metrics.get(key)
+    return "—" if value is None else f"{value:.3f}"
+
+
 def _fairness_rows(fairness: dict[str, Any]) -> list[str]:
     if not fairness:
         return ["_no sensitive attribute declared_"]
@@ -49,14 +54,16 @@ def _fairness_rows(fairness: dict[str, Any]) -> list[str]:
     ]
     for attribute, entry in fairness.items():
         for group, m in entry["groups"].items():
+            if "selection_rate" not in m:  # multiclass (accuracy) and regression (MAE) groups
+                other = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if k != "count")
+                rows.append(f"| {attribute} | {group} | {int(m['count'])} | {other} | | | |")
+                continue
+            rates = [_rate(m, k) for k in ("selection_rate", "true_positive_rate", "false_positive_rate")]
             rows.append(
-                f"| {attribute} | {group} | {int(m['count'])} | {m['selection_rate']:.3f} | "
-                f"{m['true_positive_rate']:.3f} | {m['false_positive_rate']:.3f} | {m['precision']:.3f} |"
+                f"| {attribute} | {group} | {int(m['count'])} | {' | '.join(rates)} | {_rate(m, 'precision')} |"
             )
-        rows.append(
-            f"| {attribute} | DP diff {entry['demographic_parity_difference']:.3f}, EO diff "
-            f"{entry['equalized_odds_difference']:.3f} | | | | | |"
-        )
+        gaps = [f"{k} {v:.3f}" for k, v in entry.items() if k.endswith("_difference") and v is not None]
+        rows.append(f"| {attribute} | {', '.join(gaps)} | | | | | |")
     return rows
 
 
