@@ -1,0 +1,447 @@
+"""Paired challenger-vs-champion comparison on the same rows: the difference, its interval and the decision rule.
+
+The gate scores both models on the same holdout (and production window), so their errors are paired; a point
+difference of 0.0004 AUC on 951 rows is noise, not evidence. This module turns the two models' outputs into
+``difference`` (challenger minus champion, in the metric's units), a two-sided ``level`` confidence interval and
+the sample size a decision would need, then applies a rule:
+
+* ``superiority``: the lower bound of the improvement is above ``min_improvement`` (the challenger is credibly
+  better);
+* ``non_inferiority``: the lower bound of the improvement is above ``-margin`` (the challenger is not credibly
+  worse by more than the margin).
+
+"Improvement" is the difference for scores (AUC, F1, accuracy, R2) and minus the difference for errors (RMSE,
+MAE, MAPE). A two-sided 95% interval makes each rule a one-sided test at ``alpha = 0.025``.
+
+Methods: binary AUC by DeLong's test (midranks, O(n log n)); one-vs-rest AUC by DeLong's structural components per
+class, averaged (``delong_ovr``); every other metric by a seeded paired bootstrap. Classification metrics depend
+on a row only through its (truth, champion prediction, challenger prediction) cell, so resampling rows is
+resampling cell counts (one multinomial draw per resample, exact). Regression rows are resampled in at most
+``BOOTSTRAP_UNITS`` random groups of equal size (each row its own group up to that many rows).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from driftloop.core import bus, task_types
+
+SUPERIORITY, NON_INFERIORITY = "superiority", "non_inferiority"
+RULES = (SUPERIORITY, NON_INFERIORITY)
+POWER = 0.8  # the power the reported ``needed_rows`` is sized for
+BOOTSTRAP_UNITS = 2000
+BOOTSTRAP_CHUNK = 500  # resamples drawn at a time
+
+
+def _midranks(scores: Any) -> Any:
+    """Average ranks along the last axis (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    return rankdata(scores, method="average", axis=-1)
+
+
+def _delong_components(positive: Any, scores: Any) -> tuple[Any, Any, Any]:
+    """DeLong's structural components of each row of ``scores`` (models x rows) for one positive mask.
+
+    Returns:
+        ``(auc, v10, v01)``: AUC per model, the positives' components (models x positives) and the negatives'
+        (models x negatives).
+    """
+    import numpy as np
+
+    pos, neg = scores[:, positive], scores[:, ~positive]
+    m, n = pos.shape[1], neg.shape[1]
+    all_ranks = _midranks(np.concatenate([pos, neg], axis=1))
+    v10 = (all_ranks[:, :m] - _midranks(pos)) / n
+    v01 = 1.0 - (all_ranks[:, m:] - _midranks(neg)) / m
+    return v10.mean(axis=1), v10, v01
+
+
+def delong_auc_difference(labels: Any, score_champion: Any, score_challenger: Any) -> dict[str, float]:
+    """Binary AUC difference (challenger minus champion) with DeLong's variance of the paired difference.
+
+    Args:
+        labels: 0/1 (or boolean) truth per row.
+        score_champion: The champion's positive-class scores on the same rows.
+        score_challenger: The challenger's.
+
+    Returns:
+        ``{"champion", "challenger", "difference", "se", "rows"}``; NaN when the rows hold a single class.
+    """
+    import numpy as np
+
+    y = np.asarray(labels).astype(bool)
+    scores = np.vstack([np.asarray(score_champion, float), np.asarray(score_challenger, float)])
+    nan = float("nan")
+    if y.all() or not y.any():
+        return {"champion": nan, "challenger": nan, "difference": nan, "se": nan, "rows": int(len(y))}
+    auc, v10, v01 = _delong_components(y, scores)
+    d10, d01 = v10[1] - v10[0], v01[1] - v01[0]
+    var = d10.var(ddof=1) / len(d10) if len(d10) > 1 else 0.0
+    var += d01.var(ddof=1) / len(d01) if len(d01) > 1 else 0.0
+    return {
+        "champion": float(auc[0]),
+        "challenger": float(auc[1]),
+        "difference": float(auc[1] - auc[0]),
+        "se": float(math.sqrt(var)),
+        "rows": int(len(y)),
+    }
+
+
+def delong_ovr_difference(codes: Any, proba_champion: Any, proba_challenger: Any) -> dict[str, float]:
+    """Macro one-vs-rest AUC difference over the classes present, with a DeLong-type variance.
+
+    Each row's influence on the macro difference is the average over classes of its structural component (as a
+    positive of its own class, as a negative of the others); the variance is the sum of squared influences.
+
+    Args:
+        codes: Class index per row (-1: unknown class, left out).
+        proba_champion: rows x classes probabilities of the champion.
+        proba_challenger: The challenger's, same columns.
+    """
+    import numpy as np
+
+    y = np.asarray(codes).astype(int)
+    keep = y >= 0
+    present = [c for c in range(np.asarray(proba_champion).shape[1]) if np.any(y[keep] == c)]
+    nan = float("nan")
+    if len(present) < 2:
+        return {"champion": nan, "challenger": nan, "difference": nan, "se": nan, "rows": int(keep.sum())}
+    keep &= np.isin(y, present)
+    y = y[keep]
+    a, b = np.asarray(proba_champion, float)[keep], np.asarray(proba_challenger, float)[keep]
+    influence = np.zeros(len(y))
+    aucs = np.zeros(2)
+    for c in present:
+        positive = y == c
+        auc, v10, v01 = _delong_components(positive, np.vstack([a[:, c], b[:, c]]))
+        aucs += auc / len(present)
+        d10, d01 = v10[1] - v10[0], v01[1] - v01[0]
+        influence[positive] += (d10 - d10.mean()) / len(d10) / len(present)
+        influence[~positive] += (d01 - d01.mean()) / len(d01) / len(present)
+    return {
+        "champion": float(aucs[0]),
+        "challenger": float(aucs[1]),
+        "difference": float(aucs[1] - aucs[0]),
+        "se": float(math.sqrt((influence**2).sum() * len(y) / max(len(y) - 1, 1))),
+        "rows": int(len(y)),
+    }
+
+
+def _classification_sums(metric_key: str, y: Any, pred_a: Any, pred_b: Any, k: int) -> tuple[Any, Any]:
+    """(cell counts, per-cell sufficient statistics) of a label metric; statistics are (tp, fp, fn) per class
+    and model (macro-F1, k classes), (tp, fp, fn, correct) per model (binary), or correct per model."""
+    import numpy as np
+
+    base = k + 1  # codes -1..k-1 shifted to 0..k
+    code = ((y + 1) * base + (pred_a + 1)) * base + (pred_b + 1)
+    counts = np.bincount(code, minlength=base**3)
+    present = np.flatnonzero(counts)
+    counts = counts[present]
+    cells = np.stack([present // base**2, present // base % base, present % base], axis=1) - 1
+    stats = []
+    for model in (1, 2):
+        truth, pred = cells[:, 0], cells[:, model]
+        if metric_key == "holdout_macro_f1":
+            for c in range(k):
+                stats += [(truth == c) & (pred == c), (truth != c) & (pred == c), (truth == c) & (pred != c)]
+        elif metric_key == "holdout_accuracy":
+            stats.append(truth == pred)
+        else:
+            stats += [(truth == 1) & (pred == 1), (truth == 0) & (pred == 1), (truth == 1) & (pred == 0)]
+            stats.append(truth == pred)
+    return counts, np.stack(stats, axis=1).astype(float)
+
+
+def _label_metric(metric_key: str, sums: Any, k: int) -> tuple[Any, Any]:
+    """(champion, challenger) metric values from sufficient sums (resamples x statistics)."""
+    import numpy as np
+
+    def ratio(num: Any, den: Any) -> Any:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+    half = sums.shape[1] // 2
+    values = []
+    for part in (sums[:, :half], sums[:, half:]):
+        if metric_key == "holdout_macro_f1":
+            tp, fp, fn = part[:, 0::3], part[:, 1::3], part[:, 2::3]
+            seen = (tp + fp + fn) > 0  # sklearn averages over labels in the truth or the predictions
+            values.append(
+                (ratio(2 * tp, 2 * tp + fp + fn) * seen).sum(axis=1) / np.maximum(seen.sum(axis=1), 1)
+            )
+            continue
+        if metric_key == "holdout_accuracy":
+            values.append(part[:, 0])  # correct rows; the caller divides by the rows
+            continue
+        tp, fp, fn = part[:, 0], part[:, 1], part[:, 2]
+        values.append(
+            {
+                "holdout_f1": ratio(2 * tp, 2 * tp + fp + fn),
+                "holdout_precision": ratio(tp, tp + fp),
+                "holdout_recall": ratio(tp, tp + fn),
+            }.get(metric_key, part[:, 3])
+        )
+    return values[0], values[1]
+
+
+def _regression_units(y: Any, pred_a: Any, pred_b: Any, seed: int) -> Any:
+    """Per-unit sums (units x 10): rows, then per model squared error, absolute error, APE sum; y and y^2 sums,
+    nonzero-truth rows. At most ``BOOTSTRAP_UNITS`` random groups of rows of equal size."""
+    import numpy as np
+
+    nonzero = np.abs(y) > 1e-12
+    safe = np.where(nonzero, y, 1.0)
+    columns = [np.ones(len(y))]
+    for pred in (pred_a, pred_b):
+        err = y - pred
+        columns += [err**2, np.abs(err), np.where(nonzero, np.abs(err / safe), 0.0)]
+    columns += [y, y**2, nonzero.astype(float)]
+    per_row = np.stack(columns, axis=1)
+    if len(y) <= BOOTSTRAP_UNITS:
+        return per_row
+    group = np.random.default_rng(seed).permutation(len(y)) % BOOTSTRAP_UNITS
+    return np.stack([np.bincount(group, col, minlength=BOOTSTRAP_UNITS) for col in per_row.T], axis=1)
+
+
+def _regression_metric(metric_key: str, sums: Any) -> tuple[Any, Any]:
+    import numpy as np
+
+    rows, y_sum, y2_sum, nonzero = sums[:, 0], sums[:, 7], sums[:, 8], sums[:, 9]
+    values = []
+    for offset in (1, 4):
+        sse, sae, ape = sums[:, offset], sums[:, offset + 1], sums[:, offset + 2]
+        if metric_key == "holdout_rmse":
+            values.append(np.sqrt(sse / rows))
+        elif metric_key == "holdout_mae":
+            values.append(sae / rows)
+        elif metric_key == "holdout_mape":
+            values.append(ape / np.maximum(nonzero, 1))
+        else:  # r2
+            sst = y2_sum - y_sum**2 / rows
+            values.append(1 - sse / np.where(sst > 0, sst, np.nan))
+    return values[0], values[1]
+
+
+def bootstrap_difference(
+    metric_key: str,
+    truth: Any,
+    pred_champion: Any,
+    pred_challenger: Any,
+    *,
+    classes: int = 2,
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Paired bootstrap of a label or regression metric's difference (challenger minus champion).
+
+    Args:
+        metric_key: ``holdout_f1``, ``holdout_precision``, ``holdout_recall``, ``holdout_accuracy``,
+            ``holdout_macro_f1`` (codes 0..classes-1, -1 unknown), ``holdout_rmse``, ``holdout_mae``,
+            ``holdout_mape`` or ``holdout_r2``.
+        truth: Encoded truth (0/1 binary, class codes, or values).
+        pred_champion: The champion's predictions, encoded like ``truth``.
+        pred_challenger: The challenger's.
+        classes: Number of classes (macro-F1).
+        level: Two-sided level of the percentile interval.
+        resamples: Bootstrap resamples.
+        seed: Seed of the resampling.
+
+    Returns:
+        ``{"champion", "challenger", "difference", "se", "low", "high", "rows"}``.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    regression = metric_key in ("holdout_rmse", "holdout_mae", "holdout_mape", "holdout_r2")
+    if regression:
+        y, a, b = (np.asarray(v, float) for v in (truth, pred_champion, pred_challenger))
+        stats = _regression_units(y, a, b, seed)
+        counts = np.ones(len(stats))
+        draw_n, probs = len(stats), None  # units drawn uniformly
+
+        def metric(s: Any) -> tuple[Any, Any]:
+            return _regression_metric(metric_key, s)
+    else:
+        y, a, b = (np.asarray(v).astype(int) for v in (truth, pred_champion, pred_challenger))
+        counts, stats = _classification_sums(metric_key, y, a, b, classes)
+        draw_n, probs = len(y), counts / counts.sum()
+
+        def metric(s: Any) -> tuple[Any, Any]:
+            champion, challenger = _label_metric(metric_key, s, classes)
+            if metric_key == "holdout_accuracy":
+                return champion / len(y), challenger / len(y)
+            return champion, challenger
+
+    champion, challenger = (float(v[0]) for v in metric((counts @ stats)[None, :]))
+    diffs = []
+    for start in range(0, resamples, BOOTSTRAP_CHUNK):
+        size = min(BOOTSTRAP_CHUNK, resamples - start)
+        if probs is None:  # a resample's count of each unit: bincount of its drawn indexes, for all at once
+            drawn = rng.integers(0, draw_n, size=(size, draw_n)) + draw_n * np.arange(size)[:, None]
+            weights = np.bincount(drawn.ravel(), minlength=size * draw_n).reshape(size, draw_n)
+        else:
+            weights = rng.multinomial(draw_n, probs, size=size)
+        ch, cl = metric(weights @ stats)
+        diffs.append(cl - ch)
+    diffs = np.concatenate(diffs)
+    diffs = diffs[np.isfinite(diffs)]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(diffs, [tail, 100 - tail]) if len(diffs) else (float("nan"),) * 2
+    return {
+        "champion": champion,
+        "challenger": challenger,
+        "difference": challenger - champion,
+        "se": float(diffs.std(ddof=1)) if len(diffs) > 1 else float("nan"),
+        "low": float(low),
+        "high": float(high),
+        "rows": int(len(y)),
+    }
+
+
+def _z(p: float) -> float:
+    from scipy.stats import norm
+
+    return float(norm.ppf(p))
+
+
+def compare_outputs(
+    metric_key: str,
+    task: str,
+    truth: Any,
+    champion: dict[str, Any],
+    challenger: dict[str, Any],
+    *,
+    positive_label: str = "",
+    level: float = 0.95,
+    resamples: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The paired difference of one metric between two models' outputs on the same labelled rows.
+
+    Args:
+        metric_key: A holdout metric key (``holdout_auc``, ``holdout_rmse``, ...).
+        task: ``binary``, ``multiclass`` or ``regression``.
+        truth: The rows' labels in the dataset's vocabulary (values for regression).
+        champion: The champion's :meth:`~driftloop.core.task_types.Decision.predict` outputs on the rows.
+        challenger: The challenger's, on the same rows in the same order.
+        positive_label: Binary: the positive label.
+        level: Two-sided level of the interval.
+        resamples: Bootstrap resamples (metrics other than AUC).
+        seed: Bootstrap seed.
+
+    Returns:
+        ``{"champion", "challenger", "difference", "ci_low", "ci_high", "se", "rows", "method", "level"}``;
+        ``difference`` is challenger minus champion in the metric's units.
+    """
+    import numpy as np
+
+    if task == task_types.REGRESSION:
+        y = np.asarray(truth, float)
+        a, b = (np.asarray(o[bus.PREDICTION_COLUMN], float) for o in (champion, challenger))
+        result, method = (
+            bootstrap_difference(metric_key, y, a, b, level=level, resamples=resamples, seed=seed),
+            ("paired_bootstrap"),
+        )
+    elif task == task_types.BINARY:
+        y = np.asarray(truth).astype(str) == str(positive_label)
+        if metric_key == "holdout_auc":
+            result, method = (
+                delong_auc_difference(y, champion[bus.SCORE_COLUMN], challenger[bus.SCORE_COLUMN]),
+                "delong",
+            )
+        else:
+            a, b = (
+                np.asarray(o[bus.PREDICTION_COLUMN]).astype(str) == str(positive_label)
+                for o in (champion, challenger)
+            )
+            result = bootstrap_difference(metric_key, y, a, b, level=level, resamples=resamples, seed=seed)
+            method = "paired_bootstrap"
+    else:
+        labels = sorted(
+            {
+                k.removeprefix(bus.proba_column(""))
+                for o in (champion, challenger)
+                for k in o
+                if k.startswith(bus.proba_column(""))
+            }
+        )
+        index = {label: i for i, label in enumerate(labels)}
+        y = np.array([index.get(v, -1) for v in np.asarray(truth).astype(str)])
+        if metric_key == "holdout_auc_ovr":
+            a, b = (
+                np.column_stack(
+                    [np.asarray(o.get(bus.proba_column(c), np.zeros(len(y))), float) for c in labels]
+                )
+                for o in (champion, challenger)
+            )
+            result, method = delong_ovr_difference(y, a, b), "delong_ovr"
+        else:
+            a, b = (
+                np.array([index.get(v, -1) for v in np.asarray(o[bus.PREDICTION_COLUMN]).astype(str)])
+                for o in (champion, challenger)
+            )
+            result = bootstrap_difference(
+                metric_key, y, a, b, classes=len(labels), level=level, resamples=resamples, seed=seed
+            )
+            method = "paired_bootstrap"
+    if method.startswith("delong"):
+        half = _z(0.5 + level / 2) * result["se"]
+        result = {**result, "low": result["difference"] - half, "high": result["difference"] + half}
+    low, high = result.pop("low"), result.pop("high")
+    return {**result, "ci_low": low, "ci_high": high, "method": method, "level": level}
+
+
+def needed_rows(se: float, rows: int, effect: float | None, alpha: float, power: float = POWER) -> int | None:
+    """Rows a one-sided test at ``alpha`` needs to detect ``effect`` with ``power``, given the per-row variance
+    implied by the observed standard error (``se**2 * rows``). None without a positive effect or variance."""
+    if effect is None or not effect > 0 or not se > 0 or not math.isfinite(se):
+        return None
+    per_row_var = se**2 * rows
+    return int(math.ceil(per_row_var * (_z(1 - alpha) + _z(power)) ** 2 / effect**2))
+
+
+def decide(
+    comparison: dict[str, Any], metric_key: str, rule: str, *, min_improvement: float, margin: float
+) -> dict[str, Any]:
+    """Apply a decision rule to a paired comparison (:func:`compare_outputs`).
+
+    Args:
+        comparison: The comparison.
+        metric_key: The metric compared (its direction decides what an improvement is).
+        rule: ``superiority`` or ``non_inferiority``.
+        min_improvement: Superiority: the improvement's lower bound must exceed this (metric units).
+        margin: Non-inferiority: the improvement's lower bound must exceed minus this; for error metrics a share
+            of the champion's value (their units depend on the target), otherwise metric units.
+
+    Returns:
+        The comparison plus ``{"rule", "passed", "improvement_low", "bound", "margin", "alpha", "needed_rows"}``:
+        ``bound`` is what ``improvement_low`` had to exceed; ``needed_rows`` is the rows this rule would need
+        for 80% power (superiority: to detect the observed improvement; non-inferiority: for equal models).
+
+    Raises:
+        ValueError: Unknown rule.
+    """
+    if rule not in RULES:
+        raise ValueError(f"unknown decision rule {rule!r} (known: {list(RULES)})")
+    lower_better = task_types.is_lower_better(metric_key)
+    low, high, diff = comparison["ci_low"], comparison["ci_high"], comparison["difference"]
+    improvement_low = -high if lower_better else low
+    improvement = -diff if lower_better else diff
+    margin_abs = margin * abs(comparison["champion"]) if lower_better else margin
+    bound = min_improvement if rule == SUPERIORITY else -margin_abs
+    alpha = (1 - comparison["level"]) / 2
+    effect = (improvement - min_improvement) if rule == SUPERIORITY else margin_abs
+    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in (improvement_low, bound))
+    return {
+        **comparison,
+        "rule": rule,
+        "passed": bool(finite and improvement_low > bound),
+        "improvement_low": improvement_low,
+        "bound": bound,
+        "margin": margin_abs,
+        "alpha": alpha,
+        "needed_rows": needed_rows(comparison["se"], comparison["rows"], effect if finite else None, alpha),
+    }
