@@ -5,10 +5,8 @@ difference of 0.0004 AUC on 951 rows is noise, not evidence. This module turns t
 ``difference`` (challenger minus champion, in the metric's units), a two-sided ``level`` confidence interval and
 the sample size a decision would need, then applies a rule:
 
-* ``superiority``: the lower bound of the improvement is above ``min_improvement`` (the challenger is credibly
-  better);
-* ``non_inferiority``: the lower bound of the improvement is above ``-margin`` (the challenger is not credibly
-  worse by more than the margin).
+* ``superiority``: the improvement's lower bound is above ``min_improvement`` (credibly better);
+* ``non_inferiority``: the improvement's lower bound is above ``-margin`` (not credibly worse than the margin).
 
 "Improvement" is the difference for scores (AUC, F1, accuracy, R2) and minus the difference for errors (RMSE,
 MAE, MAPE). A two-sided 95% interval makes each rule a one-sided test at ``alpha = 0.025``.
@@ -41,52 +39,62 @@ def _midranks(scores: Any) -> Any:
     return rankdata(scores, method="average", axis=-1)
 
 
-def _delong_components(positive: Any, scores: Any) -> tuple[Any, Any, Any]:
-    """DeLong's structural components of each row of ``scores`` (models x rows) for one positive mask.
+def _components(y: Any, scores: Any) -> tuple[Any, Any, Any, Any]:
+    """DeLong's structural components of ``scores`` (models x samples x rows) for labels ``y`` (samples x rows).
 
-    Returns:
-        ``(auc, v10, v01)``: AUC per model, the positives' components (models x positives) and the negatives'
-        (models x negatives).
+    Ranks within a class come from one ranking with the other class pushed to -inf, so every sample may have its
+    own labels. Returns ``(v10, v01, positives, negatives)``; a component is 0 on rows of the other class.
     """
     import numpy as np
 
-    pos, neg = scores[:, positive], scores[:, ~positive]
-    m, n = pos.shape[1], neg.shape[1]
-    all_ranks = _midranks(np.concatenate([pos, neg], axis=1))
-    v10 = (all_ranks[:, :m] - _midranks(pos)) / n
-    v01 = 1.0 - (all_ranks[:, m:] - _midranks(neg)) / m
-    return v10.mean(axis=1), v10, v01
+    m, n = y.sum(axis=-1), (~y).sum(axis=-1)
+    ranks = _midranks(scores)
+    within_pos = _midranks(np.where(y, scores, -np.inf)) - n[:, None]
+    within_neg = _midranks(np.where(~y, scores, -np.inf)) - m[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v10 = np.where(y, (ranks - within_pos) / n[:, None], 0.0)
+        v01 = np.where(~y, 1.0 - (ranks - within_neg) / m[:, None], 0.0)
+    return v10, v01, m, n
 
 
-def delong_auc_difference(labels: Any, score_champion: Any, score_challenger: Any) -> dict[str, float]:
+def delong_auc_difference(
+    labels: Any, score_champion: Any, score_challenger: Any, level: float = 0.95
+) -> dict[str, Any]:
     """Binary AUC difference (challenger minus champion) with DeLong's variance of the paired difference.
+
+    Vectorised: 2-D inputs (samples x rows, e.g. simulations) give one result per sample, as arrays. Ranks within
+    each class come from one ranking with the other class pushed to -inf, so every sample may have its own labels.
 
     Args:
         labels: 0/1 (or boolean) truth per row.
         score_champion: The champion's positive-class scores on the same rows.
         score_challenger: The challenger's.
+        level: Two-sided level of the normal interval.
 
     Returns:
-        ``{"champion", "challenger", "difference", "se", "rows"}``; NaN when the rows hold a single class.
+        ``{"champion", "challenger", "difference", "se", "ci_low", "ci_high", "rows"}``; NaN when the rows hold a
+        single class.
     """
     import numpy as np
 
-    y = np.asarray(labels).astype(bool)
-    scores = np.vstack([np.asarray(score_champion, float), np.asarray(score_challenger, float)])
-    nan = float("nan")
-    if y.all() or not y.any():
-        return {"champion": nan, "challenger": nan, "difference": nan, "se": nan, "rows": int(len(y))}
-    auc, v10, v01 = _delong_components(y, scores)
-    d10, d01 = v10[1] - v10[0], v01[1] - v01[0]
-    var = d10.var(ddof=1) / len(d10) if len(d10) > 1 else 0.0
-    var += d01.var(ddof=1) / len(d01) if len(d01) > 1 else 0.0
-    return {
-        "champion": float(auc[0]),
-        "challenger": float(auc[1]),
-        "difference": float(auc[1] - auc[0]),
-        "se": float(math.sqrt(var)),
-        "rows": int(len(y)),
-    }
+    y = np.atleast_2d(np.asarray(labels).astype(bool))
+    scores = np.stack([np.atleast_2d(np.asarray(s, float)) for s in (score_champion, score_challenger)])
+    v10, v01, m, n = _components(y, scores)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = v10.sum(axis=-1) / m
+        diff = auc[1] - auc[0]  # also the mean of each class's component differences
+        d10, d01 = v10[1] - v10[0] - diff[:, None], v01[1] - v01[0] - diff[:, None]
+        var10 = (d10**2 * y).sum(axis=-1) / np.maximum(m - 1, 1) / m
+        var01 = (d01**2 * ~y).sum(axis=-1) / np.maximum(n - 1, 1) / n
+    champion, challenger, diff, se = np.where(
+        (m == 0) | (n == 0), np.nan, [*auc, diff, np.sqrt(var10 + var01)]
+    )
+    half = _z(0.5 + level / 2) * se
+    result = {"champion": champion, "challenger": challenger, "difference": diff, "se": se}
+    result.update({"ci_low": diff - half, "ci_high": diff + half})
+    if np.ndim(labels) == 1:
+        return {**{k: float(v[0]) for k, v in result.items()}, "rows": int(y.shape[1])}
+    return {**result, "rows": y.shape[1]}
 
 
 def delong_ovr_difference(codes: Any, proba_champion: Any, proba_challenger: Any) -> dict[str, float]:
@@ -115,11 +123,11 @@ def delong_ovr_difference(codes: Any, proba_champion: Any, proba_challenger: Any
     aucs = np.zeros(2)
     for c in present:
         positive = y == c
-        auc, v10, v01 = _delong_components(positive, np.vstack([a[:, c], b[:, c]]))
+        v10, v01, m, n = _components(positive[None, :], np.stack([a[:, c], b[:, c]])[:, None, :])
+        auc = v10.sum(axis=-1)[:, 0] / m[0]
         aucs += auc / len(present)
-        d10, d01 = v10[1] - v10[0], v01[1] - v01[0]
-        influence[positive] += (d10 - d10.mean()) / len(d10) / len(present)
-        influence[~positive] += (d01 - d01.mean()) / len(d01) / len(present)
+        d10, d01 = (v[1, 0] - v[0, 0] - (auc[1] - auc[0]) for v in (v10, v01))
+        influence += np.where(positive, d10 / m[0], d01 / n[0]) / len(present)
     return {
         "champion": float(aucs[0]),
         "challenger": float(aucs[1]),
@@ -238,19 +246,14 @@ def bootstrap_difference(
     """Paired bootstrap of a label or regression metric's difference (challenger minus champion).
 
     Args:
-        metric_key: ``holdout_f1``, ``holdout_precision``, ``holdout_recall``, ``holdout_accuracy``,
-            ``holdout_macro_f1`` (codes 0..classes-1, -1 unknown), ``holdout_rmse``, ``holdout_mae``,
-            ``holdout_mape`` or ``holdout_r2``.
-        truth: Encoded truth (0/1 binary, class codes, or values).
-        pred_champion: The champion's predictions, encoded like ``truth``.
-        pred_challenger: The challenger's.
-        classes: Number of classes (macro-F1).
-        level: Two-sided level of the percentile interval.
-        resamples: Bootstrap resamples.
-        seed: Seed of the resampling.
+        metric_key: F1, precision, recall, accuracy, macro-F1 (class codes 0..classes-1), RMSE, MAE, MAPE or R2.
+        truth: Encoded truth (0/1 binary, class codes, or values); predictions are encoded alike.
+        pred_champion: The champion's predictions; ``pred_challenger`` the challenger's.
+        classes: Number of classes (macro-F1); ``level``: two-sided level of the percentile interval;
+            ``resamples``, ``seed``: of the resampling.
 
     Returns:
-        ``{"champion", "challenger", "difference", "se", "low", "high", "rows"}``.
+        ``{"champion", "challenger", "difference", "se", "ci_low", "ci_high", "rows"}``.
     """
     import numpy as np
 
@@ -295,8 +298,8 @@ def bootstrap_difference(
         "challenger": challenger,
         "difference": challenger - champion,
         "se": float(diffs.std(ddof=1)) if len(diffs) > 1 else float("nan"),
-        "low": float(low),
-        "high": float(high),
+        "ci_low": float(low),
+        "ci_high": float(high),
         "rows": int(len(y)),
     }
 
@@ -325,12 +328,10 @@ def compare_outputs(
         metric_key: A holdout metric key (``holdout_auc``, ``holdout_rmse``, ...).
         task: ``binary``, ``multiclass`` or ``regression``.
         truth: The rows' labels in the dataset's vocabulary (values for regression).
-        champion: The champion's :meth:`~driftloop.core.task_types.Decision.predict` outputs on the rows.
-        challenger: The challenger's, on the same rows in the same order.
-        positive_label: Binary: the positive label.
-        level: Two-sided level of the interval.
-        resamples: Bootstrap resamples (metrics other than AUC).
-        seed: Bootstrap seed.
+        champion: The champion's :meth:`~driftloop.core.task_types.Decision.predict` outputs on the rows;
+            ``challenger`` the challenger's on the same rows in the same order.
+        positive_label: Binary: the positive label. ``level``: two-sided level of the interval; ``resamples``,
+            ``seed``: of the bootstrap (metrics other than AUC).
 
     Returns:
         ``{"champion", "challenger", "difference", "ci_low", "ci_high", "se", "rows", "method", "level"}``;
@@ -338,60 +339,41 @@ def compare_outputs(
     """
     import numpy as np
 
+    options = {"level": level, "resamples": resamples, "seed": seed}
+    method = {"holdout_auc": "delong", "holdout_auc_ovr": "delong_ovr"}.get(metric_key, "paired_bootstrap")
+    predicted = [o[bus.PREDICTION_COLUMN] for o in (champion, challenger)]
     if task == task_types.REGRESSION:
-        y = np.asarray(truth, float)
-        a, b = (np.asarray(o[bus.PREDICTION_COLUMN], float) for o in (champion, challenger))
-        result, method = (
-            bootstrap_difference(metric_key, y, a, b, level=level, resamples=resamples, seed=seed),
-            ("paired_bootstrap"),
-        )
+        y, a, b = (np.asarray(v, float) for v in (truth, *predicted))
+        result = bootstrap_difference(metric_key, y, a, b, **options)
     elif task == task_types.BINARY:
-        y = np.asarray(truth).astype(str) == str(positive_label)
-        if metric_key == "holdout_auc":
-            result, method = (
-                delong_auc_difference(y, champion[bus.SCORE_COLUMN], challenger[bus.SCORE_COLUMN]),
-                "delong",
-            )
+        y, a, b = (np.asarray(v).astype(str) == str(positive_label) for v in (truth, *predicted))
+        if method == "delong":
+            result = delong_auc_difference(y, champion[bus.SCORE_COLUMN], challenger[bus.SCORE_COLUMN], level)
         else:
-            a, b = (
-                np.asarray(o[bus.PREDICTION_COLUMN]).astype(str) == str(positive_label)
-                for o in (champion, challenger)
-            )
-            result = bootstrap_difference(metric_key, y, a, b, level=level, resamples=resamples, seed=seed)
-            method = "paired_bootstrap"
+            result = bootstrap_difference(metric_key, y, a, b, **options)
     else:
+        prefix = bus.proba_column("")
         labels = sorted(
-            {
-                k.removeprefix(bus.proba_column(""))
-                for o in (champion, challenger)
-                for k in o
-                if k.startswith(bus.proba_column(""))
-            }
+            {k.removeprefix(prefix) for o in (champion, challenger) for k in o if k.startswith(prefix)}
         )
         index = {label: i for i, label in enumerate(labels)}
-        y = np.array([index.get(v, -1) for v in np.asarray(truth).astype(str)])
-        if metric_key == "holdout_auc_ovr":
+        unknown = len(
+            labels
+        )  # a truth label neither model knows: one more class, never predicted (as sklearn)
+        y, a, b = (
+            np.array([index.get(v, unknown) for v in np.asarray(x).astype(str)]) for x in (truth, *predicted)
+        )
+        if method == "delong_ovr":
+            zeros = np.zeros(len(y))
             a, b = (
-                np.column_stack(
-                    [np.asarray(o.get(bus.proba_column(c), np.zeros(len(y))), float) for c in labels]
-                )
-                for o in (champion, challenger)
+                np.column_stack([o.get(prefix + c, zeros) for c in labels]) for o in (champion, challenger)
             )
-            result, method = delong_ovr_difference(y, a, b), "delong_ovr"
+            result = delong_ovr_difference(np.where(y == unknown, -1, y), a, b)
+            half = _z(0.5 + level / 2) * result["se"]
+            result.update({"ci_low": result["difference"] - half, "ci_high": result["difference"] + half})
         else:
-            a, b = (
-                np.array([index.get(v, -1) for v in np.asarray(o[bus.PREDICTION_COLUMN]).astype(str)])
-                for o in (champion, challenger)
-            )
-            result = bootstrap_difference(
-                metric_key, y, a, b, classes=len(labels), level=level, resamples=resamples, seed=seed
-            )
-            method = "paired_bootstrap"
-    if method.startswith("delong"):
-        half = _z(0.5 + level / 2) * result["se"]
-        result = {**result, "low": result["difference"] - half, "high": result["difference"] + half}
-    low, high = result.pop("low"), result.pop("high")
-    return {**result, "ci_low": low, "ci_high": high, "method": method, "level": level}
+            result = bootstrap_difference(metric_key, y, a, b, classes=len(labels) + 1, **options)
+    return {**result, "method": method, "level": level}
 
 
 def needed_rows(se: float, rows: int, effect: float | None, alpha: float, power: float = POWER) -> int | None:
@@ -434,11 +416,17 @@ def decide(
     bound = min_improvement if rule == SUPERIORITY else -margin_abs
     alpha = (1 - comparison["level"]) / 2
     effect = (improvement - min_improvement) if rule == SUPERIORITY else margin_abs
-    finite = all(isinstance(v, int | float) and math.isfinite(v) for v in (improvement_low, bound))
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        passed = np.isfinite(improvement_low) & np.isfinite(bound) & (improvement_low > bound)
+    if np.ndim(passed):  # a vectorised comparison (simulations): the verdict per sample
+        return {**comparison, "rule": rule, "passed": passed, "bound": bound, "alpha": alpha}
+    finite = math.isfinite(improvement_low) and math.isfinite(bound)
     return {
         **comparison,
         "rule": rule,
-        "passed": bool(finite and improvement_low > bound),
+        "passed": bool(passed),
         "improvement_low": improvement_low,
         "bound": bound,
         "margin": margin_abs,
