@@ -33,10 +33,22 @@ BOOTSTRAP_CHUNK = 500  # resamples drawn at a time
 
 
 def _midranks(scores: Any) -> Any:
-    """Average ranks along the last axis (ties share their mean rank)."""
-    from scipy.stats import rankdata
+    """Average ranks (1-based) along the last axis, ties sharing their mean rank; vectorised over leading axes."""
+    import numpy as np
 
-    return rankdata(scores, method="average", axis=-1)
+    x = np.asarray(scores, dtype=float)
+    order = np.argsort(x, axis=-1, kind="stable")
+    ordered = np.take_along_axis(x, order, axis=-1)
+    n, idx = x.shape[-1], np.arange(x.shape[-1])
+    first = np.ones(x.shape, dtype=bool)
+    first[..., 1:] = ordered[..., 1:] != ordered[..., :-1]  # a tie group starts here
+    last = np.ones(x.shape, dtype=bool)
+    last[..., :-1] = first[..., 1:]
+    start = np.maximum.accumulate(np.where(first, idx, 0), axis=-1)
+    end = np.minimum.accumulate(np.where(last, idx, n - 1)[..., ::-1], axis=-1)[..., ::-1]
+    ranks = np.empty(x.shape)
+    np.put_along_axis(ranks, order, (start + end) / 2 + 1, axis=-1)
+    return ranks
 
 
 def _components(y: Any, scores: Any) -> tuple[Any, Any, Any, Any]:
