@@ -163,9 +163,8 @@ def shadow_analysis(
     auc = delong_auc_difference(
         positive, labelled["score_champion"].to_numpy(float), labelled["score_challenger"].to_numpy(float)
     )
-    half = (
-        NormalDist().inv_cdf(1 - serving.alpha / 2) * auc["se"]
-    )  # the gate's paired test, same level as McNemar
+    # The gate's paired test, at the level McNemar decides with.
+    half = NormalDist().inv_cdf(1 - serving.alpha / 2) * auc["se"]
     diff = auc["difference"]
     low, high = diff - half, diff + half
     return {
