@@ -42,6 +42,14 @@ CROSS_STAGE_IMPORTS = {
         "serving.online.ab_decision",
         "governance.promotion",
     ): "an A/B decision promotes through the audited gate path",
+    (
+        "serving.online.ab_decision",
+        "governance.comparison",
+    ): "the shadow AUC difference uses the gate's paired comparison (DeLong)",
+    (
+        "governance.gates",
+        "training.selection",
+    ): "the gate flags a positive rate by the rule training's threshold fallback uses",
 }
 
 

@@ -186,20 +186,22 @@ def test_better_candidate_moves_champion(models):
     assert alias_version(client, name, "champion") == "2"
 
 
-def test_min_improvement_margin_decides_ties(models):
+def test_a_tie_is_decided_by_the_rule_not_by_the_point_estimates(models):
     from driftloop.governance.promotion import promote_model
 
-    tie = fresh_registry(models, models.good, models.good)
+    # The same model twice: equal metrics, a difference of exactly 0 on every row.
+    tie = fresh_registry(models, models.good, models.good)  # a manual retrain: superiority
     promote_model(tie, "1")
     decision = promote_model(tie, "2")
     assert decision["candidate_metric"] == pytest.approx(decision["champion_metric"])
-    assert (decision["decision"], decision["champion_version"]) == ("promoted", "2")
-
-    margin = fresh_registry(models, models.good, models.good, min_improvement=0.01)
-    promote_model(margin, "1")
-    decision = promote_model(margin, "2")
     assert (decision["decision"], decision["champion_version"]) == ("rejected", "1")
-    assert "min_improvement 0.01" in decision["reason"]
+    assert "superiority: improvement lower bound +0.0000 not > +0.0000" in decision["reason"]
+
+    drift_like = fresh_registry(models, models.good, models.good, rule="non_inferiority")
+    promote_model(drift_like, "1")
+    decision = promote_model(drift_like, "2")
+    assert (decision["decision"], decision["champion_version"]) == ("promoted", "2")
+    assert "within margin of champion" in decision["reason"] and "> -0.0100" in decision["reason"]
 
 
 def test_cli_promotes_moves_rolls_back_and_lists_the_audit(models, capsys):

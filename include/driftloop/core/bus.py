@@ -104,6 +104,21 @@ GATE_CHAMPION_VERSION_TAG = PREFIX + "gate_champion_version"
 GATE_PASSED = "passed"
 GATE_REJECTED = "rejected"
 GATE_FAILED_CHECKS_TAG = PREFIX + "gate_failed_checks"  # comma-separated check names
+# The paired comparison behind beats_champion (driftloop.governance.comparison), on the version.
+GATE_RULE_TAG = PREFIX + "gate_rule"  # superiority | non_inferiority
+GATE_METHOD_TAG = PREFIX + "gate_method"  # delong | delong_ovr | paired_bootstrap
+GATE_DIFFERENCE_TAG = PREFIX + "gate_difference"  # challenger minus champion, in the metric's units
+GATE_CI_LOW_TAG = PREFIX + "gate_ci_low"
+GATE_CI_HIGH_TAG = PREFIX + "gate_ci_high"
+GATE_ROWS_TAG = PREFIX + "gate_rows"
+GATE_NEEDED_ROWS_TAG = PREFIX + "gate_needed_rows"  # rows the rule needs for 80% power ("" when undefined)
+GATE_PRODUCTION_COMPARISON_TAG = PREFIX + "gate_production_comparison"  # JSON: the same, production window
+# Binary decisions: predicted-positive rates out of fold (training) and on the holdout, side by side.
+OOF_POSITIVE_RATE_TAG = PREFIX + "oof_positive_rate"
+HOLDOUT_POSITIVE_RATE_TAG = PREFIX + "holdout_positive_rate"
+THRESHOLD_FALLBACK_TAG = (
+    PREFIX + "threshold_fallback"
+)  # why the chosen threshold was replaced ("" if it was not)
 # How a version decides (on the version and its training run): the task, the class vocabulary, the threshold.
 TASK_TAG = PREFIX + "task"
 CLASSES_TAG = PREFIX + "classes"  # JSON list; binary: [negative, positive]
@@ -129,6 +144,7 @@ VERSION_LINEAGE_TAGS = (
     CLASSES_TAG,
     THRESHOLD_TAG,
     THRESHOLD_OBJECTIVE_TAG,
+    THRESHOLD_FALLBACK_TAG,
 )
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -205,6 +221,8 @@ DRIFT_IMPORTANCE_SHARE = "drift_importance_share"  # share of the champion's imp
 ATTRIBUTION_NDCG = "attribution_ndcg"  # 1.0: the same features drive predictions as on the reference
 HOLDOUT_F1 = "holdout_f1"
 THRESHOLD_METRIC = "decision_threshold"  # binary: the threshold chosen on cross-validation folds
+OOF_POSITIVE_RATE = "decision_oof_positive_rate"  # binary: predicted-positive share of out-of-fold rows
+HOLDOUT_POSITIVE_RATE = "decision_holdout_positive_rate"  # binary: the same on the holdout, final threshold
 
 
 def live_metric(name: str) -> str:

@@ -57,10 +57,17 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class GateConfig:
-    """Promotion gate: absolute floors for a first champion, margin over the champion afterwards.
+    """Promotion gate: absolute floors for a first champion, evidence against the champion afterwards.
 
     ``policy`` says what a passing gate does: ``auto`` moves ``champion``; ``manual`` only marks the version ready,
     and a person moves ``champion`` in the MLflow UI.
+
+    Against a champion the gate decides on a paired comparison (:mod:`driftloop.governance.comparison`): the
+    ``confidence`` interval of the improvement on the same rows. ``superiority`` passes when its lower bound is
+    above ``min_improvement``; ``non_inferiority`` when it is above ``-margin``. ``rule`` picks one for every
+    retrain; left empty, drift- and performance-triggered retrains use ``rule_on_drift`` (non-inferiority: a model
+    trained on newer data serves unless it is credibly worse) and new-data, manual and other retrains use
+    ``rule_on_new_data`` (superiority: a working champion is replaced only on evidence of a better model).
     """
 
     primary_metric: str = ""  # default per task: AUC (binary), macro_f1 (multiclass), RMSE (regression)
@@ -73,6 +80,17 @@ class GateConfig:
     max_model_size_mb: float | None = None  # the logged model's artifacts
     production_window_min_rows: int = 100  # labelled production rows needed to compare there too
     behaviour: str = ""  # behavioural test file, relative to the dataset config; empty: none
+    rule: str = ""  # superiority | non_inferiority for every retrain; empty: by trigger, below
+    rule_on_drift: str = "non_inferiority"  # retrains triggered by drift or live performance
+    rule_on_new_data: str = "superiority"  # retrains on new data, manual and other retrains
+    # Non-inferiority margin: metric units for scores (AUC, F1, accuracy, R2); a share of the champion's value for
+    # errors (RMSE, MAE, MAPE), whose units are the target's.
+    margin: float = 0.01
+    confidence: float = 0.95  # two-sided level of the interval; each rule is a one-sided test at (1 - it) / 2
+    bootstrap_resamples: int = 2000  # paired bootstrap for metrics other than AUC
+    # Binary: the holdout's predicted-positive rate is "far" from the out-of-fold one when it is more than this many
+    # times larger or smaller (and beyond 3 binomial standard errors): the threshold then falls back (training).
+    positive_rate_max_ratio: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -248,6 +266,7 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
             f"metric (use one of {list(SORT_METRICS[kind])})"
         )
     _check_gate_metrics(cfg, where)
+    _check_gate_rules(cfg.gates, where)
     for section in ("inference", "monitoring", "ingest"):
         if getattr(cfg, section).chunk_rows < 1:
             raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
@@ -255,6 +274,28 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
     if unknown_bins:
         raise ConfigError(
             f"{where}: fairness.bins names {sorted(unknown_bins)}, which are not sensitive attributes"
+        )
+
+
+def _check_gate_rules(gates: GateConfig, where: str) -> None:
+    """Ranges of the gate's decision rule.
+
+    Raises:
+        ConfigError: A value is out of range; the message names the file and the key.
+    """
+    rules = ("superiority", "non_inferiority")
+    for key, allowed in (("rule", ("", *rules)), ("rule_on_drift", rules), ("rule_on_new_data", rules)):
+        if getattr(gates, key) not in allowed:
+            raise ConfigError(
+                f"{where}: gates.{key} must be one of {list(allowed)}, got {getattr(gates, key)!r}"
+            )
+    if not 0 < gates.confidence < 1:
+        raise ConfigError(f"{where}: gates.confidence must be in (0, 1), got {gates.confidence}")
+    if gates.margin < 0 or gates.bootstrap_resamples < 100 or gates.positive_rate_max_ratio <= 1:
+        raise ConfigError(
+            f"{where}: gates.margin must be at least 0 (got {gates.margin}), gates.bootstrap_resamples at "
+            f"least 100 (got {gates.bootstrap_resamples}), gates.positive_rate_max_ratio above 1 "
+            f"(got {gates.positive_rate_max_ratio})"
         )
 
 

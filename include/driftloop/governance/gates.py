@@ -3,10 +3,13 @@
 Checks (limits per dataset in ``gates`` and ``fairness``):
 
 * ``floor.<metric>``: absolute floors on the candidate's holdout metrics (ceilings for RMSE, MAE, MAPE);
-* ``beats_champion``: the candidate's primary metric on its own holdout is at least the champion's on the same rows
-  plus ``min_improvement`` (at most minus it, for error metrics), each side deciding with its own recorded
-  threshold; ``beats_champion.production``: the same on the latest labelled production window (the
-  holdout rows labelled by the newest label file), when it holds enough rows;
+* ``decision.degenerate``: the candidate's decisions on its holdout are not degenerate (every class predicted);
+  ``decision.positive_rate`` (binary, reported): holdout and out-of-fold predicted-positive rates side by side;
+* ``beats_champion``: a paired comparison of the primary metric with the champion's on the same holdout rows
+  (:mod:`driftloop.governance.comparison`), each side deciding with its own recorded threshold, passed by the
+  rule (:func:`decision_rule`): superiority or non-inferiority on the interval, not on point estimates;
+  ``beats_champion.production``: the same on the latest labelled production window (the holdout rows labelled
+  by the newest label file), when it holds enough rows;
 * ``fairness.<attribute>.<gap>``: demographic-parity and equalized-odds differences on the holdout within limits;
 * ``latency``: predict time per row on a 1,000-row holdout batch; ``size``: the logged model's megabytes;
 * ``behaviour.<case>``: the dataset's behavioural tests (:mod:`driftloop.governance.behaviour`).
@@ -50,28 +53,51 @@ def floor_checks(cfg: DatasetConfig, metrics: dict[str, float]) -> list[dict[str
     return checks
 
 
+DRIFT_TRIGGERS = ("drift", "performance")  # trigger reasons decided by gates.rule_on_drift
+
+
+def decision_rule(cfg: DatasetConfig, trigger_reason: str | None) -> str:
+    """The rule the head-to-head checks apply: ``gates.rule``, else by the retrain's trigger reason."""
+    if cfg.gates.rule:
+        return cfg.gates.rule
+    return cfg.gates.rule_on_drift if trigger_reason in DRIFT_TRIGGERS else cfg.gates.rule_on_new_data
+
+
 def _comparison(
     cfg: DatasetConfig,
     name: str,
     where: str,
-    rows: int,
-    candidate: float,
-    champion: float,
+    truth: Any,
+    outputs: tuple[dict[str, Any], dict[str, Any]],
     champion_version: str,
+    rule: str,
 ) -> dict[str, Any]:
-    margin = cfg.gates.min_improvement
-    primary = cfg.gates.primary_metric
-    if task_types.is_lower_better(task_types.gate_metric_key(primary)):  # an error: smaller wins
-        target, sign, better = champion - margin, "-", "<="
-    else:
-        target, sign, better = champion + margin, "+", ">="
-    ok = task_types.at_least_as_good(task_types.gate_metric_key(primary), candidate, target)
-    worse = {"<=": ">", ">=": "<"}[better]
-    detail = (
-        f"{primary} on {where} ({rows} rows): candidate {candidate:.4f} {better if ok else worse} champion "
-        f"v{champion_version} {champion:.4f} {sign} min_improvement {margin}"
+    """A head-to-head check: ``rule`` on the paired comparison of ``outputs`` (candidate, champion). ``value`` is
+    the candidate's metric, ``limit`` the champion's plus ``min_improvement`` (minus, for errors); the fields of
+    :func:`~driftloop.governance.comparison.decide` are added (``difference``, ``ci_low``, ``rows``, ...)."""
+    from driftloop.governance import comparison
+
+    gates, primary = cfg.gates, cfg.gates.primary_metric
+    key = task_types.gate_metric_key(primary)
+    options = {"level": gates.confidence, "resamples": gates.bootstrap_resamples, "seed": cfg.training.seed}
+    result = comparison.compare_outputs(
+        key, cfg.task, truth, outputs[1], outputs[0], positive_label=cfg.positive_label, **options
     )
-    return _check(name, ok, candidate, target, detail)
+    verdict = comparison.decide(result, key, rule, min_improvement=gates.min_improvement, margin=gates.margin)
+    ok, champion = verdict["passed"], verdict["champion"]
+    sign = -1 if task_types.is_lower_better(key) else 1
+    needed = verdict["needed_rows"]
+    detail = (
+        f"{primary} on {where} ({verdict['rows']} rows, {verdict['method']}): candidate "
+        f"{verdict['challenger']:.4f} vs champion v{champion_version} {champion:.4f}, difference "
+        f"{verdict['difference']:+.4f} ({gates.confidence:.0%} CI {verdict['ci_low']:+.4f} to "
+        f"{verdict['ci_high']:+.4f}); {rule}: improvement lower bound {verdict['improvement_low']:+.4f} "
+        f"{'>' if ok else 'not >'} {verdict['bound']:+.4f}"
+        + (f"; about {needed} rows give this rule 80% power" if needed else "")
+    )
+    check = _check(name, ok, verdict["challenger"], champion + sign * gates.min_improvement, detail)
+    public = {k: v for k, v in verdict.items() if k not in ("passed", "challenger")}
+    return {**check, **public, "candidate": verdict["challenger"]}
 
 
 def production_window(cfg: DatasetConfig, holdout_df: Any, settings: Settings | None) -> Any:
@@ -93,43 +119,35 @@ def production_window(cfg: DatasetConfig, holdout_df: Any, settings: Settings | 
 
 def champion_checks(
     cfg: DatasetConfig,
-    candidate: tuple[Any, Decision],
-    champion: tuple[Any, Decision],
+    outputs: tuple[dict[str, Any], dict[str, Any]],
     champion_version: str,
     holdout_df: Any,
     settings: Settings | None,
+    rule: str,
 ) -> list[dict[str, Any]]:
     """Head-to-head on the candidate's holdout and, with enough rows, on the latest production window.
 
-    ``candidate`` and ``champion`` are ``(model, decision)``: each side decides with its own threshold and classes.
+    ``outputs`` are :meth:`Decision.predict` of (candidate, champion) on ``holdout_df``, each deciding with its own
+    threshold and classes; ``rule`` is :func:`decision_rule`.
     """
-    key = task_types.gate_metric_key(cfg.gates.primary_metric)
+    import numpy as np
 
-    def score(side: tuple[Any, Decision], rows: Any) -> float:
-        return holdout.score_on_holdout(cfg, side[0], rows, side[1])[key]
-
+    truth = holdout_df[cfg.target].to_numpy()
     checks = [
-        _comparison(
-            cfg,
-            "beats_champion",
-            "the candidate's holdout",
-            len(holdout_df),
-            score(candidate, holdout_df),
-            score(champion, holdout_df),
-            champion_version,
-        )
+        _comparison(cfg, "beats_champion", "the candidate's holdout", truth, outputs, champion_version, rule)
     ]
     window = production_window(cfg, holdout_df, settings)
     if len(window) >= cfg.gates.production_window_min_rows:
+        mask = holdout_df.index.isin(window.index)
         checks.append(
             _comparison(
                 cfg,
                 "beats_champion.production",
                 "the latest labelled production window",
-                len(window),
-                score(candidate, window),
-                score(champion, window),
+                truth[mask],
+                tuple({k: np.asarray(v)[mask] for k, v in side.items()} for side in outputs),
                 champion_version,
+                rule,
             )
         )
     else:
@@ -143,6 +161,67 @@ def champion_checks(
                 f"{cfg.gates.production_window_min_rows} needed to compare there",
             )
         )
+    return checks
+
+
+def _counts(values: Any) -> dict[str, int]:
+    import numpy as np
+
+    labels, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
+    return {str(label): int(n) for label, n in zip(labels, counts, strict=True)}
+
+
+def decision_checks(
+    cfg: DatasetConfig,
+    decision: Decision,
+    outputs: dict[str, Any],
+    holdout_df: Any,
+    oof_positive_rate: float | None,
+) -> list[dict[str, Any]]:
+    """The candidate's decisions on its holdout: never degenerate; binary positive rates side by side.
+
+    ``decision.degenerate`` fails a binary model predicting one class for every row, a multiclass model never
+    predicting a class the holdout holds, a regression model predicting one value, with the counts.
+    ``decision.positive_rate`` (binary) reports the holdout's predicted-positive rate next to the out-of-fold one
+    and flags a rate far from it (``gates.positive_rate_max_ratio``); training already fell back in that case.
+    """
+    import numpy as np
+
+    predicted = outputs[bus.PREDICTION_COLUMN]
+    if decision.task == task_types.REGRESSION:
+        values = np.asarray(predicted, dtype=float)
+        spread = float(np.ptp(values)) if len(values) else 0.0
+        detail = f"predictions on {len(values)} holdout rows range over {spread:.6g}"
+        return [
+            _check("decision.degenerate", spread > 0, spread, 0, detail + (" (one value)" * (spread == 0)))
+        ]
+    truth, made = _counts(holdout_df[cfg.target]), _counts(predicted)
+    if decision.task == task_types.BINARY:
+        missing = [label for label in decision.classes if label not in made]
+    else:
+        missing = [label for label in truth if label not in made]
+    ok = not missing
+    detail = f"predicted {made} on {len(holdout_df)} holdout rows holding {truth}" + (
+        f": never predicts {missing}" if missing else ""
+    )
+    checks = [{**_check("decision.degenerate", ok, made, None, detail), "truth_counts": truth}]
+    if decision.task != task_types.BINARY:
+        return checks
+    from driftloop.training.selection import positive_rate_is_far
+
+    rate = made.get(decision.classes[1], 0) / max(len(holdout_df), 1)
+    far = oof_positive_rate is not None and positive_rate_is_far(
+        oof_positive_rate, rate, len(holdout_df), cfg.gates.positive_rate_max_ratio
+    )
+    oof = "not recorded" if oof_positive_rate is None else f"{oof_positive_rate:.1%}"
+    detail = (
+        f"threshold {decision.threshold:.4g} predicts {rate:.1%} of holdout rows positive; out of fold {oof}"
+        + (f" (flagged: beyond x{cfg.gates.positive_rate_max_ratio:g})" if far else "")
+    )
+    check = _check("decision.positive_rate", None, rate, oof_positive_rate, detail)
+    checks.append(
+        {**check, "holdout_positive_rate": rate, "oof_positive_rate": oof_positive_rate, "flagged": far}
+    )
     return checks
 
 
@@ -254,37 +333,43 @@ def judge(
         settings: Process settings.
 
     Returns:
-        ``{"passed", "candidate_version", "champion_version", "metrics", "checks", "fairness", "failed"}``;
-        ``failed`` lists the names of failing checks.
+        ``{"passed", "candidate_version", "champion_version", "metrics", "checks", "fairness", "failed", "rule"}``;
+        ``failed`` lists the names of failing checks, ``rule`` the head-to-head rule (None without a champion).
+        The comparison and positive rates also go on the version as tags (:func:`evidence_tags`).
     """
     from driftloop.core.registry import load_model
     from driftloop.governance.fairness import assess_decisions
 
     name = cfg.registered_model_name
     version = client.get_model_version(name, candidate_version)
+    run = client.get_run(version.run_id)
     model_uri = bus.model_version_uri(name, candidate_version)
     candidate = load_model(model_uri, settings)
     decision = read_decision(cfg, version.tags)
     holdout_df = holdout.load_holdout(client, version.run_id)
-    metrics = holdout.score_on_holdout(cfg, candidate, holdout_df, decision)
-    checks = floor_checks(cfg, metrics)
-    if champion is not None:
-        champion_side = (
-            load_model(champion["model_uri"], settings),
-            read_decision(cfg, client.get_model_version(name, champion["model_version"]).tags),
-        )
-        checks += champion_checks(
-            cfg, (candidate, decision), champion_side, champion["model_version"], holdout_df, settings
-        )
-    fairness = assess_decisions(
-        cfg, holdout_df, decision, decision.predict(candidate, holdout_df[cfg.features])
+    outputs = decision.predict(candidate, holdout_df[cfg.features])
+    metrics = task_types.holdout_metrics(
+        decision, decision.encode(holdout_df[cfg.target]).to_numpy(), outputs
     )
+    checks = floor_checks(cfg, metrics)
+    checks += decision_checks(cfg, decision, outputs, holdout_df, run.data.metrics.get(bus.OOF_POSITIVE_RATE))
+    rule = decision_rule(
+        cfg, version.tags.get(bus.TRIGGER_REASON_TAG) or run.data.tags.get(bus.TRIGGER_REASON_TAG)
+    )
+    if champion is not None:
+        model = load_model(champion["model_uri"], settings)
+        side = read_decision(cfg, client.get_model_version(name, champion["model_version"]).tags)
+        champion_outputs = side.predict(model, holdout_df[cfg.features])
+        checks += champion_checks(
+            cfg, (outputs, champion_outputs), champion["model_version"], holdout_df, settings, rule
+        )
+    fairness = assess_decisions(cfg, holdout_df, decision, outputs)
     checks += fairness_checks(cfg, fairness)
     checks.append(latency_check(cfg, candidate, holdout_df, decision))
     checks.append(size_check(cfg, model_size_mb(model_uri, settings)))
     checks += behaviour_checks(cfg, candidate, holdout_df, decision)
     failed = [c["name"] for c in checks if c["passed"] is False]
-    return {
+    report = {
         "passed": not failed,
         "candidate_version": str(candidate_version),
         "champion_version": champion["model_version"] if champion else None,
@@ -292,7 +377,46 @@ def judge(
         "checks": checks,
         "fairness": fairness,
         "failed": failed,
+        "rule": rule if champion is not None else None,
     }
+    for key, value in evidence_tags(report).items():
+        if value:
+            client.set_model_version_tag(name, str(candidate_version), key, value)
+    return report
+
+
+def evidence_tags(report: dict[str, Any]) -> dict[str, str]:
+    """The version tags of a gate report's comparison (holdout; production window as JSON) and positive rates."""
+    import json
+
+    checks = {c["name"]: c for c in report["checks"]}
+    tags = {}
+    fields = {
+        "rule": bus.GATE_RULE_TAG,
+        "method": bus.GATE_METHOD_TAG,
+        "difference": bus.GATE_DIFFERENCE_TAG,
+        "ci_low": bus.GATE_CI_LOW_TAG,
+        "ci_high": bus.GATE_CI_HIGH_TAG,
+        "rows": bus.GATE_ROWS_TAG,
+        "needed_rows": bus.GATE_NEEDED_ROWS_TAG,
+    }
+    head = checks.get("beats_champion")
+    if head is not None:
+        tags.update({tag: _text(head.get(field)) for field, tag in fields.items()})
+    window = checks.get("beats_champion.production")
+    if window is not None and "rule" in window:
+        tags[bus.GATE_PRODUCTION_COMPARISON_TAG] = json.dumps({f: _text(window.get(f)) for f in fields})
+    rates = checks.get("decision.positive_rate")
+    if rates is not None:
+        tags[bus.HOLDOUT_POSITIVE_RATE_TAG] = _text(rates["holdout_positive_rate"])
+        tags[bus.OOF_POSITIVE_RATE_TAG] = _text(rates["oof_positive_rate"])
+    return tags
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def summarize(report: dict[str, Any]) -> str:
@@ -304,7 +428,7 @@ def summarize(report: dict[str, Any]) -> str:
         head = f"version {candidate} fails {len(failing)} check(s): " + "; ".join(failing)
         tail = f"; champion v{champion} keeps serving" if champion else ""
         if "beats_champion" in report["failed"]:
-            head = f"does not beat champion: {checks['beats_champion']['detail']}" + (
+            head = f"{_verdict(checks, False)}: {checks['beats_champion']['detail']}" + (
                 f"; also fails: {'; '.join(checks[n]['detail'] for n in report['failed'] if n != 'beats_champion')}"
                 if len(failing) > 1
                 else ""
@@ -314,5 +438,13 @@ def summarize(report: dict[str, Any]) -> str:
         floors = ", ".join(c["detail"] for c in report["checks"] if c["name"].startswith("floor."))
         return f"first champion: version {candidate} passes every check ({len(checks)}): {floors}"
     return (
-        f"beats champion: {checks['beats_champion']['detail']}; every other check passes ({len(checks) - 1})"
+        f"{_verdict(checks, True)}: {checks['beats_champion']['detail']}; every other check passes "
+        f"({len(checks) - 1})"
     )
+
+
+def _verdict(checks: dict[str, dict], passed: bool) -> str:
+    """The head-to-head verdict in the words of its rule."""
+    if checks["beats_champion"].get("rule") == "non_inferiority":
+        return "within margin of champion" if passed else "not shown within margin of champion"
+    return "beats champion" if passed else "does not beat champion"

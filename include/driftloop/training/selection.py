@@ -10,11 +10,14 @@ The binary decision threshold is chosen here too, on out-of-fold scores of the t
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 from driftloop.core.config import DatasetConfig
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, choose_threshold, model_input
+
+log = logging.getLogger(__name__)
 
 
 def select_rows(cfg: DatasetConfig, train_df: Any) -> Any:
@@ -134,7 +137,8 @@ def choose_decision_threshold(
     did not see; the holdout is never touched. ``fixed`` (and non-binary tasks) keep ``inference.threshold``.
 
     Returns:
-        ``{"threshold", "objective", "objective_value", "oof_rows"}``.
+        ``{"threshold", "objective", "objective_value", "oof_rows", "oof_positive_rate"}``; the last is the share
+        of out-of-fold rows predicted positive at the threshold (None without out-of-fold scores).
     """
     opts = cfg.training
     if decision.task != BINARY or opts.threshold_objective == "fixed":
@@ -143,6 +147,7 @@ def choose_decision_threshold(
             "objective": "fixed",
             "objective_value": None,
             "oof_rows": 0,
+            "oof_positive_rate": None,
         }
     from sklearn.base import clone
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -161,4 +166,59 @@ def choose_decision_threshold(
             n_jobs=n_jobs,
         )[:, 1]
     chosen = choose_threshold(data[cfg.target].to_numpy(), oof, opts.threshold_objective, opts.cost)
-    return {**chosen, "objective": opts.threshold_objective, "oof_rows": len(data)}
+    return {
+        **chosen,
+        "objective": opts.threshold_objective,
+        "oof_rows": len(data),
+        "oof_positive_rate": float((oof >= chosen["threshold"]).mean()),
+    }
+
+
+def positive_rate_is_far(oof_rate: float, holdout_rate: float, rows: int, max_ratio: float) -> bool:
+    """True when ``holdout_rate`` is more than ``max_ratio`` times above or below ``oof_rate`` and the gap
+    exceeds three binomial standard errors of a rate on ``rows`` rows (``gates.positive_rate_max_ratio``)."""
+    import math
+
+    noise = 3 * math.sqrt(max(oof_rate * (1 - oof_rate), 1e-12) / max(rows, 1))
+    outside = holdout_rate > oof_rate * max_ratio or holdout_rate < oof_rate / max_ratio
+    return outside and abs(holdout_rate - oof_rate) > noise
+
+
+def transfer_threshold(cfg: DatasetConfig, chosen: dict[str, Any], holdout_score: Any) -> dict[str, Any]:
+    """The out-of-fold threshold, unless it does not transfer to the final model on the holdout.
+
+    It does not transfer when the holdout's predicted-positive rate is far from the out-of-fold one
+    (:func:`positive_rate_is_far`). It then falls back to the threshold at which the holdout's predicted-positive
+    rate equals the out-of-fold rate (the share of positives the threshold was chosen for): it reads the final
+    model's scores on the holdout, never its labels.
+
+    Returns:
+        ``chosen`` plus ``{"holdout_positive_rate", "fallback"}``; ``fallback`` says why the threshold changed
+        (empty when it did not).
+    """
+    import numpy as np
+
+    oof_rate = chosen.get("oof_positive_rate")
+    score = np.asarray(holdout_score, dtype=float)
+    if oof_rate is None or not len(score):
+        return {**chosen, "holdout_positive_rate": None, "fallback": ""}
+    threshold = float(chosen["threshold"])
+    rate = float((score >= threshold).mean())
+    if not positive_rate_is_far(oof_rate, rate, len(score), cfg.gates.positive_rate_max_ratio):
+        log.info(
+            "%s: threshold %.4g: %.1f%% positive out of fold, %.1f%% on the holdout",
+            cfg.name,
+            threshold,
+            100 * oof_rate,
+            100 * rate,
+        )
+        return {**chosen, "holdout_positive_rate": rate, "fallback": ""}
+    matched = float(np.quantile(score, 1 - oof_rate, method="higher")) if oof_rate > 0 else 1.0 + 1e-9
+    new_rate = float((score >= matched).mean())
+    why = (
+        f"threshold {threshold:.4g} predicts {rate:.1%} of holdout rows positive against {oof_rate:.1%} out of "
+        f"fold (beyond x{cfg.gates.positive_rate_max_ratio:g}); threshold {matched:.4g} matches the out-of-fold "
+        f"rate ({new_rate:.1%} of holdout rows)"
+    )
+    log.warning("%s: the out-of-fold threshold does not transfer: %s", cfg.name, why)
+    return {**chosen, "threshold": matched, "holdout_positive_rate": new_rate, "fallback": why}

@@ -26,7 +26,7 @@ from driftloop.core.task_types import BINARY, Decision, model_input, training_de
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.data import snapshots
 from driftloop.training.data_checks import check_training_frames, training_data_error
-from driftloop.training.selection import choose_decision_threshold, fit_pycaret
+from driftloop.training.selection import choose_decision_threshold, fit_pycaret, transfer_threshold
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +212,8 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
     chosen = choose_decision_threshold(
         cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs
     )
+    if decision.task == BINARY:  # falls back when the out-of-fold threshold does not transfer to the holdout
+        chosen = transfer_threshold(cfg, chosen, decision.score(model, holdout_df[cfg.features]))
     timings["threshold_seconds"] = time.perf_counter() - started
     decision = replace(decision, threshold=float(chosen["threshold"]))
     metrics = holdout.score_on_holdout(cfg, model, holdout_df, decision)
@@ -240,12 +242,16 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
             bus.BEST_MODEL_TAG: fitted["best_model"],
             **decision.to_tags(),
             bus.THRESHOLD_OBJECTIVE_TAG: chosen["objective"],
+            bus.THRESHOLD_FALLBACK_TAG: chosen.get("fallback") or "none",
             bus.SELECTION_TAG: _selection_text(selection_rows, len(train_df)),
         }
     )
     extra = {bus.THRESHOLD_METRIC: decision.threshold} if decision.task == BINARY else {}
     if chosen["objective_value"] is not None:
         extra[bus.THRESHOLD_OBJECTIVE_VALUE] = chosen["objective_value"]
+    if chosen.get("holdout_positive_rate") is not None:
+        extra[bus.OOF_POSITIVE_RATE] = chosen["oof_positive_rate"]
+        extra[bus.HOLDOUT_POSITIVE_RATE] = chosen["holdout_positive_rate"]
     mlflow.log_metrics(
         {
             **metrics,

@@ -9,7 +9,8 @@ accepted labels, then:
   fixed-horizon two-proportion test (sized by a power analysis on the champion's holdout accuracy) with an
   always-valid sequential test, so looking every hour does not inflate false positives.
 * **Shadow** (one model answered, the other scored the same rows): paired. McNemar on the first ``n`` labelled
-  pairs decides; a paired bootstrap gives the AUC difference.
+  pairs decides; DeLong's paired test (the gate's, :mod:`driftloop.governance.comparison`) gives the AUC
+  difference and its interval.
 
 The decision (``promote_challenger``, ``keep_champion``, ``not_enough_data``) is recorded as a run in the
 ``driftloop/<dataset>/serving`` experiment, keyed by the experiment and a fingerprint of what was looked at, so a
@@ -22,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from statistics import NormalDist
 from typing import Any
 
 from driftloop.core import bus
@@ -155,11 +157,28 @@ def shadow_analysis(
     )
     if decision.task != BINARY:
         return {**verdict, "auc": None}
+    from driftloop.governance.comparison import delong_auc_difference
+
     positive = labelled["label"].astype(str).to_numpy() == decision.classes[1]
-    auc = ab_stats.paired_bootstrap_auc(
+    auc = delong_auc_difference(
         positive, labelled["score_champion"].to_numpy(float), labelled["score_challenger"].to_numpy(float)
     )
-    return {**verdict, "auc": auc}
+    # The gate's paired test, at the level McNemar decides with.
+    half = NormalDist().inv_cdf(1 - serving.alpha / 2) * auc["se"]
+    diff = auc["difference"]
+    low, high = diff - half, diff + half
+    return {
+        **verdict,
+        "auc": {
+            "auc_a": auc["champion"],
+            "auc_b": auc["challenger"],
+            "diff": diff,
+            "low": low,
+            "high": high,
+            "se": auc["se"],
+            "method": "delong",
+        },
+    }
 
 
 def _fingerprint(experiment: str, log_df: Any, labels: Any) -> str:
