@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -68,6 +69,9 @@ def preload_stack(modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, Any]:
     Returns:
         ``{"loaded": [...], "failed": {name: error}, "seconds": float}``.
     """
+    # As driftloop.training.pycaret_env does: importing PyCaret would open logs.log in the cwd and capture every
+    # warning of this (long-lived) process into it.
+    os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", os.devnull)
     started = time.perf_counter()
     loaded: list[str] = []
     failed: dict[str, str] = {}
@@ -79,6 +83,10 @@ def preload_stack(modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, Any]:
             log.warning("preload: could not import %s (%s); tasks will import it themselves", name, exc)
         else:
             loaded.append(name)
+    if any(name.startswith("pycaret") for name in loaded):
+        from pycaret.internal.logging import captureWarnings
+
+        captureWarnings(False)
     seconds = time.perf_counter() - started
     log.info(
         "preloaded %d modules in %.1f s for the task processes forked from here (%d failed)",
