@@ -33,19 +33,37 @@ def _shap(cfg: DatasetConfig, model: Any, train_df: Any, folder: Path, seed: int
 
 
 def _pfi(
-    cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision, seed: int
+    cfg: DatasetConfig,
+    model: Any,
+    holdout_df: Any,
+    folder: Path,
+    decision: Decision,
+    seed: int,
+    outputs: dict[str, Any],
 ) -> dict[str, Any]:
     from driftloop.governance.interpret import permutation_importance
 
     table = permutation_importance(
-        model, holdout_df, list(cfg.features), decision.encode(holdout_df[cfg.target]), decision, seed=seed
+        model,
+        holdout_df,
+        list(cfg.features),
+        decision.encode(holdout_df[cfg.target]),
+        decision,
+        seed=seed,
+        outputs=outputs,
     )
     table.to_csv(folder / bus.PFI_FILENAME, index=False)
     return {"permutation_importance": table.to_dict(orient="records")}
 
 
 def _surrogate(
-    cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, decision: Decision, seed: int
+    cfg: DatasetConfig,
+    model: Any,
+    train_df: Any,
+    holdout_df: Any,
+    decision: Decision,
+    seed: int,
+    outputs: dict[str, Any],
 ) -> dict[str, Any]:
     from driftloop.governance.interpret import fit_surrogate
 
@@ -59,16 +77,17 @@ def _surrogate(
             list(cfg.categorical_features),
             decision,
             seed,
+            test_outputs=outputs,
         )
     }
 
 
 def _fairness(
-    cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision
+    cfg: DatasetConfig, holdout_df: Any, folder: Path, decision: Decision, outputs: dict[str, Any]
 ) -> dict[str, Any]:
     from driftloop.governance.fairness import assess_decisions, plot_fairness
 
-    report = assess_decisions(cfg, holdout_df, decision, decision.predict(model, holdout_df[cfg.features]))
+    report = assess_decisions(cfg, holdout_df, decision, outputs)
     plot_fairness(report, folder / bus.FAIRNESS_PLOT_FILENAME, f"{cfg.name}: fairness on the holdout")
     return {"fairness": report}
 
@@ -81,6 +100,7 @@ def collect_evidence(
     work_dir: Path,
     decision: Decision,
     seed: int = 42,
+    holdout_outputs: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Compute every piece of evidence into ``work_dir/evidence``; returns the summary and that folder.
 
@@ -92,6 +112,8 @@ def collect_evidence(
         work_dir: Scratch folder.
         decision: How the version decides (task, classes, threshold).
         seed: Sampling seed.
+        holdout_outputs: ``decision.predict(model, holdout_df[cfg.features])`` when the caller has it (training
+            scored the holdout already); else predicted here, once, and shared by every piece.
 
     Returns:
         ``(summary, folder)``; ``summary`` holds ``shap_*``, ``permutation_importance``, ``surrogate``,
@@ -100,11 +122,18 @@ def collect_evidence(
     folder = work_dir / bus.EVIDENCE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"errors": {}}
+    outputs = holdout_outputs
+    if outputs is None:
+        try:
+            outputs = decision.predict(model, holdout_df[cfg.features])
+        except Exception as exc:  # the pieces that need these fail below, each recorded
+            log.warning("evidence: predicting the holdout failed: %r", exc)
+            summary["errors"]["holdout_predictions"] = repr(exc)[:500]
     pieces = {
         "shap": lambda: _shap(cfg, model, train_df, folder, seed),
-        "permutation_importance": lambda: _pfi(cfg, model, holdout_df, folder, decision, seed),
-        "surrogate": lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed),
-        "fairness": lambda: _fairness(cfg, model, holdout_df, folder, decision),
+        "permutation_importance": lambda: _pfi(cfg, model, holdout_df, folder, decision, seed, outputs),
+        "surrogate": lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed, outputs),
+        "fairness": lambda: _fairness(cfg, holdout_df, folder, decision, outputs),
     }
     for name, compute in pieces.items():
         try:
