@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,7 @@ def collect_evidence(
 
     Returns:
         ``(summary, folder)``; ``summary`` holds ``shap_*``, ``permutation_importance``, ``surrogate``,
-        ``fairness`` and, for any piece that failed, ``errors``.
+        ``fairness``, ``seconds`` (wall time per piece) and, for any piece that failed, ``errors``.
     """
     folder = work_dir / bus.EVIDENCE_DIR
     folder.mkdir(parents=True, exist_ok=True)
@@ -135,11 +136,16 @@ def collect_evidence(
         "surrogate": lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed, outputs),
         "fairness": lambda: _fairness(cfg, holdout_df, folder, decision, outputs),
     }
+    seconds: dict[str, float] = {}
     for name, compute in pieces.items():
+        started = time.perf_counter()
         try:
             summary.update(compute())
         except Exception as exc:  # evidence informs people; a failing piece must not lose the model
             log.warning("evidence %s failed: %r", name, exc)
             summary["errors"][name] = repr(exc)[:500]
+        seconds[name] = round(time.perf_counter() - started, 2)
+    summary["seconds"] = seconds
+    log.info("evidence computed in %s s", ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     (folder / Path(bus.EVIDENCE_ARTIFACT).name).write_text(json.dumps(summary, indent=2, default=str))
     return summary, folder
