@@ -354,6 +354,7 @@ def test_airflow_services_share_one_airflow3_configuration(services):
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
         "AIRFLOW__CELERY__BROKER_URL",
         "AIRFLOW__CELERY__RESULT_BACKEND",
+        "AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS",
     )
     for key in common_keys:
         values = {name: e.get(key) for name, e in envs.items()}
@@ -361,6 +362,8 @@ def test_airflow_services_share_one_airflow3_configuration(services):
         assert len(set(values.values())) == 1, f"{key} differs between Airflow services: {values}"
     one = envs["airflow-worker"]
     assert one["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    # Workers import the heavy stack once, before forking their pool (driftloop_airflow.preload).
+    assert one["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] == "driftloop_airflow.preload.CELERY_CONFIG"
     assert one["AIRFLOW__CORE__AUTH_MANAGER"].endswith("FabAuthManager")
     api = urlsplit(one["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
     assert api.hostname == "airflow-api-server" and api.port == 8080 and api.path == "/execution/"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +34,37 @@ def _shap(cfg: DatasetConfig, model: Any, train_df: Any, folder: Path, seed: int
 
 
 def _pfi(
-    cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision, seed: int
+    cfg: DatasetConfig,
+    model: Any,
+    holdout_df: Any,
+    folder: Path,
+    decision: Decision,
+    seed: int,
+    outputs: dict[str, Any],
 ) -> dict[str, Any]:
     from driftloop.governance.interpret import permutation_importance
 
     table = permutation_importance(
-        model, holdout_df, list(cfg.features), decision.encode(holdout_df[cfg.target]), decision, seed=seed
+        model,
+        holdout_df,
+        list(cfg.features),
+        decision.encode(holdout_df[cfg.target]),
+        decision,
+        seed=seed,
+        outputs=outputs,
     )
     table.to_csv(folder / bus.PFI_FILENAME, index=False)
     return {"permutation_importance": table.to_dict(orient="records")}
 
 
 def _surrogate(
-    cfg: DatasetConfig, model: Any, train_df: Any, holdout_df: Any, decision: Decision, seed: int
+    cfg: DatasetConfig,
+    model: Any,
+    train_df: Any,
+    holdout_df: Any,
+    decision: Decision,
+    seed: int,
+    outputs: dict[str, Any],
 ) -> dict[str, Any]:
     from driftloop.governance.interpret import fit_surrogate
 
@@ -59,16 +78,17 @@ def _surrogate(
             list(cfg.categorical_features),
             decision,
             seed,
+            test_outputs=outputs,
         )
     }
 
 
 def _fairness(
-    cfg: DatasetConfig, model: Any, holdout_df: Any, folder: Path, decision: Decision
+    cfg: DatasetConfig, holdout_df: Any, folder: Path, decision: Decision, outputs: dict[str, Any]
 ) -> dict[str, Any]:
     from driftloop.governance.fairness import assess_decisions, plot_fairness
 
-    report = assess_decisions(cfg, holdout_df, decision, decision.predict(model, holdout_df[cfg.features]))
+    report = assess_decisions(cfg, holdout_df, decision, outputs)
     plot_fairness(report, folder / bus.FAIRNESS_PLOT_FILENAME, f"{cfg.name}: fairness on the holdout")
     return {"fairness": report}
 
@@ -81,6 +101,7 @@ def collect_evidence(
     work_dir: Path,
     decision: Decision,
     seed: int = 42,
+    holdout_outputs: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Compute every piece of evidence into ``work_dir/evidence``; returns the summary and that folder.
 
@@ -92,25 +113,39 @@ def collect_evidence(
         work_dir: Scratch folder.
         decision: How the version decides (task, classes, threshold).
         seed: Sampling seed.
+        holdout_outputs: ``decision.predict(model, holdout_df[cfg.features])`` when the caller has it (training
+            scored the holdout already); else predicted here, once, and shared by every piece.
 
     Returns:
         ``(summary, folder)``; ``summary`` holds ``shap_*``, ``permutation_importance``, ``surrogate``,
-        ``fairness`` and, for any piece that failed, ``errors``.
+        ``fairness``, ``seconds`` (wall time per piece) and, for any piece that failed, ``errors``.
     """
     folder = work_dir / bus.EVIDENCE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"errors": {}}
+    outputs = holdout_outputs
+    if outputs is None:
+        try:
+            outputs = decision.predict(model, holdout_df[cfg.features])
+        except Exception as exc:  # the pieces that need these fail below, each recorded
+            log.warning("evidence: predicting the holdout failed: %r", exc)
+            summary["errors"]["holdout_predictions"] = repr(exc)[:500]
     pieces = {
         "shap": lambda: _shap(cfg, model, train_df, folder, seed),
-        "permutation_importance": lambda: _pfi(cfg, model, holdout_df, folder, decision, seed),
-        "surrogate": lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed),
-        "fairness": lambda: _fairness(cfg, model, holdout_df, folder, decision),
+        "permutation_importance": lambda: _pfi(cfg, model, holdout_df, folder, decision, seed, outputs),
+        "surrogate": lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed, outputs),
+        "fairness": lambda: _fairness(cfg, holdout_df, folder, decision, outputs),
     }
+    seconds: dict[str, float] = {}
     for name, compute in pieces.items():
+        started = time.perf_counter()
         try:
             summary.update(compute())
         except Exception as exc:  # evidence informs people; a failing piece must not lose the model
             log.warning("evidence %s failed: %r", name, exc)
             summary["errors"][name] = repr(exc)[:500]
+        seconds[name] = round(time.perf_counter() - started, 2)
+    summary["seconds"] = seconds
+    log.info("evidence computed in %s s", ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     (folder / Path(bus.EVIDENCE_ARTIFACT).name).write_text(json.dumps(summary, indent=2, default=str))
     return summary, folder

@@ -16,7 +16,13 @@ SURROGATE_DEPTH = 3
 
 
 def permutation_importance(
-    model: Any, holdout_df: Any, features: list[str], y_true: Any, decision: Any, seed: int = 42
+    model: Any,
+    holdout_df: Any,
+    features: list[str],
+    y_true: Any,
+    decision: Any,
+    seed: int = 42,
+    outputs: dict[str, Any] | None = None,
 ) -> Any:
     """Mean and std of the quality drop when each original feature is shuffled (on at most 2,000 holdout rows).
 
@@ -30,6 +36,8 @@ def permutation_importance(
         y_true: Encoded truth aligned with ``holdout_df`` (``decision.encode``).
         decision: The version's :class:`driftloop.core.task_types.Decision`.
         seed: Shuffle seed.
+        outputs: ``decision.predict(model, holdout_df[features])`` when the caller has it already: the
+            unshuffled baseline is then read from it instead of predicted again.
 
     Returns:
         A DataFrame ``feature, importance_mean, importance_std`` sorted by importance.
@@ -42,10 +50,15 @@ def permutation_importance(
     rng = np.random.default_rng(seed)
     rows = holdout_df[features].reset_index(drop=True)
     y = np.asarray(y_true)
+    keep = None
     if len(rows) > PFI_ROWS:
         keep = rng.choice(len(rows), PFI_ROWS, replace=False)
         rows, y = rows.iloc[keep].reset_index(drop=True), y[keep]
-    baseline = quality(decision, y, decision.predict(model, rows))
+    if outputs is None:
+        unshuffled = decision.predict(model, rows)
+    else:
+        unshuffled = {k: np.asarray(v) if keep is None else np.asarray(v)[keep] for k, v in outputs.items()}
+    baseline = quality(decision, y, unshuffled)
     shuffled = []
     for feature in features:
         for _ in range(PFI_REPEATS):
@@ -53,11 +66,11 @@ def permutation_importance(
             copy[feature] = rng.permutation(copy[feature].to_numpy())
             shuffled.append(copy)
     # One predict call for every shuffled copy: a PyCaret pipeline costs ~60 ms per call whatever the rows.
-    outputs = decision.predict(model, pd.concat(shuffled, ignore_index=True))
+    shuffled_outputs = decision.predict(model, pd.concat(shuffled, ignore_index=True))
     n = len(rows)
     drops = np.array(
         [
-            baseline - quality(decision, y, {k: v[i * n : (i + 1) * n] for k, v in outputs.items()})
+            baseline - quality(decision, y, {k: v[i * n : (i + 1) * n] for k, v in shuffled_outputs.items()})
             for i in range(len(shuffled))
         ]
     ).reshape(len(features), PFI_REPEATS)
@@ -84,6 +97,7 @@ def fit_surrogate(
     categorical: list[str],
     decision: Any,
     seed: int = 42,
+    test_outputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A depth-3 decision tree that imitates the model's predictions, with its fidelity and rules.
 
@@ -96,6 +110,8 @@ def fit_surrogate(
         decision: The version's :class:`driftloop.core.task_types.Decision` (classification: the model's labels are
             imitated; regression: its values).
         seed: Tree seed.
+        test_outputs: ``decision.predict(model, test_df[...])`` when the caller has it already (not predicted
+            again).
 
     Returns:
         ``{"fidelity", "fidelity_measure", "depth", "rules", "rows_fitted", "rows_tested"}``: ``fidelity`` is the
@@ -114,7 +130,7 @@ def fit_surrogate(
         columns=train_x.columns, fill_value=0.0
     )
     train_y = decision.predict(model, train_df[features])[bus.PREDICTION_COLUMN]
-    test_y = decision.predict(model, test_df[features])[bus.PREDICTION_COLUMN]
+    test_y = (test_outputs or decision.predict(model, test_df[features]))[bus.PREDICTION_COLUMN]
     if decision.task == "regression":
         tree = DecisionTreeRegressor(max_depth=SURROGATE_DEPTH, random_state=seed).fit(train_x, train_y)
         fidelity, measure = float(r2_score(test_y, tree.predict(test_x))), "r2"

@@ -22,7 +22,7 @@ from typing import Any
 from driftloop.core import bus, holdout, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
-from driftloop.core.task_types import BINARY, Decision, model_input, training_decision
+from driftloop.core.task_types import BINARY, Decision, holdout_metrics, model_input, training_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.data import snapshots
 from driftloop.training.data_checks import check_training_frames, training_data_error
@@ -115,12 +115,15 @@ def _log_evidence(
     work_dir: Path,
     seed: int,
     decision: Decision,
+    holdout_outputs: dict[str, Any],
 ) -> None:
     import mlflow
 
     from driftloop.governance.evidence import collect_evidence
 
-    summary, folder = collect_evidence(cfg, model, train_df, holdout_df, work_dir, decision, seed)
+    summary, folder = collect_evidence(
+        cfg, model, train_df, holdout_df, work_dir, decision, seed, holdout_outputs=holdout_outputs
+    )
     mlflow.log_artifacts(str(folder), artifact_path=bus.EVIDENCE_DIR)
     top = [row["feature"] for row in summary.get("shap_importance", [])[:5]]
     if top:
@@ -162,10 +165,21 @@ def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
 
 
 def _log_artifacts(
-    cfg: DatasetConfig, model: Any, fitted: dict, train_df: Any, holdout_df: Any, decision: Decision
+    cfg: DatasetConfig,
+    model: Any,
+    fitted: dict,
+    train_df: Any,
+    holdout_df: Any,
+    decision: Decision,
+    holdout_outputs: dict[str, Any],
 ) -> None:
-    """Leaderboard, holdout, drift reference (with out-of-sample outputs), evidence and the model."""
+    """Leaderboard, holdout, drift reference (with out-of-sample outputs), evidence and the model.
+
+    ``holdout_outputs`` are the model's predictions on ``holdout_df`` (row by row): the reference rows and the
+    evidence read them instead of predicting the same rows again.
+    """
     import mlflow
+    import numpy as np
 
     opts = cfg.training
     with tempfile.TemporaryDirectory(prefix="driftloop-train-") as tmp:
@@ -177,11 +191,12 @@ def _log_artifacts(
         # Out-of-sample outputs: on training rows a flexible model (rf) scores differently than on new data,
         # which monitoring would read as prediction drift.
         reference_df = holdout_df.sample(min(opts.reference_rows, len(holdout_df)), random_state=opts.seed)
+        positions = holdout_df.index.get_indexer(reference_df.index)
         reference_df = reference_df[[cfg.id_column, *cfg.features]].reset_index(drop=True)
-        for column, values in decision.predict(model, reference_df[cfg.features]).items():
-            reference_df[column] = values
+        for column, values in holdout_outputs.items():
+            reference_df[column] = np.asarray(values)[positions]
         _log_frame(reference_df, bus.REFERENCE_ARTIFACT, work_dir)
-        _log_evidence(cfg, model, train_df, holdout_df, work_dir, opts.seed, decision)
+        _log_evidence(cfg, model, train_df, holdout_df, work_dir, opts.seed, decision, holdout_outputs)
     _log_model(cfg, model, train_df)
 
 
@@ -216,7 +231,9 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
         chosen = transfer_threshold(cfg, chosen, decision.score(model, holdout_df[cfg.features]))
     timings["threshold_seconds"] = time.perf_counter() - started
     decision = replace(decision, threshold=float(chosen["threshold"]))
-    metrics = holdout.score_on_holdout(cfg, model, holdout_df, decision)
+    # Predicted once: the metrics, the drift reference and the evidence all read these.
+    holdout_outputs = decision.predict(model, holdout_df[cfg.features])
+    metrics = holdout_metrics(decision, decision.encode(holdout_df[cfg.target]).to_numpy(), holdout_outputs)
     opts = cfg.training
     _log_params_once(
         client,
@@ -265,7 +282,7 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
         }
     )
     started = time.perf_counter()
-    _log_artifacts(cfg, model, fitted, train_df, holdout_df, decision)
+    _log_artifacts(cfg, model, fitted, train_df, holdout_df, decision, holdout_outputs)
     timings["logging_seconds"] = time.perf_counter() - started
     mlflow.log_metric("logging_seconds", timings["logging_seconds"])
     return timings
