@@ -278,6 +278,11 @@ def _moved_alerts(dataset: str, model_name: str, result: dict, settings: Setting
     return [_moved(dataset, model_name, result, settings)] if result.get("to_version") else []
 
 
+def _scoring_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+    moved = result.get("champion_moved")
+    return _moved_alerts(dataset, model_name, moved, settings) if isinstance(moved, dict) else []
+
+
 def _fired_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
     if not result.get("reason"):
         return []
@@ -318,6 +323,7 @@ STAGE_ALERTS = {
     "reconcile_champion": _moved_alerts,
     "rollback_champion": _moved_alerts,
     "set_champion": _moved_alerts,
+    "score_pending_batches": _scoring_alerts,
     "mark_trigger_fired": _fired_alerts,
     "ingest_batches": _quarantine_alerts,
     "ingest_labels": _quarantine_alerts,

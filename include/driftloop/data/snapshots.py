@@ -8,6 +8,7 @@ is written by :func:`write_snapshot` and found by :func:`resolve_snapshot`; noth
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -20,6 +21,7 @@ from driftloop.core.storage import list_manifests, read_json, utc_now, write_jso
 from driftloop.data.contract import arrow_schema, load_contract
 
 MIN_HASH_PREFIX = 8
+log = logging.getLogger(__name__)
 
 
 def canonical_hash(frame: Any) -> str:
@@ -172,6 +174,14 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         label_batch_ids=sorted(rows["_label_batch"].dropna().unique().tolist()),
     )
     keys = ("snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids")
+    earlier = [m for m in list_snapshots(cfg, settings) if m["snapshot_hash"] != manifest["snapshot_hash"]]
+    before = earlier[-1]["rows"] if earlier else 0
+    log.info(
+        "snapshot %s: %d rows from %d batch(es) and %d label file(s); %s; previous snapshot %d rows (%+d)",
+        manifest["snapshot_hash"][:12], manifest["rows"], len(manifest["batch_ids"]),
+        len(manifest["label_batch_ids"]), "new" if manifest["created"] else "same content as before", before,
+        manifest["rows"] - before,
+    )  # fmt: skip
     return {k: manifest[k] for k in keys}
 
 
@@ -286,6 +296,7 @@ def record_snapshot(
     }
     existing = tracking.find_finished_run(client, experiment, key)
     if existing is not None:
+        log.info("snapshot %s already recorded in data run %s", snapshot_hash[:12], existing.info.run_id)
         return {
             **result,
             "data_run_id": existing.info.run_id,
@@ -344,4 +355,8 @@ def record_snapshot(
             mlflow.log_artifact(profile["profile_path"], bus.PROFILE_DIR)
         mlflow.log_artifact(profile["summary_path"], bus.PROFILE_DIR)
         run_id = run.info.run_id
+    log.info(
+        "snapshot %s recorded in data run %s: %d rows, profile %s", snapshot_hash[:12], run_id, manifest["rows"],
+        "sampled" if profile["sampled"] else "on every row",
+    )  # fmt: skip
     return {**result, "data_run_id": run_id, "reused": False, "profile_sampled": profile["sampled"]}

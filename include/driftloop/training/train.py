@@ -315,6 +315,12 @@ def train_model(
         registry.register_challenger(client, cfg, versions[0].version, client.get_run(run_id))
         result = _result_from_run(cfg, client.get_run(run_id), versions[0], reused=False)
     result["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    numbers = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["metrics"].items()) if isinstance(v, float))
+    log.info(
+        "trained %s on snapshot %s (%d rows, trigger %s): registered v%s as %s; holdout %s; seconds %s",
+        result["best_model"], snapshot_hash[:12], snapshot["rows"], trigger.get("reason", "manual"),
+        result["model_version"], bus.CHALLENGER, numbers, result["timings"],
+    )  # fmt: skip
     return result
 
 
