@@ -236,9 +236,9 @@ def _model_link(settings: Settings, model_name: str, version: Any) -> dict[str, 
 
 
 def _moved(dataset: str, model: str, entry: dict[str, Any], settings: Settings) -> Alert:
-    override = bool(entry.get("override"))
+    override, previous = bool(entry.get("override")), entry.get("from_version")
     title = (
-        f"champion moved v{entry.get('from_version')} -> v{entry.get('to_version')} by {entry.get('actor')}"
+        f"champion moved {f'v{previous} -> ' if previous else 'to '}v{entry.get('to_version')} by {entry.get('actor')}"
         + (" (OVERRIDE: the new champion did not pass the gate)" if override else "")
     )
     return make_alert(
