@@ -265,7 +265,7 @@ def test_task_logs_tell_the_story_without_error_lines(loop, loop_logs):
     expected = [
         r"batch ingest: \d+ file\(s\) accepted, 0 quarantined; rows received \d+, accepted \d+",
         r"snapshot [0-9a-f]{12}: \d+ rows from \d+ batch\(es\)",
-        r"trained \w+ on snapshot [0-9a-f]{12} \(\d+ rows, trigger new_data\): registered v1 as challenger; "
+        r"trained \w+ on snapshot [0-9a-f]{12} \(\d+ rows, trigger \w+\): registered v1 as challenger; "
         r"holdout .*f1 0\.\d+",
         r"gate v1 check floor\.\w+: pass: ",
         r"gate verdict v1 \(policy auto\): passed; champion moved to v1: first champion",
