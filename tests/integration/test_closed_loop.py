@@ -71,7 +71,10 @@ def loop_env(tmp_path_factory, alert_sinks):
 
     root = tmp_path_factory.mktemp("loop")
     write_fast_configs(root / "configs")
-    server = start_mlflow_server(root / "mlflow")
+    # Uvicorn kills a worker that misses a 5 s health check; on a loaded machine a starting worker does.
+    server = start_mlflow_server(
+        root / "mlflow", timeout_s=300, extra_args=["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
+    )
     saved = dict(os.environ)
     os.environ.update(
         {
