@@ -144,11 +144,24 @@ def model_pip_requirements() -> list[str]:
 
 
 def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
-    import mlflow
     from mlflow.models import infer_signature
 
     example_df = model_input(train_df[cfg.features].head(INPUT_EXAMPLE_ROWS))
     signature = infer_signature(example_df, model.predict(example_df))
+    # cloudpickle is required (skops cannot save a PyCaret pipeline) and only our registry loads it: MLflow's
+    # WARNING about it would be on every green training run.
+    sklearn_log = logging.getLogger("mlflow.sklearn")
+    level = sklearn_log.level
+    sklearn_log.setLevel(logging.ERROR)
+    try:
+        _log_sklearn_model(cfg, model, signature, example_df)
+    finally:
+        sklearn_log.setLevel(level)
+
+
+def _log_sklearn_model(cfg: DatasetConfig, model: Any, signature: Any, example_df: Any) -> None:
+    import mlflow
+
     mlflow.sklearn.log_model(
         model,
         name=bus.MODEL_ARTIFACT,
