@@ -17,14 +17,13 @@ in one episode.
 
 from __future__ import annotations
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import dag, task
 
 from driftloop.core import bus
 from driftloop.monitoring import sensor
 from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
-from driftloop_airflow.sensors import DriftSensor
+from driftloop_airflow.sensors import DriftSensor, NotedTriggerDagRunOperator
 
 WAIT_TASK = "wait_for_drift"
 
@@ -45,12 +44,13 @@ def build(dataset: str) -> None:
             poll_s=settings.sensor_poll_s,
             timeout_s=settings.sensor_timeout_s,
         )
-        trigger_training = TriggerDagRunOperator(
+        trigger_training = NotedTriggerDagRunOperator(
             task_id="trigger_training",
             trigger_dag_id=bus.dag_id(dataset, bus.TRAINING_PIPELINE),
             trigger_run_id="{{ ti.xcom_pull(task_ids='" + WAIT_TASK + "')['trigger_run_id'] }}",
             conf=wait_for_drift.output,
             skip_when_already_exists=True,
+            note="retrain: {{ ti.xcom_pull(task_ids='" + WAIT_TASK + "')['detail'] }}",
         )
 
         @task

@@ -13,6 +13,8 @@ version; every move of `champion` is appended to the audit log.
 * **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by hand.
 * **Idempotent:** a retry of the same run reuses the registered version instead of registering another.
 * **Fails fast** (no retry) when the first version misses the floors or there is no snapshot to train on.
+* **A rejected challenger is an outcome, not a fault:** the run succeeds, its note says
+  `challenger vN rejected (champion stays vM): <reason>` and a `gate_rejected` alert goes out.
 """
 
 from __future__ import annotations

@@ -102,6 +102,8 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
         "MLFLOW_TRACKING_URI": layout.mlflow_url,
         "DRIFTLOOP_HOME": str(layout.home_dir),
         "DRIFTLOOP_MLFLOW_UI_URL": layout.mlflow_url,
+        # MLflow's artifact download progress bars go to stderr: ERROR lines in the task logs.
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH")])
         ),

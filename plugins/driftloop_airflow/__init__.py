@@ -19,6 +19,7 @@ from driftloop.core.config import load_dataset_config
 from driftloop.core.settings import Settings
 
 START_DATE = datetime(2026, 1, 1)
+QUIET_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def dag_settings() -> Settings:
@@ -31,8 +32,11 @@ def dag_settings() -> Settings:
 
 
 def default_args(settings: Settings) -> dict[str, Any]:
-    """Owner, retries and exponential backoff of every Driftloop task."""
+    """Owner, retries, exponential backoff and the failure alert of every Driftloop task."""
+    from driftloop_airflow.notifiers import DriftloopFailureNotifier
+
     return {
+        "on_failure_callback": [DriftloopFailureNotifier()],
         "owner": settings.owner,
         "retries": settings.task_retries,
         "retry_delay": timedelta(seconds=settings.retry_delay_s),
@@ -113,18 +117,34 @@ def run_stage(
         skip_on: Verdicts that mean "nothing to do yet" for this task: they skip it instead of failing it.
         **kwargs: Keyword arguments.
     """
+    import os
+
     from airflow.sdk.exceptions import AirflowSkipException
 
+    from driftloop.core.errors import Verdict
+    from driftloop_airflow import notifiers
+
+    os.environ[QUIET_PROGRESS_ENV] = "false"  # MLflow's download bars go to stderr: ERROR lines in task logs
+    stage = getattr(stage_fn, "__name__", str(stage_fn))
+    settings = None
     try:
         with fail_fast():
             settings = Settings.from_env()
             cfg = load_dataset_config(dataset, settings)
-            return stage_fn(cfg, *args, settings=settings, **kwargs)
+            result = stage_fn(cfg, *args, settings=settings, **kwargs)
     except Exception as exc:
         cause = exc.__cause__
         if skip_on and isinstance(cause, skip_on):
             raise AirflowSkipException(f"{type(cause).__name__}: {cause}") from cause
+        if isinstance(cause, Verdict) and settings is not None:
+            notifiers.send_verdict_alerts(stage, dataset, cause, args, settings)
+            notifiers.set_run_note(notifiers.verdict_note(stage, cause, args))
         raise
+    notifiers.send_stage_alerts(stage, dataset, cfg.registered_model_name, result, settings)
+    note = notifiers.stage_note(stage, result)
+    if note:
+        notifiers.set_run_note(note)
+    return result
 
 
 def airflow_ids() -> dict[str, str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
@@ -70,9 +71,19 @@ class DriftSensor(BaseOperator):
         if event.get("status") == "error":
             raise AirflowFailException(event.get("message", "the drift check failed"))
         from driftloop.monitoring.sensor import suppress_cooldown_runs
+        from driftloop_airflow.notifiers import set_run_note
 
         held = run_stage(self.dataset, suppress_cooldown_runs)
-        raise AirflowSkipException(
-            f"no unhandled monitoring result crossed the thresholds in {self.timeout_s:.0f} s "
+        decision = (
+            f"no retrain: no unhandled monitoring result crossed the thresholds in {self.timeout_s:.0f} s "
             f"({event.get('checks', '?')} checks); {len(held)} result(s) held back by the cooldown"
         )
+        self.log.info("drift sensor decision: %s", decision)
+        set_run_note(decision)
+        raise AirflowSkipException(decision)
+
+
+class NotedTriggerDagRunOperator(TriggerDagRunOperator):
+    """``TriggerDagRunOperator`` whose ``note`` (the triggered run's note, shown in the grid) is templated."""
+
+    template_fields = (*TriggerDagRunOperator.template_fields, "note")

@@ -49,15 +49,32 @@ def write_fast_configs(config_dir: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def loop_env(tmp_path_factory):
+def alert_sinks():
+    """A local SMTP server and a webhook receiver the deployment's alerts go to."""
+    from types import SimpleNamespace
+
+    from tests.alert_sinks import SmtpSink, WebhookReceiver
+
+    smtp, hook = SmtpSink(), WebhookReceiver()
+    yield SimpleNamespace(smtp=smtp, hook=hook)
+    smtp.stop()
+    hook.stop()
+
+
+@pytest.fixture(scope="module")
+def loop_env(tmp_path_factory, alert_sinks):
     """A running MLflow server, a migrated Airflow SQLite DB and env pointing Driftloop at both."""
     import os
 
     from driftloop_ops.services import start_mlflow_server
+    from tests.alert_sinks import smtp_conn_uri
 
     root = tmp_path_factory.mktemp("loop")
     write_fast_configs(root / "configs")
-    server = start_mlflow_server(root / "mlflow")
+    # Uvicorn kills a worker that misses a 5 s health check; on a loaded machine a starting worker does.
+    server = start_mlflow_server(
+        root / "mlflow", timeout_s=300, extra_args=["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
+    )
     saved = dict(os.environ)
     os.environ.update(
         {
@@ -67,6 +84,10 @@ def loop_env(tmp_path_factory):
             "DRIFTLOOP_CONFIG_DIR": str(root / "configs"),
             "DRIFTLOOP_SENSOR_POKE_S": "1",
             "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
+            "DRIFTLOOP_ALERT_WEBHOOK_URL": alert_sinks.hook.url,
+            "DRIFTLOOP_ALERT_SMTP_CONN_ID": "driftloop_test_smtp",
+            "AIRFLOW_CONN_DRIFTLOOP_TEST_SMTP": smtp_conn_uri(alert_sinks.smtp.port),
+            "DRIFTLOOP_ALERT_EMAIL_TO": "ops@example.org",
         }
     )
     for name in ("DRIFTLOOP_DATASETS", "DRIFTLOOP_CONFIG_OVERRIDES"):
@@ -117,11 +138,22 @@ def client(loop_env):
 
 
 @pytest.fixture(scope="module")
-def loop(loop_env, dags, cfg, client):
+def loop_logs():
+    """Every log record and every stderr line written while the telco loop runs (the task logs of dag.test())."""
+    from tests.log_capture import capture_task_output
+
+    with capture_task_output() as captured:
+        yield captured
+
+
+@pytest.fixture(scope="module")
+def loop(loop_env, dags, cfg, client, loop_logs):
     """Drive the loop once and record what each step produced."""
     from driftloop_ops.loop import InProcessRunner, drive_closed_loop
 
-    return drive_closed_loop(InProcessRunner(dags), cfg, client)
+    record = drive_closed_loop(InProcessRunner(dags), cfg, client)
+    loop_logs.stop()
+    return record
 
 
 def test_reference_data_trains_a_first_champion(loop, client, cfg):
@@ -217,6 +249,102 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     assert (entry["from_version"], entry["to_version"], entry["actor"]) == (current, moved_to, EXTERNAL_ACTOR)
     passed = client.get_model_version(name, moved_to).tags.get(bus.GATE_TAG) == bus.GATE_PASSED
     assert (entry["gate_passed"], entry["override"]) == (passed, not passed)
+
+
+def _run_note(dag_id: str, run_id: str) -> str | None:
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one()
+        return run.note
+
+
+def test_task_logs_tell_the_story_without_error_lines(loop, loop_logs):
+    import logging
+    import re
+
+    text = "\n".join(loop_logs.messages())
+    expected = [
+        r"batch ingest: \d+ file\(s\) accepted, 0 quarantined; rows received \d+, accepted \d+",
+        r"snapshot [0-9a-f]{12}: \d+ rows from \d+ batch\(es\)",
+        r"trained \w+ on snapshot [0-9a-f]{12} \(\d+ rows, trigger \w+\): registered v1 as challenger; "
+        r"holdout .*f1 0\.\d+",
+        r"gate v1 check floor\.\w+: pass: ",
+        r"gate verdict v1 \(policy auto\): passed; champion moved to v1: first champion",
+        r"scored batch \w+ with \S+ v1: \d+ rows in [\d.]+ s \(\d+ rows/s",
+        r"monitored batch \w+ \(champion v1\): drift share 0\.\d+ \(threshold 0\.\d+\), \d+ drifted: \w+",
+        r"sensor fired: drift trigger for champion v1",
+        r"alert drift_fired sent \(drift_fired:telco_churn:",
+        r"run note: v1 is champion: first champion",
+    ]
+    missing = [pattern for pattern in expected if not re.search(pattern, text)]
+    assert not missing, f"missing log lines {missing} in:\n{text[-5000:]}"
+    # A green loop: no ERROR record from anyone, no WARNING from Driftloop, no progress bar on stderr.
+    assert loop_logs.at_least(logging.ERROR) == []
+    assert [m for m in loop_logs.at_least(logging.WARNING) if m.startswith("driftloop")] == []
+    assert "Downloading artifacts" not in loop_logs.stderr
+
+
+def test_verdicts_and_sensor_decisions_are_run_notes(loop, cfg):
+    train = bus.dag_id(cfg.name, bus.TRAINING_PIPELINE)
+    assert _run_note(train, loop.run_ids["train_1"]).startswith("v1 is champion: first champion")
+    note_2 = _run_note(train, loop.run_ids["train_2"])
+    assert loop.state("train_2") == "success"  # promoted or rejected: the run did its job either way
+    assert note_2.startswith("v2 is champion: ") or note_2.startswith(
+        "challenger v2 rejected (champion stays v1): "
+    )
+    sensor_dag = bus.dag_id(cfg.name, bus.DRIFT_SENSOR)
+    assert _run_note(sensor_dag, loop.run_ids["drift_drift_sensor"]).startswith("fired: drift trigger")
+    assert _run_note(sensor_dag, loop.run_ids["clean_drift_sensor"]).startswith("no retrain: ")
+
+
+def test_a_rejected_challenger_leaves_a_green_run_with_a_note_and_one_alert(
+    loop, dags, cfg, client, alert_sinks, monkeypatch
+):
+    import json
+
+    from driftloop_ops.loop import InProcessRunner
+
+    name = cfg.registered_model_name
+    champion = client.get_model_version_by_alias(name, "champion").version
+    # No candidate can beat the champion by a whole unit of F1: the gate must reject the new version.
+    monkeypatch.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({"gates": {"min_improvement": 1.0}}))
+    runner, train = InProcessRunner(dags), bus.dag_id(cfg.name, bus.TRAINING_PIPELINE)
+    run_id = runner.start(train, {"reason": "manual"})
+    state, tasks = runner.finish(train, run_id)
+    assert (state, tasks["promote_model"]) == ("success", "success")
+    rejected = max(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+    assert client.get_model_version(name, str(rejected)).tags[bus.GATE_TAG] == bus.GATE_REJECTED
+    assert client.get_model_version_by_alias(name, "champion").version == champion
+    note = _run_note(train, run_id)
+    assert note.startswith(
+        f"challenger v{rejected} rejected (champion stays v{champion}): does not beat champion"
+    )
+    keys = [b["driftloop"]["dedupe_key"] for b in alert_sinks.hook.bodies]
+    assert keys.count(f"gate_rejected:telco_churn:{rejected}") == 1
+
+
+def test_alerts_arrived_once_per_event_by_webhook_and_email(loop, cfg, client, alert_sinks):
+    alerts = [b["driftloop"] for b in alert_sinks.hook.bodies if b["driftloop"]["dataset"] == "telco_churn"]
+    keys = [a["dedupe_key"] for a in alerts]
+    assert len(keys) == len(set(keys)), keys  # one alert per event
+    kinds = {a["kind"] for a in alerts}
+    assert {"champion_moved", "drift_fired", "gate_rejected"} <= kinds, keys
+    assert "champion_moved:telco_churn:" in " ".join(keys)
+    drift = next(a for a in alerts if a["kind"] == "drift_fired")
+    assert drift["fields"]["drift_share"] >= cfg.monitoring.drift_share_threshold
+    # The bad file of the alias test: quarantined, and check_quarantine failed (no retry for a verdict).
+    assert "batch_quarantined:telco_churn:broken" in keys
+    failed = [a for a in alerts if a["kind"] == "task_failed"]
+    assert [a["fields"]["task_id"] for a in failed] == ["check_quarantine"]
+    external = [a for a in alerts if a["kind"] == "champion_moved" and a["fields"]["actor"] != "gate"]
+    assert len(external) == 1
+    moved_to = external[0]["fields"]["to_version"]
+    passed = client.get_model_version(cfg.registered_model_name, moved_to).tags.get(bus.GATE_TAG) == "passed"
+    assert external[0]["fields"]["override"] is (not passed)
+    assert len(alert_sinks.smtp.messages) == len(alert_sinks.hook.bodies)
+    assert all(r == ["ops@example.org"] for r in alert_sinks.smtp.recipients)
 
 
 @pytest.mark.parametrize("dataset", [name for name in DATASETS if name != "telco_churn"])

@@ -52,7 +52,14 @@ def test_drifted_batch_fires_once_and_a_fired_result_never_fires_again(cfg, telc
         "trigger_run_id": trigger["trigger_run_id"],
         "fired_at": fired_s,
         "covered_run_ids": [],
+        # What the alert and the run note need: why, with the numbers of the result that fired.
+        "reason": "drift",
+        "drift_share": pytest.approx(item["drift_share"]),
+        "live_drop": None,
+        "champion_version": version,
+        "detail": fired["detail"],
     }
+    assert "b002" in fired["detail"] and f"drift share {item['drift_share']:.2f}" in fired["detail"]
     tags = get_client().get_run(item["monitoring_run_id"]).data.tags
     assert tags[bus.SENSOR_FIRED_AT_TAG] == str(fired_s)
     assert tags[bus.SENSOR_TRIGGER_RUN_ID_TAG] == trigger["trigger_run_id"]

@@ -107,6 +107,11 @@ class Settings:
         prediction_log_queue_rows: Rows buffered for the log writer before overflow is counted and dropped
             (``DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS``).
         ab_schedule: ``ab_evaluation`` schedule, None for manual runs only (``DRIFTLOOP_AB_SCHEDULE``).
+        alert_webhook_url: JSON webhook (Slack-compatible) receiving alerts; empty: off
+            (``DRIFTLOOP_ALERT_WEBHOOK_URL``).
+        alert_smtp_conn_id: Airflow SMTP connection id alert emails go through; empty: off
+            (``DRIFTLOOP_ALERT_SMTP_CONN_ID``).
+        alert_email_to: Recipients of alert emails, comma-separated (``DRIFTLOOP_ALERT_EMAIL_TO``).
     """
 
     home_dir: Path
@@ -147,6 +152,9 @@ class Settings:
     prediction_log_uri: str = ""
     prediction_log_queue_rows: int = 200_000
     ab_schedule: str | None = "@hourly"
+    alert_webhook_url: str = ""
+    alert_smtp_conn_id: str = ""
+    alert_email_to: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -199,6 +207,9 @@ class Settings:
             prediction_log_uri=env.get("DRIFTLOOP_PREDICTION_LOG_URI", "").strip(),
             prediction_log_queue_rows=_env_int(env, "DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS", 200_000),
             ab_schedule=_env_schedule(env, "DRIFTLOOP_AB_SCHEDULE", "@hourly"),
+            alert_webhook_url=env.get("DRIFTLOOP_ALERT_WEBHOOK_URL", "").strip(),
+            alert_smtp_conn_id=env.get("DRIFTLOOP_ALERT_SMTP_CONN_ID", "").strip(),
+            alert_email_to=_env_names(env, "DRIFTLOOP_ALERT_EMAIL_TO"),
         )
 
     @property

@@ -9,6 +9,7 @@ never write a batch twice.
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri
 from driftloop.core.storage import ParquetSink, list_manifests, move_into, read_json, utc_now, write_json
 from driftloop.data.contract import Contract, arrow_schema, load_contract, sha256_file, validate_file
+
+log = logging.getLogger(__name__)
 
 LANDING_SUFFIXES = (".csv", ".parquet")
 # Files still being written by an uploader (hidden files too): left in the landing zone for the next run.
@@ -343,6 +346,13 @@ def _ingest_folder(cfg: DatasetConfig, settings: Settings | None, kind: str) -> 
             reason = read_json(Path(outcome["quarantine_dir"]) / REASON_FILE)
             result["rows_received"] += reason["rows_received"]
             result["rows_quarantined"] += reason["rows_quarantined"]
+            log.info(
+                "%s %s quarantined whole: %s: %s",
+                kind,
+                outcome["batch_id"],
+                outcome["reason_code"],
+                outcome["message"],
+            )
             continue
         manifest = outcome["manifest"]
         known[manifest["batch_id"]] = manifest
@@ -352,6 +362,23 @@ def _ingest_folder(cfg: DatasetConfig, settings: Settings | None, kind: str) -> 
         if kind == "batch" and manifest["rows_accepted"]:
             bucket = "labelled_batch_ids" if manifest["has_target"] else "scoring_batch_ids"
             result[bucket].append(manifest["batch_id"])
+        log.info(
+            "%s %s accepted: %d of %d rows (%d quarantined)",
+            kind,
+            manifest["batch_id"],
+            manifest["rows_accepted"],
+            manifest["rows_received"],
+            manifest["rows_quarantined"],
+        )
+    log.info(
+        "%s ingest: %d file(s) accepted, %d quarantined; rows received %d, accepted %d, quarantined %d",
+        kind,
+        len(result["accepted"]),
+        len(result["quarantined"]),
+        result["rows_received"],
+        result["rows_accepted"],
+        result["rows_quarantined"],
+    )
     return result
 
 

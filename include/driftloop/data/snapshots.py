@@ -195,6 +195,15 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         unlabelled_rows_excluded=excluded,
     )
     keys = ("snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids")
+    earlier = [m for m in list_snapshots(cfg, settings) if m["snapshot_hash"] != manifest["snapshot_hash"]]
+    before = earlier[-1]["rows"] if earlier else 0
+    log.info(
+        "snapshot %s: %d rows from %d batch(es) and %d label file(s), %d unlabelled row(s) excluded; %s; "
+        "previous snapshot %d rows (%+d)",
+        manifest["snapshot_hash"][:12], manifest["rows"], len(manifest["batch_ids"]),
+        len(manifest["label_batch_ids"]), excluded, "new" if manifest["created"] else "same content as before",
+        before, manifest["rows"] - before,
+    )  # fmt: skip
     return {**{k: manifest[k] for k in keys}, bus.UNLABELLED_ROWS_EXCLUDED: excluded}
 
 
@@ -309,6 +318,7 @@ def record_snapshot(
     }
     existing = tracking.find_finished_run(client, experiment, key)
     if existing is not None:
+        log.info("snapshot %s already recorded in data run %s", snapshot_hash[:12], existing.info.run_id)
         return {
             **result,
             "data_run_id": existing.info.run_id,
@@ -371,4 +381,8 @@ def record_snapshot(
             mlflow.log_artifact(profile["profile_path"], bus.PROFILE_DIR)
         mlflow.log_artifact(profile["summary_path"], bus.PROFILE_DIR)
         run_id = run.info.run_id
+    log.info(
+        "snapshot %s recorded in data run %s: %d rows, profile %s", snapshot_hash[:12], run_id, manifest["rows"],
+        "sampled" if profile["sampled"] else "on every row",
+    )  # fmt: skip
     return {**result, "data_run_id": run_id, "reused": False, "profile_sampled": profile["sampled"]}

@@ -18,6 +18,7 @@ gate (a person moving ``champion`` to a rejected version is allowed, and flagged
 from __future__ import annotations
 
 import json
+import logging
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,8 @@ from typing import Any
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 TABLE = "champion_audit"
 EXTERNAL_ACTOR = "external (MLflow UI or REST API; the registry does not record the user)"
@@ -218,8 +221,15 @@ def reconcile_champion(
     history = store.entries(name, conn)
     recorded = history[-1]["to_version"] if history else None
     if current_version == recorded:
+        log.info(
+            "registry matches the audit log: champion is v%s (%d entries)", current_version, len(history)
+        )
         return None
     passed = gate_passed(get_client(settings), cfg, current_version)
+    log.info(
+        "champion moved outside Driftloop: v%s -> v%s, gate passed: %s%s; recorded in the audit log",
+        recorded, current_version, passed, " (OVERRIDE)" if passed is False else "",
+    )  # fmt: skip
     reason = (
         "champion alias moved outside Driftloop"
         if current_version

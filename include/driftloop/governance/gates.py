@@ -19,6 +19,7 @@ A check without a configured limit is still measured and reported (``passed: Non
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.core.task_types import Decision, read_decision
 
+log = logging.getLogger(__name__)
 LATENCY_ROWS = 1000
 
 
@@ -369,6 +371,9 @@ def judge(
     checks.append(size_check(cfg, model_size_mb(model_uri, settings)))
     checks += behaviour_checks(cfg, candidate, holdout_df, decision)
     failed = [c["name"] for c in checks if c["passed"] is False]
+    for c in checks:  # one line per check, as the card shows them
+        verdict = {True: "pass", False: "FAIL", None: "measured"}[c["passed"]]
+        log.info("gate v%s check %s: %s: %s", candidate_version, c["name"], verdict, c.get("detail", ""))
     report = {
         "passed": not failed,
         "candidate_version": str(candidate_version),

@@ -11,6 +11,7 @@ Under ``gates.policy: auto`` a passing gate moves ``champion``; under ``manual``
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from driftloop.core import bus, registry, task_types
@@ -21,6 +22,7 @@ from driftloop.core.tracking import get_client
 from driftloop.governance import audit, gates
 
 MAX_REJUDGE = 3
+log = logging.getLogger(__name__)
 
 
 class RollbackImpossible(Verdict):
@@ -177,6 +179,9 @@ def promote_model(
     else:
         raise RuntimeError(f"{name}: champion kept moving while version {candidate} was judged")
     _refresh_cards(cfg, client, store, [candidate, _version_of(champion)], {candidate: report}, settings)
+    log.info("gate verdict v%s (policy %s): %s; champion %s: %s", candidate, cfg.gates.policy,
+             "passed" if report["passed"] else "rejected", f"moved to v{candidate}" if moved else
+             f"stays v{_version_of(champion)}", reason)  # fmt: skip
     if not report["passed"] and champion is None:
         raise GateRejected(f"{name}: {reason}")
     return {

@@ -13,6 +13,7 @@ fairness (the count of labelled rows is always exact).
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from driftloop.core.tracking import FINISHED, get_client, keyed_run, read_run_fr
 from driftloop.monitoring import attribution, live
 from driftloop.monitoring.drift import compute_drift
 from driftloop.monitoring.live import VersionFacts
+
+log = logging.getLogger(__name__)
 
 # Evidently's cost grows with rows; a seeded sample of this size gives stable drift scores on any batch size.
 MAX_CURRENT_ROWS = 50_000
@@ -86,6 +89,10 @@ def monitor_predictions(
         result = _update_with_labels(cfg, client, run, label_files, fingerprint, references)
         if result:
             updated.append(result)
+    log.info(
+        "monitoring: %d batch(es) monitored, %d updated with late labels, %d skipped %s",
+        len(monitored), len(updated), len(skipped), [s["reason"] for s in skipped] or "",
+    )  # fmt: skip
     return {"monitored": monitored, "updated_with_labels": updated, "skipped": skipped}
 
 
@@ -191,6 +198,12 @@ def _monitor_inference_run(
         mlflow.log_artifact(str(report_path))
         mlflow.log_dict(summary, bus.DRIFT_SUMMARY_ARTIFACT)
         run_id = run.info.run_id
+    log.info(
+        "monitored batch %s (champion v%s): drift share %.3f (threshold %.2f), %d drifted: %s; live %s; run %s",
+        batch_id, model_version, drift["drift_share"], cfg.monitoring.drift_share_threshold,
+        int(drift["drifted_columns"]), ", ".join(drift["drifted_column_names"][:5]) or "none",
+        {k: round(v, 4) for k, v in performance.items() if isinstance(v, float)} or "no labels yet", run_id,
+    )  # fmt: skip
     return {
         "monitoring_run_id": run_id,
         "inference_run_id": inference_run_id,

@@ -14,6 +14,7 @@ never fire either, so one drift episode retrains once.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -21,6 +22,8 @@ from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import FINISHED, get_client, search_runs
+
+log = logging.getLogger(__name__)
 
 
 def _champion_version(client: Any, model_name: str) -> str | None:
@@ -179,7 +182,8 @@ def mark_trigger_fired(
         now_s: Current epoch seconds (for tests); defaults to ``time.time()``.
 
     Returns:
-        ``{"monitoring_run_id", "trigger_run_id", "fired_at", "covered_run_ids"}``.
+        ``{"monitoring_run_id", "trigger_run_id", "fired_at", "covered_run_ids", "reason", "drift_share",
+        "live_drop", "champion_version", "detail"}``.
     """
     now_s = time.time() if now_s is None else now_s
     client = get_client(settings)
@@ -200,11 +204,25 @@ def mark_trigger_fired(
                     f"{bus.SUPPRESSED_COVERED_BY}{monitoring_run_id}",
                 )
                 covered.append(other.info.run_id)
+    metrics = run.data.metrics
+    reason = "performance" if crosses_performance(cfg, metrics) else "drift"
+    detail = _describe(cfg, run, champion_version or "?", reason, 1 + len(covered))
+    log.info(
+        "sensor fired: %s; retraining run %s; %d other result(s) covered",
+        detail,
+        trigger_run_id,
+        len(covered),
+    )
     return {
         "monitoring_run_id": monitoring_run_id,
         "trigger_run_id": trigger_run_id,
         "fired_at": int(fired_at),
         "covered_run_ids": covered,
+        "reason": reason,
+        "drift_share": metrics.get(bus.DRIFT_SHARE),
+        "live_drop": metrics.get(bus.LIVE_DROP),
+        "champion_version": champion_version,
+        "detail": detail,
     }
 
 

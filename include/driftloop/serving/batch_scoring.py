@@ -8,6 +8,7 @@ cloudpickle files, and that registry is the trust boundary.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
 from driftloop.core.storage import list_manifests
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
+
+log = logging.getLogger(__name__)
 
 
 def resolve_model(
@@ -242,6 +245,11 @@ def score_batch(
             }
         )
         run_id = run.info.run_id
+    log.info(
+        "scored batch %s with %s v%s: %d rows in %.2f s (%.0f rows/s, %d chunk(s)); reasons: %s; run %s",
+        batch_id, model_info["model_name"], model_info["model_version"], result["rows"], result["seconds"],
+        result["rows"] / max(result["seconds"], 1e-9), result["chunks"], result["explain_method"], run_id,
+    )  # fmt: skip
     return {
         "batch_id": batch_id,
         "predictions_uri": predictions_uri,
@@ -272,17 +280,20 @@ def score_pending_batches(
     A rerun scores nothing new (see :func:`pending_batches` for what counts as done).
 
     Returns:
-        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}]}``.
+        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}], "champion_moved"}``;
+        ``champion_moved`` is the audit entry of a move made outside Driftloop that this call recorded, or None.
 
     Raises:
         NoChampionError: Batches are waiting but no model carries ``alias``.
     """
     from driftloop.governance.audit import reconcile_champion
 
-    reconcile_champion(cfg, settings)  # a champion moved in the MLflow UI is on record before it scores
+    # A champion moved in the MLflow UI is on record before it scores.
+    moved = reconcile_champion(cfg, settings)
     todo = pending_batches(cfg, settings)
     if not todo:
-        return {"model_version": None, "scored": []}
+        log.info("no batch waiting to be scored")
+        return {"model_version": None, "scored": [], "champion_moved": moved}
     model_info = resolve_model(cfg, alias, settings)
     model = load_model(model_info["model_uri"], settings)
     decision = read_version_decision(cfg, model_info, settings)
@@ -290,4 +301,4 @@ def score_pending_batches(
     scored = [
         score_batch(cfg, manifest, model, model_info, decision, settings, reference_df) for manifest in todo
     ]
-    return {"model_version": model_info["model_version"], "scored": scored}
+    return {"model_version": model_info["model_version"], "scored": scored, "champion_moved": moved}

@@ -148,11 +148,24 @@ def model_pip_requirements() -> list[str]:
 
 
 def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
-    import mlflow
     from mlflow.models import infer_signature
 
     example_df = model_input(train_df[cfg.features].head(INPUT_EXAMPLE_ROWS))
     signature = infer_signature(example_df, model.predict(example_df))
+    # cloudpickle is required (skops cannot save a PyCaret pipeline) and only our registry loads it: MLflow's
+    # WARNING about it would be on every green training run.
+    sklearn_log = logging.getLogger("mlflow.sklearn")
+    level = sklearn_log.level
+    sklearn_log.setLevel(logging.ERROR)
+    try:
+        _log_sklearn_model(cfg, model, signature, example_df)
+    finally:
+        sklearn_log.setLevel(level)
+
+
+def _log_sklearn_model(cfg: DatasetConfig, model: Any, signature: Any, example_df: Any) -> None:
+    import mlflow
+
     mlflow.sklearn.log_model(
         model,
         name=bus.MODEL_ARTIFACT,
@@ -348,6 +361,12 @@ def train_model(
         registry.register_challenger(client, cfg, versions[0].version, client.get_run(run_id))
         result = _result_from_run(cfg, client.get_run(run_id), versions[0], reused=False)
     result["timings"] = {k: round(v, 2) for k, v in timings.items()}
+    numbers = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["metrics"].items()) if isinstance(v, float))
+    log.info(
+        "trained %s on snapshot %s (%d rows, trigger %s): registered v%s as %s; holdout %s; seconds %s",
+        result["best_model"], snapshot_hash[:12], snapshot["rows"], trigger.get("reason", "manual"),
+        result["model_version"], bus.CHALLENGER, numbers, result["timings"],
+    )  # fmt: skip
     return result
 
 

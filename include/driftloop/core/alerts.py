@@ -1,0 +1,349 @@
+"""Alerts: what happened (drift fired, a gate rejected, champion moved, ...) as one message per event, sent once.
+
+An :class:`Alert` carries its kind, dataset, headline, numbers and links, and a dedupe key naming the event (the
+monitoring run that fired, the version the gate rejected, the failed task's run). :func:`dispatch_alerts` claims
+each key in the state folder (``$DRIFTLOOP_HOME/alerts/sent/``, one file per key, created exclusively) before it
+sends, so a retried task or a second caller never alerts twice. A channel that fails is logged as a WARNING and
+never fails the caller. Channels here need no Airflow: :class:`WebhookChannel` posts a Slack-compatible JSON body
+(``text`` plus ``blocks``, and the alert itself under ``driftloop``); the email channel, which goes through
+Airflow's SMTP provider, lives in ``driftloop_airflow.notifiers``.
+
+:func:`alerts_for_stage` turns a stage function's result into the alerts it calls for, by the function's name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from driftloop.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DRIFT_FIRED = "drift_fired"
+PERFORMANCE_DROP = "performance_drop"
+GATE_REJECTED = "gate_rejected"
+CHAMPION_MOVED = "champion_moved"
+BATCH_QUARANTINED = "batch_quarantined"
+TASK_FAILED = "task_failed"
+AB_DECISION = "ab_decision"
+KINDS = (
+    DRIFT_FIRED,
+    PERFORMANCE_DROP,
+    GATE_REJECTED,
+    CHAMPION_MOVED,
+    BATCH_QUARANTINED,
+    TASK_FAILED,
+    AB_DECISION,
+)
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One event worth telling a person about.
+
+    Attributes:
+        kind: One of :data:`KINDS`.
+        dataset: Dataset config name.
+        title: One-line headline with the decisive numbers.
+        fields: The numbers and ids behind it (JSON-serialisable).
+        links: Label to URL (MLflow run or model version, Airflow run).
+        dedupe_key: Names the event; an alert with a key already sent is not sent again.
+    """
+
+    kind: str
+    dataset: str
+    title: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
+    dedupe_key: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The alert as plain JSON-ready data."""
+        return asdict(self)
+
+
+class AlertChannel(Protocol):
+    """Somewhere alerts go (a webhook, an email address)."""
+
+    name: str
+
+    def send(self, alert: Alert) -> None:
+        """Deliver one alert; raise on failure."""
+
+
+def make_alert(
+    kind: str,
+    dataset: str,
+    title: str,
+    key: Iterable[Any],
+    fields: dict[str, Any] | None = None,
+    links: dict[str, str] | None = None,
+) -> Alert:
+    """Build an alert whose dedupe key is ``<kind>:<dataset>:<key parts>``.
+
+    Raises:
+        ValueError: ``kind`` is not one of :data:`KINDS`.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown alert kind {kind!r}; expected one of {', '.join(KINDS)}")
+    dedupe_key = ":".join([kind, dataset, *(str(part) for part in key)])
+    return Alert(
+        kind, dataset, title, dict(fields or {}), {k: v for k, v in (links or {}).items() if v}, dedupe_key
+    )
+
+
+def slack_payload(alert: Alert) -> dict[str, Any]:
+    """A Slack-compatible webhook body: ``text`` (fallback), ``blocks`` and the alert under ``driftloop``."""
+    text = f"[driftloop/{alert.dataset}] {alert.kind}: {alert.title}"
+    facts = [f"*{name}*: {_fmt(value)}" for name, value in alert.fields.items()]
+    blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+    if facts:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(facts)[:2900]}})
+    if alert.links:
+        links = " | ".join(f"<{url}|{label}>" for label, url in alert.links.items())
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": links}]})
+    return {"text": text, "blocks": blocks, "driftloop": alert.to_dict()}
+
+
+def email_content(alert: Alert) -> tuple[str, str]:
+    """``(subject, html body)`` of an alert email."""
+    from html import escape
+
+    subject = f"[driftloop/{alert.dataset}] {alert.kind}: {alert.title}"[:250]
+    rows = "".join(
+        f"<tr><th align='left'>{escape(str(k))}</th><td>{escape(_fmt(v))}</td></tr>"
+        for k, v in alert.fields.items()
+    )
+    links = "".join(f"<li><a href='{escape(u)}'>{escape(label)}</a></li>" for label, u in alert.links.items())
+    body = (
+        f"<p><b>{escape(alert.title)}</b></p><table>{rows}</table>"
+        + (f"<ul>{links}</ul>" if links else "")
+        + f"<p><small>dedupe key {escape(alert.dedupe_key)}</small></p>"
+    )
+    return subject, body
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_fmt(v) for v in value)
+    return str(value)
+
+
+class WebhookChannel:
+    """POSTs :func:`slack_payload` as JSON to a URL (a Slack incoming webhook or any JSON receiver)."""
+
+    name = "webhook"
+
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+
+    def send(self, alert: Alert) -> None:
+        """POST the alert; raise on a non-2xx answer or a network error."""
+        import urllib.request
+
+        body = json.dumps(slack_payload(alert), default=str).encode()
+        request = urllib.request.Request(
+            self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # noqa: S310 - configured URL
+            if not 200 <= response.status < 300:
+                raise RuntimeError(f"webhook answered HTTP {response.status}")
+
+
+def sent_dir(settings: Settings) -> Path:
+    """Where the dedupe keys of sent alerts are kept (one file per key)."""
+    return settings.home_dir / "alerts" / "sent"
+
+
+def claim_alert(alert: Alert, settings: Settings) -> bool:
+    """Record ``alert``'s dedupe key; False when it was recorded before (the alert was already sent)."""
+    folder = sent_dir(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(alert.dedupe_key.encode()).hexdigest()[:40]}.json"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as out:
+        json.dump({"sent_at": int(time.time()), **alert.to_dict()}, out, default=str)
+    return True
+
+
+def dispatch_alerts(
+    alerts: Iterable[Alert], channels: list[AlertChannel], settings: Settings
+) -> list[dict[str, Any]]:
+    """Send each alert once to every channel; failures are logged as WARNING and never raised.
+
+    Args:
+        alerts: Alerts to send.
+        channels: Configured channels; with none, nothing is claimed or sent.
+        settings: Process settings (the state folder holding the dedupe keys).
+
+    Returns:
+        One ``{"kind", "dedupe_key", "status", "channels"}`` per alert; ``status`` is ``sent``, ``duplicate``
+        or ``no_channel``; ``channels`` maps a channel to ``ok`` or its error.
+    """
+    outcomes = []
+    for alert in alerts:
+        if not channels:
+            outcomes.append({"kind": alert.kind, "dedupe_key": alert.dedupe_key, "status": "no_channel"})
+            continue
+        try:
+            fresh = claim_alert(alert, settings)
+        except OSError as exc:
+            log.warning("alert %s: cannot record its dedupe key (%s); sending anyway", alert.dedupe_key, exc)
+            fresh = True
+        if not fresh:
+            log.info("alert %s already sent (dedupe key %s): not sent again", alert.kind, alert.dedupe_key)
+            outcomes.append({"kind": alert.kind, "dedupe_key": alert.dedupe_key, "status": "duplicate"})
+            continue
+        results = {}
+        for channel in channels:
+            try:
+                channel.send(alert)
+                results[channel.name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - a broken channel must never fail the pipeline
+                results[channel.name] = f"{type(exc).__name__}: {exc}"
+                log.warning(
+                    "alert %s via %s failed: %s", alert.dedupe_key, channel.name, results[channel.name]
+                )
+        log.info("alert %s sent (%s): %s -> %s", alert.kind, alert.dedupe_key, alert.title, results)
+        outcomes.append(
+            {"kind": alert.kind, "dedupe_key": alert.dedupe_key, "status": "sent", "channels": results}
+        )
+    return outcomes
+
+
+def _links(settings: Settings, run_id: str | None = None) -> dict[str, str]:
+    base = settings.mlflow_ui_url.rstrip("/")
+    return {"MLflow run": f"{base}/#/runs/{run_id}"} if base and run_id else {}
+
+
+def _model_link(settings: Settings, model_name: str, version: Any) -> dict[str, str]:
+    base = settings.mlflow_ui_url.rstrip("/")
+    return {f"{model_name} v{version}": f"{base}/#/models/{model_name}/versions/{version}"} if base else {}
+
+
+def _moved(dataset: str, model: str, entry: dict[str, Any], settings: Settings) -> Alert:
+    override, previous = bool(entry.get("override")), entry.get("from_version")
+    title = (
+        f"champion moved {f'v{previous} -> ' if previous else 'to '}v{entry.get('to_version')} by {entry.get('actor')}"
+        + (" (OVERRIDE: the new champion did not pass the gate)" if override else "")
+    )
+    return make_alert(
+        CHAMPION_MOVED,
+        dataset,
+        title,
+        key=[entry.get("id") or f"{entry.get('from_version')}-{entry.get('to_version')}"],
+        fields={k: entry.get(k) for k in ("from_version", "to_version", "actor", "reason", "override")},
+        links=_model_link(settings, model, entry.get("to_version")),
+    )
+
+
+def _promotion_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+    out = []
+    version = result.get("candidate_version")
+    if result.get("decision") == "rejected":
+        numbers = {
+            k: result.get(k) for k in ("candidate_metric", "champion_metric", "failed", "champion_version")
+        }
+        out.append(
+            make_alert(
+                GATE_REJECTED,
+                dataset,
+                f"challenger v{version} rejected: {result.get('reason', '')}"[:300],
+                key=[version],
+                fields=numbers,
+                links=_model_link(settings, model_name, version),
+            )
+        )
+    if result.get("moved"):
+        entry = {"from_version": None, "to_version": version, "actor": "gate", "override": False}
+        out.append(_moved(dataset, model_name, {**entry, "reason": result.get("reason")}, settings))
+    return out
+
+
+def _moved_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+    return [_moved(dataset, model_name, result, settings)] if result.get("to_version") else []
+
+
+def _scoring_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+    moved = result.get("champion_moved")
+    return _moved_alerts(dataset, model_name, moved, settings) if isinstance(moved, dict) else []
+
+
+def _fired_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+    if not result.get("reason"):
+        return []
+    kind = PERFORMANCE_DROP if result["reason"] == "performance" else DRIFT_FIRED
+    numbers = {k: result.get(k) for k in ("drift_share", "live_drop", "champion_version", "trigger_run_id")}
+    title = str(result.get("detail") or f"{kind} on champion v{result.get('champion_version')}")[:300]
+    run_id = result["monitoring_run_id"]
+    return [make_alert(kind, dataset, title, [run_id], numbers, _links(settings, run_id))]
+
+
+def _quarantine_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+    return [
+        make_alert(
+            BATCH_QUARANTINED,
+            dataset,
+            f"{q['batch_id']} quarantined: {q.get('reason_code')}: {q.get('message', '')}"[:300],
+            key=[q["batch_id"]],
+            fields={"reason_code": q.get("reason_code"), "quarantine_dir": q.get("quarantine_dir")},
+        )
+        for q in result.get("quarantined", [])
+    ]
+
+
+def _ab_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+    if result.get("decision") not in ("promote_challenger", "keep_champion"):
+        return []
+    title = (
+        f"A/B: {result['decision']} (champion v{result.get('champion_version')}, challenger "
+        f"v{result.get('challenger_version')}): {result.get('reason', '')}"
+    )[:300]
+    numbers = {k: result.get(k) for k in ("decided_by", "champion_version", "challenger_version")}
+    key = [result.get("run_id") or result.get("challenger_version")]
+    return [make_alert(AB_DECISION, dataset, title, key, numbers, _links(settings, result.get("run_id")))]
+
+
+STAGE_ALERTS = {
+    "promote_model": _promotion_alerts,
+    "reconcile_champion": _moved_alerts,
+    "rollback_champion": _moved_alerts,
+    "set_champion": _moved_alerts,
+    "score_pending_batches": _scoring_alerts,
+    "mark_trigger_fired": _fired_alerts,
+    "ingest_batches": _quarantine_alerts,
+    "ingest_labels": _quarantine_alerts,
+    "evaluate_ab": _ab_alerts,
+}
+
+
+def alerts_for_stage(
+    stage: str, dataset: str, model_name: str, result: Any, settings: Settings
+) -> list[Alert]:
+    """The alerts a stage function's result calls for (none for most stages and results).
+
+    Args:
+        stage: The stage function's name (a key of :data:`STAGE_ALERTS`, e.g. ``promote_model``).
+        dataset: Dataset config name.
+        model_name: The dataset's registered model.
+        result: What the stage function returned.
+        settings: Process settings (link bases).
+    """
+    build = STAGE_ALERTS.get(stage)
+    if build is None or not isinstance(result, dict):
+        return []
+    return build(dataset, model_name, result, settings)

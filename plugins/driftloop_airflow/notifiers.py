@@ -1,0 +1,168 @@
+"""Alert channels and notes on the Airflow side: email through the SMTP provider, the failure notifier, run notes.
+
+Stage results become alerts in :func:`send_stage_alerts` (called by ``run_stage`` after the stage function
+returned); a task that failed after its retries alerts through :class:`DriftloopFailureNotifier`, every task's
+``on_failure_callback``. Both send through :func:`driftloop.core.alerts.dispatch_alerts`: one alert per event
+(dedupe key), and a channel that fails is a WARNING, never a failed task. Channels come from the settings:
+``DRIFTLOOP_ALERT_WEBHOOK_URL`` and ``DRIFTLOOP_ALERT_SMTP_CONN_ID`` with ``DRIFTLOOP_ALERT_EMAIL_TO``; with none
+set, nothing is sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.sdk.bases.notifier import BaseNotifier
+
+from driftloop.core import alerts, bus
+from driftloop.core.settings import Settings
+
+log = logging.getLogger(__name__)
+NOTE_MAX_CHARS = 1000  # Airflow's dag_run_note.content
+
+
+class EmailChannel:
+    """Sends an alert as an HTML email through an Airflow SMTP connection (``SmtpHook``)."""
+
+    name = "email"
+
+    def __init__(self, smtp_conn_id: str, to: tuple[str, ...]) -> None:
+        self.smtp_conn_id = smtp_conn_id
+        self.to = list(to)
+
+    def send(self, alert: alerts.Alert) -> None:
+        """Send one email; raise when the connection or the server fails."""
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        subject, body = alerts.email_content(alert)
+        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
+            hook.send_email_smtp(
+                to=self.to,
+                subject=subject,
+                html_content=body,
+                from_email=hook.from_email or "driftloop@localhost",
+                custom_headers={"X-Driftloop-Dedupe-Key": alert.dedupe_key},
+            )
+
+
+def configured_channels(settings: Settings) -> list[Any]:
+    """The channels this deployment configured (empty: alerting is off)."""
+    channels: list[Any] = []
+    if settings.alert_webhook_url:
+        channels.append(alerts.WebhookChannel(settings.alert_webhook_url))
+    if settings.alert_smtp_conn_id and settings.alert_email_to:
+        channels.append(EmailChannel(settings.alert_smtp_conn_id, settings.alert_email_to))
+    return channels
+
+
+def send_alerts(found: list[alerts.Alert], settings: Settings) -> list[dict[str, Any]]:
+    """Dispatch ``found`` to the configured channels; never raises (a failure is a WARNING)."""
+    if not found:
+        return []
+    try:
+        return alerts.dispatch_alerts(found, configured_channels(settings), settings)
+    except Exception as exc:  # noqa: BLE001 - alerting must never fail the pipeline
+        log.warning("alerts not sent (%s): %s", exc, [a.dedupe_key for a in found])
+        return []
+
+
+def send_stage_alerts(stage: str, dataset: str, model_name: str, result: Any, settings: Settings) -> None:
+    """Turn a stage's result into alerts and send them (see :func:`driftloop.core.alerts.alerts_for_stage`)."""
+    try:
+        found = alerts.alerts_for_stage(stage, dataset, model_name, result, settings)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("alerts of %s not built: %s", stage, exc)
+        return
+    send_alerts(found, settings)
+
+
+def send_verdict_alerts(stage: str, dataset: str, exc: Exception, args: tuple, settings: Settings) -> None:
+    """Alert on a verdict that fails the task and is an event of its own (a rejected first version)."""
+    from driftloop.core.errors import GateRejected
+
+    if isinstance(exc, GateRejected) and args:
+        title = f"challenger v{args[0]} rejected and no champion exists: {exc}"[:300]
+        send_alerts([alerts.make_alert(alerts.GATE_REJECTED, dataset, title, key=[args[0]])], settings)
+
+
+class DriftloopFailureNotifier(BaseNotifier):
+    """``on_failure_callback`` of every Driftloop task: a ``task_failed`` alert once its retries are spent."""
+
+    def notify(self, context: Any) -> None:
+        """Send the task_failed alert; a failing channel is logged, never raised."""
+        ti = context.get("ti") or context.get("task_instance")
+        dag_id = context["dag"].dag_id
+        run_id = context.get("run_id", "")
+        task_id = getattr(ti, "task_id", "?")
+        try_number = getattr(ti, "try_number", 0)
+        dataset = bus.split_dag_id(dag_id)[0] if "__" in dag_id else dag_id
+        error = context.get("exception")
+        alert = alerts.make_alert(
+            alerts.TASK_FAILED,
+            dataset,
+            f"{dag_id}.{task_id} failed (try {try_number}): {type(error).__name__ if error else ''}: {error}"[
+                :300
+            ],
+            key=[dag_id, run_id, task_id, try_number],
+            fields={"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "try_number": try_number},
+        )
+        send_alerts([alert], Settings.from_env())
+
+
+def stage_note(stage: str, result: Any) -> str | None:
+    """The DAG run note a stage's result deserves (the grid shows it), or None."""
+    if not isinstance(result, dict):
+        return None
+    if stage == "promote_model":
+        version, reason = result.get("candidate_version"), result.get("reason", "")
+        decision = result.get("decision")
+        if decision == "rejected":
+            return (
+                f"challenger v{version} rejected (champion stays v{result.get('champion_version')}): {reason}"
+            )
+        if decision == "ready":
+            return f"challenger v{version} passed the gate; ready for champion (manual policy): {reason}"
+        return f"v{version} is champion: {reason}"
+    if stage == "mark_trigger_fired" and result.get("detail"):
+        return f"fired: {result['detail']} Retraining run {result.get('trigger_run_id')}."
+    return None
+
+
+def verdict_note(stage: str, exc: Exception, args: tuple) -> str:
+    """The DAG run note of a verdict that failed ``stage``."""
+    from driftloop.core.errors import GateRejected
+
+    if isinstance(exc, GateRejected) and args:
+        return f"challenger v{args[0]} rejected and no champion exists, so nothing serves: {exc}"
+    return f"{stage} failed: {type(exc).__name__}: {exc}"
+
+
+def set_run_note(text: str) -> bool:
+    """Write ``text`` as the running DAG run's note; False (and an INFO line) when this process cannot.
+
+    Airflow 3's execution API lets a task read its run's note, not write it, and task processes under a
+    scheduler have no metadata DB access: there the note is only logged. In-process runs (``dag.test()``) and
+    any process with DB access write it.
+    """
+    from airflow.sdk import get_current_context
+
+    text = text[:NOTE_MAX_CHARS]
+    try:
+        context = get_current_context()
+        dag_id, run_id = context["dag"].dag_id, context["run_id"]
+    except Exception:  # noqa: BLE001 - called outside a task (a test, the CLI): nothing to annotate
+        log.info("run note (no running task): %s", text)
+        return False
+    try:
+        from airflow.models.dagrun import DagRun
+        from airflow.utils.session import create_session
+
+        with create_session() as session:
+            dag_run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one()
+            dag_run.note = text
+    except Exception as exc:  # noqa: BLE001 - a note is a convenience, never a failure
+        log.info("run note (not written to the run: %s): %s", type(exc).__name__, text)
+        return False
+    log.info("run note: %s", text)
+    return True

@@ -1,0 +1,156 @@
+"""Alerts through real channels: a JSON webhook (http.server) and email via Airflow's SMTP provider (a local
+SMTP sink), one alert per event across retries, and a broken channel that only logs a WARNING."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from tests.alert_sinks import SmtpSink, WebhookReceiver, smtp_conn_uri
+
+REJECTED = {
+    "decision": "rejected",
+    "reason": "beats_champion failed: f1 0.512 < 0.601 + 0.005",
+    "candidate_version": "2",
+    "champion_version": "1",
+    "candidate_metric": 0.512,
+    "champion_metric": 0.601,
+    "failed": ["beats_champion"],
+    "moved": False,
+}
+
+
+@pytest.fixture
+def sinks(tmp_path, monkeypatch):
+    smtp, hook = SmtpSink(), WebhookReceiver()
+    monkeypatch.setenv("DRIFTLOOP_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("DRIFTLOOP_ALERT_WEBHOOK_URL", hook.url)
+    monkeypatch.setenv("DRIFTLOOP_ALERT_SMTP_CONN_ID", "alert_smtp")
+    monkeypatch.setenv("AIRFLOW_CONN_ALERT_SMTP", smtp_conn_uri(smtp.port))
+    monkeypatch.setenv("DRIFTLOOP_ALERT_EMAIL_TO", "ops@example.org, ml@example.org")
+    monkeypatch.setenv("DRIFTLOOP_MLFLOW_UI_URL", "http://mlflow.example.org")
+    yield SimpleNamespace(smtp=smtp, hook=hook)
+    smtp.stop()
+    hook.stop()
+
+
+def _settings():
+    from driftloop.core.settings import Settings
+
+    return Settings.from_env()
+
+
+def test_rejected_gate_alerts_once_by_webhook_and_email(sinks):
+    from driftloop_airflow.notifiers import send_stage_alerts
+
+    for _ in range(3):  # the task and two retries of it
+        send_stage_alerts("promote_model", "telco_churn", "telco-churn", REJECTED, _settings())
+
+    assert sinks.hook.kinds() == ["gate_rejected"]
+    body = sinks.hook.bodies[0]
+    assert body["text"].startswith("[driftloop/telco_churn] gate_rejected: challenger v2 rejected")
+    assert body["blocks"][0]["type"] == "section"
+    assert "*candidate_metric*: 0.512" in body["blocks"][1]["text"]["text"]
+    assert (
+        "http://mlflow.example.org/#/models/telco-churn/versions/2"
+        in body["blocks"][2]["elements"][0]["text"]
+    )
+    assert body["driftloop"]["dedupe_key"] == "gate_rejected:telco_churn:2"
+
+    assert len(sinks.smtp.messages) == 1
+    assert sinks.smtp.recipients[0] == ["ops@example.org", "ml@example.org"]
+    assert sinks.smtp.subjects()[0].startswith(
+        "[driftloop/telco_churn] gate_rejected: challenger v2 rejected"
+    )
+    assert sinks.smtp.messages[0]["X-Driftloop-Dedupe-Key"] == "gate_rejected:telco_churn:2"
+
+
+def test_each_event_alerts_with_its_own_key(sinks):
+    from driftloop_airflow.notifiers import send_stage_alerts
+
+    settings = _settings()
+    fired = {
+        "monitoring_run_id": "m1",
+        "trigger_run_id": "drift__m1",
+        "reason": "drift",
+        "drift_share": 0.62,
+        "live_drop": None,
+        "champion_version": "1",
+        "detail": "drift trigger for champion v1: batch batch_002 has drift share 0.62",
+    }
+    quarantined = {"quarantined": [{"batch_id": "broken", "reason_code": "unreadable", "message": "bad csv"}]}
+    moved = {"id": 7, "from_version": "1", "to_version": "2", "actor": "mlflow-ui", "override": True}
+    send_stage_alerts("mark_trigger_fired", "telco_churn", "m", fired, settings)
+    send_stage_alerts(
+        "mark_trigger_fired",
+        "telco_churn",
+        "m",
+        {**fired, "reason": "performance", "monitoring_run_id": "m2"},
+        settings,
+    )
+    send_stage_alerts("ingest_batches", "telco_churn", "m", quarantined, settings)
+    send_stage_alerts("reconcile_champion", "telco_churn", "m", moved, settings)
+    send_stage_alerts("reconcile_champion", "telco_churn", "m", None, settings)  # nothing moved
+    send_stage_alerts("score_pending_batches", "telco_churn", "m", {"rows": 5}, settings)  # no event
+
+    assert sinks.hook.kinds() == ["drift_fired", "performance_drop", "batch_quarantined", "champion_moved"]
+    by_kind = {b["driftloop"]["kind"]: b["driftloop"] for b in sinks.hook.bodies}
+    assert by_kind["drift_fired"]["fields"]["drift_share"] == 0.62
+    assert by_kind["drift_fired"]["links"] == {"MLflow run": "http://mlflow.example.org/#/runs/m1"}
+    assert "OVERRIDE" in by_kind["champion_moved"]["title"]
+    assert by_kind["batch_quarantined"]["dedupe_key"] == "batch_quarantined:telco_churn:broken"
+    assert len(sinks.smtp.messages) == 4
+
+
+def test_failed_task_alerts_once_per_failure(sinks):
+    from driftloop_airflow.notifiers import DriftloopFailureNotifier
+
+    ti = SimpleNamespace(task_id="train_model", try_number=3)
+    context = {
+        "dag": SimpleNamespace(dag_id="telco_churn__training_pipeline"),
+        "run_id": "manual__1",
+        "ti": ti,
+        "exception": RuntimeError("MLflow answered 503"),
+    }
+    DriftloopFailureNotifier().notify(context)
+    DriftloopFailureNotifier().notify(context)  # the same failure reported again
+    assert sinks.hook.kinds() == ["task_failed"]
+    alert = sinks.hook.bodies[0]["driftloop"]
+    assert alert["dataset"] == "telco_churn"
+    assert "RuntimeError: MLflow answered 503" in alert["title"]
+
+
+def test_a_broken_channel_logs_a_warning_and_the_other_still_delivers(sinks, monkeypatch, caplog):
+    from driftloop_airflow.notifiers import send_stage_alerts
+
+    sinks.hook.fail = True
+    with caplog.at_level(logging.INFO):
+        send_stage_alerts("promote_model", "telco_churn", "telco-churn", REJECTED, _settings())
+    assert sinks.hook.bodies == []
+    assert len(sinks.smtp.messages) == 1
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "via webhook failed" in warnings[0].getMessage()
+
+    monkeypatch.setenv("AIRFLOW_CONN_ALERT_SMTP", smtp_conn_uri(1))  # nothing listens on port 1
+    caplog.clear()
+    send_stage_alerts(
+        "promote_model", "telco_churn", "telco-churn", {**REJECTED, "candidate_version": "3"}, _settings()
+    )  # does not raise
+    assert {r.getMessage().split(" failed")[0] for r in caplog.records if r.levelno == logging.WARNING} == {
+        "alert gate_rejected:telco_churn:3 via webhook",
+        "alert gate_rejected:telco_churn:3 via email",
+    }
+
+
+def test_without_channels_nothing_is_claimed(tmp_path, monkeypatch):
+    from driftloop.core import alerts
+    from driftloop.core.settings import Settings
+
+    settings = Settings.from_env({"DRIFTLOOP_HOME": str(tmp_path)})
+    alert = alerts.make_alert(alerts.GATE_REJECTED, "d", "t", key=["1"])
+    assert alerts.dispatch_alerts([alert], [], settings)[0]["status"] == "no_channel"
+    assert not alerts.sent_dir(settings).exists()
+    with pytest.raises(ValueError, match="unknown alert kind"):
+        alerts.make_alert("drift", "d", "t", key=[])
