@@ -9,7 +9,8 @@ from airflow.sdk import BaseOperatorLink
 
 
 class MlflowUILink(BaseOperatorLink):
-    """Link to the MLflow UI (``DRIFTLOOP_MLFLOW_UI_URL``, default ``MLFLOW_TRACKING_URI`` when it is http)."""
+    """Link to the MLflow UI (``DRIFTLOOP_MLFLOW_UI_URL``, default ``MLFLOW_TRACKING_URI`` when it is
+    http)."""
 
     name = "MLflow UI"
 

@@ -42,7 +42,8 @@ def _global_tracking_uri() -> str | None:
 
 @pytest.fixture(autouse=True)
 def _mlflow_global_uri_unchanged():
-    """Fail the test that leaves MLflow's process-wide tracking URI changed: later tests' runs would go there."""
+    """Fail the test that leaves MLflow's process-wide tracking URI changed: later tests' runs would go
+    there."""
     before = _global_tracking_uri()
     yield
     after = _global_tracking_uri()

@@ -1,4 +1,5 @@
-"""Independent checks of the gate: what the rule says, recomputed by the test with sklearn, not with driftloop."""
+"""Independent checks of the gate: what the rule says, recomputed by the test with sklearn, not with
+driftloop."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from driftloop.core import bus
 
 
 def holdout_auc(client: Any, cfg: Any, model_version: str, on_version: str) -> float:
-    """AUC of ``model_version`` on the holdout logged by ``on_version``'s training run, computed with sklearn."""
+    """AUC of ``model_version`` on the holdout logged by ``on_version``'s training run, computed with
+    sklearn."""
     import pandas as pd
     from sklearn.metrics import roc_auc_score
 

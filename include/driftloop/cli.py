@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``driftloop`` command.
 
     Returns:
-        The process exit code: 0 on success, 1 when the command reports a failure or a verdict, 2 on usage errors.
+        The process exit code: 0 on success, 1 when the command reports a failure or a verdict, 2 on usage
+            errors.
     """
     from driftloop.core.errors import Verdict
 

@@ -1,6 +1,7 @@
 """Architecture rules read from the source itself: the bus, imports, environment reads, layering, docs.
 
-Every check parses the code (AST), so a comment or a string that merely mentions a name cannot pass or fail it.
+Every check parses the code (AST), so a comment or a string that merely mentions a name cannot pass or fail
+it.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """A new dataset is a config file: the whole loop runs on every shipped config with no code change.
 
-Binary, multiclass and regression configs go through the package functions the DAG tasks call (the DAG wiring is
-covered by test_closed_loop): reference → snapshot → training → gate → scoring in the dataset's own labels →
-drift and live metrics per task → sensor → retraining. Training is shortened (one model family, two folds, no
-tuning); everything else is the shipped config.
+Binary, multiclass and regression configs go through the package functions the DAG tasks call (the DAG wiring
+is covered by test_closed_loop): reference → snapshot → training → gate → scoring in the dataset's own labels
+→ drift and live metrics per task → sensor → retraining. Training is shortened (one model family, two folds,
+no tuning); everything else is the shipped config.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The prediction log: what is written and read back, overflow and write errors counted, SQLite and PostgreSQL."""
+"""The prediction log: what is written and read back, overflow and write errors counted, SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 

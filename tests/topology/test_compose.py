@@ -1,10 +1,11 @@
-"""Structural checks of docker-compose.yaml, the Dockerfile, .env.example and deploy/ (no Docker engine needed).
+"""Structural checks of docker-compose.yaml, the Dockerfile, .env.example and deploy/ (no Docker engine
+needed).
 
-What an engine would only tell us at ``docker compose up`` time is checked here: every service of the production
-topology exists, long-running ones have health checks, ``depends_on`` conditions point at services that can
-satisfy them, builds and scripts resolve to files in the repo, ports are published on localhost only, every
-variable is documented in .env.example, secrets are required (``${VAR:?msg}``) and never defaulted, the Airflow
-config keys exist in this Airflow version, and the environment matches the names the package reads.
+What an engine would only tell us at ``docker compose up`` time is checked here: every service of the
+production topology exists, long-running ones have health checks, ``depends_on`` conditions point at services
+that can satisfy them, builds and scripts resolve to files in the repo, ports are published on localhost only,
+every variable is documented in .env.example, secrets are required (``${VAR:?msg}``) and never defaulted, the
+Airflow config keys exist in this Airflow version, and the environment matches the names the package reads.
 """
 
 from __future__ import annotations
@@ -403,7 +404,8 @@ def test_airflow_config_keys_exist_in_this_airflow_version(services, tmp_path):
 
 
 def test_environment_matches_the_package_settings(services):
-    """The worker environment, read by driftloop's own Settings, points at the mlflow service and shared state."""
+    """The worker environment, read by driftloop's own Settings, points at the mlflow service and shared
+    state."""
     from driftloop.core.config import load_dataset_config
     from driftloop.core.settings import Settings
 
@@ -575,7 +577,8 @@ def test_docker_compose_config_accepts_a_full_env_and_refuses_a_missing_secret(t
     cli = _compose_cli()
     if cli is None:
         pytest.skip(
-            "`docker compose` (the Compose plugin) is not installed here, so `docker compose config` cannot run; "
+            "`docker compose` (the Compose plugin) is not installed here, so `docker compose config` cannot "
+            "run; "
             "the structural tests above cover the same ground without it"
         )
     full = tmp_path / "full.env"

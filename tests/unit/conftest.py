@@ -1,4 +1,5 @@
-"""Fixtures of the monitoring and sensor tests: a unique dataset name, a small fitted scorer, a fake champion."""
+"""Fixtures of the monitoring and sensor tests: a unique dataset name, a small fitted scorer, a fake
+champion."""
 
 from __future__ import annotations
 
@@ -78,8 +79,8 @@ def models(tmp_path_factory, mlflow_uri, telco_frame):
 def fresh_registry(models, *trained: dict, **gates):
     """A new registered model holding copies of ``trained`` results as versions 1, 2, ...; returns its config.
 
-    Only the floors and the head-to-head comparison are on unless ``gates`` turns more on: the 40-customer model's
-    holdout has a dozen rows, on which fairness gaps and behavioural tests mean nothing.
+    Only the floors and the head-to-head comparison are on unless ``gates`` turns more on: the 40-customer
+    model's holdout has a dozen rows, on which fairness gaps and behavioural tests mean nothing.
     """
     client = models.client
     name = f"{models.cfg.registered_model_name}-{uuid.uuid4().hex[:6]}"

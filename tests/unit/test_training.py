@@ -388,7 +388,8 @@ def test_training_module_imports_no_heavy_libraries():
     import sys
 
     code = (
-        "import sys, driftloop.training.train, driftloop.core.registry, driftloop.governance.explain, driftloop.core.holdout; "
+        "import sys, driftloop.training.train, driftloop.core.registry, driftloop.governance.explain, "
+        "driftloop.core.holdout; "
         "print(sorted(m for m in ('pandas','numpy','sklearn','pycaret','mlflow','shap') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -400,8 +401,10 @@ def test_pycaret_import_leaves_no_log_file_and_keeps_warnings(tmp_path):
     import sys
 
     code = (
-        "import os, warnings; os.environ.pop('PYCARET_CUSTOM_LOGGING_PATH', None); before = warnings.showwarning; "
-        "from driftloop.training.pycaret_env import import_experiment; import_experiment(); import_experiment('regression'); "
+        "import os, warnings; os.environ.pop('PYCARET_CUSTOM_LOGGING_PATH', None); before = "
+        "warnings.showwarning; "
+        "from driftloop.training.pycaret_env import import_experiment; import_experiment(); "
+        "import_experiment('regression'); "
         "print(warnings.showwarning is before)"
     )
     out = subprocess.run(

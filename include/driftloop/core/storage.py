@@ -1,7 +1,7 @@
 """File helpers for the state folder: atomic JSON manifests and parquet written under a temporary name.
 
-A partition becomes visible only when it is complete (write to a hidden temporary file, then rename), so a crash
-never leaves a half-written file where a reader would take it for a finished one.
+A partition becomes visible only when it is complete (write to a hidden temporary file, then rename), so a
+crash never leaves a half-written file where a reader would take it for a finished one.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def move_into(src: Path, dest_dir: Path) -> Path:
 
 
 class ParquetSink:
-    """Streams DataFrame chunks into one parquet file under a temporary name; ``commit`` renames it into place."""
+    """Streams DataFrame chunks into one parquet file under a temporary name; ``commit`` renames it into
+    place."""
 
     def __init__(self, path: Path, schema_for: Any) -> None:
         self.path = path

@@ -1,8 +1,8 @@
 """Data profiles of training snapshots: a ydata-profiling HTML report and a compact data-quality summary.
 
 Profiling time grows with rows, so it is bounded: the HTML report always runs in ydata-profiling's ``minimal``
-mode and on at most ``max_rows`` rows (a seeded random sample beyond that, stated in the report title and in the
-summary). The quality summary is computed on every row; it is cheap. A hard time budget
+mode and on at most ``max_rows`` rows (a seeded random sample beyond that, stated in the report title and in
+the summary). The quality summary is computed on every row; it is cheap. A hard time budget
 (``$DRIFTLOOP_PROFILE_TIMEOUT_S``, default 300 s) backs this up: past it the HTML is dropped, the summary kept
 and marked ``html_timed_out``.
 """
@@ -35,7 +35,8 @@ class ProfileTimeout(Exception):
 
 @contextmanager
 def _deadline(seconds: float) -> Iterator[None]:
-    """Raise :class:`ProfileTimeout` inside the block after ``seconds`` (main thread only; elsewhere no limit).
+    """Raise :class:`ProfileTimeout` inside the block after ``seconds`` (main thread only; elsewhere no
+    limit).
 
     Sampling and minimal mode keep profiling short; this is the backstop for pathological data.
     """
@@ -99,7 +100,8 @@ def profile_snapshot(
         snapshot_hash: Snapshot the rows belong to (names the files).
         frame: The snapshot's rows.
         settings: Process settings (``profile_max_rows``, ``profile_timeout_s``).
-        max_rows: Rows profiled in the HTML report; larger snapshots are sampled (seeded) and the report says so.
+        max_rows: Rows profiled in the HTML report; larger snapshots are sampled (seeded) and the report says
+            so.
             Default: ``settings.profile_max_rows``; 0 skips the HTML report.
         html: Set False to skip the HTML report (the summary is always written).
 

@@ -86,7 +86,8 @@ def _affine(values: Any, scale: float, shift: float, integer: bool) -> Any:
 
 
 def _class_shares(cfg: DatasetConfig, labels: Any, spec: Any) -> dict[str, float]:
-    """Every class's share after a label shift: named shares as given, the other classes keep their proportions.
+    """Every class's share after a label shift: named shares as given, the other classes keep their
+    proportions.
 
     ``spec`` is ``{label: share}``, or one number: the positive class's share (binary) or the rarest class's
     share (multiclass).
@@ -178,8 +179,8 @@ def apply_drift(frame: Any, cfg: DatasetConfig, drift: dict[str, Any], seed: int
         ``category_mix``: ``{column: {category: share}}`` — that share of rows is set to that category.
         ``label_shift``, per task: binary, the positive class's share; multiclass, ``{label: share}`` (other
             classes keep their relative proportions) or one number, the rarest class's share (classes are
-            reached by resampling rows); regression, ``{"scale": s, "shift": d}`` or one number (a scale) applied
-            to the target values.
+            reached by resampling rows); regression, ``{"scale": s, "shift": d}`` or one number (a scale)
+            applied to the target values.
         ``preset``: ``"strong"`` — every numeric column shifted by one standard deviation and every
             categorical column concentrated on its rarest category for 70% of rows.
 
@@ -241,9 +242,9 @@ def simulate_batch(
     """
     paths = StatePaths.for_dataset(cfg, settings)
     _, pool = _split_pools(cfg, reference_share, seed)
-    # Consecutive batches take consecutive slices of the shuffled pool, so a customer appears in one batch only
-    # (late labels of one batch never label another) until the pool runs out; after that, rows repeat with
-    # fresh ids.
+    # Consecutive batches take consecutive slices of the shuffled pool, so a customer appears in one batch
+    # only (late labels of one batch never label another) until the pool runs out; after that, rows repeat
+    # with fresh ids.
     start = (index - 1) * rows
     if start + rows <= len(pool):
         batch = pool.iloc[start : start + rows].reset_index(drop=True)

@@ -1,8 +1,10 @@
-"""Training snapshots: immutable, content-addressed sets of labelled rows, and the data run that records each one.
+"""Training snapshots: immutable, content-addressed sets of labelled rows, and the data run that records each
+one.
 
-A snapshot is identified by one hash only, :func:`canonical_hash` of its canonical rows (sorted by id, fixed column
-order, contract dtypes), so the same data always gives the same snapshot and a replay is a no-op. Every snapshot
-is written by :func:`write_snapshot` and found by :func:`resolve_snapshot`; nothing else reads or writes them.
+A snapshot is identified by one hash only, :func:`canonical_hash` of its canonical rows (sorted by id, fixed
+column order, contract dtypes), so the same data always gives the same snapshot and a replay is a no-op. Every
+snapshot is written by :func:`write_snapshot` and found by :func:`resolve_snapshot`; nothing else reads or
+writes them.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def write_snapshot(
 
 
 def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[Any], int]:
-    """Rows of labelled batches, plus scoring rows joined to their latest accepted label; and label-file count."""
+    """Rows of labelled batches, plus scoring rows joined to their latest accepted label; and label-file
+    count."""
     import pandas as pd
 
     paths = StatePaths.for_dataset(cfg, settings)
@@ -148,8 +151,8 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     label per id wins; the latest batch wins for an id seen in several batches).
 
     Returns:
-        ``{"snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids"}``; ``created`` is
-        False when a snapshot with this content already exists (replay or no new data).
+        ``{"snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids"}``; ``created``
+        is False when a snapshot with this content already exists (replay or no new data).
 
     Raises:
         NoLabelledData: No accepted labelled rows exist yet.
@@ -161,7 +164,8 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         batches = list_manifests(StatePaths.for_dataset(cfg, settings).batches_dir)
         raise NoLabelledData(
             f"{cfg.name}: no accepted labelled rows ({len(batches)} batch(es), "
-            f"{label_files} label file(s) accepted); land a batch with the {cfg.target!r} column or labels first"
+            f"{label_files} label file(s) accepted); land a batch with the {cfg.target!r} column or labels "
+            f"first"
         )
     rows = pd.concat(parts, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
     manifest = write_snapshot(
@@ -183,7 +187,8 @@ def list_snapshots(cfg: DatasetConfig, settings: Settings | None = None) -> list
 def resolve_snapshot(
     cfg: DatasetConfig, ref: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """The manifest of one snapshot: the newest (``ref`` None), a hash or unique hash prefix, or a snapshot URI.
+    """The manifest of one snapshot: the newest (``ref`` None), a hash or unique hash prefix, or a snapshot
+    URI.
 
     Args:
         cfg: Dataset config.
@@ -247,7 +252,8 @@ def read_snapshot_frame(
 
 
 def target_metrics(cfg: DatasetConfig, target: Any) -> dict[str, float]:
-    """The target's distribution in a snapshot: class shares (and the binary positive rate), or the mean value."""
+    """The target's distribution in a snapshot: class shares (and the binary positive rate), or the mean
+    value."""
     if cfg.task == "regression":
         import pandas as pd
 

@@ -3,15 +3,18 @@
 Checks (limits per dataset in ``gates`` and ``fairness``):
 
 * ``floor.<metric>``: absolute floors on the candidate's holdout metrics (ceilings for RMSE, MAE, MAPE);
-* ``beats_champion``: the candidate's primary metric on its own holdout is at least the champion's on the same rows
+* ``beats_champion``: the candidate's primary metric on its own holdout is at least the champion's on the same
+rows
   plus ``min_improvement`` (at most minus it, for error metrics), each side deciding with its own recorded
   threshold; ``beats_champion.production``: the same on the latest labelled production window (the
   holdout rows labelled by the newest label file), when it holds enough rows;
-* ``fairness.<attribute>.<gap>``: demographic-parity and equalized-odds differences on the holdout within limits;
+* ``fairness.<attribute>.<gap>``: demographic-parity and equalized-odds differences on the holdout within
+limits;
 * ``latency``: predict time per row on a 1,000-row holdout batch; ``size``: the logged model's megabytes;
 * ``behaviour.<case>``: the dataset's behavioural tests (:mod:`driftloop.governance.behaviour`).
 
-A check without a configured limit is still measured and reported (``passed: None``); only failing checks block.
+A check without a configured limit is still measured and reported (``passed: None``); only failing checks
+block.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ def _check(name: str, passed: bool | None, value: Any, limit: Any, detail: str) 
 
 
 def floor_checks(cfg: DatasetConfig, metrics: dict[str, float]) -> list[dict[str, Any]]:
-    """One check per limit in ``cfg.gates.floors``: a floor, or a ceiling for error metrics (RMSE, MAE, MAPE)."""
+    """One check per limit in ``cfg.gates.floors``: a floor, or a ceiling for error metrics (RMSE, MAE,
+    MAPE)."""
     checks = []
     for metric, limit in cfg.gates.floors.items():
         key = task_types.gate_metric_key(metric)
@@ -101,7 +105,8 @@ def champion_checks(
 ) -> list[dict[str, Any]]:
     """Head-to-head on the candidate's holdout and, with enough rows, on the latest production window.
 
-    ``candidate`` and ``champion`` are ``(model, decision)``: each side decides with its own threshold and classes.
+    ``candidate`` and ``champion`` are ``(model, decision)``: each side decides with its own threshold and
+    classes.
     """
     key = task_types.gate_metric_key(cfg.gates.primary_metric)
 
@@ -189,7 +194,8 @@ def latency_check(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Dec
         ok,
         per_row_ms,
         limit,
-        f"{per_row_ms:.3f} ms per row on a {len(batch)}-row batch ({'no limit' if limit is None else f'limit {limit} ms'})",
+        f"{per_row_ms:.3f} ms per row on a {len(batch)}-row batch "
+        f"({'no limit' if limit is None else f'limit {limit} ms'})",
     )
 
 
@@ -305,7 +311,8 @@ def summarize(report: dict[str, Any]) -> str:
         tail = f"; champion v{champion} keeps serving" if champion else ""
         if "beats_champion" in report["failed"]:
             head = f"does not beat champion: {checks['beats_champion']['detail']}" + (
-                f"; also fails: {'; '.join(checks[n]['detail'] for n in report['failed'] if n != 'beats_champion')}"
+                "; also fails: "
+                f"{'; '.join(checks[n]['detail'] for n in report['failed'] if n != 'beats_champion')}"
                 if len(failing) > 1
                 else ""
             )

@@ -1,9 +1,11 @@
 """Which drift matters: drifted features ranked by their importance to the champion, and attribution drift.
 
-* **Root cause:** the features Evidently found drifted, ordered by the champion's mean |SHAP| (from its training
-  evidence), and the share of the champion's total importance that sits on drifted features. Drift on a feature
-  the model barely uses is noise; drift on its top feature is why predictions move.
-* **Attribution drift:** the champion's SHAP ranking on the current batch against its ranking on the reference,
+* **Root cause:** the features Evidently found drifted, ordered by the champion's mean |SHAP| (from its
+training
+  evidence), and the share of the champion's total importance that sits on drifted features. Drift on a
+  feature the model barely uses is noise; drift on its top feature is why predictions move.
+* **Attribution drift:** the champion's SHAP ranking on the current batch against its ranking on the
+reference,
   scored with nDCG as SageMaker Clarify does (1.0: the same features drive predictions as before; lower: the
   model now decides on other grounds, even when no single input drifted much).
 """
@@ -96,8 +98,8 @@ def explain_drift(
     """Which drift matters: root cause by the champion's importance, and attribution drift (nDCG).
 
     Returns:
-        ``{"metrics", "tags", "summary"}``; empty parts when the model or its evidence cannot be read (a version
-        registered by hand), which never fails the monitoring run.
+        ``{"metrics", "tags", "summary"}``; empty parts when the model or its evidence cannot be read (a
+        version registered by hand), which never fails the monitoring run.
     """
     from driftloop.core.registry import load_model
     from driftloop.governance.model_card import read_evidence

@@ -1,7 +1,7 @@
 """Batch inference: score accepted batches with the model behind ``models:/<name>@champion``.
 
-The alias is resolved once per run to a concrete version, so every row of a run is scored by the same model and
-the predictions say which one. Batches are read and written in chunks, so memory stays bounded by
+The alias is resolved once per run to a concrete version, so every row of a run is scored by the same model
+and the predictions say which one. Batches are read and written in chunks, so memory stays bounded by
 ``inference.chunk_rows`` whatever the batch size. Models are loaded only from our own registry: they are
 cloudpickle files, and that registry is the trust boundary.
 """
@@ -38,7 +38,8 @@ def resolve_model(
     resolved = resolve_alias(cfg, alias, settings)
     if resolved is None:
         raise NoChampionError(
-            f"no model version of {cfg.registered_model_name!r} has alias {alias!r}: train and promote a model "
+            f"no model version of {cfg.registered_model_name!r} has alias {alias!r}: train and promote a "
+            f"model "
             "first (training_pipeline), or set the alias in the MLflow UI"
         )
     return {
@@ -97,7 +98,8 @@ def summarize_outputs(decision: Decision, predicted: Any) -> dict[str, float]:
 def explain_chunk(
     model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any
 ) -> tuple[dict[str, Any], str]:
-    """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the method."""
+    """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the
+    method."""
     from driftloop.governance.explain import explain_rows, top_reasons
 
     budget_s = cfg.inference.explain_ms_per_row * len(chunk) / 1000
@@ -115,7 +117,8 @@ def score_file(
     decision: Decision,
     reference_df: Any = None,
 ) -> dict[str, Any]:
-    """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k reasons.
+    """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k
+    reasons.
 
     Args:
         model: The fitted pipeline.
@@ -123,8 +126,8 @@ def score_file(
         cfg: Dataset config (``inference.chunk_rows``, ``inference.reasons``).
         batch_path: Accepted batch parquet.
         output_path: Predictions partition to write.
-        decision: The version's decision: predictions are labels in the dataset's vocabulary (with the score, and
-            per-class probabilities for multiclass) or values (regression).
+        decision: The version's decision: predictions are labels in the dataset's vocabulary (with the score,
+            and per-class probabilities for multiclass) or values (regression).
         reference_df: Reference rows for the explainer's background; None stores no reasons.
 
     Returns:
@@ -253,7 +256,8 @@ def score_batch(
 
 
 def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
-    """The training run's reference rows (explainer background), or None when reasons are off or it is missing."""
+    """The training run's reference rows (explainer background), or None when reasons are off or it is
+    missing."""
     from driftloop.core.tracking import read_run_frame
 
     if cfg.inference.reasons <= 0:

@@ -4,17 +4,20 @@ The subpackage is split by job:
 
 * :mod:`~driftloop.data.contract.schema`: the contract (column rules, YAML loading, column-set checks);
 * :mod:`~driftloop.data.contract.bootstrap`: a first contract derived from the reference data;
-* :mod:`~driftloop.data.contract.inspection`: byte-level file checks (format, encoding, truncation, record boundaries);
-* :mod:`~driftloop.data.contract.text` and :mod:`~driftloop.data.contract.ids`: vectorised text kernels, id hashing;
+* :mod:`~driftloop.data.contract.inspection`: byte-level file checks (format, encoding, truncation, record
+boundaries);
+* :mod:`~driftloop.data.contract.text` and :mod:`~driftloop.data.contract.ids`: vectorised text kernels, id
+hashing;
 * :mod:`~driftloop.data.contract.rows`: row checks through pandera;
 * :mod:`~driftloop.data.contract.files`: a whole file in bounded-memory chunks, and its report;
 * :mod:`~driftloop.data.contract.cli`: ``driftloop validate`` and ``driftloop contract bootstrap``.
 
-Validation has two levels. **File level**: empty, binary or spreadsheet bytes, non-UTF-8 text, wrong delimiter,
-missing header, truncated or ragged CSV, parquet with an incompatible schema, missing or unexpected columns, an
-all-null column; these reject the whole file with a reason code. **Row level**: unparsable or non-integer
-numbers, NaN/inf, out-of-range values, unknown categories, nulls where not allowed, duplicate ids, over-long fields
-and spreadsheet formula injection. Every received row is either accepted or rejected:
+Validation has two levels. **File level**: empty, binary or spreadsheet bytes, non-UTF-8 text, wrong
+    delimiter,
+missing header, truncated or ragged CSV, parquet with an incompatible schema, missing or unexpected columns,
+an all-null column; these reject the whole file with a reason code. **Row level**: unparsable or non-integer
+numbers, NaN/inf, out-of-range values, unknown categories, nulls where not allowed, duplicate ids, over-long
+fields and spreadsheet formula injection. Every received row is either accepted or rejected:
 ``rows_accepted + rows_quarantined == rows_received``.
 """
 

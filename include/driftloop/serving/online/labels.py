@@ -1,10 +1,12 @@
-"""Delayed labels: ``POST /labels`` into the labels landing zone, and the join of labels to served predictions.
+"""Delayed labels: ``POST /labels`` into the labels landing zone, and the join of labels to served
+predictions.
 
 Ground truth reaches Driftloop two ways, both through the data contract: a file dropped into
-``landing/labels/`` (as before), or ``POST /labels`` on the service, which checks the body and writes it as one
-CSV file into the same landing zone atomically (a hidden temporary file renamed into place), so ``data_pipeline``
-validates, archives or quarantines it like any other label file. A label names the entity by the dataset's id
-column; a prediction served without an id is labelled through its ``request_id`` (its entity id).
+``landing/labels/`` (as before), or ``POST /labels`` on the service, which checks the body and writes it as
+one CSV file into the same landing zone atomically (a hidden temporary file renamed into place), so
+``data_pipeline`` validates, archives or quarantines it like any other label file. A label names the entity by
+the dataset's id column; a prediction served without an id is labelled through its ``request_id`` (its entity
+id).
 
 :func:`read_accepted_labels` and :func:`join_labels` give the A/B evaluation the labelled served rows.
 """
@@ -43,7 +45,8 @@ def parse_labels(body: bytes, cfg: DatasetConfig, contract: Any, max_rows: int) 
     id column), or the same rows as ``dataframe_records`` / ``dataframe_split``.
 
     Raises:
-        RequestError: 400 malformed body, 413 too many rows, 422 a missing column, id or label outside the contract.
+        RequestError: 400 malformed body, 413 too many rows, 422 a missing column, id or label outside the
+            contract.
     """
     names, columns, n_rows = extract_table(body, LABEL_FORMATS)
     if n_rows == 0:

@@ -1,14 +1,15 @@
 """Request bodies checked against the data contract and the model signature, coerced column by column.
 
-``POST /invocations`` takes MLflow's serving formats: ``{"dataframe_split": {"columns": [...], "data": [[...]]}}``
-or ``{"dataframe_records": [{...}, ...]}``. Every feature column must be present; the dataset's id column is the
-only other column allowed (it is the entity id of sticky routing and of the label join). Values are checked with
-the contract's rules (dtype, nulls, range, categories, length) and coerced to the model signature's dtypes, one
-request at a time, before requests are concatenated into a batch.
+``POST /invocations`` takes MLflow's serving formats:
+``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` or ``{"dataframe_records": [{...}, ...]}``. Every
+feature column must be present; the dataset's id column is the only other column allowed (it is the entity id
+of sticky routing and of the label join). Values are checked with the contract's rules (dtype, nulls, range,
+categories, length) and coerced to the model signature's dtypes, one request at a time, before requests are
+concatenated into a batch.
 
 Bad input is a :class:`RequestError` with a 4xx status: 415 wrong content type, 400 malformed JSON or unknown
-format, 413 too many rows, 422 a column or value that breaks the contract. Messages name the column and the row,
-never a value the client sent, and unknown column names are counted, not repeated.
+format, 413 too many rows, 422 a column or value that breaks the contract. Messages name the column and the
+row, never a value the client sent, and unknown column names are counted, not repeated.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class ParsedRequest:
 
 @dataclass(frozen=True)
 class InputSchema:
-    """The columns a request must carry, built from the dataset config, its contract and the model signature."""
+    """The columns a request must carry, built from the dataset config, its contract and the model
+    signature."""
 
     features: tuple[str, ...]
     specs: dict[str, ColumnSpec]
@@ -130,7 +132,8 @@ class InputSchema:
         max_rows: int = 10_000,
         pii_salt: str = "",
     ) -> InputSchema:
-        """Schema of ``cfg``'s features; ``signature_types`` maps column → MLflow type name (``long``, ...)."""
+        """Schema of ``cfg``'s features; ``signature_types`` maps column → MLflow type name (``long``,
+        ...)."""
         types = signature_types or {}
         specs = {name: column_spec(contract.columns[name], types.get(name)) for name in cfg.features}
         id_rule = contract.columns.get(cfg.id_column)
