@@ -167,10 +167,12 @@ def _refuse_clashes(entries: list[CatalogEntry], settings: Settings) -> list[Cat
         if len(group) < 2:
             continue
         files = ", ".join(str(e.path) for e in group)
+        first = group[0].config
+        assert first is not None  # only entries with a config were grouped
         what = (
-            f"register the same model {group[0].config.registered_model_name!r}"
+            f"register the same model {first.registered_model_name!r}"
             if key == "model_name"
-            else f"keep state in the same folder {StatePaths.for_dataset(group[0].config, settings).root}"
+            else f"keep state in the same folder {StatePaths.for_dataset(first, settings).root}"
         )
         for entry in group:
             clashes[entry.path].append(f"{entry.path}: {key}: {files} {what}; each dataset needs its own")

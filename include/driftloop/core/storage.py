@@ -29,7 +29,8 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def read_json(path: Path) -> dict[str, Any]:
     """Parse a JSON file."""
-    return json.loads(Path(path).read_text())
+    payload: dict[str, Any] = json.loads(Path(path).read_text())
+    return payload
 
 
 def list_manifests(folder: Path) -> list[dict[str, Any]]:

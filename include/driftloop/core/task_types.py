@@ -232,7 +232,7 @@ def holdout_metrics(decision: Decision, y_true: Any, outputs: dict[str, Any]) ->
         }
     y = np.asarray(y_true).astype(int)
     labels = np.asarray(decision.classes, dtype=object)
-    truth = np.where(y >= 0, labels[np.clip(y, 0, len(labels) - 1)], None).astype(str)
+    truth = np.where(y >= 0, labels[np.clip(y, 0, len(labels) - 1)], np.asarray(None)).astype(str)
     predicted = np.asarray(outputs[bus.PREDICTION_COLUMN]).astype(str)
     if decision.task == BINARY:
         positive = (predicted == decision.classes[1]).astype(int)

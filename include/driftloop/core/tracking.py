@@ -83,11 +83,11 @@ def ensure_experiment(client: Any, name: str, settings: Settings | None = None) 
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
+        return str(experiment.experiment_id)
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(name, settings))
+        return str(client.create_experiment(name, artifact_location=artifact_location(name, settings)))
     except MlflowException:
-        return client.get_experiment_by_name(name).experiment_id
+        return str(client.get_experiment_by_name(name).experiment_id)
 
 
 def tag_filter(tags: dict[str, str]) -> str:

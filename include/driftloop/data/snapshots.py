@@ -339,7 +339,7 @@ def record_snapshot(
             bus.LINEAGE_BATCHES_ARTIFACT,
         )
         mlflow.log_dict(manifest, bus.LINEAGE_SNAPSHOT_ARTIFACT)
-        dataset = mlflow.data.from_pandas(
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             frame,
             source=manifest["snapshot_uri"],
             targets=cfg.target,

@@ -351,7 +351,7 @@ def _scored_columns(facts: VersionFacts) -> list[str]:
     return list(dict.fromkeys([bus.PREDICTION_COLUMN, bus.SCORE_COLUMN, *facts.output_columns]))
 
 
-def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[str, Any]) -> VersionFacts:
+def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[Any, Any]) -> VersionFacts:
     key = ("facts", run_id)
     if key not in cache:
         cache[key] = live.read_version_facts(cfg, client, run_id)
@@ -359,7 +359,7 @@ def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[str
 
 
 def _reference(
-    cfg: DatasetConfig, client: Any, run_id: str, facts: VersionFacts, cache: dict[str, Any]
+    cfg: DatasetConfig, client: Any, run_id: str, facts: VersionFacts, cache: dict[Any, Any]
 ) -> Any:
     key = ("reference", run_id)
     if key not in cache:
@@ -425,7 +425,7 @@ def _update_with_labels(
     run: Any,
     label_files: list[Path],
     fingerprint: str,
-    cache: dict[str, Any],
+    cache: dict[Any, Any],
 ) -> dict[str, Any] | None:
     """Log live metrics into an existing monitoring run when more of its rows are labelled than before."""
     tags, run_id = run.data.tags, run.info.run_id

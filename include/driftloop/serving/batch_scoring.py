@@ -143,7 +143,8 @@ def score_file(
     tmp_path = output_path.with_name(f".{output_path.name}.tmp")
     rows = chunks = 0
     # Output metrics are shares and means: summed per chunk weighted by its rows, so no output is kept.
-    writer, method, weighted = None, "none", {}
+    writer, method = None, "none"
+    weighted: dict[str, float] = {}
     explain = cfg.inference.reasons > 0 and reference_df is not None
     try:
         source = pq.ParquetFile(batch_path)

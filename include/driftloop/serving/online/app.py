@@ -251,7 +251,8 @@ def create_app(
     )
     app.state.service = service
     app.include_router(router)
-    app.add_exception_handler(RequestError, _on_request_error)
-    app.add_exception_handler(HTTPException, _on_http_error)
+    # Starlette types handlers as taking any Exception; these take the subclass they are registered for.
+    app.add_exception_handler(RequestError, _on_request_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)
     return app

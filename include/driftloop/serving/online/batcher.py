@@ -282,7 +282,8 @@ class Batcher:
 
     @staticmethod
     def _take(queue: collections.deque, max_rows: int) -> list[Part]:
-        taken, rows = [], 0
+        taken: list[Part] = []
+        rows = 0
         while queue and (not taken or rows + len(queue[0].rows) <= max_rows):
             part = queue.popleft()
             taken.append(part)

@@ -331,7 +331,7 @@ def read_log(
     """
     import pandas as pd
 
-    clauses, params = ["model_name = ?"], [model_name]
+    clauses, params = ["model_name = ?"], list[Any]([model_name])
     for clause, value in (
         ("logged_at >= ?", since_s),
         ("logged_at < ?", until_s),

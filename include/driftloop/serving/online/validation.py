@@ -192,8 +192,8 @@ class InputSchema:
         coerced = {name: coerce_column(self.specs[name], columns[name]) for name in self.features}
         if self.pii_salt:
             self._hash_pii(coerced)
-        entity_ids = (
-            coerce_ids(columns[self.id_column], self.id_column, self.id_max_length)
+        entity_ids: list[str | None] = (
+            list(coerce_ids(columns[self.id_column], self.id_column, self.id_max_length))
             if self.id_column in columns
             else [None] * n_rows
         )
@@ -341,7 +341,8 @@ def _check_numbers(spec: ColumnSpec, present: list, values: list) -> list:
             row = _first(values, lambda v: type(v) is float and not v.is_integer())
             raise _unprocessable(_where(spec.name, row) + " must be a whole number")
         present = [v if type(v) is int else int(v) for v in present]
-        low, high = INT64_MIN, INT64_MAX
+        low: float = INT64_MIN
+        high: float = INT64_MAX
     else:
         present = [float(v) for v in present]
         low, high = -math.inf, math.inf

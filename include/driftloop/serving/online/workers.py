@@ -78,7 +78,7 @@ class ModelHost:
 
         import numpy as np
 
-        results = []
+        results: list[tuple[bool, Any, float]] = []
         for version, columns, dtypes in calls:
             start = time.perf_counter()
             try:
