@@ -17,6 +17,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig, load_dataset_config
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
+from driftloop.core.storage import atomic_path, write_bytes_atomic
 from driftloop.core.task_types import BINARY, REGRESSION
 
 REFERENCE_NAME = "reference"
@@ -36,10 +37,8 @@ def _pending_labels_dir(paths: StatePaths) -> Path:
 
 def _write_csv_atomic(frame: Any, path: Path) -> None:
     # Write then rename, so a poller never reads a half-written batch from the landing zone.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def simulate_reference(
@@ -279,10 +278,7 @@ def simulate_labels(cfg: DatasetConfig, index: int, settings: Settings | None = 
     if not pending.is_file():
         raise FileNotFoundError(f"no pending labels for {name}: simulate the batch first ({pending})")
     target = paths.labels_landing_dir / f"labels_{name}.csv"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(pending.read_bytes())
-    tmp.replace(target)
+    write_bytes_atomic(target, pending.read_bytes())
     return {"path": str(target), "batch_name": name}
 
 

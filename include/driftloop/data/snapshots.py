@@ -10,7 +10,6 @@ writes them.
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 from driftloop.core import bus
@@ -18,8 +17,8 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import NoLabelledData, SnapshotNotFoundError
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
-from driftloop.core.storage import list_manifests, read_json, utc_now, write_json
-from driftloop.data.contract import arrow_schema, load_contract
+from driftloop.core.storage import atomic_path, list_manifests, read_json, utc_now, write_json
+from driftloop.data.contract import arrow_schema, join_hashed_ids, load_contract
 
 MIN_HASH_PREFIX = 8
 
@@ -86,10 +85,8 @@ def write_snapshot(
     data_path, manifest_path = folder / f"{snapshot_hash}.parquet", folder / f"{snapshot_hash}.json"
     if manifest_path.exists():
         return {**read_json(manifest_path), "created": False}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
-    snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
-    os.replace(tmp, data_path)
+    with atomic_path(data_path) as tmp:
+        snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
     manifest: bus.SnapshotManifest = {
         "snapshot_hash": snapshot_hash,
         "snapshot_uri": path_to_uri(data_path),
@@ -137,7 +134,7 @@ def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[
             frame = pd.read_parquet(path, columns=[*feature_cols, target])
             frame["_label_batch"] = None
         else:
-            frame = pd.read_parquet(path, columns=feature_cols).merge(labels, on=id_col, how="inner")
+            frame = join_hashed_ids(pd.read_parquet(path, columns=feature_cols), labels, id_col)
         if len(frame):
             frame["_batch"] = manifest["batch_id"]
             parts.append(frame)

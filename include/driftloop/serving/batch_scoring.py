@@ -19,7 +19,7 @@ from driftloop.core.errors import NoChampionError
 from driftloop.core.registry import load_model, resolve_alias
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
-from driftloop.core.storage import list_manifests
+from driftloop.core.storage import atomic_path, list_manifests
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 
@@ -139,48 +139,46 @@ def score_file(
 
     start = time.perf_counter()
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = output_path.with_name(f".{output_path.name}.tmp")
     rows = chunks = 0
     # Output metrics are shares and means: summed per chunk weighted by its rows, so no output is kept.
     writer, method = None, "none"
     weighted: dict[str, float] = {}
     explain = cfg.inference.reasons > 0 and reference_df is not None
-    try:
-        source = pq.ParquetFile(batch_path)
-        columns = [cfg.id_column, *cfg.features]
-        for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=columns):
-            chunk = record_batch.to_pandas()
-            outputs = decision.predict(model, chunk[cfg.features])
-            n = len(chunk)
-            table = pa.table(
-                {
-                    cfg.id_column: chunk[cfg.id_column].to_numpy(),
-                    **{col: _output_array(values) for col, values in outputs.items()},
-                    **{
-                        col: pa.array([model_info[col]] * n, pa.string())
-                        for col in bus.PREDICTION_LINEAGE_COLUMNS
-                    },
-                    bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
-                }
-            )
-            if explain:
-                reasons, method = explain_chunk(model, chunk, cfg, reference_df)
-                for name, values in reasons.items():
-                    table = table.append_column(name, pa.array(values))
-            if writer is None:
-                writer = pq.ParquetWriter(tmp_path, table.schema)
-            writer.write_table(table)
-            rows += n
-            chunks += 1
-            for key, value in summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN]).items():
-                weighted[key] = weighted.get(key, 0.0) + value * n
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise ValueError(f"{batch_path} has no rows to score")
-    tmp_path.replace(output_path)
+    with atomic_path(output_path) as tmp_path:
+        try:
+            source = pq.ParquetFile(batch_path)
+            columns = [cfg.id_column, *cfg.features]
+            for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=columns):
+                chunk = record_batch.to_pandas()
+                outputs = decision.predict(model, chunk[cfg.features])
+                n = len(chunk)
+                table = pa.table(
+                    {
+                        cfg.id_column: chunk[cfg.id_column].to_numpy(),
+                        **{col: _output_array(values) for col, values in outputs.items()},
+                        **{
+                            col: pa.array([model_info[col]] * n, pa.string())
+                            for col in bus.PREDICTION_LINEAGE_COLUMNS
+                        },
+                        bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
+                    }
+                )
+                if explain:
+                    reasons, method = explain_chunk(model, chunk, cfg, reference_df)
+                    for name, values in reasons.items():
+                        table = table.append_column(name, pa.array(values))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp_path, table.schema)
+                writer.write_table(table)
+                rows += n
+                chunks += 1
+                for key, value in summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN]).items():
+                    weighted[key] = weighted.get(key, 0.0) + value * n
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError(f"{batch_path} has no rows to score")
     return {
         "rows": rows,
         "chunks": chunks,

@@ -24,7 +24,7 @@ fields and spreadsheet formula injection. Every received row is either accepted 
 from driftloop.data.contract.bootstrap import bootstrap_contract
 from driftloop.data.contract.cli import add_cli
 from driftloop.data.contract.files import format_report, iter_file_frames, validate_file
-from driftloop.data.contract.ids import hash_values
+from driftloop.data.contract.ids import HASH_SCHEME, LEGACY_SCHEME, hash_scheme, hash_values, join_hashed_ids
 from driftloop.data.contract.inspection import inspect_file, sha256_file
 from driftloop.data.contract.rows import validate_frame
 from driftloop.data.contract.schema import (
@@ -55,6 +55,10 @@ __all__ = [
     "contract_path",
     "format_report",
     "hash_values",
+    "hash_scheme",
+    "join_hashed_ids",
+    "HASH_SCHEME",
+    "LEGACY_SCHEME",
     "inspect_file",
     "iter_file_frames",
     "load_contract",

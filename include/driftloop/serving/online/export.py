@@ -28,7 +28,7 @@ from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri
-from driftloop.core.storage import list_manifests, utc_now, write_json
+from driftloop.core.storage import atomic_path, list_manifests, utc_now, write_json
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.serving.online.predlog import PRIMARY, log_uri, read_log
 
@@ -127,12 +127,8 @@ def _frames(cfg: DatasetConfig, rows: Any, decision: Any) -> tuple[Any, Any]:
 
 def _write_parquet(frame: Any, path: Any, schema: Any = None) -> None:
     """Write ``frame`` atomically (temporary name, then rename)."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False, schema=schema)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False, schema=schema)
 
 
 def _export_window(

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, uri_to_path
-from driftloop.core.storage import list_manifests
+from driftloop.core.storage import list_manifests, write_bytes_atomic
 from driftloop.serving.online.validation import (
     RequestError,
     coerce_column,
@@ -85,15 +84,9 @@ def write_label_file(content: bytes, landing_dir: Path) -> Path:
 
     The temporary file is hidden and ends in ``.tmp``, so ingestion never picks up a half-written file.
     """
-    landing_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     final = landing_dir / f"{FILE_PREFIX}{stamp}-{uuid.uuid4().hex[:8]}.csv"
-    tmp = landing_dir / f".{final.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
+    write_bytes_atomic(final, content, fsync=True)
     return final
 
 
