@@ -225,12 +225,12 @@ class PredictionLogWriter:
         """
         # The PostgreSQL store drives asyncpg on an event loop of its own, which cannot run inside the
         # server's running loop: open it on a thread of its own (the writer thread uses that loop afterwards).
-        failure: list[BaseException] = []
+        failure: list[Exception] = []
 
         def open_store() -> None:
             try:
                 self._store.open()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
+            except Exception as exc:  # re-raised below, in the caller's thread
                 failure.append(exc)
 
         opener = threading.Thread(target=open_store, name="driftloop-prediction-log-open")

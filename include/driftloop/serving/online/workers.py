@@ -122,7 +122,7 @@ def worker_main(conn: Any, settings: Settings) -> None:
     def reply(message_id: int, op: str, args: tuple) -> None:
         try:
             payload = (message_id, True, getattr(host, op)(*args))
-        except BaseException as exc:  # reported to the caller, the worker goes on
+        except Exception as exc:  # reported to the caller, the worker goes on (Ctrl-C or exit ends it)
             payload = (message_id, False, f"{type(exc).__name__}: {str(exc)[:300]}")
         with send_lock:
             conn.send(payload)
