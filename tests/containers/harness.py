@@ -22,31 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.constants import FAST_OVERRIDES, SECRET_NAMES
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 TEST_OVERRIDE = Path(__file__).with_name("compose.test.yaml")
 BUILD_SCRIPT = REPO / "deploy" / "offline" / "build-images.sh"
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APP_IMAGE = os.environ.get("DRIFTLOOP_TEST_IMAGE", "driftloop:container-test")
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
-# Every value of these in the generated .env is searched for in the images.
-SECRET_NAMES = (
-    "POSTGRES_PASSWORD",
-    "AIRFLOW_DB_PASSWORD",
-    "MLFLOW_DB_PASSWORD",
-    "REDIS_PASSWORD",
-    "AUDIT_OWNER_PASSWORD",
-    "AUDIT_DB_PASSWORD",
-    "PREDICTION_LOG_DB_PASSWORD",
-    "DRIFTLOOP_SERVE_ADMIN_TOKEN",
-    "AIRFLOW_FERNET_KEY",
-    "AIRFLOW_JWT_SECRET",
-    "AIRFLOW_API_SECRET_KEY",
-    "AIRFLOW_ADMIN_PASSWORD",
-    "MLFLOW_ADMIN_PASSWORD",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-    "DRIFTLOOP_PII_SALT",
-)
 # Figures for pytest's terminal summary (build, start and loop times, image sizes), filled in by the tests.
 FIGURES: dict[str, str] = {}
 PROJECT_LABEL = "com.docker.compose.project"

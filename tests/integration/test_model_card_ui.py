@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_OVERRIDES, write_snapshot
+from tests.conftest import write_snapshot
+from tests.constants import FAST_OVERRIDES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
 # `make test` runs the container lane beside this one: on two loaded cores the MLflow UI's bundle once took

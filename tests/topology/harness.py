@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.constants import FAST_OVERRIDES
+
 REPO_DIR = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
@@ -44,7 +46,6 @@ REDIS_PORT = int(os.environ.get("DRIFTLOOP_TEST_REDIS_PORT", "6379"))
 EXTRA_PYTHONPATH = os.environ.get("DRIFTLOOP_TOPOLOGY_PYTHONPATH", "")
 
 REDIS_CLAIM_KEY = "driftloop:topology:claim"
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
 
 
 class StackError(RuntimeError):

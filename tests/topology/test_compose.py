@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.constants import REQUIRED_SECRETS
+
 pytestmark = [pytest.mark.topology]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,26 +41,6 @@ AIRFLOW_SERVICES = (
 )
 SERVICES = ("postgres", "redis", "mlflow", *AIRFLOW_SERVICES, "serving")
 ONE_SHOT = {"airflow-init"}
-REQUIRED_SECRETS = {
-    "POSTGRES_PASSWORD",
-    "AIRFLOW_DB_PASSWORD",
-    "MLFLOW_DB_PASSWORD",
-    "REDIS_PASSWORD",
-    "AUDIT_OWNER_PASSWORD",
-    "AUDIT_DB_PASSWORD",
-    "PREDICTION_LOG_DB_PASSWORD",
-    "DRIFTLOOP_SERVE_ADMIN_TOKEN",
-    "AIRFLOW_FERNET_KEY",
-    "AIRFLOW_JWT_SECRET",
-    "AIRFLOW_API_SECRET_KEY",
-    "AIRFLOW_ADMIN_USERNAME",
-    "AIRFLOW_ADMIN_PASSWORD",
-    "AIRFLOW_ADMIN_EMAIL",
-    "MLFLOW_ADMIN_USERNAME",
-    "MLFLOW_ADMIN_PASSWORD",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-    "DRIFTLOOP_PII_SALT",
-}
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|FERNET|_KEY$|SALT|TOKEN)")
 VAR_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 

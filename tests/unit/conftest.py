@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import write_snapshot
+from tests.constants import FAST_OVERRIDES as SHARED_FAST_OVERRIDES
 from tests.fakes import fit_scorer, register_champion
 
 
@@ -33,7 +34,11 @@ def champion(cfg, telco_frame, scorer):
     return register_champion(cfg, telco_frame, scorer)
 
 
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 500}}
+# The shared fast overrides, with a smaller drift reference for the unit fixtures.
+FAST_OVERRIDES = {
+    **SHARED_FAST_OVERRIDES,
+    "training": {**SHARED_FAST_OVERRIDES["training"], "reference_rows": 500},
+}
 SNAPSHOT_ROWS = 1500
 TINY_ROWS = 40
 

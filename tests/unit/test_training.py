@@ -16,8 +16,8 @@ import pytest
 
 from driftloop.core import bus
 from tests.conftest import write_snapshot
+from tests.constants import FAST_OVERRIDES
 
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
 SNAPSHOT_ROWS = 1500
 TRIGGER = {
     "reason": "drift",
