@@ -60,6 +60,26 @@ def check_predictions(cfg, decision, predictions: pd.DataFrame, labels: pd.Serie
     assert (np.asarray(decision.classes, dtype=object)[proba.argmax(axis=1)] == predicted.to_numpy()).all()
 
 
+def expected_live(cfg, decision, predictions, labels) -> float:
+    """The live metric recomputed with sklearn from the scored batch and the label file the test landed."""
+    from sklearn import metrics
+
+    ids = predictions[cfg.id_column].astype(str)
+    joined = pd.DataFrame({"id": ids, "pred": predictions[bus.PREDICTION_COLUMN]}).merge(
+        pd.DataFrame({"id": labels[cfg.id_column].astype(str), "truth": labels[cfg.target]}), on="id"
+    )
+    assert len(joined) == 600
+    if cfg.task == "regression":
+        return float(
+            np.sqrt(metrics.mean_squared_error(joined["truth"].astype(float), joined["pred"].astype(float)))
+        )
+    truth, pred = joined["truth"].astype(str), joined["pred"].astype(str)
+    if cfg.task == "binary":
+        positive = str(decision.classes[1])
+        return float(metrics.f1_score(truth == positive, pred == positive, zero_division=0))
+    return float(metrics.f1_score(truth, pred, average="macro", zero_division=0))
+
+
 @pytest.mark.parametrize("dataset", CONFIGS)
 def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypatch):
     # A private MLflow store: experiment and model names are per dataset, and other tests use them too.
@@ -101,13 +121,14 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     reference_labels = pd.read_parquet(snapshot["snapshot_uri"].removeprefix("file://"), columns=[cfg.target])
     check_predictions(cfg, decision, predictions, reference_labels[cfg.target])
 
-    simulate.simulate_labels(cfg, 1)
+    landed = pd.read_csv(simulate.simulate_labels(cfg, 1)["path"])
     assert ingest.ingest_labels(cfg)["rows_accepted"] == 600
     monitored = monitor.monitor_predictions(cfg)
     [item] = monitored["monitored"]
     assert item["drift_share"] >= cfg.monitoring.drift_share_threshold
     live_name = {"binary": "live_f1", "multiclass": "live_macro_f1", "regression": "live_rmse"}[cfg.task]
-    assert item[live_name] >= 0 and item[bus.LABELLED_ROWS] == 600
+    assert item[bus.LABELLED_ROWS] == 600
+    assert item[live_name] == pytest.approx(expected_live(cfg, decision, predictions, landed), abs=1e-6)
     assert bus.LIVE_DROP in item
 
     trigger = sensor.find_drift_trigger(cfg)
