@@ -127,13 +127,14 @@ def join_hashed_ids(left: Any, right: Any, id_column: str, how: str = "inner") -
     Raises:
         ValueError: One side holds legacy hashes and the other h2 hashes.
     """
-    schemes = []
+    schemes: list[set[str]] = []
     for frame in (left, right):
-        found = {hash_scheme(v) for v in frame[id_column].dropna().head(1000)} - {None}
-        schemes.append(found)
+        found = {hash_scheme(v) for v in frame[id_column].dropna().head(1000)}
+        schemes.append({s for s in found if s is not None})
     if len(schemes[0]) == len(schemes[1]) == 1 and schemes[0] != schemes[1]:
+        (ours,), (theirs,) = schemes
         raise ValueError(
-            f"{id_column}: ids hashed with scheme {sorted(schemes[0])[0]!r} cannot join ids hashed with "
-            f"{sorted(schemes[1])[0]!r}; hash both sides with one scheme (ids.hash_values(..., scheme=...))"
+            f"{id_column}: ids hashed with scheme {ours!r} cannot join ids hashed with {theirs!r}; "
+            "hash both sides with one scheme (ids.hash_values(..., scheme=...))"
         )
     return left.merge(right, on=id_column, how=how)
