@@ -162,7 +162,7 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         raise NoLabelledData(
             f"{cfg.name}: no accepted labelled rows ({len(batches)} batch(es), "
             f"{label_files} label file(s) accepted); land a batch with the {cfg.target!r} column or labels "
-            f"first"
+            "first"
         )
     rows = pd.concat(parts, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
     manifest = write_snapshot(

@@ -280,7 +280,7 @@ def describe_registered_model(cfg: DatasetConfig, client: Any, champion_version:
     text = (
         f"# {name}\n\n{cfg.description or cfg.name}\n\n- Serving (`champion`): {champion}\n"
         f"- Promotion policy: `{cfg.gates.policy}` — a version serves only after the gate (see each "
-        f"version's "
+        "version's "
         "card); every move of `champion` is in Driftloop's audit log (`driftloop audit`).\n"
         f"- Dataset config: `{cfg.name}`; {cfg.task} target `{cfg.target}`"
         + (f" = {cfg.positive_label!r}." if cfg.positive_label else ".")

@@ -90,7 +90,7 @@ def _describe(cfg: DatasetConfig, run: Any, champion_version: str, reason: str, 
         name = run.data.tags.get(bus.LIVE_DROP_METRIC_TAG, bus.LIVE_F1)
         parts.append(
             f"{name} {metrics.get(name, float('nan')):.3f} is {metrics[bus.LIVE_DROP]:.1%} worse than on the "
-            f"holdout "
+            "holdout "
             f"(threshold {thresholds.performance_drop_threshold:.0%}, "
             f"{int(metrics.get(bus.LABELLED_ROWS, 0))} "
             "labelled rows)"

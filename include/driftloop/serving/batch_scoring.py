@@ -39,7 +39,7 @@ def resolve_model(
     if resolved is None:
         raise NoChampionError(
             f"no model version of {cfg.registered_model_name!r} has alias {alias!r}: train and promote a "
-            f"model "
+            "model "
             "first (training_pipeline), or set the alias in the MLflow UI"
         )
     return {

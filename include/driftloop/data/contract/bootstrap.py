@@ -243,13 +243,13 @@ def bootstrap_contract(
     parse_contract(raw, cfg, str(path))
     header = (
         f"# Data contract for {cfg.name}, bootstrapped from the reference data ({len(frame)} rows); review "
-        f"it.\n"
+        "it.\n"
         "# Column keys: dtype (string|int64|float64), nullable, required (default true; the label is "
         "optional in\n"
         "# feature batches), min/max, categories, max_length, unique, pii (drop|hash; hash is salted with\n"
         "# $DRIFTLOOP_PII_SALT). Dtypes follow the source's dtypes. Numeric max = reference max x "
         f"{BOOTSTRAP_RANGE_HEADROOM:g} so drift\n# reaches monitoring. The comment above each column says "
-        f"why.\n"
+        "why.\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + _dump_contract(raw, reasons))

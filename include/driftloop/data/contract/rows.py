@@ -220,7 +220,7 @@ def validate_frame(
     if hashed_cols and not pii_salt:
         raise ContractError(
             f"the contract hashes PII columns {hashed_cols} but DRIFTLOOP_PII_SALT is not set; set it to a "
-            f"secret "
+            "secret "
             "(the same value for every run, or ids stop joining)"
         )
     raw = df.reset_index(drop=True)
