@@ -60,24 +60,29 @@ def check_predictions(cfg, decision, predictions: pd.DataFrame, labels: pd.Serie
     assert (np.asarray(decision.classes, dtype=object)[proba.argmax(axis=1)] == predicted.to_numpy()).all()
 
 
-def expected_live(cfg, decision, predictions, labels) -> float:
-    """The live metric recomputed with sklearn from the scored batch and the label file the test landed."""
+def expected_live(cfg, decision, predictions, labels) -> dict[str, float]:
+    """Live metrics recomputed with sklearn from the scored batch and the label file the test landed."""
     from sklearn import metrics
 
     ids = predictions[cfg.id_column].astype(str)
-    joined = pd.DataFrame({"id": ids, "pred": predictions[bus.PREDICTION_COLUMN]}).merge(
-        pd.DataFrame({"id": labels[cfg.id_column].astype(str), "truth": labels[cfg.target]}), on="id"
-    )
+    scored = pd.DataFrame({"id": ids, "pred": predictions[bus.PREDICTION_COLUMN]})
+    if cfg.task == "binary":
+        scored["score"] = predictions[bus.SCORE_COLUMN]
+    truth = pd.DataFrame({"id": labels[cfg.id_column].astype(str), "truth": labels[cfg.target]})
+    joined = scored.merge(truth, on="id")
     assert len(joined) == 600
     if cfg.task == "regression":
-        return float(
-            np.sqrt(metrics.mean_squared_error(joined["truth"].astype(float), joined["pred"].astype(float)))
-        )
-    truth, pred = joined["truth"].astype(str), joined["pred"].astype(str)
+        y, pred = joined["truth"].astype(float), joined["pred"].astype(float)
+        return {"live_rmse": float(np.sqrt(metrics.mean_squared_error(y, pred)))}
+    y, pred = joined["truth"].astype(str), joined["pred"].astype(str)
     if cfg.task == "binary":
         positive = str(decision.classes[1])
-        return float(metrics.f1_score(truth == positive, pred == positive, zero_division=0))
-    return float(metrics.f1_score(truth, pred, average="macro", zero_division=0))
+        # Under strong drift F1 can be 0 (no positive predicted); the AUC still ranks the scores.
+        return {
+            "live_f1": float(metrics.f1_score(y == positive, pred == positive, zero_division=0)),
+            "live_auc": float(metrics.roc_auc_score(y == positive, joined["score"])),
+        }
+    return {"live_macro_f1": float(metrics.f1_score(y, pred, average="macro", zero_division=0))}
 
 
 @pytest.mark.parametrize("dataset", CONFIGS)
@@ -126,9 +131,9 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     monitored = monitor.monitor_predictions(cfg)
     [item] = monitored["monitored"]
     assert item["drift_share"] >= cfg.monitoring.drift_share_threshold
-    live_name = {"binary": "live_f1", "multiclass": "live_macro_f1", "regression": "live_rmse"}[cfg.task]
     assert item[bus.LABELLED_ROWS] == 600
-    assert item[live_name] == pytest.approx(expected_live(cfg, decision, predictions, landed), abs=1e-6)
+    expected = expected_live(cfg, decision, predictions, landed)
+    assert {name: item.get(name) for name in expected} == pytest.approx(expected, abs=1e-6)
     assert bus.LIVE_DROP in item
 
     trigger = sensor.find_drift_trigger(cfg)
