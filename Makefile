@@ -16,7 +16,7 @@ help:
 	@echo "make test-topology  the Postgres + Redis + Celery topology tests alone"
 	@echo "make test-containers  docker-compose.yaml built and run in Docker (needs a running Docker engine)"
 	@echo "make bench          benchmarks, one figure per line (bench-capacity: the data-capacity one alone)"
-	@echo "make lint           ruff check and ruff format --check"
+	@echo "make lint           ruff check, ruff format --check and mypy (strict on include/driftloop/core)"
 	@echo "make clean          remove .driftloop/ (all local state)"
 
 venv: $(STAMP)
@@ -82,6 +82,7 @@ bench-capacity: venv
 lint: venv
 	$(BIN)/ruff check include dags plugins tests bench
 	$(BIN)/ruff format --check include dags plugins tests bench
+	PYTHONPATH=include:plugins $(BIN)/mypy
 
 clean:
 	rm -rf .driftloop

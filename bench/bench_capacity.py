@@ -1,22 +1,26 @@
-"""Data capacity: the closed loop's stages on a 200,000-row training snapshot and 1,000,000-row scoring batches.
+"""Data capacity: the closed loop's stages on a 200,000-row training snapshot and 1,000,000-row scoring
+batches.
 
-Runs the package functions the DAG tasks call, on the default dataset (telco_churn) with its shipped config, against
-a private SQLite MLflow store and ``DRIFTLOOP_HOME`` in a temp folder (deleted at the end):
+Runs the package functions the DAG tasks call, on the default dataset (telco_churn) with its shipped config,
+against a private SQLite MLflow store and ``DRIFTLOOP_HOME`` in a temp folder (deleted at the end):
 
 1. a labelled training file of ``--train-rows`` rows lands → ingest → ``build_snapshot`` → ``record_snapshot``
    (profile) → ``train_model`` (lr, lightgbm, rf; 5 folds; tune 10; selection sampled to
    ``training.selection_max_rows``) → ``promote_model``;
-2. for each size in ``--batch-rows`` (default 250,000 then 1,000,000): a scoring batch and its labels land → ingest →
+2. for each size in ``--batch-rows`` (default 250,000 then 1,000,000): a scoring batch and its labels land →
+ingest →
    ingest labels → ``score_pending_batches`` → ``monitor_predictions``;
 3. ``find_drift_trigger``, then (``--resnapshot``) the snapshot rebuilt from every labelled row, as the data
    pipeline does once the labels of the scoring batches have landed.
 
-Rows are the telco rows resampled with fresh unique ids and mild numeric jitter (integer columns stay integer), written
-as CSV into the landing zone like the simulator does, so the contract accepts every row (checked: 0 quarantined).
+Rows are the telco rows resampled with fresh unique ids and mild numeric jitter (integer columns stay
+integer), written as CSV into the landing zone like the simulator does, so the contract accepts every row
+(checked: 0 quarantined).
 
-Each stage runs in its own interpreter, so its peak RSS (``VmHWM``, and ``ru_maxrss`` of its children) is its own.
-Per stage it prints seconds, peak MB and seconds / the 600 s per-stage target; per chunked stage, how peak memory and
-time per row grow from the small to the big batch (memory bounded by chunking: ~1.0; linear time: ~1.0 per row,
+Each stage runs in its own interpreter, so its peak RSS (``VmHWM``, and ``ru_maxrss`` of its children) is its
+own. Per stage it prints seconds, peak MB and seconds / the 600 s per-stage target; per chunked stage, how
+peak memory and time per row grow from the small to the big batch (memory bounded by chunking: ~1.0; linear
+time: ~1.0 per row,
 quadratic: ~4.0). One figure per line.
 
     .venv/bin/python bench/bench_capacity.py [--train-rows 200000] [--batch-rows 250000,1000000] [--keep]
@@ -40,9 +44,11 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 DATASET = "telco_churn"
 STAGE_TARGET_S = 600.0
 GENERATE_CHUNK_ROWS = 100_000
-# `make bench` scale: the scoring stages' growth figures without the shipped config's minutes of model selection.
+# `make bench` scale: the scoring stages' growth figures without the shipped config's minutes of model
+# selection.
 QUICK_TRAINING = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0}}
-# Heavy libraries each stage imports lazily; loaded before the baseline so "above baseline" is the data's share.
+# Heavy libraries each stage imports lazily; loaded before the baseline so "above baseline" is the data's
+# share.
 STAGE_LIBRARIES = {
     "ingest": ["pandas", "pyarrow.parquet", "pandera.pandas"],
     "labels": ["pandas", "pyarrow.parquet", "pandera.pandas"],
@@ -64,11 +70,13 @@ def label_rows(rows: int) -> str:
     return f"{rows / 1000:g}k".replace(".", "_")
 
 
-# --- data -----------------------------------------------------------------------------------------------------
+# --- data
+# -----------------------------------------------------------------------------------------------------
 
 
 def jitter_rows(cfg: Any, base: Any, rows: int, rng: Any, id_prefix: str, first_id: int) -> Any:
-    """``rows`` rows resampled from ``base`` with fresh ids and mild numeric jitter, integer columns kept integer."""
+    """``rows`` rows resampled from ``base`` with fresh ids and mild numeric jitter, integer columns kept
+    integer."""
     frame = base.iloc[rng.integers(0, len(base), rows)].reset_index(drop=True)
     frame[cfg.id_column] = [f"{id_prefix}{first_id + i:09d}" for i in range(rows)]
     for column in cfg.numeric_features:
@@ -91,7 +99,8 @@ def write_landing_csv(
 ) -> None:
     """Write ``rows`` synthetic rows to ``path`` (and id + target to ``labels_path``) in chunks, then rename.
 
-    Files appear under their final name only when complete, as the simulator's do, so ingestion never reads half.
+    Files appear under their final name only when complete, as the simulator's do, so ingestion never reads
+    half.
     """
     import numpy as np
 
@@ -112,14 +121,15 @@ def write_landing_csv(
         tmp.replace(target)
 
 
-# --- one stage, in a fresh interpreter ------------------------------------------------------------------------
+# --- one stage, in a fresh interpreter
+# ------------------------------------------------------------------------
 
 
 def peak_mb() -> float:
     """Peak RSS of this process or any child it waited for, in MB.
 
-    The process's own peak is ``VmHWM``: ``ru_maxrss`` of a freshly executed process starts at its parent's RSS
-    when it was forked, which would charge the orchestrator's memory to the stage.
+    The process's own peak is ``VmHWM``: ``ru_maxrss`` of a freshly executed process starts at its parent's
+    RSS when it was forked, which would charge the orchestrator's memory to the stage.
     """
     status = Path("/proc/self/status").read_text()
     own_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
@@ -128,7 +138,8 @@ def peak_mb() -> float:
 
 
 def measure_ingest(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
-    """Every landed feature batch (``--stage ingest``) or label file (``--stage labels``) validated and stored."""
+    """Every landed feature batch (``--stage ingest``) or label file (``--stage labels``) validated and
+    stored."""
     from driftloop.data import ingest
 
     result = (ingest.ingest_labels if args.stage == "labels" else ingest.ingest_batches)(cfg)
@@ -260,7 +271,8 @@ def run_stage_here(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- the orchestrating parent ---------------------------------------------------------------------------------
+# --- the orchestrating parent
+# ---------------------------------------------------------------------------------
 
 
 def spawn_stage(stage: str, log: Path, **options: str) -> dict[str, Any]:
@@ -285,7 +297,8 @@ def emit(name: str, value: Any) -> None:
 
 
 def report_stage(name: str, result: dict[str, Any]) -> None:
-    """Seconds, peak MB (total and above the stage's import baseline) and the ratio to the per-stage target."""
+    """Seconds, peak MB (total and above the stage's import baseline) and the ratio to the per-stage
+    target."""
     emit(f"{name}_s", f"{result['seconds']:.1f}")
     emit(f"{name}_peak_mb", f"{result['peak_mb']:.0f}")
     emit(f"{name}_above_baseline_mb", f"{result['peak_mb'] - result['baseline_mb']:.0f}")

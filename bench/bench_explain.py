@@ -1,11 +1,11 @@
 """Per-prediction SHAP reasons: seconds to explain 10,000 rows with the champion families PyCaret picks.
 
 Each family is trained with PyCaret on the telco reference (the same pipeline inference scores with), then the
-top-3 reasons of 10,000 rows are computed the way ``inference_pipeline`` does (``inference.explain_chunk``: linear
-closed form; TreeSHAP when its projected time fits 0.2 ms per row, else the same trees' path attributions; single-
-feature ablation for other families). Targets: <= 2 s for linear and tree champions, <= 10 s for any champion.
-The ratio against a bare ``predict_proba`` of the same rows (measured in the same run) is printed too.
-Prints one figure per line.
+top-3 reasons of 10,000 rows are computed the way ``inference_pipeline`` does (``inference.explain_chunk``:
+linear closed form; TreeSHAP when its projected time fits 0.2 ms per row, else the same trees' path
+attributions; single- feature ablation for other families). Targets: <= 2 s for linear and tree champions, <=
+10 s for any champion. The ratio against a bare ``predict_proba`` of the same rows (measured in the same run)
+is printed too. Prints one figure per line.
 """
 
 from __future__ import annotations

@@ -38,12 +38,14 @@ model = load_model(info["model_uri"])
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 result = score_file(model, info, cfg, Path(sys.argv[1]), Path(sys.argv[2]))
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"rows": result["rows"], "peak_mb": peak / 1024, "before_mb": base / 1024, "seconds": result["seconds"]}))
+summary = {"rows": result["rows"], "peak_mb": peak / 1024, "before_mb": base / 1024}
+print(json.dumps({**summary, "seconds": result["seconds"]}))
 """
 
 
 def write_rows(frame, cfg, rows: int, path: Path, chunk: int = 100_000) -> None:
-    """Write ``rows`` resampled rows (fresh unique ids) to ``path`` in chunks, so generation memory is bounded."""
+    """Write ``rows`` resampled rows (fresh unique ids) to ``path`` in chunks, so generation memory is
+    bounded."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -119,7 +121,8 @@ def main() -> int:
         peaks[rows] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"inference_peak_rss_mb.rows_{rows} {peaks[rows]['peak_mb']:.0f}")
     print(
-        f"inference_peak_rss_ratio_{BIG_ROWS}_vs_{SMALL_ROWS} {peaks[BIG_ROWS]['peak_mb'] / peaks[SMALL_ROWS]['peak_mb']:.2f}"
+        f"inference_peak_rss_ratio_{BIG_ROWS}_vs_{SMALL_ROWS} "
+        f"{peaks[BIG_ROWS]['peak_mb'] / peaks[SMALL_ROWS]['peak_mb']:.2f}"
     )
     print(f"inference_rows_per_s.rows_{BIG_ROWS} {BIG_ROWS / peaks[BIG_ROWS]['seconds']:.0f}")
     return 0

@@ -1,15 +1,18 @@
-"""The full closed loop on the default dataset and config, in-process and through the real scheduler, side by side.
+"""The full closed loop on the default dataset and config, in-process and through the real scheduler, side by
+side.
 
-Both drive the same story with :func:`driftloop_ops.loop.drive_closed_loop` (first train → clean batch → drifted
-batch + late labels → the sensor fires → retrain → v2):
+Both drive the same story with :func:`driftloop_ops.loop.drive_closed_loop` (first train → clean batch →
+drifted batch + late labels → the sensor fires → retrain → v2):
 
 * in-process: each DAG with ``dag.test()`` against a real MLflow server (no scheduler, no task launches);
-* scheduler: the embedded stack (``airflow standalone``, LocalExecutor, SQLite) driven through the REST API, where
+* scheduler: the embedded stack (``airflow standalone``, LocalExecutor, SQLite) driven through the REST API,
+    where
   assets and the sensor's trigger start the downstream runs.
 
-Where the scheduler's extra time goes is read back from the REST API: time tasks spent executing, time inside runs
-not spent executing (queueing and launching tasks), and time between runs (asset events and triggers becoming runs,
-plus the driver's polling). Target: in-process <= 300 s; scheduler / in-process <= 1.3. Prints one figure per line.
+Where the scheduler's extra time goes is read back from the REST API: time tasks spent executing, time inside
+runs not spent executing (queueing and launching tasks), and time between runs (asset events and triggers
+becoming runs, plus the driver's polling). Target: in-process <= 300 s; scheduler / in-process <= 1.3. Prints
+one figure per line.
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Parse time of each DAG file: what it adds on top of what the DAG processor already has loaded.
 
 For each file, in a fresh interpreter: import ``airflow.sdk`` and the standard provider's operator and sensor
-modules (the baseline), then time ``runpy.run_path`` of the DAG file. Median of several runs. Target: <= 0.3 s.
-Every DAG file builds its DAG once per dataset config (the DAG factory), so each file is measured twice: with the
-shipped configs, and with ten configs (the shipped ones copied under new dataset and model names into a temporary
-config folder). Prints one figure per line: ``parse_added_s.<file>``, ``parse_added_s_10_configs.<file>``, then
-``parse_s_per_dag_file_10_configs`` (the slowest file with ten configs) and its ratio to the target.
+modules (the baseline), then time ``runpy.run_path`` of the DAG file. Median of several runs. Target: <= 0.3
+s. Every DAG file builds its DAG once per dataset config (the DAG factory), so each file is measured twice:
+with the shipped configs, and with ten configs (the shipped ones copied under new dataset and model names into
+a temporary config folder). Prints one figure per line: ``parse_added_s.<file>``,
+``parse_added_s_10_configs.<file>``, then ``parse_s_per_dag_file_10_configs`` (the slowest file with ten
+configs) and its ratio to the target.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ print(time.perf_counter() - t0)
 
 
 def write_configs(config_dir: Path, count: int) -> list[str]:
-    """``count`` dataset configs in ``config_dir``: the shipped ones, copied under distinct names and model names.
+    """``count`` dataset configs in ``config_dir``: the shipped ones, copied under distinct names and model
+    names.
 
     Companion files (contracts, behavioural tests) are copied as they are; the copies still name them.
     """
@@ -64,7 +66,8 @@ def write_configs(config_dir: Path, count: int) -> list[str]:
 
 
 def measure(dag_file: Path, extra_env: dict[str, str] | None = None) -> float:
-    """Median seconds the file adds over the baseline, over ``REPEATS`` fresh interpreters after a warm-up one.
+    """Median seconds the file adds over the baseline, over ``REPEATS`` fresh interpreters after a warm-up
+    one.
 
     The warm-up run writes any stale bytecode, as a long-running dag-processor would have done already.
     """

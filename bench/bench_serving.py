@@ -1,18 +1,23 @@
-"""Online serving: ``driftloop serve`` against ``mlflow models serve`` on the same PyCaret model version, one run.
+"""Online serving: ``driftloop serve`` against ``mlflow models serve`` on the same PyCaret model version, one
+run.
 
 1. Trains a PyCaret champion (lr, 2 folds) in a throw-away SQLite MLflow store and registers the same model a
-   second time as ``challenger``, so A/B routing and shadow scoring really run two models (same per-call cost).
+   second time as ``challenger``, so A/B routing and shadow scoring really run two models (same per-call
+   cost).
 2. Measures the pipeline's own cost per predict call (1, 16 and 1,600 rows) in this process: the ceiling it
-   implies for a closed loop of C clients is ``C / (calls per round x cost per call) x min(workers, calls)``: every
-   request waits for its arm's call at least, two calls per round when the requests in flight hold both arms
-   (A/B), one otherwise, and calls of different arms run side by side when there are workers for them.
+   implies for a closed loop of C clients is ``C / (calls per round x cost per call) x min(workers, calls)``:
+   every request waits for its arm's call at least, two calls per round when the requests in flight hold both
+   arms (A/B), one otherwise, and calls of different arms run side by side when there are workers for them.
 3. Starts ``mlflow models serve`` (``--env-manager local``, one worker) and ``driftloop serve`` (one inference
    process per core, A/B 50 % + shadow + prediction log), both on 127.0.0.1, and drives each with closed-loop
-   clients that honour ``Retry-After``: concurrency 1 and 16, 1-row and 100-row requests, ``BENCH_SERVING_SECONDS``
-   each, the two servers one right after the other in every scenario. Prints throughput (answered requests),
-   p50 and p99 of answered requests, refusals, and the ratio to MLflow measured in the same run.
-4. A 60-second open-loop load on ``driftloop serve`` at the sustainable rate (``BENCH_SERVING_LOAD_SHARE`` of the
-   measured c16 single-row throughput): zero 5xx, and the prediction log holds exactly one row per request sent.
+   clients that honour ``Retry-After``: concurrency 1 and 16, 1-row and 100-row requests,
+   ``BENCH_SERVING_SECONDS`` each, the two servers one right after the other in every scenario. Prints
+   throughput (answered requests), p50 and p99 of answered requests, refusals, and the ratio to MLflow
+   measured in the same run.
+4. A 60-second open-loop load on ``driftloop serve`` at the sustainable rate (``BENCH_SERVING_LOAD_SHARE`` of
+the
+   measured c16 single-row throughput): zero 5xx, and the prediction log holds exactly one row per request
+   sent.
 
 Prints one figure per line (prefix ``serving_``); the servers' logs go to stderr.
 """
@@ -184,7 +189,8 @@ async def closed_loop(url: str, payloads: list[bytes], concurrency: int, seconds
 
 
 async def open_loop(url: str, payloads: list[bytes], rate: float, seconds: float, prefix: str) -> dict:
-    """Requests at a fixed rate (never more than MAX_IN_FLIGHT at once), each with request id ``<prefix><n>``."""
+    """Requests at a fixed rate (never more than MAX_IN_FLIGHT at once), each with request id
+    ``<prefix><n>``."""
     import aiohttp
 
     latencies, statuses, tasks = [], Counter(), []

@@ -1,9 +1,10 @@
 """
 ### champion_rollback: put the previous champion back
 
-Triggered by hand (conf `{"reason": "..."}`, required): moves `champion` back to the version it pointed at before
-its last move, as recorded in the audit log, and appends the rollback to the log with the reason and the Airflow
-run that did it. The next `inference_pipeline` run scores with the restored version. The same is
+Triggered by hand (conf `{"reason": "..."}`, required): moves `champion` back to the version it pointed at
+    before
+its last move, as recorded in the audit log, and appends the rollback to the log with the reason and the
+Airflow run that did it. The next `inference_pipeline` run scores with the restored version. The same is
 `driftloop rollback --reason "..."` on the command line.
 
 * **Fails fast** when there is no earlier champion to return to, or no reason was given.

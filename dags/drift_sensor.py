@@ -1,16 +1,17 @@
 """
 ### drift_sensor: closes the loop by triggering retraining
 
-A deferrable `DriftSensor` waits in Airflow's triggerer, reading the latest monitoring results from MLflow every
-`DRIFTLOOP_SENSOR_POKE_S` seconds, and fires when the drift share crosses the dataset's
-`monitoring.drift_share_threshold` or the live primary metric (F1, macro-F1 or RMSE, by task) is worse than the
-champion's holdout value by more than `monitoring.performance_drop_threshold` (relative). It then triggers its
-dataset's `training_pipeline` (`<dataset>__training_pipeline`) with the reason and the monitoring run id in the
-conf, under the run id `drift__<monitoring run id>` (so one result can start one retrain only), and tags that
-monitoring run in MLflow so it never fires again. A cooldown (`monitoring.cooldown_s`) holds back a second retrain
-in one episode.
+A deferrable `DriftSensor` waits in Airflow's triggerer, reading the latest monitoring results from MLflow
+every `DRIFTLOOP_SENSOR_POKE_S` seconds, and fires when the drift share crosses the dataset's
+`monitoring.drift_share_threshold` or the live primary metric (F1, macro-F1 or RMSE, by task) is worse than
+the champion's holdout value by more than `monitoring.performance_drop_threshold` (relative). It then triggers
+its dataset's `training_pipeline` (`<dataset>__training_pipeline`) with the reason and the monitoring run id
+in the conf, under the run id `drift__<monitoring run id>` (so one result can start one retrain only), and
+tags that monitoring run in MLflow so it never fires again. A cooldown (`monitoring.cooldown_s`) holds back a
+second retrain in one episode.
 
-* **Waiting costs nothing:** the sensor starts in the triggerer, holds no worker slot and launches no task until
+* **Waiting costs nothing:** the sensor starts in the triggerer, holds no worker slot and launches no task
+until
   something fires. By default one run waits until it fires and the next run starts right after
   (`@continuous`); `DRIFTLOOP_SENSOR_TIMEOUT_S` > 0 skips a run that waited that long.
 """

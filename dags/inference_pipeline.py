@@ -3,10 +3,11 @@
 
 Scores every accepted batch that has no predictions yet with `models:/<name>@champion`, resolved when the run
 starts, so moving the `champion` alias in the MLflow UI takes effect on the next run with no Airflow change.
-Each batch gets `predictions/<batch_id>.parquet` (entity id, score, 0/1 prediction, model name, version, run id,
-timestamp) and a run in the inference experiment. Batches are read and written in chunks.
+Each batch gets `predictions/<batch_id>.parquet` (entity id, score, 0/1 prediction, model name, version, run
+id, timestamp) and a run in the inference experiment. Batches are read and written in chunks.
 
-* **Runs on:** the `scoring-batches` asset, or by hand. **Outlet:** `predictions` (runs `monitoring_pipeline`).
+* **Runs on:** the `scoring-batches` asset, or by hand. **Outlet:** `predictions` (runs
+`monitoring_pipeline`).
 * **Idempotent:** a scored batch is not scored again; a rerun after a crash rewrites the same partition.
 * **Fails fast** (no retry) when no version carries `champion`.
 """

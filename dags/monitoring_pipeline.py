@@ -2,10 +2,10 @@
 ### monitoring_pipeline: Evidently drift and live performance
 
 Compares every newly scored batch (inputs and predicted scores) with the reference sample of the model that
-scored it, using Evidently's data drift preset plus prediction drift. It logs the HTML report, the drift share,
-the number of drifted columns and per-column scores to the monitoring experiment, tagged with the champion
-version it judged. When labels have arrived for scored rows, it logs live F1/AUC and the relative F1 drop
-versus the champion's holdout, also for batches monitored before their labels came.
+scored it, using Evidently's data drift preset plus prediction drift. It logs the HTML report, the drift
+share, the number of drifted columns and per-column scores to the monitoring experiment, tagged with the
+champion version it judged. When labels have arrived for scored rows, it logs live F1/AUC and the relative F1
+drop versus the champion's holdout, also for batches monitored before their labels came.
 
 * **Runs on:** the `predictions` asset, and hourly to pick up late labels.
 * **Idempotent:** one monitoring run per inference run; a rerun with nothing new writes nothing.

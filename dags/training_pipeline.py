@@ -3,14 +3,15 @@
 
 Trains on a training snapshot (the newest, or `snapshot_uri` from the run conf) with PyCaret: `setup`,
 `compare_models`, `tune_model`, `finalize_model`, scored on a held-out split. It logs the leaderboard, params,
-holdout metrics and the governance evidence (SHAP by original feature, permutation importance, a surrogate tree,
-fairness per sensitive attribute) to MLflow and registers a model version with lineage tags. The new version gets
-alias `challenger`. `champion` moves only through the gate (floors, beating the champion on the same holdout and
-the latest labelled production window, fairness limits, latency, size, behavioural tests) and the dataset's policy
-(`auto` moves it, `manual` marks the version ready). The verdict, every check and the model card land on the
-version; every move of `champion` is appended to the audit log.
+holdout metrics and the governance evidence (SHAP by original feature, permutation importance, a surrogate
+tree, fairness per sensitive attribute) to MLflow and registers a model version with lineage tags. The new
+version gets alias `challenger`. `champion` moves only through the gate (floors, beating the champion on the
+same holdout and the latest labelled production window, fairness limits, latency, size, behavioural tests) and
+the dataset's policy (`auto` moves it, `manual` marks the version ready). The verdict, every check and the
+model card land on the version; every move of `champion` is appended to the audit log.
 
-* **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by hand.
+* **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by
+hand.
 * **Idempotent:** a retry of the same run reuses the registered version instead of registering another.
 * **Fails fast** (no retry) when the first version misses the floors or there is no snapshot to train on.
 * **A rejected challenger is an outcome, not a fault:** the run succeeds, its note says

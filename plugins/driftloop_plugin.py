@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import os
-
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
 
 class MlflowUILink(BaseOperatorLink):
-    """Link to the MLflow UI (``DRIFTLOOP_MLFLOW_UI_URL``, default ``MLFLOW_TRACKING_URI`` when it is http)."""
+    """Link to the MLflow UI (``DRIFTLOOP_MLFLOW_UI_URL``, default ``MLFLOW_TRACKING_URI`` when it is
+    http)."""
 
     name = "MLflow UI"
 
     def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001 - Airflow's signature
-        url = os.environ.get("DRIFTLOOP_MLFLOW_UI_URL") or os.environ.get("MLFLOW_TRACKING_URI", "")
-        return url if url.startswith("http") else ""
+        from driftloop.core.settings import Settings  # the one reader of the environment
+
+        return Settings.from_env().mlflow_ui_url
 
 
 class DriftloopPlugin(AirflowPlugin):

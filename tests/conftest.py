@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-PROJECT_DIR = Path(__file__).resolve().parents[1]
+from tests.constants import FAST_OVERRIDES
 
-# Small, fast training for every test; production defaults live in include/configs/*.yaml.
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
+PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -42,7 +41,8 @@ def _global_tracking_uri() -> str | None:
 
 @pytest.fixture(autouse=True)
 def _mlflow_global_uri_unchanged():
-    """Fail the test that leaves MLflow's process-wide tracking URI changed: later tests' runs would go there."""
+    """Fail the test that leaves MLflow's process-wide tracking URI changed: later tests' runs would go
+    there."""
     before = _global_tracking_uri()
     yield
     after = _global_tracking_uri()

@@ -1,7 +1,8 @@
 """Fakes of what the training and inference stages publish on the bus, for tests of the stages downstream.
 
-Every tag, artifact path, column and manifest field comes from :mod:`driftloop.core.bus`, exactly as the real writers
-use them, so renaming one breaks the fakes and the real stages together and a test cannot pass on a stale name.
+Every tag, artifact path, column and manifest field comes from :mod:`driftloop.core.bus`, exactly as the real
+writers use them, so renaming one breaks the fakes and the real stages together and a test cannot pass on a
+stale name.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def register_champion(
 ) -> tuple[str, str]:
     """Fake the training stage: a run with the drift reference and holdout metrics, registered as champion.
 
-    With ``importance``, the run also carries the real fitted model and an evidence summary with that mean |SHAP|
-    per feature (what training logs), so monitoring can explain drift.
+    With ``importance``, the run also carries the real fitted model and an evidence summary with that mean
+    |SHAP| per feature (what training logs), so monitoring can explain drift.
     """
     from driftloop.core.tracking import ensure_experiment, get_client
 
@@ -138,7 +139,8 @@ def write_batch(cfg: Any, frame: Any, batch_id: str) -> dict[str, Any]:
 def score_batch(
     cfg: Any, batch_df: Any, batch_id: str, version: str, model_run_id: str, scorer: tuple[Any, float]
 ) -> str:
-    """Fake the inference stage for one batch (batch, predictions partition, FINISHED run); returns the run id."""
+    """Fake the inference stage for one batch (batch, predictions partition, FINISHED run); returns the run
+    id."""
     from driftloop.core.tracking import ensure_experiment, get_client
 
     score, _ = scorer

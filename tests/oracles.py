@@ -1,4 +1,5 @@
-"""Independent checks of the gate: what the rule says, recomputed by the test with sklearn, not with driftloop."""
+"""Independent checks of the gate: what the rule says, recomputed by the test with sklearn, not with
+driftloop."""
 
 from __future__ import annotations
 

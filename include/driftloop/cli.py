@@ -2,7 +2,8 @@
 
 Modules are imported lazily per command so ``driftloop --help`` stays fast. Every sub-command accepts
 ``--dataset`` (before or after the sub-command name) and its handler is called ``_cmd_<command>``. A verdict
-(:class:`driftloop.core.errors.Verdict`) is printed as one line and exits 1; library warnings are not printed.
+(:class:`driftloop.core.errors.Verdict`) is printed as one line and exits 1; third-party warnings
+are not printed (ours are).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import importlib
 import sys
 import warnings
 
+# Warnings attributed to these modules (the regex is matched against the warning's module) stay visible.
+OWN_MODULES = r"(driftloop|driftloop_ops|driftloop_airflow)(\.|$)"
 # Modules that contribute sub-commands through ``add_cli(subparsers)``.
 COMMAND_MODULES = (
     "driftloop.data.simulate",
@@ -51,19 +54,23 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``driftloop`` command.
 
     Returns:
-        The process exit code: 0 on success, 1 when the command reports a failure or a verdict, 2 on usage errors.
+        The process exit code: 0 on success, 1 when the command reports a failure or a verdict, 2 on usage
+            errors.
     """
     from driftloop.core.errors import Verdict
 
-    # Third-party deprecation notices are for developers (tests show them), not for operators at a terminal.
-    warnings.simplefilter("ignore")
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        code = args.func(args)
-    except Verdict as exc:
-        print(f"driftloop {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings():
+        # Third-party notices (deprecations in PyCaret, sklearn, MLflow...) are for developers, not for
+        # operators at a terminal; a warning raised from our own code is about their data or setup: shown.
+        warnings.simplefilter("ignore")
+        warnings.filterwarnings("default", module=OWN_MODULES)
+        try:
+            code = args.func(args)
+        except Verdict as exc:
+            print(f"driftloop {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return 1
     return int(code or 0)
 
 

@@ -1,5 +1,5 @@
-"""The one Airflow 3 REST API client (``/api/v2`` with a JWT from ``/auth/token``) used by the demo, the benchmarks
-and every test that drives a real scheduler (embedded, native topology, containers).
+"""The one Airflow 3 REST API client (``/api/v2`` with a JWT from ``/auth/token``) used by the demo, the
+benchmarks and every test that drives a real scheduler (embedded, native topology, containers).
 """
 
 from __future__ import annotations
@@ -123,7 +123,8 @@ class AirflowClient:
         return response.json()
 
     def wait_for_dags(self, dag_ids: Iterable[str], timeout_s: float = 180, unpause: bool = True) -> None:
-        """Wait until the dag-processor has parsed every DAG (then unpause them, as an operator does in the UI).
+        """Wait until the dag-processor has parsed every DAG (then unpause them, as an operator does in the
+        UI).
 
         Raises:
             AirflowApiError: A DAG is missing after ``timeout_s``; the message carries the import errors.
@@ -240,7 +241,8 @@ class AirflowClient:
     def wait_new_run(
         self, dag_id: str, known: Iterable[str], run_type: str | None = None, timeout_s: float = 300
     ) -> dict[str, Any]:
-        """The first run of ``dag_id`` not in ``known`` (created by an asset event, an operator or a schedule)."""
+        """The first run of ``dag_id`` not in ``known`` (created by an asset event, an operator or a
+        schedule)."""
         known = set(known)
 
         def appeared() -> dict[str, Any] | None:

@@ -1,12 +1,12 @@
 """``driftloop demo``: bring the embedded stack up and drive the closed loop once through the real scheduler.
 
 It drops reference data, then a clean batch, then a drifted batch with late labels (see
-:func:`driftloop_ops.loop.drive_closed_loop`), and prints what happened: batches ingested, versions trained, the
-champion, the drift share that fired, the retrain it caused and the URLs of both UIs.
+:func:`driftloop_ops.loop.drive_closed_loop`), and prints what happened: batches ingested, versions trained,
+the champion, the drift share that fired, the retrain it caused and the URLs of both UIs.
 
-The demo builds DAGs for its own dataset only (``DRIFTLOOP_DATASETS=<dataset>``, default ``telco_churn``), so the
-dag-processor parses what the demo runs and nothing more; an explicit ``DRIFTLOOP_DATASETS`` is kept, with the
-demo's dataset added.
+The demo builds DAGs for its own dataset only (``DRIFTLOOP_DATASETS=<dataset>``, default ``telco_churn``), so
+the dag-processor parses what the demo runs and nothing more; an explicit ``DRIFTLOOP_DATASETS`` is kept, with
+the demo's dataset added.
 """
 
 from __future__ import annotations
@@ -118,15 +118,18 @@ def format_summary(summary: dict[str, Any]) -> str:
     ]
     for v in summary["model_versions"]:
         lines.append(
-            f"  model v{v['version']:<3}      : trigger={v['trigger']}, gate={v['gate']}, aliases={v['aliases']}"
+            f"  model v{v['version']:<3}      : trigger={v['trigger']}, gate={v['gate']}, "
+            f"aliases={v['aliases']}"
         )
     lines += [
         f"  champion         : v{summary['champion']}",
         f"  clean batch fired: {summary['clean_batch_fired']}",
-        f"  drift that fired : share {summary['drift_share_that_fired']} (threshold {summary['drift_threshold']})",
+        f"  drift that fired : share {summary['drift_share_that_fired']} (threshold "
+        f"{summary['drift_threshold']})",
         f"  retrain it caused: {summary['retrain_run']}",
         f"  per DAG (s)      : {summary['seconds']}",
-        f"  Airflow UI       : {summary['airflow_ui']}  (user admin, password in {summary['airflow_password_file']})",
+        f"  Airflow UI       : {summary['airflow_ui']}  (user admin, password in "
+        f"{summary['airflow_password_file']})",
         f"  MLflow UI        : {summary['mlflow_ui']}",
         "  Stop with `make down`; state stays in the DRIFTLOOP_HOME folder.",
     ]

@@ -1,4 +1,5 @@
-"""The embedded stack: an MLflow server (SQLite) and ``airflow standalone`` (SQLite, LocalExecutor) on 127.0.0.1.
+"""The embedded stack: an MLflow server (SQLite) and ``airflow standalone`` (SQLite, LocalExecutor) on
+127.0.0.1.
 
 State lives under ``$DRIFTLOOP_HOME`` (default ``.driftloop/``): MLflow's store and artifacts in ``mlflow/``,
 Airflow's home in ``airflow/``, pid files in ``run/``.
@@ -38,7 +39,8 @@ class StackLayout:
 
     @classmethod
     def from_env(cls, settings: Settings | None = None) -> StackLayout:
-        """Layout under ``DRIFTLOOP_HOME``; ports from ``DRIFTLOOP_MLFLOW_PORT`` / ``DRIFTLOOP_AIRFLOW_PORT``."""
+        """Layout under ``DRIFTLOOP_HOME``; ports from ``DRIFTLOOP_MLFLOW_PORT`` /
+        ``DRIFTLOOP_AIRFLOW_PORT``."""
         settings = settings or Settings.from_env()
         return cls(
             home_dir=settings.home_dir, mlflow_port=settings.mlflow_port, airflow_port=settings.airflow_port
@@ -180,8 +182,8 @@ def temporary_stack(
 ) -> Iterator[StackLayout]:
     """An embedded stack under ``root`` on free ports, stopped on exit (benchmarks and tests).
 
-    This process's ``DRIFTLOOP_HOME`` and ``MLFLOW_TRACKING_URI`` point at the stack inside the block, so package
-    calls made here see what the DAGs see.
+    This process's ``DRIFTLOOP_HOME`` and ``MLFLOW_TRACKING_URI`` point at the stack inside the block, so
+    package calls made here see what the DAGs see.
     """
     from driftloop_ops.services import free_port
 

@@ -5,7 +5,8 @@ data → v1 champion → a clean batch (the sensor must not fire) → a drifted 
 fires → the drift retrain → the sensor once more (it must not fire again). A runner decides how a DAG runs:
 
 * :class:`InProcessRunner` runs each DAG with ``dag.test()`` (real tasks, MLflow and state folder, no
-  scheduler); runs that assets or the sensor's trigger would start are started by the driver in the same order.
+  scheduler); runs that assets or the sensor's trigger would start are started by the driver in the same
+  order.
 * :class:`SchedulerRunner` triggers runs through the REST API and waits for the runs the scheduler starts from
   asset events and the sensor's ``TriggerDagRunOperator``.
 
@@ -179,7 +180,8 @@ class InProcessSimulator:
 
 
 class CommandSimulator:
-    """Drops the simulator's files by running ``driftloop simulate`` where the landing zone is (a container)."""
+    """Drops the simulator's files by running ``driftloop simulate`` where the landing zone is (a
+    container)."""
 
     def __init__(self, run: Any) -> None:
         self.run = run  # called with the CLI arguments after "driftloop simulate"
@@ -347,7 +349,8 @@ def drive_closed_loop(
         clean_batch: Include the clean batch on which the sensor must stay quiet.
         sensor_again: Run the sensor once more after the retrain (it must not fire for the same result).
         log: Called with one line per finished DAG run (default: silent).
-        simulator: Where files are dropped: :class:`InProcessSimulator` (default) or :class:`CommandSimulator`.
+        simulator: Where files are dropped: :class:`InProcessSimulator` (default) or
+            :class:`CommandSimulator`.
 
     Returns:
         The :class:`LoopRecord`; ``seconds`` holds seconds per DAG name (summed over its runs) and ``total``.

@@ -34,7 +34,8 @@ def _public_functions(tree: ast.Module, limit: int = 5) -> list[str]:
 
 
 def module_table() -> str:
-    """One row per module of ``driftloop`` and ``driftloop_ops``, by folder: its docstring's first paragraph."""
+    """One row per module of ``driftloop`` and ``driftloop_ops``, by folder: its docstring's first
+    paragraph."""
     lines = []
     for package_dir in PACKAGE_DIRS:
         rows: dict[str, list[str]] = {}

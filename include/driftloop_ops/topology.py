@@ -1,8 +1,8 @@
 """Helpers for Airflow's distributed topology (Celery workers).
 
-:func:`worker_hostname` is meant for Airflow's ``[core] hostname_callable``: when several Celery workers share one
-host (systemd units on a VM, or the native topology tests), each reports its own name on the task instances it
-runs. In containers the default (the FQDN) is already unique.
+:func:`worker_hostname` is meant for Airflow's ``[core] hostname_callable``: when several Celery workers share
+one host (systemd units on a VM, or the native topology tests), each reports its own name on the task
+instances it runs. In containers the default (the FQDN) is already unique.
 """
 
 from __future__ import annotations

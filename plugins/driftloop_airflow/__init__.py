@@ -1,10 +1,13 @@
-"""Airflow-side glue shared by the Driftloop DAGs: defaults, assets, the stage runner and the verdict translation.
+"""Airflow-side glue shared by the Driftloop DAGs: defaults, assets, the stage runner and the verdict
+translation.
 
-Every DAG file builds its DAG once per dataset config (:mod:`driftloop_airflow.factory`); the helpers here take
-the dataset explicitly. Only light imports here: DAG files import this at parse time. At parse time only the
-process settings that shape a DAG (schedules, retries, owner) and the dataset catalog (which configs, validated
-without overrides) are read; each task loads its dataset's config with ``DRIFTLOOP_CONFIG_OVERRIDES`` when it
-runs, so a bad override fails the tasks with a message naming the variable instead of breaking every DAG's import.
+Every DAG file builds its DAG once per dataset config (:mod:`driftloop_airflow.factory`); the helpers here
+take the dataset explicitly. Only light imports here: DAG files import this at parse time. At parse time only
+    the
+process settings that shape a DAG (schedules, retries, owner) and the dataset catalog (which configs,
+validated without overrides) are read; each task loads its dataset's config with
+``DRIFTLOOP_CONFIG_OVERRIDES`` when it runs, so a bad override fails the tasks with a message naming the
+variable instead of breaking every DAG's import.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ QUIET_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 def dag_settings() -> Settings:
     """The process settings that shape a DAG, read when the DAG is built.
 
-    Read on every parse, not once when this module is first imported: a process that parses the DAG folder more
+    Read on every parse, not once when this module is first imported: a process that parses the DAG folder
+        more
     than once (a test session, ``airflow dags test``) must build each DAG from the environment of that parse.
     """
     return Settings.from_env()
@@ -84,7 +88,8 @@ def asset(dataset: str, kind: str) -> Any:
 
 @contextmanager
 def fail_fast() -> Iterator[None]:
-    """Turn a :class:`driftloop.core.errors.Verdict` into ``AirflowFailException``: retrying cannot change a verdict.
+    """Turn a :class:`driftloop.core.errors.Verdict` into ``AirflowFailException``: retrying cannot change a
+    verdict.
 
     Faults (any other exception) propagate unchanged and are retried with backoff.
     """
@@ -107,8 +112,8 @@ def run_stage(
 ) -> Any:
     """Call a package function with one dataset's config and the process settings; verdicts fail fast.
 
-    This is the one way a DAG task calls into ``driftloop``: ``run_stage(dataset, ingest.ingest_batches)``. The
-    config is loaded here, when the task runs, with ``DRIFTLOOP_CONFIG_OVERRIDES`` applied.
+    This is the one way a DAG task calls into ``driftloop``: ``run_stage(dataset, ingest.ingest_batches)``.
+    The config is loaded here, when the task runs, with ``DRIFTLOOP_CONFIG_OVERRIDES`` applied.
 
     Args:
         dataset: Dataset config name (the factory's closure: the DAG's own dataset).

@@ -1,9 +1,10 @@
 """DriftSensor: a deferrable sensor that waits in the triggerer, not on a worker, for a drift result.
 
 It starts directly in the triggerer (``start_from_trigger``): waiting costs no task launch and no worker slot,
-however long it lasts. Only when :class:`~driftloop_airflow.triggers.DriftTrigger` fires (or gives up) does the
-task resume on a worker, once, in :meth:`DriftSensor.execute_complete`. Run outside a scheduler (``dag.test()``,
-or with ``start_from_trigger=False``) it defers from :meth:`execute` instead, to the same trigger.
+however long it lasts. Only when :class:`~driftloop_airflow.triggers.DriftTrigger` fires (or gives up) does
+the task resume on a worker, once, in :meth:`DriftSensor.execute_complete`. Run outside a scheduler
+(``dag.test()``, or with ``start_from_trigger=False``) it defers from :meth:`execute` instead, to the same
+trigger.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ TRIGGER_CLASS = "driftloop_airflow.triggers.DriftTrigger"
 class DriftSensor(BaseOperator):
     """Wait until monitoring results in MLflow cross the dataset's drift or performance threshold.
 
-    The decision (thresholds, cooldown, results already acted on) is :func:`driftloop.monitoring.sensor.find_drift_trigger`.
-    When it fires, the trigger dict (reason, monitoring run id, ``trigger_run_id``, numbers) is the XCom; when
-    nothing fires within ``timeout_s`` the task is skipped, after labelling results the cooldown held back.
+    The decision (thresholds, cooldown, results already acted on) is
+    :func:`driftloop.monitoring.sensor.find_drift_trigger`. When it fires, the trigger dict (reason,
+    monitoring run id, ``trigger_run_id``, numbers) is the XCom; when nothing fires within ``timeout_s`` the
+    task is skipped, after labelling results the cooldown held back.
 
     Args:
         dataset: Dataset config name.

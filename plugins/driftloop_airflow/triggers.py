@@ -1,10 +1,10 @@
 """DriftTrigger: waits in Airflow's triggerer until a monitoring result calls for retraining.
 
 Runs in the triggerer's event loop, so it must never block: each check (a registry call and two MLflow run
-searches, :func:`driftloop.monitoring.sensor.find_drift_trigger`) runs in a thread. It has no side effects (a trigger may run
-twice, e.g. after a triggerer restart); recording the firing is the DAG's ``mark_trigger_fired`` task. This module
-lives outside the DAG folder because the triggerer imports triggers by class path (and must be restarted to pick
-up changes to it).
+searches, :func:`driftloop.monitoring.sensor.find_drift_trigger`) runs in a thread. It has no side effects (a
+trigger may run twice, e.g. after a triggerer restart); recording the firing is the DAG's
+``mark_trigger_fired`` task. This module lives outside the DAG folder because the triggerer imports triggers
+by class path (and must be restarted to pick up changes to it).
 """
 
 from __future__ import annotations
@@ -28,16 +28,19 @@ def check_for_drift(dataset: str) -> dict[str, Any] | None:
 
 
 class DriftTrigger(BaseTrigger):
-    """Fire when :func:`driftloop.monitoring.sensor.find_drift_trigger` finds a result; give up after ``timeout_s``.
+    """Fire when :func:`driftloop.monitoring.sensor.find_drift_trigger` finds a result; give up after
+    ``timeout_s``.
 
     Args:
         dataset: Dataset config name.
         poll_s: Seconds between two looks at MLflow.
-        timeout_s: Seconds to wait before yielding a ``timeout`` event (the sensor then skips); 0 waits forever.
+        timeout_s: Seconds to wait before yielding a ``timeout`` event (the sensor then skips); 0 waits
+            forever.
 
     Events:
         ``{"status": "fired", "trigger": {...}}``, ``{"status": "timeout", "checks": n}`` or
-        ``{"status": "error", "message": ...}`` for a verdict (a broken dataset config) that waiting cannot fix.
+        ``{"status": "error", "message": ...}`` for a verdict (a broken dataset config) that waiting cannot
+        fix.
     """
 
     def __init__(self, dataset: str, poll_s: float, timeout_s: float) -> None:

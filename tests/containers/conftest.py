@@ -39,7 +39,8 @@ def require_docker() -> None:
 
 @pytest.fixture(scope="session")
 def images(tmp_path_factory: pytest.TempPathFactory):
-    """Base, stand-in and Driftloop images (offline path by default; DRIFTLOOP_TEST_IMAGES=hub for Docker Hub)."""
+    """Base, stand-in and Driftloop images (offline path by default; DRIFTLOOP_TEST_IMAGES=hub for Docker
+    Hub)."""
     require_docker()
     log = tmp_path_factory.mktemp("images") / "build.log"
     build = (
@@ -59,7 +60,8 @@ def images(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="module")
 def stack(images, tmp_path_factory: pytest.TempPathFactory):
-    """The compose stack up and healthy (unique project name, fresh .env); `down -v` afterwards, whatever happens."""
+    """The compose stack up and healthy (unique project name, fresh .env); `down -v` afterwards, whatever
+    happens."""
     compose = ComposeStack(tmp_path_factory.mktemp("compose"), images)
     try:
         seconds = compose.up()

@@ -1,9 +1,10 @@
-"""docker-compose.yaml run for real: images, a generated .env, compose commands and facts about the containers.
+"""docker-compose.yaml run for real: images, a generated .env, compose commands and facts about the
+containers.
 
 Images come from ``deploy/offline/build-images.sh`` (Debian packages only: no Docker Hub needed) unless
-``DRIFTLOOP_TEST_IMAGES=hub``, which builds the Driftloop image on ``python:3.11-slim-bookworm`` and lets compose
-pull the official Postgres and Redis images. The host's system CA bundle is given to the build as the extra CA
-(``EXTRA_CA_BUNDLE``, a BuildKit secret), so pip works behind a TLS-inspecting proxy.
+``DRIFTLOOP_TEST_IMAGES=hub``, which builds the Driftloop image on ``python:3.11-slim-bookworm`` and lets
+compose pull the official Postgres and Redis images. The host's system CA bundle is given to the build as the
+extra CA (``EXTRA_CA_BUNDLE``, a BuildKit secret), so pip works behind a TLS-inspecting proxy.
 """
 
 from __future__ import annotations
@@ -21,31 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.constants import FAST_OVERRIDES, SECRET_NAMES
+
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 TEST_OVERRIDE = Path(__file__).with_name("compose.test.yaml")
 BUILD_SCRIPT = REPO / "deploy" / "offline" / "build-images.sh"
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APP_IMAGE = os.environ.get("DRIFTLOOP_TEST_IMAGE", "driftloop:container-test")
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
-# Every value of these in the generated .env is searched for in the images.
-SECRET_NAMES = (
-    "POSTGRES_PASSWORD",
-    "AIRFLOW_DB_PASSWORD",
-    "MLFLOW_DB_PASSWORD",
-    "REDIS_PASSWORD",
-    "AUDIT_OWNER_PASSWORD",
-    "AUDIT_DB_PASSWORD",
-    "PREDICTION_LOG_DB_PASSWORD",
-    "DRIFTLOOP_SERVE_ADMIN_TOKEN",
-    "AIRFLOW_FERNET_KEY",
-    "AIRFLOW_JWT_SECRET",
-    "AIRFLOW_API_SECRET_KEY",
-    "AIRFLOW_ADMIN_PASSWORD",
-    "MLFLOW_ADMIN_PASSWORD",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-    "DRIFTLOOP_PII_SALT",
-)
 # Figures for pytest's terminal summary (build, start and loop times, image sizes), filled in by the tests.
 FIGURES: dict[str, str] = {}
 PROJECT_LABEL = "com.docker.compose.project"
@@ -141,7 +125,8 @@ def build_env() -> dict[str, str]:
 
 
 def build_offline_images(log_path: Path) -> Images:
-    """Base, stand-ins (reused when they exist) and the Driftloop image, through deploy/offline/build-images.sh."""
+    """Base, stand-ins (reused when they exist) and the Driftloop image, through
+    deploy/offline/build-images.sh."""
     started = time.monotonic()
     out = sh(["bash", str(BUILD_SCRIPT)], timeout_s=1500, check=False, env=build_env(), cwd=REPO)
     log_path.write_text(out.stdout + "\n" + out.stderr)
@@ -206,7 +191,8 @@ def image_size_bytes(image: str) -> int:
 
 # ------------------------------------------------------------------------------------------------ .env
 def generate_env(images: Images, airflow_port: int, mlflow_port: int, serving_port: int) -> dict[str, str]:
-    """A complete .env as an operator writes it: fresh random secrets, the images above, free localhost ports."""
+    """A complete .env as an operator writes it: fresh random secrets, the images above, free localhost
+    ports."""
     from cryptography.fernet import Fernet
 
     tag = uuid.uuid4().hex[:6]
@@ -315,7 +301,8 @@ class ComposeStack:
         return (out.stdout + out.stderr)[-6000:]
 
     def _startup_state(self) -> bool:
-        """True once every container is healthy (airflow-init: exited 0); raises on a failure that will not heal."""
+        """True once every container is healthy (airflow-init: exited 0); raises on a failure that will not
+        heal."""
         containers = self.containers()
         if not containers:
             return False
@@ -389,7 +376,8 @@ class ComposeStack:
         return {kind: ids for kind, ids in found.items() if ids}
 
 
-# ------------------------------------------------------------------------------------------------ images, inside
+# ------------------------------------------------------------------------------------------------ images,
+# inside
 def text_hits(image: str, needles: list[str]) -> set[str]:
     """Needles found in an image's history (every layer's command) or its config (env, labels, entrypoint)."""
     text = sh(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image], 120).stdout
@@ -398,7 +386,8 @@ def text_hits(image: str, needles: list[str]) -> set[str]:
 
 
 def filesystem_hits(image: str, needles: list[str], workdir: Path) -> set[str]:
-    """Needles found anywhere in an image's filesystem (``docker export`` of a created, never started, container)."""
+    """Needles found anywhere in an image's filesystem (``docker export`` of a created, never started,
+    container)."""
     patterns = workdir / f"needles-{uuid.uuid4().hex[:6]}"
     patterns.write_text("".join(f"{n}\n" for n in needles))
     cid = sh(["docker", "create", "--entrypoint", "true", image], 120).stdout.strip()
@@ -426,13 +415,16 @@ def pem_certificates(text: str) -> set[str]:
 def extra_ca_needles(image: str) -> list[str]:
     """One base64 line of each certificate the build trusted as extra CA that no bundle of the image carries.
 
-    Those certificates (e.g. a TLS-inspecting proxy's CA) must not end up in the image: the extra CA is a build
-    secret. Empty on a machine whose system bundle adds nothing to the image's own bundles.
+    Those certificates (e.g. a TLS-inspecting proxy's CA) must not end up in the image: the extra CA is a
+    build secret. Empty on a machine whose system bundle adds nothing to the image's own bundles.
     """
     bundle = build_env().get("EXTRA_CA_BUNDLE")
     if not bundle or not Path(bundle).is_file():
         return []
-    script = "import certifi; print(open(certifi.where()).read()); print(open('/etc/ssl/certs/ca-certificates.crt').read())"
+    script = (
+        "import certifi; print(open(certifi.where()).read()); "
+        "print(open('/etc/ssl/certs/ca-certificates.crt').read())"
+    )
     inside = sh(
         ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", script], 180
     )

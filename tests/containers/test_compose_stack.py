@@ -1,14 +1,16 @@
 """docker-compose.yaml built and run for real, the way users run it.
 
 Images from the repo (Dockerfile; base and Postgres/Redis stand-ins from Debian packages), a fresh .env with
-random secrets, `up` until every health check passes, then, talking to the stack only through the ports published
-on 127.0.0.1 and `docker compose exec`:
-- production checks: only the two UIs published, on 127.0.0.1; every container's main process non-root; no .env
+random secrets, `up` until every health check passes, then, talking to the stack only through the ports
+published on 127.0.0.1 and `docker compose exec`:
+- production checks: only the two UIs published, on 127.0.0.1; every container's main process non-root; no
+.env
   secret (nor the extra build CA) in any image's history or filesystem; credentials required; UTF8 Postgres;
 - the closed loop through the scheduler: reference → data_pipeline → training on a Celery worker → champion →
   drifted batch → inference → monitoring → drift_sensor → retrain;
 - faults: two workers, one killed (SIGKILL) in the middle of a training task: the task is retried on the other
-  and exactly one model version is registered; MLflow's database stopped: MLflow turns unhealthy, then healthy;
+  and exactly one model version is registered; MLflow's database stopped: MLflow turns unhealthy, then
+  healthy;
 - `down -v` leaves no container, volume or network of the project behind.
 """
 
@@ -92,7 +94,8 @@ def test_only_the_uis_are_published_and_only_on_localhost(stack):
 
 
 def _process_tree(container: dict) -> list[tuple[int, int, str]]:
-    """``(pid, uid, command)`` of the container's main process and its descendants (not `docker exec` ones)."""
+    """``(pid, uid, command)`` of the container's main process and its descendants (not `docker exec`
+    ones)."""
     rows = sh(["docker", "top", container["Id"], "-eo", "pid,ppid,uid,args"], 60).stdout.splitlines()[1:]
     procs = {int(p): (int(pp), int(u), cmd) for p, pp, u, cmd in (row.split(None, 3) for row in rows)}
     tree, frontier = set(), {container["State"]["Pid"]}
@@ -150,7 +153,8 @@ def test_credentials_are_required_and_postgres_is_utf8(stack):
 # ------------------------------------------------------------------------------------------------ the loop
 @pytest.fixture(scope="module")
 def mlflow_client(stack):
-    """An ``MlflowClient`` of the stack's MLflow (published port, basic auth); the environment is restored after."""
+    """An ``MlflowClient`` of the stack's MLflow (published port, basic auth); the environment is restored
+    after."""
     import os
 
     from mlflow import MlflowClient
@@ -259,7 +263,8 @@ def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlf
     name = _model_name(mlflow)
     champion = mlflow.alias(name, "champion")
 
-    # The service reads the aliases every DRIFTLOOP_SERVE_POLL_S (2 s here) and warms a version before serving it.
+    # The service reads the aliases every DRIFTLOOP_SERVE_POLL_S (2 s here) and warms a version before serving
+    # it.
     def serves_champion() -> bool:
         ready = requests.get(f"{stack.serving_url}/ready", timeout=10)
         return ready.status_code == 200 and ready.json()["versions"].get("champion") == champion
@@ -274,7 +279,8 @@ def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlf
     missing = {"dataframe_split": {"columns": [telco.id_column], "data": [["X-1"]]}}
     assert requests.post(f"{stack.serving_url}/invocations", json=missing, timeout=60).status_code == 422
 
-    # Every answered row reaches the prediction log in its own database (background writer: allow it a moment).
+    # Every answered row reaches the prediction log in its own database (background writer: allow it a
+    # moment).
     def count() -> str:
         query = "select count(*) from prediction_log where role = 'primary'"
         return stack.exec(
@@ -329,7 +335,8 @@ def test_mlflow_turns_unhealthy_without_its_database_and_recovers(stack):
     try:
         wait_for(lambda: stack.health(mlflow_id) == "unhealthy", 300, "mlflow to turn unhealthy", 2)
         FIGURES["MLflow unhealthy after its database stopped"] = f"{time.monotonic() - started:.0f} s"
-        # MLflow's own /health still says OK: that is why the health check makes an authenticated call instead.
+        # MLflow's own /health still says OK: that is why the health check makes an authenticated call
+        # instead.
         assert requests.get(f"{stack.mlflow_url}/health", timeout=30).status_code == 200
         log = stack.inspect([mlflow_id])[0]["State"]["Health"]["Log"][-1]
         assert "mlflow unhealthy" in log["Output"], log

@@ -1,6 +1,7 @@
 """Architecture rules read from the source itself: the bus, imports, environment reads, layering, docs.
 
-Every check parses the code (AST), so a comment or a string that merely mentions a name cannot pass or fail it.
+Every check parses the code (AST), so a comment or a string that merely mentions a name cannot pass or fail
+it.
 """
 
 from __future__ import annotations
@@ -123,35 +124,79 @@ def test_bus_names_are_literals_only_in_the_bus_module():
     assert offenders == [], "use the constants of driftloop.core.bus:\n" + "\n".join(offenders)
 
 
-# Reads of the environment the package may make besides Settings, and why.
+# Reads of the environment the package may make besides Settings, and why (paths from the project root).
 ENV_READ_ALLOWED = {
-    "config.py": "Settings.from_env: the one reader",
-    "tracking.py": "mlflow_scope saves and restores the MLFLOW_* variables MLflow itself rewrites",
+    "include/driftloop/core/settings.py": "Settings.from_env: the one reader",
+    "include/driftloop/core/config.py": "Settings.from_env: the one reader",
+    "include/driftloop/training/pycaret_env.py": "sets PyCaret's own log path (setdefault), reads nothing",
+    "include/driftloop/core/tracking.py": "mlflow_scope restores the MLFLOW_* variables MLflow rewrites",
 }
+ENV_READERS = {"getenv", "getenvb", "environ", "environb"}
+
+
+def environment_reads(tree: ast.AST) -> list[int]:
+    """Lines that read the environment: ``os.environ`` in any form (aliased, ``.get``, ``[...]``, ``in``,
+    passed on), ``os.getenv``, and ``from os import environ/getenv``. Only assigning or deleting
+    ``os.environ[key]`` is not a read."""
+    writes = {
+        id(node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store | ast.Del)
+    }
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ENV_READERS and id(node) not in writes:
+            lines.append(node.lineno)
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            if any(alias.name in ENV_READERS for alias in node.names):
+                lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import os\nenv = os.environ\nvalue = env.get('X')",
+        "from os import environ\nvalue = environ['X']",
+        "from os import getenv\nvalue = getenv('X')",
+        "import os as system\nvalue = system.getenv('X')",
+        "import os\nvalue = os.environ.get('X', '')",
+        "import os\nflag = 'X' in os.environ",
+        "import os\nsnapshot = dict(os.environ)",
+    ],
+)
+def test_the_environment_rule_sees_aliased_reads(code):
+    assert environment_reads(ast.parse(code)), f"an environment read went unnoticed:\n{code}"
+
+
+def test_the_environment_rule_lets_writes_pass():
+    assert environment_reads(ast.parse("import os\nos.environ['X'] = '1'\ndel os.environ['X']")) == []
 
 
 def test_settings_is_the_only_reader_of_the_environment():
+    offenders = [
+        f"{path.relative_to(PROJECT_DIR)}:{line}"
+        for path in python_files("include/driftloop", "plugins")
+        if str(path.relative_to(PROJECT_DIR)) not in ENV_READ_ALLOWED
+        for line in environment_reads(ast.parse(path.read_text()))
+    ]
+    assert offenders == [], "read settings through driftloop.core.settings.Settings:\n" + "\n".join(offenders)
+
+
+def test_no_bare_base_exception_handlers():
+    """``except BaseException`` (or a bare ``except:``) swallows Ctrl-C and SystemExit unless it re-raises."""
     offenders = []
-    for path in python_files("include/driftloop"):
-        if path.name in ENV_READ_ALLOWED:
-            continue
+    for path in python_files("include", "plugins", "dags"):
         for node in ast.walk(ast.parse(path.read_text())):
-            reads = (
-                isinstance(node, ast.Attribute)
-                and node.attr == "getenv"
-                or isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "get"
-                and isinstance(node.func.value, ast.Attribute)
-                and node.func.value.attr == "environ"
-                or isinstance(node, ast.Subscript)
-                and isinstance(node.value, ast.Attribute)
-                and node.value.attr == "environ"
-                and isinstance(node.ctx, ast.Load)
-            )
-            if reads:
+            if not isinstance(node, ast.ExceptHandler):
+                continue
+            caught = node.type
+            names = caught.elts if isinstance(caught, ast.Tuple) else [caught]
+            broad = caught is None or any(isinstance(n, ast.Name) and n.id == "BaseException" for n in names)
+            reraises = any(isinstance(n, ast.Raise) and n.exc is None for n in ast.walk(node))
+            if broad and not reraises:
                 offenders.append(f"{path.relative_to(PROJECT_DIR)}:{node.lineno}")
-    assert offenders == [], "read settings through driftloop.core.config.Settings:\n" + "\n".join(offenders)
+    assert offenders == [], "catch Exception, or re-raise with a bare `raise`:\n" + "\n".join(offenders)
 
 
 def test_aliases_are_set_only_by_the_registry_module():

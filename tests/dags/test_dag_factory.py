@@ -1,7 +1,7 @@
 """The DAG factory: one DAG per DAG file and dataset config, and a broken config takes down only its own DAGs.
 
-Checked through Airflow's own DagBag (what the dag-processor runs) and, for the refused-config case, through the
-dag-processor's write to the metadata DB, where a file's import error marks every DAG of that file stale.
+Checked through Airflow's own DagBag (what the dag-processor runs) and, for the refused-config case, through
+the dag-processor's write to the metadata DB, where a file's import error marks every DAG of that file stale.
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def migrated_db():
 def test_the_dag_processor_keeps_the_other_datasets_scheduled_when_a_config_is_refused(
     parse, tmp_path, migrated_db
 ):
-    """A file's import error marks every DAG of that file stale; the refusal lives in a file with no real DAG."""
+    """A file's import error marks every DAG of that file stale; the refusal lives in a file with no real
+    DAG."""
     from airflow.dag_processing.dagbag import sync_bag_to_db
     from airflow.models import DagModel
     from airflow.models.dagbundle import DagBundleModel
@@ -180,8 +181,9 @@ def test_the_dag_processor_keeps_the_other_datasets_scheduled_when_a_config_is_r
 
 
 def test_each_parse_reads_the_environment_of_that_parse(parse, tmp_path, monkeypatch):
-    # A process that parses the DAG folder twice (a test session, `airflow dags test`) must not keep the settings
-    # of its first parse: the end-to-end test hung on a sensor built with a no-limit timeout from an earlier parse.
+    # A process that parses the DAG folder twice (a test session, `airflow dags test`) must not keep the
+    # settings of its first parse: the end-to-end test hung on a sensor built with a no-limit timeout from an
+    # earlier parse.
     configs = tmp_path / "configs"
     copy_config(configs, "telco_churn", "churn_a")
     sensor_dag, data_dag = bus.dag_id("churn_a", bus.DRIFT_SENSOR), bus.dag_id("churn_a", bus.DATA_PIPELINE)

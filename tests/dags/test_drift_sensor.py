@@ -121,10 +121,18 @@ def test_resumed_sensor_returns_the_trigger_skips_on_timeout_and_fails_on_a_verd
     sensor = DriftSensor(task_id="wait", dataset="telco_churn", poll_s=1, timeout_s=30)
     fired = {"monitoring_run_id": "m1", "trigger_run_id": "drift__m1", "detail": "drift"}
     assert sensor.execute_complete({}, {"status": "fired", "trigger": fired}) == fired
-    monkeypatch.setattr(
-        driftloop_airflow, "run_stage", lambda dataset, fn: ["m7", "m8"] if dataset == "telco_churn" else []
-    )
+    from driftloop.monitoring.sensor import suppress_cooldown_runs
+
+    calls = []
+
+    def run_stage(dataset, fn):
+        # Not run here: what matters is which function the sensor hands to run_stage, for which dataset.
+        calls.append((dataset, fn))
+        return ["m7", "m8"] if fn is suppress_cooldown_runs else []
+
+    monkeypatch.setattr(driftloop_airflow, "run_stage", run_stage)
     with pytest.raises(AirflowSkipException, match="in 30 s .*2 result\\(s\\) held back by the cooldown"):
         sensor.execute_complete({}, {"status": "timeout", "checks": 4})
+    assert calls == [("telco_churn", suppress_cooldown_runs)]
     with pytest.raises(AirflowFailException, match="ConfigError"):
         sensor.execute_complete({}, {"status": "error", "message": "ConfigError: bad"})

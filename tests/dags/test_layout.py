@@ -86,7 +86,8 @@ def _edges() -> set[tuple[str, str]]:
         for imported in _driftloop_imports(path):
             while imported not in modules and "." in imported:  # `from pkg.mod import function`
                 imported = imported.rpartition(".")[0]
-            # A stage package itself (`from driftloop.data import snapshots` also names `data`) holds only a docstring.
+            # A stage package itself (`from driftloop.data import snapshots` also names `data`) holds only a
+            # docstring.
             if imported in modules and "." in imported and _stage_of(imported) != _stage_of(name):
                 edges.add((name, imported))
     return edges
@@ -120,7 +121,8 @@ def test_cross_stage_imports_are_listed_with_a_reason():
 def test_module_names_are_not_reused_across_folders():
     leaves = Counter(name.rpartition(".")[2] for name in _modules() if name and not name.endswith("__init__"))
     packages = {name for name, path in _modules().items() if path.name == "__init__.py"}
-    # `cli` is the one shared name: each folder's command-line glue, registered in driftloop.cli.COMMAND_MODULES.
+    # `cli` is the one shared name: each folder's command-line glue, registered in
+    # driftloop.cli.COMMAND_MODULES.
     allowed = {"cli"} | {p.rpartition(".")[2] for p in packages}
     reused = sorted(leaf for leaf, count in leaves.items() if count > 1 and leaf not in allowed)
     assert reused == [], (

@@ -74,7 +74,8 @@ def assert_rows_quarantined(state, result: dict, reasons: dict[int, str], rows: 
     return rejected
 
 
-# ---------------------------------------------------------------------------------------------- whole-file rejects
+# ---------------------------------------------------------------------------------------------- whole-file
+# rejects
 
 
 def test_truncated_csv(telco_cfg, state, good):
@@ -229,7 +230,8 @@ def test_row_count_above_contract_bound(telco_cfg, state, good, monkeypatch):
     assert "20 rows" in reason["message"]
 
 
-# ------------------------------------------------------------------------------------------------ row-level rejects
+# ------------------------------------------------------------------------------------------------ row-level
+# rejects
 
 
 def test_wrong_dtype_text_in_integer_column(telco_cfg, state, good):

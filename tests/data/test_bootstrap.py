@@ -1,4 +1,5 @@
-"""Contract bootstrap keeps dtypes honest: source dtypes decide, and drifted batches of such data are accepted."""
+"""Contract bootstrap keeps dtypes honest: source dtypes decide, and drifted batches of such data are
+accepted."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 
@@ -139,7 +141,9 @@ def test_pii_columns_are_dropped_or_hashed_before_storage(telco_cfg, telco_frame
         dc.validate_frame(cfg, frame)
     accepted, rejected = dc.validate_frame(cfg, frame, pii_salt="pepper")
     assert "email" not in accepted.columns and "email" not in rejected.columns
-    assert accepted["customer_id"].str.fullmatch(r"[0-9a-f]{64}").all()
+    raw_ids = frame.loc[1:, "customer_id"].astype(str).tolist()
+    expected = ["h2:" + hmac.new(b"pepper", v.encode(), hashlib.sha256).hexdigest() for v in raw_ids]
+    assert accepted["customer_id"].tolist() == expected, "HMAC-SHA256 keyed with the salt, h2: prefix"
     assert "TC-000001" not in rejected["customer_id"].tolist()
     again, _ = dc.validate_frame(cfg, frame, pii_salt="pepper")
     assert again["customer_id"].tolist() == accepted["customer_id"].tolist(), "same salt, same hash: ids join"
@@ -154,6 +158,38 @@ def test_pii_columns_are_dropped_or_hashed_before_storage(telco_cfg, telco_frame
     stored = []
     dc.validate_file(cfg, path, on_accepted=stored.append)
     assert stored[0]["customer_id"].tolist() == accepted["customer_id"].tolist()
+
+
+def test_pii_hash_is_a_versioned_hmac_and_legacy_hashes_stay_recognised():
+    values = pd.Series(["alice@example.com", None, "TC-000042"])
+    hashed = dc.hash_values(values, "k3y")
+    mac = hmac.new(b"k3y", b"alice@example.com", hashlib.sha256).hexdigest()
+    assert hashed[0] == f"h2:{mac}" and hashed[1] is None
+    assert hashed[2] == "h2:" + hmac.new(b"k3y", b"TC-000042", hashlib.sha256).hexdigest()
+    legacy = hashlib.sha256(b"k3y\x1falice@example.com").hexdigest()  # the scheme before h2
+    assert dc.hash_values(values, "k3y", scheme=dc.LEGACY_SCHEME)[0] == legacy
+    assert [dc.hash_scheme(v) for v in (hashed[0], legacy, "alice@example.com", None)] == [
+        dc.HASH_SCHEME,
+        dc.LEGACY_SCHEME,
+        None,
+        None,
+    ]
+    with pytest.raises(ValueError, match="unknown PII hash scheme"):
+        dc.hash_values(pd.Series([None]), "k3y", scheme="h9")
+
+
+def test_ids_hashed_before_h2_still_join_their_labels_and_a_scheme_mix_is_refused():
+    def legacy(v):
+        return hashlib.sha256(f"k3y\x1f{v}".encode()).hexdigest()
+
+    rows = pd.DataFrame({"customer_id": [legacy("a"), legacy("b"), legacy("c")], "tenure": [1, 2, 3]})
+    labels = pd.DataFrame({"customer_id": [legacy("c"), legacy("a")], "churn": ["yes", "no"]})
+    joined = dc.join_hashed_ids(rows, labels, "customer_id").sort_values("tenure")
+    assert joined["tenure"].tolist() == [1, 3] and joined["churn"].tolist() == ["no", "yes"]
+
+    new_labels = labels.assign(customer_id=dc.hash_values(pd.Series(["c", "a"]), "k3y"))
+    with pytest.raises(ValueError, match="'legacy' cannot join ids hashed with 'h2'"):
+        dc.join_hashed_ids(rows, new_labels, "customer_id")
 
 
 def test_contract_thresholds_can_be_overridden_from_the_config(telco_cfg):

@@ -1,4 +1,5 @@
-"""Every shipped dataset config parses, and its contract takes its own source data through the real ingest path."""
+"""Every shipped dataset config parses, and its contract takes its own source data through the real ingest
+path."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """A new dataset is a config file: the whole loop runs on every shipped config with no code change.
 
-Binary, multiclass and regression configs go through the package functions the DAG tasks call (the DAG wiring is
-covered by test_closed_loop): reference → snapshot → training → gate → scoring in the dataset's own labels →
-drift and live metrics per task → sensor → retraining. Training is shortened (one model family, two folds, no
-tuning); everything else is the shipped config.
+Binary, multiclass and regression configs go through the package functions the DAG tasks call (the DAG wiring
+is covered by test_closed_loop): reference → snapshot → training → gate → scoring in the dataset's own labels
+→ drift and live metrics per task → sensor → retraining. Training is shortened (one model family, two folds,
+no tuning); everything else is the shipped config.
 """
 
 from __future__ import annotations
@@ -60,6 +60,31 @@ def check_predictions(cfg, decision, predictions: pd.DataFrame, labels: pd.Serie
     assert (np.asarray(decision.classes, dtype=object)[proba.argmax(axis=1)] == predicted.to_numpy()).all()
 
 
+def expected_live(cfg, decision, predictions, labels) -> dict[str, float]:
+    """Live metrics recomputed with sklearn from the scored batch and the label file the test landed."""
+    from sklearn import metrics
+
+    ids = predictions[cfg.id_column].astype(str)
+    scored = pd.DataFrame({"id": ids, "pred": predictions[bus.PREDICTION_COLUMN]})
+    if cfg.task == "binary":
+        scored["score"] = predictions[bus.SCORE_COLUMN]
+    truth = pd.DataFrame({"id": labels[cfg.id_column].astype(str), "truth": labels[cfg.target]})
+    joined = scored.merge(truth, on="id")
+    assert len(joined) == 600
+    if cfg.task == "regression":
+        y, pred = joined["truth"].astype(float), joined["pred"].astype(float)
+        return {"live_rmse": float(np.sqrt(metrics.mean_squared_error(y, pred)))}
+    y, pred = joined["truth"].astype(str), joined["pred"].astype(str)
+    if cfg.task == "binary":
+        positive = str(decision.classes[1])
+        # Under strong drift F1 can be 0 (no positive predicted); the AUC still ranks the scores.
+        return {
+            "live_f1": float(metrics.f1_score(y == positive, pred == positive, zero_division=0)),
+            "live_auc": float(metrics.roc_auc_score(y == positive, joined["score"])),
+        }
+    return {"live_macro_f1": float(metrics.f1_score(y, pred, average="macro", zero_division=0))}
+
+
 @pytest.mark.parametrize("dataset", CONFIGS)
 def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypatch):
     # A private MLflow store: experiment and model names are per dataset, and other tests use them too.
@@ -101,13 +126,14 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     reference_labels = pd.read_parquet(snapshot["snapshot_uri"].removeprefix("file://"), columns=[cfg.target])
     check_predictions(cfg, decision, predictions, reference_labels[cfg.target])
 
-    simulate.simulate_labels(cfg, 1)
+    landed = pd.read_csv(simulate.simulate_labels(cfg, 1)["path"])
     assert ingest.ingest_labels(cfg)["rows_accepted"] == 600
     monitored = monitor.monitor_predictions(cfg)
     [item] = monitored["monitored"]
     assert item["drift_share"] >= cfg.monitoring.drift_share_threshold
-    live_name = {"binary": "live_f1", "multiclass": "live_macro_f1", "regression": "live_rmse"}[cfg.task]
-    assert item[live_name] >= 0 and item[bus.LABELLED_ROWS] == 600
+    assert item[bus.LABELLED_ROWS] == 600
+    expected = expected_live(cfg, decision, predictions, landed)
+    assert {name: item.get(name) for name in expected} == pytest.approx(expected, abs=1e-6)
     assert bus.LIVE_DROP in item
 
     trigger = sensor.find_drift_trigger(cfg)

@@ -1,14 +1,14 @@
 """The closed loop end to end: a real MLflow server process and real Airflow runs (``dag.test``) of the DAGs.
 
-One deployment serves every shipped dataset config (binary, multiclass, regression) side by side: the DAG factory
-builds each dataset's DAGs from one DAG folder. The configs are the shipped ones with training shortened (first
-model family, two folds, no tuning), written to a config folder of the test.
+One deployment serves every shipped dataset config (binary, multiclass, regression) side by side: the DAG
+factory builds each dataset's DAGs from one DAG folder. The configs are the shipped ones with training
+shortened (first model family, two folds, no tuning), written to a config folder of the test.
 
 Story on telco_churn: reference data → v1 champion → clean batch (no fire) → drifted batch → monitoring over
 threshold → the sensor fires and triggers training → v2 registered, aliases where the gate says → the same
-monitoring result does not fire again → an alias moved through the MLflow client is honoured by the next inference
-run → a malformed file fails the data run with a reason while the good batch beside it is still scored. Then the
-other datasets run their loop in the same deployment.
+monitoring result does not fire again → an alias moved through the MLflow client is honoured by the next
+inference run → a malformed file fails the data run with a reason while the good batch beside it is still
+scored. Then the other datasets run their loop in the same deployment.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ DATASETS = [p.stem for p in list_config_paths(SHIPPED_DIR)]
 
 
 def write_fast_configs(config_dir: Path) -> None:
-    """Every shipped config under its own name, training shortened: first model family, two folds, no tuning."""
+    """Every shipped config under its own name, training shortened: first model family, two folds, no
+    tuning."""
     import yaml
 
     for name in DATASETS:

@@ -1,7 +1,7 @@
 """The model card in the MLflow UI, checked in a real browser (Playwright + Debian's Chromium).
 
-A version is trained and promoted through the gate against a real MLflow server; the test opens the version's page
-as a data scientist would and reads the card there. The screenshot is kept in ``artifacts/screenshots/``.
+A version is trained and promoted through the gate against a real MLflow server; the test opens the version's
+page as a data scientist would and reads the card there. The screenshot is kept in ``artifacts/screenshots/``.
 Without Chromium (``apt-get install chromium``) the test skips locally and fails under ``CI=true``.
 """
 
@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAST_OVERRIDES, write_snapshot
+from tests.conftest import write_snapshot
+from tests.constants import FAST_OVERRIDES
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(600)]
-# `make test` runs the container lane beside this one: on two loaded cores the MLflow UI's bundle once took over
-# Playwright's default 30 s to reach network idle. Wait for the DOM, then for the card's own text.
+# `make test` runs the container lane beside this one: on two loaded cores the MLflow UI's bundle once took
+# over Playwright's default 30 s to reach network idle. Wait for the DOM, then for the card's own text.
 PAGE_LOAD = {"wait_until": "domcontentloaded", "timeout": 180_000}
 TEXT_WAIT_MS = 180_000
 

@@ -1,4 +1,5 @@
-"""Fixtures of the serving tests: a dataset under a unique name, fitted models, settings and a running service."""
+"""Fixtures of the serving tests: a dataset under a unique name, fitted models, settings and a running
+service."""
 
 from __future__ import annotations
 
@@ -39,8 +40,8 @@ def flipped_model(telco_frame):
 def serve_env(driftloop_env, monkeypatch):
     """Serving settings for tests: one thread worker, fast registry polls, an admin token.
 
-    The latency budget is generous (a loaded CI machine must not turn requests into 503s); the admission-control
-    test sets its own.
+    The latency budget is generous (a loaded CI machine must not turn requests into 503s); the
+    admission-control test sets its own.
     """
     monkeypatch.setenv("DRIFTLOOP_SERVE_WORKERS", "-1")
     monkeypatch.setenv("DRIFTLOOP_SERVE_LATENCY_BUDGET_MS", "60000")

@@ -1,9 +1,10 @@
 """Small models, their registration as training runs, and a live server on 127.0.0.1 for the serving tests.
 
-Models are plain scikit-learn pipelines on the raw telco features (milliseconds per predict call), registered the
-way training registers them (cloudpickle, a signature, holdout metrics, the drift reference artifact), so the
-service, the export to monitoring and the drift sensor all work on them. The wrappers below misbehave on purpose:
-one fails on a magic value, one is slow; they live in an importable module so worker processes unpickle them.
+Models are plain scikit-learn pipelines on the raw telco features (milliseconds per predict call), registered
+the way training registers them (cloudpickle, a signature, holdout metrics, the drift reference artifact), so
+the service, the export to monitoring and the drift sensor all work on them. The wrappers below misbehave on
+purpose: one fails on a magic value, one is slow; they live in an importable module so worker processes
+    unpickle them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ POISON_CHARGES = 123.45  # within the contract's range, so only the model can re
 
 
 def fit_pipeline(cfg: Any, frame: Any, flip: bool = False) -> Any:
-    """A logistic (ridge, for regression) regression on one-hot categories; ``flip`` learns the opposite binary
-    labels (a bad model)."""
+    """A logistic (ridge, for regression) regression on one-hot categories; ``flip`` learns the opposite
+    binary labels (a bad model)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -61,7 +62,8 @@ class PoisonModel:
 
 
 class SlowModel(PoisonModel):
-    """Sleeps ``delay_s`` per predict call (like a PyCaret pipeline's flat cost) whatever the rows; also poisoned."""
+    """Sleeps ``delay_s`` per predict call (like a PyCaret pipeline's flat cost) whatever the rows; also
+    poisoned."""
 
     def __init__(self, inner: Any, delay_s: float) -> None:
         super().__init__(inner)

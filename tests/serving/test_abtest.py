@@ -39,7 +39,8 @@ def test_two_proportion_test_agrees_with_a_chi_square_test():
 
 
 def test_the_sequential_test_stays_valid_when_looked_at_after_every_entity():
-    """A/A: 400 experiments of 2,000 entities, peeking after each one, reject at most about alpha of the time."""
+    """A/A: 400 experiments of 2,000 entities, peeking after each one, reject at most about alpha of the
+    time."""
     rng = np.random.default_rng(7)
     alpha, rejections, experiments = 0.05, 0, 400
     for _ in range(experiments):

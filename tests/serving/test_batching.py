@@ -1,7 +1,7 @@
 """The batcher, routing and hot swap against a live service: results, 503s, isolation, arms, shadow, reloads.
 
-Models that sleep per call (like a PyCaret pipeline's flat cost) make requests queue up, so batches really form.
-Load is bounded: a few dozen requests per test, each with a timeout.
+Models that sleep per call (like a PyCaret pipeline's flat cost) make requests queue up, so batches really
+form. Load is bounded: a few dozen requests per test, each with a timeout.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def test_batched_results_equal_unbatched_results(cfg, serve_env, telco_frame, go
     assert calls_batched < len(bodies) / 2, "requests were not batched"
     for together, single in zip(batched, alone, strict=True):
         assert together.json()["predictions"] == single.json()["predictions"]
-        # Equal up to the rounding of a matrix product whose shape differs (BLAS sums in another order): 1e-17.
+        # Equal up to the rounding of a matrix product whose shape differs (BLAS sums in another order):
+        # 1e-17.
         assert together.json()["scores"] == pytest.approx(single.json()["scores"], abs=1e-12, rel=0)
 
 

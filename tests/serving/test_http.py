@@ -1,6 +1,8 @@
-"""The HTTP surface against a live service on 127.0.0.1: MLflow compatibility, the bad-request corpus, labels, admin.
+"""The HTTP surface against a live service on 127.0.0.1: MLflow compatibility, the bad-request corpus, labels,
+admin.
 
-One service (one thread worker, a champion and a challenger) serves the whole module; it is stopped at the end.
+One service (one thread worker, a champion and a challenger) serves the whole module; it is stopped at the
+end.
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ def rows(telco_frame):
 
 
 def test_mlflow_request_formats_get_mlflow_responses_with_arm_and_version(live, client, rows):
-    """Bodies as MLflow clients build them; predictions equal what ``mlflow models serve`` computes (pyfunc)."""
+    """Bodies as MLflow clients build them; predictions equal what ``mlflow models serve`` computes
+    (pyfunc)."""
     import mlflow.pyfunc
     from mlflow.models import convert_input_example_to_serving_input
 
@@ -135,8 +138,9 @@ def test_a_client_request_id_is_kept_when_safe_and_replaced_when_not(live, clien
     assert replaced.status_code == 200 and CANARY not in replaced.text
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# The bad-request corpus: every case is a 4xx with {"error_code", "message"}, never a 500, never the payload echoed.
+# ------------------------------------------------------------------------------------------------------------
+# The bad-request corpus: every case is a 4xx with {"error_code", "message"}, never a 500, never the payload
+# echoed.
 
 
 def _record(cfg_features_row: dict, **changes) -> dict:
@@ -470,7 +474,7 @@ def test_the_service_still_answers_after_the_corpus(live, client, rows):
     assert client.post("/invocations", json=split_body(cfg, rows)).status_code == 200
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 
 
 def test_labels_land_atomically_and_pass_the_data_contract(live, client):

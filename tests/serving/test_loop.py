@@ -78,7 +78,8 @@ def test_labels_join_served_predictions_by_entity_and_by_request_id(cfg, serve_e
 
 
 def test_served_labels_trigger_a_performance_retrain(cfg, serve_env, telco_frame, good_model):
-    """Served window → inference run + batch + predictions → monitoring with live F1 drop → sensor: performance."""
+    """Served window → inference run + batch + predictions → monitoring with live F1 drop → sensor:
+    performance."""
     from driftloop.core.tracking import get_client
     from driftloop.monitoring.monitor import monitor_predictions
     from driftloop.monitoring.sensor import find_drift_trigger

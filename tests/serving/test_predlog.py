@@ -1,4 +1,5 @@
-"""The prediction log: what is written and read back, overflow and write errors counted, SQLite and PostgreSQL."""
+"""The prediction log: what is written and read back, overflow and write errors counted, SQLite and
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from driftloop.serving.online.metrics import ServingMetrics
 from driftloop.serving.online.predlog import LogEntry, PredictionLogWriter, read_log
+from tests.constants import service_missing
 
 PG_DSN = "postgresql://{user}{password}@{host}:{port}".format(
     user=os.environ.get("DRIFTLOOP_TEST_PG_USER", "postgres"),
@@ -124,11 +126,16 @@ def _postgres_reachable() -> bool:
         )
 
 
+def _require_postgres() -> None:
+    """Skip locally, fail under CI=true (CI runs PostgreSQL), when the test server is unreachable."""
+    if not _postgres_reachable():
+        service_missing("no PostgreSQL on DRIFTLOOP_TEST_PG_HOST:PORT")
+
+
 @pytest.fixture
 def postgres_uri():
     """A throw-away PostgreSQL database, dropped at the end."""
-    if not _postgres_reachable():
-        pytest.skip("no PostgreSQL on DRIFTLOOP_TEST_PG_HOST:PORT")
+    _require_postgres()
     import asyncpg
 
     name = f"driftloop_predlog_{uuid.uuid4().hex[:8]}"
@@ -161,3 +168,17 @@ def test_postgres_store_takes_rows_by_copy_and_reads_them_back(postgres_uri):
     rows = read_log(postgres_uri, "telco-churn", since_s=1010.0)
     assert len(rows) == 500 and rows["request_id"].iloc[0] == "r10"
     assert set(rows["role"]) == {"primary"} and rows["latency_ms"].iloc[0] == 12.5
+
+
+def test_an_unreachable_postgres_fails_under_ci_and_skips_locally(monkeypatch):
+    monkeypatch.setenv("DRIFTLOOP_TEST_PG_HOST", "127.0.0.1")
+    monkeypatch.setenv("DRIFTLOOP_TEST_PG_PORT", "1")  # nothing listens on port 1
+    assert not _postgres_reachable()
+    outcomes = {}
+    for ci in ("true", ""):
+        monkeypatch.setenv("CI", ci)
+        # Both outcomes are caught here, so a skip under CI fails this test instead of skipping it.
+        with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as outcome:
+            _require_postgres()
+        outcomes[ci] = (outcome.type, "no PostgreSQL" in str(outcome.value))
+    assert outcomes == {"true": (pytest.fail.Exception, True), "": (pytest.skip.Exception, True)}

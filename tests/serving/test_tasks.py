@@ -1,4 +1,5 @@
-"""Serving any task the package trains: multiclass (labels, class index, per-class probabilities) and regression."""
+"""Serving any task the package trains: multiclass (labels, class index, per-class probabilities) and
+regression."""
 
 from __future__ import annotations
 

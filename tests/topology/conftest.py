@@ -6,11 +6,11 @@ When PostgreSQL or Redis cannot be reached the native tests skip locally, with t
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
 
+from tests.constants import service_missing
 from tests.topology.harness import Stack, StackError, services_unreachable
 
 
@@ -19,10 +19,7 @@ def require_services() -> None:
     problems = services_unreachable()
     if not problems:
         return
-    message = "production-topology tests need PostgreSQL and Redis: " + "; ".join(problems)
-    if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
-        pytest.fail(f"{message} (CI=true: these services are required)", pytrace=False)
-    pytest.skip(f"{message} (start them, or run with CI=true to make this a failure)")
+    service_missing("production-topology tests need PostgreSQL and Redis: " + "; ".join(problems))
 
 
 @pytest.fixture(scope="module")

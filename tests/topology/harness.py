@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.constants import FAST_OVERRIDES
+
 REPO_DIR = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
@@ -44,7 +46,6 @@ REDIS_PORT = int(os.environ.get("DRIFTLOOP_TEST_REDIS_PORT", "6379"))
 EXTRA_PYTHONPATH = os.environ.get("DRIFTLOOP_TOPOLOGY_PYTHONPATH", "")
 
 REDIS_CLAIM_KEY = "driftloop:topology:claim"
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 1000}}
 
 
 class StackError(RuntimeError):
@@ -237,13 +238,16 @@ class Stack:
             {
                 "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
                 "PYTHONUNBUFFERED": "1",
-                # Optional overlay of packages ahead of the venv (e.g. to try a different pin without reinstalling).
+                # Optional overlay of packages ahead of the venv (e.g. to try a different pin without
+                # reinstalling).
                 **({"PYTHONPATH": EXTRA_PYTHONPATH} if EXTRA_PYTHONPATH else {}),
                 "AIRFLOW_HOME": str(self.airflow_home),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_DIR / "dags"),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_DIR / "plugins"),
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
-                "AIRFLOW__CORE__AUTH_MANAGER": "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager",
+                "AIRFLOW__CORE__AUTH_MANAGER": (
+                    "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+                ),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
                 "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
@@ -277,7 +281,8 @@ class Stack:
                 "DRIFTLOOP_WATCH_SCHEDULE": "none",
                 # Two single-slot workers share two cores: PyCaret must not fan out on top of that.
                 "DRIFTLOOP_N_JOBS": "1",
-                # The HTML data profile is covered by the embedded end-to-end test; here it only costs minutes.
+                # The HTML data profile is covered by the embedded end-to-end test; here it only costs
+                # minutes.
                 "DRIFTLOOP_PROFILE_MAX_ROWS": "0",
                 # Runs come from the test (and from assets and the sensor), never from a clock.
                 "DRIFTLOOP_DATA_SCHEDULE": "none",
@@ -289,7 +294,8 @@ class Stack:
                 "MLFLOW_TRACKING_URI": self.mlflow_url,
                 "MLFLOW_TRACKING_USERNAME": self.mlflow_admin_user,
                 "MLFLOW_TRACKING_PASSWORD": self.mlflow_admin_password,
-                # Fail fast inside a task when MLflow is down, so Airflow's own retry (with backoff) takes over.
+                # Fail fast inside a task when MLflow is down, so Airflow's own retry (with backoff) takes
+                # over.
                 "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
@@ -319,7 +325,8 @@ class Stack:
     def run(
         self, name: str, argv: list[str], timeout_s: float = 600, env: dict[str, str] | None = None
     ) -> str:
-        """Run a one-shot command (like the compose ``airflow-init`` job); raise with its output on failure."""
+        """Run a one-shot command (like the compose ``airflow-init`` job); raise with its output on
+        failure."""
         out = subprocess.run(
             argv, env=env or self.base_env(), cwd=self.root, capture_output=True, text=True, timeout=timeout_s
         )
@@ -337,7 +344,8 @@ class Stack:
 
     # ---------------------------------------------------------------- backing services
     def create_databases(self) -> None:
-        """Create the dedicated databases and the audit roles (the compose stack's ``deploy/postgres-init.sh``)."""
+        """Create the dedicated databases and the audit roles (the compose stack's
+        ``deploy/postgres-init.sh``)."""
         for name in (self.airflow_db, self.mlflow_db, self.mlflow_auth_db, self.serving_db):
             _pg_admin(f'CREATE DATABASE "{name}"')
             self.databases.append(name)
@@ -428,7 +436,8 @@ class Stack:
 
     # ---------------------------------------------------------------- Airflow
     def init_airflow(self) -> None:
-        """The compose ``airflow-init`` job: migrate the metadata DB, create the admin and the audit schema."""
+        """The compose ``airflow-init`` job: migrate the metadata DB, create the admin and the audit
+        schema."""
         self.run(
             "audit-init",
             [str(VENV_BIN / "driftloop"), "audit-init", "--writer-role", self.audit_writer],
@@ -439,9 +448,11 @@ class Stack:
             "airflow-users-create",
             [
                 str(VENV_BIN / "airflow"), "users", "create", "--role", "Admin",
-                # --opt=value: a generated password may start with "-", which argparse would read as an option.
+                # --opt=value: a generated password may start with "-", which argparse would read as an
+                # option.
                 f"--username={self.admin_user}", f"--password={self.admin_password}",
-                "--email", f"{self.admin_user}@driftloop.invalid", "--firstname", "Driftloop", "--lastname", "Ops",
+                "--email", f"{self.admin_user}@driftloop.invalid",
+                "--firstname", "Driftloop", "--lastname", "Ops",
             ],
         )  # fmt: skip
 
@@ -548,10 +559,11 @@ class Stack:
     # ---------------------------------------------------------------- REST API
     @property
     def airflow(self) -> Any:
-        """The shared REST client (``driftloop_ops.airflow_api``), logged in as the admin from the environment.
+        """The shared REST client (``driftloop_ops.airflow_api``), logged in as the admin from the
+        environment.
 
-        Every wait also checks that the long-running components are still alive, so a crashed scheduler fails the
-        wait at once with its log instead of a timeout.
+        Every wait also checks that the long-running components are still alive, so a crashed scheduler fails
+        the wait at once with its log instead of a timeout.
         """
         from driftloop_ops.airflow_api import AirflowClient
 
@@ -569,13 +581,16 @@ class Stack:
         text = self.airflow.describe_run(dag_id, run_id)
         if "trained none of the models" in text:
             text += (
-                "\nHINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's wurlitzer "
-                "redirect fails; wrap the PyCaret calls in driftloop.training.pycaret_env.usable_std_streams()"
+                "\nHINT: on Celery workers sys.__stdout__ is closed in the task process and PyCaret's "
+                "wurlitzer "
+                "redirect fails; wrap the PyCaret calls in "
+                "driftloop.training.pycaret_env.usable_std_streams()"
             )
         return text
 
     def driftloop_cli(self, *args: str) -> str:
-        """``driftloop <args>`` with the stack's environment (same home, dataset and MLflow as the workers)."""
+        """``driftloop <args>`` with the stack's environment (same home, dataset and MLflow as the
+        workers)."""
         return self.run(
             "driftloop-" + "-".join(args[:2]), [str(VENV_BIN / "driftloop"), *args], timeout_s=300
         )
@@ -600,7 +615,8 @@ class Stack:
             hint = ""
             if "celery.backends.database" in out.stderr:
                 hint = (
-                    " -- apache-airflow-providers-celery imports celery.backends.database.retry, which celery 5.7 "
+                    " -- apache-airflow-providers-celery imports celery.backends.database.retry, which "
+                    "celery 5.7 "
                     "removed; pin celery[redis]==5.6.3 (see docs/production.md)"
                 )
             raise StackError(f"CeleryExecutor is not importable: {last}{hint}")

@@ -1,4 +1,5 @@
-"""The audit log on PostgreSQL: append-only by the database itself (a trigger) and by rights (an insert-only role).
+"""The audit log on PostgreSQL: append-only by the database itself (a trigger) and by rights (an insert-only
+role).
 
 Needs only this machine's PostgreSQL; skips locally without it and fails under CI=true (see conftest).
 """

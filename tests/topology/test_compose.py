@@ -1,10 +1,11 @@
-"""Structural checks of docker-compose.yaml, the Dockerfile, .env.example and deploy/ (no Docker engine needed).
+"""Structural checks of docker-compose.yaml, the Dockerfile, .env.example and deploy/ (no Docker engine
+needed).
 
-What an engine would only tell us at ``docker compose up`` time is checked here: every service of the production
-topology exists, long-running ones have health checks, ``depends_on`` conditions point at services that can
-satisfy them, builds and scripts resolve to files in the repo, ports are published on localhost only, every
-variable is documented in .env.example, secrets are required (``${VAR:?msg}``) and never defaulted, the Airflow
-config keys exist in this Airflow version, and the environment matches the names the package reads.
+What an engine would only tell us at ``docker compose up`` time is checked here: every service of the
+production topology exists, long-running ones have health checks, ``depends_on`` conditions point at services
+that can satisfy them, builds and scripts resolve to files in the repo, ports are published on localhost only,
+every variable is documented in .env.example, secrets are required (``${VAR:?msg}``) and never defaulted, the
+Airflow config keys exist in this Airflow version, and the environment matches the names the package reads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from tests.constants import REQUIRED_SECRETS
+
 pytestmark = [pytest.mark.topology]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,26 +41,6 @@ AIRFLOW_SERVICES = (
 )
 SERVICES = ("postgres", "redis", "mlflow", *AIRFLOW_SERVICES, "serving")
 ONE_SHOT = {"airflow-init"}
-REQUIRED_SECRETS = {
-    "POSTGRES_PASSWORD",
-    "AIRFLOW_DB_PASSWORD",
-    "MLFLOW_DB_PASSWORD",
-    "REDIS_PASSWORD",
-    "AUDIT_OWNER_PASSWORD",
-    "AUDIT_DB_PASSWORD",
-    "PREDICTION_LOG_DB_PASSWORD",
-    "DRIFTLOOP_SERVE_ADMIN_TOKEN",
-    "AIRFLOW_FERNET_KEY",
-    "AIRFLOW_JWT_SECRET",
-    "AIRFLOW_API_SECRET_KEY",
-    "AIRFLOW_ADMIN_USERNAME",
-    "AIRFLOW_ADMIN_PASSWORD",
-    "AIRFLOW_ADMIN_EMAIL",
-    "MLFLOW_ADMIN_USERNAME",
-    "MLFLOW_ADMIN_PASSWORD",
-    "MLFLOW_FLASK_SERVER_SECRET_KEY",
-    "DRIFTLOOP_PII_SALT",
-}
 SECRET_NAME = re.compile(r"(PASSWORD|SECRET|FERNET|_KEY$|SALT|TOKEN)")
 VAR_REF = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}")
 
@@ -406,7 +389,8 @@ def test_airflow_config_keys_exist_in_this_airflow_version(services, tmp_path):
 
 
 def test_environment_matches_the_package_settings(services):
-    """The worker environment, read by driftloop's own Settings, points at the mlflow service and shared state."""
+    """The worker environment, read by driftloop's own Settings, points at the mlflow service and shared
+    state."""
     from driftloop.core.config import load_dataset_config
     from driftloop.core.settings import Settings
 
@@ -578,7 +562,8 @@ def test_docker_compose_config_accepts_a_full_env_and_refuses_a_missing_secret(t
     cli = _compose_cli()
     if cli is None:
         pytest.skip(
-            "`docker compose` (the Compose plugin) is not installed here, so `docker compose config` cannot run; "
+            "`docker compose` (the Compose plugin) is not installed here, so `docker compose config` cannot "
+            "run; "
             "the structural tests above cover the same ground without it"
         )
     full = tmp_path / "full.env"

@@ -1,8 +1,10 @@
-"""The docker-compose topology, natively: Postgres + Redis + CeleryExecutor (two workers) + MLflow with basic auth.
+"""The docker-compose topology, natively: Postgres + Redis + CeleryExecutor (two workers) + MLflow with basic
+auth.
 
 The closed loop runs through the real scheduler: the test only drops files in the landing zone and triggers
 ``data_pipeline`` and ``drift_sensor`` through the REST API; assets start training, inference and monitoring,
-and the sensor starts the retrain. Then two faults on the same stack: a Celery worker killed with SIGKILL in the
+and the sensor starts the retrain. Then two faults on the same stack: a Celery worker killed with SIGKILL in
+    the
 middle of a training task, and the MLflow server stopped while a training task runs.
 """
 
@@ -223,7 +225,8 @@ def test_tasks_of_one_run_are_spread_over_both_workers(loop, stack):
 
 
 def _assert_registry_consistent(mlflow, model_name):
-    """No half-registered champion: champion and challenger point at READY versions, champion passed the gate."""
+    """No half-registered champion: champion and challenger point at READY versions, champion passed the
+    gate."""
     versions = mlflow.search_model_versions(f"name = '{model_name}'")
     assert versions
     assert all(v.status == "READY" for v in versions), [(v.version, v.status) for v in versions]

@@ -1,4 +1,5 @@
-"""Fixtures of the monitoring and sensor tests: a unique dataset name, a small fitted scorer, a fake champion."""
+"""Fixtures of the monitoring and sensor tests: a unique dataset name, a small fitted scorer, a fake
+champion."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import write_snapshot
+from tests.constants import FAST_OVERRIDES as SHARED_FAST_OVERRIDES
 from tests.fakes import fit_scorer, register_champion
 
 
@@ -32,7 +34,11 @@ def champion(cfg, telco_frame, scorer):
     return register_champion(cfg, telco_frame, scorer)
 
 
-FAST_OVERRIDES = {"training": {"models": ["lr"], "folds": 2, "tune_iter": 0, "reference_rows": 500}}
+# The shared fast overrides, with a smaller drift reference for the unit fixtures.
+FAST_OVERRIDES = {
+    **SHARED_FAST_OVERRIDES,
+    "training": {**SHARED_FAST_OVERRIDES["training"], "reference_rows": 500},
+}
 SNAPSHOT_ROWS = 1500
 TINY_ROWS = 40
 
@@ -78,8 +84,8 @@ def models(tmp_path_factory, mlflow_uri, telco_frame):
 def fresh_registry(models, *trained: dict, **gates):
     """A new registered model holding copies of ``trained`` results as versions 1, 2, ...; returns its config.
 
-    Only the floors and the head-to-head comparison are on unless ``gates`` turns more on: the 40-customer model's
-    holdout has a dozen rows, on which fairness gaps and behavioural tests mean nothing.
+    Only the floors and the head-to-head comparison are on unless ``gates`` turns more on: the 40-customer
+    model's holdout has a dozen rows, on which fairness gaps and behavioural tests mean nothing.
     """
     client = models.client
     name = f"{models.cfg.registered_model_name}-{uuid.uuid4().hex[:6]}"

@@ -286,6 +286,32 @@ def test_profile_past_its_time_budget_keeps_the_summary(telco_cfg, telco_frame, 
     assert result["timed_out"] is True and result["profile_path"] is None
     summary = json.loads(open(result["summary_path"]).read())
     assert summary["html_timed_out"] is True and summary["rows"] == 200
+    assert not list((state.reports_dir / "profiles").glob("*.html")), "a stopped render leaves no HTML"
+
+
+def test_profile_time_limit_leaves_the_callers_alarm_alone(telco_cfg, telco_frame, state, monkeypatch):
+    import signal
+
+    from driftloop.data import profiling
+
+    fired = []
+
+    def on_alarm(signum, frame):
+        fired.append(signum)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 600)
+        for timeout_s in ("0.01", "300"):  # stopped by its limit, and finished within it
+            monkeypatch.setenv("DRIFTLOOP_PROFILE_TIMEOUT_S", timeout_s)
+            profiling.profile_snapshot(telco_cfg, "ef" * 32, frame=telco_frame.iloc[:50])
+            remaining_s, _ = signal.getitimer(signal.ITIMER_REAL)
+            assert 0 < remaining_s <= 600, f"the caller's alarm was cancelled (timeout {timeout_s} s)"
+            assert signal.getsignal(signal.SIGALRM) is on_alarm, "the caller's SIGALRM handler was replaced"
+        assert fired == []
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_fixed_file_under_the_same_name_keeps_the_earlier_quarantine(telco_cfg, telco_frame, state):

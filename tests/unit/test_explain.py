@@ -1,4 +1,5 @@
-"""Explanations: exact explainers per family, attributions in original feature names, per-prediction reasons."""
+"""Explanations: exact explainers per family, attributions in original feature names, per-prediction
+reasons."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""Governance: evidence on every version, the gate's checks and policies, model cards, the audit log, rollback.
+"""Governance: evidence on every version, the gate's checks and policies, model cards, the audit log,
+rollback.
 
-Built on the module's models of known order (see tests/unit/conftest.py ``models``): ``good`` (logistic regression),
-``weak`` (unpruned tree), ``shuffled`` (no signal) and ``tiny`` (40 customers).
+Built on the module's models of known order (see tests/unit/conftest.py ``models``): ``good`` (logistic
+regression), ``weak`` (unpruned tree), ``shuffled`` (no signal) and ``tiny`` (40 customers).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def test_a_failing_behavioural_test_blocks_promotion(models, tmp_path):
         "rows: 100\ncases:\n"
         "  - {name: contract must not matter, kind: invariance, feature: contract, set: Two year,"
         " max_score_change: 0.001}\n"
-        "  - {name: gender does not matter, kind: invariance, feature: female, swap: [0, 1], max_score_change: 0.2}\n"
+        "  - {name: gender does not matter, kind: invariance, feature: female, swap: [0, 1], "
+        "max_score_change: 0.2}\n"
     )
     base = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     promote_model(base, "1")

@@ -1,4 +1,5 @@
-"""Inference: the champion resolved at run time, chunked scoring that matches one-shot scoring, idempotency."""
+"""Inference: the champion resolved at run time, chunked scoring that matches one-shot scoring,
+idempotency."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def _register(cfg, frame, flip: bool = False, threshold: float = 0.5) -> str:
     y = (frame[cfg.target] == cfg.positive_label).astype(int)
     model = Pipeline([("pre", pre), ("clf", make_pipeline(LogisticRegression(max_iter=300)))])
     model.fit(frame[cfg.features], 1 - y if flip else y)
-    # The fluent calls use the settings' tracking URI, as training does (another test may have left a global one).
+    # The fluent calls use the settings' tracking URI, as training does (another test may have left a global
+    # one).
     with mlflow_scope(), mlflow.start_run(experiment_id=experiment_id), tempfile.TemporaryDirectory() as tmp:
         info = mlflow.sklearn.log_model(
             model,

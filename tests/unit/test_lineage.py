@@ -29,7 +29,8 @@ def cfg(mlflow_uri, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(cfg, telco_frame):
-    """Two batches (one with a quarantined row), a snapshot, a data run, and a registered model trained on it."""
+    """Two batches (one with a quarantined row), a snapshot, a data run, and a registered model trained on
+    it."""
     import mlflow
     from sklearn.linear_model import LogisticRegression
 

@@ -1,8 +1,8 @@
 """Monitoring against a SQLite MLflow, with the training and inference stages faked (see ``tests/fakes.py``).
 
-The fakes write exactly what those stages publish, with the names from :mod:`driftloop.core.bus`: a training run with
-the drift reference and holdout metrics registered as the ``champion`` version, and per batch an accepted batch
-parquet, a predictions parquet and a FINISHED inference run with the lineage tags.
+The fakes write exactly what those stages publish, with the names from :mod:`driftloop.core.bus`: a training
+run with the drift reference and holdout metrics registered as the ``champion`` version, and per batch an
+accepted batch parquet, a predictions parquet and a FINISHED inference run with the lineage tags.
 """
 
 from __future__ import annotations

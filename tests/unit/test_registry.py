@@ -1,9 +1,10 @@
 """Promotion gate and alias resolution against a SQLite MLflow registry.
 
-The module trains real (fast) models once, whose order is known without asking the gate: a logistic regression on
-1,500 customers (AUC ~0.84); an unpruned decision tree on the same snapshot (AUC ~0.65, same holdout); the same
-logistic regression on that snapshot with its labels shuffled (no signal: AUC ~0.5); and one trained on 40
-customers only. Each test registers copies of them under its own fresh model name, so tests never share aliases.
+The module trains real (fast) models once, whose order is known without asking the gate: a logistic regression
+on 1,500 customers (AUC ~0.84); an unpruned decision tree on the same snapshot (AUC ~0.65, same holdout); the
+same logistic regression on that snapshot with its labels shuffled (no signal: AUC ~0.5); and one trained on
+40 customers only. Each test registers copies of them under its own fresh model name, so tests never share
+aliases.
 """
 
 from __future__ import annotations

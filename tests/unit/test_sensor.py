@@ -1,4 +1,5 @@
-"""The drift sensor's decision (a pure read) and its bookkeeping (firing, covering, cooldown), against SQLite MLflow.
+"""The drift sensor's decision (a pure read) and its bookkeeping (firing, covering, cooldown), against SQLite
+MLflow.
 
 Monitoring runs are produced by the real monitoring stage on batches faked with ``tests/fakes.py``.
 """
@@ -100,7 +101,8 @@ def test_cooldown_holds_back_a_second_episode_and_lets_a_later_one_fire(cfg, tel
     assert tags[bus.SENSOR_SUPPRESSED_TAG] == bus.SUPPRESSED_COOLDOWN
     assert suppress_cooldown_runs(cfg) == []  # nothing left to label
 
-    # The cooldown ends (the firing is now an episode ago): a new crossing result fires, the held one does not.
+    # The cooldown ends (the firing is now an episode ago): a new crossing result fires, the held one does
+    # not.
     long_ago = int(time.time()) - cfg.monitoring.cooldown_s - 5
     client.set_tag(first["monitoring_run_id"], bus.SENSOR_FIRED_AT_TAG, str(long_ago))
     score_batch(cfg, drifted, "e3", version, train_run_id, scorer)

@@ -1,1 +1,2 @@
-"""Core: the bus, settings, dataset configs, state folders, MLflow tracking and registry access, task types. Imports no stage."""
+"""Core: the bus, settings, dataset configs, state folders, MLflow tracking and registry access, task types.
+Imports no stage."""

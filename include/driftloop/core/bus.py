@@ -1,12 +1,13 @@
 """The bus: every name the stages use to find each other's results, defined once.
 
-The DAGs never pull each other's XCom. They meet in MLflow (experiments, run tags, metrics, artifacts, the model
-registry and its aliases), in manifests under ``DRIFTLOOP_HOME`` and in Airflow assets. Every experiment name,
-tag key, metric key, artifact path, manifest field, run-id format and asset URI lives here; writers, readers,
-DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real writer.
+The DAGs never pull each other's XCom. They meet in MLflow (experiments, run tags, metrics, artifacts, the
+model registry and its aliases), in manifests under ``DRIFTLOOP_HOME`` and in Airflow assets. Every experiment
+name, tag key, metric key, artifact path, manifest field, run-id format and asset URI lives here; writers,
+readers, DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real
+writer.
 
-``docs/architecture.md`` carries the table printed by ``python -m driftloop.core.bus_reference``; a test keeps the two
-equal.
+``docs/architecture.md`` carries the table printed by ``python -m driftloop.core.bus_reference``; a test keeps
+the two equal.
 This module imports only the standard library: DAG files may import it at parse time.
 """
 
@@ -17,7 +18,7 @@ from typing import TypedDict
 
 PREFIX = "driftloop."
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Experiments and registry
 
 STAGES = ("data", "training", "inference", "monitoring", "serving")
@@ -46,7 +47,7 @@ def model_alias_uri(model_name: str, alias: str) -> str:
     return f"models:/{model_name}@{alias}"
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Run tags. Key tags identify a unit of work: a rerun with the same key lands in the same run.
 
 SNAPSHOT_HASH_TAG = PREFIX + "snapshot_hash"  # key of data runs; key (with trigger id) of training runs
@@ -147,7 +148,7 @@ VERSION_LINEAGE_TAGS = (
     THRESHOLD_FALLBACK_TAG,
 )
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Metrics
 
 # Holdout metrics of every task (driftloop.core.task_types.METRICS says which task logs which).
@@ -246,7 +247,8 @@ def drift_score_metric(column: str) -> str:
 
 
 def class_share_metric(label: object) -> str:
-    """Share of one class: among a snapshot's labels, or an inference run's predictions: ``class_share.<label>``."""
+    """Share of one class: among a snapshot's labels, or an inference run's predictions:
+    ``class_share.<label>``."""
     return f"class_share.{metric_safe(label)}"
 
 
@@ -260,7 +262,7 @@ def holdout_version_tag(metric: str) -> str:
     return PREFIX + metric
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Artifacts (paths inside a run's artifact root)
 
 LEADERBOARD_ARTIFACT = "leaderboard.csv"
@@ -284,7 +286,7 @@ GATE_REPORT_ARTIFACT = "gate/gate_report.json"
 MODEL_CARD_MD_ARTIFACT = "model_card/model_card.md"
 MODEL_CARD_JSON_ARTIFACT = "model_card/model_card.json"
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Predictions partitions (``predictions/<batch_id>.parquet``): the entity id column, then these.
 
 SCORE_COLUMN = "score"
@@ -297,13 +299,14 @@ EXPLAIN_METHOD_TAG = PREFIX + "explain_method"  # on inference runs: how the rea
 
 
 def reason_column(rank: int, part: str) -> str:
-    """Column of the ``rank``-th strongest reason of a prediction: ``reason_<rank>_<feature|value|contribution>``."""
+    """Column of the ``rank``-th strongest reason of a prediction:
+    ``reason_<rank>_<feature|value|contribution>``."""
     if part not in REASON_PARTS:
         raise ValueError(f"unknown reason part {part!r} (known: {list(REASON_PARTS)})")
     return f"reason_{rank}_{part}"
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Manifests under DRIFTLOOP_HOME: written last, so a manifest marks its partition as complete.
 
 
@@ -344,7 +347,7 @@ class SnapshotManifest(TypedDict):
     unlabelled_rows_excluded: int  # accepted rows left out because their label is null
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Run ids, run names and assets
 
 ASSET_KINDS = {"snapshot": "training-snapshot", "batches": "scoring-batches", "predictions": "predictions"}
@@ -387,7 +390,7 @@ def monitoring_run_name(batch_id: str) -> str:
     return f"drift-{batch_id}"
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Airflow DAG ids: each DAG file builds its DAG once per dataset config (driftloop_airflow.factory).
 
 DATA_PIPELINE, TRAINING_PIPELINE, INFERENCE_PIPELINE, MONITORING_PIPELINE = (
@@ -434,10 +437,11 @@ def split_dag_id(value: str) -> tuple[str, str]:
     return dataset, dag_name
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Serving: online scoring (driftloop.serving), served windows exported to monitoring, A/B evaluation runs.
 
-# Inference runs written by driftloop.serving.online.export for one window of served traffic (one model version each).
+# Inference runs written by driftloop.serving.online.export for one window of served traffic (one model
+# version each).
 SERVED_WINDOW_TAG = PREFIX + "served_window"  # window start, ISO 8601 UTC; absent on batch-scored runs
 SERVED_BATCH_PREFIX = "served__"
 
@@ -483,7 +487,8 @@ def ab_experiment_id(champion_version: str | int, challenger_version: str | int 
 
 
 def served_batch_id(window_start: str, model_version: str | int) -> str:
-    """Batch id of one window of served traffic of one model version: ``served__<yyyymmddThhmmssZ>__v<version>``."""
+    """Batch id of one window of served traffic of one model version:
+    ``served__<yyyymmddThhmmssZ>__v<version>``."""
     return f"{SERVED_BATCH_PREFIX}{window_start}__v{model_version}"
 
 

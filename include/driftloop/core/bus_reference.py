@@ -1,8 +1,8 @@
 """The bus reference: Markdown tables of every tag, artifact and metric name in :mod:`driftloop.core.bus`.
 
-``python -m driftloop.core.bus_reference`` prints them; ``python -m driftloop.core.bus_reference docs/architecture.md``
-rewrites that document's section between ``<!-- bus:begin -->`` and ``<!-- bus:end -->``. A test keeps the
-document equal to the module.
+``python -m driftloop.core.bus_reference`` prints them;
+``python -m driftloop.core.bus_reference docs/architecture.md`` rewrites that document's section between
+``<!-- bus:begin -->`` and ``<!-- bus:end -->``. A test keeps the document equal to the module.
 """
 
 from __future__ import annotations
@@ -206,7 +206,8 @@ def reference_markdown() -> str:
 
 
 def write_reference(doc_path: str) -> bool:
-    """Replace the ``<!-- bus:begin -->`` … ``<!-- bus:end -->`` section of ``doc_path``; True when it changed."""
+    """Replace the ``<!-- bus:begin -->`` … ``<!-- bus:end -->`` section of ``doc_path``; True when it
+    changed."""
     from pathlib import Path
 
     path = Path(doc_path)
@@ -218,7 +219,8 @@ def write_reference(doc_path: str) -> bool:
 
 
 if __name__ == "__main__":
-    # python -m driftloop.core.bus_reference [docs/architecture.md]: print the table, or rewrite that document's section.
+    # python -m driftloop.core.bus_reference [docs/architecture.md]: print the table, or rewrite that
+    # document's section.
     if len(sys.argv) > 1:
         print("updated" if write_reference(sys.argv[1]) else "up to date")
     else:

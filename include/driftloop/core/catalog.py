@@ -1,16 +1,20 @@
 """The dataset catalog: which dataset configs one deployment serves, each usable or refused with a reason.
 
-The Airflow DAG factory (``driftloop_airflow.factory``) reads it when a DAG file is parsed, so it stays cheap and
-pure: PyYAML (its C loader when present) and the package's config validation, no I/O beyond reading the configs.
-``DRIFTLOOP_CONFIG_OVERRIDES`` is not applied here; it is applied when a task loads its config, so a bad override
-fails tasks, not parsing.
+The Airflow DAG factory (``driftloop_airflow.factory``) reads it when a DAG file is parsed, so it stays cheap
+and
+pure: PyYAML (its C loader when present) and the package's config validation, no I/O beyond reading the
+    configs.
+``DRIFTLOOP_CONFIG_OVERRIDES`` is not applied here; it is applied when a task loads its config, so a bad
+override fails tasks, not parsing.
 
-A dataset config is ``<config_dir>/<name>.yaml``. Files named ``<name>.<kind>.yaml`` are companions of a config
-(``telco_churn.contract.yaml``, ``telco_churn.behaviour.yaml``), and so is any file a config names as its
-``contract.path`` or ``gates.behaviour``. A config is refused, with a message naming its file and the key, when:
+A dataset config is ``<config_dir>/<name>.yaml``. Files named ``<name>.<kind>.yaml`` are companions of a
+config (``telco_churn.contract.yaml``, ``telco_churn.behaviour.yaml``), and so is any file a config names as
+its ``contract.path`` or ``gates.behaviour``. A config is refused, with a message naming its file and the key,
+when:
 
 * it does not parse or validate (:func:`driftloop.core.config.parse_dataset_config`);
-* its ``name`` differs from its file name: DAG ids, ``--dataset`` and ``load_dataset_config`` find a dataset by
+* its ``name`` differs from its file name: DAG ids, ``--dataset`` and ``load_dataset_config`` find a dataset
+by
   its file name, while MLflow experiments and the state folder use ``name``, so the two must agree;
 * its file name is not a dataset name (letters, digits, ``_`` and ``-``; it becomes part of DAG ids and URIs);
 * another config registers the same model (``model_name``, or the default derived from ``name``) or keeps its
@@ -163,10 +167,12 @@ def _refuse_clashes(entries: list[CatalogEntry], settings: Settings) -> list[Cat
         if len(group) < 2:
             continue
         files = ", ".join(str(e.path) for e in group)
+        first = group[0].config
+        assert first is not None  # only entries with a config were grouped
         what = (
-            f"register the same model {group[0].config.registered_model_name!r}"
+            f"register the same model {first.registered_model_name!r}"
             if key == "model_name"
-            else f"keep state in the same folder {StatePaths.for_dataset(group[0].config, settings).root}"
+            else f"keep state in the same folder {StatePaths.for_dataset(first, settings).root}"
         )
         for entry in group:
             clashes[entry.path].append(f"{entry.path}: {key}: {files} {what}; each dataset needs its own")

@@ -1,4 +1,5 @@
-"""Pieces shared by every module's sub-commands of the ``driftloop`` command line (see :mod:`driftloop.cli`)."""
+"""Pieces shared by every module's sub-commands of the ``driftloop`` command line (see
+:mod:`driftloop.cli`)."""
 
 from __future__ import annotations
 

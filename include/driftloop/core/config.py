@@ -1,8 +1,8 @@
 """Dataset configs: one YAML file per dataset, validated into :class:`DatasetConfig`.
 
-Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at parse time (it needs
-only the standard library and PyYAML). Process settings are :mod:`driftloop.core.settings`; the state layout is
-:mod:`driftloop.core.state`.
+Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at parse time (it
+needs only the standard library and PyYAML). Process settings are :mod:`driftloop.core.settings`; the state
+layout is :mod:`driftloop.core.state`.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Online serving defaults (routing, export of served traffic) and the A/B evaluation (``docs/serving.md``).
+    """Online serving defaults (routing, export of served traffic) and the A/B evaluation
+    (``docs/serving.md``).
 
     Routing can be changed at run time through the service's admin endpoint; these are its start values.
     """
@@ -215,7 +216,8 @@ def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
 
 
 def _with_task_defaults(cfg: DatasetConfig) -> DatasetConfig:
-    """Fill the gate's primary metric and PyCaret's sort metric from the task when the config leaves them out."""
+    """Fill the gate's primary metric and PyCaret's sort metric from the task when the config leaves them
+    out."""
     from dataclasses import replace
 
     from driftloop.core.task_types import DEFAULT_PRIMARY, DEFAULT_SORT

@@ -1,8 +1,8 @@
 """One error taxonomy: verdicts (retrying cannot change them) versus faults (a retry may help).
 
-A :class:`Verdict` is a decision about the data, the model or the configuration: a quarantined batch, a model below
-the gate's floors, no champion to score with, no labelled data, a missing snapshot, a malformed config. Rerunning
-the same task on the same inputs gives the same verdict, so orchestrators fail such tasks at once
+A :class:`Verdict` is a decision about the data, the model or the configuration: a quarantined batch, a model
+below the gate's floors, no champion to score with, no labelled data, a missing snapshot, a malformed config.
+Rerunning the same task on the same inputs gives the same verdict, so orchestrators fail such tasks at once
 (``driftloop_airflow.fail_fast`` turns them into ``AirflowFailException``). Everything else (a tracking server
 that does not answer, a full disk) is a fault and is retried with backoff.
 """
@@ -19,7 +19,8 @@ class Verdict(DriftloopError):
 
 
 class ConfigError(Verdict, ValueError):
-    """A dataset config, a contract or a setting is missing or malformed; the message names the file/variable."""
+    """A dataset config, a contract or a setting is missing or malformed; the message names the
+    file/variable."""
 
 
 class BatchQuarantined(Verdict):
@@ -27,7 +28,8 @@ class BatchQuarantined(Verdict):
 
 
 class GateRejected(Verdict):
-    """A candidate model failed the promotion gate and nothing serves; the message names each check's numbers."""
+    """A candidate model failed the promotion gate and nothing serves; the message names each check's
+    numbers."""
 
 
 class NoChampionError(Verdict):

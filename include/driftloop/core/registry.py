@@ -1,9 +1,9 @@
 """Model registry: resolve aliases, load models, register challengers, move aliases.
 
-Aliases are set here and nowhere else (the gate and every other promotion go through :mod:`driftloop.governance.promotion`,
-which calls :func:`move_alias` under the audit log's lock). Models are pickles (cloudpickle) and unpickling runs code, so models are
-loaded only from our own MLflow registry: that registry is the trust boundary. Never point :func:`load_model` at a
-URI from outside it.
+Aliases are set here and nowhere else (the gate and every other promotion go through
+:mod:`driftloop.governance.promotion`, which calls :func:`move_alias` under the audit log's lock). Models are
+pickles (cloudpickle) and unpickling runs code, so models are loaded only from our own MLflow registry: that
+registry is the trust boundary. Never point :func:`load_model` at a URI from outside it.
 """
 
 from __future__ import annotations
@@ -93,7 +93,8 @@ def register_challenger(client: Any, cfg: DatasetConfig, version: str, run: Any)
 
 
 def move_alias(cfg: DatasetConfig, alias: str, version: str, settings: Settings | None = None) -> None:
-    """Point ``alias`` of ``cfg``'s model at ``version`` (callers: the gate and :mod:`driftloop.governance.promotion`)."""
+    """Point ``alias`` of ``cfg``'s model at ``version`` (callers: the gate and
+    :mod:`driftloop.governance.promotion`)."""
     get_client(settings).set_registered_model_alias(cfg.registered_model_name, alias, str(version))
 
 

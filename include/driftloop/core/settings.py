@@ -1,7 +1,7 @@
 """Process settings: the only reader of environment variables in Driftloop.
 
-Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files may
-import this module at parse time; it needs only the standard library.
+Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files
+may import this module at parse time; it needs only the standard library.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ class Settings:
     """Process settings: the only reader of environment variables in Driftloop.
 
     Reading them changes nothing (no folder is created, no MLflow URI is set). The JSON in
-    ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is loaded,
-    so a malformed value fails the tasks that load a config, with a message naming the variable, instead of the
-    import of every DAG file.
+    ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is
+    loaded, so a malformed value fails the tasks that load a config, with a message naming the variable,
+    instead of the import of every DAG file.
 
     Attributes:
         home_dir: Root of all Driftloop state (``DRIFTLOOP_HOME``).
@@ -88,22 +88,26 @@ class Settings:
         mlflow_port: Embedded MLflow port (``DRIFTLOOP_MLFLOW_PORT``).
         airflow_port: Embedded Airflow port (``DRIFTLOOP_AIRFLOW_PORT``).
         worker_name: Name a Celery worker reports (``DRIFTLOOP_WORKER_NAME``).
-        audit_db_uri: SQLAlchemy URL of the champion audit log (``DRIFTLOOP_AUDIT_DB_URI``); empty means SQLite
-            under ``home_dir``.
+        audit_db_uri: SQLAlchemy URL of the champion audit log (``DRIFTLOOP_AUDIT_DB_URI``); empty means
+            SQLite under ``home_dir``.
         audit_owner_db_uri: The audit table owner's URL, used once to create the schema
             (``DRIFTLOOP_AUDIT_OWNER_DB_URI``; ``driftloop audit-init``).
         serve_host: Address ``driftloop serve`` binds (``DRIFTLOOP_SERVE_HOST``).
         serve_port: Port of ``driftloop serve`` (``DRIFTLOOP_SERVE_PORT``).
-        serve_admin_token: Bearer token of the admin endpoints; empty disables them (``DRIFTLOOP_SERVE_ADMIN_TOKEN``).
-        serve_max_body_bytes: Largest request body, checked before it is read (``DRIFTLOOP_SERVE_MAX_BODY_BYTES``).
+        serve_admin_token: Bearer token of the admin endpoints; empty disables them
+            (``DRIFTLOOP_SERVE_ADMIN_TOKEN``).
+        serve_max_body_bytes: Largest request body, checked before it is read
+            (``DRIFTLOOP_SERVE_MAX_BODY_BYTES``).
         serve_max_request_rows: Most rows one request may carry (``DRIFTLOOP_SERVE_MAX_REQUEST_ROWS``).
-        serve_max_batch_rows: Most rows one predict call takes from the queue (``DRIFTLOOP_SERVE_MAX_BATCH_ROWS``).
-        serve_latency_budget_ms: Projected wait above which a request gets 503 (``DRIFTLOOP_SERVE_LATENCY_BUDGET_MS``).
+        serve_max_batch_rows: Most rows one predict call takes from the queue
+            (``DRIFTLOOP_SERVE_MAX_BATCH_ROWS``).
+        serve_latency_budget_ms: Projected wait above which a request gets 503
+            (``DRIFTLOOP_SERVE_LATENCY_BUDGET_MS``).
         serve_queue_max: Most requests waiting for a worker (``DRIFTLOOP_SERVE_QUEUE_MAX``).
         serve_workers: Inference processes; 0 for one per core (``DRIFTLOOP_SERVE_WORKERS``).
         serve_poll_s: How often the registry is polled for alias moves (``DRIFTLOOP_SERVE_POLL_S``).
-        prediction_log_uri: Prediction log: empty for SQLite under the state folder, a ``sqlite:///`` path or a
-            ``postgresql://`` DSN (``DRIFTLOOP_PREDICTION_LOG_URI``).
+        prediction_log_uri: Prediction log: empty for SQLite under the state folder, a ``sqlite:///`` path or
+            a ``postgresql://`` DSN (``DRIFTLOOP_PREDICTION_LOG_URI``).
         prediction_log_queue_rows: Rows buffered for the log writer before overflow is counted and dropped
             (``DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS``).
         ab_schedule: ``ab_evaluation`` schedule, None for manual runs only (``DRIFTLOOP_AB_SCHEDULE``).

@@ -1,4 +1,5 @@
-"""Where one dataset's state lives under ``DRIFTLOOP_HOME``, and how locations travel between stages (URIs)."""
+"""Where one dataset's state lives under ``DRIFTLOOP_HOME``, and how locations travel between stages
+(URIs)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """File helpers for the state folder: atomic JSON manifests and parquet written under a temporary name.
 
-A partition becomes visible only when it is complete (write to a hidden temporary file, then rename), so a crash
-never leaves a half-written file where a reader would take it for a finished one.
+A partition becomes visible only when it is complete (write to a hidden temporary file, then rename), so a
+crash never leaves a half-written file where a reader would take it for a finished one.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,17 +21,50 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+def temp_path(path: Path) -> Path:
+    """Hidden temporary name beside ``path`` (``.<name>.<pid>.tmp``); ingestion and listings skip it."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextmanager
+def atomic_path(path: Path, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; it is renamed over ``path`` when the block ends.
+
+    The folder is created. If the block raises, the temporary file is removed and ``path`` is left as it was,
+    so a reader never sees a half-written file under the final name.
+
+    Args:
+        path: The final file.
+        fsync: Flush the temporary file to disk before the rename (for files another process picks up).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_bytes_atomic(path: Path, content: bytes, fsync: bool = False) -> None:
+    """Write ``content`` to ``path`` atomically (see :func:`atomic_path`)."""
+    with atomic_path(path, fsync=fsync) as tmp:
+        tmp.write_bytes(content)
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` as JSON atomically (temp file + rename), creating the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    write_bytes_atomic(path, text.encode())
 
 
 def read_json(path: Path) -> dict[str, Any]:
     """Parse a JSON file."""
-    return json.loads(Path(path).read_text())
+    payload: dict[str, Any] = json.loads(Path(path).read_text())
+    return payload
 
 
 def list_manifests(folder: Path) -> list[dict[str, Any]]:
@@ -51,11 +86,12 @@ def move_into(src: Path, dest_dir: Path) -> Path:
 
 
 class ParquetSink:
-    """Streams DataFrame chunks into one parquet file under a temporary name; ``commit`` renames it into place."""
+    """Streams DataFrame chunks into one parquet file under a temporary name; ``commit`` renames it into
+    place."""
 
     def __init__(self, path: Path, schema_for: Any) -> None:
         self.path = path
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = temp_path(path)
         self.schema_for = schema_for
         self.writer: Any = None
         self.rows = 0

@@ -1,14 +1,18 @@
 """What differs between binary classification, multiclass classification and regression, in one place.
 
-A model version carries a :class:`Decision` (task, class vocabulary, binary threshold), recorded as tags when it
-is trained and read back by everything that scores with it. Targets are encoded the same way for training, the gate
-and monitoring: binary targets to 1 for the positive label and 0 otherwise; multiclass targets to the index of the
-label in the version's class list; regression targets to floats. Predictions go back to the dataset's own labels.
+A model version carries a :class:`Decision` (task, class vocabulary, binary threshold), recorded as tags when
+it is trained and read back by everything that scores with it. Targets are encoded the same way for training,
+the gate and monitoring: binary targets to 1 for the positive label and 0 otherwise; multiclass targets to the
+    index of the
+label in the version's class list; regression targets to floats. Predictions go back to the dataset's own
+labels.
 
-* **Metrics** (holdout and live): binary AUC, F1, precision, recall, accuracy; multiclass macro-F1, one-vs-rest
+* **Metrics** (holdout and live): binary AUC, F1, precision, recall, accuracy; multiclass macro-F1,
+    one-vs-rest
   AUC, accuracy; regression RMSE, MAE, R2, MAPE. :data:`LOWER_IS_BETTER` names the metrics where smaller wins,
   so floors become ceilings and "beats the champion" means a smaller error.
-* **Outputs** of a model on rows (:meth:`Decision.predict`): the prediction in the dataset's labels (or the value),
+* **Outputs** of a model on rows (:meth:`Decision.predict`): the prediction in the dataset's labels (or the
+    value),
   the binary positive-class score, the multiclass per-class probabilities.
 """
 
@@ -70,12 +74,13 @@ def class_labels(cfg: Any, labels: Any) -> list[str]:
 class Decision:
     """How one model version turns model output into predictions: its task, class vocabulary and threshold.
 
-    Recorded with the version (:meth:`to_tags`) at training time and read back (:func:`read_decision`) by every
-    stage that scores with it, so batch inference, serving, the gate and monitoring decide alike.
+    Recorded with the version (:meth:`to_tags`) at training time and read back (:func:`read_decision`) by
+    every stage that scores with it, so batch inference, serving, the gate and monitoring decide alike.
 
     Attributes:
         task: ``binary``, ``multiclass`` or ``regression``.
-        classes: The dataset's labels in model-output order; binary ``(negative, positive)``; empty for regression.
+        classes: The dataset's labels in model-output order; binary ``(negative, positive)``; empty for
+            regression.
         threshold: Binary only: the positive-class probability at or above which a row is positive.
     """
 
@@ -84,7 +89,8 @@ class Decision:
     threshold: float = 0.5
 
     def encode(self, labels: Any) -> Any:
-        """Encoded truth: 1/0 for the positive class (binary), class indexes (multiclass), floats (regression).
+        """Encoded truth: 1/0 for the positive class (binary), class indexes (multiclass), floats
+        (regression).
 
         Multiclass labels outside :attr:`classes` become -1.
         """
@@ -105,8 +111,8 @@ class Decision:
 
         Returns:
             ``{bus.PREDICTION_COLUMN: labels or values, bus.SCORE_COLUMN: positive-class probability (binary),
-            top probability (multiclass) or the value (regression), bus.proba_column(label): per-class probability
-            (multiclass)}``.
+            top probability (multiclass) or the value (regression), bus.proba_column(label): per-class
+            probability (multiclass)}``.
         """
         import numpy as np
 
@@ -129,7 +135,8 @@ class Decision:
     def score(self, model: Any, features_df: Any) -> Any:
         """One number per row that explanations and behavioural tests follow.
 
-        Binary: the positive-class probability; regression: the predicted value; multiclass: the probability of
+        Binary: the positive-class probability; regression: the predicted value; multiclass: the probability
+            of
         the class the model predicts for the row.
         """
         return self.predict(model, features_df)[bus.SCORE_COLUMN]
@@ -151,8 +158,9 @@ class Decision:
 def model_input(features_df: Any) -> Any:
     """Rows as every model sees them: index reset, and every missing value ``NaN``.
 
-    Parquet and Arrow give missing strings as ``None``; scikit-learn's imputers only look for ``NaN`` in object
-    columns, so a ``None`` would pass the imputer and reach the encoder as a category of its own (or as NaN).
+    Parquet and Arrow give missing strings as ``None``; scikit-learn's imputers only look for ``NaN`` in
+    object columns, so a ``None`` would pass the imputer and reach the encoder as a category of its own (or as
+    NaN).
     """
     import numpy as np
 
@@ -166,7 +174,8 @@ def model_input(features_df: Any) -> Any:
 
 
 def training_decision(cfg: Any, labels: Any, threshold: float | None = None) -> Decision:
-    """The decision a new version is trained for: the config's task, the labels seen, ``threshold`` (binary)."""
+    """The decision a new version is trained for: the config's task, the labels seen, ``threshold``
+    (binary)."""
     classes = () if cfg.task == REGRESSION else tuple(class_labels(cfg, labels))
     return Decision(cfg.task, classes, cfg.inference.threshold if threshold is None else float(threshold))
 
@@ -206,8 +215,8 @@ def holdout_metrics(decision: Decision, y_true: Any, outputs: dict[str, Any]) ->
         outputs: :meth:`Decision.predict` on the same rows.
 
     Returns:
-        ``holdout_<metric>`` for every metric of the task in :data:`METRICS`; AUCs are NaN when the rows hold a
-        single class.
+        ``holdout_<metric>`` for every metric of the task in :data:`METRICS`; AUCs are NaN when the rows hold
+        a single class.
     """
     import numpy as np
     from sklearn import metrics as m
@@ -223,7 +232,7 @@ def holdout_metrics(decision: Decision, y_true: Any, outputs: dict[str, Any]) ->
         }
     y = np.asarray(y_true).astype(int)
     labels = np.asarray(decision.classes, dtype=object)
-    truth = np.where(y >= 0, labels[np.clip(y, 0, len(labels) - 1)], None).astype(str)
+    truth = np.where(y >= 0, labels[np.clip(y, 0, len(labels) - 1)], np.asarray(None)).astype(str)
     predicted = np.asarray(outputs[bus.PREDICTION_COLUMN]).astype(str)
     if decision.task == BINARY:
         positive = (predicted == decision.classes[1]).astype(int)
@@ -302,7 +311,8 @@ def choose_threshold(
 def live_metrics(decision: Decision, truth: Any, predictions_df: Any) -> dict[str, float]:
     """Live metrics of scored rows against their arrived labels (``truth``: stored labels or values).
 
-    Binary: ``live_f1`` (and ``live_auc`` with both classes); multiclass: ``live_macro_f1``, ``live_accuracy``;
+    Binary: ``live_f1`` (and ``live_auc`` with both classes); multiclass: ``live_macro_f1``,
+        ``live_accuracy``;
     regression: ``live_rmse``, ``live_mae``.
     """
     import numpy as np

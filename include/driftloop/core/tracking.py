@@ -1,9 +1,10 @@
 """MLflow access shared by every stage: clients, experiments and idempotent runs keyed by tags.
 
 MLflow is the bus between DAGs: stages find each other's results by searching runs on tags (names in
-:mod:`driftloop.core.bus`), never by XCom. Clients are built with explicit URIs and leave MLflow's process-wide
-tracking and registry URIs alone; the few MLflow calls that only exist in the fluent API (an active run,
-``log_model``, loading ``models:/`` URIs) run inside :func:`mlflow_scope`, which restores the previous URIs.
+:mod:`driftloop.core.bus`), never by XCom. Clients are built with explicit URIs and leave MLflow's
+process-wide tracking and registry URIs alone; the few MLflow calls that only exist in the fluent API (an
+active run, ``log_model``, loading ``models:/`` URIs) run inside :func:`mlflow_scope`, which restores the
+previous URIs.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from driftloop.core.settings import PROJECT_DIR, Settings
 
 # MLflow mirrors its URIs into these variables; mlflow_scope puts back exactly what was there.
 _MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
-# The URIs are process-wide: two threads in overlapping scopes would each restore what the other set (a promotion
-# racing another left the tracking URI of a finished test behind). Scopes run one thread at a time; they nest.
+# The URIs are process-wide: two threads in overlapping scopes would each restore what the other set (a
+# promotion racing another left the tracking URI of a finished test behind). Scopes run one thread at a time;
+# they nest.
 _SCOPE_LOCK = threading.RLock()
 
 
@@ -81,11 +83,11 @@ def ensure_experiment(client: Any, name: str, settings: Settings | None = None) 
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
-        return experiment.experiment_id
+        return str(experiment.experiment_id)
     try:
-        return client.create_experiment(name, artifact_location=artifact_location(name, settings))
+        return str(client.create_experiment(name, artifact_location=artifact_location(name, settings)))
     except MlflowException:
-        return client.get_experiment_by_name(name).experiment_id
+        return str(client.get_experiment_by_name(name).experiment_id)
 
 
 def tag_filter(tags: dict[str, str]) -> str:
@@ -109,7 +111,8 @@ def search_runs(
     max_results: int = 1000,
     order_by: list[str] | None = None,
 ) -> list[Any]:
-    """Runs of ``experiment_name`` whose tags match, newest first. Empty when the experiment does not exist."""
+    """Runs of ``experiment_name`` whose tags match, newest first. Empty when the experiment does not
+    exist."""
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         return []
@@ -141,8 +144,8 @@ def keyed_run(
     """Start a run identified by ``key_tags``, reusing an unfinished one with the same key.
 
     This is what makes a task rerun idempotent: the same key always lands in the same run, so a retry after a
-    crash completes the run instead of creating a duplicate. Callers check :func:`find_finished_run` first when
-    a finished result should be reused as is. The block runs inside :func:`mlflow_scope`, so fluent calls
+    crash completes the run instead of creating a duplicate. Callers check :func:`find_finished_run` first
+    when a finished result should be reused as is. The block runs inside :func:`mlflow_scope`, so fluent calls
     (``mlflow.log_metrics``, ``log_model``) go to the same server as ``client``.
 
     Yields:
@@ -164,7 +167,8 @@ def keyed_run(
 
 
 def read_run_frame(client: Any, run_id: str, artifact_path: str) -> Any:
-    """A parquet artifact of a run as a DataFrame (e.g. ``bus.HOLDOUT_ARTIFACT``, ``bus.REFERENCE_ARTIFACT``)."""
+    """A parquet artifact of a run as a DataFrame (e.g. ``bus.HOLDOUT_ARTIFACT``,
+    ``bus.REFERENCE_ARTIFACT``)."""
     import tempfile
 
     import pandas as pd

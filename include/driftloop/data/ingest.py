@@ -1,10 +1,11 @@
 """Ingestion: landing zone → validated batches and labels, with every rejected file or row quarantined.
 
-Every file in the landing zone ends in exactly one place: its accepted rows in ``batches/`` (or ``labels/``), its
+Every file in the landing zone ends in exactly one place: its accepted rows in ``batches/`` (or ``labels/``),
+    its
 rejected rows in ``quarantine/<batch_id>/rows.parquet`` with a per-row ``_reason``, and the original file in
 ``archive/<batch_id>/`` (accepted) or ``quarantine/<batch_id>/`` (rejected whole, with ``reason.json``).
-A manifest (:class:`driftloop.core.bus.BatchManifest`) is written last, so it marks a batch as done; reruns find it and
-never write a batch twice.
+A manifest (:class:`driftloop.core.bus.BatchManifest`) is written last, so it marks a batch as done; reruns
+find it and never write a batch twice.
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ def _quarantine_whole(
 def _set_aside_other_quarantine(qdir: Path, sha: str) -> None:
     """Keep an earlier, different file's quarantine when a new file arrives under the same batch id.
 
-    A partition left by an earlier attempt of this very file (same sha256) is simply overwritten later; one from
-    another file is renamed to ``<batch_id>__superseded-<sha12>`` so its evidence is never deleted.
+    A partition left by an earlier attempt of this very file (same sha256) is simply overwritten later; one
+    from another file is renamed to ``<batch_id>__superseded-<sha12>`` so its evidence is never deleted.
     """
     reason_path = qdir / REASON_FILE
     if not reason_path.is_file():
@@ -135,7 +136,8 @@ def _replay_outcome(
     if same_id is not None:
         archived = zones.archive_root / batch_id / file.name
         if same_id["sha256"] == sha and not archived.exists() and same_id.get("original_archived", True):
-            # A previous attempt wrote the manifest but crashed before archiving: finish it, write nothing new.
+            # A previous attempt wrote the manifest but crashed before archiving: finish it, write nothing
+            # new.
             move_into(file, zones.archive_root / batch_id)
             return {"status": "accepted", "batch_id": batch_id, "manifest": same_id, "recovered": True}
         replay = same_id["sha256"] == sha
@@ -158,7 +160,10 @@ def _replay_outcome(
         )
     for other in known.values():
         if other["sha256"] == sha:
-            message = f"{file.name} has the same bytes as batch {other['batch_id']!r} ingested at {other['ingested_at']}"
+            message = (
+                f"{file.name} has the same bytes as batch {other['batch_id']!r} "
+                f"ingested at {other['ingested_at']}"
+            )
             return _quarantine_whole(
                 file,
                 zones.quarantine_root / batch_id,
@@ -178,7 +183,8 @@ def _validate_into_partitions(
     """Validate ``file`` streaming accepted rows to ``<batch_id>.parquet`` and rejected rows to quarantine.
 
     Returns:
-        ``(report, has_rejected_rows)``; nothing is left behind for a file rejected whole except its rows file.
+        ``(report, has_rejected_rows)``; nothing is left behind for a file rejected whole except its rows
+        file.
     """
     qdir = zones.quarantine_root / batch_id
     accepted_sink = ParquetSink(
@@ -262,7 +268,8 @@ def _ingest_file(
     known: dict[str, dict],
     settings: Settings,
 ) -> dict[str, Any]:
-    """Ingest one landed file; returns ``{"status": "accepted"|"quarantined", ...}``. Never raises for bad data."""
+    """Ingest one landed file; returns ``{"status": "accepted"|"quarantined", ...}``. Never raises for bad
+    data."""
     batch_id = sanitize_batch_id(file.stem)
     sha = sha256_file(file)
     qdir = zones.quarantine_root / batch_id
@@ -303,7 +310,9 @@ def _ingest_file(
                 "batch_id": batch_id,
                 "source_file": file.name,
                 "reason_code": "rejected_rows",
-                "message": f"{report['rows_quarantined']} of {report['rows_received']} rows fail the contract",
+                "message": (
+                    f"{report['rows_quarantined']} of {report['rows_received']} rows fail the contract"
+                ),
                 "rows_received": report["rows_received"],
                 "rows_accepted": report["rows_accepted"],
                 "rows_quarantined": report["rows_quarantined"],

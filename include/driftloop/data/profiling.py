@@ -1,8 +1,8 @@
 """Data profiles of training snapshots: a ydata-profiling HTML report and a compact data-quality summary.
 
 Profiling time grows with rows, so it is bounded: the HTML report always runs in ydata-profiling's ``minimal``
-mode and on at most ``max_rows`` rows (a seeded random sample beyond that, stated in the report title and in the
-summary). The quality summary is computed on every row; it is cheap. A hard time budget
+mode and on at most ``max_rows`` rows (a seeded random sample beyond that, stated in the report title and in
+the summary). The quality summary is computed on every row; it is cheap. A hard time budget
 (``$DRIFTLOOP_PROFILE_TIMEOUT_S``, default 300 s) backs this up: past it the HTML is dropped, the summary kept
 and marked ``html_timed_out``.
 """
@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,33 +27,41 @@ REPORT_OPTIONS = {
 }
 
 
-class ProfileTimeout(Exception):
-    """The HTML profile took longer than its time budget."""
+def _render_html(profiled: Any, title: str, path: str) -> None:
+    """Render the ydata-profiling HTML of ``profiled`` to ``path`` (run in the worker process)."""
+    from ydata_profiling import ProfileReport
+
+    report = ProfileReport(profiled, title=title, minimal=True, progress_bar=False, **REPORT_OPTIONS)
+    report.to_file(Path(path), silent=True)
 
 
-@contextmanager
-def _deadline(seconds: float) -> Iterator[None]:
-    """Raise :class:`ProfileTimeout` inside the block after ``seconds`` (main thread only; elsewhere no limit).
+def _render_within(seconds: float, profiled: Any, title: str, path: Path) -> bool:
+    """Render the HTML in a worker process stopped after ``seconds`` (<= 0: no limit); True when it finished.
 
-    Sampling and minimal mode keep profiling short; this is the backstop for pathological data.
+    A process, not a signal: no SIGALRM, so an alarm or timer the caller set is left alone, and it works off
+    the main thread too. Sampling and minimal mode keep profiling short; this is the backstop for
+    pathological data. A stopped render leaves no file behind.
+
+    Raises:
+        RuntimeError: The worker failed (its traceback is on stderr).
     """
-    import signal
-    import threading
+    import multiprocessing
 
-    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(signum: int, frame: Any) -> None:
-        raise ProfileTimeout(f"profile exceeded {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+    # spawn: a fork of a process with threads (Airflow's task runner, MLflow's loggers) can deadlock.
+    worker = multiprocessing.get_context("spawn").Process(
+        target=_render_html, args=(profiled, title, str(path)), name="driftloop-profile", daemon=True
+    )
+    worker.start()
+    worker.join(seconds if seconds > 0 else None)
+    if worker.is_alive():
+        worker.kill()
+        worker.join()
+        path.unlink(missing_ok=True)
+        return False
+    if worker.exitcode != 0:
+        path.unlink(missing_ok=True)
+        raise RuntimeError(f"profile rendering failed (worker exit code {worker.exitcode}); see stderr")
+    return True
 
 
 def summarize_quality(frame: Any) -> dict[str, Any]:
@@ -99,7 +105,8 @@ def profile_snapshot(
         snapshot_hash: Snapshot the rows belong to (names the files).
         frame: The snapshot's rows.
         settings: Process settings (``profile_max_rows``, ``profile_timeout_s``).
-        max_rows: Rows profiled in the HTML report; larger snapshots are sampled (seeded) and the report says so.
+        max_rows: Rows profiled in the HTML report; larger snapshots are sampled (seeded) and the report says
+            so.
             Default: ``settings.profile_max_rows``; 0 skips the HTML report.
         html: Set False to skip the HTML report (the summary is always written).
 
@@ -132,14 +139,8 @@ def profile_snapshot(
     profile_path: Path | None = None
     timed_out = False
     if html:
-        from ydata_profiling import ProfileReport
-
         profile_path = reports / f"profile-{short}.html"
-        report = ProfileReport(profiled, title=title, minimal=True, progress_bar=False, **REPORT_OPTIONS)
-        try:
-            with _deadline(float(settings.profile_timeout_s)):
-                report.to_file(profile_path, silent=True)
-        except ProfileTimeout:
+        if not _render_within(float(settings.profile_timeout_s), profiled, title, profile_path):
             timed_out, profile_path = True, None
     summary = summarize_quality(frame)
     summary.update(

@@ -17,6 +17,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig, load_dataset_config
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
+from driftloop.core.storage import atomic_path, write_bytes_atomic
 from driftloop.core.task_types import BINARY, REGRESSION
 
 REFERENCE_NAME = "reference"
@@ -36,10 +37,8 @@ def _pending_labels_dir(paths: StatePaths) -> Path:
 
 def _write_csv_atomic(frame: Any, path: Path) -> None:
     # Write then rename, so a poller never reads a half-written batch from the landing zone.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def simulate_reference(
@@ -86,7 +85,8 @@ def _affine(values: Any, scale: float, shift: float, integer: bool) -> Any:
 
 
 def _class_shares(cfg: DatasetConfig, labels: Any, spec: Any) -> dict[str, float]:
-    """Every class's share after a label shift: named shares as given, the other classes keep their proportions.
+    """Every class's share after a label shift: named shares as given, the other classes keep their
+    proportions.
 
     ``spec`` is ``{label: share}``, or one number: the positive class's share (binary) or the rarest class's
     share (multiclass).
@@ -178,8 +178,8 @@ def apply_drift(frame: Any, cfg: DatasetConfig, drift: dict[str, Any], seed: int
         ``category_mix``: ``{column: {category: share}}`` — that share of rows is set to that category.
         ``label_shift``, per task: binary, the positive class's share; multiclass, ``{label: share}`` (other
             classes keep their relative proportions) or one number, the rarest class's share (classes are
-            reached by resampling rows); regression, ``{"scale": s, "shift": d}`` or one number (a scale) applied
-            to the target values.
+            reached by resampling rows); regression, ``{"scale": s, "shift": d}`` or one number (a scale)
+            applied to the target values.
         ``preset``: ``"strong"`` — every numeric column shifted by one standard deviation and every
             categorical column concentrated on its rarest category for 70% of rows.
 
@@ -241,9 +241,9 @@ def simulate_batch(
     """
     paths = StatePaths.for_dataset(cfg, settings)
     _, pool = _split_pools(cfg, reference_share, seed)
-    # Consecutive batches take consecutive slices of the shuffled pool, so a customer appears in one batch only
-    # (late labels of one batch never label another) until the pool runs out; after that, rows repeat with
-    # fresh ids.
+    # Consecutive batches take consecutive slices of the shuffled pool, so a customer appears in one batch
+    # only (late labels of one batch never label another) until the pool runs out; after that, rows repeat
+    # with fresh ids.
     start = (index - 1) * rows
     if start + rows <= len(pool):
         batch = pool.iloc[start : start + rows].reset_index(drop=True)
@@ -278,10 +278,7 @@ def simulate_labels(cfg: DatasetConfig, index: int, settings: Settings | None = 
     if not pending.is_file():
         raise FileNotFoundError(f"no pending labels for {name}: simulate the batch first ({pending})")
     target = paths.labels_landing_dir / f"labels_{name}.csv"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(pending.read_bytes())
-    tmp.replace(target)
+    write_bytes_atomic(target, pending.read_bytes())
     return {"path": str(target), "batch_name": name}
 
 

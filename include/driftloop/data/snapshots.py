@@ -1,8 +1,10 @@
-"""Training snapshots: immutable, content-addressed sets of labelled rows, and the data run that records each one.
+"""Training snapshots: immutable, content-addressed sets of labelled rows, and the data run that records each
+one.
 
-A snapshot is identified by one hash only, :func:`canonical_hash` of its canonical rows (sorted by id, fixed column
-order, contract dtypes), so the same data always gives the same snapshot and a replay is a no-op. Every snapshot
-is written by :func:`write_snapshot` and found by :func:`resolve_snapshot`; nothing else reads or writes them.
+A snapshot is identified by one hash only, :func:`canonical_hash` of its canonical rows (sorted by id, fixed
+column order, contract dtypes), so the same data always gives the same snapshot and a replay is a no-op. Every
+snapshot is written by :func:`write_snapshot` and found by :func:`resolve_snapshot`; nothing else reads or
+writes them.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import NoLabelledData, SnapshotNotFoundError
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
-from driftloop.core.storage import list_manifests, read_json, utc_now, write_json
-from driftloop.data.contract import arrow_schema, load_contract
+from driftloop.core.storage import atomic_path, list_manifests, read_json, utc_now, write_json
+from driftloop.data.contract import arrow_schema, join_hashed_ids, load_contract
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +91,8 @@ def write_snapshot(
     data_path, manifest_path = folder / f"{snapshot_hash}.parquet", folder / f"{snapshot_hash}.json"
     if manifest_path.exists():
         return {**read_json(manifest_path), "created": False}
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = data_path.with_name(f".{data_path.name}.{os.getpid()}.tmp")
-    snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
-    os.replace(tmp, data_path)
+    with atomic_path(data_path) as tmp:
+        snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
     manifest: bus.SnapshotManifest = {
         "snapshot_hash": snapshot_hash,
         "snapshot_uri": path_to_uri(data_path),
@@ -110,7 +110,8 @@ def write_snapshot(
 
 
 def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[Any], int]:
-    """Rows of labelled batches, plus scoring rows joined to their latest accepted label; and label-file count."""
+    """Rows of labelled batches, plus scoring rows joined to their latest accepted label; and label-file
+    count."""
     import pandas as pd
 
     paths = StatePaths.for_dataset(cfg, settings)
@@ -140,7 +141,7 @@ def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[
             frame = pd.read_parquet(path, columns=[*feature_cols, target])
             frame["_label_batch"] = None
         else:
-            frame = pd.read_parquet(path, columns=feature_cols).merge(labels, on=id_col, how="inner")
+            frame = join_hashed_ids(pd.read_parquet(path, columns=feature_cols), labels, id_col)
         if len(frame):
             frame["_batch"] = manifest["batch_id"]
             parts.append(frame)
@@ -156,8 +157,8 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     training.
 
     Returns:
-        ``{"snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids"}``; ``created`` is
-        False when a snapshot with this content already exists (replay or no new data).
+        ``{"snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids"}``; ``created``
+        is False when a snapshot with this content already exists (replay or no new data).
 
     Raises:
         NoLabelledData: No accepted labelled rows exist yet.
@@ -169,7 +170,8 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         batches = list_manifests(StatePaths.for_dataset(cfg, settings).batches_dir)
         raise NoLabelledData(
             f"{cfg.name}: no accepted labelled rows ({len(batches)} batch(es), "
-            f"{label_files} label file(s) accepted); land a batch with the {cfg.target!r} column or labels first"
+            f"{label_files} label file(s) accepted); land a batch with the {cfg.target!r} column or labels "
+            "first"
         )
     rows = pd.concat(parts, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
     unlabelled = rows[cfg.target].isna()
@@ -215,7 +217,8 @@ def list_snapshots(cfg: DatasetConfig, settings: Settings | None = None) -> list
 def resolve_snapshot(
     cfg: DatasetConfig, ref: str | None = None, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """The manifest of one snapshot: the newest (``ref`` None), a hash or unique hash prefix, or a snapshot URI.
+    """The manifest of one snapshot: the newest (``ref`` None), a hash or unique hash prefix, or a snapshot
+    URI.
 
     Args:
         cfg: Dataset config.
@@ -279,7 +282,8 @@ def read_snapshot_frame(
 
 
 def target_metrics(cfg: DatasetConfig, target: Any) -> dict[str, float]:
-    """The target's distribution in a snapshot: class shares (and the binary positive rate), or the mean value."""
+    """The target's distribution in a snapshot: class shares (and the binary positive rate), or the mean
+    value."""
     if cfg.task == "regression":
         import pandas as pd
 
@@ -370,7 +374,7 @@ def record_snapshot(
             bus.LINEAGE_BATCHES_ARTIFACT,
         )
         mlflow.log_dict(manifest, bus.LINEAGE_SNAPSHOT_ARTIFACT)
-        dataset = mlflow.data.from_pandas(
+        dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             frame,
             source=manifest["snapshot_uri"],
             targets=cfg.target,

@@ -1,1 +1,2 @@
-"""Governance: the promotion gate and its evidence (explanations, fairness, behaviour), model cards, the audit log and lineage."""
+"""Governance: the promotion gate and its evidence (explanations, fairness, behaviour), model cards, the audit
+log and lineage."""

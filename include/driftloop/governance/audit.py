@@ -1,18 +1,21 @@
 """The champion audit log: every move of ``champion``, by Driftloop or a person, append-only in the database.
 
-The MLflow registry keeps no alias history (one row per name and alias, overwritten), so Driftloop keeps its own:
-each entry says when, from which version to which, by whom or what, why, and whether the target had passed the
+The MLflow registry keeps no alias history (one row per name and alias, overwritten), so Driftloop keeps its
+own: each entry says when, from which version to which, by whom or what, why, and whether the target had
+    passed the
 gate (a person moving ``champion`` to a rejected version is allowed, and flagged as an override).
 
-* **Append-only in the database, not only in code:** SQLite (embedded mode) and PostgreSQL (production) both get
-  triggers that reject UPDATE and DELETE; in production the tasks connect as a role with INSERT and SELECT only
-  (``deploy/postgres-init.sh``).
+* **Append-only in the database, not only in code:** SQLite (embedded mode) and PostgreSQL (production) both
+get
+  triggers that reject UPDATE and DELETE; in production the tasks connect as a role with INSERT and SELECT
+  only (``deploy/postgres-init.sh``).
 * **Moves made outside Driftloop** (the MLflow UI or REST API) are found by :func:`reconcile_champion`, which
   compares the registry with the last entry; inference runs it before scoring and ``registry_watch`` every few
   minutes. MLflow webhooks could report a move sooner but deliver at most once, so they cannot be the record.
-* **Serialised promotions:** :meth:`AuditStore.locked` holds a database lock (``BEGIN IMMEDIATE`` on SQLite, an
-  advisory transaction lock on PostgreSQL) around read-decide-move-record, so two racing promotions end with one
-  champion and a chain of entries in which every ``from_version`` is the previous ``to_version``.
+* **Serialised promotions:** :meth:`AuditStore.locked` holds a database lock (``BEGIN IMMEDIATE`` on SQLite,
+an
+  advisory transaction lock on PostgreSQL) around read-decide-move-record, so two racing promotions end with
+  one champion and a chain of entries in which every ``from_version`` is the previous ``to_version``.
 """
 
 from __future__ import annotations
@@ -51,8 +54,9 @@ COLUMNS = (
 _SQLITE_DDL = (
     f"""CREATE TABLE IF NOT EXISTS {TABLE} (
         id INTEGER PRIMARY KEY AUTOINCREMENT, recorded_at TEXT NOT NULL, dataset TEXT NOT NULL,
-        model_name TEXT NOT NULL, from_version TEXT, to_version TEXT, actor TEXT NOT NULL, source TEXT NOT NULL,
-        reason TEXT NOT NULL, gate_passed INTEGER, override INTEGER NOT NULL, evidence TEXT NOT NULL)""",
+        model_name TEXT NOT NULL, from_version TEXT, to_version TEXT, actor TEXT NOT NULL,
+        source TEXT NOT NULL, reason TEXT NOT NULL, gate_passed INTEGER, override INTEGER NOT NULL,
+        evidence TEXT NOT NULL)""",
     f"""CREATE TRIGGER IF NOT EXISTS {TABLE}_no_update BEFORE UPDATE ON {TABLE}
         BEGIN SELECT RAISE(ABORT, 'champion_audit is append-only'); END""",
     f"""CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
@@ -99,8 +103,8 @@ class AuditStore:
         """Create the table and its append-only triggers when missing (as the table's owner in production).
 
         Args:
-            writer_role: PostgreSQL role the pipelines connect as; it gets INSERT and SELECT only, so even with
-                the triggers dropped it could not rewrite history.
+            writer_role: PostgreSQL role the pipelines connect as; it gets INSERT and SELECT only, so even
+                with the triggers dropped it could not rewrite history.
         """
         from sqlalchemy import text
 
@@ -135,7 +139,8 @@ class AuditStore:
             conn.exec_driver_sql("COMMIT")
 
     def append(self, entry: dict[str, Any], conn: Any = None) -> dict[str, Any]:
-        """Insert one entry (inside ``conn``'s transaction when given); returns it with ``id`` and ``recorded_at``."""
+        """Insert one entry (inside ``conn``'s transaction when given); returns it with ``id`` and
+        ``recorded_at``."""
         from sqlalchemy import text
 
         row = {

@@ -1,18 +1,22 @@
-"""Behavioural model tests, declared per dataset and run by the promotion gate (after Made-With-ML and CheckList).
+"""Behavioural model tests, declared per dataset and run by the promotion gate (after Made-With-ML and
+CheckList).
 
 A YAML file next to the dataset config (``gates.behaviour``) lists cases of three kinds:
 
-* ``invariance``: changing a feature that must not matter (``swap: [a, b]`` or ``set: value``) moves no row's score
+* ``invariance``: changing a feature that must not matter (``swap: [a, b]`` or ``set: value``) moves no row's
+score
   by more than ``max_score_change`` (on at least ``min_pass_share`` of the rows);
-* ``directional``: setting ``feature`` to ``set`` (on rows where it is ``from``, when given) moves the score the
-  expected way (``expect``: ``increase``, ``decrease``, ``not_increase``, ``not_decrease``, within ``tolerance``);
+* ``directional``: setting ``feature`` to ``set`` (on rows where it is ``from``, when given) moves the score
+the
+  expected way (``expect``: ``increase``, ``decrease``, ``not_increase``, ``not_decrease``, within
+  ``tolerance``);
 * ``minimum_functionality``: a hand-written row (the holdout's typical row with the given values) must get
   ``expect: positive`` or ``negative``, or a score within ``min_score`` / ``max_score``.
 
-A score is the version's :meth:`driftloop.core.task_types.Decision.score`: the positive-class probability (binary, ``expect``
-against the version's threshold), the predicted class's probability (multiclass) or the value (regression).
-Invariance and directional cases perturb up to ``rows`` holdout rows (seeded). Every case is reported with its
-numbers; the gate fails when any case fails.
+A score is the version's :meth:`driftloop.core.task_types.Decision.score`: the positive-class probability
+(binary, ``expect`` against the version's threshold), the predicted class's probability (multiclass) or the
+value (regression). Invariance and directional cases perturb up to ``rows`` holdout rows (seeded). Every case
+is reported with its numbers; the gate fails when any case fails.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ DEFAULT_ROWS = 300
 
 
 def behaviour_path(cfg: DatasetConfig) -> Path | None:
-    """The behavioural test file of ``cfg`` (relative to the config's folder), or None when it declares none."""
+    """The behavioural test file of ``cfg`` (relative to the config's folder), or None when it declares
+    none."""
     if not cfg.gates.behaviour:
         return None
     path = Path(cfg.gates.behaviour)
@@ -138,11 +143,12 @@ def _check_minimum(
     low = float(case.get("min_score", threshold if expect == "positive" else 0.0))
     high = float(case.get("max_score", threshold if expect == "negative" else 1.0))
     passed = low <= score <= high if expect != "negative" else score < high
+    closing = "]" if expect != "negative" else ")"
     return {
         "passed": passed,
         "rows": 1,
         "score": score,
-        "detail": f"score {score:.3f}, expected in [{low:.2f}, {high:.2f}{']' if expect != 'negative' else ')'}",
+        "detail": f"score {score:.3f}, expected in [{low:.2f}, {high:.2f}{closing}",
     }
 
 
@@ -155,8 +161,8 @@ def run_behaviour_tests(
         cfg: Dataset config (``gates.behaviour``, features).
         model: The fitted pipeline.
         holdout_df: Rows the perturbation cases start from.
-        decision: The version's decision: scores are its :meth:`~driftloop.core.task_types.Decision.score` (binary: the
-            positive-class probability against the version's threshold; regression: the value).
+        decision: The version's decision: scores are its :meth:`~driftloop.core.task_types.Decision.score`
+            (binary: the positive-class probability against the version's threshold; regression: the value).
         seed: Row sampling seed.
 
     Returns:

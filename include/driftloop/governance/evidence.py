@@ -1,9 +1,9 @@
 """The governance evidence of a new version, computed once at training time and logged on its training run.
 
-Global SHAP by original feature (table and summary plot), permutation feature importance on the whole pipeline, a
-global surrogate tree with its fidelity and rules, and fairness per sensitive attribute on the holdout (table and
-plot). A summary goes to ``bus.EVIDENCE_ARTIFACT``; the model card and monitoring's drift root cause read it.
-A failing piece is recorded as an error in the summary and never fails training.
+Global SHAP by original feature (table and summary plot), permutation feature importance on the whole
+pipeline, a global surrogate tree with its fidelity and rules, and fairness per sensitive attribute on the
+holdout (table and plot). A summary goes to ``bus.EVIDENCE_ARTIFACT``; the model card and monitoring's drift
+root cause read it. A failing piece is recorded as an error in the summary and never fails training.
 """
 
 from __future__ import annotations

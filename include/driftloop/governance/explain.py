@@ -6,12 +6,13 @@ pipeline's imputation and encoding), because SHAP explainers do not take a pipel
 * **linear** (logistic regression and friends): ``shap.LinearExplainer``, closed form;
 * **tree** (random forests, gradient boosting, LightGBM, ...): TreeSHAP with ``tree_path_dependent``
   perturbation (no background data; log-odds for boosting, probability for forests). Exact TreeSHAP costs
-  O(leaves x depth^2) per row and tree: it is timed on a probe and, when the projected time is over the budget, the
-  path attributions of the same trees (Saabas, :mod:`driftloop.governance.tree_paths`) are used instead and the method says
-  so;
+  O(leaves x depth^2) per row and tree: it is timed on a probe and, when the projected time is over the
+  budget, the path attributions of the same trees (Saabas, :mod:`driftloop.governance.tree_paths`) are used
+  instead and the method says so;
 * **other** families: a sampled, time-bounded ``shap.PermutationExplainer`` for the global summary, and for
-  per-prediction reasons single-feature ablation on the whole pipeline (the score change when one original feature
-  is set to its reference value; exact for additive models), batched so 10k rows cost ~M+1 predict calls.
+  per-prediction reasons single-feature ablation on the whole pipeline (the score change when one original
+  feature is set to its reference value; exact for additive models), batched so 10k rows cost ~M+1 predict
+  calls.
 
 Transformed columns are summed back to the original feature they came from (PyCaret names one-hot columns
 ``{column}_{value}``), so every table, plot and reason uses the names of the dataset.
@@ -79,7 +80,8 @@ class Attributions:
 
 
 def split_pipeline(model: Any) -> tuple[Any | None, Any]:
-    """``(preprocessing or None, final estimator)`` of a fitted pipeline (nested ones included) or bare estimator."""
+    """``(preprocessing or None, final estimator)`` of a fitted pipeline (nested ones included) or bare
+    estimator."""
     steps = getattr(model, "steps", None)
     if not steps:
         return None, model
@@ -142,7 +144,8 @@ def to_original_features(values: Any, columns: list[str], raw_features: list[str
 
 def _select_class(values: Any, estimator: Any = None, features_df: Any = None) -> Any:
     """Rows x features contributions to one output: the positive class (binary), the row's predicted class
-    (multiclass, when the estimator and its input are given; else the last class), or the value (regression)."""
+    (multiclass, when the estimator and its input are given; else the last class), or the value
+    (regression)."""
     import numpy as np
 
     if isinstance(values, list):  # one array per class
@@ -236,8 +239,8 @@ def explain_rows(
 
 
 def _predict_score(model: Any, frame: Any, rows_class: Any = None) -> tuple[Any, Any]:
-    """``(score, class index per row)``: the positive-class probability (binary), the value (regression), or the
-    probability of ``rows_class`` (multiclass; default the predicted class, whose index is returned)."""
+    """``(score, class index per row)``: the positive-class probability (binary), the value (regression), or
+    the probability of ``rows_class`` (multiclass; default the predicted class, whose index is returned)."""
     import numpy as np
 
     rows = model_input(frame) if hasattr(frame, "reset_index") else frame
@@ -260,8 +263,8 @@ def _baseline(reference_df: Any, column: str) -> Any:
 def _ablation(model: Any, raw_df: Any, reference_df: Any) -> Attributions:
     """Score change when each original feature is replaced by its reference value, all in one predict call.
 
-    Rows that already hold the reference value contribute exactly 0 and are not scored again; the ablated copies
-    of every feature are scored together, because a pipeline call has a fixed cost whatever its rows.
+    Rows that already hold the reference value contribute exactly 0 and are not scored again; the ablated
+    copies of every feature are scored together, because a pipeline call has a fixed cost whatever its rows.
     """
     import numpy as np
     import pandas as pd
@@ -291,7 +294,8 @@ def _ablation(model: Any, raw_df: Any, reference_df: Any) -> Attributions:
 
 
 def global_attributions(model: Any, sample_df: Any, seed: int = 42, budget_s: float = 20.0) -> Attributions:
-    """Attributions on a sample for a version's global summary (a permutation explainer for other families)."""
+    """Attributions on a sample for a version's global summary (a permutation explainer for other
+    families)."""
     import shap
 
     raw_df = model_input(sample_df)
@@ -320,7 +324,8 @@ def importance_table(attributions: Attributions) -> Any:
 
 
 def top_reasons(raw_df: Any, attributions: Attributions, k: int = 3) -> Any:
-    """The ``k`` strongest reasons per row: ``reason_<i>_feature``, ``_value`` (as text) and ``_contribution``."""
+    """The ``k`` strongest reasons per row: ``reason_<i>_feature``, ``_value`` (as text) and
+    ``_contribution``."""
     import numpy as np
     import pandas as pd
 

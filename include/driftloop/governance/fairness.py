@@ -1,10 +1,11 @@
 """Fairness per sensitive attribute with fairlearn: group metrics, parity gaps and a plot.
 
-For every attribute in the dataset config's ``sensitive`` list, ``fairlearn.metrics.MetricFrame`` gives per group
-the row count, confusion matrix, selection rate, true and false positive rates and precision; the demographic-parity
-difference (largest gap in selection rate) and the equalized-odds difference (largest gap in TPR or FPR) summarise
-them. Numeric attributes are binned by the edges in ``fairness.bins``. The same function serves the gate (on the
-holdout) and monitoring (on labelled production rows), so a growing gap is a metric history in MLflow.
+For every attribute in the dataset config's ``sensitive`` list, ``fairlearn.metrics.MetricFrame`` gives per
+group the row count, confusion matrix, selection rate, true and false positive rates and precision; the
+demographic-parity difference (largest gap in selection rate) and the equalized-odds difference (largest gap
+in TPR or FPR) summarise them. Numeric attributes are binned by the edges in ``fairness.bins``. The same
+function serves the gate (on the holdout) and monitoring (on labelled production rows), so a growing gap is a
+metric history in MLflow.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ def assess_fairness(
 ) -> dict[str, Any]:
     """Group metrics and gaps for every sensitive attribute of ``cfg``.
 
-    Binary tasks get fairlearn's demographic-parity and equalized-odds differences; multiclass tasks the largest
-    gap in accuracy between groups, regression tasks the largest gap in mean absolute error.
+    Binary tasks get fairlearn's demographic-parity and equalized-odds differences; multiclass tasks the
+    largest gap in accuracy between groups, regression tasks the largest gap in mean absolute error.
 
     Args:
         cfg: Dataset config (``sensitive``, ``fairness.bins``).
@@ -65,8 +66,8 @@ def assess_fairness(
         task: ``binary``, ``multiclass`` or ``regression``.
 
     Returns:
-        ``{attribute: {"groups": {group: {metric: value}}, <gap name>: value, "rows"}}``; empty when the config
-        names no sensitive attribute. Gap names are in :data:`GAPS`.
+        ``{attribute: {"groups": {group: {metric: value}}, <gap name>: value, "rows"}}``; empty when the
+        config names no sensitive attribute. Gap names are in :data:`GAPS`.
     """
     from fairlearn.metrics import MetricFrame
 
@@ -128,7 +129,8 @@ def _binary_entry(y_true: Any, y_pred: Any, groups: Any) -> dict[str, Any]:
 def assess_decisions(
     cfg: DatasetConfig, frame: Any, decision: Any, outputs: dict[str, Any]
 ) -> dict[str, Any]:
-    """:func:`assess_fairness` of a version's predictions (``decision.predict``) on labelled ``frame`` rows."""
+    """:func:`assess_fairness` of a version's predictions (``decision.predict``) on labelled ``frame``
+    rows."""
     import numpy as np
 
     from driftloop.core import bus
@@ -165,7 +167,8 @@ def fairness_metrics(report: dict[str, Any]) -> dict[str, float]:
 
 
 def plot_fairness(report: dict[str, Any], path: Path, title: str) -> Path | None:
-    """Grouped bars of selection rate, TPR and FPR per group, one panel per attribute (None: nothing to plot)."""
+    """Grouped bars of selection rate, TPR and FPR per group, one panel per attribute (None: nothing to
+    plot)."""
     import matplotlib
 
     matplotlib.use("Agg")

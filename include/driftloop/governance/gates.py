@@ -14,7 +14,8 @@ Checks (limits per dataset in ``gates`` and ``fairness``):
 * ``latency``: predict time per row on a 1,000-row holdout batch; ``size``: the logged model's megabytes;
 * ``behaviour.<case>``: the dataset's behavioural tests (:mod:`driftloop.governance.behaviour`).
 
-A check without a configured limit is still measured and reported (``passed: None``); only failing checks block.
+A check without a configured limit is still measured and reported (``passed: None``); only failing checks
+block.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def _check(name: str, passed: bool | None, value: Any, limit: Any, detail: str) 
 
 
 def floor_checks(cfg: DatasetConfig, metrics: dict[str, float]) -> list[dict[str, Any]]:
-    """One check per limit in ``cfg.gates.floors``: a floor, or a ceiling for error metrics (RMSE, MAE, MAPE)."""
+    """One check per limit in ``cfg.gates.floors``: a floor, or a ceiling for error metrics (RMSE, MAE,
+    MAPE)."""
     checks = []
     for metric, limit in cfg.gates.floors.items():
         key = task_types.gate_metric_key(metric)
@@ -270,7 +272,8 @@ def latency_check(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Dec
         ok,
         per_row_ms,
         limit,
-        f"{per_row_ms:.3f} ms per row on a {len(batch)}-row batch ({'no limit' if limit is None else f'limit {limit} ms'})",
+        f"{per_row_ms:.3f} ms per row on a {len(batch)}-row batch "
+        f"({'no limit' if limit is None else f'limit {limit} ms'})",
     )
 
 

@@ -1,9 +1,11 @@
 """Model-agnostic views of a version: permutation feature importance and a global surrogate tree.
 
 Both work on the whole pipeline with the dataset's original feature names, so they read the same whatever the
-estimator and encoding: permutation importance is the drop in the task's quality (AUC, accuracy, -RMSE) when one
-original column is shuffled; the surrogate is a shallow decision tree fitted to the model's own predictions, with
-its fidelity (how often it agrees with the model on held-out rows, or its R2 for regression) and its rules as text.
+estimator and encoding: permutation importance is the drop in the task's quality (AUC, accuracy, -RMSE) when
+    one
+original column is shuffled; the surrogate is a shallow decision tree fitted to the model's own predictions,
+with its fidelity (how often it agrees with the model on held-out rows, or its R2 for regression) and its
+rules as text.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ def permutation_importance(
     seed: int = 42,
     outputs: dict[str, Any] | None = None,
 ) -> Any:
-    """Mean and std of the quality drop when each original feature is shuffled (on at most 2,000 holdout rows).
+    """Mean and std of the quality drop when each original feature is shuffled (on at most 2,000 holdout
+    rows).
 
-    Quality is the task's (:func:`driftloop.core.task_types.quality`): AUC (binary), accuracy (multiclass), -RMSE
-    (regression), so the drop is always "how much worse without this feature".
+    Quality is the task's (:func:`driftloop.core.task_types.quality`): AUC (binary), accuracy (multiclass),
+    -RMSE (regression), so the drop is always "how much worse without this feature".
 
     Args:
         model: The fitted pipeline.
@@ -107,16 +110,16 @@ def fit_surrogate(
         test_df: Held-out rows its fidelity is measured on.
         numeric: Numeric original features.
         categorical: Categorical original features (one-hot encoded as ``feature=value``).
-        decision: The version's :class:`driftloop.core.task_types.Decision` (classification: the model's labels are
-            imitated; regression: its values).
+        decision: The version's :class:`driftloop.core.task_types.Decision` (classification: the model's
+            labels are imitated; regression: its values).
         seed: Tree seed.
         test_outputs: ``decision.predict(model, test_df[...])`` when the caller has it already (not predicted
             again).
 
     Returns:
-        ``{"fidelity", "fidelity_measure", "depth", "rules", "rows_fitted", "rows_tested"}``: ``fidelity`` is the
-        share of test rows on which surrogate and model agree (classification) or the R2 of the surrogate against
-        the model's values (regression).
+        ``{"fidelity", "fidelity_measure", "depth", "rules", "rows_fitted", "rows_tested"}``: ``fidelity`` is
+        the share of test rows on which surrogate and model agree (classification) or the R2 of the surrogate
+        against the model's values (regression).
     """
     import numpy as np
     from sklearn.metrics import r2_score

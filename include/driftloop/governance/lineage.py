@@ -1,8 +1,10 @@
-"""Lineage from any end: model version ⇄ training run ⇄ snapshot ⇄ landed batches (with their quarantine counts).
+"""Lineage from any end: model version ⇄ training run ⇄ snapshot ⇄ landed batches (with their quarantine
+counts).
 
-Everything is read back from what the stages already write: snapshot and batch manifests under the state folder,
-MLflow run tags, and model-version tags (``driftloop.snapshot_hash`` and friends, copied from the training run).
-Nothing here writes.
+Everything is read back from what the stages already write: snapshot and batch manifests under the state
+    folder,
+MLflow run tags, and model-version tags (``driftloop.snapshot_hash`` and friends, copied from the training
+run). Nothing here writes.
 """
 
 from __future__ import annotations
@@ -156,9 +158,10 @@ def trace_model_version(
         settings: Process settings.
 
     Returns:
-        ``{"model_name", "model_version", "aliases", "training_run_id", "training_experiment", "snapshot_hash",
-        "snapshot_uri", "airflow_dag_id", "airflow_run_id", "git_commit", "trigger_reason", ..., "snapshot"}``
-        where ``snapshot`` is the snapshot's batch lineage (None when its manifest is not in this state folder).
+        ``{"model_name", "model_version", "aliases", "training_run_id", "training_experiment",
+        "snapshot_hash", "snapshot_uri", "airflow_dag_id", "airflow_run_id", "git_commit", "trigger_reason",
+        ..., "snapshot"}`` where ``snapshot`` is the snapshot's batch lineage (None when its manifest is not
+        in this state folder).
 
     Raises:
         LineageError: No such version or alias.
@@ -260,7 +263,7 @@ def trace_predictions(
     }
 
 
-# --------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # CLI
 
 

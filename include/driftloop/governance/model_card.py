@@ -1,11 +1,13 @@
-"""Model cards: what each version is, how it was made, how it did against the champion and the gate, its limits.
+"""Model cards: what each version is, how it was made, how it did against the champion and the gate, its
+limits.
 
 Sections follow the Hugging Face model card template: details, intended use, training data (snapshot, size,
-lineage), evaluation against the champion, the gate verdict with every check, fairness, top features and surrogate
-rules, limitations, and the promotion history from the audit log. The card is logged as Markdown and JSON artifacts
-of the training run and written into the version's description, which the MLflow UI renders on the version page.
-The registry stores at most 5,000 characters of description, so long sections are shortened there (the artifact
-keeps everything). The registered model's description says what the model is for and which version serves.
+lineage), evaluation against the champion, the gate verdict with every check, fairness, top features and
+surrogate rules, limitations, and the promotion history from the audit log. The card is logged as Markdown and
+JSON artifacts of the training run and written into the version's description, which the MLflow UI renders on
+the version page. The registry stores at most 5,000 characters of description, so long sections are shortened
+there (the artifact keeps everything). The registered model's description says what the model is for and which
+version serves.
 """
 
 from __future__ import annotations
@@ -134,7 +136,8 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
             [
                 f"Top features by mean |SHAP| ({evidence.get('shap_method', '?')}): "
                 + ", ".join(f"{r['feature']} {r['mean_abs_shap']:.3f}" for r in importance),
-                f"Surrogate tree (depth {surrogate.get('depth', '?')}, fidelity {_fmt(surrogate.get('fidelity'))}):",
+                f"Surrogate tree (depth {surrogate.get('depth', '?')}, fidelity "
+                f"{_fmt(surrogate.get('fidelity'))}):",
                 "```",
                 surrogate.get("rules", "").strip(),
                 "```",
@@ -161,7 +164,10 @@ def _decision_text(cfg: DatasetConfig, tags: dict[str, str]) -> str:
             if objective == "fixed"
             else f"chosen by {objective} on cross-validation folds of the training rows"
         )
-        return f"Scores {cfg.target} = {decision.classes[1]!r}; decides at threshold {decision.threshold:.3f} ({how})."
+        return (
+            f"Scores {cfg.target} = {decision.classes[1]!r}; "
+            f"decides at threshold {decision.threshold:.3f} ({how})."
+        )
     if decision.task == REGRESSION:
         return f"Predicts {cfg.target} (regression)."
     return f"Predicts {cfg.target} among {len(decision.classes)} classes ({', '.join(decision.classes[:8])})."
@@ -181,7 +187,8 @@ SECTION_TITLES = {
 
 
 def render_markdown(card: dict[str, Any], limit: int | None = None, full_card_uri: str = "") -> str:
-    """Markdown of the card; with ``limit``, the longest sections are cut until it fits, pointing at the full card."""
+    """Markdown of the card; with ``limit``, the longest sections are cut until it fits, pointing at the full
+    card."""
     sections = {k: card[k] for k in SECTION_TITLES}
 
     def render() -> str:
@@ -283,7 +290,8 @@ def describe_registered_model(cfg: DatasetConfig, client: Any, champion_version:
     )
     text = (
         f"# {name}\n\n{cfg.description or cfg.name}\n\n- Serving (`champion`): {champion}\n"
-        f"- Promotion policy: `{cfg.gates.policy}` — a version serves only after the gate (see each version's "
+        f"- Promotion policy: `{cfg.gates.policy}` — a version serves only after the gate (see each "
+        "version's "
         "card); every move of `champion` is in Driftloop's audit log (`driftloop audit`).\n"
         f"- Dataset config: `{cfg.name}`; {cfg.task} target `{cfg.target}`"
         + (f" = {cfg.positive_label!r}." if cfg.positive_label else ".")

@@ -1,12 +1,16 @@
-"""Promotion: the gate's verdict, the dataset's policy, the audit log and the model card, in one serialised step.
+"""Promotion: the gate's verdict, the dataset's policy, the audit log and the model card, in one serialised
+step.
 
-Every way a version comes to serve goes through here: the training gate (:func:`promote_model`), an A/B decision
-(:func:`promote_version`), a person using the CLI (:func:`set_champion`) and a rollback (:func:`rollback_champion`).
-Each one reconciles the audit log with the registry first (so a move made in the MLflow UI is recorded before
-anything else), decides and moves ``champion`` under the audit store's lock, and appends one audit entry per move.
+Every way a version comes to serve goes through here: the training gate (:func:`promote_model`), an A/B
+    decision
+(:func:`promote_version`), a person using the CLI (:func:`set_champion`) and a rollback
+(:func:`rollback_champion`). Each one reconciles the audit log with the registry first (so a move made in the
+MLflow UI is recorded before anything else), decides and moves ``champion`` under the audit store's lock, and
+appends one audit entry per move.
 
-Under ``gates.policy: auto`` a passing gate moves ``champion``; under ``manual`` it only marks the version ready
-(``driftloop.ready_for_champion``) and a person moves ``champion`` in the MLflow UI (recorded by the reconciler).
+Under ``gates.policy: auto`` a passing gate moves ``champion``; under ``manual`` it only marks the version
+ready (``driftloop.ready_for_champion``) and a person moves ``champion`` in the MLflow UI (recorded by the
+reconciler).
 """
 
 from __future__ import annotations
@@ -126,8 +130,9 @@ def promote_model(
     """Judge a new version with every gate check and apply the dataset's policy; record everything.
 
     The verdict and every check's numbers go on the version (tags, the model card in its description) and into
-    ``bus.GATE_REPORT_ARTIFACT`` on its training run. A failing version stays ``challenger``. When the champion
-    changes while the candidate is being judged (a racing promotion), it is judged again against the new one.
+    ``bus.GATE_REPORT_ARTIFACT`` on its training run. A failing version stays ``challenger``. When the
+    champion changes while the candidate is being judged (a racing promotion), it is judged again against the
+    new one.
 
     Args:
         cfg: Dataset config (``gates``, ``fairness``).
@@ -197,7 +202,8 @@ def promote_model(
 
 
 def _headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, float | None]:
-    """The primary metric of candidate and champion as the gate compared them (the champion's: None if absent)."""
+    """The primary metric of candidate and champion as the gate compared them (the champion's: None if
+    absent)."""
     head_to_head = next((c for c in report["checks"] if c["name"] == "beats_champion"), None)
     if head_to_head is None:
         return {

@@ -1,1 +1,2 @@
-"""Monitoring stage: drift and live performance of scored batches, the drift sensor and the retraining policy."""
+"""Monitoring stage: drift and live performance of scored batches, the drift sensor and the retraining
+policy."""

@@ -1,9 +1,11 @@
 """Which drift matters: drifted features ranked by their importance to the champion, and attribution drift.
 
-* **Root cause:** the features Evidently found drifted, ordered by the champion's mean |SHAP| (from its training
-  evidence), and the share of the champion's total importance that sits on drifted features. Drift on a feature
-  the model barely uses is noise; drift on its top feature is why predictions move.
-* **Attribution drift:** the champion's SHAP ranking on the current batch against its ranking on the reference,
+* **Root cause:** the features Evidently found drifted, ordered by the champion's mean |SHAP| (from its
+training
+  evidence), and the share of the champion's total importance that sits on drifted features. Drift on a
+  feature the model barely uses is noise; drift on its top feature is why predictions move.
+* **Attribution drift:** the champion's SHAP ranking on the current batch against its ranking on the
+reference,
   scored with nDCG as SageMaker Clarify does (1.0: the same features drive predictions as before; lower: the
   model now decides on other grounds, even when no single input drifted much).
 """
@@ -35,7 +37,7 @@ def rank_drift_by_importance(
         ``{"ranked": [{"feature", "importance", "drift_score"}], "importance_share", "summary"}``.
     """
     total = sum(importance.values())
-    ranked = sorted(
+    ranked: list[dict[str, Any]] = sorted(
         (
             {"feature": f, "importance": importance.get(f, 0.0), "drift_score": drift_scores.get(f)}
             for f in drifted
@@ -51,7 +53,7 @@ def rank_drift_by_importance(
 def ndcg(reference: dict[str, float], current: dict[str, float], k: int = TOP_K) -> float:
     """nDCG@k of the current ranking, with the reference importances as relevance (1.0: same top features)."""
     ideal = sorted(reference.values(), reverse=True)[:k]
-    order = sorted(current, key=current.get, reverse=True)[:k]
+    order = sorted(current, key=lambda f: current[f], reverse=True)[:k]
     dcg = sum(reference.get(f, 0.0) / math.log2(i + 2) for i, f in enumerate(order))
     idcg = sum(value / math.log2(i + 2) for i, value in enumerate(ideal))
     return dcg / idcg if idcg else 1.0
@@ -67,14 +69,14 @@ def attribution_drift(
     """
     from driftloop.governance.explain import explain_rows
 
-    def mean_abs(frame: Any) -> dict[str, float]:
+    def mean_abs(frame: Any) -> tuple[dict[str, float], str]:
         rows = frame[features].sample(min(EXPLAIN_ROWS, len(frame)), random_state=seed)
         result = explain_rows(model, rows, budget_s=1.0, reference_df=reference_df[features])
         return {k: float(v) for k, v in result.values_df.abs().mean().items()}, result.method
 
     reference, method = mean_abs(reference_df)
     current, _ = mean_abs(current_df)
-    top = lambda weights: sorted(weights, key=weights.get, reverse=True)[:TOP_K]  # noqa: E731
+    top = lambda weights: sorted(weights, key=lambda f: weights[f], reverse=True)[:TOP_K]  # noqa: E731
     return {
         "ndcg": ndcg(reference, current),
         "method": method,
@@ -96,8 +98,8 @@ def explain_drift(
     """Which drift matters: root cause by the champion's importance, and attribution drift (nDCG).
 
     Returns:
-        ``{"metrics", "tags", "summary"}``; empty parts when the model or its evidence cannot be read (a version
-        registered by hand), which never fails the monitoring run.
+        ``{"metrics", "tags", "summary"}``; empty parts when the model or its evidence cannot be read (a
+        version registered by hand), which never fails the monitoring run.
     """
     from driftloop.core.registry import load_model
     from driftloop.governance.model_card import read_evidence

@@ -1,10 +1,12 @@
-"""Drift computation: Evidently's data drift preset on the features plus prediction drift on the model's outputs.
+"""Drift computation: Evidently's data drift preset on the features plus prediction drift on the model's
+outputs.
 
 The outputs tested are the version's score (binary: positive-class probability; regression: the value) or, for
-multiclass, every class's probability; the prediction drift score is their mean and the prediction drifted when
-any of them did.
+multiclass, every class's probability; the prediction drift score is their mean and the prediction drifted
+when any of them did.
 
-Pure computation on two frames; reading batches, references and MLflow is :mod:`driftloop.monitoring.monitor`'s job.
+Pure computation on two frames; reading batches, references and MLflow is
+:mod:`driftloop.monitoring.monitor`'s job.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Live performance: late labels joined to a batch's predictions, per task, and how far it fell from the holdout.
+"""Live performance: late labels joined to a batch's predictions, per task, and how far it fell from the
+holdout.
 
 Labels arrive after features. Each time more of a scored batch is labelled, its monitoring run gets the task's
 live metrics (binary F1/AUC, multiclass macro-F1/accuracy, regression RMSE/MAE), ``live_drop`` (the relative
-degradation of the task's primary metric against the version's holdout value; the sensor's performance trigger)
-and fairness on the labelled rows. Pure computation on frames; :mod:`driftloop.monitoring.monitor` reads the files.
+degradation of the task's primary metric against the version's holdout value; the sensor's performance
+trigger) and fairness on the labelled rows. Pure computation on frames; :mod:`driftloop.monitoring.monitor`
+reads the files.
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ def awaits_labels(run: Any, fingerprint: str) -> bool:
 
 
 def measure_live(cfg: DatasetConfig, facts: VersionFacts, matched: Any) -> dict[str, float]:
-    """Live metrics, labelled rows and ``live_drop`` of labelled predictions (one row per id, label in ``cfg.target``)."""
+    """Live metrics, labelled rows and ``live_drop`` of labelled predictions (one row per id, label in
+    ``cfg.target``)."""
     live = live_metrics(facts.decision, matched[cfg.target], matched)
     live[bus.LABELLED_ROWS] = float(len(matched))
     drop = relative_drop(facts.decision.task, live, facts.holdout)

@@ -1,13 +1,16 @@
-"""Monitoring: drift and live performance of every scored batch, logged as one monitoring run per inference run.
+"""Monitoring: drift and live performance of every scored batch, logged as one monitoring run per inference
+run.
 
-``monitor_predictions`` compares each newly scored batch with the reference sample logged by the training run of
-the model version that scored it (:func:`driftloop.monitoring.drift.compute_drift`), features and the model's outputs alike.
-Late labels are joined to predictions as they arrive, giving the task's live metrics in the same monitoring run
-(:mod:`driftloop.monitoring.live`). Whether a result calls for retraining is :mod:`driftloop.monitoring.sensor`'s decision.
+``monitor_predictions`` compares each newly scored batch with the reference sample logged by the training run
+of the model version that scored it (:func:`driftloop.monitoring.drift.compute_drift`), features and the
+model's outputs alike. Late labels are joined to predictions as they arrive, giving the task's live metrics in
+the same monitoring run (:mod:`driftloop.monitoring.live`). Whether a result calls for retraining is
+:mod:`driftloop.monitoring.sensor`'s decision.
 
 Memory is bounded whatever the batch size: predictions, batches and label files are read in chunks of
-``monitoring.chunk_rows``, rows are located by a 64-bit hash of their id (8 bytes a row), and only seeded samples
-are materialised: at most ``max_rows`` rows for drift, ``MAX_LIVE_ROWS`` labelled rows for live metrics and
+``monitoring.chunk_rows``, rows are located by a 64-bit hash of their id (8 bytes a row), and only seeded
+samples are materialised: at most ``max_rows`` rows for drift, ``MAX_LIVE_ROWS`` labelled rows for live
+    metrics and
 fairness (the count of labelled rows is always exact).
 """
 
@@ -33,7 +36,8 @@ log = logging.getLogger(__name__)
 # Evidently's cost grows with rows; a seeded sample of this size gives stable drift scores on any batch size.
 MAX_CURRENT_ROWS = 50_000
 MAX_REFERENCE_ROWS = 50_000
-# fairlearn costs ~0.3 ms a row (278 s on 1M labelled rows); 50k rows keep F1 and the parity gaps within ~0.005.
+# fairlearn costs ~0.3 ms a row (278 s on 1M labelled rows); 50k rows keep F1 and the parity gaps within
+# ~0.005.
 MAX_LIVE_ROWS = 50_000
 SAMPLE_SEED = 42
 
@@ -261,13 +265,15 @@ def _iter_batches(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
 
 
 def _iter_parquet(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
-    """Yield a parquet file in chunks of ``cfg.monitoring.chunk_rows`` so a huge batch never sits in memory."""
+    """Yield a parquet file in chunks of ``cfg.monitoring.chunk_rows`` so a huge batch never sits in
+    memory."""
     for batch in _iter_batches(uri, columns, cfg):
         yield batch.to_pandas()
 
 
 def _scan_predictions(cfg: DatasetConfig, uri: str) -> tuple[Any, Any]:
-    """The id hash of every row of a predictions partition (file order) and the positions of each id's last row.
+    """The id hash of every row of a predictions partition (file order) and the positions of each id's last
+    row.
 
     The last row of an id is the one that counts, as when rows are deduplicated keeping the last.
     """
@@ -307,7 +313,8 @@ def _take_rows(cfg: DatasetConfig, uri: str, columns: list[str], positions: Any)
 
 
 def _labelled_positions(cfg: DatasetConfig, label_files: list[Path], scan: tuple[Any, Any]) -> Any:
-    """Positions (each id's last row) whose id has a non-null accepted label, from the label files in chunks."""
+    """Positions (each id's last row) whose id has a non-null accepted label, from the label files in
+    chunks."""
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -357,7 +364,7 @@ def _scored_columns(facts: VersionFacts) -> list[str]:
     return list(dict.fromkeys([bus.PREDICTION_COLUMN, bus.SCORE_COLUMN, *facts.output_columns]))
 
 
-def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[str, Any]) -> VersionFacts:
+def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[Any, Any]) -> VersionFacts:
     key = ("facts", run_id)
     if key not in cache:
         cache[key] = live.read_version_facts(cfg, client, run_id)
@@ -365,7 +372,7 @@ def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[str
 
 
 def _reference(
-    cfg: DatasetConfig, client: Any, run_id: str, facts: VersionFacts, cache: dict[str, Any]
+    cfg: DatasetConfig, client: Any, run_id: str, facts: VersionFacts, cache: dict[Any, Any]
 ) -> Any:
     key = ("reference", run_id)
     if key not in cache:
@@ -383,8 +390,8 @@ def _live_performance(
 ) -> tuple[dict[str, float], str]:
     """Live metrics, ``live_drop`` and fairness on the labelled rows of one batch ({} below ``min_rows``).
 
-    ``labelled_rows`` counts every labelled row; metrics and fairness use at most ``MAX_LIVE_ROWS`` of them (seeded
-    sample), and the returned note says so.
+    ``labelled_rows`` counts every labelled row; metrics and fairness use at most ``MAX_LIVE_ROWS`` of them
+    (seeded sample), and the returned note says so.
     """
     import pandas as pd
 
@@ -431,7 +438,7 @@ def _update_with_labels(
     run: Any,
     label_files: list[Path],
     fingerprint: str,
-    cache: dict[str, Any],
+    cache: dict[Any, Any],
 ) -> dict[str, Any] | None:
     """Log live metrics into an existing monitoring run when more of its rows are labelled than before."""
     tags, run_id = run.data.tags, run.info.run_id

@@ -22,7 +22,8 @@ def decide_retraining(
 
     Args:
         cfg: Dataset config (``training.retrain_min_growth``).
-        snapshot: Result of :func:`driftloop.data.snapshots.build_snapshot`: ``snapshot_hash``, ``rows``, ``created``.
+        snapshot: Result of :func:`driftloop.data.snapshots.build_snapshot`: ``snapshot_hash``, ``rows``,
+            ``created``.
         settings: Process settings.
 
     Returns:

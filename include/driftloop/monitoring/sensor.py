@@ -1,15 +1,17 @@
 """The drift sensor's decision: does a monitoring result of the current champion call for retraining?
 
-:func:`find_drift_trigger` is a pure read (a registry call and two run searches), so the deferrable sensor can ask
-it from Airflow's triggerer as often as it likes. Writing happens in two separate calls: :func:`mark_trigger_fired`
-after the retraining run was queued, and :func:`suppress_cooldown_runs`, which labels results that the cooldown
-held back so the MLflow UI says why they did not fire.
+:func:`find_drift_trigger` is a pure read (a registry call and two run searches), so the deferrable sensor can
+ask it from Airflow's triggerer as often as it likes. Writing happens in two separate calls:
+:func:`mark_trigger_fired` after the retraining run was queued, and :func:`suppress_cooldown_runs`, which
+labels results that the cooldown held back so the MLflow UI says why they did not fire.
 
-Rules (thresholds in ``cfg.monitoring``): a FINISHED monitoring run of the current champion version crosses when
-its drift share is at least ``drift_share_threshold`` or its live primary metric (F1, macro-F1 or RMSE, by task)
-is worse than the champion's holdout value by more than ``performance_drop_threshold`` (relative). A result fires at most once (``sensor_fired_at``), results covered by a
-firing never fire (``sensor_suppressed``), and results that started less than ``cooldown_s`` after the last firing
-never fire either, so one drift episode retrains once.
+Rules (thresholds in ``cfg.monitoring``): a FINISHED monitoring run of the current champion version crosses
+    when
+its drift share is at least ``drift_share_threshold`` or its live primary metric (F1, macro-F1 or RMSE, by
+task) is worse than the champion's holdout value by more than ``performance_drop_threshold`` (relative). A
+result fires at most once (``sensor_fired_at``), results covered by a firing never fire
+(``sensor_suppressed``), and results that started less than ``cooldown_s`` after the last firing never fire
+either, so one drift episode retrains once.
 """
 
 from __future__ import annotations
@@ -90,8 +92,10 @@ def _describe(cfg: DatasetConfig, run: Any, champion_version: str, reason: str, 
     if bus.LIVE_DROP in metrics:
         name = run.data.tags.get(bus.LIVE_DROP_METRIC_TAG, bus.LIVE_F1)
         parts.append(
-            f"{name} {metrics.get(name, float('nan')):.3f} is {metrics[bus.LIVE_DROP]:.1%} worse than on the holdout "
-            f"(threshold {thresholds.performance_drop_threshold:.0%}, {int(metrics.get(bus.LABELLED_ROWS, 0))} "
+            f"{name} {metrics.get(name, float('nan')):.3f} is {metrics[bus.LIVE_DROP]:.1%} worse than on the "
+            "holdout "
+            f"(threshold {thresholds.performance_drop_threshold:.0%}, "
+            f"{int(metrics.get(bus.LABELLED_ROWS, 0))} "
             "labelled rows)"
         )
     return (
@@ -102,7 +106,8 @@ def _describe(cfg: DatasetConfig, run: Any, champion_version: str, reason: str, 
 
 
 def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
-    """The newest unhandled monitoring result of the champion that calls for retraining, or None. Writes nothing.
+    """The newest unhandled monitoring result of the champion that calls for retraining, or None. Writes
+    nothing.
 
     Args:
         cfg: Dataset config (thresholds in ``cfg.monitoring``).

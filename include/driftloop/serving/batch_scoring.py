@@ -1,7 +1,7 @@
 """Batch inference: score accepted batches with the model behind ``models:/<name>@champion``.
 
-The alias is resolved once per run to a concrete version, so every row of a run is scored by the same model and
-the predictions say which one. Batches are read and written in chunks, so memory stays bounded by
+The alias is resolved once per run to a concrete version, so every row of a run is scored by the same model
+and the predictions say which one. Batches are read and written in chunks, so memory stays bounded by
 ``inference.chunk_rows`` whatever the batch size. Models are loaded only from our own registry: they are
 cloudpickle files, and that registry is the trust boundary.
 """
@@ -20,7 +20,7 @@ from driftloop.core.errors import NoChampionError
 from driftloop.core.registry import load_model, resolve_alias
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
-from driftloop.core.storage import list_manifests
+from driftloop.core.storage import atomic_path, list_manifests
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 
@@ -41,7 +41,8 @@ def resolve_model(
     resolved = resolve_alias(cfg, alias, settings)
     if resolved is None:
         raise NoChampionError(
-            f"no model version of {cfg.registered_model_name!r} has alias {alias!r}: train and promote a model "
+            f"no model version of {cfg.registered_model_name!r} has alias {alias!r}: train and promote a "
+            "model "
             "first (training_pipeline), or set the alias in the MLflow UI"
         )
     return {
@@ -100,7 +101,8 @@ def summarize_outputs(decision: Decision, predicted: Any) -> dict[str, float]:
 def explain_chunk(
     model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any
 ) -> tuple[dict[str, Any], str]:
-    """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the method."""
+    """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the
+    method."""
     from driftloop.governance.explain import explain_rows, top_reasons
 
     budget_s = cfg.inference.explain_ms_per_row * len(chunk) / 1000
@@ -118,7 +120,8 @@ def score_file(
     decision: Decision,
     reference_df: Any = None,
 ) -> dict[str, Any]:
-    """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k reasons.
+    """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k
+    reasons.
 
     Args:
         model: The fitted pipeline.
@@ -126,8 +129,8 @@ def score_file(
         cfg: Dataset config (``inference.chunk_rows``, ``inference.reasons``).
         batch_path: Accepted batch parquet.
         output_path: Predictions partition to write.
-        decision: The version's decision: predictions are labels in the dataset's vocabulary (with the score, and
-            per-class probabilities for multiclass) or values (regression).
+        decision: The version's decision: predictions are labels in the dataset's vocabulary (with the score,
+            and per-class probabilities for multiclass) or values (regression).
         reference_df: Reference rows for the explainer's background; None stores no reasons.
 
     Returns:
@@ -139,47 +142,46 @@ def score_file(
 
     start = time.perf_counter()
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = output_path.with_name(f".{output_path.name}.tmp")
     rows = chunks = 0
     # Output metrics are shares and means: summed per chunk weighted by its rows, so no output is kept.
-    writer, method, weighted = None, "none", {}
+    writer, method = None, "none"
+    weighted: dict[str, float] = {}
     explain = cfg.inference.reasons > 0 and reference_df is not None
-    try:
-        source = pq.ParquetFile(batch_path)
-        columns = [cfg.id_column, *cfg.features]
-        for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=columns):
-            chunk = record_batch.to_pandas()
-            outputs = decision.predict(model, chunk[cfg.features])
-            n = len(chunk)
-            table = pa.table(
-                {
-                    cfg.id_column: chunk[cfg.id_column].to_numpy(),
-                    **{col: _output_array(values) for col, values in outputs.items()},
-                    **{
-                        col: pa.array([model_info[col]] * n, pa.string())
-                        for col in bus.PREDICTION_LINEAGE_COLUMNS
-                    },
-                    bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
-                }
-            )
-            if explain:
-                reasons, method = explain_chunk(model, chunk, cfg, reference_df)
-                for name, values in reasons.items():
-                    table = table.append_column(name, pa.array(values))
-            if writer is None:
-                writer = pq.ParquetWriter(tmp_path, table.schema)
-            writer.write_table(table)
-            rows += n
-            chunks += 1
-            for key, value in summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN]).items():
-                weighted[key] = weighted.get(key, 0.0) + value * n
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise ValueError(f"{batch_path} has no rows to score")
-    tmp_path.replace(output_path)
+    with atomic_path(output_path) as tmp_path:
+        try:
+            source = pq.ParquetFile(batch_path)
+            columns = [cfg.id_column, *cfg.features]
+            for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=columns):
+                chunk = record_batch.to_pandas()
+                outputs = decision.predict(model, chunk[cfg.features])
+                n = len(chunk)
+                table = pa.table(
+                    {
+                        cfg.id_column: chunk[cfg.id_column].to_numpy(),
+                        **{col: _output_array(values) for col, values in outputs.items()},
+                        **{
+                            col: pa.array([model_info[col]] * n, pa.string())
+                            for col in bus.PREDICTION_LINEAGE_COLUMNS
+                        },
+                        bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
+                    }
+                )
+                if explain:
+                    reasons, method = explain_chunk(model, chunk, cfg, reference_df)
+                    for name, values in reasons.items():
+                        table = table.append_column(name, pa.array(values))
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp_path, table.schema)
+                writer.write_table(table)
+                rows += n
+                chunks += 1
+                for key, value in summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN]).items():
+                    weighted[key] = weighted.get(key, 0.0) + value * n
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            raise ValueError(f"{batch_path} has no rows to score")
     return {
         "rows": rows,
         "chunks": chunks,
@@ -261,7 +263,8 @@ def score_batch(
 
 
 def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
-    """The training run's reference rows (explainer background), or None when reasons are off or it is missing."""
+    """The training run's reference rows (explainer background), or None when reasons are off or it is
+    missing."""
     from driftloop.core.tracking import read_run_frame
 
     if cfg.inference.reasons <= 0:

@@ -19,11 +19,12 @@ from contextlib import contextmanager
 
 
 def import_experiment(task: str = "binary") -> type:
-    """PyCaret's ``ClassificationExperiment`` (binary, multiclass) or ``RegressionExperiment``, imported quietly.
+    """PyCaret's ``ClassificationExperiment`` (binary, multiclass) or ``RegressionExperiment``, imported
+    quietly.
 
-    The returned subclass skips ``_check_environment``, which imports ~30 optional packages (evidently, gradio,
-    ...) only to log their versions: 8 s on an idle machine, minutes under load. The run's pip requirements
-    record what matters.
+    The returned subclass skips ``_check_environment``, which imports ~30 optional packages (evidently,
+    gradio, ...) only to log their versions: 8 s on an idle machine, minutes under load. The run's pip
+    requirements record what matters.
     """
     os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", os.devnull)
     if task == "regression":

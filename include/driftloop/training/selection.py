@@ -1,11 +1,13 @@
 """Model selection with PyCaret: compare and tune on (a sample of) the training rows, finalize on all of them.
 
-PyCaret's classification module serves binary and multiclass targets, its regression module regression targets.
-When the training rows exceed ``training.selection_max_rows``, compare and tune run on a sample (stratified by
-class), and the chosen pipeline is then fitted on every training row: selection cost stays bounded while the
-model still learns from the whole snapshot. The run says which happened (``bus.SELECTION_TAG``).
+PyCaret's classification module serves binary and multiclass targets, its regression module regression
+targets. When the training rows exceed ``training.selection_max_rows``, compare and tune run on a sample
+(stratified by class), and the chosen pipeline is then fitted on every training row: selection cost stays
+bounded while the model still learns from the whole snapshot. The run says which happened
+(``bus.SELECTION_TAG``).
 
-The binary decision threshold is chosen here too, on out-of-fold scores of the training rows, never the holdout.
+The binary decision threshold is chosen here too, on out-of-fold scores of the training rows, never the
+holdout.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 def select_rows(cfg: DatasetConfig, train_df: Any) -> Any:
-    """The training rows model selection (compare, tune) runs on: all, or ``training.selection_max_rows`` of them.
+    """The training rows model selection (compare, tune) runs on: all, or ``training.selection_max_rows`` of
+    them.
 
     Classification samples every class in proportion, so rare classes stay in the selection.
     """
@@ -46,8 +49,8 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
         decision: The task and class list the target is encoded by.
 
     Returns:
-        ``{"model", "best_model", "leaderboard_df", "timings", "selection_rows", "pipeline"}``: ``pipeline`` is
-        the tuned, unfitted-on-everything candidate (for out-of-fold scores); ``timings`` holds
+        ``{"model", "best_model", "leaderboard_df", "timings", "selection_rows", "pipeline"}``: ``pipeline``
+        is the tuned, unfitted-on-everything candidate (for out-of-fold scores); ``timings`` holds
         ``setup_seconds``, ``compare_seconds``, ``tune_seconds`` and ``finalize_seconds``.
 
     Raises:
@@ -77,7 +80,8 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
             html=False,
             log_experiment=False,  # PyCaret's MLflow logger crashes on MLflow 3; we log ourselves
             system_log=False,  # else PyCaret writes logs.log into the worker's cwd
-            memory=False,  # a joblib cache path inside the pickled pipeline would not exist where it is loaded
+            # A joblib cache path inside the pickled pipeline would not exist where it is loaded.
+            memory=False,
             n_jobs=n_jobs,
             **options,
         )
@@ -131,7 +135,8 @@ def _refit(pipeline: Any, cfg: DatasetConfig, frame: Any, decision: Decision) ->
 def choose_decision_threshold(
     cfg: DatasetConfig, pipeline: Any, selection_df: Any, decision: Decision, n_jobs: int
 ) -> dict[str, Any]:
-    """The binary threshold chosen on out-of-fold scores of the training rows (``training.threshold_objective``).
+    """The binary threshold chosen on out-of-fold scores of the training rows
+    (``training.threshold_objective``).
 
     The selected pipeline is refitted on ``training.folds`` folds of the selection rows and scores the rows it
     did not see; the holdout is never touched. ``fixed`` (and non-binary tasks) keep ``inference.threshold``.

@@ -1,8 +1,9 @@
 """Training: PyCaret model selection on a snapshot, holdout evaluation, MLflow logging and registration.
 
-One call of :func:`train_model` is one unit of work keyed by ``(snapshot_hash, trigger_id)``: a retry of the same
-task finds the finished run (or resumes the unfinished one) and never registers a second model version. The new
-version is handed to :mod:`driftloop.core.registry`, which copies its lineage and points ``challenger`` at it.
+One call of :func:`train_model` is one unit of work keyed by ``(snapshot_hash, trigger_id)``: a retry of the
+same task finds the finished run (or resumes the unfinished one) and never registers a second model version.
+The new version is handed to :mod:`driftloop.core.registry`, which copies its lineage and points
+``challenger`` at it.
 
 Models are stored with cloudpickle (a PyCaret pipeline cannot be saved with skops). Unpickling runs code, so
 models are loaded only from our own MLflow registry: that registry is the trust boundary.
@@ -48,7 +49,8 @@ MODEL_PACKAGES = (
 
 
 def derive_trigger_id(trigger: dict[str, Any], snapshot_hash: str) -> str:
-    """The trigger's identity: an explicit ``trigger_id``, the Airflow run id, else a hash of reason + snapshot."""
+    """The trigger's identity: an explicit ``trigger_id``, the Airflow run id, else a hash of reason +
+    snapshot."""
     if trigger.get("trigger_id"):
         return str(trigger["trigger_id"])
     if trigger.get("airflow_run_id"):
@@ -220,7 +222,8 @@ def _selection_text(selection_rows: int, train_rows: int) -> str:
 
 
 def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, settings: Settings) -> dict:
-    """Inside an active run: split, fit, choose the threshold, evaluate and log everything; returns the timings."""
+    """Inside an active run: split, fit, choose the threshold, evaluate and log everything; returns the
+    timings."""
     import mlflow
 
     columns = [cfg.id_column, *cfg.features, cfg.target]
@@ -307,13 +310,14 @@ def train_model(
     trigger: dict[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Train a model on a snapshot, evaluate it on the id-hash holdout, log it and register it as ``challenger``.
+    """Train a model on a snapshot, evaluate it on the id-hash holdout, log it and register it as
+    ``challenger``.
 
     Args:
         cfg: Dataset config.
         snapshot_uri: Snapshot parquet to train on; the newest snapshot when None.
-        trigger: Why training runs: ``reason`` (``drift``/``new_data``/``manual``), optional ``airflow_dag_id``,
-            ``airflow_run_id``, ``monitoring_run_id``, ``trigger_id``.
+        trigger: Why training runs: ``reason`` (``drift``/``new_data``/``manual``), optional
+            ``airflow_dag_id``, ``airflow_run_id``, ``monitoring_run_id``, ``trigger_id``.
         settings: Process settings; defaults to :meth:`Settings.from_env`.
 
     Returns:

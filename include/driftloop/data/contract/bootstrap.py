@@ -1,10 +1,10 @@
 """``driftloop contract bootstrap``: a first contract derived from the reference data, for a person to review.
 
-Each column's dtype comes from the source's dtype, never from the values it happens to hold: a float column whose
-reference values are all whole (typical of a float column holding missing values) stays ``float64``, so the first
-batch with a fraction in it is not quarantined. Integer columns stay ``int64``; text, booleans and pandas
-categoricals are ``string``. Every rule comes with the reason it was inferred, printed by the command and written
-as a comment above the column in the contract file.
+Each column's dtype comes from the source's dtype, never from the values it happens to hold: a float column
+whose reference values are all whole (typical of a float column holding missing values) stays ``float64``, so
+the first batch with a fraction in it is not quarantined. Integer columns stay ``int64``; text, booleans and
+pandas categoricals are ``string``. Every rule comes with the reason it was inferred, printed by the command
+and written as a comment above the column in the contract file.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def _nice_ceiling(value: float) -> float:
 def source_dtype(series: Any) -> str:
     """The contract dtype of a source column, from its pandas dtype alone (never from its values).
 
-    Signed and unsigned integers (numpy or pandas' nullable ``Int64``) are ``int64``, floats ``float64``; text,
-    booleans, dates and pandas categoricals are ``string``.
+    Signed and unsigned integers (numpy or pandas' nullable ``Int64``) are ``int64``, floats ``float64``;
+    text, booleans, dates and pandas categoricals are ``string``.
     """
     kind = series.dtype.kind
     if kind in "iu":
@@ -171,7 +171,8 @@ def infer_column_rule(cfg: DatasetConfig, name: str, series: Any) -> tuple[dict[
 
 
 def _dump_contract(raw: dict[str, Any], reasons: dict[str, list[str]]) -> str:
-    """YAML with one line per column under a comment saying why, so a reviewer sees each rule and its origin."""
+    """YAML with one line per column under a comment saying why, so a reviewer sees each rule and its
+    origin."""
     top = {k: v for k, v in raw.items() if k != "columns"}
     lines = [yaml.safe_dump(top, sort_keys=False, default_flow_style=None, width=110).rstrip(), "columns:"]
     for name, rule in raw["columns"].items():
@@ -196,8 +197,8 @@ def bootstrap_contract(
 
     Dtypes come from the source's dtypes (:func:`source_dtype`); numeric ranges start at 0 when the reference
     has no negatives and end at the reference maximum times :data:`BOOTSTRAP_RANGE_HEADROOM`; categories (of
-    categorical features and of a classification label) are the reference's distinct values; a column is nullable
-    when the reference has nulls. A regression label gets a numeric range like a numeric feature.
+    categorical features and of a classification label) are the reference's distinct values; a column is
+    nullable when the reference has nulls. A regression label gets a numeric range like a numeric feature.
 
     Args:
         cfg: Dataset config (``driftloop.data.sources.load_source_frame(cfg)`` supplies the reference data).
@@ -245,8 +246,10 @@ def bootstrap_contract(
     for entry in report:
         entry["why"] = "; ".join(reasons[entry["column"]])
     header = (
-        f"# Data contract for {cfg.name}, bootstrapped from the reference data ({len(frame)} rows); review it.\n"
-        "# Column keys: dtype (string|int64|float64), nullable, required (default true; the label is optional in\n"
+        f"# Data contract for {cfg.name}, bootstrapped from the reference data ({len(frame)} rows); review "
+        "it.\n"
+        "# Column keys: dtype (string|int64|float64), nullable, required (default true; the label is "
+        "optional in\n"
         "# feature batches), min/max, categories, max_length, unique, pii (drop|hash; hash is salted with\n"
         "# $DRIFTLOOP_PII_SALT), formula_check (default true; false accepts text starting like =, +, -, @).\n"
         "# Dtypes follow the source's dtypes. Numeric max = reference max x "
@@ -332,7 +335,8 @@ def check_source(
 
 
 def format_bootstrap_report(result: dict[str, Any]) -> str:
-    """The bootstrap result as text: one line per column with its role, dtype, nullability, rule and reasons."""
+    """The bootstrap result as text: one line per column with its role, dtype, nullability, rule and
+    reasons."""
     rows = [("column", "role", "source", "dtype", "null", "rule", "why")]
     rows += [
         (

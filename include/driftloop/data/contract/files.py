@@ -1,4 +1,5 @@
-"""Validating a whole file in bounded-memory chunks: file checks, then row checks chunk by chunk, then a report.
+"""Validating a whole file in bounded-memory chunks: file checks, then row checks chunk by chunk, then a
+report.
 
 Every received row is either accepted or rejected: ``rows_accepted + rows_quarantined == rows_received``.
 """
@@ -107,8 +108,9 @@ def iter_file_frames(path: str | Path, info: dict[str, Any], chunk_rows: int = D
     """Yield the file's rows as DataFrames of at most ``chunk_rows`` rows (CSV values as text).
 
     CSV is parsed by pyarrow with every column typed as text, so a bad value never fails the parse. It is read
-    one segment at a time (~16 MiB between record boundaries found by :func:`inspect_file`), which bounds memory
-    whatever the file size; Arrow's own streaming reader reads ahead without bound when validation is slower.
+    one segment at a time (~16 MiB between record boundaries found by :func:`inspect_file`), which bounds
+    memory whatever the file size; Arrow's own streaming reader reads ahead without bound when validation is
+    slower.
 
     Raises:
         BatchRejected: malformed_csv, unreadable_file, schema_mismatch.
@@ -197,9 +199,9 @@ def validate_file(
 
     Returns:
         A report: ``ok``, ``reason_code`` (None when ok), ``message``, ``rows_received``, ``rows_accepted``,
-        ``rows_quarantined``, ``reason_counts`` (``code:column`` → rows), ``has_label``, ``sha256``, ``format``,
-        ``file_level`` (True when the whole file is rejected), ``chunks`` (frames read) and ``problems``
-        (readable lines). A file whose bad-row share exceeds ``max_bad_row_share`` is not ok
+        ``rows_quarantined``, ``reason_counts`` (``code:column`` → rows), ``has_label``, ``sha256``,
+        ``format``, ``file_level`` (True when the whole file is rejected), ``chunks`` (frames read) and
+        ``problems`` (readable lines). A file whose bad-row share exceeds ``max_bad_row_share`` is not ok
         (``too_many_bad_rows``) and counts every row as quarantined. Always
         ``rows_accepted + rows_quarantined == rows_received``.
     """

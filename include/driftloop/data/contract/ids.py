@@ -1,8 +1,10 @@
-"""Entity ids: duplicate detection across the chunks of one file, and salted hashing of PII values."""
+"""Entity ids: duplicate detection across the chunks of one file, and keyed hashing of PII values."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
 from typing import Any
 
 from driftloop.data.contract.text import arrow_text
@@ -74,11 +76,65 @@ def duplicate_positions(ids: Any, seen_ids: list[Any] | None) -> Any:
     return np.flatnonzero(present)[duplicate]
 
 
-def hash_values(series: Any, salt: str) -> Any:
-    """Salted sha256 hex digest of every non-null value (nulls stay null)."""
+# PII hash schemes. "h2": ``h2:`` + hex HMAC-SHA256 keyed with DRIFTLOOP_PII_SALT (current). "legacy":
+# bare hex sha256 of ``salt + "\x1f" + value`` (data stored before h2; still recognised and computable).
+HASH_SCHEME = "h2"
+LEGACY_SCHEME = "legacy"
+_LEGACY_HASH = re.compile(r"[0-9a-f]{64}")
+_H2_HASH = re.compile(r"h2:[0-9a-f]{64}")
+
+
+def _digest(value: Any, key: str, scheme: str) -> str:
+    if scheme == HASH_SCHEME:
+        return "h2:" + hmac.new(key.encode(), str(value).encode(), hashlib.sha256).hexdigest()
+    if scheme == LEGACY_SCHEME:
+        return hashlib.sha256(f"{key}\x1f{value}".encode()).hexdigest()
+    raise ValueError(f"unknown PII hash scheme {scheme!r} (known: {HASH_SCHEME!r}, {LEGACY_SCHEME!r})")
+
+
+def hash_values(series: Any, salt: str, scheme: str = HASH_SCHEME) -> Any:
+    """Keyed hash of every non-null value (nulls stay null): ``h2:<hex HMAC-SHA256(salt, value)>``.
+
+    Args:
+        series: The values.
+        salt: The secret key (``Settings.pii_salt``).
+        scheme: :data:`HASH_SCHEME` (default) or :data:`LEGACY_SCHEME` (the salted sha256 stored before h2).
+    """
     import pandas as pd
 
-    def digest(value: Any) -> Any:
-        return hashlib.sha256(f"{salt}\x1f{value}".encode()).hexdigest()
+    _digest("", salt, scheme)  # an unknown scheme fails even on an all-null column
+    return series.map(lambda v: None if pd.isna(v) else _digest(v, salt, scheme))
 
-    return series.map(lambda v: None if pd.isna(v) else digest(v))
+
+def hash_scheme(value: Any) -> str | None:
+    """The scheme of a stored PII hash (:data:`HASH_SCHEME` or :data:`LEGACY_SCHEME`); None if not a hash."""
+    if not isinstance(value, str):
+        return None
+    if _H2_HASH.fullmatch(value):
+        return HASH_SCHEME
+    if _LEGACY_HASH.fullmatch(value):
+        return LEGACY_SCHEME
+    return None
+
+
+def join_hashed_ids(left: Any, right: Any, id_column: str, how: str = "inner") -> Any:
+    """``left.merge(right, on=id_column)``, refusing to join ids hashed under different schemes.
+
+    Equal values join whatever their scheme, so data hashed before h2 (legacy salted sha256) keeps joining
+    with legacy-hashed labels. A legacy id never equals an h2 id of the same entity: rather than an empty
+    join (labels silently lost), that mix raises.
+
+    Raises:
+        ValueError: One side holds legacy hashes and the other h2 hashes.
+    """
+    schemes: list[set[str]] = []
+    for frame in (left, right):
+        found = {hash_scheme(v) for v in frame[id_column].dropna().head(1000)}
+        schemes.append({s for s in found if s is not None})
+    if len(schemes[0]) == len(schemes[1]) == 1 and schemes[0] != schemes[1]:
+        (ours,), (theirs,) = schemes
+        raise ValueError(
+            f"{id_column}: ids hashed with scheme {ours!r} cannot join ids hashed with {theirs!r}; "
+            "hash both sides with one scheme (ids.hash_values(..., scheme=...))"
+        )
+    return left.merge(right, on=id_column, how=how)

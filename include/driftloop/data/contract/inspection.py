@@ -69,8 +69,8 @@ def _inspect_parquet(path: Path, size: int, head: bytes) -> dict[str, Any]:
 class _CsvScan:
     """One pass over a CSV's bytes: sha256, UTF-8, NUL bytes, line count, longest line and record boundaries.
 
-    Record boundaries (a newline outside quotes) are kept about every :data:`SEGMENT_BYTES`: the reader parses one
-    segment at a time, so memory is bounded by the segment, never by the file.
+    Record boundaries (a newline outside quotes) are kept about every :data:`SEGMENT_BYTES`: the reader parses
+    one segment at a time, so memory is bounded by the segment, never by the file.
     """
 
     def __init__(self, path: Path) -> None:
@@ -183,12 +183,13 @@ def inspect_file(path: str | Path) -> dict[str, Any]:
         path: A ``.csv`` or ``.parquet`` file.
 
     Returns:
-        ``{"sha256", "format", "size_bytes", "header", "lines", "rows"}`` (``header`` is the CSV's first record;
-        ``rows`` the data line count of a CSV or the footer's row count of a parquet file); a CSV also has
-        ``longest_line`` and ``segments`` (byte offsets of record boundaries).
+        ``{"sha256", "format", "size_bytes", "header", "lines", "rows"}`` (``header`` is the CSV's first
+        record; ``rows`` the data line count of a CSV or the footer's row count of a parquet file); a CSV also
+        has ``longest_line`` and ``segments`` (byte offsets of record boundaries).
 
     Raises:
-        BatchRejected: empty_file, unsupported_file_type, wrong_format, not_utf8, truncated_file, unreadable_file.
+        BatchRejected: empty_file, unsupported_file_type, wrong_format, not_utf8, truncated_file,
+            unreadable_file.
     """
     path = Path(path)
     suffix = path.suffix.lower()

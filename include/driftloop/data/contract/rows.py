@@ -1,7 +1,8 @@
 """Row-level validation: parse every value, run the pandera checks and split rows into accepted and rejected.
 
-Bad rows come back with a ``_reason`` column (``code:column`` items joined by ``;``); good rows come back typed and
-in canonical column order. Column checks run through pandera; each check is named by its row reason code.
+Bad rows come back with a ``_reason`` column (``code:column`` items joined by ``;``); good rows come back
+typed and in canonical column order. Column checks run through pandera; each check is named by its row reason
+code.
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ def validate_frame(
     hashed_cols = [c for c in stored if contract.columns[c].pii == "hash"]
     if hashed_cols and not pii_salt:
         raise ContractError(
-            f"the contract hashes PII columns {hashed_cols} but DRIFTLOOP_PII_SALT is not set; set it to a secret "
+            f"the contract hashes PII columns {hashed_cols} but DRIFTLOOP_PII_SALT is not set; set it to a "
+            "secret "
             "(the same value for every run, or ids stop joining)"
         )
     raw = df.reset_index(drop=True)

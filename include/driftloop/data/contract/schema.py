@@ -2,8 +2,8 @@
 
 A contract is a YAML file next to the dataset config (``<dataset>.contract.yaml``, or the path in the config's
 ``contract.path``). It lists every column with its dtype, nullability, range, allowed categories, maximum text
-length and PII treatment, names the id and label columns, and sets batch-level limits (row-count bounds and the
-largest share of bad rows a batch may carry before it is quarantined whole).
+length and PII treatment, names the id and label columns, and sets batch-level limits (row-count bounds and
+the largest share of bad rows a batch may carry before it is quarantined whole).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class BatchRejected(Exception):  # noqa: N818 - a file-level outcome, caught per
     Attributes:
         reason_code: One of :data:`BATCH_REASONS`.
         message: Operator-readable explanation with the numbers.
-        rows_received: Rows counted before the problem was found (a line count when the file cannot be parsed).
+        rows_received: Rows counted before the problem was found (a line count when the file cannot be
+            parsed).
     """
 
     def __init__(self, reason_code: str, message: str, rows_received: int = 0, **details: Any) -> None:
@@ -129,7 +130,8 @@ class Contract:
 
 
 def contract_path(cfg: DatasetConfig) -> Path:
-    """Where ``cfg``'s contract lives: ``contract.path`` (relative to the config's folder) or ``<name>.contract.yaml``."""
+    """Where ``cfg``'s contract lives: ``contract.path`` (relative to the config's folder) or
+    ``<name>.contract.yaml``."""
     config_dir = Path(cfg.config_path).parent if cfg.config_path else Path.cwd()
     raw = (cfg.contract or {}).get("path") or f"{cfg.name}.contract.yaml"
     path = Path(raw)
@@ -283,7 +285,8 @@ def check_columns(contract: Contract, columns: list[str], kind: str = "batch") -
 
 
 def arrow_schema(contract: Contract, columns: list[str]) -> Any:
-    """The Arrow schema stored batches and snapshots use for ``columns``: text, int64 when never null, else float64.
+    """The Arrow schema stored batches and snapshots use for ``columns``: text, int64 when never null, else
+    float64.
 
     Nullable integers are stored as float64 so a missing value stays a null, never a sentinel.
     """

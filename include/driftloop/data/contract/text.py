@@ -1,15 +1,16 @@
 """Vectorised text kernels on Arrow strings: parsing numbers, lengths, regex flags, category membership.
 
-pyarrow's C++ string kernels are ~30x faster than ``Series.str``; validation of a million rows spends most of its
-time here.
+pyarrow's C++ string kernels are ~30x faster than ``Series.str``; validation of a million rows spends most of
+its time here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-# Spreadsheet formula injection (OWASP CSV injection): =, @, tab/CR always; + or - when command-like text follows
-# (a letter, parenthesis, pipe or bang, e.g. -2+3+cmd|' /C calc'!A0), so "-12.5" written as text is not flagged.
+# Spreadsheet formula injection (OWASP CSV injection): =, @, tab/CR always; + or - when command-like text
+# follows (a letter, parenthesis, pipe or bang, e.g. -2+3+cmd|' /C calc'!A0), so "-12.5" written as text is
+# not flagged.
 FORMULA_PATTERN = r"^\s*(?:[=@\t\r]|[+\-].*[A-Za-z_(|!])"
 
 

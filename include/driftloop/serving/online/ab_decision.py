@@ -1,20 +1,22 @@
 """The live comparison of champion and challenger on labelled served traffic, and its decision.
 
-:func:`evaluate_ab` reads the prediction log of the current experiment (``v<champion>-vs-v<challenger>``) and the
-accepted labels, then:
+:func:`evaluate_ab` reads the prediction log of the current experiment (``v<champion>-vs-v<challenger>``) and
+the accepted labels, then:
 
-* **A/B** (both arms answered traffic): the unit is the entity, the unit of sticky assignment. Each entity counts
-  once, with its latest served prediction; an entity seen in both arms (the share changed mid-experiment) is left
-  out. The outcome is whether the prediction matched the label. :func:`driftloop.serving.online.ab_stats.decide_ab` combines a
-  fixed-horizon two-proportion test (sized by a power analysis on the champion's holdout accuracy) with an
-  always-valid sequential test, so looking every hour does not inflate false positives.
+* **A/B** (both arms answered traffic): the unit is the entity, the unit of sticky assignment. Each entity
+counts
+  once, with its latest served prediction; an entity seen in both arms (the share changed mid-experiment) is
+  left out. The outcome is whether the prediction matched the label.
+  :func:`driftloop.serving.online.ab_stats.decide_ab` combines a fixed-horizon two-proportion test (sized by a
+  power analysis on the champion's holdout accuracy) with an always-valid sequential test, so looking every
+  hour does not inflate false positives.
 * **Shadow** (one model answered, the other scored the same rows): paired. McNemar on the first ``n`` labelled
   pairs decides; DeLong's paired test (the gate's, :mod:`driftloop.governance.comparison`) gives the AUC
   difference and its interval.
 
 The decision (``promote_challenger``, ``keep_champion``, ``not_enough_data``) is recorded as a run in the
-``driftloop/<dataset>/serving`` experiment, keyed by the experiment and a fingerprint of what was looked at, so a
-rerun on the same data lands in the same run and promotes nothing twice. A promotion goes through
+``driftloop/<dataset>/serving`` experiment, keyed by the experiment and a fingerprint of what was looked at,
+so a rerun on the same data lands in the same run and promotes nothing twice. A promotion goes through
 :func:`driftloop.governance.promotion.promote_version`, which applies the dataset's auto/manual policy.
 """
 
@@ -128,8 +130,8 @@ def ab_analysis(
 def shadow_analysis(
     cfg: DatasetConfig, log_df: Any, labels: Any, baseline: float | None, decision: Any
 ) -> dict[str, Any] | None:
-    """The paired (shadow) decision on labelled rows both models scored, or None when there are no pairs; the AUC
-    difference for a binary task."""
+    """The paired (shadow) decision on labelled rows both models scored, or None when there are no pairs; the
+    AUC difference for a binary task."""
     from driftloop.core.task_types import BINARY
 
     primary = log_df[log_df["role"] == PRIMARY]
@@ -245,9 +247,10 @@ def evaluate_ab(
         apply: False to decide and record without promoting (a dry run).
 
     Returns:
-        ``{"decision", "reason", "decided_by", "experiment", "champion_version", "challenger_version", "run_id",
-        "promotion", "ab", "shadow"}``; ``decision`` is ``no_challenger`` (and nothing is recorded) when there is
-        no challenger distinct from the champion.
+        ``{"decision", "reason", "decided_by", "experiment", "champion_version", "challenger_version",
+        "run_id", "promotion", "ab",
+        "shadow"}``; ``decision`` is ``no_challenger`` (and nothing is recorded) when there is no challenger
+        distinct from the champion.
     """
     from driftloop.core.registry import resolve_alias
     from driftloop.core.task_types import REGRESSION, read_decision

@@ -3,15 +3,15 @@
 Two ways of comparing champion and challenger on labelled served traffic:
 
 * **A/B** (each entity sees one model, sticky): the unit is the entity and the outcome whether its prediction
-  was right. :func:`min_entities_per_arm` sizes a fixed horizon with a power analysis; :func:`two_proportion_test`
-  is the fixed-horizon z-test (statsmodels), run once on the first ``n`` entities of each arm so looking again
-  cannot change it; :func:`msprt_p_value` is an always-valid mixture sequential probability ratio test, so the
-  results can be looked at every day without inflating false positives. :func:`decide_ab` combines the two
-  with the overall ``alpha`` split between them (Bonferroni), so the decision's false-positive rate stays at
-  most ``alpha`` however often it is looked at.
+  was right. :func:`min_entities_per_arm` sizes a fixed horizon with a power analysis;
+  :func:`two_proportion_test` is the fixed-horizon z-test (statsmodels), run once on the first ``n`` entities
+  of each arm so looking again cannot change it; :func:`msprt_p_value` is an always-valid mixture sequential
+  probability ratio test, so the results can be looked at every day without inflating false positives.
+  :func:`decide_ab` combines the two with the overall ``alpha`` split between them (Bonferroni), so the
+  decision's false-positive rate stays at most ``alpha`` however often it is looked at.
 * **Shadow** (both models score the same rows): paired. :func:`mcnemar_test` compares correctness on the same
-  rows and :func:`paired_bootstrap_auc` gives an interval for the AUC difference; :func:`decide_shadow` decides
-  on the first ``n`` labelled pairs (a fixed horizon again).
+  rows and :func:`paired_bootstrap_auc` gives an interval for the AUC difference; :func:`decide_shadow`
+  decides on the first ``n`` labelled pairs (a fixed horizon again).
 
 Decisions are the :mod:`driftloop.core.bus` constants ``promote_challenger``, ``keep_champion`` and
 ``not_enough_data``.
@@ -77,7 +77,8 @@ def two_proportion_test(successes_a: int, n_a: int, successes_b: int, n_b: int) 
 def msprt_p_value(
     arm_b: Any, success: Any, mixture_sd: float, min_per_arm: int = SEQUENTIAL_MIN_PER_ARM
 ) -> dict[str, float]:
-    """Always-valid p-value of a two-proportion comparison: a normal-mixture sequential probability ratio test.
+    """Always-valid p-value of a two-proportion comparison: a normal-mixture sequential probability ratio
+    test.
 
     After each outcome (in arrival order) the difference of rates ``d`` is approximately ``N(theta, v)`` with
     ``v`` the plug-in variance. Mixing ``theta ~ N(0, tau^2)`` gives the likelihood ratio
@@ -89,7 +90,8 @@ def msprt_p_value(
         arm_b: Per outcome, True when it belongs to arm B (challenger), False for arm A, in arrival order.
         success: Per outcome, True when the prediction was right.
         mixture_sd: ``tau``: the scale of differences the test is tuned to (the minimum detectable effect).
-        min_per_arm: Prefixes with fewer outcomes in either arm are skipped (the variance is not yet estimable).
+        min_per_arm: Prefixes with fewer outcomes in either arm are skipped (the variance is not yet
+            estimable).
 
     Returns:
         ``{"p_value", "max_log_lr", "diff"}`` with ``diff`` the final B minus A rate.
@@ -106,7 +108,8 @@ def msprt_p_value(
     if not usable.any():
         return {"p_value": 1.0, "max_log_lr": 0.0, "diff": float("nan")}
     n_a, n_b, s_a, s_b = n_a[usable], n_b[usable], s_a[usable], s_b[usable]
-    # Rates shrunk half an outcome towards 1/2 keep the variance positive when an arm is all right or all wrong.
+    # Rates shrunk half an outcome towards 1/2 keep the variance positive when an arm is all right or all
+    # wrong.
     p_a, p_b = (s_a + 0.5) / (n_a + 1), (s_b + 0.5) / (n_b + 1)
     variance = p_a * (1 - p_a) / n_a + p_b * (1 - p_b) / n_b
     diff = s_b / n_b - s_a / n_a
@@ -141,7 +144,8 @@ def decide_ab(
         success: Per entity, True when the served prediction matched the label.
         alpha: Overall false-positive rate of the decision.
         power: Power of the fixed-horizon test at ``min_effect``.
-        min_effect: Smallest accuracy difference worth detecting (also the mixture scale of the sequential test).
+        min_effect: Smallest accuracy difference worth detecting (also the mixture scale of the sequential
+            test).
         baseline_rate: Expected champion accuracy for the power analysis; default: the observed one.
 
     Returns:
@@ -209,7 +213,8 @@ def decide_ab(
 
 
 def mcnemar_test(correct_a: Any, correct_b: Any) -> dict[str, float]:
-    """McNemar's test on paired correctness (same rows scored by both models); exact below 25 discordant pairs.
+    """McNemar's test on paired correctness (same rows scored by both models); exact below 25 discordant
+    pairs.
 
     Returns:
         ``{"pairs", "only_a_right", "only_b_right", "diff", "p_value"}``; ``diff`` is B's accuracy minus A's.
@@ -232,7 +237,8 @@ def mcnemar_test(correct_a: Any, correct_b: Any) -> dict[str, float]:
 
 
 def _auc_rows(labels: Any, scores: Any) -> Any:
-    """AUC of each row of ``scores`` (resamples x rows) against the matching row of ``labels`` (Mann-Whitney)."""
+    """AUC of each row of ``scores`` (resamples x rows) against the matching row of ``labels``
+    (Mann-Whitney)."""
     import numpy as np
     from scipy.stats import rankdata
 

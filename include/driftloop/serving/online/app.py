@@ -1,15 +1,19 @@
 """HTTP endpoints of ``driftloop serve`` (FastAPI; see ``docs/serving.md``).
 
-* ``POST /invocations``: MLflow's request formats and response shape (``{"predictions": [...]}``) plus the scores,
+* ``POST /invocations``: MLflow's request formats and response shape (``{"predictions": [...]}``) plus the
+scores,
   the arm and model version of every row and the request id.
 * ``POST /labels``: delayed labels into the labels landing zone (202).
-* ``GET /health`` (liveness; also ``/ping`` like ``mlflow models serve``), ``GET /ready`` (503 until a champion is
+* ``GET /health`` (liveness; also ``/ping`` like ``mlflow models serve``), ``GET /ready`` (503 until a
+champion is
   warm), ``GET /version``, ``GET /metrics`` (Prometheus).
-* ``GET|PUT /admin/routing``: routing knobs at run time, with ``Authorization: Bearer $DRIFTLOOP_SERVE_ADMIN_TOKEN``.
+* ``GET|PUT /admin/routing``: routing knobs at run time, with
+``Authorization: Bearer $DRIFTLOOP_SERVE_ADMIN_TOKEN``.
 
-This module imports FastAPI at the top (it resolves the handlers' annotations); nothing imports it at DAG parse
-time. Bad input always gets a 4xx with ``{"error_code", "message"}``, and the payload is never echoed. The body size
-limit is checked on ``Content-Length`` before the body is read, and again while reading a chunked body.
+This module imports FastAPI at the top (it resolves the handlers' annotations); nothing imports it at DAG
+parse time. Bad input always gets a 4xx with ``{"error_code", "message"}``, and the payload is never echoed.
+The body size limit is checked on ``Content-Length`` before the body is read, and again while reading a
+chunked body.
 """
 
 from __future__ import annotations
@@ -190,7 +194,8 @@ async def get_routing(request: Request) -> Any:
 
 @router.put("/admin/routing")
 async def put_routing(request: Request) -> Any:
-    """Change ``challenger_share``, ``shadow`` or ``mode`` at run time (admin); effective on the next batch."""
+    """Change ``challenger_share``, ``shadow`` or ``mode`` at run time (admin); effective on the next
+    batch."""
     import orjson
 
     authorize(request)
@@ -246,7 +251,8 @@ def create_app(
     )
     app.state.service = service
     app.include_router(router)
-    app.add_exception_handler(RequestError, _on_request_error)
-    app.add_exception_handler(HTTPException, _on_http_error)
+    # Starlette types handlers as taking any Exception; these take the subclass they are registered for.
+    app.add_exception_handler(RequestError, _on_request_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)
     return app

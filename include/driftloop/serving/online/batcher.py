@@ -1,18 +1,21 @@
 """The dynamic batcher: a free worker takes everything queued for one model and makes one predict call.
 
 Like Triton's default dynamic batcher with no queue delay: rows are routed when a request arrives
-(:mod:`driftloop.serving.online.router`) and queued per arm; a worker that becomes free takes the arm whose oldest rows
-waited longest, with everything queued for it (first in, first out, capped at ``DRIFTLOOP_SERVE_MAX_BATCH_ROWS``
-rows), and never waits on a timer, because a PyCaret pipeline costs about the same per call whatever the rows, so
-waiting only adds latency. With two workers the champion's and the challenger's calls run at the same time.
+(:mod:`driftloop.serving.online.router`) and queued per arm; a worker that becomes free takes the arm whose
+oldest rows waited longest, with everything queued for it (first in, first out, capped at
+``DRIFTLOOP_SERVE_MAX_BATCH_ROWS`` rows), and never waits on a timer, because a PyCaret pipeline costs about
+the same per call whatever the rows, so waiting only adds latency. With two workers the champion's and the
+challenger's calls run at the same time.
 
-* **Shadow rows** (scored by the model that did not answer them, never returned) ride along in a call their model
-  makes anyway; otherwise they wait in a bounded queue and run as their own call only when no request waits and
-  ``SHADOW_BATCH_ROWS`` rows or ``SHADOW_MAX_WAIT_S`` seconds have gathered. Under load they are shed first, and
-  counted.
-* **Admission control:** a request is refused with 503 and ``Retry-After`` when too many requests wait or when its
-  projected wait (until a worker starts scoring its rows: the workers' current calls and the calls queued ahead,
-  with measured call times) exceeds the latency budget, never left to time out.
+* **Shadow rows** (scored by the model that did not answer them, never returned) ride along in a call their
+model
+  makes anyway; otherwise they wait in a bounded queue and run as their own call only when no request waits
+  and ``SHADOW_BATCH_ROWS`` rows or ``SHADOW_MAX_WAIT_S`` seconds have gathered. Under load they are shed
+  first, and counted.
+* **Admission control:** a request is refused with 503 and ``Retry-After`` when too many requests wait or when
+its
+  projected wait (until a worker starts scoring its rows: the workers' current calls and the calls queued
+  ahead, with measured call times) exceeds the latency budget, never left to time out.
 * **Isolation:** when a call fails, its requests are split in halves and retried until the failing request is
   alone; that one gets a 422, the others their scores.
 """
@@ -60,7 +63,8 @@ class JobResult:
 
     Attributes:
         predictions: The prediction in the dataset's labels, or the value (regression).
-        codes: The same as the model outputs it (class index, or the value), as ``mlflow models serve`` returns.
+        codes: The same as the model outputs it (class index, or the value), as ``mlflow models serve``
+            returns.
         scores: Positive-class probability (binary), top probability (multiclass), the value (regression).
         probabilities: Per row ``{label: probability}`` (multiclass), else None.
     """
@@ -146,7 +150,7 @@ class Batcher:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
 
-    # ---------------------------------------------------------------------------------------------------------
+    # --------------------------------------------------------------------------------------------------------
     # Routing and admission
 
     def _route(self, job: Job) -> tuple[dict[str, list[int]], bool]:
@@ -167,9 +171,9 @@ class Batcher:
     def projected_wait_s(self, arm: str, n_rows: int) -> float:
         """Expected wait of ``n_rows`` new rows for ``arm`` before a worker starts scoring them.
 
-        The calls already due (one per arm with queued rows, oldest first; ours joins its arm's) are laid on the
-        workers as they free up, each taking its arm's measured call time. The request's own call is not counted:
-        it is the least any request costs, and refusing it would not make the answer faster.
+        The calls already due (one per arm with queued rows, oldest first; ours joins its arm's) are laid on
+        the workers as they free up, each taking its arm's measured call time. The request's own call is not
+        counted: it is the least any request costs, and refusing it would not make the answer faster.
         """
         import heapq
 
@@ -194,8 +198,8 @@ class Batcher:
         """Route ``job`` and queue its rows, or refuse it.
 
         Raises:
-            RequestError: 503 with ``Retry-After`` when shutting down, without a champion, with too many requests
-                waiting or when the projected wait exceeds the latency budget.
+            RequestError: 503 with ``Retry-After`` when shutting down, without a champion, with too many
+                requests waiting or when the projected wait exceeds the latency budget.
         """
         if self.closing:
             raise self._refuse("shutting_down", "the service is shutting down", 1.0)
@@ -238,7 +242,7 @@ class Batcher:
         self.shadow_rows += len(part.rows)
         self.metrics.shadow_queue_rows.set(self.shadow_rows)
 
-    # ---------------------------------------------------------------------------------------------------------
+    # --------------------------------------------------------------------------------------------------------
     # Dispatch
 
     def start(self) -> None:
@@ -278,7 +282,8 @@ class Batcher:
 
     @staticmethod
     def _take(queue: collections.deque, max_rows: int) -> list[Part]:
-        taken, rows = [], 0
+        taken: list[Part] = []
+        rows = 0
         while queue and (not taken or rows + len(queue[0].rows) <= max_rows):
             part = queue.popleft()
             taken.append(part)
@@ -329,7 +334,7 @@ class Batcher:
         except Exception:  # the next call on this slot fails again and retries the replacement
             LOG.exception("could not load the served versions into a fresh worker")
 
-    # ---------------------------------------------------------------------------------------------------------
+    # --------------------------------------------------------------------------------------------------------
     # One predict call
 
     async def _run(self, worker: Any, arm: str, primary: list[Part], shadow: list[Part]) -> None:

@@ -1,17 +1,19 @@
 """Served traffic into monitoring: each closed window of the prediction log becomes a scored batch.
 
-For every window of ``serving.window_s`` seconds that closed at least ``serving.export_grace_s`` ago, and every
-model version that answered in it, :func:`export_served_windows` writes exactly what the data and inference stages
-write for a batch: the rows' inputs as an accepted scoring batch (``batches/<batch id>.parquet`` + manifest, in the
-contract's dtypes, one row per entity), the answers as a predictions partition, and a FINISHED run in the inference
-experiment with the same tags ``inference.score_batch`` sets (plus ``driftloop.served_window``). Monitoring then
-computes drift and, as labels arrive, live F1/AUC on served traffic, and the drift sensor's performance trigger
-works on it unchanged. The entity id is the dataset's id column. Labelled served rows also reach the next training
-snapshot, like the rows of any scoring batch.
+For every window of ``serving.window_s`` seconds that closed at least ``serving.export_grace_s`` ago, and
+every model version that answered in it, :func:`export_served_windows` writes exactly what the data and
+inference stages write for a batch: the rows' inputs as an accepted scoring batch
+    (``batches/<batch id>.parquet`` + manifest, in the
+contract's dtypes, one row per entity), the answers as a predictions partition, and a FINISHED run in the
+inference experiment with the same tags ``inference.score_batch`` sets (plus ``driftloop.served_window``).
+Monitoring then computes drift and, as labels arrive, live F1/AUC on served traffic, and the drift sensor's
+performance trigger works on it unchanged. The entity id is the dataset's id column. Labelled served rows also
+reach the next training snapshot, like the rows of any scoring batch.
 
-Idempotent: a window already exported (its manifest exists) is skipped; a crash before the manifest is repaired on
-the next call (same partitions, the same keyed run). The manifest is written last, so ``inference_pipeline`` never
-sees a half-exported window.
+Idempotent: a window already exported (its manifest exists) is skipped; a crash before the manifest is
+    repaired on
+the next call (same partitions, the same keyed run). The manifest is written last, so ``inference_pipeline``
+never sees a half-exported window.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri
-from driftloop.core.storage import list_manifests, utc_now, write_json
+from driftloop.core.storage import atomic_path, list_manifests, utc_now, write_json
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.serving.online.predlog import PRIMARY, log_uri, read_log
 
@@ -93,8 +95,8 @@ def export_served_windows(
 
 
 def _frames(cfg: DatasetConfig, rows: Any, decision: Any) -> tuple[Any, Any]:
-    """(batch rows: id + features, the version's outputs as batch inference writes them), one row per entity (the
-    last wins)."""
+    """(batch rows: id + features, the version's outputs as batch inference writes them), one row per entity
+    (the last wins)."""
     import numpy as np
     import orjson
     import pandas as pd
@@ -125,12 +127,8 @@ def _frames(cfg: DatasetConfig, rows: Any, decision: Any) -> tuple[Any, Any]:
 
 def _write_parquet(frame: Any, path: Any, schema: Any = None) -> None:
     """Write ``frame`` atomically (temporary name, then rename)."""
-    import os
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_parquet(tmp, index=False, schema=schema)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False, schema=schema)
 
 
 def _export_window(

@@ -1,10 +1,12 @@
-"""Delayed labels: ``POST /labels`` into the labels landing zone, and the join of labels to served predictions.
+"""Delayed labels: ``POST /labels`` into the labels landing zone, and the join of labels to served
+predictions.
 
 Ground truth reaches Driftloop two ways, both through the data contract: a file dropped into
-``landing/labels/`` (as before), or ``POST /labels`` on the service, which checks the body and writes it as one
-CSV file into the same landing zone atomically (a hidden temporary file renamed into place), so ``data_pipeline``
-validates, archives or quarantines it like any other label file. A label names the entity by the dataset's id
-column; a prediction served without an id is labelled through its ``request_id`` (its entity id).
+``landing/labels/`` (as before), or ``POST /labels`` on the service, which checks the body and writes it as
+one CSV file into the same landing zone atomically (a hidden temporary file renamed into place), so
+``data_pipeline`` validates, archives or quarantines it like any other label file. A label names the entity by
+the dataset's id column; a prediction served without an id is labelled through its ``request_id`` (its entity
+id).
 
 :func:`read_accepted_labels` and :func:`join_labels` give the A/B evaluation the labelled served rows.
 """
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, uri_to_path
-from driftloop.core.storage import list_manifests
+from driftloop.core.storage import list_manifests, write_bytes_atomic
 from driftloop.serving.online.validation import (
     RequestError,
     coerce_column,
@@ -43,7 +44,8 @@ def parse_labels(body: bytes, cfg: DatasetConfig, contract: Any, max_rows: int) 
     id column), or the same rows as ``dataframe_records`` / ``dataframe_split``.
 
     Raises:
-        RequestError: 400 malformed body, 413 too many rows, 422 a missing column, id or label outside the contract.
+        RequestError: 400 malformed body, 413 too many rows, 422 a missing column, id or label outside the
+            contract.
     """
     names, columns, n_rows = extract_table(body, LABEL_FORMATS)
     if n_rows == 0:
@@ -82,15 +84,9 @@ def write_label_file(content: bytes, landing_dir: Path) -> Path:
 
     The temporary file is hidden and ends in ``.tmp``, so ingestion never picks up a half-written file.
     """
-    landing_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     final = landing_dir / f"{FILE_PREFIX}{stamp}-{uuid.uuid4().hex[:8]}.csv"
-    tmp = landing_dir / f".{final.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, final)
+    write_bytes_atomic(final, content, fsync=True)
     return final
 
 

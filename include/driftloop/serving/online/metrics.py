@@ -9,7 +9,8 @@ BATCH_ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 81
 
 
 class ServingMetrics:
-    """Requests, latency, batch sizes, queue depth, log and shadow drops, model swaps; per arm where it applies."""
+    """Requests, latency, batch sizes, queue depth, log and shadow drops, model swaps; per arm where it
+    applies."""
 
     def __init__(self) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram

@@ -1,9 +1,10 @@
 """Which model versions serve: ``champion`` and ``challenger`` resolved from the registry, swapped when warm.
 
-:class:`ModelSet` polls the registry off the request path (a thread, every ``DRIFTLOOP_SERVE_POLL_S``). When an
-alias moves, the new version is loaded and warmed in every worker while the old one keeps serving; only then does
-the alias switch to it, in one step on the event loop, and the old version is dropped. A version that fails to
-load is reported (``GET /version``, metrics) and the old one serves on; the next poll tries again.
+:class:`ModelSet` polls the registry off the request path (a thread, every ``DRIFTLOOP_SERVE_POLL_S``). When
+an alias moves, the new version is loaded and warmed in every worker while the old one keeps serving; only
+then does the alias switch to it, in one step on the event loop, and the old version is dropped. A version
+that fails to load is reported (``GET /version``, metrics) and the old one serves on; the next poll tries
+again.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def resolve_served(cfg: DatasetConfig, settings: Settings) -> dict[str, dict[str
 
 
 def version_decision(cfg: DatasetConfig, settings: Settings, version: str) -> Any:
-    """The :class:`~driftloop.core.task_types.Decision` recorded on a registered version (the config's for an untagged one)."""
+    """The :class:`~driftloop.core.task_types.Decision` recorded on a registered version (the config's for an
+    untagged one)."""
     from driftloop.core.task_types import read_decision
     from driftloop.core.tracking import get_client
 

@@ -1,15 +1,17 @@
 """The prediction log: every served row, written off the request path, read back for monitoring and A/B tests.
 
-Each request hands one :class:`LogEntry` (its inputs, outputs, versions, arms, latency, request and entity ids) to
+Each request hands one :class:`LogEntry` (its inputs, outputs, versions, arms, latency, request and entity
+ids) to
 :class:`PredictionLogWriter`: a bounded in-memory queue that a background thread empties into the store every
-``FLUSH_S`` seconds in one transaction. Logging never blocks a request; when the queue is full the entry is dropped
-and counted (``driftloop_serving_log_dropped_rows``), never silently.
+``FLUSH_S`` seconds in one transaction. Logging never blocks a request; when the queue is full the entry is
+dropped and counted (``driftloop_serving_log_dropped_rows``), never silently.
 
-Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default, ``<state>/serving/prediction_log.sqlite``,
-WAL so readers never block the writer) for the embedded mode, PostgreSQL (``postgresql://...``; rows go in with
-``COPY`` through asyncpg) in production. One row per served row and role (``primary`` answered the request,
-``shadow`` was scored after it and never returned); ``prediction`` is the dataset's label (or the value, as text),
-``probabilities`` the per-class probabilities of a multiclass model (JSON) and ``features`` the row's inputs (JSON).
+Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default,
+``<state>/serving/prediction_log.sqlite``, WAL so readers never block the writer) for the embedded mode,
+PostgreSQL (``postgresql://...``; rows go in with ``COPY`` through asyncpg) in production. One row per served
+row and role (``primary`` answered the request, ``shadow`` was scored after it and never returned);
+``prediction`` is the dataset's label (or the value, as text), ``probabilities`` the per-class probabilities
+of a multiclass model (JSON) and ``features`` the row's inputs (JSON).
 """
 
 from __future__ import annotations
@@ -221,14 +223,14 @@ class PredictionLogWriter:
         Raises:
             Exception: The store cannot be opened (bad URI, database down); the service must not start blind.
         """
-        # The PostgreSQL store drives asyncpg on an event loop of its own, which cannot run inside the server's
-        # running loop: open it on a thread of its own (the writer thread uses that loop afterwards).
-        failure: list[BaseException] = []
+        # The PostgreSQL store drives asyncpg on an event loop of its own, which cannot run inside the
+        # server's running loop: open it on a thread of its own (the writer thread uses that loop afterwards).
+        failure: list[Exception] = []
 
         def open_store() -> None:
             try:
                 self._store.open()
-            except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
+            except Exception as exc:  # re-raised below, in the caller's thread
                 failure.append(exc)
 
         opener = threading.Thread(target=open_store, name="driftloop-prediction-log-open")
@@ -329,7 +331,7 @@ def read_log(
     """
     import pandas as pd
 
-    clauses, params = ["model_name = ?"], [model_name]
+    clauses, params = ["model_name = ?"], list[Any]([model_name])
     for clause, value in (
         ("logged_at >= ?", since_s),
         ("logged_at < ?", until_s),
@@ -339,7 +341,8 @@ def read_log(
         if value is not None:
             clauses.append(clause)
             params.append(value)
-    sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {' AND '.join(clauses)} ORDER BY logged_at, request_id"
+    where = " AND ".join(clauses)
+    sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {where} ORDER BY logged_at, request_id"
     if _is_postgres(uri):
         rows = _fetch_postgres(uri, sql, params)
         return pd.DataFrame.from_records(rows, columns=list(COLUMNS))

@@ -6,13 +6,14 @@ Two knobs, set from the dataset config's ``serving`` section at start and change
 * ``challenger_share``: the share of entities the challenger answers (A/B). 0 means champion only.
 * ``shadow``: the model that did not answer a row also scores it, after the response; never returned.
 
-The mode shown by ``GET /version`` follows from them: ``champion``, ``ab``, ``shadow`` or ``ab+shadow``. Without a
-challenger every row goes to the champion whatever the knobs say.
+The mode shown by ``GET /version`` follows from them: ``champion``, ``ab``, ``shadow`` or ``ab+shadow``.
+Without a challenger every row goes to the champion whatever the knobs say.
 
-Assignment is sticky per entity: a row goes to the challenger when ``xxh64(salt, challenger version, entity id)``
-falls below ``challenger_share`` of the hash range, so an entity keeps its arm for as long as the experiment (the
-challenger version) lasts, without the client echoing anything, and a new challenger reshuffles the entities. Rows
-without an entity id get one from the request id, so they are assigned at random.
+Assignment is sticky per entity: a row goes to the challenger when
+    ``xxh64(salt, challenger version, entity id)``
+falls below ``challenger_share`` of the hash range, so an entity keeps its arm for as long as the experiment
+(the challenger version) lasts, without the client echoing anything, and a new challenger reshuffles the
+entities. Rows without an entity id get one from the request id, so they are assigned at random.
 """
 
 from __future__ import annotations

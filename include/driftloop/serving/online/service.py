@@ -1,9 +1,10 @@
-"""The serving service: models, workers, batcher, routing and prediction log, behind the HTTP layer of ``app``.
+"""The serving service: models, workers, batcher, routing and prediction log, behind the HTTP layer of
+``app``.
 
 :class:`ServingService` is what ``driftloop serve`` runs: on start it builds the input schema (contract + the
 champion's signature), starts one inference worker per core, loads and warms ``champion`` and ``challenger``,
-opens the prediction log and starts the registry poll; on stop it refuses new requests, drains the queue, writes
-the log out and stops the workers.
+opens the prediction log and starts the registry poll; on stop it refuses new requests, drains the queue,
+writes the log out and stops the workers.
 """
 
 from __future__ import annotations
@@ -37,9 +38,9 @@ RECENT_LABEL_FILES = 10_000
 
 
 def worker_count(settings: Settings) -> tuple[int, str]:
-    """``(workers, kind)``: ``DRIFTLOOP_SERVE_WORKERS`` processes, 0 (default) for one per core, -1 for one thread
-    in this process (tests). With A/B routing two workers score the two arms side by side: on two cores that beat
-    one worker by a third in ``bench/bench_serving.py`` although each call got slower."""
+    """``(workers, kind)``: ``DRIFTLOOP_SERVE_WORKERS`` processes, 0 (default) for one per core, -1 for one
+    thread in this process (tests). With A/B routing two workers score the two arms side by side: on two cores
+    that beat one worker by a third in ``bench/bench_serving.py`` although each call got slower."""
     if settings.serve_workers < 0:
         return 1, "thread"
     return (settings.serve_workers or os.cpu_count() or 1), "process"
@@ -140,13 +141,14 @@ class ServingService:
         if self.pool is not None:
             await asyncio.to_thread(self.pool.close)
 
-    # ---------------------------------------------------------------------------------------------------------
+    # --------------------------------------------------------------------------------------------------------
 
     async def score(self, parsed: ParsedRequest, request_id: str) -> JobResult:
         """Queue a valid request and wait for its scores.
 
         Raises:
-            RequestError: 503 (admission control, no model, timeout) or 422 (the model failed on this request).
+            RequestError: 503 (admission control, no model, timeout) or 422 (the model failed on this
+                request).
         """
         entity_ids = [
             eid if eid is not None else (request_id if parsed.n_rows == 1 else f"{request_id}-{i}")
@@ -213,7 +215,7 @@ class ServingService:
             )
         )
 
-    # ---------------------------------------------------------------------------------------------------------
+    # --------------------------------------------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
         """``GET /version``: model name, versions by alias, routing mode, dataset, workers, log health."""
@@ -244,7 +246,8 @@ class ServingService:
         return self.routing.describe()
 
     def accept_labels(self, body: bytes) -> dict[str, Any]:
-        """``POST /labels``: validate and write one label file into the landing zone (an identical retry is a no-op).
+        """``POST /labels``: validate and write one label file into the landing zone (an identical retry is a
+        no-op).
 
         Raises:
             RequestError: 4xx for a bad body (see :func:`driftloop.serving.online.labels.parse_labels`).

@@ -1,14 +1,15 @@
 """Request bodies checked against the data contract and the model signature, coerced column by column.
 
-``POST /invocations`` takes MLflow's serving formats: ``{"dataframe_split": {"columns": [...], "data": [[...]]}}``
-or ``{"dataframe_records": [{...}, ...]}``. Every feature column must be present; the dataset's id column is the
-only other column allowed (it is the entity id of sticky routing and of the label join). Values are checked with
-the contract's rules (dtype, nulls, range, categories, length) and coerced to the model signature's dtypes, one
-request at a time, before requests are concatenated into a batch.
+``POST /invocations`` takes MLflow's serving formats:
+``{"dataframe_split": {"columns": [...], "data": [[...]]}}`` or ``{"dataframe_records": [{...}, ...]}``. Every
+feature column must be present; the dataset's id column is the only other column allowed (it is the entity id
+of sticky routing and of the label join). Values are checked with the contract's rules (dtype, nulls, range,
+categories, length) and coerced to the model signature's dtypes, one request at a time, before requests are
+concatenated into a batch.
 
 Bad input is a :class:`RequestError` with a 4xx status: 415 wrong content type, 400 malformed JSON or unknown
-format, 413 too many rows, 422 a column or value that breaks the contract. Messages name the column and the row,
-never a value the client sent, and unknown column names are counted, not repeated.
+format, 413 too many rows, 422 a column or value that breaks the contract. Messages name the column and the
+row, never a value the client sent, and unknown column names are counted, not repeated.
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ class ParsedRequest:
 
 @dataclass(frozen=True)
 class InputSchema:
-    """The columns a request must carry, built from the dataset config, its contract and the model signature."""
+    """The columns a request must carry, built from the dataset config, its contract and the model
+    signature."""
 
     features: tuple[str, ...]
     specs: dict[str, ColumnSpec]
@@ -130,7 +132,8 @@ class InputSchema:
         max_rows: int = 10_000,
         pii_salt: str = "",
     ) -> InputSchema:
-        """Schema of ``cfg``'s features; ``signature_types`` maps column → MLflow type name (``long``, ...)."""
+        """Schema of ``cfg``'s features; ``signature_types`` maps column → MLflow type name (``long``,
+        ...)."""
         types = signature_types or {}
         specs = {name: column_spec(contract.columns[name], types.get(name)) for name in cfg.features}
         id_rule = contract.columns.get(cfg.id_column)
@@ -189,8 +192,8 @@ class InputSchema:
         coerced = {name: coerce_column(self.specs[name], columns[name]) for name in self.features}
         if self.pii_salt:
             self._hash_pii(coerced)
-        entity_ids = (
-            coerce_ids(columns[self.id_column], self.id_column, self.id_max_length)
+        entity_ids: list[str | None] = (
+            list(coerce_ids(columns[self.id_column], self.id_column, self.id_max_length))
             if self.id_column in columns
             else [None] * n_rows
         )
@@ -338,7 +341,8 @@ def _check_numbers(spec: ColumnSpec, present: list, values: list) -> list:
             row = _first(values, lambda v: type(v) is float and not v.is_integer())
             raise _unprocessable(_where(spec.name, row) + " must be a whole number")
         present = [v if type(v) is int else int(v) for v in present]
-        low, high = INT64_MIN, INT64_MAX
+        low: float = INT64_MIN
+        high: float = INT64_MAX
     else:
         present = [float(v) for v in present]
         low, high = -math.inf, math.inf

@@ -1,9 +1,9 @@
 """Inference workers: processes that hold the models, so predict calls never hold the HTTP event loop's GIL.
 
-Each worker is a spawned process with a duplex pipe. Its main thread answers ``predict`` calls one at a time; a
-``load`` runs in a background thread of the worker (load from the registry, then a warm-up predict), so a worker
-keeps serving the old version while the new one warms. On the service side every worker has a reader thread
-that hands replies back to the event loop as futures, and the pool replaces a worker that died.
+Each worker is a spawned process with a duplex pipe. Its main thread answers ``predict`` calls one at a time;
+a ``load`` runs in a background thread of the worker (load from the registry, then a warm-up predict), so a
+worker keeps serving the old version while the new one warms. On the service side every worker has a reader
+thread that hands replies back to the event loop as futures, and the pool replaces a worker that died.
 
 :class:`ThreadWorker` runs the same :class:`ModelHost` in threads of the service process: for tests and for
 machines where spawning is not wanted (``DRIFTLOOP_SERVE_WORKERS=-1``).
@@ -70,15 +70,15 @@ class ModelHost:
         affect the others.
 
         Returns:
-            Per call ``(True, {column: array}, seconds)`` (:meth:`driftloop.core.task_types.Decision.predict`: the prediction
-            in the dataset's labels or the value, the score, per-class probabilities) or ``(False, error text,
-            seconds)``.
+            Per call ``(True, {column: array}, seconds)`` (:meth:`driftloop.core.task_types.Decision.predict`:
+            the prediction in the dataset's labels or the value, the score, per-class probabilities) or
+            ``(False, error text, seconds)``.
         """
         import time
 
         import numpy as np
 
-        results = []
+        results: list[tuple[bool, Any, float]] = []
         for version, columns, dtypes in calls:
             start = time.perf_counter()
             try:
@@ -95,8 +95,8 @@ class ModelHost:
 
 
 def build_frame(columns: dict[str, list], dtypes: dict[str, str]) -> Any:
-    """The model's input frame: ``columns`` in ``dtypes`` (from numpy arrays: ten times cheaper than one Series
-    per column, and consolidated into one block per dtype), index 0..n-1."""
+    """The model's input frame: ``columns`` in ``dtypes`` (from numpy arrays: ten times cheaper than one
+    Series per column, and consolidated into one block per dtype), index 0..n-1."""
     import numpy as np
     import pandas as pd
 
@@ -122,7 +122,7 @@ def worker_main(conn: Any, settings: Settings) -> None:
     def reply(message_id: int, op: str, args: tuple) -> None:
         try:
             payload = (message_id, True, getattr(host, op)(*args))
-        except BaseException as exc:  # reported to the caller, the worker goes on
+        except Exception as exc:  # reported to the caller, the worker goes on (Ctrl-C or exit ends it)
             payload = (message_id, False, f"{type(exc).__name__}: {str(exc)[:300]}")
         with send_lock:
             conn.send(payload)
@@ -273,7 +273,8 @@ class WorkerPool:
     async def load(
         self, version: str, model_uri: str, warm_columns: dict, dtypes: dict, decision: Any
     ) -> list[dict]:
-        """Load and warm ``version`` in every worker (in parallel); the old versions keep serving meanwhile."""
+        """Load and warm ``version`` in every worker (in parallel); the old versions keep serving
+        meanwhile."""
         calls = [w.call("load", version, model_uri, warm_columns, dtypes, decision) for w in self.workers]
         return list(await asyncio.gather(*calls))
 
