@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from airflow.plugins_manager import AirflowPlugin
 from airflow.sdk import BaseOperatorLink
 
@@ -14,7 +12,9 @@ class MlflowUILink(BaseOperatorLink):
     name = "MLflow UI"
 
     def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001 - Airflow's signature
-        url = os.environ.get("DRIFTLOOP_MLFLOW_UI_URL") or os.environ.get("MLFLOW_TRACKING_URI", "")
+        from driftloop.core.settings import Settings
+
+        url = Settings.from_env().mlflow_ui_url
         return url if url.startswith("http") else ""
 
 

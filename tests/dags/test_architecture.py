@@ -123,35 +123,65 @@ def test_bus_names_are_literals_only_in_the_bus_module():
     assert offenders == [], "use the constants of driftloop.core.bus:\n" + "\n".join(offenders)
 
 
-# Reads of the environment the package may make besides Settings, and why.
+# Reads of the environment the code may make besides Settings, and why (paths under the project).
 ENV_READ_ALLOWED = {
-    "config.py": "Settings.from_env: the one reader",
-    "tracking.py": "mlflow_scope saves and restores the MLFLOW_* variables MLflow itself rewrites",
+    "include/driftloop/core/settings.py": "Settings.from_env: the one reader",
+    "include/driftloop/core/tracking.py": "mlflow_scope saves and restores the MLFLOW_* variables MLflow rewrites",
 }
+# Writing the environment is not reading it: os.environ[k] = v, del os.environ[k], os.environ.update(...).
+ENV_WRITE_METHODS = {"update", "setdefault", "pop", "__setitem__", "__delitem__"}
+
+
+def environment_reads(tree: ast.Module) -> list[int]:
+    """Lines where ``tree`` reads the environment: any use of ``os.environ``/``os.getenv``/``os.environb`` (or
+    the names imported from ``os``) other than a write, so aliasing (``env = os.environ; env.get(...)``),
+    copying (``{**os.environ}``) and passing it on (``f(os.environ)``) all count."""
+    imported = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "os"
+        for alias in node.names
+        if alias.name in ("environ", "environb", "getenv", "getenvb")
+    }
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    lines = []
+    for node in ast.walk(tree):
+        is_env = (
+            isinstance(node, ast.Attribute)
+            and node.attr in ("environ", "environb", "getenv", "getenvb")
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ) or (isinstance(node, ast.Name) and node.id in imported)
+        if not is_env:
+            continue
+        parent = parents.get(node)
+        writes = (
+            isinstance(parent, ast.Attribute)
+            and parent.attr in ENV_WRITE_METHODS
+            and isinstance(parents.get(parent), ast.Call)
+        ) or (isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Store | ast.Del))
+        if not writes:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_environment_reads_are_found_through_aliases():
+    aliased = "import os\nenv = os.environ\nvalue = env.get('X')\n"
+    imported = "from os import environ as e, getenv\nvalue = getenv('X') or e['Y']\n"
+    writes = "import os\nos.environ['X'] = '1'\nos.environ.update(Y='2')\nos.environ.setdefault('Z', '3')\n"
+    assert environment_reads(ast.parse(aliased)) == [2]
+    assert environment_reads(ast.parse(imported)) == [2, 2]
+    assert environment_reads(ast.parse(writes)) == []
 
 
 def test_settings_is_the_only_reader_of_the_environment():
-    offenders = []
-    for path in python_files("include/driftloop"):
-        if path.name in ENV_READ_ALLOWED:
-            continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            reads = (
-                isinstance(node, ast.Attribute)
-                and node.attr == "getenv"
-                or isinstance(node, ast.Call)
-                and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "get"
-                and isinstance(node.func.value, ast.Attribute)
-                and node.func.value.attr == "environ"
-                or isinstance(node, ast.Subscript)
-                and isinstance(node.value, ast.Attribute)
-                and node.value.attr == "environ"
-                and isinstance(node.ctx, ast.Load)
-            )
-            if reads:
-                offenders.append(f"{path.relative_to(PROJECT_DIR)}:{node.lineno}")
-    assert offenders == [], "read settings through driftloop.core.config.Settings:\n" + "\n".join(offenders)
+    offenders = [
+        f"{path.relative_to(PROJECT_DIR)}:{line}"
+        for path in python_files("include/driftloop", "plugins")
+        if str(path.relative_to(PROJECT_DIR)) not in ENV_READ_ALLOWED
+        for line in environment_reads(ast.parse(path.read_text()))
+    ]
+    assert offenders == [], "read settings through driftloop.core.settings.Settings:\n" + "\n".join(offenders)
 
 
 def test_aliases_are_set_only_by_the_registry_module():
