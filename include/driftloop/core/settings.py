@@ -62,7 +62,9 @@ class Settings(BaseSettings):
         PROJECT_DIR / ".driftloop",
         "all local state (data zones, MLflow and Airflow state in embedded mode)",
     )
-    tracking_uri: str = _setting("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "tracking server and registry")
+    tracking_uri: str = _setting(
+        "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "tracking server and registry"
+    )
     dataset: str = _setting(
         "DRIFTLOOP_DATASET",
         DEFAULT_DATASET,
@@ -133,7 +135,9 @@ class Settings(BaseSettings):
         "MLflow UI linked from every Airflow task",
         shown_default="`MLFLOW_TRACKING_URI` when it is http",
     )
-    mlflow_port: int = _setting("DRIFTLOOP_MLFLOW_PORT", 5000, "embedded-mode MLflow port (bound to 127.0.0.1)")
+    mlflow_port: int = _setting(
+        "DRIFTLOOP_MLFLOW_PORT", 5000, "embedded-mode MLflow port (bound to 127.0.0.1)"
+    )
     airflow_port: int = _setting(
         "DRIFTLOOP_AIRFLOW_PORT", 8080, "embedded-mode Airflow port (bound to 127.0.0.1)"
     )
@@ -177,7 +181,9 @@ class Settings(BaseSettings):
         250.0,
         "a request that would wait longer than this for a worker gets 503 + `Retry-After`",
     )
-    serve_queue_max: int = _setting("DRIFTLOOP_SERVE_QUEUE_MAX", 1024, "requests waiting at most; beyond, 503")
+    serve_queue_max: int = _setting(
+        "DRIFTLOOP_SERVE_QUEUE_MAX", 1024, "requests waiting at most; beyond, 503"
+    )
     serve_workers: int = _setting(
         "DRIFTLOOP_SERVE_WORKERS",
         0,
