@@ -127,7 +127,7 @@ def _log_evidence(
     if summary["errors"]:
         mlflow.set_tag(bus.EXPLAIN_ERROR_TAG, json.dumps(summary["errors"])[:5000])
     if "surrogate" in summary:
-        mlflow.log_metric("surrogate_fidelity", summary["surrogate"]["fidelity"])
+        mlflow.log_metric(bus.SURROGATE_FIDELITY, summary["surrogate"]["fidelity"])
 
 
 def model_pip_requirements() -> list[str]:
@@ -204,7 +204,7 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
     chosen = choose_decision_threshold(
         cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs
     )
-    timings["threshold_seconds"] = time.perf_counter() - started
+    timings[bus.THRESHOLD_SECONDS] = time.perf_counter() - started
     decision = replace(decision, threshold=float(chosen["threshold"]))
     metrics = holdout.score_on_holdout(cfg, model, holdout_df, decision)
     opts = cfg.training
@@ -251,8 +251,8 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
     )
     started = time.perf_counter()
     _log_artifacts(cfg, model, fitted, train_df, holdout_df, decision)
-    timings["logging_seconds"] = time.perf_counter() - started
-    mlflow.log_metric("logging_seconds", timings["logging_seconds"])
+    timings[bus.LOGGING_SECONDS] = time.perf_counter() - started
+    mlflow.log_metric(bus.LOGGING_SECONDS, timings[bus.LOGGING_SECONDS])
     return timings
 
 
