@@ -2,7 +2,8 @@
 
 Every section is a pydantic dataclass: types, ranges and choices are checked when the config is built, unknown keys
 are refused, and a :class:`ConfigError` names the file and the key (``x.yaml: training.folds: Input should be a
-valid integer``). Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at
+valid integer``). A new key is one line in its section, e.g. ``margin: NonNegativeFloat = 0.0`` or
+``rule: Literal["floor", "margin"] = "floor"``; the YAML key is the field name. Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at
 parse time (it needs PyYAML and pydantic, which Airflow itself imports). Process settings are
 :mod:`driftloop.core.settings`; the state layout is :mod:`driftloop.core.state`.
 """
