@@ -19,12 +19,13 @@ from driftloop.core import bus
 from driftloop.core.config import DatasetConfig, load_dataset_config
 from driftloop.core.settings import PROJECT_DIR, Settings
 
+PACKAGE_PREFIX = driftloop.__name__ + "."  # the package, not the bus prefix (same spelling)
 DOCS = ["README.md", "docs/architecture.md", "docs/serving.md", "docs/production.md"]
 
 
 def _modules_by_short_name() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
-    for info in pkgutil.walk_packages(driftloop.__path__, "driftloop."):
+    for info in pkgutil.walk_packages(driftloop.__path__, PACKAGE_PREFIX):
         found.setdefault(info.name.rsplit(".", 1)[-1], []).append(info.name)
     return found
 
@@ -71,7 +72,7 @@ def test_names_cited_in_the_docs_exist(doc):
             continue
         if name in tag_keys:
             continue
-        if name.startswith("driftloop."):
+        if name.startswith(PACKAGE_PREFIX):
             if not _resolves(name, []):
                 missing.append(name)
             continue
