@@ -12,7 +12,7 @@ help:
 	@echo "make demo           install, start MLflow + Airflow under .driftloop/, drive the loop once, print a summary"
 	@echo "make up / make down start / stop MLflow + Airflow (state kept in .driftloop/)"
 	@echo "make test           install and run every test (unit, data, DAG integrity, e2e, topology, containers)"
-	@echo "make test-fast      unit, data and DAG integrity tests only (no servers)"
+	@echo "make test-fast      all but the slow and topology tests (tests/serving starts uvicorn on 127.0.0.1)"
 	@echo "make test-topology  the Postgres + Redis + Celery topology tests alone"
 	@echo "make test-containers  docker-compose.yaml built and run in Docker (needs a running Docker engine)"
 	@echo "make bench          benchmarks, one figure per line (bench-capacity: the data-capacity one alone)"

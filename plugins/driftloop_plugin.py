@@ -13,9 +13,10 @@ class MlflowUILink(BaseOperatorLink):
     name = "MLflow UI"
 
     def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001 - Airflow's signature
-        from driftloop.core.settings import Settings  # the one reader of the environment
+        from driftloop.core.settings import Settings
 
-        return Settings.from_env().mlflow_ui_url
+        url = Settings.from_env().mlflow_ui_url
+        return url if url.startswith("http") else ""
 
 
 class DriftloopPlugin(AirflowPlugin):

@@ -1,6 +1,8 @@
 """Generated sections of the docs: tables written from the code so they cannot drift from it.
 
-A document carries each generated table between ``<!-- <name>:begin -->`` and ``<!-- <name>:end -->``.
+The module table (from docstrings), the bus reference (from :mod:`driftloop.core.bus` itself), the environment
+variables (from the fields of :class:`driftloop.core.settings.Settings`) and the CLI commands (from
+``driftloop.cli.build_parser``). A document carries each generated table between ``<!-- <name>:begin -->`` and ``<!-- <name>:end -->``.
 ``python -m driftloop_ops.reference`` rewrites every section of every document listed in :data:`DOCUMENTS`;
 ``--check`` only reports the stale ones (exit 1). A test runs the check.
 """
@@ -9,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import ast
+import io
 import re
 import sys
+import tokenize
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PACKAGE_DIRS = (PROJECT_DIR / "include" / "driftloop", PROJECT_DIR / "include" / "driftloop_ops")
@@ -57,9 +62,155 @@ def module_table() -> str:
     return "\n".join(["| module | job | main entry points |", "|---|---|---|", *lines]) + "\n"
 
 
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _code(value: Any) -> str:
+    """A bus value as Markdown code: strings as they are, collections item by item."""
+    if isinstance(value, dict):
+        return ", ".join(f"`{k}` → `{v}`" for k, v in value.items())
+    if isinstance(value, tuple | list):
+        return ", ".join(f"`{v}`" for v in value)
+    return f"`{value}`"
+
+
+def _comments(source: str) -> tuple[dict[int, str], set[int]]:
+    """Comment text by line, and the lines that hold only a comment."""
+    comments, alone = {}, set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            comments[tok.start[0]] = tok.string.lstrip("#").strip()
+            if not tok.line[: tok.start[1]].strip():
+                alone.add(tok.start[0])
+    return comments, alone
+
+
+def bus_table() -> str:
+    """Every constant, function and manifest of :mod:`driftloop.core.bus`, in the module's order and sections.
+
+    A ``# ----`` line followed by a comment starts a section; other comment lines above a constant head a group
+    inside it; an end-of-line comment is the constant's note. Nothing is listed by hand, so a new constant shows
+    up here as soon as it is added to the bus.
+    """
+    from driftloop.core import bus
+
+    path = PROJECT_DIR / "include" / "driftloop" / "core" / "bus.py"
+    source = path.read_text()
+    comments, alone = _comments(source)
+    lines: list[str] = []
+    header = ["| name | value | note |", "|---|---|---|"]
+    previous_end = 0
+    for node in ast.parse(source).body:
+        between = [n for n in range(previous_end + 1, node.lineno) if n in alone]
+        previous_end = node.end_lineno or node.lineno
+        texts = [comments[n] for n in between if not comments[n].startswith(("fmt:", "---"))]
+        if any(comments[n].startswith("---") for n in between) and texts:
+            lines += ["", f"**{texts[0]}**", "", *header]
+            texts = texts[1:]
+        if texts:
+            lines.append(f"| *{_cell(' '.join(texts))}* | | |")
+        note = " ".join(
+            comments[n] for n in range(node.lineno, previous_end + 1) if n in comments and n not in alone
+        )
+        if isinstance(node, ast.Assign):
+            names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            for name in names:
+                if name.isupper() and not lines:
+                    lines += [*header]
+                if name.isupper():
+                    value = getattr(bus, name)
+                    lines.append(f"| `bus.{name}` | {_cell(_code(value))} | {_cell(note)} |")
+        elif isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            args = ", ".join(a.arg for a in node.args.args)
+            doc = _first_line(ast.get_docstring(node)).split(". ")[0].rstrip(".")
+            lines.append(f"| `bus.{node.name}({args})` | | {_cell(doc)} |")
+        elif isinstance(node, ast.ClassDef):
+            fields = [n.target.id for n in node.body if isinstance(n, ast.AnnAssign)]
+            doc = _first_line(ast.get_docstring(node))
+            lines.append(f"| `bus.{node.name}` | {_cell(_code(fields))} | {_cell(doc)} |")
+    return "\n".join(lines).strip() + "\n"
+
+
+def _shown_default(field: Any) -> str:
+    extra = field.json_schema_extra or {}
+    if extra.get("shown_default"):
+        return extra["shown_default"]
+    value = field.default
+    if value in ("", (), None):
+        return "(none)"
+    if isinstance(value, Path):
+        return f"`./{value.relative_to(PROJECT_DIR)}`"
+    return f"`{value:g}`" if isinstance(value, float) else f"`{value}`"
+
+
+# Settings documented in docs/serving.md (the online service) rather than the README, by variable prefix.
+SERVING_VARIABLES = ("DRIFTLOOP_SERVE_", "DRIFTLOOP_PREDICTION_LOG_", "DRIFTLOOP_AB_")
+
+
+def settings_rows(serving: bool) -> list[tuple[str, str, str]]:
+    """``(variable, default as the docs show it, description)`` of each setting, in the order of the fields."""
+    from driftloop.core.settings import Settings
+
+    return [
+        (field.validation_alias, _shown_default(field), field.description or "")
+        for field in Settings.model_fields.values()
+        if field.validation_alias.startswith(SERVING_VARIABLES) == serving
+    ]
+
+
+def _settings_table(serving: bool) -> str:
+    rows = [
+        f"| `{env}` | {_cell(default)} | {_cell(text)} |" for env, default, text in settings_rows(serving)
+    ]
+    return "\n".join(["| variable | default | meaning |", "|---|---|---|", *rows]) + "\n"
+
+
+def settings_table() -> str:
+    """The environment variables of every setting but the online service's (README)."""
+    return _settings_table(serving=False)
+
+
+def serving_settings_table() -> str:
+    """The online service's environment variables (``docs/serving.md``)."""
+    return _settings_table(serving=True)
+
+
+def _leaf_parsers(parser: argparse.ArgumentParser, prefix: str) -> list[tuple[str, str, Any]]:
+    action = parser._subparsers._group_actions[0]  # noqa: SLF001 - argparse has no public accessor
+    helps = {choice.dest: choice.help or "" for choice in action._choices_actions}  # noqa: SLF001
+    leaves = []
+    for name, sub in action.choices.items():
+        if sub._subparsers is not None:  # noqa: SLF001
+            leaves += _leaf_parsers(sub, f"{prefix} {name}")
+        else:
+            leaves.append((f"{prefix} {name}", helps.get(name, ""), sub))
+    return leaves
+
+
+def cli_table() -> str:
+    """Every ``driftloop`` sub-command, its help and its arguments (``--dataset`` and ``-h`` left out)."""
+    from driftloop.cli import build_parser
+
+    rows = []
+    for command, text, sub in _leaf_parsers(build_parser(), "driftloop"):
+        arguments = []
+        for action in sub._actions:  # noqa: SLF001
+            if action.option_strings:
+                name = max(action.option_strings, key=len)
+                if name not in ("--help", "--dataset"):
+                    arguments.append(f"`{name}`")
+            else:
+                arguments.append(f"`<{action.dest}>`")
+        rows.append(f"| `{command}` | {_cell(text)} | {', '.join(arguments)} |")
+    return "\n".join(["| command | what it does | arguments |", "|---|---|---|", *rows]) + "\n"
+
+
 # document -> section name -> generator
 DOCUMENTS: dict[str, dict[str, Callable[[], str]]] = {
-    "docs/architecture.md": {"modules": module_table},
+    "docs/architecture.md": {"modules": module_table, "bus": bus_table},
+    "README.md": {"settings": settings_table, "cli": cli_table},
+    "docs/serving.md": {"serving-settings": serving_settings_table},
 }
 
 

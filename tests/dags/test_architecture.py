@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from driftloop.core import bus, bus_reference
+from driftloop.core import bus
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = PROJECT_DIR / "include" / "driftloop"
@@ -127,7 +127,6 @@ def test_bus_names_are_literals_only_in_the_bus_module():
 # Reads of the environment the package may make besides Settings, and why (paths from the project root).
 ENV_READ_ALLOWED = {
     "include/driftloop/core/settings.py": "Settings.from_env: the one reader",
-    "include/driftloop/core/config.py": "Settings.from_env: the one reader",
     "include/driftloop/training/pycaret_env.py": "sets PyCaret's own log path (setdefault), reads nothing",
     "include/driftloop/core/tracking.py": "mlflow_scope restores the MLFLOW_* variables MLflow rewrites",
 }
@@ -244,16 +243,6 @@ def test_cli_handlers_share_one_naming_scheme_and_every_command_takes_dataset():
             assert any("--dataset" in action.option_strings for action in leaf._actions), name  # noqa: SLF001
 
 
-def test_architecture_doc_carries_the_bus_reference_table():
-    doc = (PROJECT_DIR / "docs" / "architecture.md").read_text()
-    match = re.search(r"<!-- bus:begin -->\n(.*?)<!-- bus:end -->", doc, re.S)
-    assert match, "docs/architecture.md lacks the <!-- bus:begin --> ... <!-- bus:end --> section"
-    assert match.group(1).strip() == bus_reference.reference_markdown().strip(), (
-        "docs/architecture.md is out of date with driftloop.core.bus: regenerate the section with "
-        "`python -m driftloop.core.bus_reference docs/architecture.md`"
-    )
-
-
 def test_generated_doc_sections_match_the_code():
     from driftloop_ops.reference import stale_sections
 
@@ -261,3 +250,122 @@ def test_generated_doc_sections_match_the_code():
     assert stale == [], (
         f"generated doc sections out of date: {stale}; run `python -m driftloop_ops.reference`"
     )
+
+
+# MLflow calls that write a metric or tag key: name -> position of the key argument when called on a client
+# (``client.log_metric(run_id, key, value)``); on the ``mlflow`` module the key comes first.
+KEY_WRITERS = {"log_metric": 1, "set_tag": 1, "set_model_version_tag": 2, "set_registered_model_tag": 1}
+DICT_WRITERS = {"log_metrics", "set_tags"}
+# bus functions that build a key from a name: the name must be a bus constant too.
+KEY_BUILDERS = {"live_metric", "arm_metric", "holdout_version_tag"}
+METRIC_DICT_NAME = re.compile(r"(^|_)(metrics|timings)$")
+
+
+def _literal_keys(node: ast.AST) -> list[ast.Constant]:
+    """String-literal keys of a dict display, through ``**{...}`` spreads, and keywords of ``dict(...)``."""
+    if isinstance(node, ast.Dict):
+        found = [k for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        for key, value in zip(node.keys, node.values, strict=True):
+            if key is None:
+                found += _literal_keys(value)
+        return found
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict":
+        return [ast.Constant(value=kw.arg, lineno=node.lineno) for kw in node.keywords if kw.arg]
+    return []
+
+
+def _is_str(node: ast.AST | None) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, str)
+
+
+def _keys_given_to(scope: ast.AST, name: str) -> list[ast.Constant]:
+    """Literal keys put into the dict ``name`` inside ``scope``: ``name = {...}``, ``name["k"] = v``,
+    ``name.update({...})``."""
+    keys = []
+    for node in ast.walk(scope):
+        if isinstance(node, ast.Assign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == name for t in targets) and node.value is not None:
+                keys += _literal_keys(node.value)
+            keys += [
+                t.slice
+                for t in targets
+                if isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name) and t.value.id == name
+                if _is_str(t.slice)
+            ]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "update"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == name
+            and node.args
+        ):
+            keys += _literal_keys(node.args[0])
+    return keys
+
+
+def _call_keys(node: ast.Call, tree: ast.Module) -> list[ast.Constant]:
+    """Literal keys written by one MLflow call or given to one bus key builder."""
+    if not isinstance(node.func, ast.Attribute):
+        return []
+    attr, receiver = node.func.attr, node.func.value
+    on_module = isinstance(receiver, ast.Name) and receiver.id in ("mlflow", "bus")
+    if attr in KEY_WRITERS:
+        args = [*node.args, *(kw.value for kw in node.keywords if kw.arg == "key")]
+        index = 0 if on_module else KEY_WRITERS[attr]
+        return [args[index]] if len(args) > index and _is_str(args[index]) else []
+    if attr in KEY_BUILDERS and on_module and node.args:
+        return [node.args[0]] if _is_str(node.args[0]) else []
+    if attr not in DICT_WRITERS or not node.args:
+        return []
+    found = _literal_keys(node.args[0])
+    if isinstance(node.args[0], ast.Name):
+        enclosing = [
+            f
+            for f in ast.walk(tree)
+            if isinstance(f, ast.FunctionDef | ast.AsyncFunctionDef)
+            and f.lineno <= node.lineno <= (f.end_lineno or f.lineno)
+        ]
+        found += _keys_given_to(enclosing[-1] if enclosing else tree, node.args[0].id)
+    return found
+
+
+def literal_bus_keys(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, key) of every metric or tag key written as a string literal instead of a bus constant."""
+    found = [key for node in ast.walk(tree) if isinstance(node, ast.Call) for key in _call_keys(node, tree)]
+    metric_dicts = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and METRIC_DICT_NAME.search(n.id)}
+    for name in metric_dicts:
+        found += _keys_given_to(tree, name)
+    return sorted({(k.lineno, k.value) for k in found})
+
+
+def test_literal_metric_and_tag_keys_are_found():
+    source = """
+import mlflow
+def log(client, run_id, extra):
+    mlflow.log_metric("surrogate_fidelity", 0.9)
+    client.set_tag(run_id, "owner", "me")
+    client.set_tag(run_id, bus.GATE_TAG, "passed")
+    values = {bus.ROWS: 1, "rows_dropped": 2}
+    values["late_rows"] = 3
+    values.update({"more": 4, **{"nested": 5}})
+    mlflow.log_metrics(values)
+    mlflow.set_tags({**extra, "inline": "x"})
+    timings = {}
+    timings["setup_seconds"] = 1.0
+    return bus.arm_metric("ab_f1", "champion"), bus.live_metric(bus.LIVE_F1)
+"""
+    keys = [key for _, key in literal_bus_keys(ast.parse(source))]
+    expected = ["surrogate_fidelity", "owner", "rows_dropped", "late_rows", "more", "nested", "inline"]
+    assert sorted(keys) == sorted([*expected, "setup_seconds", "ab_f1"])
+
+
+def test_metric_and_tag_keys_are_bus_constants_not_literals():
+    offenders = [
+        f"{path.relative_to(PROJECT_DIR)}:{line}: {key!r}"
+        for path in python_files("include/driftloop", "plugins")
+        if path != PACKAGE_DIR / "core" / "bus.py"
+        for line, key in literal_bus_keys(ast.parse(path.read_text()))
+    ]
+    assert offenders == [], "define the key in driftloop.core.bus and import it:\n" + "\n".join(offenders)

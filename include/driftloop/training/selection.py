@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, choose_threshold, model_input
 
@@ -85,12 +86,12 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
             n_jobs=n_jobs,
             **options,
         )
-        timings["setup_seconds"] = time.perf_counter() - started
+        timings[bus.SETUP_SECONDS] = time.perf_counter() - started
 
         started = time.perf_counter()
         best = exp.compare_models(include=list(opts.models), sort=opts.sort_metric, n_select=1, verbose=False)
         leaderboard_df = exp.pull()
-        timings["compare_seconds"] = time.perf_counter() - started
+        timings[bus.COMPARE_SECONDS] = time.perf_counter() - started
         if isinstance(best, list):
             if not best:
                 raise RuntimeError(f"{cfg.name}: PyCaret trained none of the models {list(opts.models)}")
@@ -101,12 +102,12 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
             best = exp.tune_model(
                 best, n_iter=opts.tune_iter, optimize=opts.sort_metric, choose_better=True, verbose=False
             )
-        timings["tune_seconds"] = time.perf_counter() - started
+        timings[bus.TUNE_SECONDS] = time.perf_counter() - started
 
         started = time.perf_counter()
         pipeline = exp.finalize_model(best)
         model = pipeline if len(selection_df) == len(train_df) else _refit(pipeline, cfg, train_df, decision)
-        timings["finalize_seconds"] = time.perf_counter() - started
+        timings[bus.FINALIZE_SECONDS] = time.perf_counter() - started
     return {
         "model": model,
         "pipeline": pipeline,

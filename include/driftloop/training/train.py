@@ -133,7 +133,7 @@ def _log_evidence(
     if summary["errors"]:
         mlflow.set_tag(bus.EXPLAIN_ERROR_TAG, json.dumps(summary["errors"])[:5000])
     if "surrogate" in summary:
-        mlflow.log_metric("surrogate_fidelity", summary["surrogate"]["fidelity"])
+        mlflow.log_metric(bus.SURROGATE_FIDELITY, summary["surrogate"]["fidelity"])
 
 
 def model_pip_requirements() -> list[str]:
@@ -245,7 +245,7 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
     )
     if decision.task == BINARY:  # falls back when the out-of-fold threshold does not transfer to the holdout
         chosen = transfer_threshold(cfg, chosen, decision.score(model, holdout_df[cfg.features]))
-    timings["threshold_seconds"] = time.perf_counter() - started
+    timings[bus.THRESHOLD_SECONDS] = time.perf_counter() - started
     decision = replace(decision, threshold=float(chosen["threshold"]))
     # Predicted once: the metrics, the drift reference and the evidence all read these.
     holdout_outputs = decision.predict(model, holdout_df[cfg.features])
@@ -299,8 +299,8 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
     )
     started = time.perf_counter()
     _log_artifacts(cfg, model, fitted, train_df, holdout_df, decision, holdout_outputs)
-    timings["logging_seconds"] = time.perf_counter() - started
-    mlflow.log_metric("logging_seconds", timings["logging_seconds"])
+    timings[bus.LOGGING_SECONDS] = time.perf_counter() - started
+    mlflow.log_metric(bus.LOGGING_SECONDS, timings[bus.LOGGING_SECONDS])
     return timings
 
 

@@ -43,7 +43,7 @@ def _baseline_accuracy(client: Any, cfg: DatasetConfig, version: str) -> float |
     """The champion's holdout accuracy (a version tag set at registration), the power analysis' baseline."""
     tags = client.get_model_version(cfg.registered_model_name, version).tags
     try:
-        return float(tags[bus.holdout_version_tag("holdout_accuracy")])
+        return float(tags[bus.holdout_version_tag(bus.HOLDOUT_ACCURACY)])
     except (KeyError, ValueError):
         return None
 
@@ -57,20 +57,22 @@ def _arm_metrics(labelled: Any, decision: Any) -> dict[str, float]:
     metrics = {}
     for arm, rows in labelled.groupby("arm"):
         truth, predicted = rows["label"].astype(str).to_numpy(), rows["prediction"].astype(str).to_numpy()
-        metrics[bus.arm_metric("ab_entities", arm)] = float(len(rows))
-        metrics[bus.arm_metric("ab_accuracy", arm)] = float(
+        metrics[bus.arm_metric(bus.AB_ENTITIES, arm)] = float(len(rows))
+        metrics[bus.arm_metric(bus.AB_ACCURACY, arm)] = float(
             _correct(rows["prediction"], rows["label"], decision).mean()
         )
         if decision.task == BINARY:
             positive = decision.classes[1]
             y = truth == positive
-            metrics[bus.arm_metric("ab_f1", arm)] = float(f1_score(y, predicted == positive, zero_division=0))
+            metrics[bus.arm_metric(bus.AB_F1, arm)] = float(
+                f1_score(y, predicted == positive, zero_division=0)
+            )
             if 0 < y.sum() < len(y):
-                metrics[bus.arm_metric("ab_auc", arm)] = float(
+                metrics[bus.arm_metric(bus.AB_AUC, arm)] = float(
                     roc_auc_score(y, rows["score"].to_numpy(float))
                 )
         else:
-            metrics[bus.arm_metric("ab_f1", arm)] = float(
+            metrics[bus.arm_metric(bus.AB_F1, arm)] = float(
                 f1_score(truth, predicted, average="macro", zero_division=0)
             )
     return metrics

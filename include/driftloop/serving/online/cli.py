@@ -39,8 +39,6 @@ def add_cli(subparsers: Any) -> None:
 
 
 def _cmd_serve(args: Any) -> int:
-    import dataclasses
-
     import uvicorn
 
     from driftloop.core.config import load_dataset_config
@@ -57,7 +55,7 @@ def _cmd_serve(args: Any) -> int:
         )
         if value is not None
     }
-    settings = dataclasses.replace(settings, **overrides)
+    settings = settings.replace(**overrides)
     cfg = load_dataset_config(getattr(args, "dataset", None), settings)
     app = create_app(cfg, settings)
     uvicorn.run(
