@@ -128,6 +128,7 @@ def test_bus_names_are_literals_only_in_the_bus_module():
 ENV_READ_ALLOWED = {
     "include/driftloop/core/settings.py": "Settings.from_env: the one reader",
     "include/driftloop/training/pycaret_env.py": "sets PyCaret's own log path (setdefault), reads nothing",
+    "plugins/driftloop_airflow/preload.py": "sets PyCaret's own log path (setdefault) before preloading it",
     "include/driftloop/core/tracking.py": "mlflow_scope restores the MLFLOW_* variables MLflow rewrites",
 }
 ENV_READERS = {"getenv", "getenvb", "environ", "environb"}
@@ -217,7 +218,9 @@ def test_aliases_are_set_only_by_the_registry_module():
 )
 def test_modules_stay_small_and_public_functions_are_documented(path):
     lines = path.read_text().splitlines()
-    assert len(lines) <= 450, f"{path.name} has {len(lines)} lines: split it by job"
+    # The bus is a table of names, one per line, kept in one module so each is defined exactly once.
+    limit = 600 if path == PACKAGE_DIR / "core" / "bus.py" else 450
+    assert len(lines) <= limit, f"{path.name} has {len(lines)} lines: split it by job"
     undocumented = [
         node.name
         for node in ast.parse(path.read_text()).body
