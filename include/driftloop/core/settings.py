@@ -107,6 +107,7 @@ class Settings:
         prediction_log_queue_rows: Rows buffered for the log writer before overflow is counted and dropped
             (``DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS``).
         ab_schedule: ``ab_evaluation`` schedule, None for manual runs only (``DRIFTLOOP_AB_SCHEDULE``).
+        serving_url: Online serving base URL whose ``/metrics`` the Driftloop view reads (``DRIFTLOOP_SERVING_URL``).
     """
 
     home_dir: Path
@@ -147,6 +148,7 @@ class Settings:
     prediction_log_uri: str = ""
     prediction_log_queue_rows: int = 200_000
     ab_schedule: str | None = "@hourly"
+    serving_url: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -199,6 +201,7 @@ class Settings:
             prediction_log_uri=env.get("DRIFTLOOP_PREDICTION_LOG_URI", "").strip(),
             prediction_log_queue_rows=_env_int(env, "DRIFTLOOP_PREDICTION_LOG_QUEUE_ROWS", 200_000),
             ab_schedule=_env_schedule(env, "DRIFTLOOP_AB_SCHEDULE", "@hourly"),
+            serving_url=env.get("DRIFTLOOP_SERVING_URL", "").strip(),
         )
 
     @property
