@@ -98,6 +98,7 @@ def describe_versions(
                 "run_id": v.run_id,
                 "primary_metric": metrics.get(holdout_key),
                 "train_seconds": metrics.get(bus.TRAIN_SECONDS),
+                "holdout": {key: value for key, value in metrics.items() if key.startswith("holdout_")},
                 "mlflow_url": mlflow_version_url(ui_url, name, v.version),
                 "run_url": mlflow_run_url(ui_url, training_exp, v.run_id) if run else "",
             }
@@ -265,6 +266,15 @@ def describe_dataset(
     versions, aliases = describe_versions(client, cfg, ui_url)
     champion, challenger = aliases.get(bus.CHAMPION), aliases.get(bus.CHALLENGER)
     monitoring = describe_monitoring(client, cfg, ui_url, runs_n)
+    by_version = {v["version"]: v for v in versions}
+    drop = cfg.monitoring.performance_drop_threshold
+    for point in monitoring:
+        scored_by = by_version.get(point["champion_version"]) or by_version.get(champion or "")
+        holdout = scored_by["holdout"].get(point["holdout_metric"]) if scored_by else None
+        point["holdout_value"] = holdout
+        point["live_bound"] = (
+            None if holdout is None else holdout * (1 + drop if point["lower_is_better"] else 1 - drop)
+        )
     shown = versions[:VERSIONS_SHOWN] + [
         v for v in versions[VERSIONS_SHOWN:] if v["version"] in (champion, challenger)
     ]

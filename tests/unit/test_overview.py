@@ -49,6 +49,7 @@ def seed_store() -> dict:
         run = client.create_run(training)
         client.log_metric(run.info.run_id, "holdout_auc", auc)
         client.log_metric(run.info.run_id, bus.TRAIN_SECONDS, 10.0 + int(version))
+        client.log_metric(run.info.run_id, "holdout_f1", 0.60 + int(version) / 100)
         client.set_terminated(run.info.run_id)
         gate, reason, trigger = gates[version]
         mv = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
@@ -70,6 +71,7 @@ def seed_store() -> dict:
         client.log_metric(rid, "live_f1", live_f1)
         client.set_tag(rid, bus.LIVE_DROP_METRIC_TAG, "live_f1")
         client.set_tag(rid, bus.BATCH_ID_TAG, f"batch-{i}")
+        client.set_tag(rid, bus.CHAMPION_VERSION_TAG, "1" if i < 2 else "2")
         if i == 2:
             client.set_tag(rid, bus.SENSOR_FIRED_AT_TAG, "1700000002")
             client.set_tag(rid, bus.SENSOR_TRIGGER_RUN_ID_TAG, "drift__abc")
@@ -127,6 +129,13 @@ def test_overview_charts_the_last_monitoring_runs_and_the_last_decision(seeded):
     assert points[1]["decision"] == "fired: drift__abc"
     assert telco["last_decision"]["decision"] == "suppressed: cooldown"
     assert points[0]["live_value"] == 0.60 and points[0]["holdout_metric"] == "holdout_f1"
+    # Live F1 is compared with the holdout F1 of the version that scored the batch (v1: 0.61, v2: 0.62).
+    assert [p["holdout_value"] for p in points] == [
+        pytest.approx(0.61),
+        pytest.approx(0.62),
+        pytest.approx(0.62),
+    ]
+    assert points[2]["live_bound"] == pytest.approx(0.62 * (1 - telco["drop_threshold"]))
     assert telco["drift_threshold"] == 0.3
 
 
