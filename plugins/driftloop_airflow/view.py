@@ -12,17 +12,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+from airflow.api_fastapi.core_api.security import GetUserDep, get_user, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
-
-from airflow.api_fastapi.core_api.security import GetUserDep, get_user, requires_access_dag
 
 URL_PREFIX = "/driftloop"
 STATIC_DIR = Path(__file__).with_name("static")
 HEALTH_BUNDLE = "health-strip.js"
 
-app = FastAPI(title="Driftloop view", description="Champion, drift, retrains, quarantine and KPIs per dataset")
+app = FastAPI(
+    title="Driftloop view", description="Champion, drift, retrains, quarantine and KPIs per dataset"
+)
 
 
 def dataset_of_dag(dag_id: str) -> str:

@@ -26,7 +26,10 @@ def test_the_plugin_registers_the_links_and_the_view():
     ("result", "run_id"),
     [
         ({"run_id": "train1", "model_version": "2", "model_name": "m"}, "train1"),
-        ({"monitoring_run_id": "mon1", "inference_run_id": "inf1"}, "mon1"),  # monitoring's own run, not its input
+        (
+            {"monitoring_run_id": "mon1", "inference_run_id": "inf1"},
+            "mon1",
+        ),  # monitoring's own run, not its input
         ({"inference_run_id": "inf1", "model_run_id": "train1"}, "inf1"),
         ({"decision": "promoted", "champion_version": "2"}, ""),
         ("not a dict", ""),
@@ -52,7 +55,9 @@ def test_links_point_at_the_exact_run_and_version_from_the_task_result(monkeypat
     monkeypatch.setenv("DRIFTLOOP_MLFLOW_UI_URL", "http://mlflow.example:5000/")
 
     def key(task_id):
-        return SimpleNamespace(dag_id="telco_churn__training_pipeline", task_id=task_id, run_id="r", map_index=-1)
+        return SimpleNamespace(
+            dag_id="telco_churn__training_pipeline", task_id=task_id, run_id="r", map_index=-1
+        )
 
     run, version = links.MlflowRunLink(), links.ModelVersionLink()
     assert run.get_link(None, ti_key=key("train_model")) == "http://mlflow.example:5000/#/runs/abc123"
