@@ -43,7 +43,8 @@ def stack(tmp_path_factory):
     require_chromium()
     root = tmp_path_factory.mktemp("view-ui")
     write_fast_configs(root / "configs")
-    mlflow = start_mlflow_server(root / "mlflow")
+    # One worker: under load (CI runs other lanes beside this one) uvicorn killed workers that answered late.
+    mlflow = start_mlflow_server(root / "mlflow", timeout_s=300, extra_args=["--workers", "1"])
     env = {
         "MLFLOW_TRACKING_URI": mlflow.url,
         "DRIFTLOOP_MLFLOW_UI_URL": mlflow.url,
