@@ -11,7 +11,7 @@ h1{font-size:20px;margin:0 0 12px}h2{font-size:17px;margin:24px 0 8px;border-bot
 h3{font-size:14px;margin:14px 0 6px}table{border-collapse:collapse;font-size:13px;margin-bottom:8px}
 td,th{border:1px solid #e2e8f0;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f7fafc}
 .cards{display:flex;gap:10px;flex-wrap:wrap}.card{border:1px solid #cbd5e0;border-radius:6px;padding:8px 12px;
-min-width:150px}.card b{display:block;font-size:18px}.passed{color:#276749}.rejected{color:#c53030}
+min-width:150px;max-width:340px}.card b{display:block;font-size:18px}.passed{color:#276749}.rejected{color:#c53030}
 .muted{color:#718096;font-size:12px}svg text{font-size:10px;fill:#4a5568}a{color:#2b6cb0}
 """
 CHART_W, CHART_H, PAD = 560, 150, 30
