@@ -164,3 +164,16 @@ def test_overview_of_a_model_never_trained_is_empty_not_an_error(seeded, monkeyp
     )
     [telco] = build_overview()["datasets"]
     assert telco["champion"] is None and telco["versions"] == [] and telco["audit"] == []
+
+
+def test_the_page_shows_the_champion_link_the_last_decision_and_escapes_text(seeded):
+    from driftloop_ops.overview import build_overview
+    from driftloop_ops.overview_html import render_page
+
+    overview = build_overview()
+    overview["datasets"][0]["versions"][0]["gate_reason"] = "<script>alert(1)</script>"
+    html = render_page(overview)
+    assert f'href="http://mlflow.example:5000/#/models/{seeded["name"]}/versions/2"' in html
+    assert "Last drift decision: suppressed: cooldown" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert html.count("<svg") == 2  # drift share and the live metric against the holdout
