@@ -62,11 +62,15 @@ def _duration_s(run: Any) -> float | None:
 
 
 def describe_versions(
-    client: Any, cfg: DatasetConfig, ui_url: str, max_versions: int = 1000
+    client: Any, cfg: DatasetConfig, ui_url: str, newest: int = VERSIONS_SHOWN
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """Every version with its gate verdict, reason, trigger, holdout metric and links, newest first; and aliases.
+    """The newest versions (and every aliased one) with gate verdict, reason, trigger, holdout metric and links.
 
-    One registry search, one registered-model read (aliases) and one training-run search, not one call per version.
+    One registered-model read (aliases), one registry search (newest first), one read per aliased version older
+    than those, and one training-run search for exactly these versions' runs: never one call per version.
+
+    Returns:
+        The versions, newest first, and ``{alias: version}``.
     """
     from mlflow.exceptions import MlflowException
 
@@ -75,8 +79,20 @@ def describe_versions(
         aliases = dict(client.get_registered_model(name).aliases or {})
     except MlflowException:
         return [], {}
-    found = client.search_model_versions(f"name = '{name}'", max_results=max_versions)
-    training_exp, training = _runs(client, cfg, "training", max_versions)
+    found = list(
+        client.search_model_versions(f"name = '{name}'", max_results=newest, order_by=["version_number DESC"])
+    )
+    listed = {str(v.version) for v in found}
+    found += [client.get_model_version(name, str(v)) for v in set(map(str, aliases.values())) - listed]
+    training_exp, training = "", []
+    run_ids = sorted({v.run_id for v in found if v.run_id})
+    experiment = client.get_experiment_by_name(cfg.experiment_name("training")) if run_ids else None
+    if experiment is not None:
+        training_exp = experiment.experiment_id
+        in_list = ", ".join(f"'{r}'" for r in run_ids)
+        training = client.search_runs(
+            [training_exp], filter_string=f"attributes.run_id IN ({in_list})", max_results=len(run_ids)
+        )
     runs = {r.info.run_id: r for r in training}
     by_version: dict[str, list[str]] = {}
     for alias, version in aliases.items():
@@ -275,17 +291,14 @@ def describe_dataset(
         point["live_bound"] = (
             None if holdout is None else holdout * (1 + drop if point["lower_is_better"] else 1 - drop)
         )
-    shown = versions[:VERSIONS_SHOWN] + [
-        v for v in versions[VERSIONS_SHOWN:] if v["version"] in (champion, challenger)
-    ]
     return {
         "dataset": cfg.name,
         "model_name": cfg.registered_model_name,
         "task": cfg.task,
         "champion": next((v for v in versions if v["version"] == champion), None),
         "challenger": next((v for v in versions if v["version"] == challenger), None),
-        "versions": shown,
-        "version_count": len(versions),
+        "versions": versions,
+        "version_count": max((int(v["version"]) for v in versions), default=0),  # the latest number
         "drift_threshold": cfg.monitoring.drift_share_threshold,
         "drop_threshold": cfg.monitoring.performance_drop_threshold,
         "monitoring": monitoring,
@@ -302,6 +315,8 @@ def _task_config(entry: Any, settings: Settings) -> DatasetConfig:
     from driftloop.core.config import load_dataset_config
     from driftloop.core.errors import ConfigError
 
+    if not settings.overrides_json:
+        return entry.config  # validated by the catalog already; a second YAML parse costs 30 ms a dataset
     try:
         return load_dataset_config(entry.name, settings)
     except ConfigError as exc:
