@@ -1,26 +1,18 @@
-"""Airflow plugin: an "MLflow UI" link on every task, so operators jump from a task to the runs it logged."""
+"""Airflow plugin: task deep links into MLflow and the Driftloop view (nav page, DAG page, dashboard strip)."""
 
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
-from airflow.sdk import BaseOperatorLink
 
-
-class MlflowUILink(BaseOperatorLink):
-    """Link to the MLflow UI (``DRIFTLOOP_MLFLOW_UI_URL``, default ``MLFLOW_TRACKING_URI`` when it is
-    http)."""
-
-    name = "MLflow UI"
-
-    def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001 - Airflow's signature
-        from driftloop.core.settings import Settings
-
-        url = Settings.from_env().mlflow_ui_url
-        return url if url.startswith("http") else ""
+from driftloop_airflow.links import MlflowRunLink, ModelVersionLink
+from driftloop_airflow.view import EXTERNAL_VIEWS, FASTAPI_APP, REACT_APPS
 
 
 class DriftloopPlugin(AirflowPlugin):
-    """Registers the Driftloop operator links."""
+    """Registers the Driftloop task links ("MLflow run", "Model version") and the Driftloop view."""
 
     name = "driftloop"
-    global_operator_extra_links = [MlflowUILink()]
+    global_operator_extra_links = [MlflowRunLink(), ModelVersionLink()]
+    fastapi_apps = [FASTAPI_APP]
+    external_views = EXTERNAL_VIEWS
+    react_apps = REACT_APPS

@@ -72,6 +72,7 @@ class InProcessRunner:
         self.dags = dags
         self.results: dict[str, tuple[str, dict[str, str]]] = {}
         self.errors: dict[tuple[str, str], str] = {}
+        self.durations: dict[str, float] = {}  # run id -> seconds from Airflow's start and end dates
 
     def run_ids(self, dag_id: str) -> set[str]:
         from airflow.models import DagRun
@@ -86,6 +87,8 @@ class InProcessRunner:
             ti.task_id: str(getattr(ti.state, "value", ti.state)) for ti in dag_run.get_task_instances()
         }
         self.results[dag_run.run_id] = (str(getattr(dag_run.state, "value", dag_run.state)), states)
+        if dag_run.start_date and dag_run.end_date:
+            self.durations[dag_run.run_id] = (dag_run.end_date - dag_run.start_date).total_seconds()
         return dag_run.run_id
 
     def describe_failure(self, dag_id: str, run_id: str, task_id: str) -> str:
@@ -117,12 +120,24 @@ class InProcessRunner:
             return [(r.run_id, dict(r.conf or {})) for r in runs]
 
 
+def airflow_run_seconds(run: dict[str, Any]) -> float | None:
+    """A DAG run's duration from Airflow's own ``start_date`` and ``end_date`` (REST API run), None without both."""
+    from datetime import datetime
+
+    start, end = run.get("start_date"), run.get("end_date")
+    if not (start and end):
+        return None
+    parse = datetime.fromisoformat
+    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
+
+
 class SchedulerRunner:
     """Drives a running Airflow (embedded, native topology or containers) through its REST API."""
 
     def __init__(self, api: Any, timeout_s: float = 900) -> None:
         self.api = api
         self.timeout_s = timeout_s
+        self.durations: dict[str, float] = {}  # run id -> seconds from Airflow's own start and end dates
 
     def run_ids(self, dag_id: str) -> set[str]:
         return self.api.run_ids(dag_id)
@@ -135,6 +150,9 @@ class SchedulerRunner:
 
     def finish(self, dag_id: str, run_id: str) -> tuple[str, dict[str, str]]:
         run = self.api.wait_for_run(dag_id, run_id, timeout_s=self.timeout_s)
+        seconds = airflow_run_seconds(run)
+        if seconds is not None:
+            self.durations[run_id] = seconds
         return run["state"], self.api.task_states(dag_id, run_id)
 
     def triggered_runs(self, dag_id: str) -> list[tuple[str, dict[str, Any]]]:
@@ -290,7 +308,8 @@ class _Driver:
         self.record.steps[step] = self.runner.finish(dag_id, run_id)
         self.record.run_ids[step] = run_id
         self.record.dag_ids[step] = dag_id
-        seconds = time.monotonic() - started
+        # Airflow's own start and end dates when the runner has them (not the driver's polling).
+        seconds = getattr(self.runner, "durations", {}).get(run_id, time.monotonic() - started)
         self.record.seconds[name] = self.record.seconds.get(name, 0.0) + seconds
         self.log(f"  {dag_id:<36} {self.record.state(step):<8} {seconds:6.1f} s  ({run_id})")
         self.check(step, dag_id, run_id)

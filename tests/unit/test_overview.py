@@ -1,0 +1,179 @@
+"""The Driftloop view's data (driftloop_ops.overview) on a local SQLite MLflow with seeded runs and versions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from driftloop.core import bus
+from tests.conftest import FAST_OVERRIDES
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    """Three versions (v2 champion, v3 challenger rejected), four monitoring runs, one quarantine, audit moves.
+
+    A store of its own (the session's store holds other tests' telco runs).
+    """
+    root = tmp_path_factory.mktemp("overview")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DRIFTLOOP_HOME", str(root / "home"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+        mp.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps(FAST_OVERRIDES))
+        mp.setenv("DRIFTLOOP_MLFLOW_UI_URL", "http://mlflow.example:5000")
+        mp.setenv("DRIFTLOOP_DATASETS", "telco_churn")
+        for name in ("DRIFTLOOP_DATASET", "DRIFTLOOP_CONFIG_DIR", "DRIFTLOOP_SERVING_URL"):
+            mp.delenv(name, raising=False)
+        yield seed_store()
+
+
+def seed_store() -> dict:
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.state import StatePaths
+    from driftloop.core.tracking import ensure_experiment, get_client
+    from driftloop.governance.audit import open_store
+
+    telco_cfg = load_dataset_config("telco_churn")
+    client = get_client()
+    name = telco_cfg.registered_model_name
+    client.create_registered_model(name)
+    training = ensure_experiment(client, telco_cfg.experiment_name("training"))
+    gates = {
+        "1": ("passed", "first", "new_data"),
+        "2": ("passed", "better", "drift"),
+        "3": ("rejected", "AUC fell", "drift"),
+    }
+    run_ids = {}
+    for version, auc in (("1", 0.80), ("2", 0.84), ("3", 0.79)):
+        run = client.create_run(training)
+        client.log_metric(run.info.run_id, "holdout_auc", auc)
+        client.log_metric(run.info.run_id, bus.TRAIN_SECONDS, 10.0 + int(version))
+        client.log_metric(run.info.run_id, "holdout_f1", 0.60 + int(version) / 100)
+        client.set_terminated(run.info.run_id)
+        gate, reason, trigger = gates[version]
+        mv = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
+        assert str(mv.version) == version
+        for key, value in (
+            (bus.GATE_TAG, gate),
+            (bus.GATE_REASON_TAG, reason),
+            (bus.TRIGGER_REASON_TAG, trigger),
+        ):
+            client.set_model_version_tag(name, version, key, value)
+        run_ids[version] = run.info.run_id
+    client.set_registered_model_alias(name, bus.CHAMPION, "2")
+    client.set_registered_model_alias(name, bus.CHALLENGER, "3")
+    monitoring = ensure_experiment(client, telco_cfg.experiment_name("monitoring"))
+    for i, (drift, live_f1) in enumerate(((0.05, 0.61), (0.10, 0.60), (0.50, 0.48), (0.45, 0.47))):
+        run = client.create_run(monitoring, start_time=1_700_000_000_000 + i * 1000)
+        rid = run.info.run_id
+        client.log_metric(rid, bus.DRIFT_SHARE, drift)
+        client.log_metric(rid, "live_f1", live_f1)
+        client.set_tag(rid, bus.LIVE_DROP_METRIC_TAG, "live_f1")
+        client.set_tag(rid, bus.BATCH_ID_TAG, f"batch-{i}")
+        client.set_tag(rid, bus.CHAMPION_VERSION_TAG, "1" if i < 2 else "2")
+        if i == 2:
+            client.set_tag(rid, bus.SENSOR_FIRED_AT_TAG, "1700000002")
+            client.set_tag(rid, bus.SENSOR_TRIGGER_RUN_ID_TAG, "drift__abc")
+        if i == 3:
+            client.set_tag(rid, bus.SENSOR_SUPPRESSED_TAG, bus.SUPPRESSED_COOLDOWN)
+        client.set_terminated(rid)
+    paths = StatePaths.for_dataset(telco_cfg)
+    paths.batches_dir.mkdir(parents=True)
+    (paths.batches_dir / "b1.json").write_text(
+        json.dumps({"batch_id": "b1", "kind": "batch", "rows_received": 100, "rows_quarantined": 7,
+                    "reason_counts": {"type": 7}, "ingested_at": "2026-01-02T00:00:00"})
+    )  # fmt: skip
+    (paths.batches_dir / "b0.json").write_text(
+        json.dumps(
+            {"batch_id": "b0", "rows_received": 50, "rows_quarantined": 0, "ingested_at": "2026-01-01"}
+        )
+    )
+    whole = paths.quarantine_dir / "broken"
+    whole.mkdir(parents=True)
+    (whole / "reason.json").write_text(
+        json.dumps({"batch_id": "broken", "source_file": "broken.csv", "reason_code": "parse", "message": "bad",
+                    "rows_received": 1, "rows_quarantined": 1, "quarantined_at": "2026-01-03T00:00:00"})
+    )  # fmt: skip
+    store = open_store()
+    store.append({"dataset": "telco_churn", "model_name": name, "from_version": "1", "to_version": "2",
+                  "actor": "promote_model", "source": "driftloop", "reason": "gate passed", "gate_passed": True})  # fmt: skip
+    store.append({"dataset": "telco_churn", "model_name": name, "from_version": "2", "to_version": "1",
+                  "actor": "alice", "source": "external", "reason": "manual", "gate_passed": True})  # fmt: skip
+    return {"client": client, "run_ids": run_ids, "name": name}
+
+
+def test_overview_shows_champion_challenger_verdicts_and_deep_links(seeded):
+    from driftloop_ops.overview import build_overview
+
+    overview = build_overview(runs_n=3)
+    [telco] = overview["datasets"]
+    name = seeded["name"]
+    assert telco["champion"]["version"] == "2" and telco["champion"]["gate"] == "passed"
+    assert telco["champion"]["primary_metric"] == pytest.approx(0.84)
+    assert telco["challenger"]["version"] == "3" and telco["challenger"]["gate_reason"] == "AUC fell"
+    assert telco["champion"]["mlflow_url"] == f"http://mlflow.example:5000/#/models/{name}/versions/2"
+    assert seeded["run_ids"]["2"] in telco["champion"]["run_url"]
+    assert [v["version"] for v in telco["versions"]] == ["3", "2", "1"]
+    assert telco["kpis"]["primary_value"] == pytest.approx(0.84) and telco["kpis"]["train_seconds"] == 12.0
+    assert overview["serving"] == {}  # no serving URL configured: skipped, not an error
+
+
+def test_overview_charts_the_last_monitoring_runs_and_the_last_decision(seeded):
+    from driftloop_ops.overview import build_overview
+
+    [telco] = build_overview(runs_n=3)["datasets"]
+    points = telco["monitoring"]
+    assert [p["batch_id"] for p in points] == ["batch-1", "batch-2", "batch-3"]  # last 3, oldest first
+    assert [p["drift_share"] for p in points] == [0.10, 0.50, 0.45]
+    assert points[1]["decision"] == "fired: drift__abc"
+    assert telco["last_decision"]["decision"] == "suppressed: cooldown"
+    assert points[0]["live_value"] == 0.60 and points[0]["holdout_metric"] == "holdout_f1"
+    # Live F1 is compared with the holdout F1 of the version that scored the batch (v1: 0.61, v2: 0.62).
+    assert [p["holdout_value"] for p in points] == [
+        pytest.approx(0.61),
+        pytest.approx(0.62),
+        pytest.approx(0.62),
+    ]
+    assert points[2]["live_bound"] == pytest.approx(0.62 * (1 - telco["drop_threshold"]))
+    assert telco["drift_threshold"] == 0.3
+
+
+def test_overview_lists_retrains_champion_moves_and_quarantine(seeded):
+    from driftloop_ops.overview import build_overview
+
+    [telco] = build_overview()["datasets"]
+    assert [(v["version"], v["trigger"], v["gate"]) for v in telco["retrains"]] == [
+        ("3", "drift", "rejected"),
+        ("2", "drift", "passed"),
+        ("1", "new_data", "passed"),
+    ]
+    assert [(a["actor"], a["to_version"]) for a in telco["audit"]] == [("alice", "1"), ("promote_model", "2")]
+    quarantine = telco["quarantine"]
+    assert [(q["batch_id"], q["rows_quarantined"], q["whole_file"]) for q in quarantine] == [
+        ("broken", 1, True),
+        ("b1", 7, False),
+    ]
+
+
+def test_overview_of_a_model_never_trained_is_empty_not_an_error(seeded, monkeypatch):
+    from driftloop_ops.overview import build_overview
+
+    monkeypatch.setenv(
+        "DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({**FAST_OVERRIDES, "model_name": "never-trained"})
+    )
+    [telco] = build_overview()["datasets"]
+    assert telco["champion"] is None and telco["versions"] == [] and telco["audit"] == []
+
+
+def test_the_page_shows_the_champion_link_the_last_decision_and_escapes_text(seeded):
+    from driftloop_ops.overview import build_overview
+    from driftloop_ops.overview_html import render_page
+
+    overview = build_overview()
+    overview["datasets"][0]["versions"][0]["gate_reason"] = "<script>alert(1)</script>"
+    html = render_page(overview)
+    assert f'href="http://mlflow.example:5000/#/models/{seeded["name"]}/versions/2"' in html
+    assert "Last drift decision: suppressed: cooldown" in html
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    assert html.count("<svg") == 2  # drift share and the live metric against the holdout
