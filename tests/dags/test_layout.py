@@ -24,7 +24,7 @@ CROSS_STAGE_IMPORTS = {
     ("governance.lineage", "data.snapshots"): "lineage walks from a version to the snapshot and its batches",
     ("governance.model_card", "data.snapshots"): "the card states the training snapshot's rows and hash",
     (
-        "monitoring.monitor",
+        "monitoring.partitions",
         "data.contract.ids",
     ): "batch rows are joined to late labels by the contract's entity ids",
     (

@@ -23,6 +23,15 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri
 from driftloop.core.storage import ParquetSink, list_manifests, move_into, read_json, utc_now, write_json
 from driftloop.data.contract import Contract, arrow_schema, load_contract, sha256_file, validate_file
+from driftloop.data.quarantine import (
+    REASON_FILE,
+    REJECTED_ROWS_FILE,
+    quarantine_whole,
+    rejected_schema,
+    replay_outcome,
+    set_aside_other_quarantine,
+    write_rejected_csv,
+)
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +40,6 @@ LANDING_SUFFIXES = (".csv", ".parquet")
 IN_PROGRESS_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".filepart", ".uploading")
 # Label files live beside batch files in archive/ and quarantine/, under this reserved sub-folder.
 LABELS_NAMESPACE = "labels"
-REJECTED_ROWS_FILE = "rows.parquet"
-# The same rejected rows as CSV for a spreadsheet, formula-looking text prefixed with ' (OWASP CSV injection).
-REJECTED_ROWS_CSV = "rows.csv"
-REASON_FILE = "reason.json"
 
 
 def sanitize_batch_id(stem: str) -> str:
@@ -52,12 +57,6 @@ def _landed_files(folder: Path) -> list[Path]:
         for p in folder.iterdir()
         if p.is_file() and not p.name.startswith(".") and not p.name.lower().endswith(IN_PROGRESS_SUFFIXES)
     )
-
-
-def _rejected_schema(frame: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.schema([pa.field(c, pa.int64() if c == "_row" else pa.string()) for c in frame.columns])
 
 
 @dataclass(frozen=True)
@@ -83,100 +82,6 @@ class _Zones:
         return cls(kind, paths.landing_dir, paths.batches_dir, paths.archive_dir, paths.quarantine_dir)
 
 
-def _quarantine_whole(
-    file: Path, qdir: Path, batch_id: str, reason_code: str, message: str, rows: int, **extra: Any
-) -> dict[str, Any]:
-    """Move ``file`` into ``qdir`` with a ``reason.json`` and return the quarantine outcome."""
-    qdir.mkdir(parents=True, exist_ok=True)
-    dest = move_into(file, qdir)
-    reason = {
-        "batch_id": batch_id,
-        "source_file": file.name,
-        "reason_code": reason_code,
-        "message": message,
-        "rows_received": rows,
-        "rows_accepted": 0,
-        "rows_quarantined": rows,
-        "file_uri": path_to_uri(dest),
-        "quarantined_at": utc_now(),
-        **extra,
-    }
-    write_json(qdir / REASON_FILE, reason)
-    return {
-        "status": "quarantined",
-        "batch_id": batch_id,
-        "reason_code": reason_code,
-        "message": message,
-        "quarantine_dir": str(qdir),
-    }
-
-
-def _set_aside_other_quarantine(qdir: Path, sha: str) -> None:
-    """Keep an earlier, different file's quarantine when a new file arrives under the same batch id.
-
-    A partition left by an earlier attempt of this very file (same sha256) is simply overwritten later; one
-    from another file is renamed to ``<batch_id>__superseded-<sha12>`` so its evidence is never deleted.
-    """
-    reason_path = qdir / REASON_FILE
-    if not reason_path.is_file():
-        return
-    earlier = read_json(reason_path).get("sha256") or ""
-    if earlier and earlier != sha:
-        target = qdir.with_name(f"{qdir.name}__superseded-{earlier[:12]}")
-        if target.exists():
-            shutil.rmtree(target)
-        qdir.rename(target)
-
-
-def _replay_outcome(
-    file: Path, zones: _Zones, batch_id: str, sha: str, known: dict[str, dict]
-) -> dict | None:
-    """The outcome for a file whose batch id or bytes were seen before, else None (a new file)."""
-    same_id = known.get(batch_id)
-    if same_id is not None:
-        archived = zones.archive_root / batch_id / file.name
-        if same_id["sha256"] == sha and not archived.exists() and same_id.get("original_archived", True):
-            # A previous attempt wrote the manifest but crashed before archiving: finish it, write nothing
-            # new.
-            move_into(file, zones.archive_root / batch_id)
-            return {"status": "accepted", "batch_id": batch_id, "manifest": same_id, "recovered": True}
-        replay = same_id["sha256"] == sha
-        qid = f"{batch_id}__{'replay' if replay else 'conflict'}-{sha[:12]}"
-        message = (
-            f"{file.name} has the same bytes as batch {batch_id!r} ingested at {same_id['ingested_at']}"
-            if replay
-            else f"{file.name} differs from the already ingested batch {batch_id!r} (sha256 {sha[:12]} vs "
-            f"{same_id['sha256'][:12]}); rename it to ingest it as a new batch"
-        )
-        return _quarantine_whole(
-            file,
-            zones.quarantine_root / qid,
-            qid,
-            "replayed_batch" if replay else "batch_id_conflict",
-            message,
-            0,
-            sha256=sha,
-            original_batch_id=batch_id,
-        )
-    for other in known.values():
-        if other["sha256"] == sha:
-            message = (
-                f"{file.name} has the same bytes as batch {other['batch_id']!r} "
-                f"ingested at {other['ingested_at']}"
-            )
-            return _quarantine_whole(
-                file,
-                zones.quarantine_root / batch_id,
-                batch_id,
-                "replayed_batch",
-                message,
-                0,
-                sha256=sha,
-                original_batch_id=other["batch_id"],
-            )
-    return None
-
-
 def _validate_into_partitions(
     cfg: DatasetConfig, contract: Contract, file: Path, zones: _Zones, batch_id: str, settings: Settings
 ) -> tuple[dict[str, Any], bool]:
@@ -190,7 +95,7 @@ def _validate_into_partitions(
     accepted_sink = ParquetSink(
         zones.out_dir / f"{batch_id}.parquet", lambda frame: arrow_schema(contract, list(frame.columns))
     )
-    rejected_sink = ParquetSink(qdir / REJECTED_ROWS_FILE, _rejected_schema)
+    rejected_sink = ParquetSink(qdir / REJECTED_ROWS_FILE, rejected_schema)
     try:
         report = validate_file(
             cfg,
@@ -211,21 +116,8 @@ def _validate_into_partitions(
         accepted_sink.commit()
     has_rejected = rejected_sink.commit()
     if has_rejected:
-        _write_rejected_csv(qdir)
+        write_rejected_csv(qdir)
     return report, has_rejected
-
-
-def _write_rejected_csv(qdir: Path) -> None:
-    """``rows.csv`` beside ``rows.parquet``: what a person opens, with formula-looking text neutralised."""
-    import os
-
-    import pandas as pd
-
-    from driftloop.data.contract.text import write_spreadsheet_csv
-
-    tmp = qdir / f".{REJECTED_ROWS_CSV}.{os.getpid()}.tmp"
-    write_spreadsheet_csv(pd.read_parquet(qdir / REJECTED_ROWS_FILE), tmp)
-    os.replace(tmp, qdir / REJECTED_ROWS_CSV)
 
 
 def _manifest(
@@ -274,8 +166,8 @@ def _ingest_file(
     sha = sha256_file(file)
     qdir = zones.quarantine_root / batch_id
     if file.suffix.lower() not in LANDING_SUFFIXES:
-        _set_aside_other_quarantine(qdir, sha)
-        return _quarantine_whole(
+        set_aside_other_quarantine(qdir, sha)
+        return quarantine_whole(
             file,
             qdir,
             batch_id,
@@ -284,14 +176,14 @@ def _ingest_file(
             0,
             sha256=sha,
         )
-    replayed = _replay_outcome(file, zones, batch_id, sha, known)
+    replayed = replay_outcome(file, zones, batch_id, sha, known)
     if replayed is not None:
         return replayed
-    _set_aside_other_quarantine(qdir, sha)
+    set_aside_other_quarantine(qdir, sha)
     report, has_rejected = _validate_into_partitions(cfg, contract, file, zones, batch_id, settings)
     rejected_uri = path_to_uri(qdir / REJECTED_ROWS_FILE) if has_rejected else None
     if not report["ok"]:
-        return _quarantine_whole(
+        return quarantine_whole(
             file,
             qdir,
             batch_id,

@@ -25,11 +25,20 @@ from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import MonitoringError
 from driftloop.core.settings import Settings
-from driftloop.core.state import StatePaths, uri_to_path
+from driftloop.core.state import StatePaths
 from driftloop.core.tracking import FINISHED, get_client, keyed_run, read_run_frame, search_runs
 from driftloop.monitoring import attribution, live
 from driftloop.monitoring.drift import compute_drift
 from driftloop.monitoring.live import VersionFacts
+from driftloop.monitoring.partitions import (
+    SAMPLE_SEED,
+    iter_parquet,
+    labelled_positions,
+    labels_for,
+    sample_positions,
+    scan_predictions,
+    take_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +48,6 @@ MAX_REFERENCE_ROWS = 50_000
 # fairlearn costs ~0.3 ms a row (278 s on 1M labelled rows); 50k rows keep F1 and the parity gaps within
 # ~0.005.
 MAX_LIVE_ROWS = 50_000
-SAMPLE_SEED = 42
 
 
 def monitor_predictions(
@@ -155,7 +163,7 @@ def _monitor_inference_run(
     facts = _version_facts(cfg, client, reference_run_id, references)
     reference_df = _reference(cfg, client, reference_run_id, facts, references)
 
-    scan = _scan_predictions(cfg, predictions_uri)
+    scan = scan_predictions(cfg, predictions_uri)
     current_df, sample_note = _read_current(cfg, batch_uri, predictions_uri, scan, max_rows, facts)
     drift = compute_drift(cfg, reference_df, current_df, facts.output_columns)
     performance, live_note = _live_performance(cfg, facts, batch_uri, predictions_uri, scan, label_files)
@@ -203,7 +211,8 @@ def _monitor_inference_run(
         mlflow.log_dict(summary, bus.DRIFT_SUMMARY_ARTIFACT)
         run_id = run.info.run_id
     log.info(
-        "monitored batch %s (champion v%s): drift share %.3f (threshold %.2f), %d drifted: %s; live %s; run %s",
+        "monitored batch %s (champion v%s): drift share %.3f (threshold %.2f), %d drifted: %s; "
+        "live %s; run %s",
         batch_id, model_version, drift["drift_share"], cfg.monitoring.drift_share_threshold,
         int(drift["drifted_columns"]), ", ".join(drift["drifted_column_names"][:5]) or "none",
         {k: round(v, 4) for k, v in performance.items() if isinstance(v, float)} or "no labels yet", run_id,
@@ -232,128 +241,22 @@ def _read_current(
     import pandas as pd
 
     hashes, last = scan
-    positions, sampled = _sample_positions(last, max_rows)
+    positions, sampled = sample_positions(last, max_rows)
     note = (
         f"random {max_rows} of {len(hashes)} rows (seed {SAMPLE_SEED})"
         if sampled
         else f"all {len(last)} rows"
     )
-    scores = _take_rows(cfg, predictions_uri, [cfg.id_column, *facts.output_columns], positions)
+    scores = take_rows(cfg, predictions_uri, [cfg.id_column, *facts.output_columns], positions)
     columns = [cfg.id_column, *cfg.features]
     wanted = set(scores[cfg.id_column])
-    chunks = [chunk[chunk[cfg.id_column].isin(wanted)] for chunk in _iter_parquet(batch_uri, columns, cfg)]
+    chunks = [chunk[chunk[cfg.id_column].isin(wanted)] for chunk in iter_parquet(batch_uri, columns, cfg)]
     features_df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=columns)
     features_df = features_df.drop_duplicates(cfg.id_column, keep="last")
     current = features_df.merge(scores, on=cfg.id_column, how="inner")
     if current.empty:
         raise MonitoringError(f"no batch rows in {batch_uri} match the scored ids")
     return current, note
-
-
-def _iter_batches(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
-    """Yield a parquet file as Arrow record batches of ``cfg.monitoring.chunk_rows`` rows."""
-    import pyarrow.parquet as pq
-
-    path = uri_to_path(uri)
-    if not path.is_file():
-        raise MonitoringError(f"file {uri} does not exist")
-    parquet = pq.ParquetFile(path)
-    missing = [col for col in columns if col not in parquet.schema_arrow.names]
-    if missing:
-        raise MonitoringError(f"{uri} lacks columns {missing}")
-    yield from parquet.iter_batches(batch_size=cfg.monitoring.chunk_rows, columns=columns)
-
-
-def _iter_parquet(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
-    """Yield a parquet file in chunks of ``cfg.monitoring.chunk_rows`` so a huge batch never sits in
-    memory."""
-    for batch in _iter_batches(uri, columns, cfg):
-        yield batch.to_pandas()
-
-
-def _scan_predictions(cfg: DatasetConfig, uri: str) -> tuple[Any, Any]:
-    """The id hash of every row of a predictions partition (file order) and the positions of each id's last
-    row.
-
-    The last row of an id is the one that counts, as when rows are deduplicated keeping the last.
-    """
-    import numpy as np
-
-    from driftloop.data.contract.ids import text_hashes
-
-    parts = [text_hashes(batch.column(0)) for batch in _iter_batches(uri, [cfg.id_column], cfg)]
-    hashes = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
-    _, first_from_end = np.unique(hashes[::-1], return_index=True)
-    return hashes, np.sort(len(hashes) - 1 - first_from_end)
-
-
-def _sample_positions(positions: Any, limit: int) -> tuple[Any, bool]:
-    """``positions``, or a seeded random ``limit`` of them (sorted); and whether it was sampled."""
-    import numpy as np
-
-    if len(positions) <= limit:
-        return positions, False
-    chosen = np.random.default_rng(SAMPLE_SEED).choice(positions, size=limit, replace=False)
-    return np.sort(chosen), True
-
-
-def _take_rows(cfg: DatasetConfig, uri: str, columns: list[str], positions: Any) -> Any:
-    """The rows at sorted ``positions`` of a parquet file, read chunk by chunk."""
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-
-    parts, offset = [], 0
-    for batch in _iter_batches(uri, columns, cfg):
-        low, high = np.searchsorted(positions, [offset, offset + batch.num_rows])
-        if high > low:
-            parts.append(batch.take(pa.array(positions[low:high] - offset)).to_pandas())
-        offset += batch.num_rows
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
-
-
-def _labelled_positions(cfg: DatasetConfig, label_files: list[Path], scan: tuple[Any, Any]) -> Any:
-    """Positions (each id's last row) whose id has a non-null accepted label, from the label files in
-    chunks."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    from driftloop.data.contract.ids import text_hashes
-
-    hashes, last = scan
-    if not len(last):
-        return last
-    keys = hashes[last]
-    order = np.argsort(keys)
-    sorted_keys = keys[order]
-    found = np.zeros(len(last), dtype=bool)
-    for path in label_files:
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(
-            batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]
-        ):
-            ids = batch.column(0).filter(batch.column(1).is_valid())
-            label_keys = text_hashes(ids)
-            slots = np.minimum(np.searchsorted(sorted_keys, label_keys), len(sorted_keys) - 1)
-            found[order[slots[sorted_keys[slots] == label_keys]]] = True
-    return last[found]
-
-
-def _labels_for(cfg: DatasetConfig, label_files: list[Path], ids: set[Any]) -> Any:
-    """Labels of ``ids`` as a Series indexed by id; a later file's correction wins."""
-    import pandas as pd
-    import pyarrow.parquet as pq
-
-    frames = []
-    for path in label_files:
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(
-            batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]
-        ):
-            chunk = batch.to_pandas()
-            frames.append(chunk[chunk[cfg.id_column].isin(ids)].dropna(subset=[cfg.target]))
-    labels = pd.concat(frames, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
-    return labels[cfg.target].set_axis(labels[cfg.id_column])
 
 
 def _join_notes(sample_note: str, live_note: str) -> str:
@@ -395,12 +298,12 @@ def _live_performance(
     """
     import pandas as pd
 
-    labelled = _labelled_positions(cfg, label_files, scan) if label_files else []
+    labelled = labelled_positions(cfg, label_files, scan) if label_files else []
     if not len(labelled) or len(labelled) < cfg.monitoring.min_rows:
         return {}, ""
-    positions, sampled = _sample_positions(labelled, MAX_LIVE_ROWS)
-    rows = _take_rows(cfg, predictions_uri, [cfg.id_column, *_scored_columns(facts)], positions)
-    labels = _labels_for(cfg, label_files, set(rows[cfg.id_column]))
+    positions, sampled = sample_positions(labelled, MAX_LIVE_ROWS)
+    rows = take_rows(cfg, predictions_uri, [cfg.id_column, *_scored_columns(facts)], positions)
+    labels = labels_for(cfg, label_files, set(rows[cfg.id_column]))
     rows = rows[rows[cfg.id_column].isin(labels.index)].reset_index(drop=True)  # a hash collision is no label
     if len(rows) < cfg.monitoring.min_rows:
         return {}, ""
@@ -410,7 +313,7 @@ def _live_performance(
     if cfg.sensitive_features and batch_uri:
         wanted = set(matched[cfg.id_column])
         columns = [cfg.id_column, *cfg.sensitive_features]
-        chunks = [c[c[cfg.id_column].isin(wanted)] for c in _iter_parquet(batch_uri, columns, cfg)]
+        chunks = [c[c[cfg.id_column].isin(wanted)] for c in iter_parquet(batch_uri, columns, cfg)]
         if chunks:
             performance.update(live.fairness_of(cfg, facts, matched, pd.concat(chunks, ignore_index=True)))
     note = f"live metrics on random {len(positions)} of {len(labelled)} labelled rows (seed {SAMPLE_SEED})"
@@ -449,7 +352,7 @@ def _update_with_labels(
         )
     facts = _version_facts(cfg, client, tags.get(bus.REFERENCE_RUN_ID_TAG, ""), cache)
     try:
-        scan = _scan_predictions(cfg, predictions_uri or "")
+        scan = scan_predictions(cfg, predictions_uri or "")
         performance, live_note = _live_performance(
             cfg, facts, tags.get(bus.BATCH_URI_TAG), predictions_uri or "", scan, label_files
         )

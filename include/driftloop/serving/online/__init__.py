@@ -12,6 +12,8 @@ entity id;
 swap them;
 * :mod:`~driftloop.serving.online.batcher`: the dynamic batcher, admission control and isolation of a failing
 request;
+* :mod:`~driftloop.serving.online.jobs`: the request, its rows for one model and its result, as the batcher
+queues them;
 * :mod:`~driftloop.serving.online.models`: which versions serve, polled from the registry and hot-swapped when
 warm;
 * :mod:`~driftloop.serving.online.predlog`: the prediction log (bounded queue, background writer; SQLite or

@@ -23,7 +23,8 @@ from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
-from driftloop.serving.online.batcher import Batcher, Job, JobResult
+from driftloop.serving.online.batcher import Batcher
+from driftloop.serving.online.jobs import Job, JobResult
 from driftloop.serving.online.labels import label_file_bytes, parse_labels, write_label_file
 from driftloop.serving.online.metrics import ServingMetrics
 from driftloop.serving.online.models import ModelSet, resolve_served, signature_types

@@ -1,0 +1,118 @@
+"""Memory-bounded reads of scored partitions and label files: id hashes, seeded samples, rows by position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from driftloop.core.config import DatasetConfig
+from driftloop.core.errors import MonitoringError
+from driftloop.core.state import uri_to_path
+
+SAMPLE_SEED = 42
+
+
+def iter_batches(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
+    """Yield a parquet file as Arrow record batches of ``cfg.monitoring.chunk_rows`` rows."""
+    import pyarrow.parquet as pq
+
+    path = uri_to_path(uri)
+    if not path.is_file():
+        raise MonitoringError(f"file {uri} does not exist")
+    parquet = pq.ParquetFile(path)
+    missing = [col for col in columns if col not in parquet.schema_arrow.names]
+    if missing:
+        raise MonitoringError(f"{uri} lacks columns {missing}")
+    yield from parquet.iter_batches(batch_size=cfg.monitoring.chunk_rows, columns=columns)
+
+
+def iter_parquet(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
+    """Yield a parquet file in chunks of ``cfg.monitoring.chunk_rows`` so a huge batch never sits in
+    memory."""
+    for batch in iter_batches(uri, columns, cfg):
+        yield batch.to_pandas()
+
+
+def scan_predictions(cfg: DatasetConfig, uri: str) -> tuple[Any, Any]:
+    """The id hash of every row of a predictions partition (file order) and the positions of each id's last
+    row.
+
+    The last row of an id is the one that counts, as when rows are deduplicated keeping the last.
+    """
+    import numpy as np
+
+    from driftloop.data.contract.ids import text_hashes
+
+    parts = [text_hashes(batch.column(0)) for batch in iter_batches(uri, [cfg.id_column], cfg)]
+    hashes = np.concatenate(parts) if parts else np.empty(0, dtype=np.uint64)
+    _, first_from_end = np.unique(hashes[::-1], return_index=True)
+    return hashes, np.sort(len(hashes) - 1 - first_from_end)
+
+
+def sample_positions(positions: Any, limit: int) -> tuple[Any, bool]:
+    """``positions``, or a seeded random ``limit`` of them (sorted); and whether it was sampled."""
+    import numpy as np
+
+    if len(positions) <= limit:
+        return positions, False
+    chosen = np.random.default_rng(SAMPLE_SEED).choice(positions, size=limit, replace=False)
+    return np.sort(chosen), True
+
+
+def take_rows(cfg: DatasetConfig, uri: str, columns: list[str], positions: Any) -> Any:
+    """The rows at sorted ``positions`` of a parquet file, read chunk by chunk."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    parts, offset = [], 0
+    for batch in iter_batches(uri, columns, cfg):
+        low, high = np.searchsorted(positions, [offset, offset + batch.num_rows])
+        if high > low:
+            parts.append(batch.take(pa.array(positions[low:high] - offset)).to_pandas())
+        offset += batch.num_rows
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def labelled_positions(cfg: DatasetConfig, label_files: list[Path], scan: tuple[Any, Any]) -> Any:
+    """Positions (each id's last row) whose id has a non-null accepted label, from the label files in
+    chunks."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from driftloop.data.contract.ids import text_hashes
+
+    hashes, last = scan
+    if not len(last):
+        return last
+    keys = hashes[last]
+    order = np.argsort(keys)
+    sorted_keys = keys[order]
+    found = np.zeros(len(last), dtype=bool)
+    for path in label_files:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(
+            batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]
+        ):
+            ids = batch.column(0).filter(batch.column(1).is_valid())
+            label_keys = text_hashes(ids)
+            slots = np.minimum(np.searchsorted(sorted_keys, label_keys), len(sorted_keys) - 1)
+            found[order[slots[sorted_keys[slots] == label_keys]]] = True
+    return last[found]
+
+
+def labels_for(cfg: DatasetConfig, label_files: list[Path], ids: set[Any]) -> Any:
+    """Labels of ``ids`` as a Series indexed by id; a later file's correction wins."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    frames = []
+    for path in label_files:
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(
+            batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]
+        ):
+            chunk = batch.to_pandas()
+            frames.append(chunk[chunk[cfg.id_column].isin(ids)].dropna(subset=[cfg.target]))
+    labels = pd.concat(frames, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
+    return labels[cfg.target].set_axis(labels[cfg.id_column])
