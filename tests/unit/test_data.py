@@ -248,7 +248,7 @@ def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(
     rejected = pd.read_parquet(state.quarantine_dir / "b001" / "rows.parquet")
     for frame_ in (stored, rejected):
         assert "email" not in frame_.columns
-        assert frame_["customer_id"].str.fullmatch(r"[0-9a-f]{64}").all()
+        assert frame_["customer_id"].str.fullmatch(r"h2:[0-9a-f]{64}").all()
     land(state, "b001.csv", frame)
     assert ingest.ingest_batches(cfg)["quarantined"][0]["reason_code"] == "replayed_batch"
 
