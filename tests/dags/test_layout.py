@@ -47,7 +47,7 @@ CROSS_STAGE_IMPORTS = {
         "governance.comparison",
     ): "the shadow AUC difference uses the gate's paired comparison (DeLong)",
     (
-        "governance.gates",
+        "governance.decision_checks",
         "training.selection",
     ): "the gate flags a positive rate by the rule training's threshold fallback uses",
 }

@@ -19,7 +19,7 @@ def by_name(checks):
 
 
 def test_a_constant_binary_predictor_fails_with_the_counts(cfg):
-    from driftloop.governance.gates import decision_checks
+    from driftloop.governance.decision_checks import decision_checks
 
     holdout_df = pd.DataFrame({cfg.target: ["Yes"] * 30 + ["No"] * 70})
     decision = Decision("binary", ("No", cfg.positive_label), 0.5)
@@ -36,7 +36,7 @@ def test_a_constant_binary_predictor_fails_with_the_counts(cfg):
 def test_a_multiclass_model_never_predicting_a_present_class_fails_and_a_constant_regressor_too(cfg):
     from dataclasses import replace
 
-    from driftloop.governance.gates import decision_checks
+    from driftloop.governance.decision_checks import decision_checks
 
     multi = replace(cfg, task="multiclass")
     holdout_df = pd.DataFrame({cfg.target: ["a"] * 5 + ["b"] * 4 + ["c"] * 3})
@@ -52,7 +52,7 @@ def test_a_multiclass_model_never_predicting_a_present_class_fails_and_a_constan
 
 
 def test_positive_rates_close_together_are_reported_not_flagged(cfg):
-    from driftloop.governance.gates import decision_checks
+    from driftloop.governance.decision_checks import decision_checks
 
     holdout_df = pd.DataFrame({cfg.target: ["Yes"] * 25 + ["No"] * 75})
     predicted = np.array(["Yes"] * 28 + ["No"] * 72)

@@ -31,13 +31,10 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.core.task_types import Decision, read_decision
+from driftloop.governance.decision_checks import check_entry, decision_checks
 
 log = logging.getLogger(__name__)
 LATENCY_ROWS = 1000
-
-
-def _check(name: str, passed: bool | None, value: Any, limit: Any, detail: str) -> dict[str, Any]:
-    return {"name": name, "passed": passed, "value": value, "limit": limit, "detail": detail}
 
 
 def floor_checks(cfg: DatasetConfig, metrics: dict[str, float]) -> list[dict[str, Any]]:
@@ -53,7 +50,7 @@ def floor_checks(cfg: DatasetConfig, metrics: dict[str, float]) -> list[dict[str
             detail = f"{metric} {shown} {'<=' if ok else '>'} ceiling {limit}"
         else:
             detail = f"{metric} {shown} {'>=' if ok else '<'} floor {limit}"
-        checks.append(_check(f"floor.{metric}", ok, value, limit, detail))
+        checks.append(check_entry(f"floor.{metric}", ok, value, limit, detail))
     return checks
 
 
@@ -99,7 +96,7 @@ def _comparison(
         f"{'>' if ok else 'not >'} {verdict['bound']:+.4f}"
         + (f"; about {needed} rows give this rule 80% power" if needed else "")
     )
-    check = _check(name, ok, verdict["challenger"], champion + sign * gates.min_improvement, detail)
+    check = check_entry(name, ok, verdict["challenger"], champion + sign * gates.min_improvement, detail)
     public = {k: v for k, v in verdict.items() if k not in ("passed", "challenger")}
     return {**check, **public, "candidate": verdict["challenger"]}
 
@@ -156,7 +153,7 @@ def champion_checks(
         )
     else:
         checks.append(
-            _check(
+            check_entry(
                 "beats_champion.production",
                 None,
                 len(window),
@@ -165,67 +162,6 @@ def champion_checks(
                 f"{cfg.gates.production_window_min_rows} needed to compare there",
             )
         )
-    return checks
-
-
-def _counts(values: Any) -> dict[str, int]:
-    import numpy as np
-
-    labels, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
-    return {str(label): int(n) for label, n in zip(labels, counts, strict=True)}
-
-
-def decision_checks(
-    cfg: DatasetConfig,
-    decision: Decision,
-    outputs: dict[str, Any],
-    holdout_df: Any,
-    oof_positive_rate: float | None,
-) -> list[dict[str, Any]]:
-    """The candidate's decisions on its holdout: never degenerate; binary positive rates side by side.
-
-    ``decision.degenerate`` fails a binary model predicting one class for every row, a multiclass model never
-    predicting a class the holdout holds, a regression model predicting one value, with the counts.
-    ``decision.positive_rate`` (binary) reports the holdout's predicted-positive rate next to the out-of-fold one
-    and flags a rate far from it (``gates.positive_rate_max_ratio``); training already fell back in that case.
-    """
-    import numpy as np
-
-    predicted = outputs[bus.PREDICTION_COLUMN]
-    if decision.task == task_types.REGRESSION:
-        values = np.asarray(predicted, dtype=float)
-        spread = float(np.ptp(values)) if len(values) else 0.0
-        detail = f"predictions on {len(values)} holdout rows range over {spread:.6g}"
-        return [
-            _check("decision.degenerate", spread > 0, spread, 0, detail + (" (one value)" * (spread == 0)))
-        ]
-    truth, made = _counts(holdout_df[cfg.target]), _counts(predicted)
-    if decision.task == task_types.BINARY:
-        missing = [label for label in decision.classes if label not in made]
-    else:
-        missing = [label for label in truth if label not in made]
-    ok = not missing
-    detail = f"predicted {made} on {len(holdout_df)} holdout rows holding {truth}" + (
-        f": never predicts {missing}" if missing else ""
-    )
-    checks = [{**_check("decision.degenerate", ok, made, None, detail), "truth_counts": truth}]
-    if decision.task != task_types.BINARY:
-        return checks
-    from driftloop.training.selection import positive_rate_is_far
-
-    rate = made.get(decision.classes[1], 0) / max(len(holdout_df), 1)
-    far = oof_positive_rate is not None and positive_rate_is_far(
-        oof_positive_rate, rate, len(holdout_df), cfg.gates.positive_rate_max_ratio
-    )
-    oof = "not recorded" if oof_positive_rate is None else f"{oof_positive_rate:.1%}"
-    detail = (
-        f"threshold {decision.threshold:.4g} predicts {rate:.1%} of holdout rows positive; out of fold {oof}"
-        + (f" (flagged: beyond x{cfg.gates.positive_rate_max_ratio:g})" if far else "")
-    )
-    check = _check("decision.positive_rate", None, rate, oof_positive_rate, detail)
-    checks.append(
-        {**check, "holdout_positive_rate": rate, "oof_positive_rate": oof_positive_rate, "flagged": far}
-    )
     return checks
 
 
@@ -244,7 +180,7 @@ def fairness_checks(cfg: DatasetConfig, report: dict[str, Any]) -> list[dict[str
             ok = None if limit is None else value <= limit
             bound = "no limit" if limit is None else f"limit {limit}"
             checks.append(
-                _check(
+                check_entry(
                     f"fairness.{attribute}.{gap}",
                     ok,
                     value,
@@ -255,7 +191,7 @@ def fairness_checks(cfg: DatasetConfig, report: dict[str, Any]) -> list[dict[str
     return checks
 
 
-def latency_check(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision) -> dict[str, Any]:
+def latencycheck_entry(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Decision) -> dict[str, Any]:
     """Predict time per row on one batch of 1,000 holdout rows (resampled when fewer; best of three)."""
     rows = holdout_df[cfg.features]
     batch = rows.sample(LATENCY_ROWS, replace=len(rows) < LATENCY_ROWS, random_state=0).reset_index(drop=True)
@@ -267,7 +203,7 @@ def latency_check(cfg: DatasetConfig, model: Any, holdout_df: Any, decision: Dec
     per_row_ms = 1000 * min(timings) / max(len(batch), 1)
     limit = cfg.gates.max_latency_ms_per_row
     ok = None if limit is None else per_row_ms <= limit
-    return _check(
+    return check_entry(
         "latency",
         ok,
         per_row_ms,
@@ -290,11 +226,11 @@ def model_size_mb(model_uri: str, settings: Settings | None) -> float:
         return sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) / 1e6
 
 
-def size_check(cfg: DatasetConfig, size_mb: float) -> dict[str, Any]:
+def sizecheck_entry(cfg: DatasetConfig, size_mb: float) -> dict[str, Any]:
     """The model's size against ``gates.max_model_size_mb``."""
     limit = cfg.gates.max_model_size_mb
     ok = None if limit is None else size_mb <= limit
-    return _check(
+    return check_entry(
         "size",
         ok,
         size_mb,
@@ -310,7 +246,7 @@ def behaviour_checks(
     from driftloop.governance.behaviour import run_behaviour_tests
 
     return [
-        _check(
+        check_entry(
             f"behaviour.{r['name']}",
             r["passed"],
             r.get("pass_share", r.get("score")),
@@ -370,8 +306,8 @@ def judge(
         )
     fairness = assess_decisions(cfg, holdout_df, decision, outputs)
     checks += fairness_checks(cfg, fairness)
-    checks.append(latency_check(cfg, candidate, holdout_df, decision))
-    checks.append(size_check(cfg, model_size_mb(model_uri, settings)))
+    checks.append(latencycheck_entry(cfg, candidate, holdout_df, decision))
+    checks.append(sizecheck_entry(cfg, model_size_mb(model_uri, settings)))
     checks += behaviour_checks(cfg, candidate, holdout_df, decision)
     failed = [c["name"] for c in checks if c["passed"] is False]
     for c in checks:  # one line per check, as the card shows them
