@@ -12,6 +12,8 @@ version; every move of `champion` is appended to the audit log.
 
 * **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by hand.
 * **Idempotent:** a retry of the same run reuses the registered version instead of registering another.
+* **No duplicate versions:** a drift retrain whose snapshot is the one the champion was trained on (no labels of the
+  drifted period yet) registers nothing and says it waits for labels; the retrain runs when they land.
 * **Fails fast** (no retry) when the first version misses the floors or there is no snapshot to train on.
 """
 
@@ -51,8 +53,8 @@ def build(dataset: str) -> None:
             ids = airflow_ids()
             return run_stage(
                 dataset,
-                promotion.promote_model,
-                trained["model_version"],
+                promotion.promote_trained,
+                trained,
                 actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
             )
 

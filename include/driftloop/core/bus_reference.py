@@ -48,7 +48,11 @@ _SECTIONS = (
             "ATTRIBUTION_TOP",
         ),
     ),
-    ("Drift sensor", "_TAG", ("SENSOR_FIRED_AT", "SENSOR_TRIGGER_RUN_ID", "SENSOR_SUPPRESSED")),
+    (
+        "Drift sensor",
+        "_TAG",
+        ("SENSOR_FIRED_AT", "SENSOR_TRIGGER_RUN_ID", "SENSOR_SUPPRESSED", "RETRAIN_WAITING"),
+    ),
     (
         "Gate (model version)",
         "_TAG",
@@ -60,6 +64,7 @@ _SECTIONS = (
             "GATE_CHAMPION_VERSION",
             "GATE_FAILED_CHECKS",
             "READY_FOR_CHAMPION",
+            "PROMOTION_INTENT",
         ),
     ),
     (

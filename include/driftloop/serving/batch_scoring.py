@@ -8,6 +8,7 @@ cloudpickle files, and that registry is the trust boundary.
 
 from __future__ import annotations
 
+import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,8 @@ from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
 from driftloop.core.storage import list_manifests
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
+
+log = logging.getLogger(__name__)
 
 
 def resolve_model(
@@ -253,15 +256,32 @@ def score_batch(
 
 
 def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
-    """The training run's reference rows (explainer background), or None when reasons are off or it is missing."""
+    """The training run's reference rows (explainer background), or None when reasons are off or it is missing.
+
+    A version registered by hand may lack them: its predictions carry no reasons (logged). A failure to read an
+    artifact that exists (MLflow unreachable) is a fault and propagates.
+    """
+    import posixpath
+
     from driftloop.core.tracking import read_run_frame
 
     if cfg.inference.reasons <= 0:
         return None
-    try:
-        return read_run_frame(get_client(settings), run_id, bus.REFERENCE_ARTIFACT)[cfg.features]
-    except Exception:  # a version registered by hand may lack it: predictions without reasons, not a failure
+    client = get_client(settings)
+    folder = posixpath.dirname(bus.REFERENCE_ARTIFACT)
+    if bus.REFERENCE_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        log.warning(
+            "run %s logged no %s: predictions are scored without reasons", run_id, bus.REFERENCE_ARTIFACT
+        )
         return None
+    frame = read_run_frame(client, run_id, bus.REFERENCE_ARTIFACT)
+    missing = [c for c in cfg.features if c not in frame.columns]
+    if missing:
+        log.warning(
+            "%s of run %s lacks %s: predictions without reasons", bus.REFERENCE_ARTIFACT, run_id, missing
+        )
+        return None
+    return frame[cfg.features]
 
 
 def score_pending_batches(
