@@ -175,9 +175,14 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decision_text(cfg: DatasetConfig, tags: dict[str, str]) -> str:
+    from driftloop.core.errors import ConfigError
     from driftloop.core.task_types import BINARY, REGRESSION, read_decision
 
-    decision = read_decision(cfg, tags)
+    try:
+        decision = read_decision(cfg, tags)
+    except ConfigError as exc:  # a version registered by hand may not record how it decides
+        log.info("model card: the decision is not recorded: %s", exc)
+        return f"Predicts {cfg.target} ({cfg.task}; how it decides is not recorded on its training run)."
     if decision.task == BINARY:
         objective = tags.get(bus.THRESHOLD_OBJECTIVE_TAG, "fixed")
         how = (

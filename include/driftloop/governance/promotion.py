@@ -124,6 +124,29 @@ def finish_move(
     describe_registered_model(cfg, client, champion)
 
 
+def reconcile_and_refresh(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
+    """:func:`driftloop.governance.audit.reconcile_champion`, then the cards of both versions of a move it recorded
+    (rebuilt from their logged evidence) and the registered model's description.
+
+    Returns:
+        The audit entry appended, or None when the registry matched the log.
+    """
+    client, store = get_client(settings), audit.open_store(settings)
+    with store.locked(cfg.registered_model_name) as conn:
+        entry = audit.reconcile_champion(cfg, settings, store, conn)
+    if entry is not None:
+        log.info(
+            "%s: recorded a move of %s v%s -> v%s by %s",
+            cfg.registered_model_name,
+            bus.CHAMPION,
+            entry["from_version"],
+            entry["to_version"],
+            entry["actor"],
+        )
+        finish_move(cfg, client, store, [entry["to_version"], entry["from_version"]], settings)
+    return entry
+
+
 def _already_champion(version: Any) -> dict[str, Any]:
     tags = version.tags
     return {
