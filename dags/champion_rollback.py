@@ -1,22 +1,24 @@
 """
-### champion_rollback: put the previous champion back
+### champion_rollback: put the last good champion back
 
-Triggered by hand (conf `{"reason": "..."}`, required): moves `champion` back to the version it pointed at
-    before
-its last move, as recorded in the audit log, and appends the rollback to the log with the reason and the
-Airflow run that did it. The next `inference_pipeline` run scores with the restored version. The same is
-`driftloop rollback --reason "..."` on the command line.
+Triggered by hand (conf `{"reason": "...", "to_version": "3", "override": false}`; `reason` required): moves
+`champion` to the newest earlier champion in the audit log that passed its gate and was never rolled back from, or
+to `to_version` (refused when that version did not pass its gate, unless `override` is true: then audited as an
+override), and appends the rollback to the log with the reason and the Airflow run that did it. The next
+`inference_pipeline` run scores with the restored version. The same is
+`driftloop rollback --reason "..." [--to V [--override]]` on the command line.
 
-* **Fails fast** when there is no earlier champion to return to, or no reason was given.
-* **Idempotent:** a retried run finds its own entry in the audit log and moves nothing again.
+* **Fails fast** when there is no earlier good champion, the target did not pass its gate, or no reason was given.
+* **Idempotent:** a retried run finds its own entry in the audit log; a second rollback after a rollback moves
+  nothing (rollbacks never toggle between two versions).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 from driftloop.core import bus
-from driftloop.governance import promotion
+from driftloop.governance import rollback
 from driftloop_airflow import airflow_ids, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -27,6 +29,13 @@ def build(dataset: str) -> None:
     @dag(
         dag_id=bus.dag_id(dataset, bus.CHAMPION_ROLLBACK),
         schedule=None,
+        params={
+            "reason": Param("", type="string", description="why (recorded in the audit log; required)"),
+            "to_version": Param(
+                None, type=["null", "string"], description="target version (empty: last good champion)"
+            ),
+            "override": Param(False, type="boolean", description="allow a to_version that failed its gate"),
+        },
         **dag_defaults(dataset, "governance", __doc__),
     )
     def champion_rollback():
@@ -34,16 +43,20 @@ def build(dataset: str) -> None:
         def rollback_champion() -> dict:
             from airflow.sdk.exceptions import AirflowFailException
 
-            reason = (get_current_context()["dag_run"].conf or {}).get("reason", "").strip()
+            context = get_current_context()
+            conf = {**(context.get("params") or {}), **(context["dag_run"].conf or {})}
+            reason = str(conf.get("reason", "")).strip()
             if not reason:
                 raise AirflowFailException('a rollback needs a reason: trigger with conf {"reason": "..."}')
             ids = airflow_ids()
             return run_stage(
                 dataset,
-                promotion.rollback_champion,
+                rollback.rollback_champion,
                 actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
                 reason=reason,
                 request_id=ids["airflow_run_id"],
+                to_version=str(conf["to_version"]) if conf.get("to_version") else None,
+                override=bool(conf.get("override", False)),
             )
 
         rollback_champion()

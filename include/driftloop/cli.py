@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "driftloop.training.train",
     "driftloop.core.registry",
     "driftloop.governance.promotion",
+    "driftloop.governance.rollback",
     "driftloop.monitoring.monitor",
     "driftloop.monitoring.sensor",
     "driftloop.governance.lineage",

@@ -173,7 +173,8 @@ def test_a_champion_moved_outside_driftloop_is_audited_and_an_override_is_flagge
 
 def test_rollback_returns_to_the_previous_champion_and_is_audited(models):
     from driftloop.governance.audit import open_store
-    from driftloop.governance.promotion import RollbackImpossible, promote_model, rollback_champion
+    from driftloop.governance.promotion import promote_model
+    from driftloop.governance.rollback import RollbackImpossible, rollback_champion
 
     cfg = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
     name = cfg.registered_model_name
@@ -182,12 +183,110 @@ def test_rollback_returns_to_the_previous_champion_and_is_audited(models):
     promote_model(cfg, "1")
     promote_model(cfg, "2")
     entry = rollback_champion(cfg, actor="on-call", reason="v2 misbehaves in production", request_id="run-7")
-    assert (entry["from_version"], entry["to_version"]) == ("2", "1")
+    assert (entry["from_version"], entry["to_version"], entry["moved"]) == ("2", "1", True)
     again = rollback_champion(cfg, actor="on-call", reason="v2 misbehaves in production", request_id="run-7")
-    assert again["id"] == entry["id"] or again["recorded_at"] == entry["recorded_at"]  # a retry moves nothing
+    assert again["id"] == entry["id"] and again["moved"] is False  # a retry moves nothing
+    repeated = rollback_champion(cfg, actor="on-call", reason="v2 misbehaves in production")
+    assert repeated["id"] == entry["id"] and repeated["moved"] is False  # a second rollback does not toggle
     assert alias_version(models.client, name, "champion") == "1"
-    assert open_store().entries(name)[-1]["reason"] == "rollback: v2 misbehaves in production"
+    entries = open_store().entries(name)
+    assert [e["reason"] for e in entries].count("rollback: v2 misbehaves in production") == 1
     assert "rollback: v2 misbehaves" in models.client.get_model_version(name, "1").description
+
+
+def _section(description: str, title: str) -> str:
+    return description.split(f"## {title}")[1].split("\n## ")[0]
+
+
+def test_after_an_external_override_rollback_goes_to_the_last_good_champion_and_cards_keep_their_gate(models):
+    from driftloop.governance.audit import open_store
+    from driftloop.governance.promotion import promote_model
+    from driftloop.governance.rollback import RollbackRefused, rollback_champion
+
+    cfg = fresh_registry(models, models.good, models.shuffled)
+    client, name = models.client, cfg.registered_model_name
+    promote_model(cfg, "1")
+    assert promote_model(cfg, "2")["decision"] == "rejected"
+    client.set_registered_model_alias(name, "champion", "2")  # what MLflow's REST API does
+
+    first = rollback_champion(cfg, actor="on-call", reason="v2 was rejected by the gate")
+    assert (first["from_version"], first["to_version"], first["moved"]) == ("2", "1", True)
+    second = rollback_champion(cfg, actor="on-call", reason="v2 was rejected by the gate")
+    assert second["moved"] is False and alias_version(client, name, "champion") == "1"
+    assert [
+        (e["from_version"], e["to_version"], e["source"], e["override"]) for e in open_store().entries(name)
+    ] == [
+        (None, "1", "driftloop", False),
+        ("1", "2", "external", True),
+        ("2", "1", "driftloop", False),
+    ]
+    for version, verdict in (("1", "| floor.AUC | pass |"), ("2", "| floor.AUC | **FAIL** |")):
+        description = client.get_model_version(name, version).description
+        assert verdict in _section(description, "Gate verdict"), version
+        assert "not judged yet" not in description
+        fairness = _section(description, "Fairness")
+        assert "senior_citizen" in fairness and "no sensitive attribute declared" not in fairness, fairness
+
+    with pytest.raises(RollbackRefused, match="v2 was rejected by the gate"):
+        rollback_champion(cfg, actor="on-call", reason="try v2", to_version="2")
+    assert alias_version(client, name, "champion") == "1"
+    forced = rollback_champion(
+        cfg, actor="on-call", reason="reproduce an incident", to_version="2", override=True
+    )
+    assert forced["override"] is True and forced["reason"].startswith("rollback (override):")
+    assert alias_version(client, name, "champion") == "2"
+
+
+def test_a_promotion_that_dies_after_the_alias_move_is_finished_by_its_retry(models, monkeypatch):
+    from mlflow.exceptions import MlflowException
+
+    from driftloop.core import registry
+    from driftloop.governance.audit import open_store
+    from driftloop.governance.promotion import promote_model
+
+    cfg = fresh_registry(models, models.good)
+    client, name = models.client, cfg.registered_model_name
+    client.set_registered_model_alias(name, "challenger", "1")  # as training leaves a new version
+    real_move = registry.move_alias
+
+    def dies_after_the_move(*args, **kwargs):
+        real_move(*args, **kwargs)
+        raise ConnectionError("the worker died right after moving champion")
+
+    monkeypatch.setattr(registry, "move_alias", dies_after_the_move)
+    with pytest.raises(ConnectionError):
+        promote_model(cfg, "1", actor="training_pipeline/run-1")
+    monkeypatch.setattr(registry, "move_alias", real_move)
+    assert alias_version(client, name, "champion") == "1"
+    assert not client.get_model_version(name, "1").description  # the card was never written
+
+    result = promote_model(cfg, "1", actor="training_pipeline/run-1")
+    assert (result["decision"], result["champion_version"]) == ("promoted", "1")
+    entries = open_store().entries(name)
+    assert [(e["from_version"], e["to_version"], e["actor"], e["source"]) for e in entries] == [
+        (None, "1", "training_pipeline/run-1", "driftloop")
+    ]
+    version = client.get_model_version(name, "1")
+    assert version.description.startswith(f"# {name} v1")
+    assert "| floor.AUC | pass |" in _section(version.description, "Gate verdict")
+    assert bus.PROMOTION_INTENT_TAG not in version.tags
+    with pytest.raises(MlflowException):
+        client.get_model_version_by_alias(name, "challenger")  # no stale challenger beside champion
+    assert "Serving (`champion`): [v1]" in client.get_registered_model(name).description
+    promote_model(cfg, "1", actor="training_pipeline/run-1")  # a third attempt changes nothing
+    assert len(open_store().entries(name)) == 1
+
+
+def test_a_promoted_version_loses_its_challenger_alias(models):
+    from driftloop.governance.promotion import promote_model
+
+    cfg = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    client, name = models.client, cfg.registered_model_name
+    promote_model(cfg, "1")
+    client.set_registered_model_alias(name, "challenger", "2")
+    assert promote_model(cfg, "2")["moved"] is True
+    assert alias_version(client, name, "champion") == "2"
+    assert "challenger" not in client.get_registered_model(name).aliases
 
 
 def test_two_racing_promotions_end_with_one_champion_and_a_consistent_audit(models):

@@ -195,3 +195,40 @@ def test_no_champion_means_no_trigger(cfg):
 
     assert find_drift_trigger(cfg) is None
     assert suppress_cooldown_runs(cfg) == []
+
+
+def test_a_drift_retrain_without_new_labels_waits_for_them_and_registers_nothing(
+    cfg, telco_frame, scorer, champion
+):
+    from driftloop.core.tracking import get_client
+    from driftloop.monitoring.monitor import monitor_predictions
+    from driftloop.monitoring.sensor import drift_decision, find_drift_trigger
+    from driftloop.training.train import train_model
+    from tests.conftest import write_snapshot
+
+    version, train_run_id = champion
+    client = get_client()
+    trained_on = write_snapshot(cfg, telco_frame.iloc[:1000])  # the snapshot the champion was trained on
+    client.set_model_version_tag(
+        cfg.registered_model_name, version, bus.SNAPSHOT_HASH_TAG, trained_on["snapshot_hash"]
+    )
+    score_batch(cfg, drift_frame(telco_frame.iloc[BATCH_ROWS]), "b002", version, train_run_id, scorer)
+    [item] = monitor_predictions(cfg)["monitored"]
+
+    decision = drift_decision(cfg)
+    assert decision["trigger"] is None and find_drift_trigger(cfg) is None
+    assert "waiting for labels of the drifted period" in decision["waiting_for_labels"]
+    assert all_sensor_tags(cfg) == [{}]  # held back, not consumed: it fires when labels land
+
+    trigger = {"reason": "drift", "monitoring_run_id": item["monitoring_run_id"], "trigger_id": "t1"}
+    result = train_model(cfg, snapshot_uri=trained_on["snapshot_uri"], trigger=trigger)
+    assert result["model_version"] is None and result["waiting_for_labels"] is True
+    assert "waiting for labels of the drifted period" in result["reason"]
+    versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
+    assert [str(v.version) for v in versions] == [version]  # no duplicate of the champion
+    note = client.get_run(item["monitoring_run_id"]).data.tags[bus.RETRAIN_WAITING_TAG]
+    assert trained_on["snapshot_hash"][:12] in note
+
+    write_snapshot(cfg, telco_frame.iloc[:1200], created_at="2026-02-01T00:00:00+00:00")  # labels landed
+    fired = find_drift_trigger(cfg)
+    assert fired is not None and fired["monitoring_run_id"] == item["monitoring_run_id"]

@@ -98,6 +98,40 @@ def move_alias(cfg: DatasetConfig, alias: str, version: str, settings: Settings 
     get_client(settings).set_registered_model_alias(cfg.registered_model_name, alias, str(version))
 
 
+def waiting_for_labels(
+    cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None
+) -> str | None:
+    """Why a drift retrain on ``snapshot_hash`` would register a duplicate, or None when it would not.
+
+    A drift retrain needs labels of the drifted period; while none arrived, the newest training snapshot is the one
+    the champion was trained on (its ``bus.SNAPSHOT_HASH_TAG``), and training on it again reproduces the champion.
+    """
+    champion = resolve_alias(cfg, CHAMPION, settings)
+    if champion is None or not snapshot_hash:
+        return None
+    tags = get_client(settings).get_model_version(cfg.registered_model_name, champion["model_version"]).tags
+    if tags.get(bus.SNAPSHOT_HASH_TAG) != snapshot_hash:
+        return None
+    return (
+        f"waiting for labels of the drifted period: snapshot {snapshot_hash[:12]} is the one champion "
+        f"v{champion['model_version']} was trained on (no labelled rows arrived since); retraining on it would "
+        "register a copy of the champion, so the retrain runs when labels land"
+    )
+
+
+def drop_alias(cfg: DatasetConfig, alias: str, version: str, settings: Settings | None = None) -> bool:
+    """Delete ``alias`` of ``cfg``'s model when it points at ``version`` (e.g. ``challenger`` on a new champion).
+
+    Returns:
+        True when the alias was deleted, False when it pointed elsewhere or nowhere.
+    """
+    current = resolve_alias(cfg, alias, settings)
+    if current is None or current["model_version"] != str(version):
+        return False
+    get_client(settings).delete_registered_model_alias(cfg.registered_model_name, alias)
+    return True
+
+
 def add_cli(subparsers: Any) -> None:
     """Register ``driftloop alias``."""
     from driftloop.core.commands import dataset_parent

@@ -208,10 +208,24 @@ def gate_passed(client: Any, cfg: DatasetConfig, version: str | None) -> bool | 
     return None if verdict is None else verdict == bus.GATE_PASSED
 
 
+def _intent(client: Any, cfg: DatasetConfig, version: str | None) -> dict[str, Any] | None:
+    """The move intent a Driftloop process left on ``version`` (``bus.PROMOTION_INTENT_TAG``), if any."""
+    if version is None:
+        return None
+    raw = client.get_model_version(cfg.registered_model_name, version).tags.get(bus.PROMOTION_INTENT_TAG)
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def reconcile_champion(
     cfg: DatasetConfig, settings: Settings | None = None, store: AuditStore | None = None, conn: Any = None
 ) -> dict[str, Any] | None:
     """Record a move of ``champion`` that no Driftloop process recorded (the MLflow UI or API).
+
+    A move that a Driftloop process made but could not record (it died between moving the alias and committing its
+    entry) is recognised by the intent it left on the version and recorded under its own actor and reason.
 
     Returns:
         The entry appended, or None when the registry matches the last entry.
@@ -230,16 +244,37 @@ def reconcile_champion(
             "registry matches the audit log: champion is v%s (%d entries)", current_version, len(history)
         )
         return None
-    passed = gate_passed(get_client(settings), cfg, current_version)
-    log.info(
-        "champion moved outside Driftloop: v%s -> v%s, gate passed: %s%s; recorded in the audit log",
-        recorded, current_version, passed, " (OVERRIDE)" if passed is False else "",
-    )  # fmt: skip
+    client = get_client(settings)
+    passed = gate_passed(client, cfg, current_version)
+    intent = _intent(client, cfg, current_version)
+    if intent is not None and intent.get("from_version") == recorded:
+        return store.append(  # a Driftloop move whose process died before its entry was committed
+            {
+                "dataset": cfg.name,
+                "model_name": name,
+                "from_version": recorded,
+                "to_version": current_version,
+                "actor": str(intent.get("actor", "driftloop")),
+                "source": "driftloop",
+                "reason": str(intent.get("reason", "")),
+                "gate_passed": passed,
+                "override": passed is False or bool(intent.get("evidence", {}).get("override")),
+                "evidence": {
+                    **intent.get("evidence", {}),
+                    "recorded_by": "reconcile (the move's own entry was lost)",
+                },
+            },
+            conn,
+        )
     reason = (
         "champion alias moved outside Driftloop"
         if current_version
         else "champion alias deleted outside Driftloop"
     )
+    log.info(
+        "champion moved outside Driftloop: v%s -> v%s, gate passed: %s%s; recorded in the audit log",
+        recorded, current_version, passed, " (OVERRIDE)" if passed is False else "",
+    )  # fmt: skip
     return store.append(
         {
             "dataset": cfg.name,

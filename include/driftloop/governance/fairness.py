@@ -1,11 +1,14 @@
 """Fairness per sensitive attribute with fairlearn: group metrics, parity gaps and a plot.
 
-For every attribute in the dataset config's ``sensitive`` list, ``fairlearn.metrics.MetricFrame`` gives per
-group the row count, confusion matrix, selection rate, true and false positive rates and precision; the
-demographic-parity difference (largest gap in selection rate) and the equalized-odds difference (largest gap
-in TPR or FPR) summarise them. Numeric attributes are binned by the edges in ``fairness.bins``. The same
-function serves the gate (on the holdout) and monitoring (on labelled production rows), so a growing gap is a
-metric history in MLflow.
+For every attribute in the dataset config's ``sensitive`` list, ``fairlearn.metrics.MetricFrame`` gives per group
+the row count, confusion matrix, selection rate, true and false positive rates and precision; the demographic-parity
+difference (largest gap in selection rate) and the equalized-odds difference (largest gap in TPR or FPR) summarise
+them. Multiclass tasks get per group the accuracy and the selection rate of every class (the share of the group's
+rows predicted as that class), summarised by the accuracy gap and the largest per-class selection-rate gap;
+regression tasks get per group the mean absolute error and the mean prediction, summarised by the MAE gap.
+Numeric attributes are binned by the edges in ``fairness.bins``, or into quartiles when no edges are configured;
+rows whose sensitive value is missing form their own group, ``missing``. The same function serves the gate (on the
+holdout) and monitoring (on labelled production rows), so a growing gap is a metric history in MLflow.
 """
 
 from __future__ import annotations
@@ -16,18 +19,35 @@ from typing import Any
 from driftloop.core.config import DatasetConfig
 
 MIN_GROUP_ROWS = 1
+MISSING_GROUP = "missing"
+AUTO_BIN_MIN_VALUES = 10  # a numeric attribute with more distinct values than this is cut into quartiles
 
 
 def sensitive_groups(cfg: DatasetConfig, frame: Any, attribute: str) -> Any:
-    """The group label of every row for ``attribute`` (numeric attributes binned by ``fairness.bins``)."""
+    """The group label of every row for ``attribute``.
+
+    Numeric attributes are binned by ``fairness.bins`` (or into quartiles when they have more than
+    :data:`AUTO_BIN_MIN_VALUES` distinct values and no edges are configured); a missing value is its own group,
+    :data:`MISSING_GROUP`.
+    """
     import pandas as pd
 
     values = frame[attribute].reset_index(drop=True)
+    missing = values.isna()
     edges = cfg.fairness.bins.get(attribute)
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if edges:
         bins = [-float("inf"), *sorted(edges), float("inf")]
-        return pd.cut(pd.to_numeric(values, errors="coerce"), bins=bins, right=False).astype(str)
-    return values.astype(str)
+        groups = pd.cut(pd.to_numeric(values, errors="coerce"), bins=bins, right=False).astype(str)
+    elif numeric and values[~missing].nunique() > AUTO_BIN_MIN_VALUES:
+        groups = pd.qcut(values, q=4, duplicates="drop").astype(str)
+    elif numeric:
+        present = values[~missing]
+        whole = bool(len(present)) and bool((present == present.round()).all())
+        groups = (present.astype("int64") if whole else present).astype(str).reindex(values.index)
+    else:
+        groups = values.astype(str)
+    return groups.where(~missing, MISSING_GROUP)
 
 
 def _metric_functions() -> dict[str, Any]:
@@ -77,15 +97,23 @@ def assess_fairness(
         if task == "binary":
             entry = _binary_entry(y_true, y_pred, groups)
         else:
-            metric = "accuracy" if task == "multiclass" else "mean_absolute_error"
-            metric_frame = MetricFrame(
-                metrics=_task_functions(task), y_true=y_true, y_pred=y_pred, sensitive_features=groups
-            )
-            by_group = metric_frame.by_group
+            by_group = MetricFrame(
+                metrics=_task_functions(task, y_true, y_pred),
+                y_true=y_true,
+                y_pred=y_pred,
+                sensitive_features=groups,
+            ).by_group
             entry = {
-                "groups": {str(g): {k: float(v) for k, v in row.items()} for g, row in by_group.iterrows()},
-                f"{metric}_difference": float(by_group[metric].max() - by_group[metric].min()),
+                "groups": {str(g): {k: float(v) for k, v in row.items()} for g, row in by_group.iterrows()}
             }
+            for metric in ("accuracy", "mean_absolute_error"):
+                if metric in by_group:
+                    entry[f"{metric}_difference"] = float(by_group[metric].max() - by_group[metric].min())
+            rates = [c for c in by_group.columns if str(c).startswith("selection_rate.")]
+            if rates:
+                entry["max_selection_rate_difference"] = float(
+                    max(by_group[c].max() - by_group[c].min() for c in rates)
+                )
         report[attribute] = {**entry, "rows": int(len(groups))}
     return report
 
@@ -94,17 +122,33 @@ GAPS = (
     "demographic_parity_difference",
     "equalized_odds_difference",
     "accuracy_difference",
+    "max_selection_rate_difference",
     "mean_absolute_error_difference",
 )
 
 
-def _task_functions(task: str) -> dict[str, Any]:
+def _task_functions(task: str, y_true: Any, y_pred: Any) -> dict[str, Any]:
+    """Per-group metrics of multiclass (accuracy, selection rate per class) and regression (MAE, mean prediction)."""
+    import numpy as np
     from fairlearn.metrics import count
     from sklearn.metrics import accuracy_score, mean_absolute_error
 
     if task == "multiclass":
-        return {"count": count, "accuracy": lambda t, p: accuracy_score(t.astype(str), p.astype(str))}
-    return {"count": count, "mean_absolute_error": mean_absolute_error}
+        classes = sorted({str(v) for v in np.asarray(y_true)} | {str(v) for v in np.asarray(y_pred)})
+        functions: dict[str, Any] = {
+            "count": count,
+            "accuracy": lambda t, p: accuracy_score(np.asarray(t).astype(str), np.asarray(p).astype(str)),
+        }
+        for label in classes:
+            functions[f"selection_rate.{label}"] = lambda t, p, label=label: float(
+                np.mean(np.asarray(p).astype(str) == label)
+            )
+        return functions
+    return {
+        "count": count,
+        "mean_absolute_error": mean_absolute_error,
+        "mean_prediction": lambda t, p: float(np.mean(np.asarray(p, dtype=float))),
+    }
 
 
 def _binary_entry(y_true: Any, y_pred: Any, groups: Any) -> dict[str, Any]:

@@ -13,10 +13,13 @@ version serves.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION_LIMIT = 4900  # the registry's column holds 5,000 characters
 CARD_DIR = "model_card"
@@ -32,40 +35,59 @@ def _count(value: Any) -> str:
     return "?" if value is None else f"{int(value):,}"
 
 
-def _check_rows(report: dict[str, Any] | None) -> list[str]:
+CHECK_COLUMNS = ("name", "passed", "value", "limit")
+CHECK_HIDDEN = {"detail"}  # long sentences: the gate reason carries them
+
+
+def _check_rows(report: dict[str, Any] | None, missing: str = "") -> list[str]:
+    """Every check of the gate report as a table row; fields beyond name/result/value/limit get their own column."""
     if not report:
-        return ["_not judged yet_"]
-    rows = ["| check | result | value | limit |", "|---|---|---|---|"]
+        return [f"_not judged yet_{f' ({missing})' if missing else ''}"]
+    extras = list(
+        dict.fromkeys(
+            k for c in report["checks"] for k in c if k not in CHECK_COLUMNS and k not in CHECK_HIDDEN
+        )
+    )
+    header = ["check", "result", "value", "limit", *extras]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for check in report["checks"]:
-        verdict = {True: "pass", False: "**FAIL**", None: "report"}[check["passed"]]
-        rows.append(f"| {check['name']} | {verdict} | {_fmt(check['value'])} | {_fmt(check['limit'])} |")
+        verdict = {True: "pass", False: "**FAIL**", None: "report"}.get(check.get("passed"), "report")
+        cells = [check.get("name", "?"), verdict, _fmt(check.get("value")), _fmt(check.get("limit"))]
+        cells += [_fmt(check.get(k)) for k in extras]
+        rows.append("| " + " | ".join(str(c) for c in cells) + " |")
     return rows
 
 
-def _rate(metrics: dict[str, Any], key: str) -> str:
-    value = metrics.get(key)
-    return "—" if value is None else f"{value:.3f}"
-
-
-def _fairness_rows(fairness: dict[str, Any]) -> list[str]:
-    if not fairness:
+def _fairness_rows(
+    cfg: DatasetConfig, fairness: dict[str, Any] | None, source: str, missing: str
+) -> list[str]:
+    """Per attribute, a row per group with whatever metrics the task measured, then the attribute's gaps."""
+    if not cfg.sensitive_features:
         return ["_no sensitive attribute declared_"]
-    rows = [
-        "| attribute | group | rows | selection rate | TPR | FPR | precision |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    if not fairness:
+        return [
+            f"_not available for {', '.join(cfg.sensitive_features)}: {missing or 'no fairness report logged'}_"
+        ]
+    rows = [f"Measured on {source}."]
     for attribute, entry in fairness.items():
-        for group, m in entry["groups"].items():
-            if "selection_rate" not in m:  # multiclass (accuracy) and regression (MAE) groups
-                other = ", ".join(f"{k} {v:.3f}" for k, v in m.items() if k != "count")
-                rows.append(f"| {attribute} | {group} | {int(m['count'])} | {other} | | | |")
-                continue
-            rates = [_rate(m, k) for k in ("selection_rate", "true_positive_rate", "false_positive_rate")]
-            rows.append(
-                f"| {attribute} | {group} | {int(m['count'])} | {' | '.join(rates)} | {_rate(m, 'precision')} |"
-            )
-        gaps = [f"{k} {v:.3f}" for k, v in entry.items() if k.endswith("_difference") and v is not None]
-        rows.append(f"| {attribute} | {', '.join(gaps)} | | | | | |")
+        groups = entry.get("groups", {})
+        metrics = list(dict.fromkeys(k for m in groups.values() for k in m))
+        rows += [
+            "",
+            f"**{attribute}** ({entry.get('rows', '?')} rows)",
+            "",
+            "| group | " + " | ".join(m.replace("_", " ") for m in metrics) + " |",
+            "|---|" + "---|" * len(metrics),
+        ]
+        for group, values in groups.items():
+            cells = [
+                _count(values[m]) if m == "count" and m in values else _fmt(values.get(m)) for m in metrics
+            ]
+            rows.append(f"| {group} | " + " | ".join(cells) + " |")
+        gaps = {k: v for k, v in entry.items() if k not in ("groups", "rows")}
+        if gaps:
+            rows.append("")
+            rows.append("Gaps: " + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in gaps.items()))
     return rows
 
 
@@ -82,7 +104,8 @@ def _history_rows(history: list[dict[str, Any]], version: str) -> list[str]:
 
 def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
     """The card as a dict of sections (Markdown bodies), from facts gathered by :func:`gather_facts`."""
-    run, report, evidence = facts["run"], facts.get("gate"), facts.get("evidence", {})
+    run, report, evidence = facts["run"], facts.get("gate"), facts.get("evidence") or {}
+    missing = facts.get("missing", {})
     metrics = {k: run["metrics"][k] for k in bus.HOLDOUT_METRICS if k in run["metrics"]}
     snapshot = facts.get("snapshot") or {}
     importance = evidence.get("shap_importance", [])[:5]
@@ -128,11 +151,17 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
             [
                 f"Verdict: **{facts.get('verdict', 'not judged')}**. {facts.get('reason', '')}",
                 "",
-                *_check_rows(report),
+                *_check_rows(report, missing.get("gate_report", "")),
             ]
         ),
-        "fairness": "\n".join(_fairness_rows((report or {}).get("fairness", {}))),
-        "explanations": "\n".join(
+        "fairness": "\n".join(
+            _fairness_rows(
+                cfg, facts.get("fairness"), facts.get("fairness_source", ""), missing.get("fairness", "")
+            )
+        ),
+        "explanations": f"_not available: {missing['evidence']}_"
+        if "evidence" in missing and not importance
+        else "\n".join(
             [
                 f"Top features by mean |SHAP| ({evidence.get('shap_method', '?')}): "
                 + ", ".join(f"{r['feature']} {r['mean_abs_shap']:.3f}" for r in importance),
@@ -154,9 +183,14 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decision_text(cfg: DatasetConfig, tags: dict[str, str]) -> str:
+    from driftloop.core.errors import ConfigError
     from driftloop.core.task_types import BINARY, REGRESSION, read_decision
 
-    decision = read_decision(cfg, tags)
+    try:
+        decision = read_decision(cfg, tags)
+    except ConfigError as exc:  # a version registered by hand may not record how it decides
+        log.info("model card: the decision is not recorded: %s", exc)
+        return f"Predicts {cfg.target} ({cfg.task}; how it decides is not recorded on its training run)."
     if decision.task == BINARY:
         objective = tags.get(bus.THRESHOLD_OBJECTIVE_TAG, "fixed")
         how = (
@@ -207,63 +241,112 @@ def render_markdown(card: dict[str, Any], limit: int | None = None, full_card_ur
 
 
 def gather_facts(
-    cfg: DatasetConfig,
-    client: Any,
-    version: str,
-    gate: dict[str, Any] | None,
-    history: list[dict[str, Any]],
-    settings: Any = None,
+    cfg: DatasetConfig, client: Any, version: str, history: list[dict[str, Any]], settings: Any = None
 ) -> dict[str, Any]:
-    """Everything the card needs from the registry, the training run, its evidence artifacts and the audit."""
+    """Everything the card needs, read from what the version's runs logged: never from what a caller passes.
+
+    The registry (verdict tags), the training run (tags, metrics, ``bus.EVIDENCE_ARTIFACT``), the gate report
+    (``bus.GATE_REPORT_ARTIFACT``) and the audit ``history``. A section whose source is missing is named in
+    ``missing`` with the reason (and logged); the card is built with what there is.
+    """
     from driftloop.data.snapshots import resolve_snapshot
 
-    mv = client.get_model_version(cfg.registered_model_name, version)
+    name = cfg.registered_model_name
+    mv = client.get_model_version(name, version)
     run = client.get_run(mv.run_id)
+    missing: dict[str, str] = {}
     snapshot = None
+    snapshot_hash = run.data.tags.get(bus.SNAPSHOT_HASH_TAG, "")
     try:
-        snapshot = resolve_snapshot(cfg, run.data.tags.get(bus.SNAPSHOT_HASH_TAG, ""), settings)
-    except Exception:  # the snapshot folder may not be on this machine; the card says '?'
-        snapshot = None
+        if not snapshot_hash:
+            raise LookupError("the training run records no snapshot")
+        snapshot = resolve_snapshot(cfg, snapshot_hash, settings)
+    except Exception as exc:  # the snapshot folder may not be on this machine; the card says '?'
+        missing["snapshot"] = (
+            f"snapshot {snapshot_hash[:12] or '?'} not readable here ({type(exc).__name__}: {exc})"
+        )
+    evidence, reason = _read_json(client, mv.run_id, bus.EVIDENCE_ARTIFACT)
+    if evidence is None:
+        missing["evidence"] = reason
+    gate, reason = _read_json(client, mv.run_id, bus.GATE_REPORT_ARTIFACT)
+    if gate is not None and (gate.get("model_name", name), str(gate.get("candidate_version"))) != (
+        name,
+        str(version),
+    ):
+        reason, gate = (
+            f"the run's gate report is of {gate.get('model_name')} v{gate.get('candidate_version')}",
+            None,
+        )
+    if gate is None:
+        missing["gate_report"] = reason
+    fairness, source = None, ""
+    if gate and gate.get("fairness"):
+        fairness, source = gate["fairness"], "the holdout, by the gate"
+    elif evidence and evidence.get("fairness"):
+        fairness, source = evidence["fairness"], "the holdout, at training"
+    elif cfg.sensitive_features:
+        errors = (evidence or {}).get("errors", {})
+        missing["fairness"] = (
+            f"fairness evidence failed at training: {errors['fairness']}"
+            if "fairness" in errors
+            else "neither the gate report nor the training evidence holds a fairness report"
+        )
+    for section, why in missing.items():
+        log.info("model card %s v%s: %s missing: %s", name, version, section, why)
     return {
         "version": str(version),
         "verdict": mv.tags.get(bus.GATE_TAG, "not judged"),
         "reason": mv.tags.get(bus.GATE_REASON_TAG, ""),
         "gate": gate,
+        "fairness": fairness,
+        "fairness_source": source,
         "snapshot": snapshot,
         "history": history,
         "run": {"run_id": mv.run_id, "tags": dict(run.data.tags), "metrics": dict(run.data.metrics)},
-        "evidence": read_evidence(client, mv.run_id),
+        "evidence": evidence or {},
+        "missing": missing,
     }
 
 
-def read_evidence(client: Any, run_id: str) -> dict[str, Any]:
-    """The training run's evidence summary (``bus.EVIDENCE_ARTIFACT``), or {} when it has none."""
+def _read_json(client: Any, run_id: str, artifact_path: str) -> tuple[dict[str, Any] | None, str]:
+    """A JSON artifact of a run, or (None, why not): not logged, or not readable (logged as a warning)."""
+    import posixpath
     import tempfile
 
+    folder = posixpath.dirname(artifact_path)
     try:
+        logged = {a.path for a in client.list_artifacts(run_id, folder or None)}
+        if artifact_path not in logged:
+            return None, f"run {run_id} logged no {artifact_path}"
         with tempfile.TemporaryDirectory() as tmp:
-            return json.loads(open(client.download_artifacts(run_id, bus.EVIDENCE_ARTIFACT, tmp)).read())
-    except Exception:  # versions registered outside training_pipeline carry no evidence
-        return {}
+            with open(client.download_artifacts(run_id, artifact_path, tmp)) as handle:
+                return json.load(handle), ""
+    except Exception as exc:  # an optional section: the card names it as missing instead of failing
+        log.warning("reading %s of run %s failed: %r", artifact_path, run_id, exc)
+        return None, f"{artifact_path} of run {run_id} not readable ({type(exc).__name__}: {exc})"
+
+
+def read_evidence(client: Any, run_id: str) -> dict[str, Any]:
+    """The training run's evidence summary (``bus.EVIDENCE_ARTIFACT``), or {} when it has none (logged)."""
+    evidence, reason = _read_json(client, run_id, bus.EVIDENCE_ARTIFACT)
+    if evidence is None:
+        log.info("no evidence: %s", reason)  # versions registered outside training_pipeline carry none
+    return evidence or {}
 
 
 def publish_model_card(
-    cfg: DatasetConfig,
-    client: Any,
-    version: str,
-    gate: dict[str, Any] | None,
-    history: list[dict[str, Any]],
-    settings: Any = None,
+    cfg: DatasetConfig, client: Any, version: str, history: list[dict[str, Any]], settings: Any = None
 ) -> dict[str, Any]:
-    """Log the card (Markdown + JSON) on the training run and write it into the version's description.
+    """Rebuild the card from what the version's runs logged; log it (Markdown + JSON) and make it the description.
 
     Returns:
-        ``{"version", "description_chars", "card_uri"}``.
+        ``{"version", "description_chars", "card_uri", "missing"}``; ``missing`` names the sections built without
+        their source, with the reason.
     """
     import tempfile
     from pathlib import Path
 
-    facts = gather_facts(cfg, client, version, gate, history, settings)
+    facts = gather_facts(cfg, client, version, history, settings)
     card = build_card(cfg, facts)
     run_id = facts["run"]["run_id"]
     card_uri = f"runs:/{run_id}/{bus.MODEL_CARD_MD_ARTIFACT}"
@@ -277,7 +360,20 @@ def publish_model_card(
         client.log_artifacts(run_id, str(folder), CARD_DIR)
     description = render_markdown(card, DESCRIPTION_LIMIT, card_uri)
     client.update_model_version(cfg.registered_model_name, str(version), description=description)
-    return {"version": str(version), "description_chars": len(description), "card_uri": card_uri}
+    log.info(
+        "model card of %s v%s: %d characters in the description, %d section(s) missing%s",
+        cfg.registered_model_name,
+        version,
+        len(description),
+        len(facts["missing"]),
+        f" ({', '.join(facts['missing'])})" if facts["missing"] else "",
+    )
+    return {
+        "version": str(version),
+        "description_chars": len(description),
+        "card_uri": card_uri,
+        "missing": facts["missing"],
+    }
 
 
 def describe_registered_model(cfg: DatasetConfig, client: Any, champion_version: str | None) -> str:

@@ -1,12 +1,11 @@
 """Promotion: the gate's verdict, the dataset's policy, the audit log and the model card, in one serialised
 step.
 
-Every way a version comes to serve goes through here: the training gate (:func:`promote_model`), an A/B
-    decision
+Every way a version comes to serve goes through here: the training gate (:func:`promote_model`), an A/B decision
 (:func:`promote_version`), a person using the CLI (:func:`set_champion`) and a rollback
-(:func:`rollback_champion`). Each one reconciles the audit log with the registry first (so a move made in the
-MLflow UI is recorded before anything else), decides and moves ``champion`` under the audit store's lock, and
-appends one audit entry per move.
+(:func:`driftloop.governance.rollback.rollback_champion`).
+Each one reconciles the audit log with the registry first (so a move made in the MLflow UI is recorded before
+anything else), decides and moves ``champion`` under the audit store's lock, and appends one audit entry per move.
 
 Under ``gates.policy: auto`` a passing gate moves ``champion``; under ``manual`` it only marks the version
 ready (``driftloop.ready_for_champion``) and a person moves ``champion`` in the MLflow UI (recorded by the
@@ -15,22 +14,21 @@ reconciler).
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from driftloop.core import bus, registry, task_types
 from driftloop.core.config import DatasetConfig
-from driftloop.core.errors import GateRejected, Verdict
+from driftloop.core.errors import GateRejected
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit, gates
 
-MAX_REJUDGE = 3
 log = logging.getLogger(__name__)
 
-
-class RollbackImpossible(Verdict):
-    """There is no earlier champion to roll back to (or no champion at all)."""
+MAX_REJUDGE = 3
+log = logging.getLogger(__name__)
 
 
 def _version_of(alias: dict[str, str] | None) -> str | None:
@@ -50,15 +48,17 @@ def _record_verdict(cfg: DatasetConfig, client: Any, report: dict[str, Any], rea
         if headline["champion_metric"] is not None
         else None,
     }
-    for key, value in tags.items():
+    run_id = client.get_model_version(name, version).run_id
+    client.log_dict(
+        run_id,
+        {**report, "model_name": name, "reason": reason, "policy": cfg.gates.policy},
+        bus.GATE_REPORT_ARTIFACT,
+    )
+    for key, value in tags.items():  # after the report: a version tagged judged has its report logged
         if value is not None:
             client.set_model_version_tag(
                 name, version, key, f"{value:.6f}" if isinstance(value, float) else str(value)
             )
-    run_id = client.get_model_version(name, version).run_id
-    client.log_dict(
-        run_id, {**report, "reason": reason, "policy": cfg.gates.policy}, bus.GATE_REPORT_ARTIFACT
-    )
 
 
 def _move(
@@ -73,11 +73,17 @@ def _move(
     reason: str,
     evidence: dict[str, Any],
     settings: Settings | None,
+    override: bool = False,
 ) -> dict[str, Any]:
-    """Move ``champion`` and append the audit entry, inside the caller's locked transaction."""
-    registry.move_alias(cfg, bus.CHAMPION, to_version, settings)
+    """Append the audit entry and move ``champion``, inside the caller's locked transaction.
+
+    The entry is written first and committed with the caller's block; the move's intent goes on the version
+    (``bus.PROMOTION_INTENT_TAG``) before the alias moves, so when the process dies between the move and the commit,
+    :func:`driftloop.governance.audit.reconcile_champion` (run first by every retry) records this move, not an
+    anonymous external one.
+    """
     passed = audit.gate_passed(client, cfg, to_version)
-    return store.append(
+    entry = store.append(
         {
             "dataset": cfg.name,
             "model_name": cfg.registered_model_name,
@@ -87,27 +93,61 @@ def _move(
             "source": "driftloop",
             "reason": reason[:5000],
             "gate_passed": passed,
-            "override": passed is False,
+            "override": passed is False or override,
             "evidence": evidence,
         },
         conn,
     )
+    intent = {"from_version": from_version, "actor": actor, "reason": reason[:2000], "evidence": evidence}
+    client.set_model_version_tag(
+        cfg.registered_model_name, to_version, bus.PROMOTION_INTENT_TAG, json.dumps(intent, default=str)
+    )
+    registry.move_alias(cfg, bus.CHAMPION, to_version, settings)
+    return entry
 
 
-def _refresh_cards(
-    cfg: DatasetConfig,
-    client: Any,
-    store: Any,
-    versions: list[str | None],
-    reports: dict[str, dict],
-    settings: Settings | None,
+def finish_move(
+    cfg: DatasetConfig, client: Any, store: Any, versions: list[str | None], settings: Settings | None
 ) -> None:
+    """What follows any move of ``champion`` (and what a retry redoes): clear the intent, drop a ``challenger``
+    alias left on the new champion, rebuild the cards of ``versions`` from their logged evidence and the
+    registered model's description."""
     from driftloop.governance.model_card import describe_registered_model, publish_model_card
 
-    history = store.entries(cfg.registered_model_name)
-    for version in dict.fromkeys(v for v in versions if v):
-        publish_model_card(cfg, client, version, reports.get(version), history, settings)
-    describe_registered_model(cfg, client, _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)))
+    name = cfg.registered_model_name
+    champion = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
+    if champion is not None:
+        if bus.PROMOTION_INTENT_TAG in client.get_model_version(name, champion).tags:
+            client.delete_model_version_tag(name, champion, bus.PROMOTION_INTENT_TAG)
+        if registry.drop_alias(cfg, bus.CHALLENGER, champion, settings):
+            log.info("%s: dropped the stale %s alias of champion v%s", name, bus.CHALLENGER, champion)
+    history = store.entries(name)
+    for version in dict.fromkeys(v for v in [*versions, champion] if v):
+        publish_model_card(cfg, client, version, history, settings)
+    describe_registered_model(cfg, client, champion)
+
+
+def reconcile_and_refresh(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
+    """:func:`driftloop.governance.audit.reconcile_champion`, then the cards of both versions of a move it recorded
+    (rebuilt from their logged evidence) and the registered model's description.
+
+    Returns:
+        The audit entry appended, or None when the registry matched the log.
+    """
+    client, store = get_client(settings), audit.open_store(settings)
+    with store.locked(cfg.registered_model_name) as conn:
+        entry = audit.reconcile_champion(cfg, settings, store, conn)
+    if entry is not None:
+        log.info(
+            "%s: recorded a move of %s v%s -> v%s by %s",
+            cfg.registered_model_name,
+            bus.CHAMPION,
+            entry["from_version"],
+            entry["to_version"],
+            entry["actor"],
+        )
+        finish_move(cfg, client, store, [entry["to_version"], entry["from_version"]], settings)
+    return entry
 
 
 def _already_champion(version: Any) -> dict[str, Any]:
@@ -119,9 +159,15 @@ def _already_champion(version: Any) -> dict[str, Any]:
         "candidate_version": str(version.version),
         "candidate_metric": _float(tags.get(bus.GATE_CANDIDATE_METRIC_TAG)),
         "champion_metric": _float(tags.get(bus.GATE_CHAMPION_METRIC_TAG)),
-        "failed": [],
+        "failed": [f for f in tags.get(bus.GATE_FAILED_CHECKS_TAG, "").split(",") if f],
         "moved": False,
     }
+
+
+def _previous_champion(store: Any, name: str, version: str) -> str | None:
+    return next(
+        (e["from_version"] for e in reversed(store.entries(name)) if e["to_version"] == version), None
+    )
 
 
 def promote_model(
@@ -130,9 +176,10 @@ def promote_model(
     """Judge a new version with every gate check and apply the dataset's policy; record everything.
 
     The verdict and every check's numbers go on the version (tags, the model card in its description) and into
-    ``bus.GATE_REPORT_ARTIFACT`` on its training run. A failing version stays ``challenger``. When the
-    champion changes while the candidate is being judged (a racing promotion), it is judged again against the
-    new one.
+    ``bus.GATE_REPORT_ARTIFACT`` on its training run. A failing version stays ``challenger``; a promoted one
+    loses ``challenger``. When the champion changes while the candidate is being judged (a racing promotion), it is
+    judged again against the new one. A retry of a half-done promotion (``champion`` already moved) records the
+    move if it was not, and redoes the cards, the alias clean-up and the registered model's description.
 
     Args:
         cfg: Dataset config (``gates``, ``fairness``).
@@ -150,9 +197,13 @@ def promote_model(
     client = get_client(settings)
     store = audit.open_store(settings)
     name, candidate = cfg.registered_model_name, str(model_version)
-    version = client.get_model_version(name, candidate)
-    if _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)) == candidate:
-        return _already_champion(version)  # a retried task: the recorded decision stands
+    with store.locked(name) as conn:
+        audit.reconcile_champion(cfg, settings, store, conn)  # records a move a crashed attempt made
+        already = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)) == candidate
+    if already:  # a retried task: the recorded decision stands; finish what the first attempt left undone
+        log.info("%s: v%s is already %s; finishing its cards and aliases", name, candidate, bus.CHAMPION)
+        finish_move(cfg, client, store, [candidate, _previous_champion(store, name, candidate)], settings)
+        return {**_already_champion(client.get_model_version(name, candidate)), "policy": cfg.gates.policy}
     for _ in range(MAX_REJUDGE):
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
         report = gates.judge(cfg, candidate, champion, client, settings)
@@ -183,7 +234,7 @@ def promote_model(
         break
     else:
         raise RuntimeError(f"{name}: champion kept moving while version {candidate} was judged")
-    _refresh_cards(cfg, client, store, [candidate, _version_of(champion)], {candidate: report}, settings)
+    finish_move(cfg, client, store, [candidate, _version_of(champion)], settings)
     log.info("gate verdict v%s (policy %s): %s; champion %s: %s", candidate, cfg.gates.policy,
              "passed" if report["passed"] else "rejected", f"moved to v{candidate}" if moved else
              f"stays v{_version_of(champion)}", reason)  # fmt: skip
@@ -202,17 +253,20 @@ def promote_model(
 
 
 def _headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, float | None]:
-    """The primary metric of candidate and champion as the gate compared them (the champion's: None if
-    absent)."""
+    """The primary metric of candidate and champion as the gate compared them (the champion's: None if absent).
+
+    The check's limit is the champion's value with the margin applied (``champion + min_improvement``, or
+    ``champion - min_improvement`` for error metrics); the margin is taken back off here.
+    """
     head_to_head = next((c for c in report["checks"] if c["name"] == "beats_champion"), None)
+    key = task_types.gate_metric_key(cfg.gates.primary_metric)
     if head_to_head is None:
-        return {
-            "candidate_metric": report["metrics"].get(task_types.gate_metric_key(cfg.gates.primary_metric)),
-            "champion_metric": None,
-        }
+        return {"candidate_metric": report["metrics"].get(key), "champion_metric": None}
+    margin = cfg.gates.min_improvement
+    limit = head_to_head["limit"]
     return {
         "candidate_metric": head_to_head["value"],
-        "champion_metric": head_to_head["limit"] - cfg.gates.min_improvement,
+        "champion_metric": limit + margin if task_types.is_lower_better(key) else limit - margin,
     }
 
 
@@ -248,7 +302,7 @@ def promote_version(
                 evidence={},
                 settings=settings,
             )
-    _refresh_cards(cfg, client, store, [str(version), current], {}, settings)
+    finish_move(cfg, client, store, [str(version), current], settings)
     return {"policy": "auto", "version": str(version), "champion_version": str(version), "moved": moved}
 
 
@@ -272,54 +326,26 @@ def set_champion(
             evidence={},
             settings=settings,
         )
-    _refresh_cards(cfg, client, store, [str(version), current], {}, settings)
+    finish_move(cfg, client, store, [str(version), current], settings)
     return entry
 
 
-def rollback_champion(
-    cfg: DatasetConfig, *, actor: str, reason: str, request_id: str = "", settings: Settings | None = None
+def promote_trained(
+    cfg: DatasetConfig,
+    trained: dict[str, Any],
+    settings: Settings | None = None,
+    actor: str = "training_pipeline",
 ) -> dict[str, Any]:
-    """Point ``champion`` back at the version it had before its last move; audited.
-
-    Args:
-        cfg: Dataset config.
-        actor: Who rolls back (recorded).
-        reason: Why (recorded as ``rollback: <reason>``).
-        request_id: Makes a retried request a no-op (e.g. the Airflow run id); empty: every call rolls back.
-        settings: Process settings.
-
-    Raises:
-        RollbackImpossible: No champion, or the audit log knows no earlier one.
-    """
-    client, store = get_client(settings), audit.open_store(settings)
-    name = cfg.registered_model_name
-    with store.locked(name) as conn:
-        audit.reconcile_champion(cfg, settings, store, conn)
-        history = store.entries(name, conn)
-        done = [e for e in history if request_id and e["evidence"].get("request_id") == request_id]
-        if done:
-            return done[-1]  # a retry of a rollback that went through
-        current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
-        previous = next((e["from_version"] for e in reversed(history) if e["to_version"] == current), None)
-        if current is None or previous is None:
-            raise RollbackImpossible(
-                f"{name}: champion is v{current}; the audit log ({len(history)} entries) knows "
-                "no earlier champion to roll back to"
-            )
-        entry = _move(
-            cfg,
-            client,
-            store,
-            conn,
-            previous,
-            from_version=current,
-            actor=actor,
-            reason=f"rollback: {reason}",
-            evidence={"rolled_back": current, "request_id": request_id},
-            settings=settings,
-        )
-    _refresh_cards(cfg, client, store, [previous, current], {}, settings)
-    return entry
+    """:func:`promote_model` of what :func:`driftloop.training.train.train_model` registered; nothing when it
+    registered nothing (a drift retrain waiting for labels of the drifted period)."""
+    if not trained.get("model_version"):
+        log.info("%s: nothing to promote: %s", cfg.name, trained.get("reason", "no version registered"))
+        return {
+            "decision": "skipped",
+            "reason": trained.get("reason", "no version registered"),
+            "moved": False,
+        }
+    return promote_model(cfg, trained["model_version"], settings, actor)
 
 
 def _float(value: str | None) -> float | None:
@@ -355,16 +381,6 @@ def _cmd_champion(args: Any) -> int:
     return 0
 
 
-def _cmd_rollback(args: Any) -> int:
-    from driftloop.core.commands import print_result
-    from driftloop.core.config import load_dataset_config
-
-    print_result(
-        rollback_champion(load_dataset_config(args.dataset), actor=_cli_actor(args), reason=args.reason)
-    )
-    return 0
-
-
 def _cmd_audit(args: Any) -> int:
     from driftloop.core.commands import print_result
     from driftloop.core.config import load_dataset_config
@@ -388,7 +404,7 @@ def _cmd_audit_init(args: Any) -> int:
 
 
 def add_cli(subparsers: Any) -> None:
-    """Register ``driftloop promote``, ``champion``, ``rollback``, ``audit`` and ``audit-init``."""
+    """Register ``driftloop promote``, ``champion``, ``audit`` and ``audit-init`` (``rollback``: :mod:`.rollback`)."""
     from driftloop.core.commands import dataset_parent
 
     promote = subparsers.add_parser("promote", parents=[dataset_parent()], help="run the gate on a version")
@@ -402,13 +418,6 @@ def add_cli(subparsers: Any) -> None:
     champion.add_argument("version")
     champion.add_argument("--reason", required=True, help="why (recorded in the audit log)")
     champion.set_defaults(func=_cmd_champion)
-    rollback = subparsers.add_parser(
-        "rollback",
-        parents=[dataset_parent()],
-        help="move champion back to the version before its last move (audited)",
-    )
-    rollback.add_argument("--reason", required=True, help="why (recorded in the audit log)")
-    rollback.set_defaults(func=_cmd_rollback)
     log = subparsers.add_parser(
         "audit", parents=[dataset_parent()], help="every move of champion, oldest first"
     )

@@ -11,13 +11,17 @@ reads the files.
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
+from driftloop.core.errors import ConfigError, MonitoringError
 from driftloop.core.task_types import LIVE_PRIMARY, Decision, live_metrics, read_decision, relative_drop
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,12 +44,43 @@ class VersionFacts:
         return probabilities or (bus.SCORE_COLUMN,)
 
 
+GONE_CODES = ("RESOURCE_DOES_NOT_EXIST",)
+
+
 def read_version_facts(cfg: DatasetConfig, client: Any, training_run_id: str) -> VersionFacts:
-    """The decision and holdout metrics recorded on a training run (the config's decision when it is gone)."""
+    """The decision and holdout metrics recorded on a training run (the config's decision when it is gone).
+
+    Only a training run that does not exist (deleted, or no id recorded) falls back to the config's decision, and
+    costs the live drop (no holdout metrics to compare with); that is logged. Any other failure (MLflow unreachable,
+    a timeout, a server error) is a fault and propagates, so the task is retried.
+
+    Raises:
+        MonitoringError: The run is gone and the config alone cannot say how the version decides (multiclass
+            needs the class list the run recorded).
+        MlflowException: Any failure other than a missing run (a fault: retried).
+    """
+    from mlflow.exceptions import MlflowException
+
     try:
+        if not training_run_id:
+            raise LookupError("the scoring run records no training run id")
         run = client.get_run(training_run_id)
-    except Exception:  # a deleted training run costs the live drop, not the monitoring run
-        return VersionFacts(read_decision(cfg, {}), {})
+    except (LookupError, MlflowException) as exc:
+        if isinstance(exc, MlflowException) and exc.error_code not in GONE_CODES:
+            raise
+        log.warning(
+            "training run %r not found (%s): monitoring with the config's decision and without holdout "
+            "metrics, so this batch gets no live drop",
+            training_run_id,
+            exc,
+        )
+        try:
+            return VersionFacts(read_decision(cfg, {}), {})
+        except ConfigError as missing:
+            raise MonitoringError(
+                f"training run {training_run_id!r} not found, and the config alone cannot say how the version "
+                f"decides: {missing}"
+            ) from exc
     metrics = {k: v for k, v in run.data.metrics.items() if k in bus.HOLDOUT_METRICS}
     return VersionFacts(read_decision(cfg, run.data.tags), metrics)
 

@@ -20,7 +20,7 @@ import logging
 import time
 from typing import Any
 
-from driftloop.core import bus
+from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import FINISHED, get_client, search_runs
@@ -105,23 +105,28 @@ def _describe(cfg: DatasetConfig, run: Any, champion_version: str, reason: str, 
     )
 
 
-def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
-    """The newest unhandled monitoring result of the champion that calls for retraining, or None. Writes
-    nothing.
+def newest_snapshot_hash(cfg: DatasetConfig, settings: Settings | None = None) -> str | None:
+    """Hash of the newest training snapshot (a read of the snapshot manifests), or None when there is none."""
+    from driftloop.core.state import StatePaths
+    from driftloop.core.storage import list_manifests
 
-    Args:
-        cfg: Dataset config (thresholds in ``cfg.monitoring``).
-        settings: Process settings; defaults to :meth:`Settings.from_env`.
+    manifests = list_manifests(StatePaths.for_dataset(cfg, settings).snapshots_dir)
+    return str(manifests[-1]["snapshot_hash"]) if manifests else None
+
+
+def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+    """The sensor's decision with its reason: fire, nothing to fire, or a crossing that waits for labels.
+
+    A crossing result does not fire while the newest training snapshot is the one the champion was trained on (the
+    retrain would reproduce the champion): it stays unhandled and fires once labels of the drifted period land.
 
     Returns:
-        None when nothing should fire, else ``{"reason": "drift"|"performance", "monitoring_run_id",
-        "trigger_run_id", "drift_share", "live_drop", "champion_version", "detail"}``; ``trigger_run_id`` is
-        the Airflow run id the retraining run must get (one monitoring result, one run).
+        ``{"trigger": <find_drift_trigger's dict> | None, "waiting_for_labels": str | None}``.
     """
     client = get_client(settings)
     champion_version = _champion_version(client, cfg.registered_model_name)
     if champion_version is None:
-        return None
+        return {"trigger": None, "waiting_for_labels": None}
     fired_s = last_fired_s(cfg, client)
     eligible = [
         run
@@ -129,11 +134,11 @@ def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> 
         if not _in_cooldown(cfg, run, fired_s)
     ]
     if not eligible:
-        return None
+        return {"trigger": None, "waiting_for_labels": None}
     newest = eligible[0]
     metrics = newest.data.metrics
     reason = "performance" if crosses_performance(cfg, metrics) else "drift"
-    return {
+    trigger = {
         "reason": reason,
         "monitoring_run_id": newest.info.run_id,
         "trigger_run_id": bus.drift_trigger_run_id(newest.info.run_id),
@@ -142,6 +147,27 @@ def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> 
         "champion_version": champion_version,
         "detail": _describe(cfg, newest, champion_version, reason, len(eligible)),
     }
+    waiting = registry.waiting_for_labels(cfg, newest_snapshot_hash(cfg, settings) or "", settings)
+    if waiting is not None:
+        log.info("%s: %s held back: %s", cfg.name, reason, waiting)
+        return {"trigger": None, "waiting_for_labels": f"{trigger['detail']} Held back, {waiting}"}
+    return {"trigger": trigger, "waiting_for_labels": None}
+
+
+def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
+    """The newest unhandled monitoring result of the champion that calls for retraining, or None. Writes nothing.
+
+    Args:
+        cfg: Dataset config (thresholds in ``cfg.monitoring``).
+        settings: Process settings; defaults to :meth:`Settings.from_env`.
+
+    Returns:
+        None when nothing should fire (or a crossing waits for labels, see :func:`drift_decision`), else
+        ``{"reason": "drift"|"performance", "monitoring_run_id", "trigger_run_id", "drift_share", "live_drop",
+        "champion_version", "detail"}``; ``trigger_run_id`` is the Airflow run id the retraining run must get
+        (one monitoring result, one run).
+    """
+    return drift_decision(cfg, settings)["trigger"]
 
 
 def suppress_cooldown_runs(cfg: DatasetConfig, settings: Settings | None = None) -> list[str]:
@@ -247,9 +273,11 @@ def _cmd_drift_check(args: Any) -> int:
 
     cfg = load_dataset_config(args.dataset)
     client = get_client()
+    decision = drift_decision(cfg)
     print_result(
         {
-            "trigger": find_drift_trigger(cfg),
+            "trigger": decision["trigger"],
+            "waiting_for_labels": decision["waiting_for_labels"],
             "champion_version": _champion_version(client, cfg.registered_model_name),
             "last_fired_at": last_fired_s(cfg, client),
             "cooldown_s": cfg.monitoring.cooldown_s,

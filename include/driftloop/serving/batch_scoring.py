@@ -263,16 +263,32 @@ def score_batch(
 
 
 def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
-    """The training run's reference rows (explainer background), or None when reasons are off or it is
-    missing."""
+    """The training run's reference rows (explainer background), or None when reasons are off or it is missing.
+
+    A version registered by hand may lack them: its predictions carry no reasons (logged). A failure to read an
+    artifact that exists (MLflow unreachable) is a fault and propagates.
+    """
+    import posixpath
+
     from driftloop.core.tracking import read_run_frame
 
     if cfg.inference.reasons <= 0:
         return None
-    try:
-        return read_run_frame(get_client(settings), run_id, bus.REFERENCE_ARTIFACT)[cfg.features]
-    except Exception:  # a version registered by hand may lack it: predictions without reasons, not a failure
+    client = get_client(settings)
+    folder = posixpath.dirname(bus.REFERENCE_ARTIFACT)
+    if bus.REFERENCE_ARTIFACT not in {a.path for a in client.list_artifacts(run_id, folder)}:
+        log.warning(
+            "run %s logged no %s: predictions are scored without reasons", run_id, bus.REFERENCE_ARTIFACT
+        )
         return None
+    frame = read_run_frame(client, run_id, bus.REFERENCE_ARTIFACT)
+    missing = [c for c in cfg.features if c not in frame.columns]
+    if missing:
+        log.warning(
+            "%s of run %s lacks %s: predictions without reasons", bus.REFERENCE_ARTIFACT, run_id, missing
+        )
+        return None
+    return frame[cfg.features]
 
 
 def score_pending_batches(

@@ -32,6 +32,7 @@ from driftloop.training.selection import choose_decision_threshold, fit_pycaret,
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
+DRIFT_REASONS = ("drift", "performance")  # trigger reasons of the drift sensor
 # Packages a pickled PyCaret pipeline needs; pinned to the installed versions instead of letting MLflow infer
 # them (inference loads the model in a subprocess and costs ~10 s per training).
 MODEL_PACKAGES = (
@@ -87,6 +88,25 @@ def _result_from_run(cfg: DatasetConfig, run: Any, version: Any, reused: bool) -
         "metrics": {k: run.data.metrics[k] for k in bus.HOLDOUT_METRICS if k in run.data.metrics},
         "threshold": run.data.tags.get(bus.THRESHOLD_TAG),
         "reused": reused,
+    }
+
+
+def _waiting_result(
+    cfg: DatasetConfig, client: Any, snapshot_hash: str, trigger: dict[str, Any], reason: str
+) -> dict[str, Any]:
+    """The result of a drift retrain that registers nothing (no new labels); noted on its monitoring run."""
+    log.info("%s: %s", cfg.name, reason)
+    if trigger.get("monitoring_run_id"):
+        client.set_tag(trigger["monitoring_run_id"], bus.RETRAIN_WAITING_TAG, reason[:5000])
+    return {
+        "run_id": None,
+        "model_name": cfg.registered_model_name,
+        "model_version": None,
+        "snapshot_hash": snapshot_hash,
+        "registered": False,
+        "waiting_for_labels": True,
+        "reason": reason,
+        "reused": False,
     }
 
 
@@ -323,7 +343,9 @@ def train_model(
     Returns:
         ``{"run_id", "model_name", "model_version", "model_uri", "snapshot_hash", "best_model", "metrics",
         "reused"}``; ``reused`` is True when a finished run with the same snapshot and trigger was returned
-        instead of training again. A fresh result also carries ``timings`` (seconds per stage).
+        instead of training again. A fresh result also carries ``timings`` (seconds per stage). A drift retrain
+        (reason ``drift``/``performance``) on the snapshot the champion was trained on registers nothing and
+        returns ``{"model_version": None, "registered": False, "waiting_for_labels": True, "reason", ...}``.
 
     Raises:
         SnapshotNotFoundError: No snapshot to train on.
@@ -338,6 +360,10 @@ def train_model(
     key_tags = {bus.SNAPSHOT_HASH_TAG: snapshot_hash, bus.TRIGGER_ID_TAG: trigger_id}
     experiment = cfg.experiment_name("training")
     client = get_client(settings)
+    if trigger.get("reason") in DRIFT_REASONS or trigger.get("monitoring_run_id"):
+        waiting = registry.waiting_for_labels(cfg, snapshot_hash, settings)
+        if waiting is not None:
+            return _waiting_result(cfg, client, snapshot_hash, trigger, waiting)
 
     finished = find_finished_run(client, experiment, key_tags)
     if finished is not None:
