@@ -74,7 +74,8 @@ def expected_champion(client: Any, cfg: Any, incumbent: str, candidate: str) -> 
 
     Floors and the head-to-head on the candidate's holdout are recomputed here with sklearn and the O(n^2)
     DeLong formula (:func:`delong_slow`), decided by the dataset's rule for the version's trigger. The gate's other
-    checks (fairness limits, behavioural tests, latency, size) are taken from the version's recorded failures:
+    checks (production window, fairness limits, behavioural tests, latency, size) are taken from the version's
+    recorded failures:
     each of those has unit tests of its own with models of known behaviour.
     """
     from driftloop.core.task_types import gate_metric_key
@@ -86,5 +87,7 @@ def expected_champion(client: Any, cfg: Any, incumbent: str, candidate: str) -> 
     )
     better = beats_by_rule(client, cfg, version, incumbent, candidate)
     failed = [c for c in (version.tags.get(bus.GATE_FAILED_CHECKS_TAG) or "").split(",") if c]
-    others_pass = all(c.startswith(("floor.", "beats_champion")) for c in failed)
+    # The production-window comparison uses the same tested comparison on rows that later steps may relabel:
+    # like the other checks, its recorded verdict is taken.
+    others_pass = all(c.startswith("floor.") or c == "beats_champion" for c in failed)
     return candidate if meets_floors and better and others_pass else incumbent

@@ -118,3 +118,30 @@ def test_the_head_to_head_carries_difference_interval_rows_rule_and_method_in_re
     assert float(tags[bus.HOLDOUT_POSITIVE_RATE_TAG]) == pytest.approx(predicted_rate, rel=1e-5)
     oof = client.get_run(models.good["run_id"]).data.metrics[bus.OOF_POSITIVE_RATE]
     assert float(tags[bus.OOF_POSITIVE_RATE_TAG]) == pytest.approx(oof, rel=1e-5) and 0 < oof < 1
+
+
+def test_an_underpowered_production_window_reports_but_only_vetoes_a_credibly_worse_candidate():
+    from driftloop.governance.gates import _unless_underpowered
+
+    # The demo's case: 171 rows, non-inferiority at margin 0.01, interval -0.0125..+0.0022, 189 rows needed.
+    straddling = {
+        "name": "beats_champion.production",
+        "passed": False,
+        "detail": "AUC ...",
+        "rows": 171,
+        "needed_rows": 189,
+        "ci_low": -0.0125,
+        "ci_high": 0.0022,
+        "improvement_low": -0.0125,
+        "bound": -0.01,
+    }
+    reported = _unless_underpowered(straddling)
+    assert reported["passed"] is None and reported["underpowered"] is True
+    assert "171 rows, fewer than the 189 the rule needs" in reported["detail"]
+    # Enough rows: the verdict stands.
+    assert _unless_underpowered({**straddling, "rows": 400})["passed"] is False
+    # Credibly worse (the whole interval below -margin): it still blocks on few rows.
+    worse = {**straddling, "ci_low": -0.09, "ci_high": -0.03, "improvement_low": -0.09}
+    assert _unless_underpowered(worse)["passed"] is False
+    # A passing check is untouched.
+    assert _unless_underpowered({**straddling, "passed": True}) == {**straddling, "passed": True}

@@ -9,7 +9,8 @@ Checks (limits per dataset in ``gates`` and ``fairness``):
   (:mod:`driftloop.governance.comparison`), each side deciding with its own recorded threshold, passed by the
   rule (:func:`decision_rule`): superiority or non-inferiority on the interval, not on point estimates;
   ``beats_champion.production``: the same on the latest labelled production window (the holdout rows labelled
-  by the newest label file), when it holds enough rows;
+  by the newest label file), when it holds enough rows; a window with fewer rows than its rule needs only
+  blocks a candidate credibly worse there;
 * ``fairness.<attribute>.<gap>``: demographic-parity and equalized-odds differences on the holdout within limits;
 * ``latency``: predict time per row on a 1,000-row holdout batch; ``size``: the logged model's megabytes;
 * ``behaviour.<case>``: the dataset's behavioural tests (:mod:`driftloop.governance.behaviour`).
@@ -140,17 +141,12 @@ def champion_checks(
     window = production_window(cfg, holdout_df, settings)
     if len(window) >= cfg.gates.production_window_min_rows:
         mask = holdout_df.index.isin(window.index)
-        checks.append(
-            _comparison(
-                cfg,
-                "beats_champion.production",
-                "the latest labelled production window",
-                truth[mask],
-                tuple({k: np.asarray(v)[mask] for k, v in side.items()} for side in outputs),
-                champion_version,
-                rule,
-            )
+        sides = tuple({k: np.asarray(v)[mask] for k, v in side.items()} for side in outputs)
+        where = "the latest labelled production window"
+        check = _comparison(
+            cfg, "beats_champion.production", where, truth[mask], sides, champion_version, rule
         )
+        checks.append(_unless_underpowered(check))
     else:
         checks.append(
             check_entry(
@@ -163,6 +159,23 @@ def champion_checks(
             )
         )
     return checks
+
+
+def _unless_underpowered(check: dict[str, Any]) -> dict[str, Any]:
+    """A failing production-window comparison on fewer rows than its rule needs is reported, not enforced.
+
+    A window of a few hundred rows cannot show non-inferiority or superiority within a small margin, so letting
+    it veto would let noise decide (the holdout comparison still does). It still blocks when the whole interval
+    lies beyond the rule's bound: a candidate credibly worse there fails whatever the rows.
+    """
+    needed, rows = check.get("needed_rows"), check.get("rows", 0)
+    if check["passed"] is not False or not needed or rows >= needed:
+        return check
+    improvement_high = check["improvement_low"] + (check["ci_high"] - check["ci_low"])
+    if improvement_high <= check["bound"]:
+        return check
+    note = f"; reported, not enforced: {rows} rows, fewer than the {needed} the rule needs"
+    return {**check, "passed": None, "underpowered": True, "detail": check["detail"] + note}
 
 
 def fairness_checks(cfg: DatasetConfig, report: dict[str, Any]) -> list[dict[str, Any]]:
