@@ -1,7 +1,8 @@
 """The Driftloop view's data for 10 datasets × 100 model versions (target: <= 1 s).
 
 A local MLflow SQLite store is seeded with fake runs: per dataset 100 training runs with holdout metrics, 100
-registered versions with gate tags (champion and challenger aliases), 20 monitoring runs, plus ingest manifests
+registered versions with gate tags (champion and challenger aliases), 20 monitoring runs, plus ingest
+manifests
 and champion audit entries. The figure is the median time of :func:`driftloop_ops.overview.build_overview` and
 its JSON encoding (what ``/driftloop/api/overview`` does after the login check). The baseline reads the same
 versions the naive way, one ``get_model_version`` and one ``get_run`` per version.
@@ -80,10 +81,16 @@ def seed(names: list[str]) -> None:
             run_id = client.create_run(monitoring, start_time=now + i).info.run_id
             client.log_batch(
                 run_id,
-                metrics=[Metric(bus.DRIFT_SHARE, i / MONITORING_RUNS, now, 0), Metric("live_f1", 0.58, now, 0)],
-                tags=[RunTag(bus.LIVE_DROP_METRIC_TAG, "live_f1"), RunTag(bus.BATCH_ID_TAG, f"b{i}"),
-                      RunTag(bus.CHAMPION_VERSION_TAG, str(VERSIONS - 1))],
-            )  # fmt: skip
+                metrics=[
+                    Metric(bus.DRIFT_SHARE, i / MONITORING_RUNS, now, 0),
+                    Metric("live_f1", 0.58, now, 0),
+                ],
+                tags=[
+                    RunTag(bus.LIVE_DROP_METRIC_TAG, "live_f1"),
+                    RunTag(bus.BATCH_ID_TAG, f"b{i}"),
+                    RunTag(bus.CHAMPION_VERSION_TAG, str(VERSIONS - 1)),
+                ],
+            )
             client.set_terminated(run_id)
         batches = StatePaths.for_dataset(cfg).batches_dir
         batches.mkdir(parents=True)
@@ -96,8 +103,17 @@ def seed(names: list[str]) -> None:
             }
             (batches / f"b{i}.json").write_text(json.dumps(manifest))
         for v in range(1, 21):
-            store.append({"dataset": name, "model_name": model, "from_version": str(v), "to_version": str(v + 1),
-                          "actor": "promote_model", "source": "driftloop", "reason": "gate passed"})  # fmt: skip
+            store.append(
+                {
+                    "dataset": name,
+                    "model_name": model,
+                    "from_version": str(v),
+                    "to_version": str(v + 1),
+                    "actor": "promote_model",
+                    "source": "driftloop",
+                    "reason": "gate passed",
+                }
+            )
 
 
 def baseline_s(names: list[str]) -> float:

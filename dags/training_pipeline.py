@@ -13,7 +13,8 @@ model card land on the version; every move of `champion` is appended to the audi
 * **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by
 hand.
 * **Idempotent:** a retry of the same run reuses the registered version instead of registering another.
-* **No duplicate versions:** a drift retrain whose snapshot is the one the champion was trained on (no labels of the
+* **No duplicate versions:** a drift retrain whose snapshot is the one the champion was trained on (no labels
+of the
   drifted period yet) registers nothing and says it waits for labels; the retrain runs when they land.
 * **Fails fast** (no retry) when the first version misses the floors or there is no snapshot to train on.
 * **A rejected challenger is an outcome, not a fault:** the run succeeds, its note says

@@ -1,4 +1,5 @@
-"""Airflow plugin: task deep links into MLflow and the Driftloop view (nav page, DAG page, dashboard strip)."""
+"""Airflow plugin: task deep links into MLflow and the Driftloop view (nav page, DAG page, dashboard
+strip)."""
 
 from __future__ import annotations
 

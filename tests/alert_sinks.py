@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class SmtpSink:
-    """A tiny SMTP server (EHLO/HELO, MAIL, RCPT, DATA, QUIT; no TLS, no auth) keeping every message received."""
+    """A tiny SMTP server (EHLO/HELO, MAIL, RCPT, DATA, QUIT; no TLS, no auth) keeping every message
+    received."""
 
     def __init__(self) -> None:
         self.messages: list[Message] = []

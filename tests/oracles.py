@@ -10,7 +10,8 @@ from driftloop.core import bus
 
 
 def holdout_scores(client: Any, cfg: Any, model_version: str, on_version: str) -> tuple[Any, Any]:
-    """(0/1 truth, positive-class scores of ``model_version``) on the holdout logged by ``on_version``'s run."""
+    """(0/1 truth, positive-class scores of ``model_version``) on the holdout logged by ``on_version``'s
+    run."""
     import pandas as pd
 
     from driftloop.core.registry import load_model
@@ -25,7 +26,8 @@ def holdout_scores(client: Any, cfg: Any, model_version: str, on_version: str) -
 
 
 def holdout_auc(client: Any, cfg: Any, model_version: str, on_version: str) -> float:
-    """AUC of ``model_version`` on the holdout logged by ``on_version``'s training run, computed with sklearn."""
+    """AUC of ``model_version`` on the holdout logged by ``on_version``'s training run, computed with
+    sklearn."""
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(*holdout_scores(client, cfg, model_version, on_version)))
@@ -34,7 +36,8 @@ def holdout_auc(client: Any, cfg: Any, model_version: str, on_version: str) -> f
 def delong_slow(labels: Any, score_a: Any, score_b: Any) -> tuple[float, float]:
     """(AUC difference b - a, its DeLong standard error) from the Mann-Whitney kernel over every pair: O(n^2).
 
-    DeLong, DeLong & Clarke-Pearson (1988): psi(x, y) = 1 if x > y, 1/2 if equal, 0 otherwise; V10 of a positive
+    DeLong, DeLong & Clarke-Pearson (1988): psi(x, y) = 1 if x > y, 1/2 if equal, 0 otherwise; V10 of a
+    positive
     is its mean kernel against the negatives, V01 of a negative its mean against the positives.
     """
     import numpy as np
@@ -73,7 +76,8 @@ def expected_champion(client: Any, cfg: Any, incumbent: str, candidate: str) -> 
     """Which version must serve after the gate judged ``candidate`` against ``incumbent``.
 
     Floors and the head-to-head on the candidate's holdout are recomputed here with sklearn and the O(n^2)
-    DeLong formula (:func:`delong_slow`), decided by the dataset's rule for the version's trigger. The gate's other
+    DeLong formula (:func:`delong_slow`), decided by the dataset's rule for the version's trigger. The gate's
+    other
     checks (production window, fairness limits, behavioural tests, latency, size) are taken from the version's
     recorded failures:
     each of those has unit tests of its own with models of known behaviour.

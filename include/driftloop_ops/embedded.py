@@ -90,7 +90,8 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
         "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_DIR / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_DIR / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        # Airflow's LocalExecutor, importing the heavy stack before its workers fork (driftloop_airflow.preload).
+        # Airflow's LocalExecutor, importing the heavy stack before its workers fork
+        # (driftloop_airflow.preload).
         "AIRFLOW__CORE__EXECUTOR": "driftloop_airflow.preload.LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{layout.airflow_home / 'airflow.db'}",
         "AIRFLOW__API__HOST": "127.0.0.1",

@@ -35,7 +35,8 @@ FAILED_TASK_STATES = ("failed", "upstream_failed", "up_for_retry")
 
 
 class LoopStepFailed(RuntimeError):  # noqa: N818 - an outcome the demo reports, not a bug
-    """A step of the loop failed, so the steps after it cannot happen; the message says why and where to look."""
+    """A step of the loop failed, so the steps after it cannot happen; the message says why and where to
+    look."""
 
 
 def loop_dag_ids(dataset: str) -> list[str]:
@@ -95,7 +96,8 @@ class InProcessRunner:
         from airflow.configuration import conf
 
         logs = conf.get("logging", "base_log_folder", fallback="$AIRFLOW_HOME/logs")
-        return f"log: {logs}/dag_id={dag_id}/run_id={run_id}/task_id={task_id}/ (and this process's output above)"
+        where = f"{logs}/dag_id={dag_id}/run_id={run_id}/task_id={task_id}/"
+        return f"log: {where} (and this process's output above)"
 
     def follow(self, dag_id: str, known: set[str], run_type: str) -> str:
         conf = None
@@ -121,7 +123,8 @@ class InProcessRunner:
 
 
 def airflow_run_seconds(run: dict[str, Any]) -> float | None:
-    """A DAG run's duration from Airflow's own ``start_date`` and ``end_date`` (REST API run), None without both."""
+    """A DAG run's duration from Airflow's own ``start_date`` and ``end_date`` (REST API run), None without
+    both."""
     from datetime import datetime
 
     start, end = run.get("start_date"), run.get("end_date")
@@ -340,7 +343,8 @@ def _champion(driver: _Driver, client: Any, cfg: Any) -> str:
             "train_1",
             f"no {bus.CHAMPION} of {cfg.registered_model_name} after the first training ({exc})"[:400],
             [
-                f"  the gate's reasons: the {bus.GATE_TAG} tag and the model card of the newest version in MLflow"
+                f"  the gate's reasons: the {bus.GATE_TAG} tag and the model card of the newest version in "
+                "MLflow"
             ],
         )
         raise
@@ -376,7 +380,8 @@ def drive_closed_loop(
 
     Raises:
         LoopStepFailed: A DAG run did not succeed, or no champion came out of the first training; the message
-            names the failed tasks, their log tails and where the full logs are, and files quarantined meanwhile.
+            names the failed tasks, their log tails and where the full logs are, and files quarantined
+            meanwhile.
     """
     from driftloop.core.state import StatePaths
 

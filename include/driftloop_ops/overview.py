@@ -1,6 +1,8 @@
-"""The Driftloop view's data: per dataset, champion and challenger, drift and live metric, retrains, quarantine, KPIs.
+"""The Driftloop view's data: per dataset, champion and challenger, drift and live metric, retrains,
+quarantine, KPIs.
 
-Read from what already exists: MLflow (one registry search and one run search per experiment, whatever the number
+Read from what already exists: MLflow (one registry search and one run search per experiment, whatever the
+number
 of versions), the state folders (ingest manifests, quarantine reasons) and the champion audit log. No Airflow
 import: the Airflow plugin (``driftloop_airflow.view``) serves this as JSON and HTML.
 """
@@ -64,9 +66,11 @@ def _duration_s(run: Any) -> float | None:
 def describe_versions(
     client: Any, cfg: DatasetConfig, ui_url: str, newest: int = VERSIONS_SHOWN
 ) -> tuple[list[dict[str, Any]], dict[str, str]]:
-    """The newest versions (and every aliased one) with gate verdict, reason, trigger, holdout metric and links.
+    """The newest versions (and every aliased one) with gate verdict, reason, trigger, holdout metric and
+    links.
 
-    One registered-model read (aliases), one registry search (newest first), one read per aliased version older
+    One registered-model read (aliases), one registry search (newest first), one read per aliased version
+    older
     than those, and one training-run search for exactly these versions' runs: never one call per version.
 
     Returns:
@@ -123,7 +127,8 @@ def describe_versions(
 
 
 def describe_monitoring(client: Any, cfg: DatasetConfig, ui_url: str, runs_n: int) -> list[dict[str, Any]]:
-    """The last ``runs_n`` monitoring runs, oldest first: drift share, live metric against the holdout, decision."""
+    """The last ``runs_n`` monitoring runs, oldest first: drift share, live metric against the holdout,
+    decision."""
     experiment_id, runs = _runs(client, cfg, "monitoring", runs_n)
     points = []
     for run in reversed(runs):
@@ -213,7 +218,8 @@ def describe_audit(store: Any, cfg: DatasetConfig, limit: int = 20) -> list[dict
 
 
 def read_serving_kpis(serving_url: str, timeout_s: float = 2.0) -> dict[str, Any]:
-    """p99 latency (ms) and the 5xx share from the serving ``/metrics``; empty when none is configured or reachable."""
+    """p99 latency (ms) and the 5xx share from the serving ``/metrics``; empty when none is configured or
+    reachable."""
     if not serving_url:
         return {}
     import urllib.request
@@ -247,7 +253,8 @@ def read_serving_kpis(serving_url: str, timeout_s: float = 2.0) -> dict[str, Any
 def describe_kpis(
     client: Any, cfg: DatasetConfig, versions: list[dict[str, Any]], champion: str | None
 ) -> dict[str, Any]:
-    """Primary metric and training time of the champion, snapshot rows, ingest and inference rows per second."""
+    """Primary metric and training time of the champion, snapshot rows, ingest and inference rows per
+    second."""
     champ = next((v for v in versions if v["version"] == champion), None)
     _, data_runs = _runs(client, cfg, "data", 1)
     _, inference_runs = _runs(client, cfg, "inference", 1)
@@ -339,7 +346,8 @@ def build_overview(
         client: An ``MlflowClient``; default one for ``settings``.
         datasets: Only these datasets (e.g. the DAG-level view); default all usable ones.
         runs_n: Monitoring runs per dataset.
-        serving_url: Online serving base URL for p99 and 5xx; default ``settings.serving_url``; skipped when empty.
+        serving_url: Online serving base URL for p99 and 5xx; default ``settings.serving_url``; skipped when
+        empty.
         workers: Datasets read in parallel (the MLflow calls are I/O).
 
     Returns:

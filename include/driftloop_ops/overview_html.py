@@ -1,4 +1,5 @@
-"""The Driftloop view as one server-rendered HTML page with inline SVG charts (no build step, no external assets)."""
+"""The Driftloop view as one server-rendered HTML page with inline SVG charts (no build step, no external
+assets)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ h1{font-size:20px;margin:0 0 12px}h2{font-size:17px;margin:24px 0 8px;border-bot
 h3{font-size:14px;margin:14px 0 6px}table{border-collapse:collapse;font-size:13px;margin-bottom:8px}
 td,th{border:1px solid #e2e8f0;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f7fafc}
 .cards{display:flex;gap:10px;flex-wrap:wrap}.card{border:1px solid #cbd5e0;border-radius:6px;padding:8px 12px;
-min-width:150px;max-width:340px}.card b{display:block;font-size:18px}.passed{color:#276749}.rejected{color:#c53030}
+min-width:150px;max-width:340px}.card
+b{display:block;font-size:18px}.passed{color:#276749}.rejected{color:#c53030}
 .muted{color:#718096;font-size:12px}svg text{font-size:10px;fill:#4a5568}a{color:#2b6cb0}
 """
 CHART_W, CHART_H, PAD = 560, 150, 30
@@ -36,8 +38,10 @@ def _version_card(title: str, v: dict[str, Any] | None, metric: str) -> str:
         return f'<div class="card">{title}<b>none</b></div>'
     gate = v["gate"] or "no verdict"
     return (
-        f'<div class="card" data-role="{title.lower()}">{title}<b>{_link(v["mlflow_url"], "v" + v["version"])}</b>'
-        f'<span class="{escape(v["gate"])}">gate {escape(gate)}</span> · {escape(metric)} {_fmt(v["primary_metric"])}'
+        '<div class="card" '
+        f'data-role="{title.lower()}">{title}<b>{_link(v["mlflow_url"], "v" + v["version"])}</b>'
+        f'<span class="{escape(v["gate"])}">gate {escape(gate)}</span> · {escape(metric)} '
+        f"{_fmt(v['primary_metric'])}"
         f'<div class="muted">{escape(v["gate_reason"])}</div></div>'
     )
 
@@ -52,7 +56,8 @@ def _polyline(values: list[float | None], lo: float, hi: float, color: str, labe
         x, y = PAD + i * step, CHART_H - PAD - (value - lo) / span * (CHART_H - 2 * PAD)
         points.append(f"{x:.1f},{y:.1f}")
         dots.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>{label} {value:.3f}</title></circle>'
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"><title>{label} '
+            f"{value:.3f}</title></circle>"
         )
     line = (
         f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(points)}"/>'
@@ -67,7 +72,8 @@ def _hline(value: float | None, lo: float, hi: float, color: str, label: str) ->
         return ""
     y = CHART_H - PAD - (value - lo) / ((hi - lo) or 1.0) * (CHART_H - 2 * PAD)
     return (
-        f'<line x1="{PAD}" x2="{CHART_W - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="{color}" stroke-dasharray="4 3"/>'
+        f'<line x1="{PAD}" x2="{CHART_W - PAD}" y1="{y:.1f}" y2="{y:.1f}" stroke="{color}" '
+        'stroke-dasharray="4 3"/>'
         f'<text x="{CHART_W - PAD + 2}" y="{y + 3:.1f}">{escape(label)}</text>'
     )
 
@@ -87,7 +93,8 @@ def _chart(
         f'<div><h3>{escape(title)} <span class="muted">{legend}</span></h3>'
         f'<svg width="{CHART_W + 60}" height="{CHART_H}" role="img" aria-label="{escape(title)}">'
         f'<line x1="{PAD}" y1="{CHART_H - PAD}" x2="{CHART_W - PAD}" y2="{CHART_H - PAD}" stroke="#a0aec0"/>'
-        f'<text x="2" y="{PAD}">{hi:.2f}</text><text x="2" y="{CHART_H - PAD}">{lo:.2f}</text>{body}</svg></div>'
+        f'<text x="2" y="{PAD}">{hi:.2f}</text><text x="2" '
+        f'y="{CHART_H - PAD}">{lo:.2f}</text>{body}</svg></div>'
     )
 
 
@@ -104,7 +111,8 @@ def render_dataset(d: dict[str, Any]) -> str:
     k, metric = d["kpis"], d["kpis"]["primary_metric"]
     last = d["last_decision"]
     decision = (
-        f"{escape(last['decision'])} (drift share {_fmt(last['drift_share'])} on batch {escape(last['batch_id'])}, "
+        f"{escape(last['decision'])} (drift share {_fmt(last['drift_share'])} on batch "
+        f"{escape(last['batch_id'])}, "
         f"threshold {_fmt(d['drift_threshold'])}) {_link(last['run_url'], 'monitoring run')}"
         if last
         else "no monitoring run yet"

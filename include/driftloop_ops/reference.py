@@ -2,7 +2,8 @@
 
 The module table (from docstrings), the bus reference (from :mod:`driftloop.core.bus` itself), the environment
 variables (from the fields of :class:`driftloop.core.settings.Settings`) and the CLI commands (from
-``driftloop.cli.build_parser``). A document carries each generated table between ``<!-- <name>:begin -->`` and ``<!-- <name>:end -->``.
+``driftloop.cli.build_parser``). A document carries each generated table between ``<!-- <name>:begin -->`` and
+``<!-- <name>:end -->``.
 ``python -m driftloop_ops.reference`` rewrites every section of every document listed in :data:`DOCUMENTS`;
 ``--check`` only reports the stale ones (exit 1). A test runs the check.
 """
@@ -89,8 +90,10 @@ def _comments(source: str) -> tuple[dict[int, str], set[int]]:
 def bus_table() -> str:
     """Every constant, function and manifest of :mod:`driftloop.core.bus`, in the module's order and sections.
 
-    A ``# ----`` line followed by a comment starts a section; other comment lines above a constant head a group
-    inside it; an end-of-line comment is the constant's note. Nothing is listed by hand, so a new constant shows
+    A ``# ----`` line followed by a comment starts a section; other comment lines above a constant head a
+    group
+    inside it; an end-of-line comment is the constant's note. Nothing is listed by hand, so a new constant
+    shows
     up here as soon as it is added to the bus.
     """
     from driftloop.core import bus
@@ -149,7 +152,8 @@ SERVING_VARIABLES = ("DRIFTLOOP_SERVE_", "DRIFTLOOP_PREDICTION_LOG_", "DRIFTLOOP
 
 
 def settings_rows(serving: bool) -> list[tuple[str, str, str]]:
-    """``(variable, default as the docs show it, description)`` of each setting, in the order of the fields."""
+    """``(variable, default as the docs show it, description)`` of each setting, in the order of the
+    fields."""
     from driftloop.core.settings import Settings
 
     return [

@@ -1,7 +1,9 @@
-"""Task deep links into the MLflow UI: "MLflow run" (the run the task logged) and "Model version" (the version it
+"""Task deep links into the MLflow UI: "MLflow run" (the run the task logged) and "Model version" (the version
+it
 registered, scored with or promoted), read from the small dict the task returned (its XCom ``return_value``).
 
-They are global operator links: the api-server computes them when the UI asks, reading the task's XCom from the
+They are global operator links: the api-server computes them when the UI asks, reading the task's XCom from
+the
 metadata DB. A task that returned no run id or version gets no link (empty), never the MLflow root.
 """
 
@@ -12,7 +14,8 @@ from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
 
-# Keys of the task results (see the package functions the DAGs call), in order of preference: the task's own run.
+# Keys of the task results (see the package functions the DAGs call), in order of preference: the task's own
+# run.
 RUN_ID_KEYS = ("run_id", "monitoring_run_id", "inference_run_id", "data_run_id", "model_run_id")
 VERSION_KEYS = ("model_version", "candidate_version", "champion_version")
 

@@ -8,14 +8,18 @@ while a cold task spent seconds importing pandas, scikit-learn, MLflow, PyCaret,
 Two hooks, both running only where tasks are forked from, never in the dag-processor, the API server, the
 triggerer or a DAG parse (this module itself imports nothing heavy):
 
-- ``AIRFLOW__CORE__EXECUTOR=driftloop_airflow.preload.LocalExecutor``: Airflow's LocalExecutor whose ``start()``
+- ``AIRFLOW__CORE__EXECUTOR=driftloop_airflow.preload.LocalExecutor``: Airflow's LocalExecutor whose
+``start()``
   (called by the scheduler only) imports the stack before the workers are forked. The class keeps the name
-  ``LocalExecutor`` because Airflow decides from the class name that a deployment is local (SimpleAuthManager).
+  ``LocalExecutor`` because Airflow decides from the class name that a deployment is local
+  (SimpleAuthManager).
 - ``AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=driftloop_airflow.preload.CELERY_CONFIG``: the provider's default
-  Celery config, plus a ``worker_init`` handler (Celery sends that signal in a worker's main process only, before
+  Celery config, plus a ``worker_init`` handler (Celery sends that signal in a worker's main process only,
+  before
   the pool children are forked).
 
-Only third-party modules are preloaded: ``driftloop`` itself is imported by each task, so a code change needs no
+Only third-party modules are preloaded: ``driftloop`` itself is imported by each task, so a code change needs
+no
 scheduler or worker restart.
 """
 
@@ -69,7 +73,8 @@ def preload_stack(modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, Any]:
     Returns:
         ``{"loaded": [...], "failed": {name: error}, "seconds": float}``.
     """
-    # As driftloop.training.pycaret_env does: importing PyCaret would open logs.log in the cwd and capture every
+    # As driftloop.training.pycaret_env does: importing PyCaret would open logs.log in the cwd and capture
+    # every
     # warning of this (long-lived) process into it.
     os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", os.devnull)
     started = time.perf_counter()

@@ -1,9 +1,12 @@
-"""The Driftloop view in the Airflow UI: a FastAPI app on the api-server (JSON, HTML page, dashboard health strip).
+"""The Driftloop view in the Airflow UI: a FastAPI app on the api-server (JSON, HTML page, dashboard health
+strip).
 
-Mounted at :data:`URL_PREFIX` by ``plugins/driftloop_plugin.py`` (``fastapi_apps``), shown in Airflow's navigation
+Mounted at :data:`URL_PREFIX` by ``plugins/driftloop_plugin.py`` (``fastapi_apps``), shown in Airflow's
+navigation
 and on each Driftloop DAG's page (``external_views``) and as a strip on the home dashboard (``react_apps``).
 Plugin routes get no Airflow authentication of their own: every data route requires the Airflow login
-(:data:`GetUserDep`; the DAG-level routes also ``requires_access_dag``), the HTML pages send an anonymous browser
+(:data:`GetUserDep`; the DAG-level routes also ``requires_access_dag``), the HTML pages send an anonymous
+browser
 to Airflow's login page. Only the dashboard bundle (static JavaScript, no data) is public.
 """
 
@@ -37,7 +40,8 @@ def dataset_of_dag(dag_id: str) -> str:
 
 
 def read_overview(datasets: list[str] | None = None) -> dict[str, Any]:
-    """The view's data from MLflow, the state folders and the audit log (see :mod:`driftloop_ops.overview`)."""
+    """The view's data from MLflow, the state folders and the audit log (see
+    :mod:`driftloop_ops.overview`)."""
     from driftloop_ops.overview import build_overview
 
     return build_overview(datasets=datasets)

@@ -1,4 +1,5 @@
-"""The docs against the code: names they cite exist, the abridged config is the file, the settings tables are Settings.
+"""The docs against the code: names they cite exist, the abridged config is the file, the settings tables are
+Settings.
 
 The generated sections (module table, bus reference, settings and CLI tables) are checked by
 ``test_architecture.py::test_generated_doc_sections_match_the_code``; these tests read the hand-written prose.
@@ -53,7 +54,8 @@ FILE_SUFFIXES = (".md", ".yaml", ".yml", ".py", ".json", ".csv", ".parquet", ".h
 
 
 def cited_names(text: str) -> list[str]:
-    """``module.name`` citations in backticks (``snapshots.write_snapshot``, ``bus.GATE_TAG``, ``training.folds``)."""
+    """``module.name`` citations in backticks (``snapshots.write_snapshot``, ``bus.GATE_TAG``,
+    ``training.folds``)."""
     return re.findall(r"`((?:driftloop\.)?[a-z_]+(?:\.[A-Za-z_]\w*)+)(?:\(\))?`", text)
 
 

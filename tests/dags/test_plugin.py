@@ -1,4 +1,5 @@
-"""The Airflow plugin: task deep links into MLflow read from the task's result, and the view's registration."""
+"""The Airflow plugin: task deep links into MLflow read from the task's result, and the view's
+registration."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def test_links_point_at_the_exact_run_and_version_from_the_task_result(monkeypat
     assert version.get_link(None, ti_key=key("train_model")) == (
         "http://mlflow.example:5000/#/models/telco-churn/versions/3"
     )
-    # Promotion returns no model name: the DAG's dataset config names it; the candidate is the version it judged.
+    # Promotion returns no model name: the DAG's dataset config names it; the candidate is the version it
+    # judged.
     assert version.get_link(None, ti_key=key("promote_model")) == (
         "http://mlflow.example:5000/#/models/from-config/versions/4"
     )

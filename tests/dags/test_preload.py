@@ -1,4 +1,5 @@
-"""Stack preload: only where task processes are forked from (executor workers, Celery workers), never at parse."""
+"""Stack preload: only where task processes are forked from (executor workers, Celery workers), never at
+parse."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ bag = DagBag(dag_folder={str(PROJECT_DIR / "dags")!r})
 cls, _ = ExecutorLoader.import_default_executor_cls()
 from airflow.providers.celery.executors.celery_executor_utils import get_celery_configuration
 config = get_celery_configuration()
-print(json.dumps({{"dags": len(bag.dags), "errors": list(bag.import_errors), "cls": cls.__module__ + "." + cls.__name__,
+print(json.dumps({{"dags": len(bag.dags), "errors": list(bag.import_errors),
+                   "cls": cls.__module__ + "." + cls.__name__,
                    "broker_key": "broker_url" in config,
                    "heavy": [m for m in {HEAVY_MODULES!r} if m in sys.modules]}}))
 """

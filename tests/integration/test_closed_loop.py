@@ -140,7 +140,8 @@ def client(loop_env):
 
 @pytest.fixture(scope="module")
 def loop_logs():
-    """Every log record and every stderr line written while the telco loop runs (the task logs of dag.test())."""
+    """Every log record and every stderr line written while the telco loop runs (the task logs of
+    dag.test())."""
     from tests.log_capture import capture_task_output
 
     with capture_task_output() as captured:

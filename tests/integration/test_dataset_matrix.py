@@ -1,10 +1,15 @@
-"""A dataset matrix: public tabular datasets, shipped offline, each run through the whole loop by config alone.
+"""A dataset matrix: public tabular datasets, shipped offline, each run through the whole loop by config
+alone.
 
-Each dataset is a config file in ``tests/data/matrix_configs/`` (data, not code; docs/datasets.md lists them with
-their shapes and what each exercises). The test copies it into a temporary config folder, bootstraps its contract
-there (``driftloop contract bootstrap``), then runs the functions the DAG tasks call, in this process: reference →
+Each dataset is a config file in ``tests/data/matrix_configs/`` (data, not code; docs/datasets.md lists them
+with
+their shapes and what each exercises). The test copies it into a temporary config folder, bootstraps its
+contract
+there (``driftloop contract bootstrap``), then runs the functions the DAG tasks call, in this process:
+reference →
 ingest → snapshot → training → gate → a drifted batch scored → late labels → monitoring → the sensor → the
-retrain → its gate. It checks that the loop closes, that predictions are in the dataset's vocabulary, that every
+retrain → its gate. It checks that the loop closes, that predictions are in the dataset's vocabulary, that
+every
 registered version has a card, and that every row is accounted for: received = accepted + quarantined, and
 snapshot rows + unlabelled rows excluded = labelled rows received.
 

@@ -1,8 +1,12 @@
-"""The loop driver (``make demo``) stops at the first failed step and says why and where to look, within seconds.
+"""The loop driver (``make demo``) stops at the first failed step and says why and where to look, within
+seconds.
 
-The dataset is issue #17's failure (a): ISLR Hitters with player names ("-Andy Allanson") as ids, with the contract
-an older bootstrap wrote (formula check on for the id column). The reference file is quarantined whole, the data
-run fails, and the driver must stop there with the quarantine report, instead of waiting for a training run that
+The dataset is issue #17's failure (a): ISLR Hitters with player names ("-Andy Allanson") as ids, with the
+contract
+an older bootstrap wrote (formula check on for the id column). The reference file is quarantined whole, the
+data
+run fails, and the driver must stop there with the quarantine report, instead of waiting for a training run
+that
 cannot come.
 """
 

@@ -1,9 +1,11 @@
 """The gate's paired comparison, validated by simulation and by independent formulas, not by its own output.
 
 Models are simulated with known truth: binormal scores ``mu * y + noise`` have AUC ``Phi(mu / sqrt(2))``, so a
-challenger can be made exactly as good as the champion, better by a stated effect, or worse by exactly the margin.
+challenger can be made exactly as good as the champion, better by a stated effect, or worse by exactly the
+margin.
 Each scenario is replayed over 400 seeds and the share of seeds the rule passes is compared with what the rule
-promises: at most ``alpha`` (+ three binomial standard errors) for a false promotion, about 80% at the rows the
+promises: at most ``alpha`` (+ three binomial standard errors) for a false promotion, about 80% at the rows
+the
 comparison itself says give 80% power.
 """
 
@@ -30,7 +32,8 @@ def binormal_mu(auc: float) -> float:
 
 
 def simulate_scores(rng, shape, auc_champion: float, auc_challenger: float, rho: float = 0.8):
-    """(positives, champion scores, challenger scores) of ``shape`` (samples x rows): binormal scores with noise
+    """(positives, champion scores, challenger scores) of ``shape`` (samples x rows): binormal scores with
+    noise
     correlated by ``rho`` (two models of the same data make correlated errors), 30% positives."""
     y = rng.random(shape) < 0.3
     e1 = rng.normal(size=shape)
@@ -44,14 +47,16 @@ def simulate_scores(rng, shape, auc_champion: float, auc_challenger: float, rho:
 
 
 def simulate_binary(seed: int, rows: int, auc_champion: float, auc_challenger: float, rho: float = 0.8):
-    """(truth labels, champion outputs, challenger outputs) of one simulated holdout, as the gate sees them."""
+    """(truth labels, champion outputs, challenger outputs) of one simulated holdout, as the gate sees
+    them."""
     y, *scores = simulate_scores(np.random.default_rng(seed), rows, auc_champion, auc_challenger, rho)
     outputs = [{bus.SCORE_COLUMN: s, bus.PREDICTION_COLUMN: np.where(s >= 0.5, "Yes", "No")} for s in scores]
     return np.where(y, "Yes", "No"), outputs[0], outputs[1]
 
 
 def promotion_rate(metric_key, rule, rows, auc_champion, auc_challenger, *, margin=0.02, seeds=SEEDS):
-    """Share of seeds on which ``rule`` passes the challenger: AUC vectorised over seeds, F1 one seed at a time."""
+    """Share of seeds on which ``rule`` passes the challenger: AUC vectorised over seeds, F1 one seed at a
+    time."""
     if metric_key == "holdout_auc":
         y, a, b = simulate_scores(np.random.default_rng(rows), (seeds, rows), auc_champion, auc_challenger)
         result = {**comparison.delong_auc_difference(y, a, b), "level": 0.95}
@@ -69,12 +74,14 @@ def promotion_rate(metric_key, rule, rows, auc_champion, auc_challenger, *, marg
 
 
 def needed(metric_key, rule, auc_champion, auc_challenger, margin=0.02, rows=20_000):
-    """The rows the comparison reports it needs, from one large pilot sample (seed far from the simulation's)."""
+    """The rows the comparison reports it needs, from one large pilot sample (seed far from the
+    simulation's)."""
     truth, champion, challenger = simulate_binary(10_000, rows, auc_champion, auc_challenger)
     result = comparison.compare_outputs(
         metric_key, "binary", truth, champion, challenger, positive_label="Yes", resamples=2000
     )
-    # The pilot's observed effect is noisy; the stated (true) effect sizes the rows, with the observed variance.
+    # The pilot's observed effect is noisy; the stated (true) effect sizes the rows, with the observed
+    # variance.
     effect = (auc_challenger - auc_champion) if rule == comparison.SUPERIORITY else margin
     return comparison.needed_rows(result["se"], result["rows"], effect, ALPHA)
 
@@ -175,7 +182,8 @@ def test_error_metrics_improve_downwards_and_identical_regressors_are_not_promot
 
 
 def test_the_demo_case_is_decided_by_the_interval_not_by_the_fourth_decimal():
-    # 951 rows, AUCs 0.8552 vs 0.8548 in the demo: a 0.0004 gap, while the interval is wider than a point of AUC,
+    # 951 rows, AUCs 0.8552 vs 0.8548 in the demo: a 0.0004 gap, while the interval is wider than a point of
+    # AUC,
     # so superiority cannot pass and says it would need more rows.
     truth, champion, challenger = simulate_binary(7, 951, 0.855, 0.855, rho=0.8)
     result = comparison.compare_outputs(

@@ -1,6 +1,8 @@
-"""Fairness rows and model cards for every task: multiclass and regression frames with NaNs in a sensitive column.
+"""Fairness rows and model cards for every task: multiclass and regression frames with NaNs in a sensitive
+column.
 
-Tiny scikit-learn models fitted here (no PyCaret); the expected group numbers are computed with pandas in the test.
+Tiny scikit-learn models fitted here (no PyCaret); the expected group numbers are computed with pandas in the
+test.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The Driftloop view's data (driftloop_ops.overview) on a local SQLite MLflow with seeded runs and versions."""
+"""The Driftloop view's data (driftloop_ops.overview) on a local SQLite MLflow with seeded runs and
+versions."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from tests.conftest import FAST_OVERRIDES
 
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
-    """Three versions (v2 champion, v3 challenger rejected), four monitoring runs, one quarantine, audit moves.
+    """Three versions (v2 champion, v3 challenger rejected), four monitoring runs, one quarantine, audit
+    moves.
 
     A store of its own (the session's store holds other tests' telco runs).
     """
@@ -81,9 +83,17 @@ def seed_store() -> dict:
     paths = StatePaths.for_dataset(telco_cfg)
     paths.batches_dir.mkdir(parents=True)
     (paths.batches_dir / "b1.json").write_text(
-        json.dumps({"batch_id": "b1", "kind": "batch", "rows_received": 100, "rows_quarantined": 7,
-                    "reason_counts": {"type": 7}, "ingested_at": "2026-01-02T00:00:00"})
-    )  # fmt: skip
+        json.dumps(
+            {
+                "batch_id": "b1",
+                "kind": "batch",
+                "rows_received": 100,
+                "rows_quarantined": 7,
+                "reason_counts": {"type": 7},
+                "ingested_at": "2026-01-02T00:00:00",
+            }
+        )
+    )
     (paths.batches_dir / "b0.json").write_text(
         json.dumps(
             {"batch_id": "b0", "rows_received": 50, "rows_quarantined": 0, "ingested_at": "2026-01-01"}
@@ -92,14 +102,43 @@ def seed_store() -> dict:
     whole = paths.quarantine_dir / "broken"
     whole.mkdir(parents=True)
     (whole / "reason.json").write_text(
-        json.dumps({"batch_id": "broken", "source_file": "broken.csv", "reason_code": "parse", "message": "bad",
-                    "rows_received": 1, "rows_quarantined": 1, "quarantined_at": "2026-01-03T00:00:00"})
-    )  # fmt: skip
+        json.dumps(
+            {
+                "batch_id": "broken",
+                "source_file": "broken.csv",
+                "reason_code": "parse",
+                "message": "bad",
+                "rows_received": 1,
+                "rows_quarantined": 1,
+                "quarantined_at": "2026-01-03T00:00:00",
+            }
+        )
+    )
     store = open_store()
-    store.append({"dataset": "telco_churn", "model_name": name, "from_version": "1", "to_version": "2",
-                  "actor": "promote_model", "source": "driftloop", "reason": "gate passed", "gate_passed": True})  # fmt: skip
-    store.append({"dataset": "telco_churn", "model_name": name, "from_version": "2", "to_version": "1",
-                  "actor": "alice", "source": "external", "reason": "manual", "gate_passed": True})  # fmt: skip
+    store.append(
+        {
+            "dataset": "telco_churn",
+            "model_name": name,
+            "from_version": "1",
+            "to_version": "2",
+            "actor": "promote_model",
+            "source": "driftloop",
+            "reason": "gate passed",
+            "gate_passed": True,
+        }
+    )
+    store.append(
+        {
+            "dataset": "telco_churn",
+            "model_name": name,
+            "from_version": "2",
+            "to_version": "1",
+            "actor": "alice",
+            "source": "external",
+            "reason": "manual",
+            "gate_passed": True,
+        }
+    )
     return {"client": client, "run_ids": run_ids, "name": name}
 
 

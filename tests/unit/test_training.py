@@ -143,7 +143,8 @@ def test_train_logs_holdout_reference_leaderboard_and_explanations(trained, clie
     # The drift reference is the holdout with out-of-sample scores (fewer rows than reference_rows here).
     assert set(reference[cfg.id_column]) == set(holdout[cfg.id_column])
     assert reference["score"].between(0, 1).all() and reference["score"].std() > 0.05
-    # Each reference row carries the model's own score for that customer (read from the shared holdout scores).
+    # Each reference row carries the model's own score for that customer (read from the shared holdout
+    # scores).
     from driftloop.core.registry import load_model
 
     model = load_model(trained.result["model_uri"])

@@ -1,4 +1,5 @@
-"""Monitoring's read of a version's facts: a missing training run falls back, a fault propagates (and is retried)."""
+"""Monitoring's read of a version's facts: a missing training run falls back, a fault propagates (and is
+retried)."""
 
 from __future__ import annotations
 

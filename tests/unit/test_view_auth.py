@@ -1,4 +1,5 @@
-"""The Driftloop view's FastAPI app inside Airflow's own api-server app: every data route needs the Airflow login."""
+"""The Driftloop view's FastAPI app inside Airflow's own api-server app: every data route needs the Airflow
+login."""
 
 from __future__ import annotations
 

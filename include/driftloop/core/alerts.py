@@ -1,10 +1,16 @@
-"""Alerts: what happened (drift fired, a gate rejected, champion moved, ...) as one message per event, sent once.
+"""Alerts: what happened (drift fired, a gate rejected, champion moved, ...) as one message per event, sent
+once.
 
-An :class:`Alert` carries its kind, dataset, headline, numbers and links, and a dedupe key naming the event (the
-monitoring run that fired, the version the gate rejected, the failed task's run). :func:`dispatch_alerts` claims
-each key in the state folder (``$DRIFTLOOP_HOME/alerts/sent/``, one file per key, created exclusively) before it
-sends, so a retried task or a second caller never alerts twice. A channel that fails is logged as a WARNING and
-never fails the caller. Channels here need no Airflow: :class:`WebhookChannel` posts a Slack-compatible JSON body
+An :class:`Alert` carries its kind, dataset, headline, numbers and links, and a dedupe key naming the event
+(the
+monitoring run that fired, the version the gate rejected, the failed task's run). :func:`dispatch_alerts`
+claims
+each key in the state folder (``$DRIFTLOOP_HOME/alerts/sent/``, one file per key, created exclusively) before
+it
+sends, so a retried task or a second caller never alerts twice. A channel that fails is logged as a WARNING
+and
+never fails the caller. Channels here need no Airflow: :class:`WebhookChannel` posts a Slack-compatible JSON
+body
 (``text`` plus ``blocks``, and the alert itself under ``driftloop``); the email channel, which goes through
 Airflow's SMTP provider, lives in ``driftloop_airflow.notifiers``.
 
@@ -194,7 +200,7 @@ def dispatch_alerts(
         One ``{"kind", "dedupe_key", "status", "channels"}`` per alert; ``status`` is ``sent``, ``duplicate``
         or ``no_channel``; ``channels`` maps a channel to ``ok`` or its error.
     """
-    outcomes = []
+    outcomes: list[dict[str, Any]] = []
     for alert in alerts:
         if not channels:
             outcomes.append({"kind": alert.kind, "dedupe_key": alert.dedupe_key, "status": "no_channel"})
@@ -238,8 +244,8 @@ def _model_link(settings: Settings, model_name: str, version: Any) -> dict[str, 
 def _moved(dataset: str, model: str, entry: dict[str, Any], settings: Settings) -> Alert:
     override, previous = bool(entry.get("override")), entry.get("from_version")
     title = (
-        f"champion moved {f'v{previous} -> ' if previous else 'to '}v{entry.get('to_version')} by {entry.get('actor')}"
-        + (" (OVERRIDE: the new champion did not pass the gate)" if override else "")
+        f"champion moved {f'v{previous} -> ' if previous else 'to '}v{entry.get('to_version')} by "
+        f"{entry.get('actor')}" + (" (OVERRIDE: the new champion did not pass the gate)" if override else "")
     )
     return make_alert(
         CHAMPION_MOVED,
@@ -251,7 +257,7 @@ def _moved(dataset: str, model: str, entry: dict[str, Any], settings: Settings) 
     )
 
 
-def _promotion_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+def _promotion_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
     out = []
     version = result.get("candidate_version")
     if result.get("decision") == "rejected":
@@ -274,16 +280,16 @@ def _promotion_alerts(dataset: str, model_name: str, result: dict, settings: Set
     return out
 
 
-def _moved_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+def _moved_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
     return [_moved(dataset, model_name, result, settings)] if result.get("to_version") else []
 
 
-def _scoring_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+def _scoring_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
     moved = result.get("champion_moved")
     return _moved_alerts(dataset, model_name, moved, settings) if isinstance(moved, dict) else []
 
 
-def _fired_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+def _fired_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
     if not result.get("reason"):
         return []
     kind = PERFORMANCE_DROP if result["reason"] == "performance" else DRIFT_FIRED
@@ -293,7 +299,7 @@ def _fired_alerts(dataset: str, model_name: str, result: dict, settings: Setting
     return [make_alert(kind, dataset, title, [run_id], numbers, _links(settings, run_id))]
 
 
-def _quarantine_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+def _quarantine_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
     return [
         make_alert(
             BATCH_QUARANTINED,
@@ -306,7 +312,7 @@ def _quarantine_alerts(dataset: str, model_name: str, result: dict, settings: Se
     ]
 
 
-def _ab_alerts(dataset: str, model_name: str, result: dict, settings: Settings) -> list[Alert]:
+def _ab_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
     if result.get("decision") not in ("promote_challenger", "keep_champion"):
         return []
     title = (

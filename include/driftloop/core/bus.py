@@ -1,10 +1,13 @@
 """The bus: every name the stages use to find each other's results, defined once.
 
-The DAGs never pull each other's XCom. They meet in MLflow (experiments, run tags, metrics, artifacts, the model
+The DAGs never pull each other's XCom. They meet in MLflow (experiments, run tags, metrics, artifacts, the
+model
 registry and its aliases), in manifests under ``DRIFTLOOP_HOME`` and in Airflow assets. Every experiment name,
 tag key, metric key, artifact path, manifest field, run-id format and asset URI lives here; writers, readers,
-DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real writer. The
-bus reference in ``docs/architecture.md`` is generated from this module (constants grouped by the section comments,
+DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real writer.
+The
+bus reference in ``docs/architecture.md`` is generated from this module (constants grouped by the section
+comments,
 notes from end-of-line comments) by ``python -m driftloop_ops.reference``; a test fails on a metric or tag key
 written as a literal elsewhere. Standard library only: DAG files may import it at parse time.
 """
@@ -131,9 +134,9 @@ RETRAIN_WAITING_TAG = PREFIX + "retrain_waiting"  # monitoring run: its retrain 
 # Training-run tags copied onto the model version (lineage from the registry without opening the run).
 # fmt: off
 VERSION_LINEAGE_TAGS = (
-    SNAPSHOT_HASH_TAG, SNAPSHOT_URI_TAG, TRIGGER_REASON_TAG, TRIGGER_ID_TAG, AIRFLOW_DAG_ID_TAG, AIRFLOW_RUN_ID_TAG,
-    MONITORING_RUN_ID_TAG, GIT_COMMIT_TAG, BEST_MODEL_TAG, TASK_TAG, CLASSES_TAG, THRESHOLD_TAG,
-    THRESHOLD_OBJECTIVE_TAG,
+    SNAPSHOT_HASH_TAG, SNAPSHOT_URI_TAG, TRIGGER_REASON_TAG, TRIGGER_ID_TAG, AIRFLOW_DAG_ID_TAG,
+    AIRFLOW_RUN_ID_TAG, MONITORING_RUN_ID_TAG, GIT_COMMIT_TAG, BEST_MODEL_TAG, TASK_TAG, CLASSES_TAG,
+    THRESHOLD_TAG, THRESHOLD_OBJECTIVE_TAG,
     THRESHOLD_FALLBACK_TAG,
 )
 # fmt: on
@@ -143,15 +146,15 @@ VERSION_LINEAGE_TAGS = (
 # Holdout metrics of every task (driftloop.core.task_types.METRICS says which task logs which).
 # fmt: off
 HOLDOUT_METRICS = (
-    "holdout_auc", "holdout_f1", "holdout_precision", "holdout_recall", "holdout_accuracy", "holdout_macro_f1",
-    "holdout_auc_ovr", "holdout_rmse", "holdout_mae", "holdout_r2", "holdout_mape",
+    "holdout_auc", "holdout_f1", "holdout_precision", "holdout_recall", "holdout_accuracy",
+    "holdout_macro_f1", "holdout_auc_ovr", "holdout_rmse", "holdout_mae", "holdout_r2", "holdout_mape",
 )
 # Gate metric names as a dataset config spells them (PyCaret style) → holdout metric keys.
 GATE_METRIC_KEYS = {
     "macro_f1": "holdout_macro_f1", "f1_macro": "holdout_macro_f1", "auc_ovr": "holdout_auc_ovr",
-    "rmse": "holdout_rmse", "mae": "holdout_mae", "r2": "holdout_r2", "mape": "holdout_mape", "auc": "holdout_auc",
-    "f1": "holdout_f1", "prec.": "holdout_precision", "precision": "holdout_precision", "recall": "holdout_recall",
-    "accuracy": "holdout_accuracy",
+    "rmse": "holdout_rmse", "mae": "holdout_mae", "r2": "holdout_r2", "mape": "holdout_mape",
+    "auc": "holdout_auc", "f1": "holdout_f1", "prec.": "holdout_precision", "precision": "holdout_precision",
+    "recall": "holdout_recall", "accuracy": "holdout_accuracy",
 }
 # fmt: on
 HOLDOUT_F1 = "holdout_f1"

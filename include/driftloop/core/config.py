@@ -1,9 +1,12 @@
 """Dataset configs: one YAML file per dataset, validated into :class:`DatasetConfig`.
 
-Every section is a pydantic dataclass: types, ranges and choices are checked when the config is built, unknown keys
-are refused, and a :class:`ConfigError` names the file and the key (``x.yaml: training.folds: Input should be a
+Every section is a pydantic dataclass: types, ranges and choices are checked when the config is built, unknown
+keys
+are refused, and a :class:`ConfigError` names the file and the key (``x.yaml: training.folds: Input should be
+a
 valid integer``). A new key is one line in its section, e.g. ``margin: NonNegativeFloat = 0.0`` or
-``rule: Literal["floor", "margin"] = "floor"``; the YAML key is the field name. Reading a config changes nothing on disk or in MLflow, so DAG files may import this module at
+``rule: Literal["floor", "margin"] = "floor"``; the YAML key is the field name. Reading a config changes
+nothing on disk or in MLflow, so DAG files may import this module at
 parse time (it needs PyYAML and pydantic, which Airflow itself imports). Process settings are
 :mod:`driftloop.core.settings`; the state layout is :mod:`driftloop.core.state`.
 """
@@ -39,7 +42,8 @@ def dataclass(*, frozen: bool = True) -> Any:
     """A config section: a frozen pydantic dataclass that refuses unknown keys and checks every field's type.
 
     Fields are declared like standard dataclass fields (``name: type = default``); a range or a choice goes in
-    the type (``PositiveInt``, ``Share``, ``Literal["auto", "manual"]``). ``dataclasses.replace`` keeps working
+    the type (``PositiveInt``, ``Share``, ``Literal["auto", "manual"]``). ``dataclasses.replace`` keeps
+    working
     and validates the copy.
     """
     return _pydantic_dataclass(frozen=frozen, config=ConfigDict(extra="forbid"))
@@ -92,10 +96,12 @@ class GateConfig:
     ready, and a person moves ``champion`` in the MLflow UI.
 
     Against a champion the gate decides on a paired comparison (:mod:`driftloop.governance.comparison`): the
-    ``confidence`` interval of the improvement on the same rows. ``superiority`` passes when its lower bound is
+    ``confidence`` interval of the improvement on the same rows. ``superiority`` passes when its lower bound
+    is
     above ``min_improvement``; ``non_inferiority`` when it is above ``-margin``. ``rule`` picks one for every
     retrain; left empty, drift- and performance-triggered retrains use ``rule_on_drift`` (non-inferiority: a
-    model trained on newer data serves unless it is credibly worse) and new-data, manual and other retrains use
+    model trained on newer data serves unless it is credibly worse) and new-data, manual and other retrains
+    use
     ``rule_on_new_data`` (superiority: a working champion is replaced only on evidence of a better model).
     """
 
@@ -161,7 +167,8 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """Online serving defaults (routing, export of served traffic) and the A/B evaluation (``docs/serving.md``).
+    """Online serving defaults (routing, export of served traffic) and the A/B evaluation
+    (``docs/serving.md``).
 
     Routing can be changed at run time through the service's admin endpoint; these are its start values.
     """
@@ -267,7 +274,8 @@ def _build(cls: type, raw: Any, where: str, section: str) -> Any:
 
 
 def _with_task_defaults(cfg: DatasetConfig) -> DatasetConfig:
-    """Fill the gate's primary metric and PyCaret's sort metric from the task when the config leaves them out."""
+    """Fill the gate's primary metric and PyCaret's sort metric from the task when the config leaves them
+    out."""
     from dataclasses import replace
 
     from driftloop.core.task_types import DEFAULT_PRIMARY, DEFAULT_SORT

@@ -41,7 +41,8 @@ class NoLabelledData(Verdict):
 
 
 class TrainingDataError(Verdict):
-    """The snapshot cannot train a model (labels missing, too few rows, one class); the message names the cause."""
+    """The snapshot cannot train a model (labels missing, too few rows, one class); the message names the
+    cause."""
 
 
 class SnapshotNotFoundError(Verdict, FileNotFoundError):

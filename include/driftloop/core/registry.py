@@ -103,8 +103,10 @@ def waiting_for_labels(
 ) -> str | None:
     """Why a drift retrain on ``snapshot_hash`` would register a duplicate, or None when it would not.
 
-    A drift retrain needs labels of the drifted period; while none arrived, the newest training snapshot is the one
-    the champion was trained on (its ``bus.SNAPSHOT_HASH_TAG``), and training on it again reproduces the champion.
+    A drift retrain needs labels of the drifted period; while none arrived, the newest training snapshot is
+    the one
+    the champion was trained on (its ``bus.SNAPSHOT_HASH_TAG``), and training on it again reproduces the
+    champion.
     """
     champion = resolve_alias(cfg, CHAMPION, settings)
     if champion is None or not snapshot_hash:
@@ -114,13 +116,15 @@ def waiting_for_labels(
         return None
     return (
         f"waiting for labels of the drifted period: snapshot {snapshot_hash[:12]} is the one champion "
-        f"v{champion['model_version']} was trained on (no labelled rows arrived since); retraining on it would "
+        f"v{champion['model_version']} was trained on (no labelled rows arrived since); retraining on it "
+        "would "
         "register a copy of the champion, so the retrain runs when labels land"
     )
 
 
 def drop_alias(cfg: DatasetConfig, alias: str, version: str, settings: Settings | None = None) -> bool:
-    """Delete ``alias`` of ``cfg``'s model when it points at ``version`` (e.g. ``challenger`` on a new champion).
+    """Delete ``alias`` of ``cfg``'s model when it points at ``version`` (e.g. ``challenger`` on a new
+    champion).
 
     Returns:
         True when the alias was deleted, False when it pointed elsewhere or nowhere.

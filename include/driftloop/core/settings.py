@@ -1,7 +1,9 @@
 """Process settings: the only reader of environment variables in Driftloop.
 
-Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files may
-import this module at parse time. Each setting is one field of :class:`Settings`, written once: its environment
+Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files
+may
+import this module at parse time. Each setting is one field of :class:`Settings`, written once: its
+environment
 variable, its default and its description (the configuration tables of the README and ``docs/serving.md`` are
 generated from these fields by ``python -m driftloop_ops.reference``). A new setting is one field:
 ``alert_url: str = _setting("DRIFTLOOP_ALERT_URL", "", "where alerts go")``, then regenerate the docs.
@@ -29,7 +31,8 @@ _SCHEDULE_OFF = ("", "none", "manual")
 
 
 def _setting(env: str, default: Any, description: str, *, shown_default: str = "") -> Any:
-    """One setting: its environment variable, default and description (``shown_default``: the docs' wording)."""
+    """One setting: its environment variable, default and description (``shown_default``: the docs'
+    wording)."""
     extra = {"shown_default": shown_default} if shown_default else None
     return Field(default=default, validation_alias=env, description=description, json_schema_extra=extra)
 
@@ -48,9 +51,12 @@ class _MappingEnvSource(EnvSettingsSource):
 class Settings(BaseSettings):
     """Process settings: the only reader of environment variables in Driftloop.
 
-    Build them with :meth:`from_env`; each field's ``validation_alias`` is its environment variable. The JSON in
-    ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is loaded,
-    so a malformed value fails the tasks that load a config, with a message naming the variable, instead of the
+    Build them with :meth:`from_env`; each field's ``validation_alias`` is its environment variable. The JSON
+    in
+    ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is
+    loaded,
+    so a malformed value fails the tasks that load a config, with a message naming the variable, instead of
+    the
     import of every DAG file.
     """
 

@@ -201,10 +201,15 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     log.info(
         "snapshot %s: %d rows from %d batch(es) and %d label file(s), %d unlabelled row(s) excluded; %s; "
         "previous snapshot %d rows (%+d)",
-        manifest["snapshot_hash"][:12], manifest["rows"], len(manifest["batch_ids"]),
-        len(manifest["label_batch_ids"]), excluded, "new" if manifest["created"] else "same content as before",
-        before, manifest["rows"] - before,
-    )  # fmt: skip
+        manifest["snapshot_hash"][:12],
+        manifest["rows"],
+        len(manifest["batch_ids"]),
+        len(manifest["label_batch_ids"]),
+        excluded,
+        "new" if manifest["created"] else "same content as before",
+        before,
+        manifest["rows"] - before,
+    )
     return {**{k: manifest[k] for k in keys}, bus.UNLABELLED_ROWS_EXCLUDED: excluded}
 
 
@@ -385,7 +390,10 @@ def record_snapshot(
         mlflow.log_artifact(profile["summary_path"], bus.PROFILE_DIR)
         run_id = run.info.run_id
     log.info(
-        "snapshot %s recorded in data run %s: %d rows, profile %s", snapshot_hash[:12], run_id, manifest["rows"],
+        "snapshot %s recorded in data run %s: %d rows, profile %s",
+        snapshot_hash[:12],
+        run_id,
+        manifest["rows"],
         "sampled" if profile["sampled"] else "on every row",
-    )  # fmt: skip
+    )
     return {**result, "data_run_id": run_id, "reused": False, "profile_sampled": profile["sampled"]}

@@ -224,7 +224,8 @@ def reconcile_champion(
 ) -> dict[str, Any] | None:
     """Record a move of ``champion`` that no Driftloop process recorded (the MLflow UI or API).
 
-    A move that a Driftloop process made but could not record (it died between moving the alias and committing its
+    A move that a Driftloop process made but could not record (it died between moving the alias and committing
+    its
     entry) is recognised by the intent it left on the version and recorded under its own actor and reason.
 
     Returns:

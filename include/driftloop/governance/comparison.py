@@ -1,18 +1,23 @@
-"""Paired challenger-vs-champion comparison on the same rows: the difference, its interval and the decision rule.
+"""Paired challenger-vs-champion comparison on the same rows: the difference, its interval and the decision
+rule.
 
 The gate scores both models on the same holdout (and production window), so their errors are paired; a point
 difference of 0.0004 AUC on 951 rows is noise, not evidence. This module turns the two models' outputs into
-``difference`` (challenger minus champion, in the metric's units), a two-sided ``level`` confidence interval and
+``difference`` (challenger minus champion, in the metric's units), a two-sided ``level`` confidence interval
+and
 the sample size a decision would need, then applies a rule:
 
 * ``superiority``: the improvement's lower bound is above ``min_improvement`` (credibly better);
-* ``non_inferiority``: the improvement's lower bound is above ``-margin`` (not credibly worse than the margin).
+* ``non_inferiority``: the improvement's lower bound is above ``-margin`` (not credibly worse than the
+margin).
 
 "Improvement" is the difference for scores (AUC, F1, accuracy, R2) and minus the difference for errors (RMSE,
 MAE, MAPE). A two-sided 95% interval makes each rule a one-sided test at ``alpha = 0.025``.
 
-Methods: binary AUC by DeLong's test (midranks, O(n log n)); one-vs-rest AUC by DeLong's structural components per
-class, averaged (``delong_ovr``); every other metric by a seeded paired bootstrap. Classification metrics depend
+Methods: binary AUC by DeLong's test (midranks, O(n log n)); one-vs-rest AUC by DeLong's structural components
+per
+class, averaged (``delong_ovr``); every other metric by a seeded paired bootstrap. Classification metrics
+depend
 on a row only through its (truth, champion prediction, challenger prediction) cell, so resampling rows is
 resampling cell counts (one multinomial draw per resample, exact). Regression rows are resampled in at most
 ``BOOTSTRAP_UNITS`` random groups of equal size (each row its own group up to that many rows).
@@ -33,7 +38,8 @@ BOOTSTRAP_CHUNK = 500  # resamples drawn at a time
 
 
 def _midranks(scores: Any) -> Any:
-    """Average ranks (1-based) along the last axis, ties sharing their mean rank; vectorised over leading axes."""
+    """Average ranks (1-based) along the last axis, ties sharing their mean rank; vectorised over leading
+    axes."""
     import numpy as np
 
     x = np.asarray(scores, dtype=float)
@@ -52,9 +58,11 @@ def _midranks(scores: Any) -> Any:
 
 
 def _components(y: Any, scores: Any) -> tuple[Any, Any, Any, Any]:
-    """DeLong's structural components of ``scores`` (models x samples x rows) for labels ``y`` (samples x rows).
+    """DeLong's structural components of ``scores`` (models x samples x rows) for labels ``y`` (samples x
+    rows).
 
-    Ranks within a class come from one ranking with the other class pushed to -inf, so every sample may have its
+    Ranks within a class come from one ranking with the other class pushed to -inf, so every sample may have
+    its
     own labels. Returns ``(v10, v01, positives, negatives)``; a component is 0 on rows of the other class.
     """
     import numpy as np
@@ -74,8 +82,10 @@ def delong_auc_difference(
 ) -> dict[str, Any]:
     """Binary AUC difference (challenger minus champion) with DeLong's variance of the paired difference.
 
-    Vectorised: 2-D inputs (samples x rows, e.g. simulations) give one result per sample, as arrays. Ranks within
-    each class come from one ranking with the other class pushed to -inf, so every sample may have its own labels.
+    Vectorised: 2-D inputs (samples x rows, e.g. simulations) give one result per sample, as arrays. Ranks
+    within
+    each class come from one ranking with the other class pushed to -inf, so every sample may have its own
+    labels.
 
     Args:
         labels: 0/1 (or boolean) truth per row.
@@ -84,7 +94,8 @@ def delong_auc_difference(
         level: Two-sided level of the normal interval.
 
     Returns:
-        ``{"champion", "challenger", "difference", "se", "ci_low", "ci_high", "rows"}``; NaN when the rows hold a
+        ``{"champion", "challenger", "difference", "se", "ci_low", "ci_high", "rows"}``; NaN when the rows
+        hold a
         single class.
     """
     import numpy as np
@@ -207,7 +218,8 @@ def _label_metric(metric_key: str, sums: Any, k: int) -> tuple[Any, Any]:
 
 
 def _regression_units(y: Any, pred_a: Any, pred_b: Any, seed: int) -> Any:
-    """Per-unit sums (units x 10): rows, then per model squared error, absolute error, APE sum; y and y^2 sums,
+    """Per-unit sums (units x 10): rows, then per model squared error, absolute error, APE sum; y and y^2
+    sums,
     nonzero-truth rows. At most ``BOOTSTRAP_UNITS`` random groups of rows of equal size."""
     import numpy as np
 
@@ -258,7 +270,8 @@ def bootstrap_difference(
     """Paired bootstrap of a label or regression metric's difference (challenger minus champion).
 
     Args:
-        metric_key: F1, precision, recall, accuracy, macro-F1 (class codes 0..classes-1), RMSE, MAE, MAPE or R2.
+        metric_key: F1, precision, recall, accuracy, macro-F1 (class codes 0..classes-1), RMSE, MAE, MAPE or
+        R2.
         truth: Encoded truth (0/1 binary, class codes, or values); predictions are encoded alike.
         pred_champion: The champion's predictions; ``pred_challenger`` the challenger's.
         classes: Number of classes (macro-F1); ``level``: two-sided level of the percentile interval;
@@ -351,7 +364,7 @@ def compare_outputs(
     """
     import numpy as np
 
-    options = {"level": level, "resamples": resamples, "seed": seed}
+    options: dict[str, Any] = {"level": level, "resamples": resamples, "seed": seed}
     method = {"holdout_auc": "delong", "holdout_auc_ovr": "delong_ovr"}.get(metric_key, "paired_bootstrap")
     predicted = [o[bus.PREDICTION_COLUMN] for o in (champion, challenger)]
     if task == task_types.REGRESSION:
@@ -389,7 +402,8 @@ def compare_outputs(
 
 
 def needed_rows(se: float, rows: int, effect: float | None, alpha: float, power: float = POWER) -> int | None:
-    """Rows a one-sided test at ``alpha`` needs to detect ``effect`` with ``power``, given the per-row variance
+    """Rows a one-sided test at ``alpha`` needs to detect ``effect`` with ``power``, given the per-row
+    variance
     implied by the observed standard error (``se**2 * rows``). None without a positive effect or variance."""
     if effect is None or not effect > 0 or not se > 0 or not math.isfinite(se):
         return None
@@ -407,11 +421,13 @@ def decide(
         metric_key: The metric compared (its direction decides what an improvement is).
         rule: ``superiority`` or ``non_inferiority``.
         min_improvement: Superiority: the improvement's lower bound must exceed this (metric units).
-        margin: Non-inferiority: the improvement's lower bound must exceed minus this; for error metrics a share
+        margin: Non-inferiority: the improvement's lower bound must exceed minus this; for error metrics a
+        share
             of the champion's value (their units depend on the target), otherwise metric units.
 
     Returns:
-        The comparison plus ``{"rule", "passed", "improvement_low", "bound", "margin", "alpha", "needed_rows"}``:
+        The comparison plus ``{"rule", "passed", "improvement_low", "bound", "margin", "alpha",
+        "needed_rows"}``:
         ``bound`` is what ``improvement_low`` had to exceed; ``needed_rows`` is the rows this rule would need
         for 80% power (superiority: to detect the observed improvement; non-inferiority: for equal models).
 

@@ -1,4 +1,5 @@
-"""Gate check entries, and the checks of a candidate's decision itself: degenerate predictions, positive rates."""
+"""Gate check entries, and the checks of a candidate's decision itself: degenerate predictions, positive
+rates."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def decision_checks(
 
     ``decision.degenerate`` fails a binary model predicting one class for every row, a multiclass model never
     predicting a class the holdout holds, a regression model predicting one value, with the counts.
-    ``decision.positive_rate`` (binary) reports the holdout's predicted-positive rate next to the out-of-fold one
+    ``decision.positive_rate`` (binary) reports the holdout's predicted-positive rate next to the out-of-fold
+    one
     and flags a rate far from it (``gates.positive_rate_max_ratio``); training already fell back in that case.
     """
     import numpy as np

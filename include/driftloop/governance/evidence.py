@@ -113,7 +113,8 @@ def collect_evidence(
         work_dir: Scratch folder.
         decision: How the version decides (task, classes, threshold).
         seed: Sampling seed.
-        holdout_outputs: ``decision.predict(model, holdout_df[cfg.features])`` when the caller has it (training
+        holdout_outputs: ``decision.predict(model, holdout_df[cfg.features])`` when the caller has it
+        (training
             scored the holdout already); else predicted here, once, and shared by every piece.
 
     Returns:
@@ -130,12 +131,15 @@ def collect_evidence(
         except Exception as exc:  # the pieces that need these fail below, each recorded
             log.warning("evidence: predicting the holdout failed: %r", exc)
             summary["errors"]["holdout_predictions"] = repr(exc)[:500]
-    pieces = {
-        "shap": lambda: _shap(cfg, model, train_df, folder, seed),
-        "permutation_importance": lambda: _pfi(cfg, model, holdout_df, folder, decision, seed, outputs),
-        "surrogate": lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed, outputs),
-        "fairness": lambda: _fairness(cfg, holdout_df, folder, decision, outputs),
-    }
+    pieces: dict[str, Any] = {"shap": lambda: _shap(cfg, model, train_df, folder, seed)}
+    if outputs is not None:
+        shared = outputs
+        pieces["permutation_importance"] = lambda: _pfi(cfg, model, holdout_df, folder, decision, seed, shared)
+        pieces["surrogate"] = lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed, shared)
+        pieces["fairness"] = lambda: _fairness(cfg, holdout_df, folder, decision, shared)
+    else:  # each piece that needs the holdout's predictions says why it is missing
+        for name in ("permutation_importance", "surrogate", "fairness"):
+            summary["errors"][name] = "no holdout predictions (see holdout_predictions)"
     seconds: dict[str, float] = {}
     for name, compute in pieces.items():
         started = time.perf_counter()

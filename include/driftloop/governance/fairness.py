@@ -1,13 +1,19 @@
 """Fairness per sensitive attribute with fairlearn: group metrics, parity gaps and a plot.
 
-For every attribute in the dataset config's ``sensitive`` list, ``fairlearn.metrics.MetricFrame`` gives per group
-the row count, confusion matrix, selection rate, true and false positive rates and precision; the demographic-parity
-difference (largest gap in selection rate) and the equalized-odds difference (largest gap in TPR or FPR) summarise
-them. Multiclass tasks get per group the accuracy and the selection rate of every class (the share of the group's
+For every attribute in the dataset config's ``sensitive`` list, ``fairlearn.metrics.MetricFrame`` gives per
+group
+the row count, confusion matrix, selection rate, true and false positive rates and precision; the
+demographic-parity
+difference (largest gap in selection rate) and the equalized-odds difference (largest gap in TPR or FPR)
+summarise
+them. Multiclass tasks get per group the accuracy and the selection rate of every class (the share of the
+group's
 rows predicted as that class), summarised by the accuracy gap and the largest per-class selection-rate gap;
 regression tasks get per group the mean absolute error and the mean prediction, summarised by the MAE gap.
-Numeric attributes are binned by the edges in ``fairness.bins``, or into quartiles when no edges are configured;
-rows whose sensitive value is missing form their own group, ``missing``. The same function serves the gate (on the
+Numeric attributes are binned by the edges in ``fairness.bins``, or into quartiles when no edges are
+configured;
+rows whose sensitive value is missing form their own group, ``missing``. The same function serves the gate (on
+the
 holdout) and monitoring (on labelled production rows), so a growing gap is a metric history in MLflow.
 """
 
@@ -27,7 +33,8 @@ def sensitive_groups(cfg: DatasetConfig, frame: Any, attribute: str) -> Any:
     """The group label of every row for ``attribute``.
 
     Numeric attributes are binned by ``fairness.bins`` (or into quartiles when they have more than
-    :data:`AUTO_BIN_MIN_VALUES` distinct values and no edges are configured); a missing value is its own group,
+    :data:`AUTO_BIN_MIN_VALUES` distinct values and no edges are configured); a missing value is its own
+    group,
     :data:`MISSING_GROUP`.
     """
     import pandas as pd
@@ -128,7 +135,8 @@ GAPS = (
 
 
 def _task_functions(task: str, y_true: Any, y_pred: Any) -> dict[str, Any]:
-    """Per-group metrics of multiclass (accuracy, selection rate per class) and regression (MAE, mean prediction)."""
+    """Per-group metrics of multiclass (accuracy, selection rate per class) and regression (MAE, mean
+    prediction)."""
     import numpy as np
     from fairlearn.metrics import count
     from sklearn.metrics import accuracy_score, mean_absolute_error

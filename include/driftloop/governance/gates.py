@@ -3,15 +3,18 @@
 Checks (limits per dataset in ``gates`` and ``fairness``):
 
 * ``floor.<metric>``: absolute floors on the candidate's holdout metrics (ceilings for RMSE, MAE, MAPE);
-* ``decision.degenerate``: the candidate's decisions on its holdout are not degenerate (every class predicted);
-  ``decision.positive_rate`` (binary, reported): holdout and out-of-fold predicted-positive rates side by side;
+* ``decision.degenerate``: the candidate's decisions on its holdout are not degenerate (every class
+predicted);
+  ``decision.positive_rate`` (binary, reported): holdout and out-of-fold predicted-positive rates side by
+  side;
 * ``beats_champion``: a paired comparison of the primary metric with the champion's on the same holdout rows
   (:mod:`driftloop.governance.comparison`), each side deciding with its own recorded threshold, passed by the
   rule (:func:`decision_rule`): superiority or non-inferiority on the interval, not on point estimates;
   ``beats_champion.production``: the same on the latest labelled production window (the holdout rows labelled
   by the newest label file), when it holds enough rows; a window with fewer rows than its rule needs only
   blocks a candidate credibly worse there;
-* ``fairness.<attribute>.<gap>``: demographic-parity and equalized-odds differences on the holdout within limits;
+* ``fairness.<attribute>.<gap>``: demographic-parity and equalized-odds differences on the holdout within
+limits;
 * ``latency``: predict time per row on a 1,000-row holdout batch; ``size``: the logged model's megabytes;
 * ``behaviour.<case>``: the dataset's behavioural tests (:mod:`driftloop.governance.behaviour`).
 
@@ -74,14 +77,20 @@ def _comparison(
     champion_version: str,
     rule: str,
 ) -> dict[str, Any]:
-    """A head-to-head check: ``rule`` on the paired comparison of ``outputs`` (candidate, champion). ``value`` is
-    the candidate's metric, ``limit`` the champion's plus ``min_improvement`` (minus, for errors); the fields of
+    """A head-to-head check: ``rule`` on the paired comparison of ``outputs`` (candidate, champion). ``value``
+    is
+    the candidate's metric, ``limit`` the champion's plus ``min_improvement`` (minus, for errors); the fields
+    of
     :func:`~driftloop.governance.comparison.decide` are added (``difference``, ``ci_low``, ``rows``, ...)."""
     from driftloop.governance import comparison
 
     gates, primary = cfg.gates, cfg.gates.primary_metric
     key = task_types.gate_metric_key(primary)
-    options = {"level": gates.confidence, "resamples": gates.bootstrap_resamples, "seed": cfg.training.seed}
+    options: dict[str, Any] = {
+        "level": gates.confidence,
+        "resamples": gates.bootstrap_resamples,
+        "seed": cfg.training.seed,
+    }
     result = comparison.compare_outputs(
         key, cfg.task, truth, outputs[1], outputs[0], positive_label=cfg.positive_label, **options
     )
@@ -129,7 +138,8 @@ def champion_checks(
 ) -> list[dict[str, Any]]:
     """Head-to-head on the candidate's holdout and, with enough rows, on the latest production window.
 
-    ``outputs`` are :meth:`Decision.predict` of (candidate, champion) on ``holdout_df``, each deciding with its own
+    ``outputs`` are :meth:`Decision.predict` of (candidate, champion) on ``holdout_df``, each deciding with
+    its own
     threshold and classes; ``rule`` is :func:`decision_rule`.
     """
     import numpy as np
@@ -141,7 +151,8 @@ def champion_checks(
     window = production_window(cfg, holdout_df, settings)
     if len(window) >= cfg.gates.production_window_min_rows:
         mask = holdout_df.index.isin(window.index)
-        sides = tuple({k: np.asarray(v)[mask] for k, v in side.items()} for side in outputs)
+        candidate, champion = ({k: np.asarray(v)[mask] for k, v in side.items()} for side in outputs)
+        sides = (candidate, champion)
         where = "the latest labelled production window"
         check = _comparison(
             cfg, "beats_champion.production", where, truth[mask], sides, champion_version, rule
@@ -164,8 +175,10 @@ def champion_checks(
 def _unless_underpowered(check: dict[str, Any]) -> dict[str, Any]:
     """A failing production-window comparison on fewer rows than its rule needs is reported, not enforced.
 
-    A window of a few hundred rows cannot show non-inferiority or superiority within a small margin, so letting
-    it veto would let noise decide (the holdout comparison still does). It still blocks when the whole interval
+    A window of a few hundred rows cannot show non-inferiority or superiority within a small margin, so
+    letting
+    it veto would let noise decide (the holdout comparison still does). It still blocks when the whole
+    interval
     lies beyond the rule's bound: a candidate credibly worse there fails whatever the rows.
     """
     needed, rows = check.get("needed_rows"), check.get("rows", 0)
@@ -287,8 +300,10 @@ def judge(
         settings: Process settings.
 
     Returns:
-        ``{"passed", "candidate_version", "champion_version", "metrics", "checks", "fairness", "failed", "rule"}``;
-        ``failed`` lists the names of failing checks, ``rule`` the head-to-head rule (None without a champion).
+        ``{"passed", "candidate_version", "champion_version", "metrics", "checks", "fairness", "failed",
+        "rule"}``;
+        ``failed`` lists the names of failing checks, ``rule`` the head-to-head rule (None without a
+        champion).
         The comparison and positive rates also go on the version as tags (:func:`evidence_tags`).
     """
     from driftloop.core.registry import load_model
@@ -343,7 +358,8 @@ def judge(
 
 
 def evidence_tags(report: dict[str, Any]) -> dict[str, str]:
-    """The version tags of a gate report's comparison (holdout; production window as JSON) and positive rates."""
+    """The version tags of a gate report's comparison (holdout; production window as JSON) and positive
+    rates."""
     import json
 
     checks = {c["name"]: c for c in report["checks"]}
@@ -386,7 +402,8 @@ def summarize(report: dict[str, Any]) -> str:
         tail = f"; champion v{champion} keeps serving" if champion else ""
         if "beats_champion" in report["failed"]:
             head = f"{_verdict(checks, False)}: {checks['beats_champion']['detail']}" + (
-                f"; also fails: {'; '.join(checks[n]['detail'] for n in report['failed'] if n != 'beats_champion')}"
+                "; also fails: "
+                f"{'; '.join(checks[n]['detail'] for n in report['failed'] if n != 'beats_champion')}"
                 if len(failing) > 1
                 else ""
             )

@@ -40,7 +40,8 @@ CHECK_HIDDEN = {"detail"}  # long sentences: the gate reason carries them
 
 
 def _check_rows(report: dict[str, Any] | None, missing: str = "") -> list[str]:
-    """Every check of the gate report as a table row; fields beyond name/result/value/limit get their own column."""
+    """Every check of the gate report as a table row; fields beyond name/result/value/limit get their own
+    column."""
     if not report:
         return [f"_not judged yet_{f' ({missing})' if missing else ''}"]
     extras = list(
@@ -66,7 +67,8 @@ def _fairness_rows(
         return ["_no sensitive attribute declared_"]
     if not fairness:
         return [
-            f"_not available for {', '.join(cfg.sensitive_features)}: {missing or 'no fairness report logged'}_"
+            f"_not available for {', '.join(cfg.sensitive_features)}: "
+            f"{missing or 'no fairness report logged'}_"
         ]
     rows = [f"Measured on {source}."]
     for attribute, entry in fairness.items():
@@ -127,10 +129,12 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
         "training_data": (
             f"Snapshot `{run['tags'].get(bus.SNAPSHOT_HASH_TAG, '?')[:12]}`: {snapshot.get('rows', '?')} "
             f"rows from batches {', '.join(snapshot.get('batch_ids', [])[:6]) or '?'}; "
-            f"{_count(run['metrics'].get(bus.TRAIN_ROWS))} training and {_count(run['metrics'].get(bus.HOLDOUT_ROWS))} "
+            f"{_count(run['metrics'].get(bus.TRAIN_ROWS))} training and "
+            f"{_count(run['metrics'].get(bus.HOLDOUT_ROWS))} "
             "holdout rows (holdout chosen per entity id by a seeded hash)"
             + (
-                f"; {_count(run['metrics'][bus.UNLABELLED_ROWS_EXCLUDED])} accepted rows without a label left out."
+                f"; {_count(run['metrics'][bus.UNLABELLED_ROWS_EXCLUDED])} accepted rows without a label "
+                "left out."
                 if run["metrics"].get(bus.UNLABELLED_ROWS_EXCLUDED)
                 else "."
             )
@@ -337,10 +341,12 @@ def read_evidence(client: Any, run_id: str) -> dict[str, Any]:
 def publish_model_card(
     cfg: DatasetConfig, client: Any, version: str, history: list[dict[str, Any]], settings: Any = None
 ) -> dict[str, Any]:
-    """Rebuild the card from what the version's runs logged; log it (Markdown + JSON) and make it the description.
+    """Rebuild the card from what the version's runs logged; log it (Markdown + JSON) and make it the
+    description.
 
     Returns:
-        ``{"version", "description_chars", "card_uri", "missing"}``; ``missing`` names the sections built without
+        ``{"version", "description_chars", "card_uri", "missing"}``; ``missing`` names the sections built
+        without
         their source, with the reason.
     """
     import tempfile

@@ -1,11 +1,13 @@
 """Promotion: the gate's verdict, the dataset's policy, the audit log and the model card, in one serialised
 step.
 
-Every way a version comes to serve goes through here: the training gate (:func:`promote_model`), an A/B decision
+Every way a version comes to serve goes through here: the training gate (:func:`promote_model`), an A/B
+decision
 (:func:`promote_version`), a person using the CLI (:func:`set_champion`) and a rollback
 (:func:`driftloop.governance.rollback.rollback_champion`).
 Each one reconciles the audit log with the registry first (so a move made in the MLflow UI is recorded before
-anything else), decides and moves ``champion`` under the audit store's lock, and appends one audit entry per move.
+anything else), decides and moves ``champion`` under the audit store's lock, and appends one audit entry per
+move.
 
 Under ``gates.policy: auto`` a passing gate moves ``champion``; under ``manual`` it only marks the version
 ready (``driftloop.ready_for_champion``) and a person moves ``champion`` in the MLflow UI (recorded by the
@@ -78,7 +80,8 @@ def _move(
     """Append the audit entry and move ``champion``, inside the caller's locked transaction.
 
     The entry is written first and committed with the caller's block; the move's intent goes on the version
-    (``bus.PROMOTION_INTENT_TAG``) before the alias moves, so when the process dies between the move and the commit,
+    (``bus.PROMOTION_INTENT_TAG``) before the alias moves, so when the process dies between the move and the
+    commit,
     :func:`driftloop.governance.audit.reconcile_champion` (run first by every retry) records this move, not an
     anonymous external one.
     """
@@ -109,7 +112,8 @@ def _move(
 def finish_move(
     cfg: DatasetConfig, client: Any, store: Any, versions: list[str | None], settings: Settings | None
 ) -> None:
-    """What follows any move of ``champion`` (and what a retry redoes): clear the intent, drop a ``challenger``
+    """What follows any move of ``champion`` (and what a retry redoes): clear the intent, drop a
+    ``challenger``
     alias left on the new champion, rebuild the cards of ``versions`` from their logged evidence and the
     registered model's description."""
     from driftloop.governance.model_card import describe_registered_model, publish_model_card
@@ -128,7 +132,8 @@ def finish_move(
 
 
 def reconcile_and_refresh(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
-    """:func:`driftloop.governance.audit.reconcile_champion`, then the cards of both versions of a move it recorded
+    """:func:`driftloop.governance.audit.reconcile_champion`, then the cards of both versions of a move it
+    recorded
     (rebuilt from their logged evidence) and the registered model's description.
 
     Returns:
@@ -177,8 +182,10 @@ def promote_model(
 
     The verdict and every check's numbers go on the version (tags, the model card in its description) and into
     ``bus.GATE_REPORT_ARTIFACT`` on its training run. A failing version stays ``challenger``; a promoted one
-    loses ``challenger``. When the champion changes while the candidate is being judged (a racing promotion), it is
-    judged again against the new one. A retry of a half-done promotion (``champion`` already moved) records the
+    loses ``challenger``. When the champion changes while the candidate is being judged (a racing promotion),
+    it is
+    judged again against the new one. A retry of a half-done promotion (``champion`` already moved) records
+    the
     move if it was not, and redoes the cards, the alias clean-up and the registered model's description.
 
     Args:
@@ -253,7 +260,8 @@ def promote_model(
 
 
 def _headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, float | None]:
-    """The primary metric of candidate and champion as the gate compared them (the champion's: None if absent).
+    """The primary metric of candidate and champion as the gate compared them (the champion's: None if
+    absent).
 
     The check's limit is the champion's value with the margin applied (``champion + min_improvement``, or
     ``champion - min_improvement`` for error metrics); the margin is taken back off here.
@@ -404,7 +412,8 @@ def _cmd_audit_init(args: Any) -> int:
 
 
 def add_cli(subparsers: Any) -> None:
-    """Register ``driftloop promote``, ``champion``, ``audit`` and ``audit-init`` (``rollback``: :mod:`.rollback`)."""
+    """Register ``driftloop promote``, ``champion``, ``audit`` and ``audit-init`` (``rollback``:
+    :mod:`.rollback`)."""
     from driftloop.core.commands import dataset_parent
 
     promote = subparsers.add_parser("promote", parents=[dataset_parent()], help="run the gate on a version")

@@ -1,7 +1,10 @@
-"""Rollback: ``champion`` back to the last champion that passed its gate, or to a chosen version; idempotent, audited.
+"""Rollback: ``champion`` back to the last champion that passed its gate, or to a chosen version; idempotent,
+audited.
 
-Without a target, a rollback goes to the newest earlier champion in the audit log that passed its gate, is not the
-current one and was never rolled back from; repeating it (the last entry is a rollback to the current champion)
+Without a target, a rollback goes to the newest earlier champion in the audit log that passed its gate, is not
+the
+current one and was never rolled back from; repeating it (the last entry is a rollback to the current
+champion)
 moves nothing, so two rollbacks never toggle between two versions. ``to_version`` picks the target; a version
 that did not pass its gate is refused unless ``override`` is given (the entry is then flagged as an override).
 """
@@ -93,15 +96,17 @@ def rollback_champion(
             target = last_good_champion(client, cfg, history, current)
             if target is None:
                 raise RollbackImpossible(
-                    f"{name}: champion is v{current}; the audit log ({len(history)} entries) knows no earlier "
+                    f"{name}: champion is v{current}; the audit log ({len(history)} entries) knows no "
+                    "earlier "
                     "champion that passed its gate and was not rolled back from (use --to V --override)"
                 )
         passed = audit.gate_passed(client, cfg, target)
         if passed is not True and not override:
+            why = client.get_model_version(name, target).tags.get(bus.GATE_REASON_TAG, "no reason recorded")
             raise RollbackRefused(
-                f"{name}: v{target} {'was rejected by' if passed is False else 'was never judged by'} the gate "
-                f"({client.get_model_version(name, target).tags.get(bus.GATE_REASON_TAG, 'no reason recorded')}"
-                "); roll back to it only with --override"
+                f"{name}: v{target} {'was rejected by' if passed is False else 'was never judged by'} "
+                f"the gate "
+                f"({why}); roll back to it only with --override"
             )
         entry = promotion._move(
             cfg,

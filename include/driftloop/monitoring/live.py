@@ -50,8 +50,10 @@ GONE_CODES = ("RESOURCE_DOES_NOT_EXIST",)
 def read_version_facts(cfg: DatasetConfig, client: Any, training_run_id: str) -> VersionFacts:
     """The decision and holdout metrics recorded on a training run (the config's decision when it is gone).
 
-    Only a training run that does not exist (deleted, or no id recorded) falls back to the config's decision, and
-    costs the live drop (no holdout metrics to compare with); that is logged. Any other failure (MLflow unreachable,
+    Only a training run that does not exist (deleted, or no id recorded) falls back to the config's decision,
+    and
+    costs the live drop (no holdout metrics to compare with); that is logged. Any other failure (MLflow
+    unreachable,
     a timeout, a server error) is a fault and propagates, so the task is retried.
 
     Raises:
@@ -78,7 +80,8 @@ def read_version_facts(cfg: DatasetConfig, client: Any, training_run_id: str) ->
             return VersionFacts(read_decision(cfg, {}), {})
         except ConfigError as missing:
             raise MonitoringError(
-                f"training run {training_run_id!r} not found, and the config alone cannot say how the version "
+                f"training run {training_run_id!r} not found, and the config alone cannot say how the "
+                "version "
                 f"decides: {missing}"
             ) from exc
     metrics = {k: v for k, v in run.data.metrics.items() if k in bus.HOLDOUT_METRICS}

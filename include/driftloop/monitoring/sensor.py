@@ -117,8 +117,10 @@ def newest_snapshot_hash(cfg: DatasetConfig, settings: Settings | None = None) -
 def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
     """The sensor's decision with its reason: fire, nothing to fire, or a crossing that waits for labels.
 
-    A crossing result does not fire while the newest training snapshot is the one the champion was trained on (the
-    retrain would reproduce the champion): it stays unhandled and fires once labels of the drifted period land.
+    A crossing result does not fire while the newest training snapshot is the one the champion was trained on
+    (the
+    retrain would reproduce the champion): it stays unhandled and fires once labels of the drifted period
+    land.
 
     Returns:
         ``{"trigger": <find_drift_trigger's dict> | None, "waiting_for_labels": str | None}``.
@@ -155,7 +157,8 @@ def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict
 
 
 def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
-    """The newest unhandled monitoring result of the champion that calls for retraining, or None. Writes nothing.
+    """The newest unhandled monitoring result of the champion that calls for retraining, or None. Writes
+    nothing.
 
     Args:
         cfg: Dataset config (thresholds in ``cfg.monitoring``).

@@ -263,9 +263,11 @@ def score_batch(
 
 
 def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
-    """The training run's reference rows (explainer background), or None when reasons are off or it is missing.
+    """The training run's reference rows (explainer background), or None when reasons are off or it is
+    missing.
 
-    A version registered by hand may lack them: its predictions carry no reasons (logged). A failure to read an
+    A version registered by hand may lack them: its predictions carry no reasons (logged). A failure to read
+    an
     artifact that exists (MLflow unreachable) is a fault and propagates.
     """
     import posixpath
@@ -300,7 +302,8 @@ def score_pending_batches(
 
     Returns:
         ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}], "champion_moved"}``;
-        ``champion_moved`` is the audit entry of a move made outside Driftloop that this call recorded, or None.
+        ``champion_moved`` is the audit entry of a move made outside Driftloop that this call recorded, or
+        None.
 
     Raises:
         NoChampionError: Batches are waiting but no model carries ``alias``.

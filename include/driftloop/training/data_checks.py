@@ -1,7 +1,10 @@
-"""Training data checks: a snapshot that cannot train a model is a verdict naming the cause, never a retried fault.
+"""Training data checks: a snapshot that cannot train a model is a verdict naming the cause, never a retried
+fault.
 
-PyCaret reports such data as a ``ValueError`` deep inside ``setup`` or cross-validation (missing target values, a
-class with fewer members than folds, a single class); retrying cannot change the data, so the checks run before
+PyCaret reports such data as a ``ValueError`` deep inside ``setup`` or cross-validation (missing target
+values, a
+class with fewer members than folds, a single class); retrying cannot change the data, so the checks run
+before
 fitting and PyCaret's own data errors are translated into :class:`~driftloop.core.errors.TrainingDataError`.
 """
 
@@ -42,7 +45,8 @@ def check_training_frames(cfg: DatasetConfig, train_df: Any, holdout_df: Any) ->
     nulls = int(train_df[target].isna().sum() + holdout_df[target].isna().sum())
     if nulls:
         raise TrainingDataError(
-            f"{cfg.name}: {nulls} snapshot rows have no {target!r} (rebuild the snapshot: unlabelled rows are "
+            f"{cfg.name}: {nulls} snapshot rows have no {target!r} (rebuild the snapshot: unlabelled rows "
+            "are "
             "excluded from new snapshots)"
         )
     if len(train_df) < MIN_TRAIN_ROWS or holdout_df.empty:
@@ -55,14 +59,16 @@ def check_training_frames(cfg: DatasetConfig, train_df: Any, holdout_df: Any) ->
     counts = train_df[target].value_counts()
     if len(counts) < 2:
         raise TrainingDataError(
-            f"{cfg.name}: the training rows hold a single class ({counts.index[0]!r} x {int(counts.iloc[0])}); "
+            f"{cfg.name}: the training rows hold a single class ({counts.index[0]!r} x "
+            f"{int(counts.iloc[0])}); "
             "a classifier needs at least two"
         )
     folds = cfg.training.folds
     rare = {str(k): int(v) for k, v in counts.items() if v < folds}
     if rare:
         raise TrainingDataError(
-            f"{cfg.name}: classes with fewer training rows than training.folds={folds}: {rare}; land more rows "
+            f"{cfg.name}: classes with fewer training rows than training.folds={folds}: {rare}; land more "
+            "rows "
             "of these classes, lower training.folds, or merge the classes"
         )
 

@@ -143,7 +143,8 @@ def choose_decision_threshold(
     did not see; the holdout is never touched. ``fixed`` (and non-binary tasks) keep ``inference.threshold``.
 
     Returns:
-        ``{"threshold", "objective", "objective_value", "oof_rows", "oof_positive_rate"}``; the last is the share
+        ``{"threshold", "objective", "objective_value", "oof_rows", "oof_positive_rate"}``; the last is the
+        share
         of out-of-fold rows predicted positive at the threshold (None without out-of-fold scores).
     """
     opts = cfg.training
@@ -171,7 +172,8 @@ def choose_decision_threshold(
             method="predict_proba",
             n_jobs=n_jobs,
         )[:, 1]
-    chosen = choose_threshold(data[cfg.target].to_numpy(), oof, opts.threshold_objective, opts.cost)
+    cost = {str(kind): float(value) for kind, value in opts.cost.items()}
+    chosen = choose_threshold(data[cfg.target].to_numpy(), oof, opts.threshold_objective, cost)
     return {
         **chosen,
         "objective": opts.threshold_objective,
@@ -194,7 +196,8 @@ def transfer_threshold(cfg: DatasetConfig, chosen: dict[str, Any], holdout_score
     """The out-of-fold threshold, unless it does not transfer to the final model on the holdout.
 
     It does not transfer when the holdout's predicted-positive rate is far from the out-of-fold one
-    (:func:`positive_rate_is_far`). It then falls back to the threshold at which the holdout's predicted-positive
+    (:func:`positive_rate_is_far`). It then falls back to the threshold at which the holdout's
+    predicted-positive
     rate equals the out-of-fold rate (the share of positives the threshold was chosen for): it reads the final
     model's scores on the holdout, never its labels.
 
@@ -222,8 +225,10 @@ def transfer_threshold(cfg: DatasetConfig, chosen: dict[str, Any], holdout_score
     matched = float(np.quantile(score, 1 - oof_rate, method="higher")) if oof_rate > 0 else 1.0 + 1e-9
     new_rate = float((score >= matched).mean())
     why = (
-        f"threshold {threshold:.4g} predicts {rate:.1%} of holdout rows positive against {oof_rate:.1%} out of "
-        f"fold (beyond x{cfg.gates.positive_rate_max_ratio:g}); threshold {matched:.4g} matches the out-of-fold "
+        f"threshold {threshold:.4g} predicts {rate:.1%} of holdout rows positive against {oof_rate:.1%} out "
+        "of "
+        f"fold (beyond x{cfg.gates.positive_rate_max_ratio:g}); threshold {matched:.4g} matches the "
+        "out-of-fold "
         f"rate ({new_rate:.1%} of holdout rows)"
     )
     log.warning("%s: the out-of-fold threshold does not transfer: %s", cfg.name, why)

@@ -253,7 +253,8 @@ def bootstrap_contract(
         "# feature batches), min/max, categories, max_length, unique, pii (drop|hash; hash is salted with\n"
         "# $DRIFTLOOP_PII_SALT), formula_check (default true; false accepts text starting like =, +, -, @).\n"
         "# Dtypes follow the source's dtypes. Numeric max = reference max x "
-        f"{BOOTSTRAP_RANGE_HEADROOM:g} so drift\n# reaches monitoring. The comment above each column says why.\n"
+        f"{BOOTSTRAP_RANGE_HEADROOM:g} so drift\n# reaches monitoring. The comment above each column says "
+        "why.\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + _dump_contract(raw, reasons))
@@ -287,7 +288,8 @@ def check_source(
 
     A text column whose source values start like a spreadsheet formula (names such as ``-Andy Allanson``) gets
     ``formula_check: false`` with the count as its reason (such values are neutralised where CSVs are written
-    for spreadsheets). Any other rejection (duplicate ids, above all) cannot be fixed by the contract: bootstrap
+    for spreadsheets). Any other rejection (duplicate ids, above all) cannot be fixed by the contract:
+    bootstrap
     refuses and says what to change. A label that is null in some rows is reported: those rows are excluded
     from training snapshots.
 
@@ -296,7 +298,8 @@ def check_source(
         "rows": n}``.
 
     Raises:
-        ContractError: Source rows would still be rejected after adjusting; the message lists each rule with its
+        ContractError: Source rows would still be rejected after adjusting; the message lists each rule with
+        its
             row count and the fix.
     """
     rows = len(frame)
@@ -308,7 +311,8 @@ def check_source(
             raw["columns"][column]["formula_check"] = False
             example = next(v for v in frame[column].astype(str) if re.match(FORMULA_PATTERN, v))
             why = (
-                f"formula_check off: {count} of {rows} source values start like a formula (e.g. {example!r}); "
+                f"formula_check off: {count} of {rows} source values start like a formula (e.g. "
+                f"{example!r}); "
                 "accepted, and prefixed with ' in CSVs written for spreadsheets"
             )
             reasons[column].append(why)
@@ -316,7 +320,8 @@ def check_source(
     after = _rejections(cfg, frame, raw, where) if adjusted else before
     if after:
         fixes = {
-            "duplicate_id": "make the id column unique, or drop it (source.drop_columns) so ids are synthesised",
+            "duplicate_id": "make the id column unique, or drop it (source.drop_columns) so ids are "
+            "synthesised",
         }
         problems = [
             f"{item} rejects {count} of {rows} source rows"
@@ -329,7 +334,8 @@ def check_source(
     label_nulls = int(frame[cfg.target].isna().sum())
     if label_nulls:
         reasons[cfg.target].append(
-            f"{label_nulls} of {rows} source rows have no label: ingested, but excluded from training snapshots"
+            f"{label_nulls} of {rows} source rows have no label: ingested, but excluded from training "
+            "snapshots"
         )
     return {"rejected": before, "adjusted": adjusted, "label_null_rows": label_nulls, "rows": rows}
 
@@ -362,7 +368,8 @@ def format_bootstrap_report(result: dict[str, Any]) -> str:
     check = result.get("source_check") or {}
     rejected = check.get("rejected") or {}
     lines.append(
-        f"Source check: the written contract accepts all {check.get('rows', result['rows_profiled'])} source rows"
+        f"Source check: the written contract accepts all {check.get('rows', result['rows_profiled'])} source "
+        "rows"
         + (
             f"; as first inferred it rejected {', '.join(f'{k} ({v} rows)' for k, v in rejected.items())}"
             if rejected
@@ -375,7 +382,8 @@ def format_bootstrap_report(result: dict[str, Any]) -> str:
         share = nulls / max(check.get("rows", 1), 1)
         mostly = "WARNING: the label is mostly null; " if share > 0.5 else ""
         lines.append(
-            f"  {mostly}{nulls} of {check['rows']} source rows ({share:.0%}) have no label: they are ingested "
+            f"  {mostly}{nulls} of {check['rows']} source rows ({share:.0%}) have no label: they are "
+            "ingested "
             "but excluded from training snapshots (counted in the snapshot manifest)"
         )
     return "\n".join(lines) + "\n"

@@ -99,7 +99,8 @@ class ColumnRule:
     pii: str | None = None
     unique: bool = False
     description: str = ""
-    # False for columns whose values may start like a formula (ids, names such as "-Andy Allanson"): such values
+    # False for columns whose values may start like a formula (ids, names such as "-Andy Allanson"): such
+    # values
     # are then accepted on the way in and neutralised where a CSV is written for a spreadsheet.
     formula_check: bool = True
 
