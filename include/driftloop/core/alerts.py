@@ -257,7 +257,9 @@ def _moved(dataset: str, model: str, entry: dict[str, Any], settings: Settings) 
     )
 
 
-def _promotion_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
+def _promotion_alerts(
+    dataset: str, model_name: str, result: dict[str, Any], settings: Settings
+) -> list[Alert]:
     out = []
     version = result.get("candidate_version")
     if result.get("decision") == "rejected":
@@ -299,7 +301,9 @@ def _fired_alerts(dataset: str, model_name: str, result: dict[str, Any], setting
     return [make_alert(kind, dataset, title, [run_id], numbers, _links(settings, run_id))]
 
 
-def _quarantine_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
+def _quarantine_alerts(
+    dataset: str, model_name: str, result: dict[str, Any], settings: Settings
+) -> list[Alert]:
     return [
         make_alert(
             BATCH_QUARANTINED,

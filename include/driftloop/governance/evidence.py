@@ -134,7 +134,9 @@ def collect_evidence(
     pieces: dict[str, Any] = {"shap": lambda: _shap(cfg, model, train_df, folder, seed)}
     if outputs is not None:
         shared = outputs
-        pieces["permutation_importance"] = lambda: _pfi(cfg, model, holdout_df, folder, decision, seed, shared)
+        pieces["permutation_importance"] = lambda: _pfi(
+            cfg, model, holdout_df, folder, decision, seed, shared
+        )
         pieces["surrogate"] = lambda: _surrogate(cfg, model, train_df, holdout_df, decision, seed, shared)
         pieces["fairness"] = lambda: _fairness(cfg, holdout_df, folder, decision, shared)
     else:  # each piece that needs the holdout's predictions says why it is missing
