@@ -44,7 +44,7 @@ CROSS_STAGE_IMPORTS = {
     ): "an A/B decision promotes through the audited gate path",
     (
         "serving.online.ab_decision",
-        "governance.comparison",
+        "governance.delong",
     ): "the shadow AUC difference uses the gate's paired comparison (DeLong)",
     (
         "governance.decision_checks",

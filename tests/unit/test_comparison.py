@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from driftloop.core import bus
-from driftloop.governance import comparison
+from driftloop.governance import comparison, delong
 from tests.oracles import delong_slow
 
 SEEDS = 400
@@ -59,7 +59,7 @@ def promotion_rate(metric_key, rule, rows, auc_champion, auc_challenger, *, marg
     time."""
     if metric_key == "holdout_auc":
         y, a, b = simulate_scores(np.random.default_rng(rows), (seeds, rows), auc_champion, auc_challenger)
-        result = {**comparison.delong_auc_difference(y, a, b), "level": 0.95}
+        result = {**delong.delong_auc_difference(y, a, b), "level": 0.95}
         return float(
             comparison.decide(result, metric_key, rule, min_improvement=0.0, margin=margin)["passed"].mean()
         )
@@ -92,7 +92,7 @@ def test_delong_variance_matches_the_quadratic_mann_whitney_formula():
     a = np.round(y * 0.9 + rng.normal(size=700), 1)  # rounded: ties, which midranks must count as halves
     b = np.round(y * 1.1 + 0.6 * a + rng.normal(size=700), 1)
     diff, se = delong_slow(y, a, b)
-    fast = comparison.delong_auc_difference(y, a, b)
+    fast = delong.delong_auc_difference(y, a, b)
     assert fast["difference"] == pytest.approx(diff, abs=1e-12)
     assert fast["se"] == pytest.approx(se, rel=1e-9)
 
@@ -127,7 +127,7 @@ def test_one_vs_rest_auc_matches_sklearn_and_its_variance_a_bootstrap():
     def ovr(p, rows):
         return np.mean([roc_auc_score(y[rows] == c, p[rows, c]) for c in range(3)])
 
-    result = comparison.delong_ovr_difference(y, pa, pb)
+    result = delong.delong_ovr_difference(y, pa, pb)
     everything = np.arange(600)
     assert result["difference"] == pytest.approx(ovr(pb, everything) - ovr(pa, everything), abs=1e-12)
     boot = [ovr(pb, rows) - ovr(pa, rows) for rows in rng.integers(0, 600, (100, 600))]

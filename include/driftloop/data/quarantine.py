@@ -119,12 +119,10 @@ def replay_outcome(file: Path, zones: Any, batch_id: str, sha: str, known: dict[
 
 def write_rejected_csv(qdir: Path) -> None:
     """``rows.csv`` beside ``rows.parquet``: what a person opens, with formula-looking text neutralised."""
-    import os
-
     import pandas as pd
 
+    from driftloop.core.storage import atomic_path
     from driftloop.data.contract.text import write_spreadsheet_csv
 
-    tmp = qdir / f".{REJECTED_ROWS_CSV}.{os.getpid()}.tmp"
-    write_spreadsheet_csv(pd.read_parquet(qdir / REJECTED_ROWS_FILE), tmp)
-    os.replace(tmp, qdir / REJECTED_ROWS_CSV)
+    with atomic_path(qdir / REJECTED_ROWS_CSV) as tmp:
+        write_spreadsheet_csv(pd.read_parquet(qdir / REJECTED_ROWS_FILE), tmp)

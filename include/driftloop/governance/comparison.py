@@ -1,26 +1,21 @@
-"""Paired challenger-vs-champion comparison on the same rows: the difference, its interval and the decision
-rule.
+"""Paired challenger-vs-champion comparison on the same rows: the difference, its interval, the decision rule.
 
 The gate scores both models on the same holdout (and production window), so their errors are paired; a point
 difference of 0.0004 AUC on 951 rows is noise, not evidence. This module turns the two models' outputs into
 ``difference`` (challenger minus champion, in the metric's units), a two-sided ``level`` confidence interval
-and
-the sample size a decision would need, then applies a rule:
+and the sample size a decision would need, then applies a rule:
 
 * ``superiority``: the improvement's lower bound is above ``min_improvement`` (credibly better);
-* ``non_inferiority``: the improvement's lower bound is above ``-margin`` (not credibly worse than the
-margin).
+* ``non_inferiority``: the improvement's lower bound is above ``-margin`` (not credibly worse by the margin).
 
 "Improvement" is the difference for scores (AUC, F1, accuracy, R2) and minus the difference for errors (RMSE,
 MAE, MAPE). A two-sided 95% interval makes each rule a one-sided test at ``alpha = 0.025``.
 
-Methods: binary AUC by DeLong's test (midranks, O(n log n)); one-vs-rest AUC by DeLong's structural components
-per
-class, averaged (``delong_ovr``); every other metric by a seeded paired bootstrap. Classification metrics
-depend
-on a row only through its (truth, champion prediction, challenger prediction) cell, so resampling rows is
-resampling cell counts (one multinomial draw per resample, exact). Regression rows are resampled in at most
-``BOOTSTRAP_UNITS`` random groups of equal size (each row its own group up to that many rows).
+Methods: binary and one-vs-rest AUC by DeLong's test (:mod:`driftloop.governance.delong`); every other
+metric by a seeded paired bootstrap. Classification metrics depend on a row only through its (truth, champion
+prediction, challenger prediction) cell, so resampling rows is resampling cell counts (one multinomial draw per
+resample, exact). Regression rows are resampled in at most ``BOOTSTRAP_UNITS`` random groups of equal size
+(each row its own group up to that many rows).
 """
 
 from __future__ import annotations
@@ -29,135 +24,13 @@ import math
 from typing import Any
 
 from driftloop.core import bus, task_types
+from driftloop.governance.delong import delong_auc_difference, delong_ovr_difference, z_quantile
 
 SUPERIORITY, NON_INFERIORITY = "superiority", "non_inferiority"
 RULES = (SUPERIORITY, NON_INFERIORITY)
 POWER = 0.8  # the power the reported ``needed_rows`` is sized for
 BOOTSTRAP_UNITS = 2000
 BOOTSTRAP_CHUNK = 500  # resamples drawn at a time
-
-
-def _midranks(scores: Any) -> Any:
-    """Average ranks (1-based) along the last axis, ties sharing their mean rank; vectorised over leading
-    axes."""
-    import numpy as np
-
-    x = np.asarray(scores, dtype=float)
-    order = np.argsort(x, axis=-1, kind="stable")
-    ordered = np.take_along_axis(x, order, axis=-1)
-    n, idx = x.shape[-1], np.arange(x.shape[-1])
-    first = np.ones(x.shape, dtype=bool)
-    first[..., 1:] = ordered[..., 1:] != ordered[..., :-1]  # a tie group starts here
-    last = np.ones(x.shape, dtype=bool)
-    last[..., :-1] = first[..., 1:]
-    start = np.maximum.accumulate(np.where(first, idx, 0), axis=-1)
-    end = np.minimum.accumulate(np.where(last, idx, n - 1)[..., ::-1], axis=-1)[..., ::-1]
-    ranks = np.empty(x.shape)
-    np.put_along_axis(ranks, order, (start + end) / 2 + 1, axis=-1)
-    return ranks
-
-
-def _components(y: Any, scores: Any) -> tuple[Any, Any, Any, Any]:
-    """DeLong's structural components of ``scores`` (models x samples x rows) for labels ``y`` (samples x
-    rows).
-
-    Ranks within a class come from one ranking with the other class pushed to -inf, so every sample may have
-    its
-    own labels. Returns ``(v10, v01, positives, negatives)``; a component is 0 on rows of the other class.
-    """
-    import numpy as np
-
-    m, n = y.sum(axis=-1), (~y).sum(axis=-1)
-    ranks = _midranks(scores)
-    within_pos = _midranks(np.where(y, scores, -np.inf)) - n[:, None]
-    within_neg = _midranks(np.where(~y, scores, -np.inf)) - m[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v10 = np.where(y, (ranks - within_pos) / n[:, None], 0.0)
-        v01 = np.where(~y, 1.0 - (ranks - within_neg) / m[:, None], 0.0)
-    return v10, v01, m, n
-
-
-def delong_auc_difference(
-    labels: Any, score_champion: Any, score_challenger: Any, level: float = 0.95
-) -> dict[str, Any]:
-    """Binary AUC difference (challenger minus champion) with DeLong's variance of the paired difference.
-
-    Vectorised: 2-D inputs (samples x rows, e.g. simulations) give one result per sample, as arrays. Ranks
-    within
-    each class come from one ranking with the other class pushed to -inf, so every sample may have its own
-    labels.
-
-    Args:
-        labels: 0/1 (or boolean) truth per row.
-        score_champion: The champion's positive-class scores on the same rows.
-        score_challenger: The challenger's.
-        level: Two-sided level of the normal interval.
-
-    Returns:
-        ``{"champion", "challenger", "difference", "se", "ci_low", "ci_high", "rows"}``; NaN when the rows
-        hold a
-        single class.
-    """
-    import numpy as np
-
-    y = np.atleast_2d(np.asarray(labels).astype(bool))
-    scores = np.stack([np.atleast_2d(np.asarray(s, float)) for s in (score_champion, score_challenger)])
-    v10, v01, m, n = _components(y, scores)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        auc = v10.sum(axis=-1) / m
-        diff = auc[1] - auc[0]  # also the mean of each class's component differences
-        d10, d01 = v10[1] - v10[0] - diff[:, None], v01[1] - v01[0] - diff[:, None]
-        var10 = (d10**2 * y).sum(axis=-1) / np.maximum(m - 1, 1) / m
-        var01 = (d01**2 * ~y).sum(axis=-1) / np.maximum(n - 1, 1) / n
-    champion, challenger, diff, se = np.where(
-        (m == 0) | (n == 0), np.nan, [*auc, diff, np.sqrt(var10 + var01)]
-    )
-    half = _z(0.5 + level / 2) * se
-    result = {"champion": champion, "challenger": challenger, "difference": diff, "se": se}
-    result.update({"ci_low": diff - half, "ci_high": diff + half})
-    if np.ndim(labels) == 1:
-        return {**{k: float(v[0]) for k, v in result.items()}, "rows": int(y.shape[1])}
-    return {**result, "rows": y.shape[1]}
-
-
-def delong_ovr_difference(codes: Any, proba_champion: Any, proba_challenger: Any) -> dict[str, float]:
-    """Macro one-vs-rest AUC difference over the classes present, with a DeLong-type variance.
-
-    Each row's influence on the macro difference is the average over classes of its structural component (as a
-    positive of its own class, as a negative of the others); the variance is the sum of squared influences.
-
-    Args:
-        codes: Class index per row (-1: unknown class, left out).
-        proba_champion: rows x classes probabilities of the champion.
-        proba_challenger: The challenger's, same columns.
-    """
-    import numpy as np
-
-    y = np.asarray(codes).astype(int)
-    keep = y >= 0
-    present = [c for c in range(np.asarray(proba_champion).shape[1]) if np.any(y[keep] == c)]
-    nan = float("nan")
-    if len(present) < 2:
-        return {"champion": nan, "challenger": nan, "difference": nan, "se": nan, "rows": int(keep.sum())}
-    keep &= np.isin(y, present)
-    y = y[keep]
-    a, b = np.asarray(proba_champion, float)[keep], np.asarray(proba_challenger, float)[keep]
-    influence = np.zeros(len(y))
-    aucs = np.zeros(2)
-    for c in present:
-        positive = y == c
-        v10, v01, m, n = _components(positive[None, :], np.stack([a[:, c], b[:, c]])[:, None, :])
-        auc = v10.sum(axis=-1)[:, 0] / m[0]
-        aucs += auc / len(present)
-        d10, d01 = (v[1, 0] - v[0, 0] - (auc[1] - auc[0]) for v in (v10, v01))
-        influence += np.where(positive, d10 / m[0], d01 / n[0]) / len(present)
-    return {
-        "champion": float(aucs[0]),
-        "challenger": float(aucs[1]),
-        "difference": float(aucs[1] - aucs[0]),
-        "se": float(math.sqrt((influence**2).sum() * len(y) / max(len(y) - 1, 1))),
-        "rows": int(len(y)),
-    }
 
 
 def _classification_sums(metric_key: str, y: Any, pred_a: Any, pred_b: Any, k: int) -> tuple[Any, Any]:
@@ -329,12 +202,6 @@ def bootstrap_difference(
     }
 
 
-def _z(p: float) -> float:
-    from scipy.stats import norm
-
-    return float(norm.ppf(p))
-
-
 def compare_outputs(
     metric_key: str,
     task: str,
@@ -394,7 +261,7 @@ def compare_outputs(
                 np.column_stack([o.get(prefix + c, zeros) for c in labels]) for o in (champion, challenger)
             )
             result = delong_ovr_difference(np.where(y == unknown, -1, y), a, b)
-            half = _z(0.5 + level / 2) * result["se"]
+            half = z_quantile(0.5 + level / 2) * result["se"]
             result.update({"ci_low": result["difference"] - half, "ci_high": result["difference"] + half})
         else:
             result = bootstrap_difference(metric_key, y, a, b, classes=len(labels) + 1, **options)
@@ -408,7 +275,7 @@ def needed_rows(se: float, rows: int, effect: float | None, alpha: float, power:
     if effect is None or not effect > 0 or not se > 0 or not math.isfinite(se):
         return None
     per_row_var = se**2 * rows
-    return int(math.ceil(per_row_var * (_z(1 - alpha) + _z(power)) ** 2 / effect**2))
+    return int(math.ceil(per_row_var * (z_quantile(1 - alpha) + z_quantile(power)) ** 2 / effect**2))
 
 
 def decide(

@@ -161,7 +161,7 @@ def shadow_analysis(
     )
     if decision.task != BINARY:
         return {**verdict, "auc": None}
-    from driftloop.governance.comparison import delong_auc_difference
+    from driftloop.governance.delong import delong_auc_difference
 
     positive = labelled["label"].astype(str).to_numpy() == decision.classes[1]
     auc = delong_auc_difference(
