@@ -12,9 +12,9 @@ and the sample size a decision would need, then applies a rule:
 MAE, MAPE). A two-sided 95% interval makes each rule a one-sided test at ``alpha = 0.025``.
 
 Methods: binary and one-vs-rest AUC by DeLong's test (:mod:`driftloop.governance.delong`); every other
-metric by a seeded paired bootstrap. Classification metrics depend on a row only through its (truth, champion
-prediction, challenger prediction) cell, so resampling rows is resampling cell counts (one multinomial draw per
-resample, exact). Regression rows are resampled in at most ``BOOTSTRAP_UNITS`` random groups of equal size
+metric by a seeded paired bootstrap. Classification metrics depend on a row only through its (truth,
+champion prediction, challenger prediction) cell, so resampling rows is resampling cell counts (one
+multinomial draw per resample, exact). Regression rows are resampled in at most ``BOOTSTRAP_UNITS`` random groups of equal size
 (each row its own group up to that many rows).
 """
 
