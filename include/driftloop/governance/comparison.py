@@ -14,8 +14,8 @@ MAE, MAPE). A two-sided 95% interval makes each rule a one-sided test at ``alpha
 Methods: binary and one-vs-rest AUC by DeLong's test (:mod:`driftloop.governance.delong`); every other
 metric by a seeded paired bootstrap. Classification metrics depend on a row only through its (truth,
 champion prediction, challenger prediction) cell, so resampling rows is resampling cell counts (one
-multinomial draw per resample, exact). Regression rows are resampled in at most ``BOOTSTRAP_UNITS`` random groups of equal size
-(each row its own group up to that many rows).
+multinomial draw per resample, exact). Regression rows are resampled in at most ``BOOTSTRAP_UNITS`` random
+groups of equal size (each row its own group up to that many rows).
 """
 
 from __future__ import annotations
