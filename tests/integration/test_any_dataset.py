@@ -85,6 +85,32 @@ def expected_live(cfg, decision, predictions, labels) -> dict[str, float]:
     return {"live_macro_f1": float(metrics.f1_score(y, pred, average="macro", zero_division=0))}
 
 
+def fire_once_labels_are_in_a_snapshot(cfg, first_snapshot_rows):
+    """The sensor waits while the drifted period's labels are in no snapshot (a retrain would reproduce the
+    champion), fires once data_pipeline's snapshot holds them, and only once."""
+    from driftloop.data import snapshots
+    from driftloop.monitoring import sensor
+
+    assert sensor.find_drift_trigger(cfg) is None
+    assert snapshots.build_snapshot(cfg)["rows"] > first_snapshot_rows
+    trigger = sensor.find_drift_trigger(cfg)
+    assert trigger is not None and trigger["reason"] in ("drift", "performance")
+    sensor.mark_trigger_fired(cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"])
+    assert sensor.find_drift_trigger(cfg) is None
+    return trigger
+
+
+def assert_every_version_has_its_card(client, model_name):
+    """Every registered version carries a card naming its gate checks (v2's compares it with the champion)."""
+    versions = client.search_model_versions(f"name='{model_name}'")
+    assert len(versions) >= 2
+    for version_id in sorted(str(v.version) for v in versions):
+        card = client.get_model_version(model_name, version_id).description
+        assert card and "floor." in card, (version_id, card)
+        if version_id != "1":
+            assert "beats_champion" in card, (version_id, card)
+
+
 @pytest.mark.parametrize("dataset", CONFIGS)
 def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypatch):
     # A private MLflow store: experiment and model names are per dataset, and other tests use them too.
@@ -95,7 +121,7 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     from driftloop.core.tracking import get_client
     from driftloop.data import ingest, simulate, snapshots
     from driftloop.governance.promotion import promote_model
-    from driftloop.monitoring import monitor, retraining, sensor
+    from driftloop.monitoring import monitor, retraining
     from driftloop.serving import batch_scoring
     from driftloop.training import train
 
@@ -136,11 +162,9 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     assert {name: item.get(name) for name in expected} == pytest.approx(expected, abs=1e-6)
     assert bus.LIVE_DROP in item
 
-    trigger = sensor.find_drift_trigger(cfg)
-    assert trigger is not None and trigger["reason"] in ("drift", "performance")
-    sensor.mark_trigger_fired(cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"])
-    assert sensor.find_drift_trigger(cfg) is None
-
+    trigger = fire_once_labels_are_in_a_snapshot(cfg, snapshot["rows"])
     retrained = train.train_model(cfg, trigger={**trigger, "airflow_run_id": trigger["trigger_run_id"]})
     assert (trained["model_version"], retrained["model_version"]) == ("1", "2")
     assert str(client.get_model_version_by_alias(cfg.registered_model_name, "challenger").version) == "2"
+    promote_model(cfg, retrained["model_version"])  # judged against v1, whatever the verdict
+    assert_every_version_has_its_card(client, cfg.registered_model_name)
