@@ -141,6 +141,7 @@ def test_dataset_closes_the_loop_by_config_alone(dataset, driftloop_env, tmp_pat
     monkeypatch.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({}))  # the matrix config's own small training
     from driftloop.core.config import load_dataset_config
     from driftloop.core.tracking import get_client
+    from driftloop.data import snapshots
     from driftloop.governance.promotion import promote_model
     from driftloop.monitoring import sensor
     from driftloop.training import train
@@ -157,7 +158,11 @@ def test_dataset_closes_the_loop_by_config_alone(dataset, driftloop_env, tmp_pat
 
     monitored = _score_and_monitor(cfg, source)
 
-    # The sensor fires on the strong drift and the retrain is registered and gated.
+    # The sensor waits while the drifted period's labels are in no snapshot (a retrain would reproduce v1),
+    # then fires on the strong drift once data_pipeline's snapshot holds them; the retrain is registered and
+    # gated.
+    assert sensor.find_drift_trigger(cfg) is None
+    assert snapshots.build_snapshot(cfg)["snapshot_hash"] != snapshot["snapshot_hash"]
     trigger = sensor.find_drift_trigger(cfg)
     assert trigger is not None and trigger["reason"] in ("drift", "performance"), monitored
     sensor.mark_trigger_fired(cfg, trigger["monitoring_run_id"], trigger["trigger_run_id"])
