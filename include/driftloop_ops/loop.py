@@ -361,7 +361,8 @@ def drive_closed_loop(
     log: Any = None,
     simulator: Any = None,
 ) -> LoopRecord:
-    """Reference → v1 → [clean batch (no fire)] → drifted batch + late labels → the sensor fires → v2.
+    """Reference → v1 → [clean batch (no fire)] → drifted batch + late labels (of the clean batch, or else of the
+    drifted one) → the sensor fires → v2.
 
     Args:
         runner: :class:`InProcessRunner` or :class:`SchedulerRunner`.
@@ -403,8 +404,9 @@ def drive_closed_loop(
 
     drifted_index = 2 if clean_batch else 1
     simulator.batch(drifted_index, batch_rows, "strong")
-    if clean_batch:
-        simulator.labels(1)
+    # New labelled rows come with the drift: the clean batch's labels, or else the drifted batch's own. Without
+    # them the sensor rightly waits (a retrain on v1's snapshot would reproduce v1).
+    simulator.labels(1)
     known_training = driver.run_ids(TRAINING)
     driver.batch("drift")
     record.queued_after_drift = driver.triggered_runs(TRAINING)
