@@ -361,8 +361,8 @@ def drive_closed_loop(
     log: Any = None,
     simulator: Any = None,
 ) -> LoopRecord:
-    """Reference → v1 → [clean batch (no fire)] → drifted batch + late labels (of the clean batch, or else of the
-    drifted one) → the sensor fires → v2.
+    """Reference → v1 → [clean batch (no fire)] → drifted batch + late labels (the clean batch's, or else the
+    drifted one's) → the sensor fires → v2.
 
     Args:
         runner: :class:`InProcessRunner` or :class:`SchedulerRunner`.
@@ -404,8 +404,8 @@ def drive_closed_loop(
 
     drifted_index = 2 if clean_batch else 1
     simulator.batch(drifted_index, batch_rows, "strong")
-    # New labelled rows come with the drift: the clean batch's labels, or else the drifted batch's own. Without
-    # them the sensor rightly waits (a retrain on v1's snapshot would reproduce v1).
+    # New labelled rows come with the drift: the clean batch's labels, or else the drifted batch's own.
+    # Without them the sensor rightly waits (a retrain on v1's snapshot would reproduce v1).
     simulator.labels(1)
     known_training = driver.run_ids(TRAINING)
     driver.batch("drift")
