@@ -117,9 +117,11 @@ def stage_note(stage: str, result: Any) -> str | None:
     """The DAG run note a stage's result deserves (the grid shows it), or None."""
     if not isinstance(result, dict):
         return None
-    if stage == "promote_model":
+    if stage in ("promote_model", "promote_trained"):
         version, reason = result.get("candidate_version"), result.get("reason", "")
         decision = result.get("decision")
+        if decision == "skipped":
+            return f"nothing registered, nothing to promote: {reason}"
         if decision == "rejected":
             return (
                 f"challenger v{version} rejected (champion stays v{result.get('champion_version')}): {reason}"

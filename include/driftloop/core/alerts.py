@@ -330,6 +330,7 @@ def _ab_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: 
 
 STAGE_ALERTS = {
     "promote_model": _promotion_alerts,
+    "promote_trained": _promotion_alerts,  # the training DAG's promotion of what train_model registered
     "reconcile_champion": _moved_alerts,
     "rollback_champion": _moved_alerts,
     "set_champion": _moved_alerts,
