@@ -118,20 +118,21 @@ def stage_note(stage: str, result: Any) -> str | None:
     if not isinstance(result, dict):
         return None
     if stage in ("promote_model", "promote_trained"):
-        version, reason = result.get("candidate_version"), result.get("reason", "")
-        decision = result.get("decision")
-        if decision == "skipped":
-            return f"nothing registered, nothing to promote: {reason}"
-        if decision == "rejected":
-            return (
-                f"challenger v{version} rejected (champion stays v{result.get('champion_version')}): {reason}"
-            )
-        if decision == "ready":
-            return f"challenger v{version} passed the gate; ready for champion (manual policy): {reason}"
-        return f"v{version} is champion: {reason}"
+        return _promotion_note(result)
     if stage == "mark_trigger_fired" and result.get("detail"):
         return f"fired: {result['detail']} Retraining run {result.get('trigger_run_id')}."
     return None
+
+
+def _promotion_note(result: dict[str, Any]) -> str:
+    version, reason, decision = result.get("candidate_version"), result.get("reason", ""), result.get("decision")
+    if decision == "skipped":
+        return f"nothing registered, nothing to promote: {reason}"
+    if decision == "rejected":
+        return f"challenger v{version} rejected (champion stays v{result.get('champion_version')}): {reason}"
+    if decision == "ready":
+        return f"challenger v{version} passed the gate; ready for champion (manual policy): {reason}"
+    return f"v{version} is champion: {reason}"
 
 
 def verdict_note(stage: str, exc: Exception, args: tuple) -> str:
