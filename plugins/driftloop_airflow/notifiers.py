@@ -125,7 +125,11 @@ def stage_note(stage: str, result: Any) -> str | None:
 
 
 def _promotion_note(result: dict[str, Any]) -> str:
-    version, reason, decision = result.get("candidate_version"), result.get("reason", ""), result.get("decision")
+    version, reason, decision = (
+        result.get("candidate_version"),
+        result.get("reason", ""),
+        result.get("decision"),
+    )
     if decision == "skipped":
         return f"nothing registered, nothing to promote: {reason}"
     if decision == "rejected":
