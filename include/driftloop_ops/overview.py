@@ -203,17 +203,10 @@ def describe_audit(store: Any, cfg: DatasetConfig, limit: int = 20) -> list[dict
     """The newest champion moves (who, from, to, why, gate passed, override); empty without an audit store."""
     if store is None:
         return []
+    from driftloop.governance.audit import COLUMNS
+
     entries = store.entries(cfg.registered_model_name)[-limit:]
-    keys = (
-        "recorded_at",
-        "from_version",
-        "to_version",
-        "actor",
-        "source",
-        "reason",
-        "gate_passed",
-        "override",
-    )
+    keys = [c for c in COLUMNS if c not in ("id", "dataset", "model_name", "evidence")]
     return [{k: e.get(k) for k in keys} for e in reversed(entries)]
 
 
