@@ -26,6 +26,8 @@ SECRET_NAMES = (
     "AIRFLOW_API_SECRET_KEY",
     "AIRFLOW_ADMIN_PASSWORD",
     "MLFLOW_ADMIN_PASSWORD",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY",
+    "DRIFTLOOP_PII_SALT",
 )
 # Every variable docker-compose.yaml requires (``${NAME:?...}``): the secrets plus the admin identities.
 REQUIRED_SECRETS = frozenset(
@@ -34,8 +36,6 @@ REQUIRED_SECRETS = frozenset(
         "AIRFLOW_ADMIN_USERNAME",
         "AIRFLOW_ADMIN_EMAIL",
         "MLFLOW_ADMIN_USERNAME",
-        "MLFLOW_FLASK_SERVER_SECRET_KEY",
-        "DRIFTLOOP_PII_SALT",
     }
 )
 

@@ -582,3 +582,14 @@ def test_docker_compose_config_accepts_a_full_env_and_refuses_a_missing_secret(t
         text=True,
     )
     assert refused.returncode != 0 and "AIRFLOW_FERNET_KEY" in refused.stderr
+
+
+def test_the_container_tests_env_sets_every_variable_compose_requires(raw):
+    """The generated .env of the container tests must satisfy every ``${NAME:?}``: a name missed there only shows
+    in the Docker stage, 40 minutes into CI, as 11 errors."""
+    from tests.containers.harness import Images, generate_env
+
+    required = {m.group(1) for m in VAR_REF.finditer(raw) if m.group(2) == ":?"}
+    env = generate_env(Images(app="a", base="b", postgres="p", redis="r"), 1, 2, 3)
+    assert required - set(env) == set(), f"the container tests' .env misses {sorted(required - set(env))}"
+    assert all(env[name] for name in required), "a required variable is empty in the generated .env"

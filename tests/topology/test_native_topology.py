@@ -178,7 +178,15 @@ def test_closed_loop_retrain_registers_v2_and_aliases_follow_the_gate(loop, mlfl
     assert champion == expected_champion(mlflow, cfg, incumbent="1", candidate="2"), v2.tags[
         bus.GATE_REASON_TAG
     ]
-    assert mlflow.get_model_version_by_alias(model_name, "challenger").version == "2"
+    aliases = {
+        alias: version
+        for version in ("1", "2")
+        for alias in mlflow.get_model_version(model_name, version).aliases
+    }
+    if champion == "2":  # a promoted version keeps no stale challenger alias
+        assert aliases == {"champion": "2"}, aliases
+    else:
+        assert aliases == {"champion": "1", "challenger": "2"}, aliases
 
 
 def test_the_online_service_serves_the_champion_and_logs_to_postgres(loop, stack, mlflow, model_name):

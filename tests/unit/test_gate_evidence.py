@@ -53,6 +53,30 @@ def test_a_multiclass_model_never_predicting_a_present_class_fails_and_a_constan
     assert check["passed"] is False and "(one value)" in check["detail"]
 
 
+def test_a_rare_class_may_go_unpredicted_only_within_the_configured_share(cfg):
+    from dataclasses import replace
+
+    from driftloop.governance.decision_checks import decision_checks
+
+    multi = replace(cfg, task="multiclass", gates=replace(cfg.gates, unpredicted_class_max_share=0.05))
+    decision = Decision("multiclass", ("a", "b", "c", "d"))
+    holdout_df = pd.DataFrame({cfg.target: ["a"] * 50 + ["b"] * 40 + ["c"] * 4 + ["d"] * 6})
+    outputs = {bus.PREDICTION_COLUMN: np.array(["a"] * 55 + ["b"] * 45)}
+    [check] = decision_checks(multi, decision, outputs, holdout_df, None)
+    assert check["passed"] is False  # d holds 6 % > 5 %
+    assert "never predicts ['d']" in check["detail"] and "tolerated unpredicted ['c']" in check["detail"]
+    assert "gates.unpredicted_class_max_share 0.05" in check["detail"] and "6.0%" in check["detail"]
+
+    outputs = {bus.PREDICTION_COLUMN: np.array(["a"] * 50 + ["b"] * 44 + ["d"] * 6)}
+    [check] = decision_checks(multi, decision, outputs, holdout_df, None)
+    assert check["passed"] is True and "tolerated unpredicted ['c']" in check["detail"]
+
+    lenient = replace(multi, gates=replace(multi.gates, unpredicted_class_max_share=0.6))
+    constant = {bus.PREDICTION_COLUMN: np.array(["a"] * 100)}  # one class: degenerate whatever the share
+    [check] = decision_checks(lenient, decision, constant, holdout_df, None)
+    assert check["passed"] is False and "never predicts ['b', 'c', 'd']" in check["detail"]
+
+
 def test_positive_rates_close_together_are_reported_not_flagged(cfg):
     from driftloop.governance.decision_checks import decision_checks
 

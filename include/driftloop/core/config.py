@@ -122,6 +122,9 @@ class GateConfig:
     confidence: OpenShare = 0.95  # two-sided level of the interval; each rule tests one side at (1 - it) / 2
     bootstrap_resamples: Annotated[int, Field(ge=100)] = 2000  # paired bootstrap for metrics other than AUC
     positive_rate_max_ratio: Annotated[float, Field(gt=1)] = 2.0
+    # Multiclass: a class holding at most this share of the holdout may go unpredicted without failing
+    # decision.degenerate (0: every class present must be predicted; one predicted class always fails).
+    unpredicted_class_max_share: Share = 0.0
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,10 @@ def decision_checks(
 ) -> list[dict[str, Any]]:
     """The candidate's decisions on its holdout: never degenerate; binary positive rates side by side.
 
-    ``decision.degenerate`` fails a binary model predicting one class for every row, a multiclass model never
-    predicting a class the holdout holds, a regression model predicting one value, with the counts.
+    ``decision.degenerate`` fails a binary model predicting one class for every row, a multiclass model
+    predicting one class or never predicting a class the holdout holds (beyond
+    ``gates.unpredicted_class_max_share`` of its rows), a regression model predicting one value, with the
+    counts.
     ``decision.positive_rate`` (binary) reports the holdout's predicted-positive rate next to the out-of-fold
     one
     and flags a rate far from it (``gates.positive_rate_max_ratio``); training already fell back in that case.
@@ -51,13 +53,24 @@ def decision_checks(
         ]
     truth, made = _counts(holdout_df[cfg.target]), _counts(predicted)
     if decision.task == task_types.BINARY:
-        missing = [label for label in decision.classes if label not in made]
+        missing, tolerated = [label for label in decision.classes if label not in made], []
     else:
-        missing = [label for label in truth if label not in made]
+        rows, limit = max(len(holdout_df), 1), cfg.gates.unpredicted_class_max_share
+        unpredicted = [label for label in truth if label not in made]
+        tolerated = [label for label in unpredicted if truth[label] / rows <= limit and len(made) > 1]
+        missing = [label for label in unpredicted if label not in tolerated]
     ok = not missing
-    detail = f"predicted {made} on {len(holdout_df)} holdout rows holding {truth}" + (
-        f": never predicts {missing}" if missing else ""
-    )
+    detail = f"predicted {made} on {len(holdout_df)} holdout rows holding {truth}"
+    if missing:
+        detail += f": never predicts {missing}"
+        if decision.task != task_types.BINARY and len(made) > 1:
+            share = max(truth[label] for label in missing) / max(len(holdout_df), 1)
+            detail += (
+                f" (gates.unpredicted_class_max_share {cfg.gates.unpredicted_class_max_share:g} tolerates "
+                f"classes up to that share of the holdout; these reach {share:.1%})"
+            )
+    if tolerated:
+        detail += f"; tolerated unpredicted {tolerated} (at most {cfg.gates.unpredicted_class_max_share:.1%})"
     checks = [{**check_entry("decision.degenerate", ok, made, None, detail), "truth_counts": truth}]
     if decision.task != task_types.BINARY:
         return checks
