@@ -96,7 +96,8 @@ def stack(tmp_path_factory):
 
 
 def run_short_loop() -> dict[str, str]:
-    """Reference → data → v1; a strongly drifted batch → data → inference → monitoring → the sensor fires."""
+    """Reference → data → v1; a strongly drifted batch and its labels → data → inference → monitoring → the
+    sensor fires."""
     from airflow.dag_processing.dagbag import DagBag
 
     from driftloop.core.config import load_dataset_config
@@ -111,6 +112,7 @@ def run_short_loop() -> dict[str, str]:
     for name in (bus.DATA_PIPELINE, bus.TRAINING_PIPELINE):
         runs[name] = runner.start(bus.dag_id(DATASET, name))
     simulator.batch(1, 600, "strong")
+    simulator.labels(1)  # a drifted period without new labels makes the sensor wait instead of firing
     for name in (bus.DATA_PIPELINE, bus.INFERENCE_PIPELINE, bus.MONITORING_PIPELINE, bus.DRIFT_SENSOR):
         runs[name] = runner.start(bus.dag_id(DATASET, name))
     states = {name: runner.finish(bus.dag_id(DATASET, name), run_id)[0] for name, run_id in runs.items()}
