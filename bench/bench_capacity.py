@@ -20,8 +20,7 @@ integer), written as CSV into the landing zone like the simulator does, so the c
 Each stage runs in its own interpreter, so its peak RSS (``VmHWM``, and ``ru_maxrss`` of its children) is its
 own. Per stage it prints seconds, peak MB and seconds / the 600 s per-stage target; per chunked stage, how
 peak memory and time per row grow from the small to the big batch (memory bounded by chunking: ~1.0; linear
-time: ~1.0 per row,
-quadratic: ~4.0). One figure per line.
+time: ~1.0 per row, quadratic: ~4.0). One figure per line.
 
     .venv/bin/python bench/bench_capacity.py [--train-rows 200000] [--batch-rows 250000,1000000] [--keep]
 """

@@ -6,8 +6,7 @@ drifted batch + late labels → the sensor fires → retrain → v2):
 
 * in-process: each DAG with ``dag.test()`` against a real MLflow server (no scheduler, no task launches);
 * scheduler: the embedded stack (``airflow standalone``, LocalExecutor, SQLite) driven through the REST API,
-    where
-  assets and the sensor's trigger start the downstream runs.
+  where assets and the sensor's trigger start the downstream runs.
 
 Where the scheduler's extra time goes is read back from the REST API: time tasks spent executing, time inside
 runs not spent executing (queueing and launching tasks), and time between runs (asset events and triggers

@@ -2,20 +2,17 @@
 one.
 
 On Linux an Airflow 3 task process is a bare ``os.fork()`` of a long-lived worker (LocalExecutor worker or
-Celery
-pool child). This bench reproduces that path without the scheduler: a worker-like process that has imported
-Airflow's executor forks one child per task launch; the child imports a stage's module and the libraries the
-stage imports inside its functions (what a real task does before its first useful line), then reports the time
-since the fork. Three stage profiles (training, drift monitoring, explanation) take turns.
+Celery pool child). This bench reproduces that path without the scheduler: a worker-like process that has
+imported Airflow's executor forks one child per task launch; the child imports a stage's module and the
+libraries the stage imports inside its functions (what a real task does before its first useful line), then
+reports the time since the fork. Three stage profiles (training, drift monitoring, explanation) take turns.
 
 Same run, same machine: first ``LAUNCHES`` launches from the cold worker (today's LocalExecutor), then the
-worker
-calls :func:`driftloop_airflow.preload.preload_stack` (what ``driftloop_airflow.preload.LocalExecutor.start``
-and
-the Celery ``worker_init`` hook do) and the same launches run again. Figures: the median of each, and their
-ratio.
-The scheduler's own latency (queueing, the supervisor's API calls) is not in these figures: bench_loop.py's
-scheduler/in-process ratio covers the whole path.
+worker calls :func:`driftloop_airflow.preload.preload_stack` (what
+``driftloop_airflow.preload.LocalExecutor.start`` and the Celery ``worker_init`` hook do) and the same
+launches run again. Figures: the median of each, and their ratio. The scheduler's own latency (queueing, the
+supervisor's API calls) is not in these figures: bench_loop.py's scheduler/in-process ratio covers the whole
+path.
 """
 
 from __future__ import annotations

@@ -2,15 +2,12 @@
 profile.
 
 What ``training_pipeline`` does after its snapshot exists: :func:`driftloop.training.train.train_model`
-(setup,
-compare, tune, finalize, threshold on folds, holdout score, artifacts, evidence, model logging) then
+(setup, compare, tune, finalize, threshold on folds, holdout score, artifacts, evidence, model logging) then
 :func:`driftloop.governance.promotion.promote_model` (gates, behavioural tests, card). MLflow is a SQLite
-store in
-a temp folder; the config is ``telco_churn.yaml`` unchanged. Prints one figure per line and, with
-``--profile``,
-the 40 functions with the most cumulative time (cProfile) of each phase. Target: train + promote <= 30 s on an
-idle
-2-core machine; the holdout AUC is printed so a faster run can be checked for the same quality.
+store in a temp folder; the config is ``telco_churn.yaml`` unchanged. Prints one figure per line and, with
+``--profile``, the 40 functions with the most cumulative time (cProfile) of each phase. Target: train +
+promote <= 30 s on an idle 2-core machine; the holdout AUC is printed so a faster run can be checked for the
+same quality.
 """
 
 from __future__ import annotations

@@ -3,12 +3,10 @@
 
 Triggered by hand (conf `{"reason": "...", "to_version": "3", "override": false}`; `reason` required): moves
 `champion` to the newest earlier champion in the audit log that passed its gate and was never rolled back
-from, or
-to `to_version` (refused when that version did not pass its gate, unless `override` is true: then audited as
-an
-override), and appends the rollback to the log with the reason and the Airflow run that did it. The next
-`inference_pipeline` run scores with the restored version. The same is
-`driftloop rollback --reason "..." [--to V [--override]]` on the command line.
+from, or to `to_version` (refused when that version did not pass its gate, unless `override` is true: then
+audited as an override), and appends the rollback to the log with the reason and the Airflow run that did it.
+The next `inference_pipeline` run scores with the restored version. The same is `driftloop rollback --reason
+"..." [--to V [--override]]` on the command line.
 
 * **Fails fast** when there is no earlier good champion, the target did not pass its gate, or no reason was
 given.

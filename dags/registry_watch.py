@@ -2,14 +2,10 @@
 ### registry_watch: every move of `champion` is on record
 
 The MLflow registry keeps no history of its aliases, so this DAG compares the registry with Driftloop's audit
-log
-every few minutes and appends an entry for any move of `champion` made outside Driftloop (the MLflow UI or
-REST
-API): when, from which version to which, and whether the new champion had passed the gate (a human override of
-a
-rejected version is allowed and flagged), then rebuilds the model cards of both versions from their logged
-evidence.
-`inference_pipeline` records such moves too before it scores.
+log every few minutes and appends an entry for any move of `champion` made outside Driftloop (the MLflow UI or
+REST API): when, from which version to which, and whether the new champion had passed the gate (a human
+override of a rejected version is allowed and flagged), then rebuilds the model cards of both versions from
+their logged evidence. `inference_pipeline` records such moves too before it scores.
 
 * **Schedule:** `DRIFTLOOP_WATCH_SCHEDULE` (default every 5 minutes; `none` to switch it off).
 * **Idempotent:** a registry that matches the last entry appends nothing.

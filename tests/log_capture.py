@@ -1,8 +1,7 @@
 """Capture what in-process task runs (``dag.test()``) log: every log record and every line written to stderr.
 
 ``dag.test()`` runs tasks in the test process, so their log records and stderr (where MLflow's progress bars
-go,
-which Airflow's task logs show as ERROR lines) are the test process's own.
+go, which Airflow's task logs show as ERROR lines) are the test process's own.
 """
 
 from __future__ import annotations

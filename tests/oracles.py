@@ -37,8 +37,7 @@ def delong_slow(labels: Any, score_a: Any, score_b: Any) -> tuple[float, float]:
     """(AUC difference b - a, its DeLong standard error) from the Mann-Whitney kernel over every pair: O(n^2).
 
     DeLong, DeLong & Clarke-Pearson (1988): psi(x, y) = 1 if x > y, 1/2 if equal, 0 otherwise; V10 of a
-    positive
-    is its mean kernel against the negatives, V01 of a negative its mean against the positives.
+    positive is its mean kernel against the negatives, V01 of a negative its mean against the positives.
     """
     import numpy as np
 
@@ -77,10 +76,8 @@ def expected_champion(client: Any, cfg: Any, incumbent: str, candidate: str) -> 
 
     Floors and the head-to-head on the candidate's holdout are recomputed here with sklearn and the O(n^2)
     DeLong formula (:func:`delong_slow`), decided by the dataset's rule for the version's trigger. The gate's
-    other
-    checks (production window, fairness limits, behavioural tests, latency, size) are taken from the version's
-    recorded failures:
-    each of those has unit tests of its own with models of known behaviour.
+    other checks (production window, fairness limits, behavioural tests, latency, size) are taken from the
+    version's recorded failures: each of those has unit tests of its own with models of known behaviour.
     """
     from driftloop.core.task_types import gate_metric_key
 

@@ -2,8 +2,8 @@
 
 Modules are imported lazily per command so ``driftloop --help`` stays fast. Every sub-command accepts
 ``--dataset`` (before or after the sub-command name) and its handler is called ``_cmd_<command>``. A verdict
-(:class:`driftloop.core.errors.Verdict`) is printed as one line and exits 1; third-party warnings
-are not printed (ours are).
+(:class:`driftloop.core.errors.Verdict`) is printed as one line and exits 1; third-party warnings are not
+printed (ours are).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
         The process exit code: 0 on success, 1 when the command reports a failure or a verdict, 2 on usage
-            errors.
+        errors.
     """
     from driftloop.core.errors import Verdict
 

@@ -2,9 +2,8 @@
 quarantine, KPIs.
 
 Read from what already exists: MLflow (one registry search and one run search per experiment, whatever the
-number
-of versions), the state folders (ingest manifests, quarantine reasons) and the champion audit log. No Airflow
-import: the Airflow plugin (``driftloop_airflow.view``) serves this as JSON and HTML.
+number of versions), the state folders (ingest manifests, quarantine reasons) and the champion audit log. No
+Airflow import: the Airflow plugin (``driftloop_airflow.view``) serves this as JSON and HTML.
 """
 
 from __future__ import annotations
@@ -70,8 +69,8 @@ def describe_versions(
     links.
 
     One registered-model read (aliases), one registry search (newest first), one read per aliased version
-    older
-    than those, and one training-run search for exactly these versions' runs: never one call per version.
+    older than those, and one training-run search for exactly these versions' runs: never one call per
+    version.
 
     Returns:
         The versions, newest first, and ``{alias: version}``.
@@ -340,8 +339,7 @@ def build_overview(
         datasets: Only these datasets (e.g. the DAG-level view); default all usable ones.
         runs_n: Monitoring runs per dataset.
         serving_url: Online serving base URL for p99 and 5xx; default ``settings.serving_url``; skipped when
-        empty.
-        workers: Datasets read in parallel (the MLflow calls are I/O).
+        empty. workers: Datasets read in parallel (the MLflow calls are I/O).
 
     Returns:
         ``{"datasets": [...], "refused": [...], "serving": {...}, "mlflow_ui_url": ...}``.

@@ -3,9 +3,8 @@
 The module table (from docstrings), the bus reference (from :mod:`driftloop.core.bus` itself), the environment
 variables (from the fields of :class:`driftloop.core.settings.Settings`) and the CLI commands (from
 ``driftloop.cli.build_parser``). A document carries each generated table between ``<!-- <name>:begin -->`` and
-``<!-- <name>:end -->``.
-``python -m driftloop_ops.reference`` rewrites every section of every document listed in :data:`DOCUMENTS`;
-``--check`` only reports the stale ones (exit 1). A test runs the check.
+``<!-- <name>:end -->``. ``python -m driftloop_ops.reference`` rewrites every section of every document listed
+in :data:`DOCUMENTS`; ``--check`` only reports the stale ones (exit 1). A test runs the check.
 """
 
 from __future__ import annotations
@@ -91,10 +90,8 @@ def bus_table() -> str:
     """Every constant, function and manifest of :mod:`driftloop.core.bus`, in the module's order and sections.
 
     A ``# ----`` line followed by a comment starts a section; other comment lines above a constant head a
-    group
-    inside it; an end-of-line comment is the constant's note. Nothing is listed by hand, so a new constant
-    shows
-    up here as soon as it is added to the bus.
+    group inside it; an end-of-line comment is the constant's note. Nothing is listed by hand, so a new
+    constant shows up here as soon as it is added to the bus.
     """
     from driftloop.core import bus
 

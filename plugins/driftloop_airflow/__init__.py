@@ -3,8 +3,7 @@ translation.
 
 Every DAG file builds its DAG once per dataset config (:mod:`driftloop_airflow.factory`); the helpers here
 take the dataset explicitly. Only light imports here: DAG files import this at parse time. At parse time only
-    the
-process settings that shape a DAG (schedules, retries, owner) and the dataset catalog (which configs,
+the process settings that shape a DAG (schedules, retries, owner) and the dataset catalog (which configs,
 validated without overrides) are read; each task loads its dataset's config with
 ``DRIFTLOOP_CONFIG_OVERRIDES`` when it runs, so a bad override fails the tasks with a message naming the
 variable instead of breaking every DAG's import.
@@ -29,8 +28,8 @@ def dag_settings() -> Settings:
     """The process settings that shape a DAG, read when the DAG is built.
 
     Read on every parse, not once when this module is first imported: a process that parses the DAG folder
-        more
-    than once (a test session, ``airflow dags test``) must build each DAG from the environment of that parse.
+    more than once (a test session, ``airflow dags test``) must build each DAG from the environment of that
+    parse.
     """
     return Settings.from_env()
 
@@ -116,11 +115,10 @@ def run_stage(
     The config is loaded here, when the task runs, with ``DRIFTLOOP_CONFIG_OVERRIDES`` applied.
 
     Args:
-        dataset: Dataset config name (the factory's closure: the DAG's own dataset).
-        stage_fn: Package function taking ``(cfg, *args, settings=..., **kwargs)``.
-        *args: Positional arguments after the config.
-        skip_on: Verdicts that mean "nothing to do yet" for this task: they skip it instead of failing it.
-        **kwargs: Keyword arguments.
+        dataset: Dataset config name (the factory's closure: the DAG's own dataset). stage_fn: Package
+        function taking ``(cfg, *args, settings=..., **kwargs)``. *args: Positional arguments after the
+        config. skip_on: Verdicts that mean "nothing to do yet" for this task: they skip it instead of failing
+        it. **kwargs: Keyword arguments.
     """
     import os
 

@@ -1,10 +1,9 @@
 """Task deep links into the MLflow UI: "MLflow run" (the run the task logged) and "Model version" (the version
-it
-registered, scored with or promoted), read from the small dict the task returned (its XCom ``return_value``).
+it registered, scored with or promoted), read from the small dict the task returned (its XCom
+``return_value``).
 
 They are global operator links: the api-server computes them when the UI asks, reading the task's XCom from
-the
-metadata DB. A task that returned no run id or version gets no link (empty), never the MLflow root.
+the metadata DB. A task that returned no run id or version gets no link (empty), never the MLflow root.
 """
 
 from __future__ import annotations

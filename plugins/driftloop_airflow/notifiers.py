@@ -6,8 +6,7 @@ returned); a task that failed after its retries alerts through :class:`Driftloop
 ``on_failure_callback``. Both send through :func:`driftloop.core.alerts.dispatch_alerts`: one alert per event
 (dedupe key), and a channel that fails is a WARNING, never a failed task. Channels come from the settings:
 ``DRIFTLOOP_ALERT_WEBHOOK_URL`` and ``DRIFTLOOP_ALERT_SMTP_CONN_ID`` with ``DRIFTLOOP_ALERT_EMAIL_TO``; with
-none
-set, nothing is sent.
+none set, nothing is sent.
 """
 
 from __future__ import annotations

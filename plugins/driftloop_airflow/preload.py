@@ -15,12 +15,10 @@ triggerer or a DAG parse (this module itself imports nothing heavy):
   (SimpleAuthManager).
 - ``AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=driftloop_airflow.preload.CELERY_CONFIG``: the provider's default
   Celery config, plus a ``worker_init`` handler (Celery sends that signal in a worker's main process only,
-  before
-  the pool children are forked).
+  before the pool children are forked).
 
 Only third-party modules are preloaded: ``driftloop`` itself is imported by each task, so a code change needs
-no
-scheduler or worker restart.
+no scheduler or worker restart.
 """
 
 from __future__ import annotations

@@ -38,9 +38,8 @@ class DriftTrigger(BaseTrigger):
             forever.
 
     Events:
-        ``{"status": "fired", "trigger": {...}}``, ``{"status": "timeout", "checks": n}`` or
-        ``{"status": "error", "message": ...}`` for a verdict (a broken dataset config) that waiting cannot
-        fix.
+        ``{"status": "fired", "trigger": {...}}``, ``{"status": "timeout", "checks": n}`` or ``{"status":
+        "error", "message": ...}`` for a verdict (a broken dataset config) that waiting cannot fix.
     """
 
     def __init__(self, dataset: str, poll_s: float, timeout_s: float) -> None:

@@ -2,12 +2,10 @@
 strip).
 
 Mounted at :data:`URL_PREFIX` by ``plugins/driftloop_plugin.py`` (``fastapi_apps``), shown in Airflow's
-navigation
-and on each Driftloop DAG's page (``external_views``) and as a strip on the home dashboard (``react_apps``).
-Plugin routes get no Airflow authentication of their own: every data route requires the Airflow login
-(:data:`GetUserDep`; the DAG-level routes also ``requires_access_dag``), the HTML pages send an anonymous
-browser
-to Airflow's login page. Only the dashboard bundle (static JavaScript, no data) is public.
+navigation and on each Driftloop DAG's page (``external_views``) and as a strip on the home dashboard
+(``react_apps``). Plugin routes get no Airflow authentication of their own: every data route requires the
+Airflow login (:data:`GetUserDep`; the DAG-level routes also ``requires_access_dag``), the HTML pages send an
+anonymous browser to Airflow's login page. Only the dashboard bundle (static JavaScript, no data) is public.
 """
 
 from __future__ import annotations

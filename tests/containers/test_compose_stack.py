@@ -193,7 +193,7 @@ def loop(stack, airflow, mlflow_client, telco):
         telco,
         mlflow_client,
         # The drifted batch's labels grow the 1,000 reference rows by 40 %, under retrain_min_growth (50 %):
-        # the sensor's retrain is the only one (at 800 rows the scheduler would also start a new-data retrain).
+        # the sensor's retrain is the only one (800 rows would also start a new-data retrain).
         batch_rows=400,
         clean_batch=False,
         sensor_again=False,

@@ -1,6 +1,5 @@
 """Issue #17: a bootstrapped contract accepts its own source, unlabelled rows never reach training, and a
-snapshot
-that cannot train is a verdict naming the cause."""
+snapshot that cannot train is a verdict naming the cause."""
 
 from __future__ import annotations
 

@@ -2,16 +2,12 @@
 alone.
 
 Each dataset is a config file in ``tests/data/matrix_configs/`` (data, not code; docs/datasets.md lists them
-with
-their shapes and what each exercises). The test copies it into a temporary config folder, bootstraps its
-contract
-there (``driftloop contract bootstrap``), then runs the functions the DAG tasks call, in this process:
-reference →
-ingest → snapshot → training → gate → a drifted batch scored → late labels → monitoring → the sensor → the
-retrain → its gate. It checks that the loop closes, that predictions are in the dataset's vocabulary, that
-every
-registered version has a card, and that every row is accounted for: received = accepted + quarantined, and
-snapshot rows + unlabelled rows excluded = labelled rows received.
+with their shapes and what each exercises). The test copies it into a temporary config folder, bootstraps its
+contract there (``driftloop contract bootstrap``), then runs the functions the DAG tasks call, in this
+process: reference → ingest → snapshot → training → gate → a drifted batch scored → late labels → monitoring →
+the sensor → the retrain → its gate. It checks that the loop closes, that predictions are in the dataset's
+vocabulary, that every registered version has a card, and that every row is accounted for: received = accepted
++ quarantined, and snapshot rows + unlabelled rows excluded = labelled rows received.
 
 Failures (a) and (b) of issue #17 are ``hitters_names`` (player names such as "-Andy Allanson" as ids) and
 ``hitters`` (59 of 322 players without a salary). Training is small: logistic or linear regression, two folds,

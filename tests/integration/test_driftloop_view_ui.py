@@ -1,13 +1,10 @@
 """The Driftloop view inside the Airflow UI, in a real browser (Playwright + Debian's Chromium).
 
 A short loop runs with ``dag.test()`` (reference data → v1 champion → a drifted batch scored and monitored →
-the
-sensor fires; the retrain it queues is not run), then Airflow's real api-server serves the plugin from the
-same
-metadata DB. The browser logs in through Airflow's login form, opens the Driftloop view, follows a task's
+the sensor fires; the retrain it queues is not run), then Airflow's real api-server serves the plugin from the
+same metadata DB. The browser logs in through Airflow's login form, opens the Driftloop view, follows a task's
 "MLflow run" link to that run's page in the MLflow UI, and an anonymous browser is refused. Screenshots are
-kept in
-``artifacts/screenshots/``. Without Chromium the test skips locally and fails under ``CI=true``.
+kept in ``artifacts/screenshots/``. Without Chromium the test skips locally and fails under ``CI=true``.
 """
 
 from __future__ import annotations

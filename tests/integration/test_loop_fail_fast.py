@@ -2,12 +2,9 @@
 seconds.
 
 The dataset is issue #17's failure (a): ISLR Hitters with player names ("-Andy Allanson") as ids, with the
-contract
-an older bootstrap wrote (formula check on for the id column). The reference file is quarantined whole, the
-data
-run fails, and the driver must stop there with the quarantine report, instead of waiting for a training run
-that
-cannot come.
+contract an older bootstrap wrote (formula check on for the id column). The reference file is quarantined
+whole, the data run fails, and the driver must stop there with the quarantine report, instead of waiting for a
+training run that cannot come.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Models are plain scikit-learn pipelines on the raw telco features (milliseconds 
 the way training registers them (cloudpickle, a signature, holdout metrics, the drift reference artifact), so
 the service, the export to monitoring and the drift sensor all work on them. The wrappers below misbehave on
 purpose: one fails on a magic value, one is slow; they live in an importable module so worker processes
-    unpickle them.
+unpickle them.
 """
 
 from __future__ import annotations

@@ -585,8 +585,8 @@ def test_docker_compose_config_accepts_a_full_env_and_refuses_a_missing_secret(t
 
 
 def test_the_container_tests_env_sets_every_variable_compose_requires(raw):
-    """The generated .env of the container tests must satisfy every ``${NAME:?}``: a name missed there only shows
-    in the Docker stage, 40 minutes into CI, as 11 errors."""
+    """The generated .env of the container tests must satisfy every ``${NAME:?}``: a name missed there only
+    shows in the Docker stage, 40 minutes into CI, as 11 errors."""
     from tests.containers.harness import Images, generate_env
 
     required = {m.group(1) for m in VAR_REF.finditer(raw) if m.group(2) == ":?"}

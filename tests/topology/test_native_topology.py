@@ -4,8 +4,7 @@ auth.
 The closed loop runs through the real scheduler: the test only drops files in the landing zone and triggers
 ``data_pipeline`` and ``drift_sensor`` through the REST API; assets start training, inference and monitoring,
 and the sensor starts the retrain. Then two faults on the same stack: a Celery worker killed with SIGKILL in
-    the
-middle of a training task, and the MLflow server stopped while a training task runs.
+the middle of a training task, and the MLflow server stopped while a training task runs.
 """
 
 from __future__ import annotations
@@ -125,7 +124,7 @@ def loop(stack, dags_ready, mlflow):
         mlflow,
         settings,
         # The drifted batch's labels grow the 1,000 reference rows by 40 %, under retrain_min_growth (50 %):
-        # the sensor's retrain is the only one (at 800 rows the scheduler would also start a new-data retrain).
+        # the sensor's retrain is the only one (800 rows would also start a new-data retrain).
         batch_rows=400,
         clean_batch=False,
         sensor_again=False,

@@ -2,11 +2,9 @@
 
 Models are simulated with known truth: binormal scores ``mu * y + noise`` have AUC ``Phi(mu / sqrt(2))``, so a
 challenger can be made exactly as good as the champion, better by a stated effect, or worse by exactly the
-margin.
-Each scenario is replayed over 400 seeds and the share of seeds the rule passes is compared with what the rule
-promises: at most ``alpha`` (+ three binomial standard errors) for a false promotion, about 80% at the rows
-the
-comparison itself says give 80% power.
+margin. Each scenario is replayed over 400 seeds and the share of seeds the rule passes is compared with what
+the rule promises: at most ``alpha`` (+ three binomial standard errors) for a false promotion, about 80% at
+the rows the comparison itself says give 80% power.
 """
 
 from __future__ import annotations
@@ -33,8 +31,7 @@ def binormal_mu(auc: float) -> float:
 
 def simulate_scores(rng, shape, auc_champion: float, auc_challenger: float, rho: float = 0.8):
     """(positives, champion scores, challenger scores) of ``shape`` (samples x rows): binormal scores with
-    noise
-    correlated by ``rho`` (two models of the same data make correlated errors), 30% positives."""
+    noise correlated by ``rho`` (two models of the same data make correlated errors), 30% positives."""
     y = rng.random(shape) < 0.3
     e1 = rng.normal(size=shape)
     e2 = rho * e1 + np.sqrt(1 - rho**2) * rng.normal(size=shape)

@@ -1,8 +1,6 @@
 """The gate's evidence: degenerate decisions fail with their counts, positive rates side by side, the
-threshold
-fallback, and the head-to-head comparison's numbers in the report and on the version (checked against sklearn
-and
-the O(n^2) DeLong formula, not against the gate's own functions)."""
+threshold fallback, and the head-to-head comparison's numbers in the report and on the version (checked
+against sklearn and the O(n^2) DeLong formula, not against the gate's own functions)."""
 
 from __future__ import annotations
 

@@ -2,17 +2,12 @@
 once.
 
 An :class:`Alert` carries its kind, dataset, headline, numbers and links, and a dedupe key naming the event
-(the
-monitoring run that fired, the version the gate rejected, the failed task's run). :func:`dispatch_alerts`
-claims
-each key in the state folder (``$DRIFTLOOP_HOME/alerts/sent/``, one file per key, created exclusively) before
-it
-sends, so a retried task or a second caller never alerts twice. A channel that fails is logged as a WARNING
-and
-never fails the caller. Channels here need no Airflow: :class:`WebhookChannel` posts a Slack-compatible JSON
-body
-(``text`` plus ``blocks``, and the alert itself under ``driftloop``); the email channel, which goes through
-Airflow's SMTP provider, lives in ``driftloop_airflow.notifiers``.
+(the monitoring run that fired, the version the gate rejected, the failed task's run). :func:`dispatch_alerts`
+claims each key in the state folder (``$DRIFTLOOP_HOME/alerts/sent/``, one file per key, created exclusively)
+before it sends, so a retried task or a second caller never alerts twice. A channel that fails is logged as a
+WARNING and never fails the caller. Channels here need no Airflow: :class:`WebhookChannel` posts a
+Slack-compatible JSON body (``text`` plus ``blocks``, and the alert itself under ``driftloop``); the email
+channel, which goes through Airflow's SMTP provider, lives in ``driftloop_airflow.notifiers``.
 
 :func:`alerts_for_stage` turns a stage function's result into the alerts it calls for, by the function's name.
 """
@@ -349,10 +344,8 @@ def alerts_for_stage(
 
     Args:
         stage: The stage function's name (a key of :data:`STAGE_ALERTS`, e.g. ``promote_model``).
-        dataset: Dataset config name.
-        model_name: The dataset's registered model.
-        result: What the stage function returned.
-        settings: Process settings (link bases).
+        dataset: Dataset config name. model_name: The dataset's registered model. result: What the stage
+        function returned. settings: Process settings (link bases).
     """
     build = STAGE_ALERTS.get(stage)
     if build is None or not isinstance(result, dict):

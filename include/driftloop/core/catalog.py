@@ -1,11 +1,9 @@
 """The dataset catalog: which dataset configs one deployment serves, each usable or refused with a reason.
 
 The Airflow DAG factory (``driftloop_airflow.factory``) reads it when a DAG file is parsed, so it stays cheap
-and
-pure: PyYAML (its C loader when present) and the package's config validation, no I/O beyond reading the
-    configs.
-``DRIFTLOOP_CONFIG_OVERRIDES`` is not applied here; it is applied when a task loads its config, so a bad
-override fails tasks, not parsing.
+and pure: PyYAML (its C loader when present) and the package's config validation, no I/O beyond reading the
+configs. ``DRIFTLOOP_CONFIG_OVERRIDES`` is not applied here; it is applied when a task loads its config, so a
+bad override fails tasks, not parsing.
 
 A dataset config is ``<config_dir>/<name>.yaml``. Files named ``<name>.<kind>.yaml`` are companions of a
 config (``telco_churn.contract.yaml``, ``telco_churn.behaviour.yaml``), and so is any file a config names as

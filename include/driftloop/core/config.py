@@ -1,14 +1,12 @@
 """Dataset configs: one YAML file per dataset, validated into :class:`DatasetConfig`.
 
 Every section is a pydantic dataclass: types, ranges and choices are checked when the config is built, unknown
-keys
-are refused, and a :class:`ConfigError` names the file and the key (``x.yaml: training.folds: Input should be
-a
-valid integer``). A new key is one line in its section, e.g. ``margin: NonNegativeFloat = 0.0`` or
+keys are refused, and a :class:`ConfigError` names the file and the key (``x.yaml: training.folds: Input
+should be a valid integer``). A new key is one line in its section, e.g. ``margin: NonNegativeFloat = 0.0`` or
 ``rule: Literal["floor", "margin"] = "floor"``; the YAML key is the field name. Reading a config changes
-nothing on disk or in MLflow, so DAG files may import this module at
-parse time (it needs PyYAML and pydantic, which Airflow itself imports). Process settings are
-:mod:`driftloop.core.settings`; the state layout is :mod:`driftloop.core.state`.
+nothing on disk or in MLflow, so DAG files may import this module at parse time (it needs PyYAML and pydantic,
+which Airflow itself imports). Process settings are :mod:`driftloop.core.settings`; the state layout is
+:mod:`driftloop.core.state`.
 """
 
 from __future__ import annotations
@@ -43,8 +41,7 @@ def dataclass(*, frozen: bool = True) -> Any:
 
     Fields are declared like standard dataclass fields (``name: type = default``); a range or a choice goes in
     the type (``PositiveInt``, ``Share``, ``Literal["auto", "manual"]``). ``dataclasses.replace`` keeps
-    working
-    and validates the copy.
+    working and validates the copy.
     """
     return _pydantic_dataclass(frozen=frozen, config=ConfigDict(extra="forbid"))
 
@@ -97,12 +94,11 @@ class GateConfig:
 
     Against a champion the gate decides on a paired comparison (:mod:`driftloop.governance.comparison`): the
     ``confidence`` interval of the improvement on the same rows. ``superiority`` passes when its lower bound
-    is
-    above ``min_improvement``; ``non_inferiority`` when it is above ``-margin``. ``rule`` picks one for every
-    retrain; left empty, drift- and performance-triggered retrains use ``rule_on_drift`` (non-inferiority: a
-    model trained on newer data serves unless it is credibly worse) and new-data, manual and other retrains
-    use
-    ``rule_on_new_data`` (superiority: a working champion is replaced only on evidence of a better model).
+    is above ``min_improvement``; ``non_inferiority`` when it is above ``-margin``. ``rule`` picks one for
+    every retrain; left empty, drift- and performance-triggered retrains use ``rule_on_drift``
+    (non-inferiority: a model trained on newer data serves unless it is credibly worse) and new-data, manual
+    and other retrains use ``rule_on_new_data`` (superiority: a working champion is replaced only on evidence
+    of a better model).
     """
 
     primary_metric: str = ""  # default per task: AUC (binary), macro_f1 (multiclass), RMSE (regression)

@@ -104,9 +104,8 @@ def waiting_for_labels(
     """Why a drift retrain on ``snapshot_hash`` would register a duplicate, or None when it would not.
 
     A drift retrain needs labels of the drifted period; while none arrived, the newest training snapshot is
-    the one
-    the champion was trained on (its ``bus.SNAPSHOT_HASH_TAG``), and training on it again reproduces the
-    champion.
+    the one the champion was trained on (its ``bus.SNAPSHOT_HASH_TAG``), and training on it again reproduces
+    the champion.
     """
     champion = resolve_alias(cfg, CHAMPION, settings)
     if champion is None or not snapshot_hash:

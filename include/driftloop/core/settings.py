@@ -1,12 +1,11 @@
 """Process settings: the only reader of environment variables in Driftloop.
 
 Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files
-may
-import this module at parse time. Each setting is one field of :class:`Settings`, written once: its
-environment
-variable, its default and its description (the configuration tables of the README and ``docs/serving.md`` are
-generated from these fields by ``python -m driftloop_ops.reference``). A new setting is one field:
-``alert_url: str = _setting("DRIFTLOOP_ALERT_URL", "", "where alerts go")``, then regenerate the docs.
+may import this module at parse time. Each setting is one field of :class:`Settings`, written once: its
+environment variable, its default and its description (the configuration tables of the README and
+``docs/serving.md`` are generated from these fields by ``python -m driftloop_ops.reference``). A new setting
+is one field: ``alert_url: str = _setting("DRIFTLOOP_ALERT_URL", "", "where alerts go")``, then regenerate the
+docs.
 """
 
 from __future__ import annotations
@@ -52,12 +51,9 @@ class Settings(BaseSettings):
     """Process settings: the only reader of environment variables in Driftloop.
 
     Build them with :meth:`from_env`; each field's ``validation_alias`` is its environment variable. The JSON
-    in
-    ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is
-    loaded,
-    so a malformed value fails the tasks that load a config, with a message naming the variable, instead of
-    the
-    import of every DAG file.
+    in ``DRIFTLOOP_CONFIG_OVERRIDES`` is kept raw and parsed by :attr:`overrides` when a dataset config is
+    loaded, so a malformed value fails the tasks that load a config, with a message naming the variable,
+    instead of the import of every DAG file.
     """
 
     model_config = SettingsConfigDict(

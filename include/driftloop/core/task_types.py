@@ -3,17 +3,14 @@
 A model version carries a :class:`Decision` (task, class vocabulary, binary threshold), recorded as tags when
 it is trained and read back by everything that scores with it. Targets are encoded the same way for training,
 the gate and monitoring: binary targets to 1 for the positive label and 0 otherwise; multiclass targets to the
-    index of the
-label in the version's class list; regression targets to floats. Predictions go back to the dataset's own
-labels.
+index of the label in the version's class list; regression targets to floats. Predictions go back to the
+dataset's own labels.
 
 * **Metrics** (holdout and live): binary AUC, F1, precision, recall, accuracy; multiclass macro-F1,
-    one-vs-rest
-  AUC, accuracy; regression RMSE, MAE, R2, MAPE. :data:`LOWER_IS_BETTER` names the metrics where smaller wins,
-  so floors become ceilings and "beats the champion" means a smaller error.
+  one-vs-rest AUC, accuracy; regression RMSE, MAE, R2, MAPE. :data:`LOWER_IS_BETTER` names the metrics where
+  smaller wins, so floors become ceilings and "beats the champion" means a smaller error.
 * **Outputs** of a model on rows (:meth:`Decision.predict`): the prediction in the dataset's labels (or the
-    value),
-  the binary positive-class score, the multiclass per-class probabilities.
+  value), the binary positive-class score, the multiclass per-class probabilities.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Ingestion: landing zone → validated batches and labels, with every rejected file or row quarantined.
 
 Every file in the landing zone ends in exactly one place: its accepted rows in ``batches/`` (or ``labels/``),
-    its
-rejected rows in ``quarantine/<batch_id>/rows.parquet`` with a per-row ``_reason``, and the original file in
-``archive/<batch_id>/`` (accepted) or ``quarantine/<batch_id>/`` (rejected whole, with ``reason.json``).
-A manifest (:class:`driftloop.core.bus.BatchManifest`) is written last, so it marks a batch as done; reruns
-find it and never write a batch twice.
+its rejected rows in ``quarantine/<batch_id>/rows.parquet`` with a per-row ``_reason``, and the original file
+in ``archive/<batch_id>/`` (accepted) or ``quarantine/<batch_id>/`` (rejected whole, with ``reason.json``). A
+manifest (:class:`driftloop.core.bus.BatchManifest`) is written last, so it marks a batch as done; reruns find
+it and never write a batch twice.
 """
 
 from __future__ import annotations

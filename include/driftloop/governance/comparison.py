@@ -92,8 +92,7 @@ def _label_metric(metric_key: str, sums: Any, k: int) -> tuple[Any, Any]:
 
 def _regression_units(y: Any, pred_a: Any, pred_b: Any, seed: int) -> Any:
     """Per-unit sums (units x 10): rows, then per model squared error, absolute error, APE sum; y and y^2
-    sums,
-    nonzero-truth rows. At most ``BOOTSTRAP_UNITS`` random groups of rows of equal size."""
+    sums, nonzero-truth rows. At most ``BOOTSTRAP_UNITS`` random groups of rows of equal size."""
     import numpy as np
 
     nonzero = np.abs(y) > 1e-12
@@ -144,10 +143,9 @@ def bootstrap_difference(
 
     Args:
         metric_key: F1, precision, recall, accuracy, macro-F1 (class codes 0..classes-1), RMSE, MAE, MAPE or
-        R2.
-        truth: Encoded truth (0/1 binary, class codes, or values); predictions are encoded alike.
-        pred_champion: The champion's predictions; ``pred_challenger`` the challenger's.
-        classes: Number of classes (macro-F1); ``level``: two-sided level of the percentile interval;
+        R2. truth: Encoded truth (0/1 binary, class codes, or values); predictions are encoded alike.
+        pred_champion: The champion's predictions; ``pred_challenger`` the challenger's. classes: Number of
+        classes (macro-F1); ``level``: two-sided level of the percentile interval;
             ``resamples``, ``seed``: of the resampling.
 
     Returns:
@@ -270,8 +268,8 @@ def compare_outputs(
 
 def needed_rows(se: float, rows: int, effect: float | None, alpha: float, power: float = POWER) -> int | None:
     """Rows a one-sided test at ``alpha`` needs to detect ``effect`` with ``power``, given the per-row
-    variance
-    implied by the observed standard error (``se**2 * rows``). None without a positive effect or variance."""
+    variance implied by the observed standard error (``se**2 * rows``). None without a positive effect or
+    variance."""
     if effect is None or not effect > 0 or not se > 0 or not math.isfinite(se):
         return None
     per_row_var = se**2 * rows
@@ -284,12 +282,10 @@ def decide(
     """Apply a decision rule to a paired comparison (:func:`compare_outputs`).
 
     Args:
-        comparison: The comparison.
-        metric_key: The metric compared (its direction decides what an improvement is).
-        rule: ``superiority`` or ``non_inferiority``.
-        min_improvement: Superiority: the improvement's lower bound must exceed this (metric units).
-        margin: Non-inferiority: the improvement's lower bound must exceed minus this; for error metrics a
-        share
+        comparison: The comparison. metric_key: The metric compared (its direction decides what an improvement
+        is). rule: ``superiority`` or ``non_inferiority``. min_improvement: Superiority: the improvement's
+        lower bound must exceed this (metric units). margin: Non-inferiority: the improvement's lower bound
+        must exceed minus this; for error metrics a share
             of the champion's value (their units depend on the target), otherwise metric units.
 
     Returns:

@@ -34,10 +34,9 @@ def decision_checks(
     ``decision.degenerate`` fails a binary model predicting one class for every row, a multiclass model
     predicting one class or never predicting a class the holdout holds (beyond
     ``gates.unpredicted_class_max_share`` of its rows), a regression model predicting one value, with the
-    counts.
-    ``decision.positive_rate`` (binary) reports the holdout's predicted-positive rate next to the out-of-fold
-    one
-    and flags a rate far from it (``gates.positive_rate_max_ratio``); training already fell back in that case.
+    counts. ``decision.positive_rate`` (binary) reports the holdout's predicted-positive rate next to the
+    out-of-fold one and flags a rate far from it (``gates.positive_rate_max_ratio``); training already fell
+    back in that case.
     """
     import numpy as np
 

@@ -42,8 +42,7 @@ def _components(y: Any, scores: Any) -> tuple[Any, Any, Any, Any]:
     rows).
 
     Ranks within a class come from one ranking with the other class pushed to -inf, so every sample may have
-    its
-    own labels. Returns ``(v10, v01, positives, negatives)``; a component is 0 on rows of the other class.
+    its own labels. Returns ``(v10, v01, positives, negatives)``; a component is 0 on rows of the other class.
     """
     import numpy as np
 
@@ -63,9 +62,8 @@ def delong_auc_difference(
     """Binary AUC difference (challenger minus champion) with DeLong's variance of the paired difference.
 
     Vectorised: 2-D inputs (samples x rows, e.g. simulations) give one result per sample, as arrays. Ranks
-    within
-    each class come from one ranking with the other class pushed to -inf, so every sample may have its own
-    labels.
+    within each class come from one ranking with the other class pushed to -inf, so every sample may have its
+    own labels.
 
     Args:
         labels: 0/1 (or boolean) truth per row.
@@ -75,8 +73,7 @@ def delong_auc_difference(
 
     Returns:
         ``{"champion", "challenger", "difference", "se", "ci_low", "ci_high", "rows"}``; NaN when the rows
-        hold a
-        single class.
+        hold a single class.
     """
     import numpy as np
 

@@ -1,20 +1,15 @@
 """Fairness per sensitive attribute with fairlearn: group metrics, parity gaps and a plot.
 
 For every attribute in the dataset config's ``sensitive`` list, ``fairlearn.metrics.MetricFrame`` gives per
-group
-the row count, confusion matrix, selection rate, true and false positive rates and precision; the
-demographic-parity
-difference (largest gap in selection rate) and the equalized-odds difference (largest gap in TPR or FPR)
-summarise
-them. Multiclass tasks get per group the accuracy and the selection rate of every class (the share of the
-group's
-rows predicted as that class), summarised by the accuracy gap and the largest per-class selection-rate gap;
-regression tasks get per group the mean absolute error and the mean prediction, summarised by the MAE gap.
-Numeric attributes are binned by the edges in ``fairness.bins``, or into quartiles when no edges are
-configured;
-rows whose sensitive value is missing form their own group, ``missing``. The same function serves the gate (on
-the
-holdout) and monitoring (on labelled production rows), so a growing gap is a metric history in MLflow.
+group the row count, confusion matrix, selection rate, true and false positive rates and precision; the
+demographic-parity difference (largest gap in selection rate) and the equalized-odds difference (largest gap
+in TPR or FPR) summarise them. Multiclass tasks get per group the accuracy and the selection rate of every
+class (the share of the group's rows predicted as that class), summarised by the accuracy gap and the largest
+per-class selection-rate gap; regression tasks get per group the mean absolute error and the mean prediction,
+summarised by the MAE gap. Numeric attributes are binned by the edges in ``fairness.bins``, or into quartiles
+when no edges are configured; rows whose sensitive value is missing form their own group, ``missing``. The
+same function serves the gate (on the holdout) and monitoring (on labelled production rows), so a growing gap
+is a metric history in MLflow.
 """
 
 from __future__ import annotations
@@ -34,8 +29,7 @@ def sensitive_groups(cfg: DatasetConfig, frame: Any, attribute: str) -> Any:
 
     Numeric attributes are binned by ``fairness.bins`` (or into quartiles when they have more than
     :data:`AUTO_BIN_MIN_VALUES` distinct values and no edges are configured); a missing value is its own
-    group,
-    :data:`MISSING_GROUP`.
+    group, :data:`MISSING_GROUP`.
     """
     import pandas as pd
 

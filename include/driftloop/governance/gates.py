@@ -78,10 +78,9 @@ def _comparison(
     rule: str,
 ) -> dict[str, Any]:
     """A head-to-head check: ``rule`` on the paired comparison of ``outputs`` (candidate, champion). ``value``
-    is
-    the candidate's metric, ``limit`` the champion's plus ``min_improvement`` (minus, for errors); the fields
-    of
-    :func:`~driftloop.governance.comparison.decide` are added (``difference``, ``ci_low``, ``rows``, ...)."""
+    is the candidate's metric, ``limit`` the champion's plus ``min_improvement`` (minus, for errors); the
+    fields of :func:`~driftloop.governance.comparison.decide` are added (``difference``, ``ci_low``, ``rows``,
+    ...)."""
     from driftloop.governance import comparison
 
     gates, primary = cfg.gates, cfg.gates.primary_metric
@@ -139,8 +138,7 @@ def champion_checks(
     """Head-to-head on the candidate's holdout and, with enough rows, on the latest production window.
 
     ``outputs`` are :meth:`Decision.predict` of (candidate, champion) on ``holdout_df``, each deciding with
-    its own
-    threshold and classes; ``rule`` is :func:`decision_rule`.
+    its own threshold and classes; ``rule`` is :func:`decision_rule`.
     """
     import numpy as np
 
@@ -176,10 +174,8 @@ def _unless_underpowered(check: dict[str, Any]) -> dict[str, Any]:
     """A failing production-window comparison on fewer rows than its rule needs is reported, not enforced.
 
     A window of a few hundred rows cannot show non-inferiority or superiority within a small margin, so
-    letting
-    it veto would let noise decide (the holdout comparison still does). It still blocks when the whole
-    interval
-    lies beyond the rule's bound: a candidate credibly worse there fails whatever the rows.
+    letting it veto would let noise decide (the holdout comparison still does). It still blocks when the whole
+    interval lies beyond the rule's bound: a candidate credibly worse there fails whatever the rows.
     """
     needed, rows = check.get("needed_rows"), check.get("rows", 0)
     if check["passed"] is not False or not needed or rows >= needed:
@@ -301,10 +297,8 @@ def judge(
 
     Returns:
         ``{"passed", "candidate_version", "champion_version", "metrics", "checks", "fairness", "failed",
-        "rule"}``;
-        ``failed`` lists the names of failing checks, ``rule`` the head-to-head rule (None without a
-        champion).
-        The comparison and positive rates also go on the version as tags (:func:`evidence_tags`).
+        "rule"}``; ``failed`` lists the names of failing checks, ``rule`` the head-to-head rule (None without
+        a champion). The comparison and positive rates also go on the version as tags (:func:`evidence_tags`).
     """
     from driftloop.core.registry import load_model
     from driftloop.governance.fairness import assess_decisions

@@ -2,10 +2,9 @@
 
 Both work on the whole pipeline with the dataset's original feature names, so they read the same whatever the
 estimator and encoding: permutation importance is the drop in the task's quality (AUC, accuracy, -RMSE) when
-    one
-original column is shuffled; the surrogate is a shallow decision tree fitted to the model's own predictions,
-with its fidelity (how often it agrees with the model on held-out rows, or its R2 for regression) and its
-rules as text.
+one original column is shuffled; the surrogate is a shallow decision tree fitted to the model's own
+predictions, with its fidelity (how often it agrees with the model on held-out rows, or its R2 for regression)
+and its rules as text.
 """
 
 from __future__ import annotations

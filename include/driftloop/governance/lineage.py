@@ -2,9 +2,8 @@
 counts).
 
 Everything is read back from what the stages already write: snapshot and batch manifests under the state
-    folder,
-MLflow run tags, and model-version tags (``driftloop.snapshot_hash`` and friends, copied from the training
-run). Nothing here writes.
+folder, MLflow run tags, and model-version tags (``driftloop.snapshot_hash`` and friends, copied from the
+training run). Nothing here writes.
 """
 
 from __future__ import annotations

@@ -346,8 +346,7 @@ def publish_model_card(
 
     Returns:
         ``{"version", "description_chars", "card_uri", "missing"}``; ``missing`` names the sections built
-        without
-        their source, with the reason.
+        without their source, with the reason.
     """
     import tempfile
     from pathlib import Path

@@ -2,12 +2,10 @@
 step.
 
 Every way a version comes to serve goes through here: the training gate (:func:`promote_model`), an A/B
-decision
-(:func:`promote_version`), a person using the CLI (:func:`set_champion`) and a rollback
-(:func:`driftloop.governance.rollback.rollback_champion`).
-Each one reconciles the audit log with the registry first (so a move made in the MLflow UI is recorded before
-anything else), decides and moves ``champion`` under the audit store's lock, and appends one audit entry per
-move.
+decision (:func:`promote_version`), a person using the CLI (:func:`set_champion`) and a rollback
+(:func:`driftloop.governance.rollback.rollback_champion`). Each one reconciles the audit log with the registry
+first (so a move made in the MLflow UI is recorded before anything else), decides and moves ``champion`` under
+the audit store's lock, and appends one audit entry per move.
 
 Under ``gates.policy: auto`` a passing gate moves ``champion``; under ``manual`` it only marks the version
 ready (``driftloop.ready_for_champion``) and a person moves ``champion`` in the MLflow UI (recorded by the
@@ -81,9 +79,8 @@ def _move(
 
     The entry is written first and committed with the caller's block; the move's intent goes on the version
     (``bus.PROMOTION_INTENT_TAG``) before the alias moves, so when the process dies between the move and the
-    commit,
-    :func:`driftloop.governance.audit.reconcile_champion` (run first by every retry) records this move, not an
-    anonymous external one.
+    commit, :func:`driftloop.governance.audit.reconcile_champion` (run first by every retry) records this
+    move, not an anonymous external one.
     """
     passed = audit.gate_passed(client, cfg, to_version)
     entry = store.append(
@@ -113,9 +110,8 @@ def finish_move(
     cfg: DatasetConfig, client: Any, store: Any, versions: list[str | None], settings: Settings | None
 ) -> None:
     """What follows any move of ``champion`` (and what a retry redoes): clear the intent, drop a
-    ``challenger``
-    alias left on the new champion, rebuild the cards of ``versions`` from their logged evidence and the
-    registered model's description."""
+    ``challenger`` alias left on the new champion, rebuild the cards of ``versions`` from their logged
+    evidence and the registered model's description."""
     from driftloop.governance.model_card import describe_registered_model, publish_model_card
 
     name = cfg.registered_model_name
@@ -133,8 +129,7 @@ def finish_move(
 
 def reconcile_and_refresh(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
     """:func:`driftloop.governance.audit.reconcile_champion`, then the cards of both versions of a move it
-    recorded
-    (rebuilt from their logged evidence) and the registered model's description.
+    recorded (rebuilt from their logged evidence) and the registered model's description.
 
     Returns:
         The audit entry appended, or None when the registry matched the log.
@@ -183,10 +178,9 @@ def promote_model(
     The verdict and every check's numbers go on the version (tags, the model card in its description) and into
     ``bus.GATE_REPORT_ARTIFACT`` on its training run. A failing version stays ``challenger``; a promoted one
     loses ``challenger``. When the champion changes while the candidate is being judged (a racing promotion),
-    it is
-    judged again against the new one. A retry of a half-done promotion (``champion`` already moved) records
-    the
-    move if it was not, and redoes the cards, the alias clean-up and the registered model's description.
+    it is judged again against the new one. A retry of a half-done promotion (``champion`` already moved)
+    records the move if it was not, and redoes the cards, the alias clean-up and the registered model's
+    description.
 
     Args:
         cfg: Dataset config (``gates``, ``fairness``).

@@ -2,11 +2,10 @@
 audited.
 
 Without a target, a rollback goes to the newest earlier champion in the audit log that passed its gate, is not
-the
-current one and was never rolled back from; repeating it (the last entry is a rollback to the current
-champion)
-moves nothing, so two rollbacks never toggle between two versions. ``to_version`` picks the target; a version
-that did not pass its gate is refused unless ``override`` is given (the entry is then flagged as an override).
+the current one and was never rolled back from; repeating it (the last entry is a rollback to the current
+champion) moves nothing, so two rollbacks never toggle between two versions. ``to_version`` picks the target;
+a version that did not pass its gate is refused unless ``override`` is given (the entry is then flagged as an
+override).
 """
 
 from __future__ import annotations

@@ -51,10 +51,8 @@ def read_version_facts(cfg: DatasetConfig, client: Any, training_run_id: str) ->
     """The decision and holdout metrics recorded on a training run (the config's decision when it is gone).
 
     Only a training run that does not exist (deleted, or no id recorded) falls back to the config's decision,
-    and
-    costs the live drop (no holdout metrics to compare with); that is logged. Any other failure (MLflow
-    unreachable,
-    a timeout, a server error) is a fault and propagates, so the task is retried.
+    and costs the live drop (no holdout metrics to compare with); that is logged. Any other failure (MLflow
+    unreachable, a timeout, a server error) is a fault and propagates, so the task is retried.
 
     Raises:
         MonitoringError: The run is gone and the config alone cannot say how the version decides (multiclass

@@ -10,8 +10,7 @@ the same monitoring run (:mod:`driftloop.monitoring.live`). Whether a result cal
 Memory is bounded whatever the batch size: predictions, batches and label files are read in chunks of
 ``monitoring.chunk_rows``, rows are located by a 64-bit hash of their id (8 bytes a row), and only seeded
 samples are materialised: at most ``max_rows`` rows for drift, ``MAX_LIVE_ROWS`` labelled rows for live
-    metrics and
-fairness (the count of labelled rows is always exact).
+metrics and fairness (the count of labelled rows is always exact).
 """
 
 from __future__ import annotations

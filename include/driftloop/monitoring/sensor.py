@@ -6,9 +6,8 @@ ask it from Airflow's triggerer as often as it likes. Writing happens in two sep
 labels results that the cooldown held back so the MLflow UI says why they did not fire.
 
 Rules (thresholds in ``cfg.monitoring``): a FINISHED monitoring run of the current champion version crosses
-    when
-its drift share is at least ``drift_share_threshold`` or its live primary metric (F1, macro-F1 or RMSE, by
-task) is worse than the champion's holdout value by more than ``performance_drop_threshold`` (relative). A
+when its drift share is at least ``drift_share_threshold`` or its live primary metric (F1, macro-F1 or RMSE,
+by task) is worse than the champion's holdout value by more than ``performance_drop_threshold`` (relative). A
 result fires at most once (``sensor_fired_at``), results covered by a firing never fire
 (``sensor_suppressed``), and results that started less than ``cooldown_s`` after the last firing never fire
 either, so one drift episode retrains once.
@@ -118,8 +117,7 @@ def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     """The sensor's decision with its reason: fire, nothing to fire, or a crossing that waits for labels.
 
     A crossing result does not fire while the newest training snapshot is the one the champion was trained on
-    (the
-    retrain would reproduce the champion): it stays unhandled and fires once labels of the drifted period
+    (the retrain would reproduce the champion): it stays unhandled and fires once labels of the drifted period
     land.
 
     Returns:

@@ -267,8 +267,7 @@ def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | No
     missing.
 
     A version registered by hand may lack them: its predictions carry no reasons (logged). A failure to read
-    an
-    artifact that exists (MLflow unreachable) is a fault and propagates.
+    an artifact that exists (MLflow unreachable) is a fault and propagates.
     """
     import posixpath
 

@@ -2,10 +2,9 @@
 fault.
 
 PyCaret reports such data as a ``ValueError`` deep inside ``setup`` or cross-validation (missing target
-values, a
-class with fewer members than folds, a single class); retrying cannot change the data, so the checks run
-before
-fitting and PyCaret's own data errors are translated into :class:`~driftloop.core.errors.TrainingDataError`.
+values, a class with fewer members than folds, a single class); retrying cannot change the data, so the checks
+run before fitting and PyCaret's own data errors are translated into
+:class:`~driftloop.core.errors.TrainingDataError`.
 """
 
 from __future__ import annotations

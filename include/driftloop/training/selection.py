@@ -144,8 +144,7 @@ def choose_decision_threshold(
 
     Returns:
         ``{"threshold", "objective", "objective_value", "oof_rows", "oof_positive_rate"}``; the last is the
-        share
-        of out-of-fold rows predicted positive at the threshold (None without out-of-fold scores).
+        share of out-of-fold rows predicted positive at the threshold (None without out-of-fold scores).
     """
     opts = cfg.training
     if decision.task != BINARY or opts.threshold_objective == "fixed":
@@ -197,9 +196,8 @@ def transfer_threshold(cfg: DatasetConfig, chosen: dict[str, Any], holdout_score
 
     It does not transfer when the holdout's predicted-positive rate is far from the out-of-fold one
     (:func:`positive_rate_is_far`). It then falls back to the threshold at which the holdout's
-    predicted-positive
-    rate equals the out-of-fold rate (the share of positives the threshold was chosen for): it reads the final
-    model's scores on the holdout, never its labels.
+    predicted-positive rate equals the out-of-fold rate (the share of positives the threshold was chosen for):
+    it reads the final model's scores on the holdout, never its labels.
 
     Returns:
         ``chosen`` plus ``{"holdout_positive_rate", "fallback"}``; ``fallback`` says why the threshold changed

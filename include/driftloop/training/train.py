@@ -344,9 +344,9 @@ def train_model(
         ``{"run_id", "model_name", "model_version", "model_uri", "snapshot_hash", "best_model", "metrics",
         "reused"}``; ``reused`` is True when a finished run with the same snapshot and trigger was returned
         instead of training again. A fresh result also carries ``timings`` (seconds per stage). A drift
-        retrain
-        (reason ``drift``/``performance``) on the snapshot the champion was trained on registers nothing and
-        returns ``{"model_version": None, "registered": False, "waiting_for_labels": True, "reason", ...}``.
+        retrain (reason ``drift``/``performance``) on the snapshot the champion was trained on registers
+        nothing and returns ``{"model_version": None, "registered": False, "waiting_for_labels": True,
+        "reason", ...}``.
 
     Raises:
         SnapshotNotFoundError: No snapshot to train on.

@@ -13,11 +13,10 @@ hashing;
 * :mod:`~driftloop.data.contract.cli`: ``driftloop validate`` and ``driftloop contract bootstrap``.
 
 Validation has two levels. **File level**: empty, binary or spreadsheet bytes, non-UTF-8 text, wrong
-    delimiter,
-missing header, truncated or ragged CSV, parquet with an incompatible schema, missing or unexpected columns,
-an all-null column; these reject the whole file with a reason code. **Row level**: unparsable or non-integer
-numbers, NaN/inf, out-of-range values, unknown categories, nulls where not allowed, duplicate ids, over-long
-fields and spreadsheet formula injection. Every received row is either accepted or rejected:
+delimiter, missing header, truncated or ragged CSV, parquet with an incompatible schema, missing or unexpected
+columns, an all-null column; these reject the whole file with a reason code. **Row level**: unparsable or
+non-integer numbers, NaN/inf, out-of-range values, unknown categories, nulls where not allowed, duplicate ids,
+over-long fields and spreadsheet formula injection. Every received row is either accepted or rejected:
 ``rows_accepted + rows_quarantined == rows_received``.
 """
 

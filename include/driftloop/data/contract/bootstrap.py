@@ -147,8 +147,7 @@ def infer_column_rule(cfg: DatasetConfig, name: str, series: Any) -> tuple[dict[
 
     Args:
         cfg: Dataset config (says which column is the id, the label, categorical or numeric, and the task).
-        name: Column name.
-        series: The column's reference values, in the source's dtype.
+        name: Column name. series: The column's reference values, in the source's dtype.
 
     Returns:
         ``(rule, reasons)``: the column's contract mapping and one sentence per inferred key.
@@ -289,9 +288,8 @@ def check_source(
     A text column whose source values start like a spreadsheet formula (names such as ``-Andy Allanson``) gets
     ``formula_check: false`` with the count as its reason (such values are neutralised where CSVs are written
     for spreadsheets). Any other rejection (duplicate ids, above all) cannot be fixed by the contract:
-    bootstrap
-    refuses and says what to change. A label that is null in some rows is reported: those rows are excluded
-    from training snapshots.
+    bootstrap refuses and says what to change. A label that is null in some rows is reported: those rows are
+    excluded from training snapshots.
 
     Returns:
         ``{"rejected": {"code:column": rows} before adjusting, "adjusted": [sentences], "label_null_rows": n,

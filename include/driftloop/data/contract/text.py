@@ -86,8 +86,7 @@ def neutralise_formulas(frame: Any) -> Any:
     """A copy of ``frame`` safe to open in a spreadsheet: formula-looking text gets a leading ``'`` (OWASP).
 
     Text cells matching :data:`FORMULA_PATTERN` (``=SUM(A1)``, ``-Andy Allanson``, ``@cmd``) are prefixed with
-    a
-    single quote, so a spreadsheet shows them as text instead of evaluating them; numbers are left alone.
+    a single quote, so a spreadsheet shows them as text instead of evaluating them; numbers are left alone.
     """
     out = frame.copy()
     for name in out.columns:

@@ -250,9 +250,8 @@ def evaluate_ab(
 
     Returns:
         ``{"decision", "reason", "decided_by", "experiment", "champion_version", "challenger_version",
-        "run_id", "promotion", "ab",
-        "shadow"}``; ``decision`` is ``no_challenger`` (and nothing is recorded) when there is no challenger
-        distinct from the champion.
+        "run_id", "promotion", "ab", "shadow"}``; ``decision`` is ``no_challenger`` (and nothing is recorded)
+        when there is no challenger distinct from the champion.
     """
     from driftloop.core.registry import resolve_alias
     from driftloop.core.task_types import REGRESSION, read_decision

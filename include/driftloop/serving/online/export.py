@@ -1,22 +1,18 @@
 """Served traffic into monitoring: each closed window of the prediction log becomes a scored batch.
 
 For every window of ``serving.window_s`` seconds that closed at least ``serving.export_grace_s`` ago, and
-every
-model version that answered in it, :func:`export_served_windows` writes exactly what the data and inference
-stages
-write for a batch: the rows' inputs as an accepted scoring batch (``batches/<batch id>.parquet`` + manifest,
-in
-the contract's dtypes, one row per entity), the answers as a predictions partition, and a FINISHED run in the
-inference experiment with the same tags :func:`driftloop.serving.batch_scoring.score_batch` sets (plus
-``driftloop.served_window``). Monitoring then computes drift and, as labels arrive, live F1/AUC on served
-traffic,
-and the drift sensor's performance trigger works on it unchanged. The entity id is the dataset's id column.
-Labelled served rows also reach the next training snapshot, like the rows of any scoring batch.
+every model version that answered in it, :func:`export_served_windows` writes exactly what the data and
+inference stages write for a batch: the rows' inputs as an accepted scoring batch (``batches/<batch
+id>.parquet`` + manifest, in the contract's dtypes, one row per entity), the answers as a predictions
+partition, and a FINISHED run in the inference experiment with the same tags
+:func:`driftloop.serving.batch_scoring.score_batch` sets (plus ``driftloop.served_window``). Monitoring then
+computes drift and, as labels arrive, live F1/AUC on served traffic, and the drift sensor's performance
+trigger works on it unchanged. The entity id is the dataset's id column. Labelled served rows also reach the
+next training snapshot, like the rows of any scoring batch.
 
 Idempotent: a window already exported (its manifest exists) is skipped; a crash before the manifest is
-    repaired on
-the next call (same partitions, the same keyed run). The manifest is written last, so ``inference_pipeline``
-never sees a half-exported window.
+repaired on the next call (same partitions, the same keyed run). The manifest is written last, so
+``inference_pipeline`` never sees a half-exported window.
 """
 
 from __future__ import annotations

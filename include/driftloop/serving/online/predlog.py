@@ -1,10 +1,9 @@
 """The prediction log: every served row, written off the request path, read back for monitoring and A/B tests.
 
 Each request hands one :class:`LogEntry` (its inputs, outputs, versions, arms, latency, request and entity
-ids) to
-:class:`PredictionLogWriter`: a bounded in-memory queue that a background thread empties into the store every
-``FLUSH_S`` seconds in one transaction. Logging never blocks a request; when the queue is full the entry is
-dropped and counted (``driftloop_serving_log_dropped_rows``), never silently.
+ids) to :class:`PredictionLogWriter`: a bounded in-memory queue that a background thread empties into the
+store every ``FLUSH_S`` seconds in one transaction. Logging never blocks a request; when the queue is full the
+entry is dropped and counted (``driftloop_serving_log_dropped_rows``), never silently.
 
 Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default,
 ``<state>/serving/prediction_log.sqlite``, WAL so readers never block the writer) for the embedded mode,
