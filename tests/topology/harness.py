@@ -384,6 +384,7 @@ class Stack:
             "default_permission = READ\n"
             f"database_uri = {pg_url(self.mlflow_auth_db)}\n"
             "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+            "auth_cache_ttl_seconds = 60\n"  # as deploy/mlflow-server.sh: no scrypt check per request
         )
         auth_ini.chmod(0o600)
         env.update(

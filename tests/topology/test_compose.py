@@ -532,6 +532,13 @@ def test_mlflow_server_script_renders_a_private_auth_config(tmp_path):
         "the admin password comes from MLFLOW_AUTH_ADMIN_PASSWORD, not the file"
     )
     assert (tmp_path / "mode").read_text().strip() == "600"
+    # MLflow's own reader sees the credential cache: without it each request re-checks the scrypt hash.
+    from mlflow.server.auth.config import read_auth_config
+
+    (tmp_path / "copy.ini").write_text(ini)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_AUTH_CONFIG_PATH", str(tmp_path / "copy.ini"))
+        assert read_auth_config().auth_cache_ttl_seconds == 60
     missing = subprocess.run(
         ["bash", str(REPO / "deploy" / "mlflow-server.sh")],
         env={**env, "MLFLOW_AUTH_ADMIN_PASSWORD": ""},
