@@ -105,6 +105,15 @@ def test_airflow_api_requires_a_token_from_the_env_admin(stack):
     assert stack.airflow.call("GET", "/dags", params={"limit": 1}) is not None
 
 
+def expected_reason(metrics: dict[str, float]) -> str:
+    """The sensor's reason for a monitoring result that crossed: performance when the live drop crossed."""
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+
+    limit = load_dataset_config("telco_churn", Settings.from_env({})).monitoring.performance_drop_threshold
+    return "performance" if metrics.get(bus.LIVE_DROP, 0.0) > limit else "drift"
+
+
 def _hosts(stack, dag_id: str, run_id: str) -> set[str]:
     return {ti["hostname"] for ti in stack.airflow.task_instances(dag_id, run_id) if ti.get("hostname")}
 
@@ -161,9 +170,11 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop,
     sensor = loop.tasks("drift_drift_sensor")
     assert sensor["wait_for_drift"] == "success" and sensor["trigger_training"] == "success", sensor
     [(retrain_run_id, conf)] = loop.queued_after_drift
-    assert conf["reason"] == "drift" and retrain_run_id == loop.run_ids["train_2"]
     monitoring_run = mlflow.get_run(conf["monitoring_run_id"])
     assert monitoring_run.data.metrics[bus.DRIFT_SHARE] >= threshold
+    assert retrain_run_id == loop.run_ids["train_2"]
+    # The drifted batch's own labels came with it: a live drop past its threshold names the retrain first.
+    assert conf["reason"] == expected_reason(monitoring_run.data.metrics), (conf, monitoring_run.data.metrics)
     assert monitoring_run.data.tags[bus.SENSOR_TRIGGER_RUN_ID_TAG] == retrain_run_id
 
 
@@ -174,7 +185,8 @@ def test_closed_loop_retrain_registers_v2_and_aliases_follow_the_gate(loop, mlfl
 
     cfg = load_dataset_config("telco_churn", Settings.from_env({}))
     v2 = mlflow.get_model_version(model_name, "2")
-    assert v2.tags[bus.TRIGGER_REASON_TAG] == "drift"
+    [(_, conf)] = loop.queued_after_drift
+    assert v2.tags[bus.TRIGGER_REASON_TAG] == conf["reason"]
     assert v2.tags[bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_2"]
     champion = mlflow.get_model_version_by_alias(model_name, "champion").version
     assert champion == expected_champion(mlflow, cfg, incumbent="1", candidate="2"), v2.tags[
