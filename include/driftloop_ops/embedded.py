@@ -7,6 +7,7 @@ Airflow's home in ``airflow/``, pid files in ``run/``.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -27,6 +28,8 @@ from driftloop_ops.services import (
 )
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
+TASK_API_USER = "driftloop-tasks"  # the account tasks write DAG run notes as (role User)
+TASK_API_CONN_ID = "driftloop_airflow_api"
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,22 @@ class StackLayout:
         return self.airflow_home / PASSWORD_FILE
 
 
+def _ensure_passwords(layout: StackLayout) -> dict[str, str]:
+    """The simple auth manager's password file with one for every embedded user, written before
+    ``airflow standalone`` starts (it keeps existing entries and only generates missing ones)."""
+    passwords = json.loads(layout.password_file.read_text()) if layout.password_file.exists() else {}
+    missing = [user for user in ("admin", TASK_API_USER) if user not in passwords]
+    if missing:
+        passwords.update({user: secrets.token_urlsafe(12) for user in missing})
+        layout.password_file.write_text(json.dumps(passwords) + "\n")
+        layout.password_file.chmod(0o600)
+    return passwords
+
+
 def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for the embedded Airflow processes (and anything that talks to them)."""
     layout.airflow_home.mkdir(parents=True, exist_ok=True)
+    passwords = _ensure_passwords(layout)
     secret_path = layout.airflow_home / ".jwt_secret"
     if not secret_path.exists():
         secret_path.write_text(secrets.token_hex(32))
@@ -98,7 +114,17 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
         "AIRFLOW__API__PORT": str(layout.airflow_port),
         "AIRFLOW__API__BASE_URL": layout.airflow_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{layout.airflow_url}/execution/",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{TASK_API_USER}:user",
+        # Tasks write DAG run notes (verdicts in the grid) through the REST API as a User-role account.
+        "DRIFTLOOP_AIRFLOW_API_CONN_ID": TASK_API_CONN_ID,
+        f"AIRFLOW_CONN_{TASK_API_CONN_ID.upper()}": json.dumps(
+            {
+                "conn_type": "http",
+                "host": layout.airflow_url,
+                "login": TASK_API_USER,
+                "password": passwords[TASK_API_USER],
+            }
+        ),  # fmt: skip
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_path.read_text().strip(),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",

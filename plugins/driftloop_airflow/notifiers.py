@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from airflow.sdk.bases.notifier import BaseNotifier
 
@@ -147,12 +148,13 @@ def verdict_note(stage: str, exc: Exception, args: tuple) -> str:
     return f"{stage} failed: {type(exc).__name__}: {exc}"
 
 
-def set_run_note(text: str) -> bool:
+def set_run_note(text: str, settings: Settings | None = None) -> bool:
     """Write ``text`` as the running DAG run's note; False (and an INFO line) when this process cannot.
 
     Airflow 3's execution API lets a task read its run's note, not write it, and task processes under a
-    scheduler have no metadata DB access: there the note is only logged. In-process runs (``dag.test()``) and
-    any process with DB access write it.
+    scheduler have no metadata DB access. A process with DB access (``dag.test()``) writes it directly;
+    otherwise the note goes through the REST API as the user of the ``DRIFTLOOP_AIRFLOW_API_CONN_ID``
+    connection. Without either the note is only logged. A note is a convenience: nothing here raises.
     """
     from airflow.sdk import get_current_context
 
@@ -163,6 +165,18 @@ def set_run_note(text: str) -> bool:
     except Exception:  # noqa: BLE001 - called outside a task (a test, the CLI): nothing to annotate
         log.info("run note (no running task): %s", text)
         return False
+    written = _write_note_in_db(dag_id, run_id, text)
+    if written is not True:
+        written = _write_note_through_api(dag_id, run_id, text, settings or Settings.from_env())
+    if written is not True:
+        log.info("run note (not written to the run: %s): %s", written, text)
+        return False
+    log.info("run note: %s", text)
+    return True
+
+
+def _write_note_in_db(dag_id: str, run_id: str, text: str) -> bool | str:
+    """True, or why not (no DB access in a task process under a scheduler)."""
     try:
         from airflow.models.dagrun import DagRun
         from airflow.utils.session import create_session
@@ -170,8 +184,35 @@ def set_run_note(text: str) -> bool:
         with create_session() as session:
             dag_run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one()
             dag_run.note = text
-    except Exception as exc:  # noqa: BLE001 - a note is a convenience, never a failure
-        log.info("run note (not written to the run: %s): %s", type(exc).__name__, text)
-        return False
-    log.info("run note: %s", text)
+    except Exception as exc:  # noqa: BLE001 - any failure means "use the API"
+        return f"no metadata DB access ({type(exc).__name__})"
+    return True
+
+
+def api_base_url(host: str, port: int | None, schema: str | None) -> str:
+    """The api-server's base URL from an HTTP connection's host (with or without scheme), port and schema."""
+    base = host if "://" in host else f"{schema or 'http'}://{host}"
+    return f"{base.rstrip('/')}:{port}" if port and base.count(":") < 2 else base.rstrip("/")
+
+
+def _write_note_through_api(dag_id: str, run_id: str, text: str, settings: Settings) -> bool | str:
+    """True, or why not: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with the note only."""
+    if not settings.airflow_api_conn_id:
+        return "DRIFTLOOP_AIRFLOW_API_CONN_ID is not set"
+    try:
+        from airflow.sdk import Connection
+
+        from driftloop_ops.airflow_api import AirflowClient
+
+        conn = Connection.get(settings.airflow_api_conn_id)
+        base_url = api_base_url(conn.host or "", conn.port, conn.schema)
+        client = AirflowClient(base_url, conn.login or "", conn.password or "", timeout_s=30)
+        client.call(
+            "PATCH",
+            f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+            params={"update_mask": "note"},
+            json={"note": text},
+        )
+    except Exception as exc:  # noqa: BLE001 - a failing API leaves the note in the log only
+        return f"the REST API refused it: {type(exc).__name__}: {str(exc)[:200]}"
     return True

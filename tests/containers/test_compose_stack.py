@@ -223,6 +223,9 @@ def test_closed_loop_trains_a_champion_on_a_celery_worker(loop, stack, airflow, 
     v1 = mlflow.versions(name)[0]
     assert v1["version"] == "1" and v1["tags"][bus.GATE_TAG] == "passed", v1["tags"]
     assert v1["tags"][bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_1"]
+    # The verdict is the run's note in the grid, written by the worker through the REST API.
+    run = airflow.call("GET", f"/dags/{TRAINING_DAG}/dagRuns/{loop.run_ids['train_1']}")
+    assert (run.get("note") or "").startswith("v1 is champion: "), run.get("note")
     # The audit log in its own database, written by the worker as the insert-only role.
     audit = stack.exec(
         "postgres",

@@ -259,6 +259,15 @@ class Stack:
                 "AIRFLOW__API__HOST": "127.0.0.1",
                 "AIRFLOW__API__PORT": str(self.api_port),
                 "AIRFLOW__API__BASE_URL": self.api_url,
+                "DRIFTLOOP_AIRFLOW_API_CONN_ID": "driftloop_airflow_api",
+                "AIRFLOW_CONN_DRIFTLOOP_AIRFLOW_API": json.dumps(
+                    {
+                        "conn_type": "http",
+                        "host": self.api_url,
+                        "login": self.admin_user,
+                        "password": self.admin_password,
+                    }
+                ),  # fmt: skip
                 "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__API__SECRET_KEY": self.api_secret_key,
                 "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,

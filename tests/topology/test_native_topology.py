@@ -151,13 +151,16 @@ def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name,
     assert v1.tags[bus.GATE_TAG] == "passed"
     assert v1.tags[bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_1"]
     assert v1.description.startswith(f"# {model_name} v1")  # the model card
+    # The verdict is the run's note in the grid, written by the Celery worker through the REST API.
+    run = stack.airflow.call("GET", f"/dags/{TRAINING_DAG}/dagRuns/{loop.run_ids['train_1']}")
+    assert (run.get("note") or "").startswith("v1 is champion: "), run.get("note")
     # The first champion is on record in PostgreSQL, written by the Celery worker as the insert-only role.
     first = AuditStore(stack.audit_url()).entries(model_name)[0]
     assert (first["from_version"], first["to_version"], first["source"]) == (None, "1", "driftloop")
     assert first["actor"] == f"{TRAINING_DAG}/{loop.run_ids['train_1']}"
 
 
-def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop, mlflow, model_name):
+def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop, mlflow, model_name, stack):
     from driftloop.core.config import load_dataset_config
     from driftloop.core.settings import Settings
 
@@ -169,6 +172,11 @@ def test_closed_loop_drifted_batch_is_scored_monitored_and_fires_a_retrain(loop,
     assert loop.tasks("drift_monitoring_pipeline")["monitor_predictions"] == "success"
     sensor = loop.tasks("drift_drift_sensor")
     assert sensor["wait_for_drift"] == "success" and sensor["trigger_training"] == "success", sensor
+    sensor_dag = bus.dag_id("telco_churn", bus.DRIFT_SENSOR)
+    note = stack.airflow.call("GET", f"/dags/{sensor_dag}/dagRuns/{loop.run_ids['drift_drift_sensor']}")[
+        "note"
+    ]
+    assert (note or "").startswith("fired: "), note
     [(retrain_run_id, conf)] = loop.queued_after_drift
     monitoring_run = mlflow.get_run(conf["monitoring_run_id"])
     assert monitoring_run.data.metrics[bus.DRIFT_SHARE] >= threshold

@@ -154,3 +154,75 @@ def test_without_channels_nothing_is_claimed(tmp_path, monkeypatch):
     assert not alerts.sent_dir(settings).exists()
     with pytest.raises(ValueError, match="unknown alert kind"):
         alerts.make_alert("drift", "d", "t", key=[])
+
+
+def test_a_task_under_a_scheduler_writes_its_run_note_through_the_rest_api(monkeypatch):
+    """No metadata DB access (the run is not in this process's DB): the note goes through a local HTTP server
+    standing in for the api-server, with a token from /auth/token, and only the note is patched."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    import airflow.sdk
+
+    from driftloop.core.settings import Settings
+    from driftloop_airflow import notifiers
+
+    seen: list[tuple[str, str, dict, str]] = []
+
+    class Api(BaseHTTPRequestHandler):
+        def _reply(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _body(self) -> dict:
+            return json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
+
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = self._body()
+            ok = self.path == "/auth/token" and body == {"username": "tasks", "password": "s3cret"}
+            self._reply(201 if ok else 401, {"access_token": "tok"} if ok else {})
+
+        def do_PATCH(self):  # noqa: N802
+            seen.append((self.path, self.headers.get("Authorization", ""), self._body(), self.command))
+            self._reply(200, {"note": "ok"})
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        conn = {"conn_type": "http", "host": f"http://127.0.0.1:{server.server_port}", "login": "tasks"}
+        monkeypatch.setenv("AIRFLOW_CONN_DRIFTLOOP_AIRFLOW_API", json.dumps({**conn, "password": "s3cret"}))
+        context = {
+            "dag": SimpleNamespace(dag_id="telco_churn__training_pipeline"),
+            "run_id": "manual__2026/x",
+        }
+        monkeypatch.setattr(airflow.sdk, "get_current_context", lambda: context)
+        settings = Settings.from_env({"DRIFTLOOP_AIRFLOW_API_CONN_ID": "driftloop_airflow_api"})
+        assert notifiers.set_run_note("v2 is champion: " + "x" * 2000, settings) is True
+        [(path, auth, body, _)] = seen
+        assert path == "/api/v2/dags/telco_churn__training_pipeline/dagRuns/manual__2026%2Fx?update_mask=note"
+        assert auth == "Bearer tok" and body == {"note": ("v2 is champion: " + "x" * 2000)[:1000]}
+
+        # No connection configured, or a refusing API: the note stays in the log, the task goes on.
+        assert notifiers.set_run_note("note", Settings.from_env({})) is False
+        monkeypatch.setenv("AIRFLOW_CONN_DRIFTLOOP_AIRFLOW_API", json.dumps({**conn, "password": "wrong"}))
+        assert notifiers.set_run_note("note", settings) is False and len(seen) == 1
+    finally:
+        server.shutdown()
+
+
+def test_api_base_url_takes_hosts_with_or_without_a_scheme():
+    from driftloop_airflow.notifiers import api_base_url
+
+    assert api_base_url("http://airflow-api-server:8080", None, None) == "http://airflow-api-server:8080"
+    assert api_base_url("airflow-api-server", 8080, None) == "http://airflow-api-server:8080"
+    assert api_base_url("https://airflow.example.com/", None, "http") == "https://airflow.example.com"
+    assert api_base_url("http://127.0.0.1", 8081, None) == "http://127.0.0.1:8081"

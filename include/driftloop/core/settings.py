@@ -218,6 +218,12 @@ class Settings(BaseSettings):
     alert_smtp_conn_id: str = _setting(
         "DRIFTLOOP_ALERT_SMTP_CONN_ID", "", "Airflow SMTP connection id alert emails go through; empty: off"
     )
+    airflow_api_conn_id: str = _setting(
+        "DRIFTLOOP_AIRFLOW_API_CONN_ID",
+        "",
+        "Airflow HTTP connection (api-server URL, user, password) tasks write DAG run notes through under a "
+        "scheduler; empty: notes only in the task log",
+    )
     alert_email_to: Annotated[tuple[str, ...], NoDecode] = _setting(
         "DRIFTLOOP_ALERT_EMAIL_TO", (), "recipients of alert emails, comma-separated", shown_default="(none)"
     )
@@ -244,7 +250,9 @@ class Settings(BaseSettings):
     def _schedule_off(cls, value: Any) -> Any:
         return None if isinstance(value, str) and value.strip().lower() in _SCHEDULE_OFF else value
 
-    @field_validator("alert_webhook_url", "alert_smtp_conn_id", "serving_url", mode="before")
+    @field_validator(
+        "alert_webhook_url", "alert_smtp_conn_id", "serving_url", "airflow_api_conn_id", mode="before"
+    )
     @classmethod
     def _strip(cls, value: Any) -> Any:
         return value.strip() if isinstance(value, str) else value
