@@ -24,6 +24,26 @@ START_DATE = datetime(2026, 1, 1)
 QUIET_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
+def route_mlflow_logs_to_the_task_log() -> None:
+    """MLflow's INFO records ("Created version '2' of model ...") go through the task's logging, at their
+    level.
+
+    MLflow gives its logger a handler writing to stderr, and a task runner under a scheduler records every
+    stderr line as an ERROR: a green run then showed red lines. The handler goes, the records propagate to the
+    root logger Airflow set up for the task, and a later ``import mlflow`` does not add it again.
+    """
+    import logging
+    import os
+
+    os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+    for name in ("mlflow", "sqlalchemy.engine", "alembic", "huey"):  # the loggers MLflow configures
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        logger.propagate = True
+
+
 def dag_settings() -> Settings:
     """The process settings that shape a DAG, read when the DAG is built.
 
@@ -128,6 +148,7 @@ def run_stage(
     from driftloop_airflow import notifiers
 
     os.environ[QUIET_PROGRESS_ENV] = "false"  # MLflow's download bars go to stderr: ERROR lines in task logs
+    route_mlflow_logs_to_the_task_log()
     stage = getattr(stage_fn, "__name__", str(stage_fn))
     settings = None
     try:

@@ -167,7 +167,7 @@ def set_run_note(text: str, settings: Settings | None = None) -> bool:
         return False
     written = _write_note_in_db(dag_id, run_id, text)
     if written is not True:
-        written = _write_note_through_api(dag_id, run_id, text, settings or Settings.from_env())
+        written = _write_note_through_api(dag_id, run_id, text, settings)
     if written is not True:
         log.info("run note (not written to the run: %s): %s", written, text)
         return False
@@ -195,11 +195,12 @@ def api_base_url(host: str, port: int | None, schema: str | None) -> str:
     return f"{base.rstrip('/')}:{port}" if port and base.count(":") < 2 else base.rstrip("/")
 
 
-def _write_note_through_api(dag_id: str, run_id: str, text: str, settings: Settings) -> bool | str:
+def _write_note_through_api(dag_id: str, run_id: str, text: str, settings: Settings | None) -> bool | str:
     """True, or why not: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with the note only."""
-    if not settings.airflow_api_conn_id:
-        return "DRIFTLOOP_AIRFLOW_API_CONN_ID is not set"
     try:
+        settings = settings or Settings.from_env()
+        if not settings.airflow_api_conn_id:
+            return "DRIFTLOOP_AIRFLOW_API_CONN_ID is not set"
         from airflow.sdk import Connection
 
         from driftloop_ops.airflow_api import AirflowClient

@@ -3,6 +3,8 @@ registration."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -74,3 +76,33 @@ def test_links_point_at_the_exact_run_and_version_from_the_task_result(monkeypat
     monkeypatch.setenv("DRIFTLOOP_MLFLOW_UI_URL", "")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")  # no UI to link to
     assert run.get_link(None, ti_key=key("train_model")) == ""
+
+
+def test_mlflow_records_reach_the_task_log_at_their_level_and_nothing_goes_to_stderr():
+    """A task runner under a scheduler records every stderr line as ERROR: MLflow's "Created version" INFO
+    line showed red on green runs until its logger propagated to the task's own logging instead."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, mlflow\n"
+        "from driftloop_airflow import route_mlflow_logs_to_the_task_log\n"
+        "records = []\n"
+        "class Keep(logging.Handler):\n"
+        "    def emit(self, record): records.append((record.name, record.levelname, record.getMessage()))\n"
+        "logging.getLogger().addHandler(Keep()); logging.getLogger().setLevel(logging.INFO)\n"
+        "route_mlflow_logs_to_the_task_log()\n"
+        "registry = logging.getLogger('mlflow.tracking._model_registry.client')\n"
+        "registry.info(\"Created version '2' of model 'm'.\")\n"
+        "import mlflow.store.model_registry.abstract_store\n"
+        "print(records)\n"
+    )
+    plugins = str(Path(__file__).resolve().parents[2] / "plugins")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [plugins, os.environ.get("PYTHONPATH")]))}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "Created version" not in out.stderr, out.stderr[-2000:]
+    assert (
+        "('mlflow.tracking._model_registry.client', 'INFO', \"Created version '2' of model 'm'.\")"
+        in out.stdout
+    )
