@@ -39,18 +39,23 @@ up: venv
 down: venv
 	$(BIN)/driftloop down
 
-# Every test, in two lanes side by side: the container stage (tests/containers: image builds and waits on a Docker
-# stack, mostly I/O) beside everything else. Its output goes to $(CONTAINER_LOG) and is printed when both lanes end;
-# PYTEST_ARGS go to both. The exit code is the first failing lane's (5, "no tests collected", included).
+# Every test, in three lanes side by side: the container stage (tests/containers: image builds and waits on a
+# Docker stack), the slow end-to-end tests (servers, schedulers and browsers, much of it waiting) and everything
+# else. The first two write to their logs, printed when all lanes end; PYTEST_ARGS go to all three. The exit code
+# is the first failing lane's (5, "no tests collected", included).
 CONTAINER_LOG := .driftloop/test-containers.log
+SLOW_LOG := .driftloop/test-slow.log
 test: venv
 	@mkdir -p .driftloop
-	@$(BIN)/pytest -m container $(PYTEST_ARGS) > $(CONTAINER_LOG) 2>&1 & lane=$$!; \
-	$(BIN)/pytest -m "not container" $(PYTEST_ARGS); rc=$$?; \
-	wait $$lane; crc=$$?; \
+	@$(BIN)/pytest -m container $(PYTEST_ARGS) > $(CONTAINER_LOG) 2>&1 & clane=$$!; \
+	$(BIN)/pytest -m "slow and not container" $(PYTEST_ARGS) > $(SLOW_LOG) 2>&1 & slane=$$!; \
+	$(BIN)/pytest -m "not slow and not container" $(PYTEST_ARGS); rc=$$?; \
+	wait $$slane; src=$$?; wait $$clane; crc=$$?; \
+	echo "================ slow lane (end to end, exit code $$src; log: $(SLOW_LOG)) ================"; \
+	cat $(SLOW_LOG); \
 	echo "================ container lane (tests/containers, exit code $$crc; log: $(CONTAINER_LOG)) ================"; \
 	cat $(CONTAINER_LOG); \
-	if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$crc
+	for code in $$rc $$src $$crc; do if [ $$code -ne 0 ]; then exit $$code; fi; done
 
 test-fast: venv
 	$(BIN)/pytest -m "not slow and not topology" $(PYTEST_ARGS)

@@ -16,6 +16,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -173,14 +174,17 @@ def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
     from mlflow.models import infer_signature
 
     example_df = model_input(train_df[cfg.features].head(INPUT_EXAMPLE_ROWS))
-    signature = infer_signature(example_df, model.predict(example_df))
-    # cloudpickle is required (skops cannot save a PyCaret pipeline) and only our registry loads it: MLflow's
-    # WARNING about it would be on every green training run.
+    # cloudpickle is required (skops cannot save a PyCaret pipeline) and only our registry loads it; missing
+    # values in integer columns are the data contract's business (scoring and serving validate against it),
+    # not the signature's. MLflow's WARNING about each would be on every green training run.
     sklearn_log = logging.getLogger("mlflow.sklearn")
     level = sklearn_log.level
     sklearn_log.setLevel(logging.ERROR)
     try:
-        _log_sklearn_model(cfg, model, signature, example_df)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+            signature = infer_signature(example_df, model.predict(example_df))
+            _log_sklearn_model(cfg, model, signature, example_df)
     finally:
         sklearn_log.setLevel(level)
 
