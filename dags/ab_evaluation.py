@@ -23,7 +23,6 @@ from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop.core import bus
-from driftloop.serving.online import ab_decision, export
 from driftloop_airflow import airflow_ids, asset, dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -40,6 +39,8 @@ def build(dataset: str) -> None:
     def ab_evaluation():
         @task(outlets=[asset(dataset, "predictions")])
         def export_served_windows() -> dict:
+            from driftloop.serving.online import export
+
             result = run_stage(dataset, export.export_served_windows)
             if not result["exported"]:
                 raise AirflowSkipException(
@@ -49,6 +50,8 @@ def build(dataset: str) -> None:
 
         @task
         def evaluate_ab() -> dict:
+            from driftloop.serving.online import ab_decision
+
             return run_stage(
                 dataset, ab_decision.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}"
             )

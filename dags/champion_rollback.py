@@ -19,7 +19,6 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, get_current_context, task
 
 from driftloop.core import bus
-from driftloop.governance import rollback
 from driftloop_airflow import airflow_ids, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -43,6 +42,8 @@ def build(dataset: str) -> None:
         @task
         def rollback_champion() -> dict:
             from airflow.sdk.exceptions import AirflowFailException
+
+            from driftloop.governance import rollback
 
             context = get_current_context()
             conf = {**(context.get("params") or {}), **(context["dag_run"].conf or {})}

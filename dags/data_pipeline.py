@@ -20,8 +20,6 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop.core import bus
 from driftloop.core.errors import NoLabelledData
-from driftloop.data import ingest, snapshots
-from driftloop.monitoring import retraining
 from driftloop_airflow import asset, dag_defaults, dag_settings, fail_fast, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -38,24 +36,34 @@ def build(dataset: str) -> None:
     def data_pipeline():
         @task
         def ingest_batches() -> dict:
+            from driftloop.data import ingest
+
             return run_stage(dataset, ingest.ingest_batches)
 
         @task
         def ingest_labels() -> dict:
+            from driftloop.data import ingest
+
             return run_stage(dataset, ingest.ingest_labels)
 
         @task
         def build_snapshot() -> dict:
+            from driftloop.data import snapshots
+
             return run_stage(
                 dataset, snapshots.build_snapshot, skip_on=(NoLabelledData,)
             )  # no labels: nothing to do
 
         @task
         def record_snapshot(snapshot: dict) -> dict:
+            from driftloop.data import snapshots
+
             return run_stage(dataset, snapshots.record_snapshot, snapshot["snapshot_hash"])
 
         @task(outlets=[asset(dataset, "snapshot")])
         def announce_snapshot(snapshot: dict) -> dict:
+            from driftloop.monitoring import retraining
+
             decision = run_stage(dataset, retraining.decide_retraining, snapshot)
             if not decision["train"]:
                 raise AirflowSkipException(decision["reason"])
@@ -69,6 +77,8 @@ def build(dataset: str) -> None:
 
         @task
         def check_quarantine(ingested: dict, labels: dict) -> None:
+            from driftloop.data import ingest
+
             with fail_fast():  # a verdict on the data: retrying cannot help
                 ingest.raise_for_quarantine(ingested, labels)
 

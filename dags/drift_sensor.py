@@ -21,7 +21,6 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from driftloop.core import bus
-from driftloop.monitoring import sensor
 from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 from driftloop_airflow.sensors import DriftSensor, NotedTriggerDagRunOperator
@@ -56,6 +55,8 @@ def build(dataset: str) -> None:
 
         @task
         def mark_trigger_fired(trigger: dict) -> dict:
+            from driftloop.monitoring import sensor
+
             return run_stage(
                 dataset, sensor.mark_trigger_fired, trigger["monitoring_run_id"], trigger["trigger_run_id"]
             )

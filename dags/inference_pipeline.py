@@ -18,7 +18,6 @@ from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop.core import bus
-from driftloop.serving import batch_scoring
 from driftloop_airflow import asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -34,6 +33,8 @@ def build(dataset: str) -> None:
     def inference_pipeline():
         @task(outlets=[asset(dataset, "predictions")])
         def score_pending_batches() -> dict:
+            from driftloop.serving import batch_scoring
+
             result = run_stage(dataset, batch_scoring.score_pending_batches)
             if not result["scored"]:
                 raise AirflowSkipException("no batches waiting to be scored")

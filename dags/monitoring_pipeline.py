@@ -16,7 +16,6 @@ from __future__ import annotations
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from driftloop.core import bus
-from driftloop.monitoring import monitor
 from driftloop_airflow import asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -35,6 +34,8 @@ def build(dataset: str) -> None:
     def monitoring_pipeline():
         @task
         def monitor_predictions() -> dict:
+            from driftloop.monitoring import monitor
+
             return run_stage(dataset, monitor.monitor_predictions)
 
         monitor_predictions()

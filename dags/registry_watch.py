@@ -16,7 +16,6 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 
 from driftloop.core import bus
-from driftloop.governance import promotion
 from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -33,6 +32,8 @@ def build(dataset: str) -> None:
     def registry_watch():
         @task
         def reconcile_champion() -> dict | None:
+            from driftloop.governance import promotion
+
             return run_stage(dataset, promotion.reconcile_and_refresh)
 
         reconcile_champion()

@@ -26,8 +26,6 @@ from __future__ import annotations
 from airflow.sdk import dag, get_current_context, task
 
 from driftloop.core import bus
-from driftloop.governance import promotion
-from driftloop.training import train
 from driftloop_airflow import airflow_ids, asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -43,6 +41,8 @@ def build(dataset: str) -> None:
     def training_pipeline():
         @task
         def train_model() -> dict:
+            from driftloop.training import train
+
             context = get_current_context()
             conf = dict(context["dag_run"].conf or {})
             run_type = getattr(context["dag_run"].run_type, "value", context["dag_run"].run_type)
@@ -54,6 +54,8 @@ def build(dataset: str) -> None:
 
         @task
         def promote_model(trained: dict) -> dict:
+            from driftloop.governance import promotion
+
             ids = airflow_ids()
             return run_stage(
                 dataset,
