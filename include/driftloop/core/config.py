@@ -12,8 +12,9 @@ which Airflow itself imports). Process settings are :mod:`driftloop.core.setting
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast, dataclass_transform
 
 import yaml
 from pydantic import (
@@ -34,16 +35,18 @@ from driftloop.core.settings import Settings
 Share = Annotated[float, Field(ge=0, le=1)]  # a share or probability, bounds included
 OpenShare = Annotated[float, Field(gt=0, lt=1)]  # a share or probability strictly between 0 and 1
 Task = Literal["binary", "multiclass", "regression"]  # driftloop.core.task_types
+_T = TypeVar("_T")
 
 
-def dataclass(*, frozen: bool = True) -> Any:
+@dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
+def dataclass(*, frozen: bool = True) -> Callable[[type[_T]], type[_T]]:
     """A config section: a frozen pydantic dataclass that refuses unknown keys and checks every field's type.
 
     Fields are declared like standard dataclass fields (``name: type = default``); a range or a choice goes in
     the type (``PositiveInt``, ``Share``, ``Literal["auto", "manual"]``). ``dataclasses.replace`` keeps
     working and validates the copy.
     """
-    return _pydantic_dataclass(frozen=frozen, config=ConfigDict(extra="forbid"))
+    return _pydantic_dataclass(frozen=frozen, config=ConfigDict(extra="forbid"))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -257,7 +260,7 @@ def _describe(exc: ValidationError, where: str, section: str = "") -> ConfigErro
     return ConfigError("; ".join(lines))
 
 
-def _build(cls: type, raw: Any, where: str, section: str) -> Any:
+def _build(cls: Any, raw: Any, where: str, section: str) -> Any:
     """Build one section; unknown keys, wrong types and values out of range raise :class:`ConfigError`."""
     raw = {} if raw is None else raw
     if not isinstance(raw, dict):
@@ -324,7 +327,7 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
         )
 
 
-def _task(raw: dict[str, Any], where: str) -> str:
+def _task(raw: dict[str, Any], where: str) -> Task:
     from driftloop.core.task_types import BINARY, normalise_task
 
     try:
@@ -333,7 +336,7 @@ def _task(raw: dict[str, Any], where: str) -> str:
         raise ConfigError(f"{where}: task: {exc}") from None
     if task == BINARY and raw.get("positive_label") in (None, ""):
         raise ConfigError(f"{where}: positive_label is required for a binary task")
-    return task
+    return cast(Task, task)
 
 
 def _features(raw: dict[str, Any], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from driftloop.core.errors import ConfigError
 
@@ -32,7 +38,7 @@ _SCHEDULE_OFF = ("", "none", "manual")
 def _setting(env: str, default: Any, description: str, *, shown_default: str = "") -> Any:
     """One setting: its environment variable, default and description (``shown_default``: the docs'
     wording)."""
-    extra = {"shown_default": shown_default} if shown_default else None
+    extra: dict[str, Any] | None = {"shown_default": shown_default} if shown_default else None
     return Field(default=default, validation_alias=env, description=description, json_schema_extra=extra)
 
 
@@ -272,8 +278,13 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: Any, **_sources: Any
-    ) -> tuple:
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Only explicit values: the environment is read by :meth:`from_env`, never implicitly."""
         return (init_settings,)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftloop.core.config import ConfigError, DatasetConfig
+from driftloop.core.config import DatasetConfig
+from driftloop.core.errors import ConfigError
 from driftloop.core.settings import PROJECT_DIR
 from driftloop.core.task_types import REGRESSION
 
