@@ -2,11 +2,11 @@
 
 For each file, in a fresh interpreter: import ``airflow.sdk`` and the standard provider's operator and sensor
 modules (the baseline), freeze the garbage collector's view of them as Airflow's DAG processor does before it
-forks a parsing process (``gc.freeze()``; without it a full collection over Airflow's objects, ~0.15 s, lands in
-whichever file happens to trigger it), then time ``runpy.run_path`` of the DAG file. Median of several runs. Target: <= 0.3
-s. Every DAG file builds its DAG once per dataset config (the DAG factory), so each file is measured twice:
-with the shipped configs, and with ten configs (the shipped ones copied under new dataset and model names into
-a temporary config folder). Prints one figure per line: ``parse_added_s.<file>``,
+forks a parsing process (``gc.freeze()``; without it a full collection over Airflow's objects, ~0.15 s, lands
+in whichever file happens to trigger it), then time ``runpy.run_path`` of the DAG file. Median of several
+runs. Target: <= 0.3 s. Every DAG file builds its DAG once per dataset config (the DAG factory), so each file
+is measured twice: with the shipped configs, and with ten configs (the shipped ones copied under new dataset
+and model names into a temporary config folder). Prints one figure per line: ``parse_added_s.<file>``,
 ``parse_added_s_10_configs.<file>``, then ``parse_s_per_dag_file_10_configs`` (the slowest file with ten
 configs) and its ratio to the target.
 """
