@@ -41,15 +41,15 @@ down: venv
 
 # Every test, in three lanes side by side: the container stage (tests/containers: image builds and waits on a
 # Docker stack), the slow end-to-end tests (servers, schedulers and browsers, much of it waiting) and everything
-# else. The first two write to their logs, printed when all lanes end; PYTEST_ARGS go to all three. The exit code
+# else, with the per-dataset loops (marker `datasets`) to balance the lanes' times. The first two write to their logs, printed when all lanes end; PYTEST_ARGS go to all three. The exit code
 # is the first failing lane's (5, "no tests collected", included).
 CONTAINER_LOG := .driftloop/test-containers.log
 SLOW_LOG := .driftloop/test-slow.log
 test: venv
 	@mkdir -p .driftloop
 	@$(BIN)/pytest -m container $(PYTEST_ARGS) > $(CONTAINER_LOG) 2>&1 & clane=$$!; \
-	$(BIN)/pytest -m "slow and not container" $(PYTEST_ARGS) > $(SLOW_LOG) 2>&1 & slane=$$!; \
-	$(BIN)/pytest -m "not slow and not container" $(PYTEST_ARGS); rc=$$?; \
+	$(BIN)/pytest -m "slow and not container and not datasets" $(PYTEST_ARGS) > $(SLOW_LOG) 2>&1 & slane=$$!; \
+	$(BIN)/pytest -m "not container and (not slow or datasets)" $(PYTEST_ARGS); rc=$$?; \
 	wait $$slane; src=$$?; wait $$clane; crc=$$?; \
 	echo "================ slow lane (end to end, exit code $$src; log: $(SLOW_LOG)) ================"; \
 	cat $(SLOW_LOG); \
