@@ -19,7 +19,12 @@ from driftloop.core.catalog import list_config_paths
 from driftloop.core.settings import PROJECT_DIR
 
 # Thread method: see tests/integration/test_closed_loop.py.
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.datasets, pytest.mark.timeout(900, method="thread")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.datasets,
+    pytest.mark.timeout(900, method="thread"),
+]
 
 CONFIGS = [
     p.stem for p in list_config_paths(PROJECT_DIR / "include" / "configs")

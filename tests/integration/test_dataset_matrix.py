@@ -25,7 +25,12 @@ import pytest
 
 from driftloop.core import bus
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.datasets, pytest.mark.timeout(900, method="thread")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.datasets,
+    pytest.mark.timeout(900, method="thread"),
+]
 
 MATRIX_DIR = Path(__file__).resolve().parents[1] / "data" / "matrix_configs"
 DATASETS = sorted(p.stem for p in MATRIX_DIR.glob("*.yaml") if "." not in p.stem)
