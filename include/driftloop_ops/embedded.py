@@ -124,7 +124,7 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
                 "login": TASK_API_USER,
                 "password": passwords[TASK_API_USER],
             }
-        ),  # fmt: skip
+        ),
         "AIRFLOW__API_AUTH__JWT_SECRET": secret_path.read_text().strip(),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
         "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "600",

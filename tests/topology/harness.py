@@ -267,7 +267,7 @@ class Stack:
                         "login": self.admin_user,
                         "password": self.admin_password,
                     }
-                ),  # fmt: skip
+                ),
                 "AIRFLOW__API__WORKERS": "1",
                 "AIRFLOW__API__SECRET_KEY": self.api_secret_key,
                 "AIRFLOW__API_AUTH__JWT_SECRET": self.jwt_secret,
