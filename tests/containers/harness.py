@@ -22,11 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.alert_sinks import smtp_conn_uri
 from tests.constants import FAST_OVERRIDES, SECRET_NAMES
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker-compose.yaml"
 TEST_OVERRIDE = Path(__file__).with_name("compose.test.yaml")
+ALERT_SINK = "alert-sink"
+ALERT_EMAIL_TO = "ops@example.org"
 BUILD_SCRIPT = REPO / "deploy" / "offline" / "build-images.sh"
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APP_IMAGE = os.environ.get("DRIFTLOOP_TEST_IMAGE", "driftloop:container-test")
@@ -223,6 +226,11 @@ def generate_env(images: Images, airflow_port: int, mlflow_port: int, serving_po
         MLFLOW_PUBLIC_URL=f"http://127.0.0.1:{mlflow_port}",
         MLFLOW_ALLOWED_HOSTS=f"mlflow,mlflow:5000,localhost,localhost:5000,127.0.0.1,127.0.0.1:{mlflow_port}",
         MLFLOW_WORKERS="2",
+        # Alerts go to the `alert-sink` service of compose.test.yaml, as an operator points them at a relay.
+        DRIFTLOOP_ALERT_WEBHOOK_URL=f"http://{ALERT_SINK}:8025/hook",
+        DRIFTLOOP_ALERT_SMTP_CONN_ID="driftloop_smtp",
+        DRIFTLOOP_ALERT_SMTP_URI=smtp_conn_uri(2525, ALERT_SINK),
+        DRIFTLOOP_ALERT_EMAIL_TO=ALERT_EMAIL_TO,
     )
     return env
 
@@ -300,15 +308,17 @@ class ComposeStack:
         out = sh(["docker", "logs", "--tail", str(tail), container_id], 60, check=False)
         return (out.stdout + out.stderr)[-6000:]
 
-    def _startup_state(self) -> bool:
-        """True once every container is healthy (airflow-init: exited 0); raises on a failure that will not
-        heal."""
+    def _startup_state(self, services: frozenset[str] | None = None) -> bool:
+        """True once every container (of ``services``, when given) is healthy (airflow-init: exited 0);
+        raises on a failure that will not heal."""
         containers = self.containers()
         if not containers:
             return False
         pending = []
         for c in containers:
             service, state = self.service_of(c), c["State"]
+            if services is not None and service not in services:
+                continue
             if service == "airflow-init":
                 if state["Status"] == "exited" and state["ExitCode"] != 0:
                     raise ContainerStackError(
@@ -323,10 +333,12 @@ class ComposeStack:
         self.pending = pending
         return not pending
 
-    def wait_healthy(self, timeout_s: float = 600) -> None:
+    def wait_healthy(self, timeout_s: float = 600, services: frozenset[str] | None = None) -> None:
+        """Waits for every health check, or only those of ``services`` (scaling one service must not fail on
+        another service's check that timed out while the new containers loaded the machine)."""
         self.pending: list[str] = []
         try:
-            wait_for(self._startup_state, timeout_s, "every health check", 3)
+            wait_for(lambda: self._startup_state(services), timeout_s, "every health check", 3)
         except ContainerStackError as exc:
             details = "\n".join(
                 self.describe(c)
@@ -353,6 +365,12 @@ class ComposeStack:
         """``docker compose exec -T`` as the container's own user (``index`` picks a replica)."""
         extra = ["--index", str(index)] if index else []
         return self.compose("exec", "-T", *extra, service, *argv, timeout_s=timeout_s).stdout
+
+    def received_alerts(self) -> list[dict[str, Any]]:
+        """Everything the ``alert-sink`` service received: ``{"channel": "webhook", "body": ...}`` or
+        ``{"channel": "smtp", "to": [...], "subject": ...}``, in arrival order."""
+        text = self.exec(ALERT_SINK, "cat", "/tmp/alerts.jsonl", timeout_s=60)
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     # ------------------------------------------------------------------ lifecycle
     def up(self, timeout_s: float = 900) -> float:

@@ -26,6 +26,7 @@ from driftloop.core import bus
 from driftloop_ops.airflow_api import AirflowClient
 from driftloop_ops.loop import loop_dag_ids
 from tests.containers.harness import (
+    ALERT_EMAIL_TO,
     FIGURES,
     SECRET_NAMES,
     MlflowRest,
@@ -44,6 +45,7 @@ TRAINING_DAG = bus.dag_id("telco_churn", bus.TRAINING_PIPELINE)
 ALL_SERVICES = {
     "postgres", "redis", "mlflow", "airflow-init", "airflow-api-server", "airflow-scheduler",
     "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "serving",
+    "alert-sink",  # compose.test.yaml's receiver of the deployment's alerts
 }  # fmt: skip
 
 
@@ -298,12 +300,44 @@ def test_serving_answers_with_the_champion_and_logs_to_postgres(loop, stack, mlf
     wait_for(lambda: count() == "5", 60, "five logged predictions", 1)
 
 
+def _webhook_alerts(stack) -> list[dict]:
+    return [a["body"]["driftloop"] for a in stack.received_alerts() if a["channel"] == "webhook"]
+
+
+def test_alerts_of_the_loop_arrive_once_by_webhook_and_email(loop, stack, mlflow, telco):
+    from driftloop.core import alerts as kinds
+
+    received = stack.received_alerts()
+    hooks = [a["body"]["driftloop"] for a in received if a["channel"] == "webhook"]
+    mails = [a for a in received if a["channel"] == "smtp"]
+    keys = [a["dedupe_key"] for a in hooks]
+    assert len(keys) == len(set(keys)), keys  # one alert per event, though the tasks ran on Celery workers
+    name = _model_name(mlflow)
+    moved = {a["fields"]["to_version"]: a for a in hooks if a["kind"] == kinds.CHAMPION_MOVED}
+    assert moved["1"]["fields"]["actor"] == "gate" and moved["1"]["fields"]["override"] is False, moved
+    # The sensor's retrain names its trigger; v2's verdict is either a move or a rejection, alerted once.
+    triggers = [a for a in hooks if a["kind"] in (kinds.DRIFT_FIRED, kinds.PERFORMANCE_DROP)]
+    assert len(triggers) == 1, keys
+    assert triggers[0]["fields"]["drift_share"] >= telco.monitoring.drift_share_threshold, triggers
+    rejected = [a["dedupe_key"] for a in hooks if a["kind"] == kinds.GATE_REJECTED]
+    if mlflow.alias(name, "champion") == "2":
+        assert "2" in moved and not rejected, keys
+    else:
+        assert "2" not in moved and rejected == [f"{kinds.GATE_REJECTED}:telco_churn:2"], keys
+    assert not [a for a in hooks if a["kind"] == kinds.TASK_FAILED], keys
+    # The same events by email, to the address of the deployment's .env.
+    assert len(mails) == len(hooks), (len(mails), keys)
+    assert all(m["to"] == [ALERT_EMAIL_TO] for m in mails), mails
+    assert all("telco_churn" in m["subject"] for m in mails), [m["subject"] for m in mails]
+    FIGURES["alerts received (webhook = email)"] = ", ".join(keys)
+
+
 # ------------------------------------------------------------------------------------------------ faults
 def _scale_workers(stack, count: int) -> list[dict]:
     stack.compose(
         "up", "-d", "--no-build", "--no-recreate", "--scale", f"airflow-worker={count}", timeout_s=600
     )
-    stack.wait_healthy(timeout_s=300)
+    stack.wait_healthy(timeout_s=300, services=frozenset({"airflow-worker"}))
     workers = stack.containers("airflow-worker", running_only=True)
     assert len(workers) == count, [w["Name"] for w in workers]
     return workers
@@ -328,6 +362,9 @@ def test_worker_killed_mid_training_task_is_retried_on_the_other(loop, stack, ai
     )
     final = airflow.task_instance(TRAINING_DAG, run_id, "train_model")
     assert final["try_number"] >= 2, airflow.task_tries(TRAINING_DAG, run_id, "train_model")
+    # A task that failed and then succeeded on its retry is not an alert.
+    failed = [a for a in _webhook_alerts(stack) if a["kind"] == "task_failed"]
+    assert not failed, failed
     assert final["hostname"] != ti["hostname"], "the retry must run on the surviving worker"
     new = [v for v in mlflow.versions(name) if v["version"] not in before]
     assert len(new) == 1, f"exactly one new model version, got {[v['version'] for v in new]}"
