@@ -67,6 +67,25 @@ def test_rejected_gate_alerts_once_by_webhook_and_email(sinks):
     assert sinks.smtp.messages[0]["X-Driftloop-Dedupe-Key"] == "gate_rejected:telco_churn:2"
 
 
+def test_a_gate_move_names_the_champion_it_replaced(sinks):
+    from driftloop_airflow.notifiers import send_stage_alerts
+
+    first = {**REJECTED, "decision": "promoted", "candidate_version": "1", "champion_version": "1"}
+    first.update(moved=True, previous_champion_version=None, failed=[])
+    second = {**first, "candidate_version": "2", "champion_version": "2", "previous_champion_version": "1"}
+    for result in (first, second, second):  # the second promotion's task retried
+        send_stage_alerts("promote_model", "telco_churn", "telco-churn", result, _settings())
+
+    alerts = [b["driftloop"] for b in sinks.hook.bodies]
+    assert [a["dedupe_key"] for a in alerts] == [
+        "champion_moved:telco_churn:none-1",
+        "champion_moved:telco_churn:1-2",
+    ]
+    assert alerts[0]["title"].startswith("champion moved to v1 by gate")
+    assert alerts[1]["title"].startswith("champion moved v1 -> v2 by gate")
+    assert (alerts[1]["fields"]["from_version"], alerts[1]["fields"]["override"]) == ("1", False)
+
+
 def test_each_event_alerts_with_its_own_key(sinks):
     from driftloop_airflow.notifiers import send_stage_alerts
 

@@ -246,7 +246,7 @@ def _moved(dataset: str, model: str, entry: dict[str, Any], settings: Settings) 
         CHAMPION_MOVED,
         dataset,
         title,
-        key=[entry.get("id") or f"{entry.get('from_version')}-{entry.get('to_version')}"],
+        key=[entry.get("id") or f"{entry.get('from_version') or 'none'}-{entry.get('to_version')}"],
         fields={k: entry.get(k) for k in ("from_version", "to_version", "actor", "reason", "override")},
         links=_model_link(settings, model, entry.get("to_version")),
     )
@@ -272,7 +272,12 @@ def _promotion_alerts(
             )
         )
     if result.get("moved"):
-        entry = {"from_version": None, "to_version": version, "actor": "gate", "override": False}
+        entry = {
+            "from_version": result.get("previous_champion_version"),
+            "to_version": version,
+            "actor": "gate",
+            "override": False,
+        }
         out.append(_moved(dataset, model_name, {**entry, "reason": result.get("reason")}, settings))
     return out
 

@@ -189,7 +189,9 @@ def promote_model(
         actor: Who asks (recorded in the audit log), e.g. ``training_pipeline/<run id>``.
 
     Returns:
-        ``{"decision": "promoted"|"ready"|"rejected", "reason", "champion_version", "candidate_version",
+        ``{"decision": "promoted"|"ready"|"rejected", "reason", "champion_version",
+        "previous_champion_version" (the champion when the gate judged; None for the first),
+        "candidate_version",
         "candidate_metric", "champion_metric", "failed", "policy", "moved"}``.
 
     Raises:
@@ -245,6 +247,7 @@ def promote_model(
         "decision": "promoted" if moved else ("ready" if report["passed"] else "rejected"),
         "reason": reason,
         "champion_version": candidate if moved else _version_of(champion),
+        "previous_champion_version": _version_of(champion),
         "candidate_version": candidate,
         **_headline_metrics(cfg, report),
         "failed": report["failed"],
