@@ -72,8 +72,7 @@ def preload_stack(modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, Any]:
         ``{"loaded": [...], "failed": {name: error}, "seconds": float}``.
     """
     # As driftloop.training.pycaret_env does: importing PyCaret would open logs.log in the cwd and capture
-    # every
-    # warning of this (long-lived) process into it.
+    # every warning of this (long-lived) process into it.
     os.environ.setdefault("PYCARET_CUSTOM_LOGGING_PATH", os.devnull)
     started = time.perf_counter()
     loaded: list[str] = []

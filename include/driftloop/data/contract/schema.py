@@ -100,8 +100,7 @@ class ColumnRule:
     unique: bool = False
     description: str = ""
     # False for columns whose values may start like a formula (ids, names such as "-Andy Allanson"): such
-    # values
-    # are then accepted on the way in and neutralised where a CSV is written for a spreadsheet.
+    # values are then accepted on the way in and neutralised where a CSV is written for a spreadsheet.
     formula_check: bool = True
 
 
