@@ -4,20 +4,19 @@ run.
 1. Trains a PyCaret champion (lr, 2 folds) in a throw-away SQLite MLflow store and registers the same model a
    second time as ``challenger``, so A/B routing and shadow scoring really run two models (same per-call
    cost).
-2. Measures the pipeline's own cost per predict call (1, 16 and 1,600 rows) in this process: the ceiling it
+2. Measures the pipeline's own cost per predict call (1 to 16,000 rows) in this process: the ceiling it
    implies for a closed loop of C clients is ``C / (calls per round x cost per call) x min(workers, calls)``:
    every request waits for its arm's call at least, two calls per round when the requests in flight hold both
    arms (A/B), one otherwise, and calls of different arms run side by side when there are workers for them.
 3. Starts ``mlflow models serve`` (``--env-manager local``, one worker) and ``driftloop serve`` (one inference
    process per core, A/B 50 % + shadow + prediction log), both on 127.0.0.1, and drives each with closed-loop
-   clients that honour ``Retry-After``: concurrency 1 and 16, 1-row and 100-row requests,
+   clients that honour ``Retry-After``: concurrency 1, 4 and 16 × 1-, 100- and 1,000-row requests,
    ``BENCH_SERVING_SECONDS`` each, the two servers one right after the other in every scenario. Prints
    throughput (answered requests), p50 and p99 of answered requests, refusals, and the ratio to MLflow
    measured in the same run.
-4. A 60-second open-loop load on ``driftloop serve`` at the sustainable rate (``BENCH_SERVING_LOAD_SHARE`` of
-the
-   measured c16 single-row throughput): zero 5xx, and the prediction log holds exactly one row per request
-   sent.
+4. A 60-second open-loop load on ``driftloop serve`` at the sustainable rate (``BENCH_SERVING_LOAD_SHARE``
+   of the measured c16 single-row throughput): zero 5xx, and the prediction log holds exactly one row per
+   request sent.
 
 Prints one figure per line (prefix ``serving_``); the servers' logs go to stderr.
 """
@@ -81,14 +80,19 @@ def prepare_models(cfg, settings) -> dict:
     return registry.resolve_alias(cfg, bus.CHAMPION, settings)
 
 
+COST_ROWS = (1, 4, 16, 100, 400, 1000, 4000, 16000)
+GRID_ROWS = (1, 100, 1000)
+GRID_CONCURRENCY = (1, 4, 16)
+
+
 def per_call_cost_s(model, frame, cfg) -> dict[int, float]:
-    """Median seconds of one ``predict_proba`` call on 1, 16 and 1,600 rows."""
+    """Median seconds of one ``predict_proba`` call on each of ``COST_ROWS`` rows."""
     costs = {}
-    for rows in (1, 16, 1600):
+    for rows in COST_ROWS:
         sample = frame[cfg.features].sample(n=rows, replace=True, random_state=rows).reset_index(drop=True)
         model.predict_proba(sample)
         timings = []
-        for _ in range(15):
+        for _ in range(15 if rows < 4000 else 5):
             start = time.perf_counter()
             model.predict_proba(sample)
             timings.append(time.perf_counter() - start)
@@ -285,10 +289,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     mlflow_port, ours_port = free_port(), free_port()
     mlflow_url, ours_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{ours_port}"
     python_bin = Path(sys.executable).parent
-    scenarios = [(c, rows) for rows in (1, 100) for c in (1, 16)]
+    scenarios = [(c, rows) for rows in GRID_ROWS for c in GRID_CONCURRENCY]
     payloads = {
-        (rows, ids): bodies(cfg, frame, rows, 200 if rows == 1 else 30, ids)
-        for rows in (1, 100)
+        (rows, ids): bodies(cfg, frame, rows, {1: 200, 100: 30}.get(rows, 8), ids)
+        for rows in GRID_ROWS
         for ids in (False, True)
     }
     results: dict[tuple, dict] = {}
@@ -369,9 +373,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         print(f"serving_speedup_vs_mlflow.c{c}_rows{rows} {ratio:.1f}")
     for c, rows in scenarios:
         calls = 2 if c > 1 else 1  # with 50 % A/B, the requests in flight hold both arms: two calls per round
-        ceiling = (
-            c / (calls * costs[16 if rows * c <= 16 else 1600]) * min(workers, calls)
-        )  # parallel workers
+        # The batcher merges the requests in flight: each call scores about rows x c / calls rows.
+        per_call = rows * c / calls
+        size = next((n for n in COST_ROWS if n >= per_call), COST_ROWS[-1])
+        ceiling = c / (calls * costs[size]) * min(workers, calls)  # calls of both arms on parallel workers
         measured = results[("driftloop", c, rows)]["rps"]
         print(f"serving_ceiling_rps.c{c}_rows{rows} {ceiling:.1f}")
         print(f"serving_share_of_ceiling.c{c}_rows{rows} {measured / ceiling:.2f}")
