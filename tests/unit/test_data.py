@@ -325,3 +325,39 @@ def test_fixed_file_under_the_same_name_keeps_the_earlier_quarantine(telco_cfg, 
     assert (kept / "b001.csv").read_text() == bad
     assert json.loads((kept / "reason.json").read_text())["reason_code"] == "wrong_delimiter"
     assert not (state.quarantine_dir / "b001").exists()
+
+
+def test_profile_renders_in_a_process_whose_main_module_cannot_run_again(tmp_path):
+    """A task under a scheduler: ``__main__`` is Airflow's CLI, which fails if a child process re-runs it
+    (spawned multiprocessing children do), and the task used to wait forever. Here the main script refuses
+    to run twice; the HTML must still be written."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    script = tmp_path / "task_main.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            if __name__ != "__main__":
+                sys.exit("the task's main module was run a second time")
+            sys.path[:0] = [{str(repo)!r}, {str(repo / "include")!r}]
+            import pandas as pd
+            from driftloop.data import profiling
+
+            frame = pd.DataFrame({{"tenure": list(range(40)), "contract": ["month", "year"] * 20}})
+            out = __import__("pathlib").Path(sys.argv[1])
+            assert profiling._render_within(120, frame, "a title", out)
+            print(out.stat().st_size)
+            """
+        )
+    )
+    html = tmp_path / "profile.html"
+    done = subprocess.run(
+        [sys.executable, str(script), str(html)], capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "a title" in html.read_text(encoding="utf-8")

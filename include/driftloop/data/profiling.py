@@ -35,32 +35,55 @@ def _render_html(profiled: Any, title: str, path: str) -> None:
     report.to_file(Path(path), silent=True)
 
 
+def render_main(argv: list[str]) -> None:
+    """Entry point of the render process: ``<rows parquet> <title> <html path>``."""
+    import pandas as pd
+
+    data_path, title, html_path = argv
+    _render_html(pd.read_parquet(data_path), title, html_path)
+
+
 def _render_within(seconds: float, profiled: Any, title: str, path: Path) -> bool:
-    """Render the HTML in a worker process stopped after ``seconds`` (<= 0: no limit); True when it finished.
+    """Render the HTML in a child process stopped after ``seconds`` (<= 0: no limit); True when it finished.
 
     A process, not a signal: no SIGALRM, so an alarm or timer the caller set is left alone, and it works off
-    the main thread too. Sampling and minimal mode keep profiling short; this is the backstop for
-    pathological data. A stopped render leaves no file behind.
+    the main thread too. A fresh interpreter (``subprocess``), not ``multiprocessing``: a spawned or
+    forkserver child first re-runs the parent's ``__main__``, which in a task under a scheduler is Airflow's
+    CLI, and that fails inside a task (no metadata DB) and left the task waiting. The rows go through a
+    parquet file. Sampling and minimal mode keep profiling short; this is the backstop for pathological
+    data. A stopped render leaves no file behind.
 
     Raises:
-        RuntimeError: The worker failed (its traceback is on stderr).
+        RuntimeError: The render failed (with the end of its stderr).
     """
-    import multiprocessing
+    import subprocess
+    import sys
+    import tempfile
 
-    # spawn: a fork of a process with threads (Airflow's task runner, MLflow's loggers) can deadlock.
-    worker = multiprocessing.get_context("spawn").Process(
-        target=_render_html, args=(profiled, title, str(path)), name="driftloop-profile", daemon=True
+    package_root = str(Path(__file__).resolve().parents[2])
+    code = (
+        f"import sys; sys.path.insert(0, {package_root!r}); "
+        f"from {__name__} import render_main; render_main(sys.argv[1:])"
     )
-    worker.start()
-    worker.join(seconds if seconds > 0 else None)
-    if worker.is_alive():
-        worker.kill()
-        worker.join()
+    with tempfile.TemporaryDirectory(prefix="driftloop-profile-") as work_dir:
+        data_path = Path(work_dir) / "rows.parquet"
+        profiled.to_parquet(data_path, index=False)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-c", code, str(data_path), title, str(path)],
+                capture_output=True,
+                text=True,
+                timeout=seconds if seconds > 0 else None,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:  # run() has killed the child
+            path.unlink(missing_ok=True)
+            return False
+    if done.returncode != 0:
         path.unlink(missing_ok=True)
-        return False
-    if worker.exitcode != 0:
-        path.unlink(missing_ok=True)
-        raise RuntimeError(f"profile rendering failed (worker exit code {worker.exitcode}); see stderr")
+        raise RuntimeError(
+            f"profile rendering failed (exit code {done.returncode}): {done.stderr.strip()[-2000:]}"
+        )
     return True
 
 
