@@ -144,9 +144,16 @@ def loop(stack, dags_ready, mlflow):
 
 
 def test_closed_loop_reference_trains_a_first_champion(loop, mlflow, model_name, stack):
+    from driftloop.core.config import load_dataset_config
     from driftloop.governance.audit import AuditStore
 
     assert loop.tasks("data_1")["announce_snapshot"] == "success", loop.steps["data_1"]
+    # The HTML profile was rendered from inside a Celery task (a fresh interpreter, not a spawned child).
+    experiment = mlflow.get_experiment_by_name(load_dataset_config("telco_churn").experiment_name("data"))
+    data_runs = mlflow.search_runs([experiment.experiment_id])
+    assert data_runs and all(r.data.tags[bus.PROFILE_HTML_TAG] == "logged" for r in data_runs), [
+        r.data.tags.get(bus.PROFILE_HTML_TAG) for r in data_runs
+    ]
     v1 = mlflow.get_model_version(model_name, "1")
     assert v1.tags[bus.GATE_TAG] == "passed"
     assert v1.tags[bus.AIRFLOW_RUN_ID_TAG] == loop.run_ids["train_1"]
