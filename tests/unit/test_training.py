@@ -183,6 +183,20 @@ def test_registered_model_reproduces_logged_holdout_auc(trained, client, tmp_pat
     assert result["metrics"]["holdout_f1"] == pytest.approx(f1, abs=1e-6)
 
 
+def test_registered_model_preprocesses_with_driftloops_pipeline(trained, tmp_path):
+    from sklearn.compose import ColumnTransformer
+
+    from driftloop.core.registry import load_model
+
+    model = load_model(trained.result["model_uri"])
+    steps = dict(model.steps)
+    assert list(steps)[:-1] == ["preprocess"], "PyCaret's own preprocessing steps must not be in the model"
+    encode = steps["preprocess"].transformer.named_steps["encode"]
+    assert isinstance(encode, ColumnTransformer)
+    out = model[:-1].transform(trained.frame[trained.cfg.features].head(50))
+    assert {"tenure", "contract_Two year"} <= set(out.columns)
+
+
 def test_threshold_is_chosen_on_training_folds_and_recorded_on_run_and_version(trained, client):
     cfg, result = trained.cfg, trained.result
     run = client.get_run(result["run_id"])

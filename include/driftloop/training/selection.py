@@ -19,6 +19,7 @@ from typing import Any
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, choose_threshold, model_input
+from driftloop.training.preprocessing import build_preprocessor
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +58,20 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
     Raises:
         RuntimeError: No candidate model could be trained.
     """
-    from driftloop.training.pycaret_env import import_experiment, usable_std_streams
+    from driftloop.training.pycaret_env import frozen_heap, import_experiment, usable_std_streams
 
     opts = cfg.training
     selection_df = select_rows(cfg, train_df)
     timings = {}
-    with usable_std_streams():
+    with usable_std_streams(), frozen_heap():
         started = time.perf_counter()
         exp = import_experiment(decision.task)()
-        options = {
-            "normalize": True
-        }  # unscaled charges (thousands) keep lbfgs from converging; trees ignore it
+        options = {}
         if decision.task == REGRESSION:
             options["transform_target"] = False
+        data = encoded_frame(cfg, selection_df, decision)
         exp.setup(
-            data=encoded_frame(cfg, selection_df, decision),
+            data=data,
             target=cfg.target,
             session_id=opts.seed,
             fold=opts.folds,
@@ -83,6 +83,10 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
             system_log=False,  # else PyCaret writes logs.log into the worker's cwd
             # A joblib cache path inside the pickled pipeline would not exist where it is loaded.
             memory=False,
+            # Our scikit-learn preprocessing instead of PyCaret's (4x cheaper, refitted in every fold):
+            # see driftloop.training.preprocessing.
+            preprocess=False,
+            custom_pipeline=[("preprocess", build_preprocessor(cfg, data))],
             n_jobs=n_jobs,
             **options,
         )
