@@ -23,6 +23,18 @@ def small_cfg(telco_cfg):
     )
 
 
+def _fit_transform(cfg, frame: pd.DataFrame, target: pd.Series) -> tuple[object, pd.DataFrame]:
+    """The fitted preprocessor and its output as a frame named by ``get_feature_names_out()``."""
+    preprocessor = build_preprocessor(cfg, frame).fit(frame, target)
+    return preprocessor, _named(preprocessor, frame)
+
+
+def _named(preprocessor, frame: pd.DataFrame) -> pd.DataFrame:
+    out = preprocessor.transform(frame)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float64
+    return pd.DataFrame(out, columns=preprocessor.get_feature_names_out())
+
+
 def _frame(n_rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(seed)
     city = rng.integers(0, 40, n_rows)
@@ -42,7 +54,7 @@ def _frame(n_rows: int, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
 
 def test_columns_are_named_after_their_feature_and_scaled(small_cfg):
     frame, target = _frame(600)
-    out = build_preprocessor(small_cfg, frame).fit(frame, target).transform(frame)
+    _, out = _fit_transform(small_cfg, frame, target)
 
     assert list(out.columns) == [
         "tenure",
@@ -64,17 +76,17 @@ def test_missing_values_are_imputed_and_unseen_categories_do_not_fail(small_cfg)
     frame, target = _frame(400)
     frame.loc[:9, "tenure"] = np.nan
     frame.loc[10:19, "contract"] = np.nan
-    preprocessor = build_preprocessor(small_cfg, frame).fit(frame, target)
-    assert not preprocessor.transform(frame).isna().any().any()
+    preprocessor, out = _fit_transform(small_cfg, frame, target)
+    assert not out.isna().any().any()
 
     unseen = frame.head(3).copy()
     unseen["contract"] = "Three year"
     unseen["city"] = "city-999"
-    out = preprocessor.transform(unseen)
+    out = _named(preprocessor, unseen)
     assert not out.isna().any().any()
     # An unseen contract sets none of the contract indicator columns (each at its scaled zero).
     contract = [c for c in out.columns if c.startswith("contract_")]
-    seen_zero = preprocessor.transform(frame.assign(contract="One year").head(1))[contract[0]].iloc[0]
+    seen_zero = _named(preprocessor, frame.assign(contract="One year").head(1))[contract[0]].iloc[0]
     assert out[contract[0]].iloc[0] == pytest.approx(seen_zero)
 
 
@@ -82,7 +94,7 @@ def test_regression_target_encodes_wide_features_as_one_continuous_column(small_
     frame, _ = _frame(500)
     target = pd.Series(frame["city"].str.removeprefix("city-").astype(float) * 10)
     cfg = dataclasses.replace(small_cfg, task=REGRESSION)
-    out = build_preprocessor(cfg, frame).fit(frame, target).transform(frame)
+    _, out = _fit_transform(cfg, frame, target)
     assert "city" in out.columns
     assert np.corrcoef(out["city"], target)[0, 1] > 0.95
 
@@ -91,9 +103,8 @@ def test_numeric_only_and_categorical_only_configs_build(small_cfg):
     frame, target = _frame(200)
     numeric = dataclasses.replace(small_cfg, categorical_features=())
     categorical = dataclasses.replace(small_cfg, numeric_features=(), categorical_features=("contract",))
-    numeric_out = build_preprocessor(numeric, frame).fit_transform(frame, target)
-    assert list(numeric_out.columns) == ["tenure", "charges"]
-    assert build_preprocessor(categorical, frame).fit_transform(frame, target).shape == (200, 3)
+    assert list(_fit_transform(numeric, frame, target)[1].columns) == ["tenure", "charges"]
+    assert _fit_transform(categorical, frame, target)[1].shape == (200, 3)
 
 
 def test_frozen_heap_spares_older_objects_from_collections_and_releases_them_after():

@@ -115,30 +115,50 @@ class LogEntry:
         import orjson
 
         names = list(self.columns)
-        values = [self.columns[name] for name in names]
-        out = []
-        for k, row in enumerate(self.rows):
-            features = orjson.dumps(dict(zip(names, (column[k] for column in values), strict=True))).decode()
-            probabilities = orjson.dumps(self.probabilities[k]).decode() if self.probabilities else None
-            out.append(
-                (
-                    self.logged_at,
-                    self.request_id,
-                    row,
-                    self.entity_ids[k],
-                    self.role,
-                    self.arms[k],
-                    self.experiment,
-                    model_name,
-                    self.versions[k],
-                    float(self.scores[k]),
-                    str(self.predictions[k]),
-                    probabilities,
-                    self.latency_ms,
-                    features,
-                )
+        dumps = orjson.dumps
+        # Rows come from zip over the columns, so each row is one C-level tuple: building them one value at a
+        # time through a generator cost as much as encoding them.
+        rows = zip(*self.columns.values(), strict=True)
+        features = [dumps(dict(zip(names, row, strict=True))).decode() for row in rows]
+        probabilities = (
+            [dumps(p).decode() for p in self.probabilities] if self.probabilities else [None] * len(self.rows)
+        )
+        logged_at, request_id, role, experiment, latency_ms = (
+            self.logged_at,
+            self.request_id,
+            self.role,
+            self.experiment,
+            self.latency_ms,
+        )
+        return [
+            (
+                logged_at,
+                request_id,
+                row,
+                entity,
+                role,
+                arm,
+                experiment,
+                model_name,
+                version,
+                float(score),
+                str(prediction),
+                proba,
+                latency_ms,
+                feature,
             )
-        return out
+            for row, entity, arm, version, score, prediction, proba, feature in zip(
+                self.rows,
+                self.entity_ids,
+                self.arms,
+                self.versions,
+                self.scores,
+                self.predictions,
+                probabilities,
+                features,
+                strict=True,
+            )
+        ]
 
 
 class _SqliteStore:
