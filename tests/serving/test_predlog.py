@@ -97,17 +97,47 @@ def test_overflow_is_counted_never_silent(tmp_path):
 
 
 def test_a_failing_store_counts_the_rows_as_dropped_after_retries(tmp_path):
-    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.sqlite'}", "m", max_rows=100)
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.sqlite'}", "m", max_rows=100, in_process=True)
     writer.start()
 
     def broken(records):
         raise OSError("disk full")
 
-    writer._store.write = broken  # noqa: SLF001 - simulate the store failing after start
+    writer._sink.store.write = broken  # noqa: SLF001 - simulate the store failing after start
     writer.submit(entry("r1", 3))
     writer.close()
     assert (writer.written_rows, writer.dropped_rows) == (0, 3)
     assert "disk full" in writer.last_error
+
+
+def test_rows_are_written_by_a_process_of_their_own_which_is_restarted_when_it_dies(tmp_path):
+    import signal
+
+    uri = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    writer = PredictionLogWriter(uri, "m", max_rows=100)
+    writer.start()
+    first = writer._sink.process  # noqa: SLF001
+    assert first.is_alive() and first.pid != os.getpid()
+    writer.submit(entry("r1", 3))
+    deadline = time.monotonic() + 10
+    while writer.written_rows < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.written_rows == 3
+
+    os.kill(first.pid, signal.SIGKILL)  # the log process dies between writes
+    first.join(5)
+    writer.submit(entry("r2", 2))
+    writer.close()
+    assert (writer.written_rows, writer.dropped_rows, writer.pending_rows) == (5, 0, 0)
+    assert list(read_log(uri, "m")["request_id"]) == ["r1", "r1", "r1", "r2", "r2"]
+
+
+def test_a_store_that_cannot_be_opened_stops_the_start_with_its_error(tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    writer = PredictionLogWriter(f"sqlite:///{blocker / 'log.sqlite'}", "m", max_rows=100)
+    with pytest.raises(RuntimeError, match="could not be opened: FileExistsError"):
+        writer.start()
 
 
 def _postgres_reachable() -> bool:

@@ -82,6 +82,7 @@ class ServingService:
             cfg.registered_model_name,
             settings.prediction_log_queue_rows,
             self.metrics,
+            in_process=self.worker_kind == "thread",  # no processes spawned in thread mode
         )
         self.pool: Any = None
         self.models: Any = None
