@@ -329,17 +329,11 @@ class _ProcessSink:
             raise RuntimeError(error)
 
     def close(self, timeout_s: float = 10.0) -> None:
+        from driftloop.serving.online.workers import stop_process
+
         if self.process is None:
             return
-        try:
-            self.conn.send(None)
-        except (OSError, ValueError):
-            pass
-        self.process.join(timeout_s)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout_s)
-        self.conn.close()
+        stop_process(self.process, self.conn, None, timeout_s)
         self.process = None
 
 

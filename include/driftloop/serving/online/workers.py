@@ -205,15 +205,7 @@ class ProcessWorker:
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Ask the process to stop, then terminate it if it does not."""
-        try:
-            self.conn.send((-1, "stop", ()))
-        except (OSError, ValueError):
-            pass
-        self.process.join(timeout_s)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join(timeout_s)
-        self.conn.close()
+        stop_process(self.process, self.conn, (-1, "stop", ()), timeout_s)
         self._sender.shutdown(wait=False)
 
 
@@ -243,6 +235,20 @@ class ThreadWorker:
         """Stop the threads."""
         self._predict.shutdown(wait=False)
         self._load.shutdown(wait=False)
+
+
+def stop_process(process: Any, conn: Any, stop_message: Any, timeout_s: float) -> None:
+    """Send ``stop_message`` on ``conn``, wait for ``process`` to exit, terminate it if it does not; close
+    ``conn``."""
+    try:
+        conn.send(stop_message)
+    except (OSError, ValueError):  # the process is already gone
+        pass
+    process.join(timeout_s)
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout_s)
+    conn.close()
 
 
 def _settle(future: asyncio.Future, ok: bool, payload: Any) -> None:
