@@ -66,9 +66,7 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
     with usable_std_streams(), frozen_heap():
         started = time.perf_counter()
         exp = import_experiment(decision.task)()
-        options = {}
-        if decision.task == REGRESSION:
-            options["transform_target"] = False
+        options = {"transform_target": False} if decision.task == REGRESSION else {}
         data = encoded_frame(cfg, selection_df, decision)
         exp.setup(
             data=data,
