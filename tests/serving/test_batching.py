@@ -216,3 +216,29 @@ def test_hot_reload_on_an_alias_move_fails_no_request(cfg, serve_env, telco_fram
     versions = [version for _, version in results]
     assert versions[0] == v1 and versions[-1] == v2 and set(versions) == {v1, v2}
     assert versions.index(v2) > 0 and v1 not in versions[-20:]
+
+
+def _native_threads_after_import(queue) -> None:
+    from driftloop.serving.online.workers import limit_native_threads
+
+    limit_native_threads()  # first, as worker_main does, before the model's libraries load
+    import sklearn.linear_model  # noqa: F401 - loads OpenMP and OpenBLAS
+    from threadpoolctl import threadpool_info
+
+    queue.put(sorted({(info["user_api"], info["num_threads"]) for info in threadpool_info()}))
+
+
+def test_an_inference_worker_loads_its_native_libraries_with_one_thread():
+    """Regression: libraries loaded after ``threadpool_limits`` kept a thread per core and spun against the
+    other workers (an inference worker burnt 50 ms of CPU per 1,000-row call instead of 20)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_native_threads_after_import, args=(queue,))
+    process.start()
+    try:
+        pools = queue.get(timeout=120)
+    finally:
+        process.join(30)
+    assert pools and {threads for _, threads in pools} == {1}, pools

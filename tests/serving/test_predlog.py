@@ -212,3 +212,48 @@ def test_an_unreachable_postgres_fails_under_ci_and_skips_locally(monkeypatch):
             _require_postgres()
         outcomes[ci] = (outcome.type, "no PostgreSQL" in str(outcome.value))
     assert outcomes == {"true": (pytest.fail.Exception, True), "": (pytest.skip.Exception, True)}
+
+
+def test_an_entry_of_numpy_arrays_reaches_the_log_process_as_the_same_rows():
+    """Entries reach the log process as JSON: every value, null, NaN and numpy dtype must survive the trip."""
+    import math
+
+    import numpy as np
+
+    from driftloop.serving.online.jobs import probability_rows
+
+    rows = 4
+    sent = LogEntry(
+        logged_at=1_700_000_000.25,
+        request_id="r-1",
+        role="shadow",
+        rows=[0, 2, 5, 7],
+        entity_ids=["a", "b", "c", "d"],
+        arms=["challenger"] * rows,
+        versions=["2"] * rows,
+        experiment="v1-vs-v2",
+        scores=[0.1, 0.9, 0.5, 0.0],
+        predictions=["No", "Yes", "Yes", "No"],
+        probabilities=probability_rows(
+            {"No": np.array([0.9, 0.1, 0.5, 1.0]), "Yes": np.array([0.1, 0.9, 0.5, 0.0])}
+        ),
+        latency_ms=None,
+        columns={
+            "tenure": np.array([1, 2**40, -3, 0], dtype=np.int64),
+            "total_charges": np.array([1.5, math.nan, 0.0, 1e300]),
+            "contract": np.array(["One year", None, "Two year", 'é "quoted"'], dtype=object),
+        },
+    )
+    received = LogEntry.from_json(sent.to_json())
+
+    assert received.records("m") == sent.records("m")
+    features = [orjson_loads(record[-1]) for record in received.records("m")]
+    assert features[1] == {"tenure": 2**40, "total_charges": None, "contract": None}  # NaN is logged as null
+    assert features[3]["contract"] == 'é "quoted"'
+    assert orjson_loads(received.records("m")[0][11]) == {"No": 0.9, "Yes": 0.1}
+
+
+def orjson_loads(text: str):
+    import orjson
+
+    return orjson.loads(text)

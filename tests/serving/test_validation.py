@@ -14,6 +14,7 @@ from driftloop.serving.online.validation import (
     RequestError,
     check_json_content_type,
     coerce_column,
+    coerce_ids,
 )
 
 
@@ -29,17 +30,27 @@ def spec(name, dtype, signature_type=None, **kwargs):
     return column_spec(rule(name, dtype, **kwargs), signature_type)
 
 
-def test_values_are_coerced_to_the_column_kind():
-    assert coerce_column(spec("n", "int64"), [1, 2.0, 3]) == [1, 2, 3]  # a whole float is an integer
-    assert coerce_column(spec("x", "float64"), [1, 2.5]) == [1.0, 2.5]
+def test_values_are_coerced_to_arrays_of_the_column_kind():
+    whole = coerce_column(spec("n", "int64"), [1, 2.0, 3])  # a whole float is an integer
+    assert whole.dtype == "int64" and whole.tolist() == [1, 2, 3]
+    numbers = coerce_column(spec("x", "float64"), [1, 2.5])
+    assert numbers.dtype == "float64" and numbers.tolist() == [1.0, 2.5]
     nullable = coerce_column(spec("x", "float64", nullable=True), [None, 2])
     assert math.isnan(nullable[0]) and nullable[1] == 2.0
     assert spec("n", "int64", nullable=True).kind == "float"  # a null stays a null, as in stored batches
     assert spec("n", "int64", signature_type="double").kind == "float"  # the model signature wins
-    assert coerce_column(spec("s", "string", nullable=True, categories=("a", "b")), ["a", None]) == [
-        "a",
-        None,
-    ]
+    text = coerce_column(spec("s", "string", nullable=True, categories=("a", "b")), ["a", None])
+    assert text.dtype == object and text.tolist() == ["a", None]
+    big = coerce_column(spec("n", "int64"), [2**62, -(2**62)])  # beyond float64's exact integers
+    assert big.tolist() == [2**62, -(2**62)]
+
+
+def test_a_range_check_names_the_first_row_outside_it():
+    column = spec("x", "float64", nullable=True, min=0, max=10)
+    assert coerce_column(column, [None, 0, 10]).tolist()[1:] == [0.0, 10.0]  # bounds are inclusive
+    with pytest.raises(RequestError) as excinfo:
+        coerce_column(column, [1, None, 11, -1])
+    assert "row 2," in excinfo.value.message and "[0, 10]" in excinfo.value.message
 
 
 @pytest.mark.parametrize(
@@ -49,6 +60,11 @@ def test_values_are_coerced_to_the_column_kind():
         ([True], spec("n", "int64"), "got a boolean"),
         ([1.5], spec("n", "int64"), "whole number"),
         ([2**70], spec("n", "int64"), "outside the allowed range"),
+        ([1, 2**64 - 1], spec("n", "int64"), "row 1, is outside the allowed range"),
+        ([1, [2]], spec("x", "float64"), "row 1, must be a number, got a list"),
+        (["x1", {"b": 1}], spec("s", "string", categories=("x1", "b")), "row 1, must be text, got an object"),
+        (["ok", "x" * 9], "ids", "row 1, must be a non-empty text id"),
+        ([7, None], "ids", "row 1, must be a non-empty text id"),
         ([77], spec("n", "int64", min=0, max=3), "[0, 3]"),
         ([None], spec("n", "int64"), "not nullable"),
         (["zebra"], spec("s", "string", categories=("a", "b")), "categories"),
@@ -58,7 +74,10 @@ def test_values_are_coerced_to_the_column_kind():
 )
 def test_bad_values_name_column_and_row_but_not_the_value(values, column, message):
     with pytest.raises(RequestError) as excinfo:
-        coerce_column(column, values)
+        if column == "ids":
+            coerce_ids(values, "customer_id", 8)
+        else:
+            coerce_column(column, values)
     assert excinfo.value.status == 422 and message in excinfo.value.message
     assert all(str(v) not in excinfo.value.message for v in values if v not in (None, True))
 

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from driftloop.core import bus
-from driftloop.serving.online.jobs import Job, JobResult, Part, concat_parts, row_outputs
+from driftloop.serving.online.jobs import Job, Part, call_outputs, concat_parts
 from driftloop.serving.online.router import ARMS, CHALLENGER, CHAMPION, Routing, assign_challenger
 from driftloop.serving.online.validation import RequestError
 from driftloop.serving.online.workers import WorkerDied
@@ -78,7 +78,7 @@ class Batcher:
     # --------------------------------------------------------------------------------------------------------
     # Routing and admission
 
-    def _route(self, job: Job) -> tuple[dict[str, list[int]], bool]:
+    def _route(self, job: Job) -> tuple[dict[str, Any], bool]:
         """Assign every row an arm; returns the rows of each arm and whether the other model shadows them."""
         champion, challenger = self.models.get(CHAMPION), self.models.get(CHALLENGER)
         routing = self.routing.effective(challenger is not None)
@@ -89,9 +89,12 @@ class Batcher:
             if challenger is not None
             else [False] * job.n_rows
         )
+        import numpy as np
+
         job.arms = [CHALLENGER if c else CHAMPION for c in to_challenger]
-        rows = {arm: [i for i, a in enumerate(job.arms) if a == arm] for arm in ARMS}
-        return {arm: r for arm, r in rows.items() if r}, routing.shadow and challenger is not None
+        chosen = np.fromiter(to_challenger, dtype=bool, count=job.n_rows)
+        rows = {CHAMPION: np.flatnonzero(~chosen), CHALLENGER: np.flatnonzero(chosen)}
+        return {arm: r for arm, r in rows.items() if len(r)}, routing.shadow and challenger is not None
 
     def projected_wait_s(self, arm: str, n_rows: int) -> float:
         """Expected wait of ``n_rows`` new rows for ``arm`` before a worker starts scoring them.
@@ -141,7 +144,7 @@ class Batcher:
                 f"budget of {self.budget_s * 1000:.0f} ms",
                 projected,
             )
-        job.outputs, job.versions, job.parts_left = [None] * job.n_rows, [""] * job.n_rows, len(parts)
+        job.parts_left = len(parts)
         for arm, rows in parts.items():
             self.queues[arm].append(Part(job, rows))
             if shadow:
@@ -312,13 +315,9 @@ class Batcher:
         """Hand a call's outputs back to its requests; shadow outputs go to the shadow callback."""
         position = 0
         for part in primary:
-            job = part.job
-            rows = row_outputs(model.decision, values, position, position + len(part.rows))
-            for i, output in zip(part.rows, rows, strict=True):
-                job.outputs[i] = output
-                job.versions[i] = model.version
+            part.job.fill(model.decision, model.version, part.rows, values, position)
             position += len(part.rows)
-            self._part_done(job)
+            self._part_done(part.job)
         if position:
             self.metrics.rows.labels(arm, "primary").inc(position)
         shadow_rows = 0
@@ -330,7 +329,7 @@ class Batcher:
                     part.rows,
                     arm,
                     model.version,
-                    row_outputs(model.decision, values, position, stop),
+                    call_outputs(model.decision, values, position, stop),
                 )
             position += len(part.rows)
             shadow_rows += len(part.rows)
@@ -361,21 +360,7 @@ class Batcher:
     def _part_done(self, job: Job) -> None:
         job.parts_left -= 1
         if job.parts_left == 0 and not job.future.done():
-            predictions, codes, scores, probabilities = (
-                list(column) for column in zip(*job.outputs, strict=True)
-            )
-            job.future.set_result(
-                JobResult(
-                    predictions,
-                    codes,
-                    scores,
-                    probabilities if probabilities[0] is not None else None,
-                    job.arms,
-                    job.versions,
-                    job.experiment,
-                    job.entity_ids,
-                )
-            )
+            job.future.set_result(job.result())
             self._answered()
 
     def _fail(self, job: Job, error: RequestError) -> None:

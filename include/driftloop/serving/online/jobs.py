@@ -12,18 +12,58 @@ from driftloop.core import bus
 
 @dataclass(eq=False)
 class Job:
-    """One request; ``future`` receives a :class:`JobResult` or a :class:`RequestError`."""
+    """One request; ``future`` receives a :class:`JobResult` or a :class:`RequestError`.
+
+    ``columns`` hold the coerced inputs as numpy arrays; the outputs are filled column by column as each arm's
+    call returns (:meth:`fill`), so no step walks the rows one at a time in Python.
+    """
 
     request_id: str
-    columns: dict[str, list]
+    columns: dict[str, Any]
     n_rows: int
     entity_ids: list[str]
     future: asyncio.Future
     arms: list[str] = field(default_factory=list)
     experiment: str = ""
-    outputs: list[Any] = field(default_factory=list)
-    versions: list[str] = field(default_factory=list)
     parts_left: int = 0
+    predictions: Any = None
+    codes: Any = None
+    scores: Any = None
+    probabilities: dict[str, Any] | None = None
+    versions: Any = None
+
+    def fill(self, decision: Any, version: str, rows: Any, values: dict[str, Any], start: int) -> None:
+        """Take the outputs of ``rows`` from one call's ``values``, which hold them at ``start`` onwards."""
+        import numpy as np
+
+        outputs = call_outputs(decision, values, start, start + len(rows))
+        if self.predictions is None:
+            self.predictions = np.empty(self.n_rows, dtype=object)
+            self.codes = np.empty(self.n_rows, dtype=object)
+            self.scores = np.zeros(self.n_rows, dtype=np.float64)
+            self.versions = np.empty(self.n_rows, dtype=object)
+            if outputs.probabilities is not None:
+                self.probabilities = {label: np.zeros(self.n_rows) for label in outputs.probabilities}
+        self.predictions[rows] = outputs.predictions
+        self.codes[rows] = outputs.codes
+        self.scores[rows] = outputs.scores
+        self.versions[rows] = version
+        if self.probabilities is not None and outputs.probabilities is not None:
+            for label, column in outputs.probabilities.items():
+                self.probabilities[label][rows] = column
+
+    def result(self) -> JobResult:
+        """The answer, once every part was filled."""
+        return JobResult(
+            self.predictions.tolist(),
+            self.codes.tolist(),
+            self.scores.tolist(),
+            probability_rows(self.probabilities),
+            self.arms,
+            self.versions.tolist(),
+            self.experiment,
+            self.entity_ids,
+        )
 
 
 @dataclass
@@ -48,39 +88,74 @@ class JobResult:
     entity_ids: list[str]
 
 
-def row_outputs(decision: Any, values: dict[str, Any], start: int, stop: int) -> list[tuple]:
-    """``(prediction, code, score, probabilities)`` of rows ``start:stop`` of one call's outputs."""
+@dataclass
+class CallOutputs:
+    """Rows ``start:stop`` of one predict call, column by column (numpy arrays)."""
+
+    predictions: Any
+    codes: Any
+    scores: Any
+    probabilities: dict[str, Any] | None
+
+    def rows(self) -> tuple[list, list[float], list[dict[str, float]] | None]:
+        """``(predictions, scores, probabilities)`` as lists, ``probabilities`` one ``{label: p}`` per row."""
+        return self.predictions.tolist(), self.scores.tolist(), probability_rows(self.probabilities)
+
+
+def probability_rows(probabilities: dict[str, Any] | None) -> list[dict[str, float]] | None:
+    """Per-class probability arrays as one ``{label: probability}`` per row (None stays None)."""
+    if probabilities is None:
+        return None
+    labels = list(probabilities)
+    columns = [probabilities[label].tolist() for label in labels]
+    return [dict(zip(labels, row, strict=True)) for row in zip(*columns, strict=True)]
+
+
+def call_outputs(decision: Any, values: dict[str, Any], start: int, stop: int) -> CallOutputs:
+    """Outputs of rows ``start:stop`` of one call: the prediction, the code ``mlflow models serve`` would
+    return (class index or value), the score and, for a multiclass model, the per-class probabilities.
+
+    Args:
+        decision: The version's :class:`~driftloop.core.task_types.Decision`.
+        values: What its ``predict`` returned for the call, as numpy arrays.
+        start: First row of the call's outputs to take.
+        stop: One past the last.
+    """
+    import numpy as np
+
     from driftloop.core.task_types import MULTICLASS, REGRESSION
 
-    predictions = values[bus.PREDICTION_COLUMN][start:stop].tolist()
-    scores = values[bus.SCORE_COLUMN][start:stop].tolist()
+    predictions = values[bus.PREDICTION_COLUMN][start:stop]
+    scores = values[bus.SCORE_COLUMN][start:stop]
     if decision.task == REGRESSION:
-        return [(p, p, s, None) for p, s in zip(predictions, scores, strict=True)]
+        return CallOutputs(predictions, predictions, scores, None)
     index = {label: i for i, label in enumerate(decision.classes)}
-    if decision.task != MULTICLASS:
-        return [(p, index[p], s, None) for p, s in zip(predictions, scores, strict=True)]
-    columns = {label: values[bus.proba_column(label)][start:stop].tolist() for label in decision.classes}
-    return [
-        (p, index[p], s, {label: columns[label][k] for label in decision.classes})
-        for k, (p, s) in enumerate(zip(predictions, scores, strict=True))
-    ]
+    codes = np.array([index[p] for p in predictions.tolist()], dtype=np.int64)
+    probabilities = None
+    if decision.task == MULTICLASS:
+        probabilities = {label: values[bus.proba_column(label)][start:stop] for label in decision.classes}
+    return CallOutputs(predictions, codes, scores, probabilities)
 
 
 @dataclass(eq=False)
 class Part:
-    """Rows of one job for one model."""
+    """Rows of one job for one model (``rows``: an int64 array of row positions)."""
 
     job: Job
-    rows: list[int]
+    rows: Any
     queued_s: float = field(default_factory=time.perf_counter)
 
 
-def concat_parts(parts: list[Part], names: list[str]) -> dict[str, list]:
-    """The ``names`` columns of every part's rows, in order: the body of one predict call."""
-    merged: dict[str, list] = {name: [] for name in names}
+def concat_parts(parts: list[Part], names: list[str]) -> dict[str, Any]:
+    """The ``names`` columns of every part's rows, in order: the body of one predict call (numpy arrays)."""
+    import numpy as np
+
+    pieces: dict[str, list] = {name: [] for name in names}
     for part in parts:
-        columns, rows = part.job.columns, part.rows
-        whole = len(rows) == part.job.n_rows
+        columns = part.job.columns
+        whole = len(part.rows) == part.job.n_rows
         for name in names:
-            merged[name].extend(columns[name] if whole else [columns[name][i] for i in rows])
-    return merged
+            pieces[name].append(columns[name] if whole else columns[name][part.rows])
+    return {
+        name: chunks[0] if len(chunks) == 1 else np.concatenate(chunks) for name, chunks in pieces.items()
+    }

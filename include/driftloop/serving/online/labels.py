@@ -66,7 +66,7 @@ def parse_labels(body: bytes, cfg: DatasetConfig, contract: Any, max_rows: int) 
     id_rule = contract.columns.get(cfg.id_column)
     max_length = id_rule.max_length if id_rule is not None and id_rule.max_length else 64
     ids = coerce_ids(columns[id_keys[0]], id_keys[0], max_length)
-    values = coerce_column(column_spec(contract.columns[cfg.target]), columns[cfg.target])
+    values = coerce_column(column_spec(contract.columns[cfg.target]), columns[cfg.target]).tolist()
     return list(dict(zip(ids, values, strict=True)).items())
 
 

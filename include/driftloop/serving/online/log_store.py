@@ -1,4 +1,4 @@
-"""The prediction log's table, its stores (SQLite, PostgreSQL) and the sinks that write rows to them.
+"""The prediction log's table and entries, its stores (SQLite, PostgreSQL) and the sinks that write to them.
 
 :class:`~driftloop.serving.online.predlog.PredictionLogWriter`'s thread hands the queued entries to a sink:
 :class:`ProcessSink` (the default) sends them to a process of its own that builds the rows and writes them, so
@@ -9,6 +9,7 @@ that work never holds the HTTP process's GIL; :class:`ThreadSink` builds and wri
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,99 @@ CREATE_SQL = (
     + ")"
 )
 INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (model_name, logged_at)"
+
+
+@dataclass
+class LogEntry:
+    """What one request (or its shadow scoring) adds to the log; lists are aligned with ``rows``."""
+
+    logged_at: float
+    request_id: str
+    role: str
+    rows: list[int]
+    entity_ids: list[str]
+    arms: list[str]
+    versions: list[str]
+    experiment: str
+    scores: list[float]
+    predictions: list[Any]  # the dataset's labels, or values (regression)
+    probabilities: list[dict[str, float]] | None  # multiclass: {label: probability} per row
+    latency_ms: float | None
+    columns: dict[str, Any]  # the request's inputs: numpy arrays (or lists)
+
+    def to_json(self) -> bytes:
+        """The entry as JSON (numpy arrays as lists, NaN as null): cheap to send to the log process. Pickling
+        a flush's entries in one go cost 3.7 ms per 1,000 rows in the HTTP process, against 0.5 ms one entry
+        at a time: the pickler's memo grew with every string of the batch."""
+        import orjson
+
+        return orjson.dumps(self, default=_as_list, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    @classmethod
+    def from_json(cls, payload: bytes) -> LogEntry:
+        """The entry :meth:`to_json` encoded."""
+        import orjson
+
+        return cls(**orjson.loads(payload))
+
+    def records(self, model_name: str) -> list[tuple]:
+        """The entry as log rows (in :data:`COLUMNS` order)."""
+        import orjson
+
+        names = list(self.columns)
+        dumps = orjson.dumps
+        # Columns arrive as numpy arrays: tolist() turns them into Python values at C speed. Rows come from
+        # zip over the columns, so each row is one C-level tuple: building them one value at a time through
+        # a generator cost as much as encoding them.
+        values = [c.tolist() if hasattr(c, "tolist") else c for c in self.columns.values()]
+        rows = zip(*values, strict=True)
+        features = [dumps(dict(zip(names, row, strict=True))).decode() for row in rows]
+        probabilities = (
+            [dumps(p).decode() for p in self.probabilities] if self.probabilities else [None] * len(self.rows)
+        )
+        logged_at, request_id, role, experiment, latency_ms = (
+            self.logged_at,
+            self.request_id,
+            self.role,
+            self.experiment,
+            self.latency_ms,
+        )
+        return [
+            (
+                logged_at,
+                request_id,
+                row,
+                entity,
+                role,
+                arm,
+                experiment,
+                model_name,
+                version,
+                float(score),
+                str(prediction),
+                proba,
+                latency_ms,
+                feature,
+            )
+            for row, entity, arm, version, score, prediction, proba, feature in zip(
+                self.rows,
+                self.entity_ids,
+                self.arms,
+                self.versions,
+                self.scores,
+                self.predictions,
+                probabilities,
+                features,
+                strict=True,
+            )
+        ]
+
+
+def _as_list(value: Any) -> Any:
+    """orjson's fallback: numpy arrays it cannot encode natively (object dtype) as lists."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot encode {type(value).__name__}")
 
 
 def is_postgres(uri: str) -> bool:
@@ -166,13 +260,13 @@ def _log_process_main(conn: Any, uri: str, model_name: str) -> None:
     try:
         while True:
             try:
-                entries = conn.recv()
+                payloads = conn.recv()
             except (EOFError, OSError):
                 return
-            if entries is None:
+            if payloads is None:
                 return
             try:
-                sink.write(entries)
+                sink.write([LogEntry.from_json(payload) for payload in payloads])
             except Exception as exc:  # the service retries, then counts the rows as dropped
                 conn.send((False, f"{type(exc).__name__}: {str(exc)[:300]}"))
             else:
@@ -183,7 +277,8 @@ def _log_process_main(conn: Any, uri: str, model_name: str) -> None:
 
 class ProcessSink:
     """Entries written by a process of their own, so building rows and binding them to SQLite's statements
-    never holds the HTTP process's GIL (16 ms per 1,000 rows there; pickling the entries costs about 1 ms).
+    never holds the HTTP process's GIL (16 ms per 1,000 rows there); entries travel as JSON
+    (:meth:`LogEntry.to_json`).
 
     A process that died is started again on the next write.
     """
@@ -224,7 +319,7 @@ class ProcessSink:
             self.close()
             self.open()
         try:
-            self.conn.send(entries)
+            self.conn.send([entry.to_json() for entry in entries])
         except (OSError, ValueError) as exc:
             self.close()
             raise RuntimeError(f"the prediction log process is gone: {exc}") from exc

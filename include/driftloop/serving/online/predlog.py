@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from driftloop.core.config import DatasetConfig
@@ -29,6 +28,7 @@ from driftloop.core.state import StatePaths
 from driftloop.serving.online.log_store import (
     COLUMNS,
     TABLE,
+    LogEntry,
     ProcessSink,
     ThreadSink,
     is_postgres,
@@ -48,75 +48,6 @@ def log_uri(cfg: DatasetConfig, settings: Settings) -> str:
     return "sqlite:///" + str(
         StatePaths.for_dataset(cfg, settings).root / "serving" / "prediction_log.sqlite"
     )
-
-
-@dataclass
-class LogEntry:
-    """What one request (or its shadow scoring) adds to the log; lists are aligned with ``rows``."""
-
-    logged_at: float
-    request_id: str
-    role: str
-    rows: list[int]
-    entity_ids: list[str]
-    arms: list[str]
-    versions: list[str]
-    experiment: str
-    scores: list[float]
-    predictions: list[Any]  # the dataset's labels, or values (regression)
-    probabilities: list[dict[str, float]] | None  # multiclass: {label: probability} per row
-    latency_ms: float | None
-    columns: dict[str, list]
-
-    def records(self, model_name: str) -> list[tuple]:
-        """The entry as log rows (in :data:`COLUMNS` order)."""
-        import orjson
-
-        names = list(self.columns)
-        dumps = orjson.dumps
-        # Rows come from zip over the columns, so each row is one C-level tuple: building them one value at a
-        # time through a generator cost as much as encoding them.
-        rows = zip(*self.columns.values(), strict=True)
-        features = [dumps(dict(zip(names, row, strict=True))).decode() for row in rows]
-        probabilities = (
-            [dumps(p).decode() for p in self.probabilities] if self.probabilities else [None] * len(self.rows)
-        )
-        logged_at, request_id, role, experiment, latency_ms = (
-            self.logged_at,
-            self.request_id,
-            self.role,
-            self.experiment,
-            self.latency_ms,
-        )
-        return [
-            (
-                logged_at,
-                request_id,
-                row,
-                entity,
-                role,
-                arm,
-                experiment,
-                model_name,
-                version,
-                float(score),
-                str(prediction),
-                proba,
-                latency_ms,
-                feature,
-            )
-            for row, entity, arm, version, score, prediction, proba, feature in zip(
-                self.rows,
-                self.entity_ids,
-                self.arms,
-                self.versions,
-                self.scores,
-                self.predictions,
-                probabilities,
-                features,
-                strict=True,
-            )
-        ]
 
 
 class PredictionLogWriter:

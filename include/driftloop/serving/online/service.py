@@ -24,7 +24,7 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.serving.online.batcher import Batcher
-from driftloop.serving.online.jobs import Job, JobResult
+from driftloop.serving.online.jobs import CallOutputs, Job, JobResult
 from driftloop.serving.online.labels import label_file_bytes, parse_labels, write_label_file
 from driftloop.serving.online.metrics import ServingMetrics
 from driftloop.serving.online.models import ModelSet, resolve_served, signature_types
@@ -195,23 +195,26 @@ class ServingService:
             )
         )
 
-    def log_shadow(self, job: Job, rows: list[int], alias: str, version: str, outputs: list[tuple]) -> None:
-        """Queue shadow outputs (called by the batcher when a shadow call returns)."""
-        predictions, _, scores, probabilities = (list(column) for column in zip(*outputs, strict=True))
-        columns = {name: [col[i] for i in rows] for name, col in job.columns.items()}
+    def log_shadow(self, job: Job, rows: Any, alias: str, version: str, outputs: CallOutputs) -> None:
+        """Queue shadow outputs (called by the batcher when a shadow call returns); ``rows`` index the job's
+        rows (an int array)."""
+        predictions, scores, probabilities = outputs.rows()
+        whole = len(rows) == job.n_rows
+        columns = job.columns if whole else {name: column[rows] for name, column in job.columns.items()}
+        positions = rows.tolist()
         self.log.submit(
             LogEntry(
                 time.time(),
                 job.request_id,
                 SHADOW,
-                rows,
-                [job.entity_ids[i] for i in rows],
-                [alias] * len(rows),
-                [version] * len(rows),
+                positions,
+                job.entity_ids if whole else [job.entity_ids[i] for i in positions],
+                [alias] * len(positions),
+                [version] * len(positions),
                 job.experiment,
                 scores,
                 predictions,
-                probabilities if probabilities[0] is not None else None,
+                probabilities,
                 None,
                 columns,
             )

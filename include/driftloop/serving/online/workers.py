@@ -100,11 +100,23 @@ def build_frame(columns: dict[str, list], dtypes: dict[str, str]) -> Any:
     import numpy as np
     import pandas as pd
 
-    return pd.DataFrame({name: np.array(columns[name], dtype=dtype) for name, dtype in dtypes.items()})
+    return pd.DataFrame({name: np.asarray(columns[name], dtype=dtype) for name, dtype in dtypes.items()})
 
 
-def _limit_native_threads() -> None:
-    """One BLAS/OpenMP thread per worker: the pool already has one worker per core."""
+NATIVE_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_native_threads() -> None:
+    """One BLAS/OpenMP thread per worker: the pool already has one worker per core.
+
+    The variables must be set before numpy, scipy or scikit-learn load their native libraries (a spawned
+    worker has not imported them yet); ``threadpool_limits`` only reaches libraries already loaded, so on its
+    own it left the model's OpenMP and OpenBLAS with a thread per core, spinning against the other workers.
+    """
+    import os
+
+    for name in NATIVE_THREAD_VARIABLES:
+        os.environ[name] = "1"
     try:
         from threadpoolctl import threadpool_limits
 
@@ -115,7 +127,7 @@ def _limit_native_threads() -> None:
 
 def worker_main(conn: Any, settings: Settings) -> None:
     """Entry point of a worker process: answer ``(id, op, args)`` messages until ``stop`` or a closed pipe."""
-    _limit_native_threads()
+    limit_native_threads()
     host = ModelHost(settings)
     send_lock = threading.Lock()
 
