@@ -96,6 +96,35 @@ def test_overflow_is_counted_never_silent(tmp_path):
     assert metrics.registry.get_sample_value("driftloop_serving_log_dropped_rows_total") == 4
 
 
+def test_a_backlog_is_written_in_bounded_batches_and_new_rows_get_in_meanwhile(tmp_path, monkeypatch):
+    """Regression: a backlog written as one batch counted against the queue until all of it was written, so
+    rows arriving after an overload were dropped for seconds."""
+    from driftloop.serving.online import predlog
+
+    monkeypatch.setattr(predlog, "WRITE_BATCH_ROWS", 10)
+    writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.sqlite'}", "m", max_rows=52, in_process=True)
+    for i in range(10):
+        assert writer.submit(entry(f"backlog{i}", 5))  # 50 rows queued before the writer starts
+    batches = []
+    store_write = writer._sink.store.write  # noqa: SLF001
+
+    def slow_write(records):
+        store_write(records)
+        batches.append(len(records))
+        time.sleep(0.05)
+
+    writer._sink.store.write = slow_write  # noqa: SLF001
+    writer.start()
+    deadline = time.monotonic() + 10
+    while writer.written_rows == 0 and time.monotonic() < deadline:  # the first batch is written
+        time.sleep(0.005)
+    late = writer.submit(entry("late", 5))  # 40 queued + 5 fit in 52; 50 in flight + 5 would not
+    writer.close()
+    assert late and max(batches) <= 10, batches
+    assert (writer.written_rows, writer.dropped_rows) == (55, 0)
+    assert len(read_log(f"sqlite:///{tmp_path / 'log.sqlite'}", "m")) == 55
+
+
 def test_a_failing_store_counts_the_rows_as_dropped_after_retries(tmp_path):
     writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.sqlite'}", "m", max_rows=100, in_process=True)
     writer.start()

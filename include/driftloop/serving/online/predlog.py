@@ -2,10 +2,10 @@
 
 Each request hands one :class:`LogEntry` (its inputs, outputs, versions, arms, latency, request and entity
 ids) to :class:`PredictionLogWriter`: a bounded in-memory queue that a background thread empties every
-``FLUSH_S`` seconds, handing the entries to a process of its own that turns them into rows and writes them in
-one transaction (building and binding rows would otherwise hold the HTTP process's GIL: 16 ms per 1,000
-rows). Logging never blocks a request; when the queue is full the entry is dropped and counted
-(``driftloop_serving_log_dropped_rows``), never silently.
+``FLUSH_S`` seconds (a backlog without pause), handing the entries to a process of its own that turns them
+into rows and writes them, at most ``WRITE_BATCH_ROWS`` rows per transaction (building and binding rows
+would otherwise hold the HTTP process's GIL: 16 ms per 1,000 rows). Logging never blocks a request; when the
+queue is full the entry is dropped and counted (``driftloop_serving_log_dropped_rows``), never silently.
 
 Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default,
 ``<state>/serving/prediction_log.sqlite``, WAL so readers never block the writer) for the embedded mode,
@@ -39,6 +39,9 @@ LOG = logging.getLogger(__name__)
 PRIMARY, SHADOW = "primary", "shadow"
 FLUSH_S = 0.2
 WRITE_ATTEMPTS = 3
+# Queued rows count against the queue until written: writing a backlog in one batch kept new rows out
+# (dropped) for as long as the whole backlog took, seconds after an overload had ended.
+WRITE_BATCH_ROWS = 20_000
 
 
 def log_uri(cfg: DatasetConfig, settings: Settings) -> str:
@@ -110,21 +113,32 @@ class PredictionLogWriter:
         if self._thread.is_alive():
             self._thread.join(timeout_s)
 
-    def _take(self) -> list[LogEntry]:
+    def _take(self) -> tuple[list[LogEntry], bool]:
+        """The oldest queued entries, at most :data:`WRITE_BATCH_ROWS` rows (at least one entry), and whether
+        more are queued."""
         with self._lock:
-            entries, self._entries = self._entries, []
-        return entries
+            taken, rows = 0, 0
+            for entry in self._entries:
+                if taken and rows + len(entry.rows) > WRITE_BATCH_ROWS:
+                    break
+                taken += 1
+                rows += len(entry.rows)
+            entries, self._entries = self._entries[:taken], self._entries[taken:]
+            return entries, bool(self._entries)
 
     def _run(self) -> None:
         try:
             while True:
-                self._wake.wait(FLUSH_S)
-                self._wake.clear()
-                entries = self._take()
+                stopping = self._stopping  # read first: once set, nothing more is queued
+                entries, more = self._take()
                 if entries:
                     self._write(entries)
-                elif self._stopping:
+                if more:
+                    continue  # a backlog drains batch after batch, without waiting
+                if stopping:
                     break
+                self._wake.wait(FLUSH_S)
+                self._wake.clear()
         finally:
             self._sink.close()
 
