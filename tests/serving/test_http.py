@@ -469,6 +469,35 @@ def test_an_oversized_chunked_body_is_refused_while_reading(live, client, good):
     assert "content-length" not in {k.lower() for k in response.request.headers}
 
 
+def test_invocations_take_the_fast_path_and_a_bug_there_is_a_500_with_the_usual_body(live, client, rows):
+    """``POST /invocations`` skips FastAPI's layers (:class:`InvocationsFastPath`); an unexpected error there
+    must still answer a JSON 500 (never a dropped connection), and the next request is served again."""
+    from driftloop.serving.online.app import InvocationsFastPath
+
+    server, cfg, _, _ = live
+    assert isinstance(server.app, InvocationsFastPath)
+    schema = server.service.schema
+
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(schema, name)
+
+        def parse(self, body):
+            raise ZeroDivisionError("a bug")
+
+    server.service.schema = Broken()
+    try:
+        response = client.post("/invocations", json=split_body(cfg, rows), headers={"X-Request-Id": "bug-1"})
+    finally:
+        server.service.schema = schema
+    assert response.status_code == 500, response.text
+    assert response.json() == {"error_code": "INTERNAL_ERROR", "message": "internal error"}
+    assert response.headers["content-type"] == "application/json"
+    answered = client.post("/invocations", json=split_body(cfg, rows), headers={"X-Request-Id": "ok-1"})
+    assert answered.status_code == 200 and answered.headers["x-request-id"] == "ok-1"
+    assert answered.json()["request_id"] == "ok-1" and len(answered.json()["predictions"]) == len(rows)
+
+
 def test_the_service_still_answers_after_the_corpus(live, client, rows):
     _, cfg, _, _ = live
     assert client.post("/invocations", json=split_body(cfg, rows)).status_code == 200

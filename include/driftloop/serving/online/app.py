@@ -22,6 +22,7 @@ import asyncio
 import hmac
 import logging
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -54,19 +55,28 @@ async def read_body(request: Any, limit_bytes: int) -> bytes:
     Raises:
         RequestError: 400 for a malformed ``Content-Length``, 413 when the body is too large.
     """
-    declared = request.headers.get("content-length")
+    return await read_chunks(request.headers.get("content-length"), request.stream(), limit_bytes)
+
+
+async def read_chunks(declared: str | None, chunks: AsyncIterator[bytes], limit_bytes: int) -> bytes:
+    """The body made of ``chunks``, refused with 413 when ``declared`` (``Content-Length``) or the actual size
+    exceeds ``limit_bytes``.
+
+    Raises:
+        RequestError: 400 for a malformed ``Content-Length``, 413 when the body is too large.
+    """
     if declared is not None:
         if not declared.isdigit():
             raise RequestError(400, "BAD_REQUEST", "Content-Length is not a number")
         if int(declared) > limit_bytes:
             raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", f"the body is larger than {limit_bytes} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit_bytes:
             raise RequestError(413, "REQUEST_LIMIT_EXCEEDED", f"the body is larger than {limit_bytes} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _arm_label(arms: list[str]) -> str:
@@ -84,22 +94,34 @@ def _service(request: Request) -> ServingService:
 @router.post("/invocations")
 async def invocations(request: Request) -> Any:
     """Score rows (MLflow's formats and response shape, plus scores, arms, versions and the request id)."""
-    service = _service(request)
+    status, body, headers = await score_body(_service(request), request.headers, request.stream())
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def score_body(
+    service: ServingService, headers: Any, chunks: AsyncIterator[bytes]
+) -> tuple[int, bytes, dict[str, str]]:
+    """``POST /invocations`` from its headers (lower-case names) and body chunks: ``(status, JSON body,
+    headers)``; bad input is a 4xx, never an exception."""
+    import orjson
+
     metrics, start, logged_at = service.metrics, time.perf_counter(), time.time()
     try:
-        check_json_content_type(request.headers.get("content-type"))
-        parsed = service.schema.parse(await read_body(request, service.settings.serve_max_body_bytes))
-        request_id = request_id_from(request.headers.get("x-request-id"))
+        check_json_content_type(headers.get("content-type"))
+        body = await read_chunks(headers.get("content-length"), chunks, service.settings.serve_max_body_bytes)
+        parsed = service.schema.parse(body)
+        request_id = request_id_from(headers.get("x-request-id"))
         result = await service.score(parsed, request_id)
     except RequestError as exc:
         metrics.requests.labels("invocations", "none", str(exc.status)).inc()
-        return error_response(exc)
+        error = {"error_code": exc.error_code, "message": exc.message}
+        return exc.status, orjson.dumps(error), exc.headers
     latency_s = time.perf_counter() - start
     service.log_primary(parsed, result, request_id, logged_at, latency_s * 1000)
     arm = _arm_label(result.arms)
     metrics.requests.labels("invocations", arm, "200").inc()
     metrics.latency.labels(arm).observe(latency_s)
-    body = {
+    answer = {
         "predictions": result.codes,
         "labels": result.predictions,
         "scores": result.scores,
@@ -109,8 +131,56 @@ async def invocations(request: Request) -> Any:
         "request_id": request_id,
     }
     if result.probabilities is not None:
-        body["probabilities"] = result.probabilities
-    return _json(body, headers={"X-Request-Id": request_id})
+        answer["probabilities"] = result.probabilities
+    return 200, orjson.dumps(answer), {"X-Request-Id": request_id}
+
+
+class InvocationsFastPath:
+    """The ASGI application ``driftloop serve`` runs: ``POST /invocations`` goes straight to
+    :func:`score_body`, everything else (other paths, other methods, lifespan) to the FastAPI app.
+
+    FastAPI's routing, middleware and exception layers cost about half of the HTTP process's CPU on a
+    single-row request, and that process is what limits throughput at high concurrency.
+    """
+
+    def __init__(self, app: Any, service: ServingService) -> None:
+        self.app = app
+        self.service = service
+        self.state = app.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/invocations" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        try:
+            status, body, extra = await score_body(self.service, headers, _body_chunks(receive))
+        except _ClientGone:
+            return
+        except Exception:  # a bug: a 500 with the usual body, never a dropped connection
+            LOG.exception("unexpected error on /invocations")
+            status, body, extra = 500, b'{"error_code":"INTERNAL_ERROR","message":"internal error"}', {}
+        response_headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": response_headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _ClientGone(Exception):  # noqa: N818 - an event: the client disconnected before sending its body
+    pass
+
+
+async def _body_chunks(receive: Any) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return
 
 
 @router.post("/labels", status_code=202)
@@ -228,7 +298,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> Any:
 def create_app(
     cfg: DatasetConfig, settings: Settings, worker_kind: str | None = None, workers: int | None = None
 ) -> Any:
-    """The FastAPI application of one dataset's service; the service starts and stops with the app's lifespan.
+    """The ASGI application of one dataset's service (FastAPI behind :class:`InvocationsFastPath`); the
+    service starts and stops with the app's lifespan.
 
     Args:
         cfg: Dataset config (model name, features, contract, serving defaults).
@@ -255,4 +326,4 @@ def create_app(
     app.add_exception_handler(RequestError, _on_request_error)  # type: ignore[arg-type]
     app.add_exception_handler(HTTPException, _on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _on_unexpected)
-    return app
+    return InvocationsFastPath(app, service)
