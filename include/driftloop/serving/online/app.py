@@ -46,7 +46,14 @@ def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None
 
 def error_response(exc: RequestError) -> Any:
     """``{"error_code", "message"}`` with the error's status and headers (e.g. ``Retry-After``)."""
-    return _json({"error_code": exc.error_code, "message": exc.message}, exc.status, exc.headers)
+    return _json(_error(exc.error_code, exc.message), exc.status, exc.headers)
+
+
+def _error(error_code: str, message: str) -> dict[str, str]:
+    return {"error_code": error_code, "message": message}
+
+
+INTERNAL_ERROR = _error("INTERNAL_ERROR", "internal error")
 
 
 async def read_body(request: Any, limit_bytes: int) -> bytes:
@@ -114,8 +121,7 @@ async def score_body(
         result = await service.score(parsed, request_id)
     except RequestError as exc:
         metrics.requests.labels("invocations", "none", str(exc.status)).inc()
-        error = {"error_code": exc.error_code, "message": exc.message}
-        return exc.status, orjson.dumps(error), exc.headers
+        return exc.status, orjson.dumps(_error(exc.error_code, exc.message)), exc.headers
     latency_s = time.perf_counter() - start
     service.log_primary(parsed, result, request_id, logged_at, latency_s * 1000)
     arm = _arm_label(result.arms)
@@ -149,6 +155,8 @@ class InvocationsFastPath:
         self.state = app.state
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        import orjson
+
         if scope["type"] != "http" or scope["path"] != "/invocations" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
@@ -159,7 +167,7 @@ class InvocationsFastPath:
             return
         except Exception:  # a bug: a 500 with the usual body, never a dropped connection
             LOG.exception("unexpected error on /invocations")
-            status, body, extra = 500, b'{"error_code":"INTERNAL_ERROR","message":"internal error"}', {}
+            status, body, extra = 500, orjson.dumps(INTERNAL_ERROR), {}
         response_headers = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -292,7 +300,7 @@ async def _on_http_error(request: Request, exc: HTTPException) -> Any:
 
 async def _on_unexpected(request: Request, exc: Exception) -> Any:
     LOG.exception("unexpected error on %s", request.url.path)
-    return _json({"error_code": "INTERNAL_ERROR", "message": "internal error"}, 500)
+    return _json(INTERNAL_ERROR, 500)
 
 
 def create_app(

@@ -80,6 +80,8 @@ class Batcher:
 
     def _route(self, job: Job) -> tuple[dict[str, Any], bool]:
         """Assign every row an arm; returns the rows of each arm and whether the other model shadows them."""
+        import numpy as np
+
         champion, challenger = self.models.get(CHAMPION), self.models.get(CHALLENGER)
         routing = self.routing.effective(challenger is not None)
         compared = challenger is not None and (routing.challenger_share > 0 or routing.shadow)
@@ -89,8 +91,6 @@ class Batcher:
             if challenger is not None
             else [False] * job.n_rows
         )
-        import numpy as np
-
         job.arms = [CHALLENGER if c else CHAMPION for c in to_challenger]
         chosen = np.fromiter(to_challenger, dtype=bool, count=job.n_rows)
         rows = {CHAMPION: np.flatnonzero(~chosen), CHALLENGER: np.flatnonzero(chosen)}

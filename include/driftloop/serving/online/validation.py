@@ -310,8 +310,7 @@ def coerce_column(spec: ColumnSpec, values: list) -> Any:
     import numpy as np
 
     types = set(map(type, values))
-    nulls = type(None) in types
-    if nulls:
+    if type(None) in types:
         if not spec.nullable:
             raise _unprocessable(
                 _where(spec.name, values.index(None)) + " is null but the column is not nullable"
@@ -331,7 +330,7 @@ def coerce_column(spec: ColumnSpec, values: list) -> Any:
         array = np.empty(len(values), dtype=object)
         array[:] = values
         return array
-    return _number_array(spec, types, values, nulls)
+    return _number_array(spec, types, values)
 
 
 def _check_types(spec: ColumnSpec, types: set, values: list) -> None:
@@ -343,7 +342,7 @@ def _check_types(spec: ColumnSpec, types: set, values: list) -> None:
     raise _unprocessable(_where(spec.name, row) + f" must be {expected}, got {_type_name(values[row])}")
 
 
-def _number_array(spec: ColumnSpec, types: set, values: list, nulls: bool) -> Any:
+def _number_array(spec: ColumnSpec, types: set, values: list) -> Any:
     """The float64 or int64 array of a numeric column: integers must be whole and every value in range."""
     import numpy as np
 
