@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import orjson
 import pytest
 
 from driftloop.core import bus
@@ -124,6 +125,7 @@ def test_ab_split_is_sticky_and_shadow_scores_are_logged_but_never_returned(
     cfg, serve_env, telco_frame, good_model, flipped_model
 ):
     from driftloop.core.settings import Settings
+    from driftloop.serving.online.log_store import NO_FEATURES
     from driftloop.serving.online.predlog import log_uri, read_log
 
     champion, _ = register_model(cfg, good_model, telco_frame, bus.CHAMPION)
@@ -150,6 +152,13 @@ def test_ab_split_is_sticky_and_shadow_scores_are_logged_but_never_returned(
     assert len(shadow) > 0 and set(shadow["experiment"]) == {f"v{champion}-vs-v{challenger}"}
     pairs = primary.merge(shadow, on=["request_id", "row_index"], suffixes=("", "_shadow"))
     assert (pairs["arm"] != pairs["arm_shadow"]).all()  # the shadow is always the other model
+    # The inputs are logged once, on the primary row each shadow row pairs with.
+    assert (shadow["features"] == NO_FEATURES).all()
+    sent = frame.set_index(cfg.id_column)
+    for row in pairs.itertuples():
+        logged = orjson.loads(row.features)
+        expected = sent.loc[row.entity_id, ["tenure", "contract"]]
+        assert (logged["tenure"], logged["contract"]) == tuple(expected)
     returned = {
         (r.json()["request_id"], i): s for r in first + again for i, s in enumerate(r.json()["scores"])
     }

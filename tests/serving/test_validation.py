@@ -40,7 +40,7 @@ def test_values_are_coerced_to_arrays_of_the_column_kind():
     assert spec("n", "int64", nullable=True).kind == "float"  # a null stays a null, as in stored batches
     assert spec("n", "int64", signature_type="double").kind == "float"  # the model signature wins
     text = coerce_column(spec("s", "string", nullable=True, categories=("a", "b")), ["a", None])
-    assert text.dtype == object and text.tolist() == ["a", None]
+    assert text.dtype == object and text[0] == "a" and type(text[1]) is float and math.isnan(text[1])
     big = coerce_column(spec("n", "int64"), [2**62, -(2**62)])  # beyond float64's exact integers
     assert big.tolist() == [2**62, -(2**62)]
 
@@ -89,7 +89,9 @@ def test_pii_hash_columns_are_hashed_like_ingestion_does(telco_cfg):
 
     contract = load_contract(telco_cfg)
     columns = dict(contract.columns)
-    columns["payment_method"] = dataclasses.replace(columns["payment_method"], pii="hash", categories=None)
+    columns["payment_method"] = dataclasses.replace(
+        columns["payment_method"], pii="hash", categories=None, nullable=True
+    )
     contract = dataclasses.replace(contract, columns=columns)
     schema = InputSchema.build(telco_cfg, contract, None, 100, pii_salt="pepper")
     record = {name: (0 if spec_.kind != "str" else "x") for name, spec_ in schema.specs.items()}
@@ -104,10 +106,12 @@ def test_pii_hash_columns_are_hashed_like_ingestion_does(telco_cfg):
         "streaming_movies",
     ):
         record[name] = "No"
-    parsed = schema.parse(orjson.dumps({"dataframe_records": [record]}))
+    parsed = schema.parse(orjson.dumps({"dataframe_records": [record, {**record, "payment_method": None}]}))
     # Computed here, not by the function under test: what ingestion stores for this value (h2 scheme).
     expected = "h2:" + hmac.new(b"pepper", b"Electronic check", hashlib.sha256).hexdigest()
-    assert parsed.columns["payment_method"] == [expected]
+    hashed, null = parsed.columns["payment_method"]
+    assert hashed == expected
+    assert type(null) is float and math.isnan(null)  # a null stays a null (NaN, as the model expects it)
 
 
 def test_example_rows_are_valid_input(telco_cfg):
@@ -130,3 +134,33 @@ def test_example_rows_are_valid_input(telco_cfg):
 )
 def test_json_content_types_are_accepted(content_type):
     check_json_content_type(content_type)
+
+
+def test_a_null_text_value_reaches_the_model_as_nan_as_in_training():
+    """The workers skip ``model_input``: what validation builds must already be what training fed the model.
+    A ``None`` would pass the imputer and reach the encoder as a category of its own."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    from driftloop.core import bus
+    from driftloop.core.task_types import Decision, model_input
+    from driftloop.serving.online.workers import build_frame
+
+    column = spec("s", "string", nullable=True, categories=("a", "b"))
+    served = build_frame({"s": coerce_column(column, ["a", None, "b"])}, {"s": "object"})
+    assert served["s"].isna().tolist() == [False, True, False]
+    assert not any(v is None for v in served["s"])
+    train = pd.DataFrame({"s": ["a", "b", "b", np.nan, "a", "b"]})
+    model = make_pipeline(
+        SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore"), LogisticRegression()
+    ).fit(train, [1, 0, 0, 0, 1, 0])
+    decision = Decision("binary", ("no", "yes"), 0.5)
+    stored = pd.DataFrame({"s": pd.Series(["a", None, "b"], dtype=object)})  # as Parquet gives a batch
+    batch = decision.predict(model, stored)
+    online = decision.predict_rows(model, served)
+    assert np.allclose(online[bus.SCORE_COLUMN], batch[bus.SCORE_COLUMN])
+    assert model_input(stored)["s"].isna().tolist() == served["s"].isna().tolist()

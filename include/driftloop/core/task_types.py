@@ -111,9 +111,13 @@ class Decision:
             top probability (multiclass) or the value (regression), bus.proba_column(label): per-class
             probability (multiclass)}``.
         """
+        return self.predict_rows(model, model_input(features_df))
+
+    def predict_rows(self, model: Any, rows: Any) -> dict[str, Any]:
+        """:meth:`predict` on rows that are already :func:`model_input` (index 0..n-1, every missing value
+        ``NaN``), as the online workers build them: checking that cost a tenth of a served call."""
         import numpy as np
 
-        rows = model_input(features_df)
         if self.task == REGRESSION:
             values = np.asarray(model.predict(rows), dtype=float)
             return {bus.PREDICTION_COLUMN: values, bus.SCORE_COLUMN: values}

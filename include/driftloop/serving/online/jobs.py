@@ -129,8 +129,9 @@ def call_outputs(decision: Any, values: dict[str, Any], start: int, stop: int) -
     scores = values[bus.SCORE_COLUMN][start:stop]
     if decision.task == REGRESSION:
         return CallOutputs(predictions, predictions, scores, None)
-    index = {label: i for i, label in enumerate(decision.classes)}
-    codes = np.array([index[p] for p in predictions.tolist()], dtype=np.int64)
+    codes = np.zeros(len(predictions), dtype=np.int64)
+    for i, label in enumerate(decision.classes[1:], start=1):  # one C-level comparison per class, not per row
+        codes[predictions == label] = i
     probabilities = None
     if decision.task == MULTICLASS:
         probabilities = {label: values[bus.proba_column(label)][start:stop] for label in decision.classes}

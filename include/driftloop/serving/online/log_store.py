@@ -51,6 +51,9 @@ CREATE_SQL = (
     + ", ".join(f"{c} {t}" for c, t in zip(COLUMNS, _SQL_TYPES, strict=True))
     + ")"
 )
+# A shadow row's inputs are its primary row's (same request_id and row_index): writing them twice cost a
+# third of the log process's time and of the HTTP process's log encoding.
+NO_FEATURES = ""
 INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (model_name, logged_at)"
 
 
@@ -70,7 +73,7 @@ class LogEntry:
     predictions: list[Any]  # the dataset's labels, or values (regression)
     probabilities: list[dict[str, float]] | None  # multiclass: {label: probability} per row
     latency_ms: float | None
-    columns: dict[str, Any]  # the request's inputs: numpy arrays (or lists)
+    columns: dict[str, Any]  # the request's inputs: numpy arrays (or lists); none for shadow rows
 
     def to_json(self) -> bytes:
         """The entry as JSON (numpy arrays as lists, NaN as null): cheap to send to the log process. Pickling
@@ -98,7 +101,11 @@ class LogEntry:
         # a generator cost as much as encoding them.
         values = [c.tolist() if hasattr(c, "tolist") else c for c in self.columns.values()]
         rows = zip(*values, strict=True)
-        features = [dumps(dict(zip(names, row, strict=True))).decode() for row in rows]
+        features = (
+            [dumps(dict(zip(names, row, strict=True))).decode() for row in rows]
+            if names
+            else [NO_FEATURES] * len(self.rows)
+        )
         probabilities = (
             [dumps(p).decode() for p in self.probabilities] if self.probabilities else [None] * len(self.rows)
         )

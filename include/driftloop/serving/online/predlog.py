@@ -12,7 +12,8 @@ Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default,
 PostgreSQL (``postgresql://...``; rows go in with ``COPY`` through asyncpg) in production. One row per served
 row and role (``primary`` answered the request, ``shadow`` was scored after it and never returned);
 ``prediction`` is the dataset's label (or the value, as text), ``probabilities`` the per-class probabilities
-of a multiclass model (JSON) and ``features`` the row's inputs (JSON).
+of a multiclass model (JSON) and ``features`` the row's inputs (JSON; empty on a shadow row: its primary row,
+same ``request_id`` and ``row_index``, holds them).
 """
 
 from __future__ import annotations

@@ -197,10 +197,10 @@ class ServingService:
 
     def log_shadow(self, job: Job, rows: Any, alias: str, version: str, outputs: CallOutputs) -> None:
         """Queue shadow outputs (called by the batcher when a shadow call returns); ``rows`` index the job's
-        rows (an int array)."""
+        rows (an int array). Shadow rows carry no features: the primary row of the same request and row
+        index holds them."""
         predictions, scores, probabilities = outputs.rows()
         whole = len(rows) == job.n_rows
-        columns = job.columns if whole else {name: column[rows] for name, column in job.columns.items()}
         positions = rows.tolist()
         self.log.submit(
             LogEntry(
@@ -216,7 +216,7 @@ class ServingService:
                 predictions,
                 probabilities,
                 None,
-                columns,
+                {},
             )
         )
 

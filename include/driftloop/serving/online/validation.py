@@ -212,9 +212,8 @@ class InputSchema:
         from driftloop.data.contract import hash_values
 
         for name in hashed:
-            columns[name] = hash_values(pd.Series(columns[name], dtype=object), self.pii_salt).to_numpy(
-                dtype=object
-            )
+            hashed_values = hash_values(pd.Series(columns[name], dtype=object), self.pii_salt)
+            columns[name] = hashed_values.to_numpy(dtype=object, na_value=math.nan)  # a null stays NaN
 
 
 def extract_table(body: bytes, formats: tuple[str, ...]) -> tuple[list[str], dict[str, list], int]:
@@ -299,7 +298,7 @@ def _first(values: list, bad: Any) -> int:
 
 def coerce_column(spec: ColumnSpec, values: list) -> Any:
     """``values`` checked against ``spec`` and converted to a numpy array of its kind (int64, float64 with NaN
-    for nulls, or object holding strings and None).
+    for nulls, or object holding strings and NaN for nulls).
 
     The checks run on whole columns (``set(map(type, ...))``, ``min``/``max``, set inclusion, numpy), never a
     Python loop per value; the row of a bad value is looked up only to name it in the error.
@@ -328,7 +327,8 @@ def coerce_column(spec: ColumnSpec, values: list) -> Any:
             row = _first(values, lambda v: v is not None and len(v) > spec.max_length)
             raise _unprocessable(_where(spec.name, row) + f" is longer than {spec.max_length} characters")
         array = np.empty(len(values), dtype=object)
-        array[:] = values
+        # A null is NaN, as scikit-learn's imputers expect in text columns (model_input's convention).
+        array[:] = values if len(present) == len(values) else [math.nan if v is None else v for v in values]
         return array
     return _number_array(spec, types, values)
 

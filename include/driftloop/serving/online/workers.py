@@ -83,7 +83,7 @@ class ModelHost:
             start = time.perf_counter()
             try:
                 model, decision = self.models[version]
-                outputs = decision.predict(model, build_frame(columns, dtypes))
+                outputs = decision.predict_rows(model, build_frame(columns, dtypes))
                 results.append(
                     (True, {k: np.asarray(v) for k, v in outputs.items()}, time.perf_counter() - start)
                 )
@@ -96,7 +96,10 @@ class ModelHost:
 
 def build_frame(columns: dict[str, list], dtypes: dict[str, str]) -> Any:
     """The model's input frame: ``columns`` in ``dtypes`` (from numpy arrays: ten times cheaper than one
-    Series per column, and consolidated into one block per dtype), index 0..n-1."""
+    Series per column, and consolidated into one block per dtype), index 0..n-1.
+
+    Validation gives text columns with ``NaN`` for a null, so the frame is already
+    :func:`~driftloop.core.task_types.model_input`."""
     import numpy as np
     import pandas as pd
 
