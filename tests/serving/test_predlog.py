@@ -86,6 +86,38 @@ def test_entries_are_written_in_the_background_and_read_back(tmp_path):
     assert read_log(f"sqlite:///{tmp_path / 'missing.sqlite'}", "telco-churn").empty
 
 
+def test_sqlite_keeps_one_record_per_entry_and_reads_a_log_written_row_by_row_before(tmp_path):
+    """SQLite stores each entry whole; a log file that already holds rows (``prediction_log``, one per served
+    row, as written before) is read together with the entries, in time order, under the same filters."""
+    import sqlite3
+
+    from driftloop.serving.online.log_store import COLUMNS, CREATE_SQL, ENTRY_TABLE, TABLE
+
+    path = tmp_path / "log.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(CREATE_SQL)
+        old = entry("old", 2, logged_at=50.0).records("m") + entry("older", 1, logged_at=300.0).records("m")
+        conn.executemany(f"INSERT INTO {TABLE} VALUES ({', '.join('?' * len(COLUMNS))})", old)
+    writer = PredictionLogWriter(f"sqlite:///{path}", "m", max_rows=1000)
+    writer.start()
+    writer.submit(entry("new", 3, logged_at=100.0))
+    writer.submit(entry("new", 3, role="shadow", arm="challenger", logged_at=100.5))
+    writer.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute(f"SELECT count(*), sum(n_rows) FROM {ENTRY_TABLE}").fetchone() == (2, 6)
+    rows = read_log(f"sqlite:///{path}", "m")
+    assert list(rows["request_id"]) == ["old"] * 2 + ["new"] * 6 + ["older"]
+    assert list(rows["role"][2:8]) == ["primary"] * 3 + ["shadow"] * 3
+    assert rows["row_index"].tolist() == [0, 1, 0, 1, 2, 0, 1, 2, 0]
+    assert rows["score"].dtype == float and rows["latency_ms"].isna().tolist() == [False] * 5 + [True] * 3 + [
+        False
+    ]
+    assert (
+        list(read_log(f"sqlite:///{path}", "m", since_s=60, until_s=200, role="primary")["request_id"])
+        == ["new"] * 3
+    )
+
+
 def test_overflow_is_counted_never_silent(tmp_path):
     metrics = ServingMetrics()
     writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.sqlite'}", "m", max_rows=5, metrics=metrics)
@@ -108,9 +140,9 @@ def test_a_backlog_is_written_in_bounded_batches_and_new_rows_get_in_meanwhile(t
     batches = []
     store_write = writer._sink.store.write  # noqa: SLF001
 
-    def slow_write(records):
-        store_write(records)
-        batches.append(len(records))
+    def slow_write(entries):
+        store_write(entries)
+        batches.append(sum(e.n_rows for e in entries))
         time.sleep(0.05)
 
     writer._sink.store.write = slow_write  # noqa: SLF001

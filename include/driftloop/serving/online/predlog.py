@@ -2,18 +2,18 @@
 
 Each request hands one :class:`LogEntry` (its inputs, outputs, versions, arms, latency, request and entity
 ids) to :class:`PredictionLogWriter`: a bounded in-memory queue that a background thread empties every
-``FLUSH_S`` seconds (a backlog without pause), handing the entries to a process of its own that turns them
-into rows and writes them, at most ``WRITE_BATCH_ROWS`` rows per transaction (building and binding rows
-would otherwise hold the HTTP process's GIL: 16 ms per 1,000 rows). Logging never blocks a request; when the
-queue is full the entry is dropped and counted (``driftloop_serving_log_dropped_rows``), never silently.
+``FLUSH_S`` seconds (a backlog without pause), handing the entries to a process of its own that writes
+them, at most ``WRITE_BATCH_ROWS`` rows per transaction. Logging never blocks a request; when the queue is
+full the entry is dropped and counted (``driftloop_serving_log_dropped_rows``), never silently.
 
 Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default,
-``<state>/serving/prediction_log.sqlite``, WAL so readers never block the writer) for the embedded mode,
-PostgreSQL (``postgresql://...``; rows go in with ``COPY`` through asyncpg) in production. One row per served
-row and role (``primary`` answered the request, ``shadow`` was scored after it and never returned);
-``prediction`` is the dataset's label (or the value, as text), ``probabilities`` the per-class probabilities
-of a multiclass model (JSON) and ``features`` the row's inputs (JSON; empty on a shadow row: its primary row,
-same ``request_id`` and ``row_index``, holds them).
+``<state>/serving/prediction_log.sqlite``, WAL so readers never block the writer; one record per entry, see
+:mod:`~driftloop.serving.online.log_store`) for the embedded mode, PostgreSQL (``postgresql://...``; rows go
+in with ``COPY`` through asyncpg) in production. :func:`read_log` gives one row per served row and role
+(``primary`` answered the request, ``shadow`` was scored after it and never returned); ``prediction`` is the
+dataset's label (or the value, as text), ``probabilities`` the per-class probabilities of a multiclass model
+(JSON) and ``features`` the row's inputs (JSON; empty on a shadow row: its primary row, same ``request_id``
+and ``row_index``, holds them).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.serving.online.log_store import (
     COLUMNS,
+    ENTRY_TABLE,
     TABLE,
     LogEntry,
     ProcessSink,
@@ -201,7 +202,8 @@ def read_log(
             clauses.append(clause)
             params.append(value)
     where = " AND ".join(clauses)
-    sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {where} ORDER BY logged_at, request_id"
+    order = "ORDER BY logged_at, request_id"
+    sql = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE {where} {order}"
     if is_postgres(uri):
         rows = _fetch_postgres(uri, sql, params)
         return pd.DataFrame.from_records(rows, columns=list(COLUMNS))
@@ -211,8 +213,19 @@ def read_log(
     if not path.is_file():
         return pd.DataFrame(columns=list(COLUMNS))
     with sqlite3.connect(path, timeout=30) as conn:
-        exists = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone()
-        return pd.read_sql_query(sql, conn, params=params) if exists else pd.DataFrame(columns=list(COLUMNS))
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        records = []
+        if ENTRY_TABLE in tables:
+            for (payload,) in conn.execute(f"SELECT entry FROM {ENTRY_TABLE} WHERE {where} {order}", params):
+                records.extend(LogEntry.from_json(payload).records(model_name))
+        frame = pd.DataFrame.from_records(records, columns=list(COLUMNS))
+        if TABLE not in tables:
+            return frame
+        legacy = pd.read_sql_query(sql, conn, params=params)  # rows written before entries were kept whole
+    if frame.empty:
+        return legacy
+    merged = pd.concat([legacy, frame], ignore_index=True) if len(legacy) else frame
+    return merged.sort_values(["logged_at", "request_id"], kind="stable").reset_index(drop=True)
 
 
 def _fetch_postgres(uri: str, sql: str, params: list) -> list[tuple]:
