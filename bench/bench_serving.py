@@ -240,10 +240,11 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, seconds: float
     }
 
 
-def count_logged(log_uri: str, model_name: str, prefix: str) -> int:
+def count_logged(log_uri: str, model_name: str, prefix: str, since_s: float) -> int:
+    """Primary rows logged since ``since_s`` whose request id starts with ``prefix``."""
     from driftloop.serving.online.predlog import PRIMARY, read_log
 
-    log = read_log(log_uri, model_name, role=PRIMARY)
+    log = read_log(log_uri, model_name, since_s=since_s, role=PRIMARY)  # not the grid's millions of rows
     return int(log["request_id"].str.startswith(prefix).sum())
 
 
@@ -371,6 +372,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         c16 = results[("driftloop", 16, 1)]["rps"]
         rate = max(1.0, LOAD_SHARE * c16)
         prefix = f"load-{os.urandom(4).hex()}-"
+        load_started_s = time.time()
         load = asyncio.run(
             open_loop(ours_url + "/invocations", payloads[(1, True)], rate, LOAD_SECONDS, prefix)
         )
@@ -403,7 +405,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         print(f"serving_share_of_ceiling.c{c}_rows{rows} {measured / ceiling:.2f}")
     print(f"serving_machine_load_1m.end {os.getloadavg()[0]:.2f}")
     five_xx = sum(v for k, v in load["statuses"].items() if str(k).startswith("5") or k == "connection_error")
-    logged = count_logged(log_uri(cfg, settings), cfg.registered_model_name, prefix)
+    logged = count_logged(log_uri(cfg, settings), cfg.registered_model_name, prefix, load_started_s - 1)
     print(f"serving_log_written_rows.grid {grid_log['written_rows']}")
     print(f"serving_log_dropped_rows.grid {grid_log['dropped_rows']}")
     print(f"serving_log_drain_s.after_grid {drain_s:.1f}")
