@@ -12,8 +12,9 @@ run.
    process per core, A/B 50 % + shadow + prediction log), both on 127.0.0.1, and drives each with closed-loop
    clients that honour ``Retry-After``: concurrency 1, 4 and 16 × 1-, 100- and 1,000-row requests,
    ``BENCH_SERVING_SECONDS`` each, the two servers one right after the other in every scenario. Prints
-   throughput (answered requests), p50 and p99 of answered requests, refusals, and the ratio to MLflow
-   measured in the same run.
+   throughput (answered requests), p50 and p99 of answered requests, refusals, the CPU the server's processes
+   spent per answered request (Linux; for ours also the HTTP process alone), and the ratio to MLflow measured
+   in the same run.
 4. A 60-second open-loop load on ``driftloop serve`` at the sustainable rate (``BENCH_SERVING_LOAD_SHARE``
    of the measured c16 single-row throughput), once the log backlog the saturated grid left is written (the
    rows the grid's log dropped, counted, and the wait are printed): zero 5xx, and the prediction log holds
@@ -153,9 +154,13 @@ def percentile(values: list[float], q: float) -> float:
     )
 
 
-async def closed_loop(url: str, payloads: list[bytes], concurrency: int, seconds: float) -> dict:
-    """``concurrency`` clients, each sending its next request as soon as the previous answer arrives."""
+async def closed_loop(
+    url: str, payloads: list[bytes], concurrency: int, seconds: float, server_pid: int | None = None
+) -> dict:
+    """``concurrency`` clients, each sending its next request as soon as the previous answer arrives; with
+    ``server_pid``, also the CPU the server's processes spent per answered request while measured."""
     import aiohttp
+    import process_cpu
 
     latencies, statuses = [], Counter()
     headers = {"Content-Type": "application/json"}
@@ -179,11 +184,17 @@ async def closed_loop(url: str, payloads: list[bytes], concurrency: int, seconds
                 i += concurrency
 
         await asyncio.gather(*(client(k, time.perf_counter() + WARMUP_S, False) for k in range(concurrency)))
+        pids = process_cpu.descendants(server_pid) if server_pid and process_cpu.available() else []
+        cpu_before = process_cpu.cpu_seconds(pids)
         began = time.perf_counter()
         await asyncio.gather(*(client(k, began + seconds, True) for k in range(concurrency)))
         elapsed = time.perf_counter() - began
+        cpu_after = process_cpu.cpu_seconds(pids)
     ok = statuses.get(200, 0)
+    spent = {pid: cpu_after[pid] - cpu_before[pid] for pid in cpu_after if pid in cpu_before}
     return {
+        "cpu_ms_per_request": 1000 * sum(spent.values()) / ok if spent and ok else None,
+        "main_cpu_ms_per_request": 1000 * spent[server_pid] / ok if server_pid in spent and ok else None,
         "rps": ok / elapsed,
         "p50_ms": percentile(latencies, 50) * 1000,
         "p99_ms": percentile(latencies, 99) * 1000,
@@ -262,6 +273,20 @@ def wait_for_log_drain(url: str, timeout_s: float = 180) -> tuple[dict, float]:
     while (health := log_health(url))["pending_rows"] and time.monotonic() - start < timeout_s:
         time.sleep(0.2)
     return health, time.monotonic() - start
+
+
+def print_cells(results: dict[tuple, dict]) -> None:
+    """Throughput, latency, errors and CPU per answered request of every (server, concurrency, rows) cell."""
+    for (server, c, rows), r in sorted(results.items()):
+        key = f"{server}.c{c}_rows{rows}"
+        print(f"serving_rps.{key} {r['rps']:.1f}")
+        print(f"serving_p50_ms.{key} {r['p50_ms']:.1f}")
+        print(f"serving_p99_ms.{key} {r['p99_ms']:.1f}")
+        print(f"serving_errors.{key} {r['errors']}")
+        if r["cpu_ms_per_request"] is not None:  # all the server's processes, their native threads included
+            print(f"serving_cpu_ms_per_request.{key} {r['cpu_ms_per_request']:.2f}")
+        if server == "driftloop" and r["main_cpu_ms_per_request"] is not None:  # HTTP, parsing, routing
+            print(f"serving_http_process_cpu_ms_per_request.{key} {r['main_cpu_ms_per_request']:.2f}")
 
 
 def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
@@ -360,9 +385,9 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
             True,
         )
         for c, rows in scenarios:
-            for name, (_, url, with_ids) in servers.items():
+            for name, (process, url, with_ids) in servers.items():
                 results[(name, c, rows)] = asyncio.run(
-                    closed_loop(url + "/invocations", payloads[(rows, with_ids)], c, SECONDS)
+                    closed_loop(url + "/invocations", payloads[(rows, with_ids)], c, SECONDS, process.pid)
                 )
         if "mlflow" in servers:
             stop_server(servers.pop("mlflow")[0])
@@ -385,12 +410,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         for process, _, _ in servers.values():
             stop_server(process)  # ours stops gracefully: the prediction log is written out before it exits
 
-    for (server, c, rows), r in sorted(results.items()):
-        key = f"{server}.c{c}_rows{rows}"
-        print(f"serving_rps.{key} {r['rps']:.1f}")
-        print(f"serving_p50_ms.{key} {r['p50_ms']:.1f}")
-        print(f"serving_p99_ms.{key} {r['p99_ms']:.1f}")
-        print(f"serving_errors.{key} {r['errors']}")
+    print_cells(results)
     for c, rows in scenarios if only != "driftloop" else []:
         ratio = results[("driftloop", c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
         print(f"serving_speedup_vs_mlflow.c{c}_rows{rows} {ratio:.1f}")
