@@ -63,6 +63,7 @@ CREATE_SQL = (
     + ", ".join(f"{c} {t}" for c, t in zip(COLUMNS, _SQL_TYPES, strict=True))
     + ")"
 )
+INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (model_name, logged_at)"
 ENTRY_TABLE = "prediction_log_entries"
 CREATE_ENTRY_SQL = (
     f"CREATE TABLE IF NOT EXISTS {ENTRY_TABLE} (logged_at DOUBLE PRECISION NOT NULL,"
@@ -74,7 +75,6 @@ ENTRY_INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {ENTRY_TABLE}_time ON {ENTRY_TABL
 # A shadow row's inputs are its primary row's (same request_id and row_index): writing them twice cost a
 # third of the log process's time and of the HTTP process's log encoding.
 NO_FEATURES = ""
-INDEX_SQL = f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (model_name, logged_at)"
 
 
 class EncodedEntry(NamedTuple):
@@ -276,7 +276,6 @@ class ThreadSink:
     """Entries written by the calling thread (encoded here, then one store write)."""
 
     def __init__(self, uri: str, model_name: str) -> None:
-        self.model_name = model_name
         self.store = open_store(uri, model_name)
 
     def open(self) -> None:
@@ -306,9 +305,9 @@ class ThreadSink:
 def _log_process_main(conn: Any, uri: str, model_name: str) -> None:
     """Entry point of the log process: open the store, then write each list of encoded entries it is
     sent."""
-    sink = ThreadSink(uri, model_name)
+    store = open_store(uri, model_name)
     try:
-        sink.store.open()
+        store.open()
     except Exception as exc:  # reported to the service, which must not start blind
         conn.send((False, f"{type(exc).__name__}: {str(exc)[:300]}"))
         return
@@ -322,13 +321,13 @@ def _log_process_main(conn: Any, uri: str, model_name: str) -> None:
             if payloads is None:
                 return
             try:
-                sink.store.write(payloads)
+                store.write(payloads)
             except Exception as exc:  # the service retries, then counts the rows as dropped
                 conn.send((False, f"{type(exc).__name__}: {str(exc)[:300]}"))
             else:
                 conn.send((True, ""))
     finally:
-        sink.close()
+        store.close()
 
 
 class ProcessSink:
