@@ -14,7 +14,8 @@ run.
    ``BENCH_SERVING_SECONDS`` each, the two servers one right after the other in every scenario. Prints
    throughput (answered requests), p50 and p99 of answered requests, refusals, the CPU the server's processes
    spent per answered request (Linux; for ours also the HTTP process alone), and the ratio to MLflow measured
-   in the same run.
+   in the same run. A third server, ``driftloop serve`` with the default serving config (champion only: the
+   same work per request as MLflow), runs the concurrency-1 cells (``driftloop_champion_only``).
 4. A 60-second open-loop load on ``driftloop serve`` at the sustainable rate (``BENCH_SERVING_LOAD_SHARE``
    of the measured c16 single-row throughput), once the log backlog the saturated grid left is written (the
    rows the grid's log dropped, counted, and the wait are printed): zero 5xx, and the prediction log holds
@@ -85,6 +86,7 @@ def prepare_models(cfg, settings) -> dict:
 COST_ROWS = (1, 4, 16, 100, 400, 1000, 4000, 16000)
 GRID_ROWS = (1, 100, 1000)
 GRID_CONCURRENCY = (1, 4, 16)
+SINGLE = "driftloop_champion_only"  # the default serving config: no A/B, no shadow
 
 
 def per_call_cost_s(model, frame, cfg) -> dict[int, float]:
@@ -285,8 +287,42 @@ def print_cells(results: dict[tuple, dict]) -> None:
         print(f"serving_errors.{key} {r['errors']}")
         if r["cpu_ms_per_request"] is not None:  # all the server's processes, their native threads included
             print(f"serving_cpu_ms_per_request.{key} {r['cpu_ms_per_request']:.2f}")
-        if server == "driftloop" and r["main_cpu_ms_per_request"] is not None:  # HTTP, parsing, routing
+        if server != "mlflow" and r["main_cpu_ms_per_request"] is not None:  # HTTP, parsing, routing
             print(f"serving_http_process_cpu_ms_per_request.{key} {r['main_cpu_ms_per_request']:.2f}")
+
+
+def start_servers(servers: dict, env: dict, ours_env: dict, model_uri: str, with_baseline: bool) -> None:
+    """Start ``mlflow models serve`` (with ``with_baseline``), ``driftloop serve`` with the bench's config and
+    ``driftloop serve`` with the default serving config (champion only), each into ``servers`` as soon as it
+    is up (so the caller stops whatever started): ``name -> (process, url, sends entity ids)``."""
+    python_bin = Path(sys.executable).parent
+    if with_baseline:
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        command = [str(python_bin / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        command += ["-h", "127.0.0.1", "-p", str(port)]
+        servers["mlflow"] = (start_server(command, env, url, "/ping"), url, False)
+    ours = [str(python_bin / "driftloop"), "serve", "--log-level", "warning"]
+    url = f"http://127.0.0.1:{ours_env['DRIFTLOOP_SERVE_PORT']}"
+    servers["driftloop"] = (start_server(ours, ours_env, url, "/ready"), url, True)
+    # The default serving config (champion only: no A/B, no shadow) does the same work per request as MLflow;
+    # measured at concurrency 1, where a request's own path decides.
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    single_config = json.dumps({**FAST, "serving": {"challenger_share": 0.0, "shadow": False}})
+    single_env = {**ours_env, "DRIFTLOOP_SERVE_PORT": str(port), "DRIFTLOOP_CONFIG_OVERRIDES": single_config}
+    servers[SINGLE] = (start_server(ours, single_env, url, "/ready"), url, True)
+
+
+def print_ratios(results: dict[tuple, dict], scenarios: list[tuple[int, int]]) -> None:
+    """Throughput of ours over MLflow's in every cell measured for both (the champion-only server's too)."""
+    for c, rows in scenarios:
+        ratio = results[("driftloop", c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
+        print(f"serving_speedup_vs_mlflow.c{c}_rows{rows} {ratio:.2f}")
+    for c, rows in scenarios:
+        if (SINGLE, c, rows) in results:
+            ratio = results[(SINGLE, c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
+            print(f"serving_speedup_vs_mlflow.{SINGLE}.c{c}_rows{rows} {ratio:.2f}")
 
 
 def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
@@ -329,9 +365,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     print(f"serving_cores {os.cpu_count()}")
     print(f"serving_workers {workers}")
 
-    mlflow_port, ours_port = free_port(), free_port()
-    mlflow_url, ours_url = f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{ours_port}"
-    python_bin = Path(sys.executable).parent
+    ours_port = free_port()
+    ours_url = f"http://127.0.0.1:{ours_port}"
     scenarios = [(c, rows) for rows in GRID_ROWS for c in GRID_CONCURRENCY]
     payloads = {
         (rows, ids): bodies(cfg, frame, rows, {1: 200, 100: 30}.get(rows, 8), ids)
@@ -347,50 +382,21 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         "DRIFTLOOP_SERVE_HOST": "127.0.0.1",
         "DRIFTLOOP_SERVE_WORKERS": os.environ.get("DRIFTLOOP_SERVE_WORKERS", "0"),
     }
-    # Both servers run side by side (an idle server costs nothing) and every scenario measures one right after
-    # the other, so both see the same machine: the other processes on these cores come and go.
+    # The servers run side by side (an idle server costs nothing) and every scenario measures one right after
+    # the other, so all see the same machine: the other processes on these cores come and go.
     servers = {}
     try:
-        if only != "driftloop":
-            servers["mlflow"] = (
-                start_server(
-                    [
-                        str(python_bin / "mlflow"),
-                        "models",
-                        "serve",
-                        "-m",
-                        champion["model_uri"],
-                        "--env-manager",
-                        "local",
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(mlflow_port),
-                    ],
-                    env,
-                    mlflow_url,
-                    "/ping",
-                ),
-                mlflow_url,
-                False,
-            )
-        servers["driftloop"] = (
-            start_server(
-                [str(python_bin / "driftloop"), "serve", "--log-level", "warning"],
-                ours_env,
-                ours_url,
-                "/ready",
-            ),
-            ours_url,
-            True,
-        )
+        start_servers(servers, env, ours_env, champion["model_uri"], with_baseline=only != "driftloop")
         for c, rows in scenarios:
             for name, (process, url, with_ids) in servers.items():
+                if name == SINGLE and c != 1:
+                    continue
                 results[(name, c, rows)] = asyncio.run(
                     closed_loop(url + "/invocations", payloads[(rows, with_ids)], c, SECONDS, process.pid)
                 )
-        if "mlflow" in servers:
-            stop_server(servers.pop("mlflow")[0])
+        for name in ("mlflow", SINGLE):
+            if name in servers:
+                stop_server(servers.pop(name)[0])
         # The saturated 1,000-row cells leave a backlog in the log queue (rows beyond its bound were dropped
         # and counted); the open load measures the steady state, so it starts once the backlog is written.
         grid_log, drain_s = wait_for_log_drain(ours_url)
@@ -411,9 +417,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
             stop_server(process)  # ours stops gracefully: the prediction log is written out before it exits
 
     print_cells(results)
-    for c, rows in scenarios if only != "driftloop" else []:
-        ratio = results[("driftloop", c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
-        print(f"serving_speedup_vs_mlflow.c{c}_rows{rows} {ratio:.1f}")
+    if only != "driftloop":
+        print_ratios(results, scenarios)
     for c, rows in scenarios:
         calls = 2 if c > 1 else 1  # with 50 % A/B, the requests in flight hold both arms: two calls per round
         # The batcher merges the requests in flight: each call scores about rows x c / calls rows.

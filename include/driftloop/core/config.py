@@ -176,7 +176,7 @@ class ServingConfig:
     """
 
     challenger_share: Share = 0.0  # share of entities the challenger answers (A/B); 0 = champion only
-    shadow: bool = False  # the other model also scores every row after the response; never returned
+    shadow: bool = False  # the other model also scores every row (logged, never returned)
     salt: str = "driftloop"  # sticky assignment hashes (salt, challenger version, entity id)
     window_s: Annotated[int, Field(ge=60)] = (
         3600  # served traffic is exported to monitoring one window at a time

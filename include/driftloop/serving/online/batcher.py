@@ -8,13 +8,13 @@ the same per call whatever the rows, so waiting only adds latency. With two work
 challenger's calls run at the same time.
 
 * **Shadow rows** (scored by the model that did not answer them, never returned) ride along in a call their
-model
-  makes anyway; otherwise they wait in a bounded queue and run as their own call only when no request waits
-  and ``SHADOW_BATCH_ROWS`` rows or ``SHADOW_MAX_WAIT_S`` seconds have gathered. Under load they are shed
+  model makes anyway; otherwise they wait in a bounded queue and run as their own call only when no request
+  waits and ``SHADOW_BATCH_ROWS`` rows or ``SHADOW_MAX_WAIT_S`` seconds have gathered. Under load they are shed
   first, and counted.
+* **A large request alone** (``SPLIT_MIN_ROWS`` rows or more, nothing else waiting) is split between its worker
+  and an idle one, so both cores score it.
 * **Admission control:** a request is refused with 503 and ``Retry-After`` when too many requests wait or when
-its
-  projected wait (until a worker starts scoring its rows: the workers' current calls and the calls queued
+  its projected wait (until a worker starts scoring its rows: the workers' current calls and the calls queued
   ahead, with measured call times) exceeds the latency budget, never left to time out.
 * **Isolation:** when a call fails, its requests are split in halves and retried until the failing request is
   alone; that one gets a 422, the others their scores.
@@ -39,6 +39,7 @@ LOG = logging.getLogger(__name__)
 RECENT_CALLS = 31
 SHADOW_BATCH_ROWS = 256
 SHADOW_MAX_WAIT_S = 1.0
+SPLIT_MIN_ROWS = 512
 
 
 class Batcher:
@@ -196,6 +197,8 @@ class Batcher:
         if waiting:
             arm = min(waiting, key=lambda a: self.queues[a][0].queued_s)
             primary = self._take(self.queues[arm], self.max_batch_rows)
+            if self.waiting == 1 and len(primary) == 1 and not any(self.queues.values()):
+                self._share_with_idle_worker(arm, primary[0])
             rows = sum(len(p.rows) for p in primary)
             return arm, primary, self._take_shadow(arm, self.max_batch_rows - rows)
         now = time.perf_counter()
@@ -207,6 +210,25 @@ class Batcher:
             ):
                 return arm, [], self._take_shadow(arm, self.max_batch_rows)
         return None
+
+    def _share_with_idle_worker(self, arm: str, part: Part) -> None:
+        """Leave the second half of a large lone request (nothing else waits) for a worker that would
+        otherwise stay idle.
+
+        One call scores 1,000 rows in about 5.5 ms and 500 in about 4.2 ms (the per-call fixed cost is about
+        2.5 ms), so two halves on two workers answer sooner; below ``SPLIT_MIN_ROWS`` the halves would cost
+        more than they save. Under load the other workers have calls of their own and halves would only add a
+        call's fixed cost, so only a request alone in the service is split.
+        """
+        idle = len(self.pool.workers) - len(self.inflight) - 1  # this worker's call is not in flight yet
+        if idle < 1 or len(part.rows) < SPLIT_MIN_ROWS:
+            return
+        middle = len(part.rows) // 2
+        rest = Part(part.job, part.rows[middle:], part.queued_s)
+        part.rows = part.rows[:middle]
+        part.job.parts_left += 1
+        self.queues[arm].appendleft(rest)
+        self._wakeup.set()
 
     @staticmethod
     def _take(queue: collections.deque, max_rows: int) -> list[Part]:

@@ -4,7 +4,8 @@ Two knobs, set from the dataset config's ``serving`` section at start and change
 ``PUT /admin/routing``:
 
 * ``challenger_share``: the share of entities the challenger answers (A/B). 0 means champion only.
-* ``shadow``: the model that did not answer a row also scores it, after the response; never returned.
+* ``shadow``: the model that did not answer a row also scores it (in a call that model makes anyway, else on
+  its own once no request waits); never returned.
 
 The mode shown by ``GET /version`` follows from them: ``champion``, ``ab``, ``shadow`` or ``ab+shadow``.
 Without a challenger every row goes to the champion whatever the knobs say.
