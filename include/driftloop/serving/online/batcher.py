@@ -9,10 +9,10 @@ challenger's calls run at the same time.
 
 * **Shadow rows** (scored by the model that did not answer them, never returned) ride along in a call their
   model makes anyway; otherwise they wait in a bounded queue and run as their own call only when no request
-  waits and ``SHADOW_BATCH_ROWS`` rows or ``SHADOW_MAX_WAIT_S`` seconds have gathered. Under load they are shed
-  first, and counted.
-* **A large request alone** (``SPLIT_MIN_ROWS`` rows or more, nothing else waiting) is split between its worker
-  and an idle one, so both cores score it.
+  waits and ``SHADOW_BATCH_ROWS`` rows or ``SHADOW_MAX_WAIT_S`` seconds have gathered. Under load they are
+  shed first, and counted.
+* **A large request alone** (``SPLIT_MIN_ROWS`` rows or more, nothing else waiting) is split between its
+  worker and an idle one, so both cores score it.
 * **Admission control:** a request is refused with 503 and ``Retry-After`` when too many requests wait or when
   its projected wait (until a worker starts scoring its rows: the workers' current calls and the calls queued
   ahead, with measured call times) exceeds the latency budget, never left to time out.
