@@ -316,13 +316,11 @@ def start_servers(servers: dict, env: dict, ours_env: dict, model_uri: str, with
 
 def print_ratios(results: dict[tuple, dict], scenarios: list[tuple[int, int]]) -> None:
     """Throughput of ours over MLflow's in every cell measured for both (the champion-only server's too)."""
-    for c, rows in scenarios:
-        ratio = results[("driftloop", c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
-        print(f"serving_speedup_vs_mlflow.c{c}_rows{rows} {ratio:.2f}")
-    for c, rows in scenarios:
-        if (SINGLE, c, rows) in results:
-            ratio = results[(SINGLE, c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
-            print(f"serving_speedup_vs_mlflow.{SINGLE}.c{c}_rows{rows} {ratio:.2f}")
+    for server, key in (("driftloop", ""), (SINGLE, f"{SINGLE}.")):
+        for c, rows in scenarios:
+            if (server, c, rows) in results:
+                ratio = results[(server, c, rows)]["rps"] / max(results[("mlflow", c, rows)]["rps"], 1e-9)
+                print(f"serving_speedup_vs_mlflow.{key}c{c}_rows{rows} {ratio:.2f}")
 
 
 def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
