@@ -4,10 +4,12 @@ run.
 1. Trains a PyCaret champion (lr, 2 folds) in a throw-away SQLite MLflow store and registers the same model a
    second time as ``challenger``, so A/B routing and shadow scoring really run two models (same per-call
    cost).
-2. Measures the pipeline's own cost per predict call (1 to 16,000 rows) in this process: the ceiling it
-   implies for a closed loop of C clients is ``C / (calls per round x cost per call) x min(workers, calls)``:
-   every request waits for its arm's call at least, two calls per round when the requests in flight hold both
-   arms (A/B), one otherwise, and calls of different arms run side by side when there are workers for them.
+2. Measures the cost of one predict call (1 to 16,000 rows) in this process, of the logged pipeline and of
+   what the workers run (the numpy replay of its preprocessing, :mod:`driftloop.serving.compiled`): the
+   ceiling the served call implies for a closed loop of C clients is
+   ``C / (calls per round x cost per call) x min(workers, calls)``: every request waits for its arm's call
+   at least, two calls per round when the requests in flight hold both arms (A/B), one otherwise, and calls
+   of different arms run side by side when there are workers for them.
 3. Starts ``mlflow models serve`` (``--env-manager local``, one worker) and ``driftloop serve`` (one inference
    process per core, A/B 50 % + shadow + prediction log), both on 127.0.0.1, and drives each with closed-loop
    clients that honour ``Retry-After``: concurrency 1, 4 and 16 × 1-, 100- and 1,000-row requests,
@@ -89,19 +91,39 @@ GRID_CONCURRENCY = (1, 4, 16)
 SINGLE = "driftloop_champion_only"  # the default serving config: no A/B, no shadow
 
 
-def per_call_cost_s(model, frame, cfg) -> dict[int, float]:
-    """Median seconds of one ``predict_proba`` call on each of ``COST_ROWS`` rows."""
-    costs = {}
+def per_call_cost_s(model, frame, cfg) -> dict[str, dict[int, float]]:
+    """Median seconds of one call on each of ``COST_ROWS`` rows: the logged pipeline's ``predict_proba`` on a
+    frame, and what the workers run (the numpy replay of the preprocessing on typed columns, when the model
+    has one)."""
+    from driftloop.serving.compiled import compile_model
+    from driftloop.serving.online.workers import build_frame
+
+    replay = compile_model(model)
+    costs: dict[str, dict[int, float]] = {"pipeline": {}, "served": {}}
     for rows in COST_ROWS:
         sample = frame[cfg.features].sample(n=rows, replace=True, random_state=rows).reset_index(drop=True)
-        model.predict_proba(sample)
-        timings = []
-        for _ in range(15 if rows < 4000 else 5):
-            start = time.perf_counter()
-            model.predict_proba(sample)
-            timings.append(time.perf_counter() - start)
-        costs[rows] = statistics.median(timings)
+        columns = {name: sample[name].to_numpy() for name in cfg.features}
+        dtypes = {name: str(sample[name].dtype) for name in cfg.features}
+        repeats = 15 if rows < 4000 else 5
+        pipeline = median_call_s(lambda c=columns, d=dtypes: model.predict_proba(build_frame(c, d)), repeats)
+        costs["pipeline"][rows] = pipeline
+        costs["served"][rows] = (
+            median_call_s(lambda c=columns: replay.predict_proba(c), repeats)
+            if replay is not None
+            else pipeline
+        )
     return costs
+
+
+def median_call_s(call, repeats: int) -> float:
+    """Median seconds of ``call()`` over ``repeats`` calls after a first one."""
+    call()
+    timings = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        timings.append(time.perf_counter() - start)
+    return statistics.median(timings)
 
 
 def bodies(cfg, frame, rows: int, count: int, with_ids: bool) -> list[bytes]:
@@ -350,9 +372,15 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
         champion = prepare_models(cfg, settings)
         prepared.write_text(json.dumps(champion))
     frame = load_source_frame(cfg)
-    costs = per_call_cost_s(load_model(champion["model_uri"], settings), frame, cfg)
-    for rows, cost in costs.items():
-        print(f"serving_pipeline_call_ms.rows_{rows} {cost * 1000:.1f}")
+    all_costs = per_call_cost_s(load_model(champion["model_uri"], settings), frame, cfg)
+    print(
+        "\n".join(
+            f"serving_{kind}_call_ms.rows_{n} {s * 1000:.2f}"
+            for kind in all_costs
+            for n, s in all_costs[kind].items()
+        )
+    )
+    costs = all_costs["served"]
     from driftloop.serving.online.service import worker_count
 
     workers = worker_count(

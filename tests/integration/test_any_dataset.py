@@ -105,6 +105,33 @@ def fire_once_labels_are_in_a_snapshot(cfg, first_snapshot_rows):
     return trigger
 
 
+def assert_the_replay_scores_like_the_pipeline(cfg, decision, model_uri: str, snapshot_uri: str) -> None:
+    """The online workers' numpy replay of the trained pipeline: it exists for every shipped dataset and gives
+    the pipeline's own outputs on the snapshot's rows, with unseen categories and nulls mixed in."""
+    from driftloop.core.registry import load_model
+    from driftloop.core.task_types import model_input
+    from driftloop.serving.compiled import compile_model
+
+    model = load_model(model_uri)
+    replay = compile_model(model)
+    assert replay is not None, [name for name, _ in model.steps]
+    rows = model_input(pd.read_parquet(snapshot_uri.removeprefix("file://"), columns=list(cfg.features)))
+    for column in cfg.categorical_features:
+        if rows[column].dtype == object:
+            rows.loc[::7, column] = "never-seen-in-training"
+        if rows[column].dtype.kind in "fO":
+            rows.loc[3::11, column] = np.nan
+    columns = {name: rows[name].to_numpy() for name in rows.columns}
+    expected = decision.predict_rows(model, rows)
+    got = decision.predict_rows(replay, columns)
+    assert set(got) == set(expected)
+    for key, want in expected.items():
+        if np.asarray(want).dtype.kind == "f":
+            np.testing.assert_allclose(got[key], want, rtol=1e-9, atol=1e-12, err_msg=key)
+        else:
+            assert list(got[key]) == list(want), key
+
+
 def assert_every_version_has_its_card(client, model_name):
     """Every registered version carries a card naming its gate checks (v2's compares it with the champion)."""
     versions = client.search_model_versions(f"name='{model_name}'")
@@ -142,6 +169,8 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     version = client.get_model_version(cfg.registered_model_name, trained["model_version"])
     decision = read_decision(cfg, version.tags)
     assert decision.task == cfg.task
+    model_uri = f"models:/{cfg.registered_model_name}/{trained['model_version']}"
+    assert_the_replay_scores_like_the_pipeline(cfg, decision, model_uri, snapshot["snapshot_uri"])
     gate = promote_model(cfg, trained["model_version"])
     assert gate["decision"] == "promoted", gate
 

@@ -169,7 +169,14 @@ class ModelSet:
             return
         self.served[alias] = model  # the switch: one assignment on the event loop, after every worker is warm
         self.last_error = ""
-        LOG.info("%s is now v%s (load %.2fs)", alias, model.version, max(t["load_s"] for t in timings))
+        why = next((t.get("replay") for t in timings if t.get("replay")), "")
+        LOG.info(
+            "%s is now v%s (load %.2fs), scored by %s",
+            alias,
+            model.version,
+            max(t["load_s"] for t in timings),
+            f"its pipeline ({why})" if why else "the numpy replay of its preprocessing",
+        )
         self._count_swap(alias, model.version)
 
     def _count_swap(self, alias: str, version: str | None) -> None:
