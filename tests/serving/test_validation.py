@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import math
 
+import numpy as np
 import orjson
 import pytest
 
@@ -43,6 +44,23 @@ def test_values_are_coerced_to_arrays_of_the_column_kind():
     assert text.dtype == object and text[0] == "a" and type(text[1]) is float and math.isnan(text[1])
     big = coerce_column(spec("n", "int64"), [2**62, -(2**62)])  # beyond float64's exact integers
     assert big.tolist() == [2**62, -(2**62)]
+
+
+def test_equal_text_values_become_one_object_so_a_call_pickles_each_distinct_value_once():
+    import pickle
+
+    values = ["".join(["Fiber", " optic"]) for _ in range(300)] + ["DSL", None] * 100  # 300 equal objects
+    assert values[0] is not values[1]
+    text = coerce_column(spec("s", "string", nullable=True, max_length=20), values)
+    assert text.tolist()[:300] == ["Fiber optic"] * 300 and text[300] == "DSL" and math.isnan(text[301])
+    assert text[0] is text[299] and text[300] is text[498]
+    one_object_per_value = np.array([math.nan if v is None else v for v in values], dtype=object)
+    as_sent = pickle.dumps(text, protocol=pickle.HIGHEST_PROTOCOL)
+    assert len(as_sent) < len(pickle.dumps(one_object_per_value, protocol=pickle.HIGHEST_PROTOCOL)) / 2
+    with pytest.raises(RequestError, match="row 300, is longer than 2 characters"):
+        coerce_column(spec("s", "string", nullable=True, max_length=2), ["ab"] * 300 + ["abc"])
+    with pytest.raises(RequestError, match="row 2, is not one of the contract's categories"):
+        coerce_column(spec("s", "string", categories=("a", "b")), ["a", "b", "c", "a"])
 
 
 def test_a_range_check_names_the_first_row_outside_it():
