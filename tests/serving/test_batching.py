@@ -61,36 +61,6 @@ def test_batched_results_equal_unbatched_results(cfg, serve_env, telco_frame, go
         assert together.json()["scores"] == pytest.approx(single.json()["scores"], abs=1e-12, rel=0)
 
 
-def test_a_large_request_alone_is_split_across_idle_workers_and_answered_in_row_order(
-    cfg, serve_env, telco_frame, good_model
-):
-    from driftloop.core.settings import Settings
-    from driftloop.serving.online.app import create_app
-    from driftloop.serving.online.batcher import SPLIT_MIN_ROWS
-
-    register_model(cfg, SlowModel(good_model, 0.05), telco_frame, bus.CHAMPION)
-    large = split_body(cfg, telco_frame.iloc[1000 : 1000 + 2 * SPLIT_MIN_ROWS + 1].reset_index(drop=True))
-    small = split_body(cfg, telco_frame.iloc[1000 : 1000 + SPLIT_MIN_ROWS - 1].reset_index(drop=True))
-    labels = {"arm": "champion", "role": "primary"}
-    with serving(cfg) as (_, client):  # one worker: every request is one call
-        one_call = client.post("/invocations", json=large).json()
-    app = create_app(cfg, Settings.from_env(), worker_kind="thread", workers=2)
-    with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
-        split = client.post("/invocations", json=large)
-        calls = metric(server, "driftloop_serving_batch_rows_count", labels)
-        rows = metric(server, "driftloop_serving_batch_rows_sum", labels)
-        below = client.post("/invocations", json=small)
-        calls_below = metric(server, "driftloop_serving_batch_rows_count", labels) - calls
-    assert split.status_code == below.status_code == 200
-    assert (calls, rows) == (2, 2 * SPLIT_MIN_ROWS + 1), "the large request was not split"
-    assert calls_below == 1, "a request below SPLIT_MIN_ROWS rows must stay one call"
-    answer = split.json()
-    assert answer["predictions"] == one_call["predictions"]
-    assert answer["labels"] == one_call["labels"]
-    assert answer["scores"] == pytest.approx(one_call["scores"], abs=1e-12, rel=0)
-    assert len(answer["scores"]) == 2 * SPLIT_MIN_ROWS + 1
-
-
 def test_overload_is_refused_with_503_and_retry_after_never_a_timeout(
     cfg, serve_env, telco_frame, good_model
 ):

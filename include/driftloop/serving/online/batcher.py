@@ -3,16 +3,15 @@
 Like Triton's default dynamic batcher with no queue delay: rows are routed when a request arrives
 (:mod:`driftloop.serving.online.router`) and queued per arm; a worker that becomes free takes the arm whose
 oldest rows waited longest, with everything queued for it (first in, first out, capped at
-``DRIFTLOOP_SERVE_MAX_BATCH_ROWS`` rows), and never waits on a timer, because a PyCaret pipeline costs about
-the same per call whatever the rows, so waiting only adds latency. With two workers the champion's and the
+``DRIFTLOOP_SERVE_MAX_BATCH_ROWS`` rows), and never waits on a timer, because most of a call's cost is fixed
+(1.0 ms for one telco row, 1.7 ms for 1,000, with the replayed preprocessing of
+:mod:`driftloop.serving.compiled`), so waiting only adds latency. With two workers the champion's and the
 challenger's calls run at the same time.
 
 * **Shadow rows** (scored by the model that did not answer them, never returned) ride along in a call their
   model makes anyway; otherwise they wait in a bounded queue and run as their own call only when no request
   waits and ``SHADOW_BATCH_ROWS`` rows or ``SHADOW_MAX_WAIT_S`` seconds have gathered. Under load they are
   shed first, and counted.
-* **A large request alone** (``SPLIT_MIN_ROWS`` rows or more, nothing else waiting) is split between its
-  worker and an idle one, so both cores score it.
 * **Admission control:** a request is refused with 503 and ``Retry-After`` when too many requests wait or when
   its projected wait (until a worker starts scoring its rows: the workers' current calls and the calls queued
   ahead, with measured call times) exceeds the latency budget, never left to time out.
@@ -39,7 +38,6 @@ LOG = logging.getLogger(__name__)
 RECENT_CALLS = 31
 SHADOW_BATCH_ROWS = 256
 SHADOW_MAX_WAIT_S = 1.0
-SPLIT_MIN_ROWS = 512
 
 
 class Batcher:
@@ -197,8 +195,6 @@ class Batcher:
         if waiting:
             arm = min(waiting, key=lambda a: self.queues[a][0].queued_s)
             primary = self._take(self.queues[arm], self.max_batch_rows)
-            if self.waiting == 1 and len(primary) == 1 and not any(self.queues.values()):
-                self._share_with_idle_worker(arm, primary[0])
             rows = sum(len(p.rows) for p in primary)
             return arm, primary, self._take_shadow(arm, self.max_batch_rows - rows)
         now = time.perf_counter()
@@ -210,25 +206,6 @@ class Batcher:
             ):
                 return arm, [], self._take_shadow(arm, self.max_batch_rows)
         return None
-
-    def _share_with_idle_worker(self, arm: str, part: Part) -> None:
-        """Leave the second half of a large lone request (nothing else waits) for a worker that would
-        otherwise stay idle.
-
-        One call scores 1,000 rows in about 5.5 ms and 500 in about 4.2 ms (the per-call fixed cost is about
-        2.5 ms), so two halves on two workers answer sooner; below ``SPLIT_MIN_ROWS`` the halves would cost
-        more than they save. Under load the other workers have calls of their own and halves would only add a
-        call's fixed cost, so only a request alone in the service is split.
-        """
-        idle = len(self.pool.workers) - len(self.inflight) - 1  # this worker's call is not in flight yet
-        if idle < 1 or len(part.rows) < SPLIT_MIN_ROWS:
-            return
-        middle = len(part.rows) // 2
-        rest = Part(part.job, part.rows[middle:], part.queued_s)
-        part.rows = part.rows[:middle]
-        part.job.parts_left += 1
-        self.queues[arm].appendleft(rest)
-        self._wakeup.set()
 
     @staticmethod
     def _take(queue: collections.deque, max_rows: int) -> list[Part]:
