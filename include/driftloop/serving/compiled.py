@@ -152,6 +152,8 @@ class CompiledModel:
                     known = list(branch.indexes[j])
                     unseen = UNSEEN_TEXT if kind == "O" else max(known) + 1
                     values = [known[i % len(known)] for i in range(n_rows - 1)] + [unseen]
+                elif kind == "O":
+                    values = [f"{UNSEEN_TEXT}-{i % 7}" for i in range(n_rows)]
                 else:
                     values = [(i % 7) * 1.5 - 2.0 if kind == "f" else i % 7 for i in range(n_rows)]
                 if kind in "fO":
