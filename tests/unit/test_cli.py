@@ -36,3 +36,30 @@ def test_cli_hides_third_party_warnings_but_shows_ours(monkeypatch):
         warnings.simplefilter("always")  # what a terminal would show without the CLI's filters
         assert cli.main([]) == 0
     assert [str(w.message) for w in shown] == ["labels arrived for unknown ids", "demo state is stale"]
+
+
+def test_serve_prints_the_services_own_messages_once_at_the_chosen_level(capsys):
+    import logging
+
+    from driftloop.serving.online.cli import SERVICE_LOG_HANDLER, show_service_logs
+
+    logger = logging.getLogger("driftloop")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    try:
+        show_service_logs("info")
+        show_service_logs("info")  # a second call does not double the lines
+        models_log = logging.getLogger("driftloop.serving.online.models")
+        models_log.info("champion is now v%s", 3)
+        models_log.debug("not shown at info")
+        err = capsys.readouterr().err
+        assert err.splitlines() == ["INFO      driftloop.serving.online.models: champion is now v3"]
+        assert [h.name for h in logger.handlers].count(SERVICE_LOG_HANDLER) == 1
+
+        show_service_logs("warning")
+        models_log.info("a swap")
+        models_log.warning("prediction log write failed")
+        assert capsys.readouterr().err.splitlines() == [
+            "WARNING   driftloop.serving.online.models: prediction log write failed"
+        ]
+    finally:
+        logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+SERVICE_LOG_HANDLER = "driftloop-serve"
+
 
 def add_cli(subparsers: Any) -> None:
     """Register ``serve``, ``serving-export`` and ``ab-evaluate``."""
@@ -21,7 +23,9 @@ def add_cli(subparsers: Any) -> None:
         type=int,
         help="inference processes (default: $DRIFTLOOP_SERVE_WORKERS; 0 = one per core)",
     )
-    serve.add_argument("--log-level", default="info", help="uvicorn log level (default: info)")
+    serve.add_argument(
+        "--log-level", default="info", help="the service's and uvicorn's log level (default: info)"
+    )
     serve.set_defaults(func=_cmd_serve)
     export = subparsers.add_parser(
         "serving-export",
@@ -56,6 +60,7 @@ def _cmd_serve(args: Any) -> int:
         if value is not None
     }
     settings = settings.replace(**overrides)
+    show_service_logs(args.log_level)
     cfg = load_dataset_config(getattr(args, "dataset", None), settings)
     app = create_app(cfg, settings)
     uvicorn.run(
@@ -70,6 +75,23 @@ def _cmd_serve(args: Any) -> int:
         timeout_keep_alive=30,
     )
     return 0
+
+
+def show_service_logs(level: str) -> None:
+    """Print the service's own messages (versions loaded and swapped, how they are scored, prediction log
+    faults) on stderr at ``level``, in uvicorn's format; without a handler only warnings reached the
+    terminal, bare."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)-9s %(name)s: %(message)s"))
+    logger = logging.getLogger("driftloop")
+    logger.handlers = [h for h in logger.handlers if getattr(h, "name", "") != SERVICE_LOG_HANDLER]
+    handler.name = SERVICE_LOG_HANDLER
+    logger.addHandler(handler)
+    level_number = logging.getLevelName(level.upper())
+    logger.setLevel(level_number if isinstance(level_number, int) else logging.DEBUG)  # uvicorn's "trace"
+    logger.propagate = False  # one line per message, whatever the root logger has
 
 
 def _cmd_serving_export(args: Any) -> int:
