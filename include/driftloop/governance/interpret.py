@@ -67,7 +67,8 @@ def permutation_importance(
             copy = rows.copy()
             copy[feature] = rng.permutation(copy[feature].to_numpy())
             shuffled.append(copy)
-    # One predict call for every shuffled copy: a PyCaret pipeline costs ~60 ms per call whatever the rows.
+    # One predict call for every shuffled copy: most of a PyCaret pipeline's cost is fixed per call (frames
+    # around every step), 3 ms for one telco row against 6 ms for 1,000.
     shuffled_outputs = decision.predict(model, pd.concat(shuffled, ignore_index=True))
     n = len(rows)
     drops = np.array(
