@@ -37,6 +37,11 @@ class _Fill:
     statistics: Any
     start: int
 
+    @property
+    def width(self) -> int:
+        """Output columns: one per numeric column."""
+        return len(self.columns)
+
 
 @dataclass(frozen=True)
 class _OneHot:
@@ -84,7 +89,7 @@ class CompiledModel:
                 missing = np.isnan(block)
                 if missing.any():
                     block = np.where(missing, branch.statistics, block)
-                out[:, branch.start : branch.start + len(branch.columns)] = block
+                out[:, branch.start : branch.start + branch.width] = block
             elif isinstance(branch, _OneHot):
                 rows = np.arange(n_rows)
                 for name, fill, index, positions in zip(
@@ -124,7 +129,7 @@ class CompiledModel:
         import numpy as np
 
         for label, columns in (("probe rows", self.probe_columns(dtypes)), ("warm-up rows", examples)):
-            typed = {name: np.asarray(columns[name], dtype=dtype) for name, dtype in dtypes.items()}
+            typed = typed_columns(columns, dtypes)
             expected = decision.predict_rows(model, build_frame(typed, dtypes))
             got = decision.predict_rows(self, typed)
             for key, want in expected.items():
@@ -162,16 +167,22 @@ class CompiledModel:
         return probe
 
 
+def typed_columns(columns: dict[str, Any], dtypes: dict[str, str]) -> dict[str, Any]:
+    """``columns`` as numpy arrays of ``dtypes`` (no copy for an array already of its dtype)."""
+    import numpy as np
+
+    return {name: np.asarray(columns[name], dtype=dtype) for name, dtype in dtypes.items()}
+
+
 def build_frame(columns: dict[str, Any], dtypes: dict[str, str]) -> Any:
     """The model's input frame: ``columns`` in ``dtypes`` (from numpy arrays: ten times cheaper than one
     Series per column, and consolidated into one block per dtype), index 0..n-1.
 
     Validation gives text columns with ``NaN`` for a null, so the frame is already
     :func:`~driftloop.core.task_types.model_input`."""
-    import numpy as np
     import pandas as pd
 
-    return pd.DataFrame({name: np.asarray(columns[name], dtype=dtype) for name, dtype in dtypes.items()})
+    return pd.DataFrame(typed_columns(columns, dtypes))
 
 
 def compile_model(model: Any) -> CompiledModel | None:
@@ -195,7 +206,7 @@ def compile_model(model: Any) -> CompiledModel | None:
         if branch is None:
             return None
         branches.append(branch)
-        start += len(branch.columns) if isinstance(branch, _Fill) else branch.width
+        start += branch.width
     if start != len(names):
         return None
     return CompiledModel(branches, scaler, estimator, names)

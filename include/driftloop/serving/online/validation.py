@@ -306,7 +306,6 @@ def coerce_column(spec: ColumnSpec, values: list) -> Any:
     Raises:
         RequestError: 422 naming the column, the row and what was wrong (never the value).
     """
-
     types = set(map(type, values))
     has_null = type(None) in types
     if has_null:

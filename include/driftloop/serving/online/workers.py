@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from driftloop.core.settings import Settings
-from driftloop.serving.compiled import build_frame
+from driftloop.serving.compiled import build_frame, typed_columns
 
 LOG = logging.getLogger(__name__)
 
@@ -98,8 +98,7 @@ class ModelHost:
             try:
                 model, decision, replay = self.models[version]
                 if replay is not None:
-                    typed = {name: np.asarray(columns[name], dtype=dtype) for name, dtype in dtypes.items()}
-                    outputs = decision.predict_rows(replay, typed)
+                    outputs = decision.predict_rows(replay, typed_columns(columns, dtypes))
                 else:
                     outputs = decision.predict_rows(model, build_frame(columns, dtypes))
                 results.append(
@@ -116,10 +115,10 @@ def replay_model(
     model: Any, decision: Any, examples: dict[str, list], dtypes: dict[str, str]
 ) -> tuple[Any, str]:
     """The model's numpy replay when it gives the pipeline's outputs, else None and why not."""
-    from driftloop.serving.compiled import compile_model
+    from driftloop.serving import compiled
 
     try:
-        replay = compile_model(model)
+        replay = compiled.compile_model(model)
         if replay is None:
             return None, "the pipeline is not driftloop's preprocessing"
         mismatch = replay.check(model, decision, examples, dtypes)
