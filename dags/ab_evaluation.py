@@ -22,7 +22,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop.core import bus
+from driftloop.core import alerts, bus
 from driftloop_airflow import airflow_ids, asset, dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -53,7 +53,10 @@ def build(dataset: str) -> None:
             from driftloop.serving.online import ab_decision
 
             return run_stage(
-                dataset, ab_decision.evaluate_ab, actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}"
+                dataset,
+                ab_decision.evaluate_ab,
+                actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}",
+                alerts=alerts.ab_alerts,
             )
 
         export_served_windows()

@@ -9,16 +9,18 @@ The next `inference_pipeline` run scores with the restored version. The same is 
 "..." [--to V [--override]]` on the command line.
 
 * **Fails fast** when there is no earlier good champion, the target did not pass its gate, or no reason was
-given.
+  given.
 * **Idempotent:** a retried run finds its own entry in the audit log; a second rollback after a rollback moves
   nothing (rollbacks never toggle between two versions).
+* **Ready when needed:** the DAG is created unpaused, so a rollback is one trigger away under `make up` and
+  compose, with nothing to unpause first.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
-from driftloop.core import bus
+from driftloop.core import alerts, bus
 from driftloop_airflow import airflow_ids, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -29,6 +31,7 @@ def build(dataset: str) -> None:
     @dag(
         dag_id=bus.dag_id(dataset, bus.CHAMPION_ROLLBACK),
         schedule=None,
+        is_paused_upon_creation=False,  # a rollback must be one trigger away under `make up` and compose
         params={
             "reason": Param("", type="string", description="why (recorded in the audit log; required)"),
             "to_version": Param(
@@ -54,6 +57,7 @@ def build(dataset: str) -> None:
             return run_stage(
                 dataset,
                 rollback.rollback_champion,
+                alerts=alerts.move_alerts,
                 actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
                 reason=reason,
                 request_id=ids["airflow_run_id"],

@@ -18,7 +18,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop.core import bus
+from driftloop.core import alerts, bus
 from driftloop.core.errors import NoLabelledData
 from driftloop_airflow import asset, dag_defaults, dag_settings, fail_fast, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
@@ -38,13 +38,13 @@ def build(dataset: str) -> None:
         def ingest_batches() -> dict:
             from driftloop.data import ingest
 
-            return run_stage(dataset, ingest.ingest_batches)
+            return run_stage(dataset, ingest.ingest_batches, alerts=alerts.quarantine_alerts)
 
         @task
         def ingest_labels() -> dict:
             from driftloop.data import ingest
 
-            return run_stage(dataset, ingest.ingest_labels)
+            return run_stage(dataset, ingest.ingest_labels, alerts=alerts.quarantine_alerts)
 
         @task
         def build_snapshot() -> dict:

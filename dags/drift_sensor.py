@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, task
 
-from driftloop.core import bus
+from driftloop.core import alerts, bus
 from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 from driftloop_airflow.sensors import DriftSensor, NotedTriggerDagRunOperator
@@ -58,7 +58,11 @@ def build(dataset: str) -> None:
             from driftloop.monitoring import sensor
 
             return run_stage(
-                dataset, sensor.mark_trigger_fired, trigger["monitoring_run_id"], trigger["trigger_run_id"]
+                dataset,
+                sensor.mark_trigger_fired,
+                trigger["monitoring_run_id"],
+                trigger["trigger_run_id"],
+                alerts=alerts.drift_alerts,
             )
 
         wait_for_drift >> trigger_training >> mark_trigger_fired(wait_for_drift.output)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop.core import bus
+from driftloop.core import alerts, bus
 from driftloop_airflow import asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -35,7 +35,7 @@ def build(dataset: str) -> None:
         def score_pending_batches() -> dict:
             from driftloop.serving import batch_scoring
 
-            result = run_stage(dataset, batch_scoring.score_pending_batches)
+            result = run_stage(dataset, batch_scoring.score_pending_batches, alerts=alerts.move_alerts)
             if not result["scored"]:
                 raise AirflowSkipException("no batches waiting to be scored")
             return result

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from airflow.sdk import dag, get_current_context, task
 
-from driftloop.core import bus
+from driftloop.core import alerts, bus
 from driftloop_airflow import airflow_ids, asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
@@ -61,6 +61,7 @@ def build(dataset: str) -> None:
                 dataset,
                 promotion.promote_trained,
                 trained,
+                alerts=alerts.promotion_alerts,
                 actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
             )
 

@@ -127,6 +127,7 @@ def run_stage(
     stage_fn: Callable[..., Any],
     *args: Any,
     skip_on: tuple[type[Exception], ...] = (),
+    alerts: Callable[..., list[Any]] | None = None,
     **kwargs: Any,
 ) -> Any:
     """Call a package function with one dataset's config and the process settings; verdicts fail fast.
@@ -138,7 +139,9 @@ def run_stage(
         dataset: Dataset config name (the factory's closure: the DAG's own dataset). stage_fn: Package
         function taking ``(cfg, *args, settings=..., **kwargs)``. *args: Positional arguments after the
         config. skip_on: Verdicts that mean "nothing to do yet" for this task: they skip it instead of failing
-        it. **kwargs: Keyword arguments.
+        it. alerts: The builder of the alerts the result calls for
+        (``driftloop.core.alerts.promotion_alerts``, ``move_alerts``, ...), declared by the task; None: the
+        stage alerts nothing. **kwargs: Keyword arguments.
     """
     import os
 
@@ -164,7 +167,8 @@ def run_stage(
             notifiers.send_verdict_alerts(stage, dataset, cause, args, settings)
             notifiers.set_run_note(notifiers.verdict_note(stage, cause, args))
         raise
-    notifiers.send_stage_alerts(stage, dataset, cfg.registered_model_name, result, settings)
+    if alerts is not None:
+        notifiers.send_stage_alerts(alerts, dataset, cfg.registered_model_name, result, settings)
     note = notifiers.stage_note(stage, result)
     if note:
         notifiers.set_run_note(note)

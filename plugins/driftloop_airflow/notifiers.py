@@ -1,10 +1,10 @@
 """Alert channels and notes on the Airflow side: email through the SMTP provider, the failure notifier, run
 notes.
 
-Stage results become alerts in :func:`send_stage_alerts` (called by ``run_stage`` after the stage function
-returned); a task that failed after its retries alerts through :class:`DriftloopFailureNotifier`, every task's
-``on_failure_callback``. Both send through :func:`driftloop.core.alerts.dispatch_alerts`: one alert per event
-(dedupe key), and a channel that fails is a WARNING, never a failed task. Channels come from the settings:
+Stage results become alerts in :func:`send_stage_alerts` (called by ``run_stage`` after the stage
+function returned, with the alert builder the task declared); a task that failed after its retries alerts
+through :class:`DriftloopFailureNotifier`, every task's ``on_failure_callback``. Both send through
+:func:`driftloop.core.alerts.dispatch_alerts`: one alert per event (dedupe key), and a channel that fails is a WARNING, never a failed task. Channels come from the settings:
 ``DRIFTLOOP_ALERT_WEBHOOK_URL`` and ``DRIFTLOOP_ALERT_SMTP_CONN_ID`` with ``DRIFTLOOP_ALERT_EMAIL_TO``; with
 none set, nothing is sent.
 """
@@ -69,13 +69,14 @@ def send_alerts(found: list[alerts.Alert], settings: Settings) -> list[dict[str,
         return []
 
 
-def send_stage_alerts(stage: str, dataset: str, model_name: str, result: Any, settings: Settings) -> None:
-    """Turn a stage's result into alerts and send them (see
-    :func:`driftloop.core.alerts.alerts_for_stage`)."""
+def send_stage_alerts(
+    build: alerts.AlertBuilder, dataset: str, model_name: str, result: Any, settings: Settings
+) -> None:
+    """Turn a stage's result into alerts with the builder its task declared, and send them."""
     try:
-        found = alerts.alerts_for_stage(stage, dataset, model_name, result, settings)
+        found = build(dataset, model_name, result, settings)
     except Exception as exc:  # noqa: BLE001
-        log.warning("alerts of %s not built: %s", stage, exc)
+        log.warning("alerts of %s not built: %s", getattr(build, "__name__", build), exc)
         return
     send_alerts(found, settings)
 

@@ -43,10 +43,11 @@ def _settings():
 
 
 def test_rejected_gate_alerts_once_by_webhook_and_email(sinks):
+    from driftloop.core import alerts
     from driftloop_airflow.notifiers import send_stage_alerts
 
     for _ in range(3):  # the task and two retries of it
-        send_stage_alerts("promote_model", "telco_churn", "telco-churn", REJECTED, _settings())
+        send_stage_alerts(alerts.promotion_alerts, "telco_churn", "telco-churn", REJECTED, _settings())
 
     assert sinks.hook.kinds() == ["gate_rejected"]
     body = sinks.hook.bodies[0]
@@ -68,25 +69,40 @@ def test_rejected_gate_alerts_once_by_webhook_and_email(sinks):
 
 
 def test_a_gate_move_names_the_champion_it_replaced(sinks):
+    from driftloop.core import alerts
     from driftloop_airflow.notifiers import send_stage_alerts
 
+    actor = "telco_churn__training_pipeline/asset_triggered__1"
+    move_1 = {"id": 1, "from_version": None, "to_version": "1", "actor": actor, "source": "driftloop"}
+    move_2 = {**move_1, "id": 2, "from_version": "1", "to_version": "2", "reason": "beats champion"}
     first = {**REJECTED, "decision": "promoted", "candidate_version": "1", "champion_version": "1"}
-    first.update(moved=True, previous_champion_version=None, failed=[])
-    second = {**first, "candidate_version": "2", "champion_version": "2", "previous_champion_version": "1"}
+    first.update(moved=True, previous_champion_version=None, failed=[], recorded_moves=[move_1])
+    second = {**first, "candidate_version": "2", "champion_version": "2", "recorded_moves": [move_2]}
     for result in (first, second, second):  # the second promotion's task retried
-        send_stage_alerts("promote_model", "telco_churn", "telco-churn", result, _settings())
+        send_stage_alerts(alerts.promotion_alerts, "telco_churn", "telco-churn", result, _settings())
 
-    alerts = [b["driftloop"] for b in sinks.hook.bodies]
-    assert [a["dedupe_key"] for a in alerts] == [
-        "champion_moved:telco_churn:none-1",
-        "champion_moved:telco_churn:1-2",
-    ]
-    assert alerts[0]["title"].startswith("champion moved to v1 by gate")
-    assert alerts[1]["title"].startswith("champion moved v1 -> v2 by gate")
-    assert (alerts[1]["fields"]["from_version"], alerts[1]["fields"]["override"]) == ("1", False)
+    sent = [b["driftloop"] for b in sinks.hook.bodies]
+    assert [a["dedupe_key"] for a in sent] == ["champion_moved:telco_churn:1", "champion_moved:telco_churn:2"]
+    assert sent[0]["title"].startswith(f"champion moved to v1 by {actor} (gate)")
+    assert sent[1]["title"] == f"champion moved v1 -> v2 by {actor} (gate): beats champion"
+    assert (sent[1]["fields"]["from_version"], sent[1]["fields"]["override"]) == ("1", False)
+
+
+def test_a_result_that_moved_nothing_alerts_nothing_even_when_it_names_an_older_move(sinks):
+    from driftloop.core import alerts
+    from driftloop_airflow.notifiers import send_stage_alerts
+
+    older = {"id": 4, "from_version": "1", "to_version": "2", "actor": "cli:root", "source": "driftloop"}
+    nothing = {**older, "moved": False, "recorded_moves": []}  # a rollback retried: its entry, not its move
+    send_stage_alerts(alerts.move_alerts, "telco_churn", "m", nothing, _settings())
+    send_stage_alerts(
+        alerts.promotion_alerts, "telco_churn", "m", {**REJECTED, "recorded_moves": []}, _settings()
+    )
+    assert sinks.hook.kinds() == ["gate_rejected"]
 
 
 def test_each_event_alerts_with_its_own_key(sinks):
+    from driftloop.core import alerts
     from driftloop_airflow.notifiers import send_stage_alerts
 
     settings = _settings()
@@ -100,19 +116,20 @@ def test_each_event_alerts_with_its_own_key(sinks):
         "detail": "drift trigger for champion v1: batch batch_002 has drift share 0.62",
     }
     quarantined = {"quarantined": [{"batch_id": "broken", "reason_code": "unreadable", "message": "bad csv"}]}
-    moved = {"id": 7, "from_version": "1", "to_version": "2", "actor": "mlflow-ui", "override": True}
-    send_stage_alerts("mark_trigger_fired", "telco_churn", "m", fired, settings)
+    external = {"id": 7, "from_version": "1", "to_version": "2", "actor": "mlflow-ui", "source": "external"}
+    moved = {"recorded_moves": [{**external, "override": True}]}
+    send_stage_alerts(alerts.drift_alerts, "telco_churn", "m", fired, settings)
     send_stage_alerts(
-        "mark_trigger_fired",
+        alerts.drift_alerts,
         "telco_churn",
         "m",
         {**fired, "reason": "performance", "monitoring_run_id": "m2"},
         settings,
     )
-    send_stage_alerts("ingest_batches", "telco_churn", "m", quarantined, settings)
-    send_stage_alerts("reconcile_champion", "telco_churn", "m", moved, settings)
-    send_stage_alerts("reconcile_champion", "telco_churn", "m", None, settings)  # nothing moved
-    send_stage_alerts("score_pending_batches", "telco_churn", "m", {"rows": 5}, settings)  # no event
+    send_stage_alerts(alerts.quarantine_alerts, "telco_churn", "m", quarantined, settings)
+    send_stage_alerts(alerts.move_alerts, "telco_churn", "m", moved, settings)
+    send_stage_alerts(alerts.move_alerts, "telco_churn", "m", None, settings)  # nothing moved
+    send_stage_alerts(alerts.move_alerts, "telco_churn", "m", {"rows": 5}, settings)  # no event
 
     assert sinks.hook.kinds() == ["drift_fired", "performance_drop", "batch_quarantined", "champion_moved"]
     by_kind = {b["driftloop"]["kind"]: b["driftloop"] for b in sinks.hook.bodies}
@@ -142,11 +159,12 @@ def test_failed_task_alerts_once_per_failure(sinks):
 
 
 def test_a_broken_channel_logs_a_warning_and_the_other_still_delivers(sinks, monkeypatch, caplog):
+    from driftloop.core import alerts
     from driftloop_airflow.notifiers import send_stage_alerts
 
     sinks.hook.fail = True
     with caplog.at_level(logging.INFO):
-        send_stage_alerts("promote_model", "telco_churn", "telco-churn", REJECTED, _settings())
+        send_stage_alerts(alerts.promotion_alerts, "telco_churn", "telco-churn", REJECTED, _settings())
     assert sinks.hook.bodies == []
     assert len(sinks.smtp.messages) == 1
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -155,7 +173,11 @@ def test_a_broken_channel_logs_a_warning_and_the_other_still_delivers(sinks, mon
     monkeypatch.setenv("AIRFLOW_CONN_ALERT_SMTP", smtp_conn_uri(1))  # nothing listens on port 1
     caplog.clear()
     send_stage_alerts(
-        "promote_model", "telco_churn", "telco-churn", {**REJECTED, "candidate_version": "3"}, _settings()
+        alerts.promotion_alerts,
+        "telco_churn",
+        "telco-churn",
+        {**REJECTED, "candidate_version": "3"},
+        _settings(),
     )  # does not raise
     assert {r.getMessage().split(" failed")[0] for r in caplog.records if r.levelno == logging.WARNING} == {
         "alert gate_rejected:telco_churn:3 via webhook",

@@ -186,8 +186,8 @@ def test_rollback_returns_to_the_previous_champion_and_is_audited(models):
     assert (entry["from_version"], entry["to_version"], entry["moved"]) == ("2", "1", True)
     again = rollback_champion(cfg, actor="on-call", reason="v2 misbehaves in production", request_id="run-7")
     assert again["id"] == entry["id"] and again["moved"] is False  # a retry moves nothing
-    repeated = rollback_champion(cfg, actor="on-call", reason="v2 misbehaves in production")
-    assert repeated["id"] == entry["id"] and repeated["moved"] is False  # a second rollback does not toggle
+    with pytest.raises(RollbackImpossible, match=r"rollback stack \(v1\)"):  # nothing below v1: no toggle
+        rollback_champion(cfg, actor="on-call", reason="v2 misbehaves in production")
     assert alias_version(models.client, name, "champion") == "1"
     entries = open_store().entries(name)
     assert [e["reason"] for e in entries].count("rollback: v2 misbehaves in production") == 1
@@ -201,7 +201,7 @@ def _section(description: str, title: str) -> str:
 def test_after_an_external_override_rollback_goes_to_the_last_good_champion_and_cards_keep_their_gate(models):
     from driftloop.governance.audit import open_store
     from driftloop.governance.promotion import promote_model
-    from driftloop.governance.rollback import RollbackRefused, rollback_champion
+    from driftloop.governance.rollback import RollbackImpossible, RollbackRefused, rollback_champion
 
     cfg = fresh_registry(models, models.good, models.shuffled)
     client, name = models.client, cfg.registered_model_name
@@ -211,8 +211,9 @@ def test_after_an_external_override_rollback_goes_to_the_last_good_champion_and_
 
     first = rollback_champion(cfg, actor="on-call", reason="v2 was rejected by the gate")
     assert (first["from_version"], first["to_version"], first["moved"]) == ("2", "1", True)
-    second = rollback_champion(cfg, actor="on-call", reason="v2 was rejected by the gate")
-    assert second["moved"] is False and alias_version(client, name, "champion") == "1"
+    with pytest.raises(RollbackImpossible):  # v1 is the bottom of the stack: a second undo does not toggle
+        rollback_champion(cfg, actor="on-call", reason="v2 was rejected by the gate")
+    assert alias_version(client, name, "champion") == "1"
     assert [
         (e["from_version"], e["to_version"], e["source"], e["override"]) for e in open_store().entries(name)
     ] == [

@@ -9,7 +9,11 @@ WARNING and never fails the caller. Channels here need no Airflow: :class:`Webho
 Slack-compatible JSON body (``text`` plus ``blocks``, and the alert itself under ``driftloop``); the email
 channel, which goes through Airflow's SMTP provider, lives in ``driftloop_airflow.notifiers``.
 
-:func:`alerts_for_stage` turns a stage function's result into the alerts it calls for, by the function's name.
+Which alerts a stage's result calls for is declared where the stage is called: a DAG task passes the
+builder (:func:`promotion_alerts`, :func:`move_alerts`, :func:`drift_alerts`, ...) to ``run_stage`` as
+``alerts=``, and the CLI sends :func:`move_alerts` of what it moved. A move of ``champion`` is alerted from
+its audit entry (:func:`champion_moved_alert`, keyed by the entry id), so every move gets one alert naming
+its mover, and a call that recorded no move alerts none.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -167,11 +171,19 @@ def sent_dir(settings: Settings) -> Path:
     return settings.home_dir / "alerts" / "sent"
 
 
+def _claim_path(dedupe_key: str, settings: Settings) -> Path:
+    return sent_dir(settings) / f"{hashlib.sha256(dedupe_key.encode()).hexdigest()[:40]}.json"
+
+
+def was_sent(dedupe_key: str, settings: Settings) -> bool:
+    """Whether an alert with ``dedupe_key`` was claimed (sent) before."""
+    return _claim_path(dedupe_key, settings).exists()
+
+
 def claim_alert(alert: Alert, settings: Settings) -> bool:
     """Record ``alert``'s dedupe key; False when it was recorded before (the alert was already sent)."""
-    folder = sent_dir(settings)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(alert.dedupe_key.encode()).hexdigest()[:40]}.json"
+    path = _claim_path(alert.dedupe_key, settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -179,6 +191,35 @@ def claim_alert(alert: Alert, settings: Settings) -> bool:
     with os.fdopen(fd, "w") as out:
         json.dump({"sent_at": int(time.time()), **alert.to_dict()}, out, default=str)
     return True
+
+
+def alerting_configured(settings: Settings) -> bool:
+    """Whether any alert channel is configured (a webhook, or an SMTP connection with recipients)."""
+    return bool(settings.alert_webhook_url or (settings.alert_smtp_conn_id and settings.alert_email_to))
+
+
+def package_channels(settings: Settings) -> list[AlertChannel]:
+    """The channels a process without Airflow can use (the webhook); the email channel needs Airflow's SMTP
+    hook and is added by ``driftloop_airflow.notifiers.configured_channels``."""
+    return [WebhookChannel(settings.alert_webhook_url)] if settings.alert_webhook_url else []
+
+
+def send_package_alerts(
+    cfg: Any, result: Any, settings: Settings, build: Callable[..., list[Alert]] | None = None
+) -> list[dict[str, Any]]:
+    """Send, through :func:`package_channels`, the alerts ``build`` (default :func:`move_alerts`) finds in a
+    result: how the CLI alerts what it did. Never raises; without a channel nothing is claimed, so the
+    ``registry_watch`` DAG still announces the moves later."""
+    try:
+        found = (build or move_alerts)(cfg.name, cfg.registered_model_name, result, settings)
+        return dispatch_alerts(found, package_channels(settings), settings)
+    except Exception as exc:  # noqa: BLE001 - alerting never fails the command
+        log.warning("alerts not sent: %s", exc)
+        return []
+
+
+AlertBuilder = Callable[[str, str, Any, Settings], list["Alert"]]
+"""Turns a stage's result into its alerts: ``(dataset, model name, result, settings) -> alerts``."""
 
 
 def dispatch_alerts(
@@ -236,28 +277,73 @@ def _model_link(settings: Settings, model_name: str, version: Any) -> dict[str, 
     return {f"{model_name} v{version}": f"{base}/#/models/{model_name}/versions/{version}"} if base else {}
 
 
-def _moved(dataset: str, model: str, entry: dict[str, Any], settings: Settings) -> Alert:
+def moved_by(entry: dict[str, Any]) -> str:
+    """Where a move came from, read off its audit entry: ``gate``, ``cli``, ``rollback``, ``ab_test``,
+    ``external`` or ``driftloop``."""
+    actor, reason = str(entry.get("actor") or ""), str(entry.get("reason") or "")
+    if entry.get("source") == "external":
+        return "external"
+    if actor.startswith("cli:"):
+        return "cli rollback" if reason.startswith("rollback") else "cli"
+    if reason.startswith("rollback"):
+        return "rollback"
+    if actor.startswith("ab_evaluation"):
+        return "ab_test"
+    if "training_pipeline" in actor or actor == "gate":
+        return "gate"
+    return "driftloop"
+
+
+def champion_moved_alert(dataset: str, model_name: str, entry: dict[str, Any], settings: Settings) -> Alert:
+    """The one ``champion_moved`` alert of an audit entry: keyed by the entry's id, naming its mover.
+
+    Args:
+        dataset: Dataset config name. model_name: Registered model. entry: The audit entry of the move
+        (``id``, ``from_version``, ``to_version``, ``actor``, ``source``, ``reason``, ``override``).
+        settings: Process settings (link bases).
+    """
     override, previous = bool(entry.get("override")), entry.get("from_version")
+    via = moved_by(entry)
+    target = f"v{entry.get('to_version')}" if entry.get("to_version") else "nothing (alias deleted)"
     title = (
-        f"champion moved {f'v{previous} -> ' if previous else 'to '}v{entry.get('to_version')} by "
-        f"{entry.get('actor')}" + (" (OVERRIDE: the new champion did not pass the gate)" if override else "")
+        f"champion moved {f'v{previous} -> ' if previous else 'to '}{target} by {entry.get('actor')} ({via})"
+        + (" (OVERRIDE: the new champion did not pass the gate)" if override else "")
+        + (f": {entry.get('reason')}" if entry.get("reason") else "")
     )
+    fields = {k: entry.get(k) for k in ("from_version", "to_version", "actor", "reason")}
     return make_alert(
         CHAMPION_MOVED,
         dataset,
-        title,
-        key=[entry.get("id") or f"{entry.get('from_version') or 'none'}-{entry.get('to_version')}"],
-        fields={k: entry.get(k) for k in ("from_version", "to_version", "actor", "reason", "override")},
-        links=_model_link(settings, model, entry.get("to_version")),
+        title[:300],
+        key=[entry["id"]],
+        fields={
+            **fields,
+            "override": override,
+            "via": via,
+            "audit_entry": entry["id"],
+            "recorded_at": entry.get("recorded_at"),
+        },
+        links=_model_link(settings, model_name, entry.get("to_version")) if entry.get("to_version") else {},
     )
 
 
-def _promotion_alerts(
-    dataset: str, model_name: str, result: dict[str, Any], settings: Settings
-) -> list[Alert]:
+def move_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[Alert]:
+    """One ``champion_moved`` alert per audit entry the call recorded (``result["recorded_moves"]``); none
+    when it recorded none, whatever else the result holds."""
+    if not isinstance(result, dict):
+        return []
+    return [
+        champion_moved_alert(dataset, model_name, e, settings) for e in result.get("recorded_moves") or []
+    ]
+
+
+def promotion_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[Alert]:
+    """A ``gate_rejected`` alert for a rejected challenger, then the moves the promotion recorded."""
+    if not isinstance(result, dict):
+        return []
     out = []
     version = result.get("candidate_version")
-    if result.get("decision") == "rejected":
+    if result.get("decision") == "rejected" and not result.get("reused_verdict"):
         numbers = {
             k: result.get(k) for k in ("candidate_metric", "champion_metric", "failed", "champion_version")
         }
@@ -266,32 +352,18 @@ def _promotion_alerts(
                 GATE_REJECTED,
                 dataset,
                 f"challenger v{version} rejected: {result.get('reason', '')}"[:300],
-                key=[version],
+                key=[version, *([result["evidence_key"]] if result.get("evidence_key") else [])],
                 fields=numbers,
                 links=_model_link(settings, model_name, version),
             )
         )
-    if result.get("moved"):
-        entry = {
-            "from_version": result.get("previous_champion_version"),
-            "to_version": version,
-            "actor": "gate",
-            "override": False,
-        }
-        out.append(_moved(dataset, model_name, {**entry, "reason": result.get("reason")}, settings))
-    return out
+    return out + move_alerts(dataset, model_name, result, settings)
 
 
-def _moved_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
-    return [_moved(dataset, model_name, result, settings)] if result.get("to_version") else []
-
-
-def _scoring_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
-    moved = result.get("champion_moved")
-    return _moved_alerts(dataset, model_name, moved, settings) if isinstance(moved, dict) else []
-
-
-def _fired_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
+def drift_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[Alert]:
+    """A ``drift_fired`` or ``performance_drop`` alert for a sensor result that fired."""
+    if not isinstance(result, dict):
+        return []
     if not result.get("reason"):
         return []
     kind = PERFORMANCE_DROP if result["reason"] == "performance" else DRIFT_FIRED
@@ -301,9 +373,10 @@ def _fired_alerts(dataset: str, model_name: str, result: dict[str, Any], setting
     return [make_alert(kind, dataset, title, [run_id], numbers, _links(settings, run_id))]
 
 
-def _quarantine_alerts(
-    dataset: str, model_name: str, result: dict[str, Any], settings: Settings
-) -> list[Alert]:
+def quarantine_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[Alert]:
+    """One ``batch_quarantined`` alert per file the ingest quarantined."""
+    if not isinstance(result, dict):
+        return []
     return [
         make_alert(
             BATCH_QUARANTINED,
@@ -316,7 +389,18 @@ def _quarantine_alerts(
     ]
 
 
-def _ab_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: Settings) -> list[Alert]:
+def ab_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[Alert]:
+    """An ``ab_decision`` alert for a decided A/B test, then the moves it recorded."""
+    if not isinstance(result, dict):
+        return []
+    return _ab_decision_alerts(dataset, model_name, result, settings) + move_alerts(
+        dataset, model_name, result, settings
+    )
+
+
+def _ab_decision_alerts(
+    dataset: str, model_name: str, result: dict[str, Any], settings: Settings
+) -> list[Alert]:
     if result.get("decision") not in ("promote_challenger", "keep_champion"):
         return []
     title = (
@@ -326,33 +410,3 @@ def _ab_alerts(dataset: str, model_name: str, result: dict[str, Any], settings: 
     numbers = {k: result.get(k) for k in ("decided_by", "champion_version", "challenger_version")}
     key = [result.get("run_id") or result.get("challenger_version")]
     return [make_alert(AB_DECISION, dataset, title, key, numbers, _links(settings, result.get("run_id")))]
-
-
-STAGE_ALERTS = {
-    "promote_model": _promotion_alerts,
-    "promote_trained": _promotion_alerts,  # the training DAG's promotion of what train_model registered
-    "reconcile_champion": _moved_alerts,
-    "rollback_champion": _moved_alerts,
-    "set_champion": _moved_alerts,
-    "score_pending_batches": _scoring_alerts,
-    "mark_trigger_fired": _fired_alerts,
-    "ingest_batches": _quarantine_alerts,
-    "ingest_labels": _quarantine_alerts,
-    "evaluate_ab": _ab_alerts,
-}
-
-
-def alerts_for_stage(
-    stage: str, dataset: str, model_name: str, result: Any, settings: Settings
-) -> list[Alert]:
-    """The alerts a stage function's result calls for (none for most stages and results).
-
-    Args:
-        stage: The stage function's name (a key of :data:`STAGE_ALERTS`, e.g. ``promote_model``).
-        dataset: Dataset config name. model_name: The dataset's registered model. result: What the stage
-        function returned. settings: Process settings (link bases).
-    """
-    build = STAGE_ALERTS.get(stage)
-    if build is None or not isinstance(result, dict):
-        return []
-    return build(dataset, model_name, result, settings)

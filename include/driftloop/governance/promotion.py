@@ -28,7 +28,6 @@ from driftloop.governance import audit, gates
 log = logging.getLogger(__name__)
 
 MAX_REJUDGE = 3
-log = logging.getLogger(__name__)
 
 
 def _version_of(alias: dict[str, str] | None) -> str | None:
@@ -200,25 +199,30 @@ def promote_model(
     client = get_client(settings)
     store = audit.open_store(settings)
     name, candidate = cfg.registered_model_name, str(model_version)
+    recorded: list[dict[str, Any]] = []
     with store.locked(name) as conn:
-        audit.reconcile_champion(cfg, settings, store, conn)  # records a move a crashed attempt made
+        _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))  # a move a crashed try made
         already = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)) == candidate
     if already:  # a retried task: the recorded decision stands; finish what the first attempt left undone
         log.info("%s: v%s is already %s; finishing its cards and aliases", name, candidate, bus.CHAMPION)
         finish_move(cfg, client, store, [candidate, _previous_champion(store, name, candidate)], settings)
-        return {**_already_champion(client.get_model_version(name, candidate)), "policy": cfg.gates.policy}
+        return {
+            **_already_champion(client.get_model_version(name, candidate)),
+            "policy": cfg.gates.policy,
+            "recorded_moves": recorded,
+        }
     for _ in range(MAX_REJUDGE):
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
         report = gates.judge(cfg, candidate, champion, client, settings)
         reason = gates.summarize(report)
         with store.locked(name) as conn:
-            audit.reconcile_champion(cfg, settings, store, conn)
+            _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))
             if _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)) != _version_of(champion):
                 continue  # another promotion moved champion meanwhile: judge against the new one
             _record_verdict(cfg, client, report, reason)
             moved = report["passed"] and cfg.gates.policy == "auto"
             if moved:
-                _move(
+                entry = _move(
                     cfg,
                     client,
                     store,
@@ -230,6 +234,7 @@ def promote_model(
                     evidence={"failed": report["failed"], "gate": "passed"},
                     settings=settings,
                 )
+                recorded.append(entry)
             elif report["passed"]:
                 client.set_model_version_tag(
                     name, candidate, bus.READY_FOR_CHAMPION_TAG, f"{actor}: {reason}"[:5000]
@@ -253,7 +258,14 @@ def promote_model(
         "failed": report["failed"],
         "policy": cfg.gates.policy,
         "moved": moved,
+        "recorded_moves": recorded,
     }
+
+
+def _note(recorded: list[dict[str, Any]], entry: dict[str, Any] | None) -> None:
+    """Keep ``entry`` (an audit entry this call appended) in ``recorded``: each one is alerted once."""
+    if entry is not None:
+        recorded.append(entry)
 
 
 def _headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, float | None]:
@@ -285,17 +297,24 @@ def promote_version(
     """
     client, store = get_client(settings), audit.open_store(settings)
     name = cfg.registered_model_name
+    recorded: list[dict[str, Any]] = []
     with store.locked(name) as conn:
-        audit.reconcile_champion(cfg, settings, store, conn)
+        _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))
         current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
         if cfg.gates.policy == "manual":
             client.set_model_version_tag(
                 name, str(version), bus.READY_FOR_CHAMPION_TAG, f"{actor}: {reason}"[:5000]
             )
-            return {"policy": "manual", "version": str(version), "moved": False, "champion_version": current}
+            return {
+                "policy": "manual",
+                "version": str(version),
+                "moved": False,
+                "champion_version": current,
+                "recorded_moves": recorded,
+            }
         moved = current != str(version)
         if moved:
-            _move(
+            entry = _move(
                 cfg,
                 client,
                 store,
@@ -307,17 +326,29 @@ def promote_version(
                 evidence={},
                 settings=settings,
             )
+            recorded.append(entry)
     finish_move(cfg, client, store, [str(version), current], settings)
-    return {"policy": "auto", "version": str(version), "champion_version": str(version), "moved": moved}
+    return {
+        "policy": "auto",
+        "version": str(version),
+        "champion_version": str(version),
+        "moved": moved,
+        "recorded_moves": recorded,
+    }
 
 
 def set_champion(
     cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Move ``champion`` to ``version`` by hand (an override when it did not pass the gate); audited."""
+    """Move ``champion`` to ``version`` by hand (an override when it did not pass the gate); audited.
+
+    Returns:
+        The audit entry with ``recorded_moves`` (every entry this call appended).
+    """
     client, store = get_client(settings), audit.open_store(settings)
+    recorded: list[dict[str, Any]] = []
     with store.locked(cfg.registered_model_name) as conn:
-        audit.reconcile_champion(cfg, settings, store, conn)
+        _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))
         current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
         entry = _move(
             cfg,
@@ -332,7 +363,7 @@ def set_champion(
             settings=settings,
         )
     finish_move(cfg, client, store, [str(version), current], settings)
-    return entry
+    return {**entry, "recorded_moves": [*recorded, entry]}
 
 
 def promote_trained(
@@ -367,33 +398,41 @@ def _cli_actor(args: Any) -> str:
 
 
 def _cmd_promote(args: Any) -> int:
+    from driftloop.core.alerts import promotion_alerts, send_package_alerts
     from driftloop.core.commands import print_result
     from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
-    print_result(promote_model(load_dataset_config(args.dataset), args.version, actor=_cli_actor(args)))
+    cfg, settings = load_dataset_config(args.dataset), Settings.from_env()
+    result = promote_model(cfg, args.version, settings, actor=_cli_actor(args))
+    send_package_alerts(cfg, result, settings, promotion_alerts)
+    print_result(result)
     return 0
 
 
 def _cmd_champion(args: Any) -> int:
+    from driftloop.core.alerts import send_package_alerts
     from driftloop.core.commands import print_result
     from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
-    print_result(
-        set_champion(
-            load_dataset_config(args.dataset), args.version, actor=_cli_actor(args), reason=args.reason
-        )
-    )
+    cfg, settings = load_dataset_config(args.dataset), Settings.from_env()
+    result = set_champion(cfg, args.version, actor=_cli_actor(args), reason=args.reason, settings=settings)
+    send_package_alerts(cfg, result, settings)
+    print_result(result)
     return 0
 
 
 def _cmd_audit(args: Any) -> int:
+    from driftloop.core.alerts import send_package_alerts
     from driftloop.core.commands import print_result
     from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
-    cfg = load_dataset_config(args.dataset)
-    store = audit.open_store()
-    audit.reconcile_champion(cfg, store=store)
-    print_result(store.entries(cfg.registered_model_name))
+    cfg, settings = load_dataset_config(args.dataset), Settings.from_env()
+    recorded = reconcile_and_refresh(cfg, settings)
+    send_package_alerts(cfg, {"recorded_moves": [recorded] if recorded else []}, settings)
+    print_result(audit.open_store(settings).entries(cfg.registered_model_name))
     return 0
 
 

@@ -1,16 +1,25 @@
-"""Rollback: ``champion`` back to the last champion that passed its gate, or to a chosen version; idempotent,
-audited.
+"""Rollback as an undo: ``champion`` goes back one step in the history of moves, by a written rule; audited.
 
-Without a target, a rollback goes to the newest earlier champion in the audit log that passed its gate, is not
-the current one and was never rolled back from; repeating it (the last entry is a rollback to the current
-champion) moves nothing, so two rollbacks never toggle between two versions. ``to_version`` picks the target;
-a version that did not pass its gate is refused unless ``override`` is given (the entry is then flagged as an
-override).
+The audit log's entries are replayed into a stack of champions (:func:`champion_stack`):
+
+* a **forward move** (the gate, an A/B promotion, ``driftloop champion``, a move in the MLflow UI or REST API,
+  an alias deletion, or ``rollback --to V``) pushes its target, unless it already is on top;
+* an **undo** (``rollback`` without ``--to``) pops the version it left and every version above the one it
+  landed on.
+
+``rollback`` without ``--to`` (:func:`undo_target`) pops the current champion and lands on the next version
+down the stack that passed its gate, skipping versions that failed or were never judged. Repeating it walks
+further back, one step at a time, never toggling between two versions; at the bottom it is refused
+(:class:`RollbackImpossible`). ``rollback --to V`` is a forward move to ``V``: refused when ``V`` did not pass
+its gate unless ``override`` is given (then flagged as an override), so a later undo returns to where ``--to``
+started. The CLI and the ``champion_rollback`` DAG call the same :func:`rollback_champion`, so they give the
+same answer; a request id (the Airflow run id) makes a retried request a no-op.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from driftloop.core import bus, registry
@@ -31,18 +40,50 @@ class RollbackRefused(Verdict):
     """The chosen target did not pass its gate and no override was given."""
 
 
-def last_good_champion(
-    client: Any, cfg: DatasetConfig, history: list[dict[str, Any]], current: str | None
-) -> str | None:
-    """The newest earlier champion that passed its gate, is not ``current`` and was never rolled back from."""
-    rolled_back = {e["evidence"].get("rolled_back") for e in history}
-    for entry in reversed(history):
-        version = entry["to_version"]
-        if version in (None, current) or version in rolled_back:
+UNDO, TO = "undo", "to"  # evidence["kind"] of a rollback entry
+
+
+def is_undo(entry: dict[str, Any]) -> bool:
+    """Whether an audit entry is an undo (a rollback without a target); older entries carry only
+    ``rolled_back``."""
+    evidence = entry.get("evidence") or {}
+    kind = evidence.get("kind")
+    return kind == UNDO or (kind is None and "rolled_back" in evidence)
+
+
+def champion_stack(history: list[dict[str, Any]]) -> list[str | None]:
+    """The stack of champions the audit log describes, oldest at the bottom, the current champion on top.
+
+    Args:
+        history: Audit entries of one model, oldest first.
+    """
+    stack: list[str | None] = []
+    for entry in history:
+        target = entry["to_version"]
+        if not is_undo(entry):
+            if not stack or stack[-1] != target:
+                stack.append(target)
             continue
-        if audit.gate_passed(client, cfg, version):
-            return version
-    return None
+        if stack and stack[-1] == entry["from_version"]:
+            stack.pop()
+        while stack and stack[-1] != target:
+            stack.pop()
+        if not stack:
+            stack.append(target)
+    return stack
+
+
+def undo_target(
+    history: list[dict[str, Any]], current: str | None, passed: Callable[[str], bool | None]
+) -> str | None:
+    """Where ``rollback`` without ``--to`` leads: the next version down :func:`champion_stack` below
+    ``current`` that passed its gate (``passed(version) is True``); None at the bottom."""
+    stack = champion_stack(history)
+    if stack and stack[-1] == current:
+        stack.pop()
+    while stack and (stack[-1] is None or stack[-1] == current or passed(stack[-1]) is not True):
+        stack.pop()
+    return stack[-1] if stack else None
 
 
 def rollback_champion(
@@ -55,58 +96,56 @@ def rollback_champion(
     override: bool = False,
     settings: Settings | None = None,
 ) -> dict[str, Any]:
-    """Point ``champion`` at the last good champion (or ``to_version``); audited, and a no-op when repeated.
+    """Undo the last move of ``champion`` (or move it to ``to_version``) by the rule of this module; audited.
 
     Args:
         cfg: Dataset config.
         actor: Who rolls back (recorded).
         reason: Why (recorded as ``rollback: <reason>``).
         request_id: Makes a retried request a no-op (e.g. the Airflow run id).
-        to_version: Target version; None: the last champion that passed its gate.
+        to_version: Target version (a forward move); None: undo (:func:`undo_target`).
         override: Allow a ``to_version`` that did not pass its gate (flagged in the audit log).
         settings: Process settings.
 
     Returns:
-        The audit entry of the move, with ``moved`` (False: nothing to do, the entry that already did it).
+        The audit entry of the move with ``moved`` (False: a retried request, or ``to_version`` is already
+        champion) and ``recorded_moves`` (the audit entries this call appended: its move, and a move made
+        outside Driftloop that it recorded first).
 
     Raises:
-        RollbackImpossible: No champion, or no earlier champion that passed its gate.
+        RollbackImpossible: No version below the current champion in the rollback stack passed its gate.
         RollbackRefused: ``to_version`` did not pass its gate and ``override`` is False.
     """
     client, store = get_client(settings), audit.open_store(settings)
     name = cfg.registered_model_name
     with store.locked(name) as conn:
-        audit.reconcile_champion(cfg, settings, store, conn)
+        recorded = [e for e in [audit.reconcile_champion(cfg, settings, store, conn)] if e]
         history = store.entries(name, conn)
         done = [e for e in history if request_id and e["evidence"].get("request_id") == request_id]
-        if done:
-            return {**done[-1], "moved": False}  # a retry of a rollback that went through
+        if done:  # a retry of a rollback that went through
+            return {**done[-1], "moved": False, "recorded_moves": recorded}
         current = promotion._version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
-        last = history[-1] if history else None
-        if current is None:
-            raise RollbackImpossible(f"{name}: no champion to roll back")
         target = None if to_version is None else str(to_version)
-        if target == current or (
-            target is None and last and last["evidence"].get("rolled_back") and last["to_version"] == current
-        ):
-            log.info("%s: champion v%s is already where this rollback leads; nothing moved", name, current)
-            return {**(last or {}), "moved": False}
+        if target is not None and target == current:
+            log.info("%s: champion is already v%s; nothing moved", name, current)
+            return {"to_version": current, "moved": False, "recorded_moves": recorded}
         if target is None:
-            target = last_good_champion(client, cfg, history, current)
+            target = undo_target(history, current, lambda v: audit.gate_passed(client, cfg, v))
             if target is None:
+                stack = " -> ".join(f"v{v}" if v else "none" for v in champion_stack(history)) or "empty"
                 raise RollbackImpossible(
-                    f"{name}: champion is v{current}; the audit log ({len(history)} entries) knows no "
-                    "earlier "
-                    "champion that passed its gate and was not rolled back from (use --to V --override)"
+                    f"{name}: champion is {f'v{current}' if current else 'unset'} and no version below it in "
+                    f"the rollback stack ({stack}) passed its gate; use --to V (with --override for a "
+                    "version the gate rejected)"
                 )
         passed = audit.gate_passed(client, cfg, target)
         if passed is not True and not override:
             why = client.get_model_version(name, target).tags.get(bus.GATE_REASON_TAG, "no reason recorded")
             raise RollbackRefused(
                 f"{name}: v{target} {'was rejected by' if passed is False else 'was never judged by'} "
-                f"the gate "
-                f"({why}); roll back to it only with --override"
+                f"the gate ({why}); roll back to it only with --override"
             )
+        kind = UNDO if to_version is None else TO
         entry = promotion._move(
             cfg,
             client,
@@ -116,30 +155,39 @@ def rollback_champion(
             from_version=current,
             actor=actor,
             reason=f"rollback{' (override)' if passed is not True else ''}: {reason}",
-            evidence={"rolled_back": current, "request_id": request_id, "override": passed is not True},
+            evidence={
+                "kind": kind,
+                "rolled_back": current,
+                "request_id": request_id,
+                "override": passed is not True,
+            },
             settings=settings,
             override=passed is not True,
         )
-    log.info("%s: rolled champion back from v%s to v%s (%s)", name, current, target, reason)
+    log.info("%s: rolled champion back from v%s to v%s (%s, %s)", name, current, target, kind, reason)
     promotion.finish_move(cfg, client, store, [target, current], settings)
-    return {**entry, "moved": True}
+    return {**entry, "moved": True, "recorded_moves": [*recorded, entry]}
 
 
 def _cmd_rollback(args: Any) -> int:
     import getpass
 
+    from driftloop.core.alerts import send_package_alerts
     from driftloop.core.commands import print_result
     from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
 
-    print_result(
-        rollback_champion(
-            load_dataset_config(args.dataset),
-            actor=f"cli:{getpass.getuser()}",
-            reason=args.reason,
-            to_version=args.to,
-            override=args.override,
-        )
+    cfg, settings = load_dataset_config(args.dataset), Settings.from_env()
+    result = rollback_champion(
+        cfg,
+        actor=f"cli:{getpass.getuser()}",
+        reason=args.reason,
+        to_version=args.to,
+        override=args.override,
+        settings=settings,
     )
+    send_package_alerts(cfg, result, settings)
+    print_result(result)
     return 0
 
 
@@ -150,11 +198,11 @@ def add_cli(subparsers: Any) -> None:
     rollback = subparsers.add_parser(
         "rollback",
         parents=[dataset_parent()],
-        help="move champion back to the last champion that passed its gate, or --to V (audited; "
-        "repeating it moves nothing)",
+        help="undo the last move of champion (back to the previous champion that passed its gate; "
+        "repeating it goes one step further back), or move it --to V (audited)",
     )
     rollback.add_argument("--reason", required=True, help="why (recorded in the audit log)")
-    rollback.add_argument("--to", help="target version (default: the last champion that passed its gate)")
+    rollback.add_argument("--to", help="target version (default: undo the last move)")
     rollback.add_argument(
         "--override", action="store_true", help="allow a --to version that did not pass its gate (audited)"
     )

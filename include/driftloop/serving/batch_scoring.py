@@ -300,9 +300,9 @@ def score_pending_batches(
     A rerun scores nothing new (see :func:`pending_batches` for what counts as done).
 
     Returns:
-        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}], "champion_moved"}``;
-        ``champion_moved`` is the audit entry of a move made outside Driftloop that this call recorded, or
-        None.
+        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}], "recorded_moves"}``;
+        ``recorded_moves`` holds the audit entry of a move made outside Driftloop that this call recorded
+        (empty when it recorded none).
 
     Raises:
         NoChampionError: Batches are waiting but no model carries ``alias``.
@@ -314,7 +314,7 @@ def score_pending_batches(
     todo = pending_batches(cfg, settings)
     if not todo:
         log.info("no batch waiting to be scored")
-        return {"model_version": None, "scored": [], "champion_moved": moved}
+        return {"model_version": None, "scored": [], "recorded_moves": [moved] if moved else []}
     model_info = resolve_model(cfg, alias, settings)
     model = load_model(model_info["model_uri"], settings)
     decision = read_version_decision(cfg, model_info, settings)
@@ -322,4 +322,8 @@ def score_pending_batches(
     scored = [
         score_batch(cfg, manifest, model, model_info, decision, settings, reference_df) for manifest in todo
     ]
-    return {"model_version": model_info["model_version"], "scored": scored, "champion_moved": moved}
+    return {
+        "model_version": model_info["model_version"],
+        "scored": scored,
+        "recorded_moves": [moved] if moved else [],
+    }

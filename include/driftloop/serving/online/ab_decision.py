@@ -317,7 +317,7 @@ def evaluate_ab(
             "promotion": recorded.data.tags.get(bus.AB_PROMOTION_TAG),
             "reused": True,
         }
-    promotion = "none"
+    promotion, recorded_moves = "none", []
     if apply and verdict["decision"] == bus.AB_PROMOTE:
         from driftloop.governance.promotion import promote_version
 
@@ -327,8 +327,15 @@ def evaluate_ab(
         promotion = (
             "moved" if outcome["moved"] else ("ready" if outcome["policy"] == "manual" else "unchanged")
         )
+        recorded_moves = outcome["recorded_moves"]
     run_id = _record(cfg, client, settings, key, result, promotion, _metrics(ab, shadow))
-    return {**result, "run_id": run_id, "promotion": promotion, "reused": False}
+    return {
+        **result,
+        "run_id": run_id,
+        "promotion": promotion,
+        "reused": False,
+        "recorded_moves": recorded_moves,
+    }
 
 
 def _json_safe(value: Any) -> Any:
