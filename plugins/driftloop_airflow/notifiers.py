@@ -4,9 +4,9 @@ notes.
 Stage results become alerts in :func:`send_stage_alerts` (called by ``run_stage`` after the stage
 function returned, with the alert builder the task declared); a task that failed after its retries alerts
 through :class:`DriftloopFailureNotifier`, every task's ``on_failure_callback``. Both send through
-:func:`driftloop.core.alerts.dispatch_alerts`: one alert per event (dedupe key), and a channel that fails is a WARNING, never a failed task. Channels come from the settings:
-``DRIFTLOOP_ALERT_WEBHOOK_URL`` and ``DRIFTLOOP_ALERT_SMTP_CONN_ID`` with ``DRIFTLOOP_ALERT_EMAIL_TO``; with
-none set, nothing is sent.
+:func:`driftloop.core.alerts.dispatch_alerts`: one alert per event (dedupe key), and a channel that fails
+is a WARNING, never a failed task. Channels come from the settings: ``DRIFTLOOP_ALERT_WEBHOOK_URL`` and
+``DRIFTLOOP_ALERT_SMTP_CONN_ID`` with ``DRIFTLOOP_ALERT_EMAIL_TO``; with none set, nothing is sent.
 """
 
 from __future__ import annotations
