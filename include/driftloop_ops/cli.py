@@ -4,10 +4,36 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
+from functools import wraps
 from pathlib import Path
 from typing import Any
 
 
+def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Print what stops ``up`` / ``down`` / ``demo`` as one line (no traceback) and exit 1: a stack, a port or
+    a pid file in the way, a service that did not become healthy, an Airflow API wait that ran out."""
+
+    @wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from driftloop_ops.airflow_api import AirflowApiError
+        from driftloop_ops.front_door import StackInTheWay
+        from driftloop_ops.services import ServiceError
+
+        try:
+            return command(args)
+        except (StackInTheWay, ServiceError, AirflowApiError) as exc:
+            first, _, rest = str(exc).partition("\n")
+            print(f"driftloop {args.command}: {first}", file=sys.stderr)
+            if rest and not isinstance(exc, StackInTheWay):
+                print(rest[-3000:], file=sys.stderr)
+            return 1
+
+    return run
+
+
+@_one_line_errors
 def _cmd_up(args: argparse.Namespace) -> int:
     from driftloop_ops.embedded import StackLayout, start_stack
 
@@ -20,6 +46,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_line_errors
 def _cmd_down(args: argparse.Namespace) -> int:
     from driftloop_ops.embedded import StackLayout, stop_stack
 
@@ -27,6 +54,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
+@_one_line_errors
 def _cmd_demo(args: argparse.Namespace) -> int:
     from driftloop_ops.demo import run_demo
     from driftloop_ops.embedded import StackLayout

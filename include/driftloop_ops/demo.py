@@ -6,7 +6,8 @@ the champion, the drift share that fired, the retrain it caused and the URLs of 
 
 The demo builds DAGs for its own dataset only (``DRIFTLOOP_DATASETS=<dataset>``, default ``telco_churn``), so
 the dag-processor parses what the demo runs and nothing more; an explicit ``DRIFTLOOP_DATASETS`` is kept, with
-the demo's dataset added.
+the demo's dataset added. On a stack that already runs without that dataset (or with its schedules on), the
+Airflow side restarts serving the union (:mod:`driftloop_ops.front_door`); the state is kept.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) 
     demo_env = {"DRIFTLOOP_DATASET": cfg.name, "DRIFTLOOP_DATASETS": datasets, **DEMO_ENV}
     os.environ.update({"MLFLOW_TRACKING_URI": layout.mlflow_url, **demo_env})
     settings = Settings.from_env()
-    start_stack(layout, demo_env, log)
+    served = start_stack(layout, demo_env, log)
+    os.environ["DRIFTLOOP_DATASETS"] = ",".join(served.datasets)
     api = AirflowClient(layout.airflow_url, "admin", read_generated_password(layout.password_file))
     api.wait_for_dags(loop_dag_ids(cfg.name))
     client = get_client(settings)

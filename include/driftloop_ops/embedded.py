@@ -1,8 +1,10 @@
-"""The embedded stack: an MLflow server (SQLite) and ``airflow standalone`` (SQLite, LocalExecutor) on
+"""The embedded stack: an MLflow server (SQLite) and Airflow's four components (SQLite, LocalExecutor) on
 127.0.0.1.
 
 State lives under ``$DRIFTLOOP_HOME`` (default ``.driftloop/``): MLflow's store and artifacts in ``mlflow/``,
-Airflow's home in ``airflow/``, pid files in ``run/``.
+Airflow's home in ``airflow/`` (each component's log there), pid files and ``stack.json`` (what the running
+stack serves, see :mod:`driftloop_ops.front_door`) in ``run/``. Sized for a laptop: task slots from the cores,
+one MLflow worker, no MLflow job runners, no log servers.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,6 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from driftloop.core.settings import PROJECT_DIR, Settings
+from driftloop_ops.front_door import (
+    MODE_KEYS,
+    SERVICES,
+    STATE_FILE,
+    StackSpec,
+    StackState,
+    decide,
+    pid_is_service,
+    read_state,
+    write_state,
+)
 from driftloop_ops.services import (
     ServiceError,
     start_mlflow_server,
@@ -30,6 +44,14 @@ from driftloop_ops.services import (
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 TASK_API_USER = "driftloop-tasks"  # the account tasks write DAG run notes as (role User)
 TASK_API_CONN_ID = "driftloop_airflow_api"
+# The embedded Airflow's components, each ``airflow <args>`` logging to ``airflow/<name>.log``. The log
+# servers are skipped: one machine, one log folder, which the API server reads itself.
+AIRFLOW_COMMANDS = (
+    ("scheduler", "scheduler --skip-serve-logs"),
+    ("dag-processor", "dag-processor"),
+    ("triggerer", "triggerer --skip-serve-logs"),
+    ("api-server", "api-server"),
+)
 
 
 @dataclass(frozen=True)
@@ -76,13 +98,13 @@ class StackLayout:
 
     @property
     def password_file(self) -> Path:
-        """Where ``airflow standalone`` writes the generated admin password."""
+        """The simple auth manager's password file (written before Airflow starts)."""
         return self.airflow_home / PASSWORD_FILE
 
 
 def _ensure_passwords(layout: StackLayout) -> dict[str, str]:
-    """The simple auth manager's password file with one for every embedded user, written before
-    ``airflow standalone`` starts (it keeps existing entries and only generates missing ones)."""
+    """The simple auth manager's password file with one for every embedded user, written before Airflow
+    starts (existing entries are kept, missing ones generated)."""
     passwords = json.loads(layout.password_file.read_text()) if layout.password_file.exists() else {}
     missing = [user for user in ("admin", TASK_API_USER) if user not in passwords]
     if missing:
@@ -114,6 +136,9 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
         "AIRFLOW__API__PORT": str(layout.airflow_port),
         "AIRFLOW__API__BASE_URL": layout.airflow_url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{layout.airflow_url}/execution/",
+        "AIRFLOW__CORE__AUTH_MANAGER": (
+            "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+        ),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{TASK_API_USER}:user",
         # Tasks write DAG run notes (verdicts in the grid) through the REST API as a User-role account.
         "DRIFTLOOP_AIRFLOW_API_CONN_ID": TASK_API_CONN_ID,
@@ -136,7 +161,7 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH")])
         ),
-        # `airflow standalone` starts its components as `airflow ...` from PATH: use this environment's.
+        # Airflow starts task supervisors and helpers as `airflow ...` from PATH: use this environment's.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     env.update(extra or {})
@@ -148,59 +173,173 @@ def _write_pid(layout: StackLayout, name: str, pid: int) -> None:
     (layout.pid_dir / f"{name}.pid").write_text(str(pid))
 
 
-def _alive(layout: StackLayout, name: str) -> bool:
-    pid_path = layout.pid_dir / f"{name}.pid"
-    if not pid_path.exists():
-        return False
+def _recorded_pid(layout: StackLayout, name: str) -> int | None:
     try:
-        os.kill(int(pid_path.read_text()), 0)
-    except (ProcessLookupError, ValueError):
+        return int((layout.pid_dir / f"{name}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(layout: StackLayout, name: str, log: Any = None) -> bool:
+    """Whether the recorded ``name`` process runs; a stale pid file (process gone, or the pid now another
+    program's) is removed."""
+    pid = _recorded_pid(layout, name)
+    if pid is None:
         return False
+    if pid_is_service(pid, name):
+        return True
+    (layout.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+    if log is not None:
+        log(f"removed the stale pid file of {name} (pid {pid} is no longer {name})")
+    return False
+
+
+def port_free(port: int) -> bool:
+    """Whether 127.0.0.1:``port`` can be bound now."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
     return True
 
 
-def start_stack(layout: StackLayout, extra_env: dict[str, str] | None = None, log: Any = print) -> None:
-    """Start MLflow and Airflow in the background unless they already run; wait until both are healthy.
-
-    Raises:
-        ServiceError: A service did not become healthy; the message quotes its log.
-    """
-    if _alive(layout, "mlflow"):
-        log(f"MLflow already running at {layout.mlflow_url}")
-    else:
-        log(f"starting MLflow at {layout.mlflow_url} (state in {layout.mlflow_dir})")
-        service = start_mlflow_server(layout.mlflow_dir, port=layout.mlflow_port)
-        _write_pid(layout, "mlflow", service.process.pid)
-    if _alive(layout, "airflow"):
-        log(f"Airflow already running at {layout.airflow_url}")
-        return
-    env = airflow_env(layout, extra_env)
-    log("migrating the Airflow metadata DB (SQLite)")
-    migrate = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
+def wanted_spec(extra_env: dict[str, str] | None = None) -> StackSpec:
+    """What a command needs from ``extra_env`` over this process's environment: ``DRIFTLOOP_DATASETS``
+    (empty: every config) and the schedule settings of :data:`~driftloop_ops.front_door.MODE_KEYS`."""
+    env = {**os.environ, **(extra_env or {})}
+    datasets = tuple(
+        dict.fromkeys(n.strip() for n in env.get("DRIFTLOOP_DATASETS", "").split(",") if n.strip())
     )
-    if migrate.returncode != 0:
-        raise ServiceError(f"airflow db migrate failed:\n{migrate.stderr[-3000:]}")
+    return StackSpec(datasets, {key: env[key] for key in MODE_KEYS if key in env})
+
+
+def lean_env() -> dict[str, str]:
+    """This environment with glibc's malloc held to two arenas (each thread of a server would otherwise
+    get its own, mostly empty)."""
+    return {"MALLOC_ARENA_MAX": "2", **os.environ}
+
+
+def footprint_env() -> dict[str, str]:
+    """Sizes of the embedded Airflow for this machine (each unless set in the environment): a task slot per
+    core, at least two (the loop's widest DAG runs two tasks at once; each slot is a LocalExecutor worker
+    forked from the preloaded scheduler), parser processes, one API worker."""
+    cores = os.cpu_count() or 2
+    sizes = {
+        "AIRFLOW__CORE__PARALLELISM": str(min(32, max(2, cores))),
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": str(min(2, cores)),
+        "AIRFLOW__API__WORKERS": "1",
+        "MALLOC_ARENA_MAX": "2",
+    }
+    return {key: value for key, value in sizes.items() if key not in os.environ}
+
+
+def _start_airflow(layout: StackLayout, env: dict[str, str], migrate: bool, log: Any) -> int:
+    """Start Airflow's four components under one ``sh`` (one process group, stopped together); no
+    ``airflow standalone`` process and no log servers (the API server reads task logs from the shared
+    folder). Returns the group's pid."""
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    if migrate:
+        log("migrating the Airflow metadata DB (SQLite)")
+        done = subprocess.run([airflow, "db", "migrate"], env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ServiceError(f"airflow db migrate failed:\n{done.stderr[-3000:]}")
     log(f"starting Airflow (api-server, scheduler, dag-processor, triggerer) at {layout.airflow_url}")
-    log_path = layout.airflow_home / "standalone.log"
+    script = " ".join(
+        f"{shlex.quote(airflow)} {args} >> {shlex.quote(str(layout.airflow_home / f'{name}.log'))} 2>&1 &"
+        for name, args in AIRFLOW_COMMANDS
+    )
+    log_path = layout.airflow_home / "api-server.log"
     process = start_process(
-        "airflow", [str(Path(sys.executable).with_name("airflow")), "standalone"], log_path, env
+        "airflow", ["/bin/sh", "-c", f"{script} wait"], layout.airflow_home / "sh.log", env
     )
     _write_pid(layout, "airflow", process.pid)
-    wait_http_ok(f"{layout.airflow_url}/api/v2/monitor/health", 180, process, log_path)
+    try:
+        wait_http_ok(f"{layout.airflow_url}/api/v2/monitor/health", 180, process, log_path)
+    except ServiceError:
+        stop_process_group(process.pid)
+        (layout.pid_dir / "airflow.pid").unlink(missing_ok=True)
+        raise
+    return process.pid
+
+
+def start_stack(
+    layout: StackLayout,
+    extra_env: dict[str, str] | None = None,
+    log: Any = print,
+    wanted: StackSpec | None = None,
+) -> StackSpec:
+    """Bring the stack to serve ``wanted`` (default: from ``extra_env`` and the environment), starting or
+    restarting only what must (see :func:`driftloop_ops.front_door.decide`); wait until both are healthy.
+
+    Returns:
+        What Airflow serves now (``wanted`` or a superset).
+
+    Raises:
+        StackInTheWay: A port is taken by another program, or the stack runs on other ports (one line).
+        ServiceError: A service did not become healthy; the message quotes its log.
+    """
+    wanted = wanted or wanted_spec(extra_env)
+    state = read_state(layout.pid_dir)
+    alive = {name: _alive(layout, name, log) for name in SERVICES}
+    ports = {"mlflow": layout.mlflow_port, "airflow": layout.airflow_port}
+    decision = decide(state, alive, wanted, ports, port_free, str(layout.home_dir))
+    if decision.start_mlflow:
+        log(f"starting MLflow at {layout.mlflow_url} (state in {layout.mlflow_dir})")
+        service = start_mlflow_server(
+            layout.mlflow_dir, port=layout.mlflow_port, workers=1, single_process=True, env=lean_env()
+        )
+        _write_pid(layout, "mlflow", service.process.pid)
+    else:
+        log(f"MLflow already running at {layout.mlflow_url}")
+    log(decision.message)
+    if decision.airflow != "keep":
+        served = {
+            "DRIFTLOOP_DATASETS": ",".join(decision.spec.datasets),
+            **{key: "" for key in MODE_KEYS},
+            **decision.spec.mode,
+        }
+        env = airflow_env(layout, {**(extra_env or {}), **footprint_env(), **served})
+        if decision.airflow == "restart":
+            _stop(layout, "airflow", log)
+            wait_until_free(layout.airflow_port)
+        _start_airflow(layout, env, migrate=decision.airflow == "start", log=log)
+    pids = {name: pid for name in SERVICES if (pid := _recorded_pid(layout, name)) is not None}
+    write_state(
+        layout.pid_dir,
+        StackState(str(layout.home_dir), layout.mlflow_port, layout.airflow_port, decision.spec, pids),
+    )
+    return decision.spec
+
+
+def wait_until_free(port: int, timeout_s: float = 20) -> None:
+    """Wait until a stopped server's port can be bound again."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not port_free(port) and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+def _stop(layout: StackLayout, name: str, log: Any) -> bool:
+    pid = _recorded_pid(layout, name)
+    (layout.pid_dir / f"{name}.pid").unlink(missing_ok=True)
+    if pid is None or not pid_is_service(pid, name):
+        return False
+    stop_process_group(pid)
+    log(f"stopped {name}")
+    return True
 
 
 def stop_stack(layout: StackLayout, log: Any = print) -> None:
     """Stop the services started by :func:`start_stack` (their state stays on disk)."""
-    for name in ("airflow", "mlflow"):
-        pid_path = layout.pid_dir / f"{name}.pid"
-        if pid_path.exists():
-            stop_process_group(int(pid_path.read_text()))
-            pid_path.unlink()
-            log(f"stopped {name}")
+    stopped = [name for name in ("airflow", "mlflow") if _stop(layout, name, log)]
+    (layout.pid_dir / STATE_FILE).unlink(missing_ok=True)
+    if not stopped:
+        log(f"nothing was running under {layout.home_dir}")
 
 
 @contextmanager
