@@ -2,19 +2,23 @@
 
 Modules are imported lazily per command so ``driftloop --help`` stays fast. Every sub-command accepts
 ``--dataset`` (before or after the sub-command name) and its handler is called ``_cmd_<command>``. A verdict
-(:class:`driftloop.core.errors.Verdict`) is printed as one line and exits 1; third-party warnings are not
-printed (ours are).
+(:class:`driftloop.core.errors.Verdict`) is printed as one line and exits 1; third-party warnings and progress
+bars are not printed (ours are).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 
 # Warnings attributed to these modules (the regex is matched against the warning's module) stay visible.
 OWN_MODULES = r"(driftloop|driftloop_ops|driftloop_airflow)(\.|$)"
+# Third-party progress bars (MLflow's artifact downloads, tqdm's) are set off here for every command and,
+# through the embedded stack's environment, for its tasks: on stderr they read as errors.
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "TQDM_DISABLE": "1"}
 # Modules that contribute sub-commands through ``add_cli(subparsers)``.
 COMMAND_MODULES = (
     "driftloop.data.simulate",
@@ -62,6 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    for name, value in QUIET_ENV.items():
+        os.environ[name] = value
     with warnings.catch_warnings():
         # Third-party notices (deprecations in PyCaret, sklearn, MLflow...) are for developers, not for
         # operators at a terminal; a warning raised from our own code is about their data or setup: shown.

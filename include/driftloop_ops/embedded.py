@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from driftloop.cli import QUIET_ENV
 from driftloop.core.settings import PROJECT_DIR, Settings
 from driftloop_ops.front_door import (
     MODE_KEYS,
@@ -156,8 +157,8 @@ def airflow_env(layout: StackLayout, extra: dict[str, str] | None = None) -> dic
         "MLFLOW_TRACKING_URI": layout.mlflow_url,
         "DRIFTLOOP_HOME": str(layout.home_dir),
         "DRIFTLOOP_MLFLOW_UI_URL": layout.mlflow_url,
-        # MLflow's artifact download progress bars go to stderr: ERROR lines in the task logs.
-        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        # Progress bars go to stderr: ERROR lines in the task logs.
+        **QUIET_ENV,
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(PROJECT_DIR / "plugins"), os.environ.get("PYTHONPATH")])
         ),
