@@ -1,4 +1,4 @@
-"""The front door's rules: what ``driftloop up`` / ``demo`` do for each state of a running stack (no servers)."""
+"""The front door's rules: what `driftloop up` and `demo` do for each state of a running stack."""
 
 from __future__ import annotations
 
