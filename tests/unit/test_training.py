@@ -235,13 +235,16 @@ def test_retry_after_crash_past_registration_finishes_without_retraining(trained
     """A run that registered its model but crashed before tagging is completed, not trained again."""
     import mlflow
 
+    from driftloop.core.settings import Settings
     from driftloop.core.tracking import ensure_experiment
+    from driftloop.training.keys import training_key
     from driftloop.training.train import train_model
 
     cfg = unique_cfg(trained.cfg)
     snapshot_hash = trained.manifest["snapshot_hash"]
     experiment_id = ensure_experiment(client, cfg.experiment_name("training"))
-    key_tags = {bus.SNAPSHOT_HASH_TAG: snapshot_hash, bus.TRIGGER_ID_TAG: "crashed__1"}
+    key = training_key(cfg, snapshot_hash, Settings.from_env())
+    key_tags = {bus.TRAINING_KEY_TAG: key, bus.TRIGGER_ID_TAG: "crashed__1"}
     crashed = client.create_run(experiment_id, tags=key_tags)
     client.log_metric(crashed.info.run_id, "holdout_auc", 0.81)
     source = client.get_model_version(trained.cfg.registered_model_name, "1").source
@@ -300,7 +303,7 @@ def test_one_resolver_finds_snapshots_by_recency_uri_path_and_hash_prefix(telco_
 
 
 def test_trigger_id_prefers_airflow_run_and_hashes_otherwise():
-    from driftloop.training.train import derive_trigger_id
+    from driftloop.training.keys import derive_trigger_id
 
     assert derive_trigger_id({"reason": "drift", "airflow_run_id": "manual__2026"}, "abc") == "manual__2026"
     assert derive_trigger_id({"trigger_id": "t-1", "airflow_run_id": "x"}, "abc") == "t-1"
@@ -487,3 +490,63 @@ def test_live_metrics_and_their_drop_per_task_on_known_values():
     live = live_metrics(binary, pd.Series(["Yes", "Yes", "No", "No"]), served)
     assert live == pytest.approx({"live_f1": 0.5, "live_auc": 0.75})
     assert relative_drop(BINARY, live, {"holdout_f1": 0.5}) == pytest.approx(0.0)
+
+
+def test_a_second_trigger_for_the_same_key_registers_nothing_and_is_recorded_on_the_version(trained, client):
+    """The twin of issue 26: new_data trained v1; drift asks for the same snapshot, config and code."""
+    from driftloop.training.train import train_model
+
+    cfg, first = trained.cfg, trained.result
+    drift = {"reason": "drift", "airflow_run_id": "drift__mon-999", "monitoring_run_id": "mon-999"}
+    again = train_model(cfg, snapshot_uri=trained.manifest["snapshot_uri"], trigger=drift)
+    assert again["reused"] is True and again["model_version"] == first["model_version"]
+    assert again["asked_again"] == {
+        "trigger_id": "drift__mon-999",
+        "reason": "drift",
+        "first_reason": "drift",
+    }
+    versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
+    assert [str(v.version) for v in versions] == ["1"]
+    tags = client.get_model_version(cfg.registered_model_name, "1").tags
+    assert tags[bus.asked_by_tag("drift__mon-999")] == "drift: drift__mon-999"
+    # Another config is another key: it trains and registers.
+    import dataclasses
+
+    other = dataclasses.replace(cfg, gates=dataclasses.replace(cfg.gates, margin=cfg.gates.margin + 0.01))
+    assert train_model(other, snapshot_uri=trained.manifest["snapshot_uri"], trigger=drift)["reused"] is False
+
+
+def test_two_triggers_racing_on_one_key_register_one_version(trained, client):
+    """Two workers: two processes, each training the same key under its own trigger, started together."""
+    import multiprocessing
+
+    cfg = unique_cfg(trained.cfg)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    racers = [
+        context.Process(target=_race, args=(cfg, trained.manifest["snapshot_uri"], f"racer-{i}", queue))
+        for i in range(2)
+    ]
+    for racer in racers:
+        racer.start()
+    results = {}
+    for _ in racers:
+        trigger_id, result = queue.get(timeout=300)
+        results[trigger_id] = result
+    for racer in racers:
+        racer.join(timeout=60)
+    assert all(not isinstance(r, str) for r in results.values()), results
+    versions = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert {r["model_version"] for r in results.values()} == {"1"}
+    assert sorted(r["reused"] for r in results.values()) == [False, True]
+
+
+def _race(cfg, snapshot_uri, trigger_id, queue) -> None:
+    from driftloop.training.train import train_model
+
+    try:
+        trigger = {"reason": "manual", "trigger_id": trigger_id}
+        queue.put((trigger_id, train_model(cfg, snapshot_uri=snapshot_uri, trigger=trigger)))
+    except Exception as exc:  # noqa: BLE001 - the parent asserts on it
+        queue.put((trigger_id, f"{type(exc).__name__}: {exc}"))

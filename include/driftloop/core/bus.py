@@ -47,8 +47,12 @@ def model_alias_uri(model_name: str, alias: str) -> str:
 
 # ------------------------------------------------------------------------------------------------------------
 # Run tags. Key tags identify a unit of work: a rerun with the same key lands in the same run.
-SNAPSHOT_HASH_TAG = PREFIX + "snapshot_hash"  # key of data runs; key (with trigger id) of training runs
-TRIGGER_ID_TAG = PREFIX + "trigger_id"  # key of training runs
+SNAPSHOT_HASH_TAG = PREFIX + "snapshot_hash"  # key of data runs; lineage of training runs
+TRIGGER_ID_TAG = PREFIX + "trigger_id"  # key of training runs (with the training key): one run per trigger
+# What a training reads: snapshot hash, effective config and code version, hashed. One version per key.
+TRAINING_KEY_TAG = PREFIX + "training_key"
+DUPLICATE_OF_TAG = PREFIX + "duplicate_of"  # on a training run whose key already had a version: that version
+ASKED_BY_TAG_PREFIX = PREFIX + "asked_by."  # + a hash of the trigger id, on a version: a trigger that asked
 BATCH_ID_TAG = PREFIX + "batch_id"  # key of inference runs; also on monitoring runs
 INFERENCE_RUN_ID_TAG = PREFIX + "inference_run_id"  # key of monitoring runs
 
@@ -132,10 +136,9 @@ RETRAIN_WAITING_TAG = PREFIX + "retrain_waiting"  # monitoring run: its retrain 
 # Training-run tags copied onto the model version (lineage from the registry without opening the run).
 # fmt: off
 VERSION_LINEAGE_TAGS = (
-    SNAPSHOT_HASH_TAG, SNAPSHOT_URI_TAG, TRIGGER_REASON_TAG, TRIGGER_ID_TAG, AIRFLOW_DAG_ID_TAG,
-    AIRFLOW_RUN_ID_TAG, MONITORING_RUN_ID_TAG, GIT_COMMIT_TAG, BEST_MODEL_TAG, TASK_TAG, CLASSES_TAG,
-    THRESHOLD_TAG, THRESHOLD_OBJECTIVE_TAG,
-    THRESHOLD_FALLBACK_TAG,
+    SNAPSHOT_HASH_TAG, SNAPSHOT_URI_TAG, TRIGGER_REASON_TAG, TRIGGER_ID_TAG, TRAINING_KEY_TAG,
+    AIRFLOW_DAG_ID_TAG, AIRFLOW_RUN_ID_TAG, MONITORING_RUN_ID_TAG, GIT_COMMIT_TAG, BEST_MODEL_TAG, TASK_TAG,
+    CLASSES_TAG, THRESHOLD_TAG, THRESHOLD_OBJECTIVE_TAG, THRESHOLD_FALLBACK_TAG,
 )
 # fmt: on
 
@@ -350,6 +353,14 @@ def asset_uri(dataset: str, kind: str) -> str:
     if kind not in ASSET_KINDS:
         raise ValueError(f"unknown asset kind {kind!r} (known: {sorted(ASSET_KINDS)})")
     return f"driftloop://{dataset}/{ASSET_KINDS[kind]}"
+
+
+def asked_by_tag(trigger_id: str) -> str:
+    """The version tag recording that trigger ``trigger_id`` asked for the version's training key (trigger ids
+    hold characters a tag key may not, so the key carries a hash of it and the value the id itself)."""
+    import hashlib
+
+    return ASKED_BY_TAG_PREFIX + hashlib.sha256(trigger_id.encode()).hexdigest()[:12]
 
 
 def training_run_name(snapshot_hash: str) -> str:

@@ -74,6 +74,57 @@ def find_run_versions(client: Any, cfg: DatasetConfig, run_id: str) -> list[Any]
     return sorted(versions, key=lambda v: int(v.version), reverse=True)
 
 
+def find_key_version(client: Any, cfg: DatasetConfig, training_key: str) -> Any | None:
+    """The registered version trained for ``training_key`` (the oldest, should a legacy twin exist), or
+    None."""
+    from driftloop.core.tracking import search_runs
+
+    runs = search_runs(client, cfg.experiment_name("training"), {bus.TRAINING_KEY_TAG: training_key})
+    versions = [v for run in runs for v in find_run_versions(client, cfg, run.info.run_id)]
+    return min(versions, key=lambda v: int(v.version)) if versions else None
+
+
+def record_request(client: Any, cfg: DatasetConfig, version: str, trigger_id: str, reason: str) -> None:
+    """Record on ``version`` that a trigger (``trigger_id``, why: ``reason``) asked for its training key."""
+    client.set_model_version_tag(
+        cfg.registered_model_name, version, bus.asked_by_tag(trigger_id), f"{reason}: {trigger_id}"[:5000]
+    )
+
+
+def register_once(
+    cfg: DatasetConfig,
+    client: Any,
+    training_key: str,
+    run_id: str,
+    model_uri: str,
+    lock: Any,
+    settings: Settings | None = None,
+) -> tuple[Any, bool]:
+    """Register the model a training run logged, unless its training key already has a version.
+
+    The look and the registration happen under ``lock`` (the audit store's promotion lock), so two runs of one
+    key racing on two workers register one version between them.
+
+    Args:
+        cfg: Dataset config. client: MLflow client. training_key: The run's key (``bus.TRAINING_KEY_TAG``).
+        run_id: The training run. model_uri: What the run logged (``models:/m-...``). lock: A context
+        manager factory taking the model name (``AuditStore.locked``). settings: Process settings.
+
+    Returns:
+        ``(version, registered)``: the version of the key, and whether this call registered it.
+    """
+    import mlflow
+
+    name = cfg.registered_model_name
+    with lock(name):
+        existing = find_key_version(client, cfg, training_key)
+        if existing is not None:
+            return existing, False
+        with mlflow_scope(settings):
+            registered = mlflow.register_model(model_uri, name)
+    return client.get_model_version(name, registered.version), True
+
+
 def register_challenger(client: Any, cfg: DatasetConfig, version: str, run: Any) -> None:
     """Copy the training run's lineage tags and holdout metrics onto the version; point ``challenger`` at it.
 

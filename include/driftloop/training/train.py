@@ -1,9 +1,14 @@
 """Training: PyCaret model selection on a snapshot, holdout evaluation, MLflow logging and registration.
 
-One call of :func:`train_model` is one unit of work keyed by ``(snapshot_hash, trigger_id)``: a retry of the
-same task finds the finished run (or resumes the unfinished one) and never registers a second model version.
-The new version is handed to :mod:`driftloop.core.registry`, which copies its lineage and points
-``challenger`` at it.
+A training is keyed by what it reads (:func:`driftloop.training.keys.training_key`: the snapshot's hash,
+the effective training, gate and data config, and the code version), and a key gets one model version,
+whoever asks and however often: a second trigger for a key that has a version (a drift retrain on the
+snapshot a ``new_data`` retrain just trained on, a manual rerun, a retry) registers nothing, records on that
+version that it asked (``bus.asked_by_tag``) and hands the version to the gate again. Each trigger has its
+own run (keyed by the training key and the trigger id), so a retry resumes its own run; two triggers racing
+on two workers both train, and :func:`driftloop.core.registry.register_once` registers one version between
+them, under the promotion lock. The new version is handed to :mod:`driftloop.core.registry`, which copies its
+lineage and points ``challenger`` at it.
 
 Models are stored with cloudpickle (a PyCaret pipeline cannot be saved with skops). Unpickling runs code, so
 models are loaded only from our own MLflow registry: that registry is the trust boundary.
@@ -11,7 +16,6 @@ models are loaded only from our own MLflow registry: that registry is the trust 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import tempfile
@@ -25,8 +29,9 @@ from driftloop.core import bus, holdout, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.task_types import BINARY, Decision, holdout_metrics, model_input, training_decision
-from driftloop.core.tracking import find_finished_run, get_client, keyed_run
+from driftloop.core.tracking import get_client, keyed_run
 from driftloop.data import snapshots
+from driftloop.training import keys
 from driftloop.training.data_checks import check_training_frames, training_data_error
 from driftloop.training.selection import choose_decision_threshold, fit_pycaret, transfer_threshold
 
@@ -50,17 +55,6 @@ MODEL_PACKAGES = (
 )
 
 
-def derive_trigger_id(trigger: dict[str, Any], snapshot_hash: str) -> str:
-    """The trigger's identity: an explicit ``trigger_id``, the Airflow run id, else a hash of reason +
-    snapshot."""
-    if trigger.get("trigger_id"):
-        return str(trigger["trigger_id"])
-    if trigger.get("airflow_run_id"):
-        return str(trigger["airflow_run_id"])
-    reason = trigger.get("reason") or "manual"
-    return hashlib.sha256(f"{reason}:{snapshot_hash}".encode()).hexdigest()[:16]
-
-
 def _lineage_tags(snapshot: dict, trigger: dict, trigger_id: str) -> dict[str, str]:
     tags = {
         bus.SNAPSHOT_URI_TAG: snapshot.get("snapshot_uri", ""),
@@ -75,40 +69,6 @@ def _lineage_tags(snapshot: dict, trigger: dict, trigger_id: str) -> dict[str, s
         if trigger.get(key):
             tags[tag] = str(trigger[key])
     return {k: str(v) for k, v in tags.items()}
-
-
-def _result_from_run(cfg: DatasetConfig, run: Any, version: Any, reused: bool) -> dict[str, Any]:
-    name = cfg.registered_model_name
-    return {
-        "run_id": run.info.run_id,
-        "model_name": name,
-        "model_version": str(version.version),
-        "model_uri": bus.model_version_uri(name, version.version),
-        "snapshot_hash": run.data.tags.get(bus.SNAPSHOT_HASH_TAG, ""),
-        "best_model": run.data.tags.get(bus.BEST_MODEL_TAG, ""),
-        "metrics": {k: run.data.metrics[k] for k in bus.HOLDOUT_METRICS if k in run.data.metrics},
-        "threshold": run.data.tags.get(bus.THRESHOLD_TAG),
-        "reused": reused,
-    }
-
-
-def _waiting_result(
-    cfg: DatasetConfig, client: Any, snapshot_hash: str, trigger: dict[str, Any], reason: str
-) -> dict[str, Any]:
-    """The result of a drift retrain that registers nothing (no new labels); noted on its monitoring run."""
-    log.info("%s: %s", cfg.name, reason)
-    if trigger.get("monitoring_run_id"):
-        client.set_tag(trigger["monitoring_run_id"], bus.RETRAIN_WAITING_TAG, reason[:5000])
-    return {
-        "run_id": None,
-        "model_name": cfg.registered_model_name,
-        "model_version": None,
-        "snapshot_hash": snapshot_hash,
-        "registered": False,
-        "waiting_for_labels": True,
-        "reason": reason,
-        "reused": False,
-    }
 
 
 def _log_params_once(client: Any, run_id: str, params: dict[str, Any]) -> None:
@@ -170,7 +130,8 @@ def model_pip_requirements() -> list[str]:
     return pins
 
 
-def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
+def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> str:
+    """Log the model (not registered: :func:`driftloop.core.registry.register_once` does that); its URI."""
     from mlflow.models import infer_signature
 
     example_df = model_input(train_df[cfg.features].head(INPUT_EXAMPLE_ROWS))
@@ -184,23 +145,23 @@ def _log_model(cfg: DatasetConfig, model: Any, train_df: Any) -> None:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
             signature = infer_signature(example_df, model.predict(example_df))
-            _log_sklearn_model(cfg, model, signature, example_df)
+            return _log_sklearn_model(cfg, model, signature, example_df)
     finally:
         sklearn_log.setLevel(level)
 
 
-def _log_sklearn_model(cfg: DatasetConfig, model: Any, signature: Any, example_df: Any) -> None:
+def _log_sklearn_model(cfg: DatasetConfig, model: Any, signature: Any, example_df: Any) -> str:
     import mlflow
 
-    mlflow.sklearn.log_model(
+    info = mlflow.sklearn.log_model(
         model,
         name=bus.MODEL_ARTIFACT,
         serialization_format="cloudpickle",
         signature=signature,
         input_example=example_df,
-        registered_model_name=cfg.registered_model_name,
         pip_requirements=model_pip_requirements(),
     )
+    return str(info.model_uri)
 
 
 def _log_artifacts(
@@ -211,8 +172,8 @@ def _log_artifacts(
     holdout_df: Any,
     decision: Decision,
     holdout_outputs: dict[str, Any],
-) -> None:
-    """Leaderboard, holdout, drift reference (with out-of-sample outputs), evidence and the model.
+) -> str:
+    """Leaderboard, holdout, drift reference (with out-of-sample outputs), evidence and the model (its URI).
 
     ``holdout_outputs`` are the model's predictions on ``holdout_df`` (row by row): the reference rows and the
     evidence read them instead of predicting the same rows again.
@@ -236,7 +197,7 @@ def _log_artifacts(
             reference_df[column] = np.asarray(values)[positions]
         _log_frame(reference_df, bus.REFERENCE_ARTIFACT, work_dir)
         _log_evidence(cfg, model, train_df, holdout_df, work_dir, opts.seed, decision, holdout_outputs)
-    _log_model(cfg, model, train_df)
+    return _log_model(cfg, model, train_df)
 
 
 def _selection_text(selection_rows: int, train_rows: int) -> str:
@@ -245,9 +206,11 @@ def _selection_text(selection_rows: int, train_rows: int) -> str:
     return f"sampled {selection_rows} of {train_rows} training rows; finalized on all {train_rows}"
 
 
-def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, settings: Settings) -> dict:
+def _fit_and_log(
+    cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, settings: Settings
+) -> tuple[dict, str]:
     """Inside an active run: split, fit, choose the threshold, evaluate and log everything; returns the
-    timings."""
+    timings and the logged model's URI."""
     import mlflow
 
     columns = [cfg.id_column, *cfg.features, cfg.target]
@@ -322,10 +285,10 @@ def _fit_and_log(cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, s
         }
     )
     started = time.perf_counter()
-    _log_artifacts(cfg, model, fitted, train_df, holdout_df, decision, holdout_outputs)
+    model_uri = _log_artifacts(cfg, model, fitted, train_df, holdout_df, decision, holdout_outputs)
     timings[bus.LOGGING_SECONDS] = time.perf_counter() - started
     mlflow.log_metric(bus.LOGGING_SECONDS, timings[bus.LOGGING_SECONDS])
-    return timings
+    return timings, model_uri
 
 
 def train_model(
@@ -346,11 +309,11 @@ def train_model(
 
     Returns:
         ``{"run_id", "model_name", "model_version", "model_uri", "snapshot_hash", "best_model", "metrics",
-        "reused"}``; ``reused`` is True when a finished run with the same snapshot and trigger was returned
-        instead of training again. A fresh result also carries ``timings`` (seconds per stage). A drift
-        retrain (reason ``drift``/``performance``) on the snapshot the champion was trained on registers
-        nothing and returns ``{"model_version": None, "registered": False, "waiting_for_labels": True,
-        "reason", ...}``.
+        "reused"}``; ``reused`` is True when the training key already had a version (then ``asked_again``
+        says which trigger asked and why), which is returned instead of training again. A fresh result
+        also carries ``timings`` (seconds per stage). A drift retrain (reason ``drift``/``performance``) on
+        the snapshot the champion was trained on registers nothing and returns ``{"model_version": None,
+        "registered": False, "waiting_for_labels": True, "reason", ...}``.
 
     Raises:
         SnapshotNotFoundError: No snapshot to train on.
@@ -361,46 +324,52 @@ def train_model(
     trigger = dict(trigger or {})
     snapshot = snapshots.resolve_snapshot(cfg, snapshot_uri, settings)
     snapshot_hash = str(snapshot["snapshot_hash"])
-    trigger_id = derive_trigger_id(trigger, snapshot_hash)
-    key_tags = {bus.SNAPSHOT_HASH_TAG: snapshot_hash, bus.TRIGGER_ID_TAG: trigger_id}
-    experiment = cfg.experiment_name("training")
+    trigger_id = keys.derive_trigger_id(trigger, snapshot_hash)
+    key = keys.training_key(cfg, snapshot_hash, settings)
+    reason = str(trigger.get("reason") or "manual")
     client = get_client(settings)
-    if trigger.get("reason") in DRIFT_REASONS or trigger.get("monitoring_run_id"):
+    if reason in DRIFT_REASONS or trigger.get("monitoring_run_id"):
         waiting = registry.waiting_for_labels(cfg, snapshot_hash, settings)
         if waiting is not None:
-            return _waiting_result(cfg, client, snapshot_hash, trigger, waiting)
+            return keys.waiting_result(cfg, client, snapshot_hash, trigger, waiting)
 
-    finished = find_finished_run(client, experiment, key_tags)
-    if finished is not None:
-        versions = registry.find_run_versions(client, cfg, finished.info.run_id)
-        if versions:
-            log.info("reusing training run %s (version %s)", finished.info.run_id, versions[0].version)
-            return _result_from_run(cfg, finished, versions[0], reused=True)
+    existing = registry.find_key_version(client, cfg, key)
+    if existing is not None:
+        return keys.answer_repeat_request(cfg, client, existing, key, trigger_id, reason)
 
+    experiment = cfg.experiment_name("training")
+    key_tags = {bus.TRAINING_KEY_TAG: key, bus.TRIGGER_ID_TAG: trigger_id}
     with keyed_run(client, experiment, key_tags, bus.training_run_name(snapshot_hash), settings) as run:
         run_id = run.info.run_id
         versions = registry.find_run_versions(client, cfg, run_id)
         if versions:  # a retry resumed a run that crashed after registration: finish it, do not retrain
             registry.register_challenger(client, cfg, versions[0].version, client.get_run(run_id))
-            return _result_from_run(cfg, client.get_run(run_id), versions[0], reused=True)
+            return keys.result_from_run(cfg, client.get_run(run_id), versions[0], reused=True)
 
         import mlflow
 
-        mlflow.set_tags(_lineage_tags(snapshot, trigger, trigger_id))
-        timings = _fit_and_log(cfg, client, run_id, snapshot, settings)
-        versions = registry.find_run_versions(client, cfg, run_id)
-        if not versions:
-            raise RuntimeError(
-                f"{cfg.name}: run {run_id} logged a model but no version of {cfg.registered_model_name}"
-            )
-        registry.register_challenger(client, cfg, versions[0].version, client.get_run(run_id))
-        result = _result_from_run(cfg, client.get_run(run_id), versions[0], reused=False)
+        from driftloop.governance.audit import open_store
+
+        mlflow.set_tags(
+            {**_lineage_tags(snapshot, trigger, trigger_id), bus.SNAPSHOT_HASH_TAG: snapshot_hash}
+        )
+        timings, model_uri = _fit_and_log(cfg, client, run_id, snapshot, settings)
+        version, registered = registry.register_once(
+            cfg, client, key, run_id, model_uri, open_store(settings).locked, settings
+        )
+        if not registered:  # a racing trigger of the same key registered first
+            mlflow.set_tag(bus.DUPLICATE_OF_TAG, str(version.version))
+    if not registered:
+        return keys.answer_repeat_request(cfg, client, version, key, trigger_id, reason)
+    registry.register_challenger(client, cfg, version.version, client.get_run(run_id))
+    result = keys.result_from_run(cfg, client.get_run(run_id), version, reused=False)
     result["timings"] = {k: round(v, 2) for k, v in timings.items()}
     numbers = ", ".join(f"{k} {v:.4g}" for k, v in sorted(result["metrics"].items()) if isinstance(v, float))
     log.info(
-        "trained %s on snapshot %s (%d rows, trigger %s): registered v%s as %s; holdout %s; seconds %s",
-        result["best_model"], snapshot_hash[:12], snapshot["rows"], trigger.get("reason", "manual"),
-        result["model_version"], bus.CHALLENGER, numbers, result["timings"],
+        "trained %s on snapshot %s (%d rows, trigger %s, training key %s): registered v%s as %s; holdout %s; "
+        "seconds %s",
+        result["best_model"], snapshot_hash[:12], snapshot["rows"], reason, key[:12], result["model_version"],
+        bus.CHALLENGER, numbers, result["timings"],
     )  # fmt: skip
     return result
 
