@@ -38,12 +38,12 @@ def test_a_multiclass_model_never_predicting_a_present_class_fails_and_a_constan
 
     from driftloop.governance.decision_checks import decision_checks
 
-    multi = replace(cfg, task="multiclass")
-    holdout_df = pd.DataFrame({cfg.target: ["a"] * 5 + ["b"] * 4 + ["c"] * 3})
-    outputs = {bus.PREDICTION_COLUMN: np.array(["a"] * 7 + ["b"] * 5)}
+    multi = replace(cfg, task="multiclass")  # 30 rows of c never predicted: enough to tell (14 needed)
+    holdout_df = pd.DataFrame({cfg.target: ["a"] * 50 + ["b"] * 40 + ["c"] * 30})
+    outputs = {bus.PREDICTION_COLUMN: np.array(["a"] * 70 + ["b"] * 50)}
     [check] = decision_checks(multi, Decision("multiclass", ("a", "b", "c")), outputs, holdout_df, None)
     assert check["passed"] is False and "never predicts ['c']" in check["detail"]
-    assert check["truth_counts"] == {"a": 5, "b": 4, "c": 3} and check["value"] == {"a": 7, "b": 5}
+    assert check["truth_counts"] == {"a": 50, "b": 40, "c": 30} and check["value"] == {"a": 70, "b": 50}
 
     reg = replace(cfg, task="regression")
     flat = {bus.PREDICTION_COLUMN: np.full(12, 3.0)}
@@ -58,19 +58,19 @@ def test_a_rare_class_may_go_unpredicted_only_within_the_configured_share(cfg):
 
     multi = replace(cfg, task="multiclass", gates=replace(cfg.gates, unpredicted_class_max_share=0.05))
     decision = Decision("multiclass", ("a", "b", "c", "d"))
-    holdout_df = pd.DataFrame({cfg.target: ["a"] * 50 + ["b"] * 40 + ["c"] * 4 + ["d"] * 6})
-    outputs = {bus.PREDICTION_COLUMN: np.array(["a"] * 55 + ["b"] * 45)}
+    holdout_df = pd.DataFrame({cfg.target: ["a"] * 250 + ["b"] * 200 + ["c"] * 20 + ["d"] * 30})
+    outputs = {bus.PREDICTION_COLUMN: np.array(["a"] * 275 + ["b"] * 225)}
     [check] = decision_checks(multi, decision, outputs, holdout_df, None)
-    assert check["passed"] is False  # d holds 6 % > 5 %
+    assert check["passed"] is False  # d holds 6 % > 5 %, on 30 rows (14 needed to tell)
     assert "never predicts ['d']" in check["detail"] and "tolerated unpredicted ['c']" in check["detail"]
     assert "gates.unpredicted_class_max_share 0.05" in check["detail"] and "6.0%" in check["detail"]
 
-    outputs = {bus.PREDICTION_COLUMN: np.array(["a"] * 50 + ["b"] * 44 + ["d"] * 6)}
+    outputs = {bus.PREDICTION_COLUMN: np.array(["a"] * 250 + ["b"] * 220 + ["d"] * 30)}
     [check] = decision_checks(multi, decision, outputs, holdout_df, None)
     assert check["passed"] is True and "tolerated unpredicted ['c']" in check["detail"]
 
     lenient = replace(multi, gates=replace(multi.gates, unpredicted_class_max_share=0.6))
-    constant = {bus.PREDICTION_COLUMN: np.array(["a"] * 100)}  # one class: degenerate whatever the share
+    constant = {bus.PREDICTION_COLUMN: np.array(["a"] * 500)}  # one class: degenerate whatever the share
     [check] = decision_checks(lenient, decision, constant, holdout_df, None)
     assert check["passed"] is False and "never predicts ['b', 'c', 'd']" in check["detail"]
 

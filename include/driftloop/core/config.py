@@ -121,8 +121,13 @@ class GateConfig:
     confidence: OpenShare = 0.95  # two-sided level of the interval; each rule tests one side at (1 - it) / 2
     bootstrap_resamples: Annotated[int, Field(ge=100)] = 2000  # paired bootstrap for metrics other than AUC
     positive_rate_max_ratio: Annotated[float, Field(gt=1)] = 2.0
+    # decision.degenerate fails on classes never predicted only with enough of their rows to tell: when a
+    # model predicting each class for at least degenerate_min_recall of its rows would miss them all with
+    # chance at most degenerate_alpha, i.e. on ceil(log(alpha) / log(1 - min_recall)) rows (14 by default).
+    degenerate_alpha: OpenShare = 0.05
+    degenerate_min_recall: OpenShare = 0.2
     # Multiclass: a class holding at most this share of the holdout may go unpredicted without failing
-    # decision.degenerate (0: every class present must be predicted; one predicted class always fails).
+    # decision.degenerate, whatever its rows (0: none; a model predicting one class is never tolerated).
     unpredicted_class_max_share: Share = 0.0
 
 
