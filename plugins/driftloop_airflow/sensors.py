@@ -1,10 +1,10 @@
-"""DriftSensor: a deferrable sensor that waits in the triggerer, not on a worker, for a drift result.
+"""Deferrable sensors that wait in the triggerer, not on a worker: :class:`DriftSensor` for a drift result,
+:class:`RegistryWatchSensor` for a move of ``champion`` the audit log or the alerts lack.
 
-It starts directly in the triggerer (``start_from_trigger``): waiting costs no task launch and no worker slot,
-however long it lasts. Only when :class:`~driftloop_airflow.triggers.DriftTrigger` fires (or gives up) does
-the task resume on a worker, once, in :meth:`DriftSensor.execute_complete`. Run outside a scheduler
-(``dag.test()``, or with ``start_from_trigger=False``) it defers from :meth:`execute` instead, to the same
-trigger.
+Each starts directly in the triggerer (``start_from_trigger``): waiting costs no task launch and no worker
+slot, however long it lasts. Only when its trigger (:mod:`driftloop_airflow.triggers`) fires (or gives up)
+does the task resume on a worker, once, in ``execute_complete``. Run outside a scheduler (``dag.test()``, or
+with ``start_from_trigger=False``) it defers from ``execute`` instead, to the same trigger.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
 
 TRIGGER_CLASS = "driftloop_airflow.triggers.DriftTrigger"
+WATCH_TRIGGER_CLASS = "driftloop_airflow.triggers.RegistryWatchTrigger"
 
 
 class DriftSensor(BaseOperator):
@@ -83,6 +84,61 @@ class DriftSensor(BaseOperator):
         self.log.info("drift sensor decision: %s", decision)
         set_run_note(decision)
         raise AirflowSkipException(decision)
+
+
+class RegistryWatchSensor(BaseOperator):
+    """Wait until ``champion`` moved without an audit entry (the MLflow UI or REST API) or a recorded move was
+    never alerted.
+
+    The check is :func:`driftloop.governance.move_watch.find_unrecorded_move`, a pure read; recording and
+    alerting are the next task's (:func:`driftloop.governance.move_watch.watch_champion`). When it fires, the
+    reason is the XCom and the run's note. It never times out: with the ``@continuous`` schedule one run waits
+    until something happens and the next starts right after.
+
+    Args:
+        dataset: Dataset config name.
+        poll_s: Seconds between two looks at the registry and the audit log (from the triggerer, off the event
+            loop).
+    """
+
+    ui_color = "#e9c46a"
+    start_trigger_args = StartTriggerArgs(
+        trigger_cls=WATCH_TRIGGER_CLASS,
+        next_method="execute_complete",
+        trigger_kwargs={},
+        next_kwargs=None,
+        timeout=None,
+    )
+    start_from_trigger = True
+
+    def __init__(
+        self, *, dataset: str, poll_s: float, start_from_trigger: bool = True, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.dataset, self.poll_s = dataset, poll_s
+        self.start_from_trigger = start_from_trigger
+        # Replaced, not mutated: start_trigger_args is a class attribute shared by every instance.
+        self.start_trigger_args = dataclasses.replace(
+            self.start_trigger_args, trigger_kwargs={"dataset": dataset, "poll_s": poll_s}
+        )
+
+    def execute(self, context: Any) -> None:
+        from driftloop_airflow.triggers import RegistryWatchTrigger
+
+        self.defer(trigger=RegistryWatchTrigger(self.dataset, self.poll_s), method_name="execute_complete")
+
+    def execute_complete(self, context: Any, event: dict[str, Any] | None = None) -> str:
+        event = event or {}
+        if event.get("status") == "fired":
+            from driftloop_airflow.notifiers import set_run_note
+
+            reason = str(event.get("reason", ""))
+            self.log.info("registry watch fired: %s", reason)
+            set_run_note(f"watch: {reason}")
+            return reason
+        if event.get("status") == "error":
+            raise AirflowFailException(event.get("message", "the registry check failed"))
+        raise AirflowFailException(f"registry watch: unexpected trigger event {event!r}")
 
 
 class NotedTriggerDagRunOperator(TriggerDagRunOperator):

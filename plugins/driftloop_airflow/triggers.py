@@ -1,10 +1,12 @@
-"""DriftTrigger: waits in Airflow's triggerer until a monitoring result calls for retraining.
+"""Triggers that wait in Airflow's triggerer: :class:`DriftTrigger` until a monitoring result calls for
+retraining, :class:`RegistryWatchTrigger` until ``champion`` moved without an audit entry or an alert.
 
-Runs in the triggerer's event loop, so it must never block: each check (a registry call and two MLflow run
-searches, :func:`driftloop.monitoring.sensor.find_drift_trigger`) runs in a thread. It has no side effects (a
-trigger may run twice, e.g. after a triggerer restart); recording the firing is the DAG's
-``mark_trigger_fired`` task. This module lives outside the DAG folder because the triggerer imports triggers
-by class path (and must be restarted to pick up changes to it).
+Both run in the triggerer's event loop, so they must never block: each check (a few reads of MLflow or of the
+audit log: :func:`driftloop.monitoring.sensor.find_drift_trigger`,
+:func:`driftloop.governance.move_watch.find_unrecorded_move`) runs in a thread. They have no side effects (a
+trigger may run twice, e.g. after a triggerer restart); acting on a firing is the DAG's next task
+(``mark_trigger_fired``, ``watch_champion``). This module lives outside the DAG folder because the triggerer
+imports triggers by class path (and must be restarted to pick up changes to it).
 """
 
 from __future__ import annotations
@@ -76,3 +78,58 @@ class DriftTrigger(BaseTrigger):
                 yield TriggerEvent({"status": "timeout", "checks": checks})
                 return
             await asyncio.sleep(min(self.poll_s, remaining))
+
+
+def check_for_move(dataset: str) -> str | None:
+    """One read-only comparison of ``champion`` with the audit log for ``dataset`` (in a worker thread of the
+    triggerer); why the watch must act, or None."""
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.governance.move_watch import find_unrecorded_move
+
+    settings = Settings.from_env()
+    return find_unrecorded_move(load_dataset_config(dataset, settings), settings)
+
+
+class RegistryWatchTrigger(BaseTrigger):
+    """Fire when :func:`driftloop.governance.move_watch.find_unrecorded_move` finds a move of ``champion`` the
+    audit log lacks, or a recorded move never alerted; otherwise wait, however long.
+
+    Args:
+        dataset: Dataset config name.
+        poll_s: Seconds between two looks at the registry and the audit log.
+
+    Events:
+        ``{"status": "fired", "reason": ..., "checks": n}``, or ``{"status": "error", "message": ...}`` for a
+        verdict (a broken dataset config) that waiting cannot fix.
+    """
+
+    def __init__(self, dataset: str, poll_s: float) -> None:
+        super().__init__()
+        self.dataset, self.poll_s = dataset, float(poll_s)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"dataset": self.dataset, "poll_s": self.poll_s},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from driftloop.core.errors import Verdict
+
+        checks = 0
+        while True:
+            checks += 1
+            try:
+                reason = await asyncio.to_thread(check_for_move, self.dataset)
+            except Verdict as exc:
+                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+                return
+            except Exception as exc:  # noqa: BLE001 - MLflow or the audit DB unreachable for a moment: keep waiting
+                self.log.warning("registry check %d failed, retrying in %.0f s: %r", checks, self.poll_s, exc)
+                reason = None
+            if reason is not None:
+                self.log.info("registry watch fired after %d check(s): %s", checks, reason)
+                yield TriggerEvent({"status": "fired", "reason": reason, "checks": checks})
+                return
+            await asyncio.sleep(self.poll_s)

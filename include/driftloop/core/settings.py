@@ -112,14 +112,21 @@ class Settings(BaseSettings):
     )
     watch_schedule: str | None = _setting(
         "DRIFTLOOP_WATCH_SCHEDULE",
-        "*/5 * * * *",
-        "`<dataset>__registry_watch`: records `champion` moves made in the MLflow UI; `none` to disable",
+        "@continuous",
+        "`<dataset>__registry_watch`: one deferred run waits for a move of `champion` made in the MLflow UI "
+        "or REST API (or a move not alerted yet), records and alerts it, the next starts right after; "
+        "`none` to disable",
     )
     sensor_poll_s: float = _setting(
         "DRIFTLOOP_SENSOR_POKE_S", 10.0, "how often the waiting drift sensor reads MLflow (in the triggerer)"
     )
     sensor_timeout_s: int = _setting(
         "DRIFTLOOP_SENSOR_TIMEOUT_S", 0, "`> 0` skips a sensor run that waited that long; `0`: no limit"
+    )
+    watch_poll_s: float = _setting(
+        "DRIFTLOOP_WATCH_POKE_S",
+        15.0,
+        "how often the waiting registry watch compares `champion` with the audit log (in the triggerer)",
     )
     n_jobs: int = _setting(
         "DRIFTLOOP_N_JOBS", 1, "PyCaret worker processes, `-1` for all cores (1 was fastest on 2 cores)"
