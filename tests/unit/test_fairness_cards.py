@@ -169,3 +169,178 @@ def test_a_card_without_fairness_names_what_is_missing_instead_of_claiming_no_at
     assert "no sensitive attribute declared" not in markdown
     assert "not available for region, age: no report" in markdown
     assert "_not judged yet_ (run r1 logged no gate/gate_report.json)" in markdown
+
+
+# Fairness gaps as evidence (issue 26, item 7). Rows are built from hand-chosen confusion matrices per group,
+# so every rate, gap and count below follows from the counts, not from the code under test.
+LIMIT = 0.1  # the default limit of both binary gaps
+
+
+def _binary_rows(cells: dict[str, tuple[int, int, int, int]]):
+    """(frame, y_true, y_pred) holding, per group, ``(tn, fp, fn, tp)`` rows."""
+    groups, truth, made = [], [], []
+    for group, (tn, fp, fn, tp) in cells.items():
+        for t, p, n in ((0, 0, tn), (0, 1, fp), (1, 0, fn), (1, 1, tp)):
+            groups += [group] * n
+            truth += [t] * n
+            made += [p] * n
+    return pd.DataFrame({"group": groups}), np.array(truth), np.array(made)
+
+
+# Group a: TPR 400/500 = 0.8, FPR 100/500 = 0.2. Group b (x times 30 rows): TPR 5/10 = 0.5, FPR 2/20 = 0.1.
+# Equalized odds difference: max(0.8 - 0.5, 0.2 - 0.1) = 0.3, three times the limit, at every size of b.
+GROUP_A = (400, 100, 100, 400)
+
+
+def _group_b(times: int) -> tuple[int, int, int, int]:
+    return (18 * times, 2 * times, 5 * times, 5 * times)
+
+
+@pytest.fixture
+def binary_cfg(telco_cfg):
+    from driftloop.core.config import FairnessConfig
+
+    return dataclasses.replace(telco_cfg, sensitive_features=("group",), fairness=FairnessConfig())
+
+
+def _judge(cfg, cells):
+    from driftloop.governance.fairness import assess_fairness
+    from driftloop.governance.gates import fairness_checks
+
+    frame, truth, made = _binary_rows(cells)
+    report = assess_fairness(cfg, frame, truth, made)
+    return report, {c["name"]: c for c in fairness_checks(cfg, report)}
+
+
+EO = "fairness.group.equalized_odds_difference"
+DP = "fairness.group.demographic_parity_difference"
+
+
+def test_a_credible_gap_between_large_groups_fails_its_gate_check_with_the_numbers(binary_cfg):
+    from statistics import NormalDist
+
+    from fairlearn.metrics import equalized_odds_difference
+
+    report, checks = _judge(binary_cfg, {"a": GROUP_A, "b": _group_b(100)})  # 1,000 and 3,000 rows
+
+    frame, truth, made = _binary_rows({"a": GROUP_A, "b": _group_b(100)})
+    assert report["group"]["equalized_odds_difference"] == pytest.approx(0.3)
+    assert report["group"]["equalized_odds_difference"] == pytest.approx(
+        equalized_odds_difference(truth, made, sensitive_features=frame["group"])
+    )
+    check = checks[EO]
+    assert (check["passed"], check["value"], check["limit"]) == (False, pytest.approx(0.3), LIMIT)
+    # A Wald interval of the TPR gap (the larger one), Bonferroni over the two rates (TPR, FPR): 0.3 - z se.
+    z = NormalDist().inv_cdf(1 - 0.05 / 4)
+    wald_low = 0.3 - z * (0.8 * 0.2 / 500 + 0.5 * 0.5 / 1000) ** 0.5
+    assert check["ci_low"] == pytest.approx(wald_low, abs=0.01) and check["ci_low"] > LIMIT
+    assert check["ci_high"] > 0.3 and check["smallest_group_rows"] == 1000
+    assert check["outcome"] == "fail"
+    detail = check["detail"]
+    assert detail.startswith("equalized odds difference for group 0.3000 (limit 0.1): credibly above it")
+    assert f"95% interval {check['ci_low']:.4f} to {check['ci_high']:.4f}" in detail
+    assert "smallest group 'a' 1,000 rows" in detail
+    # Selection rates 500 / 1,000 and 700 / 3,000: demographic parity 0.5 - 7/30, also credibly above 0.1.
+    assert (checks[DP]["value"], checks[DP]["passed"]) == (pytest.approx(0.5 - 7 / 30), False)
+
+
+def test_the_same_gap_with_a_30_row_group_is_undecided_and_does_not_block(binary_cfg):
+    report, checks = _judge(binary_cfg, {"a": GROUP_A, "b": _group_b(1)})
+
+    check = checks[EO]
+    assert check["value"] == pytest.approx(0.3) and check["value"] > LIMIT
+    # 10 positives in b: its TPR of 0.5 could be anywhere from about 0.2 to 0.8, so 0.1 is inside the gap's
+    # interval.
+    assert check["ci_low"] <= LIMIT < 0.3 < check["ci_high"]
+    assert (check["passed"], check["outcome"], check["smallest_group_rows"]) == (None, "undecided", 30)
+    assert (
+        f"above the limit but its interval (95% interval {check['ci_low']:.4f} to {check['ci_high']:.4f}, "
+        "smallest group 'b' 30 rows) is too wide to decide; reported, not enforced"
+    ) in check["detail"]
+    assert report["group"]["judged"]["equalized_odds_difference"]["outcome"] == "undecided"
+
+
+def test_the_interval_narrows_as_the_smaller_group_grows(binary_cfg):
+    widths, values = [], []
+    for times in (1, 10, 100):  # b: 30, 300, 3,000 rows at the same rates
+        _, checks = _judge(binary_cfg, {"a": GROUP_A, "b": _group_b(times)})
+        widths.append(checks[EO]["ci_high"] - checks[EO]["ci_low"])
+        values.append(checks[EO]["value"])
+    assert values == [pytest.approx(0.3)] * 3
+    assert widths[0] > widths[1] > widths[2]
+    # b's TPR standard error shrinks by sqrt(10) per step; a's (500 positives) stays: the width falls by more
+    # than half from 30 to 3,000 rows of b.
+    assert widths[2] < widths[0] / 2
+
+
+def test_a_fair_model_passes_every_gap(binary_cfg):
+    _, checks = _judge(binary_cfg, {"a": GROUP_A, "b": (800, 200, 200, 800)})  # the same rates, 2,000 rows
+
+    assert set(checks) == {EO, DP}
+    for check in checks.values():
+        assert (check["passed"], check["outcome"], check["value"]) == (True, "pass", pytest.approx(0.0))
+        assert check["ci_low"] == 0.0 and 0 < check["ci_high"] < LIMIT
+        assert "within it" in check["detail"]
+
+
+def test_report_mode_and_null_limits_never_block_and_the_old_keys_are_the_limits(binary_cfg):
+    cells = {"a": GROUP_A, "b": _group_b(100)}  # both gaps credibly above 0.1 (first test)
+    report_mode = dataclasses.replace(
+        binary_cfg, fairness=dataclasses.replace(binary_cfg.fairness, mode="report")
+    )
+    _, checks = _judge(report_mode, cells)
+    assert [c["passed"] for c in checks.values()] == [None, None]
+    assert (
+        checks[EO]["outcome"] == "fail"
+        and "fairness.mode report: reported, not enforced" in checks[EO]["detail"]
+    )
+
+    old_keys = dataclasses.replace(
+        binary_cfg,
+        fairness=dataclasses.replace(
+            binary_cfg.fairness, max_equalized_odds_difference=0.35, max_demographic_parity_difference=None
+        ),
+    )
+    _, checks = _judge(old_keys, cells)
+    assert (checks[EO]["passed"], checks[EO]["limit"]) == (True, 0.35)  # 0.3 within 0.35
+    assert (checks[DP]["passed"], checks[DP]["limit"], checks[DP]["outcome"]) == (None, None, "no limit")
+
+
+def test_the_card_shows_counts_as_integers_and_each_gap_with_its_interval_and_verdict(binary_cfg):
+    from driftloop.core.task_types import BINARY
+    from driftloop.governance.model_card import build_card, render_markdown
+
+    decision = Decision(BINARY, ("No", "Yes"), 0.5)
+    for cells, verdict in (
+        ({"a": GROUP_A, "b": _group_b(100)}, "**FAIL**: credibly above the limit"),
+        ({"a": GROUP_A, "b": _group_b(1)}, "**undecided**: above the limit but its interval is too wide"),
+    ):
+        report, checks = _judge(binary_cfg, cells)
+        markdown = render_markdown(build_card(binary_cfg, _facts(binary_cfg, decision, report)))
+        fairness = markdown.split("## Fairness")[1].split("## ")[0]
+        # count, selection rate, TPR, FPR, precision (400 / 500), tn, fp, fn, tp
+        assert "| a | 1,000 | 0.5000 | 0.8000 | 0.2000 | 0.8000 | 400 | 100 | 100 | 400 |" in fairness
+        assert "400.0000" not in fairness and "1000.0000" not in fairness
+        judged = checks[EO]
+        interval = f"{judged['ci_low']:.4f} to {judged['ci_high']:.4f} (95%)"
+        smallest = "a (1,000 rows)" if "FAIL" in verdict else "b (30 rows)"
+        row = f"| equalized odds difference | 0.3000 | {interval} | 0.1 | {smallest} | {verdict}"
+        assert row in fairness, fairness
+
+
+def test_the_mae_gap_is_judged_against_a_share_of_the_overall_mae(ames_cfg):
+    from driftloop.core.config import FairnessConfig
+    from driftloop.governance.fairness import assess_fairness
+    from driftloop.governance.gates import fairness_checks
+
+    cfg = dataclasses.replace(ames_cfg, sensitive_features=("region",), fairness=FairnessConfig())
+    # Errors of 0.5 and 1.5 in north (MAE 1), 1.5 and 2.5 in south (MAE 2), 400 rows each: overall MAE 1.5, so
+    # the limit is 0.25 x 1.5 = 0.375 and the gap of 1 is far above it.
+    frame = pd.DataFrame({"region": ["north"] * 400 + ["south"] * 400})
+    errors = np.tile([0.5, 1.5], 200).tolist() + np.tile([1.5, 2.5], 200).tolist()
+    truth = np.zeros(800)
+    report = assess_fairness(cfg, frame, truth, truth + np.array(errors), "regression")
+    [check] = fairness_checks(cfg, report)
+    assert check["value"] == pytest.approx(1.0) and check["limit"] == pytest.approx(0.375)
+    assert check["passed"] is False and check["ci_low"] > 0.375
+    assert "(limit 0.375 = 0.25 x overall MAE 1.5)" in check["detail"]

@@ -133,11 +133,19 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class FairnessConfig:
-    """Fairness per sensitive attribute: bins for numeric ones and the gate's limits (None: report only)."""
+    """Fairness per sensitive attribute: bins for numeric ones, and a limit on each gap of the task for every
+    declared attribute (``null``: reported only). A gap fails when its interval's lower bound is above the
+    limit, is undecided (reported) when only its point is (:mod:`driftloop.governance.fairness`); ``mode:
+    report`` blocks nothing."""
 
     bins: dict[str, list[float]] = field(default_factory=dict)
-    max_demographic_parity_difference: Share | None = None
-    max_equalized_odds_difference: Share | None = None
+    mode: Literal["enforce", "report"] = "enforce"
+    confidence: OpenShare = 0.95  # two-sided level of each gap's interval, all pairs of groups together
+    max_demographic_parity_difference: Share | None = 0.1  # binary: selection-rate gap
+    max_equalized_odds_difference: Share | None = 0.1  # binary: largest gap in TPR or FPR
+    max_accuracy_difference: Share | None = 0.1  # multiclass
+    max_selection_rate_difference: Share | None = 0.1  # multiclass: largest gap in any class's selection rate
+    max_relative_mae_difference: NonNegativeFloat | None = 0.25  # regression: MAE gap / the overall MAE
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,9 @@ predicted);
   ``beats_champion.production``: the same on the latest labelled production window (the holdout rows labelled
   by the newest label file), when it holds enough rows; a window with fewer rows than its rule needs only
   blocks a candidate credibly worse there;
-* ``fairness.<attribute>.<gap>``: demographic-parity and equalized-odds differences on the holdout within
-limits;
+* ``fairness.<attribute>.<gap>``: every gap of the task (demographic parity and equalized odds for binary) on
+  the holdout, each with its interval; fails when credibly above its limit (undecided when the interval is
+  too wide: reported);
 * ``latency``: predict time per row on a 1,000-row holdout batch; ``size``: the logged model's megabytes;
 * ``behaviour.<case>``: the dataset's behavioural tests (:mod:`driftloop.governance.behaviour`).
 
@@ -188,27 +189,34 @@ def _unless_underpowered(check: dict[str, Any]) -> dict[str, Any]:
 
 
 def fairness_checks(cfg: DatasetConfig, report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each attribute's parity gaps against ``fairness.max_*`` (reported only when no limit is set)."""
-    from driftloop.governance.fairness import GAPS
+    """Each attribute's gaps against their limits, with the numbers: gap, interval, limit, smallest group.
 
-    limits = {
-        "demographic_parity_difference": cfg.fairness.max_demographic_parity_difference,
-        "equalized_odds_difference": cfg.fairness.max_equalized_odds_difference,
-    }
+    A gap blocks only when it is credibly above its limit (its interval's lower bound is above it); one above
+    the limit whose interval reaches below it is undecided and reported (``passed`` None, ``outcome``
+    ``undecided``), as is every gap without a limit and every gap under ``fairness.mode: report``
+    (:func:`driftloop.governance.fairness.judge_gaps` decides).
+    """
+    from driftloop.governance import fairness
+
     checks = []
     for attribute, entry in report.items():
-        for gap in (g for g in GAPS if g in entry):
-            value, limit = entry[gap], limits.get(gap)
-            ok = None if limit is None else value <= limit
-            bound = "no limit" if limit is None else f"limit {limit}"
+        for gap, judged in entry.get("judged", {}).items():
+            outcome, limit, enforced = judged["outcome"], judged["limit"], judged["enforced"]
+            passed = {fairness.PASS: True, fairness.FAIL: False}.get(outcome) if enforced else None
             checks.append(
-                check_entry(
-                    f"fairness.{attribute}.{gap}",
-                    ok,
-                    value,
-                    limit,
-                    f"{gap.replace('_', ' ')} for {attribute} {value:.4f} ({bound})",
-                )
+                {
+                    **check_entry(
+                        f"fairness.{attribute}.{gap}",
+                        passed,
+                        judged["value"],
+                        limit,
+                        fairness.describe_gap(cfg, attribute, gap, judged),
+                    ),
+                    "ci_low": judged["ci_low"],
+                    "ci_high": judged["ci_high"],
+                    "smallest_group_rows": judged["smallest_group_rows"],
+                    "outcome": outcome,
+                }
             )
     return checks
 

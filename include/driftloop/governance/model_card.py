@@ -62,7 +62,10 @@ def _check_rows(report: dict[str, Any] | None, missing: str = "") -> list[str]:
 def _fairness_rows(
     cfg: DatasetConfig, fairness: dict[str, Any] | None, source: str, missing: str
 ) -> list[str]:
-    """Per attribute, a row per group with whatever metrics the task measured, then the attribute's gaps."""
+    """Per attribute, a row per group with whatever metrics the task measured (counts as integers), then a row
+    per gap with its interval, limit, smallest group and verdict."""
+    from driftloop.governance.fairness import COUNTS, GAPS
+
     if not cfg.sensitive_features:
         return ["_no sensitive attribute declared_"]
     if not fairness:
@@ -76,21 +79,53 @@ def _fairness_rows(
         metrics = list(dict.fromkeys(k for m in groups.values() for k in m))
         rows += [
             "",
-            f"**{attribute}** ({entry.get('rows', '?')} rows)",
+            f"**{attribute}** ({_count(entry.get('rows'))} rows)",
             "",
             "| group | " + " | ".join(m.replace("_", " ") for m in metrics) + " |",
             "|---|" + "---|" * len(metrics),
         ]
         for group, values in groups.items():
-            cells = [
-                _count(values[m]) if m == "count" and m in values else _fmt(values.get(m)) for m in metrics
-            ]
+            cells = [_count(values.get(m)) if m in COUNTS else _fmt(values.get(m)) for m in metrics]
             rows.append(f"| {group} | " + " | ".join(cells) + " |")
-        gaps = {k: v for k, v in entry.items() if k not in ("groups", "rows")}
-        if gaps:
-            rows.append("")
-            rows.append("Gaps: " + ", ".join(f"{k.replace('_', ' ')} {_fmt(v)}" for k, v in gaps.items()))
+        if entry.get("judged"):
+            rows += [
+                "",
+                "| gap | value | interval | limit | smallest group | verdict |",
+                "|---|---|---|---|---|---|",
+            ]
+            rows += [_gap_row(gap, judged) for gap, judged in entry["judged"].items()]
+        elif any(gap in entry for gap in GAPS):  # a report logged before gaps were judged
+            rows += [
+                "",
+                "Gaps: " + ", ".join(f"{g.replace('_', ' ')} {_fmt(entry[g])}" for g in GAPS if g in entry),
+            ]
     return rows
+
+
+def _gap_row(gap: str, judged: dict[str, Any]) -> str:
+    """One gap of the fairness table: value, interval, limit, smallest group and the verdict in words."""
+    limit = judged.get("limit")
+    shown = "none" if limit is None else f"{limit:.4g}"
+    if limit is not None and judged.get("relative_limit") is not None:
+        shown += f" ({judged['relative_limit']:g} x MAE {judged['overall_mae']:.4g})"
+    outcome, enforced = str(judged.get("outcome")), judged.get("enforced")
+    verdict = {
+        "pass": "within the limit",
+        "fail": "**FAIL**: credibly above the limit"
+        if enforced
+        else "credibly above the limit (report mode)",
+        "undecided": "**undecided**: above the limit but its interval is too wide to decide (not enforced)",
+    }.get(outcome, "reported (no limit)")
+    level = "?" if judged.get("level") is None else f"{judged['level']:.0%}"
+    cells = [
+        gap.replace("_", " "),
+        _fmt(judged.get("value")),
+        f"{_fmt(judged.get('ci_low'))} to {_fmt(judged.get('ci_high'))} ({level})",
+        shown,
+        f"{judged.get('smallest_group', '?')} ({_count(judged.get('smallest_group_rows'))} rows)",
+        verdict,
+    ]
+    return "| " + " | ".join(cells) + " |"
 
 
 def _history_rows(history: list[dict[str, Any]], version: str) -> list[str]:
