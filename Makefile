@@ -17,7 +17,7 @@ help:
 	@echo "make test-containers  docker-compose.yaml built and run in Docker (needs a running Docker engine)"
 	@echo "make bench          benchmarks, one figure per line (bench-capacity: the data-capacity one alone)"
 	@echo "make lint           ruff check, ruff format --check and mypy (strict on include/driftloop/core)"
-	@echo "make clean          remove .driftloop/ (all local state)"
+	@echo "make clean          stop the stack and remove .driftloop/ (all local state)"
 
 venv: $(STAMP)
 
@@ -30,8 +30,12 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 
 # The demo loads the DAGs of its dataset only (DRIFTLOOP_DATASETS=<dataset>; the dataset is $DRIFTLOOP_DATASET,
 # default telco_churn), so it stays fast however many configs include/configs/ holds. `make up` loads them all.
+# On a stack that already runs, each keeps it, or restarts its Airflow side to serve what it needs (state kept),
+# or says in one line what is in the way (driftloop_ops.front_door).
+STATE_DIR = $${DRIFTLOOP_HOME:-.driftloop}
 demo: venv
-	$(BIN)/driftloop demo --summary-json .driftloop/demo-summary.json
+	@mkdir -p "$(STATE_DIR)"
+	$(BIN)/driftloop demo --summary-json "$(STATE_DIR)/demo-summary.json"
 
 up: venv
 	$(BIN)/driftloop up
@@ -73,7 +77,7 @@ bench: venv
 	@for script in bench/bench_*.py; do \
 		name=$$(basename $$script .py); \
 		if $(BIN)/python $$script > bench/results/$$name.log 2>&1; then \
-			grep -E "^(inference|loop|parse|validation|sensor|explain|serving|capacity|startup|training|view)_" bench/results/$$name.log; \
+			grep -E "^(inference|loop|parse|validation|sensor|explain|serving|capacity|startup|training|view|footprint)_" bench/results/$$name.log; \
 		else \
 			echo "$$name FAILED; last lines of bench/results/$$name.log:"; tail -20 bench/results/$$name.log; exit 1; \
 		fi; \
@@ -89,5 +93,7 @@ lint: venv
 	$(BIN)/ruff format --check include dags plugins tests bench
 	PYTHONPATH=include:plugins $(BIN)/mypy
 
+# Stops a running stack first (its processes would outlive their state); needs no venv.
 clean:
-	rm -rf .driftloop
+	@if [ -x $(BIN)/driftloop ]; then $(BIN)/driftloop down; fi
+	rm -rf "$(STATE_DIR)"
