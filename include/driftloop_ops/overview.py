@@ -1,5 +1,5 @@
-"""The Driftloop view's data: per dataset, champion and challenger, drift and live metric, retrains,
-quarantine, KPIs.
+"""The Driftloop view's data: per dataset, the loop's state, champion and challenger, drift and live metric,
+retrains, quarantine, KPIs.
 
 Read from what already exists: MLflow (one registry search and one run search per experiment, whatever the
 number of versions), the state folders (ingest manifests, quarantine reasons) and the champion audit log. No
@@ -20,6 +20,8 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.core.storage import list_manifests, read_json
 from driftloop.core.task_types import LOWER_IS_BETTER
+from driftloop.governance.loop_state import loop_state
+from driftloop_ops.loop_facts import answers, firing_fields, loop_facts
 
 log = logging.getLogger(__name__)
 MONITORING_RUNS = 20  # the last N monitoring runs charted per dataset
@@ -114,6 +116,7 @@ def describe_versions(
                 "trigger": tags.get(bus.TRIGGER_REASON_TAG, ""),
                 "gate": tags.get(bus.GATE_TAG, ""),
                 "gate_reason": tags.get(bus.GATE_REASON_TAG, ""),
+                "answers": answers(tags),
                 "run_id": v.run_id,
                 "primary_metric": metrics.get(holdout_key),
                 "train_seconds": metrics.get(bus.TRAIN_SECONDS),
@@ -156,6 +159,7 @@ def describe_monitoring(client: Any, cfg: DatasetConfig, ui_url: str, runs_n: in
                 "lower_is_better": holdout_key in LOWER_IS_BETTER,
                 "live_drop": metrics.get(bus.LIVE_DROP),
                 "decision": decision,
+                **firing_fields(tags),
                 "run_url": mlflow_run_url(ui_url, experiment_id, run.info.run_id),
             }
         )
@@ -199,14 +203,16 @@ def describe_quarantine(paths: StatePaths, limit: int = QUARANTINE_SHOWN) -> lis
 
 
 def describe_audit(store: Any, cfg: DatasetConfig, limit: int = 20) -> list[dict[str, Any]]:
-    """The newest champion moves (who, from, to, why, gate passed, override); empty without an audit store."""
+    """The newest champion moves (who, from, to, why, gate passed, override, undo: a rollback without
+    ``--to``); empty without an audit store."""
     if store is None:
         return []
     from driftloop.governance.audit import COLUMNS
+    from driftloop.governance.rollback import is_undo
 
     entries = store.entries(cfg.registered_model_name)[-limit:]
     keys = [c for c in COLUMNS if c not in ("id", "dataset", "model_name", "evidence")]
-    return [{k: e.get(k) for k in keys} for e in reversed(entries)]
+    return [{**{k: e.get(k) for k in keys}, "undo": is_undo(e)} for e in reversed(entries)]
 
 
 def read_serving_kpis(serving_url: str, timeout_s: float = 2.0) -> dict[str, Any]:
@@ -290,10 +296,13 @@ def describe_dataset(
         point["live_bound"] = (
             None if holdout is None else holdout * (1 + drop if point["lower_is_better"] else 1 - drop)
         )
+    audit = describe_audit(store, cfg)
+    facts = loop_facts(client, cfg, champion, versions, monitoring, audit)
     return {
         "dataset": cfg.name,
         "model_name": cfg.registered_model_name,
         "task": cfg.task,
+        "loop_state": loop_state(facts).as_dict(),
         "champion": next((v for v in versions if v["version"] == champion), None),
         "challenger": next((v for v in versions if v["version"] == challenger), None),
         "versions": versions,
@@ -303,7 +312,7 @@ def describe_dataset(
         "monitoring": monitoring,
         "last_decision": monitoring[-1] if monitoring else None,
         "retrains": [v for v in versions if v["trigger"]][:VERSIONS_SHOWN],
-        "audit": describe_audit(store, cfg),
+        "audit": audit,
         "quarantine": describe_quarantine(StatePaths.for_dataset(cfg, settings)),
         "kpis": describe_kpis(client, cfg, versions, champion),
     }

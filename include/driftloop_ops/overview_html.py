@@ -15,7 +15,19 @@ td,th{border:1px solid #e2e8f0;padding:3px 8px;text-align:left;vertical-align:to
 min-width:150px;max-width:340px}.card
 b{display:block;font-size:18px}.passed{color:#276749}.rejected{color:#c53030}
 .muted{color:#718096;font-size:12px}svg text{font-size:10px;fill:#4a5568}a{color:#2b6cb0}
+.loop{display:inline-block;padding:1px 8px;border-radius:10px;color:#fff;font-size:13px;font-weight:500}
 """
+# One colour per loop state (driftloop.governance.loop_state.STATES), as on the dashboard strip.
+LOOP_COLORS = {
+    "ok": "#2f855a",
+    "drift": "#c05621",
+    "retraining": "#2b6cb0",
+    "waiting for labels": "#6b46c1",
+    "retrained": "#2c7a7b",
+    "retrained, champion kept": "#975a16",
+    "rolled back": "#c53030",
+    "no champion": "#718096",
+}
 CHART_W, CHART_H, PAD = 560, 150, 30
 
 
@@ -106,6 +118,15 @@ def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _loop_state(loop: dict[str, str]) -> tuple[str, str]:
+    """The loop's state as a coloured badge (its detail as the title) and the detail on its own line."""
+    state, detail = escape(loop["state"]), escape(loop["detail"])
+    color = LOOP_COLORS.get(loop["state"], "#4a5568")
+    badge = f'<span class="loop" data-role="loop-state" style="background:{color}" title="{detail}">'
+    badge += f"{state}</span>"
+    return badge, f'<p data-role="loop-detail">Loop: <b>{state}</b> · {detail}</p>'
+
+
 def render_dataset(d: dict[str, Any]) -> str:
     """One dataset's section: cards, charts and tables."""
     k, metric = d["kpis"], d["kpis"]["primary_metric"]
@@ -176,10 +197,11 @@ def render_dataset(d: dict[str, Any]) -> str:
         ],
         "nothing quarantined",
     )  # fmt: skip
+    badge, loop_line = _loop_state(d["loop_state"])
     return (
-        f'<section data-dataset="{escape(d["dataset"])}"><h2>{escape(d["dataset"])} '
+        f'<section data-dataset="{escape(d["dataset"])}"><h2>{escape(d["dataset"])} {badge} '
         f'<span class="muted">{escape(d["model_name"])} · {escape(d["task"])} · {d["version_count"]} versions'
-        f"</span></h2><div class=cards>{cards}</div><p>Last drift decision: {decision}</p>{charts}"
+        f"</span></h2>{loop_line}<div class=cards>{cards}</div><p>Last drift decision: {decision}</p>{charts}"
         f"<h3>Versions and retrains</h3>{versions}<h3>Champion moves (audit log)</h3>{audit}"
         f"<h3>Quarantine</h3>{quarantine}</section>"
     )

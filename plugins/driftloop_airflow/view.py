@@ -46,17 +46,11 @@ def read_overview(datasets: list[str] | None = None) -> dict[str, Any]:
 
 
 def summarize_health(overview: dict[str, Any]) -> list[dict[str, Any]]:
-    """One line per dataset for the dashboard strip: champion, gate, last drift decision, state."""
+    """One line per dataset for the dashboard strip: champion, metric, last drift decision, and the loop's
+    state with its detail (``loop_state`` of :func:`driftloop_ops.overview.describe_dataset`)."""
     lines = []
     for d in overview["datasets"]:
-        last, champion = d["last_decision"], d["champion"]
-        drift = last["drift_share"] if last else None
-        if last and last["decision"].startswith("fired"):
-            state = "retraining"
-        elif drift is not None and drift >= d["drift_threshold"]:
-            state = "drift"
-        else:
-            state = "ok" if champion else "no champion"
+        last, champion, loop = d["last_decision"], d["champion"], d["loop_state"]
         lines.append(
             {
                 "dataset": d["dataset"],
@@ -64,10 +58,11 @@ def summarize_health(overview: dict[str, Any]) -> list[dict[str, Any]]:
                 "champion_url": champion["mlflow_url"] if champion else "",
                 "metric": d["kpis"]["primary_metric"],
                 "metric_value": d["kpis"]["primary_value"],
-                "drift_share": drift,
+                "drift_share": last["drift_share"] if last else None,
                 "drift_threshold": d["drift_threshold"],
                 "decision": last["decision"] if last else "",
-                "state": state,
+                "state": loop["state"],
+                "detail": loop["detail"],
             }
         )
     return lines

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from driftloop.core import bus
+from driftloop.governance import loop_state
 from tests.integration.test_model_card_ui import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, require_chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1200, method="thread")]
@@ -150,13 +151,16 @@ def test_a_logged_in_user_sees_the_champion_and_the_last_drift_decision(stack):
             strip = page.locator("[data-driftloop='health-strip'] [data-dataset]")
             strip.first.wait_for(timeout=WAIT_MS)
             strip_text = strip.first.inner_text()
+            strip_state = strip.first.get_attribute("data-state")
             page.screenshot(path=str(SCREENSHOTS / "driftloop_dashboard_strip.png"))
         finally:
             browser.close()
     assert f"Champion\nv{champion}" in text, text[:2000]
     assert "Last drift decision: fired" in text, text[:2000]
+    assert "Loop: " in text, text[:2000]  # the loop's state and its detail under the dataset's name
     assert version_href == f"{stack['mlflow_url']}/#/models/{name}/versions/{champion}"
-    assert strip_text.startswith(f"{DATASET}: ") and f"champion v{champion}" in strip_text
+    assert strip_text.startswith(f"{DATASET}: {strip_state} · ") and f"champion v{champion}" in strip_text
+    assert strip_state in loop_state.STATES, strip_state
 
 
 def test_the_mlflow_run_link_of_a_task_lands_on_the_run_it_logged(stack):

@@ -166,6 +166,12 @@ def test_overview_charts_the_last_monitoring_runs_and_the_last_decision(seeded):
     assert [p["batch_id"] for p in points] == ["batch-1", "batch-2", "batch-3"]  # last 3, oldest first
     assert [p["drift_share"] for p in points] == [0.10, 0.50, 0.45]
     assert points[1]["decision"] == "fired: drift__abc"
+    assert (points[1]["fired_at"], points[1]["trigger_run_id"], points[1]["waiting"]) == (
+        1700000002.0,
+        "drift__abc",
+        "",
+    )
+    assert points[2]["fired_at"] is None
     assert telco["last_decision"]["decision"] == "suppressed: cooldown"
     assert points[0]["live_value"] == 0.60 and points[0]["holdout_metric"] == "holdout_f1"
     # Live F1 is compared with the holdout F1 of the version that scored the batch (v1: 0.61, v2: 0.62).
@@ -188,6 +194,7 @@ def test_overview_lists_retrains_champion_moves_and_quarantine(seeded):
         ("1", "new_data", "passed"),
     ]
     assert [(a["actor"], a["to_version"]) for a in telco["audit"]] == [("alice", "1"), ("promote_model", "2")]
+    assert [a["undo"] for a in telco["audit"]] == [False, False]
     quarantine = telco["quarantine"]
     assert [(q["batch_id"], q["rows_quarantined"], q["whole_file"]) for q in quarantine] == [
         ("broken", 1, True),
@@ -216,3 +223,98 @@ def test_the_page_shows_the_champion_link_the_last_decision_and_escapes_text(see
     assert "Last drift decision: suppressed: cooldown" in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     assert html.count("<svg") == 2  # drift share and the live metric against the holdout
+
+
+FIRED_AT = "the sensor fired 2023-11-14 22:13 UTC (monitoring run {})"
+
+
+def test_the_loop_state_of_a_rejected_drift_retrain_is_champion_kept(seeded):
+    """The seed's story: v2 scored the fired batch, the drift retrain v3 was rejected, v2 stays. (The seed's
+    versions are registered after the firing's 2023 time, so v1 answers it too.)"""
+    from driftloop_ops.overview import build_overview
+
+    [telco] = build_overview()["datasets"]
+    fired_run = telco["monitoring"][2]["run_id"]
+    assert telco["loop_state"] == {
+        "state": "retrained, champion kept",
+        "detail": "v3 rejected (AUC fell), v1 passed (first); champion v2 kept; "
+        + FIRED_AT.format(fired_run),
+    }
+
+
+def test_the_reported_bug_a_retrain_that_serves_is_retrained_not_retraining(seeded):
+    """Fired, then a version registered after the firing became champion: the strip said ``retraining``."""
+    from driftloop_ops.overview import build_overview
+
+    client, name = seeded["client"], seeded["name"]
+    client.set_registered_model_alias(name, bus.CHAMPION, "3")
+    try:
+        [telco] = build_overview()["datasets"]
+    finally:
+        client.set_registered_model_alias(name, bus.CHAMPION, "2")
+    state, detail = telco["loop_state"]["state"], telco["loop_state"]["detail"]
+    assert state == "retrained"
+    assert detail.startswith("champion v3 (drift, registered ")
+    assert detail.endswith(f", gate rejected) after {FIRED_AT.format(telco['monitoring'][2]['run_id'])}")
+
+
+def test_a_firing_older_than_the_charted_runs_is_found_by_one_search(seeded):
+    from driftloop_ops.overview import build_overview
+
+    [telco] = build_overview(runs_n=1)["datasets"]  # only batch-3 is charted; batch-2 fired
+    assert [p["batch_id"] for p in telco["monitoring"]] == ["batch-3"]
+    assert telco["loop_state"]["state"] == "retrained, champion kept"
+
+
+def test_the_audit_rows_say_which_moves_were_undos():
+    from types import SimpleNamespace
+
+    from driftloop_ops.overview import describe_audit
+
+    base = {"recorded_at": "2026-01-01T00:00:00+00:00", "actor": "alice", "source": "driftloop"}
+    entries = [
+        {**base, "from_version": "1", "to_version": "2", "reason": "gate passed", "evidence": {}},
+        {
+            **base,
+            "from_version": "2",
+            "to_version": "1",
+            "reason": "rollback: bad",
+            "evidence": {"kind": "undo"},
+        },
+        {
+            **base,
+            "from_version": "1",
+            "to_version": "2",
+            "reason": "rollback: pin",
+            "evidence": {"kind": "to"},
+        },
+        {
+            **base,
+            "from_version": "2",
+            "to_version": "1",
+            "reason": "rollback: old",
+            "evidence": {"rolled_back": "2"},
+        },
+    ]
+    store = SimpleNamespace(entries=lambda name: entries)
+    rows = describe_audit(store, SimpleNamespace(registered_model_name="m"))
+    assert [(r["reason"], r["undo"]) for r in rows] == [
+        ("rollback: old", True),
+        ("rollback: pin", False),
+        ("rollback: bad", True),
+        ("gate passed", False),
+    ]
+
+
+def test_the_page_shows_the_loop_state_in_each_dataset_header(seeded):
+    from driftloop_ops.overview import build_overview
+    from driftloop_ops.overview_html import render_page
+
+    overview = build_overview()
+    overview["datasets"][0]["loop_state"] = {"state": "rolled back", "detail": "v3 -> v2 by <alice>"}
+    html = render_page(overview)
+    assert (
+        '<span class="loop" data-role="loop-state" style="background:#c53030" '
+        'title="v3 -&gt; v2 by &lt;alice&gt;">rolled back</span>'
+    ) in html
+    assert '<p data-role="loop-detail">Loop: <b>rolled back</b> · v3 -&gt; v2 by &lt;alice&gt;</p>' in html

@@ -68,6 +68,8 @@ def test_a_logged_in_user_gets_the_data_and_the_page(api):
     assert [d["dataset"] for d in data["datasets"]] == ["telco_churn"]
     health = client.get("/driftloop/api/health").json()
     assert health["datasets"][0]["dataset"] == "telco_churn"
+    assert health["datasets"][0]["state"] == data["datasets"][0]["loop_state"]["state"]
+    assert health["datasets"][0]["detail"] == data["datasets"][0]["loop_state"]["detail"]
     page = client.get("/driftloop/")
     assert page.status_code == 200 and 'data-dataset="telco_churn"' in page.text
     client.cookies.clear()
@@ -80,3 +82,39 @@ def test_the_dashboard_bundle_is_public_code_that_registers_the_component(api):
     response = client.get("/driftloop/static/health-strip.js")
     assert response.status_code == 200 and "javascript" in response.headers["content-type"]
     assert "globalThis.DriftloopHealth" in response.text and "../api/health" in response.text
+    assert "chip.title = d.detail" in response.text  # the loop state's detail on hover
+
+
+def test_the_strip_shows_the_loop_state_and_its_detail_not_the_last_decision():
+    """The reported bug: the last decision says ``fired`` forever; the strip's state is the loop's state."""
+    from driftloop_airflow.view import summarize_health
+
+    overview = {
+        "datasets": [
+            {
+                "dataset": "telco_churn",
+                "champion": {"version": "3", "mlflow_url": "http://mlflow/#/models/m/versions/3"},
+                "kpis": {"primary_metric": "AUC", "primary_value": 0.84},
+                "last_decision": {"drift_share": 0.5, "decision": "fired: drift__abc"},
+                "drift_threshold": 0.3,
+                "loop_state": {
+                    "state": "retrained",
+                    "detail": "champion v3 (drift, gate passed) after the firing",
+                },
+            }
+        ]
+    }
+    assert summarize_health(overview) == [
+        {
+            "dataset": "telco_churn",
+            "champion": "3",
+            "champion_url": "http://mlflow/#/models/m/versions/3",
+            "metric": "AUC",
+            "metric_value": 0.84,
+            "drift_share": 0.5,
+            "drift_threshold": 0.3,
+            "decision": "fired: drift__abc",
+            "state": "retrained",
+            "detail": "champion v3 (drift, gate passed) after the firing",
+        }
+    ]

@@ -5,7 +5,17 @@
 // with the DOM API. Data: ../api/health of the Driftloop FastAPI app, sent with the Airflow login cookie.
 const ELEMENT = Symbol.for("react.transitional.element"); // React 19's element marker
 const API_URL = new URL("../api/health", import.meta.url);
-const COLORS = { ok: "#2f855a", drift: "#c05621", retraining: "#2b6cb0", "no champion": "#718096" };
+// One colour per loop state (driftloop.governance.loop_state.STATES).
+const COLORS = {
+  ok: "#2f855a",
+  drift: "#c05621",
+  retraining: "#2b6cb0",
+  "waiting for labels": "#6b46c1",
+  retrained: "#2c7a7b",
+  "retrained, champion kept": "#975a16",
+  "rolled back": "#c53030",
+  "no champion": "#718096",
+};
 
 function element(type, props) {
   return { $$typeof: ELEMENT, type, key: null, ref: props.ref ?? null, props, _owner: null, _store: {} };
@@ -32,7 +42,8 @@ export function renderStrip(node, data) {
     chip.textContent =
       `${d.dataset}: ${d.state} · champion ${d.champion ? "v" + d.champion : "–"} · ${d.metric} ` +
       `${fmt(d.metric_value, 3)} · drift ${fmt(d.drift_share, 2)}/${fmt(d.drift_threshold, 2)}`;
-    chip.title = d.decision;
+    chip.dataset.state = d.state;
+    chip.title = d.detail || d.decision;
     node.append(chip);
   }
 }
