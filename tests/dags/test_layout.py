@@ -21,6 +21,14 @@ CROSS_STAGE_IMPORTS = {
         "training.train",
         "governance.evidence",
     ): "the governance evidence of a version is computed once, at training",
+    (
+        "training.train",
+        "governance.audit",
+    ): "a training key's one version is registered under the promotion lock of the audit store",
+    (
+        "governance.verdict_evidence",
+        "monitoring.sensor",
+    ): "the gate's rule follows whether the champion's newest monitoring result crossed the thresholds",
     ("governance.lineage", "data.snapshots"): "lineage walks from a version to the snapshot and its batches",
     ("governance.model_card", "data.snapshots"): "the card states the training snapshot's rows and hash",
     (

@@ -108,6 +108,7 @@ GATE_REJECTED = "rejected"
 GATE_FAILED_CHECKS_TAG = PREFIX + "gate_failed_checks"  # comma-separated check names
 # The paired comparison behind beats_champion (driftloop.governance.comparison), on the version.
 GATE_RULE_TAG = PREFIX + "gate_rule"  # superiority | non_inferiority
+GATE_EVIDENCE_KEY_TAG = PREFIX + "gate_evidence_key"  # the evidence state of the version's latest verdict
 GATE_METHOD_TAG = PREFIX + "gate_method"  # delong | delong_ovr | paired_bootstrap
 GATE_DIFFERENCE_TAG = PREFIX + "gate_difference"  # challenger minus champion, in the metric's units
 GATE_CI_LOW_TAG = PREFIX + "gate_ci_low"
@@ -269,7 +270,8 @@ EVIDENCE_DIR = "evidence"
 EVIDENCE_ARTIFACT = "evidence/evidence.json"  # SHAP importance, permutation importance, surrogate, fairness
 PFI_FILENAME = "permutation_importance.csv"
 FAIRNESS_PLOT_FILENAME = "fairness.png"
-GATE_REPORT_ARTIFACT = "gate/gate_report.json"
+GATE_REPORT_ARTIFACT = "gate/gate_report.json"  # the latest verdict
+GATE_DECISIONS_DIR = "gate/decisions"  # one report per evidence state the version was judged in
 MODEL_CARD_MD_ARTIFACT = "model_card/model_card.md"
 MODEL_CARD_JSON_ARTIFACT = "model_card/model_card.json"
 
@@ -353,6 +355,11 @@ def asset_uri(dataset: str, kind: str) -> str:
     if kind not in ASSET_KINDS:
         raise ValueError(f"unknown asset kind {kind!r} (known: {sorted(ASSET_KINDS)})")
     return f"driftloop://{dataset}/{ASSET_KINDS[kind]}"
+
+
+def gate_decision_artifact(evidence_key: str) -> str:
+    """The artifact path of a version's verdict in one evidence state (on its training run)."""
+    return f"{GATE_DECISIONS_DIR}/{evidence_key}.json"
 
 
 def asked_by_tag(trigger_id: str) -> str:

@@ -3,13 +3,13 @@
 Checks (limits per dataset in ``gates`` and ``fairness``):
 
 * ``floor.<metric>``: absolute floors on the candidate's holdout metrics (ceilings for RMSE, MAE, MAPE);
-* ``decision.degenerate``: the candidate's decisions on its holdout are not degenerate (every class
-predicted);
-  ``decision.positive_rate`` (binary, reported): holdout and out-of-fold predicted-positive rates side by
-  side;
+* ``decision.degenerate``: the candidate's decisions on its holdout are not degenerate: it predicts every
+  class it had enough rows to predict (:mod:`.decision_checks`); ``decision.positive_rate`` (binary,
+  reported): holdout and out-of-fold predicted-positive rates side by side;
 * ``beats_champion``: a paired comparison of the primary metric with the champion's on the same holdout rows
   (:mod:`driftloop.governance.comparison`), each side deciding with its own recorded threshold, passed by the
-  rule (:func:`decision_rule`): superiority or non-inferiority on the interval, not on point estimates;
+  rule (:meth:`~driftloop.governance.verdict_evidence.EvidenceState.rule`: by the state the gate judges in,
+  not by the trigger): superiority or non-inferiority on the interval, not on point estimates;
   ``beats_champion.production``: the same on the latest labelled production window (the holdout rows labelled
   by the newest label file), when it holds enough rows; a window with fewer rows than its rule needs only
   blocks a candidate credibly worse there;
@@ -37,6 +37,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.core.task_types import Decision, read_decision
 from driftloop.governance.decision_checks import check_entry, decision_checks
+from driftloop.governance.verdict_evidence import EvidenceState, read_evidence_state
 
 log = logging.getLogger(__name__)
 LATENCY_ROWS = 1000
@@ -57,16 +58,6 @@ def floor_checks(cfg: DatasetConfig, metrics: dict[str, float]) -> list[dict[str
             detail = f"{metric} {shown} {'>=' if ok else '<'} floor {limit}"
         checks.append(check_entry(f"floor.{metric}", ok, value, limit, detail))
     return checks
-
-
-DRIFT_TRIGGERS = ("drift", "performance")  # trigger reasons decided by gates.rule_on_drift
-
-
-def decision_rule(cfg: DatasetConfig, trigger_reason: str | None) -> str:
-    """The rule the head-to-head checks apply: ``gates.rule``, else by the retrain's trigger reason."""
-    if cfg.gates.rule:
-        return cfg.gates.rule
-    return cfg.gates.rule_on_drift if trigger_reason in DRIFT_TRIGGERS else cfg.gates.rule_on_new_data
 
 
 def _comparison(
@@ -139,7 +130,7 @@ def champion_checks(
     """Head-to-head on the candidate's holdout and, with enough rows, on the latest production window.
 
     ``outputs`` are :meth:`Decision.predict` of (candidate, champion) on ``holdout_df``, each deciding with
-    its own threshold and classes; ``rule`` is :func:`decision_rule`.
+    its own threshold and classes; ``rule`` is the evidence state's (:mod:`.verdict_evidence`).
     """
     import numpy as np
 
@@ -293,6 +284,7 @@ def judge(
     champion: dict[str, str] | None,
     client: Any,
     settings: Settings | None = None,
+    state: EvidenceState | None = None,
 ) -> dict[str, Any]:
     """Run every check on a registered candidate (and its champion, when there is one).
 
@@ -302,11 +294,13 @@ def judge(
         champion: ``registry.resolve_alias`` of the current champion, or None.
         client: MLflow client.
         settings: Process settings.
+        state: The evidence state judged in (it picks the head-to-head rule); read now when None.
 
     Returns:
         ``{"passed", "candidate_version", "champion_version", "metrics", "checks", "fairness", "failed",
-        "rule"}``; ``failed`` lists the names of failing checks, ``rule`` the head-to-head rule (None without
-        a champion). The comparison and positive rates also go on the version as tags (:func:`evidence_tags`).
+        "rule", "evidence_state", "evidence_key"}``; ``failed`` lists the names of failing checks, ``rule``
+        the head-to-head rule (None without a champion), ``evidence_state`` the state that chose it. The
+        comparison and positive rates also go on the version as tags (:func:`evidence_tags`).
     """
     from driftloop.core.registry import load_model
     from driftloop.governance.fairness import assess_decisions
@@ -324,9 +318,9 @@ def judge(
     )
     checks = floor_checks(cfg, metrics)
     checks += decision_checks(cfg, decision, outputs, holdout_df, run.data.metrics.get(bus.OOF_POSITIVE_RATE))
-    rule = decision_rule(
-        cfg, version.tags.get(bus.TRIGGER_REASON_TAG) or run.data.tags.get(bus.TRIGGER_REASON_TAG)
-    )
+    if state is None:
+        state = read_evidence_state(cfg, client, champion["model_version"] if champion else None, settings)
+    rule = state.rule(cfg) or cfg.gates.rule_on_new_data
     if champion is not None:
         model = load_model(champion["model_uri"], settings)
         side = read_decision(cfg, client.get_model_version(name, champion["model_version"]).tags)
@@ -352,6 +346,8 @@ def judge(
         "fairness": fairness,
         "failed": failed,
         "rule": rule if champion is not None else None,
+        "evidence_state": {**state.to_dict(), "summary": state.describe()},
+        "evidence_key": state.key(cfg, str(candidate_version)),
     }
     for key, value in evidence_tags(report).items():
         if value:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from driftloop.core import bus, registry, task_types
@@ -24,6 +25,7 @@ from driftloop.core.errors import GateRejected
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit, gates
+from driftloop.governance.verdict_evidence import read_decision, read_evidence_state
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,10 @@ def _version_of(alias: dict[str, str] | None) -> str | None:
     return alias["model_version"] if alias else None
 
 
-def _record_verdict(cfg: DatasetConfig, client: Any, report: dict[str, Any], reason: str) -> None:
+def _record_verdict(
+    cfg: DatasetConfig, client: Any, report: dict[str, Any], reason: str, reused: bool
+) -> None:
+    """The verdict on the version (tags, the latest report) and, when new, its record for its evidence."""
     name, version = cfg.registered_model_name, report["candidate_version"]
     headline = _headline_metrics(cfg, report)
     tags = {
@@ -46,13 +51,13 @@ def _record_verdict(cfg: DatasetConfig, client: Any, report: dict[str, Any], rea
         bus.GATE_CHAMPION_VERSION_TAG: report["champion_version"]
         if headline["champion_metric"] is not None
         else None,
+        bus.GATE_EVIDENCE_KEY_TAG: report.get("evidence_key"),
     }
     run_id = client.get_model_version(name, version).run_id
-    client.log_dict(
-        run_id,
-        {**report, "model_name": name, "reason": reason, "policy": cfg.gates.policy},
-        bus.GATE_REPORT_ARTIFACT,
-    )
+    record = {**report, "model_name": name, "reason": reason, "policy": cfg.gates.policy}
+    if not reused and report.get("evidence_key"):
+        client.log_dict(run_id, record, bus.gate_decision_artifact(report["evidence_key"]))
+    client.log_dict(run_id, record, bus.GATE_REPORT_ARTIFACT)
     for key, value in tags.items():  # after the report: a version tagged judged has its report logged
         if value is not None:
             client.set_model_version_tag(
@@ -191,7 +196,10 @@ def promote_model(
         ``{"decision": "promoted"|"ready"|"rejected", "reason", "champion_version",
         "previous_champion_version" (the champion when the gate judged; None for the first),
         "candidate_version",
-        "candidate_metric", "champion_metric", "failed", "policy", "moved"}``.
+        "candidate_metric", "champion_metric", "failed", "policy", "moved", "recorded_moves", "rule",
+        "evidence", "evidence_key", "reused_verdict"}``: ``evidence`` says the state the rule was chosen by
+        (:mod:`.verdict_evidence`); ``reused_verdict`` is True when the version had been judged in the same
+        state before and that verdict stands.
 
     Raises:
         GateRejected: No champion exists and the candidate fails the gate, so nothing can serve.
@@ -211,15 +219,24 @@ def promote_model(
             "policy": cfg.gates.policy,
             "recorded_moves": recorded,
         }
+    run_id = client.get_model_version(name, candidate).run_id
     for _ in range(MAX_REJUDGE):
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
-        report = gates.judge(cfg, candidate, champion, client, settings)
+        state = read_evidence_state(cfg, client, _version_of(champion), settings)
+        report = read_decision(client, run_id, state.key(cfg, candidate))  # same evidence: the same verdict
+        reused = report is not None
+        if report is None:
+            report = {
+                **gates.judge(cfg, candidate, champion, client, settings, state=state),
+                "decided_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+                "decided_for": actor,
+            }
         reason = gates.summarize(report)
         with store.locked(name) as conn:
             _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))
             if _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)) != _version_of(champion):
                 continue  # another promotion moved champion meanwhile: judge against the new one
-            _record_verdict(cfg, client, report, reason)
+            _record_verdict(cfg, client, report, reason, reused)
             moved = report["passed"] and cfg.gates.policy == "auto"
             if moved:
                 entry = _move(
@@ -243,7 +260,9 @@ def promote_model(
     else:
         raise RuntimeError(f"{name}: champion kept moving while version {candidate} was judged")
     finish_move(cfg, client, store, [candidate, _version_of(champion)], settings)
-    log.info("gate verdict v%s (policy %s): %s; champion %s: %s", candidate, cfg.gates.policy,
+    log.info("gate verdict v%s (policy %s, rule %s: %s; evidence key %s%s): %s; champion %s: %s", candidate,
+             cfg.gates.policy, report.get("rule"), state.describe(), report.get("evidence_key"),
+             f", the verdict of {report.get('decided_at')} reused" if reused else "",
              "passed" if report["passed"] else "rejected", f"moved to v{candidate}" if moved else
              f"stays v{_version_of(champion)}", reason)  # fmt: skip
     if not report["passed"] and champion is None:
@@ -259,6 +278,10 @@ def promote_model(
         "policy": cfg.gates.policy,
         "moved": moved,
         "recorded_moves": recorded,
+        "rule": report.get("rule"),
+        "evidence": state.describe(),
+        "evidence_key": report.get("evidence_key"),
+        "reused_verdict": reused,
     }
 
 
