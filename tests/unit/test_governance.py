@@ -394,3 +394,12 @@ def test_the_same_candidate_with_the_same_evidence_gets_the_same_verdict_whoever
         ("non_inferiority", True),
     ]
     assert len({d["evidence_key"] for d in decisions}) == 3
+    from driftloop.governance.model_card import build_card, gather_facts
+
+    card = build_card(cfg, gather_facts(cfg, client, "2", []))  # v1 and v2 share a run (and its card) here
+    decided = card["gate"].split("Decisions, one per evidence state:")[1]
+    assert (
+        decided.count("**rejected** by superiority") == 2
+        and decided.count("**passed** by non_inferiority") == 1
+    )
+    assert "Asked for again" not in decided  # fresh_registry versions were never asked for twice

@@ -191,6 +191,11 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
                 f"Verdict: **{facts.get('verdict', 'not judged')}**. {facts.get('reason', '')}",
                 "",
                 *_check_rows(report, missing.get("gate_report", "")),
+                *(
+                    ["", "Decisions, one per evidence state:", *facts["decisions"]]
+                    if facts.get("decisions")
+                    else []
+                ),
             ]
         ),
         "fairness": "\n".join(
@@ -289,6 +294,7 @@ def gather_facts(
     ``missing`` with the reason (and logged); the card is built with what there is.
     """
     from driftloop.data.snapshots import resolve_snapshot
+    from driftloop.governance.verdict_evidence import describe_decisions, read_decisions
 
     name = cfg.registered_model_name
     mv = client.get_model_version(name, version)
@@ -332,6 +338,7 @@ def gather_facts(
         )
     for section, why in missing.items():
         log.info("model card %s v%s: %s missing: %s", name, version, section, why)
+    decisions = describe_decisions(read_decisions(client, mv.run_id, name, str(version)), dict(mv.tags))
     return {
         "version": str(version),
         "verdict": mv.tags.get(bus.GATE_TAG, "not judged"),
@@ -344,6 +351,7 @@ def gather_facts(
         "run": {"run_id": mv.run_id, "tags": dict(run.data.tags), "metrics": dict(run.data.metrics)},
         "evidence": evidence or {},
         "missing": missing,
+        "decisions": decisions,
     }
 
 

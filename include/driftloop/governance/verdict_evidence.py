@@ -167,3 +167,20 @@ def read_decisions(client: Any, run_id: str, model_name: str, version: str) -> l
         if str(r.get("candidate_version")) == str(version) and r.get("model_name") == model_name
     ]
     return sorted(mine, key=lambda r: str(r.get("decided_at", "")))
+
+
+def describe_decisions(decisions: list[dict[str, Any]], version_tags: dict[str, str]) -> list[str]:
+    """The card's lines on a version's decisions (one per evidence state) and the triggers that asked for its
+    training key."""
+    lines = []
+    for d in decisions:
+        state = (d.get("evidence_state") or {}).get("summary", "evidence not recorded")
+        verdict = "passed" if d.get("passed") else "rejected"
+        lines.append(
+            f"- {str(d.get('decided_at', '?'))[:19]}Z, for {d.get('decided_for', '?')}: **{verdict}** by "
+            f"{d.get('rule') or 'floors and checks'} ({state}; evidence `{d.get('evidence_key', '?')[:12]}`)"
+        )
+    asked = sorted(v for k, v in version_tags.items() if k.startswith(bus.ASKED_BY_TAG_PREFIX))
+    if asked:
+        lines.append(f"- Asked for again, nothing retrained: {'; '.join(asked)[:600]}")
+    return lines
