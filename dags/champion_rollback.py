@@ -1,17 +1,18 @@
 """
-### champion_rollback: put the last good champion back
+### champion_rollback: undo the last move of `champion`
 
-Triggered by hand (conf `{"reason": "...", "to_version": "3", "override": false}`; `reason` required): moves
-`champion` to the newest earlier champion in the audit log that passed its gate and was never rolled back
-from, or to `to_version` (refused when that version did not pass its gate, unless `override` is true: then
-audited as an override), and appends the rollback to the log with the reason and the Airflow run that did it.
-The next `inference_pipeline` run scores with the restored version. The same is `driftloop rollback --reason
-"..." [--to V [--override]]` on the command line.
+Triggered by hand (conf `{"reason": "...", "to_version": "3", "override": false}`; `reason` required). Without
+`to_version` it is an undo: `champion` goes back to the previous champion in the audit log's stack that passed
+its gate, and running it again goes one step further back, never toggling between two versions (the rule is in
+README, "Governance"). With `to_version` it moves `champion` there, refused when that version did not pass its
+gate unless `override` is true (then audited as an override). The move is appended to the audit log with the
+reason and this Airflow run, and alerted once (`champion_moved`). The next `inference_pipeline` run scores with
+the restored version. The same is `driftloop rollback --reason "..." [--to V [--override]]` on the command line,
+with the same answer.
 
-* **Fails fast** when there is no earlier good champion, the target did not pass its gate, or no reason was
-  given.
-* **Idempotent:** a retried run finds its own entry in the audit log; a second rollback after a rollback moves
-  nothing (rollbacks never toggle between two versions).
+* **Fails fast** when nothing below the current champion passed its gate, the target did not pass its gate, or
+  no reason was given.
+* **Idempotent:** a retried run finds its own entry in the audit log and moves nothing.
 * **Ready when needed:** the DAG is created unpaused, so a rollback is one trigger away under `make up` and
   compose, with nothing to unpause first.
 """
