@@ -7,7 +7,8 @@ the champion, the drift share that fired, the retrain it caused and the URLs of 
 The demo builds DAGs for its own dataset only (``DRIFTLOOP_DATASETS=<dataset>``, default ``telco_churn``), so
 the dag-processor parses what the demo runs and nothing more; an explicit ``DRIFTLOOP_DATASETS`` is kept, with
 the demo's dataset added. On a stack that already runs without that dataset (or with its schedules on), the
-Airflow side restarts serving the union (:mod:`driftloop_ops.front_door`); the state is kept.
+Airflow side restarts serving the union (:mod:`driftloop_ops.front_door`); the state is kept. A dataset whose
+demo already ran in this home is refused at once (its files would be replays).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop_ops.airflow_api import AirflowClient, read_generated_password
 from driftloop_ops.embedded import StackLayout, start_stack
+from driftloop_ops.front_door import StackInTheWay
 from driftloop_ops.loop import (
     SENSOR,
     LoopRecord,
@@ -50,6 +52,7 @@ def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) 
 
     settings = Settings.from_env()
     cfg = load_dataset_config(dataset, settings)
+    refuse_a_second_run(cfg, settings)
     datasets = ",".join(dict.fromkeys([*settings.datasets, cfg.name]))
     demo_env = {"DRIFTLOOP_DATASET": cfg.name, "DRIFTLOOP_DATASETS": datasets, **DEMO_ENV}
     os.environ.update({"MLFLOW_TRACKING_URI": layout.mlflow_url, **demo_env})
@@ -71,6 +74,22 @@ def run_demo(layout: StackLayout, dataset: str | None = None, log: Any = print) 
     summary = summarize(cfg, client, layout, record, settings)
     log(format_summary(summary))
     return summary
+
+
+def refuse_a_second_run(cfg: Any, settings: Settings) -> None:
+    """Stop at once when this dataset's demo already ran under ``DRIFTLOOP_HOME``: the simulator would drop
+    the same files again and ingestion would refuse them as replays after a minute of start-up.
+
+    Raises:
+        StackInTheWay: Batches are ingested already; the one line names the command that clears them.
+    """
+    ingested = sorted(p.stem for p in StatePaths.for_dataset(cfg, settings).batches_dir.glob("*.json"))
+    if ingested:
+        raise StackInTheWay(
+            f"the {cfg.name} demo already ran under {settings.home_dir} (batches {', '.join(ingested)}), "
+            f"so its files would be refused as replays; run 'make clean' (stops the stack, deletes all local "
+            f"state), then 'DRIFTLOOP_DATASET={cfg.name} make demo'"
+        )
 
 
 def summarize(

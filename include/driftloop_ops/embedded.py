@@ -298,12 +298,10 @@ def start_stack(
         log(f"MLflow already running at {layout.mlflow_url}")
     log(decision.message)
     if decision.airflow != "keep":
-        served = {
-            "DRIFTLOOP_DATASETS": ",".join(decision.spec.datasets),
-            **{key: "" for key in MODE_KEYS},
-            **decision.spec.mode,
-        }
+        served = {"DRIFTLOOP_DATASETS": ",".join(decision.spec.datasets), **decision.spec.mode}
         env = airflow_env(layout, {**(extra_env or {}), **footprint_env(), **served})
+        for key in set(MODE_KEYS) - set(decision.spec.mode):
+            env.pop(key, None)  # a setting of another mode: the default applies
         if decision.airflow == "restart":
             _stop(layout, "airflow", log)
             wait_until_free(layout.airflow_port)

@@ -113,3 +113,23 @@ def test_a_reused_pid_is_not_the_service():
     assert pid_is_service(os.getpid(), "pytest") or pid_is_service(os.getpid(), "python")
     assert not pid_is_service(os.getpid(), "airflow-not-this-process")
     assert not pid_is_service(2**22 + 12345, "mlflow")
+
+
+def test_a_second_demo_of_a_dataset_is_refused_at_once_naming_make_clean(driftloop_env, telco_cfg):
+    from driftloop.core.settings import Settings
+    from driftloop.core.state import StatePaths
+    from driftloop_ops.demo import refuse_a_second_run
+
+    settings = Settings.from_env()
+    refuse_a_second_run(telco_cfg, settings)  # a fresh home: the demo may run
+    batches = StatePaths.for_dataset(telco_cfg, settings).batches_dir
+    batches.mkdir(parents=True)
+    (batches / "reference.json").write_text("{}")
+    with pytest.raises(StackInTheWay) as caught:
+        refuse_a_second_run(telco_cfg, settings)
+    message = str(caught.value)
+    assert (
+        "\n" not in message
+        and "make clean" in message
+        and "DRIFTLOOP_DATASET=telco_churn make demo" in message
+    )
