@@ -53,7 +53,7 @@ def launch_task(modules: tuple[str, ...]) -> float:
             for name in modules:
                 importlib.import_module(name)
             os.write(write_fd, struct.pack("d", time.monotonic() - forked_at))
-        except BaseException:  # noqa: BLE001 - report through the exit code, never return into the parent
+        except BaseException:  # report through the exit code, never return into the parent
             code = 1
         os._exit(code)
     os.close(write_fd)

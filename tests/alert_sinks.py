@@ -94,7 +94,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:  # http.server's naming
                 length = int(self.headers.get("Content-Length", 0))
                 body = json.loads(self.rfile.read(length))
                 if receiver.fail:
@@ -145,8 +145,8 @@ def serve_forever(out_path: str, smtp_port: int, http_port: int) -> None:
             out.write(json.dumps(entry) + "\n")
 
     open(out_path, "a").close()
-    SmtpSink(host="0.0.0.0", port=smtp_port, record=record)  # noqa: S104 - inside a test network only
-    WebhookReceiver(host="0.0.0.0", port=http_port, record=record)  # noqa: S104
+    SmtpSink(host="0.0.0.0", port=smtp_port, record=record)  # inside a test network only
+    WebhookReceiver(host="0.0.0.0", port=http_port, record=record)
     print(f"alert sink: SMTP :{smtp_port}, webhook :{http_port}/hook, writing {out_path}", flush=True)
     threading.Event().wait()
 

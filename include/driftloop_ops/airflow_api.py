@@ -47,7 +47,7 @@ def wait_until(
                 return result
         except AirflowApiError:
             raise
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:  # retried until the deadline
             last_exc = exc
         time.sleep(interval_s)
     raise AirflowApiError(

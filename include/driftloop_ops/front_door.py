@@ -36,7 +36,7 @@ MODE_KEYS = (
 SERVICES = ("mlflow", "airflow")
 
 
-class StackInTheWay(RuntimeError):  # noqa: N818 - a situation the user fixes, not a bug
+class StackInTheWay(RuntimeError):  # a situation the user fixes, not a bug
     """Something the user can fix stops the command; the message is one line naming the fix."""
 
 

@@ -34,7 +34,7 @@ LOOP_DAGS = (DATA, TRAINING, INFERENCE, MONITORING, SENSOR)
 FAILED_TASK_STATES = ("failed", "upstream_failed", "up_for_retry")
 
 
-class LoopStepFailed(RuntimeError):  # noqa: N818 - an outcome the demo reports, not a bug
+class LoopStepFailed(RuntimeError):  # an outcome the demo reports, not a bug
     """A step of the loop failed, so the steps after it cannot happen; the message says why and where to
     look."""
 
@@ -338,7 +338,7 @@ def _champion(driver: _Driver, client: Any, cfg: Any) -> str:
     """The champion's version after the first training, or stop the loop with the gate's word on why not."""
     try:
         return str(client.get_model_version_by_alias(cfg.registered_model_name, bus.CHAMPION).version)
-    except Exception as exc:  # noqa: BLE001 - MLflow raises RestException / MlflowException variants
+    except Exception as exc:  # MLflow raises RestException / MlflowException variants
         driver.fail(
             "train_1",
             f"no {bus.CHAMPION} of {cfg.registered_model_name} after the first training ({exc})"[:400],

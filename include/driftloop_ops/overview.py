@@ -362,7 +362,7 @@ def build_overview(
     entries = [e for e in catalog.entries if e.usable and (datasets is None or e.name in datasets)]
     try:
         store = open_store(settings)
-    except Exception as exc:  # noqa: BLE001 - the view still shows MLflow's side without the audit log
+    except Exception as exc:  # the view still shows MLflow's side without the audit log
         log.warning("champion audit log unavailable: %s", exc)
         store = None
     configs = [_task_config(e, settings) for e in entries]

@@ -178,11 +178,11 @@ def serving_settings_table() -> str:
 
 
 def _leaf_parsers(parser: argparse.ArgumentParser, prefix: str) -> list[tuple[str, str, Any]]:
-    action = parser._subparsers._group_actions[0]  # noqa: SLF001 - argparse has no public accessor
-    helps = {choice.dest: choice.help or "" for choice in action._choices_actions}  # noqa: SLF001
+    action = parser._subparsers._group_actions[0]  # argparse has no public accessor
+    helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
     leaves = []
     for name, sub in action.choices.items():
-        if sub._subparsers is not None:  # noqa: SLF001
+        if sub._subparsers is not None:
             leaves += _leaf_parsers(sub, f"{prefix} {name}")
         else:
             leaves.append((f"{prefix} {name}", helps.get(name, ""), sub))
@@ -196,7 +196,7 @@ def cli_table() -> str:
     rows = []
     for command, text, sub in _leaf_parsers(build_parser(), "driftloop"):
         arguments = []
-        for action in sub._actions:  # noqa: SLF001
+        for action in sub._actions:
             if action.option_strings:
                 name = max(action.option_strings, key=len)
                 if name not in ("--help", "--dataset"):

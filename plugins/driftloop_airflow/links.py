@@ -76,7 +76,7 @@ class MlflowRunLink(BaseOperatorLink):
 
     name = "MLflow run"
 
-    def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001 - Airflow's signature
+    def get_link(self, operator, *, ti_key) -> str:  # Airflow's signature
         """The run's page, or empty when the task returned no run id or no UI is configured."""
         ui_url, run_id = _ui_url(), pick_run_id(read_task_result(ti_key))
         return f"{ui_url}/#/runs/{run_id}" if ui_url and run_id else ""
@@ -87,7 +87,7 @@ class ModelVersionLink(BaseOperatorLink):
 
     name = "Model version"
 
-    def get_link(self, operator, *, ti_key) -> str:  # noqa: ANN001 - Airflow's signature
+    def get_link(self, operator, *, ti_key) -> str:  # Airflow's signature
         """The version's page, or empty when the task returned no version or no UI is configured."""
         ui_url = _ui_url()
         name, version = pick_model_version(read_task_result(ti_key))

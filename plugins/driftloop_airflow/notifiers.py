@@ -64,7 +64,7 @@ def send_alerts(found: list[alerts.Alert], settings: Settings) -> list[dict[str,
         return []
     try:
         return alerts.dispatch_alerts(found, configured_channels(settings), settings)
-    except Exception as exc:  # noqa: BLE001 - alerting must never fail the pipeline
+    except Exception as exc:  # alerting must never fail the pipeline
         log.warning("alerts not sent (%s): %s", exc, [a.dedupe_key for a in found])
         return []
 
@@ -75,7 +75,7 @@ def send_stage_alerts(
     """Turn a stage's result into alerts with the builder its task declared, and send them."""
     try:
         found = build(dataset, model_name, result, settings)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.warning("alerts of %s not built: %s", getattr(build, "__name__", build), exc)
         return
     send_alerts(found, settings)
@@ -163,7 +163,7 @@ def set_run_note(text: str, settings: Settings | None = None) -> bool:
     try:
         context = get_current_context()
         dag_id, run_id = context["dag"].dag_id, context["run_id"]
-    except Exception:  # noqa: BLE001 - called outside a task (a test, the CLI): nothing to annotate
+    except Exception:  # called outside a task (a test, the CLI): nothing to annotate
         log.info("run note (no running task): %s", text)
         return False
     written = _write_note_in_db(dag_id, run_id, text)
@@ -185,7 +185,7 @@ def _write_note_in_db(dag_id: str, run_id: str, text: str) -> bool | str:
         with create_session() as session:
             dag_run = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == run_id).one()
             dag_run.note = text
-    except Exception as exc:  # noqa: BLE001 - any failure means "use the API"
+    except Exception as exc:  # any failure means "use the API"
         return f"no metadata DB access ({type(exc).__name__})"
     return True
 
@@ -215,6 +215,6 @@ def _write_note_through_api(dag_id: str, run_id: str, text: str, settings: Setti
             params={"update_mask": "note"},
             json={"note": text},
         )
-    except Exception as exc:  # noqa: BLE001 - a failing API leaves the note in the log only
+    except Exception as exc:  # a failing API leaves the note in the log only
         return f"the REST API refused it: {type(exc).__name__}: {str(exc)[:200]}"
     return True

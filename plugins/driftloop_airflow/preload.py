@@ -80,7 +80,7 @@ def preload_stack(modules: tuple[str, ...] = PRELOAD_MODULES) -> dict[str, Any]:
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception as exc:  # noqa: BLE001 - a missing optional library must not stop the scheduler
+        except Exception as exc:  # a missing optional library must not stop the scheduler
             failed[name] = f"{type(exc).__name__}: {exc}"
             log.warning("preload: could not import %s (%s); tasks will import it themselves", name, exc)
         else:

@@ -66,7 +66,7 @@ class DriftTrigger(BaseTrigger):
             except Verdict as exc:
                 yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                 return
-            except Exception as exc:  # noqa: BLE001 - MLflow unreachable for a moment: keep waiting
+            except Exception as exc:  # MLflow unreachable for a moment: keep waiting
                 self.log.warning("drift check %d failed, retrying in %.0f s: %r", checks, self.poll_s, exc)
                 found = None
             if found is not None:
@@ -125,7 +125,7 @@ class RegistryWatchTrigger(BaseTrigger):
             except Verdict as exc:
                 yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
                 return
-            except Exception as exc:  # noqa: BLE001 - MLflow or the audit DB unreachable for a moment: keep waiting
+            except Exception as exc:  # MLflow or the audit DB unreachable for a moment: keep waiting
                 self.log.warning("registry check %d failed, retrying in %.0f s: %r", checks, self.poll_s, exc)
                 reason = None
             if reason is not None:

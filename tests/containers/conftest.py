@@ -78,7 +78,7 @@ def stack(images, tmp_path_factory: pytest.TempPathFactory):
         compose.down()
 
 
-def pytest_terminal_summary(terminalreporter, exitstatus, config):  # noqa: ARG001 - pytest hook signature
+def pytest_terminal_summary(terminalreporter, exitstatus, config):  # pytest hook signature
     if FIGURES:
         terminalreporter.section("container stack figures")
         for name, value in FIGURES.items():

@@ -73,7 +73,7 @@ def wait_for(check, timeout_s: float, what: str, interval_s: float = 2.0) -> Any
                 return result
         except ContainerStackError:
             raise
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+        except Exception as exc:  # retried until the deadline
             last = exc
         time.sleep(interval_s)
     raise ContainerStackError(

@@ -235,15 +235,15 @@ def test_cli_handlers_share_one_naming_scheme_and_every_command_takes_dataset():
     from driftloop.cli import build_parser
 
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001 - argparse has no public accessor
+    commands = parser._subparsers._group_actions[0].choices  # argparse has no public accessor
     for name, sub in commands.items():
         leaf_parsers = [sub]
-        if sub._subparsers is not None:  # noqa: SLF001
-            leaf_parsers = list(sub._subparsers._group_actions[0].choices.values())  # noqa: SLF001
+        if sub._subparsers is not None:
+            leaf_parsers = list(sub._subparsers._group_actions[0].choices.values())
         for leaf in leaf_parsers:
             handler = leaf.get_default("func")
             assert handler.__name__.startswith("_cmd_"), f"{name}: handler {handler.__name__}"
-            assert any("--dataset" in action.option_strings for action in leaf._actions), name  # noqa: SLF001
+            assert any("--dataset" in action.option_strings for action in leaf._actions), name
 
 
 def test_generated_doc_sections_match_the_code():

@@ -138,14 +138,14 @@ def test_a_backlog_is_written_in_bounded_batches_and_new_rows_get_in_meanwhile(t
     for i in range(10):
         assert writer.submit(entry(f"backlog{i}", 5))  # 50 rows queued before the writer starts
     batches = []
-    store_write = writer._sink.store.write  # noqa: SLF001
+    store_write = writer._sink.store.write
 
     def slow_write(entries):
         store_write(entries)
         batches.append(sum(e.n_rows for e in entries))
         time.sleep(0.05)
 
-    writer._sink.store.write = slow_write  # noqa: SLF001
+    writer._sink.store.write = slow_write
     writer.start()
     deadline = time.monotonic() + 10
     while writer.written_rows == 0 and time.monotonic() < deadline:  # the first batch is written
@@ -164,7 +164,7 @@ def test_a_failing_store_counts_the_rows_as_dropped_after_retries(tmp_path):
     def broken(records):
         raise OSError("disk full")
 
-    writer._sink.store.write = broken  # noqa: SLF001 - simulate the store failing after start
+    writer._sink.store.write = broken  # simulate the store failing after start
     writer.submit(entry("r1", 3))
     writer.close()
     assert (writer.written_rows, writer.dropped_rows) == (0, 3)
@@ -177,7 +177,7 @@ def test_rows_are_written_by_a_process_of_their_own_which_is_restarted_when_it_d
     uri = f"sqlite:///{tmp_path / 'log.sqlite'}"
     writer = PredictionLogWriter(uri, "m", max_rows=100)
     writer.start()
-    first = writer._sink.process  # noqa: SLF001
+    first = writer._sink.process
     assert first.is_alive() and first.pid != os.getpid()
     writer.submit(entry("r1", 3))
     deadline = time.monotonic() + 10

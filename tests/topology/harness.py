@@ -73,13 +73,13 @@ def services_unreachable() -> list[str]:
             dbname="postgres",
             connect_timeout=3,
         ).close()
-    except Exception as exc:  # noqa: BLE001 - any failure means unreachable
+    except Exception as exc:  # any failure means unreachable
         problems.append(f"PostgreSQL {PG_USER}@{PG_HOST}:{PG_PORT}: {str(exc).strip()}")
     try:
         import redis
 
         redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_connect_timeout=3).ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         problems.append(f"Redis {REDIS_HOST}:{REDIS_PORT}: {exc}")
     return problems
 
@@ -316,7 +316,7 @@ class Stack:
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         """Start ``argv`` in its own session (process group) with output to ``logs/<name>.log``."""
         log_path = self.logs_dir / f"{name}.log"
-        log = open(log_path, "ab")  # noqa: SIM115 - owned by the child
+        log = open(log_path, "ab")  # owned by the child
         popen = subprocess.Popen(
             argv,
             env=env or self.base_env(),
@@ -655,14 +655,14 @@ class Stack:
             sig = signal.SIGKILL if name.startswith("worker") else signal.SIGTERM
             try:
                 proc.kill(sig, grace_s=10)
-            except BaseException:  # noqa: BLE001 - keep tearing down
+            except BaseException:  # keep tearing down
                 with contextlib.suppress(BaseException):
                     os.killpg(proc.popen.pid, signal.SIGKILL)
         for name in list(self.databases):
             try:
                 _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 self.databases.remove(name)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         for role in list(self.roles):
             with contextlib.suppress(Exception):

@@ -224,12 +224,12 @@ def test_a_task_under_a_scheduler_writes_its_run_note_through_the_rest_api(monke
         def _body(self) -> dict:
             return json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"{}")
 
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):  # http.server's naming
             body = self._body()
             ok = self.path == "/auth/token" and body == {"username": "tasks", "password": "s3cret"}
             self._reply(201 if ok else 401, {"access_token": "tok"} if ok else {})
 
-        def do_PATCH(self):  # noqa: N802
+        def do_PATCH(self):
             seen.append((self.path, self.headers.get("Authorization", ""), self._body(), self.command))
             self._reply(200, {"note": "ok"})
 

@@ -16,7 +16,7 @@ class CountingPipeline(Pipeline):
 
     calls: list[int]
 
-    def predict_proba(self, X, **params):  # noqa: N803 - sklearn's signature
+    def predict_proba(self, X, **params):  # sklearn's signature
         self.calls.append(len(X))
         return super().predict_proba(X, **params)
 

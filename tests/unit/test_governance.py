@@ -302,7 +302,7 @@ def test_two_racing_promotions_end_with_one_champion_and_a_consistent_audit(mode
     def race(version: str) -> None:
         try:
             results[version] = promote_model(cfg, version, actor=f"racer-{version}")
-        except Exception as exc:  # noqa: BLE001 - reported below
+        except Exception as exc:  # reported below
             errors.append(exc)
 
     racers = [threading.Thread(target=race, args=(v,)) for v in ("2", "3")]

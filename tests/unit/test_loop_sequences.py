@@ -290,7 +290,7 @@ class GovernanceLoop(RuleBasedStateMachine):
         def ask(reason: str) -> None:
             try:
                 self._train_and_promote({"reason": reason, "trigger_id": f"{reason}__race{self.runs}"})
-            except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            except BaseException as exc:  # reported by the main thread
                 errors.append(exc)
 
         threads = [threading.Thread(target=ask, args=(r,)) for r in ("new_data", "manual")]

@@ -116,7 +116,7 @@ def _companions(raw: dict[str, Any], config_path: Path) -> set[Path]:
 def _read_raw(path: Path) -> tuple[dict[str, Any] | None, str]:
     """The YAML mapping of ``path``, or None and why it cannot be read (the message names the file)."""
     try:
-        raw = yaml.load(path.read_text(), Loader=_LOADER)  # noqa: S506 - a safe loader
+        raw = yaml.load(path.read_text(), Loader=_LOADER)  # a safe loader
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"{path}: cannot be read: {exc}"
     except yaml.YAMLError as exc:

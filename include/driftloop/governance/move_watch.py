@@ -53,7 +53,7 @@ def find_unrecorded_move(cfg: DatasetConfig, settings: Settings | None = None) -
     current_version = current["model_version"] if current else None
     try:
         history = store.entries(cfg.registered_model_name)
-    except Exception:  # noqa: BLE001 - no audit table yet: nothing recorded
+    except Exception:  # no audit table yet: nothing recorded
         history = []
     recorded = history[-1]["to_version"] if history else None
     if current_version != recorded:

@@ -70,7 +70,7 @@ def usable_std_streams() -> Iterator[None]:
         for name, fd in (("__stdout__", 1), ("__stderr__", 2)):
             if _unusable(saved[name]):
                 try:
-                    replacement = open(fd, "w", closefd=False, buffering=1)  # noqa: SIM115 - closed below
+                    replacement = open(fd, "w", closefd=False, buffering=1)  # closed below
                 except OSError:
                     replacement = getattr(sys, name.strip("_"))
                 else:

@@ -49,7 +49,7 @@ def _iter_parquet_frames(path: Path, chunk_rows: int) -> Any:
 
     try:
         parquet = pq.ParquetFile(path)
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+    except Exception as exc:  # pyarrow raises several types for corrupt files
         raise BatchRejected("unreadable_file", f"{path.name}: {str(exc)[:300]}") from None
     rows = parquet.metadata.num_rows
     for fld in parquet.schema_arrow:
@@ -62,7 +62,7 @@ def _iter_parquet_frames(path: Path, chunk_rows: int) -> Any:
     try:
         for batch in parquet.iter_batches(batch_size=chunk_rows):
             yield _to_pandas(pa.Table.from_batches([batch]))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise BatchRejected("unreadable_file", f"{path.name}: {str(exc)[:300]}", rows_received=rows) from None
 
 

@@ -54,7 +54,7 @@ def _inspect_parquet(path: Path, size: int, head: bytes) -> dict[str, Any]:
         import pyarrow.parquet as pq
 
         rows = pq.read_metadata(path).num_rows
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt footers
+    except Exception as exc:  # pyarrow raises several types for corrupt footers
         raise BatchRejected("unreadable_file", f"{path.name}: {str(exc)[:300]}") from None
     return {
         "sha256": sha256_file(path),

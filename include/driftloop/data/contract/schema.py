@@ -66,7 +66,7 @@ class ContractError(ConfigError):
     """The contract itself is missing or malformed, or a setting it needs (the PII salt) is absent."""
 
 
-class BatchRejected(Exception):  # noqa: N818 - a file-level outcome, caught per file, never raised to callers
+class BatchRejected(Exception):  # a file-level outcome, caught per file, never raised to callers
     """A whole file fails the contract.
 
     Attributes:

@@ -177,7 +177,7 @@ class InvocationsFastPath:
         await send({"type": "http.response.body", "body": body})
 
 
-class _ClientGone(Exception):  # noqa: N818 - an event: the client disconnected before sending its body
+class _ClientGone(Exception):  # an event: the client disconnected before sending its body
     pass
 
 

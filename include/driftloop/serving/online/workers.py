@@ -24,7 +24,7 @@ from driftloop.serving.compiled import build_frame, typed_columns
 LOG = logging.getLogger(__name__)
 
 
-class WorkerDied(Exception):  # noqa: N818 - an event, reported to waiting requests as a retryable 503
+class WorkerDied(Exception):  # an event, reported to waiting requests as a retryable 503
     """The worker process exited; calls waiting on it fail and the pool starts a replacement."""
 
 
