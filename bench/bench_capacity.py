@@ -8,8 +8,7 @@ against a private SQLite MLflow store and ``DRIFTLOOP_HOME`` in a temp folder (d
    (profile) → ``train_model`` (lr, lightgbm, rf; 5 folds; tune 10; selection sampled to
    ``training.selection_max_rows``) → ``promote_model``;
 2. for each size in ``--batch-rows`` (default 250,000 then 1,000,000): a scoring batch and its labels land →
-ingest →
-   ingest labels → ``score_pending_batches`` → ``monitor_predictions``;
+   ingest → ingest labels → ``score_pending_batches`` → ``monitor_predictions``;
 3. ``find_drift_trigger``, then (``--resnapshot``) the snapshot rebuilt from every labelled row, as the data
    pipeline does once the labels of the scoring batches have landed.
 

@@ -2,9 +2,8 @@
 
 1. A champion is trained in-process (package functions) against the stack's MLflow.
 2. ``drift_sensor`` is triggered with the default poll (10 s) and no timeout; for WAIT_S seconds nothing
-crosses.
-   Every task launch shows up as the task instance passing through ``queued``/``running``; the figure is
-   launches per hour of waiting (target 0; a reschedule sensor poking every 60 s makes 60).
+   crosses. Every task launch shows up as the task instance passing through ``queued``/``running``; the figure
+   is launches per hour of waiting (target 0; a reschedule sensor poking every 60 s makes 60).
 3. A drifted batch is scored and monitored in-process. The figure is the time from the end of that monitoring
    run to the queued ``training_pipeline`` run the sensor triggers (target <= 30 s with the default poll).
 

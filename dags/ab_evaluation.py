@@ -5,14 +5,12 @@ Works on what `driftloop serve` logs (every served row: inputs, score, arm, mode
 id) and on the labels that arrived for it (file drops or `POST /labels`, accepted by `data_pipeline`).
 
 * **export_served_windows:** each closed window of served traffic (`serving.window_s`) becomes an accepted
-scoring
-  batch, a predictions partition and a finished inference run per model version, like a scored batch. Outlet:
-  `predictions`, so `monitoring_pipeline` computes drift and live F1/AUC on served traffic and the drift
-  sensor's performance trigger fires on served labels.
+  scoring batch, a predictions partition and a finished inference run per model version, like a scored batch.
+  Outlet: `predictions`, so `monitoring_pipeline` computes drift and live F1/AUC on served traffic and the
+  drift sensor's performance trigger fires on served labels.
 * **evaluate_ab:** per-arm accuracy, F1 and AUC on labelled entities; a fixed-horizon two-proportion test
-sized by a
-  power analysis plus an always-valid sequential test (A/B), or McNemar and a paired bootstrap (shadow). The
-  decision (`promote_challenger`, `keep_champion`, `not_enough_data`) is a run in
+  sized by a power analysis plus an always-valid sequential test (A/B), or McNemar and a paired bootstrap
+  (shadow). The decision (`promote_challenger`, `keep_champion`, `not_enough_data`) is a run in
   `driftloop/<dataset>/serving`; a promotion follows the dataset's `gates.policy` through the registry.
 * **Idempotent:** an exported window is never exported twice; the same look at the same data is recorded once.
 """

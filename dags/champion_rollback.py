@@ -6,9 +6,9 @@ Triggered by hand (conf `{"reason": "...", "to_version": "3", "override": false}
 its gate, and running it again goes one step further back, never toggling between two versions (the rule is in
 README, "Governance"). With `to_version` it moves `champion` there, refused when that version did not pass its
 gate unless `override` is true (then audited as an override). The move is appended to the audit log with the
-reason and this Airflow run, and alerted once (`champion_moved`). The next `inference_pipeline` run scores with
-the restored version. The same is `driftloop rollback --reason "..." [--to V [--override]]` on the command line,
-with the same answer.
+reason and this Airflow run, and alerted once (`champion_moved`). The next `inference_pipeline` run scores
+with the restored version. The same is `driftloop rollback --reason "..." [--to V [--override]]` on the
+command line, with the same answer.
 
 * **Fails fast** when nothing below the current champion passed its gate, the target did not pass its gate, or
   no reason was given.

@@ -11,8 +11,7 @@ tags that monitoring run in MLflow so it never fires again. A cooldown (`monitor
 second retrain in one episode.
 
 * **Waiting costs nothing:** the sensor starts in the triggerer, holds no worker slot and launches no task
-until
-  something fires. By default one run waits until it fires and the next run starts right after
+  until something fires. By default one run waits until it fires and the next run starts right after
   (`@continuous`); `DRIFTLOOP_SENSOR_TIMEOUT_S` > 0 skips a run that waited that long.
 """
 

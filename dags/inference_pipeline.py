@@ -7,7 +7,7 @@ Each batch gets `predictions/<batch_id>.parquet` (entity id, score, 0/1 predicti
 id, timestamp) and a run in the inference experiment. Batches are read and written in chunks.
 
 * **Runs on:** the `scoring-batches` asset, or by hand. **Outlet:** `predictions` (runs
-`monitoring_pipeline`).
+  `monitoring_pipeline`).
 * **Idempotent:** a scored batch is not scored again; a rerun after a crash rewrites the same partition.
 * **Fails fast** (no retry) when no version carries `champion`.
 """

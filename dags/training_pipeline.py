@@ -11,11 +11,10 @@ the dataset's policy (`auto` moves it, `manual` marks the version ready). The ve
 model card land on the version; every move of `champion` is appended to the audit log.
 
 * **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by
-hand.
+  hand.
 * **Idempotent:** a retry of the same run reuses the registered version instead of registering another.
 * **No duplicate versions:** a drift retrain whose snapshot is the one the champion was trained on (no labels
-of the
-  drifted period yet) registers nothing and says it waits for labels; the retrain runs when they land.
+  of the drifted period yet) registers nothing and says it waits for labels; the retrain runs when they land.
 * **Fails fast** (no retry) when the first version misses the floors or there is no snapshot to train on.
 * **A rejected challenger is an outcome, not a fault:** the run succeeds, its note says
   `challenger vN rejected (champion stays vM): <reason>` and a `gate_rejected` alert goes out.

@@ -80,9 +80,12 @@ def loop_facts(
     """The loop's facts from the overview's rows.
 
     Args:
-        client: MLflow client (used only when no charted monitoring run fired). cfg: Dataset config.
-        champion: The champion version, or None. versions: ``describe_versions`` rows. monitoring:
-        ``describe_monitoring`` points, oldest first. audit: ``describe_audit`` rows, newest first.
+        client: MLflow client (used only when no charted monitoring run fired).
+        cfg: Dataset config.
+        champion: The champion version, or None.
+        versions: ``describe_versions`` rows.
+        monitoring: ``describe_monitoring`` points, oldest first.
+        audit: ``describe_audit`` rows, newest first.
     """
     f = newest_firing(client, cfg, monitoring)
     firing = None

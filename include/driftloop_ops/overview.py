@@ -348,7 +348,8 @@ def build_overview(
         datasets: Only these datasets (e.g. the DAG-level view); default all usable ones.
         runs_n: Monitoring runs per dataset.
         serving_url: Online serving base URL for p99 and 5xx; default ``settings.serving_url``; skipped when
-        empty. workers: Datasets read in parallel (the MLflow calls are I/O).
+            empty.
+        workers: Datasets read in parallel (the MLflow calls are I/O).
 
     Returns:
         ``{"datasets": [...], "refused": [...], "serving": {...}, "mlflow_ui_url": ...}``.

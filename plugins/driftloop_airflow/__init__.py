@@ -136,12 +136,13 @@ def run_stage(
     The config is loaded here, when the task runs, with ``DRIFTLOOP_CONFIG_OVERRIDES`` applied.
 
     Args:
-        dataset: Dataset config name (the factory's closure: the DAG's own dataset). stage_fn: Package
-        function taking ``(cfg, *args, settings=..., **kwargs)``. *args: Positional arguments after the
-        config. skip_on: Verdicts that mean "nothing to do yet" for this task: they skip it instead of failing
-        it. alerts: The builder of the alerts the result calls for
-        (``driftloop.core.alerts.promotion_alerts``, ``move_alerts``, ...), declared by the task; None: the
-        stage alerts nothing. **kwargs: Keyword arguments.
+        dataset: Dataset config name (the factory's closure: the DAG's own dataset).
+        stage_fn: Package function taking ``(cfg, *args, settings=..., **kwargs)``.
+        *args: Positional arguments after the config.
+        skip_on: Verdicts that mean "nothing to do yet" for this task: they skip it instead of failing it.
+        alerts: The builder of the alerts the result calls for (``driftloop.core.alerts.promotion_alerts``,
+            ``move_alerts``, ...), declared by the task; None: the stage alerts nothing.
+        **kwargs: Keyword arguments.
     """
     import os
 

@@ -10,10 +10,8 @@ another config) gets no DAGs at all, and the others are built as usual. ``dags/d
 :func:`report_refused_configs`, which turns the refusals into that file's import error (naming each config
 file and the key) through a placeholder DAG whose ``validate()`` raises. The placeholder lives in a file of
 its own on purpose: Airflow's dag-processor marks every DAG of a file with an import error as stale
-(``is_stale``, no
-    longer
-scheduled), so a placeholder beside the real DAGs would stop every dataset's DAGs of that file, not only the
-broken one's.
+(``is_stale``, no longer scheduled), so a placeholder beside the real DAGs would stop every dataset's DAGs of
+that file, not only the broken one's.
 """
 
 from __future__ import annotations

@@ -9,9 +9,8 @@ Two hooks, both running only where tasks are forked from, never in the dag-proce
 triggerer or a DAG parse (this module itself imports nothing heavy):
 
 - ``AIRFLOW__CORE__EXECUTOR=driftloop_airflow.preload.LocalExecutor``: Airflow's LocalExecutor whose
-``start()``
-  (called by the scheduler only) imports the stack before the workers are forked. The class keeps the name
-  ``LocalExecutor`` because Airflow decides from the class name that a deployment is local
+  ``start()`` (called by the scheduler only) imports the stack before the workers are forked. The class keeps
+  the name ``LocalExecutor`` because Airflow decides from the class name that a deployment is local
   (SimpleAuthManager).
 - ``AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS=driftloop_airflow.preload.CELERY_CONFIG``: the provider's default
   Celery config, plus a ``worker_init`` handler (Celery sends that signal in a worker's main process only,

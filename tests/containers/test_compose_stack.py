@@ -4,8 +4,8 @@ Images from the repo (Dockerfile; base and Postgres/Redis stand-ins from Debian 
 random secrets, `up` until every health check passes, then, talking to the stack only through the ports
 published on 127.0.0.1 and `docker compose exec`:
 - production checks: only the two UIs published, on 127.0.0.1; every container's main process non-root; no
-.env
-  secret (nor the extra build CA) in any image's history or filesystem; credentials required; UTF8 Postgres;
+  .env secret (nor the extra build CA) in any image's history or filesystem; credentials required; UTF8
+  Postgres;
 - the closed loop through the scheduler: reference → data_pipeline → training on a Celery worker → champion →
   drifted batch → inference → monitoring → drift_sensor → retrain;
 - faults: two workers, one killed (SIGKILL) in the middle of a training task: the task is retried on the other

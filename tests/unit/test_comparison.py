@@ -180,8 +180,7 @@ def test_error_metrics_improve_downwards_and_identical_regressors_are_not_promot
 
 def test_the_demo_case_is_decided_by_the_interval_not_by_the_fourth_decimal():
     # 951 rows, AUCs 0.8552 vs 0.8548 in the demo: a 0.0004 gap, while the interval is wider than a point of
-    # AUC,
-    # so superiority cannot pass and says it would need more rows.
+    # AUC, so superiority cannot pass and says it would need more rows.
     truth, champion, challenger = simulate_binary(7, 951, 0.855, 0.855, rho=0.8)
     result = comparison.compare_outputs(
         "holdout_auc", "binary", truth, champion, challenger, positive_label="Yes"

@@ -298,8 +298,10 @@ def champion_moved_alert(dataset: str, model_name: str, entry: dict[str, Any], s
     """The one ``champion_moved`` alert of an audit entry: keyed by the entry's id, naming its mover.
 
     Args:
-        dataset: Dataset config name. model_name: Registered model. entry: The audit entry of the move
-        (``id``, ``from_version``, ``to_version``, ``actor``, ``source``, ``reason``, ``override``).
+        dataset: Dataset config name.
+        model_name: Registered model.
+        entry: The audit entry of the move (``id``, ``from_version``, ``to_version``, ``actor``, ``source``,
+            ``reason``, ``override``).
         settings: Process settings (link bases).
     """
     override, previous = bool(entry.get("override")), entry.get("from_version")

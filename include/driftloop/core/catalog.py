@@ -12,8 +12,7 @@ when:
 
 * it does not parse or validate (:func:`driftloop.core.config.parse_dataset_config`);
 * its ``name`` differs from its file name: DAG ids, ``--dataset`` and ``load_dataset_config`` find a dataset
-by
-  its file name, while MLflow experiments and the state folder use ``name``, so the two must agree;
+  by its file name, while MLflow experiments and the state folder use ``name``, so the two must agree;
 * its file name is not a dataset name (letters, digits, ``_`` and ``-``; it becomes part of DAG ids and URIs);
 * another config registers the same model (``model_name``, or the default derived from ``name``) or keeps its
   state in the same folder: then both are refused, each message naming both files, because either would

@@ -106,9 +106,13 @@ def register_once(
     key racing on two workers register one version between them.
 
     Args:
-        cfg: Dataset config. client: MLflow client. training_key: The run's key (``bus.TRAINING_KEY_TAG``).
-        run_id: The training run. model_uri: What the run logged (``models:/m-...``). lock: A context
-        manager factory taking the model name (``AuditStore.locked``). settings: Process settings.
+        cfg: Dataset config.
+        client: MLflow client.
+        training_key: The run's key (``bus.TRAINING_KEY_TAG``).
+        run_id: The training run.
+        model_uri: What the run logged (``models:/m-...``).
+        lock: A context manager factory taking the model name (``AuditStore.locked``).
+        settings: Process settings.
 
     Returns:
         ``(version, registered)``: the version of the key, and whether this call registered it.

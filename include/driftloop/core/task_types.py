@@ -137,8 +137,7 @@ class Decision:
         """One number per row that explanations and behavioural tests follow.
 
         Binary: the positive-class probability; regression: the predicted value; multiclass: the probability
-            of
-        the class the model predicts for the row.
+        of the class the model predicts for the row.
         """
         return self.predict(model, features_df)[bus.SCORE_COLUMN]
 
@@ -313,8 +312,7 @@ def live_metrics(decision: Decision, truth: Any, predictions_df: Any) -> dict[st
     """Live metrics of scored rows against their arrived labels (``truth``: stored labels or values).
 
     Binary: ``live_f1`` (and ``live_auc`` with both classes); multiclass: ``live_macro_f1``,
-        ``live_accuracy``;
-    regression: ``live_rmse``, ``live_mae``.
+    ``live_accuracy``; regression: ``live_rmse``, ``live_mae``.
     """
     import numpy as np
     from sklearn import metrics as m

@@ -5,16 +5,14 @@ own: each entry says when, from which version to which, by whom or what, why, an
 passed the gate (a person moving ``champion`` to a rejected version is allowed, and flagged as an override).
 
 * **Append-only in the database, not only in code:** SQLite (embedded mode) and PostgreSQL (production) both
-get
-  triggers that reject UPDATE and DELETE; in production the tasks connect as a role with INSERT and SELECT
+  get triggers that reject UPDATE and DELETE; in production the tasks connect as a role with INSERT and SELECT
   only (``deploy/postgres-init.sh``).
 * **Moves made outside Driftloop** (the MLflow UI or REST API) are found by :func:`reconcile_champion`, which
   compares the registry with the last entry; inference runs it before scoring and ``registry_watch`` every few
   minutes. MLflow webhooks could report a move sooner but deliver at most once, so they cannot be the record.
 * **Serialised promotions:** :meth:`AuditStore.locked` holds a database lock (``BEGIN IMMEDIATE`` on SQLite,
-an
-  advisory transaction lock on PostgreSQL) around read-decide-move-record, so two racing promotions end with
-  one champion and a chain of entries in which every ``from_version`` is the previous ``to_version``.
+  an advisory transaction lock on PostgreSQL) around read-decide-move-record, so two racing promotions end
+  with one champion and a chain of entries in which every ``from_version`` is the previous ``to_version``.
 """
 
 from __future__ import annotations

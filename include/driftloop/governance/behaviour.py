@@ -4,11 +4,9 @@ CheckList).
 A YAML file next to the dataset config (``gates.behaviour``) lists cases of three kinds:
 
 * ``invariance``: changing a feature that must not matter (``swap: [a, b]`` or ``set: value``) moves no row's
-score
-  by more than ``max_score_change`` (on at least ``min_pass_share`` of the rows);
+  score by more than ``max_score_change`` (on at least ``min_pass_share`` of the rows);
 * ``directional``: setting ``feature`` to ``set`` (on rows where it is ``from``, when given) moves the score
-the
-  expected way (``expect``: ``increase``, ``decrease``, ``not_increase``, ``not_decrease``, within
+  the expected way (``expect``: ``increase``, ``decrease``, ``not_increase``, ``not_decrease``, within
   ``tolerance``);
 * ``minimum_functionality``: a hand-written row (the holdout's typical row with the given values) must get
   ``expect: positive`` or ``negative``, or a score within ``min_score`` / ``max_score``.

@@ -143,9 +143,10 @@ def bootstrap_difference(
 
     Args:
         metric_key: F1, precision, recall, accuracy, macro-F1 (class codes 0..classes-1), RMSE, MAE, MAPE or
-        R2. truth: Encoded truth (0/1 binary, class codes, or values); predictions are encoded alike.
-        pred_champion: The champion's predictions; ``pred_challenger`` the challenger's. classes: Number of
-        classes (macro-F1); ``level``: two-sided level of the percentile interval;
+            R2.
+        truth: Encoded truth (0/1 binary, class codes, or values); predictions are encoded alike.
+        pred_champion: The champion's predictions; ``pred_challenger`` the challenger's.
+        classes: Number of classes (macro-F1); ``level``: two-sided level of the percentile interval;
             ``resamples``, ``seed``: of the resampling.
 
     Returns:
@@ -282,17 +283,18 @@ def decide(
     """Apply a decision rule to a paired comparison (:func:`compare_outputs`).
 
     Args:
-        comparison: The comparison. metric_key: The metric compared (its direction decides what an improvement
-        is). rule: ``superiority`` or ``non_inferiority``. min_improvement: Superiority: the improvement's
-        lower bound must exceed this (metric units). margin: Non-inferiority: the improvement's lower bound
-        must exceed minus this; for error metrics a share
-            of the champion's value (their units depend on the target), otherwise metric units.
+        comparison: The comparison.
+        metric_key: The metric compared (its direction decides what an improvement is).
+        rule: ``superiority`` or ``non_inferiority``.
+        min_improvement: Superiority: the improvement's lower bound must exceed this (metric units).
+        margin: Non-inferiority: the improvement's lower bound must exceed minus this; for error metrics a
+            share of the champion's value (their units depend on the target), otherwise metric units.
 
     Returns:
         The comparison plus ``{"rule", "passed", "improvement_low", "bound", "margin", "alpha",
-        "needed_rows"}``:
-        ``bound`` is what ``improvement_low`` had to exceed; ``needed_rows`` is the rows this rule would need
-        for 80% power (superiority: to detect the observed improvement; non-inferiority: for equal models).
+        "needed_rows"}``: ``bound`` is what ``improvement_low`` had to exceed; ``needed_rows`` is the rows
+        this rule would need for 80% power (superiority: to detect the observed improvement; non-inferiority:
+        for equal models).
 
     Raises:
         ValueError: Unknown rule.

@@ -106,11 +106,15 @@ def collect_evidence(
     """Compute every piece of evidence into ``work_dir/evidence``; returns the summary and that folder.
 
     Args:
-        cfg: Dataset config. model: The fitted pipeline. train_df: Training rows (features and target).
-        holdout_df: Holdout rows (features and target). work_dir: Scratch folder. decision: How the version
-        decides (task, classes, threshold). seed: Sampling seed. holdout_outputs: ``decision.predict(model,
-        holdout_df[cfg.features])`` when the caller has it (training
-            scored the holdout already); else predicted here, once, and shared by every piece.
+        cfg: Dataset config.
+        model: The fitted pipeline.
+        train_df: Training rows (features and target).
+        holdout_df: Holdout rows (features and target).
+        work_dir: Scratch folder.
+        decision: How the version decides (task, classes, threshold).
+        seed: Sampling seed.
+        holdout_outputs: ``decision.predict(model, holdout_df[cfg.features])`` when the caller has it
+            (training scored the holdout already); else predicted here, once, and shared by every piece.
 
     Returns:
         ``(summary, folder)``; ``summary`` holds ``shap_*``, ``permutation_importance``, ``surrogate``,

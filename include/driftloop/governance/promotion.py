@@ -195,11 +195,10 @@ def promote_model(
     Returns:
         ``{"decision": "promoted"|"ready"|"rejected", "reason", "champion_version",
         "previous_champion_version" (the champion when the gate judged; None for the first),
-        "candidate_version",
-        "candidate_metric", "champion_metric", "failed", "policy", "moved", "recorded_moves", "rule",
-        "evidence", "evidence_key", "reused_verdict"}``: ``evidence`` says the state the rule was chosen by
-        (:mod:`.verdict_evidence`); ``reused_verdict`` is True when the version had been judged in the same
-        state before and that verdict stands.
+        "candidate_version", "candidate_metric", "champion_metric", "failed", "policy", "moved",
+        "recorded_moves", "rule", "evidence", "evidence_key", "reused_verdict"}``: ``evidence`` says the state
+        the rule was chosen by (:mod:`.verdict_evidence`); ``reused_verdict`` is True when the version had
+        been judged in the same state before and that verdict stands.
 
     Raises:
         GateRejected: No champion exists and the candidate fails the gate, so nothing can serve.

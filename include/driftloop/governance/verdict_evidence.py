@@ -39,7 +39,8 @@ class EvidenceState:
     Attributes:
         champion_version: The champion judged against (None: no champion, the first version).
         monitoring_run_id: The newest finished monitoring run of that champion (None: never monitored).
-        drift_share: Its drift share. live_drop: Its relative live-metric drop (None: no labels yet).
+        drift_share: Its drift share.
+        live_drop: Its relative live-metric drop (None: no labels yet).
         champion_degraded: Whether that run crossed ``monitoring.drift_share_threshold`` or
             ``monitoring.performance_drop_threshold``.
         label_window: The newest accepted label file (the production window the gate compares on).
@@ -103,8 +104,10 @@ def read_evidence_state(
     """The state the gate judges in: the champion's newest finished monitoring run and the newest label file.
 
     Args:
-        cfg: Dataset config (``monitoring`` thresholds). client: MLflow client. champion_version: The current
-        champion (None: none). settings: Process settings (the state folder).
+        cfg: Dataset config (``monitoring`` thresholds).
+        client: MLflow client.
+        champion_version: The current champion (None: none).
+        settings: Process settings (the state folder).
     """
     from driftloop.core.state import StatePaths
     from driftloop.core.storage import list_manifests

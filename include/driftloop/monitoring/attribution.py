@@ -1,13 +1,11 @@
 """Which drift matters: drifted features ranked by their importance to the champion, and attribution drift.
 
 * **Root cause:** the features Evidently found drifted, ordered by the champion's mean |SHAP| (from its
-training
-  evidence), and the share of the champion's total importance that sits on drifted features. Drift on a
-  feature the model barely uses is noise; drift on its top feature is why predictions move.
+  training evidence), and the share of the champion's total importance that sits on drifted features. Drift on
+  a feature the model barely uses is noise; drift on its top feature is why predictions move.
 * **Attribution drift:** the champion's SHAP ranking on the current batch against its ranking on the
-reference,
-  scored with nDCG as SageMaker Clarify does (1.0: the same features drive predictions as before; lower: the
-  model now decides on other grounds, even when no single input drifted much).
+  reference, scored with nDCG as SageMaker Clarify does (1.0: the same features drive predictions as before;
+  lower: the model now decides on other grounds, even when no single input drifted much).
 """
 
 from __future__ import annotations

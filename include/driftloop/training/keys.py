@@ -56,8 +56,10 @@ def result_from_run(cfg: DatasetConfig, run: Any, version: Any, reused: bool) ->
     """A training result read back from its run and version (``reused``: not trained by this call).
 
     Args:
-        cfg: Dataset config. run: The training run. version: Its registered version. reused: Whether the
-        version was registered before this call.
+        cfg: Dataset config.
+        run: The training run.
+        version: Its registered version.
+        reused: Whether the version was registered before this call.
     """
     name = cfg.registered_model_name
     return {
@@ -79,8 +81,11 @@ def waiting_result(
     """The result of a drift retrain that registers nothing (no new labels); noted on its monitoring run.
 
     Args:
-        cfg: Dataset config. client: MLflow client. snapshot_hash: The snapshot asked for. trigger: The
-        trigger (its ``monitoring_run_id`` gets the note). reason: Why nothing is registered.
+        cfg: Dataset config.
+        client: MLflow client.
+        snapshot_hash: The snapshot asked for.
+        trigger: The trigger (its ``monitoring_run_id`` gets the note).
+        reason: Why nothing is registered.
     """
     log.info("%s: %s", cfg.name, reason)
     if trigger.get("monitoring_run_id"):
@@ -104,8 +109,12 @@ def answer_repeat_request(
     registered.
 
     Args:
-        cfg: Dataset config. client: MLflow client. version: The key's registered version. key: The training
-        key. trigger_id: The trigger asking. reason: Why it asks (``drift``, ``new_data``, ``manual``).
+        cfg: Dataset config.
+        client: MLflow client.
+        version: The key's registered version.
+        key: The training key.
+        trigger_id: The trigger asking.
+        reason: Why it asks (``drift``, ``new_data``, ``manual``).
     """
     registry.record_request(client, cfg, str(version.version), trigger_id, reason)
     if bus.TRAINING_KEY_TAG not in version.tags:  # its run died between registering and tagging: finish it

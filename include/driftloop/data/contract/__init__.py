@@ -5,9 +5,9 @@ The subpackage is split by job:
 * :mod:`~driftloop.data.contract.schema`: the contract (column rules, YAML loading, column-set checks);
 * :mod:`~driftloop.data.contract.bootstrap`: a first contract derived from the reference data;
 * :mod:`~driftloop.data.contract.inspection`: byte-level file checks (format, encoding, truncation, record
-boundaries);
+  boundaries);
 * :mod:`~driftloop.data.contract.text` and :mod:`~driftloop.data.contract.ids`: vectorised text kernels, id
-hashing;
+  hashing;
 * :mod:`~driftloop.data.contract.rows`: row checks through pandera;
 * :mod:`~driftloop.data.contract.files`: a whole file in bounded-memory chunks, and its report;
 * :mod:`~driftloop.data.contract.cli`: ``driftloop validate`` and ``driftloop contract bootstrap``.

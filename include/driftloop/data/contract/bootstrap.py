@@ -147,7 +147,8 @@ def infer_column_rule(cfg: DatasetConfig, name: str, series: Any) -> tuple[dict[
 
     Args:
         cfg: Dataset config (says which column is the id, the label, categorical or numeric, and the task).
-        name: Column name. series: The column's reference values, in the source's dtype.
+        name: Column name.
+        series: The column's reference values, in the source's dtype.
 
     Returns:
         ``(rule, reasons)``: the column's contract mapping and one sentence per inferred key.
@@ -297,8 +298,7 @@ def check_source(
 
     Raises:
         ContractError: Source rows would still be rejected after adjusting; the message lists each rule with
-        its
-            row count and the fix.
+            its row count and the fix.
     """
     rows = len(frame)
     before = _rejections(cfg, frame, raw, where)

@@ -4,9 +4,8 @@
 the accepted labels, then:
 
 * **A/B** (both arms answered traffic): the unit is the entity, the unit of sticky assignment. Each entity
-counts
-  once, with its latest served prediction; an entity seen in both arms (the share changed mid-experiment) is
-  left out. The outcome is whether the prediction matched the label.
+  counts once, with its latest served prediction; an entity seen in both arms (the share changed
+  mid-experiment) is left out. The outcome is whether the prediction matched the label.
   :func:`driftloop.serving.online.ab_stats.decide_ab` combines a fixed-horizon two-proportion test (sized by a
   power analysis on the champion's holdout accuracy) with an always-valid sequential test, so looking every
   hour does not inflate false positives.

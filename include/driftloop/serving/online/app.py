@@ -1,14 +1,12 @@
 """HTTP endpoints of ``driftloop serve`` (FastAPI; see ``docs/serving.md``).
 
 * ``POST /invocations``: MLflow's request formats and response shape (``{"predictions": [...]}``) plus the
-scores,
-  the arm and model version of every row and the request id.
+  scores, the arm and model version of every row and the request id.
 * ``POST /labels``: delayed labels into the labels landing zone (202).
 * ``GET /health`` (liveness; also ``/ping`` like ``mlflow models serve``), ``GET /ready`` (503 until a
-champion is
-  warm), ``GET /version``, ``GET /metrics`` (Prometheus).
+  champion is warm), ``GET /version``, ``GET /metrics`` (Prometheus).
 * ``GET|PUT /admin/routing``: routing knobs at run time, with
-``Authorization: Bearer $DRIFTLOOP_SERVE_ADMIN_TOKEN``.
+  ``Authorization: Bearer $DRIFTLOOP_SERVE_ADMIN_TOKEN``.
 
 This module imports FastAPI at the top (it resolves the handlers' annotations); nothing imports it at DAG
 parse time. Bad input always gets a 4xx with ``{"error_code", "message"}``, and the payload is never echoed.
