@@ -403,3 +403,29 @@ def test_the_same_candidate_with_the_same_evidence_gets_the_same_verdict_whoever
         and decided.count("**passed** by non_inferiority") == 1
     )
     assert "Asked for again" not in decided  # fresh_registry versions were never asked for twice
+
+
+def test_a_racing_request_that_promoted_the_candidate_is_not_judged_against_itself(models, monkeypatch):
+    """Found by the sequence test: two triggers of one training key promote the same version; the second,
+    seeing champion move under it, judged the version against itself and recorded 'rejected' on the
+    champion."""
+    from driftloop.governance import gates
+    from driftloop.governance.audit import gate_passed
+    from driftloop.governance.promotion import promote_model
+
+    cfg = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    promote_model(cfg, "1")
+    real_judge, raced = gates.judge, []
+
+    def judge_while_the_other_request_promotes(*args, **kwargs):
+        report = real_judge(*args, **kwargs)
+        if not raced:
+            raced.append(None)  # the other request judges with the real gate
+            raced[0] = promote_model(cfg, "2", actor="the other trigger")
+        return report
+
+    monkeypatch.setattr(gates, "judge", judge_while_the_other_request_promotes)
+    result = promote_model(cfg, "2", actor="this trigger")
+    assert raced[0]["moved"] is True and result["moved"] is False and result["champion_version"] == "2"
+    assert gate_passed(models.client, cfg, "2") is True
+    assert alias_version(models.client, cfg.registered_model_name, "champion") == "2"

@@ -211,13 +211,7 @@ def promote_model(
         _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))  # a move a crashed try made
         already = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)) == candidate
     if already:  # a retried task: the recorded decision stands; finish what the first attempt left undone
-        log.info("%s: v%s is already %s; finishing its cards and aliases", name, candidate, bus.CHAMPION)
-        finish_move(cfg, client, store, [candidate, _previous_champion(store, name, candidate)], settings)
-        return {
-            **_already_champion(client.get_model_version(name, candidate)),
-            "policy": cfg.gates.policy,
-            "recorded_moves": recorded,
-        }
+        return _finish_as_champion(cfg, client, store, candidate, recorded, settings)
     run_id = client.get_model_version(name, candidate).run_id
     for _ in range(MAX_REJUDGE):
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
@@ -233,7 +227,11 @@ def promote_model(
         reason = gates.summarize(report)
         with store.locked(name) as conn:
             _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))
-            if _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)) != _version_of(champion):
+            now = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
+            if now != _version_of(champion):
+                already = now == candidate  # a racing request for the same candidate promoted it
+                if already:
+                    break
                 continue  # another promotion moved champion meanwhile: judge against the new one
             _record_verdict(cfg, client, report, reason, reused)
             moved = report["passed"] and cfg.gates.policy == "auto"
@@ -258,6 +256,8 @@ def promote_model(
         break
     else:
         raise RuntimeError(f"{name}: champion kept moving while version {candidate} was judged")
+    if already:  # never judged against itself: the verdict that promoted it stands
+        return _finish_as_champion(cfg, client, store, candidate, recorded, settings)
     finish_move(cfg, client, store, [candidate, _version_of(champion)], settings)
     log.info("gate verdict v%s (policy %s, rule %s: %s; evidence key %s%s): %s; champion %s: %s", candidate,
              cfg.gates.policy, report.get("rule"), state.describe(), report.get("evidence_key"),
@@ -281,6 +281,26 @@ def promote_model(
         "evidence": state.describe(),
         "evidence_key": report.get("evidence_key"),
         "reused_verdict": reused,
+    }
+
+
+def _finish_as_champion(
+    cfg: DatasetConfig,
+    client: Any,
+    store: Any,
+    candidate: str,
+    recorded: list[dict[str, Any]],
+    settings: Settings | None,
+) -> dict[str, Any]:
+    """The result for a candidate that already is champion (a retry, or a racing request that promoted it):
+    its recorded verdict stands; the cards and aliases a first attempt left undone are finished."""
+    name = cfg.registered_model_name
+    log.info("%s: v%s is already %s; finishing its cards and aliases", name, candidate, bus.CHAMPION)
+    finish_move(cfg, client, store, [candidate, _previous_champion(store, name, candidate)], settings)
+    return {
+        **_already_champion(client.get_model_version(name, candidate)),
+        "policy": cfg.gates.policy,
+        "recorded_moves": recorded,
     }
 
 
