@@ -54,10 +54,6 @@ CROSS_STAGE_IMPORTS = {
         "serving.online.ab_decision",
         "governance.delong",
     ): "the shadow AUC difference uses the gate's paired comparison (DeLong)",
-    (
-        "governance.decision_checks",
-        "training.selection",
-    ): "the gate flags a positive rate by the rule training's threshold fallback uses",
 }
 
 

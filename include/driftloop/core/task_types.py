@@ -390,3 +390,13 @@ def is_lower_better(metric_key: str) -> bool:
 def at_least_as_good(metric_key: str, value: float, reference: float) -> bool:
     """``value`` is no worse than ``reference`` in the metric's direction."""
     return value <= reference if is_lower_better(metric_key) else value >= reference
+
+
+def positive_rate_is_far(oof_rate: float, holdout_rate: float, rows: int, max_ratio: float) -> bool:
+    """True when ``holdout_rate`` is more than ``max_ratio`` times above or below ``oof_rate`` and the gap
+    exceeds three binomial standard errors of a rate on ``rows`` rows (``gates.positive_rate_max_ratio``)."""
+    import math
+
+    noise = 3 * math.sqrt(max(oof_rate * (1 - oof_rate), 1e-12) / max(rows, 1))
+    outside = holdout_rate > oof_rate * max_ratio or holdout_rate < oof_rate / max_ratio
+    return outside and abs(holdout_rate - oof_rate) > noise

@@ -144,11 +144,9 @@ def decision_checks(
     checks = [_degenerate_check(cfg, decision, predicted, holdout_df)]
     if decision.task != task_types.BINARY:
         return checks
-    from driftloop.training.selection import positive_rate_is_far
-
     made = checks[0]["value"]
     rate = made.get(decision.classes[1], 0) / max(len(holdout_df), 1)
-    far = oof_positive_rate is not None and positive_rate_is_far(
+    far = oof_positive_rate is not None and task_types.positive_rate_is_far(
         oof_positive_rate, rate, len(holdout_df), cfg.gates.positive_rate_max_ratio
     )
     oof = "not recorded" if oof_positive_rate is None else f"{oof_positive_rate:.1%}"

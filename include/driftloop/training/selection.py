@@ -18,7 +18,14 @@ from typing import Any
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
-from driftloop.core.task_types import BINARY, REGRESSION, Decision, choose_threshold, model_input
+from driftloop.core.task_types import (
+    BINARY,
+    REGRESSION,
+    Decision,
+    choose_threshold,
+    model_input,
+    positive_rate_is_far,
+)
 from driftloop.training.preprocessing import build_preprocessor
 
 log = logging.getLogger(__name__)
@@ -183,23 +190,13 @@ def choose_decision_threshold(
     }
 
 
-def positive_rate_is_far(oof_rate: float, holdout_rate: float, rows: int, max_ratio: float) -> bool:
-    """True when ``holdout_rate`` is more than ``max_ratio`` times above or below ``oof_rate`` and the gap
-    exceeds three binomial standard errors of a rate on ``rows`` rows (``gates.positive_rate_max_ratio``)."""
-    import math
-
-    noise = 3 * math.sqrt(max(oof_rate * (1 - oof_rate), 1e-12) / max(rows, 1))
-    outside = holdout_rate > oof_rate * max_ratio or holdout_rate < oof_rate / max_ratio
-    return outside and abs(holdout_rate - oof_rate) > noise
-
-
 def transfer_threshold(cfg: DatasetConfig, chosen: dict[str, Any], holdout_score: Any) -> dict[str, Any]:
     """The out-of-fold threshold, unless it does not transfer to the final model on the holdout.
 
     It does not transfer when the holdout's predicted-positive rate is far from the out-of-fold one
-    (:func:`positive_rate_is_far`). It then falls back to the threshold at which the holdout's
-    predicted-positive rate equals the out-of-fold rate (the share of positives the threshold was chosen for):
-    it reads the final model's scores on the holdout, never its labels.
+    (:func:`driftloop.core.task_types.positive_rate_is_far`). It then falls back to the threshold at which the
+    holdout's predicted-positive rate equals the out-of-fold rate (the share of positives the threshold was
+    chosen for): it reads the final model's scores on the holdout, never its labels.
 
     Returns:
         ``chosen`` plus ``{"holdout_positive_rate", "fallback"}``; ``fallback`` says why the threshold changed
