@@ -120,7 +120,13 @@ def _validate_into_partitions(
 
 
 def _manifest(
-    contract: Contract, file: Path, zones: _Zones, batch_id: str, sha: str, report: dict, has_rejected: bool
+    contract: Contract,
+    file: Path,
+    zones: _Zones,
+    batch_id: str,
+    sha: str,
+    report: dict[str, Any],
+    has_rejected: bool,
 ) -> dict[str, Any]:
     rows_uri = path_to_uri(zones.out_dir / f"{batch_id}.parquet") if report["rows_accepted"] else None
     manifest = {
@@ -156,7 +162,7 @@ def _ingest_file(
     contract: Contract,
     zones: _Zones,
     file: Path,
-    known: dict[str, dict],
+    known: dict[str, dict[str, Any]],
     settings: Settings,
 ) -> dict[str, Any]:
     """Ingest one landed file; returns ``{"status": "accepted"|"quarantined", ...}``. Never raises for bad

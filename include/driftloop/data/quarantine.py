@@ -67,7 +67,9 @@ def set_aside_other_quarantine(qdir: Path, sha: str) -> None:
         qdir.rename(target)
 
 
-def replay_outcome(file: Path, zones: Any, batch_id: str, sha: str, known: dict[str, dict]) -> dict | None:
+def replay_outcome(
+    file: Path, zones: Any, batch_id: str, sha: str, known: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
     """The outcome for a file whose batch id or bytes were seen before, else None (a new file).
 
     ``zones`` is ingestion's ``_Zones`` of the file's kind (its ``archive_root`` and ``quarantine_root``).

@@ -415,7 +415,7 @@ def summarize(report: dict[str, Any]) -> str:
     )
 
 
-def _verdict(checks: dict[str, dict], passed: bool) -> str:
+def _verdict(checks: dict[str, dict[str, Any]], passed: bool) -> str:
     """The head-to-head verdict in the words of its rule."""
     if checks["beats_champion"].get("rule") == "non_inferiority":
         return "within margin of champion" if passed else "not shown within margin of champion"

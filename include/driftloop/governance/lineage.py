@@ -210,7 +210,7 @@ def trace_model_version(
 
 def trace_predictions(
     cfg: DatasetConfig, predictions_path: str | Path, settings: Settings | None = None
-) -> dict:
+) -> dict[str, Any]:
     """The model version(s) behind a predictions file and, through them, the snapshot they were trained on.
 
     Args:

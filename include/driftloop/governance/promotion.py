@@ -68,7 +68,7 @@ def _record_verdict(
 def _move(
     cfg: DatasetConfig,
     client: Any,
-    store: Any,
+    store: audit.AuditStore,
     conn: Any,
     to_version: str,
     *,
@@ -111,7 +111,11 @@ def _move(
 
 
 def finish_move(
-    cfg: DatasetConfig, client: Any, store: Any, versions: list[str | None], settings: Settings | None
+    cfg: DatasetConfig,
+    client: Any,
+    store: audit.AuditStore,
+    versions: list[str | None],
+    settings: Settings | None,
 ) -> None:
     """What follows any move of ``champion`` (and what a retry redoes): clear the intent, drop a
     ``challenger`` alias left on the new champion, rebuild the cards of ``versions`` from their logged

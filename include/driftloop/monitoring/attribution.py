@@ -74,7 +74,10 @@ def attribution_drift(
 
     reference, method = mean_abs(reference_df)
     current, _ = mean_abs(current_df)
-    top = lambda weights: sorted(weights, key=lambda f: weights[f], reverse=True)[:TOP_K]  # noqa: E731
+
+    def top(weights: dict[str, float]) -> list[str]:
+        return sorted(weights, key=lambda f: weights[f], reverse=True)[:TOP_K]
+
     return {
         "ndcg": ndcg(reference, current),
         "method": method,

@@ -98,7 +98,7 @@ def awaits_labels(run: Any, fingerprint: str) -> bool:
     """True when the label set changed since the run was last joined and the run is not fully labelled."""
     if run.data.tags.get(bus.LABELS_FINGERPRINT_TAG) == fingerprint:
         return False
-    metrics = run.data.metrics
+    metrics: dict[str, float] = run.data.metrics
     return metrics.get(bus.LABELLED_ROWS, 0.0) < metrics.get(bus.ROWS, float("inf"))
 
 

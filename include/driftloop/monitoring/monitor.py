@@ -109,7 +109,7 @@ def monitor_predictions(
 
 def _drift_outputs(
     cfg: DatasetConfig, drift: dict[str, Any]
-) -> tuple[dict[str, float], dict[str, str], dict]:
+) -> tuple[dict[str, float], dict[str, str], dict[str, Any]]:
     """Metrics, tags and the per-column summary artifact of one drift result."""
     metrics = {
         bus.DRIFT_SHARE: drift["drift_share"],
@@ -270,7 +270,8 @@ def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[Any
     key = ("facts", run_id)
     if key not in cache:
         cache[key] = live.read_version_facts(cfg, client, run_id)
-    return cache[key]
+    facts: VersionFacts = cache[key]
+    return facts
 
 
 def _reference(
@@ -374,9 +375,10 @@ def _version_run_id(client: Any, model_name: str, version: str) -> str:
     if not version:
         raise MonitoringError(f"inference run lacks {bus.MODEL_RUN_ID_TAG} and {bus.MODEL_VERSION_TAG} tags")
     try:
-        return client.get_model_version(model_name, version).run_id
+        run_id: str = client.get_model_version(model_name, version).run_id
     except Exception as exc:
         raise MonitoringError(f"model {model_name} version {version} not found: {exc}") from exc
+    return run_id
 
 
 def add_cli(subparsers: Any) -> None:

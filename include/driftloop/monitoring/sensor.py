@@ -168,7 +168,8 @@ def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> 
         "champion_version", "detail"}``; ``trigger_run_id`` is the Airflow run id the retraining run must get
         (one monitoring result, one run).
     """
-    return drift_decision(cfg, settings)["trigger"]
+    trigger: dict[str, Any] | None = drift_decision(cfg, settings)["trigger"]
+    return trigger
 
 
 def suppress_cooldown_runs(cfg: DatasetConfig, settings: Settings | None = None) -> list[str]:

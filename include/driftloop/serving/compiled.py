@@ -120,7 +120,7 @@ class CompiledModel:
         """The final model's ``predict_proba`` on the replayed input."""
         return self.estimator.predict_proba(self.transform(columns))
 
-    def check(self, model: Any, decision: Any, examples: dict[str, list], dtypes: dict[str, str]) -> str:
+    def check(self, model: Any, decision: Any, examples: dict[str, list[Any]], dtypes: dict[str, str]) -> str:
         """Compare the replay with the pipeline on probe rows and ``examples``.
 
         Returns:
@@ -143,13 +143,13 @@ class CompiledModel:
                     return f"{key} differs on the {label}"
         return ""
 
-    def probe_columns(self, dtypes: dict[str, str]) -> dict[str, list]:
+    def probe_columns(self, dtypes: dict[str, str]) -> dict[str, list[Any]]:
         """Rows that visit every category of every one-hot feature, an unseen value and a null."""
         import numpy as np
 
         onehots = [b for b in self.branches if isinstance(b, _OneHot)]
         n_rows = max([4] + [len(index) + 2 for b in onehots for index in b.indexes])
-        probe: dict[str, list] = {}
+        probe: dict[str, list[Any]] = {}
         for branch in self.branches:
             for j, name in enumerate(branch.columns):
                 kind = np.dtype(dtypes[name]).kind

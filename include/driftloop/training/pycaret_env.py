@@ -40,7 +40,8 @@ def import_experiment(task: str = "binary") -> type:
 
     captureWarnings(False)
 
-    class QuietExperiment(Experiment):
+    # PyCaret ships no type information, so Experiment is Any to mypy.
+    class QuietExperiment(Experiment):  # type: ignore[misc]
         def _check_environment(self) -> None:
             pass
 

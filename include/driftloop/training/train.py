@@ -55,7 +55,7 @@ MODEL_PACKAGES = (
 )
 
 
-def _lineage_tags(snapshot: dict, trigger: dict, trigger_id: str) -> dict[str, str]:
+def _lineage_tags(snapshot: dict[str, Any], trigger: dict[str, Any], trigger_id: str) -> dict[str, str]:
     tags = {
         bus.SNAPSHOT_URI_TAG: snapshot.get("snapshot_uri", ""),
         bus.TRIGGER_REASON_TAG: trigger.get("reason") or "manual",
@@ -167,7 +167,7 @@ def _log_sklearn_model(cfg: DatasetConfig, model: Any, signature: Any, example_d
 def _log_artifacts(
     cfg: DatasetConfig,
     model: Any,
-    fitted: dict,
+    fitted: dict[str, Any],
     train_df: Any,
     holdout_df: Any,
     decision: Decision,
@@ -207,8 +207,8 @@ def _selection_text(selection_rows: int, train_rows: int) -> str:
 
 
 def _fit_and_log(
-    cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict, settings: Settings
-) -> tuple[dict, str]:
+    cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict[str, Any], settings: Settings
+) -> tuple[dict[str, float], str]:
     """Inside an active run: split, fit, choose the threshold, evaluate and log everything; returns the
     timings and the logged model's URI."""
     import mlflow

@@ -192,7 +192,7 @@ def _summary(rule: dict[str, Any]) -> str:
 
 def bootstrap_contract(
     cfg: DatasetConfig, out_path: str | Path | None = None, overwrite: bool = False
-) -> dict:
+) -> dict[str, Any]:
     """Derive a contract from the dataset's reference data and write it as YAML for a person to review.
 
     Dtypes come from the source's dtypes (:func:`source_dtype`); numeric ranges start at 0 when the reference

@@ -202,7 +202,7 @@ def _fingerprint(experiment: str, log_df: Any, labels: Any) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _metrics(ab: dict | None, shadow: dict | None) -> dict[str, float]:
+def _metrics(ab: dict[str, Any] | None, shadow: dict[str, Any] | None) -> dict[str, float]:
     values: dict[str, Any] = {}
     if ab:
         values.update(ab["metrics"])
@@ -348,7 +348,7 @@ def _json_safe(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _public(analysis: dict | None) -> dict | None:
+def _public(analysis: dict[str, Any] | None) -> dict[str, Any] | None:
     """The analysis without its per-arm metrics (logged as metrics), JSON-safe."""
     return None if analysis is None else _json_safe({k: v for k, v in analysis.items() if k != "metrics"})
 
@@ -357,8 +357,8 @@ def _record(
     cfg: DatasetConfig,
     client: Any,
     settings: Settings,
-    key: dict,
-    result: dict,
+    key: dict[str, str],
+    result: dict[str, Any],
     promotion: str,
     metrics: dict[str, float],
 ) -> str:
@@ -379,4 +379,5 @@ def _record(
         if metrics:
             mlflow.log_metrics(metrics)
         mlflow.log_dict({**result, "promotion": promotion}, bus.AB_SUMMARY_ARTIFACT)
-        return run.info.run_id
+        run_id: str = run.info.run_id
+        return run_id

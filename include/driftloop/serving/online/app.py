@@ -93,7 +93,8 @@ router = APIRouter()
 
 
 def _service(request: Request) -> ServingService:
-    return request.app.state.service
+    service: ServingService = request.app.state.service
+    return service
 
 
 @router.post("/invocations")

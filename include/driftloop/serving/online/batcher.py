@@ -66,13 +66,13 @@ class Batcher:
         self.shadow_rows = 0
         self.waiting = 0  # requests submitted and not yet answered
         self.call_s: dict[str, float] = {arm: 0.0 for arm in ARMS}  # median of the recent calls of each arm
-        self._recent_s: dict[str, collections.deque] = {
+        self._recent_s: dict[str, collections.deque[float]] = {
             arm: collections.deque(maxlen=RECENT_CALLS) for arm in ARMS
         }
         self.inflight: dict[int, float] = {}  # worker slot -> when its call is expected to end
         self.closing = False
         self._wakeup = asyncio.Event()
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     # --------------------------------------------------------------------------------------------------------
     # Routing and admission
@@ -208,7 +208,7 @@ class Batcher:
         return None
 
     @staticmethod
-    def _take(queue: collections.deque, max_rows: int) -> list[Part]:
+    def _take(queue: collections.deque[Part], max_rows: int) -> list[Part]:
         taken: list[Part] = []
         rows = 0
         while queue and (not taken or rows + len(queue[0].rows) <= max_rows):

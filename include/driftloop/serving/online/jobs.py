@@ -22,7 +22,7 @@ class Job:
     columns: dict[str, Any]
     n_rows: int
     entity_ids: list[str]
-    future: asyncio.Future
+    future: asyncio.Future[JobResult]
     arms: list[str] = field(default_factory=list)
     experiment: str = ""
     parts_left: int = 0
@@ -97,7 +97,7 @@ class CallOutputs:
     scores: Any
     probabilities: dict[str, Any] | None
 
-    def rows(self) -> tuple[list, list[float], list[dict[str, float]] | None]:
+    def rows(self) -> tuple[list[Any], list[float], list[dict[str, float]] | None]:
         """``(predictions, scores, probabilities)`` as lists, ``probabilities`` one ``{label: p}`` per row."""
         return self.predictions.tolist(), self.scores.tolist(), probability_rows(self.probabilities)
 
@@ -151,7 +151,7 @@ def concat_parts(parts: list[Part], names: list[str]) -> dict[str, Any]:
     """The ``names`` columns of every part's rows, in order: the body of one predict call (numpy arrays)."""
     import numpy as np
 
-    pieces: dict[str, list] = {name: [] for name in names}
+    pieces: dict[str, list[Any]] = {name: [] for name in names}
     for part in parts:
         columns = part.job.columns
         whole = len(part.rows) == part.job.n_rows

@@ -127,7 +127,7 @@ class LogEntry:
 
         return cls(**orjson.loads(payload))
 
-    def records(self, model_name: str) -> list[tuple]:
+    def records(self, model_name: str) -> list[tuple[Any, ...]]:
         """The entry as log rows (in :data:`COLUMNS` order)."""
         import orjson
 
@@ -363,7 +363,8 @@ class ProcessSink:
 
     def _reply(self) -> tuple[bool, str]:
         try:
-            return self.conn.recv()
+            reply: tuple[bool, str] = self.conn.recv()
+            return reply
         except (EOFError, OSError) as exc:
             self.close()
             raise RuntimeError("the prediction log process exited") from exc

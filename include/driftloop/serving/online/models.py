@@ -78,7 +78,7 @@ class ModelSet:
         cfg: DatasetConfig,
         settings: Settings,
         pool: Any,
-        warm_columns: dict[str, list],
+        warm_columns: dict[str, list[Any]],
         dtypes: dict[str, str],
         metrics: Any = None,
     ) -> None:

@@ -228,7 +228,7 @@ def read_log(
     return merged.sort_values(["logged_at", "request_id"], kind="stable").reset_index(drop=True)
 
 
-def _fetch_postgres(uri: str, sql: str, params: list) -> list[tuple]:
+def _fetch_postgres(uri: str, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     import asyncio
 
     import asyncpg
@@ -237,7 +237,7 @@ def _fetch_postgres(uri: str, sql: str, params: list) -> list[tuple]:
     for i in range(1, len(params) + 1):
         numbered = numbered.replace("?", f"${i}", 1)
 
-    async def fetch() -> list[tuple]:
+    async def fetch() -> list[tuple[Any, ...]]:
         conn = await asyncpg.connect(uri)
         try:
             exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", TABLE)

@@ -26,9 +26,10 @@ from driftloop.core.state import StatePaths
 from driftloop.serving.online.batcher import Batcher
 from driftloop.serving.online.jobs import CallOutputs, Job, JobResult
 from driftloop.serving.online.labels import label_file_bytes, parse_labels, write_label_file
+from driftloop.serving.online.log_store import LogEntry
 from driftloop.serving.online.metrics import ServingMetrics
 from driftloop.serving.online.models import ModelSet, resolve_served, signature_types
-from driftloop.serving.online.predlog import PRIMARY, SHADOW, LogEntry, PredictionLogWriter, log_uri
+from driftloop.serving.online.predlog import PRIMARY, SHADOW, PredictionLogWriter, log_uri
 from driftloop.serving.online.router import Routing
 from driftloop.serving.online.validation import InputSchema, ParsedRequest, RequestError
 from driftloop.serving.online.workers import WorkerPool
@@ -88,7 +89,7 @@ class ServingService:
         self.models: Any = None
         self.batcher: Any = None
         self.started_s = time.time()
-        self._watch_task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._label_digests: collections.OrderedDict[str, str] = collections.OrderedDict()
 

@@ -65,7 +65,7 @@ class ColumnSpec:
     nullable: bool = False
     min: float | None = None
     max: float | None = None
-    categories: frozenset | None = None
+    categories: frozenset[Any] | None = None
     max_length: int | None = None
     pii_hash: bool = False
 
@@ -155,7 +155,7 @@ class InputSchema:
         """Column → pandas dtype of the frame handed to the model."""
         return {name: spec.dtype for name, spec in self.specs.items()}
 
-    def example_columns(self) -> dict[str, list]:
+    def example_columns(self) -> dict[str, list[Any]]:
         """Two valid rows (first category, or the lower bound) used to warm a freshly loaded model up."""
 
         def value(spec: ColumnSpec) -> Any:
@@ -216,7 +216,7 @@ class InputSchema:
             columns[name] = hashed_values.to_numpy(dtype=object, na_value=math.nan)  # a null stays NaN
 
 
-def extract_table(body: bytes, formats: tuple[str, ...]) -> tuple[list[str], dict[str, list], int]:
+def extract_table(body: bytes, formats: tuple[str, ...]) -> tuple[list[str], dict[str, list[Any]], int]:
     """Column names, column → values and the row count of a JSON body in one of ``formats``.
 
     Raises:
@@ -240,7 +240,7 @@ def extract_table(body: bytes, formats: tuple[str, ...]) -> tuple[list[str], dic
     return _records_table(payload[key], key)
 
 
-def _split_table(split: Any) -> tuple[list[str], dict[str, list], int]:
+def _split_table(split: Any) -> tuple[list[str], dict[str, list[Any]], int]:
     if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or "data" not in split:
         raise _bad_request(
             "dataframe_split must be an object with a 'columns' list and a 'data' list of rows"
@@ -261,7 +261,7 @@ def _split_table(split: Any) -> tuple[list[str], dict[str, list], int]:
     return names, {name: list(values) for name, values in zip(names, transposed, strict=True)}, len(data)
 
 
-def _records_table(records: Any, key: str) -> tuple[list[str], dict[str, list], int]:
+def _records_table(records: Any, key: str) -> tuple[list[str], dict[str, list[Any]], int]:
     if not isinstance(records, list) or not all(type(r) is dict for r in records):
         raise _bad_request(f"{key} must be a list of objects (one per row)")
     names = list(dict.fromkeys(key for record in records for key in record))
@@ -292,11 +292,11 @@ def _type_name(value: Any) -> str:
     return _TYPE_NAMES.get(type(value), "an unsupported value")
 
 
-def _first(values: list, bad: Any) -> int:
+def _first(values: list[Any], bad: Any) -> int:
     return next(i for i, v in enumerate(values) if bad(v))
 
 
-def coerce_column(spec: ColumnSpec, values: list) -> Any:
+def coerce_column(spec: ColumnSpec, values: list[Any]) -> Any:
     """``values`` checked against ``spec`` and converted to a numpy array of its kind (int64, float64 with NaN
     for nulls, or object holding strings and NaN for nulls).
 
@@ -323,7 +323,7 @@ def coerce_column(spec: ColumnSpec, values: list) -> Any:
     return _number_array(spec, types, values)
 
 
-def _text_array(spec: ColumnSpec, values: list) -> Any:
+def _text_array(spec: ColumnSpec, values: list[Any]) -> Any:
     """The object array of a text column (NaN for a null, as scikit-learn's imputers expect: model_input's
     convention) in which equal values are one string object.
 
@@ -345,13 +345,13 @@ def _text_array(spec: ColumnSpec, values: list) -> Any:
     return table[codes]
 
 
-def _raise_not_a_category(spec: ColumnSpec, values: list) -> None:
+def _raise_not_a_category(spec: ColumnSpec, values: list[Any]) -> None:
     categories = spec.categories or frozenset()
     row = _first(values, lambda v: v is not None and v not in categories)
     raise _unprocessable(_where(spec.name, row) + " is not one of the contract's categories")
 
 
-def _check_types(spec: ColumnSpec, types: set, values: list) -> None:
+def _check_types(spec: ColumnSpec, types: set[type], values: list[Any]) -> None:
     allowed = (str,) if spec.kind == "str" else (int, float)
     if types <= set(allowed):
         return
@@ -360,7 +360,7 @@ def _check_types(spec: ColumnSpec, types: set, values: list) -> None:
     raise _unprocessable(_where(spec.name, row) + f" must be {expected}, got {_type_name(values[row])}")
 
 
-def _number_array(spec: ColumnSpec, types: set, values: list) -> Any:
+def _number_array(spec: ColumnSpec, types: set[type], values: list[Any]) -> Any:
     """The float64 or int64 array of a numeric column: integers must be whole and every value in range."""
     import numpy as np
 
@@ -401,7 +401,7 @@ def _number_array(spec: ColumnSpec, types: set, values: list) -> Any:
     return array
 
 
-def coerce_ids(values: list, id_column: str, max_length: int) -> list[str]:
+def coerce_ids(values: list[Any], id_column: str, max_length: int) -> list[str]:
     """Entity ids as text: non-empty strings (or integers) of at most ``max_length`` characters.
 
     Raises:

@@ -39,10 +39,10 @@ class ModelHost:
         self,
         version: str,
         model_uri: str,
-        warm_columns: dict[str, list],
+        warm_columns: dict[str, list[Any]],
         dtypes: dict[str, str],
         decision: Any,
-    ) -> dict:
+    ) -> dict[str, Any]:
         """Load ``model_uri`` from our registry and warm it up with a small predict.
 
         The version serves with its numpy replay (:mod:`driftloop.serving.compiled`) when the replay gives the
@@ -78,7 +78,7 @@ class ModelHost:
         return dropped
 
     def predict(
-        self, calls: list[tuple[str, dict[str, list], dict[str, str]]]
+        self, calls: list[tuple[str, dict[str, list[Any]], dict[str, str]]]
     ) -> list[tuple[bool, Any, float]]:
         """Score each ``(version, columns, dtypes)`` call with the version's decision; a failing call does not
         affect the others.
@@ -112,7 +112,7 @@ class ModelHost:
 
 
 def replay_model(
-    model: Any, decision: Any, examples: dict[str, list], dtypes: dict[str, str]
+    model: Any, decision: Any, examples: dict[str, list[Any]], dtypes: dict[str, str]
 ) -> tuple[Any, str]:
     """The model's numpy replay when it gives the pipeline's outputs, else None and why not."""
     from driftloop.serving import compiled
@@ -155,7 +155,7 @@ def worker_main(conn: Any, settings: Settings) -> None:
     host = ModelHost(settings)
     send_lock = threading.Lock()
 
-    def reply(message_id: int, op: str, args: tuple) -> None:
+    def reply(message_id: int, op: str, args: tuple[Any, ...]) -> None:
         try:
             payload = (message_id, True, getattr(host, op)(*args))
         except Exception as exc:  # reported to the caller, the worker goes on (Ctrl-C or exit ends it)
@@ -192,7 +192,7 @@ class ProcessWorker:
         child.close()
         self.alive = True
         self._ids = itertools.count()
-        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
+        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[Any]]] = {}
         self._lock = threading.Lock()
         self._sender = ThreadPoolExecutor(1, thread_name_prefix=f"driftloop-send-{index}")
         self._reader = threading.Thread(
@@ -287,7 +287,7 @@ def stop_process(process: Any, conn: Any, stop_message: Any, timeout_s: float) -
     conn.close()
 
 
-def _settle(future: asyncio.Future, ok: bool, payload: Any) -> None:
+def _settle(future: asyncio.Future[Any], ok: bool, payload: Any) -> None:
     if future.done():
         return
     if ok:
@@ -296,7 +296,7 @@ def _settle(future: asyncio.Future, ok: bool, payload: Any) -> None:
         future.set_exception(RuntimeError(payload))
 
 
-def _fail(future: asyncio.Future, exc: BaseException) -> None:
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
 
@@ -313,8 +313,13 @@ class WorkerPool:
         return (ProcessWorker if self.kind == "process" else ThreadWorker)(index, self.settings)
 
     async def load(
-        self, version: str, model_uri: str, warm_columns: dict, dtypes: dict, decision: Any
-    ) -> list[dict]:
+        self,
+        version: str,
+        model_uri: str,
+        warm_columns: dict[str, list[Any]],
+        dtypes: dict[str, str],
+        decision: Any,
+    ) -> list[dict[str, Any]]:
         """Load and warm ``version`` in every worker (in parallel); the old versions keep serving
         meanwhile."""
         calls = [w.call("load", version, model_uri, warm_columns, dtypes, decision) for w in self.workers]
