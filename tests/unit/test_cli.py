@@ -63,3 +63,34 @@ def test_serve_prints_the_services_own_messages_once_at_the_chosen_level(capsys)
         ]
     finally:
         logger.handlers, logger.level, logger.propagate = saved[0], saved[1], saved[2]
+
+
+def test_serve_without_a_running_mlflow_says_so_in_one_line_at_once(tmp_path):
+    """Issue 32: `driftloop serve` with nothing on MLflow's port ended in a traceback after about 30 s."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}", "DRIFTLOOP_HOME": str(tmp_path)}
+    started = time.monotonic()
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("driftloop")), "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    took_s = time.monotonic() - started
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 1, done.stderr
+    assert lines[-1].startswith(
+        f"driftloop serve: the MLflow server at http://127.0.0.1:{port} does not answer"
+    )
+    assert "make up" in lines[-1] and "Traceback" not in done.stderr
+    assert took_s < 30, took_s  # said at once, not after the service's start-up timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 SERVICE_LOG_HANDLER = "driftloop-serve"
@@ -62,6 +63,10 @@ def _cmd_serve(args: Any) -> int:
     settings = settings.replace(**overrides)
     show_service_logs(args.log_level)
     cfg = load_dataset_config(getattr(args, "dataset", None), settings)
+    unreachable = tracking_server_unreachable(settings.tracking_uri)
+    if unreachable:
+        print(f"driftloop serve: {unreachable}", file=sys.stderr)
+        return 1
     app = create_app(cfg, settings)
     uvicorn.run(
         app,
@@ -75,6 +80,24 @@ def _cmd_serve(args: Any) -> int:
         timeout_keep_alive=30,
     )
     return 0
+
+
+def tracking_server_unreachable(tracking_uri: str, timeout_s: float = 5.0) -> str | None:
+    """Why the service cannot start on ``tracking_uri`` (an MLflow server that does not answer its health
+    check), in one line with what fixes it; None when it answers or the URI is not a server."""
+    import urllib.request
+
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    url = f"{tracking_uri.rstrip('/')}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):  # the configured tracking server
+            return None
+    except Exception as exc:  # any failure to answer means the same to the person at the terminal
+        return (
+            f"the MLflow server at {tracking_uri} does not answer ({type(exc).__name__}: {exc}); start the "
+            "stack with 'make up', or point MLFLOW_TRACKING_URI at a running server"
+        )
 
 
 def show_service_logs(level: str) -> None:
