@@ -8,8 +8,9 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+T = TypeVar("T")
 DONE_STATES = ("success", "failed")
 
 
@@ -18,12 +19,12 @@ class AirflowApiError(RuntimeError):
 
 
 def wait_until(
-    check: Callable[[], Any],
+    check: Callable[[], T | None],
     timeout_s: float,
     what: str,
     interval_s: float = 1.0,
     on_poll: Callable[[], None] | None = None,
-) -> Any:
+) -> T:
     """Call ``check`` until it returns something truthy and return that.
 
     Args:
@@ -58,7 +59,8 @@ def wait_until(
 def read_generated_password(password_file: Path, username: str = "admin", timeout_s: float = 60) -> str:
     """The password ``airflow standalone``'s simple auth manager generated for ``username``."""
     wait_until(password_file.exists, timeout_s, f"{password_file}", 0.5)
-    return json.loads(password_file.read_text())[username]
+    password: str = json.loads(password_file.read_text())[username]
+    return password
 
 
 class AirflowClient:
@@ -120,7 +122,8 @@ class AirflowClient:
     def health(self) -> dict[str, Any]:
         """``/api/v2/monitor/health`` (needs no token)."""
         response = self.session.get(f"{self.base_url}/api/v2/monitor/health", timeout=self.timeout_s)
-        return response.json()
+        health: dict[str, Any] = response.json()
+        return health
 
     def wait_for_dags(self, dag_ids: Iterable[str], timeout_s: float = 180, unpause: bool = True) -> None:
         """Wait until the dag-processor has parsed every DAG (then unpause them, as an operator does in the
@@ -150,19 +153,22 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         """Trigger a manual run now; returns its run id."""
-        return self.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})[
-            "dag_run_id"
-        ]
+        run_id: str = self.call(
+            "POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}}
+        )["dag_run_id"]
+        return run_id
 
     def dag_run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """One DAG run."""
-        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+        run: dict[str, Any] = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")
+        return run
 
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         """Runs of ``dag_id``, newest first (at most 100)."""
-        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "-run_after"})[
-            "dag_runs"
-        ]
+        runs: list[dict[str, Any]] = self.call(
+            "GET", f"/dags/{dag_id}/dagRuns", params={"limit": 100, "order_by": "-run_after"}
+        )["dag_runs"]
+        return runs
 
     def run_ids(self, dag_id: str) -> set[str]:
         """Ids of the runs of ``dag_id`` that exist now."""
@@ -170,13 +176,15 @@ class AirflowClient:
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
         """Every task instance of a run."""
-        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100})[
-            "task_instances"
-        ]
+        tis: list[dict[str, Any]] = self.call(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances", params={"limit": 100}
+        )["task_instances"]
+        return tis
 
     def task_instance(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         """One task instance (its latest try)."""
-        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        ti: dict[str, Any] = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}")
+        return ti
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         """``task_id -> state`` of a run."""
@@ -184,9 +192,10 @@ class AirflowClient:
 
     def task_tries(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
         """Every try of a task instance."""
-        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries")[
-            "task_instances"
-        ]
+        tries: list[dict[str, Any]] = self.call(
+            "GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+        )["task_instances"]
+        return tries
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int) -> str:
         """The text of one try's log (or why it is unavailable)."""
@@ -225,13 +234,12 @@ class AirflowClient:
             AirflowApiError: It did not finish in time, or ``ok`` is given and its final state is not in it
                 (the message describes every task and quotes failed tasks' logs).
         """
-        run = wait_until(
-            lambda: (r := self.dag_run(dag_id, run_id))["state"] in DONE_STATES and r,
-            timeout_s,
-            f"{dag_id} run {run_id}",
-            self.poll_s,
-            self.on_poll,
-        )
+
+        def finished() -> dict[str, Any] | None:
+            run = self.dag_run(dag_id, run_id)
+            return run if run["state"] in DONE_STATES else None
+
+        run = wait_until(finished, timeout_s, f"{dag_id} run {run_id}", self.poll_s, self.on_poll)
         if ok is not None and run["state"] not in tuple(ok):
             raise AirflowApiError(
                 f"{dag_id} {run_id} ended {run['state']}:\n{self.describe_run(dag_id, run_id)}"
@@ -260,8 +268,13 @@ class AirflowClient:
     ) -> dict[str, Any]:
         """The task instance once its state is one of ``states``."""
         wanted = tuple(states)
+
+        def reached() -> dict[str, Any] | None:
+            ti = self.task_instance(dag_id, run_id, task_id)
+            return ti if ti["state"] in wanted else None
+
         return wait_until(
-            lambda: (ti := self.task_instance(dag_id, run_id, task_id))["state"] in wanted and ti,
+            reached,
             timeout_s,
             f"{dag_id}.{task_id} in {wanted}",
             self.poll_s,

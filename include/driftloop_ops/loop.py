@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from driftloop.core import bus
+
+if TYPE_CHECKING:
+    from driftloop_ops.airflow_api import AirflowClient
 
 DATA, TRAINING, INFERENCE, MONITORING, SENSOR = (
     bus.DATA_PIPELINE,
@@ -90,7 +93,8 @@ class InProcessRunner:
         self.results[dag_run.run_id] = (str(getattr(dag_run.state, "value", dag_run.state)), states)
         if dag_run.start_date and dag_run.end_date:
             self.durations[dag_run.run_id] = (dag_run.end_date - dag_run.start_date).total_seconds()
-        return dag_run.run_id
+        run_id: str = dag_run.run_id
+        return run_id
 
     def describe_failure(self, dag_id: str, run_id: str, task_id: str) -> str:
         from airflow.configuration import conf
@@ -137,7 +141,7 @@ def airflow_run_seconds(run: dict[str, Any]) -> float | None:
 class SchedulerRunner:
     """Drives a running Airflow (embedded, native topology or containers) through its REST API."""
 
-    def __init__(self, api: Any, timeout_s: float = 900) -> None:
+    def __init__(self, api: AirflowClient, timeout_s: float = 900) -> None:
         self.api = api
         self.timeout_s = timeout_s
         self.durations: dict[str, float] = {}  # run id -> seconds from Airflow's own start and end dates
@@ -149,7 +153,9 @@ class SchedulerRunner:
         return self.api.trigger(dag_id, conf)
 
     def follow(self, dag_id: str, known: set[str], run_type: str) -> str:
-        return self.api.wait_new_run(dag_id, known, run_type=run_type, timeout_s=self.timeout_s)["dag_run_id"]
+        run = self.api.wait_new_run(dag_id, known, run_type=run_type, timeout_s=self.timeout_s)
+        run_id: str = run["dag_run_id"]
+        return run_id
 
     def finish(self, dag_id: str, run_id: str) -> tuple[str, dict[str, str]]:
         run = self.api.wait_for_run(dag_id, run_id, timeout_s=self.timeout_s)
@@ -236,9 +242,9 @@ class LoopRecord:
     dag_ids: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     champion_after_v1: str | None = None
-    queued_after_clean: list[tuple[str, dict]] = field(default_factory=list)
-    queued_after_drift: list[tuple[str, dict]] = field(default_factory=list)
-    queued_after_again: list[tuple[str, dict]] = field(default_factory=list)
+    queued_after_clean: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    queued_after_drift: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    queued_after_again: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     def state(self, step: str) -> str:
         """Final state of a step's DAG run."""

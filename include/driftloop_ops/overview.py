@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from driftloop.core import bus
-from driftloop.core.catalog import read_catalog
+from driftloop.core.catalog import CatalogEntry, read_catalog
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
@@ -318,18 +318,21 @@ def describe_dataset(
     }
 
 
-def _task_config(entry: Any, settings: Settings) -> DatasetConfig:
+def _task_config(entry: CatalogEntry, settings: Settings) -> DatasetConfig:
     """The config as tasks load it (``DRIFTLOOP_CONFIG_OVERRIDES`` applied); the catalog's when that fails."""
     from driftloop.core.config import load_dataset_config
     from driftloop.core.errors import ConfigError
 
+    config = entry.config
+    if config is None:  # a refused config: build_overview passes usable entries only
+        raise ConfigError(entry.error or f"{entry.name}: the catalog refused this config")
     if not settings.overrides_json:
-        return entry.config  # validated by the catalog already; a second YAML parse costs 30 ms a dataset
+        return config  # validated by the catalog already; a second YAML parse costs 30 ms a dataset
     try:
         return load_dataset_config(entry.name, settings)
     except ConfigError as exc:
         log.warning("%s: overrides not applied: %s", entry.name, exc)
-        return entry.config
+        return config
 
 
 def build_overview(

@@ -17,7 +17,10 @@ import sys
 import tokenize
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PACKAGE_DIRS = (PROJECT_DIR / "include" / "driftloop", PROJECT_DIR / "include" / "driftloop_ops")
@@ -126,16 +129,21 @@ def bus_table() -> str:
             doc = _first_line(ast.get_docstring(node)).split(". ")[0].rstrip(".")
             lines.append(f"| `bus.{node.name}({args})` | | {_cell(doc)} |")
         elif isinstance(node, ast.ClassDef):
-            fields = [n.target.id for n in node.body if isinstance(n, ast.AnnAssign)]
+            fields = [
+                n.target.id
+                for n in node.body
+                if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)
+            ]
             doc = _first_line(ast.get_docstring(node))
             lines.append(f"| `bus.{node.name}` | {_cell(_code(fields))} | {_cell(doc)} |")
     return "\n".join(lines).strip() + "\n"
 
 
-def _shown_default(field: Any) -> str:
-    extra = field.json_schema_extra or {}
-    if extra.get("shown_default"):
-        return extra["shown_default"]
+def _shown_default(field: FieldInfo) -> str:
+    extra = field.json_schema_extra
+    shown = extra.get("shown_default") if isinstance(extra, dict) else None
+    if shown:
+        return str(shown)
     value = field.default
     if value in ("", (), None):
         return "(none)"
@@ -154,9 +162,9 @@ def settings_rows(serving: bool) -> list[tuple[str, str, str]]:
     from driftloop.core.settings import Settings
 
     return [
-        (field.validation_alias, _shown_default(field), field.description or "")
+        (alias, _shown_default(field), field.description or "")
         for field in Settings.model_fields.values()
-        if field.validation_alias.startswith(SERVING_VARIABLES) == serving
+        if isinstance(alias := field.validation_alias, str) and alias.startswith(SERVING_VARIABLES) == serving
     ]
 
 
@@ -178,9 +186,12 @@ def serving_settings_table() -> str:
 
 
 def _leaf_parsers(parser: argparse.ArgumentParser, prefix: str) -> list[tuple[str, str, Any]]:
-    action = parser._subparsers._group_actions[0]  # argparse has no public accessor
+    group = parser._subparsers  # argparse has no public accessor
+    action = group._group_actions[0] if group is not None else None
+    if not isinstance(action, argparse._SubParsersAction):
+        raise TypeError(f"{prefix}: the parser has no sub-commands")
     helps = {choice.dest: choice.help or "" for choice in action._choices_actions}
-    leaves = []
+    leaves: list[tuple[str, str, Any]] = []
     for name, sub in action.choices.items():
         if sub._subparsers is not None:
             leaves += _leaf_parsers(sub, f"{prefix} {name}")

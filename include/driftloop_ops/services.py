@@ -43,7 +43,7 @@ class Service:
     """A started process with the log it writes to."""
 
     name: str
-    process: subprocess.Popen
+    process: subprocess.Popen[bytes]
     log_path: Path
     url: str = ""
 
@@ -57,7 +57,8 @@ def free_port() -> int:
     """A TCP port on 127.0.0.1 that is free right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def stop_process_group(pid: int, timeout_s: float = 20) -> None:
@@ -84,7 +85,7 @@ def stop_process_group(pid: int, timeout_s: float = 20) -> None:
 
 
 def wait_http_ok(
-    url: str, timeout_s: float, process: subprocess.Popen | None = None, log_path: Path | None = None
+    url: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None, log_path: Path | None = None
 ) -> None:
     """Poll ``url`` until it answers 2xx.
 
@@ -122,7 +123,7 @@ def _bin(name: str) -> str:
 
 def start_process(
     name: str, args: list[str], log_path: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen:
+) -> subprocess.Popen[bytes]:
     """Start ``args`` in a new process group with stdout/stderr appended to ``log_path``."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
