@@ -8,10 +8,14 @@ the metadata DB. A task that returned no run id or version gets no link (empty),
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from airflow.sdk import BaseOperatorLink
+
+if TYPE_CHECKING:
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
 
 # Keys of the task results (see the package functions the DAGs call), in order of preference: the task's own
 # run.
@@ -34,7 +38,7 @@ def pick_model_version(result: Any) -> tuple[str, str]:
     return (str(result.get("model_name") or ""), version) if version else ("", "")
 
 
-def read_task_result(ti_key: Any) -> Any:
+def read_task_result(ti_key: TaskInstanceKey) -> Any:
     """The task instance's XCom ``return_value`` from the metadata DB (api-server side), or None."""
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
@@ -76,7 +80,7 @@ class MlflowRunLink(BaseOperatorLink):
 
     name = "MLflow run"
 
-    def get_link(self, operator, *, ti_key) -> str:  # Airflow's signature
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:  # Airflow's signature
         """The run's page, or empty when the task returned no run id or no UI is configured."""
         ui_url, run_id = _ui_url(), pick_run_id(read_task_result(ti_key))
         return f"{ui_url}/#/runs/{run_id}" if ui_url and run_id else ""
@@ -87,7 +91,7 @@ class ModelVersionLink(BaseOperatorLink):
 
     name = "Model version"
 
-    def get_link(self, operator, *, ti_key) -> str:  # Airflow's signature
+    def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:  # Airflow's signature
         """The version's page, or empty when the task returned no version or no UI is configured."""
         ui_url = _ui_url()
         name, version = pick_model_version(read_task_result(ti_key))

@@ -81,7 +81,9 @@ def send_stage_alerts(
     send_alerts(found, settings)
 
 
-def send_verdict_alerts(stage: str, dataset: str, exc: Exception, args: tuple, settings: Settings) -> None:
+def send_verdict_alerts(
+    stage: str, dataset: str, exc: Exception, args: tuple[Any, ...], settings: Settings
+) -> None:
     """Alert on a verdict that fails the task and is an event of its own (a rejected first version)."""
     from driftloop.core.errors import GateRejected
 
@@ -140,7 +142,7 @@ def _promotion_note(result: dict[str, Any]) -> str:
     return f"v{version} is champion: {reason}"
 
 
-def verdict_note(stage: str, exc: Exception, args: tuple) -> str:
+def verdict_note(stage: str, exc: Exception, args: tuple[Any, ...]) -> str:
     """The DAG run note of a verdict that failed ``stage``."""
     from driftloop.core.errors import GateRejected
 

@@ -69,8 +69,9 @@ class DriftSensor(BaseOperator):
 
         event = event or {}
         if event.get("status") == "fired":
-            self.log.info("drift trigger: %s", event["trigger"].get("detail"))
-            return event["trigger"]
+            trigger: dict[str, Any] = event["trigger"]
+            self.log.info("drift trigger: %s", trigger.get("detail"))
+            return trigger
         if event.get("status") == "error":
             raise AirflowFailException(event.get("message", "the drift check failed"))
         from driftloop.monitoring.sensor import suppress_cooldown_runs

@@ -45,7 +45,7 @@ class DriftTrigger(BaseTrigger):
     """
 
     def __init__(self, dataset: str, poll_s: float, timeout_s: float) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ has no annotations
         self.dataset, self.poll_s, self.timeout_s = dataset, float(poll_s), float(timeout_s)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -105,7 +105,7 @@ class RegistryWatchTrigger(BaseTrigger):
     """
 
     def __init__(self, dataset: str, poll_s: float) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Airflow's BaseTrigger.__init__ has no annotations
         self.dataset, self.poll_s = dataset, float(poll_s)
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
