@@ -17,6 +17,8 @@ id) and on the labels that arrived for it (file drops or `POST /labels`, accepte
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -34,9 +36,9 @@ def build(dataset: str) -> None:
         schedule=settings.ab_schedule,
         **dag_defaults(dataset, "serving", __doc__),
     )
-    def ab_evaluation():
+    def ab_evaluation() -> None:
         @task(outlets=[asset(dataset, "predictions")])
-        def export_served_windows() -> dict:
+        def export_served_windows() -> dict[str, Any]:
             from driftloop.serving.online import export
 
             result = run_stage(dataset, export.export_served_windows)
@@ -47,7 +49,7 @@ def build(dataset: str) -> None:
             return result
 
         @task
-        def evaluate_ab() -> dict:
+        def evaluate_ab() -> dict[str, Any]:
             from driftloop.serving.online import ab_decision
 
             return run_stage(

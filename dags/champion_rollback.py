@@ -19,6 +19,8 @@ command line, with the same answer.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import Param, dag, get_current_context, task
 
 from driftloop.core import alerts, bus
@@ -42,9 +44,9 @@ def build(dataset: str) -> None:
         },
         **dag_defaults(dataset, "governance", __doc__),
     )
-    def champion_rollback():
+    def champion_rollback() -> None:
         @task
-        def rollback_champion() -> dict:
+        def rollback_champion() -> dict[str, Any]:
             from airflow.sdk.exceptions import AirflowFailException
 
             from driftloop.governance import rollback

@@ -15,6 +15,8 @@ immutable, content-addressed training snapshot from all labelled rows and logs i
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -33,21 +35,21 @@ def build(dataset: str) -> None:
         schedule=settings.data_schedule,
         **dag_defaults(dataset, "data", __doc__),
     )
-    def data_pipeline():
+    def data_pipeline() -> None:
         @task
-        def ingest_batches() -> dict:
+        def ingest_batches() -> dict[str, Any]:
             from driftloop.data import ingest
 
             return run_stage(dataset, ingest.ingest_batches, alerts=alerts.quarantine_alerts)
 
         @task
-        def ingest_labels() -> dict:
+        def ingest_labels() -> dict[str, Any]:
             from driftloop.data import ingest
 
             return run_stage(dataset, ingest.ingest_labels, alerts=alerts.quarantine_alerts)
 
         @task
-        def build_snapshot() -> dict:
+        def build_snapshot() -> dict[str, Any]:
             from driftloop.data import snapshots
 
             return run_stage(
@@ -55,13 +57,13 @@ def build(dataset: str) -> None:
             )  # no labels: nothing to do
 
         @task
-        def record_snapshot(snapshot: dict) -> dict:
+        def record_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
             from driftloop.data import snapshots
 
             return run_stage(dataset, snapshots.record_snapshot, snapshot["snapshot_hash"])
 
         @task(outlets=[asset(dataset, "snapshot")])
-        def announce_snapshot(snapshot: dict) -> dict:
+        def announce_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
             from driftloop.monitoring import retraining
 
             decision = run_stage(dataset, retraining.decide_retraining, snapshot)
@@ -70,13 +72,14 @@ def build(dataset: str) -> None:
             return decision
 
         @task(outlets=[asset(dataset, "batches")])
-        def announce_batches(ingested: dict) -> list:
-            if not ingested["scoring_batch_ids"]:
+        def announce_batches(ingested: dict[str, Any]) -> list[str]:
+            batch_ids: list[str] = ingested["scoring_batch_ids"]
+            if not batch_ids:
                 raise AirflowSkipException("no new scoring batches")
-            return ingested["scoring_batch_ids"]
+            return batch_ids
 
         @task
-        def check_quarantine(ingested: dict, labels: dict) -> None:
+        def check_quarantine(ingested: dict[str, Any], labels: dict[str, Any]) -> None:
             from driftloop.data import ingest
 
             with fail_fast():  # a verdict on the data: retrying cannot help
@@ -85,10 +88,11 @@ def build(dataset: str) -> None:
         batches, labels = ingest_batches(), ingest_labels()
         snapshot = build_snapshot()
         [batches, labels] >> snapshot
-        record_snapshot(snapshot)
-        announce_snapshot(snapshot)
-        announce_batches(batches)
-        check_quarantine(batches, labels)
+        # Outputs pass as XComArgs, resolved when the tasks run; @task typing lacks it (apache/airflow#39514)
+        record_snapshot(snapshot)  # type: ignore[arg-type]
+        announce_snapshot(snapshot)  # type: ignore[arg-type]
+        announce_batches(batches)  # type: ignore[arg-type]
+        check_quarantine(batches, labels)  # type: ignore[arg-type]
 
     data_pipeline()
 

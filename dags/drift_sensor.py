@@ -17,6 +17,8 @@ second retrain in one episode.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import dag, task
 
 from driftloop.core import alerts, bus
@@ -36,7 +38,7 @@ def build(dataset: str) -> None:
         schedule=settings.sensor_schedule,
         **dag_defaults(dataset, "monitoring", __doc__),
     )
-    def drift_sensor():
+    def drift_sensor() -> None:
         wait_for_drift = DriftSensor(
             task_id=WAIT_TASK,
             dataset=dataset,
@@ -47,13 +49,13 @@ def build(dataset: str) -> None:
             task_id="trigger_training",
             trigger_dag_id=bus.dag_id(dataset, bus.TRAINING_PIPELINE),
             trigger_run_id="{{ ti.xcom_pull(task_ids='" + WAIT_TASK + "')['trigger_run_id'] }}",
-            conf=wait_for_drift.output,
+            conf=wait_for_drift.output,  # type: ignore[arg-type]  # an XComArg, rendered when the task runs
             skip_when_already_exists=True,
             note="retrain: {{ ti.xcom_pull(task_ids='" + WAIT_TASK + "')['detail'] }}",
         )
 
         @task
-        def mark_trigger_fired(trigger: dict) -> dict:
+        def mark_trigger_fired(trigger: dict[str, Any]) -> dict[str, Any]:
             from driftloop.monitoring import sensor
 
             return run_stage(
@@ -64,7 +66,8 @@ def build(dataset: str) -> None:
                 alerts=alerts.drift_alerts,
             )
 
-        wait_for_drift >> trigger_training >> mark_trigger_fired(wait_for_drift.output)
+        # The sensor's output is an XComArg, resolved when the task runs (apache/airflow#39514).
+        wait_for_drift >> trigger_training >> mark_trigger_fired(wait_for_drift.output)  # type: ignore[arg-type]
 
     drift_sensor()
 

@@ -14,6 +14,8 @@ id, timestamp) and a run in the inference experiment. Batches are read and writt
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
@@ -30,9 +32,9 @@ def build(dataset: str) -> None:
         schedule=[asset(dataset, "batches")],
         **dag_defaults(dataset, "inference", __doc__),
     )
-    def inference_pipeline():
+    def inference_pipeline() -> None:
         @task(outlets=[asset(dataset, "predictions")])
-        def score_pending_batches() -> dict:
+        def score_pending_batches() -> dict[str, Any]:
             from driftloop.serving import batch_scoring
 
             result = run_stage(dataset, batch_scoring.score_pending_batches, alerts=alerts.move_alerts)

@@ -13,6 +13,8 @@ drop versus the champion's holdout, also for batches monitored before their labe
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from driftloop.core import bus
@@ -31,9 +33,9 @@ def build(dataset: str) -> None:
         ),
         **dag_defaults(dataset, "monitoring", __doc__),
     )
-    def monitoring_pipeline():
+    def monitoring_pipeline() -> None:
         @task
-        def monitor_predictions() -> dict:
+        def monitor_predictions() -> dict[str, Any]:
             from driftloop.monitoring import monitor
 
             return run_stage(dataset, monitor.monitor_predictions)

@@ -21,6 +21,8 @@ it scores.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import dag, task
 
 from driftloop.core import alerts, bus
@@ -41,11 +43,11 @@ def build(dataset: str) -> None:
         is_paused_upon_creation=False,  # the watch must run under `make up` and compose without a click
         **dag_defaults(dataset, "governance", __doc__),
     )
-    def registry_watch():
+    def registry_watch() -> None:
         wait_for_move = RegistryWatchSensor(task_id=WAIT_TASK, dataset=dataset, poll_s=settings.watch_poll_s)
 
         @task
-        def watch_champion() -> dict:
+        def watch_champion() -> dict[str, Any]:
             from driftloop.governance import move_watch
 
             return run_stage(dataset, move_watch.watch_champion, alerts=alerts.move_alerts)

@@ -22,6 +22,8 @@ model card land on the version; every move of `champion` is appended to the audi
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow.sdk import dag, get_current_context, task
 
 from driftloop.core import alerts, bus
@@ -37,9 +39,9 @@ def build(dataset: str) -> None:
         schedule=[asset(dataset, "snapshot")],
         **dag_defaults(dataset, "training", __doc__),
     )
-    def training_pipeline():
+    def training_pipeline() -> None:
         @task
-        def train_model() -> dict:
+        def train_model() -> dict[str, Any]:
             from driftloop.training import train
 
             context = get_current_context()
@@ -52,7 +54,7 @@ def build(dataset: str) -> None:
             )
 
         @task
-        def promote_model(trained: dict) -> dict:
+        def promote_model(trained: dict[str, Any]) -> dict[str, Any]:
             from driftloop.governance import promotion
 
             ids = airflow_ids()
@@ -64,7 +66,7 @@ def build(dataset: str) -> None:
                 actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
             )
 
-        promote_model(train_model())
+        promote_model(train_model())  # type: ignore[arg-type]  # an XComArg, resolved when the task runs
 
     training_pipeline()
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from driftloop.core import bus
 from driftloop.core.config import load_dataset_config
 from driftloop.core.settings import Settings
 
+R = TypeVar("R")
 START_DATE = datetime(2026, 1, 1)
 QUIET_PROGRESS_ENV = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
@@ -124,12 +125,12 @@ def fail_fast() -> Iterator[None]:
 
 def run_stage(
     dataset: str,
-    stage_fn: Callable[..., Any],
+    stage_fn: Callable[..., R],
     *args: Any,
     skip_on: tuple[type[Exception], ...] = (),
     alerts: Callable[..., list[Any]] | None = None,
     **kwargs: Any,
-) -> Any:
+) -> R:
     """Call a package function with one dataset's config and the process settings; verdicts fail fast.
 
     This is the one way a DAG task calls into ``driftloop``: ``run_stage(dataset, ingest.ingest_batches)``.
