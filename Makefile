@@ -16,7 +16,7 @@ help:
 	@echo "make test-topology  the Postgres + Redis + Celery topology tests alone"
 	@echo "make test-containers  docker-compose.yaml built and run in Docker (needs a running Docker engine)"
 	@echo "make bench          benchmarks, one figure per line (bench-capacity: the data-capacity one alone)"
-	@echo "make lint           ruff check, ruff format --check and mypy (strict on include/driftloop/core)"
+	@echo "make lint           ruff check, ruff format --check and mypy (strict on include/, plugins/ and dags/)"
 	@echo "make clean          stop the stack and remove .driftloop/ (all local state)"
 
 venv: $(STAMP)
