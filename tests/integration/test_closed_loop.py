@@ -227,6 +227,9 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
         timeout=30,
     )
     assert response.status_code == 200, response.text
+    from driftloop.core.registry import read_alias_version
+
+    assert read_alias_version(cfg) == moved_to  # the registry watch's light look (REST, no MLflow import)
 
     paths = StatePaths.for_dataset(cfg)
     simulate.simulate_batch(cfg, 3, rows=300)
@@ -274,10 +277,12 @@ def test_task_logs_tell_the_story_without_error_lines(loop, loop_logs):
     expected = [
         r"batch ingest: \d+ file\(s\) accepted, 0 quarantined; rows received \d+, accepted \d+",
         r"snapshot [0-9a-f]{12}: \d+ rows from \d+ batch\(es\)",
-        r"trained \w+ on snapshot [0-9a-f]{12} \(\d+ rows, trigger \w+\): registered v1 as challenger; "
+        r"trained \w+ on snapshot [0-9a-f]{12} \(\d+ rows, trigger \w+, training key [0-9a-f]{12}\): "
+        r"registered v1 as challenger; "
         r"holdout .*f1 0\.\d+",
         r"gate v1 check floor\.\w+: pass: ",
-        r"gate verdict v1 \(policy auto\): passed; champion moved to v1: first champion",
+        r"gate verdict v1 \(policy auto, no champion: floors and checks only; evidence key "
+        r"[0-9a-f]{24}\): passed; champion moved to v1: first champion",
         r"scored batch \w+ with \S+ v1: \d+ rows in [\d.]+ s \(\d+ rows/s",
         r"monitored batch \w+ \(champion v1\): drift share 0\.\d+ \(threshold 0\.\d+\), \d+ drifted: \w+",
         r"sensor fired: drift trigger for champion v1",

@@ -50,6 +50,37 @@ def resolve_alias(
     }
 
 
+def read_alias_version(
+    cfg: DatasetConfig, alias: str = CHAMPION, settings: Settings | None = None
+) -> str | None:
+    """The version ``alias`` points at, read cheaply: one REST call without importing MLflow when the tracking
+    URI is a server (what Airflow's triggerer asks every few seconds), else :func:`resolve_alias`."""
+    import json
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    settings = settings or Settings.from_env()
+    base = settings.tracking_uri.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        found = resolve_alias(cfg, alias, settings)
+        return found["model_version"] if found else None
+    query = urllib.parse.urlencode({"name": cfg.registered_model_name, "alias": alias})
+    url = f"{base}/api/2.0/mlflow/registered-models/alias?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:  # the configured tracking server
+            return str(json.load(response)["model_version"]["version"])
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")
+        if exc.code in (400, 404) and (
+            "RESOURCE_DOES_NOT_EXIST" in body or "INVALID_PARAMETER_VALUE" in body
+        ):
+            return None
+        raise RuntimeError(
+            f"MLflow at {base} answered HTTP {exc.code} for alias {alias}: {body[:300]}"
+        ) from exc
+
+
 def load_model(model_uri: str, settings: Settings | None = None) -> Any:
     """Load a registered model as the original sklearn/PyCaret object (with ``predict_proba``).
 

@@ -12,6 +12,7 @@ what the mover could not.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -44,13 +45,21 @@ def unannounced_moves(
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _watch_store(where: str) -> audit.AuditStore:
+    """One audit store (one engine) per database for the life of the triggerer, not one per look."""
+    if "://" in where:
+        return audit.AuditStore(where)
+    return audit.AuditStore.from_settings(Settings.from_env({"DRIFTLOOP_HOME": where}))
+
+
 def find_unrecorded_move(cfg: DatasetConfig, settings: Settings | None = None) -> str | None:
     """Why the watch must act now, or None: ``champion`` differs from the audit log's last entry, or a
-    recorded move was never announced. Read-only (the triggerer calls it)."""
+    recorded move was never announced. Read-only and light (the triggerer calls it every few seconds): the
+    alias by one REST call without importing MLflow, the audit log through one cached engine."""
     settings = settings or Settings.from_env()
-    store = audit.AuditStore.from_settings(settings)
-    current = registry.resolve_alias(cfg, bus.CHAMPION, settings)
-    current_version = current["model_version"] if current else None
+    store = _watch_store(settings.audit_db_uri or str(settings.home_dir))
+    current_version = registry.read_alias_version(cfg, bus.CHAMPION, settings)
     try:
         history = store.entries(cfg.registered_model_name)
     except Exception:  # no audit table yet: nothing recorded
