@@ -3,9 +3,9 @@
 A local MLflow SQLite store is seeded with fake runs: per dataset 100 training runs with holdout metrics, 100
 registered versions with gate tags (champion and challenger aliases), 20 monitoring runs, plus ingest
 manifests and champion audit entries. The figure is the median time of
-:func:`driftloop_ops.overview.build_overview` and its JSON encoding (what ``/driftloop/api/overview`` does
-after the login check). The baseline reads the same versions the naive way, one ``get_model_version`` and one
-``get_run`` per version.
+:func:`driftloop.governance.overview.build_overview` and its JSON encoding (what ``/driftloop/api/overview``
+does after the login check). The baseline reads the same versions the naive way, one ``get_model_version`` and
+one ``get_run`` per version.
 
 Prints ``view_api_s <seconds>`` and ``baseline_per_version_calls_s <seconds>``.
 """
@@ -147,7 +147,7 @@ def main() -> None:
     started = time.perf_counter()
     seed(names)
     print(f"# seeded {len(names)} datasets x {VERSIONS} versions in {time.perf_counter() - started:.0f} s")
-    from driftloop_ops.overview import build_overview
+    from driftloop.governance.overview import build_overview
 
     timings = []
     for _ in range(4):  # the first warms imports and SQLite pages; the median of all four is reported

@@ -199,24 +199,32 @@ def api_base_url(host: str, port: int | None, schema: str | None) -> str:
 
 
 def _write_note_through_api(dag_id: str, run_id: str, text: str, settings: Settings | None) -> bool | str:
-    """True, or why not: ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with the note only."""
+    """True, or why not: a token from ``/auth/token`` for the connection's user, then
+    ``PATCH /api/v2/dags/{dag_id}/dagRuns/{run_id}`` with the note only.
+
+    The plugin's one REST call, made here so the plugin imports only ``driftloop`` and Airflow; the REST
+    client of the tools that drive a stack is ``driftloop_ops.airflow_api``.
+    """
     try:
         settings = settings or Settings.from_env()
         if not settings.airflow_api_conn_id:
             return "DRIFTLOOP_AIRFLOW_API_CONN_ID is not set"
+        import requests
         from airflow.sdk import Connection
-
-        from driftloop_ops.airflow_api import AirflowClient
 
         conn = Connection.get(settings.airflow_api_conn_id)
         base_url = api_base_url(conn.host or "", conn.port, conn.schema)
-        client = AirflowClient(base_url, conn.login or "", conn.password or "", timeout_s=30)
-        client.call(
-            "PATCH",
-            f"/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
-            params={"update_mask": "note"},
-            json={"note": text},
-        )
+        with requests.Session() as session:
+            login = {"username": conn.login or "", "password": conn.password or ""}
+            token = session.post(f"{base_url}/auth/token", json=login, timeout=30)
+            token.raise_for_status()
+            session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+            session.patch(
+                f"{base_url}/api/v2/dags/{quote(dag_id, safe='')}/dagRuns/{quote(run_id, safe='')}",
+                params={"update_mask": "note"},
+                json={"note": text},
+                timeout=30,
+            ).raise_for_status()
     except Exception as exc:  # a failing API leaves the note in the log only
         return f"the REST API refused it: {type(exc).__name__}: {str(exc)[:200]}"
     return True

@@ -39,15 +39,15 @@ def dataset_of_dag(dag_id: str) -> str:
 
 def read_overview(datasets: list[str] | None = None) -> dict[str, Any]:
     """The view's data from MLflow, the state folders and the audit log (see
-    :mod:`driftloop_ops.overview`)."""
-    from driftloop_ops.overview import build_overview
+    :mod:`driftloop.governance.overview`)."""
+    from driftloop.governance.overview import build_overview
 
     return build_overview(datasets=datasets)
 
 
 def summarize_health(overview: dict[str, Any]) -> list[dict[str, Any]]:
     """One line per dataset for the dashboard strip: champion, metric, last drift decision, and the loop's
-    state with its detail (``loop_state`` of :func:`driftloop_ops.overview.describe_dataset`)."""
+    state with its detail (``loop_state`` of :func:`driftloop.governance.overview.describe_dataset`)."""
     lines = []
     for d in overview["datasets"]:
         last, champion, loop = d["last_decision"], d["champion"], d["loop_state"]
@@ -113,7 +113,7 @@ async def page_overview(user: PageUser) -> Any:
     """The Driftloop page: every dataset."""
     if isinstance(user, RedirectResponse):
         return user
-    from driftloop_ops.overview_html import render_page
+    from driftloop.governance.overview_page import render_page
 
     return HTMLResponse(render_page(await run_in_threadpool(read_overview), "Driftloop"))
 
@@ -125,7 +125,7 @@ async def page_dag(dag_id: str, request: Request, user: PageUser) -> Any:
         return user
     requires_access_dag("GET")(request, user)
     dataset = dataset_of_dag(dag_id)
-    from driftloop_ops.overview_html import render_page
+    from driftloop.governance.overview_page import render_page
 
     overview = await run_in_threadpool(read_overview, [dataset])
     return HTMLResponse(render_page(overview, f"Driftloop · {dataset}"))

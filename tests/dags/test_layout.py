@@ -2,7 +2,8 @@
 
 Imports are read from the AST (lazy imports inside functions included). A stage may import ``driftloop.core``;
 ``driftloop.core`` imports no stage; an import from one stage into another is allowed only when listed in
-:data:`CROSS_STAGE_IMPORTS` with the reason it belongs there rather than in core.
+:data:`CROSS_STAGE_IMPORTS` with the reason it belongs there rather than in core. Above the package, the
+Airflow plugin and the DAG files import its public names only, and never the ops package ``driftloop_ops``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ import ast
 from collections import Counter
 from pathlib import Path
 
-PACKAGE_DIR = Path(__file__).resolve().parents[2] / "include" / "driftloop"
+import pytest
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = PROJECT_DIR / "include" / "driftloop"
 STAGES = ("data", "training", "governance", "monitoring", "serving")
 
 # (importing module, imported module) -> why the dependency is on a stage and not on core.
@@ -131,4 +135,91 @@ def test_module_names_are_not_reused_across_folders():
     reused = sorted(leaf for leaf, count in leaves.items() if count > 1 and leaf not in allowed)
     assert reused == [], (
         f"module names used in more than one folder (a reader cannot tell them apart): {reused}"
+    )
+
+
+# The Airflow side (plugins/, and dags/ above it) imports `driftloop` and Airflow only (docs/architecture.md,
+# Layers): what it needs from the ops package belongs in the package.
+AIRFLOW_SIDE = ("plugins", "dags")
+OPS_PACKAGE = "driftloop_ops"
+IMPORTERS = {"import_module", "__import__"}  # importlib.import_module("name"), __import__("name")
+
+
+def _is_private(part: str) -> bool:
+    return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+
+def _imported_names(node: ast.AST) -> list[str]:
+    """The dotted names one node imports: modules, and ``module.name`` for ``from module import name``."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:  # relative: the plugin's own
+        return [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+        func = node.func
+        called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if called in IMPORTERS and isinstance(node.args[0].value, str):
+            return [node.args[0].value]
+    return []
+
+
+def airflow_side_offences(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) of every import the Airflow side may not make: ``driftloop_ops`` or one of its modules,
+    and a private part of ``driftloop`` (a ``_module`` on the path, or a ``_name`` imported from a module)."""
+    found = set()
+    for node in ast.walk(tree):
+        for name in _imported_names(node):
+            top, *rest = name.split(".")
+            private = top == PACKAGE_DIR.name and any(map(_is_private, rest))
+            reported = any(name.startswith(n + ".") for line, n in found if line == node.lineno)
+            if (top == OPS_PACKAGE or private) and not reported:
+                found.add((node.lineno, name))
+    return sorted(found)
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import driftloop_ops",
+        "import driftloop_ops.airflow_api as api",
+        "from driftloop_ops import demo",
+        "from driftloop_ops.airflow_api import AirflowClient",
+        "def note():\n    from driftloop_ops.airflow_api import AirflowClient",
+        "import importlib\nclient = importlib.import_module('driftloop_ops.airflow_api')",
+        "from driftloop.core.bus import _private_name",
+        "from driftloop.core._internal import helper",
+        "import driftloop.governance._cache",
+        "def page():\n    from driftloop.governance.overview import _duration_s",
+    ],
+)
+def test_the_airflow_side_rule_sees_ops_and_private_imports(code):
+    assert airflow_side_offences(ast.parse(code)), f"a forbidden import went unnoticed:\n{code}"
+
+
+def test_the_airflow_side_rule_lets_public_names_pass():
+    code = """
+from __future__ import annotations
+import driftloop.core.bus
+from driftloop import __version__
+from driftloop.core import bus as _bus
+from driftloop.governance.overview import build_overview
+from driftloop_airflow import run_stage
+from . import view
+import importlib
+importlib.import_module("pycaret.classification")
+"""
+    assert airflow_side_offences(ast.parse(code)) == []
+
+
+def test_plugins_and_dags_import_only_public_names_of_the_package_and_never_the_ops_package():
+    paths = sorted(p for folder in AIRFLOW_SIDE for p in (PROJECT_DIR / folder).rglob("*.py"))
+    assert any(p.is_relative_to(PROJECT_DIR / "plugins") for p in paths), "no plugin module found"
+    offenders = [
+        f"{path.relative_to(PROJECT_DIR)}:{line} imports {name}"
+        for path in paths
+        for line, name in airflow_side_offences(ast.parse(path.read_text()))
+    ]
+    assert offenders == [], (
+        "plugins and DAG files import public names of `driftloop` and Airflow only; move what they need from "
+        "`driftloop_ops` into the package (or make it public there):\n" + "\n".join(offenders)
     )

@@ -184,7 +184,7 @@ def test_drift_after_an_outcome_replaces_it_but_not_before():
 
 
 def test_the_states_and_their_colours_on_the_strip_and_the_page():
-    from driftloop_ops.overview_html import LOOP_COLORS
+    from driftloop.governance.overview_page import LOOP_COLORS
 
     assert STATES == (
         "no champion",

@@ -1,4 +1,4 @@
-"""The Driftloop view's data (driftloop_ops.overview) on a local SQLite MLflow with seeded runs and
+"""The Driftloop view's data (driftloop.governance.overview) on a local SQLite MLflow with seeded runs and
 versions."""
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def seed_store() -> dict:
 
 
 def test_overview_shows_champion_challenger_verdicts_and_deep_links(seeded):
-    from driftloop_ops.overview import build_overview
+    from driftloop.governance.overview import build_overview
 
     overview = build_overview(runs_n=3)
     [telco] = overview["datasets"]
@@ -159,7 +159,7 @@ def test_overview_shows_champion_challenger_verdicts_and_deep_links(seeded):
 
 
 def test_overview_charts_the_last_monitoring_runs_and_the_last_decision(seeded):
-    from driftloop_ops.overview import build_overview
+    from driftloop.governance.overview import build_overview
 
     [telco] = build_overview(runs_n=3)["datasets"]
     points = telco["monitoring"]
@@ -185,7 +185,7 @@ def test_overview_charts_the_last_monitoring_runs_and_the_last_decision(seeded):
 
 
 def test_overview_lists_retrains_champion_moves_and_quarantine(seeded):
-    from driftloop_ops.overview import build_overview
+    from driftloop.governance.overview import build_overview
 
     [telco] = build_overview()["datasets"]
     assert [(v["version"], v["trigger"], v["gate"]) for v in telco["retrains"]] == [
@@ -203,7 +203,7 @@ def test_overview_lists_retrains_champion_moves_and_quarantine(seeded):
 
 
 def test_overview_of_a_model_never_trained_is_empty_not_an_error(seeded, monkeypatch):
-    from driftloop_ops.overview import build_overview
+    from driftloop.governance.overview import build_overview
 
     monkeypatch.setenv(
         "DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({**FAST_OVERRIDES, "model_name": "never-trained"})
@@ -213,8 +213,8 @@ def test_overview_of_a_model_never_trained_is_empty_not_an_error(seeded, monkeyp
 
 
 def test_the_page_shows_the_champion_link_the_last_decision_and_escapes_text(seeded):
-    from driftloop_ops.overview import build_overview
-    from driftloop_ops.overview_html import render_page
+    from driftloop.governance.overview import build_overview
+    from driftloop.governance.overview_page import render_page
 
     overview = build_overview()
     overview["datasets"][0]["versions"][0]["gate_reason"] = "<script>alert(1)</script>"
@@ -231,7 +231,7 @@ FIRED_AT = "the sensor fired 2023-11-14 22:13 UTC (monitoring run {})"
 def test_the_loop_state_of_a_rejected_drift_retrain_is_champion_kept(seeded):
     """The seed's story: v2 scored the fired batch, the drift retrain v3 was rejected, v2 stays. (The seed's
     versions are registered after the firing's 2023 time, so v1 answers it too.)"""
-    from driftloop_ops.overview import build_overview
+    from driftloop.governance.overview import build_overview
 
     [telco] = build_overview()["datasets"]
     fired_run = telco["monitoring"][2]["run_id"]
@@ -244,7 +244,7 @@ def test_the_loop_state_of_a_rejected_drift_retrain_is_champion_kept(seeded):
 
 def test_the_reported_bug_a_retrain_that_serves_is_retrained_not_retraining(seeded):
     """Fired, then a version registered after the firing became champion: the strip said ``retraining``."""
-    from driftloop_ops.overview import build_overview
+    from driftloop.governance.overview import build_overview
 
     client, name = seeded["client"], seeded["name"]
     client.set_registered_model_alias(name, bus.CHAMPION, "3")
@@ -259,7 +259,7 @@ def test_the_reported_bug_a_retrain_that_serves_is_retrained_not_retraining(seed
 
 
 def test_a_firing_older_than_the_charted_runs_is_found_by_one_search(seeded):
-    from driftloop_ops.overview import build_overview
+    from driftloop.governance.overview import build_overview
 
     [telco] = build_overview(runs_n=1)["datasets"]  # only batch-3 is charted; batch-2 fired
     assert [p["batch_id"] for p in telco["monitoring"]] == ["batch-3"]
@@ -269,7 +269,7 @@ def test_a_firing_older_than_the_charted_runs_is_found_by_one_search(seeded):
 def test_the_audit_rows_say_which_moves_were_undos():
     from types import SimpleNamespace
 
-    from driftloop_ops.overview import describe_audit
+    from driftloop.governance.overview import describe_audit
 
     base = {"recorded_at": "2026-01-01T00:00:00+00:00", "actor": "alice", "source": "driftloop"}
     entries = [
@@ -307,8 +307,8 @@ def test_the_audit_rows_say_which_moves_were_undos():
 
 
 def test_the_page_shows_the_loop_state_in_each_dataset_header(seeded):
-    from driftloop_ops.overview import build_overview
-    from driftloop_ops.overview_html import render_page
+    from driftloop.governance.overview import build_overview
+    from driftloop.governance.overview_page import render_page
 
     overview = build_overview()
     overview["datasets"][0]["loop_state"] = {"state": "rolled back", "detail": "v3 -> v2 by <alice>"}

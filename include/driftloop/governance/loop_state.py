@@ -1,10 +1,10 @@
 """The state the retraining loop of one dataset is in, decided from the records the audit log is built from.
 
-A pure function of facts read elsewhere (``driftloop_ops.overview`` reads them from MLflow and the audit log):
-the champion, the drift sensor's newest firing (its time, monitoring run, trigger run, the version that scored
-the fired batch and the retrain's "waits for labels" note), the listed versions (creation time, gate verdict,
-trigger, the monitoring runs and triggers they were trained or asked for), the newest audit entry and the
-newest monitoring result.
+A pure function of facts read elsewhere (:mod:`driftloop.governance.overview` reads them from MLflow and the
+audit log): the champion, the drift sensor's newest firing (its time, monitoring run, trigger run, the version
+that scored the fired batch and the retrain's "waits for labels" note), the listed versions (creation time,
+gate verdict, trigger, the monitoring runs and triggers they were trained or asked for), the newest audit
+entry and the newest monitoring result.
 
 A version **answers** the firing when it was registered at or after the firing's time, or names the firing's
 monitoring run or trigger run (a drift retrain whose training key already had a version records itself on that

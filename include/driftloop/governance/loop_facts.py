@@ -1,5 +1,5 @@
-"""The facts the view's loop state is decided from, read out of what ``driftloop_ops.overview`` already
-fetched.
+"""The facts the view's loop state is decided from, read out of what :mod:`driftloop.governance.overview`
+already fetched.
 
 The versions (their answering ids), the charted monitoring runs (their firing fields) and the audit rows
 (with ``undo``) become a :class:`driftloop.governance.loop_state.LoopFacts`; one more run search is made only

@@ -1,5 +1,10 @@
 """The Driftloop view as one server-rendered HTML page with inline SVG charts (no build step, no external
-assets)."""
+assets).
+
+The page of :func:`driftloop.governance.overview.build_overview`'s result, beside it in governance; the
+standard library only (:func:`html.escape`), so the Airflow plugin serves it importing nothing but
+``driftloop``.
+"""
 
 from __future__ import annotations
 
@@ -208,7 +213,7 @@ def render_dataset(d: dict[str, Any]) -> str:
 
 
 def render_page(overview: dict[str, Any], title: str = "Driftloop") -> str:
-    """The whole page for :func:`driftloop_ops.overview.build_overview`'s result."""
+    """The whole page for :func:`driftloop.governance.overview.build_overview`'s result."""
     serving = overview.get("serving") or {}
     serving_html = (
         f"<p>Serving: p99 {_fmt(serving.get('serving_p99_ms'), 0)} ms · 5xx share "

@@ -3,7 +3,13 @@ retrains, quarantine, KPIs.
 
 Read from what already exists: MLflow (one registry search and one run search per experiment, whatever the
 number of versions), the state folders (ingest manifests, quarantine reasons) and the champion audit log. No
-Airflow import: the Airflow plugin (``driftloop_airflow.view``) serves this as JSON and HTML.
+Airflow import: the Airflow plugin (``driftloop_airflow.view``) serves this as JSON and, through
+:mod:`driftloop.governance.overview_page`, as HTML; ``bench/bench_view.py`` times it.
+
+Why governance: the view is the oversight record of the loop, what it did to the champion and why, and its
+verdict is :func:`driftloop.governance.loop_state.loop_state` (facts from
+:mod:`driftloop.governance.loop_facts`). It reads the other stages only through what ``core`` names (the bus's
+tags and metrics, state folders, manifests) and governance's own audit log, so it adds no cross-stage import.
 """
 
 from __future__ import annotations
@@ -20,14 +26,14 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.core.storage import list_manifests, read_json
 from driftloop.core.task_types import LOWER_IS_BETTER
+from driftloop.governance.loop_facts import answers, firing_fields, loop_facts
 from driftloop.governance.loop_state import loop_state
-from driftloop_ops.loop_facts import answers, firing_fields, loop_facts
 
 log = logging.getLogger(__name__)
 MONITORING_RUNS = 20  # the last N monitoring runs charted per dataset
 VERSIONS_SHOWN = 20  # newest versions listed per dataset (champion and challenger always)
 QUARANTINE_SHOWN = 20
-REASON_FILE = "reason.json"
+REASON_FILE = "reason.json"  # beside a file quarantined whole (driftloop.data.quarantine writes it)
 
 
 def mlflow_version_url(ui_url: str, model_name: str, version: str | int) -> str:
