@@ -5,7 +5,7 @@ run.
    second time as ``challenger``, so A/B routing and shadow scoring really run two models (same per-call
    cost).
 2. Measures the cost of one predict call (1 to 16,000 rows) in this process, of the logged pipeline and of
-   what the workers run (the numpy replay of its preprocessing, :mod:`driftloop.serving.compiled`): the
+   what the workers run (the numpy replay of its preprocessing, :mod:`driftloop.serving.replay`): the
    ceiling the served call implies for a closed loop of C clients is
    ``C / (calls per round x cost per call) x min(workers, calls)``: every request waits for its arm's call
    at least, two calls per round when the requests in flight hold both arms (A/B), one otherwise, and calls
@@ -95,8 +95,8 @@ def per_call_cost_s(model, frame, cfg) -> dict[str, dict[int, float]]:
     """Median seconds of one call on each of ``COST_ROWS`` rows: the logged pipeline's ``predict_proba`` on a
     frame, and what the workers run (the numpy replay of the preprocessing on typed columns, when the model
     has one)."""
-    from driftloop.serving.compiled import compile_model
     from driftloop.serving.online.workers import build_frame
+    from driftloop.serving.replay import compile_model
 
     replay = compile_model(model)
     costs: dict[str, dict[int, float]] = {"pipeline": {}, "served": {}}
@@ -277,7 +277,7 @@ async def open_loop(url: str, payloads: list[bytes], rate: float, seconds: float
 
 def count_logged(log_uri: str, model_name: str, prefix: str, since_s: float) -> int:
     """Primary rows logged since ``since_s`` whose request id starts with ``prefix``."""
-    from driftloop.serving.online.predlog import PRIMARY, read_log
+    from driftloop.serving.online.prediction_log import PRIMARY, read_log
 
     log = read_log(log_uri, model_name, since_s=since_s, role=PRIMARY)  # not the grid's millions of rows
     return int(log["request_id"].str.startswith(prefix).sum())
@@ -360,7 +360,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script, figure by figure
     from driftloop.core.registry import load_model
     from driftloop.core.settings import Settings
     from driftloop.data.sources import load_source_frame
-    from driftloop.serving.online.predlog import log_uri
+    from driftloop.serving.online.prediction_log import log_uri
 
     settings = Settings.from_env()
     cfg = load_dataset_config("telco_churn", settings)

@@ -247,11 +247,11 @@ def test_cli_handlers_share_one_naming_scheme_and_every_command_takes_dataset():
 
 
 def test_generated_doc_sections_match_the_code():
-    from driftloop_ops.reference import stale_sections
+    from driftloop_ops.doc_tables import stale_sections
 
     stale = stale_sections()
     assert stale == [], (
-        f"generated doc sections out of date: {stale}; run `python -m driftloop_ops.reference`"
+        f"generated doc sections out of date: {stale}; run `python -m driftloop_ops.doc_tables`"
     )
 
 

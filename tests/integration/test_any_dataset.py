@@ -110,7 +110,7 @@ def assert_the_replay_scores_like_the_pipeline(cfg, decision, model_uri: str, sn
     the pipeline's own outputs on the snapshot's rows, with unseen categories and nulls mixed in."""
     from driftloop.core.registry import load_model
     from driftloop.core.task_types import model_input
-    from driftloop.serving.compiled import compile_model
+    from driftloop.serving.replay import compile_model
 
     model = load_model(model_uri)
     replay = compile_model(model)

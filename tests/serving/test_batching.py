@@ -125,8 +125,8 @@ def test_ab_split_is_sticky_and_shadow_scores_are_logged_but_never_returned(
     cfg, serve_env, telco_frame, good_model, flipped_model
 ):
     from driftloop.core.settings import Settings
-    from driftloop.serving.online.log_store import NO_FEATURES
-    from driftloop.serving.online.predlog import log_uri, read_log
+    from driftloop.serving.online.prediction_log import log_uri, read_log
+    from driftloop.serving.online.prediction_log_store import NO_FEATURES
 
     champion, _ = register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     challenger, _ = register_model(cfg, flipped_model, telco_frame, bus.CHALLENGER)

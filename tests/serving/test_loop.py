@@ -49,7 +49,7 @@ def serve(cfg, requests: list[dict], labels: list[dict] | None = None) -> list[d
 def test_labels_join_served_predictions_by_entity_and_by_request_id(cfg, serve_env, telco_frame, good_model):
     from driftloop.core.settings import Settings
     from driftloop.serving.online.labels import join_labels, read_accepted_labels
-    from driftloop.serving.online.predlog import log_uri, read_log
+    from driftloop.serving.online.prediction_log import log_uri, read_log
 
     register_model(cfg, good_model, telco_frame, bus.CHAMPION)
     rows = telco_frame.iloc[3000:3020].reset_index(drop=True)
@@ -135,7 +135,7 @@ def simulate_traffic(
 ) -> pd.DataFrame:
     """Write an A/B (or shadow) experiment's served rows into the prediction log; returns the true labels."""
     from driftloop.core.settings import Settings
-    from driftloop.serving.online.predlog import LogEntry, PredictionLogWriter, log_uri
+    from driftloop.serving.online.prediction_log import LogEntry, PredictionLogWriter, log_uri
 
     rng = np.random.default_rng(seed)
     experiment = bus.ab_experiment_id(champion, challenger)

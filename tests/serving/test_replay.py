@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from driftloop.core.task_types import BINARY, MULTICLASS, REGRESSION, Decision
-from driftloop.serving.compiled import compile_model
 from driftloop.serving.online.workers import ModelHost, build_frame, replay_model
+from driftloop.serving.replay import compile_model
 from driftloop.training.preprocessing import build_preprocessor
 
 DTYPES = {
@@ -147,7 +147,7 @@ def test_a_worker_serves_a_replayable_version_with_its_replay_and_the_same_answe
 
 
 def test_a_replay_that_differs_from_its_pipeline_is_not_served(small_cfg, monkeypatch):
-    from driftloop.serving import compiled
+    from driftloop.serving import replay as replay_module
 
     model = _logged_pipeline(small_cfg, _frame(600), _estimators(BINARY)[0])
     decision = Decision(BINARY, ("stays", "churns"), 0.5)
@@ -159,12 +159,12 @@ def test_a_replay_that_differs_from_its_pipeline_is_not_served(small_cfg, monkey
     def swapped(pipeline):
         """A replay that sends two contracts to each other's columns (the warm-up rows see neither)."""
         replay = compile_model(pipeline)
-        [onehot] = [b for b in replay.branches if isinstance(b, compiled._OneHot)]
+        [onehot] = [b for b in replay.branches if isinstance(b, replay_module._OneHot)]
         positions = onehot.positions[onehot.columns.index("contract")]
         positions[[1, 2]] = positions[[2, 1]]
         return replay
 
-    monkeypatch.setattr(compiled, "compile_model", swapped)
+    monkeypatch.setattr(replay_module, "compile_model", swapped)
     replay, why = replay_model(model, decision, examples, DTYPES)
     assert replay is None and why == "score differs on the probe rows"
 

@@ -5,8 +5,8 @@ model registry and its aliases), in manifests under ``DRIFTLOOP_HOME`` and in Ai
 name, tag key, metric key, artifact path, manifest field, run-id format and asset URI lives here; writers,
 readers, DAG files and test fakes import it, so renaming one is one edit and a fake cannot drift from the real
 writer. The bus reference in ``docs/architecture.md`` is generated from this module (constants grouped by the
-section comments, notes from end-of-line comments) by ``python -m driftloop_ops.reference``; a test fails on a
-metric or tag key written as a literal elsewhere. Standard library only: DAG files may import it at parse
+section comments, notes from end-of-line comments) by ``python -m driftloop_ops.doc_tables``; a test fails on
+a metric or tag key written as a literal elsewhere. Standard library only: DAG files may import it at parse
 time.
 """
 

@@ -3,7 +3,7 @@
 Reading them changes nothing on disk or in MLflow (no folder is created, no tracking URI is set), so DAG files
 may import this module at parse time. Each setting is one field of :class:`Settings`, written once: its
 environment variable, its default and its description (the configuration tables of the README and
-``docs/serving.md`` are generated from these fields by ``python -m driftloop_ops.reference``). A new setting
+``docs/serving.md`` are generated from these fields by ``python -m driftloop_ops.doc_tables``). A new setting
 is one field: ``alert_url: str = _setting("DRIFTLOOP_ALERT_URL", "", "where alerts go")``, then regenerate the
 docs.
 """

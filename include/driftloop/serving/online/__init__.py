@@ -16,8 +16,8 @@ The subpackage is split by job:
   queues them;
 * :mod:`~driftloop.serving.online.models`: which versions serve, polled from the registry and hot-swapped when
   warm;
-* :mod:`~driftloop.serving.online.predlog`: the prediction log (bounded queue, background writer; SQLite or
-  PostgreSQL);
+* :mod:`~driftloop.serving.online.prediction_log`: the prediction log (bounded queue, background writer;
+  SQLite or PostgreSQL); :mod:`~driftloop.serving.online.prediction_log_store`: its tables, stores and sinks;
 * :mod:`~driftloop.serving.online.labels`: ``POST /labels`` into the labels landing zone, and the label join;
 * :mod:`~driftloop.serving.online.service` and :mod:`~driftloop.serving.online.app`: the service and its HTTP
   endpoints;

@@ -33,7 +33,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.serving.online import ab_stats
 from driftloop.serving.online.labels import join_labels, read_accepted_labels
-from driftloop.serving.online.predlog import PRIMARY, SHADOW, log_uri, read_log
+from driftloop.serving.online.prediction_log import PRIMARY, SHADOW, log_uri, read_log
 
 STAGE = "serving"
 

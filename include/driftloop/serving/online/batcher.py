@@ -5,7 +5,7 @@ Like Triton's default dynamic batcher with no queue delay: rows are routed when 
 oldest rows waited longest, with everything queued for it (first in, first out, capped at
 ``DRIFTLOOP_SERVE_MAX_BATCH_ROWS`` rows), and never waits on a timer, because most of a call's cost is fixed
 (1.0 ms for one telco row, 1.7 ms for 1,000, with the replayed preprocessing of
-:mod:`driftloop.serving.compiled`), so waiting only adds latency. With two workers the champion's and the
+:mod:`driftloop.serving.replay`), so waiting only adds latency. With two workers the champion's and the
 challenger's calls run at the same time.
 
 * **Shadow rows** (scored by the model that did not answer them, never returned) ride along in a call their

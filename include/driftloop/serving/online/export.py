@@ -29,7 +29,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri
 from driftloop.core.storage import atomic_path, list_manifests, utc_now, write_json
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
-from driftloop.serving.online.predlog import PRIMARY, log_uri, read_log
+from driftloop.serving.online.prediction_log import PRIMARY, log_uri, read_log
 
 SOURCE_NAME = "prediction_log"
 

@@ -26,10 +26,10 @@ from driftloop.core.state import StatePaths
 from driftloop.serving.online.batcher import Batcher
 from driftloop.serving.online.jobs import CallOutputs, Job, JobResult
 from driftloop.serving.online.labels import label_file_bytes, parse_labels, write_label_file
-from driftloop.serving.online.log_store import LogEntry
 from driftloop.serving.online.metrics import ServingMetrics
 from driftloop.serving.online.models import ModelSet, resolve_served, signature_types
-from driftloop.serving.online.predlog import PRIMARY, SHADOW, PredictionLogWriter, log_uri
+from driftloop.serving.online.prediction_log import PRIMARY, SHADOW, PredictionLogWriter, log_uri
+from driftloop.serving.online.prediction_log_store import LogEntry
 from driftloop.serving.online.router import Routing
 from driftloop.serving.online.validation import InputSchema, ParsedRequest, RequestError
 from driftloop.serving.online.workers import WorkerPool

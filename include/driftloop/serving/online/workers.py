@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from driftloop.core.settings import Settings
-from driftloop.serving.compiled import build_frame, typed_columns
+from driftloop.serving.replay import build_frame, typed_columns
 
 LOG = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class ModelHost:
     ) -> dict[str, Any]:
         """Load ``model_uri`` from our registry and warm it up with a small predict.
 
-        The version serves with its numpy replay (:mod:`driftloop.serving.compiled`) when the replay gives the
+        The version serves with its numpy replay (:mod:`driftloop.serving.replay`) when the replay gives the
         pipeline's outputs on probe rows, else with the pipeline itself.
 
         Returns:
@@ -115,10 +115,10 @@ def replay_model(
     model: Any, decision: Any, examples: dict[str, list[Any]], dtypes: dict[str, str]
 ) -> tuple[Any, str]:
     """The model's numpy replay when it gives the pipeline's outputs, else None and why not."""
-    from driftloop.serving import compiled
+    from driftloop.serving.replay import compile_model  # read at each call: a test swaps it
 
     try:
-        replay = compiled.compile_model(model)
+        replay = compile_model(model)
         if replay is None:
             return None, "the pipeline is not driftloop's preprocessing"
         mismatch = replay.check(model, decision, examples, dtypes)

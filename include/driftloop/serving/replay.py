@@ -1,4 +1,4 @@
-"""The fitted preprocessing replayed on numpy columns for serving: the pipeline's numbers without its frames.
+"""The numpy replay of the fitted preprocessing for serving: the pipeline's numbers without its frames.
 
 A served predict call on the logged PyCaret pipeline spends most of its time before the model: PyCaret's
 wrapper builds frames around every step, the ColumnTransformer splits and stacks them, and the one-hot encoder

@@ -1,12 +1,12 @@
 """The prediction log's tables and entries, its stores (SQLite, PostgreSQL) and the sinks that write to them.
 
-:class:`~driftloop.serving.online.predlog.PredictionLogWriter`'s thread hands the queued entries to a sink:
-:class:`ProcessSink` (the default) sends them, encoded (:meth:`LogEntry.encode`), to a process of its own that
-writes them, so that work never holds the HTTP process's GIL; :class:`ThreadSink` writes them from the calling
-thread (thread-mode serving, tests).
+:class:`~driftloop.serving.online.prediction_log.PredictionLogWriter`'s thread hands the queued entries to a
+sink: :class:`ProcessSink` (the default) sends them, encoded (:meth:`LogEntry.encode`), to a process of its
+own that writes them, so that work never holds the HTTP process's GIL; :class:`ThreadSink` writes them from
+the calling thread (thread-mode serving, tests).
 
 The stores keep different shapes, read back alike by
-:func:`~driftloop.serving.online.predlog.read_log` (one row per served row and role):
+:func:`~driftloop.serving.online.prediction_log.read_log` (one row per served row and role):
 
 * **SQLite** (embedded) keeps one record per entry in ``prediction_log_entries``: the entry's own fields
   (time, request, role, experiment, model, row count) as columns, its rows as the JSON the service encoded.

@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from driftloop.serving.online.metrics import ServingMetrics
-from driftloop.serving.online.predlog import LogEntry, PredictionLogWriter, read_log
+from driftloop.serving.online.prediction_log import LogEntry, PredictionLogWriter, read_log
 from tests.constants import service_missing
 
 PG_DSN = "postgresql://{user}{password}@{host}:{port}".format(
@@ -91,7 +91,7 @@ def test_sqlite_keeps_one_record_per_entry_and_reads_a_log_written_row_by_row_be
     row, as written before) is read together with the entries, in time order, under the same filters."""
     import sqlite3
 
-    from driftloop.serving.online.log_store import COLUMNS, CREATE_SQL, ENTRY_TABLE, TABLE
+    from driftloop.serving.online.prediction_log_store import COLUMNS, CREATE_SQL, ENTRY_TABLE, TABLE
 
     path = tmp_path / "log.sqlite"
     with sqlite3.connect(path) as conn:
@@ -131,9 +131,9 @@ def test_overflow_is_counted_never_silent(tmp_path):
 def test_a_backlog_is_written_in_bounded_batches_and_new_rows_get_in_meanwhile(tmp_path, monkeypatch):
     """Regression: a backlog written as one batch counted against the queue until all of it was written, so
     rows arriving after an overload were dropped for seconds."""
-    from driftloop.serving.online import predlog
+    from driftloop.serving.online import prediction_log
 
-    monkeypatch.setattr(predlog, "WRITE_BATCH_ROWS", 10)
+    monkeypatch.setattr(prediction_log, "WRITE_BATCH_ROWS", 10)
     writer = PredictionLogWriter(f"sqlite:///{tmp_path / 'log.sqlite'}", "m", max_rows=52, in_process=True)
     for i in range(10):
         assert writer.submit(entry(f"backlog{i}", 5))  # 50 rows queued before the writer starts
@@ -229,7 +229,7 @@ def postgres_uri():
     _require_postgres()
     import asyncpg
 
-    name = f"driftloop_predlog_{uuid.uuid4().hex[:8]}"
+    name = f"driftloop_prediction_log_{uuid.uuid4().hex[:8]}"
 
     async def admin(sql: str) -> None:
         conn = await asyncpg.connect(PG_DSN + "/postgres")

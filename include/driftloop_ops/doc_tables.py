@@ -3,8 +3,8 @@
 The module table (from docstrings), the bus reference (from :mod:`driftloop.core.bus` itself), the environment
 variables (from the fields of :class:`driftloop.core.settings.Settings`) and the CLI commands (from
 ``driftloop.cli.build_parser``). A document carries each generated table between ``<!-- <name>:begin -->`` and
-``<!-- <name>:end -->``. ``python -m driftloop_ops.reference`` rewrites every section of every document listed
-in :data:`DOCUMENTS`; ``--check`` only reports the stale ones (exit 1). A test runs the check.
+``<!-- <name>:end -->``. ``python -m driftloop_ops.doc_tables`` rewrites every section of every document
+listed in :data:`DOCUMENTS`; ``--check`` only reports the stale ones (exit 1). A test runs the check.
 """
 
 from __future__ import annotations
@@ -259,8 +259,8 @@ def write_sections(root: Path = PROJECT_DIR) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m driftloop_ops.reference [--check]``."""
-    parser = argparse.ArgumentParser(prog="python -m driftloop_ops.reference", description=__doc__)
+    """``python -m driftloop_ops.doc_tables [--check]``."""
+    parser = argparse.ArgumentParser(prog="python -m driftloop_ops.doc_tables", description=__doc__)
     parser.add_argument(
         "--check", action="store_true", help="report stale sections and exit 1, write nothing"
     )

@@ -8,12 +8,12 @@ full the entry is dropped and counted (``driftloop_serving_log_dropped_rows``), 
 
 Stores, chosen by ``DRIFTLOOP_PREDICTION_LOG_URI``: SQLite (the default,
 ``<state>/serving/prediction_log.sqlite``, WAL so readers never block the writer; one record per entry, see
-:mod:`~driftloop.serving.online.log_store`) for the embedded mode, PostgreSQL (``postgresql://...``; rows go
-in with ``COPY`` through asyncpg) in production. :func:`read_log` gives one row per served row and role
-(``primary`` answered the request, ``shadow`` was scored after it and never returned); ``prediction`` is the
-dataset's label (or the value, as text), ``probabilities`` the per-class probabilities of a multiclass model
-(JSON) and ``features`` the row's inputs (JSON; empty on a shadow row: its primary row, same ``request_id``
-and ``row_index``, holds them).
+:mod:`~driftloop.serving.online.prediction_log_store`) for the embedded mode, PostgreSQL
+(``postgresql://...``; rows go in with ``COPY`` through asyncpg) in production. :func:`read_log` gives one row
+per served row and role (``primary`` answered the request, ``shadow`` was scored after it and never returned);
+``prediction`` is the dataset's label (or the value, as text), ``probabilities`` the per-class probabilities
+of a multiclass model (JSON) and ``features`` the row's inputs (JSON; empty on a shadow row: its primary row,
+same ``request_id`` and ``row_index``, holds them).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
-from driftloop.serving.online.log_store import (
+from driftloop.serving.online.prediction_log_store import (
     COLUMNS,
     ENTRY_TABLE,
     TABLE,
