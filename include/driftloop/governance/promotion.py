@@ -237,6 +237,9 @@ def promote_model(
                 if already:
                     break
                 continue  # another promotion moved champion meanwhile: judge against the new one
+            earlier = None if reused else read_decision(client, run_id, report["evidence_key"])
+            if earlier is not None:  # a racing request judged it in this state first: its verdict stands
+                report, reused, reason = earlier, True, gates.summarize(earlier)
             _record_verdict(cfg, client, report, reason, reused)
             moved = report["passed"] and cfg.gates.policy == "auto"
             if moved:
@@ -263,8 +266,9 @@ def promote_model(
     if already:  # never judged against itself: the verdict that promoted it stands
         return _finish_as_champion(cfg, client, store, candidate, recorded, settings)
     finish_move(cfg, client, store, [candidate, _version_of(champion)], settings)
-    log.info("gate verdict v%s (policy %s, rule %s: %s; evidence key %s%s): %s; champion %s: %s", candidate,
-             cfg.gates.policy, report.get("rule"), state.describe(), report.get("evidence_key"),
+    why = f"rule {report['rule']}: {state.describe()}" if report.get("rule") else state.describe()
+    log.info("gate verdict v%s (policy %s, %s; evidence key %s%s): %s; champion %s: %s", candidate,
+             cfg.gates.policy, why, report.get("evidence_key"),
              f", the verdict of {report.get('decided_at')} reused" if reused else "",
              "passed" if report["passed"] else "rejected", f"moved to v{candidate}" if moved else
              f"stays v{_version_of(champion)}", reason)  # fmt: skip
