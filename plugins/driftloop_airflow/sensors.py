@@ -21,6 +21,18 @@ TRIGGER_CLASS = "driftloop_airflow.triggers.DriftTrigger"
 WATCH_TRIGGER_CLASS = "driftloop_airflow.triggers.RegistryWatchTrigger"
 
 
+def start_in_the_triggerer(trigger_cls: str) -> StartTriggerArgs:
+    """Where a sensor that starts from its trigger begins: ``trigger_cls`` in the triggerer, resuming in
+    ``execute_complete``, with no timeout (each instance sets its trigger's arguments)."""
+    return StartTriggerArgs(
+        trigger_cls=trigger_cls,
+        next_method="execute_complete",
+        trigger_kwargs={},
+        next_kwargs=None,
+        timeout=None,
+    )
+
+
 class DriftSensor(BaseOperator):
     """Wait until monitoring results in MLflow cross the dataset's drift or performance threshold.
 
@@ -36,13 +48,7 @@ class DriftSensor(BaseOperator):
     """
 
     ui_color = "#f4a261"
-    start_trigger_args = StartTriggerArgs(
-        trigger_cls=TRIGGER_CLASS,
-        next_method="execute_complete",
-        trigger_kwargs={},
-        next_kwargs=None,
-        timeout=None,
-    )
+    start_trigger_args = start_in_the_triggerer(TRIGGER_CLASS)
     start_from_trigger = True
 
     def __init__(
@@ -103,13 +109,7 @@ class RegistryWatchSensor(BaseOperator):
     """
 
     ui_color = "#e9c46a"
-    start_trigger_args = StartTriggerArgs(
-        trigger_cls=WATCH_TRIGGER_CLASS,
-        next_method="execute_complete",
-        trigger_kwargs={},
-        next_kwargs=None,
-        timeout=None,
-    )
+    start_trigger_args = start_in_the_triggerer(WATCH_TRIGGER_CLASS)
     start_from_trigger = True
 
     def __init__(
