@@ -47,10 +47,13 @@ down: venv
 # Docker stack), the slow end-to-end tests (servers, schedulers and browsers, much of it waiting) and everything
 # else, with the per-dataset loops (marker `datasets`) to balance the lanes' times. The first two write to their logs, printed when all lanes end; PYTEST_ARGS go to all three. The exit code
 # is the first failing lane's (5, "no tests collected", included).
-CONTAINER_LOG := .driftloop/test-containers.log
-SLOW_LOG := .driftloop/test-slow.log
+# The lanes' logs go to the state folder of this run ($DRIFTLOOP_HOME when set): a `make test` typed by a test of
+# the front door, in its own temporary home, must not overwrite the logs of the `make test` running it.
+TEST_LOG_DIR := $(or $(DRIFTLOOP_HOME),.driftloop)
+CONTAINER_LOG := $(TEST_LOG_DIR)/test-containers.log
+SLOW_LOG := $(TEST_LOG_DIR)/test-slow.log
 test: venv
-	@mkdir -p .driftloop
+	@mkdir -p $(TEST_LOG_DIR)
 	@$(BIN)/pytest -m container $(PYTEST_ARGS) > $(CONTAINER_LOG) 2>&1 & clane=$$!; \
 	$(BIN)/pytest -m "slow and not container and not datasets" $(PYTEST_ARGS) > $(SLOW_LOG) 2>&1 & slane=$$!; \
 	$(BIN)/pytest -m "not container and (not slow or datasets)" $(PYTEST_ARGS); rc=$$?; \
