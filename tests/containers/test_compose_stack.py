@@ -350,7 +350,8 @@ def test_worker_killed_mid_training_task_is_retried_on_the_other(loop, stack, ai
     workers = _scale_workers(stack, 2)
     name = _model_name(mlflow)
     before = {v["version"] for v in mlflow.versions(name)}
-    run_id = airflow.trigger(TRAINING_DAG, {"reason": "fault-test-worker-kill"})
+    # Another seed: a new training key (the same inputs would return the version already trained for them).
+    run_id = airflow.trigger(TRAINING_DAG, {"reason": "fault-test-worker-kill", "seed": 1001})
     ti = airflow.wait_task_state(TRAINING_DAG, run_id, "train_model", ("running",), timeout_s=300)
     victim = next(w for w in workers if w["Config"]["Hostname"] == ti["hostname"])
     time.sleep(3)  # inside PyCaret's setup / compare_models

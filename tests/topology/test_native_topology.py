@@ -277,7 +277,8 @@ def _assert_registry_consistent(mlflow, model_name):
 
 def test_worker_killed_mid_training_task_is_retried_and_the_loop_completes(loop, stack, mlflow, model_name):
     api = stack.airflow
-    run_id = api.trigger(TRAINING_DAG, {"reason": "fault-test-worker-kill"})
+    # Another seed: a new training key (the same inputs would return the version already trained for them).
+    run_id = api.trigger(TRAINING_DAG, {"reason": "fault-test-worker-kill", "seed": 1001})
     ti = wait_until(
         lambda: (
             (t := api.task_instance(TRAINING_DAG, run_id, "train_model"))["state"] == "running"
@@ -312,7 +313,7 @@ def test_mlflow_outage_during_training_retries_with_backoff_and_no_half_register
     before = {v.version for v in mlflow.search_model_versions(f"name = '{model_name}'")}
     champion_before = mlflow.get_model_version_by_alias(model_name, "champion").version
     api = stack.airflow
-    run_id = api.trigger(TRAINING_DAG, {"reason": "fault-test-mlflow-outage"})
+    run_id = api.trigger(TRAINING_DAG, {"reason": "fault-test-mlflow-outage", "seed": 1002})
     api.wait_task_state(TRAINING_DAG, run_id, "train_model", ("running",))
     stack.stop_mlflow()
     try:

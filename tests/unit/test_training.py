@@ -514,6 +514,10 @@ def test_a_second_trigger_for_the_same_key_registers_nothing_and_is_recorded_on_
 
     other = dataclasses.replace(cfg, gates=dataclasses.replace(cfg.gates, margin=cfg.gates.margin + 0.01))
     assert train_model(other, snapshot_uri=trained.manifest["snapshot_uri"], trigger=drift)["reused"] is False
+    # Another seed asked for in the trigger is another training of the same inputs: a new key, a new version.
+    reseeded = {"reason": "manual", "trigger_id": "reseed-1", "seed": 7}
+    again = train_model(cfg, snapshot_uri=trained.manifest["snapshot_uri"], trigger=reseeded)
+    assert again["reused"] is False and again["model_version"] not in ("1", "2"), again
 
 
 def test_two_triggers_racing_on_one_key_register_one_version(trained, client):

@@ -304,7 +304,9 @@ def train_model(
         cfg: Dataset config.
         snapshot_uri: Snapshot parquet to train on; the newest snapshot when None.
         trigger: Why training runs: ``reason`` (``drift``/``new_data``/``manual``), optional
-            ``airflow_dag_id``, ``airflow_run_id``, ``monitoring_run_id``, ``trigger_id``.
+            ``airflow_dag_id``, ``airflow_run_id``, ``monitoring_run_id``, ``trigger_id``, and ``seed``
+            (``training.seed`` for this training: the same data and config with another seed is a new
+            training key, the one way to ask for a second model of unchanged inputs).
         settings: Process settings; defaults to :meth:`Settings.from_env`.
 
     Returns:
@@ -322,6 +324,8 @@ def train_model(
     """
     settings = settings or Settings.from_env()
     trigger = dict(trigger or {})
+    if trigger.get("seed") is not None:  # a retrain with another seed is another training (its own key)
+        cfg = replace(cfg, training=replace(cfg.training, seed=int(trigger["seed"])))
     snapshot = snapshots.resolve_snapshot(cfg, snapshot_uri, settings)
     snapshot_hash = str(snapshot["snapshot_hash"])
     trigger_id = keys.derive_trigger_id(trigger, snapshot_hash)
