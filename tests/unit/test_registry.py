@@ -238,3 +238,50 @@ def test_cli_promotes_moves_rolls_back_and_lists_the_audit(models, capsys):
         code, out = run("audit")
         assert [(e["from_version"], e["to_version"]) for e in out] == [(None, "1"), ("1", "2"), ("2", "1")]
         assert [e["override"] for e in out] == [False, False, False]  # v2 was never judged: not an override
+
+
+def test_the_light_alias_look_sends_mlflows_basic_auth_and_reads_a_missing_alias_as_none(telco_cfg):
+    """The registry watch's look from the triggerer (no MLflow import) against a server that, like compose's
+    MLflow, answers only with credentials."""
+    import base64
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from driftloop.core.registry import read_alias_version
+    from driftloop.core.settings import Settings
+
+    expected = "Basic " + base64.b64encode(b"admin:s3cret").decode()
+    aliases = {"champion": "4"}
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_GET(self):  # http.server calls this name
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.end_headers()
+                return
+            alias = self.path.split("alias=")[1]
+            found = alias in aliases
+            body = (
+                {"model_version": {"version": aliases[alias]}}
+                if found
+                else {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "no alias"}
+            )
+            self.send_response(200 if found else 404)
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{server.server_port}"}
+        auth = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": "s3cret"}
+        assert read_alias_version(telco_cfg, "champion", Settings.from_env({**env, **auth})) == "4"
+        assert read_alias_version(telco_cfg, "challenger", Settings.from_env({**env, **auth})) is None
+        with pytest.raises(RuntimeError, match="HTTP 401"):
+            read_alias_version(telco_cfg, "champion", Settings.from_env(env))
+    finally:
+        server.shutdown()

@@ -66,9 +66,14 @@ def read_alias_version(
         found = resolve_alias(cfg, alias, settings)
         return found["model_version"] if found else None
     query = urllib.parse.urlencode({"name": cfg.registered_model_name, "alias": alias})
-    url = f"{base}/api/2.0/mlflow/registered-models/alias?{query}"
+    request = urllib.request.Request(f"{base}/api/2.0/mlflow/registered-models/alias?{query}")
+    if settings.tracking_username:  # MLflow's basic auth, as its client sends it
+        import base64
+
+        pair = f"{settings.tracking_username}:{settings.tracking_password}".encode()
+        request.add_header("Authorization", f"Basic {base64.b64encode(pair).decode()}")
     try:
-        with urllib.request.urlopen(url, timeout=30) as response:  # the configured tracking server
+        with urllib.request.urlopen(request, timeout=30) as response:  # the configured tracking server
             return str(json.load(response)["model_version"]["version"])
     except urllib.error.HTTPError as exc:
         body = exc.read().decode(errors="replace")

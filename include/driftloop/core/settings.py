@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     tracking_uri: str = _setting(
         "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "tracking server and registry"
     )
+    tracking_username: str = _setting(
+        "MLFLOW_TRACKING_USERNAME", "", "MLflow basic-auth user (MLflow's own variable; compose sets it)"
+    )
+    tracking_password: str = Field(
+        default="",
+        validation_alias="MLFLOW_TRACKING_PASSWORD",
+        description="MLflow basic-auth password (MLflow's own variable)",
+        repr=False,  # a secret: never in a log line or a traceback's locals
+    )
     dataset: str = _setting(
         "DRIFTLOOP_DATASET",
         DEFAULT_DATASET,
