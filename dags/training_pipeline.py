@@ -11,10 +11,13 @@ the dataset's policy (`auto` moves it, `manual` marks the version ready). The ve
 model card land on the version; every move of `champion` is appended to the audit log.
 
 * **Runs on:** the `training-snapshot` asset, the `drift_sensor` (conf `reason`, `monitoring_run_id`) or by
-  hand.
-* **Idempotent:** a retry of the same run reuses the registered version instead of registering another.
-* **No duplicate versions:** a drift retrain whose snapshot is the one the champion was trained on (no labels
-  of the drifted period yet) registers nothing and says it waits for labels; the retrain runs when they land.
+  hand (conf `snapshot_uri`, and `seed` to train unchanged inputs again on purpose).
+* **One version per training key:** a training is keyed by its snapshot, its effective config and the code
+  version. A trigger for a key that already has a version (a drift retrain of the snapshot a `new_data`
+  retrain just trained on, a retry, two triggers at once) registers nothing, is recorded on that version and
+  hands it to the gate. A drift retrain of the very snapshot the champion was trained on waits for labels.
+* **Same evidence, same verdict:** the gate's rule follows whether the champion is degraded on its newest
+  monitoring result, not which trigger asked; a version judged in the same state keeps its verdict.
 * **Fails fast** (no retry) when the first version misses the floors or there is no snapshot to train on.
 * **A rejected challenger is an outcome, not a fault:** the run succeeds, its note says
   `challenger vN rejected (champion stays vM): <reason>` and a `gate_rejected` alert goes out.
