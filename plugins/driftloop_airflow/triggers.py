@@ -13,10 +13,51 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+
+async def poll_until_found(
+    trigger: Any,
+    check: Callable[[str], Any],
+    what: str,
+    *,
+    fired: Callable[[Any, int], dict[str, Any]],
+    describe: Callable[[Any], Any],
+    timeout_s: float = 0.0,
+) -> AsyncIterator[TriggerEvent]:
+    """The waiting loop of both triggers: ``check(trigger.dataset)`` in a thread every ``trigger.poll_s``
+    seconds until it finds something (``fired(found, checks)``), a verdict that waiting cannot fix (an
+    ``error`` event), or ``timeout_s`` (> 0) passes (a ``timeout`` event). A failing look (MLflow or the audit
+    DB unreachable for a moment) is a WARNING and the next look runs.
+    """
+    from driftloop.core.errors import Verdict
+
+    deadline = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
+    checks = 0
+    while True:
+        checks += 1
+        try:
+            found = await asyncio.to_thread(check, trigger.dataset)
+        except Verdict as exc:
+            yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+            return
+        except Exception as exc:  # unreachable for a moment: keep waiting
+            trigger.log.warning(
+                "%s check %d failed, retrying in %.0f s: %r", what, checks, trigger.poll_s, exc
+            )
+            found = None
+        if found is not None:
+            trigger.log.info("%s fired after %d check(s): %s", what, checks, describe(found))
+            yield TriggerEvent(fired(found, checks))
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            yield TriggerEvent({"status": "timeout", "checks": checks})
+            return
+        await asyncio.sleep(min(trigger.poll_s, remaining))
 
 
 def check_for_drift(dataset: str) -> dict[str, Any] | None:
@@ -55,29 +96,15 @@ class DriftTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from driftloop.core.errors import Verdict
-
-        deadline = time.monotonic() + self.timeout_s if self.timeout_s > 0 else float("inf")
-        checks = 0
-        while True:
-            checks += 1
-            try:
-                found = await asyncio.to_thread(check_for_drift, self.dataset)
-            except Verdict as exc:
-                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
-                return
-            except Exception as exc:  # MLflow unreachable for a moment: keep waiting
-                self.log.warning("drift check %d failed, retrying in %.0f s: %r", checks, self.poll_s, exc)
-                found = None
-            if found is not None:
-                self.log.info("drift trigger after %d check(s): %s", checks, found.get("detail"))
-                yield TriggerEvent({"status": "fired", "trigger": found})
-                return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                yield TriggerEvent({"status": "timeout", "checks": checks})
-                return
-            await asyncio.sleep(min(self.poll_s, remaining))
+        async for event in poll_until_found(
+            self,
+            check_for_drift,
+            "drift",
+            fired=lambda found, checks: {"status": "fired", "trigger": found},
+            describe=lambda found: found.get("detail"),
+            timeout_s=self.timeout_s,
+        ):
+            yield event
 
 
 def check_for_move(dataset: str) -> str | None:
@@ -115,21 +142,11 @@ class RegistryWatchTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from driftloop.core.errors import Verdict
-
-        checks = 0
-        while True:
-            checks += 1
-            try:
-                reason = await asyncio.to_thread(check_for_move, self.dataset)
-            except Verdict as exc:
-                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
-                return
-            except Exception as exc:  # MLflow or the audit DB unreachable for a moment: keep waiting
-                self.log.warning("registry check %d failed, retrying in %.0f s: %r", checks, self.poll_s, exc)
-                reason = None
-            if reason is not None:
-                self.log.info("registry watch fired after %d check(s): %s", checks, reason)
-                yield TriggerEvent({"status": "fired", "reason": reason, "checks": checks})
-                return
-            await asyncio.sleep(self.poll_s)
+        async for event in poll_until_found(
+            self,
+            check_for_move,
+            "registry watch",
+            fired=lambda reason, checks: {"status": "fired", "reason": reason, "checks": checks},
+            describe=lambda reason: reason,
+        ):
+            yield event

@@ -89,12 +89,16 @@ class AuditStore:
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> AuditStore:
         """The store named by ``DRIFTLOOP_AUDIT_DB_URI`` (default: SQLite under ``DRIFTLOOP_HOME``)."""
-        settings = settings or Settings.from_env()
+        return cls(cls.url_for(settings or Settings.from_env()))
+
+    @staticmethod
+    def url_for(settings: Settings) -> str:
+        """The database URL of the configured store (the SQLite file's folder made when it is the default)."""
         if settings.audit_db_uri:
-            return cls(settings.audit_db_uri)
+            return settings.audit_db_uri
         path = settings.home_dir / "audit" / "audit.db"
         path.parent.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{path}")
+        return f"sqlite:///{path}"
 
     def ensure_schema(self, writer_role: str = "") -> None:
         """Create the table and its append-only triggers when missing (as the table's owner in production).

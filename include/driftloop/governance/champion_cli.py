@@ -14,32 +14,38 @@ def _cli_actor(args: Any) -> str:
     return f"cli:{getpass.getuser()}"
 
 
-def _cmd_promote(args: Any) -> int:
-    from driftloop.core.alerts import promotion_alerts, send_package_alerts
-    from driftloop.core.commands import print_result
-    from driftloop.core.config import load_dataset_config
-    from driftloop.core.settings import Settings
-
-    cfg, settings = load_dataset_config(args.dataset), Settings.from_env()
-    result = promotion.promote_model(cfg, args.version, settings, actor=_cli_actor(args))
-    send_package_alerts(cfg, result, settings, promotion_alerts)
-    print_result(result)
-    return 0
-
-
-def _cmd_champion(args: Any) -> int:
+def _move_from_the_shell(args: Any, move: Any, alerts_of: Any = None) -> int:
+    """Run ``move(cfg, settings)`` for the command's dataset, send the alerts its result calls for (default:
+    one per move it recorded) and print the result."""
     from driftloop.core.alerts import send_package_alerts
     from driftloop.core.commands import print_result
     from driftloop.core.config import load_dataset_config
     from driftloop.core.settings import Settings
 
     cfg, settings = load_dataset_config(args.dataset), Settings.from_env()
-    result = promotion.set_champion(
-        cfg, args.version, actor=_cli_actor(args), reason=args.reason, settings=settings
-    )
-    send_package_alerts(cfg, result, settings)
+    result = move(cfg, settings)
+    send_package_alerts(cfg, result, settings, alerts_of)
     print_result(result)
     return 0
+
+
+def _cmd_promote(args: Any) -> int:
+    from driftloop.core.alerts import promotion_alerts
+
+    return _move_from_the_shell(
+        args,
+        lambda cfg, settings: promotion.promote_model(cfg, args.version, settings, actor=_cli_actor(args)),
+        promotion_alerts,
+    )
+
+
+def _cmd_champion(args: Any) -> int:
+    return _move_from_the_shell(
+        args,
+        lambda cfg, settings: promotion.set_champion(
+            cfg, args.version, actor=_cli_actor(args), reason=args.reason, settings=settings
+        ),
+    )
 
 
 def _cmd_audit(args: Any) -> int:
@@ -96,25 +102,17 @@ def add_cli(subparsers: Any) -> None:
 
 
 def _cmd_rollback(args: Any) -> int:
-    import getpass
-
-    from driftloop.core.alerts import send_package_alerts
-    from driftloop.core.commands import print_result
-    from driftloop.core.config import load_dataset_config
-    from driftloop.core.settings import Settings
-
-    cfg, settings = load_dataset_config(args.dataset), Settings.from_env()
-    result = rollback.rollback_champion(
-        cfg,
-        actor=f"cli:{getpass.getuser()}",
-        reason=args.reason,
-        to_version=args.to,
-        override=args.override,
-        settings=settings,
+    return _move_from_the_shell(
+        args,
+        lambda cfg, settings: rollback.rollback_champion(
+            cfg,
+            actor=_cli_actor(args),
+            reason=args.reason,
+            to_version=args.to,
+            override=args.override,
+            settings=settings,
+        ),
     )
-    send_package_alerts(cfg, result, settings)
-    print_result(result)
-    return 0
 
 
 def _add_rollback(subparsers: Any) -> None:

@@ -46,11 +46,9 @@ def unannounced_moves(
 
 
 @functools.lru_cache(maxsize=8)
-def _watch_store(where: str) -> audit.AuditStore:
+def _watch_store(url: str) -> audit.AuditStore:
     """One audit store (one engine) per database for the life of the triggerer, not one per look."""
-    if "://" in where:
-        return audit.AuditStore(where)
-    return audit.AuditStore.from_settings(Settings.from_env({"DRIFTLOOP_HOME": where}))
+    return audit.AuditStore(url)
 
 
 def find_unrecorded_move(cfg: DatasetConfig, settings: Settings | None = None) -> str | None:
@@ -58,7 +56,7 @@ def find_unrecorded_move(cfg: DatasetConfig, settings: Settings | None = None) -
     recorded move was never announced. Read-only and light (the triggerer calls it every few seconds): the
     alias by one REST call without importing MLflow, the audit log through one cached engine."""
     settings = settings or Settings.from_env()
-    store = _watch_store(settings.audit_db_uri or str(settings.home_dir))
+    store = _watch_store(audit.AuditStore.url_for(settings))
     current_version = registry.read_alias_version(cfg, bus.CHAMPION, settings)
     try:
         history = store.entries(cfg.registered_model_name)
