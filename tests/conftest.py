@@ -13,6 +13,9 @@ from tests.constants import FAST_OVERRIDES
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
+# moto's S3 server (s3_server, s3_env, s3_data_uri) for the tests whose storage matters.
+pytest_plugins = ["tests.object_store"]
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Give Airflow a private home before anything imports it (Airflow reads its config at import)."""
@@ -102,6 +105,17 @@ def state(telco_cfg):
     from driftloop.core.state import StatePaths
 
     paths = StatePaths.for_dataset(telco_cfg)
-    paths.landing_dir.mkdir(parents=True)
-    paths.labels_landing_dir.mkdir(parents=True)
+    paths.landing_dir.mkdir(parents=True, exist_ok=True)
+    paths.labels_landing_dir.mkdir(parents=True, exist_ok=True)
     return paths
+
+
+@pytest.fixture(params=["local", "s3"])
+def data_store(request: pytest.FixtureRequest, driftloop_env: Path) -> str:
+    """The data location, once a local folder and once a bucket on the test S3 server; returns its URI.
+
+    Request it before ``telco_cfg``/``state`` so that they see the location it sets.
+    """
+    if request.param == "s3":
+        return str(request.getfixturevalue("s3_data_uri"))
+    return str(driftloop_env / "data")

@@ -51,3 +51,8 @@ class SnapshotNotFoundError(Verdict, FileNotFoundError):
 
 class MonitoringError(DriftloopError):
     """One scored batch cannot be monitored (missing artifact, file or column); the others still are."""
+
+
+class StorageError(DriftloopError):
+    """The data store (a folder or S3-compatible object storage) failed or refused the credentials: a fault,
+    retried; the message names the URI and the store's answer."""

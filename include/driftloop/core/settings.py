@@ -71,6 +71,12 @@ class Settings(BaseSettings):
         PROJECT_DIR / ".driftloop",
         "all local state (data zones, MLflow and Airflow state in embedded mode)",
     )
+    data_uri: str = _setting(
+        "DRIFTLOOP_DATA_URI",
+        "",
+        "where the data zones live: a folder or `s3://bucket/prefix` (credentials: the AWS variables)",
+        shown_default="(`$DRIFTLOOP_HOME/data`)",
+    )
     tracking_uri: str = _setting(
         "MLFLOW_TRACKING_URI", "http://127.0.0.1:5000", "tracking server and registry"
     )
@@ -283,6 +289,11 @@ class Settings(BaseSettings):
     @classmethod
     def _resolve(cls, value: Path) -> Path:
         return value.resolve()
+
+    @property
+    def data_root_uri(self) -> str:
+        """Where every dataset's data zones live: ``DRIFTLOOP_DATA_URI``, else ``$DRIFTLOOP_HOME/data``."""
+        return self.data_uri or str(self.home_dir / "data")
 
     @model_validator(mode="after")
     def _ui_follows_tracking(self) -> Settings:

@@ -4,82 +4,80 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from driftloop.core.settings import Settings
+from driftloop.core.storage import StoragePath, location, to_uri
 
 if TYPE_CHECKING:
     from driftloop.core.config import DatasetConfig
 
 
-def uri_to_path(uri: str) -> Path:
-    """Local path of a ``file://`` URI (plain paths are accepted too, for manifests written before URIs)."""
-    from urllib.parse import unquote, urlparse
-
-    if uri.startswith("file:"):
-        return Path(unquote(urlparse(uri).path))
-    return Path(uri)
+def uri_to_path(uri: str) -> StoragePath:
+    """The location of a data URI: ``file://`` or a plain path (local), or ``s3://...`` (object storage)."""
+    return location(uri)
 
 
-def path_to_uri(path: str | Path) -> str:
-    """``file://`` URI of a local path: how data locations travel between stages (manifests, tags, XCom)."""
-    return Path(path).resolve().as_uri()
+def path_to_uri(path: str | StoragePath) -> str:
+    """URI of a location (``file://`` for a local path): how data locations travel between stages (manifests,
+    tags, XCom)."""
+    return to_uri(location(path) if isinstance(path, str) else path)
 
 
 @dataclass(frozen=True)
 class StatePaths:
-    """Where one dataset's state lives under ``DRIFTLOOP_HOME``. Nothing is created until a stage writes."""
+    """Where one dataset's data zones live (a folder or an object-store prefix); nothing is created until a
+    stage writes."""
 
-    root: Path
+    root: StoragePath
 
     @classmethod
     def for_dataset(cls, cfg: DatasetConfig, settings: Settings | None = None) -> StatePaths:
-        """State paths for ``cfg`` under the settings' home folder."""
+        """State paths for ``cfg`` under the data location (``DRIFTLOOP_DATA_URI``: a folder or ``s3://``)."""
         settings = settings or Settings.from_env()
-        return cls(root=settings.home_dir / "data" / cfg.name)
+        return cls(root=location(settings.data_root_uri) / cfg.name)
 
     @property
-    def landing_dir(self) -> Path:
+    def landing_dir(self) -> StoragePath:
         """Incoming feature batches (CSV or parquet) are dropped here."""
         return self.root / "landing" / "batches"
 
     @property
-    def labels_landing_dir(self) -> Path:
+    def labels_landing_dir(self) -> StoragePath:
         """Late-arriving label files (id + target) are dropped here."""
         return self.root / "landing" / "labels"
 
     @property
-    def archive_dir(self) -> Path:
+    def archive_dir(self) -> StoragePath:
         """Accepted original files, moved out of the landing zone, kept byte for byte."""
         return self.root / "archive"
 
     @property
-    def quarantine_dir(self) -> Path:
+    def quarantine_dir(self) -> StoragePath:
         """Rejected files and rows, each with a machine-readable reason."""
         return self.root / "quarantine"
 
     @property
-    def batches_dir(self) -> Path:
+    def batches_dir(self) -> StoragePath:
         """Accepted, validated batches as parquet plus a JSON manifest each."""
         return self.root / "batches"
 
     @property
-    def labels_dir(self) -> Path:
+    def labels_dir(self) -> StoragePath:
         """Accepted label files as parquet."""
         return self.root / "labels"
 
     @property
-    def snapshots_dir(self) -> Path:
+    def snapshots_dir(self) -> StoragePath:
         """Immutable content-addressed training snapshots."""
         return self.root / "snapshots"
 
     @property
-    def predictions_dir(self) -> Path:
+    def predictions_dir(self) -> StoragePath:
         """One predictions parquet per scored batch."""
         return self.root / "predictions"
 
     @property
-    def reports_dir(self) -> Path:
+    def reports_dir(self) -> StoragePath:
         """Profiles, drift reports and other HTML artifacts before they are logged."""
         return self.root / "reports"

@@ -1,7 +1,19 @@
-"""File helpers for the state folder: atomic JSON manifests and parquet written under a temporary name.
+"""Files in the data zones, on a local folder or on S3-compatible object storage, written whole or not at all.
 
-A partition becomes visible only when it is complete (write to a hidden temporary file, then rename), so a
-crash never leaves a half-written file where a reader would take it for a finished one.
+A location is a :class:`pathlib.Path` (local) or a :class:`upath.UPath` over fsspec
+(``s3://bucket/prefix``); :func:`location` makes one from a URI and :func:`to_uri` gives the URI back, the
+form in which locations travel between stages (manifests, tags, XCom).
+
+Writes never expose half a file. Locally a file is written under a hidden temporary name and renamed into
+place. Object stores have no rename, but a PUT is atomic: the object appears whole when the upload completes,
+so the content is written to a local temporary file and uploaded in one call. A stage writes its data objects
+first and its manifest last; the manifest is the commit, so a reader that finds no manifest ignores the data
+and a retry rewrites the same keys with the same content (never a second copy).
+
+Credentials for object storage come from the standard AWS variables (``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL`` for MinIO and other S3-compatible stores), never from a
+config file. A store that cannot be reached or refuses the credentials raises :class:`StorageError` naming
+the URI and the store's answer: a fault, retried by the orchestrator.
 """
 
 from __future__ import annotations
@@ -9,11 +21,21 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any, TypeAlias
+
+from driftloop.core.errors import StorageError
+
+if TYPE_CHECKING:
+    from upath import UPath
+
+StoragePath: TypeAlias = "Path | UPath"
+
+_LOCAL_PROTOCOLS = ("", "file", "local")
 
 
 def utc_now() -> str:
@@ -21,77 +43,244 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def temp_path(path: Path) -> Path:
-    """Hidden temporary name beside ``path`` (``.<name>.<pid>.tmp``); ingestion and listings skip it."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def is_remote_uri(uri: str | os.PathLike[str]) -> bool:
+    """Whether ``uri`` names object storage (``s3://``, ``memory://`` ...) rather than a local path."""
+    text = str(uri)
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme not in _LOCAL_PROTOCOLS
+
+
+def location(uri: str | StoragePath) -> StoragePath:
+    """The location a URI names: a local :class:`~pathlib.Path` for a path or ``file://`` URI, else a UPath.
+
+    Args:
+        uri: A local path, a ``file://`` URI or an fsspec URI such as ``s3://bucket/prefix`` (a location is
+            returned as it is).
+    """
+    if not isinstance(uri, str):
+        return uri
+    text = uri
+    if text.startswith("file:"):
+        from urllib.parse import unquote, urlparse
+
+        return Path(unquote(urlparse(text).path))
+    if not is_remote_uri(text):
+        return Path(text)
+    from upath import UPath
+
+    if text.split("://", 1)[0] in ("s3", "s3a"):
+        # Other processes write the same prefixes (workers, the service): never answer a listing from memory.
+        return UPath(text, use_listings_cache=False)
+    return UPath(text)
+
+
+def is_local(path: StoragePath) -> bool:
+    """Whether ``path`` is on the local file system."""
+    return isinstance(path, Path)
+
+
+def to_uri(path: StoragePath) -> str:
+    """The URI of ``path``: ``file://`` for a local path (resolved), else the object URI (``s3://...``)."""
+    if isinstance(path, Path):
+        return path.resolve().as_uri()
+    return str(path)
+
+
+def describe_error(uri: str, exc: BaseException) -> str:
+    """One line naming the URI and the store's answer, with wrong credentials named as such."""
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if any(
+        marker in lowered
+        for marker in ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "forbidden", "403")
+    ):
+        return f"object store refused the credentials for {uri} (check AWS_ACCESS_KEY_ID/SECRET): {text}"
+    if isinstance(exc, PermissionError):
+        return f"object store refused the credentials for {uri} (check AWS_ACCESS_KEY_ID/SECRET): {text}"
+    return f"object store unreachable or failing for {uri}: {text}"
 
 
 @contextmanager
-def atomic_path(path: Path, fsync: bool = False) -> Iterator[Path]:
-    """Yield a temporary path to write ``path``'s content to; it is renamed over ``path`` when the block ends.
+def store_errors(uri: str) -> Iterator[None]:
+    """Turn a remote store's own exceptions into :class:`StorageError` (a fault) naming ``uri``.
 
-    The folder is created. If the block raises, the temporary file is removed and ``path`` is left as it was,
-    so a reader never sees a half-written file under the final name.
+    ``FileNotFoundError`` passes through: a missing object is the caller's to judge.
+    """
+    try:
+        yield
+    except (FileNotFoundError, StorageError):
+        raise
+    except Exception as exc:
+        if not is_remote_uri(uri):
+            raise
+        raise StorageError(describe_error(uri, exc)) from exc
+
+
+def temp_path(path: Path) -> Path:
+    """Hidden temporary name beside a local ``path`` (``.<name>.<pid>.tmp``); listings skip it."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _upload(local: Path, dest: StoragePath) -> None:
+    with store_errors(str(dest)):
+        dest.fs.put_file(str(local), dest.path)  # type: ignore[union-attr]
+
+
+@contextmanager
+def atomic_path(path: StoragePath, fsync: bool = False) -> Iterator[Path]:
+    """Yield a local temporary path to write ``path``'s content to; it lands at ``path`` when the block ends.
+
+    Locally the folder is created and the file renamed over ``path``; on object storage the file is uploaded
+    in one PUT. If the block raises, the temporary file is removed and ``path`` is left as it was, so a reader
+    never sees a half-written file under the final name.
 
     Args:
         path: The final file.
         fsync: Flush the temporary file to disk before the rename (for files another process picks up).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(path)
+        try:
+            yield tmp
+            if fsync:
+                with open(tmp, "rb") as handle:
+                    os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
+    with tempfile.TemporaryDirectory(prefix="driftloop-upload-") as folder:
+        tmp = Path(folder) / path.name
         yield tmp
-        if fsync:
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        _upload(tmp, path)
 
 
-def write_bytes_atomic(path: Path, content: bytes, fsync: bool = False) -> None:
+def write_bytes_atomic(path: StoragePath, content: bytes, fsync: bool = False) -> None:
     """Write ``content`` to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path, fsync=fsync) as tmp:
         tmp.write_bytes(content)
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON atomically (temp file + rename), creating the folder."""
+def write_json(path: StoragePath, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as JSON atomically (temp file + rename, or one PUT), creating the folder."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
     write_bytes_atomic(path, text.encode())
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def read_json(path: str | StoragePath) -> dict[str, Any]:
     """Parse a JSON file."""
-    payload: dict[str, Any] = json.loads(Path(path).read_text())
+    with store_errors(str(path)):
+        payload: dict[str, Any] = json.loads(location(path).read_text())
     return payload
 
 
-def list_manifests(folder: Path) -> list[dict[str, Any]]:
+def list_files(folder: StoragePath, pattern: str = "*") -> list[StoragePath]:
+    """Visible files in ``folder`` matching ``pattern`` (hidden names skipped), sorted by name."""
+    with store_errors(str(folder)):
+        if not folder.is_dir():
+            return []
+        found = [p for p in folder.glob(pattern) if not p.name.startswith(".") and p.is_file()]
+    return sorted(found, key=lambda p: p.name)
+
+
+def list_manifests(folder: StoragePath) -> list[dict[str, Any]]:
     """Manifests (``*.json``) in ``folder``, oldest first (by ``ingested_at`` or ``created_at``)."""
-    if not folder.is_dir():
-        return []
-    manifests = [read_json(p) for p in folder.glob("*.json") if not p.name.startswith(".")]
+    manifests = [read_json(p) for p in list_files(folder, "*.json")]
     return sorted(
         manifests, key=lambda m: (m.get("ingested_at") or m.get("created_at") or "", m.get("batch_id", ""))
     )
 
 
-def move_into(src: Path, dest_dir: Path) -> Path:
-    """Move ``src`` into ``dest_dir`` (created when missing); returns the new path."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
+def move_into(src: StoragePath, dest_dir: StoragePath) -> StoragePath:
+    """Move ``src`` into ``dest_dir`` (created when missing); returns the new location.
+
+    On object storage the move is a copy then a delete: a crash between the two leaves the file in both
+    places, and the next run, which finds the batch's manifest, moves it again.
+    """
     dest = dest_dir / src.name
-    shutil.move(str(src), str(dest))
+    if isinstance(src, Path) and isinstance(dest_dir, Path):
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), str(dest))
+        return dest
+    with store_errors(str(src)):
+        if isinstance(src, Path):
+            _upload(src, dest)
+            src.unlink()
+        else:
+            src.fs.copy(src.path, dest.path)  # type: ignore[union-attr]
+            src.fs.rm(src.path)
     return dest
 
 
-class ParquetSink:
-    """Streams DataFrame chunks into one parquet file under a temporary name; ``commit`` renames it into
-    place."""
+def remove_tree(path: StoragePath) -> None:
+    """Delete ``path`` and everything under it; nothing happens when it does not exist."""
+    if isinstance(path, Path):
+        shutil.rmtree(path, ignore_errors=True)
+        return
+    with store_errors(str(path)):
+        if path.exists():
+            path.fs.rm(path.path, recursive=True)
 
-    def __init__(self, path: Path, schema_for: Any) -> None:
+
+def remove_file(path: StoragePath) -> None:
+    """Delete one file; nothing happens when it does not exist."""
+    with store_errors(str(path)):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+@contextmanager
+def open_input(path: StoragePath) -> Iterator[IO[bytes]]:
+    """Open ``path`` for reading bytes (a local file, or a buffered object-store reader)."""
+    with store_errors(str(path)), path.open("rb") as handle:
+        yield handle
+
+
+def local_copy(path: StoragePath, folder: Path) -> Path:
+    """``path`` itself when local, else a download of it into ``folder`` (for readers that want a file)."""
+    if isinstance(path, Path):
+        return path
+    dest = folder / path.name
+    with store_errors(str(path)):
+        path.fs.get_file(path.path, str(dest))
+    return dest
+
+
+def read_parquet(path: StoragePath, columns: list[str] | None = None) -> Any:
+    """A parquet file's rows as a DataFrame (``columns`` only, when given), local or on object storage."""
+    import pyarrow.parquet as pq
+
+    if isinstance(path, Path):
+        return pq.read_table(path, columns=columns).to_pandas()
+    with open_input(path) as handle:
+        return pq.read_table(handle, columns=columns).to_pandas()
+
+
+def read_parquet_schema(path: StoragePath) -> Any:
+    """A parquet file's arrow schema, reading only its footer."""
+    import pyarrow.parquet as pq
+
+    if isinstance(path, Path):
+        return pq.read_schema(path)
+    with open_input(path) as handle:
+        return pq.read_schema(handle)
+
+
+class ParquetSink:
+    """Streams DataFrame chunks into one parquet file under a local temporary name; ``commit`` puts it in
+    place (a rename, or one upload to object storage)."""
+
+    def __init__(self, path: StoragePath, schema_for: Callable[[Any], Any]) -> None:
         self.path = path
-        self.tmp = temp_path(path)
+        if isinstance(path, Path):
+            self._tmp_dir: tempfile.TemporaryDirectory[str] | None = None
+            self.tmp = temp_path(path)
+        else:
+            self._tmp_dir = tempfile.TemporaryDirectory(prefix="driftloop-sink-")
+            self.tmp = Path(self._tmp_dir.name) / path.name
         self.schema_for = schema_for
         self.writer: Any = None
         self.rows = 0
@@ -114,13 +303,25 @@ class ParquetSink:
             self.writer = None
 
     def commit(self) -> bool:
-        """Rename the file into place; returns False (and writes nothing) when no row was written."""
+        """Put the file in place; returns False (and writes nothing) when no row was written."""
         self.close()
-        if self.rows:
-            os.replace(self.tmp, self.path)
-        return bool(self.rows)
+        try:
+            if self.rows:
+                if isinstance(self.path, Path):
+                    os.replace(self.tmp, self.path)
+                else:
+                    _upload(self.tmp, self.path)
+            return bool(self.rows)
+        finally:
+            self._cleanup()
 
     def discard(self) -> None:
         """Drop what was written."""
         self.close()
         self.tmp.unlink(missing_ok=True)
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._tmp_dir is not None:
+            self._tmp_dir.cleanup()
+            self._tmp_dir = None
