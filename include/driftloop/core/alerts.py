@@ -1,19 +1,20 @@
-"""Alerts: what happened (drift fired, a gate rejected, champion moved, ...) as one message per event, sent
-once.
+"""Alerts: what happened (drift fired, a gate rejected, champion moved, ...) as one message per event,
+sent once.
 
 An :class:`Alert` carries its kind, dataset, headline, numbers and links, and a dedupe key naming the event
 (the monitoring run that fired, the version the gate rejected, the failed task's run). :func:`dispatch_alerts`
-claims each key in the state folder (``$DRIFTLOOP_HOME/alerts/sent/``, one file per key, created exclusively)
-before it sends, so a retried task or a second caller never alerts twice. A channel that fails is logged as a
-WARNING and never fails the caller. Channels here need no Airflow: :class:`WebhookChannel` posts a
-Slack-compatible JSON body (``text`` plus ``blocks``, and the alert itself under ``driftloop``); the email
-channel, which goes through Airflow's SMTP provider, lives in ``driftloop_airflow.notifiers``.
+claims each key in the data location (``<DRIFTLOOP_DATA_URI>/_alerts/sent/``, one file per key, created
+exclusively, also on object storage shared by workers on several hosts) before it sends, so a retried task or
+a second caller never alerts twice. A channel that fails is logged as a WARNING and never fails the caller.
+Channels here need no Airflow: :class:`WebhookChannel` posts a Slack-compatible JSON body (``text`` plus
+``blocks``, and the alert itself under ``driftloop``); the email channel, which goes through Airflow's SMTP
+provider, lives in ``driftloop_airflow.notifiers``.
 
-Which alerts a stage's result calls for is declared where the stage is called: a DAG task passes the
-builder (:func:`promotion_alerts`, :func:`move_alerts`, :func:`drift_alerts`, ...) to ``run_stage`` as
-``alerts=``, and the CLI sends :func:`move_alerts` of what it moved. A move of ``champion`` is alerted from
-its audit entry (:func:`champion_moved_alert`, keyed by the entry id), so every move gets one alert naming
-its mover, and a call that recorded no move alerts none.
+Which alerts a stage's result calls for is declared where the stage is called: a DAG task passes the builder
+(:func:`promotion_alerts`, :func:`move_alerts`, :func:`drift_alerts`, ...) to ``run_stage`` as ``alerts=``,
+and the CLI sends :func:`move_alerts` of what it moved. A move of ``champion`` is alerted from its audit entry
+(:func:`champion_moved_alert`, keyed by the entry id), so every move gets one alert naming its mover, and a
+call that recorded no move alerts none.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
+from driftloop.core.errors import StorageError
 from driftloop.core.settings import Settings
+from driftloop.core.storage import StoragePath, create_exclusive, location
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +167,13 @@ class WebhookChannel:
                 raise RuntimeError(f"webhook answered HTTP {response.status}")
 
 
-def sent_dir(settings: Settings) -> Path:
-    """Where the dedupe keys of sent alerts are kept (one file per key)."""
-    return settings.home_dir / "alerts" / "sent"
+def sent_dir(settings: Settings) -> StoragePath:
+    """Where the dedupe keys of sent alerts are kept (one file per key), beside the data zones: the one place
+    every worker shares."""
+    return location(settings.data_root_uri) / "_alerts" / "sent"
 
 
-def _claim_path(dedupe_key: str, settings: Settings) -> Path:
+def _claim_path(dedupe_key: str, settings: Settings) -> StoragePath:
     return sent_dir(settings) / f"{hashlib.sha256(dedupe_key.encode()).hexdigest()[:40]}.json"
 
 
@@ -182,15 +184,8 @@ def was_sent(dedupe_key: str, settings: Settings) -> bool:
 
 def claim_alert(alert: Alert, settings: Settings) -> bool:
     """Record ``alert``'s dedupe key; False when it was recorded before (the alert was already sent)."""
-    path = _claim_path(alert.dedupe_key, settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(fd, "w") as out:
-        json.dump({"sent_at": int(time.time()), **alert.to_dict()}, out, default=str)
-    return True
+    record = json.dumps({"sent_at": int(time.time()), **alert.to_dict()}, default=str)
+    return create_exclusive(_claim_path(alert.dedupe_key, settings), record.encode())
 
 
 def alerting_configured(settings: Settings) -> bool:
@@ -243,7 +238,7 @@ def dispatch_alerts(
             continue
         try:
             fresh = claim_alert(alert, settings)
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
             log.warning("alert %s: cannot record its dedupe key (%s); sending anyway", alert.dedupe_key, exc)
             fresh = True
         if not fresh:

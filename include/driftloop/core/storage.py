@@ -18,6 +18,7 @@ the URI and the store's answer: a fault, retried by the orchestrator.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -154,6 +155,32 @@ def atomic_path(path: StoragePath, fsync: bool = False) -> Iterator[Path]:
         tmp = Path(folder) / path.name
         yield tmp
         _upload(tmp, path)
+
+
+def create_exclusive(path: StoragePath, content: bytes) -> bool:
+    """Create ``path`` with ``content`` unless it exists; False when it existed (another writer won).
+
+    Locally an ``O_EXCL`` create; on object storage a conditional PUT (``If-None-Match: *``, which AWS S3,
+    MinIO and moto honour), so two workers on two hosts claiming the same key never both win.
+    """
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+        return True
+    with store_errors(str(path)):
+        try:
+            path.fs.pipe_file(path.path, content, mode="create")
+        except (FileExistsError, OSError) as exc:
+            # s3fs maps HTTP 412 (PreconditionFailed) to OSError(EINVAL)
+            if isinstance(exc, FileExistsError) or exc.errno == errno.EINVAL:
+                return False
+            raise
+    return True
 
 
 def write_bytes_atomic(path: StoragePath, content: bytes, fsync: bool = False) -> None:
@@ -325,3 +352,15 @@ class ParquetSink:
         if self._tmp_dir is not None:
             self._tmp_dir.cleanup()
             self._tmp_dir = None
+
+
+def iter_parquet_batches(path: StoragePath, batch_size: int, columns: list[str] | None = None) -> Iterator[Any]:
+    """A parquet file as Arrow record batches of ``batch_size`` rows, streamed from the folder or the object
+    store (never the whole file in memory); a store's failure while reading is a :class:`StorageError`."""
+    import pyarrow.parquet as pq
+
+    if isinstance(path, Path):
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+        return
+    with open_input(path) as handle:  # a generator: the caller's own exceptions never pass through here
+        yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_size, columns=columns)
