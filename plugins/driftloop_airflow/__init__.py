@@ -159,6 +159,7 @@ def run_stage(
     try:
         with fail_fast():
             settings = Settings.from_env()
+            use_storage_connection(settings)
             cfg = load_dataset_config(dataset, settings)
             result = stage_fn(cfg, *args, settings=settings, **kwargs)
     except Exception as exc:
@@ -175,6 +176,47 @@ def run_stage(
     if note:
         notifiers.set_run_note(note)
     return result
+
+
+# Where botocore (and so s3fs) looks for each part of an AWS connection.
+_AWS_ENV = {
+    "login": "AWS_ACCESS_KEY_ID",
+    "password": "AWS_SECRET_ACCESS_KEY",
+    "endpoint_url": "AWS_ENDPOINT_URL",
+    "region_name": "AWS_DEFAULT_REGION",
+}
+
+
+def use_storage_connection(settings: Settings) -> None:
+    """Give this task process the object-store credentials of ``DRIFTLOOP_STORAGE_CONN_ID``, if it is set.
+
+    The connection (Airflow's ``aws`` type: login = access key id, password = secret, extra ``endpoint_url``
+    and ``region_name``) becomes the standard AWS variables, which s3fs reads; the secret never reaches a
+    config file, an image layer or a log line.
+    """
+    if not settings.storage_conn_id:
+        return
+    import os
+
+    from airflow.sdk import Connection
+
+    conn = Connection.get(settings.storage_conn_id)
+    extra = conn.extra_dejson or {}
+    values = {
+        "login": conn.login,
+        "password": conn.password,
+        "endpoint_url": extra.get("endpoint_url") or conn.host,
+        "region_name": extra.get("region_name"),
+    }
+    changed = False
+    for part, value in values.items():
+        if value and os.environ.get(_AWS_ENV[part]) != value:
+            os.environ[_AWS_ENV[part]] = str(value)
+            changed = True
+    if changed:
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()  # a cached client would keep the old credentials
 
 
 def airflow_ids() -> dict[str, str]:

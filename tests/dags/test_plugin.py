@@ -106,3 +106,41 @@ def test_mlflow_records_reach_the_task_log_at_their_level_and_nothing_goes_to_st
         "('mlflow.tracking._model_registry.client', 'INFO', \"Created version '2' of model 'm'.\")"
         in out.stdout
     )
+
+
+def test_a_storage_connection_becomes_the_aws_variables_of_the_task(
+    monkeypatch: pytest.MonkeyPatch, s3_env, tmp_path: Path
+) -> None:
+    """DRIFTLOOP_STORAGE_CONN_ID names an Airflow connection whose credentials reach the object store."""
+    import json
+
+    from driftloop.core import storage
+    from driftloop.core.settings import Settings
+    from driftloop_airflow import use_storage_connection
+
+    conn = {
+        "conn_type": "aws",
+        "login": s3_env.env()["AWS_ACCESS_KEY_ID"],
+        "password": s3_env.env()["AWS_SECRET_ACCESS_KEY"],
+        "extra": {"endpoint_url": s3_env.endpoint_url, "region_name": "eu-west-1"},
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_DRIFTLOOP_STORE", json.dumps(conn))
+    monkeypatch.setenv("DRIFTLOOP_STORAGE_CONN_ID", "driftloop_store")
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(name)
+    use_storage_connection(Settings.from_env())
+    assert os.environ["AWS_ENDPOINT_URL"] == s3_env.endpoint_url
+    assert os.environ["AWS_DEFAULT_REGION"] == "eu-west-1"
+    bucket = s3_env.new_bucket()
+    storage.write_json(storage.location(f"s3://{bucket}/zones/probe.json"), {"ok": True})
+    assert s3_env.keys(bucket) == ["zones/probe.json"]
+
+
+def test_without_a_storage_connection_the_environment_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from driftloop.core.settings import Settings
+    from driftloop_airflow import use_storage_connection
+
+    monkeypatch.delenv("DRIFTLOOP_STORAGE_CONN_ID", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-environment")
+    use_storage_connection(Settings.from_env())
+    assert os.environ["AWS_ACCESS_KEY_ID"] == "from-the-environment"

@@ -252,6 +252,12 @@ class Settings(BaseSettings):
         "Airflow HTTP connection (api-server URL, user, password) tasks write DAG run notes through under a "
         "scheduler; empty: notes only in the task log",
     )
+    storage_conn_id: str = _setting(
+        "DRIFTLOOP_STORAGE_CONN_ID",
+        "",
+        "Airflow AWS connection (login: key id, password: secret, extra `endpoint_url`, `region_name`) tasks "
+        "reach `DRIFTLOOP_DATA_URI` with; empty: the standard AWS variables",
+    )
     alert_email_to: Annotated[tuple[str, ...], NoDecode] = _setting(
         "DRIFTLOOP_ALERT_EMAIL_TO", (), "recipients of alert emails, comma-separated", shown_default="(none)"
     )
@@ -279,7 +285,12 @@ class Settings(BaseSettings):
         return None if isinstance(value, str) and value.strip().lower() in _SCHEDULE_OFF else value
 
     @field_validator(
-        "alert_webhook_url", "alert_smtp_conn_id", "serving_url", "airflow_api_conn_id", mode="before"
+        "alert_webhook_url",
+        "alert_smtp_conn_id",
+        "serving_url",
+        "airflow_api_conn_id",
+        "storage_conn_id",
+        mode="before",
     )
     @classmethod
     def _strip(cls, value: Any) -> Any:
