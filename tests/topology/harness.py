@@ -8,7 +8,10 @@ Starts, on this machine's PostgreSQL and Redis, exactly what ``docker-compose.ya
 * Airflow on CeleryExecutor: ``airflow db migrate``, a FAB admin user, api-server (127.0.0.1, free port),
   scheduler, dag-processor, triggerer and N Celery workers with distinct ``--celery-hostname``, all on a Redis
   database number claimed for this run;
-* the online service (``driftloop serve``, 127.0.0.1, free port) with its prediction log in its own database.
+* the online service (``driftloop serve``, 127.0.0.1, free port) with its prediction log in its own database;
+* no shared disk: an S3 protocol server (moto, 127.0.0.1) holds the data zones (``DRIFTLOOP_DATA_URI``) and
+  MLflow's artifacts (``--artifacts-destination s3://...``), and every process gets its own
+  ``DRIFTLOOP_HOME`` (``homes/<process>``), as containers on separate hosts would.
 
 Everything lives under one temp root; :meth:`Stack.teardown` kills every process group it started and drops
 the databases. Nothing here imports Airflow: the processes are the real CLIs, driven through the REST API.
@@ -46,6 +49,14 @@ REDIS_PORT = int(os.environ.get("DRIFTLOOP_TEST_REDIS_PORT", "6379"))
 EXTRA_PYTHONPATH = os.environ.get("DRIFTLOOP_TOPOLOGY_PYTHONPATH", "")
 
 REDIS_CLAIM_KEY = "driftloop:topology:claim"
+
+
+def _restore_env(saved: dict[str, str | None]) -> None:
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 class StackError(RuntimeError):
@@ -173,7 +184,11 @@ class Stack:
     databases: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)
     redis_db: int | None = None
+    object_store: bool = True
+    s3: Any = None  # tests.object_store.S3Server once started
+    bucket: str = ""
     _client: Any = None
+    _closers: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -226,6 +241,30 @@ class Stack:
     @property
     def serving_url(self) -> str:
         return f"http://127.0.0.1:{self.serving_port}"
+
+    @property
+    def data_uri(self) -> str:
+        """Where the data zones live: the object store's bucket (or, without one, the shared home)."""
+        return f"s3://{self.bucket}/zones" if self.s3 is not None else str(self.driftloop_home / "data")
+
+    def home_of(self, process: str) -> Path:
+        """The process's own ``DRIFTLOOP_HOME``: nothing in it is seen by any other process."""
+        return self.root / "homes" / process
+
+    def process_homes(self) -> list[Path]:
+        """Every process's own home folder that exists."""
+        folder = self.root / "homes"
+        return sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def start_object_store(self) -> None:
+        """moto's S3 server on 127.0.0.1 with one bucket; this process's AWS variables point at it too."""
+        from tests.object_store import run_s3_server
+
+        self.s3 = self._closers.enter_context(run_s3_server())
+        self.bucket = self.s3.new_bucket()
+        saved = {key: os.environ.get(key) for key in self.s3.env()}
+        os.environ.update(self.s3.env())
+        self._closers.callback(_restore_env, saved)
 
     @property
     def broker_url(self) -> str:
@@ -281,6 +320,8 @@ class Stack:
                 "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
                 # Driftloop settings: the only things the DAGs read.
                 "DRIFTLOOP_HOME": str(self.driftloop_home),
+                "DRIFTLOOP_DATA_URI": self.data_uri,
+                **(self.s3.env() if self.s3 is not None else {}),
                 "DRIFTLOOP_DATASET": "telco_churn",
                 "DRIFTLOOP_CONFIG_OVERRIDES": json.dumps(FAST_OVERRIDES),
                 "DRIFTLOOP_PII_SALT": self.pii_salt,
@@ -316,10 +357,14 @@ class Stack:
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Proc:
         """Start ``argv`` in its own session (process group) with output to ``logs/<name>.log``."""
         log_path = self.logs_dir / f"{name}.log"
+        env = dict(env or self.base_env())
+        if self.s3 is not None:  # its own disk: what it writes there no other process can read
+            self.home_of(name).mkdir(parents=True, exist_ok=True)
+            env["DRIFTLOOP_HOME"] = str(self.home_of(name))
         log = open(log_path, "ab")  # owned by the child
         popen = subprocess.Popen(
             argv,
-            env=env or self.base_env(),
+            env=env,
             cwd=self.root,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -406,6 +451,8 @@ class Stack:
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             }
         )
+        if self.s3 is not None:
+            env["MLFLOW_S3_ENDPOINT_URL"] = self.s3.endpoint_url
         for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_URI"):
             env.pop(key, None)
         return env
@@ -416,13 +463,18 @@ class Stack:
             str(VENV_BIN / "mlflow"), "server",
             "--host", "127.0.0.1", "--port", str(self.mlflow_port), "--workers", "1",
             "--backend-store-uri", pg_url(self.mlflow_db),
-            "--serve-artifacts", "--artifacts-destination", str(self.artifacts_dir),
+            "--serve-artifacts", "--artifacts-destination", self.artifacts_destination,
             "--app-name", "basic-auth",
         ]  # fmt: skip
         proc = self.spawn("mlflow", argv, env=self.mlflow_env())
         if wait:
             self.wait_mlflow_healthy(timeout_s)
         return proc
+
+    @property
+    def artifacts_destination(self) -> str:
+        """Where the MLflow server keeps the artifacts it proxies: the bucket, or a local folder."""
+        return f"s3://{self.bucket}/mlflow-artifacts" if self.s3 is not None else str(self.artifacts_dir)
 
     def wait_mlflow_healthy(self, timeout_s: float = 180) -> None:
         import requests
@@ -634,6 +686,8 @@ class Stack:
     def start(self) -> Stack:
         """Bring the whole topology up (databases, broker claim, MLflow, Airflow, the online service)."""
         self.preflight()
+        if self.object_store:
+            self.start_object_store()
         self.create_databases()
         self.claim_redis_db()
         self.start_mlflow(wait=False)  # its migrations run while Airflow migrates
@@ -674,6 +728,8 @@ class Stack:
 
                 redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=self.redis_db).flushdb()
             self.redis_db = None
+        with contextlib.suppress(BaseException):
+            self._closers.close()  # the object store, last: a worker still uploading is dead by now
 
 
 def basic_auth_header(user: str, password: str) -> dict[str, str]:

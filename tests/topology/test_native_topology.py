@@ -261,6 +261,20 @@ def test_tasks_of_one_run_are_spread_over_both_workers(loop, stack):
     assert spread, f"no run used both workers: {hosts}"
 
 
+def test_no_process_shares_a_disk_the_zones_and_artifacts_are_in_the_bucket(loop, stack):
+    """Past one machine: every process has its own home, and what one stage hands to the next is in S3."""
+    homes = stack.process_homes()
+    assert {h.name for h in homes} >= {"worker1", "worker2", "scheduler", "serving"}, homes
+    on_disk = [str(p) for home in homes for p in home.rglob("*") if p.is_file() and "data" in p.parts]
+    assert on_disk == [], f"data zones written to a process's own disk: {on_disk[:10]}"
+    keys = stack.s3.keys(stack.bucket)
+    zones = "zones/telco_churn/"
+    for zone in ("batches/", "snapshots/", "predictions/", "archive/"):
+        assert any(k.startswith(zones + zone) for k in keys), f"nothing in {zone}: {keys[:20]}"
+    # The models the service and the inference tasks load came from the bucket, through MLflow's proxy.
+    assert any(k.startswith("mlflow-artifacts/") and k.endswith("MLmodel") for k in keys), keys[:20]
+
+
 def _assert_registry_consistent(mlflow, model_name):
     """No half-registered champion: champion and challenger point at READY versions, champion passed the
     gate."""
