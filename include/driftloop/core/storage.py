@@ -124,7 +124,10 @@ def temp_path(path: Path) -> Path:
 
 def _upload(local: Path, dest: StoragePath) -> None:
     with store_errors(str(dest)):
-        dest.fs.put_file(str(local), dest.path)  # type: ignore[union-attr]
+        try:
+            dest.fs.put_file(str(local), dest.path)  # type: ignore[union-attr]
+        except FileNotFoundError as exc:  # nothing but the bucket can be missing for a PUT
+            raise StorageError(f"object store has no bucket for {dest}: {exc}") from exc
 
 
 @contextmanager
@@ -202,10 +205,31 @@ def read_json(path: str | StoragePath) -> dict[str, Any]:
     return payload
 
 
+def is_file(path: StoragePath) -> bool:
+    """Whether the file ``path`` exists; a store that cannot answer raises :class:`StorageError` (UPath's own
+    ``is_file`` answers False to every failure)."""
+    if isinstance(path, Path):
+        return path.is_file()
+    with store_errors(str(path)):
+        try:
+            return bool(path.fs.info(path.path)["type"] == "file")
+        except FileNotFoundError:
+            return False
+
+
+def _require_bucket(path: StoragePath) -> None:
+    """Raise :class:`StorageError` naming ``path`` when its bucket does not exist (listings look empty)."""
+    if isinstance(path, Path) or not path.drive:
+        return
+    if not path.fs.exists(path.drive):
+        raise StorageError(f"object store has no bucket {path.drive!r} for {path}")
+
+
 def list_files(folder: StoragePath, pattern: str = "*") -> list[StoragePath]:
     """Visible files in ``folder`` matching ``pattern`` (hidden names skipped), sorted by name."""
     with store_errors(str(folder)):
         if not folder.is_dir():
+            _require_bucket(folder)
             return []
         found = [p for p in folder.glob(pattern) if not p.name.startswith(".") and p.is_file()]
     return sorted(found, key=lambda p: p.name)
