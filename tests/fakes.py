@@ -7,6 +7,7 @@ stale name.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,27 @@ BATCH_ROWS = slice(4000, 6000)
 HOLDOUT_ROWS = slice(6000, None)
 # How the fake champion decides, recorded on its run exactly as training records a real version's decision.
 TELCO_DECISION = Decision(BINARY, ("No", "Yes"), 0.5)
+
+
+def put_parquet(frame: Any, path: Any) -> None:
+    """Write ``frame`` to ``path`` in a data zone (a folder or a bucket) as the stages do: whole or not at
+    all."""
+    from driftloop.core.storage import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def put_text(text: str, path: Any) -> None:
+    """Write ``text`` to ``path`` in a data zone (a folder or a bucket), e.g. a file dropped in landing."""
+    from driftloop.core.storage import write_bytes_atomic
+
+    write_bytes_atomic(path, text.encode())
+
+
+def put_csv(frame: Any, path: Any) -> None:
+    """Write ``frame`` as CSV (no index) to ``path`` in a data zone: a file dropped in a landing zone."""
+    put_text(frame.to_csv(index=False), path)
 
 
 def fit_scorer(telco_frame: Any) -> tuple[Any, float]:
@@ -83,10 +105,10 @@ def register_champion(
     reference = frame.iloc[TRAIN_ROWS][[cfg.id_column, *cfg.features]].copy()
     for column, values in TELCO_DECISION.predict(score.model, reference[cfg.features]).items():
         reference[column] = values
-    local = StatePaths.for_dataset(cfg).root / "fake-training" / bus.REFERENCE_ARTIFACT
-    local.parent.mkdir(parents=True, exist_ok=True)
-    reference.to_parquet(local, index=False)
-    client.log_artifact(run_id, str(local), artifact_path=str(Path(bus.REFERENCE_ARTIFACT).parent))
+    with tempfile.TemporaryDirectory(prefix="driftloop-fake-training-") as tmp:
+        local = Path(tmp) / Path(bus.REFERENCE_ARTIFACT).name
+        reference.to_parquet(local, index=False)
+        client.log_artifact(run_id, str(local), artifact_path=str(Path(bus.REFERENCE_ARTIFACT).parent))
     client.log_metric(run_id, bus.HOLDOUT_F1, holdout_f1)
     client.log_metric(run_id, "holdout_auc", 0.84)
     client.set_terminated(run_id)
@@ -102,8 +124,6 @@ def register_champion(
 
 
 def _log_real_model(run_id: str, model: Any) -> None:
-    import tempfile
-
     import mlflow.sklearn
 
     from driftloop.core.tracking import get_client
@@ -120,8 +140,7 @@ def write_batch(cfg: Any, frame: Any, batch_id: str) -> dict[str, Any]:
 
     paths = StatePaths.for_dataset(cfg)
     path = paths.batches_dir / f"{batch_id}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame[[cfg.id_column, *cfg.features]].to_parquet(path, index=False)
+    put_parquet(frame[[cfg.id_column, *cfg.features]], path)
     manifest: bus.BatchManifest = {
         "batch_id": batch_id,
         "kind": "batch",
@@ -146,7 +165,6 @@ def score_batch(
     score, _ = scorer
     manifest = write_batch(cfg, batch_df, batch_id)
     predictions_path = StatePaths.for_dataset(cfg).predictions_dir / f"{batch_id}.parquet"
-    predictions_path.parent.mkdir(parents=True, exist_ok=True)
     predictions = batch_df[[cfg.id_column]].copy().reset_index(drop=True)
     for column, values in TELCO_DECISION.predict(score.model, batch_df[cfg.features]).items():
         predictions[column] = values
@@ -158,7 +176,7 @@ def score_batch(
     for column in bus.PREDICTION_LINEAGE_COLUMNS:
         predictions[column] = lineage[column]
     predictions[bus.SCORED_AT_COLUMN] = "2026-11-22T00:00:00Z"
-    predictions.to_parquet(predictions_path, index=False)
+    put_parquet(predictions, predictions_path)
 
     client = get_client()
     tags = {
@@ -179,9 +197,7 @@ def write_labels(cfg: Any, batch_df: Any, name: str, flip: bool = False) -> None
     labels = batch_df[[cfg.id_column, cfg.target]].copy()
     if flip:
         labels[cfg.target] = labels[cfg.target].map({"Yes": "No", "No": "Yes"})
-    labels_dir = StatePaths.for_dataset(cfg).labels_dir
-    labels_dir.mkdir(parents=True, exist_ok=True)
-    labels.to_parquet(labels_dir / f"{name}.parquet", index=False)
+    put_parquet(labels, StatePaths.for_dataset(cfg).labels_dir / f"{name}.parquet")
 
 
 def drift_frame(frame: Any) -> Any:

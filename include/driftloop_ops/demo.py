@@ -20,6 +20,7 @@ from driftloop.core import bus
 from driftloop.core.config import load_dataset_config
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
+from driftloop.core.storage import is_local, list_files, to_uri
 from driftloop_ops.airflow_api import AirflowClient, read_generated_password
 from driftloop_ops.embedded import StackLayout, start_stack
 from driftloop_ops.front_door import StackInTheWay
@@ -83,23 +84,33 @@ def refuse_a_second_run(cfg: Any, settings: Settings) -> None:
     Raises:
         StackInTheWay: Batches are ingested already; the one line names the command that clears them.
     """
-    ingested = sorted(p.stem for p in StatePaths.for_dataset(cfg, settings).batches_dir.glob("*.json"))
-    if ingested:
-        raise StackInTheWay(
-            f"the {cfg.name} demo already ran under {settings.home_dir} (batches {', '.join(ingested)}), "
-            f"so its files would be refused as replays; run 'make clean' (stops the stack, deletes all local "
-            f"state), then 'DRIFTLOOP_DATASET={cfg.name} make demo'"
-        )
+    paths = StatePaths.for_dataset(cfg, settings)
+    ingested = ingested_batches(paths)
+    if not ingested:
+        return
+    if is_local(paths.root):
+        where, clear = str(settings.home_dir), "run 'make clean' (stops the stack, deletes all local state)"
+    else:  # make clean deletes local state only; the data zones are in the bucket
+        where = to_uri(paths.root)
+        clear = f"delete everything under {where} and run 'make clean' (stops the stack)"
+    raise StackInTheWay(
+        f"the {cfg.name} demo already ran under {where} (batches {', '.join(ingested)}), "
+        f"so its files would be refused as replays; {clear}, then 'DRIFTLOOP_DATASET={cfg.name} make demo'"
+    )
+
+
+def ingested_batches(paths: StatePaths) -> list[str]:
+    """Batch ids with a manifest in the batches zone (a folder or an object-store prefix), sorted."""
+    return sorted(p.stem for p in list_files(paths.batches_dir, "*.json"))
 
 
 def summarize(
     cfg: Any, client: Any, layout: StackLayout, record: LoopRecord, settings: Settings
 ) -> dict[str, Any]:
-    """Collect what the loop did from the state folder, MLflow and the loop record."""
+    """Collect what the loop did from the data zones, MLflow and the loop record."""
     from driftloop.core.tracking import search_runs
 
-    paths = StatePaths.for_dataset(cfg, settings)
-    batches = sorted(p.stem for p in paths.batches_dir.glob("*.json"))
+    batches = ingested_batches(StatePaths.for_dataset(cfg, settings))
     found = client.search_model_versions(f"name = '{cfg.registered_model_name}'")
     # Search results carry no aliases: read each version.
     versions = [client.get_model_version(cfg.registered_model_name, v.version) for v in found]

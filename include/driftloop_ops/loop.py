@@ -4,7 +4,7 @@
 data → v1 champion → a clean batch (the sensor must not fire) → a drifted batch plus late labels → the sensor
 fires → the drift retrain → the sensor once more (it must not fire again). A runner decides how a DAG runs:
 
-* :class:`InProcessRunner` runs each DAG with ``dag.test()`` (real tasks, MLflow and state folder, no
+* :class:`InProcessRunner` runs each DAG with ``dag.test()`` (real tasks, MLflow and data zones, no
   scheduler); runs that assets or the sensor's trigger would start are started by the driver in the same
   order.
 * :class:`SchedulerRunner` triggers runs through the REST API and waits for the runs the scheduler starts from
@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from driftloop.core import bus
 
 if TYPE_CHECKING:
+    from driftloop.core.storage import StoragePath
     from driftloop_ops.airflow_api import AirflowClient
 
 DATA, TRAINING, INFERENCE, MONITORING, SENSOR = (
@@ -181,7 +182,7 @@ class SchedulerRunner:
 
 
 class InProcessSimulator:
-    """Drops the simulator's files from this process (the landing zone is on this machine)."""
+    """Drops the simulator's files from this process (it reaches the landing zone: a folder or a bucket)."""
 
     def __init__(self, cfg: Any, settings: Any = None) -> None:
         self.cfg, self.settings = cfg, settings
@@ -255,23 +256,37 @@ class LoopRecord:
         return self.steps[step][1]
 
 
-def quarantine_report(quarantine_dir: Any, since: float = 0.0) -> list[str]:
+def quarantine_report(quarantine_dir: str | StoragePath, since: float = 0.0) -> list[str]:
     """One line per file quarantined since ``since`` (epoch seconds): where it is and why.
 
-    A whole file has a ``reason.json``; a file with rejected rows has ``rows.csv`` (reasons per row).
+    A whole file has a ``reason.json``; a file with rejected rows has ``rows.csv`` (reasons per row). The
+    quarantine zone is a folder or an object-store prefix (``quarantine_dir`` a location or its URI); a store
+    that cannot be read gives one line saying so (the report explains a failure, it never hides it).
     """
-    import json
-    from pathlib import Path
+    from driftloop.core.errors import StorageError
+    from driftloop.core.storage import location, store_errors
 
-    folder = Path(quarantine_dir)
+    folder = location(quarantine_dir)
+    try:
+        with store_errors(str(folder)):
+            return _quarantined_since(folder, since)
+    except StorageError as exc:
+        return [f"quarantine at {folder} not readable: {exc}"[:400]]
+
+
+def _quarantined_since(folder: StoragePath, since: float) -> list[str]:
+    from driftloop.core.storage import list_files, read_json
+
     lines = []
-    for reason_path in sorted(folder.rglob("reason.json")) if folder.is_dir() else []:
+    reasons = sorted(list_files(folder, "**/reason.json"), key=str)
+    for reason_path in reasons:
         if reason_path.stat().st_mtime >= since:
-            reason = json.loads(reason_path.read_text())
+            reason = read_json(reason_path)
             code, message = reason.get("reason_code", "?"), reason.get("message", "")
             lines.append(f"quarantined {reason_path.parent}: {code}: {message}"[:400])
-    for rows_path in sorted(folder.rglob("rows.parquet")) if folder.is_dir() else []:
-        if rows_path.stat().st_mtime >= since and not (rows_path.parent / "reason.json").exists():
+    whole = {str(p.parent) for p in reasons}
+    for rows_path in sorted(list_files(folder, "**/rows.parquet"), key=str):
+        if rows_path.stat().st_mtime >= since and str(rows_path.parent) not in whole:
             lines.append(f"rows quarantined: {rows_path.parent} (rows.csv lists each row's _reason)")
     return lines
 

@@ -115,16 +115,16 @@ def test_a_reused_pid_is_not_the_service():
     assert not pid_is_service(2**22 + 12345, "mlflow")
 
 
-def test_a_second_demo_of_a_dataset_is_refused_at_once_naming_make_clean(driftloop_env, telco_cfg):
+def test_a_second_demo_of_a_dataset_is_refused_at_once_naming_make_clean(data_store, telco_cfg):
     from driftloop.core.settings import Settings
     from driftloop.core.state import StatePaths
+    from driftloop.core.storage import write_json
     from driftloop_ops.demo import refuse_a_second_run
 
     settings = Settings.from_env()
     refuse_a_second_run(telco_cfg, settings)  # a fresh home: the demo may run
     batches = StatePaths.for_dataset(telco_cfg, settings).batches_dir
-    batches.mkdir(parents=True)
-    (batches / "reference.json").write_text("{}")
+    write_json(batches / "reference.json", {})
     with pytest.raises(StackInTheWay) as caught:
         refuse_a_second_run(telco_cfg, settings)
     message = str(caught.value)
@@ -132,4 +132,7 @@ def test_a_second_demo_of_a_dataset_is_refused_at_once_naming_make_clean(driftlo
         "\n" not in message
         and "make clean" in message
         and "DRIFTLOOP_DATASET=telco_churn make demo" in message
+        and "(batches reference)" in message
     )
+    if data_store.startswith("s3://"):  # make clean deletes local state only: the message names the bucket's
+        assert f"delete everything under {data_store}/telco_churn" in message

@@ -30,6 +30,39 @@ def seeded(tmp_path_factory):
         yield seed_store()
 
 
+def write_quarantine(paths) -> None:
+    """Two batch manifests (one with quarantined rows) and a file quarantined whole, in either store."""
+    from driftloop.core.storage import write_json
+
+    write_json(
+        paths.batches_dir / "b1.json",
+        {
+            "batch_id": "b1",
+            "kind": "batch",
+            "rows_received": 100,
+            "rows_quarantined": 7,
+            "reason_counts": {"type": 7},
+            "ingested_at": "2026-01-02T00:00:00",
+        },
+    )
+    write_json(
+        paths.batches_dir / "b0.json",
+        {"batch_id": "b0", "rows_received": 50, "rows_quarantined": 0, "ingested_at": "2026-01-01"},
+    )
+    write_json(
+        paths.quarantine_dir / "broken" / "reason.json",
+        {
+            "batch_id": "broken",
+            "source_file": "broken.csv",
+            "reason_code": "parse",
+            "message": "bad",
+            "rows_received": 1,
+            "rows_quarantined": 1,
+            "quarantined_at": "2026-01-03T00:00:00",
+        },
+    )
+
+
 def seed_store() -> dict:
     from driftloop.core.config import load_dataset_config
     from driftloop.core.state import StatePaths
@@ -80,40 +113,7 @@ def seed_store() -> dict:
         if i == 3:
             client.set_tag(rid, bus.SENSOR_SUPPRESSED_TAG, bus.SUPPRESSED_COOLDOWN)
         client.set_terminated(rid)
-    paths = StatePaths.for_dataset(telco_cfg)
-    paths.batches_dir.mkdir(parents=True)
-    (paths.batches_dir / "b1.json").write_text(
-        json.dumps(
-            {
-                "batch_id": "b1",
-                "kind": "batch",
-                "rows_received": 100,
-                "rows_quarantined": 7,
-                "reason_counts": {"type": 7},
-                "ingested_at": "2026-01-02T00:00:00",
-            }
-        )
-    )
-    (paths.batches_dir / "b0.json").write_text(
-        json.dumps(
-            {"batch_id": "b0", "rows_received": 50, "rows_quarantined": 0, "ingested_at": "2026-01-01"}
-        )
-    )
-    whole = paths.quarantine_dir / "broken"
-    whole.mkdir(parents=True)
-    (whole / "reason.json").write_text(
-        json.dumps(
-            {
-                "batch_id": "broken",
-                "source_file": "broken.csv",
-                "reason_code": "parse",
-                "message": "bad",
-                "rows_received": 1,
-                "rows_quarantined": 1,
-                "quarantined_at": "2026-01-03T00:00:00",
-            }
-        )
-    )
+    write_quarantine(StatePaths.for_dataset(telco_cfg))
     store = open_store()
     store.append(
         {
@@ -318,3 +318,50 @@ def test_the_page_shows_the_loop_state_in_each_dataset_header(seeded):
         'title="v3 -&gt; v2 by &lt;alice&gt;">rolled back</span>'
     ) in html
     assert '<p data-role="loop-detail">Loop: <b>rolled back</b> · v3 -&gt; v2 by &lt;alice&gt;</p>' in html
+
+
+def test_quarantine_is_read_from_a_folder_or_a_bucket(data_store, telco_cfg):
+    from driftloop.core.state import StatePaths
+    from driftloop.core.storage import is_local
+    from driftloop.governance.overview import describe_quarantine
+
+    paths = StatePaths.for_dataset(telco_cfg)
+    assert is_local(paths.root) == (not data_store.startswith("s3://"))
+    assert describe_quarantine(paths) == []  # nothing written yet: no folder, no prefix
+    write_quarantine(paths)
+    write_quarantine_of_labels(paths)
+    found = [
+        (q["batch_id"], q["kind"], q["rows_quarantined"], q["whole_file"]) for q in describe_quarantine(paths)
+    ]
+    assert found == [
+        ("labels_bad", "file", 3, True),
+        ("broken", "file", 1, True),
+        ("b1", "batch", 7, False),
+    ]
+
+
+def write_quarantine_of_labels(paths) -> None:
+    from driftloop.core.storage import write_json
+
+    write_json(
+        paths.quarantine_dir / "labels" / "labels_bad" / "reason.json",
+        {
+            "batch_id": "labels_bad",
+            "reason_code": "parse",
+            "rows_quarantined": 3,
+            "quarantined_at": "2026-01-04",
+        },
+    )
+
+
+def test_an_unreadable_data_store_leaves_the_view_up_without_quarantine(seeded, monkeypatch, caplog):
+    from driftloop.core.errors import StorageError
+    from driftloop.governance import overview
+
+    def unreachable(paths, limit=overview.QUARANTINE_SHOWN):
+        raise StorageError("object store unreachable or failing for s3://gone/zones: ConnectTimeout")
+
+    monkeypatch.setattr(overview, "describe_quarantine", unreachable)
+    [telco] = overview.build_overview()["datasets"]
+    assert telco["quarantine"] == [] and telco["champion"]["version"] == "2"
+    assert "quarantine not shown: object store unreachable" in caplog.text

@@ -32,7 +32,7 @@ import yaml
 from driftloop.core.config import DatasetConfig, parse_dataset_config
 from driftloop.core.errors import ConfigError
 from driftloop.core.settings import Settings
-from driftloop.core.state import StatePaths
+from driftloop.core.storage import is_remote_uri, location
 
 DATASET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 DATASETS_ENV = "DRIFTLOOP_DATASETS"
@@ -151,6 +151,15 @@ def _validate(name: str, path: Path, raw: dict[str, Any] | None, error: str) -> 
     return CatalogEntry(name, path, cfg)
 
 
+def state_root(cfg: DatasetConfig, settings: Settings) -> str:
+    """Where ``cfg``'s data zones live, as :attr:`StatePaths.root <driftloop.core.state.StatePaths.root>`
+    names it, without importing an object-store client at DAG parse (``s3://...`` stays text)."""
+    root = settings.data_root_uri
+    if is_remote_uri(root):
+        return f"{root.rstrip('/')}/{cfg.name}"
+    return str(location(root) / cfg.name)
+
+
 def _refuse_clashes(entries: list[CatalogEntry], settings: Settings) -> list[CatalogEntry]:
     """Refuse every config that shares a registered model or a state folder with another one."""
     owners: dict[tuple[str, str], list[CatalogEntry]] = defaultdict(list)
@@ -158,7 +167,7 @@ def _refuse_clashes(entries: list[CatalogEntry], settings: Settings) -> list[Cat
         if entry.config is not None:
             cfg = entry.config
             owners["model_name", cfg.registered_model_name.casefold()].append(entry)
-            owners["name", str(StatePaths.for_dataset(cfg, settings).root).casefold()].append(entry)
+            owners["name", state_root(cfg, settings).casefold()].append(entry)
     clashes: dict[Path, list[str]] = defaultdict(list)
     for (key, _), group in owners.items():
         if len(group) < 2:
@@ -169,7 +178,7 @@ def _refuse_clashes(entries: list[CatalogEntry], settings: Settings) -> list[Cat
         what = (
             f"register the same model {first.registered_model_name!r}"
             if key == "model_name"
-            else f"keep state in the same folder {StatePaths.for_dataset(first, settings).root}"
+            else f"keep state in the same folder {state_root(first, settings)}"
         )
         for entry in group:
             clashes[entry.path].append(f"{entry.path}: {key}: {files} {what}; each dataset needs its own")

@@ -104,19 +104,15 @@ def _comparison(
 
 def production_window(cfg: DatasetConfig, holdout_df: Any, settings: Settings | None) -> Any:
     """Holdout rows labelled by the newest accepted label file (the latest labelled production window)."""
-    from driftloop.core.storage import list_manifests
+    from driftloop.core.storage import list_manifests, location, read_parquet
 
     manifests = [
         m for m in list_manifests(StatePaths.for_dataset(cfg, settings).labels_dir) if m.get("labels_uri")
     ]
     if not manifests:
         return holdout_df.iloc[0:0]
-    import pandas as pd
-
-    from driftloop.core.state import uri_to_path
-
-    ids = pd.read_parquet(uri_to_path(manifests[-1]["labels_uri"]), columns=[cfg.id_column])[cfg.id_column]
-    return holdout_df[holdout_df[cfg.id_column].isin(set(ids))]
+    labels = read_parquet(location(manifests[-1]["labels_uri"]), columns=[cfg.id_column])
+    return holdout_df[holdout_df[cfg.id_column].isin(set(labels[cfg.id_column]))]
 
 
 def champion_checks(

@@ -9,7 +9,6 @@ training run). Nothing here writes.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from driftloop.core import bus
@@ -17,7 +16,14 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import SnapshotNotFoundError
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri
-from driftloop.core.storage import read_json
+from driftloop.core.storage import (
+    StoragePath,
+    is_local,
+    location,
+    read_json,
+    read_parquet,
+    read_parquet_schema,
+)
 from driftloop.data.snapshots import resolve_snapshot
 
 # Lineage fields read from the model version first, then from its training run.
@@ -41,10 +47,10 @@ class LineageError(LookupError):
 
 def _batch_lineage(paths: StatePaths, batch_id: str, labels: bool = False) -> dict[str, Any]:
     folder = paths.labels_dir if labels else paths.batches_dir
-    manifest_path = folder / f"{batch_id}.json"
-    if not manifest_path.is_file():
+    try:
+        manifest = read_json(folder / f"{batch_id}.json")
+    except FileNotFoundError:
         return {"batch_id": batch_id, "missing": True}
-    manifest = read_json(manifest_path)
     keys = (
         "batch_id",
         "source_file",
@@ -209,13 +215,14 @@ def trace_model_version(
 
 
 def trace_predictions(
-    cfg: DatasetConfig, predictions_path: str | Path, settings: Settings | None = None
+    cfg: DatasetConfig, predictions_path: str | StoragePath, settings: Settings | None = None
 ) -> dict[str, Any]:
     """The model version(s) behind a predictions file and, through them, the snapshot they were trained on.
 
     Args:
         cfg: Dataset config.
-        predictions_path: A predictions parquet (columns ``model_name``, ``model_version``, ``model_run_id``).
+        predictions_path: A predictions parquet (columns ``model_name``, ``model_version``, ``model_run_id``):
+            a local path, a ``file://`` or ``s3://`` URI, or a location.
         settings: Process settings.
 
     Returns:
@@ -225,18 +232,19 @@ def trace_predictions(
     Raises:
         LineageError: The file does not exist or lacks the model columns.
     """
-    import pyarrow.parquet as pq
-
     from driftloop.core.tracking import get_client, search_runs
 
-    path = Path(predictions_path)
-    if not path.is_file():
+    path = location(predictions_path)
+    if is_local(path) and not path.is_file():
         raise LineageError(f"no predictions file {path}")
-    names = set(pq.read_schema(path).names)
+    try:
+        names = set(read_parquet_schema(path).names)
+    except FileNotFoundError as exc:
+        raise LineageError(f"no predictions file {path}") from exc
     missing = [c for c in bus.PREDICTION_LINEAGE_COLUMNS if c not in names]
     if missing:
         raise LineageError(f"{path} lacks lineage columns {missing}; it is not a Driftloop predictions file")
-    frame = pq.read_table(path, columns=list(bus.PREDICTION_LINEAGE_COLUMNS)).to_pandas()
+    frame = read_parquet(path, columns=list(bus.PREDICTION_LINEAGE_COLUMNS))
     groups = frame.astype(str).value_counts().sort_index()
     models = []
     for (model_name, model_version, model_run_id), rows in groups.items():
@@ -290,6 +298,6 @@ def add_cli(subparsers: Any) -> None:
     )
     parser.add_argument("what", choices=["model", "predictions", "snapshot"])
     parser.add_argument(
-        "ref", help="model version or alias | predictions parquet path | snapshot hash (prefix)"
+        "ref", help="model version or alias | predictions parquet (path or URI) | snapshot hash (prefix)"
     )
     parser.set_defaults(func=_cmd_lineage)

@@ -2,14 +2,14 @@
 retrains, quarantine, KPIs.
 
 Read from what already exists: MLflow (one registry search and one run search per experiment, whatever the
-number of versions), the state folders (ingest manifests, quarantine reasons) and the champion audit log. No
-Airflow import: the Airflow plugin (``driftloop_airflow.view``) serves this as JSON and, through
-:mod:`driftloop.governance.overview_page`, as HTML; ``bench/bench_view.py`` times it.
+number of versions), the data zones (ingest manifests, quarantine reasons; a folder or object storage) and
+the champion audit log. No Airflow import: the Airflow plugin (``driftloop_airflow.view``) serves this as
+JSON and, through :mod:`driftloop.governance.overview_page`, as HTML; ``bench/bench_view.py`` times it.
 
 Why governance: the view is the oversight record of the loop, what it did to the champion and why, and its
 verdict is :func:`driftloop.governance.loop_state.loop_state` (facts from
 :mod:`driftloop.governance.loop_facts`). It reads the other stages only through what ``core`` names (the bus's
-tags and metrics, state folders, manifests) and governance's own audit log, so it adds no cross-stage import.
+tags and metrics, data zones, manifests) and governance's own audit log, so it adds no cross-stage import.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from driftloop.core.catalog import CatalogEntry, read_catalog
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
-from driftloop.core.storage import list_manifests, read_json
+from driftloop.core.storage import list_files, list_manifests, read_json
 from driftloop.core.task_types import LOWER_IS_BETTER
 from driftloop.governance.loop_facts import answers, firing_fields, loop_facts
 from driftloop.governance.loop_state import loop_state
@@ -190,22 +190,33 @@ def describe_quarantine(paths: StatePaths, limit: int = QUARANTINE_SHOWN) -> lis
                         "whole_file": False,
                     }
                 )
-    if paths.quarantine_dir.is_dir():
-        for reason_path in paths.quarantine_dir.glob(f"**/{REASON_FILE}"):
-            r = read_json(reason_path)
-            items.append(
-                {
-                    "batch_id": r.get("batch_id", ""),
-                    "kind": "file",
-                    "file": r.get("source_file", ""),
-                    "rows_received": r.get("rows_received"),
-                    "rows_quarantined": r.get("rows_quarantined"),
-                    "reasons": {r.get("reason_code", "?"): r.get("message", "")},
-                    "at": r.get("quarantined_at", ""),
-                    "whole_file": True,
-                }
-            )
+    for reason_path in list_files(paths.quarantine_dir, f"**/{REASON_FILE}"):
+        r = read_json(reason_path)
+        items.append(
+            {
+                "batch_id": r.get("batch_id", ""),
+                "kind": "file",
+                "file": r.get("source_file", ""),
+                "rows_received": r.get("rows_received"),
+                "rows_quarantined": r.get("rows_quarantined"),
+                "reasons": {r.get("reason_code", "?"): r.get("message", "")},
+                "at": r.get("quarantined_at", ""),
+                "whole_file": True,
+            }
+        )
     return sorted(items, key=lambda i: i["at"], reverse=True)[:limit]
+
+
+def read_quarantine(cfg: DatasetConfig, settings: Settings) -> list[dict[str, Any]]:
+    """:func:`describe_quarantine` of ``cfg``'s data zones; empty, with a warning, when the data store cannot
+    be read (the view still shows MLflow's side)."""
+    from driftloop.core.errors import StorageError
+
+    try:
+        return describe_quarantine(StatePaths.for_dataset(cfg, settings))
+    except StorageError as exc:
+        log.warning("%s: quarantine not shown: %s", cfg.name, exc)
+        return []
 
 
 def describe_audit(store: Any, cfg: DatasetConfig, limit: int = 20) -> list[dict[str, Any]]:
@@ -319,7 +330,7 @@ def describe_dataset(
         "last_decision": monitoring[-1] if monitoring else None,
         "retrains": [v for v in versions if v["trigger"]][:VERSIONS_SHOWN],
         "audit": audit,
-        "quarantine": describe_quarantine(StatePaths.for_dataset(cfg, settings)),
+        "quarantine": read_quarantine(cfg, settings),
         "kpis": describe_kpis(client, cfg, versions, champion),
     }
 
