@@ -81,3 +81,8 @@ class StatePaths:
     def reports_dir(self) -> StoragePath:
         """Profiles, drift reports and other HTML artifacts before they are logged."""
         return self.root / "reports"
+
+    @property
+    def scoring_parts_dir(self) -> StoragePath:
+        """Parts of large batches scored by separate tasks, kept until they are combined into predictions."""
+        return self.root / "scoring" / "parts"
