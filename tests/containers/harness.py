@@ -30,6 +30,11 @@ COMPOSE_FILE = REPO / "docker-compose.yaml"
 TEST_OVERRIDE = Path(__file__).with_name("compose.test.yaml")
 ALERT_SINK = "alert-sink"
 ALERT_EMAIL_TO = "ops@example.org"
+# The object store of compose.test.yaml, inside the project's network, and the stack's bucket in it.
+OBJECT_STORE_URL = "http://object-store:9000"
+OBJECT_STORE_BUCKET = "driftloop-stack"
+# Celery workers started with the stack, each with its own disk.
+WORKERS = 2
 BUILD_SCRIPT = REPO / "deploy" / "offline" / "build-images.sh"
 SYSTEM_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 APP_IMAGE = os.environ.get("DRIFTLOOP_TEST_IMAGE", "driftloop:container-test")
@@ -231,6 +236,15 @@ def generate_env(images: Images, airflow_port: int, mlflow_port: int, serving_po
         DRIFTLOOP_ALERT_SMTP_CONN_ID="driftloop_smtp",
         DRIFTLOOP_ALERT_SMTP_URI=smtp_conn_uri(2525, ALERT_SINK),
         DRIFTLOOP_ALERT_EMAIL_TO=ALERT_EMAIL_TO,
+        # No shared disk: the data zones and MLflow's artifacts live in the `object-store` service's bucket.
+        OBJECT_STORE_BUCKET=OBJECT_STORE_BUCKET,
+        DRIFTLOOP_DATA_URI=f"s3://{OBJECT_STORE_BUCKET}/zones",
+        MLFLOW_ARTIFACTS_DESTINATION=f"s3://{OBJECT_STORE_BUCKET}/mlflow-artifacts",
+        AWS_ACCESS_KEY_ID=f"driftloop-{tag}",
+        AWS_SECRET_ACCESS_KEY=secrets.token_hex(20),
+        AWS_ENDPOINT_URL=OBJECT_STORE_URL,
+        MLFLOW_S3_ENDPOINT_URL=OBJECT_STORE_URL,
+        AWS_DEFAULT_REGION="us-east-1",
     )
     return env
 
@@ -366,6 +380,18 @@ class ComposeStack:
         extra = ["--index", str(index)] if index else []
         return self.compose("exec", "-T", *extra, service, *argv, timeout_s=timeout_s).stdout
 
+    def object_keys(self, prefix: str = "") -> list[str]:
+        """Every key under ``prefix`` in the stack's bucket, read inside the project's network."""
+        script = (
+            "import boto3, os, json; c = boto3.client('s3', endpoint_url='http://127.0.0.1:9000', "
+            "region_name='us-east-1', aws_access_key_id=os.environ['AWS_ACCESS_KEY_ID'], "
+            "aws_secret_access_key=os.environ['AWS_SECRET_ACCESS_KEY']); "
+            "p = c.get_paginator('list_objects_v2'); "
+            f"print(json.dumps([o['Key'] for page in p.paginate(Bucket='{OBJECT_STORE_BUCKET}', "
+            f"Prefix='{prefix}') for o in page.get('Contents', [])]))"
+        )
+        return sorted(json.loads(self.exec("object-store", "python", "-c", script)))
+
     def received_alerts(self) -> list[dict[str, Any]]:
         """Everything the ``alert-sink`` service received: ``{"channel": "webhook", "body": ...}`` or
         ``{"channel": "smtp", "to": [...], "subject": ...}``, in arrival order."""
@@ -375,7 +401,8 @@ class ComposeStack:
     # ------------------------------------------------------------------ lifecycle
     def up(self, timeout_s: float = 900) -> float:
         started = time.monotonic()
-        self.compose("up", "-d", "--no-build", timeout_s=timeout_s)
+        # Two workers from the start, each with its own disk (compose.test.yaml): the loop must not need one.
+        self.compose("up", "-d", "--no-build", "--scale", f"airflow-worker={WORKERS}", timeout_s=timeout_s)
         self.wait_healthy(timeout_s)
         return time.monotonic() - started
 

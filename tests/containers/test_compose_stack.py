@@ -335,6 +335,29 @@ def test_alerts_of_the_loop_arrive_once_by_webhook_and_email(loop, stack, mlflow
     FIGURES["alerts received (webhook = email)"] = ", ".join(keys)
 
 
+def test_no_disk_is_shared_and_the_zones_are_in_the_bucket(loop, stack, airflow):
+    """Past one machine: two workers, no volume shared by Airflow's containers or the service, and what one
+    stage hands the next is in the object store."""
+    services = ("airflow-api-server", "airflow-scheduler", "airflow-triggerer", "airflow-dag-processor")
+    containers = [c for s in (*services, "airflow-worker", "serving") for c in stack.containers(s)]
+    assert len(stack.containers("airflow-worker")) == 2
+    owners: dict[str, list[str]] = {}
+    for container in containers:
+        for mount in container["Mounts"]:
+            if mount["Type"] == "volume":
+                owners.setdefault(mount["Name"], []).append(container["Name"])
+    shared = {name: users for name, users in owners.items() if len(users) > 1}
+    assert not shared, f"volumes shared between containers: {shared}"
+    keys = stack.object_keys()
+    for zone in ("batches/", "snapshots/", "predictions/", "archive/"):
+        assert any(k.startswith(f"zones/telco_churn/{zone}") for k in keys), f"nothing in {zone}: {keys[:20]}"
+    assert any(k.startswith("mlflow-artifacts/") and k.endswith("MLmodel") for k in keys), keys[:20]
+    workers = {c["Config"]["Hostname"] for c in stack.containers("airflow-worker")}
+    used = set().union(*(_hosts(airflow, loop.dag_ids[s], r) for s, r in loop.run_ids.items()))
+    assert used == workers, f"the loop's tasks ran on {used}, the workers are {workers}"
+    FIGURES["objects in the bucket after the loop"] = str(len(keys))
+
+
 # ------------------------------------------------------------------------------------------------ faults
 def _scale_workers(stack, count: int) -> list[dict]:
     stack.compose(
