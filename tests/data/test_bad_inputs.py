@@ -1,7 +1,8 @@
 """Bad-input corpus: each kind of broken file or row, its reason code and the row accounting.
 
-Every case lands one file and runs the real ingestion. The invariant checked everywhere:
-rows_accepted + rows_quarantined == rows_received, and nothing stored that failed the contract.
+Every case lands one file and runs the real ingestion, once on a local folder and once on a bucket of the test
+S3 server (``data_store``). The invariant checked everywhere: rows_accepted + rows_quarantined ==
+rows_received, and nothing stored that failed the contract.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from driftloop.core.errors import BatchQuarantined
+from driftloop.core.state import path_to_uri
 from driftloop.data import ingest as ingest_stage
 from driftloop.data import snapshots
+from tests import zones
+
+# Every case on both stores; data_store is set up before the config and state fixtures read the location.
+pytestmark = pytest.mark.usefixtures("data_store")
 
 
 def ingest(cfg, state, name: str, payload: bytes, labels: bool = False) -> dict:
@@ -26,7 +32,7 @@ def ingest(cfg, state, name: str, payload: bytes, labels: bool = False) -> dict:
     (folder / name).write_bytes(payload)
     result = (ingest_stage.ingest_labels if labels else ingest_stage.ingest_batches)(cfg)
     assert result["rows_accepted"] + result["rows_quarantined"] == result["rows_received"]
-    assert not any(folder.iterdir()), "every landed file must leave the landing zone"
+    assert zones.names(folder) == [], "every landed file must leave the landing zone"
     return result
 
 
@@ -48,12 +54,13 @@ def assert_file_quarantined(cfg, state, result: dict, code: str, rows: int, labe
     assert [q["reason_code"] for q in result["quarantined"]] == [code], result["quarantined"]
     assert (result["rows_received"], result["rows_quarantined"], result["rows_accepted"]) == (rows, rows, 0)
     batch_id = result["quarantined"][0]["batch_id"]
-    qdir = state.quarantine_dir / ("labels" if labels else "") / batch_id
+    qdir = (state.quarantine_dir / "labels" if labels else state.quarantine_dir) / batch_id
     reason = json.loads((qdir / "reason.json").read_text())
     assert reason["reason_code"] == code
     assert reason["rows_accepted"] + reason["rows_quarantined"] == reason["rows_received"] == rows
     assert set(reason) >= {"batch_id", "source_file", "reason_code", "message", "rows_received"}
     assert (qdir / reason["source_file"]).is_file(), "the original file is kept in quarantine"
+    assert reason["file_uri"] == path_to_uri(qdir / reason["source_file"])
     assert not (state.batches_dir / f"{batch_id}.parquet").exists()
     assert not (state.labels_dir / f"{batch_id}.parquet").exists()
     return reason
@@ -65,7 +72,7 @@ def assert_rows_quarantined(state, result: dict, reasons: dict[int, str], rows: 
     batch_id = result["accepted"][0]
     assert result["rows_received"] == rows
     assert (result["rows_accepted"], result["rows_quarantined"]) == (rows - len(reasons), len(reasons))
-    rejected = pd.read_parquet(state.quarantine_dir / batch_id / "rows.parquet")
+    rejected = zones.frame(state.quarantine_dir / batch_id / "rows.parquet")
     assert rejected["_row"].tolist() == sorted(reasons)
     for row, reason in zip(rejected["_row"], rejected["_reason"], strict=True):
         assert reasons[row] in reason.split(";"), (row, reason)
@@ -208,7 +215,7 @@ def test_replayed_batch(telco_cfg, state, good):
     result = ingest(telco_cfg, state, "b2.csv", csv_bytes(good))
     reason = assert_file_quarantined(telco_cfg, state, result, "replayed_batch", 0)
     assert reason["original_batch_id"] == "b1"
-    assert sorted(p.name for p in state.batches_dir.iterdir()) == ["b1.json", "b1.parquet"]
+    assert zones.names(state.batches_dir) == ["b1.json", "b1.parquet"]
 
 
 def test_too_many_bad_rows(telco_cfg, state, good):
@@ -309,7 +316,7 @@ def test_duplicate_ids(telco_cfg, state, good):
     good.loc[6, "customer_id"] = good.loc[1, "customer_id"]
     result = ingest(telco_cfg, state, "b.csv", csv_bytes(good))
     assert_rows_quarantined(state, result, {6: "duplicate_id:customer_id", 7: "duplicate_id:customer_id"}, 20)
-    stored = pd.read_parquet(state.batches_dir / "b.parquet")
+    stored = zones.frame(state.batches_dir / "b.parquet")
     assert stored["customer_id"].is_unique
 
 
@@ -363,7 +370,7 @@ def test_parquet_with_numbers_stored_as_text(telco_cfg, state, good):
     frame.loc[0, "tenure"] = "abc"
     result = ingest(telco_cfg, state, "b.parquet", parquet_bytes(frame))
     assert_rows_quarantined(state, result, {1: "unparsable:tenure"}, 20)
-    assert pd.read_parquet(state.batches_dir / "b.parquet")["tenure"].dtype == "int64"
+    assert zones.frame(state.batches_dir / "b.parquet")["tenure"].dtype == "int64"
 
 
 def test_bad_label_values(telco_cfg, state, good):
@@ -374,7 +381,7 @@ def test_bad_label_values(telco_cfg, state, good):
     result = ingest(telco_cfg, state, "l.csv", csv_bytes(labels), labels=True)
     assert result["accepted"] == ["l"]
     assert (result["rows_accepted"], result["rows_quarantined"]) == (17, 3)
-    rejected = pd.read_parquet(state.quarantine_dir / "labels" / "l" / "rows.parquet")
+    rejected = zones.frame(state.quarantine_dir / "labels" / "l" / "rows.parquet")
     assert rejected["_reason"].tolist() == [
         "unknown_category:churn",
         "null_not_allowed:customer_id",

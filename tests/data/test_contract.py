@@ -241,21 +241,25 @@ def test_contract_bootstrap_cli(driftloop_env, tmp_path, capsys):
     assert yaml.safe_load(out.read_text())["id_column"] == "account_id"
 
 
-def test_ingest_cli_exit_code_reflects_quarantine(driftloop_env, telco_cfg, telco_frame, capsys):
+def test_ingest_cli_exit_code_reflects_quarantine(data_store, telco_cfg, telco_frame, capsys):
     from driftloop.core.state import StatePaths
+    from tests import zones
 
     paths = StatePaths.for_dataset(telco_cfg)
-    paths.landing_dir.mkdir(parents=True)
-    telco_frame.iloc[:60].to_csv(paths.landing_dir / "b1.csv", index=False)
+    zones.put(paths.landing_dir / "b1.csv", telco_frame.iloc[:60].to_csv(index=False).encode())
     assert main(["ingest"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["batches"]["accepted"] == ["b1"] and result["snapshot"]["rows"] == 60
-    (paths.landing_dir / "b2.csv").write_bytes(b"")
+    assert result["snapshot"]["snapshot_uri"].startswith(
+        data_store if zones.is_remote(data_store) else "file://"
+    )
+    zones.put(paths.landing_dir / "b2.csv", b"")
     assert main(["ingest"]) == 1
     captured = capsys.readouterr()
     assert '"reason_code": "empty_file"' in captured.out
     assert "BatchQuarantined" in captured.err and "b2: empty_file" in captured.err
-    assert pd.read_parquet(paths.batches_dir / "b1.parquet").shape[0] == 60
+    assert zones.frame(paths.batches_dir / "b1.parquet").shape[0] == 60
+    assert zones.names(paths.quarantine_dir / "b2") == ["b2.csv", "reason.json"]
 
 
 def test_uniqueness_is_only_declared_on_the_id_column(telco_cfg):

@@ -1,4 +1,8 @@
-"""Data stage: ingestion accounting, replays, idempotent reruns, snapshots and the MLflow data run."""
+"""Data stage: ingestion accounting, replays, idempotent reruns, snapshots and the MLflow data run.
+
+The tests whose outcome depends on the store run twice (``data_store``): on a local folder and on a bucket of
+the test S3 server.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,23 @@ import pytest
 
 from driftloop.core import bus
 from driftloop.core.errors import BatchQuarantined, NoLabelledData
-from driftloop.core.state import StatePaths
+from driftloop.core.state import StatePaths, path_to_uri
 from driftloop.data import ingest, snapshots
+from tests import zones
 
 
 def land(paths: StatePaths, name: str, frame: pd.DataFrame, labels: bool = False) -> None:
     folder = paths.labels_landing_dir if labels else paths.landing_dir
-    if name.endswith(".parquet"):
-        frame.to_parquet(folder / name, index=False)
-    else:
-        frame.to_csv(folder / name, index=False)
+    zones.put(folder / name, zones.frame_bytes(frame, name))
 
 
 def assert_accounting(result: dict) -> None:
     assert result["rows_accepted"] + result["rows_quarantined"] == result["rows_received"]
 
 
-def test_ingest_splits_scoring_and_labelled_batches_and_archives_originals(telco_cfg, telco_frame, state):
+def test_ingest_splits_scoring_and_labelled_batches_and_archives_originals(
+    data_store, telco_cfg, telco_frame, state
+):
     land(state, "b001_reference.csv", telco_frame.iloc[:300])
     land(state, "b002.parquet", telco_frame.iloc[300:400].drop(columns="churn"))
     result = ingest.ingest_batches(telco_cfg)
@@ -36,14 +40,18 @@ def test_ingest_splits_scoring_and_labelled_batches_and_archives_originals(telco
     assert (result["rows_received"], result["rows_accepted"]) == (400, 400)
     manifest = json.loads((state.batches_dir / "b002.json").read_text())
     assert manifest["has_target"] is False and manifest["rows_accepted"] == 100
-    stored = pd.read_parquet(manifest["batch_uri"])
+    assert manifest["batch_uri"] == path_to_uri(state.batches_dir / "b002.parquet")
+    assert manifest["batch_uri"].startswith("s3://" if zones.is_remote(data_store) else "file://")
+    stored = zones.frame(manifest["batch_uri"])
     assert list(stored.columns) == [telco_cfg.id_column, *telco_cfg.features]
     assert stored["tenure"].dtype == "int64"
     assert (state.archive_dir / "b002" / "b002.parquet").is_file()
-    assert not any(state.landing_dir.iterdir())
+    assert zones.names(state.landing_dir) == []
 
 
-def test_bad_rows_are_quarantined_with_reasons_and_good_rows_proceed(telco_cfg, telco_frame, state):
+def test_bad_rows_are_quarantined_with_reasons_and_good_rows_proceed(
+    data_store, telco_cfg, telco_frame, state
+):
     batch = telco_frame.iloc[:50].copy()
     batch["tenure"] = batch["tenure"].astype(object)
     batch.loc[batch.index[:3], "tenure"] = -1
@@ -51,16 +59,23 @@ def test_bad_rows_are_quarantined_with_reasons_and_good_rows_proceed(telco_cfg, 
     result = ingest.ingest_batches(telco_cfg)
     assert_accounting(result)
     assert (result["rows_accepted"], result["rows_quarantined"]) == (47, 3)
-    rows = pd.read_parquet(state.quarantine_dir / "b001" / "rows.parquet")
+    rows = zones.frame(state.quarantine_dir / "b001" / "rows.parquet")
     assert rows["_reason"].tolist() == ["out_of_range:tenure"] * 3
     assert rows["_row"].tolist() == [1, 2, 3]
     reason = json.loads((state.quarantine_dir / "b001" / "reason.json").read_text())
     assert reason["reason_code"] == "rejected_rows" and reason["rows_quarantined"] == 3
+    assert zones.names(state.quarantine_dir / "b001") == ["reason.json", "rows.csv", "rows.parquet"]
+    assert "out_of_range:tenure" in (state.quarantine_dir / "b001" / "rows.csv").read_text()
+    manifest = json.loads((state.batches_dir / "b001.json").read_text())
+    assert manifest["quarantine_uri"] == path_to_uri(state.quarantine_dir / "b001" / "rows.parquet")
+    assert len(zones.frame(manifest["batch_uri"])) == 47
 
 
-def test_good_batch_beside_bad_one_proceeds_and_run_fails_with_reasons(telco_cfg, telco_frame, state):
+def test_good_batch_beside_bad_one_proceeds_and_run_fails_with_reasons(
+    data_store, telco_cfg, telco_frame, state
+):
     land(state, "b001.csv", telco_frame.iloc[:100])
-    (state.landing_dir / "b002.csv").write_bytes(b"PK\x03\x04 not a csv")
+    zones.put(state.landing_dir / "b002.csv", b"PK\x03\x04 not a csv")
     land(state, "b003.csv", telco_frame.iloc[100:150].drop(columns=["tenure"]))
     result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b001"]
@@ -70,13 +85,16 @@ def test_good_batch_beside_bad_one_proceeds_and_run_fails_with_reasons(telco_cfg
     ]
     assert_accounting(result)
     assert (state.quarantine_dir / "b003" / "b003.csv").is_file()
-    assert json.loads((state.quarantine_dir / "b003" / "reason.json").read_text())["rows_received"] == 50
+    reason = json.loads((state.quarantine_dir / "b003" / "reason.json").read_text())
+    assert reason["rows_received"] == 50
+    assert reason["file_uri"] == path_to_uri(state.quarantine_dir / "b003" / "b003.csv")
+    assert zones.names(state.landing_dir) == []
     with pytest.raises(BatchQuarantined, match=r"(?s)b002: wrong_format.*b003: missing_columns.*tenure"):
         ingest.raise_for_quarantine(result)
     ingest.raise_for_quarantine({"accepted": ["b001"], "quarantined": []})
 
 
-def test_too_many_bad_rows_quarantines_the_whole_batch(telco_cfg, telco_frame, state):
+def test_too_many_bad_rows_quarantines_the_whole_batch(data_store, telco_cfg, telco_frame, state):
     batch = telco_frame.iloc[:10].copy()
     batch["contract"] = ["Lifetime"] * 3 + batch["contract"].tolist()[3:]
     land(state, "b001.csv", batch)
@@ -86,52 +104,75 @@ def test_too_many_bad_rows_quarantines_the_whole_batch(telco_cfg, telco_frame, s
     assert "3 of 10 rows (30.0%)" in result["quarantined"][0]["message"]
     assert (result["rows_accepted"], result["rows_quarantined"], result["rows_received"]) == (0, 10, 10)
     assert not (state.batches_dir / "b001.parquet").exists()
-    assert len(pd.read_parquet(state.quarantine_dir / "b001" / "rows.parquet")) == 3
+    assert len(zones.frame(state.quarantine_dir / "b001" / "rows.parquet")) == 3
 
 
-def test_replayed_batch_is_quarantined_and_nothing_else_is_written(telco_cfg, telco_frame, state):
+def test_replayed_batch_is_quarantined_and_nothing_else_is_written(data_store, telco_cfg, telco_frame, state):
     land(state, "b001.csv", telco_frame.iloc[:100])
     ingest.ingest_batches(telco_cfg)
-    before = sorted(p.name for p in state.batches_dir.iterdir())
+    before = zones.names(state.batches_dir)
+    manifest = (state.batches_dir / "b001.json").read_text()
+    zones.after_store_tick(data_store)  # the replay lands later than the first ingestion
     land(state, "b001_again.csv", telco_frame.iloc[:100])
     land(state, "b001.csv", telco_frame.iloc[:100])
     result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == []
     assert {q["reason_code"] for q in result["quarantined"]} == {"replayed_batch"}
-    assert sorted(p.name for p in state.batches_dir.iterdir()) == before
+    assert zones.names(state.batches_dir) == before == ["b001.json", "b001.parquet"]
+    assert (state.batches_dir / "b001.json").read_text() == manifest
     assert (result["rows_received"], result["rows_quarantined"]) == (0, 0)
+    assert zones.names(state.landing_dir) == []
+    assert zones.names(state.archive_dir) == ["b001"]
+    replays = [n for n in zones.names(state.quarantine_dir) if n != "b001_again"]
+    assert [n.split("-")[0] for n in replays] == ["b001__replay"]
+    assert zones.names(state.quarantine_dir / replays[0]) == ["b001.csv", "reason.json"]
 
 
-def test_same_name_different_content_is_a_conflict(telco_cfg, telco_frame, state):
+def test_same_name_different_content_is_a_conflict(data_store, telco_cfg, telco_frame, state):
     land(state, "b001.csv", telco_frame.iloc[:100])
     ingest.ingest_batches(telco_cfg)
     land(state, "b001.csv", telco_frame.iloc[100:200])
     result = ingest.ingest_batches(telco_cfg)
     assert result["quarantined"][0]["reason_code"] == "batch_id_conflict"
-    assert len(pd.read_parquet(state.batches_dir / "b001.parquet")) == 100
+    assert len(zones.frame(state.batches_dir / "b001.parquet")) == 100
+    first, second = (zones.frame_bytes(telco_frame.iloc[i : i + 100], "b.csv") for i in (0, 100))
+    assert (state.archive_dir / "b001" / "b001.csv").read_bytes() == first, "the accepted original is kept"
+    [conflict] = zones.names(state.quarantine_dir)
+    assert conflict.startswith("b001__conflict-")
+    assert (state.quarantine_dir / conflict / "b001.csv").read_bytes() == second
 
 
-def test_rerun_after_crash_before_archiving_completes_without_duplicates(telco_cfg, telco_frame, state):
+def test_rerun_after_crash_before_archiving_completes_without_duplicates(
+    data_store, telco_cfg, telco_frame, state
+):
     land(state, "b001.csv", telco_frame.iloc[:100])
     ingest.ingest_batches(telco_cfg)
     archived = state.archive_dir / "b001" / "b001.csv"
-    archived.rename(state.landing_dir / "b001.csv")  # as if the move never happened
+    zones.put(state.landing_dir / "b001.csv", archived.read_bytes())  # as if the move never happened
+    archived.unlink()
     manifest_before = (state.batches_dir / "b001.json").read_text()
     result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b001"] and result["quarantined"] == []
+    assert (result["rows_received"], result["rows_accepted"]) == (0, 0), "rows are counted once, earlier"
     assert (state.batches_dir / "b001.json").read_text() == manifest_before
     assert archived.is_file()
+    assert zones.names(state.landing_dir) == [] and zones.names(state.quarantine_dir) == []
 
 
-def test_ingest_is_a_noop_on_an_empty_landing_zone_and_skips_files_in_progress(telco_cfg, telco_frame, state):
+def test_ingest_is_a_noop_on_an_empty_landing_zone_and_skips_files_in_progress(
+    data_store, telco_cfg, telco_frame, state
+):
+    result = ingest.ingest_batches(telco_cfg)
+    assert result["accepted"] == [] and result["quarantined"] == [] and result["rows_received"] == 0
     land(state, ".b001.csv", telco_frame.iloc[:10])
     land(state, "b002.csv.part", telco_frame.iloc[:10])
     result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == [] and result["quarantined"] == [] and result["rows_received"] == 0
-    assert sorted(p.name for p in state.landing_dir.iterdir()) == [".b001.csv", "b002.csv.part"]
+    assert zones.names(state.landing_dir) == [".b001.csv", "b002.csv.part"]
+    assert zones.names(state.batches_dir) == []
 
 
-def test_labels_ingest_and_snapshot_joins_latest_label(telco_cfg, telco_frame, state):
+def test_labels_ingest_and_snapshot_joins_latest_label(data_store, telco_cfg, telco_frame, state):
     land(state, "b001_reference.csv", telco_frame.iloc[:200])
     land(state, "b002.csv", telco_frame.iloc[200:260].drop(columns="churn"))
     ingest.ingest_batches(telco_cfg)
@@ -148,37 +189,46 @@ def test_labels_ingest_and_snapshot_joins_latest_label(telco_cfg, telco_frame, s
     assert snap["rows"] == 240
     assert snap["batch_ids"] == ["b001_reference", "b002"]
     assert snap["label_batch_ids"] == ["l001", "l002"]
-    frame = pd.read_parquet(snap["snapshot_uri"])
+    assert snap["snapshot_uri"] == path_to_uri(state.snapshots_dir / f"{snap['snapshot_hash']}.parquet")
+    frame = zones.frame(snap["snapshot_uri"])
     assert list(frame.columns) == [telco_cfg.id_column, *telco_cfg.features, telco_cfg.target]
     assert frame[telco_cfg.id_column].is_monotonic_increasing
     got = frame.set_index("customer_id").loc[flipped["customer_id"], "churn"].tolist()
     assert got == flipped["churn"].tolist()
     again = snapshots.build_snapshot(telco_cfg)
     assert again["snapshot_hash"] == snap["snapshot_hash"] and again["created"] is False
-    assert snapshots.resolve_snapshot(telco_cfg)["snapshot_hash"] == snap["snapshot_hash"]
+    assert zones.names(state.snapshots_dir) == [
+        f"{snap['snapshot_hash']}.{ext}" for ext in ("json", "parquet")
+    ]
+    for ref in (None, snap["snapshot_hash"], snap["snapshot_hash"][:8], snap["snapshot_uri"]):
+        assert snapshots.resolve_snapshot(telco_cfg, ref)["snapshot_hash"] == snap["snapshot_hash"], ref
+    manifest = snapshots.resolve_snapshot(telco_cfg, snap["snapshot_uri"])
+    read = snapshots.read_snapshot_frame(telco_cfg, manifest, ["customer_id", "churn"])
+    assert read.equals(frame[["customer_id", "churn"]])
 
 
 def test_snapshot_hash_depends_on_content_not_batch_order(
-    telco_cfg, telco_frame, state, tmp_path, monkeypatch
+    data_store, telco_cfg, telco_frame, state, monkeypatch
 ):
     land(state, "a.csv", telco_frame.iloc[:100])
     land(state, "b.csv", telco_frame.iloc[100:200])
     ingest.ingest_batches(telco_cfg)
     first = snapshots.build_snapshot(telco_cfg)
-    monkeypatch.setenv("DRIFTLOOP_HOME", str(tmp_path / "other"))
+    monkeypatch.setenv("DRIFTLOOP_DATA_URI", f"{data_store}-other")
     other = StatePaths.for_dataset(telco_cfg)
-    other.landing_dir.mkdir(parents=True)
+    assert other.root != state.root
     land(other, "x.csv", telco_frame.iloc[100:200].sample(frac=1, random_state=1))
     land(other, "y.parquet", telco_frame.iloc[:100])
     ingest.ingest_batches(telco_cfg)
     second = snapshots.build_snapshot(telco_cfg)
-    assert second["snapshot_hash"] == first["snapshot_hash"]
+    assert second["snapshot_hash"] == first["snapshot_hash"] and second["created"] is True
+    assert zones.frame(second["snapshot_uri"]).equals(zones.frame(first["snapshot_uri"]))
     land(other, "z.csv", telco_frame.iloc[200:201])
     ingest.ingest_batches(telco_cfg)
     assert snapshots.build_snapshot(telco_cfg)["snapshot_hash"] != first["snapshot_hash"]
 
 
-def test_build_snapshot_without_labelled_rows_raises(telco_cfg, telco_frame, state):
+def test_build_snapshot_without_labelled_rows_raises(data_store, telco_cfg, telco_frame, state):
     land(state, "b001.csv", telco_frame.iloc[:50].drop(columns="churn"))
     ingest.ingest_batches(telco_cfg)
     with pytest.raises(NoLabelledData, match="no accepted labelled rows"):
@@ -186,9 +236,16 @@ def test_build_snapshot_without_labelled_rows_raises(telco_cfg, telco_frame, sta
     assert snapshots.list_snapshots(telco_cfg) == []
 
 
-def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, state, monkeypatch):
+def test_record_snapshot_logs_one_data_run_per_snapshot(data_store, telco_cfg, telco_frame, monkeypatch):
+    import dataclasses
+    import uuid
+
     from driftloop.core import tracking
 
+    # Its own dataset name: the session's MLflow store is shared, and the other store's variant records the
+    # same snapshot hash.
+    telco_cfg = dataclasses.replace(telco_cfg, name=f"telco_churn_{uuid.uuid4().hex[:8]}")
+    state = StatePaths.for_dataset(telco_cfg)
     monkeypatch.setenv("DRIFTLOOP_PROFILE_MAX_ROWS", "150")
     land(state, "b001.csv", telco_frame.iloc[:300])
     ingest.ingest_batches(telco_cfg)
@@ -217,10 +274,12 @@ def test_record_snapshot_logs_one_data_run_per_snapshot(telco_cfg, telco_frame, 
         client, telco_cfg.experiment_name("data"), {bus.SNAPSHOT_HASH_TAG: snap["snapshot_hash"]}
     )
     assert len(runs) == 1
+    short = snap["snapshot_hash"][:12]
+    assert zones.names(state.reports_dir / "profiles") == [f"profile-{short}.html", f"quality-{short}.json"]
 
 
 def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(
-    telco_cfg, telco_frame, state, monkeypatch
+    data_store, telco_cfg, telco_frame, state, monkeypatch
 ):
     from dataclasses import replace
 
@@ -243,9 +302,9 @@ def test_original_with_pii_is_not_archived_and_stored_rows_are_treated(
     assert (result["rows_accepted"], result["rows_quarantined"]) == (19, 1)
     manifest = json.loads((state.batches_dir / "b001.json").read_text())
     assert manifest["original_archived"] is False and "email" in manifest["original_removed_reason"]
-    assert not (state.archive_dir / "b001").exists() and not any(state.landing_dir.iterdir())
-    stored = pd.read_parquet(state.batches_dir / "b001.parquet")
-    rejected = pd.read_parquet(state.quarantine_dir / "b001" / "rows.parquet")
+    assert zones.names(state.archive_dir) == [] and zones.names(state.landing_dir) == []
+    stored = zones.frame(state.batches_dir / "b001.parquet")
+    rejected = zones.frame(state.quarantine_dir / "b001" / "rows.parquet")
     for frame_ in (stored, rejected):
         assert "email" not in frame_.columns
         assert frame_["customer_id"].str.fullmatch(r"h2:[0-9a-f]{64}").all()
@@ -314,16 +373,23 @@ def test_profile_time_limit_leaves_the_callers_alarm_alone(telco_cfg, telco_fram
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_fixed_file_under_the_same_name_keeps_the_earlier_quarantine(telco_cfg, telco_frame, state):
+def test_fixed_file_under_the_same_name_keeps_the_earlier_quarantine(
+    data_store, telco_cfg, telco_frame, state
+):
     bad = telco_frame.iloc[:30].to_csv(index=False, sep=";")
-    (state.landing_dir / "b001.csv").write_text(bad)
+    zones.put(state.landing_dir / "b001.csv", bad.encode())
     assert ingest.ingest_batches(telco_cfg)["quarantined"][0]["reason_code"] == "wrong_delimiter"
     land(state, "b001.csv", telco_frame.iloc[:30])
     result = ingest.ingest_batches(telco_cfg)
     assert result["accepted"] == ["b001"] and result["rows_accepted"] == 30
-    [kept] = [p for p in state.quarantine_dir.iterdir() if p.name.startswith("b001__superseded-")]
-    assert (kept / "b001.csv").read_text() == bad
-    assert json.loads((kept / "reason.json").read_text())["reason_code"] == "wrong_delimiter"
+    [kept] = [n for n in zones.names(state.quarantine_dir) if n.startswith("b001__superseded-")]
+    assert zones.names(state.quarantine_dir) == [kept]
+    assert zones.names(state.quarantine_dir / kept) == ["b001.csv", "reason.json"]
+    assert (state.quarantine_dir / kept / "b001.csv").read_text() == bad
+    assert (
+        json.loads((state.quarantine_dir / kept / "reason.json").read_text())["reason_code"]
+        == "wrong_delimiter"
+    )
     assert not (state.quarantine_dir / "b001").exists()
 
 

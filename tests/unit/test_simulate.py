@@ -1,40 +1,54 @@
-"""Simulator: disjoint periods, injected drift, late labels, deterministic output."""
+"""Simulator: disjoint periods, injected drift, late labels, deterministic output.
+
+The tests that write the landing zone run on a local folder and on a bucket of the test S3 server
+(``data_store``).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 
 import pandas as pd
 import pytest
 
 from driftloop.core.state import StatePaths
+from driftloop.core.storage import location
 from driftloop.data import simulate
+from tests import zones
 
 
-def test_reference_and_batches_are_disjoint_and_labels_come_later(telco_cfg):
+def read_csv(path: str) -> pd.DataFrame:
+    return pd.read_csv(io.BytesIO(location(path).read_bytes()))
+
+
+def test_reference_and_batches_are_disjoint_and_labels_come_later(data_store, telco_cfg):
     paths = StatePaths.for_dataset(telco_cfg)
     ref = simulate.simulate_reference(telco_cfg)
     b1 = simulate.simulate_batch(telco_cfg, 1, rows=500)
     b2 = simulate.simulate_batch(telco_cfg, 2, rows=500)
-    reference = pd.read_csv(ref["path"])
-    batch1, batch2 = pd.read_csv(b1["path"]), pd.read_csv(b2["path"])
+    assert ref["path"] == str(paths.landing_dir / "reference.csv")
+    assert zones.names(paths.landing_dir) == ["batch_001.csv", "batch_002.csv", "reference.csv"]
+    reference = read_csv(ref["path"])
+    batch1, batch2 = read_csv(b1["path"]), read_csv(b2["path"])
     assert len(reference) == 3522 and len(batch1) == 500
     ids = [set(reference["customer_id"]), set(batch1["customer_id"]), set(batch2["customer_id"])]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
     assert "churn" in reference.columns and "churn" not in batch1.columns
-    assert list(paths.labels_landing_dir.glob("*")) == []  # labels have not arrived yet
+    assert zones.names(paths.labels_landing_dir) == []  # labels have not arrived yet
 
     delivered = simulate.simulate_labels(telco_cfg, 1)
-    labels = pd.read_csv(delivered["path"])
+    assert zones.names(paths.labels_landing_dir) == ["labels_batch_001.csv"]
+    labels = read_csv(delivered["path"])
     assert list(labels.columns) == ["customer_id", "churn"]
     assert set(labels["customer_id"]) == ids[1]
 
 
-def test_same_call_writes_the_same_bytes(telco_cfg):
+def test_same_call_writes_the_same_bytes(data_store, telco_cfg):
     first = simulate.simulate_batch(telco_cfg, 3, rows=200, drift={"preset": "strong"})
-    content = open(first["path"], "rb").read()
+    content = location(first["path"]).read_bytes()
     simulate.simulate_batch(telco_cfg, 3, rows=200, drift={"preset": "strong"})
-    assert open(first["path"], "rb").read() == content
+    assert location(first["path"]).read_bytes() == content
 
 
 def test_drift_moves_the_named_columns_only(telco_cfg, telco_frame):
@@ -62,7 +76,7 @@ def test_drift_on_unknown_column_or_category_is_rejected(telco_cfg, telco_frame)
         )
 
 
-def test_labels_of_an_unsimulated_batch_are_an_error(telco_cfg):
+def test_labels_of_an_unsimulated_batch_are_an_error(data_store, telco_cfg):
     with pytest.raises(FileNotFoundError, match="simulate the batch first"):
         simulate.simulate_labels(telco_cfg, 42)
 

@@ -3,15 +3,19 @@
 Every file in the landing zone ends in exactly one place: its accepted rows in ``batches/`` (or ``labels/``),
 its rejected rows in ``quarantine/<batch_id>/rows.parquet`` with a per-row ``_reason``, and the original file
 in ``archive/<batch_id>/`` (accepted) or ``quarantine/<batch_id>/`` (rejected whole, with ``reason.json``). A
-manifest (:class:`driftloop.core.bus.BatchManifest`) is written last, so it marks a batch as done; reruns find
-it and never write a batch twice.
+manifest (:class:`driftloop.core.bus.BatchManifest`) is written after the data objects, so it marks a batch as
+done; reruns find it and never write a batch twice.
+
+The zones are a local folder or an object-store prefix (``DRIFTLOOP_DATA_URI``). A landed file is validated
+from a local copy (downloaded into a temporary folder when remote); object stores have no rename, so every
+write is one atomic PUT and a rerun after a crash rewrites the same keys.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,18 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import BatchQuarantined
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri
-from driftloop.core.storage import ParquetSink, list_manifests, move_into, read_json, utc_now, write_json
+from driftloop.core.storage import (
+    ParquetSink,
+    StoragePath,
+    list_files,
+    list_manifests,
+    local_copy,
+    move_into,
+    remove_file,
+    remove_tree,
+    utc_now,
+    write_json,
+)
 from driftloop.data.contract import Contract, arrow_schema, load_contract, sha256_file, validate_file
 from driftloop.data.quarantine import (
     REASON_FILE,
@@ -48,14 +63,9 @@ def sanitize_batch_id(stem: str) -> str:
     return f"{cleaned}_" if cleaned == LABELS_NAMESPACE else cleaned
 
 
-def _landed_files(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and not p.name.lower().endswith(IN_PROGRESS_SUFFIXES)
-    )
+def _landed_files(folder: StoragePath) -> list[StoragePath]:
+    """Files in ``folder`` ready to ingest, by name: hidden names and uploads in progress are skipped."""
+    return [p for p in list_files(folder) if not p.name.lower().endswith(IN_PROGRESS_SUFFIXES)]
 
 
 @dataclass(frozen=True)
@@ -63,10 +73,10 @@ class _Zones:
     """Where one kind of landed file (feature batches or labels) goes."""
 
     kind: str
-    landing_dir: Path
-    out_dir: Path
-    archive_root: Path
-    quarantine_root: Path
+    landing_dir: StoragePath
+    out_dir: StoragePath
+    archive_root: StoragePath
+    quarantine_root: StoragePath
 
     @classmethod
     def of(cls, paths: StatePaths, kind: str) -> _Zones:
@@ -84,7 +94,8 @@ class _Zones:
 def _validate_into_partitions(
     cfg: DatasetConfig, contract: Contract, file: Path, zones: _Zones, batch_id: str, settings: Settings
 ) -> tuple[dict[str, Any], bool]:
-    """Validate ``file`` streaming accepted rows to ``<batch_id>.parquet`` and rejected rows to quarantine.
+    """Validate the local ``file``, streaming accepted rows to ``<batch_id>.parquet`` and rejected rows to
+    quarantine.
 
     Returns:
         ``(report, has_rejected_rows)``; nothing is left behind for a file rejected whole except its rows
@@ -121,7 +132,7 @@ def _validate_into_partitions(
 
 def _manifest(
     contract: Contract,
-    file: Path,
+    file: StoragePath,
     zones: _Zones,
     batch_id: str,
     sha: str,
@@ -161,14 +172,28 @@ def _ingest_file(
     cfg: DatasetConfig,
     contract: Contract,
     zones: _Zones,
-    file: Path,
+    file: StoragePath,
     known: dict[str, dict[str, Any]],
     settings: Settings,
 ) -> dict[str, Any]:
     """Ingest one landed file; returns ``{"status": "accepted"|"quarantined", ...}``. Never raises for bad
-    data."""
+    data (a store that fails raises :class:`~driftloop.core.errors.StorageError`)."""
+    with tempfile.TemporaryDirectory(prefix="driftloop-landed-") as work:
+        return _ingest_landed(cfg, contract, zones, file, local_copy(file, Path(work)), known, settings)
+
+
+def _ingest_landed(
+    cfg: DatasetConfig,
+    contract: Contract,
+    zones: _Zones,
+    file: StoragePath,
+    local: Path,
+    known: dict[str, dict[str, Any]],
+    settings: Settings,
+) -> dict[str, Any]:
+    """Ingest the landed ``file``, read from ``local`` (the file itself, or its download)."""
     batch_id = sanitize_batch_id(file.stem)
-    sha = sha256_file(file)
+    sha = sha256_file(local)
     qdir = zones.quarantine_root / batch_id
     if file.suffix.lower() not in LANDING_SUFFIXES:
         set_aside_other_quarantine(qdir, sha)
@@ -185,7 +210,7 @@ def _ingest_file(
     if replayed is not None:
         return replayed
     set_aside_other_quarantine(qdir, sha)
-    report, has_rejected = _validate_into_partitions(cfg, contract, file, zones, batch_id, settings)
+    report, has_rejected = _validate_into_partitions(cfg, contract, local, zones, batch_id, settings)
     rejected_uri = path_to_uri(qdir / REJECTED_ROWS_FILE) if has_rejected else None
     if not report["ok"]:
         return quarantine_whole(
@@ -220,14 +245,14 @@ def _ingest_file(
                 "quarantined_at": utc_now(),
             },
         )
-    elif qdir.exists():
-        shutil.rmtree(qdir)  # stale partition from an earlier attempt of this very file
+    else:
+        remove_tree(qdir)  # a stale partition from an earlier attempt of this very file, if any
     manifest = _manifest(contract, file, zones, batch_id, sha, report, has_rejected)
     write_json(zones.out_dir / f"{batch_id}.json", manifest)
     if manifest["original_archived"]:
         move_into(file, zones.archive_root / batch_id)
     else:
-        file.unlink()
+        remove_file(file)
     return {"status": "accepted", "batch_id": batch_id, "manifest": manifest}
 
 
@@ -249,9 +274,8 @@ def _ingest_folder(cfg: DatasetConfig, settings: Settings | None, kind: str) -> 
         outcome = _ingest_file(cfg, contract, zones, file, known, settings)
         if outcome["status"] == "quarantined":
             result["quarantined"].append({k: outcome[k] for k in ("batch_id", "reason_code", "message")})
-            reason = read_json(Path(outcome["quarantine_dir"]) / REASON_FILE)
-            result["rows_received"] += reason["rows_received"]
-            result["rows_quarantined"] += reason["rows_quarantined"]
+            result["rows_received"] += outcome["rows_received"]
+            result["rows_quarantined"] += outcome["rows_quarantined"]
             log.info(
                 "%s %s quarantined whole: %s: %s",
                 kind,

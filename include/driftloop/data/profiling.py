@@ -5,11 +5,15 @@ mode and on at most ``max_rows`` rows (a seeded random sample beyond that, state
 the summary). The quality summary is computed on every row; it is cheap. A hard time budget
 (``$DRIFTLOOP_PROFILE_TIMEOUT_S``, default 300 s) backs this up: past it the HTML is dropped, the summary kept
 and marked ``html_timed_out``.
+
+The files go to ``reports/profiles/`` in the data zones. On object storage they are rendered in a local
+temporary folder and uploaded, each in one PUT.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +21,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
+from driftloop.core.storage import StoragePath, to_uri, write_bytes_atomic
 
 SAMPLE_SEED = 0
 # Word clouds and SVG plots dominate rendering time and add little for tabular features.
@@ -135,13 +140,37 @@ def profile_snapshot(
     Returns:
         ``{"profile_path", "summary_path", "rows", "profiled_rows", "sampled", "timed_out", "seconds"}``;
         ``profile_path`` is None when the HTML was switched off or ran past ``settings.profile_timeout_s``.
+        The paths are local paths, or ``s3://`` URIs when the data zones are on object storage.
     """
     settings = settings or Settings.from_env()
+    reports = StatePaths.for_dataset(cfg, settings).reports_dir / "profiles"
+    if isinstance(reports, Path):
+        return _profile_into(reports, cfg, snapshot_hash, frame, settings, max_rows, html)
+    with tempfile.TemporaryDirectory(prefix="driftloop-profile-") as work:
+        result = _profile_into(Path(work), cfg, snapshot_hash, frame, settings, max_rows, html)
+        for key in ("profile_path", "summary_path"):
+            if result[key]:
+                rendered = Path(result[key])
+                target: StoragePath = reports / rendered.name
+                write_bytes_atomic(target, rendered.read_bytes())
+                result[key] = to_uri(target)
+    return result
+
+
+def _profile_into(
+    reports: Path,
+    cfg: DatasetConfig,
+    snapshot_hash: str,
+    frame: Any,
+    settings: Settings,
+    max_rows: int | None,
+    html: bool,
+) -> dict[str, Any]:
+    """:func:`profile_snapshot` writing its files into the local folder ``reports``."""
     if max_rows is None:
         max_rows = settings.profile_max_rows
     html = html and max_rows > 0
     max_rows = max(max_rows, 1)
-    paths = StatePaths.for_dataset(cfg, settings)
     started = time.monotonic()
     rows = int(len(frame))
     sampled = html and rows > max_rows
@@ -152,7 +181,6 @@ def profile_snapshot(
     for col in [*cfg.categorical_features, cfg.target]:
         if col in profiled.columns:
             profiled[col] = profiled[col].astype("category")
-    reports = paths.reports_dir / "profiles"
     reports.mkdir(parents=True, exist_ok=True)
     short = snapshot_hash[:12]
     title = f"{cfg.name} snapshot {short}: {rows:,} rows"
@@ -177,7 +205,7 @@ def profile_snapshot(
         profile_seconds=round(time.monotonic() - started, 3),
     )
     summary_path = reports / f"quality-{short}.json"
-    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    write_bytes_atomic(summary_path, (json.dumps(summary, indent=2, sort_keys=True) + "\n").encode())
     return {
         "profile_path": str(profile_path) if profile_path else None,
         "summary_path": str(summary_path),

@@ -4,20 +4,20 @@ Batches can carry injected drift (covariate shift on chosen columns, a shifted c
 their labels arrive later than their features: ``simulate_batch`` keeps the labels aside and
 ``simulate_labels`` delivers them to the labels landing zone when asked.
 
-Everything is seeded, so the same call writes the same bytes (a rerun is a replay, not new data).
+Everything is seeded, so the same call writes the same bytes (a rerun is a replay, not new data). The landing
+zone is a local folder or an object-store prefix; each file appears whole (a rename, or one PUT).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from driftloop.core.config import DatasetConfig, load_dataset_config
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
-from driftloop.core.storage import atomic_path, write_bytes_atomic
+from driftloop.core.storage import StoragePath, atomic_path, is_file, open_input, write_bytes_atomic
 from driftloop.core.task_types import BINARY, REGRESSION
 
 REFERENCE_NAME = "reference"
@@ -31,12 +31,12 @@ def _split_pools(cfg: DatasetConfig, reference_share: float, seed: int) -> tuple
     return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
 
 
-def _pending_labels_dir(paths: StatePaths) -> Path:
+def _pending_labels_dir(paths: StatePaths) -> StoragePath:
     return paths.root / "simulator" / "pending_labels"
 
 
-def _write_csv_atomic(frame: Any, path: Path) -> None:
-    # Write then rename, so a poller never reads a half-written batch from the landing zone.
+def _write_csv_atomic(frame: Any, path: StoragePath) -> None:
+    # Written whole (a rename, or one PUT): a poller never reads a half-written batch from the landing zone.
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
 
@@ -275,10 +275,12 @@ def simulate_labels(cfg: DatasetConfig, index: int, settings: Settings | None = 
     paths = StatePaths.for_dataset(cfg, settings)
     name = f"batch_{index:03d}"
     pending = _pending_labels_dir(paths) / f"{name}.csv"
-    if not pending.is_file():
+    if not is_file(pending):
         raise FileNotFoundError(f"no pending labels for {name}: simulate the batch first ({pending})")
     target = paths.labels_landing_dir / f"labels_{name}.csv"
-    write_bytes_atomic(target, pending.read_bytes())
+    with open_input(pending) as handle:
+        content = handle.read()
+    write_bytes_atomic(target, content)
     return {"path": str(target), "batch_name": name}
 
 

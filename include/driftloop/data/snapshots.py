@@ -5,6 +5,10 @@ A snapshot is identified by one hash only, :func:`canonical_hash` of its canonic
 column order, contract dtypes), so the same data always gives the same snapshot and a replay is a no-op. Every
 snapshot is written by :func:`write_snapshot` and found by :func:`resolve_snapshot`; nothing else reads or
 writes them.
+
+Snapshots live in the data zones, a local folder or an object-store prefix: the parquet file is written first
+and its manifest last (the commit), both named by the hash, so a retry rewrites the same keys with the same
+bytes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,19 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import NoLabelledData, SnapshotNotFoundError
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
-from driftloop.core.storage import atomic_path, list_manifests, read_json, utc_now, write_json
+from driftloop.core.storage import (
+    atomic_path,
+    is_file,
+    is_remote_uri,
+    list_files,
+    list_manifests,
+    local_copy,
+    read_json,
+    read_parquet,
+    read_parquet_schema,
+    utc_now,
+    write_json,
+)
 from driftloop.data.contract import arrow_schema, join_hashed_ids, load_contract
 
 log = logging.getLogger(__name__)
@@ -88,7 +104,7 @@ def write_snapshot(
     snapshot_hash = canonical_hash(snapshot)
     folder = StatePaths.for_dataset(cfg, settings).snapshots_dir
     data_path, manifest_path = folder / f"{snapshot_hash}.parquet", folder / f"{snapshot_hash}.json"
-    if manifest_path.exists():
+    if is_file(manifest_path):
         return {**read_json(manifest_path), "created": False}
     with atomic_path(data_path) as tmp:
         snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
@@ -119,7 +135,7 @@ def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[
     label_frames = []
     for order, label_manifest in enumerate(list_manifests(paths.labels_dir)):
         if label_manifest.get("labels_uri"):
-            frame = pd.read_parquet(uri_to_path(label_manifest["labels_uri"]))
+            frame = read_parquet(uri_to_path(label_manifest["labels_uri"]))
             frame["_label_batch"] = label_manifest["label_batch_id"]
             frame["_label_order"] = order
             label_frames.append(frame)
@@ -137,10 +153,10 @@ def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[
             continue
         path = uri_to_path(manifest["batch_uri"])
         if manifest["has_target"]:
-            frame = pd.read_parquet(path, columns=[*feature_cols, target])
+            frame = read_parquet(path, columns=[*feature_cols, target])
             frame["_label_batch"] = None
         else:
-            frame = join_hashed_ids(pd.read_parquet(path, columns=feature_cols), labels, id_col)
+            frame = join_hashed_ids(read_parquet(path, columns=feature_cols), labels, id_col)
         if len(frame):
             frame["_batch"] = manifest["batch_id"]
             parts.append(frame)
@@ -226,7 +242,8 @@ def resolve_snapshot(
 
     Args:
         cfg: Dataset config.
-        ref: None, a full hash, a prefix of at least 8 characters, or the snapshot's parquet URI or path.
+        ref: None, a full hash, a prefix of at least 8 characters, or the snapshot's parquet URI
+            (``file://``, ``s3://``) or path.
         settings: Process settings.
 
     Returns:
@@ -244,21 +261,21 @@ def resolve_snapshot(
                 f"{cfg.name}: no training snapshot in {folder}; land labelled data first"
             )
         return manifests[-1]
-    if ref.startswith("file:") or ref.endswith(".parquet"):
+    if ref.startswith("file:") or is_remote_uri(ref) or ref.endswith(".parquet"):
         path = uri_to_path(ref)
         manifest_path = path.with_suffix(".json")
-        if not manifest_path.is_file():
+        if not is_file(manifest_path):
             raise SnapshotNotFoundError(
                 f"{cfg.name}: {ref} is not a snapshot (no manifest {manifest_path.name})"
             )
         return read_json(manifest_path)
-    if (folder / f"{ref}.json").is_file():
+    if is_file(folder / f"{ref}.json"):
         return read_json(folder / f"{ref}.json")
     if len(ref) < MIN_HASH_PREFIX:
         raise SnapshotNotFoundError(
             f"snapshot hash prefix {ref!r} is shorter than {MIN_HASH_PREFIX} characters"
         )
-    matches = sorted(folder.glob(f"{ref}*.json")) if folder.is_dir() else []
+    matches = list_files(folder, f"{ref}*.json")
     if len(matches) != 1:
         raise SnapshotNotFoundError(f"{cfg.name}: {len(matches)} snapshots match {ref!r} in {folder}")
     return read_json(matches[0])
@@ -273,16 +290,14 @@ def read_snapshot_frame(
         SnapshotNotFoundError: The parquet file is gone.
         ValueError: The snapshot lacks some of ``columns``.
     """
-    import pyarrow.parquet as pq
-
     path = uri_to_path(manifest["snapshot_uri"])
-    if not path.is_file():
+    if not is_file(path):
         raise SnapshotNotFoundError(f"{cfg.name}: snapshot file {manifest['snapshot_uri']} does not exist")
-    present = pq.read_schema(path).names
+    present = read_parquet_schema(path).names
     missing = [c for c in columns or [] if c not in present]
     if missing:
         raise ValueError(f"{cfg.name}: snapshot {manifest['snapshot_uri']} lacks columns {missing}")
-    return pq.read_table(path, columns=columns).to_pandas()
+    return read_parquet(path, columns=columns)
 
 
 def target_metrics(cfg: DatasetConfig, target: Any) -> dict[str, float]:
@@ -297,6 +312,19 @@ def target_metrics(cfg: DatasetConfig, target: Any) -> dict[str, float]:
     if cfg.task == "binary":
         metrics[bus.POSITIVE_RATE] = float(balance.get(cfg.positive_label, 0.0))
     return metrics
+
+
+def _log_profile(profile: dict[str, Any]) -> None:
+    """Log the profile files to the active run (downloaded first when they are on object storage)."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory(prefix="driftloop-profile-log-") as work:
+        for key in ("profile_path", "summary_path"):
+            if profile.get(key):
+                mlflow.log_artifact(str(local_copy(uri_to_path(profile[key]), Path(work))), bus.PROFILE_DIR)
 
 
 def record_snapshot(
@@ -345,7 +373,7 @@ def record_snapshot(
         *(paths.batches_dir / f"{b}.json" for b in manifest["batch_ids"]),
         *(paths.labels_dir / f"{b}.json" for b in manifest["label_batch_ids"]),
     ]
-    source_manifests = [read_json(p) for p in sources if p.is_file()]
+    source_manifests = [read_json(p) for p in sources if is_file(p)]
     metrics.update(
         {
             bus.SOURCE_ROWS_RECEIVED: float(sum(m["rows_received"] for m in source_manifests)),
@@ -385,9 +413,7 @@ def record_snapshot(
             name=f"{cfg.name}-{snapshot_hash[:12]}",
         )
         mlflow.log_input(dataset, context="training")
-        if profile.get("profile_path"):
-            mlflow.log_artifact(profile["profile_path"], bus.PROFILE_DIR)
-        mlflow.log_artifact(profile["summary_path"], bus.PROFILE_DIR)
+        _log_profile(profile)
         run_id = run.info.run_id
     log.info(
         "snapshot %s recorded in data run %s: %d rows, profile %s",
