@@ -14,7 +14,8 @@ against a private SQLite MLflow store and ``DRIFTLOOP_HOME`` in a temp folder (d
 
 Rows are the telco rows resampled with fresh unique ids and mild numeric jitter (integer columns stay
 integer), written as CSV into the landing zone like the simulator does, so the contract accepts every row
-(checked: 0 quarantined).
+(checked: 0 quarantined). ``--data-uri s3://bucket/prefix`` (or ``BENCH_CAPACITY_DATA_URI``) puts the data
+zones on object storage, under a prefix of the run's own that is deleted at the end.
 
 Each stage runs in its own interpreter, so its peak RSS (``VmHWM``, and ``ru_maxrss`` of its children) is its
 own. Per stage it prints seconds, peak MB and seconds / the 600 s per-stage target; per chunked stage, how
@@ -22,6 +23,7 @@ peak memory and time per row grow from the small to the big batch (memory bounde
 time: ~1.0 per row, quadratic: ~4.0). One figure per line.
 
     .venv/bin/python bench/bench_capacity.py [--train-rows 200000] [--batch-rows 250000,1000000] [--keep]
+        [--data-uri s3://bucket/prefix]
 """
 
 from __future__ import annotations
@@ -88,35 +90,35 @@ def jitter_rows(cfg: Any, base: Any, rows: int, rng: Any, id_prefix: str, first_
 
 def write_landing_csv(
     cfg: Any,
-    path: Path,
+    path: Any,
     rows: int,
     seed: int,
     id_prefix: str,
     columns: list[str],
-    labels_path: Path | None = None,
+    labels_path: Any = None,
 ) -> None:
-    """Write ``rows`` synthetic rows to ``path`` (and id + target to ``labels_path``) in chunks, then rename.
+    """Write ``rows`` synthetic rows to ``path`` (and id + target to ``labels_path``) in chunks, then put them
+    in place (a rename, or one upload when the landing zone is in a bucket).
 
     Files appear under their final name only when complete, as the simulator's do, so ingestion never reads
     half.
     """
+    from contextlib import ExitStack
+
     import numpy as np
 
+    from driftloop.core.storage import atomic_path
     from driftloop.data.sources import load_source_frame
 
     base = load_source_frame(cfg)
     rng = np.random.default_rng(seed)
     targets = [(path, columns)] + ([(labels_path, [cfg.id_column, cfg.target])] if labels_path else [])
-    tmps = []
-    for target, _ in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmps.append(target.with_name(f".{target.name}.tmp"))
-    for first in range(0, rows, GENERATE_CHUNK_ROWS):
-        frame = jitter_rows(cfg, base, min(GENERATE_CHUNK_ROWS, rows - first), rng, id_prefix, first)
-        for tmp, (_, cols) in zip(tmps, targets, strict=True):
-            frame[cols].to_csv(tmp, index=False, header=first == 0, mode="w" if first == 0 else "a")
-    for tmp, (target, _) in zip(tmps, targets, strict=True):
-        tmp.replace(target)
+    with ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(target)) for target, _ in targets]
+        for first in range(0, rows, GENERATE_CHUNK_ROWS):
+            frame = jitter_rows(cfg, base, min(GENERATE_CHUNK_ROWS, rows - first), rng, id_prefix, first)
+            for tmp, (_, cols) in zip(tmps, targets, strict=True):
+                frame[cols].to_csv(tmp, index=False, header=first == 0, mode="w" if first == 0 else "a")
 
 
 # --- one stage, in a fresh interpreter
@@ -417,6 +419,13 @@ def orchestrate(args: argparse.Namespace) -> int:
         }
     )
     os.environ.pop("DRIFTLOOP_CONFIG_OVERRIDES", None)  # the shipped config, as is
+    # The data zones: inside the temp folder, or a prefix of their own under --data-uri (never the caller's).
+    data_uri = f"{args.data_uri.rstrip('/')}/{work.name}" if args.data_uri else ""
+    if data_uri:
+        os.environ["DRIFTLOOP_DATA_URI"] = data_uri
+        emit("data_uri", data_uri)
+    else:
+        os.environ.pop("DRIFTLOOP_DATA_URI", None)
     if args.quick_training:
         os.environ["DRIFTLOOP_CONFIG_OVERRIDES"] = json.dumps(QUICK_TRAINING)
         emit("training_config", "quick (lr, 2 folds, no tuning)")
@@ -448,9 +457,13 @@ def orchestrate(args: argparse.Namespace) -> int:
         emit("load_average_end", f"{os.getloadavg()[0]:.2f}")
         emit("total_s", f"{time.perf_counter() - started:.0f}")
         if args.keep:
-            print(f"kept {work}", file=sys.stderr)
+            print(f"kept {work}" + (f" and {data_uri}" if data_uri else ""), file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+            if data_uri:
+                from driftloop.core.storage import location, remove_tree
+
+                remove_tree(location(data_uri))
     return 0
 
 
@@ -474,6 +487,12 @@ def main() -> int:
         "--quick-training",
         action="store_true",
         help="train lr only (2 folds, no tuning) instead of the shipped training config",
+    )
+    parser.add_argument(
+        "--data-uri",
+        default=os.environ.get("BENCH_CAPACITY_DATA_URI", ""),
+        help="put the data zones under a prefix of their own here (a folder or s3://bucket/prefix; "
+        "credentials: the AWS variables); default: inside the temp folder",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp folder (its path goes to stderr)")
     parser.add_argument("--log", help="where each stage's stderr goes (default: inside the temp folder)")

@@ -53,6 +53,7 @@ def seed(names: list[str]) -> None:
     from driftloop.core import bus
     from driftloop.core.config import load_dataset_config
     from driftloop.core.state import StatePaths
+    from driftloop.core.storage import write_json
     from driftloop.core.tracking import ensure_experiment, get_client
     from driftloop.governance.audit import open_store
 
@@ -93,7 +94,6 @@ def seed(names: list[str]) -> None:
             )
             client.set_terminated(run_id)
         batches = StatePaths.for_dataset(cfg).batches_dir
-        batches.mkdir(parents=True)
         for i in range(50):
             manifest = {
                 "batch_id": f"b{i}",
@@ -101,7 +101,7 @@ def seed(names: list[str]) -> None:
                 "rows_quarantined": i % 4,
                 "ingested_at": f"{i:04d}",
             }
-            (batches / f"b{i}.json").write_text(json.dumps(manifest))
+            write_json(batches / f"b{i}.json", manifest)
         for v in range(1, 21):
             store.append(
                 {
@@ -143,6 +143,7 @@ def main() -> None:
         }
     )
     os.environ.pop("DRIFTLOOP_CONFIG_OVERRIDES", None)
+    os.environ.pop("DRIFTLOOP_DATA_URI", None)  # manifests in the private home, never the caller's zones
     names = write_configs(work / "configs")
     started = time.perf_counter()
     seed(names)

@@ -10,20 +10,31 @@ import pytest
 from driftloop.core import bus
 from driftloop.core.config import load_dataset_config
 from driftloop.core.state import StatePaths, path_to_uri
+from driftloop.core.storage import location, read_parquet
 from driftloop.data import ingest, snapshots
 from driftloop.governance import lineage
+from tests.fakes import put_csv, put_parquet
 
 
-@pytest.fixture(scope="module")
-def cfg(mlflow_uri, tmp_path_factory):
-    """Telco config with a model name of its own, so registry state of other tests cannot interfere."""
+@pytest.fixture(scope="module", params=["local", "s3"])
+def cfg(request, mlflow_uri, tmp_path_factory):
+    """Telco config with a model name of its own, so registry state of other tests cannot interfere; its data
+    zones once in a folder and once in a bucket of the test S3 server (with an MLflow store of its own: the
+    same rows make the same snapshot hash, which would find the other variant's runs)."""
+    root = tmp_path_factory.mktemp("lineage")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("DRIFTLOOP_HOME", str(tmp_path_factory.mktemp("lineage") / "home"))
+        patch.setenv("DRIFTLOOP_HOME", str(root / "home"))
         patch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
         patch.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps({"model_name": "lineage-test-telco"}))
         patch.setenv("DRIFTLOOP_PROFILE_MAX_ROWS", "0")
         patch.delenv("DRIFTLOOP_DATASET", raising=False)
         patch.delenv("DRIFTLOOP_CONFIG_DIR", raising=False)
+        if request.param == "s3":
+            server = request.getfixturevalue("s3_server")
+            for key, value in server.env().items():
+                patch.setenv(key, value)
+            patch.setenv("DRIFTLOOP_DATA_URI", f"s3://{server.new_bucket()}/zones")
+            patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         yield load_dataset_config("telco_churn")
 
 
@@ -37,15 +48,14 @@ def trained(cfg, telco_frame):
     from driftloop.core.tracking import get_client, keyed_run
 
     paths = StatePaths.for_dataset(cfg)
-    paths.landing_dir.mkdir(parents=True)
     bad = telco_frame.iloc[100:160].copy()
     bad.loc[bad.index[0], "contract"] = "Lifetime"
-    telco_frame.iloc[:100].to_csv(paths.landing_dir / "b001.csv", index=False)
-    bad.to_csv(paths.landing_dir / "b002.csv", index=False)
+    put_csv(telco_frame.iloc[:100], paths.landing_dir / "b001.csv")
+    put_csv(bad, paths.landing_dir / "b002.csv")
     ingest.ingest_batches(cfg)
     snapshot = snapshots.build_snapshot(cfg)
     data_run = snapshots.record_snapshot(cfg, snapshot["snapshot_hash"])
-    frame = pd.read_parquet(snapshot["snapshot_uri"])
+    frame = read_parquet(location(snapshot["snapshot_uri"]))
     model = LogisticRegression(max_iter=200).fit(frame[["tenure", "monthly_charges"]], frame["churn"])
     client = get_client()
     tags = {bus.SNAPSHOT_HASH_TAG: snapshot["snapshot_hash"], bus.TRIGGER_ID_TAG: "manual-test"}
@@ -73,17 +83,19 @@ def trained(cfg, telco_frame):
         )
     client.set_registered_model_alias(cfg.registered_model_name, "champion", version)
     predictions = paths.predictions_dir / "b003.parquet"
-    predictions.parent.mkdir(parents=True)
-    pd.DataFrame(
-        {
-            "customer_id": ["A", "B"],
-            "score": [0.1, 0.9],
-            "prediction": ["No", "Yes"],
-            "model_name": cfg.registered_model_name,
-            "model_version": str(version),
-            "model_run_id": run_id,
-        }
-    ).to_parquet(predictions, index=False)
+    put_parquet(
+        pd.DataFrame(
+            {
+                "customer_id": ["A", "B"],
+                "score": [0.1, 0.9],
+                "prediction": ["No", "Yes"],
+                "model_name": cfg.registered_model_name,
+                "model_version": str(version),
+                "model_run_id": run_id,
+            }
+        ),
+        predictions,
+    )
     with keyed_run(client, cfg.experiment_name("inference"), {bus.BATCH_ID_TAG: "b003"}):
         mlflow.set_tag(bus.PREDICTIONS_URI_TAG, path_to_uri(predictions))
     return {

@@ -13,7 +13,9 @@ with its retrain, a manual retrain of the same snapshot, two triggers at once, a
 effect and the retry, external alias moves (to passed or rejected versions), CLI moves, rollbacks with and
 without ``--to`` (and their retries), and the registry watch. After every step the invariants below hold.
 
-``DRIFTLOOP_LOOP_EXAMPLES`` and ``DRIFTLOOP_LOOP_STEPS`` make a longer run (README, "Testing").
+``DRIFTLOOP_LOOP_EXAMPLES`` and ``DRIFTLOOP_LOOP_STEPS`` make a longer run (README, "Testing"). The same
+state machine runs a few sequences (``DRIFTLOOP_LOOP_S3_EXAMPLES``) with the data zones (snapshots, label
+windows) in a bucket of the test S3 server.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 EXAMPLES = int(os.environ.get("DRIFTLOOP_LOOP_EXAMPLES", "6"))
 STEPS = int(os.environ.get("DRIFTLOOP_LOOP_STEPS", "12"))
+S3_EXAMPLES = int(os.environ.get("DRIFTLOOP_LOOP_S3_EXAMPLES", "2"))
 FLOOR = 0.6
 QUALITIES = (0.55, 0.70, 0.71, 0.74, 0.80)  # 0.55 misses the floor; 0.70/0.71 are borderline to each other
 BORDER = 0.02  # a comparison this close to its rule's bound is decided by the coin
@@ -186,6 +189,7 @@ class GovernanceLoop(RuleBasedStateMachine):
     """One dataset's loop, driven as Airflow and people would, with the invariants of issue 26."""
 
     world: World
+    data_uri = ""  # DRIFTLOOP_DATA_URI of every example ("": the data zones under the example's home)
 
     def __init__(self) -> None:
         super().__init__()
@@ -194,6 +198,10 @@ class GovernanceLoop(RuleBasedStateMachine):
 
         self.home = tempfile.mkdtemp(prefix="driftloop-loop-")
         os.environ["DRIFTLOOP_HOME"] = self.home
+        if self.data_uri:  # one bucket for every example: each has a dataset name of its own
+            os.environ["DRIFTLOOP_DATA_URI"] = self.data_uri
+        else:
+            os.environ.pop("DRIFTLOOP_DATA_URI", None)
         self.settings = Settings.from_env()
         suffix = uuid.uuid4().hex[:8]
         base = self.world.base
@@ -264,18 +272,16 @@ class GovernanceLoop(RuleBasedStateMachine):
         )
 
     def _land_label_window(self) -> None:
-        import json
-
         from driftloop.core.state import StatePaths
+        from driftloop.core.storage import write_json
 
         self.labels += 1
         folder = StatePaths.for_dataset(self.cfg, self.settings).labels_dir
-        folder.mkdir(parents=True, exist_ok=True)
         manifest = {
             "batch_id": f"labels_{self.labels:03d}",
             "labels_uri": f"file:///labels_{self.labels}.parquet",
         }
-        (folder / f"labels_{self.labels:03d}.json").write_text(json.dumps(manifest))
+        write_json(folder / f"labels_{self.labels:03d}.json", manifest)
 
     @precondition(lambda self: self.snapshots)
     @rule(share=st.sampled_from((0.1, 0.9)))
@@ -451,13 +457,15 @@ class GovernanceLoop(RuleBasedStateMachine):
             self.the_registry_watch_runs()
         finally:
             os.environ.pop("DRIFTLOOP_HOME", None)
+            os.environ.pop("DRIFTLOOP_DATA_URI", None)
 
 
-@pytest.mark.timeout(1800)
-def test_the_governance_loop_holds_its_invariants_under_any_sequence(loop_world):
-    GovernanceLoop.world = loop_world
+def run_sequences(world: World, examples: int, data_uri: str = "") -> None:
+    """Run ``examples`` sequences of ``STEPS`` steps (a fixed seed) with the data zones at ``data_uri``."""
+    GovernanceLoop.world = world
+    GovernanceLoop.data_uri = data_uri
     run = settings(
-        max_examples=EXAMPLES,
+        max_examples=examples,
         stateful_step_count=STEPS,
         deadline=None,
         derandomize=True,  # a fixed seed in CI; DRIFTLOOP_LOOP_EXAMPLES explores further
@@ -465,4 +473,26 @@ def test_the_governance_loop_holds_its_invariants_under_any_sequence(loop_world)
         database=None,
     )
     GovernanceLoop.TestCase.settings = run
-    GovernanceLoop.TestCase().runTest()
+    try:
+        GovernanceLoop.TestCase().runTest()
+    finally:
+        GovernanceLoop.data_uri = ""
+
+
+@pytest.mark.timeout(1800)
+def test_the_governance_loop_holds_its_invariants_under_any_sequence(loop_world):
+    run_sequences(loop_world, EXAMPLES)
+
+
+@pytest.mark.timeout(1800)
+def test_the_governance_loop_holds_its_invariants_with_its_data_zones_on_object_storage(
+    loop_world, s3_server, monkeypatch
+):
+    """The same sequences with snapshots and label windows in a bucket of the test S3 server (fewer of them:
+    ``DRIFTLOOP_LOOP_S3_EXAMPLES``)."""
+    for key, value in s3_server.env().items():
+        monkeypatch.setenv(key, value)
+    bucket = s3_server.new_bucket()
+    run_sequences(loop_world, S3_EXAMPLES, f"s3://{bucket}/zones")
+    keys = s3_server.keys(bucket, "zones/")
+    assert any("/snapshots/" in key for key in keys) and any("/labels/" in key for key in keys), keys[:20]

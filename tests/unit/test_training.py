@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -267,18 +266,43 @@ def test_retry_after_crash_past_registration_finishes_without_retraining(trained
     assert mlflow.active_run() is None
 
 
-def test_train_without_snapshot_names_the_folder(telco_cfg, driftloop_env: Path):
+def test_a_snapshot_on_object_storage_trains_as_a_local_one(
+    driftloop_env, s3_data_uri, s3_server, telco_frame, monkeypatch
+):
+    """Training reads its snapshot from the bucket; the run and the version name it by its ``s3://`` URI."""
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.tracking import get_client
+    from driftloop.training.train import train_model
+
+    monkeypatch.setenv("DRIFTLOOP_N_JOBS", "1")
+    cfg = unique_cfg(load_dataset_config("telco_churn"))
+    frame = telco_frame.sample(800, random_state=11).reset_index(drop=True)
+    manifest = write_snapshot(cfg, frame)
+    assert manifest["snapshot_uri"].startswith(f"{s3_data_uri}/{cfg.name}/snapshots/")
+    result = train_model(cfg, trigger={"reason": "manual", "airflow_run_id": "manual__s3"})
+    assert (result["model_version"], result["snapshot_hash"]) == ("1", manifest["snapshot_hash"])
+    run = get_client().get_run(result["run_id"])
+    assert run.data.tags[bus.SNAPSHOT_URI_TAG] == manifest["snapshot_uri"]
+    assert run.data.metrics["train_rows"] + run.data.metrics["holdout_rows"] == 800
+    bucket = s3_data_uri.removeprefix("s3://").split("/", 1)[0]
+    assert any(key.endswith(".parquet") for key in s3_server.keys(bucket, f"zones/{cfg.name}/snapshots/"))
+    assert not (driftloop_env / "data").exists()  # nothing of the data zones on the local disk
+
+
+def test_train_without_snapshot_names_the_folder(data_store, telco_cfg):
     from driftloop.core.errors import SnapshotNotFoundError, Verdict
     from driftloop.training.train import train_model
 
     with pytest.raises(SnapshotNotFoundError, match=r"no training snapshot in .*snapshots"):
         train_model(telco_cfg)
     with pytest.raises(SnapshotNotFoundError, match="is not a snapshot") as excinfo:
-        train_model(telco_cfg, snapshot_uri=str(driftloop_env / "missing.parquet"))
+        train_model(telco_cfg, snapshot_uri=f"{data_store}/missing.parquet")
     assert isinstance(excinfo.value, Verdict)  # retrying cannot conjure a snapshot: the task fails fast
 
 
-def test_one_resolver_finds_snapshots_by_recency_uri_path_and_hash_prefix(telco_cfg, telco_frame, tmp_path):
+def test_one_resolver_finds_snapshots_by_recency_uri_path_and_hash_prefix(
+    data_store, telco_cfg, telco_frame, tmp_path
+):
     from driftloop.core.errors import SnapshotNotFoundError
     from driftloop.core.state import uri_to_path
     from driftloop.data.snapshots import canonical_hash, read_snapshot_frame, resolve_snapshot
@@ -286,7 +310,7 @@ def test_one_resolver_finds_snapshots_by_recency_uri_path_and_hash_prefix(telco_
     old = write_snapshot(telco_cfg, telco_frame.head(50), created_at="2026-01-01T00:00:00+00:00")
     new = write_snapshot(telco_cfg, telco_frame.tail(50), created_at="2026-02-01T00:00:00+00:00")
     assert resolve_snapshot(telco_cfg)["snapshot_hash"] == new["snapshot_hash"]
-    assert old["snapshot_uri"].startswith("file://")
+    assert old["snapshot_uri"].startswith("s3://" if data_store.startswith("s3://") else "file://")
     for ref in (old["snapshot_uri"], str(uri_to_path(old["snapshot_uri"])), old["snapshot_hash"][:10]):
         assert resolve_snapshot(telco_cfg, ref)["snapshot_hash"] == old["snapshot_hash"], ref
     # The hash in the manifest is the hash of the rows it stores: one identity, whoever wrote it.
