@@ -10,13 +10,13 @@ unpickle them.
 from __future__ import annotations
 
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from driftloop.core import bus
-from driftloop.core.state import StatePaths
 
 FIT_ROWS = slice(0, 3000)
 REFERENCE_ROWS = slice(-1000, None)  # the last 1,000 rows of any dataset
@@ -97,11 +97,16 @@ def register_model(cfg: Any, model: Any, frame: Any, alias: str | None = None) -
             reference[column] = outputs[column]
     metrics = holdout_metrics(decision, decision.encode(frame.iloc[REFERENCE_ROWS][cfg.target]), outputs)
     metrics = {k: v for k, v in metrics.items() if v == v}  # no NaN
-    local = StatePaths.for_dataset(cfg).root / "test-training" / bus.REFERENCE_ARTIFACT
-    local.parent.mkdir(parents=True, exist_ok=True)
+    # A local file whatever the data location (the zones may be on object storage): MLflow logs a local file.
+    workdir = tempfile.TemporaryDirectory(prefix="driftloop-test-training-")
+    local = Path(workdir.name) / Path(bus.REFERENCE_ARTIFACT).name
     reference.to_parquet(local, index=False)
     example = frame.iloc[FIT_ROWS][cfg.features].head(5).reset_index(drop=True)
-    with mlflow_scope(), mlflow.start_run(experiment_id=experiment_id, tags=decision.to_tags()) as run:
+    with (
+        workdir,
+        mlflow_scope(),
+        mlflow.start_run(experiment_id=experiment_id, tags=decision.to_tags()) as run,
+    ):
         info = mlflow.sklearn.log_model(
             model,
             name=bus.MODEL_ARTIFACT,

@@ -1,8 +1,9 @@
 """Inference: the champion resolved at run time, chunked scoring that matches one-shot scoring,
-idempotency."""
+idempotency, on a local folder and on S3 (moto's server) alike (``data_store``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ from driftloop.core.state import StatePaths
 from driftloop.core.task_types import BINARY, Decision
 from driftloop.serving import batch_scoring
 from tests.fakes import write_batch
+from tests.store_fakes import read_store_frame, write_store_batch, zone_names
 
 
 @pytest.fixture
@@ -77,8 +79,9 @@ def test_no_champion_is_a_clear_error(private_mlflow, telco_frame):
     assert isinstance(excinfo.value, Verdict)  # retrying cannot create a champion: the task fails fast
 
 
-def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow, telco_frame):
+def test_scores_pending_batches_with_the_champion_chunk_by_chunk(data_store, private_mlflow, telco_frame):
     from driftloop.core.config import load_dataset_config
+    from driftloop.core.storage import location, read_json
     from driftloop.core.tracking import get_client
 
     cfg = load_dataset_config("telco_churn")
@@ -88,12 +91,21 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
 
     batch = telco_frame.iloc[3000:3500]
     batch = batch.set_index(pd.Index([0] * len(batch)))  # duplicate index: must not multiply rows
-    write_batch(cfg, batch, "batch_001")
+    write_store_batch(cfg, batch, "batch_001")
     result = batch_scoring.score_pending_batches(cfg)
 
     assert result["model_version"] == version
     assert [s["batch_id"] for s in result["scored"]] == ["batch_001"]
-    predictions = pd.read_parquet(result["scored"][0]["predictions_uri"])
+    predictions_uri = result["scored"][0]["predictions_uri"]
+    assert predictions_uri.startswith("s3://" if data_store.startswith("s3://") else "file://")
+    # One parquet and its manifest (the commit), no temporary name left behind.
+    assert zone_names(cfg, "predictions") == ["batch_001.json", "batch_001.parquet"]
+    committed = read_json(StatePaths.for_dataset(cfg).predictions_dir / "batch_001.json")
+    assert committed["predictions_uri"] == predictions_uri and committed["rows"] == 500
+    assert committed["model_version"] == version and committed["chunks"] == 4
+    content = location(predictions_uri).read_bytes()
+    assert committed["sha256"] == hashlib.sha256(content).hexdigest()
+    predictions = read_store_frame(predictions_uri)
     assert len(predictions) == 500
     assert result["scored"][0]["chunks"] == 4  # ceil(500 / 128) predict calls, never one call for the batch
     assert list(predictions["customer_id"]) == list(batch["customer_id"])
@@ -124,6 +136,8 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(private_mlflow,
     assert run.data.metrics[bus.POSITIVE_RATE] == pytest.approx((predictions["prediction"] == "Yes").mean())
 
     assert batch_scoring.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new
+    assert zone_names(cfg, "predictions") == ["batch_001.json", "batch_001.parquet"]
+    assert location(predictions_uri).read_bytes() == content  # not written again
 
 
 def test_alias_moved_between_runs_is_used_by_the_next_run(private_mlflow, telco_frame):
@@ -145,19 +159,72 @@ def test_alias_moved_between_runs_is_used_by_the_next_run(private_mlflow, telco_
     assert set(scores["model_version"]) == {v2}
 
 
-def test_partition_without_a_finished_run_is_scored_again(private_mlflow, telco_frame):
+def test_partition_without_a_manifest_is_scored_again(data_store, private_mlflow, telco_frame):
     from driftloop.core.config import load_dataset_config
+    from driftloop.core.storage import write_bytes_atomic
     from driftloop.core.tracking import get_client
 
     cfg = load_dataset_config("telco_churn")
     version = _register(cfg, telco_frame.head(2000))
     get_client().set_registered_model_alias(cfg.registered_model_name, "champion", version)
-    write_batch(cfg, telco_frame.iloc[5000:5050], "batch_007")
+    write_store_batch(cfg, telco_frame.iloc[5000:5050], "batch_007")
     paths = StatePaths.for_dataset(cfg)
-    paths.predictions_dir.mkdir(parents=True)
-    (paths.predictions_dir / "batch_007.parquet").write_bytes(b"half-written before a crash")
+    # Data without its manifest: a crash (or an older version) left it; it is not committed.
+    write_bytes_atomic(paths.predictions_dir / "batch_007.parquet", b"not the predictions of this batch")
 
     assert [m["batch_id"] for m in batch_scoring.pending_batches(cfg)] == ["batch_007"]
     result = batch_scoring.score_pending_batches(cfg)
-    assert len(pd.read_parquet(result["scored"][0]["predictions_uri"])) == 50
+    assert len(read_store_frame(result["scored"][0]["predictions_uri"])) == 50
     assert batch_scoring.pending_batches(cfg) == []
+    assert zone_names(cfg, "predictions") == ["batch_007.json", "batch_007.parquet"]
+
+
+def test_committed_predictions_without_a_run_get_their_run_and_are_not_scored_again(
+    data_store, private_mlflow, telco_frame, monkeypatch
+):
+    """A crash after the manifest (the commit) and before the inference run: the rerun records the run from
+    the manifest, by the version that scored the batch, and writes no prediction again."""
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.storage import location, read_json
+    from driftloop.core.tracking import find_finished_run, get_client
+
+    cfg = load_dataset_config("telco_churn")
+    v1 = _register(cfg, telco_frame.head(2000))
+    v2 = _register(cfg, telco_frame.head(2000), flip=True)
+    client = get_client()
+    client.set_registered_model_alias(cfg.registered_model_name, "champion", v1)
+    write_store_batch(cfg, telco_frame.iloc[5000:5300], "batch_008")
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("worker killed before the run was recorded")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(batch_scoring, "keyed_run", crash)
+        with pytest.raises(RuntimeError, match="worker killed"):
+            batch_scoring.score_pending_batches(cfg)
+    paths = StatePaths.for_dataset(cfg)
+    committed = read_json(paths.predictions_dir / "batch_008.json")
+    content = location(committed["predictions_uri"]).read_bytes()
+    assert (
+        find_finished_run(client, cfg.experiment_name("inference"), {bus.BATCH_ID_TAG: "batch_008"}) is None
+    )
+    assert [m["batch_id"] for m in batch_scoring.pending_batches(cfg)] == ["batch_008"]
+
+    client.set_registered_model_alias(cfg.registered_model_name, "champion", v2)  # moved meanwhile
+    monkeypatch.setattr(batch_scoring, "score_file", crash)  # scoring again would fail the test
+    result = batch_scoring.score_pending_batches(cfg)
+
+    [recorded] = result["scored"]
+    assert recorded["batch_id"] == "batch_008" and recorded["model_version"] == v1 and recorded["rows"] == 300
+    run = client.get_run(recorded["inference_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.tags[bus.MODEL_VERSION_TAG] == v1  # the version that scored the rows, not today's
+    assert run.data.tags[bus.PREDICTIONS_URI_TAG] == committed["predictions_uri"]
+    assert run.data.metrics[bus.ROWS] == 300
+    assert run.data.metrics[bus.POSITIVE_RATE] == pytest.approx(
+        committed["output_metrics"][bus.POSITIVE_RATE]
+    )
+    assert location(committed["predictions_uri"]).read_bytes() == content
+    assert zone_names(cfg, "predictions") == ["batch_008.json", "batch_008.parquet"]
+    assert batch_scoring.pending_batches(cfg) == []
+    assert batch_scoring.score_pending_batches(cfg)["scored"] == []

@@ -2,7 +2,9 @@
 
 The fakes write exactly what those stages publish, with the names from :mod:`driftloop.core.bus`: a training
 run with the drift reference and holdout metrics registered as the ``champion`` version, and per batch an
-accepted batch parquet, a predictions parquet and a FINISHED inference run with the lineage tags.
+accepted batch parquet, a predictions parquet and a FINISHED inference run with the lineage tags. The tests
+whose reads matter run on a local folder and on S3 (``data_store``; requested after ``champion``, whose fake
+training run writes its reference to a local folder).
 """
 
 from __future__ import annotations
@@ -12,17 +14,18 @@ import pytest
 
 from driftloop.core import bus
 from tests.fakes import BATCH_ROWS, HOLDOUT_ROWS, drift_frame, monitoring_runs, score_batch, write_labels
+from tests.store_fakes import is_s3, score_store_batch, write_store_labels, zone_names
 
 
-def test_clean_batch_is_not_drift_and_does_not_fire(cfg, telco_frame, scorer, champion):
+def test_clean_batch_is_not_drift_and_does_not_fire(cfg, telco_frame, scorer, champion, data_store):
     from driftloop.core.tracking import get_client
     from driftloop.monitoring.monitor import monitor_predictions
     from driftloop.monitoring.sensor import find_drift_trigger
 
     version, train_run_id = champion
     batch = telco_frame.iloc[BATCH_ROWS]
-    inference_run_id = score_batch(cfg, batch, "b001", version, train_run_id, scorer)
-    write_labels(cfg, batch, "l001")
+    inference_run_id = score_store_batch(cfg, batch, "b001", version, train_run_id, scorer)
+    write_store_labels(cfg, batch, "l001")
 
     result = monitor_predictions(cfg)
 
@@ -36,6 +39,7 @@ def test_clean_batch_is_not_drift_and_does_not_fire(cfg, telco_frame, scorer, ch
     assert tags[bus.INFERENCE_RUN_ID_TAG] == inference_run_id
     assert tags[bus.CHAMPION_VERSION_TAG] == version
     assert tags[bus.REFERENCE_RUN_ID_TAG] == train_run_id
+    assert tags[bus.PREDICTIONS_URI_TAG].startswith("s3://" if is_s3(data_store) else "file://")
     assert tags[bus.CURRENT_SAMPLE_TAG] == "all 2000 rows"
     assert metrics["rows"] == 2000 and metrics["rows_compared"] == 2000 and metrics["reference_rows"] == 4000
     assert {f"drift_score.{col}" for col in cfg.features} <= set(metrics)
@@ -49,6 +53,11 @@ def test_clean_batch_is_not_drift_and_does_not_fire(cfg, telco_frame, scorer, ch
     artifacts = [a.path for a in get_client().list_artifacts(run.info.run_id)]
     assert artifacts == ["drift_report.html", "drift_summary.json"]
     assert tags[bus.DRIFT_METHODS_TAG] == "Jensen-Shannon distance,Wasserstein distance (normed)"
+    # The report is written to a local folder before MLflow logs it: the data folder's reports zone, or a
+    # temporary folder when the zones are on object storage (nothing written there).
+    reports = zone_names(cfg, "reports/monitoring/b001")
+    assert reports == ([] if is_s3(data_store) else ["drift_report.html"])
+    assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
 
     assert find_drift_trigger(cfg) is None
     untagged = get_client().get_run(item["monitoring_run_id"]).data.tags
@@ -69,13 +78,14 @@ def test_large_batch_is_sampled_and_tagged(cfg, telco_frame, scorer, champion):
     assert run.data.metrics["rows_compared"] == 500 and run.data.metrics["rows"] == 2000
 
 
-def test_broken_inference_run_is_skipped_not_fatal(cfg, telco_frame, scorer, champion):
+def test_broken_inference_run_is_skipped_not_fatal(cfg, telco_frame, scorer, champion, data_store):
     from driftloop.core.state import StatePaths
+    from driftloop.core.storage import remove_file
     from driftloop.monitoring.monitor import monitor_predictions
 
     version, train_run_id = champion
-    score_batch(cfg, telco_frame.iloc[BATCH_ROWS], "gone", version, train_run_id, scorer)
-    (StatePaths.for_dataset(cfg).predictions_dir / "gone.parquet").unlink()
+    score_store_batch(cfg, telco_frame.iloc[BATCH_ROWS], "gone", version, train_run_id, scorer)
+    remove_file(StatePaths.for_dataset(cfg).predictions_dir / "gone.parquet")
 
     result = monitor_predictions(cfg)
 
@@ -123,26 +133,28 @@ def test_extract_drift_counts_features_only():
     }
 
 
-def test_more_labels_refresh_live_metrics_until_batch_is_fully_labelled(cfg, telco_frame, scorer, champion):
+def test_more_labels_refresh_live_metrics_until_batch_is_fully_labelled(
+    cfg, telco_frame, scorer, champion, data_store
+):
     from driftloop.core.tracking import get_client
     from driftloop.monitoring.monitor import monitor_predictions
 
     version, train_run_id = champion
     batch = telco_frame.iloc[BATCH_ROWS]
-    score_batch(cfg, batch, "b004", version, train_run_id, scorer)
-    write_labels(cfg, batch.iloc[:500], "part1")
+    score_store_batch(cfg, batch, "b004", version, train_run_id, scorer)
+    write_store_labels(cfg, batch.iloc[:500], "part1")
 
     [item] = monitor_predictions(cfg)["monitored"]
     assert item["labelled_rows"] == 500
     assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
 
-    write_labels(cfg, batch.iloc[500:], "part2")
+    write_store_labels(cfg, batch.iloc[500:], "part2")
     [update] = monitor_predictions(cfg)["updated_with_labels"]
     assert update["monitoring_run_id"] == item["monitoring_run_id"] and update["labelled_rows"] == 2000
     history = get_client().get_metric_history(item["monitoring_run_id"], "labelled_rows")
     assert sorted(m.value for m in history) == [500.0, 2000.0]
 
-    write_labels(cfg, telco_frame.iloc[HOLDOUT_ROWS], "other_customers")  # fully labelled run is left alone
+    write_store_labels(cfg, telco_frame.iloc[HOLDOUT_ROWS], "other_customers")  # fully labelled: left alone
     assert monitor_predictions(cfg) == {"monitored": [], "updated_with_labels": [], "skipped": []}
     assert len(get_client().get_metric_history(item["monitoring_run_id"], "live_f1")) == 2
 
@@ -227,16 +239,18 @@ def _small_chunks(cfg, rows: int):
     return dataclasses.replace(cfg, monitoring=dataclasses.replace(cfg.monitoring, chunk_rows=rows))
 
 
-def test_chunked_label_join_is_exact_and_the_latest_label_wins(cfg, telco_frame, scorer, champion):
+def test_chunked_label_join_is_exact_and_the_latest_label_wins(
+    cfg, telco_frame, scorer, champion, data_store
+):
     from sklearn.metrics import f1_score
 
     from driftloop.monitoring.monitor import monitor_predictions
 
     version, train_run_id = champion
     batch = telco_frame.iloc[BATCH_ROWS]
-    score_batch(cfg, batch, "chunked", version, train_run_id, scorer)
-    write_labels(cfg, batch.iloc[:1500], "a_first", flip=True)  # corrected by the next file
-    write_labels(cfg, batch.iloc[:1500], "b_second")
+    score_store_batch(cfg, batch, "chunked", version, train_run_id, scorer)
+    write_store_labels(cfg, batch.iloc[:1500], "a_first", flip=True)  # corrected by the next file
+    write_store_labels(cfg, batch.iloc[:1500], "b_second")
 
     [item] = monitor_predictions(_small_chunks(cfg, 256))["monitored"]
 

@@ -378,7 +378,9 @@ class ParquetSink:
             self._tmp_dir = None
 
 
-def iter_parquet_batches(path: StoragePath, batch_size: int, columns: list[str] | None = None) -> Iterator[Any]:
+def iter_parquet_batches(
+    path: StoragePath, batch_size: int, columns: list[str] | None = None
+) -> Iterator[Any]:
     """A parquet file as Arrow record batches of ``batch_size`` rows, streamed from the folder or the object
     store (never the whole file in memory); a store's failure while reading is a :class:`StorageError`."""
     import pyarrow.parquet as pq

@@ -13,12 +13,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import ConfigError, MonitoringError
+from driftloop.core.storage import StoragePath, store_errors, to_uri
 from driftloop.core.task_types import LIVE_PRIMARY, Decision, live_metrics, read_decision, relative_drop
 
 log = logging.getLogger(__name__)
@@ -86,11 +86,12 @@ def read_version_facts(cfg: DatasetConfig, client: Any, training_run_id: str) ->
     return VersionFacts(read_decision(cfg, run.data.tags), metrics)
 
 
-def fingerprint_labels(label_files: list[Path]) -> str:
+def fingerprint_labels(label_files: list[StoragePath]) -> str:
     """Identity of the accepted label set; label files are immutable, so names and sizes suffice."""
     if not label_files:
         return "none"
-    listing = "\n".join(f"{path.name}:{path.stat().st_size}" for path in label_files)
+    with store_errors(to_uri(label_files[0].parent)):
+        listing = "\n".join(f"{path.name}:{path.stat().st_size}" for path in label_files)
     return hashlib.sha256(listing.encode()).hexdigest()[:16]
 
 

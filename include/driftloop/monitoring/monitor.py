@@ -8,15 +8,17 @@ the same monitoring run (:mod:`driftloop.monitoring.live`). Whether a result cal
 :mod:`driftloop.monitoring.sensor`'s decision.
 
 Memory is bounded whatever the batch size: predictions, batches and label files are read in chunks of
-``monitoring.chunk_rows``, rows are located by a 64-bit hash of their id (8 bytes a row), and only seeded
-samples are materialised: at most ``max_rows`` rows for drift, ``MAX_LIVE_ROWS`` labelled rows for live
-metrics and fairness (the count of labelled rows is always exact).
+``monitoring.chunk_rows`` (from a folder or streamed from object storage), rows are located by a 64-bit hash
+of their id (8 bytes a row), and only seeded samples are materialised: at most ``max_rows`` rows for drift,
+``MAX_LIVE_ROWS`` labelled rows for live metrics and fairness (the count of labelled rows is always exact).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import MonitoringError
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
+from driftloop.core.storage import StoragePath, list_files
 from driftloop.core.tracking import FINISHED, get_client, keyed_run, read_run_frame, search_runs
 from driftloop.monitoring import attribution, live
 from driftloop.monitoring.drift import compute_drift
@@ -77,7 +80,7 @@ def monitor_predictions(
     # Oldest first, so monitoring runs are created in the order the batches were scored.
     pending = [run for run in reversed(inference_runs) if run.info.run_id not in monitored_ids]
 
-    label_files = sorted(paths.labels_dir.glob("*.parquet"))
+    label_files = list_files(paths.labels_dir, "*.parquet")
     fingerprint = live.fingerprint_labels(label_files)
     awaiting_labels = (
         [run for run in monitoring_runs if live.awaits_labels(run, fingerprint)] if label_files else []
@@ -140,7 +143,7 @@ def _monitor_inference_run(
     settings: Settings,
     client: Any,
     inference_run: Any,
-    label_files: list[Path],
+    label_files: list[StoragePath],
     labels_fingerprint: str,
     references: dict[str, Any],
     max_rows: int,
@@ -170,14 +173,7 @@ def _monitor_inference_run(
         cfg, client, reference_run_id, model_version, reference_df, current_df, drift, settings
     )
 
-    report_path = (
-        StatePaths.for_dataset(cfg, settings).reports_dir
-        / "monitoring"
-        / batch_id
-        / bus.DRIFT_REPORT_ARTIFACT
-    )
-    report_path.parent.mkdir(parents=True, exist_ok=True)
-    drift.pop("snapshot").save_html(str(report_path))
+    snapshot = drift.pop("snapshot")
     drift_metrics, drift_tags, summary = _drift_outputs(cfg, drift)
     summary["_insight"] = insight["summary"]
     metrics = {
@@ -201,9 +197,14 @@ def _monitor_inference_run(
         **insight["tags"],
     }
     key = {bus.INFERENCE_RUN_ID_TAG: inference_run_id}
-    with keyed_run(
-        client, cfg.experiment_name("monitoring"), key, bus.monitoring_run_name(batch_id), settings
-    ) as run:
+    with (
+        report_folder(cfg, settings, batch_id) as folder,
+        keyed_run(
+            client, cfg.experiment_name("monitoring"), key, bus.monitoring_run_name(batch_id), settings
+        ) as run,
+    ):
+        report_path = folder / bus.DRIFT_REPORT_ARTIFACT
+        snapshot.save_html(str(report_path))
         mlflow.set_tags(run_tags)
         mlflow.log_metrics(metrics)
         mlflow.log_artifact(str(report_path))
@@ -226,6 +227,24 @@ def _monitor_inference_run(
         "prediction_drift_score": drift["prediction_drift_score"],
         **performance,
     }
+
+
+@contextmanager
+def report_folder(cfg: DatasetConfig, settings: Settings, batch_id: str) -> Iterator[Path]:
+    """The local folder a batch's drift report is written to before MLflow logs it.
+
+    ``reports/monitoring/<batch id>`` when the data zones are a folder (kept there, as before); a temporary
+    folder, removed once the report is logged, when they are on object storage (MLflow keeps the report).
+    """
+    folder = StatePaths.for_dataset(cfg, settings).reports_dir / "monitoring" / batch_id
+    if isinstance(folder, Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        yield folder
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="driftloop-report-") as tmp:
+        yield Path(tmp)
 
 
 def _read_current(
@@ -289,7 +308,7 @@ def _live_performance(
     batch_uri: str | None,
     predictions_uri: str,
     scan: tuple[Any, Any],
-    label_files: list[Path],
+    label_files: list[StoragePath],
 ) -> tuple[dict[str, float], str]:
     """Live metrics, ``live_drop`` and fairness on the labelled rows of one batch ({} below ``min_rows``).
 
@@ -339,7 +358,7 @@ def _update_with_labels(
     cfg: DatasetConfig,
     client: Any,
     run: Any,
-    label_files: list[Path],
+    label_files: list[StoragePath],
     fingerprint: str,
     cache: dict[Any, Any],
 ) -> dict[str, Any] | None:

@@ -1,29 +1,36 @@
-"""Memory-bounded reads of scored partitions and label files: id hashes, seeded samples, rows by position."""
+"""Memory-bounded reads of scored partitions and label files: id hashes, seeded samples, rows by position.
+
+Files are streamed in chunks from a folder or from object storage (:func:`driftloop.core.storage.
+iter_parquet_batches`); a store that cannot be read raises :class:`~driftloop.core.errors.StorageError`.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import MonitoringError
 from driftloop.core.state import uri_to_path
+from driftloop.core.storage import StoragePath, iter_parquet_batches, read_parquet_schema, store_errors
 
 SAMPLE_SEED = 42
 
 
 def iter_batches(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
-    """Yield a parquet file as Arrow record batches of ``cfg.monitoring.chunk_rows`` rows."""
-    import pyarrow.parquet as pq
+    """Yield a parquet file as Arrow record batches of ``cfg.monitoring.chunk_rows`` rows.
 
+    Raises:
+        MonitoringError: The file does not exist or lacks one of ``columns``.
+    """
     path = uri_to_path(uri)
-    if not path.is_file():
+    with store_errors(uri):
+        present = path.is_file()
+    if not present:
         raise MonitoringError(f"file {uri} does not exist")
-    parquet = pq.ParquetFile(path)
-    missing = [col for col in columns if col not in parquet.schema_arrow.names]
+    missing = [col for col in columns if col not in read_parquet_schema(path).names]
     if missing:
         raise MonitoringError(f"{uri} lacks columns {missing}")
-    yield from parquet.iter_batches(batch_size=cfg.monitoring.chunk_rows, columns=columns)
+    yield from iter_parquet_batches(path, cfg.monitoring.chunk_rows, columns)
 
 
 def iter_parquet(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
@@ -74,11 +81,16 @@ def take_rows(cfg: DatasetConfig, uri: str, columns: list[str], positions: Any) 
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
 
 
-def labelled_positions(cfg: DatasetConfig, label_files: list[Path], scan: tuple[Any, Any]) -> Any:
+def _label_batches(cfg: DatasetConfig, label_files: list[StoragePath]) -> Any:
+    """Every label file's (id, target) columns as record batches, file by file in order."""
+    for path in label_files:
+        yield from iter_parquet_batches(path, cfg.monitoring.chunk_rows, [cfg.id_column, cfg.target])
+
+
+def labelled_positions(cfg: DatasetConfig, label_files: list[StoragePath], scan: tuple[Any, Any]) -> Any:
     """Positions (each id's last row) whose id has a non-null accepted label, from the label files in
     chunks."""
     import numpy as np
-    import pyarrow.parquet as pq
 
     from driftloop.data.contract.ids import text_hashes
 
@@ -89,30 +101,21 @@ def labelled_positions(cfg: DatasetConfig, label_files: list[Path], scan: tuple[
     order = np.argsort(keys)
     sorted_keys = keys[order]
     found = np.zeros(len(last), dtype=bool)
-    for path in label_files:
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(
-            batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]
-        ):
-            ids = batch.column(0).filter(batch.column(1).is_valid())
-            label_keys = text_hashes(ids)
-            slots = np.minimum(np.searchsorted(sorted_keys, label_keys), len(sorted_keys) - 1)
-            found[order[slots[sorted_keys[slots] == label_keys]]] = True
+    for batch in _label_batches(cfg, label_files):
+        ids = batch.column(0).filter(batch.column(1).is_valid())
+        label_keys = text_hashes(ids)
+        slots = np.minimum(np.searchsorted(sorted_keys, label_keys), len(sorted_keys) - 1)
+        found[order[slots[sorted_keys[slots] == label_keys]]] = True
     return last[found]
 
 
-def labels_for(cfg: DatasetConfig, label_files: list[Path], ids: set[Any]) -> Any:
+def labels_for(cfg: DatasetConfig, label_files: list[StoragePath], ids: set[Any]) -> Any:
     """Labels of ``ids`` as a Series indexed by id; a later file's correction wins."""
     import pandas as pd
-    import pyarrow.parquet as pq
 
     frames = []
-    for path in label_files:
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(
-            batch_size=cfg.monitoring.chunk_rows, columns=[cfg.id_column, cfg.target]
-        ):
-            chunk = batch.to_pandas()
-            frames.append(chunk[chunk[cfg.id_column].isin(ids)].dropna(subset=[cfg.target]))
+    for batch in _label_batches(cfg, label_files):
+        chunk = batch.to_pandas()
+        frames.append(chunk[chunk[cfg.id_column].isin(ids)].dropna(subset=[cfg.target]))
     labels = pd.concat(frames, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
     return labels[cfg.target].set_axis(labels[cfg.id_column])

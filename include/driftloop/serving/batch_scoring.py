@@ -2,8 +2,15 @@
 
 The alias is resolved once per run to a concrete version, so every row of a run is scored by the same model
 and the predictions say which one. Batches are read and written in chunks, so memory stays bounded by
-``inference.chunk_rows`` whatever the batch size. Models are loaded only from our own registry: they are
-cloudpickle files, and that registry is the trust boundary.
+``inference.chunk_rows`` whatever the batch size: from a folder or streamed from object storage, into a local
+temporary file that is renamed into place or uploaded in one PUT. Models are loaded only from our own
+registry: they are cloudpickle files, and that registry is the trust boundary.
+
+A scored batch is ``predictions/<batch id>.parquet`` (the data, written first) and
+``predictions/<batch id>.json`` (its manifest, written last: the commit, with everything the inference run
+records), then a FINISHED run in the inference experiment. A rerun scores a batch again only when its
+manifest is missing; a committed batch whose run is missing (a crash in between) gets its run from the
+manifest, so a prediction is never written twice.
 """
 
 from __future__ import annotations
@@ -20,7 +27,16 @@ from driftloop.core.errors import NoChampionError
 from driftloop.core.registry import load_model, resolve_alias
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
-from driftloop.core.storage import atomic_path, list_manifests
+from driftloop.core.storage import (
+    StoragePath,
+    atomic_path,
+    iter_parquet_batches,
+    list_manifests,
+    read_json,
+    store_errors,
+    utc_now,
+    write_json,
+)
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 
@@ -53,26 +69,52 @@ def resolve_model(
     }
 
 
+def predictions_files(paths: StatePaths, batch_id: str) -> tuple[StoragePath, StoragePath]:
+    """(predictions parquet, its manifest) of one batch."""
+    return paths.predictions_dir / f"{batch_id}.parquet", paths.predictions_dir / f"{batch_id}.json"
+
+
+def _names(folder: StoragePath) -> set[str]:
+    """Names in ``folder`` (one listing, also on object storage); empty when it does not exist."""
+    with store_errors(str(folder)):
+        return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
 def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
     """Manifests of accepted scoring batches (no target column) still to score, oldest first.
 
-    A batch is pending when it has no predictions partition, or has one but no finished inference run (a crash
-    between writing and recording): it is then scored again into the same partition and the same run.
+    A batch is pending when it has no predictions, or has some but no finished inference run (a crash before
+    the run was recorded): a batch without a predictions manifest is scored again into the same objects, a
+    committed one only gets its run (see :func:`score_pending_batches`).
     """
     settings = settings or Settings.from_env()
     paths = StatePaths.for_dataset(cfg, settings)
     client = None
+    written = _names(paths.predictions_dir)
     pending = []
     for manifest in list_manifests(paths.batches_dir):
         if manifest.get("has_target") or not manifest.get("batch_uri"):
             continue
-        if (paths.predictions_dir / f"{manifest['batch_id']}.parquet").exists():
+        batch_id = manifest["batch_id"]
+        if {f"{batch_id}.parquet", f"{batch_id}.json"} & written:
             client = client or get_client(settings)
-            key = {bus.BATCH_ID_TAG: manifest["batch_id"]}
+            key = {bus.BATCH_ID_TAG: batch_id}
             if find_finished_run(client, cfg.experiment_name("inference"), key) is not None:
                 continue
         pending.append(manifest)
     return pending
+
+
+def committed_predictions(
+    cfg: DatasetConfig, batch_id: str, settings: Settings | None
+) -> dict[str, Any] | None:
+    """The predictions manifest of ``batch_id`` when its predictions are committed (manifest and data), else
+    None."""
+    data, manifest = predictions_files(StatePaths.for_dataset(cfg, settings), batch_id)
+    with store_errors(str(manifest)):
+        if not (manifest.is_file() and data.is_file()):
+            return None
+    return read_json(manifest)
 
 
 def read_version_decision(
@@ -111,27 +153,28 @@ def explain_chunk(
     return {name: reasons[name].to_numpy() for name in reasons.columns}, attributions.method
 
 
-def score_file(
+def score_frames(
     model: Any,
     model_info: dict[str, str],
     cfg: DatasetConfig,
-    batch_path: Path,
-    output_path: Path,
+    frames: Any,
+    output: Path,
     decision: Decision,
     reference_df: Any = None,
+    scored_at: str | None = None,
 ) -> dict[str, Any]:
-    """Score one parquet file chunk by chunk into ``output_path`` (written atomically), with the top-k
-    reasons.
+    """Score Arrow record batches (id + features), one predict call each, into the local parquet ``output``.
 
     Args:
         model: The fitted pipeline.
         model_info: ``model_name``, ``model_version``, ``model_run_id`` (stored on every row).
-        cfg: Dataset config (``inference.chunk_rows``, ``inference.reasons``).
-        batch_path: Accepted batch parquet.
-        output_path: Predictions partition to write.
+        cfg: Dataset config (``inference.reasons``).
+        frames: Record batches with the id column and the features.
+        output: A local file (the caller puts it in place); not written when no row comes.
         decision: The version's decision: predictions are labels in the dataset's vocabulary (with the score,
             and per-class probabilities for multiclass) or values (regression).
         reference_df: Reference rows for the explainer's background; None stores no reasons.
+        scored_at: The timestamp stored on every row; defaults to now.
 
     Returns:
         ``{"rows", "chunks", "seconds", "explain_method", "output_metrics"}``; ``chunks`` is how many predict
@@ -141,54 +184,99 @@ def score_file(
     import pyarrow.parquet as pq
 
     start = time.perf_counter()
-    scored_at = datetime.now(UTC).isoformat(timespec="seconds")
+    scored_at = scored_at or datetime.now(UTC).isoformat(timespec="seconds")
     rows = chunks = 0
     # Output metrics are shares and means: summed per chunk weighted by its rows, so no output is kept.
     writer, method = None, "none"
     weighted: dict[str, float] = {}
     explain = cfg.inference.reasons > 0 and reference_df is not None
-    with atomic_path(output_path) as tmp_path:
-        try:
-            source = pq.ParquetFile(batch_path)
-            columns = [cfg.id_column, *cfg.features]
-            for record_batch in source.iter_batches(batch_size=cfg.inference.chunk_rows, columns=columns):
-                chunk = record_batch.to_pandas()
-                outputs = decision.predict(model, chunk[cfg.features])
-                n = len(chunk)
-                table = pa.table(
-                    {
-                        cfg.id_column: chunk[cfg.id_column].to_numpy(),
-                        **{col: _output_array(values) for col, values in outputs.items()},
-                        **{
-                            col: pa.array([model_info[col]] * n, pa.string())
-                            for col in bus.PREDICTION_LINEAGE_COLUMNS
-                        },
-                        bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
-                    }
-                )
-                if explain:
-                    reasons, method = explain_chunk(model, chunk, cfg, reference_df)
-                    for name, values in reasons.items():
-                        table = table.append_column(name, pa.array(values))
-                if writer is None:
-                    writer = pq.ParquetWriter(tmp_path, table.schema)
-                writer.write_table(table)
-                rows += n
-                chunks += 1
-                for key, value in summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN]).items():
-                    weighted[key] = weighted.get(key, 0.0) + value * n
-        finally:
-            if writer is not None:
-                writer.close()
-        if writer is None:
-            raise ValueError(f"{batch_path} has no rows to score")
+    try:
+        for record_batch in frames:
+            chunk = record_batch.to_pandas()
+            outputs = decision.predict(model, chunk[cfg.features])
+            n = len(chunk)
+            table = pa.table(
+                {
+                    cfg.id_column: chunk[cfg.id_column].to_numpy(),
+                    **{col: _output_array(values) for col, values in outputs.items()},
+                    **{
+                        col: pa.array([model_info[col]] * n, pa.string())
+                        for col in bus.PREDICTION_LINEAGE_COLUMNS
+                    },
+                    bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
+                }
+            )
+            if explain:
+                reasons, method = explain_chunk(model, chunk, cfg, reference_df)
+                for name, values in reasons.items():
+                    table = table.append_column(name, pa.array(values))
+            if writer is None:
+                writer = pq.ParquetWriter(output, table.schema)
+            writer.write_table(table)
+            rows += n
+            chunks += 1
+            for key, value in summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN]).items():
+                weighted[key] = weighted.get(key, 0.0) + value * n
+    finally:
+        if writer is not None:
+            writer.close()
     return {
         "rows": rows,
         "chunks": chunks,
         "seconds": time.perf_counter() - start,
         "explain_method": method,
-        "output_metrics": {key: value / rows for key, value in weighted.items()},
+        "output_metrics": {key: value / rows for key, value in weighted.items()} if rows else {},
     }
+
+
+def score_file(
+    model: Any,
+    model_info: dict[str, str],
+    cfg: DatasetConfig,
+    batch_path: StoragePath,
+    output_path: StoragePath,
+    decision: Decision,
+    reference_df: Any = None,
+) -> dict[str, Any]:
+    """Score one parquet file in chunks of ``inference.chunk_rows`` rows into ``output_path`` (written whole
+    or not at all), with the top-k reasons.
+
+    The input is streamed (a local file, or an object read in ranges); the output is written to a local
+    temporary file and put in place by a rename or one upload, so a reader never sees half of it.
+
+    Args:
+        model: The fitted pipeline.
+        model_info: ``model_name``, ``model_version``, ``model_run_id`` (stored on every row).
+        cfg: Dataset config (``inference.chunk_rows``, ``inference.reasons``).
+        batch_path: Accepted batch parquet (a folder or object storage).
+        output_path: Predictions partition to write.
+        decision: The version's decision (see :func:`score_frames`).
+        reference_df: Reference rows for the explainer's background; None stores no reasons.
+
+    Returns:
+        :func:`score_frames`'s result plus ``sha256``, the written file's digest.
+
+    Raises:
+        ValueError: The batch has no rows (nothing is written).
+    """
+    frames = iter_parquet_batches(batch_path, cfg.inference.chunk_rows, [cfg.id_column, *cfg.features])
+    with atomic_path(output_path) as tmp_path:
+        result = score_frames(model, model_info, cfg, frames, tmp_path, decision, reference_df)
+        if not result["rows"]:
+            raise ValueError(f"{path_to_uri(batch_path)} has no rows to score")
+        result["sha256"] = _sha256(tmp_path)
+    return result
+
+
+def _sha256(path: Any) -> str:
+    """Hex digest of a local file, read in blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _output_array(values: Any) -> Any:
@@ -211,58 +299,79 @@ def score_batch(
     settings: Settings | None = None,
     reference_df: Any = None,
 ) -> dict[str, Any]:
-    """Score one accepted batch and record it in the inference experiment (idempotent per batch id).
+    """Score one accepted batch, commit its predictions and record it in the inference experiment.
+
+    The predictions are written first, their manifest last (the commit), then the run (keyed by batch id, so
+    a retry lands in the same run).
 
     Returns:
-        ``{"batch_id", "predictions_uri", "rows", "model_version", "inference_run_id"}``.
+        ``{"batch_id", "predictions_uri", "rows", "chunks", "model_version", "inference_run_id"}``.
+    """
+    batch_id = manifest["batch_id"]
+    output_path, manifest_path = predictions_files(StatePaths.for_dataset(cfg, settings), batch_id)
+    result = score_file(
+        model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, decision, reference_df
+    )
+    committed = {
+        "batch_id": batch_id,
+        "batch_uri": manifest["batch_uri"],
+        "predictions_uri": path_to_uri(output_path),
+        **{key: model_info[key] for key in ("model_name", "model_version", "model_run_id")},
+        **{key: result[key] for key in ("rows", "chunks", "seconds", "explain_method", "output_metrics")},
+        "sha256": result["sha256"],
+        "created_at": utc_now(),
+    }
+    write_json(manifest_path, committed)
+    return record_scoring(cfg, committed, settings)
+
+
+def record_scoring(
+    cfg: DatasetConfig, committed: dict[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
+    """Record committed predictions (their manifest, see :func:`score_batch`) as the batch's inference run.
+
+    Returns:
+        ``{"batch_id", "predictions_uri", "rows", "chunks", "model_version", "inference_run_id"}``.
     """
     import mlflow
 
     client = get_client(settings)
-    paths = StatePaths.for_dataset(cfg, settings)
-    batch_id = manifest["batch_id"]
-    output_path = paths.predictions_dir / f"{batch_id}.parquet"
-    predictions_uri = path_to_uri(output_path)
-    result = score_file(
-        model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, decision, reference_df
-    )
-    experiment = cfg.experiment_name("inference")
+    batch_id = committed["batch_id"]
+    rows, seconds = committed["rows"], committed["seconds"]
     key = {bus.BATCH_ID_TAG: batch_id}
-    with keyed_run(client, experiment, key, bus.inference_run_name(batch_id), settings) as run:
+    with keyed_run(
+        client, cfg.experiment_name("inference"), key, bus.inference_run_name(batch_id), settings
+    ) as run:
         mlflow.set_tags(
             {
-                bus.BATCH_URI_TAG: manifest["batch_uri"],
-                bus.PREDICTIONS_URI_TAG: predictions_uri,
-                bus.MODEL_NAME_TAG: model_info["model_name"],
-                bus.MODEL_VERSION_TAG: model_info["model_version"],
-                bus.MODEL_RUN_ID_TAG: model_info["model_run_id"],
-                bus.EXPLAIN_METHOD_TAG: result["explain_method"],
+                bus.BATCH_URI_TAG: committed["batch_uri"],
+                bus.PREDICTIONS_URI_TAG: committed["predictions_uri"],
+                bus.MODEL_NAME_TAG: committed["model_name"],
+                bus.MODEL_VERSION_TAG: committed["model_version"],
+                bus.MODEL_RUN_ID_TAG: committed["model_run_id"],
+                bus.EXPLAIN_METHOD_TAG: committed["explain_method"],
             }
         )
         mlflow.log_metrics(
-            {
-                bus.ROWS: result["rows"],
-                **result["output_metrics"],
-                bus.ROWS_PER_S: result["rows"] / max(result["seconds"], 1e-9),
-            }
+            {bus.ROWS: rows, **committed["output_metrics"], bus.ROWS_PER_S: rows / max(seconds, 1e-9)}
         )
         run_id = run.info.run_id
     log.info(
         "scored batch %s with %s v%s: %d rows in %.2f s (%.0f rows/s, %d chunk(s)); reasons: %s; run %s",
-        batch_id, model_info["model_name"], model_info["model_version"], result["rows"], result["seconds"],
-        result["rows"] / max(result["seconds"], 1e-9), result["chunks"], result["explain_method"], run_id,
+        batch_id, committed["model_name"], committed["model_version"], rows, seconds,
+        rows / max(seconds, 1e-9), committed["chunks"], committed["explain_method"], run_id,
     )  # fmt: skip
     return {
         "batch_id": batch_id,
-        "predictions_uri": predictions_uri,
-        "rows": result["rows"],
-        "chunks": result["chunks"],
-        "model_version": model_info["model_version"],
+        "predictions_uri": committed["predictions_uri"],
+        "rows": rows,
+        "chunks": committed["chunks"],
+        "model_version": committed["model_version"],
         "inference_run_id": run_id,
     }
 
 
-def _reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
+def reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | None) -> Any:
     """The training run's reference rows (explainer background), or None when reasons are off or it is
     missing.
 
@@ -297,7 +406,8 @@ def score_pending_batches(
 ) -> dict[str, Any]:
     """Score every accepted scoring batch that has no predictions yet with the model behind ``alias``.
 
-    A rerun scores nothing new (see :func:`pending_batches` for what counts as done).
+    A rerun scores nothing new (see :func:`pending_batches` for what counts as done); a batch committed
+    before a crash but not recorded gets its run from its predictions manifest, without being scored again.
 
     Returns:
         ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}], "recorded_moves"}``;
@@ -311,19 +421,27 @@ def score_pending_batches(
 
     # A champion moved in the MLflow UI is on record before it scores.
     moved = reconcile_champion(cfg, settings)
-    todo = pending_batches(cfg, settings)
+    recorded, todo = [], []
+    for manifest in pending_batches(cfg, settings):
+        committed = committed_predictions(cfg, manifest["batch_id"], settings)
+        if committed is None:
+            todo.append(manifest)
+        else:  # scored and committed before a crash: record it as scored, by the version that scored it
+            recorded.append(record_scoring(cfg, committed, settings))
     if not todo:
-        log.info("no batch waiting to be scored")
-        return {"model_version": None, "scored": [], "recorded_moves": [moved] if moved else []}
+        if not recorded:
+            log.info("no batch waiting to be scored")
+        version = recorded[-1]["model_version"] if recorded else None
+        return {"model_version": version, "scored": recorded, "recorded_moves": [moved] if moved else []}
     model_info = resolve_model(cfg, alias, settings)
     model = load_model(model_info["model_uri"], settings)
     decision = read_version_decision(cfg, model_info, settings)
-    reference_df = _reference_features(cfg, model_info["model_run_id"], settings)
+    reference_df = reference_features(cfg, model_info["model_run_id"], settings)
     scored = [
         score_batch(cfg, manifest, model, model_info, decision, settings, reference_df) for manifest in todo
     ]
     return {
         "model_version": model_info["model_version"],
-        "scored": scored,
+        "scored": recorded + scored,
         "recorded_moves": [moved] if moved else [],
     }

@@ -4,15 +4,16 @@ For every window of ``serving.window_s`` seconds that closed at least ``serving.
 every model version that answered in it, :func:`export_served_windows` writes exactly what the data and
 inference stages write for a batch: the rows' inputs as an accepted scoring batch (``batches/<batch
 id>.parquet`` + manifest, in the contract's dtypes, one row per entity), the answers as a predictions
-partition, and a FINISHED run in the inference experiment with the same tags
-:func:`driftloop.serving.batch_scoring.score_batch` sets (plus ``driftloop.served_window``). Monitoring then
-computes drift and, as labels arrive, live F1/AUC on served traffic, and the drift sensor's performance
-trigger works on it unchanged. The entity id is the dataset's id column. Labelled served rows also reach the
-next training snapshot, like the rows of any scoring batch.
+partition (``predictions/<batch id>.parquet`` + manifest), and a FINISHED run in the inference experiment
+with the tags :func:`driftloop.serving.batch_scoring.score_batch` sets (plus ``driftloop.served_window``).
+Monitoring then computes drift and, as labels arrive, live F1/AUC on served traffic, and the drift sensor's
+performance trigger works on it unchanged. The entity id is the dataset's id column. Labelled served rows
+also reach the next training snapshot, like the rows of any scoring batch.
 
 Idempotent: a window already exported (its manifest exists) is skipped; a crash before the manifest is
 repaired on the next call (same partitions, the same keyed run). The manifest is written last, so
-``inference_pipeline`` never sees a half-exported window.
+``inference_pipeline`` never sees a half-exported window. The data zones may be a folder or object storage:
+every file is written whole (a rename, or one PUT), so a retry rewrites the same keys, never a second copy.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri
-from driftloop.core.storage import atomic_path, list_manifests, utc_now, write_json
+from driftloop.core.storage import StoragePath, atomic_path, list_manifests, utc_now, write_json
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.serving.online.prediction_log import PRIMARY, log_uri, read_log
 
@@ -124,10 +125,11 @@ def _frames(cfg: DatasetConfig, rows: Any, decision: Any) -> tuple[Any, Any]:
     return features, outputs
 
 
-def _write_parquet(frame: Any, path: Any, schema: Any = None) -> None:
-    """Write ``frame`` atomically (temporary name, then rename)."""
+def _write_parquet(frame: Any, path: StoragePath, schema: Any = None) -> str:
+    """Write ``frame`` whole (a local temporary file, then a rename or one upload); returns its sha256."""
     with atomic_path(path) as tmp:
         frame.to_parquet(tmp, index=False, schema=schema)
+        return hashlib.sha256(tmp.read_bytes()).hexdigest()
 
 
 def _export_window(
@@ -144,7 +146,7 @@ def _export_window(
 
     from driftloop.core.task_types import read_decision
     from driftloop.data.contract import arrow_schema, load_contract
-    from driftloop.serving.batch_scoring import summarize_outputs
+    from driftloop.serving.batch_scoring import predictions_files, summarize_outputs
 
     contract = load_contract(cfg)
     paths = StatePaths.for_dataset(cfg, settings)
@@ -152,7 +154,9 @@ def _export_window(
     decision = read_decision(cfg, registered.tags)
     features, outputs = _frames(cfg, rows, decision)
     batch_path = paths.batches_dir / f"{batch_id}.parquet"
-    _write_parquet(features, batch_path, arrow_schema(contract, [cfg.id_column, *cfg.features]))
+    batch_sha256 = _write_parquet(
+        features, batch_path, arrow_schema(contract, [cfg.id_column, *cfg.features])
+    )
     model_run_id = registered.run_id
     scored_at = datetime.fromtimestamp(window_start_s + cfg.serving.window_s, UTC).isoformat(
         timespec="seconds"
@@ -170,9 +174,26 @@ def _export_window(
             bus.SCORED_AT_COLUMN: scored_at,
         }
     )
-    predictions_path = paths.predictions_dir / f"{batch_id}.parquet"
-    _write_parquet(predictions, predictions_path)
+    predictions_path, predictions_manifest = predictions_files(paths, batch_id)
+    predictions_sha256 = _write_parquet(predictions, predictions_path)
     batch_uri, predictions_uri = path_to_uri(batch_path), path_to_uri(predictions_path)
+    output_metrics = summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN])
+    write_json(
+        predictions_manifest,
+        {
+            "batch_id": batch_id,
+            "batch_uri": batch_uri,
+            "predictions_uri": predictions_uri,
+            **lineage,
+            "rows": len(predictions),
+            "chunks": 1,
+            "seconds": 0.0,
+            "explain_method": "none",
+            "output_metrics": output_metrics,
+            "sha256": predictions_sha256,
+            "created_at": utc_now(),
+        },
+    )
     experiment, key = cfg.experiment_name("inference"), {bus.BATCH_ID_TAG: batch_id}
     run = find_finished_run(client, experiment, key)
     if run is None:
@@ -187,9 +208,7 @@ def _export_window(
                     bus.SERVED_WINDOW_TAG: datetime.fromtimestamp(window_start_s, UTC).isoformat(),
                 }
             )
-            mlflow.log_metrics(
-                {bus.ROWS: len(predictions), **summarize_outputs(decision, outputs[bus.PREDICTION_COLUMN])}
-            )
+            mlflow.log_metrics({bus.ROWS: len(predictions), **output_metrics})
             run_id = active.info.run_id
     else:
         run_id = run.info.run_id
@@ -197,7 +216,7 @@ def _export_window(
         "batch_id": batch_id,
         "kind": "batch",
         "source_file": SOURCE_NAME,
-        "sha256": hashlib.sha256(batch_path.read_bytes()).hexdigest(),
+        "sha256": batch_sha256,
         "rows_received": len(features),
         "rows_accepted": len(features),
         "rows_quarantined": 0,

@@ -3,10 +3,10 @@ predictions.
 
 Ground truth reaches Driftloop two ways, both through the data contract: a file dropped into
 ``landing/labels/`` (as before), or ``POST /labels`` on the service, which checks the body and writes it as
-one CSV file into the same landing zone atomically (a hidden temporary file renamed into place), so
-``data_pipeline`` validates, archives or quarantines it like any other label file. A label names the entity by
-the dataset's id column; a prediction served without an id is labelled through its ``request_id`` (its entity
-id).
+one CSV file into the same landing zone atomically (a hidden temporary file renamed into place, or one PUT on
+object storage), so ``data_pipeline`` validates, archives or quarantines it like any other label file. A label
+names the entity by the dataset's id column; a prediction served without an id is labelled through its
+``request_id`` (its entity id).
 
 :func:`read_accepted_labels` and :func:`join_labels` give the A/B evaluation the labelled served rows.
 """
@@ -17,13 +17,12 @@ import csv
 import io
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, uri_to_path
-from driftloop.core.storage import list_manifests, write_bytes_atomic
+from driftloop.core.storage import StoragePath, list_manifests, read_parquet, store_errors, write_bytes_atomic
 from driftloop.serving.online.validation import (
     RequestError,
     coerce_column,
@@ -79,10 +78,11 @@ def label_file_bytes(pairs: list[tuple[str, Any]], cfg: DatasetConfig) -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def write_label_file(content: bytes, landing_dir: Path) -> Path:
+def write_label_file(content: bytes, landing_dir: StoragePath) -> StoragePath:
     """Write ``content`` into ``landing_dir`` atomically under a new unique name; returns the final path.
 
-    The temporary file is hidden and ends in ``.tmp``, so ingestion never picks up a half-written file.
+    Locally the temporary file is hidden and ends in ``.tmp``; on object storage the file is one PUT of a
+    local temporary file. Either way ingestion never picks up a half-written file.
     """
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     final = landing_dir / f"{FILE_PREFIX}{stamp}-{uuid.uuid4().hex[:8]}.csv"
@@ -103,10 +103,13 @@ def read_accepted_labels(cfg: DatasetConfig, settings: Settings | None = None) -
     paths = StatePaths.for_dataset(cfg, settings)
     frames = []
     for manifest in list_manifests(paths.labels_dir):
-        if manifest.get("labels_uri") and uri_to_path(manifest["labels_uri"]).is_file():
-            frames.append(
-                pd.read_parquet(uri_to_path(manifest["labels_uri"]), columns=[cfg.id_column, cfg.target])
-            )
+        if not manifest.get("labels_uri"):
+            continue
+        path = uri_to_path(manifest["labels_uri"])
+        with store_errors(str(path)):
+            present = path.is_file()
+        if present:
+            frames.append(read_parquet(path, columns=[cfg.id_column, cfg.target]))
     if not frames:
         return pd.Series(dtype=object)
     labels = pd.concat(frames, ignore_index=True).dropna(subset=[cfg.target])

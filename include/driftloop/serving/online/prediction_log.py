@@ -26,6 +26,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
+from driftloop.core.storage import is_local
 from driftloop.serving.online.prediction_log_store import (
     COLUMNS,
     ENTRY_TABLE,
@@ -47,12 +48,18 @@ WRITE_BATCH_ROWS = 20_000
 
 
 def log_uri(cfg: DatasetConfig, settings: Settings) -> str:
-    """Where the prediction log of ``cfg`` lives: the setting, or SQLite under the dataset's state folder."""
+    """Where the prediction log of ``cfg`` lives: the setting, or SQLite under the dataset's state folder.
+
+    A SQLite file needs a local disk: with the data zones on object storage the default log stays in
+    ``$DRIFTLOOP_HOME/data/<dataset>/serving`` on the serving host, readable only there; a deployment whose
+    exports run on other hosts sets ``DRIFTLOOP_PREDICTION_LOG_URI`` (PostgreSQL).
+    """
     if settings.prediction_log_uri:
         return settings.prediction_log_uri
-    return "sqlite:///" + str(
-        StatePaths.for_dataset(cfg, settings).root / "serving" / "prediction_log.sqlite"
-    )
+    root = StatePaths.for_dataset(cfg, settings).root
+    if not is_local(root):
+        root = settings.home_dir / "data" / cfg.name
+    return "sqlite:///" + str(root / "serving" / "prediction_log.sqlite")
 
 
 class PredictionLogWriter:
