@@ -84,8 +84,8 @@ def _bootstrap(cfg, dataset: str):
 
 def _reference_snapshot(cfg, dataset: str) -> tuple[dict, int]:
     """Reference → ingest → snapshot; every row accepted and accounted for; unlabelled rows left out."""
-    from driftloop.core.state import StatePaths, uri_to_path
-    from driftloop.core.storage import list_manifests
+    from driftloop.core.state import StatePaths
+    from driftloop.core.storage import list_manifests, location, read_parquet
     from driftloop.data import ingest, simulate, snapshots
 
     reference_rows = simulate.simulate_reference(cfg)["rows"]
@@ -95,7 +95,7 @@ def _reference_snapshot(cfg, dataset: str) -> tuple[dict, int]:
     received, accepted, quarantined = _rows_received([reference])
     assert (received, accepted, quarantined) == (reference_rows, reference_rows, 0)  # it accepts its source
     snapshot = snapshots.build_snapshot(cfg)
-    unlabelled = int(pd.read_parquet(uri_to_path(reference["batch_uri"]))[cfg.target].isna().sum())
+    unlabelled = int(read_parquet(location(reference["batch_uri"]))[cfg.target].isna().sum())
     assert snapshot[bus.UNLABELLED_ROWS_EXCLUDED] == unlabelled  # failure (b): never reach training
     assert snapshot["rows"] + unlabelled == accepted
     if dataset.startswith("hitters"):
@@ -106,7 +106,7 @@ def _reference_snapshot(cfg, dataset: str) -> tuple[dict, int]:
 def _score_and_monitor(cfg, source: pd.DataFrame) -> dict:
     """A drifted batch: ingested, scored in the dataset's vocabulary, labelled late and monitored."""
     from driftloop.core.state import StatePaths
-    from driftloop.core.storage import list_manifests
+    from driftloop.core.storage import list_manifests, location, read_parquet
     from driftloop.data import ingest, simulate
     from driftloop.monitoring import monitor
     from driftloop.serving import batch_scoring
@@ -119,7 +119,7 @@ def _score_and_monitor(cfg, source: pd.DataFrame) -> dict:
     assert received == BATCH_ROWS and accepted + quarantined == received and accepted > 0
     scored = batch_scoring.score_pending_batches(cfg)
     [item] = scored["scored"]
-    predictions = pd.read_parquet(item["predictions_uri"])
+    predictions = read_parquet(location(item["predictions_uri"]))
     assert len(predictions) == accepted
     _check_predictions(cfg, predictions, source[cfg.target])
 
