@@ -11,7 +11,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import MonitoringError
 from driftloop.core.state import uri_to_path
-from driftloop.core.storage import StoragePath, iter_parquet_batches, read_parquet_schema, store_errors
+from driftloop.core.storage import StoragePath, is_file, iter_parquet_batches, read_parquet_schema
 
 SAMPLE_SEED = 42
 
@@ -23,9 +23,7 @@ def iter_batches(uri: str, columns: list[str], cfg: DatasetConfig) -> Any:
         MonitoringError: The file does not exist or lacks one of ``columns``.
     """
     path = uri_to_path(uri)
-    with store_errors(uri):
-        present = path.is_file()
-    if not present:
+    if not is_file(path):
         raise MonitoringError(f"file {uri} does not exist")
     missing = [col for col in columns if col not in read_parquet_schema(path).names]
     if missing:

@@ -30,6 +30,7 @@ from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
 from driftloop.core.storage import (
     StoragePath,
     atomic_path,
+    is_file,
     iter_parquet_batches,
     list_manifests,
     read_json,
@@ -111,9 +112,8 @@ def committed_predictions(
     """The predictions manifest of ``batch_id`` when its predictions are committed (manifest and data), else
     None."""
     data, manifest = predictions_files(StatePaths.for_dataset(cfg, settings), batch_id)
-    with store_errors(str(manifest)):
-        if not (manifest.is_file() and data.is_file()):
-            return None
+    if not (is_file(manifest) and is_file(data)):
+        return None
     return read_json(manifest)
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, uri_to_path
-from driftloop.core.storage import StoragePath, list_manifests, read_parquet, store_errors, write_bytes_atomic
+from driftloop.core.storage import StoragePath, is_file, list_manifests, read_parquet, write_bytes_atomic
 from driftloop.serving.online.validation import (
     RequestError,
     coerce_column,
@@ -106,9 +106,7 @@ def read_accepted_labels(cfg: DatasetConfig, settings: Settings | None = None) -
         if not manifest.get("labels_uri"):
             continue
         path = uri_to_path(manifest["labels_uri"])
-        with store_errors(str(path)):
-            present = path.is_file()
-        if present:
+        if is_file(path):
             frames.append(read_parquet(path, columns=[cfg.id_column, cfg.target]))
     if not frames:
         return pd.Series(dtype=object)
