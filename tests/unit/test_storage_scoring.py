@@ -73,3 +73,84 @@ def test_a_batch_scored_and_monitored_on_s3_gives_the_local_predictions_and_metr
         assert s3_metrics[name] == pytest.approx(value, abs=1e-12), name
     for tag in (bus.CURRENT_SAMPLE_TAG, bus.DRIFTED_COLUMN_NAMES_TAG, bus.DRIFT_METHODS_TAG):
         assert s3_run.data.tags.get(tag) == local_run.data.tags.get(tag), tag
+
+
+class BrokenModel:
+    """A model that fails on every call, as a bad version would."""
+
+    def predict_proba(self, frame):
+        raise ValueError("the model broke on these rows")
+
+    predict = predict_proba
+
+
+@pytest.mark.parametrize("data_store", ["s3"], indirect=True)
+def test_a_model_failure_while_streaming_from_s3_stays_the_models_and_writes_nothing(
+    data_store, telco_cfg, telco_frame
+):
+    """The batch is streamed from the store while the model scores it: a model's error is not the store's."""
+    from driftloop.core.errors import StorageError
+    from driftloop.core.state import StatePaths
+    from driftloop.core.task_types import BINARY, Decision
+    from driftloop.serving.batch_scoring import score_file
+
+    manifest = write_store_batch(telco_cfg, telco_frame.iloc[:300], "b_broken")
+    info = {"model_name": "m", "model_version": "1", "model_run_id": "r"}
+    output = StatePaths.for_dataset(telco_cfg).predictions_dir / "b_broken.parquet"
+    with pytest.raises(ValueError, match="the model broke") as raised:
+        score_file(
+            BrokenModel(),
+            info,
+            telco_cfg,
+            StatePaths.for_dataset(telco_cfg).batches_dir / "b_broken.parquet",
+            output,
+            Decision(BINARY, ("No", "Yes"), 0.5),
+        )
+    assert not isinstance(raised.value, StorageError)
+    assert manifest["batch_uri"].startswith("s3://")
+    assert zone_names(telco_cfg, "predictions") == []
+
+
+@pytest.fixture
+def closed_endpoint(driftloop_env, monkeypatch):
+    """The data zones on S3 at a port nobody listens on (fsspec's cached clients dropped around the test)."""
+    import socket
+
+    import s3fs
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "driftloop-test-key",
+        "AWS_SECRET_ACCESS_KEY": "driftloop-test-secret",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_MAX_ATTEMPTS": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    uri = "s3://driftloop-closed/zones"
+    monkeypatch.setenv("DRIFTLOOP_DATA_URI", uri)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield uri
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def test_an_unreachable_store_is_a_storage_error_naming_the_uri(closed_endpoint, telco_cfg):
+    from driftloop.core.errors import StorageError
+    from driftloop.core.state import StatePaths
+    from driftloop.monitoring.partitions import iter_batches
+    from driftloop.serving.batch_scoring import committed_predictions
+    from driftloop.serving.online.labels import read_accepted_labels, write_label_file
+
+    root = f"{closed_endpoint}/{telco_cfg.name}"
+    predictions = f"{root}/predictions/b001.parquet"
+    with pytest.raises(StorageError, match=f"unreachable .*{predictions}"):
+        next(iter_batches(predictions, [telco_cfg.id_column], telco_cfg))
+    with pytest.raises(StorageError, match=f"unreachable .*{root}/predictions/b001"):
+        committed_predictions(telco_cfg, "b001", None)
+    with pytest.raises(StorageError, match=f"unreachable .*{root}/labels"):
+        read_accepted_labels(telco_cfg)
+    with pytest.raises(StorageError, match=f"unreachable .*{root}/landing/labels/"):
+        write_label_file(b"customer_id,churn\n", StatePaths.for_dataset(telco_cfg).labels_landing_dir)
