@@ -212,9 +212,9 @@ def measure_override(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
 
 def measure_inference(cfg: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Every pending scoring batch scored by the champion."""
-    from driftloop.serving import batch_scoring
+    from driftloop.serving import scoring_parts
 
-    result = batch_scoring.score_pending_batches(cfg)
+    result = scoring_parts.score_pending_batches(cfg)
     return {
         "rows": sum(s["rows"] for s in result["scored"]),
         "batches": len(result["scored"]),

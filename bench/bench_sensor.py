@@ -82,7 +82,7 @@ def main() -> int:
         from driftloop.core.tracking import get_client
         from driftloop.data import ingest, simulate
         from driftloop.monitoring import monitor
-        from driftloop.serving import batch_scoring
+        from driftloop.serving import scoring_parts
 
         settings = Settings.from_env()
         cfg = load_dataset_config("telco_churn", settings)
@@ -103,7 +103,7 @@ def main() -> int:
         known = api.run_ids(training_dag)
         simulate.simulate_batch(cfg, 1, rows=1000, drift={"preset": "strong"}, settings=settings)
         ingest.ingest_batches(cfg, settings)
-        batch_scoring.score_pending_batches(cfg, settings=settings)
+        scoring_parts.score_pending_batches(cfg, settings=settings)
         [monitored] = monitor.monitor_predictions(cfg, settings)["monitored"]
         crossed_s = get_client(settings).get_run(monitored["monitoring_run_id"]).info.end_time / 1000
         queued = api.wait_new_run(training_dag, known, run_type="operator_triggered", timeout_s=300)

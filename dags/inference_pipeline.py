@@ -1,14 +1,19 @@
 """
 ### inference_pipeline: batch scoring with the champion
 
-Scores every accepted batch that has no predictions yet with `models:/<name>@champion`, resolved when the run
-starts, so moving the `champion` alias in the MLflow UI takes effect on the next run with no Airflow change.
-Each batch gets `predictions/<batch_id>.parquet` (entity id, score, 0/1 prediction, model name, version, run
-id, timestamp) and a run in the inference experiment. Batches are read and written in chunks.
+Scores every accepted batch that has no predictions yet with `models:/<name>@champion`, resolved once when
+the run starts (`plan_scoring`), so moving the `champion` alias in the MLflow UI takes effect on the next run
+with no Airflow change, and every part of a run scores with the same version.
+
+A batch is cut into parts of `inference.chunk_rows` rows; `score_part` is mapped over them (one task
+instance per part, on whichever Celery worker is free), and `score_pending_batches` combines each batch's
+parts into `predictions/<batch_id>.parquet` (entity id, prediction, scores, reasons, model name, version, run
+id, timestamp), then records its run in the inference experiment.
 
 * **Runs on:** the `scoring-batches` asset, or by hand. **Outlet:** `predictions` (runs
   `monitoring_pipeline`).
-* **Idempotent:** a scored batch is not scored again; a rerun after a crash rewrites the same partition.
+* **Idempotent:** a scored batch is not scored again; a retried part rewrites the same objects; the parts'
+  rows must add up to the batch's before anything is combined.
 * **Fails fast** (no retry) when no version carries `champion`.
 """
 
@@ -33,16 +38,41 @@ def build(dataset: str) -> None:
         **dag_defaults(dataset, "inference", __doc__),
     )
     def inference_pipeline() -> None:
-        @task(outlets=[asset(dataset, "predictions")])
-        def score_pending_batches() -> dict[str, Any]:
-            from driftloop.serving import batch_scoring
+        @task
+        def plan_scoring() -> dict[str, Any]:
+            from driftloop.serving import scoring_parts
 
-            result = run_stage(dataset, batch_scoring.score_pending_batches, alerts=alerts.move_alerts)
+            return run_stage(dataset, scoring_parts.plan_scoring, alerts=alerts.move_alerts)
+
+        @task
+        def list_parts(planned: dict[str, Any]) -> list[dict[str, Any]]:
+            """The plan's parts, one mapped ``score_part`` each (Airflow maps over a whole XCom only)."""
+            parts: list[dict[str, Any]] = planned["parts"]
+            return parts
+
+        @task(map_index_template="{{ part_label }}")
+        def score_part(part_values: dict[str, Any]) -> dict[str, Any]:
+            from airflow.sdk import get_current_context
+
+            from driftloop.serving import scoring_parts
+
+            label = f"{part_values['batch_id']} part {part_values['part'] + 1}/{part_values['parts']}"
+            get_current_context()["part_label"] = label  # type: ignore[typeddict-unknown-key]
+
+            return run_stage(dataset, scoring_parts.score_part, part_values)
+
+        @task(outlets=[asset(dataset, "predictions")], trigger_rule="none_failed")
+        def score_pending_batches(planned: dict[str, Any]) -> dict[str, Any]:
+            from driftloop.serving import scoring_parts
+
+            result = run_stage(dataset, scoring_parts.commit_scored_batches, planned)
             if not result["scored"]:
                 raise AirflowSkipException("no batches waiting to be scored")
             return result
 
-        score_pending_batches()
+        planned = plan_scoring()
+        parts = score_part.expand(part_values=list_parts(planned))  # type: ignore[arg-type]  # an XComArg
+        parts >> score_pending_batches(planned)  # type: ignore[arg-type]  # resolved when the task runs
 
     inference_pipeline()
 

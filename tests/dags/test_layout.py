@@ -48,7 +48,7 @@ CROSS_STAGE_IMPORTS = {
     ("serving.online.export", "data.contract"): "served windows are written with the contract's Arrow schema",
     ("serving.online.service", "data.contract"): "requests are validated against the dataset's contract",
     ("serving.online.validation", "data.contract"): "PII in requests is hashed as ingestion hashes it",
-    ("serving.batch_scoring", "governance.audit"): "the audit reconciler runs before every inference run",
+    ("serving.scoring_parts", "governance.audit"): "the audit reconciler runs before every inference run",
     ("serving.batch_scoring", "governance.explain"): "batch predictions carry their top-k SHAP reasons",
     (
         "serving.online.ab_decision",

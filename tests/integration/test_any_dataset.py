@@ -154,7 +154,7 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     from driftloop.data import ingest, simulate, snapshots
     from driftloop.governance.promotion import promote_model
     from driftloop.monitoring import monitor, retraining
-    from driftloop.serving import batch_scoring
+    from driftloop.serving import scoring_parts
     from driftloop.training import train
 
     cfg = load_dataset_config(dataset)
@@ -179,7 +179,7 @@ def test_closed_loop_runs_on_dataset(dataset, driftloop_env, tmp_path, monkeypat
     assert (batch["scoring_batch_ids"], batch["rows_quarantined"]) == (["batch_001"], 0), (
         batch
     )  # drift is not bad
-    scored = batch_scoring.score_pending_batches(cfg)
+    scored = scoring_parts.score_pending_batches(cfg)
     assert [s["batch_id"] for s in scored["scored"]] == ["batch_001"]
     assert scored["model_version"] == trained["model_version"]
     predictions = pd.read_parquet(scored["scored"][0]["predictions_uri"])

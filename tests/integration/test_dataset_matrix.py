@@ -109,7 +109,7 @@ def _score_and_monitor(cfg, source: pd.DataFrame) -> dict:
     from driftloop.core.storage import list_manifests, location, read_parquet
     from driftloop.data import ingest, simulate
     from driftloop.monitoring import monitor
-    from driftloop.serving import batch_scoring
+    from driftloop.serving import scoring_parts
 
     simulate.simulate_batch(cfg, 1, rows=BATCH_ROWS, drift={"preset": "strong"})
     batch = ingest.ingest_batches(cfg)
@@ -117,7 +117,7 @@ def _score_and_monitor(cfg, source: pd.DataFrame) -> dict:
     manifests = list_manifests(StatePaths.for_dataset(cfg).batches_dir)
     received, accepted, quarantined = _rows_received([m for m in manifests if m["batch_id"] == "batch_001"])
     assert received == BATCH_ROWS and accepted + quarantined == received and accepted > 0
-    scored = batch_scoring.score_pending_batches(cfg)
+    scored = scoring_parts.score_pending_batches(cfg)
     [item] = scored["scored"]
     predictions = read_parquet(location(item["predictions_uri"]))
     assert len(predictions) == accepted

@@ -13,9 +13,10 @@ import pytest
 
 from driftloop.core import bus
 from driftloop.core.errors import NoChampionError, Verdict
+from driftloop.core.registry import load_model
 from driftloop.core.state import StatePaths
 from driftloop.core.task_types import BINARY, Decision
-from driftloop.serving import batch_scoring
+from driftloop.serving import batch_scoring, scoring_parts
 from tests.fakes import write_batch
 from tests.store_fakes import read_store_frame, write_store_batch, zone_names
 
@@ -75,7 +76,7 @@ def test_no_champion_is_a_clear_error(private_mlflow, telco_frame):
     cfg = load_dataset_config("telco_churn")
     write_batch(cfg, telco_frame.head(10), "batch_001")
     with pytest.raises(NoChampionError, match="has alias 'champion'") as excinfo:
-        batch_scoring.score_pending_batches(cfg)
+        scoring_parts.score_pending_batches(cfg)
     assert isinstance(excinfo.value, Verdict)  # retrying cannot create a champion: the task fails fast
 
 
@@ -92,7 +93,7 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(data_store, pri
     batch = telco_frame.iloc[3000:3500]
     batch = batch.set_index(pd.Index([0] * len(batch)))  # duplicate index: must not multiply rows
     write_store_batch(cfg, batch, "batch_001")
-    result = batch_scoring.score_pending_batches(cfg)
+    result = scoring_parts.score_pending_batches(cfg)
 
     assert result["model_version"] == version
     assert [s["batch_id"] for s in result["scored"]] == ["batch_001"]
@@ -109,7 +110,7 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(data_store, pri
     assert len(predictions) == 500
     assert result["scored"][0]["chunks"] == 4  # ceil(500 / 128) predict calls, never one call for the batch
     assert list(predictions["customer_id"]) == list(batch["customer_id"])
-    one_shot = batch_scoring.load_model(f"models:/{cfg.registered_model_name}/{version}").predict_proba(
+    one_shot = load_model(f"models:/{cfg.registered_model_name}/{version}").predict_proba(
         batch[cfg.features].reset_index(drop=True)
     )[:, 1]
     assert predictions["score"].to_numpy() == pytest.approx(one_shot)
@@ -135,7 +136,7 @@ def test_scores_pending_batches_with_the_champion_chunk_by_chunk(data_store, pri
     assert run.data.metrics[bus.ROWS] == 500
     assert run.data.metrics[bus.POSITIVE_RATE] == pytest.approx((predictions["prediction"] == "Yes").mean())
 
-    assert batch_scoring.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new
+    assert scoring_parts.score_pending_batches(cfg)["scored"] == []  # idempotent: nothing new
     assert zone_names(cfg, "predictions") == ["batch_001.json", "batch_001.parquet"]
     assert location(predictions_uri).read_bytes() == content  # not written again
 
@@ -150,10 +151,10 @@ def test_alias_moved_between_runs_is_used_by_the_next_run(private_mlflow, telco_
     client = get_client()
     client.set_registered_model_alias(cfg.registered_model_name, "champion", v1)
     write_batch(cfg, telco_frame.iloc[4000:4100], "batch_001")
-    first = batch_scoring.score_pending_batches(cfg)
+    first = scoring_parts.score_pending_batches(cfg)
     client.set_registered_model_alias(cfg.registered_model_name, "champion", v2)  # as in the MLflow UI
     write_batch(cfg, telco_frame.iloc[4100:4200], "batch_002")
-    second = batch_scoring.score_pending_batches(cfg)
+    second = scoring_parts.score_pending_batches(cfg)
     assert (first["model_version"], second["model_version"]) == (v1, v2)
     scores = pd.read_parquet(second["scored"][0]["predictions_uri"])
     assert set(scores["model_version"]) == {v2}
@@ -173,7 +174,7 @@ def test_partition_without_a_manifest_is_scored_again(data_store, private_mlflow
     write_bytes_atomic(paths.predictions_dir / "batch_007.parquet", b"not the predictions of this batch")
 
     assert [m["batch_id"] for m in batch_scoring.pending_batches(cfg)] == ["batch_007"]
-    result = batch_scoring.score_pending_batches(cfg)
+    result = scoring_parts.score_pending_batches(cfg)
     assert len(read_store_frame(result["scored"][0]["predictions_uri"])) == 50
     assert batch_scoring.pending_batches(cfg) == []
     assert zone_names(cfg, "predictions") == ["batch_007.json", "batch_007.parquet"]
@@ -201,7 +202,7 @@ def test_committed_predictions_without_a_run_get_their_run_and_are_not_scored_ag
     with monkeypatch.context() as patched:
         patched.setattr(batch_scoring, "keyed_run", crash)
         with pytest.raises(RuntimeError, match="worker killed"):
-            batch_scoring.score_pending_batches(cfg)
+            scoring_parts.score_pending_batches(cfg)
     paths = StatePaths.for_dataset(cfg)
     committed = read_json(paths.predictions_dir / "batch_008.json")
     content = location(committed["predictions_uri"]).read_bytes()
@@ -211,8 +212,8 @@ def test_committed_predictions_without_a_run_get_their_run_and_are_not_scored_ag
     assert [m["batch_id"] for m in batch_scoring.pending_batches(cfg)] == ["batch_008"]
 
     client.set_registered_model_alias(cfg.registered_model_name, "champion", v2)  # moved meanwhile
-    monkeypatch.setattr(batch_scoring, "score_file", crash)  # scoring again would fail the test
-    result = batch_scoring.score_pending_batches(cfg)
+    monkeypatch.setattr(batch_scoring, "score_frames", crash)  # scoring again would fail the test
+    result = scoring_parts.score_pending_batches(cfg)
 
     [recorded] = result["scored"]
     assert recorded["batch_id"] == "batch_008" and recorded["model_version"] == v1 and recorded["rows"] == 300
@@ -227,4 +228,4 @@ def test_committed_predictions_without_a_run_get_their_run_and_are_not_scored_ag
     assert location(committed["predictions_uri"]).read_bytes() == content
     assert zone_names(cfg, "predictions") == ["batch_008.json", "batch_008.parquet"]
     assert batch_scoring.pending_batches(cfg) == []
-    assert batch_scoring.score_pending_batches(cfg)["scored"] == []
+    assert scoring_parts.score_pending_batches(cfg)["scored"] == []

@@ -32,7 +32,7 @@ def _score_and_monitor(cfg, model, telco_frame) -> tuple[pd.DataFrame, object]:
     predictions and the monitoring run."""
     from driftloop.core.tracking import get_client
     from driftloop.monitoring.monitor import monitor_predictions
-    from driftloop.serving.batch_scoring import score_pending_batches
+    from driftloop.serving.scoring_parts import score_pending_batches
 
     register_model(cfg, model, telco_frame, bus.CHAMPION)
     batch = telco_frame.iloc[BATCH]

@@ -10,7 +10,8 @@ A scored batch is ``predictions/<batch id>.parquet`` (the data, written first) a
 ``predictions/<batch id>.json`` (its manifest, written last: the commit, with everything the inference run
 records), then a FINISHED run in the inference experiment. A rerun scores a batch again only when its
 manifest is missing; a committed batch whose run is missing (a crash in between) gets its run from the
-manifest, so a prediction is never written twice.
+manifest, so a prediction is never written twice. How a run is planned, cut into parts (scored by separate
+tasks) and committed is :mod:`driftloop.serving.scoring_parts`; this module holds the pieces it uses.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from typing import Any
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import NoChampionError
-from driftloop.core.registry import load_model, resolve_alias
+from driftloop.core.registry import resolve_alias
 from driftloop.core.settings import Settings
-from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
+from driftloop.core.state import StatePaths, path_to_uri
 from driftloop.core.storage import (
     StoragePath,
     atomic_path,
@@ -35,8 +36,6 @@ from driftloop.core.storage import (
     list_manifests,
     read_json,
     store_errors,
-    utc_now,
-    write_json,
 )
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
@@ -86,7 +85,7 @@ def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> lis
 
     A batch is pending when it has no predictions, or has some but no finished inference run (a crash before
     the run was recorded): a batch without a predictions manifest is scored again into the same objects, a
-    committed one only gets its run (see :func:`score_pending_batches`).
+    committed one only gets its run (see :func:`driftloop.serving.scoring_parts.plan_scoring`).
     """
     settings = settings or Settings.from_env()
     paths = StatePaths.for_dataset(cfg, settings)
@@ -290,45 +289,11 @@ def _output_array(values: Any) -> Any:
     return pa.array(values.astype(str), pa.string())
 
 
-def score_batch(
-    cfg: DatasetConfig,
-    manifest: dict[str, Any],
-    model: Any,
-    model_info: dict[str, str],
-    decision: Decision,
-    settings: Settings | None = None,
-    reference_df: Any = None,
-) -> dict[str, Any]:
-    """Score one accepted batch, commit its predictions and record it in the inference experiment.
-
-    The predictions are written first, their manifest last (the commit), then the run (keyed by batch id, so
-    a retry lands in the same run).
-
-    Returns:
-        ``{"batch_id", "predictions_uri", "rows", "chunks", "model_version", "inference_run_id"}``.
-    """
-    batch_id = manifest["batch_id"]
-    output_path, manifest_path = predictions_files(StatePaths.for_dataset(cfg, settings), batch_id)
-    result = score_file(
-        model, model_info, cfg, uri_to_path(manifest["batch_uri"]), output_path, decision, reference_df
-    )
-    committed = {
-        "batch_id": batch_id,
-        "batch_uri": manifest["batch_uri"],
-        "predictions_uri": path_to_uri(output_path),
-        **{key: model_info[key] for key in ("model_name", "model_version", "model_run_id")},
-        **{key: result[key] for key in ("rows", "chunks", "seconds", "explain_method", "output_metrics")},
-        "sha256": result["sha256"],
-        "created_at": utc_now(),
-    }
-    write_json(manifest_path, committed)
-    return record_scoring(cfg, committed, settings)
-
-
 def record_scoring(
     cfg: DatasetConfig, committed: dict[str, Any], settings: Settings | None = None
 ) -> dict[str, Any]:
-    """Record committed predictions (their manifest, see :func:`score_batch`) as the batch's inference run.
+    """Record committed predictions (their manifest, see :mod:`driftloop.serving.scoring_parts`) as the
+    batch's inference run.
 
     Returns:
         ``{"batch_id", "predictions_uri", "rows", "chunks", "model_version", "inference_run_id"}``.
@@ -399,49 +364,3 @@ def reference_features(cfg: DatasetConfig, run_id: str, settings: Settings | Non
         )
         return None
     return frame[cfg.features]
-
-
-def score_pending_batches(
-    cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None
-) -> dict[str, Any]:
-    """Score every accepted scoring batch that has no predictions yet with the model behind ``alias``.
-
-    A rerun scores nothing new (see :func:`pending_batches` for what counts as done); a batch committed
-    before a crash but not recorded gets its run from its predictions manifest, without being scored again.
-
-    Returns:
-        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}], "recorded_moves"}``;
-        ``recorded_moves`` holds the audit entry of a move made outside Driftloop that this call recorded
-        (empty when it recorded none).
-
-    Raises:
-        NoChampionError: Batches are waiting but no model carries ``alias``.
-    """
-    from driftloop.governance.audit import reconcile_champion
-
-    # A champion moved in the MLflow UI is on record before it scores.
-    moved = reconcile_champion(cfg, settings)
-    recorded, todo = [], []
-    for manifest in pending_batches(cfg, settings):
-        committed = committed_predictions(cfg, manifest["batch_id"], settings)
-        if committed is None:
-            todo.append(manifest)
-        else:  # scored and committed before a crash: record it as scored, by the version that scored it
-            recorded.append(record_scoring(cfg, committed, settings))
-    if not todo:
-        if not recorded:
-            log.info("no batch waiting to be scored")
-        version = recorded[-1]["model_version"] if recorded else None
-        return {"model_version": version, "scored": recorded, "recorded_moves": [moved] if moved else []}
-    model_info = resolve_model(cfg, alias, settings)
-    model = load_model(model_info["model_uri"], settings)
-    decision = read_version_decision(cfg, model_info, settings)
-    reference_df = reference_features(cfg, model_info["model_run_id"], settings)
-    scored = [
-        score_batch(cfg, manifest, model, model_info, decision, settings, reference_df) for manifest in todo
-    ]
-    return {
-        "model_version": model_info["model_version"],
-        "scored": recorded + scored,
-        "recorded_moves": [moved] if moved else [],
-    }

@@ -5,7 +5,7 @@ every model version that answered in it, :func:`export_served_windows` writes ex
 inference stages write for a batch: the rows' inputs as an accepted scoring batch (``batches/<batch
 id>.parquet`` + manifest, in the contract's dtypes, one row per entity), the answers as a predictions
 partition (``predictions/<batch id>.parquet`` + manifest), and a FINISHED run in the inference experiment
-with the tags :func:`driftloop.serving.batch_scoring.score_batch` sets (plus ``driftloop.served_window``).
+with the tags :func:`driftloop.serving.batch_scoring.record_scoring` sets (plus ``driftloop.served_window``).
 Monitoring then computes drift and, as labels arrive, live F1/AUC on served traffic, and the drift sensor's
 performance trigger works on it unchanged. The entity id is the dataset's id column. Labelled served rows
 also reach the next training snapshot, like the rows of any scoring batch.
