@@ -33,7 +33,6 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.registry import load_model
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
-from driftloop.core.tracking import find_finished_run, get_client
 from driftloop.core.storage import (
     StoragePath,
     atomic_path,
@@ -45,6 +44,7 @@ from driftloop.core.storage import (
     utc_now,
     write_json,
 )
+from driftloop.core.tracking import find_finished_run, get_client
 from driftloop.serving import batch_scoring
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,8 @@ def iter_row_range(
 ) -> Iterator[Any]:
     """Rows ``[start, stop)`` of a parquet file as Arrow record batches, reading only the row groups they
     overlap (from the folder, or ranges of the object)."""
-    import pyarrow.parquet as pq
-
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     _, group_rows = _parquet_rows(path)
     offsets = [sum(group_rows[:i]) for i in range(len(group_rows) + 1)]
