@@ -30,13 +30,14 @@ MEMORY_PROBE = """
 import json, resource, sys
 from pathlib import Path
 from driftloop.core.config import load_dataset_config
-from driftloop.serving.batch_scoring import resolve_model, score_file
+from driftloop.serving.batch_scoring import read_version_decision, resolve_model, score_file
 from driftloop.core.registry import load_model
 cfg = load_dataset_config("telco_churn")
 info = resolve_model(cfg)
 model = load_model(info["model_uri"])
+decision = read_version_decision(cfg, info, None)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-result = score_file(model, info, cfg, Path(sys.argv[1]), Path(sys.argv[2]))
+result = score_file(model, info, cfg, Path(sys.argv[1]), Path(sys.argv[2]), decision)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 summary = {"rows": result["rows"], "peak_mb": peak / 1024, "before_mb": base / 1024}
 print(json.dumps({**summary, "seconds": result["seconds"]}))
@@ -79,7 +80,7 @@ def main() -> int:
     from driftloop.core.registry import load_model
     from driftloop.data import ingest, simulate, snapshots
     from driftloop.data.sources import load_source_frame
-    from driftloop.serving.batch_scoring import resolve_model, score_file
+    from driftloop.serving.batch_scoring import read_version_decision, resolve_model, score_file
     from driftloop.training import train
 
     cfg = load_dataset_config("telco_churn")
@@ -90,6 +91,7 @@ def main() -> int:
     registry.promote_model(cfg, trained["model_version"])
     info = resolve_model(cfg)
     model = load_model(info["model_uri"])
+    decision = read_version_decision(cfg, info, None)
     pyfunc = mlflow.pyfunc.load_model(info["model_uri"])
 
     frame = load_source_frame(cfg)
@@ -97,11 +99,11 @@ def main() -> int:
     write_rows(frame, cfg, ROWS, batch_path)
     in_memory = pd.read_parquet(batch_path)[cfg.features]
 
-    score_file(model, info, cfg, batch_path, work / "warmup.parquet")  # first-call costs out of both timings
+    score_file(model, info, cfg, batch_path, work / "warmup.parquet", decision)  # first-call costs out of both timings
     t0 = time.perf_counter()
     pyfunc.predict(in_memory)
     bare_s = time.perf_counter() - t0
-    result = score_file(model, info, cfg, batch_path, work / "predictions.parquet")
+    result = score_file(model, info, cfg, batch_path, work / "predictions.parquet", decision)
     ours_s = result["seconds"]
     print(f"inference_rows {ROWS}")
     print(f"inference_bare_pyfunc_rows_per_s {ROWS / bare_s:.0f}")
