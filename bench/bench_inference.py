@@ -99,7 +99,8 @@ def main() -> int:
     write_rows(frame, cfg, ROWS, batch_path)
     in_memory = pd.read_parquet(batch_path)[cfg.features]
 
-    score_file(model, info, cfg, batch_path, work / "warmup.parquet", decision)  # first-call costs out of both timings
+    # First-call costs out of both timings.
+    score_file(model, info, cfg, batch_path, work / "warmup.parquet", decision)
     t0 = time.perf_counter()
     pyfunc.predict(in_memory)
     bare_s = time.perf_counter() - t0
