@@ -13,15 +13,20 @@ scored. Then the other datasets run their loop in the same deployment.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from driftloop.core import bus
 from driftloop.core.catalog import list_config_paths
 from tests.config_copies import SHIPPED_DIR, copy_config
+from tests.fakes import put_text
 from tests.oracles import expected_champion
 
 # A hang inside dag.test()'s inline trigger once ran CI into its time limit with the signal-based timeout set:
@@ -62,50 +67,64 @@ def alert_sinks():
     hook.stop()
 
 
-@pytest.fixture(scope="module")
-def loop_env(tmp_path_factory, alert_sinks):
-    """A running MLflow server, a migrated Airflow SQLite DB and env pointing Driftloop at both."""
-    import os
+@contextlib.contextmanager
+def loop_environment(root: Path, env: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """A running MLflow server, a migrated Airflow SQLite DB and the process env pointing Driftloop at both
+    (plus ``env``: the dataset, the config folder, alert sinks, the data location), restored at the end.
 
+    The configs must already be in ``env["DRIFTLOOP_CONFIG_DIR"]``.
+    """
     from driftloop_ops.services import start_mlflow_server
-    from tests.alert_sinks import smtp_conn_uri
 
-    root = tmp_path_factory.mktemp("loop")
-    write_fast_configs(root / "configs")
     # Uvicorn kills a worker that misses a 5 s health check; on a loaded machine a starting worker does.
     server = start_mlflow_server(
         root / "mlflow", timeout_s=300, extra_args=["--uvicorn-opts", "--timeout-worker-healthcheck 120"]
     )
     saved = dict(os.environ)
-    os.environ.update(
-        {
-            "MLFLOW_TRACKING_URI": server.url,
-            "DRIFTLOOP_HOME": str(root / "home"),
-            "DRIFTLOOP_DATASET": "telco_churn",
-            "DRIFTLOOP_CONFIG_DIR": str(root / "configs"),
-            "DRIFTLOOP_SENSOR_POKE_S": "1",
-            "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
-            "DRIFTLOOP_ALERT_WEBHOOK_URL": alert_sinks.hook.url,
-            "DRIFTLOOP_ALERT_SMTP_CONN_ID": "driftloop_test_smtp",
-            "AIRFLOW_CONN_DRIFTLOOP_TEST_SMTP": smtp_conn_uri(alert_sinks.smtp.port),
-            "DRIFTLOOP_ALERT_EMAIL_TO": "ops@example.org",
-        }
-    )
-    for name in ("DRIFTLOOP_DATASETS", "DRIFTLOOP_CONFIG_OVERRIDES"):
-        os.environ.pop(name, None)
-    migrate = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
     try:
+        os.environ.update(
+            {
+                "MLFLOW_TRACKING_URI": server.url,
+                "DRIFTLOOP_HOME": str(root / "home"),
+                "DRIFTLOOP_SENSOR_POKE_S": "1",
+                "DRIFTLOOP_SENSOR_TIMEOUT_S": "2",
+                **env,
+            }
+        )
+        for name in ("DRIFTLOOP_DATASETS", "DRIFTLOOP_CONFIG_OVERRIDES", "DRIFTLOOP_DATA_URI"):
+            if name not in env:  # every dataset of the config folder; the data zones under the home
+                os.environ.pop(name, None)
+        migrate = subprocess.run(
+            [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert migrate.returncode == 0, migrate.stderr[-3000:]
         yield {"mlflow_url": server.url, "home": root / "home"}
     finally:
         server.stop()
         os.environ.clear()
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def loop_env(tmp_path_factory, alert_sinks):
+    """A running MLflow server, a migrated Airflow SQLite DB and env pointing Driftloop at both."""
+    from tests.alert_sinks import smtp_conn_uri
+
+    root = tmp_path_factory.mktemp("loop")
+    write_fast_configs(root / "configs")
+    env = {
+        "DRIFTLOOP_DATASET": "telco_churn",
+        "DRIFTLOOP_CONFIG_DIR": str(root / "configs"),
+        "DRIFTLOOP_ALERT_WEBHOOK_URL": alert_sinks.hook.url,
+        "DRIFTLOOP_ALERT_SMTP_CONN_ID": "driftloop_test_smtp",
+        "AIRFLOW_CONN_DRIFTLOOP_TEST_SMTP": smtp_conn_uri(alert_sinks.smtp.port),
+        "DRIFTLOOP_ALERT_EMAIL_TO": "ops@example.org",
+    }
+    with loop_environment(root, env) as found:
+        yield found
 
 
 @pytest.fixture(scope="module")
@@ -210,10 +229,10 @@ def test_same_monitoring_result_does_not_fire_twice(loop):
 
 
 def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_env, dags, cfg, client):
-    import pandas as pd
     import requests
 
     from driftloop.core.state import StatePaths
+    from driftloop.core.storage import read_json, read_parquet
     from driftloop.data import simulate
     from driftloop.governance.audit import EXTERNAL_ACTOR, open_store
 
@@ -233,7 +252,7 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
 
     paths = StatePaths.for_dataset(cfg)
     simulate.simulate_batch(cfg, 3, rows=300)
-    (paths.landing_dir / "broken.csv").write_text("customer_id;tenure\nX-1;not-a-number\n")
+    put_text("customer_id;tenure\nX-1;not-a-number\n", paths.landing_dir / "broken.csv")
     from driftloop_ops.loop import InProcessRunner
 
     runner = InProcessRunner(dags)
@@ -244,11 +263,11 @@ def test_alias_moved_in_mlflow_is_used_and_bad_file_is_quarantined(loop, loop_en
     _, states = runner.finish(data_dag, runner.start(data_dag))
     assert states["check_quarantine"] == "failed"
     assert states["announce_batches"] == "success"
-    assert (paths.quarantine_dir / "broken" / "reason.json").is_file()
+    assert read_json(paths.quarantine_dir / "broken" / "reason.json")["batch_id"] == "broken"
 
     _, states = runner.finish(inference_dag, runner.start(inference_dag))
     assert states["score_pending_batches"] == "success"
-    predictions = pd.read_parquet(paths.predictions_dir / "batch_003.parquet")
+    predictions = read_parquet(paths.predictions_dir / "batch_003.parquet")
     assert len(predictions) == 300
     assert set(predictions["model_version"]) == {moved_to}
     assert predictions["score"].between(0, 1).all()
@@ -373,10 +392,9 @@ def test_alerts_arrived_once_per_event_by_webhook_and_email(loop, cfg, client, a
 
 @pytest.mark.parametrize("dataset", [name for name in DATASETS if name != "telco_churn"])
 def test_every_other_dataset_closes_its_loop_in_the_same_deployment(loop, dags, client, dataset):
-    import pandas as pd
-
     from driftloop.core.config import load_dataset_config
     from driftloop.core.state import StatePaths
+    from driftloop.core.storage import read_parquet
     from driftloop.core.task_types import read_decision
     from driftloop_ops.loop import InProcessRunner, drive_closed_loop
 
@@ -392,7 +410,7 @@ def test_every_other_dataset_closes_its_loop_in_the_same_deployment(loop, dags, 
     assert client.get_model_version(name, "2").tags[bus.TRIGGER_REASON_TAG] in ("drift", "performance")
     decision = read_decision(cfg, client.get_model_version(name, "1").tags)
     assert decision.task == cfg.task
-    predictions = pd.read_parquet(StatePaths.for_dataset(cfg).predictions_dir / "batch_001.parquet")
+    predictions = read_parquet(StatePaths.for_dataset(cfg).predictions_dir / "batch_001.parquet")
     assert len(predictions) == 600
     if cfg.task == "regression":
         assert predictions[bus.PREDICTION_COLUMN].dtype.kind == "f"
