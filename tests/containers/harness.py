@@ -197,6 +197,27 @@ def image_size_bytes(image: str) -> int:
     return int(sh(["docker", "image", "inspect", "--format", "{{.Size}}", image], 60).stdout.strip())
 
 
+# Distributions the object-store service needs beyond the Driftloop image (moto's server and what moto
+# imports that the image lacks); pure Python, copied from this venv.
+OBJECT_STORE_DISTRIBUTIONS = ("moto", "responses", "xmltodict", "py-partiql-parser")
+
+
+def object_store_site(folder: Path) -> Path:
+    """A site folder holding :data:`OBJECT_STORE_DISTRIBUTIONS` with their metadata, mounted read-only into
+    the ``object-store`` service."""
+    from importlib.metadata import distribution
+
+    for name in OBJECT_STORE_DISTRIBUTIONS:
+        dist = distribution(name)
+        for file in dist.files or []:
+            if file.parts[0] == ".." or file.suffix == ".pyc":
+                continue  # console scripts and byte code
+            target = folder / file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(str(dist.locate_file(file))), target)
+    return folder
+
+
 # ------------------------------------------------------------------------------------------------ .env
 def generate_env(images: Images, airflow_port: int, mlflow_port: int, serving_port: int) -> dict[str, str]:
     """A complete .env as an operator writes it: fresh random secrets, the images above, free localhost
@@ -259,6 +280,7 @@ class ComposeStack:
         self.project = f"dltest{uuid.uuid4().hex[:8]}"
         self.airflow_port, self.mlflow_port, self.serving_port = free_port(), free_port(), free_port()
         self.env = generate_env(images, self.airflow_port, self.mlflow_port, self.serving_port)
+        self.env["OBJECT_STORE_SITE"] = str(object_store_site(self.root / "object-store-site"))
         self.env_file = self.root / ".env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
         self.env_file.chmod(0o600)

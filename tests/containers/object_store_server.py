@@ -16,8 +16,12 @@ sys.path.insert(0, "/opt/object-store/site")
 
 def main() -> None:
     """Serve S3 on 0.0.0.0:9000 inside the project's network and create ``$OBJECT_STORE_BUCKET``."""
+    import logging
+
     import boto3
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
 
     server = ThreadedMotoServer(ip_address="0.0.0.0", port=9000, verbose=False)
     server.start()
