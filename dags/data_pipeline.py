@@ -1,14 +1,17 @@
 """
 ### data_pipeline: the front door for batches and late labels
 
-Picks up files in the landing zone (`$DRIFTLOOP_HOME/data/<dataset>/landing/`), validates each one against the
-dataset's contract, accepts good rows and quarantines bad files and rows with a reason. It then builds an
-immutable, content-addressed training snapshot from all labelled rows and logs it to MLflow with a profile.
+**Starts when a file lands** (`DRIFTLOOP_DATA_SCHEDULE=on_arrival`, the default): the triggerer lists the
+landing zones (`landing/batches/`, `landing/labels/`) every `DRIFTLOOP_LANDING_POKE_S` seconds and announces
+each new file once: nothing runs while nothing lands (a cron expression polls instead; `none`: manual runs).
+The run validates every landed file against the contract, accepts good rows, quarantines bad files and rows
+with a reason, and builds a content-addressed training snapshot of all labelled rows, logged to MLflow.
 
 * **Outlets:** `scoring-batches` when new batches are ready to score (runs `inference_pipeline`);
   `training-snapshot` when the new data warrants training on its own (runs `training_pipeline`).
-* **Fails** (after the good batches are processed) when any file or batch was quarantined, naming each one
-  and why. The files wait in `quarantine/<batch_id>/` beside a `reason.json`.
+* **Fails** (after the good batches are processed) when a file or batch was quarantined, naming each one and
+  why (`quarantine/<batch_id>/reason.json`). A file a failed run left in landing is not announced again until
+  it changes: the next arrival's run or a manual run retries it.
 * **Idempotent:** a replayed file is quarantined as a replay and the same data gives the same snapshot.
 * **Skips** the snapshot tasks while no labelled row has arrived yet.
 """
@@ -22,17 +25,16 @@ from airflow.sdk.exceptions import AirflowSkipException
 
 from driftloop.core import alerts, bus
 from driftloop.core.errors import NoLabelledData
-from driftloop_airflow import asset, dag_defaults, dag_settings, fail_fast, run_stage
+from driftloop_airflow import asset, dag_defaults, dag_settings, data_schedule, fail_fast, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 
 
 def build(dataset: str) -> None:
     """One dataset's data_pipeline."""
-    settings = dag_settings()
 
     @dag(
         dag_id=bus.dag_id(dataset, bus.DATA_PIPELINE),
-        schedule=settings.data_schedule,
+        schedule=data_schedule(dataset, dag_settings()),
         **dag_defaults(dataset, "data", __doc__),
     )
     def data_pipeline() -> None:
@@ -52,9 +54,7 @@ def build(dataset: str) -> None:
         def build_snapshot() -> dict[str, Any]:
             from driftloop.data import snapshots
 
-            return run_stage(
-                dataset, snapshots.build_snapshot, skip_on=(NoLabelledData,)
-            )  # no labels: nothing to do
+            return run_stage(dataset, snapshots.build_snapshot, skip_on=(NoLabelledData,))  # no labels yet
 
         @task
         def record_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:

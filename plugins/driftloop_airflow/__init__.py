@@ -106,6 +106,24 @@ def asset(dataset: str, kind: str) -> Any:
     return Asset(bus.asset_uri(dataset, kind))
 
 
+def data_schedule(dataset: str, settings: Settings) -> Any:
+    """``data_pipeline``'s schedule: ``DRIFTLOOP_DATA_SCHEDULE`` as it is (a cron expression, or None), or
+    under ``on_arrival`` the dataset's ``landing`` asset, watched in the triggerer by
+    :class:`driftloop_airflow.triggers.LandingTrigger` every ``DRIFTLOOP_LANDING_POKE_S`` seconds."""
+    from driftloop.core.settings import ON_ARRIVAL
+
+    if settings.data_schedule != ON_ARRIVAL:
+        return settings.data_schedule
+    from airflow.sdk import Asset, AssetWatcher
+
+    from driftloop_airflow.triggers import LandingTrigger
+
+    watcher = AssetWatcher(
+        name=f"{dataset}__landing_watch", trigger=LandingTrigger(dataset, poll_s=settings.landing_poll_s)
+    )
+    return [Asset(bus.asset_uri(dataset, "landing"), watchers=[watcher])]
+
+
 @contextmanager
 def fail_fast() -> Iterator[None]:
     """Turn a :class:`driftloop.core.errors.Verdict` into ``AirflowFailException``: retrying cannot change a

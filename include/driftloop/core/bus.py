@@ -337,7 +337,12 @@ class SnapshotManifest(TypedDict):
 
 # ------------------------------------------------------------------------------------------------------------
 # Run ids, run names and assets
-ASSET_KINDS = {"snapshot": "training-snapshot", "batches": "scoring-batches", "predictions": "predictions"}
+ASSET_KINDS = {
+    "snapshot": "training-snapshot",
+    "batches": "scoring-batches",
+    "predictions": "predictions",
+    "landing": "landed-files",  # `landing`: new files, watched in the triggerer (DATA_SCHEDULE on_arrival)
+}
 DRIFT_RUN_ID_PREFIX = "drift__"
 
 
@@ -347,7 +352,8 @@ def drift_trigger_run_id(monitoring_run_id: str) -> str:
 
 
 def asset_uri(dataset: str, kind: str) -> str:
-    """URI of the Airflow Asset of ``kind`` (``snapshot``, ``batches``, ``predictions``) of ``dataset``.
+    """URI of the Airflow Asset of ``kind`` (``snapshot``, ``batches``, ``predictions``, ``landing``) of
+    ``dataset``.
 
     Raises:
         ValueError: ``kind`` is unknown.

@@ -33,6 +33,9 @@ OVERRIDES_ENV = "DRIFTLOOP_CONFIG_OVERRIDES"
 PII_SALT_ENV = "DRIFTLOOP_PII_SALT"
 
 _SCHEDULE_OFF = ("", "none", "manual")
+# DRIFTLOOP_DATA_SCHEDULE's event-driven value: data_pipeline runs when a new file lands (an Airflow asset
+# watcher in the triggerer), not on a clock.
+ON_ARRIVAL = "on_arrival"
 
 
 def _setting(env: str, default: Any, description: str, *, shown_default: str = "") -> Any:
@@ -116,8 +119,15 @@ class Settings(BaseSettings):
     )
     data_schedule: str | None = _setting(
         "DRIFTLOOP_DATA_SCHEDULE",
-        "*/10 * * * *",
-        "`<dataset>__data_pipeline` polling; `none` for manual/asset runs only",
+        ON_ARRIVAL,
+        "`<dataset>__data_pipeline`: `on_arrival` runs it when a new file lands (the triggerer lists the "
+        "landing zones every `DRIFTLOOP_LANDING_POKE_S`; no run while nothing lands), a cron expression "
+        "polls on a clock, `none` for manual runs only",
+    )
+    landing_poll_s: Annotated[float, Field(gt=0)] = _setting(
+        "DRIFTLOOP_LANDING_POKE_S",
+        5.0,
+        "how often the landing watch lists both landing zones (in the triggerer) under `on_arrival`",
     )
     sensor_schedule: str | None = _setting(
         "DRIFTLOOP_SENSOR_SCHEDULE",
@@ -282,7 +292,10 @@ class Settings(BaseSettings):
     @field_validator("data_schedule", "sensor_schedule", "watch_schedule", "ab_schedule", mode="before")
     @classmethod
     def _schedule_off(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and value.strip().lower() in _SCHEDULE_OFF else value
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        return None if word in _SCHEDULE_OFF else ON_ARRIVAL if word == ON_ARRIVAL else value
 
     @field_validator(
         "alert_webhook_url",
