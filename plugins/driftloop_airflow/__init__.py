@@ -226,15 +226,12 @@ def use_storage_connection(settings: Settings) -> None:
         "endpoint_url": extra.get("endpoint_url") or conn.host,
         "region_name": extra.get("region_name"),
     }
-    changed = False
     for part, value in values.items():
-        if value and os.environ.get(_AWS_ENV[part]) != value:
+        if value:
             os.environ[_AWS_ENV[part]] = str(value)
-            changed = True
-    if changed:
-        import s3fs
+    import s3fs
 
-        s3fs.S3FileSystem.clear_instance_cache()  # a cached client would keep the old credentials
+    s3fs.S3FileSystem.clear_instance_cache()  # a client cached by an earlier task keeps its credentials
 
 
 def airflow_ids() -> dict[str, str]:
