@@ -46,6 +46,7 @@ ALL_SERVICES = {
     "postgres", "redis", "mlflow", "airflow-init", "airflow-api-server", "airflow-scheduler",
     "airflow-dag-processor", "airflow-triggerer", "airflow-worker", "serving",
     "alert-sink",  # compose.test.yaml's receiver of the deployment's alerts
+    "object-store",  # compose.test.yaml's S3 server: the data zones and MLflow's artifacts
 }  # fmt: skip
 
 
