@@ -488,9 +488,13 @@ def extra_ca_needles(image: str) -> list[str]:
     bundle = build_env().get("EXTRA_CA_BUNDLE")
     if not bundle or not Path(bundle).is_file():
         return []
+    # The public bundles the image carries: the system's, certifi's, and those packages ship with them
+    # (botocore's cacert.pem): a certificate found in one of them is public, not the build's extra CA.
     script = (
-        "import certifi; print(open(certifi.where()).read()); "
-        "print(open('/etc/ssl/certs/ca-certificates.crt').read())"
+        "import certifi, glob, sys; print(open(certifi.where()).read()); "
+        "print(open('/etc/ssl/certs/ca-certificates.crt').read()); "
+        "[print(open(p).read()) for p in glob.glob(sys.prefix + '/lib/python3*/site-packages/**/cacert.pem',"
+        " recursive=True)]"
     )
     inside = sh(
         ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", script], 180

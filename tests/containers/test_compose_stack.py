@@ -166,6 +166,9 @@ def mlflow_client(stack):
         "MLFLOW_TRACKING_URI": stack.mlflow_url,
         "MLFLOW_TRACKING_USERNAME": stack.env["MLFLOW_ADMIN_USERNAME"],
         "MLFLOW_TRACKING_PASSWORD": stack.env["MLFLOW_ADMIN_PASSWORD"],
+        # Outside the compose network: MLflow 3 would download artifacts straight from the bucket through
+        # presigned URLs naming the store's in-network host (object-store:9000); the server proxies instead.
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
