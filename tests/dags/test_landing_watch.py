@@ -71,24 +71,48 @@ class Watch:
     def __init__(self, trigger: Any) -> None:
         self.trigger, self.events, self.log = trigger, [], RecordingLog()
         trigger._log = self.log  # LoggingMixin's cached logger
+        self.looks = 0  # listings finished (or failed) so far
 
     async def _consume(self) -> None:
         async for event in self.trigger.run():
             self.events.append(event.payload)
 
+    async def _settle(self, settle_s: float, timeout_s: float = 60.0) -> None:
+        """Let ``settle_s`` pass and two whole listings finish after now: on a loaded machine a listing can
+        take longer than a poll, and a step must be seen by a look that started after it."""
+        target = self.looks + 2
+        await asyncio.sleep(settle_s)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.looks < target:
+            assert loop.time() < deadline, f"the watch made {self.looks} looks in {timeout_s} s"
+            await asyncio.sleep(POLL_S)
+
     async def run(self, *steps: Callable[[], None], settle_s: float = 10 * POLL_S) -> None:
         """Start the trigger, then per step: do it and let a few polls pass; stop the trigger."""
+        from driftloop_airflow import triggers
+
+        inner = triggers.check_landing  # a test's own stand-in, if it set one
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.looks += 1
+
+        triggers.check_landing = counted
         task = asyncio.create_task(self._consume())
         try:
-            await asyncio.sleep(settle_s)
+            await self._settle(settle_s)
             for step in steps:
                 step()
-                await asyncio.sleep(settle_s)
+                await self._settle(settle_s)
             assert not task.done(), f"the watch ended: {task.exception() if task.done() else ''}"
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+            triggers.check_landing = inner
 
 
 def watch(store: FakeStateStore | None = None) -> Watch:
