@@ -103,10 +103,11 @@ def main() -> int:
         forest = {**FAST_OVERRIDES, "training": {**FAST_OVERRIDES["training"], "models": ["rf"]}}
         os.environ["DRIFTLOOP_CONFIG_OVERRIDES"] = json.dumps(forest)
 
-        from driftloop.core import bus, registry
+        from driftloop.core import bus
         from driftloop.core.config import load_dataset_config
         from driftloop.data import ingest, simulate, snapshots
         from driftloop.data.sources import load_source_frame
+        from driftloop.governance.promotion import promote_model
         from driftloop.training import train
 
         cfg = load_dataset_config(DATASET)
@@ -114,7 +115,7 @@ def main() -> int:
         ingest.ingest_batches(cfg)
         snapshot = snapshots.build_snapshot(cfg)
         trained = train.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"})
-        registry.promote_model(cfg, trained["model_version"])
+        promote_model(cfg, trained["model_version"])
         frame = load_source_frame(cfg)
         dag_ids = [bus.dag_id(DATASET, s) for s in (bus.DATA_PIPELINE, bus.INFERENCE_PIPELINE,
                                                      bus.MONITORING_PIPELINE)]  # fmt: skip

@@ -75,11 +75,11 @@ def main() -> int:
     import mlflow.pyfunc
     import pandas as pd
 
-    from driftloop.core import registry
     from driftloop.core.config import load_dataset_config
     from driftloop.core.registry import load_model
     from driftloop.data import ingest, simulate, snapshots
     from driftloop.data.sources import load_source_frame
+    from driftloop.governance.promotion import promote_model
     from driftloop.serving.batch_scoring import read_version_decision, resolve_model, score_file
     from driftloop.training import train
 
@@ -88,7 +88,7 @@ def main() -> int:
     ingest.ingest_batches(cfg)
     snapshot = snapshots.build_snapshot(cfg)
     trained = train.train_model(cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"})
-    registry.promote_model(cfg, trained["model_version"])
+    promote_model(cfg, trained["model_version"])
     info = resolve_model(cfg)
     model = load_model(info["model_uri"])
     decision = read_version_decision(cfg, info, None)

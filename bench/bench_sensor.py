@@ -32,8 +32,8 @@ def iso_to_epoch(value: str) -> float:
 
 
 def train_champion(cfg, settings) -> str:
-    from driftloop.core import registry
     from driftloop.data import ingest, simulate, snapshots
+    from driftloop.governance.promotion import promote_model
     from driftloop.training import train
 
     simulate.simulate_reference(cfg, settings=settings)
@@ -42,7 +42,7 @@ def train_champion(cfg, settings) -> str:
     trained = train.train_model(
         cfg, snapshot["snapshot_uri"], trigger={"reason": "manual"}, settings=settings
     )
-    return registry.promote_model(cfg, trained["model_version"], settings)["champion_version"]
+    return promote_model(cfg, trained["model_version"], settings)["champion_version"]
 
 
 def watch_launches(api, sensor_dag_id: str, run_id: str, seconds: float) -> tuple[int, set[str]]:
