@@ -91,12 +91,8 @@ def describe_error(uri: str, exc: BaseException) -> str:
     """One line naming the URI and the store's answer, with wrong credentials named as such."""
     text = f"{type(exc).__name__}: {exc}"
     lowered = text.lower()
-    if any(
-        marker in lowered
-        for marker in ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "forbidden", "403")
-    ):
-        return f"object store refused the credentials for {uri} (check AWS_ACCESS_KEY_ID/SECRET): {text}"
-    if isinstance(exc, PermissionError):
+    markers = ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "forbidden", "403")
+    if isinstance(exc, PermissionError) or any(marker in lowered for marker in markers):
         return f"object store refused the credentials for {uri} (check AWS_ACCESS_KEY_ID/SECRET): {text}"
     return f"object store unreachable or failing for {uri}: {text}"
 

@@ -263,11 +263,11 @@ def score_file(
         result = score_frames(model, model_info, cfg, frames, tmp_path, decision, reference_df)
         if not result["rows"]:
             raise ValueError(f"{path_to_uri(batch_path)} has no rows to score")
-        result["sha256"] = _sha256(tmp_path)
+        result["sha256"] = sha256_of(tmp_path)
     return result
 
 
-def _sha256(path: Any) -> str:
+def sha256_of(path: Any) -> str:
     """Hex digest of a local file, read in blocks."""
     import hashlib
 

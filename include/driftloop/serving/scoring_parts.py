@@ -136,16 +136,17 @@ def iter_row_range(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    _, group_rows = _parquet_rows(path)
-    offsets = [sum(group_rows[:i]) for i in range(len(group_rows) + 1)]
-    groups = [i for i in range(len(group_rows)) if offsets[i] < stop and offsets[i + 1] > start]
-    if not groups:
-        return
-    position = offsets[groups[0]]
     pending: list[Any] = []  # slices not yet yielded: re-cut into batches of exactly batch_rows rows
     pending_rows = 0
     with open_input(path) as handle:
         parquet = pq.ParquetFile(handle)
+        metadata = parquet.metadata
+        group_rows = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
+        offsets = [sum(group_rows[:i]) for i in range(len(group_rows) + 1)]
+        groups = [i for i in range(len(group_rows)) if offsets[i] < stop and offsets[i + 1] > start]
+        if not groups:
+            return
+        position = offsets[groups[0]]
         for record_batch in parquet.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns):
             low, high = max(start - position, 0), min(stop - position, record_batch.num_rows)
             position += record_batch.num_rows
@@ -288,8 +289,6 @@ def score_part(
 def _combine(paths: StatePaths, batch: list[ScoringPart], output: StoragePath) -> tuple[str, float]:
     """Write the parts' rows, in part order, into ``output`` (one file, whole or not at all); returns its
     sha256 and the seconds spent."""
-    import hashlib
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -307,11 +306,8 @@ def _combine(paths: StatePaths, batch: list[ScoringPart], output: StoragePath) -
                     for record_batch in pq.ParquetFile(handle).iter_batches():
                         table = pa.Table.from_batches([record_batch]).cast(schema)
                         writer.write_table(table)
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest(), time.perf_counter() - start
+        digest = batch_scoring.sha256_of(tmp)
+    return digest, time.perf_counter() - start
 
 
 def commit_scored_batches(
