@@ -7,8 +7,13 @@ share, the number of drifted columns and per-column scores to the monitoring exp
 champion version it judged. When labels have arrived for scored rows, it logs live F1/AUC and the relative F1
 drop versus the champion's holdout, also for batches monitored before their labels came.
 
+A batch is read in parts of `inference.chunk_rows` rows: `sample_part` is mapped over them (one task instance
+per part, on whichever Celery worker is free) and keeps the rows with the smallest id hashes, so the sample is
+the same however the batch is cut; `monitor_predictions` merges the parts' samples and logs the run.
+
 * **Runs on:** the `predictions` asset, and hourly to pick up late labels.
-* **Idempotent:** one monitoring run per inference run; a rerun with nothing new writes nothing.
+* **Idempotent:** one monitoring run per inference run; a retried part rewrites the same objects; a rerun with
+  nothing new writes nothing.
 """
 
 from __future__ import annotations
@@ -35,12 +40,36 @@ def build(dataset: str) -> None:
     )
     def monitoring_pipeline() -> None:
         @task
-        def monitor_predictions() -> dict[str, Any]:
+        def plan_monitoring() -> dict[str, Any]:
             from driftloop.monitoring import monitor
 
-            return run_stage(dataset, monitor.monitor_predictions)
+            return run_stage(dataset, monitor.plan_monitoring)
 
-        monitor_predictions()
+        @task
+        def list_parts(planned: dict[str, Any]) -> list[dict[str, Any]]:
+            """The plan's parts, one mapped ``sample_part`` each (Airflow maps over a whole XCom only)."""
+            parts: list[dict[str, Any]] = planned["parts"]
+            return parts
+
+        @task(map_index_template="{{ part_label }}")
+        def sample_part(part_values: dict[str, Any]) -> dict[str, Any]:
+            from airflow.sdk import get_current_context
+
+            from driftloop.monitoring import samples
+
+            label = samples.MonitoringPart.from_dict(part_values).label
+            get_current_context()["part_label"] = label  # type: ignore[typeddict-unknown-key]
+            return run_stage(dataset, samples.sample_part, part_values)
+
+        @task(trigger_rule="none_failed")
+        def monitor_predictions(planned: dict[str, Any]) -> dict[str, Any]:
+            from driftloop.monitoring import monitor
+
+            return run_stage(dataset, monitor.commit_monitoring, planned)
+
+        planned = plan_monitoring()
+        parts = sample_part.expand(part_values=list_parts(planned))  # type: ignore[arg-type]  # an XComArg
+        parts >> monitor_predictions(planned)  # type: ignore[arg-type]  # resolved when the task runs
 
     monitoring_pipeline()
 

@@ -36,9 +36,9 @@ CROSS_STAGE_IMPORTS = {
     ("governance.lineage", "data.snapshots"): "lineage walks from a version to the snapshot and its batches",
     ("governance.model_card", "data.snapshots"): "the card states the training snapshot's rows and hash",
     (
-        "monitoring.partitions",
+        "monitoring.samples",
         "data.contract.ids",
-    ): "batch rows are joined to late labels by the contract's entity ids",
+    ): "batch rows are sampled and joined to late labels by the contract's entity id hashes",
     (
         "monitoring.attribution",
         "governance.explain",

@@ -74,7 +74,7 @@ def test_large_batch_is_sampled_and_tagged(cfg, telco_frame, scorer, champion):
     [item] = monitor_predictions(cfg, max_rows=500)["monitored"]
 
     run = get_client().get_run(item["monitoring_run_id"])
-    assert run.data.tags[bus.CURRENT_SAMPLE_TAG] == "random 500 of 2000 rows (seed 42)"
+    assert run.data.tags[bus.CURRENT_SAMPLE_TAG] == "500 of 2000 rows with the smallest id hashes"
     assert run.data.metrics["rows_compared"] == 500 and run.data.metrics["rows"] == 2000
 
 
@@ -277,7 +277,8 @@ def test_live_metrics_above_the_cap_are_sampled_counted_in_full_and_tagged(
 
     run = get_client().get_run(item["monitoring_run_id"])
     assert run.data.tags[bus.CURRENT_SAMPLE_TAG] == (
-        "random 700 of 2000 rows (seed 42); live metrics on random 600 of 1500 labelled rows (seed 42)"
+        "700 of 2000 rows with the smallest id hashes; "
+        "live metrics on the 600 of 1500 labelled rows with the smallest id hashes"
     )
     assert run.data.metrics["rows_compared"] == 700 and run.data.metrics["labelled_rows"] == 1500
     assert 0.45 < item["live_f1"] < 0.75

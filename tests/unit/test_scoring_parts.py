@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from driftloop.core import bus
+from driftloop.core import bus, row_ranges
 from driftloop.serving import scoring_parts
 from tests.store_fakes import read_store_frame, write_store_batch, zone_names
 from tests.unit.test_inference import _register
@@ -40,15 +40,15 @@ def champion(scoring_env, telco_frame):
 
 
 def test_split_rows_covers_every_row_once_in_even_parts():
-    assert scoring_parts.split_rows(450, 100) == [(0, 90), (90, 180), (180, 270), (270, 360), (360, 450)]
-    assert scoring_parts.split_rows(100, 100) == [(0, 100)]
-    assert scoring_parts.split_rows(0, 100) == [(0, 0)]
+    assert row_ranges.split_rows(450, 100) == [(0, 90), (90, 180), (180, 270), (270, 360), (360, 450)]
+    assert row_ranges.split_rows(100, 100) == [(0, 100)]
+    assert row_ranges.split_rows(0, 100) == [(0, 0)]
 
 
 @settings(max_examples=60, deadline=None)
 @given(rows=st.integers(1, 5000), part_rows=st.integers(1, 2000))
 def test_split_rows_property(rows, part_rows):
-    ranges = scoring_parts.split_rows(rows, part_rows)
+    ranges = row_ranges.split_rows(rows, part_rows)
     assert ranges[0][0] == 0 and ranges[-1][1] == rows
     assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     sizes = [stop - start for start, stop in ranges]
@@ -71,7 +71,7 @@ def test_a_row_range_reads_exactly_its_rows_in_batches(tmp_path_factory, start, 
             writer.write_table(pa.table({"i": np.arange(first, first + size)}))
             first += size
     stop = min(start + length, first)
-    batches = list(scoring_parts.iter_row_range(path, start, stop, batch_rows, ["i"]))
+    batches = list(row_ranges.iter_row_range(path, start, stop, batch_rows, ["i"]))
     values = [v for b in batches for v in b.column(0).to_pylist()]
     assert values == list(range(start, max(start, stop)))
     assert all(b.num_rows == batch_rows for b in batches[:-1])
@@ -87,7 +87,7 @@ def test_parts_scored_in_any_order_and_twice_combine_into_the_batch_once(champio
     planned = scoring_parts.plan_scoring(cfg)
     parts = planned["parts"]
     assert [p["part"] for p in parts] == [0, 1, 2, 3, 4] and {p["parts"] for p in parts} == {5}
-    assert [(p["row_start"], p["row_stop"]) for p in parts] == scoring_parts.split_rows(BATCH_ROWS, PART_ROWS)
+    assert [(p["row_start"], p["row_stop"]) for p in parts] == row_ranges.split_rows(BATCH_ROWS, PART_ROWS)
     assert {p["model_version"] for p in parts} == {champion}
     json.dumps(planned)  # what a mapped task receives travels through XCom as JSON
 

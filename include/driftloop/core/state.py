@@ -86,3 +86,8 @@ class StatePaths:
     def scoring_parts_dir(self) -> StoragePath:
         """Parts of large batches scored by separate tasks, kept until they are combined into predictions."""
         return self.root / "scoring" / "parts"
+
+    @property
+    def monitoring_parts_dir(self) -> StoragePath:
+        """Samples of the parts of scored batches, kept until their monitoring run is logged."""
+        return self.root / "monitoring" / "parts"

@@ -20,6 +20,7 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import ConfigError, MonitoringError
 from driftloop.core.storage import StoragePath, store_errors, to_uri
 from driftloop.core.task_types import LIVE_PRIMARY, Decision, live_metrics, read_decision, relative_drop
+from driftloop.monitoring.samples import BatchSample
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,11 @@ class VersionFacts:
         columns = self.decision.output_columns()
         probabilities = tuple(c for c in columns if c not in (bus.PREDICTION_COLUMN, bus.SCORE_COLUMN))
         return probabilities or (bus.SCORE_COLUMN,)
+
+    @property
+    def scored_columns(self) -> tuple[str, ...]:
+        """Every prediction column live metrics may read: prediction, score and the outputs."""
+        return tuple(dict.fromkeys([bus.PREDICTION_COLUMN, bus.SCORE_COLUMN, *self.output_columns]))
 
 
 GONE_CODES = ("RESOURCE_DOES_NOT_EXIST",)
@@ -135,3 +141,20 @@ def fairness_of(
     rows = sensitive_rows.drop_duplicates(cfg.id_column, keep="last").merge(matched, on=cfg.id_column)
     report = assess_decisions(cfg, rows, facts.decision, {bus.PREDICTION_COLUMN: rows[bus.PREDICTION_COLUMN]})
     return fairness_metrics(report)
+
+
+def live_performance(cfg: DatasetConfig, facts: VersionFacts, sample: BatchSample) -> dict[str, float]:
+    """Live metrics, ``live_drop`` and fairness on a batch's labelled sample ({} below ``min_rows``).
+
+    ``labelled_rows`` counts every labelled row of the batch; metrics and fairness use the sample.
+    """
+    labelled = sample.labelled
+    if sample.labelled_rows < cfg.monitoring.min_rows or len(labelled) < cfg.monitoring.min_rows:
+        return {}
+    sensitive = [c for c in cfg.sensitive_features if c in labelled.columns]
+    matched = labelled.drop(columns=sensitive)
+    performance = measure_live(cfg, facts, matched)
+    performance[bus.LABELLED_ROWS] = float(sample.labelled_rows)
+    if sensitive:
+        performance.update(fairness_of(cfg, facts, matched, labelled[[cfg.id_column, *sensitive]]))
+    return performance

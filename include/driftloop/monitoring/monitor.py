@@ -1,22 +1,30 @@
 """Monitoring: drift and live performance of every scored batch, logged as one monitoring run per inference
 run.
 
-``monitor_predictions`` compares each newly scored batch with the reference sample logged by the training run
-of the model version that scored it (:func:`driftloop.monitoring.drift.compute_drift`), features and the
-model's outputs alike. Late labels are joined to predictions as they arrive, giving the task's live metrics in
-the same monitoring run (:mod:`driftloop.monitoring.live`). Whether a result calls for retraining is
+Each newly scored batch is compared with the reference sample logged by the training run of the model version
+that scored it (:func:`driftloop.monitoring.drift.compute_drift`), features and the model's outputs alike.
+Late labels are joined to predictions as they arrive, giving the task's live metrics in the same monitoring
+run (:mod:`driftloop.monitoring.live`). Whether a result calls for retraining is
 :mod:`driftloop.monitoring.sensor`'s decision.
 
-Memory is bounded whatever the batch size: predictions, batches and label files are read in chunks of
-``monitoring.chunk_rows`` (from a folder or streamed from object storage), rows are located by a 64-bit hash
-of their id (8 bytes a row), and only seeded samples are materialised: at most ``max_rows`` rows for drift,
-``MAX_LIVE_ROWS`` labelled rows for live metrics and fairness (the count of labelled rows is always exact).
+Three steps, like batch scoring, so a large batch is read by several workers at once:
+
+1. :func:`plan_monitoring` lists the batches scored but not monitored and cuts each predictions file into
+   parts of ``inference.chunk_rows`` rows (from the parquet footer; nothing read), with the label files of
+   the moment.
+2. :func:`driftloop.monitoring.samples.sample_part` reads one part and keeps its drift rows and labelled rows,
+   chosen by id hash so that the batch's sample does not depend on how it was cut.
+3. :func:`commit_monitoring` merges each batch's part samples, runs Evidently on them, measures live
+   performance, logs the monitoring run, and joins labels that arrived since into earlier runs.
+
+:func:`monitor_predictions` runs the three in one process (the CLI, the demo, tests); the DAG maps step 2.
+Memory is bounded by a part whatever the batch size: at most ``max_rows`` rows are compared for drift and
+``MAX_LIVE_ROWS`` labelled rows measured (the count of labelled rows is always exact).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,20 +34,28 @@ from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import MonitoringError
 from driftloop.core.settings import Settings
-from driftloop.core.state import StatePaths
-from driftloop.core.storage import StoragePath, list_files
-from driftloop.core.tracking import FINISHED, get_client, keyed_run, read_run_frame, search_runs
+from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
+from driftloop.core.storage import list_files, remove_tree
+from driftloop.core.tracking import (
+    FINISHED,
+    find_finished_run,
+    get_client,
+    keyed_run,
+    read_run_frame,
+    search_runs,
+)
 from driftloop.monitoring import attribution, live
 from driftloop.monitoring.drift import compute_drift
+from driftloop.monitoring.late_labels import update_with_labels
 from driftloop.monitoring.live import VersionFacts
-from driftloop.monitoring.partitions import (
-    SAMPLE_SEED,
-    iter_parquet,
-    labelled_positions,
-    labels_for,
-    sample_positions,
-    scan_predictions,
-    take_rows,
+from driftloop.monitoring.partitions import check_columns
+from driftloop.monitoring.samples import (
+    MonitoringPart,
+    cut_parts,
+    join_notes,
+    merge_samples,
+    read_part_sample,
+    sample_part,
 )
 
 log = logging.getLogger(__name__)
@@ -50,12 +66,14 @@ MAX_REFERENCE_ROWS = 50_000
 # fairlearn costs ~0.3 ms a row (278 s on 1M labelled rows); 50k rows keep F1 and the parity gaps within
 # ~0.005.
 MAX_LIVE_ROWS = 50_000
+SAMPLE_SEED = 42  # of the reference sample, when a training run logged more than MAX_REFERENCE_ROWS
 
 
 def monitor_predictions(
     cfg: DatasetConfig, settings: Settings | None = None, max_rows: int = MAX_CURRENT_ROWS
 ) -> dict[str, Any]:
-    """Log a drift (and, when labels exist, live performance) run for every scored batch not yet monitored.
+    """Log a drift (and, when labels exist, live performance) run for every scored batch not yet monitored, in
+    this process: plan, sample each part, commit.
 
     Also logs live metrics into earlier monitoring runs when labels for more of their rows have arrived since
     (labels come later than features). Safe to rerun: a call with no new batch and no new label file writes
@@ -64,12 +82,30 @@ def monitor_predictions(
     Args:
         cfg: Dataset config.
         settings: Process settings; defaults to :meth:`Settings.from_env`.
-        max_rows: Current rows compared with the reference at most (seeded random sample above that).
+        max_rows: Current rows compared with the reference at most (the smallest id hashes above that).
 
     Returns:
         ``{"monitored": [...], "updated_with_labels": [...], "skipped": [...]}``; each monitored item holds
         ``monitoring_run_id``, ``inference_run_id``, ``batch_id``, ``champion_version``, ``drift_share``,
         ``drifted_columns``, ``prediction_drift_score`` and, when labelled, the live metrics.
+    """
+    settings = settings or Settings.from_env()
+    planned = plan_monitoring(cfg, settings, max_rows)
+    for part_values in planned["parts"]:
+        sample_part(cfg, part_values, settings)
+    return commit_monitoring(cfg, planned, settings)
+
+
+def plan_monitoring(
+    cfg: DatasetConfig, settings: Settings | None = None, max_rows: int = MAX_CURRENT_ROWS
+) -> dict[str, Any]:
+    """The parts of every scored batch not yet monitored, and the label files they join.
+
+    A batch whose files cannot be monitored (tags missing, a file gone, a column missing) is skipped with the
+    reason, not failed: the other batches are monitored.
+
+    Returns:
+        ``{"parts": [MonitoringPart as dict], "skipped": [...], "label_uris": [...], "labels_fingerprint"}``.
     """
     settings = settings or Settings.from_env()
     client = get_client(settings)
@@ -79,28 +115,94 @@ def monitor_predictions(
     monitored_ids = {run.data.tags.get(bus.INFERENCE_RUN_ID_TAG) for run in monitoring_runs}
     # Oldest first, so monitoring runs are created in the order the batches were scored.
     pending = [run for run in reversed(inference_runs) if run.info.run_id not in monitored_ids]
-
     label_files = list_files(paths.labels_dir, "*.parquet")
-    fingerprint = live.fingerprint_labels(label_files)
-    awaiting_labels = (
-        [run for run in monitoring_runs if live.awaits_labels(run, fingerprint)] if label_files else []
+    label_uris = tuple(path_to_uri(path) for path in label_files)
+    cache: dict[Any, Any] = {}
+    parts: list[dict[str, Any]] = []
+    skipped = []
+    for run in pending:
+        try:
+            parts += [p.to_dict() for p in _plan_parts(cfg, client, run, label_uris, cache, max_rows)]
+        except MonitoringError as exc:
+            skipped.append({"inference_run_id": run.info.run_id, "reason": str(exc)})
+    if parts:
+        log.info(
+            "%d batch(es) to monitor in %d part(s) of at most %d rows; %d label file(s)",
+            len({p["inference_run_id"] for p in parts}), len(parts), cfg.inference.chunk_rows,
+            len(label_uris),
+        )  # fmt: skip
+    return {
+        "parts": parts,
+        "skipped": skipped,
+        "label_uris": list(label_uris),
+        "labels_fingerprint": live.fingerprint_labels(label_files),
+        "max_rows": max_rows,
+    }
+
+
+def _plan_parts(
+    cfg: DatasetConfig,
+    client: Any,
+    inference_run: Any,
+    label_uris: tuple[str, ...],
+    cache: dict[Any, Any],
+    max_rows: int,
+) -> list[MonitoringPart]:
+    batch_uri, predictions_uri = _batch_uris(inference_run)
+    facts = _version_facts(cfg, client, _reference_run_id(cfg, client, inference_run.data.tags), cache)
+    check_columns(batch_uri, [cfg.id_column, *cfg.features])
+    return cut_parts(
+        cfg,
+        inference_run_id=inference_run.info.run_id,
+        batch_id=inference_run.data.tags.get(bus.BATCH_ID_TAG, ""),
+        batch_uri=batch_uri,
+        predictions_uri=predictions_uri,
+        output_columns=facts.output_columns,
+        scored_columns=facts.scored_columns,
+        max_rows=max_rows,
+        max_live_rows=MAX_LIVE_ROWS,
+        label_uris=label_uris,
     )
 
-    references: dict[str, Any] = {}
-    monitored, skipped = [], []
-    for inference_run in pending:
+
+def commit_monitoring(
+    cfg: DatasetConfig, planned: dict[str, Any], settings: Settings | None = None
+) -> dict[str, Any]:
+    """Log the monitoring run of every planned batch from its parts' samples; join new labels into earlier
+    runs.
+
+    A batch monitored already (a retried commit) is reported, not logged twice; its parts are removed once its
+    run exists.
+
+    Raises:
+        RuntimeError: A part is not sampled yet (a fault: its mapped task is retried).
+    """
+    settings = settings or Settings.from_env()
+    client = get_client(settings)
+    paths = StatePaths.for_dataset(cfg, settings)
+    label_files = [uri_to_path(uri) for uri in planned["label_uris"]]
+    fingerprint = planned["labels_fingerprint"]
+    monitoring_runs = search_runs(client, cfg.experiment_name("monitoring"), extra_filter=FINISHED)
+    awaiting = [run for run in monitoring_runs if live.awaits_labels(run, fingerprint)] if label_files else []
+
+    by_run: dict[str, list[MonitoringPart]] = {}
+    for values in planned["parts"]:
+        part = MonitoringPart.from_dict(values)
+        by_run.setdefault(part.inference_run_id, []).append(part)
+    cache: dict[Any, Any] = {}
+    monitored, skipped = [], list(planned["skipped"])
+    for inference_run_id, parts in by_run.items():
+        parts.sort(key=lambda p: p.part)
         try:
-            monitored.append(
-                _monitor_inference_run(
-                    cfg, settings, client, inference_run, label_files, fingerprint, references, max_rows
-                )
-            )
+            monitored.append(_commit_run(cfg, settings, client, paths, parts, planned, cache))
         except MonitoringError as exc:
-            skipped.append({"inference_run_id": inference_run.info.run_id, "reason": str(exc)})
+            skipped.append({"inference_run_id": inference_run_id, "reason": str(exc)})
+        remove_tree(paths.monitoring_parts_dir / inference_run_id)
 
     updated = []
-    for run in awaiting_labels:
-        result = _update_with_labels(cfg, client, run, label_files, fingerprint, references)
+    for run in awaiting:
+        facts = _version_facts(cfg, client, run.data.tags.get(bus.REFERENCE_RUN_ID_TAG, ""), cache)
+        result = update_with_labels(cfg, client, run, facts, label_files, fingerprint, MAX_LIVE_ROWS)
         if result:
             updated.append(result)
     log.info(
@@ -138,37 +240,58 @@ def _drift_outputs(
     return metrics, tags, summary
 
 
-def _monitor_inference_run(
-    cfg: DatasetConfig,
-    settings: Settings,
-    client: Any,
-    inference_run: Any,
-    label_files: list[StoragePath],
-    labels_fingerprint: str,
-    references: dict[str, Any],
-    max_rows: int,
-) -> dict[str, Any]:
-    import mlflow
-
+def _batch_uris(inference_run: Any) -> tuple[str, str]:
     tags = inference_run.data.tags
-    inference_run_id = inference_run.info.run_id
-    batch_id = tags.get(bus.BATCH_ID_TAG, "")
     batch_uri, predictions_uri = tags.get(bus.BATCH_URI_TAG), tags.get(bus.PREDICTIONS_URI_TAG)
     if not batch_uri or not predictions_uri:
         raise MonitoringError(
-            f"inference run {inference_run_id} lacks {bus.BATCH_URI_TAG}/{bus.PREDICTIONS_URI_TAG} tags"
+            f"inference run {inference_run.info.run_id} lacks "
+            f"{bus.BATCH_URI_TAG}/{bus.PREDICTIONS_URI_TAG} tags"
         )
-    model_version = tags.get(bus.MODEL_VERSION_TAG, "")
-    reference_run_id = tags.get(bus.MODEL_RUN_ID_TAG) or _version_run_id(
-        client, cfg.registered_model_name, model_version
-    )
-    facts = _version_facts(cfg, client, reference_run_id, references)
-    reference_df = _reference(cfg, client, reference_run_id, facts, references)
+    return batch_uri, predictions_uri
 
-    scan = scan_predictions(cfg, predictions_uri)
-    current_df, sample_note = _read_current(cfg, batch_uri, predictions_uri, scan, max_rows, facts)
+
+def _reference_run_id(cfg: DatasetConfig, client: Any, tags: dict[str, str]) -> str:
+    """The training run of the version that scored a batch (its reference sample and facts)."""
+    return tags.get(bus.MODEL_RUN_ID_TAG) or _version_run_id(
+        client, cfg.registered_model_name, tags.get(bus.MODEL_VERSION_TAG, "")
+    )
+
+
+def _commit_run(
+    cfg: DatasetConfig,
+    settings: Settings,
+    client: Any,
+    paths: StatePaths,
+    parts: list[MonitoringPart],
+    planned: dict[str, Any],
+    cache: dict[str, Any],
+) -> dict[str, Any]:
+    """One batch's monitoring run from its parts' samples (the run found, when a retry logged it already)."""
+    import mlflow
+
+    inference_run_id = parts[0].inference_run_id
+    key = {bus.INFERENCE_RUN_ID_TAG: inference_run_id}
+    finished = find_finished_run(client, cfg.experiment_name("monitoring"), key)
+    if finished is not None:
+        return _logged_result(finished)
+    inference_run = client.get_run(inference_run_id)
+    tags = inference_run.data.tags
+    batch_id = tags.get(bus.BATCH_ID_TAG, "")
+    batch_uri, predictions_uri = _batch_uris(inference_run)
+    model_version = tags.get(bus.MODEL_VERSION_TAG, "")
+    reference_run_id = _reference_run_id(cfg, client, tags)
+    facts = _version_facts(cfg, client, reference_run_id, cache)
+    reference_df = _reference(cfg, client, reference_run_id, facts, cache)
+
+    sample = merge_samples(
+        [read_part_sample(paths, p) for p in parts], parts[0].max_rows, parts[0].max_live_rows
+    )
+    current_df = sample.current
+    if current_df.empty:
+        raise MonitoringError(f"no batch rows in {batch_uri} match the scored ids")
     drift = compute_drift(cfg, reference_df, current_df, facts.output_columns)
-    performance, live_note = _live_performance(cfg, facts, batch_uri, predictions_uri, scan, label_files)
+    performance = live.live_performance(cfg, facts, sample)
     insight = attribution.explain_drift(
         cfg, client, reference_run_id, model_version, reference_df, current_df, drift, settings
     )
@@ -179,7 +302,7 @@ def _monitor_inference_run(
     metrics = {
         **drift_metrics,
         **insight["metrics"],
-        bus.ROWS: float(len(scan[0])),
+        bus.ROWS: float(sample.rows),
         bus.ROWS_COMPARED: float(len(current_df)),
         bus.REFERENCE_ROWS: float(len(reference_df)),
         **performance,
@@ -190,13 +313,12 @@ def _monitor_inference_run(
         bus.REFERENCE_RUN_ID_TAG: reference_run_id,
         bus.PREDICTIONS_URI_TAG: predictions_uri,
         bus.BATCH_URI_TAG: batch_uri,
-        bus.CURRENT_SAMPLE_TAG: _join_notes(sample_note, live_note),
-        bus.LABELS_FINGERPRINT_TAG: labels_fingerprint,
+        bus.CURRENT_SAMPLE_TAG: join_notes(sample.note, sample.live_note if performance else ""),
+        bus.LABELS_FINGERPRINT_TAG: planned["labels_fingerprint"],
         bus.LIVE_DROP_METRIC_TAG: live.live_drop_metric(facts),
         **drift_tags,
         **insight["tags"],
     }
-    key = {bus.INFERENCE_RUN_ID_TAG: inference_run_id}
     with (
         report_folder(cfg, settings, batch_id) as folder,
         keyed_run(
@@ -211,9 +333,9 @@ def _monitor_inference_run(
         mlflow.log_dict(summary, bus.DRIFT_SUMMARY_ARTIFACT)
         run_id = run.info.run_id
     log.info(
-        "monitored batch %s (champion v%s): drift share %.3f (threshold %.2f), %d drifted: %s; "
+        "monitored batch %s (champion v%s, %d part(s)): drift share %.3f (threshold %.2f), %d drifted: %s; "
         "live %s; run %s",
-        batch_id, model_version, drift["drift_share"], cfg.monitoring.drift_share_threshold,
+        batch_id, model_version, len(parts), drift["drift_share"], cfg.monitoring.drift_share_threshold,
         int(drift["drifted_columns"]), ", ".join(drift["drifted_column_names"][:5]) or "none",
         {k: round(v, 4) for k, v in performance.items() if isinstance(v, float)} or "no labels yet", run_id,
     )  # fmt: skip
@@ -226,6 +348,22 @@ def _monitor_inference_run(
         "drifted_columns": int(drift["drifted_columns"]),
         "prediction_drift_score": drift["prediction_drift_score"],
         **performance,
+    }
+
+
+def _logged_result(run: Any) -> dict[str, Any]:
+    """What :func:`_commit_run` returns, for a batch whose monitoring run exists already."""
+    tags, metrics = run.data.tags, run.data.metrics
+    live_keys = {k: v for k, v in metrics.items() if k.startswith("live_") or k == bus.LABELLED_ROWS}
+    return {
+        "monitoring_run_id": run.info.run_id,
+        "inference_run_id": tags.get(bus.INFERENCE_RUN_ID_TAG, ""),
+        "batch_id": tags.get(bus.BATCH_ID_TAG, ""),
+        "champion_version": tags.get(bus.CHAMPION_VERSION_TAG, ""),
+        "drift_share": metrics.get(bus.DRIFT_SHARE, 0.0),
+        "drifted_columns": int(metrics.get(bus.DRIFTED_COLUMNS, 0.0)),
+        "prediction_drift_score": metrics.get(bus.PREDICTION_DRIFT_SCORE, 0.0),
+        **live_keys,
     }
 
 
@@ -247,44 +385,6 @@ def report_folder(cfg: DatasetConfig, settings: Settings, batch_id: str) -> Iter
         yield Path(tmp)
 
 
-def _read_current(
-    cfg: DatasetConfig,
-    batch_uri: str,
-    predictions_uri: str,
-    scan: tuple[Any, Any],
-    max_rows: int,
-    facts: VersionFacts,
-) -> tuple[Any, str]:
-    """Batch features joined with the outputs on the id, sampled to ``max_rows`` before anything is read."""
-    import pandas as pd
-
-    hashes, last = scan
-    positions, sampled = sample_positions(last, max_rows)
-    note = (
-        f"random {max_rows} of {len(hashes)} rows (seed {SAMPLE_SEED})"
-        if sampled
-        else f"all {len(last)} rows"
-    )
-    scores = take_rows(cfg, predictions_uri, [cfg.id_column, *facts.output_columns], positions)
-    columns = [cfg.id_column, *cfg.features]
-    wanted = set(scores[cfg.id_column])
-    chunks = [chunk[chunk[cfg.id_column].isin(wanted)] for chunk in iter_parquet(batch_uri, columns, cfg)]
-    features_df = pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=columns)
-    features_df = features_df.drop_duplicates(cfg.id_column, keep="last")
-    current = features_df.merge(scores, on=cfg.id_column, how="inner")
-    if current.empty:
-        raise MonitoringError(f"no batch rows in {batch_uri} match the scored ids")
-    return current, note
-
-
-def _join_notes(sample_note: str, live_note: str) -> str:
-    return f"{sample_note}; {live_note}" if live_note else sample_note
-
-
-def _scored_columns(facts: VersionFacts) -> list[str]:
-    return list(dict.fromkeys([bus.PREDICTION_COLUMN, bus.SCORE_COLUMN, *facts.output_columns]))
-
-
 def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[Any, Any]) -> VersionFacts:
     key = ("facts", run_id)
     if key not in cache:
@@ -302,43 +402,6 @@ def _reference(
     return cache[key]
 
 
-def _live_performance(
-    cfg: DatasetConfig,
-    facts: VersionFacts,
-    batch_uri: str | None,
-    predictions_uri: str,
-    scan: tuple[Any, Any],
-    label_files: list[StoragePath],
-) -> tuple[dict[str, float], str]:
-    """Live metrics, ``live_drop`` and fairness on the labelled rows of one batch ({} below ``min_rows``).
-
-    ``labelled_rows`` counts every labelled row; metrics and fairness use at most ``MAX_LIVE_ROWS`` of them
-    (seeded sample), and the returned note says so.
-    """
-    import pandas as pd
-
-    labelled = labelled_positions(cfg, label_files, scan) if label_files else []
-    if not len(labelled) or len(labelled) < cfg.monitoring.min_rows:
-        return {}, ""
-    positions, sampled = sample_positions(labelled, MAX_LIVE_ROWS)
-    rows = take_rows(cfg, predictions_uri, [cfg.id_column, *_scored_columns(facts)], positions)
-    labels = labels_for(cfg, label_files, set(rows[cfg.id_column]))
-    rows = rows[rows[cfg.id_column].isin(labels.index)].reset_index(drop=True)  # a hash collision is no label
-    if len(rows) < cfg.monitoring.min_rows:
-        return {}, ""
-    matched = rows.assign(**{cfg.target: labels.loc[rows[cfg.id_column]].to_numpy()})
-    performance = live.measure_live(cfg, facts, matched)
-    performance[bus.LABELLED_ROWS] = float(len(labelled))
-    if cfg.sensitive_features and batch_uri:
-        wanted = set(matched[cfg.id_column])
-        columns = [cfg.id_column, *cfg.sensitive_features]
-        chunks = [c[c[cfg.id_column].isin(wanted)] for c in iter_parquet(batch_uri, columns, cfg)]
-        if chunks:
-            performance.update(live.fairness_of(cfg, facts, matched, pd.concat(chunks, ignore_index=True)))
-    note = f"live metrics on random {len(positions)} of {len(labelled)} labelled rows (seed {SAMPLE_SEED})"
-    return performance, note if sampled else ""
-
-
 def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str, facts: VersionFacts) -> Any:
     try:
         reference = read_run_frame(client, reference_run_id, bus.REFERENCE_ARTIFACT)
@@ -352,42 +415,6 @@ def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str, fact
     if len(reference) > MAX_REFERENCE_ROWS:
         reference = reference.sample(n=MAX_REFERENCE_ROWS, random_state=SAMPLE_SEED)
     return reference
-
-
-def _update_with_labels(
-    cfg: DatasetConfig,
-    client: Any,
-    run: Any,
-    label_files: list[StoragePath],
-    fingerprint: str,
-    cache: dict[Any, Any],
-) -> dict[str, Any] | None:
-    """Log live metrics into an existing monitoring run when more of its rows are labelled than before."""
-    tags, run_id = run.data.tags, run.info.run_id
-    predictions_uri = tags.get(bus.PREDICTIONS_URI_TAG)
-    if not predictions_uri and tags.get(bus.INFERENCE_RUN_ID_TAG):
-        predictions_uri = client.get_run(tags[bus.INFERENCE_RUN_ID_TAG]).data.tags.get(
-            bus.PREDICTIONS_URI_TAG
-        )
-    facts = _version_facts(cfg, client, tags.get(bus.REFERENCE_RUN_ID_TAG, ""), cache)
-    try:
-        scan = scan_predictions(cfg, predictions_uri or "")
-        performance, live_note = _live_performance(
-            cfg, facts, tags.get(bus.BATCH_URI_TAG), predictions_uri or "", scan, label_files
-        )
-    except MonitoringError:
-        return None
-    # Remember this label set was joined, so the next call does not reread the predictions for nothing.
-    client.set_tag(run_id, bus.LABELS_FINGERPRINT_TAG, fingerprint)
-    if not performance or performance[bus.LABELLED_ROWS] <= run.data.metrics.get(bus.LABELLED_ROWS, 0.0):
-        return None
-    client.set_tag(run_id, bus.LIVE_DROP_METRIC_TAG, live.live_drop_metric(facts))
-    drift_note = tags.get(bus.CURRENT_SAMPLE_TAG, "").split("; live metrics")[0]
-    client.set_tag(run_id, bus.CURRENT_SAMPLE_TAG, _join_notes(drift_note, live_note))
-    timestamp_ms = int(time.time() * 1000)
-    for key, value in performance.items():
-        client.log_metric(run_id, key, value, timestamp=timestamp_ms)
-    return {"monitoring_run_id": run_id, "batch_id": tags.get(bus.BATCH_ID_TAG, ""), **performance}
 
 
 def _version_run_id(client: Any, model_name: str, version: str) -> str:

@@ -21,9 +21,7 @@ Three steps, each idempotent:
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,6 +29,7 @@ from typing import Any
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.registry import load_model
+from driftloop.core.row_ranges import iter_row_range, parquet_rows, split_rows
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
 from driftloop.core.storage import (
@@ -112,57 +111,6 @@ def _part_files(paths: StatePaths, part: ScoringPart) -> tuple[StoragePath, Stor
     return folder / f"{part.part:05d}.parquet", folder / f"{part.part:05d}.json"
 
 
-def _parquet_rows(path: StoragePath) -> tuple[int, list[int]]:
-    """Rows of a parquet file and of each of its row groups, from the footer alone."""
-    import pyarrow.parquet as pq
-
-    with open_input(path) as handle:
-        metadata = pq.ParquetFile(handle).metadata
-        return metadata.num_rows, [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-
-
-def split_rows(rows: int, part_rows: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` ranges of at most ``part_rows`` rows covering ``rows`` rows, as even as possible."""
-    parts = max(1, math.ceil(rows / part_rows))
-    bounds = [round(i * rows / parts) for i in range(parts + 1)]
-    return [(bounds[i], bounds[i + 1]) for i in range(parts)]
-
-
-def iter_row_range(
-    path: StoragePath, start: int, stop: int, batch_rows: int, columns: list[str]
-) -> Iterator[Any]:
-    """Rows ``[start, stop)`` of a parquet file as Arrow record batches, reading only the row groups they
-    overlap (from the folder, or ranges of the object)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pending: list[Any] = []  # slices not yet yielded: re-cut into batches of exactly batch_rows rows
-    pending_rows = 0
-    with open_input(path) as handle:
-        parquet = pq.ParquetFile(handle)
-        metadata = parquet.metadata
-        group_rows = [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)]
-        offsets = [sum(group_rows[:i]) for i in range(len(group_rows) + 1)]
-        groups = [i for i in range(len(group_rows)) if offsets[i] < stop and offsets[i + 1] > start]
-        if not groups:
-            return
-        position = offsets[groups[0]]
-        for record_batch in parquet.iter_batches(batch_size=batch_rows, row_groups=groups, columns=columns):
-            low, high = max(start - position, 0), min(stop - position, record_batch.num_rows)
-            position += record_batch.num_rows
-            if high <= low:
-                continue
-            pending.append(record_batch.slice(low, high - low))
-            pending_rows += high - low
-            while pending_rows >= batch_rows:
-                table = pa.Table.from_batches(pending)
-                yield from table.slice(0, batch_rows).combine_chunks().to_batches()
-                rest = table.slice(batch_rows)
-                pending, pending_rows = rest.combine_chunks().to_batches(), rest.num_rows
-    if pending_rows:
-        yield from pa.Table.from_batches(pending).combine_chunks().to_batches()
-
-
 def plan_scoring(
     cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None
 ) -> dict[str, Any]:
@@ -198,7 +146,7 @@ def plan_scoring(
     model_info = batch_scoring.resolve_model(cfg, alias, settings)
     scored_at = datetime.now(UTC).isoformat(timespec="seconds")
     for manifest in todo:
-        rows, _ = _parquet_rows(uri_to_path(manifest["batch_uri"]))
+        rows, _ = parquet_rows(uri_to_path(manifest["batch_uri"]))
         ranges = split_rows(rows, cfg.inference.chunk_rows)
         result["parts"] += [
             ScoringPart(
