@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv demo up down test test-fast test-topology test-containers bench bench-capacity lint clean help
+.PHONY: venv demo up down test test-fast test-topology test-containers bench bench-capacity mutation lint clean help
 
 help:
 	@echo "make demo           install, start MLflow + Airflow under .driftloop/, drive the loop once, print a summary"
@@ -16,6 +16,7 @@ help:
 	@echo "make test-topology  the Postgres + Redis + Celery topology tests alone"
 	@echo "make test-containers  docker-compose.yaml built and run in Docker (needs a running Docker engine)"
 	@echo "make bench          benchmarks, one figure per line (bench-capacity: the data-capacity one alone)"
+	@echo "make mutation       mutmut on the governance package and the data contract: killed share per group"
 	@echo "make lint           ruff check, ruff format --check and mypy (strict on include/, plugins/ and dags/)"
 	@echo "make clean          stop the stack and remove .driftloop/ (all local state)"
 
@@ -90,6 +91,13 @@ bench: venv
 bench-capacity: venv
 	@mkdir -p bench/results
 	$(BIN)/python bench/bench_capacity.py 2>bench/results/bench_capacity.log
+
+# Mutation testing (bench/mutation.py, docs/mutation.md): per group (governance, contract) mutants total, killed,
+# survived, timeout, no tests and the killed share, one figure per line; survivors in .mutation/<group>/. By
+# default a tenth of the mutants (those numbered ...5; about 10 minutes on 2 cores); MUTATION_ARGS= runs them all.
+MUTATION_ARGS ?= --sample-digits 5
+mutation: venv
+	nice -n 19 $(BIN)/python bench/mutation.py $(MUTATION_ARGS)
 
 lint: venv
 	$(BIN)/ruff check include dags plugins tests bench

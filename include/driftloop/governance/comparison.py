@@ -243,7 +243,9 @@ def compare_outputs(
         else:
             result = bootstrap_difference(metric_key, y, a, b, **options)
     else:
-        prefix = bus.proba_column("")
+        # The classes are those of the proba_<label> columns. proba_column("") names the empty label
+        # (proba_empty), so the prefix is cut from a one-character label's column.
+        prefix = bus.proba_column("_")[:-1]
         labels = sorted(
             {k.removeprefix(prefix) for o in (champion, challenger) for k in o if k.startswith(prefix)}
         )
@@ -251,9 +253,7 @@ def compare_outputs(
         unknown = len(
             labels
         )  # a truth label neither model knows: one more class, never predicted (as sklearn)
-        y, a, b = (
-            np.array([index.get(v, unknown) for v in np.asarray(x).astype(str)]) for x in (truth, *predicted)
-        )
+        y, a, b = (_class_codes(x, index, unknown) for x in (truth, *predicted))
         if method == "delong_ovr":
             zeros = np.zeros(len(y))
             a, b = (
@@ -265,6 +265,15 @@ def compare_outputs(
         else:
             result = bootstrap_difference(metric_key, y, a, b, classes=len(labels) + 1, **options)
     return {**result, "method": method, "level": level}
+
+
+def _class_codes(values: Any, index: dict[str, int], unknown: int) -> Any:
+    """Class codes of ``values`` by their metric-safe names, the names the ``proba_<label>`` columns carry
+    (:func:`driftloop.core.bus.metric_safe`); ``unknown`` for a value no column names."""
+    import numpy as np
+
+    names, inverse = np.unique(np.asarray(values).astype(str), return_inverse=True)
+    return np.array([index.get(bus.metric_safe(n), unknown) for n in names], dtype=int)[inverse]
 
 
 def needed_rows(se: float, rows: int, effect: float | None, alpha: float, power: float = POWER) -> int | None:
