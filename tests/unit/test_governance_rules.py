@@ -578,3 +578,127 @@ def test_a_regressor_predicting_one_value_is_degenerate_and_any_spread_is_not():
     )
     assert (spread["passed"], spread["value"]) == (True, 1.5)
     assert spread["detail"] == "predictions on 3 holdout rows range over 1.5"
+
+
+# --- the head-to-head checks on the holdout and the production window
+
+
+def _h2h_cfg(window_min_rows=50, min_improvement=0.0):
+    return SimpleNamespace(
+        target="y",
+        task="binary",
+        positive_label="Yes",
+        id_column="id",
+        features=["x"],
+        training=SimpleNamespace(seed=0),
+        gates=SimpleNamespace(
+            primary_metric="AUC",
+            confidence=0.95,
+            bootstrap_resamples=200,
+            min_improvement=min_improvement,
+            margin=0.01,
+            production_window_min_rows=window_min_rows,
+            max_latency_ms_per_row=None,
+        ),
+    )
+
+
+def _h2h_outputs(rows=400, seed=3):
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    truth = rng.random(rows) < 0.4
+    holdout = pd.DataFrame({"id": np.arange(rows), "y": np.where(truth, "Yes", "No"), "x": rng.random(rows)})
+    sides = []
+    for signal in (2.0, 0.3):  # the candidate separates the classes far better than the champion
+        score = 1 / (1 + np.exp(-(signal * (truth - 0.5) + rng.normal(0, 1, rows))))
+        sides.append({bus.SCORE_COLUMN: score, bus.PREDICTION_COLUMN: np.where(score > 0.5, "Yes", "No")})
+    return holdout, (sides[0], sides[1])
+
+
+def test_the_head_to_head_checks_report_the_champion_delong_interval_and_the_window(monkeypatch):
+    from sklearn.metrics import roc_auc_score
+
+    holdout, outputs = _h2h_outputs()
+    window = holdout.iloc[:120]
+    monkeypatch.setattr(gates, "production_window", lambda cfg, df, settings: window)
+    cfg = _h2h_cfg(window_min_rows=100, min_improvement=0.02)
+    head, production = gates.champion_checks(cfg, outputs, "7", holdout, None, "superiority")
+    truth = holdout["y"] == "Yes"
+    candidate_auc = roc_auc_score(truth, outputs[0][bus.SCORE_COLUMN])
+    champion_auc = roc_auc_score(truth, outputs[1][bus.SCORE_COLUMN])
+    assert head["name"] == "beats_champion" and head["passed"] is True
+    assert head["candidate"] == pytest.approx(candidate_auc) and head["value"] == pytest.approx(candidate_auc)
+    assert head["champion"] == pytest.approx(champion_auc)
+    assert head["limit"] == pytest.approx(champion_auc + 0.02)  # the champion's value plus min_improvement
+    assert head["difference"] == pytest.approx(candidate_auc - champion_auc)
+    assert (head["rule"], head["method"], head["rows"]) == ("superiority", "delong", 400)
+    assert "challenger" not in head
+    assert head["detail"].startswith(
+        f"AUC on the candidate's holdout (400 rows, delong): candidate {candidate_auc:.4f}"
+    )
+    assert f"vs champion v7 {champion_auc:.4f}" in head["detail"] and "95% CI" in head["detail"]
+    assert " > +0.0200" in head["detail"]
+    assert production["name"] == "beats_champion.production" and production["rows"] == 120
+    w = truth.iloc[:120]
+    assert production["candidate"] == pytest.approx(roc_auc_score(w, outputs[0][bus.SCORE_COLUMN][:120]))
+    assert "the latest labelled production window (120 rows" in production["detail"]
+
+
+def test_a_window_below_its_minimum_rows_is_measured_not_judged(monkeypatch):
+    holdout, outputs = _h2h_outputs()
+    monkeypatch.setattr(gates, "production_window", lambda cfg, df, settings: holdout.iloc[:99])
+    _, production = gates.champion_checks(
+        _h2h_cfg(window_min_rows=100), outputs, "7", holdout, None, "superiority"
+    )
+    assert production == {
+        "name": "beats_champion.production",
+        "passed": None,
+        "value": 99,
+        "limit": 100,
+        "detail": "99 labelled production rows in the holdout; 100 needed to compare there",
+    }
+    monkeypatch.setattr(gates, "production_window", lambda cfg, df, settings: holdout.iloc[:100])
+    _, judged = gates.champion_checks(
+        _h2h_cfg(window_min_rows=100), outputs, "7", holdout, None, "superiority"
+    )
+    assert judged["rows"] == 100 and "rule" in judged
+
+
+def test_an_error_metric_limit_is_the_champion_minus_the_improvement(monkeypatch):
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    y = rng.normal(10, 2, 300)
+    holdout = pd.DataFrame({"id": np.arange(300), "y": y, "x": y})
+    outputs = (
+        {bus.PREDICTION_COLUMN: y + rng.normal(0, 0.5, 300)},
+        {bus.PREDICTION_COLUMN: y + rng.normal(0, 2, 300)},
+    )
+    monkeypatch.setattr(gates, "production_window", lambda cfg, df, settings: holdout.iloc[:0])
+    cfg = _h2h_cfg(min_improvement=0.1)
+    cfg.task, cfg.gates.primary_metric = "regression", "RMSE"
+    head, _ = gates.champion_checks(cfg, outputs, "2", holdout, None, "superiority")
+    champion_rmse = float(np.sqrt(np.mean((outputs[1][bus.PREDICTION_COLUMN] - y) ** 2)))
+    assert head["champion"] == pytest.approx(champion_rmse)
+    assert head["limit"] == pytest.approx(champion_rmse - 0.1)
+    assert head["passed"] is True and head["difference"] < 0
+
+
+def test_latency_is_measured_on_a_1000_row_batch_and_judged_against_its_limit():
+    import pandas as pd
+
+    seen = []
+    decision = SimpleNamespace(predict=lambda model, batch: seen.append(batch))
+    holdout = pd.DataFrame({"x": np.arange(30.0), "y": 0})
+    cfg = _h2h_cfg()
+    unlimited = gates.latencycheck_entry(cfg, None, holdout, decision)
+    assert [len(b) for b in seen] == [1000, 1000, 1000] and list(seen[0].columns) == ["x"]
+    assert seen[0].index.tolist() == list(range(1000))
+    assert (unlimited["name"], unlimited["passed"], unlimited["limit"]) == ("latency", None, None)
+    assert unlimited["detail"].endswith(" ms per row on a 1000-row batch (no limit)")
+    cfg.gates.max_latency_ms_per_row = 1e6
+    assert gates.latencycheck_entry(cfg, None, holdout, decision)["passed"] is True
+    cfg.gates.max_latency_ms_per_row = -1.0
+    slow = gates.latencycheck_entry(cfg, None, holdout, decision)
+    assert slow["passed"] is False and slow["detail"].endswith("(limit -1.0 ms)")

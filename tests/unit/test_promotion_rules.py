@@ -12,7 +12,7 @@ import pytest
 
 from driftloop.core import bus
 from driftloop.core.errors import GateRejected
-from driftloop.governance import audit, promotion
+from driftloop.governance import audit, promotion, rollback
 
 NAME = "ds-model"
 
@@ -129,6 +129,7 @@ def world(tmp_path, monkeypatch):
         monkeypatch.setattr(f"driftloop.core.registry.{name}", getattr(w, name))
     monkeypatch.setattr("driftloop.core.tracking.get_client", lambda settings=None: w)
     monkeypatch.setattr(promotion, "get_client", lambda settings=None: w)
+    monkeypatch.setattr(rollback, "get_client", lambda settings=None: w)
     monkeypatch.setattr(audit, "open_store", lambda settings=None: store)
     monkeypatch.setattr(promotion, "read_evidence_state", w.read_evidence_state)
     monkeypatch.setattr(promotion, "read_decision", w.read_decision)
@@ -374,3 +375,91 @@ def test_reconcile_and_refresh_rebuilds_both_cards_of_an_outside_move(world):
 @pytest.mark.parametrize(("text", "value"), [("0.5", 0.5), ("", None), (None, None), ("n/a", None)])
 def test_a_tag_reads_as_a_number_or_none(text, value):
     assert promotion._float(text) == value
+
+
+def _champions(world, *versions):
+    """Promote ``versions`` in turn; each passes the gate."""
+    for version in versions:
+        world.tags.setdefault(version, {})[bus.GATE_TAG] = bus.GATE_PASSED
+        promotion.set_champion(world.cfg, version, actor="setup", reason="setup")
+
+
+def test_an_undo_returns_to_the_previous_champion_and_records_why(world):
+    _champions(world, "1", "2")
+    result = rollback.rollback_champion(world.cfg, actor="ops", reason="bad day", request_id="run-7")
+    assert (result["from_version"], result["to_version"], result["moved"]) == ("2", "1", True)
+    assert (result["actor"], result["reason"], result["override"], result["gate_passed"]) == (
+        "ops",
+        "rollback: bad day",
+        False,
+        True,
+    )
+    assert result["evidence"] == {
+        "kind": "undo",
+        "rolled_back": "2",
+        "request_id": "run-7",
+        "override": False,
+    }
+    assert [e["id"] for e in result["recorded_moves"]] == [result["id"]]
+    assert world.aliases[bus.CHAMPION] == "1" and world.cards[-2:] == ["1", "2"]
+    retried = rollback.rollback_champion(world.cfg, actor="ops", reason="bad day", request_id="run-7")
+    assert (retried["moved"], retried["id"], retried["recorded_moves"]) == (False, result["id"], [])
+    assert world.aliases[bus.CHAMPION] == "1" and len(world.entries()) == 3
+
+
+def test_an_undo_skips_a_version_that_did_not_pass_and_says_when_there_is_nothing_below(world):
+    _champions(world, "1", "2", "3")
+    world.tags["2"][bus.GATE_TAG] = bus.GATE_REJECTED
+    assert rollback.rollback_champion(world.cfg, actor="ops", reason="r")["to_version"] == "1"
+    with pytest.raises(rollback.RollbackImpossible) as raised:
+        rollback.rollback_champion(world.cfg, actor="ops", reason="r")
+    assert str(raised.value) == (
+        "ds-model: champion is v1 and no version below it in the rollback stack (v1) passed its gate; "
+        "use --to V (with --override for a version the gate rejected)"
+    )
+
+
+def test_an_undo_without_any_champion_names_an_empty_stack(world):
+    with pytest.raises(rollback.RollbackImpossible, match=r"champion is unset .* stack \(empty\)"):
+        rollback.rollback_champion(world.cfg, actor="ops", reason="r")
+
+
+def test_a_rollback_to_a_rejected_version_needs_an_override_and_is_flagged(world):
+    _champions(world, "1", "2")
+    world.tags["5"] = {bus.GATE_TAG: bus.GATE_REJECTED, bus.GATE_REASON_TAG: "AUC too low"}
+    with pytest.raises(rollback.RollbackRefused) as refused:
+        rollback.rollback_champion(world.cfg, actor="ops", reason="r", to_version="5")
+    assert str(refused.value) == (
+        "ds-model: v5 was rejected by the gate (AUC too low); roll back to it only with --override"
+    )
+    with pytest.raises(
+        rollback.RollbackRefused, match="v6 was never judged by the gate \\(no reason recorded\\)"
+    ):
+        rollback.rollback_champion(world.cfg, actor="ops", reason="r", to_version="6")
+    entry = rollback.rollback_champion(world.cfg, actor="ops", reason="r", to_version=5, override=True)
+    assert (entry["to_version"], entry["reason"], entry["override"], entry["moved"]) == (
+        "5",
+        "rollback (override): r",
+        True,
+        True,
+    )
+    assert entry["evidence"] == {"kind": "to", "rolled_back": "2", "request_id": "", "override": True}
+    assert world.aliases[bus.CHAMPION] == "5"
+
+
+def test_a_rollback_to_the_current_champion_moves_nothing(world):
+    _champions(world, "1", "2")
+    result = rollback.rollback_champion(world.cfg, actor="ops", reason="r", to_version="2")
+    assert result == {"to_version": "2", "moved": False, "recorded_moves": []}
+    assert len(world.entries()) == 2
+
+
+def test_a_rollback_first_records_a_move_made_outside_driftloop(world):
+    _champions(world, "1", "2")
+    world.aliases[bus.CHAMPION] = "3"
+    world.tags["3"] = {bus.GATE_TAG: bus.GATE_PASSED}
+    result = rollback.rollback_champion(world.cfg, actor="ops", reason="r")
+    assert [(e["source"], e["to_version"]) for e in result["recorded_moves"]] == [
+        ("external", "3"),
+        ("driftloop", "2"),
+    ]
