@@ -702,3 +702,106 @@ def test_latency_is_measured_on_a_1000_row_batch_and_judged_against_its_limit():
     cfg.gates.max_latency_ms_per_row = -1.0
     slow = gates.latencycheck_entry(cfg, None, holdout, decision)
     assert slow["passed"] is False and slow["detail"].endswith("(limit -1.0 ms)")
+
+
+# --- judge: every check in one report, the failing ones named, the evidence on the version
+
+
+class _JudgeClient:
+    def __init__(self):
+        self.tags: dict[tuple[str, str], str] = {}
+
+    def get_model_version(self, name, version):
+        return SimpleNamespace(run_id=f"run-{version}", tags={"v": version})
+
+    def get_run(self, run_id):
+        assert run_id == "run-4"
+        return SimpleNamespace(data=SimpleNamespace(metrics={bus.OOF_POSITIVE_RATE: 0.35}))
+
+    def set_model_version_tag(self, name, version, key, value):
+        self.tags[(version, key)] = value
+
+
+@pytest.fixture
+def judged(monkeypatch):
+    """gates.judge with the model loading, holdout, fairness, size and behaviour replaced by fakes."""
+    import pandas as pd
+
+    holdout, outputs = _h2h_outputs()
+    by_uri = {"models:/ds-model/4": outputs[0], "models:/ds-model/1": outputs[1]}
+    seen = {}
+
+    def predict(model, frame):
+        assert list(frame.columns) == ["x"]
+        return by_uri[model]
+
+    def read_decision(cfg, tags):
+        seen.setdefault("decisions", []).append(tags["v"])
+        return SimpleNamespace(task="binary", predict=predict, encode=lambda s: (s == "Yes").astype(int))
+
+    def oof_rate(cfg, decision, outputs, holdout_df, oof):
+        seen["oof"] = oof
+        return [{"name": "decision.degenerate", "passed": True, "detail": "ok"}]
+
+    behaviour = [
+        {"name": "inv", "passed": False, "kind": "invariance", "detail": "3 flips", "pass_share": 0.7,
+         "min_pass_share": 0.9},
+    ]  # fmt: skip
+    monkeypatch.setattr("driftloop.core.registry.load_model", lambda uri, settings=None: uri)
+    monkeypatch.setattr(gates, "read_decision", read_decision)
+    monkeypatch.setattr(gates.holdout, "load_holdout", lambda client, run_id: holdout)
+    monkeypatch.setattr(gates.task_types, "holdout_metrics", lambda d, y, o: {"holdout_auc": 0.9})
+    monkeypatch.setattr(gates, "decision_checks", oof_rate)
+    monkeypatch.setattr("driftloop.governance.fairness.assess_decisions", lambda *a: {})
+    monkeypatch.setattr(gates, "model_size_mb", lambda uri, settings: 2.5)
+    monkeypatch.setattr("driftloop.governance.behaviour.run_behaviour_tests", lambda *a: behaviour)
+    monkeypatch.setattr(gates, "production_window", lambda cfg, df, settings: pd.DataFrame())
+    cfg = _h2h_cfg()
+    cfg.registered_model_name = "ds-model"
+    cfg.gates.floors = {"AUC": 0.95}
+    cfg.gates.max_model_size_mb = None
+    cfg.gates.rule_on_new_data = "non_inferiority"
+    state = SimpleNamespace(
+        rule=lambda cfg: None, to_dict=lambda: {"state": "new"}, describe=lambda: "new data",
+        key=lambda cfg, version: f"key-{version}",
+    )  # fmt: skip
+    return cfg, state, seen
+
+
+def test_judge_reports_every_check_and_names_the_failing_ones(judged):
+    cfg, state, seen = judged
+    client = _JudgeClient()
+    champion = {"model_version": "1", "model_uri": "models:/ds-model/1"}
+    report = gates.judge(cfg, 4, champion, client, state=state)
+    names = [c["name"] for c in report["checks"]]
+    assert names == [
+        "floor.AUC", "decision.degenerate", "beats_champion", "beats_champion.production", "latency", "size",
+        "behaviour.inv",
+    ]  # fmt: skip
+    assert report["failed"] == ["floor.AUC", "behaviour.inv"] and report["passed"] is False
+    assert (report["candidate_version"], report["champion_version"], report["rule"]) == (
+        "4",
+        "1",
+        "non_inferiority",
+    )
+    assert report["metrics"] == {"holdout_auc": 0.9} and report["fairness"] == {}
+    assert report["evidence_state"] == {"state": "new", "summary": "new data"}
+    assert report["evidence_key"] == "key-4" and seen["oof"] == 0.35 and seen["decisions"] == [4, "1"]
+    behaviour = report["checks"][-1]
+    assert (behaviour["value"], behaviour["limit"], behaviour["detail"]) == (0.7, 0.9, "invariance: 3 flips")
+    assert report["checks"][5]["value"] == 2.5
+    assert client.tags[("4", bus.GATE_RULE_TAG)] == "non_inferiority"
+    assert client.tags[("4", bus.GATE_METHOD_TAG)] == "delong"
+    assert client.tags[("4", bus.GATE_ROWS_TAG)] == "400"
+
+
+def test_judge_without_a_champion_has_no_rule_and_no_head_to_head(judged):
+    cfg, state, _ = judged
+    cfg.gates.floors = {"AUC": 0.5}
+    client = _JudgeClient()
+    report = gates.judge(cfg, "4", None, client, state=state)
+    assert [c["name"] for c in report["checks"]] == [
+        "floor.AUC", "decision.degenerate", "latency", "size", "behaviour.inv",
+    ]  # fmt: skip
+    assert (report["rule"], report["champion_version"], report["failed"]) == (None, None, ["behaviour.inv"])
+    assert client.tags == {}
