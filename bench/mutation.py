@@ -126,8 +126,8 @@ def module_of(path: str) -> str:
     return path.removesuffix(".py").replace("/", ".")
 
 
-def run_group(name: str, modules: list[str], digits: str, log_path: Path) -> Counter[str]:
-    """Run mutmut on ``modules`` of the group; the count of mutants by status."""
+def run_group(name: str, modules: list[str], digits: str, log_path: Path) -> dict[str, str]:
+    """Run mutmut on ``modules`` of the group; each mutant's status by its name."""
     work = prepare_work_dir(name, modules)
     env = {**os.environ, "PYTHONPATH": ""}
     names = [f"{module_of(m)}.*__mutmut_*{d}" for m in modules for d in digits] if digits else []
@@ -154,11 +154,13 @@ def run_group(name: str, modules: list[str], digits: str, log_path: Path) -> Cou
         raise SystemExit(1)
     survivors = sorted(k for k, v in statuses.items() if v not in KILLED)
     (work / "survivors.txt").write_text("".join(f"{k}: {statuses[k]}\n" for k in survivors), encoding="utf-8")
-    return Counter(statuses.values())
+    return statuses
 
 
-def print_figures(name: str, counts: Counter[str], elapsed_s: float) -> float:
-    """The group's figures, one per line; returns the killed share in percent."""
+def print_figures(name: str, statuses: dict[str, str], elapsed_s: float) -> float:
+    """The group's figures, one per line, then each module's killed share; returns the group's share in
+    percent."""
+    counts = Counter(statuses.values())
     total = sum(counts.values())
     named = ("killed", "survived", "timeout", "no tests")
     share = 100.0 * sum(counts[s] for s in KILLED) / total
@@ -168,6 +170,13 @@ def print_figures(name: str, counts: Counter[str], elapsed_s: float) -> float:
     print(f"mutation_{name}_other {total - sum(counts[s] for s in named)}")
     print(f"mutation_{name}_killed_pct {share:.1f}")
     print(f"mutation_{name}_run_s {elapsed_s:.0f}")
+    by_module: dict[str, list[bool]] = {}
+    for key, status in statuses.items():
+        module = key.split(".x", 1)[0].rsplit(".", 1)[-1]  # driftloop.governance.gates.x_judge__mutmut_5
+        by_module.setdefault(module, []).append(status in KILLED)
+    for module, killed in sorted(by_module.items()):
+        print(f"mutation_{name}_total.{module} {len(killed)}")
+        print(f"mutation_{name}_killed_pct.{module} {100.0 * sum(killed) / len(killed):.1f}")
     return share
 
 
@@ -196,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             print(f"mutation_{name}_modules {' '.join(Path(m).stem for m in modules)}")
         start = time.monotonic()
-        counts = run_group(name, modules, args.sample_digits, WORK_DIR / f"{name}.log")
-        share = print_figures(name, counts, time.monotonic() - start)
+        statuses = run_group(name, modules, args.sample_digits, WORK_DIR / f"{name}.log")
+        share = print_figures(name, statuses, time.monotonic() - start)
         if args.min_killed_pct is not None and share < args.min_killed_pct:
             failed.append(f"{name} {share:.1f}% < {args.min_killed_pct}%")
     if failed:
