@@ -133,6 +133,8 @@ LIVE_DROP_METRIC_TAG = PREFIX + "live_drop_metric"  # on monitoring runs: which 
 READY_FOR_CHAMPION_TAG = PREFIX + "ready_for_champion"
 PROMOTION_INTENT_TAG = PREFIX + "promotion_intent"  # JSON of a champion move under way (promotion._move)
 RETRAIN_WAITING_TAG = PREFIX + "retrain_waiting"  # monitoring run: its retrain waits for labels
+CALIBRATION_METHOD_TAG = PREFIX + "calibration_method"  # training run: isotonic | platt (the map's curves)
+ESTIMATION_METHOD_TAG = PREFIX + "estimation_method"  # monitoring run: cbpe | dle (estimated performance)
 
 # Training-run tags copied onto the model version (lineage from the registry without opening the run).
 # fmt: off
@@ -181,6 +183,19 @@ THRESHOLD_METRIC = "decision_threshold"  # binary: the threshold chosen on cross
 TRAIN_ROWS = "train_rows"
 HOLDOUT_ROWS = "holdout_rows"
 SURROGATE_FIDELITY = "surrogate_fidelity"  # agreement of the shallow surrogate tree with the model (evidence)
+# Calibration of classification versions (driftloop.training.calibration): expected calibration error of the
+# raw and the calibrated scores, out of fold (calibrator cross-fitted) and on the holdout (map of all folds).
+CALIBRATION_ECE_BEFORE = "calibration_ece_oof_before"
+CALIBRATION_ECE_AFTER = "calibration_ece_oof_after"
+HOLDOUT_ECE_BEFORE = "calibration_ece_holdout_before"
+HOLDOUT_ECE_AFTER = "calibration_ece_holdout_after"
+CALIBRATION_OOF_ROWS = "calibration_oof_rows"  # out-of-fold rows the map was fitted on
+
+
+def calibration_brier_metric(method: str) -> str:
+    """Cross-fitted out-of-fold Brier score of one calibration method: ``calibration_brier.<method>``."""
+    return f"calibration_brier.{metric_safe(method)}"
+
 
 # Data and inference runs.
 ROWS = "rows"
@@ -213,6 +228,14 @@ DRIFT_IMPORTANCE_SHARE = "drift_importance_share"  # share of the champion's imp
 ATTRIBUTION_NDCG = "attribution_ndcg"  # 1.0: the same features drive predictions as on the reference
 OOF_POSITIVE_RATE = "decision_oof_positive_rate"  # binary: predicted-positive share of out-of-fold rows
 HOLDOUT_POSITIVE_RATE = "decision_holdout_positive_rate"  # binary: the same on the holdout, final threshold
+
+
+def estimated_metric(name: str, bound: str = "") -> str:
+    """Estimated performance of a monitoring run (before labels): ``estimated_<name>``, and its confidence
+    band's ``estimated_<name>_lower`` / ``_upper`` (``bound``: ``lower`` or ``upper``)."""
+    if bound not in ("", "lower", "upper"):
+        raise ValueError(f"unknown bound {bound!r} (known: lower, upper)")
+    return f"estimated_{name}" + (f"_{bound}" if bound else "")
 
 
 def live_metric(name: str) -> str:
@@ -274,6 +297,7 @@ GATE_REPORT_ARTIFACT = "gate/gate_report.json"  # the latest verdict
 GATE_DECISIONS_DIR = "gate/decisions"  # one report per evidence state the version was judged in
 MODEL_CARD_MD_ARTIFACT = "model_card/model_card.md"
 MODEL_CARD_JSON_ARTIFACT = "model_card/model_card.json"
+CALIBRATION_MAP_ARTIFACT = "calibration/calibration_map.json"  # classification versions, on the training run
 
 # ------------------------------------------------------------------------------------------------------------
 # Predictions partitions (``predictions/<batch_id>.parquet``): the entity id column, then these.

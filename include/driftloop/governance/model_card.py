@@ -17,6 +17,7 @@ import logging
 from typing import Any
 
 from driftloop.core import bus
+from driftloop.core.calibration_map import describe_calibration
 from driftloop.core.config import DatasetConfig
 
 log = logging.getLogger(__name__)
@@ -180,6 +181,7 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
                 "|---|---|",
                 *[f"| {k.removeprefix('holdout_')} | {_fmt(v)} |" for k, v in metrics.items()],
             ]
+            + [f"\n{text}" for text in [describe_calibration(run["tags"], run["metrics"])] if text]
             + (
                 [f"\nAgainst champion v{report['champion_version']}: see `beats_champion`."]
                 if report and report.get("champion_version")

@@ -6,8 +6,8 @@ targets. When the training rows exceed ``training.selection_max_rows``, compare 
 bounded while the model still learns from the whole snapshot. The run says which happened
 (``bus.SELECTION_TAG``).
 
-The binary decision threshold is chosen here too, on out-of-fold scores of the training rows, never the
-holdout.
+The binary decision threshold is chosen here too, on out-of-fold scores of the training rows (which the
+calibration map is fitted on as well), never the holdout.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from driftloop.core.task_types import (
     model_input,
     positive_rate_is_far,
 )
+from driftloop.training.calibration import OutOfFold
 from driftloop.training.preprocessing import build_preprocessor
 
 log = logging.getLogger(__name__)
@@ -142,21 +143,49 @@ def _refit(pipeline: Any, cfg: DatasetConfig, frame: Any, decision: Decision) ->
     return clone(pipeline).fit(data[cfg.features], data[cfg.target])
 
 
-def choose_decision_threshold(
+def out_of_fold_proba(
     cfg: DatasetConfig, pipeline: Any, selection_df: Any, decision: Decision, n_jobs: int
+) -> OutOfFold:
+    """Out-of-fold class probabilities of the selection rows (classification): the selected pipeline
+    refitted on ``training.folds`` stratified folds, each scoring the rows it did not see; the holdout is
+    never touched.
+
+    Returns:
+        Encoded truth and scores: binary the positive-class score ``(n,)``, multiclass ``(n, k)``.
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    from driftloop.training.pycaret_env import usable_std_streams
+
+    data = encoded_frame(cfg, selection_df, decision)
+    folds = StratifiedKFold(n_splits=max(2, cfg.training.folds), shuffle=True, random_state=cfg.training.seed)
+    with usable_std_streams():
+        proba = cross_val_predict(
+            clone(pipeline),
+            data[cfg.features],
+            data[cfg.target],
+            cv=folds,
+            method="predict_proba",
+            n_jobs=n_jobs,
+        )
+    return OutOfFold(data[cfg.target].to_numpy(), proba[:, 1] if decision.task == BINARY else proba)
+
+
+def choose_decision_threshold(
+    cfg: DatasetConfig, decision: Decision, oof: OutOfFold | None
 ) -> dict[str, Any]:
     """The binary threshold chosen on out-of-fold scores of the training rows
-    (``training.threshold_objective``).
+    (``training.threshold_objective``; :func:`out_of_fold_proba`).
 
-    The selected pipeline is refitted on ``training.folds`` folds of the selection rows and scores the rows it
-    did not see; the holdout is never touched. ``fixed`` (and non-binary tasks) keep ``inference.threshold``.
+    ``fixed`` (and non-binary tasks, or no out-of-fold scores) keep ``inference.threshold``.
 
     Returns:
         ``{"threshold", "objective", "objective_value", "oof_rows", "oof_positive_rate"}``; the last is the
         share of out-of-fold rows predicted positive at the threshold (None without out-of-fold scores).
     """
     opts = cfg.training
-    if decision.task != BINARY or opts.threshold_objective == "fixed":
+    if decision.task != BINARY or opts.threshold_objective == "fixed" or oof is None:
         return {
             "threshold": cfg.inference.threshold,
             "objective": "fixed",
@@ -164,29 +193,13 @@ def choose_decision_threshold(
             "oof_rows": 0,
             "oof_positive_rate": None,
         }
-    from sklearn.base import clone
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    from driftloop.training.pycaret_env import usable_std_streams
-
-    data = encoded_frame(cfg, selection_df, decision)
-    folds = StratifiedKFold(n_splits=max(2, opts.folds), shuffle=True, random_state=opts.seed)
-    with usable_std_streams():
-        oof = cross_val_predict(
-            clone(pipeline),
-            data[cfg.features],
-            data[cfg.target],
-            cv=folds,
-            method="predict_proba",
-            n_jobs=n_jobs,
-        )[:, 1]
     cost = {str(kind): float(value) for kind, value in opts.cost.items()}
-    chosen = choose_threshold(data[cfg.target].to_numpy(), oof, opts.threshold_objective, cost)
+    chosen = choose_threshold(oof.y, oof.scores, opts.threshold_objective, cost)
     return {
         **chosen,
         "objective": opts.threshold_objective,
-        "oof_rows": len(data),
-        "oof_positive_rate": float((oof >= chosen["threshold"]).mean()),
+        "oof_rows": len(oof.y),
+        "oof_positive_rate": float((oof.scores >= chosen["threshold"]).mean()),
     }
 
 

@@ -28,12 +28,25 @@ from typing import Any
 from driftloop.core import bus, holdout, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
-from driftloop.core.task_types import BINARY, Decision, holdout_metrics, model_input, training_decision
+from driftloop.core.task_types import (
+    BINARY,
+    Decision,
+    holdout_metrics,
+    is_classification,
+    model_input,
+    training_decision,
+)
 from driftloop.core.tracking import get_client, keyed_run
 from driftloop.data import snapshots
 from driftloop.training import keys
+from driftloop.training.calibration import calibrate_version, log_calibration
 from driftloop.training.data_checks import check_training_frames, training_data_error
-from driftloop.training.selection import choose_decision_threshold, fit_pycaret, transfer_threshold
+from driftloop.training.selection import (
+    choose_decision_threshold,
+    fit_pycaret,
+    out_of_fold_proba,
+    transfer_threshold,
+)
 
 log = logging.getLogger(__name__)
 
@@ -227,17 +240,23 @@ def _fit_and_log(
         raise verdict from exc
     model, timings = fitted["model"], fitted["timings"]
     started = time.perf_counter()
-    chosen = choose_decision_threshold(
-        cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs
-    )
+    oof = None  # out-of-fold scores of the selection rows: the threshold and the calibration map read them
+    if is_classification(cfg):
+        oof = out_of_fold_proba(cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs)
+    chosen = choose_decision_threshold(cfg, decision, oof)
     if decision.task == BINARY:  # falls back when the out-of-fold threshold does not transfer to the holdout
         chosen = transfer_threshold(cfg, chosen, decision.score(model, holdout_df[cfg.features]))
     timings[bus.THRESHOLD_SECONDS] = time.perf_counter() - started
     decision = replace(decision, threshold=float(chosen["threshold"]))
     # Predicted once: the metrics, the drift reference and the evidence all read these.
     holdout_outputs = decision.predict(model, holdout_df[cfg.features])
-    metrics = holdout_metrics(decision, decision.encode(holdout_df[cfg.target]).to_numpy(), holdout_outputs)
+    holdout_y = decision.encode(holdout_df[cfg.target]).to_numpy()
+    metrics = holdout_metrics(decision, holdout_y, holdout_outputs)
     opts = cfg.training
+    if oof is not None:
+        log_calibration(
+            *calibrate_version(decision.task, decision.classes, oof, opts.seed, holdout_y, holdout_outputs)
+        )
     _log_params_once(
         client,
         run_id,
