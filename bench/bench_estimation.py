@@ -1,0 +1,200 @@
+"""How close estimated performance (CBPE, DLE) comes to the realised metric on the shipped datasets.
+
+For each shipped config (its data ships offline): the config's holdout split; a model of the config's first
+model family (scikit-learn defaults, a random forest for tree families; not a PyCaret selection: the figures
+are about estimation, not about the model) fitted on the training rows; out-of-fold outputs of the training
+rows (the config's ``training.folds``) for the calibration map (classification,
+:func:`driftloop.training.calibration.fit_calibration`) or the DLE loss models (regression). Then
+BATCHES batches are drawn from the holdout in three scenarios:
+
+* ``none``: uniform samples;
+* ``covariate``: rows sampled with weight ``exp(+-1.5 z)`` of the standardised first numeric feature: P(x)
+  moves, P(y|x) does not, so the estimate should follow the realised metric;
+* ``concept``: uniform samples whose labels change where ``z > 0`` (binary: 30% flipped; multiclass: 30%
+  replaced by a random class; regression: noise of twice the residual spread added): P(y|x) moves, which
+  the estimate cannot see.
+
+Prints one line per dataset, metric and scenario: mean absolute estimation error, band coverage (share of
+batches whose realised value is inside the 90% band) and mean realised value. Run:
+``PYTHONPATH=include nice -n 19 .venv/bin/python bench/bench_estimation.py [config ...]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+
+from driftloop.core.calibration_map import expected_calibration_error
+
+BATCHES = 40
+LEVEL = 0.9
+CONFIGS = ("telco_churn", "mlc_churn", "hpc_jobs", "ames_housing")
+
+
+def make_model(cfg, data):
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline
+
+    from driftloop.training.preprocessing import build_preprocessor
+
+    family = cfg.training.models[0]
+    if cfg.task == "regression":
+        estimator = Ridge() if family == "ridge" else RandomForestRegressor(200, min_samples_leaf=3, n_jobs=1)
+    elif family == "lr":
+        estimator = LogisticRegression(max_iter=2000)
+    else:
+        estimator = RandomForestClassifier(300, min_samples_leaf=3, n_jobs=1, random_state=0)
+    return Pipeline([("pre", build_preprocessor(cfg, data)), ("model", estimator)])
+
+
+def realised(task: str, metric: str, y, outputs) -> float:
+    from sklearn import metrics as m
+
+    if task == "regression":
+        error = y - outputs
+        return float(np.sqrt(np.mean(error**2)) if metric == "rmse" else np.mean(np.abs(error)))
+    predicted = outputs["predicted"]
+    if metric == "auc":
+        return float(m.roc_auc_score(y, outputs["score"]))
+    if metric == "f1":
+        return float(m.f1_score(y, predicted))
+    if metric == "macro_f1":
+        return float(m.f1_score(y, predicted, average="macro"))
+    return float(m.accuracy_score(y, predicted))
+
+
+def batches(holdout_rows: int, z, y, task: str, rng, residual_sd: float):
+    n = min(500, holdout_rows // 2)
+    for scenario in ("none", "covariate", "concept"):
+        for b in range(BATCHES):
+            if scenario == "covariate":
+                w = np.exp((1.5 if b % 2 else -1.5) * z)
+                rows = rng.choice(len(z), n, replace=False, p=w / w.sum())
+            else:
+                rows = rng.choice(len(z), n, replace=False)
+            truth = y[rows].copy()
+            if scenario == "concept":
+                hit = (z[rows] > 0) & (rng.random(n) < 0.3)
+                if task == "binary":
+                    truth[hit] = 1 - truth[hit]
+                elif task == "multiclass":
+                    truth[hit] = rng.integers(0, int(y.max()) + 1, hit.sum())
+                else:
+                    truth = truth + np.where(z[rows] > 0, rng.normal(0, 2 * residual_sd, n), 0.0)
+            yield scenario, rows, truth
+
+
+def fit_version(name: str) -> SimpleNamespace:
+    """The config's split, a fitted model, and what the estimates need: the calibration map (classification)
+    or DLE's loss models (regression), both from out-of-fold outputs of the training rows."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
+
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.holdout import split_holdout
+    from driftloop.core.settings import Settings
+    from driftloop.core.task_types import choose_threshold, model_input, training_decision
+    from driftloop.data.sources import load_source_frame
+    from driftloop.monitoring import estimation as est
+    from driftloop.training.calibration import OutOfFold, fit_calibration
+
+    cfg = load_dataset_config(name, Settings.from_env({}))
+    frame = load_source_frame(cfg)
+    if cfg.id_column not in frame:
+        frame[cfg.id_column] = np.arange(len(frame)).astype(str)
+    train_df, holdout_df = split_holdout(cfg, frame.dropna(subset=[cfg.target]).reset_index(drop=True))
+    decision = training_decision(cfg, train_df[cfg.target])
+    X, Xh = model_input(train_df[cfg.features]), model_input(holdout_df[cfg.features])
+    y = decision.encode(train_df[cfg.target]).to_numpy()
+    model, task = make_model(cfg, X), decision.task
+    splitter = KFold if task == "regression" else StratifiedKFold
+    folds = splitter(cfg.training.folds, shuffle=True, random_state=cfg.training.seed)
+    method = "predict" if task == "regression" else "predict_proba"
+    oof = cross_val_predict(clone(model), X, y, cv=folds, method=method)
+    model.fit(X, y)
+    col = holdout_df[cfg.numeric_features[0]].astype(float)
+    col = col.fillna(col.mean()).to_numpy()
+    version = SimpleNamespace(
+        name=name,
+        task=task,
+        rows=len(holdout_df),
+        y=decision.encode(holdout_df[cfg.target]).to_numpy(),
+        z=(col - col.mean()) / (col.std() or 1.0),
+        residual_sd=float(np.std(y - oof)) if task == "regression" else 0.0,
+    )
+    if task == "regression":
+        version.metrics = est.REGRESSION_METRICS
+        version.losses = est.fit_loss_models(model[:-1].transform(X), oof, y, seed=0)
+        version.features, version.predicted = model[:-1].transform(Xh), model.predict(Xh)
+        version.about = f"DLE loss models on out-of-fold errors of {cfg.training.folds} folds"
+        return version
+    scores = oof[:, 1] if task == "binary" else oof
+    version.metrics = est.BINARY_METRICS if task == "binary" else est.MULTICLASS_METRICS
+    version.cmap = fit_calibration(task, decision.classes, OutOfFold(y, scores), seed=0)
+    proba = model.predict_proba(Xh)
+    version.raw = proba[:, 1] if task == "binary" else proba
+    # The threshold training would choose: F1 on the out-of-fold scores (training.threshold_objective).
+    threshold = choose_threshold(y, scores, "f1")["threshold"] if task == "binary" else 0.5
+    version.predicted = (version.raw >= threshold).astype(int) if task == "binary" else proba.argmax(axis=1)
+    after = expected_calibration_error(version.y, version.cmap.calibrate(version.raw))
+    version.about = (
+        f"calibration {version.cmap.method} on {cfg.training.folds} folds, holdout ECE "
+        f"{expected_calibration_error(version.y, version.raw):.4f} -> {after:.4f}"
+    )
+    return version
+
+
+def estimate(version: SimpleNamespace, rows, metric: str):
+    from driftloop.monitoring import estimation as est
+
+    if version.task == "regression":
+        return est.estimate_regression(
+            version.losses, version.features[rows], version.predicted[rows], metric, LEVEL
+        )
+    proba = version.cmap.calibrate(version.raw[rows])
+    if version.task == "binary":
+        positive = version.predicted[rows] == 1
+        return est.estimate_binary(proba, positive, version.raw[rows], metric, LEVEL, 400)
+    return est.estimate_multiclass(proba, version.predicted[rows], metric, LEVEL, 400)
+
+
+def validate(name: str) -> list[str]:
+    version = fit_version(name)
+    rng = np.random.default_rng(0)
+    results: dict[tuple[str, str], list[tuple[float, bool, float]]] = {}
+    for scenario, rows, truth in batches(
+        version.rows, version.z, version.y, version.task, rng, version.residual_sd
+    ):
+        for metric in version.metrics:
+            e = estimate(version, rows, metric)
+            if version.task == "regression":
+                value = realised(version.task, metric, truth, version.predicted[rows])
+            else:
+                score = version.raw[rows] if version.task == "binary" else None
+                value = realised(
+                    version.task, metric, truth, {"predicted": version.predicted[rows], "score": score}
+                )
+            results.setdefault((metric, scenario), []).append(
+                (abs(e.estimate - value), e.contains(value), value)
+            )
+    lines = [f"{name} ({version.task}, {version.rows} holdout rows, {version.about})"]
+    for (metric, scenario), values in results.items():
+        errors, inside, real = zip(*values, strict=True)
+        lines.append(
+            f"  {metric:9s} {scenario:10s} mean abs error {np.mean(errors):.4f}  "
+            f"coverage {np.mean(inside):.0%} (nominal {LEVEL:.0%})  realised mean {np.mean(real):.4f}"
+        )
+    return lines
+
+
+def main(names: list[str]) -> int:
+    for name in names or CONFIGS:
+        print("\n".join(validate(name)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
