@@ -40,6 +40,7 @@ CHAMPION_MOVED = "champion_moved"
 BATCH_QUARANTINED = "batch_quarantined"
 TASK_FAILED = "task_failed"
 AB_DECISION = "ab_decision"
+APPROVAL_OVERDUE = "approval_overdue"
 KINDS = (
     DRIFT_FIRED,
     PERFORMANCE_DROP,
@@ -48,6 +49,7 @@ KINDS = (
     BATCH_QUARANTINED,
     TASK_FAILED,
     AB_DECISION,
+    APPROVAL_OVERDUE,
 )
 
 
@@ -274,7 +276,7 @@ def _model_link(settings: Settings, model_name: str, version: Any) -> dict[str, 
 
 def moved_by(entry: dict[str, Any]) -> str:
     """Where a move came from, read off its audit entry: ``gate``, ``cli``, ``rollback``, ``ab_test``,
-    ``external`` or ``driftloop``."""
+    ``approval`` (a person in Airflow), ``external`` or ``driftloop``."""
     actor, reason = str(entry.get("actor") or ""), str(entry.get("reason") or "")
     if entry.get("source") == "external":
         return "external"
@@ -282,8 +284,8 @@ def moved_by(entry: dict[str, Any]) -> str:
         return "cli rollback" if reason.startswith("rollback") else "cli"
     if reason.startswith("rollback"):
         return "rollback"
-    if actor.startswith("ab_evaluation"):
-        return "ab_test"
+    if actor.startswith(("ab_evaluation", "airflow:")):
+        return "ab_test" if actor.startswith("ab_evaluation") else "approval"
     if "training_pipeline" in actor or actor == "gate":
         return "gate"
     return "driftloop"
@@ -355,6 +357,19 @@ def promotion_alerts(dataset: str, model_name: str, result: Any, settings: Setti
             )
         )
     return out + move_alerts(dataset, model_name, result, settings)
+
+
+def approval_overdue_alert(dataset: str, dag_id: str, run_id: str, waited_s: float) -> Alert:
+    """The ``approval_overdue`` alert of a training run still unfinished at its approval deadline (once per
+    run): the approval it waits on is in the Airflow UI's required actions."""
+    return make_alert(
+        APPROVAL_OVERDUE,
+        dataset,
+        f"{dag_id} run {run_id} still unfinished {waited_s / 3600:.2f} h after it was queued: an approval "
+        "may be waiting in Airflow (Browse > Required Actions)",
+        key=[dag_id, run_id],
+        fields={"dag_id": dag_id, "run_id": run_id, "waited_s": round(waited_s)},
+    )
 
 
 def drift_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[Alert]:

@@ -116,6 +116,15 @@ GATE_CI_HIGH_TAG = PREFIX + "gate_ci_high"
 GATE_ROWS_TAG = PREFIX + "gate_rows"
 GATE_NEEDED_ROWS_TAG = PREFIX + "gate_needed_rows"  # rows the rule needs for 80% power ("" when undefined)
 GATE_PRODUCTION_COMPARISON_TAG = PREFIX + "gate_production_comparison"  # JSON: the same, production window
+# A person's decision on a version waiting for approval (driftloop.governance.approval), on the version.
+APPROVAL_DECISION_TAG = PREFIX + "approval"  # approved | rejected | stale (approved after champion moved)
+APPROVAL_BY_TAG = PREFIX + "approval_by"  # airflow:<username>
+APPROVAL_AT_TAG = PREFIX + "approval_at"  # ISO time of the response
+APPROVAL_COMMENT_TAG = PREFIX + "approval_comment"
+APPROVAL_REQUEST_TAG = PREFIX + "approval_request"  # <dag_id>/<run_id> of the request decided
+APPROVED = "approved"
+REJECTED = "rejected"
+APPROVAL_STALE = "stale"
 # Binary decisions: predicted-positive rates out of fold (training) and on the holdout, side by side.
 OOF_POSITIVE_RATE_TAG = PREFIX + "oof_positive_rate"
 HOLDOUT_POSITIVE_RATE_TAG = PREFIX + "holdout_positive_rate"
@@ -390,6 +399,14 @@ def asset_uri(dataset: str, kind: str) -> str:
 def gate_decision_artifact(evidence_key: str) -> str:
     """The artifact path of a version's verdict in one evidence state (on its training run)."""
     return f"{GATE_DECISIONS_DIR}/{evidence_key}.json"
+
+
+APPROVAL_RECORDS_DIR = "approval"  # on the version's training run: one record per decided request
+
+
+def approval_record_artifact(request_id: str) -> str:
+    """The record of one approval decision: ``approval/<request id, one path-safe name>.json``."""
+    return f"{APPROVAL_RECORDS_DIR}/{re.sub(r'[^0-9A-Za-z_.-]', '_', request_id)}.json"
 
 
 def asked_by_tag(trigger_id: str) -> str:

@@ -93,7 +93,8 @@ class GateConfig:
     """Promotion gate: absolute floors for a first champion, evidence against the champion afterwards.
 
     ``policy`` says what a passing gate does: ``auto`` moves ``champion``; ``manual`` only marks the version
-    ready, and a person moves ``champion`` in the MLflow UI.
+    ready, and a person approves it in Airflow (``training_pipeline``'s ``await_approval`` task) or moves
+    ``champion`` in the MLflow UI.
 
     Against a champion the gate decides on a paired comparison (:mod:`driftloop.governance.comparison`): the
     ``confidence`` interval of the improvement on the same rows. ``superiority`` passes when its lower bound
@@ -129,6 +130,9 @@ class GateConfig:
     # Multiclass: a class holding at most this share of the holdout may go unpredicted without failing
     # decision.degenerate, whatever its rows (0: none; a model predicting one class is never tolerated).
     unpredicted_class_max_share: Share = 0.0
+    # A version waiting for a person's approval (policy manual): seconds after its training run was queued
+    # when an approval_overdue alert goes out (None: no deadline). The wait goes on; nothing is decided.
+    approval_deadline_s: PositiveInt | None = None
 
 
 @dataclass(frozen=True)
