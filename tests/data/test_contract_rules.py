@@ -4,10 +4,11 @@ docs/mutation.md)."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pytest
 import yaml
 
 from driftloop.data import contract as dc
@@ -101,6 +102,12 @@ def test_rejected_rows_carry_their_row_number_in_the_file_across_chunks(telco_cf
     report = dc.validate_file(telco_cfg, path, chunk_rows=4, on_rejected=rejected.append)
     rows = pd.concat(rejected, ignore_index=True)
     assert rows["_row"].tolist() == [3, 10]
+    assert (report["ok"], report["reason_code"], report["message"], report["file_level"]) == (
+        True,
+        None,
+        "",
+        False,
+    )
     assert rows["customer_id"].tolist() == [good.loc[2, "customer_id"], good.loc[9, "customer_id"]]
     assert (report["rows_received"], report["rows_accepted"], report["rows_quarantined"]) == (20, 18, 2)
 
@@ -127,7 +134,8 @@ def test_bootstrapped_contract_names_label_share_and_a_reason_per_column(telco_c
         assert set(entry) == {"column", "role", "source_dtype", "dtype", "nullable", "rule", "why"}
         assert entry["why"], entry
     by_column = {e["column"]: e for e in result["report"]}
-    assert by_column["customer_id"]["role"] == "id" and by_column["customer_id"]["rule"].endswith(", unique")
+    assert by_column["customer_id"]["role"] == "id"
+    assert re.fullmatch(r"max_length \d+, unique", by_column["customer_id"]["rule"])
     assert by_column["tenure"]["rule"].startswith("[0, ")
     assert by_column["contract"]["rule"] == "3 categories"
     assert "min 0 (no negatives)" in by_column["tenure"]["why"]
@@ -210,11 +218,27 @@ def test_bootstrap_report_names_the_source_check_and_a_mostly_null_label():
     assert few[-1].startswith("  1 of 10 source rows (10%) have no label")
 
 
-@pytest.mark.parametrize("value", [0.5, 12, 1234.5])
-def test_bootstrap_numeric_reasons_say_where_each_bound_comes_from(telco_cfg, value):
+def test_bootstrap_numeric_reasons_say_where_each_bound_comes_from(telco_cfg):
     from driftloop.data.contract.bootstrap import infer_column_rule
 
-    _, reasons = infer_column_rule(telco_cfg, "tenure", pd.Series([value, value / 2]))
-    assert any(r.startswith("min 0 (no negatives)") or "min 0 (no negatives)" in r for r in reasons), reasons
-    _, negative = infer_column_rule(telco_cfg, "tenure", pd.Series([-value, -value / 2]))
-    assert any("max 0 (no positives)" in r for r in negative), negative
+    _, positive = infer_column_rule(telco_cfg, "tenure", pd.Series([3, 12]))
+    assert positive[-1].startswith("seen 3..12: min 0 (no negatives), max ")
+    _, negative = infer_column_rule(telco_cfg, "tenure", pd.Series([-3.5, -1.0]))
+    assert negative[-1].startswith("seen -3.5..-1: min ") and negative[-1].endswith(", max 0 (no positives)")
+
+
+def test_bootstrap_takes_a_text_source_of_a_numeric_column_as_text_and_says_so(telco_cfg):
+    from driftloop.data.contract.bootstrap import infer_column_rule
+
+    rule, reasons = infer_column_rule(telco_cfg, "tenure", pd.Series(["12", "n/a"]))
+    assert rule["dtype"] == "string"
+    assert reasons[0] == "source dtype object, text although the config calls it numeric: check the source"
+
+
+def test_bootstrap_keeps_numeric_categories_as_numbers(telco_cfg):
+    from driftloop.data.contract.bootstrap import infer_column_rule
+
+    floats, _ = infer_column_rule(telco_cfg, "contract", pd.Series([2.5, 1.0, None, 2.5]))
+    assert floats["categories"] == [1.0, 2.5] and floats["nullable"] is True
+    ints, reasons = infer_column_rule(telco_cfg, "contract", pd.Series([3, 1, 3]))
+    assert ints["categories"] == [1, 3] and reasons[-1] == "the 2 values seen"
