@@ -209,6 +209,11 @@ def test_training_logs_a_calibration_map_that_estimates_unseen_customers(
     assert metrics[bus.CALIBRATION_OOF_ROWS] == metrics[bus.TRAIN_ROWS]  # every training row, out of fold
     assert 0 <= metrics[bus.CALIBRATION_ECE_AFTER] < 0.1 and 0 <= metrics[bus.HOLDOUT_ECE_AFTER] < 0.15
     assert cmap.method == min(("platt", "isotonic"), key=lambda m: metrics[bus.calibration_brier_metric(m)])
+    from driftloop.governance.model_card import build_card, gather_facts
+
+    card = build_card(cfg, gather_facts(cfg, client, trained.result["model_version"], []))
+    ece = f"{metrics[bus.HOLDOUT_ECE_BEFORE]:.4f} → {metrics[bus.HOLDOUT_ECE_AFTER]:.4f}"
+    assert f"Calibration: **{cmap.method}**" in card["evaluation"] and ece in card["evaluation"]
 
     unseen = telco_frame[~telco_frame[cfg.id_column].isin(trained.frame[cfg.id_column])]
     assert len(unseen) > 5000
