@@ -20,6 +20,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from driftloop.core import bus
 from driftloop.monitoring.estimation import (
     PerformanceEstimate,
+    estimate_batch,
     estimate_binary,
     estimate_classification,
     estimate_multiclass,
@@ -184,6 +185,9 @@ def test_classification_estimate_reads_a_predictions_frame_through_the_calibrati
     # Without the map (raw, overconfident scores) the estimate would be far off: calibration matters.
     raw = estimate_binary(score[3000:], score[3000:] >= 0.5, score[3000:], "f1", LEVEL)
     assert abs(raw.estimate - realised) > 0.05
+    every = {e.metric: e for e in estimate_batch(cmap, batch, level=SINGLE)}
+    assert set(every) == {"auc", "f1", "accuracy"} and every["f1"] == calibrated
+    assert abs(every["auc"].estimate - roc_auc_score(truth, score[3000:])) < 0.02
     assert calibrated.to_metrics() == {
         "estimated_f1": calibrated.estimate,
         "estimated_f1_lower": calibrated.lower,

@@ -133,6 +133,19 @@ def estimate_classification(
     return estimate_multiclass(proba, predicted, key, level, draws, seed)
 
 
+def estimate_batch(
+    cmap: CalibrationMap,
+    predictions: Any,
+    level: float = DEFAULT_LEVEL,
+    draws: int = DEFAULT_DRAWS,
+    seed: int = 0,
+) -> list[PerformanceEstimate]:
+    """Every CBPE metric of the map's task on one batch (binary AUC, F1, accuracy; multiclass macro-F1,
+    accuracy): :func:`estimate_classification` for each, all with the same seed."""
+    metrics = BINARY_METRICS if cmap.task == "binary" else MULTICLASS_METRICS
+    return [estimate_classification(cmap, predictions, m, level, draws, seed) for m in metrics]
+
+
 def _band(values: Any, level: float) -> tuple[float, float]:
     import numpy as np
 
