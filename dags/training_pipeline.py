@@ -21,6 +21,9 @@ model card land on the version; every move of `champion` is appended to the audi
 * **Fails fast** (no retry) when the first version misses the floors or there is no snapshot to train on.
 * **A rejected challenger is an outcome, not a fault:** the run succeeds, its note says
   `challenger vN rejected (champion stays vM): <reason>` and a `gate_rejected` alert goes out.
+* **Approval (`gates.policy: manual`):** a passing version waits in `await_approval` (no worker slot) with
+  the gate's evidence; `apply_approval` moves `champion` on Approve (audited as `airflow:<user>`) or records a
+  Reject. `gates.approval_deadline_s` after the run was queued, an unfinished run sends `approval_overdue`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from airflow.sdk import dag, get_current_context, task
 
 from driftloop.core import alerts, bus
 from driftloop_airflow import airflow_ids, asset, dag_defaults, run_stage
+from driftloop_airflow.approval import approval_deadline, approval_task
 from driftloop_airflow.factory import build_for_each_dataset
 
 
@@ -40,6 +44,7 @@ def build(dataset: str) -> None:
     @dag(
         dag_id=bus.dag_id(dataset, bus.TRAINING_PIPELINE),
         schedule=[asset(dataset, "snapshot")],
+        deadline=approval_deadline(dataset),
         **dag_defaults(dataset, "training", __doc__),
     )
     def training_pipeline() -> None:
@@ -69,7 +74,23 @@ def build(dataset: str) -> None:
                 actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
             )
 
-        promote_model(train_model())  # type: ignore[arg-type]  # an XComArg, resolved when the task runs
+        @task.short_circuit
+        def plan_approval(promoted: dict[str, Any]) -> dict[str, Any] | None:
+            from driftloop.governance import approval
+
+            ids = airflow_ids()
+            request_id = f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}"
+            plan = run_stage(dataset, approval.plan_approval, promoted, request_id=request_id)
+            return plan if plan["needed"] else None  # None skips the approval tasks
+
+        @task
+        def apply_approval(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
+            from driftloop.governance import approval
+
+            return run_stage(dataset, approval.apply_decision, request, response, alerts=alerts.move_alerts)
+
+        request = plan_approval(promote_model(train_model()))  # type: ignore[arg-type]  # XComArgs
+        apply_approval(request, approval_task(request).output)  # type: ignore[arg-type]
 
     training_pipeline()
 

@@ -116,6 +116,34 @@ class DriftloopFailureNotifier(BaseNotifier):
         send_alerts([alert], Settings.from_env())
 
 
+async def approval_deadline_missed(dataset: str, context: dict[str, Any] | None = None, **_: Any) -> None:
+    """The approval deadline's callback (``DeadlineAlert``, run in the triggerer): an ``approval_overdue``
+    alert for the training run still unfinished. It alerts and decides nothing: the approval keeps waiting."""
+    import asyncio
+
+    await asyncio.to_thread(send_approval_overdue, dataset, context or {})
+
+
+def send_approval_overdue(dataset: str, context: dict[str, Any]) -> list[dict[str, Any]]:
+    """Send the ``approval_overdue`` alert of the deadline context's run (``dag_run``: ``dag_id``,
+    ``dag_run_id``, ``queued_at``); never raises."""
+    from datetime import UTC, datetime
+
+    run = context.get("dag_run") or {}
+    queued = run.get("queued_at")
+    try:
+        waited_s = (
+            (datetime.now(UTC) - datetime.fromisoformat(str(queued))).total_seconds() if queued else 0.0
+        )
+        alert = alerts.approval_overdue_alert(
+            dataset, str(run.get("dag_id")), str(run.get("dag_run_id")), waited_s
+        )
+    except Exception as exc:  # a deadline callback must never crash the triggerer's callback runner
+        log.warning("approval_overdue alert of %s not built: %s", run, exc)
+        return []
+    return send_alerts([alert], Settings.from_env())
+
+
 def stage_note(stage: str, result: Any) -> str | None:
     """The DAG run note a stage's result deserves (the grid shows it), or None."""
     if not isinstance(result, dict):
