@@ -8,7 +8,8 @@ moto's S3 server as the object store, every process on its own disk).
    logistic regression scores 1M rows in seconds, where task start-up would dominate.
 2. With worker 2 stopped, lands a ``BENCH_FANOUT_ROWS``-row batch (default 1,000,000) and triggers
    ``data_pipeline``; the asset runs ``inference_pipeline`` (``score_part`` mapped over parts of
-   ``inference.chunk_rows`` rows) and then ``monitoring_pipeline``. Times both runs from Airflow's own start
+   ``inference.chunk_rows`` rows) and then ``monitoring_pipeline`` (``sample_part`` mapped over parts of
+   ``monitoring.part_rows`` rows). Times both runs from Airflow's own start
    and end dates.
 3. Starts worker 2 again and does the same with another batch of the same size.
 
@@ -77,11 +78,11 @@ def run_round(stack, cfg, frame, name: str) -> dict[str, float]:
         done = api.wait_for_run(ids[stage], run["dag_run_id"], timeout_s=3600)
         assert done["state"] == "success", api.describe_run(ids[stage], run["dag_run_id"])
         seconds[stage] = airflow_run_seconds(done) or 0.0
-        if stage == "inference":
-            states = api.task_instances(ids[stage], run["dag_run_id"])
-            hosts = {t["hostname"] for t in states if t["task_id"] == "score_part"}
-            parts = sum(1 for t in states if t["task_id"] == "score_part")
-            print(f"# {name}: {parts} part(s) scored on {sorted(hosts)}", flush=True)
+        mapped = "score_part" if stage == "inference" else "sample_part"
+        states = api.task_instances(ids[stage], run["dag_run_id"])
+        hosts = {t["hostname"] for t in states if t["task_id"] == mapped}
+        parts = sum(1 for t in states if t["task_id"] == mapped)
+        print(f"# {name}: {stage}: {parts} {mapped} task(s) on {sorted(hosts)}", flush=True)
     return seconds
 
 
@@ -130,13 +131,15 @@ def main() -> int:
     finally:
         stack.teardown()
     print(f"fanout_rows {ROWS}")
-    print(f"fanout_parts {max(1, -(-ROWS // cfg.inference.chunk_rows))}")
+    print(f"fanout_parts.scoring {max(1, -(-ROWS // cfg.inference.chunk_rows))}")
+    print(f"fanout_parts.monitoring {max(1, -(-ROWS // cfg.monitoring.part_rows))}")
     for label, seconds in (("1_worker", one), ("2_workers", two)):
         print(f"fanout_score_s.{label} {seconds['inference']:.1f}")
         print(f"fanout_monitor_s.{label} {seconds['monitoring']:.1f}")
     total_one = one["inference"] + one["monitoring"]
     total_two = two["inference"] + two["monitoring"]
     print(f"fanout_score_speedup_2_vs_1_workers {one['inference'] / two['inference']:.2f}")
+    print(f"fanout_monitor_speedup_2_vs_1_workers {one['monitoring'] / two['monitoring']:.2f}")
     print(f"fanout_speedup_2_vs_1_workers {total_one / total_two:.2f}")
     return 0
 

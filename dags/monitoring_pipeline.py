@@ -7,7 +7,7 @@ share, the number of drifted columns and per-column scores to the monitoring exp
 champion version it judged. When labels have arrived for scored rows, it logs live F1/AUC and the relative F1
 drop versus the champion's holdout, also for batches monitored before their labels came.
 
-A batch is read in parts of `inference.chunk_rows` rows: `sample_part` is mapped over them (one task instance
+A batch is read in parts of `monitoring.part_rows` rows: `sample_part` is mapped over them (one task instance
 per part, on whichever Celery worker is free) and keeps the rows with the smallest id hashes, so the sample is
 the same however the batch is cut; `monitor_predictions` merges the parts' samples and logs the run.
 

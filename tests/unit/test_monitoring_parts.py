@@ -19,7 +19,7 @@ from tests.fakes import BATCH_ROWS, monitoring_runs, put_parquet, score_batch, w
 
 
 def _part_rows(cfg, rows: int):
-    return dataclasses.replace(cfg, inference=dataclasses.replace(cfg.inference, chunk_rows=rows))
+    return dataclasses.replace(cfg, monitoring=dataclasses.replace(cfg.monitoring, part_rows=rows))
 
 
 def _facts(cfg, train_run_id):

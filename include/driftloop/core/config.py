@@ -5,8 +5,7 @@ keys are refused, and a :class:`ConfigError` names the file and the key (``x.yam
 should be a valid integer``). A new key is one line in its section, e.g. ``margin: NonNegativeFloat = 0.0`` or
 ``rule: Literal["floor", "margin"] = "floor"``; the YAML key is the field name. Reading a config changes
 nothing on disk or in MLflow, so DAG files may import this module at parse time (it needs PyYAML and pydantic,
-which Airflow itself imports). Process settings are :mod:`driftloop.core.settings`; the state layout is
-:mod:`driftloop.core.state`.
+which Airflow itself imports). Process settings: :mod:`driftloop.core.settings`; state: :mod:`~.core.state`.
 """
 
 from __future__ import annotations
@@ -163,6 +162,7 @@ class MonitoringConfig:
     cooldown_s: NonNegativeInt = 3600
     min_rows: PositiveInt = 30
     chunk_rows: PositiveInt = 100_000  # batch rows read at a time when sampling the current data
+    part_rows: PositiveInt = 500_000  # rows a mapped task samples (~200k rows/s; a task start costs ~3 s)
 
 
 @dataclass(frozen=True)

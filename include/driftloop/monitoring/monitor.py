@@ -10,7 +10,7 @@ run (:mod:`driftloop.monitoring.live`). Whether a result calls for retraining is
 Three steps, like batch scoring, so a large batch is read by several workers at once:
 
 1. :func:`plan_monitoring` lists the batches scored but not monitored and cuts each predictions file into
-   parts of ``inference.chunk_rows`` rows (from the parquet footer; nothing read), with the label files of
+   parts of ``monitoring.part_rows`` rows (from the parquet footer; nothing read), with the label files of
    the moment.
 2. :func:`driftloop.monitoring.samples.sample_part` reads one part and keeps its drift rows and labelled rows,
    chosen by id hash so that the batch's sample does not depend on how it was cut.
@@ -128,7 +128,7 @@ def plan_monitoring(
     if parts:
         log.info(
             "%d batch(es) to monitor in %d part(s) of at most %d rows; %d label file(s)",
-            len({p["inference_run_id"] for p in parts}), len(parts), cfg.inference.chunk_rows,
+            len({p["inference_run_id"] for p in parts}), len(parts), cfg.monitoring.part_rows,
             len(label_uris),
         )  # fmt: skip
     return {

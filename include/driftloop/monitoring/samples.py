@@ -1,6 +1,6 @@
 """Samples of a scored batch drawn part by part, so monitoring a large batch fans out like its scoring.
 
-A predictions file is cut into the row ranges of ``inference.chunk_rows`` rows (:class:`MonitoringPart`); each
+A predictions file is cut into row ranges of ``monitoring.part_rows`` rows (:class:`MonitoringPart`); each
 part is read on its own (an Airflow mapped task, on whichever worker is free) and keeps two small samples,
 chosen by the 64-bit hash of the entity id so that the choice does not depend on how the file is cut:
 
@@ -175,7 +175,7 @@ def cut_parts(
     path = check_columns(predictions_uri, [cfg.id_column, *output_columns])
     present = set(read_parquet_schema(path).names)
     rows, _ = parquet_rows(path)
-    ranges = split_rows(rows, cfg.inference.chunk_rows)
+    ranges = split_rows(rows, cfg.monitoring.part_rows)
     return [
         MonitoringPart(
             inference_run_id=inference_run_id,
