@@ -4,7 +4,8 @@ For each shipped config (its data ships offline): the config's holdout split; a 
 model family (scikit-learn defaults, a random forest for tree families; not a PyCaret selection: the figures
 are about estimation, not about the model) fitted on the training rows; out-of-fold outputs of the training
 rows (the config's ``training.folds``) for the calibration map (classification,
-:func:`driftloop.training.calibration.fit_calibration`) or the DLE loss models (regression). Then
+:func:`driftloop.training.calibration.fit_calibration`), or for regression the DLE loss curve fitted on half
+the holdout (training fits it on the whole holdout; the batches come from the other half). Then
 BATCHES batches are drawn from the holdout in three scenarios:
 
 * ``none``: uniform samples;
@@ -99,7 +100,7 @@ def fit_version(name: str) -> SimpleNamespace:
     from driftloop.core.task_types import choose_threshold, model_input, training_decision
     from driftloop.data.sources import load_source_frame
     from driftloop.monitoring import estimation as est
-    from driftloop.training.calibration import OutOfFold, fit_calibration
+    from driftloop.training.calibration import OutOfFold, fit_calibration, fit_loss_curve
 
     cfg = load_dataset_config(name, Settings.from_env({}))
     frame = load_source_frame(cfg)
@@ -126,10 +127,14 @@ def fit_version(name: str) -> SimpleNamespace:
         residual_sd=float(np.std(y - oof)) if task == "regression" else 0.0,
     )
     if task == "regression":
-        version.metrics = est.REGRESSION_METRICS
-        version.losses = est.fit_loss_models(model[:-1].transform(X), oof, y, seed=0)
-        version.features, version.predicted = model[:-1].transform(Xh), model.predict(Xh)
-        version.about = f"DLE loss models on out-of-fold errors of {cfg.training.folds} folds"
+        # Training fits the loss curve on the holdout; here on half of it, the batches from the other half.
+        predicted = model.predict(Xh)
+        fit_rows = np.random.default_rng(1).permutation(len(predicted))[: len(predicted) // 2]
+        rest = np.setdiff1d(np.arange(len(predicted)), fit_rows)
+        version.curve = fit_loss_curve(predicted[fit_rows], version.y[fit_rows])
+        version.metrics, version.predicted = est.REGRESSION_METRICS, predicted[rest]
+        version.y, version.z, version.rows = version.y[rest], version.z[rest], len(rest)
+        version.about = f"DLE loss curve by predicted value on {len(fit_rows)} other holdout rows"
         return version
     scores = oof[:, 1] if task == "binary" else oof
     version.metrics = est.BINARY_METRICS if task == "binary" else est.MULTICLASS_METRICS
@@ -151,9 +156,7 @@ def estimate(version: SimpleNamespace, rows, metric: str):
     from driftloop.monitoring import estimation as est
 
     if version.task == "regression":
-        return est.estimate_regression(
-            version.losses, version.features[rows], version.predicted[rows], metric, LEVEL
-        )
+        return est.estimate_regression_curve(version.curve, version.predicted[rows], metric, LEVEL)
     proba = version.cmap.calibrate(version.raw[rows])
     if version.task == "binary":
         positive = version.predicted[rows] == 1

@@ -18,6 +18,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from driftloop.core import bus
+from driftloop.core.calibration_map import LossCurve
 from driftloop.monitoring.estimation import (
     PerformanceEstimate,
     estimate_batch,
@@ -25,11 +26,12 @@ from driftloop.monitoring.estimation import (
     estimate_classification,
     estimate_multiclass,
     estimate_regression,
+    estimate_regression_curve,
     expected_auc,
     fit_loss_models,
     metric_name,
 )
-from driftloop.training.calibration import OutOfFold, fit_calibration
+from driftloop.training.calibration import OutOfFold, fit_calibration, fit_loss_curve
 
 LEVEL = 0.9
 SINGLE = 0.99  # the level of one-off band checks (a 90% band misses one batch in ten by design)
@@ -256,6 +258,53 @@ def test_cbpe_on_hand_computed_cases():
     assert estimate_binary(p, [True, True, False], p, "accuracy").estimate == pytest.approx(
         (0.9 + 0.6 + 0.8) / 3
     )
+
+
+def priced(rng, n: int, low: float = 50.0, high: float = 150.0, noise: float = 0.2):
+    """A regression version whose error grows with its prediction: y = f + N(0, (noise f)^2), prediction f."""
+    f = rng.uniform(low, high, n)
+    return f, f + rng.normal(0, noise * f)
+
+
+def test_loss_curve_is_the_mean_error_per_prediction_bin_and_round_trips():
+    # 200 rows: two bins of 100. Predictions 0..99 miss by 1, predictions 100..199 by -3.
+    prediction = np.arange(200.0)
+    truth = prediction + np.where(prediction < 100, 1.0, -3.0)
+    curve = fit_loss_curve(prediction, truth)
+    assert curve.x == (49.5, 149.5) and curve.absolute == (1.0, 3.0) and curve.squared == (1.0, 9.0)
+    assert curve.fourth == (1.0, 81.0)
+    absolute, squared, fourth = curve.expected_losses(
+        [0.0, 99.5, 500.0]
+    )  # clipped at the ends, linear between
+    np.testing.assert_allclose(absolute, [1.0, 2.0, 3.0])
+    np.testing.assert_allclose(squared, [1.0, 5.0, 9.0])
+    np.testing.assert_allclose(fourth, [1.0, 41.0, 81.0])
+    assert LossCurve.from_json(curve.to_json()) == curve
+    with pytest.raises(ValueError):
+        LossCurve.from_json(curve.to_json().replace('"format": 1', '"format": 9'))
+
+
+@pytest.mark.parametrize("metric", ["rmse", "mae"])
+def test_dle_by_predicted_value_follows_a_shift_of_predictions_but_not_more_noise(metric):
+    rng = np.random.default_rng(11)
+    curve = fit_loss_curve(*priced(rng, 1000))  # a holdout of 1,000 rows: 10 bins
+
+    def realised(pred, y):
+        error = y - pred
+        return float(np.sqrt(np.mean(error**2)) if metric == "rmse" else np.mean(np.abs(error)))
+
+    inside = []
+    for _ in range(100):
+        pred, y = priced(rng, 500)
+        estimate = estimate_regression_curve(curve, pred, metric, LEVEL)
+        inside.append(estimate.contains(realised(pred, y)))
+    assert abs(np.mean(inside) - LEVEL) <= 0.1, np.mean(inside)
+    pred, y = priced(rng, 2000, low=100.0)  # dearer items: larger errors, same P(y|x)
+    shifted = estimate_regression_curve(curve, pred, metric, SINGLE)
+    assert realised(pred, y) > 1.15 * estimate_regression_curve(curve, priced(rng, 2000)[0], metric).estimate
+    assert abs(shifted.estimate / realised(pred, y) - 1) < 0.05 and shifted.contains(realised(pred, y))
+    pred, y = priced(rng, 2000, noise=0.3)  # the same items, noisier: DLE cannot see it
+    assert not estimate_regression_curve(curve, pred, metric, SINGLE).contains(realised(pred, y))
 
 
 def test_metric_names_follow_the_configs_spelling():

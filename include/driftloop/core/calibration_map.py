@@ -13,6 +13,9 @@ so applying it needs numpy only, and loading it runs no code (unlike a pickled c
 
 Binary maps have one curve, applied to the positive-class score. Multiclass maps have one curve per class
 (one-vs-rest), applied to that class's probability; each row is then renormalised to sum to 1.
+
+Regression versions carry a :class:`LossCurve` instead (``bus.LOSS_CURVE_ARTIFACT``): the expected absolute
+and squared error as a function of the predicted value, for direct loss estimation.
 """
 
 from __future__ import annotations
@@ -212,3 +215,62 @@ def describe_calibration(tags: dict[str, str], metrics: dict[str, float]) -> str
         f"on the holdout {pair(bus.HOLDOUT_ECE_BEFORE, bus.HOLDOUT_ECE_AFTER)}. Monitoring estimates "
         "performance from the calibrated scores before labels arrive."
     )
+
+
+@dataclass(frozen=True)
+class LossCurve:
+    """Expected absolute and squared error of a regression version as a function of its prediction.
+
+    Fitted on labelled rows the version did not train on (its holdout), as means per quantile bin of the
+    prediction; applied by linear interpolation between the bins' mean predictions, clipped at the ends.
+
+    Attributes:
+        x: Mean prediction of each bin (increasing).
+        absolute: Mean absolute error of each bin.
+        squared: Mean squared error of each bin.
+        fourth: Mean fourth power of the error of each bin.
+        facts: Rows and bins it was fitted on.
+    """
+
+    x: tuple[float, ...]
+    absolute: tuple[float, ...]
+    squared: tuple[float, ...]
+    fourth: tuple[float, ...]
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def expected_losses(self, prediction: Any) -> tuple[Any, Any, Any]:
+        """Expected absolute, squared and fourth-power error of each prediction (the last gives the spread
+        of squared errors, which heavy tails widen far beyond a Gaussian's)."""
+        import numpy as np
+
+        p, x = np.asarray(prediction, dtype=float), np.asarray(self.x)
+        absolute, squared, fourth = (
+            np.interp(p, x, np.asarray(v)) for v in (self.absolute, self.squared, self.fourth)
+        )
+        return absolute, squared, fourth
+
+    def to_json(self) -> str:
+        """The curve as JSON (what training logs as ``bus.LOSS_CURVE_ARTIFACT``)."""
+        fields = {k: list(getattr(self, k)) for k in ("x", "absolute", "squared", "fourth")}
+        return json.dumps({"format": FORMAT_VERSION, **fields, "facts": self.facts}, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> LossCurve:
+        """The curve of its JSON text.
+
+        Raises:
+            ValueError: Another format version, or knots that are empty, unsorted or of unequal length.
+        """
+        data = json.loads(text)
+        if data.get("format") != FORMAT_VERSION:
+            raise ValueError(f"loss curve format {data.get('format')!r}, expected {FORMAT_VERSION}")
+        x, absolute, squared, fourth = (
+            tuple(float(v) for v in data[k]) for k in ("x", "absolute", "squared", "fourth")
+        )
+        if (
+            not x
+            or not len(x) == len(absolute) == len(squared) == len(fourth)
+            or any(b < a for a, b in zip(x, x[1:], strict=False))
+        ):
+            raise ValueError(f"loss curve knots must be non-empty, sorted and of equal length ({len(x)} x)")
+        return cls(x, absolute, squared, fourth, dict(data.get("facts") or {}))

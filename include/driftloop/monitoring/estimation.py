@@ -8,10 +8,11 @@ what these return.
   right, the expected confusion matrix of the batch follows from the probabilities and the predictions
   alone. Binary F1 and accuracy at the version's decision (the predicted label of each row), AUC as the
   expected share of correctly ordered (positive, negative) pairs; multiclass macro-F1 and accuracy.
-* **DLE** (direct loss estimation): a loss model fitted on labelled reference rows (features and the
-  prediction -> the absolute and the squared error) predicts each batch row's expected error; RMSE and MAE
-  follow. The loss models are fitted by :func:`fit_loss_models`; training does not fit or log them yet, so a
-  monitoring run has no regression estimate until it does.
+* **DLE** (direct loss estimation): a loss model fitted on labelled rows the version did not train on
+  predicts each batch row's expected error; RMSE and MAE follow. Training logs the simplest one, a
+  :class:`~driftloop.core.calibration_map.LossCurve` of the expected errors by predicted value fitted on the
+  holdout (:func:`estimate_regression_curve`); :func:`fit_loss_models` fits NannyML-style models on features
+  and prediction (not logged by training: they need the version's preprocessing at monitoring time).
 
 **The band** (``level``, e.g. 0.95): CBPE draws the batch's labels from the calibrated probabilities
 ``draws`` times (seeded) and takes the percentiles of the realised metric over the draws: where the realised
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftloop.core import bus
-from driftloop.core.calibration_map import CalibrationMap
+from driftloop.core.calibration_map import CalibrationMap, LossCurve
 
 CBPE, DLE = "cbpe", "dle"
 BINARY_METRICS = ("auc", "f1", "accuracy")
@@ -341,11 +342,27 @@ def fit_loss_models(features: Any, prediction: Any, truth: Any, seed: int = 0) -
 def estimate_regression(
     models: LossModels, features: Any, prediction: Any, metric: str, level: float = DEFAULT_LEVEL
 ) -> PerformanceEstimate:
-    """DLE of RMSE or MAE on a batch: the mean of the loss models' expected errors.
+    """DLE of RMSE or MAE on a batch from loss models on features and prediction (:func:`fit_loss_models`)."""
+
+    X = _loss_input(features, prediction)
+    return _dle(models.absolute.predict(X), models.squared.predict(X), metric, level)
+
+
+def estimate_regression_curve(
+    curve: LossCurve, prediction: Any, metric: str, level: float = DEFAULT_LEVEL
+) -> PerformanceEstimate:
+    """DLE of RMSE or MAE on a batch from the version's loss curve (``bus.LOSS_CURVE_ARTIFACT``): the expected
+    errors of each row's predicted value."""
+    absolute, squared, fourth = curve.expected_losses(prediction)
+    return _dle(absolute, squared, metric, level, fourth)
+
+
+def _dle(absolute: Any, squared: Any, metric: str, level: float, fourth: Any = None) -> PerformanceEstimate:
+    """The batch's RMSE or MAE from each row's expected absolute and squared error.
 
     The band is a normal approximation of the batch's mean loss: MAE's per-row variance is ``E[e^2] -
-    E[|e|]^2``; the squared error's is ``2 E[e^2]^2`` (Gaussian residuals), carried to RMSE by the delta
-    method.
+    E[|e|]^2``; the squared error's is ``E[e^4] - E[e^2]^2`` (``2 E[e^2]^2`` for Gaussian residuals when
+    ``fourth`` is not known), carried to RMSE by the delta method.
     """
     import math
     from statistics import NormalDist
@@ -356,18 +373,17 @@ def estimate_regression(
         raise ValueError(f"no regression estimate of {metric!r} (estimated: {list(REGRESSION_METRICS)})")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1): {level}")
-    X = _loss_input(features, prediction)
-    n = len(X)
-    squared = np.clip(models.squared.predict(X), 0.0, None)
+    squared = np.clip(np.asarray(squared, dtype=float), 0.0, None)
+    n = len(squared)
     z = NormalDist().inv_cdf((1 + level) / 2)
     if metric == "mae":
-        absolute = np.clip(models.absolute.predict(X), 0.0, None)
+        absolute = np.clip(np.asarray(absolute, dtype=float), 0.0, None)
         estimate = float(absolute.mean())
         spread = math.sqrt(float(np.clip(squared - absolute**2, 0.0, None).sum())) / n
     else:
         mse = float(squared.mean())
         estimate = math.sqrt(mse)
-        spread = math.sqrt(float((2 * squared**2).sum())) / n / (2 * estimate) if estimate > 0 else 0.0
-    return PerformanceEstimate(
-        metric, estimate, max(estimate - z * spread, 0.0), estimate + z * spread, level, DLE, n
-    )
+        variance = 2 * squared**2 if fourth is None else np.clip(np.asarray(fourth) - squared**2, 0.0, None)
+        spread = math.sqrt(float(variance.sum())) / n / (2 * estimate) if estimate > 0 else 0.0
+    low, high = max(estimate - z * spread, 0.0), estimate + z * spread
+    return PerformanceEstimate(metric, estimate, low, high, level, DLE, n)

@@ -39,7 +39,7 @@ from driftloop.core.task_types import (
 from driftloop.core.tracking import get_client, keyed_run
 from driftloop.data import snapshots
 from driftloop.training import keys
-from driftloop.training.calibration import calibrate_version, log_calibration
+from driftloop.training.calibration import calibrate_version, fit_loss_curve, log_calibration, log_loss_curve
 from driftloop.training.data_checks import check_training_frames, training_data_error
 from driftloop.training.selection import (
     choose_decision_threshold,
@@ -257,6 +257,8 @@ def _fit_and_log(
         log_calibration(
             *calibrate_version(decision.task, decision.classes, oof, opts.seed, holdout_y, holdout_outputs)
         )
+    else:  # regression: expected errors by predicted value, for estimated RMSE/MAE before labels
+        log_loss_curve(fit_loss_curve(holdout_outputs[bus.PREDICTION_COLUMN], holdout_y))
     _log_params_once(
         client,
         run_id,
