@@ -805,3 +805,67 @@ def test_judge_without_a_champion_has_no_rule_and_no_head_to_head(judged):
     ]  # fmt: skip
     assert (report["rule"], report["champion_version"], report["failed"]) == (None, None, ["behaviour.inv"])
     assert client.tags == {}
+
+
+def test_fairness_gaps_block_only_when_enforced_and_carry_their_interval(monkeypatch):
+    from driftloop.governance import fairness
+
+    monkeypatch.setattr(fairness, "describe_gap", lambda cfg, attribute, gap, judged: f"{attribute}/{gap}")
+
+    def judged(outcome, enforced, value):
+        interval = {"ci_low": value - 0.05, "ci_high": value + 0.05, "smallest_group_rows": 40}
+        return {"outcome": outcome, "limit": 0.1, "enforced": enforced, "value": value, **interval}
+
+    report = {
+        "gender": {
+            "judged": {"dp": judged(fairness.FAIL, True, 0.3), "eo": judged(fairness.PASS, True, 0.02)}
+        },
+        "senior": {
+            "judged": {"dp": judged(fairness.FAIL, False, 0.3), "eo": judged(fairness.UNDECIDED, True, 0.12)}
+        },
+        "region": {},
+    }
+    checks = gates.fairness_checks(None, report)
+    assert [(c["name"], c["passed"]) for c in checks] == [
+        ("fairness.gender.dp", False),
+        ("fairness.gender.eo", True),
+        ("fairness.senior.dp", None),
+        ("fairness.senior.eo", None),
+    ]
+    assert checks[0] == {
+        "name": "fairness.gender.dp",
+        "passed": False,
+        "value": 0.3,
+        "limit": 0.1,
+        "detail": "gender/dp",
+        "ci_low": pytest.approx(0.25),
+        "ci_high": pytest.approx(0.35),
+        "smallest_group_rows": 40,
+        "outcome": fairness.FAIL,
+    }
+
+
+def test_behaviour_cases_become_checks_with_their_share_or_score(monkeypatch):
+    seen = []
+
+    def run(cfg, model, holdout_df, decision):
+        seen.append((cfg, model, holdout_df, decision))
+        return [
+            {
+                "name": "a",
+                "passed": True,
+                "kind": "invariance",
+                "detail": "ok",
+                "pass_share": 1.0,
+                "min_pass_share": 0.9,
+            },
+            {"name": "b", "passed": None, "kind": "minimum", "detail": "d", "score": 0.5},
+        ]
+
+    monkeypatch.setattr("driftloop.governance.behaviour.run_behaviour_tests", run)
+    checks = gates.behaviour_checks("cfg", "model", "holdout", "decision")
+    assert seen == [("cfg", "model", "holdout", "decision")]
+    assert checks == [
+        {"name": "behaviour.a", "passed": True, "value": 1.0, "limit": 0.9, "detail": "invariance: ok"},
+        {"name": "behaviour.b", "passed": None, "value": 0.5, "limit": None, "detail": "minimum: d"},
+    ]
