@@ -869,3 +869,47 @@ def test_behaviour_cases_become_checks_with_their_share_or_score(monkeypatch):
         {"name": "behaviour.a", "passed": True, "value": 1.0, "limit": 0.9, "detail": "invariance: ok"},
         {"name": "behaviour.b", "passed": None, "value": 0.5, "limit": None, "detail": "minimum: d"},
     ]
+
+
+def test_the_binary_positive_rate_is_reported_beside_the_out_of_fold_rate(telco_cfg):
+    import pandas as pd
+
+    from driftloop.core.task_types import Decision
+    from driftloop.governance.decision_checks import decision_checks
+
+    truth = ["No"] * 60 + ["Yes"] * 40
+    predicted = np.array(["No"] * 75 + ["Yes"] * 25)
+    holdout = pd.DataFrame({telco_cfg.target: truth})
+    checks = decision_checks(
+        telco_cfg, Decision("binary", ["No", "Yes"], 0.5), {bus.PREDICTION_COLUMN: predicted}, holdout, 0.3
+    )
+    assert [c["name"] for c in checks] == ["decision.degenerate", "decision.positive_rate"]
+    rate = checks[1]
+    assert (rate["passed"], rate["value"], rate["limit"]) == (None, 0.25, 0.3)
+    assert (rate["holdout_positive_rate"], rate["oof_positive_rate"], rate["flagged"]) == (0.25, 0.3, False)
+    assert rate["detail"] == "threshold 0.5 predicts 25.0% of holdout rows positive; out of fold 30.0%"
+    unrecorded = decision_checks(
+        telco_cfg, Decision("binary", ["No", "Yes"], 0.5), {bus.PREDICTION_COLUMN: predicted}, holdout, None
+    )[1]
+    assert unrecorded["detail"].endswith("out of fold not recorded") and unrecorded["flagged"] is False
+
+
+def test_audit_and_rollback_log_what_they_record(store, registry, caplog):
+    caplog.set_level("INFO", logger="driftloop.governance")
+    store.append(_entry("1"))
+    registry.champion = "1"
+    audit.reconcile_champion(_cfg(), store=store)
+    registry.champion = "2"
+    registry.tags = {"2": {bus.GATE_TAG: "rejected"}}
+    audit.reconcile_champion(_cfg(), store=store)
+    assert caplog.messages == [
+        "registry matches the audit log: champion is v1 (1 entries)",
+        "champion moved outside Driftloop: v1 -> v2, gate passed: False (OVERRIDE); "
+        "recorded in the audit log",
+    ]
+
+
+def test_a_postgresql_url_makes_a_postgresql_store():
+    pytest.importorskip("psycopg2")
+    assert audit.AuditStore("postgresql+psycopg2://writer@db.invalid/audit").postgres is True
+    assert audit.AuditStore("sqlite:///:memory:").postgres is False

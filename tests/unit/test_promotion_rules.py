@@ -565,3 +565,12 @@ def test_a_retried_champion_reads_its_champion_metric_from_its_tags(world):
     again = promotion.promote_model(world.cfg, "2", settings=world.settings)
     assert (again["candidate_metric"], again["champion_metric"]) == (0.95, pytest.approx(0.85))
     assert again["reason"].startswith("beats champion")
+
+
+def test_a_rollback_logs_where_champion_went(world, caplog):
+    caplog.set_level("INFO", logger="driftloop.governance")
+    _champions(world, "1", "2")
+    rollback.rollback_champion(world.cfg, actor="ops", reason="bad day", settings=world.settings)
+    rollback.rollback_champion(world.cfg, actor="ops", reason="r", to_version="1", settings=world.settings)
+    assert "ds-model: rolled champion back from v2 to v1 (undo, bad day)" in caplog.messages
+    assert "ds-model: champion is already v1; nothing moved" in caplog.messages
