@@ -80,12 +80,18 @@ def fit_scorer(telco_frame: Any) -> tuple[Any, float]:
 
 
 def register_champion(
-    cfg: Any, frame: Any, scorer: tuple[Any, float], importance: dict[str, float] | None = None
+    cfg: Any,
+    frame: Any,
+    scorer: tuple[Any, float],
+    importance: dict[str, float] | None = None,
+    calibrated: bool = False,
 ) -> tuple[str, str]:
     """Fake the training stage: a run with the drift reference and holdout metrics, registered as champion.
 
     With ``importance``, the run also carries the real fitted model and an evidence summary with that mean
-    |SHAP| per feature (what training logs), so monitoring can explain drift.
+    |SHAP| per feature (what training logs), so monitoring can explain drift. With ``calibrated``, it carries
+    a calibration map fitted on the holdout's true labels (training fits it out of fold), so monitoring
+    estimates performance.
     """
     from driftloop.core.tracking import ensure_experiment, get_client
 
@@ -109,6 +115,13 @@ def register_champion(
         local = Path(tmp) / Path(bus.REFERENCE_ARTIFACT).name
         reference.to_parquet(local, index=False)
         client.log_artifact(run_id, str(local), artifact_path=str(Path(bus.REFERENCE_ARTIFACT).parent))
+    if calibrated:
+        from driftloop.training.calibration import OutOfFold, fit_calibration
+
+        holdout = frame.iloc[HOLDOUT_ROWS]
+        truth = (holdout[cfg.target] == TELCO_DECISION.classes[1]).to_numpy().astype(int)
+        cmap = fit_calibration("binary", TELCO_DECISION.classes, OutOfFold(truth, score(holdout)), seed=0)
+        client.log_text(run_id, cmap.to_json(), bus.CALIBRATION_MAP_ARTIFACT)
     client.log_metric(run_id, bus.HOLDOUT_F1, holdout_f1)
     client.log_metric(run_id, "holdout_auc", 0.84)
     client.set_terminated(run_id)

@@ -232,6 +232,11 @@ LIVE_ACCURACY = "live_accuracy"
 LIVE_RMSE = "live_rmse"
 LIVE_MAE = "live_mae"
 LIVE_DROP = "live_drop"  # relative drop of the task's primary live metric from the champion's holdout value
+# The same drop of the primary metric estimated before labels (CBPE / DLE), and the least drop its band allows
+# (its optimistic end): what `monitoring.retrain_on: [estimated_performance]` compares with the threshold.
+ESTIMATED_DROP = "estimated_drop"
+ESTIMATED_DROP_BEST_CASE = "estimated_drop_best_case"
+ESTIMATED_ROWS = "estimated_rows"  # rows the estimate is of (the drift sample)
 LABELLED_ROWS = "labelled_rows"
 DRIFT_IMPORTANCE_SHARE = "drift_importance_share"  # share of the champion's importance on drifted features
 ATTRIBUTION_NDCG = "attribution_ndcg"  # 1.0: the same features drive predictions as on the reference

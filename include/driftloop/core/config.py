@@ -76,8 +76,7 @@ class TrainingConfig:
     cost: dict[Literal["false_positive", "false_negative"], NonNegativeFloat] = field(
         default_factory=lambda: {"false_positive": 1.0, "false_negative": 1.0}
     )
-    # Model selection (compare, tune) on at most this many training rows; the chosen model is then finalised
-    # on all of them. 0: no sampling.
+    # Model selection (compare, tune) on at most this many training rows, then fitted on all; 0: all rows.
     selection_max_rows: NonNegativeInt = 50_000
     test_size: OpenShare = 0.2
     seed: int = 42
@@ -156,9 +155,10 @@ class MonitoringConfig:
     """Drift and live-performance thresholds used by monitoring and the drift sensor."""
 
     drift_share_threshold: Share = 0.3
-    # Relative degradation of the task's primary live metric (F1, macro-F1 or RMSE) against the holdout that
-    # triggers a retrain.
+    # Relative degradation of the primary live (or estimated) metric against the holdout that retrains.
     performance_drop_threshold: NonNegativeFloat = 0.10
+    # What else retrains before labels: drift, an estimated drop (its whole band past the threshold), or both.
+    retrain_on: tuple[Literal["drift", "estimated_performance"], ...] = ("drift",)
     cooldown_s: NonNegativeInt = 3600
     min_rows: PositiveInt = 30
     chunk_rows: PositiveInt = 100_000  # batch rows read at a time when sampling the current data

@@ -112,7 +112,7 @@ def read_evidence_state(
     from driftloop.core.state import StatePaths
     from driftloop.core.storage import list_manifests
     from driftloop.core.tracking import FINISHED, search_runs
-    from driftloop.monitoring.sensor import crosses_drift, crosses_performance
+    from driftloop.monitoring.sensor import crossing_reason
 
     labels = [
         m for m in list_manifests(StatePaths.for_dataset(cfg, settings).labels_dir) if m.get("labels_uri")
@@ -130,7 +130,7 @@ def read_evidence_state(
     if not runs:
         return EvidenceState(str(champion_version), None, None, None, False, window)
     metrics = runs[0].data.metrics
-    degraded = crosses_drift(cfg, metrics) or crosses_performance(cfg, metrics)
+    degraded = crossing_reason(cfg, metrics) is not None
     return EvidenceState(
         str(champion_version),
         runs[0].info.run_id,

@@ -41,13 +41,12 @@ from driftloop.core.tracking import (
     find_finished_run,
     get_client,
     keyed_run,
-    read_run_frame,
     search_runs,
 )
 from driftloop.monitoring import attribution, live
 from driftloop.monitoring.drift import compute_drift
+from driftloop.monitoring.estimated import estimate_performance
 from driftloop.monitoring.late_labels import update_with_labels
-from driftloop.monitoring.live import VersionFacts
 from driftloop.monitoring.partitions import check_columns
 from driftloop.monitoring.samples import (
     MonitoringPart,
@@ -57,16 +56,15 @@ from driftloop.monitoring.samples import (
     read_part_sample,
     sample_part,
 )
+from driftloop.monitoring.version_inputs import VersionInputs
 
 log = logging.getLogger(__name__)
 
-# Evidently's cost grows with rows; a seeded sample of this size gives stable drift scores on any batch size.
+# Evidently's cost grows with rows; a sample of this size gives stable drift scores on any batch size.
 MAX_CURRENT_ROWS = 50_000
-MAX_REFERENCE_ROWS = 50_000
 # fairlearn costs ~0.3 ms a row (278 s on 1M labelled rows); 50k rows keep F1 and the parity gaps within
 # ~0.005.
 MAX_LIVE_ROWS = 50_000
-SAMPLE_SEED = 42  # of the reference sample, when a training run logged more than MAX_REFERENCE_ROWS
 
 
 def monitor_predictions(
@@ -117,12 +115,12 @@ def plan_monitoring(
     pending = [run for run in reversed(inference_runs) if run.info.run_id not in monitored_ids]
     label_files = list_files(paths.labels_dir, "*.parquet")
     label_uris = tuple(path_to_uri(path) for path in label_files)
-    cache: dict[Any, Any] = {}
+    inputs = VersionInputs(cfg, client)
     parts: list[dict[str, Any]] = []
     skipped = []
     for run in pending:
         try:
-            parts += [p.to_dict() for p in _plan_parts(cfg, client, run, label_uris, cache, max_rows)]
+            parts += [p.to_dict() for p in _plan_parts(cfg, inputs, run, label_uris, max_rows)]
         except MonitoringError as exc:
             skipped.append({"inference_run_id": run.info.run_id, "reason": str(exc)})
     if parts:
@@ -142,14 +140,13 @@ def plan_monitoring(
 
 def _plan_parts(
     cfg: DatasetConfig,
-    client: Any,
+    inputs: VersionInputs,
     inference_run: Any,
     label_uris: tuple[str, ...],
-    cache: dict[Any, Any],
     max_rows: int,
 ) -> list[MonitoringPart]:
     batch_uri, predictions_uri = _batch_uris(inference_run)
-    facts = _version_facts(cfg, client, _reference_run_id(cfg, client, inference_run.data.tags), cache)
+    facts = inputs.facts(inputs.run_id_of(inference_run.data.tags))
     check_columns(batch_uri, [cfg.id_column, *cfg.features])
     return cut_parts(
         cfg,
@@ -189,19 +186,19 @@ def commit_monitoring(
     for values in planned["parts"]:
         part = MonitoringPart.from_dict(values)
         by_run.setdefault(part.inference_run_id, []).append(part)
-    cache: dict[Any, Any] = {}
+    inputs = VersionInputs(cfg, client)
     monitored, skipped = [], list(planned["skipped"])
     for inference_run_id, parts in by_run.items():
         parts.sort(key=lambda p: p.part)
         try:
-            monitored.append(_commit_run(cfg, settings, client, paths, parts, planned, cache))
+            monitored.append(_commit_run(cfg, settings, inputs, paths, parts, planned))
         except MonitoringError as exc:
             skipped.append({"inference_run_id": inference_run_id, "reason": str(exc)})
         remove_tree(paths.monitoring_parts_dir / inference_run_id)
 
     updated = []
     for run in awaiting:
-        facts = _version_facts(cfg, client, run.data.tags.get(bus.REFERENCE_RUN_ID_TAG, ""), cache)
+        facts = inputs.facts(run.data.tags.get(bus.REFERENCE_RUN_ID_TAG, ""))
         result = update_with_labels(cfg, client, run, facts, label_files, fingerprint, MAX_LIVE_ROWS)
         if result:
             updated.append(result)
@@ -251,25 +248,18 @@ def _batch_uris(inference_run: Any) -> tuple[str, str]:
     return batch_uri, predictions_uri
 
 
-def _reference_run_id(cfg: DatasetConfig, client: Any, tags: dict[str, str]) -> str:
-    """The training run of the version that scored a batch (its reference sample and facts)."""
-    return tags.get(bus.MODEL_RUN_ID_TAG) or _version_run_id(
-        client, cfg.registered_model_name, tags.get(bus.MODEL_VERSION_TAG, "")
-    )
-
-
 def _commit_run(
     cfg: DatasetConfig,
     settings: Settings,
-    client: Any,
+    inputs: VersionInputs,
     paths: StatePaths,
     parts: list[MonitoringPart],
     planned: dict[str, Any],
-    cache: dict[str, Any],
 ) -> dict[str, Any]:
     """One batch's monitoring run from its parts' samples (the run found, when a retry logged it already)."""
     import mlflow
 
+    client = inputs.client
     inference_run_id = parts[0].inference_run_id
     key = {bus.INFERENCE_RUN_ID_TAG: inference_run_id}
     finished = find_finished_run(client, cfg.experiment_name("monitoring"), key)
@@ -280,9 +270,9 @@ def _commit_run(
     batch_id = tags.get(bus.BATCH_ID_TAG, "")
     batch_uri, predictions_uri = _batch_uris(inference_run)
     model_version = tags.get(bus.MODEL_VERSION_TAG, "")
-    reference_run_id = _reference_run_id(cfg, client, tags)
-    facts = _version_facts(cfg, client, reference_run_id, cache)
-    reference_df = _reference(cfg, client, reference_run_id, facts, cache)
+    reference_run_id = inputs.run_id_of(tags)
+    facts = inputs.facts(reference_run_id)
+    reference_df = inputs.reference(reference_run_id)
 
     sample = merge_samples(
         [read_part_sample(paths, p) for p in parts], parts[0].max_rows, parts[0].max_live_rows
@@ -291,6 +281,7 @@ def _commit_run(
     if current_df.empty:
         raise MonitoringError(f"no batch rows in {batch_uri} match the scored ids")
     drift = compute_drift(cfg, reference_df, current_df, facts.output_columns)
+    estimated = estimate_performance(facts, inputs.estimator(reference_run_id), current_df)
     performance = live.live_performance(cfg, facts, sample)
     insight = attribution.explain_drift(
         cfg, client, reference_run_id, model_version, reference_df, current_df, drift, settings
@@ -305,6 +296,7 @@ def _commit_run(
         bus.ROWS: float(sample.rows),
         bus.ROWS_COMPARED: float(len(current_df)),
         bus.REFERENCE_ROWS: float(len(reference_df)),
+        **estimated.metrics,
         **performance,
     }
     run_tags = {
@@ -316,6 +308,7 @@ def _commit_run(
         bus.CURRENT_SAMPLE_TAG: join_notes(sample.note, sample.live_note if performance else ""),
         bus.LABELS_FINGERPRINT_TAG: planned["labels_fingerprint"],
         bus.LIVE_DROP_METRIC_TAG: live.live_drop_metric(facts),
+        **({bus.ESTIMATION_METHOD_TAG: estimated.method} if estimated.method else {}),
         **drift_tags,
         **insight["tags"],
     }
@@ -334,9 +327,9 @@ def _commit_run(
         run_id = run.info.run_id
     log.info(
         "monitored batch %s (champion v%s, %d part(s)): drift share %.3f (threshold %.2f), %d drifted: %s; "
-        "live %s; run %s",
+        "%s; live %s; run %s",
         batch_id, model_version, len(parts), drift["drift_share"], cfg.monitoring.drift_share_threshold,
-        int(drift["drifted_columns"]), ", ".join(drift["drifted_column_names"][:5]) or "none",
+        int(drift["drifted_columns"]), ", ".join(drift["drifted_column_names"][:5]) or "none", estimated.note,
         {k: round(v, 4) for k, v in performance.items() if isinstance(v, float)} or "no labels yet", run_id,
     )  # fmt: skip
     return {
@@ -347,6 +340,7 @@ def _commit_run(
         "drift_share": drift["drift_share"],
         "drifted_columns": int(drift["drifted_columns"]),
         "prediction_drift_score": drift["prediction_drift_score"],
+        **estimated.metrics,
         **performance,
     }
 
@@ -383,48 +377,6 @@ def report_folder(cfg: DatasetConfig, settings: Settings, batch_id: str) -> Iter
 
     with tempfile.TemporaryDirectory(prefix="driftloop-report-") as tmp:
         yield Path(tmp)
-
-
-def _version_facts(cfg: DatasetConfig, client: Any, run_id: str, cache: dict[Any, Any]) -> VersionFacts:
-    key = ("facts", run_id)
-    if key not in cache:
-        cache[key] = live.read_version_facts(cfg, client, run_id)
-    facts: VersionFacts = cache[key]
-    return facts
-
-
-def _reference(
-    cfg: DatasetConfig, client: Any, run_id: str, facts: VersionFacts, cache: dict[Any, Any]
-) -> Any:
-    key = ("reference", run_id)
-    if key not in cache:
-        cache[key] = _load_reference(cfg, client, run_id, facts)
-    return cache[key]
-
-
-def _load_reference(cfg: DatasetConfig, client: Any, reference_run_id: str, facts: VersionFacts) -> Any:
-    try:
-        reference = read_run_frame(client, reference_run_id, bus.REFERENCE_ARTIFACT)
-    except Exception as exc:  # MLflow raises several types for a missing artifact or run
-        raise MonitoringError(
-            f"training run {reference_run_id} has no {bus.REFERENCE_ARTIFACT}: {exc}"
-        ) from exc
-    missing = [col for col in [*cfg.features, *facts.output_columns] if col not in reference.columns]
-    if missing:
-        raise MonitoringError(f"{bus.REFERENCE_ARTIFACT} of run {reference_run_id} lacks columns {missing}")
-    if len(reference) > MAX_REFERENCE_ROWS:
-        reference = reference.sample(n=MAX_REFERENCE_ROWS, random_state=SAMPLE_SEED)
-    return reference
-
-
-def _version_run_id(client: Any, model_name: str, version: str) -> str:
-    if not version:
-        raise MonitoringError(f"inference run lacks {bus.MODEL_RUN_ID_TAG} and {bus.MODEL_VERSION_TAG} tags")
-    try:
-        run_id: str = client.get_model_version(model_name, version).run_id
-    except Exception as exc:
-        raise MonitoringError(f"model {model_name} version {version} not found: {exc}") from exc
-    return run_id
 
 
 def add_cli(subparsers: Any) -> None:

@@ -336,7 +336,9 @@ def draw_part_sample(cfg: DatasetConfig, part: MonitoringPart, with_drift: bool)
     labelled = predictions.take(pa.array(labelled_at)).to_pandas()
     labelled[cfg.target] = label_values[np.searchsorted(kept, labelled_at)]
     labelled[HASH_COLUMN] = hashes[labelled_at]
-    current = predictions.select([cfg.id_column, *part.output_columns]).take(pa.array(drift_at)).to_pandas()
+    # The predicted label rides along: performance is estimated on the drift sample (CBPE needs it).
+    outputs = list(dict.fromkeys([*part.output_columns, *part.scored_columns[:1]]))
+    current = predictions.select([cfg.id_column, *outputs]).take(pa.array(drift_at)).to_pandas()
     current[HASH_COLUMN] = hashes[drift_at]
     sensitive = list(cfg.sensitive_features) if len(labelled) else []
     features = list(cfg.features) if len(current) else []

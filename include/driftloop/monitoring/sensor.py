@@ -6,8 +6,11 @@ ask it from Airflow's triggerer as often as it likes. Writing happens in two sep
 labels results that the cooldown held back so the MLflow UI says why they did not fire.
 
 Rules (thresholds in ``cfg.monitoring``): a FINISHED monitoring run of the current champion version crosses
-when its drift share is at least ``drift_share_threshold`` or its live primary metric (F1, macro-F1 or RMSE,
-by task) is worse than the champion's holdout value by more than ``performance_drop_threshold`` (relative). A
+when its live primary metric (F1, macro-F1 or RMSE, by task) is worse than the champion's holdout value by
+more than ``performance_drop_threshold`` (relative), and, as ``retrain_on`` says, when its drift share is at
+least ``drift_share_threshold`` (``drift``) or its estimated primary metric is worse by more than that
+threshold across its whole band (``estimated_performance``: labels have not told yet, the calibrated scores
+have). A
 result fires at most once (``sensor_fired_at``), results covered by a firing never fire
 (``sensor_suppressed``), and results that started less than ``cooldown_s`` after the last firing never fire
 either, so one drift episode retrains once.
@@ -37,8 +40,31 @@ def _champion_version(client: Any, model_name: str) -> str | None:
 
 
 def crosses_drift(cfg: DatasetConfig, metrics: dict[str, float]) -> bool:
-    """Drift share at or above the threshold."""
-    return metrics.get(bus.DRIFT_SHARE, 0.0) >= cfg.monitoring.drift_share_threshold
+    """Drift share at or above the threshold, when drift retrains (``monitoring.retrain_on``)."""
+    return (
+        "drift" in cfg.monitoring.retrain_on
+        and metrics.get(bus.DRIFT_SHARE, 0.0) >= cfg.monitoring.drift_share_threshold
+    )
+
+
+def crosses_estimate(cfg: DatasetConfig, metrics: dict[str, float]) -> bool:
+    """The estimated primary metric is worse than the holdout by more than the threshold even at the band's
+    optimistic end, when estimated performance retrains (``monitoring.retrain_on``)."""
+    return (
+        "estimated_performance" in cfg.monitoring.retrain_on
+        and bus.ESTIMATED_DROP_BEST_CASE in metrics
+        and metrics[bus.ESTIMATED_DROP_BEST_CASE] > cfg.monitoring.performance_drop_threshold
+    )
+
+
+def crossing_reason(cfg: DatasetConfig, metrics: dict[str, float]) -> str | None:
+    """Why a monitoring result calls for retraining (``performance``, ``estimated_performance`` or
+    ``drift``, in that order), or None."""
+    if crosses_performance(cfg, metrics):
+        return "performance"
+    if crosses_estimate(cfg, metrics):
+        return "estimated_performance"
+    return "drift" if crosses_drift(cfg, metrics) else None
 
 
 def crosses_performance(cfg: DatasetConfig, metrics: dict[str, float]) -> bool:
@@ -59,7 +85,7 @@ def _unhandled_crossing_runs(cfg: DatasetConfig, client: Any, champion_version: 
         for run in runs
         if bus.SENSOR_FIRED_AT_TAG not in run.data.tags
         and bus.SENSOR_SUPPRESSED_TAG not in run.data.tags
-        and (crosses_drift(cfg, run.data.metrics) or crosses_performance(cfg, run.data.metrics))
+        and crossing_reason(cfg, run.data.metrics) is not None
     ]
 
 
@@ -96,6 +122,17 @@ def _describe(cfg: DatasetConfig, run: Any, champion_version: str, reason: str, 
             f"(threshold {thresholds.performance_drop_threshold:.0%}, "
             f"{int(metrics.get(bus.LABELLED_ROWS, 0))} "
             "labelled rows)"
+        )
+    if bus.ESTIMATED_DROP in metrics:
+        method, estimated_rows = (
+            run.data.tags.get(bus.ESTIMATION_METHOD_TAG, ""),
+            metrics.get(bus.ESTIMATED_ROWS, 0),
+        )
+        parts.append(
+            f"the estimate before labels is {metrics[bus.ESTIMATED_DROP]:.1%} worse than on the holdout (at "
+            f"least {metrics.get(bus.ESTIMATED_DROP_BEST_CASE, float('nan')):.1%} across its band; threshold "
+            f"{thresholds.performance_drop_threshold:.0%}; "
+            f"{method} on {int(estimated_rows)} rows)"
         )
     return (
         f"{reason} trigger for champion v{champion_version}: batch {batch_id} has "
@@ -137,13 +174,15 @@ def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         return {"trigger": None, "waiting_for_labels": None}
     newest = eligible[0]
     metrics = newest.data.metrics
-    reason = "performance" if crosses_performance(cfg, metrics) else "drift"
+    reason = crossing_reason(cfg, metrics) or "drift"
     trigger = {
         "reason": reason,
         "monitoring_run_id": newest.info.run_id,
         "trigger_run_id": bus.drift_trigger_run_id(newest.info.run_id),
         "drift_share": metrics.get(bus.DRIFT_SHARE),
         "live_drop": metrics.get(bus.LIVE_DROP),
+        "estimated_drop": metrics.get(bus.ESTIMATED_DROP),
+        "estimated_drop_best_case": metrics.get(bus.ESTIMATED_DROP_BEST_CASE),
         "champion_version": champion_version,
         "detail": _describe(cfg, newest, champion_version, reason, len(eligible)),
     }
@@ -238,7 +277,7 @@ def mark_trigger_fired(
                 )
                 covered.append(other.info.run_id)
     metrics = run.data.metrics
-    reason = "performance" if crosses_performance(cfg, metrics) else "drift"
+    reason = crossing_reason(cfg, metrics) or "drift"
     detail = _describe(cfg, run, champion_version or "?", reason, 1 + len(covered))
     log.info(
         "sensor fired: %s; retraining run %s; %d other result(s) covered",

@@ -51,7 +51,7 @@ from driftloop.training.selection import (
 log = logging.getLogger(__name__)
 
 INPUT_EXAMPLE_ROWS = 5
-DRIFT_REASONS = ("drift", "performance")  # trigger reasons of the drift sensor
+DRIFT_REASONS = ("drift", "performance", "estimated_performance")  # trigger reasons of the drift sensor
 # Packages a pickled PyCaret pipeline needs; pinned to the installed versions instead of letting MLflow infer
 # them (inference loads the model in a subprocess and costs ~10 s per training).
 MODEL_PACKAGES = (
