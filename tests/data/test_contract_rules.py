@@ -9,6 +9,7 @@ import re
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pytest
 import yaml
 
 from driftloop.data import contract as dc
@@ -242,3 +243,33 @@ def test_bootstrap_keeps_numeric_categories_as_numbers(telco_cfg):
     assert floats["categories"] == [1.0, 2.5] and floats["nullable"] is True
     ints, reasons = infer_column_rule(telco_cfg, "contract", pd.Series([3, 1, 3]))
     assert ints["categories"] == [1, 3] and reasons[-1] == "the 2 values seen"
+
+
+def test_a_hashing_contract_without_a_salt_refuses_with_what_to_do(telco_cfg, good):
+    from dataclasses import replace
+
+    cfg = replace(
+        telco_cfg,
+        contract={"path": telco_cfg.contract["path"], "columns": {"customer_id": {"pii": "hash"}}},
+    )
+    with pytest.raises(dc.ContractError) as refused:
+        dc.validate_frame(cfg, good, pii_salt="")
+    assert str(refused.value) == (
+        "the contract hashes PII columns ['customer_id'] but DRIFTLOOP_PII_SALT is not set; "
+        "set it to a secret (the same value for every run, or ids stop joining)"
+    )
+
+
+def test_categories_of_a_text_column_written_as_numbers_match_their_text(telco_cfg, good):
+    from dataclasses import replace
+
+    contract = dc.load_contract(telco_cfg)
+    rule = contract.columns["contract"]
+    assert rule.dtype == "string"
+    columns = {**contract.columns, "contract": replace(rule, categories=(1, 2))}
+    numbered = replace(contract, columns=columns, stored_columns=contract.stored_columns)
+    good["contract"] = ["1", "2"] * 10
+    good.loc[3, "contract"] = "3"
+    accepted, rejected = dc.validate_frame(telco_cfg, good, contract=numbered, pii_salt="s")
+    assert (len(accepted), len(rejected)) == (19, 1)
+    assert rejected["_reason"].tolist() == ["unknown_category:contract"]
