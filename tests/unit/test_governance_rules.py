@@ -749,12 +749,29 @@ def judged(monkeypatch):
     ]  # fmt: skip
     monkeypatch.setattr("driftloop.core.registry.load_model", lambda uri, settings=None: uri)
     monkeypatch.setattr(gates, "read_decision", read_decision)
-    monkeypatch.setattr(gates.holdout, "load_holdout", lambda client, run_id: holdout)
-    monkeypatch.setattr(gates.task_types, "holdout_metrics", lambda d, y, o: {"holdout_auc": 0.9})
+
+    def load_holdout(client, run_id):
+        assert isinstance(client, _JudgeClient) and run_id == "run-4"
+        return holdout
+
+    def holdout_metrics(decision, y, outputs_):
+        assert decision.task == "binary" and outputs_ is outputs[0] and list(y) == list(holdout["y"] == "Yes")
+        return {"holdout_auc": 0.9}
+
+    def assess_decisions(cfg, holdout_df, decision, outputs_):
+        assert holdout_df is holdout and decision.task == "binary" and outputs_ is outputs[0]
+        return {}
+
+    def run_behaviour_tests(cfg, model, holdout_df, decision):
+        assert model == "models:/ds-model/4" and holdout_df is holdout and decision.task == "binary"
+        return behaviour
+
+    monkeypatch.setattr(gates.holdout, "load_holdout", load_holdout)
+    monkeypatch.setattr(gates.task_types, "holdout_metrics", holdout_metrics)
     monkeypatch.setattr(gates, "decision_checks", oof_rate)
-    monkeypatch.setattr("driftloop.governance.fairness.assess_decisions", lambda *a: {})
+    monkeypatch.setattr("driftloop.governance.fairness.assess_decisions", assess_decisions)
     monkeypatch.setattr(gates, "model_size_mb", lambda uri, settings: 2.5)
-    monkeypatch.setattr("driftloop.governance.behaviour.run_behaviour_tests", lambda *a: behaviour)
+    monkeypatch.setattr("driftloop.governance.behaviour.run_behaviour_tests", run_behaviour_tests)
     monkeypatch.setattr(gates, "production_window", lambda cfg, df, settings: pd.DataFrame())
     cfg = _h2h_cfg()
     cfg.registered_model_name = "ds-model"
@@ -768,11 +785,20 @@ def judged(monkeypatch):
     return cfg, state, seen
 
 
-def test_judge_reports_every_check_and_names_the_failing_ones(judged):
+def test_judge_reports_every_check_and_names_the_failing_ones(judged, caplog):
+    caplog.set_level("INFO", logger="driftloop.governance.gates")
     cfg, state, seen = judged
     client = _JudgeClient()
     champion = {"model_version": "1", "model_uri": "models:/ds-model/1"}
     report = gates.judge(cfg, 4, champion, client, state=state)
+    assert "vs champion v1 " in report["checks"][2]["detail"]
+    assert "gate v4 check floor.AUC: FAIL: AUC 0.9000 < floor 0.95" in caplog.messages
+    assert (
+        "gate v4 check beats_champion.production: measured: " + report["checks"][3]["detail"]
+        in caplog.messages
+    )
+    assert "gate v4 check behaviour.inv: FAIL: invariance: 3 flips" in caplog.messages
+    assert "gate v4 check decision.degenerate: pass: ok" in caplog.messages
     names = [c["name"] for c in report["checks"]]
     assert names == [
         "floor.AUC", "decision.degenerate", "beats_champion", "beats_champion.production", "latency", "size",
