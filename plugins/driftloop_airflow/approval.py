@@ -32,7 +32,10 @@ def approval_task(request: Any, task_id: str = "await_approval") -> Any:
         subject="{{ " + pulled + "['subject'] }}",
         body="{{ " + pulled + "['body'] }}",
         options=[APPROVE, REJECT],
-        params={COMMENT_PARAM: Param("", type="string", title="Comment (goes into the audit log)")},
+        # Nullable, so the form does not require it: Approve and Reject stay enabled without a comment.
+        params={
+            COMMENT_PARAM: Param(None, type=["null", "string"], title="Comment (goes into the audit log)")
+        },
     )
     request >> waiting
     return waiting

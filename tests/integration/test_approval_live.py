@@ -1,11 +1,18 @@
 """Approval on the real embedded stack (what `make up` starts): a training run under ``gates.policy: manual``
 waits in ``await_approval`` holding no worker slot, the deadline alert goes out while it waits, a person
-approves through Airflow's HITL REST API, and ``champion`` moves once with that user in the audit log.
+approves through Airflow's HITL REST API, and ``champion`` moves once with that user in the audit log. Then a
+second version waits and a person (``alice``) logs in to the Airflow UI in a real browser (Playwright and
+Debian's Chromium), reads the evidence on the task's Required Actions page and approves there.
+
+The config passes a second version against the first under non-inferiority with a wide margin (a test of
+the approval path, not of the gate). Without Chromium the browser test skips locally and fails under CI.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import time
 
 import pytest
@@ -19,6 +26,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(180
 DATASET = "telco_churn"
 DEADLINE_S = 90
 TRAINING = bus.dag_id(DATASET, bus.TRAINING_PIPELINE)
+ALICE, ALICE_PASSWORD = "alice", "alice-" + secrets.token_hex(6)
+WAIT_MS = 180_000
 
 
 def write_manual_config(config_dir) -> None:
@@ -27,6 +36,7 @@ def write_manual_config(config_dir) -> None:
     raw = yaml.safe_load((SHIPPED_DIR / f"{DATASET}.yaml").read_text())
     fast = {**raw["training"], "models": raw["training"]["models"][:1], "folds": 2, "tune_iter": 0}
     gates = {**raw["gates"], "policy": "manual", "approval_deadline_s": DEADLINE_S}
+    gates.update(rule="non_inferiority", margin=0.5)
     copy_config(config_dir, DATASET, DATASET, training=fast, gates=gates, model_name=raw["model_name"])
 
 
@@ -43,15 +53,18 @@ def hook():
 def stack(tmp_path_factory, hook):
     """The embedded stack serving telco_churn under the manual policy, its alerts going to ``hook``."""
     from driftloop_ops.airflow_api import AirflowClient, read_generated_password
-    from driftloop_ops.embedded import temporary_stack
+    from driftloop_ops.embedded import PASSWORD_FILE, TASK_API_USER, temporary_stack
 
     root = tmp_path_factory.mktemp("approval-stack")
     write_manual_config(root / "configs")
+    (root / "home" / "airflow").mkdir(parents=True)
+    (root / "home" / "airflow" / PASSWORD_FILE).write_text(json.dumps({ALICE: ALICE_PASSWORD}))
     saved = {k: os.environ.pop(k) for k in ("DRIFTLOOP_CONFIG_OVERRIDES",) if k in os.environ}
     extra = {
         "DRIFTLOOP_DATASETS": DATASET,
         "DRIFTLOOP_CONFIG_DIR": str(root / "configs"),
         "DRIFTLOOP_ALERT_WEBHOOK_URL": hook.url,
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{TASK_API_USER}:user,{ALICE}:admin",
     }
     try:
         with temporary_stack(root / "home", extra) as layout:
@@ -124,3 +137,67 @@ def test_a_person_approves_through_the_rest_api_and_champion_moves_once_in_their
     assert history[0]["reason"].startswith("approved in Airflow") and "e2e ok" in history[0]["reason"]
     moved = [b for b in hook.bodies if b["driftloop"]["kind"] == "champion_moved"]
     assert len(moved) == 1 and moved[0]["driftloop"]["fields"]["actor"] == "airflow:admin"
+
+
+def test_a_person_logs_in_reads_the_evidence_and_approves_in_the_browser(stack, telco_frame):
+    from playwright.sync_api import sync_playwright
+
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.tracking import get_client
+    from driftloop.governance.audit import open_store
+    from tests.conftest import write_snapshot
+    from tests.integration.test_model_card_ui import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, require_chromium
+
+    require_chromium()
+    layout, api = stack
+    cfg = load_dataset_config(DATASET)
+    name, client = cfg.registered_model_name, get_client()
+    champion = str(client.get_model_version_by_alias(name, bus.CHAMPION).version)
+    before = open_store().entries(name)
+    snapshot = write_snapshot(cfg, telco_frame.sample(2000, random_state=4).reset_index(drop=True))
+    run_id = api.trigger(TRAINING, {"snapshot_uri": snapshot["snapshot_uri"]})
+    api.wait_task_state(TRAINING, run_id, "await_approval", ("awaiting_input",), timeout_s=900)
+    candidate = api.call("GET", hitl_path(run_id))["subject"].split(": make v")[1].split(" ")[0]
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(f"{layout.airflow_url}/auth/login", wait_until="domcontentloaded", timeout=WAIT_MS)
+            page.locator("input[name='username']").fill(ALICE, timeout=WAIT_MS)
+            page.locator("input[name='password']").fill(ALICE_PASSWORD)
+            page.locator("button[type='submit']").click()
+            page.wait_for_url(lambda u: "/auth/login" not in u, timeout=WAIT_MS)
+            page.goto(
+                f"{layout.airflow_url}/dags/{TRAINING}/runs/{run_id}/tasks/await_approval/required_actions",
+                wait_until="domcontentloaded",
+                timeout=WAIT_MS,
+            )
+            page.get_by_text("Against the champion").first.wait_for(timeout=WAIT_MS)
+            text = page.locator("body").inner_text()
+            links = [a.get_attribute("href") for a in page.locator("a").all()]
+            page.screenshot(path=str(SCREENSHOTS / "approval_required_action.png"), full_page=True)
+            approve = page.get_by_role("button", name="Approve")
+            approve.wait_for(timeout=WAIT_MS)
+            assert approve.is_enabled()  # a comment is optional
+            page.locator("#element_comment").first.fill("seen in the browser")
+            approve.click()
+            api.wait_for_run(TRAINING, run_id, timeout_s=600, ok=("success",))
+            page.screenshot(path=str(SCREENSHOTS / "approval_after_approve.png"), full_page=True)
+        finally:
+            browser.close()
+    for shown in (
+        f"v{candidate}",
+        f"v{champion}",
+        "beats_champion",
+        "beats_champion.production",
+        "senior_citizen",
+    ):
+        assert shown in text, (shown, text[:3000])
+    assert f"{layout.mlflow_url}/#/models/{name}/versions/{candidate}" in links, links
+    assert str(client.get_model_version_by_alias(name, bus.CHAMPION).version) == candidate
+    new = open_store().entries(name)[len(before) :]
+    assert [(e["from_version"], e["to_version"], e["actor"]) for e in new] == [
+        (champion, candidate, f"airflow:{ALICE}")
+    ]
+    assert "seen in the browser" in new[0]["reason"]
