@@ -140,6 +140,84 @@ def test_each_event_alerts_with_its_own_key(sinks):
     assert len(sinks.smtp.messages) == 4
 
 
+def test_a_firing_on_the_estimate_alerts_as_such_and_carries_the_estimate(sinks, cfg):
+    """A monitoring run as monitoring logs it for a batch without labels (drift below the threshold, the
+    estimate far below the holdout), fired by the real sensor, alerted through both channels."""
+    import dataclasses
+
+    from driftloop.core import alerts, bus
+    from driftloop.core.tracking import ensure_experiment, get_client
+    from driftloop.monitoring.sensor import find_drift_trigger, mark_trigger_fired
+    from driftloop_airflow.notifiers import send_stage_alerts
+
+    monitoring = dataclasses.replace(cfg.monitoring, retrain_on=("estimated_performance",))
+    cfg = dataclasses.replace(cfg, monitoring=monitoring)
+    client = get_client()
+    run_id = client.create_run(ensure_experiment(client, cfg.experiment_name("monitoring"))).info.run_id
+    estimate = {"estimated_f1": 0.31, "estimated_f1_lower": 0.27, "estimated_f1_upper": 0.35}
+    for key, value in {
+        bus.DRIFT_SHARE: 0.1,
+        bus.DRIFTED_COLUMNS: 2,
+        **estimate,
+        bus.ESTIMATED_DROP: 0.48,
+        bus.ESTIMATED_DROP_BEST_CASE: 0.4,
+        bus.ESTIMATED_ROWS: 800,
+    }.items():
+        client.log_metric(run_id, key, value)
+    for key, value in {
+        bus.BATCH_ID_TAG: "b_low_risk",
+        bus.CHAMPION_VERSION_TAG: "1",
+        bus.ESTIMATION_METHOD_TAG: "cbpe",
+        bus.LIVE_DROP_METRIC_TAG: "live_f1",
+    }.items():
+        client.set_tag(run_id, key, value)
+    client.set_terminated(run_id)
+    client.create_registered_model(cfg.registered_model_name)
+    source = client.create_run(ensure_experiment(client, cfg.experiment_name("training"))).info.run_id
+    client.create_model_version(cfg.registered_model_name, f"runs:/{source}/model", run_id=source)
+    client.set_registered_model_alias(cfg.registered_model_name, bus.CHAMPION, "1")
+    trigger = find_drift_trigger(cfg)
+    assert trigger is not None and trigger["monitoring_run_id"] == run_id
+
+    fired = mark_trigger_fired(cfg, run_id, trigger["trigger_run_id"])
+    for _ in range(2):  # the task and a retry of it
+        send_stage_alerts(alerts.drift_alerts, cfg.name, cfg.registered_model_name, fired, _settings())
+
+    assert sinks.hook.kinds() == ["estimated_performance_drop"]  # named for its reason, not "drift_fired"
+    [body] = sinks.hook.bodies
+    alert = body["driftloop"]
+    assert alert["fields"]["reason"] == "estimated_performance"
+    assert alert["dedupe_key"] == f"estimated_performance_drop:{cfg.name}:{run_id}"
+    assert body["text"].startswith(
+        f"[driftloop/{cfg.name}] estimated_performance_drop: estimated_performance trigger for champion v1: "
+        "batch b_low_risk has drift share 0.10"
+    )
+    said = "the estimate before labels is 48.0% worse than on the holdout (at least 40.0% across its band"
+    whole = alert["fields"].get("detail", alert["title"])
+    assert said in whole and "cbpe on 800 rows" in whole
+    webhook_text = body["text"] + "".join(b["text"]["text"] for b in body["blocks"][1:] if "text" in b)
+    [email] = sinks.smtp.messages
+    [html] = [
+        p.get_payload(decode=True).decode() for p in email.walk() if p.get_content_type() == "text/html"
+    ]
+    assert said in webhook_text and said in html
+
+
+def test_a_detail_longer_than_a_title_is_cut_in_the_title_and_whole_in_the_fields():
+    from driftloop.core import alerts
+    from driftloop.core.settings import Settings
+
+    detail = "estimated_performance trigger for champion v3: batch b has drift share 0.05; " + "x" * 400
+    result = {"reason": "estimated_performance", "monitoring_run_id": "m9", "detail": detail}
+    [alert] = alerts.drift_alerts("d", "m", result, Settings.from_env({}))
+    assert len(alert.title) == 300 and alert.title.endswith("x…")
+    assert alert.fields["detail"] == detail
+    short = {**result, "detail": detail[:80], "reason": "drift", "estimated_drop": 0.2}
+    [drift] = alerts.drift_alerts("d", "m", short, Settings.from_env({}))
+    assert (drift.kind, drift.title) == ("drift_fired", detail[:80])
+    assert "detail" not in drift.fields and drift.fields["estimated_drop"] == 0.2
+
+
 def test_failed_task_alerts_once_per_failure(sinks):
     from driftloop_airflow.notifiers import DriftloopFailureNotifier
 

@@ -63,6 +63,17 @@ def write_quarantine(paths) -> None:
     )
 
 
+# Batch 3 was estimated before its labels (its version had a calibration map); batches 0-2 were not.
+ESTIMATE_OF_BATCH_3 = {
+    "estimated_f1": 0.52,
+    "estimated_f1_lower": 0.49,
+    "estimated_f1_upper": 0.55,
+    "estimated_auc": 0.71,
+    "estimated_drop": 0.16,
+    "estimated_drop_best_case": 0.11,
+}
+
+
 def seed_store() -> dict:
     from driftloop.core.config import load_dataset_config
     from driftloop.core.state import StatePaths
@@ -112,6 +123,9 @@ def seed_store() -> dict:
             client.set_tag(rid, bus.SENSOR_TRIGGER_RUN_ID_TAG, "drift__abc")
         if i == 3:
             client.set_tag(rid, bus.SENSOR_SUPPRESSED_TAG, bus.SUPPRESSED_COOLDOWN)
+            for key, value in ESTIMATE_OF_BATCH_3.items():
+                client.log_metric(rid, key, value)
+            client.set_tag(rid, bus.ESTIMATION_METHOD_TAG, "cbpe")
         client.set_terminated(rid)
     write_quarantine(StatePaths.for_dataset(telco_cfg))
     store = open_store()
@@ -223,6 +237,52 @@ def test_the_page_shows_the_champion_link_the_last_decision_and_escapes_text(see
     assert "Last drift decision: suppressed: cooldown" in html
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     assert html.count("<svg") == 2  # drift share and the live metric against the holdout
+
+
+def test_each_monitored_batch_carries_its_estimate_before_labels_or_none(seeded):
+    from driftloop.governance.overview import build_overview
+
+    [telco] = build_overview()["datasets"]
+    estimates = {p["batch_id"]: p["estimate"] for p in telco["monitoring"]}
+    assert estimates == {
+        "batch-0": None,
+        "batch-1": None,
+        "batch-2": None,
+        "batch-3": {
+            "metric": "f1",  # telco is binary: F1, not the gate's AUC
+            "value": 0.52,
+            "lower": 0.49,
+            "upper": 0.55,
+            "method": "cbpe",
+            "drop": 0.16,
+            "drop_best_case": 0.11,
+        },
+    }
+
+
+def _batch_row(html: str, batch_id: str) -> str:
+    """The cells of one batch's row of the page's monitored-batches table."""
+    table = html.split("<h3>Monitored batches</h3>", 1)[1].split("</table>", 1)[0]
+    [row] = [r for r in table.split("<tr>") if f">{batch_id}</a>" in r]
+    return row
+
+
+def test_the_page_shows_the_estimate_beside_the_live_value_of_each_batch(seeded):
+    from driftloop.governance.overview import build_overview
+    from driftloop.governance.overview_page import render_page
+
+    overview = build_overview()
+    html = render_page(overview)
+    estimated = _batch_row(html, "batch-3")
+    assert "<td>live F1 0.470</td><td>est. F1 0.520 [0.490–0.550] <span class=muted>cbpe</span></td>" in (
+        estimated
+    )
+    assert "<td>live F1 0.480</td><td>—</td>" in _batch_row(html, "batch-2")  # no estimate: a dash
+    assert html.index(">batch-3</a>") < html.index(">batch-0</a>")  # newest first
+    overview["datasets"][0]["monitoring"][-1]["live_value"] = None  # before batch 3's labels land
+    assert "<td>labels pending</td><td>est. F1 0.520 [0.490–0.550]" in _batch_row(
+        render_page(overview), "batch-3"
+    )
 
 
 FIRED_AT = "the sensor fired 2023-11-14 22:13 UTC (monitoring run {})"

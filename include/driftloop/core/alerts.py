@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 DRIFT_FIRED = "drift_fired"
 PERFORMANCE_DROP = "performance_drop"
+ESTIMATED_PERFORMANCE_DROP = "estimated_performance_drop"  # the sensor fired on the estimate before labels
 GATE_REJECTED = "gate_rejected"
 CHAMPION_MOVED = "champion_moved"
 BATCH_QUARANTINED = "batch_quarantined"
@@ -44,6 +45,7 @@ APPROVAL_OVERDUE = "approval_overdue"
 KINDS = (
     DRIFT_FIRED,
     PERFORMANCE_DROP,
+    ESTIMATED_PERFORMANCE_DROP,
     GATE_REJECTED,
     CHAMPION_MOVED,
     BATCH_QUARANTINED,
@@ -372,15 +374,29 @@ def approval_overdue_alert(dataset: str, dag_id: str, run_id: str, waited_s: flo
     )
 
 
+# The sensor's reason (monitoring.sensor.crossing_reason) to the alert's kind; any other is drift.
+TRIGGER_KINDS = {"performance": PERFORMANCE_DROP, "estimated_performance": ESTIMATED_PERFORMANCE_DROP}
+TITLE_CHARS = 300
+
+
 def drift_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[Alert]:
-    """A ``drift_fired`` or ``performance_drop`` alert for a sensor result that fired."""
+    """A ``drift_fired``, ``performance_drop`` or ``estimated_performance_drop`` alert (by the trigger's
+    reason) for a sensor result that fired. Its title is the sensor's detail, which carries the estimate
+    before labels when the run has one; a detail longer than a title goes whole into the fields."""
     if not isinstance(result, dict):
         return []
     if not result.get("reason"):
         return []
-    kind = PERFORMANCE_DROP if result["reason"] == "performance" else DRIFT_FIRED
+    kind = TRIGGER_KINDS.get(result["reason"], DRIFT_FIRED)
     numbers = {k: result.get(k) for k in ("drift_share", "live_drop", "champion_version", "trigger_run_id")}
-    title = str(result.get("detail") or f"{kind} on champion v{result.get('champion_version')}")[:300]
+    numbers["reason"] = result["reason"]
+    numbers |= {
+        k: result[k] for k in ("estimated_drop", "estimated_drop_best_case") if result.get(k) is not None
+    }
+    detail = str(result.get("detail") or f"{kind} on champion v{result.get('champion_version')}")
+    title = detail if len(detail) <= TITLE_CHARS else detail[: TITLE_CHARS - 1] + "…"
+    if title != detail:
+        numbers["detail"] = detail
     run_id = result["monitoring_run_id"]
     return [make_alert(kind, dataset, title, [run_id], numbers, _links(settings, run_id))]
 

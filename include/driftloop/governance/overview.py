@@ -25,7 +25,7 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.core.storage import list_files, list_manifests, read_json
-from driftloop.core.task_types import LOWER_IS_BETTER
+from driftloop.core.task_types import LIVE_PRIMARY, LOWER_IS_BETTER
 from driftloop.governance.loop_facts import answers, firing_fields, loop_facts
 from driftloop.governance.loop_state import loop_state
 
@@ -135,8 +135,8 @@ def describe_versions(
 
 
 def describe_monitoring(client: Any, cfg: DatasetConfig, ui_url: str, runs_n: int) -> list[dict[str, Any]]:
-    """The last ``runs_n`` monitoring runs, oldest first: drift share, live metric against the holdout,
-    decision."""
+    """The last ``runs_n`` monitoring runs, oldest first: drift share, live metric against the holdout, the
+    primary metric estimated before labels (:func:`describe_estimate`), decision."""
     experiment_id, runs = _runs(client, cfg, "monitoring", runs_n)
     points = []
     for run in reversed(runs):
@@ -164,12 +164,31 @@ def describe_monitoring(client: Any, cfg: DatasetConfig, ui_url: str, runs_n: in
                 "holdout_metric": holdout_key,
                 "lower_is_better": holdout_key in LOWER_IS_BETTER,
                 "live_drop": metrics.get(bus.LIVE_DROP),
+                "estimate": describe_estimate(metrics, tags, cfg.task),
                 "decision": decision,
                 **firing_fields(tags),
                 "run_url": mlflow_run_url(ui_url, experiment_id, run.info.run_id),
             }
         )
     return points
+
+
+def describe_estimate(metrics: dict[str, float], tags: dict[str, str], task: str) -> dict[str, Any] | None:
+    """The task's primary metric as a monitoring run estimated it before labels (``metric``, ``value``,
+    ``lower``, ``upper``, ``method``, ``drop``, ``drop_best_case``), or None when the run has no estimate."""
+    metric = LIVE_PRIMARY[task]
+    value = metrics.get(bus.estimated_metric(metric))
+    if value is None:
+        return None
+    return {
+        "metric": metric,
+        "value": value,
+        "lower": metrics.get(bus.estimated_metric(metric, "lower")),
+        "upper": metrics.get(bus.estimated_metric(metric, "upper")),
+        "method": tags.get(bus.ESTIMATION_METHOD_TAG, ""),
+        "drop": metrics.get(bus.ESTIMATED_DROP),
+        "drop_best_case": metrics.get(bus.ESTIMATED_DROP_BEST_CASE),
+    }
 
 
 def describe_quarantine(paths: StatePaths, limit: int = QUARANTINE_SHOWN) -> list[dict[str, Any]]:

@@ -34,6 +34,8 @@ LOOP_COLORS = {
     "no champion": "#718096",
 }
 CHART_W, CHART_H, PAD = 560, 150, 30
+METRIC_NAMES = {"f1": "F1", "macro_f1": "macro-F1", "rmse": "RMSE", "mae": "MAE", "auc": "AUC"}
+NO_ESTIMATE = "—"  # a run of a version without an estimator (trained before calibration), or no sample
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -123,6 +125,42 @@ def _table(headers: list[str], rows: list[list[str]], empty: str) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _metric_name(key: str) -> str:
+    """``live_f1`` / ``f1`` → ``F1``."""
+    name = key.removeprefix("live_")
+    return METRIC_NAMES.get(name, name)
+
+
+def _estimate_cell(estimate: dict[str, Any] | None) -> str:
+    """A batch's primary metric estimated before labels with its band: ``est. F1 0.580 [0.550–0.610]``."""
+    if not estimate:
+        return NO_ESTIMATE
+    band = f" [{_fmt(estimate['lower'])}–{_fmt(estimate['upper'])}]" if estimate["lower"] is not None else ""
+    how = f" <span class=muted>{escape(estimate['method'])}</span>" if estimate["method"] else ""
+    return f"est. {escape(_metric_name(estimate['metric']))} {_fmt(estimate['value'])}{band}{how}"
+
+
+def _batches(points: list[dict[str, Any]]) -> str:
+    """Per monitored batch, newest first: drift, the live metric once labels land, and the estimate beside."""
+    return _table(
+        ["batch", "scored by", "drift share", "live (labels)", "estimated before labels", "decision"],
+        [
+            [
+                _link(p["run_url"], p["batch_id"] or p["run_id"]),
+                _fmt("v" + p["champion_version"] if p["champion_version"] else ""),
+                _fmt(p["drift_share"]),
+                f"live {escape(_metric_name(p['live_metric']))} {_fmt(p['live_value'])}"
+                if p["live_value"] is not None
+                else "labels pending",
+                _estimate_cell(p.get("estimate")),
+                escape(p["decision"]),
+            ]
+            for p in reversed(points)
+        ],
+        "no monitoring run yet",
+    )
+
+
 def _loop_state(loop: dict[str, str]) -> tuple[str, str]:
     """The loop's state as a coloured badge (its detail as the title) and the detail on its own line."""
     state, detail = escape(loop["state"]), escape(loop["detail"])
@@ -162,7 +200,10 @@ def render_dataset(d: dict[str, Any]) -> str:
         [(d["drift_threshold"], "#c53030", "threshold")],
     ) + _chart(
         f"{live_name} against the holdout",
-        [([p["live_value"] for p in points], "#38a169", live_name)],
+        [
+            ([p["live_value"] for p in points], "#38a169", live_name),
+            ([(p.get("estimate") or {}).get("value") for p in points], "#805ad5", "estimated before labels"),
+        ],
         [
             (holdout["holdout_value"] if holdout else None, "#718096", "holdout"),
             (holdout["live_bound"] if holdout else None, "#c53030", "retrain bound"),
@@ -207,6 +248,7 @@ def render_dataset(d: dict[str, Any]) -> str:
         f'<section data-dataset="{escape(d["dataset"])}"><h2>{escape(d["dataset"])} {badge} '
         f'<span class="muted">{escape(d["model_name"])} · {escape(d["task"])} · {d["version_count"]} versions'
         f"</span></h2>{loop_line}<div class=cards>{cards}</div><p>Last drift decision: {decision}</p>{charts}"
+        f"<h3>Monitored batches</h3>{_batches(points)}"
         f"<h3>Versions and retrains</h3>{versions}<h3>Champion moves (audit log)</h3>{audit}"
         f"<h3>Quarantine</h3>{quarantine}</section>"
     )
