@@ -279,10 +279,14 @@ def test_the_page_shows_the_estimate_beside_the_live_value_of_each_batch(seeded)
     )
     assert "<td>live F1 0.480</td><td>—</td>" in _batch_row(html, "batch-2")  # no estimate: a dash
     assert html.index(">batch-3</a>") < html.index(">batch-0</a>")  # newest first
+    assert "<title>estimated before labels 0.520</title>" in html  # charted beside the live metric
     overview["datasets"][0]["monitoring"][-1]["live_value"] = None  # before batch 3's labels land
     assert "<td>labels pending</td><td>est. F1 0.520 [0.490–0.550]" in _batch_row(
         render_page(overview), "batch-3"
     )
+    overview["datasets"][0]["monitoring"][-1]["estimate"] = None  # no run estimated: no estimate line
+    assert "■ estimated before labels" not in render_page(overview)
+    assert "■ estimated before labels" in html
 
 
 FIRED_AT = "the sensor fired 2023-11-14 22:13 UTC (monitoring run {})"

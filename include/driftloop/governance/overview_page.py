@@ -194,16 +194,19 @@ def render_dataset(d: dict[str, Any]) -> str:
     points = d["monitoring"]
     live_name = next((p["live_metric"] for p in points if p["live_metric"]), "live metric")
     holdout = next((p for p in reversed(points) if p.get("holdout_value") is not None), None)
+    estimated = [(p.get("estimate") or {}).get("value") for p in points]
     charts = _chart(
         f"Drift share, last {len(points)} monitoring runs",
         [([p["drift_share"] for p in points], "#3182ce", "drift share")],
         [(d["drift_threshold"], "#c53030", "threshold")],
     ) + _chart(
         f"{live_name} against the holdout",
-        [
-            ([p["live_value"] for p in points], "#38a169", live_name),
-            ([(p.get("estimate") or {}).get("value") for p in points], "#805ad5", "estimated before labels"),
-        ],
+        [([p["live_value"] for p in points], "#38a169", live_name)]
+        + (
+            [(estimated, "#805ad5", "estimated before labels")]
+            if any(v is not None for v in estimated)
+            else []
+        ),
         [
             (holdout["holdout_value"] if holdout else None, "#718096", "holdout"),
             (holdout["live_bound"] if holdout else None, "#c53030", "retrain bound"),
