@@ -241,3 +241,47 @@ def test_an_answer_without_a_user_or_a_single_known_option_is_refused(response, 
 
     with pytest.raises(ValueError):
         apply_decision(telco_cfg, {"version": "2", "request_id": "r", "champion_version": "1"}, response)
+
+
+UNDECIDED = {
+    "name": "fairness.senior_citizen.equalized_odds_difference",
+    "passed": None,
+    "value": 0.31,
+    "limit": 0.3,
+    "ci_low": 0.21,
+    "ci_high": 0.42,
+    "outcome": "undecided",
+    "detail": "equalized odds difference 0.31 above its limit 0.3, interval too wide to decide",
+}
+
+
+def test_under_auto_a_verdict_with_an_undecided_check_waits_for_a_person_only_when_configured(
+    models, monkeypatch
+):
+    from driftloop.governance import gates
+    from driftloop.governance.approval import plan_approval
+    from driftloop.governance.promotion import promote_model
+
+    real_judge = gates.judge
+    monkeypatch.setattr(
+        gates,
+        "judge",
+        lambda *a, **kw: (lambda r: {**r, "checks": [*r["checks"], UNDECIDED]})(real_judge(*a, **kw)),
+    )
+    held = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    promote_model(held, "1")
+    held = dataclasses.replace(held, gates=dataclasses.replace(held.gates, approve_undecided=True))
+    promoted = promote_model(held, "2")
+    name = held.registered_model_name
+    assert (promoted["decision"], promoted["moved"], promoted["policy"]) == ("ready", False, "auto")
+    assert alias_version(models.client, name, "champion") == "1"
+    assert bus.READY_FOR_CHAMPION_TAG in models.client.get_model_version(name, "2").tags
+    request = plan_approval(held, promoted, request_id="r-undecided")
+    assert request["needed"] and request["undecided"] == [UNDECIDED["name"]]
+    undecided_section = request["body"].split("### Undecided")[1].split("### Checks")[0]
+    assert UNDECIDED["name"] in undecided_section and UNDECIDED["detail"] in undecided_section
+
+    default = fresh_registry(models, models.tiny, models.good, floors={"AUC": 0.5})
+    promote_model(default, "1")
+    assert promote_model(default, "2")["decision"] == "promoted"  # off by default: the gate's verdict stands
+    assert alias_version(models.client, default.registered_model_name, "champion") == "2"

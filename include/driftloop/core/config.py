@@ -131,6 +131,9 @@ class GateConfig:
     # A version waiting for a person's approval (policy manual): seconds after its training run was queued
     # when an approval_overdue alert goes out (None: no deadline). The wait goes on; nothing is decided.
     approval_deadline_s: PositiveInt | None = None
+    # Under policy auto, a passing verdict with checks the gate could not decide (an underpowered production
+    # comparison, an undecided fairness gap) waits for a person's approval instead of moving champion.
+    approve_undecided: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Approval by a person: the request a waiting version shows, and the decision applied through the audit log.
 
 Under ``gates.policy: manual`` a version that passes the gate is only marked ready
-(:func:`driftloop.governance.promotion.promote_model`); ``training_pipeline`` then asks a person in Airflow.
+(:func:`driftloop.governance.promotion.promote_model`), and so is one passing under ``auto`` with checks the
+gate could not decide when ``gates.approve_undecided`` is on; ``training_pipeline`` then asks a person in
+Airflow.
 :func:`plan_approval` says whether to ask and builds the request (:class:`ApprovalRequest`): a subject and a
 Markdown body with every check's verdict, numbers and interval, the version's MLflow page and card, the
 production-window comparison and the fairness table, so the person decides on the same evidence the gate saw.
@@ -88,13 +90,15 @@ def undecided_checks(report: dict[str, Any]) -> list[str]:
 def needs_approval(promoted: dict[str, Any]) -> tuple[bool, str]:
     """Whether a promotion result waits for a person, and why.
 
-    A passing version under the manual policy waits (``decision`` ``ready``). Under ``auto`` a passing gate
-    has already moved ``champion`` (even with checks it could not decide: they do not block), and a rejected
-    version is not offered: an override is :func:`~driftloop.governance.promotion.set_champion`'s.
+    A passing version marked ready waits (``decision`` ``ready``): under the manual policy, and under ``auto``
+    with ``gates.approve_undecided`` when the gate could not decide a check. Otherwise a passing gate under
+    ``auto`` has already moved ``champion``, and a rejected version is not offered: an override is
+    :func:`~driftloop.governance.promotion.set_champion`'s.
     """
     decision = promoted.get("decision")
     if decision == "ready":
-        return True, f"the gate passed v{promoted.get('candidate_version')} under the manual policy"
+        policy = promoted.get("policy", "manual")
+        return True, f"the gate passed v{promoted.get('candidate_version')} under the {policy} policy"
     return False, f"promotion decision {decision!r}: nothing waits for a person"
 
 
