@@ -51,12 +51,14 @@ GROUPS = {
         ),
         # Tests without trained models or an MLflow store: each mutant reruns its covering tests with their
         # fixtures, and a module fixture that trains models (test_governance, test_gate_evidence) would cost
-        # seconds per mutant. test_governance_rules covers promotion and audit through fakes instead.
+        # seconds per mutant. The *_rules tests cover judge, promotion, rollback and audit through fakes.
         tests=(
             "tests/unit/test_comparison.py",
             "tests/unit/test_rollback_rule.py",
             "tests/unit/test_degenerate_evidence.py",
             "tests/unit/test_governance_rules.py",
+            "tests/unit/test_gate_rules.py",
+            "tests/unit/test_comparison_rules.py",
             "tests/unit/test_promotion_rules.py",
         ),
     ),
