@@ -200,3 +200,38 @@ def test_the_binary_positive_rate_is_reported_beside_the_out_of_fold_rate(telco_
         telco_cfg, Decision("binary", ["No", "Yes"], 0.5), {bus.PREDICTION_COLUMN: predicted}, holdout, None
     )[1]
     assert unrecorded["detail"].endswith("out of fold not recorded") and unrecorded["flagged"] is False
+
+
+def _degenerate(cfg, task, classes, truth, predicted, max_share):
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from driftloop.core.task_types import Decision
+    from driftloop.governance.decision_checks import decision_checks
+
+    cfg = replace(cfg, task=task, gates=replace(cfg.gates, unpredicted_class_max_share=max_share))
+    decision = Decision(task, classes, 0.5) if task == "binary" else Decision(task, classes)
+    holdout = pd.DataFrame({cfg.target: truth})
+    checks = decision_checks(cfg, decision, {bus.PREDICTION_COLUMN: np.array(predicted)}, holdout, None)
+    return checks[0]
+
+
+def test_a_small_unpredicted_class_is_tolerated_by_its_share_of_the_holdout(cfg):
+    truth = ["a"] * 50 + ["b"] * 18 + ["c"] * 2 + ["d"] * 30
+    predicted = ["a"] * 50 + ["b"] * 18 + ["a"] * 32  # c (2 %) and d (30 %) never predicted
+    check = _degenerate(cfg, "multiclass", ["a", "b", "c", "d"], truth, predicted, 0.1)
+    assert check["passed"] is False and check["unpredicted_rows"] == {"d": 30}
+    assert "; tolerated unpredicted ['c'] (at most 10.0%)" in check["detail"]
+    assert (
+        "(gates.unpredicted_class_max_share 0.1 tolerates classes up to that share of the holdout; "
+        "these reach 30.0%)" in check["detail"]
+    )
+
+
+def test_two_missed_rows_are_all_missed_and_a_binary_check_names_no_class_share(cfg):
+    truth = ["No"] * 30 + ["Yes"] * 2
+    check = _degenerate(cfg, "binary", ["No", "Yes"], truth, ["No"] * 32, 0.1)
+    assert check["passed"] is None and check["rows"] == 2
+    assert "would miss all 2 rows with chance" in check["detail"]
+    assert "unpredicted_class_max_share" not in check["detail"]
