@@ -19,6 +19,7 @@ from typing import Any
 from driftloop.core import bus
 from driftloop.core.calibration_map import describe_calibration
 from driftloop.core.config import DatasetConfig
+from driftloop.governance.card_markdown import render_markdown
 
 log = logging.getLogger(__name__)
 
@@ -251,39 +252,6 @@ def _decision_text(cfg: DatasetConfig, tags: dict[str, str]) -> str:
     if decision.task == REGRESSION:
         return f"Predicts {cfg.target} (regression)."
     return f"Predicts {cfg.target} among {len(decision.classes)} classes ({', '.join(decision.classes[:8])})."
-
-
-SECTION_TITLES = {
-    "details": "Model details",
-    "intended_use": "Intended use",
-    "training_data": "Training data",
-    "evaluation": "Evaluation",
-    "gate": "Gate verdict",
-    "fairness": "Fairness",
-    "explanations": "Explanations",
-    "limitations": "Limitations",
-    "history": "Promotion history",
-}
-
-
-def render_markdown(card: dict[str, Any], limit: int | None = None, full_card_uri: str = "") -> str:
-    """Markdown of the card; with ``limit``, the longest sections are cut until it fits, pointing at the full
-    card."""
-    sections = {k: card[k] for k in SECTION_TITLES}
-
-    def render() -> str:
-        body = "\n\n".join(f"## {SECTION_TITLES[k]}\n\n{v}" for k, v in sections.items())
-        return f"# {card['title']}\n\n{body}\n"
-
-    text = render()
-    while limit is not None and len(text) > limit:
-        longest = max(sections, key=lambda k: len(sections[k]))
-        keep = max(0, len(sections[longest]) - (len(text) - limit) - 120)
-        sections[longest] = (
-            sections[longest][:keep].rstrip() + f"\n\n_(shortened; full card: {full_card_uri})_"
-        )
-        text = render()
-    return text
 
 
 def gather_facts(
