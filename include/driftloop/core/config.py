@@ -104,9 +104,7 @@ class GateConfig:
     """
 
     primary_metric: str = ""  # default per task: AUC (binary), macro_f1 (multiclass), RMSE (regression)
-    floors: dict[str, float] = field(
-        default_factory=dict
-    )  # lower-is-better metrics (RMSE, MAE, MAPE): ceilings
+    floors: dict[str, float] = field(default_factory=dict)  # lower-is-better metrics (RMSE, MAE...): ceilings
     min_improvement: float = 0.0
     policy: Literal["auto", "manual"] = "auto"
     max_latency_ms_per_row: PositiveFloat | None = None  # measured on a 1,000-row batch of the holdout
@@ -128,11 +126,10 @@ class GateConfig:
     # Multiclass: a class holding at most this share of the holdout may go unpredicted without failing
     # decision.degenerate, whatever its rows (0: none; a model predicting one class is never tolerated).
     unpredicted_class_max_share: Share = 0.0
-    # A version waiting for a person's approval (policy manual): seconds after its training run was queued
-    # when an approval_overdue alert goes out (None: no deadline). The wait goes on; nothing is decided.
+    # Seconds after a training run waiting for approval was queued when approval_overdue is alerted (None:
+    # never); the wait goes on. approve_undecided: under policy auto, a passing verdict with checks the gate
+    # could not decide (underpowered comparison, undecided fairness gap) waits for a person too.
     approval_deadline_s: PositiveInt | None = None
-    # Under policy auto, a passing verdict with checks the gate could not decide (an underpowered production
-    # comparison, an undecided fairness gap) waits for a person's approval instead of moving champion.
     approve_undecided: bool = False
 
 

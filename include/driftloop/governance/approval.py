@@ -34,6 +34,7 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit
+from driftloop.governance.gates import undecided_checks
 
 log = logging.getLogger(__name__)
 
@@ -75,16 +76,6 @@ class ApprovalRequest:
     def to_dict(self) -> dict[str, Any]:
         """The request as JSON-ready data (an XCom)."""
         return {**asdict(self), "undecided": list(self.undecided)}
-
-
-def undecided_checks(report: dict[str, Any]) -> list[str]:
-    """Checks the gate measured but could not decide: an underpowered comparison, an undecided fairness
-    gap."""
-    return [
-        c["name"]
-        for c in report.get("checks", [])
-        if c.get("passed") is None and (c.get("underpowered") or c.get("outcome") == "undecided")
-    ]
 
 
 def needs_approval(promoted: dict[str, Any]) -> tuple[bool, str]:

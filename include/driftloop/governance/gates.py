@@ -416,3 +416,13 @@ def _verdict(checks: dict[str, dict[str, Any]], passed: bool) -> str:
     if checks["beats_champion"].get("rule") == "non_inferiority":
         return "within margin of champion" if passed else "not shown within margin of champion"
     return "beats champion" if passed else "does not beat champion"
+
+
+def undecided_checks(report: dict[str, Any]) -> list[str]:
+    """Checks the gate measured but could not decide: an underpowered comparison, an undecided fairness
+    gap."""
+    return [
+        c["name"]
+        for c in report.get("checks", [])
+        if c.get("passed") is None and (c.get("underpowered") or c.get("outcome") == "undecided")
+    ]

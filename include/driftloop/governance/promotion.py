@@ -24,7 +24,7 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import GateRejected
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
-from driftloop.governance import approval, audit, gates
+from driftloop.governance import audit, gates
 from driftloop.governance.verdict_evidence import read_decision, read_evidence_state
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ def promote_model(
                 report, reused, reason = earlier, True, gates.summarize(earlier)
             _record_verdict(cfg, client, report, reason, reused)
             moved = report["passed"] and cfg.gates.policy == "auto"
-            if moved and approval.undecided_checks(report) and cfg.gates.approve_undecided:
+            if moved and gates.undecided_checks(report) and cfg.gates.approve_undecided:
                 moved = False  # a person decides what the gate could not: marked ready, approved in Airflow
             if moved:
                 entry = _move(
