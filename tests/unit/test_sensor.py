@@ -57,6 +57,8 @@ def test_drifted_batch_fires_once_and_a_fired_result_never_fires_again(cfg, telc
         "reason": "drift",
         "drift_share": pytest.approx(item["drift_share"]),
         "live_drop": None,
+        "estimated_drop": None,  # the fakes' champion has no calibration map
+        "estimated_drop_best_case": None,
         "champion_version": version,
         "detail": fired["detail"],
     }

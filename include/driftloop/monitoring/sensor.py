@@ -203,8 +203,9 @@ def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> 
 
     Returns:
         None when nothing should fire (or a crossing waits for labels, see :func:`drift_decision`), else
-        ``{"reason": "drift"|"performance", "monitoring_run_id", "trigger_run_id", "drift_share", "live_drop",
-        "champion_version", "detail"}``; ``trigger_run_id`` is the Airflow run id the retraining run must get
+        ``{"reason": "drift"|"performance"|"estimated_performance", "monitoring_run_id", "trigger_run_id",
+        "drift_share", "live_drop", "estimated_drop", "estimated_drop_best_case", "champion_version",
+        "detail"}``; ``trigger_run_id`` is the Airflow run id the retraining run must get
         (one monitoring result, one run).
     """
     trigger: dict[str, Any] | None = drift_decision(cfg, settings)["trigger"]
@@ -255,7 +256,7 @@ def mark_trigger_fired(
 
     Returns:
         ``{"monitoring_run_id", "trigger_run_id", "fired_at", "covered_run_ids", "reason", "drift_share",
-        "live_drop", "champion_version", "detail"}``.
+        "live_drop", "estimated_drop", "estimated_drop_best_case", "champion_version", "detail"}``.
     """
     now_s = time.time() if now_s is None else now_s
     client = get_client(settings)
@@ -293,6 +294,8 @@ def mark_trigger_fired(
         "reason": reason,
         "drift_share": metrics.get(bus.DRIFT_SHARE),
         "live_drop": metrics.get(bus.LIVE_DROP),
+        "estimated_drop": metrics.get(bus.ESTIMATED_DROP),
+        "estimated_drop_best_case": metrics.get(bus.ESTIMATED_DROP_BEST_CASE),
         "champion_version": champion_version,
         "detail": detail,
     }
