@@ -235,3 +235,24 @@ def test_two_missed_rows_are_all_missed_and_a_binary_check_names_no_class_share(
     assert check["passed"] is None and check["rows"] == 2
     assert "would miss all 2 rows with chance" in check["detail"]
     assert "unpredicted_class_max_share" not in check["detail"]
+
+
+def test_a_class_only_one_model_knows_counts_for_both_sides_as_sklearn():
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    rng = np.random.default_rng(21)
+    truth = rng.choice(["a", "b", "c"], 300)
+    champion = {bus.proba_column(c): rng.random(300) for c in "abc"}
+    champion[bus.PREDICTION_COLUMN] = truth.copy()
+    champion[bus.PREDICTION_COLUMN][:30] = "d"  # a class the truth never holds
+    champion[bus.proba_column("d")] = rng.random(300)
+    challenger = {bus.proba_column(c): rng.random(300) + (truth == c) for c in "abc"}  # no column for d
+    challenger[bus.PREDICTION_COLUMN] = truth.copy()
+    f1 = comparison.compare_outputs(
+        "holdout_macro_f1", "multiclass", truth, champion, challenger, resamples=50
+    )
+    expected = [f1_score(truth, s[bus.PREDICTION_COLUMN], average="macro") for s in (champion, challenger)]
+    assert [f1["champion"], f1["challenger"]] == pytest.approx(expected, abs=1e-12)
+    auc = comparison.compare_outputs("holdout_auc_ovr", "multiclass", truth, champion, challenger)
+    ovr = np.mean([roc_auc_score(truth == c, challenger[bus.proba_column(c)]) for c in "abc"])
+    assert auc["challenger"] == pytest.approx(ovr)  # d: never true, so it adds no one-vs-rest term
