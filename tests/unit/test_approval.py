@@ -211,6 +211,9 @@ def test_a_rejection_moves_nothing_and_is_recorded_on_the_version(models):
         "airflow:bob",
         "fairness gap too close",
     )
+    card = client.get_model_version(name, "2").description
+    decided = "**rejected** by airflow:bob at 2026-12-07T16:05:00+00:00: fairness gap too close"
+    assert f"Approval in Airflow: {decided}" in card
 
 
 def test_an_approval_after_champion_moved_elsewhere_is_not_applied(models):

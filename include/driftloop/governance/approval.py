@@ -324,6 +324,10 @@ def apply_decision(
         "champion_at_decision": current,
     }
     _record_on_version(client, name, version, record)
+    from driftloop.governance.model_card import publish_model_card
+
+    # The card shows the decision (a rejection moves nothing, so no move refreshed it).
+    publish_model_card(cfg, client, version, audit.open_store(settings).entries(name), settings)
     log.info("%s v%s: %s by %s (request %s)", name, version, decision, actor, request_id)
     return {
         "decision": decision,

@@ -130,6 +130,17 @@ def _gap_row(gap: str, judged: dict[str, Any]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _approval_lines(approval: dict[str, str]) -> list[str]:
+    """A person's decision in Airflow on this version (approve, reject, or an approval that came too late)."""
+    if not approval.get("decision"):
+        return []
+    comment = f": {approval['comment']}" if approval.get("comment") else ""
+    return [
+        "",
+        f"Approval in Airflow: **{approval['decision']}** by {approval['by']} at {approval['at']}{comment}",
+    ]
+
+
 def _history_rows(history: list[dict[str, Any]], version: str) -> list[str]:
     mine = [e for e in history if version in (e["from_version"], e["to_version"])]
     if not mine:
@@ -192,6 +203,7 @@ def build_card(cfg: DatasetConfig, facts: dict[str, Any]) -> dict[str, Any]:
         "gate": "\n".join(
             [
                 f"Verdict: **{facts.get('verdict', 'not judged')}**. {facts.get('reason', '')}",
+                *_approval_lines(facts.get("approval") or {}),
                 "",
                 *_check_rows(report, missing.get("gate_report", "")),
                 *(
@@ -313,6 +325,15 @@ def gather_facts(
         "version": str(version),
         "verdict": mv.tags.get(bus.GATE_TAG, "not judged"),
         "reason": mv.tags.get(bus.GATE_REASON_TAG, ""),
+        "approval": {
+            k: mv.tags.get(tag, "")
+            for k, tag in (
+                ("decision", bus.APPROVAL_DECISION_TAG),
+                ("by", bus.APPROVAL_BY_TAG),
+                ("at", bus.APPROVAL_AT_TAG),
+                ("comment", bus.APPROVAL_COMMENT_TAG),
+            )
+        },  # fmt: skip
         "gate": gate,
         "fairness": fairness,
         "fairness_source": source,
