@@ -94,7 +94,7 @@ bench-capacity: venv
 
 # Mutation testing (bench/mutation.py, docs/mutation.md): per group (governance, contract) mutants total, killed,
 # survived, timeout, no tests and the killed share, one figure per line; survivors in .mutation/<group>/. By
-# default a tenth of the mutants (those numbered ...5; about 10 minutes on 2 cores); MUTATION_ARGS= runs them all.
+# default a tenth of the mutants (those numbered ...5; about 6 minutes on 2 cores); MUTATION_ARGS= runs them all.
 MUTATION_ARGS ?= --sample-digits 5
 mutation: venv
 	nice -n 19 $(BIN)/python bench/mutation.py $(MUTATION_ARGS)
