@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from driftloop.core import bus
+from driftloop.core import bus, registry
 from driftloop.core.errors import GateRejected
 from driftloop.governance import audit, promotion, rollback
 
@@ -141,7 +141,7 @@ def world(tmp_path, monkeypatch):
     store.ensure_schema()
     w = World(store)
     for name in ("resolve_alias", "move_alias", "drop_alias"):
-        monkeypatch.setattr(f"driftloop.core.registry.{name}", getattr(w, name))
+        monkeypatch.setattr(registry, name, getattr(w, name))
 
     def client(settings=None):
         w.check(settings)
