@@ -45,7 +45,7 @@ down: venv
 	$(BIN)/driftloop down
 
 # Every test, in three lanes side by side: the container stage (tests/containers: image builds and waits on a
-# Docker stack), the slow end-to-end tests (servers, schedulers and browsers, much of it waiting) and everything
+# Docker stack; with it the slow tests marked `container_lane`, which fill those waits), the slow end-to-end tests (servers, schedulers and browsers, much of it waiting) and everything
 # else, with the per-dataset loops (marker `datasets`) to balance the lanes' times. The first two write to their logs, printed when all lanes end; PYTEST_ARGS go to all three. The exit code
 # is the first failing lane's (5, "no tests collected", included).
 # The lanes' logs go to the state folder of this run ($DRIFTLOOP_HOME when set): a `make test` typed by a test of
@@ -55,9 +55,9 @@ CONTAINER_LOG := $(TEST_LOG_DIR)/test-containers.log
 SLOW_LOG := $(TEST_LOG_DIR)/test-slow.log
 test: venv
 	@mkdir -p $(TEST_LOG_DIR)
-	@$(BIN)/pytest -m container $(PYTEST_ARGS) > $(CONTAINER_LOG) 2>&1 & clane=$$!; \
-	$(BIN)/pytest -m "slow and not container and not datasets" $(PYTEST_ARGS) > $(SLOW_LOG) 2>&1 & slane=$$!; \
-	$(BIN)/pytest -m "not container and (not slow or datasets)" $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/pytest -m "container or container_lane" $(PYTEST_ARGS) > $(CONTAINER_LOG) 2>&1 & clane=$$!; \
+	$(BIN)/pytest -m "slow and not container and not container_lane and not datasets" $(PYTEST_ARGS) > $(SLOW_LOG) 2>&1 & slane=$$!; \
+	$(BIN)/pytest -m "not container and not container_lane and (not slow or datasets)" $(PYTEST_ARGS); rc=$$?; \
 	wait $$slane; src=$$?; wait $$clane; crc=$$?; \
 	echo "================ slow lane (end to end, exit code $$src; log: $(SLOW_LOG)) ================"; \
 	cat $(SLOW_LOG); \

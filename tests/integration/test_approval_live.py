@@ -21,7 +21,13 @@ import yaml
 from driftloop.core import bus
 from tests.config_copies import SHIPPED_DIR, copy_config
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.timeout(1800, method="thread")]
+# The container lane of `make test` runs it: its Docker waits leave room, the slow lane has none.
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.integration,
+    pytest.mark.container_lane,
+    pytest.mark.timeout(1800, method="thread"),
+]
 
 DATASET = "telco_churn"
 DEADLINE_S = 90
