@@ -326,11 +326,12 @@ def _commit_run(
         mlflow.log_dict(summary, bus.DRIFT_SUMMARY_ARTIFACT)
         run_id = run.info.run_id
     log.info(
-        "monitored batch %s (champion v%s, %d part(s)): drift share %.3f (threshold %.2f), %d drifted: %s; "
-        "%s; live %s; run %s",
-        batch_id, model_version, len(parts), drift["drift_share"], cfg.monitoring.drift_share_threshold,
+        "monitored batch %s (champion v%s): drift share %.3f (threshold %.2f), %d drifted: %s; "
+        "%s; live %s; %d part(s); run %s",
+        batch_id, model_version, drift["drift_share"], cfg.monitoring.drift_share_threshold,
         int(drift["drifted_columns"]), ", ".join(drift["drifted_column_names"][:5]) or "none", estimated.note,
-        {k: round(v, 4) for k, v in performance.items() if isinstance(v, float)} or "no labels yet", run_id,
+        {k: round(v, 4) for k, v in performance.items() if isinstance(v, float)} or "no labels yet",
+        len(parts), run_id,
     )  # fmt: skip
     return {
         "monitoring_run_id": run_id,
