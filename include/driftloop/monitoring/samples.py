@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import MonitoringError
 from driftloop.core.row_ranges import iter_row_range, parquet_rows, split_rows
@@ -337,7 +338,8 @@ def draw_part_sample(cfg: DatasetConfig, part: MonitoringPart, with_drift: bool)
     labelled[cfg.target] = label_values[np.searchsorted(kept, labelled_at)]
     labelled[HASH_COLUMN] = hashes[labelled_at]
     # The predicted label rides along: performance is estimated on the drift sample (CBPE needs it).
-    outputs = list(dict.fromkeys([*part.output_columns, *part.scored_columns[:1]]))
+    label = [bus.PREDICTION_COLUMN] if bus.PREDICTION_COLUMN in part.scored_columns else []
+    outputs = list(dict.fromkeys([*part.output_columns, *label]))
     current = predictions.select([cfg.id_column, *outputs]).take(pa.array(drift_at)).to_pandas()
     current[HASH_COLUMN] = hashes[drift_at]
     sensitive = list(cfg.sensitive_features) if len(labelled) else []
