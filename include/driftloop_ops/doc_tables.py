@@ -1,10 +1,12 @@
 """Generated sections of the docs: tables written from the code so they cannot drift from it.
 
 The module table (from docstrings), the bus reference (from :mod:`driftloop.core.bus` itself), the environment
-variables (from the fields of :class:`driftloop.core.settings.Settings`) and the CLI commands (from
-``driftloop.cli.build_parser``). A document carries each generated table between ``<!-- <name>:begin -->`` and
-``<!-- <name>:end -->``. ``python -m driftloop_ops.doc_tables`` rewrites every section of every document
-listed in :data:`DOCUMENTS`; ``--check`` only reports the stale ones (exit 1). A test runs the check.
+variables (from the fields of :class:`driftloop.core.settings.Settings`), the CLI commands (from
+``driftloop.cli.build_parser``), the architecture rules (from :mod:`driftloop_ops.architecture_rules`, the
+constants the tests enforce) and who sends each alert (from the DAG files' ``alerts=`` arguments). A document
+carries each generated table between ``<!-- <name>:begin -->`` and ``<!-- <name>:end -->``.
+``python -m driftloop_ops.doc_tables`` rewrites every section of every document listed in :data:`DOCUMENTS`;
+``--check`` only reports the stale ones (exit 1). A test runs the check.
 """
 
 from __future__ import annotations
@@ -218,11 +220,89 @@ def cli_table() -> str:
     return "\n".join(["| command | what it does | arguments |", "|---|---|---|", *rows]) + "\n"
 
 
+def _paths(paths: tuple[str, ...] | list[str], last: str = "and") -> str:
+    quoted = [f"`{p}`" for p in paths]
+    return ", ".join(quoted[:-1]) + f" {last} {quoted[-1]}" if len(quoted) > 1 else "".join(quoted)
+
+
+def _importers(where: list[tuple[str, bool]], every: int) -> str:
+    if len(where) == every:
+        return "every module" + ("" if all(top for _, top in where) else " (some lazily)")
+    return ", ".join(f"`{module}`" + ("" if top else " (lazily)") for module, top in where)
+
+
+def rules_section() -> str:
+    """The rules the architecture tests enforce, written from :mod:`driftloop_ops.architecture_rules` and the
+    code, so the sentences say exactly what the tests check."""
+    from driftloop_ops import architecture_rules as rules
+
+    lengths = {p: n for p, n in rules.module_lengths().items() if p not in rules.LONGER_MODULES}
+    longest = max(lengths, key=lambda p: lengths[p])
+    longer = "; ".join(f"`{p}` may have {n} ({why})" for p, (n, why) in rules.LONGER_MODULES.items())
+    lines = [
+        f"**Module size.** No module of {_paths(rules.SIZE_CHECKED_DIRS, 'or')} is longer than "
+        f"{rules.MAX_MODULE_LINES} lines; {longer}. The longest today: `{longest}`, "
+        f"{lengths[longest]} lines.",
+        "",
+        f"**Heavy libraries.** {_paths(rules.HEAVY_MODULES)} are never imported at module level in "
+        f"{_paths(rules.HEAVY_CHECKED_DIRS, 'or')}: only inside functions, or under `if TYPE_CHECKING`. So "
+        "parsing a DAG file loads none of them, which a test also checks by importing each DAG file in a "
+        "fresh interpreter.",
+        "",
+        "**Environment.** `Settings` is the one reader of environment variables in `include/driftloop` and "
+        "`plugins`; the other modules that touch it, and why:",
+        "",
+        *(f"- `{path}`: {why}" for path, why in rules.ENV_READ_ALLOWED.items()),
+        "",
+        f"**Stages.** `driftloop.core` imports no stage ({_paths(rules.STAGES, 'or')}). An import from one "
+        "stage into another is allowed only when it is listed here with the reason it is not on core:",
+        "",
+        "| module | imports | why |",
+        "|---|---|---|",
+        *(f"| `{a}` | `{b}` | {_cell(why)} |" for (a, b), why in rules.CROSS_STAGE_IMPORTS.items()),
+        "",
+    ]
+    for folder in rules.AIRFLOW_SIDE:
+        found = rules.airflow_side_packages(folder)
+        every = len(rules.python_files(folder))
+        lines += [
+            f"**`{folder}/`** imports the standard library, its own modules and these packages only "
+            f"(never `{rules.OPS_PACKAGE}`, nor a `_private` module or name of `{rules.PACKAGE}`):",
+            "",
+            "| package | why | imported by |",
+            "|---|---|---|",
+            *(
+                f"| `{package}` | {_cell(why)} | {_importers(found.get(package, []), every)} |"
+                for package, why in rules.AIRFLOW_SIDE_IMPORTS[folder].items()
+            ),
+            "",
+        ]
+    path, constant = rules.PRELOADED_BY_NAME
+    lines.append(
+        f"`{path}` also imports by name the modules of its `{constant}` (packages "
+        f"{_paths(rules.preloaded_packages())}) in the processes tasks are forked from, never in a DAG parse."
+    )
+    return "\n".join(lines) + "\n"
+
+
+def alerts_table() -> str:
+    """Who sends each alert kind: the DAG tasks whose ``run_stage`` names an alert builder, and the plugin
+    code that builds one itself (``docs/production.md``)."""
+    from driftloop_ops.architecture_rules import alert_senders
+
+    rows = [
+        f"| `{kind}` | {', '.join(f'`{s}`' for s in senders) or 'no DAG task or plugin code'} |"
+        for kind, senders in alert_senders().items()
+    ]
+    return "\n".join(["| kind | sent by |", "|---|---|", *rows]) + "\n"
+
+
 # document -> section name -> generator
 DOCUMENTS: dict[str, dict[str, Callable[[], str]]] = {
-    "docs/architecture.md": {"modules": module_table, "bus": bus_table},
+    "docs/architecture.md": {"rules": rules_section, "modules": module_table, "bus": bus_table},
     "README.md": {"settings": settings_table, "cli": cli_table},
     "docs/serving.md": {"serving-settings": serving_settings_table},
+    "docs/production.md": {"alerts": alerts_table},
 }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from driftloop.core import bus
+from driftloop_ops import architecture_rules as rules
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = PROJECT_DIR / "include" / "driftloop"
@@ -124,13 +125,7 @@ def test_bus_names_are_literals_only_in_the_bus_module():
     assert offenders == [], "use the constants of driftloop.core.bus:\n" + "\n".join(offenders)
 
 
-# Reads of the environment the package may make besides Settings, and why (paths from the project root).
-ENV_READ_ALLOWED = {
-    "include/driftloop/core/settings.py": "Settings.from_env: the one reader",
-    "include/driftloop/training/pycaret_env.py": "sets PyCaret's own log path (setdefault), reads nothing",
-    "plugins/driftloop_airflow/preload.py": "sets PyCaret's own log path (setdefault) before preloading it",
-    "include/driftloop/core/tracking.py": "mlflow_scope restores the MLFLOW_* variables MLflow rewrites",
-}
+# Reads of the environment the package may make besides Settings: rules.ENV_READ_ALLOWED.
 ENV_READERS = {"getenv", "getenvb", "environ", "environb"}
 
 
@@ -177,7 +172,7 @@ def test_settings_is_the_only_reader_of_the_environment():
     offenders = [
         f"{path.relative_to(PROJECT_DIR)}:{line}"
         for path in python_files("include/driftloop", "plugins")
-        if str(path.relative_to(PROJECT_DIR)) not in ENV_READ_ALLOWED
+        if str(path.relative_to(PROJECT_DIR)) not in rules.ENV_READ_ALLOWED
         for line in environment_reads(ast.parse(path.read_text()))
     ]
     assert offenders == [], "read settings through driftloop.core.settings.Settings:\n" + "\n".join(offenders)
@@ -212,15 +207,12 @@ def test_aliases_are_set_only_by_the_registry_module():
 
 
 @pytest.mark.parametrize(
-    "path",
-    python_files("include/driftloop", "include/driftloop_ops", "plugins"),
-    ids=lambda p: str(p.relative_to(PROJECT_DIR)),
+    "path", rules.python_files(*rules.SIZE_CHECKED_DIRS), ids=lambda p: str(p.relative_to(PROJECT_DIR))
 )
 def test_modules_stay_small_and_public_functions_are_documented(path):
     lines = path.read_text().splitlines()
-    # The bus is a table of names, one per line, kept in one module so each is defined exactly once.
-    limit = 600 if path == PACKAGE_DIR / "core" / "bus.py" else 450
-    assert len(lines) <= limit, f"{path.name} has {len(lines)} lines: split it by job"
+    limit = rules.module_limit(path)  # MAX_MODULE_LINES, or the LONGER_MODULES entry with its reason
+    assert len(lines) <= limit, f"{path.name} has {len(lines)} lines (limit {limit}): split it by job"
     undocumented = [
         node.name
         for node in ast.parse(path.read_text()).body
@@ -372,3 +364,77 @@ def test_metric_and_tag_keys_are_bus_constants_not_literals():
         for line, key in literal_bus_keys(ast.parse(path.read_text()))
     ]
     assert offenders == [], "define the key in driftloop.core.bus and import it:\n" + "\n".join(offenders)
+
+
+# ---- The rules of driftloop_ops.architecture_rules that the docs' rules section states.
+def test_no_heavy_library_is_imported_at_module_level():
+    offenders = rules.module_level_heavy_imports()
+    assert offenders == [], "import heavy libraries inside the functions that use them:\n" + "\n".join(
+        offenders
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("import pandas", [True]),
+        ("from mlflow.tracking import MlflowClient", [True]),
+        ("try:\n    import pandas\nexcept ImportError:\n    pandas = None", [True]),
+        ("import importlib\nmodule = importlib.import_module('sklearn.metrics')", [True]),
+        ("def load():\n    import pandas", [False]),
+        ("class Reader:\n    def read(self):\n        from pyarrow import parquet", [False]),
+        ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import pandas", []),
+    ],
+)
+def test_the_heavy_import_rule_tells_module_level_from_lazy_imports(code, expected):
+    """``True`` for each heavy import at module level, ``False`` for one inside a function."""
+    found = rules.imports_with_depth(ast.parse(code))
+    assert [top for name, _, top in found if name.split(".")[0] in rules.HEAVY_MODULES] == expected
+
+
+@pytest.mark.parametrize("folder", rules.AIRFLOW_SIDE)
+def test_the_airflow_side_imports_only_the_standard_library_and_its_listed_packages(folder):
+    found = rules.airflow_side_packages(folder)
+    allowed = rules.AIRFLOW_SIDE_IMPORTS[folder]
+    unlisted = {package: where for package, where in found.items() if package not in allowed}
+    assert unlisted == {}, f"{folder}/ imports packages not in AIRFLOW_SIDE_IMPORTS (add one with its reason)"
+    stale = sorted(set(allowed) - set(found))
+    assert stale == [], f"AIRFLOW_SIDE_IMPORTS lists packages {folder}/ no longer imports: {stale}"
+
+
+def test_every_exception_to_a_rule_is_still_needed():
+    lengths = rules.module_lengths()
+    unneeded = [p for p in rules.LONGER_MODULES if lengths.get(p, 0) <= rules.MAX_MODULE_LINES]
+    assert unneeded == [], f"LONGER_MODULES entries within MAX_MODULE_LINES (or gone): {unneeded}"
+    gone = [p for p in rules.ENV_READ_ALLOWED if not (PROJECT_DIR / p).is_file()]
+    assert gone == [], f"ENV_READ_ALLOWED names files that no longer exist: {gone}"
+
+
+@pytest.mark.parametrize(
+    ("constant", "value"),
+    [
+        ("MAX_MODULE_LINES", 500),
+        ("HEAVY_MODULES", ("pandas",)),
+        ("CROSS_STAGE_IMPORTS", {("training.train", "data.snapshots"): "a new reason"}),
+        ("AIRFLOW_SIDE_IMPORTS", {"plugins": {"airflow": "x"}, "dags": {"airflow": "y"}}),
+    ],
+)
+def test_changing_a_rule_makes_the_docs_rules_section_stale(monkeypatch, constant, value):
+    from driftloop_ops.doc_tables import stale_sections
+
+    monkeypatch.setattr(rules, constant, value)
+    assert "docs/architecture.md#rules" in stale_sections()
+
+
+def test_every_alert_kind_a_dag_declares_is_in_the_senders_table():
+    """Each ``alerts=alerts.<builder>`` of a DAG file shows up as its task's row, read independently here."""
+    senders = rules.alert_senders()
+    named = {
+        (path.stem, node.value.attr)
+        for path in python_files("dags")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.keyword) and node.arg == "alerts" and isinstance(node.value, ast.Attribute)
+    }
+    assert named, "no DAG file declares alerts: the senders table would be empty"
+    for dag, builder in sorted(named):
+        assert any(s.startswith(f"{dag}.") for rows in senders.values() for s in rows), (dag, builder)

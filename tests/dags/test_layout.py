@@ -2,8 +2,9 @@
 
 Imports are read from the AST (lazy imports inside functions included). A stage may import ``driftloop.core``;
 ``driftloop.core`` imports no stage; an import from one stage into another is allowed only when listed in
-:data:`CROSS_STAGE_IMPORTS` with the reason it belongs there rather than in core. Above the package, the
-Airflow plugin and the DAG files import its public names only, and never the ops package ``driftloop_ops``.
+:data:`driftloop_ops.architecture_rules.CROSS_STAGE_IMPORTS` with the reason it belongs there rather
+than in core. Above the package, the Airflow plugin and the DAG files import its public names only, and never
+the ops package ``driftloop_ops``.
 """
 
 from __future__ import annotations
@@ -14,51 +15,11 @@ from pathlib import Path
 
 import pytest
 
+# The rules live in one module, which the rules section of docs/architecture.md is generated from.
+from driftloop_ops.architecture_rules import AIRFLOW_SIDE, CROSS_STAGE_IMPORTS, OPS_PACKAGE, STAGES
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = PROJECT_DIR / "include" / "driftloop"
-STAGES = ("data", "training", "governance", "monitoring", "serving")
-
-# (importing module, imported module) -> why the dependency is on a stage and not on core.
-CROSS_STAGE_IMPORTS = {
-    ("training.train", "data.snapshots"): "a training run reads a training snapshot and records its lineage",
-    (
-        "training.train",
-        "governance.evidence",
-    ): "the governance evidence of a version is computed once, at training",
-    (
-        "training.train",
-        "governance.audit",
-    ): "a training key's one version is registered under the promotion lock of the audit store",
-    (
-        "governance.verdict_evidence",
-        "monitoring.sensor",
-    ): "the gate's rule follows whether the champion's newest monitoring result crossed the thresholds",
-    ("governance.lineage", "data.snapshots"): "lineage walks from a version to the snapshot and its batches",
-    ("governance.model_card", "data.snapshots"): "the card states the training snapshot's rows and hash",
-    (
-        "monitoring.samples",
-        "data.contract.ids",
-    ): "batch rows are sampled and joined to late labels by the contract's entity id hashes",
-    (
-        "monitoring.attribution",
-        "governance.explain",
-    ): "drifted features are ranked by the champion's importance",
-    ("monitoring.attribution", "governance.model_card"): "attribution drift refreshes the champion's card",
-    ("monitoring.live", "governance.fairness"): "live fairness reuses the training-time group metrics",
-    ("serving.online.export", "data.contract"): "served windows are written with the contract's Arrow schema",
-    ("serving.online.service", "data.contract"): "requests are validated against the dataset's contract",
-    ("serving.online.validation", "data.contract"): "PII in requests is hashed as ingestion hashes it",
-    ("serving.scoring_parts", "governance.audit"): "the audit reconciler runs before every inference run",
-    ("serving.batch_scoring", "governance.explain"): "batch predictions carry their top-k SHAP reasons",
-    (
-        "serving.online.ab_decision",
-        "governance.promotion",
-    ): "an A/B decision promotes through the audited gate path",
-    (
-        "serving.online.ab_decision",
-        "governance.delong",
-    ): "the shadow AUC difference uses the gate's paired comparison (DeLong)",
-}
 
 
 def _modules() -> dict[str, Path]:
@@ -138,10 +99,6 @@ def test_module_names_are_not_reused_across_folders():
     )
 
 
-# The Airflow side (plugins/, and dags/ above it) imports `driftloop` and Airflow only (docs/architecture.md,
-# Layers): what it needs from the ops package belongs in the package.
-AIRFLOW_SIDE = ("plugins", "dags")
-OPS_PACKAGE = "driftloop_ops"
 IMPORTERS = {"import_module", "__import__"}  # importlib.import_module("name"), __import__("name")
 
 
