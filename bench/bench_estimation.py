@@ -17,7 +17,8 @@ BATCHES batches are drawn from the holdout in three scenarios:
 
 Prints one line per dataset, metric and scenario: mean absolute estimation error, band coverage (share of
 batches whose realised value is inside the 90% band) and mean realised value. Run:
-``PYTHONPATH=include nice -n 19 .venv/bin/python bench/bench_estimation.py [config ...]``.
+``PYTHONPATH=include nice -n 19 .venv/bin/python bench/bench_estimation.py [--splits N] [config ...]``.
+``bench/bench_nannyml.py`` runs NannyML's CBPE on the same batches.
 """
 
 from __future__ import annotations
@@ -88,9 +89,12 @@ def batches(holdout_rows: int, z, y, task: str, rng, residual_sd: float):
             yield scenario, rows, truth
 
 
-def fit_version(name: str) -> SimpleNamespace:
-    """The config's split, a fitted model, and what the estimates need: the calibration map (classification)
-    or DLE's loss models (regression), both from out-of-fold outputs of the training rows."""
+def fit_version(name: str, split_seed: int | None = None) -> SimpleNamespace:
+    """The config's split (or the holdout another seed's hash picks), a fitted model, and what the estimates
+    need: the calibration map (classification) or DLE's loss models (regression), both from out-of-fold
+    outputs of the training rows."""
+    from dataclasses import replace
+
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
 
@@ -103,6 +107,8 @@ def fit_version(name: str) -> SimpleNamespace:
     from driftloop.training.calibration import OutOfFold, fit_calibration, fit_loss_curve
 
     cfg = load_dataset_config(name, Settings.from_env({}))
+    if split_seed is not None:
+        cfg = replace(cfg, training=replace(cfg.training, seed=split_seed))
     frame = load_source_frame(cfg)
     if cfg.id_column not in frame:
         frame[cfg.id_column] = np.arange(len(frame)).astype(str)
@@ -144,6 +150,13 @@ def fit_version(name: str) -> SimpleNamespace:
     # The threshold training would choose: F1 on the out-of-fold scores (training.threshold_objective).
     threshold = choose_threshold(y, scores, "f1")["threshold"] if task == "binary" else 0.5
     version.predicted = (version.raw >= threshold).astype(int) if task == "binary" else proba.argmax(axis=1)
+    # The rows the map is fitted on (a reference set for NannyML's CBPE, bench_nannyml.py): out-of-fold.
+    version.reference = SimpleNamespace(
+        y=y,
+        raw=scores,
+        predicted=(scores >= threshold).astype(int) if task == "binary" else oof.argmax(axis=1),
+    )
+    version.classes = decision.classes
     after = expected_calibration_error(version.y, version.cmap.calibrate(version.raw))
     version.about = (
         f"calibration {version.cmap.method} on {cfg.training.folds} folds, holdout ECE "
@@ -164,26 +177,36 @@ def estimate(version: SimpleNamespace, rows, metric: str):
     return est.estimate_multiclass(proba, version.predicted[rows], metric, LEVEL, 400)
 
 
-def validate(name: str) -> list[str]:
-    version = fit_version(name)
+def realised_of(version: SimpleNamespace, metric: str, rows, truth) -> float:
+    """The batch's realised metric against ``truth``."""
+    if version.task == "regression":
+        return realised(version.task, metric, truth, version.predicted[rows])
+    score = version.raw[rows] if version.task == "binary" else None
+    return realised(version.task, metric, truth, {"predicted": version.predicted[rows], "score": score})
+
+
+def draw_batches(version: SimpleNamespace) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """The BATCHES batches of each scenario (seeded: every estimator sees the same rows and labels)."""
     rng = np.random.default_rng(0)
+    return list(batches(version.rows, version.z, version.y, version.task, rng, version.residual_sd))
+
+
+def validate(version: SimpleNamespace, drawn) -> dict[tuple[str, str], list[tuple[float, bool, float]]]:
+    """(metric, scenario) -> per batch: absolute error of the estimate, realised value inside the band,
+    realised value."""
     results: dict[tuple[str, str], list[tuple[float, bool, float]]] = {}
-    for scenario, rows, truth in batches(
-        version.rows, version.z, version.y, version.task, rng, version.residual_sd
-    ):
+    for scenario, rows, truth in drawn:
         for metric in version.metrics:
             e = estimate(version, rows, metric)
-            if version.task == "regression":
-                value = realised(version.task, metric, truth, version.predicted[rows])
-            else:
-                score = version.raw[rows] if version.task == "binary" else None
-                value = realised(
-                    version.task, metric, truth, {"predicted": version.predicted[rows], "score": score}
-                )
+            value = realised_of(version, metric, rows, truth)
             results.setdefault((metric, scenario), []).append(
                 (abs(e.estimate - value), e.contains(value), value)
             )
-    lines = [f"{name} ({version.task}, {version.rows} holdout rows, {version.about})"]
+    return results
+
+
+def report(title: str, results) -> list[str]:
+    lines = [title]
     for (metric, scenario), values in results.items():
         errors, inside, real = zip(*values, strict=True)
         lines.append(
@@ -193,9 +216,28 @@ def validate(name: str) -> list[str]:
     return lines
 
 
-def main(names: list[str]) -> int:
-    for name in names or CONFIGS:
-        print("\n".join(validate(name)), flush=True)
+def describe(version: SimpleNamespace) -> str:
+    return f"{version.name} ({version.task}, {version.rows} holdout rows, {version.about})"
+
+
+def main(argv: list[str]) -> int:
+    """``[--splits N] [config ...]``: with ``--splits``, also N other holdouts (the config's hash with seeds
+    1..N), pooled, so that no single holdout's luck decides the figures (every batch of one holdout shares
+    that holdout's deviation from the population)."""
+    splits = 0
+    if argv[:1] == ["--splits"]:
+        splits, argv = int(argv[1]), argv[2:]
+    for name in argv or CONFIGS:
+        version = fit_version(name)
+        print("\n".join(report(describe(version), validate(version, draw_batches(version)))), flush=True)
+        if not splits:
+            continue
+        pooled: dict[tuple[str, str], list[tuple[float, bool, float]]] = {}
+        for seed in range(1, splits + 1):
+            other = fit_version(name, split_seed=seed)
+            for key, values in validate(other, draw_batches(other)).items():
+                pooled.setdefault(key, []).extend(values)
+        print("\n".join(report(f"{name}: {splits} other holdouts (split seeds 1..{splits}), pooled", pooled)))
     return 0
 
 

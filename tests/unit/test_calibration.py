@@ -131,8 +131,9 @@ def test_a_platt_map_from_json_applies_the_logistic_formula():
 @pytest.mark.parametrize(
     "change",
     [
-        {"format": 2},
+        {"format": 9},
         {"method": "beta"},
+        {"top_curves": [{"method": "isotonic", "x": [0.1], "y": [0.5]}]},  # top curves of a binary map
         {"curves": []},
         {"curves": [{"method": "isotonic", "x": [0.2, 0.1], "y": [0.0, 1.0]}]},
     ],
@@ -189,3 +190,58 @@ def test_the_model_card_line_names_the_method_and_both_eces():
     text = describe_calibration(tags, metrics)
     assert "**isotonic**" in text and "0.0810 → 0.0120" in text and "0.0700 → 0.0200" in text
     assert describe_calibration({}, metrics) is None
+
+
+def rare_class_scores(n: int, seed: int):
+    """Three classes, the last rare, its score in [0.35, 0.45] on every row. On 30 % of the rows it is the
+    highest score (the version predicts the rare class) and the class is right 90 % of the time; on the others
+    class a scores higher and the rare class is right 10 % of the time. One curve of the rare class's score
+    over every row cannot tell the two apart."""
+    rng = np.random.default_rng(seed)
+    rare_score = rng.uniform(0.35, 0.45, n)
+    named = rng.random(n) < 0.3
+    a = np.where(named, (1 - rare_score) / 2, 0.99 - rare_score)
+    scores = np.column_stack([a, 1 - a - rare_score, rare_score])
+    truth_rare = np.where(named, 0.9, 0.1)
+    y = np.where(rng.random(n) < truth_rare, 2, np.where(rng.random(n) < 0.5, 0, 1))
+    return scores, y, truth_rare
+
+
+def test_a_multiclass_map_calibrates_the_predicted_class_on_the_rows_it_is_predicted_for():
+    scores, y, _ = rare_class_scores(6000, seed=11)
+    assert 0.2 < (scores.argmax(axis=1) == 2).mean() < 0.4  # the rare class is predicted on about 30 %
+    cmap = fit_calibration("multiclass", ("a", "b", "rare"), OutOfFold(y, scores), seed=0)
+    assert len(cmap.top_curves) == 3
+    fresh, fresh_y, fresh_truth = rare_class_scores(4000, seed=12)
+    calibrated = cmap.calibrate(fresh)
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1.0)
+    named = fresh.argmax(axis=1) == 2
+    # Where the rare class is predicted it is right 90 % of the time, elsewhere 10 %: the map says so.
+    assert abs(calibrated[named, 2].mean() - 0.9) < 0.03
+    assert abs(calibrated[~named, 2].mean() - 0.1) < 0.03
+    # The format 1 map (one curve per class over every row) blurs them: what the top curves fix.
+    one_vs_rest = CalibrationMap("multiclass", cmap.method, cmap.classes, tuple(
+        fit_curve(cmap.method, scores[:, k], y == k) for k in range(3)
+    ))  # fmt: skip
+    blurred = one_vs_rest.calibrate(fresh)
+    assert abs(blurred[named, 2].mean() - fresh_truth[named].mean()) > 0.1
+    assert CalibrationMap.from_json(cmap.to_json()) == cmap
+
+
+def test_a_format_1_multiclass_map_is_still_read_and_applied_one_vs_rest():
+    text = json.dumps(
+        {
+            "format": 1,
+            "task": "multiclass",
+            "method": "platt",
+            "classes": ["a", "b"],
+            "curves": [
+                {"method": "platt", "a": 1.0, "b": 0.0},
+                {"method": "platt", "a": 1.0, "b": np.log(3)},
+            ],
+        }
+    )
+    cmap = CalibrationMap.from_json(text)
+    assert cmap.top_curves == ()
+    # Scores (0.5, 0.5): curve a keeps 0.5, curve b gives sigmoid(log 3) = 0.75; rows renormalised: 0.4, 0.6.
+    np.testing.assert_allclose(cmap.calibrate([[0.5, 0.5]]), [[0.4, 0.6]])

@@ -11,8 +11,13 @@ so applying it needs numpy only, and loading it runs no code (unlike a pickled c
 * **Platt**: ``p = 1 / (1 + exp(-(a * logit(s) + b)))`` on the logit of the score, which holds the identity
   (``a = 1``, ``b = 0``): a calibrated model keeps its scores.
 
-Binary maps have one curve, applied to the positive-class score. Multiclass maps have one curve per class
-(one-vs-rest), applied to that class's probability; each row is then renormalised to sum to 1.
+Binary maps have one curve, applied to the positive-class score. Multiclass maps (format 2) are top-label
+aware: each class has a *top* curve, fitted on the rows whose highest raw probability is that class (the rows
+the version predicts it for), and a *rest* curve, fitted on the other rows. A row's predicted class gets its
+top curve's probability; the other classes share the remainder in proportion to their rest curves. One
+one-vs-rest curve per class over every row (format 1, still read: each class's curve, rows renormalised)
+mixes the two and under-states how often a confident prediction of a rare class is right: P(y = c | s_c) is
+lower than P(y = c | s_c, c predicted), which is what the confusion matrix of CBPE needs.
 
 Regression versions carry a :class:`LossCurve` instead (``bus.LOSS_CURVE_ARTIFACT``): the expected absolute
 and squared error as a function of the predicted value, for direct loss estimation.
@@ -26,7 +31,9 @@ from typing import Any
 
 from driftloop.core import bus
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: multiclass maps carry top curves; format 1 maps are still read
+READABLE_FORMATS = (1, 2)
+LOSS_CURVE_FORMAT = 1
 ISOTONIC, PLATT = "isotonic", "platt"
 METHODS = (ISOTONIC, PLATT)
 SCORE_EPSILON = 1e-6  # scores are clipped into [eps, 1 - eps] before their logit is taken
@@ -87,9 +94,12 @@ class CalibrationMap:
         task: ``binary`` or ``multiclass``.
         method: ``isotonic`` or ``platt`` (every curve of a map uses it).
         classes: The version's classes in model-output order (binary: ``[negative, positive]``).
-        curves: One curve (binary, positive class) or one per class (multiclass).
+        curves: One curve (binary, positive class) or one per class (multiclass: fitted on the rows where
+            the class is not the top one when ``top_curves`` are present, else on every row).
         facts: How the map was chosen and how well it does: out-of-fold rows, the cross-fitted Brier score of
             each method, ECE before and after (recorded, never needed to apply the map).
+        top_curves: Multiclass: one curve per class, fitted on the rows whose top raw probability is that
+            class; empty for binary maps and format 1 multiclass maps.
     """
 
     task: str
@@ -97,6 +107,7 @@ class CalibrationMap:
     classes: tuple[str, ...]
     curves: tuple[Curve, ...]
     facts: dict[str, Any] = field(default_factory=dict)
+    top_curves: tuple[Curve, ...] = ()
 
     def calibrate(self, scores: Any) -> Any:
         """Calibrated probabilities.
@@ -115,11 +126,21 @@ class CalibrationMap:
             return np.clip(self.curves[0].apply(s), 0.0, 1.0)
         if s.ndim != 2 or s.shape[1] != len(self.curves):
             raise ValueError(f"expected {len(self.curves)} class columns, got shape {s.shape}")
-        out = np.column_stack([curve.apply(s[:, k]) for k, curve in enumerate(self.curves)])
-        out = np.clip(out, 0.0, None)
-        total = out.sum(axis=1, keepdims=True)
-        uniform = np.full_like(out, 1.0 / out.shape[1])
-        return np.where(total > 0, out / np.where(total > 0, total, 1.0), uniform)
+        out = np.clip(
+            np.column_stack([curve.apply(s[:, k]) for k, curve in enumerate(self.curves)]), 0.0, 1.0
+        )
+        if not self.top_curves:
+            return _share(out, np.ones(len(out)), np.ones_like(out))
+        rows, top = np.arange(len(s)), s.argmax(axis=1)  # argmax: the version's prediction (first on ties)
+        top_proba = np.zeros(len(s))
+        for k, curve in enumerate(self.top_curves):
+            mine = top == k
+            top_proba[mine] = np.clip(curve.apply(s[mine, k]), 0.0, 1.0)
+        rest = np.ones_like(out)
+        rest[rows, top] = 0.0
+        out = _share(out * rest, 1.0 - top_proba, rest)
+        out[rows, top] = top_proba
+        return out
 
     def scores_of(self, outputs: Any) -> Any:
         """The raw scores the map takes, from a version's outputs (:meth:`Decision.predict` columns, as a dict
@@ -139,6 +160,7 @@ class CalibrationMap:
                 "method": self.method,
                 "classes": list(self.classes),
                 "curves": [c.to_dict() for c in self.curves],
+                **({"top_curves": [c.to_dict() for c in self.top_curves]} if self.top_curves else {}),
                 "facts": self.facts,
             },
             indent=1,
@@ -153,18 +175,34 @@ class CalibrationMap:
                 classes.
         """
         data = json.loads(text)
-        if data.get("format") != FORMAT_VERSION:
-            raise ValueError(f"calibration map format {data.get('format')!r}, expected {FORMAT_VERSION}")
+        if data.get("format") not in READABLE_FORMATS:
+            raise ValueError(
+                f"calibration map format {data.get('format')!r}, expected one of {READABLE_FORMATS}"
+            )
         task, classes = data["task"], tuple(str(c) for c in data["classes"])
         curves = tuple(Curve.from_dict(c) for c in data["curves"])
+        top_curves = tuple(Curve.from_dict(c) for c in data.get("top_curves") or ())
         expected = 1 if task == "binary" else len(classes)
         if task not in ("binary", "multiclass") or len(curves) != expected:
             raise ValueError(
                 f"a {task} map over {len(classes)} classes needs {expected} curve(s), got {len(curves)}"
             )
+        if top_curves and (task != "multiclass" or len(top_curves) != expected):
+            raise ValueError(f"top curves need a multiclass map, one per class: got {len(top_curves)}")
         if data["method"] not in METHODS:
             raise ValueError(f"unknown calibration method {data['method']!r} (known: {list(METHODS)})")
-        return cls(task, data["method"], classes, curves, dict(data.get("facts") or {}))
+        return cls(task, data["method"], classes, curves, dict(data.get("facts") or {}), top_curves)
+
+
+def _share(weights: Any, total: Any, eligible: Any) -> Any:
+    """Rows of ``weights`` scaled to sum to ``total``; a row of zeros spreads it evenly over its ``eligible``
+    entries."""
+    import numpy as np
+
+    row_sum = weights.sum(axis=1, keepdims=True)
+    spread = eligible / np.maximum(eligible.sum(axis=1, keepdims=True), 1)
+    shares = np.where(row_sum > 0, weights / np.where(row_sum > 0, row_sum, 1.0), spread)
+    return shares * np.asarray(total, dtype=float)[:, None]
 
 
 def logit(score: Any) -> Any:
@@ -252,7 +290,7 @@ class LossCurve:
     def to_json(self) -> str:
         """The curve as JSON (what training logs as ``bus.LOSS_CURVE_ARTIFACT``)."""
         fields = {k: list(getattr(self, k)) for k in ("x", "absolute", "squared", "fourth")}
-        return json.dumps({"format": FORMAT_VERSION, **fields, "facts": self.facts}, indent=1)
+        return json.dumps({"format": LOSS_CURVE_FORMAT, **fields, "facts": self.facts}, indent=1)
 
     @classmethod
     def from_json(cls, text: str) -> LossCurve:
@@ -262,8 +300,8 @@ class LossCurve:
             ValueError: Another format version, or knots that are empty, unsorted or of unequal length.
         """
         data = json.loads(text)
-        if data.get("format") != FORMAT_VERSION:
-            raise ValueError(f"loss curve format {data.get('format')!r}, expected {FORMAT_VERSION}")
+        if data.get("format") != LOSS_CURVE_FORMAT:
+            raise ValueError(f"loss curve format {data.get('format')!r}, expected {LOSS_CURVE_FORMAT}")
         x, absolute, squared, fourth = (
             tuple(float(v) for v in data[k]) for k in ("x", "absolute", "squared", "fourth")
         )
