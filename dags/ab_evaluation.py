@@ -12,6 +12,10 @@ id) and on the labels that arrived for it (file drops or `POST /labels`, accepte
   sized by a power analysis plus an always-valid sequential test (A/B), or McNemar and a paired bootstrap
   (shadow). The decision (`promote_challenger`, `keep_champion`, `not_enough_data`) is a run in
   `driftloop/<dataset>/serving`; a promotion follows the dataset's `gates.policy` through the registry.
+* **advance_rollout:** when the challenger is in a staged rollout (`rollout.stages`), judge its stage on what
+  was served since it began: advance (the last stage makes it champion), hold, or roll back at once when a
+  guardrail breaks (error share, p99 latency, live accuracy credibly worse, estimated accuracy before labels).
+  Every stage entered is audited and alerted once. Skipped when no rollout runs.
 * **Idempotent:** an exported window is never exported twice; the same look at the same data is recorded once.
 """
 
@@ -59,8 +63,22 @@ def build(dataset: str) -> None:
                 alerts=alerts.ab_alerts,
             )
 
+        @task
+        def advance_rollout() -> dict[str, Any]:
+            from driftloop.serving.online import rollout
+
+            result = run_stage(
+                dataset,
+                rollout.advance_rollout,
+                actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}",
+                alerts=rollout.rollout_alerts,
+            )
+            if result["action"] == "none":
+                raise AirflowSkipException(result["reason"])
+            return dict(result)
+
         export_served_windows()
-        evaluate_ab()
+        evaluate_ab() >> advance_rollout()
 
     ab_evaluation()
 

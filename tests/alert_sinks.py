@@ -90,6 +90,8 @@ class WebhookReceiver:
         record: Callable[[dict], None] | None = None,
     ) -> None:
         self.bodies: list[dict] = []
+        self.headers: list[dict[str, str]] = []  # of each body kept, in order
+        self.paths: list[str] = []
         self.fail = fail
         receiver = self
 
@@ -101,6 +103,8 @@ class WebhookReceiver:
                     self.send_response(500)
                 else:
                     receiver.bodies.append(body)
+                    receiver.headers.append(dict(self.headers))
+                    receiver.paths.append(self.path)
                     if record is not None:
                         record({"channel": "webhook", "body": body})
                     self.send_response(200)

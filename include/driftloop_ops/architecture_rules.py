@@ -91,6 +91,22 @@ CROSS_STAGE_IMPORTS = {
         "serving.online.ab_decision",
         "governance.delong",
     ): "the shadow AUC difference uses the gate's paired comparison (DeLong)",
+    (
+        "serving.online.rollout",
+        "governance.audit",
+    ): "a rollout's stage changes are serialised by the audit lock",
+    (
+        "serving.online.rollout",
+        "governance.rollout_state",
+    ): "the stage a challenger is in and the rollout audit log belong to governance",
+    (
+        "serving.online.rollout",
+        "governance.promotion",
+    ): "the last stage moves champion through the audited promotion path",
+    (
+        "serving.online.rollout",
+        "monitoring.estimated",
+    ): "the estimated-accuracy guardrail reads the versions' calibration maps as monitoring does",
 }
 
 # ---- The Airflow side: the plugin and the DAG files above the package.

@@ -1,12 +1,12 @@
-"""Alert channels and notes on the Airflow side: email through the SMTP provider, the failure notifier, run
+"""Alerts and notes on the Airflow side: stage results and failures to alerts, the failure notifier, run
 notes.
 
 Stage results become alerts in :func:`send_stage_alerts` (called by ``run_stage`` after the stage
 function returned, with the alert builder the task declared); a task that failed after its retries alerts
 through :class:`DriftloopFailureNotifier`, every task's ``on_failure_callback``. Both send through
 :func:`driftloop.core.alerts.dispatch_alerts`: one alert per event (dedupe key), and a channel that fails
-is a WARNING, never a failed task. Channels come from the settings: ``DRIFTLOOP_ALERT_WEBHOOK_URL`` and
-``DRIFTLOOP_ALERT_SMTP_CONN_ID`` with ``DRIFTLOOP_ALERT_EMAIL_TO``; with none set, nothing is sent.
+is a WARNING, never a failed task. Channels are Airflow connections used through their hooks
+(:func:`driftloop_airflow.alert_channels.configured_channels`); with none set, nothing is sent.
 """
 
 from __future__ import annotations
@@ -19,43 +19,10 @@ from airflow.sdk.bases.notifier import BaseNotifier
 
 from driftloop.core import alerts, bus
 from driftloop.core.settings import Settings
+from driftloop_airflow.alert_channels import configured_channels
 
 log = logging.getLogger(__name__)
 NOTE_MAX_CHARS = 1000  # Airflow's dag_run_note.content
-
-
-class EmailChannel:
-    """Sends an alert as an HTML email through an Airflow SMTP connection (``SmtpHook``)."""
-
-    name = "email"
-
-    def __init__(self, smtp_conn_id: str, to: tuple[str, ...]) -> None:
-        self.smtp_conn_id = smtp_conn_id
-        self.to = list(to)
-
-    def send(self, alert: alerts.Alert) -> None:
-        """Send one email; raise when the connection or the server fails."""
-        from airflow.providers.smtp.hooks.smtp import SmtpHook
-
-        subject, body = alerts.email_content(alert)
-        with SmtpHook(smtp_conn_id=self.smtp_conn_id) as hook:
-            hook.send_email_smtp(
-                to=self.to,
-                subject=subject,
-                html_content=body,
-                from_email=hook.from_email or "driftloop@localhost",
-                custom_headers={"X-Driftloop-Dedupe-Key": alert.dedupe_key},
-            )
-
-
-def configured_channels(settings: Settings) -> list[Any]:
-    """The channels this deployment configured (empty: alerting is off)."""
-    channels: list[Any] = []
-    if settings.alert_webhook_url:
-        channels.append(alerts.WebhookChannel(settings.alert_webhook_url))
-    if settings.alert_smtp_conn_id and settings.alert_email_to:
-        channels.append(EmailChannel(settings.alert_smtp_conn_id, settings.alert_email_to))
-    return channels
 
 
 def send_alerts(found: list[alerts.Alert], settings: Settings) -> list[dict[str, Any]]:

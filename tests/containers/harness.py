@@ -252,8 +252,10 @@ def generate_env(images: Images, airflow_port: int, mlflow_port: int, serving_po
         MLFLOW_PUBLIC_URL=f"http://127.0.0.1:{mlflow_port}",
         MLFLOW_ALLOWED_HOSTS=f"mlflow,mlflow:5000,localhost,localhost:5000,127.0.0.1,127.0.0.1:{mlflow_port}",
         MLFLOW_WORKERS="2",
-        # Alerts go to the `alert-sink` service of compose.test.yaml, as an operator points them at a relay.
+        # Alerts go to the `alert-sink` service of compose.test.yaml, as an operator points them at a relay:
+        # Airflow tasks through the HTTP connection compose builds from the URL, the CLI to the URL itself.
         DRIFTLOOP_ALERT_WEBHOOK_URL=f"http://{ALERT_SINK}:8025/hook",
+        DRIFTLOOP_ALERT_HTTP_CONN_ID="driftloop_alerts",
         DRIFTLOOP_ALERT_SMTP_CONN_ID="driftloop_smtp",
         DRIFTLOOP_ALERT_SMTP_URI=smtp_conn_uri(2525, ALERT_SINK),
         DRIFTLOOP_ALERT_EMAIL_TO=ALERT_EMAIL_TO,

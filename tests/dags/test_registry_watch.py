@@ -4,6 +4,7 @@ unpaused, and a run (``dag.test()``) that records a move made outside Driftloop 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -22,7 +23,13 @@ pytestmark = pytest.mark.timeout(600, method="thread")
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 WAIT_TASK, WATCH_TASK = "wait_for_move", "watch_champion"
 UNPAUSED = {bus.REGISTRY_WATCH, bus.CHAMPION_ROLLBACK}
-ALERT_ENV = ("DRIFTLOOP_ALERT_WEBHOOK_URL", "DRIFTLOOP_ALERT_SMTP_CONN_ID", "DRIFTLOOP_ALERT_EMAIL_TO")
+ALERT_ENV = (
+    "DRIFTLOOP_ALERT_WEBHOOK_URL",
+    "DRIFTLOOP_ALERT_HTTP_CONN_ID",
+    "DRIFTLOOP_ALERT_SLACK_CONN_ID",
+    "DRIFTLOOP_ALERT_SMTP_CONN_ID",
+    "DRIFTLOOP_ALERT_EMAIL_TO",
+)
 UNREACHABLE_HOOK = "http://127.0.0.1:9/hook"  # alerting on, for what the check reads; nothing is sent here
 
 
@@ -279,7 +286,9 @@ def test_a_run_records_a_move_made_outside_driftloop_and_alerts_it_once(
 
     from driftloop.governance.audit import EXTERNAL_ACTOR
 
-    monkeypatch.setenv("DRIFTLOOP_ALERT_WEBHOOK_URL", hook.url)
+    # Alerts go through an Airflow HTTP connection (HttpHook), defined as a deployment defines it.
+    monkeypatch.setenv("DRIFTLOOP_ALERT_HTTP_CONN_ID", "watch_alerts")
+    monkeypatch.setenv("AIRFLOW_CONN_WATCH_ALERTS", json.dumps({"conn_type": "http", "host": hook.url}))
     monkeypatch.setenv("DRIFTLOOP_WATCH_POKE_S", "0.2")
     champion_since_two_days(watched)
     watched.client.set_registered_model_alias(watched.name, bus.CHAMPION, "2")  # what the MLflow UI does
@@ -289,6 +298,7 @@ def test_a_run_records_a_move_made_outside_driftloop_and_alerts_it_once(
     assert run_states(first) == ("success", {WAIT_TASK: "success", WATCH_TASK: "success"})
     assert entries(watched) == [(None, "1", "driftloop"), ("1", "2", "external")]
     assert hook.kinds() == ["champion_moved"]
+    assert hook.headers[0]["X-Driftloop-Dedupe-Key"].startswith("champion_moved:")  # sent by HttpHook
     alert = hook.bodies[0]["driftloop"]
     assert alert["dataset"] == watched.dataset
     assert {k: alert["fields"][k] for k in ("from_version", "to_version", "actor", "via")} == {

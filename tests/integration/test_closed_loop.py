@@ -111,6 +111,8 @@ def loop_environment(root: Path, env: dict[str, str]) -> Iterator[dict[str, Any]
 @pytest.fixture(scope="module")
 def loop_env(tmp_path_factory, alert_sinks):
     """A running MLflow server, a migrated Airflow SQLite DB and env pointing Driftloop at both."""
+    import json
+
     from tests.alert_sinks import smtp_conn_uri
 
     root = tmp_path_factory.mktemp("loop")
@@ -118,6 +120,9 @@ def loop_env(tmp_path_factory, alert_sinks):
     env = {
         "DRIFTLOOP_DATASET": "telco_churn",
         "DRIFTLOOP_CONFIG_DIR": str(root / "configs"),
+        # Airflow tasks post through an Airflow HTTP connection (HttpHook); the URL serves the CLI.
+        "DRIFTLOOP_ALERT_HTTP_CONN_ID": "driftloop_test_alerts",
+        "AIRFLOW_CONN_DRIFTLOOP_TEST_ALERTS": json.dumps({"conn_type": "http", "host": alert_sinks.hook.url}),
         "DRIFTLOOP_ALERT_WEBHOOK_URL": alert_sinks.hook.url,
         "DRIFTLOOP_ALERT_SMTP_CONN_ID": "driftloop_test_smtp",
         "AIRFLOW_CONN_DRIFTLOOP_TEST_SMTP": smtp_conn_uri(alert_sinks.smtp.port),

@@ -71,7 +71,7 @@ def test_a_deleted_training_run_falls_back_to_the_config_or_says_why_it_cannot(t
 
 def test_the_recorded_champion_metric_takes_the_margin_back_off_for_error_and_score_metrics(driftloop_env):
     from driftloop.core.config import load_dataset_config
-    from driftloop.governance.promotion import _headline_metrics
+    from driftloop.governance.verdict_evidence import headline_metrics as _headline_metrics
 
     ames = load_dataset_config("ames_housing")  # primary metric RMSE: lower is better
     ames = dataclasses.replace(ames, gates=dataclasses.replace(ames.gates, min_improvement=500.0))

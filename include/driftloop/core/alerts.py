@@ -42,6 +42,7 @@ BATCH_QUARANTINED = "batch_quarantined"
 TASK_FAILED = "task_failed"
 AB_DECISION = "ab_decision"
 APPROVAL_OVERDUE = "approval_overdue"
+ROLLOUT_STAGE_CHANGED = "rollout_stage_changed"
 KINDS = (
     DRIFT_FIRED,
     PERFORMANCE_DROP,
@@ -52,6 +53,7 @@ KINDS = (
     TASK_FAILED,
     AB_DECISION,
     APPROVAL_OVERDUE,
+    ROLLOUT_STAGE_CHANGED,
 )
 
 

@@ -541,3 +541,12 @@ def served_batch_id(window_start: str, model_version: str | int) -> str:
 def serving_run_name(experiment: str) -> str:
     """Display name of a serving (A/B evaluation) run."""
     return f"ab-{experiment}"
+
+
+# Staged rollout (driftloop.serving.online.rollout): the stage is a tag on the challenger's version, read by
+# the service's registry poll; every stage entered is an entry of the rollout audit table.
+ROLLOUT_STAGE_TAG = PREFIX + "rollout_stage"  # shadow | <share %> | completed | rolled_back
+ROLLOUT_STAGE_STARTED_TAG = PREFIX + "rollout_stage_started_s"  # epoch seconds; evidence counts from here
+ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK = "completed", "rolled_back"
+ROLLOUT_DONE = (ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK)
+ROLLOUT_ADVANCE, ROLLOUT_HOLD, ROLLOUT_ROLL_BACK = "advance", "hold", "roll_back"

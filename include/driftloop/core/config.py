@@ -11,13 +11,11 @@ which Airflow itself imports). Process settings: :mod:`driftloop.core.settings`;
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from dataclasses import field
-from typing import Annotated, Any, Literal, TypeVar, cast, dataclass_transform
+from typing import Annotated, Any, Literal, cast
 
 import yaml
 from pydantic import (
-    ConfigDict,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
@@ -25,27 +23,12 @@ from pydantic import (
     PositiveInt,
     ValidationError,
 )
-from pydantic.dataclasses import dataclass as _pydantic_dataclass
 
 from driftloop.core import bus
+from driftloop.core.config_base import OpenShare, Share, Task, dataclass
 from driftloop.core.errors import ConfigError
+from driftloop.core.serving_config import RolloutConfig, ServingConfig
 from driftloop.core.settings import Settings
-
-Share = Annotated[float, Field(ge=0, le=1)]  # a share or probability, bounds included
-OpenShare = Annotated[float, Field(gt=0, lt=1)]  # a share or probability strictly between 0 and 1
-Task = Literal["binary", "multiclass", "regression"]  # driftloop.core.task_types
-_T = TypeVar("_T")
-
-
-@dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
-def dataclass(*, frozen: bool = True) -> Callable[[type[_T]], type[_T]]:
-    """A config section: a frozen pydantic dataclass that refuses unknown keys and checks every field's type.
-
-    Fields are declared like standard dataclass fields (``name: type = default``); a range or a choice goes in
-    the type (``PositiveInt``, ``Share``, ``Literal["auto", "manual"]``). ``dataclasses.replace`` keeps
-    working and validates the copy.
-    """
-    return _pydantic_dataclass(frozen=frozen, config=ConfigDict(extra="forbid"))  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -185,26 +168,6 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
-class ServingConfig:
-    """Online serving defaults (routing, export of served traffic) and the A/B evaluation
-    (``docs/serving.md``).
-
-    Routing can be changed at run time through the service's admin endpoint; these are its start values.
-    """
-
-    challenger_share: Share = 0.0  # share of entities the challenger answers (A/B); 0 = champion only
-    shadow: bool = False  # the other model also scores every row (logged, never returned)
-    salt: str = "driftloop"  # sticky assignment hashes (salt, challenger version, entity id)
-    window_s: Annotated[int, Field(ge=60)] = (
-        3600  # served traffic is exported to monitoring one window at a time
-    )
-    export_grace_s: NonNegativeInt = 300  # a window is exported this long after it closed (late log writes)
-    alpha: OpenShare = 0.05  # overall false-positive rate of the A/B decision
-    power: OpenShare = 0.8
-    min_detectable_effect: OpenShare = 0.05  # absolute accuracy difference the fixed horizon is sized for
-
-
-@dataclass(frozen=True)
 class DatasetConfig:
     """Everything Driftloop needs to know about one tabular dataset.
 
@@ -230,6 +193,7 @@ class DatasetConfig:
     ingest: IngestConfig = IngestConfig()
     fairness: FairnessConfig = FairnessConfig()
     serving: ServingConfig = ServingConfig()
+    rollout: RolloutConfig = RolloutConfig()
     config_path: str = ""
 
     @property
@@ -330,6 +294,9 @@ def _check_values(cfg: DatasetConfig, where: str) -> None:
     """
     from driftloop.core.task_types import SORT_METRICS
 
+    problems = cfg.rollout.stage_problems()
+    if problems:
+        raise ConfigError(f"{where}: rollout.stages {list(cfg.rollout.stages)}: {'; '.join(problems)}")
     kind = "regression" if cfg.task == "regression" else "classification"
     if cfg.training.sort_metric not in SORT_METRICS[kind]:
         raise ConfigError(
@@ -416,6 +383,7 @@ def parse_dataset_config(raw: dict[str, Any], config_path: str = "") -> DatasetC
             ingest=_build(IngestConfig, raw.get("ingest"), where, "ingest"),
             fairness=_build(FairnessConfig, raw.get("fairness"), where, "fairness"),
             serving=_build(ServingConfig, raw.get("serving"), where, "serving"),
+            rollout=_build(RolloutConfig, raw.get("rollout"), where, "rollout"),
             config_path=config_path,
         )
     except ValidationError as exc:

@@ -250,11 +250,32 @@ class Settings(BaseSettings):
         "",
         "online service base URL whose `/metrics` the Driftloop view reads; empty: off",
     )
+    alert_http_conn_id: str = _setting(
+        "DRIFTLOOP_ALERT_HTTP_CONN_ID",
+        "",
+        "Airflow HTTP connection (host: the full URL) Airflow tasks POST alerts to as Slack-compatible "
+        "JSON through `HttpHook`; empty: off",
+    )
+    alert_slack_conn_id: str = _setting(
+        "DRIFTLOOP_ALERT_SLACK_CONN_ID",
+        "",
+        "Airflow Slack incoming-webhook connection (`slackwebhook`) Airflow tasks post alerts to through "
+        "`SlackWebhookHook`; empty: off",
+    )
     alert_webhook_url: str = _setting(
-        "DRIFTLOOP_ALERT_WEBHOOK_URL", "", "JSON webhook (Slack-compatible) receiving alerts; empty: off"
+        "DRIFTLOOP_ALERT_WEBHOOK_URL",
+        "",
+        "JSON webhook URL for processes without Airflow (the `driftloop` CLI); Airflow tasks use it only "
+        "when `DRIFTLOOP_ALERT_HTTP_CONN_ID` is unset; empty: off",
     )
     alert_smtp_conn_id: str = _setting(
         "DRIFTLOOP_ALERT_SMTP_CONN_ID", "", "Airflow SMTP connection id alert emails go through; empty: off"
+    )
+    alert_template_dir: str = _setting(
+        "DRIFTLOOP_ALERT_TEMPLATE_DIR",
+        "",
+        "folder of Jinja templates replacing the alert messages' defaults (`webhook_text.txt`, "
+        "`email_subject.txt`, `email_body.html`; a file left out keeps its default); empty: the defaults",
     )
     airflow_api_conn_id: str = _setting(
         "DRIFTLOOP_AIRFLOW_API_CONN_ID",
@@ -299,7 +320,10 @@ class Settings(BaseSettings):
 
     @field_validator(
         "alert_webhook_url",
+        "alert_http_conn_id",
+        "alert_slack_conn_id",
         "alert_smtp_conn_id",
+        "alert_template_dir",
         "serving_url",
         "airflow_api_conn_id",
         "storage_conn_id",

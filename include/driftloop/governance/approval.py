@@ -310,8 +310,14 @@ def apply_decision(
             reason = f"{APPROVED_REASON} by {actor} (request {request_id})" + (
                 f": {comment}" if comment else ""
             )
-            entry = set_champion(cfg, version, actor=actor, reason=reason, settings=settings)
-            moved, decision = entry["recorded_moves"], bus.APPROVED
+            if cfg.rollout.stages:  # approved into a staged rollout: the rollout moves champion at its end
+                from driftloop.governance.rollout_state import begin_rollout
+
+                begin_rollout(cfg, version, actor=actor, reason=reason, settings=settings)
+                decision = bus.APPROVED
+            else:
+                entry = set_champion(cfg, version, actor=actor, reason=reason, settings=settings)
+                moved, decision = entry["recorded_moves"], bus.APPROVED
     record = {
         "decision": decision,
         "version": version,

@@ -48,7 +48,7 @@ COLUMNS = (
     "evidence",
 )
 
-_SQLITE_DDL = (
+_SQLITE_DDL: tuple[str, ...] = (
     f"""CREATE TABLE IF NOT EXISTS {TABLE} (
         id INTEGER PRIMARY KEY AUTOINCREMENT, recorded_at TEXT NOT NULL, dataset TEXT NOT NULL,
         model_name TEXT NOT NULL, from_version TEXT, to_version TEXT, actor TEXT NOT NULL,
@@ -58,6 +58,25 @@ _SQLITE_DDL = (
         BEGIN SELECT RAISE(ABORT, 'champion_audit is append-only'); END""",
     f"""CREATE TRIGGER IF NOT EXISTS {TABLE}_no_delete BEFORE DELETE ON {TABLE}
         BEGIN SELECT RAISE(ABORT, 'champion_audit is append-only'); END""",
+)
+# Stage changes of staged rollouts (driftloop.governance.rollout_state), append-only like the moves.
+ROLLOUT_TABLE = "rollout_audit"
+ROLLOUT_COLUMNS = (
+    "id", "recorded_at", "dataset", "model_name", "version", "from_stage", "to_stage", "actor", "reason",
+    "evidence",
+)  # fmt: skip
+_ROLLOUT_COLUMNS_SQL = (
+    "recorded_at TEXT NOT NULL, dataset TEXT NOT NULL, model_name TEXT NOT NULL, version TEXT NOT NULL,"
+    " from_stage TEXT, to_stage TEXT NOT NULL, actor TEXT NOT NULL, reason TEXT NOT NULL,"
+    " evidence TEXT NOT NULL, UNIQUE (model_name, version, to_stage)"
+)
+_SQLITE_DDL += (
+    f"CREATE TABLE IF NOT EXISTS {ROLLOUT_TABLE}"
+    f" (id INTEGER PRIMARY KEY AUTOINCREMENT, {_ROLLOUT_COLUMNS_SQL})",
+    f"""CREATE TRIGGER IF NOT EXISTS {ROLLOUT_TABLE}_no_update BEFORE UPDATE ON {ROLLOUT_TABLE}
+        BEGIN SELECT RAISE(ABORT, 'rollout_audit is append-only'); END""",
+    f"""CREATE TRIGGER IF NOT EXISTS {ROLLOUT_TABLE}_no_delete BEFORE DELETE ON {ROLLOUT_TABLE}
+        BEGIN SELECT RAISE(ABORT, 'rollout_audit is append-only'); END""",
 )
 POSTGRES_DDL = (
     f"""CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -72,6 +91,10 @@ POSTGRES_DDL = (
     f"DROP TRIGGER IF EXISTS {TABLE}_no_truncate ON {TABLE}",
     f"""CREATE TRIGGER {TABLE}_no_truncate BEFORE TRUNCATE ON {TABLE}
         FOR EACH STATEMENT EXECUTE FUNCTION {TABLE}_append_only()""",
+    f"CREATE TABLE IF NOT EXISTS {ROLLOUT_TABLE} (id BIGSERIAL PRIMARY KEY, {_ROLLOUT_COLUMNS_SQL})",
+    f"DROP TRIGGER IF EXISTS {ROLLOUT_TABLE}_no_change ON {ROLLOUT_TABLE}",
+    f"""CREATE TRIGGER {ROLLOUT_TABLE}_no_change BEFORE UPDATE OR DELETE ON {ROLLOUT_TABLE}
+        FOR EACH ROW EXECUTE FUNCTION {TABLE}_append_only()""",
 )
 
 
@@ -118,6 +141,9 @@ class AuditStore:
                 conn.execute(text(f"REVOKE ALL ON {TABLE} FROM {writer_role}"))
                 conn.execute(text(f"GRANT SELECT, INSERT ON {TABLE} TO {writer_role}"))
                 conn.execute(text(f"GRANT USAGE ON SEQUENCE {TABLE}_id_seq TO {writer_role}"))
+                conn.execute(text(f"REVOKE ALL ON {ROLLOUT_TABLE} FROM {writer_role}"))
+                conn.execute(text(f"GRANT SELECT, INSERT ON {ROLLOUT_TABLE} TO {writer_role}"))
+                conn.execute(text(f"GRANT USAGE ON SEQUENCE {ROLLOUT_TABLE}_id_seq TO {writer_role}"))
 
     @contextmanager
     def locked(self, model_name: str) -> Iterator[Any]:

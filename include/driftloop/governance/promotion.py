@@ -19,13 +19,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from driftloop.core import bus, registry, task_types
+from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import GateRejected
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
-from driftloop.governance import audit, gates
-from driftloop.governance.verdict_evidence import read_decision, read_evidence_state
+from driftloop.governance import audit, gates, rollout_state
+from driftloop.governance.verdict_evidence import headline_metrics, read_decision, read_evidence_state
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def _record_verdict(
 ) -> None:
     """The verdict on the version (tags, the latest report) and, when new, its record for its evidence."""
     name, version = cfg.registered_model_name, report["candidate_version"]
-    headline = _headline_metrics(cfg, report)
+    headline = headline_metrics(cfg, report)
     tags = {
         bus.GATE_TAG: bus.GATE_PASSED if report["passed"] else bus.GATE_REJECTED,
         bus.GATE_REASON_TAG: reason[:5000],
@@ -217,6 +217,9 @@ def promote_model(
     if already:  # a retried task: the recorded decision stands; finish what the first attempt left undone
         return _finish_as_champion(cfg, client, store, candidate, recorded, settings)
     run_id = client.get_model_version(name, candidate).run_id
+    staged = (
+        False  # passed into a staged rollout: champion moves at its end (driftloop.serving.online.rollout)
+    )
     for _ in range(MAX_REJUDGE):
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
         state = read_evidence_state(cfg, client, _version_of(champion), settings)
@@ -241,9 +244,7 @@ def promote_model(
             if earlier is not None:  # a racing request judged it in this state first: its verdict stands
                 report, reused, reason = earlier, True, gates.summarize(earlier)
             _record_verdict(cfg, client, report, reason, reused)
-            moved = report["passed"] and cfg.gates.policy == "auto"
-            if moved and gates.undecided_checks(report) and cfg.gates.approve_undecided:
-                moved = False  # a person decides what the gate could not: marked ready, approved in Airflow
+            moved, staged = _policy_outcome(cfg, report)
             if moved:
                 entry = _move(
                     cfg,
@@ -268,6 +269,8 @@ def promote_model(
     if already:  # never judged against itself: the verdict that promoted it stands
         return _finish_as_champion(cfg, client, store, candidate, recorded, settings)
     finish_move(cfg, client, store, [candidate, _version_of(champion)], settings)
+    if staged:  # champion moves at the rollout's end (driftloop.serving.online.rollout)
+        rollout_state.begin_rollout(cfg, candidate, actor=actor, reason=reason, settings=settings)
     why = f"rule {report['rule']}: {state.describe()}" if report.get("rule") else state.describe()
     log.info("gate verdict v%s (policy %s, %s; evidence key %s%s): %s; champion %s: %s", candidate,
              cfg.gates.policy, why, report.get("evidence_key"),
@@ -277,12 +280,14 @@ def promote_model(
     if not report["passed"] and champion is None:
         raise GateRejected(f"{name}: {reason}")
     return {
-        "decision": "promoted" if moved else ("ready" if report["passed"] else "rejected"),
+        "decision": "promoted"
+        if moved
+        else ("rollout" if staged else "ready" if report["passed"] else "rejected"),
         "reason": reason,
         "champion_version": candidate if moved else _version_of(champion),
         "previous_champion_version": _version_of(champion),
         "candidate_version": candidate,
-        **_headline_metrics(cfg, report),
+        **headline_metrics(cfg, report),
         "failed": report["failed"],
         "policy": cfg.gates.policy,
         "moved": moved,
@@ -292,6 +297,18 @@ def promote_model(
         "evidence_key": report.get("evidence_key"),
         "reused_verdict": reused,
     }
+
+
+def _policy_outcome(cfg: DatasetConfig, report: dict[str, Any]) -> tuple[bool, bool]:
+    """``(moved, staged)``: whether a verdict moves ``champion`` now, or starts a staged rollout instead."""
+    moved = report["passed"] and cfg.gates.policy == "auto"
+    if moved and gates.undecided_checks(report) and cfg.gates.approve_undecided:
+        moved = False  # a person decides what the gate could not: marked ready, approved in Airflow
+    return moved and not cfg.rollout.stages, moved and bool(cfg.rollout.stages)
+
+
+def _decision_word(moved: bool, staged: bool, passed: bool) -> str:
+    return "promoted" if moved else "rollout" if staged else "ready" if passed else "rejected"
 
 
 def _finish_as_champion(
@@ -318,25 +335,6 @@ def _note(recorded: list[dict[str, Any]], entry: dict[str, Any] | None) -> None:
     """Keep ``entry`` (an audit entry this call appended) in ``recorded``: each one is alerted once."""
     if entry is not None:
         recorded.append(entry)
-
-
-def _headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, float | None]:
-    """The primary metric of candidate and champion as the gate compared them (the champion's: None if
-    absent).
-
-    The check's limit is the champion's value with the margin applied (``champion + min_improvement``, or
-    ``champion - min_improvement`` for error metrics); the margin is taken back off here.
-    """
-    head_to_head = next((c for c in report["checks"] if c["name"] == "beats_champion"), None)
-    key = task_types.gate_metric_key(cfg.gates.primary_metric)
-    if head_to_head is None:
-        return {"candidate_metric": report["metrics"].get(key), "champion_metric": None}
-    margin = cfg.gates.min_improvement
-    limit = head_to_head["limit"]
-    return {
-        "candidate_metric": head_to_head["value"],
-        "champion_metric": limit + margin if task_types.is_lower_better(key) else limit - margin,
-    }
 
 
 def promote_version(

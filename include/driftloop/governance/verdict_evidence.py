@@ -25,7 +25,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from driftloop.core import bus
+from driftloop.core import bus, task_types
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 
@@ -187,3 +187,22 @@ def describe_decisions(decisions: list[dict[str, Any]], version_tags: dict[str, 
     if asked:
         lines.append(f"- Asked for again, nothing retrained: {'; '.join(asked)[:600]}")
     return lines
+
+
+def headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, float | None]:
+    """The primary metric of candidate and champion as the gate compared them (the champion's: None if
+    absent).
+
+    The check's limit is the champion's value with the margin applied (``champion + min_improvement``, or
+    ``champion - min_improvement`` for error metrics); the margin is taken back off here.
+    """
+    head_to_head = next((c for c in report["checks"] if c["name"] == "beats_champion"), None)
+    key = task_types.gate_metric_key(cfg.gates.primary_metric)
+    if head_to_head is None:
+        return {"candidate_metric": report["metrics"].get(key), "champion_metric": None}
+    margin = cfg.gates.min_improvement
+    limit = head_to_head["limit"]
+    return {
+        "candidate_metric": head_to_head["value"],
+        "champion_metric": limit + margin if task_types.is_lower_better(key) else limit - margin,
+    }

@@ -58,7 +58,7 @@ def _arm_metrics(labelled: Any, decision: Any) -> dict[str, float]:
         truth, predicted = rows["label"].astype(str).to_numpy(), rows["prediction"].astype(str).to_numpy()
         metrics[bus.arm_metric(bus.AB_ENTITIES, arm)] = float(len(rows))
         metrics[bus.arm_metric(bus.AB_ACCURACY, arm)] = float(
-            _correct(rows["prediction"], rows["label"], decision).mean()
+            correct_predictions(rows["prediction"], rows["label"], decision).mean()
         )
         if decision.task == BINARY:
             positive = decision.classes[1]
@@ -77,7 +77,7 @@ def _arm_metrics(labelled: Any, decision: Any) -> dict[str, float]:
     return metrics
 
 
-def _correct(predicted: Any, truth: Any, decision: Any) -> Any:
+def correct_predictions(predicted: Any, truth: Any, decision: Any) -> Any:
     """Per row, whether the served prediction is the label; binary compares positive against not positive (a
     version registered without its class list names the negative class ``not <positive>``)."""
     from driftloop.core.task_types import BINARY
@@ -114,7 +114,7 @@ def ab_analysis(
     serving = cfg.serving
     verdict = ab_stats.decide_ab(
         labelled["arm"].to_numpy() == bus.CHALLENGER,
-        _correct(labelled["prediction"], labelled["label"], decision),
+        correct_predictions(labelled["prediction"], labelled["label"], decision),
         alpha=serving.alpha,
         power=serving.power,
         min_effect=serving.min_detectable_effect,
@@ -151,8 +151,8 @@ def shadow_analysis(
     labelled = join_labels(pairs, labels)
     serving = cfg.serving
     verdict = ab_stats.decide_shadow(
-        _correct(labelled["pred_champion"], labelled["label"], decision),
-        _correct(labelled["pred_challenger"], labelled["label"], decision),
+        correct_predictions(labelled["pred_champion"], labelled["label"], decision),
+        correct_predictions(labelled["pred_challenger"], labelled["label"], decision),
         alpha=serving.alpha,
         power=serving.power,
         min_effect=serving.min_detectable_effect,
@@ -317,7 +317,10 @@ def evaluate_ab(
             "reused": True,
         }
     promotion, recorded_moves = "none", []
-    if apply and verdict["decision"] == bus.AB_PROMOTE:
+    stage = client.get_model_version(cfg.registered_model_name, challenger_v).tags.get(bus.ROLLOUT_STAGE_TAG)
+    if stage is not None and stage not in bus.ROLLOUT_DONE:
+        promotion = "rollout"  # a staged rollout decides (driftloop.serving.online.rollout), stage by stage
+    elif apply and verdict["decision"] == bus.AB_PROMOTE:
         from driftloop.governance.promotion import promote_version
 
         outcome = promote_version(

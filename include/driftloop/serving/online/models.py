@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,8 @@ class ModelSet:
         self.last_error = ""
         self.last_refresh_s = 0.0
         self._lock = asyncio.Lock()
+        self.rollout_stage: str | None = None  # the served challenger's (driftloop.serving.online.rollout)
+        self.on_stage: Callable[[str | None], None] | None = None  # called when it changes
 
     def get(self, alias: str) -> ServedModel | None:
         """The version serving ``alias`` now, or None."""
@@ -135,10 +138,24 @@ class ModelSet:
             keep = [model.version for model in self.served.values()]
             if keep:
                 await self.pool.drop(keep)
+            await self._follow_rollout()
             self.last_refresh_s = time.time()
             return {
                 alias: (self.served[alias].version if alias in self.served else None) for alias in ALIASES
             }
+
+    async def _follow_rollout(self) -> None:
+        """Read the served challenger's rollout stage and report a change (the service routes by it)."""
+        from driftloop.serving.online.rollout import read_challenger_stage
+
+        challenger = self.served.get(bus.CHALLENGER)
+        version = challenger.version if challenger else None
+        stage = await asyncio.to_thread(read_challenger_stage, self.cfg, self.settings, version)
+        if stage != self.rollout_stage:
+            LOG.info("rollout stage of challenger v%s: %s -> %s", version, self.rollout_stage, stage)
+            self.rollout_stage = stage
+            if self.on_stage is not None:
+                self.on_stage(stage)
 
     async def _apply(self, alias: str, target: dict[str, str] | None) -> None:
         current = self.served.get(alias)

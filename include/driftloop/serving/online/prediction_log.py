@@ -40,6 +40,8 @@ from driftloop.serving.online.prediction_log_store import (
 
 LOG = logging.getLogger(__name__)
 PRIMARY, SHADOW = "primary", "shadow"
+# A row its model failed to answer (5xx, model error, timeout): what the rollout's error guardrail counts.
+ERROR = "error"
 FLUSH_S = 0.2
 WRITE_ATTEMPTS = 3
 # Queued rows count against the queue until written: writing a backlog in one batch kept new rows out

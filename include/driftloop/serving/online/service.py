@@ -28,7 +28,7 @@ from driftloop.serving.online.jobs import CallOutputs, Job, JobResult
 from driftloop.serving.online.labels import label_file_bytes, parse_labels, write_label_file
 from driftloop.serving.online.metrics import ServingMetrics
 from driftloop.serving.online.models import ModelSet, resolve_served, signature_types
-from driftloop.serving.online.prediction_log import PRIMARY, SHADOW, PredictionLogWriter, log_uri
+from driftloop.serving.online.prediction_log import ERROR, PRIMARY, SHADOW, PredictionLogWriter, log_uri
 from driftloop.serving.online.prediction_log_store import LogEntry
 from driftloop.serving.online.router import Routing
 from driftloop.serving.online.validation import InputSchema, ParsedRequest, RequestError
@@ -113,6 +113,7 @@ class ServingService:
             self.schema.dtypes,
             self.metrics,
         )
+        self.models.on_stage = self.follow_rollout_stage
         self.batcher = Batcher(
             self.pool,
             self.models,
@@ -166,12 +167,40 @@ class ServingService:
             return await asyncio.wait_for(asyncio.shield(job.future), timeout_s)
         except TimeoutError:
             self.metrics.rejected.labels("timeout").inc()
+            self.log_failed(job)
             raise RequestError(
                 503,
                 "TEMPORARILY_UNAVAILABLE",
                 "no worker answered in time; retry later",
                 headers={"Retry-After": "1"},
             ) from None
+        except RequestError as exc:
+            if (exc.status >= 500 and exc.status != 503) or exc.error_code == "MODEL_ERROR":
+                self.log_failed(job)  # the model's failure (not admission control): the guardrails count it
+            raise
+
+    def log_failed(self, job: Job) -> None:
+        """Queue a failed request's routed rows as ``error`` rows of the arm that owned them."""
+        if not job.arms or self.models is None:
+            return
+        versions = [model.version if (model := self.models.get(arm)) else "" for arm in job.arms]
+        self.log.submit(
+            LogEntry(
+                time.time(),
+                job.request_id,
+                ERROR,
+                list(range(job.n_rows)),
+                job.entity_ids,
+                job.arms,
+                versions,
+                job.experiment,
+                [0.0] * job.n_rows,
+                [""] * job.n_rows,
+                None,
+                None,
+                {},
+            )
+        )
 
     def log_primary(
         self, parsed: ParsedRequest, result: JobResult, request_id: str, logged_at: float, latency_ms: float
@@ -250,6 +279,16 @@ class ServingService:
         self.batcher.routing = self.routing
         LOG.info("routing set to %s", self.routing.describe())
         return self.routing.describe()
+
+    def follow_rollout_stage(self, stage: str | None) -> None:
+        """Route as the challenger's rollout stage says (the config's routing outside a rollout)."""
+        from driftloop.serving.online.rollout import stage_routing
+
+        default = Routing(self.cfg.serving.challenger_share, self.cfg.serving.shadow)
+        self.routing = stage_routing(stage, default)
+        if self.batcher is not None:
+            self.batcher.routing = self.routing
+        LOG.info("rollout stage %s: routing %s", stage, self.routing.describe())
 
     def accept_labels(self, body: bytes) -> dict[str, Any]:
         """``POST /labels``: validate and write one label file into the landing zone (an identical retry is a

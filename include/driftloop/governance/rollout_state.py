@@ -1,0 +1,165 @@
+"""Where a staged rollout stands, and its audit log.
+
+A challenger in a rollout (``rollout.stages`` in the dataset config) carries its stage on its registered
+version (``bus.ROLLOUT_STAGE_TAG``: ``shadow``, a share in %, ``completed`` or ``rolled_back``) with the time
+the stage began (``bus.ROLLOUT_STAGE_STARTED_TAG``): the serving process reads them on its registry poll and
+routes accordingly, and :mod:`driftloop.serving.online.rollout` counts a stage's evidence from that time.
+
+Every stage a version enters is one entry of the append-only ``rollout_audit`` table (in the database of the
+champion audit log, :mod:`driftloop.governance.audit`), unique per model, version and stage: a retried or
+racing request to enter the same stage records nothing twice. The entry is written before the tag, under the
+promotion lock, so the tag never shows a stage the log does not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from driftloop.core import bus, registry
+from driftloop.core.config import DatasetConfig
+from driftloop.core.settings import Settings
+from driftloop.core.tracking import get_client
+from driftloop.governance import audit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RolloutStage:
+    """The stage a version is in, as its registry tags say."""
+
+    version: str
+    stage: str | None  # None: the version is in no rollout
+    started_s: float | None
+
+    @property
+    def active(self) -> bool:
+        """True while the rollout still runs (not completed, not rolled back)."""
+        return self.stage is not None and self.stage not in bus.ROLLOUT_DONE
+
+
+def stage_name(stage: str | int) -> str:
+    """A config stage as the tag spells it: ``shadow`` or the share in % (``5``)."""
+    return str(stage)
+
+
+def read_stage(client: Any, cfg: DatasetConfig, version: str) -> RolloutStage:
+    """The stage ``version`` is in (its tags)."""
+    tags = client.get_model_version(cfg.registered_model_name, str(version)).tags
+    started = tags.get(bus.ROLLOUT_STAGE_STARTED_TAG)
+    return RolloutStage(str(version), tags.get(bus.ROLLOUT_STAGE_TAG), float(started) if started else None)
+
+
+def rollout_entries(
+    store: audit.AuditStore, model_name: str, version: str | None = None, conn: Any = None
+) -> list[dict[str, Any]]:
+    """The rollout audit entries of ``model_name`` (of one ``version`` when given), oldest first."""
+    from sqlalchemy import text
+
+    where = "model_name = :name" + (" AND version = :version" if version is not None else "")
+    query = text(
+        f"SELECT {', '.join(audit.ROLLOUT_COLUMNS)} FROM {audit.ROLLOUT_TABLE} WHERE {where} ORDER BY id"
+    )
+    params = {"name": model_name, "version": str(version)}
+    if conn is None:
+        with store.engine.connect() as own:
+            rows = own.execute(query, params).mappings().all()
+    else:
+        rows = conn.execute(query, params).mappings().all()
+    return [{**dict(r), "evidence": json.loads(r["evidence"])} for r in rows]
+
+
+def enter_stage(
+    cfg: DatasetConfig,
+    client: Any,
+    store: audit.AuditStore,
+    conn: Any,
+    version: str,
+    to_stage: str,
+    *,
+    actor: str,
+    reason: str,
+    evidence: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Record that ``version`` enters ``to_stage`` and tag it, inside the caller's locked transaction.
+
+    Returns:
+        The new audit entry, or None when the version had entered that stage before (nothing is written but
+        the tag, which a crash may have left behind the entry).
+    """
+    from sqlalchemy import text
+
+    name = cfg.registered_model_name
+    current = read_stage(client, cfg, version)
+    earlier = [e for e in rollout_entries(store, name, version, conn) if e["to_stage"] == to_stage]
+    entry = None
+    if not earlier:
+        entry = {
+            "recorded_at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "dataset": cfg.name,
+            "model_name": name,
+            "version": str(version),
+            "from_stage": current.stage,
+            "to_stage": to_stage,
+            "actor": actor,
+            "reason": reason[:5000],
+            "evidence": evidence,
+        }
+        columns = [c for c in audit.ROLLOUT_COLUMNS if c != "id"]
+        values = {**entry, "evidence": json.dumps(evidence, sort_keys=True, default=str)}
+        entry["id"] = conn.execute(
+            text(
+                f"INSERT INTO {audit.ROLLOUT_TABLE} ({', '.join(columns)})"
+                f" VALUES ({', '.join(':' + c for c in columns)}) RETURNING id"
+            ),
+            {c: values[c] for c in columns},
+        ).scalar_one()
+    if current.stage != to_stage:
+        started_s = time.time() if entry else _started_s(earlier[-1])
+        client.set_model_version_tag(name, str(version), bus.ROLLOUT_STAGE_STARTED_TAG, f"{started_s:.3f}")
+        client.set_model_version_tag(name, str(version), bus.ROLLOUT_STAGE_TAG, to_stage)
+    return entry
+
+
+def _started_s(entry: dict[str, Any]) -> float:
+    return datetime.fromisoformat(entry["recorded_at"]).timestamp()
+
+
+def begin_rollout(
+    cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
+) -> dict[str, Any] | None:
+    """Start the rollout of a version the gate passed (or a person approved): it becomes ``challenger`` in
+    the first stage of ``rollout.stages``; ``champion`` does not move.
+
+    Returns:
+        The audit entry, or None when the version had started its rollout before (a retry).
+    """
+    client, store = get_client(settings), audit.open_store(settings)
+    first = stage_name(cfg.rollout.stages[0])
+    with store.locked(cfg.registered_model_name) as conn:
+        entry = enter_stage(
+            cfg,
+            client,
+            store,
+            conn,
+            str(version),
+            first,
+            actor=actor,
+            reason=reason,
+            evidence={"stages": [stage_name(s) for s in cfg.rollout.stages]},
+        )
+        registry.move_alias(cfg, bus.CHALLENGER, str(version), settings)
+    log.info(
+        "%s v%s: rollout %s; stage %s (%s)",
+        cfg.registered_model_name,
+        version,
+        "started" if entry else "already started",
+        first,
+        " -> ".join(stage_name(s) for s in cfg.rollout.stages),
+    )
+    return entry

@@ -1,0 +1,208 @@
+"""Staged rollout: a challenger goes through shadow, shares of live traffic and then becomes champion, and is
+rolled back at once when a guardrail breaks.
+
+The stages come from ``rollout.stages`` (:class:`~driftloop.core.serving_config.RolloutConfig`); the stage
+a version is in is a tag on it (:mod:`driftloop.governance.rollout_state`). The pieces:
+
+* **Start:** a version the gate passes (or a person approves) under a non-empty ``rollout.stages`` becomes
+  ``challenger`` in the first stage instead of ``champion``
+  (:func:`driftloop.governance.rollout_state.begin_rollout`).
+* **Routing:** the service reads the challenger's stage on its registry poll and routes by it
+  (:func:`stage_routing`): shadow scores every row with both models and returns the champion's answer; a
+  share ``s`` sends ``s`` % of entities (sticky) to the challenger, both models still scoring every row, so
+  every stage yields paired evidence.
+* **Decision:** ``ab_evaluation``'s ``advance_rollout`` task (:func:`advance_rollout`) judges the current
+  stage on what was logged since it began (:mod:`.rollout_evidence`): advance, hold or roll back. Advancing
+  past the last share moves ``champion`` through :func:`driftloop.governance.promotion.set_champion` (one
+  champion audit entry); rolling back drops ``challenger``. Every stage entered is one rollout audit entry
+  and one alert (``rollout_stage_changed``); a rerun on the same evidence enters nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, TypedDict
+
+from driftloop.core import alerts, bus
+from driftloop.core.config import DatasetConfig
+from driftloop.core.serving_config import SHADOW_STAGE
+from driftloop.core.settings import Settings
+from driftloop.core.tracking import get_client
+from driftloop.serving.online.router import Routing
+
+log = logging.getLogger(__name__)
+
+
+class RolloutResult(TypedDict, total=False):
+    """What :func:`advance_rollout` did (XCom-safe)."""
+
+    action: str  # advance | hold | roll_back | none
+    reason: str
+    version: str | None  # the challenger in the rollout
+    champion_version: str | None
+    stage: str | None  # the stage judged
+    next_stage: str | None
+    evidence: dict[str, Any]
+    entries: list[dict[str, Any]]  # rollout audit entries this call appended (each alerted once)
+    recorded_moves: list[dict[str, Any]]  # champion audit entries (the completing move)
+
+
+def stage_routing(stage: str | None, default: Routing) -> Routing:
+    """The routing a rollout stage asks for; ``default`` (the config's) outside a running rollout."""
+    if stage == SHADOW_STAGE:
+        return Routing(0.0, True)
+    if stage is not None and stage.isdigit():
+        return Routing(min(int(stage), 100) / 100, True)
+    return default
+
+
+def read_challenger_stage(cfg: DatasetConfig, settings: Settings, version: str | None) -> str | None:
+    """The rollout stage of the served challenger ``version`` (None: none, or no rollout)."""
+    if version is None:
+        return None
+    tags = get_client(settings).get_model_version(cfg.registered_model_name, version).tags
+    stage: str | None = tags.get(bus.ROLLOUT_STAGE_TAG)
+    return stage
+
+
+def _calibrations(cfg: DatasetConfig, client: Any, versions: dict[str, str]) -> dict[str, Any]:
+    from driftloop.monitoring.estimated import read_estimator
+
+    name = cfg.registered_model_name
+    return {
+        arm: read_estimator(client, client.get_model_version(name, v).run_id, cfg.task)
+        for arm, v in versions.items()
+    }
+
+
+def _judge(cfg: DatasetConfig, settings: Settings, client: Any, champion_v: str, stage: Any) -> Any:
+    """Evidence and verdict of the running stage of ``stage.version`` against ``champion_v``."""
+    from driftloop.core.task_types import read_decision
+    from driftloop.serving.online import rollout_evidence
+    from driftloop.serving.online.labels import read_accepted_labels
+    from driftloop.serving.online.prediction_log import log_uri, read_log
+
+    experiment = bus.ab_experiment_id(champion_v, stage.version)
+    stage_log = read_log(
+        log_uri(cfg, settings), cfg.registered_model_name, since_s=stage.started_s, experiment=experiment
+    )
+    decision = read_decision(cfg, client.get_model_version(cfg.registered_model_name, champion_v).tags)
+    evidence = rollout_evidence.gather_evidence(
+        stage.stage,
+        stage_log,
+        read_accepted_labels(cfg, settings),
+        decision,
+        cfg.rollout.guardrails.alpha,
+        _calibrations(cfg, client, {bus.CHAMPION: champion_v, bus.CHALLENGER: stage.version}),
+    )
+    return evidence, rollout_evidence.judge_stage(cfg.rollout, evidence)
+
+
+def _finish_completed(cfg: DatasetConfig, client: Any, champion_v: str | None, actor: str) -> RolloutResult:
+    """A rollout whose champion move happened but whose stage was not recorded (a retried task)."""
+    from driftloop.governance import audit, rollout_state
+
+    if champion_v is None:
+        return {"action": "none", "reason": "no champion", "version": None}
+    stage = rollout_state.read_stage(client, cfg, champion_v)
+    if not stage.active:
+        return {"action": "none", "reason": "no challenger in a running rollout", "version": None}
+    store = audit.open_store()
+    with store.locked(cfg.registered_model_name) as conn:
+        entry = rollout_state.enter_stage(
+            cfg, client, store, conn, champion_v, bus.ROLLOUT_COMPLETED,
+            actor=actor, reason="champion moved by an earlier attempt", evidence={},
+        )  # fmt: skip
+    return {
+        "action": bus.ROLLOUT_ADVANCE,
+        "reason": f"v{champion_v} is champion: its rollout completed",
+        "version": champion_v,
+        "champion_version": champion_v,
+        "next_stage": bus.ROLLOUT_COMPLETED,
+        "entries": [entry] if entry else [],
+    }
+
+
+def advance_rollout(
+    cfg: DatasetConfig, settings: Settings | None = None, actor: str = "driftloop rollout"
+) -> RolloutResult:
+    """Judge the running stage of the challenger's rollout and act on it (see the module docstring).
+
+    Args:
+        cfg: Dataset config (``rollout``).
+        settings: Process settings; defaults to :meth:`Settings.from_env`.
+        actor: Who asks, recorded in the audit entries (e.g. ``ab_evaluation/<Airflow run id>``).
+    """
+    from driftloop.core import registry
+    from driftloop.governance import audit, rollout_state
+
+    settings = settings or Settings.from_env()
+    client = get_client(settings)
+    champion, challenger = (registry.resolve_alias(cfg, a, settings) for a in (bus.CHAMPION, bus.CHALLENGER))
+    champion_v = champion["model_version"] if champion else None
+    if challenger is None or champion_v is None or challenger["model_version"] == champion_v:
+        return _finish_completed(cfg, client, champion_v, actor)
+    stage = rollout_state.read_stage(client, cfg, challenger["model_version"])
+    if stage.stage == bus.ROLLOUT_ROLLED_BACK:  # a retry after the stage was recorded: drop the alias
+        registry.drop_alias(cfg, bus.CHALLENGER, stage.version, settings)
+    if not stage.active:
+        return {
+            "action": "none",
+            "reason": f"v{stage.version} is in no running rollout",
+            "version": stage.version,
+        }
+    evidence, verdict = _judge(cfg, settings, client, champion_v, stage)
+    result: RolloutResult = {
+        "action": verdict.action,
+        "reason": verdict.reason,
+        "version": stage.version,
+        "champion_version": champion_v,
+        "stage": stage.stage,
+        "next_stage": verdict.next_stage,
+        "evidence": evidence.to_dict(),
+        "entries": [],
+        "recorded_moves": [],
+    }
+    log.info("rollout of v%s (champion v%s): %s: %s; evidence %s", stage.version, champion_v,
+             verdict.action, verdict.reason, evidence.to_dict())  # fmt: skip
+    if verdict.action == bus.ROLLOUT_HOLD:
+        return result
+    if verdict.next_stage == bus.ROLLOUT_COMPLETED:
+        from driftloop.governance.promotion import set_champion
+
+        moved = set_champion(
+            cfg, stage.version, actor=actor, reason=f"rollout: {verdict.reason}", settings=settings
+        )
+        result["recorded_moves"] = moved["recorded_moves"]
+    store = audit.open_store(settings)
+    with store.locked(cfg.registered_model_name) as conn:
+        entry = rollout_state.enter_stage(
+            cfg, client, store, conn, stage.version, str(verdict.next_stage),
+            actor=actor, reason=verdict.reason, evidence=result["evidence"],
+        )  # fmt: skip
+    if verdict.action == bus.ROLLOUT_ROLL_BACK:
+        registry.drop_alias(cfg, bus.CHALLENGER, stage.version, settings)
+    result["entries"] = [entry] if entry else []
+    return result
+
+
+def rollout_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[alerts.Alert]:
+    """One ``rollout_stage_changed`` alert per stage entered (and the champion move of a completed one)."""
+    found = [
+        alerts.make_alert(
+            alerts.ROLLOUT_STAGE_CHANGED,
+            dataset,
+            f"{model_name} v{entry['version']}: rollout {entry['from_stage']} -> {entry['to_stage']}",
+            (model_name, entry["version"], entry["to_stage"]),
+            {
+                "version": entry["version"],
+                "from_stage": entry["from_stage"],
+                "to_stage": entry["to_stage"],
+                "reason": entry["reason"],
+                "actor": entry["actor"],
+            },
+        )
+        for entry in result.get("entries") or []
+    ]
+    moves = alerts.move_alerts(dataset, model_name, result, settings) if result.get("recorded_moves") else []
+    return found + moves
