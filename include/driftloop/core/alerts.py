@@ -6,9 +6,11 @@ An :class:`Alert` carries its kind, dataset, headline, numbers and links, and a 
 claims each key in the data location (``<DRIFTLOOP_DATA_URI>/_alerts/sent/``, one file per key, created
 exclusively, also on object storage shared by workers on several hosts) before it sends, so a retried task or
 a second caller never alerts twice. A channel that fails is logged as a WARNING and never fails the caller.
-Channels here need no Airflow: :class:`WebhookChannel` posts a Slack-compatible JSON body (``text`` plus
-``blocks``, and the alert itself under ``driftloop``); the email channel, which goes through Airflow's SMTP
-provider, lives in ``driftloop_airflow.notifiers``.
+Messages are Jinja templates an operator may replace (:mod:`driftloop.core.alert_messages`). Airflow tasks
+send through Airflow connections and their hooks (HTTP, Slack incoming webhook, SMTP:
+``driftloop_airflow.alert_channels``); the only channel here, :class:`WebhookChannel`, needs no Airflow and
+serves processes without it (the CLI): it posts the same Slack-compatible JSON body (``text`` plus ``blocks``,
+and the alert itself under ``driftloop``) to ``DRIFTLOOP_ALERT_WEBHOOK_URL``.
 
 Which alerts a stage's result calls for is declared where the stage is called: a DAG task passes the builder
 (:func:`promotion_alerts`, :func:`move_alerts`, :func:`drift_alerts`, ...) to ``run_stage`` as ``alerts=``,
@@ -27,6 +29,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from driftloop.core.alert_messages import (
+    EMAIL_BODY,
+    EMAIL_SUBJECT,
+    WEBHOOK_TEXT,
+    format_value,
+    render_message,
+)
 from driftloop.core.errors import StorageError
 from driftloop.core.settings import Settings
 from driftloop.core.storage import StoragePath, create_exclusive, location
@@ -112,10 +121,11 @@ def make_alert(
     )
 
 
-def slack_payload(alert: Alert) -> dict[str, Any]:
-    """A Slack-compatible webhook body: ``text`` (fallback), ``blocks`` and the alert under ``driftloop``."""
-    text = f"[driftloop/{alert.dataset}] {alert.kind}: {alert.title}"
-    facts = [f"*{name}*: {_fmt(value)}" for name, value in alert.fields.items()]
+def slack_payload(alert: Alert, template_dir: str = "") -> dict[str, Any]:
+    """A Slack-compatible webhook body: ``text`` (the ``webhook_text.txt`` template, also the first block),
+    ``blocks`` (the fields, the links) and the alert under ``driftloop``."""
+    text = render_message(WEBHOOK_TEXT, alert, template_dir)
+    facts = [f"*{name}*: {format_value(value)}" for name, value in alert.fields.items()]
     blocks: list[dict[str, Any]] = [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
     if facts:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(facts)[:2900]}})
@@ -125,30 +135,11 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
     return {"text": text, "blocks": blocks, "driftloop": alert.to_dict()}
 
 
-def email_content(alert: Alert) -> tuple[str, str]:
-    """``(subject, html body)`` of an alert email."""
-    from html import escape
-
-    subject = f"[driftloop/{alert.dataset}] {alert.kind}: {alert.title}"[:250]
-    rows = "".join(
-        f"<tr><th align='left'>{escape(str(k))}</th><td>{escape(_fmt(v))}</td></tr>"
-        for k, v in alert.fields.items()
-    )
-    links = "".join(f"<li><a href='{escape(u)}'>{escape(label)}</a></li>" for label, u in alert.links.items())
-    body = (
-        f"<p><b>{escape(alert.title)}</b></p><table>{rows}</table>"
-        + (f"<ul>{links}</ul>" if links else "")
-        + f"<p><small>dedupe key {escape(alert.dedupe_key)}</small></p>"
-    )
-    return subject, body
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(v) for v in value)
-    return str(value)
+def email_content(alert: Alert, template_dir: str = "") -> tuple[str, str]:
+    """``(subject, html body)`` of an alert email: the ``email_subject.txt`` template on one line of at most
+    250 characters, and the ``email_body.html`` template."""
+    subject = render_message(EMAIL_SUBJECT, alert, template_dir).replace("\r", " ").replace("\n", " ")
+    return subject[:250], render_message(EMAIL_BODY, alert, template_dir)
 
 
 class WebhookChannel:
@@ -156,15 +147,16 @@ class WebhookChannel:
 
     name = "webhook"
 
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, timeout_s: float = 10.0, template_dir: str = "") -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.template_dir = template_dir
 
     def send(self, alert: Alert) -> None:
         """POST the alert; raise on a non-2xx answer or a network error."""
         import urllib.request
 
-        body = json.dumps(slack_payload(alert), default=str).encode()
+        body = json.dumps(slack_payload(alert, self.template_dir), default=str).encode()
         request = urllib.request.Request(
             self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
@@ -195,14 +187,18 @@ def claim_alert(alert: Alert, settings: Settings) -> bool:
 
 
 def alerting_configured(settings: Settings) -> bool:
-    """Whether any alert channel is configured (a webhook, or an SMTP connection with recipients)."""
-    return bool(settings.alert_webhook_url or (settings.alert_smtp_conn_id and settings.alert_email_to))
+    """Whether any alert channel is configured (an HTTP or Slack connection, a webhook URL, or an SMTP
+    connection with recipients)."""
+    webhooks = settings.alert_http_conn_id or settings.alert_slack_conn_id or settings.alert_webhook_url
+    return bool(webhooks or (settings.alert_smtp_conn_id and settings.alert_email_to))
 
 
 def package_channels(settings: Settings) -> list[AlertChannel]:
-    """The channels a process without Airflow can use (the webhook); the email channel needs Airflow's SMTP
-    hook and is added by ``driftloop_airflow.notifiers.configured_channels``."""
-    return [WebhookChannel(settings.alert_webhook_url)] if settings.alert_webhook_url else []
+    """The channels a process without Airflow can use: the webhook URL. Airflow connections need Airflow's
+    hooks and are used by ``driftloop_airflow.alert_channels.configured_channels``."""
+    if not settings.alert_webhook_url:
+        return []
+    return [WebhookChannel(settings.alert_webhook_url, template_dir=settings.alert_template_dir)]
 
 
 def send_package_alerts(
