@@ -18,15 +18,18 @@ with a reason, and builds a content-addressed training snapshot of all labelled 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
-from driftloop.core import alerts, bus
-from driftloop.core.errors import NoLabelledData
+from driftloop.core import alerts, bus, errors
 from driftloop_airflow import asset, dag_defaults, dag_settings, data_schedule, fail_fast, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
+
+if TYPE_CHECKING:  # for the type checker only, so Airflow cannot infer multiple_outputs: each task says it
+    from driftloop.data.data_results import BatchIngestResult, DataRunResult, IngestResult, SnapshotResult
+    from driftloop.monitoring.retraining import RetrainingDecision
 
 
 def build(dataset: str) -> None:
@@ -38,32 +41,32 @@ def build(dataset: str) -> None:
         **dag_defaults(dataset, "data", __doc__),
     )
     def data_pipeline() -> None:
-        @task
-        def ingest_batches() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def ingest_batches() -> BatchIngestResult:
             from driftloop.data import ingest
 
             return run_stage(dataset, ingest.ingest_batches, alerts=alerts.quarantine_alerts)
 
-        @task
-        def ingest_labels() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def ingest_labels() -> IngestResult:
             from driftloop.data import ingest
 
             return run_stage(dataset, ingest.ingest_labels, alerts=alerts.quarantine_alerts)
 
-        @task
-        def build_snapshot() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def build_snapshot() -> SnapshotResult:
             from driftloop.data import snapshots
 
-            return run_stage(dataset, snapshots.build_snapshot, skip_on=(NoLabelledData,))  # no labels yet
+            return run_stage(dataset, snapshots.build_snapshot, skip_on=(errors.NoLabelledData,))  # no labels
 
-        @task
-        def record_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def record_snapshot(snapshot: SnapshotResult) -> DataRunResult:
             from driftloop.data import snapshots
 
             return run_stage(dataset, snapshots.record_snapshot, snapshot["snapshot_hash"])
 
-        @task(outlets=[asset(dataset, "snapshot")])
-        def announce_snapshot(snapshot: dict[str, Any]) -> dict[str, Any]:
+        @task(outlets=[asset(dataset, "snapshot")], multiple_outputs=True)
+        def announce_snapshot(snapshot: SnapshotResult) -> RetrainingDecision:
             from driftloop.monitoring import retraining
 
             decision = run_stage(dataset, retraining.decide_retraining, snapshot)
@@ -72,24 +75,21 @@ def build(dataset: str) -> None:
             return decision
 
         @task(outlets=[asset(dataset, "batches")])
-        def announce_batches(ingested: dict[str, Any]) -> list[str]:
-            batch_ids: list[str] = ingested["scoring_batch_ids"]
-            if not batch_ids:
+        def announce_batches(ingested: BatchIngestResult) -> list[str]:
+            if not ingested["scoring_batch_ids"]:
                 raise AirflowSkipException("no new scoring batches")
-            return batch_ids
+            return ingested["scoring_batch_ids"]
 
         @task
-        def check_quarantine(ingested: dict[str, Any], labels: dict[str, Any]) -> None:
+        def check_quarantine(ingested: BatchIngestResult, labels: IngestResult) -> None:
             from driftloop.data import ingest
 
             with fail_fast():  # a verdict on the data: retrying cannot help
                 ingest.raise_for_quarantine(ingested, labels)
 
         batches, labels = ingest_batches(), ingest_labels()
-        snapshot = build_snapshot()
-        [batches, labels] >> snapshot
-        # Outputs pass as XComArgs, resolved when the tasks run; @task typing lacks it (apache/airflow#39514)
-        record_snapshot(snapshot)  # type: ignore[arg-type]
+        [batches, labels] >> (snapshot := build_snapshot())
+        record_snapshot(snapshot)  # type: ignore[arg-type]  # XComArgs, resolved when the tasks run (#39514)
         announce_snapshot(snapshot)  # type: ignore[arg-type]
         announce_batches(batches)  # type: ignore[arg-type]
         check_quarantine(batches, labels)  # type: ignore[arg-type]

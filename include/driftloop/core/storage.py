@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -188,7 +188,7 @@ def write_bytes_atomic(path: StoragePath, content: bytes, fsync: bool = False) -
         tmp.write_bytes(content)
 
 
-def write_json(path: StoragePath, payload: dict[str, Any]) -> None:
+def write_json(path: StoragePath, payload: Mapping[str, Any]) -> None:
     """Write ``payload`` as JSON atomically (temp file + rename, or one PUT), creating the folder."""
     text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
     write_bytes_atomic(path, text.encode())

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import BatchQuarantined
 from driftloop.core.settings import Settings
@@ -36,10 +37,20 @@ from driftloop.core.storage import (
     utc_now,
     write_json,
 )
-from driftloop.data.contract import Contract, arrow_schema, load_contract, sha256_file, validate_file
+from driftloop.data.contract import (
+    Contract,
+    ValidationReport,
+    arrow_schema,
+    load_contract,
+    sha256_file,
+    validate_file,
+)
+from driftloop.data.data_results import BatchIngestResult, IngestResult
 from driftloop.data.quarantine import (
     REASON_FILE,
     REJECTED_ROWS_FILE,
+    AcceptedOutcome,
+    FileOutcome,
     quarantine_whole,
     rejected_schema,
     replay_outcome,
@@ -93,7 +104,7 @@ class _Zones:
 
 def _validate_into_partitions(
     cfg: DatasetConfig, contract: Contract, file: Path, zones: _Zones, batch_id: str, settings: Settings
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[ValidationReport, bool]:
     """Validate the local ``file``, streaming accepted rows to ``<batch_id>.parquet`` and rejected rows to
     quarantine.
 
@@ -136,11 +147,11 @@ def _manifest(
     zones: _Zones,
     batch_id: str,
     sha: str,
-    report: dict[str, Any],
+    report: ValidationReport,
     has_rejected: bool,
-) -> dict[str, Any]:
+) -> bus.BatchManifest:
     rows_uri = path_to_uri(zones.out_dir / f"{batch_id}.parquet") if report["rows_accepted"] else None
-    manifest = {
+    manifest: bus.BatchManifest = {
         "batch_id": batch_id,
         "source_file": file.name,
         "sha256": sha,
@@ -156,9 +167,9 @@ def _manifest(
         "contract": contract.path,
     }
     if zones.kind == "labels":
-        manifest.update(label_batch_id=batch_id, labels_uri=rows_uri)
+        manifest["label_batch_id"], manifest["labels_uri"] = batch_id, rows_uri
     else:
-        manifest.update(has_target=bool(report["has_label"]), batch_uri=rows_uri)
+        manifest["has_target"], manifest["batch_uri"] = bool(report["has_label"]), rows_uri
     pii = [c for c in report["columns"] if c in contract.columns and contract.columns[c].pii]
     manifest["original_archived"] = not pii
     if pii:
@@ -175,7 +186,7 @@ def _ingest_file(
     file: StoragePath,
     known: dict[str, dict[str, Any]],
     settings: Settings,
-) -> dict[str, Any]:
+) -> FileOutcome:
     """Ingest one landed file; returns ``{"status": "accepted"|"quarantined", ...}``. Never raises for bad
     data (a store that fails raises :class:`~driftloop.core.errors.StorageError`)."""
     with tempfile.TemporaryDirectory(prefix="driftloop-landed-") as work:
@@ -190,7 +201,7 @@ def _ingest_landed(
     local: Path,
     known: dict[str, dict[str, Any]],
     settings: Settings,
-) -> dict[str, Any]:
+) -> FileOutcome:
     """Ingest the landed ``file``, read from ``local`` (the file itself, or its download)."""
     batch_id = sanitize_batch_id(file.stem)
     sha = sha256_file(local)
@@ -217,7 +228,7 @@ def _ingest_landed(
             file,
             qdir,
             batch_id,
-            report["reason_code"],
+            report["reason_code"] or "",
             report["message"],
             report["rows_received"],
             sha256=sha,
@@ -253,27 +264,31 @@ def _ingest_landed(
         move_into(file, zones.archive_root / batch_id)
     else:
         remove_file(file)
-    return {"status": "accepted", "batch_id": batch_id, "manifest": manifest}
+    accepted: AcceptedOutcome = {"status": "accepted", "batch_id": batch_id, "manifest": manifest}
+    return accepted
 
 
-def _ingest_folder(cfg: DatasetConfig, settings: Settings | None, kind: str) -> dict[str, Any]:
+def _ingest_folder(
+    cfg: DatasetConfig, settings: Settings | None, kind: str
+) -> tuple[IngestResult, dict[str, list[str]]]:
+    """Ingest every landed file of ``kind``; the result, and (feature batches) the accepted ids by bucket."""
     settings = settings or Settings.from_env()
     zones = _Zones.of(StatePaths.for_dataset(cfg, settings), kind)
     contract = load_contract(cfg)
-    known = {m["batch_id"]: m for m in list_manifests(zones.out_dir)}
-    result: dict[str, Any] = {
+    known: dict[str, dict[str, Any]] = {m["batch_id"]: m for m in list_manifests(zones.out_dir)}
+    result: IngestResult = {
         "accepted": [],
         "quarantined": [],
         "rows_received": 0,
         "rows_accepted": 0,
         "rows_quarantined": 0,
     }
-    if kind == "batch":
-        result.update(scoring_batch_ids=[], labelled_batch_ids=[])
+    buckets: dict[str, list[str]] = {"scoring_batch_ids": [], "labelled_batch_ids": []}
     for file in _landed_files(zones.landing_dir):
         outcome = _ingest_file(cfg, contract, zones, file, known, settings)
         if outcome["status"] == "quarantined":
-            result["quarantined"].append({k: outcome[k] for k in ("batch_id", "reason_code", "message")})
+            batch_id, code, message = outcome["batch_id"], outcome["reason_code"], outcome["message"]
+            result["quarantined"].append({"batch_id": batch_id, "reason_code": code, "message": message})
             result["rows_received"] += outcome["rows_received"]
             result["rows_quarantined"] += outcome["rows_quarantined"]
             log.info(
@@ -285,13 +300,15 @@ def _ingest_folder(cfg: DatasetConfig, settings: Settings | None, kind: str) -> 
             )
             continue
         manifest = outcome["manifest"]
-        known[manifest["batch_id"]] = manifest
+        known[manifest["batch_id"]] = dict(manifest)
         result["accepted"].append(manifest["batch_id"])
-        for key in ("rows_received", "rows_accepted", "rows_quarantined"):
-            result[key] += manifest[key] if not outcome.get("recovered") else 0
+        if not outcome.get("recovered"):
+            result["rows_received"] += manifest["rows_received"]
+            result["rows_accepted"] += manifest["rows_accepted"]
+            result["rows_quarantined"] += manifest["rows_quarantined"]
         if kind == "batch" and manifest["rows_accepted"]:
             bucket = "labelled_batch_ids" if manifest["has_target"] else "scoring_batch_ids"
-            result[bucket].append(manifest["batch_id"])
+            buckets[bucket].append(manifest["batch_id"])
         log.info(
             "%s %s accepted: %d of %d rows (%d quarantined)",
             kind,
@@ -309,10 +326,10 @@ def _ingest_folder(cfg: DatasetConfig, settings: Settings | None, kind: str) -> 
         result["rows_accepted"],
         result["rows_quarantined"],
     )
-    return result
+    return result, buckets
 
 
-def ingest_batches(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+def ingest_batches(cfg: DatasetConfig, settings: Settings | None = None) -> BatchIngestResult:
     """Validate every landed feature batch (name order), store good rows, quarantine the rest.
 
     Bad files never raise here, so one bad file cannot block the others; call :func:`raise_for_quarantine`
@@ -323,27 +340,30 @@ def ingest_batches(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         settings: Process settings (default: from the environment).
 
     Returns:
-        ``{"accepted": [batch_id], "quarantined": [{"batch_id", "reason_code", "message"}],
-        "scoring_batch_ids": [...], "labelled_batch_ids": [...], "rows_received", "rows_accepted",
-        "rows_quarantined"}``.
+        The accepted and quarantined files, the row counts, and the accepted batches to score
+        (``scoring_batch_ids``) and to train on (``labelled_batch_ids``).
 
     Raises:
         ContractError: The dataset has no valid contract (or hashes PII without a salt).
     """
-    return _ingest_folder(cfg, settings, "batch")
+    result, buckets = _ingest_folder(cfg, settings, "batch")
+    return {
+        **result,
+        "scoring_batch_ids": buckets["scoring_batch_ids"],
+        "labelled_batch_ids": buckets["labelled_batch_ids"],
+    }
 
 
-def ingest_labels(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+def ingest_labels(cfg: DatasetConfig, settings: Settings | None = None) -> IngestResult:
     """Validate every landed label file (id + target) into ``labels/``, quarantining bad files and rows.
 
     Returns:
-        ``{"accepted": [label_batch_id], "quarantined": [{"batch_id", "reason_code", "message"}],
-        "rows_received", "rows_accepted", "rows_quarantined"}``.
+        The accepted label files (their label batch ids), the quarantined ones and the row counts.
     """
-    return _ingest_folder(cfg, settings, "labels")
+    return _ingest_folder(cfg, settings, "labels")[0]
 
 
-def raise_for_quarantine(*results: dict[str, Any]) -> None:
+def raise_for_quarantine(*results: IngestResult | None) -> None:
     """Raise :class:`BatchQuarantined` naming every quarantined file and its reason, if there is any.
 
     Args:
@@ -352,10 +372,11 @@ def raise_for_quarantine(*results: dict[str, Any]) -> None:
     Raises:
         BatchQuarantined: At least one file was quarantined whole.
     """
-    entries = [q for result in results for q in (result or {}).get("quarantined", [])]
+    given = [result for result in results if result]
+    entries = [q for result in given for q in result["quarantined"]]
     if not entries:
         return
-    accepted = sum(len((r or {}).get("accepted", [])) for r in results)
+    accepted = sum(len(result["accepted"]) for result in given)
     lines = [f"{len(entries)} landed file(s) quarantined ({accepted} accepted and processed):"]
     lines += [f"  - {q['batch_id']}: {q['reason_code']}: {q['message']}" for q in entries]
     lines.append(

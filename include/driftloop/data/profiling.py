@@ -16,7 +16,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
@@ -24,6 +24,20 @@ from driftloop.core.state import StatePaths
 from driftloop.core.storage import StoragePath, to_uri, write_bytes_atomic
 
 SAMPLE_SEED = 0
+
+
+class ProfileResult(TypedDict):
+    """Where :func:`profile_snapshot` wrote a snapshot's profile and quality summary, and how."""
+
+    profile_path: str | None  # the HTML report; None when switched off or past profile_timeout_s
+    summary_path: str  # the quality summary JSON
+    rows: int
+    profiled_rows: int
+    sampled: bool
+    timed_out: bool
+    seconds: float
+
+
 # Word clouds and SVG plots dominate rendering time and add little for tabular features.
 REPORT_OPTIONS = {
     "vars": {"cat": {"words": False, "characters": False}, "text": {"words": False, "characters": False}},
@@ -125,7 +139,7 @@ def profile_snapshot(
     settings: Settings | None = None,
     max_rows: int | None = None,
     html: bool = True,
-) -> dict[str, Any]:
+) -> ProfileResult:
     """Write the profile HTML and the quality summary JSON of a snapshot under ``reports/``.
 
     Args:
@@ -148,13 +162,17 @@ def profile_snapshot(
         return _profile_into(reports, cfg, snapshot_hash, frame, settings, max_rows, html)
     with tempfile.TemporaryDirectory(prefix="driftloop-profile-") as work:
         result = _profile_into(Path(work), cfg, snapshot_hash, frame, settings, max_rows, html)
-        for key in ("profile_path", "summary_path"):
-            if result[key]:
-                rendered = Path(result[key])
-                target: StoragePath = reports / rendered.name
-                write_bytes_atomic(target, rendered.read_bytes())
-                result[key] = to_uri(target)
+        if result["profile_path"]:
+            result["profile_path"] = _publish(Path(result["profile_path"]), reports)
+        result["summary_path"] = _publish(Path(result["summary_path"]), reports)
     return result
+
+
+def _publish(rendered: Path, reports: StoragePath) -> str:
+    """Copy a locally rendered file into ``reports`` (object storage); returns its URI."""
+    target: StoragePath = reports / rendered.name
+    write_bytes_atomic(target, rendered.read_bytes())
+    return to_uri(target)
 
 
 def _profile_into(
@@ -165,7 +183,7 @@ def _profile_into(
     settings: Settings,
     max_rows: int | None,
     html: bool,
-) -> dict[str, Any]:
+) -> ProfileResult:
     """:func:`profile_snapshot` writing its files into the local folder ``reports``."""
     if max_rows is None:
         max_rows = settings.profile_max_rows

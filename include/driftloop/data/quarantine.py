@@ -8,8 +8,9 @@ rewrites the same keys.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict, cast
 
+from driftloop.core import bus
 from driftloop.core.state import path_to_uri
 from driftloop.core.storage import (
     StoragePath,
@@ -31,6 +32,30 @@ REJECTED_ROWS_CSV = "rows.csv"
 REASON_FILE = "reason.json"
 
 
+class QuarantinedOutcome(TypedDict):
+    """A landed file quarantined whole (its ``reason.json`` written, the file moved beside it)."""
+
+    status: Literal["quarantined"]
+    batch_id: str
+    reason_code: str
+    message: str
+    quarantine_dir: str
+    rows_received: int
+    rows_quarantined: int  # all of them: a file quarantined whole has no accepted row
+
+
+class AcceptedOutcome(TypedDict):
+    """A landed file whose rows were accepted (some may be quarantined row by row), with its manifest."""
+
+    status: Literal["accepted"]
+    batch_id: str
+    manifest: bus.BatchManifest
+    recovered: NotRequired[bool]  # True: an earlier attempt wrote the manifest; this one only archived
+
+
+FileOutcome = QuarantinedOutcome | AcceptedOutcome
+
+
 def rejected_schema(frame: Any) -> Any:
     """The Arrow schema of rejected rows: ``_row`` as int64, every other column as text."""
     import pyarrow as pa
@@ -46,7 +71,7 @@ def quarantine_whole(
     message: str,
     rows: int,
     **extra: Any,
-) -> dict[str, Any]:
+) -> QuarantinedOutcome:
     """Write ``qdir``'s ``reason.json``, then move ``file`` beside it; returns the quarantine outcome.
 
     Returns:
@@ -126,7 +151,7 @@ def _finish_archiving(file: StoragePath, archive_dir: StoragePath) -> bool:
 
 def replay_outcome(
     file: StoragePath, zones: Any, batch_id: str, sha: str, known: dict[str, dict[str, Any]]
-) -> dict[str, Any] | None:
+) -> FileOutcome | None:
     """The outcome for a file whose batch id or bytes were seen before, else None (a new file).
 
     ``zones`` is ingestion's ``_Zones`` of the file's kind (its ``archive_root`` and ``quarantine_root``).
@@ -141,7 +166,8 @@ def replay_outcome(
         ):
             # A previous attempt wrote the manifest but crashed before archiving: finish it, write nothing
             # new.
-            return {"status": "accepted", "batch_id": batch_id, "manifest": same_id, "recovered": True}
+            manifest = cast(bus.BatchManifest, same_id)  # as ingestion wrote it
+            return {"status": "accepted", "batch_id": batch_id, "manifest": manifest, "recovered": True}
         qid = f"{batch_id}__{'replay' if replay else 'conflict'}-{sha[:12]}"
         message = (
             f"{file.name} has the same bytes as batch {batch_id!r} ingested at {same_id['ingested_at']}"

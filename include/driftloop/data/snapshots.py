@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
@@ -36,10 +36,20 @@ from driftloop.core.storage import (
     write_json,
 )
 from driftloop.data.contract import arrow_schema, join_hashed_ids, load_contract
+from driftloop.data.data_results import DataRunResult, SnapshotResult
+
+if TYPE_CHECKING:
+    from driftloop.data.profiling import ProfileResult
 
 log = logging.getLogger(__name__)
 
 MIN_HASH_PREFIX = 8
+
+
+class WrittenSnapshot(bus.SnapshotManifest):
+    """A snapshot's manifest, and whether :func:`write_snapshot` wrote it."""
+
+    created: bool  # False: a snapshot with the same content existed already
 
 
 def canonical_hash(frame: Any) -> str:
@@ -84,7 +94,7 @@ def write_snapshot(
     label_batch_ids: list[str] | None = None,
     created_at: str | None = None,
     unlabelled_rows_excluded: int = 0,
-) -> dict[str, Any]:
+) -> WrittenSnapshot:
     """Canonicalise ``rows`` and store them as a snapshot unless one with the same content exists.
 
     Args:
@@ -105,7 +115,7 @@ def write_snapshot(
     folder = StatePaths.for_dataset(cfg, settings).snapshots_dir
     data_path, manifest_path = folder / f"{snapshot_hash}.parquet", folder / f"{snapshot_hash}.json"
     if is_file(manifest_path):
-        return {**read_json(manifest_path), "created": False}
+        return {**cast(bus.SnapshotManifest, read_json(manifest_path)), "created": False}
     with atomic_path(data_path) as tmp:
         snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
     manifest: bus.SnapshotManifest = {
@@ -120,7 +130,7 @@ def write_snapshot(
         "created_at": created_at or utc_now(),
         "unlabelled_rows_excluded": int(unlabelled_rows_excluded),
     }
-    write_json(manifest_path, dict(manifest))
+    write_json(manifest_path, manifest)
     return {**manifest, "created": True}
 
 
@@ -163,7 +173,7 @@ def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[
     return parts, len(label_frames)
 
 
-def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> SnapshotResult:
     """Build the training snapshot from every accepted labelled row; content-addressed and written once.
 
     Rows are those of labelled batches plus rows of scoring batches whose id has an accepted label (the latest
@@ -172,8 +182,8 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     training.
 
     Returns:
-        ``{"snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids"}``; ``created``
-        is False when a snapshot with this content already exists (replay or no new data).
+        The snapshot's hash, URI, rows and lineage; ``created`` is False when a snapshot with this content
+        already exists (replay or no new data).
 
     Raises:
         NoLabelledData: No accepted labelled rows exist yet.
@@ -211,7 +221,6 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         label_batch_ids=sorted(rows["_label_batch"].dropna().unique().tolist()),
         unlabelled_rows_excluded=excluded,
     )
-    keys = ("snapshot_hash", "snapshot_uri", "rows", "created", "batch_ids", "label_batch_ids")
     earlier = [m for m in list_snapshots(cfg, settings) if m["snapshot_hash"] != manifest["snapshot_hash"]]
     before = earlier[-1]["rows"] if earlier else 0
     log.info(
@@ -226,7 +235,15 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         before,
         manifest["rows"] - before,
     )
-    return {**{k: manifest[k] for k in keys}, bus.UNLABELLED_ROWS_EXCLUDED: excluded}
+    return {
+        "snapshot_hash": manifest["snapshot_hash"],
+        "snapshot_uri": manifest["snapshot_uri"],
+        "rows": manifest["rows"],
+        "created": manifest["created"],
+        "batch_ids": manifest["batch_ids"],
+        "label_batch_ids": manifest["label_batch_ids"],
+        "unlabelled_rows_excluded": excluded,
+    }
 
 
 def list_snapshots(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
@@ -314,7 +331,7 @@ def target_metrics(cfg: DatasetConfig, target: Any) -> dict[str, float]:
     return metrics
 
 
-def _log_profile(profile: dict[str, Any]) -> None:
+def _log_profile(profile: ProfileResult) -> None:
     """Log the profile files to the active run (downloaded first when they are on object storage)."""
     import tempfile
     from pathlib import Path
@@ -322,20 +339,20 @@ def _log_profile(profile: dict[str, Any]) -> None:
     import mlflow
 
     with tempfile.TemporaryDirectory(prefix="driftloop-profile-log-") as work:
-        for key in ("profile_path", "summary_path"):
-            if profile.get(key):
-                mlflow.log_artifact(str(local_copy(uri_to_path(profile[key]), Path(work))), bus.PROFILE_DIR)
+        for written in (profile["profile_path"], profile["summary_path"]):
+            if written:
+                mlflow.log_artifact(str(local_copy(uri_to_path(written), Path(work))), bus.PROFILE_DIR)
 
 
 def record_snapshot(
     cfg: DatasetConfig, snapshot_hash: str, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> DataRunResult:
     """Log the snapshot to MLflow once: a data run keyed by its hash, with profile, lineage and dataset input.
 
     A rerun finds the finished run and returns it; an unfinished one (crashed attempt) is completed.
 
     Returns:
-        ``{"data_run_id", "snapshot_hash", "snapshot_uri", "rows", "reused", "profile_sampled"}``.
+        The data run's id, the snapshot it records, and whether it was recorded before (``reused``).
     """
     import mlflow
 
@@ -347,20 +364,22 @@ def record_snapshot(
     client = tracking.get_client(settings)
     experiment = cfg.experiment_name("data")
     key = {bus.SNAPSHOT_HASH_TAG: snapshot_hash}
-    result = {
-        "snapshot_hash": snapshot_hash,
-        "snapshot_uri": manifest["snapshot_uri"],
-        "rows": manifest["rows"],
-    }
+
+    def result(data_run_id: str, reused: bool, profile_sampled: bool) -> DataRunResult:
+        return {
+            "snapshot_hash": snapshot_hash,
+            "snapshot_uri": manifest["snapshot_uri"],
+            "rows": manifest["rows"],
+            "data_run_id": data_run_id,
+            "reused": reused,
+            "profile_sampled": profile_sampled,
+        }
+
     existing = tracking.find_finished_run(client, experiment, key)
     if existing is not None:
         log.info("snapshot %s already recorded in data run %s", snapshot_hash[:12], existing.info.run_id)
-        return {
-            **result,
-            "data_run_id": existing.info.run_id,
-            "reused": True,
-            "profile_sampled": existing.data.tags.get(bus.PROFILE_SAMPLED_TAG) == "true",
-        }
+        sampled = existing.data.tags.get(bus.PROFILE_SAMPLED_TAG) == "true"
+        return result(existing.info.run_id, True, sampled)
     frame = read_snapshot_frame(cfg, manifest)
     profile = profiling.profile_snapshot(cfg, snapshot_hash, frame, settings=settings)
     metrics = {
@@ -422,4 +441,4 @@ def record_snapshot(
         manifest["rows"],
         "sampled" if profile["sampled"] else "on every row",
     )
-    return {**result, "data_run_id": run_id, "reused": False, "profile_sampled": profile["sampled"]}
+    return result(run_id, False, profile["sampled"])

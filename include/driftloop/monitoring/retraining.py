@@ -7,7 +7,7 @@ of late labels does not retrain on every batch and pre-empt the drift signal.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypedDict
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
@@ -15,9 +15,24 @@ from driftloop.core.settings import Settings
 from driftloop.core.tracking import FINISHED, get_client, search_runs
 
 
+class NewSnapshot(TypedDict):
+    """What the decision reads of a snapshot (:class:`driftloop.data.data_results.SnapshotResult` has it)."""
+
+    snapshot_hash: str
+    rows: int
+    created: bool  # False: the same content was snapshotted before
+
+
+class RetrainingDecision(TypedDict):
+    """Whether new data alone trains, and the rule that decided, with its numbers."""
+
+    train: bool
+    reason: str
+
+
 def decide_retraining(
-    cfg: DatasetConfig, snapshot: dict[str, Any], settings: Settings | None = None
-) -> dict[str, Any]:
+    cfg: DatasetConfig, snapshot: NewSnapshot, settings: Settings | None = None
+) -> RetrainingDecision:
     """Decide whether a snapshot built by the data stage should trigger training.
 
     Args:
@@ -27,7 +42,7 @@ def decide_retraining(
         settings: Process settings.
 
     Returns:
-        ``{"train": bool, "reason": str}``; the reason says which rule applied, with the numbers.
+        Whether to train; the reason says which rule applied, with the numbers.
     """
     if not snapshot.get("created"):
         return {"train": False, "reason": f"snapshot {snapshot.get('snapshot_hash', '')[:12]} is not new"}

@@ -22,9 +22,9 @@ over-long fields and spreadsheet formula injection. Every received row is either
 
 from driftloop.data.contract.bootstrap import bootstrap_contract
 from driftloop.data.contract.cli import add_cli
-from driftloop.data.contract.files import format_report, iter_file_frames, validate_file
+from driftloop.data.contract.files import ValidationReport, format_report, iter_file_frames, validate_file
 from driftloop.data.contract.ids import HASH_SCHEME, LEGACY_SCHEME, hash_scheme, hash_values, join_hashed_ids
-from driftloop.data.contract.inspection import inspect_file, sha256_file
+from driftloop.data.contract.inspection import FileInfo, inspect_file, sha256_file
 from driftloop.data.contract.rows import validate_frame
 from driftloop.data.contract.schema import (
     BATCH_REASONS,
@@ -47,6 +47,7 @@ __all__ = [
     "ColumnRule",
     "Contract",
     "ContractError",
+    "FileInfo",
     "add_cli",
     "arrow_schema",
     "bootstrap_contract",
@@ -63,6 +64,7 @@ __all__ = [
     "load_contract",
     "parse_contract",
     "sha256_file",
+    "ValidationReport",
     "validate_file",
     "validate_frame",
 ]

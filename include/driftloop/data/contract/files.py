@@ -9,15 +9,37 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
-from driftloop.data.contract.inspection import inspect_file
+from driftloop.data.contract.inspection import FileInfo, inspect_file
 from driftloop.data.contract.rows import validate_frame
 from driftloop.data.contract.schema import ROW_REASONS, BatchRejected, Contract, check_columns, load_contract
 
 DEFAULT_CHUNK_ROWS = 200_000
+
+
+class ValidationReport(TypedDict):
+    """What :func:`validate_file` found in one file (JSON-ready: ``driftloop validate`` prints it)."""
+
+    path: str
+    kind: str  # batch | labels
+    ok: bool
+    reason_code: str | None  # why the whole file is rejected; None when ok
+    message: str
+    file_level: bool  # True when the whole file is rejected
+    rows_received: int
+    rows_accepted: int
+    rows_quarantined: int
+    reason_counts: dict[str, int]  # "<code>:<column>" -> rejected rows
+    has_label: bool
+    sha256: str | None
+    format: str | None  # csv | parquet
+    columns: list[str]
+    problems: list[str]  # readable lines
+    chunks: NotRequired[int]  # frames read; set once the file was read
+
 
 # Read as null in CSV files; everything else is a value to be checked.
 NULL_TOKENS = ["", "NA", "N/A", "NaN", "nan", "null", "NULL", "None", "#N/A"]
@@ -66,12 +88,12 @@ def _iter_parquet_frames(path: Path, chunk_rows: int) -> Any:
         raise BatchRejected("unreadable_file", f"{path.name}: {str(exc)[:300]}", rows_received=rows) from None
 
 
-def _iter_csv_frames(path: Path, info: dict[str, Any], chunk_rows: int) -> Any:
+def _iter_csv_frames(path: Path, info: FileInfo, chunk_rows: int) -> Any:
     import pyarrow as pa
     import pyarrow.csv as pv
 
     rows = info.get("rows", 0)
-    header = info["header"]
+    header = info["header"] or []  # a CSV always has one (inspect_file refuses it otherwise)
     read_options = pv.ReadOptions(
         column_names=header,
         use_threads=True,
@@ -104,7 +126,7 @@ def _iter_csv_frames(path: Path, info: dict[str, Any], chunk_rows: int) -> Any:
                 yield _to_pandas(table.slice(first, chunk_rows))
 
 
-def iter_file_frames(path: str | Path, info: dict[str, Any], chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Any:
+def iter_file_frames(path: str | Path, info: FileInfo, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Any:
     """Yield the file's rows as DataFrames of at most ``chunk_rows`` rows (CSV values as text).
 
     CSV is parsed by pyarrow with every column typed as text, so a bad value never fails the parse. It is read
@@ -184,7 +206,7 @@ def validate_file(
     on_accepted: Any = None,
     on_rejected: Any = None,
     settings: Settings | None = None,
-) -> dict[str, Any]:
+) -> ValidationReport:
     """Validate a file against the dataset's contract in bounded-memory chunks; writes nothing itself.
 
     Args:
@@ -209,7 +231,7 @@ def validate_file(
     settings = settings or Settings.from_env()
     chunk_rows = chunk_rows or cfg.ingest.chunk_rows
     path = Path(path)
-    report: dict[str, Any] = {
+    report: ValidationReport = {
         "path": str(path),
         "kind": kind,
         "ok": False,
@@ -231,7 +253,7 @@ def validate_file(
     try:
         info = inspect_file(path)
         counted_rows = info["rows"]
-        report.update(sha256=info["sha256"], format=info["format"])
+        report["sha256"], report["format"] = info["sha256"], info["format"]
         if info["header"] is not None:
             check_columns(contract, info["header"], kind)
         for frame in iter_file_frames(path, info, chunk_rows):
@@ -256,28 +278,19 @@ def validate_file(
     except BatchRejected as exc:
         # Unparsed rows still count as received: the file's line count (CSV) or footer row count (parquet).
         rows = max(exc.rows_received, tally.received, counted_rows + (exc.reason_code == "no_header"))
-        report.update(
-            reason_code=exc.reason_code,
-            message=exc.message,
-            file_level=True,
-            rows_received=rows,
-            rows_accepted=0,
-            rows_quarantined=rows,
-        )
+        report["reason_code"], report["message"], report["file_level"] = exc.reason_code, exc.message, True
+        report["rows_received"], report["rows_accepted"], report["rows_quarantined"] = rows, 0, rows
     else:
-        report.update(
-            ok=True,
-            rows_received=tally.received,
-            rows_accepted=tally.accepted,
-            rows_quarantined=tally.received - tally.accepted,
-        )
+        report["ok"] = True
+        report["rows_received"], report["rows_accepted"] = tally.received, tally.accepted
+        report["rows_quarantined"] = tally.received - tally.accepted
     report["chunks"] = tally.chunks
     report["reason_counts"] = dict(sorted(tally.reason_counts.items()))
     report["problems"] = _problem_lines(report)
     return report
 
 
-def _problem_lines(report: dict[str, Any]) -> list[str]:
+def _problem_lines(report: ValidationReport) -> list[str]:
     lines = []
     if report["reason_code"]:
         lines.append(f"FILE {report['reason_code']}: {report['message']}")
@@ -287,7 +300,7 @@ def _problem_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def format_report(report: dict[str, Any]) -> str:
+def format_report(report: ValidationReport) -> str:
     """Operator-readable multi-line text of a :func:`validate_file` report."""
     verdict = (
         "PASS"

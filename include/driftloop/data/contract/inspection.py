@@ -11,11 +11,24 @@ import csv
 import hashlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from driftloop.data.contract.schema import BatchRejected
 
 SEGMENT_BYTES = 16 << 20
+
+
+class FileInfo(TypedDict):
+    """What :func:`inspect_file` learnt of a file's bytes, before any row is parsed."""
+
+    sha256: str
+    format: str  # csv | parquet
+    size_bytes: int
+    header: list[str] | None  # the CSV's first record; None for parquet
+    lines: int  # CSV lines (0 for parquet)
+    rows: int  # CSV data lines, or the parquet footer's row count
+    longest_line: NotRequired[int]  # CSV only, in bytes
+    segments: NotRequired[list[int]]  # CSV only: byte offsets of record boundaries, first and last included
 
 
 def sha256_file(path: str | Path) -> str:
@@ -43,7 +56,7 @@ _SPREADSHEET_MAGIC = (
 )
 
 
-def _inspect_parquet(path: Path, size: int, head: bytes) -> dict[str, Any]:
+def _inspect_parquet(path: Path, size: int, head: bytes) -> FileInfo:
     if head[:4] != b"PAR1":
         raise BatchRejected("wrong_format", f"{path.name} does not start with the parquet magic bytes")
     with open(path, "rb") as handle:
@@ -135,7 +148,7 @@ class _CsvScan:
             self.cuts.append(int(after[0]))
             self.next_mark = self.cuts[-1] + SEGMENT_BYTES
 
-    def finish(self, size: int) -> dict[str, Any]:
+    def finish(self, size: int) -> FileInfo:
         name = self.path.name
         try:
             self.decoder.decode(b"", final=True)
@@ -174,7 +187,7 @@ class _CsvScan:
         }
 
 
-def inspect_file(path: str | Path) -> dict[str, Any]:
+def inspect_file(path: str | Path) -> FileInfo:
     """File-level checks that need no contract: format, encoding, header line, truncation.
 
     One streaming pass computes the sha256, checks UTF-8 and counts lines, so memory stays flat for any size.

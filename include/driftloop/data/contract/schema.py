@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import yaml
 
@@ -242,7 +242,14 @@ def load_contract(cfg: DatasetConfig) -> Contract:
     return parse_contract(_merge(raw, inline), cfg, where)
 
 
-def check_columns(contract: Contract, columns: list[str], kind: str = "batch") -> dict[str, Any]:
+class ColumnCheck(TypedDict):
+    """What :func:`check_columns` says of a column set that passes."""
+
+    has_label: bool
+    drop: list[str]  # PII or declared columns not stored
+
+
+def check_columns(contract: Contract, columns: list[str], kind: str = "batch") -> ColumnCheck:
     """Column-set checks for a feature batch (``kind="batch"``) or a label file (``kind="labels"``).
 
     Returns:
