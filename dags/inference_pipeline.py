@@ -19,7 +19,7 @@ id, timestamp), then records its run in the inference experiment.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
@@ -27,6 +27,9 @@ from airflow.sdk.exceptions import AirflowSkipException
 from driftloop.core import alerts, bus
 from driftloop_airflow import asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
+
+if TYPE_CHECKING:  # for the type checker only, so Airflow cannot infer multiple_outputs: each task says it
+    from driftloop.serving.scoring_results import PartResult, PartValues, ScoringPlan, ScoringResult
 
 
 def build(dataset: str) -> None:
@@ -38,20 +41,19 @@ def build(dataset: str) -> None:
         **dag_defaults(dataset, "inference", __doc__),
     )
     def inference_pipeline() -> None:
-        @task
-        def plan_scoring() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def plan_scoring() -> ScoringPlan:
             from driftloop.serving import scoring_parts
 
             return run_stage(dataset, scoring_parts.plan_scoring, alerts=alerts.move_alerts)
 
         @task
-        def list_parts(planned: dict[str, Any]) -> list[dict[str, Any]]:
+        def list_parts(planned: ScoringPlan) -> list[PartValues]:
             """The plan's parts, one mapped ``score_part`` each (Airflow maps over a whole XCom only)."""
-            parts: list[dict[str, Any]] = planned["parts"]
-            return parts
+            return planned["parts"]
 
-        @task(map_index_template="{{ part_label }}")
-        def score_part(part_values: dict[str, Any]) -> dict[str, Any]:
+        @task(map_index_template="{{ part_label }}", multiple_outputs=True)
+        def score_part(part_values: PartValues) -> PartResult:
             from airflow.sdk import get_current_context
 
             from driftloop.serving import scoring_parts
@@ -61,8 +63,8 @@ def build(dataset: str) -> None:
 
             return run_stage(dataset, scoring_parts.score_part, part_values)
 
-        @task(outlets=[asset(dataset, "predictions")], trigger_rule="none_failed")
-        def score_pending_batches(planned: dict[str, Any]) -> dict[str, Any]:
+        @task(outlets=[asset(dataset, "predictions")], trigger_rule="none_failed", multiple_outputs=True)
+        def score_pending_batches(planned: ScoringPlan) -> ScoringResult:
             from driftloop.serving import scoring_parts
 
             result = run_stage(dataset, scoring_parts.commit_scored_batches, planned)

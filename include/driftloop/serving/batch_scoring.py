@@ -20,7 +20,7 @@ import logging
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
@@ -39,6 +39,7 @@ from driftloop.core.storage import (
 )
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
+from driftloop.serving.scoring_results import CommittedPredictions, RecordedScoring, ScoredFile, ScoreStats
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +108,13 @@ def pending_batches(cfg: DatasetConfig, settings: Settings | None = None) -> lis
 
 def committed_predictions(
     cfg: DatasetConfig, batch_id: str, settings: Settings | None
-) -> dict[str, Any] | None:
+) -> CommittedPredictions | None:
     """The predictions manifest of ``batch_id`` when its predictions are committed (manifest and data), else
     None."""
     data, manifest = predictions_files(StatePaths.for_dataset(cfg, settings), batch_id)
     if not (is_file(manifest) and is_file(data)):
         return None
-    return read_json(manifest)
+    return cast(CommittedPredictions, read_json(manifest))  # as scoring_parts committed it
 
 
 def read_version_decision(
@@ -161,7 +162,7 @@ def score_frames(
     decision: Decision,
     reference_df: Any = None,
     scored_at: str | None = None,
-) -> dict[str, Any]:
+) -> ScoreStats:
     """Score Arrow record batches (id + features), one predict call each, into the local parquet ``output``.
 
     Args:
@@ -176,8 +177,8 @@ def score_frames(
         scored_at: The timestamp stored on every row; defaults to now.
 
     Returns:
-        ``{"rows", "chunks", "seconds", "explain_method", "output_metrics"}``; ``chunks`` is how many predict
-        calls were made, ``output_metrics`` :func:`summarize_outputs` over all rows.
+        Rows, predict calls (``chunks``), seconds, the explain method and ``output_metrics``
+        (:func:`summarize_outputs` over all rows).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -236,7 +237,7 @@ def score_file(
     output_path: StoragePath,
     decision: Decision,
     reference_df: Any = None,
-) -> dict[str, Any]:
+) -> ScoredFile:
     """Score one parquet file in chunks of ``inference.chunk_rows`` rows into ``output_path`` (written whole
     or not at all), with the top-k reasons.
 
@@ -260,10 +261,10 @@ def score_file(
     """
     frames = iter_parquet_batches(batch_path, cfg.inference.chunk_rows, [cfg.id_column, *cfg.features])
     with atomic_path(output_path) as tmp_path:
-        result = score_frames(model, model_info, cfg, frames, tmp_path, decision, reference_df)
-        if not result["rows"]:
+        stats = score_frames(model, model_info, cfg, frames, tmp_path, decision, reference_df)
+        if not stats["rows"]:
             raise ValueError(f"{path_to_uri(batch_path)} has no rows to score")
-        result["sha256"] = sha256_of(tmp_path)
+        result: ScoredFile = {**stats, "sha256": sha256_of(tmp_path)}
     return result
 
 
@@ -290,13 +291,13 @@ def _output_array(values: Any) -> Any:
 
 
 def record_scoring(
-    cfg: DatasetConfig, committed: dict[str, Any], settings: Settings | None = None
-) -> dict[str, Any]:
+    cfg: DatasetConfig, committed: CommittedPredictions, settings: Settings | None = None
+) -> RecordedScoring:
     """Record committed predictions (their manifest, see :mod:`driftloop.serving.scoring_parts`) as the
     batch's inference run.
 
     Returns:
-        ``{"batch_id", "predictions_uri", "rows", "chunks", "model_version", "inference_run_id"}``.
+        The batch, its predictions, rows, the version that scored them and the inference run's id.
     """
     import mlflow
 

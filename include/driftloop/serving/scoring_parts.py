@@ -24,7 +24,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
@@ -45,6 +45,15 @@ from driftloop.core.storage import (
 )
 from driftloop.core.tracking import find_finished_run, get_client
 from driftloop.serving import batch_scoring
+from driftloop.serving.scoring_results import (
+    CommittedPredictions,
+    PartCommit,
+    PartResult,
+    PartValues,
+    RecordedScoring,
+    ScoringPlan,
+    ScoringResult,
+)
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +90,12 @@ class ScoringPart:
     model_uri: str
     scored_at: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PartValues:
         """Plain values for XCom."""
-        return asdict(self)
+        return cast(PartValues, asdict(self))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ScoringPart:
+    def from_dict(cls, values: PartValues) -> ScoringPart:
         """The part a mapped task was given."""
         return cls(**values)
 
@@ -113,13 +122,14 @@ def _part_files(paths: StatePaths, part: ScoringPart) -> tuple[StoragePath, Stor
 
 def plan_scoring(
     cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> ScoringPlan:
     """The parts to score now, with the version behind ``alias`` pinned for all of them.
 
     Batches committed before a crash but not recorded get their inference run here, without being scored.
 
     Returns:
-        ``{"parts": [ScoringPart as dict], "recorded": [...], "recorded_moves": [...], "model_version"}``.
+        The parts (:class:`ScoringPart` as values), the batches recorded without scoring, the champion moves
+        audited now, and the pinned version.
 
     Raises:
         NoChampionError: Batches are waiting but no model carries ``alias``.
@@ -128,14 +138,15 @@ def plan_scoring(
 
     settings = settings or Settings.from_env()
     moved = reconcile_champion(cfg, settings)  # a champion moved in the MLflow UI is on record first
-    recorded, todo = [], []
+    recorded: list[RecordedScoring] = []
+    todo = []
     for manifest in batch_scoring.pending_batches(cfg, settings):
         committed = batch_scoring.committed_predictions(cfg, manifest["batch_id"], settings)
         if committed is None:
             todo.append(manifest)
         else:
             recorded.append(batch_scoring.record_scoring(cfg, committed, settings))
-    result: dict[str, Any] = {
+    result: ScoringPlan = {
         "parts": [],
         "recorded": recorded,
         "recorded_moves": [moved] if moved else [],
@@ -172,8 +183,8 @@ def plan_scoring(
 
 
 def score_part(
-    cfg: DatasetConfig, part_values: dict[str, Any], settings: Settings | None = None, model: Any = None
-) -> dict[str, Any]:
+    cfg: DatasetConfig, part_values: PartValues, settings: Settings | None = None, model: Any = None
+) -> PartResult:
     """Score one part into its own objects; a part already committed (or a batch already combined) is left.
 
     Args:
@@ -183,8 +194,7 @@ def score_part(
         model: The pinned version's pipeline, when the caller has it loaded already.
 
     Returns:
-        The part's result: ``{"batch_id", "part", "rows", "chunks", "seconds", "explain_method",
-        "output_sums", "reused"}``.
+        The part's result (its commit, and ``reused``).
     """
     settings = settings or Settings.from_env()
     part = ScoringPart.from_dict(part_values)
@@ -192,7 +202,7 @@ def score_part(
     data_path, result_path = _part_files(paths, part)
     with store_errors(str(result_path)):
         if result_path.is_file() and data_path.is_file():
-            return {**read_json(result_path), "reused": True}
+            return {**cast(PartCommit, read_json(result_path)), "reused": True}
     if batch_scoring.committed_predictions(cfg, part.batch_id, settings) is not None:
         return {"batch_id": part.batch_id, "part": part.part, "rows": 0, "reused": True, "combined": True}
     model = model if model is not None else load_model(part.model_uri, settings)
@@ -215,7 +225,7 @@ def score_part(
             f"part {part.part} of batch {part.batch_id} scored {stats['rows']} rows, expected {expected} "
             f"(rows {part.row_start}..{part.row_stop} of {part.batch_uri})"
         )
-    outcome = {
+    outcome: PartCommit = {
         "batch_id": part.batch_id,
         "part": part.part,
         "rows": stats["rows"],
@@ -259,8 +269,8 @@ def _combine(paths: StatePaths, batch: list[ScoringPart], output: StoragePath) -
 
 
 def commit_scored_batches(
-    cfg: DatasetConfig, planned: dict[str, Any], settings: Settings | None = None
-) -> dict[str, Any]:
+    cfg: DatasetConfig, planned: ScoringPlan, settings: Settings | None = None
+) -> ScoringResult:
     """Combine every batch of ``planned`` whose parts are all committed; record it; remove its parts.
 
     Args:
@@ -269,7 +279,7 @@ def commit_scored_batches(
         settings: Process settings.
 
     Returns:
-        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}], "recorded_moves"}``.
+        The pinned version, the batches scored (and recorded) and the plan's audited champion moves.
 
     Raises:
         RuntimeError: A part is missing, or the parts' rows do not add up to the batch's (a fault: the
@@ -304,7 +314,7 @@ def commit_scored_batches(
     }
 
 
-def _recorded(committed: dict[str, Any], run_id: str) -> dict[str, Any]:
+def _recorded(committed: CommittedPredictions, run_id: str) -> RecordedScoring:
     """What :func:`batch_scoring.record_scoring` returns, for a batch whose run exists already."""
     return {
         "batch_id": committed["batch_id"],
@@ -318,7 +328,7 @@ def _recorded(committed: dict[str, Any], run_id: str) -> dict[str, Any]:
 
 def _commit_batch(
     cfg: DatasetConfig, paths: StatePaths, batch: list[ScoringPart], settings: Settings
-) -> dict[str, Any]:
+) -> CommittedPredictions:
     first = batch[0]
     folder = parts_folder(paths, first.batch_id, first.model_version)
     done = {p.name for p in list_files(folder, "*.json")}
@@ -328,7 +338,7 @@ def _commit_batch(
             f"batch {first.batch_id}: part(s) {missing or 'of the plan'} not scored yet "
             f"({len(done)} of {first.parts} committed in {path_to_uri(folder)})"
         )
-    results = [read_json(_part_files(paths, part)[1]) for part in batch]
+    results = [cast(PartCommit, read_json(_part_files(paths, part)[1])) for part in batch]
     rows = sum(r["rows"] for r in results)
     if rows != first.batch_rows:
         raise RuntimeError(
@@ -341,11 +351,13 @@ def _commit_batch(
         for key, value in result["output_sums"].items():
             sums[key] = sums.get(key, 0.0) + value
     methods = sorted({r["explain_method"] for r in results})
-    committed = {
+    committed: CommittedPredictions = {
         "batch_id": first.batch_id,
         "batch_uri": first.batch_uri,
         "predictions_uri": path_to_uri(output),
-        **{key: first.model_info[key] for key in ("model_name", "model_version", "model_run_id")},
+        "model_name": first.model_name,
+        "model_version": first.model_version,
+        "model_run_id": first.model_run_id,
         "rows": rows,
         "chunks": sum(r["chunks"] for r in results),
         "parts": len(batch),
@@ -366,12 +378,12 @@ def _commit_batch(
 
 def score_pending_batches(
     cfg: DatasetConfig, alias: str = bus.CHAMPION, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> ScoringResult:
     """Score every accepted scoring batch that has no predictions yet with the model behind ``alias``, in
     this process: plan, score each part (the model loaded once), combine.
 
     Returns:
-        ``{"model_version", "scored": [{"batch_id", "predictions_uri", "rows", ...}], "recorded_moves"}``.
+        What :func:`commit_scored_batches` returns.
 
     Raises:
         NoChampionError: Batches are waiting but no model carries ``alias``.
