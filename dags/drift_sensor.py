@@ -17,7 +17,7 @@ second retrain in one episode.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import dag, task
 
@@ -25,6 +25,9 @@ from driftloop.core import alerts, bus
 from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 from driftloop_airflow.sensors import DriftSensor, NotedTriggerDagRunOperator
+
+if TYPE_CHECKING:  # for the type checker only, so Airflow cannot infer multiple_outputs: the task says it
+    from driftloop.monitoring.monitoring_results import FiredTrigger, RetrainingTrigger
 
 WAIT_TASK = "wait_for_drift"
 
@@ -54,8 +57,8 @@ def build(dataset: str) -> None:
             note="retrain: {{ ti.xcom_pull(task_ids='" + WAIT_TASK + "')['detail'] }}",
         )
 
-        @task
-        def mark_trigger_fired(trigger: dict[str, Any]) -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def mark_trigger_fired(trigger: RetrainingTrigger) -> FiredTrigger:
             from driftloop.monitoring import sensor
 
             return run_stage(

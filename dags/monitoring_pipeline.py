@@ -18,13 +18,21 @@ the same however the batch is cut; `monitor_predictions` merges the parts' sampl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
 
 from driftloop.core import bus
 from driftloop_airflow import asset, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
+
+if TYPE_CHECKING:  # for the type checker only, so Airflow cannot infer multiple_outputs: each task says it
+    from driftloop.monitoring.monitoring_results import (
+        MonitoringPartValues,
+        MonitoringPlan,
+        MonitoringResult,
+        PartResult,
+    )
 
 
 def build(dataset: str) -> None:
@@ -39,20 +47,19 @@ def build(dataset: str) -> None:
         **dag_defaults(dataset, "monitoring", __doc__),
     )
     def monitoring_pipeline() -> None:
-        @task
-        def plan_monitoring() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def plan_monitoring() -> MonitoringPlan:
             from driftloop.monitoring import monitor
 
             return run_stage(dataset, monitor.plan_monitoring)
 
         @task
-        def list_parts(planned: dict[str, Any]) -> list[dict[str, Any]]:
+        def list_parts(planned: MonitoringPlan) -> list[MonitoringPartValues]:
             """The plan's parts, one mapped ``sample_part`` each (Airflow maps over a whole XCom only)."""
-            parts: list[dict[str, Any]] = planned["parts"]
-            return parts
+            return planned["parts"]
 
-        @task(map_index_template="{{ part_label }}")
-        def sample_part(part_values: dict[str, Any]) -> dict[str, Any]:
+        @task(map_index_template="{{ part_label }}", multiple_outputs=True)
+        def sample_part(part_values: MonitoringPartValues) -> PartResult:
             from airflow.sdk import get_current_context
 
             from driftloop.monitoring import samples
@@ -61,8 +68,8 @@ def build(dataset: str) -> None:
             get_current_context()["part_label"] = label  # type: ignore[typeddict-unknown-key]
             return run_stage(dataset, samples.sample_part, part_values)
 
-        @task(trigger_rule="none_failed")
-        def monitor_predictions(planned: dict[str, Any]) -> dict[str, Any]:
+        @task(trigger_rule="none_failed", multiple_outputs=True)
+        def monitor_predictions(planned: MonitoringPlan) -> MonitoringResult:
             from driftloop.monitoring import monitor
 
             return run_stage(dataset, monitor.commit_monitoring, planned)

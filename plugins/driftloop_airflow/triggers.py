@@ -25,6 +25,8 @@ from airflow.triggers.base import BaseEventTrigger, BaseTrigger, TriggerEvent
 if TYPE_CHECKING:
     from pydantic import JsonValue
 
+    from driftloop.monitoring.monitoring_results import RetrainingTrigger
+
 
 async def look(trigger: Any, check: Callable[[str], Any], what: str, checks: int) -> Any:
     """One ``check(trigger.dataset)`` in a worker thread: its answer, or None when the look failed (MLflow,
@@ -78,7 +80,7 @@ async def poll_until_found(
         await asyncio.sleep(min(trigger.poll_s, remaining))
 
 
-def check_for_drift(dataset: str) -> dict[str, Any] | None:
+def check_for_drift(dataset: str) -> RetrainingTrigger | None:
     """One read-only look at MLflow for ``dataset`` (runs in a worker thread of the triggerer)."""
     from driftloop.core.config import load_dataset_config
     from driftloop.core.settings import Settings

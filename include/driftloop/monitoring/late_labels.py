@@ -28,7 +28,7 @@ def update_with_labels(
     label_files: list[StoragePath],
     fingerprint: str,
     max_live_rows: int,
-) -> dict[str, Any] | None:
+) -> dict[str, str | float] | None:
     """Log live metrics into an existing monitoring run when more of its rows are labelled than before.
 
     Args:

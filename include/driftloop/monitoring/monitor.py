@@ -47,6 +47,13 @@ from driftloop.monitoring import attribution, live
 from driftloop.monitoring.drift import compute_drift
 from driftloop.monitoring.estimated import estimate_performance
 from driftloop.monitoring.late_labels import update_with_labels
+from driftloop.monitoring.monitoring_results import (
+    MonitoringPartValues,
+    MonitoringPlan,
+    MonitoringResult,
+    RunNumbers,
+    SkippedBatch,
+)
 from driftloop.monitoring.partitions import check_columns
 from driftloop.monitoring.samples import (
     MonitoringPart,
@@ -69,7 +76,7 @@ MAX_LIVE_ROWS = 50_000
 
 def monitor_predictions(
     cfg: DatasetConfig, settings: Settings | None = None, max_rows: int = MAX_CURRENT_ROWS
-) -> dict[str, Any]:
+) -> MonitoringResult:
     """Log a drift (and, when labels exist, live performance) run for every scored batch not yet monitored, in
     this process: plan, sample each part, commit.
 
@@ -96,14 +103,14 @@ def monitor_predictions(
 
 def plan_monitoring(
     cfg: DatasetConfig, settings: Settings | None = None, max_rows: int = MAX_CURRENT_ROWS
-) -> dict[str, Any]:
+) -> MonitoringPlan:
     """The parts of every scored batch not yet monitored, and the label files they join.
 
     A batch whose files cannot be monitored (tags missing, a file gone, a column missing) is skipped with the
     reason, not failed: the other batches are monitored.
 
     Returns:
-        ``{"parts": [MonitoringPart as dict], "skipped": [...], "label_uris": [...], "labels_fingerprint"}``.
+        The parts (:class:`MonitoringPart` as values), the batches skipped and why, and the label files.
     """
     settings = settings or Settings.from_env()
     client = get_client(settings)
@@ -116,8 +123,8 @@ def plan_monitoring(
     label_files = list_files(paths.labels_dir, "*.parquet")
     label_uris = tuple(path_to_uri(path) for path in label_files)
     inputs = VersionInputs(cfg, client)
-    parts: list[dict[str, Any]] = []
-    skipped = []
+    parts: list[MonitoringPartValues] = []
+    skipped: list[SkippedBatch] = []
     for run in pending:
         try:
             parts += [p.to_dict() for p in _plan_parts(cfg, inputs, run, label_uris, max_rows)]
@@ -163,8 +170,8 @@ def _plan_parts(
 
 
 def commit_monitoring(
-    cfg: DatasetConfig, planned: dict[str, Any], settings: Settings | None = None
-) -> dict[str, Any]:
+    cfg: DatasetConfig, planned: MonitoringPlan, settings: Settings | None = None
+) -> MonitoringResult:
     """Log the monitoring run of every planned batch from its parts' samples; join new labels into earlier
     runs.
 
@@ -187,7 +194,8 @@ def commit_monitoring(
         part = MonitoringPart.from_dict(values)
         by_run.setdefault(part.inference_run_id, []).append(part)
     inputs = VersionInputs(cfg, client)
-    monitored, skipped = [], list(planned["skipped"])
+    monitored: list[RunNumbers] = []
+    skipped = list(planned["skipped"])
     for inference_run_id, parts in by_run.items():
         parts.sort(key=lambda p: p.part)
         try:
@@ -196,7 +204,7 @@ def commit_monitoring(
             skipped.append({"inference_run_id": inference_run_id, "reason": str(exc)})
         remove_tree(paths.monitoring_parts_dir / inference_run_id)
 
-    updated = []
+    updated: list[RunNumbers] = []
     for run in awaiting:
         facts = inputs.facts(run.data.tags.get(bus.REFERENCE_RUN_ID_TAG, ""))
         result = update_with_labels(cfg, client, run, facts, label_files, fingerprint, MAX_LIVE_ROWS)
@@ -254,8 +262,8 @@ def _commit_run(
     inputs: VersionInputs,
     paths: StatePaths,
     parts: list[MonitoringPart],
-    planned: dict[str, Any],
-) -> dict[str, Any]:
+    planned: MonitoringPlan,
+) -> RunNumbers:
     """One batch's monitoring run from its parts' samples (the run found, when a retry logged it already)."""
     import mlflow
 
@@ -346,7 +354,7 @@ def _commit_run(
     }
 
 
-def _logged_result(run: Any) -> dict[str, Any]:
+def _logged_result(run: Any) -> RunNumbers:
     """What :func:`_commit_run` returns, for a batch whose monitoring run exists already."""
     tags, metrics = run.data.tags, run.data.metrics
     live_keys = {k: v for k, v in metrics.items() if k.startswith("live_") or k == bus.LABELLED_ROWS}

@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
@@ -39,6 +39,12 @@ from driftloop.core.storage import (
     read_parquet_schema,
     store_errors,
     write_json,
+)
+from driftloop.monitoring.monitoring_results import (
+    MonitoringPartValues,
+    PartResult,
+    SampleCommit,
+    SampleError,
 )
 
 log = logging.getLogger(__name__)
@@ -97,15 +103,17 @@ class MonitoringPart:
     max_live_rows: int
     label_uris: tuple[str, ...] = field(default=())
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MonitoringPartValues:
         """Plain values for XCom."""
-        return asdict(self)
+        return cast(MonitoringPartValues, asdict(self))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> MonitoringPart:
+    def from_dict(cls, values: MonitoringPartValues) -> MonitoringPart:
         """The part a mapped task was given (XCom turns tuples into lists)."""
-        tuples = ("scored_columns", "output_columns", "label_uris")
-        fixed: dict[str, Any] = {k: tuple(v) if k in tuples else v for k, v in values.items()}
+        fixed: dict[str, Any] = dict(values)
+        for key in ("scored_columns", "output_columns", "label_uris"):
+            if key in fixed:
+                fixed[key] = tuple(fixed[key])
         return cls(**fixed)
 
     @property
@@ -211,8 +219,8 @@ def part_files(paths: StatePaths, part: MonitoringPart) -> tuple[StoragePath, St
 
 
 def sample_part(
-    cfg: DatasetConfig, part_values: dict[str, Any], settings: Settings | None = None
-) -> dict[str, Any]:
+    cfg: DatasetConfig, part_values: MonitoringPartValues, settings: Settings | None = None
+) -> PartResult:
     """Draw one part's samples into the object store; a part already committed is left as it is.
 
     Returns:
@@ -226,22 +234,25 @@ def sample_part(
     current_path, labelled_path, commit_path = part_files(paths, part)
     with store_errors(str(commit_path)):
         if commit_path.is_file():
-            return {**read_json(commit_path), "reused": True}
+            committed = read_json(commit_path)
+            if "error" in committed:
+                return {**cast(SampleError, committed), "reused": True}
+            return {**cast(SampleCommit, committed), "reused": True}
     start = time.perf_counter()
     try:
         sample = draw_part_sample(cfg, part, with_drift=True)
     except MonitoringError as exc:
-        outcome: dict[str, Any] = {
+        failed: SampleError = {
             "inference_run_id": part.inference_run_id,
             "part": part.part,
             "error": str(exc),
         }
-        write_json(commit_path, outcome)
-        return {**outcome, "reused": False}
+        write_json(commit_path, failed)
+        return {**failed, "reused": False}
     for frame, path in ((sample.current, current_path), (sample.labelled, labelled_path)):
         with atomic_path(path) as tmp:
             frame.to_parquet(tmp, index=False)
-    outcome = {
+    outcome: SampleCommit = {
         "inference_run_id": part.inference_run_id,
         "part": part.part,
         "rows": sample.rows,

@@ -26,6 +26,7 @@ from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import FINISHED, get_client, search_runs
+from driftloop.monitoring.monitoring_results import DriftDecision, FiredTrigger, RetrainingTrigger
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,7 @@ def newest_snapshot_hash(cfg: DatasetConfig, settings: Settings | None = None) -
     return str(manifests[-1]["snapshot_hash"]) if manifests else None
 
 
-def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> DriftDecision:
     """The sensor's decision with its reason: fire, nothing to fire, or a crossing that waits for labels.
 
     A crossing result does not fire while the newest training snapshot is the one the champion was trained on
@@ -158,7 +159,7 @@ def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     land.
 
     Returns:
-        ``{"trigger": <find_drift_trigger's dict> | None, "waiting_for_labels": str | None}``.
+        The trigger (:func:`find_drift_trigger`'s) or None, and why a crossing waits for labels, if one does.
     """
     client = get_client(settings)
     champion_version = _champion_version(client, cfg.registered_model_name)
@@ -175,7 +176,7 @@ def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     newest = eligible[0]
     metrics = newest.data.metrics
     reason = crossing_reason(cfg, metrics) or "drift"
-    trigger = {
+    trigger: RetrainingTrigger = {
         "reason": reason,
         "monitoring_run_id": newest.info.run_id,
         "trigger_run_id": bus.drift_trigger_run_id(newest.info.run_id),
@@ -193,7 +194,7 @@ def drift_decision(cfg: DatasetConfig, settings: Settings | None = None) -> dict
     return {"trigger": trigger, "waiting_for_labels": None}
 
 
-def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
+def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> RetrainingTrigger | None:
     """The newest unhandled monitoring result of the champion that calls for retraining, or None. Writes
     nothing.
 
@@ -202,14 +203,11 @@ def find_drift_trigger(cfg: DatasetConfig, settings: Settings | None = None) -> 
         settings: Process settings; defaults to :meth:`Settings.from_env`.
 
     Returns:
-        None when nothing should fire (or a crossing waits for labels, see :func:`drift_decision`), else
-        ``{"reason": "drift"|"performance"|"estimated_performance", "monitoring_run_id", "trigger_run_id",
-        "drift_share", "live_drop", "estimated_drop", "estimated_drop_best_case", "champion_version",
-        "detail"}``; ``trigger_run_id`` is the Airflow run id the retraining run must get
-        (one monitoring result, one run).
+        None when nothing should fire (or a crossing waits for labels, see :func:`drift_decision`), else the
+        trigger: its reason, the monitoring run, the numbers, and ``trigger_run_id``, the Airflow run id the
+        retraining run must get (one monitoring result, one run).
     """
-    trigger: dict[str, Any] | None = drift_decision(cfg, settings)["trigger"]
-    return trigger
+    return drift_decision(cfg, settings)["trigger"]
 
 
 def suppress_cooldown_runs(cfg: DatasetConfig, settings: Settings | None = None) -> list[str]:
@@ -241,7 +239,7 @@ def mark_trigger_fired(
     trigger_run_id: str,
     settings: Settings | None = None,
     now_s: float | None = None,
-) -> dict[str, Any]:
+) -> FiredTrigger:
     """Record that a monitoring result triggered retraining, so the same drift episode never fires twice.
 
     Other unhandled crossing results of the same champion version are tagged
@@ -255,8 +253,7 @@ def mark_trigger_fired(
         now_s: Current epoch seconds (for tests); defaults to ``time.time()``.
 
     Returns:
-        ``{"monitoring_run_id", "trigger_run_id", "fired_at", "covered_run_ids", "reason", "drift_share",
-        "live_drop", "estimated_drop", "estimated_drop_best_case", "champion_version", "detail"}``.
+        The firing: the run, its trigger, when it first fired, the results it covers, its reason and numbers.
     """
     now_s = time.time() if now_s is None else now_s
     client = get_client(settings)
