@@ -71,7 +71,7 @@ def build(dataset: str) -> None:
                 dataset,
                 rollout.advance_rollout,
                 actor=f"ab_evaluation/{airflow_ids()['airflow_run_id']}",
-                alerts=rollout.rollout_alerts,
+                alerts=alerts.rollout_alerts,
             )
             if result["action"] == "none":
                 raise AirflowSkipException(result["reason"])

@@ -87,7 +87,9 @@ def build(dataset: str) -> None:
         def apply_approval(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
             from driftloop.governance import approval
 
-            return run_stage(dataset, approval.apply_decision, request, response, alerts=alerts.move_alerts)
+            return run_stage(
+                dataset, approval.apply_decision, request, response, alerts=alerts.rollout_alerts
+            )
 
         request = plan_approval(promote_model(train_model()))  # type: ignore[arg-type]  # XComArgs
         apply_approval(request, approval_task(request).output)  # type: ignore[arg-type]

@@ -99,7 +99,7 @@ def entries(watched) -> list[tuple]:
 def test_trigger_stays_quiet_while_the_registry_matches_the_log_and_fires_on_a_move_made_outside(
     watched, monkeypatch
 ):
-    from driftloop.core import alerts
+    from driftloop.core import alert_claims
     from driftloop.core.settings import Settings
     from driftloop_airflow import triggers
 
@@ -124,7 +124,7 @@ def test_trigger_stays_quiet_while_the_registry_matches_the_log_and_fires_on_a_m
     assert "v2" in event["reason"] and "v1" in event["reason"], event
     # A pure read: nothing recorded, nothing alerted (a trigger may run twice).
     assert entries(watched) == [(None, "1", "driftloop")]
-    assert not alerts.sent_dir(Settings.from_env()).exists()
+    assert not alert_claims.sent_dir(Settings.from_env()).exists()
 
 
 def test_trigger_fires_on_a_recorded_move_never_alerted_only_when_alerting_is_on(watched, monkeypatch):

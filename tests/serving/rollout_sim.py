@@ -104,7 +104,7 @@ def simulate_rollout(
                     "next_stage": result.get("next_stage"),
                     "reason": result["reason"],
                     "answered_by_challenger": answered,
-                    "entries": len(result.get("entries") or []),
+                    "rollout_entries": len(result.get("rollout_entries") or []),
                 }
             )
             if result["action"] == "none" or result.get("next_stage") in bus.ROLLOUT_DONE:

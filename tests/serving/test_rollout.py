@@ -172,8 +172,9 @@ def test_a_worse_challenger_without_a_shadow_stage_is_rolled_back_within_its_fir
 def test_an_equal_challenger_goes_through_every_stage_and_becomes_champion_once(
     staged, serve_env, telco_frame, good_model
 ):
+    from driftloop.core.alerts import rollout_alerts
     from driftloop.governance import audit
-    from driftloop.serving.online.rollout import advance_rollout, rollout_alerts
+    from driftloop.serving.online.rollout import advance_rollout
     from tests.serving.rollout_sim import simulate_rollout
 
     run = simulate_rollout(staged, good_model, good_model, telco_frame)
@@ -197,7 +198,7 @@ def test_an_equal_challenger_goes_through_every_stage_and_becomes_champion_once(
     ]  # fmt: skip
     # Asked again with nothing new: nothing moves, nothing is recorded or alerted twice.
     again = advance_rollout(staged, actor="simulation")
-    assert again["action"] == "none" and not again.get("entries")
+    assert again["action"] == "none" and not again.get("rollout_entries")
     from driftloop.core.settings import Settings
 
     assert rollout_alerts(staged.name, staged.registered_model_name, again, Settings.from_env()) == []
@@ -210,3 +211,56 @@ def test_a_better_challenger_reaches_all_traffic(staged, serve_env, telco_frame,
     run = simulate_rollout(staged, flipped_model, good_model, telco_frame)
     assert run.rounds[-1]["next_stage"] == bus.ROLLOUT_COMPLETED and len(run.rounds) == 3, run.rounds
     assert run.champion_after == run.challenger_version
+
+
+def test_a_slower_challenger_passes_shadow_and_is_rolled_back_in_its_first_share(
+    staged, serve_env, telco_frame, good_model
+):
+    from tests.serving.helpers import SlowModel
+    from tests.serving.rollout_sim import simulate_rollout
+
+    # One customer per request, so the challenger answers some requests alone; nobody waits for a shadow.
+    run = simulate_rollout(staged, good_model, SlowModel(good_model, 0.15), telco_frame, request_rows=1)
+    assert [(r["stage"], r["action"]) for r in run.rounds] == [
+        ("shadow", bus.ROLLOUT_ADVANCE),
+        ("5", bus.ROLLOUT_ROLL_BACK),
+    ], run.rounds
+    assert "p99 latency" in run.rounds[-1]["reason"] and run.champion_after == run.champion_version
+
+
+def test_requests_the_challenger_fails_are_logged_as_its_error_rows(cfg, serve_env, telco_frame, good_model):
+    import httpx
+
+    from driftloop.core.settings import Settings
+    from driftloop.serving.online.app import create_app
+    from driftloop.serving.online.prediction_log import ERROR, log_uri, read_log
+    from driftloop.serving.online.rollout_evidence import gather_evidence
+    from tests.serving.helpers import POISON_CHARGES, LiveServer, PoisonModel, register_model, split_body
+
+    register_model(cfg, good_model, telco_frame, alias=bus.CHAMPION)
+    challenger, _ = register_model(cfg, PoisonModel(good_model), telco_frame, alias=bus.CHALLENGER)
+    rows = telco_frame.iloc[3000:3010].copy()
+    poisoned = rows.assign(monthly_charges=POISON_CHARGES).iloc[:3]
+    with (
+        LiveServer(create_app(cfg, Settings.from_env())) as server,
+        httpx.Client(base_url=server.url, timeout=60) as client,
+    ):
+        server.service.set_routing({"challenger_share": 1.0})
+        assert client.post("/invocations", json=split_body(cfg, rows)).status_code == 200
+        failed = client.post("/invocations", json=split_body(cfg, poisoned))
+        assert failed.status_code == 422 and failed.json()["error_code"] == "MODEL_ERROR"
+        server.service.log.close()
+    log_df = read_log(log_uri(cfg, Settings.from_env()), cfg.registered_model_name)
+    errors = log_df[log_df["role"] == ERROR]
+    assert (len(errors), set(errors["arm"]), set(errors["model_version"])) == (
+        3,
+        {bus.CHALLENGER},
+        {challenger},
+    )
+    from driftloop.core.task_types import read_decision
+
+    evidence = gather_evidence(
+        "25", log_df, telco_frame.set_index(cfg.id_column)[cfg.target].iloc[:0], read_decision(cfg, {}), 0.01
+    )
+    assert (evidence.challenger_rows, evidence.challenger_errors) == (10, 3)
+    assert evidence.error_share == pytest.approx(3 / 13)

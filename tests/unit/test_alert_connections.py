@@ -264,7 +264,7 @@ def test_the_cli_path_still_sends_to_the_url_with_the_templates(hook, monkeypatc
 def test_the_cli_path_leaves_a_connection_only_setup_to_the_registry_watch(hook, monkeypatch):
     """A process without Airflow cannot use a connection: it claims nothing, so ``registry_watch`` (an
     Airflow task, which can) still announces the move."""
-    from driftloop.core import alerts
+    from driftloop.core import alert_claims, alerts
 
     _http_connection(monkeypatch, hook.url)
     settings = _settings()
@@ -273,4 +273,4 @@ def test_the_cli_path_leaves_a_connection_only_setup_to_the_registry_watch(hook,
     [outcome] = alerts.send_package_alerts(cfg, {"recorded_moves": [move]}, settings)
     assert outcome["status"] == "no_channel"
     assert alerts.alerting_configured(settings)
-    assert not alerts.sent_dir(settings).exists()
+    assert not alert_claims.sent_dir(settings).exists()

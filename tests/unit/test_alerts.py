@@ -264,13 +264,13 @@ def test_a_broken_channel_logs_a_warning_and_the_other_still_delivers(sinks, mon
 
 
 def test_without_channels_nothing_is_claimed(tmp_path, monkeypatch):
-    from driftloop.core import alerts
+    from driftloop.core import alert_claims, alerts
     from driftloop.core.settings import Settings
 
     settings = Settings.from_env({"DRIFTLOOP_HOME": str(tmp_path)})
     alert = alerts.make_alert(alerts.GATE_REJECTED, "d", "t", key=["1"])
     assert alerts.dispatch_alerts([alert], [], settings)[0]["status"] == "no_channel"
-    assert not alerts.sent_dir(settings).exists()
+    assert not alert_claims.sent_dir(settings).exists()
     with pytest.raises(ValueError, match="unknown alert kind"):
         alerts.make_alert("drift", "d", "t", key=[])
 

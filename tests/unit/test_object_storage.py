@@ -108,15 +108,16 @@ def test_create_exclusive_has_one_winner_among_racers(root: storage.StoragePath)
 
 
 def test_alert_claims_live_on_the_shared_store(s3_data_uri: str, driftloop_env: Path) -> None:
-    from driftloop.core import alerts
+    from driftloop.core import alert_claims, alerts
     from driftloop.core.settings import Settings
 
     settings = Settings.from_env()
     alert = alerts.Alert(kind="drift_detected", dataset="telco", title="t", dedupe_key="drift:run-1")
-    assert str(alerts.sent_dir(settings)).startswith(s3_data_uri)
-    assert alerts.claim_alert(alert, settings)
-    assert not alerts.claim_alert(alert, settings)  # a second worker (or a retry) never sends it again
-    assert alerts.was_sent("drift:run-1", settings)
+    assert str(alert_claims.sent_dir(settings)).startswith(s3_data_uri)
+    assert alert_claims.claim_alert(alert.dedupe_key, alert.to_dict(), settings)
+    # A second worker (or a retry) never sends it again.
+    assert not alert_claims.claim_alert(alert.dedupe_key, alert.to_dict(), settings)
+    assert alert_claims.was_sent("drift:run-1", settings)
     assert not (driftloop_env / "data").exists()  # nothing written on the worker's own disk
 
 

@@ -1,16 +1,15 @@
-"""Alerts: what happened (drift fired, a gate rejected, champion moved, ...) as one message per event,
-sent once.
+"""Alerts: what happened (drift fired, a gate rejected, champion moved, ...) as one message per event, once.
 
 An :class:`Alert` carries its kind, dataset, headline, numbers and links, and a dedupe key naming the event
 (the monitoring run that fired, the version the gate rejected, the failed task's run). :func:`dispatch_alerts`
-claims each key in the data location (``<DRIFTLOOP_DATA_URI>/_alerts/sent/``, one file per key, created
-exclusively, also on object storage shared by workers on several hosts) before it sends, so a retried task or
-a second caller never alerts twice. A channel that fails is logged as a WARNING and never fails the caller.
-Messages are Jinja templates an operator may replace (:mod:`driftloop.core.alert_messages`). Airflow tasks
-send through Airflow connections and their hooks (HTTP, Slack incoming webhook, SMTP:
-``driftloop_airflow.alert_channels``); the only channel here, :class:`WebhookChannel`, needs no Airflow and
-serves processes without it (the CLI): it posts the same Slack-compatible JSON body (``text`` plus ``blocks``,
-and the alert itself under ``driftloop``) to ``DRIFTLOOP_ALERT_WEBHOOK_URL``.
+claims each key (:mod:`driftloop.core.alert_claims`, in the data location every worker shares) before it
+sends, so a retried task or a second caller never alerts twice. A channel that fails is logged as a WARNING
+and never fails the caller. Messages are Jinja templates an operator may replace
+(:mod:`driftloop.core.alert_messages`). Airflow tasks send through Airflow connections and their hooks (HTTP,
+Slack incoming webhook, SMTP: ``driftloop_airflow.alert_channels``); the only channel here,
+:class:`WebhookChannel`, needs no Airflow and serves processes without it (the CLI): it posts the same
+Slack-compatible JSON body (``text`` plus ``blocks``, and the alert itself under ``driftloop``) to
+``DRIFTLOOP_ALERT_WEBHOOK_URL``.
 
 Which alerts a stage's result calls for is declared where the stage is called: a DAG task passes the builder
 (:func:`promotion_alerts`, :func:`move_alerts`, :func:`drift_alerts`, ...) to ``run_stage`` as ``alerts=``,
@@ -21,14 +20,13 @@ call that recorded no move alerts none.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from driftloop.core.alert_claims import claim_alert
 from driftloop.core.alert_messages import (
     EMAIL_BODY,
     EMAIL_SUBJECT,
@@ -38,7 +36,6 @@ from driftloop.core.alert_messages import (
 )
 from driftloop.core.errors import StorageError
 from driftloop.core.settings import Settings
-from driftloop.core.storage import StoragePath, create_exclusive, location
 
 log = logging.getLogger(__name__)
 
@@ -165,27 +162,6 @@ class WebhookChannel:
                 raise RuntimeError(f"webhook answered HTTP {response.status}")
 
 
-def sent_dir(settings: Settings) -> StoragePath:
-    """Where the dedupe keys of sent alerts are kept (one file per key), beside the data zones: the one place
-    every worker shares."""
-    return location(settings.data_root_uri) / "_alerts" / "sent"
-
-
-def _claim_path(dedupe_key: str, settings: Settings) -> StoragePath:
-    return sent_dir(settings) / f"{hashlib.sha256(dedupe_key.encode()).hexdigest()[:40]}.json"
-
-
-def was_sent(dedupe_key: str, settings: Settings) -> bool:
-    """Whether an alert with ``dedupe_key`` was claimed (sent) before."""
-    return _claim_path(dedupe_key, settings).exists()
-
-
-def claim_alert(alert: Alert, settings: Settings) -> bool:
-    """Record ``alert``'s dedupe key; False when it was recorded before (the alert was already sent)."""
-    record = json.dumps({"sent_at": int(time.time()), **alert.to_dict()}, default=str)
-    return create_exclusive(_claim_path(alert.dedupe_key, settings), record.encode())
-
-
 def alerting_configured(settings: Settings) -> bool:
     """Whether any alert channel is configured (an HTTP or Slack connection, a webhook URL, or an SMTP
     connection with recipients)."""
@@ -239,7 +215,7 @@ def dispatch_alerts(
             outcomes.append({"kind": alert.kind, "dedupe_key": alert.dedupe_key, "status": "no_channel"})
             continue
         try:
-            fresh = claim_alert(alert, settings)
+            fresh = claim_alert(alert.dedupe_key, alert.to_dict(), settings)
         except (OSError, StorageError) as exc:
             log.warning("alert %s: cannot record its dedupe key (%s); sending anyway", alert.dedupe_key, exc)
             fresh = True
@@ -356,7 +332,9 @@ def promotion_alerts(dataset: str, model_name: str, result: Any, settings: Setti
                 links=_model_link(settings, model_name, version),
             )
         )
-    return out + move_alerts(dataset, model_name, result, settings)
+    return (
+        out + stage_alerts(dataset, model_name, result) + move_alerts(dataset, model_name, result, settings)
+    )
 
 
 def approval_overdue_alert(dataset: str, dag_id: str, run_id: str, waited_s: float) -> Alert:
@@ -436,3 +414,21 @@ def _ab_decision_alerts(
     numbers = {k: result.get(k) for k in ("decided_by", "champion_version", "challenger_version")}
     key = [result.get("run_id") or result.get("challenger_version")]
     return [make_alert(AB_DECISION, dataset, title, key, numbers, _links(settings, result.get("run_id")))]
+
+
+def rollout_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[Alert]:
+    """A ``rollout_stage_changed`` alert per stage a rollout entered (begun by an approval, advanced or
+    rolled back by ``ab_evaluation``), then the champion moves recorded (an approval's, a last stage's)."""
+    return stage_alerts(dataset, model_name, result) + move_alerts(dataset, model_name, result, settings)
+
+
+def stage_alerts(dataset: str, model_name: str, result: Any) -> list[Alert]:
+    """A ``rollout_stage_changed`` alert per rollout audit entry of ``result["rollout_entries"]``."""
+    entries = result.get("rollout_entries") or [] if isinstance(result, dict) else []
+    return [
+        make_alert(ROLLOUT_STAGE_CHANGED, dataset,
+                   f"{model_name} v{e['version']}: rollout {e['from_stage']} -> {e['to_stage']}",
+                   (model_name, e["version"], e["to_stage"]),
+                   {k: e[k] for k in ("version", "from_stage", "to_stage", "reason", "actor")})
+        for e in entries
+    ]  # fmt: skip

@@ -291,6 +291,7 @@ def apply_decision(
     client = get_client(settings)
     current = _champion(cfg, settings)
     moved: list[dict[str, Any]] = []
+    rollout_entries: list[dict[str, Any]] = []
     decision = bus.REJECTED
     if chosen == [APPROVE]:
         earlier = _applied_entry(cfg, version, request_id, settings)
@@ -313,8 +314,8 @@ def apply_decision(
             if cfg.rollout.stages:  # approved into a staged rollout: the rollout moves champion at its end
                 from driftloop.governance.rollout_state import begin_rollout
 
-                begin_rollout(cfg, version, actor=actor, reason=reason, settings=settings)
-                decision = bus.APPROVED
+                started = begin_rollout(cfg, version, actor=actor, reason=reason, settings=settings)
+                decision, rollout_entries = bus.APPROVED, [started] if started else []
             else:
                 entry = set_champion(cfg, version, actor=actor, reason=reason, settings=settings)
                 moved, decision = entry["recorded_moves"], bus.APPROVED
@@ -342,6 +343,7 @@ def apply_decision(
         "champion_version": _champion(cfg, settings),
         "moved": bool(moved),
         "recorded_moves": moved,
+        "rollout_entries": rollout_entries,
         "request_id": request_id,
     }
 

@@ -17,7 +17,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from driftloop.core import alerts, bus, registry
+from driftloop.core import alert_claims, alerts, bus, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.governance import audit
@@ -40,7 +40,7 @@ def unannounced_moves(
         if datetime.fromisoformat(entry["recorded_at"]) < since:
             continue
         alert = alerts.champion_moved_alert(cfg.name, cfg.registered_model_name, entry, settings)
-        if not alerts.was_sent(alert.dedupe_key, settings):
+        if not alert_claims.was_sent(alert.dedupe_key, settings):
             out.append(entry)
     return out
 

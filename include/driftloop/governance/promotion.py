@@ -269,8 +269,9 @@ def promote_model(
     if already:  # never judged against itself: the verdict that promoted it stands
         return _finish_as_champion(cfg, client, store, candidate, recorded, settings)
     finish_move(cfg, client, store, [candidate, _version_of(champion)], settings)
+    started = None
     if staged:  # champion moves at the rollout's end (driftloop.serving.online.rollout)
-        rollout_state.begin_rollout(cfg, candidate, actor=actor, reason=reason, settings=settings)
+        started = rollout_state.begin_rollout(cfg, candidate, actor=actor, reason=reason, settings=settings)
     why = f"rule {report['rule']}: {state.describe()}" if report.get("rule") else state.describe()
     log.info("gate verdict v%s (policy %s, %s; evidence key %s%s): %s; champion %s: %s", candidate,
              cfg.gates.policy, why, report.get("evidence_key"),
@@ -292,6 +293,7 @@ def promote_model(
         "policy": cfg.gates.policy,
         "moved": moved,
         "recorded_moves": recorded,
+        "rollout_entries": [started] if started else [],
         "rule": report.get("rule"),
         "evidence": state.describe(),
         "evidence_key": report.get("evidence_key"),

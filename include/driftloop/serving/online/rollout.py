@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any, TypedDict
 
-from driftloop.core import alerts, bus
+from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.serving_config import SHADOW_STAGE
 from driftloop.core.settings import Settings
@@ -43,7 +43,7 @@ class RolloutResult(TypedDict, total=False):
     stage: str | None  # the stage judged
     next_stage: str | None
     evidence: dict[str, Any]
-    entries: list[dict[str, Any]]  # rollout audit entries this call appended (each alerted once)
+    rollout_entries: list[dict[str, Any]]  # rollout audit entries this call appended (each alerted once)
     recorded_moves: list[dict[str, Any]]  # champion audit entries (the completing move)
 
 
@@ -119,7 +119,7 @@ def _finish_completed(cfg: DatasetConfig, client: Any, champion_v: str | None, a
         "version": champion_v,
         "champion_version": champion_v,
         "next_stage": bus.ROLLOUT_COMPLETED,
-        "entries": [entry] if entry else [],
+        "rollout_entries": [entry] if entry else [],
     }
 
 
@@ -160,7 +160,7 @@ def advance_rollout(
         "stage": stage.stage,
         "next_stage": verdict.next_stage,
         "evidence": evidence.to_dict(),
-        "entries": [],
+        "rollout_entries": [],
         "recorded_moves": [],
     }
     log.info("rollout of v%s (champion v%s): %s: %s; evidence %s", stage.version, champion_v,
@@ -182,27 +182,5 @@ def advance_rollout(
         )  # fmt: skip
     if verdict.action == bus.ROLLOUT_ROLL_BACK:
         registry.drop_alias(cfg, bus.CHALLENGER, stage.version, settings)
-    result["entries"] = [entry] if entry else []
+    result["rollout_entries"] = [entry] if entry else []
     return result
-
-
-def rollout_alerts(dataset: str, model_name: str, result: Any, settings: Settings) -> list[alerts.Alert]:
-    """One ``rollout_stage_changed`` alert per stage entered (and the champion move of a completed one)."""
-    found = [
-        alerts.make_alert(
-            alerts.ROLLOUT_STAGE_CHANGED,
-            dataset,
-            f"{model_name} v{entry['version']}: rollout {entry['from_stage']} -> {entry['to_stage']}",
-            (model_name, entry["version"], entry["to_stage"]),
-            {
-                "version": entry["version"],
-                "from_stage": entry["from_stage"],
-                "to_stage": entry["to_stage"],
-                "reason": entry["reason"],
-                "actor": entry["actor"],
-            },
-        )
-        for entry in result.get("entries") or []
-    ]
-    moves = alerts.move_alerts(dataset, model_name, result, settings) if result.get("recorded_moves") else []
-    return found + moves

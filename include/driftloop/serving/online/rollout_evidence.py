@@ -5,11 +5,12 @@ answered and shadow rows, its failed rows (``error``, logged by the service for 
 timeout), each arm's request latency, and the pairs both models scored (every stage scores in shadow too),
 joined to the accepted labels. :func:`judge_stage` is pure: the same evidence always gets the same verdict.
 
-* **Guardrails** (roll back at once): the challenger's error share above ``max_error_share``; its p99 request
-  latency above ``max_p99_latency_ms`` or ``max_p99_latency_ratio`` times the champion's; its accuracy on
-  labelled pairs credibly worse (the paired difference's one-sided upper bound at ``alpha`` below 0, from
-  ``MIN_TEST_PAIRS`` pairs); before labels, its estimated accuracy (the calibrated probability of its own
-  prediction, averaged over the pairs) below the champion's by more than ``max_estimated_drop``.
+* **Guardrails** (roll back at once): the challenger's error share above ``max_error_share``; the p99 latency
+  of requests it answered alone above ``max_p99_latency_ms`` or ``max_p99_latency_ratio`` times the
+  champion's; its accuracy on labelled pairs credibly worse (the paired difference's one-sided upper bound at
+  ``alpha`` below 0, from ``MIN_TEST_PAIRS`` pairs); before labels, its estimated accuracy (the calibrated
+  probability of its own prediction, averaged over the pairs) below the champion's by more than
+  ``max_estimated_drop``.
 * **Advance** once the stage holds ``min_rows_per_stage`` challenger rows and ``min_labelled_per_stage``
   labelled pairs whose difference's lower bound is above ``-non_inferiority_margin`` (the gate's rule on
   live traffic); else hold, saying what is missing.
@@ -74,11 +75,13 @@ def _p99(latencies: Any) -> float | None:
 
 
 def _request_latency(primary: Any, arm: str) -> Any:
-    """Latency of each request answered by ``arm`` alone (a mixed request says nothing of either)."""
-    per_request = primary.groupby("request_id").agg(arms=("arm", "nunique"), arm=("arm", "first"))
-    latency = primary.groupby("request_id")["latency_ms"].first()
-    alone = per_request.index[(per_request["arms"] == 1) & (per_request["arm"] == arm)]
-    return latency.reindex(alone).dropna().to_numpy(float)
+    """Latency of each request ``arm`` answered alone: a request both answered waits for both models, so it
+    says nothing of either (with a small share and many rows per request there may be none yet)."""
+    per_request = primary.groupby("request_id").agg(
+        arms=("arm", "nunique"), arm=("arm", "first"), latency_ms=("latency_ms", "first")
+    )
+    alone = (per_request["arms"] == 1) & (per_request["arm"] == arm)
+    return per_request.loc[alone, "latency_ms"].dropna().to_numpy(float)
 
 
 def _pairs(stage_log: Any) -> Any:
