@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -225,18 +223,6 @@ def test_resumed_sensor_returns_the_reason_and_fails_on_a_verdict():
     assert sensor.execute_complete({}, {"status": "fired", "reason": "moved", "checks": 2}) == "moved"
     with pytest.raises(AirflowFailException, match="ConfigError: bad"):
         sensor.execute_complete({}, {"status": "error", "message": "ConfigError: bad"})
-
-
-@pytest.fixture(scope="module")
-def airflow_db():
-    """The test session's Airflow SQLite DB, migrated (conftest points AIRFLOW_HOME at a temporary folder)."""
-    migrate = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
 
 
 def test_registry_watch_and_champion_rollback_are_created_unpaused(airflow_db, tmp_path, monkeypatch):
