@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "driftloop.monitoring.sensor",
     "driftloop.governance.lineage",
     "driftloop.serving.online.cli",
+    "driftloop.serving.online.rollout_cli",
     "driftloop_ops.cli",
 )
 

@@ -92,6 +92,10 @@ CROSS_STAGE_IMPORTS = {
         "governance.delong",
     ): "the shadow AUC difference uses the gate's paired comparison (DeLong)",
     (
+        "serving.online.rollout_cli",
+        "governance.rollout_state",
+    ): "a person starts a rollout from a shell through the governance path the gate uses",
+    (
         "serving.online.rollout",
         "governance.audit",
     ): "a rollout's stage changes are serialised by the audit lock",

@@ -5,16 +5,15 @@ Airflow HTTP connection) or rolling one back, and a rerun on the same evidence r
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 
 from driftloop.core import bus
 from tests.config_copies import copy_config
+from tests.serving.rollout_sim import log_shadow_pairs
 
 pytestmark = pytest.mark.timeout(600, method="thread")
 
@@ -25,7 +24,6 @@ ALERT_ENV = (
     "DRIFTLOOP_ALERT_SMTP_CONN_ID",
     "DRIFTLOOP_ALERT_EMAIL_TO",
 )
-PAIRS = 120
 
 
 @pytest.fixture
@@ -68,37 +66,6 @@ def rollout(driftloop_env, tmp_path, monkeypatch, telco_frame, hook):
     return SimpleNamespace(cfg=cfg, dataset=dataset, champion=champion, challenger=challenger)
 
 
-def serve_shadow_pairs(cfg, champion: str, challenger: str, challenger_right: bool) -> None:
-    """Write PAIRS served rows (champion answers, challenger in the shadow) logged now, and their labels."""
-    from driftloop.core.settings import Settings
-    from driftloop.core.state import StatePaths
-    from driftloop.data.ingest import ingest_labels
-    from driftloop.serving.online.prediction_log import LogEntry, PredictionLogWriter, log_uri
-
-    writer = PredictionLogWriter(log_uri(cfg, Settings.from_env()), cfg.registered_model_name, 10 * PAIRS)
-    writer.start()
-    experiment, now = bus.ab_experiment_id(champion, challenger), time.time()
-    truth = ["Yes" if i % 3 == 0 else "No" for i in range(PAIRS)]
-    for i, label in enumerate(truth):
-        wrong = "No" if label == "Yes" else "Yes"
-        for role, arm, version, said in (
-            ("primary", bus.CHAMPION, champion, label),
-            ("shadow", bus.CHALLENGER, challenger, label if challenger_right else wrong),
-        ):
-            writer.submit(
-                LogEntry(now + i * 1e-3, f"req-{i}", role, [0], [f"E-{i:05d}"], [arm], [version], experiment,
-                         [0.8 if said == "Yes" else 0.2], [said], None, 5.0 if role == "primary" else None,
-                         {"tenure": [1]} if role == "primary" else {})
-            )  # fmt: skip
-    writer.close()
-    landing = StatePaths.for_dataset(cfg).labels_landing_dir
-    landing.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame({cfg.id_column: [f"E-{i:05d}" for i in range(PAIRS)], cfg.target: truth}).to_csv(
-        landing / f"labels-{uuid.uuid4().hex[:6]}.csv", index=False
-    )
-    assert ingest_labels(cfg)["quarantined"] == []
-
-
 def run_ab_evaluation(dataset: str) -> dict[str, str]:
     from airflow.dag_processing.dagbag import DagBag
 
@@ -122,7 +89,7 @@ def test_ab_evaluation_completes_a_rollout_once_with_its_audit_entries_and_alert
     from driftloop.governance.audit import open_store
 
     cfg = rollout.cfg
-    serve_shadow_pairs(cfg, rollout.champion, rollout.challenger, challenger_right=True)
+    log_shadow_pairs(cfg, rollout.champion, rollout.challenger, challenger_right=True)
     states = run_ab_evaluation(rollout.dataset)
     assert (states["evaluate_ab"], states["advance_rollout"]) == ("success", "success"), states
     assert stages(cfg, rollout.challenger) == [
@@ -150,7 +117,7 @@ def test_ab_evaluation_rolls_back_a_worse_challenger_and_champion_stays(airflow_
     from driftloop.governance.audit import open_store
 
     cfg = rollout.cfg
-    serve_shadow_pairs(cfg, rollout.champion, rollout.challenger, challenger_right=False)
+    log_shadow_pairs(cfg, rollout.champion, rollout.challenger, challenger_right=False)
     states = run_ab_evaluation(rollout.dataset)
     assert states["advance_rollout"] == "success", states
     assert stages(cfg, rollout.challenger)[-1] == ("shadow", bus.ROLLOUT_ROLLED_BACK, "ab_evaluation")

@@ -10,6 +10,7 @@ runs ``ab_evaluation``'s ``advance_rollout``.
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,3 +124,39 @@ def _answered_by_challenger(cfg: Any, settings: Any, version: str, rows: Any) ->
     ids = set(rows[cfg.id_column].astype(str))
     mine = log_df[(log_df["model_version"] == version) & log_df["entity_id"].isin(ids)]
     return int(len(mine))
+
+
+def log_shadow_pairs(
+    cfg: Any, champion: str, challenger: str, challenger_right: bool, pairs: int = 120
+) -> None:
+    """Write ``pairs`` served rows logged now (champion answers, the challenger in the shadow, right on every
+    row or wrong on every row) straight into the prediction log, and land and ingest their labels."""
+    import pandas as pd
+
+    from driftloop.core.settings import Settings
+    from driftloop.core.state import StatePaths
+    from driftloop.data.ingest import ingest_labels
+    from driftloop.serving.online.prediction_log import LogEntry, PredictionLogWriter, log_uri
+
+    writer = PredictionLogWriter(log_uri(cfg, Settings.from_env()), cfg.registered_model_name, 10 * pairs)
+    writer.start()
+    experiment, now = bus.ab_experiment_id(champion, challenger), time.time()
+    truth = ["Yes" if i % 3 == 0 else "No" for i in range(pairs)]
+    for i, label in enumerate(truth):
+        wrong = "No" if label == "Yes" else "Yes"
+        for role, arm, version, said in (
+            ("primary", bus.CHAMPION, champion, label),
+            ("shadow", bus.CHALLENGER, challenger, label if challenger_right else wrong),
+        ):
+            writer.submit(
+                LogEntry(now + i * 1e-3, f"req-{i}", role, [0], [f"E-{i:05d}"], [arm], [version], experiment,
+                         [0.8 if said == "Yes" else 0.2], [said], None, 5.0 if role == "primary" else None,
+                         {"tenure": [1]} if role == "primary" else {})
+            )  # fmt: skip
+    writer.close()
+    landing = StatePaths.for_dataset(cfg).labels_landing_dir
+    landing.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({cfg.id_column: [f"E-{i:05d}" for i in range(pairs)], cfg.target: truth}).to_csv(
+        landing / f"labels-{uuid.uuid4().hex[:6]}.csv", index=False
+    )
+    assert ingest_labels(cfg)["quarantined"] == []

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -264,3 +265,62 @@ def test_requests_the_challenger_fails_are_logged_as_its_error_rows(cfg, serve_e
     )
     assert (evidence.challenger_rows, evidence.challenger_errors) == (10, 3)
     assert evidence.error_share == pytest.approx(3 / 13)
+
+
+def test_a_running_rollout_follows_the_plan_it_began_with(staged, serve_env, telco_frame, good_model):
+    from driftloop.governance.rollout_state import begin_rollout
+    from driftloop.serving.online.rollout import advance_rollout
+    from tests.serving.helpers import register_model
+    from tests.serving.rollout_sim import log_shadow_pairs
+
+    champion, _ = register_model(staged, good_model, telco_frame, alias=bus.CHAMPION)
+    challenger, _ = register_model(staged, good_model, telco_frame)
+    begin_rollout(staged, challenger, actor="test", reason="passed the gate")
+    log_shadow_pairs(staged, champion, challenger, challenger_right=True, pairs=250)
+    # The config is edited while the rollout runs (no shadow, far more rows): the rollout keeps its plan.
+    edited = dataclasses.replace(
+        staged, rollout=dataclasses.replace(staged.rollout, stages=(50, 100), min_rows_per_stage=100_000)
+    )
+    result = advance_rollout(edited, actor="test")
+    assert (result["stage"], result["next_stage"]) == ("shadow", "5"), result["reason"]
+
+
+def test_the_rollout_command_begins_shows_and_stops_a_rollout_audited_and_alerted(
+    staged, serve_env, telco_frame, good_model, capsys
+):
+    from driftloop import cli
+    from driftloop.core.registry import resolve_alias
+    from driftloop.core.tracking import get_client
+    from tests.alert_sinks import WebhookReceiver
+    from tests.serving.helpers import register_model
+
+    register_model(staged, good_model, telco_frame, alias=bus.CHAMPION)
+    challenger, _ = register_model(staged, good_model, telco_frame)
+    # The shipped config, pointed at this test's model, with a rollout section: as an operator's override.
+    overrides = {
+        "model_name": staged.registered_model_name,
+        "rollout": {"stages": ["shadow", 5, 25, 100], "min_rows_per_stage": 200},
+    }
+    serve_env.setenv("DRIFTLOOP_CONFIG_OVERRIDES", json.dumps(overrides))
+    hook = WebhookReceiver()
+    serve_env.setenv("DRIFTLOOP_ALERT_WEBHOOK_URL", hook.url)
+    argv = ["--dataset", "telco_churn", "rollout"]
+    try:
+        assert cli.main([*argv, "begin", "--version", challenger]) == 1  # never judged by the gate
+        assert "only a version that passed the gate or was approved" in capsys.readouterr().err
+        name = staged.registered_model_name
+        get_client().set_model_version_tag(name, challenger, bus.GATE_TAG, bus.GATE_PASSED)
+        assert cli.main([*argv, "begin", "--version", challenger, "--reason", "canary it"]) == 0
+        assert resolve_alias(staged, bus.CHALLENGER)["model_version"] == challenger
+        capsys.readouterr()
+        assert cli.main([*argv, "status"]) == 0
+        status = capsys.readouterr().out
+        assert "shadow" in status and "0 of 200 challenger rows" in status, status
+        assert cli.main([*argv, "stop", "--reason", "customer complaints"]) == 0
+        assert resolve_alias(staged, bus.CHALLENGER) is None
+        assert hook.kinds() == ["rollout_stage_changed", "rollout_stage_changed"]
+        stopped = hook.bodies[1]["driftloop"]["fields"]
+        assert stopped["to_stage"] == bus.ROLLOUT_ROLLED_BACK and stopped["actor"].startswith("cli:")
+        assert stopped["reason"] == "stopped by hand: customer complaints"
+    finally:
+        hook.stop()

@@ -547,6 +547,9 @@ def serving_run_name(experiment: str) -> str:
 # the service's registry poll; every stage entered is an entry of the rollout audit table.
 ROLLOUT_STAGE_TAG = PREFIX + "rollout_stage"  # shadow | <share %> | completed | rolled_back
 ROLLOUT_STAGE_STARTED_TAG = PREFIX + "rollout_stage_started_s"  # epoch seconds; evidence counts from here
+ROLLOUT_PLAN_TAG = (
+    PREFIX + "rollout_plan"
+)  # the rollout section (JSON) when it began: a running rollout keeps it
 ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK = "completed", "rolled_back"
 ROLLOUT_DONE = (ROLLOUT_COMPLETED, ROLLOUT_ROLLED_BACK)
 ROLLOUT_ADVANCE, ROLLOUT_HOLD, ROLLOUT_ROLL_BACK = "advance", "hold", "roll_back"

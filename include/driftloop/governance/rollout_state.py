@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
+from driftloop.core.serving_config import RolloutConfig
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit
@@ -126,6 +127,13 @@ def enter_stage(
     return entry
 
 
+def read_plan(cfg: DatasetConfig, tags: dict[str, str]) -> RolloutConfig:
+    """The plan a version's rollout follows: the ``rollout`` section recorded when it began (a config edited
+    since changes no running rollout), or the config's for a version without one."""
+    recorded = tags.get(bus.ROLLOUT_PLAN_TAG)
+    return RolloutConfig(**json.loads(recorded)) if recorded else cfg.rollout
+
+
 def _started_s(entry: dict[str, Any]) -> float:
     return datetime.fromisoformat(entry["recorded_at"]).timestamp()
 
@@ -141,7 +149,10 @@ def begin_rollout(
     """
     client, store = get_client(settings), audit.open_store(settings)
     first = stage_name(cfg.rollout.stages[0])
+    plan = json.dumps(asdict(cfg.rollout), sort_keys=True)
     with store.locked(cfg.registered_model_name) as conn:
+        if read_stage(client, cfg, str(version)).stage is None:  # a retry keeps the plan it began with
+            client.set_model_version_tag(cfg.registered_model_name, str(version), bus.ROLLOUT_PLAN_TAG, plan)
         entry = enter_stage(
             cfg,
             client,
@@ -163,3 +174,29 @@ def begin_rollout(
         " -> ".join(stage_name(s) for s in cfg.rollout.stages),
     )
     return entry
+
+
+def begin_checked_rollout(
+    cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
+) -> dict[str, Any]:
+    """:func:`begin_rollout` of a version a person names (``driftloop rollout begin``): it must have passed
+    the gate or been approved, and the config must have ``rollout.stages``.
+
+    Raises:
+        Verdict: No stages configured, or the version neither passed the gate nor was approved.
+    """
+    from driftloop.core.errors import Verdict
+
+    if not cfg.rollout.stages:
+        raise Verdict(
+            f"{cfg.config_path or cfg.name}: no rollout.stages configured (e.g. [shadow, 5, 25, 100])"
+        )
+    tags = get_client(settings).get_model_version(cfg.registered_model_name, str(version)).tags
+    if tags.get(bus.GATE_TAG) != bus.GATE_PASSED and tags.get(bus.APPROVAL_DECISION_TAG) != bus.APPROVED:
+        raise Verdict(
+            f"{cfg.registered_model_name} v{version}: gate {tags.get(bus.GATE_TAG) or 'not run'}, approval"
+            f" {tags.get(bus.APPROVAL_DECISION_TAG) or 'none'}: only a version that passed the gate or was"
+            " approved is rolled out"
+        )
+    entry = begin_rollout(cfg, str(version), actor=actor, reason=reason, settings=settings)
+    return {"version": str(version), "rollout_entries": [entry] if entry else [], "recorded_moves": []}

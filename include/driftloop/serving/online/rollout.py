@@ -76,9 +76,13 @@ def _calibrations(cfg: DatasetConfig, client: Any, versions: dict[str, str]) -> 
 
 
 def _judge(cfg: DatasetConfig, settings: Settings, client: Any, champion_v: str, stage: Any) -> Any:
-    """Evidence and verdict of the running stage of ``stage.version`` against ``champion_v``."""
+    """Evidence and verdict of the running stage of ``stage.version`` against ``champion_v``, by the plan the
+    rollout began with."""
     from driftloop.core.task_types import read_decision
+    from driftloop.governance.rollout_state import read_plan
     from driftloop.serving.online import rollout_evidence
+
+    plan = read_plan(cfg, client.get_model_version(cfg.registered_model_name, stage.version).tags)
     from driftloop.serving.online.labels import read_accepted_labels
     from driftloop.serving.online.prediction_log import log_uri, read_log
 
@@ -92,10 +96,10 @@ def _judge(cfg: DatasetConfig, settings: Settings, client: Any, champion_v: str,
         stage_log,
         read_accepted_labels(cfg, settings),
         decision,
-        cfg.rollout.guardrails.alpha,
+        plan.guardrails.alpha,
         _calibrations(cfg, client, {bus.CHAMPION: champion_v, bus.CHALLENGER: stage.version}),
     )
-    return evidence, rollout_evidence.judge_stage(cfg.rollout, evidence)
+    return evidence, rollout_evidence.judge_stage(plan, evidence)
 
 
 def _finish_completed(cfg: DatasetConfig, client: Any, champion_v: str | None, actor: str) -> RolloutResult:
@@ -124,14 +128,15 @@ def _finish_completed(cfg: DatasetConfig, client: Any, champion_v: str | None, a
 
 
 def advance_rollout(
-    cfg: DatasetConfig, settings: Settings | None = None, actor: str = "driftloop rollout"
+    cfg: DatasetConfig, settings: Settings | None = None, actor: str = "driftloop rollout", apply: bool = True
 ) -> RolloutResult:
     """Judge the running stage of the challenger's rollout and act on it (see the module docstring).
 
     Args:
-        cfg: Dataset config (``rollout``).
+        cfg: Dataset config (``rollout``, for a rollout that recorded no plan of its own).
         settings: Process settings; defaults to :meth:`Settings.from_env`.
         actor: Who asks, recorded in the audit entries (e.g. ``ab_evaluation/<Airflow run id>``).
+        apply: False to judge and report without acting (``driftloop rollout status``).
     """
     from driftloop.core import registry
     from driftloop.governance import audit, rollout_state
@@ -165,7 +170,7 @@ def advance_rollout(
     }
     log.info("rollout of v%s (champion v%s): %s: %s; evidence %s", stage.version, champion_v,
              verdict.action, verdict.reason, evidence.to_dict())  # fmt: skip
-    if verdict.action == bus.ROLLOUT_HOLD:
+    if verdict.action == bus.ROLLOUT_HOLD or not apply:
         return result
     if verdict.next_stage == bus.ROLLOUT_COMPLETED:
         from driftloop.governance.promotion import set_champion
@@ -184,3 +189,66 @@ def advance_rollout(
         registry.drop_alias(cfg, bus.CHALLENGER, stage.version, settings)
     result["rollout_entries"] = [entry] if entry else []
     return result
+
+
+def stop_rollout(
+    cfg: DatasetConfig, *, actor: str, reason: str, settings: Settings | None = None
+) -> RolloutResult:
+    """Roll the running rollout back by hand (``driftloop rollout stop``): audited and alerted like a broken
+    guardrail; ``champion`` does not move."""
+    from driftloop.core import registry
+    from driftloop.governance import audit, rollout_state
+
+    settings = settings or Settings.from_env()
+    client = get_client(settings)
+    challenger = registry.resolve_alias(cfg, bus.CHALLENGER, settings)
+    stage = rollout_state.read_stage(client, cfg, challenger["model_version"]) if challenger else None
+    if stage is None or not stage.active:
+        return {"action": "none", "reason": "no challenger in a running rollout", "version": None}
+    store = audit.open_store(settings)
+    with store.locked(cfg.registered_model_name) as conn:
+        entry = rollout_state.enter_stage(
+            cfg, client, store, conn, stage.version, bus.ROLLOUT_ROLLED_BACK,
+            actor=actor, reason=f"stopped by hand: {reason}", evidence={},
+        )  # fmt: skip
+    registry.drop_alias(cfg, bus.CHALLENGER, stage.version, settings)
+    return {
+        "action": bus.ROLLOUT_ROLL_BACK,
+        "reason": f"stopped by hand: {reason}",
+        "version": stage.version,
+        "stage": stage.stage,
+        "next_stage": bus.ROLLOUT_ROLLED_BACK,
+        "rollout_entries": [entry] if entry else [],
+        "recorded_moves": [],
+    }
+
+
+def rollout_status(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+    """Where the challenger's rollout stands (``driftloop rollout status``): its stage, the plan it follows,
+    every stage it entered, and the verdict its evidence gets now (judged, nothing done)."""
+    from dataclasses import asdict
+
+    from driftloop.core import registry
+    from driftloop.governance import audit, rollout_state
+
+    settings = settings or Settings.from_env()
+    client = get_client(settings)
+    challenger = registry.resolve_alias(cfg, bus.CHALLENGER, settings)
+    if challenger is None:
+        return {"challenger": None, "reason": "no challenger"}
+    version = challenger["model_version"]
+    stage = rollout_state.read_stage(client, cfg, version)
+    tags = client.get_model_version(cfg.registered_model_name, version).tags
+    entries = rollout_state.rollout_entries(audit.open_store(settings), cfg.registered_model_name, version)
+    now = advance_rollout(cfg, settings, apply=False) if stage.active else None
+    return {
+        "challenger": version,
+        "stage": stage.stage,
+        "stage_started_s": stage.started_s,
+        "plan": asdict(rollout_state.read_plan(cfg, tags)),
+        "history": [
+            {k: e[k] for k in ("recorded_at", "from_stage", "to_stage", "actor", "reason")} for e in entries
+        ],
+        "verdict_now": None if now is None else {k: now.get(k) for k in ("action", "next_stage", "reason")},
+        "evidence_now": None if now is None else now.get("evidence"),
+    }
