@@ -7,8 +7,6 @@ the dag-processor's write to the metadata DB, where a file's import error marks 
 from __future__ import annotations
 
 import inspect
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -133,20 +131,8 @@ def test_configs_sharing_a_model_or_a_state_folder_are_refused_both_naming_both_
     assert f"{copied}: name: 'churn_three' differs from the file name 'churn_three_copy'" in error
 
 
-@pytest.fixture(scope="module")
-def migrated_db():
-    """The test session's Airflow SQLite DB, migrated (conftest points AIRFLOW_HOME at a temporary folder)."""
-    migrate = subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-
-
 def test_the_dag_processor_keeps_the_other_datasets_scheduled_when_a_config_is_refused(
-    parse, tmp_path, migrated_db
+    parse, tmp_path, airflow_db
 ):
     """A file's import error marks every DAG of that file stale; the refusal lives in a file with no real
     DAG."""
