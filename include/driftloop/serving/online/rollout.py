@@ -127,6 +127,23 @@ def _finish_completed(cfg: DatasetConfig, client: Any, champion_v: str | None, a
     }
 
 
+def _make_champion(
+    cfg: DatasetConfig, version: str, actor: str, reason: str, settings: Settings
+) -> list[dict[str, Any]]:
+    """Move ``champion`` to a version whose rollout completed, through the audited path (nothing when it is
+    champion already); returns the champion audit entries appended."""
+    from driftloop.core import registry
+    from driftloop.governance.promotion import set_champion
+
+    champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
+    if champion is not None and champion["model_version"] == version:
+        return []
+    moved: list[dict[str, Any]] = set_champion(cfg, version, actor=actor, reason=reason, settings=settings)[
+        "recorded_moves"
+    ]
+    return moved
+
+
 def advance_rollout(
     cfg: DatasetConfig, settings: Settings | None = None, actor: str = "driftloop rollout", apply: bool = True
 ) -> RolloutResult:
@@ -150,6 +167,14 @@ def advance_rollout(
     stage = rollout_state.read_stage(client, cfg, challenger["model_version"])
     if stage.stage == bus.ROLLOUT_ROLLED_BACK:  # a retry after the stage was recorded: drop the alias
         registry.drop_alias(cfg, bus.CHALLENGER, stage.version, settings)
+    if stage.stage == bus.ROLLOUT_COMPLETED:  # a retry after the stage was recorded: move champion
+        why = "rollout completed (recorded by an earlier attempt)"
+        return {
+            "action": "none",
+            "reason": f"v{stage.version} completed its rollout",
+            "version": stage.version,
+            "recorded_moves": _make_champion(cfg, stage.version, actor, why, settings),
+        }
     if not stage.active:
         return {
             "action": "none",
@@ -172,19 +197,18 @@ def advance_rollout(
              verdict.action, verdict.reason, evidence.to_dict())  # fmt: skip
     if verdict.action == bus.ROLLOUT_HOLD or not apply:
         return result
-    if verdict.next_stage == bus.ROLLOUT_COMPLETED:
-        from driftloop.governance.promotion import set_champion
-
-        moved = set_champion(
-            cfg, stage.version, actor=actor, reason=f"rollout: {verdict.reason}", settings=settings
-        )
-        result["recorded_moves"] = moved["recorded_moves"]
     store = audit.open_store(settings)
     with store.locked(cfg.registered_model_name) as conn:
+        now = rollout_state.read_stage(client, cfg, stage.version)
+        if now.stage != stage.stage:  # a racing evaluation acted on this stage first: its verdict stands
+            return {**result, "action": "none", "reason": f"stage {stage.stage} became {now.stage} meanwhile"}
         entry = rollout_state.enter_stage(
             cfg, client, store, conn, stage.version, str(verdict.next_stage),
             actor=actor, reason=verdict.reason, evidence=result["evidence"],
         )  # fmt: skip
+    if verdict.next_stage == bus.ROLLOUT_COMPLETED:  # recorded first: a crash here is finished by a retry
+        why = f"rollout: {verdict.reason}"
+        result["recorded_moves"] = _make_champion(cfg, stage.version, actor, why, settings)
     if verdict.action == bus.ROLLOUT_ROLL_BACK:
         registry.drop_alias(cfg, bus.CHALLENGER, stage.version, settings)
     result["rollout_entries"] = [entry] if entry else []
