@@ -26,6 +26,7 @@ class World:
             name="ds",
             registered_model_name=NAME,
             gates=SimpleNamespace(policy=policy, primary_metric="AUC", min_improvement=0.01),
+            rollout=SimpleNamespace(stages=[]),  # no staged rollout: a passing gate moves champion at once
         )
         self.aliases: dict[str, str] = {}
         self.tags: dict[str, dict[str, str]] = {}
