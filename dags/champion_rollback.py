@@ -19,13 +19,16 @@ command line, with the same answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import Param, dag, get_current_context, task
 
 from driftloop.core import alerts, bus
 from driftloop_airflow import airflow_ids, dag_defaults, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
+
+if TYPE_CHECKING:  # for the type checker only, so Airflow cannot infer multiple_outputs: the task says it
+    from driftloop.governance.governance_results import RollbackResult
 
 
 def build(dataset: str) -> None:
@@ -45,8 +48,8 @@ def build(dataset: str) -> None:
         **dag_defaults(dataset, "governance", __doc__),
     )
     def champion_rollback() -> None:
-        @task
-        def rollback_champion() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def rollback_champion() -> RollbackResult:
             from airflow.sdk.exceptions import AirflowFailException
 
             from driftloop.governance import rollback

@@ -21,7 +21,7 @@ it scores.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import dag, task
 
@@ -29,6 +29,9 @@ from driftloop.core import alerts, bus
 from driftloop_airflow import dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
 from driftloop_airflow.sensors import RegistryWatchSensor
+
+if TYPE_CHECKING:  # for the type checker only, so Airflow cannot infer multiple_outputs: the task says it
+    from driftloop.governance.governance_results import WatchResult
 
 WAIT_TASK = "wait_for_move"
 
@@ -46,8 +49,8 @@ def build(dataset: str) -> None:
     def registry_watch() -> None:
         wait_for_move = RegistryWatchSensor(task_id=WAIT_TASK, dataset=dataset, poll_s=settings.watch_poll_s)
 
-        @task
-        def watch_champion() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def watch_champion() -> WatchResult:
             from driftloop.governance import move_watch
 
             return run_stage(dataset, move_watch.watch_champion, alerts=alerts.move_alerts)

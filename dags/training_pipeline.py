@@ -28,7 +28,7 @@ model card land on the version; every move of `champion` is appended to the audi
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import dag, get_current_context, task
 
@@ -36,6 +36,10 @@ from driftloop.core import alerts, bus
 from driftloop_airflow import airflow_ids, asset, dag_defaults, run_stage
 from driftloop_airflow.approval import approval_deadline, approval_task
 from driftloop_airflow.factory import build_for_each_dataset
+
+if TYPE_CHECKING:  # for the type checker only, so Airflow cannot infer multiple_outputs: each task says it
+    from driftloop.governance.governance_results import ApprovalPlan, ApprovalResult, TrainedPromotion
+    from driftloop.training.training_results import TrainResult
 
 
 def build(dataset: str) -> None:
@@ -48,8 +52,8 @@ def build(dataset: str) -> None:
         **dag_defaults(dataset, "training", __doc__),
     )
     def training_pipeline() -> None:
-        @task
-        def train_model() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def train_model() -> TrainResult:
             from driftloop.training import train
 
             context = get_current_context()
@@ -61,21 +65,18 @@ def build(dataset: str) -> None:
                 dataset, train.train_model, snapshot_uri=conf.get("snapshot_uri"), trigger=trigger
             )
 
-        @task
-        def promote_model(trained: dict[str, Any]) -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def promote_model(trained: TrainResult) -> TrainedPromotion:
             from driftloop.governance import promotion
 
             ids = airflow_ids()
+            actor = f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}"
             return run_stage(
-                dataset,
-                promotion.promote_trained,
-                trained,
-                alerts=alerts.promotion_alerts,
-                actor=f"{ids['airflow_dag_id']}/{ids['airflow_run_id']}",
+                dataset, promotion.promote_trained, trained, alerts=alerts.promotion_alerts, actor=actor
             )
 
         @task.short_circuit
-        def plan_approval(promoted: dict[str, Any]) -> dict[str, Any] | None:
+        def plan_approval(promoted: TrainedPromotion) -> ApprovalPlan | None:
             from driftloop.governance import approval
 
             ids = airflow_ids()
@@ -83,13 +84,11 @@ def build(dataset: str) -> None:
             plan = run_stage(dataset, approval.plan_approval, promoted, request_id=request_id)
             return plan if plan["needed"] else None  # None skips the approval tasks
 
-        @task
-        def apply_approval(request: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-            from driftloop.governance import approval
+        @task(multiple_outputs=True)
+        def apply_approval(request: ApprovalPlan, answer: dict[str, Any]) -> ApprovalResult:
+            from driftloop.governance import approval  # answer: the HITL task's response
 
-            return run_stage(
-                dataset, approval.apply_decision, request, response, alerts=alerts.rollout_alerts
-            )
+            return run_stage(dataset, approval.apply_decision, request, answer, alerts=alerts.rollout_alerts)
 
         request = plan_approval(promote_model(train_model()))  # type: ignore[arg-type]  # XComArgs
         apply_approval(request, approval_task(request).output)  # type: ignore[arg-type]

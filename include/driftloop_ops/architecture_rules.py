@@ -69,6 +69,10 @@ CROSS_STAGE_IMPORTS = {
     ("governance.lineage", "data.snapshots"): "lineage walks from a version to the snapshot and its batches",
     ("governance.model_card", "data.snapshots"): "the card states the training snapshot's rows and hash",
     (
+        "governance.promotion",
+        "training.training_results",
+    ): "the gate judges what a training registered (its typed result; a type-checking import only)",
+    (
         "monitoring.samples",
         "data.contract.ids",
     ): "batch rows are sampled and joined to late labels by the contract's entity id hashes",

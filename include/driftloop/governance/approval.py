@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
@@ -35,6 +35,15 @@ from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit
 from driftloop.governance.gates import undecided_checks
+from driftloop.governance.governance_results import (
+    ApprovalPlan,
+    ApprovalResult,
+    AuditEntry,
+    GateReport,
+    PromotionResult,
+    RolloutEntry,
+    TrainedPromotion,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +82,23 @@ class ApprovalRequest:
     body: str = ""
     undecided: tuple[str, ...] = ()
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ApprovalPlan:
         """The request as JSON-ready data (an XCom)."""
-        return {**asdict(self), "undecided": list(self.undecided)}
+        return {
+            "needed": self.needed,
+            "why": self.why,
+            "dataset": self.dataset,
+            "model_name": self.model_name,
+            "version": self.version,
+            "champion_version": self.champion_version,
+            "request_id": self.request_id,
+            "subject": self.subject,
+            "body": self.body,
+            "undecided": list(self.undecided),
+        }
 
 
-def needs_approval(promoted: dict[str, Any]) -> tuple[bool, str]:
+def needs_approval(promoted: TrainedPromotion) -> tuple[bool, str]:
     """Whether a promotion result waits for a person, and why.
 
     A passing version marked ready waits (``decision`` ``ready``): under the manual policy, and under ``auto``
@@ -86,16 +106,15 @@ def needs_approval(promoted: dict[str, Any]) -> tuple[bool, str]:
     ``auto`` has already moved ``champion``, and a rejected version is not offered: an override is
     :func:`~driftloop.governance.promotion.set_champion`'s.
     """
-    decision = promoted.get("decision")
-    if decision == "ready":
+    if promoted["decision"] == "ready":
         policy = promoted.get("policy", "manual")
         return True, f"the gate passed v{promoted.get('candidate_version')} under the {policy} policy"
-    return False, f"promotion decision {decision!r}: nothing waits for a person"
+    return False, f"promotion decision {promoted['decision']!r}: nothing waits for a person"
 
 
 def plan_approval(
-    cfg: DatasetConfig, promoted: dict[str, Any], settings: Settings | None = None, request_id: str = ""
-) -> dict[str, Any]:
+    cfg: DatasetConfig, promoted: TrainedPromotion, settings: Settings | None = None, request_id: str = ""
+) -> ApprovalPlan:
     """The approval request for a promotion result (:meth:`ApprovalRequest.to_dict`); ``needed`` False when
     nothing waits.
 
@@ -109,19 +128,20 @@ def plan_approval(
 
 
 def build_request(
-    cfg: DatasetConfig, promoted: dict[str, Any], settings: Settings | None = None, request_id: str = ""
+    cfg: DatasetConfig, promoted: TrainedPromotion, settings: Settings | None = None, request_id: str = ""
 ) -> ApprovalRequest:
     """:func:`plan_approval` as a dataclass: the version's gate report rendered for a person."""
     from driftloop.governance.verdict_evidence import read_decision
 
     needed, why = needs_approval(promoted)
     name = cfg.registered_model_name
-    if not needed:
+    if not needed or promoted["decision"] == "skipped":  # (skipped is never needed: said for the type)
         return ApprovalRequest(False, why, cfg.name, name)
     client = get_client(settings)
     version = str(promoted["candidate_version"])
     run_id = client.get_model_version(name, version).run_id
-    report = read_decision(client, run_id, promoted["evidence_key"]) if promoted.get("evidence_key") else None
+    key = promoted.get("evidence_key")
+    report: GateReport | None = read_decision(client, run_id, key) if key else None
     if report is None:
         report = _read_report(client, run_id)
     undecided = undecided_checks(report)
@@ -140,13 +160,13 @@ def build_request(
     )
 
 
-def _read_report(client: Any, run_id: str) -> dict[str, Any]:
+def _read_report(client: Any, run_id: str) -> GateReport:
     import json
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="driftloop-approval-") as tmp:
         with open(client.download_artifacts(run_id, bus.GATE_REPORT_ARTIFACT, tmp)) as handle:
-            return dict(json.load(handle))
+            return cast(GateReport, json.load(handle))  # as promotion logged it
 
 
 def _num(value: Any) -> str:
@@ -174,8 +194,8 @@ def render_body(
     cfg: DatasetConfig,
     version: str,
     champion: str | None,
-    promoted: dict[str, Any],
-    report: dict[str, Any],
+    promoted: PromotionResult,
+    report: GateReport,
     ui_url: str,
     run_id: str,
 ) -> str:
@@ -265,8 +285,8 @@ def responder(response: dict[str, Any]) -> str:
 
 
 def apply_decision(
-    cfg: DatasetConfig, request: dict[str, Any], response: dict[str, Any], settings: Settings | None = None
-) -> dict[str, Any]:
+    cfg: DatasetConfig, request: ApprovalPlan, response: dict[str, Any], settings: Settings | None = None
+) -> ApprovalResult:
     """Apply a person's answer to an approval request; idempotent per request.
 
     Args:
@@ -290,8 +310,8 @@ def apply_decision(
     name = cfg.registered_model_name
     client = get_client(settings)
     current = _champion(cfg, settings)
-    moved: list[dict[str, Any]] = []
-    rollout_entries: list[dict[str, Any]] = []
+    moved: list[AuditEntry] = []
+    rollout_entries: list[RolloutEntry] = []
     decision = bus.REJECTED
     if chosen == [APPROVE]:
         earlier = _applied_entry(cfg, version, request_id, settings)
@@ -355,7 +375,7 @@ def _champion(cfg: DatasetConfig, settings: Settings | None) -> str | None:
 
 def _applied_entry(
     cfg: DatasetConfig, version: str, request_id: str, settings: Settings | None
-) -> dict[str, Any] | None:
+) -> AuditEntry | None:
     """The audit entry an earlier try of this request appended, if any."""
     marker = f"(request {request_id})"
     return next(

@@ -28,6 +28,7 @@ from typing import Any
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
+from driftloop.governance.governance_results import AuditEntry
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class AuditStore:
                 raise
             conn.exec_driver_sql("COMMIT")
 
-    def append(self, entry: dict[str, Any], conn: Any = None) -> dict[str, Any]:
+    def append(self, entry: dict[str, Any], conn: Any = None) -> AuditEntry:
         """Insert one entry (inside ``conn``'s transaction when given); returns it with ``id`` and
         ``recorded_at``."""
         from sqlalchemy import text
@@ -192,7 +193,7 @@ class AuditStore:
             row["id"] = conn.execute(statement, {c: values[c] for c in columns}).scalar_one()
         return row
 
-    def entries(self, model_name: str, conn: Any = None) -> list[dict[str, Any]]:
+    def entries(self, model_name: str, conn: Any = None) -> list[AuditEntry]:
         """Every entry of ``model_name``, oldest first."""
         from sqlalchemy import text
 
@@ -248,7 +249,7 @@ def _intent(client: Any, cfg: DatasetConfig, version: str | None) -> dict[str, A
 
 def reconcile_champion(
     cfg: DatasetConfig, settings: Settings | None = None, store: AuditStore | None = None, conn: Any = None
-) -> dict[str, Any] | None:
+) -> AuditEntry | None:
     """Record a move of ``champion`` that no Driftloop process recorded (the MLflow UI or API).
 
     A move that a Driftloop process made but could not record (it died between moving the alias and committing

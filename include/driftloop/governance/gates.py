@@ -37,6 +37,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.core.task_types import Decision, read_decision
 from driftloop.governance.decision_checks import check_entry, decision_checks
+from driftloop.governance.governance_results import GateReport
 from driftloop.governance.verdict_evidence import EvidenceState, read_evidence_state
 
 log = logging.getLogger(__name__)
@@ -281,7 +282,7 @@ def judge(
     client: Any,
     settings: Settings | None = None,
     state: EvidenceState | None = None,
-) -> dict[str, Any]:
+) -> GateReport:
     """Run every check on a registered candidate (and its champion, when there is one).
 
     Args:
@@ -333,7 +334,7 @@ def judge(
     for c in checks:  # one line per check, as the card shows them
         verdict = {True: "pass", False: "FAIL", None: "measured"}[c["passed"]]
         log.info("gate v%s check %s: %s: %s", candidate_version, c["name"], verdict, c.get("detail", ""))
-    report = {
+    report: GateReport = {
         "passed": not failed,
         "candidate_version": str(candidate_version),
         "champion_version": champion["model_version"] if champion else None,
@@ -351,7 +352,7 @@ def judge(
     return report
 
 
-def evidence_tags(report: dict[str, Any]) -> dict[str, str]:
+def evidence_tags(report: GateReport) -> dict[str, str]:
     """The version tags of a gate report's comparison (holdout; production window as JSON) and positive
     rates."""
     import json
@@ -386,7 +387,7 @@ def _text(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def summarize(report: dict[str, Any]) -> str:
+def summarize(report: GateReport) -> str:
     """One line for the version's ``gate_reason`` tag: the verdict and the checks that decided it."""
     checks = {c["name"]: c for c in report["checks"]}
     candidate, champion = report["candidate_version"], report["champion_version"]
@@ -418,7 +419,7 @@ def _verdict(checks: dict[str, dict[str, Any]], passed: bool) -> str:
     return "beats champion" if passed else "does not beat champion"
 
 
-def undecided_checks(report: dict[str, Any]) -> list[str]:
+def undecided_checks(report: GateReport) -> list[str]:
     """Checks the gate measured but could not decide: an underpowered comparison, an undecided fairness
     gap."""
     return [

@@ -15,12 +15,12 @@ from __future__ import annotations
 import functools
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from driftloop.core import alert_claims, alerts, bus, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
 from driftloop.governance import audit
+from driftloop.governance.governance_results import AuditEntry, WatchResult
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +28,8 @@ ANNOUNCE_WINDOW_S = 86_400  # older unannounced moves are history, not news (ale
 
 
 def unannounced_moves(
-    cfg: DatasetConfig, history: list[dict[str, Any]], settings: Settings, now: datetime | None = None
-) -> list[dict[str, Any]]:
+    cfg: DatasetConfig, history: list[AuditEntry], settings: Settings, now: datetime | None = None
+) -> list[AuditEntry]:
     """Audit entries of the last :data:`ANNOUNCE_WINDOW_S` seconds whose ``champion_moved`` alert was never
     sent; none when no alert channel is configured (nothing could send them)."""
     if not alerts.alerting_configured(settings):
@@ -73,7 +73,7 @@ def find_unrecorded_move(cfg: DatasetConfig, settings: Settings | None = None) -
     return None
 
 
-def watch_champion(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any]:
+def watch_champion(cfg: DatasetConfig, settings: Settings | None = None) -> WatchResult:
     """Record a move made outside Driftloop (and rebuild the cards of both versions), then hand every move not
     announced yet to the alerts.
 

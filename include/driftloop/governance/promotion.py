@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
@@ -25,7 +25,18 @@ from driftloop.core.errors import GateRejected
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit, gates, rollout_state
+from driftloop.governance.governance_results import (
+    AuditEntry,
+    ChampionMove,
+    GateDecision,
+    PromotionResult,
+    TrainedPromotion,
+    VersionPromotion,
+)
 from driftloop.governance.verdict_evidence import headline_metrics, read_decision, read_evidence_state
+
+if TYPE_CHECKING:  # a type only: governance does not import training
+    from driftloop.training.training_results import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +47,7 @@ def _version_of(alias: dict[str, str] | None) -> str | None:
     return alias["model_version"] if alias else None
 
 
-def _record_verdict(
-    cfg: DatasetConfig, client: Any, report: dict[str, Any], reason: str, reused: bool
-) -> None:
+def _record_verdict(cfg: DatasetConfig, client: Any, report: GateDecision, reason: str, reused: bool) -> None:
     """The verdict on the version (tags, the latest report) and, when new, its record for its evidence."""
     name, version = cfg.registered_model_name, report["candidate_version"]
     headline = headline_metrics(cfg, report)
@@ -78,7 +87,7 @@ def _move(
     evidence: dict[str, Any],
     settings: Settings | None,
     override: bool = False,
-) -> dict[str, Any]:
+) -> AuditEntry:
     """Append the audit entry and move ``champion``, inside the caller's locked transaction.
 
     The entry is written first and committed with the caller's block; the move's intent goes on the version
@@ -135,7 +144,7 @@ def finish_move(
     describe_registered_model(cfg, client, champion)
 
 
-def reconcile_and_refresh(cfg: DatasetConfig, settings: Settings | None = None) -> dict[str, Any] | None:
+def reconcile_and_refresh(cfg: DatasetConfig, settings: Settings | None = None) -> AuditEntry | None:
     """:func:`driftloop.governance.audit.reconcile_champion`, then the cards of both versions of a move it
     recorded (rebuilt from their logged evidence) and the registered model's description.
 
@@ -158,7 +167,7 @@ def reconcile_and_refresh(cfg: DatasetConfig, settings: Settings | None = None) 
     return entry
 
 
-def _already_champion(version: Any) -> dict[str, Any]:
+def _already_champion(version: Any, policy: str, recorded: list[AuditEntry]) -> PromotionResult:
     tags = version.tags
     return {
         "decision": "promoted",
@@ -169,6 +178,8 @@ def _already_champion(version: Any) -> dict[str, Any]:
         "champion_metric": _float(tags.get(bus.GATE_CHAMPION_METRIC_TAG)),
         "failed": [f for f in tags.get(bus.GATE_FAILED_CHECKS_TAG, "").split(",") if f],
         "moved": False,
+        "policy": policy,
+        "recorded_moves": recorded,
     }
 
 
@@ -180,7 +191,7 @@ def _previous_champion(store: Any, name: str, version: str) -> str | None:
 
 def promote_model(
     cfg: DatasetConfig, model_version: str, settings: Settings | None = None, actor: str = "training_pipeline"
-) -> dict[str, Any]:
+) -> PromotionResult:
     """Judge a new version with every gate check and apply the dataset's policy; record everything.
 
     The verdict and every check's numbers go on the version (tags, the model card in its description) and into
@@ -210,7 +221,7 @@ def promote_model(
     client = get_client(settings)
     store = audit.open_store(settings)
     name, candidate = cfg.registered_model_name, str(model_version)
-    recorded: list[dict[str, Any]] = []
+    recorded: list[AuditEntry] = []
     with store.locked(name) as conn:
         _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))  # a move a crashed try made
         already = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings)) == candidate
@@ -223,7 +234,7 @@ def promote_model(
     for _ in range(MAX_REJUDGE):
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
         state = read_evidence_state(cfg, client, _version_of(champion), settings)
-        report = read_decision(client, run_id, state.key(cfg, candidate))  # same evidence: the same verdict
+        report: GateDecision | None = read_decision(client, run_id, state.key(cfg, candidate))  # same verdict
         reused = report is not None
         if report is None:
             report = {
@@ -301,7 +312,7 @@ def promote_model(
     }
 
 
-def _policy_outcome(cfg: DatasetConfig, report: dict[str, Any]) -> tuple[bool, bool]:
+def _policy_outcome(cfg: DatasetConfig, report: GateDecision) -> tuple[bool, bool]:
     """``(moved, staged)``: whether a verdict moves ``champion`` now, or starts a staged rollout instead."""
     moved = report["passed"] and cfg.gates.policy == "auto"
     if moved and gates.undecided_checks(report) and cfg.gates.approve_undecided:
@@ -318,22 +329,18 @@ def _finish_as_champion(
     client: Any,
     store: Any,
     candidate: str,
-    recorded: list[dict[str, Any]],
+    recorded: list[AuditEntry],
     settings: Settings | None,
-) -> dict[str, Any]:
+) -> PromotionResult:
     """The result for a candidate that already is champion (a retry, or a racing request that promoted it):
     its recorded verdict stands; the cards and aliases a first attempt left undone are finished."""
     name = cfg.registered_model_name
     log.info("%s: v%s is already %s; finishing its cards and aliases", name, candidate, bus.CHAMPION)
     finish_move(cfg, client, store, [candidate, _previous_champion(store, name, candidate)], settings)
-    return {
-        **_already_champion(client.get_model_version(name, candidate)),
-        "policy": cfg.gates.policy,
-        "recorded_moves": recorded,
-    }
+    return _already_champion(client.get_model_version(name, candidate), cfg.gates.policy, recorded)
 
 
-def _note(recorded: list[dict[str, Any]], entry: dict[str, Any] | None) -> None:
+def _note(recorded: list[AuditEntry], entry: AuditEntry | None) -> None:
     """Keep ``entry`` (an audit entry this call appended) in ``recorded``: each one is alerted once."""
     if entry is not None:
         recorded.append(entry)
@@ -341,7 +348,7 @@ def _note(recorded: list[dict[str, Any]], entry: dict[str, Any] | None) -> None:
 
 def promote_version(
     cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> VersionPromotion:
     """Apply the dataset's policy to a version that earned it elsewhere (e.g. an A/B test); audited.
 
     Returns:
@@ -349,7 +356,7 @@ def promote_version(
     """
     client, store = get_client(settings), audit.open_store(settings)
     name = cfg.registered_model_name
-    recorded: list[dict[str, Any]] = []
+    recorded: list[AuditEntry] = []
     with store.locked(name) as conn:
         _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))
         current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
@@ -391,14 +398,14 @@ def promote_version(
 
 def set_champion(
     cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> ChampionMove:
     """Move ``champion`` to ``version`` by hand (an override when it did not pass the gate); audited.
 
     Returns:
         The audit entry with ``recorded_moves`` (every entry this call appended).
     """
     client, store = get_client(settings), audit.open_store(settings)
-    recorded: list[dict[str, Any]] = []
+    recorded: list[AuditEntry] = []
     with store.locked(cfg.registered_model_name) as conn:
         _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))
         current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
@@ -415,25 +422,23 @@ def set_champion(
             settings=settings,
         )
     finish_move(cfg, client, store, [str(version), current], settings)
-    return {**entry, "recorded_moves": [*recorded, entry]}
+    return cast(ChampionMove, {**entry, "recorded_moves": [*recorded, entry]})  # the entry's columns
 
 
 def promote_trained(
     cfg: DatasetConfig,
-    trained: dict[str, Any],
+    trained: TrainResult,
     settings: Settings | None = None,
     actor: str = "training_pipeline",
-) -> dict[str, Any]:
+) -> TrainedPromotion:
     """:func:`promote_model` of what :func:`driftloop.training.train.train_model` registered; nothing when it
     registered nothing (a drift retrain waiting for labels of the drifted period)."""
-    if not trained.get("model_version"):
-        log.info("%s: nothing to promote: %s", cfg.name, trained.get("reason", "no version registered"))
-        return {
-            "decision": "skipped",
-            "reason": trained.get("reason", "no version registered"),
-            "moved": False,
-        }
-    return promote_model(cfg, trained["model_version"], settings, actor)
+    version = trained.get("model_version")
+    if not version:  # a WaitingResult says why in its reason
+        reason = str(dict(trained).get("reason", "no version registered"))
+        log.info("%s: nothing to promote: %s", cfg.name, reason)
+        return {"decision": "skipped", "reason": reason, "moved": False}
+    return promote_model(cfg, version, settings, actor)
 
 
 def _float(value: str | None) -> float | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
@@ -28,6 +28,7 @@ from driftloop.core.errors import Verdict
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit, promotion
+from driftloop.governance.governance_results import AuditEntry, RollbackResult
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class RollbackRefused(Verdict):
 UNDO, TO = "undo", "to"  # evidence["kind"] of a rollback entry
 
 
-def is_undo(entry: dict[str, Any]) -> bool:
+def is_undo(entry: AuditEntry) -> bool:
     """Whether an audit entry is an undo (a rollback without a target); older entries carry only
     ``rolled_back``."""
     evidence = entry.get("evidence") or {}
@@ -51,7 +52,7 @@ def is_undo(entry: dict[str, Any]) -> bool:
     return kind == UNDO or (kind is None and "rolled_back" in evidence)
 
 
-def champion_stack(history: list[dict[str, Any]]) -> list[str | None]:
+def champion_stack(history: list[AuditEntry]) -> list[str | None]:
     """The stack of champions the audit log describes, oldest at the bottom, the current champion on top.
 
     Args:
@@ -74,7 +75,7 @@ def champion_stack(history: list[dict[str, Any]]) -> list[str | None]:
 
 
 def undo_target(
-    history: list[dict[str, Any]], current: str | None, passed: Callable[[str], bool | None]
+    history: list[AuditEntry], current: str | None, passed: Callable[[str], bool | None]
 ) -> str | None:
     """Where ``rollback`` without ``--to`` leads: the next version down :func:`champion_stack` below
     ``current`` that passed its gate (``passed(version) is True``); None at the bottom."""
@@ -95,7 +96,7 @@ def rollback_champion(
     to_version: str | None = None,
     override: bool = False,
     settings: Settings | None = None,
-) -> dict[str, Any]:
+) -> RollbackResult:
     """Undo the last move of ``champion`` (or move it to ``to_version``) by the rule of this module; audited.
 
     Args:
@@ -123,7 +124,7 @@ def rollback_champion(
         history = store.entries(name, conn)
         done = [e for e in history if request_id and e["evidence"].get("request_id") == request_id]
         if done:  # a retry of a rollback that went through
-            return {**done[-1], "moved": False, "recorded_moves": recorded}
+            return cast(RollbackResult, {**done[-1], "moved": False, "recorded_moves": recorded})  # its entry
         current = promotion._version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
         target = None if to_version is None else str(to_version)
         if target is not None and target == current:
@@ -166,4 +167,4 @@ def rollback_champion(
         )
     log.info("%s: rolled champion back from v%s to v%s (%s, %s)", name, current, target, kind, reason)
     promotion.finish_move(cfg, client, store, [target, current], settings)
-    return {**entry, "moved": True, "recorded_moves": [*recorded, entry]}
+    return cast(RollbackResult, {**entry, "moved": True, "recorded_moves": [*recorded, entry]})  # the entry

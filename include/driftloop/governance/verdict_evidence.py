@@ -23,11 +23,12 @@ import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core import bus, task_types
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
+from driftloop.governance.governance_results import GateRecord, GateReport, HeadlineMetrics
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def read_evidence_state(
     )
 
 
-def read_decision(client: Any, run_id: str, evidence_key: str) -> dict[str, Any] | None:
+def read_decision(client: Any, run_id: str, evidence_key: str) -> GateRecord | None:
     """The gate report a version got in the evidence state ``evidence_key`` (on its training run), or None."""
     import tempfile
 
@@ -151,19 +152,19 @@ def read_decision(client: Any, run_id: str, evidence_key: str) -> dict[str, Any]
         return None
     with tempfile.TemporaryDirectory(prefix="driftloop-decision-") as tmp:
         with open(client.download_artifacts(run_id, path, tmp)) as handle:
-            return dict(json.load(handle))
+            return cast(GateRecord, json.load(handle))  # as promotion logged it
 
 
-def read_decisions(client: Any, run_id: str, model_name: str, version: str) -> list[dict[str, Any]]:
+def read_decisions(client: Any, run_id: str, model_name: str, version: str) -> list[GateRecord]:
     """Every verdict version ``version`` of ``model_name`` got, one per evidence state, oldest first (by
     ``decided_at``); ``run_id`` is its training run."""
     import tempfile
 
-    reports = []
+    reports: list[GateRecord] = []
     with tempfile.TemporaryDirectory(prefix="driftloop-decisions-") as tmp:
         for artifact in client.list_artifacts(run_id, bus.GATE_DECISIONS_DIR):
             with open(client.download_artifacts(run_id, artifact.path, tmp)) as handle:
-                reports.append(json.load(handle))
+                reports.append(cast(GateRecord, json.load(handle)))  # as promotion logged it
     mine = [
         r
         for r in reports
@@ -172,7 +173,7 @@ def read_decisions(client: Any, run_id: str, model_name: str, version: str) -> l
     return sorted(mine, key=lambda r: str(r.get("decided_at", "")))
 
 
-def describe_decisions(decisions: list[dict[str, Any]], version_tags: dict[str, str]) -> list[str]:
+def describe_decisions(decisions: list[GateRecord], version_tags: dict[str, str]) -> list[str]:
     """The card's lines on a version's decisions (one per evidence state) and the triggers that asked for its
     training key."""
     lines = []
@@ -189,7 +190,7 @@ def describe_decisions(decisions: list[dict[str, Any]], version_tags: dict[str, 
     return lines
 
 
-def headline_metrics(cfg: DatasetConfig, report: dict[str, Any]) -> dict[str, float | None]:
+def headline_metrics(cfg: DatasetConfig, report: GateReport) -> HeadlineMetrics:
     """The primary metric of candidate and champion as the gate compared them (the champion's: None if
     absent).
 

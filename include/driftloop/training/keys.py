@@ -17,6 +17,7 @@ from typing import Any
 from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
 from driftloop.core.settings import Settings
+from driftloop.training.training_results import TrainingResult, WaitingResult
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ def training_key(cfg: DatasetConfig, snapshot_hash: str, settings: Settings) -> 
     return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
-def result_from_run(cfg: DatasetConfig, run: Any, version: Any, reused: bool) -> dict[str, Any]:
+def result_from_run(cfg: DatasetConfig, run: Any, version: Any, reused: bool) -> TrainingResult:
     """A training result read back from its run and version (``reused``: not trained by this call).
 
     Args:
@@ -77,7 +78,7 @@ def result_from_run(cfg: DatasetConfig, run: Any, version: Any, reused: bool) ->
 
 def waiting_result(
     cfg: DatasetConfig, client: Any, snapshot_hash: str, trigger: dict[str, Any], reason: str
-) -> dict[str, Any]:
+) -> WaitingResult:
     """The result of a drift retrain that registers nothing (no new labels); noted on its monitoring run.
 
     Args:
@@ -104,7 +105,7 @@ def waiting_result(
 
 def answer_repeat_request(
     cfg: DatasetConfig, client: Any, version: Any, key: str, trigger_id: str, reason: str
-) -> dict[str, Any]:
+) -> TrainingResult:
     """The result of a trigger whose training key already has ``version``: recorded on it, nothing
     registered.
 

@@ -47,6 +47,7 @@ from driftloop.training.selection import (
     out_of_fold_proba,
     transfer_threshold,
 )
+from driftloop.training.training_results import TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +318,7 @@ def train_model(
     snapshot_uri: str | None = None,
     trigger: dict[str, Any] | None = None,
     settings: Settings | None = None,
-) -> dict[str, Any]:
+) -> TrainResult:
     """Train a model on a snapshot, evaluate it on the id-hash holdout, log it and register it as
     ``challenger``.
 

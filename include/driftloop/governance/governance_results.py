@@ -1,0 +1,185 @@
+"""What governance returns: JSON-ready dicts, as they travel between the tasks of ``training_pipeline``
+(promote, plan and apply an approval), ``champion_rollback`` and ``registry_watch`` through XCom, are
+printed by ``driftloop promote|champion|rollback`` and are logged as gate reports on training runs.
+
+Each type names the keys the next task, the approval request and the alert builders
+(:func:`driftloop.core.alerts.promotion_alerts`, ``move_alerts``, ``rollout_alerts``) read. The steps are
+:mod:`driftloop.governance.gates` (the report), :mod:`~driftloop.governance.promotion` (the gate's move, a
+move by hand), :mod:`~driftloop.governance.approval`, :mod:`~driftloop.governance.rollback` and
+:mod:`~driftloop.governance.move_watch`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+# One row of the champion audit log (driftloop.governance.audit.COLUMNS): id, recorded_at, dataset,
+# model_name, from_version, to_version, actor, source (driftloop | external), reason, gate_passed, override,
+# evidence (a dict). A dict, not a TypedDict, while the results of modules outside governance that carry
+# entries (serving.online.rollout.RolloutResult, serving.scoring_results.ScoringPlan) and the alert builders
+# that read them (core.alerts.champion_moved_alert) take dict[str, Any]: a TypedDict is not one.
+AuditEntry = dict[str, Any]
+# One row of the rollout audit log (driftloop.governance.rollout_state.rollout_entries): id, recorded_at,
+# dataset, model_name, version, from_stage, to_stage, actor, reason, evidence.
+RolloutEntry = dict[str, Any]
+# One check of a gate report: name, passed (None: measured, not enforced), value, limit, detail, plus the
+# fields of its kind (a comparison's difference/ci_low/ci_high/rows/rule, a fairness gap's outcome, ...).
+GateCheck = dict[str, Any]
+
+
+class GateReport(TypedDict):
+    """What :func:`~driftloop.governance.gates.judge` returns: every check on a candidate."""
+
+    passed: bool
+    candidate_version: str
+    champion_version: str | None  # None: it would be the first champion
+    metrics: dict[str, float]  # the candidate's holdout metrics
+    checks: list[GateCheck]
+    fairness: dict[str, Any]  # driftloop.governance.fairness.assess_decisions' report
+    failed: list[str]  # names of the failing checks
+    rule: str | None  # the head-to-head rule; None without a champion
+    evidence_state: dict[str, Any]  # the EvidenceState judged in, with its "summary"
+    evidence_key: str  # the state's key: the same key, the same verdict
+
+
+class GateDecision(GateReport):
+    """A :class:`GateReport` as promotion decides on it: when and for whom it was judged."""
+
+    decided_at: str  # ISO 8601, UTC
+    decided_for: str  # the actor that asked (training_pipeline/<run id>, cli:<user>, ...)
+
+
+class GateRecord(GateDecision):
+    """``bus.GATE_REPORT_ARTIFACT`` and ``bus.gate_decision_artifact(key)`` on the training run: the decision
+    as logged, read back by :func:`~driftloop.governance.verdict_evidence.read_decision`."""
+
+    model_name: str
+    reason: str  # gates.summarize: the version's gate_reason tag
+    policy: str  # auto | manual
+
+
+class HeadlineMetrics(TypedDict):
+    """The primary metric of candidate and champion as the gate compared them
+    (:func:`~driftloop.governance.verdict_evidence.headline_metrics`)."""
+
+    candidate_metric: float | None
+    champion_metric: float | None  # None without a head-to-head check
+
+
+class PromotionResult(HeadlineMetrics):
+    """What :func:`~driftloop.governance.promotion.promote_model` returns: the gate's verdict and the policy's
+    outcome. A candidate that already was champion (a retry) gets the first keys only."""
+
+    decision: Literal["promoted", "rollout", "ready", "rejected"]
+    reason: str
+    champion_version: str | None  # after the decision
+    candidate_version: str
+    failed: list[str]
+    policy: str
+    moved: bool  # champion moved to the candidate
+    recorded_moves: list[AuditEntry]  # audit entries this call appended (each alerted once)
+    previous_champion_version: NotRequired[str | None]  # the champion when the gate judged
+    rollout_entries: NotRequired[list[RolloutEntry]]  # a staged rollout begun (its first stage)
+    rule: NotRequired[str | None]
+    evidence: NotRequired[str]  # the evidence state the rule was chosen by, in words
+    evidence_key: NotRequired[str | None]
+    reused_verdict: NotRequired[bool]  # True: judged in the same state before; that verdict stands
+
+
+class SkippedPromotion(TypedDict):
+    """What :func:`~driftloop.governance.promotion.promote_trained` returns when training registered
+    nothing."""
+
+    decision: Literal["skipped"]
+    reason: str
+    moved: Literal[False]
+
+
+TrainedPromotion = PromotionResult | SkippedPromotion
+"""What :func:`~driftloop.governance.promotion.promote_trained` returns (``promote_model``'s XCom)."""
+
+
+class VersionPromotion(TypedDict):
+    """What :func:`~driftloop.governance.promotion.promote_version` returns (an A/B decision applied)."""
+
+    policy: str  # manual: marked ready, nothing moved
+    version: str
+    champion_version: str | None
+    moved: bool
+    recorded_moves: list[AuditEntry]
+
+
+class ChampionMove(TypedDict):
+    """A move of ``champion`` by hand (:func:`~driftloop.governance.promotion.set_champion`): its audit
+    entry's columns, and every entry the call appended."""
+
+    id: int
+    recorded_at: str
+    dataset: str
+    model_name: str
+    from_version: str | None
+    to_version: str | None
+    actor: str
+    source: str
+    reason: str
+    gate_passed: bool | None  # None: never judged
+    override: bool
+    evidence: dict[str, Any]
+    recorded_moves: list[AuditEntry]  # its own entry last, after a move made outside Driftloop it recorded
+
+
+class RollbackResult(TypedDict):
+    """What :func:`~driftloop.governance.rollback.rollback_champion` returns: the move's audit entry (the
+    columns of :class:`ChampionMove`), or only ``to_version`` when the target already was champion."""
+
+    to_version: str | None
+    moved: bool  # False: a retried request, or the target already was champion
+    recorded_moves: list[AuditEntry]
+    id: NotRequired[int]
+    recorded_at: NotRequired[str]
+    dataset: NotRequired[str]
+    model_name: NotRequired[str]
+    from_version: NotRequired[str | None]
+    actor: NotRequired[str]
+    source: NotRequired[str]
+    reason: NotRequired[str]
+    gate_passed: NotRequired[bool | None]
+    override: NotRequired[bool]
+    evidence: NotRequired[dict[str, Any]]
+
+
+class ApprovalPlan(TypedDict):
+    """:class:`~driftloop.governance.approval.ApprovalRequest` as plain values: what ``plan_approval`` hands
+    the waiting HITL task (``subject``, ``body``) and ``apply_approval``."""
+
+    needed: bool  # False: nothing waits for a person (the rest is then empty)
+    why: str
+    dataset: str
+    model_name: str
+    version: str | None
+    champion_version: str | None  # the champion the gate compared with
+    request_id: str  # <dag_id>/<run_id>: a decision is applied once per request
+    subject: str
+    body: str  # Markdown
+    undecided: list[str]  # checks the gate measured but could not decide
+
+
+class ApprovalResult(TypedDict):
+    """What :func:`~driftloop.governance.approval.apply_decision` returns: a person's answer applied."""
+
+    decision: str  # approved | rejected | stale
+    version: str
+    actor: str  # airflow:<username>
+    champion_version: str | None  # after the decision
+    moved: bool
+    recorded_moves: list[AuditEntry]
+    rollout_entries: list[RolloutEntry]  # approved into a staged rollout: its first stage
+    request_id: str
+
+
+class WatchResult(TypedDict):
+    """What :func:`~driftloop.governance.move_watch.watch_champion` returns."""
+
+    champion_version: str | None  # the audit log's last entry
+    recorded_moves: list[AuditEntry]  # entries to announce: recorded now, or never alerted
+    detail: str
