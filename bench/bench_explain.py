@@ -35,7 +35,7 @@ def main() -> int:
     from driftloop.core import holdout
     from driftloop.core.config import load_dataset_config
     from driftloop.data.sources import load_source_frame
-    from driftloop.serving.batch_scoring import explain_chunk
+    from driftloop.serving.chunk_scoring import explain_chunk
     from driftloop.training.train import fit_pycaret
 
     cfg = load_dataset_config("telco_churn")

@@ -159,16 +159,26 @@ def _select_class(values: Any, estimator: Any = None, features_df: Any = None) -
     return values[np.arange(len(values)), :, chosen]
 
 
-def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any, str]:
+def tree_values(
+    estimator: Any, features_df: Any, budget_s: float, timing: dict[str, float] | None = None
+) -> tuple[Any, str]:
+    """Rows x transformed-features TreeSHAP values and the method: exact when the probe projects it within
+    ``budget_s``, else path attributions. ``timing`` keeps the probe's seconds per row between calls (batch
+    scoring explains chunk by chunk: the probe is timed on the first chunk only)."""
     import shap
 
     explainer = shap.TreeExplainer(estimator, feature_perturbation="tree_path_dependent")
     probe = features_df.iloc[:EXACT_PROBE_ROWS]
-    started = time.perf_counter()
-    probe_values = explainer.shap_values(probe, check_additivity=False)
-    projected_s = (time.perf_counter() - started) * len(features_df) / max(len(probe), 1)
-    if len(features_df) <= len(probe):
-        return _select_class(probe_values, estimator, probe), "tree_path_dependent"
+    if len(features_df) <= len(probe) or timing is None or "probe_s_per_row" not in timing:
+        started = time.perf_counter()
+        probe_values = explainer.shap_values(probe, check_additivity=False)
+        if len(features_df) <= len(probe):
+            return _select_class(probe_values, estimator, probe), "tree_path_dependent"
+        if timing is not None:
+            timing["probe_s_per_row"] = (time.perf_counter() - started) / len(probe)
+        projected_s = (time.perf_counter() - started) * len(features_df) / len(probe)
+    else:
+        projected_s = timing["probe_s_per_row"] * len(features_df)
     if projected_s <= budget_s:
         return (
             _select_class(explainer.shap_values(features_df, check_additivity=False), estimator, features_df),
@@ -189,7 +199,8 @@ def _tree_values(estimator: Any, features_df: Any, budget_s: float) -> tuple[Any
     return _select_class(values, estimator, features_df), "tree_saabas"
 
 
-def _output_kind(estimator: Any, method: str) -> str:
+def output_kind(estimator: Any, method: str) -> str:
+    """What ``method``'s contributions add up to for ``estimator``: log-odds, probability or score."""
     if method == "linear" or type(estimator).__name__.startswith(
         ("LGBM", "XGB", "CatBoost", "GradientBoosting")
     ):
@@ -230,11 +241,11 @@ def explain_rows(
         explainer = shap.LinearExplainer(estimator, shap.maskers.Independent(background))
         values, method = _select_class(explainer.shap_values(features_df), estimator, features_df), "linear"
     else:
-        values, method = _tree_values(estimator, features_df, budget_s)
+        values, method = tree_values(estimator, features_df, budget_s)
     return Attributions(
         to_original_features(values, list(features_df.columns), raw_features),
         method,
-        _output_kind(estimator, method),
+        output_kind(estimator, method),
     )
 
 
@@ -335,12 +346,29 @@ def top_reasons(raw_df: Any, attributions: Attributions, k: int = 3) -> Any:
     raw = raw_df.reset_index(drop=True)
     columns: dict[str, Any] = {}
     for i in range(min(k, values.shape[1])):
-        picked = features[order[:, i]]
-        raw_values = [raw.at[row, feature] for row, feature in enumerate(picked)]
-        columns[bus.reason_column(i + 1, "feature")] = picked.astype(str)
-        columns[bus.reason_column(i + 1, "value")] = [None if pd.isna(v) else str(v) for v in raw_values]
-        columns[bus.reason_column(i + 1, "contribution")] = values[np.arange(len(values)), order[:, i]]
+        picked = order[:, i]
+        text = np.empty(len(values), dtype=object)
+        for j in np.unique(picked):  # only the values shown are converted: k per row
+            rows = np.flatnonzero(picked == j)
+            text[rows] = _as_text(raw[features[j]].to_numpy()[rows])
+        columns[bus.reason_column(i + 1, "feature")] = features[picked].astype(str)
+        columns[bus.reason_column(i + 1, "value")] = text
+        columns[bus.reason_column(i + 1, "contribution")] = values[np.arange(len(values)), picked]
     return pd.DataFrame(columns)
+
+
+def _as_text(values: Any) -> Any:
+    """``str`` of every value (numbers as numpy prints their scalars), ``None`` for a missing one."""
+    import numpy as np
+    import pandas as pd
+
+    missing = pd.isna(values)
+    if values.dtype.kind in "iuf":
+        text = values.astype(str).astype(object)
+    else:
+        text = np.array([str(v) for v in values], dtype=object)
+    text[missing] = None
+    return text
 
 
 def plot_summary(attributions: Attributions, raw_df: Any, path: Path, title: str) -> Path:

@@ -97,6 +97,7 @@ def _sklearn_trees(estimator: Any, n_classes: int) -> tuple[list[list[Any]], lis
 def _sklearn(estimator: Any, features: Any) -> Any:
     import numpy as np
 
+    name = type(estimator).__name__
     x = np.asarray(features, dtype=np.float32)
     n_classes = len(getattr(estimator, "classes_", ()))
     trees, node_values, scale = _sklearn_trees(estimator, n_classes)
@@ -111,7 +112,11 @@ def _sklearn(estimator: Any, features: Any) -> Any:
     total = np.zeros(x.shape)
     for k, (per_t, per_m) in enumerate(zip(trees, matrices, strict=True)):
         rows = np.flatnonzero(chosen == k)
-        if not rows.size:
+        if rows.size == len(x):  # every row (binary, regression): no gather and scatter of the whole total
+            # the forest's own apply runs on its n_jobs; it checks the frame's names
+            leaves = estimator.apply(features) if name in SKLEARN_FORESTS else None
+            for t, (tree, matrix) in enumerate(zip(per_t, per_m, strict=True)):
+                total += matrix[tree.apply(x) if leaves is None else leaves[:, t]]
             continue
         for tree, matrix in zip(per_t, per_m, strict=True):
             total[rows] += matrix[tree.apply(x[rows])]

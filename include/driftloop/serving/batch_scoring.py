@@ -39,6 +39,7 @@ from driftloop.core.storage import (
 )
 from driftloop.core.task_types import BINARY, REGRESSION, Decision, read_decision
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
+from driftloop.serving.chunk_scoring import ChunkScorer
 from driftloop.serving.scoring_results import CommittedPredictions, RecordedScoring, ScoredFile, ScoreStats
 
 log = logging.getLogger(__name__)
@@ -140,19 +141,6 @@ def summarize_outputs(decision: Decision, predicted: Any) -> dict[str, float]:
     return metrics
 
 
-def explain_chunk(
-    model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any
-) -> tuple[dict[str, Any], str]:
-    """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the
-    method."""
-    from driftloop.governance.explain import explain_rows, top_reasons
-
-    budget_s = cfg.inference.explain_ms_per_row * len(chunk) / 1000
-    attributions = explain_rows(model, chunk[cfg.features], budget_s=budget_s, reference_df=reference_df)
-    reasons = top_reasons(chunk[cfg.features], attributions, cfg.inference.reasons)
-    return {name: reasons[name].to_numpy() for name in reasons.columns}, attributions.method
-
-
 def score_frames(
     model: Any,
     model_info: dict[str, str],
@@ -162,6 +150,7 @@ def score_frames(
     decision: Decision,
     reference_df: Any = None,
     scored_at: str | None = None,
+    use_replay: bool = True,
 ) -> ScoreStats:
     """Score Arrow record batches (id + features), one predict call each, into the local parquet ``output``.
 
@@ -175,6 +164,8 @@ def score_frames(
             and per-class probabilities for multiclass) or values (regression).
         reference_df: Reference rows for the explainer's background; None stores no reasons.
         scored_at: The timestamp stored on every row; defaults to now.
+        use_replay: Score with the numpy replay of the preprocessing once it is verified on the first chunk
+            (:class:`~driftloop.serving.chunk_scoring.ChunkScorer`); False: the pipeline only.
 
     Returns:
         Rows, predict calls (``chunks``), seconds, the explain method and ``output_metrics``
@@ -189,11 +180,11 @@ def score_frames(
     # Output metrics are shares and means: summed per chunk weighted by its rows, so no output is kept.
     writer, method = None, "none"
     weighted: dict[str, float] = {}
-    explain = cfg.inference.reasons > 0 and reference_df is not None
+    scorer = ChunkScorer(model, decision, cfg, reference_df, use_replay)
     try:
         for record_batch in frames:
             chunk = record_batch.to_pandas()
-            outputs = decision.predict(model, chunk[cfg.features])
+            outputs, reasons, method = scorer.score(chunk)
             n = len(chunk)
             table = pa.table(
                 {
@@ -206,10 +197,8 @@ def score_frames(
                     bus.SCORED_AT_COLUMN: pa.array([scored_at] * n, pa.string()),
                 }
             )
-            if explain:
-                reasons, method = explain_chunk(model, chunk, cfg, reference_df)
-                for name, values in reasons.items():
-                    table = table.append_column(name, pa.array(values))
+            for name, values in reasons.items():
+                table = table.append_column(name, pa.array(values))
             if writer is None:
                 writer = pq.ParquetWriter(output, table.schema)
             writer.write_table(table)
@@ -237,6 +226,7 @@ def score_file(
     output_path: StoragePath,
     decision: Decision,
     reference_df: Any = None,
+    use_replay: bool = True,
 ) -> ScoredFile:
     """Score one parquet file in chunks of ``inference.chunk_rows`` rows into ``output_path`` (written whole
     or not at all), with the top-k reasons.
@@ -252,6 +242,7 @@ def score_file(
         output_path: Predictions partition to write.
         decision: The version's decision (see :func:`score_frames`).
         reference_df: Reference rows for the explainer's background; None stores no reasons.
+        use_replay: See :func:`score_frames`.
 
     Returns:
         :func:`score_frames`'s result plus ``sha256``, the written file's digest.
@@ -261,7 +252,9 @@ def score_file(
     """
     frames = iter_parquet_batches(batch_path, cfg.inference.chunk_rows, [cfg.id_column, *cfg.features])
     with atomic_path(output_path) as tmp_path:
-        stats = score_frames(model, model_info, cfg, frames, tmp_path, decision, reference_df)
+        stats = score_frames(
+            model, model_info, cfg, frames, tmp_path, decision, reference_df, use_replay=use_replay
+        )
         if not stats["rows"]:
             raise ValueError(f"{path_to_uri(batch_path)} has no rows to score")
         result: ScoredFile = {**stats, "sha256": sha256_of(tmp_path)}

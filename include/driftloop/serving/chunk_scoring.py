@@ -1,0 +1,150 @@
+"""One batch's chunks scored with the numpy replay of the preprocessing, when it scores like the pipeline.
+
+Batch scoring used to call the logged pipeline for the predictions and again, through the explainer, for the
+reasons: two passes of PyCaret's frames and the one-hot encoder's dict lookups per chunk. A
+:class:`ChunkScorer` transforms each chunk once with the replay that online serving uses
+(:mod:`driftloop.serving.replay`) and hands that matrix to both the final model and the reasons
+(:mod:`driftloop.governance.row_reasons`).
+
+The replay is used only after it gave the pipeline's outputs on the batch's first chunk (every prediction the
+same, every score within :data:`~driftloop.serving.replay.MATCH_RTOL`) and on probe rows built from the
+encoders' own categories; otherwise the whole batch is scored by the pipeline as before, and the log says why.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from driftloop.core.config import DatasetConfig
+from driftloop.core.task_types import Decision, model_input
+
+log = logging.getLogger(__name__)
+
+
+def explain_chunk(
+    model: Any, chunk: Any, cfg: DatasetConfig, reference_df: Any
+) -> tuple[dict[str, Any], str]:
+    """The top-k reasons (SHAP, original feature names) of every row of ``chunk`` as columns, and the method,
+    explained through the whole pipeline (:func:`driftloop.governance.explain.explain_rows`)."""
+    from driftloop.governance.explain import explain_rows, top_reasons
+
+    budget_s = cfg.inference.explain_ms_per_row * len(chunk) / 1000
+    attributions = explain_rows(model, chunk[cfg.features], budget_s=budget_s, reference_df=reference_df)
+    reasons = top_reasons(chunk[cfg.features], attributions, cfg.inference.reasons)
+    return {name: reasons[name].to_numpy() for name in reasons.columns}, attributions.method
+
+
+class ChunkScorer:
+    """Predictions and top-k reasons of one batch's chunks, all by the same path (replay or pipeline)."""
+
+    def __init__(
+        self, model: Any, decision: Decision, cfg: DatasetConfig, reference_df: Any, use_replay: bool = True
+    ) -> None:
+        """Args:
+        model: The fitted pipeline.
+        decision: The version's decision (labels, score, per-class probabilities).
+        cfg: Dataset config (features, ``inference.reasons``, ``inference.explain_ms_per_row``).
+        reference_df: Reference rows for the explainer's background; None stores no reasons.
+        use_replay: False scores with the pipeline only (the path before the replay, for benchmarks).
+        """
+        self.model = model
+        self.decision = decision
+        self.cfg = cfg
+        self.reference_df = reference_df
+        self.explain = cfg.inference.reasons > 0 and reference_df is not None
+        self.use_replay = use_replay
+        self.replay: Any = None
+        self.row_explainer: Any = None
+        self.path = ""  # "replay" or "pipeline", set by the first chunk
+
+    def score(self, chunk: Any) -> tuple[dict[str, Any], dict[str, Any], str]:
+        """Score one chunk (the id column and the features).
+
+        Returns:
+            ``(outputs, reasons, explain method)``: the decision's columns, the reason columns (empty
+            without reasons) and the method (``none`` without reasons).
+        """
+        raw = model_input(chunk[self.cfg.features])
+        if not self.path:
+            self.path = self._choose_path(raw)
+        if self.path == "pipeline":
+            outputs = self.decision.predict(self.model, raw)
+            if not self.explain:
+                return outputs, {}, "none"
+            reasons, method = explain_chunk(self.model, chunk, self.cfg, self.reference_df)
+            return outputs, reasons, method
+        features_df = self._transform(raw)
+        outputs = self.decision.predict_rows(self.replay.estimator, features_df)
+        if not self.explain:
+            return outputs, {}, "none"
+        if self.row_explainer is None:  # a family without a closed form: ablation on the whole pipeline
+            reasons, method = explain_chunk(self.model, chunk, self.cfg, self.reference_df)
+            return outputs, reasons, method
+        reasons, method = self._reasons(raw, features_df)
+        return outputs, reasons, method
+
+    def _reasons(self, raw: Any, features_df: Any) -> tuple[dict[str, Any], str]:
+        from driftloop.governance.explain import top_reasons
+        from driftloop.governance.row_reasons import explain_transformed
+
+        budget_s = self.cfg.inference.explain_ms_per_row * len(raw) / 1000
+        attributions = explain_transformed(self.row_explainer, features_df, budget_s)
+        reasons = top_reasons(raw, attributions, self.cfg.inference.reasons)
+        return {name: reasons[name].to_numpy() for name in reasons.columns}, attributions.method
+
+    def _transform(self, raw: Any) -> Any:
+        """The estimator's input frame of ``raw`` (model input rows) by the replay."""
+        return self.replay.transform({name: raw[name].to_numpy() for name in self.cfg.features})
+
+    def _choose_path(self, raw: Any) -> str:
+        """``replay`` when the replay scores the first chunk and the probe rows as the pipeline does, else
+        ``pipeline`` (logged with the reason)."""
+        if not self.use_replay:
+            return "pipeline"
+        try:
+            why = self._verify_replay(raw)
+        except Exception as exc:  # the pipeline scores: the replay is only a faster way to the same numbers
+            why = f"the replay failed: {type(exc).__name__}: {str(exc)[:200]}"
+        if why:
+            log.warning("batch scoring uses the pipeline, not the numpy replay: %s", why)
+            self.replay = self.row_explainer = None
+            return "pipeline"
+        log.info("batch scoring uses the numpy replay (verified on the first chunk of %d rows)", len(raw))
+        return "replay"
+
+    def _verify_replay(self, raw: Any) -> str:
+        """Empty when the replay gives the pipeline's outputs on ``raw`` and probe rows, else what differs."""
+        import numpy as np
+
+        from driftloop.serving.replay import MATCH_RTOL, compile_model
+
+        replay = self.replay = compile_model(self.model)
+        if replay is None:
+            return "the pipeline is not driftloop's preprocessing"
+        dtypes = {name: str(raw[name].dtype) for name in self.cfg.features}
+        head = {name: raw[name].to_numpy()[:2].tolist() for name in self.cfg.features}
+        mismatch = replay.check(self.model, self.decision, head, dtypes)
+        if mismatch:
+            return mismatch
+        expected = self.decision.predict_rows(self.model, raw)
+        got = self.decision.predict_rows(self.replay.estimator, self._transform(raw))
+        for key, want in expected.items():
+            want, have = np.asarray(want), np.asarray(got[key])
+            same = (
+                np.allclose(have, want, rtol=MATCH_RTOL, atol=MATCH_RTOL, equal_nan=True)
+                if want.dtype.kind == "f"
+                else np.array_equal(have, want)
+            )
+            if not same:
+                return f"{key} differs on the first chunk ({len(raw)} rows)"
+        if self.explain:
+            from driftloop.governance.row_reasons import prepare_row_explainer
+
+            self.row_explainer = prepare_row_explainer(
+                self.model, self._transform_raw, self.reference_df, list(self.cfg.features)
+            )
+        return ""
+
+    def _transform_raw(self, rows: Any) -> Any:
+        return self._transform(model_input(rows[list(self.cfg.features)]))
