@@ -13,8 +13,9 @@ bytes.
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from driftloop.core import bus
@@ -35,8 +36,9 @@ from driftloop.core.storage import (
     utc_now,
     write_json,
 )
-from driftloop.data.contract import arrow_schema, join_hashed_ids, load_contract
+from driftloop.data.contract import arrow_schema, load_contract
 from driftloop.data.data_results import DataRunResult, SnapshotResult
+from driftloop.data.snapshot_stream import build_streamed, canonical_hash, canonicalise
 
 if TYPE_CHECKING:
     from driftloop.data.profiling import ProfileResult
@@ -50,40 +52,6 @@ class WrittenSnapshot(bus.SnapshotManifest):
     """A snapshot's manifest, and whether :func:`write_snapshot` wrote it."""
 
     created: bool  # False: a snapshot with the same content existed already
-
-
-def canonical_hash(frame: Any) -> str:
-    """sha256 over a canonical frame: column names and dtypes, the row count, then each column's values.
-
-    Values are hashed with ``pandas.util.hash_pandas_object`` (fixed key, so stable across processes).
-    """
-    import hashlib
-
-    import pandas as pd
-
-    digest = hashlib.sha256()
-    digest.update(json.dumps([[c, str(t)] for c, t in frame.dtypes.items()]).encode())
-    digest.update(str(len(frame)).encode())
-    for name in frame.columns:
-        digest.update(pd.util.hash_pandas_object(frame[name], index=False).to_numpy().tobytes())
-    return digest.hexdigest()
-
-
-def canonicalise(cfg: DatasetConfig, rows: Any) -> Any:
-    """Id + features + target, one row per id (the last wins), sorted by id, in the contract's dtypes."""
-    contract = load_contract(cfg)
-    columns = [cfg.id_column, *cfg.features, cfg.target]
-    frame = rows[columns].drop_duplicates(cfg.id_column, keep="last")
-    frame = frame.sort_values(cfg.id_column, kind="stable").reset_index(drop=True)
-    schema = arrow_schema(contract, columns)
-    for name in columns:
-        arrow_type = str(schema.field(name).type)
-        frame[name] = frame[name].astype(
-            "int64" if arrow_type == "int64" else "float64" if arrow_type == "double" else object
-        )
-        if arrow_type == "string":
-            frame[name] = frame[name].where(frame[name].isna(), frame[name].astype(str))
-    return frame
 
 
 def write_snapshot(
@@ -110,21 +78,49 @@ def write_snapshot(
         The :class:`~driftloop.core.bus.SnapshotManifest` plus ``created`` (False when it already existed).
     """
     contract = load_contract(cfg)
-    snapshot = canonicalise(cfg, rows)
-    snapshot_hash = canonical_hash(snapshot)
+    snapshot = canonicalise(cfg, rows, contract)
+    schema = arrow_schema(contract, list(snapshot.columns))
+    return _store_snapshot(
+        cfg,
+        settings,
+        canonical_hash(snapshot),
+        len(snapshot),
+        list(snapshot.columns),
+        lambda tmp: snapshot.to_parquet(tmp, index=False, schema=schema),
+        batch_ids=batch_ids,
+        label_batch_ids=label_batch_ids,
+        created_at=created_at,
+        unlabelled_rows_excluded=unlabelled_rows_excluded,
+    )
+
+
+def _store_snapshot(
+    cfg: DatasetConfig,
+    settings: Settings | None,
+    snapshot_hash: str,
+    rows: int,
+    columns: list[str],
+    write_data: Callable[[Path], object],
+    batch_ids: list[str] | None = None,
+    label_batch_ids: list[str] | None = None,
+    created_at: str | None = None,
+    unlabelled_rows_excluded: int = 0,
+) -> WrittenSnapshot:
+    """Write the parquet file (``write_data`` fills a local temporary path) then the manifest, both named by
+    ``snapshot_hash``, unless the manifest exists already."""
     folder = StatePaths.for_dataset(cfg, settings).snapshots_dir
     data_path, manifest_path = folder / f"{snapshot_hash}.parquet", folder / f"{snapshot_hash}.json"
     if is_file(manifest_path):
         return {**cast(bus.SnapshotManifest, read_json(manifest_path)), "created": False}
     with atomic_path(data_path) as tmp:
-        snapshot.to_parquet(tmp, index=False, schema=arrow_schema(contract, list(snapshot.columns)))
+        write_data(tmp)
     manifest: bus.SnapshotManifest = {
         "snapshot_hash": snapshot_hash,
         "snapshot_uri": path_to_uri(data_path),
-        "rows": int(len(snapshot)),
+        "rows": int(rows),
         "batch_ids": sorted(batch_ids or []),
         "label_batch_ids": sorted(label_batch_ids or []),
-        "columns": list(snapshot.columns),
+        "columns": columns,
         "target": cfg.target,
         "id_column": cfg.id_column,
         "created_at": created_at or utc_now(),
@@ -132,45 +128,6 @@ def write_snapshot(
     }
     write_json(manifest_path, manifest)
     return {**manifest, "created": True}
-
-
-def _labelled_rows(cfg: DatasetConfig, settings: Settings | None) -> tuple[list[Any], int]:
-    """Rows of labelled batches, plus scoring rows joined to their latest accepted label; and label-file
-    count."""
-    import pandas as pd
-
-    paths = StatePaths.for_dataset(cfg, settings)
-    id_col, target = cfg.id_column, cfg.target
-    feature_cols = [id_col, *cfg.features]
-    label_frames = []
-    for order, label_manifest in enumerate(list_manifests(paths.labels_dir)):
-        if label_manifest.get("labels_uri"):
-            frame = read_parquet(uri_to_path(label_manifest["labels_uri"]))
-            frame["_label_batch"] = label_manifest["label_batch_id"]
-            frame["_label_order"] = order
-            label_frames.append(frame)
-    labels = (
-        pd.concat(label_frames, ignore_index=True)
-        .sort_values("_label_order", kind="stable")
-        .drop_duplicates(id_col, keep="last")
-        .drop(columns="_label_order")
-        if label_frames
-        else pd.DataFrame(columns=[id_col, target, "_label_batch"])
-    )
-    parts = []
-    for manifest in list_manifests(paths.batches_dir):
-        if not manifest.get("batch_uri"):
-            continue
-        path = uri_to_path(manifest["batch_uri"])
-        if manifest["has_target"]:
-            frame = read_parquet(path, columns=[*feature_cols, target])
-            frame["_label_batch"] = None
-        else:
-            frame = join_hashed_ids(read_parquet(path, columns=feature_cols), labels, id_col)
-        if len(frame):
-            frame["_batch"] = manifest["batch_id"]
-            parts.append(frame)
-    return parts, len(label_frames)
 
 
 def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> SnapshotResult:
@@ -188,39 +145,51 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> Snap
     Raises:
         NoLabelledData: No accepted labelled rows exist yet.
     """
-    import pandas as pd
+    import shutil
+    import tempfile
 
-    parts, label_files = _labelled_rows(cfg, settings)
-    if not parts:
-        batches = list_manifests(StatePaths.for_dataset(cfg, settings).batches_dir)
-        raise NoLabelledData(
-            f"{cfg.name}: no accepted labelled rows ({len(batches)} batch(es), "
-            f"{label_files} label file(s) accepted); land a batch with the {cfg.target!r} column or labels "
-            "first"
-        )
-    rows = pd.concat(parts, ignore_index=True).drop_duplicates(cfg.id_column, keep="last")
-    unlabelled = rows[cfg.target].isna()
-    excluded = int(unlabelled.sum())
-    if excluded:
+    with tempfile.TemporaryDirectory(prefix="driftloop-snapshot-") as work:
+        built = build_streamed(cfg, settings, Path(work))
+        if built.rows_read == built.rows_without_label:
+            batches = list_manifests(StatePaths.for_dataset(cfg, settings).batches_dir)
+            raise NoLabelledData(
+                f"{cfg.name}: no accepted labelled rows ({len(batches)} batch(es), {built.label_files} label "
+                f"file(s) accepted); land a batch with the {cfg.target!r} column or labels first"
+            )
+        excluded = built.unlabelled_rows_excluded
+        if excluded:
+            log.info(
+                "%s: %d of %d accepted rows have no label; left out of the snapshot",
+                cfg.name,
+                excluded,
+                built.rows + excluded,
+            )
+        if not built.rows:
+            raise NoLabelledData(
+                f"{cfg.name}: all {excluded} accepted rows have a null {cfg.target!r}; land labels for them "
+                "first"
+            )
         log.info(
-            "%s: %d of %d accepted rows have no label; left out of the snapshot",
+            "%s: %d batch row(s) read = %d kept + %d unlabelled + %d replaced by a later row of their id "
+            "+ %d scoring row(s) without a label",
             cfg.name,
+            built.rows_read,
+            built.rows,
             excluded,
-            len(rows),
+            built.duplicate_rows_dropped,
+            built.rows_without_label,
         )
-        rows = rows[~unlabelled]
-    if rows.empty:
-        raise NoLabelledData(
-            f"{cfg.name}: all {excluded} accepted rows have a null {cfg.target!r}; land labels for them first"
+        manifest = _store_snapshot(
+            cfg,
+            settings,
+            built.snapshot_hash,
+            built.rows,
+            built.columns,
+            lambda tmp: shutil.copyfile(built.data_path, tmp),
+            batch_ids=built.batch_ids,
+            label_batch_ids=built.label_batch_ids,
+            unlabelled_rows_excluded=excluded,
         )
-    manifest = write_snapshot(
-        cfg,
-        rows,
-        settings,
-        batch_ids=sorted(rows["_batch"].unique().tolist()),
-        label_batch_ids=sorted(rows["_label_batch"].dropna().unique().tolist()),
-        unlabelled_rows_excluded=excluded,
-    )
     earlier = [m for m in list_snapshots(cfg, settings) if m["snapshot_hash"] != manifest["snapshot_hash"]]
     before = earlier[-1]["rows"] if earlier else 0
     log.info(
