@@ -429,3 +429,22 @@ def test_an_unreadable_data_store_leaves_the_view_up_without_quarantine(seeded, 
     [telco] = overview.build_overview()["datasets"]
     assert telco["quarantine"] == [] and telco["champion"]["version"] == "2"
     assert "quarantine not shown: object store unreachable" in caplog.text
+
+
+def test_the_challenger_card_shows_its_rollout_stage(seeded):
+    from driftloop.core import bus
+    from driftloop.core.tracking import get_client
+    from driftloop.governance.overview import build_overview
+    from driftloop.governance.overview_page import render_page
+
+    client, name = get_client(), seeded["name"]
+    assert 'data-role="rollout"' not in render_page(build_overview())  # no rollout: nothing shown
+    client.set_model_version_tag(name, "3", bus.ROLLOUT_STAGE_TAG, "25")
+    try:
+        overview = build_overview()
+        assert overview["datasets"][0]["challenger"]["rollout_stage"] == "25"
+        html = render_page(overview)
+        card = html[html.index('data-role="challenger"') :]
+        assert card[: card.index("</div></div>")].count('<span data-role="rollout">rollout 25</span>') == 1
+    finally:
+        client.delete_model_version_tag(name, "3", bus.ROLLOUT_STAGE_TAG)

@@ -123,6 +123,7 @@ def describe_versions(
                 "gate": tags.get(bus.GATE_TAG, ""),
                 "gate_reason": tags.get(bus.GATE_REASON_TAG, ""),
                 "answers": answers(tags),
+                "rollout_stage": tags.get(bus.ROLLOUT_STAGE_TAG, ""),
                 "run_id": v.run_id,
                 "primary_metric": metrics.get(holdout_key),
                 "train_seconds": metrics.get(bus.TRAIN_SECONDS),

@@ -56,11 +56,13 @@ def _version_card(title: str, v: dict[str, Any] | None, metric: str) -> str:
     if v is None:
         return f'<div class="card">{title}<b>none</b></div>'
     gate = v["gate"] or "no verdict"
+    stage = v.get("rollout_stage") or ""
+    rollout = f' · <span data-role="rollout">rollout {escape(stage)}</span>' if stage else ""
     return (
         '<div class="card" '
         f'data-role="{title.lower()}">{title}<b>{_link(v["mlflow_url"], "v" + v["version"])}</b>'
         f'<span class="{escape(v["gate"])}">gate {escape(gate)}</span> · {escape(metric)} '
-        f"{_fmt(v['primary_metric'])}"
+        f"{_fmt(v['primary_metric'])}{rollout}"
         f'<div class="muted">{escape(v["gate_reason"])}</div></div>'
     )
 
