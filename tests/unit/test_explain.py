@@ -217,3 +217,25 @@ def test_regression_path_attributions_add_up_to_the_value(data, family):
     values = path_attributions(estimator, features)
     assert np.std(estimator.predict(features) - values.sum(axis=1)) < 1e-6
     assert pd.Series(np.abs(values).mean(axis=0), index=features.columns).idxmax() == "signal"
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_a_forest_scored_from_its_leaves_gives_its_own_outputs_and_the_same_attributions(data, task):
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier, RandomForestRegressor
+
+    from driftloop.governance.tree_paths import forest_output, path_attributions
+
+    frame, target = data
+    features = pd.get_dummies(frame, dtype=float)
+    if task == "regression":
+        forest = RandomForestRegressor(n_estimators=15, random_state=0).fit(features, features["signal"] * 3)
+        expected = forest.predict(features)
+    else:
+        labels = target + (features["signal"] > 1).astype(int) if task == "multiclass" else target
+        estimator = RandomForestClassifier if task == "binary" else ExtraTreesClassifier
+        forest = estimator(n_estimators=15, random_state=0).fit(features, labels)
+        expected = forest.predict_proba(features)
+    without_kept_leaves = path_attributions(forest, features)
+
+    np.testing.assert_allclose(forest_output(forest, features), expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(path_attributions(forest, features), without_kept_leaves)

@@ -27,6 +27,7 @@ SKLEARN_FORESTS = {
 SKLEARN_SINGLE = {"DecisionTreeClassifier", "DecisionTreeRegressor"}
 SKLEARN_BOOSTED = {"GradientBoostingClassifier", "GradientBoostingRegressor"}
 _MATRICES: dict[int, tuple[Any, Any]] = {}
+_LEAVES: dict[int, tuple[Any, Any]] = {}  # forest -> (the frame forest_output last scored, its leaves)
 
 
 def _cached(estimator: Any, build: Any) -> Any:
@@ -113,8 +114,7 @@ def _sklearn(estimator: Any, features: Any) -> Any:
     for k, (per_t, per_m) in enumerate(zip(trees, matrices, strict=True)):
         rows = np.flatnonzero(chosen == k)
         if rows.size == len(x):  # every row (binary, regression): no gather and scatter of the whole total
-            # the forest's own apply runs on its n_jobs; it checks the frame's names
-            leaves = estimator.apply(features) if name in SKLEARN_FORESTS else None
+            leaves = _forest_leaves(estimator, features) if name in SKLEARN_FORESTS else None
             for t, (tree, matrix) in enumerate(zip(per_t, per_m, strict=True)):
                 total += matrix[tree.apply(x) if leaves is None else leaves[:, t]]
             continue
@@ -166,6 +166,34 @@ def _lightgbm(estimator: Any, features: Any) -> Any:
         rows = np.flatnonzero(chosen == t % per_iteration)
         total[rows] += matrix[leaves[rows, t]]
     return total
+
+
+def forest_output(estimator: Any, features: Any) -> Any:
+    """A scikit-learn forest's ``predict_proba`` (classifier) or ``predict`` (regressor) from its leaves,
+    kept for :func:`path_attributions` of the same frame, so a chunk that is scored and explained goes down
+    the trees once. The tree outputs are added in the forest's order and divided by their count, as the
+    forest does (its threads add them in any order)."""
+    import numpy as np
+
+    leaves = estimator.apply(features)  # the forest's own apply: its n_jobs, its check of the frame's names
+    _LEAVES.clear()
+    _LEAVES[id(estimator)] = (features, leaves)
+    classifier = hasattr(estimator, "classes_")
+    total: Any = None
+    for t, tree in enumerate(estimator.estimators_):
+        values = tree.tree_.value[leaves[:, t], 0, :]
+        values = values[:, : estimator.n_classes_] if classifier else values[:, 0]
+        total = values.astype(np.float64) if total is None else total + values
+    return total / len(estimator.estimators_)
+
+
+def _forest_leaves(estimator: Any, features: Any) -> Any:
+    """The leaves of ``features`` in every tree: those :func:`forest_output` kept for this frame, else
+    the forest's own apply."""
+    hit = _LEAVES.pop(id(estimator), None)
+    if hit is not None and hit[0] is features:
+        return hit[1]
+    return estimator.apply(features)
 
 
 def path_attributions(estimator: Any, features: Any) -> Any | None:

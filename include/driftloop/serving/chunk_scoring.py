@@ -14,6 +14,7 @@ encoders' own categories; otherwise the whole batch is scored by the pipeline as
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from driftloop.core.config import DatasetConfig
@@ -56,7 +57,9 @@ class ChunkScorer:
         self.use_replay = use_replay
         self.replay: Any = None
         self.row_explainer: Any = None
+        self.scoring_model: Any = None  # the final model, or a forest scored through its kept leaves
         self.path = ""  # "replay" or "pipeline", set by the first chunk
+        self.verified: tuple[Any, dict[str, Any]] | None = None  # the first chunk's replayed input, outputs
 
     def score(self, chunk: Any) -> tuple[dict[str, Any], dict[str, Any], str]:
         """Score one chunk (the id column and the features).
@@ -74,8 +77,11 @@ class ChunkScorer:
                 return outputs, {}, "none"
             reasons, method = explain_chunk(self.model, chunk, self.cfg, self.reference_df)
             return outputs, reasons, method
-        features_df = self._transform(raw)
-        outputs = self.decision.predict_rows(self.replay.estimator, features_df)
+        if self.verified is not None:  # the first chunk: transformed and scored while verifying
+            (features_df, outputs), self.verified = self.verified, None
+        else:
+            features_df = self._transform(raw)
+            outputs = self.decision.predict_rows(self.scoring_model, features_df)
         if not self.explain:
             return outputs, {}, "none"
         if self.row_explainer is None:  # a family without a closed form: ablation on the whole pipeline
@@ -108,7 +114,7 @@ class ChunkScorer:
             why = f"the replay failed: {type(exc).__name__}: {str(exc)[:200]}"
         if why:
             log.warning("batch scoring uses the pipeline, not the numpy replay: %s", why)
-            self.replay = self.row_explainer = None
+            self.replay = self.row_explainer = self.verified = None
             return "pipeline"
         log.info("batch scoring uses the numpy replay (verified on the first chunk of %d rows)", len(raw))
         return "replay"
@@ -124,11 +130,21 @@ class ChunkScorer:
             return "the pipeline is not driftloop's preprocessing"
         dtypes = {name: str(raw[name].dtype) for name in self.cfg.features}
         head = {name: raw[name].to_numpy()[:2].tolist() for name in self.cfg.features}
-        mismatch = replay.check(self.model, self.decision, head, dtypes)
+        with warnings.catch_warnings():  # the probe's unseen categories, through the pipeline's encoder
+            warnings.simplefilter("ignore", UserWarning)
+            mismatch = replay.check(self.model, self.decision, head, dtypes)
         if mismatch:
             return mismatch
+        if self.explain:
+            from driftloop.governance.row_reasons import prepare_row_explainer
+
+            self.row_explainer = prepare_row_explainer(
+                self.model, self._transform_raw, self.reference_df, list(self.cfg.features)
+            )
+        self.scoring_model = _scoring_model(replay.estimator, self.row_explainer)
         expected = self.decision.predict_rows(self.model, raw)
-        got = self.decision.predict_rows(self.replay.estimator, self._transform(raw))
+        features_df = self._transform(raw)
+        got = self.decision.predict_rows(self.scoring_model, features_df)
         for key, want in expected.items():
             want, have = np.asarray(want), np.asarray(got[key])
             same = (
@@ -138,13 +154,41 @@ class ChunkScorer:
             )
             if not same:
                 return f"{key} differs on the first chunk ({len(raw)} rows)"
-        if self.explain:
-            from driftloop.governance.row_reasons import prepare_row_explainer
-
-            self.row_explainer = prepare_row_explainer(
-                self.model, self._transform_raw, self.reference_df, list(self.cfg.features)
-            )
+        self.verified = features_df, got
         return ""
 
     def _transform_raw(self, rows: Any) -> Any:
         return self._transform(model_input(rows[list(self.cfg.features)]))
+
+
+class _ForestByLeaves:
+    """A scikit-learn forest scored by :func:`~driftloop.governance.tree_paths.forest_output`: the leaves
+    found for the prediction are kept for the chunk's path attributions (one walk down the trees, not two)."""
+
+    def __init__(self, forest: Any) -> None:
+        self.forest = forest
+
+    def predict_proba(self, rows: Any) -> Any:
+        """The forest's class probabilities."""
+        from driftloop.governance.tree_paths import forest_output
+
+        return forest_output(self.forest, rows)
+
+    def predict(self, rows: Any) -> Any:
+        """The regression forest's values."""
+        from driftloop.governance.tree_paths import forest_output
+
+        return forest_output(self.forest, rows)
+
+
+def _scoring_model(estimator: Any, row_explainer: Any) -> Any:
+    """``estimator``, or :class:`_ForestByLeaves` of it when its reasons are path attributions of a forest."""
+    from driftloop.governance.tree_paths import SKLEARN_FORESTS
+
+    if (
+        row_explainer is not None
+        and row_explainer.kind == "tree"
+        and type(estimator).__name__ in SKLEARN_FORESTS
+    ):
+        return _ForestByLeaves(estimator)
+    return estimator
