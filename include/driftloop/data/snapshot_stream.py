@@ -1,6 +1,9 @@
-"""The training snapshot built streamed: every accepted batch and label file is read in Arrow record batches,
-range-partitioned by id into local bucket files, and each bucket is joined, deduplicated and canonicalised on
-its own, so memory holds one bucket, never the history.
+"""The training snapshot built streamed, in bounded memory: the history range-partitioned by id, one bucket
+in memory at a time.
+
+Every accepted batch and label file is read in Arrow record batches and its rows appended to local Arrow IPC
+bucket files by id range; each bucket is then joined, deduplicated and canonicalised on its own, so memory
+holds one bucket (``BUCKET_ROWS`` batch rows), never the history.
 
 Why this gives the in-memory build's rows and hash: every row of one id lands in the same bucket (buckets are
 id ranges), so the latest-label join and the latest-row-wins dedupe of a bucket are those of the whole history
