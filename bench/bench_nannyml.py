@@ -117,8 +117,9 @@ def compare(name: str) -> list[str]:
 
 def main(names: list[str]) -> int:
     if not Path(NANNYML_PYTHON).exists():
-        print(f"no NannyML interpreter at {NANNYML_PYTHON}: see this script's docstring", file=sys.stderr)
-        return 2
+        # An optional comparison (NannyML is never a Driftloop dependency): `make bench` goes on without it.
+        print(f"skipped: no NannyML interpreter at {NANNYML_PYTHON} (see this script's docstring)")
+        return 0
     print("mean absolute error / share of batches whose realised value is in the 90 % band")
     for name in names or CONFIGS:
         print("\n".join(compare(name)), flush=True)
