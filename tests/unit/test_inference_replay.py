@@ -49,9 +49,11 @@ def _batch(cfg, frame: pd.DataFrame, rows: int) -> pa.Table:
     return pa.Table.from_pandas(batch[[cfg.id_column, *cfg.features]], preserve_index=False)
 
 
-def _score(cfg, model, table, tmp_path, name: str, use_replay: bool) -> tuple[pd.DataFrame, str]:
+def _score(
+    cfg, model, table, tmp_path, name: str, use_replay: bool, reference=None
+) -> tuple[pd.DataFrame, str]:
     output = tmp_path / f"{name}.parquet"
-    reference = table.to_pandas()[list(cfg.features)].head(500)
+    reference = table.to_pandas()[list(cfg.features)].head(500) if reference is None else reference
     stats = batch_scoring.score_frames(
         model, INFO, cfg, table.to_batches(max_chunksize=700), output, DECISION, reference,
         scored_at="2026-01-01T00:00:00+00:00", use_replay=use_replay,
@@ -129,3 +131,21 @@ def test_a_replay_that_differs_from_its_pipeline_is_not_used(
     assert "uses the pipeline, not the numpy replay" in caplog.text
     assert "differs" in caplog.text
     pd.testing.assert_frame_equal(after, before)
+
+
+def test_the_parts_of_a_batch_scored_in_one_process_are_verified_once(
+    telco_cfg, telco_frame, tmp_path, caplog
+):
+    model = _logged_pipeline(telco_cfg, telco_frame, _estimator("rf"))
+    table = _batch(telco_cfg, telco_frame, 1400)
+    whole, _ = _score(telco_cfg, model, table, tmp_path, "pipeline", False, table.to_pandas().head(500))
+    with caplog.at_level(logging.INFO, logger="driftloop.serving.chunk_scoring"):
+        for part, rows in enumerate((table.slice(0, 700), table.slice(700))):  # each with the same reference
+            _score(telco_cfg, model, rows, tmp_path, f"part{part}", True, table.to_pandas().head(500))
+
+    assert caplog.text.count("uses the numpy replay (verified") == 1
+    parts = pd.concat([pd.read_parquet(tmp_path / f"part{i}.parquet") for i in (0, 1)], ignore_index=True)
+    assert parts[bus.PREDICTION_COLUMN].tolist() == whole[bus.PREDICTION_COLUMN].tolist()
+    for i in range(1, telco_cfg.inference.reasons + 1):
+        column = bus.reason_column(i, "feature")
+        assert parts[column].tolist() == whole[column].tolist(), column

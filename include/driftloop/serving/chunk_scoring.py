@@ -36,6 +36,18 @@ def explain_chunk(
     return {name: reasons[name].to_numpy() for name in reasons.columns}, attributions.method
 
 
+# model -> (model, decision key, reference rows, (path, replay, row explainer, scoring model)) of the last
+# verification in this process, so the other parts of a batch scored here are not verified again
+_CHOSEN: dict[int, tuple[Any, Any, Any, tuple[str, Any, Any, Any]]] = {}
+
+
+def _same(cached: Any, reference_df: Any) -> bool:
+    """True when both reference frames are absent or hold the same rows."""
+    if cached is None or reference_df is None:
+        return cached is None and reference_df is None
+    return bool(cached.equals(reference_df))
+
+
 class ChunkScorer:
     """Predictions and top-k reasons of one batch's chunks, all by the same path (replay or pipeline)."""
 
@@ -60,6 +72,17 @@ class ChunkScorer:
         self.scoring_model: Any = None  # the final model, or a forest scored through its kept leaves
         self.path = ""  # "replay" or "pipeline", set by the first chunk
         self.verified: tuple[Any, dict[str, Any]] | None = None  # the first chunk's replayed input, outputs
+        self.key = (decision, tuple(cfg.features), cfg.inference.reasons)
+        hit = _CHOSEN.get(id(model))
+        if (
+            use_replay
+            and hit is not None
+            and hit[0] is model
+            and hit[1] == self.key
+            and _same(hit[2], reference_df)
+        ):
+            # the parts of a batch scored in one process (score_pending_batches): the first one verified
+            self.path, self.replay, self.row_explainer, self.scoring_model = hit[3]
 
     def score(self, chunk: Any) -> tuple[dict[str, Any], dict[str, Any], str]:
         """Score one chunk (the id column and the features).
@@ -112,12 +135,20 @@ class ChunkScorer:
             why = self._verify_replay(raw)
         except Exception as exc:  # the pipeline scores: the replay is only a faster way to the same numbers
             why = f"the replay failed: {type(exc).__name__}: {str(exc)[:200]}"
+        path = "pipeline" if why else "replay"
         if why:
             log.warning("batch scoring uses the pipeline, not the numpy replay: %s", why)
             self.replay = self.row_explainer = self.verified = None
-            return "pipeline"
-        log.info("batch scoring uses the numpy replay (verified on the first chunk of %d rows)", len(raw))
-        return "replay"
+        else:
+            log.info("batch scoring uses the numpy replay (verified on the first chunk of %d rows)", len(raw))
+        _CHOSEN.clear()  # one model at a time: the replay and the explainer's state are not small
+        _CHOSEN[id(self.model)] = (
+            self.model,
+            self.key,
+            self.reference_df,
+            (path, self.replay, self.row_explainer, self.scoring_model),
+        )
+        return path
 
     def _verify_replay(self, raw: Any) -> str:
         """Empty when the replay gives the pipeline's outputs on ``raw`` and probe rows, else what differs."""
