@@ -145,13 +145,21 @@ def begin_rollout(
     the first stage of ``rollout.stages``; ``champion`` does not move.
 
     Returns:
-        The audit entry, or None when the version had started its rollout before (a retry).
+        The audit entry, or None when the version had started its rollout before (a retry; one that went past
+        its first stage, ended, or made the version champion is left where it is).
     """
     client, store = get_client(settings), audit.open_store(settings)
     first = stage_name(cfg.rollout.stages[0])
     plan = json.dumps(asdict(cfg.rollout), sort_keys=True)
     with store.locked(cfg.registered_model_name) as conn:
-        if read_stage(client, cfg, str(version)).stage is None:  # a retry keeps the plan it began with
+        current = read_stage(client, cfg, str(version)).stage
+        champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
+        serving = champion is not None and champion["model_version"] == str(version)
+        if serving or current not in (None, first):  # a retry must not rewind the stage, nor re-alias it
+            log.info("%s v%s: rollout begun before, now %s%s: left as it is", cfg.registered_model_name,
+                     version, current, f" and {bus.CHAMPION}" if serving else "")  # fmt: skip
+            return None
+        if current is None:  # a retry keeps the plan it began with
             client.set_model_version_tag(cfg.registered_model_name, str(version), bus.ROLLOUT_PLAN_TAG, plan)
         entry = enter_stage(
             cfg,

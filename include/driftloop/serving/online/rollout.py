@@ -131,16 +131,29 @@ def _make_champion(
     cfg: DatasetConfig, version: str, actor: str, reason: str, settings: Settings
 ) -> list[dict[str, Any]]:
     """Move ``champion`` to a version whose rollout completed, through the audited path (nothing when it is
-    champion already); returns the champion audit entries appended."""
-    from driftloop.core import registry
-    from driftloop.governance.promotion import set_champion
+    champion already); returns the champion audit entries appended.
 
-    champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
-    if champion is not None and champion["model_version"] == version:
-        return []
-    moved: list[dict[str, Any]] = set_champion(cfg, version, actor=actor, reason=reason, settings=settings)[
-        "recorded_moves"
-    ]
+    The check and the move share one hold of the promotion lock: two retries racing to finish the same
+    completion (each seeing champion not moved yet) must not both move it.
+    """
+    from driftloop.core import registry
+    from driftloop.governance import audit, promotion
+
+    client, store = get_client(settings), audit.open_store(settings)
+    moved: list[dict[str, Any]] = []
+    with store.locked(cfg.registered_model_name) as conn:
+        external = audit.reconcile_champion(cfg, settings, store, conn)  # a move made elsewhere comes first
+        moved += [dict(external)] if external else []
+        champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
+        current = champion["model_version"] if champion else None
+        if current != version:
+            entry = promotion._move(
+                cfg, client, store, conn, version, from_version=current,
+                actor=actor, reason=reason, evidence={}, settings=settings,
+            )  # fmt: skip
+            moved.append(dict(entry))
+    if moved:
+        promotion.finish_move(cfg, client, store, [version, current], settings)
     return moved
 
 
