@@ -86,7 +86,15 @@ CROSS_STAGE_IMPORTS = {
     ("serving.online.service", "data.contract"): "requests are validated against the dataset's contract",
     ("serving.online.validation", "data.contract"): "PII in requests is hashed as ingestion hashes it",
     ("serving.scoring_parts", "governance.audit"): "the audit reconciler runs before every inference run",
-    ("serving.batch_scoring", "governance.explain"): "batch predictions carry their top-k SHAP reasons",
+    ("serving.chunk_scoring", "governance.explain"): "each scored chunk carries its top-k SHAP reasons",
+    (
+        "serving.chunk_scoring",
+        "governance.row_reasons",
+    ): "the reasons are computed on the chunk's one replayed transform, shared with the prediction",
+    (
+        "serving.chunk_scoring",
+        "governance.tree_paths",
+    ): "a forest is walked once per chunk: its leaves give the prediction and the path attributions",
     (
         "serving.online.ab_decision",
         "governance.promotion",

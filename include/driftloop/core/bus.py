@@ -140,7 +140,7 @@ SELECTION_TAG = PREFIX + "model_selection"  # "all N training rows" or "sampled 
 LIVE_DROP_METRIC_TAG = PREFIX + "live_drop_metric"  # on monitoring runs: which live metric LIVE_DROP is about
 # Under the manual policy a passing version is marked ready; a person moves champion.
 READY_FOR_CHAMPION_TAG = PREFIX + "ready_for_champion"
-PROMOTION_INTENT_TAG = PREFIX + "promotion_intent"  # JSON of a champion move under way (promotion._move)
+PROMOTION_INTENT_TAG = PREFIX + "promotion_intent"  # JSON of a champion move under way (move_champion)
 RETRAIN_WAITING_TAG = PREFIX + "retrain_waiting"  # monitoring run: its retrain waits for labels
 CALIBRATION_METHOD_TAG = PREFIX + "calibration_method"  # training run: isotonic | platt (the map's curves)
 ESTIMATION_METHOD_TAG = PREFIX + "estimation_method"  # monitoring run: cbpe | dle (estimated performance)

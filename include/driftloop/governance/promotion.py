@@ -74,7 +74,7 @@ def _record_verdict(cfg: DatasetConfig, client: Any, report: GateDecision, reaso
             )
 
 
-def _move(
+def move_champion(
     cfg: DatasetConfig,
     client: Any,
     store: audit.AuditStore,
@@ -257,7 +257,7 @@ def promote_model(
             _record_verdict(cfg, client, report, reason, reused)
             moved, staged = _policy_outcome(cfg, report)
             if moved:
-                entry = _move(
+                entry = move_champion(
                     cfg,
                     client,
                     store,
@@ -373,7 +373,7 @@ def promote_version(
             }
         moved = current != str(version)
         if moved:
-            entry = _move(
+            entry = move_champion(
                 cfg,
                 client,
                 store,
@@ -409,7 +409,7 @@ def set_champion(
     with store.locked(cfg.registered_model_name) as conn:
         _note(recorded, audit.reconcile_champion(cfg, settings, store, conn))
         current = _version_of(registry.resolve_alias(cfg, bus.CHAMPION, settings))
-        entry = _move(
+        entry = move_champion(
             cfg,
             client,
             store,

@@ -147,7 +147,7 @@ def rollback_champion(
                 f"the gate ({why}); roll back to it only with --override"
             )
         kind = UNDO if to_version is None else TO
-        entry = promotion._move(
+        entry = promotion.move_champion(
             cfg,
             client,
             store,

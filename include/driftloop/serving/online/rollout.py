@@ -102,7 +102,9 @@ def _judge(cfg: DatasetConfig, settings: Settings, client: Any, champion_v: str,
     return evidence, rollout_evidence.judge_stage(plan, evidence)
 
 
-def _finish_completed(cfg: DatasetConfig, client: Any, champion_v: str | None, actor: str) -> RolloutResult:
+def _finish_completed(
+    cfg: DatasetConfig, client: Any, champion_v: str | None, actor: str, settings: Settings
+) -> RolloutResult:
     """A rollout whose champion move happened but whose stage was not recorded (a retried task)."""
     from driftloop.governance import audit, rollout_state
 
@@ -111,7 +113,7 @@ def _finish_completed(cfg: DatasetConfig, client: Any, champion_v: str | None, a
     stage = rollout_state.read_stage(client, cfg, champion_v)
     if not stage.active:
         return {"action": "none", "reason": "no challenger in a running rollout", "version": None}
-    store = audit.open_store()
+    store = audit.open_store(settings)
     with store.locked(cfg.registered_model_name) as conn:
         entry = rollout_state.enter_stage(
             cfg, client, store, conn, champion_v, bus.ROLLOUT_COMPLETED,
@@ -147,7 +149,7 @@ def _make_champion(
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
         current = champion["model_version"] if champion else None
         if current != version:
-            entry = promotion._move(
+            entry = promotion.move_champion(
                 cfg, client, store, conn, version, from_version=current,
                 actor=actor, reason=reason, evidence={}, settings=settings,
             )  # fmt: skip
@@ -176,7 +178,7 @@ def advance_rollout(
     champion, challenger = (registry.resolve_alias(cfg, a, settings) for a in (bus.CHAMPION, bus.CHALLENGER))
     champion_v = champion["model_version"] if champion else None
     if challenger is None or champion_v is None or challenger["model_version"] == champion_v:
-        return _finish_completed(cfg, client, champion_v, actor)
+        return _finish_completed(cfg, client, champion_v, actor, settings)
     stage = rollout_state.read_stage(client, cfg, challenger["model_version"])
     if stage.stage == bus.ROLLOUT_ROLLED_BACK:  # a retry after the stage was recorded: drop the alias
         registry.drop_alias(cfg, bus.CHALLENGER, stage.version, settings)
