@@ -21,7 +21,7 @@ id) and on the labels that arrived for it (file drops or `POST /labels`, accepte
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from airflow.sdk import dag, task
 from airflow.sdk.exceptions import AirflowSkipException
@@ -29,6 +29,10 @@ from airflow.sdk.exceptions import AirflowSkipException
 from driftloop.core import alerts, bus
 from driftloop_airflow import airflow_ids, asset, dag_defaults, dag_settings, run_stage
 from driftloop_airflow.factory import build_for_each_dataset
+
+if TYPE_CHECKING:  # for the type checker only, so Airflow cannot infer multiple_outputs: each task says it
+    from driftloop.serving.online.rollout import RolloutResult
+    from driftloop.serving.online.serving_results import AbEvaluation, ExportResult
 
 
 def build(dataset: str) -> None:
@@ -41,8 +45,8 @@ def build(dataset: str) -> None:
         **dag_defaults(dataset, "serving", __doc__),
     )
     def ab_evaluation() -> None:
-        @task(outlets=[asset(dataset, "predictions")])
-        def export_served_windows() -> dict[str, Any]:
+        @task(outlets=[asset(dataset, "predictions")], multiple_outputs=True)
+        def export_served_windows() -> ExportResult:
             from driftloop.serving.online import export
 
             result = run_stage(dataset, export.export_served_windows)
@@ -52,8 +56,8 @@ def build(dataset: str) -> None:
                 )
             return result
 
-        @task
-        def evaluate_ab() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def evaluate_ab() -> AbEvaluation:
             from driftloop.serving.online import ab_decision
 
             return run_stage(
@@ -63,8 +67,8 @@ def build(dataset: str) -> None:
                 alerts=alerts.ab_alerts,
             )
 
-        @task
-        def advance_rollout() -> dict[str, Any]:
+        @task(multiple_outputs=True)
+        def advance_rollout() -> RolloutResult:
             from driftloop.serving.online import rollout
 
             result = run_stage(
@@ -75,7 +79,7 @@ def build(dataset: str) -> None:
             )
             if result["action"] == "none":
                 raise AirflowSkipException(result["reason"])
-            return dict(result)
+            return result
 
         export_served_windows()
         evaluate_ab() >> advance_rollout()

@@ -34,6 +34,7 @@ from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.serving.online import ab_stats
 from driftloop.serving.online.labels import join_labels, read_accepted_labels
 from driftloop.serving.online.prediction_log import PRIMARY, SHADOW, log_uri, read_log
+from driftloop.serving.online.serving_results import AbEvaluation
 
 STAGE = "serving"
 
@@ -238,7 +239,7 @@ def evaluate_ab(
     settings: Settings | None = None,
     actor: str = "driftloop ab-evaluate",
     apply: bool = True,
-) -> dict[str, Any]:
+) -> AbEvaluation:
     """Decide between champion and challenger on labelled served traffic, record it, promote when earned.
 
     Args:
@@ -262,7 +263,7 @@ def evaluate_ab(
         return {
             "decision": bus.AB_NO_CHALLENGER,
             "reason": "no challenger distinct from the champion",
-            "champion_version": champion and champion["model_version"],
+            "champion_version": champion["model_version"] if champion else None,
             "challenger_version": None,
         }
     champion_v, challenger_v = champion["model_version"], challenger["model_version"]
@@ -291,7 +292,7 @@ def evaluate_ab(
             "reason": f"no served traffic of experiment {experiment} compares the two models yet",
         }
     )
-    result = {
+    result: AbEvaluation = {
         "decision": verdict["decision"],
         "reason": verdict["reason"],
         "decided_by": verdict["decided_by"],
@@ -310,12 +311,9 @@ def evaluate_ab(
     )
     recorded = find_finished_run(client, name, key)
     if recorded is not None:  # this very look was recorded (and acted on) already
-        return {
-            **result,
-            "run_id": recorded.info.run_id,
-            "promotion": recorded.data.tags.get(bus.AB_PROMOTION_TAG),
-            "reused": True,
-        }
+        result["run_id"], result["reused"] = recorded.info.run_id, True
+        result["promotion"] = recorded.data.tags.get(bus.AB_PROMOTION_TAG, "")
+        return result
     promotion, recorded_moves = "none", []
     stage = client.get_model_version(cfg.registered_model_name, challenger_v).tags.get(bus.ROLLOUT_STAGE_TAG)
     if stage is not None and stage not in bus.ROLLOUT_DONE:
@@ -331,13 +329,9 @@ def evaluate_ab(
         )
         recorded_moves = outcome["recorded_moves"]
     run_id = _record(cfg, client, settings, key, result, promotion, _metrics(ab, shadow))
-    return {
-        **result,
-        "run_id": run_id,
-        "promotion": promotion,
-        "reused": False,
-        "recorded_moves": recorded_moves,
-    }
+    result["run_id"], result["promotion"], result["reused"] = run_id, promotion, False
+    result["recorded_moves"] = recorded_moves
+    return result
 
 
 def _json_safe(value: Any) -> Any:
@@ -361,7 +355,7 @@ def _record(
     client: Any,
     settings: Settings,
     key: dict[str, str],
-    result: dict[str, Any],
+    result: AbEvaluation,
     promotion: str,
     metrics: dict[str, float],
 ) -> str:

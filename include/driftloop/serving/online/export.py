@@ -31,6 +31,7 @@ from driftloop.core.state import StatePaths, path_to_uri
 from driftloop.core.storage import StoragePath, atomic_path, list_manifests, utc_now, write_json
 from driftloop.core.tracking import find_finished_run, get_client, keyed_run
 from driftloop.serving.online.prediction_log import PRIMARY, log_uri, read_log
+from driftloop.serving.online.serving_results import ExportedWindow, ExportResult
 
 SOURCE_NAME = "prediction_log"
 
@@ -56,7 +57,7 @@ def _exported(paths: StatePaths) -> dict[str, float]:
 
 def export_served_windows(
     cfg: DatasetConfig, settings: Settings | None = None, now_s: float | None = None
-) -> dict[str, Any]:
+) -> ExportResult:
     """Export every closed, not yet exported window of served traffic (see the module docstring).
 
     Args:
@@ -83,7 +84,7 @@ def export_served_windows(
         return {"exported": [], "scoring_batch_ids": [], "until": until}
     log_df["window_start"] = (log_df["logged_at"] // window_s) * window_s
     client = get_client(settings)
-    exported = []
+    exported: list[ExportedWindow] = []
     for (window_start, version), rows in log_df.groupby(["window_start", "model_version"], sort=True):
         batch_id = bus.served_batch_id(window_stamp(window_start), version)
         if batch_id in done:
@@ -140,7 +141,7 @@ def _export_window(
     window_start_s: float,
     version: str,
     rows: Any,
-) -> dict[str, Any]:
+) -> ExportedWindow:
     import mlflow
     import pandas as pd
 
