@@ -88,6 +88,18 @@ CROSS_STAGE_IMPORTS = {
     ("serving.scoring_parts", "governance.audit"): "the audit reconciler runs before every inference run",
     ("serving.chunk_scoring", "governance.explain"): "each scored chunk carries its top-k SHAP reasons",
     (
+        "serving.scoring_results",
+        "governance.governance_results",
+    ): "a scoring plan carries the champion audit entries the reconciler recorded (AuditEntry)",
+    (
+        "serving.online.serving_results",
+        "governance.governance_results",
+    ): "an A/B promotion's result carries its champion audit entries (AuditEntry)",
+    (
+        "serving.online.rollout",
+        "governance.governance_results",
+    ): "a rollout's result carries its rollout and champion audit entries (RolloutEntry, AuditEntry)",
+    (
         "serving.chunk_scoring",
         "governance.row_reasons",
     ): "the reasons are computed on the chunk's one replayed transform, shared with the prediction",

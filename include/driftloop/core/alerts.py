@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -250,7 +250,7 @@ def _model_link(settings: Settings, model_name: str, version: Any) -> dict[str, 
     return {f"{model_name} v{version}": f"{base}/#/models/{model_name}/versions/{version}"} if base else {}
 
 
-def moved_by(entry: dict[str, Any]) -> str:
+def moved_by(entry: Mapping[str, Any]) -> str:
     """Where a move came from, read off its audit entry: ``gate``, ``cli``, ``rollback``, ``ab_test``,
     ``approval`` (a person in Airflow), ``external`` or ``driftloop``."""
     actor, reason = str(entry.get("actor") or ""), str(entry.get("reason") or "")
@@ -267,7 +267,9 @@ def moved_by(entry: dict[str, Any]) -> str:
     return "driftloop"
 
 
-def champion_moved_alert(dataset: str, model_name: str, entry: dict[str, Any], settings: Settings) -> Alert:
+def champion_moved_alert(
+    dataset: str, model_name: str, entry: Mapping[str, Any], settings: Settings
+) -> Alert:
     """The one ``champion_moved`` alert of an audit entry: keyed by the entry's id, naming its mover.
 
     Args:

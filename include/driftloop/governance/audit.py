@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
@@ -191,7 +191,7 @@ class AuditStore:
                 row["id"] = own.execute(statement, {c: values[c] for c in columns}).scalar_one()
         else:
             row["id"] = conn.execute(statement, {c: values[c] for c in columns}).scalar_one()
-        return row
+        return cast(AuditEntry, row)  # every column: the defaults above and the caller's
 
     def entries(self, model_name: str, conn: Any = None) -> list[AuditEntry]:
         """Every entry of ``model_name``, oldest first."""
@@ -203,13 +203,16 @@ class AuditStore:
                 rows = own.execute(query, {"name": model_name}).mappings().all()
         else:
             rows = conn.execute(query, {"name": model_name}).mappings().all()
-        return [
-            {
-                **dict(r),
-                "evidence": json.loads(r["evidence"]),
-                "override": bool(r["override"]),
-                "gate_passed": None if r["gate_passed"] is None else bool(r["gate_passed"]),
-            }
+        return [  # the table's columns (the schema is ours), with JSON and the booleans decoded
+            cast(
+                AuditEntry,
+                {
+                    **dict(r),
+                    "evidence": json.loads(r["evidence"]),
+                    "override": bool(r["override"]),
+                    "gate_passed": None if r["gate_passed"] is None else bool(r["gate_passed"]),
+                },
+            )
             for r in rows
         ]
 

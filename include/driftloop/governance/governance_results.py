@@ -13,15 +13,39 @@ from __future__ import annotations
 
 from typing import Any, Literal, NotRequired, TypedDict
 
-# One row of the champion audit log (driftloop.governance.audit.COLUMNS): id, recorded_at, dataset,
-# model_name, from_version, to_version, actor, source (driftloop | external), reason, gate_passed, override,
-# evidence (a dict). A dict, not a TypedDict, while the results of modules outside governance that carry
-# entries (serving.online.rollout.RolloutResult, serving.scoring_results.ScoringPlan) and the alert builders
-# that read them (core.alerts.champion_moved_alert) take dict[str, Any]: a TypedDict is not one.
-AuditEntry = dict[str, Any]
-# One row of the rollout audit log (driftloop.governance.rollout_state.rollout_entries): id, recorded_at,
-# dataset, model_name, version, from_stage, to_stage, actor, reason, evidence.
-RolloutEntry = dict[str, Any]
+
+class AuditEntry(TypedDict):
+    """One row of the champion audit log (:data:`driftloop.governance.audit.COLUMNS`)."""
+
+    id: int
+    recorded_at: str  # ISO time
+    dataset: str
+    model_name: str
+    from_version: str | None  # None: the first champion
+    to_version: str | None
+    actor: str  # e.g. training_pipeline/<run id>, airflow:<user>, cli:<user>, or the external actor
+    source: str  # driftloop | external
+    reason: str
+    gate_passed: bool | None  # None: the version was never judged
+    override: bool  # moved to a version that had not passed the gate
+    evidence: dict[str, Any]
+
+
+class RolloutEntry(TypedDict):
+    """One row of the rollout audit log (:func:`driftloop.governance.rollout_state.rollout_entries`)."""
+
+    id: int
+    recorded_at: str  # ISO time
+    dataset: str
+    model_name: str
+    version: str
+    from_stage: str | None  # None: the rollout began here
+    to_stage: str  # shadow | <share %> | completed | rolled_back
+    actor: str
+    reason: str
+    evidence: dict[str, Any]  # the stage's evidence when it was entered (rows, errors, p99s, differences)
+
+
 # One check of a gate report: name, passed (None: measured, not enforced), value, limit, detail, plus the
 # fields of its kind (a comparison's difference/ci_low/ci_high/rows/rule, a fairness gap's outcome, ...).
 GateCheck = dict[str, Any]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from driftloop.core import bus
@@ -141,7 +142,7 @@ def _approval_lines(approval: dict[str, str]) -> list[str]:
     ]
 
 
-def _history_rows(history: list[dict[str, Any]], version: str) -> list[str]:
+def _history_rows(history: Sequence[Mapping[str, Any]], version: str) -> list[str]:
     mine = [e for e in history if version in (e["from_version"], e["to_version"])]
     if not mine:
         return ["_never champion_"]
@@ -267,7 +268,7 @@ def _decision_text(cfg: DatasetConfig, tags: dict[str, str]) -> str:
 
 
 def gather_facts(
-    cfg: DatasetConfig, client: Any, version: str, history: list[dict[str, Any]], settings: Any = None
+    cfg: DatasetConfig, client: Any, version: str, history: Sequence[Mapping[str, Any]], settings: Any = None
 ) -> dict[str, Any]:
     """Everything the card needs, read from what the version's runs logged: never from what a caller passes.
 
@@ -373,7 +374,7 @@ def read_evidence(client: Any, run_id: str) -> dict[str, Any]:
 
 
 def publish_model_card(
-    cfg: DatasetConfig, client: Any, version: str, history: list[dict[str, Any]], settings: Any = None
+    cfg: DatasetConfig, client: Any, version: str, history: Sequence[Mapping[str, Any]], settings: Any = None
 ) -> dict[str, Any]:
     """Rebuild the card from what the version's runs logged; log it (Markdown + JSON) and make it the
     description.

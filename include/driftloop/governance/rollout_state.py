@@ -18,7 +18,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core import bus, registry
 from driftloop.core.config import DatasetConfig
@@ -26,6 +26,7 @@ from driftloop.core.serving_config import RolloutConfig
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit
+from driftloop.governance.governance_results import RolloutEntry
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def read_stage(client: Any, cfg: DatasetConfig, version: str) -> RolloutStage:
 
 def rollout_entries(
     store: audit.AuditStore, model_name: str, version: str | None = None, conn: Any = None
-) -> list[dict[str, Any]]:
+) -> list[RolloutEntry]:
     """The rollout audit entries of ``model_name`` (of one ``version`` when given), oldest first."""
     from sqlalchemy import text
 
@@ -72,7 +73,8 @@ def rollout_entries(
             rows = own.execute(query, params).mappings().all()
     else:
         rows = conn.execute(query, params).mappings().all()
-    return [{**dict(r), "evidence": json.loads(r["evidence"])} for r in rows]
+    # The table's columns (the schema is ours), with the evidence decoded.
+    return [cast(RolloutEntry, {**dict(r), "evidence": json.loads(r["evidence"])}) for r in rows]
 
 
 def enter_stage(
@@ -86,7 +88,7 @@ def enter_stage(
     actor: str,
     reason: str,
     evidence: dict[str, Any],
-) -> dict[str, Any] | None:
+) -> RolloutEntry | None:
     """Record that ``version`` enters ``to_stage`` and tag it, inside the caller's locked transaction.
 
     Returns:
@@ -98,9 +100,10 @@ def enter_stage(
     name = cfg.registered_model_name
     current = read_stage(client, cfg, version)
     earlier = [e for e in rollout_entries(store, name, version, conn) if e["to_stage"] == to_stage]
-    entry = None
+    entry: RolloutEntry | None = None
     if not earlier:
         entry = {
+            "id": 0,  # the database's, below
             "recorded_at": datetime.now(UTC).isoformat(timespec="microseconds"),
             "dataset": cfg.name,
             "model_name": name,
@@ -134,13 +137,13 @@ def read_plan(cfg: DatasetConfig, tags: dict[str, str]) -> RolloutConfig:
     return RolloutConfig(**json.loads(recorded)) if recorded else cfg.rollout
 
 
-def _started_s(entry: dict[str, Any]) -> float:
+def _started_s(entry: RolloutEntry) -> float:
     return datetime.fromisoformat(entry["recorded_at"]).timestamp()
 
 
 def begin_rollout(
     cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
-) -> dict[str, Any] | None:
+) -> RolloutEntry | None:
     """Start the rollout of a version the gate passed (or a person approved): it becomes ``challenger`` in
     the first stage of ``rollout.stages``; ``champion`` does not move.
 

@@ -8,7 +8,9 @@ Each type names the keys the next step (and an alert builder) reads; the steps a
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import TypedDict
+
+from driftloop.governance.governance_results import AuditEntry
 
 
 class ScoreStats(TypedDict):
@@ -113,7 +115,7 @@ class ScoringPlan(TypedDict):
 
     parts: list[PartValues]  # every part of every batch to score, all with the same pinned version
     recorded: list[RecordedScoring]  # batches committed before a crash, recorded without scoring
-    recorded_moves: list[dict[str, Any]]  # champion moves made outside Driftloop, now audited
+    recorded_moves: list[AuditEntry]  # champion moves made outside Driftloop, now audited
     model_version: str | None  # the pinned version; None when nothing is scored or recorded
 
 
@@ -122,4 +124,4 @@ class ScoringResult(TypedDict):
 
     model_version: str | None
     scored: list[RecordedScoring]
-    recorded_moves: list[dict[str, Any]]  # read by the champion-move alerts
+    recorded_moves: list[AuditEntry]  # read by the champion-move alerts

@@ -28,6 +28,7 @@ from driftloop.core.config import DatasetConfig
 from driftloop.core.serving_config import SHADOW_STAGE
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
+from driftloop.governance.governance_results import AuditEntry, RolloutEntry
 from driftloop.serving.online.router import Routing
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,8 @@ class RolloutResult(TypedDict, total=False):
     stage: str | None  # the stage judged
     next_stage: str | None
     evidence: dict[str, Any]
-    rollout_entries: list[dict[str, Any]]  # rollout audit entries this call appended (each alerted once)
-    recorded_moves: list[dict[str, Any]]  # champion audit entries (the completing move)
+    rollout_entries: list[RolloutEntry]  # rollout audit entries this call appended (each alerted once)
+    recorded_moves: list[AuditEntry]  # champion audit entries (the completing move)
 
 
 def stage_routing(stage: str | None, default: Routing) -> Routing:
@@ -131,7 +132,7 @@ def _finish_completed(
 
 def _make_champion(
     cfg: DatasetConfig, version: str, actor: str, reason: str, settings: Settings
-) -> list[dict[str, Any]]:
+) -> list[AuditEntry]:
     """Move ``champion`` to a version whose rollout completed, through the audited path (nothing when it is
     champion already); returns the champion audit entries appended.
 
@@ -142,10 +143,10 @@ def _make_champion(
     from driftloop.governance import audit, promotion
 
     client, store = get_client(settings), audit.open_store(settings)
-    moved: list[dict[str, Any]] = []
+    moved: list[AuditEntry] = []
     with store.locked(cfg.registered_model_name) as conn:
         external = audit.reconcile_champion(cfg, settings, store, conn)  # a move made elsewhere comes first
-        moved += [dict(external)] if external else []
+        moved += [external] if external else []
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
         current = champion["model_version"] if champion else None
         if current != version:
@@ -153,7 +154,7 @@ def _make_champion(
                 cfg, client, store, conn, version, from_version=current,
                 actor=actor, reason=reason, evidence={}, settings=settings,
             )  # fmt: skip
-            moved.append(dict(entry))
+            moved.append(entry)
     if moved:
         promotion.finish_move(cfg, client, store, [version, current], settings)
     return moved

@@ -6,11 +6,11 @@ timeout), each arm's request latency, and the pairs both models scored (every st
 joined to the accepted labels. :func:`judge_stage` is pure: the same evidence always gets the same verdict.
 
 * **Guardrails** (roll back at once): the challenger's error share above ``max_error_share``; the p99 latency
-  of requests it answered alone above ``max_p99_latency_ms`` or ``max_p99_latency_ratio`` times the
-  champion's; its accuracy on labelled pairs credibly worse (the paired difference's one-sided upper bound at
-  ``alpha`` below 0, from ``MIN_TEST_PAIRS`` pairs); before labels, its estimated accuracy (the calibrated
-  probability of its own prediction, averaged over the pairs) below the champion's by more than
-  ``max_estimated_drop``.
+  of requests it answered alone (from ``MIN_LATENCY_REQUESTS``) above ``max_p99_latency_ms`` or
+  ``max_p99_latency_ratio`` times the champion's; its accuracy on labelled pairs credibly worse (the paired
+  difference's one-sided upper bound at ``alpha`` below 0, from ``MIN_TEST_PAIRS`` pairs); before labels, its
+  estimated accuracy (the calibrated probability of its own prediction, averaged over the pairs) below the
+  champion's by more than ``max_estimated_drop``.
 * **Advance** once the stage holds ``min_rows_per_stage`` challenger rows and ``min_labelled_per_stage``
   labelled pairs whose difference's lower bound is above ``-non_inferiority_margin`` (the gate's rule on
   live traffic); else hold, saying what is missing.
@@ -28,6 +28,7 @@ from driftloop.core.serving_config import RolloutConfig
 from driftloop.serving.online.prediction_log import ERROR, PRIMARY, SHADOW
 
 MIN_TEST_PAIRS = 30  # below this the paired interval is not trusted for a rollback
+MIN_LATENCY_REQUESTS = 10  # requests an arm answered alone before its p99 is compared (else: not measured)
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class StageVerdict:
 def _p99(latencies: Any) -> float | None:
     import numpy as np
 
-    return float(np.percentile(latencies, 99)) if len(latencies) else None
+    return float(np.percentile(latencies, 99)) if len(latencies) >= MIN_LATENCY_REQUESTS else None
 
 
 def _request_latency(primary: Any, arm: str) -> Any:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any, TypedDict
 
+from driftloop.governance.governance_results import AuditEntry
+
 
 class ExportedWindow(TypedDict):
     """One closed window of served traffic of one model version, exported as a scored batch."""
@@ -44,4 +46,4 @@ class AbEvaluation(TypedDict, total=False):
     run_id: str  # the serving run that records this look
     promotion: str  # none | moved | ready | unchanged | rollout
     reused: bool  # the same look was recorded before: nothing done again
-    recorded_moves: list[dict[str, Any]]  # champion audit entries this call appended
+    recorded_moves: list[AuditEntry]  # champion audit entries this call appended
