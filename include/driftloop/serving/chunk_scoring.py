@@ -152,9 +152,7 @@ class ChunkScorer:
 
     def _verify_replay(self, raw: Any) -> str:
         """Empty when the replay gives the pipeline's outputs on ``raw`` and probe rows, else what differs."""
-        import numpy as np
-
-        from driftloop.serving.replay import MATCH_RTOL, compile_model
+        from driftloop.serving.replay import compile_model, first_difference
 
         replay = self.replay = compile_model(self.model)
         if replay is None:
@@ -176,15 +174,9 @@ class ChunkScorer:
         expected = self.decision.predict_rows(self.model, raw)
         features_df = self._transform(raw)
         got = self.decision.predict_rows(self.scoring_model, features_df)
-        for key, want in expected.items():
-            want, have = np.asarray(want), np.asarray(got[key])
-            same = (
-                np.allclose(have, want, rtol=MATCH_RTOL, atol=MATCH_RTOL, equal_nan=True)
-                if want.dtype.kind == "f"
-                else np.array_equal(have, want)
-            )
-            if not same:
-                return f"{key} differs on the first chunk ({len(raw)} rows)"
+        differing = first_difference(expected, got)
+        if differing:
+            return f"{differing} differs on the first chunk ({len(raw)} rows)"
         self.verified = features_df, got
         return ""
 

@@ -29,6 +29,23 @@ UNSEEN_TEXT = "\x00driftloop-unseen"  # a category no encoder can have learnt: t
 MATCH_RTOL = 1e-9  # replay vs pipeline: the same float operations, so only BLAS summation order may differ
 
 
+def first_difference(expected: dict[str, Any], got: dict[str, Any]) -> str:
+    """The first output column of ``got`` that is not ``expected``'s (scores within :data:`MATCH_RTOL`,
+    labels exactly), or "" when every one matches."""
+    import numpy as np
+
+    for key, want in expected.items():
+        want, have = np.asarray(want), np.asarray(got[key])
+        same = (
+            np.allclose(have, want, rtol=MATCH_RTOL, atol=MATCH_RTOL, equal_nan=True)
+            if want.dtype.kind == "f"
+            else np.array_equal(have, want)
+        )
+        if not same:
+            return str(key)
+    return ""
+
+
 @dataclass(frozen=True)
 class _Fill:
     """Numeric columns at ``start``: missing values replaced by the imputer's statistics."""
@@ -126,21 +143,12 @@ class CompiledModel:
         Returns:
             "" when every output matches, else what differs (the worker then serves with the pipeline).
         """
-        import numpy as np
-
         for label, columns in (("probe rows", self.probe_columns(dtypes)), ("warm-up rows", examples)):
             typed = typed_columns(columns, dtypes)
             expected = decision.predict_rows(model, build_frame(typed, dtypes))
-            got = decision.predict_rows(self, typed)
-            for key, want in expected.items():
-                want, have = np.asarray(want), np.asarray(got[key])
-                same = (
-                    np.allclose(have, want, rtol=MATCH_RTOL, atol=MATCH_RTOL, equal_nan=True)
-                    if want.dtype.kind == "f"
-                    else np.array_equal(have, want)
-                )
-                if not same:
-                    return f"{key} differs on the {label}"
+            differing = first_difference(expected, decision.predict_rows(self, typed))
+            if differing:
+                return f"{differing} differs on the {label}"
         return ""
 
     def probe_columns(self, dtypes: dict[str, str]) -> dict[str, list[Any]]:
