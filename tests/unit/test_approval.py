@@ -288,3 +288,28 @@ def test_under_auto_a_verdict_with_an_undecided_check_waits_for_a_person_only_wh
     promote_model(default, "1")
     assert promote_model(default, "2")["decision"] == "promoted"  # off by default: the gate's verdict stands
     assert alias_version(models.client, default.registered_model_name, "champion") == "2"
+
+
+def test_with_rollout_stages_an_approval_starts_a_rollout_and_a_first_approval_makes_a_champion(models):
+    from driftloop.core.serving_config import RolloutConfig
+    from driftloop.governance.approval import apply_decision, plan_approval
+    from driftloop.governance.promotion import promote_model
+
+    stages = RolloutConfig(stages=("shadow", 100))
+    response = {"chosen_options": ["Approve"], "responded_by_user": ALICE}
+    client = models.client
+    # A first version: nothing to roll out against, so the approval makes it champion.
+    cfg = fresh_registry(models, models.good, floors={"AUC": 0.5}, policy="manual")
+    cfg = dataclasses.replace(cfg, rollout=stages)
+    promoted = promote_model(cfg, "1", actor="training_pipeline/run-0")
+    first = apply_decision(cfg, plan_approval(cfg, promoted, request_id="t/run-0"), response)
+    assert (first["moved"], first["rollout_entries"]) == (True, [])
+    assert alias_version(client, cfg.registered_model_name, "champion") == "1"
+    # With a champion, the approved version enters the rollout's first stage; champion stays.
+    cfg, promoted = waiting_registry(models)
+    cfg = dataclasses.replace(cfg, rollout=stages)
+    second = apply_decision(cfg, plan_approval(cfg, promoted, request_id="t/run-1"), response)
+    assert second["moved"] is False and second["decision"] == bus.APPROVED
+    assert [(e["version"], e["to_stage"]) for e in second["rollout_entries"]] == [("2", "shadow")]
+    name = cfg.registered_model_name
+    assert alias_version(client, name, "champion") == "1" and alias_version(client, name, "challenger") == "2"

@@ -575,3 +575,23 @@ def test_a_rollback_logs_where_champion_went(world, caplog):
     rollback.rollback_champion(world.cfg, actor="ops", reason="r", to_version="1", settings=world.settings)
     assert "ds-model: rolled champion back from v2 to v1 (undo, bad day)" in caplog.messages
     assert "ds-model: champion is already v1; nothing moved" in caplog.messages
+
+
+def test_with_rollout_stages_a_first_version_becomes_champion_and_the_next_enters_the_rollout(
+    world, monkeypatch
+):
+    from driftloop.governance import rollout_state
+
+    begun: list[str] = []
+    monkeypatch.setattr(
+        rollout_state, "begin_rollout", lambda cfg, version, **kw: begun.append(version) or {"version": version}
+    )
+    world.cfg.rollout = SimpleNamespace(stages=["shadow", 100])
+    first = promotion.promote_model(world.cfg, "1", actor="train/a", settings=world.settings)
+    # Nothing to roll out against: a rollout waiting for a champion would leave nothing serving.
+    assert (first["decision"], first["moved"], first["rollout_entries"]) == ("promoted", True, [])
+    assert world.aliases == {bus.CHAMPION: "1"} and begun == []
+    second = promotion.promote_model(world.cfg, "2", actor="train/b", settings=world.settings)
+    assert (second["decision"], second["moved"], second["champion_version"]) == ("rollout", False, "1")
+    assert begun == ["2"] and world.aliases[bus.CHAMPION] == "1"
+    assert [(e["from_version"], e["to_version"]) for e in world.entries()] == [(None, "1")]

@@ -331,7 +331,7 @@ def apply_decision(
             reason = f"{APPROVED_REASON} by {actor} (request {request_id})" + (
                 f": {comment}" if comment else ""
             )
-            if cfg.rollout.stages:  # approved into a staged rollout: the rollout moves champion at its end
+            if cfg.rollout.stages and current is not None:  # into a staged rollout, which moves champion
                 from driftloop.governance.rollout_state import begin_rollout
 
                 started = begin_rollout(cfg, version, actor=actor, reason=reason, settings=settings)

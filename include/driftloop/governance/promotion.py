@@ -255,7 +255,7 @@ def promote_model(
             if earlier is not None:  # a racing request judged it in this state first: its verdict stands
                 report, reused, reason = earlier, True, gates.summarize(earlier)
             _record_verdict(cfg, client, report, reason, reused)
-            moved, staged = _policy_outcome(cfg, report)
+            moved, staged = _policy_outcome(cfg, report, champion is not None)
             if moved:
                 entry = move_champion(
                     cfg,
@@ -312,12 +312,17 @@ def promote_model(
     }
 
 
-def _policy_outcome(cfg: DatasetConfig, report: GateDecision) -> tuple[bool, bool]:
-    """``(moved, staged)``: whether a verdict moves ``champion`` now, or starts a staged rollout instead."""
+def _policy_outcome(cfg: DatasetConfig, report: GateDecision, has_champion: bool) -> tuple[bool, bool]:
+    """``(moved, staged)``: whether a verdict moves ``champion`` now, or starts a staged rollout instead.
+
+    A first version moves ``champion`` at once even with ``rollout.stages``: a rollout compares a challenger
+    with the champion it would replace, and without one nothing would serve while it waited.
+    """
     moved = report["passed"] and cfg.gates.policy == "auto"
     if moved and gates.undecided_checks(report) and cfg.gates.approve_undecided:
         moved = False  # a person decides what the gate could not: marked ready, approved in Airflow
-    return moved and not cfg.rollout.stages, moved and bool(cfg.rollout.stages)
+    staged = bool(cfg.rollout.stages) and has_champion
+    return moved and not staged, moved and staged
 
 
 def _decision_word(moved: bool, staged: bool, passed: bool) -> str:
