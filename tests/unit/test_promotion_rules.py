@@ -583,9 +583,12 @@ def test_with_rollout_stages_a_first_version_becomes_champion_and_the_next_enter
     from driftloop.governance import rollout_state
 
     begun: list[str] = []
-    monkeypatch.setattr(
-        rollout_state, "begin_rollout", lambda cfg, version, **kw: begun.append(version) or {"version": version}
-    )
+
+    def begin(cfg, version, **kw):
+        begun.append(version)
+        return {"version": version}
+
+    monkeypatch.setattr(rollout_state, "begin_rollout", begin)
     world.cfg.rollout = SimpleNamespace(stages=["shadow", 100])
     first = promotion.promote_model(world.cfg, "1", actor="train/a", settings=world.settings)
     # Nothing to roll out against: a rollout waiting for a champion would leave nothing serving.
