@@ -38,6 +38,7 @@ class RolloutStage:
     version: str
     stage: str | None  # None: the version is in no rollout
     started_s: float | None
+    plan: RolloutConfig  # the plan its rollout follows (:func:`read_plan`), from the same read of its tags
 
     @property
     def active(self) -> bool:
@@ -51,10 +52,15 @@ def stage_name(stage: str | int) -> str:
 
 
 def read_stage(client: Any, cfg: DatasetConfig, version: str) -> RolloutStage:
-    """The stage ``version`` is in (its tags)."""
+    """The stage ``version`` is in and the plan it follows (one read of its tags)."""
     tags = client.get_model_version(cfg.registered_model_name, str(version)).tags
     started = tags.get(bus.ROLLOUT_STAGE_STARTED_TAG)
-    return RolloutStage(str(version), tags.get(bus.ROLLOUT_STAGE_TAG), float(started) if started else None)
+    return RolloutStage(
+        str(version),
+        tags.get(bus.ROLLOUT_STAGE_TAG),
+        float(started) if started else None,
+        read_plan(cfg, tags),
+    )
 
 
 def rollout_entries(

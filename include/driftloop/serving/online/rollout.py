@@ -21,7 +21,7 @@ a version is in is a tag on it (:mod:`driftloop.governance.rollout_state`). The 
 from __future__ import annotations
 
 import logging
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
@@ -30,6 +30,10 @@ from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance.governance_results import AuditEntry, RolloutEntry
 from driftloop.serving.online.router import Routing
+
+if TYPE_CHECKING:
+    from driftloop.governance.rollout_state import RolloutStage
+    from driftloop.serving.online.rollout_evidence import StageEvidence, StageVerdict
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +63,9 @@ def stage_routing(stage: str | None, default: Routing) -> Routing:
 
 def read_challenger_stage(cfg: DatasetConfig, settings: Settings, version: str | None) -> str | None:
     """The rollout stage of the served challenger ``version`` (None: none, or no rollout)."""
-    if version is None:
-        return None
-    tags = get_client(settings).get_model_version(cfg.registered_model_name, version).tags
-    stage: str | None = tags.get(bus.ROLLOUT_STAGE_TAG)
-    return stage
+    from driftloop.governance.rollout_state import read_stage
+
+    return None if version is None else read_stage(get_client(settings), cfg, version).stage
 
 
 def _calibrations(cfg: DatasetConfig, client: Any, versions: dict[str, str]) -> dict[str, Any]:
@@ -76,24 +78,26 @@ def _calibrations(cfg: DatasetConfig, client: Any, versions: dict[str, str]) -> 
     }
 
 
-def _judge(cfg: DatasetConfig, settings: Settings, client: Any, champion_v: str, stage: Any) -> Any:
+def _judge(
+    cfg: DatasetConfig, settings: Settings, client: Any, champion_v: str, stage: RolloutStage
+) -> tuple[StageEvidence, StageVerdict]:
     """Evidence and verdict of the running stage of ``stage.version`` against ``champion_v``, by the plan the
     rollout began with."""
     from driftloop.core.task_types import read_decision
-    from driftloop.governance.rollout_state import read_plan
     from driftloop.serving.online import rollout_evidence
-
-    plan = read_plan(cfg, client.get_model_version(cfg.registered_model_name, stage.version).tags)
     from driftloop.serving.online.labels import read_accepted_labels
     from driftloop.serving.online.prediction_log import log_uri, read_log
 
+    plan, running = stage.plan, stage.stage
+    if running is None:
+        raise ValueError(f"{cfg.registered_model_name} v{stage.version} is in no rollout: nothing to judge")
     experiment = bus.ab_experiment_id(champion_v, stage.version)
     stage_log = read_log(
         log_uri(cfg, settings), cfg.registered_model_name, since_s=stage.started_s, experiment=experiment
     )
     decision = read_decision(cfg, client.get_model_version(cfg.registered_model_name, champion_v).tags)
     evidence = rollout_evidence.gather_evidence(
-        stage.stage,
+        running,
         stage_log,
         read_accepted_labels(cfg, settings),
         decision,
@@ -278,14 +282,13 @@ def rollout_status(cfg: DatasetConfig, settings: Settings | None = None) -> dict
         return {"challenger": None, "reason": "no challenger"}
     version = challenger["model_version"]
     stage = rollout_state.read_stage(client, cfg, version)
-    tags = client.get_model_version(cfg.registered_model_name, version).tags
     entries = rollout_state.rollout_entries(audit.open_store(settings), cfg.registered_model_name, version)
     now = advance_rollout(cfg, settings, apply=False) if stage.active else None
     return {
         "challenger": version,
         "stage": stage.stage,
         "stage_started_s": stage.started_s,
-        "plan": asdict(rollout_state.read_plan(cfg, tags)),
+        "plan": asdict(stage.plan),
         "history": [
             {k: e[k] for k in ("recorded_at", "from_stage", "to_stage", "actor", "reason")} for e in entries
         ],
