@@ -1,12 +1,15 @@
-"""Drift computation: Evidently's data drift preset on the features plus prediction drift on the model's
-outputs.
+"""Drift computation: the tests of Evidently's data drift preset on the features plus prediction drift on the
+model's outputs.
 
 The outputs tested are the version's score (binary: positive-class probability; regression: the value) or, for
 multiclass, every class's probability; the prediction drift score is their mean and the prediction drifted
 when any of them did.
 
-Pure computation on two frames; reading batches, references and MLflow is
-:mod:`driftloop.monitoring.monitor`'s job.
+The scores and decisions are computed with numpy on each column's value counts
+(:mod:`driftloop.monitoring.drift_stats`: the same tests, thresholds and verdicts as Evidently 0.7's, in a
+fraction of its time on large batches); Evidently draws the HTML report users open
+(:class:`driftloop.monitoring.drift_report.DriftReport`). Pure computation on two frames; reading batches,
+references and MLflow is :mod:`driftloop.monitoring.monitor`'s job.
 """
 
 from __future__ import annotations
@@ -16,117 +19,81 @@ from typing import Any
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.errors import MonitoringError
+from driftloop.monitoring.drift_report import REPORT_MAX_ROWS, DriftReport, extract_drift
 
 SCORE_COLUMN = bus.SCORE_COLUMN
 
+__all__ = ["compute_drift", "extract_drift"]
+
 
 def compute_drift(
-    cfg: DatasetConfig, reference_df: Any, current_df: Any, output_columns: tuple[str, ...] = (SCORE_COLUMN,)
+    cfg: DatasetConfig,
+    reference_df: Any,
+    current_df: Any,
+    output_columns: tuple[str, ...] = (SCORE_COLUMN,),
+    report_rows: int = REPORT_MAX_ROWS,
 ) -> dict[str, Any]:
-    """Run Evidently's data drift preset on the features and a separate drift check on each output column.
+    """Test every feature and each output column for drift, as Evidently's data drift preset does.
 
-    Evidently picks the test per column from the reference size: p-values (K-S, chi-square, Z) up to 1,000
-    reference rows, distances (normed Wasserstein, Jensen-Shannon) above; ``methods`` says which one was used.
-    A feature that is empty on one side only cannot be tested and counts as drifted.
+    The test per column follows the reference size: p-values (K-S, chi-square, Z) up to 1,000 reference rows,
+    distances (normed Wasserstein, Jensen-Shannon) above; ``methods`` says which one was used. A feature that
+    is empty on one side only cannot be tested and counts as drifted.
 
     Args:
         cfg: Dataset config (feature types are declared from it, never inferred).
         reference_df: Reference frame with ``cfg.features`` and the output columns.
         current_df: Current frame with the same columns.
         output_columns: The model outputs to test (``score``, or the ``proba_<label>`` columns).
+        report_rows: Current rows the HTML report is drawn on at most.
 
     Returns:
         ``drift_share`` and ``drifted_columns`` over the features only, ``drift_scores`` and ``methods`` per
         tested column (score included), ``drifted_column_names``, ``empty_columns``,
-        ``prediction_drift_score``, ``prediction_drifted`` and the Evidently ``snapshot`` (for ``save_html``).
+        ``prediction_drift_score``, ``prediction_drifted``, ``output_columns`` and the ``snapshot`` (a
+        :class:`DriftReport`, for ``save_html``).
+
+    Raises:
+        MonitoringError: An output column has no value on one side.
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import ValueDrift
-    from evidently.presets import DataDriftPreset
+    from driftloop.monitoring import drift_stats
 
     features, outputs = list(cfg.features), list(output_columns)
-    reference_df = _normalise(cfg, reference_df[[*features, *outputs]], outputs)
-    current_df = _normalise(cfg, current_df[[*features, *outputs]], outputs)
-    empty_ref = {col for col in features if reference_df[col].isna().all()}
-    empty_cur = {col for col in features if current_df[col].isna().all()}
-    tested = [col for col in features if col not in empty_ref | empty_cur]
-    definition = DataDefinition(
-        numerical_columns=[
-            col for col in [*cfg.numeric_features, *outputs] if col not in empty_ref | empty_cur
-        ],
-        categorical_columns=[col for col in cfg.categorical_features if col in tested],
-    )
-    metrics: list[Any] = [ValueDrift(column=col) for col in outputs]
-    if tested:
-        metrics.insert(0, DataDriftPreset(columns=tested, drift_share=cfg.monitoring.drift_share_threshold))
-    snapshot = Report(metrics, include_tests=True).run(
-        current_data=Dataset.from_pandas(current_df[[*tested, *outputs]], data_definition=definition),
-        reference_data=Dataset.from_pandas(reference_df[[*tested, *outputs]], data_definition=definition),
-    )
-    result = extract_drift(snapshot.dict(), tested, outputs)
-    drifted_empty = sorted(empty_ref ^ empty_cur)  # empty on both sides is no change
-    drifted_names = [col for col in features if col in result["drifted_column_names"] or col in drifted_empty]
-    result.update(
-        drift_share=len(drifted_names) / len(features),
-        drifted_columns=float(len(drifted_names)),
-        drifted_column_names=drifted_names,
-        empty_columns=sorted(empty_ref | empty_cur),
-        snapshot=snapshot,
-    )
-    return result
-
-
-def extract_drift(
-    snapshot_dict: dict[str, Any], features: list[str], outputs: list[str] | tuple[str, ...] = (SCORE_COLUMN,)
-) -> dict[str, Any]:
-    """Pull drift numbers out of an Evidently 0.7 snapshot dict (``Snapshot.dict()``).
-
-    Args:
-        snapshot_dict: Snapshot of a report with ``DataDriftPreset(columns=features)`` and
-            ``ValueDrift(column=...)`` per output, run with ``include_tests=True``.
-        features: Feature columns; the drift share is computed over these only.
-        outputs: The model output columns tested.
-
-    Returns:
-        ``drift_share``, ``drifted_columns``, ``drift_scores``, ``methods``, ``drifted_column_names``,
-        ``prediction_drift_score`` and ``prediction_drifted``.
-    """
-    scores: dict[str, float] = {}
-    methods: dict[str, str] = {}
-    for metric in snapshot_dict["metrics"]:
-        config = metric.get("config", {})
-        if config.get("type", "").endswith("ValueDrift"):
-            scores[config["column"]] = float(metric["value"])
-            methods[config["column"]] = str(config.get("method", ""))
-    drifted: dict[str, bool] = {}
-    for test in snapshot_dict.get("tests", []):
-        params = test.get("metric_config", {}).get("params", {})
-        if params.get("type", "").endswith("ValueDrift"):
-            status = getattr(test["status"], "value", test["status"])
-            drifted[params["column"]] = str(status).upper() == "FAIL"
-    missing = [col for col in [*features, *outputs] if col not in scores or col not in drifted]
+    numeric = {*cfg.numeric_features, *outputs}
+    missing = [col for col in [*features, *outputs] if col not in reference_df or col not in current_df]
     if missing:
-        raise MonitoringError(f"Evidently snapshot lacks drift results for columns {missing}")
-    drifted_names = [col for col in features if drifted[col]]
+        raise MonitoringError(f"drift cannot be computed: columns {missing} are missing")
+
+    def counts(frame: Any, col: str) -> drift_stats.Counts:
+        series = frame[col]
+        return drift_stats.numeric_counts(series) if col in numeric else drift_stats.category_counts(series)
+
+    tests: dict[str, drift_stats.ColumnDrift] = {}
+    empty_ref: set[str] = set()
+    empty_cur: set[str] = set()
+    for col in [*features, *outputs]:
+        ref, cur = counts(reference_df, col), counts(current_df, col)
+        if ref.rows and cur.rows:
+            tests[col] = drift_stats.column_drift(ref, cur, numeric=col in numeric)
+        elif col in outputs:
+            side = "reference" if not ref.rows else "current"
+            raise MonitoringError(f"the model output {col!r} has no value in the {side} rows")
+        else:
+            (empty_ref if not ref.rows else empty_cur).add(col)
+    empty = empty_ref | empty_cur
+    # Empty on both sides is no change; empty on one side only is drift.
+    drifted_names = [
+        col for col in features if (col in tests and tests[col].drifted) or col in empty_ref ^ empty_cur
+    ]
+    scores = {col: test.score for col, test in tests.items()}
     return {
         "drift_share": len(drifted_names) / len(features) if features else 0.0,
         "drifted_columns": float(len(drifted_names)),
         "drift_scores": scores,
-        "methods": methods,
+        "methods": {col: test.method for col, test in tests.items()},
         "drifted_column_names": drifted_names,
         "prediction_drift_score": sum(scores[col] for col in outputs) / len(outputs),
-        "prediction_drifted": any(drifted[col] for col in outputs),
-        "output_columns": list(outputs),
+        "prediction_drifted": any(tests[col].drifted for col in outputs),
+        "output_columns": outputs,
+        "empty_columns": sorted(empty),
+        "snapshot": DriftReport(cfg, reference_df, current_df, output_columns, report_rows),
     }
-
-
-def _normalise(cfg: DatasetConfig, frame: Any, outputs: list[str]) -> Any:
-    import pandas as pd
-
-    frame = frame.copy()
-    for col in [*cfg.numeric_features, *outputs]:
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
-    # Categories compared as strings, so 0/1 stored as int in one file and str in another is not "drift".
-    for col in cfg.categorical_features:
-        frame[col] = frame[col].where(frame[col].isna(), frame[col].astype(str))
-    return frame.reset_index(drop=True)
