@@ -11,12 +11,15 @@ anonymous browser to Airflow's login page. Only the dashboard bundle (static Jav
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from airflow.api_fastapi.core_api.security import GetUserDep, get_user, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+
+if TYPE_CHECKING:
+    from driftloop.governance.overview_results import Overview
 
 URL_PREFIX = "/driftloop"
 STATIC_DIR = Path(__file__).with_name("static")
@@ -37,7 +40,7 @@ def dataset_of_dag(dag_id: str) -> str:
         raise HTTPException(status_code=404, detail=str(exc)) from exc
 
 
-def read_overview(datasets: list[str] | None = None) -> dict[str, Any]:
+def read_overview(datasets: list[str] | None = None) -> Overview:
     """The view's data from MLflow, the state folders and the audit log (see
     :mod:`driftloop.governance.overview`)."""
     from driftloop.governance.overview import build_overview
@@ -45,7 +48,7 @@ def read_overview(datasets: list[str] | None = None) -> dict[str, Any]:
     return build_overview(datasets=datasets)
 
 
-def summarize_health(overview: dict[str, Any]) -> list[dict[str, Any]]:
+def summarize_health(overview: Overview) -> list[dict[str, Any]]:
     """One line per dataset for the dashboard strip: champion, metric, last drift decision, and the loop's
     state with its detail (``loop_state`` of :func:`driftloop.governance.overview.describe_dataset`)."""
     lines = []
@@ -91,7 +94,7 @@ PageUser = Annotated[Any, Depends(page_user)]
 @app.get("/api/overview")
 async def api_overview(user: GetUserDep) -> dict[str, Any]:
     """Every dataset's view data as JSON (login required)."""
-    return await run_in_threadpool(read_overview)
+    return dict(await run_in_threadpool(read_overview))
 
 
 @app.get("/api/health")
@@ -105,7 +108,7 @@ async def api_health(user: GetUserDep) -> dict[str, Any]:
 async def api_dag(dag_id: str) -> dict[str, Any]:
     """One Driftloop DAG's dataset as JSON (read access to that DAG required)."""
     dataset = dataset_of_dag(dag_id)
-    return await run_in_threadpool(read_overview, [dataset])
+    return dict(await run_in_threadpool(read_overview, [dataset]))
 
 
 @app.get("/", response_class=HTMLResponse)

@@ -56,7 +56,7 @@ def promotion_rate(metric_key, rule, rows, auc_champion, auc_challenger, *, marg
     time."""
     if metric_key == "holdout_auc":
         y, a, b = simulate_scores(np.random.default_rng(rows), (seeds, rows), auc_champion, auc_challenger)
-        result = {**delong.delong_auc_difference(y, a, b), "level": 0.95}
+        result = {**delong.delong_auc_differences(y, a, b), "level": 0.95}
         return float(
             comparison.decide(result, metric_key, rule, min_improvement=0.0, margin=margin)["passed"].mean()
         )
@@ -92,6 +92,21 @@ def test_delong_variance_matches_the_quadratic_mann_whitney_formula():
     fast = delong.delong_auc_difference(y, a, b)
     assert fast["difference"] == pytest.approx(diff, abs=1e-12)
     assert fast["se"] == pytest.approx(se, rel=1e-9)
+
+
+def test_delong_of_one_sample_is_the_first_of_the_vectorised_samples_and_refuses_many():
+    rng = np.random.default_rng(5)
+    y, a, b = rng.random((3, 200)) < 0.4, rng.random((3, 200)), rng.random((3, 200))
+    many = delong.delong_auc_differences(y, a, b, level=0.9)
+    one = delong.delong_auc_difference(y[1], a[1], b[1], level=0.9)
+    diff, se = delong_slow(y[1], a[1], b[1])
+    assert (one["difference"], one["se"], one["rows"]) == (pytest.approx(diff), pytest.approx(se), 200)
+    assert one["ci_low"] == pytest.approx(many["ci_low"][1]) and one["champion"] == pytest.approx(
+        many["champion"][1]
+    )
+    assert all(type(v) is float for k, v in one.items() if k != "rows")  # JSON-ready, not numpy scalars
+    with pytest.raises(ValueError, match="2 dimensions"):
+        delong.delong_auc_difference(y, a, b)
 
 
 def test_label_and_error_metrics_match_sklearn_and_intervals_cover_the_difference():

@@ -21,6 +21,7 @@ groups of equal size (each row its own group up to that many rows).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from driftloop.core import bus, task_types
@@ -233,6 +234,7 @@ def compare_outputs(
     options: dict[str, Any] = {"level": level, "resamples": resamples, "seed": seed}
     method = {"holdout_auc": "delong", "holdout_auc_ovr": "delong_ovr"}.get(metric_key, "paired_bootstrap")
     predicted = [o[bus.PREDICTION_COLUMN] for o in (champion, challenger)]
+    result: Mapping[str, object]  # the difference, its interval, both values, the rows
     if task == task_types.REGRESSION:
         y, a, b = (np.asarray(v, float) for v in (truth, *predicted))
         result = bootstrap_difference(metric_key, y, a, b, **options)
@@ -259,9 +261,9 @@ def compare_outputs(
             a, b = (
                 np.column_stack([o.get(prefix + c, zeros) for c in labels]) for o in (champion, challenger)
             )
-            result = delong_ovr_difference(np.where(y == unknown, -1, y), a, b)
-            half = z_quantile(0.5 + level / 2) * result["se"]
-            result.update({"ci_low": result["difference"] - half, "ci_high": result["difference"] + half})
+            ovr = delong_ovr_difference(np.where(y == unknown, -1, y), a, b)
+            half = z_quantile(0.5 + level / 2) * ovr["se"]
+            result = {**ovr, "ci_low": ovr["difference"] - half, "ci_high": ovr["difference"] + half}
         else:
             result = bootstrap_difference(metric_key, y, a, b, classes=len(labels) + 1, **options)
     return {**result, "method": method, "level": level}

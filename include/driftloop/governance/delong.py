@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from driftloop.governance.governance_results import AucDifference, AucDifferences
+
 
 def z_quantile(p: float) -> float:
     """The standard normal quantile of ``p``."""
@@ -56,23 +58,23 @@ def _components(y: Any, scores: Any) -> tuple[Any, Any, Any, Any]:
     return v10, v01, m, n
 
 
-def delong_auc_difference(
+def delong_auc_differences(
     labels: Any, score_champion: Any, score_challenger: Any, level: float = 0.95
-) -> dict[str, Any]:
-    """Binary AUC difference (challenger minus champion) with DeLong's variance of the paired difference.
+) -> AucDifferences:
+    """Binary AUC differences (challenger minus champion) with DeLong's variance of the paired difference,
+    vectorised over samples (e.g. simulations): one value per sample.
 
-    Vectorised: 2-D inputs (samples x rows, e.g. simulations) give one result per sample, as arrays. Ranks
-    within each class come from one ranking with the other class pushed to -inf, so every sample may have its
-    own labels.
+    Ranks within each class come from one ranking with the other class pushed to -inf, so every sample may
+    have its own labels.
 
     Args:
-        labels: 0/1 (or boolean) truth per row.
+        labels: 0/1 (or boolean) truth, samples x rows (one row of labels: one sample).
         score_champion: The champion's positive-class scores on the same rows.
         score_challenger: The challenger's.
         level: Two-sided level of the normal interval.
 
     Returns:
-        ``{"champion", "challenger", "difference", "se", "ci_low", "ci_high", "rows"}``; NaN when the rows
+        The difference, its standard error and interval and both AUCs, per sample; NaN for a sample whose rows
         hold a single class.
     """
     import numpy as np
@@ -90,11 +92,49 @@ def delong_auc_difference(
         (m == 0) | (n == 0), np.nan, [*auc, diff, np.sqrt(var10 + var01)]
     )
     half = z_quantile(0.5 + level / 2) * se
-    result = {"champion": champion, "challenger": challenger, "difference": diff, "se": se}
-    result.update({"ci_low": diff - half, "ci_high": diff + half})
-    if np.ndim(labels) == 1:
-        return {**{k: float(v[0]) for k, v in result.items()}, "rows": int(y.shape[1])}
-    return {**result, "rows": y.shape[1]}
+    return {
+        "champion": champion,
+        "challenger": challenger,
+        "difference": diff,
+        "se": se,
+        "ci_low": diff - half,
+        "ci_high": diff + half,
+        "rows": int(y.shape[1]),
+    }
+
+
+def delong_auc_difference(
+    labels: Any, score_champion: Any, score_challenger: Any, level: float = 0.95
+) -> AucDifference:
+    """Binary AUC difference (challenger minus champion) with DeLong's variance of the paired difference.
+
+    Args:
+        labels: 0/1 (or boolean) truth per row.
+        score_champion: The champion's positive-class scores on the same rows.
+        score_challenger: The challenger's.
+        level: Two-sided level of the normal interval.
+
+    Returns:
+        The difference, its standard error and interval, both AUCs and the rows; NaN when the rows hold a
+        single class.
+
+    Raises:
+        ValueError: ``labels`` is not one row of labels (many samples: :func:`delong_auc_differences`).
+    """
+    import numpy as np
+
+    if np.ndim(labels) != 1:
+        raise ValueError(f"labels of {np.ndim(labels)} dimensions: one sample's labels (1-D) expected")
+    found = delong_auc_differences(labels, score_champion, score_challenger, level)
+    return {
+        "champion": float(found["champion"][0]),
+        "challenger": float(found["challenger"][0]),
+        "difference": float(found["difference"][0]),
+        "se": float(found["se"][0]),
+        "ci_low": float(found["ci_low"][0]),
+        "ci_high": float(found["ci_high"][0]),
+        "rows": found["rows"],
+    }
 
 
 def delong_ovr_difference(codes: Any, proba_champion: Any, proba_challenger: Any) -> dict[str, float]:

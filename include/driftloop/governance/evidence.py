@@ -11,17 +11,19 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.core.task_types import Decision
+from driftloop.governance.governance_results import Evidence
 
 log = logging.getLogger(__name__)
 
 
-def _shap(cfg: DatasetConfig, model: Any, train_df: Any, folder: Path, seed: int) -> dict[str, Any]:
+def _shap(cfg: DatasetConfig, model: Any, train_df: Any, folder: Path, seed: int) -> Evidence:
     from driftloop.governance.explain import explain_model
 
     explained = explain_model(model, train_df[cfg.features], folder, seed=seed)
@@ -41,7 +43,7 @@ def _pfi(
     decision: Decision,
     seed: int,
     outputs: dict[str, Any],
-) -> dict[str, Any]:
+) -> Evidence:
     from driftloop.governance.interpret import permutation_importance
 
     table = permutation_importance(
@@ -65,7 +67,7 @@ def _surrogate(
     decision: Decision,
     seed: int,
     outputs: dict[str, Any],
-) -> dict[str, Any]:
+) -> Evidence:
     from driftloop.governance.interpret import fit_surrogate
 
     sample = train_df.sample(min(len(train_df), 5000), random_state=seed)
@@ -85,7 +87,7 @@ def _surrogate(
 
 def _fairness(
     cfg: DatasetConfig, holdout_df: Any, folder: Path, decision: Decision, outputs: dict[str, Any]
-) -> dict[str, Any]:
+) -> Evidence:
     from driftloop.governance.fairness import assess_decisions, plot_fairness
 
     report = assess_decisions(cfg, holdout_df, decision, outputs)
@@ -102,7 +104,7 @@ def collect_evidence(
     decision: Decision,
     seed: int = 42,
     holdout_outputs: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[Evidence, Path]:
     """Compute every piece of evidence into ``work_dir/evidence``; returns the summary and that folder.
 
     Args:
@@ -122,7 +124,7 @@ def collect_evidence(
     """
     folder = work_dir / bus.EVIDENCE_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"errors": {}}
+    summary: Evidence = {"errors": {}}
     outputs = holdout_outputs
     if outputs is None:
         try:
@@ -130,7 +132,7 @@ def collect_evidence(
         except Exception as exc:  # the pieces that need these fail below, each recorded
             log.warning("evidence: predicting the holdout failed: %r", exc)
             summary["errors"]["holdout_predictions"] = repr(exc)[:500]
-    pieces: dict[str, Any] = {"shap": lambda: _shap(cfg, model, train_df, folder, seed)}
+    pieces: dict[str, Callable[[], Evidence]] = {"shap": lambda: _shap(cfg, model, train_df, folder, seed)}
     if outputs is not None:
         shared = outputs
         pieces["permutation_importance"] = lambda: _pfi(

@@ -26,9 +26,10 @@ blocking.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core.config import DatasetConfig
+from driftloop.governance.governance_results import AttributeFairness, FairnessReport, GapJudgement
 
 MIN_GROUP_ROWS = 1
 MISSING_GROUP = "missing"
@@ -94,7 +95,7 @@ def _metric_functions() -> dict[str, Any]:
 
 def assess_fairness(
     cfg: DatasetConfig, frame: Any, y_true: Any, y_pred: Any, task: str = "binary"
-) -> dict[str, Any]:
+) -> FairnessReport:
     """Group metrics, gaps and the judgement of each gap for every sensitive attribute of ``cfg``.
 
     Binary tasks get the demographic-parity and equalized-odds differences (fairlearn's definitions; a group
@@ -121,14 +122,14 @@ def assess_fairness(
     if task == "binary":
         y_true, y_pred = np.asarray(y_true).astype(int), np.asarray(y_pred).astype(int)
     functions = _metric_functions() if task == "binary" else _task_functions(task, y_true, y_pred)
-    report: dict[str, Any] = {}
+    report: FairnessReport = {}
     for attribute in cfg.sensitive_features:
         groups = sensitive_groups(cfg, frame, attribute).to_numpy()
         by_group = MetricFrame(
             metrics=functions, y_true=y_true, y_pred=y_pred, sensitive_features=groups
         ).by_group
         judged = judge_gaps(cfg, task, (y_true, y_pred), groups)
-        report[attribute] = {
+        entry = {
             "groups": {
                 str(g): {k: int(v) if k in COUNTS else float(v) for k, v in row.items()}
                 for g, row in by_group.iterrows()
@@ -137,6 +138,7 @@ def assess_fairness(
             "judged": judged,
             "rows": int(len(groups)),
         }
+        report[attribute] = cast(AttributeFairness, entry)  # the gap keys are judge_gaps' names (GAPS)
     return report
 
 
@@ -177,7 +179,7 @@ def _task_functions(task: str, y_true: Any, y_pred: Any) -> dict[str, Any]:
 
 def assess_decisions(
     cfg: DatasetConfig, frame: Any, decision: Any, outputs: dict[str, Any]
-) -> dict[str, Any]:
+) -> FairnessReport:
     """:func:`assess_fairness` of a version's predictions (``decision.predict``) on labelled ``frame``
     rows."""
     import numpy as np
@@ -200,22 +202,21 @@ def assess_decisions(
     return assess_fairness(cfg, frame, truth.astype(str).to_numpy(), predicted.astype(str), "multiclass")
 
 
-def fairness_metrics(report: dict[str, Any]) -> dict[str, float]:
+def fairness_metrics(report: FairnessReport) -> dict[str, float]:
     """MLflow metrics of a fairness report: ``fairness.<attribute>.<gap>`` and per-group selection rates."""
     from driftloop.core import bus
 
     metrics = {}
     for attribute, entry in report.items():
-        for gap in GAPS:
-            if gap in entry:
-                metrics[bus.fairness_metric(attribute, gap)] = entry[gap]
+        for gap, judged in entry["judged"].items():  # the gaps of the report (GAPS' order), with their values
+            metrics[bus.fairness_metric(attribute, gap)] = judged["value"]
         for group, values in entry["groups"].items():
             if "selection_rate" in values:
                 metrics[bus.fairness_metric(attribute, f"selection_rate.{group}")] = values["selection_rate"]
     return metrics
 
 
-def plot_fairness(report: dict[str, Any], path: Path, title: str) -> Path | None:
+def plot_fairness(report: FairnessReport, path: Path, title: str) -> Path | None:
     """Grouped bars of selection rate, TPR and FPR per group, one panel per attribute (None: nothing to
     plot)."""
     import matplotlib
@@ -254,7 +255,7 @@ def plot_fairness(report: dict[str, Any], path: Path, title: str) -> Path | None
 
 def judge_gaps(
     cfg: DatasetConfig, task: str, labels: tuple[Any, Any], groups: Any
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, GapJudgement]:
     """Each gap of ``task`` between ``groups``: its value, its interval, its limit and the outcome.
 
     A gap is the largest difference between two groups' rates (or mean errors), so its interval is built
@@ -282,15 +283,14 @@ def judge_gaps(
 
     names, index, sizes = np.unique(np.asarray(groups).astype(str), return_inverse=True, return_counts=True)
     level, smallest = cfg.fairness.confidence, int(np.argmin(sizes))
-    scale, extra = 1.0, {}
+    scale = 1.0
     if task == "regression":
         errors = np.abs(np.asarray(labels[0], dtype=float) - np.asarray(labels[1], dtype=float))
         scale = float(errors.mean())
         bounds = {"mean_absolute_error_difference": _mae_bounds(errors, index, sizes, level)}
-        extra = {"relative_limit": cfg.fairness.max_relative_mae_difference, "overall_mae": scale}
     else:
         bounds = _count_bounds(task, labels, index, sizes, level)
-    judged = {}
+    judged: dict[str, GapJudgement] = {}
     for gap, (value, low, high, comparisons) in bounds.items():
         setting = getattr(cfg.fairness, LIMIT_FIELDS[gap])
         limit = None if setting is None else float(setting) * scale
@@ -305,8 +305,10 @@ def judge_gaps(
             "limit": limit,
             "outcome": decide(value, low, limit),
             "enforced": limit is not None and cfg.fairness.mode == "enforce",
-            **extra,
         }
+        if task == "regression":  # the MAE gap's limit is relative to the overall MAE
+            judged[gap]["relative_limit"] = cfg.fairness.max_relative_mae_difference
+            judged[gap]["overall_mae"] = scale
     return judged
 
 
@@ -324,7 +326,7 @@ def decide(value: float, ci_low: float, limit: float | None) -> str:
     return FAIL if ci_low > limit else UNDECIDED
 
 
-def describe_gap(cfg: DatasetConfig, attribute: str, gap: str, judged: dict[str, Any]) -> str:
+def describe_gap(cfg: DatasetConfig, attribute: str, gap: str, judged: GapJudgement) -> str:
     """One sentence with a judged gap's numbers (the gate check's detail): value, limit, interval, smallest
     group.
 

@@ -37,7 +37,7 @@ from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths
 from driftloop.core.task_types import Decision, read_decision
 from driftloop.governance.decision_checks import check_entry, decision_checks
-from driftloop.governance.governance_results import GateReport
+from driftloop.governance.governance_results import FairnessReport, GateReport
 from driftloop.governance.verdict_evidence import EvidenceState, read_evidence_state
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def _unless_underpowered(check: dict[str, Any]) -> dict[str, Any]:
     return {**check, "passed": None, "underpowered": True, "detail": check["detail"] + note}
 
 
-def fairness_checks(cfg: DatasetConfig, report: dict[str, Any]) -> list[dict[str, Any]]:
+def fairness_checks(cfg: DatasetConfig, report: FairnessReport) -> list[dict[str, Any]]:
     """Each attribute's gaps against their limits, with the numbers: gap, interval, limit, smallest group.
 
     A gap blocks only when it is credibly above its limit (its interval's lower bound is above it); one above

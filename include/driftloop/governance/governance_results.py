@@ -11,7 +11,11 @@ move by hand), :mod:`~driftloop.governance.approval`, :mod:`~driftloop.governanc
 
 from __future__ import annotations
 
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+
+if TYPE_CHECKING:
+    from numpy import float64
+    from numpy.typing import NDArray
 
 
 class AuditEntry(TypedDict):
@@ -59,7 +63,7 @@ class GateReport(TypedDict):
     champion_version: str | None  # None: it would be the first champion
     metrics: dict[str, float]  # the candidate's holdout metrics
     checks: list[GateCheck]
-    fairness: dict[str, Any]  # driftloop.governance.fairness.assess_decisions' report
+    fairness: FairnessReport  # by sensitive attribute
     failed: list[str]  # names of the failing checks
     rule: str | None  # the head-to-head rule; None without a champion
     evidence_state: dict[str, Any]  # the EvidenceState judged in, with its "summary"
@@ -207,3 +211,97 @@ class WatchResult(TypedDict):
     champion_version: str | None  # the audit log's last entry
     recorded_moves: list[AuditEntry]  # entries to announce: recorded now, or never alerted
     detail: str
+
+
+class RolloutBegun(TypedDict):
+    """What :func:`~driftloop.governance.rollout_state.begin_checked_rollout` returns (``driftloop rollout
+    begin``); the rollout alerts read its entries."""
+
+    version: str
+    rollout_entries: list[RolloutEntry]  # its first stage; empty when it had begun before
+    recorded_moves: list[AuditEntry]  # always empty: beginning a rollout moves no champion
+
+
+class AucDifference(TypedDict):
+    """What :func:`~driftloop.governance.delong.delong_auc_difference` returns: the paired AUC difference of
+    two models scored on the same rows, with DeLong's standard error (NaN when the rows hold one class)."""
+
+    champion: float  # the champion's AUC
+    challenger: float
+    difference: float  # challenger minus champion
+    se: float
+    ci_low: float  # the two-sided normal interval of the difference at the level asked
+    ci_high: float
+    rows: int
+
+
+class AucDifferences(TypedDict):
+    """:class:`AucDifference` of many samples at once
+    (:func:`~driftloop.governance.delong.delong_auc_differences`, simulations): one value per sample."""
+
+    champion: NDArray[float64]
+    challenger: NDArray[float64]
+    difference: NDArray[float64]
+    se: NDArray[float64]
+    ci_low: NDArray[float64]
+    ci_high: NDArray[float64]
+    rows: int  # rows per sample
+
+
+class GapJudgement(TypedDict):
+    """One fairness gap judged against its limit (:func:`~driftloop.governance.fairness.judge_gaps`)."""
+
+    value: float  # the largest difference between two groups
+    ci_low: float  # its simultaneous interval over every pair of groups
+    ci_high: float
+    level: float
+    comparisons: int  # pairs of groups compared
+    smallest_group: str
+    smallest_group_rows: int
+    limit: float | None  # None: the config sets none
+    outcome: str  # fairness.PASS | FAIL | UNDECIDED | NO_LIMIT
+    enforced: bool  # False without a limit and under fairness.mode: report
+    relative_limit: NotRequired[float | None]  # the MAE gap: its limit as a share of the overall MAE
+    overall_mae: NotRequired[float]
+
+
+class AttributeFairness(TypedDict):
+    """The fairness of one sensitive attribute: group metrics, the task's gaps and their judgements."""
+
+    groups: dict[str, dict[str, float]]  # group -> metric -> value (counts such as count, tn, ... are ints)
+    demographic_parity_difference: NotRequired[float]  # binary
+    equalized_odds_difference: NotRequired[float]  # binary
+    accuracy_difference: NotRequired[float]  # multiclass
+    max_selection_rate_difference: NotRequired[float]  # multiclass
+    mean_absolute_error_difference: NotRequired[float]  # regression
+    judged: dict[str, GapJudgement]  # by gap name
+    rows: int
+
+
+FairnessReport = dict[str, AttributeFairness]
+"""What :func:`~driftloop.governance.fairness.assess_decisions` returns, by sensitive attribute: logged in the
+evidence and the gate report, turned into metrics by monitoring."""
+
+
+class ShapImportance(TypedDict):
+    """One feature's global importance in the evidence."""
+
+    feature: str
+    mean_abs_shap: float
+
+
+class Evidence(TypedDict, total=False):
+    """The evidence summary of a version (``bus.EVIDENCE_ARTIFACT``): what
+    :func:`~driftloop.governance.evidence.collect_evidence` computes at training and
+    :func:`~driftloop.governance.model_card.read_evidence` reads back (monitoring ranks drift by it). A piece
+    that failed is missing, with its error in ``errors``."""
+
+    errors: dict[str, str]  # piece -> error
+    shap_method: str
+    shap_output: str
+    shap_rows: int
+    shap_importance: list[ShapImportance]  # strongest first
+    permutation_importance: list[dict[str, Any]]  # the importance table's rows
+    surrogate: dict[str, Any]  # driftloop.governance.interpret.fit_surrogate's result
+    fairness: FairnessReport
+    seconds: dict[str, float]  # wall time per piece

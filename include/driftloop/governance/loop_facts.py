@@ -8,12 +8,14 @@ when no charted monitoring run fired, to find the newest firing beyond them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from driftloop.core import bus
 from driftloop.core.config import DatasetConfig
 from driftloop.governance.loop_state import Firing, LoopFacts, MonitoringResult, Move, VersionFact
+from driftloop.governance.overview_results import FiredRun, FiringFields, MonitoringPoint, VersionRow
 
 FIRINGS_SEARCHED = 5  # newest fired monitoring runs read when none is charted
 
@@ -26,7 +28,7 @@ def answers(tags: dict[str, str]) -> list[str]:
     return sorted(found - {""})
 
 
-def firing_fields(tags: dict[str, str]) -> dict[str, Any]:
+def firing_fields(tags: dict[str, str]) -> FiringFields:
     """A monitoring run's firing: ``fired_at`` epoch seconds (None: not fired), ``trigger_run_id``, and
     ``waiting``, the retrain's "waits for labels" note."""
     fired = tags.get(bus.SENSOR_FIRED_AT_TAG)
@@ -37,12 +39,12 @@ def firing_fields(tags: dict[str, str]) -> dict[str, Any]:
     }
 
 
-def newest_firing(client: Any, cfg: DatasetConfig, monitoring: list[dict[str, Any]]) -> dict[str, Any] | None:
+def newest_firing(client: Any, cfg: DatasetConfig, monitoring: Sequence[FiredRun]) -> FiredRun | None:
     """The newest fired monitoring run: among the charted points, else by one search beyond them; None when
     the sensor never fired (or no monitoring run exists)."""
     fired = [p for p in monitoring if p["fired_at"] is not None]
     if fired:
-        return max(fired, key=lambda p: p["fired_at"])
+        return max(fired, key=lambda p: p["fired_at"] or 0.0)
     experiment = client.get_experiment_by_name(cfg.experiment_name("monitoring")) if monitoring else None
     if experiment is None:
         return None
@@ -52,7 +54,7 @@ def newest_firing(client: Any, cfg: DatasetConfig, monitoring: list[dict[str, An
         max_results=FIRINGS_SEARCHED,
         order_by=["attributes.start_time DESC"],
     )
-    points = [
+    points: list[FiredRun] = [
         {
             "run_id": r.info.run_id,
             "champion_version": r.data.tags.get(bus.CHAMPION_VERSION_TAG, ""),
@@ -60,7 +62,9 @@ def newest_firing(client: Any, cfg: DatasetConfig, monitoring: list[dict[str, An
         }
         for r in runs
     ]
-    return max((p for p in points if p["fired_at"] is not None), key=lambda p: p["fired_at"], default=None)
+    return max(
+        (p for p in points if p["fired_at"] is not None), key=lambda p: p["fired_at"] or 0.0, default=None
+    )
 
 
 def epoch_s(iso: str) -> float:
@@ -73,8 +77,8 @@ def loop_facts(
     client: Any,
     cfg: DatasetConfig,
     champion: str | None,
-    versions: list[dict[str, Any]],
-    monitoring: list[dict[str, Any]],
+    versions: Sequence[VersionRow],
+    monitoring: Sequence[MonitoringPoint],
     audit: list[dict[str, Any]],
 ) -> LoopFacts:
     """The loop's facts from the overview's rows.
@@ -89,7 +93,7 @@ def loop_facts(
     """
     f = newest_firing(client, cfg, monitoring)
     firing = None
-    if f is not None:
+    if f is not None and f["fired_at"] is not None:  # newest_firing returns a fired run only
         firing = Firing(f["fired_at"], f["run_id"], f["trigger_run_id"], f["champion_version"], f["waiting"])
     facts = tuple(
         VersionFact(

@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from driftloop.core import bus
 from driftloop.core.calibration_map import describe_calibration
 from driftloop.core.config import DatasetConfig
 from driftloop.governance.card_markdown import render_markdown
+from driftloop.governance.governance_results import Evidence
 
 log = logging.getLogger(__name__)
 
@@ -365,12 +366,12 @@ def _read_json(client: Any, run_id: str, artifact_path: str) -> tuple[dict[str, 
         return None, f"{artifact_path} of run {run_id} not readable ({type(exc).__name__}: {exc})"
 
 
-def read_evidence(client: Any, run_id: str) -> dict[str, Any]:
+def read_evidence(client: Any, run_id: str) -> Evidence:
     """The training run's evidence summary (``bus.EVIDENCE_ARTIFACT``), or {} when it has none (logged)."""
     evidence, reason = _read_json(client, run_id, bus.EVIDENCE_ARTIFACT)
     if evidence is None:
         log.info("no evidence: %s", reason)  # versions registered outside training_pipeline carry none
-    return evidence or {}
+    return cast(Evidence, evidence or {})  # as collect_evidence wrote it
 
 
 def publish_model_card(

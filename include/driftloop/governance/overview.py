@@ -28,6 +28,15 @@ from driftloop.core.storage import list_files, list_manifests, read_json
 from driftloop.core.task_types import LIVE_PRIMARY, LOWER_IS_BETTER
 from driftloop.governance.loop_facts import answers, firing_fields, loop_facts
 from driftloop.governance.loop_state import loop_state
+from driftloop.governance.overview_results import (
+    DatasetOverview,
+    Estimate,
+    Kpis,
+    MonitoringPoint,
+    Overview,
+    ServingKpis,
+    VersionRow,
+)
 
 log = logging.getLogger(__name__)
 MONITORING_RUNS = 20  # the last N monitoring runs charted per dataset
@@ -72,7 +81,7 @@ def _duration_s(run: Any) -> float | None:
 
 def describe_versions(
     client: Any, cfg: DatasetConfig, ui_url: str, newest: int = VERSIONS_SHOWN
-) -> tuple[list[dict[str, Any]], dict[str, str]]:
+) -> tuple[list[VersionRow], dict[str, str]]:
     """The newest versions (and every aliased one) with gate verdict, reason, trigger, holdout metric and
     links.
 
@@ -109,7 +118,7 @@ def describe_versions(
     for alias, version in aliases.items():
         by_version.setdefault(str(version), []).append(alias)
     holdout_key = primary_holdout_key(cfg)
-    rows = []
+    rows: list[VersionRow] = []
     for v in sorted(found, key=lambda v: int(v.version), reverse=True):
         run = runs.get(v.run_id)
         metrics = run.data.metrics if run else {}
@@ -135,11 +144,11 @@ def describe_versions(
     return rows, {alias: str(version) for alias, version in aliases.items()}
 
 
-def describe_monitoring(client: Any, cfg: DatasetConfig, ui_url: str, runs_n: int) -> list[dict[str, Any]]:
+def describe_monitoring(client: Any, cfg: DatasetConfig, ui_url: str, runs_n: int) -> list[MonitoringPoint]:
     """The last ``runs_n`` monitoring runs, oldest first: drift share, live metric against the holdout, the
     primary metric estimated before labels (:func:`describe_estimate`), decision."""
     experiment_id, runs = _runs(client, cfg, "monitoring", runs_n)
-    points = []
+    points: list[MonitoringPoint] = []
     for run in reversed(runs):
         metrics, tags = run.data.metrics, run.data.tags
         live_key = tags.get(bus.LIVE_DROP_METRIC_TAG, "")
@@ -153,6 +162,7 @@ def describe_monitoring(client: Any, cfg: DatasetConfig, ui_url: str, runs_n: in
             decision = "over threshold"
         else:
             decision = "below threshold"
+        firing = firing_fields(tags)
         points.append(
             {
                 "run_id": run.info.run_id,
@@ -167,14 +177,16 @@ def describe_monitoring(client: Any, cfg: DatasetConfig, ui_url: str, runs_n: in
                 "live_drop": metrics.get(bus.LIVE_DROP),
                 "estimate": describe_estimate(metrics, tags, cfg.task),
                 "decision": decision,
-                **firing_fields(tags),
+                "fired_at": firing["fired_at"],
+                "trigger_run_id": firing["trigger_run_id"],
+                "waiting": firing["waiting"],
                 "run_url": mlflow_run_url(ui_url, experiment_id, run.info.run_id),
             }
         )
     return points
 
 
-def describe_estimate(metrics: dict[str, float], tags: dict[str, str], task: str) -> dict[str, Any] | None:
+def describe_estimate(metrics: dict[str, float], tags: dict[str, str], task: str) -> Estimate | None:
     """The task's primary metric as a monitoring run estimated it before labels (``metric``, ``value``,
     ``lower``, ``upper``, ``method``, ``drop``, ``drop_best_case``), or None when the run has no estimate."""
     metric = LIVE_PRIMARY[task]
@@ -252,7 +264,7 @@ def describe_audit(store: Any, cfg: DatasetConfig, limit: int = 20) -> list[dict
     return [{**{k: e.get(k) for k in keys}, "undo": is_undo(e)} for e in reversed(entries)]
 
 
-def read_serving_kpis(serving_url: str, timeout_s: float = 2.0) -> dict[str, Any]:
+def read_serving_kpis(serving_url: str, timeout_s: float = 2.0) -> ServingKpis:
     """p99 latency (ms) and the 5xx share from the serving ``/metrics``; empty when none is configured or
     reachable."""
     if not serving_url:
@@ -285,15 +297,13 @@ def read_serving_kpis(serving_url: str, timeout_s: float = 2.0) -> dict[str, Any
     }
 
 
-def describe_kpis(
-    client: Any, cfg: DatasetConfig, versions: list[dict[str, Any]], champion: str | None
-) -> dict[str, Any]:
+def describe_kpis(client: Any, cfg: DatasetConfig, versions: list[VersionRow], champion: str | None) -> Kpis:
     """Primary metric and training time of the champion, snapshot rows, ingest and inference rows per
     second."""
     champ = next((v for v in versions if v["version"] == champion), None)
     _, data_runs = _runs(client, cfg, "data", 1)
     _, inference_runs = _runs(client, cfg, "inference", 1)
-    kpis: dict[str, Any] = {
+    kpis: Kpis = {
         "primary_metric": cfg.gates.primary_metric,
         "primary_value": champ["primary_metric"] if champ else None,
         "train_seconds": champ["train_seconds"] if champ else None,
@@ -318,7 +328,7 @@ def describe_dataset(
     settings: Settings,
     store: Any = None,
     runs_n: int = MONITORING_RUNS,
-) -> dict[str, Any]:
+) -> DatasetOverview:
     """Everything the view shows about one dataset."""
     ui_url = settings.mlflow_ui_url
     versions, aliases = describe_versions(client, cfg, ui_url)
@@ -379,7 +389,7 @@ def build_overview(
     runs_n: int = MONITORING_RUNS,
     serving_url: str | None = None,
     workers: int = 4,
-) -> dict[str, Any]:
+) -> Overview:
     """The view's data for every usable dataset of the deployment (or ``datasets``).
 
     Args:

@@ -11,6 +11,14 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from driftloop.governance.overview_results import (
+    DatasetOverview,
+    Estimate,
+    MonitoringPoint,
+    Overview,
+    VersionRow,
+)
+
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:16px;color:#1a202c;background:#fff}
 h1{font-size:20px;margin:0 0 12px}h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #e2e8f0}
@@ -52,7 +60,7 @@ def _link(url: str, text: str) -> str:
     )
 
 
-def _version_card(title: str, v: dict[str, Any] | None, metric: str) -> str:
+def _version_card(title: str, v: VersionRow | None, metric: str) -> str:
     if v is None:
         return f'<div class="card">{title}<b>none</b></div>'
     gate = v["gate"] or "no verdict"
@@ -133,7 +141,7 @@ def _metric_name(key: str) -> str:
     return METRIC_NAMES.get(name, name)
 
 
-def _estimate_cell(estimate: dict[str, Any] | None) -> str:
+def _estimate_cell(estimate: Estimate | None) -> str:
     """A batch's primary metric estimated before labels with its band: ``est. F1 0.580 [0.550–0.610]``."""
     if not estimate:
         return NO_ESTIMATE
@@ -142,7 +150,7 @@ def _estimate_cell(estimate: dict[str, Any] | None) -> str:
     return f"est. {escape(_metric_name(estimate['metric']))} {_fmt(estimate['value'])}{band}{how}"
 
 
-def _batches(points: list[dict[str, Any]]) -> str:
+def _batches(points: list[MonitoringPoint]) -> str:
     """Per monitored batch, newest first: drift, the live metric once labels land, and the estimate beside."""
     return _table(
         ["batch", "scored by", "drift share", "live (labels)", "estimated before labels", "decision"],
@@ -172,7 +180,7 @@ def _loop_state(loop: dict[str, str]) -> tuple[str, str]:
     return badge, f'<p data-role="loop-detail">Loop: <b>{state}</b> · {detail}</p>'
 
 
-def render_dataset(d: dict[str, Any]) -> str:
+def render_dataset(d: DatasetOverview) -> str:
     """One dataset's section: cards, charts and tables."""
     k, metric = d["kpis"], d["kpis"]["primary_metric"]
     last = d["last_decision"]
@@ -196,7 +204,7 @@ def render_dataset(d: dict[str, Any]) -> str:
     points = d["monitoring"]
     live_name = next((p["live_metric"] for p in points if p["live_metric"]), "live metric")
     holdout = next((p for p in reversed(points) if p.get("holdout_value") is not None), None)
-    estimated = [(p.get("estimate") or {}).get("value") for p in points]
+    estimated = [e.get("value") if (e := p.get("estimate")) else None for p in points]
     charts = _chart(
         f"Drift share, last {len(points)} monitoring runs",
         [([p["drift_share"] for p in points], "#3182ce", "drift share")],
@@ -259,7 +267,7 @@ def render_dataset(d: dict[str, Any]) -> str:
     )
 
 
-def render_page(overview: dict[str, Any], title: str = "Driftloop") -> str:
+def render_page(overview: Overview, title: str = "Driftloop") -> str:
     """The whole page for :func:`driftloop.governance.overview.build_overview`'s result."""
     serving = overview.get("serving") or {}
     serving_html = (
@@ -270,7 +278,7 @@ def render_page(overview: dict[str, Any], title: str = "Driftloop") -> str:
         else ""
     )
     refused = "".join(
-        f'<p class="rejected">{escape(r["dataset"])} refused: {escape(r["error"])}</p>'
+        f'<p class="rejected">{escape(r["dataset"])} refused: {escape(r["error"] or "")}</p>'
         for r in overview.get("refused", [])
     )
     sections = "".join(render_dataset(d) for d in overview["datasets"]) or "<p>No dataset configured.</p>"

@@ -26,7 +26,7 @@ from driftloop.core.serving_config import RolloutConfig
 from driftloop.core.settings import Settings
 from driftloop.core.tracking import get_client
 from driftloop.governance import audit
-from driftloop.governance.governance_results import RolloutEntry
+from driftloop.governance.governance_results import RolloutBegun, RolloutEntry
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def begin_rollout(
 
 def begin_checked_rollout(
     cfg: DatasetConfig, version: str, *, actor: str, reason: str, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> RolloutBegun:
     """:func:`begin_rollout` of a version a person names (``driftloop rollout begin``): it must have passed
     the gate or been approved, and the config must have ``rollout.stages``.
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 from driftloop.core import bus
@@ -21,7 +22,7 @@ EXPLAIN_ROWS = 1000
 TOP_K = 5
 
 
-def importance_from_evidence(evidence: dict[str, Any]) -> dict[str, float]:
+def importance_from_evidence(evidence: Mapping[str, Any]) -> dict[str, float]:
     """``feature -> mean |SHAP|`` from a training run's evidence summary (empty when it has none)."""
     return {row["feature"]: float(row["mean_abs_shap"]) for row in evidence.get("shap_importance", [])}
 
