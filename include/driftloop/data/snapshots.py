@@ -24,6 +24,7 @@ from driftloop.core.errors import NoLabelledData, SnapshotNotFoundError
 from driftloop.core.settings import Settings
 from driftloop.core.state import StatePaths, path_to_uri, uri_to_path
 from driftloop.core.storage import (
+    StoragePath,
     atomic_path,
     is_file,
     is_remote_uri,
@@ -111,7 +112,7 @@ def _store_snapshot(
     folder = StatePaths.for_dataset(cfg, settings).snapshots_dir
     data_path, manifest_path = folder / f"{snapshot_hash}.parquet", folder / f"{snapshot_hash}.json"
     if is_file(manifest_path):
-        return {**cast(bus.SnapshotManifest, read_json(manifest_path)), "created": False}
+        return {**_read_manifest(manifest_path), "created": False}
     with atomic_path(data_path) as tmp:
         write_data(tmp)
     manifest: bus.SnapshotManifest = {
@@ -215,14 +216,19 @@ def build_snapshot(cfg: DatasetConfig, settings: Settings | None = None) -> Snap
     }
 
 
-def list_snapshots(cfg: DatasetConfig, settings: Settings | None = None) -> list[dict[str, Any]]:
+def list_snapshots(cfg: DatasetConfig, settings: Settings | None = None) -> list[bus.SnapshotManifest]:
     """Every snapshot manifest of ``cfg``, oldest first."""
-    return list_manifests(StatePaths.for_dataset(cfg, settings).snapshots_dir)
+    manifests = list_manifests(StatePaths.for_dataset(cfg, settings).snapshots_dir)
+    return cast(list[bus.SnapshotManifest], manifests)  # as _store_snapshot wrote them
+
+
+def _read_manifest(path: StoragePath) -> bus.SnapshotManifest:
+    return cast(bus.SnapshotManifest, read_json(path))  # as _store_snapshot wrote it
 
 
 def resolve_snapshot(
     cfg: DatasetConfig, ref: str | None = None, settings: Settings | None = None
-) -> dict[str, Any]:
+) -> bus.SnapshotManifest:
     """The manifest of one snapshot: the newest (``ref`` None), a hash or unique hash prefix, or a snapshot
     URI.
 
@@ -254,9 +260,9 @@ def resolve_snapshot(
             raise SnapshotNotFoundError(
                 f"{cfg.name}: {ref} is not a snapshot (no manifest {manifest_path.name})"
             )
-        return read_json(manifest_path)
+        return _read_manifest(manifest_path)
     if is_file(folder / f"{ref}.json"):
-        return read_json(folder / f"{ref}.json")
+        return _read_manifest(folder / f"{ref}.json")
     if len(ref) < MIN_HASH_PREFIX:
         raise SnapshotNotFoundError(
             f"snapshot hash prefix {ref!r} is shorter than {MIN_HASH_PREFIX} characters"
@@ -264,11 +270,11 @@ def resolve_snapshot(
     matches = list_files(folder, f"{ref}*.json")
     if len(matches) != 1:
         raise SnapshotNotFoundError(f"{cfg.name}: {len(matches)} snapshots match {ref!r} in {folder}")
-    return read_json(matches[0])
+    return _read_manifest(matches[0])
 
 
 def read_snapshot_frame(
-    cfg: DatasetConfig, manifest: dict[str, Any], columns: list[str] | None = None
+    cfg: DatasetConfig, manifest: bus.SnapshotManifest, columns: list[str] | None = None
 ) -> Any:
     """The rows of the snapshot ``manifest`` describes (``columns`` only, when given).
 
@@ -393,7 +399,7 @@ def record_snapshot(
             {"batch_ids": manifest["batch_ids"], "label_batch_ids": manifest["label_batch_ids"]},
             bus.LINEAGE_BATCHES_ARTIFACT,
         )
-        mlflow.log_dict(manifest, bus.LINEAGE_SNAPSHOT_ARTIFACT)
+        mlflow.log_dict(dict(manifest), bus.LINEAGE_SNAPSHOT_ARTIFACT)
         dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
             frame,
             source=manifest["snapshot_uri"],
