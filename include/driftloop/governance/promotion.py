@@ -228,9 +228,7 @@ def promote_model(
     if already:  # a retried task: the recorded decision stands; finish what the first attempt left undone
         return _finish_as_champion(cfg, client, store, candidate, recorded, settings)
     run_id = client.get_model_version(name, candidate).run_id
-    staged = (
-        False  # passed into a staged rollout: champion moves at its end (driftloop.serving.online.rollout)
-    )
+    staged = False  # passed into a staged rollout: champion moves at its end (serving.online.rollout)
     for _ in range(MAX_REJUDGE):
         champion = registry.resolve_alias(cfg, bus.CHAMPION, settings)
         state = read_evidence_state(cfg, client, _version_of(champion), settings)
@@ -313,11 +311,8 @@ def promote_model(
 
 
 def _policy_outcome(cfg: DatasetConfig, report: GateDecision, has_champion: bool) -> tuple[bool, bool]:
-    """``(moved, staged)``: whether a verdict moves ``champion`` now, or starts a staged rollout instead.
-
-    A first version moves ``champion`` at once even with ``rollout.stages``: a rollout compares a challenger
-    with the champion it would replace, and without one nothing would serve while it waited.
-    """
+    """``(moved, staged)``: whether a verdict moves ``champion`` now, or starts a staged rollout instead
+    (not for a first version: a rollout compares a challenger with a champion; none would serve meanwhile)."""
     moved = report["passed"] and cfg.gates.policy == "auto"
     if moved and gates.undecided_checks(report) and cfg.gates.approve_undecided:
         moved = False  # a person decides what the gate could not: marked ready, approved in Airflow
