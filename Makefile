@@ -81,7 +81,7 @@ bench: venv
 	@for script in bench/bench_*.py; do \
 		name=$$(basename $$script .py); \
 		if $(BIN)/python $$script > bench/results/$$name.log 2>&1; then \
-			grep -E "^(arrival|fanout|inference|loop|parse|validation|sensor|sensor_harm|explain|serving|capacity|startup|training|view|footprint|rollout|snapshot)_" bench/results/$$name.log; \
+			grep -E "^(arrival|fanout|inference|loop|parse|validation|sensor|sensor_harm|explain|serving|capacity|startup|training|view|footprint|rollout|snapshot|monitoring)_" bench/results/$$name.log; \
 		else \
 			echo "$$name FAILED; last lines of bench/results/$$name.log:"; tail -20 bench/results/$$name.log; exit 1; \
 		fi; \
