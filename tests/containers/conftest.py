@@ -59,10 +59,11 @@ def images(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def stack(images, tmp_path_factory: pytest.TempPathFactory):
-    """The compose stack up and healthy (unique project name, fresh .env); `down -v` afterwards, whatever
-    happens."""
-    compose = ComposeStack(tmp_path_factory.mktemp("compose"), images)
+def stack(images, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest):
+    """The compose stack up and healthy (unique project name, fresh .env, with the test module's
+    ``STACK_ENV`` over the defaults); `down -v` afterwards, whatever happens."""
+    env = getattr(request.module, "STACK_ENV", None)
+    compose = ComposeStack(tmp_path_factory.mktemp("compose"), images, env)
     try:
         seconds = compose.up()
     except ContainerStackError as exc:

@@ -276,12 +276,13 @@ def generate_env(images: Images, airflow_port: int, mlflow_port: int, serving_po
 class ComposeStack:
     """One compose project (unique name) of docker-compose.yaml + compose.test.yaml, with its own .env."""
 
-    def __init__(self, root: Path, images: Images):
+    def __init__(self, root: Path, images: Images, env: dict[str, str] | None = None):
         self.root = Path(root)
         self.images = images
         self.project = f"dltest{uuid.uuid4().hex[:8]}"
         self.airflow_port, self.mlflow_port, self.serving_port = free_port(), free_port(), free_port()
         self.env = generate_env(images, self.airflow_port, self.mlflow_port, self.serving_port)
+        self.env.update(env or {})  # the deployment settings a test module changes (its STACK_ENV)
         self.env["OBJECT_STORE_SITE"] = str(object_store_site(self.root / "object-store-site"))
         self.env_file = self.root / ".env"
         self.env_file.write_text("".join(f"{k}={v}\n" for k, v in self.env.items()))
