@@ -4,9 +4,9 @@ For each shipped config (its data ships offline): the config's holdout split; a 
 model family (scikit-learn defaults, a random forest for tree families; not a PyCaret selection: the figures
 are about estimation, not about the model) fitted on the training rows; out-of-fold outputs of the training
 rows (the config's ``training.folds``) for the calibration map (classification,
-:func:`driftloop.training.calibration.fit_calibration`), or for regression the DLE loss curve fitted on half
-the holdout (training fits it on the whole holdout; the batches come from the other half). Then
-BATCHES batches are drawn from the holdout in three scenarios:
+:func:`driftloop.training.calibration.fit_calibration`) or the DLE loss model (regression,
+:func:`driftloop.training.loss_estimator.fit_loss_model`), as training fits them. Then BATCHES batches are
+drawn from the holdout in three scenarios:
 
 * ``none``: uniform samples;
 * ``covariate``: rows sampled with weight ``exp(+-1.5 z)`` of the standardised first numeric feature: P(x)
@@ -16,7 +16,8 @@ BATCHES batches are drawn from the holdout in three scenarios:
   the estimate cannot see.
 
 Prints one line per dataset, metric and scenario: mean absolute estimation error, band coverage (share of
-batches whose realised value is inside the 90% band) and mean realised value. Run:
+batches whose realised value is inside the 90% band) and mean realised value; regression also the mean
+relative error (absolute error over the realised value). Run:
 ``PYTHONPATH=include nice -n 19 .venv/bin/python bench/bench_estimation.py [--splits N] [config ...]``.
 ``bench/bench_nannyml.py`` runs NannyML's CBPE on the same batches.
 """
@@ -104,7 +105,8 @@ def fit_version(name: str, split_seed: int | None = None) -> SimpleNamespace:
     from driftloop.core.task_types import choose_threshold, model_input, training_decision
     from driftloop.data.sources import load_source_frame
     from driftloop.monitoring import estimation as est
-    from driftloop.training.calibration import OutOfFold, fit_calibration, fit_loss_curve
+    from driftloop.training.calibration import OutOfFold, fit_calibration
+    from driftloop.training.loss_estimator import fit_loss_model
 
     cfg = load_dataset_config(name, Settings.from_env({}))
     if split_seed is not None:
@@ -133,14 +135,12 @@ def fit_version(name: str, split_seed: int | None = None) -> SimpleNamespace:
         residual_sd=float(np.std(y - oof)) if task == "regression" else 0.0,
     )
     if task == "regression":
-        # Training fits the loss curve on the holdout; here on half of it, the batches from the other half.
-        predicted = model.predict(Xh)
-        fit_rows = np.random.default_rng(1).permutation(len(predicted))[: len(predicted) // 2]
-        rest = np.setdiff1d(np.arange(len(predicted)), fit_rows)
-        version.curve = fit_loss_curve(predicted[fit_rows], version.y[fit_rows])
-        version.metrics, version.predicted = est.REGRESSION_METRICS, predicted[rest]
-        version.y, version.z, version.rows = version.y[rest], version.z[rest], len(rest)
-        version.about = f"DLE loss curve by predicted value on {len(fit_rows)} other holdout rows"
+        # As training: the loss model on out-of-fold errors of the training rows, features and prediction.
+        numeric, categorical = list(cfg.numeric_features), list(cfg.categorical_features)
+        version.loss_model = fit_loss_model(train_df[cfg.features], numeric, categorical, oof, y, seed=0)
+        version.metrics, version.predicted = est.REGRESSION_METRICS, model.predict(Xh)
+        version.features = holdout_df[cfg.features].reset_index(drop=True)
+        version.about = f"DLE loss model on {len(y)} out-of-fold training rows ({cfg.training.folds} folds)"
         return version
     scores = oof[:, 1] if task == "binary" else oof
     version.metrics = est.BINARY_METRICS if task == "binary" else est.MULTICLASS_METRICS
@@ -169,7 +169,8 @@ def estimate(version: SimpleNamespace, rows, metric: str):
     from driftloop.monitoring import estimation as est
 
     if version.task == "regression":
-        return est.estimate_regression_curve(version.curve, version.predicted[rows], metric, LEVEL)
+        frame, predicted = version.features.iloc[rows], version.predicted[rows]
+        return est.estimate_regression(version.loss_model, frame, predicted, metric, LEVEL, 400)
     proba = version.cmap.calibrate(version.raw[rows])
     if version.task == "binary":
         positive = version.predicted[rows] == 1
@@ -193,7 +194,7 @@ def draw_batches(version: SimpleNamespace) -> list[tuple[str, np.ndarray, np.nda
 
 def validate(version: SimpleNamespace, drawn) -> dict[tuple[str, str], list[tuple[float, bool, float]]]:
     """(metric, scenario) -> per batch: absolute error of the estimate, realised value inside the band,
-    realised value."""
+    realised value (the relative error is the first over the last)."""
     results: dict[tuple[str, str], list[tuple[float, bool, float]]] = {}
     for scenario, rows, truth in drawn:
         for metric in version.metrics:
@@ -208,10 +209,12 @@ def validate(version: SimpleNamespace, drawn) -> dict[tuple[str, str], list[tupl
 def report(title: str, results) -> list[str]:
     lines = [title]
     for (metric, scenario), values in results.items():
-        errors, inside, real = zip(*values, strict=True)
+        errors, inside, real = (np.asarray(v, dtype=float) for v in zip(*values, strict=True))
+        relative = f"  mean relative error {np.mean(errors / real):.1%}" if metric in ("rmse", "mae") else ""
         lines.append(
             f"  {metric:9s} {scenario:10s} mean abs error {np.mean(errors):.4f}  "
-            f"coverage {np.mean(inside):.0%} (nominal {LEVEL:.0%})  realised mean {np.mean(real):.4f}"
+            f"coverage {np.mean(inside):.0%} (nominal {LEVEL:.0%})  "
+            f"realised mean {np.mean(real):.4f}{relative}"
         )
     return lines
 

@@ -55,6 +55,10 @@ STAGES = ("data", "training", "governance", "monitoring", "serving")
 CROSS_STAGE_IMPORTS = {
     ("training.train", "data.snapshots"): "a training run reads a training snapshot and records its lineage",
     (
+        "training.loss_estimator",
+        "monitoring.estimation",
+    ): "the loss model's band is widened at training with the very band monitoring computes (estimation.dle)",
+    (
         "training.train",
         "governance.evidence",
     ): "the governance evidence of a version is computed once, at training",

@@ -14,11 +14,13 @@ The last test validates the whole path (out-of-fold calibration, CBPE) on the sh
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 from driftloop.core import bus
-from driftloop.core.calibration_map import LossCurve
+from driftloop.core.loss_model import LossModel
+from driftloop.monitoring.estimated import read_estimator
 from driftloop.monitoring.estimation import (
     PerformanceEstimate,
     estimate_batch,
@@ -26,12 +28,11 @@ from driftloop.monitoring.estimation import (
     estimate_classification,
     estimate_multiclass,
     estimate_regression,
-    estimate_regression_curve,
     expected_auc,
-    fit_loss_models,
     metric_name,
 )
-from driftloop.training.calibration import OutOfFold, fit_calibration, fit_loss_curve
+from driftloop.training.calibration import OutOfFold, fit_calibration
+from driftloop.training.loss_estimator import export_trees, fit_loss_model
 
 LEVEL = 0.9
 SINGLE = 0.99  # the level of one-off band checks (a 90% band misses one batch in ten by design)
@@ -198,51 +199,129 @@ def test_classification_estimate_reads_a_predictions_frame_through_the_calibrati
 
 
 def regression_batch(rng, n: int, shift: float = 0.0, noise_factor: float = 1.0, sd: float = 1.0):
-    """y = 3 x1 + e, e ~ N(0, (0.5 + |x2|)^2): the model predicts 3 x1 exactly, its error depends on x2."""
-    x = np.column_stack([rng.normal(0, 1, n), rng.normal(shift, sd, n)])
-    sd = 0.5 + np.abs(x[:, 1])
-    y = 3 * x[:, 0] + rng.normal(0, noise_factor * sd)
-    return x, 3 * x[:, 0], y
+    """y = 3 x1 + e, e ~ N(0, (0.5 + |x2| + [region c])^2): the model predicts 3 x1 exactly, its error depends
+    on x2 and on the region, which the prediction does not reflect (a loss curve by predicted value cannot
+    see them)."""
+    frame = pd.DataFrame(
+        {"x1": rng.normal(0, 1, n), "x2": rng.normal(shift, sd, n), "region": rng.choice(list("abc"), n)}
+    )
+    spread = 0.5 + np.abs(frame["x2"].to_numpy()) + (frame["region"] == "c").to_numpy()
+    prediction = 3 * frame["x1"].to_numpy()
+    return frame, prediction, prediction + rng.normal(0, noise_factor * spread)
 
 
 @pytest.fixture(scope="module")
-def loss_models():
-    """DLE's loss models fitted on 4,000 labelled reference rows whose x2 spans every batch below."""
-    return fit_loss_models(*regression_batch(np.random.default_rng(50), 4000, sd=1.5), seed=0)
+def loss_model():
+    """DLE's loss model fitted on 3,000 labelled rows whose x2 spans every batch below."""
+    frame, prediction, truth = regression_batch(np.random.default_rng(50), 3000, sd=1.5)
+    return fit_loss_model(frame, ["x1", "x2"], ["region"], prediction, truth, seed=0)
+
+
+def realised_regression(metric: str, prediction, truth) -> float:
+    error = truth - prediction
+    return float(np.sqrt(np.mean(error**2)) if metric == "rmse" else np.mean(np.abs(error)))
 
 
 @pytest.mark.parametrize("metric", ["rmse", "mae"])
-def test_dle_estimates_errors_that_depend_on_the_features(metric, loss_models):
+def test_dle_estimates_errors_that_depend_on_the_features(metric, loss_model):
     rng = np.random.default_rng(5)
-    models = loss_models
-
-    def realised(pred, y):
-        error = y - pred
-        return float(np.sqrt(np.mean(error**2)) if metric == "rmse" else np.mean(np.abs(error)))
-
-    x, pred, y = regression_batch(rng, 1500)
-    same = estimate_regression(models, x, pred, metric, SINGLE)
-    assert abs(same.estimate / realised(pred, y) - 1) < 0.06 and same.method == "dle"
-    x, pred, y = regression_batch(rng, 1500, shift=1.0)  # larger |x2|: larger errors, same P(y|x)
-    shifted = estimate_regression(models, x, pred, metric, LEVEL)
-    assert realised(pred, y) > 1.2 * same.estimate
-    assert abs(shifted.estimate / realised(pred, y) - 1) < 0.06
-    x, pred, y = regression_batch(rng, 1500, noise_factor=1.6)  # the noise grows: DLE cannot see it
-    blind = estimate_regression(models, x, pred, metric, SINGLE)
-    assert not blind.contains(realised(pred, y)) and abs(blind.estimate / same.estimate - 1) < 0.06
+    frame, pred, y = regression_batch(rng, 1500)
+    same = estimate_regression(loss_model, frame, pred, metric, SINGLE)
+    assert abs(same.estimate / realised_regression(metric, pred, y) - 1) < 0.06 and same.method == "dle"
+    # Toward the noisy region (larger x2, same P(y|x)): the predictions do not move, the errors grow by half.
+    frame, shifted_pred, y = regression_batch(rng, 1500, shift=1.5)
+    assert abs(shifted_pred.std() / pred.std() - 1) < 0.1 and abs(shifted_pred.mean()) < 0.2
+    shifted = estimate_regression(loss_model, frame, shifted_pred, metric, SINGLE)
+    assert realised_regression(metric, shifted_pred, y) > 1.4 * same.estimate
+    assert abs(shifted.estimate / realised_regression(metric, shifted_pred, y) - 1) < 0.06
+    assert shifted.contains(realised_regression(metric, shifted_pred, y))
+    # Only region c: likewise.
+    frame, pred, y = regression_batch(rng, 1500)
+    c = (frame["region"] == "c").to_numpy()
+    regional = estimate_regression(loss_model, frame[c], pred[c], metric, SINGLE)
+    assert regional.contains(realised_regression(metric, pred[c], y[c])) and regional.estimate > same.estimate
+    frame, pred, y = regression_batch(rng, 1500, noise_factor=1.6)  # the noise grows: DLE cannot see it
+    blind = estimate_regression(loss_model, frame, pred, metric, SINGLE)
+    assert not blind.contains(realised_regression(metric, pred, y))
+    assert abs(blind.estimate / same.estimate - 1) < 0.06
 
 
 @pytest.mark.parametrize("metric", ["rmse", "mae"])
-def test_dle_band_covers_the_realised_error_near_its_nominal_rate(metric, loss_models):
-    # The band covers the batch's sampling noise, not the loss models' own error: a little under nominal.
+def test_dle_band_covers_the_realised_error_near_its_nominal_rate(metric, loss_model):
     rng = np.random.default_rng(9)
-    inside = []
+    inside, relative = [], []
     for b in range(150):
-        x, pred, y = regression_batch(rng, 500, shift=(b % 3) * 0.5)
-        error = y - pred
-        value = np.sqrt(np.mean(error**2)) if metric == "rmse" else np.mean(np.abs(error))
-        inside.append(estimate_regression(loss_models, x, pred, metric, LEVEL).contains(value))
-    assert abs(np.mean(inside) - LEVEL) <= 0.08, np.mean(inside)
+        frame, pred, y = regression_batch(rng, 300, shift=(b % 3) * 0.5)
+        value = realised_regression(metric, pred, y)
+        estimate = estimate_regression(loss_model, frame, pred, metric, LEVEL, draws=200, seed=b)
+        inside.append(estimate.contains(value))
+        relative.append(abs(estimate.estimate / value - 1))
+    assert abs(np.mean(inside) - LEVEL) <= 0.06, np.mean(inside)
+    assert np.mean(relative) < 0.1
+
+
+def test_loss_model_round_trips_as_json_and_reads_unseen_and_missing_values(loss_model):
+    text = loss_model.to_json()
+    assert LossModel.from_json(text) == loss_model and len(text) < 200_000
+    with pytest.raises(ValueError, match="format"):
+        LossModel.from_json(text.replace('"format":1', '"format":9'))
+    frame = pd.DataFrame({"x1": [0.0, 0.0, 0.0], "x2": [0.0, np.nan, 0.0], "region": ["a", "c", None]})
+    frame.loc[3] = [0.0, 0.0, "never seen"]
+    absolute, squared = loss_model.expected_losses(frame, np.zeros(4))
+    assert np.isfinite(absolute).all() and np.isfinite(squared).all() and (squared > 0).all()
+
+
+def test_exported_trees_predict_what_scikit_learn_predicts():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (800, 3))
+    x[rng.random(x.shape) < 0.1] = np.nan  # missing values take the side the trees learned
+    y = rng.poisson(np.exp(0.5 * np.nan_to_num(x[:, 0]) - 0.3 * np.nan_to_num(x[:, 2])))
+    model = HistGradientBoostingRegressor(loss="poisson", max_iter=30, random_state=0).fit(x, y)
+    other = rng.normal(0, 2, (500, 3))
+    other[rng.random(other.shape) < 0.2] = np.nan
+    trees = export_trees(model, x)
+    np.testing.assert_allclose(trees.predict(other), model.predict(other), rtol=1e-9)
+
+
+def test_a_regression_version_reads_its_loss_model_and_one_trained_before_it_gets_no_estimate(loss_model):
+    from pathlib import Path
+
+    class Client:
+        def __init__(self, artifacts):
+            self.artifacts = artifacts
+
+        def download_artifacts(self, run_id, path, dst):
+            if path not in self.artifacts:
+                raise OSError(f"no artifact {path}")
+            (Path(dst) / "artifact.json").write_text(self.artifacts[path])
+            return str(Path(dst) / "artifact.json")
+
+    assert (
+        read_estimator(Client({bus.LOSS_MODEL_ARTIFACT: loss_model.to_json()}), "r", "regression")
+        == loss_model
+    )
+    old_curve = '{"format": 1, "x": [1.0], "absolute": [1.0], "squared": [1.0], "fourth": [1.0]}'
+    assert read_estimator(Client({bus.LOSS_CURVE_ARTIFACT: old_curve}), "r", "regression") is None
+
+
+def test_a_regression_estimate_is_logged_with_its_band_and_shown_only(loss_model):
+    from driftloop.core.task_types import Decision
+    from driftloop.monitoring.estimated import estimate_performance
+    from driftloop.monitoring.live import VersionFacts
+
+    frame, pred, y = regression_batch(np.random.default_rng(4), 2000, shift=1.5)  # the noisy region
+    sample = frame.assign(**{bus.PREDICTION_COLUMN: pred})
+    facts = VersionFacts(Decision("regression", ()), {"holdout_rmse": 1.5, "holdout_mae": 1.0})
+    result = estimate_performance(facts, loss_model, sample)
+    assert result.method == "dle" and result.metrics[bus.ESTIMATED_ROWS] == 2000
+    for metric in ("rmse", "mae"):
+        low, high = (result.metrics[bus.estimated_metric(metric, end)] for end in ("lower", "upper"))
+        assert low < result.metrics[bus.estimated_metric(metric)] < high
+        assert low <= realised_regression(metric, pred, y) <= high
+    # Not validated enough for the sensor (bench_estimation: RMSE off by 13 % across holdouts).
+    assert bus.ESTIMATED_DROP not in result.metrics and "shown only" in result.note
 
 
 def test_cbpe_on_hand_computed_cases():
@@ -258,53 +337,6 @@ def test_cbpe_on_hand_computed_cases():
     assert estimate_binary(p, [True, True, False], p, "accuracy").estimate == pytest.approx(
         (0.9 + 0.6 + 0.8) / 3
     )
-
-
-def priced(rng, n: int, low: float = 50.0, high: float = 150.0, noise: float = 0.2):
-    """A regression version whose error grows with its prediction: y = f + N(0, (noise f)^2), prediction f."""
-    f = rng.uniform(low, high, n)
-    return f, f + rng.normal(0, noise * f)
-
-
-def test_loss_curve_is_the_mean_error_per_prediction_bin_and_round_trips():
-    # 200 rows: two bins of 100. Predictions 0..99 miss by 1, predictions 100..199 by -3.
-    prediction = np.arange(200.0)
-    truth = prediction + np.where(prediction < 100, 1.0, -3.0)
-    curve = fit_loss_curve(prediction, truth)
-    assert curve.x == (49.5, 149.5) and curve.absolute == (1.0, 3.0) and curve.squared == (1.0, 9.0)
-    assert curve.fourth == (1.0, 81.0)
-    absolute, squared, fourth = curve.expected_losses(
-        [0.0, 99.5, 500.0]
-    )  # clipped at the ends, linear between
-    np.testing.assert_allclose(absolute, [1.0, 2.0, 3.0])
-    np.testing.assert_allclose(squared, [1.0, 5.0, 9.0])
-    np.testing.assert_allclose(fourth, [1.0, 41.0, 81.0])
-    assert LossCurve.from_json(curve.to_json()) == curve
-    with pytest.raises(ValueError):
-        LossCurve.from_json(curve.to_json().replace('"format": 1', '"format": 9'))
-
-
-@pytest.mark.parametrize("metric", ["rmse", "mae"])
-def test_dle_by_predicted_value_follows_a_shift_of_predictions_but_not_more_noise(metric):
-    rng = np.random.default_rng(11)
-    curve = fit_loss_curve(*priced(rng, 1000))  # a holdout of 1,000 rows: 10 bins
-
-    def realised(pred, y):
-        error = y - pred
-        return float(np.sqrt(np.mean(error**2)) if metric == "rmse" else np.mean(np.abs(error)))
-
-    inside = []
-    for _ in range(100):
-        pred, y = priced(rng, 500)
-        estimate = estimate_regression_curve(curve, pred, metric, LEVEL)
-        inside.append(estimate.contains(realised(pred, y)))
-    assert abs(np.mean(inside) - LEVEL) <= 0.1, np.mean(inside)
-    pred, y = priced(rng, 2000, low=100.0)  # dearer items: larger errors, same P(y|x)
-    shifted = estimate_regression_curve(curve, pred, metric, SINGLE)
-    assert realised(pred, y) > 1.15 * estimate_regression_curve(curve, priced(rng, 2000)[0], metric).estimate
-    assert abs(shifted.estimate / realised(pred, y) - 1) < 0.05 and shifted.contains(realised(pred, y))
-    pred, y = priced(rng, 2000, noise=0.3)  # the same items, noisier: DLE cannot see it
-    assert not estimate_regression_curve(curve, pred, metric, SINGLE).contains(realised(pred, y))
 
 
 def test_metric_names_follow_the_configs_spelling():

@@ -312,7 +312,8 @@ GATE_DECISIONS_DIR = "gate/decisions"  # one report per evidence state the versi
 MODEL_CARD_MD_ARTIFACT = "model_card/model_card.md"
 MODEL_CARD_JSON_ARTIFACT = "model_card/model_card.json"
 CALIBRATION_MAP_ARTIFACT = "calibration/calibration_map.json"  # classification versions, on the training run
-LOSS_CURVE_ARTIFACT = "calibration/loss_curve.json"  # regression versions: expected error by predicted value
+LOSS_MODEL_ARTIFACT = "calibration/loss_model.json"  # regression versions: DLE loss model (JSON trees)
+LOSS_CURVE_ARTIFACT = "calibration/loss_curve.json"  # regression versions before it (no longer read)
 
 # ------------------------------------------------------------------------------------------------------------
 # Predictions partitions (``predictions/<batch_id>.parquet``): the entity id column, then these.

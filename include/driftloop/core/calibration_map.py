@@ -19,8 +19,7 @@ one-vs-rest curve per class over every row (format 1, still read: each class's c
 mixes the two and under-states how often a confident prediction of a rare class is right: P(y = c | s_c) is
 lower than P(y = c | s_c, c predicted), which is what the confusion matrix of CBPE needs.
 
-Regression versions carry a :class:`LossCurve` instead (``bus.LOSS_CURVE_ARTIFACT``): the expected absolute
-and squared error as a function of the predicted value, for direct loss estimation.
+Regression versions carry a loss model instead (:mod:`driftloop.core.loss_model`), for direct loss estimation.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ from driftloop.core import bus
 
 FORMAT_VERSION = 2  # 2: multiclass maps carry top curves; format 1 maps are still read
 READABLE_FORMATS = (1, 2)
-LOSS_CURVE_FORMAT = 1
 ISOTONIC, PLATT = "isotonic", "platt"
 METHODS = (ISOTONIC, PLATT)
 SCORE_EPSILON = 1e-6  # scores are clipped into [eps, 1 - eps] before their logit is taken
@@ -253,62 +251,3 @@ def describe_calibration(tags: dict[str, str], metrics: dict[str, float]) -> str
         f"on the holdout {pair(bus.HOLDOUT_ECE_BEFORE, bus.HOLDOUT_ECE_AFTER)}. Monitoring estimates "
         "performance from the calibrated scores before labels arrive."
     )
-
-
-@dataclass(frozen=True)
-class LossCurve:
-    """Expected absolute and squared error of a regression version as a function of its prediction.
-
-    Fitted on labelled rows the version did not train on (its holdout), as means per quantile bin of the
-    prediction; applied by linear interpolation between the bins' mean predictions, clipped at the ends.
-
-    Attributes:
-        x: Mean prediction of each bin (increasing).
-        absolute: Mean absolute error of each bin.
-        squared: Mean squared error of each bin.
-        fourth: Mean fourth power of the error of each bin.
-        facts: Rows and bins it was fitted on.
-    """
-
-    x: tuple[float, ...]
-    absolute: tuple[float, ...]
-    squared: tuple[float, ...]
-    fourth: tuple[float, ...]
-    facts: dict[str, Any] = field(default_factory=dict)
-
-    def expected_losses(self, prediction: Any) -> tuple[Any, Any, Any]:
-        """Expected absolute, squared and fourth-power error of each prediction (the last gives the spread
-        of squared errors, which heavy tails widen far beyond a Gaussian's)."""
-        import numpy as np
-
-        p, x = np.asarray(prediction, dtype=float), np.asarray(self.x)
-        absolute, squared, fourth = (
-            np.interp(p, x, np.asarray(v)) for v in (self.absolute, self.squared, self.fourth)
-        )
-        return absolute, squared, fourth
-
-    def to_json(self) -> str:
-        """The curve as JSON (what training logs as ``bus.LOSS_CURVE_ARTIFACT``)."""
-        fields = {k: list(getattr(self, k)) for k in ("x", "absolute", "squared", "fourth")}
-        return json.dumps({"format": LOSS_CURVE_FORMAT, **fields, "facts": self.facts}, indent=1)
-
-    @classmethod
-    def from_json(cls, text: str) -> LossCurve:
-        """The curve of its JSON text.
-
-        Raises:
-            ValueError: Another format version, or knots that are empty, unsorted or of unequal length.
-        """
-        data = json.loads(text)
-        if data.get("format") != LOSS_CURVE_FORMAT:
-            raise ValueError(f"loss curve format {data.get('format')!r}, expected {LOSS_CURVE_FORMAT}")
-        x, absolute, squared, fourth = (
-            tuple(float(v) for v in data[k]) for k in ("x", "absolute", "squared", "fourth")
-        )
-        if (
-            not x
-            or not len(x) == len(absolute) == len(squared) == len(fourth)
-            or any(b < a for a, b in zip(x, x[1:], strict=False))
-        ):
-            raise ValueError(f"loss curve knots must be non-empty, sorted and of equal length ({len(x)} x)")
-        return cls(x, absolute, squared, fourth, dict(data.get("facts") or {}))

@@ -8,16 +8,16 @@ what these return.
   right, the expected confusion matrix of the batch follows from the probabilities and the predictions
   alone. Binary F1 and accuracy at the version's decision (the predicted label of each row), AUC as the
   expected share of correctly ordered (positive, negative) pairs; multiclass macro-F1 and accuracy.
-* **DLE** (direct loss estimation): a loss model fitted on labelled rows the version did not train on
-  predicts each batch row's expected error; RMSE and MAE follow. Training logs the simplest one, a
-  :class:`~driftloop.core.calibration_map.LossCurve` of the expected errors by predicted value fitted on the
-  holdout (:func:`estimate_regression_curve`); :func:`fit_loss_models` fits NannyML-style models on features
-  and prediction (not logged by training: they need the version's preprocessing at monitoring time).
+* **DLE** (direct loss estimation): the version's loss model (:class:`~driftloop.core.loss_model.LossModel`,
+  fitted at training on out-of-fold errors of the training rows, ``bus.LOSS_MODEL_ARTIFACT``) predicts each
+  batch row's expected absolute and squared error from its features and the prediction; MAE is the mean
+  expected absolute error, RMSE the root of the mean expected squared error.
 
 **The band** (``level``, e.g. 0.95): CBPE draws the batch's labels from the calibrated probabilities
 ``draws`` times (seeded) and takes the percentiles of the realised metric over the draws: where the realised
-value falls if the probabilities are right. DLE uses a normal approximation of the mean loss (squared
-errors as Gaussian residuals). Neither band covers a wrong calibration map or loss model.
+value falls if the probabilities are right. DLE draws each row's loss as its expected loss times the
+realised-over-expected loss of a random fitting row, likewise. Neither band covers a wrong calibration map or
+loss model.
 
 **What it cannot see**: a change of P(y|x) (concept shift). Under covariate shift (P(x) moves, P(y|x) does
 not) the calibrated probabilities stay right and the estimate follows the realised metric; under concept
@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftloop.core import bus
-from driftloop.core.calibration_map import CalibrationMap, LossCurve
+from driftloop.core.calibration_map import CalibrationMap
+from driftloop.core.loss_model import LossModel
 
 CBPE, DLE = "cbpe", "dle"
 BINARY_METRICS = ("auc", "f1", "accuracy")
@@ -55,7 +56,7 @@ class PerformanceEstimate:
         level: Nominal probability that the realised value falls in the band.
         method: ``cbpe`` or ``dle``.
         rows: Rows the estimate is of.
-        draws: Monte-Carlo label draws behind the band (0 for DLE's normal approximation).
+        draws: Monte-Carlo draws behind the band (labels for CBPE, losses for DLE).
     """
 
     metric: str
@@ -302,88 +303,88 @@ def estimate_multiclass(
     return PerformanceEstimate(metric, estimate, low, high, level, CBPE, n, draws)
 
 
-@dataclass(frozen=True)
-class LossModels:
-    """DLE's loss models: features and prediction -> absolute error, and -> squared error."""
-
-    absolute: Any
-    squared: Any
-
-
-def _loss_input(features: Any, prediction: Any) -> Any:
-    import numpy as np
-
-    return np.column_stack([np.asarray(features, dtype=float), np.asarray(prediction, dtype=float)])
-
-
-def fit_loss_models(features: Any, prediction: Any, truth: Any, seed: int = 0) -> LossModels:
-    """Fit DLE's loss models on labelled reference rows (rows the version did not train on).
+def estimate_regression(
+    model: LossModel,
+    frame: Any,
+    prediction: Any,
+    metric: str,
+    level: float = DEFAULT_LEVEL,
+    draws: int = DEFAULT_DRAWS,
+    seed: int = 0,
+) -> PerformanceEstimate:
+    """DLE of RMSE or MAE on a batch scored by a regression version, from its loss model.
 
     Args:
-        features: Numeric feature matrix ``(n, d)`` (encode categoricals first, e.g. with the version's
-            preprocessing); NaN allowed.
+        model: The version's loss model (``bus.LOSS_MODEL_ARTIFACT``).
+        frame: The batch's features (a frame or dict of columns).
         prediction: The version's prediction of each row.
-        truth: The realised value of each row.
-        seed: Seed of the gradient-boosting models.
+        metric: ``rmse`` or ``mae``.
+        level: Nominal coverage of the band.
+        draws: Monte-Carlo draws of the batch's losses for the band.
+        seed: Seed of the draws.
     """
-    import numpy as np
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    X = _loss_input(features, prediction)
-    error = np.asarray(truth, dtype=float) - np.asarray(prediction, dtype=float)
-
-    def fit(target: Any) -> Any:
-        model = HistGradientBoostingRegressor(max_iter=100, learning_rate=0.1, random_state=seed)
-        return model.fit(X, target)
-
-    return LossModels(absolute=fit(np.abs(error)), squared=fit(error**2))
+    return estimate_regression_batch(model, frame, prediction, level, draws, seed, (metric,))[0]
 
 
-def estimate_regression(
-    models: LossModels, features: Any, prediction: Any, metric: str, level: float = DEFAULT_LEVEL
-) -> PerformanceEstimate:
-    """DLE of RMSE or MAE on a batch from loss models on features and prediction (:func:`fit_loss_models`)."""
+def estimate_regression_batch(
+    model: LossModel,
+    frame: Any,
+    prediction: Any,
+    level: float = DEFAULT_LEVEL,
+    draws: int = DEFAULT_DRAWS,
+    seed: int = 0,
+    metrics: tuple[str, ...] = REGRESSION_METRICS,
+) -> list[PerformanceEstimate]:
+    """Every DLE metric on one batch (RMSE, MAE), the rows' expected losses computed once."""
+    absolute, squared = model.expected_losses(frame, prediction)
+    noise = {"mae": model.noise_absolute, "rmse": model.noise_squared}
+    expected = {"mae": absolute, "rmse": squared}
+    widening = {"mae": model.widening_absolute, "rmse": model.widening_squared}
+    return [widened(dle(expected[m], noise[m], m, level, draws, seed), widening[m]) for m in metrics]
 
-    X = _loss_input(features, prediction)
-    return _dle(models.absolute.predict(X), models.squared.predict(X), metric, level)
 
-
-def estimate_regression_curve(
-    curve: LossCurve, prediction: Any, metric: str, level: float = DEFAULT_LEVEL
-) -> PerformanceEstimate:
-    """DLE of RMSE or MAE on a batch from the version's loss curve (``bus.LOSS_CURVE_ARTIFACT``): the expected
-    errors of each row's predicted value."""
-    absolute, squared, fourth = curve.expected_losses(prediction)
-    return _dle(absolute, squared, metric, level, fourth)
-
-
-def _dle(absolute: Any, squared: Any, metric: str, level: float, fourth: Any = None) -> PerformanceEstimate:
-    """The batch's RMSE or MAE from each row's expected absolute and squared error.
-
-    The band is a normal approximation of the batch's mean loss: MAE's per-row variance is ``E[e^2] -
-    E[|e|]^2``; the squared error's is ``E[e^4] - E[e^2]^2`` (``2 E[e^2]^2`` for Gaussian residuals when
-    ``fourth`` is not known), carried to RMSE by the delta method.
-    """
+def widened(estimate: PerformanceEstimate, factor: float) -> PerformanceEstimate:
+    """The band's half-widths stretched by ``factor`` in log scale around the estimate (a band above zero
+    stays above zero)."""
     import math
-    from statistics import NormalDist
+    from dataclasses import replace
 
+    if factor == 1.0 or not estimate.estimate > 0 or not estimate.lower > 0:
+        return estimate
+    centre = math.log(estimate.estimate)
+    lower = math.exp(centre - factor * (centre - math.log(estimate.lower)))
+    upper = math.exp(centre + factor * (math.log(estimate.upper) - centre))
+    return replace(estimate, lower=lower, upper=upper)
+
+
+def dle(
+    expected: Any, noise: Any, metric: str, level: float, draws: int, seed: int = 0
+) -> PerformanceEstimate:
+    """The batch's RMSE or MAE from each row's expected loss (squared error for RMSE, absolute for MAE).
+
+    The estimate is the mean expected loss (its square root for RMSE). The band is where the realised value
+    falls if each row's loss is its expected loss times a noise value drawn from the fitting rows' (realised
+    over expected loss, mean 1): a skewed band, as heavy-tailed errors make the realised RMSE of a batch.
+
+    Raises:
+        ValueError: An unknown metric, a level outside (0, 1), no draws or no noise.
+    """
     import numpy as np
 
+    _check_level(level, draws)
     if metric not in REGRESSION_METRICS:
         raise ValueError(f"no regression estimate of {metric!r} (estimated: {list(REGRESSION_METRICS)})")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1): {level}")
-    squared = np.clip(np.asarray(squared, dtype=float), 0.0, None)
-    n = len(squared)
-    z = NormalDist().inv_cdf((1 + level) / 2)
-    if metric == "mae":
-        absolute = np.clip(np.asarray(absolute, dtype=float), 0.0, None)
-        estimate = float(absolute.mean())
-        spread = math.sqrt(float(np.clip(squared - absolute**2, 0.0, None).sum())) / n
-    else:
-        mse = float(squared.mean())
-        estimate = math.sqrt(mse)
-        variance = 2 * squared**2 if fourth is None else np.clip(np.asarray(fourth) - squared**2, 0.0, None)
-        spread = math.sqrt(float(variance.sum())) / n / (2 * estimate) if estimate > 0 else 0.0
-    low, high = max(estimate - z * spread, 0.0), estimate + z * spread
-    return PerformanceEstimate(metric, estimate, low, high, level, DLE, n)
+    loss = np.clip(np.asarray(expected, dtype=float), 0.0, None)
+    spread = np.asarray(noise, dtype=float)
+    if not len(spread):
+        raise ValueError("DLE needs the noise of the loss model's fitting rows")
+    root = np.sqrt if metric == "rmse" else np.asarray
+    n = len(loss)
+    rng = np.random.default_rng(seed)
+    values = [
+        root((loss[None, :] * spread[rng.integers(0, len(spread), (size, n))]).mean(axis=1))
+        for size in _chunks(draws, n)
+    ]
+    estimate = float(root(loss.mean())) if n else float("nan")
+    low, high = _band(np.concatenate(values), level) if n else (float("nan"), float("nan"))
+    return PerformanceEstimate(metric, estimate, low, high, level, DLE, n, draws)

@@ -15,10 +15,8 @@ class over every row is biased exactly where CBPE looks: for the rows predicted 
 the many rows where the class is second, and under-states how often the prediction is right (hpc_jobs, out
 of fold: predicted L right 91 % of the time, one-vs-rest calibrated 81 %; top-label 90 %).
 
-**Regression** versions get a loss curve instead (:func:`fit_loss_curve`): the expected absolute and squared
-error by predicted value, fitted on the final model's holdout errors (rows it did not train on, as NannyML's
-DLE fits on its reference set; out-of-fold errors of models trained on fewer rows over-state the final
-model's errors), so monitoring can estimate RMSE and MAE before labels.
+**Regression** versions get a loss model instead (:mod:`driftloop.training.loss_estimator`), so monitoring
+can estimate RMSE and MAE before labels.
 
 **How well** (metrics of the training run): expected calibration error of the raw and the calibrated scores,
 out of fold (the cross-fitted calibrator) and on the holdout (the final model's scores through the map fitted
@@ -37,7 +35,6 @@ from driftloop.core.calibration_map import (
     PLATT,
     CalibrationMap,
     Curve,
-    LossCurve,
     expected_calibration_error,
     logit,
 )
@@ -45,8 +42,6 @@ from driftloop.core.calibration_map import (
 log = logging.getLogger(__name__)
 
 CROSS_FIT_FOLDS = 5
-LOSS_BIN_ROWS = 100  # rows per bin of the loss curve (at most LOSS_BINS bins)
-LOSS_BINS = 10
 METHOD_ORDER = (PLATT, ISOTONIC)  # a tie goes to the first
 MIN_CURVE_ROWS = 20  # fewer top (or rest) rows of a class: that curve is fitted on all the class's rows
 
@@ -203,36 +198,3 @@ def log_calibration(cmap: CalibrationMap, metrics: dict[str, float]) -> None:
     mlflow.log_text(cmap.to_json(), bus.CALIBRATION_MAP_ARTIFACT)
     mlflow.set_tag(bus.CALIBRATION_METHOD_TAG, cmap.method)
     mlflow.log_metrics(metrics)
-
-
-def fit_loss_curve(prediction: Any, truth: Any) -> LossCurve:
-    """The regression version's loss curve: mean absolute and squared error per quantile bin of the
-    prediction (``LOSS_BIN_ROWS`` rows a bin, at most ``LOSS_BINS`` bins), on rows it did not train on.
-
-    Raises:
-        ValueError: No row with both a prediction and a truth.
-    """
-    import numpy as np
-
-    p, y = np.asarray(prediction, dtype=float), np.asarray(truth, dtype=float)
-    keep = np.isfinite(p) & np.isfinite(y)
-    p, error = p[keep], y[keep] - p[keep]
-    if not len(p):
-        raise ValueError("a loss curve needs rows with a prediction and a truth")
-    bins = int(min(LOSS_BINS, max(1, len(p) // LOSS_BIN_ROWS)))
-    groups = np.array_split(np.argsort(p, kind="stable"), bins)
-    return LossCurve(
-        x=tuple(float(p[g].mean()) for g in groups),
-        absolute=tuple(float(np.abs(error[g]).mean()) for g in groups),
-        squared=tuple(float((error[g] ** 2).mean()) for g in groups),
-        fourth=tuple(float((error[g] ** 4).mean()) for g in groups),
-        facts={"rows": len(p), "bins": bins, "fitted_on": "holdout"},
-    )
-
-
-def log_loss_curve(curve: LossCurve) -> None:
-    """Inside the training run: the loss curve as ``bus.LOSS_CURVE_ARTIFACT``."""
-    import mlflow
-
-    mlflow.log_text(curve.to_json(), bus.LOSS_CURVE_ARTIFACT)
-    log.info("loss curve: %d bins on %d holdout rows", curve.facts["bins"], curve.facts["rows"])

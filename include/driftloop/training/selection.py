@@ -172,6 +172,30 @@ def out_of_fold_proba(
     return OutOfFold(data[cfg.target].to_numpy(), proba[:, 1] if decision.task == BINARY else proba)
 
 
+def out_of_fold_prediction(
+    cfg: DatasetConfig, pipeline: Any, selection_df: Any, decision: Decision, n_jobs: int
+) -> OutOfFold:
+    """Out-of-fold predictions of the selection rows (regression, for the loss model): the selected
+    pipeline refitted on ``training.folds`` folds, each predicting the rows it did not see; the holdout is
+    never touched.
+
+    Returns:
+        The truth and the predictions ``(n,)`` (as :class:`OutOfFold` ``scores``).
+    """
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    from driftloop.training.pycaret_env import usable_std_streams
+
+    data = encoded_frame(cfg, selection_df, decision)
+    folds = KFold(n_splits=max(2, cfg.training.folds), shuffle=True, random_state=cfg.training.seed)
+    with usable_std_streams():
+        prediction = cross_val_predict(
+            clone(pipeline), data[cfg.features], data[cfg.target], cv=folds, n_jobs=n_jobs
+        )
+    return OutOfFold(data[cfg.target].to_numpy(dtype=float), prediction)
+
+
 def choose_decision_threshold(
     cfg: DatasetConfig, decision: Decision, oof: OutOfFold | None
 ) -> dict[str, Any]:

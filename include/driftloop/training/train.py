@@ -39,11 +39,13 @@ from driftloop.core.task_types import (
 from driftloop.core.tracking import get_client, keyed_run
 from driftloop.data import snapshots
 from driftloop.training import keys
-from driftloop.training.calibration import calibrate_version, fit_loss_curve, log_calibration, log_loss_curve
+from driftloop.training.calibration import calibrate_version, log_calibration
 from driftloop.training.data_checks import check_training_frames, training_data_error
+from driftloop.training.loss_estimator import fit_loss_model, log_loss_model
 from driftloop.training.selection import (
     choose_decision_threshold,
     fit_pycaret,
+    out_of_fold_prediction,
     out_of_fold_proba,
     transfer_threshold,
 )
@@ -69,7 +71,7 @@ MODEL_PACKAGES = (
 )
 
 
-def _lineage_tags(snapshot: dict[str, Any], trigger: dict[str, Any], trigger_id: str) -> dict[str, str]:
+def _lineage_tags(snapshot: bus.SnapshotManifest, trigger: dict[str, Any], trigger_id: str) -> dict[str, str]:
     tags = {
         bus.SNAPSHOT_URI_TAG: snapshot.get("snapshot_uri", ""),
         bus.TRIGGER_REASON_TAG: trigger.get("reason") or "manual",
@@ -214,6 +216,20 @@ def _log_artifacts(
     return _log_model(cfg, model, train_df)
 
 
+def _log_loss_model(cfg: DatasetConfig, selection_df: Any, oof: Any) -> None:
+    """The regression version's loss model, on the out-of-fold errors of its selection rows (none, with a
+    warning, when too few rows have a prediction and a truth: monitoring then estimates nothing)."""
+    numeric, categorical = list(cfg.numeric_features), list(cfg.categorical_features)
+    try:
+        model = fit_loss_model(
+            selection_df[cfg.features], numeric, categorical, oof.scores, oof.y, cfg.training.seed
+        )
+    except ValueError as exc:
+        log.warning("no loss model, so no estimated performance before labels: %s", exc)
+        return
+    log_loss_model(model)
+
+
 def _selection_text(selection_rows: int, train_rows: int) -> str:
     if selection_rows == train_rows:
         return f"all {train_rows} training rows"
@@ -221,7 +237,7 @@ def _selection_text(selection_rows: int, train_rows: int) -> str:
 
 
 def _fit_and_log(
-    cfg: DatasetConfig, client: Any, run_id: str, snapshot: dict[str, Any], settings: Settings
+    cfg: DatasetConfig, client: Any, run_id: str, snapshot: bus.SnapshotManifest, settings: Settings
 ) -> tuple[dict[str, float], str]:
     """Inside an active run: split, fit, choose the threshold, evaluate and log everything; returns the
     timings and the logged model's URI."""
@@ -241,9 +257,10 @@ def _fit_and_log(
         raise verdict from exc
     model, timings = fitted["model"], fitted["timings"]
     started = time.perf_counter()
-    oof = None  # out-of-fold scores of the selection rows: the threshold and the calibration map read them
-    if is_classification(cfg):
-        oof = out_of_fold_proba(cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs)
+    # Out-of-fold outputs of the selection rows: the threshold and the calibration map read the scores,
+    # the regression loss model (estimated RMSE/MAE before labels) the errors.
+    out_of_fold = out_of_fold_proba if is_classification(cfg) else out_of_fold_prediction
+    oof = out_of_fold(cfg, fitted["pipeline"], fitted["selection_df"], decision, settings.n_jobs)
     chosen = choose_decision_threshold(cfg, decision, oof)
     if decision.task == BINARY:  # falls back when the out-of-fold threshold does not transfer to the holdout
         chosen = transfer_threshold(cfg, chosen, decision.score(model, holdout_df[cfg.features]))
@@ -254,12 +271,12 @@ def _fit_and_log(
     holdout_y = decision.encode(holdout_df[cfg.target]).to_numpy()
     metrics = holdout_metrics(decision, holdout_y, holdout_outputs)
     opts = cfg.training
-    if oof is not None:
+    if is_classification(cfg):
         log_calibration(
             *calibrate_version(decision.task, decision.classes, oof, opts.seed, holdout_y, holdout_outputs)
         )
-    else:  # regression: expected errors by predicted value, for estimated RMSE/MAE before labels
-        log_loss_curve(fit_loss_curve(holdout_outputs[bus.PREDICTION_COLUMN], holdout_y))
+    else:
+        _log_loss_model(cfg, fitted["selection_df"], oof)
     _log_params_once(
         client,
         run_id,
