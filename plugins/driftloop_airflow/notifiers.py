@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 NOTE_MAX_CHARS = 1000  # Airflow's dag_run_note.content
 
 
-def send_alerts(found: list[alerts.Alert], settings: Settings) -> list[dict[str, Any]]:
+def send_alerts(found: list[alerts.Alert], settings: Settings) -> list[alerts.AlertOutcome]:
     """Dispatch ``found`` to the configured channels; never raises (a failure is a WARNING)."""
     if not found:
         return []
@@ -91,7 +91,7 @@ async def approval_deadline_missed(dataset: str, context: dict[str, Any] | None 
     await asyncio.to_thread(send_approval_overdue, dataset, context or {})
 
 
-def send_approval_overdue(dataset: str, context: dict[str, Any]) -> list[dict[str, Any]]:
+def send_approval_overdue(dataset: str, context: dict[str, Any]) -> list[alerts.AlertOutcome]:
     """Send the ``approval_overdue`` alert of the deadline context's run (``dag_run``: ``dag_id``,
     ``dag_run_id``, ``queued_at``); never raises."""
     from datetime import UTC, datetime

@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, NotRequired, Protocol, TypedDict
 
 from driftloop.core.alert_claims import claim_alert
 from driftloop.core.alert_messages import (
@@ -86,6 +86,15 @@ class Alert:
     def to_dict(self) -> dict[str, Any]:
         """The alert as plain JSON-ready data."""
         return asdict(self)
+
+
+class AlertOutcome(TypedDict):
+    """What :func:`dispatch_alerts` did with one alert."""
+
+    kind: str
+    dedupe_key: str
+    status: str  # sent | duplicate | no_channel
+    channels: NotRequired[dict[str, str]]  # when sent: channel name -> "ok" or its error
 
 
 class AlertChannel(Protocol):
@@ -179,7 +188,7 @@ def package_channels(settings: Settings) -> list[AlertChannel]:
 
 def send_package_alerts(
     cfg: Any, result: Any, settings: Settings, build: Callable[..., list[Alert]] | None = None
-) -> list[dict[str, Any]]:
+) -> list[AlertOutcome]:
     """Send, through :func:`package_channels`, the alerts ``build`` (default :func:`move_alerts`) finds in a
     result: how the CLI alerts what it did. Never raises; without a channel nothing is claimed, so the
     ``registry_watch`` DAG still announces the moves later."""
@@ -197,7 +206,7 @@ AlertBuilder = Callable[[str, str, Any, Settings], list["Alert"]]
 
 def dispatch_alerts(
     alerts: Iterable[Alert], channels: list[AlertChannel], settings: Settings
-) -> list[dict[str, Any]]:
+) -> list[AlertOutcome]:
     """Send each alert once to every channel; failures are logged as WARNING and never raised.
 
     Args:
@@ -206,10 +215,9 @@ def dispatch_alerts(
         settings: Process settings (the state folder holding the dedupe keys).
 
     Returns:
-        One ``{"kind", "dedupe_key", "status", "channels"}`` per alert; ``status`` is ``sent``, ``duplicate``
-        or ``no_channel``; ``channels`` maps a channel to ``ok`` or its error.
+        One :class:`AlertOutcome` per alert.
     """
-    outcomes: list[dict[str, Any]] = []
+    outcomes: list[AlertOutcome] = []
     for alert in alerts:
         if not channels:
             outcomes.append({"kind": alert.kind, "dedupe_key": alert.dedupe_key, "status": "no_channel"})
@@ -223,7 +231,7 @@ def dispatch_alerts(
             log.info("alert %s already sent (dedupe key %s): not sent again", alert.kind, alert.dedupe_key)
             outcomes.append({"kind": alert.kind, "dedupe_key": alert.dedupe_key, "status": "duplicate"})
             continue
-        results = {}
+        results: dict[str, str] = {}
         for channel in channels:
             try:
                 channel.send(alert)
