@@ -2,11 +2,12 @@
 
 The batch is built from a seeded generator and exercises every path of ``draw_part_sample``: three parts read
 in chunks, duplicate ids in the predictions (the last row wins), predictions out of the batch's order across
-parts (features looked up in the whole batch), ids missing from the batch, two label files (a later
-correction wins, null labels are no labels, labels of unknown ids are ignored), missing sensitive values, and
-more rows than the drift and live sample sizes. Each frame's digest (columns, dtypes and the values of every
-cell, row order included) was recorded from the implementation that converted whole row ranges to pandas
-(commit 0400247), before the sampled rows were selected in Arrow first.
+parts (features looked up in the whole batch), ids missing from the batch, two label files (a later correction
+wins, null labels are no labels, labels of unknown ids are ignored), missing sensitive values, integer and
+boolean columns with nulls (also in a part where no sampled row has one), and more rows than the drift and
+live samples keep. Each frame's digest (columns, dtypes and every cell, row order included) was recorded from
+the implementation that converted whole row ranges to pandas (commit 0400247), before the sampled rows were
+selected in Arrow first.
 """
 
 from __future__ import annotations
@@ -32,10 +33,10 @@ MAX_LIVE_ROWS = 500
 RECORDED = {
     "parts": [
         (1000, 649, 318, 500, "e45fbe2ff66e71a4", "c76d5fff764f4fa2"),
-        (1000, 660, 315, 500, "c7152c4ed3578cfb", "175862eefbf86247"),
-        (1000, 674, 335, 500, "7991400302f2faaf", "0e77bb6911b404b4"),
+        (1000, 646, 310, 500, "167ef0835514811d", "2994632544a89fe1"),
+        (1000, 674, 335, 500, "172c92fc151fa3f1", "73c42b26668ed37a"),
     ],
-    "merged": (3000, 1983, 800, 500, "543199c70a7b917a", "d3df126081f6e8e6"),
+    "merged": (3000, 1969, 800, 500, "36ed58185178a4ee", "db5f4790346acbc8"),
 }
 
 
@@ -50,13 +51,15 @@ def _batch(rng: np.random.Generator, cfg) -> tuple[pd.DataFrame, pd.DataFrame, p
         batch[col] = rng.choice(["a", "b", "c"], ROWS)
     batch["female"] = rng.choice([True, False], ROWS)
     batch["senior_citizen"] = rng.choice(["Yes", "No", None], ROWS, p=[0.2, 0.7, 0.1])
-    # Nulls in an integer and a boolean column of the second part only: read without pandas' metadata, they
-    # are float and object columns there, int and bool in the other parts.
+    # Nulls in an integer and a boolean column: read without pandas' metadata, a range with nulls gives float
+    # and object columns, one without gives int and bool.
+    # In the first two parts the nulls are only on rows no prediction asks for (their ids were replaced by
+    # rescored rows' below), in the last on rows that are sampled.
     tenure = pd.array(batch["tenure"], dtype="Int64")
-    tenure[1200:1500:30] = pd.NA
+    tenure[np.r_[400:430:3, 1400:1430:3, 2200:2500:30]] = pd.NA
     batch["tenure"] = tenure
     female = pd.array(batch["female"], dtype="boolean")
-    female[1210:1500:40] = pd.NA
+    female[np.r_[405:430:5, 1405:1430:5, 2210:2500:40]] = pd.NA
     batch["female"] = female
     predictions = pd.DataFrame({cfg.id_column: batch[cfg.id_column]})
     predictions[bus.SCORE_COLUMN] = rng.random(ROWS)
@@ -68,6 +71,7 @@ def _batch(rng: np.random.Generator, cfg) -> tuple[pd.DataFrame, pd.DataFrame, p
     predictions.loc[100:119, cfg.id_column] = ids[ROWS : ROWS + 20]
     # Duplicate ids inside a part (rescored later in the file): the last row wins.
     predictions.loc[400:429, cfg.id_column] = predictions.loc[300:329, cfg.id_column].to_numpy()
+    predictions.loc[1400:1429, cfg.id_column] = predictions.loc[1300:1329, cfg.id_column].to_numpy()
     first = pd.DataFrame({cfg.id_column: predictions[cfg.id_column].sample(2200, random_state=3).to_numpy()})
     first[cfg.target] = rng.choice(["Yes", "No", None], len(first), p=[0.3, 0.6, 0.1])
     strangers = pd.DataFrame({cfg.id_column: ids[ROWS + 20 :], cfg.target: "Yes"})

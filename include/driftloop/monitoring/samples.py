@@ -330,11 +330,9 @@ def draw_part_sample(cfg: DatasetConfig, part: MonitoringPart, with_drift: bool)
     import numpy as np
     import pyarrow as pa
 
-    from driftloop.data.contract.ids import text_hashes
-
     predictions = _read_range(cfg, part, part.predictions_uri, [cfg.id_column, *part.scored_columns])
     ids = predictions.column(cfg.id_column)
-    hashes = text_hashes(ids)
+    hashes = _id_hashes(ids)
     # One row per id, its last (as when rows are deduplicated keeping the last).
     _, first_from_end = np.unique(hashes[::-1], return_index=True)
     kept = np.sort(len(hashes) - 1 - first_from_end)
@@ -356,11 +354,21 @@ def draw_part_sample(cfg: DatasetConfig, part: MonitoringPart, with_drift: bool)
     sensitive = list(cfg.sensitive_features) if len(labelled) else []
     features = list(cfg.features) if len(current) else []
     if sensitive or features:
-        wanted = {*current[cfg.id_column], *labelled[cfg.id_column]}
+        wanted = ids.take(pa.array(np.concatenate([drift_at, labelled_at])))
         rows = _batch_rows(cfg, part, list(dict.fromkeys([*features, *sensitive])), wanted)
         current = current.merge(rows[[cfg.id_column, *features]], on=cfg.id_column, how="inner")
         labelled = labelled.merge(rows[[cfg.id_column, *sensitive]], on=cfg.id_column, how="left")
     return PartSample(len(hashes), int(label_hits.sum()), current, labelled)
+
+
+def _id_hashes(ids: Any) -> Any:
+    """The contract's id hashes (:func:`~driftloop.data.contract.ids.text_hashes`), by columns of bytes when
+    every id has one length."""
+    from driftloop.data.contract.ids import text_hashes
+    from driftloop.monitoring.sample_rows import fixed_width_hashes
+
+    hashes = fixed_width_hashes(ids)
+    return text_hashes(ids) if hashes is None else hashes
 
 
 def _read_range(cfg: DatasetConfig, part: MonitoringPart, uri: str, columns: list[str]) -> Any:
@@ -376,18 +384,22 @@ def _read_range(cfg: DatasetConfig, part: MonitoringPart, uri: str, columns: lis
     return pa.Table.from_batches(batches)
 
 
-def _batch_rows(cfg: DatasetConfig, part: MonitoringPart, columns: list[str], wanted: set[Any]) -> Any:
-    """The batch's ``columns`` for the ``wanted`` ids: from the same row range (scoring keeps row order), or
-    from the whole batch for ids not found there."""
+def _batch_rows(cfg: DatasetConfig, part: MonitoringPart, columns: list[str], wanted: Any) -> Any:
+    """The batch's ``columns`` for the ``wanted`` ids (an Arrow array): from the same row range (scoring keeps
+    row order), or from the whole batch for ids not found there. Rows are chosen in Arrow; only they become
+    pandas, with the dtypes the whole range would have had."""
     import pandas as pd
+    import pyarrow.compute as pc
 
     from driftloop.monitoring.partitions import iter_parquet
+    from driftloop.monitoring.sample_rows import as_whole_converts
 
     read = [cfg.id_column, *columns]
     table = _read_range(cfg, part, part.batch_uri, read)
-    frame = table.to_pandas()
-    found = frame[frame[cfg.id_column].isin(wanted)]
-    missing = wanted - set(found[cfg.id_column])
+    id_type = table.schema.field(cfg.id_column).type
+    chosen = pc.is_in(table.column(cfg.id_column), value_set=pc.unique(wanted).cast(id_type))
+    found = as_whole_converts(table.filter(chosen), table)
+    missing = set(wanted.to_pylist()) - set(found[cfg.id_column])
     if missing:  # predictions not in the batch's row order: look the rest up in the whole batch
         chunks = [c[c[cfg.id_column].isin(missing)] for c in iter_parquet(part.batch_uri, read, cfg)]
         found = pd.concat([found, *chunks], ignore_index=True)
@@ -395,28 +407,33 @@ def _batch_rows(cfg: DatasetConfig, part: MonitoringPart, columns: list[str], wa
 
 
 def _join_labels(cfg: DatasetConfig, part: MonitoringPart, ids: Any, hashes: Any) -> tuple[Any, Any]:
-    """Which of ``ids`` (one per id, hashes given) have an accepted label, and the label (later file wins)."""
-    import numpy as np
+    """Which of ``ids`` (one per id, hashes given) have an accepted label, and the label (later file wins).
 
-    from driftloop.data.contract.ids import text_hashes
+    Label ids are hashed as the predictions' were and looked up in a hash table of ``hashes`` (unique: one
+    row per id); only the candidates' ids are compared, in Arrow, and only the matched labels are read out.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    from driftloop.monitoring.sample_rows import same_ids
 
     found = np.zeros(len(hashes), dtype=bool)
     values = np.empty(len(hashes), dtype=object)
     if not part.label_uris or not len(hashes):
         return found, values
-    order = np.argsort(hashes, kind="stable")
-    sorted_keys = hashes[order]
-    id_text = ids.cast("large_string").to_numpy(zero_copy_only=False)
+    table = pd.Index(hashes)
     for uri in part.label_uris:
         path = uri_to_path(uri)
         for batch in iter_parquet_batches(path, cfg.monitoring.chunk_rows, [cfg.id_column, cfg.target]):
             valid = batch.column(1).is_valid()
             label_ids, labels = batch.column(0).filter(valid), batch.column(1).filter(valid)
-            keys = text_hashes(label_ids)
-            slots = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-            rows = order[slots]
-            label_text = label_ids.cast("large_string").to_numpy(zero_copy_only=False)
-            hit = (sorted_keys[slots] == keys) & (id_text[rows] == label_text)  # a hash collision is no label
+            slots = table.get_indexer(_id_hashes(label_ids))
+            at = np.flatnonzero(slots >= 0)
+            rows = slots[at]
+            hit = same_ids(
+                ids.take(pa.array(rows)), label_ids.take(pa.array(at))
+            )  # a hash collision is no label
             found[rows[hit]] = True
-            values[rows[hit]] = labels.to_numpy(zero_copy_only=False)[hit]
+            values[rows[hit]] = labels.take(pa.array(at[hit])).to_numpy(zero_copy_only=False)
     return found, values
