@@ -431,9 +431,8 @@ def _join_labels(cfg: DatasetConfig, part: MonitoringPart, ids: Any, hashes: Any
             slots = table.get_indexer(_id_hashes(label_ids))
             at = np.flatnonzero(slots >= 0)
             rows = slots[at]
-            hit = same_ids(
-                ids.take(pa.array(rows)), label_ids.take(pa.array(at))
-            )  # a hash collision is no label
+            # A hash collision is no label: the candidates' ids are compared.
+            hit = same_ids(ids.take(pa.array(rows)), label_ids.take(pa.array(at)))
             found[rows[hit]] = True
             values[rows[hit]] = labels.take(pa.array(at[hit])).to_numpy(zero_copy_only=False)
     return found, values
