@@ -28,7 +28,7 @@ import requests
 
 from driftloop.core import bus
 from driftloop_ops.airflow_api import AirflowClient
-from tests.constants import FAST_OVERRIDES
+from tests.constants import AIRFLOW_HITL_SETTLE_S, FAST_OVERRIDES
 from tests.containers.harness import FIGURES, MlflowRest, wait_for
 
 pytestmark = [pytest.mark.container, pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -100,6 +100,7 @@ def hitl_path(run_id: str) -> str:
 def approve(airflow: AirflowClient, run_id: str, comment: str) -> dict:
     """Wait for the run's approval task, check it holds no worker slot, approve it as the admin."""
     airflow.wait_task_state(TRAINING, run_id, "await_approval", ("awaiting_input",), timeout_s=900)
+    time.sleep(AIRFLOW_HITL_SETTLE_S)  # as a person reading does (Airflow's race: tests/constants.py)
     pool = airflow.call("GET", "/pools/default_pool")
     assert pool["running_slots"] == 0, pool  # the waiting approval holds no worker slot
     detail = airflow.call("GET", hitl_path(run_id))

@@ -2,10 +2,15 @@
 waits in ``await_approval`` holding no worker slot, the deadline alert goes out while it waits, a person
 approves through Airflow's HITL REST API, and ``champion`` moves once with that user in the audit log. Then a
 second version waits and a person (``alice``) logs in to the Airflow UI in a real browser (Playwright and
-Debian's Chromium), reads the evidence on the task's Required Actions page and approves there.
+Debian's Chromium), reads the evidence on the task's Required Actions page and approves there: with the
+config's rollout of ``[shadow, 100]`` it enters the rollout in shadow (the first version, with nothing to
+roll out against, became champion). Served by ``driftloop serve``'s app beside the stack and labelled by
+``POST /labels`` (data_pipeline started by their arrival), ``ab_evaluation`` completes that rollout; a
+rollout of the old champion begun by ``driftloop rollout begin`` is rolled back on live labels.
 
 The config passes a second version against the first under non-inferiority with a wide margin (a test of
-the approval path, not of the gate). Without Chromium the browser test skips locally and fails under CI.
+the approval path, not of the gate). Without Chromium the browser test skips locally and fails under CI; the
+rollout test follows the version it approved.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import yaml
 
 from driftloop.core import bus
 from tests.config_copies import SHIPPED_DIR, copy_config
+from tests.constants import AIRFLOW_HITL_SETTLE_S
 
 # The container lane of `make test` runs it: its Docker waits leave room, the slow lane has none.
 pytestmark = [
@@ -32,18 +38,31 @@ pytestmark = [
 DATASET = "telco_churn"
 DEADLINE_S = 90
 TRAINING = bus.dag_id(DATASET, bus.TRAINING_PIPELINE)
+DATA, AB = bus.dag_id(DATASET, bus.DATA_PIPELINE), bus.dag_id(DATASET, bus.AB_EVALUATION)
 ALICE, ALICE_PASSWORD = "alice", "alice-" + secrets.token_hex(6)
 WAIT_MS = 180_000
 
 
+ROLLOUT = {"stages": ["shadow", 100], "min_rows_per_stage": 300, "min_labelled_per_stage": 300}
+ROWS_PER_STAGE = 400
+
+
 def write_manual_config(config_dir) -> None:
-    """telco_churn with fast training (first model family, two folds, no tuning), the manual policy and an
-    approval deadline."""
+    """telco_churn with fast training (first model family, two folds, no tuning), the manual policy, an
+    approval deadline and a rollout of ``[shadow, 100]``."""
     raw = yaml.safe_load((SHIPPED_DIR / f"{DATASET}.yaml").read_text())
     fast = {**raw["training"], "models": raw["training"]["models"][:1], "folds": 2, "tune_iter": 0}
     gates = {**raw["gates"], "policy": "manual", "approval_deadline_s": DEADLINE_S}
     gates.update(rule="non_inferiority", margin=0.5)
-    copy_config(config_dir, DATASET, DATASET, training=fast, gates=gates, model_name=raw["model_name"])
+    copy_config(
+        config_dir,
+        DATASET,
+        DATASET,
+        training=fast,
+        gates=gates,
+        rollout=ROLLOUT,
+        model_name=raw["model_name"],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +89,7 @@ def stack(tmp_path_factory, hook):
         "DRIFTLOOP_DATASETS": DATASET,
         "DRIFTLOOP_CONFIG_DIR": str(root / "configs"),
         "DRIFTLOOP_ALERT_WEBHOOK_URL": hook.url,
+        "DRIFTLOOP_AB_SCHEDULE": "none",  # ab_evaluation runs when the test triggers it
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{TASK_API_USER}:user,{ALICE}:admin",
     }
     try:
@@ -151,6 +171,7 @@ def test_a_person_logs_in_reads_the_evidence_and_approves_in_the_browser(stack, 
     from driftloop.core.config import load_dataset_config
     from driftloop.core.tracking import get_client
     from driftloop.governance.audit import open_store
+    from driftloop.governance.rollout_state import rollout_entries
     from tests.conftest import write_snapshot
     from tests.integration.test_model_card_ui import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, require_chromium
 
@@ -158,11 +179,11 @@ def test_a_person_logs_in_reads_the_evidence_and_approves_in_the_browser(stack, 
     layout, api = stack
     cfg = load_dataset_config(DATASET)
     name, client = cfg.registered_model_name, get_client()
-    champion = str(client.get_model_version_by_alias(name, bus.CHAMPION).version)
-    before = open_store().entries(name)
+    champion, before = client.get_registered_model(name).aliases[bus.CHAMPION], open_store().entries(name)
     snapshot = write_snapshot(cfg, telco_frame.sample(2000, random_state=4).reset_index(drop=True))
     run_id = api.trigger(TRAINING, {"snapshot_uri": snapshot["snapshot_uri"]})
     api.wait_task_state(TRAINING, run_id, "await_approval", ("awaiting_input",), timeout_s=900)
+    time.sleep(AIRFLOW_HITL_SETTLE_S)  # a person reads before deciding; see AIRFLOW_HITL_SETTLE_S
     candidate = api.call("GET", hitl_path(run_id))["subject"].split(": make v")[1].split(" ")[0]
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
@@ -201,9 +222,113 @@ def test_a_person_logs_in_reads_the_evidence_and_approves_in_the_browser(stack, 
     ):
         assert shown in text, (shown, text[:3000])
     assert f"{layout.mlflow_url}/#/models/{name}/versions/{candidate}" in links, links
-    assert str(client.get_model_version_by_alias(name, bus.CHAMPION).version) == candidate
-    new = open_store().entries(name)[len(before) :]
-    assert [(e["from_version"], e["to_version"], e["actor"]) for e in new] == [
-        (champion, candidate, f"airflow:{ALICE}")
+    # Approved into the rollout: the candidate is challenger in shadow, champion has not moved.
+    aliases = client.get_registered_model(name).aliases
+    assert (aliases[bus.CHAMPION], aliases[bus.CHALLENGER]) == (champion, candidate), aliases
+    assert open_store().entries(name) == before
+    began = rollout_entries(open_store(), name, candidate)
+    assert [(e["from_stage"], e["to_stage"], e["actor"]) for e in began] == [
+        (None, "shadow", f"airflow:{ALICE}")
     ]
-    assert "seen in the browser" in new[0]["reason"]
+    assert "seen in the browser" in began[0]["reason"]
+
+
+def _serve_and_label(api, server, client, cfg, rows, side_with: str) -> dict[str, dict[str, str]]:
+    """Score ``rows`` through the service, then land labels equal to version ``side_with``'s predictions by
+    ``POST /labels``: data_pipeline, started by their arrival, accepts them. Returns each version's
+    predictions by entity."""
+    from driftloop.serving.online.prediction_log import log_uri, read_log
+    from tests.serving.helpers import split_body
+
+    service = server.service
+    settings = service.settings
+    before = service.log.written_rows
+    for offset in range(0, len(rows), 50):
+        answer = client.post("/invocations", json=split_body(cfg, rows.iloc[offset : offset + 50]))
+        assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 120
+    while service.log.written_rows < before + 2 * len(rows) or service.log.pending_rows:
+        assert time.monotonic() < deadline, (service.log.written_rows, before + 2 * len(rows))
+        time.sleep(0.1)
+    ids = set(rows[cfg.id_column].astype(str))
+    log_df = read_log(log_uri(cfg, settings), cfg.registered_model_name)
+    log_df = log_df[log_df["entity_id"].isin(ids)]
+    predicted = {
+        str(v): dict(zip(part["entity_id"], part["prediction"], strict=True))
+        for v, part in log_df.groupby("model_version")
+    }
+    body = {"labels": [{cfg.id_column: i, cfg.target: p} for i, p in predicted[side_with].items()]}
+    known = api.run_ids(DATA)
+    assert client.post("/labels", json=body).status_code == 202
+    run = api.wait_new_run(DATA, known, run_type="asset_triggered", timeout_s=300)
+    api.wait_for_run(DATA, run["dag_run_id"], timeout_s=600, ok=("success",))
+    return predicted
+
+
+def test_a_rollout_completes_and_the_next_is_rolled_back_on_the_embedded_stack(stack, hook, telco_frame):
+    """The version approved in the browser, in shadow: served by ``driftloop serve``'s app beside the stack,
+    labelled as it predicts, completed by ``ab_evaluation``; then ``driftloop rollout begin`` of the old
+    champion, labelled as the new one predicts where they differ, rolled back."""
+    import httpx
+
+    from driftloop import cli
+    from driftloop.core.config import load_dataset_config
+    from driftloop.core.settings import Settings
+    from driftloop.core.tracking import get_client
+    from driftloop.governance.audit import open_store
+    from driftloop.governance.rollout_state import rollout_entries
+    from driftloop.serving.online.app import create_app
+    from tests.serving.helpers import LiveServer
+
+    layout, api = stack
+    for dag_id in (DATA, AB):
+        api.unpause(dag_id)
+    cfg = load_dataset_config(DATASET)
+    name, client = cfg.registered_model_name, get_client()
+    old = str(client.get_model_version_by_alias(name, bus.CHAMPION).version)
+    new = str(client.get_model_version_by_alias(name, bus.CHALLENGER).version)
+    frame = telco_frame.reset_index(drop=True)
+    with (
+        LiveServer(create_app(cfg, Settings.from_env())) as server,
+        httpx.Client(base_url=server.url, timeout=60) as http,
+    ):
+        _serve_and_label(api, server, http, cfg, frame.iloc[4000 : 4000 + ROWS_PER_STAGE], side_with=new)
+        api.wait_for_run(AB, api.trigger(AB), timeout_s=600, ok=("success",))
+        assert str(client.get_model_version_by_alias(name, bus.CHAMPION).version) == new
+        assert (
+            cli.main(["rollout", "begin", "--dataset", DATASET, "--version", old, "--reason", "again"]) == 0
+        )
+        server.run_coroutine(server.service.models.refresh())  # the registry poll, now
+        rows = frame.iloc[5000 : 5000 + ROWS_PER_STAGE]
+        predicted = _serve_and_label(api, server, http, cfg, rows, side_with=new)
+        run_id = api.trigger(AB)
+        api.wait_for_run(AB, run_id, timeout_s=600, ok=("success",))
+    differ = sum(predicted[old][i] != predicted[new][i] for i in predicted[new])
+    assert differ >= 3, differ  # the paired test needs a few differing rows to call one credibly worse
+    assert str(client.get_model_version_by_alias(name, bus.CHAMPION).version) == new, api.describe_run(
+        AB, run_id
+    )
+    store = open_store()
+    assert [(e["from_stage"], e["to_stage"]) for e in rollout_entries(store, name, new)] == [
+        (None, "shadow"),
+        ("shadow", bus.ROLLOUT_COMPLETED),
+    ]
+    back = rollout_entries(store, name, old)
+    assert [(e["from_stage"], e["to_stage"]) for e in back] == [
+        (None, "shadow"),
+        ("shadow", bus.ROLLOUT_ROLLED_BACK),
+    ]
+    assert back[0]["actor"].startswith("cli:") and "credibly worse" in back[1]["reason"], back
+    moves = [(e["from_version"], e["to_version"]) for e in store.entries(name)]
+    assert moves[-1] == (old, new), moves  # the completion's move; the rollback moved nothing
+    stages = [
+        (b["driftloop"]["fields"]["version"], b["driftloop"]["fields"]["to_stage"])
+        for b in hook.bodies
+        if b["driftloop"]["kind"] == "rollout_stage_changed"
+    ]
+    assert stages == [
+        (new, "shadow"),
+        (new, bus.ROLLOUT_COMPLETED),
+        (old, "shadow"),
+        (old, bus.ROLLOUT_ROLLED_BACK),
+    ], stages
