@@ -52,7 +52,6 @@ PRELOAD_MODULES: tuple[str, ...] = (
     "mlflow.sklearn",
     "mlflow.models",
     "pandera.pandas",
-    "fairlearn.metrics",
     "pycaret.classification",
     "pycaret.regression",
     "orjson",
