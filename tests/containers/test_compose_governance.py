@@ -192,6 +192,19 @@ def with_ids(rows, prefix: str):
     return rows
 
 
+def serve_stage(stack, airflow, telco, rows, champion: str, challenger: str) -> dict:
+    """One stage's evidence and verdict: ``rows`` served (champion answers, both log), labels that agree with
+    v2 wherever the two differ, landed by ``POST /labels``, then ``ab_evaluation``."""
+    serve_until(stack, {bus.CHAMPION: champion, bus.CHALLENGER: challenger})
+    rows = with_ids(rows, f"ROLL{challenger}")
+    predicted = served_predictions(stack, serve_rows(stack, telco, rows), len(rows))
+    land_labels(stack, airflow, telco, rows, predicted["2"])
+    ab_run = airflow.trigger(AB)
+    airflow.wait_for_run(AB, ab_run, timeout_s=600, ok=("success",))
+    disagreements = sum(predicted["1"][i] != predicted["2"][i] for i in predicted["2"])
+    return {"ab_run": ab_run, "predicted": predicted, "disagreements": disagreements}
+
+
 def rollout_rows(stack, version: str) -> list[tuple[str, str, str]]:
     return [
         (r[0], r[1], r[2])
@@ -250,16 +263,9 @@ def completed(first_champion, stack, airflow, mlflow, telco, source_rows):
     approve(airflow, run_id, "roll it out")
     name = telco.registered_model_name
     assert mlflow.alias(name, bus.CHALLENGER) == "2" and mlflow.alias(name, bus.CHAMPION) == "1"
-    serve_until(stack, {bus.CHAMPION: "1", bus.CHALLENGER: "2"})
-    rows = with_ids(source_rows.sample(ROWS_PER_STAGE, random_state=21), "ROLL2")
-    request_ids = serve_rows(stack, telco, rows)
-    predicted = served_predictions(stack, request_ids, len(rows))
-    land_labels(stack, airflow, telco, rows, predicted["2"])
-    ab_run = airflow.trigger(AB)
-    airflow.wait_for_run(AB, ab_run, timeout_s=600, ok=("success",))
+    result = serve_stage(stack, airflow, telco, source_rows.sample(ROWS_PER_STAGE, random_state=21), "1", "2")
     FIGURES["governance: v2 approved → shadow → champion"] = f"{time.monotonic() - started:.0f} s"
-    disagreements = sum(predicted["1"][i] != predicted["2"][i] for i in predicted["2"])
-    return {"ab_run": ab_run, "predicted": predicted, "disagreements": disagreements}
+    return result
 
 
 def test_an_approved_version_rolls_out_in_shadow_and_completes_as_champion(completed, stack, mlflow, telco):
@@ -298,19 +304,13 @@ def rolled_back(completed, stack, airflow, mlflow, telco, source_rows):
         "airflow-worker", "driftloop", "rollout", "begin", "--dataset", DATASET, "--version", "1",
         "--reason", "compose: v1 again",
     )  # fmt: skip
-    serve_until(stack, {bus.CHAMPION: "2", bus.CHALLENGER: "1"})
-    rows = with_ids(source_rows.sample(ROWS_PER_STAGE, random_state=22), "ROLL1")
-    request_ids = serve_rows(stack, telco, rows)
-    predicted = served_predictions(stack, request_ids, len(rows))
-    land_labels(stack, airflow, telco, rows, predicted["2"])
-    ab_run = airflow.trigger(AB)
-    airflow.wait_for_run(AB, ab_run, timeout_s=600, ok=("success",))
+    result = serve_stage(stack, airflow, telco, source_rows.sample(ROWS_PER_STAGE, random_state=22), "2", "1")
     FIGURES["governance: v1 begun by command → rolled back"] = f"{time.monotonic() - started:.0f} s"
-    disagreements = sum(predicted["1"][i] != predicted["2"][i] for i in predicted["2"])
+    disagreements = result["disagreements"]
     FIGURES["governance: rows where v1 and v2 disagree (complete, rollback)"] = (
         f"{completed['disagreements']}, {disagreements} of {ROWS_PER_STAGE}"
     )
-    return {"ab_run": ab_run, "disagreements": disagreements}
+    return result
 
 
 def test_a_challenger_credibly_worse_on_live_labels_is_rolled_back_and_champion_stays(
