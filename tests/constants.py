@@ -51,6 +51,7 @@ def service_missing(message: str) -> None:
         pytest.fail(f"{message} (CI=true: this service is required)", pytrace=False)
     pytest.skip(f"{message} (start it, or run with CI=true to make this a failure)")
 
+
 # Airflow 3.3 race: an answer that reaches a HITL task within seconds of its pause (before the scheduler has
 # processed the executor's "workload finished" event) resumes it while that event is pending; the scheduler
 # then sees "finished with state success, but the task instance's state attribute is queued", marks it up for
