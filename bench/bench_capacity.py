@@ -6,7 +6,7 @@ against a private SQLite MLflow store and ``DRIFTLOOP_HOME`` in a temp folder (d
 
 1. a labelled training file of ``--train-rows`` rows lands → ingest → ``build_snapshot`` → ``record_snapshot``
    (profile) → ``train_model`` (lr, lightgbm, rf; 5 folds; tune 10; selection sampled to
-   ``training.selection_max_rows``) → ``promote_model``;
+   ``training.selection_max_rows``, tuning to ``training.tune_max_rows``) → ``promote_model``;
 2. for each size in ``--batch-rows`` (default 250,000 then 1,000,000): a scoring batch and its labels land →
    ingest → ingest labels → ``score_pending_batches`` → ``monitor_predictions``;
 3. ``find_drift_trigger``, then (``--resnapshot``) the snapshot rebuilt from every labelled row, as the data
@@ -364,6 +364,7 @@ def run_training_half(cfg: Any, paths: Any, args: argparse.Namespace, log: Path)
 
     emit(f"training_{tag}_train_rows", int(run.data.metrics[bus.TRAIN_ROWS]))
     emit(f"training_{tag}_selection_rows", int(run.data.metrics[bus.SELECTION_ROWS]))
+    emit(f"training_{tag}_tune_rows", int(run.data.metrics.get(bus.TUNE_ROWS, 0)))
     emit(f"training_{tag}_selection_tag", json.dumps(run.data.tags.get(bus.SELECTION_TAG, "")))
 
     results["promotion"] = spawn_stage("promotion", log, model_version=trained["model_version"])

@@ -187,6 +187,7 @@ TRAIN_PHASE_METRICS = (
 # fmt: on
 TRAIN_SECONDS = "train_seconds"
 SELECTION_ROWS = "selection_rows"  # training rows model selection ran on (all of them unless sampled)
+TUNE_ROWS = "tune_rows"  # selection rows tuning ran on (all of them unless sampled; 0: no tuning)
 THRESHOLD_OBJECTIVE_VALUE = "threshold_objective_value"  # out-of-fold F1 or cost per row at the threshold
 THRESHOLD_METRIC = "decision_threshold"  # binary: the threshold chosen on cross-validation folds
 TRAIN_ROWS = "train_rows"

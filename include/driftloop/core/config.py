@@ -61,6 +61,8 @@ class TrainingConfig:
     )
     # Model selection (compare, tune) on at most this many training rows, then fitted on all; 0: all rows.
     selection_max_rows: NonNegativeInt = 50_000
+    # Tuning (tune_iter x folds fits of the chosen family) on at most this many of those rows; 0: all of them.
+    tune_max_rows: NonNegativeInt = 10_000
     test_size: OpenShare = 0.2
     seed: int = 42
     reference_rows: PositiveInt = 5000

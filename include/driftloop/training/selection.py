@@ -3,8 +3,9 @@
 PyCaret's classification module serves binary and multiclass targets, its regression module regression
 targets. When the training rows exceed ``training.selection_max_rows``, compare and tune run on a sample
 (stratified by class), and the chosen pipeline is then fitted on every training row: selection cost stays
-bounded while the model still learns from the whole snapshot. The run says which happened
-(``bus.SELECTION_TAG``).
+bounded while the model still learns from the whole snapshot. When the selection rows exceed
+``training.tune_max_rows``, tuning (``tune_iter`` candidates x ``folds`` fits of the chosen family) runs on a
+smaller sample of them. The run says which happened (``bus.SELECTION_TAG``).
 
 The binary decision threshold is chosen here too, on out-of-fold scores of the training rows (which the
 calibration map is fitted on as well), never the holdout.
@@ -32,25 +33,66 @@ from driftloop.training.preprocessing import build_preprocessor
 log = logging.getLogger(__name__)
 
 
-def select_rows(cfg: DatasetConfig, train_df: Any) -> Any:
-    """The training rows model selection (compare, tune) runs on: all, or ``training.selection_max_rows`` of
-    them.
+def sample_rows(cfg: DatasetConfig, frame: Any, limit: int) -> Any:
+    """``limit`` rows of ``frame``, or all of them when it has no more (or ``limit`` is 0).
 
-    Classification samples every class in proportion, so rare classes stay in the selection.
+    Classification samples every class in proportion, so rare classes stay in the sample.
     """
-    limit = cfg.training.selection_max_rows
-    if limit <= 0 or len(train_df) <= limit:
-        return train_df
+    if limit <= 0 or len(frame) <= limit:
+        return frame
     seed = cfg.training.seed
     if cfg.task == REGRESSION:
-        return train_df.sample(limit, random_state=seed).reset_index(drop=True)
-    share = limit / len(train_df)
-    per_class = train_df.groupby(train_df[cfg.target].astype(str), group_keys=False)
+        return frame.sample(limit, random_state=seed).reset_index(drop=True)
+    share = limit / len(frame)
+    per_class = frame.groupby(frame[cfg.target].astype(str), group_keys=False)
     return per_class.sample(frac=share, random_state=seed).reset_index(drop=True)
 
 
+def select_rows(cfg: DatasetConfig, train_df: Any) -> Any:
+    """The training rows model selection (compare, tune) runs on: all, or ``training.selection_max_rows`` of
+    them (:func:`sample_rows`)."""
+    return sample_rows(cfg, train_df, cfg.training.selection_max_rows)
+
+
+def tune_rows(cfg: DatasetConfig, selection_df: Any) -> Any:
+    """The selection rows tuning runs on: all, or ``training.tune_max_rows`` of them (:func:`sample_rows`)."""
+    return sample_rows(cfg, selection_df, cfg.training.tune_max_rows)
+
+
+def _setup(cfg: DatasetConfig, frame: Any, decision: Decision, n_jobs: int) -> Any:
+    """A PyCaret experiment set up on ``frame`` (features and target labels)."""
+    from driftloop.training.pycaret_env import import_experiment
+
+    opts = cfg.training
+    exp = import_experiment(decision.task)()
+    options = {"transform_target": False} if decision.task == REGRESSION else {}
+    data = encoded_frame(cfg, frame, decision)
+    exp.setup(
+        data=data,
+        target=cfg.target,
+        session_id=opts.seed,
+        fold=opts.folds,
+        numeric_features=list(cfg.numeric_features),
+        categorical_features=list(cfg.categorical_features),
+        verbose=False,
+        html=False,
+        log_experiment=False,  # PyCaret's MLflow logger crashes on MLflow 3; we log ourselves
+        system_log=False,  # else PyCaret writes logs.log into the worker's cwd
+        # A joblib cache path inside the pickled pipeline would not exist where it is loaded.
+        memory=False,
+        # Our scikit-learn preprocessing instead of PyCaret's (4x cheaper, refitted in every fold):
+        # see driftloop.training.preprocessing.
+        preprocess=False,
+        custom_pipeline=[("preprocess", build_preprocessor(cfg, data))],
+        n_jobs=n_jobs,
+        **options,
+    )
+    return exp
+
+
 def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decision) -> dict[str, Any]:
-    """Select and tune a model with PyCaret on (a sample of) the training rows, then fit it on all of them.
+    """Select a model with PyCaret on (a sample of) the training rows, tune it on (a smaller sample of) those,
+    then fit it on all of them.
 
     Args:
         cfg: Dataset config (features, target, training options).
@@ -59,43 +101,23 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
         decision: The task and class list the target is encoded by.
 
     Returns:
-        ``{"model", "best_model", "leaderboard_df", "timings", "selection_rows", "pipeline"}``: ``pipeline``
-        is the tuned, unfitted-on-everything candidate (for out-of-fold scores); ``timings`` holds
-        ``setup_seconds``, ``compare_seconds``, ``tune_seconds`` and ``finalize_seconds``.
+        ``{"model", "best_model", "leaderboard_df", "timings", "selection_df", "tune_rows", "pipeline"}``:
+        ``pipeline`` is the tuned, unfitted-on-everything candidate (for out-of-fold scores); ``tune_rows``
+        the rows tuning ran on (0: no tuning); ``timings`` holds ``setup_seconds``, ``compare_seconds``,
+        ``tune_seconds`` (with the tuning sample's setup) and ``finalize_seconds``.
 
     Raises:
         RuntimeError: No candidate model could be trained.
     """
-    from driftloop.training.pycaret_env import frozen_heap, import_experiment, usable_std_streams
+    from driftloop.training.pycaret_env import frozen_heap, usable_std_streams
 
     opts = cfg.training
     selection_df = select_rows(cfg, train_df)
+    tune_df = tune_rows(cfg, selection_df)
     timings = {}
     with usable_std_streams(), frozen_heap():
         started = time.perf_counter()
-        exp = import_experiment(decision.task)()
-        options = {"transform_target": False} if decision.task == REGRESSION else {}
-        data = encoded_frame(cfg, selection_df, decision)
-        exp.setup(
-            data=data,
-            target=cfg.target,
-            session_id=opts.seed,
-            fold=opts.folds,
-            numeric_features=list(cfg.numeric_features),
-            categorical_features=list(cfg.categorical_features),
-            verbose=False,
-            html=False,
-            log_experiment=False,  # PyCaret's MLflow logger crashes on MLflow 3; we log ourselves
-            system_log=False,  # else PyCaret writes logs.log into the worker's cwd
-            # A joblib cache path inside the pickled pipeline would not exist where it is loaded.
-            memory=False,
-            # Our scikit-learn preprocessing instead of PyCaret's (4x cheaper, refitted in every fold):
-            # see driftloop.training.preprocessing.
-            preprocess=False,
-            custom_pipeline=[("preprocess", build_preprocessor(cfg, data))],
-            n_jobs=n_jobs,
-            **options,
-        )
+        exp = _setup(cfg, selection_df, decision, n_jobs)
         timings[bus.SETUP_SECONDS] = time.perf_counter() - started
 
         started = time.perf_counter()
@@ -109,7 +131,8 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
 
         started = time.perf_counter()
         if opts.tune_iter > 0:
-            best = exp.tune_model(
+            tune_exp = exp if len(tune_df) == len(selection_df) else _setup(cfg, tune_df, decision, n_jobs)
+            best = tune_exp.tune_model(
                 best, n_iter=opts.tune_iter, optimize=opts.sort_metric, choose_better=True, verbose=False
             )
         timings[bus.TUNE_SECONDS] = time.perf_counter() - started
@@ -125,6 +148,7 @@ def fit_pycaret(cfg: DatasetConfig, train_df: Any, n_jobs: int, decision: Decisi
         "leaderboard_df": leaderboard_df,
         "timings": timings,
         "selection_df": selection_df,
+        "tune_rows": len(tune_df) if opts.tune_iter > 0 else 0,
     }
 
 

@@ -230,10 +230,11 @@ def _log_loss_model(cfg: DatasetConfig, selection_df: Any, oof: Any) -> None:
     log_loss_model(model)
 
 
-def _selection_text(selection_rows: int, train_rows: int) -> str:
+def _selection_text(selection_rows: int, tune_rows: int, train_rows: int) -> str:
+    tuned = f"; tuned on {tune_rows} of them" if 0 < tune_rows < selection_rows else ""
     if selection_rows == train_rows:
-        return f"all {train_rows} training rows"
-    return f"sampled {selection_rows} of {train_rows} training rows; finalized on all {train_rows}"
+        return f"all {train_rows} training rows{tuned}"
+    return f"sampled {selection_rows} of {train_rows} training rows{tuned}; finalized on all {train_rows}"
 
 
 def _fit_and_log(
@@ -291,6 +292,7 @@ def _fit_and_log(
             "threshold_objective": chosen["objective"],
             "threshold_oof_rows": chosen["oof_rows"],
             "selection_max_rows": opts.selection_max_rows,
+            "tune_max_rows": opts.tune_max_rows,
             "best_model": fitted["best_model"],
             "n_jobs": settings.n_jobs,
         },
@@ -302,7 +304,7 @@ def _fit_and_log(
             **decision.to_tags(),
             bus.THRESHOLD_OBJECTIVE_TAG: chosen["objective"],
             bus.THRESHOLD_FALLBACK_TAG: chosen.get("fallback") or "none",
-            bus.SELECTION_TAG: _selection_text(selection_rows, len(train_df)),
+            bus.SELECTION_TAG: _selection_text(selection_rows, fitted["tune_rows"], len(train_df)),
         }
     )
     extra = {bus.THRESHOLD_METRIC: decision.threshold} if decision.task == BINARY else {}
@@ -319,6 +321,7 @@ def _fit_and_log(
             bus.TRAIN_SECONDS: sum(timings.values()),
             bus.TRAIN_ROWS: len(train_df),
             bus.SELECTION_ROWS: selection_rows,
+            bus.TUNE_ROWS: fitted["tune_rows"],
             bus.HOLDOUT_ROWS: len(holdout_df),
             bus.UNLABELLED_ROWS_EXCLUDED: int(snapshot.get("unlabelled_rows_excluded", 0)),
         }
