@@ -154,3 +154,9 @@ def test_refused_credentials_are_named_as_such() -> None:
     message = storage.describe_error("s3://b/k", refused)
     assert "refused the credentials" in message and "s3://b/k" in message
     assert "unreachable" in storage.describe_error("s3://b/k", ConnectionError("connect timeout"))
+    forbidden = ClientError({"Error": {"Code": "403", "Message": "Forbidden"}}, "HeadObject")
+    assert "refused the credentials" in storage.describe_error("s3://b/k", forbidden)
+    assert "refused the credentials" in storage.describe_error("s3://b/k", OSError("status code: 403"))
+    # The digits 403 inside a port or another number are not a refusal (this once failed on port 40373).
+    for text in ('Could not connect to "http://127.0.0.1:40373/b/k"', "read 1403 bytes", "http://h/403x/k"):
+        assert "unreachable" in storage.describe_error("s3://b/k", ConnectionError(text)), text

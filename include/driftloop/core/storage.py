@@ -21,6 +21,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -87,12 +88,17 @@ def to_uri(path: StoragePath) -> str:
     return str(path)
 
 
+# A store's words for refused credentials, and HTTP 403 as a status: not the digits inside a port or a number
+# (an endpoint on port 40373 is unreachable, not forbidden).
+_REFUSED = re.compile(
+    r"invalidaccesskeyid|signaturedoesnotmatch|accessdenied|forbidden|(?<![\w.:/])403(?!\d)"
+)
+
+
 def describe_error(uri: str, exc: BaseException) -> str:
     """One line naming the URI and the store's answer, with wrong credentials named as such."""
     text = f"{type(exc).__name__}: {exc}"
-    lowered = text.lower()
-    markers = ("invalidaccesskeyid", "signaturedoesnotmatch", "accessdenied", "forbidden", "403")
-    if isinstance(exc, PermissionError) or any(marker in lowered for marker in markers):
+    if isinstance(exc, PermissionError) or _REFUSED.search(text.lower()):
         return f"object store refused the credentials for {uri} (check AWS_ACCESS_KEY_ID/SECRET): {text}"
     return f"object store unreachable or failing for {uri}: {text}"
 
