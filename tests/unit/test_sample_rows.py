@@ -1,5 +1,5 @@
-"""The sampler's Arrow helpers give what the slower paths they replace give: the contract's id hashes, the
-dtypes of a whole range turned to pandas, id equality with nulls."""
+"""The sampler's Arrow helpers give what the slower paths they replace give: the contract's id hashes (its
+one-width path), the dtypes of a whole range turned to pandas, id equality with nulls."""
 
 from __future__ import annotations
 
@@ -19,28 +19,22 @@ def _ids(rng: np.random.Generator, n: int, width: int) -> list[str]:
 
 
 @pytest.mark.parametrize("width", [0, 1, 10, 36, 300])
-def test_fixed_width_hashes_are_the_contracts(width):
-    from driftloop.monitoring.sample_rows import fixed_width_hashes
-
+def test_ids_of_one_width_hash_as_the_general_path_hashes_them(width):
+    """text_hashes sums one-width ids column by column; beside an id of another length (the general path)
+    each id keeps its hash."""
     rng = np.random.default_rng(width)
     values = _ids(rng, 500, width)
     for array in (pa.array(values), pa.array(values, pa.large_string()), pa.array(values).slice(7, 300)):
-        ours = fixed_width_hashes(array)
-        assert ours is not None and ours.dtype == np.uint64
-        assert (ours == text_hashes(array)).all()
+        ours = text_hashes(array)
+        assert ours.dtype == np.uint64
+        general = text_hashes(pa.array([*array.to_pylist(), "x" * (width + 1)]))[:-1]
+        assert (ours == general).all()
     chunked = pa.chunked_array([values[:200], values[200:]])
-    assert (fixed_width_hashes(chunked) == text_hashes(chunked)).all()
+    assert (text_hashes(chunked) == text_hashes(pa.array([*values, "x" * (width + 1)]))[:-1]).all()
     if width:
-        assert len(set(fixed_width_hashes(pa.array(values)).tolist())) == len(set(values))
-
-
-def test_other_arrays_are_left_to_the_contracts_hash():
-    from driftloop.monitoring.sample_rows import fixed_width_hashes
-
-    assert fixed_width_hashes(pa.array(["ab", "abc"])) is None  # two lengths
-    assert fixed_width_hashes(pa.array(["ab", None])) is None  # a null
-    assert fixed_width_hashes(pa.array([1, 2])) is None  # not text
-    assert fixed_width_hashes(pa.array([], pa.string())) is None
+        assert len(set(text_hashes(pa.array(values)).tolist())) == len(set(values))
+    with_null = text_hashes(pa.array([*values[:3], None]))  # a null: the general path
+    assert (with_null[:3] == text_hashes(pa.array(values[:3]))).all()
 
 
 def test_a_few_rows_convert_with_the_whole_tables_dtypes():

@@ -1,5 +1,5 @@
-"""Arrow helpers of :mod:`driftloop.monitoring.samples`: the id hashes of fixed-width ids without temporaries
-the size of the id bytes, and a few rows of a table turned to pandas as the whole table would have been.
+"""Arrow helpers of :mod:`driftloop.monitoring.samples`: a few rows of a table turned to pandas as the whole
+table would have been, and id equality with nulls.
 
 A part of 500,000 rows keeps about 50,000 of them, so the sampler selects rows in Arrow and converts only
 those to pandas: converting a whole part's 20 columns cost more than the rest of the sampling together.
@@ -8,52 +8,6 @@ those to pandas: converting a whole part's 20 columns cost more than the rest of
 from __future__ import annotations
 
 from typing import Any
-
-_HASH_SPAN = 256  # driftloop.data.contract.ids' polynomial: byte i is weighted by MULTIPLIER ** (i % 256 + 1)
-_MULTIPLIER = 0x9E3779B97F4A7C15
-_MIX_1, _MIX_2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
-
-
-def fixed_width_hashes(values: Any) -> Any:
-    """:func:`driftloop.data.contract.ids.text_hashes` of a string array whose values all have one length and
-    no nulls (entity ids usually do), one byte column at a time; None for any other array.
-
-    ``text_hashes`` expands every byte of every id into 64-bit terms and positions (80 MB of temporaries for
-    a million 10-byte ids); with one width the bytes form an ``(ids, width)`` matrix, summed column by
-    column with the same weights, so the hashes are the same and the temporaries one id long.
-    ``tests/unit/test_sample_rows.py`` checks equality with ``text_hashes``.
-    """
-    import numpy as np
-    import pyarrow as pa
-
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)) or values.null_count:
-        return None
-    values = values.cast(pa.large_string())
-    n = len(values)
-    if n == 0:
-        return None
-    _, offsets_buf, data_buf = values.buffers()
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64)[values.offset : values.offset + n + 1]
-    width = int(offsets[1] - offsets[0])
-    if int(offsets[-1] - offsets[0]) != n * width or not (np.diff(offsets) == width).all():
-        return None
-    first = int(offsets[0])
-    data = np.frombuffer(data_buf, dtype=np.uint8)[first : first + n * width].reshape(n, width)
-    sums = np.zeros(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        weights = np.cumprod(np.full(_HASH_SPAN, _MULTIPLIER, dtype=np.uint64))
-        for column in range(width):  # the sum mod 2**64 is text_hashes' np.add.reduceat, in another order
-            term = data[:, column].astype(np.uint64)
-            term += np.uint64(1)
-            term *= weights[column % _HASH_SPAN]
-            sums += term
-        h = sums ^ np.uint64(((width + 1) * _MIX_1) % 2**64)
-        h = (h ^ (h >> np.uint64(30))) * np.uint64(_MIX_1)
-        h = (h ^ (h >> np.uint64(27))) * np.uint64(_MIX_2)
-        h ^= h >> np.uint64(31)
-    return h
 
 
 def as_whole_converts(subset: Any, whole: Any) -> Any:

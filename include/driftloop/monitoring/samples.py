@@ -330,9 +330,11 @@ def draw_part_sample(cfg: DatasetConfig, part: MonitoringPart, with_drift: bool)
     import numpy as np
     import pyarrow as pa
 
+    from driftloop.data.contract.ids import text_hashes
+
     predictions = _read_range(cfg, part, part.predictions_uri, [cfg.id_column, *part.scored_columns])
     ids = predictions.column(cfg.id_column)
-    hashes = _id_hashes(ids)
+    hashes = text_hashes(ids)
     # One row per id, its last (as when rows are deduplicated keeping the last).
     _, first_from_end = np.unique(hashes[::-1], return_index=True)
     kept = np.sort(len(hashes) - 1 - first_from_end)
@@ -359,16 +361,6 @@ def draw_part_sample(cfg: DatasetConfig, part: MonitoringPart, with_drift: bool)
         current = current.merge(rows[[cfg.id_column, *features]], on=cfg.id_column, how="inner")
         labelled = labelled.merge(rows[[cfg.id_column, *sensitive]], on=cfg.id_column, how="left")
     return PartSample(len(hashes), int(label_hits.sum()), current, labelled)
-
-
-def _id_hashes(ids: Any) -> Any:
-    """The contract's id hashes (:func:`~driftloop.data.contract.ids.text_hashes`), by columns of bytes when
-    every id has one length."""
-    from driftloop.data.contract.ids import text_hashes
-    from driftloop.monitoring.sample_rows import fixed_width_hashes
-
-    hashes = fixed_width_hashes(ids)
-    return text_hashes(ids) if hashes is None else hashes
 
 
 def _read_range(cfg: DatasetConfig, part: MonitoringPart, uri: str, columns: list[str]) -> Any:
@@ -416,6 +408,7 @@ def _join_labels(cfg: DatasetConfig, part: MonitoringPart, ids: Any, hashes: Any
     import pandas as pd
     import pyarrow as pa
 
+    from driftloop.data.contract.ids import text_hashes
     from driftloop.monitoring.sample_rows import same_ids
 
     found = np.zeros(len(hashes), dtype=bool)
@@ -428,7 +421,7 @@ def _join_labels(cfg: DatasetConfig, part: MonitoringPart, ids: Any, hashes: Any
         for batch in iter_parquet_batches(path, cfg.monitoring.chunk_rows, [cfg.id_column, cfg.target]):
             valid = batch.column(1).is_valid()
             label_ids, labels = batch.column(0).filter(valid), batch.column(1).filter(valid)
-            slots = table.get_indexer(_id_hashes(label_ids))
+            slots = table.get_indexer(text_hashes(label_ids))
             at = np.flatnonzero(slots >= 0)
             rows = slots[at]
             # A hash collision is no label: the candidates' ids are compared.

@@ -33,14 +33,20 @@ def text_hashes(values: Any) -> Any:
     first, last = int(offsets[0]), int(offsets[-1])
     hashes = np.zeros(n, dtype=np.uint64)
     if last > first:
-        data = np.frombuffer(data_buf, dtype=np.uint8)[first:last].astype(np.uint64)
-        starts = offsets[:-1] - first
-        position = np.arange(last - first, dtype=np.int64) - np.repeat(starts, lengths)
+        data = np.frombuffer(data_buf, dtype=np.uint8)[first:last]
         with np.errstate(over="ignore"):
             weights = np.cumprod(np.full(_HASH_SPAN, 0x9E3779B97F4A7C15, dtype=np.uint64))
-            terms = (data + np.uint64(1)) * weights[position % _HASH_SPAN]
-            nonempty = lengths > 0
-            hashes[nonempty] = np.add.reduceat(terms, starts[nonempty])
+            if not values.null_count and (lengths == lengths[0]).all():
+                # One width (entity ids usually): the same sums column by column, with temporaries one id
+                # long instead of 16 bytes per id byte (80 MB for a million 10-byte ids).
+                for column, byte in enumerate(data.reshape(n, int(lengths[0])).T):
+                    hashes += (byte.astype(np.uint64) + np.uint64(1)) * weights[column % _HASH_SPAN]
+            else:
+                starts = offsets[:-1] - first
+                position = np.arange(last - first, dtype=np.int64) - np.repeat(starts, lengths)
+                terms = (data.astype(np.uint64) + np.uint64(1)) * weights[position % _HASH_SPAN]
+                nonempty = lengths > 0
+                hashes[nonempty] = np.add.reduceat(terms, starts[nonempty])
     with np.errstate(over="ignore"):
         h = hashes ^ ((lengths.astype(np.uint64) + np.uint64(1)) * np.uint64(0xBF58476D1CE4E5B9))
         h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
